@@ -1,0 +1,269 @@
+/* base.h - the bottom layer of Tessera: status values, allocators and
+ * arenas, string builders, hash maps, files, source texts with line tables,
+ * and the diagnostic sink that renders `path:line:col: error: ...`.
+ * Nothing here knows about the .tile language. Types are not thread-safe
+ * unless a comment says so; functions with no shared state are. */
+#ifndef TS_BASE_H
+#define TS_BASE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define TS_VERSION_STRING "0.1.0"
+
+#if defined(__GNUC__)
+#define TS_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define TS_MUST_USE __attribute__((warn_unused_result))
+#else
+#define TS_PRINTF(f, a)
+#define TS_MUST_USE
+#endif
+
+#define TS_ARRAY_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- status: errors of the system (I/O, memory, foreign calls) ---------- */
+
+typedef enum ts_code {
+  TS_OK = 0,
+  TS_ERR_NOMEM,
+  TS_ERR_IO,
+  TS_ERR_INVALID,     /* bad argument from the caller */
+  TS_ERR_NOT_FOUND,
+  TS_ERR_UNSUPPORTED, /* not built yet, or not on this machine */
+  TS_ERR_PROGRAM,     /* the .tile program has errors (see the diagnostics) */
+  TS_ERR_INTERNAL,
+} ts_code;
+
+/* NULL means success. A non-NULL status is owned by whoever holds it and is
+ * released with ts_status_free (the static out-of-memory status too: freeing
+ * it is a no-op). */
+typedef struct ts_status_rec *ts_status;
+
+ts_status ts_status_make(ts_code code, const char *fmt, ...) TS_PRINTF(2, 3);
+/* Prefixes context ("loading x: " + old message). Takes `s`, returns it. */
+ts_status ts_status_annotate(ts_status s, const char *fmt, ...)
+    TS_PRINTF(2, 3);
+ts_code ts_status_code(ts_status s);
+const char *ts_status_message(ts_status s);
+void ts_status_free(ts_status s);
+/* The never-allocating out-of-memory status. */
+ts_status ts_status_nomem(void);
+
+#define TS_TRY(expr)                                                           \
+  do {                                                                         \
+    ts_status ts_try_s_ = (expr);                                              \
+    if (ts_try_s_)                                                             \
+      return ts_try_s_;                                                        \
+  } while (0)
+
+/* ---- allocators -------------------------------------------------------- */
+
+/* An allocator is passed in to whoever allocates. `alloc` returns NULL on
+ * failure; `resize` keeps the old block on failure. */
+typedef struct ts_allocator {
+  void *(*alloc)(void *ctx, size_t size);
+  void *(*resize)(void *ctx, void *ptr, size_t old_size, size_t new_size);
+  void (*release)(void *ctx, void *ptr, size_t size);
+  void *ctx;
+} ts_allocator;
+
+/* malloc/realloc/free. Thread-safe. */
+const ts_allocator *ts_allocator_system(void);
+
+/* A test allocator that fails the `fail_at`-th call (1-based; 0 = never)
+ * and every call after it when `sticky`. Counts calls in `calls`. */
+typedef struct ts_failing_allocator {
+  ts_allocator base;
+  uint64_t calls, fail_at;
+  bool sticky;
+} ts_failing_allocator;
+void ts_failing_allocator_init(ts_failing_allocator *fa, uint64_t fail_at,
+                               bool sticky);
+
+void *ts_alloc(const ts_allocator *a, size_t size);
+void *ts_resize(const ts_allocator *a, void *p, size_t old_size,
+                size_t new_size);
+void ts_release(const ts_allocator *a, void *p, size_t size);
+
+/* ---- arena: one per compilation, freed at once --------------------------- */
+
+typedef struct ts_arena_chunk ts_arena_chunk;
+typedef struct ts_arena {
+  const ts_allocator *alloc;
+  ts_arena_chunk *head;
+  size_t used, cap;
+  bool failed; /* set once an allocation has failed */
+} ts_arena;
+
+void ts_arena_init(ts_arena *a, const ts_allocator *alloc);
+void ts_arena_deinit(ts_arena *a);
+/* Zeroed memory, 16-byte aligned; NULL (and a->failed) on failure. */
+void *ts_arena_alloc(ts_arena *a, size_t size);
+char *ts_arena_strndup(ts_arena *a, const char *s, size_t len);
+
+/* ---- strings ------------------------------------------------------------- */
+
+typedef struct ts_str {
+  const char *ptr;
+  size_t len;
+} ts_str;
+
+#define TS_STR_LIT(s) ((ts_str){(s), sizeof(s) - 1})
+ts_str ts_str_from(const char *cstr);
+bool ts_str_eq(ts_str a, ts_str b);
+bool ts_str_eq_cstr(ts_str a, const char *b);
+
+/* A growable byte buffer, always NUL-terminated when `ptr` is non-NULL.
+ * On allocation failure `failed` is set and further appends are ignored. */
+typedef struct ts_buf {
+  const ts_allocator *alloc;
+  char *ptr;
+  size_t len, cap;
+  bool failed;
+} ts_buf;
+
+void ts_buf_init(ts_buf *b, const ts_allocator *alloc);
+void ts_buf_deinit(ts_buf *b);
+void ts_buf_clear(ts_buf *b);
+void ts_buf_append(ts_buf *b, const char *s, size_t len);
+void ts_buf_puts(ts_buf *b, const char *s);
+void ts_buf_putc(ts_buf *b, char c);
+void ts_buf_printf(ts_buf *b, const char *fmt, ...) TS_PRINTF(2, 3);
+void ts_buf_vprintf(ts_buf *b, const char *fmt, va_list ap);
+/* Appends `s` quoted for a message: printable ASCII as is, other bytes as
+ * \xNN, cut to `max` characters with "..." after. */
+void ts_buf_put_quoted(ts_buf *b, const char *s, size_t len, size_t max);
+
+/* 64-bit FNV-1a. */
+uint64_t ts_hash_bytes(const void *p, size_t len, uint64_t seed);
+
+/* ---- map: ts_str -> void*, open addressing, keys borrowed -------------- */
+
+typedef struct ts_map_slot {
+  ts_str key;
+  uint64_t hash;
+  void *value;
+} ts_map_slot;
+
+typedef struct ts_map {
+  const ts_allocator *alloc;
+  ts_map_slot *slots;
+  size_t count, cap;
+} ts_map;
+
+void ts_map_init(ts_map *m, const ts_allocator *alloc);
+void ts_map_deinit(ts_map *m);
+void *ts_map_get(const ts_map *m, ts_str key);
+/* Inserts or replaces. Fails only for memory. */
+TS_MUST_USE ts_status ts_map_put(ts_map *m, ts_str key, void *value);
+
+/* ---- files ---------------------------------------------------------------- */
+
+/* Reads a whole file. On success *out_data (NUL-terminated, owned, release
+ * with `alloc`, size *out_len + 1). */
+TS_MUST_USE ts_status ts_file_read(const ts_allocator *alloc, const char *path,
+                                   char **out_data, size_t *out_len);
+/* Writes a file atomically: a temp file in the same folder, then rename. */
+TS_MUST_USE ts_status ts_file_write_atomic(const char *path, const void *data,
+                                           size_t len);
+
+/* ---- sources: text plus a line table ------------------------------------- */
+
+typedef struct ts_source {
+  const char *name; /* as given by the user, for messages */
+  const char *text; /* NUL-terminated; may contain NUL bytes before `len` */
+  uint32_t len;
+  uint32_t *line_starts; /* byte offset of each line's first byte */
+  uint32_t line_count;
+} ts_source;
+
+/* Builds the line table ("\n", "\r\n" end a line). The text is borrowed and
+ * must outlive the source. Fails for memory or if the text exceeds 2 GiB. */
+TS_MUST_USE ts_status ts_source_init(ts_source *s, const ts_allocator *alloc,
+                                     const char *name, const char *text,
+                                     size_t len);
+void ts_source_deinit(ts_source *s, const ts_allocator *alloc);
+/* 1-based line and column (column counts UTF-8 characters; a tab is one). */
+void ts_source_position(const ts_source *s, uint32_t offset, uint32_t *out_line,
+                        uint32_t *out_col);
+/* The line's text without its end-of-line bytes. */
+ts_str ts_source_line(const ts_source *s, uint32_t line);
+
+/* Length in bytes of the UTF-8 character at p (1 for an invalid byte). */
+size_t ts_utf8_char_len(const char *p, size_t left);
+
+/* A byte range [lo, hi) in one source. */
+typedef struct ts_span {
+  uint32_t lo, hi;
+} ts_span;
+
+/* ---- diagnostics: the .tile program is wrong ----------------------------- */
+
+typedef enum ts_diag_level {
+  TS_DIAG_ERROR,
+  TS_DIAG_WARNING,
+  TS_DIAG_NOTE,
+} ts_diag_level;
+
+/* A diagnostic is self-contained: it copies the file name, the position and
+ * the part of the source line it points at, so it outlives the source. */
+typedef struct ts_diag ts_diag;
+struct ts_diag {
+  ts_diag_level level;
+  bool has_location;
+  char *path;        /* the source's name */
+  uint32_t line, col; /* 1-based */
+  char *snippet;     /* (part of) the source line, no end-of-line bytes */
+  uint32_t snippet_len;
+  uint32_t span_lo, span_hi; /* the span within the snippet */
+  bool cut_before, cut_after; /* the snippet is a window of a longer line */
+  char *message;
+  char *hint; /* NULL if none */
+  ts_diag *notes; /* linked list of notes, each a ts_diag with level NOTE */
+  ts_diag *next;
+};
+
+#define TS_DIAG_DEFAULT_LIMIT 20
+
+/* Collects diagnostics. Keeps the first `limit` errors (and their notes);
+ * later ones are counted only. Not thread-safe. */
+typedef struct ts_diags {
+  const ts_allocator *alloc;
+  ts_diag *head, *tail;
+  uint32_t error_count; /* all errors reported, kept or not */
+  uint32_t warning_count;
+  uint32_t limit;
+  bool nomem;
+} ts_diags;
+
+void ts_diags_init(ts_diags *d, const ts_allocator *alloc);
+void ts_diags_deinit(ts_diags *d);
+/* True once `limit` errors have been reported: callers should stop. */
+bool ts_diags_full(const ts_diags *d);
+/* Reports an error; returns the record to attach notes and hints to, or NULL
+ * when over the limit (the attach functions accept NULL). */
+ts_diag *ts_diag_error(ts_diags *d, const ts_source *src, ts_span span,
+                       const char *fmt, ...) TS_PRINTF(4, 5);
+ts_diag *ts_diag_warning(ts_diags *d, const ts_source *src, ts_span span,
+                         const char *fmt, ...) TS_PRINTF(4, 5);
+void ts_diag_note(ts_diags *d, ts_diag *dg, const ts_source *src, ts_span span,
+                  const char *fmt, ...) TS_PRINTF(5, 6);
+void ts_diag_hint(ts_diags *d, ts_diag *dg, const char *fmt, ...)
+    TS_PRINTF(3, 4);
+
+typedef struct ts_render_options {
+  bool color;
+  bool snippets; /* show source line and caret */
+} ts_render_options;
+
+/* Renders every kept diagnostic, then a line saying how many were left out
+ * if the limit was reached. */
+void ts_diags_render(const ts_diags *d, FILE *out, ts_render_options opt);
+void ts_diag_render_one(const ts_diag *dg, ts_buf *out, ts_render_options opt);
+/* Whether to use colour on this stream: a terminal and no NO_COLOR. */
+bool ts_color_wanted(FILE *stream);
+
+#endif

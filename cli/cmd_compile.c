@@ -1,0 +1,105 @@
+/* cmd_compile.c - `tessera compile FILE [--kernel NAME] [--target T]
+ * [--emit STAGE] [-D NAME=VALUE]... [-o OUT]`. */
+#include "cli/cli.h"
+
+#include <string.h>
+
+/* The value of `--opt VALUE` or `--opt=VALUE`; NULL when `a` is not it. */
+static const char *option(const char *name, int argc, char **argv, int *i,
+                          bool *missing) {
+  const char *a = argv[*i];
+  size_t n = strlen(name);
+  if (strncmp(a, name, n) != 0)
+    return NULL;
+  if (a[n] == '=')
+    return a + n + 1;
+  if (a[n] != 0)
+    return NULL;
+  if (*i + 1 >= argc) {
+    *missing = true;
+    return NULL;
+  }
+  return argv[++*i];
+}
+
+int cmd_compile(int argc, char **argv) {
+  cli_color color = COLOR_AUTO;
+  ts_define defs[64];
+  size_t ndefs = 0;
+  ts_compile_options opt = {.target = TS_TARGET_CPU, .emit = TS_EMIT_DEFAULT};
+  const char *file = NULL, *outpath = NULL, *v;
+  for (int i = 0; i < argc; i++) {
+    char *a = argv[i];
+    int err = 0;
+    bool missing = false;
+    if (cli_parse_color("compile", a, &color, &err)) {
+      if (err)
+        return err;
+    } else if ((v = option("--kernel", argc, argv, &i, &missing))) {
+      opt.kernel = v;
+    } else if ((v = option("--target", argc, argv, &i, &missing))) {
+      if (!ts_target_parse(v, &opt.target))
+        return cli_usage_error("compile", "unknown target '%s' (cpu, ptx or "
+                                          "cuda)",
+                               v);
+    } else if ((v = option("--emit", argc, argv, &i, &missing))) {
+      if (!ts_emit_parse(v, &opt.emit))
+        return cli_usage_error("compile", "unknown stage '%s' (tokens, ast, "
+                                          "typed, mlir, lowered, llvm, ptx, "
+                                          "cuda)",
+                               v);
+    } else if ((v = option("-o", argc, argv, &i, &missing))) {
+      outpath = v;
+    } else if (!missing && !strncmp(a, "-D", 2)) {
+      char *d = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!d || ndefs == 64 || !cli_parse_define(d, &defs[ndefs]))
+        return cli_usage_error("compile", "-D takes NAME=VALUE");
+      ndefs++;
+    } else if (missing) {
+      return cli_usage_error("compile", "'%s' needs a value", a);
+    } else if (a[0] == '-' && a[1]) {
+      return cli_usage_error("compile", "unknown option '%s'", a);
+    } else if (file) {
+      return cli_usage_error("compile", "one input file at a time ('%s' and "
+                                        "'%s')",
+                             file, a);
+    } else {
+      file = a;
+    }
+  }
+  if (!file)
+    return cli_usage_error("compile", "no input file");
+  opt.defines = defs;
+  opt.define_count = ndefs;
+  const ts_allocator *alloc = ts_allocator_system();
+  char *text;
+  size_t len;
+  ts_status st = ts_file_read(alloc, file, &text, &len);
+  if (st)
+    return cli_fail("compile", st);
+  ts_diags d;
+  ts_diags_init(&d, alloc);
+  ts_buf out;
+  ts_buf_init(&out, alloc);
+  st = ts_compile(alloc, file, text, len, &opt, &d, &out);
+  cli_render(&d, color);
+  int rc = EXIT_OK;
+  if (st) {
+    if (ts_status_code(st) == TS_ERR_PROGRAM) {
+      ts_status_free(st);
+      rc = EXIT_PROGRAM;
+    } else {
+      rc = cli_fail("compile", st);
+    }
+  } else if (outpath) {
+    st = ts_file_write_atomic(outpath, out.ptr ? out.ptr : "", out.len);
+    if (st)
+      rc = cli_fail("compile", st);
+  } else if (out.ptr) {
+    fwrite(out.ptr, 1, out.len, stdout);
+  }
+  ts_buf_deinit(&out);
+  ts_diags_deinit(&d);
+  ts_release(alloc, text, len + 1);
+  return rc;
+}

@@ -1,0 +1,183 @@
+/* main.c - `tessera`: one binary, one subcommand per file in cli/. */
+#include "cli/cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+const cli_command cli_commands[] = {
+    {"check", "report the diagnostics of .tile files",
+     "usage: tessera check [options] FILE...\n"
+     "\n"
+     "Parses and checks each file and prints its diagnostics.\n"
+     "\n"
+     "options:\n"
+     "  -D NAME=VALUE    override a kernel param (repeatable)\n"
+     "  -v, --verbose    print a summary of each kernel that checks\n"
+     "  --color=WHEN     auto (a terminal, no NO_COLOR), always or never\n"
+     "\n"
+     "exit: 0 no errors, 1 errors in a program, 2 usage or I/O failure\n",
+     cmd_check},
+    {"compile", "compile a .tile file to a stage or a target",
+     "usage: tessera compile FILE [options]\n"
+     "\n"
+     "options:\n"
+     "  --kernel NAME    only this kernel (default: every kernel)\n"
+     "  --target T       cpu (default), ptx or cuda\n"
+     "  --emit STAGE     tokens, ast, typed (built); mlir, lowered, llvm,\n"
+     "                   ptx, cuda (not yet built)\n"
+     "  -D NAME=VALUE    override a kernel param (repeatable)\n"
+     "  -o OUT           write the output to OUT (atomically) instead of\n"
+     "                   standard output\n"
+     "  --color=WHEN     auto, always or never\n"
+     "\n"
+     "exit: 0 success, 1 errors in the program, 2 usage, I/O failure or a\n"
+     "stage that is not built yet\n",
+     cmd_compile},
+    {"fmt", "print the canonical layout of a .tile file",
+     "usage: tessera fmt [options] FILE\n"
+     "\n"
+     "Prints FILE in the canonical layout (comments kept). A file with\n"
+     "syntax errors is reported, not reformatted.\n"
+     "\n"
+     "options:\n"
+     "  -w, --write      rewrite FILE in place (atomically)\n"
+     "  --check          print nothing; exit 1 if FILE is not formatted\n"
+     "  --color=WHEN     auto, always or never\n",
+     cmd_fmt},
+    {"run", "run a Lua script (not yet built)",
+     "usage: tessera run SCRIPT.lua [args...]\n"
+     "\n"
+     "Runs a Lua script with the tessera module. Not yet built: the Lua\n"
+     "graph arrives with the runtime.\n",
+     cmd_run},
+    {"tune", "autotune a kernel's params (not yet built)",
+     "usage: tessera tune FILE --kernel NAME [--shape NAME=VALUE]...\n"
+     "\n"
+     "Not yet built: autotuning arrives with the runtime.\n",
+     cmd_tune},
+    {"bench", "run the benchmarks (not yet built)",
+     "usage: tessera bench [NAME...]\n"
+     "\n"
+     "Not yet built: benchmarks arrive with the CPU and GPU targets.\n",
+     cmd_bench},
+    {"devices", "list the devices of this machine",
+     "usage: tessera devices\n"
+     "\n"
+     "Prints the CPU cores and whether a GPU and its driver are present.\n",
+     cmd_devices},
+    {NULL, NULL, NULL, NULL},
+};
+
+const cli_command *cli_find(const char *name) {
+  for (const cli_command *c = cli_commands; c->name; c++)
+    if (!strcmp(c->name, name))
+      return c;
+  return NULL;
+}
+
+bool cli_is_help(const char *a) {
+  return !strcmp(a, "--help") || !strcmp(a, "-h");
+}
+
+void cli_print_help(const cli_command *c) { fputs(c->usage, stdout); }
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+  fprintf(stderr, "tessera %s: ", cmd);
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\n(see 'tessera %s --help')\n", cmd);
+  return EXIT_USAGE;
+}
+
+bool cli_parse_color(const char *cmd, const char *a, cli_color *c, int *err) {
+  if (strncmp(a, "--color", 7) != 0)
+    return false;
+  const char *v = a[7] == '=' ? a + 8 : a[7] == 0 ? "always" : NULL;
+  if (!v)
+    return false;
+  if (!strcmp(v, "auto"))
+    *c = COLOR_AUTO;
+  else if (!strcmp(v, "always"))
+    *c = COLOR_ALWAYS;
+  else if (!strcmp(v, "never"))
+    *c = COLOR_NEVER;
+  else
+    *err = cli_usage_error(cmd, "--color takes auto, always or never, not "
+                                "'%s'",
+                           v);
+  return true;
+}
+
+bool cli_color_on(cli_color c) {
+  return c == COLOR_ALWAYS || (c == COLOR_AUTO && ts_color_wanted(stderr));
+}
+
+int cli_fail(const char *cmd, ts_status s) {
+  fprintf(stderr, "tessera %s: %s\n", cmd, ts_status_message(s));
+  ts_status_free(s);
+  return EXIT_USAGE;
+}
+
+void cli_render(const ts_diags *d, cli_color c) {
+  ts_diags_render(d, stderr, (ts_render_options){cli_color_on(c), true});
+}
+
+bool cli_parse_define(char *text, ts_define *out) {
+  char *eq = strchr(text, '=');
+  if (!eq || eq == text)
+    return false;
+  *eq = 0; /* argv strings are ours to split */
+  out->name = text;
+  out->value = eq + 1;
+  return true;
+}
+
+static void print_main_help(void) {
+  printf("usage: tessera COMMAND [options]\n\n"
+         "Tessera: a tile-level kernel language and compiler.\n\n"
+         "commands:\n");
+  for (const cli_command *c = cli_commands; c->name; c++)
+    printf("  %-9s %s\n", c->name, c->summary);
+  printf("\n'tessera COMMAND --help' shows a command's options;\n"
+         "'tessera --version' the versions of Tessera and its LLVM/MLIR.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    print_main_help();
+    return EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (cli_is_help(cmd) || !strcmp(cmd, "help")) {
+    if (argc > 2 && strcmp(cmd, "help") == 0) {
+      const cli_command *c = cli_find(argv[2]);
+      if (!c) {
+        fprintf(stderr, "tessera: unknown command '%s'\n", argv[2]);
+        return EXIT_USAGE;
+      }
+      cli_print_help(c);
+      return EXIT_OK;
+    }
+    print_main_help();
+    return EXIT_OK;
+  }
+  if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+    printf("%s\n", ts_compiler_version());
+    return EXIT_OK;
+  }
+  const cli_command *c = cli_find(cmd);
+  if (!c) {
+    fprintf(stderr, "tessera: unknown command '%s'\n(see 'tessera --help')\n",
+            cmd);
+    return EXIT_USAGE;
+  }
+  for (int i = 2; i < argc; i++)
+    if (cli_is_help(argv[i])) {
+      cli_print_help(c);
+      return EXIT_OK;
+    }
+  return c->run(argc - 2, argv + 2);
+}

@@ -1,0 +1,61 @@
+/* compiler.h - the compile driver: one .tile source through the stages
+ * tokens -> ast -> typed -> mlir -> lowered -> llvm | ptx | cuda, stopping
+ * at the stage asked for. Today the front-end stages are built; the MLIR
+ * stages report "not yet built" (docs/status in README.md). Thread-safe:
+ * each call owns its state. */
+#ifndef TS_COMPILER_H
+#define TS_COMPILER_H
+
+#include "dsl/dsl.h"
+
+typedef enum ts_target {
+  TS_TARGET_CPU,
+  TS_TARGET_PTX,
+  TS_TARGET_CUDA,
+} ts_target;
+
+/* X(name, spelling, built) */
+#define TS_EMIT_STAGES(X)                                                      \
+  X(TOKENS, "tokens", true)                                                    \
+  X(AST, "ast", true)                                                          \
+  X(TYPED, "typed", true)                                                      \
+  X(MLIR, "mlir", false)                                                       \
+  X(LOWERED, "lowered", false)                                                 \
+  X(LLVM, "llvm", false)                                                       \
+  X(PTX, "ptx", false)                                                         \
+  X(CUDA, "cuda", false)
+
+typedef enum ts_emit {
+#define X(name, text, built) TS_EMIT_##name,
+  TS_EMIT_STAGES(X)
+#undef X
+  TS_EMIT_DEFAULT, /* the target's final artifact */
+} ts_emit;
+
+const char *ts_emit_name(ts_emit e);
+/* Parses a stage name; false if unknown. */
+bool ts_emit_parse(const char *s, ts_emit *out);
+bool ts_target_parse(const char *s, ts_target *out);
+const char *ts_target_name(ts_target t);
+
+typedef struct ts_compile_options {
+  const char *kernel; /* NULL: every kernel in the file */
+  ts_target target;
+  ts_emit emit;
+  const ts_define *defines;
+  size_t define_count;
+} ts_compile_options;
+
+/* Compiles `text` (named `path` in messages) up to the stage asked for and
+ * appends that stage's output to `out`. Program errors go to `diags` and
+ * return a TS_ERR_PROGRAM status; a stage that is not built yet returns
+ * TS_ERR_UNSUPPORTED; an unknown --kernel returns TS_ERR_INVALID. */
+TS_MUST_USE ts_status ts_compile(const ts_allocator *alloc, const char *path,
+                                 const char *text, size_t len,
+                                 const ts_compile_options *opt,
+                                 ts_diags *diags, ts_buf *out);
+
+/* "tessera 0.1.0 (LLVM/MLIR 22.1.8)" */
+const char *ts_compiler_version(void);
+
+#endif

@@ -1,0 +1,87 @@
+/* sema.h - private to dsl/: the state of the semantic checker, shared by
+ * sema.c (names, statements, kernels), sema_expr.c (expressions, types,
+ * constants, extents) and sema_tile.c (tile references and tile ops). */
+#ifndef TS_DSL_SEMA_H
+#define TS_DSL_SEMA_H
+
+#include "dsl/dsl.h"
+
+typedef struct scope {
+  struct scope *parent;
+  ts_map names;
+  bool is_function; /* the outermost scope of a kernel or fn body */
+} scope;
+
+typedef enum loop_kind { LOOP_NONE, LOOP_FOR, LOOP_PIPELINED } loop_kind;
+
+typedef struct call_edge {
+  ts_symbol *caller, *callee;
+  ts_node *call;
+} call_edge;
+
+typedef struct sema {
+  ts_unit *u;
+  ts_diags *d;
+  const ts_source *src;
+  scope *sc;
+  scope globals;
+  const ts_define *defines;
+  size_t define_count;
+  bool *define_used;
+  /* the item being checked */
+  ts_kernel_info *kernel; /* NULL inside a fn */
+  ts_symbol *fn;
+  const ts_type *result; /* fn result type, or NULL */
+  loop_kind loop;
+  bool in_parallel;
+  int64_t shared_size;
+  /* call graph, for the recursion check */
+  call_edge *edges;
+  uint32_t edge_count, edge_cap;
+  bool nomem;
+} sema;
+
+/* sema.c */
+ts_symbol *sema_lookup(sema *s, ts_str name);
+void sema_unknown_name(sema *s, ts_node *n);
+ts_diag *sema_error(sema *s, ts_span sp, const char *fmt, ...) TS_PRINTF(3, 4);
+void sema_note_decl(sema *s, ts_diag *d, const ts_symbol *sym);
+const char *sema_sym_kind_name(ts_symbol_kind k);
+void *sema_alloc(sema *s, size_t size);
+
+/* sema_expr.c */
+extern const ts_type sema_error_type, sema_void_type, sema_string_type,
+    sema_dtype_type;
+const ts_type *sema_scalar(ts_dtype dt);
+const ts_type *sema_literal(ts_dtype dt);
+bool sema_is_scalar(const ts_type *t);
+bool sema_is_int(const ts_type *t);
+bool sema_is_float(const ts_type *t);
+bool sema_is_bool(const ts_type *t);
+/* Checks an expression; returns its type (sema_error_type after an error,
+ * already reported). Fills n->type and, for constants, n->cval. */
+const ts_type *sema_expr(sema *s, ts_node *n);
+/* An expression that must be a scalar of integer type. */
+bool sema_int_expr(sema *s, ts_node *n, const char *what);
+/* A compile-time integer. */
+bool sema_const_int(sema *s, ts_node *n, const char *what, int64_t *out);
+/* Whether a value of type `v` may be stored into an element of `dt`. */
+bool sema_assignable(ts_dtype dt, const ts_type *v);
+void sema_mismatch(sema *s, ts_span sp, const char *ctx, ts_dtype want,
+                   const ts_type *got);
+/* A type for messages: "f32", "frag f32[64, N]", ... (arena string). */
+const char *sema_type_str(sema *s, const ts_type *t);
+
+/* extents */
+ts_extent sema_extent_const(int64_t c);
+ts_extent sema_extent_of(sema *s, ts_node *n);
+bool sema_extent_sub(sema *s, ts_extent a, ts_extent b, ts_extent *out);
+bool sema_extent_eq(const ts_extent *a, const ts_extent *b);
+bool sema_extent_is_const(const ts_extent *e);
+uint32_t sema_new_atom(sema *s, ts_str name);
+ts_extent sema_extent_atom(uint32_t atom);
+
+/* sema_tile.c */
+void sema_tile_op(sema *s, ts_node *call);
+
+#endif

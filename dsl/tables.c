@@ -1,0 +1,97 @@
+/* tables.c - the X-macro tables (tokens, dtypes, builtins, node kinds)
+ * turned into lookup functions. */
+#include "dsl/dsl.h"
+
+#include <string.h>
+
+static const char *const tok_text[] = {
+#define TOK(name, text, cls) text,
+#include "dsl/tokens.def"
+#undef TOK
+};
+
+enum { CLS_SPECIAL, CLS_PUNCT, CLS_KEYWORD };
+static const unsigned char tok_class[] = {
+#define TOK(name, text, cls) CLS_##cls,
+#include "dsl/tokens.def"
+#undef TOK
+};
+
+const char *ts_tok_spelling(ts_tok_kind k) {
+  return (unsigned)k < TS_TOK_COUNT ? tok_text[k] : "?";
+}
+
+bool ts_tok_is_keyword(ts_tok_kind k) {
+  return (unsigned)k < TS_TOK_COUNT && tok_class[k] == CLS_KEYWORD;
+}
+
+static const struct {
+  const char *name;
+  int bits;
+  int cls; /* 0 float, 1 int, 2 bool */
+} dtypes[] = {
+#define FLOAT 0
+#define INT 1
+#define BOOL 2
+#define DTYPE(name, text, bits, cls, tok) {text, bits, cls},
+#include "dsl/dtypes.def"
+#undef DTYPE
+#undef FLOAT
+#undef INT
+#undef BOOL
+};
+
+const char *ts_dtype_name(ts_dtype d) {
+  return (unsigned)d < TS_DTYPE_COUNT ? dtypes[d].name : "?";
+}
+int ts_dtype_bits(ts_dtype d) {
+  return (unsigned)d < TS_DTYPE_COUNT ? dtypes[d].bits : 0;
+}
+bool ts_dtype_is_float(ts_dtype d) {
+  return (unsigned)d < TS_DTYPE_COUNT && dtypes[d].cls == 0;
+}
+bool ts_dtype_is_int(ts_dtype d) {
+  return (unsigned)d < TS_DTYPE_COUNT && dtypes[d].cls == 1;
+}
+ts_dtype ts_dtype_promote(ts_dtype d) {
+  switch (d) {
+  case TS_DTYPE_F16:
+  case TS_DTYPE_BF16:
+  case TS_DTYPE_FP8E4M3:
+    return TS_DTYPE_F32;
+  case TS_DTYPE_I8:
+    return TS_DTYPE_I32;
+  default:
+    return d;
+  }
+}
+
+static const struct {
+  const char *name, *sig;
+} builtins[] = {
+    {"", ""},
+#define BUILTIN(name, text, cls, lo, hi, sig) {text, sig},
+#include "dsl/builtins.def"
+#undef BUILTIN
+};
+
+ts_builtin ts_builtin_lookup(ts_str name) {
+  for (int i = 1; i < TS_BUILTIN_COUNT; i++)
+    if (ts_str_eq_cstr(name, builtins[i].name))
+      return (ts_builtin)i;
+  return TS_BUILTIN_NONE;
+}
+const char *ts_builtin_name(ts_builtin b) {
+  return (unsigned)b < TS_BUILTIN_COUNT ? builtins[b].name : "?";
+}
+const char *ts_builtin_signature(ts_builtin b) {
+  return (unsigned)b < TS_BUILTIN_COUNT ? builtins[b].sig : "?";
+}
+
+static const char *const node_names[] = {
+#define X(name, text) text,
+    TS_NODE_KINDS(X)
+#undef X
+};
+
+const char *ts_node_kind_name(ts_node_kind k) { return node_names[k]; }
