@@ -87,7 +87,7 @@ const char *ts_builtin_signature(ts_builtin b);
   X(VAR, "var")                                                                \
   X(TILE, "tile")                                                              \
   X(ASSIGN, "assign")                                                          \
-  X(EXPR_STMT, "call")                                                         \
+  X(EXPR_STMT, "stmt")                                                         \
   X(PARALLEL, "parallel")                                                      \
   X(PIPELINED, "pipelined")                                                    \
   X(FOR, "for")                                                                \

@@ -138,6 +138,16 @@ bool ts_format(const ts_source *src, ts_diags *diags, ts_buf *out) {
       break;
     bool comment = t.kind == TS_TOK_COMMENT;
     int nl = first ? 0 : newlines_between(src, last_end, t.span.lo);
+    if (comment && nl == 0 && !first) {
+      /* A comment at the end of a line stays there. */
+      ts_buf_puts(out, "  ");
+      ts_buf_append(out, src->text + t.span.lo, t.span.hi - t.span.lo);
+      last_end = t.span.hi;
+      if (src->text[t.span.lo + 1] == '/')
+        need_nl = true;
+      f.prev_was_token = false;
+      continue;
+    }
     bool joins_else = t.kind == TS_TOK_ELSE && f.have_prev &&
                       f.prev.kind == TS_TOK_RBRACE && f.prev_was_token;
     if (t.kind == TS_TOK_RBRACE) {

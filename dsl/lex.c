@@ -288,7 +288,7 @@ ts_token ts_lex_next(ts_lexer *lx) {
       ts_diag *d = error(lx, lo, lo + 1,
                          "identifier is too long (%s characters)", n);
       ts_diag_hint(lx->diags, d, "names are at most 256 characters");
-      return make(TS_TOK_ERROR, lo, lx->pos);
+      return make(TS_TOK_IDENT, lo, lx->pos); /* reported; parse on */
     }
     return make(keyword_kind(lx->src->text + lo, len), lo, lx->pos);
   }

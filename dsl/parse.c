@@ -458,8 +458,14 @@ static ts_node *parse_primary(parser *p) {
 /* postfix = primary { '(' args ')' | '[' subscript {',' subscript} ']' } */
 static ts_node *parse_postfix(parser *p) {
   ts_node *e = parse_primary(p);
+  uint32_t chain = 0; /* `x[i][j]...` nests like brackets do */
   for (;;) {
     ts_token open = p->tok;
+    if (check(p, TS_TOK_LPAREN) || check(p, TS_TOK_LBRACKET)) {
+      if (!enter(p))
+        break;
+      chain++;
+    }
     if (accept(p, TS_TOK_LPAREN)) {
       if (e->kind != TS_NODE_NAME && e->kind != TS_NODE_DTYPE) {
         error_at(p, e->span, "only a function or a type name can be called");
@@ -491,9 +497,11 @@ static ts_node *parse_postfix(parser *p) {
       expect_close(p, TS_TOK_RBRACKET, &open);
       e = finish(p, ix, base);
     } else {
-      return e;
+      break;
     }
   }
+  p->depth -= chain;
+  return e;
 }
 
 /* unary = { '-' | '!' | '~' } postfix */
@@ -535,16 +543,23 @@ static int precedence(ts_tok_kind k) {
 /* binary = unary { binop unary }, by precedence climbing */
 static ts_node *parse_binary(parser *p, int min_prec) {
   ts_node *lhs = parse_unary(p);
+  /* Each operator of a chain makes the tree one level deeper (the left
+   * operand nests): count the chain against the nesting bound too. */
+  uint32_t chain = 0;
   for (;;) {
     int prec = precedence(p->tok.kind);
-    if (prec == 0 || prec < min_prec || p->stop)
+    if (prec == 0 || prec < min_prec || p->stop) {
+      p->depth -= chain;
       return lhs;
+    }
     ts_tok_kind op = p->tok.kind;
     advance(p);
-    if (!enter(p))
+    if (!enter(p)) {
+      p->depth -= chain;
       return lhs;
+    }
+    chain++;
     ts_node *rhs = parse_binary(p, prec + 1);
-    leave(p);
     uint32_t base = p->top;
     ts_node *n = new_node(p, TS_NODE_BINARY, join(lhs->span, rhs->span));
     n->op = op;

@@ -88,6 +88,9 @@ static ts_symbol *declare(sema *s, ts_symbol_kind kind, ts_str name,
   if (name.len == 0)
     return NULL;
   ts_symbol *old = sema_lookup(s, name);
+  if (old && old->kind == TS_SYM_FN && old->decl &&
+      old->decl->kind == TS_NODE_KERNEL && s->sc != &s->globals)
+    old = NULL; /* a kernel's name does not reserve it inside bodies */
   if (old) {
     ts_diag *d = sema_error(s, decl->span, "'%.*s' is already defined",
                             (int)(name.len > 40 ? 40 : name.len), name.ptr);

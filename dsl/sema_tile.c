@@ -93,7 +93,6 @@ static bool subscript(sema *s, ts_node *k, const ts_extent *dim, ts_type *out,
       return false;
     }
     out->dims[out->rank++] = e;
-    k->type = &sema_void_type;
     return true;
   }
   if (is_gather(k)) {
@@ -247,8 +246,7 @@ static bool split_args(sema *s, ts_node *call, const char *op,
     if (seen_named) {
       sema_error(s, a->span, "a positional argument cannot follow a named "
                              "one");
-      ok = false;
-      continue;
+      return false;
     }
     if (p < npos)
       pos[p] = a;
@@ -577,9 +575,7 @@ void sema_tile_op(sema *s, ts_node *call) {
   case TS_BUILTIN_REDUCE_ABSMAX:
     check_reduce(s, call, b);
     break;
-  case TS_BUILTIN_BARRIER:
-    if (call->kid_count)
-      sema_error(s, call->span, "'barrier' takes no arguments");
+  case TS_BUILTIN_BARRIER: /* arguments counted by the caller */
     break;
   default:
     break;

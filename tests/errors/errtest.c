@@ -23,6 +23,8 @@ typedef struct expect {
 static expect expects[512];
 static int nexpects;
 
+static void parse_one(const char *p, const char *end, uint32_t l);
+
 static void parse_expectations(const ts_source *src, ts_define *defs,
                                size_t *ndefs, char *defbuf) {
   size_t used = 0;
@@ -57,6 +59,22 @@ static void parse_expectations(const ts_source *src, ts_define *defs,
       }
       continue;
     }
+    /* One or more expectations: each runs to the next "//~". */
+    while (p) {
+      const char *next = NULL;
+      for (const char *q = p + 1; q + 2 < end; q++)
+        if (q[0] == '/' && q[1] == '/' && q[2] == '~') {
+          next = q;
+          break;
+        }
+      parse_one(p, next ? next : end, l);
+      p = next ? next + 2 : NULL;
+    }
+  }
+}
+
+static void parse_one(const char *p, const char *end, uint32_t l) {
+  {
     p++; /* past '~' */
     uint32_t target = l;
     bool nowhere = false;
@@ -72,13 +90,15 @@ static void parse_expectations(const ts_source *src, ts_define *defs,
       p++;
     const char *colon = memchr(p, ':', (size_t)(end - p));
     if (!colon || nexpects == 512)
-      continue;
+      return;
     expect *e = &expects[nexpects++];
     e->line = nowhere ? 0 : target;
     snprintf(e->level, sizeof e->level, "%.*s", (int)(colon - p), p);
     const char *t = colon + 1;
     while (t < end && *t == ' ')
       t++;
+    while (end > t && end[-1] == ' ')
+      end--;
     snprintf(e->text, sizeof e->text, "%.*s", (int)(end - t), t);
   }
 }

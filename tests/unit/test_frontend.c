@@ -1,2 +1,240 @@
+/* test_frontend.c - the front end on malformed input (nothing crashes, hangs
+ * or overflows the stack; each input gets located errors), on every
+ * out-of-memory point of a real kernel, and the facts sema derives. */
 #include "tests/unit/harness.h"
-int main(void) { return ts_test_finish(); }
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const ts_allocator *sys(void) { return ts_allocator_system(); }
+
+/* Runs the front end; expects at least one error, all with locations inside
+ * the text, the count capped, and no memory failure. */
+static void expect_errors(const char *what, const char *text, size_t len) {
+  ts_diags d;
+  clock_t t0 = clock();
+  uint32_t n = ts_test_frontend(sys(), text, len, &d);
+  double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+  bool located = d.head != NULL;
+  uint32_t kept = 0;
+  for (const ts_diag *g = d.head; g; g = g->next, kept++)
+    if (!g->has_location || g->line == 0 || g->col == 0)
+      located = false;
+  if (!(n > 0 && located && kept <= TS_DIAG_DEFAULT_LIMIT && !d.nomem &&
+        secs < 5.0))
+    fprintf(stderr, "%s: %u errors, %u kept, located %d, %.2f s\n", what, n,
+            kept, located, secs);
+  CHECK(n > 0);
+  CHECK(located);
+  CHECK(kept <= TS_DIAG_DEFAULT_LIMIT);
+  CHECK(!d.nomem);
+  CHECK(secs < 5.0);
+  ts_diags_deinit(&d);
+}
+
+static char *repeat(const char *prefix, const char *unit, size_t times,
+                    const char *suffix, size_t *out_len) {
+  size_t a = strlen(prefix), u = strlen(unit), z = strlen(suffix);
+  size_t len = a + u * times + z;
+  char *s = malloc(len + 1);
+  memcpy(s, prefix, a);
+  for (size_t i = 0; i < times; i++)
+    memcpy(s + a + i * u, unit, u);
+  memcpy(s + a + u * times, suffix, z + 1);
+  *out_len = len;
+  return s;
+}
+
+static void test_bad_input(void) {
+  expect_errors("empty", "", 0);
+  expect_errors("spaces", "  \n\t\r\n", 6);
+  const char nul[] = "kernel k(x: f32[N]) {\0 }";
+  expect_errors("nul", nul, sizeof nul - 1);
+  expect_errors("utf8", "kernel k(x: f32[N]) { let \xff\xfe = 1; }", 34);
+  expect_errors("utf8-ident", "kernel k(x: f32[N]) { let \xc3\xa9 = 1; }", 33);
+  expect_errors("comment", "kernel k(x: f32[N]) { /* open", 29);
+  expect_errors("string", "kernel k(x: f32[N]) { print(\"abc", 32);
+  expect_errors("brackets", "kernel k(x: f32[N]) { let a = ((1]; }}}", 39);
+  expect_errors("overflow",
+                "kernel k(x: f32[N]) { let a = 99999999999999999999; }", 52);
+  expect_errors("const-overflow",
+                "kernel k(x: f32[N]) { let a = 9223372036854775807 + 1; }",
+                56);
+  expect_errors("div-zero", "kernel k(x: f32[N]) { let a = 1 / 0; }", 38);
+
+  srand(7);
+  for (int round = 0; round < 50; round++) {
+    size_t len = (size_t)(rand() % 5000);
+    char *g = malloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+      g[i] = (char)(rand() & 0xff);
+    g[len] = 0;
+    ts_diags d;
+    ts_test_frontend(sys(), g, len, &d); /* must not crash */
+    CHECK(!d.nomem);
+    ts_diags_deinit(&d);
+    free(g);
+  }
+
+  size_t len;
+  char *s = repeat("kernel k(x: f32[N]) { let a = ", "(", 100000, "1", &len);
+  expect_errors("deep parens", s, len);
+  free(s);
+  s = repeat("kernel k(x: f32[N]) { let a = ", "-", 100000, "1; }", &len);
+  expect_errors("deep unary", s, len);
+  free(s);
+  s = repeat("kernel k(x: f32[N]) ", "{", 100000, "", &len);
+  expect_errors("deep blocks", s, len);
+  free(s);
+  s = repeat("kernel k(x: f32[N]) { let a = x", "[", 100000, "", &len);
+  expect_errors("deep index", s, len);
+  free(s);
+  s = repeat("kernel k(x: f32[N]) { let a = x", "[0]", 100000, "; }", &len);
+  expect_errors("index chain", s, len);
+  free(s);
+  s = repeat("kernel k(x: f32[N]) { let a = f", "(0)", 100000, "; }", &len);
+  expect_errors("call chain", s, len);
+  free(s);
+  s = repeat("kernel k(x: f32[N]) { ", "if true { ", 100000, "", &len);
+  expect_errors("deep ifs", s, len);
+  free(s);
+  /* A long chain nests as deeply as brackets do (the left operand). */
+  s = repeat("kernel k(x: f32[N]) { let a = 1", " + 1", 200000, "; }", &len);
+  expect_errors("long chain", s, len);
+  free(s);
+  ts_diags d;
+  s = repeat("kernel k(x: f32[N]) { let a = 1", " + 1", 150, "; }", &len);
+  ts_test_frontend(sys(), s, len, &d);
+  CHECK(d.error_count == 0);
+  ts_diags_deinit(&d);
+  free(s);
+  s = repeat("kernel k(x: f32[N]) { let ", "a", 2u << 20, " = 1; }", &len);
+  expect_errors("long identifier", s, len);
+  free(s);
+  s = repeat("kernel k(x: f32[N]) {\n", "let = ;\n", 50000, "}", &len);
+  expect_errors("many errors", s, len);
+  free(s);
+  s = repeat("kernel k(x: f32[N]) {\n", "let a = 1;\n", 20000, "}", &len);
+  expect_errors("many redefinitions", s, len);
+  free(s);
+  s = repeat("", "@", 1000000, "", &len);
+  expect_errors("junk", s, len);
+  free(s);
+}
+
+static const char *const softmax =
+    "kernel softmax_rows(x: f32[M, N], y: f32[M, N])\n"
+    "  params(BM: int = 4) grid(ceildiv(M, BM)) threads(128)\n"
+    "{\n"
+    "  let r = block_id(0) * BM;\n"
+    "  frag t: f32[BM, N];\n"
+    "  frag m: f32[BM];\n"
+    "  frag s: f32[BM];\n"
+    "  copy(x[r:r + BM, :], t);\n"
+    "  reduce_max(t, m, dim=1);\n"
+    "  parallel (i, j) in (BM, N) { t[i, j] = exp(t[i, j] - m[i]); }\n"
+    "  reduce_sum(t, s, dim=1);\n"
+    "  parallel (i, j) in (BM, N) { t[i, j] = t[i, j] / s[i]; }\n"
+    "  copy(t, y[r:r + BM, :]);\n"
+    "}\n";
+
+/* Every allocation of a full compile fails once in turn: each run either
+ * succeeds or reports out-of-memory, and leaks nothing (ASan checks). */
+static void test_out_of_memory(void) {
+  int failures_seen = 0;
+  for (uint64_t n = 1; n < 2000; n++) {
+    ts_failing_allocator fa;
+    ts_failing_allocator_init(&fa, n, false);
+    ts_diags d;
+    ts_diags_init(&d, &fa.base);
+    ts_buf out;
+    ts_buf_init(&out, &fa.base);
+    ts_compile_options opt = {.emit = TS_EMIT_TYPED};
+    ts_status st = ts_compile(&fa.base, "oom.tile", softmax, strlen(softmax),
+                              &opt, &d, &out);
+    if (st) {
+      failures_seen++;
+      /* nomem surfaces as a status or as the sink's flag */
+      CHECK(ts_status_code(st) == TS_ERR_NOMEM || d.nomem ||
+            ts_status_code(st) == TS_ERR_PROGRAM);
+    }
+    ts_status_free(st);
+    ts_buf_deinit(&out);
+    ts_diags_deinit(&d);
+    if (fa.calls < n) /* the run made fewer calls: every point covered */
+      break;
+  }
+  CHECK(failures_seen > 0);
+}
+
+static ts_unit *check_text(const char *text, ts_diags *d, bool *ok) {
+  static ts_unit u;
+  ts_diags_init(d, sys());
+  ts_status st = ts_unit_init(&u, sys(), "t.tile", text, strlen(text), d);
+  CHECK(st == NULL);
+  *ok = ts_unit_parse(&u) && ts_unit_check(&u, NULL, 0);
+  return &u;
+}
+
+static void test_facts(void) {
+  ts_diags d;
+  bool ok;
+  ts_unit *u = check_text(softmax, &d, &ok);
+  CHECK(ok && u->kernel_count == 1);
+  const ts_kernel_info *k = ts_unit_kernel(u, TS_STR_LIT("softmax_rows"));
+  CHECK(k && k->param_count == 1 && k->params[0]->cval.i == 4);
+  CHECK(k && k->arg_count == 2 && k->dim_count == 2 && k->threads == 128);
+  CHECK(k && k->grid_rank == 1);
+  ts_unit_deinit(u);
+  ts_diags_deinit(&d);
+
+  /* -D overrides a param; the override shows in the tile shapes. */
+  ts_diags_init(&d, sys());
+  ts_unit v;
+  ts_status st = ts_unit_init(&v, sys(), "t.tile", softmax, strlen(softmax),
+                              &d);
+  CHECK(st == NULL);
+  ts_define def = {"BM", "16"};
+  CHECK(ts_unit_parse(&v) && ts_unit_check(&v, &def, 1));
+  CHECK(v.kernels[0].params[0]->cval.i == 16);
+  ts_buf b;
+  ts_buf_init(&b, sys());
+  ts_dump_typed(&v, &b);
+  CHECK(strstr(b.ptr, "frag f32[16, N]") != NULL);
+  ts_buf_deinit(&b);
+  ts_unit_deinit(&v);
+  ts_diags_deinit(&d);
+
+  /* Slices agree symbolically: x[r + 2:r + 2 + BM] is BM long. */
+  u = check_text("kernel k(x: f32[N])\n"
+                 "  params(BM: int = 8) grid(ceildiv(N, BM))\n"
+                 "{\n"
+                 "  let r = block_id(0) * BM;\n"
+                 "  frag t: f32[BM];\n"
+                 "  copy(x[r + 2:r + 2 + BM], t);\n"
+                 "  copy(t, x[2 * r - r:r + BM]);\n"
+                 "}\n",
+                 &d, &ok);
+  CHECK(ok);
+  ts_unit_deinit(u);
+  ts_diags_deinit(&d);
+  u = check_text("kernel k(x: f32[N])\n"
+                 "  params(BM: int = 8) grid(ceildiv(N, BM))\n"
+                 "{\n"
+                 "  let r = block_id(0) * BM;\n"
+                 "  frag t: f32[BM];\n"
+                 "  copy(x[r:r + BM + 1], t);\n"
+                 "}\n",
+                 &d, &ok);
+  CHECK(!ok && ts_test_has_error(&d, "shapes do not agree"));
+  ts_unit_deinit(u);
+  ts_diags_deinit(&d);
+}
+
+int main(void) {
+  test_bad_input();
+  test_out_of_memory();
+  test_facts();
+  return ts_test_finish();
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# fuzz.sh BUILD_DIR SECONDS - builds the libFuzzer target over the front end
+# with clang (-fsanitize=fuzzer,address,undefined) and runs it for SECONDS
+# with the seed corpus from kernels/ and tests/. A crash leaves its input in
+# BUILD_DIR and exits non-zero.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=${1:-build-fuzz}
+seconds=${2:-60}
+mkdir -p "$dir/corpus"
+srcs=(base/*.c dsl/*.c compiler/driver.c tests/fuzz/fuzz_frontend.c)
+bin=$dir/fuzz_frontend
+newest=$(ls -t "${srcs[@]}" base/*.h dsl/*.h dsl/*.def compiler/*.h | head -n 1)
+if [[ ! -x $bin || $newest -nt $bin ]]; then
+  clang -std=c11 -O1 -g -I. -fsanitize=fuzzer,address,undefined \
+    -fno-sanitize-recover=all -DTS_LLVM_VERSION='"fuzz"' \
+    "${srcs[@]}" -lm -o "$bin"
+fi
+cp -f kernels/*.tile tests/errors/*.tile tests/fuzz/corpus/* "$dir/corpus/" 2>/dev/null || true
+for f in tests/golden/*/*.tile; do cp -f "$f" "$dir/corpus/golden_$(basename "$(dirname "$f")")_$(basename "$f")"; done
+"$bin" -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+  -artifact_prefix="$dir/" -print_final_stats=1 "$dir/corpus" 2>&1 | tail -n 15

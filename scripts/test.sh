@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# test.sh - the same set-up as demo.sh, then every test: ctest on the normal
+# build, ctest again on an AddressSanitizer + UBSan build, and a bounded
+# libFuzzer run over the front end when clang can build one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+scripts/setup.sh build
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+echo "== sanitizers: ASan + UBSan"
+scripts/setup.sh build-asan -DTS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+if command -v clang >/dev/null 2>&1; then
+  echo "== fuzz smoke: ${TS_FUZZ_SECONDS:-60} s of libFuzzer over lex+parse+sema"
+  if scripts/fuzz.sh build-fuzz "${TS_FUZZ_SECONDS:-60}"; then
+    echo "fuzz smoke: no crash"
+  else
+    echo "fuzz smoke: FAILED (crash input in build-fuzz/)"
+    exit 1
+  fi
+else
+  echo "== fuzz smoke skipped: clang is not installed"
+fi

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# run.sh TESSERA ROOT - the command line: exit codes (0 ok, 1 program errors,
+# 2 usage or system failure), help for every command, options, -o, colour.
+set -u
+t=$1 root=$2
+cd "$root" || exit 2
+pass=0 fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# expect CODE DESCRIPTION COMMAND... : runs the command, checks its exit code
+expect() {
+  local want=$1 what=$2
+  shift 2
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local got=$?
+  if [[ $got == "$want" ]]; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1))
+    echo "FAIL: $what: exit $got, expected $want"
+    head -n 5 "$tmp/out" "$tmp/err"
+  fi
+}
+# has FILE TEXT DESCRIPTION : the last command's FILE (out|err) contains TEXT
+has() {
+  if grep -qF -- "$2" "$tmp/$1"; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1))
+    echo "FAIL: $3: '$2' not in std$1"
+    head -n 5 "$tmp/$1"
+  fi
+}
+
+printf 'kernel k(x: f32[N]) {\n  let a = 1 +;\n}\n' >"$tmp/bad.tile"
+
+expect 2 "no command" "$t"
+expect 0 "--help" "$t" --help
+has out "commands:" "main help lists the commands"
+expect 0 "--version" "$t" --version
+has out "LLVM/MLIR 22" "version names MLIR"
+expect 2 "unknown command" "$t" frobnicate
+for c in check compile fmt run tune bench devices; do
+  expect 0 "$c --help" "$t" "$c" --help
+  has out "usage: tessera $c" "$c --help shows its usage"
+done
+expect 0 "help compile" "$t" help compile
+expect 0 "check kernels" "$t" check kernels/softmax.tile kernels/rmsnorm.tile kernels/gemm.tile
+expect 0 "check -v" "$t" check -v kernels/softmax.tile
+has out "kernel softmax_rows(x: global f32[M, N]" "check -v summarises kernels"
+expect 1 "check bad file" "$t" check --color=never "$tmp/bad.tile"
+has err "bad.tile:2:14: error: expected an expression, found ';'" "located diagnostic"
+has err "    2 |   let a = 1 +;" "source line shown"
+expect 1 "colour when asked" "$t" check --color=always "$tmp/bad.tile"
+has err $'\033[1;31merror' "colour codes with --color=always"
+NO_COLOR=1 expect 1 "NO_COLOR" "$t" check "$tmp/bad.tile"
+if grep -q $'\033' "$tmp/err"; then fail=$((fail + 1)); echo "FAIL: colour without a terminal"; else pass=$((pass + 1)); fi
+expect 2 "missing file" "$t" check "$tmp/none.tile"
+has err "cannot open" "missing file says why"
+expect 2 "no file" "$t" check
+expect 2 "unknown option" "$t" check --frob kernels/softmax.tile
+expect 2 "bad colour" "$t" check --color=sometimes kernels/softmax.tile
+expect 0 "-D param" "$t" compile kernels/softmax.tile --emit typed -D BM=8
+has out "frag f32[8, N]" "-D overrides the param"
+expect 0 "-DNAME=V form" "$t" compile kernels/softmax.tile --emit=typed -DBM=2
+has out "param BM: int = 2" "-DNAME=VALUE"
+expect 1 "-D unknown param" "$t" compile kernels/softmax.tile --emit typed -D NOPE=1
+has err "no kernel in 'kernels/softmax.tile' has a param 'NOPE'" "unknown -D named"
+expect 1 "-D bad value" "$t" compile kernels/softmax.tile --emit typed -D BM=x
+expect 2 "-D malformed" "$t" compile kernels/softmax.tile -D BM
+expect 0 "emit tokens" "$t" compile kernels/softmax.tile --emit tokens
+has out "keyword 'kernel'" "tokens dump"
+expect 0 "emit ast" "$t" compile kernels/softmax.tile --emit ast
+expect 0 "--kernel" "$t" compile kernels/softmax.tile --kernel softmax_rows --emit typed
+expect 2 "--kernel unknown" "$t" compile kernels/softmax.tile --kernel nope --emit typed
+has err "no kernel 'nope'" "unknown kernel named"
+has err "'softmax_rows', 'softmax_rows_bf16'" "kernels listed"
+expect 2 "unknown stage" "$t" compile kernels/softmax.tile --emit wat
+expect 2 "unknown target" "$t" compile kernels/softmax.tile --target tpu
+expect 2 "two files" "$t" compile kernels/softmax.tile kernels/gemm.tile
+expect 2 "--emit needs a value" "$t" compile kernels/softmax.tile --emit
+for s in mlir lowered llvm ptx cuda; do
+  expect 2 "emit $s not built" "$t" compile kernels/softmax.tile --emit "$s"
+  has err "not yet built" "emit $s says not yet built"
+done
+expect 1 "program errors before 'not built'" "$t" compile "$tmp/bad.tile" --emit mlir
+expect 0 "-o" "$t" compile kernels/gemm.tile --emit typed -o "$tmp/gemm.typed"
+if [[ -s $tmp/gemm.typed ]] && grep -q "kernel gemm_nt" "$tmp/gemm.typed"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: -o wrote nothing"; fi
+expect 2 "-o into a missing folder" "$t" compile kernels/gemm.tile --emit typed -o "$tmp/no/such/dir/x"
+expect 0 "fmt" "$t" fmt kernels/softmax.tile
+expect 0 "fmt --check" "$t" fmt --check kernels/gemm.tile
+printf 'kernel  k(x:f32[N]){let a=1;}\n' >"$tmp/ugly.tile"
+expect 1 "fmt --check ugly" "$t" fmt --check "$tmp/ugly.tile"
+expect 0 "fmt -w" "$t" fmt -w "$tmp/ugly.tile"
+expect 0 "fmt --check after -w" "$t" fmt --check "$tmp/ugly.tile"
+expect 1 "fmt bad file" "$t" fmt "$tmp/bad.tile"
+for c in run tune bench; do
+  expect 2 "$c not built" "$t" "$c" x
+  has err "not yet built" "$c says not yet built"
+done
+expect 0 "devices" "$t" devices
+has out "cpu:" "devices lists the CPU"
+has out "cuda:" "devices says whether there is a GPU"
+
+echo "$pass passed, $fail failed"
+((fail == 0))
