@@ -63,7 +63,8 @@ void ts_release(const ts_allocator *a, void *p, size_t size) {
     a->release(a->ctx, p, size);
 }
 
-/* ---- arena ---------------------------------------------------------------- */
+/* ---- arena ----------------------------------------------------------------
+ */
 
 struct ts_arena_chunk {
   ts_arena_chunk *prev;

@@ -30,7 +30,7 @@ typedef enum ts_code {
   TS_OK = 0,
   TS_ERR_NOMEM,
   TS_ERR_IO,
-  TS_ERR_INVALID,     /* bad argument from the caller */
+  TS_ERR_INVALID, /* bad argument from the caller */
   TS_ERR_NOT_FOUND,
   TS_ERR_UNSUPPORTED, /* not built yet, or not on this machine */
   TS_ERR_PROGRAM,     /* the .tile program has errors (see the diagnostics) */
@@ -44,8 +44,7 @@ typedef struct ts_status_rec *ts_status;
 
 ts_status ts_status_make(ts_code code, const char *fmt, ...) TS_PRINTF(2, 3);
 /* Prefixes context ("loading x: " + old message). Takes `s`, returns it. */
-ts_status ts_status_annotate(ts_status s, const char *fmt, ...)
-    TS_PRINTF(2, 3);
+ts_status ts_status_annotate(ts_status s, const char *fmt, ...) TS_PRINTF(2, 3);
 ts_code ts_status_code(ts_status s);
 const char *ts_status_message(ts_status s);
 void ts_status_free(ts_status s);
@@ -160,7 +159,8 @@ void *ts_map_get(const ts_map *m, ts_str key);
 /* Inserts or replaces. Fails only for memory. */
 TS_MUST_USE ts_status ts_map_put(ts_map *m, ts_str key, void *value);
 
-/* ---- files ---------------------------------------------------------------- */
+/* ---- files ----------------------------------------------------------------
+ */
 
 /* Reads a whole file. On success *out_data (NUL-terminated, owned, release
  * with `alloc`, size *out_len + 1). */
@@ -214,14 +214,14 @@ typedef struct ts_diag ts_diag;
 struct ts_diag {
   ts_diag_level level;
   bool has_location;
-  char *path;        /* the source's name */
+  char *path;         /* the source's name */
   uint32_t line, col; /* 1-based */
-  char *snippet;     /* (part of) the source line, no end-of-line bytes */
+  char *snippet;      /* (part of) the source line, no end-of-line bytes */
   uint32_t snippet_len;
-  uint32_t span_lo, span_hi; /* the span within the snippet */
+  uint32_t span_lo, span_hi;  /* the span within the snippet */
   bool cut_before, cut_after; /* the snippet is a window of a longer line */
   char *message;
-  char *hint; /* NULL if none */
+  char *hint;     /* NULL if none */
   ts_diag *notes; /* linked list of notes, each a ts_diag with level NOTE */
   ts_diag *next;
 };

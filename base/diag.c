@@ -11,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-
 void ts_diags_init(ts_diags *d, const ts_allocator *alloc) {
   memset(d, 0, sizeof *d);
   d->alloc = alloc;
@@ -81,7 +80,8 @@ static bool locate(ts_diags *d, ts_diag *dg, const ts_source *src,
   if (hi > text.len)
     hi = (uint32_t)text.len > lo ? (uint32_t)text.len : lo + 1;
   uint32_t a = lo > KEEP_BEFORE ? lo - KEEP_BEFORE : 0;
-  uint32_t b = text.len - lo > KEEP_AFTER ? lo + KEEP_AFTER : (uint32_t)text.len;
+  uint32_t b =
+      text.len - lo > KEEP_AFTER ? lo + KEEP_AFTER : (uint32_t)text.len;
   /* Do not cut a UTF-8 character in two. */
   while (a > 0 && a < text.len && (text.ptr[a] & 0xc0) == 0x80)
     a--;
@@ -184,18 +184,21 @@ bool ts_color_wanted(FILE *stream) {
   return isatty(fileno(stream)) != 0;
 }
 
-/* ---- rendering ------------------------------------------------------------ */
+/* ---- rendering ------------------------------------------------------------
+ */
 
 #define TAB_STOP 4
 #define WINDOW_AFTER 100
 
 static const char *level_name(ts_diag_level l) {
-  return l == TS_DIAG_ERROR ? "error" : l == TS_DIAG_WARNING ? "warning"
-                                                             : "note";
+  return l == TS_DIAG_ERROR     ? "error"
+         : l == TS_DIAG_WARNING ? "warning"
+                                : "note";
 }
 static const char *level_color(ts_diag_level l) {
-  return l == TS_DIAG_ERROR ? "\033[1;31m" : l == TS_DIAG_WARNING ? "\033[1;35m"
-                                                                  : "\033[1;36m";
+  return l == TS_DIAG_ERROR     ? "\033[1;31m"
+         : l == TS_DIAG_WARNING ? "\033[1;35m"
+                                : "\033[1;36m";
 }
 
 static void render_snippet(const ts_diag *dg, ts_buf *out,
@@ -266,8 +269,9 @@ static void render_head(const ts_diag *dg, ts_buf *out, ts_render_options opt) {
   if (dg->has_location)
     ts_buf_printf(out, "%s%s:%u:%u:%s ", bold, dg->path, dg->line, dg->col,
                   reset);
-  ts_buf_printf(out, "%s%s:%s %s%s%s\n", opt.color ? level_color(dg->level) : "",
-                level_name(dg->level), reset, bold, dg->message, reset);
+  ts_buf_printf(out, "%s%s:%s %s%s%s\n",
+                opt.color ? level_color(dg->level) : "", level_name(dg->level),
+                reset, bold, dg->message, reset);
 }
 
 void ts_diag_render_one(const ts_diag *dg, ts_buf *out, ts_render_options opt) {

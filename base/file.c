@@ -61,8 +61,7 @@ ts_status ts_file_read(const ts_allocator *alloc, const char *path,
   return NULL;
 }
 
-ts_status ts_file_write_atomic(const char *path, const void *data,
-                               size_t len) {
+ts_status ts_file_write_atomic(const char *path, const void *data, size_t len) {
   size_t plen = strlen(path);
   char *tmp = malloc(plen + 32);
   if (!tmp)

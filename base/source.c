@@ -36,8 +36,11 @@ void ts_source_deinit(ts_source *s, const ts_allocator *alloc) {
 /* Length of the UTF-8 character at p (1 for an invalid byte). */
 static size_t char_len(const unsigned char *p, size_t left) {
   unsigned c = p[0];
-  size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3
-                                          : (c >> 3) == 30 ? 4 : 0;
+  size_t n = c < 0x80         ? 1
+             : (c >> 5) == 6  ? 2
+             : (c >> 4) == 14 ? 3
+             : (c >> 3) == 30 ? 4
+                              : 0;
   if (n == 0 || n > left)
     return 1;
   for (size_t i = 1; i < n; i++)

@@ -115,7 +115,8 @@ uint64_t ts_hash_bytes(const void *p, size_t len, uint64_t seed) {
   return h;
 }
 
-/* ---- map ------------------------------------------------------------------ */
+/* ---- map ------------------------------------------------------------------
+ */
 
 void ts_map_init(ts_map *m, const ts_allocator *alloc) {
   memset(m, 0, sizeof *m);
@@ -158,8 +159,7 @@ ts_status ts_map_put(ts_map *m, ts_str key, void *value) {
     memset(slots, 0, cap * sizeof *slots);
     for (size_t i = 0; i < m->cap; i++)
       if (m->slots[i].key.ptr)
-        *find_slot(slots, cap, m->slots[i].key, m->slots[i].hash) =
-            m->slots[i];
+        *find_slot(slots, cap, m->slots[i].key, m->slots[i].hash) = m->slots[i];
     ts_release(m->alloc, m->slots, m->cap * sizeof *m->slots);
     m->slots = slots;
     m->cap = cap;

@@ -39,14 +39,16 @@ int cmd_compile(int argc, char **argv) {
       opt.kernel = v;
     } else if ((v = option("--target", argc, argv, &i, &missing))) {
       if (!ts_target_parse(v, &opt.target))
-        return cli_usage_error("compile", "unknown target '%s' (cpu, ptx or "
-                                          "cuda)",
+        return cli_usage_error("compile",
+                               "unknown target '%s' (cpu, ptx or "
+                               "cuda)",
                                v);
     } else if ((v = option("--emit", argc, argv, &i, &missing))) {
       if (!ts_emit_parse(v, &opt.emit))
-        return cli_usage_error("compile", "unknown stage '%s' (tokens, ast, "
-                                          "typed, mlir, lowered, llvm, ptx, "
-                                          "cuda)",
+        return cli_usage_error("compile",
+                               "unknown stage '%s' (tokens, ast, "
+                               "typed, mlir, lowered, llvm, ptx, "
+                               "cuda)",
                                v);
     } else if ((v = option("-o", argc, argv, &i, &missing))) {
       outpath = v;
@@ -60,8 +62,9 @@ int cmd_compile(int argc, char **argv) {
     } else if (a[0] == '-' && a[1]) {
       return cli_usage_error("compile", "unknown option '%s'", a);
     } else if (file) {
-      return cli_usage_error("compile", "one input file at a time ('%s' and "
-                                        "'%s')",
+      return cli_usage_error("compile",
+                             "one input file at a time ('%s' and "
+                             "'%s')",
                              file, a);
     } else {
       file = a;

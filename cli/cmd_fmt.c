@@ -57,8 +57,8 @@ int cmd_fmt(int argc, char **argv) {
         rc = EXIT_PROGRAM;
       }
     } else if (write) {
-      if (!same && (st = ts_file_write_atomic(file, out.ptr ? out.ptr : "",
-                                              out.len)))
+      if (!same &&
+          (st = ts_file_write_atomic(file, out.ptr ? out.ptr : "", out.len)))
         rc = cli_fail("fmt", st);
     } else if (out.ptr) {
       fwrite(out.ptr, 1, out.len, stdout);

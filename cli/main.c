@@ -105,8 +105,9 @@ bool cli_parse_color(const char *cmd, const char *a, cli_color *c, int *err) {
   else if (!strcmp(v, "never"))
     *c = COLOR_NEVER;
   else
-    *err = cli_usage_error(cmd, "--color takes auto, always or never, not "
-                                "'%s'",
+    *err = cli_usage_error(cmd,
+                           "--color takes auto, always or never, not "
+                           "'%s'",
                            v);
   return true;
 }

@@ -29,7 +29,7 @@ typedef enum ts_emit {
 #define X(name, text, built) TS_EMIT_##name,
   TS_EMIT_STAGES(X)
 #undef X
-  TS_EMIT_DEFAULT, /* the target's final artifact */
+      TS_EMIT_DEFAULT, /* the target's final artifact */
 } ts_emit;
 
 const char *ts_emit_name(ts_emit e);
@@ -52,8 +52,8 @@ typedef struct ts_compile_options {
  * TS_ERR_UNSUPPORTED; an unknown --kernel returns TS_ERR_INVALID. */
 TS_MUST_USE ts_status ts_compile(const ts_allocator *alloc, const char *path,
                                  const char *text, size_t len,
-                                 const ts_compile_options *opt,
-                                 ts_diags *diags, ts_buf *out);
+                                 const ts_compile_options *opt, ts_diags *diags,
+                                 ts_buf *out);
 
 /* "tessera 0.1.0 (LLVM/MLIR 22.1.8)" */
 const char *ts_compiler_version(void);

@@ -7,7 +7,8 @@
 
 #include "base/base.h"
 
-/* ---- tokens ----------------------------------------------------------------- */
+/* ---- tokens -----------------------------------------------------------------
+ */
 
 typedef enum ts_tok_kind {
 #define TOK(name, text, cls) TS_TOK_##name,
@@ -41,7 +42,8 @@ void ts_lex_init(ts_lexer *lx, const ts_source *src, ts_diags *diags);
  * TS_TOK_ERROR token for them. Returns TS_TOK_EOF forever at the end. */
 ts_token ts_lex_next(ts_lexer *lx);
 
-/* ---- element types ------------------------------------------------------------ */
+/* ---- element types
+ * ------------------------------------------------------------ */
 
 typedef enum ts_dtype {
 #define DTYPE(name, text, bits, cls, tok) TS_DTYPE_##name,
@@ -57,7 +59,8 @@ bool ts_dtype_is_int(ts_dtype d);
 /* The type arithmetic happens in: narrow floats -> f32, i8 -> i32. */
 ts_dtype ts_dtype_promote(ts_dtype d);
 
-/* ---- built-in operations ------------------------------------------------------ */
+/* ---- built-in operations
+ * ------------------------------------------------------ */
 
 typedef enum ts_builtin {
   TS_BUILTIN_NONE = 0,
@@ -71,7 +74,8 @@ ts_builtin ts_builtin_lookup(ts_str name);
 const char *ts_builtin_name(ts_builtin b);
 const char *ts_builtin_signature(ts_builtin b);
 
-/* ---- AST ------------------------------------------------------------------------ */
+/* ---- AST
+ * ------------------------------------------------------------------------ */
 
 /* X(name, what the dumps call it) */
 #define TS_NODE_KINDS(X)                                                       \
@@ -171,7 +175,8 @@ struct ts_node {
   ts_builtin builtin;
 };
 
-/* ---- types ------------------------------------------------------------------------ */
+/* ---- types
+ * ------------------------------------------------------------------------ */
 
 typedef enum ts_type_kind {
   TS_TYPE_ERROR,
@@ -216,10 +221,10 @@ struct ts_type {
 };
 
 typedef enum ts_symbol_kind {
-  TS_SYM_TENSOR,  /* tensor argument */
-  TS_SYM_SCALAR,  /* scalar runtime argument */
-  TS_SYM_DIM,     /* symbolic dim of tensor arguments */
-  TS_SYM_PARAM,   /* compile-time param */
+  TS_SYM_TENSOR, /* tensor argument */
+  TS_SYM_SCALAR, /* scalar runtime argument */
+  TS_SYM_DIM,    /* symbolic dim of tensor arguments */
+  TS_SYM_PARAM,  /* compile-time param */
   TS_SYM_LET,
   TS_SYM_VAR,
   TS_SYM_TILE,
@@ -260,7 +265,8 @@ typedef struct ts_define {
   const char *value;
 } ts_define;
 
-/* ---- a compilation unit: one source file through the front end ------------ */
+/* ---- a compilation unit: one source file through the front end ------------
+ */
 
 typedef struct ts_unit {
   const ts_allocator *alloc;
@@ -295,7 +301,8 @@ const ts_kernel_info *ts_unit_kernel(const ts_unit *u, ts_str name);
  * before it reports an error (bounded so that no input overflows the stack). */
 #define TS_MAX_NESTING 200
 
-/* ---- dumps and formatting (text appended to `out`) ---------------------------- */
+/* ---- dumps and formatting (text appended to `out`)
+ * ---------------------------- */
 
 void ts_dump_tokens(const ts_source *src, ts_diags *diags, ts_buf *out);
 void ts_dump_ast(const ts_unit *u, ts_buf *out);

@@ -33,12 +33,8 @@ void ts_dump_tokens(const ts_source *src, ts_diags *diags, ts_buf *out) {
     case TS_TOK_INT:
       ts_buf_printf(out, "integer %lld", (long long)t.ival);
       break;
-    case TS_TOK_FLOAT:
-      ts_buf_printf(out, "float %.17g", t.fval);
-      break;
-    case TS_TOK_EOF:
-      ts_buf_puts(out, "eof");
-      break;
+    case TS_TOK_FLOAT: ts_buf_printf(out, "float %.17g", t.fval); break;
+    case TS_TOK_EOF: ts_buf_puts(out, "eof"); break;
     default:
       ts_buf_printf(out, "%s '%s'",
                     ts_tok_is_keyword(t.kind) ? "keyword" : "punct",
@@ -76,18 +72,10 @@ void ts_extent_print(const ts_unit *u, const ts_extent *e, ts_buf *out) {
 
 void ts_type_print(const ts_unit *u, const ts_type *t, ts_buf *out) {
   switch (t->kind) {
-  case TS_TYPE_ERROR:
-    ts_buf_puts(out, "<error>");
-    return;
-  case TS_TYPE_VOID:
-    ts_buf_puts(out, "void");
-    return;
-  case TS_TYPE_STRING:
-    ts_buf_puts(out, "string");
-    return;
-  case TS_TYPE_DTYPE:
-    ts_buf_puts(out, "type");
-    return;
+  case TS_TYPE_ERROR: ts_buf_puts(out, "<error>"); return;
+  case TS_TYPE_VOID: ts_buf_puts(out, "void"); return;
+  case TS_TYPE_STRING: ts_buf_puts(out, "string"); return;
+  case TS_TYPE_DTYPE: ts_buf_puts(out, "type"); return;
   case TS_TYPE_SCALAR:
     if (t->literal)
       ts_buf_puts(out, ts_dtype_is_float(t->dtype) ? "float literal"
@@ -98,7 +86,7 @@ void ts_type_print(const ts_unit *u, const ts_type *t, ts_buf *out) {
   case TS_TYPE_TENSOR:
   case TS_TYPE_TILE:
     ts_buf_printf(out, "%s %s[",
-                  t->kind == TS_TYPE_TENSOR ? "global"
+                  t->kind == TS_TYPE_TENSOR     ? "global"
                   : t->scope == TS_SCOPE_SHARED ? "shared"
                                                 : "frag",
                   ts_dtype_name(t->dtype));
@@ -116,22 +104,15 @@ void ts_type_print(const ts_unit *u, const ts_type *t, ts_buf *out) {
 
 static void put_const(const ts_const *c, ts_buf *out) {
   switch (c->kind) {
-  case TS_CONST_INT:
-    ts_buf_printf(out, "%lld", (long long)c->i);
-    break;
-  case TS_CONST_FLOAT:
-    ts_buf_printf(out, "%.9g", c->f);
-    break;
-  case TS_CONST_BOOL:
-    ts_buf_puts(out, c->b ? "true" : "false");
-    break;
-  default:
-    break;
+  case TS_CONST_INT: ts_buf_printf(out, "%lld", (long long)c->i); break;
+  case TS_CONST_FLOAT: ts_buf_printf(out, "%.9g", c->f); break;
+  case TS_CONST_BOOL: ts_buf_puts(out, c->b ? "true" : "false"); break;
+  default: break;
   }
 }
 
-static void dump_node(const ts_unit *u, const ts_node *n, int depth,
-                      bool typed, ts_buf *out) {
+static void dump_node(const ts_unit *u, const ts_node *n, int depth, bool typed,
+                      ts_buf *out) {
   for (int i = 0; i < depth; i++)
     ts_buf_puts(out, "  ");
   if (!n) {
@@ -140,15 +121,9 @@ static void dump_node(const ts_unit *u, const ts_node *n, int depth,
   }
   ts_buf_puts(out, ts_node_kind_name(n->kind));
   switch (n->kind) {
-  case TS_NODE_INT:
-    ts_buf_printf(out, " %lld", (long long)n->ival);
-    break;
-  case TS_NODE_FLOAT:
-    ts_buf_printf(out, " %.9g", n->fval);
-    break;
-  case TS_NODE_BOOL:
-    ts_buf_puts(out, n->ival ? " true" : " false");
-    break;
+  case TS_NODE_INT: ts_buf_printf(out, " %lld", (long long)n->ival); break;
+  case TS_NODE_FLOAT: ts_buf_printf(out, " %.9g", n->fval); break;
+  case TS_NODE_BOOL: ts_buf_puts(out, n->ival ? " true" : " false"); break;
   case TS_NODE_STRING:
     ts_buf_puts(out, " \"");
     ts_buf_put_quoted(out, n->name.ptr, n->name.len, 64);
@@ -170,11 +145,8 @@ static void dump_node(const ts_unit *u, const ts_node *n, int depth,
   case TS_NODE_ASSIGN:
     ts_buf_printf(out, " %s", ts_tok_spelling((ts_tok_kind)n->op));
     break;
-  case TS_NODE_DTYPE:
-    ts_buf_printf(out, " %s", ts_dtype_name(n->dtype));
-    break;
-  default:
-    break;
+  case TS_NODE_DTYPE: ts_buf_printf(out, " %s", ts_dtype_name(n->dtype)); break;
+  default: break;
   }
   if (n->name.len && n->kind != TS_NODE_STRING) {
     ts_buf_putc(out, ' ');

@@ -46,28 +46,49 @@ static int newlines_between(const ts_source *src, uint32_t a, uint32_t b) {
 
 static bool is_binary_op(ts_tok_kind k) {
   switch (k) {
-  case TS_TOK_PLUS: case TS_TOK_MINUS: case TS_TOK_STAR: case TS_TOK_SLASH:
-  case TS_TOK_PERCENT: case TS_TOK_EQ: case TS_TOK_NE: case TS_TOK_LT:
-  case TS_TOK_LE: case TS_TOK_GT: case TS_TOK_GE: case TS_TOK_SHL:
-  case TS_TOK_SHR: case TS_TOK_AMP: case TS_TOK_PIPE: case TS_TOK_CARET:
-  case TS_TOK_ANDAND: case TS_TOK_OROR: case TS_TOK_ASSIGN:
-  case TS_TOK_PLUS_ASSIGN: case TS_TOK_MINUS_ASSIGN: case TS_TOK_STAR_ASSIGN:
-  case TS_TOK_SLASH_ASSIGN: case TS_TOK_ARROW:
-    return true;
-  default:
-    return false;
+  case TS_TOK_PLUS:
+  case TS_TOK_MINUS:
+  case TS_TOK_STAR:
+  case TS_TOK_SLASH:
+  case TS_TOK_PERCENT:
+  case TS_TOK_EQ:
+  case TS_TOK_NE:
+  case TS_TOK_LT:
+  case TS_TOK_LE:
+  case TS_TOK_GT:
+  case TS_TOK_GE:
+  case TS_TOK_SHL:
+  case TS_TOK_SHR:
+  case TS_TOK_AMP:
+  case TS_TOK_PIPE:
+  case TS_TOK_CARET:
+  case TS_TOK_ANDAND:
+  case TS_TOK_OROR:
+  case TS_TOK_ASSIGN:
+  case TS_TOK_PLUS_ASSIGN:
+  case TS_TOK_MINUS_ASSIGN:
+  case TS_TOK_STAR_ASSIGN:
+  case TS_TOK_SLASH_ASSIGN:
+  case TS_TOK_ARROW: return true;
+  default: return false;
   }
 }
 
 /* Keywords written directly before '(' with no space. */
 static bool call_like_keyword(ts_tok_kind k) {
   switch (k) {
-  case TS_TOK_PARAMS: case TS_TOK_GRID: case TS_TOK_THREADS:
-  case TS_TOK_F32: case TS_TOK_F16: case TS_TOK_BF16: case TS_TOK_FP8E4M3:
-  case TS_TOK_I8: case TS_TOK_I32: case TS_TOK_I64: case TS_TOK_BOOL:
-    return true;
-  default:
-    return false;
+  case TS_TOK_PARAMS:
+  case TS_TOK_GRID:
+  case TS_TOK_THREADS:
+  case TS_TOK_F32:
+  case TS_TOK_F16:
+  case TS_TOK_BF16:
+  case TS_TOK_FP8E4M3:
+  case TS_TOK_I8:
+  case TS_TOK_I32:
+  case TS_TOK_I64:
+  case TS_TOK_BOOL: return true;
+  default: return false;
   }
 }
 
@@ -87,8 +108,8 @@ static bool space_before(const fmt *f, const ts_token *t) {
   if (p == TS_TOK_COLON) /* `x: f32` but `a:b` in brackets */
     return f->bracket == 0;
   if (k == TS_TOK_LBRACKET || k == TS_TOK_LPAREN)
-    return !(p == TS_TOK_IDENT || p == TS_TOK_RBRACKET ||
-             p == TS_TOK_RPAREN || call_like_keyword(p));
+    return !(p == TS_TOK_IDENT || p == TS_TOK_RBRACKET || p == TS_TOK_RPAREN ||
+             call_like_keyword(p));
   return true;
 }
 
@@ -96,21 +117,30 @@ static bool makes_unary(const fmt *f) {
   if (!f->have_prev)
     return true;
   switch (f->prev.kind) {
-  case TS_TOK_LPAREN: case TS_TOK_LBRACKET: case TS_TOK_COMMA:
-  case TS_TOK_COLON: case TS_TOK_DOTDOT: case TS_TOK_RETURN: case TS_TOK_IF:
-  case TS_TOK_SEMI: case TS_TOK_LBRACE: case TS_TOK_RBRACE: case TS_TOK_IN:
-  case TS_TOK_MINUS: case TS_TOK_PLUS: case TS_TOK_BANG: case TS_TOK_TILDE:
-    return true;
-  default:
-    return is_binary_op(f->prev.kind) || f->no_space_next;
+  case TS_TOK_LPAREN:
+  case TS_TOK_LBRACKET:
+  case TS_TOK_COMMA:
+  case TS_TOK_COLON:
+  case TS_TOK_DOTDOT:
+  case TS_TOK_RETURN:
+  case TS_TOK_IF:
+  case TS_TOK_SEMI:
+  case TS_TOK_LBRACE:
+  case TS_TOK_RBRACE:
+  case TS_TOK_IN:
+  case TS_TOK_MINUS:
+  case TS_TOK_PLUS:
+  case TS_TOK_BANG:
+  case TS_TOK_TILDE: return true;
+  default: return is_binary_op(f->prev.kind) || f->no_space_next;
   }
 }
 
 bool ts_format(const ts_source *src, ts_diags *diags, ts_buf *out) {
   /* Syntax errors first: a file that does not parse is not reformatted. */
   ts_unit u;
-  ts_status st = ts_unit_init(&u, diags->alloc, src->name, src->text, src->len,
-                              diags);
+  ts_status st =
+      ts_unit_init(&u, diags->alloc, src->name, src->text, src->len, diags);
   if (st) {
     ts_status_free(st);
     diags->nomem = true;
@@ -169,8 +199,8 @@ bool ts_format(const ts_source *src, ts_diags *diags, ts_buf *out) {
     if (need_nl)
       newline(&f);
     need_nl = false;
-    bool unary = (t.kind == TS_TOK_MINUS || t.kind == TS_TOK_PLUS) &&
-                 makes_unary(&f);
+    bool unary =
+        (t.kind == TS_TOK_MINUS || t.kind == TS_TOK_PLUS) && makes_unary(&f);
     bool named = t.kind == TS_TOK_ASSIGN && f.paren > 0 && f.bracket == 0 &&
                  f.have_prev && f.prev.kind == TS_TOK_IDENT &&
                  (before_prev == TS_TOK_LPAREN || before_prev == TS_TOK_COMMA);
@@ -205,9 +235,7 @@ bool ts_format(const ts_source *src, ts_diags *diags, ts_buf *out) {
     f.prev_unary = unary;
     f.no_space_next = named;
     switch (t.kind) {
-    case TS_TOK_LPAREN:
-      f.paren++;
-      break;
+    case TS_TOK_LPAREN: f.paren++; break;
     case TS_TOK_LBRACKET:
       f.paren++;
       f.bracket++;
@@ -238,9 +266,7 @@ bool ts_format(const ts_source *src, ts_diags *diags, ts_buf *out) {
         need_nl = true;
       }
       break;
-    default:
-      f.continued = true;
-      break;
+    default: f.continued = true; break;
     }
   }
   newline(&f);

@@ -56,7 +56,8 @@ static const struct {
 
 static ts_tok_kind keyword_kind(const char *p, size_t len) {
   for (size_t i = 0; i < TS_ARRAY_COUNT(keywords); i++)
-    if (ts_tok_is_keyword(keywords[i].kind) && strlen(keywords[i].text) == len &&
+    if (ts_tok_is_keyword(keywords[i].kind) &&
+        strlen(keywords[i].text) == len &&
         memcmp(keywords[i].text, p, len) == 0)
       return keywords[i].kind;
   return TS_TOK_IDENT;
@@ -155,8 +156,7 @@ static ts_token lex_number(ts_lexer *lx) {
     ts_buf b;
     ts_buf_init(&b, lx->diags->alloc);
     ts_buf_put_quoted(&b, text + s, lx->pos - s, 32);
-    error(lx, lo, lx->pos, "invalid suffix '%s' on number",
-          b.ptr ? b.ptr : "");
+    error(lx, lo, lx->pos, "invalid suffix '%s' on number", b.ptr ? b.ptr : "");
     ts_buf_deinit(&b);
     /* Reported; an integer token lets the parser go on undisturbed. */
     return make(TS_TOK_INT, lo, lx->pos);
@@ -246,8 +246,8 @@ static ts_token lex_bad(ts_lexer *lx) {
     int d = peek(lx, 0);
     if (is_space(d) || is_ident_char(d) || (d >= 0x20 && d < 0x7f))
       break;
-    lx->pos += (uint32_t)ts_utf8_char_len(text + lx->pos,
-                                          lx->src->len - lx->pos);
+    lx->pos +=
+        (uint32_t)ts_utf8_char_len(text + lx->pos, lx->src->len - lx->pos);
   }
   char what[32];
   if (c == 0)
@@ -285,8 +285,8 @@ ts_token ts_lex_next(ts_lexer *lx) {
     if (len > TS_MAX_IDENT_LEN) {
       char n[32];
       snprintf(n, sizeof n, "%u", len);
-      ts_diag *d = error(lx, lo, lo + 1,
-                         "identifier is too long (%s characters)", n);
+      ts_diag *d =
+          error(lx, lo, lo + 1, "identifier is too long (%s characters)", n);
       ts_diag_hint(lx->diags, d, "names are at most 256 characters");
       return make(TS_TOK_IDENT, lo, lx->pos); /* reported; parse on */
     }

@@ -25,7 +25,8 @@ typedef struct parser {
   ts_node dummy; /* handed out when memory runs out */
 } parser;
 
-/* ---- tokens ---------------------------------------------------------------- */
+/* ---- tokens ----------------------------------------------------------------
+ */
 
 static ts_token lex_real(parser *p) {
   for (;;) {
@@ -72,14 +73,13 @@ static bool accept(parser *p, ts_tok_kind k) {
   return true;
 }
 
-/* ---- diagnostics --------------------------------------------------------------- */
+/* ---- diagnostics
+ * --------------------------------------------------------------- */
 
 /* How a token is named in messages: its spelling, or its text quoted. */
 static void describe(parser *p, const ts_token *t, ts_buf *b) {
   switch (t->kind) {
-  case TS_TOK_EOF:
-    ts_buf_puts(b, "end of file");
-    return;
+  case TS_TOK_EOF: ts_buf_puts(b, "end of file"); return;
   case TS_TOK_IDENT:
   case TS_TOK_INT:
   case TS_TOK_FLOAT:
@@ -89,8 +89,7 @@ static void describe(parser *p, const ts_token *t, ts_buf *b) {
                       32);
     ts_buf_putc(b, '\'');
     return;
-  default:
-    ts_buf_printf(b, "'%s'", ts_tok_spelling(t->kind));
+  default: ts_buf_printf(b, "'%s'", ts_tok_spelling(t->kind));
   }
 }
 
@@ -149,7 +148,8 @@ static void expect_close(parser *p, ts_tok_kind close, const ts_token *open) {
                ts_tok_spelling(open->kind));
 }
 
-/* ---- nodes ---------------------------------------------------------------------- */
+/* ---- nodes
+ * ---------------------------------------------------------------------- */
 
 static ts_node *new_node(parser *p, ts_node_kind kind, ts_span sp) {
   ts_node *n = ts_arena_alloc(&p->u->arena, sizeof *n);
@@ -169,8 +169,8 @@ static ts_node *new_node(parser *p, ts_node_kind kind, ts_span sp) {
 static void push(parser *p, ts_node *n) {
   if (p->top == p->cap) {
     uint32_t cap = p->cap ? p->cap * 2 : 64;
-    ts_node **s = ts_resize(p->u->alloc, p->stack, p->cap * sizeof *s,
-                            cap * sizeof *s);
+    ts_node **s =
+        ts_resize(p->u->alloc, p->stack, p->cap * sizeof *s, cap * sizeof *s);
     if (!s) {
       p->stop = true;
       p->u->diags->nomem = true;
@@ -219,7 +219,8 @@ static ts_node *error_node(parser *p) {
   return new_node(p, TS_NODE_ERROR, p->tok.span);
 }
 
-/* ---- recovery ---------------------------------------------------------------------- */
+/* ---- recovery
+ * ---------------------------------------------------------------------- */
 
 static bool is_open(ts_tok_kind k) {
   return k == TS_TOK_LPAREN || k == TS_TOK_LBRACKET || k == TS_TOK_LBRACE;
@@ -240,10 +241,8 @@ static bool starts_stmt(ts_tok_kind k) {
   case TS_TOK_IF:
   case TS_TOK_BREAK:
   case TS_TOK_CONTINUE:
-  case TS_TOK_RETURN:
-    return true;
-  default:
-    return false;
+  case TS_TOK_RETURN: return true;
+  default: return false;
   }
 }
 
@@ -328,7 +327,8 @@ static bool enter(parser *p) {
 
 static void leave(parser *p) { p->depth--; }
 
-/* ---- expressions --------------------------------------------------------------------- */
+/* ---- expressions
+ * --------------------------------------------------------------------- */
 
 static ts_node *parse_expr(parser *p);
 
@@ -338,8 +338,7 @@ static bool is_dtype_tok(ts_tok_kind k) {
 #include "dsl/dtypes.def"
 #undef DTYPE
     return true;
-  default:
-    return false;
+  default: return false;
   }
 }
 
@@ -350,8 +349,7 @@ static ts_dtype dtype_of_tok(ts_tok_kind k) {
     return TS_DTYPE_##name;
 #include "dsl/dtypes.def"
 #undef DTYPE
-  default:
-    return TS_DTYPE_COUNT;
+  default: return TS_DTYPE_COUNT;
   }
 }
 
@@ -390,8 +388,8 @@ static ts_node *parse_subscript(parser *p) {
   if (!check(p, TS_TOK_COMMA) && !check(p, TS_TOK_RBRACKET))
     hi = parse_expr(p);
   uint32_t base = p->top;
-  ts_node *n = new_node(p, TS_NODE_SLICE,
-                        join(lo ? sp : colon, hi ? hi->span : colon));
+  ts_node *n =
+      new_node(p, TS_NODE_SLICE, join(lo ? sp : colon, hi ? hi->span : colon));
   push(p, lo);
   push(p, hi);
   return finish(p, n, base);
@@ -420,8 +418,8 @@ static ts_node *parse_primary(parser *p) {
        * closing one. */
       uint32_t len = t.span.hi - t.span.lo;
       bool closed = len >= 2 && p->u->src.text[t.span.hi - 1] == '"';
-      n->name = (ts_str){p->u->src.text + t.span.lo + 1,
-                         len - 1 - (closed ? 1 : 0)};
+      n->name =
+          (ts_str){p->u->src.text + t.span.lo + 1, len - 1 - (closed ? 1 : 0)};
     }
     advance(p);
     return n;
@@ -531,11 +529,19 @@ static int precedence(ts_tok_kind k) {
   case TS_TOK_PIPE: return 3;
   case TS_TOK_CARET: return 4;
   case TS_TOK_AMP: return 5;
-  case TS_TOK_EQ: case TS_TOK_NE: return 6;
-  case TS_TOK_LT: case TS_TOK_LE: case TS_TOK_GT: case TS_TOK_GE: return 7;
-  case TS_TOK_SHL: case TS_TOK_SHR: return 8;
-  case TS_TOK_PLUS: case TS_TOK_MINUS: return 9;
-  case TS_TOK_STAR: case TS_TOK_SLASH: case TS_TOK_PERCENT: return 10;
+  case TS_TOK_EQ:
+  case TS_TOK_NE: return 6;
+  case TS_TOK_LT:
+  case TS_TOK_LE:
+  case TS_TOK_GT:
+  case TS_TOK_GE: return 7;
+  case TS_TOK_SHL:
+  case TS_TOK_SHR: return 8;
+  case TS_TOK_PLUS:
+  case TS_TOK_MINUS: return 9;
+  case TS_TOK_STAR:
+  case TS_TOK_SLASH:
+  case TS_TOK_PERCENT: return 10;
   default: return 0;
   }
 }
@@ -578,7 +584,9 @@ static ts_node *parse_expr(parser *p) {
   return e;
 }
 
-/* ---- types ------------------------------------------------------------------------------ */
+/* ---- types
+ * ------------------------------------------------------------------------------
+ */
 
 /* type = dtype [ '[' expr { ',' expr } ']' ]   (also 'int' and 'float' for
  * params: dtype i64 / f32 with op set to the keyword) */
@@ -620,7 +628,8 @@ static ts_node *parse_type(parser *p, bool allow_param_types) {
   return n;
 }
 
-/* ---- statements ------------------------------------------------------------------------ */
+/* ---- statements
+ * ------------------------------------------------------------------------ */
 
 static ts_node *parse_block(parser *p);
 static ts_node *parse_stmt(parser *p);
@@ -662,8 +671,8 @@ static void expect_semi(parser *p, const char *after) {
 static ts_node *parse_let(parser *p) {
   ts_token kw = p->tok;
   advance(p);
-  ts_node *n = new_node(p, kw.kind == TS_TOK_LET ? TS_NODE_LET : TS_NODE_VAR,
-                        kw.span);
+  ts_node *n =
+      new_node(p, kw.kind == TS_TOK_LET ? TS_NODE_LET : TS_NODE_VAR, kw.span);
   ts_node *name = expect_name(p, "a name");
   n->name = name->name;
   n->span = join(kw.span, name->span);
@@ -761,8 +770,7 @@ static ts_node *parse_pipelined(parser *p) {
     parse_range(p);
     if (accept(p, TS_TOK_COMMA)) {
       ts_token k = p->tok;
-      if (check(p, TS_TOK_IDENT) &&
-          ts_str_eq_cstr(tok_text(p, &k), "stages")) {
+      if (check(p, TS_TOK_IDENT) && ts_str_eq_cstr(tok_text(p, &k), "stages")) {
         advance(p);
         expect(p, TS_TOK_ASSIGN, "after 'stages'");
         stages = parse_expr(p);
@@ -861,26 +869,19 @@ static ts_node *parse_stmt(parser *p) {
   ts_token t = p->tok;
   switch (t.kind) {
   case TS_TOK_LET:
-  case TS_TOK_VAR:
-    return parse_let(p);
+  case TS_TOK_VAR: return parse_let(p);
   case TS_TOK_SHARED:
-  case TS_TOK_FRAG:
-    return parse_tile(p);
-  case TS_TOK_PARALLEL:
-    return parse_parallel(p);
-  case TS_TOK_PIPELINED:
-    return parse_pipelined(p);
-  case TS_TOK_FOR:
-    return parse_for(p);
-  case TS_TOK_IF:
-    return parse_if(p);
+  case TS_TOK_FRAG: return parse_tile(p);
+  case TS_TOK_PARALLEL: return parse_parallel(p);
+  case TS_TOK_PIPELINED: return parse_pipelined(p);
+  case TS_TOK_FOR: return parse_for(p);
+  case TS_TOK_IF: return parse_if(p);
   case TS_TOK_BREAK:
   case TS_TOK_CONTINUE: {
     advance(p);
     expect_semi(p, t.kind == TS_TOK_BREAK ? "'break'" : "'continue'");
-    return new_node(p, t.kind == TS_TOK_BREAK ? TS_NODE_BREAK
-                                               : TS_NODE_CONTINUE,
-                    t.span);
+    return new_node(
+        p, t.kind == TS_TOK_BREAK ? TS_NODE_BREAK : TS_NODE_CONTINUE, t.span);
   }
   case TS_TOK_RETURN: {
     advance(p);
@@ -890,10 +891,8 @@ static ts_node *parse_stmt(parser *p) {
     expect_semi(p, "'return'");
     return node1(p, TS_NODE_RETURN, v ? join(t.span, v->span) : t.span, v);
   }
-  case TS_TOK_LBRACE:
-    return parse_block(p);
-  default:
-    return parse_simple(p);
+  case TS_TOK_LBRACE: return parse_block(p);
+  default: return parse_simple(p);
   }
 }
 
@@ -926,7 +925,9 @@ static ts_node *parse_block(parser *p) {
   return finish(p, n, base);
 }
 
-/* ---- items ------------------------------------------------------------------------------- */
+/* ---- items
+ * -------------------------------------------------------------------------------
+ */
 
 /* arg = NAME ':' type */
 static ts_node *parse_arg(parser *p) {

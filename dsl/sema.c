@@ -56,7 +56,8 @@ void sema_note_decl(sema *s, ts_diag *d, const ts_symbol *sym) {
                (int)(sym->name.len > 40 ? 40 : sym->name.len), sym->name.ptr);
 }
 
-/* ---- scopes ------------------------------------------------------------------- */
+/* ---- scopes
+ * ------------------------------------------------------------------- */
 
 static void push_scope(sema *s, scope *sc, bool is_function) {
   ts_map_init(&sc->names, s->u->alloc);
@@ -149,12 +150,12 @@ static size_t distance(ts_str a, ts_str b) {
 
 void sema_unknown_name(sema *s, ts_node *n) {
   ts_str name = n->name;
-  ts_diag *d = sema_error(s, n->kind == TS_NODE_CALL
-                                 ? (ts_span){n->span.lo, n->span.lo +
-                                                             (uint32_t)name.len}
-                                 : n->span,
-                          "unknown name '%.*s'",
-                          (int)(name.len > 40 ? 40 : name.len), name.ptr);
+  ts_diag *d = sema_error(
+      s,
+      n->kind == TS_NODE_CALL
+          ? (ts_span){n->span.lo, n->span.lo + (uint32_t)name.len}
+          : n->span,
+      "unknown name '%.*s'", (int)(name.len > 40 ? 40 : name.len), name.ptr);
   if (!d)
     return;
   ts_str best = {NULL, 0};
@@ -184,7 +185,8 @@ void sema_unknown_name(sema *s, ts_node *n) {
     ts_diag_hint(s->d, d, "did you mean '%.*s'?", (int)best.len, best.ptr);
 }
 
-/* ---- types of declarations ------------------------------------------------------ */
+/* ---- types of declarations
+ * ------------------------------------------------------ */
 
 static ts_type *new_type(sema *s, ts_type_kind kind, ts_dtype dt) {
   ts_type *t = sema_alloc(s, sizeof *t);
@@ -195,7 +197,8 @@ static ts_type *new_type(sema *s, ts_type_kind kind, ts_dtype dt) {
   return t;
 }
 
-/* ---- statements -------------------------------------------------------------------- */
+/* ---- statements
+ * -------------------------------------------------------------------- */
 
 static void check_block(sema *s, ts_node *b);
 static void check_stmt(sema *s, ts_node *n);
@@ -207,8 +210,9 @@ static void check_let(sema *s, ts_node *n) {
   const ts_type *t = sema_expr(s, v);
   const ts_type *vt = t;
   if (t->kind == TS_TYPE_TILE || t->kind == TS_TYPE_TENSOR) {
-    ts_diag *d = sema_error(s, v->span, "a %s holds a scalar, but this is a "
-                                        "%s",
+    ts_diag *d = sema_error(s, v->span,
+                            "a %s holds a scalar, but this is a "
+                            "%s",
                             n->kind == TS_NODE_LET ? "'let'" : "'var'",
                             t->kind == TS_TYPE_TILE ? "tile" : "tensor");
     ts_diag_hint(s->d, d, "declare tiles with 'shared' or 'frag'");
@@ -219,8 +223,9 @@ static void check_let(sema *s, ts_node *n) {
   }
   if (tn && tn->dtype < TS_DTYPE_COUNT) {
     if (tn->has_shape) {
-      ts_diag *d = sema_error(s, tn->span, "a %s holds a scalar and has no "
-                                           "shape",
+      ts_diag *d = sema_error(s, tn->span,
+                              "a %s holds a scalar and has no "
+                              "shape",
                               n->kind == TS_NODE_LET ? "'let'" : "'var'");
       ts_diag_hint(s->d, d, "declare tiles with 'shared' or 'frag'");
     } else if (t->kind == TS_TYPE_SCALAR && !sema_assignable(tn->dtype, t)) {
@@ -262,8 +267,8 @@ static void check_tile_decl(sema *s, ts_node *n) {
     return;
   }
   if (tn->kid_count > TS_MAX_RANK) {
-    sema_error(s, tn->span, "a tile has at most %d dims, found %u",
-               TS_MAX_RANK, tn->kid_count);
+    sema_error(s, tn->span, "a tile has at most %d dims, found %u", TS_MAX_RANK,
+               tn->kid_count);
     return;
   }
   ts_type *t = new_type(s, TS_TYPE_TILE, tn->dtype);
@@ -286,10 +291,12 @@ static void check_tile_decl(sema *s, ts_node *n) {
         if (s->kernel->dims[j]->atom == atom)
           is_dim = true;
       if (!is_dim) {
-        ts_diag *d = sema_error(s, e->span, "a tile extent must be known at "
-                                            "launch");
-        ts_diag_hint(s->d, d, "use params, literals and the dims of the "
-                              "kernel's tensors");
+        ts_diag *d = sema_error(s, e->span,
+                                "a tile extent must be known at "
+                                "launch");
+        ts_diag_hint(s->d, d,
+                     "use params, literals and the dims of the "
+                     "kernel's tensors");
         ok = false;
         break;
       }
@@ -308,23 +315,26 @@ static void check_tile_decl(sema *s, ts_node *n) {
     t->dims[t->rank++] = x;
   }
   if (ok && all_const && t->scope == TS_SCOPE_SHARED) {
-    int64_t bytes = count > INT64_MAX / 8 ? INT64_MAX
-                                          : count * ts_dtype_bits(t->dtype) / 8;
+    int64_t bytes =
+        count > INT64_MAX / 8 ? INT64_MAX : count * ts_dtype_bits(t->dtype) / 8;
     if (bytes > SHARED_LIMIT - s->shared_size) {
-      ts_diag *d = sema_error(s, n->span, "shared tiles need %lld bytes, more "
-                                          "than the %d bytes a block may use",
+      ts_diag *d = sema_error(s, n->span,
+                              "shared tiles need %lld bytes, more "
+                              "than the %d bytes a block may use",
                               (long long)(bytes > INT64_MAX - s->shared_size
                                               ? INT64_MAX
                                               : bytes + s->shared_size),
                               SHARED_LIMIT);
-      ts_diag_hint(s->d, d, "make the tiles smaller (a smaller block size "
-                            "param)");
+      ts_diag_hint(s->d, d,
+                   "make the tiles smaller (a smaller block size "
+                   "param)");
       ok = false;
     } else {
       s->shared_size += bytes;
     }
   }
-  ts_symbol *sym = declare(s, TS_SYM_TILE, n->name, n, ok ? t : &sema_error_type);
+  ts_symbol *sym =
+      declare(s, TS_SYM_TILE, n->name, n, ok ? t : &sema_error_type);
   if (!ok && sym)
     sym->type = t; /* keep the shape for later messages */
   n->sym = sym;
@@ -346,13 +356,15 @@ static void check_assign(sema *s, ts_node *n) {
     if (sym->kind == TS_SYM_TILE || sym->kind == TS_SYM_TENSOR) {
       ts_diag *d = sema_error(s, n->span, "cannot assign to a whole %s",
                               sym->kind == TS_SYM_TILE ? "tile" : "tensor");
-      ts_diag_hint(s->d, d, "use 'fill' or 'copy', or assign elements in "
-                            "'parallel'");
+      ts_diag_hint(s->d, d,
+                   "use 'fill' or 'copy', or assign elements in "
+                   "'parallel'");
       return;
     }
     if (sym->kind != TS_SYM_VAR) {
-      ts_diag *d = sema_error(s, target->span, "cannot assign to '%.*s': it "
-                                               "is a %s",
+      ts_diag *d = sema_error(s, target->span,
+                              "cannot assign to '%.*s': it "
+                              "is a %s",
                               (int)target->name.len, target->name.ptr,
                               sema_sym_kind_name(sym->kind));
       if (sym->kind == TS_SYM_LET)
@@ -410,13 +422,14 @@ static void check_call_stmt(sema *s, ts_node *n) {
     break;
 #include "dsl/builtins.def"
 #undef BUILTIN
-    default:
-      break;
+    default: break;
     }
-    if (b == TS_BUILTIN_PRINT || b == TS_BUILTIN_ASSERT || b == TS_BUILTIN_BARRIER) {
+    if (b == TS_BUILTIN_PRINT || b == TS_BUILTIN_ASSERT ||
+        b == TS_BUILTIN_BARRIER) {
       if (call->kid_count < lo || call->kid_count > hi) {
-        ts_diag *d = sema_error(s, call->span, "'%s' takes %s%u argument%s, "
-                                               "found %u",
+        ts_diag *d = sema_error(s, call->span,
+                                "'%s' takes %s%u argument%s, "
+                                "found %u",
                                 ts_builtin_name(b), lo == hi ? "" : "at least ",
                                 lo, lo == 1 ? "" : "s", call->kid_count);
         ts_diag_hint(s->d, d, "'%s'", ts_builtin_signature(b));
@@ -462,8 +475,9 @@ static void check_parallel(sema *s, ts_node *n) {
   }
   if (s->in_parallel) {
     ts_diag *d = sema_error(s, n->span, "'parallel' cannot be nested");
-    ts_diag_hint(s->d, d, "list every index in one loop: 'parallel (i, j) in "
-                          "(M, N)'");
+    ts_diag_hint(s->d, d,
+                 "list every index in one loop: 'parallel (i, j) in "
+                 "(M, N)'");
     return;
   }
   if (vars->kid_count != exts->kid_count) {
@@ -480,8 +494,9 @@ static void check_parallel(sema *s, ts_node *n) {
     ts_node *e = exts->kids[i];
     if (sema_int_expr(s, e, "a 'parallel' extent") &&
         e->cval.kind == TS_CONST_INT && e->cval.i <= 0)
-      sema_error(s, e->span, "a 'parallel' extent must be positive, found "
-                             "%lld",
+      sema_error(s, e->span,
+                 "a 'parallel' extent must be positive, found "
+                 "%lld",
                  (long long)e->cval.i);
   }
   scope sc;
@@ -547,8 +562,9 @@ static void check_if(sema *s, ts_node *n) {
   ts_node *c = n->kids[0];
   const ts_type *t = sema_expr(s, c);
   if (t->kind != TS_TYPE_ERROR && !sema_is_bool(t)) {
-    ts_diag *d = sema_error(s, c->span, "the condition must be 'bool', found "
-                                        "'%s'",
+    ts_diag *d = sema_error(s, c->span,
+                            "the condition must be 'bool', found "
+                            "'%s'",
                             sema_type_str(s, t));
     if (t->kind == TS_TYPE_SCALAR)
       ts_diag_hint(s->d, d, "compare it: 'x != 0'");
@@ -595,30 +611,14 @@ static void check_stmt(sema *s, ts_node *n) {
     return;
   switch (n->kind) {
   case TS_NODE_LET:
-  case TS_NODE_VAR:
-    check_let(s, n);
-    break;
-  case TS_NODE_TILE:
-    check_tile_decl(s, n);
-    break;
-  case TS_NODE_ASSIGN:
-    check_assign(s, n);
-    break;
-  case TS_NODE_EXPR_STMT:
-    check_call_stmt(s, n);
-    break;
-  case TS_NODE_PARALLEL:
-    check_parallel(s, n);
-    break;
-  case TS_NODE_PIPELINED:
-    check_pipelined(s, n);
-    break;
-  case TS_NODE_FOR:
-    check_for(s, n);
-    break;
-  case TS_NODE_IF:
-    check_if(s, n);
-    break;
+  case TS_NODE_VAR: check_let(s, n); break;
+  case TS_NODE_TILE: check_tile_decl(s, n); break;
+  case TS_NODE_ASSIGN: check_assign(s, n); break;
+  case TS_NODE_EXPR_STMT: check_call_stmt(s, n); break;
+  case TS_NODE_PARALLEL: check_parallel(s, n); break;
+  case TS_NODE_PIPELINED: check_pipelined(s, n); break;
+  case TS_NODE_FOR: check_for(s, n); break;
+  case TS_NODE_IF: check_if(s, n); break;
   case TS_NODE_BREAK:
   case TS_NODE_CONTINUE: {
     const char *kw = n->kind == TS_NODE_BREAK ? "break" : "continue";
@@ -628,14 +628,9 @@ static void check_stmt(sema *s, ts_node *n) {
       sema_error(s, n->span, "'%s' cannot leave a 'pipelined' loop", kw);
     break;
   }
-  case TS_NODE_RETURN:
-    check_return(s, n);
-    break;
-  case TS_NODE_BLOCK:
-    check_block(s, n);
-    break;
-  default:
-    break; /* error nodes and expressions the parser already reported */
+  case TS_NODE_RETURN: check_return(s, n); break;
+  case TS_NODE_BLOCK: check_block(s, n); break;
+  default: break; /* error nodes and expressions the parser already reported */
   }
 }
 
@@ -673,7 +668,8 @@ static bool always_returns(ts_node *b) {
   return false;
 }
 
-/* ---- params and -D ------------------------------------------------------------------ */
+/* ---- params and -D
+ * ------------------------------------------------------------------ */
 
 static const ts_define *find_define(sema *s, ts_str name, size_t *index) {
   for (size_t i = 0; i < s->define_count; i++)
@@ -726,11 +722,13 @@ static void check_param(sema *s, ts_node *n, ts_kernel_info *k) {
                       : tn->op == TS_TOK_BOOL    ? "bool"
                                                  : NULL;
   if (!tname) {
-    ts_diag *d = sema_error(s, tn->span, "a param's type is 'int', 'float' or "
-                                         "'bool', found '%s'",
+    ts_diag *d = sema_error(s, tn->span,
+                            "a param's type is 'int', 'float' or "
+                            "'bool', found '%s'",
                             ts_dtype_name(tn->dtype));
-    ts_diag_hint(s->d, d, "params are compile-time values; element types "
-                          "belong to tensors");
+    ts_diag_hint(s->d, d,
+                 "params are compile-time values; element types "
+                 "belong to tensors");
     return;
   }
   if (tn->has_shape) {
@@ -746,8 +744,9 @@ static void check_param(sema *s, ts_node *n, ts_kernel_info *k) {
                   (c.kind == TS_CONST_FLOAT || c.kind == TS_CONST_INT)) ||
                  (tn->op == TS_TOK_BOOL && c.kind == TS_CONST_BOOL);
   if (c.kind == TS_CONST_NONE) {
-    ts_diag *d = sema_error(s, v->span, "the default of '%.*s' must be known "
-                                        "at compile time",
+    ts_diag *d = sema_error(s, v->span,
+                            "the default of '%.*s' must be known "
+                            "at compile time",
                             (int)n->name.len, n->name.ptr);
     ts_diag_hint(s->d, d, "use literals and earlier params");
     return;
@@ -769,10 +768,10 @@ static void check_param(sema *s, ts_node *n, ts_kernel_info *k) {
     ts_const o;
     memset(&o, 0, sizeof o);
     if (!parse_define(def->value, tn, &o)) {
-      ts_diag *d = ts_diag_error(s->d, NULL, (ts_span){0, 0},
-                                 "-D %s=%s: '%s' is not %s '%s'", def->name,
-                                 def->value, def->value,
-                                 tn->op == TS_TOK_INT_T ? "an" : "a", tname);
+      ts_diag *d =
+          ts_diag_error(s->d, NULL, (ts_span){0, 0},
+                        "-D %s=%s: '%s' is not %s '%s'", def->name, def->value,
+                        def->value, tn->op == TS_TOK_INT_T ? "an" : "a", tname);
       ts_diag_note(s->d, d, s->src, n->span, "'%.*s' is declared here",
                    (int)n->name.len, n->name.ptr);
     } else {
@@ -788,15 +787,16 @@ static void check_param(sema *s, ts_node *n, ts_kernel_info *k) {
   k->params[k->param_count++] = sym;
 }
 
-/* ---- kernels and functions ----------------------------------------------------------- */
+/* ---- kernels and functions
+ * ----------------------------------------------------------- */
 
 static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
   ts_node *tn = n->kids[0];
   if (!tn || tn->dtype >= TS_DTYPE_COUNT)
     return;
   if (!tn->has_shape) {
-    ts_symbol *sym = declare(s, TS_SYM_SCALAR, n->name, n,
-                             sema_scalar(tn->dtype));
+    ts_symbol *sym =
+        declare(s, TS_SYM_SCALAR, n->name, n, sema_scalar(tn->dtype));
     if (sym) {
       sym->atom = sema_new_atom(s, n->name);
       n->sym = sym;
@@ -806,8 +806,9 @@ static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
   }
   if (tn->kid_count == 0) {
     ts_diag *d = sema_error(s, tn->span, "a tensor needs at least one dim");
-    ts_diag_hint(s->d, d, "write a scalar argument without brackets: '%.*s: "
-                          "%s'",
+    ts_diag_hint(s->d, d,
+                 "write a scalar argument without brackets: '%.*s: "
+                 "%s'",
                  (int)n->name.len, n->name.ptr, ts_dtype_name(tn->dtype));
     return;
   }
@@ -836,8 +837,9 @@ static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
       continue;
     }
     if (e->kind != TS_NODE_NAME) {
-      ts_diag *d = sema_error(s, e->span, "a tensor dim is a name or an "
-                                          "integer");
+      ts_diag *d = sema_error(s, e->span,
+                              "a tensor dim is a name or an "
+                              "integer");
       ts_diag_hint(s->d, d, "e.g. 'x: f32[T, D]' or 'x: f32[T, 512]'");
       ok = false;
       continue;
@@ -851,8 +853,9 @@ static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
       continue;
     }
     if (sym && sym->kind != TS_SYM_DIM) {
-      ts_diag *d = sema_error(s, e->span, "'%.*s' cannot name a dim: it is a "
-                                          "%s",
+      ts_diag *d = sema_error(s, e->span,
+                              "'%.*s' cannot name a dim: it is a "
+                              "%s",
                               (int)e->name.len, e->name.ptr,
                               sema_sym_kind_name(sym->kind));
       sema_note_decl(s, d, sym);
@@ -872,8 +875,8 @@ static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
     e->type = sym->type;
     t->dims[t->rank++] = sema_extent_atom(sym->atom);
   }
-  ts_symbol *sym = declare(s, TS_SYM_TENSOR, n->name, n,
-                           ok ? t : &sema_error_type);
+  ts_symbol *sym =
+      declare(s, TS_SYM_TENSOR, n->name, n, ok ? t : &sema_error_type);
   if (sym) {
     n->sym = sym;
     k->args[k->arg_count++] = sym;
@@ -925,8 +928,9 @@ static void check_kernel(sema *s, ts_node *n, ts_kernel_info *k) {
     int64_t t;
     if (sema_const_int(s, threads, "the thread count", &t)) {
       if (t < 1 || t > 1024)
-        sema_error(s, threads->span, "the thread count must be 1 to 1024, "
-                                     "found %lld",
+        sema_error(s, threads->span,
+                   "the thread count must be 1 to 1024, "
+                   "found %lld",
                    (long long)t);
       else
         k->threads = t;
@@ -951,8 +955,9 @@ static void check_fn(sema *s, ts_node *n) {
   s->result = NULL;
   if (result && result->dtype < TS_DTYPE_COUNT) {
     if (result->has_shape)
-      sema_error(s, result->span, "a function returns a scalar; tiles are not "
-                                  "supported as results");
+      sema_error(s, result->span,
+                 "a function returns a scalar; tiles are not "
+                 "supported as results");
     else
       s->result = sema_scalar(result->dtype);
   }
@@ -963,9 +968,10 @@ static void check_fn(sema *s, ts_node *n) {
       continue;
     if (tn->has_shape) {
       ts_diag *d = sema_error(s, tn->span, "helper functions take scalars");
-      ts_diag_hint(s->d, d, "tensor and tile arguments of functions are not "
-                            "supported yet; write the tile code in the "
-                            "kernel");
+      ts_diag_hint(s->d, d,
+                   "tensor and tile arguments of functions are not "
+                   "supported yet; write the tile code in the "
+                   "kernel");
       continue;
     }
     ts_symbol *sym = declare(s, TS_SYM_LET, p->name, p, sema_scalar(tn->dtype));
@@ -976,8 +982,9 @@ static void check_fn(sema *s, ts_node *n) {
   }
   check_block(s, body);
   if (s->result && !stopped(s) && !always_returns(body)) {
-    ts_diag *d = sema_error(s, n->span, "function '%.*s' can reach its end "
-                                        "without 'return'",
+    ts_diag *d = sema_error(s, n->span,
+                            "function '%.*s' can reach its end "
+                            "without 'return'",
                             (int)n->name.len, n->name.ptr);
     ts_diag_hint(s->d, d, "end every path with 'return value;'");
   }
@@ -1011,8 +1018,9 @@ static void check_recursion(sema *s) {
       ts_node *c = s->edges[i].call;
       ts_diag *d = sema_error(s, c->span, "'%.*s' is called recursively",
                               (int)c->name.len, c->name.ptr);
-      ts_diag_hint(s->d, d, "kernels and their functions are inlined; "
-                            "recursion is not supported");
+      ts_diag_hint(s->d, d,
+                   "kernels and their functions are inlined; "
+                   "recursion is not supported");
       return;
     }
   }
@@ -1030,8 +1038,8 @@ bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
   s.defines = defines;
   s.define_count = define_count;
   bool used_small[16] = {0};
-  s.define_used = define_count <= 16 ? used_small
-                                     : ts_arena_alloc(&u->arena, define_count);
+  s.define_used =
+      define_count <= 16 ? used_small : ts_arena_alloc(&u->arena, define_count);
   if (!s.define_used) {
     u->diags->nomem = true;
     return false;
@@ -1040,7 +1048,8 @@ bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
   static const struct {
     const char *name;
     double value;
-  } consts[] = {{"inf", INFINITY}, {"nan", NAN}, {"pi", 3.14159265358979323846}};
+  } consts[] = {
+      {"inf", INFINITY}, {"nan", NAN}, {"pi", 3.14159265358979323846}};
   for (size_t i = 0; i < TS_ARRAY_COUNT(consts); i++) {
     ts_symbol *sym = sema_alloc(&s, sizeof *sym);
     if (!sym)
@@ -1096,8 +1105,9 @@ bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
       ts_diag *d = ts_diag_error(u->diags, NULL, (ts_span){0, 0},
                                  "-D %s: no kernel in '%s' has a param '%s'",
                                  defines[i].name, u->src.name, defines[i].name);
-      ts_diag_hint(u->diags, d, "'tessera compile --emit typed' lists the "
-                                "params");
+      ts_diag_hint(u->diags, d,
+                   "'tessera compile --emit typed' lists the "
+                   "params");
     }
   pop_scope(&s);
   ts_release(u->alloc, s.edges, s.edge_cap * sizeof *s.edges);
@@ -1114,7 +1124,9 @@ const ts_kernel_info *ts_unit_kernel(const ts_unit *u, ts_str name) {
   return NULL;
 }
 
-/* ---- units ---------------------------------------------------------------------------- */
+/* ---- units
+ * ----------------------------------------------------------------------------
+ */
 
 ts_status ts_unit_init(ts_unit *u, const ts_allocator *alloc, const char *name,
                        const char *text, size_t len, ts_diags *diags) {

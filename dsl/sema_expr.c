@@ -63,13 +63,15 @@ void sema_mismatch(sema *s, ts_span sp, const char *ctx, ts_dtype want,
                    const ts_type *got) {
   if (got->kind == TS_TYPE_ERROR)
     return;
-  ts_diag *d = sema_error(s, sp, "%s: expected a value of type '%s', found '%s'",
-                          ctx, ts_dtype_name(want), sema_type_str(s, got));
+  ts_diag *d =
+      sema_error(s, sp, "%s: expected a value of type '%s', found '%s'", ctx,
+                 ts_dtype_name(want), sema_type_str(s, got));
   if (got->kind == TS_TYPE_SCALAR)
     ts_diag_hint(s->d, d, "convert it: '%s(...)'", ts_dtype_name(want));
 }
 
-/* ---- extents -------------------------------------------------------------- */
+/* ---- extents --------------------------------------------------------------
+ */
 
 ts_extent sema_extent_const(int64_t c) {
   ts_extent e;
@@ -197,7 +199,8 @@ ts_extent sema_extent_of(sema *s, ts_node *n) {
   return opaque(s, n);
 }
 
-/* ---- constants ------------------------------------------------------------- */
+/* ---- constants -------------------------------------------------------------
+ */
 
 static void set_int(ts_node *n, int64_t v) {
   n->cval.kind = TS_CONST_INT;
@@ -297,7 +300,8 @@ static void fold_binary(sema *s, ts_node *n, const ts_const *a,
   }
 }
 
-/* ---- operand rules --------------------------------------------------------- */
+/* ---- operand rules ---------------------------------------------------------
+ */
 
 /* The type two arithmetic operands compute in, or NULL when they don't mix. */
 static const ts_type *unify(const ts_type *a, const ts_type *b) {
@@ -374,8 +378,7 @@ static const ts_type *check_unary(sema *s, ts_node *n) {
     if (x->cval.kind == TS_CONST_INT)
       set_int(n, ~x->cval.i);
     return r;
-  default:
-    break;
+  default: break;
   }
   sema_error(s, n->span, "'%s' cannot be applied to a value of type '%s'",
              op_text(n->op), sema_type_str(s, t));
@@ -392,8 +395,8 @@ static const ts_type *check_binary(sema *s, ts_node *n) {
   bool logical = op == TS_TOK_ANDAND || op == TS_TOK_OROR;
   bool compare = op == TS_TOK_EQ || op == TS_TOK_NE || op == TS_TOK_LT ||
                  op == TS_TOK_LE || op == TS_TOK_GT || op == TS_TOK_GE;
-  bool bitwise = op == TS_TOK_AMP || op == TS_TOK_PIPE ||
-                 op == TS_TOK_CARET || op == TS_TOK_SHL || op == TS_TOK_SHR;
+  bool bitwise = op == TS_TOK_AMP || op == TS_TOK_PIPE || op == TS_TOK_CARET ||
+                 op == TS_TOK_SHL || op == TS_TOK_SHR;
   if (logical) {
     if (sema_is_bool(a) && sema_is_bool(b))
       res = sema_scalar(TS_DTYPE_BOOL);
@@ -410,16 +413,17 @@ static const ts_type *check_binary(sema *s, ts_node *n) {
       res = u;
   }
   if (!res) {
-    ts_diag *d = sema_error(s, n->span,
-                            "'%s' cannot combine '%s' and '%s'", op_text(op),
-                            sema_type_str(s, a), sema_type_str(s, b));
+    ts_diag *d =
+        sema_error(s, n->span, "'%s' cannot combine '%s' and '%s'", op_text(op),
+                   sema_type_str(s, a), sema_type_str(s, b));
     if (ts_dtype_is_float(ts_dtype_promote(a->dtype)) !=
             ts_dtype_is_float(ts_dtype_promote(b->dtype)) &&
         !logical)
       ts_diag_hint(s->d, d, "convert one side, e.g. 'f32(x)' or 'i64(x)'");
     else if (logical)
-      ts_diag_hint(s->d, d, "'&&' and '||' take bools; compare first, "
-                            "e.g. 'x != 0'");
+      ts_diag_hint(s->d, d,
+                   "'&&' and '||' take bools; compare first, "
+                   "e.g. 'x != 0'");
     return &sema_error_type;
   }
   if (l->cval.kind != TS_CONST_NONE && r->cval.kind != TS_CONST_NONE)
@@ -427,7 +431,8 @@ static const ts_type *check_binary(sema *s, ts_node *n) {
   return res;
 }
 
-/* ---- names and element reads ------------------------------------------------ */
+/* ---- names and element reads ------------------------------------------------
+ */
 
 static const ts_type *check_name(sema *s, ts_node *n) {
   ts_symbol *sym = sema_lookup(s, n->name);
@@ -471,8 +476,9 @@ static const ts_type *check_element(sema *s, ts_node *n) {
     ts_node *k = n->kids[i];
     if (k->kind == TS_NODE_SLICE) {
       ts_diag *d = sema_error(s, k->span, "a slice is not a scalar value");
-      ts_diag_hint(s->d, d, "slices go in 'copy', 'gemm' and the other tile "
-                            "operations");
+      ts_diag_hint(s->d, d,
+                   "slices go in 'copy', 'gemm' and the other tile "
+                   "operations");
       ok = false;
       continue;
     }
@@ -516,8 +522,8 @@ bool sema_const_int(sema *s, ts_node *n, const char *what, int64_t *out) {
   if (!sema_int_expr(s, n, what))
     return false;
   if (n->cval.kind != TS_CONST_INT) {
-    ts_diag *d = sema_error(s, n->span, "%s must be known at compile time",
-                            what);
+    ts_diag *d =
+        sema_error(s, n->span, "%s must be known at compile time", what);
     ts_diag_hint(s->d, d, "use literals and params here");
     return false;
   }
@@ -525,7 +531,8 @@ bool sema_const_int(sema *s, ts_node *n, const char *what, int64_t *out) {
   return true;
 }
 
-/* ---- calls ------------------------------------------------------------------- */
+/* ---- calls
+ * ------------------------------------------------------------------- */
 
 static bool arg_count(sema *s, ts_node *n, uint32_t lo, uint32_t hi,
                       const char *sig) {
@@ -566,8 +573,8 @@ static const ts_type *record_call(sema *s, ts_node *n, ts_symbol *fn) {
   if (s->fn) {
     if (s->edge_count == s->edge_cap) {
       uint32_t cap = s->edge_cap ? s->edge_cap * 2 : 16;
-      call_edge *e = ts_resize(s->u->alloc, s->edges,
-                               s->edge_cap * sizeof *e, cap * sizeof *e);
+      call_edge *e = ts_resize(s->u->alloc, s->edges, s->edge_cap * sizeof *e,
+                               cap * sizeof *e);
       if (!e) {
         s->nomem = true;
         return &sema_error_type;
@@ -648,8 +655,9 @@ static const ts_type *check_atomic(sema *s, ts_node *n, ts_builtin b) {
   }
   ts_node *ref = n->kids[0];
   if (ref->kind != TS_NODE_INDEX) {
-    ts_diag *d = sema_error(s, ref->span, "'%s' needs one element of a "
-                                          "tensor or a shared tile",
+    ts_diag *d = sema_error(s, ref->span,
+                            "'%s' needs one element of a "
+                            "tensor or a shared tile",
                             ts_builtin_name(b));
     ts_diag_hint(s->d, d, "'%s'", ts_builtin_signature(b));
     return &sema_error_type;
@@ -661,12 +669,14 @@ static const ts_type *check_atomic(sema *s, ts_node *n, ts_builtin b) {
   ts_node *base = ref->kids[0];
   const ts_type *bt = base->sym ? base->sym->type : NULL;
   if (bt && bt->kind == TS_TYPE_TILE && bt->scope == TS_SCOPE_FRAG) {
-    ts_diag *d = sema_error(s, base->span, "'%s' needs global or shared "
-                                           "memory, but '%.*s' is a frag tile",
-                            ts_builtin_name(b), (int)base->name.len,
-                            base->name.ptr);
-    ts_diag_hint(s->d, d, "frag elements belong to one thread; update it "
-                          "with '+='");
+    ts_diag *d =
+        sema_error(s, base->span,
+                   "'%s' needs global or shared "
+                   "memory, but '%.*s' is a frag tile",
+                   ts_builtin_name(b), (int)base->name.len, base->name.ptr);
+    ts_diag_hint(s->d, d,
+                 "frag elements belong to one thread; update it "
+                 "with '+='");
     return &sema_error_type;
   }
   ts_dtype dt = bt ? bt->dtype : TS_DTYPE_F32;
@@ -692,8 +702,7 @@ static const ts_type *check_builtin(sema *s, ts_node *n, ts_builtin b) {
     break;
 #include "dsl/builtins.def"
 #undef BUILTIN
-  default:
-    break;
+  default: break;
   }
   ts_node **k = n->kids;
   switch (b) {
@@ -727,8 +736,9 @@ static const ts_type *check_builtin(sema *s, ts_node *n, ts_builtin b) {
         !sema_int_expr(s, k[1], "the second argument of 'ceildiv'"))
       return &sema_error_type;
     if (k[1]->cval.kind == TS_CONST_INT && k[1]->cval.i <= 0) {
-      sema_error(s, k[1]->span, "'ceildiv' needs a positive divisor, found "
-                                "%lld",
+      sema_error(s, k[1]->span,
+                 "'ceildiv' needs a positive divisor, found "
+                 "%lld",
                  (long long)k[1]->cval.i);
       return &sema_error_type;
     }
@@ -763,9 +773,8 @@ static const ts_type *check_builtin(sema *s, ts_node *n, ts_builtin b) {
       sema_error(s, n->span, "'abs' takes a number, found 'bool'");
       return &sema_error_type;
     }
-    return sema_scalar(ts_dtype_promote(a->literal && ts_dtype_is_int(a->dtype)
-                                            ? TS_DTYPE_I64
-                                            : a->dtype));
+    return sema_scalar(ts_dtype_promote(
+        a->literal && ts_dtype_is_int(a->dtype) ? TS_DTYPE_I64 : a->dtype));
   }
   case TS_BUILTIN_SELECT: {
     const ts_type *c = sema_expr(s, k[0]);
@@ -774,8 +783,9 @@ static const ts_type *check_builtin(sema *s, ts_node *n, ts_builtin b) {
         !want_scalar(s, k[2], e))
       return &sema_error_type;
     if (!sema_is_bool(c)) {
-      ts_diag *d = sema_error(s, k[0]->span, "the condition of 'select' must "
-                                             "be 'bool', found '%s'",
+      ts_diag *d = sema_error(s, k[0]->span,
+                              "the condition of 'select' must "
+                              "be 'bool', found '%s'",
                               sema_type_str(s, c));
       ts_diag_hint(s->d, d, "compare it: 'x != 0'");
       return &sema_error_type;
@@ -795,19 +805,21 @@ static const ts_type *check_builtin(sema *s, ts_node *n, ts_builtin b) {
     if (!want_scalar(s, k[0], a))
       return &sema_error_type;
     if (k[1]->kind != TS_NODE_DTYPE) {
-      sema_error(s, k[1]->span, "the second argument of 'bitcast' is a type "
-                                "name such as 'i32'");
+      sema_error(s, k[1]->span,
+                 "the second argument of 'bitcast' is a type "
+                 "name such as 'i32'");
       return &sema_error_type;
     }
     k[1]->type = &sema_dtype_type;
-    ts_dtype from = a->literal ? (ts_dtype_is_float(a->dtype) ? TS_DTYPE_F32
-                                                              : TS_DTYPE_I64)
-                               : a->dtype;
+    ts_dtype from =
+        a->literal ? (ts_dtype_is_float(a->dtype) ? TS_DTYPE_F32 : TS_DTYPE_I64)
+                   : a->dtype;
     ts_dtype to = k[1]->dtype;
     if (ts_dtype_bits(from) != ts_dtype_bits(to) || to == TS_DTYPE_BOOL ||
         from == TS_DTYPE_BOOL) {
-      sema_error(s, n->span, "'bitcast' from '%s' to '%s' changes the size "
-                             "(%d bits to %d)",
+      sema_error(s, n->span,
+                 "'bitcast' from '%s' to '%s' changes the size "
+                 "(%d bits to %d)",
                  ts_dtype_name(from), ts_dtype_name(to), ts_dtype_bits(from),
                  ts_dtype_bits(to));
       return &sema_error_type;
@@ -815,8 +827,7 @@ static const ts_type *check_builtin(sema *s, ts_node *n, ts_builtin b) {
     return sema_scalar(to);
   }
   case TS_BUILTIN_ATOMIC_ADD:
-  case TS_BUILTIN_ATOMIC_MAX:
-    return check_atomic(s, n, b);
+  case TS_BUILTIN_ATOMIC_MAX: return check_atomic(s, n, b);
   case TS_BUILTIN_POW: {
     const ts_type *a = float_fn(s, n, b);
     const ts_type *e = sema_expr(s, k[1]);
@@ -843,8 +854,7 @@ static const ts_type *check_builtin(sema *s, ts_node *n, ts_builtin b) {
   case TS_BUILTIN_RELU:
   case TS_BUILTIN_SIGMOID:
   case TS_BUILTIN_SOFTPLUS:
-  case TS_BUILTIN_SILU:
-    return float_fn(s, n, b);
+  case TS_BUILTIN_SILU: return float_fn(s, n, b);
   default: {
     ts_diag *d = sema_error(s, n->span, "'%s' is a statement, not a value",
                             ts_builtin_name(b));
@@ -863,11 +873,13 @@ static const ts_type *check_call(sema *s, ts_node *n) {
   ts_symbol *sym = sema_lookup(s, n->name);
   if (sym && sym->kind == TS_SYM_FN && sym->decl &&
       sym->decl->kind == TS_NODE_KERNEL) {
-    ts_diag *d = sema_error(s, n->span, "'%.*s' is a kernel and cannot be "
-                                        "called",
+    ts_diag *d = sema_error(s, n->span,
+                            "'%.*s' is a kernel and cannot be "
+                            "called",
                             (int)n->name.len, n->name.ptr);
-    ts_diag_hint(s->d, d, "kernels are launched by the runtime; share code "
-                          "through 'fn' helpers");
+    ts_diag_hint(s->d, d,
+                 "kernels are launched by the runtime; share code "
+                 "through 'fn' helpers");
     return &sema_error_type;
   }
   if (sym && sym->kind == TS_SYM_FN)
@@ -906,27 +918,13 @@ const ts_type *sema_expr(sema *s, ts_node *n) {
     set_bool(n, n->ival != 0);
     t = sema_scalar(TS_DTYPE_BOOL);
     break;
-  case TS_NODE_STRING:
-    t = &sema_string_type;
-    break;
-  case TS_NODE_NAME:
-    t = check_name(s, n);
-    break;
-  case TS_NODE_DTYPE:
-    t = &sema_dtype_type;
-    break;
-  case TS_NODE_UNARY:
-    t = check_unary(s, n);
-    break;
-  case TS_NODE_BINARY:
-    t = check_binary(s, n);
-    break;
-  case TS_NODE_CALL:
-    t = check_call(s, n);
-    break;
-  case TS_NODE_INDEX:
-    t = check_element(s, n);
-    break;
+  case TS_NODE_STRING: t = &sema_string_type; break;
+  case TS_NODE_NAME: t = check_name(s, n); break;
+  case TS_NODE_DTYPE: t = &sema_dtype_type; break;
+  case TS_NODE_UNARY: t = check_unary(s, n); break;
+  case TS_NODE_BINARY: t = check_binary(s, n); break;
+  case TS_NODE_CALL: t = check_call(s, n); break;
+  case TS_NODE_INDEX: t = check_element(s, n); break;
   case TS_NODE_SLICE:
     sema_error(s, n->span, "a slice is not a scalar value");
     t = &sema_error_type;
@@ -935,9 +933,7 @@ const ts_type *sema_expr(sema *s, ts_node *n) {
     sema_error(s, n->span, "a named argument is only allowed in a call");
     t = &sema_error_type;
     break;
-  default:
-    t = &sema_error_type;
-    break;
+  default: t = &sema_error_type; break;
   }
   if (!t)
     t = &sema_error_type;

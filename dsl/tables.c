@@ -57,12 +57,9 @@ ts_dtype ts_dtype_promote(ts_dtype d) {
   switch (d) {
   case TS_DTYPE_F16:
   case TS_DTYPE_BF16:
-  case TS_DTYPE_FP8E4M3:
-    return TS_DTYPE_F32;
-  case TS_DTYPE_I8:
-    return TS_DTYPE_I32;
-  default:
-    return d;
+  case TS_DTYPE_FP8E4M3: return TS_DTYPE_F32;
+  case TS_DTYPE_I8: return TS_DTYPE_I32;
+  default: return d;
   }
 }
 

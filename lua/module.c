@@ -50,9 +50,8 @@ static int l_check(lua_State *L) {
   }
   ts_diags d;
   ts_diags_init(&d, a);
-  ts_compile_options opt = {.emit = TS_EMIT_TYPED,
-                            .defines = defs,
-                            .define_count = ndefs};
+  ts_compile_options opt = {
+      .emit = TS_EMIT_TYPED, .defines = defs, .define_count = ndefs};
   ts_buf out, msgs;
   ts_buf_init(&out, a);
   ts_buf_init(&msgs, a);
@@ -60,8 +59,7 @@ static int l_check(lua_State *L) {
   for (const ts_diag *dg = d.head; dg; dg = dg->next)
     ts_diag_render_one(dg, &msgs, (ts_render_options){false, true});
   lua_pushboolean(L, st == NULL);
-  lua_pushstring(L, msgs.ptr ? msgs.ptr
-                             : (st ? ts_status_message(st) : ""));
+  lua_pushstring(L, msgs.ptr ? msgs.ptr : (st ? ts_status_message(st) : ""));
   ts_status_free(st);
   ts_buf_deinit(&out);
   ts_buf_deinit(&msgs);

@@ -151,7 +151,7 @@ int main(int argc, char **argv) {
       ok = match(&expects[i], lv, line, g->message);
     if (!ok) {
       fprintf(stderr, "%s: unexpected %s at line %u: %s\n", argv[1], lv, line,
-                      g->message);
+              g->message);
       failed++;
     } else {
       passed++;

@@ -13,7 +13,7 @@ extern int ts_test_passed, ts_test_failed;
       ts_test_passed++;                                                        \
     else {                                                                     \
       ts_test_failed++;                                                        \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);  \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
     }                                                                          \
   } while (0)
 

@@ -105,8 +105,8 @@ static void test_files(void) {
 static void test_source(void) {
   const char *text = "ab\r\n\tc\xc3\xa9x\nlast";
   ts_source src;
-  ts_status s = ts_source_init(&src, ts_allocator_system(), "f", text,
-                               strlen(text));
+  ts_status s =
+      ts_source_init(&src, ts_allocator_system(), "f", text, strlen(text));
   CHECK(s == NULL && src.line_count == 3);
   uint32_t line, col;
   ts_source_position(&src, 1, &line, &col);
@@ -122,8 +122,8 @@ static void test_source(void) {
 
 static char *render(const char *text, uint32_t lo, uint32_t hi, bool color) {
   ts_source src;
-  ts_status s = ts_source_init(&src, ts_allocator_system(), "f.tile", text,
-                               strlen(text));
+  ts_status s =
+      ts_source_init(&src, ts_allocator_system(), "f.tile", text, strlen(text));
   CHECK(s == NULL);
   ts_diags d;
   ts_diags_init(&d, ts_allocator_system());
@@ -157,8 +157,7 @@ static void test_render(void) {
   memset(line, 'a', sizeof line - 1);
   line[sizeof line - 1] = 0;
   r = render(line, 2000, 2001, false);
-  CHECK(strstr(r, "f.tile:1:2001:") && strstr(r, "| ...a") &&
-        strlen(r) < 600);
+  CHECK(strstr(r, "f.tile:1:2001:") && strstr(r, "| ...a") && strlen(r) < 600);
   free(r);
 
   ts_diags d;

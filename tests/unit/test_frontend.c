@@ -59,8 +59,7 @@ static void test_bad_input(void) {
   expect_errors("overflow",
                 "kernel k(x: f32[N]) { let a = 99999999999999999999; }", 52);
   expect_errors("const-overflow",
-                "kernel k(x: f32[N]) { let a = 9223372036854775807 + 1; }",
-                56);
+                "kernel k(x: f32[N]) { let a = 9223372036854775807 + 1; }", 56);
   expect_errors("div-zero", "kernel k(x: f32[N]) { let a = 1 / 0; }", 38);
 
   srand(7);
@@ -192,8 +191,8 @@ static void test_facts(void) {
   /* -D overrides a param; the override shows in the tile shapes. */
   ts_diags_init(&d, sys());
   ts_unit v;
-  ts_status st = ts_unit_init(&v, sys(), "t.tile", softmax, strlen(softmax),
-                              &d);
+  ts_status st =
+      ts_unit_init(&v, sys(), "t.tile", softmax, strlen(softmax), &d);
   CHECK(st == NULL);
   ts_define def = {"BM", "16"};
   CHECK(ts_unit_parse(&v) && ts_unit_check(&v, &def, 1));

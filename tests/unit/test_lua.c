@@ -24,7 +24,8 @@ int main(void) {
   luaL_requiref(L, "tessera", luaopen_tessera, 0);
   lua_pop(L, 1);
   char code[1024];
-  CHECK(strstr(run(L, "return require('tessera').version"), "tessera ") != NULL);
+  CHECK(strstr(run(L, "return require('tessera').version"), "tessera ") !=
+        NULL);
   snprintf(code, sizeof code,
            "local ok, msg = require('tessera').check('%s/kernels/softmax.tile')"
            "\nreturn tostring(ok) .. '|' .. msg",
