@@ -20,6 +20,18 @@
 #else
 #define TS_PRINTF(f, a)
 #define TS_MUST_USE
+/* ---- narrow floats (numeric.c): round to nearest even ------------------- */
+
+uint16_t ts_f32_to_bf16(float f);
+float ts_bf16_to_f32(uint16_t h);
+uint16_t ts_f32_to_f16(float f);
+float ts_f16_to_f32(uint16_t h);
+/* fp8 e4m3fn: saturating at +-448, NaN kept. */
+uint8_t ts_f32_to_e4m3(float f);
+float ts_e4m3_to_f32(uint8_t b);
+int8_t ts_rt_f32_to_e4m3(float f);
+float ts_rt_e4m3_to_f32(int8_t b);
+
 #endif
 
 #define TS_ARRAY_COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -265,5 +277,17 @@ void ts_diags_render(const ts_diags *d, FILE *out, ts_render_options opt);
 void ts_diag_render_one(const ts_diag *dg, ts_buf *out, ts_render_options opt);
 /* Whether to use colour on this stream: a terminal and no NO_COLOR. */
 bool ts_color_wanted(FILE *stream);
+
+/* ---- narrow floats (numeric.c): round to nearest even ------------------- */
+
+uint16_t ts_f32_to_bf16(float f);
+float ts_bf16_to_f32(uint16_t h);
+uint16_t ts_f32_to_f16(float f);
+float ts_f16_to_f32(uint16_t h);
+/* fp8 e4m3fn: saturating at +-448, NaN kept. */
+uint8_t ts_f32_to_e4m3(float f);
+float ts_e4m3_to_f32(uint8_t b);
+int8_t ts_rt_f32_to_e4m3(float f);
+float ts_rt_e4m3_to_f32(int8_t b);
 
 #endif

@@ -19,9 +19,9 @@ typedef enum ts_target {
   X(TOKENS, "tokens", true)                                                    \
   X(AST, "ast", true)                                                          \
   X(TYPED, "typed", true)                                                      \
-  X(MLIR, "mlir", false)                                                       \
-  X(LOWERED, "lowered", false)                                                 \
-  X(LLVM, "llvm", false)                                                       \
+  X(MLIR, "mlir", true)                                                        \
+  X(LOWERED, "lowered", true)                                                  \
+  X(LLVM, "llvm", true)                                                        \
   X(PTX, "ptx", false)                                                         \
   X(CUDA, "cuda", false)
 
@@ -44,7 +44,36 @@ typedef struct ts_compile_options {
   ts_emit emit;
   const ts_define *defines;
   size_t define_count;
+  bool time_passes; /* print MLIR's pass timing to stderr */
 } ts_compile_options;
+
+/* The packed entry point of a JIT-compiled function: args[i] points at the
+ * i-th argument (a memref argument takes five: allocated and aligned
+ * pointers, offset, size, stride), results are written through the
+ * pointers after the arguments. */
+typedef void (*ts_packed_fn)(void **args);
+
+/* A kernel compiled for the CPU and loaded: its checked signature and its
+ * entry points. Holds its MLIR context and JIT; not thread-safe to create,
+ * but its functions may be called from many threads at once. */
+typedef struct ts_cpu_program ts_cpu_program;
+
+/* Compiles kernel `kernel` of `text` for the CPU and JIT-loads it. Program
+ * errors go to `diags` (TS_ERR_PROGRAM). */
+TS_MUST_USE ts_status ts_cpu_program_create(const ts_allocator *alloc,
+                                            const char *path, const char *text,
+                                            size_t len, const char *kernel,
+                                            const ts_define *defines,
+                                            size_t define_count,
+                                            ts_diags *diags,
+                                            ts_cpu_program **out);
+void ts_cpu_program_destroy(ts_cpu_program *p);
+const ts_kernel_info *ts_cpu_program_kernel(const ts_cpu_program *p);
+/* `run(args..., begin, end)` and `grid(dims, scalars) -> (x, y, z)`. */
+ts_packed_fn ts_cpu_program_run(const ts_cpu_program *p);
+ts_packed_fn ts_cpu_program_grid(const ts_cpu_program *p);
+/* Seconds the compile took (front end through JIT). */
+double ts_cpu_program_compile_seconds(const ts_cpu_program *p);
 
 /* Compiles `text` (named `path` in messages) up to the stage asked for and
  * appends that stage's output to `out`. Program errors go to `diags` and

@@ -1,9 +1,12 @@
 /* driver.c - the compile driver, read top to bottom as its stages:
  * lex (tokens) -> parse (ast) -> sema (typed) -> MLIR generation and the
  * per-target pipelines (not yet built). */
+#define _POSIX_C_SOURCE 200809L
 #include "compiler/compiler.h"
+#include "compiler/pipeline.h"
 
 #include <string.h>
+#include <time.h>
 
 #ifndef TS_LLVM_VERSION
 #define TS_LLVM_VERSION "unknown"
@@ -69,6 +72,57 @@ static ts_status find_kernel(const ts_unit *u, const ts_compile_options *opt) {
   return s;
 }
 
+/* The CPU stages: generate (mlir), lower (lowered), translate (llvm), or
+ * JIT-compile everything (the default) and say what was built. */
+static ts_status lower_cpu(ts_unit *u, const ts_compile_options *opt,
+                           ts_diags *diags, ts_buf *out) {
+  ts_mlir *m;
+  TS_TRY(ts_mlir_create(&u->src, diags, &m));
+  MlirModule mod;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ts_status st = ts_mlir_gen(m, u, opt->kernel, &mod);
+  if (st) {
+    ts_mlir_destroy(m);
+    return st;
+  }
+  if (opt->emit == TS_EMIT_MLIR) {
+    ts_mlir_print(mod, out);
+  } else if (!(st = ts_mlir_lower(m, mod, opt->target, opt->time_passes))) {
+    if (opt->emit == TS_EMIT_LOWERED) {
+      ts_mlir_print(mod, out);
+    } else if (opt->emit == TS_EMIT_LLVM) {
+      st = ts_mlir_print_llvm(mod, out);
+    } else {
+      ts_jit *j;
+      if (!(st = ts_jit_create(m, mod, &j))) {
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < u->kernel_count; i++) {
+          char name[300];
+          snprintf(name, sizeof name, "%.*s", (int)u->kernels[i].name.len,
+                   u->kernels[i].name.ptr);
+          if (opt->kernel && strcmp(opt->kernel, name))
+            continue;
+          if (!ts_jit_lookup(j, name))
+            st = ts_status_make(TS_ERR_INTERNAL, "kernel '%s' is missing from "
+                                "the JIT", name);
+          n++;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (!st)
+          ts_buf_printf(out, "%s: %u kernel%s compiled for the CPU in %.0f ms\n",
+                        u->src.name, n, n == 1 ? "" : "s",
+                        (t1.tv_sec - t0.tv_sec) * 1e3 +
+                            (t1.tv_nsec - t0.tv_nsec) / 1e6);
+        ts_jit_destroy(j);
+      }
+    }
+  }
+  mlirModuleDestroy(mod);
+  ts_mlir_destroy(m);
+  return st;
+}
+
 ts_status ts_compile(const ts_allocator *alloc, const char *path,
                      const char *text, size_t len,
                      const ts_compile_options *opt, ts_diags *diags,
@@ -105,10 +159,19 @@ ts_status ts_compile(const ts_allocator *alloc, const char *path,
     goto done;
   }
   /* 4. mlir, 5. lowered, 6. llvm | ptx | cuda */
-  st = ts_status_make(TS_ERR_UNSUPPORTED,
-                      "--target %s --emit %s is not yet built: the front end "
-                      "checked the file; MLIR lowering is the next milestone",
-                      ts_target_name(opt->target), ts_emit_name(opt->emit));
+  if (opt->target != TS_TARGET_CPU) {
+    st = ts_status_make(TS_ERR_UNSUPPORTED,
+                        "--target %s is not yet built: the CPU target is; "
+                        "PTX and CUDA C are the next milestone",
+                        ts_target_name(opt->target));
+    goto done;
+  }
+  if (opt->emit == TS_EMIT_PTX || opt->emit == TS_EMIT_CUDA) {
+    st = ts_status_make(TS_ERR_INVALID, "--emit %s needs --target %s",
+                        ts_emit_name(opt->emit), ts_emit_name(opt->emit));
+    goto done;
+  }
+  st = lower_cpu(&u, opt, diags, out);
 done:
   if (!st && out->failed)
     st = ts_status_nomem();

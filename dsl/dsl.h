@@ -241,6 +241,7 @@ struct ts_symbol {
   ts_const cval; /* params and constants */
   uint32_t atom; /* dims, lets and loop variables: their atom id */
   bool used;
+  const void *user; /* scratch for the pass after sema (codegen) */
 };
 
 /* One kernel after sema: what the compiler and the runtime need. */

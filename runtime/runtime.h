@@ -1,11 +1,108 @@
-/* runtime.h - the Tessera runtime's C API (used by the CLI and the Lua
- * binding). Today: describing the devices of this machine. The device
- * interface, buffers, tensors, kernels and launch come with the CPU and GPU
- * targets. Thread-safe. */
+/* runtime.h - the Tessera runtime's C API, used by the CLI, the Lua binding
+ * and the tests: devices (a struct of function pointers, ggml-style; the CPU
+ * device today), reference-counted buffers and tensors, kernels compiled
+ * from a .tile file + kernel name + params, and launch with argument
+ * checking. Devices, buffers, tensors and kernels may be shared between
+ * threads; one launch runs at a time per kernel object. */
 #ifndef TS_RUNTIME_H
 #define TS_RUNTIME_H
 
 #include "compiler/compiler.h"
+
+/* ---- devices ----------------------------------------------------------------- */
+
+typedef struct ts_device ts_device;
+
+typedef struct ts_device_ops {
+  const char *name; /* "cpu" */
+  ts_status (*alloc)(ts_device *d, size_t size, void **out);
+  void (*free)(ts_device *d, void *p);
+  ts_status (*write)(ts_device *d, void *dst, const void *src, size_t size);
+  ts_status (*read)(ts_device *d, void *dst, const void *src, size_t size);
+  void (*destroy)(ts_device *d);
+} ts_device_ops;
+
+/* The CPU device, running blocks on `threads` threads (0: every core, or
+ * TESSERA_THREADS when set). Reference counted. */
+TS_MUST_USE ts_status ts_device_create_cpu(int threads, ts_device **out);
+ts_device *ts_device_retain(ts_device *d);
+void ts_device_release(ts_device *d);
+const char *ts_device_name(const ts_device *d);
+int ts_device_thread_count(const ts_device *d);
+
+/* ---- tensors -------------------------------------------------------------------- */
+
+typedef struct ts_tensor ts_tensor;
+
+/* A new contiguous row-major tensor, zero-filled. Shape entries >= 0. */
+TS_MUST_USE ts_status ts_tensor_create(ts_device *d, ts_dtype dtype,
+                                       uint32_t rank, const int64_t *shape,
+                                       ts_tensor **out);
+ts_tensor *ts_tensor_retain(ts_tensor *t);
+void ts_tensor_release(ts_tensor *t);
+ts_dtype ts_tensor_dtype(const ts_tensor *t);
+uint32_t ts_tensor_rank(const ts_tensor *t);
+int64_t ts_tensor_dim(const ts_tensor *t, uint32_t i);
+int64_t ts_tensor_count(const ts_tensor *t);
+size_t ts_tensor_size(const ts_tensor *t); /* bytes */
+/* Host-visible data (CPU device): the elements in their storage format. */
+void *ts_tensor_data(ts_tensor *t);
+/* Copies `size` bytes in or out (any device). */
+TS_MUST_USE ts_status ts_tensor_write(ts_tensor *t, const void *src,
+                                      size_t size);
+TS_MUST_USE ts_status ts_tensor_read(const ts_tensor *t, void *dst,
+                                     size_t size);
+
+/* ---- kernels ----------------------------------------------------------------------- */
+
+typedef struct ts_kernel ts_kernel;
+
+/* Compiles kernel `name` of the .tile file at `path` with `defines` for the
+ * device. Program errors are in `diags` (status TS_ERR_PROGRAM). */
+TS_MUST_USE ts_status ts_kernel_create(ts_device *d, const char *path,
+                                       const char *name,
+                                       const ts_define *defines, size_t ndefs,
+                                       ts_diags *diags, ts_kernel **out);
+/* The same from source text (`path` names it in messages). */
+TS_MUST_USE ts_status ts_kernel_create_from_source(
+    ts_device *d, const char *path, const char *text, size_t len,
+    const char *name, const ts_define *defines, size_t ndefs, ts_diags *diags,
+    ts_kernel **out);
+void ts_kernel_release(ts_kernel *k);
+double ts_kernel_compile_seconds(const ts_kernel *k);
+
+typedef enum ts_arg_kind {
+  TS_ARG_TENSOR,
+  TS_ARG_INT,
+  TS_ARG_FLOAT,
+  TS_ARG_BOOL,
+} ts_arg_kind;
+
+typedef struct ts_arg {
+  ts_arg_kind kind;
+  ts_tensor *tensor;
+  int64_t i;
+  double f;
+} ts_arg;
+
+static inline ts_arg ts_arg_tensor(ts_tensor *t) {
+  return (ts_arg){TS_ARG_TENSOR, t, 0, 0};
+}
+static inline ts_arg ts_arg_int(int64_t i) {
+  return (ts_arg){TS_ARG_INT, NULL, i, 0};
+}
+static inline ts_arg ts_arg_float(double f) {
+  return (ts_arg){TS_ARG_FLOAT, NULL, 0, f};
+}
+
+/* Runs the kernel over its grid. Checks every argument against the
+ * kernel's signature first: count, tensor or scalar, dtype, rank, and the
+ * symbolic dims bound consistently across tensors; a mismatch is a
+ * TS_ERR_INVALID status naming the argument, and nothing runs. */
+TS_MUST_USE ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args,
+                                       size_t count);
+
+/* ---- probe -------------------------------------------------------------------------- */
 
 typedef struct ts_device_probe {
   int cpu_count;   /* online cores */

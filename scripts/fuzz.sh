@@ -8,13 +8,12 @@ cd "$(dirname "$0")/.."
 dir=${1:-build-fuzz}
 seconds=${2:-60}
 mkdir -p "$dir/corpus"
-srcs=(base/*.c dsl/*.c compiler/driver.c tests/fuzz/fuzz_frontend.c)
+srcs=(base/*.c dsl/*.c tests/fuzz/fuzz_frontend.c)
 bin=$dir/fuzz_frontend
-newest=$(ls -t "${srcs[@]}" base/*.h dsl/*.h dsl/*.def compiler/*.h | head -n 1)
+newest=$(ls -t "${srcs[@]}" base/*.h dsl/*.h dsl/*.def | head -n 1)
 if [[ ! -x $bin || $newest -nt $bin ]]; then
   clang -std=c11 -O1 -g -I. -fsanitize=fuzzer,address,undefined \
-    -fno-sanitize-recover=all -DTS_LLVM_VERSION='"fuzz"' \
-    "${srcs[@]}" -lm -o "$bin"
+    -fno-sanitize-recover=all    "${srcs[@]}" -lm -o "$bin"
 fi
 cp -f kernels/*.tile tests/errors/*.tile tests/fuzz/corpus/* "$dir/corpus/" 2>/dev/null || true
 for f in tests/golden/*/*.tile; do cp -f "$f" "$dir/corpus/golden_$(basename "$(dirname "$f")")_$(basename "$f")"; done

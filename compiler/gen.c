@@ -1,0 +1,1339 @@
+/* gen.c - typed AST to an MLIR module for the CPU target, built with the
+ * MLIR C API (func, arith, math, memref, cf). Each decision about how a tile
+ * op becomes loops is made here, one function per op.
+ *
+ * The kernel ABI (docs/abi.md): for kernel K the module has
+ *   func @K(memref<?xS> per tensor arg, i64 per dim, scalar args,
+ *           i64 block_begin, i64 block_end)
+ *     runs blocks [begin, end) of the grid (linear, x fastest);
+ *   func @K__grid(i64 per dim, scalar args) -> (i64, i64, i64)
+ *     the grid extents;
+ *   func @K__block(same args as @K without the range, i64 bx, by, bz)
+ *     one block: tiles are its locals.
+ * Tensors are flat row-major memrefs of their storage type (bf16 and f16
+ * as i16, fp8e4m3 and i8 as i8, bool as i8); a buffer always holds at least
+ * one element, so a predicated-off load may read element 0. Scalars compute
+ * in f32 (floats), i32/i64 and i1. Out-of-range elements of a tile op read
+ * as 0 and are not written. */
+#include "compiler/gen.h"
+
+#include <string.h>
+
+#define MAX_LOOPS 256
+#define MAX_HEAP 128
+#define STACK_TILE_LIMIT (64 * 1024)
+
+typedef struct loop {
+  MlirBlock header, body, latch, exit;
+  MlirValue iv;
+} loop;
+
+typedef struct gen {
+  mb b;
+  ts_unit *u;
+  ts_diags *d;
+  const ts_kernel_info *kernel;
+  MlirValue atom_vals[4096]; /* dims by atom id, while generating a kernel */
+  bool atom_set[4096];
+  MlirValue block_id[3];
+  struct {
+    MlirBlock brk, cont;
+  } loops[MAX_LOOPS];
+  int nloops;
+  MlirValue heap[MAX_HEAP];
+  int nheap;
+  bool in_fn;
+  MlirType fn_result;
+  bool failed;
+} gen;
+
+/* ---- diagnostics ----------------------------------------------------------- */
+
+static void unsupported(gen *g, ts_node *n, const char *what) {
+  if (g->failed && ts_diags_full(g->d))
+    return;
+  ts_diag *d = ts_diag_error(g->d, &g->u->src, n->span,
+                             "%s is not supported on the CPU target yet", what);
+  ts_diag_hint(g->d, d, "see docs/status in README.md for what is built");
+  g->failed = true;
+}
+
+static MlirLocation loc_of(gen *g, ts_node *n) {
+  uint32_t line, col;
+  ts_source_position(&g->u->src, n->span.lo, &line, &col);
+  return mlirLocationFileLineColGet(g->b.ctx, mb_str(g->u->src.name), line,
+                                    col);
+}
+
+/* ---- types ------------------------------------------------------------------ */
+
+/* How an element of dtype `dt` is stored in memory. */
+static MlirType storage(gen *g, ts_dtype dt) {
+  switch (dt) {
+  case TS_DTYPE_F32: return g->b.f32;
+  case TS_DTYPE_F16:
+  case TS_DTYPE_BF16: return g->b.i16;
+  case TS_DTYPE_FP8E4M3:
+  case TS_DTYPE_I8:
+  case TS_DTYPE_BOOL: return g->b.i8;
+  case TS_DTYPE_I32: return g->b.i32;
+  default: return g->b.i64;
+  }
+}
+
+/* The type a value of dtype `dt` computes in. */
+static MlirType compute(gen *g, ts_dtype dt) {
+  switch (dt) {
+  case TS_DTYPE_F32:
+  case TS_DTYPE_F16:
+  case TS_DTYPE_BF16:
+  case TS_DTYPE_FP8E4M3: return g->b.f32;
+  case TS_DTYPE_I8:
+  case TS_DTYPE_I32: return g->b.i32;
+  case TS_DTYPE_BOOL: return g->b.i1;
+  default: return g->b.i64;
+  }
+}
+
+static MlirType repr(gen *g, const ts_type *t) {
+  if (t->kind != TS_TYPE_SCALAR)
+    return g->b.i64;
+  return compute(g, t->dtype);
+}
+
+static bool is_float(gen *g, MlirType t) { return mlirTypeEqual(t, g->b.f32); }
+
+static bool is_bool_t(const ts_type *t) {
+  return t && t->kind == TS_TYPE_SCALAR && t->dtype == TS_DTYPE_BOOL;
+}
+
+static int int_width(MlirType t) { return (int)mlirIntegerTypeGetWidth(t); }
+
+/* Converts between compute types (f32, i1, i32, i64). */
+static MlirValue convert(gen *g, MlirValue v, MlirType to) {
+  mb *b = &g->b;
+  MlirType from = mlirValueGetType(v);
+  if (mlirTypeEqual(from, to))
+    return v;
+  bool ff = is_float(g, from), tf = is_float(g, to);
+  if (ff && !tf)
+    return mb_cast(b, "arith.fptosi", v, to);
+  if (!ff && tf) {
+    if (int_width(from) == 1)
+      v = mb_cast(b, "arith.extui", v, b->i32);
+    return mb_cast(b, "arith.sitofp", v, to);
+  }
+  int wf = int_width(from), wt = int_width(to);
+  if (wf == 1)
+    return mb_cast(b, "arith.extui", v, to);
+  if (wt == 1)
+    return mb_cmpi(b, CMPI_NE, v, mb_const_int(b, from, 0));
+  return wf < wt ? mb_cast(b, "arith.extsi", v, to)
+                 : mb_cast(b, "arith.trunci", v, to);
+}
+
+/* ---- narrow floats ------------------------------------------------------------ */
+
+static MlirValue call_rt(gen *g, const char *name, MlirValue v, MlirType res);
+
+/* f32 -> bf16 bits, round to nearest even; NaN stays a quiet NaN. */
+static MlirValue f32_to_bf16(gen *g, MlirValue v) {
+  mb *b = &g->b;
+  MlirValue bits = mb_cast(b, "arith.bitcast", v, b->i32);
+  MlirValue c16 = mb_const_int(b, b->i32, 16);
+  MlirValue hi = mb_bin(b, "arith.shrui", bits, c16);
+  MlirValue lsb = mb_bin(b, "arith.andi", hi, mb_const_int(b, b->i32, 1));
+  MlirValue bias = mb_bin(b, "arith.addi", lsb, mb_const_int(b, b->i32, 0x7fff));
+  MlirValue r = mb_bin(b, "arith.shrui", mb_bin(b, "arith.addi", bits, bias), c16);
+  MlirValue nan = mb_bin(b, "arith.ori", hi, mb_const_int(b, b->i32, 0x40));
+  MlirValue isnan = mb_cmpf(b, CMPF_UNO, v, v);
+  return mb_cast(b, "arith.trunci", mb_select(b, isnan, nan, r), b->i16);
+}
+
+static MlirValue bf16_to_f32(gen *g, MlirValue h) {
+  mb *b = &g->b;
+  MlirValue w = mb_cast(b, "arith.extui", h, b->i32);
+  w = mb_bin(b, "arith.shli", w, mb_const_int(b, b->i32, 16));
+  return mb_cast(b, "arith.bitcast", w, b->f32);
+}
+
+/* A value of compute type -> the storage of dtype `dt`. */
+static MlirValue to_storage(gen *g, MlirValue v, ts_dtype dt) {
+  mb *b = &g->b;
+  switch (dt) {
+  case TS_DTYPE_BF16:
+    return f32_to_bf16(g, convert(g, v, b->f32));
+  case TS_DTYPE_F16: {
+    MlirValue h = mb_cast(b, "arith.truncf", convert(g, v, b->f32), b->f16);
+    return mb_cast(b, "arith.bitcast", h, b->i16);
+  }
+  case TS_DTYPE_FP8E4M3:
+    return call_rt(g, "ts_rt_f32_to_e4m3", convert(g, v, b->f32), b->i8);
+  case TS_DTYPE_I8:
+    return mb_cast(b, "arith.trunci", convert(g, v, b->i32), b->i8);
+  case TS_DTYPE_BOOL:
+    return mb_cast(b, "arith.extui", convert(g, v, b->i1), b->i8);
+  default:
+    return convert(g, v, storage(g, dt));
+  }
+}
+
+static MlirValue from_storage(gen *g, MlirValue v, ts_dtype dt) {
+  mb *b = &g->b;
+  switch (dt) {
+  case TS_DTYPE_BF16:
+    return bf16_to_f32(g, v);
+  case TS_DTYPE_F16:
+    return mb_cast(b, "arith.extf", mb_cast(b, "arith.bitcast", v, b->f16),
+                   b->f32);
+  case TS_DTYPE_FP8E4M3:
+    return call_rt(g, "ts_rt_e4m3_to_f32", v, b->f32);
+  case TS_DTYPE_I8:
+    return mb_cast(b, "arith.extsi", v, b->i32);
+  case TS_DTYPE_BOOL:
+    return mb_cmpi(b, CMPI_NE, v, mb_const_int(b, b->i8, 0));
+  default:
+    return v;
+  }
+}
+
+/* Calls an external runtime helper f(x) -> res (declared in the module by
+ * declare_runtime). */
+static MlirValue call_rt(gen *g, const char *name, MlirValue v, MlirType res) {
+  mb *b = &g->b;
+  MlirNamedAttribute a =
+      mb_attr(b, "callee", mlirFlatSymbolRefAttrGet(b->ctx, mb_str(name)));
+  return mlirOperationGetResult(mb_op(b, "func.call", 1, &v, 1, &res, 1, &a),
+                                0);
+}
+
+/* ---- control flow ---------------------------------------------------------------- */
+
+/* After a terminator, code goes on in a fresh (unreachable) block. */
+static void fresh_block(gen *g) { g->b.cur = mb_block(&g->b, 0, NULL); }
+
+static void loop_begin(gen *g, loop *L, MlirValue lo, MlirValue hi) {
+  mb *b = &g->b;
+  L->header = mb_block(b, 1, &b->i64);
+  L->body = mb_block(b, 0, NULL);
+  L->latch = mb_block(b, 0, NULL);
+  L->exit = mb_block(b, 0, NULL);
+  mb_br(b, L->header, 1, &lo);
+  b->cur = L->header;
+  L->iv = mlirBlockGetArgument(L->header, 0);
+  mb_cond_br(b, mb_cmpi(b, CMPI_SLT, L->iv, hi), L->body, L->exit);
+  b->cur = L->body;
+}
+
+static void loop_end(gen *g, loop *L) {
+  mb *b = &g->b;
+  mb_br(b, L->latch, 0, NULL);
+  b->cur = L->latch;
+  MlirValue next = mb_bin(b, "arith.addi", L->iv, mb_const_int(b, b->i64, 1));
+  mb_br(b, L->header, 1, &next);
+  b->cur = L->exit;
+}
+
+/* if (c) { ... }: returns the join block; code goes into `then`. */
+static MlirBlock if_begin(gen *g, MlirValue c) {
+  MlirBlock then = mb_block(&g->b, 0, NULL);
+  MlirBlock join = mb_block(&g->b, 0, NULL);
+  mb_cond_br(&g->b, c, then, join);
+  g->b.cur = then;
+  return join;
+}
+
+static void if_end(gen *g, MlirBlock join) {
+  mb_br(&g->b, join, 0, NULL);
+  g->b.cur = join;
+}
+
+/* ---- extents and views ------------------------------------------------------------ */
+
+static MlirValue i64c(gen *g, int64_t v) {
+  return mb_const_int(&g->b, g->b.i64, v);
+}
+
+/* An extent in canonical form, evaluated (its atoms are dims). */
+static MlirValue eval_extent(gen *g, const ts_extent *e, ts_node *at) {
+  MlirValue v = i64c(g, e->c);
+  for (uint32_t i = 0; i < e->term_count; i++) {
+    uint32_t a = e->terms[i].atom;
+    if (a >= 4096 || !g->atom_set[a]) {
+      unsupported(g, at, "this extent");
+      return v;
+    }
+    MlirValue t = mb_bin(&g->b, "arith.muli", g->atom_vals[a],
+                         i64c(g, e->terms[i].coef));
+    v = mb_bin(&g->b, "arith.addi", v, t);
+  }
+  return v;
+}
+
+enum { SUB_INDEX, SUB_SLICE, SUB_GATHER };
+
+typedef struct view view;
+struct view {
+  MlirValue mem;
+  ts_dtype dt;
+  uint32_t rank; /* of the underlying tensor or tile */
+  MlirValue dims[TS_MAX_RANK];
+  struct {
+    int kind;
+    MlirValue start; /* index, or slice start */
+    uint32_t vdim;   /* the view dim a slice or gather feeds */
+    view *gather;    /* 1-d view of the indices */
+  } sub[TS_MAX_RANK];
+  uint32_t vrank;
+  MlirValue vext[TS_MAX_RANK];
+};
+
+static MlirValue gen_expr(gen *g, ts_node *n);
+static MlirValue gen_expr_as(gen *g, ts_node *n, MlirType want);
+
+static bool view_of(gen *g, ts_node *n, view *v, view *pool, int *npool);
+
+static bool view_base(gen *g, ts_node *b, view *v) {
+  ts_symbol *sym = b->sym;
+  if (!sym || !sym->user || !sym->type) {
+    unsupported(g, b, "this reference");
+    return false;
+  }
+  memset(v, 0, sizeof *v);
+  v->mem = (MlirValue){sym->user};
+  v->dt = sym->type->dtype;
+  v->rank = sym->type->rank;
+  for (uint32_t i = 0; i < v->rank; i++)
+    v->dims[i] = eval_extent(g, &sym->type->dims[i], b);
+  return true;
+}
+
+/* A view of a tensor or tile reference: `t`, `x[r:r + BM, :]`,
+ * `kv[idx[:], :]`, `q[t, :, :]`. `pool` holds gather views. */
+static bool view_of(gen *g, ts_node *n, view *v, view *pool, int *npool) {
+  if (n->kind == TS_NODE_NAME) {
+    if (!view_base(g, n, v))
+      return false;
+    for (uint32_t i = 0; i < v->rank; i++) {
+      v->sub[i].kind = SUB_SLICE;
+      v->sub[i].start = i64c(g, 0);
+      v->sub[i].vdim = i;
+      v->vext[i] = v->dims[i];
+    }
+    v->vrank = v->rank;
+    return true;
+  }
+  if (!view_base(g, n->kids[0], v))
+    return false;
+  for (uint32_t i = 0; i < v->rank; i++) {
+    ts_node *k = n->kids[i + 1];
+    bool gather = false;
+    if (k->kind == TS_NODE_INDEX)
+      for (uint32_t j = 1; j < k->kid_count; j++)
+        gather |= k->kids[j]->kind == TS_NODE_SLICE;
+    if (k->kind == TS_NODE_SLICE) {
+      MlirValue lo = k->kids[0] ? gen_expr_as(g, k->kids[0], g->b.i64)
+                                : i64c(g, 0);
+      MlirValue hi =
+          k->kids[1] ? gen_expr_as(g, k->kids[1], g->b.i64) : v->dims[i];
+      v->sub[i].kind = SUB_SLICE;
+      v->sub[i].start = lo;
+      v->sub[i].vdim = v->vrank;
+      v->vext[v->vrank++] = mb_bin(&g->b, "arith.subi", hi, lo);
+    } else if (gather) {
+      if (*npool >= 8) {
+        unsupported(g, k, "this many gathers");
+        return false;
+      }
+      view *gv = &pool[(*npool)++];
+      if (!view_of(g, k, gv, pool, npool))
+        return false;
+      v->sub[i].kind = SUB_GATHER;
+      v->sub[i].gather = gv;
+      v->sub[i].vdim = v->vrank;
+      v->vext[v->vrank++] = gv->vext[0];
+    } else {
+      v->sub[i].kind = SUB_INDEX;
+      v->sub[i].start = gen_expr_as(g, k, g->b.i64);
+    }
+  }
+  return true;
+}
+
+static void view_load(gen *g, view *v, const MlirValue *k, MlirValue *out);
+
+/* Linear index and validity of the element at view indices `k`. */
+static void view_elem(gen *g, view *v, const MlirValue *k, MlirValue *lin,
+                      MlirValue *valid) {
+  mb *b = &g->b;
+  MlirValue l = i64c(g, 0), ok = mb_const_int(b, b->i1, 1);
+  for (uint32_t d = 0; d < v->rank; d++) {
+    MlirValue idx;
+    switch (v->sub[d].kind) {
+    case SUB_INDEX:
+      idx = v->sub[d].start;
+      break;
+    case SUB_SLICE:
+      idx = mb_bin(b, "arith.addi", v->sub[d].start, k[v->sub[d].vdim]);
+      break;
+    default: {
+      MlirValue gi;
+      view_load(g, v->sub[d].gather, &k[v->sub[d].vdim], &gi);
+      idx = convert(g, gi, b->i64);
+    }
+    }
+    MlirValue ge = mb_cmpi(b, CMPI_SGE, idx, i64c(g, 0));
+    MlirValue lt = mb_cmpi(b, CMPI_SLT, idx, v->dims[d]);
+    ok = mb_bin(b, "arith.andi", ok, mb_bin(b, "arith.andi", ge, lt));
+    l = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", l, v->dims[d]), idx);
+  }
+  *lin = l;
+  *valid = ok;
+}
+
+/* Loads an element as its compute type; out of range reads 0. */
+static void view_load(gen *g, view *v, const MlirValue *k, MlirValue *out) {
+  mb *b = &g->b;
+  MlirValue lin, ok;
+  view_elem(g, v, k, &lin, &ok);
+  MlirValue safe = mb_select(b, ok, lin, i64c(g, 0));
+  MlirValue x = from_storage(g, mb_load(b, v->mem, safe), v->dt);
+  MlirType t = mlirValueGetType(x);
+  MlirValue zero = is_float(g, t) ? mb_const_f32(b, 0.0) : mb_const_int(b, t, 0);
+  *out = mb_select(b, ok, x, zero);
+}
+
+/* Stores a compute value; out of range is not written. */
+static void view_store(gen *g, view *v, const MlirValue *k, MlirValue x) {
+  mb *b = &g->b;
+  MlirValue lin, ok;
+  view_elem(g, v, k, &lin, &ok);
+  MlirBlock join = if_begin(g, ok);
+  mb_store(b, to_storage(g, x, v->dt), v->mem, lin);
+  if_end(g, join);
+}
+
+/* Loops over every index of a view; the caller closes them with
+ * loops_end. */
+static void loops_begin(gen *g, loop *L, const MlirValue *ext, uint32_t rank,
+                        MlirValue *k) {
+  for (uint32_t i = 0; i < rank; i++) {
+    loop_begin(g, &L[i], i64c(g, 0), ext[i]);
+    k[i] = L[i].iv;
+  }
+}
+
+static void loops_end(gen *g, loop *L, uint32_t rank) {
+  for (uint32_t i = rank; i-- > 0;)
+    loop_end(g, &L[i]);
+}
+
+/* ---- expressions -------------------------------------------------------------------- */
+
+static MlirValue const_of(gen *g, ts_node *n, MlirType t) {
+  mb *b = &g->b;
+  const ts_const *c = &n->cval;
+  if (is_float(g, t))
+    return mb_const_f32(b, c->kind == TS_CONST_FLOAT ? c->f
+                           : c->kind == TS_CONST_INT ? (double)c->i
+                                                     : (double)c->b);
+  int64_t v = c->kind == TS_CONST_INT ? c->i
+              : c->kind == TS_CONST_BOOL ? c->b
+                                         : (int64_t)c->f;
+  return mb_const_int(b, t, v);
+}
+
+static MlirValue gen_expr_as(gen *g, ts_node *n, MlirType want) {
+  if (n->cval.kind != TS_CONST_NONE) {
+    MlirLocation saved = g->b.loc;
+    g->b.loc = loc_of(g, n);
+    MlirValue v = const_of(g, n, want);
+    g->b.loc = saved;
+    return v;
+  }
+  return convert(g, gen_expr(g, n), want);
+}
+
+/* The type two operands compute in (mirrors sema's rule). */
+static MlirType operand_type(gen *g, ts_node *x, ts_node *y) {
+  MlirType a = repr(g, x->type), c = repr(g, y->type);
+  if (is_float(g, a) || is_float(g, c))
+    return g->b.f32;
+  if (x->type->literal)
+    return c;
+  if (y->type->literal)
+    return a;
+  return int_width(a) >= int_width(c) ? a : c;
+}
+
+static MlirValue gen_binary(gen *g, ts_node *n) {
+  mb *b = &g->b;
+  int op = n->op;
+  if (op == TS_TOK_ANDAND || op == TS_TOK_OROR) {
+    /* Both sides are evaluated: they have no side effects worth
+     * short-circuiting on the CPU (loads are predicated). */
+    MlirValue x = gen_expr_as(g, n->kids[0], b->i1);
+    MlirValue y = gen_expr_as(g, n->kids[1], b->i1);
+    return mb_bin(b, op == TS_TOK_ANDAND ? "arith.andi" : "arith.ori", x, y);
+  }
+  MlirType t = operand_type(g, n->kids[0], n->kids[1]);
+  if (is_bool_t(n->kids[0]->type) && is_bool_t(n->kids[1]->type))
+    t = b->i1;
+  MlirValue x = gen_expr_as(g, n->kids[0], t);
+  MlirValue y = gen_expr_as(g, n->kids[1], t);
+  bool f = is_float(g, t);
+  switch (op) {
+  case TS_TOK_PLUS: return mb_bin(b, f ? "arith.addf" : "arith.addi", x, y);
+  case TS_TOK_MINUS: return mb_bin(b, f ? "arith.subf" : "arith.subi", x, y);
+  case TS_TOK_STAR: return mb_bin(b, f ? "arith.mulf" : "arith.muli", x, y);
+  case TS_TOK_SLASH: return mb_bin(b, f ? "arith.divf" : "arith.divsi", x, y);
+  case TS_TOK_PERCENT: return mb_bin(b, "arith.remsi", x, y);
+  case TS_TOK_AMP: return mb_bin(b, "arith.andi", x, y);
+  case TS_TOK_PIPE: return mb_bin(b, "arith.ori", x, y);
+  case TS_TOK_CARET: return mb_bin(b, "arith.xori", x, y);
+  case TS_TOK_SHL: return mb_bin(b, "arith.shli", x, y);
+  case TS_TOK_SHR: return mb_bin(b, "arith.shrsi", x, y);
+  case TS_TOK_EQ: return f ? mb_cmpf(b, CMPF_OEQ, x, y) : mb_cmpi(b, CMPI_EQ, x, y);
+  case TS_TOK_NE: return f ? mb_cmpf(b, CMPF_UNE, x, y) : mb_cmpi(b, CMPI_NE, x, y);
+  case TS_TOK_LT: return f ? mb_cmpf(b, CMPF_OLT, x, y) : mb_cmpi(b, CMPI_SLT, x, y);
+  case TS_TOK_LE: return f ? mb_cmpf(b, CMPF_OLE, x, y) : mb_cmpi(b, CMPI_SLE, x, y);
+  case TS_TOK_GT: return f ? mb_cmpf(b, CMPF_OGT, x, y) : mb_cmpi(b, CMPI_SGT, x, y);
+  case TS_TOK_GE: return f ? mb_cmpf(b, CMPF_OGE, x, y) : mb_cmpi(b, CMPI_SGE, x, y);
+  default:
+    unsupported(g, n, "this operator");
+    return x;
+  }
+}
+
+static MlirValue gen_unary(gen *g, ts_node *n) {
+  mb *b = &g->b;
+  MlirType t = repr(g, n->type);
+  MlirValue x = gen_expr_as(g, n->kids[0], t);
+  switch (n->op) {
+  case TS_TOK_MINUS:
+    if (is_float(g, t))
+      return mb_un(b, "arith.negf", x);
+    return mb_bin(b, "arith.subi", mb_const_int(b, t, 0), x);
+  case TS_TOK_BANG:
+    return mb_bin(b, "arith.xori", x, mb_const_int(b, b->i1, 1));
+  default:
+    return mb_bin(b, "arith.xori", x, mb_const_int(b, t, -1));
+  }
+}
+
+static MlirValue math1(gen *g, const char *name, MlirValue x) {
+  return mb_un(&g->b, name, x);
+}
+
+static MlirValue gen_builtin(gen *g, ts_node *n) {
+  mb *b = &g->b;
+  ts_node **k = n->kids;
+  MlirType t = repr(g, n->type);
+  switch (n->builtin) {
+  case TS_BUILTIN_BLOCK_ID: {
+    int64_t d = k[0]->cval.i;
+    return g->block_id[d < 3 && d >= 0 ? d : 0];
+  }
+  case TS_BUILTIN_CEILDIV: {
+    MlirValue x = gen_expr_as(g, k[0], t), y = gen_expr_as(g, k[1], t);
+    return mb_bin(b, "arith.ceildivsi", x, y);
+  }
+  case TS_BUILTIN_MIN:
+  case TS_BUILTIN_MAX: {
+    MlirValue x = gen_expr_as(g, k[0], t), y = gen_expr_as(g, k[1], t);
+    bool mn = n->builtin == TS_BUILTIN_MIN;
+    if (is_float(g, t))
+      return mb_bin(b, mn ? "arith.minimumf" : "arith.maximumf", x, y);
+    return mb_bin(b, mn ? "arith.minsi" : "arith.maxsi", x, y);
+  }
+  case TS_BUILTIN_ABS: {
+    MlirValue x = gen_expr_as(g, k[0], t);
+    return is_float(g, t) ? math1(g, "math.absf", x) : math1(g, "math.absi", x);
+  }
+  case TS_BUILTIN_SELECT: {
+    MlirValue c = gen_expr_as(g, k[0], b->i1);
+    return mb_select(b, c, gen_expr_as(g, k[1], t), gen_expr_as(g, k[2], t));
+  }
+  case TS_BUILTIN_BITCAST: {
+    MlirValue x = gen_expr(g, k[0]);
+    if (!mlirTypeEqual(mlirValueGetType(x), b->f32) &&
+        !mlirTypeEqual(mlirValueGetType(x), b->i32)) {
+      unsupported(g, n, "this 'bitcast'");
+      return x;
+    }
+    return mb_cast(b, "arith.bitcast", x, t);
+  }
+  default:
+    break;
+  }
+  /* Float math of one or two arguments. */
+  MlirValue x = gen_expr_as(g, k[0], b->f32);
+  switch (n->builtin) {
+  case TS_BUILTIN_EXP: return math1(g, "math.exp", x);
+  case TS_BUILTIN_EXP2: return math1(g, "math.exp2", x);
+  case TS_BUILTIN_LOG: return math1(g, "math.log", x);
+  case TS_BUILTIN_LOG2: return math1(g, "math.log2", x);
+  case TS_BUILTIN_SQRT: return math1(g, "math.sqrt", x);
+  case TS_BUILTIN_RSQRT: return math1(g, "math.rsqrt", x);
+  case TS_BUILTIN_SIN: return math1(g, "math.sin", x);
+  case TS_BUILTIN_COS: return math1(g, "math.cos", x);
+  case TS_BUILTIN_TANH: return math1(g, "math.tanh", x);
+  case TS_BUILTIN_FLOOR: return math1(g, "math.floor", x);
+  case TS_BUILTIN_CEIL: return math1(g, "math.ceil", x);
+  case TS_BUILTIN_RELU:
+    return mb_bin(b, "arith.maximumf", x, mb_const_f32(b, 0.0));
+  case TS_BUILTIN_POW:
+    return mb_bin(b, "math.powf", x, gen_expr_as(g, k[1], b->f32));
+  case TS_BUILTIN_SIGMOID:
+  case TS_BUILTIN_SILU: {
+    MlirValue one = mb_const_f32(b, 1.0);
+    MlirValue e = math1(g, "math.exp", mb_un(b, "arith.negf", x));
+    MlirValue s = mb_bin(b, "arith.divf", one, mb_bin(b, "arith.addf", one, e));
+    return n->builtin == TS_BUILTIN_SILU ? mb_bin(b, "arith.mulf", x, s) : s;
+  }
+  case TS_BUILTIN_SOFTPLUS: {
+    /* log(1 + exp(x)), and x itself where exp(x) would overflow */
+    MlirValue l = math1(g, "math.log1p", math1(g, "math.exp", x));
+    MlirValue big = mb_cmpf(b, CMPF_OGT, x, mb_const_f32(b, 20.0));
+    return mb_select(b, big, x, l);
+  }
+  default:
+    unsupported(g, n, "this built-in");
+    return x;
+  }
+}
+
+static MlirValue gen_cast(gen *g, ts_node *n) {
+  mb *b = &g->b;
+  ts_dtype dt = n->dtype;
+  MlirValue x = gen_expr(g, n->kids[0]);
+  if (ts_dtype_is_float(dt)) {
+    x = convert(g, x, b->f32);
+    if (dt == TS_DTYPE_F32)
+      return x;
+    /* Round to the narrow type and back: the value is exactly
+     * representable in it. */
+    return from_storage(g, to_storage(g, x, dt), dt);
+  }
+  MlirValue v = convert(g, x, compute(g, dt));
+  if (dt == TS_DTYPE_I8) /* wrap to 8 bits */
+    v = mb_cast(b, "arith.extsi", mb_cast(b, "arith.trunci", v, b->i8),
+                b->i32);
+  return v;
+}
+
+static MlirValue gen_fn_call(gen *g, ts_node *n) {
+  mb *b = &g->b;
+  ts_node *params = n->sym->decl->kids[0];
+  MlirValue args[64];
+  uint32_t na = n->kid_count < 64 ? n->kid_count : 64;
+  for (uint32_t i = 0; i < na; i++) {
+    ts_node *pt = params->kids[i]->kids[0];
+    args[i] = gen_expr_as(g, n->kids[i], compute(g, pt->dtype));
+  }
+  char name[300];
+  snprintf(name, sizeof name, "%.*s", (int)n->name.len, n->name.ptr);
+  MlirNamedAttribute a =
+      mb_attr(b, "callee", mlirFlatSymbolRefAttrGet(b->ctx, mb_str(name)));
+  bool has_result = n->type && n->type->kind == TS_TYPE_SCALAR;
+  MlirType rt = has_result ? repr(g, n->type) : b->i64;
+  MlirOperation op =
+      mb_op(b, "func.call", na, args, has_result ? 1 : 0, &rt, 1, &a);
+  return has_result ? mlirOperationGetResult(op, 0) : i64c(g, 0);
+}
+
+static MlirValue gen_atomic(gen *g, ts_node *n) {
+  mb *b = &g->b;
+  ts_node *ref = n->kids[0];
+  view pool[8], v;
+  int np = 0;
+  if (!view_of(g, ref, &v, pool, &np))
+    return i64c(g, 0);
+  ts_dtype dt = v.dt;
+  if (dt != TS_DTYPE_F32 && dt != TS_DTYPE_I32 && dt != TS_DTYPE_I64) {
+    unsupported(g, n, "an atomic on this element type");
+    return i64c(g, 0);
+  }
+  MlirValue lin, ok;
+  view_elem(g, &v, NULL, &lin, &ok);
+  MlirValue val = gen_expr_as(g, n->kids[1], storage(g, dt));
+  bool f = dt == TS_DTYPE_F32;
+  /* arith::AtomicRMWKind: addf 0, addi 1, maximumf 3 (as of MLIR 22), maxs 4 */
+  int64_t kind = n->builtin == TS_BUILTIN_ATOMIC_ADD ? (f ? 0 : 1) : (f ? 3 : 4);
+  MlirValue ops[3] = {val, v.mem,
+                      mb_cast(b, "arith.index_cast",
+                              mb_select(b, ok, lin, i64c(g, 0)), b->index)};
+  MlirNamedAttribute a = mb_attr(b, "kind", mlirIntegerAttrGet(b->i64, kind));
+  MlirType st = storage(g, dt);
+  /* An out-of-range atomic adds 0 to element 0: no effect, no write past
+   * the end. */
+  MlirValue zero = f ? mb_const_f32(b, 0.0) : mb_const_int(b, st, 0);
+  if (n->builtin == TS_BUILTIN_ATOMIC_ADD)
+    ops[0] = mb_select(b, ok, val, zero);
+  else
+    unsupported(g, n, "'atomic_max' on the CPU");
+  return mlirOperationGetResult(
+      mb_op(b, "memref.atomic_rmw", 3, ops, 1, &st, 1, &a), 0);
+}
+
+static MlirValue gen_expr(gen *g, ts_node *n) {
+  mb *b = &g->b;
+  MlirLocation saved = b->loc;
+  b->loc = loc_of(g, n);
+  MlirValue v;
+  if (n->cval.kind != TS_CONST_NONE) {
+    v = const_of(g, n, repr(g, n->type));
+    b->loc = saved;
+    return v;
+  }
+  switch (n->kind) {
+  case TS_NODE_NAME: {
+    ts_symbol *s = n->sym;
+    if (!s || !s->user) {
+      unsupported(g, n, "this name");
+      v = i64c(g, 0);
+    } else if (s->kind == TS_SYM_VAR) {
+      v = mb_load(b, (MlirValue){s->user}, i64c(g, 0));
+    } else {
+      v = (MlirValue){s->user};
+    }
+    break;
+  }
+  case TS_NODE_UNARY: v = gen_unary(g, n); break;
+  case TS_NODE_BINARY: v = gen_binary(g, n); break;
+  case TS_NODE_INDEX: {
+    view pool[8], vw;
+    int np = 0;
+    v = i64c(g, 0);
+    if (view_of(g, n, &vw, pool, &np))
+      view_load(g, &vw, NULL, &v);
+    break;
+  }
+  case TS_NODE_CALL:
+    if (n->dtype < TS_DTYPE_COUNT)
+      v = gen_cast(g, n);
+    else if (n->sym && n->sym->kind == TS_SYM_FN)
+      v = gen_fn_call(g, n);
+    else if (n->builtin == TS_BUILTIN_ATOMIC_ADD ||
+             n->builtin == TS_BUILTIN_ATOMIC_MAX)
+      v = gen_atomic(g, n);
+    else if (n->builtin == TS_BUILTIN_THREAD_ID) {
+      unsupported(g, n, "'thread_id()'");
+      v = i64c(g, 0);
+    } else
+      v = gen_builtin(g, n);
+    break;
+  default:
+    unsupported(g, n, "this expression");
+    v = i64c(g, 0);
+  }
+  b->loc = saved;
+  return v;
+}
+
+/* ---- tile operations ------------------------------------------------------------------ */
+
+static void gen_copy(gen *g, ts_node *call) {
+  view pool[16], src, dst;
+  int np = 0;
+  if (!view_of(g, call->kids[0], &src, pool, &np) ||
+      !view_of(g, call->kids[1], &dst, pool, &np))
+    return;
+  loop L[TS_MAX_RANK];
+  MlirValue k[TS_MAX_RANK];
+  loops_begin(g, L, dst.vext, dst.vrank, k);
+  MlirValue x;
+  view_load(g, &src, k, &x);
+  view_store(g, &dst, k, convert(g, x, compute(g, dst.dt)));
+  loops_end(g, L, dst.vrank);
+}
+
+static void gen_fill(gen *g, ts_node *call, bool clear) {
+  view pool[8], dst;
+  int np = 0;
+  if (!view_of(g, call->kids[0], &dst, pool, &np))
+    return;
+  MlirType t = compute(g, dst.dt);
+  MlirValue v = clear ? (is_float(g, t) ? mb_const_f32(&g->b, 0.0)
+                                        : mb_const_int(&g->b, t, 0))
+                      : gen_expr_as(g, call->kids[1], t);
+  loop L[TS_MAX_RANK];
+  MlirValue k[TS_MAX_RANK];
+  loops_begin(g, L, dst.vext, dst.vrank, k);
+  view_store(g, &dst, k, v);
+  loops_end(g, L, dst.vrank);
+}
+
+static ts_node *named_arg(ts_node *call, const char *name) {
+  for (uint32_t i = 0; i < call->kid_count; i++)
+    if (call->kids[i]->kind == TS_NODE_NAMED &&
+        ts_str_eq_cstr(call->kids[i]->name, name))
+      return call->kids[i]->kids[0];
+  return NULL;
+}
+
+static bool named_bool(ts_node *call, const char *name, bool dflt) {
+  ts_node *v = named_arg(call, name);
+  return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
+}
+
+/* c (+)= a · b, the naive way: i, k, j with a[i, k] held, or i, j, k as a
+ * dot product when b is transposed. Accumulates in the compute type of c. */
+static void gen_gemm(gen *g, ts_node *call) {
+  mb *b = &g->b;
+  view pool[8], A, B, C;
+  int np = 0;
+  if (!view_of(g, call->kids[0], &A, pool, &np) ||
+      !view_of(g, call->kids[1], &B, pool, &np) ||
+      !view_of(g, call->kids[2], &C, pool, &np))
+    return;
+  bool ta = named_bool(call, "trans_a", false);
+  bool tb = named_bool(call, "trans_b", false);
+  bool acc = named_bool(call, "accumulate", true);
+  MlirType ct = compute(g, C.dt);
+  bool f = is_float(g, ct);
+  MlirValue zero = f ? mb_const_f32(b, 0.0) : mb_const_int(b, ct, 0);
+  MlirValue M = C.vext[0], N = C.vext[1], K = A.vext[ta ? 0 : 1];
+  const char *add = f ? "arith.addf" : "arith.addi";
+  const char *mul = f ? "arith.mulf" : "arith.muli";
+  loop li, lj, lk;
+  MlirValue ij[2], ak[2], bk[2];
+  if (tb && !ta) {
+    MlirValue slot = mb_alloca_entry(b, ct, 1);
+    loop_begin(g, &li, i64c(g, 0), M);
+    loop_begin(g, &lj, i64c(g, 0), N);
+    ij[0] = li.iv;
+    ij[1] = lj.iv;
+    MlirValue c0 = zero;
+    if (acc)
+      view_load(g, &C, ij, &c0);
+    mb_store(b, convert(g, c0, ct), slot, i64c(g, 0));
+    loop_begin(g, &lk, i64c(g, 0), K);
+    ak[0] = li.iv;
+    ak[1] = lk.iv;
+    bk[0] = lj.iv;
+    bk[1] = lk.iv;
+    MlirValue x, y;
+    view_load(g, &A, ak, &x);
+    view_load(g, &B, bk, &y);
+    MlirValue p = mb_bin(b, mul, convert(g, x, ct), convert(g, y, ct));
+    MlirValue s = mb_bin(b, add, mb_load(b, slot, i64c(g, 0)), p);
+    mb_store(b, s, slot, i64c(g, 0));
+    loop_end(g, &lk);
+    view_store(g, &C, ij, mb_load(b, slot, i64c(g, 0)));
+    loop_end(g, &lj);
+    loop_end(g, &li);
+    return;
+  }
+  if (!acc) {
+    loop_begin(g, &li, i64c(g, 0), M);
+    loop_begin(g, &lj, i64c(g, 0), N);
+    ij[0] = li.iv;
+    ij[1] = lj.iv;
+    view_store(g, &C, ij, zero);
+    loop_end(g, &lj);
+    loop_end(g, &li);
+  }
+  loop_begin(g, &li, i64c(g, 0), M);
+  loop_begin(g, &lk, i64c(g, 0), K);
+  ak[0] = ta ? lk.iv : li.iv;
+  ak[1] = ta ? li.iv : lk.iv;
+  MlirValue x;
+  view_load(g, &A, ak, &x);
+  x = convert(g, x, ct);
+  loop_begin(g, &lj, i64c(g, 0), N);
+  bk[0] = tb ? lj.iv : lk.iv;
+  bk[1] = tb ? lk.iv : lj.iv;
+  ij[0] = li.iv;
+  ij[1] = lj.iv;
+  MlirValue y, c;
+  view_load(g, &B, bk, &y);
+  view_load(g, &C, ij, &c);
+  view_store(g, &C, ij,
+             mb_bin(b, add, convert(g, c, ct),
+                    mb_bin(b, mul, x, convert(g, y, ct))));
+  loop_end(g, &lj);
+  loop_end(g, &lk);
+  loop_end(g, &li);
+}
+
+static void gen_reduce(gen *g, ts_node *call) {
+  mb *b = &g->b;
+  view pool[8], src, dst;
+  int np = 0;
+  if (!view_of(g, call->kids[0], &src, pool, &np) ||
+      !view_of(g, call->kids[1], &dst, pool, &np))
+    return;
+  uint32_t dim = (uint32_t)named_arg(call, "dim")->cval.i;
+  ts_builtin op = call->builtin;
+  MlirType t = compute(g, src.dt);
+  bool f = is_float(g, t);
+  MlirValue init;
+  if (op == TS_BUILTIN_REDUCE_MAX)
+    init = f ? mb_const_f32(b, -__builtin_inf())
+             : mb_const_int(b, t, int_width(t) == 32 ? INT32_MIN : INT64_MIN);
+  else
+    init = f ? mb_const_f32(b, 0.0) : mb_const_int(b, t, 0);
+  /* Loops over the kept dims, then the reduced one innermost. */
+  MlirValue ext[TS_MAX_RANK] = {{0}}, k[TS_MAX_RANK] = {{0}};
+  MlirValue out_k[TS_MAX_RANK] = {{0}};
+  uint32_t nk = 0;
+  for (uint32_t i = 0; i < src.vrank; i++)
+    if (i != dim)
+      ext[nk++] = src.vext[i];
+  loop L[TS_MAX_RANK];
+  uint32_t opened = nk;
+  loops_begin(g, L, ext, nk, out_k);
+  MlirValue slot = mb_alloca_entry(b, t, 1);
+  mb_store(b, init, slot, i64c(g, 0));
+  loop inner;
+  loop_begin(g, &inner, i64c(g, 0), src.vext[dim]);
+  for (uint32_t i = 0, j = 0; i < src.vrank; i++)
+    k[i] = i == dim ? inner.iv : out_k[j++];
+  MlirValue x;
+  view_load(g, &src, k, &x);
+  MlirValue a = mb_load(b, slot, i64c(g, 0));
+  MlirValue r;
+  if (op == TS_BUILTIN_REDUCE_SUM)
+    r = mb_bin(b, f ? "arith.addf" : "arith.addi", a, x);
+  else {
+    if (op == TS_BUILTIN_REDUCE_ABSMAX)
+      x = f ? math1(g, "math.absf", x) : math1(g, "math.absi", x);
+    r = f ? mb_bin(b, "arith.maximumf", a, x) : mb_bin(b, "arith.maxsi", a, x);
+  }
+  mb_store(b, r, slot, i64c(g, 0));
+  loop_end(g, &inner);
+  if (nk == 0) {
+    out_k[0] = i64c(g, 0);
+    nk = 1;
+  }
+  view_store(g, &dst, out_k,
+             convert(g, mb_load(b, slot, i64c(g, 0)), compute(g, dst.dt)));
+  loops_end(g, L, opened);
+}
+
+/* ---- statements --------------------------------------------------------------------------- */
+
+static void gen_block(gen *g, ts_node *blk);
+
+static void gen_return_cleanup(gen *g) {
+  for (int i = 0; i < g->nheap; i++)
+    mb_op(&g->b, "memref.dealloc", 1, &g->heap[i], 0, NULL, 0, NULL);
+}
+
+static void gen_assign(gen *g, ts_node *n) {
+  mb *b = &g->b;
+  ts_node *t = n->kids[0], *v = n->kids[1];
+  MlirType ct;
+  if (t->kind == TS_NODE_NAME)
+    ct = repr(g, t->sym->type);
+  else
+    ct = compute(g, t->kids[0]->sym->type->dtype);
+  MlirValue val = gen_expr_as(g, v, ct);
+  if (n->op != TS_TOK_ASSIGN) {
+    MlirValue old = gen_expr_as(g, t, ct);
+    bool f = is_float(g, ct);
+    const char *name = n->op == TS_TOK_PLUS_ASSIGN    ? (f ? "arith.addf" : "arith.addi")
+                       : n->op == TS_TOK_MINUS_ASSIGN ? (f ? "arith.subf" : "arith.subi")
+                       : n->op == TS_TOK_STAR_ASSIGN  ? (f ? "arith.mulf" : "arith.muli")
+                                                      : (f ? "arith.divf" : "arith.divsi");
+    val = mb_bin(b, name, old, val);
+  }
+  if (t->kind == TS_NODE_NAME) {
+    mb_store(b, val, (MlirValue){t->sym->user}, i64c(g, 0));
+    return;
+  }
+  view pool[8], vw;
+  int np = 0;
+  if (view_of(g, t, &vw, pool, &np))
+    view_store(g, &vw, NULL, val);
+}
+
+static void gen_stmt(gen *g, ts_node *n) {
+  mb *b = &g->b;
+  if (!n || g->failed)
+    return;
+  b->loc = loc_of(g, n);
+  switch (n->kind) {
+  case TS_NODE_LET: {
+    MlirValue v = gen_expr_as(g, n->kids[1], repr(g, n->sym->type));
+    n->sym->user = v.ptr;
+    break;
+  }
+  case TS_NODE_VAR: {
+    MlirType t = repr(g, n->sym->type);
+    MlirValue slot = mb_alloca_entry(b, t, 1);
+    mb_store(b, gen_expr_as(g, n->kids[1], t), slot, i64c(g, 0));
+    n->sym->user = slot.ptr;
+    break;
+  }
+  case TS_NODE_TILE:
+    break; /* allocated at the block's entry */
+  case TS_NODE_ASSIGN:
+    gen_assign(g, n);
+    break;
+  case TS_NODE_EXPR_STMT: {
+    ts_node *c = n->kids[0];
+    switch (c->builtin) {
+    case TS_BUILTIN_COPY: gen_copy(g, c); break;
+    case TS_BUILTIN_FILL: gen_fill(g, c, false); break;
+    case TS_BUILTIN_CLEAR: gen_fill(g, c, true); break;
+    case TS_BUILTIN_GEMM: gen_gemm(g, c); break;
+    case TS_BUILTIN_REDUCE_MAX:
+    case TS_BUILTIN_REDUCE_SUM:
+    case TS_BUILTIN_REDUCE_ABSMAX: gen_reduce(g, c); break;
+    case TS_BUILTIN_BARRIER: break; /* the block runs in program order */
+    case TS_BUILTIN_PRINT: unsupported(g, c, "'print'"); break;
+    case TS_BUILTIN_ASSERT: unsupported(g, c, "'assert'"); break;
+    default: gen_expr(g, c); break;
+    }
+    break;
+  }
+  case TS_NODE_PARALLEL: {
+    ts_node *vars = n->kids[0], *exts = n->kids[1];
+    loop L[TS_MAX_RANK];
+    for (uint32_t i = 0; i < vars->kid_count; i++) {
+      loop_begin(g, &L[i], i64c(g, 0), gen_expr_as(g, exts->kids[i], b->i64));
+      vars->kids[i]->sym->user = L[i].iv.ptr;
+    }
+    gen_block(g, n->kids[2]);
+    loops_end(g, L, vars->kid_count);
+    break;
+  }
+  case TS_NODE_PIPELINED:
+  case TS_NODE_FOR: {
+    bool pipe = n->kind == TS_NODE_PIPELINED;
+    MlirValue lo = gen_expr_as(g, n->kids[0], b->i64);
+    MlirValue hi = gen_expr_as(g, n->kids[1], b->i64);
+    loop L;
+    loop_begin(g, &L, lo, hi);
+    n->sym->user = L.iv.ptr;
+    if (g->nloops == MAX_LOOPS) {
+      unsupported(g, n, "loops nested this deep");
+      return;
+    }
+    g->loops[g->nloops].brk = L.exit;
+    g->loops[g->nloops].cont = L.latch;
+    g->nloops++;
+    gen_block(g, n->kids[pipe ? 3 : 2]);
+    g->nloops--;
+    loop_end(g, &L);
+    break;
+  }
+  case TS_NODE_IF: {
+    MlirValue c = gen_expr_as(g, n->kids[0], b->i1);
+    MlirBlock then = mb_block(b, 0, NULL), other = mb_block(b, 0, NULL);
+    MlirBlock join = mb_block(b, 0, NULL);
+    mb_cond_br(b, c, then, other);
+    b->cur = then;
+    gen_block(g, n->kids[1]);
+    mb_br(b, join, 0, NULL);
+    b->cur = other;
+    if (n->kids[2]) {
+      if (n->kids[2]->kind == TS_NODE_IF)
+        gen_stmt(g, n->kids[2]);
+      else
+        gen_block(g, n->kids[2]);
+    }
+    mb_br(b, join, 0, NULL);
+    b->cur = join;
+    break;
+  }
+  case TS_NODE_BREAK:
+  case TS_NODE_CONTINUE:
+    mb_br(b,
+          n->kind == TS_NODE_BREAK ? g->loops[g->nloops - 1].brk
+                                   : g->loops[g->nloops - 1].cont,
+          0, NULL);
+    fresh_block(g);
+    break;
+  case TS_NODE_RETURN: {
+    ts_node *v = n->kids ? n->kids[0] : NULL;
+    if (g->in_fn && v) {
+      MlirValue r = gen_expr_as(g, v, g->fn_result);
+      mb_op(b, "func.return", 1, &r, 0, NULL, 0, NULL);
+    } else {
+      gen_return_cleanup(g);
+      mb_op(b, "func.return", 0, NULL, 0, NULL, 0, NULL);
+    }
+    fresh_block(g);
+    break;
+  }
+  case TS_NODE_BLOCK:
+    gen_block(g, n);
+    break;
+  default:
+    break;
+  }
+}
+
+static void gen_block(gen *g, ts_node *blk) {
+  for (uint32_t i = 0; blk && i < blk->kid_count && !g->failed; i++)
+    gen_stmt(g, blk->kids[i]);
+}
+
+/* ---- functions and the module ----------------------------------------------------------- */
+
+/* Creates `func.func @name(args) -> results` in the module with an entry
+ * block; leaves the builder in that block. */
+static MlirOperation new_func(gen *g, MlirModule m, const char *name,
+                              intptr_t nargs, const MlirType *args,
+                              intptr_t nres, const MlirType *res, bool priv,
+                              bool declaration) {
+  mb *b = &g->b;
+  MlirType ft = mlirFunctionTypeGet(b->ctx, nargs, args, nres, res);
+  MlirNamedAttribute attrs[3] = {
+      mb_attr(b, "sym_name", mlirStringAttrGet(b->ctx, mb_str(name))),
+      mb_attr(b, "function_type", mlirTypeAttrGet(ft)),
+      mb_attr(b, "sym_visibility", mlirStringAttrGet(b->ctx, mb_str("private"))),
+  };
+  MlirOperationState st = mlirOperationStateGet(mb_str("func.func"), b->loc);
+  MlirRegion r = mlirRegionCreate();
+  mlirOperationStateAddOwnedRegions(&st, 1, &r);
+  mlirOperationStateAddAttributes(&st, priv ? 3 : 2, attrs);
+  MlirOperation f = mlirOperationCreate(&st);
+  mlirBlockAppendOwnedOperation(mlirModuleGetBody(m), f);
+  if (declaration)
+    return f;
+  b->region = mlirOperationGetRegion(f, 0);
+  MlirLocation locs[128];
+  for (intptr_t i = 0; i < nargs && i < 128; i++)
+    locs[i] = b->loc;
+  b->entry = mlirBlockCreate(nargs, args, locs);
+  mlirRegionAppendOwnedBlock(b->region, b->entry);
+  b->cur = b->entry;
+  return f;
+}
+
+static void arg_name(char *buf, size_t size, ts_str name, const char *suffix) {
+  snprintf(buf, size, "%.*s%s", (int)name.len, name.ptr, suffix);
+}
+
+/* Scalar arguments cross the ABI in their compute type, bools as i8. */
+static MlirType scalar_abi(gen *g, ts_dtype dt) {
+  return dt == TS_DTYPE_BOOL ? g->b.i8 : compute(g, dt);
+}
+
+/* The argument list of a kernel's functions: tensors, dims, scalars. */
+static intptr_t kernel_args(gen *g, const ts_kernel_info *k, bool tensors,
+                            MlirType *out) {
+  intptr_t n = 0;
+  if (tensors)
+    for (uint32_t i = 0; i < k->arg_count; i++)
+      if (k->args[i]->kind == TS_SYM_TENSOR) {
+        int64_t shape[1] = {mlirShapedTypeGetDynamicSize()};
+        out[n++] = mlirMemRefTypeContiguousGet(
+            storage(g, k->args[i]->type->dtype), 1, shape,
+            mlirAttributeGetNull());
+      }
+  for (uint32_t i = 0; i < k->dim_count; i++)
+    out[n++] = g->b.i64;
+  for (uint32_t i = 0; i < k->arg_count; i++)
+    if (k->args[i]->kind == TS_SYM_SCALAR)
+      out[n++] = scalar_abi(g, k->args[i]->type->dtype);
+  return n;
+}
+
+/* Binds the symbols of a kernel to the entry block's arguments. */
+static intptr_t bind_args(gen *g, const ts_kernel_info *k, bool tensors) {
+  intptr_t n = 0;
+  memset(g->atom_set, 0, sizeof g->atom_set);
+  if (tensors)
+    for (uint32_t i = 0; i < k->arg_count; i++)
+      if (k->args[i]->kind == TS_SYM_TENSOR)
+        k->args[i]->user = mlirBlockGetArgument(g->b.entry, n++).ptr;
+  for (uint32_t i = 0; i < k->dim_count; i++) {
+    MlirValue v = mlirBlockGetArgument(g->b.entry, n++);
+    k->dims[i]->user = v.ptr;
+    if (k->dims[i]->atom < 4096) {
+      g->atom_vals[k->dims[i]->atom] = v;
+      g->atom_set[k->dims[i]->atom] = true;
+    }
+  }
+  for (uint32_t i = 0; i < k->arg_count; i++)
+    if (k->args[i]->kind == TS_SYM_SCALAR) {
+      MlirValue v = mlirBlockGetArgument(g->b.entry, n++);
+      if (k->args[i]->type->dtype == TS_DTYPE_BOOL)
+        v = mb_cmpi(&g->b, CMPI_NE, v, mb_const_int(&g->b, g->b.i8, 0));
+      k->args[i]->user = v.ptr;
+    }
+  return n;
+}
+
+/* Allocates every tile of a kernel body at the block's entry. */
+static void alloc_tiles(gen *g, ts_node *n) {
+  if (!n || g->failed)
+    return;
+  if (n->kind == TS_NODE_TILE && n->sym && n->sym->type) {
+    const ts_type *t = n->sym->type;
+    g->b.loc = loc_of(g, n);
+    bool all_const = true;
+    int64_t count = 1;
+    for (uint32_t i = 0; i < t->rank; i++) {
+      if (t->dims[i].term_count)
+        all_const = false;
+      else if (__builtin_mul_overflow(count, t->dims[i].c, &count))
+        count = INT64_MAX;
+    }
+    MlirType st = storage(g, t->dtype);
+    int64_t bytes = count > INT64_MAX / 8 ? INT64_MAX
+                                          : count * ts_dtype_bits(t->dtype) / 8;
+    if (all_const && bytes <= STACK_TILE_LIMIT) {
+      n->sym->user = mb_alloca_entry(&g->b, st, count).ptr;
+    } else {
+      if (g->nheap == MAX_HEAP) {
+        unsupported(g, n, "this many large tiles");
+        return;
+      }
+      MlirValue size = i64c(g, 1);
+      for (uint32_t i = 0; i < t->rank; i++)
+        size = mb_bin(&g->b, "arith.muli", size,
+                      eval_extent(g, &t->dims[i], n));
+      /* at least one element, so that a predicated-off read is in bounds */
+      size = mb_bin(&g->b, "arith.maxsi", size, i64c(g, 1));
+      MlirValue m = mb_alloc(&g->b, "memref.alloc", st, size);
+      g->heap[g->nheap++] = m;
+      n->sym->user = m.ptr;
+    }
+    return;
+  }
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (n->kids[i] && n->kind != TS_NODE_PARALLEL)
+      alloc_tiles(g, n->kids[i]);
+    else if (n->kids[i] && n->kind == TS_NODE_PARALLEL && i == 2)
+      alloc_tiles(g, n->kids[i]);
+}
+
+static void gen_kernel(gen *g, MlirModule m, const ts_kernel_info *k) {
+  mb *b = &g->b;
+  char name[300], sub[320];
+  arg_name(name, sizeof name, k->name, "");
+  g->kernel = k;
+  g->in_fn = false;
+  b->loc = loc_of(g, k->node);
+  MlirType types[160];
+  intptr_t n = kernel_args(g, k, true, types);
+  intptr_t nt = 0;
+  for (uint32_t i = 0; i < k->arg_count; i++)
+    nt += k->args[i]->kind == TS_SYM_TENSOR;
+
+  /* @K__grid(dims, scalars) -> (gx, gy, gz) */
+  MlirType i64s[3] = {b->i64, b->i64, b->i64};
+  arg_name(sub, sizeof sub, k->name, "__grid");
+  new_func(g, m, sub, n - nt, types + nt, 3, i64s, false, false);
+  bind_args(g, k, false);
+  MlirValue ext[3] = {i64c(g, 1), i64c(g, 1), i64c(g, 1)};
+  ts_node *grid = k->node->kids[2];
+  for (uint32_t i = 0; grid && i < grid->kid_count && i < 3; i++)
+    ext[i] = gen_expr_as(g, grid->kids[i], b->i64);
+  mb_op(b, "func.return", 3, ext, 0, NULL, 0, NULL);
+
+  /* @K__block(tensors, dims, scalars, bx, by, bz): one block */
+  types[n] = types[n + 1] = types[n + 2] = b->i64;
+  arg_name(sub, sizeof sub, k->name, "__block");
+  new_func(g, m, sub, n + 3, types, 0, NULL, true, false);
+  bind_args(g, k, true);
+  for (int i = 0; i < 3; i++)
+    g->block_id[i] = mlirBlockGetArgument(b->entry, n + i);
+  g->nheap = 0;
+  g->nloops = 0;
+  alloc_tiles(g, k->node->kids[4]);
+  gen_block(g, k->node->kids[4]);
+  b->loc = loc_of(g, k->node);
+  gen_return_cleanup(g);
+  mb_op(b, "func.return", 0, NULL, 0, NULL, 0, NULL);
+
+  /* @K(tensors, dims, scalars, begin, end): blocks [begin, end) */
+  types[n] = types[n + 1] = b->i64;
+  new_func(g, m, name, n + 2, types, 0, NULL, false, false);
+  MlirValue args[160];
+  for (intptr_t i = 0; i < n; i++)
+    args[i] = mlirBlockGetArgument(b->entry, i);
+  MlirNamedAttribute callee = mb_attr(
+      b, "callee", mlirFlatSymbolRefAttrGet(b->ctx, mb_str(sub)));
+  arg_name(sub, sizeof sub, k->name, "__grid");
+  MlirNamedAttribute gcallee = mb_attr(
+      b, "callee", mlirFlatSymbolRefAttrGet(b->ctx, mb_str(sub)));
+  MlirOperation gc = mb_op(b, "func.call", n - nt, args + nt, 3, i64s, 1,
+                           &gcallee);
+  MlirValue gx = mlirOperationGetResult(gc, 0);
+  MlirValue gy = mlirOperationGetResult(gc, 1);
+  loop L;
+  loop_begin(g, &L, mlirBlockGetArgument(b->entry, n),
+             mlirBlockGetArgument(b->entry, n + 1));
+  MlirValue rest = mb_bin(b, "arith.divsi", L.iv, gx);
+  args[n] = mb_bin(b, "arith.remsi", L.iv, gx);
+  args[n + 1] = mb_bin(b, "arith.remsi", rest, gy);
+  args[n + 2] = mb_bin(b, "arith.divsi", rest, gy);
+  mb_op(b, "func.call", n + 3, args, 0, NULL, 1, &callee);
+  loop_end(g, &L);
+  mb_op(b, "func.return", 0, NULL, 0, NULL, 0, NULL);
+}
+
+static void gen_helper(gen *g, MlirModule m, ts_node *fn) {
+  mb *b = &g->b;
+  ts_node *params = fn->kids[0], *result = fn->kids[1];
+  char name[300];
+  arg_name(name, sizeof name, fn->name, "");
+  b->loc = loc_of(g, fn);
+  MlirType types[64];
+  intptr_t n = 0;
+  for (uint32_t i = 0; i < params->kid_count && n < 64; i++)
+    types[n++] = compute(g, params->kids[i]->kids[0]->dtype);
+  bool has = result && result->dtype < TS_DTYPE_COUNT;
+  g->fn_result = has ? compute(g, result->dtype) : b->i64;
+  new_func(g, m, name, n, types, has ? 1 : 0, &g->fn_result, true, false);
+  for (uint32_t i = 0; i < params->kid_count && i < 64; i++)
+    if (params->kids[i]->sym)
+      params->kids[i]->sym->user = mlirBlockGetArgument(b->entry, i).ptr;
+  g->kernel = NULL;
+  g->in_fn = true;
+  g->nheap = 0;
+  g->nloops = 0;
+  gen_block(g, fn->kids[2]);
+  /* The end is reachable only without a result (sema checked). */
+  if (has) {
+    MlirValue z = is_float(g, g->fn_result)
+                      ? mb_const_f32(b, 0.0)
+                      : mb_const_int(b, g->fn_result, 0);
+    mb_op(b, "func.return", 1, &z, 0, NULL, 0, NULL);
+  } else {
+    mb_op(b, "func.return", 0, NULL, 0, NULL, 0, NULL);
+  }
+  g->in_fn = false;
+}
+
+ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
+                     ts_diags *diags, MlirModule *out) {
+  gen *g = calloc(1, sizeof *g);
+  if (!g)
+    return ts_status_nomem();
+  g->b.ctx = ctx;
+  mb_init_types(&g->b);
+  g->u = u;
+  g->d = diags;
+  g->b.loc = mlirLocationFileLineColGet(ctx, mb_str(u->src.name), 1, 1);
+  MlirModule m = mlirModuleCreateEmpty(g->b.loc);
+  /* Runtime helpers the code may call (base/numeric.c). */
+  MlirType f32 = g->b.f32, i8 = g->b.i8;
+  new_func(g, m, "ts_rt_f32_to_e4m3", 1, &f32, 1, &i8, true, true);
+  new_func(g, m, "ts_rt_e4m3_to_f32", 1, &i8, 1, &f32, true, true);
+  ts_node *root = u->root;
+  for (uint32_t i = 0; i < root->kid_count && !g->failed; i++)
+    if (root->kids[i]->kind == TS_NODE_FN)
+      gen_helper(g, m, root->kids[i]);
+  for (uint32_t i = 0; i < u->kernel_count && !g->failed; i++) {
+    const ts_kernel_info *k = &u->kernels[i];
+    if (only && !ts_str_eq_cstr(k->name, only))
+      continue;
+    gen_kernel(g, m, k);
+  }
+  bool failed = g->failed;
+  free(g);
+  if (failed) {
+    mlirModuleDestroy(m);
+    return ts_status_make(TS_ERR_PROGRAM, "the kernel cannot be lowered");
+  }
+  *out = m;
+  return NULL;
+}

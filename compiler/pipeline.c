@@ -1,0 +1,223 @@
+/* pipeline.c - MLIR contexts, the named pass pipelines per target, and the
+ * CPU JIT. The pipelines are text, readable top to bottom; each stage's IR
+ * is what `tessera compile --emit mlir|lowered|llvm` prints. MLIR's
+ * diagnostics come back through the context's handler and are reported at
+ * the .tile location their FileLineCol points to. */
+#define _POSIX_C_SOURCE 200809L
+#include "compiler/gen.h"
+#include "compiler/pipeline.h"
+
+#include <mlir-c/ExecutionEngine.h>
+#include <mlir-c/Pass.h>
+#include <mlir-c/RegisterEverything.h>
+#include <mlir-c/Target/LLVMIR.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+/* The CPU pipeline: everything to the LLVM dialect. math ops LLVM has
+ * intrinsics for go first; the rest (tanh, log1p, ...) become libm calls. */
+static const char *const cpu_pipeline =
+    "builtin.module("
+    "convert-math-to-llvm,"
+    "convert-math-to-libm,"
+    "expand-strided-metadata,"
+    "finalize-memref-to-llvm,"
+    "convert-arith-to-llvm,"
+    "convert-cf-to-llvm,"
+    "convert-func-to-llvm,"
+    "convert-arith-to-llvm,"
+    "reconcile-unrealized-casts)";
+
+const char *ts_pipeline_text(ts_target t) {
+  return t == TS_TARGET_CPU ? cpu_pipeline : NULL;
+}
+
+/* ---- contexts and diagnostics ---------------------------------------------------- */
+
+static pthread_once_t passes_once = PTHREAD_ONCE_INIT;
+static void register_passes(void) { mlirRegisterAllPasses(); }
+
+typedef struct diag_sink {
+  ts_diags *diags;
+  const ts_source *src;
+  ts_buf *text; /* messages without a .tile location */
+} diag_sink;
+
+static void append_cb(MlirStringRef s, void *ud) {
+  ts_buf_append((ts_buf *)ud, s.data, s.length);
+}
+
+static MlirLogicalResult on_diag(MlirDiagnostic d, void *ud) {
+  diag_sink *sink = ud;
+  ts_buf msg;
+  ts_buf_init(&msg, ts_allocator_system());
+  mlirDiagnosticPrint(d, append_cb, &msg);
+  MlirLocation loc = mlirDiagnosticGetLocation(d);
+  bool placed = false;
+  if (sink->src && mlirLocationIsAFileLineColRange(loc)) {
+    int line = mlirLocationFileLineColRangeGetStartLine(loc);
+    int col = mlirLocationFileLineColRangeGetStartColumn(loc);
+    if (line >= 1 && (uint32_t)line <= sink->src->line_count) {
+      uint32_t off = sink->src->line_starts[line - 1] + (uint32_t)(col - 1);
+      ts_diag *dg = ts_diag_error(sink->diags, sink->src, (ts_span){off, off + 1},
+                                  "MLIR: %s", msg.ptr ? msg.ptr : "");
+      ts_diag_hint(sink->diags, dg,
+                   "this is a bug in Tessera's lowering; please report it");
+      placed = true;
+    }
+  }
+  if (!placed && sink->text) {
+    ts_buf_puts(sink->text, msg.ptr ? msg.ptr : "");
+    ts_buf_putc(sink->text, '\n');
+  }
+  ts_buf_deinit(&msg);
+  return mlirLogicalResultSuccess();
+}
+
+struct ts_mlir {
+  MlirContext ctx;
+  MlirDiagnosticHandlerID handler;
+  diag_sink sink;
+  ts_buf text;
+};
+
+ts_status ts_mlir_create(const ts_source *src, ts_diags *diags,
+                         ts_mlir **out) {
+  pthread_once(&passes_once, register_passes);
+  ts_mlir *m = calloc(1, sizeof *m);
+  if (!m)
+    return ts_status_nomem();
+  m->ctx = mlirContextCreateWithThreading(false);
+  MlirDialectRegistry reg = mlirDialectRegistryCreate();
+  mlirRegisterAllDialects(reg);
+  mlirContextAppendDialectRegistry(m->ctx, reg);
+  mlirDialectRegistryDestroy(reg);
+  mlirContextLoadAllAvailableDialects(m->ctx);
+  mlirRegisterAllLLVMTranslations(m->ctx);
+  ts_buf_init(&m->text, ts_allocator_system());
+  m->sink = (diag_sink){diags, src, &m->text};
+  m->handler =
+      mlirContextAttachDiagnosticHandler(m->ctx, on_diag, &m->sink, NULL);
+  *out = m;
+  return NULL;
+}
+
+void ts_mlir_destroy(ts_mlir *m) {
+  if (!m)
+    return;
+  mlirContextDetachDiagnosticHandler(m->ctx, m->handler);
+  mlirContextDestroy(m->ctx);
+  ts_buf_deinit(&m->text);
+  free(m);
+}
+
+/* Whatever MLIR said that had no .tile location, and forget it. */
+static const char *take_text(ts_mlir *m) {
+  return m->text.ptr && m->text.len ? m->text.ptr : "no message";
+}
+
+/* ---- stages ---------------------------------------------------------------------------- */
+
+static void print_op(MlirOperation op, ts_buf *out) {
+  mlirOperationPrint(op, append_cb, out);
+  ts_buf_putc(out, '\n');
+}
+
+ts_status ts_mlir_gen(ts_mlir *m, ts_unit *u, const char *kernel,
+                      MlirModule *out) {
+  TS_TRY(ts_gen_cpu(m->ctx, u, kernel, m->sink.diags, out));
+  if (!mlirOperationVerify(mlirModuleGetOperation(*out))) {
+    ts_status s = ts_status_make(TS_ERR_INTERNAL,
+                                 "the generated MLIR does not verify (a bug "
+                                 "in Tessera): %s",
+                                 take_text(m));
+    mlirModuleDestroy(*out);
+    return s;
+  }
+  return NULL;
+}
+
+static void pipeline_error(MlirStringRef s, void *ud) {
+  ts_buf_append((ts_buf *)ud, s.data, s.length);
+}
+
+ts_status ts_mlir_lower(ts_mlir *m, MlirModule mod, ts_target target,
+                        bool time_passes) {
+  const char *text = ts_pipeline_text(target);
+  if (!text)
+    return ts_status_make(TS_ERR_UNSUPPORTED, "no pipeline for target '%s' yet",
+                          ts_target_name(target));
+  MlirPassManager pm = mlirPassManagerCreate(m->ctx);
+  if (time_passes)
+    mlirPassManagerEnableTiming(pm);
+  ts_buf err;
+  ts_buf_init(&err, ts_allocator_system());
+  MlirLogicalResult r = mlirParsePassPipeline(
+      mlirPassManagerGetAsOpPassManager(pm), mb_str(text), pipeline_error, &err);
+  ts_status st = NULL;
+  if (mlirLogicalResultIsFailure(r)) {
+    st = ts_status_make(TS_ERR_INTERNAL, "bad pass pipeline '%s': %s", text,
+                        err.ptr ? err.ptr : "");
+  } else if (mlirLogicalResultIsFailure(mlirPassManagerRunOnOp(
+                 pm, mlirModuleGetOperation(mod)))) {
+    st = ts_status_make(TS_ERR_INTERNAL, "the %s pipeline failed: %s",
+                        ts_target_name(target), take_text(m));
+  }
+  ts_buf_deinit(&err);
+  mlirPassManagerDestroy(pm);
+  return st;
+}
+
+void ts_mlir_print(MlirModule mod, ts_buf *out) {
+  print_op(mlirModuleGetOperation(mod), out);
+}
+
+ts_status ts_mlir_print_llvm(MlirModule mod, ts_buf *out) {
+  char *ir = mlirTranslateModuleToLLVMIRToString(mlirModuleGetOperation(mod));
+  if (!ir)
+    return ts_status_make(TS_ERR_INTERNAL, "translation to LLVM IR failed");
+  ts_buf_puts(out, ir);
+  free(ir);
+  return NULL;
+}
+
+/* ---- the CPU JIT --------------------------------------------------------------------------- */
+
+struct ts_jit {
+  ts_mlir *m;
+  MlirModule module;
+  MlirExecutionEngine engine;
+};
+
+ts_status ts_jit_create(ts_mlir *m, MlirModule lowered, ts_jit **out) {
+  ts_jit *j = calloc(1, sizeof *j);
+  if (!j)
+    return ts_status_nomem();
+  j->engine = mlirExecutionEngineCreate(lowered, 3, 0, NULL, false, false);
+  if (mlirExecutionEngineIsNull(j->engine)) {
+    free(j);
+    return ts_status_make(TS_ERR_INTERNAL, "the JIT could not be created: %s",
+                          take_text(m));
+  }
+  mlirExecutionEngineRegisterSymbol(j->engine, mb_str("ts_rt_f32_to_e4m3"),
+                                    (void *)ts_rt_f32_to_e4m3);
+  mlirExecutionEngineRegisterSymbol(j->engine, mb_str("ts_rt_e4m3_to_f32"),
+                                    (void *)ts_rt_e4m3_to_f32);
+  j->m = m;
+  j->module = lowered;
+  *out = j;
+  return NULL;
+}
+
+ts_packed_fn ts_jit_lookup(ts_jit *j, const char *name) {
+  void *p = mlirExecutionEngineLookupPacked(j->engine, mb_str(name));
+  return (ts_packed_fn)p;
+}
+
+void ts_jit_destroy(ts_jit *j) {
+  if (!j)
+    return;
+  mlirExecutionEngineDestroy(j->engine);
+  free(j);
+}

@@ -1,0 +1,30 @@
+/* pipeline.h - private to compiler/: MLIR contexts, generation, the pass
+ * pipelines and the CPU JIT (pipeline.c). */
+#ifndef TS_COMPILER_PIPELINE_H
+#define TS_COMPILER_PIPELINE_H
+
+#include "compiler/mlirb.h"
+
+typedef struct ts_mlir ts_mlir;
+typedef struct ts_jit ts_jit;
+
+/* A context with every dialect and the LLVM translations registered; its
+ * diagnostics go to `diags` at locations in `src`. Not thread-safe. */
+ts_status ts_mlir_create(const ts_source *src, ts_diags *diags, ts_mlir **out);
+void ts_mlir_destroy(ts_mlir *m);
+/* Generates and verifies the module of a checked unit. */
+ts_status ts_mlir_gen(ts_mlir *m, ts_unit *u, const char *kernel,
+                      MlirModule *out);
+/* Runs the target's pipeline in place. */
+ts_status ts_mlir_lower(ts_mlir *m, MlirModule mod, ts_target target,
+                        bool time_passes);
+const char *ts_pipeline_text(ts_target t);
+void ts_mlir_print(MlirModule mod, ts_buf *out);
+ts_status ts_mlir_print_llvm(MlirModule mod, ts_buf *out);
+
+/* JIT-compiles a lowered module (the module must outlive the JIT). */
+ts_status ts_jit_create(ts_mlir *m, MlirModule lowered, ts_jit **out);
+ts_packed_fn ts_jit_lookup(ts_jit *j, const char *name);
+void ts_jit_destroy(ts_jit *j);
+
+#endif

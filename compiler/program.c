@@ -1,0 +1,106 @@
+/* program.c - a kernel compiled for the CPU and loaded into the JIT, kept
+ * with the unit whose checked signature the runtime binds arguments by. */
+#define _POSIX_C_SOURCE 200809L
+#include "compiler/pipeline.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct ts_cpu_program {
+  const ts_allocator *alloc;
+  char *text;
+  ts_unit unit;
+  const ts_kernel_info *kernel;
+  ts_mlir *mlir;
+  MlirModule module;
+  ts_jit *jit;
+  ts_packed_fn run, grid;
+  double seconds;
+};
+
+ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
+                                const char *text, size_t len,
+                                const char *kernel, const ts_define *defines,
+                                size_t define_count, ts_diags *diags,
+                                ts_cpu_program **out) {
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ts_cpu_program *p = calloc(1, sizeof *p);
+  if (!p)
+    return ts_status_nomem();
+  p->alloc = alloc;
+  p->text = malloc(len + 1);
+  if (!p->text) {
+    free(p);
+    return ts_status_nomem();
+  }
+  memcpy(p->text, text, len);
+  p->text[len] = 0;
+  ts_status st = ts_unit_init(&p->unit, alloc, path, p->text, len, diags);
+  if (st) {
+    free(p->text);
+    free(p);
+    return st;
+  }
+  if (!ts_unit_parse(&p->unit) ||
+      !ts_unit_check(&p->unit, defines, define_count)) {
+    st = diags->nomem ? ts_status_nomem()
+                      : ts_status_make(TS_ERR_PROGRAM, "'%s' has errors", path);
+    goto fail;
+  }
+  p->kernel = ts_unit_kernel(&p->unit, ts_str_from(kernel));
+  if (!p->kernel) {
+    st = ts_status_make(TS_ERR_INVALID, "no kernel '%s' in '%s'", kernel, path);
+    goto fail;
+  }
+  if ((st = ts_mlir_create(&p->unit.src, diags, &p->mlir)))
+    goto fail;
+  if ((st = ts_mlir_gen(p->mlir, &p->unit, kernel, &p->module)))
+    goto fail;
+  if ((st = ts_mlir_lower(p->mlir, p->module, TS_TARGET_CPU, false)) ||
+      (st = ts_jit_create(p->mlir, p->module, &p->jit))) {
+    mlirModuleDestroy(p->module);
+    p->module.ptr = NULL;
+    goto fail;
+  }
+  char name[320];
+  snprintf(name, sizeof name, "%s", kernel);
+  p->run = ts_jit_lookup(p->jit, name);
+  snprintf(name, sizeof name, "%s__grid", kernel);
+  p->grid = ts_jit_lookup(p->jit, name);
+  if (!p->run || !p->grid) {
+    st = ts_status_make(TS_ERR_INTERNAL, "kernel '%s' is missing from the JIT",
+                        kernel);
+    goto fail;
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  p->seconds = (double)(t1.tv_sec - t0.tv_sec) +
+               (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  *out = p;
+  return NULL;
+fail:
+  ts_cpu_program_destroy(p);
+  return st;
+}
+
+void ts_cpu_program_destroy(ts_cpu_program *p) {
+  if (!p)
+    return;
+  ts_jit_destroy(p->jit);
+  if (p->module.ptr)
+    mlirModuleDestroy(p->module);
+  ts_mlir_destroy(p->mlir);
+  ts_unit_deinit(&p->unit);
+  free(p->text);
+  free(p);
+}
+
+const ts_kernel_info *ts_cpu_program_kernel(const ts_cpu_program *p) {
+  return p->kernel;
+}
+ts_packed_fn ts_cpu_program_run(const ts_cpu_program *p) { return p->run; }
+ts_packed_fn ts_cpu_program_grid(const ts_cpu_program *p) { return p->grid; }
+double ts_cpu_program_compile_seconds(const ts_cpu_program *p) {
+  return p->seconds;
+}

@@ -1,0 +1,26 @@
+/* internal.h - private to runtime/: the device record and the thread pool
+ * of the CPU device. */
+#ifndef TS_RUNTIME_INTERNAL_H
+#define TS_RUNTIME_INTERNAL_H
+
+#include "runtime/runtime.h"
+
+#include <stdatomic.h>
+
+typedef struct ts_pool ts_pool;
+
+struct ts_device {
+  const ts_device_ops *ops;
+  atomic_int refs;
+  ts_pool *pool; /* CPU device */
+  int threads;
+};
+
+/* Runs fn(ctx, begin, end) over [0, total) in chunks on every thread of the
+ * pool (the caller's included); returns when all are done. */
+typedef void (*ts_pool_fn)(void *ctx, int64_t begin, int64_t end);
+ts_status ts_pool_create(int threads, ts_pool **out);
+void ts_pool_run(ts_pool *p, ts_pool_fn fn, void *ctx, int64_t total);
+void ts_pool_destroy(ts_pool *p);
+
+#endif

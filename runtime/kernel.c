@@ -1,0 +1,248 @@
+/* kernel.c - kernels compiled for a device and launched over their grid.
+ * A launch checks every argument against the kernel's signature (count,
+ * kind, dtype, rank, symbolic dims bound consistently), packs them in the
+ * order of the kernel ABI (compiler/gen.c) and runs the blocks on the
+ * device's thread pool. */
+#include "runtime/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct ts_kernel {
+  ts_device *device;
+  ts_cpu_program *prog;
+  const ts_kernel_info *info;
+  char name[128];
+};
+
+ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
+                                       const char *text, size_t len,
+                                       const char *name,
+                                       const ts_define *defines, size_t ndefs,
+                                       ts_diags *diags, ts_kernel **out) {
+  ts_kernel *k = calloc(1, sizeof *k);
+  if (!k)
+    return ts_status_nomem();
+  ts_status st = ts_cpu_program_create(ts_allocator_system(), path, text, len,
+                                       name, defines, ndefs, diags, &k->prog);
+  if (st) {
+    free(k);
+    return st;
+  }
+  k->device = ts_device_retain(d);
+  k->info = ts_cpu_program_kernel(k->prog);
+  snprintf(k->name, sizeof k->name, "%s", name);
+  *out = k;
+  return NULL;
+}
+
+ts_status ts_kernel_create(ts_device *d, const char *path, const char *name,
+                           const ts_define *defines, size_t ndefs,
+                           ts_diags *diags, ts_kernel **out) {
+  char *text;
+  size_t len;
+  TS_TRY(ts_file_read(ts_allocator_system(), path, &text, &len));
+  ts_status st = ts_kernel_create_from_source(d, path, text, len, name, defines,
+                                              ndefs, diags, out);
+  free(text);
+  return st;
+}
+
+void ts_kernel_release(ts_kernel *k) {
+  if (!k)
+    return;
+  ts_cpu_program_destroy(k->prog);
+  ts_device_release(k->device);
+  free(k);
+}
+
+double ts_kernel_compile_seconds(const ts_kernel *k) {
+  return ts_cpu_program_compile_seconds(k->prog);
+}
+
+void *ts_tensor_device_ptr(ts_tensor *t);
+
+#define MAX_SLOTS 512
+
+/* The packed argument list of one launch. */
+typedef struct packed {
+  void *slots[MAX_SLOTS];
+  int64_t ints[MAX_SLOTS];
+  void *ptrs[MAX_SLOTS];
+  float floats[MAX_SLOTS];
+  int32_t i32s[MAX_SLOTS];
+  int8_t i8s[MAX_SLOTS];
+  int n, nints, nptrs, nfloats, ni32, ni8;
+} packed;
+
+static void push_int(packed *p, int64_t v) {
+  p->ints[p->nints] = v;
+  p->slots[p->n++] = &p->ints[p->nints++];
+}
+static void push_ptr(packed *p, void *v) {
+  p->ptrs[p->nptrs] = v;
+  p->slots[p->n++] = &p->ptrs[p->nptrs++];
+}
+
+static const char *arg_name(const ts_symbol *s, char *buf, size_t size) {
+  snprintf(buf, size, "%.*s", (int)(s->name.len > 60 ? 60 : s->name.len),
+           s->name.ptr);
+  return buf;
+}
+
+typedef struct run_ctx {
+  ts_packed_fn run;
+  packed *base; /* shared, read-only */
+} run_ctx;
+
+static void run_blocks(void *vctx, int64_t begin, int64_t end) {
+  run_ctx *c = vctx;
+  void *slots[MAX_SLOTS + 2];
+  int n = c->base->n;
+  memcpy(slots, c->base->slots, (size_t)n * sizeof *slots);
+  slots[n] = &begin;
+  slots[n + 1] = &end;
+  c->run(slots);
+}
+
+ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args, size_t count) {
+  const ts_kernel_info *info = k->info;
+  char an[64];
+  if (count != info->arg_count)
+    return ts_status_make(TS_ERR_INVALID,
+                          "kernel '%s' takes %u argument%s, given %zu", k->name,
+                          info->arg_count, info->arg_count == 1 ? "" : "s",
+                          count);
+  int64_t dim_val[TS_MAX_RANK * 64];
+  int dim_from[TS_MAX_RANK * 64];
+  if (info->dim_count > TS_MAX_RANK * 64)
+    return ts_status_make(TS_ERR_UNSUPPORTED, "too many dims");
+  for (uint32_t i = 0; i < info->dim_count; i++)
+    dim_from[i] = -1;
+  /* 1. check and bind */
+  for (uint32_t i = 0; i < info->arg_count; i++) {
+    const ts_symbol *s = info->args[i];
+    const ts_arg *a = &args[i];
+    arg_name(s, an, sizeof an);
+    if (s->kind == TS_SYM_SCALAR) {
+      if (a->kind == TS_ARG_TENSOR)
+        return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is a "
+                              "scalar %s, given a tensor",
+                              i + 1, an, k->name, ts_dtype_name(s->type->dtype));
+      if (ts_dtype_is_int(s->type->dtype) && a->kind == TS_ARG_FLOAT)
+        return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is "
+                              "%s, given a float",
+                              i + 1, an, k->name, ts_dtype_name(s->type->dtype));
+      continue;
+    }
+    if (a->kind != TS_ARG_TENSOR || !a->tensor)
+      return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is a "
+                            "tensor, given a scalar",
+                            i + 1, an, k->name);
+    const ts_tensor *t = a->tensor;
+    const ts_type *ty = s->type;
+    if (ts_tensor_dtype(t) != ty->dtype)
+      return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' must be "
+                            "%s, given %s",
+                            i + 1, an, k->name, ts_dtype_name(ty->dtype),
+                            ts_dtype_name(ts_tensor_dtype(t)));
+    if (ts_tensor_rank(t) != ty->rank)
+      return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' has %u "
+                            "dims, the kernel expects %u",
+                            i + 1, an, k->name, ts_tensor_rank(t), ty->rank);
+    for (uint32_t d = 0; d < ty->rank; d++) {
+      int64_t have = ts_tensor_dim(t, d);
+      const ts_extent *e = &ty->dims[d];
+      if (e->term_count == 0) {
+        if (have != e->c)
+          return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s': "
+                                "dim %u is %lld, the kernel expects %lld",
+                                i + 1, an, k->name, d, (long long)have,
+                                (long long)e->c);
+        continue;
+      }
+      uint32_t j = 0;
+      while (j < info->dim_count && info->dims[j]->atom != e->terms[0].atom)
+        j++;
+      if (j == info->dim_count)
+        return ts_status_make(TS_ERR_INTERNAL, "unbound dim");
+      if (dim_from[j] < 0) {
+        dim_from[j] = (int)i;
+        dim_val[j] = have;
+      } else if (dim_val[j] != have) {
+        char other[64], dn[64];
+        arg_name(info->args[dim_from[j]], other, sizeof other);
+        arg_name(info->dims[j], dn, sizeof dn);
+        return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s': dim "
+                              "%u is %lld, but '%s' is %lld from argument '%s'",
+                              i + 1, an, k->name, d, (long long)have, dn,
+                              (long long)dim_val[j], other);
+      }
+    }
+  }
+  /* 2. pack: tensors (5 slots each), dims, scalars */
+  packed *p = calloc(1, sizeof *p);
+  if (!p)
+    return ts_status_nomem();
+  for (uint32_t i = 0; i < info->arg_count; i++)
+    if (info->args[i]->kind == TS_SYM_TENSOR) {
+      ts_tensor *t = args[i].tensor;
+      void *data = ts_tensor_device_ptr(t);
+      push_ptr(p, data);
+      push_ptr(p, data);
+      push_int(p, 0);
+      push_int(p, ts_tensor_count(t) > 0 ? ts_tensor_count(t) : 1);
+      push_int(p, 1);
+    }
+  int first_dim = p->n;
+  for (uint32_t j = 0; j < info->dim_count; j++)
+    push_int(p, dim_val[j]);
+  for (uint32_t i = 0; i < info->arg_count; i++) {
+    const ts_symbol *s = info->args[i];
+    if (s->kind != TS_SYM_SCALAR)
+      continue;
+    const ts_arg *a = &args[i];
+    double fv = a->kind == TS_ARG_FLOAT ? a->f : (double)a->i;
+    int64_t iv = a->kind == TS_ARG_FLOAT ? (int64_t)a->f : a->i;
+    switch (s->type->dtype) {
+    case TS_DTYPE_I64:
+      push_int(p, iv);
+      break;
+    case TS_DTYPE_I32:
+    case TS_DTYPE_I8:
+      p->i32s[p->ni32] = (int32_t)iv;
+      p->slots[p->n++] = &p->i32s[p->ni32++];
+      break;
+    case TS_DTYPE_BOOL:
+      p->i8s[p->ni8] = iv != 0;
+      p->slots[p->n++] = &p->i8s[p->ni8++];
+      break;
+    default: /* floats: f32 */
+      p->floats[p->nfloats] = (float)fv;
+      p->slots[p->n++] = &p->floats[p->nfloats++];
+    }
+  }
+  /* 3. the grid */
+  int64_t g[3] = {1, 1, 1};
+  void *gslots[MAX_SLOTS + 3];
+  int ng = p->n - first_dim;
+  memcpy(gslots, p->slots + first_dim, (size_t)ng * sizeof *gslots);
+  for (int i = 0; i < 3; i++)
+    gslots[ng + i] = &g[i];
+  ts_cpu_program_grid(k->prog)(gslots);
+  int64_t total;
+  if (g[0] < 0 || g[1] < 0 || g[2] < 0 ||
+      __builtin_mul_overflow(g[0], g[1], &total) ||
+      __builtin_mul_overflow(total, g[2], &total)) {
+    free(p);
+    return ts_status_make(TS_ERR_INVALID, "kernel '%s': the grid (%lld, %lld, "
+                          "%lld) is invalid",
+                          k->name, (long long)g[0], (long long)g[1],
+                          (long long)g[2]);
+  }
+  /* 4. run the blocks */
+  run_ctx c = {ts_cpu_program_run(k->prog), p};
+  ts_pool_run(k->device->pool, run_blocks, &c, total);
+  free(p);
+  return NULL;
+}

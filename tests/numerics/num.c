@@ -1,0 +1,144 @@
+/* num.c - see num.h. */
+#include "tests/numerics/num.h"
+
+ts_device *num_dev;
+
+void num_init(void) {
+  ts_status st = ts_device_create_cpu(0, &num_dev);
+  if (st) {
+    fprintf(stderr, "%s\n", ts_status_message(st));
+    exit(2);
+  }
+}
+
+void num_finish(void) { ts_device_release(num_dev); }
+
+ts_kernel *num_kernel(const char *rel, const char *name, const char *def0,
+                      const char *def1) {
+  const char *root = getenv("TS_SOURCE_DIR");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", root ? root : ".", rel);
+  char buf[2][128];
+  ts_define defs[2];
+  size_t nd = 0;
+  const char *d[2] = {def0, def1};
+  for (int i = 0; i < 2; i++)
+    if (d[i]) {
+      snprintf(buf[i], sizeof buf[i], "%s", d[i]);
+      char *eq = strchr(buf[i], '=');
+      *eq = 0;
+      defs[nd].name = buf[i];
+      defs[nd].value = eq + 1;
+      nd++;
+    }
+  ts_diags diags;
+  ts_diags_init(&diags, ts_allocator_system());
+  ts_kernel *k = NULL;
+  ts_status st = ts_kernel_create(num_dev, path, name, defs, nd, &diags, &k);
+  if (st) {
+    ts_diags_render(&diags, stderr, (ts_render_options){false, true});
+    fprintf(stderr, "%s %s: %s\n", rel, name, ts_status_message(st));
+    ts_status_free(st);
+    k = NULL;
+  }
+  ts_diags_deinit(&diags);
+  CHECK(k != NULL);
+  return k;
+}
+
+ts_tensor *num_tensor(ts_dtype dt, uint32_t rank, const int64_t *shape) {
+  ts_tensor *t = NULL;
+  ts_status st = ts_tensor_create(num_dev, dt, rank, shape, &t);
+  if (st) {
+    fprintf(stderr, "%s\n", ts_status_message(st));
+    exit(2);
+  }
+  return t;
+}
+
+static double rnd(uint64_t *s) {
+  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+  return (double)(*s >> 11) / 9007199254740992.0;
+}
+
+double num_round(ts_dtype dt, double v) {
+  switch (dt) {
+  case TS_DTYPE_F32: return (float)v;
+  case TS_DTYPE_BF16: return ts_bf16_to_f32(ts_f32_to_bf16((float)v));
+  case TS_DTYPE_F16: return ts_f16_to_f32(ts_f32_to_f16((float)v));
+  case TS_DTYPE_FP8E4M3: return ts_e4m3_to_f32(ts_f32_to_e4m3((float)v));
+  default: return v;
+  }
+}
+
+static void put(ts_tensor *t, int64_t i, double v) {
+  void *p = ts_tensor_data(t);
+  switch (ts_tensor_dtype(t)) {
+  case TS_DTYPE_F32: ((float *)p)[i] = (float)v; break;
+  case TS_DTYPE_BF16: ((uint16_t *)p)[i] = ts_f32_to_bf16((float)v); break;
+  case TS_DTYPE_F16: ((uint16_t *)p)[i] = ts_f32_to_f16((float)v); break;
+  case TS_DTYPE_FP8E4M3: ((uint8_t *)p)[i] = ts_f32_to_e4m3((float)v); break;
+  case TS_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)v; break;
+  case TS_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)v; break;
+  case TS_DTYPE_I64: ((int64_t *)p)[i] = (int64_t)v; break;
+  default: ((uint8_t *)p)[i] = v != 0; break;
+  }
+}
+
+static double get(ts_tensor *t, int64_t i) {
+  void *p = ts_tensor_data(t);
+  switch (ts_tensor_dtype(t)) {
+  case TS_DTYPE_F32: return ((float *)p)[i];
+  case TS_DTYPE_BF16: return ts_bf16_to_f32(((uint16_t *)p)[i]);
+  case TS_DTYPE_F16: return ts_f16_to_f32(((uint16_t *)p)[i]);
+  case TS_DTYPE_FP8E4M3: return ts_e4m3_to_f32(((uint8_t *)p)[i]);
+  case TS_DTYPE_I8: return ((int8_t *)p)[i];
+  case TS_DTYPE_I32: return ((int32_t *)p)[i];
+  case TS_DTYPE_I64: return (double)((int64_t *)p)[i];
+  default: return ((uint8_t *)p)[i];
+  }
+}
+
+double *num_fill(ts_tensor *t, double lo, double hi, uint64_t *seed) {
+  int64_t n = ts_tensor_count(t);
+  double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+  for (int64_t i = 0; i < n; i++) {
+    double x = lo + (hi - lo) * rnd(seed);
+    if (ts_dtype_is_int(ts_tensor_dtype(t)))
+      x = floor(x);
+    put(t, i, x);
+    v[i] = get(t, i);
+  }
+  return v;
+}
+
+double *num_get(ts_tensor *t) {
+  int64_t n = ts_tensor_count(t);
+  double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+  for (int64_t i = 0; i < n; i++)
+    v[i] = get(t, i);
+  return v;
+}
+
+double num_relerr(const double *got, const double *want, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double d = got[i] - want[i];
+    if (isnan(got[i]) != isnan(want[i]))
+      return INFINITY;
+    if (isnan(want[i]))
+      continue;
+    num += d * d;
+    den += want[i] * want[i];
+  }
+  return sqrt(num) / (den > 1e-300 ? sqrt(den) : 1.0);
+}
+
+bool num_launch(ts_kernel *k, const ts_arg *args, size_t n) {
+  ts_status st = ts_kernel_launch(k, args, n);
+  if (st)
+    fprintf(stderr, "launch: %s\n", ts_status_message(st));
+  CHECK(st == NULL);
+  ts_status_free(st);
+  return true;
+}

@@ -1,0 +1,41 @@
+/* num.h - helpers of the numerics tests: a CPU device, kernels compiled
+ * from kernels/ or tests/numerics/, seeded random data, narrow-float
+ * rounding, and the relative norm error against an f64 reference. */
+#ifndef TS_TEST_NUM_H
+#define TS_TEST_NUM_H
+
+#include "tests/unit/harness.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern ts_device *num_dev;
+
+void num_init(void);
+void num_finish(void);
+/* Compiles kernel `name` of file `rel` (relative to the source root), with
+ * up to 4 "NAME=VALUE" defines; NULL on failure (reported). */
+ts_kernel *num_kernel(const char *rel, const char *name, const char *def0,
+                      const char *def1);
+ts_tensor *num_tensor(ts_dtype dt, uint32_t rank, const int64_t *shape);
+/* Fills with uniform values in [lo, hi), rounded to the tensor's dtype;
+ * returns the values as doubles (malloc'd). */
+double *num_fill(ts_tensor *t, double lo, double hi, uint64_t *seed);
+/* The tensor's elements as doubles (malloc'd). */
+double *num_get(ts_tensor *t);
+/* ||got - want|| / max(||want||, tiny) */
+double num_relerr(const double *got, const double *want, int64_t n);
+double num_round(ts_dtype dt, double v);
+bool num_launch(ts_kernel *k, const ts_arg *args, size_t n);
+
+#define CHECK_ERR(err, limit, what)                                            \
+  do {                                                                         \
+    double e_ = (err);                                                         \
+    if (!(e_ <= (limit)))                                                      \
+      fprintf(stderr, "%s: relative error %.3g > %.3g\n", what, e_,            \
+              (double)(limit));                                                \
+    CHECK(e_ <= (limit));                                                      \
+  } while (0)
+
+#endif
