@@ -50,6 +50,8 @@ int cmd_compile(int argc, char **argv) {
                                "typed, mlir, lowered, llvm, ptx, "
                                "cuda)",
                                v);
+    } else if (!strcmp(a, "--time-passes")) {
+      opt.time_passes = true;
     } else if ((v = option("-o", argc, argv, &i, &missing))) {
       outpath = v;
     } else if (!missing && !strncmp(a, "-D", 2)) {

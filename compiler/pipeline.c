@@ -19,6 +19,8 @@
  * intrinsics for go first; the rest (tanh, log1p, ...) become libm calls. */
 static const char *const cpu_pipeline =
     "builtin.module("
+    "canonicalize,"
+    "cse,"
     "convert-math-to-llvm,"
     "convert-math-to-libm,"
     "expand-strided-metadata,"

@@ -80,11 +80,27 @@ expect 2 "unknown stage" "$t" compile kernels/softmax.tile --emit wat
 expect 2 "unknown target" "$t" compile kernels/softmax.tile --target tpu
 expect 2 "two files" "$t" compile kernels/softmax.tile kernels/gemm.tile
 expect 2 "--emit needs a value" "$t" compile kernels/softmax.tile --emit
-for s in mlir lowered llvm ptx cuda; do
-  expect 2 "emit $s not built" "$t" compile kernels/softmax.tile --emit "$s"
-  has err "not yet built" "emit $s says not yet built"
+expect 0 "emit mlir" "$t" compile kernels/softmax.tile --kernel softmax_rows --emit mlir
+has out "func.func @softmax_rows(" "mlir has the kernel entry"
+has out "memref<?xf32>" "mlir has memref arguments"
+expect 0 "emit lowered" "$t" compile kernels/softmax.tile --kernel softmax_rows --emit lowered
+has out "llvm.func @softmax_rows(" "lowered is the LLVM dialect"
+expect 0 "emit llvm" "$t" compile kernels/gemm.tile --emit llvm
+has out "define void @gemm_nt(" "llvm IR"
+expect 0 "compile for the CPU" "$t" compile kernels/gemm.tile
+has out "2 kernels compiled for the CPU" "default compile JITs"
+expect 0 "--time-passes" "$t" compile kernels/softmax.tile --emit lowered --time-passes
+has err "Execution time report" "pass timing printed"
+for s in ptx cuda; do
+  expect 2 "emit $s on the CPU target" "$t" compile kernels/softmax.tile --emit "$s"
+  has err "needs --target $s" "emit $s names the target it needs"
+  expect 2 "target $s not built" "$t" compile kernels/softmax.tile --target "$s" --emit "$s"
+  has err "not yet built" "target $s says not yet built"
 done
-expect 1 "program errors before 'not built'" "$t" compile "$tmp/bad.tile" --emit mlir
+expect 1 "program errors before lowering" "$t" compile "$tmp/bad.tile" --emit mlir
+printf 'kernel k(x: f32[N]) {\n  print("{}", x[0]);\n}\n' >"$tmp/print.tile"
+expect 1 "unsupported on the CPU: located" "$t" compile --color=never "$tmp/print.tile" --emit mlir
+has err "print.tile:2:3: error: 'print' is not supported on the CPU target yet" "located lowering error"
 expect 0 "-o" "$t" compile kernels/gemm.tile --emit typed -o "$tmp/gemm.typed"
 if [[ -s $tmp/gemm.typed ]] && grep -q "kernel gemm_nt" "$tmp/gemm.typed"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: -o wrote nothing"; fi
 expect 2 "-o into a missing folder" "$t" compile kernels/gemm.tile --emit typed -o "$tmp/no/such/dir/x"

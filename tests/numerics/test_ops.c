@@ -1,0 +1,411 @@
+/* test_ops.c - each tile operation and language feature on the CPU
+ * (tests/numerics/ops.tile) against a C reference: tails predicated in
+ * every dim, gathers with invalid indices, reductions on each dim, every
+ * gemm transpose, scalar control flow, atomics across blocks, the math
+ * functions with NaN and Inf, and conversions. */
+#include "tests/numerics/num.h"
+
+#define OPS "tests/numerics/ops.tile"
+
+static void test_copy_tail(void) {
+  ts_kernel *k = num_kernel(OPS, "copy_tail", NULL, NULL);
+  ts_kernel *k2 = num_kernel(OPS, "copy_tail", "BM=5", "BN=3");
+  if (!k || !k2)
+    return;
+  static const int64_t shapes[][2] = {{1, 1}, {5, 9}, {4, 8}, {13, 31}};
+  for (size_t s = 0; s < 4; s++) {
+    uint64_t seed = s + 1;
+    ts_tensor *x = num_tensor(TS_DTYPE_F32, 2, shapes[s]);
+    ts_tensor *y = num_tensor(TS_DTYPE_F32, 2, shapes[s]);
+    int64_t n = shapes[s][0] * shapes[s][1];
+    double *xv = num_fill(x, -100, 100, &seed);
+    for (int64_t i = 0; i < n; i++)
+      xv[i] = num_round(TS_DTYPE_BF16, xv[i]); /* through a bf16 frag */
+    ts_kernel *ks[2] = {k, k2};
+    for (int v = 0; v < 2; v++) {
+      ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(y)};
+      num_launch(ks[v], a, 2);
+      double *got = num_get(y);
+      CHECK_ERR(num_relerr(got, xv, n), 0, "copy_tail");
+      free(got);
+    }
+    free(xv);
+    ts_tensor_release(x);
+    ts_tensor_release(y);
+  }
+  ts_kernel_release(k);
+  ts_kernel_release(k2);
+}
+
+static void test_gather(void) {
+  ts_kernel *k = num_kernel(OPS, "gather_rows", NULL, NULL);
+  if (!k)
+    return;
+  int64_t S = 11, D = 5, K = 6, skv[2] = {S, D}, so[2] = {K, D};
+  uint64_t seed = 3;
+  ts_tensor *kv = num_tensor(TS_DTYPE_F32, 2, skv);
+  ts_tensor *idx = num_tensor(TS_DTYPE_I32, 1, &K);
+  ts_tensor *out = num_tensor(TS_DTYPE_F32, 2, so);
+  double *kvv = num_fill(kv, -1, 1, &seed);
+  int32_t ids[6] = {10, 0, -1, 3, 11, 3};
+  memcpy(ts_tensor_data(idx), ids, sizeof ids);
+  ts_arg a[3] = {ts_arg_tensor(kv), ts_arg_tensor(idx), ts_arg_tensor(out)};
+  num_launch(k, a, 3);
+  double *got = num_get(out), want[30];
+  for (int r = 0; r < 6; r++)
+    for (int d = 0; d < 5; d++)
+      want[r * 5 + d] = ids[r] >= 0 && ids[r] < S ? kvv[ids[r] * D + d] : 0.0;
+  CHECK_ERR(num_relerr(got, want, 30), 0, "gather_rows");
+  free(got);
+  free(kvv);
+  ts_tensor_release(kv);
+  ts_tensor_release(idx);
+  ts_tensor_release(out);
+  ts_kernel_release(k);
+}
+
+static void test_reductions(void) {
+  ts_kernel *k = num_kernel(OPS, "reductions", NULL, NULL);
+  if (!k)
+    return;
+  int64_t M = 7, N = 13, sx[2] = {M, N};
+  uint64_t seed = 5;
+  ts_tensor *x = num_tensor(TS_DTYPE_F32, 2, sx);
+  ts_tensor *mx = num_tensor(TS_DTYPE_F32, 1, &M);
+  ts_tensor *sm = num_tensor(TS_DTYPE_F32, 1, &N);
+  ts_tensor *am = num_tensor(TS_DTYPE_F32, 1, &M);
+  double *xv = num_fill(x, -10, 10, &seed);
+  ((float *)ts_tensor_data(x))[2 * N + 3] = NAN; /* row 2 max is NaN */
+  xv[2 * N + 3] = NAN;
+  ts_arg a[4] = {ts_arg_tensor(x), ts_arg_tensor(mx), ts_arg_tensor(sm),
+                 ts_arg_tensor(am)};
+  num_launch(k, a, 4);
+  double wmx[7], wsm[13], wam[7];
+  for (int i = 0; i < M; i++) {
+    wmx[i] = -INFINITY;
+    wam[i] = 0;
+    for (int j = 0; j < N; j++) {
+      double v = xv[i * N + j];
+      wmx[i] = isnan(v) || isnan(wmx[i]) ? NAN : fmax(wmx[i], v);
+      wam[i] = isnan(v) || isnan(wam[i]) ? NAN : fmax(wam[i], fabs(v));
+    }
+  }
+  for (int j = 0; j < N; j++) {
+    wsm[j] = 0;
+    for (int i = 0; i < M; i++)
+      wsm[j] += xv[i * N + j];
+  }
+  double *g1 = num_get(mx), *g2 = num_get(sm), *g3 = num_get(am);
+  CHECK(isnan(g1[2]) && isnan(g3[2])); /* NaN propagates through max */
+  CHECK_ERR(num_relerr(g1, wmx, M), 0, "reduce_max");
+  CHECK(isnan(g2[3]));
+  CHECK_ERR(num_relerr(g2, wsm, N), 1e-6, "reduce_sum");
+  CHECK_ERR(num_relerr(g3, wam, M), 0, "reduce_absmax");
+  free(g1);
+  free(g2);
+  free(g3);
+  free(xv);
+  ts_tensor_release(x);
+  ts_tensor_release(mx);
+  ts_tensor_release(sm);
+  ts_tensor_release(am);
+  ts_kernel_release(k);
+}
+
+static void test_gemms(void) {
+  ts_kernel *k = num_kernel(OPS, "gemms", NULL, NULL);
+  if (!k)
+    return;
+  int64_t M = 5, N = 7, K = 3;
+  int64_t sa[2] = {M, K}, sb[2] = {K, N}, sat[2] = {K, M}, sbt[2] = {N, K},
+          sc[2] = {M, N};
+  uint64_t seed = 11;
+  ts_tensor *a = num_tensor(TS_DTYPE_F32, 2, sa), *b = num_tensor(TS_DTYPE_F32, 2, sb);
+  ts_tensor *at = num_tensor(TS_DTYPE_F32, 2, sat), *bt = num_tensor(TS_DTYPE_F32, 2, sbt);
+  ts_tensor *c[4];
+  for (int i = 0; i < 4; i++)
+    c[i] = num_tensor(TS_DTYPE_F32, 2, sc);
+  double *av = num_fill(a, -2, 2, &seed), *bv = num_fill(b, -2, 2, &seed);
+  double *atv = num_fill(at, -2, 2, &seed), *btv = num_fill(bt, -2, 2, &seed);
+  ts_arg args[8] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(at),
+                    ts_arg_tensor(bt), ts_arg_tensor(c[0]), ts_arg_tensor(c[1]),
+                    ts_arg_tensor(c[2]), ts_arg_tensor(c[3])};
+  num_launch(k, args, 8);
+  double w[4][35];
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < N; j++) {
+      double s1 = 0, s2 = 0, s3 = 0, s4 = 1;
+      for (int q = 0; q < K; q++) {
+        s1 += av[i * K + q] * bv[q * N + j];
+        s2 += atv[q * M + i] * bv[q * N + j];
+        s3 += av[i * K + q] * btv[j * K + q];
+        s4 += atv[q * M + i] * btv[j * K + q];
+      }
+      w[0][i * N + j] = s1;
+      w[1][i * N + j] = s2;
+      w[2][i * N + j] = s3;
+      w[3][i * N + j] = s4;
+    }
+  const char *names[4] = {"gemm", "gemm trans_a", "gemm trans_b", "gemm both"};
+  for (int v = 0; v < 4; v++) {
+    double *g = num_get(c[v]);
+    CHECK_ERR(num_relerr(g, w[v], M * N), 1e-6, names[v]);
+    free(g);
+    ts_tensor_release(c[v]);
+  }
+  free(av);
+  free(bv);
+  free(atv);
+  free(btv);
+  ts_tensor_release(a);
+  ts_tensor_release(b);
+  ts_tensor_release(at);
+  ts_tensor_release(bt);
+  ts_kernel_release(k);
+}
+
+static int64_t collatz(int64_t v) {
+  int64_t steps = 0;
+  for (int i = 0; i < 1000; i++) {
+    if (v == 1)
+      break;
+    if (v % 2 == 0) {
+      v /= 2;
+      continue;
+    }
+    v = 3 * v + 1;
+    steps++;
+  }
+  return steps;
+}
+
+static void test_control(void) {
+  ts_kernel *k = num_kernel(OPS, "control", NULL, NULL);
+  if (!k)
+    return;
+  int64_t N = 9, so[2] = {N, 4};
+  int32_t xs[9] = {1, 2, 3, 7, 27, 100, -5, 0, 11};
+  ts_tensor *x = num_tensor(TS_DTYPE_I32, 1, &N);
+  ts_tensor *out = num_tensor(TS_DTYPE_I64, 2, so);
+  memcpy(ts_tensor_data(x), xs, sizeof xs);
+  ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(out)};
+  num_launch(k, a, 2);
+  const int64_t *o = ts_tensor_data(out);
+  int bad = 0;
+  for (int i = 0; i < N; i++) {
+    int64_t v = xs[i], odd = 0;
+    for (int64_t q = 0; q < v; q++) {
+      if (q % 2 == 0)
+        continue;
+      if (q > 50)
+        break;
+      odd += q;
+    }
+    int64_t sel = v > 10 ? (v + 2) / 3 : (v < -v ? v : -v);
+    int64_t w[4] = {collatz(v > 1 ? v : 1), odd,
+                    sel + (((v << 2) ^ 4) | 1),
+                    (int64_t)((int32_t)(uint32_t)(v * 1000000007) >> 3)};
+    for (int j = 0; j < 4; j++)
+      if (o[i * 4 + j] != w[j]) {
+        fprintf(stderr, "control x=%lld [%d]: got %lld want %lld\n",
+                (long long)v, j, (long long)o[i * 4 + j], (long long)w[j]);
+        bad++;
+      }
+  }
+  CHECK(bad == 0);
+  ts_tensor_release(x);
+  ts_tensor_release(out);
+  ts_kernel_release(k);
+}
+
+static void test_histogram(void) {
+  ts_kernel *k = num_kernel(OPS, "histogram", NULL, NULL);
+  if (!k)
+    return;
+  int64_t N = 100003, H = 16;
+  uint64_t seed = 17;
+  ts_tensor *x = num_tensor(TS_DTYPE_I32, 1, &N);
+  ts_tensor *counts = num_tensor(TS_DTYPE_I32, 1, &H);
+  double *xv = num_fill(x, 0, 1000, &seed);
+  ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(counts)};
+  num_launch(k, a, 2);
+  int want[16] = {0};
+  for (int64_t i = 0; i < N; i++)
+    want[(int)xv[i] & 15]++;
+  const int32_t *c = ts_tensor_data(counts);
+  int bad = 0;
+  for (int i = 0; i < 16; i++)
+    bad += c[i] != want[i];
+  CHECK(bad == 0);
+  free(xv);
+  ts_tensor_release(x);
+  ts_tensor_release(counts);
+  ts_kernel_release(k);
+}
+
+static double ref_math(int f, double v) {
+  switch (f) {
+  case 0: return expf((float)v);
+  case 1: return exp2f((float)v);
+  case 2: return logf((float)v);
+  case 3: return log2f((float)v);
+  case 4: return sqrtf((float)v);
+  case 5: return 1.0 / sqrt(v);
+  case 6: return tanh(v);
+  case 7: return 1.0 / (1.0 + exp(-v));
+  case 8: return v > 20 ? v : log1p(exp(v));
+  case 9: return v / (1.0 + exp(-v));
+  case 10: return isnan(v) ? NAN : fmax(v, 0);
+  case 11: return fabs(v);
+  case 12: return isnan(v) ? NAN : fmax(v, 0.5);
+  case 13: return isnan(v) ? NAN : fmin(v, 0.5);
+  case 14: return pow(fabs(v), 1.5);
+  default: return floor(v) + ceil(v) * 0.5 + sin(v) + cos(v);
+  }
+}
+
+static void test_math(void) {
+  ts_kernel *k = num_kernel(OPS, "math", NULL, NULL);
+  if (!k)
+    return;
+  float xs[] = {0.5f, 1.0f, 2.75f, 0.01f, 30.0f, -0.0f, -3.5f,
+                INFINITY, -INFINITY, NAN};
+  int64_t N = sizeof xs / sizeof xs[0], sy[2] = {N, 16};
+  ts_tensor *x = num_tensor(TS_DTYPE_F32, 1, &N);
+  ts_tensor *y = num_tensor(TS_DTYPE_F32, 2, sy);
+  memcpy(ts_tensor_data(x), xs, sizeof xs);
+  ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(y)};
+  num_launch(k, a, 2);
+  const float *o = ts_tensor_data(y);
+  int bad = 0;
+  for (int i = 0; i < N; i++)
+    for (int f = 0; f < 16; f++) {
+      double want = ref_math(f, xs[i]), got = o[i * 16 + f];
+      bool ok;
+      if (isnan(want))
+        ok = isnan(got);
+      else if (isinf(want))
+        ok = got == want;
+      else
+        ok = fabs(got - want) <= 2e-6 * fmax(1.0, fabs(want));
+      if (!ok) {
+        fprintf(stderr, "math f%d(%g): got %.9g want %.9g\n", f, xs[i], got,
+                want);
+        bad++;
+      }
+    }
+  CHECK(bad == 0);
+  ts_tensor_release(x);
+  ts_tensor_release(y);
+  ts_kernel_release(k);
+}
+
+static void test_casts(void) {
+  ts_kernel *k = num_kernel(OPS, "casts", NULL, NULL);
+  if (!k)
+    return;
+  enum { N = 4096 };
+  static float xs[N];
+  uint64_t s = 1;
+  const float special[] = {0.0f, -0.0f, 1.0f, INFINITY, -INFINITY, NAN,
+                           65504.0f, 65520.0f, 448.0f, 464.0f, 1e-8f, 3e-5f,
+                           0.0019531f, 1.00390625f, 1.01171875f, -2.5f};
+  for (int i = 0; i < N; i++) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    uint32_t bits = (uint32_t)(s >> 32);
+    memcpy(&xs[i], &bits, 4);
+    if (i % 3 == 0) /* values in range of the narrow formats */
+      xs[i] = (float)((double)(int32_t)bits / 2147483648.0 * 600.0);
+  }
+  memcpy(xs, special, sizeof special);
+  int64_t n = N, sr[2] = {N, 3};
+  ts_tensor *x = num_tensor(TS_DTYPE_F32, 1, &n);
+  ts_tensor *b = num_tensor(TS_DTYPE_BF16, 1, &n);
+  ts_tensor *h = num_tensor(TS_DTYPE_F16, 1, &n);
+  ts_tensor *q = num_tensor(TS_DTYPE_FP8E4M3, 1, &n);
+  ts_tensor *r = num_tensor(TS_DTYPE_F32, 2, sr);
+  memcpy(ts_tensor_data(x), xs, sizeof xs);
+  ts_arg a[5] = {ts_arg_tensor(x), ts_arg_tensor(b), ts_arg_tensor(h),
+                 ts_arg_tensor(q), ts_arg_tensor(r)};
+  num_launch(k, a, 5);
+  const uint16_t *bb = ts_tensor_data(b), *hb = ts_tensor_data(h);
+  const uint8_t *qb = ts_tensor_data(q);
+  const float *rv = ts_tensor_data(r);
+  int bad = 0;
+  for (int i = 0; i < N; i++) {
+    uint16_t wb = ts_f32_to_bf16(xs[i]), wh = ts_f32_to_f16(xs[i]);
+    uint8_t wq = ts_f32_to_e4m3(xs[i]);
+    bool nan = isnan(xs[i]);
+    float rb = ts_bf16_to_f32(wb), rh = ts_f16_to_f32(wh), rq = ts_e4m3_to_f32(wq);
+    bool ok = (nan ? (bb[i] & 0x7fff) > 0x7f80 : bb[i] == wb) &&
+              (nan ? (hb[i] & 0x7fff) > 0x7c00 : hb[i] == wh) &&
+              (nan ? (qb[i] & 0x7f) == 0x7f : qb[i] == wq) &&
+              (nan ? isnan(rv[i * 3]) && isnan(rv[i * 3 + 1]) && isnan(rv[i * 3 + 2])
+                   : (rv[i * 3] == rb && rv[i * 3 + 1] == rh && rv[i * 3 + 2] == rq));
+    if (!ok && bad++ < 10)
+      fprintf(stderr, "cast %.9g: bf16 %04x/%04x f16 %04x/%04x e4m3 %02x/%02x\n",
+              xs[i], bb[i], wb, hb[i], wh, qb[i], wq);
+  }
+  CHECK(bad == 0);
+  ts_tensor_release(x);
+  ts_tensor_release(b);
+  ts_tensor_release(h);
+  ts_tensor_release(q);
+  ts_tensor_release(r);
+  ts_kernel_release(k);
+}
+
+/* Launch checks: wrong count, kind, dtype, rank, and dims that disagree
+ * are errors naming the argument; nothing runs. */
+static void test_launch_checks(void) {
+  ts_kernel *k = num_kernel("kernels/softmax.tile", "softmax_rows", NULL, NULL);
+  if (!k)
+    return;
+  int64_t s1[2] = {3, 5}, s2[2] = {3, 6}, s3[1] = {15};
+  ts_tensor *x = num_tensor(TS_DTYPE_F32, 2, s1);
+  ts_tensor *y = num_tensor(TS_DTYPE_F32, 2, s2);
+  ts_tensor *z = num_tensor(TS_DTYPE_BF16, 2, s1);
+  ts_tensor *w = num_tensor(TS_DTYPE_F32, 1, s3);
+  struct {
+    ts_arg a[3];
+    size_t n;
+    const char *msg;
+  } cases[] = {
+      {{ts_arg_tensor(x)}, 1, "takes 2 arguments, given 1"},
+      {{ts_arg_tensor(x), ts_arg_float(1)}, 2, "is a tensor, given a scalar"},
+      {{ts_arg_tensor(x), ts_arg_tensor(z)}, 2, "must be f32, given bf16"},
+      {{ts_arg_tensor(x), ts_arg_tensor(w)}, 2, "has 1 dims, the kernel expects 2"},
+      {{ts_arg_tensor(x), ts_arg_tensor(y)}, 2,
+       "argument 2 ('y') of 'softmax_rows': dim 1 is 6, but 'N' is 5 from "
+       "argument 'x'"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    ts_status st = ts_kernel_launch(k, cases[i].a, cases[i].n);
+    bool ok = ts_status_code(st) == TS_ERR_INVALID &&
+              strstr(ts_status_message(st), cases[i].msg);
+    if (!ok)
+      fprintf(stderr, "launch check %zu: %s\n", i, ts_status_message(st));
+    CHECK(ok);
+    ts_status_free(st);
+  }
+  ts_tensor_release(x);
+  ts_tensor_release(y);
+  ts_tensor_release(z);
+  ts_tensor_release(w);
+  ts_kernel_release(k);
+}
+
+int main(void) {
+  num_init();
+  test_copy_tail();
+  test_gather();
+  test_reductions();
+  test_gemms();
+  test_control();
+  test_histogram();
+  test_math();
+  test_casts();
+  test_launch_checks();
+  num_finish();
+  return ts_test_finish();
+}
