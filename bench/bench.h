@@ -1,0 +1,54 @@
+/* bench.h - timing helpers of the CPU benchmarks: a monotonic clock and the
+ * median of repeated runs. */
+#ifndef TS_BENCH_H
+#define TS_BENCH_H
+
+#define _POSIX_C_SOURCE 200809L
+#include "runtime/runtime.h"
+
+#include <stdlib.h>
+#include <time.h>
+
+static inline double bench_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int bench_cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Median seconds of `reps` runs of fn(ctx) after one warm-up, with at
+ * least `min_seconds` spent in total. */
+static inline double bench_median(void (*fn)(void *), void *ctx, int reps,
+                                  double min_seconds) {
+  double t[64], start = bench_now();
+  int n = 0;
+  fn(ctx);
+  while (n < 64 && (n < reps || bench_now() - start < min_seconds)) {
+    double t0 = bench_now();
+    fn(ctx);
+    t[n++] = bench_now() - t0;
+  }
+  qsort(t, (size_t)n, sizeof t[0], bench_cmp);
+  return t[n / 2];
+}
+
+static inline ts_kernel *bench_kernel(ts_device *d, const char *path,
+                                      const char *name) {
+  ts_diags diags;
+  ts_diags_init(&diags, ts_allocator_system());
+  ts_kernel *k = NULL;
+  ts_status st = ts_kernel_create(d, path, name, NULL, 0, &diags, &k);
+  if (st) {
+    ts_diags_render(&diags, stderr, (ts_render_options){false, true});
+    fprintf(stderr, "%s: %s\n", name, ts_status_message(st));
+    exit(2);
+  }
+  ts_diags_deinit(&diags);
+  return k;
+}
+
+#endif
