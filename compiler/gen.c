@@ -537,6 +537,69 @@ static MlirValue math1(gen *g, const char *name, MlirValue x) {
   return mb_un(&g->b, name, x);
 }
 
+/* 2^n as f32 for an integer-valued f32 n in [-150, 128]: two factors,
+ * each a normal number, so results down to the subnormals are exact. */
+static MlirValue pow2i(gen *g, MlirValue n) {
+  mb *b = &g->b;
+  MlirValue ni = mb_cast(b, "arith.fptosi", n, b->i32);
+  MlirValue n1 = mb_bin(b, "arith.divsi", ni, mb_const_int(b, b->i32, 2));
+  MlirValue n2 = mb_bin(b, "arith.subi", ni, n1);
+  MlirValue bias = mb_const_int(b, b->i32, 127);
+  MlirValue c23 = mb_const_int(b, b->i32, 23);
+  MlirValue f1 = mb_cast(
+      b, "arith.bitcast",
+      mb_bin(b, "arith.shli", mb_bin(b, "arith.addi", n1, bias), c23), b->f32);
+  MlirValue f2 = mb_cast(
+      b, "arith.bitcast",
+      mb_bin(b, "arith.shli", mb_bin(b, "arith.addi", n2, bias), c23), b->f32);
+  return mb_bin(b, "arith.mulf", f1, f2);
+}
+
+/* exp and exp2 in f32 (Cephes): range reduction by ln 2 and a degree-6
+ * polynomial, about 1 ulp; written in arith ops so that loops of them
+ * vectorise, unlike calls to expf. Overflow gives inf, underflow 0, NaN
+ * stays NaN. */
+static MlirValue gen_exp(gen *g, MlirValue x, bool base2) {
+  mb *b = &g->b;
+  double hi_lim = base2 ? 128.0 : 88.72283935546875;
+  double lo_lim = base2 ? -150.0 : -103.97208;
+  MlirValue xc = mb_bin(b, "arith.minimumf",
+                        mb_bin(b, "arith.maximumf", x, mb_const_f32(b, lo_lim)),
+                        mb_const_f32(b, hi_lim));
+  MlirValue half = mb_const_f32(b, 0.5), n, r;
+  if (base2) {
+    n = math1(g, "math.floor", mb_bin(b, "arith.addf", xc, half));
+    r = mb_bin(b, "arith.mulf", mb_bin(b, "arith.subf", xc, n),
+               mb_const_f32(b, 0.693147180559945309));
+  } else {
+    n = math1(g, "math.floor",
+              mb_bin(b, "arith.addf",
+                     mb_bin(b, "arith.mulf", xc,
+                            mb_const_f32(b, 1.44269504088896341)),
+                     half));
+    r = mb_bin(b, "arith.subf", xc,
+               mb_bin(b, "arith.mulf", n, mb_const_f32(b, 0.693359375)));
+    r = mb_bin(b, "arith.subf", r,
+               mb_bin(b, "arith.mulf", n, mb_const_f32(b, -2.12194440e-4)));
+  }
+  static const double c[] = {1.9875691500E-4, 1.3981999507E-3,
+                             8.3334519073E-3, 4.1665795894E-2,
+                             1.6666665459E-1, 5.0000001201E-1};
+  MlirValue p = mb_const_f32(b, c[0]);
+  for (int i = 1; i < 6; i++)
+    p = mb_bin(b, "arith.addf", mb_bin(b, "arith.mulf", p, r),
+               mb_const_f32(b, c[i]));
+  MlirValue r2 = mb_bin(b, "arith.mulf", r, r);
+  p = mb_bin(b, "arith.addf", mb_bin(b, "arith.mulf", p, r2),
+             mb_bin(b, "arith.addf", r, mb_const_f32(b, 1.0)));
+  MlirValue y = mb_bin(b, "arith.mulf", p, pow2i(g, n));
+  MlirValue big = mb_cmpf(b, CMPF_OGT, x, mb_const_f32(b, hi_lim));
+  MlirValue small = mb_cmpf(b, CMPF_OLT, x, mb_const_f32(b, lo_lim));
+  y = mb_select(b, big, mb_const_f32(b, __builtin_inf()), y);
+  y = mb_select(b, small, mb_const_f32(b, 0.0), y);
+  return mb_select(b, mb_cmpf(b, CMPF_UNO, x, x), x, y);
+}
+
 static MlirValue gen_builtin(gen *g, ts_node *n) {
   mb *b = &g->b;
   ts_node **k = n->kids;
@@ -581,8 +644,8 @@ static MlirValue gen_builtin(gen *g, ts_node *n) {
   /* Float math of one or two arguments. */
   MlirValue x = gen_expr_as(g, k[0], b->f32);
   switch (n->builtin) {
-  case TS_BUILTIN_EXP: return math1(g, "math.exp", x);
-  case TS_BUILTIN_EXP2: return math1(g, "math.exp2", x);
+  case TS_BUILTIN_EXP: return gen_exp(g, x, false);
+  case TS_BUILTIN_EXP2: return gen_exp(g, x, true);
   case TS_BUILTIN_LOG: return math1(g, "math.log", x);
   case TS_BUILTIN_LOG2: return math1(g, "math.log2", x);
   case TS_BUILTIN_SQRT: return math1(g, "math.sqrt", x);
@@ -599,13 +662,13 @@ static MlirValue gen_builtin(gen *g, ts_node *n) {
   case TS_BUILTIN_SIGMOID:
   case TS_BUILTIN_SILU: {
     MlirValue one = mb_const_f32(b, 1.0);
-    MlirValue e = math1(g, "math.exp", mb_un(b, "arith.negf", x));
+    MlirValue e = gen_exp(g, mb_un(b, "arith.negf", x), false);
     MlirValue s = mb_bin(b, "arith.divf", one, mb_bin(b, "arith.addf", one, e));
     return n->builtin == TS_BUILTIN_SILU ? mb_bin(b, "arith.mulf", x, s) : s;
   }
   case TS_BUILTIN_SOFTPLUS: {
     /* log(1 + exp(x)), and x itself where exp(x) would overflow */
-    MlirValue l = math1(g, "math.log1p", math1(g, "math.exp", x));
+    MlirValue l = math1(g, "math.log1p", gen_exp(g, x, false));
     MlirValue big = mb_cmpf(b, CMPF_OGT, x, mb_const_f32(b, 20.0));
     return mb_select(b, big, x, l);
   }
