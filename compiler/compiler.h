@@ -1,8 +1,7 @@
 /* compiler.h - the compile driver: one .tile source through the stages
  * tokens -> ast -> typed -> mlir -> lowered -> llvm | ptx | cuda, stopping
- * at the stage asked for. Today the front-end stages are built; the MLIR
- * stages report "not yet built" (docs/status in README.md). Thread-safe:
- * each call owns its state. */
+ * at the stage asked for. The CPU target is built; --target ptx and cuda
+ * report "not yet built". Thread-safe: each call owns its state. */
 #ifndef TS_COMPILER_H
 #define TS_COMPILER_H
 

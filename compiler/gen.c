@@ -54,7 +54,7 @@ static void unsupported(gen *g, ts_node *n, const char *what) {
     return;
   ts_diag *d = ts_diag_error(g->d, &g->u->src, n->span,
                              "%s is not supported on the CPU target yet", what);
-  ts_diag_hint(g->d, d, "see docs/status in README.md for what is built");
+  ts_diag_hint(g->d, d, "README.md lists what each target supports today");
   g->failed = true;
 }
 

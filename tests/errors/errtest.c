@@ -6,6 +6,7 @@
  *   //~ note: TEXT       a note of the error reported on this line
  *   //~ hint: TEXT       the hint of the error reported on this line
  *   //! -D NAME=VALUE    a define for the run (first lines only)
+ *   //! lower            compile for the CPU too (lowering diagnostics)
  * Every expectation must be met and every error expected. Prints
  * "N passed, N failed" and the rendered diagnostics on failure. */
 #include "runtime/runtime.h"
@@ -134,14 +135,25 @@ int main(int argc, char **argv) {
   size_t ndefs = 0;
   static char defbuf[8192];
   parse_expectations(&src, defs, &ndefs, defbuf);
+  bool lower = strstr(text, "//! lower") != NULL;
   ts_diags d;
   ts_diags_init(&d, a);
   ts_unit u;
   st = ts_unit_init(&u, a, argv[1], text, len, &d);
   if (st)
     return 2;
-  if (ts_unit_parse(&u))
+  if (lower) {
+    /* The whole CPU compile: lowering diagnostics too. */
+    ts_buf out;
+    ts_buf_init(&out, a);
+    ts_compile_options opt = {.emit = TS_EMIT_MLIR,
+                              .defines = defs,
+                              .define_count = ndefs};
+    ts_status_free(ts_compile(a, argv[1], text, len, &opt, &d, &out));
+    ts_buf_deinit(&out);
+  } else if (ts_unit_parse(&u)) {
     ts_unit_check(&u, defs, ndefs);
+  }
   int passed = 0, failed = 0;
   for (const ts_diag *g = d.head; g; g = g->next) {
     const char *lv = g->level == TS_DIAG_ERROR ? "error" : "warning";

@@ -203,7 +203,7 @@ static void test_control(void) {
     }
     int64_t sel = v > 10 ? (v + 2) / 3 : (v < -v ? v : -v);
     int64_t w[4] = {collatz(v > 1 ? v : 1), odd,
-                    sel + (((v << 2) ^ 4) | 1),
+                    sel + (((int64_t)((uint64_t)v << 2) ^ 4) | 1),
                     (int64_t)((int32_t)(uint32_t)(v * 1000000007) >> 3)};
     for (int j = 0; j < 4; j++)
       if (o[i * 4 + j] != w[j]) {
