@@ -286,13 +286,25 @@ struct view {
   } sub[TS_MAX_RANK];
   uint32_t vrank;
   MlirValue vext[TS_MAX_RANK];
-  bool in_range; /* a whole tile: every index of the view is in range */
+  bool in_range;  /* a whole tile: every index of the view is in range */
+  bool unchecked; /* the caller has made sure the indices are in range */
+  int skip_dim;   /* an underlying dim left out of the check, or -1 */
 };
 
 static MlirValue gen_expr(gen *g, ts_node *n);
 static MlirValue gen_expr_as(gen *g, ts_node *n, MlirType want);
 
 static bool view_of(gen *g, ts_node *n, view *v, view *pool, int *npool);
+
+static bool extent_same(const ts_extent *a, const ts_extent *b) {
+  if (a->c != b->c || a->term_count != b->term_count)
+    return false;
+  for (uint32_t i = 0; i < a->term_count; i++)
+    if (a->terms[i].atom != b->terms[i].atom ||
+        a->terms[i].coef != b->terms[i].coef)
+      return false;
+  return true;
+}
 
 static bool view_base(gen *g, ts_node *b, view *v) {
   ts_symbol *sym = b->sym;
@@ -301,6 +313,7 @@ static bool view_base(gen *g, ts_node *b, view *v) {
     return false;
   }
   memset(v, 0, sizeof *v);
+  v->skip_dim = -1;
   v->mem = (MlirValue){sym->user};
   v->dt = sym->type->dtype;
   v->rank = sym->type->rank;
@@ -328,6 +341,18 @@ static bool view_of(gen *g, ts_node *n, view *v, view *pool, int *npool) {
   }
   if (!view_base(g, n->kids[0], v))
     return false;
+  /* t[i, j] with each index a loop over exactly that dim of a tile needs
+   * no check. */
+  ts_symbol *base = n->kids[0]->sym;
+  bool all_loops = base && base->kind == TS_SYM_TILE &&
+                   n->kid_count == v->rank + 1;
+  for (uint32_t i = 0; all_loops && i < v->rank; i++) {
+    ts_node *k = n->kids[i + 1];
+    all_loops = k->kind == TS_NODE_NAME && k->sym &&
+                k->sym->kind == TS_SYM_LOOP && k->sym->has_range &&
+                extent_same(&k->sym->range, &base->type->dims[i]);
+  }
+  v->in_range = all_loops;
   for (uint32_t i = 0; i < v->rank; i++) {
     ts_node *k = n->kids[i + 1];
     bool gather = false;
@@ -387,7 +412,7 @@ static void view_elem(gen *g, view *v, const MlirValue *k, MlirValue *lin,
     }
     MlirValue ge = mb_cmpi(b, CMPI_SGE, idx, i64c(g, 0));
     MlirValue lt = mb_cmpi(b, CMPI_SLT, idx, v->dims[d]);
-    if (!v->in_range)
+    if (!v->in_range && !v->unchecked && (int)d != v->skip_dim)
       ok = mb_bin(b, "arith.andi", ok, mb_bin(b, "arith.andi", ge, lt));
     l = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", l, v->dims[d]), idx);
   }
@@ -400,7 +425,7 @@ static void view_load(gen *g, view *v, const MlirValue *k, MlirValue *out) {
   mb *b = &g->b;
   MlirValue lin, ok;
   view_elem(g, v, k, &lin, &ok);
-  if (v->in_range) {
+  if (v->in_range || v->unchecked) {
     *out = from_storage(g, mb_load(b, v->mem, lin), v->dt);
     return;
   }
@@ -416,7 +441,7 @@ static void view_store(gen *g, view *v, const MlirValue *k, MlirValue x) {
   mb *b = &g->b;
   MlirValue lin, ok;
   view_elem(g, v, k, &lin, &ok);
-  if (v->in_range) {
+  if (v->in_range || v->unchecked) {
     mb_store(b, to_storage(g, x, v->dt), v->mem, lin);
     return;
   }
@@ -808,11 +833,71 @@ static MlirValue gen_expr(gen *g, ts_node *n) {
 
 /* ---- tile operations ------------------------------------------------------------------ */
 
+static MlirValue clamp64(gen *g, MlirValue v, MlirValue lo, MlirValue hi) {
+  return mb_bin(&g->b, "arith.minsi", mb_bin(&g->b, "arith.maxsi", v, lo), hi);
+}
+
+/* copy between a whole tile and a slice of a tensor whose last dim is a
+ * plain slice: the tail is predicated by the inner loop's bounds, not per
+ * element, so the inner loop runs unchecked over contiguous memory (and
+ * vectorises); the rest of a tile row is zero-filled. */
+static bool copy_rows(gen *g, view *src, view *dst) {
+  view *gv = src->in_range ? dst : src;
+  view *tv = src->in_range ? src : dst;
+  uint32_t last = gv->rank - 1;
+  if (!tv->in_range || gv->in_range || dst->vrank == 0 ||
+      gv->sub[last].kind != SUB_SLICE || gv->sub[last].vdim != dst->vrank - 1)
+    return false;
+  mb *b = &g->b;
+  uint32_t outer = dst->vrank - 1;
+  loop L[TS_MAX_RANK];
+  MlirValue k[TS_MAX_RANK];
+  loops_begin(g, L, dst->vext, outer, k);
+  MlirValue ext = dst->vext[outer], zero = i64c(g, 0);
+  /* Is this row inside the tensor (every dim but the last)? */
+  k[outer] = zero;
+  MlirValue lin, row_ok;
+  gv->skip_dim = (int)last;
+  view_elem(g, gv, k, &lin, &row_ok);
+  gv->skip_dim = -1;
+  MlirValue start = gv->sub[last].start;
+  MlirValue lo = clamp64(g, mb_bin(b, "arith.subi", zero, start), zero, ext);
+  MlirValue hi = clamp64(g, mb_bin(b, "arith.subi", gv->dims[last], start), lo,
+                         ext);
+  lo = mb_select(b, row_ok, lo, zero);
+  hi = mb_select(b, row_ok, hi, zero);
+  loop in;
+  loop_begin(g, &in, lo, hi);
+  k[outer] = in.iv;
+  gv->unchecked = true;
+  MlirValue x;
+  view_load(g, src, k, &x);
+  view_store(g, dst, k, convert(g, x, compute(g, dst->dt)));
+  gv->unchecked = false;
+  loop_end(g, &in);
+  if (dst == tv) { /* zero the parts of the tile row outside the tensor */
+    MlirType t = compute(g, dst->dt);
+    MlirValue z = is_float(g, t) ? mb_const_f32(b, 0.0) : mb_const_int(b, t, 0);
+    MlirValue ranges[2][2] = {{zero, lo}, {hi, ext}};
+    for (int r = 0; r < 2; r++) {
+      loop zl;
+      loop_begin(g, &zl, ranges[r][0], ranges[r][1]);
+      k[outer] = zl.iv;
+      view_store(g, dst, k, z);
+      loop_end(g, &zl);
+    }
+  }
+  loops_end(g, L, outer);
+  return true;
+}
+
 static void gen_copy(gen *g, ts_node *call) {
   view pool[16], src, dst;
   int np = 0;
   if (!view_of(g, call->kids[0], &src, pool, &np) ||
       !view_of(g, call->kids[1], &dst, pool, &np))
+    return;
+  if (copy_rows(g, &src, &dst))
     return;
   loop L[TS_MAX_RANK];
   MlirValue k[TS_MAX_RANK];
@@ -852,8 +937,107 @@ static bool named_bool(ts_node *call, const char *name, bool dflt) {
   return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
 }
 
-/* c (+)= a · b, the naive way: i, k, j with a[i, k] held, or i, j, k as a
- * dot product when b is transposed. Accumulates in the compute type of c. */
+/* Marks a float op with fast-math flags ("contract" lets a*b+c become an
+ * FMA; "reassoc" lets a sum be reordered so that it vectorises). */
+static MlirValue fastmath(gen *g, MlirValue v, const char *flags) {
+  char text[64];
+  snprintf(text, sizeof text, "#arith.fastmath<%s>", flags);
+  mlirOperationSetAttributeByName(
+      mlirOpResultGetOwner(v), mb_str("fastmath"),
+      mlirAttributeParseGet(g->b.ctx, mb_str(text)));
+  return v;
+}
+
+/* c (+)= a · b. Accumulates in the compute type of c, with a*b+c allowed to
+ * fuse (FMA). Two schedules:
+ *  - b transposed (a not): c[i, j] = sum_k a[i, k] b[j, k], a dot product
+ *    over contiguous rows, its sum reassociated so that it vectorises;
+ *  - otherwise i, k, j with R rows of a held at once (R = 4 when M allows):
+ *    each b[k, :] row loaded once feeds R rows of c, and the j loop runs
+ *    over contiguous rows of b and c. */
+/* The constant extent of dim d of a whole tile operand, or -1. */
+static int64_t const_dim(ts_node *n, uint32_t d) {
+  const ts_type *t = n->type;
+  if (n->kind != TS_NODE_NAME || !t || t->kind != TS_TYPE_TILE ||
+      d >= t->rank || t->dims[d].term_count)
+    return -1;
+  return t->dims[d].c;
+}
+
+/* The register-blocked f32 micro-kernel, in the vector dialect: for R = 4
+ * rows of c and VW columns at a time, the accumulators stay in vector
+ * registers for the whole k loop; each k loads one row piece of b and
+ * broadcasts R elements of a. Needs whole f32 tiles with constant shapes,
+ * b not transposed, M % 4 == 0 and N % VW == 0. Returns false (nothing
+ * emitted) when they do not hold. */
+static bool gemm_vector(gen *g, ts_node *call, view *A, view *B, view *C,
+                        bool ta, bool tb, bool acc) {
+  mb *b = &g->b;
+  ts_node *na = call->kids[0], *nb = call->kids[1], *nc = call->kids[2];
+  if (tb || A->dt != TS_DTYPE_F32 || B->dt != TS_DTYPE_F32 ||
+      C->dt != TS_DTYPE_F32 || !A->in_range || !B->in_range || !C->in_range)
+    return false;
+  int64_t M = const_dim(nc, 0), N = const_dim(nc, 1);
+  int64_t K = const_dim(na, ta ? 0 : 1);
+  if (M <= 0 || N <= 0 || K <= 0 || M % 4 || const_dim(nb, 1) != N)
+    return false;
+  int64_t VW = N % 32 == 0 ? 32 : N % 16 == 0 ? 16 : N % 8 == 0 ? 8 : 0;
+  if (!VW)
+    return false;
+  enum { R = 4 };
+  int64_t shape[1] = {VW};
+  MlirType vt = mlirVectorTypeGet(1, shape, b->f32);
+  MlirValue slots = mb_alloca_entry(b, vt, R);
+  MlirValue zero = mb_op1(b, "vector.broadcast", 1,
+                          (MlirValue[]){mb_const_f32(b, 0.0)}, vt);
+  loop li, lj, lk;
+  loop_begin(g, &li, i64c(g, 0), i64c(g, M / R));
+  MlirValue i0 = mb_bin(b, "arith.muli", li.iv, i64c(g, R));
+  loop_begin(g, &lj, i64c(g, 0), i64c(g, N / VW));
+  MlirValue j0 = mb_bin(b, "arith.muli", lj.iv, i64c(g, VW));
+  MlirValue cidx[R];
+  for (int r = 0; r < R; r++) {
+    MlirValue row = mb_bin(b, "arith.addi", i0, i64c(g, r));
+    cidx[r] = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, i64c(g, N)),
+                     j0);
+    MlirValue init = zero;
+    if (acc) {
+      MlirValue ops[2] = {C->mem, mb_cast(b, "arith.index_cast", cidx[r],
+                                          b->index)};
+      init = mb_op1(b, "vector.load", 2, ops, vt);
+    }
+    mb_store(b, init, slots, i64c(g, r));
+  }
+  loop_begin(g, &lk, i64c(g, 0), i64c(g, K));
+  MlirValue bops[2] = {
+      B->mem, mb_cast(b, "arith.index_cast",
+                      mb_bin(b, "arith.addi",
+                             mb_bin(b, "arith.muli", lk.iv, i64c(g, N)), j0),
+                      b->index)};
+  MlirValue bv = mb_op1(b, "vector.load", 2, bops, vt);
+  for (int r = 0; r < R; r++) {
+    MlirValue row = mb_bin(b, "arith.addi", i0, i64c(g, r));
+    MlirValue aidx =
+        ta ? mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", lk.iv, i64c(g, M)),
+                    row)
+           : mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, i64c(g, K)),
+                    lk.iv);
+    MlirValue a = mb_load(b, A->mem, aidx);
+    MlirValue av = mb_op1(b, "vector.broadcast", 1, &a, vt);
+    MlirValue fops[3] = {av, bv, mb_load(b, slots, i64c(g, r))};
+    mb_store(b, mb_op1(b, "vector.fma", 3, fops, vt), slots, i64c(g, r));
+  }
+  loop_end(g, &lk);
+  for (int r = 0; r < R; r++) {
+    MlirValue ops[3] = {mb_load(b, slots, i64c(g, r)), C->mem,
+                        mb_cast(b, "arith.index_cast", cidx[r], b->index)};
+    mb_op(b, "vector.store", 3, ops, 0, NULL, 0, NULL);
+  }
+  loop_end(g, &lj);
+  loop_end(g, &li);
+  return true;
+}
+
 static void gen_gemm(gen *g, ts_node *call) {
   mb *b = &g->b;
   view pool[8], A, B, C;
@@ -865,6 +1049,8 @@ static void gen_gemm(gen *g, ts_node *call) {
   bool ta = named_bool(call, "trans_a", false);
   bool tb = named_bool(call, "trans_b", false);
   bool acc = named_bool(call, "accumulate", true);
+  if (gemm_vector(g, call, &A, &B, &C, ta, tb, acc))
+    return;
   MlirType ct = compute(g, C.dt);
   bool f = is_float(g, ct);
   MlirValue zero = f ? mb_const_f32(b, 0.0) : mb_const_int(b, ct, 0);
@@ -879,10 +1065,7 @@ static void gen_gemm(gen *g, ts_node *call) {
     loop_begin(g, &lj, i64c(g, 0), N);
     ij[0] = li.iv;
     ij[1] = lj.iv;
-    MlirValue c0 = zero;
-    if (acc)
-      view_load(g, &C, ij, &c0);
-    mb_store(b, convert(g, c0, ct), slot, i64c(g, 0));
+    mb_store(b, zero, slot, i64c(g, 0));
     loop_begin(g, &lk, i64c(g, 0), K);
     ak[0] = li.iv;
     ak[1] = lk.iv;
@@ -893,9 +1076,19 @@ static void gen_gemm(gen *g, ts_node *call) {
     view_load(g, &B, bk, &y);
     MlirValue p = mb_bin(b, mul, convert(g, x, ct), convert(g, y, ct));
     MlirValue s = mb_bin(b, add, mb_load(b, slot, i64c(g, 0)), p);
+    if (f) {
+      fastmath(g, p, "reassoc,contract");
+      fastmath(g, s, "reassoc,contract");
+    }
     mb_store(b, s, slot, i64c(g, 0));
     loop_end(g, &lk);
-    view_store(g, &C, ij, mb_load(b, slot, i64c(g, 0)));
+    MlirValue sum = mb_load(b, slot, i64c(g, 0));
+    if (acc) {
+      MlirValue c0;
+      view_load(g, &C, ij, &c0);
+      sum = mb_bin(b, add, convert(g, c0, ct), sum);
+    }
+    view_store(g, &C, ij, sum);
     loop_end(g, &lj);
     loop_end(g, &li);
     return;
@@ -909,24 +1102,44 @@ static void gen_gemm(gen *g, ts_node *call) {
     loop_end(g, &lj);
     loop_end(g, &li);
   }
-  loop_begin(g, &li, i64c(g, 0), M);
+  /* R rows at once when M is a known multiple of R. */
+  const ts_type *ctype = call->kids[2]->type;
+  int R = 1;
+  if (ctype && ctype->rank == 2 && ctype->dims[0].term_count == 0 &&
+      ctype->dims[0].c % 4 == 0)
+    R = 4;
+  loop_begin(g, &li, i64c(g, 0),
+             R == 1 ? M : mb_bin(b, "arith.divsi", M, i64c(g, R)));
+  MlirValue i0 = R == 1 ? li.iv : mb_bin(b, "arith.muli", li.iv, i64c(g, R));
+  MlirValue rows[4], xs[4];
+  for (int r = 0; r < R; r++)
+    rows[r] = r ? mb_bin(b, "arith.addi", i0, i64c(g, r)) : i0;
   loop_begin(g, &lk, i64c(g, 0), K);
-  ak[0] = ta ? lk.iv : li.iv;
-  ak[1] = ta ? li.iv : lk.iv;
-  MlirValue x;
-  view_load(g, &A, ak, &x);
-  x = convert(g, x, ct);
+  for (int r = 0; r < R; r++) {
+    ak[0] = ta ? lk.iv : rows[r];
+    ak[1] = ta ? rows[r] : lk.iv;
+    view_load(g, &A, ak, &xs[r]);
+    xs[r] = convert(g, xs[r], ct);
+  }
   loop_begin(g, &lj, i64c(g, 0), N);
   bk[0] = tb ? lj.iv : lk.iv;
   bk[1] = tb ? lk.iv : lj.iv;
-  ij[0] = li.iv;
-  ij[1] = lj.iv;
-  MlirValue y, c;
+  MlirValue y;
   view_load(g, &B, bk, &y);
-  view_load(g, &C, ij, &c);
-  view_store(g, &C, ij,
-             mb_bin(b, add, convert(g, c, ct),
-                    mb_bin(b, mul, x, convert(g, y, ct))));
+  y = convert(g, y, ct);
+  for (int r = 0; r < R; r++) {
+    ij[0] = rows[r];
+    ij[1] = lj.iv;
+    MlirValue c;
+    view_load(g, &C, ij, &c);
+    MlirValue p = mb_bin(b, mul, xs[r], y);
+    MlirValue s = mb_bin(b, add, convert(g, c, ct), p);
+    if (f) {
+      fastmath(g, p, "contract");
+      fastmath(g, s, "contract");
+    }
+    view_store(g, &C, ij, s);
+  }
   loop_end(g, &lj);
   loop_end(g, &lk);
   loop_end(g, &li);
@@ -976,6 +1189,10 @@ static void gen_reduce(gen *g, ts_node *call) {
       x = f ? math1(g, "math.absf", x) : math1(g, "math.absi", x);
     r = f ? mb_bin(b, "arith.maximumf", a, x) : mb_bin(b, "arith.maxsi", a, x);
   }
+  /* A float sum may be reassociated (partial sums per vector lane): the
+   * order is fixed by the compiled code, not by the source. */
+  if (f)
+    fastmath(g, r, "reassoc");
   mb_store(b, r, slot, i64c(g, 0));
   loop_end(g, &inner);
   if (nk == 0) {

@@ -242,6 +242,8 @@ struct ts_symbol {
   uint32_t atom; /* dims, lets and loop variables: their atom id */
   bool used;
   const void *user; /* scratch for the pass after sema (codegen) */
+  bool has_range;   /* a loop index known to run over 0 .. range-1 */
+  ts_extent range;
 };
 
 /* One kernel after sema: what the compiler and the runtime need. */

@@ -501,8 +501,15 @@ static void check_parallel(sema *s, ts_node *n) {
   }
   scope sc;
   push_scope(s, &sc, false);
-  for (uint32_t i = 0; i < vars->kid_count; i++)
+  for (uint32_t i = 0; i < vars->kid_count; i++) {
     check_loop_var(s, vars->kids[i], vars->kids[i]->name);
+    ts_symbol *sym = vars->kids[i]->sym;
+    if (sym && exts->kids[i]->type &&
+        exts->kids[i]->type->kind == TS_TYPE_SCALAR) {
+      sym->has_range = true;
+      sym->range = sema_extent_of(s, exts->kids[i]);
+    }
+  }
   bool was = s->in_parallel;
   loop_kind loop = s->loop;
   s->in_parallel = true;
@@ -551,6 +558,11 @@ static void check_for(sema *s, ts_node *n) {
   scope sc;
   push_scope(s, &sc, false);
   check_loop_var(s, n, n->name);
+  if (n->sym && n->kids[0]->cval.kind == TS_CONST_INT && n->kids[0]->cval.i == 0 &&
+      n->kids[1]->type && n->kids[1]->type->kind == TS_TYPE_SCALAR) {
+    n->sym->has_range = true; /* for i in 0..E (i itself cannot change) */
+    n->sym->range = sema_extent_of(s, n->kids[1]);
+  }
   loop_kind loop = s->loop;
   s->loop = LOOP_FOR;
   check_block(s, n->kids[2]);

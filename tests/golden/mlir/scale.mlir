@@ -23,152 +23,203 @@ module {
     %c4_i64_1 = arith.constant 4 : i64
     %c0_i64_2 = arith.constant 0 : i64
     %c0_i64_3 = arith.constant 0 : i64
-    cf.br ^bb1(%c0_i64_3 : i64)
-  ^bb1(%5: i64):  // 2 preds: ^bb0, ^bb3
-    %6 = arith.cmpi slt, %5, %c4_i64_1 : i64
-    cf.cond_br %6, ^bb2, ^bb4
-  ^bb2:  // pred: ^bb1
     %c0_i64_4 = arith.constant 0 : i64
     %true = arith.constant true
-    %7 = arith.addi %0, %5 : i64
+    %5 = arith.addi %0, %c0_i64_3 : i64
     %c0_i64_5 = arith.constant 0 : i64
-    %8 = arith.cmpi sge, %7, %c0_i64_5 : i64
-    %9 = arith.cmpi slt, %7, %2 : i64
-    %10 = arith.andi %8, %9 : i1
-    %11 = arith.andi %true, %10 : i1
-    %12 = arith.muli %c0_i64_4, %2 : i64
-    %13 = arith.addi %12, %7 : i64
+    %6 = arith.cmpi sge, %5, %c0_i64_5 : i64
+    %7 = arith.cmpi slt, %5, %2 : i64
+    %8 = arith.muli %c0_i64_4, %2 : i64
+    %9 = arith.addi %8, %5 : i64
+    %10 = arith.subi %c0_i64_3, %0 : i64
+    %11 = arith.maxsi %10, %c0_i64_3 : i64
+    %12 = arith.minsi %11, %c4_i64_1 : i64
+    %13 = arith.subi %2, %0 : i64
+    %14 = arith.maxsi %13, %12 : i64
+    %15 = arith.minsi %14, %c4_i64_1 : i64
+    %16 = arith.select %true, %12, %c0_i64_3 : i64
+    %17 = arith.select %true, %15, %c0_i64_3 : i64
+    cf.br ^bb1(%16 : i64)
+  ^bb1(%18: i64):  // 2 preds: ^bb0, ^bb3
+    %19 = arith.cmpi slt, %18, %17 : i64
+    cf.cond_br %19, ^bb2, ^bb4
+  ^bb2:  // pred: ^bb1
     %c0_i64_6 = arith.constant 0 : i64
-    %14 = arith.select %11, %13, %c0_i64_6 : i64
-    %15 = arith.index_cast %14 : i64 to index
-    %16 = memref.load %arg0[%15] : memref<?xf32>
-    %cst = arith.constant 0.000000e+00 : f32
-    %17 = arith.select %11, %16, %cst : f32
-    %c0_i64_7 = arith.constant 0 : i64
-    %true_8 = arith.constant true
-    %18 = arith.addi %c0_i64_2, %5 : i64
+    %true_7 = arith.constant true
+    %20 = arith.addi %0, %18 : i64
+    %c0_i64_8 = arith.constant 0 : i64
+    %21 = arith.cmpi sge, %20, %c0_i64_8 : i64
+    %22 = arith.cmpi slt, %20, %2 : i64
+    %23 = arith.muli %c0_i64_6, %2 : i64
+    %24 = arith.addi %23, %20 : i64
+    %25 = arith.index_cast %24 : i64 to index
+    %26 = memref.load %arg0[%25] : memref<?xf32>
     %c0_i64_9 = arith.constant 0 : i64
-    %19 = arith.cmpi sge, %18, %c0_i64_9 : i64
-    %20 = arith.cmpi slt, %18, %c4_i64_1 : i64
-    %21 = arith.muli %c0_i64_7, %c4_i64_1 : i64
-    %22 = arith.addi %21, %18 : i64
-    %23 = arith.index_cast %22 : i64 to index
-    memref.store %17, %alloca[%23] : memref<4xf32>
+    %true_10 = arith.constant true
+    %27 = arith.addi %c0_i64_2, %18 : i64
+    %c0_i64_11 = arith.constant 0 : i64
+    %28 = arith.cmpi sge, %27, %c0_i64_11 : i64
+    %29 = arith.cmpi slt, %27, %c4_i64_1 : i64
+    %30 = arith.muli %c0_i64_9, %c4_i64_1 : i64
+    %31 = arith.addi %30, %27 : i64
+    %32 = arith.index_cast %31 : i64 to index
+    memref.store %26, %alloca[%32] : memref<4xf32>
     cf.br ^bb3
   ^bb3:  // pred: ^bb2
-    %c1_i64_10 = arith.constant 1 : i64
-    %24 = arith.addi %5, %c1_i64_10 : i64
-    cf.br ^bb1(%24 : i64)
+    %c1_i64_12 = arith.constant 1 : i64
+    %33 = arith.addi %18, %c1_i64_12 : i64
+    cf.br ^bb1(%33 : i64)
   ^bb4:  // pred: ^bb1
-    %c4_i64_11 = arith.constant 4 : i64
-    %c0_i64_12 = arith.constant 0 : i64
-    cf.br ^bb5(%c0_i64_12 : i64)
-  ^bb5(%25: i64):  // 2 preds: ^bb4, ^bb7
-    %26 = arith.cmpi slt, %25, %c4_i64_11 : i64
-    cf.cond_br %26, ^bb6, ^bb8
+    %cst = arith.constant 0.000000e+00 : f32
+    cf.br ^bb5(%c0_i64_3 : i64)
+  ^bb5(%34: i64):  // 2 preds: ^bb4, ^bb7
+    %35 = arith.cmpi slt, %34, %16 : i64
+    cf.cond_br %35, ^bb6, ^bb8
   ^bb6:  // pred: ^bb5
     %c0_i64_13 = arith.constant 0 : i64
-    %c4_i64_14 = arith.constant 4 : i64
+    %true_14 = arith.constant true
+    %36 = arith.addi %c0_i64_2, %34 : i64
     %c0_i64_15 = arith.constant 0 : i64
-    %true_16 = arith.constant true
-    %c0_i64_17 = arith.constant 0 : i64
-    %27 = arith.cmpi sge, %25, %c0_i64_17 : i64
-    %28 = arith.cmpi slt, %25, %c4_i64_14 : i64
-    %29 = arith.andi %27, %28 : i1
-    %30 = arith.andi %true_16, %29 : i1
-    %31 = arith.muli %c0_i64_15, %c4_i64_14 : i64
-    %32 = arith.addi %31, %25 : i64
-    %c0_i64_18 = arith.constant 0 : i64
-    %33 = arith.select %30, %32, %c0_i64_18 : i64
-    %34 = arith.index_cast %33 : i64 to index
-    %35 = memref.load %alloca[%34] : memref<4xf32>
-    %cst_19 = arith.constant 0.000000e+00 : f32
-    %36 = arith.select %30, %35, %cst_19 : f32
-    %37 = arith.mulf %36, %arg3 : f32
-    %c4_i64_20 = arith.constant 4 : i64
-    %c0_i64_21 = arith.constant 0 : i64
-    %true_22 = arith.constant true
-    %c0_i64_23 = arith.constant 0 : i64
-    %38 = arith.cmpi sge, %25, %c0_i64_23 : i64
-    %39 = arith.cmpi slt, %25, %c4_i64_20 : i64
-    %40 = arith.andi %38, %39 : i1
-    %41 = arith.andi %true_22, %40 : i1
-    %42 = arith.muli %c0_i64_21, %c4_i64_20 : i64
-    %43 = arith.addi %42, %25 : i64
-    cf.cond_br %41, ^bb9, ^bb10
-  ^bb7:  // pred: ^bb10
-    %c1_i64_24 = arith.constant 1 : i64
-    %44 = arith.addi %25, %c1_i64_24 : i64
-    cf.br ^bb5(%44 : i64)
-  ^bb8:  // pred: ^bb5
-    %c4_i64_25 = arith.constant 4 : i64
-    %c0_i64_26 = arith.constant 0 : i64
-    %c0_i64_27 = arith.constant 0 : i64
-    %c1_i64_28 = arith.constant 1 : i64
-    %45 = arith.muli %arg2, %c1_i64_28 : i64
-    %46 = arith.addi %c0_i64_27, %45 : i64
-    %c4_i64_29 = arith.constant 4 : i64
-    %47 = arith.addi %0, %c4_i64_29 : i64
-    %48 = arith.subi %47, %0 : i64
-    %c0_i64_30 = arith.constant 0 : i64
-    cf.br ^bb11(%c0_i64_30 : i64)
-  ^bb9:  // pred: ^bb6
-    %49 = arith.index_cast %43 : i64 to index
-    memref.store %37, %alloca[%49] : memref<4xf32>
-    cf.br ^bb10
-  ^bb10:  // 2 preds: ^bb6, ^bb9
+    %37 = arith.cmpi sge, %36, %c0_i64_15 : i64
+    %38 = arith.cmpi slt, %36, %c4_i64_1 : i64
+    %39 = arith.muli %c0_i64_13, %c4_i64_1 : i64
+    %40 = arith.addi %39, %36 : i64
+    %41 = arith.index_cast %40 : i64 to index
+    memref.store %cst, %alloca[%41] : memref<4xf32>
     cf.br ^bb7
-  ^bb11(%50: i64):  // 2 preds: ^bb8, ^bb13
-    %51 = arith.cmpi slt, %50, %48 : i64
-    cf.cond_br %51, ^bb12, ^bb14
-  ^bb12:  // pred: ^bb11
+  ^bb7:  // pred: ^bb6
+    %c1_i64_16 = arith.constant 1 : i64
+    %42 = arith.addi %34, %c1_i64_16 : i64
+    cf.br ^bb5(%42 : i64)
+  ^bb8:  // pred: ^bb5
+    cf.br ^bb9(%17 : i64)
+  ^bb9(%43: i64):  // 2 preds: ^bb8, ^bb11
+    %44 = arith.cmpi slt, %43, %c4_i64_1 : i64
+    cf.cond_br %44, ^bb10, ^bb12
+  ^bb10:  // pred: ^bb9
+    %c0_i64_17 = arith.constant 0 : i64
+    %true_18 = arith.constant true
+    %45 = arith.addi %c0_i64_2, %43 : i64
+    %c0_i64_19 = arith.constant 0 : i64
+    %46 = arith.cmpi sge, %45, %c0_i64_19 : i64
+    %47 = arith.cmpi slt, %45, %c4_i64_1 : i64
+    %48 = arith.muli %c0_i64_17, %c4_i64_1 : i64
+    %49 = arith.addi %48, %45 : i64
+    %50 = arith.index_cast %49 : i64 to index
+    memref.store %cst, %alloca[%50] : memref<4xf32>
+    cf.br ^bb11
+  ^bb11:  // pred: ^bb10
+    %c1_i64_20 = arith.constant 1 : i64
+    %51 = arith.addi %43, %c1_i64_20 : i64
+    cf.br ^bb9(%51 : i64)
+  ^bb12:  // pred: ^bb9
+    %c4_i64_21 = arith.constant 4 : i64
+    %c0_i64_22 = arith.constant 0 : i64
+    cf.br ^bb13(%c0_i64_22 : i64)
+  ^bb13(%52: i64):  // 2 preds: ^bb12, ^bb15
+    %53 = arith.cmpi slt, %52, %c4_i64_21 : i64
+    cf.cond_br %53, ^bb14, ^bb16
+  ^bb14:  // pred: ^bb13
+    %c0_i64_23 = arith.constant 0 : i64
+    %c4_i64_24 = arith.constant 4 : i64
+    %c0_i64_25 = arith.constant 0 : i64
+    %true_26 = arith.constant true
+    %c0_i64_27 = arith.constant 0 : i64
+    %54 = arith.cmpi sge, %52, %c0_i64_27 : i64
+    %55 = arith.cmpi slt, %52, %c4_i64_24 : i64
+    %56 = arith.muli %c0_i64_25, %c4_i64_24 : i64
+    %57 = arith.addi %56, %52 : i64
+    %58 = arith.index_cast %57 : i64 to index
+    %59 = memref.load %alloca[%58] : memref<4xf32>
+    %60 = arith.mulf %59, %arg3 : f32
+    %c4_i64_28 = arith.constant 4 : i64
+    %c0_i64_29 = arith.constant 0 : i64
+    %true_30 = arith.constant true
     %c0_i64_31 = arith.constant 0 : i64
-    %true_32 = arith.constant true
-    %52 = arith.addi %c0_i64_26, %50 : i64
-    %c0_i64_33 = arith.constant 0 : i64
-    %53 = arith.cmpi sge, %52, %c0_i64_33 : i64
-    %54 = arith.cmpi slt, %52, %c4_i64_25 : i64
-    %55 = arith.muli %c0_i64_31, %c4_i64_25 : i64
-    %56 = arith.addi %55, %52 : i64
-    %57 = arith.index_cast %56 : i64 to index
-    %58 = memref.load %alloca[%57] : memref<4xf32>
+    %61 = arith.cmpi sge, %52, %c0_i64_31 : i64
+    %62 = arith.cmpi slt, %52, %c4_i64_28 : i64
+    %63 = arith.muli %c0_i64_29, %c4_i64_28 : i64
+    %64 = arith.addi %63, %52 : i64
+    %65 = arith.index_cast %64 : i64 to index
+    memref.store %60, %alloca[%65] : memref<4xf32>
+    cf.br ^bb15
+  ^bb15:  // pred: ^bb14
+    %c1_i64_32 = arith.constant 1 : i64
+    %66 = arith.addi %52, %c1_i64_32 : i64
+    cf.br ^bb13(%66 : i64)
+  ^bb16:  // pred: ^bb13
+    %c4_i64_33 = arith.constant 4 : i64
     %c0_i64_34 = arith.constant 0 : i64
-    %true_35 = arith.constant true
-    %59 = arith.addi %0, %50 : i64
-    %c0_i64_36 = arith.constant 0 : i64
-    %60 = arith.cmpi sge, %59, %c0_i64_36 : i64
-    %61 = arith.cmpi slt, %59, %46 : i64
-    %62 = arith.andi %60, %61 : i1
-    %63 = arith.andi %true_35, %62 : i1
-    %64 = arith.muli %c0_i64_34, %46 : i64
-    %65 = arith.addi %64, %59 : i64
-    cf.cond_br %63, ^bb15, ^bb16
-  ^bb13:  // pred: ^bb16
-    %c1_i64_37 = arith.constant 1 : i64
-    %66 = arith.addi %50, %c1_i64_37 : i64
-    cf.br ^bb11(%66 : i64)
-  ^bb14:  // pred: ^bb11
-    return
-  ^bb15:  // pred: ^bb12
-    %67 = arith.bitcast %58 : f32 to i32
+    %c0_i64_35 = arith.constant 0 : i64
+    %c1_i64_36 = arith.constant 1 : i64
+    %67 = arith.muli %arg2, %c1_i64_36 : i64
+    %68 = arith.addi %c0_i64_35, %67 : i64
+    %c4_i64_37 = arith.constant 4 : i64
+    %69 = arith.addi %0, %c4_i64_37 : i64
+    %70 = arith.subi %69, %0 : i64
+    %c0_i64_38 = arith.constant 0 : i64
+    %c0_i64_39 = arith.constant 0 : i64
+    %true_40 = arith.constant true
+    %71 = arith.addi %0, %c0_i64_38 : i64
+    %c0_i64_41 = arith.constant 0 : i64
+    %72 = arith.cmpi sge, %71, %c0_i64_41 : i64
+    %73 = arith.cmpi slt, %71, %68 : i64
+    %74 = arith.muli %c0_i64_39, %68 : i64
+    %75 = arith.addi %74, %71 : i64
+    %76 = arith.subi %c0_i64_38, %0 : i64
+    %77 = arith.maxsi %76, %c0_i64_38 : i64
+    %78 = arith.minsi %77, %70 : i64
+    %79 = arith.subi %68, %0 : i64
+    %80 = arith.maxsi %79, %78 : i64
+    %81 = arith.minsi %80, %70 : i64
+    %82 = arith.select %true_40, %78, %c0_i64_38 : i64
+    %83 = arith.select %true_40, %81, %c0_i64_38 : i64
+    cf.br ^bb17(%82 : i64)
+  ^bb17(%84: i64):  // 2 preds: ^bb16, ^bb19
+    %85 = arith.cmpi slt, %84, %83 : i64
+    cf.cond_br %85, ^bb18, ^bb20
+  ^bb18:  // pred: ^bb17
+    %c0_i64_42 = arith.constant 0 : i64
+    %true_43 = arith.constant true
+    %86 = arith.addi %c0_i64_34, %84 : i64
+    %c0_i64_44 = arith.constant 0 : i64
+    %87 = arith.cmpi sge, %86, %c0_i64_44 : i64
+    %88 = arith.cmpi slt, %86, %c4_i64_33 : i64
+    %89 = arith.muli %c0_i64_42, %c4_i64_33 : i64
+    %90 = arith.addi %89, %86 : i64
+    %91 = arith.index_cast %90 : i64 to index
+    %92 = memref.load %alloca[%91] : memref<4xf32>
+    %c0_i64_45 = arith.constant 0 : i64
+    %true_46 = arith.constant true
+    %93 = arith.addi %0, %84 : i64
+    %c0_i64_47 = arith.constant 0 : i64
+    %94 = arith.cmpi sge, %93, %c0_i64_47 : i64
+    %95 = arith.cmpi slt, %93, %68 : i64
+    %96 = arith.muli %c0_i64_45, %68 : i64
+    %97 = arith.addi %96, %93 : i64
+    %98 = arith.bitcast %92 : f32 to i32
     %c16_i32 = arith.constant 16 : i32
-    %68 = arith.shrui %67, %c16_i32 : i32
+    %99 = arith.shrui %98, %c16_i32 : i32
     %c1_i32 = arith.constant 1 : i32
-    %69 = arith.andi %68, %c1_i32 : i32
+    %100 = arith.andi %99, %c1_i32 : i32
     %c32767_i32 = arith.constant 32767 : i32
-    %70 = arith.addi %69, %c32767_i32 : i32
-    %71 = arith.addi %67, %70 : i32
-    %72 = arith.shrui %71, %c16_i32 : i32
+    %101 = arith.addi %100, %c32767_i32 : i32
+    %102 = arith.addi %98, %101 : i32
+    %103 = arith.shrui %102, %c16_i32 : i32
     %c64_i32 = arith.constant 64 : i32
-    %73 = arith.ori %68, %c64_i32 : i32
-    %74 = arith.cmpf uno, %58, %58 : f32
-    %75 = arith.select %74, %73, %72 : i32
-    %76 = arith.trunci %75 : i32 to i16
-    %77 = arith.index_cast %65 : i64 to index
-    memref.store %76, %arg1[%77] : memref<?xi16>
-    cf.br ^bb16
-  ^bb16:  // 2 preds: ^bb12, ^bb15
-    cf.br ^bb13
+    %104 = arith.ori %99, %c64_i32 : i32
+    %105 = arith.cmpf uno, %92, %92 : f32
+    %106 = arith.select %105, %104, %103 : i32
+    %107 = arith.trunci %106 : i32 to i16
+    %108 = arith.index_cast %97 : i64 to index
+    memref.store %107, %arg1[%108] : memref<?xi16>
+    cf.br ^bb19
+  ^bb19:  // pred: ^bb18
+    %c1_i64_48 = arith.constant 1 : i64
+    %109 = arith.addi %84, %c1_i64_48 : i64
+    cf.br ^bb17(%109 : i64)
+  ^bb20:  // pred: ^bb17
+    return
   }
   func.func @scale(%arg0: memref<?xf32>, %arg1: memref<?xi16>, %arg2: i64, %arg3: f32, %arg4: i64, %arg5: i64) {
     %0:3 = call @scale__grid(%arg2, %arg3) : (i64, f32) -> (i64, i64, i64)
