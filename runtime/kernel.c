@@ -146,6 +146,11 @@ ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args, size_t count) {
                             "%s, given %s",
                             i + 1, an, k->name, ts_dtype_name(ty->dtype),
                             ts_dtype_name(ts_tensor_dtype(t)));
+    if (!ts_tensor_is_contiguous(t))
+      return ts_status_make(TS_ERR_UNSUPPORTED, "argument %u ('%s') of '%s' is "
+                            "a strided view; kernels take contiguous tensors "
+                            "(slices of the first dim) for now",
+                            i + 1, an, k->name);
     if (ts_tensor_rank(t) != ty->rank)
       return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' has %u "
                             "dims, the kernel expects %u",

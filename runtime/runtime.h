@@ -34,10 +34,19 @@ int ts_device_thread_count(const ts_device *d);
 
 typedef struct ts_tensor ts_tensor;
 
-/* A new contiguous row-major tensor, zero-filled. Shape entries >= 0. */
+/* A new contiguous row-major tensor over a new buffer, zero-filled. Shape
+ * entries >= 0. */
 TS_MUST_USE ts_status ts_tensor_create(ts_device *d, ts_dtype dtype,
                                        uint32_t rank, const int64_t *shape,
                                        ts_tensor **out);
+/* A view of `len` elements of dim `dim` from `start`: it shares (and
+ * retains) the buffer. Slicing the first dim keeps a tensor contiguous;
+ * other dims give a strided view, which kernels do not take yet. */
+TS_MUST_USE ts_status ts_tensor_slice(ts_tensor *t, uint32_t dim,
+                                      int64_t start, int64_t len,
+                                      ts_tensor **out);
+bool ts_tensor_is_contiguous(const ts_tensor *t);
+int64_t ts_tensor_stride(const ts_tensor *t, uint32_t i); /* elements */
 ts_tensor *ts_tensor_retain(ts_tensor *t);
 void ts_tensor_release(ts_tensor *t);
 ts_dtype ts_tensor_dtype(const ts_tensor *t);

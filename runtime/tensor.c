@@ -1,20 +1,48 @@
-/* tensor.c - reference-counted tensors: dtype, shape, contiguous row-major
- * storage on a device. Every buffer holds at least one element, which the
- * generated code relies on for predicated-off reads. */
+/* tensor.c - reference-counted buffers and tensors: a tensor is a dtype,
+ * shape and strides over a buffer it retains; views (slices) share the
+ * buffer. Every buffer holds at least one element, which the generated code
+ * relies on for predicated-off reads. */
 #include "runtime/internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-struct ts_tensor {
+/* A buffer: device memory, shared by every tensor that views it. */
+typedef struct ts_buffer {
   atomic_int refs;
   ts_device *device;
+  void *data;
+  size_t size;
+} ts_buffer;
+
+static void buffer_release(ts_buffer *b) {
+  if (!b || atomic_fetch_sub(&b->refs, 1) != 1)
+    return;
+  b->device->ops->free(b->device, b->data);
+  ts_device_release(b->device);
+  free(b);
+}
+
+struct ts_tensor {
+  atomic_int refs;
+  ts_buffer *buffer;
+  size_t offset; /* bytes from the buffer's start to element 0 */
   ts_dtype dtype;
   uint32_t rank;
   int64_t shape[TS_MAX_RANK];
+  int64_t strides[TS_MAX_RANK]; /* in elements */
   int64_t count;
-  void *data;
 };
+
+static size_t elem_size(ts_dtype d) { return (size_t)ts_dtype_bits(d) / 8; }
+
+static void contiguous_strides(ts_tensor *t) {
+  int64_t s = 1;
+  for (uint32_t i = t->rank; i-- > 0;) {
+    t->strides[i] = s;
+    s *= t->shape[i] > 0 ? t->shape[i] : 1;
+  }
+}
 
 ts_status ts_tensor_create(ts_device *d, ts_dtype dtype, uint32_t rank,
                            const int64_t *shape, ts_tensor **out) {
@@ -32,26 +60,77 @@ ts_status ts_tensor_create(ts_device *d, ts_dtype dtype, uint32_t rank,
       return ts_status_make(TS_ERR_INVALID, "the tensor is too large");
   }
   int64_t bytes;
-  if (__builtin_mul_overflow(count > 0 ? count : 1,
-                             (int64_t)(ts_dtype_bits(dtype) / 8), &bytes))
+  if (__builtin_mul_overflow(count > 0 ? count : 1, (int64_t)elem_size(dtype),
+                             &bytes))
     return ts_status_make(TS_ERR_INVALID, "the tensor is too large");
   ts_tensor *t = calloc(1, sizeof *t);
-  if (!t)
+  ts_buffer *b = calloc(1, sizeof *b);
+  if (!t || !b) {
+    free(t);
+    free(b);
     return ts_status_nomem();
-  ts_status st = d->ops->alloc(d, (size_t)bytes, &t->data);
+  }
+  ts_status st = d->ops->alloc(d, (size_t)bytes, &b->data);
   if (st) {
     free(t);
+    free(b);
     return ts_status_annotate(st, "allocating a tensor");
   }
-  memset(t->data, 0, (size_t)bytes);
+  memset(b->data, 0, (size_t)bytes);
+  atomic_init(&b->refs, 1);
+  b->device = ts_device_retain(d);
+  b->size = (size_t)bytes;
   atomic_init(&t->refs, 1);
-  t->device = ts_device_retain(d);
+  t->buffer = b;
   t->dtype = dtype;
   t->rank = rank;
   memcpy(t->shape, shape, rank * sizeof *shape);
+  contiguous_strides(t);
   t->count = count;
   *out = t;
   return NULL;
+}
+
+ts_status ts_tensor_slice(ts_tensor *t, uint32_t dim, int64_t start,
+                          int64_t len, ts_tensor **out) {
+  if (dim >= t->rank)
+    return ts_status_make(TS_ERR_INVALID, "slice of dim %u of a %u-d tensor",
+                          dim, t->rank);
+  if (start < 0 || len < 0 || start > t->shape[dim] ||
+      len > t->shape[dim] - start)
+    return ts_status_make(TS_ERR_INVALID, "slice [%lld, %lld) of a dim of %lld",
+                          (long long)start, (long long)(start + len),
+                          (long long)t->shape[dim]);
+  ts_tensor *v = calloc(1, sizeof *v);
+  if (!v)
+    return ts_status_nomem();
+  *v = (ts_tensor){.dtype = t->dtype, .rank = t->rank};
+  atomic_init(&v->refs, 1);
+  memcpy(v->shape, t->shape, sizeof v->shape);
+  memcpy(v->strides, t->strides, sizeof v->strides);
+  v->shape[dim] = len;
+  v->offset = t->offset + (size_t)(start * t->strides[dim]) * elem_size(t->dtype);
+  v->count = 1;
+  for (uint32_t i = 0; i < v->rank; i++)
+    v->count *= v->shape[i];
+  v->buffer = t->buffer;
+  atomic_fetch_add(&t->buffer->refs, 1); /* the view retains the buffer */
+  *out = v;
+  return NULL;
+}
+
+bool ts_tensor_is_contiguous(const ts_tensor *t) {
+  int64_t s = 1;
+  for (uint32_t i = t->rank; i-- > 0;) {
+    if (t->shape[i] != 1 && t->strides[i] != s)
+      return false;
+    s *= t->shape[i];
+  }
+  return true;
+}
+
+int64_t ts_tensor_stride(const ts_tensor *t, uint32_t i) {
+  return i < t->rank ? t->strides[i] : 1;
 }
 
 ts_tensor *ts_tensor_retain(ts_tensor *t) {
@@ -62,8 +141,7 @@ ts_tensor *ts_tensor_retain(ts_tensor *t) {
 void ts_tensor_release(ts_tensor *t) {
   if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
     return;
-  t->device->ops->free(t->device, t->data);
-  ts_device_release(t->device);
+  buffer_release(t->buffer);
   free(t);
 }
 
@@ -74,23 +152,37 @@ int64_t ts_tensor_dim(const ts_tensor *t, uint32_t i) {
 }
 int64_t ts_tensor_count(const ts_tensor *t) { return t->count; }
 size_t ts_tensor_size(const ts_tensor *t) {
-  return (size_t)t->count * (size_t)(ts_dtype_bits(t->dtype) / 8);
+  return (size_t)t->count * elem_size(t->dtype);
 }
-void *ts_tensor_data(ts_tensor *t) { return t->data; }
+void *ts_tensor_data(ts_tensor *t) {
+  return (char *)t->buffer->data + t->offset;
+}
+
+static ts_status need_contiguous(const ts_tensor *t, const char *what) {
+  if (!ts_tensor_is_contiguous(t))
+    return ts_status_make(TS_ERR_UNSUPPORTED, "%s a strided view is not "
+                          "supported yet; slice along the first dim",
+                          what);
+  return NULL;
+}
 
 ts_status ts_tensor_write(ts_tensor *t, const void *src, size_t size) {
+  TS_TRY(need_contiguous(t, "writing into"));
   if (size != ts_tensor_size(t))
     return ts_status_make(TS_ERR_INVALID, "writing %zu bytes into a tensor of "
                           "%zu", size, ts_tensor_size(t));
-  return t->device->ops->write(t->device, t->data, src, size);
+  ts_device *d = t->buffer->device;
+  return d->ops->write(d, ts_tensor_data(t), src, size);
 }
 
 ts_status ts_tensor_read(const ts_tensor *t, void *dst, size_t size) {
+  TS_TRY(need_contiguous(t, "reading from"));
   if (size != ts_tensor_size(t))
     return ts_status_make(TS_ERR_INVALID, "reading %zu bytes from a tensor of "
                           "%zu", size, ts_tensor_size(t));
-  return t->device->ops->read(t->device, dst, t->data, size);
+  ts_device *d = t->buffer->device;
+  return d->ops->read(d, dst, ts_tensor_data((ts_tensor *)t), size);
 }
 
 /* For kernel.c. */
-void *ts_tensor_device_ptr(ts_tensor *t) { return t->data; }
+void *ts_tensor_device_ptr(ts_tensor *t) { return ts_tensor_data(t); }

@@ -388,6 +388,30 @@ static void test_launch_checks(void) {
     CHECK(ok);
     ts_status_free(st);
   }
+  /* a view of rows runs; a strided view is refused */
+  int64_t s4[2] = {6, 5};
+  ts_tensor *big = num_tensor(TS_DTYPE_F32, 2, s4), *rows, *cols;
+  float *bd = ts_tensor_data(big);
+  for (int i = 0; i < 30; i++)
+    bd[i] = (float)(i % 5);
+  CHECK(ts_tensor_slice(big, 0, 2, 3, &rows) == NULL);
+  ts_arg ok[2] = {ts_arg_tensor(rows), ts_arg_tensor(x)};
+  num_launch(k, ok, 2);
+  const float *xo = ts_tensor_data(x);
+  double e = exp(4.0), sum = 1 + exp(1) + exp(2) + exp(3) + e;
+  CHECK(fabs(xo[4] - e / sum) < 1e-6 && fabs(xo[14] - e / sum) < 1e-6);
+  CHECK(ts_tensor_slice(big, 1, 0, 4, &cols) == NULL);
+  int64_t s5[2] = {6, 4};
+  ts_tensor *o5 = num_tensor(TS_DTYPE_F32, 2, s5);
+  ts_arg strided[2] = {ts_arg_tensor(cols), ts_arg_tensor(o5)};
+  ts_status st = ts_kernel_launch(k, strided, 2);
+  CHECK(ts_status_code(st) == TS_ERR_UNSUPPORTED &&
+        strstr(ts_status_message(st), "strided view"));
+  ts_status_free(st);
+  ts_tensor_release(o5);
+  ts_tensor_release(cols);
+  ts_tensor_release(rows);
+  ts_tensor_release(big);
   ts_tensor_release(x);
   ts_tensor_release(y);
   ts_tensor_release(z);
