@@ -588,9 +588,11 @@ static MlirValue gen_exp(gen *g, MlirValue x, bool base2) {
   mb *b = &g->b;
   double hi_lim = base2 ? 128.0 : 88.72283935546875;
   double lo_lim = base2 ? -150.0 : -103.97208;
-  MlirValue xc = mb_bin(b, "arith.minimumf",
-                        mb_bin(b, "arith.maximumf", x, mb_const_f32(b, lo_lim)),
-                        mb_const_f32(b, hi_lim));
+  /* Clamp with compares and selects (cheaper than minimumf/maximumf, whose
+   * NaN rules cost extra instructions); NaN is handled at the end. */
+  MlirValue lo_c = mb_const_f32(b, lo_lim), hi_c = mb_const_f32(b, hi_lim);
+  MlirValue xc = mb_select(b, mb_cmpf(b, CMPF_OLT, x, lo_c), lo_c, x);
+  xc = mb_select(b, mb_cmpf(b, CMPF_OGT, xc, hi_c), hi_c, xc);
   MlirValue half = mb_const_f32(b, 0.5), n, r;
   if (base2) {
     n = math1(g, "math.floor", mb_bin(b, "arith.addf", xc, half));
