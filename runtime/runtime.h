@@ -111,6 +111,35 @@ static inline ts_arg ts_arg_float(double f) {
 TS_MUST_USE ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args,
                                        size_t count);
 
+/* ---- safetensors ------------------------------------------------------------------ */
+
+typedef struct ts_safetensors ts_safetensors;
+
+/* One tensor of a safetensors file: its data is in the (read-only) mapping
+ * and lives as long as the file is open. */
+typedef struct ts_st_tensor {
+  const char *name;
+  ts_dtype dtype;
+  uint32_t rank;
+  int64_t shape[TS_MAX_RANK];
+  uint64_t offset, size; /* bytes, within the data section */
+  const void *data;
+} ts_st_tensor;
+
+/* Maps a .safetensors file and validates its header (JSON syntax, dtypes,
+ * shapes against byte ranges, ranges in bounds and not overlapping); a
+ * problem is a TS_ERR_INVALID status naming the file and the tensor. */
+TS_MUST_USE ts_status ts_safetensors_open(const char *path,
+                                          ts_safetensors **out);
+void ts_safetensors_close(ts_safetensors *f);
+size_t ts_safetensors_count(const ts_safetensors *f);
+const ts_st_tensor *ts_safetensors_at(const ts_safetensors *f, size_t i);
+/* NULL when there is no tensor of that name. */
+const ts_st_tensor *ts_safetensors_find(const ts_safetensors *f,
+                                        const char *name);
+/* A __metadata__ value, or NULL. */
+const char *ts_safetensors_meta(const ts_safetensors *f, const char *key);
+
 /* ---- probe -------------------------------------------------------------------------- */
 
 typedef struct ts_device_probe {
