@@ -1,0 +1,62 @@
+/* v4_ref.c - see v4_ref.h. */
+#include "tests/ref/v4_ref.h"
+#include "base/base.h"
+
+#include <math.h>
+#include <string.h>
+
+float ref_ue8m0(float r) {
+  uint32_t b;
+  memcpy(&b, &r, 4);
+  int e = (int)((b >> 23) & 255) - 127 + ((b & 0x7fffff) != 0);
+  return ldexpf(1.0f, e);
+}
+
+float ref_e2m1(float v) {
+  static const float grid[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
+  float a = fabsf(v);
+  int best = 0;
+  for (int c = 1; c < 8; c++) {
+    float d = fabsf(grid[c] - a), bd = fabsf(grid[best] - a);
+    if (d < bd || (d == bd && (c & 1) == 0))
+      best = c;
+  }
+  return copysignf(grid[best], v);
+}
+
+static void sim(float *x, int64_t rows, int64_t d, int64_t block, float floor_,
+                float qmax, int fp8) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c0 = 0; c0 < d; c0 += block) {
+      float *v = x + r * d + c0;
+      int64_t n = d - c0 < block ? d - c0 : block;
+      float amax = 0;
+      for (int64_t i = 0; i < n; i++)
+        amax = fmaxf(amax, fabsf(v[i]));
+      float s = ref_ue8m0(fmaxf(amax, floor_) / qmax);
+      for (int64_t i = 0; i < n; i++) {
+        float q = fminf(fmaxf(v[i] / s, -qmax), qmax);
+        q = fp8 ? ts_e4m3_to_f32(ts_f32_to_e4m3(q)) : ref_e2m1(q);
+        v[i] = q * s;
+      }
+    }
+}
+
+void ref_fp8_sim(float *x, int64_t rows, int64_t d, int64_t block) {
+  sim(x, rows, d, block, 1e-4f, 448.0f, 1);
+}
+
+void ref_fp4_sim(float *x, int64_t rows, int64_t d, int64_t block) {
+  sim(x, rows, d, block, 6.0f * 0x1p-126f, 6.0f, 0);
+}
+
+void ref_hadamard(const double *x, double *y, int64_t rows, int64_t n) {
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t i = 0; i < n; i++) {
+      double s = 0;
+      for (int64_t j = 0; j < n; j++)
+        s += (__builtin_popcountll((unsigned long long)(i & j)) & 1 ? -1 : 1) *
+             x[r * n + j];
+      y[r * n + i] = s / sqrt((double)n);
+    }
+}
