@@ -193,6 +193,237 @@ static void test_golden(ts_kernel *k8, ts_kernel *k4, ts_kernel *kh,
   }
 }
 
+/* ---- sparse attention and mHC ----------------------------------------------- */
+
+static ts_tensor *from_doubles(ts_dtype dt, uint32_t rank, const int64_t *sh,
+                               const double *v, double *rounded) {
+  ts_tensor *t = num_tensor(dt, rank, sh);
+  int64_t n = ts_tensor_count(t);
+  for (int64_t i = 0; i < n; i++) {
+    double r = num_round(dt, v[i]);
+    if (dt == TS_DTYPE_BF16)
+      ((uint16_t *)ts_tensor_data(t))[i] = ts_f32_to_bf16((float)v[i]);
+    else
+      ((float *)ts_tensor_data(t))[i] = (float)v[i];
+    if (rounded)
+      rounded[i] = r;
+  }
+  return t;
+}
+
+static void test_attn_random(ts_kernel *kb, ts_kernel *kf) {
+  /* odd shapes: 3 heads of 40, 70 entries listed (two blocks of 64),
+   * invalid entries, a row with no valid entry at all */
+  int64_t T = 5, H = 3, C = 40, S = 23, K = 70;
+  uint64_t seed = 77;
+  double *q = malloc(T * H * C * sizeof *q), *kv = malloc(S * C * sizeof *kv);
+  double *sink = malloc(H * sizeof *sink), *o = malloc(T * H * C * sizeof *o);
+  int32_t *idx = malloc(T * K * sizeof *idx);
+  for (int64_t i = 0; i < T * H * C; i++) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    q[i] = (double)(seed >> 11) / 9007199254740992.0 * 4 - 2;
+  }
+  for (int64_t i = 0; i < S * C; i++) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    kv[i] = (double)(seed >> 11) / 9007199254740992.0 * 2 - 1;
+  }
+  for (int64_t h = 0; h < H; h++)
+    sink[h] = 0.5 * (double)h - 0.3;
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t k = 0; k < K; k++)
+      idx[t * K + k] = t == 3 ? -1 : (k % 7 == 3 ? -1 : (int32_t)((k * 5 + t) % S));
+  ts_dtype dts[2] = {TS_DTYPE_F32, TS_DTYPE_BF16};
+  ts_kernel *ks[2] = {kf, kb};
+  for (int v = 0; v < 2; v++) {
+    int64_t sq[3] = {T, H, C}, skv[2] = {S, C}, si[2] = {T, K};
+    double *qr = malloc(T * H * C * sizeof *qr), *kvr = malloc(S * C * sizeof *kvr);
+    ts_tensor *tq = from_doubles(dts[v], 3, sq, q, qr);
+    ts_tensor *tkv = from_doubles(dts[v], 2, skv, kv, kvr);
+    ts_tensor *ti = num_tensor(TS_DTYPE_I32, 2, si);
+    memcpy(ts_tensor_data(ti), idx, T * K * sizeof *idx);
+    ts_tensor *ts = from_doubles(TS_DTYPE_F32, 1, &H, sink, NULL);
+    ts_tensor *to = num_tensor(dts[v], 3, sq);
+    ref_sparse_attn(qr, kvr, idx, sink, o, T, H, C, S, K, 0.04419417382415922);
+    ts_arg a[5] = {ts_arg_tensor(tq), ts_arg_tensor(tkv), ts_arg_tensor(ti),
+                   ts_arg_tensor(ts), ts_arg_tensor(to)};
+    num_launch(ks[v], a, 5);
+    double *got = num_get(to);
+    CHECK_ERR(num_relerr(got, o, T * H * C), v ? 1e-2 : 1e-5,
+              v ? "sparse_attn bf16" : "sparse_attn f32");
+    bool zero_row = true; /* token 3 has no valid entry: o = 0 */
+    for (int64_t i = 3 * H * C; i < 4 * H * C; i++)
+      zero_row &= got[i] == 0;
+    CHECK(zero_row);
+    free(got);
+    free(qr);
+    free(kvr);
+    ts_tensor_release(tq);
+    ts_tensor_release(tkv);
+    ts_tensor_release(ti);
+    ts_tensor_release(ts);
+    ts_tensor_release(to);
+  }
+  free(q);
+  free(kv);
+  free(sink);
+  free(o);
+  free(idx);
+}
+
+/* A golden tensor as a Tessera tensor of the same dtype and shape. */
+static ts_tensor *golden_tensor(ts_safetensors *f, const char *name) {
+  const ts_st_tensor *g = ts_safetensors_find(f, name);
+  CHECK(g != NULL);
+  if (!g) {
+    fprintf(stderr, "golden tensor '%s' missing\n", name);
+    return NULL;
+  }
+  ts_tensor *t = num_tensor(g->dtype, g->rank, g->shape);
+  memcpy(ts_tensor_data(t), g->data, g->size);
+  return t;
+}
+
+static void golden_attn(ts_safetensors *f, ts_kernel *k, const char *prefix,
+                        double tol) {
+  char n[5][128];
+  const char *parts[5] = {"q", "kv", "idx", "sink", "o"};
+  ts_tensor *t[5];
+  for (int i = 0; i < 5; i++) {
+    snprintf(n[i], sizeof n[i], "%s.%s", prefix, parts[i]);
+    t[i] = golden_tensor(f, n[i]);
+    if (!t[i])
+      return;
+  }
+  ts_tensor *out = num_tensor(ts_tensor_dtype(t[4]), 3, (int64_t[]){
+      ts_tensor_dim(t[4], 0), ts_tensor_dim(t[4], 1), ts_tensor_dim(t[4], 2)});
+  ts_arg a[5] = {ts_arg_tensor(t[0]), ts_arg_tensor(t[1]), ts_arg_tensor(t[2]),
+                 ts_arg_tensor(t[3]), ts_arg_tensor(out)};
+  num_launch(k, a, 5);
+  double *got = num_get(out), *want = num_get(t[4]);
+  CHECK_ERR(num_relerr(got, want, ts_tensor_count(out)), tol, prefix);
+  free(got);
+  free(want);
+  ts_tensor_release(out);
+  for (int i = 0; i < 5; i++)
+    ts_tensor_release(t[i]);
+}
+
+static void golden_sinkhorn(ts_safetensors *w, ts_safetensors *f,
+                            ts_kernel *k, const char *prefix,
+                            const char *params) {
+  char n[256];
+  snprintf(n, sizeof n, "%s.mixes", prefix);
+  ts_tensor *mixes = golden_tensor(f, n);
+  snprintf(n, sizeof n, "%s_scale", params);
+  ts_tensor *scale = golden_tensor(w, n);
+  snprintf(n, sizeof n, "%s_base", params);
+  ts_tensor *base = golden_tensor(w, n);
+  if (!mixes || !scale || !base)
+    return;
+  int64_t T = ts_tensor_dim(mixes, 0), s4[2] = {T, 4}, s44[3] = {T, 4, 4};
+  ts_tensor *pre = num_tensor(TS_DTYPE_F32, 2, s4);
+  ts_tensor *post = num_tensor(TS_DTYPE_F32, 2, s4);
+  ts_tensor *comb = num_tensor(TS_DTYPE_F32, 3, s44);
+  ts_arg a[6] = {ts_arg_tensor(mixes), ts_arg_tensor(scale), ts_arg_tensor(base),
+                 ts_arg_tensor(pre), ts_arg_tensor(post), ts_arg_tensor(comb)};
+  num_launch(k, a, 6);
+  ts_tensor *outs[3] = {pre, post, comb};
+  const char *names[3] = {"pre", "post", "comb"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(n, sizeof n, "%s.%s", prefix, names[i]);
+    ts_tensor *g = golden_tensor(f, n);
+    if (!g)
+      continue;
+    double *got = num_get(outs[i]), *want = num_get(g);
+    CHECK_ERR(num_relerr(got, want, ts_tensor_count(g)), 1e-5, n);
+    free(got);
+    free(want);
+    ts_tensor_release(g);
+  }
+  ts_tensor_release(pre);
+  ts_tensor_release(post);
+  ts_tensor_release(comb);
+  ts_tensor_release(mixes);
+  ts_tensor_release(scale);
+  ts_tensor_release(base);
+}
+
+static void test_sinkhorn_random(ts_kernel *k) {
+  int64_t T = 9, sm[2] = {T, 24}, s3 = 3, s24 = 24, s4[2] = {T, 4},
+          s44[3] = {T, 4, 4};
+  uint64_t seed = 31;
+  ts_tensor *mixes = num_tensor(TS_DTYPE_F32, 2, sm);
+  ts_tensor *scale = num_tensor(TS_DTYPE_F32, 1, &s3);
+  ts_tensor *base = num_tensor(TS_DTYPE_F32, 1, &s24);
+  double *mv = num_fill(mixes, -3, 3, &seed), *sv = num_fill(scale, 0.1, 2, &seed);
+  double *bv = num_fill(base, -1, 1, &seed);
+  ts_tensor *pre = num_tensor(TS_DTYPE_F32, 2, s4);
+  ts_tensor *post = num_tensor(TS_DTYPE_F32, 2, s4);
+  ts_tensor *comb = num_tensor(TS_DTYPE_F32, 3, s44);
+  ts_arg a[6] = {ts_arg_tensor(mixes), ts_arg_tensor(scale), ts_arg_tensor(base),
+                 ts_arg_tensor(pre), ts_arg_tensor(post), ts_arg_tensor(comb)};
+  num_launch(k, a, 6);
+  double wp[36], wq[36], wc[144];
+  for (int64_t t = 0; t < T; t++)
+    ref_sinkhorn(mv + t * 24, sv, bv, 20, 1e-6, wp + t * 4, wq + t * 4,
+                 wc + t * 16);
+  double *gp = num_get(pre), *gq = num_get(post), *gc = num_get(comb);
+  CHECK_ERR(num_relerr(gp, wp, T * 4), 1e-6, "sinkhorn pre");
+  CHECK_ERR(num_relerr(gq, wq, T * 4), 1e-6, "sinkhorn post");
+  CHECK_ERR(num_relerr(gc, wc, T * 16), 1e-5, "sinkhorn comb");
+  /* columns of the result sum to (almost exactly) 1 */
+  double worst = 0;
+  for (int64_t t = 0; t < T; t++)
+    for (int c = 0; c < 4; c++) {
+      double s = 0;
+      for (int r = 0; r < 4; r++)
+        s += gc[t * 16 + r * 4 + c];
+      worst = fmax(worst, fabs(s - 1));
+    }
+  CHECK(worst < 1e-4);
+  free(gp);
+  free(gq);
+  free(gc);
+  free(mv);
+  free(sv);
+  free(bv);
+  ts_tensor_release(mixes);
+  ts_tensor_release(scale);
+  ts_tensor_release(base);
+  ts_tensor_release(pre);
+  ts_tensor_release(post);
+  ts_tensor_release(comb);
+}
+
+static void test_golden_attn_mhc(void) {
+  /* tiny model: head_dim 128, so the scale is 128^-0.5 */
+  ts_kernel *kb = num_kernel("kernels/sparse_attn.tile", "sparse_attn",
+                             "SCALE=0.08838834764831845", NULL);
+  ts_kernel *kf = num_kernel("kernels/sparse_attn.tile", "sparse_attn_f32",
+                             "SCALE=0.08838834764831845", NULL);
+  ts_kernel *ksk = num_kernel("kernels/mhc.tile", "hc_split_sinkhorn", NULL, NULL);
+  ts_safetensors *w = open_golden("weights.safetensors");
+  const char *files[2] = {"f32.safetensors", "bf16.safetensors"};
+  for (int i = 0; i < 2 && kb && kf && ksk; i++) {
+    ts_safetensors *f = open_golden(files[i]);
+    if (!f)
+      continue;
+    ts_kernel *ka = i ? kb : kf;
+    golden_attn(f, ka, "prefill.layers.1.sparse_attn.0", i ? 1e-2 : 1e-5);
+    golden_attn(f, ka, "prefill.layers.2.sparse_attn.0", i ? 1e-2 : 1e-5);
+    if (w) {
+      golden_sinkhorn(w, f, ksk, "prefill.layers.0.sinkhorn.0", "layers.0.hc_attn");
+      golden_sinkhorn(w, f, ksk, "prefill.layers.1.sinkhorn.1", "layers.1.hc_ffn");
+    }
+    ts_safetensors_close(f);
+  }
+  if (w)
+    ts_safetensors_close(w);
+  ts_kernel_release(kb);
+  ts_kernel_release(kf);
+  ts_kernel_release(ksk);
+}
+
 int main(void) {
   num_init();
   ts_kernel *k8 = num_kernel("kernels/quant.tile", "fp8_sim", NULL, NULL);
@@ -205,6 +436,17 @@ int main(void) {
     test_hadamard_random(kh, khf);
     test_golden(k8, k4, kh, khf);
   }
+  ts_kernel *kb = num_kernel("kernels/sparse_attn.tile", "sparse_attn", NULL, NULL);
+  ts_kernel *kf = num_kernel("kernels/sparse_attn.tile", "sparse_attn_f32", NULL, NULL);
+  ts_kernel *ks = num_kernel("kernels/mhc.tile", "hc_split_sinkhorn", NULL, NULL);
+  if (kb && kf && ks) {
+    test_attn_random(kb, kf);
+    test_sinkhorn_random(ks);
+  }
+  ts_kernel_release(kb);
+  ts_kernel_release(kf);
+  ts_kernel_release(ks);
+  test_golden_attn_mhc();
   ts_kernel_release(k8);
   ts_kernel_release(k4);
   ts_kernel_release(kh);

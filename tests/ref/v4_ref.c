@@ -60,3 +60,82 @@ void ref_hadamard(const double *x, double *y, int64_t rows, int64_t n) {
       y[r * n + i] = s / sqrt((double)n);
     }
 }
+
+void ref_sparse_attn(const double *q, const double *kv, const int32_t *idx,
+                     const double *sink, double *o, int64_t T, int64_t H,
+                     int64_t C, int64_t S, int64_t K, double scale) {
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t h = 0; h < H; h++) {
+      const double *qh = q + (t * H + h) * C;
+      double m = -INFINITY;
+      for (int64_t s = 0; s < K; s++) {
+        int32_t e = idx[t * K + s];
+        if (e < 0 || e >= S)
+          continue;
+        double z = 0;
+        for (int64_t c = 0; c < C; c++)
+          z += qh[c] * kv[e * C + c];
+        m = fmax(m, z * scale);
+      }
+      double l = 0, *oh = o + (t * H + h) * C;
+      for (int64_t c = 0; c < C; c++)
+        oh[c] = 0;
+      if (m != -INFINITY)
+        for (int64_t s = 0; s < K; s++) {
+          int32_t e = idx[t * K + s];
+          if (e < 0 || e >= S)
+            continue;
+          double z = 0;
+          for (int64_t c = 0; c < C; c++)
+            z += qh[c] * kv[e * C + c];
+          double p = exp(z * scale - m);
+          l += p;
+          for (int64_t c = 0; c < C; c++)
+            oh[c] += p * kv[e * C + c];
+        }
+      double den = l + (m == -INFINITY ? INFINITY : exp(sink[h] - m));
+      for (int64_t c = 0; c < C; c++)
+        oh[c] = m == -INFINITY ? 0 : oh[c] / den;
+    }
+}
+
+static double sigm(double x) { return 1 / (1 + exp(-x)); }
+
+void ref_sinkhorn(const double *mix, const double *scale, const double *base,
+                  int iters, double eps, double *pre, double *post,
+                  double *comb) {
+  for (int j = 0; j < 4; j++) {
+    pre[j] = sigm(mix[j] * scale[0] + base[j]) + eps;
+    post[j] = 2 * sigm(mix[4 + j] * scale[1] + base[4 + j]);
+  }
+  double M[4][4];
+  for (int j = 0; j < 4; j++) {
+    double mx = -INFINITY, s = 0;
+    for (int k = 0; k < 4; k++) {
+      M[j][k] = mix[8 + 4 * j + k] * scale[2] + base[8 + 4 * j + k];
+      mx = fmax(mx, M[j][k]);
+    }
+    for (int k = 0; k < 4; k++)
+      s += M[j][k] = exp(M[j][k] - mx);
+    for (int k = 0; k < 4; k++)
+      M[j][k] = M[j][k] / s + eps;
+  }
+  for (int it = 0; it < iters; it++) {
+    if (it > 0)
+      for (int j = 0; j < 4; j++) {
+        double s = 0;
+        for (int k = 0; k < 4; k++)
+          s += M[j][k];
+        for (int k = 0; k < 4; k++)
+          M[j][k] /= s + eps;
+      }
+    for (int k = 0; k < 4; k++) {
+      double s = 0;
+      for (int j = 0; j < 4; j++)
+        s += M[j][k];
+      for (int j = 0; j < 4; j++)
+        M[j][k] /= s + eps;
+    }
+  }
+  memcpy(comb, M, sizeof M);
+}

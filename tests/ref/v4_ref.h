@@ -21,3 +21,13 @@ void ref_fp4_sim(float *x, int64_t rows, int64_t d, int64_t block);
 void ref_hadamard(const double *x, double *y, int64_t rows, int64_t n);
 
 #endif
+
+/* Attention with a sink (V4-SPEC 1.7) in f64: q [T, H, C], kv [S, C],
+ * idx [T, K] (-1 invalid), sink [H] -> o [T, H, C]. */
+void ref_sparse_attn(const double *q, const double *kv, const int32_t *idx,
+                     const double *sink, double *o, int64_t T, int64_t H,
+                     int64_t C, int64_t S, int64_t K, double scale);
+/* hc_split_sinkhorn (V4-SPEC 1.8) in f64 for one token. */
+void ref_sinkhorn(const double *mix, const double *scale, const double *base,
+                  int iters, double eps, double *pre, double *post,
+                  double *comb);
