@@ -424,6 +424,168 @@ static void test_golden_attn_mhc(void) {
   ts_kernel_release(ksk);
 }
 
+/* ---- indexer and top-k ---------------------------------------------------------- */
+
+static void run_topk(ts_kernel *k, const float *sc, const int32_t *len,
+                     int64_t R, int64_t N, int64_t K, int32_t *out) {
+  int64_t ss[2] = {R, N}, so[2] = {R, K};
+  ts_tensor *ts = num_tensor(TS_DTYPE_F32, 2, ss);
+  ts_tensor *tl = num_tensor(TS_DTYPE_I32, 1, &R);
+  ts_tensor *to = num_tensor(TS_DTYPE_I32, 2, so);
+  memcpy(ts_tensor_data(ts), sc, (size_t)(R * N) * 4);
+  memcpy(ts_tensor_data(tl), len, (size_t)R * 4);
+  ts_arg a[3] = {ts_arg_tensor(ts), ts_arg_tensor(tl), ts_arg_tensor(to)};
+  num_launch(k, a, 3);
+  memcpy(out, ts_tensor_data(to), (size_t)(R * K) * 4);
+  ts_tensor_release(ts);
+  ts_tensor_release(tl);
+  ts_tensor_release(to);
+}
+
+static void test_topk(void) {
+  ts_kernel *k = num_kernel("kernels/topk.tile", "topk", "K=8", NULL);
+  ts_kernel *kbig = num_kernel("kernels/topk.tile", "topk", "K=512", NULL);
+  if (!k || !kbig)
+    return;
+  /* rows: random, all equal, -inf, negative and mixed signs, short, empty,
+   * lengths past N clamp */
+  enum { R = 8, N = 1000 };
+  static float sc[R * N];
+  int32_t len[R] = {1000, 1000, 1000, 1000, 5, 0, 3000, 777};
+  uint64_t s = 3;
+  for (int r = 0; r < R; r++)
+    for (int i = 0; i < N; i++) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      float u = (float)((double)(s >> 11) / 9007199254740992.0);
+      float v = u * 20 - 10;
+      if (r == 1)
+        v = 2.5f;
+      if (r == 2)
+        v = i % 3 ? -INFINITY : v;
+      if (r == 3)
+        v = -(float)(i % 17); /* many ties at each value */
+      if (r == 7)
+        v = (float)((int)(u * 8)) * 0.25f; /* bf16-like coarse values */
+      sc[r * N + i] = v;
+    }
+  int Ks[2] = {8, 512};
+  ts_kernel *ks[2] = {k, kbig};
+  for (int v = 0; v < 2; v++) {
+    int32_t *got = malloc(sizeof(int32_t) * R * Ks[v]);
+    int32_t *want = malloc(sizeof(int32_t) * Ks[v]);
+    run_topk(ks[v], sc, len, R, N, Ks[v], got);
+    for (int r = 0; r < R; r++) {
+      int64_t n = len[r] < N ? len[r] : N;
+      ref_topk(sc + r * N, n, Ks[v], want);
+      bool same = memcmp(got + r * Ks[v], want, sizeof(int32_t) * Ks[v]) == 0;
+      if (!same)
+        fprintf(stderr, "topk K=%d row %d differs (first %d vs %d)\n", Ks[v], r,
+                got[r * Ks[v]], want[0]);
+      CHECK(same);
+    }
+    free(got);
+    free(want);
+  }
+  ts_kernel_release(k);
+  ts_kernel_release(kbig);
+}
+
+/* V4-Flash-sized calls: 64 heads of 512 over 512 selected + 128 window
+ * entries; top-512 of 128K scores. */
+static void test_flash_sizes(void) {
+  ts_kernel *ka = num_kernel("kernels/sparse_attn.tile", "sparse_attn", NULL, NULL);
+  ts_kernel *kt = num_kernel("kernels/topk.tile", "topk", "K=512", NULL);
+  if (!ka || !kt)
+    return;
+  int64_t T = 2, H = 64, C = 512, S = 3000, K = 640;
+  int64_t sq[3] = {T, H, C}, skv[2] = {S, C}, si[2] = {T, K};
+  uint64_t seed = 123;
+  ts_tensor *q = num_tensor(TS_DTYPE_BF16, 3, sq), *kv = num_tensor(TS_DTYPE_BF16, 2, skv);
+  ts_tensor *idx = num_tensor(TS_DTYPE_I32, 2, si), *o = num_tensor(TS_DTYPE_BF16, 3, sq);
+  double *qv = num_fill(q, -1, 1, &seed), *kvv = num_fill(kv, -1, 1, &seed);
+  int32_t *iv = ts_tensor_data(idx);
+  for (int64_t i = 0; i < T * K; i++)
+    iv[i] = i % 97 == 5 ? -1 : (int32_t)((i * 37) % S);
+  double sink[64], *want = malloc(T * H * C * sizeof *want);
+  for (int h = 0; h < 64; h++)
+    sink[h] = 0.01 * h;
+  ts_tensor *ts = from_doubles(TS_DTYPE_F32, 1, &H, sink, NULL);
+  ref_sparse_attn(qv, kvv, iv, sink, want, T, H, C, S, K, 0.04419417382415922);
+  ts_arg a[5] = {ts_arg_tensor(q), ts_arg_tensor(kv), ts_arg_tensor(idx),
+                 ts_arg_tensor(ts), ts_arg_tensor(o)};
+  num_launch(ka, a, 5);
+  double *got = num_get(o);
+  CHECK_ERR(num_relerr(got, want, T * H * C), 1e-2, "sparse_attn V4-Flash size");
+  free(got);
+  free(want);
+  free(qv);
+  free(kvv);
+  ts_tensor_release(q);
+  ts_tensor_release(kv);
+  ts_tensor_release(idx);
+  ts_tensor_release(o);
+  ts_tensor_release(ts);
+  enum { R = 2, N = 131072, KK = 512 };
+  float *sc = malloc(sizeof(float) * R * N);
+  for (int64_t i = 0; i < R * N; i++) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    /* bf16-rounded scores: plenty of exact ties */
+    sc[i] = ts_bf16_to_f32(ts_f32_to_bf16(
+        (float)((double)(seed >> 11) / 9007199254740992.0 * 64.0)));
+  }
+  int32_t len[R] = {N, 100000}, *got2 = malloc(sizeof(int32_t) * R * KK);
+  int32_t want2[KK];
+  run_topk(kt, sc, len, R, N, KK, got2);
+  for (int r = 0; r < R; r++) {
+    ref_topk(sc + (int64_t)r * N, len[r], KK, want2);
+    CHECK(memcmp(got2 + r * KK, want2, sizeof want2) == 0);
+  }
+  free(sc);
+  free(got2);
+  ts_kernel_release(ka);
+  ts_kernel_release(kt);
+}
+
+static void test_indexer(void) {
+  ts_kernel *k = num_kernel("kernels/indexer.tile", "indexer_scores", NULL, NULL);
+  if (!k)
+    return;
+  int64_t T = 37, HI = 5, D = 24, S = 70;
+  int64_t sq[3] = {T, HI, D}, sk[2] = {S, D}, sw[2] = {T, HI}, so[2] = {T, S};
+  uint64_t seed = 8;
+  ts_tensor *q = num_tensor(TS_DTYPE_BF16, 3, sq), *kk = num_tensor(TS_DTYPE_BF16, 2, sk);
+  ts_tensor *w = num_tensor(TS_DTYPE_F32, 2, sw), *o = num_tensor(TS_DTYPE_F32, 2, so);
+  double *qv = num_fill(q, -1, 1, &seed), *kv = num_fill(kk, -1, 1, &seed);
+  double *wv = num_fill(w, 0, 1, &seed), *want = malloc(T * S * sizeof *want);
+  ref_indexer(qv, kv, wv, want, T, HI, D, S, 4);
+  ts_arg a[4] = {ts_arg_tensor(q), ts_arg_tensor(kk), ts_arg_tensor(w),
+                 ts_arg_tensor(o)};
+  num_launch(k, a, 4);
+  double *got = num_get(o);
+  double num = 0, den = 0;
+  bool masks = true;
+  for (int64_t i = 0; i < T * S; i++) {
+    if (isinf(want[i])) {
+      masks &= isinf(got[i]) && got[i] < 0;
+      continue;
+    }
+    num += (got[i] - want[i]) * (got[i] - want[i]);
+    den += want[i] * want[i];
+  }
+  CHECK(masks);
+  CHECK_ERR(sqrt(num / den), 1e-5, "indexer_scores");
+  free(qv);
+  free(kv);
+  free(wv);
+  free(want);
+  free(got);
+  ts_tensor_release(q);
+  ts_tensor_release(kk);
+  ts_tensor_release(w);
+  ts_tensor_release(o);
+  ts_kernel_release(k);
+}
+
 int main(void) {
   num_init();
   ts_kernel *k8 = num_kernel("kernels/quant.tile", "fp8_sim", NULL, NULL);
@@ -447,6 +609,9 @@ int main(void) {
   ts_kernel_release(kf);
   ts_kernel_release(ks);
   test_golden_attn_mhc();
+  test_topk();
+  test_indexer();
+  test_flash_sizes();
   ts_kernel_release(k8);
   ts_kernel_release(k4);
   ts_kernel_release(kh);

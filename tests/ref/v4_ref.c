@@ -3,6 +3,7 @@
 #include "base/base.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 float ref_ue8m0(float r) {
@@ -138,4 +139,46 @@ void ref_sinkhorn(const double *mix, const double *scale, const double *base,
     }
   }
   memcpy(comb, M, sizeof M);
+}
+
+void ref_topk(const float *scores, int64_t n, int64_t k, int32_t *out) {
+  /* choose by repeated selection of the best remaining (value, -index) */
+  char *taken = calloc((size_t)(n > 0 ? n : 1), 1);
+  int64_t m = k < n ? k : n;
+  for (int64_t c = 0; c < m; c++) {
+    int64_t best = -1;
+    for (int64_t i = 0; i < n; i++)
+      if (!taken[i] && (best < 0 || scores[i] > scores[best]))
+        best = i;
+    if (best < 0)
+      break;
+    taken[best] = 1;
+  }
+  int64_t pos = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (taken[i])
+      out[pos++] = (int32_t)i;
+  while (pos < k)
+    out[pos++] = -1;
+  free(taken);
+}
+
+void ref_indexer(const double *q, const double *k, const double *w,
+                 double *out, int64_t T, int64_t HI, int64_t D, int64_t S,
+                 int64_t ratio) {
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t s = 0; s < S; s++) {
+      if (s >= (t + 1) / ratio) {
+        out[t * S + s] = -INFINITY;
+        continue;
+      }
+      double sum = 0;
+      for (int64_t h = 0; h < HI; h++) {
+        double d = 0;
+        for (int64_t c = 0; c < D; c++)
+          d += q[(t * HI + h) * D + c] * k[s * D + c];
+        sum += w[t * HI + h] * (d > 0 ? d : 0);
+      }
+      out[t * S + s] = sum;
+    }
 }

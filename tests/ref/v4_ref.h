@@ -31,3 +31,12 @@ void ref_sparse_attn(const double *q, const double *kv, const int32_t *idx,
 void ref_sinkhorn(const double *mix, const double *scale, const double *base,
                   int iters, double eps, double *pre, double *post,
                   double *comb);
+
+/* Top-k of scores[0 .. n-1]: the indices of the k largest, ties to the
+ * smaller index, as a set in increasing index order; -1 pads to k. */
+void ref_topk(const float *scores, int64_t n, int64_t k, int32_t *out);
+/* Indexer scores (V4-SPEC 1.5) in f64: q [T, HI, D], keys [S, D],
+ * w [T, HI] -> out [T, S], -inf beyond the causal bound. */
+void ref_indexer(const double *q, const double *k, const double *w,
+                 double *out, int64_t T, int64_t HI, int64_t D, int64_t S,
+                 int64_t ratio);
