@@ -586,6 +586,92 @@ static void test_indexer(void) {
   ts_kernel_release(k);
 }
 
+/* ---- RoPE ------------------------------------------------------------------------- */
+
+static void test_rope(void) {
+  ts_kernel *kt = num_kernel("kernels/rope.tile", "rope_table", NULL, NULL);
+  ts_kernel *ky = num_kernel("kernels/rope.tile", "rope_table",
+                             "BASE=160000.0", "YARN=true");
+  ts_kernel *kr = num_kernel("kernels/rope.tile", "rope", NULL, NULL);
+  ts_kernel *ki = num_kernel("kernels/rope.tile", "rope", "INVERSE=true", NULL);
+  if (!kt || !ky || !kr || !ki)
+    return;
+  int64_t P = 3000, HALF = 32, st[3] = {P, HALF, 2};
+  double *want = malloc(P * HALF * 2 * sizeof *want);
+  int lo, hi;
+  ts_tensor *tab = num_tensor(TS_DTYPE_F32, 3, st);
+  ts_kernel *ks[2] = {kt, ky};
+  for (int v = 0; v < 2; v++) {
+    ts_arg a[1] = {ts_arg_tensor(tab)};
+    num_launch(ks[v], a, 1);
+    ref_rope_table(want, P, HALF, v ? 160000.0 : 10000.0, v, 16.0, 65536.0,
+                   32.0, 1.0, &lo, &hi);
+    if (v)
+      CHECK(lo == 15 && hi == 25); /* the ramp V4-SPEC 1.2 computes */
+    double *got = num_get(tab), worst = 0;
+    for (int64_t i = 0; i < P * HALF * 2; i++)
+      worst = fmax(worst, fabs(got[i] - want[i]));
+    /* f32 angles at positions up to 3000: about 3000 * 2^-24 */
+    if (worst > 4e-4)
+      fprintf(stderr, "rope table %d: max error %g\n", v, worst);
+    CHECK(worst <= 4e-4);
+    free(got);
+  }
+  /* rotate q-like [T, H, 512] tensors at scattered positions, then undo */
+  int64_t T = 7, H = 3, D = 512, sx[3] = {T, H, D};
+  uint64_t seed = 4;
+  ts_tensor *x = num_tensor(TS_DTYPE_BF16, 3, sx), *y = num_tensor(TS_DTYPE_BF16, 3, sx);
+  ts_tensor *z = num_tensor(TS_DTYPE_BF16, 3, sx), *pos = num_tensor(TS_DTYPE_I32, 1, &T);
+  double *xv = num_fill(x, -2, 2, &seed);
+  int32_t *pv = ts_tensor_data(pos);
+  for (int64_t t = 0; t < T; t++)
+    pv[t] = (int32_t)(t * 431 % P);
+  ts_arg a[4] = {ts_arg_tensor(x), ts_arg_tensor(tab), ts_arg_tensor(pos),
+                 ts_arg_tensor(y)};
+  num_launch(kr, a, 4);
+  const float *tv = ts_tensor_data(tab);
+  double *w2 = malloc(T * H * D * sizeof *w2);
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t h = 0; h < H; h++) {
+      const double *xr = xv + (t * H + h) * D;
+      double *wr = w2 + (t * H + h) * D;
+      for (int64_t c = 0; c < D - 64; c++)
+        wr[c] = xr[c];
+      for (int64_t i = 0; i < 32; i++) {
+        double c = tv[(pv[t] * 32 + i) * 2], s = tv[(pv[t] * 32 + i) * 2 + 1];
+        double a0 = xr[D - 64 + 2 * i], a1 = xr[D - 64 + 2 * i + 1];
+        wr[D - 64 + 2 * i] = a0 * c - a1 * s;
+        wr[D - 64 + 2 * i + 1] = a0 * s + a1 * c;
+      }
+    }
+  double *got = num_get(y);
+  CHECK_ERR(num_relerr(got, w2, T * H * D), 5e-3, "rope");
+  bool nope_kept = true;
+  for (int64_t r = 0; r < T * H; r++)
+    for (int64_t c = 0; c < D - 64; c++)
+      nope_kept &= got[r * D + c] == xv[r * D + c];
+  CHECK(nope_kept);
+  ts_arg b[4] = {ts_arg_tensor(y), ts_arg_tensor(tab), ts_arg_tensor(pos),
+                 ts_arg_tensor(z)};
+  num_launch(ki, b, 4);
+  double *back = num_get(z);
+  CHECK_ERR(num_relerr(back, xv, T * H * D), 1e-2, "inverse rope");
+  free(back);
+  free(got);
+  free(w2);
+  free(xv);
+  free(want);
+  ts_tensor_release(x);
+  ts_tensor_release(y);
+  ts_tensor_release(z);
+  ts_tensor_release(pos);
+  ts_tensor_release(tab);
+  ts_kernel_release(kt);
+  ts_kernel_release(ky);
+  ts_kernel_release(kr);
+  ts_kernel_release(ki);
+}
+
 int main(void) {
   num_init();
   ts_kernel *k8 = num_kernel("kernels/quant.tile", "fp8_sim", NULL, NULL);
@@ -612,6 +698,7 @@ int main(void) {
   test_topk();
   test_indexer();
   test_flash_sizes();
+  test_rope();
   ts_kernel_release(k8);
   ts_kernel_release(k4);
   ts_kernel_release(kh);

@@ -1,3 +1,4 @@
+#define _DEFAULT_SOURCE
 /* v4_ref.c - see v4_ref.h. */
 #include "tests/ref/v4_ref.h"
 #include "base/base.h"
@@ -181,4 +182,33 @@ void ref_indexer(const double *q, const double *k, const double *w,
       }
       out[t * S + s] = sum;
     }
+}
+
+static double correction_dim(double rotations, double dim, double base,
+                             double l0) {
+  return dim * log(l0 / (rotations * 2 * M_PI)) / (2 * log(base));
+}
+
+void ref_rope_table(double *tab, int64_t P, int64_t half, double base,
+                    int yarn, double factor, double l0, double beta_fast,
+                    double beta_slow, int *out_low, int *out_high) {
+  double dim = 2.0 * (double)half;
+  double lo = floor(correction_dim(beta_fast, dim, base, l0));
+  double hi = ceil(correction_dim(beta_slow, dim, base, l0));
+  lo = fmax(lo, 0);
+  hi = fmin(hi, dim - 1);
+  *out_low = (int)lo;
+  *out_high = (int)hi;
+  if (hi == lo)
+    hi += 0.001;
+  for (int64_t i = 0; i < half; i++) {
+    double theta = 1.0 / pow(base, (2.0 * (double)i) / dim);
+    double ramp = fmin(fmax(((double)i - lo) / (hi - lo), 0), 1);
+    if (yarn)
+      theta = theta / factor * ramp + theta * (1 - ramp);
+    for (int64_t p = 0; p < P; p++) {
+      tab[(p * half + i) * 2] = cos((double)p * theta);
+      tab[(p * half + i) * 2 + 1] = sin((double)p * theta);
+    }
+  }
 }

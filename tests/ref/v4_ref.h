@@ -40,3 +40,9 @@ void ref_topk(const float *scores, int64_t n, int64_t k, int32_t *out);
 void ref_indexer(const double *q, const double *k, const double *w,
                  double *out, int64_t T, int64_t HI, int64_t D, int64_t S,
                  int64_t ratio);
+
+/* The RoPE angle table (V4-SPEC 1.2) in f64: tab[p][i] = (cos, sin) of
+ * p * theta_i for `half` pairs; YaRN as DeepSeek's precompute_freqs_cis. */
+void ref_rope_table(double *tab, int64_t P, int64_t half, double base,
+                    int yarn, double factor, double l0, double beta_fast,
+                    double beta_slow, int *out_low, int *out_high);
