@@ -672,6 +672,157 @@ static void test_rope(void) {
   ts_kernel_release(ki);
 }
 
+/* ---- the compressor ----------------------------------------------------------------- */
+
+static void test_compress_random(void) {
+  ts_kernel *kh = num_kernel("kernels/compressor.tile", "compress_pool", NULL, NULL);
+  ts_kernel *kc = num_kernel("kernels/compressor.tile", "compress_pool",
+                             "OVERLAP=true", NULL);
+  if (!kh || !kc)
+    return;
+  /* T not a multiple of m: the last partial window makes no entry */
+  struct { int64_t T, E, m; int overlap; ts_kernel *k; } cases[] = {
+      {23, 12, 4, 1, kc}, {3, 5, 4, 1, kc}, {300, 7, 128, 0, kh}, {9, 3, 4, 0, kh}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    int64_t T = cases[c].T, E = cases[c].E, m = cases[c].m;
+    int64_t KE = cases[c].overlap ? 2 * E : E, N = T / m;
+    int64_t sc[2] = {T, KE}, sa[2] = {m, KE}, so[2] = {N, E};
+    uint64_t seed = 50 + c;
+    ts_tensor *tc = num_tensor(TS_DTYPE_F32, 2, sc), *tz = num_tensor(TS_DTYPE_F32, 2, sc);
+    ts_tensor *ta = num_tensor(TS_DTYPE_F32, 2, sa), *to = num_tensor(TS_DTYPE_F32, 2, so);
+    double *cv = num_fill(tc, -2, 2, &seed), *zv = num_fill(tz, -4, 4, &seed);
+    double *av = num_fill(ta, -1, 1, &seed);
+    double *want = malloc((N > 0 ? N : 1) * E * sizeof *want);
+    ref_compress_pool(cv, zv, av, want, T, E, m, cases[c].overlap);
+    ts_arg a[4] = {ts_arg_tensor(tc), ts_arg_tensor(tz), ts_arg_tensor(ta),
+                   ts_arg_tensor(to)};
+    num_launch(cases[c].k, a, 4);
+    if (N > 0) {
+      double *got = num_get(to);
+      CHECK_ERR(num_relerr(got, want, N * E), 1e-6, "compress_pool");
+      free(got);
+    }
+    free(cv);
+    free(zv);
+    free(av);
+    free(want);
+    ts_tensor_release(tc);
+    ts_tensor_release(tz);
+    ts_tensor_release(ta);
+    ts_tensor_release(to);
+  }
+  ts_kernel_release(kh);
+  ts_kernel_release(kc);
+}
+
+/* The whole prefill compressor of the tiny model in f32, from the layer's
+ * attention input: projections, pooling, norm, RoPE at m i (and the
+ * Hadamard for the indexer's keys), against compressor.out. */
+static void golden_compressor(ts_safetensors *w, ts_safetensors *f, int layer,
+                              const char *which, int ratio, bool hadamard) {
+  char n[256], def[64];
+  snprintf(n, sizeof n, "prefill.layers.%d.attn.in", layer);
+  ts_tensor *x = golden_tensor(f, n);
+  snprintf(n, sizeof n, "layers.%d.attn.%s.wkv.weight", layer, which);
+  ts_tensor *wkv = golden_tensor(w, n);
+  snprintf(n, sizeof n, "layers.%d.attn.%s.wgate.weight", layer, which);
+  ts_tensor *wg = golden_tensor(w, n);
+  snprintf(n, sizeof n, "layers.%d.attn.%s.ape", layer, which);
+  ts_tensor *ape = golden_tensor(w, n);
+  snprintf(n, sizeof n, "layers.%d.attn.%s.norm.weight", layer, which);
+  ts_tensor *nw = golden_tensor(w, n);
+  snprintf(n, sizeof n, "prefill.layers.%d.attn.%s.out", layer, which);
+  ts_tensor *want = golden_tensor(f, n);
+  if (!x || !wkv || !wg || !ape || !nw || !want)
+    return;
+  int64_t T = ts_tensor_dim(x, 0), KE = ts_tensor_dim(wkv, 0);
+  int64_t E = ts_tensor_dim(nw, 0), N = T / ratio;
+  int64_t sc[2] = {T, KE}, so[2] = {N, E}, st[3] = {T, 32, 2};
+  ts_tensor *c = num_tensor(TS_DTYPE_F32, 2, sc), *z = num_tensor(TS_DTYPE_F32, 2, sc);
+  ts_tensor *comp = num_tensor(TS_DTYPE_F32, 2, so), *out = num_tensor(TS_DTYPE_F32, 2, so);
+  ts_tensor *tab = num_tensor(TS_DTYPE_F32, 3, st);
+  ts_kernel *lin = num_kernel("kernels/gemm.tile", "linear_f32", NULL, NULL);
+  ts_kernel *pool = num_kernel("kernels/compressor.tile", "compress_pool",
+                               ratio == 4 ? "OVERLAP=true" : NULL, NULL);
+  snprintf(def, sizeof def, "RATIO=%d", ratio);
+  ts_kernel *fin = num_kernel("kernels/compressor.tile",
+                              "compress_norm_rope_f32", def, NULL);
+  /* the compressed layers' table: base 160000 with YaRN, factor 4 from
+   * 256 positions (tiny config) */
+  ts_kernel *rt = num_kernel("kernels/rope.tile", "rope_table",
+                             "BASE=160000.0", "YARN=true");
+  ts_kernel *yt = NULL;
+  if (rt) {
+    ts_kernel_release(rt);
+    ts_define d[4] = {{"BASE", "160000.0"}, {"YARN", "true"}, {"FACTOR", "4.0"},
+                      {"L0", "256.0"}};
+    ts_diags dg;
+    ts_diags_init(&dg, ts_allocator_system());
+    const char *root = getenv("TS_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/kernels/rope.tile", root ? root : ".");
+    ts_status st2 = ts_kernel_create(num_dev, path, "rope_table", d, 4, &dg, &yt);
+    CHECK(st2 == NULL);
+    ts_status_free(st2);
+    ts_diags_deinit(&dg);
+  }
+  ts_kernel *had = hadamard ? num_kernel("kernels/hadamard.tile", "hadamard_f32",
+                                         NULL, NULL) : NULL;
+  if (lin && pool && fin && yt && (!hadamard || had)) {
+    ts_arg a1[3] = {ts_arg_tensor(x), ts_arg_tensor(wkv), ts_arg_tensor(c)};
+    num_launch(lin, a1, 3);
+    ts_arg a2[3] = {ts_arg_tensor(x), ts_arg_tensor(wg), ts_arg_tensor(z)};
+    num_launch(lin, a2, 3);
+    ts_arg a3[4] = {ts_arg_tensor(c), ts_arg_tensor(z), ts_arg_tensor(ape),
+                    ts_arg_tensor(comp)};
+    num_launch(pool, a3, 4);
+    ts_arg a4[1] = {ts_arg_tensor(tab)};
+    num_launch(yt, a4, 1);
+    ts_arg a5[4] = {ts_arg_tensor(comp), ts_arg_tensor(nw), ts_arg_tensor(tab),
+                    ts_arg_tensor(out)};
+    num_launch(fin, a5, 4);
+    if (hadamard) {
+      ts_arg a6[2] = {ts_arg_tensor(out), ts_arg_tensor(comp)};
+      num_launch(had, a6, 2);
+    }
+    double *got = num_get(hadamard ? comp : out), *wv = num_get(want);
+    snprintf(n, sizeof n, "golden layer %d %s", layer, which);
+    CHECK_ERR(num_relerr(got, wv, N * E), 1e-5, n);
+    free(got);
+    free(wv);
+  }
+  ts_kernel_release(lin);
+  ts_kernel_release(pool);
+  ts_kernel_release(fin);
+  ts_kernel_release(yt);
+  ts_kernel_release(had);
+  ts_tensor_release(x);
+  ts_tensor_release(wkv);
+  ts_tensor_release(wg);
+  ts_tensor_release(ape);
+  ts_tensor_release(nw);
+  ts_tensor_release(want);
+  ts_tensor_release(c);
+  ts_tensor_release(z);
+  ts_tensor_release(comp);
+  ts_tensor_release(out);
+  ts_tensor_release(tab);
+}
+
+static void test_golden_compressor(void) {
+  ts_safetensors *w = open_golden("weights.safetensors");
+  ts_safetensors *f = open_golden("f32.safetensors");
+  if (w && f) {
+    golden_compressor(w, f, 1, "compressor", 4, false);
+    golden_compressor(w, f, 1, "indexer.compressor", 4, true);
+    golden_compressor(w, f, 2, "compressor", 128, false);
+  }
+  if (w)
+    ts_safetensors_close(w);
+  if (f)
+    ts_safetensors_close(f);
+}
+
 int main(void) {
   num_init();
   ts_kernel *k8 = num_kernel("kernels/quant.tile", "fp8_sim", NULL, NULL);
@@ -699,6 +850,8 @@ int main(void) {
   test_indexer();
   test_flash_sizes();
   test_rope();
+  test_compress_random();
+  test_golden_compressor();
   ts_kernel_release(k8);
   ts_kernel_release(k4);
   ts_kernel_release(kh);

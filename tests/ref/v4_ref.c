@@ -212,3 +212,34 @@ void ref_rope_table(double *tab, int64_t P, int64_t half, double base,
     }
   }
 }
+
+void ref_compress_pool(const double *c, const double *z, const double *ape,
+                       double *out, int64_t T, int64_t E, int64_t m,
+                       int overlap) {
+  int64_t KE = overlap ? 2 * E : E;
+  for (int64_t i = 0; i < T / m; i++)
+    for (int64_t e = 0; e < E; e++) {
+      double zs[1024], cs[1024];
+      int64_t n = 0;
+      if (overlap && i > 0)
+        for (int64_t s = 0; s < m; s++) {
+          int64_t j = m * (i - 1) + s;
+          zs[n] = z[j * KE + e] + ape[s * KE + e];
+          cs[n++] = c[j * KE + e];
+        }
+      for (int64_t s = 0; s < m; s++) {
+        int64_t j = m * i + s, ch = overlap ? E + e : e;
+        zs[n] = z[j * KE + ch] + ape[s * KE + ch];
+        cs[n++] = c[j * KE + ch];
+      }
+      double mx = -INFINITY, sum = 0, acc = 0;
+      for (int64_t k = 0; k < n; k++)
+        mx = fmax(mx, zs[k]);
+      for (int64_t k = 0; k < n; k++) {
+        double p = exp(zs[k] - mx);
+        sum += p;
+        acc += p * cs[k];
+      }
+      out[i * E + e] = acc / sum;
+    }
+}

@@ -46,3 +46,9 @@ void ref_indexer(const double *q, const double *k, const double *w,
 void ref_rope_table(double *tab, int64_t P, int64_t half, double base,
                     int yarn, double factor, double l0, double beta_fast,
                     double beta_slow, int *out_low, int *out_high);
+
+/* The compressor's pooling (V4-SPEC 1.4) in f64: c, z [T, KE] with
+ * KE = E (HCA) or 2E (CSA, overlap), ape [m, KE] -> out [T / m, E]. */
+void ref_compress_pool(const double *c, const double *z, const double *ape,
+                       double *out, int64_t T, int64_t E, int64_t m,
+                       int overlap);
