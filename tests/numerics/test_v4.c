@@ -823,6 +823,177 @@ static void test_golden_compressor(void) {
     ts_safetensors_close(f);
 }
 
+/* ---- the MoE router --------------------------------------------------------------------- */
+
+static void ref_router(const double *x, const double *wg, const double *bias,
+                       const int32_t *ids, const int32_t *tid2eid, int64_t T,
+                       int64_t E, int64_t DM, int64_t K, int hash,
+                       double scale, int32_t *ex, double *wt) {
+  for (int64_t t = 0; t < T; t++) {
+    double sv[512], sel[512], total = 0;
+    for (int64_t e = 0; e < E; e++) {
+      double l = 0;
+      for (int64_t d = 0; d < DM; d++)
+        l += x[t * DM + d] * wg[e * DM + d];
+      double sp = l > 20 ? l : log1p(exp(l));
+      sv[e] = sqrt(sp);
+      sel[e] = sv[e] + bias[e];
+    }
+    for (int64_t k = 0; k < K; k++) {
+      int64_t best = -1;
+      if (hash) {
+        best = tid2eid[ids[t] * K + k];
+      } else {
+        for (int64_t e = 0; e < E; e++)
+          if (best < 0 || sel[e] > sel[best])
+            best = e;
+        sel[best] = -INFINITY;
+      }
+      ex[t * K + k] = (int32_t)best;
+      wt[t * K + k] = sv[best];
+      total += sv[best];
+    }
+    for (int64_t k = 0; k < K; k++)
+      wt[t * K + k] = wt[t * K + k] / total * scale;
+  }
+}
+
+/* Runs the router; compares experts as sets (weights matched by expert). */
+static void check_router(ts_kernel *k, ts_tensor *x, ts_tensor *wg,
+                         ts_tensor *bias, ts_tensor *ids, ts_tensor *t2e,
+                         const int32_t *want_ex, const double *want_w,
+                         int64_t T, int64_t K, double tol, const char *what) {
+  int64_t so[2] = {T, K};
+  ts_tensor *ex = num_tensor(TS_DTYPE_I32, 2, so), *wt = num_tensor(TS_DTYPE_F32, 2, so);
+  ts_arg a[7] = {ts_arg_tensor(x),   ts_arg_tensor(wg),  ts_arg_tensor(bias),
+                 ts_arg_tensor(ids), ts_arg_tensor(t2e), ts_arg_tensor(ex),
+                 ts_arg_tensor(wt)};
+  num_launch(k, a, 7);
+  const int32_t *ge = ts_tensor_data(ex);
+  const float *gw = ts_tensor_data(wt);
+  int64_t set_bad = 0;
+  double worst = 0;
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t i = 0; i < K; i++) {
+      int64_t j = 0;
+      while (j < K && want_ex[t * K + j] != ge[t * K + i])
+        j++;
+      if (j == K) {
+        set_bad++;
+        continue;
+      }
+      worst = fmax(worst, fabs(gw[t * K + i] - want_w[t * K + j]) /
+                              fmax(1e-30, fabs(want_w[t * K + j])));
+    }
+  if (set_bad || worst > tol)
+    fprintf(stderr, "%s: %lld experts differ, weight error %g\n", what,
+            (long long)set_bad, worst);
+  CHECK(set_bad == 0);
+  CHECK(worst <= tol);
+  ts_tensor_release(ex);
+  ts_tensor_release(wt);
+}
+
+static void test_router(void) {
+  ts_kernel *k = num_kernel("kernels/moe.tile", "moe_router", NULL, NULL);
+  ts_kernel *kh = num_kernel("kernels/moe.tile", "moe_router", "HASH=true", NULL);
+  if (!k || !kh)
+    return;
+  /* V4-Flash-like: 256 experts, top 6, d 512 (a slice of 4096) */
+  int64_t T = 9, E = 256, DM = 512, K = 6, V = 50;
+  int64_t sx[2] = {T, DM}, sw[2] = {E, DM}, st[2] = {V, K};
+  uint64_t seed = 61;
+  ts_tensor *x = num_tensor(TS_DTYPE_F32, 2, sx), *wg = num_tensor(TS_DTYPE_BF16, 2, sw);
+  ts_tensor *bias = num_tensor(TS_DTYPE_F32, 1, &E), *ids = num_tensor(TS_DTYPE_I32, 1, &T);
+  ts_tensor *t2e = num_tensor(TS_DTYPE_I32, 2, st);
+  double *xv = num_fill(x, -1, 1, &seed), *wv = num_fill(wg, -0.1, 0.1, &seed);
+  double *bv = num_fill(bias, -0.05, 0.05, &seed), *iv = num_fill(ids, 0, V, &seed);
+  double *tv = num_fill(t2e, 0, E, &seed);
+  int32_t idsi[9], t2ei[300], ex[54];
+  double wt[54];
+  for (int i = 0; i < T; i++)
+    idsi[i] = (int32_t)iv[i];
+  for (int i = 0; i < V * K; i++)
+    t2ei[i] = (int32_t)tv[i];
+  for (int hash = 0; hash < 2; hash++) {
+    ref_router(xv, wv, bv, idsi, t2ei, T, E, DM, K, hash, 1.5, ex, wt);
+    check_router(hash ? kh : k, x, wg, bias, ids, t2e, ex, wt, T, K, 1e-5,
+                 hash ? "router (hash)" : "router");
+  }
+  free(xv);
+  free(wv);
+  free(bv);
+  free(iv);
+  free(tv);
+  ts_tensor_release(x);
+  ts_tensor_release(wg);
+  ts_tensor_release(bias);
+  ts_tensor_release(ids);
+  ts_tensor_release(t2e);
+  /* golden: layer 0 is hash-routed, layer 1 routed by top-k with bias */
+  ts_safetensors *w = open_golden("weights.safetensors");
+  ts_safetensors *f = open_golden("f32.safetensors");
+  for (int layer = 0; layer < 2 && w && f; layer++) {
+    char n[128];
+    snprintf(n, sizeof n, "prefill.layers.%d.ffn.in", layer);
+    ts_tensor *gx = golden_tensor(f, n);
+    snprintf(n, sizeof n, "layers.%d.ffn.gate.weight", layer);
+    ts_tensor *gw = golden_tensor(w, n);
+    snprintf(n, sizeof n, "prefill.layers.%d.ffn.gate.experts", layer);
+    const ts_st_tensor *ge = ts_safetensors_find(f, n);
+    snprintf(n, sizeof n, "prefill.layers.%d.ffn.gate.weights", layer);
+    const ts_st_tensor *gwt = ts_safetensors_find(f, n);
+    const ts_st_tensor *all_ids = ts_safetensors_find(f, "input_ids");
+    CHECK(gx && gw && ge && gwt && all_ids);
+    if (!gx || !gw || !ge || !gwt || !all_ids)
+      break;
+    int64_t GT = ts_tensor_dim(gx, 0), GE = ts_tensor_dim(gw, 0), GK = ge->shape[1];
+    ts_tensor *gb;
+    if (layer == 1) {
+      gb = golden_tensor(w, "layers.1.ffn.gate.bias");
+    } else {
+      gb = num_tensor(TS_DTYPE_F32, 1, &GE);
+    }
+    ts_tensor *gids = num_tensor(TS_DTYPE_I32, 1, &GT);
+    memcpy(ts_tensor_data(gids), all_ids->data, (size_t)GT * 4);
+    ts_tensor *gt2e = layer == 0 ? golden_tensor(w, "layers.0.ffn.gate.tid2eid")
+                                 : num_tensor(TS_DTYPE_I32, 2, (int64_t[]){1, GK});
+    double *wantw = malloc((size_t)(GT * GK) * sizeof *wantw);
+    for (int64_t i = 0; i < GT * GK; i++)
+      wantw[i] = ((const float *)gwt->data)[i];
+    char defs[2][32] = {"", ""};
+    (void)defs;
+    ts_define d[2] = {{"HASH", layer == 0 ? "true" : "false"}, {"ROUTE_SCALE", "1.5"}};
+    ts_diags dg;
+    ts_diags_init(&dg, ts_allocator_system());
+    const char *root = getenv("TS_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/kernels/moe.tile", root ? root : ".");
+    ts_kernel *kg = NULL;
+    ts_status st = ts_kernel_create(num_dev, path, "moe_router", d, 2, &dg, &kg);
+    CHECK(st == NULL);
+    ts_status_free(st);
+    ts_diags_deinit(&dg);
+    if (kg) {
+      snprintf(n, sizeof n, "golden router layer %d", layer);
+      check_router(kg, gx, gw, gb, gids, gt2e, ge->data, wantw, GT, GK, 1e-5, n);
+      ts_kernel_release(kg);
+    }
+    free(wantw);
+    ts_tensor_release(gx);
+    ts_tensor_release(gw);
+    ts_tensor_release(gb);
+    ts_tensor_release(gids);
+    ts_tensor_release(gt2e);
+  }
+  if (w)
+    ts_safetensors_close(w);
+  if (f)
+    ts_safetensors_close(f);
+  ts_kernel_release(k);
+  ts_kernel_release(kh);
+}
+
 int main(void) {
   num_init();
   ts_kernel *k8 = num_kernel("kernels/quant.tile", "fp8_sim", NULL, NULL);
@@ -852,6 +1023,7 @@ int main(void) {
   test_rope();
   test_compress_random();
   test_golden_compressor();
+  test_router();
   ts_kernel_release(k8);
   ts_kernel_release(k4);
   ts_kernel_release(kh);
