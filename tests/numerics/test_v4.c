@@ -994,6 +994,126 @@ static void test_router(void) {
   ts_kernel_release(kh);
 }
 
+/* The experts of layer 1 of the tiny model on its recorded ffn.in and
+ * routing, against ffn.out (f32); and a random check against f64. */
+static double swiglu_ref(double g, double u, double lim) {
+  g = fmin(g, lim);
+  u = fmax(fmin(u, lim), -lim);
+  return g / (1 + exp(-g)) * u;
+}
+
+static void test_experts(void) {
+  ts_kernel *k = num_kernel("kernels/moe.tile", "moe_experts", NULL, NULL);
+  if (!k)
+    return;
+  /* random: 5 tokens, 6 experts of 3 chosen (one slot -1), d 48, inter 20 */
+  int64_t T = 5, DM = 48, I = 20, E = 6, K = 3;
+  int64_t sx[2] = {T, DM}, sk[2] = {T, K}, s1[3] = {E, I, DM}, s2[3] = {E, DM, I};
+  int64_t q1[2] = {I, DM}, q2[2] = {DM, I};
+  uint64_t seed = 71;
+  ts_tensor *x = num_tensor(TS_DTYPE_F32, 2, sx), *ex = num_tensor(TS_DTYPE_I32, 2, sk);
+  ts_tensor *wt = num_tensor(TS_DTYPE_F32, 2, sk), *w1 = num_tensor(TS_DTYPE_BF16, 3, s1);
+  ts_tensor *w2 = num_tensor(TS_DTYPE_BF16, 3, s2), *w3 = num_tensor(TS_DTYPE_BF16, 3, s1);
+  ts_tensor *sh1 = num_tensor(TS_DTYPE_BF16, 2, q1), *sh2 = num_tensor(TS_DTYPE_BF16, 2, q2);
+  ts_tensor *sh3 = num_tensor(TS_DTYPE_BF16, 2, q1), *y = num_tensor(TS_DTYPE_F32, 2, sx);
+  double *xv = num_fill(x, -2, 2, &seed), *wv = num_fill(wt, 0, 1, &seed);
+  double *a1 = num_fill(w1, -0.5, 0.5, &seed), *a2 = num_fill(w2, -0.5, 0.5, &seed);
+  double *a3 = num_fill(w3, -0.5, 0.5, &seed), *b1 = num_fill(sh1, -0.5, 0.5, &seed);
+  double *b2 = num_fill(sh2, -0.5, 0.5, &seed), *b3 = num_fill(sh3, -0.5, 0.5, &seed);
+  int32_t *ev = ts_tensor_data(ex);
+  for (int64_t i = 0; i < T * K; i++)
+    ev[i] = i % 7 == 4 ? -1 : (int32_t)((i * 5) % E);
+  double *want = calloc((size_t)(T * DM), sizeof *want);
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t kk = -1; kk < K; kk++) {
+      int64_t e = kk < 0 ? 0 : ev[t * K + kk];
+      if (e < 0)
+        continue;
+      const double *m1 = kk < 0 ? b1 : a1 + e * I * DM, *m3 = kk < 0 ? b3 : a3 + e * I * DM;
+      const double *m2 = kk < 0 ? b2 : a2 + e * DM * I;
+      double h[64];
+      for (int64_t i = 0; i < I; i++) {
+        double g = 0, u = 0;
+        for (int64_t d = 0; d < DM; d++) {
+          g += m1[i * DM + d] * xv[t * DM + d];
+          u += m3[i * DM + d] * xv[t * DM + d];
+        }
+        h[i] = swiglu_ref(g, u, 10.0) * (kk < 0 ? 1.0 : wv[t * K + kk]);
+      }
+      for (int64_t d = 0; d < DM; d++)
+        for (int64_t i = 0; i < I; i++)
+          want[t * DM + d] += m2[d * I + i] * h[i];
+    }
+  ts_arg a[10] = {ts_arg_tensor(x),  ts_arg_tensor(ex),  ts_arg_tensor(wt),
+                  ts_arg_tensor(w1), ts_arg_tensor(w2),  ts_arg_tensor(w3),
+                  ts_arg_tensor(sh1), ts_arg_tensor(sh2), ts_arg_tensor(sh3),
+                  ts_arg_tensor(y)};
+  num_launch(k, a, 10);
+  double *got = num_get(y);
+  CHECK_ERR(num_relerr(got, want, T * DM), 1e-5, "moe_experts");
+  free(got);
+  free(want);
+  double *fr[8] = {xv, wv, a1, a2, a3, b1, b2, b3};
+  for (int i = 0; i < 8; i++)
+    free(fr[i]);
+  ts_tensor *tr[10] = {x, ex, wt, w1, w2, w3, sh1, sh2, sh3, y};
+  for (int i = 0; i < 10; i++)
+    ts_tensor_release(tr[i]);
+
+  ts_safetensors *w = open_golden("weights.safetensors");
+  ts_safetensors *f = open_golden("f32.safetensors");
+  if (w && f) {
+    ts_tensor *gx = golden_tensor(f, "prefill.layers.1.ffn.in");
+    ts_tensor *ge = golden_tensor(f, "prefill.layers.1.ffn.gate.experts");
+    ts_tensor *gw = golden_tensor(f, "prefill.layers.1.ffn.gate.weights");
+    ts_tensor *gy = golden_tensor(f, "prefill.layers.1.ffn.out");
+    ts_tensor *gs1 = golden_tensor(w, "layers.1.ffn.shared_experts.w1.weight");
+    ts_tensor *gs2 = golden_tensor(w, "layers.1.ffn.shared_experts.w2.weight");
+    ts_tensor *gs3 = golden_tensor(w, "layers.1.ffn.shared_experts.w3.weight");
+    if (gx && ge && gw && gy && gs1 && gs2 && gs3) {
+      int64_t GE = 8, GI = ts_tensor_dim(gs1, 0), GD = ts_tensor_dim(gs1, 1);
+      int64_t st1[3] = {GE, GI, GD}, st2[3] = {GE, GD, GI};
+      ts_tensor *W[3] = {num_tensor(TS_DTYPE_BF16, 3, st1),
+                         num_tensor(TS_DTYPE_BF16, 3, st2),
+                         num_tensor(TS_DTYPE_BF16, 3, st1)};
+      for (int m = 0; m < 3; m++)
+        for (int64_t e = 0; e < GE; e++) {
+          char n[128];
+          snprintf(n, sizeof n, "layers.1.ffn.experts.%lld.w%d.weight",
+                   (long long)e, m + 1);
+          const ts_st_tensor *src = ts_safetensors_find(w, n);
+          CHECK(src && src->size == (uint64_t)(GI * GD * 2));
+          if (src)
+            memcpy((char *)ts_tensor_data(W[m]) + e * GI * GD * 2, src->data,
+                   src->size);
+        }
+      ts_tensor *out = num_tensor(TS_DTYPE_F32, 2, (int64_t[]){
+          ts_tensor_dim(gx, 0), GD});
+      ts_arg ga[10] = {ts_arg_tensor(gx),  ts_arg_tensor(ge),  ts_arg_tensor(gw),
+                       ts_arg_tensor(W[0]), ts_arg_tensor(W[1]), ts_arg_tensor(W[2]),
+                       ts_arg_tensor(gs1), ts_arg_tensor(gs2), ts_arg_tensor(gs3),
+                       ts_arg_tensor(out)};
+      num_launch(k, ga, 10);
+      double *g2 = num_get(out), *w2v = num_get(gy);
+      CHECK_ERR(num_relerr(g2, w2v, ts_tensor_count(out)), 1e-5,
+                "golden moe layer 1");
+      free(g2);
+      free(w2v);
+      ts_tensor_release(out);
+      for (int m = 0; m < 3; m++)
+        ts_tensor_release(W[m]);
+    }
+    ts_tensor *gt[7] = {gx, ge, gw, gy, gs1, gs2, gs3};
+    for (int i = 0; i < 7; i++)
+      ts_tensor_release(gt[i]);
+  }
+  if (w)
+    ts_safetensors_close(w);
+  if (f)
+    ts_safetensors_close(f);
+  ts_kernel_release(k);
+}
+
 int main(void) {
   num_init();
   ts_kernel *k8 = num_kernel("kernels/quant.tile", "fp8_sim", NULL, NULL);
@@ -1024,6 +1144,7 @@ int main(void) {
   test_compress_random();
   test_golden_compressor();
   test_router();
+  test_experts();
   ts_kernel_release(k8);
   ts_kernel_release(k4);
   ts_kernel_release(kh);
