@@ -296,15 +296,6 @@ static MlirValue gen_expr_as(gen *g, ts_node *n, MlirType want);
 
 static bool view_of(gen *g, ts_node *n, view *v, view *pool, int *npool);
 
-static bool extent_same(const ts_extent *a, const ts_extent *b) {
-  if (a->c != b->c || a->term_count != b->term_count)
-    return false;
-  for (uint32_t i = 0; i < a->term_count; i++)
-    if (a->terms[i].atom != b->terms[i].atom ||
-        a->terms[i].coef != b->terms[i].coef)
-      return false;
-  return true;
-}
 
 static bool view_base(gen *g, ts_node *b, view *v) {
   ts_symbol *sym = b->sym;
@@ -350,7 +341,7 @@ static bool view_of(gen *g, ts_node *n, view *v, view *pool, int *npool) {
     ts_node *k = n->kids[i + 1];
     all_loops = k->kind == TS_NODE_NAME && k->sym &&
                 k->sym->kind == TS_SYM_LOOP && k->sym->has_range &&
-                extent_same(&k->sym->range, &base->type->dims[i]);
+                ts_extent_equal(&k->sym->range, &base->type->dims[i]);
   }
   v->in_range = all_loops;
   for (uint32_t i = 0; i < v->rank; i++) {

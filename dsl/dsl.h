@@ -312,6 +312,8 @@ void ts_dump_ast(const ts_unit *u, ts_buf *out);
 void ts_dump_typed(const ts_unit *u, ts_buf *out);
 void ts_type_print(const ts_unit *u, const ts_type *t, ts_buf *out);
 void ts_extent_print(const ts_unit *u, const ts_extent *e, ts_buf *out);
+/* Whether two extents have the same canonical form. */
+bool ts_extent_equal(const ts_extent *a, const ts_extent *b);
 /* Canonical layout of a file that parses without errors; comments kept.
  * Returns false (and reports) when the file has syntax errors. */
 bool ts_format(const ts_source *src, ts_diags *diags, ts_buf *out);

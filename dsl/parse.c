@@ -958,6 +958,17 @@ static ts_node *parse_param(parser *p) {
   return finish(p, n, base);
 }
 
+/* After an error in an item's header: skip to its body, if there is one
+ * before the next item. */
+static void skip_to_body(parser *p) {
+  if (!p->panic)
+    return;
+  while (!check(p, TS_TOK_LBRACE) && !check(p, TS_TOK_EOF) &&
+         !check(p, TS_TOK_KERNEL) && !check(p, TS_TOK_FN))
+    advance(p);
+  p->panic = false;
+}
+
 /* A parenthesised, comma-separated list of `rule`. */
 static ts_node *parse_list(parser *p, ts_node *(*rule)(parser *),
                            const char *what) {
@@ -1033,13 +1044,7 @@ static ts_node *parse_kernel(parser *p) {
   if (!params)
     params = new_node(p, TS_NODE_LIST, p->tok.span);
   ts_node *body;
-  if (p->panic) {
-    /* Skip to the body, if there is one on the way. */
-    while (!check(p, TS_TOK_LBRACE) && !check(p, TS_TOK_EOF) &&
-           !check(p, TS_TOK_KERNEL) && !check(p, TS_TOK_FN))
-      advance(p);
-    p->panic = false;
-  }
+  skip_to_body(p);
   if (check(p, TS_TOK_LBRACE)) {
     body = parse_block(p);
   } else {
@@ -1074,12 +1079,7 @@ static ts_node *parse_fn(parser *p) {
   ts_node *result = NULL;
   if (accept(p, TS_TOK_ARROW))
     result = parse_type(p, false);
-  if (p->panic) {
-    while (!check(p, TS_TOK_LBRACE) && !check(p, TS_TOK_EOF) &&
-           !check(p, TS_TOK_KERNEL) && !check(p, TS_TOK_FN))
-      advance(p);
-    p->panic = false;
-  }
+  skip_to_body(p);
   ts_node *body = parse_block(p);
   uint32_t base = p->top;
   push(p, args);

@@ -91,6 +91,10 @@ ts_extent sema_extent_atom(uint32_t atom) {
 bool sema_extent_is_const(const ts_extent *e) { return e->term_count == 0; }
 
 bool sema_extent_eq(const ts_extent *a, const ts_extent *b) {
+  return ts_extent_equal(a, b);
+}
+
+bool ts_extent_equal(const ts_extent *a, const ts_extent *b) {
   if (a->c != b->c || a->term_count != b->term_count)
     return false;
   for (uint32_t i = 0; i < a->term_count; i++)
