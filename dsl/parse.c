@@ -639,6 +639,18 @@ static ts_node *expect_name(parser *p, const char *what) {
   if (check(p, TS_TOK_IDENT)) {
     n->name = tok_text(p, &p->tok);
     advance(p);
+  } else if (ts_tok_is_keyword(p->tok.kind) && !p->panic) {
+    /* A keyword where a name belongs: say so, then carry on as if it were
+     * the name, so that nothing else is reported for it. */
+    ts_diag *d = ts_diag_error(p->u->diags, &p->u->src, p->tok.span,
+                               "'%s' is a keyword and cannot be used as a "
+                               "name",
+                               ts_tok_spelling(p->tok.kind));
+    ts_diag_hint(p->u->diags, d, "choose another name, e.g. '%s_'",
+                 ts_tok_spelling(p->tok.kind));
+    check_stop(p);
+    n->name = tok_text(p, &p->tok);
+    advance(p);
   } else {
     error_expected(p, what);
     n->kind = TS_NODE_ERROR;

@@ -1114,6 +1114,146 @@ static void test_experts(void) {
   ts_kernel_release(k);
 }
 
+/* ---- mHC around layer 0 of the tiny model ------------------------------------------ */
+
+static ts_kernel *kernel_defs(const char *rel, const char *name,
+                              const ts_define *d, size_t nd) {
+  const char *root = getenv("TS_SOURCE_DIR");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", root ? root : ".", rel);
+  ts_diags dg;
+  ts_diags_init(&dg, ts_allocator_system());
+  ts_kernel *k = NULL;
+  ts_status st = ts_kernel_create(num_dev, path, name, d, nd, &dg, &k);
+  if (st)
+    ts_diags_render(&dg, stderr, (ts_render_options){false, true});
+  CHECK(st == NULL);
+  ts_status_free(st);
+  ts_diags_deinit(&dg);
+  return k;
+}
+
+static void compare_golden(ts_safetensors *f, const char *name, ts_tensor *t,
+                           double tol) {
+  const ts_st_tensor *g = ts_safetensors_find(f, name);
+  CHECK(g && (int64_t)(g->size / 4) == ts_tensor_count(t));
+  if (!g)
+    return;
+  double *got = num_get(t), *want = malloc(g->size / 4 * sizeof *want);
+  for (uint64_t i = 0; i < g->size / 4; i++)
+    want[i] = ((const float *)g->data)[i];
+  CHECK_ERR(num_relerr(got, want, ts_tensor_count(t)), tol, name);
+  free(got);
+  free(want);
+}
+
+/* One mHC-wrapped sub-block: mixes, Sinkhorn, pre, norm (compared with the
+ * golden sub-layer input), then post with the golden sub-layer output. */
+static ts_tensor *mhc_side(ts_safetensors *w, ts_safetensors *f,
+                           ts_tensor *X, const char *side, const char *norm,
+                           const char *in_name, const char *out_name,
+                           const char *mixes_name, ts_kernel **ks) {
+  int64_t T = ts_tensor_dim(X, 0), DM = ts_tensor_dim(X, 2);
+  char n[128];
+  snprintf(n, sizeof n, "layers.0.hc_%s_fn", side);
+  ts_tensor *fn = golden_tensor(w, n);
+  snprintf(n, sizeof n, "layers.0.hc_%s_scale", side);
+  ts_tensor *sc = golden_tensor(w, n);
+  snprintf(n, sizeof n, "layers.0.hc_%s_base", side);
+  ts_tensor *bs = golden_tensor(w, n);
+  ts_tensor *nw = golden_tensor(w, norm);
+  ts_tensor *fout = golden_tensor(f, out_name);
+  if (!fn || !sc || !bs || !nw || !fout)
+    return NULL;
+  int64_t s2[2] = {T, 4 * DM}, sm[2] = {T, 24}, s4[2] = {T, 4}, s44[3] = {T, 4, 4};
+  int64_t su[2] = {T, DM}, sx[3] = {T, 4, DM};
+  ts_tensor *flat = num_tensor(TS_DTYPE_F32, 2, s2);
+  memcpy(ts_tensor_data(flat), ts_tensor_data(X), ts_tensor_size(X));
+  ts_tensor *mixes = num_tensor(TS_DTYPE_F32, 2, sm);
+  ts_tensor *pre = num_tensor(TS_DTYPE_F32, 2, s4), *post = num_tensor(TS_DTYPE_F32, 2, s4);
+  ts_tensor *comb = num_tensor(TS_DTYPE_F32, 3, s44);
+  ts_tensor *u = num_tensor(TS_DTYPE_F32, 2, su), *un = num_tensor(TS_DTYPE_F32, 2, su);
+  ts_tensor *Y = num_tensor(TS_DTYPE_F32, 3, sx);
+  ts_arg a1[3] = {ts_arg_tensor(flat), ts_arg_tensor(fn), ts_arg_tensor(mixes)};
+  num_launch(ks[0], a1, 3);
+  if (mixes_name)
+    compare_golden(f, mixes_name, mixes, 1e-5);
+  ts_arg a2[6] = {ts_arg_tensor(mixes), ts_arg_tensor(sc),   ts_arg_tensor(bs),
+                  ts_arg_tensor(pre),   ts_arg_tensor(post), ts_arg_tensor(comb)};
+  num_launch(ks[1], a2, 6);
+  ts_arg a3[3] = {ts_arg_tensor(X), ts_arg_tensor(pre), ts_arg_tensor(u)};
+  num_launch(ks[2], a3, 3);
+  ts_arg a4[3] = {ts_arg_tensor(u), ts_arg_tensor(nw), ts_arg_tensor(un)};
+  num_launch(ks[3], a4, 3);
+  compare_golden(f, in_name, un, 1e-5);
+  ts_arg a5[5] = {ts_arg_tensor(X), ts_arg_tensor(fout), ts_arg_tensor(post),
+                  ts_arg_tensor(comb), ts_arg_tensor(Y)};
+  num_launch(ks[4], a5, 5);
+  ts_tensor *tr[12] = {fn, sc, bs, nw, fout, flat, mixes, pre, post, comb, u, un};
+  for (int i = 0; i < 12; i++)
+    ts_tensor_release(tr[i]);
+  return Y;
+}
+
+static void test_golden_mhc_layer0(void) {
+  ts_safetensors *w = open_golden("weights.safetensors");
+  ts_safetensors *f = open_golden("f32.safetensors");
+  if (w && f) {
+    ts_kernel *ks[5] = {
+        num_kernel("kernels/mhc.tile", "hc_mix", NULL, NULL),
+        num_kernel("kernels/mhc.tile", "hc_split_sinkhorn", NULL, NULL),
+        num_kernel("kernels/mhc.tile", "hc_pre", NULL, NULL),
+        num_kernel("kernels/rmsnorm.tile", "rmsnorm_f32", NULL, NULL),
+        num_kernel("kernels/mhc.tile", "hc_post", NULL, NULL)};
+    ts_kernel *ke = kernel_defs("kernels/embed.tile", "embed", NULL, 0);
+    const ts_st_tensor *ids = ts_safetensors_find(f, "input_ids");
+    ts_tensor *table = golden_tensor(w, "embed.weight");
+    bool ok = ke && ids && table;
+    for (int i = 0; i < 5; i++)
+      ok &= ks[i] != NULL;
+    if (ok) {
+      int64_t T = 200, DM = ts_tensor_dim(table, 1), sh[2] = {T, DM};
+      int64_t sx[3] = {T, 4, DM};
+      ts_tensor *tid = num_tensor(TS_DTYPE_I32, 1, &T);
+      memcpy(ts_tensor_data(tid), ids->data, (size_t)T * 4);
+      ts_tensor *h0 = num_tensor(TS_DTYPE_F32, 2, sh);
+      ts_arg a[3] = {ts_arg_tensor(tid), ts_arg_tensor(table), ts_arg_tensor(h0)};
+      num_launch(ke, a, 3);
+      /* X = h0 repeated into the 4 streams */
+      ts_tensor *X = num_tensor(TS_DTYPE_F32, 3, sx);
+      float *xd = ts_tensor_data(X);
+      const float *hd = ts_tensor_data(h0);
+      for (int64_t t = 0; t < T; t++)
+        for (int j = 0; j < 4; j++)
+          memcpy(xd + (t * 4 + j) * DM, hd + t * DM, (size_t)DM * 4);
+      ts_tensor *X1 = mhc_side(w, f, X, "attn", "layers.0.attn_norm.weight",
+                               "prefill.layers.0.attn.in",
+                               "prefill.layers.0.attn.out",
+                               "prefill.layers.0.sinkhorn.0.mixes", ks);
+      ts_tensor *X2 = X1 ? mhc_side(w, f, X1, "ffn", "layers.0.ffn_norm.weight",
+                                    "prefill.layers.0.ffn.in",
+                                    "prefill.layers.0.ffn.out", NULL, ks)
+                         : NULL;
+      CHECK(X1 && X2);
+      if (X2)
+        compare_golden(f, "prefill.layers.0.out", X2, 1e-5);
+      ts_tensor_release(X2);
+      ts_tensor_release(X1);
+      ts_tensor_release(X);
+      ts_tensor_release(h0);
+      ts_tensor_release(tid);
+    }
+    ts_tensor_release(table);
+    ts_kernel_release(ke);
+    for (int i = 0; i < 5; i++)
+      ts_kernel_release(ks[i]);
+  }
+  if (w)
+    ts_safetensors_close(w);
+  if (f)
+    ts_safetensors_close(f);
+}
+
 int main(void) {
   num_init();
   ts_kernel *k8 = num_kernel("kernels/quant.tile", "fp8_sim", NULL, NULL);
@@ -1145,6 +1285,7 @@ int main(void) {
   test_golden_compressor();
   test_router();
   test_experts();
+  test_golden_mhc_layer0();
   ts_kernel_release(k8);
   ts_kernel_release(k4);
   ts_kernel_release(kh);
