@@ -1,16 +1,10 @@
-/* cmd_other.c - `tessera devices`, and `run`, `tune`, `bench`, which are not
+/* cmd_other.c - `tessera devices`, and `tune` and `bench`, which are not
  * built yet and say so (exit 2). */
 #include "cli/cli.h"
 
 static int not_built(const char *cmd, const char *when) {
   fprintf(stderr, "tessera %s: not yet built (%s)\n", cmd, when);
   return EXIT_USAGE;
-}
-
-int cmd_run(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  return not_built("run", "the Lua model graph comes with the runtime");
 }
 
 int cmd_tune(int argc, char **argv) {

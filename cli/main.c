@@ -47,11 +47,13 @@ const cli_command cli_commands[] = {
      "  --check          print nothing; exit 1 if FILE is not formatted\n"
      "  --color=WHEN     auto, always or never\n",
      cmd_fmt},
-    {"run", "run a Lua script (not yet built)",
+    {"run", "run a Lua script with the tessera module",
      "usage: tessera run SCRIPT.lua [args...]\n"
      "\n"
-     "Runs a Lua script with the tessera module. Not yet built: the Lua\n"
-     "graph arrives with the runtime.\n",
+     "Runs a Lua 5.4 script; `local ts = require \"tessera\"` gives devices,\n"
+     "tensors, kernels compiled from .tile files, and safetensors files\n"
+     "(docs/lua.md). `arg` holds the script's arguments. A script error\n"
+     "prints its traceback and exits 1.\n",
      cmd_run},
     {"tune", "autotune a kernel's params (not yet built)",
      "usage: tessera tune FILE --kernel NAME [--shape NAME=VALUE]...\n"

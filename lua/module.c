@@ -1,11 +1,616 @@
-/* module.c - luaopen_tessera: tessera.version and tessera.check(path, defs),
- * which runs the front end and returns ok, diagnostics-text. Errors of the
- * system (an unreadable file) are raised as Lua errors. */
+/* module.c - luaopen_tessera: the `tessera` Lua module, modelled on
+ * liolib.c: one metatable per C type ("tessera.Device", "tessera.Tensor",
+ * "tessera.Kernel", "tessera.File"), a box holding one reference, the same
+ * function for __gc and __close, every argument checked, enums as strings,
+ * options as tables, failures raised as Lua errors carrying the status
+ * message. The binding stays thin: everything here is a runtime call. */
+#define _POSIX_C_SOURCE 200809L
 #include "lua/tessera_lua.h"
 #include "runtime/runtime.h"
 
 #include <lauxlib.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#define DEVICE_MT "tessera.Device"
+#define TENSOR_MT "tessera.Tensor"
+#define KERNEL_MT "tessera.Kernel"
+#define FILE_MT "tessera.File"
+
+/* Raises the status as a Lua error (frees it first). */
+static int fail(lua_State *L, ts_status st) {
+  lua_pushstring(L, ts_status_message(st));
+  ts_status_free(st);
+  return lua_error(L);
+}
+
+static void **new_box(lua_State *L, const char *mt) {
+  void **box = lua_newuserdatauv(L, sizeof(void *), 1);
+  *box = NULL;
+  luaL_setmetatable(L, mt);
+  return box;
+}
+
+static void *check_box(lua_State *L, int i, const char *mt) {
+  void **box = luaL_checkudata(L, i, mt);
+  if (!*box)
+    luaL_error(L, "attempt to use a closed %s", mt + 8);
+  return *box;
+}
+
+/* ---- dtypes ------------------------------------------------------------------- */
+
+static ts_dtype check_dtype(lua_State *L, int i) {
+  const char *s = luaL_checkstring(L, i);
+  for (int d = 0; d < TS_DTYPE_COUNT; d++)
+    if (!strcmp(s, ts_dtype_name((ts_dtype)d)))
+      return (ts_dtype)d;
+  return (ts_dtype)luaL_argerror(L, i, lua_pushfstring(L, "unknown dtype '%s'", s));
+}
+
+static void put_elem(ts_tensor *t, int64_t i, double v) {
+  void *p = ts_tensor_data(t);
+  switch (ts_tensor_dtype(t)) {
+  case TS_DTYPE_F32: ((float *)p)[i] = (float)v; break;
+  case TS_DTYPE_BF16: ((uint16_t *)p)[i] = ts_f32_to_bf16((float)v); break;
+  case TS_DTYPE_F16: ((uint16_t *)p)[i] = ts_f32_to_f16((float)v); break;
+  case TS_DTYPE_FP8E4M3: ((uint8_t *)p)[i] = ts_f32_to_e4m3((float)v); break;
+  case TS_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)v; break;
+  case TS_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)v; break;
+  case TS_DTYPE_I64: ((int64_t *)p)[i] = (int64_t)v; break;
+  default: ((uint8_t *)p)[i] = v != 0; break;
+  }
+}
+
+static double get_elem(ts_tensor *t, int64_t i) {
+  void *p = ts_tensor_data(t);
+  switch (ts_tensor_dtype(t)) {
+  case TS_DTYPE_F32: return ((float *)p)[i];
+  case TS_DTYPE_BF16: return ts_bf16_to_f32(((uint16_t *)p)[i]);
+  case TS_DTYPE_F16: return ts_f16_to_f32(((uint16_t *)p)[i]);
+  case TS_DTYPE_FP8E4M3: return ts_e4m3_to_f32(((uint8_t *)p)[i]);
+  case TS_DTYPE_I8: return ((int8_t *)p)[i];
+  case TS_DTYPE_I32: return ((int32_t *)p)[i];
+  case TS_DTYPE_I64: return (double)((int64_t *)p)[i];
+  default: return ((uint8_t *)p)[i];
+  }
+}
+
+/* ---- devices ------------------------------------------------------------------- */
+
+static int push_cpu_device(lua_State *L) {
+  void **box = new_box(L, DEVICE_MT);
+  ts_device *d;
+  ts_status st = ts_device_create_cpu(0, &d);
+  if (st)
+    return fail(L, st);
+  *box = d;
+  return 1;
+}
+
+/* ts.device("cpu" | "cuda") */
+static int l_device(lua_State *L) {
+  const char *kind = luaL_optstring(L, 1, "cpu");
+  if (!strcmp(kind, "cpu"))
+    return push_cpu_device(L);
+  if (!strcmp(kind, "cuda")) {
+    ts_device_probe p;
+    ts_runtime_probe(&p);
+    if (!p.cuda_device_count)
+      return luaL_error(L, "%s", p.cuda_message);
+    return luaL_error(L, "the CUDA device is not built yet");
+  }
+  return luaL_argerror(L, 1, "'cpu' or 'cuda'");
+}
+
+/* ts.default_device(): a GPU when there is one (not built yet), else the
+ * CPU; one shared object per Lua state. */
+static int l_default_device(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "tessera.default") != LUA_TNIL)
+    return 1;
+  lua_pop(L, 1);
+  push_cpu_device(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "tessera.default");
+  return 1;
+}
+
+static ts_device *opt_device(lua_State *L, int i) {
+  if (lua_isnoneornil(L, i)) {
+    l_default_device(L);
+    ts_device *d = *(void **)lua_touserdata(L, -1);
+    lua_pop(L, 1); /* the registry keeps it alive */
+    return d;
+  }
+  return check_box(L, i, DEVICE_MT);
+}
+
+static int device_gc(lua_State *L) {
+  void **box = luaL_checkudata(L, 1, DEVICE_MT);
+  ts_device_release(*box);
+  *box = NULL;
+  return 0;
+}
+
+static int device_name(lua_State *L) {
+  ts_device *d = check_box(L, 1, DEVICE_MT);
+  lua_pushstring(L, ts_device_name(d));
+  return 1;
+}
+
+static int device_threads(lua_State *L) {
+  ts_device *d = check_box(L, 1, DEVICE_MT);
+  lua_pushinteger(L, ts_device_thread_count(d));
+  return 1;
+}
+
+/* ---- tensors ------------------------------------------------------------------- */
+
+static ts_tensor *check_tensor(lua_State *L, int i) {
+  return check_box(L, i, TENSOR_MT);
+}
+
+
+static uint32_t check_shape(lua_State *L, int i, int64_t *shape) {
+  luaL_checktype(L, i, LUA_TTABLE);
+  lua_Integer n = luaL_len(L, i);
+  if (n > TS_MAX_RANK)
+    luaL_argerror(L, i, "more than 8 dims");
+  for (lua_Integer k = 1; k <= n; k++) {
+    lua_geti(L, i, k);
+    int ok;
+    lua_Integer v = lua_tointegerx(L, -1, &ok);
+    if (!ok || v < 0)
+      luaL_argerror(L, i, "shape entries are integers >= 0");
+    shape[k - 1] = v;
+    lua_pop(L, 1);
+  }
+  return (uint32_t)n;
+}
+
+/* Fills t from a flat table of numbers (its length must match). */
+static void fill_from_table(lua_State *L, int i, ts_tensor *t) {
+  luaL_checktype(L, i, LUA_TTABLE);
+  int64_t n = ts_tensor_count(t);
+  if (luaL_len(L, i) != n)
+    luaL_error(L, "%d values given for a tensor of %d", (int)luaL_len(L, i),
+               (int)n);
+  for (int64_t k = 0; k < n; k++) {
+    lua_geti(L, i, k + 1);
+    int ok;
+    double v = lua_tonumberx(L, -1, &ok);
+    if (!ok)
+      luaL_error(L, "value %d is not a number", (int)(k + 1));
+    put_elem(t, k, v);
+    lua_pop(L, 1);
+  }
+}
+
+/* ts.tensor(dtype, shape [, values | nil] [, device]) */
+static int l_tensor(lua_State *L) {
+  ts_dtype dt = check_dtype(L, 1);
+  int64_t shape[TS_MAX_RANK];
+  uint32_t rank = check_shape(L, 2, shape);
+  lua_settop(L, 4); /* values and device at fixed slots, nil when absent */
+  ts_device *d = opt_device(L, 4);
+  void **box = new_box(L, TENSOR_MT);
+  ts_tensor *t;
+  ts_status st = ts_tensor_create(d, dt, rank, shape, &t);
+  if (st)
+    return fail(L, st);
+  *box = t;
+  if (!lua_isnoneornil(L, 3))
+    fill_from_table(L, 3, t);
+  return 1;
+}
+
+static int tensor_gc(lua_State *L) {
+  void **box = luaL_checkudata(L, 1, TENSOR_MT);
+  ts_tensor_release(*box);
+  *box = NULL;
+  return 0;
+}
+
+static int tensor_shape(lua_State *L) {
+  ts_tensor *t = check_tensor(L, 1);
+  lua_createtable(L, (int)ts_tensor_rank(t), 0);
+  for (uint32_t i = 0; i < ts_tensor_rank(t); i++) {
+    lua_pushinteger(L, ts_tensor_dim(t, i));
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int tensor_dtype(lua_State *L) {
+  lua_pushstring(L, ts_dtype_name(ts_tensor_dtype(check_tensor(L, 1))));
+  return 1;
+}
+
+static int tensor_numel(lua_State *L) {
+  lua_pushinteger(L, ts_tensor_count(check_tensor(L, 1)));
+  return 1;
+}
+
+static void need_contiguous(lua_State *L, ts_tensor *t) {
+  if (!ts_tensor_is_contiguous(t))
+    luaL_error(L, "a strided view cannot be read or written element-wise "
+                  "yet; slice along the first dim");
+}
+
+/* t:to_table() -> flat table of numbers */
+static int tensor_to_table(lua_State *L) {
+  ts_tensor *t = check_tensor(L, 1);
+  need_contiguous(L, t);
+  int64_t n = ts_tensor_count(t);
+  lua_createtable(L, (int)n, 0);
+  for (int64_t i = 0; i < n; i++) {
+    double v = get_elem(t, i);
+    if (ts_dtype_is_int(ts_tensor_dtype(t)))
+      lua_pushinteger(L, (lua_Integer)v);
+    else
+      lua_pushnumber(L, v);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* t:set(values) */
+static int tensor_set(lua_State *L) {
+  ts_tensor *t = check_tensor(L, 1);
+  need_contiguous(L, t);
+  fill_from_table(L, 2, t);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* t:slice(dim, start, len) -> a view (dims 0-based) */
+static int tensor_slice(lua_State *L) {
+  ts_tensor *t = check_tensor(L, 1);
+  lua_Integer dim = luaL_checkinteger(L, 2), start = luaL_checkinteger(L, 3);
+  lua_Integer len = luaL_checkinteger(L, 4);
+  if (dim < 0)
+    return luaL_argerror(L, 2, "dims are 0-based and >= 0");
+  void **box = new_box(L, TENSOR_MT);
+  ts_tensor *v;
+  ts_status st = ts_tensor_slice(t, (uint32_t)dim, start, len, &v);
+  if (st)
+    return fail(L, st);
+  *box = v;
+  return 1;
+}
+
+/* A new tensor on `d` holding t's values converted to `dt`. */
+static int cast_to(lua_State *L, ts_tensor *t, ts_dtype dt, ts_device *d) {
+  need_contiguous(L, t);
+  int64_t shape[TS_MAX_RANK];
+  for (uint32_t i = 0; i < ts_tensor_rank(t); i++)
+    shape[i] = ts_tensor_dim(t, i);
+  void **box = new_box(L, TENSOR_MT);
+  ts_tensor *c;
+  ts_status st = ts_tensor_create(d, dt, ts_tensor_rank(t), shape, &c);
+  if (st)
+    return fail(L, st);
+  *box = c;
+  for (int64_t i = 0; i < ts_tensor_count(t); i++)
+    put_elem(c, i, get_elem(t, i));
+  return 1;
+}
+
+/* t:cast(dtype [, device]) -> a new tensor with the values converted */
+static int tensor_cast(lua_State *L) {
+  ts_tensor *t = check_tensor(L, 1);
+  ts_dtype dt = check_dtype(L, 2);
+  return cast_to(L, t, dt, opt_device(L, 3));
+}
+
+/* t:copy_to(device) -> a copy on that device */
+static int tensor_copy_to(lua_State *L) {
+  ts_tensor *t = check_tensor(L, 1);
+  return cast_to(L, t, ts_tensor_dtype(t), opt_device(L, 2));
+}
+
+static int tensor_tostring(lua_State *L) {
+  ts_tensor *t = *(void **)luaL_checkudata(L, 1, TENSOR_MT);
+  if (!t) {
+    lua_pushstring(L, "tensor (closed)");
+    return 1;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "tensor ");
+  luaL_addstring(&b, ts_dtype_name(ts_tensor_dtype(t)));
+  luaL_addchar(&b, '[');
+  for (uint32_t i = 0; i < ts_tensor_rank(t); i++) {
+    if (i)
+      luaL_addstring(&b, ", ");
+    lua_pushinteger(L, ts_tensor_dim(t, i));
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, ']');
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* ---- kernels ------------------------------------------------------------------- */
+
+/* ts.kernel(path, name [, {PARAM = value, ...}] [, device]) */
+static int l_kernel(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  ts_define defs[32];
+  size_t nd = 0;
+  lua_settop(L, 4);
+  lua_newtable(L); /* 5: keeps the define strings alive */
+  if (!lua_isnil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_pushnil(L);
+    int n = 0;
+    while (lua_next(L, 3)) {
+      if (nd == 32)
+        return luaL_error(L, "at most 32 params");
+      if (lua_type(L, -2) != LUA_TSTRING)
+        return luaL_error(L, "param names must be strings");
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, 5, ++n);
+      if (lua_isboolean(L, -1))
+        lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
+      else if (lua_isinteger(L, -1))
+        lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, -1));
+      else if (lua_type(L, -1) == LUA_TNUMBER) {
+        char num[40];
+        snprintf(num, sizeof num, "%.17g", lua_tonumber(L, -1));
+        lua_pushstring(L, num);
+      }
+      else
+        luaL_tolstring(L, -1, NULL);
+      lua_rawseti(L, 5, ++n);
+      lua_pop(L, 1);
+      nd++;
+    }
+    for (size_t i = 0; i < nd; i++) {
+      lua_rawgeti(L, 5, (lua_Integer)(2 * i + 1));
+      defs[i].name = lua_tostring(L, -1);
+      lua_rawgeti(L, 5, (lua_Integer)(2 * i + 2));
+      defs[i].value = lua_tostring(L, -1);
+      lua_pop(L, 2);
+    }
+  }
+  ts_device *d = opt_device(L, 4);
+  ts_diags diags;
+  ts_diags_init(&diags, ts_allocator_system());
+  ts_kernel *k = NULL;
+  ts_status st = ts_kernel_create(d, path, name, defs, nd, &diags, &k);
+  if (st) {
+    /* the diagnostics, rendered, are the error message */
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    ts_buf text;
+    ts_buf_init(&text, ts_allocator_system());
+    for (const ts_diag *g = diags.head; g; g = g->next)
+      ts_diag_render_one(g, &text, (ts_render_options){false, true});
+    if (text.ptr)
+      luaL_addstring(&b, text.ptr);
+    luaL_addstring(&b, ts_status_message(st));
+    ts_buf_deinit(&text);
+    ts_diags_deinit(&diags);
+    ts_status_free(st);
+    luaL_pushresult(&b);
+    return lua_error(L);
+  }
+  ts_diags_deinit(&diags);
+  void **box = new_box(L, KERNEL_MT);
+  *box = k;
+  return 1;
+}
+
+static int kernel_gc(lua_State *L) {
+  void **box = luaL_checkudata(L, 1, KERNEL_MT);
+  ts_kernel_release(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* k:launch{arg1, arg2, ...}: tensors and numbers (booleans for bools) */
+static int kernel_launch(lua_State *L) {
+  ts_kernel *k = check_box(L, 1, KERNEL_MT);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_Integer n = luaL_len(L, 2);
+  if (n > 128)
+    return luaL_error(L, "too many arguments");
+  ts_arg args[128];
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, 2, i);
+    ts_arg *a = &args[i - 1];
+    if (lua_isuserdata(L, -1)) {
+      *a = ts_arg_tensor(check_tensor(L, -1));
+    } else if (lua_isboolean(L, -1)) {
+      *a = (ts_arg){TS_ARG_BOOL, NULL, lua_toboolean(L, -1), 0};
+    } else if (lua_isinteger(L, -1)) {
+      *a = ts_arg_int(lua_tointeger(L, -1));
+    } else if (lua_type(L, -1) == LUA_TNUMBER) {
+      *a = ts_arg_float(lua_tonumber(L, -1));
+    } else {
+      return luaL_error(L, "argument %d is a %s; tensors and numbers only",
+                        (int)i, luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+  ts_status st = ts_kernel_launch(k, args, (size_t)n);
+  if (st)
+    return fail(L, st);
+  return 0;
+}
+
+/* ---- safetensors ------------------------------------------------------------------- */
+
+/* ts.load(path) -> file */
+static int l_load(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  void **box = new_box(L, FILE_MT);
+  ts_safetensors *f;
+  ts_status st = ts_safetensors_open(path, &f);
+  if (st)
+    return fail(L, st);
+  *box = f;
+  return 1;
+}
+
+static int file_gc(lua_State *L) {
+  void **box = luaL_checkudata(L, 1, FILE_MT);
+  ts_safetensors_close(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* f:names() -> table of names */
+static int file_names(lua_State *L) {
+  ts_safetensors *f = check_box(L, 1, FILE_MT);
+  size_t n = ts_safetensors_count(f);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushstring(L, ts_safetensors_at(f, i)->name);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
+/* f:get(name [, device]) -> a tensor holding a copy; error when absent */
+static int file_get(lua_State *L) {
+  ts_safetensors *f = check_box(L, 1, FILE_MT);
+  const char *name = luaL_checkstring(L, 2);
+  const ts_st_tensor *s = ts_safetensors_find(f, name);
+  if (!s)
+    return luaL_error(L, "no tensor '%s' in the file", name);
+  lua_settop(L, 3);
+  ts_device *d = opt_device(L, 3);
+  void **box = new_box(L, TENSOR_MT);
+  ts_tensor *t;
+  ts_status st = ts_tensor_create(d, s->dtype, s->rank, s->shape, &t);
+  if (st)
+    return fail(L, st);
+  *box = t;
+  if ((st = ts_tensor_write(t, s->data, s->size)))
+    return fail(L, st);
+  return 1;
+}
+
+/* f:meta(key) -> string or nil */
+static int file_meta(lua_State *L) {
+  ts_safetensors *f = check_box(L, 1, FILE_MT);
+  const char *v = ts_safetensors_meta(f, luaL_checkstring(L, 2));
+  if (v)
+    lua_pushstring(L, v);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+static const char *st_dtype_name(ts_dtype d) {
+  switch (d) {
+  case TS_DTYPE_F32: return "F32";
+  case TS_DTYPE_F16: return "F16";
+  case TS_DTYPE_BF16: return "BF16";
+  case TS_DTYPE_FP8E4M3: return "F8_E4M3";
+  case TS_DTYPE_I8: return "I8";
+  case TS_DTYPE_I32: return "I32";
+  case TS_DTYPE_I64: return "I64";
+  default: return "BOOL";
+  }
+}
+
+static int cmp_names(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* ts.save(path, {name = tensor, ...} [, {key = "value"}]): written
+ * atomically, names sorted. */
+static int l_save(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  const char *names[4096];
+  size_t n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    if (lua_type(L, -2) != LUA_TSTRING)
+      return luaL_error(L, "tensor names must be strings");
+    check_tensor(L, -1);
+    if (n == 4096)
+      return luaL_error(L, "at most 4096 tensors");
+    names[n++] = lua_tostring(L, -2);
+    lua_pop(L, 1);
+  }
+  qsort(names, n, sizeof *names, cmp_names);
+  ts_buf h, all;
+  ts_buf_init(&h, ts_allocator_system());
+  ts_buf_init(&all, ts_allocator_system());
+  ts_buf_putc(&h, '{');
+  bool first = true;
+  if (lua_istable(L, 3)) {
+    ts_buf_puts(&h, "\"__metadata__\":{");
+    lua_pushnil(L);
+    bool f2 = true;
+    while (lua_next(L, 3)) {
+      ts_buf_printf(&h, "%s\"%s\":\"%s\"", f2 ? "" : ",", luaL_checkstring(L, -2),
+                    luaL_checkstring(L, -1));
+      f2 = false;
+      lua_pop(L, 1);
+    }
+    ts_buf_putc(&h, '}');
+    first = false;
+  }
+  uint64_t off = 0;
+  for (size_t i = 0; i < n; i++) {
+    lua_getfield(L, 2, names[i]);
+    ts_tensor *t = check_tensor(L, -1);
+    lua_pop(L, 1);
+    ts_buf_printf(&h, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", first ? "" : ",",
+                  names[i], st_dtype_name(ts_tensor_dtype(t)));
+    for (uint32_t d = 0; d < ts_tensor_rank(t); d++)
+      ts_buf_printf(&h, "%s%lld", d ? "," : "", (long long)ts_tensor_dim(t, d));
+    uint64_t size = ts_tensor_size(t);
+    ts_buf_printf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+                  (unsigned long long)(off + size));
+    off += size;
+    first = false;
+  }
+  ts_buf_putc(&h, '}');
+  while (h.len % 8)
+    ts_buf_putc(&h, ' ');
+  unsigned char len8[8];
+  for (int i = 0; i < 8; i++)
+    len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+  ts_buf_append(&all, (const char *)len8, 8);
+  ts_buf_append(&all, h.ptr, h.len);
+  for (size_t i = 0; i < n; i++) {
+    lua_getfield(L, 2, names[i]);
+    ts_tensor *t = check_tensor(L, -1);
+    lua_pop(L, 1);
+    if (!ts_tensor_is_contiguous(t)) {
+      ts_buf_deinit(&h);
+      ts_buf_deinit(&all);
+      return luaL_error(L, "tensor '%s' is a strided view", names[i]);
+    }
+    ts_buf_append(&all, ts_tensor_data(t), ts_tensor_size(t));
+  }
+  ts_status st = all.failed ? ts_status_nomem()
+                            : ts_file_write_atomic(path, all.ptr, all.len);
+  ts_buf_deinit(&h);
+  ts_buf_deinit(&all);
+  if (st)
+    return fail(L, st);
+  return 0;
+}
+
+/* ---- misc ----------------------------------------------------------------------------- */
+
+static int l_clock(lua_State *L) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  lua_pushnumber(L, (double)t.tv_sec + (double)t.tv_nsec * 1e-9);
+  return 1;
+}
 
 /* tessera.check(path [, {NAME = value, ...}]) -> ok, messages */
 static int l_check(lua_State *L) {
@@ -14,7 +619,6 @@ static int l_check(lua_State *L) {
   size_t ndefs = 0;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    /* Strings are collected in a table at index 3, which keeps them alive. */
     lua_settop(L, 2);
     lua_newtable(L);
     int n = 0;
@@ -43,11 +647,8 @@ static int l_check(lua_State *L) {
   char *text;
   size_t len;
   ts_status st = ts_file_read(a, path, &text, &len);
-  if (st) {
-    lua_pushstring(L, ts_status_message(st));
-    ts_status_free(st);
-    return lua_error(L);
-  }
+  if (st)
+    return fail(L, st);
   ts_diags d;
   ts_diags_init(&d, a);
   ts_compile_options opt = {
@@ -68,8 +669,52 @@ static int l_check(lua_State *L) {
   return 2;
 }
 
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                      lua_CFunction gc, lua_CFunction tostring) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__close");
+  if (tostring) {
+    lua_pushcfunction(L, tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+}
+
 int luaopen_tessera(lua_State *L) {
-  static const luaL_Reg fns[] = {{"check", l_check}, {NULL, NULL}};
+  static const luaL_Reg device_methods[] = {
+      {"name", device_name}, {"threads", device_threads}, {NULL, NULL}};
+  static const luaL_Reg tensor_methods[] = {
+      {"shape", tensor_shape},   {"dtype", tensor_dtype},
+      {"numel", tensor_numel},   {"to_table", tensor_to_table},
+      {"set", tensor_set},       {"slice", tensor_slice},
+      {"cast", tensor_cast},     {"copy_to", tensor_copy_to},
+      {"close", tensor_gc},      {NULL, NULL}};
+  static const luaL_Reg kernel_methods[] = {
+      {"launch", kernel_launch}, {"close", kernel_gc}, {NULL, NULL}};
+  static const luaL_Reg file_methods[] = {{"names", file_names},
+                                          {"get", file_get},
+                                          {"meta", file_meta},
+                                          {"close", file_gc},
+                                          {NULL, NULL}};
+  new_class(L, DEVICE_MT, device_methods, device_gc, NULL);
+  new_class(L, TENSOR_MT, tensor_methods, tensor_gc, tensor_tostring);
+  new_class(L, KERNEL_MT, kernel_methods, kernel_gc, NULL);
+  new_class(L, FILE_MT, file_methods, file_gc, NULL);
+  static const luaL_Reg fns[] = {{"check", l_check},
+                                 {"device", l_device},
+                                 {"default_device", l_default_device},
+                                 {"tensor", l_tensor},
+                                 {"kernel", l_kernel},
+                                 {"load", l_load},
+                                 {"save", l_save},
+                                 {"clock", l_clock},
+                                 {NULL, NULL}};
   luaL_newlib(L, fns);
   lua_pushstring(L, ts_compiler_version());
   lua_setfield(L, -2, "version");

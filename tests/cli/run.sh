@@ -111,7 +111,19 @@ expect 1 "fmt --check ugly" "$t" fmt --check "$tmp/ugly.tile"
 expect 0 "fmt -w" "$t" fmt -w "$tmp/ugly.tile"
 expect 0 "fmt --check after -w" "$t" fmt --check "$tmp/ugly.tile"
 expect 1 "fmt bad file" "$t" fmt "$tmp/bad.tile"
-for c in run tune bench; do
+printf 'local ts = require "tessera"\nprint(ts.version, arg[1], ...)\n' >"$tmp/ok.lua"
+expect 0 "run a script" "$t" run "$tmp/ok.lua" one two
+has out "LLVM/MLIR 22" "the script sees the module"
+has out "one" "arg is set"
+printf 'local x = 1\nerror("broken here")\n' >"$tmp/bad.lua"
+expect 1 "a failing script" "$t" run "$tmp/bad.lua"
+has err "bad.lua:2: broken here" "script error with file:line"
+has err "stack traceback" "traceback printed"
+printf 'local x = = 1\n' >"$tmp/syntax.lua"
+expect 1 "a script with a syntax error" "$t" run "$tmp/syntax.lua"
+expect 2 "a missing script" "$t" run "$tmp/none.lua"
+expect 2 "run without a script" "$t" run
+for c in tune bench; do
   expect 2 "$c not built" "$t" "$c" x
   has err "not yet built" "$c says not yet built"
 done

@@ -1,0 +1,55 @@
+/* cmd_run.c - `tessera run SCRIPT.lua [args...]`: runs a Lua script with
+ * the tessera module (require "tessera") and `arg` set as lua.c does
+ * (arg[0] the script, arg[1..] its arguments). A script error prints its
+ * traceback with file:line and exits 1. */
+#include "cli/cli.h"
+#include "lua/tessera_lua.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <string.h>
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg)
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+int cmd_run(int argc, char **argv) {
+  if (argc < 1)
+    return cli_usage_error("run", "no script");
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    fprintf(stderr, "tessera run: out of memory\n");
+    return EXIT_USAGE;
+  }
+  luaL_openlibs(L);
+  luaL_requiref(L, "tessera", luaopen_tessera, 0);
+  lua_pop(L, 1);
+  lua_createtable(L, argc, 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_setglobal(L, "arg");
+  int rc = EXIT_OK;
+  lua_pushcfunction(L, traceback);
+  if (luaL_loadfile(L, argv[0]) != LUA_OK) {
+    fprintf(stderr, "tessera run: %s\n", lua_tostring(L, -1));
+    rc = lua_type(L, -1) == LUA_TSTRING &&
+                 strstr(lua_tostring(L, -1), "cannot open")
+             ? EXIT_USAGE
+             : EXIT_PROGRAM;
+  } else {
+    for (int i = 1; i < argc; i++)
+      lua_pushstring(L, argv[i]);
+    if (lua_pcall(L, argc - 1, 0, 1) != LUA_OK) {
+      fprintf(stderr, "tessera run: %s\n", lua_tostring(L, -1));
+      rc = EXIT_PROGRAM;
+    }
+  }
+  lua_close(L);
+  return rc;
+}

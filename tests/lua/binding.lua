@@ -1,0 +1,117 @@
+-- binding.lua - the tessera Lua module: tensors (create, values, views,
+-- casts), kernels (compile, launch, argument errors), safetensors (load,
+-- save, round trip, damaged files), devices. Run by ctest from the source
+-- root as `tessera run tests/lua/binding.lua`; prints "N passed, N failed".
+local ts = require "tessera"
+local passed, failed = 0, 0
+
+local function check(cond, what)
+  if cond then
+    passed = passed + 1
+  else
+    failed = failed + 1
+    io.stderr:write("FAIL: ", what, "\n", debug.traceback(), "\n")
+  end
+end
+
+local function errors_with(fn, needle, what)
+  local ok, err = pcall(fn)
+  check(not ok and tostring(err):find(needle, 1, true) ~= nil,
+        what .. " (got: " .. tostring(err) .. ")")
+end
+
+local function near(a, b, tol) return math.abs(a - b) <= tol end
+
+-- devices
+local dev = ts.default_device()
+check(dev:name() == "cpu" and dev:threads() >= 1, "default device")
+check(ts.default_device() == dev, "one default device per state")
+errors_with(function() ts.device("tpu") end, "'cpu' or 'cuda'", "unknown device")
+
+-- tensors
+local x = ts.tensor("f32", {2, 3}, {1, 2, 3, 4, 5, 6})
+check(tostring(x) == "tensor f32[2, 3]", "tostring")
+check(x:numel() == 6 and x:dtype() == "f32", "numel, dtype")
+local s = x:shape()
+check(#s == 2 and s[1] == 2 and s[2] == 3, "shape")
+local v = x:to_table()
+check(#v == 6 and v[1] == 1 and v[6] == 6, "to_table")
+local row = x:slice(0, 1, 1)
+check(row:to_table()[1] == 4, "a row view")
+x:set({9, 8, 7, 6, 5, 4})
+check(row:to_table()[1] == 6, "a view shares its buffer")
+errors_with(function() x:slice(1, 0, 2):to_table() end, "strided view",
+            "strided views are refused")
+errors_with(function() x:slice(0, 1, 5) end, "slice [1, 6)", "slice out of range")
+local b = ts.tensor("f32", {3}, {1.00390625, 3.14159, -0.1}):cast("bf16")
+check(b:dtype() == "bf16" and b:to_table()[1] == 1.0 and
+      near(b:to_table()[2], 3.140625, 0), "cast to bf16 rounds to nearest even")
+errors_with(function() ts.tensor("f33", {1}) end, "unknown dtype 'f33'", "bad dtype")
+errors_with(function() ts.tensor("f32", {-1}) end, "integers >= 0", "bad shape")
+errors_with(function() ts.tensor("f32", {2}, {1}) end, "1 values given", "bad values")
+local c = x:copy_to(dev)
+x:set({0, 0, 0, 0, 0, 0})
+check(c:to_table()[1] == 9, "copy_to copies")
+local i = ts.tensor("i32", {3}, {7, -2, 40000})
+check(math.type(i:to_table()[1]) == "integer" and i:to_table()[3] == 40000, "ints")
+
+-- kernels
+local k = ts.kernel("kernels/softmax.tile", "softmax_rows", {BM = 1})
+local xs = ts.tensor("f32", {2, 3}, {1, 2, 3, 0, 0, 0})
+local ys = ts.tensor("f32", {2, 3})
+k:launch{xs, ys}
+local y = ys:to_table()
+local e1, e2, e3 = math.exp(1 - 3), math.exp(2 - 3), 1
+local sum = e1 + e2 + e3
+check(near(y[1], e1 / sum, 1e-6) and near(y[3], 1 / sum, 1e-6) and
+      near(y[4], 1 / 3, 1e-6), "softmax from Lua")
+errors_with(function() k:launch{xs} end, "takes 2 arguments, given 1", "arg count")
+errors_with(function() k:launch{xs, ts.tensor("f32", {2, 4})} end,
+            "but 'N' is 3 from argument 'x'", "dims bound consistently")
+errors_with(function() k:launch{xs, "y"} end, "tensors and numbers only", "arg type")
+errors_with(function() ts.kernel("kernels/softmax.tile", "softmax_rows", {NOPE = 1}) end,
+            "no kernel in 'kernels/softmax.tile' has a param 'NOPE'", "bad param")
+errors_with(function() ts.kernel("kernels/none.tile", "k") end, "cannot open", "no file")
+local kb = ts.kernel("kernels/softmax.tile", "softmax_rows_bf16")
+local xb, yb = xs:cast("bf16"), ts.tensor("bf16", {2, 3})
+kb:launch{xb, yb, 2.0}
+check(near(yb:to_table()[4], 1 / 3, 2e-3), "a scalar argument")
+
+-- safetensors
+local path = os.tmpname()
+ts.save(path, {a = xs, ids = i}, {origin = "binding.lua"})
+local f = ts.load(path)
+local names = f:names()
+table.sort(names)
+check(#names == 2 and names[1] == "a" and names[2] == "ids", "saved names")
+check(f:meta("origin") == "binding.lua" and f:meta("none") == nil, "metadata")
+local a = f:get("a"):to_table()
+check(a[2] == 2 and a[6] == 0, "round trip")
+errors_with(function() f:get("b") end, "no tensor 'b'", "missing tensor")
+f:close()
+errors_with(function() f:names() end, "closed", "closed file")
+local h = io.open(path, "wb")
+h:write("\16\0\0\0\0\0\0\0{\"a\":{\"dtype\":1}")
+h:close()
+errors_with(function() ts.load(path) end, path, "damaged file names itself")
+os.remove(path)
+errors_with(function() ts.load(path) end, "cannot open", "missing file")
+
+local golden = "../shared/golden/tiny/weights.safetensors"
+local gh = io.open(golden, "rb")
+if gh then
+  gh:close()
+  local w = ts.load(golden)
+  local e = w:get("embed.weight")
+  check(e:dtype() == "bf16" and e:shape()[1] == 512, "golden weights load")
+else
+  print("skipped: " .. golden .. " is not present")
+end
+
+do
+  local t <close> = ts.tensor("f32", {1})
+  check(t:numel() == 1, "to-be-closed tensors")
+end
+
+print(string.format("%d passed, %d failed", passed, failed))
+if failed > 0 then os.exit(1) end
