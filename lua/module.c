@@ -281,6 +281,20 @@ static int tensor_slice(lua_State *L) {
   return 1;
 }
 
+/* t:reshape{dims} -> a view with another shape (contiguous tensors) */
+static int tensor_reshape(lua_State *L) {
+  ts_tensor *t = check_tensor(L, 1);
+  int64_t shape[TS_MAX_RANK];
+  uint32_t rank = check_shape(L, 2, shape);
+  void **box = new_box(L, TENSOR_MT);
+  ts_tensor *v;
+  ts_status st = ts_tensor_reshape(t, rank, shape, &v);
+  if (st)
+    return fail(L, st);
+  *box = v;
+  return 1;
+}
+
 /* A new tensor on `d` holding t's values converted to `dt`. */
 static int cast_to(lua_State *L, ts_tensor *t, ts_dtype dt, ts_device *d) {
   need_contiguous(L, t);
@@ -693,6 +707,7 @@ int luaopen_tessera(lua_State *L) {
       {"shape", tensor_shape},   {"dtype", tensor_dtype},
       {"numel", tensor_numel},   {"to_table", tensor_to_table},
       {"set", tensor_set},       {"slice", tensor_slice},
+      {"reshape", tensor_reshape},
       {"cast", tensor_cast},     {"copy_to", tensor_copy_to},
       {"close", tensor_gc},      {NULL, NULL}};
   static const luaL_Reg kernel_methods[] = {

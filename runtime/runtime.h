@@ -45,6 +45,9 @@ TS_MUST_USE ts_status ts_tensor_create(ts_device *d, ts_dtype dtype,
 TS_MUST_USE ts_status ts_tensor_slice(ts_tensor *t, uint32_t dim,
                                       int64_t start, int64_t len,
                                       ts_tensor **out);
+/* A view of a contiguous tensor with another shape of the same count. */
+TS_MUST_USE ts_status ts_tensor_reshape(ts_tensor *t, uint32_t rank,
+                                        const int64_t *shape, ts_tensor **out);
 bool ts_tensor_is_contiguous(const ts_tensor *t);
 int64_t ts_tensor_stride(const ts_tensor *t, uint32_t i); /* elements */
 ts_tensor *ts_tensor_retain(ts_tensor *t);

@@ -119,6 +119,34 @@ ts_status ts_tensor_slice(ts_tensor *t, uint32_t dim, int64_t start,
   return NULL;
 }
 
+ts_status ts_tensor_reshape(ts_tensor *t, uint32_t rank, const int64_t *shape,
+                            ts_tensor **out) {
+  if (!ts_tensor_is_contiguous(t))
+    return ts_status_make(TS_ERR_UNSUPPORTED, "reshaping a strided view");
+  if (rank > TS_MAX_RANK)
+    return ts_status_make(TS_ERR_INVALID, "a tensor has at most %d dims",
+                          TS_MAX_RANK);
+  int64_t count = 1;
+  for (uint32_t i = 0; i < rank; i++) {
+    if (shape[i] < 0 || __builtin_mul_overflow(count, shape[i], &count))
+      return ts_status_make(TS_ERR_INVALID, "bad shape for a reshape");
+  }
+  if (count != t->count)
+    return ts_status_make(TS_ERR_INVALID, "reshape of %lld elements into %lld",
+                          (long long)t->count, (long long)count);
+  ts_tensor *v = calloc(1, sizeof *v);
+  if (!v)
+    return ts_status_nomem();
+  *v = (ts_tensor){.dtype = t->dtype, .rank = rank, .offset = t->offset,
+                   .count = count, .buffer = t->buffer};
+  atomic_init(&v->refs, 1);
+  memcpy(v->shape, shape, rank * sizeof *shape);
+  contiguous_strides(v);
+  atomic_fetch_add(&t->buffer->refs, 1);
+  *out = v;
+  return NULL;
+}
+
 bool ts_tensor_is_contiguous(const ts_tensor *t) {
   int64_t s = 1;
   for (uint32_t i = t->rank; i-- > 0;) {

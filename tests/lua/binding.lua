@@ -49,6 +49,9 @@ check(b:dtype() == "bf16" and b:to_table()[1] == 1.0 and
 errors_with(function() ts.tensor("f33", {1}) end, "unknown dtype 'f33'", "bad dtype")
 errors_with(function() ts.tensor("f32", {-1}) end, "integers >= 0", "bad shape")
 errors_with(function() ts.tensor("f32", {2}, {1}) end, "1 values given", "bad values")
+local r = x:reshape{3, 2}
+check(r:shape()[1] == 3 and r:to_table()[3] == x:to_table()[3], "reshape is a view")
+errors_with(function() x:reshape{4, 2} end, "reshape of 6 elements into 8", "bad reshape")
 local c = x:copy_to(dev)
 x:set({0, 0, 0, 0, 0, 0})
 check(c:to_table()[1] == 9, "copy_to copies")
