@@ -1,0 +1,95 @@
+-- json.lua - a small JSON reader for model configs (DeepSeek's
+-- inference/config.json format): objects, arrays, strings, numbers,
+-- true/false/null. Errors name the byte offset.
+local M = {}
+
+local function decode_error(s, i, what)
+  error(string.format("JSON: %s at byte %d", what, i), 0)
+end
+
+local function skip(s, i)
+  return s:find("[^ \t\r\n]", i) or #s + 1
+end
+
+local parse_value
+
+local function parse_string(s, i)
+  local out, j = {}, i + 1
+  while true do
+    local c = s:sub(j, j)
+    if c == "" then decode_error(s, i, "unterminated string") end
+    if c == '"' then return table.concat(out), j + 1 end
+    if c == "\\" then
+      local e = s:sub(j + 1, j + 1)
+      local map = {n = "\n", t = "\t", r = "\r", b = "\b", f = "\f", ["/"] = "/",
+                   ["\\"] = "\\", ['"'] = '"'}
+      if map[e] then out[#out + 1] = map[e]; j = j + 2
+      elseif e == "u" then out[#out + 1] = "?"; j = j + 6
+      else decode_error(s, j, "bad escape") end
+    else
+      out[#out + 1] = c
+      j = j + 1
+    end
+  end
+end
+
+function parse_value(s, i)
+  i = skip(s, i)
+  local c = s:sub(i, i)
+  if c == "{" then
+    local t = {}
+    i = skip(s, i + 1)
+    if s:sub(i, i) == "}" then return t, i + 1 end
+    while true do
+      if s:sub(i, i) ~= '"' then decode_error(s, i, "expected a key") end
+      local k
+      k, i = parse_string(s, i)
+      i = skip(s, i)
+      if s:sub(i, i) ~= ":" then decode_error(s, i, "expected ':'") end
+      t[k], i = parse_value(s, i + 1)
+      i = skip(s, i)
+      local d = s:sub(i, i)
+      if d == "}" then return t, i + 1 end
+      if d ~= "," then decode_error(s, i, "expected ',' or '}'") end
+      i = skip(s, i + 1)
+    end
+  elseif c == "[" then
+    local t = {}
+    i = skip(s, i + 1)
+    if s:sub(i, i) == "]" then return t, i + 1 end
+    while true do
+      t[#t + 1], i = parse_value(s, i)
+      i = skip(s, i)
+      local d = s:sub(i, i)
+      if d == "]" then return t, i + 1 end
+      if d ~= "," then decode_error(s, i, "expected ',' or ']'") end
+      i = i + 1
+    end
+  elseif c == '"' then
+    return parse_string(s, i)
+  elseif s:sub(i, i + 3) == "true" then return true, i + 4
+  elseif s:sub(i, i + 4) == "false" then return false, i + 5
+  elseif s:sub(i, i + 3) == "null" then return nil, i + 4
+  else
+    local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", i)
+    if not num or num == "" then decode_error(s, i, "unexpected character") end
+    return math.tointeger(tonumber(num)) or tonumber(num), i + #num
+  end
+end
+
+function M.decode(s)
+  local v, i = parse_value(s, 1)
+  i = skip(s, i)
+  if i <= #s then decode_error(s, i, "trailing characters") end
+  return v
+end
+
+function M.read(path)
+  local f, err = io.open(path, "rb")
+  if not f then error(err, 0) end
+  local s = f:read("a")
+  f:close()
+  return M.decode(s)
+end
+
+return M
