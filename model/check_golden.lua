@@ -79,6 +79,29 @@ for L = 0, #record do
   compare(p .. "out", r.out)
 end
 compare("prefill.logits", logits)
+
+-- decode steps, teacher-forced: token ids[t] at position t
+local ok_dec, want_dec = pcall(golden.get, golden, "decode.logits")
+if ok_dec then
+  local steps = want_dec:shape()[1]
+  local all_ids = golden:get("input_ids"):to_table()
+  local wv, worst, t1 = want_dec:to_table(), 0, ts.clock()
+  local vocab = want_dec:shape()[2]
+  for s = 0, steps - 1 do
+    local got = model:decode(all_ids[T + s + 1]):to_table()
+    local num, den = 0, 0
+    for i = 1, vocab do
+      num = num + (got[i] - wv[s * vocab + i]) ^ 2
+      den = den + wv[s * vocab + i] ^ 2
+    end
+    worst = math.max(worst, math.sqrt(num / den))
+  end
+  checked = checked + 1
+  local flag = worst <= 1e-4 and "ok" or "FAIL"
+  if flag == "FAIL" then bad = bad + 1 end
+  print(string.format("%-48s %.3e  %s  (%d steps, worst step, %.2f s)", "decode.logits",
+                      worst, flag, steps, ts.clock() - t1))
+end
 print(string.format("prefill of %d tokens in %.2f s; %d tensors compared, %d over the limit",
                     T, seconds, checked, bad))
 print(string.format("%d passed, %d failed", checked - bad, bad))

@@ -1,13 +1,17 @@
 -- v4.lua - DeepSeek-V4's prefill, assembled from the kernels in kernels/,
 -- in the exact-math form (f32 activations, the FP8/FP4 simulations off,
 -- the Hadamard kept) that ../shared/golden's f32.safetensors records
--- (V4-SPEC sections 1 and 2). Run from the source root. Not yet here:
--- decode steps with the compressed KV state, the MTP block, the bf16 mode,
--- generation (the Lua-graph issue).
+-- (V4-SPEC sections 1, 2 and 4): prefill of a prompt, then one-token decode
+-- steps with the per-layer state of V4-SPEC 4.1 (window ring, compressed
+-- entries, indexer keys; the compressors' partial windows are rebuilt from
+-- the layer's input history, which holds exactly the buffer's tokens).
+-- Run from the source root. Not yet here: the MTP block, the bf16 mode with
+-- the FP8/FP4 simulations, sampling and generation scripts.
 local ts = require "tessera"
 local json = require "model.json"
 
 local M = {}
+local rows
 
 -- ---- kernels, compiled once per (file, name, params) -------------------------
 
@@ -51,6 +55,24 @@ local function hadamard(x)
   return y:reshape(x:shape())
 end
 
+-- A [n, w] tensor as a list of rows (tables), and back.
+rows = function(t)
+  local s, v, out = t:shape(), t:to_table(), {}
+  local w = s[#s]
+  for r = 0, t:numel() // w - 1 do
+    out[r + 1] = table.move(v, r * w + 1, r * w + w, 1, {})
+  end
+  return out
+end
+
+local function from_rows(list, first, last, width)
+  local v = {}
+  for r = first, last do
+    table.move(list[r], 1, width, #v + 1, v)
+  end
+  return ts.tensor("f32", {last - first + 1, width}, v)
+end
+
 -- rows of a after the rows of b, as one new tensor
 local function concat_rows(a, b)
   local sa, sb = a:shape(), b:shape()
@@ -79,7 +101,18 @@ function M:weight(name)
   return self.w[name]
 end
 
-function M:rope_table(ratio, positions)
+-- The (cos, sin) table of a layer type, for every position up to
+-- max_seq_len; made once.
+function M:rope_table(ratio)
+  local kind = ratio == 0 and "window" or "compressed"
+  self.tabs = self.tabs or {}
+  if not self.tabs[kind] then
+    self.tabs[kind] = self:make_rope_table(ratio, self.cfg.max_seq_len)
+  end
+  return self.tabs[kind]
+end
+
+function M:make_rope_table(ratio, positions)
   local c = self.cfg
   local params = ratio == 0 and {BASE = c.rope_theta * 1.0}
     or {BASE = c.compress_rope_theta * 1.0, YARN = true,
@@ -92,7 +125,7 @@ end
 
 -- The compressor of layer L (which: "compressor" or "indexer.compressor"):
 -- entries of all complete windows, normalised and rotated.
-function M:compress(L, which, x, ratio, tab)
+function M:compress(L, which, x, ratio, tab, first)
   local p = string.format("layers.%d.attn.%s.", L, which)
   local T = x:shape()[1]
   local c = linear(x, self:weight(p .. "wkv.weight"))
@@ -103,7 +136,7 @@ function M:compress(L, which, x, ratio, tab)
   kernel("compressor.tile", "compress_pool", {OVERLAP = ratio == 4})
     :launch{c, z, self:weight(p .. "ape"), comp}
   kernel("compressor.tile", "compress_norm_rope_f32", {RATIO = ratio})
-    :launch{comp, self:weight(p .. "norm.weight"), tab, out}
+    :launch{comp, self:weight(p .. "norm.weight"), tab, out, first or 0}
   return out
 end
 
@@ -114,7 +147,7 @@ function M:attention(L, x, pos)
   local p = string.format("layers.%d.attn.", L)
   local ratio = cfg.compress_ratios[L + 1]
   local T, H, W = x:shape()[1], cfg.n_heads, cfg.window_size
-  local tab = self:rope_table(ratio, T)
+  local tab = self:rope_table(ratio)
   local made = {}
   local qr = rmsnorm(linear(x, self:weight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
@@ -125,6 +158,7 @@ function M:attention(L, x, pos)
   local kv = rmsnorm(linear(x, self:weight(p .. "wkv.weight")),
                      self:weight(p .. "kv_norm.weight"))
   kv = rope(kv:reshape{T, 1, c}, tab, pos):reshape{T, c}
+  made.kv = kv
   -- the KV list: the T window entries, then the compressed entries
   local list, N, sel = kv, 0, nil
   if ratio > 0 then
@@ -146,7 +180,7 @@ function M:attention(L, x, pos)
     for i = 1, #wv do wv[i] = wv[i] * scale end
     w:set(wv)
     local scores = f32{T, N}
-    kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio}):launch{qi, keys, w, scores}
+    kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio}):launch{qi, keys, w, pos, scores}
     local lens = {}
     for t = 0, T - 1 do lens[t + 1] = (t + 1) // ratio end
     local len = ts.tensor("i32", {T}, lens)
@@ -269,9 +303,20 @@ function M:prefill(ids)
     end)
     r.out = X
     record[L] = r
+    -- the decode state of the layer (V4-SPEC 4.4's hand-off)
+    self.state = self.state or {}
+    self.state[L] = {x = rows(r.attn_in), kv = rows(made.kv),
+                     comp = made.compressed and rows(made.compressed) or {},
+                     keys = made.indexer_keys and rows(made.indexer_keys) or {}}
   end
-  -- the head: a sigmoid-weighted sum of the streams (last position), the
-  -- final norm, the LM head
+  self.next_pos = T
+    return self:head(X), record
+end
+
+-- The logits of the last position of the streams X [T, 4, d]: the
+-- sigmoid-weighted sum of the streams, the final norm, the LM head.
+function M:head(X)
+  local cfg, T, d = self.cfg, X:shape()[1], X:shape()[3]
   local mixes = f32{T, 4}
   kernel("mhc.tile", "hc_mix"):launch{X:reshape{T, 4 * d}, self:weight("hc_head_fn"), mixes}
   local mv, base = mixes:to_table(), self:weight("hc_head_base"):to_table()
@@ -286,7 +331,135 @@ function M:prefill(ids)
     end
   end
   local yt = rmsnorm(ts.tensor("f32", {1, d}, y), self:weight("norm.weight"))
-  return linear(yt, self:weight("head.weight")), record
+  return linear(yt, self:weight("head.weight"))
+end
+
+-- ---- decode ------------------------------------------------------------------------------
+
+-- One step of the compressor `which` of layer L, after the layer's input
+-- history st.x gained position t: when t completes a window, the new entry
+-- (from the window's tokens, and for CSA the previous window's), else nil.
+function M:compress_step(L, which, st, t, ratio, tab)
+  if (t + 1) % ratio ~= 0 then return nil end
+  local g = (t + 1) // ratio - 1
+  local first = (ratio == 4 and g > 0) and t + 1 - 2 * ratio or t + 1 - ratio
+  local x = from_rows(st.x, first + 1, t + 1, self.cfg.dim)
+  local n = x:shape()[1] // ratio
+  local out = self:compress(L, which, x, ratio, tab, g - (n - 1))
+  local all = rows(out)
+  return all[#all]
+end
+
+-- Attention of layer L for one token at position t (x [1, d]), updating the
+-- layer's state.
+function M:attention_step(L, x, t)
+  local c, cfg = self.cfg.head_dim, self.cfg
+  local p = string.format("layers.%d.attn.", L)
+  local ratio = cfg.compress_ratios[L + 1]
+  local H, W, st = cfg.n_heads, cfg.window_size, self.state[L]
+  local tab = self:rope_table(ratio)
+  local pos = ts.tensor("i32", {1}, {t})
+  local qr = rmsnorm(linear(x, self:weight(p .. "wq_a.weight")),
+                     self:weight(p .. "q_norm.weight"))
+  local q = linear(qr, self:weight(p .. "wq_b.weight")):reshape{1, H, c}
+  local qn = f32{1, H, c}
+  kernel("rmsnorm.tile", "head_rmsnorm_f32"):launch{q, qn}
+  q = rope(qn, tab, pos)
+  local kv = rmsnorm(linear(x, self:weight(p .. "wkv.weight")),
+                     self:weight(p .. "kv_norm.weight"))
+  kv = rope(kv:reshape{1, 1, c}, tab, pos):reshape{1, c}
+  st.x[t + 1] = x:to_table()
+  st.kv[t + 1] = kv:to_table()
+  local selected = {}
+  if ratio == 4 then
+    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab)
+    if key then
+      local k = f32{1, #key}
+      k:set(key)
+      st.keys[#st.keys + 1] = rows(hadamard(k))[1]
+    end
+    local N = #st.keys
+    if N > 0 then
+      local HI, DI = cfg.index_n_heads, cfg.index_head_dim
+      local qi = linear(qr, self:weight(p .. "indexer.wq_b.weight")):reshape{1, HI, DI}
+      qi = hadamard(rope(qi, tab, pos))
+      local keys = from_rows(st.keys, 1, N, DI)
+      local w = linear(x, self:weight(p .. "indexer.weights_proj.weight"))
+      local scale = DI ^ -0.5 * HI ^ -0.5
+      local wv = w:to_table()
+      for i = 1, #wv do wv[i] = wv[i] * scale end
+      w:set(wv)
+      local scores = f32{1, N}
+      kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio}):launch{qi, keys, w, pos, scores}
+      local sel = ts.tensor("i32", {1, cfg.index_topk})
+      local len = ts.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
+      kernel("topk.tile", "topk", {K = cfg.index_topk}):launch{scores, len, sel}
+      for _, e in ipairs(sel:to_table()) do
+        if e >= 0 then selected[#selected + 1] = e end
+      end
+    end
+  end
+  if ratio > 0 then
+    local entry = self:compress_step(L, "compressor", st, t, ratio, tab)
+    if entry then st.comp[#st.comp + 1] = entry end
+  end
+  -- the KV list: the window ring (slot = position mod W), then the
+  -- compressed entries
+  local ring, idx = {}, {}
+  for s = 1, W do ring[s] = false end
+  for q_ = math.max(0, t - W + 1), t do
+    ring[q_ % W + 1] = st.kv[q_ + 1]
+    idx[#idx + 1] = q_ % W
+  end
+  local zero = {}
+  for i = 1, c do zero[i] = 0 end
+  local list_rows = {}
+  for s = 1, W do list_rows[s] = ring[s] or zero end
+  for _, e in ipairs(st.comp) do list_rows[#list_rows + 1] = e end
+  local list = from_rows(list_rows, 1, #list_rows, c)
+  local extra = 0
+  if ratio == 4 then
+    extra = cfg.index_topk
+    for _, e in ipairs(selected) do idx[#idx + 1] = W + e end
+  elseif ratio == 128 then
+    extra = math.max(#st.comp, 1)
+    for i = 0, #st.comp - 1 do
+      if (i + 1) * ratio <= t + 1 then idx[#idx + 1] = W + i end
+    end
+  end
+  local K = W + extra
+  for k = #idx + 1, K do idx[k] = -1 end
+  local idx_t = ts.tensor("i32", {1, K}, idx)
+  local o = f32{1, H, c}
+  kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5})
+    :launch{q, list, idx_t, self:weight(p .. "attn_sink"), o}
+  o = rope(o, tab, pos, true)
+  local G, dg = cfg.o_groups, cfg.o_lora_rank
+  local z = f32{1, G, dg}
+  kernel("gemm.tile", "grouped_linear_f32"):launch{
+    o:reshape{1, G, H // G * c}, self:weight(p .. "wo_a.weight"):reshape{G, dg, H // G * c}, z}
+  return linear(z:reshape{1, G * dg}, self:weight(p .. "wo_b.weight"))
+end
+
+-- One decode step: token `id` at the next position; returns its logits.
+function M:decode(id)
+  local cfg, d, t = self.cfg, self.cfg.dim, self.next_pos
+  local ids = ts.tensor("i32", {1}, {id})
+  local h0 = f32{1, d}
+  kernel("embed.tile", "embed"):launch{ids, self.file:get("embed.weight"), h0}
+  local hv, xv = h0:to_table(), {}
+  for j = 1, 4 do table.move(hv, 1, d, #xv + 1, xv) end
+  local X = ts.tensor("f32", {1, 4, d}, xv)
+  for L = 0, cfg.n_layers - 1 do
+    X = self:mhc_block(L, "attn", X, nil, function(x)
+      return self:attention_step(L, x, t)
+    end)
+    X = self:mhc_block(L, "ffn", X, nil, function(x)
+      return self:moe(L, x, ids)
+    end)
+  end
+  self.next_pos = t + 1
+  return self:head(X)
 end
 
 return M

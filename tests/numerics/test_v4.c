@@ -778,9 +778,9 @@ static void golden_compressor(ts_safetensors *w, ts_safetensors *f, int layer,
     num_launch(pool, a3, 4);
     ts_arg a4[1] = {ts_arg_tensor(tab)};
     num_launch(yt, a4, 1);
-    ts_arg a5[4] = {ts_arg_tensor(comp), ts_arg_tensor(nw), ts_arg_tensor(tab),
-                    ts_arg_tensor(out)};
-    num_launch(fin, a5, 4);
+    ts_arg a5[5] = {ts_arg_tensor(comp), ts_arg_tensor(nw), ts_arg_tensor(tab),
+                    ts_arg_tensor(out), ts_arg_int(0)};
+    num_launch(fin, a5, 5);
     if (hadamard) {
       ts_arg a6[2] = {ts_arg_tensor(out), ts_arg_tensor(comp)};
       num_launch(had, a6, 2);
