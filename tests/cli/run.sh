@@ -88,7 +88,7 @@ has out "llvm.func @softmax_rows(" "lowered is the LLVM dialect"
 expect 0 "emit llvm" "$t" compile kernels/gemm.tile --emit llvm
 has out "define void @gemm_nt(" "llvm IR"
 expect 0 "compile for the CPU" "$t" compile kernels/gemm.tile
-has out "3 kernels compiled for the CPU" "default compile JITs"
+has out "kernels compiled for the CPU" "default compile JITs"
 expect 0 "--time-passes" "$t" compile kernels/softmax.tile --emit lowered --time-passes
 has err "Execution time report" "pass timing printed"
 for s in ptx cuda; do
