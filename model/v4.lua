@@ -278,6 +278,7 @@ end
 -- record of what each layer made.
 function M:prefill(ids)
   local cfg, T, d = self.cfg, ids:numel(), self.cfg.dim
+  self:reset()
   local h0 = f32{T, d}
   kernel("embed.tile", "embed"):launch{ids, self.file:get("embed.weight"), h0}
   local hv, xv = h0:to_table(), {}
@@ -304,7 +305,6 @@ function M:prefill(ids)
     r.out = X
     record[L] = r
     -- the decode state of the layer (V4-SPEC 4.4's hand-off)
-    self.state = self.state or {}
     self.state[L] = {x = rows(r.attn_in), kv = rows(made.kv),
                      comp = made.compressed and rows(made.compressed) or {},
                      keys = made.indexer_keys and rows(made.indexer_keys) or {}}
@@ -335,6 +335,12 @@ function M:head(X)
 end
 
 -- ---- decode ------------------------------------------------------------------------------
+
+-- Forgets the sequence: a new prefill starts from position 0.
+function M:reset()
+  self.state = {}
+  self.next_pos = 0
+end
 
 -- One step of the compressor `which` of layer L, after the layer's input
 -- history st.x gained position t: when t completes a window, the new entry
@@ -444,6 +450,7 @@ end
 -- One decode step: token `id` at the next position; returns its logits.
 function M:decode(id)
   local cfg, d, t = self.cfg, self.cfg.dim, self.next_pos
+  if not t or t == 0 then error("decode needs a prefill first", 2) end
   local ids = ts.tensor("i32", {1}, {id})
   local h0 = f32{1, d}
   kernel("embed.tile", "embed"):launch{ids, self.file:get("embed.weight"), h0}
