@@ -80,6 +80,13 @@ for L = 0, #record do
 end
 compare("prefill.logits", logits)
 
+-- the MTP block over positions 0 .. T - 2 (token i + 1 at position i)
+local ok_mtp, want_mtp = pcall(golden.get, golden, "mtp.logits")
+if ok_mtp then
+  local next_ids = golden:get("input_ids"):slice(0, 1, T - 1)
+  compare("mtp.logits", model:mtp(next_ids))
+end
+
 -- decode steps, teacher-forced: token ids[t] at position t
 local ok_dec, want_dec = pcall(golden.get, golden, "decode.logits")
 if ok_dec then

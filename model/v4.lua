@@ -92,6 +92,13 @@ function M.load(dir)
   return setmetatable(self, {__index = M})
 end
 
+-- Weight names of block L: "layers.L." for the main layers, "mtp.0." for
+-- the MTP block (L = n_layers), whose attention is window-only.
+function M:prefix(L)
+  if L >= self.cfg.n_layers then return "mtp.0." end
+  return string.format("layers.%d.", L)
+end
+
 -- A weight as f32 (bf16 checkpoints hold exactly representable values).
 function M:weight(name)
   if not self.w[name] then
@@ -126,7 +133,7 @@ end
 -- The compressor of layer L (which: "compressor" or "indexer.compressor"):
 -- entries of all complete windows, normalised and rotated.
 function M:compress(L, which, x, ratio, tab, first)
-  local p = string.format("layers.%d.attn.%s.", L, which)
+  local p = self:prefix(L) .. "attn." .. which .. "."
   local T = x:shape()[1]
   local c = linear(x, self:weight(p .. "wkv.weight"))
   local z = linear(x, self:weight(p .. "wgate.weight"))
@@ -144,7 +151,7 @@ end
 -- made (for the golden comparisons).
 function M:attention(L, x, pos)
   local c, cfg = self.cfg.head_dim, self.cfg
-  local p = string.format("layers.%d.attn.", L)
+  local p = self:prefix(L) .. "attn."
   local ratio = cfg.compress_ratios[L + 1]
   local T, H, W = x:shape()[1], cfg.n_heads, cfg.window_size
   local tab = self:rope_table(ratio)
@@ -222,9 +229,9 @@ function M:attention(L, x, pos)
 end
 
 function M:moe(L, x, ids)
-  local cfg, p = self.cfg, string.format("layers.%d.ffn.", L)
+  local cfg, p = self.cfg, self:prefix(L) .. "ffn."
   local T, K = x:shape()[1], cfg.n_activated_experts
-  local hash = L < cfg.n_hash_layers
+  local hash = L < cfg.n_hash_layers and L < cfg.n_layers
   local E = cfg.n_routed_experts
   local bias = hash and f32{E} or self:weight(p .. "gate.bias")
   local t2e = hash and self.file:get(p .. "gate.tid2eid") or ts.tensor("i32", {1, K})
@@ -258,7 +265,7 @@ end
 -- and output.
 function M:mhc_block(L, side, X, norm, fn)
   local T, d = X:shape()[1], X:shape()[3]
-  local p = string.format("layers.%d.hc_%s_", L, side)
+  local p = self:prefix(L) .. "hc_" .. side .. "_"
   local mixes = f32{T, 24}
   kernel("mhc.tile", "hc_mix"):launch{X:reshape{T, 4 * d}, self:weight(p .. "fn"), mixes}
   local pre, post, comb = f32{T, 4}, f32{T, 4}, f32{T, 4, 4}
@@ -267,7 +274,7 @@ function M:mhc_block(L, side, X, norm, fn)
     :launch{mixes, self:weight(p .. "scale"), self:weight(p .. "base"), pre, post, comb}
   local u = f32{T, d}
   kernel("mhc.tile", "hc_pre"):launch{X, pre, u}
-  local xin = rmsnorm(u, self:weight(string.format("layers.%d.%s_norm.weight", L, side)))
+  local xin = rmsnorm(u, self:weight(self:prefix(L) .. side .. "_norm.weight"))
   local out, extra = fn(xin)
   local Y = f32(X:shape())
   kernel("mhc.tile", "hc_post"):launch{X, out, post, comb, Y}
@@ -310,17 +317,19 @@ function M:prefill(ids)
                      keys = made.indexer_keys and rows(made.indexer_keys) or {}}
   end
   self.next_pos = T
-    return self:head(X), record
+    self.final_streams = X
+  return self:head(X), record
 end
 
 -- The logits of the last position of the streams X [T, 4, d]: the
 -- sigmoid-weighted sum of the streams, the final norm, the LM head.
-function M:head(X)
+function M:head(X, pre)
+  pre = pre or ""
   local cfg, T, d = self.cfg, X:shape()[1], X:shape()[3]
   local mixes = f32{T, 4}
-  kernel("mhc.tile", "hc_mix"):launch{X:reshape{T, 4 * d}, self:weight("hc_head_fn"), mixes}
-  local mv, base = mixes:to_table(), self:weight("hc_head_base"):to_table()
-  local scale = self:weight("hc_head_scale"):to_table()[1]
+  kernel("mhc.tile", "hc_mix"):launch{X:reshape{T, 4 * d}, self:weight(pre .. "hc_head_fn"), mixes}
+  local mv, base = mixes:to_table(), self:weight(pre .. "hc_head_base"):to_table()
+  local scale = self:weight(pre .. "hc_head_scale"):to_table()[1]
   local xv2 = X:to_table()
   local y = {}
   for c = 1, d do y[c] = 0 end
@@ -330,8 +339,41 @@ function M:head(X)
       y[c] = y[c] + pre * xv2[((T - 1) * 4 + (j - 1)) * d + c]
     end
   end
-  local yt = rmsnorm(ts.tensor("f32", {1, d}, y), self:weight("norm.weight"))
+  local yt = rmsnorm(ts.tensor("f32", {1, d}, y), self:weight(pre .. "norm.weight"))
   return linear(yt, self:weight("head.weight"))
+end
+
+-- ---- MTP ---------------------------------------------------------------------------------
+
+-- The MTP block (V4-SPEC 1.10) as a prefill over positions 0 .. n - 1 of
+-- the last prefill: position i combines the main model's final streams at
+-- i with the embedding of next_ids[i] (the token i + 1); returns the
+-- logits of its last position.
+function M:mtp(next_ids)
+  local cfg, d, L = self.cfg, self.cfg.dim, self.cfg.n_layers
+  local n, pre = next_ids:numel(), "mtp.0."
+  local e = f32{n, d}
+  kernel("embed.tile", "embed"):launch{next_ids, self.file:get("embed.weight"), e}
+  local ep = linear(rmsnorm(e, self:weight(pre .. "enorm.weight")),
+                    self:weight(pre .. "e_proj.weight")):to_table()
+  local main = self.final_streams:slice(0, 0, n):reshape{n * 4, d}
+  local hp = linear(rmsnorm(main, self:weight(pre .. "hnorm.weight")),
+                    self:weight(pre .. "h_proj.weight")):to_table()
+  for i = 0, n - 1 do
+    for j = 0, 3 do
+      for c = 1, d do
+        local k = (i * 4 + j) * d + c
+        hp[k] = hp[k] + ep[i * d + c]
+      end
+    end
+  end
+  local X = ts.tensor("f32", {n, 4, d}, hp)
+  local pos_v = {}
+  for t = 0, n - 1 do pos_v[t + 1] = t end
+  local pos = ts.tensor("i32", {n}, pos_v)
+  X = self:mhc_block(L, "attn", X, nil, function(x) return self:attention(L, x, pos) end)
+  X = self:mhc_block(L, "ffn", X, nil, function(x) return self:moe(L, x, next_ids) end)
+  return self:head(X, pre)
 end
 
 -- ---- decode ------------------------------------------------------------------------------
@@ -360,7 +402,7 @@ end
 -- layer's state.
 function M:attention_step(L, x, t)
   local c, cfg = self.cfg.head_dim, self.cfg
-  local p = string.format("layers.%d.attn.", L)
+  local p = self:prefix(L) .. "attn."
   local ratio = cfg.compress_ratios[L + 1]
   local H, W, st = cfg.n_heads, cfg.window_size, self.state[L]
   local tab = self:rope_table(ratio)
