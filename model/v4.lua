@@ -86,9 +86,14 @@ end
 -- ---- the model ------------------------------------------------------------------------
 
 -- Loads config.json and the weights of a model folder (tiny: in f32).
-function M.load(dir)
-  local self = {cfg = json.read(dir .. "/config.json"),
-                file = ts.load(dir .. "/weights.safetensors"), w = {}}
+-- Loads a model folder (config.json + weights.safetensors), or a config and
+-- a weights file given apart; every tensor the config needs is checked
+-- (name, dtype, shape) before use.
+function M.load(dir, weights_path)
+  local cfg = type(dir) == "table" and dir or json.read(dir .. "/config.json")
+  local self = {cfg = cfg, file = ts.load(weights_path or dir .. "/weights.safetensors"),
+                w = {}}
+  require("model.weights").validate(cfg, self.file)
   return setmetatable(self, {__index = M})
 end
 

@@ -2,8 +2,9 @@
 # demo.sh - installs what is missing, builds, and runs the main job on the
 # CPU: every kernel in kernels/ is checked, compiled to CPU code and
 # JIT-loaded, the f32 GEMM benchmark runs against OpenBLAS, and the V4
-# prefill of the tiny golden model runs from Lua (model/check_golden.lua)
-# and is compared with DeepSeek's reference tensors.
+# model runs from Lua: generation with the tiny config (model/generate.lua)
+# and the golden tiny model's prefill, MTP and decode compared with
+# DeepSeek's reference tensors (model/check_golden.lua).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build
@@ -27,6 +28,10 @@ echo
 echo "== f32 GEMM on the CPU against OpenBLAS (bench/cpu_gemm)"
 build/bench/cpu_gemm 512
 echo
-echo "== the main job: DeepSeek-V4 prefill of the tiny model, from Lua, on the CPU,"
-echo "   against the tensors DeepSeek's own reference code computed"
+echo "== the main job: DeepSeek-V4 from Lua on the CPU, assembled from kernels/"
+echo "-- text generation with the tiny config (random weights, made if missing)"
+build/tessera run model/generate.lua --config tiny --tokens 32
+echo
+echo "-- prefill, MTP and 72 decode steps of DeepSeek's tiny golden model, tensor by"
+echo "   tensor against what DeepSeek's reference code computed"
 build/tessera run model/check_golden.lua

@@ -1,0 +1,59 @@
+-- model_weights.lua - the weight list of a config matches DeepSeek's
+-- checkpoint layout (the golden tiny model, when present); init.lua is
+-- deterministic and its files load and validate; a weights file that lacks
+-- a tensor or has a wrong shape, and a malformed config, are refused with
+-- the tensor or the byte named.
+local ts = require "tessera"
+local json = require "model.json"
+local W = require "model.weights"
+local V4 = require "model.v4"
+local passed, failed = 0, 0
+local function check(c, what)
+  if c then passed = passed + 1 else failed = failed + 1; print("FAIL: " .. what) end
+end
+local function errors_with(fn, needle, what)
+  local ok, err = pcall(fn)
+  check(not ok and tostring(err):find(needle, 1, true), what .. " (got " .. tostring(err) .. ")")
+end
+
+local golden = "../shared/golden/tiny"
+local gh = io.open(golden .. "/config.json", "rb")
+if gh then
+  gh:close()
+  local cfg = json.read(golden .. "/config.json")
+  local f = ts.load(golden .. "/weights.safetensors")
+  check(#W.list(cfg) == #f:names(), "the list names every tensor of the checkpoint")
+  check(pcall(W.validate, cfg, f), "the golden checkpoint validates")
+else
+  print("skipped: no golden folder")
+end
+
+local path = os.tmpname()
+arg = {[0] = "model/init.lua", "--config", "tiny", "--seed", "7", "-o", path}
+dofile("model/init.lua")
+local cfg = json.read("model/configs/tiny.json")
+local m = V4.load(cfg, path)
+check(m ~= nil, "init weights load and validate")
+local a = io.open(path, "rb"):read("a")
+dofile("model/init.lua")
+check(io.open(path, "rb"):read("a") == a, "init is deterministic")
+
+-- a file without one tensor, and one with a wrong shape
+local f = ts.load(path)
+local t = {}
+for _, n in ipairs(f:names()) do t[n] = f:get(n) end
+t["layers.1.attn.wkv.weight"] = nil
+ts.save(path, t)
+errors_with(function() V4.load(cfg, path) end,
+            "tensor 'layers.1.attn.wkv.weight' is missing", "missing tensor")
+t["layers.1.attn.wkv.weight"] = ts.tensor("bf16", {2, 2})
+ts.save(path, t)
+errors_with(function() V4.load(cfg, path) end,
+            "'layers.1.attn.wkv.weight' is bf16[2, 2], the config needs bf16[128, 256]",
+            "wrong shape")
+os.remove(path)
+errors_with(function() json.decode('{"dim": 256,,}') end, "at byte 13", "bad config JSON")
+errors_with(function() json.decode('{"dim": 256') end, "expected ',' or '}'", "truncated JSON")
+
+print(string.format("%d passed, %d failed", passed, failed))
+if failed > 0 then os.exit(1) end
