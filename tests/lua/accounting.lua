@@ -1,0 +1,47 @@
+-- accounting.lua - model/kv_report.lua's accounting agrees with
+-- ../shared/tools/v4_cost.py (run with python3 when both are present) on
+-- KV bytes per token and precision-weighted FLOPs, for V4-Flash and V4-Pro
+-- at several context lengths; and the 1M-token ratios are the published
+-- ones (Flash 7.3% KV / 10.1% FLOPs, Pro 10.5% / 26.9%).
+local json = require "model.json"
+local R = dofile("model/kv_report.lua")
+local passed, failed = 0, 0
+local function check(c, what)
+  if c then passed = passed + 1 else failed = failed + 1; print("FAIL: " .. what) end
+end
+
+local v = json.read("model/configs/v3.2.json")
+local flash = json.read("model/configs/v4-flash.json")
+local pro = json.read("model/configs/v4-pro.json")
+local kv, fl = R.ratios(flash, v, 1000000)
+check(string.format("%.1f %.1f", kv * 100, fl * 100) == "7.3 10.1", "Flash at 1M")
+kv, fl = R.ratios(pro, v, 1000000)
+check(string.format("%.1f %.1f", kv * 100, fl * 100) == "10.5 26.9", "Pro at 1M")
+
+local tool = "../shared/tools/v4_cost.py"
+local probe = io.open(tool, "r")
+local py = io.popen("command -v python3")
+local have_py = py:read("a") ~= ""
+py:close()
+if probe and have_py then
+  probe:close()
+  for _, T in ipairs{4096, 131072, 1000000, 1048576} do
+    local h = io.popen("python3 " .. tool .. " " .. T)
+    local text = h:read("a")
+    h:close()
+    for _, c in ipairs{flash, pro} do
+      local name = c.name:gsub("%-", "%%-")
+      local kvb = text:match(name .. "%s*: paper%-format%s+([%d%.]+) B/tok")
+      local wf = text:match(name .. "%s*: linear[^\n]-weighted%s+([%d%.]+)G")
+      local _, _, d = R.ratios(c, v, T)
+      check(kvb and math.abs(tonumber(kvb) - d.kv_bytes) < 0.06,
+            string.format("%s KV at %d: %s vs %.1f", c.name, T, tostring(kvb), d.kv_bytes))
+      check(wf and math.abs(tonumber(wf) - d.flops / 1e9) < 0.06,
+            string.format("%s FLOPs at %d: %s vs %.1f", c.name, T, tostring(wf), d.flops / 1e9))
+    end
+  end
+else
+  print("skipped the comparison with v4_cost.py (no python3 or no ../shared/tools)")
+end
+print(string.format("%d passed, %d failed", passed, failed))
+if failed > 0 then os.exit(1) end
