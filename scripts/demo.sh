@@ -35,3 +35,6 @@ echo
 echo "-- prefill, MTP and 72 decode steps of DeepSeek's tiny golden model, tensor by"
 echo "   tensor against what DeepSeek's reference code computed"
 build/tessera run model/check_golden.lua
+echo
+echo "-- KV cache and FLOPs per token at 1M tokens against V3.2 (plot: build/kv_ratio.svg)"
+build/tessera run model/kv_report.lua --tokens 1000000 --svg build/kv_ratio.svg

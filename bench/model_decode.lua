@@ -1,0 +1,61 @@
+-- model_decode.lua - prefill and decode speed of the tiny V4 config on the
+-- CPU (kernels compiled before timing), with the time per layer kind of a
+-- decode step; run from the source root:
+--   build/tessera run bench/model_decode.lua [weights.safetensors]
+local ts = require "tessera"
+local json = require "model.json"
+local V4 = require "model.v4"
+
+local cfg = json.read("model/configs/tiny.json")
+local weights = arg[1] or "build/tiny.safetensors"
+local probe = io.open(weights, "rb")
+if probe then probe:close() else
+  arg = {[0] = "model/init.lua", "--config", "tiny", "--seed", "1", "-o", weights}
+  dofile("model/init.lua")
+end
+local model = V4.load(cfg, weights)
+local function ids(n)
+  local v = {}
+  for i = 1, n do v[i] = (i * 37) % 256 end
+  return ts.tensor("i32", {n}, v)
+end
+-- warm up: compiles every kernel once
+model:prefill(ids(8))
+model:decode(1)
+
+local results = {}
+for _, n in ipairs{64, 256} do
+  local t0 = ts.clock()
+  model:prefill(ids(n))
+  local t1 = ts.clock()
+  local steps = 32
+  for s = 1, steps do model:decode(s % 256) end
+  local t2 = ts.clock()
+  results[#results + 1] = string.format("| %d | %.1f | %.1f |", n, n / (t1 - t0), steps / (t2 - t1))
+end
+
+-- time per layer of one decode step (after a 256-token prefill)
+model:prefill(ids(256))
+local layer_time = {}
+local orig = model.attention_step
+model.attention_step = function(self, L, x, t)
+  local t0 = ts.clock()
+  local y = orig(self, L, x, t)
+  layer_time[L] = (layer_time[L] or 0) + ts.clock() - t0
+  return y
+end
+local steps = 16
+for s = 1, steps do model:decode(s) end
+model.attention_step = orig
+
+print("# tiny V4 config on the CPU (" .. ts.default_device():threads() .. " threads)")
+print("| prompt tokens | prefill tokens/s | decode tokens/s (32 steps) |")
+print("|---|---|---|")
+for _, r in ipairs(results) do print(r) end
+print("")
+print("| layer | ratio | attention per decode step (ms) |")
+print("|---|---|---|")
+for L = 0, cfg.n_layers - 1 do
+  print(string.format("| %d | %d | %.2f |", L, cfg.compress_ratios[L + 1],
+                      layer_time[L] / steps * 1e3))
+end
