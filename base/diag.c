@@ -76,6 +76,10 @@ static bool locate(ts_diags *d, ts_diag *dg, const ts_source *src,
   ts_str text = ts_source_line(src, dg->line);
   uint32_t start = (uint32_t)(text.ptr - src->text);
   uint32_t lo = span.lo - start;
+  /* A span may start past the line's visible text (after a trailing '\r',
+   * at the end of the file): point just past the text. */
+  if (lo > text.len)
+    lo = (uint32_t)text.len;
   uint32_t hi = span.hi > span.lo ? span.hi - start : lo + 1;
   if (hi > text.len)
     hi = (uint32_t)text.len > lo ? (uint32_t)text.len : lo + 1;

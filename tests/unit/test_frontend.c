@@ -61,6 +61,10 @@ static void test_bad_input(void) {
   expect_errors("const-overflow",
                 "kernel k(x: f32[N]) { let a = 9223372036854775807 + 1; }", 56);
   expect_errors("div-zero", "kernel k(x: f32[N]) { let a = 1 / 0; }", 38);
+  /* an error at the end of a file whose last line ends in a lone '\r'
+   * (found by the fuzzer: the snippet window read past the line) */
+  expect_errors("cr at eof", "kernel k(x: f32[N]) {\r", 22);
+  expect_errors("cr cr at eof", "// x\r\nkernel k(x: f32[N]) t\r\n  var a =\r", 39);
 
   srand(7);
   for (int round = 0; round < 50; round++) {
