@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # fuzz.sh BUILD_DIR SECONDS - builds the libFuzzer target over the front end
-# with clang (-fsanitize=fuzzer,address,undefined) and runs it for SECONDS
-# with the seed corpus from kernels/ and tests/. A crash leaves its input in
-# BUILD_DIR and exits non-zero.
+# with clang (-fsanitize=fuzzer,address,undefined) and runs it (seed 1,
+# TS_FUZZ_RUNS inputs, at most SECONDS) with the seed corpus from kernels/
+# and tests/. A crash leaves its input in BUILD_DIR and exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-build-fuzz}
@@ -17,5 +17,8 @@ if [[ ! -x $bin || $newest -nt $bin ]]; then
 fi
 cp -f kernels/*.tile tests/errors/*.tile tests/fuzz/corpus/* "$dir/corpus/" 2>/dev/null || true
 for f in tests/golden/*/*.tile; do cp -f "$f" "$dir/corpus/golden_$(basename "$(dirname "$f")")_$(basename "$f")"; done
-"$bin" -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+# A fixed seed and run count make the smoke reproducible (the same inputs in
+# CI as on a developer's machine); the time limit only caps it.
+"$bin" -seed=1 -runs="${TS_FUZZ_RUNS:-15000}" -max_total_time="$seconds" \
+  -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
   -artifact_prefix="$dir/" -print_final_stats=1 "$dir/corpus" 2>&1 | tail -n 15
