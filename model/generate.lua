@@ -100,13 +100,7 @@ print("output: " .. text(new))
 print(string.format("prefill %d tokens: %.1f tokens/s; decode %d tokens: %.1f tokens/s",
                     #ids, #ids / (t1 - t0), n_new, (n_new - 1) / math.max(t2 - t1, 1e-9)))
 -- the cache the model holds at the end, and what dense attention would
-local T, c, held, dense = #ids + n_new - 1, cfg.head_dim, 0, 0
-for L = 0, cfg.n_layers - 1 do
-  local st = model.state[L]
-  local ring = math.min(T, cfg.window_size)
-  held = held + (ring + #st.comp) * c + #st.keys * cfg.index_head_dim
-  dense = dense + T * c
-end
-print(string.format("KV cache entries (f32 values): %d held (window ring + compressed + " ..
-                    "indexer keys) vs %d for dense attention (%.1f%%)",
+local held, dense = model:cache_bytes()
+print(string.format("KV cache in production formats: %d bytes held (window ring + compressed " ..
+                    "+ indexer keys) vs %d for dense attention (%.1f%%)",
                     held, dense, 100 * held / dense))

@@ -43,5 +43,26 @@ if probe and have_py then
 else
   print("skipped the comparison with v4_cost.py (no python3 or no ../shared/tools)")
 end
+-- the bytes a real run holds equal the formula (T a multiple of 128)
+local ts = require "tessera"
+local V4 = require "model.v4"
+local wpath = os.tmpname()
+arg = {[0] = "model/init.lua", "--config", "tiny", "--seed", "2", "-o", wpath}
+dofile("model/init.lua")
+local tiny = json.read("model/configs/tiny.json")
+local model = V4.load(tiny, wpath)
+for _, T in ipairs{256, 384} do
+  local v = {}
+  for i = 1, T - 2 do v[i] = i % 256 end
+  model:prefill(ts.tensor("i32", {T - 2}, v))
+  model:decode(7)
+  model:decode(9) -- the last window completes in a decode step
+  local held = model:cache_bytes()
+  local formula = R.kv_bytes_per_token(tiny, T) * T
+  check(math.abs(held - formula) < 1e-6,
+        string.format("cache bytes at %d: held %d, formula %.1f", T, held, formula))
+end
+os.remove(wpath)
+
 print(string.format("%d passed, %d failed", passed, failed))
 if failed > 0 then os.exit(1) end

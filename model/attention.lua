@@ -1,0 +1,186 @@
+-- attention.lua - the attention of the three layer kinds (window-only, CSA
+-- with the lightning indexer, HCA; V4-SPEC 1.3-1.7): prefill over a prompt,
+-- and one decode step against the layer's state (4.2).
+local ts = require "tessera"
+local O = require "model.ops"
+local kernel, f32, linear, rmsnorm, rope, hadamard = O.kernel, O.f32, O.linear, O.rmsnorm,
+  O.rope, O.hadamard
+local rows, from_rows, concat_rows = O.rows, O.from_rows, O.concat_rows
+
+return function(M)
+
+-- Attention of layer L on its input x [T, d]; returns [T, d] and what it
+-- made (for the golden comparisons).
+function M:attention(L, x, pos)
+  local c, cfg = self.cfg.head_dim, self.cfg
+  local p = self:prefix(L) .. "attn."
+  local ratio = cfg.compress_ratios[L + 1]
+  local T, H, W = x:shape()[1], cfg.n_heads, cfg.window_size
+  local tab = self:rope_table(ratio)
+  local made = {}
+  local qr = rmsnorm(linear(x, self:weight(p .. "wq_a.weight")),
+                     self:weight(p .. "q_norm.weight"))
+  local q = linear(qr, self:weight(p .. "wq_b.weight")):reshape{T, H, c}
+  local qn = f32{T, H, c}
+  kernel("rmsnorm.tile", "head_rmsnorm_f32"):launch{q, qn}
+  q = rope(qn, tab, pos)
+  local kv = rmsnorm(linear(x, self:weight(p .. "wkv.weight")),
+                     self:weight(p .. "kv_norm.weight"))
+  kv = rope(kv:reshape{T, 1, c}, tab, pos):reshape{T, c}
+  made.kv = kv
+  -- the KV list: the T window entries, then the compressed entries
+  local list, N, sel = kv, 0, nil
+  if ratio > 0 then
+    local comp = self:compress(L, "compressor", x, ratio, tab)
+    made.compressed = comp
+    N = comp:shape()[1]
+    if N > 0 then list = concat_rows(kv, comp) end
+  end
+  if ratio == 4 and N > 0 then
+    -- the lightning indexer: scores over the indexer's keys, top-k
+    local HI, DI = cfg.index_n_heads, cfg.index_head_dim
+    local qi = linear(qr, self:weight(p .. "indexer.wq_b.weight")):reshape{T, HI, DI}
+    qi = hadamard(rope(qi, tab, pos))
+    local keys = hadamard(self:compress(L, "indexer.compressor", x, ratio, tab))
+    made.indexer_keys = keys
+    local w = linear(x, self:weight(p .. "indexer.weights_proj.weight"))
+    local scale = DI ^ -0.5 * HI ^ -0.5
+    local wv = w:to_table()
+    for i = 1, #wv do wv[i] = wv[i] * scale end
+    w:set(wv)
+    local scores = f32{T, N}
+    kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio}):launch{qi, keys, w, pos, scores}
+    local lens = {}
+    for t = 0, T - 1 do lens[t + 1] = (t + 1) // ratio end
+    local len = ts.tensor("i32", {T}, lens)
+    sel = ts.tensor("i32", {T, cfg.index_topk})
+    kernel("topk.tile", "topk", {K = cfg.index_topk}):launch{scores, len, sel}
+    made.topk = sel
+  end
+  -- index lists: the window (token t and the W - 1 before it), then the
+  -- selected (CSA) or all complete (HCA) compressed entries, -1 padded
+  local extra = ratio == 4 and cfg.index_topk or (ratio == 128 and N or 0)
+  local K = W + extra
+  local idx, selv = {}, sel and sel:to_table()
+  for t = 0, T - 1 do
+    local row = {}
+    for s = math.max(0, t - W + 1), t do row[#row + 1] = s end
+    if ratio == 4 and selv then
+      for k = 1, extra do
+        local e = selv[t * extra + k]
+        if e >= 0 then row[#row + 1] = T + e end
+      end
+    elseif ratio == 128 then
+      for i = 0, N - 1 do
+        if (i + 1) * ratio <= t + 1 then row[#row + 1] = T + i end
+      end
+    end
+    for k = 1, K do idx[#idx + 1] = row[k] or -1 end
+  end
+  local idx_t = ts.tensor("i32", {T, K}, idx)
+  local o = f32{T, H, c}
+  kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5})
+    :launch{q, list, idx_t, self:weight(p .. "attn_sink"), o}
+  o = rope(o, tab, pos, true)
+  -- the grouped output projection
+  local G, dg = cfg.o_groups, cfg.o_lora_rank
+  local z = f32{T, G, dg}
+  kernel("gemm.tile", "grouped_linear_f32"):launch{
+    o:reshape{T, G, H // G * c}, self:weight(p .. "wo_a.weight"):reshape{G, dg, H // G * c}, z}
+  return linear(z:reshape{T, G * dg}, self:weight(p .. "wo_b.weight")), made
+end
+
+
+-- Attention of layer L for one token at position t (x [1, d]), updating the
+-- layer's state.
+function M:attention_step(L, x, t)
+  local c, cfg = self.cfg.head_dim, self.cfg
+  local p = self:prefix(L) .. "attn."
+  local ratio = cfg.compress_ratios[L + 1]
+  local H, W, st = cfg.n_heads, cfg.window_size, self.state[L]
+  local tab = self:rope_table(ratio)
+  local pos = ts.tensor("i32", {1}, {t})
+  local qr = rmsnorm(linear(x, self:weight(p .. "wq_a.weight")),
+                     self:weight(p .. "q_norm.weight"))
+  local q = linear(qr, self:weight(p .. "wq_b.weight")):reshape{1, H, c}
+  local qn = f32{1, H, c}
+  kernel("rmsnorm.tile", "head_rmsnorm_f32"):launch{q, qn}
+  q = rope(qn, tab, pos)
+  local kv = rmsnorm(linear(x, self:weight(p .. "wkv.weight")),
+                     self:weight(p .. "kv_norm.weight"))
+  kv = rope(kv:reshape{1, 1, c}, tab, pos):reshape{1, c}
+  st.x[t + 1] = x:to_table()
+  st.kv[t + 1] = kv:to_table()
+  local selected = {}
+  if ratio == 4 then
+    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab)
+    if key then
+      local k = f32{1, #key}
+      k:set(key)
+      st.keys[#st.keys + 1] = rows(hadamard(k))[1]
+    end
+    local N = #st.keys
+    if N > 0 then
+      local HI, DI = cfg.index_n_heads, cfg.index_head_dim
+      local qi = linear(qr, self:weight(p .. "indexer.wq_b.weight")):reshape{1, HI, DI}
+      qi = hadamard(rope(qi, tab, pos))
+      local keys = from_rows(st.keys, 1, N, DI)
+      local w = linear(x, self:weight(p .. "indexer.weights_proj.weight"))
+      local scale = DI ^ -0.5 * HI ^ -0.5
+      local wv = w:to_table()
+      for i = 1, #wv do wv[i] = wv[i] * scale end
+      w:set(wv)
+      local scores = f32{1, N}
+      kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio}):launch{qi, keys, w, pos, scores}
+      local sel = ts.tensor("i32", {1, cfg.index_topk})
+      local len = ts.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
+      kernel("topk.tile", "topk", {K = cfg.index_topk}):launch{scores, len, sel}
+      for _, e in ipairs(sel:to_table()) do
+        if e >= 0 then selected[#selected + 1] = e end
+      end
+    end
+  end
+  if ratio > 0 then
+    local entry = self:compress_step(L, "compressor", st, t, ratio, tab)
+    if entry then st.comp[#st.comp + 1] = entry end
+  end
+  -- the KV list: the window ring (slot = position mod W), then the
+  -- compressed entries
+  local ring, idx = {}, {}
+  for s = 1, W do ring[s] = false end
+  for q_ = math.max(0, t - W + 1), t do
+    ring[q_ % W + 1] = st.kv[q_ + 1]
+    idx[#idx + 1] = q_ % W
+  end
+  local zero = {}
+  for i = 1, c do zero[i] = 0 end
+  local list_rows = {}
+  for s = 1, W do list_rows[s] = ring[s] or zero end
+  for _, e in ipairs(st.comp) do list_rows[#list_rows + 1] = e end
+  local list = from_rows(list_rows, 1, #list_rows, c)
+  local extra = 0
+  if ratio == 4 then
+    extra = cfg.index_topk
+    for _, e in ipairs(selected) do idx[#idx + 1] = W + e end
+  elseif ratio == 128 then
+    extra = math.max(#st.comp, 1)
+    for i = 0, #st.comp - 1 do
+      if (i + 1) * ratio <= t + 1 then idx[#idx + 1] = W + i end
+    end
+  end
+  local K = W + extra
+  for k = #idx + 1, K do idx[k] = -1 end
+  local idx_t = ts.tensor("i32", {1, K}, idx)
+  local o = f32{1, H, c}
+  kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5})
+    :launch{q, list, idx_t, self:weight(p .. "attn_sink"), o}
+  o = rope(o, tab, pos, true)
+  local G, dg = cfg.o_groups, cfg.o_lora_rank
+  local z = f32{1, G, dg}
+  kernel("gemm.tile", "grouped_linear_f32"):launch{
+    o:reshape{1, G, H // G * c}, self:weight(p .. "wo_a.weight"):reshape{G, dg, H // G * c}, z}
+  return linear(z:reshape{1, G * dg}, self:weight(p .. "wo_b.weight"))
+end
+
+
+end

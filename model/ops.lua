@@ -1,0 +1,79 @@
+-- ops.lua - the model's building blocks over kernels/: a cache of compiled
+-- kernels (one per file, name and params) and small helpers (f32 tensors,
+-- linear, rmsnorm, rope, hadamard, rows of a tensor as Lua tables).
+local ts = require "tessera"
+
+local O = {}
+
+-- ---- kernels, compiled once per (file, name, params) -------------------------
+
+local cache = {}
+function O.kernel(file, name, params)
+  local key = {file, name}
+  for k, v in pairs(params or {}) do key[#key + 1] = k .. "=" .. tostring(v) end
+  table.sort(key)
+  key = table.concat(key, ";")
+  if not cache[key] then
+    cache[key] = ts.kernel("kernels/" .. file, name, params or {})
+  end
+  return cache[key]
+end
+
+function O.f32(shape) return ts.tensor("f32", shape) end
+
+function O.linear(x, w)
+  local y = O.f32{x:shape()[1], w:shape()[1]}
+  O.kernel("gemm.tile", "linear_f32"):launch{x, w, y}
+  return y
+end
+
+function O.rmsnorm(x, w)
+  local y = O.f32(x:shape())
+  O.kernel("rmsnorm.tile", "rmsnorm_f32"):launch{x, w, y}
+  return y
+end
+
+function O.rope(x, tab, pos, inverse)
+  local y = O.f32(x:shape())
+  O.kernel("rope.tile", "rope_f32", {INVERSE = inverse or false}):launch{x, tab, pos, y}
+  return y
+end
+
+function O.hadamard(x)
+  local n = x:numel() // 128
+  local flat = x:reshape{n, 128}
+  local y = O.f32{n, 128}
+  O.kernel("hadamard.tile", "hadamard_f32"):launch{flat, y}
+  return y:reshape(x:shape())
+end
+
+-- A [n, w] tensor as a list of rows (tables), and back.
+function O.rows(t)
+  local s, v, out = t:shape(), t:to_table(), {}
+  local w = s[#s]
+  for r = 0, t:numel() // w - 1 do
+    out[r + 1] = table.move(v, r * w + 1, r * w + w, 1, {})
+  end
+  return out
+end
+
+function O.from_rows(list, first, last, width)
+  local v = {}
+  for r = first, last do
+    table.move(list[r], 1, width, #v + 1, v)
+  end
+  return ts.tensor("f32", {last - first + 1, width}, v)
+end
+
+-- rows of a after the rows of b, as one new tensor
+function O.concat_rows(a, b)
+  local sa, sb = a:shape(), b:shape()
+  local out = O.f32{sa[1] + sb[1], sa[2]}
+  local v = a:to_table()
+  for _, x in ipairs(b:to_table()) do v[#v + 1] = x end
+  out:set(v)
+  return out
+end
+
+
+return O
