@@ -83,6 +83,38 @@ int main(void) {
     ts_tensor_release(x);
     ts_tensor_release(y);
   }
+  /* RMSNorm (f32 in and out: the same bytes as the copy) */
+  ts_kernel *rn = bench_kernel(dev, "kernels/rmsnorm.tile", "rmsnorm_f32");
+  printf("\n# rmsnorm_f32 over rows (weighted), GB/s counts bytes read + written\n");
+  printf("| rows x cols | Tessera rmsnorm GB/s | Tessera copy GB/s | rmsnorm / copy |\n"
+         "|---|---|---|---|\n");
+  for (size_t s = 2; s < sizeof shapes / sizeof shapes[0]; s++) {
+    job j = {0};
+    j.m = shapes[s][0];
+    j.n = shapes[s][1];
+    ts_tensor *x, *y, *w;
+    if (ts_tensor_create(dev, TS_DTYPE_F32, 2, shapes[s], &x) ||
+        ts_tensor_create(dev, TS_DTYPE_F32, 2, shapes[s], &y) ||
+        ts_tensor_create(dev, TS_DTYPE_F32, 1, &shapes[s][1], &w))
+      return 2;
+    double bytes = 2.0 * sizeof(float) * (double)(j.m * j.n);
+    j.args[0] = ts_arg_tensor(x);
+    j.args[1] = ts_arg_tensor(w);
+    j.args[2] = ts_arg_tensor(y);
+    j.nargs = 3;
+    j.k = rn;
+    double tr = bench_median(run_kernel, &j, 5, 0.3);
+    j.args[1] = ts_arg_tensor(y);
+    j.nargs = 2;
+    j.k = cp;
+    double tc = bench_median(run_kernel, &j, 5, 0.3);
+    printf("| %lld x %lld | %.2f | %.2f | %.2f |\n", (long long)j.m,
+           (long long)j.n, bytes / tr * 1e-9, bytes / tc * 1e-9, tc / tr);
+    ts_tensor_release(x);
+    ts_tensor_release(y);
+    ts_tensor_release(w);
+  }
+  ts_kernel_release(rn);
   ts_kernel_release(sm);
   ts_kernel_release(cp);
   ts_device_release(dev);

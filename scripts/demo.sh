@@ -30,7 +30,7 @@ build/bench/cpu_gemm 512
 echo
 echo "== the main job: DeepSeek-V4 from Lua on the CPU, assembled from kernels/"
 echo "-- text generation with the tiny config (random weights, made if missing)"
-build/tessera run model/generate.lua --config tiny --tokens 32
+build/tessera run model/generate.lua --config tiny --prompt "DeepSeek-V4 on two cores:" --tokens 64
 echo
 echo "-- prefill, MTP and 72 decode steps of DeepSeek's tiny golden model, tensor by"
 echo "   tensor against what DeepSeek's reference code computed"
