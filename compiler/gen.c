@@ -15,39 +15,11 @@
  * one element, so a predicated-off load may read element 0. Scalars compute
  * in f32 (floats), i32/i64 and i1. Out-of-range elements of a tile op read
  * as 0 and are not written. */
-#include "compiler/gen.h"
+#include "compiler/gen_internal.h"
 
 #include <string.h>
 
-#define MAX_LOOPS 256
-#define MAX_HEAP 128
-#define STACK_TILE_LIMIT (64 * 1024)
-
-typedef struct loop {
-  MlirBlock header, body, latch, exit;
-  MlirValue iv;
-} loop;
-
-typedef struct gen {
-  mb b;
-  ts_unit *u;
-  ts_diags *d;
-  const ts_kernel_info *kernel;
-  MlirValue atom_vals[4096]; /* dims by atom id, while generating a kernel */
-  bool atom_set[4096];
-  MlirValue block_id[3];
-  struct {
-    MlirBlock brk, cont;
-  } loops[MAX_LOOPS];
-  int nloops;
-  MlirValue heap[MAX_HEAP];
-  int nheap;
-  bool in_fn;
-  MlirType fn_result;
-  bool failed;
-} gen;
-
-/* ---- diagnostics ----------------------------------------------------------- */
+/* ---- diagnostics --------------------------------------------------------- */
 
 static void unsupported(gen *g, ts_node *n, const char *what) {
   if (g->failed && ts_diags_full(g->d))
@@ -65,7 +37,7 @@ static MlirLocation loc_of(gen *g, ts_node *n) {
                                     col);
 }
 
-/* ---- types ------------------------------------------------------------------ */
+/* ---- types --------------------------------------------------------------- */
 
 /* How an element of dtype `dt` is stored in memory. */
 static MlirType storage(gen *g, ts_dtype dt) {
@@ -82,7 +54,7 @@ static MlirType storage(gen *g, ts_dtype dt) {
 }
 
 /* The type a value of dtype `dt` computes in. */
-static MlirType compute(gen *g, ts_dtype dt) {
+MlirType gen_compute_type(gen *g, ts_dtype dt) {
   switch (dt) {
   case TS_DTYPE_F32:
   case TS_DTYPE_F16:
@@ -98,32 +70,32 @@ static MlirType compute(gen *g, ts_dtype dt) {
 static MlirType repr(gen *g, const ts_type *t) {
   if (t->kind != TS_TYPE_SCALAR)
     return g->b.i64;
-  return compute(g, t->dtype);
+  return gen_compute_type(g, t->dtype);
 }
 
-static bool is_float(gen *g, MlirType t) { return mlirTypeEqual(t, g->b.f32); }
+bool gen_is_float(gen *g, MlirType t) { return mlirTypeEqual(t, g->b.f32); }
 
 static bool is_bool_t(const ts_type *t) {
   return t && t->kind == TS_TYPE_SCALAR && t->dtype == TS_DTYPE_BOOL;
 }
 
-static int int_width(MlirType t) { return (int)mlirIntegerTypeGetWidth(t); }
+int gen_int_width(MlirType t) { return (int)mlirIntegerTypeGetWidth(t); }
 
 /* Converts between compute types (f32, i1, i32, i64). */
-static MlirValue convert(gen *g, MlirValue v, MlirType to) {
+MlirValue gen_convert(gen *g, MlirValue v, MlirType to) {
   mb *b = &g->b;
   MlirType from = mlirValueGetType(v);
   if (mlirTypeEqual(from, to))
     return v;
-  bool ff = is_float(g, from), tf = is_float(g, to);
+  bool ff = gen_is_float(g, from), tf = gen_is_float(g, to);
   if (ff && !tf)
     return mb_cast(b, "arith.fptosi", v, to);
   if (!ff && tf) {
-    if (int_width(from) == 1)
+    if (gen_int_width(from) == 1)
       v = mb_cast(b, "arith.extui", v, b->i32);
     return mb_cast(b, "arith.sitofp", v, to);
   }
-  int wf = int_width(from), wt = int_width(to);
+  int wf = gen_int_width(from), wt = gen_int_width(to);
   if (wf == 1)
     return mb_cast(b, "arith.extui", v, to);
   if (wt == 1)
@@ -132,7 +104,7 @@ static MlirValue convert(gen *g, MlirValue v, MlirType to) {
                  : mb_cast(b, "arith.trunci", v, to);
 }
 
-/* ---- narrow floats ------------------------------------------------------------ */
+/* ---- narrow floats ------------------------------------------------------- */
 
 static MlirValue call_rt(gen *g, const char *name, MlirValue v, MlirType res);
 
@@ -143,8 +115,10 @@ static MlirValue f32_to_bf16(gen *g, MlirValue v) {
   MlirValue c16 = mb_const_int(b, b->i32, 16);
   MlirValue hi = mb_bin(b, "arith.shrui", bits, c16);
   MlirValue lsb = mb_bin(b, "arith.andi", hi, mb_const_int(b, b->i32, 1));
-  MlirValue bias = mb_bin(b, "arith.addi", lsb, mb_const_int(b, b->i32, 0x7fff));
-  MlirValue r = mb_bin(b, "arith.shrui", mb_bin(b, "arith.addi", bits, bias), c16);
+  MlirValue bias =
+      mb_bin(b, "arith.addi", lsb, mb_const_int(b, b->i32, 0x7fff));
+  MlirValue r =
+      mb_bin(b, "arith.shrui", mb_bin(b, "arith.addi", bits, bias), c16);
   MlirValue nan = mb_bin(b, "arith.ori", hi, mb_const_int(b, b->i32, 0x40));
   MlirValue isnan = mb_cmpf(b, CMPF_UNO, v, v);
   return mb_cast(b, "arith.trunci", mb_select(b, isnan, nan, r), b->i16);
@@ -161,39 +135,32 @@ static MlirValue bf16_to_f32(gen *g, MlirValue h) {
 static MlirValue to_storage(gen *g, MlirValue v, ts_dtype dt) {
   mb *b = &g->b;
   switch (dt) {
-  case TS_DTYPE_BF16:
-    return f32_to_bf16(g, convert(g, v, b->f32));
+  case TS_DTYPE_BF16: return f32_to_bf16(g, gen_convert(g, v, b->f32));
   case TS_DTYPE_F16: {
-    MlirValue h = mb_cast(b, "arith.truncf", convert(g, v, b->f32), b->f16);
+    MlirValue h = mb_cast(b, "arith.truncf", gen_convert(g, v, b->f32), b->f16);
     return mb_cast(b, "arith.bitcast", h, b->i16);
   }
   case TS_DTYPE_FP8E4M3:
-    return call_rt(g, "ts_rt_f32_to_e4m3", convert(g, v, b->f32), b->i8);
+    return call_rt(g, "ts_rt_f32_to_e4m3", gen_convert(g, v, b->f32), b->i8);
   case TS_DTYPE_I8:
-    return mb_cast(b, "arith.trunci", convert(g, v, b->i32), b->i8);
+    return mb_cast(b, "arith.trunci", gen_convert(g, v, b->i32), b->i8);
   case TS_DTYPE_BOOL:
-    return mb_cast(b, "arith.extui", convert(g, v, b->i1), b->i8);
-  default:
-    return convert(g, v, storage(g, dt));
+    return mb_cast(b, "arith.extui", gen_convert(g, v, b->i1), b->i8);
+  default: return gen_convert(g, v, storage(g, dt));
   }
 }
 
 static MlirValue from_storage(gen *g, MlirValue v, ts_dtype dt) {
   mb *b = &g->b;
   switch (dt) {
-  case TS_DTYPE_BF16:
-    return bf16_to_f32(g, v);
+  case TS_DTYPE_BF16: return bf16_to_f32(g, v);
   case TS_DTYPE_F16:
     return mb_cast(b, "arith.extf", mb_cast(b, "arith.bitcast", v, b->f16),
                    b->f32);
-  case TS_DTYPE_FP8E4M3:
-    return call_rt(g, "ts_rt_e4m3_to_f32", v, b->f32);
-  case TS_DTYPE_I8:
-    return mb_cast(b, "arith.extsi", v, b->i32);
-  case TS_DTYPE_BOOL:
-    return mb_cmpi(b, CMPI_NE, v, mb_const_int(b, b->i8, 0));
-  default:
-    return v;
+  case TS_DTYPE_FP8E4M3: return call_rt(g, "ts_rt_e4m3_to_f32", v, b->f32);
+  case TS_DTYPE_I8: return mb_cast(b, "arith.extsi", v, b->i32);
+  case TS_DTYPE_BOOL: return mb_cmpi(b, CMPI_NE, v, mb_const_int(b, b->i8, 0));
+  default: return v;
   }
 }
 
@@ -207,12 +174,12 @@ static MlirValue call_rt(gen *g, const char *name, MlirValue v, MlirType res) {
                                 0);
 }
 
-/* ---- control flow ---------------------------------------------------------------- */
+/* ---- control flow -------------------------------------------------------- */
 
 /* After a terminator, code goes on in a fresh (unreachable) block. */
 static void fresh_block(gen *g) { g->b.cur = mb_block(&g->b, 0, NULL); }
 
-static void loop_begin(gen *g, loop *L, MlirValue lo, MlirValue hi) {
+void gen_loop_begin(gen *g, loop *L, MlirValue lo, MlirValue hi) {
   mb *b = &g->b;
   L->header = mb_block(b, 1, &b->i64);
   L->body = mb_block(b, 0, NULL);
@@ -225,7 +192,7 @@ static void loop_begin(gen *g, loop *L, MlirValue lo, MlirValue hi) {
   b->cur = L->body;
 }
 
-static void loop_end(gen *g, loop *L) {
+void gen_loop_end(gen *g, loop *L) {
   mb *b = &g->b;
   mb_br(b, L->latch, 0, NULL);
   b->cur = L->latch;
@@ -248,15 +215,15 @@ static void if_end(gen *g, MlirBlock join) {
   g->b.cur = join;
 }
 
-/* ---- extents and views ------------------------------------------------------------ */
+/* ---- extents and views --------------------------------------------------- */
 
-static MlirValue i64c(gen *g, int64_t v) {
+MlirValue gen_i64(gen *g, int64_t v) {
   return mb_const_int(&g->b, g->b.i64, v);
 }
 
 /* An extent in canonical form, evaluated (its atoms are dims). */
 static MlirValue eval_extent(gen *g, const ts_extent *e, ts_node *at) {
-  MlirValue v = i64c(g, e->c);
+  MlirValue v = gen_i64(g, e->c);
   for (uint32_t i = 0; i < e->term_count; i++) {
     uint32_t a = e->terms[i].atom;
     if (a >= 4096 || !g->atom_set[a]) {
@@ -264,38 +231,13 @@ static MlirValue eval_extent(gen *g, const ts_extent *e, ts_node *at) {
       return v;
     }
     MlirValue t = mb_bin(&g->b, "arith.muli", g->atom_vals[a],
-                         i64c(g, e->terms[i].coef));
+                         gen_i64(g, e->terms[i].coef));
     v = mb_bin(&g->b, "arith.addi", v, t);
   }
   return v;
 }
 
-enum { SUB_INDEX, SUB_SLICE, SUB_GATHER };
-
-typedef struct view view;
-struct view {
-  MlirValue mem;
-  ts_dtype dt;
-  uint32_t rank; /* of the underlying tensor or tile */
-  MlirValue dims[TS_MAX_RANK];
-  struct {
-    int kind;
-    MlirValue start; /* index, or slice start */
-    uint32_t vdim;   /* the view dim a slice or gather feeds */
-    view *gather;    /* 1-d view of the indices */
-  } sub[TS_MAX_RANK];
-  uint32_t vrank;
-  MlirValue vext[TS_MAX_RANK];
-  bool in_range;  /* a whole tile: every index of the view is in range */
-  bool unchecked; /* the caller has made sure the indices are in range */
-  int skip_dim;   /* an underlying dim left out of the check, or -1 */
-};
-
 static MlirValue gen_expr(gen *g, ts_node *n);
-static MlirValue gen_expr_as(gen *g, ts_node *n, MlirType want);
-
-static bool view_of(gen *g, ts_node *n, view *v, view *pool, int *npool);
-
 
 static bool view_base(gen *g, ts_node *b, view *v) {
   ts_symbol *sym = b->sym;
@@ -315,13 +257,13 @@ static bool view_base(gen *g, ts_node *b, view *v) {
 
 /* A view of a tensor or tile reference: `t`, `x[r:r + BM, :]`,
  * `kv[idx[:], :]`, `q[t, :, :]`. `pool` holds gather views. */
-static bool view_of(gen *g, ts_node *n, view *v, view *pool, int *npool) {
+bool gen_view_of(gen *g, ts_node *n, view *v, view *pool, int *npool) {
   if (n->kind == TS_NODE_NAME) {
     if (!view_base(g, n, v))
       return false;
     for (uint32_t i = 0; i < v->rank; i++) {
       v->sub[i].kind = SUB_SLICE;
-      v->sub[i].start = i64c(g, 0);
+      v->sub[i].start = gen_i64(g, 0);
       v->sub[i].vdim = i;
       v->vext[i] = v->dims[i];
     }
@@ -335,8 +277,8 @@ static bool view_of(gen *g, ts_node *n, view *v, view *pool, int *npool) {
   /* t[i, j] with each index a loop over exactly that dim of a tile needs
    * no check. */
   ts_symbol *base = n->kids[0]->sym;
-  bool all_loops = base && base->kind == TS_SYM_TILE &&
-                   n->kid_count == v->rank + 1;
+  bool all_loops =
+      base && base->kind == TS_SYM_TILE && n->kid_count == v->rank + 1;
   for (uint32_t i = 0; all_loops && i < v->rank; i++) {
     ts_node *k = n->kids[i + 1];
     all_loops = k->kind == TS_NODE_NAME && k->sym &&
@@ -351,8 +293,8 @@ static bool view_of(gen *g, ts_node *n, view *v, view *pool, int *npool) {
       for (uint32_t j = 1; j < k->kid_count; j++)
         gather |= k->kids[j]->kind == TS_NODE_SLICE;
     if (k->kind == TS_NODE_SLICE) {
-      MlirValue lo = k->kids[0] ? gen_expr_as(g, k->kids[0], g->b.i64)
-                                : i64c(g, 0);
+      MlirValue lo =
+          k->kids[0] ? gen_expr_as(g, k->kids[0], g->b.i64) : gen_i64(g, 0);
       MlirValue hi =
           k->kids[1] ? gen_expr_as(g, k->kids[1], g->b.i64) : v->dims[i];
       v->sub[i].kind = SUB_SLICE;
@@ -365,7 +307,7 @@ static bool view_of(gen *g, ts_node *n, view *v, view *pool, int *npool) {
         return false;
       }
       view *gv = &pool[(*npool)++];
-      if (!view_of(g, k, gv, pool, npool))
+      if (!gen_view_of(g, k, gv, pool, npool))
         return false;
       v->sub[i].kind = SUB_GATHER;
       v->sub[i].gather = gv;
@@ -379,29 +321,25 @@ static bool view_of(gen *g, ts_node *n, view *v, view *pool, int *npool) {
   return true;
 }
 
-static void view_load(gen *g, view *v, const MlirValue *k, MlirValue *out);
-
 /* Linear index and validity of the element at view indices `k`. */
-static void view_elem(gen *g, view *v, const MlirValue *k, MlirValue *lin,
-                      MlirValue *valid) {
+void gen_view_elem(gen *g, view *v, const MlirValue *k, MlirValue *lin,
+                   MlirValue *valid) {
   mb *b = &g->b;
-  MlirValue l = i64c(g, 0), ok = mb_const_int(b, b->i1, 1);
+  MlirValue l = gen_i64(g, 0), ok = mb_const_int(b, b->i1, 1);
   for (uint32_t d = 0; d < v->rank; d++) {
     MlirValue idx;
     switch (v->sub[d].kind) {
-    case SUB_INDEX:
-      idx = v->sub[d].start;
-      break;
+    case SUB_INDEX: idx = v->sub[d].start; break;
     case SUB_SLICE:
       idx = mb_bin(b, "arith.addi", v->sub[d].start, k[v->sub[d].vdim]);
       break;
     default: {
       MlirValue gi;
-      view_load(g, v->sub[d].gather, &k[v->sub[d].vdim], &gi);
-      idx = convert(g, gi, b->i64);
+      gen_view_load(g, v->sub[d].gather, &k[v->sub[d].vdim], &gi);
+      idx = gen_convert(g, gi, b->i64);
     }
     }
-    MlirValue ge = mb_cmpi(b, CMPI_SGE, idx, i64c(g, 0));
+    MlirValue ge = mb_cmpi(b, CMPI_SGE, idx, gen_i64(g, 0));
     MlirValue lt = mb_cmpi(b, CMPI_SLT, idx, v->dims[d]);
     if (!v->in_range && !v->unchecked && (int)d != v->skip_dim)
       ok = mb_bin(b, "arith.andi", ok, mb_bin(b, "arith.andi", ge, lt));
@@ -412,26 +350,27 @@ static void view_elem(gen *g, view *v, const MlirValue *k, MlirValue *lin,
 }
 
 /* Loads an element as its compute type; out of range reads 0. */
-static void view_load(gen *g, view *v, const MlirValue *k, MlirValue *out) {
+void gen_view_load(gen *g, view *v, const MlirValue *k, MlirValue *out) {
   mb *b = &g->b;
   MlirValue lin, ok;
-  view_elem(g, v, k, &lin, &ok);
+  gen_view_elem(g, v, k, &lin, &ok);
   if (v->in_range || v->unchecked) {
     *out = from_storage(g, mb_load(b, v->mem, lin), v->dt);
     return;
   }
-  MlirValue safe = mb_select(b, ok, lin, i64c(g, 0));
+  MlirValue safe = mb_select(b, ok, lin, gen_i64(g, 0));
   MlirValue x = from_storage(g, mb_load(b, v->mem, safe), v->dt);
   MlirType t = mlirValueGetType(x);
-  MlirValue zero = is_float(g, t) ? mb_const_f32(b, 0.0) : mb_const_int(b, t, 0);
+  MlirValue zero =
+      gen_is_float(g, t) ? mb_const_f32(b, 0.0) : mb_const_int(b, t, 0);
   *out = mb_select(b, ok, x, zero);
 }
 
 /* Stores a compute value; out of range is not written. */
-static void view_store(gen *g, view *v, const MlirValue *k, MlirValue x) {
+void gen_view_store(gen *g, view *v, const MlirValue *k, MlirValue x) {
   mb *b = &g->b;
   MlirValue lin, ok;
-  view_elem(g, v, k, &lin, &ok);
+  gen_view_elem(g, v, k, &lin, &ok);
   if (v->in_range || v->unchecked) {
     mb_store(b, to_storage(g, x, v->dt), v->mem, lin);
     return;
@@ -443,35 +382,35 @@ static void view_store(gen *g, view *v, const MlirValue *k, MlirValue x) {
 
 /* Loops over every index of a view; the caller closes them with
  * loops_end. */
-static void loops_begin(gen *g, loop *L, const MlirValue *ext, uint32_t rank,
-                        MlirValue *k) {
+void gen_loops_begin(gen *g, loop *L, const MlirValue *ext, uint32_t rank,
+                     MlirValue *k) {
   for (uint32_t i = 0; i < rank; i++) {
-    loop_begin(g, &L[i], i64c(g, 0), ext[i]);
+    gen_loop_begin(g, &L[i], gen_i64(g, 0), ext[i]);
     k[i] = L[i].iv;
   }
 }
 
-static void loops_end(gen *g, loop *L, uint32_t rank) {
+void gen_loops_end(gen *g, loop *L, uint32_t rank) {
   for (uint32_t i = rank; i-- > 0;)
-    loop_end(g, &L[i]);
+    gen_loop_end(g, &L[i]);
 }
 
-/* ---- expressions -------------------------------------------------------------------- */
+/* ---- expressions --------------------------------------------------------- */
 
 static MlirValue const_of(gen *g, ts_node *n, MlirType t) {
   mb *b = &g->b;
   const ts_const *c = &n->cval;
-  if (is_float(g, t))
+  if (gen_is_float(g, t))
     return mb_const_f32(b, c->kind == TS_CONST_FLOAT ? c->f
                            : c->kind == TS_CONST_INT ? (double)c->i
                                                      : (double)c->b);
-  int64_t v = c->kind == TS_CONST_INT ? c->i
+  int64_t v = c->kind == TS_CONST_INT    ? c->i
               : c->kind == TS_CONST_BOOL ? c->b
                                          : (int64_t)c->f;
   return mb_const_int(b, t, v);
 }
 
-static MlirValue gen_expr_as(gen *g, ts_node *n, MlirType want) {
+MlirValue gen_expr_as(gen *g, ts_node *n, MlirType want) {
   if (n->cval.kind != TS_CONST_NONE) {
     MlirLocation saved = g->b.loc;
     g->b.loc = loc_of(g, n);
@@ -479,19 +418,19 @@ static MlirValue gen_expr_as(gen *g, ts_node *n, MlirType want) {
     g->b.loc = saved;
     return v;
   }
-  return convert(g, gen_expr(g, n), want);
+  return gen_convert(g, gen_expr(g, n), want);
 }
 
 /* The type two operands compute in (mirrors sema's rule). */
 static MlirType operand_type(gen *g, ts_node *x, ts_node *y) {
   MlirType a = repr(g, x->type), c = repr(g, y->type);
-  if (is_float(g, a) || is_float(g, c))
+  if (gen_is_float(g, a) || gen_is_float(g, c))
     return g->b.f32;
   if (x->type->literal)
     return c;
   if (y->type->literal)
     return a;
-  return int_width(a) >= int_width(c) ? a : c;
+  return gen_int_width(a) >= gen_int_width(c) ? a : c;
 }
 
 static MlirValue gen_binary(gen *g, ts_node *n) {
@@ -509,7 +448,7 @@ static MlirValue gen_binary(gen *g, ts_node *n) {
     t = b->i1;
   MlirValue x = gen_expr_as(g, n->kids[0], t);
   MlirValue y = gen_expr_as(g, n->kids[1], t);
-  bool f = is_float(g, t);
+  bool f = gen_is_float(g, t);
   switch (op) {
   case TS_TOK_PLUS: return mb_bin(b, f ? "arith.addf" : "arith.addi", x, y);
   case TS_TOK_MINUS: return mb_bin(b, f ? "arith.subf" : "arith.subi", x, y);
@@ -521,15 +460,19 @@ static MlirValue gen_binary(gen *g, ts_node *n) {
   case TS_TOK_CARET: return mb_bin(b, "arith.xori", x, y);
   case TS_TOK_SHL: return mb_bin(b, "arith.shli", x, y);
   case TS_TOK_SHR: return mb_bin(b, "arith.shrsi", x, y);
-  case TS_TOK_EQ: return f ? mb_cmpf(b, CMPF_OEQ, x, y) : mb_cmpi(b, CMPI_EQ, x, y);
-  case TS_TOK_NE: return f ? mb_cmpf(b, CMPF_UNE, x, y) : mb_cmpi(b, CMPI_NE, x, y);
-  case TS_TOK_LT: return f ? mb_cmpf(b, CMPF_OLT, x, y) : mb_cmpi(b, CMPI_SLT, x, y);
-  case TS_TOK_LE: return f ? mb_cmpf(b, CMPF_OLE, x, y) : mb_cmpi(b, CMPI_SLE, x, y);
-  case TS_TOK_GT: return f ? mb_cmpf(b, CMPF_OGT, x, y) : mb_cmpi(b, CMPI_SGT, x, y);
-  case TS_TOK_GE: return f ? mb_cmpf(b, CMPF_OGE, x, y) : mb_cmpi(b, CMPI_SGE, x, y);
-  default:
-    unsupported(g, n, "this operator");
-    return x;
+  case TS_TOK_EQ:
+    return f ? mb_cmpf(b, CMPF_OEQ, x, y) : mb_cmpi(b, CMPI_EQ, x, y);
+  case TS_TOK_NE:
+    return f ? mb_cmpf(b, CMPF_UNE, x, y) : mb_cmpi(b, CMPI_NE, x, y);
+  case TS_TOK_LT:
+    return f ? mb_cmpf(b, CMPF_OLT, x, y) : mb_cmpi(b, CMPI_SLT, x, y);
+  case TS_TOK_LE:
+    return f ? mb_cmpf(b, CMPF_OLE, x, y) : mb_cmpi(b, CMPI_SLE, x, y);
+  case TS_TOK_GT:
+    return f ? mb_cmpf(b, CMPF_OGT, x, y) : mb_cmpi(b, CMPI_SGT, x, y);
+  case TS_TOK_GE:
+    return f ? mb_cmpf(b, CMPF_OGE, x, y) : mb_cmpi(b, CMPI_SGE, x, y);
+  default: unsupported(g, n, "this operator"); return x;
   }
 }
 
@@ -539,23 +482,22 @@ static MlirValue gen_unary(gen *g, ts_node *n) {
   MlirValue x = gen_expr_as(g, n->kids[0], t);
   switch (n->op) {
   case TS_TOK_MINUS:
-    if (is_float(g, t))
+    if (gen_is_float(g, t))
       return mb_un(b, "arith.negf", x);
     return mb_bin(b, "arith.subi", mb_const_int(b, t, 0), x);
   case TS_TOK_BANG:
     return mb_bin(b, "arith.xori", x, mb_const_int(b, b->i1, 1));
-  default:
-    return mb_bin(b, "arith.xori", x, mb_const_int(b, t, -1));
+  default: return mb_bin(b, "arith.xori", x, mb_const_int(b, t, -1));
   }
 }
 
-static MlirValue math1(gen *g, const char *name, MlirValue x) {
+MlirValue gen_math1(gen *g, const char *name, MlirValue x) {
   return mb_un(&g->b, name, x);
 }
 
 /* Marks a float op with fast-math flags ("contract" lets a*b+c become an
  * FMA; "reassoc" lets a sum be reordered so that it vectorises). */
-static MlirValue fastmath(gen *g, MlirValue v, const char *flags) {
+MlirValue gen_fastmath(gen *g, MlirValue v, const char *flags) {
   char text[64];
   snprintf(text, sizeof text, "#arith.fastmath<%s>", flags);
   mlirOperationSetAttributeByName(
@@ -597,38 +539,39 @@ static MlirValue gen_exp(gen *g, MlirValue x, bool base2) {
   xc = mb_select(b, mb_cmpf(b, CMPF_OGT, xc, hi_c), hi_c, xc);
   MlirValue half = mb_const_f32(b, 0.5), n, r;
   if (base2) {
-    n = math1(g, "math.floor", mb_bin(b, "arith.addf", xc, half));
+    n = gen_math1(g, "math.floor", mb_bin(b, "arith.addf", xc, half));
     r = mb_bin(b, "arith.mulf", mb_bin(b, "arith.subf", xc, n),
                mb_const_f32(b, 0.693147180559945309));
   } else {
-    n = math1(g, "math.floor",
-              mb_bin(b, "arith.addf",
-                     mb_bin(b, "arith.mulf", xc,
-                            mb_const_f32(b, 1.44269504088896341)),
-                     half));
+    n = gen_math1(g, "math.floor",
+                  mb_bin(b, "arith.addf",
+                         mb_bin(b, "arith.mulf", xc,
+                                mb_const_f32(b, 1.44269504088896341)),
+                         half));
     r = mb_bin(b, "arith.subf", xc,
                mb_bin(b, "arith.mulf", n, mb_const_f32(b, 0.693359375)));
     r = mb_bin(b, "arith.subf", r,
                mb_bin(b, "arith.mulf", n, mb_const_f32(b, -2.12194440e-4)));
   }
-  static const double c[] = {1.9875691500E-4, 1.3981999507E-3,
-                             8.3334519073E-3, 4.1665795894E-2,
-                             1.6666665459E-1, 5.0000001201E-1};
+  static const double c[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
+                             4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1};
   /* Horner steps may fuse into FMAs ("contract"): fewer instructions and
    * one rounding instead of two per step. */
   MlirValue p = mb_const_f32(b, c[0]);
   for (int i = 1; i < 6; i++)
-    p = fastmath(g,
-                 mb_bin(b, "arith.addf",
-                        fastmath(g, mb_bin(b, "arith.mulf", p, r), "contract"),
-                        mb_const_f32(b, c[i])),
-                 "contract");
+    p = gen_fastmath(
+        g,
+        mb_bin(b, "arith.addf",
+               gen_fastmath(g, mb_bin(b, "arith.mulf", p, r), "contract"),
+               mb_const_f32(b, c[i])),
+        "contract");
   MlirValue r2 = mb_bin(b, "arith.mulf", r, r);
-  p = fastmath(g,
-               mb_bin(b, "arith.addf",
-                      fastmath(g, mb_bin(b, "arith.mulf", p, r2), "contract"),
-                      mb_bin(b, "arith.addf", r, mb_const_f32(b, 1.0))),
-               "contract");
+  p = gen_fastmath(
+      g,
+      mb_bin(b, "arith.addf",
+             gen_fastmath(g, mb_bin(b, "arith.mulf", p, r2), "contract"),
+             mb_bin(b, "arith.addf", r, mb_const_f32(b, 1.0))),
+      "contract");
   MlirValue y = mb_bin(b, "arith.mulf", p, pow2i(g, n));
   MlirValue big = mb_cmpf(b, CMPF_OGT, x, mb_const_f32(b, hi_lim));
   MlirValue small = mb_cmpf(b, CMPF_OLT, x, mb_const_f32(b, lo_lim));
@@ -654,13 +597,14 @@ static MlirValue gen_builtin(gen *g, ts_node *n) {
   case TS_BUILTIN_MAX: {
     MlirValue x = gen_expr_as(g, k[0], t), y = gen_expr_as(g, k[1], t);
     bool mn = n->builtin == TS_BUILTIN_MIN;
-    if (is_float(g, t))
+    if (gen_is_float(g, t))
       return mb_bin(b, mn ? "arith.minimumf" : "arith.maximumf", x, y);
     return mb_bin(b, mn ? "arith.minsi" : "arith.maxsi", x, y);
   }
   case TS_BUILTIN_ABS: {
     MlirValue x = gen_expr_as(g, k[0], t);
-    return is_float(g, t) ? math1(g, "math.absf", x) : math1(g, "math.absi", x);
+    return gen_is_float(g, t) ? gen_math1(g, "math.absf", x)
+                              : gen_math1(g, "math.absi", x);
   }
   case TS_BUILTIN_SELECT: {
     MlirValue c = gen_expr_as(g, k[0], b->i1);
@@ -675,23 +619,22 @@ static MlirValue gen_builtin(gen *g, ts_node *n) {
     }
     return mb_cast(b, "arith.bitcast", x, t);
   }
-  default:
-    break;
+  default: break;
   }
   /* Float math of one or two arguments. */
   MlirValue x = gen_expr_as(g, k[0], b->f32);
   switch (n->builtin) {
   case TS_BUILTIN_EXP: return gen_exp(g, x, false);
   case TS_BUILTIN_EXP2: return gen_exp(g, x, true);
-  case TS_BUILTIN_LOG: return math1(g, "math.log", x);
-  case TS_BUILTIN_LOG2: return math1(g, "math.log2", x);
-  case TS_BUILTIN_SQRT: return math1(g, "math.sqrt", x);
-  case TS_BUILTIN_RSQRT: return math1(g, "math.rsqrt", x);
-  case TS_BUILTIN_SIN: return math1(g, "math.sin", x);
-  case TS_BUILTIN_COS: return math1(g, "math.cos", x);
-  case TS_BUILTIN_TANH: return math1(g, "math.tanh", x);
-  case TS_BUILTIN_FLOOR: return math1(g, "math.floor", x);
-  case TS_BUILTIN_CEIL: return math1(g, "math.ceil", x);
+  case TS_BUILTIN_LOG: return gen_math1(g, "math.log", x);
+  case TS_BUILTIN_LOG2: return gen_math1(g, "math.log2", x);
+  case TS_BUILTIN_SQRT: return gen_math1(g, "math.sqrt", x);
+  case TS_BUILTIN_RSQRT: return gen_math1(g, "math.rsqrt", x);
+  case TS_BUILTIN_SIN: return gen_math1(g, "math.sin", x);
+  case TS_BUILTIN_COS: return gen_math1(g, "math.cos", x);
+  case TS_BUILTIN_TANH: return gen_math1(g, "math.tanh", x);
+  case TS_BUILTIN_FLOOR: return gen_math1(g, "math.floor", x);
+  case TS_BUILTIN_CEIL: return gen_math1(g, "math.ceil", x);
   case TS_BUILTIN_RELU:
     return mb_bin(b, "arith.maximumf", x, mb_const_f32(b, 0.0));
   case TS_BUILTIN_POW:
@@ -705,13 +648,11 @@ static MlirValue gen_builtin(gen *g, ts_node *n) {
   }
   case TS_BUILTIN_SOFTPLUS: {
     /* log(1 + exp(x)), and x itself where exp(x) would overflow */
-    MlirValue l = math1(g, "math.log1p", gen_exp(g, x, false));
+    MlirValue l = gen_math1(g, "math.log1p", gen_exp(g, x, false));
     MlirValue big = mb_cmpf(b, CMPF_OGT, x, mb_const_f32(b, 20.0));
     return mb_select(b, big, x, l);
   }
-  default:
-    unsupported(g, n, "this built-in");
-    return x;
+  default: unsupported(g, n, "this built-in"); return x;
   }
 }
 
@@ -720,17 +661,16 @@ static MlirValue gen_cast(gen *g, ts_node *n) {
   ts_dtype dt = n->dtype;
   MlirValue x = gen_expr(g, n->kids[0]);
   if (ts_dtype_is_float(dt)) {
-    x = convert(g, x, b->f32);
+    x = gen_convert(g, x, b->f32);
     if (dt == TS_DTYPE_F32)
       return x;
     /* Round to the narrow type and back: the value is exactly
      * representable in it. */
     return from_storage(g, to_storage(g, x, dt), dt);
   }
-  MlirValue v = convert(g, x, compute(g, dt));
+  MlirValue v = gen_convert(g, x, gen_compute_type(g, dt));
   if (dt == TS_DTYPE_I8) /* wrap to 8 bits */
-    v = mb_cast(b, "arith.extsi", mb_cast(b, "arith.trunci", v, b->i8),
-                b->i32);
+    v = mb_cast(b, "arith.extsi", mb_cast(b, "arith.trunci", v, b->i8), b->i32);
   return v;
 }
 
@@ -741,7 +681,7 @@ static MlirValue gen_fn_call(gen *g, ts_node *n) {
   uint32_t na = n->kid_count < 64 ? n->kid_count : 64;
   for (uint32_t i = 0; i < na; i++) {
     ts_node *pt = params->kids[i]->kids[0];
-    args[i] = gen_expr_as(g, n->kids[i], compute(g, pt->dtype));
+    args[i] = gen_expr_as(g, n->kids[i], gen_compute_type(g, pt->dtype));
   }
   char name[300];
   snprintf(name, sizeof name, "%.*s", (int)n->name.len, n->name.ptr);
@@ -751,7 +691,7 @@ static MlirValue gen_fn_call(gen *g, ts_node *n) {
   MlirType rt = has_result ? repr(g, n->type) : b->i64;
   MlirOperation op =
       mb_op(b, "func.call", na, args, has_result ? 1 : 0, &rt, 1, &a);
-  return has_result ? mlirOperationGetResult(op, 0) : i64c(g, 0);
+  return has_result ? mlirOperationGetResult(op, 0) : gen_i64(g, 0);
 }
 
 static MlirValue gen_atomic(gen *g, ts_node *n) {
@@ -759,22 +699,23 @@ static MlirValue gen_atomic(gen *g, ts_node *n) {
   ts_node *ref = n->kids[0];
   view pool[8], v;
   int np = 0;
-  if (!view_of(g, ref, &v, pool, &np))
-    return i64c(g, 0);
+  if (!gen_view_of(g, ref, &v, pool, &np))
+    return gen_i64(g, 0);
   ts_dtype dt = v.dt;
   if (dt != TS_DTYPE_F32 && dt != TS_DTYPE_I32 && dt != TS_DTYPE_I64) {
     unsupported(g, n, "an atomic on this element type");
-    return i64c(g, 0);
+    return gen_i64(g, 0);
   }
   MlirValue lin, ok;
-  view_elem(g, &v, NULL, &lin, &ok);
+  gen_view_elem(g, &v, NULL, &lin, &ok);
   MlirValue val = gen_expr_as(g, n->kids[1], storage(g, dt));
   bool f = dt == TS_DTYPE_F32;
   /* arith::AtomicRMWKind: addf 0, addi 1, maximumf 3 (as of MLIR 22), maxs 4 */
-  int64_t kind = n->builtin == TS_BUILTIN_ATOMIC_ADD ? (f ? 0 : 1) : (f ? 3 : 4);
+  int64_t kind =
+      n->builtin == TS_BUILTIN_ATOMIC_ADD ? (f ? 0 : 1) : (f ? 3 : 4);
   MlirValue ops[3] = {val, v.mem,
                       mb_cast(b, "arith.index_cast",
-                              mb_select(b, ok, lin, i64c(g, 0)), b->index)};
+                              mb_select(b, ok, lin, gen_i64(g, 0)), b->index)};
   MlirNamedAttribute a = mb_attr(b, "kind", mlirIntegerAttrGet(b->i64, kind));
   MlirType st = storage(g, dt);
   /* An out-of-range atomic adds 0 to element 0: no effect, no write past
@@ -803,9 +744,9 @@ static MlirValue gen_expr(gen *g, ts_node *n) {
     ts_symbol *s = n->sym;
     if (!s || !s->user) {
       unsupported(g, n, "this name");
-      v = i64c(g, 0);
+      v = gen_i64(g, 0);
     } else if (s->kind == TS_SYM_VAR) {
-      v = mb_load(b, (MlirValue){s->user}, i64c(g, 0));
+      v = mb_load(b, (MlirValue){s->user}, gen_i64(g, 0));
     } else {
       v = (MlirValue){s->user};
     }
@@ -816,9 +757,9 @@ static MlirValue gen_expr(gen *g, ts_node *n) {
   case TS_NODE_INDEX: {
     view pool[8], vw;
     int np = 0;
-    v = i64c(g, 0);
-    if (view_of(g, n, &vw, pool, &np))
-      view_load(g, &vw, NULL, &v);
+    v = gen_i64(g, 0);
+    if (gen_view_of(g, n, &vw, pool, &np))
+      gen_view_load(g, &vw, NULL, &v);
     break;
   }
   case TS_NODE_CALL:
@@ -831,382 +772,17 @@ static MlirValue gen_expr(gen *g, ts_node *n) {
       v = gen_atomic(g, n);
     else if (n->builtin == TS_BUILTIN_THREAD_ID) {
       unsupported(g, n, "'thread_id()'");
-      v = i64c(g, 0);
+      v = gen_i64(g, 0);
     } else
       v = gen_builtin(g, n);
     break;
-  default:
-    unsupported(g, n, "this expression");
-    v = i64c(g, 0);
+  default: unsupported(g, n, "this expression"); v = gen_i64(g, 0);
   }
   b->loc = saved;
   return v;
 }
 
-/* ---- tile operations ------------------------------------------------------------------ */
-
-static MlirValue clamp64(gen *g, MlirValue v, MlirValue lo, MlirValue hi) {
-  return mb_bin(&g->b, "arith.minsi", mb_bin(&g->b, "arith.maxsi", v, lo), hi);
-}
-
-/* copy between a whole tile and a slice of a tensor whose last dim is a
- * plain slice: the tail is predicated by the inner loop's bounds, not per
- * element, so the inner loop runs unchecked over contiguous memory (and
- * vectorises); the rest of a tile row is zero-filled. */
-static bool copy_rows(gen *g, view *src, view *dst) {
-  view *gv = src->in_range ? dst : src;
-  view *tv = src->in_range ? src : dst;
-  uint32_t last = gv->rank - 1;
-  if (!tv->in_range || gv->in_range || dst->vrank == 0 ||
-      gv->sub[last].kind != SUB_SLICE || gv->sub[last].vdim != dst->vrank - 1)
-    return false;
-  mb *b = &g->b;
-  uint32_t outer = dst->vrank - 1;
-  loop L[TS_MAX_RANK];
-  MlirValue k[TS_MAX_RANK];
-  loops_begin(g, L, dst->vext, outer, k);
-  MlirValue ext = dst->vext[outer], zero = i64c(g, 0);
-  /* Is this row inside the tensor (every dim but the last)? */
-  k[outer] = zero;
-  MlirValue lin, row_ok;
-  gv->skip_dim = (int)last;
-  view_elem(g, gv, k, &lin, &row_ok);
-  gv->skip_dim = -1;
-  MlirValue start = gv->sub[last].start;
-  MlirValue lo = clamp64(g, mb_bin(b, "arith.subi", zero, start), zero, ext);
-  MlirValue hi = clamp64(g, mb_bin(b, "arith.subi", gv->dims[last], start), lo,
-                         ext);
-  lo = mb_select(b, row_ok, lo, zero);
-  hi = mb_select(b, row_ok, hi, zero);
-  loop in;
-  loop_begin(g, &in, lo, hi);
-  k[outer] = in.iv;
-  gv->unchecked = true;
-  MlirValue x;
-  view_load(g, src, k, &x);
-  view_store(g, dst, k, convert(g, x, compute(g, dst->dt)));
-  gv->unchecked = false;
-  loop_end(g, &in);
-  if (dst == tv) { /* zero the parts of the tile row outside the tensor */
-    MlirType t = compute(g, dst->dt);
-    MlirValue z = is_float(g, t) ? mb_const_f32(b, 0.0) : mb_const_int(b, t, 0);
-    MlirValue ranges[2][2] = {{zero, lo}, {hi, ext}};
-    for (int r = 0; r < 2; r++) {
-      loop zl;
-      loop_begin(g, &zl, ranges[r][0], ranges[r][1]);
-      k[outer] = zl.iv;
-      view_store(g, dst, k, z);
-      loop_end(g, &zl);
-    }
-  }
-  loops_end(g, L, outer);
-  return true;
-}
-
-static void gen_copy(gen *g, ts_node *call) {
-  view pool[16], src, dst;
-  int np = 0;
-  if (!view_of(g, call->kids[0], &src, pool, &np) ||
-      !view_of(g, call->kids[1], &dst, pool, &np))
-    return;
-  if (copy_rows(g, &src, &dst))
-    return;
-  loop L[TS_MAX_RANK];
-  MlirValue k[TS_MAX_RANK];
-  loops_begin(g, L, dst.vext, dst.vrank, k);
-  MlirValue x;
-  view_load(g, &src, k, &x);
-  view_store(g, &dst, k, convert(g, x, compute(g, dst.dt)));
-  loops_end(g, L, dst.vrank);
-}
-
-static void gen_fill(gen *g, ts_node *call, bool clear) {
-  view pool[8], dst;
-  int np = 0;
-  if (!view_of(g, call->kids[0], &dst, pool, &np))
-    return;
-  MlirType t = compute(g, dst.dt);
-  MlirValue v = clear ? (is_float(g, t) ? mb_const_f32(&g->b, 0.0)
-                                        : mb_const_int(&g->b, t, 0))
-                      : gen_expr_as(g, call->kids[1], t);
-  loop L[TS_MAX_RANK];
-  MlirValue k[TS_MAX_RANK];
-  loops_begin(g, L, dst.vext, dst.vrank, k);
-  view_store(g, &dst, k, v);
-  loops_end(g, L, dst.vrank);
-}
-
-static ts_node *named_arg(ts_node *call, const char *name) {
-  for (uint32_t i = 0; i < call->kid_count; i++)
-    if (call->kids[i]->kind == TS_NODE_NAMED &&
-        ts_str_eq_cstr(call->kids[i]->name, name))
-      return call->kids[i]->kids[0];
-  return NULL;
-}
-
-static bool named_bool(ts_node *call, const char *name, bool dflt) {
-  ts_node *v = named_arg(call, name);
-  return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
-}
-
-
-/* c (+)= a · b. Accumulates in the compute type of c, with a*b+c allowed to
- * fuse (FMA). Two schedules:
- *  - b transposed (a not): c[i, j] = sum_k a[i, k] b[j, k], a dot product
- *    over contiguous rows, its sum reassociated so that it vectorises;
- *  - otherwise i, k, j with R rows of a held at once (R = 4 when M allows):
- *    each b[k, :] row loaded once feeds R rows of c, and the j loop runs
- *    over contiguous rows of b and c. */
-/* The constant extent of dim d of a whole tile operand, or -1. */
-static int64_t const_dim(ts_node *n, uint32_t d) {
-  const ts_type *t = n->type;
-  if (n->kind != TS_NODE_NAME || !t || t->kind != TS_TYPE_TILE ||
-      d >= t->rank || t->dims[d].term_count)
-    return -1;
-  return t->dims[d].c;
-}
-
-/* The register-blocked f32 micro-kernel, in the vector dialect: for R = 4
- * rows of c and VW columns at a time, the accumulators stay in vector
- * registers for the whole k loop; each k loads one row piece of b and
- * broadcasts R elements of a. Needs whole f32 tiles with constant shapes,
- * b not transposed, M % 4 == 0 and N % VW == 0. Returns false (nothing
- * emitted) when they do not hold. */
-static bool gemm_vector(gen *g, ts_node *call, view *A, view *B, view *C,
-                        bool ta, bool tb, bool acc) {
-  mb *b = &g->b;
-  ts_node *na = call->kids[0], *nb = call->kids[1], *nc = call->kids[2];
-  if (tb || A->dt != TS_DTYPE_F32 || B->dt != TS_DTYPE_F32 ||
-      C->dt != TS_DTYPE_F32 || !A->in_range || !B->in_range || !C->in_range)
-    return false;
-  int64_t M = const_dim(nc, 0), N = const_dim(nc, 1);
-  int64_t K = const_dim(na, ta ? 0 : 1);
-  if (M <= 0 || N <= 0 || K <= 0 || M % 4 || const_dim(nb, 1) != N)
-    return false;
-  int64_t VW = N % 32 == 0 ? 32 : N % 16 == 0 ? 16 : N % 8 == 0 ? 8 : 0;
-  if (!VW)
-    return false;
-  enum { R = 4 };
-  int64_t shape[1] = {VW};
-  MlirType vt = mlirVectorTypeGet(1, shape, b->f32);
-  MlirValue slots = mb_alloca_entry(b, vt, R);
-  MlirValue zero = mb_op1(b, "vector.broadcast", 1,
-                          (MlirValue[]){mb_const_f32(b, 0.0)}, vt);
-  loop li, lj, lk;
-  loop_begin(g, &li, i64c(g, 0), i64c(g, M / R));
-  MlirValue i0 = mb_bin(b, "arith.muli", li.iv, i64c(g, R));
-  loop_begin(g, &lj, i64c(g, 0), i64c(g, N / VW));
-  MlirValue j0 = mb_bin(b, "arith.muli", lj.iv, i64c(g, VW));
-  MlirValue cidx[R];
-  for (int r = 0; r < R; r++) {
-    MlirValue row = mb_bin(b, "arith.addi", i0, i64c(g, r));
-    cidx[r] = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, i64c(g, N)),
-                     j0);
-    MlirValue init = zero;
-    if (acc) {
-      MlirValue ops[2] = {C->mem, mb_cast(b, "arith.index_cast", cidx[r],
-                                          b->index)};
-      init = mb_op1(b, "vector.load", 2, ops, vt);
-    }
-    mb_store(b, init, slots, i64c(g, r));
-  }
-  loop_begin(g, &lk, i64c(g, 0), i64c(g, K));
-  MlirValue bops[2] = {
-      B->mem, mb_cast(b, "arith.index_cast",
-                      mb_bin(b, "arith.addi",
-                             mb_bin(b, "arith.muli", lk.iv, i64c(g, N)), j0),
-                      b->index)};
-  MlirValue bv = mb_op1(b, "vector.load", 2, bops, vt);
-  for (int r = 0; r < R; r++) {
-    MlirValue row = mb_bin(b, "arith.addi", i0, i64c(g, r));
-    MlirValue aidx =
-        ta ? mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", lk.iv, i64c(g, M)),
-                    row)
-           : mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, i64c(g, K)),
-                    lk.iv);
-    MlirValue a = mb_load(b, A->mem, aidx);
-    MlirValue av = mb_op1(b, "vector.broadcast", 1, &a, vt);
-    MlirValue fops[3] = {av, bv, mb_load(b, slots, i64c(g, r))};
-    mb_store(b, mb_op1(b, "vector.fma", 3, fops, vt), slots, i64c(g, r));
-  }
-  loop_end(g, &lk);
-  for (int r = 0; r < R; r++) {
-    MlirValue ops[3] = {mb_load(b, slots, i64c(g, r)), C->mem,
-                        mb_cast(b, "arith.index_cast", cidx[r], b->index)};
-    mb_op(b, "vector.store", 3, ops, 0, NULL, 0, NULL);
-  }
-  loop_end(g, &lj);
-  loop_end(g, &li);
-  return true;
-}
-
-static void gen_gemm(gen *g, ts_node *call) {
-  mb *b = &g->b;
-  view pool[8], A, B, C;
-  int np = 0;
-  if (!view_of(g, call->kids[0], &A, pool, &np) ||
-      !view_of(g, call->kids[1], &B, pool, &np) ||
-      !view_of(g, call->kids[2], &C, pool, &np))
-    return;
-  bool ta = named_bool(call, "trans_a", false);
-  bool tb = named_bool(call, "trans_b", false);
-  bool acc = named_bool(call, "accumulate", true);
-  if (gemm_vector(g, call, &A, &B, &C, ta, tb, acc))
-    return;
-  MlirType ct = compute(g, C.dt);
-  bool f = is_float(g, ct);
-  MlirValue zero = f ? mb_const_f32(b, 0.0) : mb_const_int(b, ct, 0);
-  MlirValue M = C.vext[0], N = C.vext[1], K = A.vext[ta ? 0 : 1];
-  const char *add = f ? "arith.addf" : "arith.addi";
-  const char *mul = f ? "arith.mulf" : "arith.muli";
-  loop li, lj, lk;
-  MlirValue ij[2], ak[2], bk[2];
-  if (tb && !ta) {
-    MlirValue slot = mb_alloca_entry(b, ct, 1);
-    loop_begin(g, &li, i64c(g, 0), M);
-    loop_begin(g, &lj, i64c(g, 0), N);
-    ij[0] = li.iv;
-    ij[1] = lj.iv;
-    mb_store(b, zero, slot, i64c(g, 0));
-    loop_begin(g, &lk, i64c(g, 0), K);
-    ak[0] = li.iv;
-    ak[1] = lk.iv;
-    bk[0] = lj.iv;
-    bk[1] = lk.iv;
-    MlirValue x, y;
-    view_load(g, &A, ak, &x);
-    view_load(g, &B, bk, &y);
-    MlirValue p = mb_bin(b, mul, convert(g, x, ct), convert(g, y, ct));
-    MlirValue s = mb_bin(b, add, mb_load(b, slot, i64c(g, 0)), p);
-    if (f) {
-      fastmath(g, p, "reassoc,contract");
-      fastmath(g, s, "reassoc,contract");
-    }
-    mb_store(b, s, slot, i64c(g, 0));
-    loop_end(g, &lk);
-    MlirValue sum = mb_load(b, slot, i64c(g, 0));
-    if (acc) {
-      MlirValue c0;
-      view_load(g, &C, ij, &c0);
-      sum = mb_bin(b, add, convert(g, c0, ct), sum);
-    }
-    view_store(g, &C, ij, sum);
-    loop_end(g, &lj);
-    loop_end(g, &li);
-    return;
-  }
-  if (!acc) {
-    loop_begin(g, &li, i64c(g, 0), M);
-    loop_begin(g, &lj, i64c(g, 0), N);
-    ij[0] = li.iv;
-    ij[1] = lj.iv;
-    view_store(g, &C, ij, zero);
-    loop_end(g, &lj);
-    loop_end(g, &li);
-  }
-  /* R rows at once when M is a known multiple of R. */
-  const ts_type *ctype = call->kids[2]->type;
-  int R = 1;
-  if (ctype && ctype->rank == 2 && ctype->dims[0].term_count == 0 &&
-      ctype->dims[0].c % 4 == 0)
-    R = 4;
-  loop_begin(g, &li, i64c(g, 0),
-             R == 1 ? M : mb_bin(b, "arith.divsi", M, i64c(g, R)));
-  MlirValue i0 = R == 1 ? li.iv : mb_bin(b, "arith.muli", li.iv, i64c(g, R));
-  MlirValue rows[4], xs[4];
-  for (int r = 0; r < R; r++)
-    rows[r] = r ? mb_bin(b, "arith.addi", i0, i64c(g, r)) : i0;
-  loop_begin(g, &lk, i64c(g, 0), K);
-  for (int r = 0; r < R; r++) {
-    ak[0] = ta ? lk.iv : rows[r];
-    ak[1] = ta ? rows[r] : lk.iv;
-    view_load(g, &A, ak, &xs[r]);
-    xs[r] = convert(g, xs[r], ct);
-  }
-  loop_begin(g, &lj, i64c(g, 0), N);
-  bk[0] = tb ? lj.iv : lk.iv;
-  bk[1] = tb ? lk.iv : lj.iv;
-  MlirValue y;
-  view_load(g, &B, bk, &y);
-  y = convert(g, y, ct);
-  for (int r = 0; r < R; r++) {
-    ij[0] = rows[r];
-    ij[1] = lj.iv;
-    MlirValue c;
-    view_load(g, &C, ij, &c);
-    MlirValue p = mb_bin(b, mul, xs[r], y);
-    MlirValue s = mb_bin(b, add, convert(g, c, ct), p);
-    if (f) {
-      fastmath(g, p, "contract");
-      fastmath(g, s, "contract");
-    }
-    view_store(g, &C, ij, s);
-  }
-  loop_end(g, &lj);
-  loop_end(g, &lk);
-  loop_end(g, &li);
-}
-
-static void gen_reduce(gen *g, ts_node *call) {
-  mb *b = &g->b;
-  view pool[8], src, dst;
-  int np = 0;
-  if (!view_of(g, call->kids[0], &src, pool, &np) ||
-      !view_of(g, call->kids[1], &dst, pool, &np))
-    return;
-  uint32_t dim = (uint32_t)named_arg(call, "dim")->cval.i;
-  ts_builtin op = call->builtin;
-  MlirType t = compute(g, src.dt);
-  bool f = is_float(g, t);
-  MlirValue init;
-  if (op == TS_BUILTIN_REDUCE_MAX)
-    init = f ? mb_const_f32(b, -__builtin_inf())
-             : mb_const_int(b, t, int_width(t) == 32 ? INT32_MIN : INT64_MIN);
-  else
-    init = f ? mb_const_f32(b, 0.0) : mb_const_int(b, t, 0);
-  /* Loops over the kept dims, then the reduced one innermost. */
-  MlirValue ext[TS_MAX_RANK] = {{0}}, k[TS_MAX_RANK] = {{0}};
-  MlirValue out_k[TS_MAX_RANK] = {{0}};
-  uint32_t nk = 0;
-  for (uint32_t i = 0; i < src.vrank; i++)
-    if (i != dim)
-      ext[nk++] = src.vext[i];
-  loop L[TS_MAX_RANK];
-  uint32_t opened = nk;
-  loops_begin(g, L, ext, nk, out_k);
-  MlirValue slot = mb_alloca_entry(b, t, 1);
-  mb_store(b, init, slot, i64c(g, 0));
-  loop inner;
-  loop_begin(g, &inner, i64c(g, 0), src.vext[dim]);
-  for (uint32_t i = 0, j = 0; i < src.vrank; i++)
-    k[i] = i == dim ? inner.iv : out_k[j++];
-  MlirValue x;
-  view_load(g, &src, k, &x);
-  MlirValue a = mb_load(b, slot, i64c(g, 0));
-  MlirValue r;
-  if (op == TS_BUILTIN_REDUCE_SUM)
-    r = mb_bin(b, f ? "arith.addf" : "arith.addi", a, x);
-  else {
-    if (op == TS_BUILTIN_REDUCE_ABSMAX)
-      x = f ? math1(g, "math.absf", x) : math1(g, "math.absi", x);
-    r = f ? mb_bin(b, "arith.maximumf", a, x) : mb_bin(b, "arith.maxsi", a, x);
-  }
-  /* A float sum may be reassociated (partial sums per vector lane): the
-   * order is fixed by the compiled code, not by the source. */
-  if (f)
-    fastmath(g, r, "reassoc");
-  mb_store(b, r, slot, i64c(g, 0));
-  loop_end(g, &inner);
-  if (nk == 0) {
-    out_k[0] = i64c(g, 0);
-    nk = 1;
-  }
-  view_store(g, &dst, out_k,
-             convert(g, mb_load(b, slot, i64c(g, 0)), compute(g, dst.dt)));
-  loops_end(g, L, opened);
-}
-
-/* ---- statements --------------------------------------------------------------------------- */
+/* ---- statements ---------------------------------------------------------- */
 
 static void gen_block(gen *g, ts_node *blk);
 
@@ -1222,25 +798,26 @@ static void gen_assign(gen *g, ts_node *n) {
   if (t->kind == TS_NODE_NAME)
     ct = repr(g, t->sym->type);
   else
-    ct = compute(g, t->kids[0]->sym->type->dtype);
+    ct = gen_compute_type(g, t->kids[0]->sym->type->dtype);
   MlirValue val = gen_expr_as(g, v, ct);
   if (n->op != TS_TOK_ASSIGN) {
     MlirValue old = gen_expr_as(g, t, ct);
-    bool f = is_float(g, ct);
-    const char *name = n->op == TS_TOK_PLUS_ASSIGN    ? (f ? "arith.addf" : "arith.addi")
-                       : n->op == TS_TOK_MINUS_ASSIGN ? (f ? "arith.subf" : "arith.subi")
-                       : n->op == TS_TOK_STAR_ASSIGN  ? (f ? "arith.mulf" : "arith.muli")
-                                                      : (f ? "arith.divf" : "arith.divsi");
+    bool f = gen_is_float(g, ct);
+    const char *name =
+        n->op == TS_TOK_PLUS_ASSIGN    ? (f ? "arith.addf" : "arith.addi")
+        : n->op == TS_TOK_MINUS_ASSIGN ? (f ? "arith.subf" : "arith.subi")
+        : n->op == TS_TOK_STAR_ASSIGN  ? (f ? "arith.mulf" : "arith.muli")
+                                       : (f ? "arith.divf" : "arith.divsi");
     val = mb_bin(b, name, old, val);
   }
   if (t->kind == TS_NODE_NAME) {
-    mb_store(b, val, (MlirValue){t->sym->user}, i64c(g, 0));
+    mb_store(b, val, (MlirValue){t->sym->user}, gen_i64(g, 0));
     return;
   }
   view pool[8], vw;
   int np = 0;
-  if (view_of(g, t, &vw, pool, &np))
-    view_store(g, &vw, NULL, val);
+  if (gen_view_of(g, t, &vw, pool, &np))
+    gen_view_store(g, &vw, NULL, val);
 }
 
 static void gen_stmt(gen *g, ts_node *n) {
@@ -1257,15 +834,12 @@ static void gen_stmt(gen *g, ts_node *n) {
   case TS_NODE_VAR: {
     MlirType t = repr(g, n->sym->type);
     MlirValue slot = mb_alloca_entry(b, t, 1);
-    mb_store(b, gen_expr_as(g, n->kids[1], t), slot, i64c(g, 0));
+    mb_store(b, gen_expr_as(g, n->kids[1], t), slot, gen_i64(g, 0));
     n->sym->user = slot.ptr;
     break;
   }
-  case TS_NODE_TILE:
-    break; /* allocated at the block's entry */
-  case TS_NODE_ASSIGN:
-    gen_assign(g, n);
-    break;
+  case TS_NODE_TILE: break; /* allocated at the block's entry */
+  case TS_NODE_ASSIGN: gen_assign(g, n); break;
   case TS_NODE_EXPR_STMT: {
     ts_node *c = n->kids[0];
     switch (c->builtin) {
@@ -1287,11 +861,12 @@ static void gen_stmt(gen *g, ts_node *n) {
     ts_node *vars = n->kids[0], *exts = n->kids[1];
     loop L[TS_MAX_RANK];
     for (uint32_t i = 0; i < vars->kid_count; i++) {
-      loop_begin(g, &L[i], i64c(g, 0), gen_expr_as(g, exts->kids[i], b->i64));
+      gen_loop_begin(g, &L[i], gen_i64(g, 0),
+                     gen_expr_as(g, exts->kids[i], b->i64));
       vars->kids[i]->sym->user = L[i].iv.ptr;
     }
     gen_block(g, n->kids[2]);
-    loops_end(g, L, vars->kid_count);
+    gen_loops_end(g, L, vars->kid_count);
     break;
   }
   case TS_NODE_PIPELINED:
@@ -1300,7 +875,7 @@ static void gen_stmt(gen *g, ts_node *n) {
     MlirValue lo = gen_expr_as(g, n->kids[0], b->i64);
     MlirValue hi = gen_expr_as(g, n->kids[1], b->i64);
     loop L;
-    loop_begin(g, &L, lo, hi);
+    gen_loop_begin(g, &L, lo, hi);
     n->sym->user = L.iv.ptr;
     if (g->nloops == MAX_LOOPS) {
       unsupported(g, n, "loops nested this deep");
@@ -1311,7 +886,7 @@ static void gen_stmt(gen *g, ts_node *n) {
     g->nloops++;
     gen_block(g, n->kids[pipe ? 3 : 2]);
     g->nloops--;
-    loop_end(g, &L);
+    gen_loop_end(g, &L);
     break;
   }
   case TS_NODE_IF: {
@@ -1353,11 +928,8 @@ static void gen_stmt(gen *g, ts_node *n) {
     fresh_block(g);
     break;
   }
-  case TS_NODE_BLOCK:
-    gen_block(g, n);
-    break;
-  default:
-    break;
+  case TS_NODE_BLOCK: gen_block(g, n); break;
+  default: break;
   }
 }
 
@@ -1366,7 +938,7 @@ static void gen_block(gen *g, ts_node *blk) {
     gen_stmt(g, blk->kids[i]);
 }
 
-/* ---- functions and the module ----------------------------------------------------------- */
+/* ---- functions and the module -------------------------------------------- */
 
 /* Creates `func.func @name(args) -> results` in the module with an entry
  * block; leaves the builder in that block. */
@@ -1379,7 +951,8 @@ static MlirOperation new_func(gen *g, MlirModule m, const char *name,
   MlirNamedAttribute attrs[3] = {
       mb_attr(b, "sym_name", mlirStringAttrGet(b->ctx, mb_str(name))),
       mb_attr(b, "function_type", mlirTypeAttrGet(ft)),
-      mb_attr(b, "sym_visibility", mlirStringAttrGet(b->ctx, mb_str("private"))),
+      mb_attr(b, "sym_visibility",
+              mlirStringAttrGet(b->ctx, mb_str("private"))),
   };
   MlirOperationState st = mlirOperationStateGet(mb_str("func.func"), b->loc);
   MlirRegion r = mlirRegionCreate();
@@ -1405,7 +978,7 @@ static void arg_name(char *buf, size_t size, ts_str name, const char *suffix) {
 
 /* Scalar arguments cross the ABI in their compute type, bools as i8. */
 static MlirType scalar_abi(gen *g, ts_dtype dt) {
-  return dt == TS_DTYPE_BOOL ? g->b.i8 : compute(g, dt);
+  return dt == TS_DTYPE_BOOL ? g->b.i8 : gen_compute_type(g, dt);
 }
 
 /* The argument list of a kernel's functions: tensors, dims, scalars. */
@@ -1416,9 +989,9 @@ static intptr_t kernel_args(gen *g, const ts_kernel_info *k, bool tensors,
     for (uint32_t i = 0; i < k->arg_count; i++)
       if (k->args[i]->kind == TS_SYM_TENSOR) {
         int64_t shape[1] = {mlirShapedTypeGetDynamicSize()};
-        out[n++] = mlirMemRefTypeContiguousGet(
-            storage(g, k->args[i]->type->dtype), 1, shape,
-            mlirAttributeGetNull());
+        out[n++] =
+            mlirMemRefTypeContiguousGet(storage(g, k->args[i]->type->dtype), 1,
+                                        shape, mlirAttributeGetNull());
       }
   for (uint32_t i = 0; i < k->dim_count; i++)
     out[n++] = g->b.i64;
@@ -1470,8 +1043,8 @@ static void alloc_tiles(gen *g, ts_node *n) {
         count = INT64_MAX;
     }
     MlirType st = storage(g, t->dtype);
-    int64_t bytes = count > INT64_MAX / 8 ? INT64_MAX
-                                          : count * ts_dtype_bits(t->dtype) / 8;
+    int64_t bytes =
+        count > INT64_MAX / 8 ? INT64_MAX : count * ts_dtype_bits(t->dtype) / 8;
     if (all_const && bytes <= STACK_TILE_LIMIT) {
       n->sym->user = mb_alloca_entry(&g->b, st, count).ptr;
     } else {
@@ -1479,12 +1052,12 @@ static void alloc_tiles(gen *g, ts_node *n) {
         unsupported(g, n, "this many large tiles");
         return;
       }
-      MlirValue size = i64c(g, 1);
+      MlirValue size = gen_i64(g, 1);
       for (uint32_t i = 0; i < t->rank; i++)
-        size = mb_bin(&g->b, "arith.muli", size,
-                      eval_extent(g, &t->dims[i], n));
+        size =
+            mb_bin(&g->b, "arith.muli", size, eval_extent(g, &t->dims[i], n));
       /* at least one element, so that a predicated-off read is in bounds */
-      size = mb_bin(&g->b, "arith.maxsi", size, i64c(g, 1));
+      size = mb_bin(&g->b, "arith.maxsi", size, gen_i64(g, 1));
       MlirValue m = mb_alloc(&g->b, "memref.alloc", st, size);
       g->heap[g->nheap++] = m;
       n->sym->user = m.ptr;
@@ -1516,7 +1089,7 @@ static void gen_kernel(gen *g, MlirModule m, const ts_kernel_info *k) {
   arg_name(sub, sizeof sub, k->name, "__grid");
   new_func(g, m, sub, n - nt, types + nt, 3, i64s, false, false);
   bind_args(g, k, false);
-  MlirValue ext[3] = {i64c(g, 1), i64c(g, 1), i64c(g, 1)};
+  MlirValue ext[3] = {gen_i64(g, 1), gen_i64(g, 1), gen_i64(g, 1)};
   ts_node *grid = k->node->kids[2];
   for (uint32_t i = 0; grid && i < grid->kid_count && i < 3; i++)
     ext[i] = gen_expr_as(g, grid->kids[i], b->i64);
@@ -1543,24 +1116,24 @@ static void gen_kernel(gen *g, MlirModule m, const ts_kernel_info *k) {
   MlirValue args[160];
   for (intptr_t i = 0; i < n; i++)
     args[i] = mlirBlockGetArgument(b->entry, i);
-  MlirNamedAttribute callee = mb_attr(
-      b, "callee", mlirFlatSymbolRefAttrGet(b->ctx, mb_str(sub)));
+  MlirNamedAttribute callee =
+      mb_attr(b, "callee", mlirFlatSymbolRefAttrGet(b->ctx, mb_str(sub)));
   arg_name(sub, sizeof sub, k->name, "__grid");
-  MlirNamedAttribute gcallee = mb_attr(
-      b, "callee", mlirFlatSymbolRefAttrGet(b->ctx, mb_str(sub)));
-  MlirOperation gc = mb_op(b, "func.call", n - nt, args + nt, 3, i64s, 1,
-                           &gcallee);
+  MlirNamedAttribute gcallee =
+      mb_attr(b, "callee", mlirFlatSymbolRefAttrGet(b->ctx, mb_str(sub)));
+  MlirOperation gc =
+      mb_op(b, "func.call", n - nt, args + nt, 3, i64s, 1, &gcallee);
   MlirValue gx = mlirOperationGetResult(gc, 0);
   MlirValue gy = mlirOperationGetResult(gc, 1);
   loop L;
-  loop_begin(g, &L, mlirBlockGetArgument(b->entry, n),
-             mlirBlockGetArgument(b->entry, n + 1));
+  gen_loop_begin(g, &L, mlirBlockGetArgument(b->entry, n),
+                 mlirBlockGetArgument(b->entry, n + 1));
   MlirValue rest = mb_bin(b, "arith.divsi", L.iv, gx);
   args[n] = mb_bin(b, "arith.remsi", L.iv, gx);
   args[n + 1] = mb_bin(b, "arith.remsi", rest, gy);
   args[n + 2] = mb_bin(b, "arith.divsi", rest, gy);
   mb_op(b, "func.call", n + 3, args, 0, NULL, 1, &callee);
-  loop_end(g, &L);
+  gen_loop_end(g, &L);
   mb_op(b, "func.return", 0, NULL, 0, NULL, 0, NULL);
 }
 
@@ -1573,9 +1146,9 @@ static void gen_helper(gen *g, MlirModule m, ts_node *fn) {
   MlirType types[64];
   intptr_t n = 0;
   for (uint32_t i = 0; i < params->kid_count && n < 64; i++)
-    types[n++] = compute(g, params->kids[i]->kids[0]->dtype);
+    types[n++] = gen_compute_type(g, params->kids[i]->kids[0]->dtype);
   bool has = result && result->dtype < TS_DTYPE_COUNT;
-  g->fn_result = has ? compute(g, result->dtype) : b->i64;
+  g->fn_result = has ? gen_compute_type(g, result->dtype) : b->i64;
   new_func(g, m, name, n, types, has ? 1 : 0, &g->fn_result, true, false);
   for (uint32_t i = 0; i < params->kid_count && i < 64; i++)
     if (params->kids[i]->sym)
@@ -1587,7 +1160,7 @@ static void gen_helper(gen *g, MlirModule m, ts_node *fn) {
   gen_block(g, fn->kids[2]);
   /* The end is reachable only without a result (sema checked). */
   if (has) {
-    MlirValue z = is_float(g, g->fn_result)
+    MlirValue z = gen_is_float(g, g->fn_result)
                       ? mb_const_f32(b, 0.0)
                       : mb_const_int(b, g->fn_result, 0);
     mb_op(b, "func.return", 1, &z, 0, NULL, 0, NULL);

@@ -1,0 +1,81 @@
+/* gen_internal.h - private to gen*.c: the generator's state, tile views and
+ * the helpers the statement generator (gen.c) and the tile ops (gen_tile.c)
+ * share. */
+#ifndef TS_COMPILER_GEN_INTERNAL_H
+#define TS_COMPILER_GEN_INTERNAL_H
+
+#include "compiler/gen.h"
+
+#define MAX_LOOPS 256
+#define MAX_HEAP 128
+#define STACK_TILE_LIMIT (64 * 1024)
+
+typedef struct loop {
+  MlirBlock header, body, latch, exit;
+  MlirValue iv;
+} loop;
+
+typedef struct gen {
+  mb b;
+  ts_unit *u;
+  ts_diags *d;
+  const ts_kernel_info *kernel;
+  MlirValue atom_vals[4096]; /* dims by atom id, while generating a kernel */
+  bool atom_set[4096];
+  MlirValue block_id[3];
+  struct {
+    MlirBlock brk, cont;
+  } loops[MAX_LOOPS];
+  int nloops;
+  MlirValue heap[MAX_HEAP];
+  int nheap;
+  bool in_fn;
+  MlirType fn_result;
+  bool failed;
+} gen;
+
+enum { SUB_INDEX, SUB_SLICE, SUB_GATHER };
+
+typedef struct view view;
+struct view {
+  MlirValue mem;
+  ts_dtype dt;
+  uint32_t rank; /* of the underlying tensor or tile */
+  MlirValue dims[TS_MAX_RANK];
+  struct {
+    int kind;
+    MlirValue start; /* index, or slice start */
+    uint32_t vdim;   /* the view dim a slice or gather feeds */
+    view *gather;    /* 1-d view of the indices */
+  } sub[TS_MAX_RANK];
+  uint32_t vrank;
+  MlirValue vext[TS_MAX_RANK];
+  bool in_range;  /* a whole tile: every index of the view is in range */
+  bool unchecked; /* the caller has made sure the indices are in range */
+  int skip_dim;   /* an underlying dim left out of the check, or -1 */
+};
+
+MlirValue gen_i64(gen *g, int64_t v);
+void gen_loop_begin(gen *g, loop *L, MlirValue lo, MlirValue hi);
+void gen_loop_end(gen *g, loop *L);
+void gen_loops_begin(gen *g, loop *L, const MlirValue *ext, uint32_t rank,
+                     MlirValue *k);
+void gen_loops_end(gen *g, loop *L, uint32_t rank);
+bool gen_view_of(gen *g, ts_node *n, view *v, view *pool, int *npool);
+void gen_view_load(gen *g, view *v, const MlirValue *k, MlirValue *out);
+void gen_view_store(gen *g, view *v, const MlirValue *k, MlirValue x);
+void gen_view_elem(gen *g, view *v, const MlirValue *k, MlirValue *lin,
+                   MlirValue *valid);
+MlirValue gen_convert(gen *g, MlirValue v, MlirType to);
+MlirType gen_compute_type(gen *g, ts_dtype dt);
+bool gen_is_float(gen *g, MlirType t);
+MlirValue gen_fastmath(gen *g, MlirValue v, const char *flags);
+MlirValue gen_math1(gen *g, const char *name, MlirValue x);
+int gen_int_width(MlirType t);
+MlirValue gen_expr_as(gen *g, ts_node *n, MlirType want);
+void gen_copy(gen *g, ts_node *call);
+void gen_fill(gen *g, ts_node *call, bool clear);
+void gen_gemm(gen *g, ts_node *call);
+void gen_reduce(gen *g, ts_node *call);
+
+#endif

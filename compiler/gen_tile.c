@@ -1,0 +1,371 @@
+/* gen_tile.c - the tile ops (copy, fill, clear, gemm, reductions) as loops
+ * over views, and the vector-dialect GEMM micro-kernel. The ABI and the
+ * out-of-range rules are described in gen.c. */
+#include "compiler/gen_internal.h"
+
+#include <string.h>
+
+/* ---- tile operations ----------------------------------------------------- */
+
+static MlirValue clamp64(gen *g, MlirValue v, MlirValue lo, MlirValue hi) {
+  return mb_bin(&g->b, "arith.minsi", mb_bin(&g->b, "arith.maxsi", v, lo), hi);
+}
+
+/* copy between a whole tile and a slice of a tensor whose last dim is a
+ * plain slice: the tail is predicated by the inner loop's bounds, not per
+ * element, so the inner loop runs unchecked over contiguous memory (and
+ * vectorises); the rest of a tile row is zero-filled. */
+static bool copy_rows(gen *g, view *src, view *dst) {
+  view *gv = src->in_range ? dst : src;
+  view *tv = src->in_range ? src : dst;
+  uint32_t last = gv->rank - 1;
+  if (!tv->in_range || gv->in_range || dst->vrank == 0 ||
+      gv->sub[last].kind != SUB_SLICE || gv->sub[last].vdim != dst->vrank - 1)
+    return false;
+  mb *b = &g->b;
+  uint32_t outer = dst->vrank - 1;
+  loop L[TS_MAX_RANK];
+  MlirValue k[TS_MAX_RANK];
+  gen_loops_begin(g, L, dst->vext, outer, k);
+  MlirValue ext = dst->vext[outer], zero = gen_i64(g, 0);
+  /* Is this row inside the tensor (every dim but the last)? */
+  k[outer] = zero;
+  MlirValue lin, row_ok;
+  gv->skip_dim = (int)last;
+  gen_view_elem(g, gv, k, &lin, &row_ok);
+  gv->skip_dim = -1;
+  MlirValue start = gv->sub[last].start;
+  MlirValue lo = clamp64(g, mb_bin(b, "arith.subi", zero, start), zero, ext);
+  MlirValue hi =
+      clamp64(g, mb_bin(b, "arith.subi", gv->dims[last], start), lo, ext);
+  lo = mb_select(b, row_ok, lo, zero);
+  hi = mb_select(b, row_ok, hi, zero);
+  loop in;
+  gen_loop_begin(g, &in, lo, hi);
+  k[outer] = in.iv;
+  gv->unchecked = true;
+  MlirValue x;
+  gen_view_load(g, src, k, &x);
+  gen_view_store(g, dst, k, gen_convert(g, x, gen_compute_type(g, dst->dt)));
+  gv->unchecked = false;
+  gen_loop_end(g, &in);
+  if (dst == tv) { /* zero the parts of the tile row outside the tensor */
+    MlirType t = gen_compute_type(g, dst->dt);
+    MlirValue z =
+        gen_is_float(g, t) ? mb_const_f32(b, 0.0) : mb_const_int(b, t, 0);
+    MlirValue ranges[2][2] = {{zero, lo}, {hi, ext}};
+    for (int r = 0; r < 2; r++) {
+      loop zl;
+      gen_loop_begin(g, &zl, ranges[r][0], ranges[r][1]);
+      k[outer] = zl.iv;
+      gen_view_store(g, dst, k, z);
+      gen_loop_end(g, &zl);
+    }
+  }
+  gen_loops_end(g, L, outer);
+  return true;
+}
+
+void gen_copy(gen *g, ts_node *call) {
+  view pool[16], src, dst;
+  int np = 0;
+  if (!gen_view_of(g, call->kids[0], &src, pool, &np) ||
+      !gen_view_of(g, call->kids[1], &dst, pool, &np))
+    return;
+  if (copy_rows(g, &src, &dst))
+    return;
+  loop L[TS_MAX_RANK];
+  MlirValue k[TS_MAX_RANK];
+  gen_loops_begin(g, L, dst.vext, dst.vrank, k);
+  MlirValue x;
+  gen_view_load(g, &src, k, &x);
+  gen_view_store(g, &dst, k, gen_convert(g, x, gen_compute_type(g, dst.dt)));
+  gen_loops_end(g, L, dst.vrank);
+}
+
+void gen_fill(gen *g, ts_node *call, bool clear) {
+  view pool[8], dst;
+  int np = 0;
+  if (!gen_view_of(g, call->kids[0], &dst, pool, &np))
+    return;
+  MlirType t = gen_compute_type(g, dst.dt);
+  MlirValue v = clear ? (gen_is_float(g, t) ? mb_const_f32(&g->b, 0.0)
+                                            : mb_const_int(&g->b, t, 0))
+                      : gen_expr_as(g, call->kids[1], t);
+  loop L[TS_MAX_RANK];
+  MlirValue k[TS_MAX_RANK];
+  gen_loops_begin(g, L, dst.vext, dst.vrank, k);
+  gen_view_store(g, &dst, k, v);
+  gen_loops_end(g, L, dst.vrank);
+}
+
+static ts_node *named_arg(ts_node *call, const char *name) {
+  for (uint32_t i = 0; i < call->kid_count; i++)
+    if (call->kids[i]->kind == TS_NODE_NAMED &&
+        ts_str_eq_cstr(call->kids[i]->name, name))
+      return call->kids[i]->kids[0];
+  return NULL;
+}
+
+static bool named_bool(ts_node *call, const char *name, bool dflt) {
+  ts_node *v = named_arg(call, name);
+  return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
+}
+
+/* c (+)= a · b. Accumulates in the compute type of c, with a*b+c allowed to
+ * fuse (FMA). Two schedules:
+ *  - b transposed (a not): c[i, j] = sum_k a[i, k] b[j, k], a dot product
+ *    over contiguous rows, its sum reassociated so that it vectorises;
+ *  - otherwise i, k, j with R rows of a held at once (R = 4 when M allows):
+ *    each b[k, :] row loaded once feeds R rows of c, and the j loop runs
+ *    over contiguous rows of b and c. */
+/* The constant extent of dim d of a whole tile operand, or -1. */
+static int64_t const_dim(ts_node *n, uint32_t d) {
+  const ts_type *t = n->type;
+  if (n->kind != TS_NODE_NAME || !t || t->kind != TS_TYPE_TILE ||
+      d >= t->rank || t->dims[d].term_count)
+    return -1;
+  return t->dims[d].c;
+}
+
+/* The register-blocked f32 micro-kernel, in the vector dialect: for R = 4
+ * rows of c and VW columns at a time, the accumulators stay in vector
+ * registers for the whole k loop; each k loads one row piece of b and
+ * broadcasts R elements of a. Needs whole f32 tiles with constant shapes,
+ * b not transposed, M % 4 == 0 and N % VW == 0. Returns false (nothing
+ * emitted) when they do not hold. */
+static bool gemm_vector(gen *g, ts_node *call, view *A, view *B, view *C,
+                        bool ta, bool tb, bool acc) {
+  mb *b = &g->b;
+  ts_node *na = call->kids[0], *nb = call->kids[1], *nc = call->kids[2];
+  if (tb || A->dt != TS_DTYPE_F32 || B->dt != TS_DTYPE_F32 ||
+      C->dt != TS_DTYPE_F32 || !A->in_range || !B->in_range || !C->in_range)
+    return false;
+  int64_t M = const_dim(nc, 0), N = const_dim(nc, 1);
+  int64_t K = const_dim(na, ta ? 0 : 1);
+  if (M <= 0 || N <= 0 || K <= 0 || M % 4 || const_dim(nb, 1) != N)
+    return false;
+  int64_t VW = N % 32 == 0 ? 32 : N % 16 == 0 ? 16 : N % 8 == 0 ? 8 : 0;
+  if (!VW)
+    return false;
+  enum { R = 4 };
+  int64_t shape[1] = {VW};
+  MlirType vt = mlirVectorTypeGet(1, shape, b->f32);
+  MlirValue slots = mb_alloca_entry(b, vt, R);
+  MlirValue zero =
+      mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_f32(b, 0.0)}, vt);
+  loop li, lj, lk;
+  gen_loop_begin(g, &li, gen_i64(g, 0), gen_i64(g, M / R));
+  MlirValue i0 = mb_bin(b, "arith.muli", li.iv, gen_i64(g, R));
+  gen_loop_begin(g, &lj, gen_i64(g, 0), gen_i64(g, N / VW));
+  MlirValue j0 = mb_bin(b, "arith.muli", lj.iv, gen_i64(g, VW));
+  MlirValue cidx[R];
+  for (int r = 0; r < R; r++) {
+    MlirValue row = mb_bin(b, "arith.addi", i0, gen_i64(g, r));
+    cidx[r] = mb_bin(b, "arith.addi",
+                     mb_bin(b, "arith.muli", row, gen_i64(g, N)), j0);
+    MlirValue init = zero;
+    if (acc) {
+      MlirValue ops[2] = {C->mem,
+                          mb_cast(b, "arith.index_cast", cidx[r], b->index)};
+      init = mb_op1(b, "vector.load", 2, ops, vt);
+    }
+    mb_store(b, init, slots, gen_i64(g, r));
+  }
+  gen_loop_begin(g, &lk, gen_i64(g, 0), gen_i64(g, K));
+  MlirValue bops[2] = {
+      B->mem, mb_cast(b, "arith.index_cast",
+                      mb_bin(b, "arith.addi",
+                             mb_bin(b, "arith.muli", lk.iv, gen_i64(g, N)), j0),
+                      b->index)};
+  MlirValue bv = mb_op1(b, "vector.load", 2, bops, vt);
+  for (int r = 0; r < R; r++) {
+    MlirValue row = mb_bin(b, "arith.addi", i0, gen_i64(g, r));
+    MlirValue aidx =
+        ta ? mb_bin(b, "arith.addi",
+                    mb_bin(b, "arith.muli", lk.iv, gen_i64(g, M)), row)
+           : mb_bin(b, "arith.addi",
+                    mb_bin(b, "arith.muli", row, gen_i64(g, K)), lk.iv);
+    MlirValue a = mb_load(b, A->mem, aidx);
+    MlirValue av = mb_op1(b, "vector.broadcast", 1, &a, vt);
+    MlirValue fops[3] = {av, bv, mb_load(b, slots, gen_i64(g, r))};
+    mb_store(b, mb_op1(b, "vector.fma", 3, fops, vt), slots, gen_i64(g, r));
+  }
+  gen_loop_end(g, &lk);
+  for (int r = 0; r < R; r++) {
+    MlirValue ops[3] = {mb_load(b, slots, gen_i64(g, r)), C->mem,
+                        mb_cast(b, "arith.index_cast", cidx[r], b->index)};
+    mb_op(b, "vector.store", 3, ops, 0, NULL, 0, NULL);
+  }
+  gen_loop_end(g, &lj);
+  gen_loop_end(g, &li);
+  return true;
+}
+
+void gen_gemm(gen *g, ts_node *call) {
+  mb *b = &g->b;
+  view pool[8], A, B, C;
+  int np = 0;
+  if (!gen_view_of(g, call->kids[0], &A, pool, &np) ||
+      !gen_view_of(g, call->kids[1], &B, pool, &np) ||
+      !gen_view_of(g, call->kids[2], &C, pool, &np))
+    return;
+  bool ta = named_bool(call, "trans_a", false);
+  bool tb = named_bool(call, "trans_b", false);
+  bool acc = named_bool(call, "accumulate", true);
+  if (gemm_vector(g, call, &A, &B, &C, ta, tb, acc))
+    return;
+  MlirType ct = gen_compute_type(g, C.dt);
+  bool f = gen_is_float(g, ct);
+  MlirValue zero = f ? mb_const_f32(b, 0.0) : mb_const_int(b, ct, 0);
+  MlirValue M = C.vext[0], N = C.vext[1], K = A.vext[ta ? 0 : 1];
+  const char *add = f ? "arith.addf" : "arith.addi";
+  const char *mul = f ? "arith.mulf" : "arith.muli";
+  loop li, lj, lk;
+  MlirValue ij[2], ak[2], bk[2];
+  if (tb && !ta) {
+    MlirValue slot = mb_alloca_entry(b, ct, 1);
+    gen_loop_begin(g, &li, gen_i64(g, 0), M);
+    gen_loop_begin(g, &lj, gen_i64(g, 0), N);
+    ij[0] = li.iv;
+    ij[1] = lj.iv;
+    mb_store(b, zero, slot, gen_i64(g, 0));
+    gen_loop_begin(g, &lk, gen_i64(g, 0), K);
+    ak[0] = li.iv;
+    ak[1] = lk.iv;
+    bk[0] = lj.iv;
+    bk[1] = lk.iv;
+    MlirValue x, y;
+    gen_view_load(g, &A, ak, &x);
+    gen_view_load(g, &B, bk, &y);
+    MlirValue p = mb_bin(b, mul, gen_convert(g, x, ct), gen_convert(g, y, ct));
+    MlirValue s = mb_bin(b, add, mb_load(b, slot, gen_i64(g, 0)), p);
+    if (f) {
+      gen_fastmath(g, p, "reassoc,contract");
+      gen_fastmath(g, s, "reassoc,contract");
+    }
+    mb_store(b, s, slot, gen_i64(g, 0));
+    gen_loop_end(g, &lk);
+    MlirValue sum = mb_load(b, slot, gen_i64(g, 0));
+    if (acc) {
+      MlirValue c0;
+      gen_view_load(g, &C, ij, &c0);
+      sum = mb_bin(b, add, gen_convert(g, c0, ct), sum);
+    }
+    gen_view_store(g, &C, ij, sum);
+    gen_loop_end(g, &lj);
+    gen_loop_end(g, &li);
+    return;
+  }
+  if (!acc) {
+    gen_loop_begin(g, &li, gen_i64(g, 0), M);
+    gen_loop_begin(g, &lj, gen_i64(g, 0), N);
+    ij[0] = li.iv;
+    ij[1] = lj.iv;
+    gen_view_store(g, &C, ij, zero);
+    gen_loop_end(g, &lj);
+    gen_loop_end(g, &li);
+  }
+  /* R rows at once when M is a known multiple of R. */
+  const ts_type *ctype = call->kids[2]->type;
+  int R = 1;
+  if (ctype && ctype->rank == 2 && ctype->dims[0].term_count == 0 &&
+      ctype->dims[0].c % 4 == 0)
+    R = 4;
+  gen_loop_begin(g, &li, gen_i64(g, 0),
+                 R == 1 ? M : mb_bin(b, "arith.divsi", M, gen_i64(g, R)));
+  MlirValue i0 = R == 1 ? li.iv : mb_bin(b, "arith.muli", li.iv, gen_i64(g, R));
+  MlirValue rows[4], xs[4];
+  for (int r = 0; r < R; r++)
+    rows[r] = r ? mb_bin(b, "arith.addi", i0, gen_i64(g, r)) : i0;
+  gen_loop_begin(g, &lk, gen_i64(g, 0), K);
+  for (int r = 0; r < R; r++) {
+    ak[0] = ta ? lk.iv : rows[r];
+    ak[1] = ta ? rows[r] : lk.iv;
+    gen_view_load(g, &A, ak, &xs[r]);
+    xs[r] = gen_convert(g, xs[r], ct);
+  }
+  gen_loop_begin(g, &lj, gen_i64(g, 0), N);
+  bk[0] = tb ? lj.iv : lk.iv;
+  bk[1] = tb ? lk.iv : lj.iv;
+  MlirValue y;
+  gen_view_load(g, &B, bk, &y);
+  y = gen_convert(g, y, ct);
+  for (int r = 0; r < R; r++) {
+    ij[0] = rows[r];
+    ij[1] = lj.iv;
+    MlirValue c;
+    gen_view_load(g, &C, ij, &c);
+    MlirValue p = mb_bin(b, mul, xs[r], y);
+    MlirValue s = mb_bin(b, add, gen_convert(g, c, ct), p);
+    if (f) {
+      gen_fastmath(g, p, "contract");
+      gen_fastmath(g, s, "contract");
+    }
+    gen_view_store(g, &C, ij, s);
+  }
+  gen_loop_end(g, &lj);
+  gen_loop_end(g, &lk);
+  gen_loop_end(g, &li);
+}
+
+void gen_reduce(gen *g, ts_node *call) {
+  mb *b = &g->b;
+  view pool[8], src, dst;
+  int np = 0;
+  if (!gen_view_of(g, call->kids[0], &src, pool, &np) ||
+      !gen_view_of(g, call->kids[1], &dst, pool, &np))
+    return;
+  uint32_t dim = (uint32_t)named_arg(call, "dim")->cval.i;
+  ts_builtin op = call->builtin;
+  MlirType t = gen_compute_type(g, src.dt);
+  bool f = gen_is_float(g, t);
+  MlirValue init;
+  if (op == TS_BUILTIN_REDUCE_MAX)
+    init =
+        f ? mb_const_f32(b, -__builtin_inf())
+          : mb_const_int(b, t, gen_int_width(t) == 32 ? INT32_MIN : INT64_MIN);
+  else
+    init = f ? mb_const_f32(b, 0.0) : mb_const_int(b, t, 0);
+  /* Loops over the kept dims, then the reduced one innermost. */
+  MlirValue ext[TS_MAX_RANK] = {{0}}, k[TS_MAX_RANK] = {{0}};
+  MlirValue out_k[TS_MAX_RANK] = {{0}};
+  uint32_t nk = 0;
+  for (uint32_t i = 0; i < src.vrank; i++)
+    if (i != dim)
+      ext[nk++] = src.vext[i];
+  loop L[TS_MAX_RANK];
+  uint32_t opened = nk;
+  gen_loops_begin(g, L, ext, nk, out_k);
+  MlirValue slot = mb_alloca_entry(b, t, 1);
+  mb_store(b, init, slot, gen_i64(g, 0));
+  loop inner;
+  gen_loop_begin(g, &inner, gen_i64(g, 0), src.vext[dim]);
+  for (uint32_t i = 0, j = 0; i < src.vrank; i++)
+    k[i] = i == dim ? inner.iv : out_k[j++];
+  MlirValue x;
+  gen_view_load(g, &src, k, &x);
+  MlirValue a = mb_load(b, slot, gen_i64(g, 0));
+  MlirValue r;
+  if (op == TS_BUILTIN_REDUCE_SUM)
+    r = mb_bin(b, f ? "arith.addf" : "arith.addi", a, x);
+  else {
+    if (op == TS_BUILTIN_REDUCE_ABSMAX)
+      x = f ? gen_math1(g, "math.absf", x) : gen_math1(g, "math.absi", x);
+    r = f ? mb_bin(b, "arith.maximumf", a, x) : mb_bin(b, "arith.maxsi", a, x);
+  }
+  /* A float sum may be reassociated (partial sums per vector lane): the
+   * order is fixed by the compiled code, not by the source. */
+  if (f)
+    gen_fastmath(g, r, "reassoc");
+  mb_store(b, r, slot, gen_i64(g, 0));
+  gen_loop_end(g, &inner);
+  if (nk == 0) {
+    out_k[0] = gen_i64(g, 0);
+    nk = 1;
+  }
+  gen_view_store(g, &dst, out_k,
+                 gen_convert(g, mb_load(b, slot, gen_i64(g, 0)),
+                             gen_compute_type(g, dst.dt)));
+  gen_loops_end(g, L, opened);
+}
