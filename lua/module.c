@@ -50,34 +50,6 @@ static ts_dtype check_dtype(lua_State *L, int i) {
   return (ts_dtype)luaL_argerror(L, i, lua_pushfstring(L, "unknown dtype '%s'", s));
 }
 
-static void put_elem(ts_tensor *t, int64_t i, double v) {
-  void *p = ts_tensor_data(t);
-  switch (ts_tensor_dtype(t)) {
-  case TS_DTYPE_F32: ((float *)p)[i] = (float)v; break;
-  case TS_DTYPE_BF16: ((uint16_t *)p)[i] = ts_f32_to_bf16((float)v); break;
-  case TS_DTYPE_F16: ((uint16_t *)p)[i] = ts_f32_to_f16((float)v); break;
-  case TS_DTYPE_FP8E4M3: ((uint8_t *)p)[i] = ts_f32_to_e4m3((float)v); break;
-  case TS_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)v; break;
-  case TS_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)v; break;
-  case TS_DTYPE_I64: ((int64_t *)p)[i] = (int64_t)v; break;
-  default: ((uint8_t *)p)[i] = v != 0; break;
-  }
-}
-
-static double get_elem(ts_tensor *t, int64_t i) {
-  void *p = ts_tensor_data(t);
-  switch (ts_tensor_dtype(t)) {
-  case TS_DTYPE_F32: return ((float *)p)[i];
-  case TS_DTYPE_BF16: return ts_bf16_to_f32(((uint16_t *)p)[i]);
-  case TS_DTYPE_F16: return ts_f16_to_f32(((uint16_t *)p)[i]);
-  case TS_DTYPE_FP8E4M3: return ts_e4m3_to_f32(((uint8_t *)p)[i]);
-  case TS_DTYPE_I8: return ((int8_t *)p)[i];
-  case TS_DTYPE_I32: return ((int32_t *)p)[i];
-  case TS_DTYPE_I64: return (double)((int64_t *)p)[i];
-  default: return ((uint8_t *)p)[i];
-  }
-}
-
 /* ---- devices ------------------------------------------------------------------- */
 
 static int push_cpu_device(lua_State *L) {
@@ -183,7 +155,7 @@ static void fill_from_table(lua_State *L, int i, ts_tensor *t) {
     double v = lua_tonumberx(L, -1, &ok);
     if (!ok)
       luaL_error(L, "value %d is not a number", (int)(k + 1));
-    put_elem(t, k, v);
+    ts_tensor_set(t, k, v);
     lua_pop(L, 1);
   }
 }
@@ -246,7 +218,7 @@ static int tensor_to_table(lua_State *L) {
   int64_t n = ts_tensor_count(t);
   lua_createtable(L, (int)n, 0);
   for (int64_t i = 0; i < n; i++) {
-    double v = get_elem(t, i);
+    double v = ts_tensor_get(t, i);
     if (ts_dtype_is_int(ts_tensor_dtype(t)))
       lua_pushinteger(L, (lua_Integer)v);
     else
@@ -308,7 +280,7 @@ static int cast_to(lua_State *L, ts_tensor *t, ts_dtype dt, ts_device *d) {
     return fail(L, st);
   *box = c;
   for (int64_t i = 0; i < ts_tensor_count(t); i++)
-    put_elem(c, i, get_elem(t, i));
+    ts_tensor_set(c, i, ts_tensor_get(t, i));
   return 1;
 }
 

@@ -59,6 +59,11 @@ int64_t ts_tensor_count(const ts_tensor *t);
 size_t ts_tensor_size(const ts_tensor *t); /* bytes */
 /* Host-visible data (CPU device): the elements in their storage format. */
 void *ts_tensor_data(ts_tensor *t);
+/* Element `i` (flat, host-visible data) as a double, converted from or to the
+ * storage format: floats round to nearest even, integers truncate, bool is
+ * `v != 0`. */
+double ts_tensor_get(ts_tensor *t, int64_t i);
+void ts_tensor_set(ts_tensor *t, int64_t i, double v);
 /* Copies `size` bytes in or out (any device). */
 TS_MUST_USE ts_status ts_tensor_write(ts_tensor *t, const void *src,
                                       size_t size);

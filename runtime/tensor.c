@@ -186,6 +186,34 @@ void *ts_tensor_data(ts_tensor *t) {
   return (char *)t->buffer->data + t->offset;
 }
 
+void ts_tensor_set(ts_tensor *t, int64_t i, double v) {
+  void *p = ts_tensor_data(t);
+  switch (ts_tensor_dtype(t)) {
+  case TS_DTYPE_F32: ((float *)p)[i] = (float)v; break;
+  case TS_DTYPE_BF16: ((uint16_t *)p)[i] = ts_f32_to_bf16((float)v); break;
+  case TS_DTYPE_F16: ((uint16_t *)p)[i] = ts_f32_to_f16((float)v); break;
+  case TS_DTYPE_FP8E4M3: ((uint8_t *)p)[i] = ts_f32_to_e4m3((float)v); break;
+  case TS_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)v; break;
+  case TS_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)v; break;
+  case TS_DTYPE_I64: ((int64_t *)p)[i] = (int64_t)v; break;
+  default: ((uint8_t *)p)[i] = v != 0; break;
+  }
+}
+
+double ts_tensor_get(ts_tensor *t, int64_t i) {
+  void *p = ts_tensor_data(t);
+  switch (ts_tensor_dtype(t)) {
+  case TS_DTYPE_F32: return ((float *)p)[i];
+  case TS_DTYPE_BF16: return ts_bf16_to_f32(((uint16_t *)p)[i]);
+  case TS_DTYPE_F16: return ts_f16_to_f32(((uint16_t *)p)[i]);
+  case TS_DTYPE_FP8E4M3: return ts_e4m3_to_f32(((uint8_t *)p)[i]);
+  case TS_DTYPE_I8: return ((int8_t *)p)[i];
+  case TS_DTYPE_I32: return ((int32_t *)p)[i];
+  case TS_DTYPE_I64: return (double)((int64_t *)p)[i];
+  default: return ((uint8_t *)p)[i];
+  }
+}
+
 static ts_status need_contiguous(const ts_tensor *t, const char *what) {
   if (!ts_tensor_is_contiguous(t))
     return ts_status_make(TS_ERR_UNSUPPORTED, "%s a strided view is not "

@@ -71,34 +71,6 @@ double num_round(ts_dtype dt, double v) {
   }
 }
 
-static void put(ts_tensor *t, int64_t i, double v) {
-  void *p = ts_tensor_data(t);
-  switch (ts_tensor_dtype(t)) {
-  case TS_DTYPE_F32: ((float *)p)[i] = (float)v; break;
-  case TS_DTYPE_BF16: ((uint16_t *)p)[i] = ts_f32_to_bf16((float)v); break;
-  case TS_DTYPE_F16: ((uint16_t *)p)[i] = ts_f32_to_f16((float)v); break;
-  case TS_DTYPE_FP8E4M3: ((uint8_t *)p)[i] = ts_f32_to_e4m3((float)v); break;
-  case TS_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)v; break;
-  case TS_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)v; break;
-  case TS_DTYPE_I64: ((int64_t *)p)[i] = (int64_t)v; break;
-  default: ((uint8_t *)p)[i] = v != 0; break;
-  }
-}
-
-static double get(ts_tensor *t, int64_t i) {
-  void *p = ts_tensor_data(t);
-  switch (ts_tensor_dtype(t)) {
-  case TS_DTYPE_F32: return ((float *)p)[i];
-  case TS_DTYPE_BF16: return ts_bf16_to_f32(((uint16_t *)p)[i]);
-  case TS_DTYPE_F16: return ts_f16_to_f32(((uint16_t *)p)[i]);
-  case TS_DTYPE_FP8E4M3: return ts_e4m3_to_f32(((uint8_t *)p)[i]);
-  case TS_DTYPE_I8: return ((int8_t *)p)[i];
-  case TS_DTYPE_I32: return ((int32_t *)p)[i];
-  case TS_DTYPE_I64: return (double)((int64_t *)p)[i];
-  default: return ((uint8_t *)p)[i];
-  }
-}
-
 double *num_fill(ts_tensor *t, double lo, double hi, uint64_t *seed) {
   int64_t n = ts_tensor_count(t);
   double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
@@ -106,8 +78,8 @@ double *num_fill(ts_tensor *t, double lo, double hi, uint64_t *seed) {
     double x = lo + (hi - lo) * rnd(seed);
     if (ts_dtype_is_int(ts_tensor_dtype(t)))
       x = floor(x);
-    put(t, i, x);
-    v[i] = get(t, i);
+    ts_tensor_set(t, i, x);
+    v[i] = ts_tensor_get(t, i);
   }
   return v;
 }
@@ -116,7 +88,7 @@ double *num_get(ts_tensor *t) {
   int64_t n = ts_tensor_count(t);
   double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
   for (int64_t i = 0; i < n; i++)
-    v[i] = get(t, i);
+    v[i] = ts_tensor_get(t, i);
   return v;
 }
 
