@@ -275,8 +275,5 @@ float ts_f16_to_f32(uint16_t h);
 /* fp8 e4m3fn: saturating at +-448, NaN kept. */
 uint8_t ts_f32_to_e4m3(float f);
 float ts_e4m3_to_f32(uint8_t b);
-/* The same as called by generated CPU code (signed bytes). */
-int8_t ts_rt_f32_to_e4m3(float f);
-float ts_rt_e4m3_to_f32(int8_t b);
 
 #endif

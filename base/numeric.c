@@ -1,8 +1,8 @@
 /* numeric.c - conversions between f32 and the narrow float formats, each
  * rounding to nearest even: bf16, f16 (IEEE binary16) and fp8 e4m3 (the
  * "fn" variant: no infinities, NaN = 0x7f/0xff, saturating at 448 as
- * DeepSeek's simulation does). The CPU code calls the fp8 ones; tests use
- * all of them as the reference. Thread-safe. */
+ * DeepSeek's simulation does). Tests use all of them as the reference;
+ * the generated code does the same in integer ops (compiler/gen.c). Thread-safe. */
 #include "base.h"
 
 #include <math.h>
@@ -97,7 +97,3 @@ float ts_e4m3_to_f32(uint8_t b) {
     return sign * ldexpf((float)m, -9);
   return sign * ldexpf(1.0f + (float)m / 8.0f, e - 7);
 }
-
-/* The entry points the generated CPU code calls (by these names). */
-int8_t ts_rt_f32_to_e4m3(float f) { return (int8_t)ts_f32_to_e4m3(f); }
-float ts_rt_e4m3_to_f32(int8_t b) { return ts_e4m3_to_f32((uint8_t)b); }

@@ -1,5 +1,5 @@
 /* cmd_compile.c - `tessera compile FILE [--kernel NAME] [--target T]
- * [--emit STAGE] [-D NAME=VALUE]... [-o OUT]`. */
+ * [--arch SM] [--emit STAGE] [-D NAME=VALUE]... [-o OUT]`. */
 #include "cli/cli.h"
 
 #include <string.h>
@@ -43,6 +43,13 @@ int cmd_compile(int argc, char **argv) {
                                "unknown target '%s' (cpu, ptx or "
                                "cuda)",
                                v);
+    } else if ((v = option("--arch", argc, argv, &i, &missing))) {
+      if (!ts_arch_supported(v))
+        return cli_usage_error("compile",
+                               "unknown GPU architecture '%s' (sm_90a, "
+                               "sm_90 or sm_80)",
+                               v);
+      opt.arch = v;
     } else if ((v = option("--emit", argc, argv, &i, &missing))) {
       if (!ts_emit_parse(v, &opt.emit))
         return cli_usage_error("compile",

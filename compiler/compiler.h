@@ -1,7 +1,7 @@
 /* compiler.h - the compile driver: one .tile source through the stages
  * tokens -> ast -> typed -> mlir -> lowered -> llvm | ptx | cuda, stopping
- * at the stage asked for. The CPU target is built; --target ptx and cuda
- * report "not yet built". Thread-safe: each call owns its state. */
+ * at the stage asked for. The CPU and PTX targets are built; --target cuda
+ * reports "not yet built". Thread-safe: each call owns its state. */
 #ifndef TS_COMPILER_H
 #define TS_COMPILER_H
 
@@ -21,7 +21,7 @@ typedef enum ts_target {
   X(MLIR, "mlir", true)                                                        \
   X(LOWERED, "lowered", true)                                                  \
   X(LLVM, "llvm", true)                                                        \
-  X(PTX, "ptx", false)                                                         \
+  X(PTX, "ptx", true)                                                         \
   X(CUDA, "cuda", false)
 
 typedef enum ts_emit {
@@ -44,7 +44,11 @@ typedef struct ts_compile_options {
   const ts_define *defines;
   size_t define_count;
   bool time_passes; /* print MLIR's pass timing to stderr */
+  const char *arch; /* PTX: "sm_90a" (NULL) or "sm_80" */
 } ts_compile_options;
+
+/* Whether `arch` is a GPU architecture the PTX target supports. */
+bool ts_arch_supported(const char *arch);
 
 /* The packed entry point of a JIT-compiled function: args[i] points at the
  * i-th argument (a memref argument takes five: allocated and aligned

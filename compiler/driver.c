@@ -47,6 +47,11 @@ bool ts_target_parse(const char *s, ts_target *out) {
 
 const char *ts_target_name(ts_target t) { return targets[t]; }
 
+bool ts_arch_supported(const char *arch) {
+  return !strcmp(arch, "sm_90a") || !strcmp(arch, "sm_90") ||
+         !strcmp(arch, "sm_80");
+}
+
 const char *ts_compiler_version(void) {
   return "tessera " TS_VERSION_STRING " (LLVM/MLIR " TS_LLVM_VERSION ")";
 }
@@ -81,7 +86,7 @@ static ts_status lower_cpu(ts_unit *u, const ts_compile_options *opt,
   MlirModule mod;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  ts_status st = ts_mlir_gen(m, u, opt->kernel, &mod);
+  ts_status st = ts_mlir_gen(m, u, opt->kernel, TS_TARGET_CPU, NULL, &mod);
   if (st) {
     ts_mlir_destroy(m);
     return st;
@@ -117,6 +122,32 @@ static ts_status lower_cpu(ts_unit *u, const ts_compile_options *opt,
         ts_jit_destroy(j);
       }
     }
+  }
+  mlirModuleDestroy(mod);
+  ts_mlir_destroy(m);
+  return st;
+}
+
+/* The PTX stages: generate (mlir), lower to NVVM (lowered), serialise
+ * (ptx, the default). */
+static ts_status lower_ptx(ts_unit *u, const ts_compile_options *opt,
+                           ts_diags *diags, ts_buf *out) {
+  ts_mlir *m;
+  TS_TRY(ts_mlir_create(&u->src, diags, &m));
+  MlirModule mod;
+  ts_status st = ts_mlir_gen(m, u, opt->kernel, TS_TARGET_PTX,
+                             opt->arch ? opt->arch : "sm_90a", &mod);
+  if (st) {
+    ts_mlir_destroy(m);
+    return st;
+  }
+  if (opt->emit == TS_EMIT_MLIR)
+    ts_mlir_print(mod, out);
+  else if (!(st = ts_mlir_lower(m, mod, TS_TARGET_PTX, opt->time_passes))) {
+    if (opt->emit == TS_EMIT_LOWERED)
+      ts_mlir_print(mod, out);
+    else
+      st = ts_mlir_ptx(m, mod, opt->time_passes, out);
   }
   mlirModuleDestroy(mod);
   ts_mlir_destroy(m);
@@ -159,11 +190,25 @@ ts_status ts_compile(const ts_allocator *alloc, const char *path,
     goto done;
   }
   /* 4. mlir, 5. lowered, 6. llvm | ptx | cuda */
-  if (opt->target != TS_TARGET_CPU) {
+  if (opt->arch && !ts_arch_supported(opt->arch)) {
+    st = ts_status_make(TS_ERR_INVALID,
+                        "unknown GPU architecture '%s' (sm_90a, sm_90 or sm_80)",
+                        opt->arch);
+    goto done;
+  }
+  if (opt->target == TS_TARGET_CUDA || opt->emit == TS_EMIT_CUDA) {
     st = ts_status_make(TS_ERR_UNSUPPORTED,
-                        "--target %s is not yet built: the CPU target is; "
-                        "PTX and CUDA C are the next milestone",
-                        ts_target_name(opt->target));
+                        "--target cuda is not yet built: the CPU and PTX "
+                        "targets are");
+    goto done;
+  }
+  if (opt->target == TS_TARGET_PTX || opt->emit == TS_EMIT_PTX) {
+    if (opt->emit == TS_EMIT_LLVM) {
+      st = ts_status_make(TS_ERR_INVALID, "--emit llvm is a CPU stage; the "
+                          "PTX target has mlir, lowered and ptx");
+      goto done;
+    }
+    st = lower_ptx(&u, opt, diags, out);
     goto done;
   }
   if (opt->emit == TS_EMIT_PTX || opt->emit == TS_EMIT_CUDA) {

@@ -21,11 +21,12 @@
 
 /* ---- diagnostics --------------------------------------------------------- */
 
-static void unsupported(gen *g, ts_node *n, const char *what) {
+void gen_unsupported(gen *g, ts_node *n, const char *what) {
   if (g->failed && ts_diags_full(g->d))
     return;
   ts_diag *d = ts_diag_error(g->d, &g->u->src, n->span,
-                             "%s is not supported on the CPU target yet", what);
+                             "%s is not supported on the %s target yet", what,
+                             g->gpu ? "GPU" : "CPU");
   ts_diag_hint(g->d, d, "README.md lists what each target supports today");
   g->failed = true;
 }
@@ -106,8 +107,6 @@ MlirValue gen_convert(gen *g, MlirValue v, MlirType to) {
 
 /* ---- narrow floats ------------------------------------------------------- */
 
-static MlirValue call_rt(gen *g, const char *name, MlirValue v, MlirType res);
-
 /* f32 -> bf16 bits, round to nearest even; NaN stays a quiet NaN. */
 static MlirValue f32_to_bf16(gen *g, MlirValue v) {
   mb *b = &g->b;
@@ -131,6 +130,78 @@ static MlirValue bf16_to_f32(gen *g, MlirValue h) {
   return mb_cast(b, "arith.bitcast", w, b->f32);
 }
 
+static MlirValue i32c(gen *g, int64_t v) {
+  return mb_const_int(&g->b, g->b.i32, v);
+}
+
+/* f32 -> fp8 e4m3 bits, round to nearest even, saturating at 448, NaN ->
+ * 0x7f with the sign: base/numeric.c's ts_f32_to_e4m3 in integer ops, the
+ * same code on every target. */
+static MlirValue f32_to_e4m3(gen *g, MlirValue v) {
+  mb *b = &g->b;
+  MlirValue bits = mb_cast(b, "arith.bitcast", v, b->i32);
+  MlirValue sign =
+      mb_bin(b, "arith.andi", mb_bin(b, "arith.shrui", bits, i32c(g, 24)),
+             i32c(g, 0x80));
+  MlirValue abits = mb_bin(b, "arith.andi", bits, i32c(g, 0x7fffffff));
+  MlirValue a = mb_cast(b, "arith.bitcast", abits, b->f32);
+  /* normal: keep 3 mantissa bits, rounding the 20 dropped ones to even;
+   * (E << 3 | m) - (120 << 3) rebiases the exponent from 127 to 7 */
+  MlirValue odd = mb_bin(b, "arith.andi",
+                         mb_bin(b, "arith.shrui", abits, i32c(g, 20)),
+                         i32c(g, 1));
+  MlirValue r = mb_bin(b, "arith.addi", abits,
+                       mb_bin(b, "arith.addi", odd, i32c(g, 0x7ffff)));
+  MlirValue normal = mb_bin(b, "arith.subi",
+                            mb_bin(b, "arith.shrui", r, i32c(g, 20)),
+                            i32c(g, 120 << 3));
+  /* below 2^-6: steps of 2^-9, rounded to even by adding 2^23 */
+  MlirValue big = mb_const_f32(b, 8388608.0);
+  MlirValue q = mb_bin(
+      b, "arith.subf",
+      mb_bin(b, "arith.addf",
+             mb_bin(b, "arith.mulf", a, mb_const_f32(b, 512.0)), big),
+      big);
+  MlirValue sub = mb_cast(b, "arith.fptoui", q, b->i32);
+  MlirValue code =
+      mb_select(b, mb_cmpf(b, CMPF_OLT, a, mb_const_f32(b, 0.015625)), sub,
+                normal);
+  code = mb_select(b, mb_cmpf(b, CMPF_OGE, a, mb_const_f32(b, 448.0)),
+                   i32c(g, 0x7e), code);
+  code = mb_select(b, mb_cmpf(b, CMPF_UNO, v, v), i32c(g, 0x7f), code);
+  return mb_cast(b, "arith.trunci", mb_bin(b, "arith.ori", code, sign),
+                 b->i8);
+}
+
+/* fp8 e4m3 bits -> f32 (ts_e4m3_to_f32): 0x7f and 0xff are NaN. */
+static MlirValue e4m3_to_f32(gen *g, MlirValue h) {
+  mb *b = &g->b;
+  MlirValue w = mb_cast(b, "arith.extui", h, b->i32);
+  MlirValue sign = mb_bin(b, "arith.shli",
+                          mb_bin(b, "arith.andi", w, i32c(g, 0x80)),
+                          i32c(g, 24));
+  MlirValue e = mb_bin(b, "arith.andi",
+                       mb_bin(b, "arith.shrui", w, i32c(g, 3)), i32c(g, 15));
+  MlirValue m = mb_bin(b, "arith.andi", w, i32c(g, 7));
+  MlirValue nbits = mb_bin(
+      b, "arith.ori",
+      mb_bin(b, "arith.shli", mb_bin(b, "arith.addi", e, i32c(g, 120)),
+             i32c(g, 23)),
+      mb_bin(b, "arith.shli", m, i32c(g, 20)));
+  MlirValue normal = mb_cast(b, "arith.bitcast", nbits, b->f32);
+  MlirValue sub = mb_bin(b, "arith.mulf", mb_cast(b, "arith.uitofp", m, b->f32),
+                         mb_const_f32(b, 0.001953125));
+  MlirValue mag =
+      mb_select(b, mb_cmpi(b, CMPI_EQ, e, i32c(g, 0)), sub, normal);
+  MlirValue x = mb_cast(
+      b, "arith.bitcast",
+      mb_bin(b, "arith.ori", mb_cast(b, "arith.bitcast", mag, b->i32), sign),
+      b->f32);
+  MlirValue nan = mb_cmpi(b, CMPI_EQ, mb_bin(b, "arith.andi", w, i32c(g, 0x7f)),
+                          i32c(g, 0x7f));
+  return mb_select(b, nan, mb_const_f32(b, __builtin_nan("")), x);
+}
+
 /* A value of compute type -> the storage of dtype `dt`. */
 static MlirValue to_storage(gen *g, MlirValue v, ts_dtype dt) {
   mb *b = &g->b;
@@ -141,7 +212,7 @@ static MlirValue to_storage(gen *g, MlirValue v, ts_dtype dt) {
     return mb_cast(b, "arith.bitcast", h, b->i16);
   }
   case TS_DTYPE_FP8E4M3:
-    return call_rt(g, "ts_rt_f32_to_e4m3", gen_convert(g, v, b->f32), b->i8);
+    return f32_to_e4m3(g, gen_convert(g, v, b->f32));
   case TS_DTYPE_I8:
     return mb_cast(b, "arith.trunci", gen_convert(g, v, b->i32), b->i8);
   case TS_DTYPE_BOOL:
@@ -157,21 +228,11 @@ static MlirValue from_storage(gen *g, MlirValue v, ts_dtype dt) {
   case TS_DTYPE_F16:
     return mb_cast(b, "arith.extf", mb_cast(b, "arith.bitcast", v, b->f16),
                    b->f32);
-  case TS_DTYPE_FP8E4M3: return call_rt(g, "ts_rt_e4m3_to_f32", v, b->f32);
+  case TS_DTYPE_FP8E4M3: return e4m3_to_f32(g, v);
   case TS_DTYPE_I8: return mb_cast(b, "arith.extsi", v, b->i32);
   case TS_DTYPE_BOOL: return mb_cmpi(b, CMPI_NE, v, mb_const_int(b, b->i8, 0));
   default: return v;
   }
-}
-
-/* Calls an external runtime helper f(x) -> res (declared in the module by
- * declare_runtime). */
-static MlirValue call_rt(gen *g, const char *name, MlirValue v, MlirType res) {
-  mb *b = &g->b;
-  MlirNamedAttribute a =
-      mb_attr(b, "callee", mlirFlatSymbolRefAttrGet(b->ctx, mb_str(name)));
-  return mlirOperationGetResult(mb_op(b, "func.call", 1, &v, 1, &res, 1, &a),
-                                0);
 }
 
 /* ---- control flow -------------------------------------------------------- */
@@ -180,7 +241,13 @@ static MlirValue call_rt(gen *g, const char *name, MlirValue v, MlirType res) {
 static void fresh_block(gen *g) { g->b.cur = mb_block(&g->b, 0, NULL); }
 
 void gen_loop_begin(gen *g, loop *L, MlirValue lo, MlirValue hi) {
+  gen_loop_begin_step(g, L, lo, hi, gen_i64(g, 1));
+}
+
+void gen_loop_begin_step(gen *g, loop *L, MlirValue lo, MlirValue hi,
+                         MlirValue step) {
   mb *b = &g->b;
+  L->step = step;
   L->header = mb_block(b, 1, &b->i64);
   L->body = mb_block(b, 0, NULL);
   L->latch = mb_block(b, 0, NULL);
@@ -196,13 +263,13 @@ void gen_loop_end(gen *g, loop *L) {
   mb *b = &g->b;
   mb_br(b, L->latch, 0, NULL);
   b->cur = L->latch;
-  MlirValue next = mb_bin(b, "arith.addi", L->iv, mb_const_int(b, b->i64, 1));
+  MlirValue next = mb_bin(b, "arith.addi", L->iv, L->step);
   mb_br(b, L->header, 1, &next);
   b->cur = L->exit;
 }
 
 /* if (c) { ... }: returns the join block; code goes into `then`. */
-static MlirBlock if_begin(gen *g, MlirValue c) {
+MlirBlock gen_if_begin(gen *g, MlirValue c) {
   MlirBlock then = mb_block(&g->b, 0, NULL);
   MlirBlock join = mb_block(&g->b, 0, NULL);
   mb_cond_br(&g->b, c, then, join);
@@ -210,7 +277,7 @@ static MlirBlock if_begin(gen *g, MlirValue c) {
   return join;
 }
 
-static void if_end(gen *g, MlirBlock join) {
+void gen_if_end(gen *g, MlirBlock join) {
   mb_br(&g->b, join, 0, NULL);
   g->b.cur = join;
 }
@@ -222,12 +289,12 @@ MlirValue gen_i64(gen *g, int64_t v) {
 }
 
 /* An extent in canonical form, evaluated (its atoms are dims). */
-static MlirValue eval_extent(gen *g, const ts_extent *e, ts_node *at) {
+MlirValue gen_extent(gen *g, const ts_extent *e, ts_node *at) {
   MlirValue v = gen_i64(g, e->c);
   for (uint32_t i = 0; i < e->term_count; i++) {
     uint32_t a = e->terms[i].atom;
     if (a >= 4096 || !g->atom_set[a]) {
-      unsupported(g, at, "this extent");
+      gen_unsupported(g, at, "this extent");
       return v;
     }
     MlirValue t = mb_bin(&g->b, "arith.muli", g->atom_vals[a],
@@ -242,7 +309,7 @@ static MlirValue gen_expr(gen *g, ts_node *n);
 static bool view_base(gen *g, ts_node *b, view *v) {
   ts_symbol *sym = b->sym;
   if (!sym || !sym->user || !sym->type) {
-    unsupported(g, b, "this reference");
+    gen_unsupported(g, b, "this reference");
     return false;
   }
   memset(v, 0, sizeof *v);
@@ -251,7 +318,7 @@ static bool view_base(gen *g, ts_node *b, view *v) {
   v->dt = sym->type->dtype;
   v->rank = sym->type->rank;
   for (uint32_t i = 0; i < v->rank; i++)
-    v->dims[i] = eval_extent(g, &sym->type->dims[i], b);
+    v->dims[i] = gen_extent(g, &sym->type->dims[i], b);
   return true;
 }
 
@@ -303,7 +370,7 @@ bool gen_view_of(gen *g, ts_node *n, view *v, view *pool, int *npool) {
       v->vext[v->vrank++] = mb_bin(&g->b, "arith.subi", hi, lo);
     } else if (gather) {
       if (*npool >= 8) {
-        unsupported(g, k, "this many gathers");
+        gen_unsupported(g, k, "this many gathers");
         return false;
       }
       view *gv = &pool[(*npool)++];
@@ -375,9 +442,9 @@ void gen_view_store(gen *g, view *v, const MlirValue *k, MlirValue x) {
     mb_store(b, to_storage(g, x, v->dt), v->mem, lin);
     return;
   }
-  MlirBlock join = if_begin(g, ok);
+  MlirBlock join = gen_if_begin(g, ok);
   mb_store(b, to_storage(g, x, v->dt), v->mem, lin);
-  if_end(g, join);
+  gen_if_end(g, join);
 }
 
 /* Loops over every index of a view; the caller closes them with
@@ -393,6 +460,32 @@ void gen_loops_begin(gen *g, loop *L, const MlirValue *ext, uint32_t rank,
 void gen_loops_end(gen *g, loop *L, uint32_t rank) {
   for (uint32_t i = rank; i-- > 0;)
     gen_loop_end(g, &L[i]);
+}
+
+void gen_each_begin(gen *g, loop *L, const MlirValue *ext, uint32_t rank,
+                    MlirValue *k) {
+  if (!g->gpu) {
+    gen_loops_begin(g, L, ext, rank, k);
+    return;
+  }
+  mb *b = &g->b;
+  MlirValue total = gen_i64(g, 1);
+  for (uint32_t i = 0; i < rank; i++)
+    total = mb_bin(b, "arith.muli", total, ext[i]);
+  gen_loop_begin_step(g, &L[0], g->tid, total, gen_i64(g, g->threads));
+  MlirValue e = L[0].iv;
+  for (uint32_t i = rank; i-- > 0;) {
+    k[i] = i ? mb_bin(b, "arith.remsi", e, ext[i]) : e;
+    if (i)
+      e = mb_bin(b, "arith.divsi", e, ext[i]);
+  }
+}
+
+void gen_each_end(gen *g, loop *L, uint32_t rank) {
+  if (!g->gpu)
+    gen_loops_end(g, L, rank);
+  else
+    gen_loop_end(g, &L[0]);
 }
 
 /* ---- expressions --------------------------------------------------------- */
@@ -472,7 +565,7 @@ static MlirValue gen_binary(gen *g, ts_node *n) {
     return f ? mb_cmpf(b, CMPF_OGT, x, y) : mb_cmpi(b, CMPI_SGT, x, y);
   case TS_TOK_GE:
     return f ? mb_cmpf(b, CMPF_OGE, x, y) : mb_cmpi(b, CMPI_SGE, x, y);
-  default: unsupported(g, n, "this operator"); return x;
+  default: gen_unsupported(g, n, "this operator"); return x;
   }
 }
 
@@ -614,7 +707,7 @@ static MlirValue gen_builtin(gen *g, ts_node *n) {
     MlirValue x = gen_expr(g, k[0]);
     if (!mlirTypeEqual(mlirValueGetType(x), b->f32) &&
         !mlirTypeEqual(mlirValueGetType(x), b->i32)) {
-      unsupported(g, n, "this 'bitcast'");
+      gen_unsupported(g, n, "this 'bitcast'");
       return x;
     }
     return mb_cast(b, "arith.bitcast", x, t);
@@ -652,7 +745,7 @@ static MlirValue gen_builtin(gen *g, ts_node *n) {
     MlirValue big = mb_cmpf(b, CMPF_OGT, x, mb_const_f32(b, 20.0));
     return mb_select(b, big, x, l);
   }
-  default: unsupported(g, n, "this built-in"); return x;
+  default: gen_unsupported(g, n, "this built-in"); return x;
   }
 }
 
@@ -703,7 +796,7 @@ static MlirValue gen_atomic(gen *g, ts_node *n) {
     return gen_i64(g, 0);
   ts_dtype dt = v.dt;
   if (dt != TS_DTYPE_F32 && dt != TS_DTYPE_I32 && dt != TS_DTYPE_I64) {
-    unsupported(g, n, "an atomic on this element type");
+    gen_unsupported(g, n, "an atomic on this element type");
     return gen_i64(g, 0);
   }
   MlirValue lin, ok;
@@ -723,8 +816,10 @@ static MlirValue gen_atomic(gen *g, ts_node *n) {
   MlirValue zero = f ? mb_const_f32(b, 0.0) : mb_const_int(b, st, 0);
   if (n->builtin == TS_BUILTIN_ATOMIC_ADD)
     ops[0] = mb_select(b, ok, val, zero);
-  else
-    unsupported(g, n, "'atomic_max' on the CPU");
+  else if (!g->gpu)
+    gen_unsupported(g, n, "'atomic_max' on the CPU");
+  else /* max with itself is no change either: element 0 is read back */
+    ops[0] = mb_select(b, ok, val, mb_load(b, v.mem, gen_i64(g, 0)));
   return mlirOperationGetResult(
       mb_op(b, "memref.atomic_rmw", 3, ops, 1, &st, 1, &a), 0);
 }
@@ -743,7 +838,7 @@ static MlirValue gen_expr(gen *g, ts_node *n) {
   case TS_NODE_NAME: {
     ts_symbol *s = n->sym;
     if (!s || !s->user) {
-      unsupported(g, n, "this name");
+      gen_unsupported(g, n, "this name");
       v = gen_i64(g, 0);
     } else if (s->kind == TS_SYM_VAR) {
       v = mb_load(b, (MlirValue){s->user}, gen_i64(g, 0));
@@ -771,12 +866,13 @@ static MlirValue gen_expr(gen *g, ts_node *n) {
              n->builtin == TS_BUILTIN_ATOMIC_MAX)
       v = gen_atomic(g, n);
     else if (n->builtin == TS_BUILTIN_THREAD_ID) {
-      unsupported(g, n, "'thread_id()'");
-      v = gen_i64(g, 0);
+      if (!g->gpu)
+        gen_unsupported(g, n, "'thread_id()'");
+      v = g->gpu ? g->tid : gen_i64(g, 0);
     } else
       v = gen_builtin(g, n);
     break;
-  default: unsupported(g, n, "this expression"); v = gen_i64(g, 0);
+  default: gen_unsupported(g, n, "this expression"); v = gen_i64(g, 0);
   }
   b->loc = saved;
   return v;
@@ -820,6 +916,27 @@ static void gen_assign(gen *g, ts_node *n) {
     gen_view_store(g, &vw, NULL, val);
 }
 
+/* On the GPU, a statement outside `parallel` runs on every thread of the
+ * block; one that writes memory (an element of a tile or tensor, an atomic)
+ * is done by thread 0 alone, and the block waits for it. */
+static bool gpu_single(gen *g) { return g->gpu && g->par == 0; }
+
+static MlirBlock single_begin(gen *g) {
+  return gen_if_begin(
+      g, mb_cmpi(&g->b, CMPI_EQ, g->tid, gen_i64(g, 0)));
+}
+
+static void single_end(gen *g, MlirBlock join) {
+  gen_if_end(g, join);
+  gen_barrier(g);
+}
+
+static void gen_return(gen *g) {
+  gen_return_cleanup(g);
+  mb_op(&g->b, g->gpu && !g->in_fn ? "gpu.return" : "func.return", 0, NULL, 0,
+        NULL, 0, NULL);
+}
+
 static void gen_stmt(gen *g, ts_node *n) {
   mb *b = &g->b;
   if (!n || g->failed)
@@ -839,34 +956,93 @@ static void gen_stmt(gen *g, ts_node *n) {
     break;
   }
   case TS_NODE_TILE: break; /* allocated at the block's entry */
-  case TS_NODE_ASSIGN: gen_assign(g, n); break;
+  case TS_NODE_ASSIGN:
+    if (gpu_single(g) && n->kids[0]->kind != TS_NODE_NAME) {
+      MlirBlock join = single_begin(g);
+      gen_assign(g, n);
+      single_end(g, join);
+    } else {
+      gen_assign(g, n);
+    }
+    break;
   case TS_NODE_EXPR_STMT: {
     ts_node *c = n->kids[0];
+    bool tile_op = c->builtin == TS_BUILTIN_COPY ||
+                   c->builtin == TS_BUILTIN_FILL ||
+                   c->builtin == TS_BUILTIN_CLEAR ||
+                   c->builtin == TS_BUILTIN_GEMM ||
+                   c->builtin == TS_BUILTIN_REDUCE_MAX ||
+                   c->builtin == TS_BUILTIN_REDUCE_SUM ||
+                   c->builtin == TS_BUILTIN_REDUCE_ABSMAX;
+    if (g->gpu && c->kind == TS_NODE_CALL &&
+        (c->builtin == TS_BUILTIN_ATOMIC_ADD ||
+         c->builtin == TS_BUILTIN_ATOMIC_MAX) && g->par == 0) {
+      MlirBlock join = single_begin(g);
+      gen_expr(g, c);
+      single_end(g, join);
+      break;
+    }
     switch (c->builtin) {
     case TS_BUILTIN_COPY: gen_copy(g, c); break;
     case TS_BUILTIN_FILL: gen_fill(g, c, false); break;
     case TS_BUILTIN_CLEAR: gen_fill(g, c, true); break;
-    case TS_BUILTIN_GEMM: gen_gemm(g, c); break;
+    case TS_BUILTIN_GEMM:
+      if (g->gpu)
+        gen_gpu_gemm(g, c);
+      else
+        gen_gemm(g, c);
+      break;
     case TS_BUILTIN_REDUCE_MAX:
     case TS_BUILTIN_REDUCE_SUM:
-    case TS_BUILTIN_REDUCE_ABSMAX: gen_reduce(g, c); break;
-    case TS_BUILTIN_BARRIER: break; /* the block runs in program order */
-    case TS_BUILTIN_PRINT: unsupported(g, c, "'print'"); break;
-    case TS_BUILTIN_ASSERT: unsupported(g, c, "'assert'"); break;
+    case TS_BUILTIN_REDUCE_ABSMAX:
+      if (g->gpu)
+        gen_gpu_reduce(g, c);
+      else
+        gen_reduce(g, c);
+      break;
+    case TS_BUILTIN_BARRIER:
+      /* the CPU runs a block in program order; on the GPU every tile op
+       * already ends with one */
+      if (g->gpu && g->par == 0)
+        gen_barrier(g);
+      break;
+    case TS_BUILTIN_PRINT: gen_unsupported(g, c, "'print'"); break;
+    case TS_BUILTIN_ASSERT: gen_unsupported(g, c, "'assert'"); break;
     default: gen_expr(g, c); break;
     }
+    /* data a tile op wrote crosses threads before the next statement */
+    if (tile_op && gpu_single(g))
+      gen_barrier(g);
     break;
   }
   case TS_NODE_PARALLEL: {
     ts_node *vars = n->kids[0], *exts = n->kids[1];
     loop L[TS_MAX_RANK];
-    for (uint32_t i = 0; i < vars->kid_count; i++) {
-      gen_loop_begin(g, &L[i], gen_i64(g, 0),
-                     gen_expr_as(g, exts->kids[i], b->i64));
-      vars->kids[i]->sym->user = L[i].iv.ptr;
+    MlirValue ext[TS_MAX_RANK], k[TS_MAX_RANK];
+    uint32_t rank = vars->kid_count;
+    for (uint32_t i = 0; i < rank; i++)
+      ext[i] = gen_expr_as(g, exts->kids[i], b->i64);
+    /* nested parallel statements run inside one thread's element */
+    bool dist = g->gpu && g->par == 0;
+    if (dist) {
+      gen_each_begin(g, L, ext, rank, k);
+    } else {
+      for (uint32_t i = 0; i < rank; i++) {
+        gen_loop_begin(g, &L[i], gen_i64(g, 0), ext[i]);
+        k[i] = L[i].iv;
+      }
     }
+    for (uint32_t i = 0; i < rank; i++)
+      vars->kids[i]->sym->user = k[i].ptr;
+    g->par++;
     gen_block(g, n->kids[2]);
-    gen_loops_end(g, L, vars->kid_count);
+    g->par--;
+    if (dist) {
+      gen_each_end(g, L, rank);
+      gen_barrier(g);
+    } else {
+      gen_loops_end(g, L, rank);
+    }
     break;
   }
   case TS_NODE_PIPELINED:
@@ -878,7 +1054,7 @@ static void gen_stmt(gen *g, ts_node *n) {
     gen_loop_begin(g, &L, lo, hi);
     n->sym->user = L.iv.ptr;
     if (g->nloops == MAX_LOOPS) {
-      unsupported(g, n, "loops nested this deep");
+      gen_unsupported(g, n, "loops nested this deep");
       return;
     }
     g->loops[g->nloops].brk = L.exit;
@@ -922,8 +1098,7 @@ static void gen_stmt(gen *g, ts_node *n) {
       MlirValue r = gen_expr_as(g, v, g->fn_result);
       mb_op(b, "func.return", 1, &r, 0, NULL, 0, NULL);
     } else {
-      gen_return_cleanup(g);
-      mb_op(b, "func.return", 0, NULL, 0, NULL, 0, NULL);
+      gen_return(g);
     }
     fresh_block(g);
     break;
@@ -959,7 +1134,8 @@ static MlirOperation new_func(gen *g, MlirModule m, const char *name,
   mlirOperationStateAddOwnedRegions(&st, 1, &r);
   mlirOperationStateAddAttributes(&st, priv ? 3 : 2, attrs);
   MlirOperation f = mlirOperationCreate(&st);
-  mlirBlockAppendOwnedOperation(mlirModuleGetBody(m), f);
+  (void)m;
+  mlirBlockAppendOwnedOperation(g->fn_parent, f);
   if (declaration)
     return f;
   b->region = mlirOperationGetRegion(f, 0);
@@ -1049,13 +1225,13 @@ static void alloc_tiles(gen *g, ts_node *n) {
       n->sym->user = mb_alloca_entry(&g->b, st, count).ptr;
     } else {
       if (g->nheap == MAX_HEAP) {
-        unsupported(g, n, "this many large tiles");
+        gen_unsupported(g, n, "this many large tiles");
         return;
       }
       MlirValue size = gen_i64(g, 1);
       for (uint32_t i = 0; i < t->rank; i++)
         size =
-            mb_bin(&g->b, "arith.muli", size, eval_extent(g, &t->dims[i], n));
+            mb_bin(&g->b, "arith.muli", size, gen_extent(g, &t->dims[i], n));
       /* at least one element, so that a predicated-off read is in bounds */
       size = mb_bin(&g->b, "arith.maxsi", size, gen_i64(g, 1));
       MlirValue m = mb_alloc(&g->b, "memref.alloc", st, size);
@@ -1094,6 +1270,14 @@ static void gen_kernel(gen *g, MlirModule m, const ts_kernel_info *k) {
   for (uint32_t i = 0; grid && i < grid->kid_count && i < 3; i++)
     ext[i] = gen_expr_as(g, grid->kids[i], b->i64);
   mb_op(b, "func.return", 3, ext, 0, NULL, 0, NULL);
+
+  /* @K__scratch(dims, scalars) -> bytes of global scratch one block of the
+   * GPU kernel needs (gen_gpu.c places the tiles) */
+  arg_name(sub, sizeof sub, k->name, "__scratch");
+  new_func(g, m, sub, n - nt, types + nt, 1, i64s, false, false);
+  bind_args(g, k, false);
+  MlirValue bytes = gen_gpu_scratch_bytes(g, k->node->kids[4]);
+  mb_op(b, "func.return", 1, &bytes, 0, NULL, 0, NULL);
 
   /* @K__block(tensors, dims, scalars, bx, by, bz): one block */
   types[n] = types[n + 1] = types[n + 2] = b->i64;
@@ -1135,6 +1319,67 @@ static void gen_kernel(gen *g, MlirModule m, const ts_kernel_info *k) {
   mb_op(b, "func.call", n + 3, args, 0, NULL, 1, &callee);
   gen_loop_end(g, &L);
   mb_op(b, "func.return", 0, NULL, 0, NULL, 0, NULL);
+}
+
+/* The GPU kernel: gpu.func @K(tensors, dims, scalars, scratch: memref<?xi8>,
+ * scratch_per_block: i64) kernel; one GPU block runs one block of the grid
+ * with the kernel's threads. */
+static void gen_kernel_gpu(gen *g, const ts_kernel_info *k) {
+  mb *b = &g->b;
+  char name[300];
+  arg_name(name, sizeof name, k->name, "");
+  g->kernel = k;
+  g->in_fn = false;
+  b->loc = loc_of(g, k->node);
+  MlirType types[160];
+  intptr_t n = kernel_args(g, k, true, types);
+  int64_t dyn[1] = {mlirShapedTypeGetDynamicSize()};
+  types[n] = mlirMemRefTypeContiguousGet(b->i8, 1, dyn, mlirAttributeGetNull());
+  types[n + 1] = b->i64;
+  MlirType ft = mlirFunctionTypeGet(b->ctx, n + 2, types, 0, NULL);
+  int32_t bs[3] = {(int32_t)k->threads, 1, 1};
+  MlirNamedAttribute attrs[4] = {
+      mb_attr(b, "sym_name", mlirStringAttrGet(b->ctx, mb_str(name))),
+      mb_attr(b, "function_type", mlirTypeAttrGet(ft)),
+      mb_attr(b, "gpu.kernel", mlirUnitAttrGet(b->ctx)),
+      mb_attr(b, "known_block_size", mlirDenseI32ArrayGet(b->ctx, 3, bs)),
+  };
+  MlirOperationState st = mlirOperationStateGet(mb_str("gpu.func"), b->loc);
+  MlirRegion r = mlirRegionCreate();
+  mlirOperationStateAddOwnedRegions(&st, 1, &r);
+  mlirOperationStateAddAttributes(&st, 4, attrs);
+  MlirOperation f = mlirOperationCreate(&st);
+  mlirBlockAppendOwnedOperation(g->fn_parent, f);
+  g->fn_op = f;
+  b->region = mlirOperationGetRegion(f, 0);
+  MlirLocation locs[162];
+  for (intptr_t i = 0; i < n + 2; i++)
+    locs[i] = b->loc;
+  b->entry = mlirBlockCreate(n + 2, types, locs);
+  mlirRegionAppendOwnedBlock(b->region, b->entry);
+  b->cur = b->entry;
+  bind_args(g, k, true);
+  g->threads = k->threads;
+  g->tid = gen_gpu_index(g, "gpu.thread_id", 0);
+  for (int i = 0; i < 3; i++)
+    g->block_id[i] = gen_gpu_index(g, "gpu.block_id", i);
+  MlirValue gx = gen_gpu_index(g, "gpu.grid_dim", 0);
+  MlirValue gy = gen_gpu_index(g, "gpu.grid_dim", 1);
+  MlirValue lin = mb_bin(
+      b, "arith.addi", g->block_id[0],
+      mb_bin(b, "arith.muli", gx,
+             mb_bin(b, "arith.addi", g->block_id[1],
+                    mb_bin(b, "arith.muli", gy, g->block_id[2]))));
+  g->scratch = mlirBlockGetArgument(b->entry, n);
+  g->scratch_at =
+      mb_bin(b, "arith.muli", lin, mlirBlockGetArgument(b->entry, n + 1));
+  g->nheap = 0;
+  g->nloops = 0;
+  g->par = 0;
+  gen_gpu_tiles(g, k->node->kids[4]);
+  gen_block(g, k->node->kids[4]);
+  b->loc = loc_of(g, k->node);
+  gen_return(g);
 }
 
 static void gen_helper(gen *g, MlirModule m, ts_node *fn) {
@@ -1181,10 +1426,7 @@ ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
   g->d = diags;
   g->b.loc = mlirLocationFileLineColGet(ctx, mb_str(u->src.name), 1, 1);
   MlirModule m = mlirModuleCreateEmpty(g->b.loc);
-  /* Runtime helpers the code may call (base/numeric.c). */
-  MlirType f32 = g->b.f32, i8 = g->b.i8;
-  new_func(g, m, "ts_rt_f32_to_e4m3", 1, &f32, 1, &i8, true, true);
-  new_func(g, m, "ts_rt_e4m3_to_f32", 1, &i8, 1, &f32, true, true);
+  g->fn_parent = mlirModuleGetBody(m);
   ts_node *root = u->root;
   for (uint32_t i = 0; i < root->kid_count && !g->failed; i++)
     if (root->kids[i]->kind == TS_NODE_FN)
@@ -1194,6 +1436,59 @@ ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
     if (only && !ts_str_eq_cstr(k->name, only))
       continue;
     gen_kernel(g, m, k);
+  }
+  bool failed = g->failed;
+  free(g);
+  if (failed) {
+    mlirModuleDestroy(m);
+    return ts_status_make(TS_ERR_PROGRAM, "the kernel cannot be lowered");
+  }
+  *out = m;
+  return NULL;
+}
+
+ts_status ts_gen_gpu(mb_ctx_t ctx, ts_unit *u, const char *only,
+                     const char *chip, ts_diags *diags, MlirModule *out) {
+  gen *g = calloc(1, sizeof *g);
+  if (!g)
+    return ts_status_nomem();
+  g->b.ctx = ctx;
+  mb_init_types(&g->b);
+  g->u = u;
+  g->d = diags;
+  g->gpu = true;
+  mb *b = &g->b;
+  b->loc = mlirLocationFileLineColGet(ctx, mb_str(u->src.name), 1, 1);
+  MlirModule m = mlirModuleCreateEmpty(b->loc);
+  MlirOperation mop = mlirModuleGetOperation(m);
+  mlirOperationSetAttributeByName(mop, mb_str("gpu.container_module"),
+                                  mlirUnitAttrGet(ctx));
+  /* gpu.module @tessera [#nvvm.target<chip = ...>] { ... } */
+  char target[128];
+  snprintf(target, sizeof target, "[#nvvm.target<chip = \"%s\">]", chip);
+  MlirAttribute targets = mlirAttributeParseGet(ctx, mb_str(target));
+  MlirNamedAttribute attrs[2] = {
+      mb_attr(b, "sym_name", mlirStringAttrGet(ctx, mb_str("tessera"))),
+      mb_attr(b, "targets", targets),
+  };
+  MlirOperationState st = mlirOperationStateGet(mb_str("gpu.module"), b->loc);
+  MlirRegion r = mlirRegionCreate();
+  MlirBlock body = mlirBlockCreate(0, NULL, NULL);
+  mlirRegionAppendOwnedBlock(r, body);
+  mlirOperationStateAddOwnedRegions(&st, 1, &r);
+  mlirOperationStateAddAttributes(&st, 2, attrs);
+  mlirBlockAppendOwnedOperation(mlirModuleGetBody(m),
+                                mlirOperationCreate(&st));
+  g->fn_parent = body;
+  ts_node *root = u->root;
+  for (uint32_t i = 0; i < root->kid_count && !g->failed; i++)
+    if (root->kids[i]->kind == TS_NODE_FN)
+      gen_helper(g, m, root->kids[i]);
+  for (uint32_t i = 0; i < u->kernel_count && !g->failed; i++) {
+    const ts_kernel_info *k = &u->kernels[i];
+    if (only && !ts_str_eq_cstr(k->name, only))
+      continue;
+    gen_kernel_gpu(g, k);
   }
   bool failed = g->failed;
   free(g);

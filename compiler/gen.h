@@ -15,4 +15,13 @@ typedef MlirContext mb_ctx_t;
 ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
                      ts_diags *diags, MlirModule *out);
 
+/* The same for the GPU target: a gpu.module for NVVM chip `chip`
+ * ("sm_90a", "sm_80") holding one gpu.func kernel per kernel (docs/abi.md). */
+ts_status ts_gen_gpu(mb_ctx_t ctx, ts_unit *u, const char *only,
+                     const char *chip, ts_diags *diags, MlirModule *out);
+
+/* Bytes of shared memory a block of the GPU kernel uses (a launch passes
+ * them as dynamic shared memory). */
+int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k);
+
 #endif

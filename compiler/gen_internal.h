@@ -12,7 +12,7 @@
 
 typedef struct loop {
   MlirBlock header, body, latch, exit;
-  MlirValue iv;
+  MlirValue iv, step;
 } loop;
 
 typedef struct gen {
@@ -32,6 +32,16 @@ typedef struct gen {
   bool in_fn;
   MlirType fn_result;
   bool failed;
+  /* the GPU target (gen_gpu.c) */
+  bool gpu;
+  MlirBlock fn_parent;  /* where functions are created: module or gpu.module */
+  MlirOperation fn_op;  /* the kernel function being built */
+  MlirValue tid;        /* i64 thread index in the block */
+  int64_t threads;      /* the block's thread count */
+  int par;              /* depth of `parallel` statements being generated */
+  int64_t smem;         /* bytes of workgroup memory placed so far */
+  MlirValue scratch;    /* memref<?xi8>: this block's global scratch */
+  MlirValue scratch_at; /* i64: the next free byte in it */
 } gen;
 
 enum { SUB_INDEX, SUB_SLICE, SUB_GATHER };
@@ -55,8 +65,25 @@ struct view {
   int skip_dim;   /* an underlying dim left out of the check, or -1 */
 };
 
+/* Shared memory a block may use without opting in (48 KiB on every target
+ * Tessera supports): constant-shape tiles are placed there, in order,
+ * `shared` tiles first; what does not fit goes to global scratch. */
+#define GPU_SMEM_LIMIT (48 * 1024)
+
+void gen_unsupported(gen *g, ts_node *n, const char *what);
 MlirValue gen_i64(gen *g, int64_t v);
 void gen_loop_begin(gen *g, loop *L, MlirValue lo, MlirValue hi);
+void gen_loop_begin_step(gen *g, loop *L, MlirValue lo, MlirValue hi,
+                         MlirValue step);
+MlirBlock gen_if_begin(gen *g, MlirValue c);
+void gen_if_end(gen *g, MlirBlock join);
+/* Every index of extents `ext`: on the CPU a loop nest; on the GPU one loop
+ * over the linear index, strided by the block's threads (each thread does
+ * the indices t, t + threads, ...). */
+void gen_each_begin(gen *g, loop *L, const MlirValue *ext, uint32_t rank,
+                    MlirValue *k);
+void gen_each_end(gen *g, loop *L, uint32_t rank);
+MlirValue gen_extent(gen *g, const ts_extent *e, ts_node *at);
 void gen_loop_end(gen *g, loop *L);
 void gen_loops_begin(gen *g, loop *L, const MlirValue *ext, uint32_t rank,
                      MlirValue *k);
@@ -77,5 +104,16 @@ void gen_copy(gen *g, ts_node *call);
 void gen_fill(gen *g, ts_node *call, bool clear);
 void gen_gemm(gen *g, ts_node *call);
 void gen_reduce(gen *g, ts_node *call);
+
+/* gen_gpu.c: the GPU pieces. */
+void gen_barrier(gen *g);
+MlirValue gen_gpu_index(gen *g, const char *op, int dim);
+/* Where a tile of type `t` lives on the GPU: true for workgroup memory
+ * (and `*smem` grows by its bytes), false for global scratch. */
+bool gen_gpu_tile_in_smem(const ts_type *t, bool shared, int64_t *smem);
+void gen_gpu_tiles(gen *g, ts_node *body);
+MlirValue gen_gpu_scratch_bytes(gen *g, ts_node *body);
+void gen_gpu_reduce(gen *g, ts_node *call);
+void gen_gpu_gemm(gen *g, ts_node *call);
 
 #endif

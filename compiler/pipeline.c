@@ -7,6 +7,7 @@
 #include "compiler/gen.h"
 #include "compiler/pipeline.h"
 
+#include <mlir-c/Dialect/GPU.h>
 #include <mlir-c/ExecutionEngine.h>
 #include <mlir-c/Pass.h>
 #include <mlir-c/RegisterEverything.h>
@@ -34,8 +35,23 @@ static const char *const cpu_pipeline =
     "convert-arith-to-llvm,"
     "reconcile-unrealized-casts)";
 
+/* The GPU pipeline: the gpu.module to the NVVM dialect (math ops become
+ * libdevice calls, linked when the module is serialised); then, as a
+ * separate step, gpu-module-to-binary turns it into PTX text. */
+static const char *const gpu_pipeline =
+    "builtin.module("
+    "canonicalize,"
+    "cse,"
+    "gpu.module(expand-strided-metadata,convert-gpu-to-nvvm),"
+    "reconcile-unrealized-casts)";
+
+static const char *const ptx_pipeline =
+    "builtin.module(gpu-module-to-binary{format=isa})";
+
 const char *ts_pipeline_text(ts_target t) {
-  return t == TS_TARGET_CPU ? cpu_pipeline : NULL;
+  return t == TS_TARGET_CPU ? cpu_pipeline
+         : t == TS_TARGET_PTX ? gpu_pipeline
+                              : NULL;
 }
 
 /* ---- contexts and diagnostics ---------------------------------------------------- */
@@ -130,8 +146,12 @@ static void print_op(MlirOperation op, ts_buf *out) {
 }
 
 ts_status ts_mlir_gen(ts_mlir *m, ts_unit *u, const char *kernel,
-                      MlirModule *out) {
-  TS_TRY(ts_gen_cpu(m->ctx, u, kernel, m->sink.diags, out));
+                      ts_target target, const char *chip, MlirModule *out) {
+  if (target == TS_TARGET_CPU)
+    TS_TRY(ts_gen_cpu(m->ctx, u, kernel, m->sink.diags, out));
+  else
+    TS_TRY(ts_gen_gpu(m->ctx, u, kernel, chip ? chip : "sm_90a",
+                      m->sink.diags, out));
   if (!mlirOperationVerify(mlirModuleGetOperation(*out))) {
     ts_status s = ts_status_make(TS_ERR_INTERNAL,
                                  "the generated MLIR does not verify (a bug "
@@ -147,12 +167,42 @@ static void pipeline_error(MlirStringRef s, void *ud) {
   ts_buf_append((ts_buf *)ud, s.data, s.length);
 }
 
+static ts_status run_pipeline(ts_mlir *m, MlirModule mod, const char *text,
+                              const char *what, bool time_passes);
+
 ts_status ts_mlir_lower(ts_mlir *m, MlirModule mod, ts_target target,
                         bool time_passes) {
   const char *text = ts_pipeline_text(target);
   if (!text)
     return ts_status_make(TS_ERR_UNSUPPORTED, "no pipeline for target '%s' yet",
                           ts_target_name(target));
+  return run_pipeline(m, mod, text, ts_target_name(target), time_passes);
+}
+
+ts_status ts_mlir_ptx(ts_mlir *m, MlirModule lowered, bool time_passes,
+                      ts_buf *out) {
+  TS_TRY(run_pipeline(m, lowered, ptx_pipeline, "PTX", time_passes));
+  /* the module now holds gpu.binary @tessera [#gpu.object<..., "PTX">] */
+  MlirOperation op = mlirBlockGetFirstOperation(mlirModuleGetBody(lowered));
+  for (; !mlirOperationIsNull(op); op = mlirOperationGetNextInBlock(op)) {
+    MlirAttribute objs =
+        mlirOperationGetAttributeByName(op, mb_str("objects"));
+    if (mlirAttributeIsNull(objs) || !mlirAttributeIsAArray(objs) ||
+        mlirArrayAttrGetNumElements(objs) < 1)
+      continue;
+    MlirAttribute o = mlirArrayAttrGetElement(objs, 0);
+    if (!mlirAttributeIsAGPUObjectAttr(o))
+      continue;
+    MlirStringRef ptx = mlirGPUObjectAttrGetObject(o);
+    ts_buf_append(out, ptx.data, ptx.length);
+    return NULL;
+  }
+  return ts_status_make(TS_ERR_INTERNAL,
+                        "gpu-module-to-binary left no PTX in the module");
+}
+
+static ts_status run_pipeline(ts_mlir *m, MlirModule mod, const char *text,
+                              const char *what, bool time_passes) {
   MlirPassManager pm = mlirPassManagerCreate(m->ctx);
   if (time_passes)
     mlirPassManagerEnableTiming(pm);
@@ -166,8 +216,8 @@ ts_status ts_mlir_lower(ts_mlir *m, MlirModule mod, ts_target target,
                         err.ptr ? err.ptr : "");
   } else if (mlirLogicalResultIsFailure(mlirPassManagerRunOnOp(
                  pm, mlirModuleGetOperation(mod)))) {
-    st = ts_status_make(TS_ERR_INTERNAL, "the %s pipeline failed: %s",
-                        ts_target_name(target), take_text(m));
+    st = ts_status_make(TS_ERR_INTERNAL, "the %s pipeline failed: %s", what,
+                        take_text(m));
   }
   ts_buf_deinit(&err);
   mlirPassManagerDestroy(pm);
@@ -205,10 +255,6 @@ ts_status ts_jit_create(ts_mlir *m, MlirModule lowered, ts_jit **out) {
     return ts_status_make(TS_ERR_INTERNAL, "the JIT could not be created: %s",
                           take_text(m));
   }
-  mlirExecutionEngineRegisterSymbol(j->engine, mb_str("ts_rt_f32_to_e4m3"),
-                                    (void *)ts_rt_f32_to_e4m3);
-  mlirExecutionEngineRegisterSymbol(j->engine, mb_str("ts_rt_e4m3_to_f32"),
-                                    (void *)ts_rt_e4m3_to_f32);
   j->m = m;
   j->module = lowered;
   *out = j;

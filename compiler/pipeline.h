@@ -12,13 +12,17 @@ typedef struct ts_jit ts_jit;
  * diagnostics go to `diags` at locations in `src`. Not thread-safe. */
 ts_status ts_mlir_create(const ts_source *src, ts_diags *diags, ts_mlir **out);
 void ts_mlir_destroy(ts_mlir *m);
-/* Generates and verifies the module of a checked unit. */
+/* Generates and verifies the module of a checked unit for a target (`chip`
+ * for PTX: "sm_90a" when NULL). */
 ts_status ts_mlir_gen(ts_mlir *m, ts_unit *u, const char *kernel,
-                      MlirModule *out);
+                      ts_target target, const char *chip, MlirModule *out);
 /* Runs the target's pipeline in place. */
 ts_status ts_mlir_lower(ts_mlir *m, MlirModule mod, ts_target target,
                         bool time_passes);
 const char *ts_pipeline_text(ts_target t);
+/* Serialises a module lowered for the PTX target and appends the PTX. */
+ts_status ts_mlir_ptx(ts_mlir *m, MlirModule lowered, bool time_passes,
+                      ts_buf *out);
 void ts_mlir_print(MlirModule mod, ts_buf *out);
 ts_status ts_mlir_print_llvm(MlirModule mod, ts_buf *out);
 

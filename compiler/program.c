@@ -56,7 +56,8 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
   }
   if ((st = ts_mlir_create(&p->unit.src, diags, &p->mlir)))
     goto fail;
-  if ((st = ts_mlir_gen(p->mlir, &p->unit, kernel, &p->module)))
+  if ((st = ts_mlir_gen(p->mlir, &p->unit, kernel, TS_TARGET_CPU, NULL,
+                         &p->module)))
     goto fail;
   if ((st = ts_mlir_lower(p->mlir, p->module, TS_TARGET_CPU, false)) ||
       (st = ts_jit_create(p->mlir, p->module, &p->jit))) {

@@ -318,6 +318,16 @@ static void test_casts(void) {
       xs[i] = (float)((double)(int32_t)bits / 2147483648.0 * 600.0);
   }
   memcpy(xs, special, sizeof special);
+  /* every e4m3 rounding boundary, a hair either side and both signs */
+  int at = (int)TS_ARRAY_COUNT(special);
+  for (int c = 0; c < 0x7e; c++) {
+    float mid = (ts_e4m3_to_f32((uint8_t)c) + ts_e4m3_to_f32((uint8_t)(c + 1))) / 2;
+    float cand[3] = {mid, nextafterf(mid, 0), nextafterf(mid, 1000)};
+    for (int i = 0; i < 3; i++) {
+      xs[at++] = cand[i];
+      xs[at++] = -cand[i];
+    }
+  }
   int64_t n = N, sr[2] = {N, 3};
   ts_tensor *x = num_tensor(TS_DTYPE_F32, 1, &n);
   ts_tensor *b = num_tensor(TS_DTYPE_BF16, 1, &n);

@@ -1,0 +1,354 @@
+/* gen_gpu.c - what the GPU target does differently from the CPU: where
+ * tiles live, barriers, and the tile ops whose work is split over a
+ * block's threads in a way other than one element per thread (reductions
+ * and gemm). The kernel function itself is built in gen.c.
+ *
+ * The execution model (docs/abi.md, "The GPU kernel"): every thread of a
+ * block runs the block's scalar statements (their values are the same on
+ * every thread); a tile op, a `parallel` statement, a reduction or a gemm
+ * splits its elements over the threads and ends with a barrier; a scalar
+ * store or atomic outside `parallel` is done by thread 0. Tiles are
+ * block-wide: constant-shape tiles in shared memory (`shared` tiles first,
+ * then `frag` tiles while the block's total stays within GPU_SMEM_LIMIT),
+ * the rest in a per-block slice of a global scratch buffer the runtime
+ * passes. `frag` tiles are not yet distributed over registers. */
+#include "compiler/gen_internal.h"
+
+#include <string.h>
+
+void gen_barrier(gen *g) {
+  mb_op(&g->b, "gpu.barrier", 0, NULL, 0, NULL, 0, NULL);
+}
+
+/* gpu.thread_id / gpu.block_id / gpu.grid_dim of dimension x, y or z, as
+ * an i64. */
+MlirValue gen_gpu_index(gen *g, const char *op, int dim) {
+  mb *b = &g->b;
+  static const char *const dims[3] = {"#gpu<dim x>", "#gpu<dim y>",
+                                      "#gpu<dim z>"};
+  MlirNamedAttribute a = mb_attr(
+      b, "dimension", mlirAttributeParseGet(b->ctx, mb_str(dims[dim])));
+  MlirValue i =
+      mlirOperationGetResult(mb_op(b, op, 0, NULL, 1, &b->index, 1, &a), 0);
+  return mb_cast(b, "arith.index_cast", i, b->i64);
+}
+
+/* ---- where tiles live ---------------------------------------------------- */
+
+#define MAX_TILES 256
+
+/* The tile declarations of a kernel body in source order. */
+static void collect(ts_node *n, ts_node **out, int *count) {
+  if (!n)
+    return;
+  if (n->kind == TS_NODE_TILE) {
+    if (n->sym && n->sym->type && *count < MAX_TILES)
+      out[(*count)++] = n;
+    return;
+  }
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (n->kind != TS_NODE_PARALLEL || i == 2)
+      collect(n->kids[i], out, count);
+}
+
+static int64_t const_bytes(const ts_type *t) {
+  int64_t count = 1;
+  for (uint32_t i = 0; i < t->rank; i++) {
+    if (t->dims[i].term_count)
+      return -1;
+    if (__builtin_mul_overflow(count, t->dims[i].c, &count))
+      return INT64_MAX / 8;
+  }
+  return count > INT64_MAX / 8 ? INT64_MAX / 8
+                               : count * ts_dtype_bits(t->dtype) / 8;
+}
+
+static int64_t align16(int64_t x) { return (x + 15) & ~(int64_t)15; }
+
+bool gen_gpu_tile_in_smem(const ts_type *t, bool shared, int64_t *smem) {
+  int64_t bytes = const_bytes(t);
+  if (bytes < 0)
+    return false;
+  /* sema has kept the shared tiles within the device's limit */
+  if (!shared && *smem + align16(bytes) > GPU_SMEM_LIMIT)
+    return false;
+  *smem += align16(bytes);
+  return true;
+}
+
+/* Calls `place(tile, in_smem, smem_offset)` for each tile: shared first. */
+static int plan(ts_node *body, ts_node **tiles, bool *in_smem, int64_t *off,
+                int64_t *smem_total) {
+  int n = 0;
+  collect(body, tiles, &n);
+  int64_t smem = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < n; i++) {
+      bool shared = tiles[i]->sym->type->scope == TS_SCOPE_SHARED;
+      if (shared != (pass == 0))
+        continue;
+      off[i] = smem;
+      in_smem[i] = gen_gpu_tile_in_smem(tiles[i]->sym->type, shared, &smem);
+    }
+  *smem_total = smem;
+  return n;
+}
+
+int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k) {
+  ts_node *tiles[MAX_TILES];
+  bool in_smem[MAX_TILES];
+  int64_t off[MAX_TILES], total;
+  plan(k->node->kids[4], tiles, in_smem, off, &total);
+  return total;
+}
+
+/* Bytes of a tile with a symbolic shape (at least one element). */
+static MlirValue tile_bytes(gen *g, ts_node *tile, MlirValue *count) {
+  const ts_type *t = tile->sym->type;
+  MlirValue n = gen_i64(g, 1);
+  for (uint32_t i = 0; i < t->rank; i++)
+    n = mb_bin(&g->b, "arith.muli", n, gen_extent(g, &t->dims[i], tile));
+  n = mb_bin(&g->b, "arith.maxsi", n, gen_i64(g, 1));
+  *count = n;
+  MlirValue bytes =
+      mb_bin(&g->b, "arith.muli", n, gen_i64(g, ts_dtype_bits(t->dtype) / 8));
+  /* rounded up to 16 bytes */
+  return mb_bin(&g->b, "arith.andi",
+                mb_bin(&g->b, "arith.addi", bytes, gen_i64(g, 15)),
+                gen_i64(g, ~(int64_t)15));
+}
+
+MlirValue gen_gpu_scratch_bytes(gen *g, ts_node *body) {
+  ts_node *tiles[MAX_TILES];
+  bool in_smem[MAX_TILES];
+  int64_t off[MAX_TILES], total;
+  int n = plan(body, tiles, in_smem, off, &total);
+  MlirValue sum = gen_i64(g, 0), count;
+  for (int i = 0; i < n; i++)
+    if (!in_smem[i])
+      sum = mb_bin(&g->b, "arith.addi", sum, tile_bytes(g, tiles[i], &count));
+  return sum;
+}
+
+static MlirType memref_of(gen *g, MlirType elem, int64_t n, MlirAttribute sp) {
+  int64_t shape[1] = {n >= 0 ? n : mlirShapedTypeGetDynamicSize()};
+  (void)g;
+  return mlirMemRefTypeContiguousGet(elem, 1, shape, sp);
+}
+
+/* A typed 1-d view of `count` elements at byte `at` of an i8 buffer. */
+static MlirValue view_at(gen *g, MlirValue buf, MlirValue at, MlirType elem,
+                         int64_t n, MlirValue count, MlirAttribute sp) {
+  mb *b = &g->b;
+  MlirValue ops[2] = {buf, mb_cast(b, "arith.index_cast", at, b->index)};
+  MlirValue sz;
+  intptr_t nops = 2;
+  MlirValue all[3] = {ops[0], ops[1], {0}};
+  if (n < 0) {
+    sz = mb_cast(b, "arith.index_cast", count, b->index);
+    all[2] = sz;
+    nops = 3;
+  }
+  return mb_op1(b, "memref.view", nops, all, memref_of(g, elem, n, sp));
+}
+
+static MlirType storage_of(gen *g, ts_dtype dt) {
+  switch (dt) {
+  case TS_DTYPE_F32: return g->b.f32;
+  case TS_DTYPE_F16:
+  case TS_DTYPE_BF16: return g->b.i16;
+  case TS_DTYPE_FP8E4M3:
+  case TS_DTYPE_I8:
+  case TS_DTYPE_BOOL: return g->b.i8;
+  case TS_DTYPE_I32: return g->b.i32;
+  default: return g->b.i64;
+  }
+}
+
+void gen_gpu_tiles(gen *g, ts_node *body) {
+  mb *b = &g->b;
+  ts_node *tiles[MAX_TILES];
+  bool in_smem[MAX_TILES];
+  int64_t off[MAX_TILES], total;
+  int n = plan(body, tiles, in_smem, off, &total);
+  MlirAttribute wg =
+      mlirAttributeParseGet(b->ctx, mb_str("#gpu.address_space<workgroup>"));
+  MlirValue smem = {0};
+  if (total > 0) {
+    MlirType t = memref_of(g, b->i8, -1, wg);
+    smem = mb_op1(b, "gpu.dynamic_shared_memory", 0, NULL, t);
+  }
+  for (int i = 0; i < n; i++) {
+    const ts_type *t = tiles[i]->sym->type;
+    MlirType st = storage_of(g, t->dtype);
+    MlirValue count = {0};
+    MlirValue v;
+    if (in_smem[i]) {
+      int64_t elems = const_bytes(t) * 8 / ts_dtype_bits(t->dtype);
+      v = view_at(g, smem, gen_i64(g, off[i]), st, elems < 1 ? 1 : elems,
+                  count, wg);
+    } else {
+      MlirValue bytes = tile_bytes(g, tiles[i], &count);
+      v = view_at(g, g->scratch, g->scratch_at, st, -1, count,
+                  mlirAttributeGetNull());
+      g->scratch_at = mb_bin(b, "arith.addi", g->scratch_at, bytes);
+    }
+    tiles[i]->sym->user = v.ptr;
+  }
+}
+
+/* ---- reductions ---------------------------------------------------------- */
+
+static ts_node *named_arg(ts_node *call, const char *name) {
+  for (uint32_t i = 0; i < call->kid_count; i++)
+    if (call->kids[i]->kind == TS_NODE_NAMED &&
+        ts_str_eq_cstr(call->kids[i]->name, name))
+      return call->kids[i]->kids[0];
+  return NULL;
+}
+
+static MlirValue combine(gen *g, ts_builtin op, bool f, MlirValue a,
+                         MlirValue x) {
+  mb *b = &g->b;
+  if (op == TS_BUILTIN_REDUCE_SUM)
+    return mb_bin(b, f ? "arith.addf" : "arith.addi", a, x);
+  return f ? mb_bin(b, "arith.maximumf", a, x) : mb_bin(b, "arith.maxsi", a, x);
+}
+
+static MlirValue shuffle_xor(gen *g, MlirValue v, int offset) {
+  mb *b = &g->b;
+  MlirValue ops[3] = {v, mb_const_int(b, b->i32, offset),
+                      mb_const_int(b, b->i32, 32)};
+  MlirType res[2] = {mlirValueGetType(v), b->i1};
+  MlirNamedAttribute a = mb_attr(
+      b, "mode", mlirAttributeParseGet(b->ctx, mb_str("#gpu<shuffle_mode xor>")));
+  return mlirOperationGetResult(mb_op(b, "gpu.shuffle", 3, ops, 2, res, 1, &a),
+                                0);
+}
+
+/* One warp per output element: its lanes take every 32nd element of the
+ * reduced dim, then combine with xor shuffles; lane 0 stores. Without whole
+ * warps, or for 64-bit values, one thread per output element. */
+void gen_gpu_reduce(gen *g, ts_node *call) {
+  mb *b = &g->b;
+  view pool[8], src, dst;
+  int np = 0;
+  if (!gen_view_of(g, call->kids[0], &src, pool, &np) ||
+      !gen_view_of(g, call->kids[1], &dst, pool, &np))
+    return;
+  uint32_t dim = (uint32_t)named_arg(call, "dim")->cval.i;
+  ts_builtin op = call->builtin;
+  MlirType t = gen_compute_type(g, src.dt);
+  bool f = gen_is_float(g, t);
+  MlirValue init;
+  if (op == TS_BUILTIN_REDUCE_MAX)
+    init =
+        f ? mb_const_f32(b, -__builtin_inf())
+          : mb_const_int(b, t, gen_int_width(t) == 32 ? INT32_MIN : INT64_MIN);
+  else
+    init = f ? mb_const_f32(b, 0.0) : mb_const_int(b, t, 0);
+  bool warps = g->threads % 32 == 0 && (f || gen_int_width(t) == 32);
+  int64_t lanes = warps ? 32 : 1;
+  MlirValue nout = gen_i64(g, 1), ext[TS_MAX_RANK];
+  uint32_t nk = 0;
+  for (uint32_t i = 0; i < src.vrank; i++)
+    if (i != dim) {
+      ext[nk++] = src.vext[i];
+      nout = mb_bin(b, "arith.muli", nout, src.vext[i]);
+    }
+  MlirValue lane = warps ? mb_bin(b, "arith.remsi", g->tid, gen_i64(g, 32))
+                         : gen_i64(g, 0);
+  MlirValue group =
+      warps ? mb_bin(b, "arith.divsi", g->tid, gen_i64(g, 32)) : g->tid;
+  loop lo, li;
+  gen_loop_begin_step(g, &lo, group, nout, gen_i64(g, g->threads / lanes));
+  MlirValue out_k[TS_MAX_RANK], k[TS_MAX_RANK];
+  MlirValue e = lo.iv;
+  for (uint32_t i = nk; i-- > 0;) {
+    out_k[i] = i ? mb_bin(b, "arith.remsi", e, ext[i]) : e;
+    if (i)
+      e = mb_bin(b, "arith.divsi", e, ext[i]);
+  }
+  MlirValue slot = mb_alloca_entry(b, t, 1);
+  mb_store(b, init, slot, gen_i64(g, 0));
+  gen_loop_begin_step(g, &li, lane, src.vext[dim], gen_i64(g, lanes));
+  for (uint32_t i = 0, j = 0; i < src.vrank; i++)
+    k[i] = i == dim ? li.iv : out_k[j++];
+  MlirValue x;
+  gen_view_load(g, &src, k, &x);
+  if (op == TS_BUILTIN_REDUCE_ABSMAX)
+    x = f ? gen_math1(g, "math.absf", x) : gen_math1(g, "math.absi", x);
+  mb_store(b, combine(g, op, f, mb_load(b, slot, gen_i64(g, 0)), x), slot,
+           gen_i64(g, 0));
+  gen_loop_end(g, &li);
+  MlirValue acc = mb_load(b, slot, gen_i64(g, 0));
+  for (int s = 16; warps && s >= 1; s /= 2)
+    acc = combine(g, op, f, acc, shuffle_xor(g, acc, s));
+  if (nk == 0) {
+    out_k[0] = gen_i64(g, 0);
+    nk = 1;
+  }
+  MlirBlock join =
+      gen_if_begin(g, mb_cmpi(b, CMPI_EQ, lane, gen_i64(g, 0)));
+  gen_view_store(g, &dst, out_k, gen_convert(g, acc, gen_compute_type(g, dst.dt)));
+  gen_if_end(g, join);
+  gen_loop_end(g, &lo);
+}
+
+/* ---- gemm ---------------------------------------------------------------- */
+
+static bool named_bool(ts_node *call, const char *name, bool dflt) {
+  ts_node *v = named_arg(call, name);
+  return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
+}
+
+/* c (+)= a · b with each thread computing whole elements of c (a dot
+ * product over k each). The tensor-core forms are the Hopper work. */
+void gen_gpu_gemm(gen *g, ts_node *call) {
+  mb *b = &g->b;
+  view pool[8], A, B, C;
+  int np = 0;
+  if (!gen_view_of(g, call->kids[0], &A, pool, &np) ||
+      !gen_view_of(g, call->kids[1], &B, pool, &np) ||
+      !gen_view_of(g, call->kids[2], &C, pool, &np))
+    return;
+  bool ta = named_bool(call, "trans_a", false);
+  bool tb = named_bool(call, "trans_b", false);
+  bool acc = named_bool(call, "accumulate", true);
+  MlirType ct = gen_compute_type(g, C.dt);
+  bool f = gen_is_float(g, ct);
+  MlirValue zero = f ? mb_const_f32(b, 0.0) : mb_const_int(b, ct, 0);
+  MlirValue K = A.vext[ta ? 0 : 1];
+  loop L[2], lk;
+  MlirValue ij[2], ak[2], bk[2];
+  gen_each_begin(g, L, C.vext, 2, ij);
+  MlirValue slot = mb_alloca_entry(b, ct, 1);
+  mb_store(b, zero, slot, gen_i64(g, 0));
+  gen_loop_begin(g, &lk, gen_i64(g, 0), K);
+  ak[0] = ta ? lk.iv : ij[0];
+  ak[1] = ta ? ij[0] : lk.iv;
+  bk[0] = tb ? ij[1] : lk.iv;
+  bk[1] = tb ? lk.iv : ij[1];
+  MlirValue x, y;
+  gen_view_load(g, &A, ak, &x);
+  gen_view_load(g, &B, bk, &y);
+  MlirValue p = mb_bin(b, f ? "arith.mulf" : "arith.muli",
+                       gen_convert(g, x, ct), gen_convert(g, y, ct));
+  MlirValue s = mb_bin(b, f ? "arith.addf" : "arith.addi",
+                       mb_load(b, slot, gen_i64(g, 0)), p);
+  if (f) {
+    gen_fastmath(g, p, "contract");
+    gen_fastmath(g, s, "contract");
+  }
+  mb_store(b, s, slot, gen_i64(g, 0));
+  gen_loop_end(g, &lk);
+  MlirValue sum = mb_load(b, slot, gen_i64(g, 0));
+  if (acc) {
+    MlirValue c0;
+    gen_view_load(g, &C, ij, &c0);
+    sum = mb_bin(b, f ? "arith.addf" : "arith.addi", gen_convert(g, c0, ct),
+                 sum);
+  }
+  gen_view_store(g, &C, ij, sum);
+  gen_each_end(g, L, 2);
+}
