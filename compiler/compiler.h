@@ -61,20 +61,33 @@ typedef void (*ts_packed_fn)(void **args);
  * but its functions may be called from many threads at once. */
 typedef struct ts_cpu_program ts_cpu_program;
 
-/* Compiles kernel `kernel` of `text` for the CPU and JIT-loads it. Program
- * errors go to `diags` (TS_ERR_PROGRAM). */
-TS_MUST_USE ts_status ts_cpu_program_create(const ts_allocator *alloc,
-                                            const char *path, const char *text,
-                                            size_t len, const char *kernel,
-                                            const ts_define *defines,
-                                            size_t define_count,
-                                            ts_diags *diags,
-                                            ts_cpu_program **out);
+/* A host function the JIT-compiled code may call by name. */
+typedef struct ts_jit_symbol {
+  const char *name;
+  void *fn;
+} ts_jit_symbol;
+
+/* Compiles kernel `kernel` of `text` for the CPU and JIT-loads it. With
+ * `gpusim` symbols (ts_gpusim_barrier, ts_gpusim_shuffle), the program
+ * also holds the GPU form of the kernel as a CPU function (`gpu`), for the
+ * simulator device. Program errors go to `diags` (TS_ERR_PROGRAM). */
+TS_MUST_USE ts_status ts_cpu_program_create(
+    const ts_allocator *alloc, const char *path, const char *text, size_t len,
+    const char *kernel, const ts_define *defines, size_t define_count,
+    const ts_jit_symbol *gpusim, size_t ngpusim, ts_diags *diags,
+    ts_cpu_program **out);
 void ts_cpu_program_destroy(ts_cpu_program *p);
 const ts_kernel_info *ts_cpu_program_kernel(const ts_cpu_program *p);
 /* `run(args..., begin, end)` and `grid(dims, scalars) -> (x, y, z)`. */
 ts_packed_fn ts_cpu_program_run(const ts_cpu_program *p);
 ts_packed_fn ts_cpu_program_grid(const ts_cpu_program *p);
+/* `scratch(dims, scalars) -> bytes` of global scratch per GPU block, and
+ * the simulator's `gpu(args..., scratch, per_block, smem, ctx, tid, bx, by,
+ * bz, gx, gy)` (NULL without gpusim). */
+ts_packed_fn ts_cpu_program_scratch(const ts_cpu_program *p);
+ts_packed_fn ts_cpu_program_gpu(const ts_cpu_program *p);
+/* Bytes of shared memory one block of the GPU form uses. */
+int64_t ts_kernel_smem_bytes(const ts_kernel_info *k);
 /* Seconds the compile took (front end through JIT). */
 double ts_cpu_program_compile_seconds(const ts_cpu_program *p);
 

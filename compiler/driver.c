@@ -86,7 +86,7 @@ static ts_status lower_cpu(ts_unit *u, const ts_compile_options *opt,
   MlirModule mod;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  ts_status st = ts_mlir_gen(m, u, opt->kernel, TS_TARGET_CPU, NULL, &mod);
+  ts_status st = ts_mlir_gen(m, u, opt->kernel, TS_TARGET_CPU, NULL, false, &mod);
   if (st) {
     ts_mlir_destroy(m);
     return st;
@@ -100,7 +100,7 @@ static ts_status lower_cpu(ts_unit *u, const ts_compile_options *opt,
       st = ts_mlir_print_llvm(mod, out);
     } else {
       ts_jit *j;
-      if (!(st = ts_jit_create(m, mod, &j))) {
+      if (!(st = ts_jit_create(m, mod, NULL, 0, &j))) {
         uint32_t n = 0;
         for (uint32_t i = 0; i < u->kernel_count; i++) {
           char name[300];
@@ -136,7 +136,7 @@ static ts_status lower_ptx(ts_unit *u, const ts_compile_options *opt,
   TS_TRY(ts_mlir_create(&u->src, diags, &m));
   MlirModule mod;
   ts_status st = ts_mlir_gen(m, u, opt->kernel, TS_TARGET_PTX,
-                             opt->arch ? opt->arch : "sm_90a", &mod);
+                             opt->arch ? opt->arch : "sm_90a", false, &mod);
   if (st) {
     ts_mlir_destroy(m);
     return st;

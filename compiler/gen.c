@@ -787,7 +787,50 @@ static MlirValue gen_fn_call(gen *g, ts_node *n) {
   return has_result ? mlirOperationGetResult(op, 0) : gen_i64(g, 0);
 }
 
+/* On the GPU, a statement outside `parallel` runs on every thread of the
+ * block; one that writes memory (an element of a tile or tensor, an atomic)
+ * is done by thread 0 alone. Statements that write memory other threads
+ * read (these, tile ops and `parallel`) are fenced by barriers on both
+ * sides: before, so that no thread still reads what they overwrite; after,
+ * so that every thread sees what they wrote. `g->synced` says that the
+ * last thing emitted was such a barrier, and saves a second one. */
+static bool gpu_single(gen *g) { return g->gpu && g->par == 0 && !g->single; }
+
+static void sync_before(gen *g, bool synced) {
+  if (gpu_single(g) && !synced)
+    gen_barrier(g);
+}
+
+static MlirBlock single_begin(gen *g) {
+  gen_barrier(g);
+  g->single = true;
+  return gen_if_begin(g, mb_cmpi(&g->b, CMPI_EQ, g->tid, gen_i64(g, 0)));
+}
+
+static void single_end(gen *g, MlirBlock join) {
+  g->single = false;
+  gen_if_end(g, join);
+  gen_barrier(g);
+}
+
+static MlirValue gen_atomic_rmw(gen *g, ts_node *n);
+
+/* An atomic outside `parallel` on the GPU: thread 0 does it and the old
+ * value reaches every thread through shared memory. */
 static MlirValue gen_atomic(gen *g, ts_node *n) {
+  if (!gpu_single(g))
+    return gen_atomic_rmw(g, n);
+  MlirValue slot = gen_gpu_broadcast_slot(g, repr(g, n->type));
+  MlirBlock join = single_begin(g);
+  MlirValue r = gen_atomic_rmw(g, n);
+  mb_store(&g->b, gen_convert(g, r, repr(g, n->type)), slot, gen_i64(g, 0));
+  single_end(g, join);
+  MlirValue v = mb_load(&g->b, slot, gen_i64(g, 0));
+  gen_barrier(g); /* before the slot is used again */
+  return v;
+}
+
+static MlirValue gen_atomic_rmw(gen *g, ts_node *n) {
   mb *b = &g->b;
   ts_node *ref = n->kids[0];
   view pool[8], v;
@@ -919,22 +962,11 @@ static void gen_assign(gen *g, ts_node *n) {
 /* On the GPU, a statement outside `parallel` runs on every thread of the
  * block; one that writes memory (an element of a tile or tensor, an atomic)
  * is done by thread 0 alone, and the block waits for it. */
-static bool gpu_single(gen *g) { return g->gpu && g->par == 0; }
-
-static MlirBlock single_begin(gen *g) {
-  return gen_if_begin(
-      g, mb_cmpi(&g->b, CMPI_EQ, g->tid, gen_i64(g, 0)));
-}
-
-static void single_end(gen *g, MlirBlock join) {
-  gen_if_end(g, join);
-  gen_barrier(g);
-}
 
 static void gen_return(gen *g) {
   gen_return_cleanup(g);
-  mb_op(&g->b, g->gpu && !g->in_fn ? "gpu.return" : "func.return", 0, NULL, 0,
-        NULL, 0, NULL);
+  mb_op(&g->b, g->gpu && !g->emu && !g->in_fn ? "gpu.return" : "func.return",
+        0, NULL, 0, NULL, 0, NULL);
 }
 
 static void gen_stmt(gen *g, ts_node *n) {
@@ -942,6 +974,8 @@ static void gen_stmt(gen *g, ts_node *n) {
   if (!n || g->failed)
     return;
   b->loc = loc_of(g, n);
+  bool synced = g->synced;
+  g->synced = false;
   switch (n->kind) {
   case TS_NODE_LET: {
     MlirValue v = gen_expr_as(g, n->kids[1], repr(g, n->sym->type));
@@ -961,6 +995,7 @@ static void gen_stmt(gen *g, ts_node *n) {
       MlirBlock join = single_begin(g);
       gen_assign(g, n);
       single_end(g, join);
+      g->synced = true;
     } else {
       gen_assign(g, n);
     }
@@ -974,14 +1009,8 @@ static void gen_stmt(gen *g, ts_node *n) {
                    c->builtin == TS_BUILTIN_REDUCE_MAX ||
                    c->builtin == TS_BUILTIN_REDUCE_SUM ||
                    c->builtin == TS_BUILTIN_REDUCE_ABSMAX;
-    if (g->gpu && c->kind == TS_NODE_CALL &&
-        (c->builtin == TS_BUILTIN_ATOMIC_ADD ||
-         c->builtin == TS_BUILTIN_ATOMIC_MAX) && g->par == 0) {
-      MlirBlock join = single_begin(g);
-      gen_expr(g, c);
-      single_end(g, join);
-      break;
-    }
+    if (tile_op)
+      sync_before(g, synced);
     switch (c->builtin) {
     case TS_BUILTIN_COPY: gen_copy(g, c); break;
     case TS_BUILTIN_FILL: gen_fill(g, c, false); break;
@@ -1003,16 +1032,21 @@ static void gen_stmt(gen *g, ts_node *n) {
     case TS_BUILTIN_BARRIER:
       /* the CPU runs a block in program order; on the GPU every tile op
        * already ends with one */
-      if (g->gpu && g->par == 0)
-        gen_barrier(g);
+      if (gpu_single(g)) {
+        if (!synced)
+          gen_barrier(g);
+        g->synced = true;
+      }
       break;
     case TS_BUILTIN_PRINT: gen_unsupported(g, c, "'print'"); break;
     case TS_BUILTIN_ASSERT: gen_unsupported(g, c, "'assert'"); break;
     default: gen_expr(g, c); break;
     }
     /* data a tile op wrote crosses threads before the next statement */
-    if (tile_op && gpu_single(g))
+    if (tile_op && gpu_single(g)) {
       gen_barrier(g);
+      g->synced = true;
+    }
     break;
   }
   case TS_NODE_PARALLEL: {
@@ -1023,8 +1057,9 @@ static void gen_stmt(gen *g, ts_node *n) {
     for (uint32_t i = 0; i < rank; i++)
       ext[i] = gen_expr_as(g, exts->kids[i], b->i64);
     /* nested parallel statements run inside one thread's element */
-    bool dist = g->gpu && g->par == 0;
+    bool dist = gpu_single(g);
     if (dist) {
+      sync_before(g, synced);
       gen_each_begin(g, L, ext, rank, k);
     } else {
       for (uint32_t i = 0; i < rank; i++) {
@@ -1040,6 +1075,7 @@ static void gen_stmt(gen *g, ts_node *n) {
     if (dist) {
       gen_each_end(g, L, rank);
       gen_barrier(g);
+      g->synced = true;
     } else {
       gen_loops_end(g, L, rank);
     }
@@ -1106,6 +1142,10 @@ static void gen_stmt(gen *g, ts_node *n) {
   case TS_NODE_BLOCK: gen_block(g, n); break;
   default: break;
   }
+  /* control flow joins paths that did not all end with a barrier */
+  if (n->kind == TS_NODE_FOR || n->kind == TS_NODE_PIPELINED ||
+      n->kind == TS_NODE_IF)
+    g->synced = false;
 }
 
 static void gen_block(gen *g, ts_node *blk) {
@@ -1323,11 +1363,13 @@ static void gen_kernel(gen *g, MlirModule m, const ts_kernel_info *k) {
 
 /* The GPU kernel: gpu.func @K(tensors, dims, scalars, scratch: memref<?xi8>,
  * scratch_per_block: i64) kernel; one GPU block runs one block of the grid
- * with the kernel's threads. */
-static void gen_kernel_gpu(gen *g, const ts_kernel_info *k) {
+ * with the kernel's threads. For the simulator (g->emu) the same body is
+ * func.func @K__gpu(..., scratch, scratch_per_block, smem: memref<?xi8>,
+ * ctx, tid, bx, by, bz, gx, gy), run by one CPU thread per GPU thread. */
+static void gen_kernel_gpu(gen *g, MlirModule m, const ts_kernel_info *k) {
   mb *b = &g->b;
   char name[300];
-  arg_name(name, sizeof name, k->name, "");
+  arg_name(name, sizeof name, k->name, g->emu ? "__gpu" : "");
   g->kernel = k;
   g->in_fn = false;
   b->loc = loc_of(g, k->node);
@@ -1336,6 +1378,22 @@ static void gen_kernel_gpu(gen *g, const ts_kernel_info *k) {
   int64_t dyn[1] = {mlirShapedTypeGetDynamicSize()};
   types[n] = mlirMemRefTypeContiguousGet(b->i8, 1, dyn, mlirAttributeGetNull());
   types[n + 1] = b->i64;
+  if (g->emu) {
+    types[n + 2] = types[n];
+    for (int i = 3; i < 10; i++)
+      types[n + i] = b->i64;
+    new_func(g, m, name, n + 10, types, 0, NULL, false, false);
+    bind_args(g, k, true);
+    g->emu_smem = mlirBlockGetArgument(b->entry, n + 2);
+    g->emu_ctx = mlirBlockGetArgument(b->entry, n + 3);
+    g->emu_tid = mlirBlockGetArgument(b->entry, n + 4);
+    for (int i = 0; i < 3; i++)
+      g->emu_block[i] = mlirBlockGetArgument(b->entry, n + 5 + i);
+    for (int i = 0; i < 2; i++)
+      g->emu_grid[i] = mlirBlockGetArgument(b->entry, n + 8 + i);
+    goto body;
+  }
+  (void)m;
   MlirType ft = mlirFunctionTypeGet(b->ctx, n + 2, types, 0, NULL);
   int32_t bs[3] = {(int32_t)k->threads, 1, 1};
   MlirNamedAttribute attrs[4] = {
@@ -1359,6 +1417,7 @@ static void gen_kernel_gpu(gen *g, const ts_kernel_info *k) {
   mlirRegionAppendOwnedBlock(b->region, b->entry);
   b->cur = b->entry;
   bind_args(g, k, true);
+body:
   g->threads = k->threads;
   g->tid = gen_gpu_index(g, "gpu.thread_id", 0);
   for (int i = 0; i < 3; i++)
@@ -1416,7 +1475,7 @@ static void gen_helper(gen *g, MlirModule m, ts_node *fn) {
 }
 
 ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
-                     ts_diags *diags, MlirModule *out) {
+                     bool gpusim, ts_diags *diags, MlirModule *out) {
   gen *g = calloc(1, sizeof *g);
   if (!g)
     return ts_status_nomem();
@@ -1427,6 +1486,11 @@ ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
   g->b.loc = mlirLocationFileLineColGet(ctx, mb_str(u->src.name), 1, 1);
   MlirModule m = mlirModuleCreateEmpty(g->b.loc);
   g->fn_parent = mlirModuleGetBody(m);
+  if (gpusim) { /* runtime/gpusim.c gives the JIT these */
+    MlirType i64 = g->b.i64, sh[4] = {i64, i64, g->b.i32, g->b.i32};
+    new_func(g, m, "ts_gpusim_barrier", 1, &i64, 0, NULL, true, true);
+    new_func(g, m, "ts_gpusim_shuffle", 4, sh, 1, &g->b.i32, true, true);
+  }
   ts_node *root = u->root;
   for (uint32_t i = 0; i < root->kid_count && !g->failed; i++)
     if (root->kids[i]->kind == TS_NODE_FN)
@@ -1436,6 +1500,11 @@ ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
     if (only && !ts_str_eq_cstr(k->name, only))
       continue;
     gen_kernel(g, m, k);
+    if (gpusim && !g->failed) {
+      g->gpu = g->emu = true;
+      gen_kernel_gpu(g, m, k);
+      g->gpu = g->emu = false;
+    }
   }
   bool failed = g->failed;
   free(g);
@@ -1488,7 +1557,7 @@ ts_status ts_gen_gpu(mb_ctx_t ctx, ts_unit *u, const char *only,
     const ts_kernel_info *k = &u->kernels[i];
     if (only && !ts_str_eq_cstr(k->name, only))
       continue;
-    gen_kernel_gpu(g, k);
+    gen_kernel_gpu(g, m, k);
   }
   bool failed = g->failed;
   free(g);

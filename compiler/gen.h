@@ -11,9 +11,11 @@ typedef MlirContext mb_ctx_t;
 
 /* Builds the module of every kernel of `u` (or only the one named). A
  * construct the CPU target cannot lower is a located diagnostic and a
- * TS_ERR_PROGRAM status. The module belongs to the caller. */
+ * TS_ERR_PROGRAM status. The module belongs to the caller. With `gpusim`,
+ * each kernel K also gets @K__gpu: the GPU kernel as a CPU function for
+ * the simulator (gen.c, gen_kernel_gpu). */
 ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
-                     ts_diags *diags, MlirModule *out);
+                     bool gpusim, ts_diags *diags, MlirModule *out);
 
 /* The same for the GPU target: a gpu.module for NVVM chip `chip`
  * ("sm_90a", "sm_80") holding one gpu.func kernel per kernel (docs/abi.md). */

@@ -7,8 +7,10 @@
  * block runs the block's scalar statements (their values are the same on
  * every thread); a tile op, a `parallel` statement, a reduction or a gemm
  * splits its elements over the threads and ends with a barrier; a scalar
- * store or atomic outside `parallel` is done by thread 0. Tiles are
- * block-wide: constant-shape tiles in shared memory (`shared` tiles first,
+ * store or atomic outside `parallel` is done by thread 0 (an atomic's old
+ * value reaches the other threads through 8 bytes at the start of shared
+ * memory). Tiles are block-wide: constant-shape tiles in shared memory
+ * (after those 16 bytes; `shared` tiles first,
  * then `frag` tiles while the block's total stays within GPU_SMEM_LIMIT),
  * the rest in a per-block slice of a global scratch buffer the runtime
  * passes. `frag` tiles are not yet distributed over registers. */
@@ -16,14 +18,30 @@
 
 #include <string.h>
 
+static MlirOperation call(gen *g, const char *fn, intptr_t n,
+                          const MlirValue *args, intptr_t nres,
+                          const MlirType *res) {
+  mb *b = &g->b;
+  MlirNamedAttribute a =
+      mb_attr(b, "callee", mlirFlatSymbolRefAttrGet(b->ctx, mb_str(fn)));
+  return mb_op(b, "func.call", n, args, nres, res, 1, &a);
+}
+
 void gen_barrier(gen *g) {
-  mb_op(&g->b, "gpu.barrier", 0, NULL, 0, NULL, 0, NULL);
+  if (g->emu)
+    call(g, "ts_gpusim_barrier", 1, &g->emu_ctx, 0, NULL);
+  else
+    mb_op(&g->b, "gpu.barrier", 0, NULL, 0, NULL, 0, NULL);
 }
 
 /* gpu.thread_id / gpu.block_id / gpu.grid_dim of dimension x, y or z, as
  * an i64. */
 MlirValue gen_gpu_index(gen *g, const char *op, int dim) {
   mb *b = &g->b;
+  if (g->emu)
+    return !strcmp(op, "gpu.thread_id") ? g->emu_tid
+           : !strcmp(op, "gpu.block_id") ? g->emu_block[dim]
+                                         : g->emu_grid[dim];
   static const char *const dims[3] = {"#gpu<dim x>", "#gpu<dim y>",
                                       "#gpu<dim z>"};
   MlirNamedAttribute a = mb_attr(
@@ -81,7 +99,7 @@ static int plan(ts_node *body, ts_node **tiles, bool *in_smem, int64_t *off,
                 int64_t *smem_total) {
   int n = 0;
   collect(body, tiles, &n);
-  int64_t smem = 0;
+  int64_t smem = 16; /* the broadcast slot */
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < n; i++) {
       bool shared = tiles[i]->sym->type->scope == TS_SCOPE_SHARED;
@@ -173,11 +191,15 @@ void gen_gpu_tiles(gen *g, ts_node *body) {
   int n = plan(body, tiles, in_smem, off, &total);
   MlirAttribute wg =
       mlirAttributeParseGet(b->ctx, mb_str("#gpu.address_space<workgroup>"));
-  MlirValue smem = {0};
-  if (total > 0) {
+  MlirValue smem;
+  if (g->emu) {
+    smem = g->emu_smem;
+    wg = mlirAttributeGetNull();
+  } else {
     MlirType t = memref_of(g, b->i8, -1, wg);
     smem = mb_op1(b, "gpu.dynamic_shared_memory", 0, NULL, t);
   }
+  g->smem_base = smem;
   for (int i = 0; i < n; i++) {
     const ts_type *t = tiles[i]->sym->type;
     MlirType st = storage_of(g, t->dtype);
@@ -195,6 +217,15 @@ void gen_gpu_tiles(gen *g, ts_node *body) {
     }
     tiles[i]->sym->user = v.ptr;
   }
+}
+
+MlirValue gen_gpu_broadcast_slot(gen *g, MlirType t) {
+  MlirAttribute sp = g->emu ? mlirAttributeGetNull()
+                            : mlirAttributeParseGet(
+                                  g->b.ctx,
+                                  mb_str("#gpu.address_space<workgroup>"));
+  MlirValue none = {0};
+  return view_at(g, g->smem_base, gen_i64(g, 0), t, 1, none, sp);
 }
 
 /* ---- reductions ---------------------------------------------------------- */
@@ -217,6 +248,16 @@ static MlirValue combine(gen *g, ts_builtin op, bool f, MlirValue a,
 
 static MlirValue shuffle_xor(gen *g, MlirValue v, int offset) {
   mb *b = &g->b;
+  if (g->emu) {
+    MlirType t = mlirValueGetType(v);
+    bool f = gen_is_float(g, t);
+    MlirValue args[4] = {g->emu_ctx, g->tid,
+                         f ? mb_cast(b, "arith.bitcast", v, b->i32) : v,
+                         mb_const_int(b, b->i32, offset)};
+    MlirValue r = mlirOperationGetResult(
+        call(g, "ts_gpusim_shuffle", 4, args, 1, &b->i32), 0);
+    return f ? mb_cast(b, "arith.bitcast", r, t) : r;
+  }
   MlirValue ops[3] = {v, mb_const_int(b, b->i32, offset),
                       mb_const_int(b, b->i32, 32)};
   MlirType res[2] = {mlirValueGetType(v), b->i1};

@@ -39,9 +39,16 @@ typedef struct gen {
   MlirValue tid;        /* i64 thread index in the block */
   int64_t threads;      /* the block's thread count */
   int par;              /* depth of `parallel` statements being generated */
+  bool single;          /* inside a statement only thread 0 runs */
+  bool synced;          /* the last statement ended with a barrier */
+  MlirValue smem_base;  /* memref<?xi8>: the block's shared memory */
   int64_t smem;         /* bytes of workgroup memory placed so far */
   MlirValue scratch;    /* memref<?xi8>: this block's global scratch */
   MlirValue scratch_at; /* i64: the next free byte in it */
+  /* the GPU kernel built as a CPU function for the simulator (gpusim):
+   * thread and block indices are arguments, barriers and shuffles calls */
+  bool emu;
+  MlirValue emu_ctx, emu_smem, emu_tid, emu_block[3], emu_grid[2];
 } gen;
 
 enum { SUB_INDEX, SUB_SLICE, SUB_GATHER };
@@ -113,6 +120,9 @@ MlirValue gen_gpu_index(gen *g, const char *op, int dim);
 bool gen_gpu_tile_in_smem(const ts_type *t, bool shared, int64_t *smem);
 void gen_gpu_tiles(gen *g, ts_node *body);
 MlirValue gen_gpu_scratch_bytes(gen *g, ts_node *body);
+/* The shared 8 bytes at the start of shared memory through which thread 0
+ * hands a value to the block, as a memref of `t`. */
+MlirValue gen_gpu_broadcast_slot(gen *g, MlirType t);
 void gen_gpu_reduce(gen *g, ts_node *call);
 void gen_gpu_gemm(gen *g, ts_node *call);
 

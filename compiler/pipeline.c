@@ -146,9 +146,10 @@ static void print_op(MlirOperation op, ts_buf *out) {
 }
 
 ts_status ts_mlir_gen(ts_mlir *m, ts_unit *u, const char *kernel,
-                      ts_target target, const char *chip, MlirModule *out) {
+                      ts_target target, const char *chip, bool gpusim,
+                      MlirModule *out) {
   if (target == TS_TARGET_CPU)
-    TS_TRY(ts_gen_cpu(m->ctx, u, kernel, m->sink.diags, out));
+    TS_TRY(ts_gen_cpu(m->ctx, u, kernel, gpusim, m->sink.diags, out));
   else
     TS_TRY(ts_gen_gpu(m->ctx, u, kernel, chip ? chip : "sm_90a",
                       m->sink.diags, out));
@@ -158,6 +159,7 @@ ts_status ts_mlir_gen(ts_mlir *m, ts_unit *u, const char *kernel,
                                  "in Tessera): %s",
                                  take_text(m));
     mlirModuleDestroy(*out);
+    out->ptr = NULL;
     return s;
   }
   return NULL;
@@ -245,7 +247,9 @@ struct ts_jit {
   MlirExecutionEngine engine;
 };
 
-ts_status ts_jit_create(ts_mlir *m, MlirModule lowered, ts_jit **out) {
+ts_status ts_jit_create(ts_mlir *m, MlirModule lowered,
+                        const ts_jit_symbol *syms, size_t nsyms,
+                        ts_jit **out) {
   ts_jit *j = calloc(1, sizeof *j);
   if (!j)
     return ts_status_nomem();
@@ -255,6 +259,9 @@ ts_status ts_jit_create(ts_mlir *m, MlirModule lowered, ts_jit **out) {
     return ts_status_make(TS_ERR_INTERNAL, "the JIT could not be created: %s",
                           take_text(m));
   }
+  for (size_t i = 0; i < nsyms; i++)
+    mlirExecutionEngineRegisterSymbol(j->engine, mb_str(syms[i].name),
+                                      syms[i].fn);
   j->m = m;
   j->module = lowered;
   *out = j;

@@ -15,7 +15,8 @@ void ts_mlir_destroy(ts_mlir *m);
 /* Generates and verifies the module of a checked unit for a target (`chip`
  * for PTX: "sm_90a" when NULL). */
 ts_status ts_mlir_gen(ts_mlir *m, ts_unit *u, const char *kernel,
-                      ts_target target, const char *chip, MlirModule *out);
+                      ts_target target, const char *chip, bool gpusim,
+                      MlirModule *out);
 /* Runs the target's pipeline in place. */
 ts_status ts_mlir_lower(ts_mlir *m, MlirModule mod, ts_target target,
                         bool time_passes);
@@ -26,8 +27,10 @@ ts_status ts_mlir_ptx(ts_mlir *m, MlirModule lowered, bool time_passes,
 void ts_mlir_print(MlirModule mod, ts_buf *out);
 ts_status ts_mlir_print_llvm(MlirModule mod, ts_buf *out);
 
-/* JIT-compiles a lowered module (the module must outlive the JIT). */
-ts_status ts_jit_create(ts_mlir *m, MlirModule lowered, ts_jit **out);
+/* JIT-compiles a lowered module (the module must outlive the JIT); the
+ * module's external functions named in `syms` resolve to them. */
+ts_status ts_jit_create(ts_mlir *m, MlirModule lowered,
+                        const ts_jit_symbol *syms, size_t nsyms, ts_jit **out);
 ts_packed_fn ts_jit_lookup(ts_jit *j, const char *name);
 void ts_jit_destroy(ts_jit *j);
 

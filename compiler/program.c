@@ -1,6 +1,7 @@
 /* program.c - a kernel compiled for the CPU and loaded into the JIT, kept
  * with the unit whose checked signature the runtime binds arguments by. */
 #define _POSIX_C_SOURCE 200809L
+#include "compiler/gen.h"
 #include "compiler/pipeline.h"
 
 #include <stdlib.h>
@@ -15,15 +16,16 @@ struct ts_cpu_program {
   ts_mlir *mlir;
   MlirModule module;
   ts_jit *jit;
-  ts_packed_fn run, grid;
+  ts_packed_fn run, grid, scratch, gpu;
   double seconds;
 };
 
 ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
                                 const char *text, size_t len,
                                 const char *kernel, const ts_define *defines,
-                                size_t define_count, ts_diags *diags,
-                                ts_cpu_program **out) {
+                                size_t define_count,
+                                const ts_jit_symbol *gpusim, size_t ngpusim,
+                                ts_diags *diags, ts_cpu_program **out) {
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   ts_cpu_program *p = calloc(1, sizeof *p);
@@ -57,10 +59,11 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
   if ((st = ts_mlir_create(&p->unit.src, diags, &p->mlir)))
     goto fail;
   if ((st = ts_mlir_gen(p->mlir, &p->unit, kernel, TS_TARGET_CPU, NULL,
-                         &p->module)))
+                         ngpusim > 0, &p->module)))
     goto fail;
   if ((st = ts_mlir_lower(p->mlir, p->module, TS_TARGET_CPU, false)) ||
-      (st = ts_jit_create(p->mlir, p->module, &p->jit))) {
+      (st = ts_jit_create(p->mlir, p->module, gpusim, ngpusim,
+                           &p->jit))) {
     mlirModuleDestroy(p->module);
     p->module.ptr = NULL;
     goto fail;
@@ -70,7 +73,13 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
   p->run = ts_jit_lookup(p->jit, name);
   snprintf(name, sizeof name, "%s__grid", kernel);
   p->grid = ts_jit_lookup(p->jit, name);
-  if (!p->run || !p->grid) {
+  snprintf(name, sizeof name, "%s__scratch", kernel);
+  p->scratch = ts_jit_lookup(p->jit, name);
+  if (ngpusim) {
+    snprintf(name, sizeof name, "%s__gpu", kernel);
+    p->gpu = ts_jit_lookup(p->jit, name);
+  }
+  if (!p->run || !p->grid || !p->scratch || (ngpusim && !p->gpu)) {
     st = ts_status_make(TS_ERR_INTERNAL, "kernel '%s' is missing from the JIT",
                         kernel);
     goto fail;
@@ -102,6 +111,13 @@ const ts_kernel_info *ts_cpu_program_kernel(const ts_cpu_program *p) {
 }
 ts_packed_fn ts_cpu_program_run(const ts_cpu_program *p) { return p->run; }
 ts_packed_fn ts_cpu_program_grid(const ts_cpu_program *p) { return p->grid; }
+ts_packed_fn ts_cpu_program_scratch(const ts_cpu_program *p) {
+  return p->scratch;
+}
+ts_packed_fn ts_cpu_program_gpu(const ts_cpu_program *p) { return p->gpu; }
+int64_t ts_kernel_smem_bytes(const ts_kernel_info *k) {
+  return ts_gen_gpu_smem_bytes(k);
+}
 double ts_cpu_program_compile_seconds(const ts_cpu_program *p) {
   return p->seconds;
 }

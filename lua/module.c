@@ -52,21 +52,22 @@ static ts_dtype check_dtype(lua_State *L, int i) {
 
 /* ---- devices ------------------------------------------------------------------- */
 
-static int push_cpu_device(lua_State *L) {
+static int push_cpu_device(lua_State *L, bool gpusim) {
   void **box = new_box(L, DEVICE_MT);
   ts_device *d;
-  ts_status st = ts_device_create_cpu(0, &d);
+  ts_status st =
+      gpusim ? ts_device_create_gpusim(&d) : ts_device_create_cpu(0, &d);
   if (st)
     return fail(L, st);
   *box = d;
   return 1;
 }
 
-/* ts.device("cpu" | "cuda") */
+/* ts.device("cpu" | "cuda" | "gpusim") */
 static int l_device(lua_State *L) {
   const char *kind = luaL_optstring(L, 1, "cpu");
-  if (!strcmp(kind, "cpu"))
-    return push_cpu_device(L);
+  if (!strcmp(kind, "cpu") || !strcmp(kind, "gpusim"))
+    return push_cpu_device(L, kind[0] == 'g');
   if (!strcmp(kind, "cuda")) {
     ts_device_probe p;
     ts_runtime_probe(&p);
@@ -74,7 +75,7 @@ static int l_device(lua_State *L) {
       return luaL_error(L, "%s", p.cuda_message);
     return luaL_error(L, "the CUDA device is not built yet");
   }
-  return luaL_argerror(L, 1, "'cpu' or 'cuda'");
+  return luaL_argerror(L, 1, "'cpu', 'cuda' or 'gpusim'");
 }
 
 /* ts.default_device(): a GPU when there is one (not built yet), else the
@@ -83,7 +84,7 @@ static int l_default_device(lua_State *L) {
   if (lua_getfield(L, LUA_REGISTRYINDEX, "tessera.default") != LUA_TNIL)
     return 1;
   lua_pop(L, 1);
-  push_cpu_device(L);
+  push_cpu_device(L, false);
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "tessera.default");
   return 1;

@@ -36,6 +36,15 @@ static void cpu_destroy(ts_device *d) {
 
 static const ts_device_ops cpu_ops = {"cpu", cpu_alloc, cpu_free, cpu_copy,
                                       cpu_copy, cpu_destroy};
+static const ts_device_ops gpusim_ops = {"gpusim", cpu_alloc, cpu_free,
+                                         cpu_copy, cpu_copy, cpu_destroy};
+
+ts_status ts_device_create_gpusim(ts_device **out) {
+  TS_TRY(ts_device_create_cpu(1, out));
+  (*out)->ops = &gpusim_ops;
+  (*out)->gpusim = true;
+  return NULL;
+}
 
 ts_status ts_device_create_cpu(int threads, ts_device **out) {
   if (threads <= 0) {

@@ -14,7 +14,17 @@ struct ts_device {
   atomic_int refs;
   ts_pool *pool; /* CPU device */
   int threads;
+  bool gpusim; /* the GPU simulator (gpusim.c) */
 };
+
+/* The GPU simulator (gpusim.c): the symbols its kernels call, and a launch
+ * of `gpu` over `total` blocks of `threads` threads. `slots` are the
+ * kernel's packed tensors, dims and scalars. */
+#define TS_GPUSIM_MAX_SLOTS 512
+extern const ts_jit_symbol ts_gpusim_symbols[2];
+ts_status ts_gpusim_launch(ts_packed_fn gpu, int threads, void *const *slots,
+                           int nslots, const int64_t grid[3], int64_t total,
+                           int64_t per_block, int64_t smem);
 
 /* Runs fn(ctx, begin, end) over [0, total) in chunks on every thread of the
  * pool (the caller's included); returns when all are done. */

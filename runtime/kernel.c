@@ -23,8 +23,10 @@ ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
   ts_kernel *k = calloc(1, sizeof *k);
   if (!k)
     return ts_status_nomem();
-  ts_status st = ts_cpu_program_create(ts_allocator_system(), path, text, len,
-                                       name, defines, ndefs, diags, &k->prog);
+  ts_status st = ts_cpu_program_create(
+      ts_allocator_system(), path, text, len, name, defines, ndefs,
+      d->gpusim ? ts_gpusim_symbols : NULL, d->gpusim ? 2 : 0, diags,
+      &k->prog);
   if (st) {
     free(k);
     return st;
@@ -246,6 +248,17 @@ ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args, size_t count) {
                           (long long)g[2]);
   }
   /* 4. run the blocks */
+  if (k->device->gpusim) {
+    int64_t per_block = 0;
+    gslots[ng] = &per_block;
+    ts_cpu_program_scratch(k->prog)(gslots);
+    ts_status st = ts_gpusim_launch(ts_cpu_program_gpu(k->prog),
+                                    (int)info->threads, p->slots, p->n, g,
+                                    total, per_block,
+                                    ts_kernel_smem_bytes(info));
+    free(p);
+    return st;
+  }
   run_ctx c = {ts_cpu_program_run(k->prog), p};
   ts_pool_run(k->device->pool, run_blocks, &c, total);
   free(p);

@@ -25,6 +25,10 @@ typedef struct ts_device_ops {
 /* The CPU device, running blocks on `threads` threads (0: every core, or
  * TESSERA_THREADS when set). Reference counted. */
 TS_MUST_USE ts_status ts_device_create_cpu(int threads, ts_device **out);
+/* The GPU simulator: host memory, and kernels run in their GPU form (the
+ * PTX target's lowering, built for the CPU) with one CPU thread per GPU
+ * thread. For testing the GPU lowering without a GPU; slow. */
+TS_MUST_USE ts_status ts_device_create_gpusim(ts_device **out);
 ts_device *ts_device_retain(ts_device *d);
 void ts_device_release(ts_device *d);
 const char *ts_device_name(const ts_device *d);

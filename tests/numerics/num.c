@@ -3,8 +3,13 @@
 
 ts_device *num_dev;
 
+/* TS_TEST_DEVICE=gpusim runs every kernel in its GPU form on the
+ * simulator (runtime/gpusim.c); the default is the CPU device. */
 void num_init(void) {
-  ts_status st = ts_device_create_cpu(0, &num_dev);
+  const char *dev = getenv("TS_TEST_DEVICE");
+  ts_status st = dev && !strcmp(dev, "gpusim")
+                     ? ts_device_create_gpusim(&num_dev)
+                     : ts_device_create_cpu(0, &num_dev);
   if (st) {
     fprintf(stderr, "%s\n", ts_status_message(st));
     exit(2);

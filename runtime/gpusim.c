@@ -1,0 +1,219 @@
+/* gpusim.c - the GPU simulator device: runs the GPU form of a kernel (the
+ * same lowering as the PTX target up to the NVVM dialect: gen_kernel_gpu
+ * in compiler/gen.c, built as a CPU function) with one fiber per GPU
+ * thread, on one CPU thread. A barrier switches to the next fiber; when
+ * every thread of the block waits at it, all go on. A warp shuffle waits
+ * the same way for the warp's 32 threads. The schedule is fixed (round
+ * robin by thread index), so a run is reproducible, and threads that
+ * diverge at a barrier (some wait, others have finished) are reported as
+ * an error instead of hanging. Blocks run one after another.
+ *
+ * It exists so that the thread distribution, the barriers and the shuffle
+ * reductions of the GPU target are checked against the C references on
+ * machines without a GPU; it is slow and not a performance model. */
+#define _GNU_SOURCE
+#include "runtime/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#define MAX_THREADS 1024
+#define STACK_SIZE (256 * 1024)
+
+enum { RUN, AT_BARRIER, AT_WARP, DONE };
+
+typedef struct fiber {
+  ucontext_t ctx;
+  void *stack;
+  int state;
+  uint32_t rounds; /* shuffles done: the exchange buffer by parity */
+} fiber;
+
+typedef struct team {
+  int threads;
+  fiber *f;
+  int cur;
+  ucontext_t sched;
+  int32_t xchg[2][MAX_THREADS];
+  /* the launch */
+  ts_packed_fn gpu;
+  void *const *slots; /* the kernel's packed tensors, dims, scalars */
+  int nslots;
+  uint8_t *scratch, *smem;
+  int64_t scratch_size, smem_size, per_block;
+  int64_t grid[3], block[3];
+} team;
+
+void ts_gpusim_barrier(int64_t ctx);
+int32_t ts_gpusim_shuffle(int64_t ctx, int64_t tid, int32_t v, int32_t off);
+
+static void wait_as(team *t, int state) {
+  fiber *f = &t->f[t->cur];
+  f->state = state;
+  swapcontext(&f->ctx, &t->sched);
+}
+
+void ts_gpusim_barrier(int64_t ctx) { wait_as((team *)(intptr_t)ctx, AT_BARRIER); }
+
+int32_t ts_gpusim_shuffle(int64_t ctx, int64_t tid, int32_t v, int32_t off) {
+  team *t = (team *)(intptr_t)ctx;
+  fiber *f = &t->f[tid];
+  int32_t *x = t->xchg[f->rounds++ & 1];
+  x[tid] = v;
+  wait_as(t, AT_WARP);
+  return x[(tid & ~31) | ((tid ^ off) & 31)];
+}
+
+const ts_jit_symbol ts_gpusim_symbols[2] = {
+    {"ts_gpusim_barrier", (void *)ts_gpusim_barrier},
+    {"ts_gpusim_shuffle", (void *)ts_gpusim_shuffle},
+};
+
+static _Thread_local team *the_team; /* the launch a starting fiber belongs to */
+
+/* One GPU thread running one block. */
+static void fiber_main(void) {
+  team *t = the_team;
+  int64_t tid = t->cur;
+  void *slots[TS_GPUSIM_MAX_SLOTS + 20];
+  memcpy(slots, t->slots, (size_t)t->nslots * sizeof *slots);
+  /* scratch and smem memrefs: allocated, aligned, offset, size, stride */
+  int64_t zero = 0, one = 1, ctx = (int64_t)(intptr_t)t;
+  int64_t ssize = t->scratch_size > 0 ? t->scratch_size : 1;
+  int64_t msize = t->smem_size > 0 ? t->smem_size : 1;
+  int n = t->nslots;
+  slots[n++] = &t->scratch;
+  slots[n++] = &t->scratch;
+  slots[n++] = &zero;
+  slots[n++] = &ssize;
+  slots[n++] = &one;
+  slots[n++] = &t->per_block;
+  slots[n++] = &t->smem;
+  slots[n++] = &t->smem;
+  slots[n++] = &zero;
+  slots[n++] = &msize;
+  slots[n++] = &one;
+  slots[n++] = &ctx;
+  slots[n++] = &tid;
+  for (int i = 0; i < 3; i++)
+    slots[n++] = &t->block[i];
+  slots[n++] = &t->grid[0];
+  slots[n++] = &t->grid[1];
+  t->gpu(slots);
+  t->f[tid].state = DONE;
+  swapcontext(&t->f[tid].ctx, &t->sched);
+}
+
+/* Runs one block to the end; an error when threads diverge at a barrier. */
+static ts_status run_block(team *t) {
+  for (int i = 0; i < t->threads; i++) {
+    fiber *f = &t->f[i];
+    getcontext(&f->ctx);
+    f->ctx.uc_stack.ss_sp = f->stack;
+    f->ctx.uc_stack.ss_size = STACK_SIZE;
+    f->ctx.uc_link = NULL;
+    makecontext(&f->ctx, fiber_main, 0);
+    f->state = RUN;
+    f->rounds = 0;
+  }
+  for (;;) {
+    bool ran = false;
+    for (int i = 0; i < t->threads; i++)
+      if (t->f[i].state == RUN) {
+        t->cur = i;
+        swapcontext(&t->sched, &t->f[i].ctx);
+        ran = true;
+      }
+    if (ran)
+      continue;
+    /* nobody can run: release whole warps at a shuffle, else the block at
+     * a barrier */
+    int done = 0, bar = 0;
+    bool released = false;
+    for (int w = 0; w * 32 < t->threads; w++) {
+      int lo = w * 32, hi = lo + 32 < t->threads ? lo + 32 : t->threads, at = 0;
+      for (int i = lo; i < hi; i++)
+        at += t->f[i].state == AT_WARP;
+      if (at == hi - lo) {
+        for (int i = lo; i < hi; i++)
+          t->f[i].state = RUN;
+        released = true;
+      }
+    }
+    if (released)
+      continue;
+    for (int i = 0; i < t->threads; i++) {
+      done += t->f[i].state == DONE;
+      bar += t->f[i].state == AT_BARRIER;
+    }
+    if (done == t->threads)
+      return NULL;
+    if (bar == t->threads) {
+      for (int i = 0; i < t->threads; i++)
+        t->f[i].state = RUN;
+      continue;
+    }
+    return ts_status_make(TS_ERR_INTERNAL,
+                          "GPU simulator: block (%lld, %lld, %lld) diverged: "
+                          "%d threads wait at a barrier, %d at a shuffle, %d "
+                          "have finished (a bug in Tessera's GPU lowering)",
+                          (long long)t->block[0], (long long)t->block[1],
+                          (long long)t->block[2], bar,
+                          t->threads - bar - done, done);
+  }
+}
+
+ts_status ts_gpusim_launch(ts_packed_fn gpu, int threads, void *const *slots,
+                           int nslots, const int64_t grid[3], int64_t total,
+                           int64_t per_block, int64_t smem) {
+  if (threads < 1 || threads > MAX_THREADS || nslots > TS_GPUSIM_MAX_SLOTS)
+    return ts_status_make(TS_ERR_UNSUPPORTED,
+                          "the GPU simulator runs 1 to %d threads per block",
+                          MAX_THREADS);
+  if (total == 0)
+    return NULL;
+  int64_t scratch;
+  if (__builtin_mul_overflow(per_block, total, &scratch) ||
+      scratch > (1LL << 34))
+    return ts_status_make(TS_ERR_NOMEM, "the GPU simulator needs %lld x %lld "
+                          "bytes of scratch",
+                          (long long)per_block, (long long)total);
+  team *t = calloc(1, sizeof *t);
+  ts_status st = NULL;
+  if (!t)
+    return ts_status_nomem();
+  t->f = calloc((size_t)threads, sizeof *t->f);
+  t->scratch = calloc(1, (size_t)(scratch > 0 ? scratch : 16));
+  t->smem = calloc(1, (size_t)(smem > 0 ? smem : 16));
+  bool ok = t->f && t->scratch && t->smem;
+  for (int i = 0; ok && i < threads; i++)
+    ok = (t->f[i].stack = malloc(STACK_SIZE)) != NULL;
+  if (!ok) {
+    st = ts_status_nomem();
+    goto out;
+  }
+  t->threads = threads;
+  t->gpu = gpu;
+  t->slots = slots;
+  t->nslots = nslots;
+  t->scratch_size = scratch;
+  t->smem_size = smem;
+  t->per_block = per_block;
+  memcpy(t->grid, grid, sizeof t->grid);
+  the_team = t;
+  for (int64_t blk = 0; blk < total && !st; blk++) {
+    t->block[0] = blk % grid[0];
+    t->block[1] = blk / grid[0] % grid[1];
+    t->block[2] = blk / grid[0] / grid[1];
+    st = run_block(t);
+  }
+out:
+  for (int i = 0; t->f && i < threads; i++)
+    free(t->f[i].stack);
+  free(t->f);
+  free(t->scratch);
+  free(t->smem);
+  free(t);
+  return st;
+}
