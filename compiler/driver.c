@@ -3,6 +3,7 @@
  * per-target pipelines (not yet built). */
 #define _POSIX_C_SOURCE 200809L
 #include "compiler/compiler.h"
+#include "compiler/gen.h"
 #include "compiler/pipeline.h"
 
 #include <string.h>
@@ -146,8 +147,18 @@ static ts_status lower_ptx(ts_unit *u, const ts_compile_options *opt,
   else if (!(st = ts_mlir_lower(m, mod, TS_TARGET_PTX, opt->time_passes))) {
     if (opt->emit == TS_EMIT_LOWERED)
       ts_mlir_print(mod, out);
-    else
+    else {
+      /* what a launch needs besides the PTX, as comments ptxas skips */
+      for (uint32_t i = 0; i < u->kernel_count; i++) {
+        const ts_kernel_info *k = &u->kernels[i];
+        if (opt->kernel && !ts_str_eq_cstr(k->name, opt->kernel))
+          continue;
+        ts_buf_printf(out, "// tessera kernel %.*s threads %lld smem %lld\n",
+                      (int)k->name.len, k->name.ptr, (long long)k->threads,
+                      (long long)ts_gen_gpu_smem_bytes(k));
+      }
       st = ts_mlir_ptx(m, mod, opt->time_passes, out);
+    }
   }
   mlirModuleDestroy(mod);
   ts_mlir_destroy(m);

@@ -70,7 +70,8 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
   }
   char name[320];
   snprintf(name, sizeof name, "%s", kernel);
-  p->run = ts_jit_lookup(p->jit, name);
+  if (!ngpusim)
+    p->run = ts_jit_lookup(p->jit, name);
   snprintf(name, sizeof name, "%s__grid", kernel);
   p->grid = ts_jit_lookup(p->jit, name);
   snprintf(name, sizeof name, "%s__scratch", kernel);
@@ -79,7 +80,8 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
     snprintf(name, sizeof name, "%s__gpu", kernel);
     p->gpu = ts_jit_lookup(p->jit, name);
   }
-  if (!p->run || !p->grid || !p->scratch || (ngpusim && !p->gpu)) {
+  if ((!ngpusim && !p->run) || !p->grid || !p->scratch ||
+      (ngpusim && !p->gpu)) {
     st = ts_status_make(TS_ERR_INTERNAL, "kernel '%s' is missing from the JIT",
                         kernel);
     goto fail;

@@ -26,7 +26,23 @@ local function near(a, b, tol) return math.abs(a - b) <= tol end
 local dev = ts.default_device()
 check(dev:name() == "cpu" and dev:threads() >= 1, "default device")
 check(ts.default_device() == dev, "one default device per state")
-errors_with(function() ts.device("tpu") end, "'cpu' or 'cuda'", "unknown device")
+errors_with(function() ts.device("tpu") end, "'cpu', 'cuda' or 'gpusim'", "unknown device")
+do -- the GPU simulator runs a kernel in its GPU form, with the same result
+  local sim = ts.device("gpusim")
+  check(sim:name() == "gpusim", "gpusim device")
+  local xs = {}
+  for i = 1, 15 do xs[i] = (i * 7 % 5) - 2.5 end
+  local outs = {}
+  for _, d in ipairs{dev, sim} do
+    local x = ts.tensor("f32", {3, 5}, xs, d)
+    local y = ts.tensor("f32", {3, 5}, nil, d)
+    ts.kernel("kernels/softmax.tile", "softmax_rows", {BM = 2}, d):launch{x, y}
+    outs[#outs + 1] = y:to_table()
+  end
+  local same = true
+  for i = 1, 15 do same = same and math.abs(outs[1][i] - outs[2][i]) < 1e-6 end
+  check(same, "softmax on the GPU simulator agrees with the CPU")
+end
 
 -- tensors
 local x = ts.tensor("f32", {2, 3}, {1, 2, 3, 4, 5, 6})

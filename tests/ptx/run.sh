@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# run.sh TESSERA SOURCE_DIR - every kernel in kernels/ and every test kernel
+# compiles to PTX for sm_90a and sm_80, and ptxas assembles it with no
+# warning. Per kernel, ptxas's registers, spill bytes and stack frame are
+# compared with tests/ptx/resources.txt: a kernel missing from it, or one
+# that spills more than recorded, fails (registers are reported when they
+# change). TS_UPDATE_GOLDEN=1 rewrites resources.txt. Without ptxas the
+# test is skipped (exit 77).
+set -u
+tessera=$1 src=$2
+ptxas=${PTXAS:-/usr/local/cuda/bin/ptxas}
+if [[ ! -x $ptxas ]]; then
+  echo "skipped: no ptxas at $ptxas"
+  exit 77
+fi
+expected=$src/tests/ptx/resources.txt
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$src" || exit 2
+files=(kernels/*.tile tests/numerics/ops.tile tests/golden/mlir/scale.tile tests/ptx/*.tile)
+pass=0 fail=0
+: >"$tmp/now.txt"
+for arch in sm_90a sm_80; do
+  for f in "${files[@]}"; do
+    out=$tmp/$(basename "$f" .tile).$arch.ptx
+    if ! "$tessera" compile "$f" --target ptx --arch "$arch" -o "$out" 2>"$tmp/err"; then
+      echo "FAIL: $f does not compile for $arch:"; cat "$tmp/err"
+      fail=$((fail + 1)); continue
+    fi
+    if ! "$ptxas" -arch="$arch" -v "$out" -o "$tmp/out.cubin" 2>"$tmp/info"; then
+      echo "FAIL: ptxas -arch=$arch rejects $f:"; grep -v "^ptxas info" "$tmp/info" | head -20
+      fail=$((fail + 1)); continue
+    fi
+    if grep -qi "warning" "$tmp/info"; then
+      echo "FAIL: ptxas -arch=$arch warns on $f:"; grep -i warning "$tmp/info"
+      fail=$((fail + 1)); continue
+    fi
+    # entry, then "N bytes stack frame, S bytes spill stores, L bytes spill
+    # loads", then "Used R registers"
+    awk -v arch="$arch" -v file="$f" '
+      /Compiling entry function/ { match($0, /'"'"'[^'"'"']*'"'"'/); k = substr($0, RSTART + 1, RLENGTH - 2) }
+      /bytes stack frame/ { stack = $1; spill = $5 + $9 }
+      /Used [0-9]+ registers/ { for (i = 1; i <= NF; i++) if ($i == "Used") r = $(i + 1);
+                               print arch, file, k, "registers", r, "spill", spill, "stack", stack }
+    ' "$tmp/info" >>"$tmp/now.txt"
+    pass=$((pass + 1))
+  done
+done
+sort -o "$tmp/now.txt" "$tmp/now.txt"
+if [[ ${TS_UPDATE_GOLDEN:-0} == 1 ]]; then
+  { echo "# ptxas -v per kernel: arch file kernel registers N spill BYTES stack BYTES"
+    echo "# (tests/ptx/run.sh; TS_UPDATE_GOLDEN=1 rewrites it)"
+    cat "$tmp/now.txt"; } >"$expected"
+  echo "updated $expected"
+  exit 0
+fi
+while read -r arch file k _ regs _ spill _ stack; do
+  old=$(awk -v a="$arch" -v f="$file" -v k="$k" '$1 == a && $2 == f && $3 == k' "$expected")
+  if [[ -z $old ]]; then
+    echo "FAIL: $arch $file $k is not in tests/ptx/resources.txt (TS_UPDATE_GOLDEN=1 to record it)"
+    fail=$((fail + 1)); continue
+  fi
+  read -r _ _ _ _ oregs _ ospill _ _ <<<"$old"
+  if ((spill > ospill)); then
+    echo "FAIL: $arch $file $k spills $spill bytes, $ospill recorded"
+    fail=$((fail + 1)); continue
+  fi
+  [[ $regs != "$oregs" ]] && echo "note: $arch $file $k uses $regs registers ($oregs recorded)"
+  pass=$((pass + 1))
+done <"$tmp/now.txt"
+echo "$pass passed, $fail failed"
+((fail == 0))
