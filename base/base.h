@@ -170,6 +170,33 @@ TS_MUST_USE ts_status ts_file_read(const ts_allocator *alloc, const char *path,
 TS_MUST_USE ts_status ts_file_write_atomic(const char *path, const void *data,
                                            size_t len);
 
+/* ---- the on-disk cache of compiled artifacts (cache.c) ---------------------
+ * One file per entry in a folder, named by a 128-bit key hashed from
+ * everything the artifact depends on (not cryptographic: for telling builds
+ * apart, not for trust). An entry has a header (magic, key, length,
+ * checksum) checked on every read; a damaged entry is removed and reads as
+ * a miss, with a warning. Writes go to a temp file that is renamed, so
+ * concurrent readers and writers of one folder see whole entries only. */
+
+typedef struct ts_cache_key {
+  uint64_t h[2];
+} ts_cache_key;
+
+void ts_cache_key_init(ts_cache_key *k);
+void ts_cache_key_add(ts_cache_key *k, const void *p, size_t len);
+void ts_cache_key_add_str(ts_cache_key *k, const char *s); /* NULL as "" */
+void ts_cache_key_hex(const ts_cache_key *k, char out[33]);
+/* The cache folder: $TESSERA_CACHE, else $XDG_CACHE_HOME/tessera, else
+ * $HOME/.cache/tessera. Returns buf. */
+const char *ts_cache_dir(char *buf, size_t size);
+/* On a hit, appends the artifact to `out` and sets *hit. A damaged entry is
+ * a miss; why is appended to `warning` (when not NULL). */
+TS_MUST_USE ts_status ts_cache_get(const char *dir, const ts_cache_key *k,
+                                   ts_buf *out, bool *hit, ts_buf *warning);
+/* Stores an artifact (creating the folder). */
+TS_MUST_USE ts_status ts_cache_put(const char *dir, const ts_cache_key *k,
+                                   const void *data, size_t len);
+
 /* ---- sources: text plus a line table ------------------------------------- */
 
 typedef struct ts_source {

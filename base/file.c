@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -66,7 +67,10 @@ ts_status ts_file_write_atomic(const char *path, const void *data, size_t len) {
   char *tmp = malloc(plen + 32);
   if (!tmp)
     return ts_status_nomem();
-  snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
+  /* unique per process and per call: threads may write the same path */
+  static atomic_uint serial;
+  snprintf(tmp, plen + 32, "%s.tmp.%ld.%u", path, (long)getpid(),
+           atomic_fetch_add(&serial, 1));
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) {
     ts_status s = ts_status_make(TS_ERR_IO, "cannot create '%s': %s", tmp,

@@ -1,5 +1,7 @@
 /* cmd_compile.c - `tessera compile FILE [--kernel NAME] [--target T]
- * [--arch SM] [--emit STAGE] [-D NAME=VALUE]... [-o OUT]`. */
+ * [--arch SM] [--emit STAGE] [-D NAME=VALUE]... [-o OUT] [--no-cache] [-v]`.
+ * PTX goes through the kernel cache (ts_cache_dir) unless --no-cache; -v
+ * says on stderr what the cache did. */
 #include "cli/cli.h"
 
 #include <string.h>
@@ -28,6 +30,7 @@ int cmd_compile(int argc, char **argv) {
   size_t ndefs = 0;
   ts_compile_options opt = {.target = TS_TARGET_CPU, .emit = TS_EMIT_DEFAULT};
   const char *file = NULL, *outpath = NULL, *v;
+  bool no_cache = false, verbose = false;
   for (int i = 0; i < argc; i++) {
     char *a = argv[i];
     int err = 0;
@@ -57,6 +60,10 @@ int cmd_compile(int argc, char **argv) {
                                "typed, mlir, lowered, llvm, ptx, "
                                "cuda)",
                                v);
+    } else if (!strcmp(a, "--no-cache")) {
+      no_cache = true;
+    } else if (!strcmp(a, "-v")) {
+      verbose = true;
     } else if (!strcmp(a, "--time-passes")) {
       opt.time_passes = true;
     } else if ((v = option("-o", argc, argv, &i, &missing))) {
@@ -91,9 +98,17 @@ int cmd_compile(int argc, char **argv) {
     return cli_fail("compile", st);
   ts_diags d;
   ts_diags_init(&d, alloc);
-  ts_buf out;
+  ts_buf out, log;
   ts_buf_init(&out, alloc);
+  ts_buf_init(&log, alloc);
+  char cache[4096];
+  if (!no_cache)
+    opt.cache_dir = ts_cache_dir(cache, sizeof cache);
+  opt.log = &log;
   st = ts_compile(alloc, file, text, len, &opt, &d, &out);
+  if (verbose && log.len)
+    fprintf(stderr, "%s", log.ptr);
+  ts_buf_deinit(&log);
   cli_render(&d, color);
   int rc = EXIT_OK;
   if (st) {

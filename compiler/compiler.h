@@ -45,6 +45,10 @@ typedef struct ts_compile_options {
   size_t define_count;
   bool time_passes; /* print MLIR's pass timing to stderr */
   const char *arch; /* PTX: "sm_90a" (NULL) or "sm_80" */
+  /* The kernel cache folder for final artifacts (PTX), or NULL for none;
+   * what the cache did is appended to `log` when it is not NULL. */
+  const char *cache_dir;
+  ts_buf *log;
 } ts_compile_options;
 
 /* Whether `arch` is a GPU architecture the PTX target supports. */

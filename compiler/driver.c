@@ -1,12 +1,14 @@
 /* driver.c - the compile driver, read top to bottom as its stages:
  * lex (tokens) -> parse (ast) -> sema (typed) -> MLIR generation and the
  * per-target pipelines (not yet built). */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* dladdr */
 #include "compiler/compiler.h"
 #include "compiler/gen.h"
 #include "compiler/pipeline.h"
 
+#include <dlfcn.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #ifndef TS_LLVM_VERSION
@@ -129,10 +131,82 @@ static ts_status lower_cpu(ts_unit *u, const ts_compile_options *opt,
   return st;
 }
 
+/* Which build of Tessera this is: its version, and the path, size and
+ * modification time of the library holding the compiler, so that a rebuilt
+ * compiler does not reuse what an older one cached. */
+static void add_build(ts_cache_key *k) {
+  ts_cache_key_add_str(k, ts_compiler_version());
+  Dl_info info;
+  struct stat sb;
+  if (dladdr((void *)ts_compiler_version, &info) && info.dli_fname &&
+      stat(info.dli_fname, &sb) == 0) {
+    int64_t id[4] = {(int64_t)sb.st_size, (int64_t)sb.st_mtim.tv_sec,
+                     (int64_t)sb.st_mtim.tv_nsec, (int64_t)sb.st_ino};
+    ts_cache_key_add_str(k, info.dli_fname);
+    ts_cache_key_add(k, id, sizeof id);
+  }
+}
+
+/* The key of a final artifact: everything it depends on. Runtime shapes
+ * are not in it: they are launch arguments. */
+static ts_cache_key artifact_key(const ts_unit *u, const ts_compile_options *opt,
+                                 const char *what) {
+  ts_cache_key k;
+  ts_cache_key_init(&k);
+  ts_cache_key_add_str(&k, what);
+  ts_cache_key_add(&k, u->src.text, u->src.len);
+  ts_cache_key_add_str(&k, opt->kernel);
+  for (size_t i = 0; i < opt->define_count; i++) {
+    ts_cache_key_add_str(&k, opt->defines[i].name);
+    ts_cache_key_add_str(&k, opt->defines[i].value);
+  }
+  ts_cache_key_add_str(&k, ts_target_name(opt->target));
+  ts_cache_key_add_str(&k, opt->arch ? opt->arch : "sm_90a");
+  add_build(&k);
+  return k;
+}
+
 /* The PTX stages: generate (mlir), lower to NVVM (lowered), serialise
- * (ptx, the default). */
+ * (ptx, the default; through the kernel cache when there is one). */
 static ts_status lower_ptx(ts_unit *u, const ts_compile_options *opt,
                            ts_diags *diags, ts_buf *out) {
+  bool final = opt->emit != TS_EMIT_MLIR && opt->emit != TS_EMIT_LOWERED;
+  ts_cache_key key;
+  if (final && opt->cache_dir) {
+    key = artifact_key(u, opt, "ptx");
+    char hex[33];
+    ts_cache_key_hex(&key, hex);
+    ts_buf warn;
+    ts_buf_init(&warn, ts_allocator_system());
+    bool hit;
+    size_t before = out->len;
+    ts_status st = ts_cache_get(opt->cache_dir, &key, out, &hit, &warn);
+    if (warn.len)
+      fprintf(stderr, "tessera: warning: %s\n", warn.ptr);
+    ts_buf_deinit(&warn);
+    if (st)
+      return st;
+    if (hit) {
+      if (opt->log)
+        ts_buf_printf(opt->log, "cache hit %s/%s.tsc\n", opt->cache_dir, hex);
+      return NULL;
+    }
+    ts_status built = lower_ptx(u, &(ts_compile_options){
+        .kernel = opt->kernel, .target = opt->target, .emit = opt->emit,
+        .defines = opt->defines, .define_count = opt->define_count,
+        .time_passes = opt->time_passes, .arch = opt->arch}, diags, out);
+    if (built)
+      return built;
+    /* a cache that cannot be written is not an error: the PTX is built */
+    st = ts_cache_put(opt->cache_dir, &key, out->ptr + before,
+                      out->len - before);
+    if (opt->log)
+      ts_buf_printf(opt->log, "cache %s %s/%s.tsc%s%s\n",
+                    st ? "miss, not stored:" : "miss, stored", opt->cache_dir,
+                    hex, st ? ": " : "", st ? ts_status_message(st) : "");
+    ts_status_free(st);
+    return NULL;
+  }
   ts_mlir *m;
   TS_TRY(ts_mlir_create(&u->src, diags, &m));
   MlirModule mod;

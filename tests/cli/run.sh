@@ -6,6 +6,7 @@ t=$1 root=$2
 cd "$root" || exit 2
 pass=0 fail=0
 tmp=$(mktemp -d)
+export TESSERA_CACHE=$tmp/cache
 trap 'rm -rf "$tmp"' EXIT
 
 # expect CODE DESCRIPTION COMMAND... : runs the command, checks its exit code

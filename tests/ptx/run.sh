@@ -23,7 +23,7 @@ pass=0 fail=0
 for arch in sm_90a sm_80; do
   for f in "${files[@]}"; do
     out=$tmp/$(basename "$f" .tile).$arch.ptx
-    if ! "$tessera" compile "$f" --target ptx --arch "$arch" -o "$out" 2>"$tmp/err"; then
+    if ! "$tessera" compile "$f" --target ptx --arch "$arch" --no-cache -o "$out" 2>"$tmp/err"; then
       echo "FAIL: $f does not compile for $arch:"; cat "$tmp/err"
       fail=$((fail + 1)); continue
     fi

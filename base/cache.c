@@ -1,0 +1,150 @@
+/* cache.c - the on-disk cache of compiled artifacts (see base.h): one file
+ * per entry, named by the key, written to a temp file and renamed, read
+ * back only when its header checks out. Many processes may share a cache
+ * folder: an entry is either absent or whole, and writers of the same key
+ * write the same bytes. */
+#define _POSIX_C_SOURCE 200809L
+#include "base.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAGIC "TSCACHE1"
+
+/* header: magic[8], key[16], payload length u64, payload checksum u64 */
+enum { HEADER = 8 + 16 + 8 + 8 };
+
+static uint64_t mix(uint64_t x) { /* splitmix64's finaliser */
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+void ts_cache_key_init(ts_cache_key *k) {
+  k->h[0] = 0x243f6a8885a308d3ull;
+  k->h[1] = 0x13198a2e03707344ull;
+}
+
+void ts_cache_key_add(ts_cache_key *k, const void *p, size_t len) {
+  /* length first, so that ("ab", "c") and ("a", "bc") differ */
+  uint64_t n = len;
+  k->h[0] = mix(ts_hash_bytes(&n, sizeof n, k->h[0]));
+  k->h[1] = mix(ts_hash_bytes(&n, sizeof n, k->h[1]) + 1);
+  k->h[0] = mix(ts_hash_bytes(p, len, k->h[0]));
+  k->h[1] = mix(ts_hash_bytes(p, len, k->h[1]) ^ 0x9e3779b97f4a7c15ull);
+}
+
+void ts_cache_key_add_str(ts_cache_key *k, const char *s) {
+  ts_cache_key_add(k, s ? s : "", s ? strlen(s) : 0);
+}
+
+void ts_cache_key_hex(const ts_cache_key *k, char out[33]) {
+  snprintf(out, 33, "%016llx%016llx", (unsigned long long)k->h[0],
+           (unsigned long long)k->h[1]);
+}
+
+const char *ts_cache_dir(char *buf, size_t size) {
+  const char *env = getenv("TESSERA_CACHE");
+  if (env && *env) {
+    snprintf(buf, size, "%s", env);
+    return buf;
+  }
+  const char *xdg = getenv("XDG_CACHE_HOME");
+  if (xdg && *xdg) {
+    snprintf(buf, size, "%s/tessera", xdg);
+    return buf;
+  }
+  const char *home = getenv("HOME");
+  snprintf(buf, size, "%s/.cache/tessera", home && *home ? home : "/tmp");
+  return buf;
+}
+
+/* mkdir -p */
+static ts_status make_dirs(const char *dir) {
+  char path[4096];
+  size_t n = strlen(dir);
+  if (n == 0 || n >= sizeof path)
+    return ts_status_make(TS_ERR_INVALID, "bad cache folder '%s'", dir);
+  memcpy(path, dir, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (path[i] != '/' && path[i] != 0)
+      continue;
+    char c = path[i];
+    path[i] = 0;
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+      return ts_status_make(TS_ERR_IO, "cannot create the cache folder '%s': %s",
+                            path, strerror(errno));
+    path[i] = c;
+  }
+  return NULL;
+}
+
+static void entry_path(const char *dir, const ts_cache_key *k, char *out,
+                       size_t size) {
+  char hex[33];
+  ts_cache_key_hex(k, hex);
+  snprintf(out, size, "%s/%s.tsc", dir, hex);
+}
+
+static uint64_t get64(const unsigned char *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
+ts_status ts_cache_get(const char *dir, const ts_cache_key *k, ts_buf *out,
+                       bool *hit, ts_buf *warning) {
+  *hit = false;
+  char path[4200];
+  entry_path(dir, k, path, sizeof path);
+  char *data;
+  size_t len;
+  ts_status st = ts_file_read(ts_allocator_system(), path, &data, &len);
+  if (st) { /* absent (or unreadable): a miss */
+    ts_status_free(st);
+    return NULL;
+  }
+  const unsigned char *u = (const unsigned char *)data;
+  const char *why = NULL;
+  if (len < HEADER || memcmp(u, MAGIC, 8) != 0)
+    why = "not a Tessera cache entry";
+  else if (get64(u + 8) != k->h[0] || get64(u + 16) != k->h[1])
+    why = "its key does not match its name";
+  else if (get64(u + 24) != len - HEADER)
+    why = "it is truncated";
+  else if (get64(u + 32) != ts_hash_bytes(u + HEADER, len - HEADER, 0))
+    why = "its checksum does not match";
+  if (why) {
+    if (warning)
+      ts_buf_printf(warning, "cache entry '%s' is damaged (%s); rebuilding it",
+                    path, why);
+    remove(path);
+  } else {
+    ts_buf_append(out, data + HEADER, len - HEADER);
+    *hit = true;
+  }
+  ts_release(ts_allocator_system(), data, len + 1);
+  return out->failed ? ts_status_nomem() : NULL;
+}
+
+ts_status ts_cache_put(const char *dir, const ts_cache_key *k, const void *data,
+                       size_t len) {
+  TS_TRY(make_dirs(dir));
+  unsigned char *buf = malloc(HEADER + len);
+  if (!buf)
+    return ts_status_nomem();
+  memcpy(buf, MAGIC, 8);
+  uint64_t h[4] = {k->h[0], k->h[1], len, ts_hash_bytes(data, len, 0)};
+  memcpy(buf + 8, h, sizeof h);
+  if (len)
+    memcpy(buf + HEADER, data, len);
+  char path[4200];
+  entry_path(dir, k, path, sizeof path);
+  ts_status st = ts_file_write_atomic(path, buf, HEADER + len);
+  free(buf);
+  return st;
+}

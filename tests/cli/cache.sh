@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# cache.sh TESSERA ROOT - the kernel cache of `tessera compile --target ptx`:
+# a miss stores an entry and a hit returns the same bytes; the key covers
+# the source, kernel, params and architecture; a damaged entry (changed,
+# truncated, not an entry) is rebuilt with a warning; eight processes
+# compiling the same kernel at once all succeed and agree; --no-cache and
+# an unwritable cache still compile.
+set -u
+t=$1 root=$2
+cd "$root" || exit 2
+pass=0 fail=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export TESSERA_CACHE=$tmp/cache
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+compile() { "$t" compile kernels/softmax.tile --target ptx -v "$@"; }
+
+compile -o "$tmp/a.ptx" 2>"$tmp/err"
+check '[[ $? == 0 ]] && grep -q "cache miss, stored" "$tmp/err"' "first compile is a miss that stores"
+check '[[ $(ls "$TESSERA_CACHE" | wc -l) == 1 ]]' "one entry"
+entry=$(ls "$TESSERA_CACHE"/*.tsc)
+compile -o "$tmp/b.ptx" 2>"$tmp/err"
+check 'grep -q "cache hit" "$tmp/err" && cmp -s "$tmp/a.ptx" "$tmp/b.ptx"' "second compile hits with the same PTX"
+compile --no-cache -o "$tmp/c.ptx" 2>"$tmp/err"
+check '! grep -q cache "$tmp/err" && cmp -s "$tmp/a.ptx" "$tmp/c.ptx"' "--no-cache builds the same PTX"
+compile -D BM=2 -o "$tmp/d.ptx" 2>"$tmp/err"
+check 'grep -q "cache miss" "$tmp/err" && ! cmp -s "$tmp/a.ptx" "$tmp/d.ptx"' "params are in the key"
+compile --arch sm_80 -o "$tmp/e.ptx" 2>"$tmp/err"
+check 'grep -q "cache miss" "$tmp/err" && grep -q "target sm_80" "$tmp/e.ptx"' "the architecture is in the key"
+compile --kernel softmax_rows -o "$tmp/f.ptx" 2>"$tmp/err"
+check 'grep -q "cache miss" "$tmp/err"' "the kernel is in the key"
+
+# damaged entries: rebuilt, with a warning naming the problem
+damage() { # how reason
+  reason=$2
+  eval "$1"
+  compile -o "$tmp/g.ptx" 2>"$tmp/err"
+  rc=$?
+  check '[[ $rc == 0 ]] && grep -qF "is damaged ($reason); rebuilding it" "$tmp/err" && cmp -s "$tmp/a.ptx" "$tmp/g.ptx"' "$reason: warned and rebuilt"
+  compile -o "$tmp/g.ptx" 2>"$tmp/err"
+  check 'grep -q "cache hit" "$tmp/err" && cmp -s "$tmp/a.ptx" "$tmp/g.ptx"' "$reason: the rebuilt entry is good"
+}
+damage 'printf "X" | dd of="$entry" bs=1 seek=200 conv=notrunc status=none' "its checksum does not match"
+damage 'truncate -s -100 "$entry"' "it is truncated"
+damage 'echo garbage >"$entry"' "not a Tessera cache entry"
+damage ': >"$entry"' "not a Tessera cache entry"
+
+# eight processes at once on an empty cache
+rm -rf "$TESSERA_CACHE"
+for i in 1 2 3 4 5 6 7 8; do
+  ("$t" compile kernels/gemm.tile --target ptx -o "$tmp/p$i.ptx" 2>"$tmp/p$i.err"; echo $? >"$tmp/p$i.rc") &
+done
+wait
+for i in 1 2 3 4 5 6 7 8; do
+  check '[[ $(cat "$tmp/p$i.rc") == 0 ]] && [[ ! -s $tmp/p$i.err ]] && cmp -s "$tmp/p1.ptx" "$tmp/p$i.ptx"' "concurrent compile $i succeeds and agrees"
+done
+check '[[ $(ls -A "$TESSERA_CACHE" | wc -l) == 1 ]]' "one entry and no temp files after concurrent compiles"
+"$t" compile kernels/gemm.tile --target ptx -v -o "$tmp/q.ptx" 2>"$tmp/err"
+check 'grep -q "cache hit" "$tmp/err" && cmp -s "$tmp/p1.ptx" "$tmp/q.ptx"' "their entry is good"
+
+# a cache that cannot be written: still compiles
+TESSERA_CACHE=/proc/no/such compile -o "$tmp/h.ptx" 2>"$tmp/err"
+check '[[ $? == 0 ]] && grep -q "not stored" "$tmp/err" && cmp -s "$tmp/a.ptx" "$tmp/h.ptx"' "unwritable cache: compiled, not stored"
+# the default folder follows XDG_CACHE_HOME
+env -u TESSERA_CACHE XDG_CACHE_HOME="$tmp/xdg" "$t" compile kernels/softmax.tile --target ptx -o "$tmp/i.ptx"
+check '[[ $(ls "$tmp/xdg/tessera" | wc -l) == 1 ]]' "XDG_CACHE_HOME/tessera is the default"
+
+echo "$pass passed, $fail failed"
+((fail == 0))
