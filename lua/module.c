@@ -69,17 +69,19 @@ static int l_device(lua_State *L) {
   if (!strcmp(kind, "cpu") || !strcmp(kind, "gpusim"))
     return push_cpu_device(L, kind[0] == 'g');
   if (!strcmp(kind, "cuda")) {
-    ts_device_probe p;
-    ts_runtime_probe(&p);
-    if (!p.cuda_device_count)
-      return luaL_error(L, "%s", p.cuda_message);
-    return luaL_error(L, "the CUDA device is not built yet");
+    int ordinal = (int)luaL_optinteger(L, 2, 0);
+    void **box = new_box(L, DEVICE_MT);
+    ts_status st = ts_device_create_cuda(ordinal, (ts_device **)box);
+    if (st)
+      return fail(L, st);
+    return 1;
   }
   return luaL_argerror(L, 1, "'cpu', 'cuda' or 'gpusim'");
 }
 
-/* ts.default_device(): a GPU when there is one (not built yet), else the
- * CPU; one shared object per Lua state. */
+/* ts.default_device(): the CPU, one shared object per Lua state. The model
+ * scripts run there until they are checked on a GPU; ts.device("cuda")
+ * gives the GPU explicitly. */
 static int l_default_device(lua_State *L) {
   if (lua_getfield(L, LUA_REGISTRYINDEX, "tessera.default") != LUA_TNIL)
     return 1;
@@ -143,8 +145,45 @@ static uint32_t check_shape(lua_State *L, int i, int64_t *shape) {
   return (uint32_t)n;
 }
 
+static int push_cpu_device(lua_State *L, bool gpusim);
+
+/* One CPU device per Lua state for staging GPU tensors through the host. */
+static ts_device *host_device(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "tessera.host") == LUA_TNIL) {
+    lua_pop(L, 1);
+    push_cpu_device(L, false);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "tessera.host");
+  }
+  ts_device *d = *(void **)lua_touserdata(L, -1);
+  lua_pop(L, 1); /* the registry keeps it alive */
+  return d;
+}
+
+/* `t` itself when its data is host memory; otherwise a copy in host
+ * memory, left on the stack (collected with it). */
+static ts_tensor *host_tensor(lua_State *L, ts_tensor *t) {
+  if (ts_device_is_host(ts_tensor_device(t)))
+    return t;
+  ts_device *h = host_device(L);
+  void **box = new_box(L, TENSOR_MT);
+  ts_status st = ts_tensor_copy(t, h, (ts_tensor **)box);
+  if (st)
+    fail(L, st);
+  return *box;
+}
+
 /* Fills t from a flat table of numbers (its length must match). */
 static void fill_from_table(lua_State *L, int i, ts_tensor *t) {
+  if (!ts_device_is_host(ts_tensor_device(t))) {
+    ts_tensor *h = host_tensor(L, t);
+    fill_from_table(L, i, h);
+    ts_status st = ts_tensor_write(t, ts_tensor_data(h), ts_tensor_size(h));
+    if (st)
+      fail(L, st);
+    lua_pop(L, 1);
+    return;
+  }
   luaL_checktype(L, i, LUA_TTABLE);
   int64_t n = ts_tensor_count(t);
   if (luaL_len(L, i) != n)
@@ -216,6 +255,7 @@ static void need_contiguous(lua_State *L, ts_tensor *t) {
 static int tensor_to_table(lua_State *L) {
   ts_tensor *t = check_tensor(L, 1);
   need_contiguous(L, t);
+  t = host_tensor(L, t);
   int64_t n = ts_tensor_count(t);
   lua_createtable(L, (int)n, 0);
   for (int64_t i = 0; i < n; i++) {
@@ -269,8 +309,32 @@ static int tensor_reshape(lua_State *L) {
 }
 
 /* A new tensor on `d` holding t's values converted to `dt`. */
+/* The value on top becomes the only one above `top` (staging copies below
+ * it are dropped). */
+static int keep_result(lua_State *L, int top) {
+  if (lua_gettop(L) > top + 1) {
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
+  }
+  return 1;
+}
+
 static int cast_to(lua_State *L, ts_tensor *t, ts_dtype dt, ts_device *d) {
   need_contiguous(L, t);
+  int top = lua_gettop(L);
+  if (!ts_device_is_host(d)) { /* convert on the host, then copy over */
+    ts_tensor *h = dt == ts_tensor_dtype(t) ? t : NULL;
+    if (!h) {
+      cast_to(L, t, dt, host_device(L));
+      h = *(void **)lua_touserdata(L, -1);
+    }
+    void **box = new_box(L, TENSOR_MT);
+    ts_status st = ts_tensor_copy(h, d, (ts_tensor **)box);
+    if (st)
+      return fail(L, st);
+    return keep_result(L, top);
+  }
+  t = host_tensor(L, t);
   int64_t shape[TS_MAX_RANK];
   for (uint32_t i = 0; i < ts_tensor_rank(t); i++)
     shape[i] = ts_tensor_dim(t, i);
@@ -282,7 +346,7 @@ static int cast_to(lua_State *L, ts_tensor *t, ts_dtype dt, ts_device *d) {
   *box = c;
   for (int64_t i = 0; i < ts_tensor_count(t); i++)
     ts_tensor_set(c, i, ts_tensor_get(t, i));
-  return 1;
+  return keep_result(L, top);
 }
 
 /* t:cast(dtype [, device]) -> a new tensor with the values converted */
@@ -579,7 +643,7 @@ static int l_save(lua_State *L) {
       ts_buf_deinit(&all);
       return luaL_error(L, "tensor '%s' is a strided view", names[i]);
     }
-    ts_buf_append(&all, ts_tensor_data(t), ts_tensor_size(t));
+    ts_buf_append(&all, ts_tensor_data(host_tensor(L, t)), ts_tensor_size(t));
   }
   ts_status st = all.failed ? ts_status_nomem()
                             : ts_file_write_atomic(path, all.ptr, all.len);

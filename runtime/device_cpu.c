@@ -29,15 +29,23 @@ static ts_status cpu_copy(ts_device *d, void *dst, const void *src,
   return NULL;
 }
 
+static ts_status cpu_zero(ts_device *d, void *p, size_t size) {
+  (void)d;
+  memset(p, 0, size);
+  return NULL;
+}
+
 static void cpu_destroy(ts_device *d) {
   ts_pool_destroy(d->pool);
   free(d);
 }
 
-static const ts_device_ops cpu_ops = {"cpu", cpu_alloc, cpu_free, cpu_copy,
-                                      cpu_copy, cpu_destroy};
-static const ts_device_ops gpusim_ops = {"gpusim", cpu_alloc, cpu_free,
-                                         cpu_copy, cpu_copy, cpu_destroy};
+static const ts_device_ops cpu_ops = {"cpu",    cpu_alloc,   cpu_free,
+                                      cpu_copy, cpu_copy,    cpu_destroy,
+                                      cpu_zero};
+static const ts_device_ops gpusim_ops = {"gpusim", cpu_alloc,   cpu_free,
+                                         cpu_copy, cpu_copy,    cpu_destroy,
+                                         cpu_zero};
 
 ts_status ts_device_create_gpusim(ts_device **out) {
   TS_TRY(ts_device_create_cpu(1, out));
@@ -81,4 +89,13 @@ void ts_device_release(ts_device *d) {
 }
 
 const char *ts_device_name(const ts_device *d) { return d->ops->name; }
+bool ts_device_is_host(const ts_device *d) { return !d->cuda; }
+
+ts_status ts_device_create_default(ts_device **out) {
+  ts_status st = ts_device_create_cuda(0, out);
+  if (!st)
+    return NULL;
+  ts_status_free(st);
+  return ts_device_create_cpu(0, out);
+}
 int ts_device_thread_count(const ts_device *d) { return d->threads; }

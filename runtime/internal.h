@@ -15,7 +15,21 @@ struct ts_device {
   ts_pool *pool; /* CPU device */
   int threads;
   bool gpusim; /* the GPU simulator (gpusim.c) */
+  bool cuda;   /* a CUDA device (device_cuda.c) */
 };
+
+/* The CUDA device's pieces kernel.c uses (device_cuda.c). */
+const char *ts_cuda_arch(const ts_device *d); /* "sm_90a", "sm_80", NULL */
+ts_status ts_cuda_module_load(ts_device *d, const char *ptx, const char *name,
+                              int64_t smem, void **module, void **fn);
+void ts_cuda_module_unload(ts_device *d, void *module);
+/* Launches and waits; `params` are cuLaunchKernel's, and the scratch
+ * memref's pointer slots point at *scratch_slot, which is set to a buffer
+ * of scratch_bytes for the launch. */
+ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
+                         int threads, int64_t smem, void **params,
+                         int64_t scratch_bytes, void **scratch_slot,
+                         double *seconds);
 
 /* The GPU simulator (gpusim.c): the symbols its kernels call, and a launch
  * of `gpu` over `total` blocks of `threads` threads. `slots` are the

@@ -10,10 +10,45 @@
 
 struct ts_kernel {
   ts_device *device;
-  ts_cpu_program *prog;
+  ts_cpu_program *prog; /* the CPU form, or on a GPU its grid and scratch */
   const ts_kernel_info *info;
   char name[128];
+  /* CUDA: the PTX module and function */
+  void *cu_module, *cu_fn;
+  int64_t smem;
+  double last_seconds;
 };
+
+/* Compiles the kernel to PTX (through the kernel cache) for the device's
+ * architecture and loads it. */
+static ts_status load_cuda(ts_kernel *k, const char *path, const char *text,
+                           size_t len, const ts_define *defines, size_t ndefs,
+                           ts_diags *diags) {
+  const char *arch = ts_cuda_arch(k->device);
+  if (!arch)
+    return ts_status_make(TS_ERR_UNSUPPORTED, "this GPU is older than sm_80, "
+                          "which Tessera's PTX needs");
+  char cache[4096];
+  ts_compile_options opt = {.kernel = k->name,
+                            .target = TS_TARGET_PTX,
+                            .emit = TS_EMIT_DEFAULT,
+                            .defines = defines,
+                            .define_count = ndefs,
+                            .arch = arch,
+                            .cache_dir = ts_cache_dir(cache, sizeof cache)};
+  ts_buf ptx;
+  ts_buf_init(&ptx, ts_allocator_system());
+  ts_status st = ts_compile(ts_allocator_system(), path, text, len, &opt,
+                            diags, &ptx);
+  if (!st && ptx.failed)
+    st = ts_status_nomem();
+  k->smem = ts_kernel_smem_bytes(k->info);
+  if (!st)
+    st = ts_cuda_module_load(k->device, ptx.ptr, k->name, k->smem,
+                             &k->cu_module, &k->cu_fn);
+  ts_buf_deinit(&ptx);
+  return st;
+}
 
 ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
                                        const char *text, size_t len,
@@ -34,6 +69,10 @@ ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
   k->device = ts_device_retain(d);
   k->info = ts_cpu_program_kernel(k->prog);
   snprintf(k->name, sizeof k->name, "%s", name);
+  if (d->cuda && (st = load_cuda(k, path, text, len, defines, ndefs, diags))) {
+    ts_kernel_release(k);
+    return st;
+  }
   *out = k;
   return NULL;
 }
@@ -53,6 +92,8 @@ ts_status ts_kernel_create(ts_device *d, const char *path, const char *name,
 void ts_kernel_release(ts_kernel *k) {
   if (!k)
     return;
+  if (k->cu_module)
+    ts_cuda_module_unload(k->device, k->cu_module);
   ts_cpu_program_destroy(k->prog);
   ts_device_release(k->device);
   free(k);
@@ -61,6 +102,8 @@ void ts_kernel_release(ts_kernel *k) {
 double ts_kernel_compile_seconds(const ts_kernel *k) {
   return ts_cpu_program_compile_seconds(k->prog);
 }
+
+double ts_kernel_last_seconds(const ts_kernel *k) { return k->last_seconds; }
 
 void *ts_tensor_device_ptr(ts_tensor *t);
 
@@ -248,6 +291,31 @@ ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args, size_t count) {
                           (long long)g[2]);
   }
   /* 4. run the blocks */
+  if (k->device->cuda) {
+    int64_t per_block = 0;
+    gslots[ng] = &per_block;
+    ts_cpu_program_scratch(k->prog)(gslots);
+    /* the scratch memref and its bytes per block follow the arguments */
+    void *scratch = NULL;
+    int64_t one = 1, zero = 0, size;
+    if (__builtin_mul_overflow(per_block, total, &size) || p->n + 6 > MAX_SLOTS) {
+      free(p);
+      return ts_status_make(TS_ERR_INVALID, "kernel '%s': too much scratch",
+                            k->name);
+    }
+    int64_t elems = size > 0 ? size : 1;
+    p->slots[p->n++] = &scratch;
+    p->slots[p->n++] = &scratch;
+    p->slots[p->n++] = &zero;
+    p->slots[p->n++] = &elems;
+    p->slots[p->n++] = &one;
+    p->slots[p->n++] = &per_block;
+    ts_status st = ts_cuda_launch(k->device, k->cu_fn, g, (int)info->threads,
+                                  k->smem, p->slots, size, &scratch,
+                                  &k->last_seconds);
+    free(p);
+    return st;
+  }
   if (k->device->gpusim) {
     int64_t per_block = 0;
     gslots[ng] = &per_block;

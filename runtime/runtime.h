@@ -20,6 +20,7 @@ typedef struct ts_device_ops {
   ts_status (*write)(ts_device *d, void *dst, const void *src, size_t size);
   ts_status (*read)(ts_device *d, void *dst, const void *src, size_t size);
   void (*destroy)(ts_device *d);
+  ts_status (*zero)(ts_device *d, void *p, size_t size);
 } ts_device_ops;
 
 /* The CPU device, running blocks on `threads` threads (0: every core, or
@@ -29,6 +30,15 @@ TS_MUST_USE ts_status ts_device_create_cpu(int threads, ts_device **out);
  * PTX target's lowering, built for the CPU) with one CPU thread per GPU
  * thread. For testing the GPU lowering without a GPU; slow. */
 TS_MUST_USE ts_status ts_device_create_gpusim(ts_device **out);
+/* The CUDA device `ordinal` (runtime/device_cuda.c): libcuda.so.1 opened
+ * at run time. Without a driver or GPU: TS_ERR_UNSUPPORTED, with a one-line
+ * message starting "no GPU: " that says why. */
+TS_MUST_USE ts_status ts_device_create_cuda(int ordinal, ts_device **out);
+/* The CUDA device when there is one, else the CPU device. */
+TS_MUST_USE ts_status ts_device_create_default(ts_device **out);
+/* Whether tensors on the device are host memory (ts_tensor_data,
+ * ts_tensor_get/set may be used): the CPU and the GPU simulator. */
+bool ts_device_is_host(const ts_device *d);
 ts_device *ts_device_retain(ts_device *d);
 void ts_device_release(ts_device *d);
 const char *ts_device_name(const ts_device *d);
@@ -61,8 +71,10 @@ uint32_t ts_tensor_rank(const ts_tensor *t);
 int64_t ts_tensor_dim(const ts_tensor *t, uint32_t i);
 int64_t ts_tensor_count(const ts_tensor *t);
 size_t ts_tensor_size(const ts_tensor *t); /* bytes */
-/* Host-visible data (CPU device): the elements in their storage format. */
+/* Host-visible data (CPU device): the elements in their storage format. On
+ * a CUDA device, the device address. */
 void *ts_tensor_data(ts_tensor *t);
+ts_device *ts_tensor_device(const ts_tensor *t);
 /* Element `i` (flat, host-visible data) as a double, converted from or to the
  * storage format: floats round to nearest even, integers truncate, bool is
  * `v != 0`. */
@@ -73,6 +85,10 @@ TS_MUST_USE ts_status ts_tensor_write(ts_tensor *t, const void *src,
                                       size_t size);
 TS_MUST_USE ts_status ts_tensor_read(const ts_tensor *t, void *dst,
                                      size_t size);
+/* A new contiguous tensor on `d` with the same dtype, shape and elements
+ * (through host memory when either side is a GPU). */
+TS_MUST_USE ts_status ts_tensor_copy(ts_tensor *t, ts_device *d,
+                                     ts_tensor **out);
 
 /* ---- kernels ----------------------------------------------------------------------- */
 
@@ -91,6 +107,8 @@ TS_MUST_USE ts_status ts_kernel_create_from_source(
     ts_kernel **out);
 void ts_kernel_release(ts_kernel *k);
 double ts_kernel_compile_seconds(const ts_kernel *k);
+/* Seconds the last launch took on the GPU (CUDA events); 0 elsewhere. */
+double ts_kernel_last_seconds(const ts_kernel *k);
 
 typedef enum ts_arg_kind {
   TS_ARG_TENSOR,

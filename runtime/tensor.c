@@ -76,7 +76,13 @@ ts_status ts_tensor_create(ts_device *d, ts_dtype dtype, uint32_t rank,
     free(b);
     return ts_status_annotate(st, "allocating a tensor");
   }
-  memset(b->data, 0, (size_t)bytes);
+  st = d->ops->zero(d, b->data, (size_t)bytes);
+  if (st) {
+    d->ops->free(d, b->data);
+    free(t);
+    free(b);
+    return ts_status_annotate(st, "zeroing a tensor");
+  }
   atomic_init(&b->refs, 1);
   b->device = ts_device_retain(d);
   b->size = (size_t)bytes;
@@ -185,6 +191,7 @@ size_t ts_tensor_size(const ts_tensor *t) {
 void *ts_tensor_data(ts_tensor *t) {
   return (char *)t->buffer->data + t->offset;
 }
+ts_device *ts_tensor_device(const ts_tensor *t) { return t->buffer->device; }
 
 void ts_tensor_set(ts_tensor *t, int64_t i, double v) {
   void *p = ts_tensor_data(t);
@@ -238,6 +245,31 @@ ts_status ts_tensor_read(const ts_tensor *t, void *dst, size_t size) {
                           "%zu", size, ts_tensor_size(t));
   ts_device *d = t->buffer->device;
   return d->ops->read(d, dst, ts_tensor_data((ts_tensor *)t), size);
+}
+
+ts_status ts_tensor_copy(ts_tensor *t, ts_device *d, ts_tensor **out) {
+  TS_TRY(need_contiguous(t, "copying"));
+  ts_tensor *c;
+  TS_TRY(ts_tensor_create(d, t->dtype, t->rank, t->shape, &c));
+  size_t size = ts_tensor_size(t);
+  ts_status st = NULL;
+  if (ts_device_is_host(d)) {
+    st = ts_tensor_read(t, ts_tensor_data(c), size);
+  } else if (ts_device_is_host(t->buffer->device)) {
+    st = ts_tensor_write(c, ts_tensor_data(t), size);
+  } else {
+    void *h = malloc(size ? size : 1);
+    st = h ? ts_tensor_read(t, h, size) : ts_status_nomem();
+    if (!st)
+      st = ts_tensor_write(c, h, size);
+    free(h);
+  }
+  if (st) {
+    ts_tensor_release(c);
+    return st;
+  }
+  *out = c;
+  return NULL;
 }
 
 /* For kernel.c. */

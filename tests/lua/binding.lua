@@ -27,6 +27,17 @@ local dev = ts.default_device()
 check(dev:name() == "cpu" and dev:threads() >= 1, "default device")
 check(ts.default_device() == dev, "one default device per state")
 errors_with(function() ts.device("tpu") end, "'cpu', 'cuda' or 'gpusim'", "unknown device")
+do -- a GPU, or one line that says why there is none
+  local ok, gpu = pcall(ts.device, "cuda")
+  if ok then
+    check(gpu:name() == "cuda", "cuda device")
+    local x = ts.tensor("f32", {2, 3}, {1, 2, 3, 4, 5, 6}, gpu)
+    local back = x:copy_to(dev):to_table()
+    check(back[6] == 6 and #x:to_table() == 6, "tensors to and from the GPU")
+  else
+    check(tostring(gpu):find("no GPU: ", 1, true) ~= nil, "no GPU says why: " .. tostring(gpu))
+  end
+end
 do -- the GPU simulator runs a kernel in its GPU form, with the same result
   local sim = ts.device("gpusim")
   check(sim:name() == "gpusim", "gpusim device")

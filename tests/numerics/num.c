@@ -1,22 +1,39 @@
 /* num.c - see num.h. */
 #include "tests/numerics/num.h"
 
-ts_device *num_dev;
+ts_device *num_dev, *num_kdev;
 
 /* TS_TEST_DEVICE=gpusim runs every kernel in its GPU form on the
- * simulator (runtime/gpusim.c); the default is the CPU device. */
+ * simulator (runtime/gpusim.c); =cuda on the GPU, or says "skipped: no GPU"
+ * and passes without one; the default is the CPU device. */
 void num_init(void) {
   const char *dev = getenv("TS_TEST_DEVICE");
-  ts_status st = dev && !strcmp(dev, "gpusim")
-                     ? ts_device_create_gpusim(&num_dev)
-                     : ts_device_create_cpu(0, &num_dev);
+  ts_status st;
+  if (dev && !strcmp(dev, "cuda")) {
+    st = ts_device_create_cuda(0, &num_kdev);
+    if (st && ts_status_code(st) == TS_ERR_UNSUPPORTED) {
+      printf("skipped: %s\n", ts_status_message(st));
+      ts_status_free(st);
+      exit(0);
+    }
+    if (!st)
+      st = ts_device_create_cpu(0, &num_dev);
+  } else {
+    st = dev && !strcmp(dev, "gpusim") ? ts_device_create_gpusim(&num_dev)
+                                       : ts_device_create_cpu(0, &num_dev);
+    if (!st)
+      num_kdev = ts_device_retain(num_dev);
+  }
   if (st) {
     fprintf(stderr, "%s\n", ts_status_message(st));
     exit(2);
   }
 }
 
-void num_finish(void) { ts_device_release(num_dev); }
+void num_finish(void) {
+  ts_device_release(num_kdev);
+  ts_device_release(num_dev);
+}
 
 ts_kernel *num_kernel(const char *rel, const char *name, const char *def0,
                       const char *def1) {
@@ -39,7 +56,7 @@ ts_kernel *num_kernel(const char *rel, const char *name, const char *def0,
   ts_diags diags;
   ts_diags_init(&diags, ts_allocator_system());
   ts_kernel *k = NULL;
-  ts_status st = ts_kernel_create(num_dev, path, name, defs, nd, &diags, &k);
+  ts_status st = ts_kernel_create(num_kdev, path, name, defs, nd, &diags, &k);
   if (st) {
     ts_diags_render(&diags, stderr, (ts_render_options){false, true});
     fprintf(stderr, "%s %s: %s\n", rel, name, ts_status_message(st));
@@ -111,8 +128,38 @@ double num_relerr(const double *got, const double *want, int64_t n) {
   return sqrt(num) / (den > 1e-300 ? sqrt(den) : 1.0);
 }
 
+/* On a GPU: the tensors copied over, launched, and copied back. A tensor
+ * that cannot be copied (a strided view) is passed as it is, for the
+ * launch's own checks to refuse. */
+static ts_status launch_staged(ts_kernel *k, const ts_arg *args, size_t n) {
+  ts_arg dev[64] = {{0}};
+  ts_tensor *copy[64] = {0};
+  if (n > 64)
+    return ts_status_make(TS_ERR_INVALID, "too many arguments");
+  for (size_t i = 0; i < n; i++) {
+    dev[i] = args[i];
+    if (args[i].kind != TS_ARG_TENSOR || !args[i].tensor)
+      continue;
+    ts_status st = ts_tensor_copy(args[i].tensor, num_kdev, &copy[i]);
+    if (st)
+      ts_status_free(st);
+    else
+      dev[i].tensor = copy[i];
+  }
+  ts_status st = ts_kernel_launch(k, dev, n);
+  for (size_t i = 0; i < n; i++)
+    if (copy[i]) {
+      if (!st)
+        st = ts_tensor_read(copy[i], ts_tensor_data(args[i].tensor),
+                            ts_tensor_size(args[i].tensor));
+      ts_tensor_release(copy[i]);
+    }
+  return st;
+}
+
 bool num_launch(ts_kernel *k, const ts_arg *args, size_t n) {
-  ts_status st = ts_kernel_launch(k, args, n);
+  ts_status st = ts_device_is_host(num_kdev) ? ts_kernel_launch(k, args, n)
+                                             : launch_staged(k, args, n);
   if (st)
     fprintf(stderr, "launch: %s\n", ts_status_message(st));
   CHECK(st == NULL);

@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-extern ts_device *num_dev;
+/* Tensors live on num_dev (host memory); kernels are compiled for num_kdev,
+ * the same device unless TS_TEST_DEVICE=cuda, when num_launch copies the
+ * tensors to the GPU and back around each launch. */
+extern ts_device *num_dev, *num_kdev;
 
 void num_init(void);
 void num_finish(void);

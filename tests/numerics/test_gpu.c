@@ -84,6 +84,7 @@ int main(void) {
     fprintf(stderr, "%s\n", ts_status_message(st));
     return 2;
   }
+  num_kdev = ts_device_retain(num_dev);
   test_odd_reduce();
   test_threads_atomics();
   num_finish();

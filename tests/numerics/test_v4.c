@@ -761,7 +761,7 @@ static void golden_compressor(ts_safetensors *w, ts_safetensors *f, int layer,
     const char *root = getenv("TS_SOURCE_DIR");
     char path[1024];
     snprintf(path, sizeof path, "%s/kernels/rope.tile", root ? root : ".");
-    ts_status st2 = ts_kernel_create(num_dev, path, "rope_table", d, 4, &dg, &yt);
+    ts_status st2 = ts_kernel_create(num_kdev, path, "rope_table", d, 4, &dg, &yt);
     CHECK(st2 == NULL);
     ts_status_free(st2);
     ts_diags_deinit(&dg);
@@ -970,7 +970,7 @@ static void test_router(void) {
     char path[1024];
     snprintf(path, sizeof path, "%s/kernels/moe.tile", root ? root : ".");
     ts_kernel *kg = NULL;
-    ts_status st = ts_kernel_create(num_dev, path, "moe_router", d, 2, &dg, &kg);
+    ts_status st = ts_kernel_create(num_kdev, path, "moe_router", d, 2, &dg, &kg);
     CHECK(st == NULL);
     ts_status_free(st);
     ts_diags_deinit(&dg);
@@ -1124,7 +1124,7 @@ static ts_kernel *kernel_defs(const char *rel, const char *name,
   ts_diags dg;
   ts_diags_init(&dg, ts_allocator_system());
   ts_kernel *k = NULL;
-  ts_status st = ts_kernel_create(num_dev, path, name, d, nd, &dg, &k);
+  ts_status st = ts_kernel_create(num_kdev, path, name, d, nd, &dg, &k);
   if (st)
     ts_diags_render(&dg, stderr, (ts_render_options){false, true});
   CHECK(st == NULL);

@@ -1,0 +1,333 @@
+/* device_cuda.c - the CUDA device, through the Driver API. libcuda.so.1 is
+ * opened with dlopen (never linked), and every entry point is looked up
+ * once with cuGetProcAddress at the API version its CUDA 13 PFN_* type
+ * names, into one table. Buffers are device memory; kernels are the PTX of
+ * the GPU target (compiled through the kernel cache), loaded with
+ * cuModuleLoadDataEx (the driver JIT-compiles it for the GPU) and launched
+ * with cuLaunchKernel with the arguments packed as the CPU ABI packs them
+ * (docs/abi.md): a memref as five values, then dims and scalars, then the
+ * global scratch memref and its bytes per block. Errors carry
+ * cuGetErrorName's name and cuGetErrorString's text.
+ *
+ * Built only where the CUDA headers are (TS_HAVE_CUDA); elsewhere creating
+ * the device says so. Without a driver or GPU it says why, in one line. */
+#define _GNU_SOURCE
+#include "runtime/internal.h"
+
+#include <dlfcn.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef TS_HAVE_CUDA
+
+ts_status ts_device_create_cuda(int ordinal, ts_device **out) {
+  (void)ordinal;
+  (void)out;
+  return ts_status_make(TS_ERR_UNSUPPORTED,
+                        "no GPU: Tessera was built without the CUDA headers");
+}
+
+ts_status ts_cuda_module_load(ts_device *d, const char *ptx, const char *name,
+                              int64_t smem, void **module, void **fn) {
+  (void)d, (void)ptx, (void)name, (void)smem, (void)module, (void)fn;
+  return ts_status_make(TS_ERR_UNSUPPORTED, "no CUDA device");
+}
+void ts_cuda_module_unload(ts_device *d, void *module) { (void)d, (void)module; }
+ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
+                         int threads, int64_t smem, void **params,
+                         int64_t scratch_bytes, void **scratch_slot,
+                         double *seconds) {
+  (void)d, (void)fn, (void)grid, (void)threads, (void)smem, (void)params;
+  (void)scratch_bytes, (void)scratch_slot, (void)seconds;
+  return ts_status_make(TS_ERR_UNSUPPORTED, "no CUDA device");
+}
+const char *ts_cuda_arch(const ts_device *d) {
+  (void)d;
+  return NULL;
+}
+
+#else
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+/* X(field, name, version): field has type PFN_<name>_v<version>. */
+#define CUDA_API(X)                                                            \
+  X(Init, cuInit, 2000)                                                        \
+  X(DriverGetVersion, cuDriverGetVersion, 2020)                                \
+  X(DeviceGet, cuDeviceGet, 2000)                                              \
+  X(DeviceGetCount, cuDeviceGetCount, 2000)                                    \
+  X(DeviceGetName, cuDeviceGetName, 2000)                                      \
+  X(DeviceGetAttribute, cuDeviceGetAttribute, 2000)                            \
+  X(DevicePrimaryCtxRetain, cuDevicePrimaryCtxRetain, 7000)                    \
+  X(DevicePrimaryCtxRelease, cuDevicePrimaryCtxRelease, 11000)                 \
+  X(CtxSetCurrent, cuCtxSetCurrent, 4000)                                      \
+  X(StreamCreate, cuStreamCreate, 2000)                                        \
+  X(StreamDestroy, cuStreamDestroy, 4000)                                      \
+  X(StreamSynchronize, cuStreamSynchronize, 2000)                              \
+  X(MemAlloc, cuMemAlloc, 3020)                                                \
+  X(MemFree, cuMemFree, 3020)                                                  \
+  X(MemcpyHtoD, cuMemcpyHtoD, 3020)                                            \
+  X(MemcpyDtoH, cuMemcpyDtoH, 3020)                                            \
+  X(MemsetD8, cuMemsetD8, 3020)                                                \
+  X(ModuleLoadDataEx, cuModuleLoadDataEx, 2010)                                \
+  X(ModuleUnload, cuModuleUnload, 2000)                                        \
+  X(ModuleGetFunction, cuModuleGetFunction, 2000)                              \
+  X(FuncSetAttribute, cuFuncSetAttribute, 9000)                                \
+  X(LaunchKernel, cuLaunchKernel, 4000)                                        \
+  X(EventCreate, cuEventCreate, 2000)                                          \
+  X(EventRecord, cuEventRecord, 2000)                                          \
+  X(EventSynchronize, cuEventSynchronize, 2000)                                \
+  X(EventElapsedTime, cuEventElapsedTime, 12080)                               \
+  X(EventDestroy, cuEventDestroy, 4000)                                        \
+  X(GetErrorName, cuGetErrorName, 6000)                                        \
+  X(GetErrorString, cuGetErrorString, 6000)
+
+typedef struct cuda_api {
+  void *lib;
+#define X(field, name, version) PFN_##name##_v##version field;
+  CUDA_API(X)
+#undef X
+} cuda_api;
+
+typedef struct cuda_device {
+  ts_device base; /* first: a ts_device * is a cuda_device * */
+  cuda_api api;
+  CUdevice dev;
+  CUcontext ctx;
+  CUstream stream;
+  int cc_major, cc_minor;
+  char name[128];
+} cuda_device;
+
+static ts_status cu_fail(const cuda_api *a, CUresult r, const char *what) {
+  const char *name = NULL, *text = NULL;
+  if (a->GetErrorName)
+    a->GetErrorName(r, &name);
+  if (a->GetErrorString)
+    a->GetErrorString(r, &text);
+  return ts_status_make(TS_ERR_IO, "%s: %s (%s)", what,
+                        name ? name : "CUDA error", text ? text : "no text");
+}
+
+#define CU(a, call, what)                                                      \
+  do {                                                                         \
+    CUresult r_ = (call);                                                      \
+    if (r_ != CUDA_SUCCESS)                                                    \
+      return cu_fail((a), r_, (what));                                         \
+  } while (0)
+
+/* Opens the driver and fills the table; a missing piece is "no GPU: ...". */
+static ts_status load_api(cuda_api *a) {
+  memset(a, 0, sizeof *a);
+  a->lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!a->lib)
+    return ts_status_make(TS_ERR_UNSUPPORTED,
+                          "no GPU: libcuda.so.1 is not installed");
+  PFN_cuGetProcAddress_v12000 get =
+      (PFN_cuGetProcAddress_v12000)dlsym(a->lib, "cuGetProcAddress_v2");
+  if (!get)
+    return ts_status_make(TS_ERR_UNSUPPORTED, "no GPU: the CUDA driver is "
+                          "older than 12.0 (no cuGetProcAddress_v2)");
+  CUdriverProcAddressQueryResult found;
+#define X(field, name, version)                                                \
+  if (get(#name, (void **)&a->field, version, CU_GET_PROC_ADDRESS_DEFAULT,     \
+          &found) != CUDA_SUCCESS ||                                           \
+      found != CU_GET_PROC_ADDRESS_SUCCESS || !a->field)                       \
+    return ts_status_make(TS_ERR_UNSUPPORTED, "no GPU: the CUDA driver has "   \
+                          "no %s (version %d)", #name, version);
+  CUDA_API(X)
+#undef X
+  return NULL;
+}
+
+static ts_status cuda_alloc(ts_device *d, size_t size, void **out) {
+  cuda_device *c = (cuda_device *)d;
+  CUdeviceptr p;
+  CU(&c->api, c->api.MemAlloc(&p, size ? size : 64), "cuMemAlloc");
+  *out = (void *)(uintptr_t)p;
+  return NULL;
+}
+
+static void cuda_free(ts_device *d, void *p) {
+  cuda_device *c = (cuda_device *)d;
+  c->api.MemFree((CUdeviceptr)(uintptr_t)p);
+}
+
+static ts_status cuda_write(ts_device *d, void *dst, const void *src,
+                            size_t size) {
+  cuda_device *c = (cuda_device *)d;
+  if (size)
+    CU(&c->api, c->api.MemcpyHtoD((CUdeviceptr)(uintptr_t)dst, src, size),
+       "cuMemcpyHtoD");
+  return NULL;
+}
+
+static ts_status cuda_read(ts_device *d, void *dst, const void *src,
+                           size_t size) {
+  cuda_device *c = (cuda_device *)d;
+  if (size)
+    CU(&c->api, c->api.MemcpyDtoH(dst, (CUdeviceptr)(uintptr_t)src, size),
+       "cuMemcpyDtoH");
+  return NULL;
+}
+
+static ts_status cuda_zero(ts_device *d, void *p, size_t size) {
+  cuda_device *c = (cuda_device *)d;
+  if (size)
+    CU(&c->api, c->api.MemsetD8((CUdeviceptr)(uintptr_t)p, 0, size),
+       "cuMemsetD8");
+  return NULL;
+}
+
+static void cuda_destroy(ts_device *d) {
+  cuda_device *c = (cuda_device *)d;
+  if (c->stream)
+    c->api.StreamDestroy(c->stream);
+  if (c->ctx)
+    c->api.DevicePrimaryCtxRelease(c->dev);
+  if (c->api.lib)
+    dlclose(c->api.lib);
+  free(c);
+}
+
+static const ts_device_ops cuda_ops = {"cuda",    cuda_alloc, cuda_free,
+                                       cuda_write, cuda_read, cuda_destroy,
+                                       cuda_zero};
+
+static ts_status open_device(cuda_device *c, int ordinal) {
+  cuda_api *a = &c->api;
+  TS_TRY(load_api(a));
+  CUresult r = a->Init(0);
+  if (r != CUDA_SUCCESS)
+    return ts_status_annotate(cu_fail(a, r, "cuInit"), "no GPU");
+  int count = 0;
+  CU(a, a->DeviceGetCount(&count), "cuDeviceGetCount");
+  if (ordinal < 0 || ordinal >= count)
+    return ts_status_make(TS_ERR_UNSUPPORTED, "no GPU: the driver reports %d "
+                          "device%s, asked for device %d",
+                          count, count == 1 ? "" : "s", ordinal);
+  CU(a, a->DeviceGet(&c->dev, ordinal), "cuDeviceGet");
+  CU(a, a->DeviceGetName(c->name, sizeof c->name, c->dev), "cuDeviceGetName");
+  CU(a, a->DeviceGetAttribute(&c->cc_major,
+                              CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                              c->dev),
+     "cuDeviceGetAttribute");
+  CU(a, a->DeviceGetAttribute(&c->cc_minor,
+                              CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                              c->dev),
+     "cuDeviceGetAttribute");
+  CU(a, a->DevicePrimaryCtxRetain(&c->ctx, c->dev), "cuDevicePrimaryCtxRetain");
+  CU(a, a->CtxSetCurrent(c->ctx), "cuCtxSetCurrent");
+  CU(a, a->StreamCreate(&c->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  return NULL;
+}
+
+ts_status ts_device_create_cuda(int ordinal, ts_device **out) {
+  cuda_device *c = calloc(1, sizeof *c);
+  if (!c)
+    return ts_status_nomem();
+  c->base.ops = &cuda_ops;
+  atomic_init(&c->base.refs, 1);
+  c->base.threads = 1;
+  c->base.cuda = true;
+  ts_status st = open_device(c, ordinal);
+  if (st) {
+    cuda_destroy(&c->base);
+    return st;
+  }
+  *out = &c->base;
+  return NULL;
+}
+
+/* The PTX architecture for this GPU: sm_90a PTX runs on compute capability
+ * 9.0 only; sm_80 PTX on 8.0 and later (the driver JIT-compiles it). */
+const char *ts_cuda_arch(const ts_device *d) {
+  const cuda_device *c = (const cuda_device *)d;
+  if (c->cc_major == 9 && c->cc_minor == 0)
+    return "sm_90a";
+  return c->cc_major >= 8 ? "sm_80" : NULL;
+}
+
+ts_status ts_cuda_module_load(ts_device *d, const char *ptx, const char *name,
+                              int64_t smem, void **module, void **fn) {
+  cuda_device *c = (cuda_device *)d;
+  cuda_api *a = &c->api;
+  CU(a, a->CtxSetCurrent(c->ctx), "cuCtxSetCurrent");
+  char log[4096] = "";
+  CUjit_option opts[2] = {CU_JIT_ERROR_LOG_BUFFER,
+                          CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+  void *vals[2] = {log, (void *)(uintptr_t)sizeof log};
+  CUmodule m;
+  CUresult r = a->ModuleLoadDataEx(&m, ptx, 2, opts, vals);
+  if (r != CUDA_SUCCESS)
+    return ts_status_annotate(cu_fail(a, r, "cuModuleLoadDataEx"), "%s", log);
+  CUfunction f;
+  r = a->ModuleGetFunction(&f, m, name);
+  if (r == CUDA_SUCCESS && smem > 48 * 1024)
+    r = a->FuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                            (int)smem);
+  if (r != CUDA_SUCCESS) {
+    a->ModuleUnload(m);
+    return cu_fail(a, r, name);
+  }
+  *module = m;
+  *fn = f;
+  return NULL;
+}
+
+void ts_cuda_module_unload(ts_device *d, void *module) {
+  cuda_device *c = (cuda_device *)d;
+  if (module)
+    c->api.ModuleUnload((CUmodule)module);
+}
+
+ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
+                         int threads, int64_t smem, void **params,
+                         int64_t scratch_bytes, void **scratch_slot,
+                         double *seconds) {
+  cuda_device *c = (cuda_device *)d;
+  cuda_api *a = &c->api;
+  if (grid[0] > 0x7fffffff || grid[1] > 65535 || grid[2] > 65535)
+    return ts_status_make(TS_ERR_INVALID, "the grid (%lld, %lld, %lld) is "
+                          "larger than a CUDA grid",
+                          (long long)grid[0], (long long)grid[1],
+                          (long long)grid[2]);
+  if (grid[0] * grid[1] * grid[2] == 0)
+    return NULL;
+  CU(a, a->CtxSetCurrent(c->ctx), "cuCtxSetCurrent");
+  CUdeviceptr scratch = 0;
+  if (scratch_bytes > 0)
+    CU(a, a->MemAlloc(&scratch, (size_t)scratch_bytes), "cuMemAlloc (scratch)");
+  *scratch_slot = (void *)(uintptr_t)scratch;
+  CUevent e0 = NULL, e1 = NULL;
+  CUresult r = a->EventCreate(&e0, CU_EVENT_DEFAULT);
+  if (r == CUDA_SUCCESS)
+    r = a->EventCreate(&e1, CU_EVENT_DEFAULT);
+  if (r == CUDA_SUCCESS)
+    r = a->EventRecord(e0, c->stream);
+  if (r == CUDA_SUCCESS)
+    r = a->LaunchKernel((CUfunction)fn, (unsigned)grid[0], (unsigned)grid[1],
+                        (unsigned)grid[2], (unsigned)threads, 1, 1,
+                        (unsigned)smem, c->stream, params, NULL);
+  if (r == CUDA_SUCCESS)
+    r = a->EventRecord(e1, c->stream);
+  if (r == CUDA_SUCCESS)
+    r = a->StreamSynchronize(c->stream);
+  float ms = 0;
+  if (r == CUDA_SUCCESS)
+    r = a->EventElapsedTime(&ms, e0, e1);
+  ts_status st = r == CUDA_SUCCESS ? NULL : cu_fail(a, r, "cuLaunchKernel");
+  if (e0)
+    a->EventDestroy(e0);
+  if (e1)
+    a->EventDestroy(e1);
+  if (scratch)
+    a->MemFree(scratch);
+  if (!st && seconds)
+    *seconds = ms / 1e3;
+  return st;
+}
+
+#endif
