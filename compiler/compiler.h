@@ -1,7 +1,7 @@
 /* compiler.h - the compile driver: one .tile source through the stages
  * tokens -> ast -> typed -> mlir -> lowered -> llvm | ptx | cuda, stopping
- * at the stage asked for. The CPU and PTX targets are built; --target cuda
- * reports "not yet built". Thread-safe: each call owns its state. */
+ * at the stage asked for: the CPU target (JIT), PTX through MLIR, and CUDA
+ * C (its PTX through NVRTC). Thread-safe: each call owns its state. */
 #ifndef TS_COMPILER_H
 #define TS_COMPILER_H
 
@@ -22,7 +22,7 @@ typedef enum ts_target {
   X(LOWERED, "lowered", true)                                                  \
   X(LLVM, "llvm", true)                                                        \
   X(PTX, "ptx", true)                                                         \
-  X(CUDA, "cuda", false)
+  X(CUDA, "cuda", true)
 
 typedef enum ts_emit {
 #define X(name, text, built) TS_EMIT_##name,
@@ -103,6 +103,13 @@ TS_MUST_USE ts_status ts_compile(const ts_allocator *alloc, const char *path,
                                  const char *text, size_t len,
                                  const ts_compile_options *opt, ts_diags *diags,
                                  ts_buf *out);
+
+/* CUDA C to PTX for `arch` with NVRTC (opened at run time); without it,
+ * TS_ERR_UNSUPPORTED saying so. */
+TS_MUST_USE ts_status ts_nvrtc_compile(const char *cuda, const char *arch,
+                                       ts_buf *ptx);
+/* "NVRTC 13.0", or NULL when there is none. */
+const char *ts_nvrtc_version(char *buf, size_t size);
 
 /* "tessera 0.1.0 (LLVM/MLIR 22.1.8)" */
 const char *ts_compiler_version(void);

@@ -239,6 +239,55 @@ static ts_status lower_ptx(ts_unit *u, const ts_compile_options *opt,
   return st;
 }
 
+/* The CUDA C target: CUDA C (cuda, the default), or its PTX from NVRTC
+ * (ptx; through the kernel cache when there is one). */
+static ts_status lower_cuda(ts_unit *u, const ts_compile_options *opt,
+                            ts_diags *diags, ts_buf *out) {
+  if (opt->emit != TS_EMIT_DEFAULT && opt->emit != TS_EMIT_CUDA &&
+      opt->emit != TS_EMIT_PTX)
+    return ts_status_make(TS_ERR_INVALID, "--target cuda has the stages cuda "
+                          "and ptx, not %s", ts_emit_name(opt->emit));
+  if (opt->emit != TS_EMIT_PTX)
+    return ts_gen_cuda(u, opt->kernel, diags, out);
+  ts_cache_key key;
+  char hex[33], nvv[64];
+  if (opt->cache_dir) {
+    key = artifact_key(u, opt, "nvrtc-ptx");
+    const char *v = ts_nvrtc_version(nvv, sizeof nvv);
+    ts_cache_key_add_str(&key, v ? v : "none");
+    ts_cache_key_hex(&key, hex);
+    ts_buf warn;
+    ts_buf_init(&warn, ts_allocator_system());
+    bool hit;
+    ts_status st = ts_cache_get(opt->cache_dir, &key, out, &hit, &warn);
+    if (warn.len)
+      fprintf(stderr, "tessera: warning: %s\n", warn.ptr);
+    ts_buf_deinit(&warn);
+    if (st || hit) {
+      if (hit && opt->log)
+        ts_buf_printf(opt->log, "cache hit %s/%s.tsc\n", opt->cache_dir, hex);
+      return st;
+    }
+  }
+  ts_buf cu;
+  ts_buf_init(&cu, ts_allocator_system());
+  ts_status st = ts_gen_cuda(u, opt->kernel, diags, &cu);
+  size_t before = out->len;
+  if (!st)
+    st = ts_nvrtc_compile(cu.ptr, opt->arch ? opt->arch : "sm_90a", out);
+  ts_buf_deinit(&cu);
+  if (!st && opt->cache_dir) {
+    ts_status ps = ts_cache_put(opt->cache_dir, &key, out->ptr + before,
+                                out->len - before);
+    if (opt->log)
+      ts_buf_printf(opt->log, "cache %s %s/%s.tsc\n",
+                    ps ? "miss, not stored:" : "miss, stored", opt->cache_dir,
+                    hex);
+    ts_status_free(ps);
+  }
+  return st;
+}
+
 ts_status ts_compile(const ts_allocator *alloc, const char *path,
                      const char *text, size_t len,
                      const ts_compile_options *opt, ts_diags *diags,
@@ -281,10 +330,8 @@ ts_status ts_compile(const ts_allocator *alloc, const char *path,
                         opt->arch);
     goto done;
   }
-  if (opt->target == TS_TARGET_CUDA || opt->emit == TS_EMIT_CUDA) {
-    st = ts_status_make(TS_ERR_UNSUPPORTED,
-                        "--target cuda is not yet built: the CPU and PTX "
-                        "targets are");
+  if (opt->target == TS_TARGET_CUDA) {
+    st = lower_cuda(&u, opt, diags, out);
     goto done;
   }
   if (opt->target == TS_TARGET_PTX || opt->emit == TS_EMIT_PTX) {

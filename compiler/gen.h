@@ -22,6 +22,18 @@ ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
 ts_status ts_gen_gpu(mb_ctx_t ctx, ts_unit *u, const char *only,
                      const char *chip, ts_diags *diags, MlirModule *out);
 
+/* Where the tiles of a kernel body live on the GPU (both GPU lowerings):
+ * the tile declarations in source order, whether each is in shared memory
+ * and at which byte offset; the rest are in global scratch, in order, each
+ * rounded up to 16 bytes. Returns the tile count. */
+#define TS_GPU_MAX_TILES 256
+int ts_gpu_tile_plan(ts_node *body, ts_node **tiles, bool *in_smem,
+                     int64_t *off, int64_t *smem_total);
+
+/* The typed AST to CUDA C (cuda.c), for NVRTC. */
+ts_status ts_gen_cuda(ts_unit *u, const char *only, ts_diags *diags,
+                      ts_buf *out);
+
 /* Bytes of shared memory a block of the GPU kernel uses (a launch passes
  * them as dynamic shared memory). */
 int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k);

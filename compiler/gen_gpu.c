@@ -53,14 +53,13 @@ MlirValue gen_gpu_index(gen *g, const char *op, int dim) {
 
 /* ---- where tiles live ---------------------------------------------------- */
 
-#define MAX_TILES 256
 
 /* The tile declarations of a kernel body in source order. */
 static void collect(ts_node *n, ts_node **out, int *count) {
   if (!n)
     return;
   if (n->kind == TS_NODE_TILE) {
-    if (n->sym && n->sym->type && *count < MAX_TILES)
+    if (n->sym && n->sym->type && *count < TS_GPU_MAX_TILES)
       out[(*count)++] = n;
     return;
   }
@@ -94,9 +93,8 @@ bool gen_gpu_tile_in_smem(const ts_type *t, bool shared, int64_t *smem) {
   return true;
 }
 
-/* Calls `place(tile, in_smem, smem_offset)` for each tile: shared first. */
-static int plan(ts_node *body, ts_node **tiles, bool *in_smem, int64_t *off,
-                int64_t *smem_total) {
+int ts_gpu_tile_plan(ts_node *body, ts_node **tiles, bool *in_smem,
+                     int64_t *off, int64_t *smem_total) {
   int n = 0;
   collect(body, tiles, &n);
   int64_t smem = 16; /* the broadcast slot */
@@ -113,10 +111,10 @@ static int plan(ts_node *body, ts_node **tiles, bool *in_smem, int64_t *off,
 }
 
 int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k) {
-  ts_node *tiles[MAX_TILES];
-  bool in_smem[MAX_TILES];
-  int64_t off[MAX_TILES], total;
-  plan(k->node->kids[4], tiles, in_smem, off, &total);
+  ts_node *tiles[TS_GPU_MAX_TILES];
+  bool in_smem[TS_GPU_MAX_TILES];
+  int64_t off[TS_GPU_MAX_TILES], total;
+  ts_gpu_tile_plan(k->node->kids[4], tiles, in_smem, off, &total);
   return total;
 }
 
@@ -137,10 +135,10 @@ static MlirValue tile_bytes(gen *g, ts_node *tile, MlirValue *count) {
 }
 
 MlirValue gen_gpu_scratch_bytes(gen *g, ts_node *body) {
-  ts_node *tiles[MAX_TILES];
-  bool in_smem[MAX_TILES];
-  int64_t off[MAX_TILES], total;
-  int n = plan(body, tiles, in_smem, off, &total);
+  ts_node *tiles[TS_GPU_MAX_TILES];
+  bool in_smem[TS_GPU_MAX_TILES];
+  int64_t off[TS_GPU_MAX_TILES], total;
+  int n = ts_gpu_tile_plan(body, tiles, in_smem, off, &total);
   MlirValue sum = gen_i64(g, 0), count;
   for (int i = 0; i < n; i++)
     if (!in_smem[i])
@@ -185,10 +183,10 @@ static MlirType storage_of(gen *g, ts_dtype dt) {
 
 void gen_gpu_tiles(gen *g, ts_node *body) {
   mb *b = &g->b;
-  ts_node *tiles[MAX_TILES];
-  bool in_smem[MAX_TILES];
-  int64_t off[MAX_TILES], total;
-  int n = plan(body, tiles, in_smem, off, &total);
+  ts_node *tiles[TS_GPU_MAX_TILES];
+  bool in_smem[TS_GPU_MAX_TILES];
+  int64_t off[TS_GPU_MAX_TILES], total;
+  int n = ts_gpu_tile_plan(body, tiles, in_smem, off, &total);
   MlirAttribute wg =
       mlirAttributeParseGet(b->ctx, mb_str("#gpu.address_space<workgroup>"));
   MlirValue smem;

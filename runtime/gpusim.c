@@ -37,6 +37,8 @@ typedef struct team {
   ucontext_t sched;
   int32_t xchg[2][MAX_THREADS];
   /* the launch */
+  bool direct; /* CUDA C built for the CPU: `gpu` takes the launch's
+                * parameters and asks ts_sim_index for its indices */
   ts_packed_fn gpu;
   void *const *slots; /* the kernel's packed tensors, dims, scalars */
   int nslots;
@@ -72,10 +74,49 @@ const ts_jit_symbol ts_gpusim_symbols[2] = {
 
 static _Thread_local team *the_team; /* the launch a starting fiber belongs to */
 
+/* What the CUDA C of a kernel built for the CPU calls (cudasim.c's shim):
+ * threadIdx (0), blockIdx (1), gridDim (2); __syncthreads;
+ * __shfl_xor_sync; the block's shared memory. */
+long long ts_sim_index(int what, int dim);
+void ts_sim_barrier(void);
+int ts_sim_shuffle(int v, int off);
+unsigned char *ts_sim_smem(void);
+
+long long ts_sim_index(int what, int dim) {
+  team *t = the_team;
+  if (what == 0)
+    return dim == 0 ? t->cur : 0;
+  return what == 1 ? t->block[dim] : t->grid[dim];
+}
+
+void ts_sim_barrier(void) { wait_as(the_team, AT_BARRIER); }
+
+int ts_sim_shuffle(int v, int off) {
+  return ts_gpusim_shuffle((int64_t)(intptr_t)the_team, the_team->cur, v, off);
+}
+
+unsigned char *ts_sim_smem(void) { return the_team->smem; }
+
 /* One GPU thread running one block. */
 static void fiber_main(void) {
   team *t = the_team;
   int64_t tid = t->cur;
+  if (t->direct) {
+    void *slots[TS_GPUSIM_MAX_SLOTS + 6];
+    memcpy(slots, t->slots, (size_t)t->nslots * sizeof *slots);
+    int64_t zero = 0, one = 1;
+    int64_t ssize = t->scratch_size > 0 ? t->scratch_size : 1;
+    int n = t->nslots;
+    slots[n++] = &t->scratch;
+    slots[n++] = &t->scratch;
+    slots[n++] = &zero;
+    slots[n++] = &ssize;
+    slots[n++] = &one;
+    slots[n++] = &t->per_block;
+    t->gpu(slots);
+    t->f[tid].state = DONE;
+    swapcontext(&t->f[tid].ctx, &t->sched);
+  }
   void *slots[TS_GPUSIM_MAX_SLOTS + 20];
   memcpy(slots, t->slots, (size_t)t->nslots * sizeof *slots);
   /* scratch and smem memrefs: allocated, aligned, offset, size, stride */
@@ -164,8 +205,9 @@ static ts_status run_block(team *t) {
   }
 }
 
-ts_status ts_gpusim_launch(ts_packed_fn gpu, int threads, void *const *slots,
-                           int nslots, const int64_t grid[3], int64_t total,
+ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
+                           void *const *slots, int nslots,
+                           const int64_t grid[3], int64_t total,
                            int64_t per_block, int64_t smem) {
   if (threads < 1 || threads > MAX_THREADS || nslots > TS_GPUSIM_MAX_SLOTS)
     return ts_status_make(TS_ERR_UNSUPPORTED,
@@ -194,6 +236,7 @@ ts_status ts_gpusim_launch(ts_packed_fn gpu, int threads, void *const *slots,
     goto out;
   }
   t->threads = threads;
+  t->direct = direct;
   t->gpu = gpu;
   t->slots = slots;
   t->nslots = nslots;

@@ -36,9 +36,15 @@ ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
  * kernel's packed tensors, dims and scalars. */
 #define TS_GPUSIM_MAX_SLOTS 512
 extern const ts_jit_symbol ts_gpusim_symbols[2];
-ts_status ts_gpusim_launch(ts_packed_fn gpu, int threads, void *const *slots,
-                           int nslots, const int64_t grid[3], int64_t total,
+ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
+                           void *const *slots, int nslots,
+                           const int64_t grid[3], int64_t total,
                            int64_t per_block, int64_t smem);
+/* The CUDA C of kernel `name` built for the CPU (cudasim.c): a packed
+ * function the simulator calls directly; *handle is for ts_cudasim_close. */
+ts_status ts_cudasim_build(const char *cuda, const char *name, void **handle,
+                           ts_packed_fn *fn);
+void ts_cudasim_close(void *handle);
 
 /* Runs fn(ctx, begin, end) over [0, total) in chunks on every thread of the
  * pool (the caller's included); returns when all are done. */

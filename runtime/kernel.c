@@ -17,10 +17,42 @@ struct ts_kernel {
   void *cu_module, *cu_fn;
   int64_t smem;
   double last_seconds;
+  /* the GPU simulator running the CUDA C lowering */
+  void *sim_lib;
+  ts_packed_fn sim_fn;
 };
 
+static bool cuda_lowering(void) {
+  const char *l = getenv("TESSERA_GPU_LOWERING");
+  return l && !strcmp(l, "cuda");
+}
+
+/* On the GPU simulator with TESSERA_GPU_LOWERING=cuda: the kernel's CUDA C,
+ * built for the CPU. */
+static ts_status load_cudasim(ts_kernel *k, const char *path, const char *text,
+                              size_t len, const ts_define *defines,
+                              size_t ndefs, ts_diags *diags) {
+  ts_compile_options opt = {.kernel = k->name,
+                            .target = TS_TARGET_CUDA,
+                            .emit = TS_EMIT_CUDA,
+                            .defines = defines,
+                            .define_count = ndefs};
+  ts_buf cu;
+  ts_buf_init(&cu, ts_allocator_system());
+  ts_status st =
+      ts_compile(ts_allocator_system(), path, text, len, &opt, diags, &cu);
+  if (!st && cu.failed)
+    st = ts_status_nomem();
+  if (!st)
+    st = ts_cudasim_build(cu.ptr, k->name, &k->sim_lib, &k->sim_fn);
+  ts_buf_deinit(&cu);
+  return st;
+}
+
 /* Compiles the kernel to PTX (through the kernel cache) for the device's
- * architecture and loads it. */
+ * architecture and loads it: the MLIR lowering, or with
+ * TESSERA_GPU_LOWERING=cuda the CUDA C one through NVRTC (the differential
+ * tests run the numerics suites both ways). */
 static ts_status load_cuda(ts_kernel *k, const char *path, const char *text,
                            size_t len, const ts_define *defines, size_t ndefs,
                            ts_diags *diags) {
@@ -29,9 +61,10 @@ static ts_status load_cuda(ts_kernel *k, const char *path, const char *text,
     return ts_status_make(TS_ERR_UNSUPPORTED, "this GPU is older than sm_80, "
                           "which Tessera's PTX needs");
   char cache[4096];
+  bool nvrtc = cuda_lowering();
   ts_compile_options opt = {.kernel = k->name,
-                            .target = TS_TARGET_PTX,
-                            .emit = TS_EMIT_DEFAULT,
+                            .target = nvrtc ? TS_TARGET_CUDA : TS_TARGET_PTX,
+                            .emit = nvrtc ? TS_EMIT_PTX : TS_EMIT_DEFAULT,
                             .defines = defines,
                             .define_count = ndefs,
                             .arch = arch,
@@ -69,7 +102,9 @@ ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
   k->device = ts_device_retain(d);
   k->info = ts_cpu_program_kernel(k->prog);
   snprintf(k->name, sizeof k->name, "%s", name);
-  if (d->cuda && (st = load_cuda(k, path, text, len, defines, ndefs, diags))) {
+  if ((d->cuda && (st = load_cuda(k, path, text, len, defines, ndefs, diags))) ||
+      (d->gpusim && cuda_lowering() &&
+       (st = load_cudasim(k, path, text, len, defines, ndefs, diags)))) {
     ts_kernel_release(k);
     return st;
   }
@@ -94,6 +129,8 @@ void ts_kernel_release(ts_kernel *k) {
     return;
   if (k->cu_module)
     ts_cuda_module_unload(k->device, k->cu_module);
+  if (k->sim_lib)
+    ts_cudasim_close(k->sim_lib);
   ts_cpu_program_destroy(k->prog);
   ts_device_release(k->device);
   free(k);
@@ -320,10 +357,10 @@ ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args, size_t count) {
     int64_t per_block = 0;
     gslots[ng] = &per_block;
     ts_cpu_program_scratch(k->prog)(gslots);
-    ts_status st = ts_gpusim_launch(ts_cpu_program_gpu(k->prog),
-                                    (int)info->threads, p->slots, p->n, g,
-                                    total, per_block,
-                                    ts_kernel_smem_bytes(info));
+    ts_status st = ts_gpusim_launch(
+        k->sim_fn ? k->sim_fn : ts_cpu_program_gpu(k->prog), k->sim_fn != NULL,
+        (int)info->threads, p->slots, p->n, g, total, per_block,
+        ts_kernel_smem_bytes(info));
     free(p);
     return st;
   }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh TESSERA SOURCE_DIR - every kernel in kernels/ and every test kernel
-# compiles to PTX for sm_90a and sm_80, and ptxas assembles it with no
-# warning. Per kernel, ptxas's registers, spill bytes and stack frame are
+# compiles to PTX for sm_90a and sm_80 both ways (MLIR; CUDA C through
+# NVRTC), and ptxas assembles each with no warning. Per kernel, ptxas's registers, spill bytes and stack frame are
 # compared with tests/ptx/resources.txt: a kernel missing from it, or one
 # that spills more than recorded, fails (registers are reported when they
 # change). TS_UPDATE_GOLDEN=1 rewrites resources.txt. Without ptxas the
@@ -33,6 +33,15 @@ for arch in sm_90a sm_80; do
     fi
     if grep -qi "warning" "$tmp/info"; then
       echo "FAIL: ptxas -arch=$arch warns on $f:"; grep -i warning "$tmp/info"
+      fail=$((fail + 1)); continue
+    fi
+    # the second lowering: CUDA C, through NVRTC, then ptxas
+    if ! "$tessera" compile "$f" --target cuda --emit ptx --arch "$arch" --no-cache -o "$out.nvrtc" 2>"$tmp/err"; then
+      echo "FAIL: the CUDA C of $f does not compile with NVRTC for $arch:"; head -c 3000 "$tmp/err"
+      fail=$((fail + 1)); continue
+    fi
+    if ! "$ptxas" -arch="$arch" "$out.nvrtc" -o "$tmp/out2.cubin" 2>"$tmp/info2" || grep -qi warning "$tmp/info2"; then
+      echo "FAIL: ptxas -arch=$arch on NVRTC's PTX of $f:"; head -20 "$tmp/info2"
       fail=$((fail + 1)); continue
     fi
     # entry, then "N bytes stack frame, S bytes spill stores, L bytes spill

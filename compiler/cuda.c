@@ -1,0 +1,1221 @@
+/* cuda.c - the second, independent lowering of the GPU target: the typed
+ * AST to CUDA C, which NVRTC compiles (nvrtc.c). It follows the execution
+ * model of the MLIR lowering (gen_gpu.c: every thread runs a block's
+ * scalar statements, tile ops and `parallel` split their elements over the
+ * threads between barriers, scalar stores and atomics outside `parallel`
+ * are done by thread 0, tiles live where gen_gpu.c places them) but shares
+ * none of its code, so that running both and comparing them tests each.
+ *
+ * The kernel's parameters are those of the PTX kernel (docs/abi.md): per
+ * tensor the five values of a memref descriptor, then dims, scalars, the
+ * scratch memref and its bytes per block; the runtime launches either. */
+#include "compiler/gen.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+typedef enum { CT_F32, CT_I32, CT_I64, CT_BOOL } ctype;
+
+typedef struct cg {
+  ts_buf *o;
+  ts_unit *u;
+  ts_diags *d;
+  const ts_kernel_info *k;
+  int ind;
+  int par;      /* depth of parallel statements (helpers count as one) */
+  bool single;  /* inside a thread-0 statement */
+  bool synced;  /* the last statement ended with a barrier */
+  bool failed;
+  int64_t threads;
+  int tmp;
+  ctype fn_result; /* in a helper */
+  char **strs; /* strings to free at the end */
+  size_t nstrs, capstrs;
+} cg;
+
+/* ---- output and strings -------------------------------------------------- */
+
+static void line(cg *c, const char *fmt, ...) TS_PRINTF(2, 3);
+static void line(cg *c, const char *fmt, ...) {
+  for (int i = 0; i < c->ind; i++)
+    ts_buf_puts(c->o, "  ");
+  va_list ap;
+  va_start(ap, fmt);
+  ts_buf_vprintf(c->o, fmt, ap);
+  va_end(ap);
+  ts_buf_putc(c->o, '\n');
+}
+
+/* A formatted string that lives until the end of the lowering. */
+static const char *str(cg *c, const char *fmt, ...) TS_PRINTF(2, 3);
+static const char *str(cg *c, const char *fmt, ...) {
+  ts_buf b;
+  ts_buf_init(&b, ts_allocator_system());
+  va_list ap;
+  va_start(ap, fmt);
+  ts_buf_vprintf(&b, fmt, ap);
+  va_end(ap);
+  if (b.failed || !b.ptr) {
+    c->failed = true;
+    ts_buf_deinit(&b);
+    return "0";
+  }
+  if (c->nstrs == c->capstrs) {
+    size_t cap = c->capstrs ? c->capstrs * 2 : 256;
+    char **s = realloc(c->strs, cap * sizeof *s);
+    if (!s) {
+      c->failed = true;
+      ts_buf_deinit(&b);
+      return "0";
+    }
+    c->strs = s;
+    c->capstrs = cap;
+  }
+  return c->strs[c->nstrs++] = b.ptr; /* the buffer's memory, kept */
+}
+
+static void unsupported(cg *c, ts_node *n, const char *what) {
+  if (c->failed && ts_diags_full(c->d))
+    return;
+  ts_diag *dg = ts_diag_error(c->d, &c->u->src, n->span,
+                              "%s is not supported by the CUDA C target yet",
+                              what);
+  ts_diag_hint(c->d, dg, "the PTX target (--target ptx) may support it");
+  c->failed = true;
+}
+
+static const char *name_of(cg *c, const char *prefix, ts_str n) {
+  return str(c, "%s%.*s", prefix, (int)n.len, n.ptr);
+}
+
+/* ---- types --------------------------------------------------------------- */
+
+static const char *storage_c(ts_dtype dt) {
+  switch (dt) {
+  case TS_DTYPE_F32: return "float";
+  case TS_DTYPE_F16:
+  case TS_DTYPE_BF16: return "unsigned short";
+  case TS_DTYPE_FP8E4M3:
+  case TS_DTYPE_BOOL: return "unsigned char";
+  case TS_DTYPE_I8: return "signed char";
+  case TS_DTYPE_I32: return "int";
+  default: return "long long";
+  }
+}
+
+static ctype compute_of(ts_dtype dt) {
+  switch (dt) {
+  case TS_DTYPE_F32:
+  case TS_DTYPE_F16:
+  case TS_DTYPE_BF16:
+  case TS_DTYPE_FP8E4M3: return CT_F32;
+  case TS_DTYPE_I8:
+  case TS_DTYPE_I32: return CT_I32;
+  case TS_DTYPE_BOOL: return CT_BOOL;
+  default: return CT_I64;
+  }
+}
+
+static const char *ctype_c(ctype t) {
+  static const char *const n[] = {"float", "int", "long long", "bool"};
+  return n[t];
+}
+
+static ctype repr(const ts_type *t) {
+  return t && t->kind == TS_TYPE_SCALAR ? compute_of(t->dtype) : CT_I64;
+}
+
+/* `x` (of type `from`) as type `to`, as gen.c's gen_convert does. */
+static const char *convert(cg *c, const char *x, ctype from, ctype to) {
+  if (from == to)
+    return x;
+  if (to == CT_BOOL)
+    return str(c, "((%s) != 0)", x);
+  if (from == CT_BOOL)
+    return str(c, "((%s)(int)(%s))", ctype_c(to), x);
+  return str(c, "((%s)(%s))", ctype_c(to), x);
+}
+
+static const char *from_storage(cg *c, const char *x, ts_dtype dt) {
+  switch (dt) {
+  case TS_DTYPE_BF16: return str(c, "ts_bf16_f32(%s)", x);
+  case TS_DTYPE_F16: return str(c, "ts_f16_f32(%s)", x);
+  case TS_DTYPE_FP8E4M3: return str(c, "ts_e4m3_f32(%s)", x);
+  case TS_DTYPE_I8: return str(c, "((int)(%s))", x);
+  case TS_DTYPE_BOOL: return str(c, "((%s) != 0)", x);
+  default: return x;
+  }
+}
+
+/* `x` of compute type `from` stored as dtype `dt`. */
+static const char *to_storage(cg *c, const char *x, ctype from, ts_dtype dt) {
+  switch (dt) {
+  case TS_DTYPE_BF16:
+    return str(c, "ts_f32_bf16(%s)", convert(c, x, from, CT_F32));
+  case TS_DTYPE_F16:
+    return str(c, "ts_f32_f16(%s)", convert(c, x, from, CT_F32));
+  case TS_DTYPE_FP8E4M3:
+    return str(c, "ts_f32_e4m3(%s)", convert(c, x, from, CT_F32));
+  case TS_DTYPE_I8:
+    return str(c, "((signed char)%s)", convert(c, x, from, CT_I32));
+  case TS_DTYPE_BOOL:
+    return str(c, "((unsigned char)%s)", convert(c, x, from, CT_BOOL));
+  default: return convert(c, x, from, compute_of(dt));
+  }
+}
+
+/* ---- extents ------------------------------------------------------------- */
+
+static const char *extent(cg *c, const ts_extent *e, ts_node *at) {
+  const char *s = str(c, "%lldLL", (long long)e->c);
+  for (uint32_t i = 0; i < e->term_count; i++) {
+    const ts_symbol *dim = NULL;
+    for (uint32_t j = 0; c->k && j < c->k->dim_count; j++)
+      if (c->k->dims[j]->atom == e->terms[i].atom)
+        dim = c->k->dims[j];
+    if (!dim) {
+      unsupported(c, at, "this extent");
+      return "1";
+    }
+    s = str(c, "(%s + %lldLL * %s)", s, (long long)e->terms[i].coef,
+            name_of(c, "d_", dim->name));
+  }
+  return s;
+}
+
+/* ---- expressions --------------------------------------------------------- */
+
+static const char *expr(cg *c, ts_node *n, ctype *t);
+static const char *expr_as(cg *c, ts_node *n, ctype want);
+
+static const char *const_of(cg *c, ts_node *n, ctype t) {
+  const ts_const *k = &n->cval;
+  if (t == CT_F32) {
+    double v = k->kind == TS_CONST_FLOAT ? k->f
+               : k->kind == TS_CONST_INT ? (double)k->i
+                                         : (double)k->b;
+    float f = (float)v;
+    if (f != f)
+      return "__int_as_float(0x7fc00000)";
+    if (f == __builtin_inff())
+      return "__int_as_float(0x7f800000)";
+    if (f == -__builtin_inff())
+      return "__int_as_float(0xff800000)";
+    return str(c, "%.9ef", (double)f);
+  }
+  int64_t v = k->kind == TS_CONST_INT    ? k->i
+              : k->kind == TS_CONST_BOOL ? k->b
+                                         : (int64_t)k->f;
+  if (t == CT_BOOL)
+    return v ? "true" : "false";
+  if (t == CT_I32)
+    return str(c, "((int)%lldLL)", (long long)(int32_t)v);
+  if (v == INT64_MIN)
+    return "(-9223372036854775807LL - 1)";
+  return str(c, "%lldLL", (long long)v);
+}
+
+static const char *expr_as(cg *c, ts_node *n, ctype want) {
+  if (n->cval.kind != TS_CONST_NONE)
+    return const_of(c, n, want);
+  ctype t;
+  const char *x = expr(c, n, &t);
+  return convert(c, x, t, want);
+}
+
+static bool is_bool_t(const ts_type *t) {
+  return t && t->kind == TS_TYPE_SCALAR && t->dtype == TS_DTYPE_BOOL;
+}
+
+static int width(ctype t) { return t == CT_I64 ? 64 : t == CT_I32 ? 32 : 1; }
+
+static ctype operand_type(ts_node *x, ts_node *y) {
+  ctype a = repr(x->type), b = repr(y->type);
+  if (a == CT_F32 || b == CT_F32)
+    return CT_F32;
+  if (x->type->literal)
+    return b;
+  if (y->type->literal)
+    return a;
+  return width(a) >= width(b) ? a : b;
+}
+
+/* ---- views: a tensor or tile reference as index arithmetic -------------- */
+
+enum { SUB_INDEX, SUB_SLICE, SUB_GATHER };
+
+typedef struct cview cview;
+struct cview {
+  const char *base; /* the pointer */
+  ts_dtype dt;
+  uint32_t rank;
+  const char *dims[TS_MAX_RANK];
+  struct {
+    int kind;
+    const char *start;
+    uint32_t vdim;
+    cview *gather;
+  } sub[TS_MAX_RANK];
+  uint32_t vrank;
+  const char *vext[TS_MAX_RANK];
+  bool in_range;
+};
+
+static bool view_base(cg *c, ts_node *b, cview *v) {
+  ts_symbol *s = b->sym;
+  if (!s || !s->type || (s->kind != TS_SYM_TENSOR && s->kind != TS_SYM_TILE)) {
+    unsupported(c, b, "this reference");
+    return false;
+  }
+  memset(v, 0, sizeof *v);
+  v->base = name_of(c, s->kind == TS_SYM_TENSOR ? "a_" : "t_", s->name);
+  v->dt = s->type->dtype;
+  v->rank = s->type->rank;
+  for (uint32_t i = 0; i < v->rank; i++)
+    v->dims[i] = extent(c, &s->type->dims[i], b);
+  return true;
+}
+
+static bool view_of(cg *c, ts_node *n, cview *v, cview *pool, int *np) {
+  if (n->kind == TS_NODE_NAME) {
+    if (!view_base(c, n, v))
+      return false;
+    for (uint32_t i = 0; i < v->rank; i++) {
+      v->sub[i].kind = SUB_SLICE;
+      v->sub[i].start = "0LL";
+      v->sub[i].vdim = i;
+      v->vext[i] = v->dims[i];
+    }
+    v->vrank = v->rank;
+    v->in_range = n->sym && n->sym->kind == TS_SYM_TILE;
+    return true;
+  }
+  if (!view_base(c, n->kids[0], v))
+    return false;
+  for (uint32_t i = 0; i < v->rank && i + 1 < n->kid_count; i++) {
+    ts_node *k = n->kids[i + 1];
+    bool gather = false;
+    if (k->kind == TS_NODE_INDEX)
+      for (uint32_t j = 1; j < k->kid_count; j++)
+        gather |= k->kids[j]->kind == TS_NODE_SLICE;
+    if (k->kind == TS_NODE_SLICE) {
+      const char *lo = k->kids[0] ? expr_as(c, k->kids[0], CT_I64) : "0LL";
+      const char *hi = k->kids[1] ? expr_as(c, k->kids[1], CT_I64) : v->dims[i];
+      v->sub[i].kind = SUB_SLICE;
+      v->sub[i].start = lo;
+      v->sub[i].vdim = v->vrank;
+      v->vext[v->vrank++] = str(c, "(%s - %s)", hi, lo);
+    } else if (gather) {
+      if (*np >= 8) {
+        unsupported(c, k, "this many gathers");
+        return false;
+      }
+      cview *g = &pool[(*np)++];
+      if (!view_of(c, k, g, pool, np))
+        return false;
+      v->sub[i].kind = SUB_GATHER;
+      v->sub[i].gather = g;
+      v->sub[i].vdim = v->vrank;
+      v->vext[v->vrank++] = g->vext[0];
+    } else {
+      v->sub[i].kind = SUB_INDEX;
+      v->sub[i].start = expr_as(c, k, CT_I64);
+    }
+  }
+  return true;
+}
+
+static const char *view_load(cg *c, cview *v, const char *const *k);
+
+/* The linear index and the in-bounds condition at view indices `k`. */
+static void view_elem(cg *c, cview *v, const char *const *k, const char **lin,
+                      const char **ok) {
+  const char *l = "0LL", *okv = "true";
+  for (uint32_t d = 0; d < v->rank; d++) {
+    const char *idx;
+    switch (v->sub[d].kind) {
+    case SUB_INDEX: idx = v->sub[d].start; break;
+    case SUB_SLICE:
+      idx = str(c, "(%s + %s)", v->sub[d].start, k[v->sub[d].vdim]);
+      break;
+    default: {
+      const char *gk[1] = {k[v->sub[d].vdim]};
+      idx = str(c, "((long long)%s)", view_load(c, v->sub[d].gather, gk));
+    }
+    }
+    /* an index expression is evaluated once per use: keep it simple */
+    if (!v->in_range)
+      okv = str(c, "%s && (%s) >= 0 && (%s) < %s", okv, idx, idx, v->dims[d]);
+    l = str(c, "(%s * %s + %s)", l, v->dims[d], idx);
+  }
+  *lin = l;
+  *ok = okv;
+}
+
+/* An element as its compute type; out of range reads 0. */
+static const char *view_load(cg *c, cview *v, const char *const *k) {
+  const char *lin, *ok;
+  view_elem(c, v, k, &lin, &ok);
+  const char *x = from_storage(c, str(c, "%s[%s]", v->base, lin), v->dt);
+  if (v->in_range)
+    return x;
+  ctype t = compute_of(v->dt);
+  return str(c, "((%s) ? %s : (%s)0)", ok, x, ctype_c(t));
+}
+
+/* Stores `x` (compute type `t`); out of range is not written. */
+static void view_store(cg *c, cview *v, const char *const *k, const char *x,
+                       ctype t) {
+  const char *lin, *ok;
+  view_elem(c, v, k, &lin, &ok);
+  const char *s = to_storage(c, x, t, v->dt);
+  if (v->in_range)
+    line(c, "%s[%s] = %s;", v->base, lin, s);
+  else
+    line(c, "if (%s) %s[%s] = %s;", ok, v->base, lin, s);
+}
+
+/* ---- expressions (continued) --------------------------------------------- */
+
+static const char *binary(cg *c, ts_node *n, ctype *rt) {
+  int op = n->op;
+  if (op == TS_TOK_ANDAND || op == TS_TOK_OROR) {
+    *rt = CT_BOOL;
+    return str(c, "(%s %s %s)", expr_as(c, n->kids[0], CT_BOOL),
+               op == TS_TOK_ANDAND ? "&&" : "||",
+               expr_as(c, n->kids[1], CT_BOOL));
+  }
+  ctype t = operand_type(n->kids[0], n->kids[1]);
+  if (is_bool_t(n->kids[0]->type) && is_bool_t(n->kids[1]->type))
+    t = CT_BOOL;
+  const char *x = expr_as(c, n->kids[0], t), *y = expr_as(c, n->kids[1], t);
+  const char *o;
+  *rt = t;
+  switch (op) {
+  case TS_TOK_PLUS: o = "+"; break;
+  case TS_TOK_MINUS: o = "-"; break;
+  case TS_TOK_STAR: o = "*"; break;
+  case TS_TOK_SLASH: o = "/"; break;
+  case TS_TOK_PERCENT: o = "%"; break;
+  case TS_TOK_AMP: o = "&"; break;
+  case TS_TOK_PIPE: o = "|"; break;
+  case TS_TOK_CARET: o = "^"; break;
+  case TS_TOK_SHL: o = "<<"; break;
+  case TS_TOK_SHR: o = ">>"; break;
+  default:
+    *rt = CT_BOOL;
+    switch (op) {
+    case TS_TOK_EQ: o = "=="; break;
+    case TS_TOK_NE: o = "!="; break;
+    case TS_TOK_LT: o = "<"; break;
+    case TS_TOK_LE: o = "<="; break;
+    case TS_TOK_GT: o = ">"; break;
+    case TS_TOK_GE: o = ">="; break;
+    default: unsupported(c, n, "this operator"); return x;
+    }
+  }
+  if (t == CT_BOOL && *rt != CT_BOOL) /* & | ^ of bools */
+    return str(c, "((bool)(%s %s %s))", x, o, y);
+  return str(c, "(%s %s %s)", x, o, y);
+}
+
+static const char *unary(cg *c, ts_node *n, ctype *rt) {
+  ctype t = repr(n->type);
+  *rt = t;
+  const char *x = expr_as(c, n->kids[0], t);
+  switch (n->op) {
+  case TS_TOK_MINUS: return str(c, "(-%s)", x);
+  case TS_TOK_BANG: return str(c, "(!%s)", x);
+  default: return str(c, "(~%s)", x);
+  }
+}
+
+static const char *builtin(cg *c, ts_node *n, ctype *rt) {
+  ts_node **k = n->kids;
+  ctype t = repr(n->type);
+  *rt = t;
+  switch (n->builtin) {
+  case TS_BUILTIN_BLOCK_ID: {
+    int64_t d = k[0]->cval.i;
+    *rt = CT_I64;
+    return d == 1 ? "((long long)blockIdx.y)"
+           : d == 2 ? "((long long)blockIdx.z)"
+                    : "((long long)blockIdx.x)";
+  }
+  case TS_BUILTIN_THREAD_ID: *rt = CT_I64; return "((long long)threadIdx.x)";
+  case TS_BUILTIN_CEILDIV:
+    return str(c, "ts_ceildiv(%s, %s)", expr_as(c, k[0], t), expr_as(c, k[1], t));
+  case TS_BUILTIN_MIN:
+  case TS_BUILTIN_MAX:
+    return str(c, "ts_%s(%s, %s)", n->builtin == TS_BUILTIN_MIN ? "min" : "max",
+               expr_as(c, k[0], t), expr_as(c, k[1], t));
+  case TS_BUILTIN_ABS:
+    return str(c, "ts_abs(%s)", expr_as(c, k[0], t));
+  case TS_BUILTIN_SELECT:
+    return str(c, "(%s ? %s : %s)", expr_as(c, k[0], CT_BOOL),
+               expr_as(c, k[1], t), expr_as(c, k[2], t));
+  case TS_BUILTIN_BITCAST: {
+    ctype from;
+    const char *x = expr(c, k[0], &from);
+    if (from == CT_F32 && t == CT_I32)
+      return str(c, "__float_as_int(%s)", x);
+    if (from == CT_I32 && t == CT_F32)
+      return str(c, "__int_as_float(%s)", x);
+    if (from == t)
+      return x;
+    unsupported(c, n, "this 'bitcast'");
+    return x;
+  }
+  default: break;
+  }
+  const char *x = expr_as(c, k[0], CT_F32);
+  *rt = CT_F32;
+  switch (n->builtin) {
+  case TS_BUILTIN_EXP: return str(c, "expf(%s)", x);
+  case TS_BUILTIN_EXP2: return str(c, "exp2f(%s)", x);
+  case TS_BUILTIN_LOG: return str(c, "logf(%s)", x);
+  case TS_BUILTIN_LOG2: return str(c, "log2f(%s)", x);
+  case TS_BUILTIN_SQRT: return str(c, "sqrtf(%s)", x);
+  case TS_BUILTIN_RSQRT: return str(c, "rsqrtf(%s)", x);
+  case TS_BUILTIN_SIN: return str(c, "sinf(%s)", x);
+  case TS_BUILTIN_COS: return str(c, "cosf(%s)", x);
+  case TS_BUILTIN_TANH: return str(c, "tanhf(%s)", x);
+  case TS_BUILTIN_FLOOR: return str(c, "floorf(%s)", x);
+  case TS_BUILTIN_CEIL: return str(c, "ceilf(%s)", x);
+  case TS_BUILTIN_RELU: return str(c, "ts_max(%s, 0.0f)", x);
+  case TS_BUILTIN_POW:
+    return str(c, "powf(%s, %s)", x, expr_as(c, k[1], CT_F32));
+  case TS_BUILTIN_SIGMOID: return str(c, "ts_sigmoid(%s)", x);
+  case TS_BUILTIN_SILU: return str(c, "ts_silu(%s)", x);
+  case TS_BUILTIN_SOFTPLUS: return str(c, "ts_softplus(%s)", x);
+  default: unsupported(c, n, "this built-in"); return x;
+  }
+}
+
+static const char *cast(cg *c, ts_node *n, ctype *rt) {
+  ts_dtype dt = n->dtype;
+  ctype t = compute_of(dt);
+  *rt = t;
+  if (ts_dtype_is_float(dt)) {
+    const char *x = expr_as(c, n->kids[0], CT_F32);
+    if (dt == TS_DTYPE_F32)
+      return x;
+    return from_storage(c, to_storage(c, x, CT_F32, dt), dt);
+  }
+  const char *x = expr_as(c, n->kids[0], t);
+  if (dt == TS_DTYPE_I8)
+    return str(c, "((int)(signed char)%s)", x);
+  return x;
+}
+
+static const char *fn_call(cg *c, ts_node *n, ctype *rt) {
+  ts_node *params = n->sym->decl->kids[0];
+  const char *args = "";
+  for (uint32_t i = 0; i < n->kid_count; i++) {
+    ts_node *pt = params->kids[i]->kids[0];
+    args = str(c, "%s%s%s", args, i ? ", " : "",
+               expr_as(c, n->kids[i], compute_of(pt->dtype)));
+  }
+  *rt = n->type && n->type->kind == TS_TYPE_SCALAR ? repr(n->type) : CT_I64;
+  return str(c, "%s(%s)", name_of(c, "f_", n->name), args);
+}
+
+static bool gpu_single(cg *c) { return c->par == 0 && !c->single; }
+
+static const char *atomic(cg *c, ts_node *n, ctype *rt) {
+  cview pool[8], v;
+  int np = 0;
+  *rt = repr(n->type);
+  if (!view_of(c, n->kids[0], &v, pool, &np))
+    return "0";
+  ts_dtype dt = v.dt;
+  if (dt != TS_DTYPE_F32 && dt != TS_DTYPE_I32 && dt != TS_DTYPE_I64) {
+    unsupported(c, n, "an atomic on this element type");
+    return "0";
+  }
+  const char *lin, *ok;
+  view_elem(c, &v, NULL, &lin, &ok);
+  const char *val = expr_as(c, n->kids[1], compute_of(dt));
+  const char *f = n->builtin == TS_BUILTIN_ATOMIC_ADD ? "ts_atomic_add"
+                                                      : "ts_atomic_max";
+  /* out of range: no update, the result is 0 */
+  const char *call = str(c, "((%s) ? %s(&%s[%s], %s) : (%s)0)", ok, f, v.base,
+                         lin, val, ctype_c(compute_of(dt)));
+  if (!gpu_single(c))
+    return call;
+  /* thread 0 does it; the old value reaches every thread through the
+   * first bytes of shared memory */
+  const char *slot = str(c, "(*(%s *)ts_smem)", ctype_c(compute_of(dt)));
+  line(c, "__syncthreads();");
+  line(c, "if (threadIdx.x == 0) %s = %s;", slot, call);
+  line(c, "__syncthreads();");
+  const char *tmp = str(c, "old%d_", c->tmp++);
+  line(c, "%s %s = %s;", ctype_c(compute_of(dt)), tmp, slot);
+  line(c, "__syncthreads();");
+  return tmp;
+}
+
+static const char *expr(cg *c, ts_node *n, ctype *t) {
+  if (n->cval.kind != TS_CONST_NONE) {
+    *t = repr(n->type);
+    return const_of(c, n, *t);
+  }
+  switch (n->kind) {
+  case TS_NODE_NAME: {
+    ts_symbol *s = n->sym;
+    *t = repr(n->type);
+    if (!s) {
+      unsupported(c, n, "this name");
+      return "0";
+    }
+    if (s->kind == TS_SYM_DIM)
+      return name_of(c, "d_", s->name);
+    return name_of(c, "v_", s->name);
+  }
+  case TS_NODE_UNARY: return unary(c, n, t);
+  case TS_NODE_BINARY: return binary(c, n, t);
+  case TS_NODE_INDEX: {
+    cview pool[8], v;
+    int np = 0;
+    *t = repr(n->type);
+    if (!view_of(c, n, &v, pool, &np))
+      return "0";
+    return view_load(c, &v, NULL);
+  }
+  case TS_NODE_CALL:
+    if (n->dtype < TS_DTYPE_COUNT)
+      return cast(c, n, t);
+    if (n->sym && n->sym->kind == TS_SYM_FN)
+      return fn_call(c, n, t);
+    if (n->builtin == TS_BUILTIN_ATOMIC_ADD ||
+        n->builtin == TS_BUILTIN_ATOMIC_MAX)
+      return atomic(c, n, t);
+    return builtin(c, n, t);
+  default:
+    *t = CT_I64;
+    unsupported(c, n, "this expression");
+    return "0";
+  }
+}
+
+/* ---- loops over the block's threads -------------------------------------- */
+
+/* Opens a loop over every index of `ext` (rank dims): split over the
+ * threads (dist) or in one thread; the indices are named in k. */
+static void each_begin(cg *c, const char *const *ext, uint32_t rank, bool dist,
+                       const char **k) {
+  int id = c->tmp++;
+  const char *total = "1LL";
+  for (uint32_t i = 0; i < rank; i++)
+    total = str(c, "(%s * %s)", total, ext[i]);
+  line(c, "for (long long e%d_ = %s; e%d_ < %s; e%d_ += %s) {", id,
+       dist ? "(long long)threadIdx.x" : "0LL", id, total, id,
+       dist ? str(c, "%lldLL", (long long)c->threads) : "1LL");
+  c->ind++;
+  const char *e = str(c, "e%d_", id);
+  for (uint32_t i = rank; i-- > 0;) {
+    k[i] = str(c, "k%d_%u_", id, i);
+    line(c, "long long %s = %s;", k[i], i ? str(c, "%s %% %s", e, ext[i]) : e);
+    if (i)
+      e = str(c, "(%s / %s)", e, ext[i]);
+  }
+}
+
+static void each_end(cg *c) {
+  c->ind--;
+  line(c, "}");
+}
+
+/* ---- tile ops ------------------------------------------------------------ */
+
+static ts_node *named_arg(ts_node *call, const char *name) {
+  for (uint32_t i = 0; i < call->kid_count; i++)
+    if (call->kids[i]->kind == TS_NODE_NAMED &&
+        ts_str_eq_cstr(call->kids[i]->name, name))
+      return call->kids[i]->kids[0];
+  return NULL;
+}
+
+static bool named_bool(ts_node *call, const char *name, bool dflt) {
+  ts_node *v = named_arg(call, name);
+  return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
+}
+
+static void tile_copy(cg *c, ts_node *call, bool dist) {
+  cview pool[16], src, dst;
+  int np = 0;
+  if (!view_of(c, call->kids[0], &src, pool, &np) ||
+      !view_of(c, call->kids[1], &dst, pool, &np))
+    return;
+  const char *k[TS_MAX_RANK];
+  each_begin(c, dst.vext, dst.vrank, dist, k);
+  view_store(c, &dst, k, view_load(c, &src, k), compute_of(src.dt));
+  each_end(c);
+}
+
+static void tile_fill(cg *c, ts_node *call, bool clear, bool dist) {
+  cview pool[8], dst;
+  int np = 0;
+  if (!view_of(c, call->kids[0], &dst, pool, &np))
+    return;
+  ctype t = compute_of(dst.dt);
+  const char *v = clear ? str(c, "(%s)0", ctype_c(t))
+                        : expr_as(c, call->kids[1], t);
+  const char *k[TS_MAX_RANK];
+  each_begin(c, dst.vext, dst.vrank, dist, k);
+  view_store(c, &dst, k, v, t);
+  each_end(c);
+}
+
+static void tile_gemm(cg *c, ts_node *call, bool dist) {
+  cview pool[8], A, B, C;
+  int np = 0;
+  if (!view_of(c, call->kids[0], &A, pool, &np) ||
+      !view_of(c, call->kids[1], &B, pool, &np) ||
+      !view_of(c, call->kids[2], &C, pool, &np))
+    return;
+  bool ta = named_bool(call, "trans_a", false);
+  bool tb = named_bool(call, "trans_b", false);
+  bool acc = named_bool(call, "accumulate", true);
+  ctype t = compute_of(C.dt);
+  const char *ij[2];
+  each_begin(c, C.vext, 2, dist, ij);
+  const char *s = str(c, "s%d_", c->tmp++), *kk = str(c, "kk%d_", c->tmp++);
+  line(c, "%s %s = 0;", ctype_c(t), s);
+  line(c, "for (long long %s = 0; %s < %s; %s++) {", kk, kk, A.vext[ta ? 0 : 1],
+       kk);
+  c->ind++;
+  const char *ak[2] = {ta ? kk : ij[0], ta ? ij[0] : kk};
+  const char *bk[2] = {tb ? ij[1] : kk, tb ? kk : ij[1]};
+  line(c, "%s += %s * %s;", s,
+       convert(c, view_load(c, &A, ak), compute_of(A.dt), t),
+       convert(c, view_load(c, &B, bk), compute_of(B.dt), t));
+  c->ind--;
+  line(c, "}");
+  const char *sum = acc ? str(c, "%s + %s", view_load(c, &C, ij), s) : s;
+  view_store(c, &C, ij, sum, t);
+  each_end(c);
+}
+
+/* One warp per output element and xor shuffles, as gen_gpu.c; one thread
+ * per element without whole warps or for 64-bit values. */
+static void tile_reduce(cg *c, ts_node *call, bool dist) {
+  cview pool[8], src, dst;
+  int np = 0;
+  if (!view_of(c, call->kids[0], &src, pool, &np) ||
+      !view_of(c, call->kids[1], &dst, pool, &np))
+    return;
+  uint32_t dim = (uint32_t)named_arg(call, "dim")->cval.i;
+  ts_builtin op = call->builtin;
+  ctype t = compute_of(src.dt);
+  bool f = t == CT_F32;
+  const char *init =
+      op == TS_BUILTIN_REDUCE_MAX
+          ? (f ? "__int_as_float(0xff800000)"
+               : t == CT_I32 ? "((int)0x80000000)" : "(-9223372036854775807LL - 1)")
+          : str(c, "(%s)0", ctype_c(t));
+  bool warps = dist && c->threads % 32 == 0 && t != CT_I64;
+  const char *ext[TS_MAX_RANK];
+  uint32_t nk = 0;
+  for (uint32_t i = 0; i < src.vrank; i++)
+    if (i != dim)
+      ext[nk++] = src.vext[i];
+  int id = c->tmp++;
+  const char *total = "1LL";
+  for (uint32_t i = 0; i < nk; i++)
+    total = str(c, "(%s * %s)", total, ext[i]);
+  const char *lane = warps ? "((long long)threadIdx.x % 32)" : "0LL";
+  const char *first = warps ? "((long long)threadIdx.x / 32)"
+                      : dist ? "(long long)threadIdx.x"
+                             : "0LL";
+  int64_t step = warps ? c->threads / 32 : dist ? c->threads : 1;
+  line(c, "for (long long o%d_ = %s; o%d_ < %s; o%d_ += %lldLL) {", id, first,
+       id, total, id, (long long)step);
+  c->ind++;
+  const char *ok_[TS_MAX_RANK], *k[TS_MAX_RANK];
+  const char *e = str(c, "o%d_", id);
+  for (uint32_t i = nk; i-- > 0;) {
+    ok_[i] = str(c, "q%d_%u_", id, i);
+    line(c, "long long %s = %s;", ok_[i], i ? str(c, "%s %% %s", e, ext[i]) : e);
+    if (i)
+      e = str(c, "(%s / %s)", e, ext[i]);
+  }
+  const char *acc = str(c, "r%d_", id), *r = str(c, "i%d_", id);
+  line(c, "%s %s = %s;", ctype_c(t), acc, init);
+  line(c, "for (long long %s = %s; %s < %s; %s += %d) {", r, lane, r,
+       src.vext[dim], r, warps ? 32 : 1);
+  c->ind++;
+  for (uint32_t i = 0, j = 0; i < src.vrank; i++)
+    k[i] = i == dim ? r : ok_[j++];
+  const char *x = view_load(c, &src, k);
+  if (op == TS_BUILTIN_REDUCE_ABSMAX)
+    x = str(c, "ts_abs(%s)", x);
+  line(c, "%s = %s;", acc,
+       op == TS_BUILTIN_REDUCE_SUM ? str(c, "%s + %s", acc, x)
+                                   : str(c, "ts_max(%s, %s)", acc, x));
+  c->ind--;
+  line(c, "}");
+  if (warps)
+    for (int s = 16; s >= 1; s /= 2)
+      line(c, "%s = %s;", acc,
+           op == TS_BUILTIN_REDUCE_SUM
+               ? str(c, "%s + __shfl_xor_sync(0xffffffffu, %s, %d)", acc, acc, s)
+               : str(c, "ts_max(%s, __shfl_xor_sync(0xffffffffu, %s, %d))", acc,
+                     acc, s));
+  if (nk == 0) {
+    ok_[0] = "0LL";
+    nk = 1;
+  }
+  line(c, "if (%s == 0) {", lane);
+  c->ind++;
+  view_store(c, &dst, ok_, acc, t);
+  c->ind--;
+  line(c, "}");
+  c->ind--;
+  line(c, "}");
+}
+
+/* ---- statements ---------------------------------------------------------- */
+
+static void block(cg *c, ts_node *b);
+
+static void barrier(cg *c) { line(c, "__syncthreads();"); }
+
+static void assign(cg *c, ts_node *n) {
+  ts_node *t = n->kids[0], *v = n->kids[1];
+  ctype ct = t->kind == TS_NODE_NAME ? repr(t->sym->type)
+                                     : compute_of(t->kids[0]->sym->type->dtype);
+  const char *val = expr_as(c, v, ct);
+  if (n->op != TS_TOK_ASSIGN) {
+    const char *o = n->op == TS_TOK_PLUS_ASSIGN    ? "+"
+                    : n->op == TS_TOK_MINUS_ASSIGN ? "-"
+                    : n->op == TS_TOK_STAR_ASSIGN  ? "*"
+                                                   : "/";
+    val = str(c, "(%s %s %s)", expr_as(c, t, ct), o, val);
+  }
+  if (t->kind == TS_NODE_NAME) {
+    line(c, "%s = %s;", name_of(c, "v_", t->sym->name), val);
+    return;
+  }
+  cview pool[8], vw;
+  int np = 0;
+  if (view_of(c, t, &vw, pool, &np))
+    view_store(c, &vw, NULL, val, ct);
+}
+
+static void stmt(cg *c, ts_node *n) {
+  if (!n || c->failed)
+    return;
+  bool synced = c->synced;
+  c->synced = false;
+  switch (n->kind) {
+  case TS_NODE_LET:
+  case TS_NODE_VAR: {
+    ctype t = repr(n->sym->type);
+    const char *v = expr_as(c, n->kids[1], t);
+    line(c, "%s%s %s = %s;", n->kind == TS_NODE_LET ? "const " : "",
+         ctype_c(t), name_of(c, "v_", n->sym->name), v);
+    break;
+  }
+  case TS_NODE_TILE: break; /* placed at the kernel's start */
+  case TS_NODE_ASSIGN:
+    if (gpu_single(c) && n->kids[0]->kind != TS_NODE_NAME) {
+      barrier(c);
+      line(c, "if (threadIdx.x == 0) {");
+      c->ind++;
+      c->single = true;
+      assign(c, n);
+      c->single = false;
+      c->ind--;
+      line(c, "}");
+      barrier(c);
+      c->synced = true;
+    } else {
+      line(c, "{");
+      c->ind++;
+      assign(c, n);
+      c->ind--;
+      line(c, "}");
+    }
+    break;
+  case TS_NODE_EXPR_STMT: {
+    ts_node *call = n->kids[0];
+    bool dist = gpu_single(c);
+    bool tile = true;
+    if (dist && !synced &&
+        call->builtin != TS_BUILTIN_BARRIER &&
+        (call->builtin == TS_BUILTIN_COPY || call->builtin == TS_BUILTIN_FILL ||
+         call->builtin == TS_BUILTIN_CLEAR || call->builtin == TS_BUILTIN_GEMM ||
+         call->builtin == TS_BUILTIN_REDUCE_MAX ||
+         call->builtin == TS_BUILTIN_REDUCE_SUM ||
+         call->builtin == TS_BUILTIN_REDUCE_ABSMAX))
+      barrier(c);
+    line(c, "{");
+    c->ind++;
+    switch (call->builtin) {
+    case TS_BUILTIN_COPY: tile_copy(c, call, dist); break;
+    case TS_BUILTIN_FILL: tile_fill(c, call, false, dist); break;
+    case TS_BUILTIN_CLEAR: tile_fill(c, call, true, dist); break;
+    case TS_BUILTIN_GEMM: tile_gemm(c, call, dist); break;
+    case TS_BUILTIN_REDUCE_MAX:
+    case TS_BUILTIN_REDUCE_SUM:
+    case TS_BUILTIN_REDUCE_ABSMAX: tile_reduce(c, call, dist); break;
+    case TS_BUILTIN_BARRIER:
+      tile = false;
+      if (dist) {
+        if (!synced)
+          barrier(c);
+        c->synced = true;
+      }
+      break;
+    case TS_BUILTIN_PRINT: unsupported(c, call, "'print'"); break;
+    case TS_BUILTIN_ASSERT: unsupported(c, call, "'assert'"); break;
+    default: {
+      tile = false;
+      ctype t;
+      line(c, "(void)%s;", expr(c, call, &t));
+    }
+    }
+    c->ind--;
+    line(c, "}");
+    if (tile && dist) {
+      barrier(c);
+      c->synced = true;
+    }
+    break;
+  }
+  case TS_NODE_PARALLEL: {
+    ts_node *vars = n->kids[0], *exts = n->kids[1];
+    uint32_t rank = vars->kid_count;
+    const char *ext[TS_MAX_RANK] = {0}, *k[TS_MAX_RANK] = {0};
+    bool dist = gpu_single(c);
+    line(c, "{");
+    c->ind++;
+    for (uint32_t i = 0; i < rank; i++) {
+      ext[i] = str(c, "x%d_", c->tmp++);
+      line(c, "const long long %s = %s;", ext[i],
+           expr_as(c, exts->kids[i], CT_I64));
+    }
+    if (dist && !synced)
+      barrier(c);
+    each_begin(c, ext, rank, dist, k);
+    for (uint32_t i = 0; i < rank; i++)
+      line(c, "const long long %s = %s;",
+           name_of(c, "v_", vars->kids[i]->sym->name), k[i]);
+    c->par++;
+    block(c, n->kids[2]);
+    c->par--;
+    each_end(c);
+    c->ind--;
+    line(c, "}");
+    if (dist) {
+      barrier(c);
+      c->synced = true;
+    }
+    break;
+  }
+  case TS_NODE_PIPELINED:
+  case TS_NODE_FOR: {
+    bool pipe = n->kind == TS_NODE_PIPELINED;
+    const char *v = name_of(c, "v_", n->sym->name);
+    const char *hi = str(c, "h%d_", c->tmp++);
+    line(c, "{");
+    c->ind++;
+    line(c, "const long long %s = %s;", hi, expr_as(c, n->kids[1], CT_I64));
+    line(c, "for (long long %s = %s; %s < %s; %s++) {", v,
+         expr_as(c, n->kids[0], CT_I64), v, hi, v);
+    c->ind++;
+    block(c, n->kids[pipe ? 3 : 2]);
+    c->ind--;
+    line(c, "}");
+    c->ind--;
+    line(c, "}");
+    break;
+  }
+  case TS_NODE_IF:
+    line(c, "if (%s) {", expr_as(c, n->kids[0], CT_BOOL));
+    c->ind++;
+    block(c, n->kids[1]);
+    c->ind--;
+    if (n->kids[2]) {
+      line(c, "} else {");
+      c->ind++;
+      if (n->kids[2]->kind == TS_NODE_IF)
+        stmt(c, n->kids[2]);
+      else
+        block(c, n->kids[2]);
+      c->ind--;
+    }
+    line(c, "}");
+    break;
+  case TS_NODE_BREAK: line(c, "break;"); break;
+  case TS_NODE_CONTINUE: line(c, "continue;"); break;
+  case TS_NODE_RETURN:
+    if (n->kids && n->kids[0])
+      line(c, "return %s;", expr_as(c, n->kids[0], c->fn_result));
+    else
+      line(c, "return;");
+    break;
+  case TS_NODE_BLOCK:
+    line(c, "{");
+    c->ind++;
+    block(c, n);
+    c->ind--;
+    line(c, "}");
+    break;
+  default: break;
+  }
+  if (n->kind == TS_NODE_FOR || n->kind == TS_NODE_PIPELINED ||
+      n->kind == TS_NODE_IF)
+    c->synced = false;
+}
+
+static void block(cg *c, ts_node *b) {
+  for (uint32_t i = 0; b && i < b->kid_count && !c->failed; i++)
+    stmt(c, b->kids[i]);
+}
+
+/* ---- helpers, kernels and the prelude ------------------------------------ */
+
+static const char *const prelude =
+    "// Generated by Tessera (--target cuda): compile with NVRTC.\n"
+    "typedef unsigned int ts_u32;\n"
+    "__device__ static inline float ts_bf16_f32(unsigned short h) {\n"
+    "  return __uint_as_float((ts_u32)h << 16);\n"
+    "}\n"
+    "__device__ static inline unsigned short ts_f32_bf16(float f) {\n"
+    "  ts_u32 x = __float_as_uint(f);\n"
+    "  if (f != f) return (unsigned short)((x >> 16) | 0x40);\n"
+    "  return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);\n"
+    "}\n"
+    "__device__ static inline float ts_f16_f32(unsigned short h) {\n"
+    "  ts_u32 sign = ((ts_u32)h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;\n"
+    "  float v = e == 31 ? (m ? __uint_as_float(0x7fc00000u) : __uint_as_float(0x7f800000u))\n"
+    "          : e == 0 ? (float)m * 5.9604644775390625e-08f\n"
+    "                   : __uint_as_float(((e + 112u) << 23) | (m << 13));\n"
+    "  return __uint_as_float(__float_as_uint(v) | sign);\n"
+    "}\n"
+    "__device__ static inline unsigned short ts_f32_f16(float f) {\n"
+    "  ts_u32 x = __float_as_uint(f), sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;\n"
+    "  if (a > 0x7f800000u) return (unsigned short)(sign | 0x7e00u);\n"
+    "  if (a >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u);\n"
+    "  if (a < 0x38800000u)\n"
+    "    return (unsigned short)(sign | __float2uint_rn(__uint_as_float(a) * 16777216.0f));\n"
+    "  ts_u32 r = a + 0xfffu + ((a >> 13) & 1u);\n"
+    "  return (unsigned short)(sign | ((r >> 13) - (112u << 10)));\n"
+    "}\n"
+    "__device__ static inline float ts_e4m3_f32(unsigned char b) {\n"
+    "  ts_u32 w = b, sign = (w & 0x80u) << 24, e = (w >> 3) & 15u, m = w & 7u;\n"
+    "  if ((w & 0x7fu) == 0x7fu) return __uint_as_float(0x7fc00000u);\n"
+    "  float v = e == 0 ? (float)m * 0.001953125f\n"
+    "                   : __uint_as_float(((e + 120u) << 23) | (m << 20));\n"
+    "  return __uint_as_float(__float_as_uint(v) | sign);\n"
+    "}\n"
+    "__device__ static inline unsigned char ts_f32_e4m3(float f) {\n"
+    "  ts_u32 x = __float_as_uint(f), sign = (x >> 24) & 0x80u, a = x & 0x7fffffffu;\n"
+    "  float v = __uint_as_float(a);\n"
+    "  ts_u32 code;\n"
+    "  if (f != f) code = 0x7fu;\n"
+    "  else if (v >= 448.0f) code = 0x7eu;\n"
+    "  else if (v < 0.015625f) code = __float2uint_rn(v * 512.0f);\n"
+    "  else code = ((a + 0x7ffffu + ((a >> 20) & 1u)) >> 20) - (120u << 3);\n"
+    "  return (unsigned char)(code | sign);\n"
+    "}\n"
+    "__device__ static inline long long ts_ceildiv(long long a, long long b) {\n"
+    "  long long q = a / b; return q + ((a % b != 0) && ((a < 0) == (b < 0)));\n"
+    "}\n"
+    "__device__ static inline int ts_ceildiv(int a, int b) {\n"
+    "  int q = a / b; return q + ((a % b != 0) && ((a < 0) == (b < 0)));\n"
+    "}\n"
+    "__device__ static inline float ts_min(float a, float b) {\n"
+    "  return a != a || b != b ? __uint_as_float(0x7fc00000u) : fminf(a, b);\n"
+    "}\n"
+    "__device__ static inline float ts_max(float a, float b) {\n"
+    "  return a != a || b != b ? __uint_as_float(0x7fc00000u) : fmaxf(a, b);\n"
+    "}\n"
+    "__device__ static inline int ts_min(int a, int b) { return a < b ? a : b; }\n"
+    "__device__ static inline int ts_max(int a, int b) { return a > b ? a : b; }\n"
+    "__device__ static inline long long ts_min(long long a, long long b) { return a < b ? a : b; }\n"
+    "__device__ static inline long long ts_max(long long a, long long b) { return a > b ? a : b; }\n"
+    "__device__ static inline float ts_abs(float a) { return fabsf(a); }\n"
+    "__device__ static inline int ts_abs(int a) { return a < 0 ? -a : a; }\n"
+    "__device__ static inline long long ts_abs(long long a) { return a < 0 ? -a : a; }\n"
+    "__device__ static inline float ts_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }\n"
+    "__device__ static inline float ts_silu(float x) { return x * ts_sigmoid(x); }\n"
+    "__device__ static inline float ts_softplus(float x) {\n"
+    "  return x > 20.0f ? x : log1pf(expf(x));\n"
+    "}\n"
+    "__device__ static inline float ts_atomic_add(float *p, float v) { return atomicAdd(p, v); }\n"
+    "__device__ static inline int ts_atomic_add(int *p, int v) { return atomicAdd(p, v); }\n"
+    "__device__ static inline long long ts_atomic_add(long long *p, long long v) {\n"
+    "  return (long long)atomicAdd((unsigned long long *)p, (unsigned long long)v);\n"
+    "}\n"
+    "__device__ static inline int ts_atomic_max(int *p, int v) { return atomicMax(p, v); }\n"
+    "__device__ static inline long long ts_atomic_max(long long *p, long long v) {\n"
+    "  return atomicMax(p, v);\n"
+    "}\n"
+    "__device__ static inline float ts_atomic_max(float *p, float v) {\n"
+    "  int *q = (int *)p, old = *q, seen;\n"
+    "  do {\n"
+    "    seen = old;\n"
+    "    float m = ts_max(__int_as_float(seen), v);\n"
+    "    old = atomicCAS(q, seen, __float_as_int(m));\n"
+    "  } while (old != seen);\n"
+    "  return __int_as_float(old);\n"
+    "}\n"
+    "#ifndef TS_CUDA_SIM\n"
+    "extern __shared__ __align__(16) unsigned char ts_smem[];\n"
+    "#endif\n";
+
+static void helper(cg *c, ts_node *fn, bool proto) {
+  ts_node *params = fn->kids[0], *result = fn->kids[1];
+  bool has = result && result->dtype < TS_DTYPE_COUNT;
+  const char *args = "";
+  for (uint32_t i = 0; i < params->kid_count; i++) {
+    ts_node *p = params->kids[i];
+    args = str(c, "%s%s%s %s", args, i ? ", " : "",
+               ctype_c(compute_of(p->kids[0]->dtype)),
+               name_of(c, "v_", p->name));
+  }
+  line(c, "__device__ static %s %s(%s)%s",
+       has ? ctype_c(compute_of(result->dtype)) : "void",
+       name_of(c, "f_", fn->name), args, proto ? ";" : " {");
+  if (proto)
+    return;
+  c->ind++;
+  c->par = 1; /* a helper runs inside one thread's work */
+  c->fn_result = has ? compute_of(result->dtype) : CT_I64;
+  c->k = NULL;
+  block(c, fn->kids[2]);
+  if (has)
+    line(c, "return (%s)0;", ctype_c(compute_of(result->dtype)));
+  c->par = 0;
+  c->ind--;
+  line(c, "}");
+}
+
+static void kernel(cg *c, const ts_kernel_info *k) {
+  c->k = k;
+  c->threads = k->threads;
+  c->par = 0;
+  c->single = c->synced = false;
+  const char *params = "";
+  for (uint32_t i = 0; i < k->arg_count; i++)
+    if (k->args[i]->kind == TS_SYM_TENSOR) {
+      const char *s = storage_c(k->args[i]->type->dtype);
+      const char *n = name_of(c, "a_", k->args[i]->name);
+      params = str(c, "%s%s%s *%s_alloc, %s *%s, long long %s_off, long long "
+                   "%s_size, long long %s_stride",
+                   params, *params ? ", " : "", s, n, s, n, n, n, n);
+    }
+  for (uint32_t i = 0; i < k->dim_count; i++)
+    params = str(c, "%s%slong long %s", params, *params ? ", " : "",
+                 name_of(c, "d_", k->dims[i]->name));
+  for (uint32_t i = 0; i < k->arg_count; i++)
+    if (k->args[i]->kind == TS_SYM_SCALAR) {
+      ts_dtype dt = k->args[i]->type->dtype;
+      params = str(c, "%s%s%s %s%s", params, *params ? ", " : "",
+                   dt == TS_DTYPE_BOOL ? "signed char" : ctype_c(compute_of(dt)),
+                   name_of(c, "v_", k->args[i]->name),
+                   dt == TS_DTYPE_BOOL ? "_raw" : "");
+    }
+  params = str(c, "%s%sunsigned char *ts_scratch_alloc, unsigned char "
+               "*ts_scratch, long long ts_scratch_off, long long "
+               "ts_scratch_size, long long ts_scratch_stride, long long "
+               "ts_scratch_per_block",
+               params, *params ? ", " : "");
+  line(c, "extern \"C\" __global__ void __launch_bounds__(%lld) %.*s(%s) {",
+       (long long)k->threads, (int)k->name.len, k->name.ptr, params);
+  c->ind++;
+  for (uint32_t i = 0; i < k->arg_count; i++)
+    if (k->args[i]->kind == TS_SYM_SCALAR &&
+        k->args[i]->type->dtype == TS_DTYPE_BOOL) {
+      const char *n = name_of(c, "v_", k->args[i]->name);
+      line(c, "const bool %s = %s_raw != 0;", n, n);
+    }
+  line(c, "unsigned char *ts_block_scratch = ts_scratch + ((long long)blockIdx.x "
+          "+ (long long)gridDim.x * ((long long)blockIdx.y + (long long)gridDim.y "
+          "* (long long)blockIdx.z)) * ts_scratch_per_block;");
+  /* tiles where gen_gpu.c places them */
+  ts_node *tiles[TS_GPU_MAX_TILES];
+  bool in_smem[TS_GPU_MAX_TILES];
+  int64_t off[TS_GPU_MAX_TILES], total;
+  int nt = ts_gpu_tile_plan(k->node->kids[4], tiles, in_smem, off, &total);
+  const char *at = "0LL";
+  for (int i = 0; i < nt; i++) {
+    const ts_type *t = tiles[i]->sym->type;
+    const char *s = storage_c(t->dtype), *n = name_of(c, "t_", tiles[i]->sym->name);
+    if (in_smem[i]) {
+      line(c, "%s *%s = (%s *)(ts_smem + %lld);", s, n, s, (long long)off[i]);
+      continue;
+    }
+    const char *count = "1LL";
+    for (uint32_t d = 0; d < t->rank; d++)
+      count = str(c, "(%s * %s)", count, extent(c, &t->dims[d], tiles[i]));
+    line(c, "%s *%s = (%s *)(ts_block_scratch + %s);", s, n, s, at);
+    at = str(c, "(%s + (((ts_max(%s, 1LL) * %dLL) + 15LL) & ~15LL))", at, count,
+             ts_dtype_bits(t->dtype) / 8);
+  }
+  block(c, k->node->kids[4]);
+  c->ind--;
+  line(c, "}");
+  /* for the simulator (runtime/gpusim.c): the kernel called with its
+   * arguments packed as cuLaunchKernel takes them */
+  ts_buf_puts(c->o, "#ifdef TS_CUDA_SIM\n");
+  line(c, "extern \"C\" void %.*s__packed(void **a) {", (int)k->name.len,
+       k->name.ptr);
+  const char *call = "";
+  int n = 0;
+#define ARG(type) call = str(c, "%s%s*(%s *)a[%d]", call, n ? ", " : "", type, n), n++
+  for (uint32_t i = 0; i < k->arg_count; i++)
+    if (k->args[i]->kind == TS_SYM_TENSOR) {
+      const char *s = str(c, "%s *", storage_c(k->args[i]->type->dtype));
+      ARG(s);
+      ARG(s);
+      ARG("long long");
+      ARG("long long");
+      ARG("long long");
+    }
+  for (uint32_t i = 0; i < k->dim_count; i++)
+    ARG("long long");
+  for (uint32_t i = 0; i < k->arg_count; i++)
+    if (k->args[i]->kind == TS_SYM_SCALAR) {
+      ts_dtype dt = k->args[i]->type->dtype;
+      ARG(dt == TS_DTYPE_BOOL ? "signed char" : ctype_c(compute_of(dt)));
+    }
+  ARG("unsigned char *");
+  ARG("unsigned char *");
+  for (int i = 0; i < 4; i++)
+    ARG("long long");
+#undef ARG
+  c->ind++;
+  line(c, "%.*s(%s);", (int)k->name.len, k->name.ptr, call);
+  c->ind--;
+  line(c, "}");
+  ts_buf_puts(c->o, "#endif\n");
+}
+
+ts_status ts_gen_cuda(ts_unit *u, const char *only, ts_diags *diags,
+                      ts_buf *out) {
+  cg c = {.o = out, .u = u, .d = diags};
+  ts_buf_puts(out, prelude);
+  ts_node *root = u->root;
+  for (int pass = 0; pass < 2; pass++)
+    for (uint32_t i = 0; i < root->kid_count && !c.failed; i++)
+      if (root->kids[i]->kind == TS_NODE_FN)
+        helper(&c, root->kids[i], pass == 0);
+  for (uint32_t i = 0; i < u->kernel_count && !c.failed; i++) {
+    const ts_kernel_info *k = &u->kernels[i];
+    if (only && !ts_str_eq_cstr(k->name, only))
+      continue;
+    kernel(&c, k);
+  }
+  for (size_t i = 0; i < c.nstrs; i++)
+    free(c.strs[i]);
+  free(c.strs);
+  if (c.failed)
+    return diags->error_count ? ts_status_make(TS_ERR_PROGRAM,
+                                               "the kernel cannot be lowered")
+                              : ts_status_nomem();
+  return out->failed ? ts_status_nomem() : NULL;
+}

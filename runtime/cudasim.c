@@ -1,0 +1,140 @@
+/* cudasim.c - the CUDA C lowering (compiler/cuda.c) built for the CPU, so
+ * that the GPU simulator (gpusim.c) can run it: the generated code is
+ * compiled as C++ by the system's compiler ($CXX, else c++) with a shim
+ * that maps CUDA's built-ins onto the simulator (thread and block indices,
+ * __syncthreads, __shfl_xor_sync, shared memory; atomics are plain updates,
+ * since fibers switch only at barriers and shuffles), then loaded with
+ * dlopen. Running both GPU lowerings on the same tests is the differential
+ * test that needs no GPU. */
+#define _GNU_SOURCE
+#include "runtime/internal.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *const shim =
+    "#define TS_CUDA_SIM 1\n"
+    "#include <math.h>\n"
+    "#include <string.h>\n"
+    "#define __global__\n"
+    "#define __device__\n"
+    "#define __launch_bounds__(n)\n"
+    "#define __align__(n)\n"
+    "extern \"C\" {\n"
+    "long long ts_sim_index(int what, int dim);\n"
+    "void ts_sim_barrier(void);\n"
+    "int ts_sim_shuffle(int v, int off);\n"
+    "unsigned char *ts_sim_smem(void);\n"
+    "}\n"
+    "struct ts_sim_dim3 { unsigned x, y, z; };\n"
+    "static inline ts_sim_dim3 ts_sim_get(int w) {\n"
+    "  return {(unsigned)ts_sim_index(w, 0), (unsigned)ts_sim_index(w, 1),\n"
+    "          (unsigned)ts_sim_index(w, 2)};\n"
+    "}\n"
+    "#define threadIdx (ts_sim_get(0))\n"
+    "#define blockIdx (ts_sim_get(1))\n"
+    "#define gridDim (ts_sim_get(2))\n"
+    "#define ts_smem (ts_sim_smem())\n"
+    "#define __syncthreads() ts_sim_barrier()\n"
+    "static inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }\n"
+    "static inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }\n"
+    "static inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }\n"
+    "static inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }\n"
+    "static inline unsigned __float2uint_rn(float x) { return (unsigned)nearbyintf(x); }\n"
+    "static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }\n"
+    "static inline float __shfl_xor_sync(unsigned, float v, int o) {\n"
+    "  return __int_as_float(ts_sim_shuffle(__float_as_int(v), o));\n"
+    "}\n"
+    "static inline int __shfl_xor_sync(unsigned, int v, int o) { return ts_sim_shuffle(v, o); }\n"
+    "template <class T> static inline T atomicAdd(T *p, T v) { T o = *p; *p = o + v; return o; }\n"
+    "template <class T> static inline T atomicMax(T *p, T v) { T o = *p; if (v > o) *p = v; return o; }\n"
+    "static inline int atomicCAS(int *p, int cmp, int v) { int o = *p; if (o == cmp) *p = v; return o; }\n";
+
+/* Runs `cc` on `src` into `so`; the compiler's messages on failure. */
+static ts_status compile(const char *src, const char *so) {
+  const char *cxx = getenv("CXX");
+  if (!cxx || !*cxx)
+    cxx = "c++";
+  char errpath[4400];
+  snprintf(errpath, sizeof errpath, "%s.err", so);
+  pid_t pid = fork();
+  if (pid < 0)
+    return ts_status_make(TS_ERR_IO, "cannot start %s", cxx);
+  if (pid == 0) {
+    FILE *err = freopen(errpath, "w", stderr);
+    (void)err;
+    execlp(cxx, cxx, "-std=c++17", "-O1", "-fPIC", "-shared", "-w", "-x",
+           "c++", src, "-o", so, (char *)NULL);
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    ;
+  ts_status st = NULL;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    char *text = NULL;
+    size_t len = 0;
+    ts_status rs = ts_file_read(ts_allocator_system(), errpath, &text, &len);
+    st = ts_status_make(TS_ERR_INTERNAL,
+                        "the CUDA C of the kernel does not build for the GPU "
+                        "simulator with %s (exit %d): %.2000s",
+                        cxx, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                        rs ? "" : text);
+    ts_status_free(rs);
+    if (text)
+      ts_release(ts_allocator_system(), text, len + 1);
+  }
+  unlink(errpath);
+  return st;
+}
+
+ts_status ts_cudasim_build(const char *cuda, const char *name, void **handle,
+                           ts_packed_fn *fn) {
+  const char *tmp = getenv("TMPDIR");
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/tessera-cudasim-XXXXXX",
+           tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(dir))
+    return ts_status_make(TS_ERR_IO, "cannot create a folder in %s",
+                          tmp && *tmp ? tmp : "/tmp");
+  char src[4200], so[4200];
+  snprintf(src, sizeof src, "%s/k.cpp", dir);
+  snprintf(so, sizeof so, "%s/k.so", dir);
+  ts_buf text;
+  ts_buf_init(&text, ts_allocator_system());
+  ts_buf_puts(&text, shim);
+  ts_buf_puts(&text, cuda);
+  ts_status st = text.failed ? ts_status_nomem()
+                             : ts_file_write_atomic(src, text.ptr, text.len);
+  ts_buf_deinit(&text);
+  if (!st)
+    st = compile(src, so);
+  void *lib = NULL;
+  if (!st) {
+    lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    if (!lib)
+      st = ts_status_make(TS_ERR_INTERNAL, "cannot load %s: %s", so, dlerror());
+  }
+  unlink(src);
+  unlink(so);
+  rmdir(dir);
+  if (st)
+    return st;
+  char sym[300];
+  snprintf(sym, sizeof sym, "%s__packed", name);
+  *fn = (ts_packed_fn)dlsym(lib, sym);
+  if (!*fn) {
+    dlclose(lib);
+    return ts_status_make(TS_ERR_INTERNAL, "no %s in the built CUDA C", sym);
+  }
+  *handle = lib;
+  return NULL;
+}
+
+void ts_cudasim_close(void *handle) {
+  if (handle)
+    dlclose(handle);
+}
