@@ -1,6 +1,7 @@
 /* nvrtc.c - CUDA C to PTX with NVRTC, opened at run time (dlopen) so that
- * Tessera runs where it is missing: $TESSERA_NVRTC, the toolkit's library
- * found at build time, then libnvrtc.so.13 / .12 / libnvrtc.so. */
+ * Tessera runs where it is missing: $TESSERA_NVRTC when set (alone), else
+ * the toolkit's library found at build time, then libnvrtc.so.13 / .12 /
+ * libnvrtc.so. */
 #define _GNU_SOURCE
 #include "compiler/compiler.h"
 
@@ -40,15 +41,18 @@ static struct {
 static pthread_once_t nv_once = PTHREAD_ONCE_INIT;
 
 static void nv_load(void) {
+  /* $TESSERA_NVRTC, when set, is the only one tried */
   const char *env = getenv("TESSERA_NVRTC");
-  const char *names[] = {env && *env ? env : NULL, TS_NVRTC_PATH,
-                         "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"};
-  for (size_t i = 0; i < TS_ARRAY_COUNT(names) && !nv.lib; i++)
-    if (names[i])
-      nv.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+  const char *names[] = {TS_NVRTC_PATH, "libnvrtc.so.13", "libnvrtc.so.12",
+                         "libnvrtc.so"};
+  if (env && *env)
+    nv.lib = dlopen(env, RTLD_NOW | RTLD_LOCAL);
+  for (size_t i = 0; i < TS_ARRAY_COUNT(names) && !nv.lib && !(env && *env);
+       i++)
+    nv.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
   if (!nv.lib) {
     snprintf(nv.why, sizeof nv.why, "NVRTC is not installed (no %s)",
-             TS_NVRTC_PATH);
+             env && *env ? env : TS_NVRTC_PATH);
     return;
   }
   nv.version = (nvrtc_version_fn)dlsym(nv.lib, "nvrtcVersion");

@@ -92,8 +92,14 @@ expect 0 "compile for the CPU" "$t" compile kernels/gemm.tile
 has out "kernels compiled for the CPU" "default compile JITs"
 expect 0 "--time-passes" "$t" compile kernels/softmax.tile --emit lowered --time-passes
 has err "Execution time report" "pass timing printed"
-expect 2 "target cuda not built" "$t" compile kernels/softmax.tile --target cuda
-has err "not yet built" "target cuda says not yet built"
+expect 0 "target cuda" "$t" compile kernels/softmax.tile --target cuda --kernel softmax_rows
+has out 'extern "C" __global__ void __launch_bounds__(128) softmax_rows(' "CUDA C kernel"
+has out "__shfl_xor_sync" "warp-shuffle reductions in CUDA C"
+expect 0 "target cuda emit ptx (NVRTC)" "$t" compile kernels/softmax.tile --target cuda --emit ptx --no-cache
+has out ".entry softmax_rows(" "NVRTC's PTX has the kernel"
+expect 2 "target cuda emit mlir" "$t" compile kernels/softmax.tile --target cuda --emit mlir
+has err "the stages cuda and ptx" "CUDA C has no MLIR stages"
+expect 2 "NVRTC missing" env TESSERA_NVRTC=/no/such.so "$t" compile kernels/softmax.tile --target cuda --emit ptx --no-cache
 expect 0 "emit ptx" "$t" compile kernels/softmax.tile --emit ptx --kernel softmax_rows
 has out ".target sm_90a" "PTX for sm_90a by default"
 has out ".entry softmax_rows(" "the kernel is a PTX entry"
