@@ -29,6 +29,8 @@ typedef struct cg {
   int64_t threads;
   int tmp;
   ctype fn_result; /* in a helper */
+  const ts_symbol *regs[TS_GPU_MAX_TILES]; /* frag tiles in registers */
+  int nregs;
   char **strs; /* strings to free at the end */
   size_t nstrs, capstrs;
 } cg;
@@ -259,6 +261,7 @@ struct cview {
   uint32_t vrank;
   const char *vext[TS_MAX_RANK];
   bool in_range;
+  bool regs; /* in registers: element e at [e / threads] of its owner */
 };
 
 static bool view_base(cg *c, ts_node *b, cview *v) {
@@ -269,6 +272,8 @@ static bool view_base(cg *c, ts_node *b, cview *v) {
   }
   memset(v, 0, sizeof *v);
   v->base = name_of(c, s->kind == TS_SYM_TENSOR ? "a_" : "t_", s->name);
+  for (int i = 0; i < c->nregs && s->kind == TS_SYM_TILE; i++)
+    v->regs |= c->regs[i] == s;
   v->dt = s->type->dtype;
   v->rank = s->type->rank;
   for (uint32_t i = 0; i < v->rank; i++)
@@ -348,7 +353,7 @@ static void view_elem(cg *c, cview *v, const char *const *k, const char **lin,
       okv = str(c, "%s && (%s) >= 0 && (%s) < %s", okv, idx, idx, v->dims[d]);
     l = str(c, "(%s * %s + %s)", l, v->dims[d], idx);
   }
-  *lin = l;
+  *lin = v->regs ? str(c, "(%s / %lldLL)", l, (long long)c->threads) : l;
   *ok = okv;
 }
 
@@ -1136,22 +1141,31 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   line(c, "unsigned char *ts_block_scratch = ts_scratch + ((long long)blockIdx.x "
           "+ (long long)gridDim.x * ((long long)blockIdx.y + (long long)gridDim.y "
           "* (long long)blockIdx.z)) * ts_scratch_per_block;");
-  /* tiles where gen_gpu.c places them */
-  ts_node *tiles[TS_GPU_MAX_TILES];
-  bool in_smem[TS_GPU_MAX_TILES];
-  int64_t off[TS_GPU_MAX_TILES], total;
-  int nt = ts_gpu_tile_plan(k->node->kids[4], tiles, in_smem, off, &total);
+  /* tiles where ts_gpu_tile_plan places them */
+  ts_gpu_tile tiles[TS_GPU_MAX_TILES];
+  int64_t total;
+  int nt = ts_gpu_tile_plan(k, tiles, &total);
   const char *at = "0LL";
+  c->nregs = 0;
   for (int i = 0; i < nt; i++) {
-    const ts_type *t = tiles[i]->sym->type;
-    const char *s = storage_c(t->dtype), *n = name_of(c, "t_", tiles[i]->sym->name);
-    if (in_smem[i]) {
-      line(c, "%s *%s = (%s *)(ts_smem + %lld);", s, n, s, (long long)off[i]);
+    const ts_type *t = tiles[i].decl->sym->type;
+    const char *s = storage_c(t->dtype);
+    const char *n = name_of(c, "t_", tiles[i].decl->sym->name);
+    if (tiles[i].home == TS_TILE_REGS) {
+      /* element e in thread e % threads, at e / threads */
+      line(c, "%s %s[%lld];", s, n, (long long)tiles[i].per_thread);
+      if (c->nregs < TS_GPU_MAX_TILES)
+        c->regs[c->nregs++] = tiles[i].decl->sym;
+      continue;
+    }
+    if (tiles[i].home == TS_TILE_SMEM) {
+      line(c, "%s *%s = (%s *)(ts_smem + %lld);", s, n, s,
+           (long long)tiles[i].off);
       continue;
     }
     const char *count = "1LL";
     for (uint32_t d = 0; d < t->rank; d++)
-      count = str(c, "(%s * %s)", count, extent(c, &t->dims[d], tiles[i]));
+      count = str(c, "(%s * %s)", count, extent(c, &t->dims[d], tiles[i].decl));
     line(c, "%s *%s = (%s *)(ts_block_scratch + %s);", s, n, s, at);
     at = str(c, "(%s + (((ts_max(%s, 1LL) * %dLL) + 15LL) & ~15LL))", at, count,
              ts_dtype_bits(t->dtype) / 8);

@@ -315,6 +315,7 @@ static bool view_base(gen *g, ts_node *b, view *v) {
   memset(v, 0, sizeof *v);
   v->skip_dim = -1;
   v->mem = (MlirValue){sym->user};
+  v->regs = g->gpu && sym->kind == TS_SYM_TILE && gen_gpu_in_registers(g, sym);
   v->dt = sym->type->dtype;
   v->rank = sym->type->rank;
   for (uint32_t i = 0; i < v->rank; i++)
@@ -385,6 +386,12 @@ bool gen_view_of(gen *g, ts_node *n, view *v, view *pool, int *npool) {
       v->sub[i].start = gen_expr_as(g, k, g->b.i64);
     }
   }
+  /* extents sema knows to be constant (hi - lo of `r:r + BM`) as constants */
+  const ts_type *t = n->type;
+  if (t && t->rank == v->vrank)
+    for (uint32_t d = 0; d < v->vrank; d++)
+      if (t->dims[d].term_count == 0 && t->dims[d].c >= 0)
+        v->vext[d] = gen_i64(g, t->dims[d].c);
   return true;
 }
 
@@ -421,6 +428,8 @@ void gen_view_load(gen *g, view *v, const MlirValue *k, MlirValue *out) {
   mb *b = &g->b;
   MlirValue lin, ok;
   gen_view_elem(g, v, k, &lin, &ok);
+  if (v->regs) /* only its owner reads it: element e is at e / threads */
+    lin = mb_bin(b, "arith.divsi", lin, gen_i64(g, g->threads));
   if (v->in_range || v->unchecked) {
     *out = from_storage(g, mb_load(b, v->mem, lin), v->dt);
     return;
@@ -438,6 +447,8 @@ void gen_view_store(gen *g, view *v, const MlirValue *k, MlirValue x) {
   mb *b = &g->b;
   MlirValue lin, ok;
   gen_view_elem(g, v, k, &lin, &ok);
+  if (v->regs)
+    lin = mb_bin(b, "arith.divsi", lin, gen_i64(g, g->threads));
   if (v->in_range || v->unchecked) {
     mb_store(b, to_storage(g, x, v->dt), v->mem, lin);
     return;
@@ -462,6 +473,21 @@ void gen_loops_end(gen *g, loop *L, uint32_t rank) {
     gen_loop_end(g, &L[i]);
 }
 
+/* The value of an arith.constant integer. */
+static bool const_int(MlirValue v, int64_t *out) {
+  if (!mlirValueIsAOpResult(v))
+    return false;
+  MlirOperation op = mlirOpResultGetOwner(v);
+  MlirStringRef name = mlirIdentifierStr(mlirOperationGetName(op));
+  if (name.length != 14 || memcmp(name.data, "arith.constant", 14) != 0)
+    return false;
+  MlirAttribute a = mlirOperationGetAttributeByName(op, mb_str("value"));
+  if (mlirAttributeIsNull(a) || !mlirAttributeIsAInteger(a))
+    return false;
+  *out = mlirIntegerAttrGetValueInt(a);
+  return true;
+}
+
 void gen_each_begin(gen *g, loop *L, const MlirValue *ext, uint32_t rank,
                     MlirValue *k) {
   if (!g->gpu) {
@@ -470,10 +496,31 @@ void gen_each_begin(gen *g, loop *L, const MlirValue *ext, uint32_t rank,
   }
   mb *b = &g->b;
   MlirValue total = gen_i64(g, 1);
-  for (uint32_t i = 0; i < rank; i++)
+  int64_t n = 1, x;
+  bool known = true;
+  for (uint32_t i = 0; i < rank; i++) {
     total = mb_bin(b, "arith.muli", total, ext[i]);
-  gen_loop_begin_step(g, &L[0], g->tid, total, gen_i64(g, g->threads));
-  MlirValue e = L[0].iv;
+    known = known && const_int(ext[i], &x) && !__builtin_mul_overflow(n, x, &n);
+  }
+  MlirValue e;
+  L[1].exit.ptr = NULL;
+  if (known && n >= 0) {
+    /* a constant count: a loop of constant trip count (so that it unrolls
+     * and a tile in registers is indexed by constants), guarded on the
+     * last round when the threads do not divide it */
+    int64_t rounds = (n + g->threads - 1) / g->threads;
+    gen_loop_begin(g, &L[0], gen_i64(g, 0), gen_i64(g, rounds));
+    e = mb_bin(b, "arith.addi",
+               mb_bin(b, "arith.muli", L[0].iv, gen_i64(g, g->threads)),
+               g->tid);
+    if (n % g->threads) {
+      MlirBlock join = gen_if_begin(g, mb_cmpi(b, CMPI_SLT, e, gen_i64(g, n)));
+      L[1].exit = join;
+    }
+  } else {
+    gen_loop_begin_step(g, &L[0], g->tid, total, gen_i64(g, g->threads));
+    e = L[0].iv;
+  }
   for (uint32_t i = rank; i-- > 0;) {
     k[i] = i ? mb_bin(b, "arith.remsi", e, ext[i]) : e;
     if (i)
@@ -482,10 +529,13 @@ void gen_each_begin(gen *g, loop *L, const MlirValue *ext, uint32_t rank,
 }
 
 void gen_each_end(gen *g, loop *L, uint32_t rank) {
-  if (!g->gpu)
+  if (!g->gpu) {
     gen_loops_end(g, L, rank);
-  else
-    gen_loop_end(g, &L[0]);
+    return;
+  }
+  if (L[1].exit.ptr)
+    gen_if_end(g, L[1].exit);
+  gen_loop_end(g, &L[0]);
 }
 
 /* ---- expressions --------------------------------------------------------- */
@@ -1320,7 +1370,7 @@ static void gen_kernel(gen *g, MlirModule m, const ts_kernel_info *k,
   arg_name(sub, sizeof sub, k->name, "__scratch");
   new_func(g, m, sub, n - nt, types + nt, 1, i64s, false, false);
   bind_args(g, k, false);
-  MlirValue bytes = gen_gpu_scratch_bytes(g, k->node->kids[4]);
+  MlirValue bytes = gen_gpu_scratch_bytes(g, k);
   mb_op(b, "func.return", 1, &bytes, 0, NULL, 0, NULL);
   if (!body)
     return;
@@ -1388,7 +1438,7 @@ static void gen_kernel_gpu(gen *g, MlirModule m, const ts_kernel_info *k) {
     types[n + 2] = types[n];
     for (int i = 3; i < 10; i++)
       types[n + i] = b->i64;
-    new_func(g, m, name, n + 10, types, 0, NULL, false, false);
+    g->fn_op = new_func(g, m, name, n + 10, types, 0, NULL, false, false);
     bind_args(g, k, true);
     g->emu_smem = mlirBlockGetArgument(b->entry, n + 2);
     g->emu_ctx = mlirBlockGetArgument(b->entry, n + 3);
@@ -1441,7 +1491,7 @@ body:
   g->nheap = 0;
   g->nloops = 0;
   g->par = 0;
-  gen_gpu_tiles(g, k->node->kids[4]);
+  gen_gpu_tiles(g, k);
   gen_block(g, k->node->kids[4]);
   b->loc = loc_of(g, k->node);
   gen_return(g);

@@ -22,13 +22,27 @@ ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
 ts_status ts_gen_gpu(mb_ctx_t ctx, ts_unit *u, const char *only,
                      const char *chip, ts_diags *diags, MlirModule *out);
 
-/* Where the tiles of a kernel body live on the GPU (both GPU lowerings):
- * the tile declarations in source order, whether each is in shared memory
- * and at which byte offset; the rest are in global scratch, in order, each
- * rounded up to 16 bytes. Returns the tile count. */
+/* Where the tiles of a kernel live on the GPU (both GPU lowerings), in
+ * declaration order:
+ *  - registers: a `frag` tile with a constant shape of at most 64 elements
+ *    per thread whose every use is by the thread that owns the element in
+ *    the cyclic layout over its flattened shape (element e on thread
+ *    e % threads, at register e / threads): whole-tile copies, fills and
+ *    gemm results, and `t[i, j]` in a `parallel` over exactly its shape;
+ *  - shared memory at `off` (`shared` tiles, then other constant shapes
+ *    while the block's total stays within 48 KiB);
+ *  - global scratch, in order, each rounded up to 16 bytes.
+ * Returns the tile count; *smem_total is the block's shared bytes. */
 #define TS_GPU_MAX_TILES 256
-int ts_gpu_tile_plan(ts_node *body, ts_node **tiles, bool *in_smem,
-                     int64_t *off, int64_t *smem_total);
+typedef enum { TS_TILE_SMEM, TS_TILE_SCRATCH, TS_TILE_REGS } ts_tile_home;
+typedef struct ts_gpu_tile {
+  ts_node *decl;
+  ts_tile_home home;
+  int64_t off;        /* shared memory byte offset */
+  int64_t per_thread; /* registers: elements per thread */
+} ts_gpu_tile;
+int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
+                     int64_t *smem_total);
 
 /* The typed AST to CUDA C (cuda.c), for NVRTC. */
 ts_status ts_gen_cuda(ts_unit *u, const char *only, ts_diags *diags,

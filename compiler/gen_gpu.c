@@ -93,28 +93,157 @@ bool gen_gpu_tile_in_smem(const ts_type *t, bool shared, int64_t *smem) {
   return true;
 }
 
-int ts_gpu_tile_plan(ts_node *body, ts_node **tiles, bool *in_smem,
-                     int64_t *off, int64_t *smem_total) {
+/* ---- frag tiles in registers -------------------------------------------- */
+
+/* Whether the subtree mentions symbol `s`. */
+static bool mentions(const ts_node *n, const ts_symbol *s) {
+  if (!n)
+    return false;
+  if (n->kind == TS_NODE_NAME && n->sym == s)
+    return true;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (mentions(n->kids[i], s))
+      return true;
+  return false;
+}
+
+static bool whole(const ts_node *n, const ts_symbol *s) {
+  return n && n->kind == TS_NODE_NAME && n->sym == s;
+}
+
+static bool same_shape(const ts_type *a, const ts_type *b) {
+  if (!a || !b || a->rank != b->rank)
+    return false;
+  for (uint32_t i = 0; i < a->rank; i++)
+    if (!ts_extent_equal(&a->dims[i], &b->dims[i]))
+      return false;
+  return true;
+}
+
+/* Inside a top-level `parallel` whose variables `vars` run over exactly
+ * the shape of `s`: every mention of `s` is `s[v0, v1, ...]`. */
+static bool owner_in_parallel(const ts_node *n, const ts_symbol *s,
+                              const ts_node *vars) {
+  if (!n)
+    return true;
+  if (n->kind == TS_NODE_INDEX && whole(n->kids[0], s)) {
+    if (n->kid_count != vars->kid_count + 1)
+      return false;
+    for (uint32_t d = 0; d < vars->kid_count; d++)
+      if (n->kids[d + 1]->kind != TS_NODE_NAME ||
+          n->kids[d + 1]->sym != vars->kids[d]->sym)
+        return false;
+    return true;
+  }
+  if (n->kind == TS_NODE_NAME)
+    return n->sym != s;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (!owner_in_parallel(n->kids[i], s, vars))
+      return false;
+  return true;
+}
+
+/* Whether every use of `s` in the statements under `n` (block level) is an
+ * owner use. */
+static bool owner_only(const ts_node *n, const ts_symbol *s) {
+  if (!n)
+    return true;
+  switch (n->kind) {
+  case TS_NODE_BLOCK:
+    for (uint32_t i = 0; i < n->kid_count; i++)
+      if (!owner_only(n->kids[i], s))
+        return false;
+    return true;
+  case TS_NODE_TILE: return true;
+  case TS_NODE_FOR:
+    return !mentions(n->kids[0], s) && !mentions(n->kids[1], s) &&
+           owner_only(n->kids[2], s);
+  case TS_NODE_PIPELINED:
+    return !mentions(n->kids[0], s) && !mentions(n->kids[1], s) &&
+           !mentions(n->kids[2], s) && owner_only(n->kids[3], s);
+  case TS_NODE_IF:
+    return !mentions(n->kids[0], s) && owner_only(n->kids[1], s) &&
+           owner_only(n->kids[2], s);
+  case TS_NODE_PARALLEL: {
+    const ts_node *vars = n->kids[0];
+    if (!mentions(n->kids[2], s))
+      return !mentions(n->kids[1], s);
+    if (vars->kid_count != s->type->rank || mentions(n->kids[1], s))
+      return false;
+    for (uint32_t d = 0; d < vars->kid_count; d++) {
+      const ts_symbol *v = vars->kids[d]->sym;
+      if (!v || !v->has_range || !ts_extent_equal(&v->range, &s->type->dims[d]))
+        return false;
+    }
+    return owner_in_parallel(n->kids[2], s, vars);
+  }
+  case TS_NODE_EXPR_STMT: {
+    const ts_node *c = n->kids[0];
+    if (!mentions(c, s))
+      return true;
+    switch (c->builtin) {
+    case TS_BUILTIN_COPY: /* the loop runs over the destination's shape */
+      if (whole(c->kids[1], s))
+        return !mentions(c->kids[0], s) ||
+               (whole(c->kids[0], s));
+      return whole(c->kids[0], s) && !mentions(c->kids[1], s) &&
+             same_shape(c->kids[1]->type, s->type);
+    case TS_BUILTIN_FILL:
+    case TS_BUILTIN_CLEAR:
+      return whole(c->kids[0], s) &&
+             (c->kid_count < 2 || !mentions(c->kids[1], s));
+    case TS_BUILTIN_GEMM: /* each thread computes its elements of c */
+      return whole(c->kids[2], s) && !mentions(c->kids[0], s) &&
+             !mentions(c->kids[1], s);
+    default: return false;
+    }
+  }
+  default: return !mentions(n, s);
+  }
+}
+
+static bool in_registers(const ts_kernel_info *k, const ts_node *tile,
+                         int64_t *per_thread) {
+  const ts_type *t = tile->sym->type;
+  int64_t count = const_bytes(t);
+  if (t->scope != TS_SCOPE_FRAG || count < 0)
+    return false;
+  count = count * 8 / ts_dtype_bits(t->dtype);
+  int64_t per = (count + k->threads - 1) / k->threads;
+  if (per > 64 || !owner_only(k->node->kids[4], tile->sym))
+    return false;
+  *per_thread = per < 1 ? 1 : per;
+  return true;
+}
+
+int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
+                     int64_t *smem_total) {
+  ts_node *tiles[TS_GPU_MAX_TILES];
   int n = 0;
-  collect(body, tiles, &n);
+  collect(k->node->kids[4], tiles, &n);
   int64_t smem = 16; /* the broadcast slot */
+  for (int i = 0; i < n; i++) {
+    out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0};
+    if (in_registers(k, tiles[i], &out[i].per_thread))
+      out[i].home = TS_TILE_REGS;
+  }
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < n; i++) {
       bool shared = tiles[i]->sym->type->scope == TS_SCOPE_SHARED;
-      if (shared != (pass == 0))
+      if (shared != (pass == 0) || out[i].home == TS_TILE_REGS)
         continue;
-      off[i] = smem;
-      in_smem[i] = gen_gpu_tile_in_smem(tiles[i]->sym->type, shared, &smem);
+      out[i].off = smem;
+      if (gen_gpu_tile_in_smem(tiles[i]->sym->type, shared, &smem))
+        out[i].home = TS_TILE_SMEM;
     }
   *smem_total = smem;
   return n;
 }
 
 int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k) {
-  ts_node *tiles[TS_GPU_MAX_TILES];
-  bool in_smem[TS_GPU_MAX_TILES];
-  int64_t off[TS_GPU_MAX_TILES], total;
-  ts_gpu_tile_plan(k->node->kids[4], tiles, in_smem, off, &total);
+  ts_gpu_tile tiles[TS_GPU_MAX_TILES];
+  int64_t total;
+  ts_gpu_tile_plan(k, tiles, &total);
   return total;
 }
 
@@ -134,15 +263,15 @@ static MlirValue tile_bytes(gen *g, ts_node *tile, MlirValue *count) {
                 gen_i64(g, ~(int64_t)15));
 }
 
-MlirValue gen_gpu_scratch_bytes(gen *g, ts_node *body) {
-  ts_node *tiles[TS_GPU_MAX_TILES];
-  bool in_smem[TS_GPU_MAX_TILES];
-  int64_t off[TS_GPU_MAX_TILES], total;
-  int n = ts_gpu_tile_plan(body, tiles, in_smem, off, &total);
+MlirValue gen_gpu_scratch_bytes(gen *g, const ts_kernel_info *k) {
+  ts_gpu_tile tiles[TS_GPU_MAX_TILES];
+  int64_t total;
+  int n = ts_gpu_tile_plan(k, tiles, &total);
   MlirValue sum = gen_i64(g, 0), count;
   for (int i = 0; i < n; i++)
-    if (!in_smem[i])
-      sum = mb_bin(&g->b, "arith.addi", sum, tile_bytes(g, tiles[i], &count));
+    if (tiles[i].home == TS_TILE_SCRATCH)
+      sum = mb_bin(&g->b, "arith.addi", sum,
+                   tile_bytes(g, tiles[i].decl, &count));
   return sum;
 }
 
@@ -181,12 +310,18 @@ static MlirType storage_of(gen *g, ts_dtype dt) {
   }
 }
 
-void gen_gpu_tiles(gen *g, ts_node *body) {
+bool gen_gpu_in_registers(gen *g, const ts_symbol *s) {
+  for (int i = 0; i < g->nregs; i++)
+    if (g->regs[i] == s)
+      return true;
+  return false;
+}
+
+void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
   mb *b = &g->b;
-  ts_node *tiles[TS_GPU_MAX_TILES];
-  bool in_smem[TS_GPU_MAX_TILES];
-  int64_t off[TS_GPU_MAX_TILES], total;
-  int n = ts_gpu_tile_plan(body, tiles, in_smem, off, &total);
+  ts_gpu_tile tiles[TS_GPU_MAX_TILES];
+  int64_t total;
+  int n = ts_gpu_tile_plan(k, tiles, &total);
   MlirAttribute wg =
       mlirAttributeParseGet(b->ctx, mb_str("#gpu.address_space<workgroup>"));
   MlirValue smem;
@@ -198,23 +333,44 @@ void gen_gpu_tiles(gen *g, ts_node *body) {
     smem = mb_op1(b, "gpu.dynamic_shared_memory", 0, NULL, t);
   }
   g->smem_base = smem;
+  g->nregs = 0;
+  ts_buf where;
+  ts_buf_init(&where, ts_allocator_system());
   for (int i = 0; i < n; i++) {
-    const ts_type *t = tiles[i]->sym->type;
+    ts_node *decl = tiles[i].decl;
+    const ts_type *t = decl->sym->type;
     MlirType st = storage_of(g, t->dtype);
     MlirValue count = {0};
     MlirValue v;
-    if (in_smem[i]) {
+    ts_buf_printf(&where, "%s%.*s: ", i ? "; " : "", (int)decl->sym->name.len,
+                  decl->sym->name.ptr);
+    if (tiles[i].home == TS_TILE_REGS) {
+      /* element e lives in thread e % threads, at e / threads */
+      v = mb_alloca_entry(b, st, tiles[i].per_thread);
+      if (g->nregs < TS_GPU_MAX_TILES)
+        g->regs[g->nregs++] = decl->sym;
+      ts_buf_printf(&where, "registers (%lld per thread)",
+                    (long long)tiles[i].per_thread);
+    } else if (tiles[i].home == TS_TILE_SMEM) {
       int64_t elems = const_bytes(t) * 8 / ts_dtype_bits(t->dtype);
-      v = view_at(g, smem, gen_i64(g, off[i]), st, elems < 1 ? 1 : elems,
+      v = view_at(g, smem, gen_i64(g, tiles[i].off), st, elems < 1 ? 1 : elems,
                   count, wg);
+      ts_buf_printf(&where, "shared +%lld", (long long)tiles[i].off);
     } else {
-      MlirValue bytes = tile_bytes(g, tiles[i], &count);
+      MlirValue bytes = tile_bytes(g, decl, &count);
       v = view_at(g, g->scratch, g->scratch_at, st, -1, count,
                   mlirAttributeGetNull());
       g->scratch_at = mb_bin(b, "arith.addi", g->scratch_at, bytes);
+      ts_buf_puts(&where, "global scratch");
     }
-    tiles[i]->sym->user = v.ptr;
+    decl->sym->user = v.ptr;
   }
+  /* reported in --emit mlir: where each tile lives */
+  if (where.ptr && !mlirOperationIsNull(g->fn_op))
+    mlirOperationSetAttributeByName(
+        g->fn_op, mb_str("tessera.tiles"),
+        mlirStringAttrGet(b->ctx, mb_str(where.ptr)));
+  ts_buf_deinit(&where);
 }
 
 MlirValue gen_gpu_broadcast_slot(gen *g, MlirType t) {

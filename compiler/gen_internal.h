@@ -42,6 +42,8 @@ typedef struct gen {
   bool single;          /* inside a statement only thread 0 runs */
   bool synced;          /* the last statement ended with a barrier */
   MlirValue smem_base;  /* memref<?xi8>: the block's shared memory */
+  const ts_symbol *regs[256]; /* frag tiles held in registers */
+  int nregs;
   int64_t smem;         /* bytes of workgroup memory placed so far */
   MlirValue scratch;    /* memref<?xi8>: this block's global scratch */
   MlirValue scratch_at; /* i64: the next free byte in it */
@@ -68,6 +70,7 @@ struct view {
   uint32_t vrank;
   MlirValue vext[TS_MAX_RANK];
   bool in_range;  /* a whole tile: every index of the view is in range */
+  bool regs;      /* a tile in registers: index / threads (gen_gpu.c) */
   bool unchecked; /* the caller has made sure the indices are in range */
   int skip_dim;   /* an underlying dim left out of the check, or -1 */
 };
@@ -118,8 +121,9 @@ MlirValue gen_gpu_index(gen *g, const char *op, int dim);
 /* Where a tile of type `t` lives on the GPU: true for workgroup memory
  * (and `*smem` grows by its bytes), false for global scratch. */
 bool gen_gpu_tile_in_smem(const ts_type *t, bool shared, int64_t *smem);
-void gen_gpu_tiles(gen *g, ts_node *body);
-MlirValue gen_gpu_scratch_bytes(gen *g, ts_node *body);
+void gen_gpu_tiles(gen *g, const ts_kernel_info *k);
+bool gen_gpu_in_registers(gen *g, const ts_symbol *s);
+MlirValue gen_gpu_scratch_bytes(gen *g, const ts_kernel_info *k);
 /* The shared 8 bytes at the start of shared memory through which thread 0
  * hands a value to the block, as a memref of `t`. */
 MlirValue gen_gpu_broadcast_slot(gen *g, MlirType t);

@@ -72,15 +72,16 @@ void gen_copy(gen *g, ts_node *call) {
   if (!gen_view_of(g, call->kids[0], &src, pool, &np) ||
       !gen_view_of(g, call->kids[1], &dst, pool, &np))
     return;
-  if (copy_rows(g, &src, &dst))
+  /* the row form runs whole rows in one thread: the CPU's */
+  if (!g->gpu && copy_rows(g, &src, &dst))
     return;
   loop L[TS_MAX_RANK];
   MlirValue k[TS_MAX_RANK];
-  gen_loops_begin(g, L, dst.vext, dst.vrank, k);
+  gen_each_begin(g, L, dst.vext, dst.vrank, k);
   MlirValue x;
   gen_view_load(g, &src, k, &x);
   gen_view_store(g, &dst, k, gen_convert(g, x, gen_compute_type(g, dst.dt)));
-  gen_loops_end(g, L, dst.vrank);
+  gen_each_end(g, L, dst.vrank);
 }
 
 void gen_fill(gen *g, ts_node *call, bool clear) {
@@ -94,9 +95,9 @@ void gen_fill(gen *g, ts_node *call, bool clear) {
                       : gen_expr_as(g, call->kids[1], t);
   loop L[TS_MAX_RANK];
   MlirValue k[TS_MAX_RANK];
-  gen_loops_begin(g, L, dst.vext, dst.vrank, k);
+  gen_each_begin(g, L, dst.vext, dst.vrank, k);
   gen_view_store(g, &dst, k, v);
-  gen_loops_end(g, L, dst.vrank);
+  gen_each_end(g, L, dst.vrank);
 }
 
 static ts_node *named_arg(ts_node *call, const char *name) {
