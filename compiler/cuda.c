@@ -613,10 +613,22 @@ static void each_begin(cg *c, const char *const *ext, uint32_t rank, bool dist,
   const char *total = "1LL";
   for (uint32_t i = 0; i < rank; i++)
     total = str(c, "(%s * %s)", total, ext[i]);
-  line(c, "for (long long e%d_ = %s; e%d_ < %s; e%d_ += %s) {", id,
-       dist ? "(long long)threadIdx.x" : "0LL", id, total, id,
-       dist ? str(c, "%lldLL", (long long)c->threads) : "1LL");
-  c->ind++;
+  if (dist) {
+    /* rounds of `threads` elements: a constant trip count when the count
+     * is, so that it unrolls and tiles in registers are indexed by
+     * constants */
+    const char *T = str(c, "%lldLL", (long long)c->threads);
+    line(c, "#pragma unroll");
+    line(c, "for (long long r%d_ = 0; r%d_ < (%s + %s - 1) / %s; r%d_++) {",
+         id, id, total, T, T, id);
+    c->ind++;
+    line(c, "const long long e%d_ = r%d_ * %s + (long long)threadIdx.x;", id,
+         id, T);
+    line(c, "if (e%d_ >= %s) break;", id, total);
+  } else {
+    line(c, "for (long long e%d_ = 0; e%d_ < %s; e%d_++) {", id, id, total, id);
+    c->ind++;
+  }
   const char *e = str(c, "e%d_", id);
   for (uint32_t i = rank; i-- > 0;) {
     k[i] = str(c, "k%d_%u_", id, i);
@@ -684,6 +696,29 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
   bool acc = named_bool(call, "accumulate", true);
   ctype t = compute_of(C.dt);
   const char *ij[2];
+  if (C.regs && dist) { /* k outermost: c stays in registers (gen_gpu.c) */
+    if (!acc) {
+      each_begin(c, C.vext, 2, dist, ij);
+      view_store(c, &C, ij, str(c, "(%s)0", ctype_c(t)), t);
+      each_end(c);
+    }
+    const char *kk = str(c, "kk%d_", c->tmp++);
+    line(c, "for (long long %s = 0; %s < %s; %s++) {", kk, kk,
+         A.vext[ta ? 0 : 1], kk);
+    c->ind++;
+    each_begin(c, C.vext, 2, dist, ij);
+    const char *ak[2] = {ta ? kk : ij[0], ta ? ij[0] : kk};
+    const char *bk[2] = {tb ? ij[1] : kk, tb ? kk : ij[1]};
+    view_store(c, &C, ij,
+               str(c, "%s + %s * %s", view_load(c, &C, ij),
+                   convert(c, view_load(c, &A, ak), compute_of(A.dt), t),
+                   convert(c, view_load(c, &B, bk), compute_of(B.dt), t)),
+               t);
+    each_end(c);
+    c->ind--;
+    line(c, "}");
+    return;
+  }
   each_begin(c, C.vext, 2, dist, ij);
   const char *s = str(c, "s%d_", c->tmp++), *kk = str(c, "kk%d_", c->tmp++);
   line(c, "%s %s = 0;", ctype_c(t), s);

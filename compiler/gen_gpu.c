@@ -497,8 +497,11 @@ static bool named_bool(ts_node *call, const char *name, bool dflt) {
   return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
 }
 
-/* c (+)= a · b with each thread computing whole elements of c (a dot
- * product over k each). The tensor-core forms are the Hopper work. */
+/* c (+)= a · b with each thread computing whole elements of c: a dot
+ * product over k each; or, when c is in registers, k outermost and the
+ * thread's elements of c updated in an inner loop of constant trip count,
+ * which unrolls so that they stay in registers. The tensor-core forms are
+ * the Hopper work. */
 void gen_gpu_gemm(gen *g, ts_node *call) {
   mb *b = &g->b;
   view pool[8], A, B, C;
@@ -516,6 +519,35 @@ void gen_gpu_gemm(gen *g, ts_node *call) {
   MlirValue K = A.vext[ta ? 0 : 1];
   loop L[2], lk;
   MlirValue ij[2], ak[2], bk[2];
+  if (C.regs) {
+    if (!acc) {
+      gen_each_begin(g, L, C.vext, 2, ij);
+      gen_view_store(g, &C, ij, zero);
+      gen_each_end(g, L, 2);
+    }
+    gen_loop_begin(g, &lk, gen_i64(g, 0), K);
+    gen_each_begin(g, L, C.vext, 2, ij);
+    ak[0] = ta ? lk.iv : ij[0];
+    ak[1] = ta ? ij[0] : lk.iv;
+    bk[0] = tb ? ij[1] : lk.iv;
+    bk[1] = tb ? lk.iv : ij[1];
+    MlirValue x, y, c0;
+    gen_view_load(g, &A, ak, &x);
+    gen_view_load(g, &B, bk, &y);
+    gen_view_load(g, &C, ij, &c0);
+    MlirValue p = mb_bin(b, f ? "arith.mulf" : "arith.muli",
+                         gen_convert(g, x, ct), gen_convert(g, y, ct));
+    MlirValue s =
+        mb_bin(b, f ? "arith.addf" : "arith.addi", gen_convert(g, c0, ct), p);
+    if (f) {
+      gen_fastmath(g, p, "contract");
+      gen_fastmath(g, s, "contract");
+    }
+    gen_view_store(g, &C, ij, s);
+    gen_each_end(g, L, 2);
+    gen_loop_end(g, &lk);
+    return;
+  }
   gen_each_begin(g, L, C.vext, 2, ij);
   MlirValue slot = mb_alloca_entry(b, ct, 1);
   mb_store(b, zero, slot, gen_i64(g, 0));
