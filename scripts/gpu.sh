@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# gpu.sh - for a machine with an NVIDIA GPU (the lent H100): builds Tessera,
+# runs everything that needs the GPU in one go, and writes what ran into
+# bench/results/gpu.md (device, driver, date):
+#   - the numerics suites on the GPU with each lowering (ctest cuda/*,
+#     cuda-c/*: MLIR's PTX, and the CUDA C through NVRTC), which is the
+#     differential test of the two;
+#   - compute-sanitizer memcheck and racecheck over the kernel suite, each
+#     lowering;
+#   - cuobjdump --dump-sass of the GEMM kernels (the SASS of what ran).
+# Without a GPU it stops after saying so. Build as scripts/setup.sh does
+# (the MLIR 22 and Lua packages must be installable there).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh build || exit 2
+out=bench/results/gpu.md
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+build/tessera devices | tee "$log/devices"
+if ! grep -q "GPU" "$log/devices" || grep -q "no GPU" "$log/devices"; then
+  echo "gpu.sh: no GPU here; nothing to do"
+  exit 0
+fi
+export TESSERA_CACHE=$log/cache
+status=0
+ctest --test-dir build -R '^(cuda|cuda-c)/' --output-on-failure >"$log/ctest" 2>&1 || status=1
+tail -n 30 "$log/ctest"
+san=()
+if command -v compute-sanitizer >/dev/null 2>&1; then
+  for tool in memcheck racecheck; do
+    for lowering in mlir cuda; do
+      r=pass
+      TS_SOURCE_DIR=$PWD TS_TEST_DEVICE=cuda TESSERA_GPU_LOWERING=$lowering \
+        compute-sanitizer --tool "$tool" --error-exitcode 9 build/tests/num_kernels \
+        >"$log/$tool-$lowering" 2>&1 || { r=FAIL; status=1; }
+      san+=("| $tool | $lowering | $r | $(grep -c 'ERROR SUMMARY: 0' "$log/$tool-$lowering") clean summaries |")
+    done
+  done
+else
+  san+=("| compute-sanitizer | - | not installed | |")
+fi
+sass="(cuobjdump not found)"
+if command -v cuobjdump >/dev/null 2>&1; then
+  build/tessera compile kernels/gemm.tile --target ptx -o "$log/gemm.ptx" &&
+    /usr/local/cuda/bin/ptxas -arch=sm_90a "$log/gemm.ptx" -o "$log/gemm.cubin" &&
+    sass=$(cuobjdump --dump-sass "$log/gemm.cubin" | grep -cE 'HGMMA|HMMA|FFMA')" FMA/MMA instructions in gemm.tile's SASS (HGMMA only with tensor cores: issue 8)"
+fi
+{
+  echo "# GPU run ($(date -u +%Y-%m-%d), scripts/gpu.sh)"
+  echo
+  echo '```'
+  cat "$log/devices"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
+  echo '```'
+  echo
+  echo "## Numerics on the GPU, both lowerings (ctest cuda/*, cuda-c/*)"
+  echo
+  echo '```'
+  grep -E "Test +#|tests passed|FAILED" "$log/ctest"
+  echo '```'
+  echo
+  echo "## compute-sanitizer over tests/numerics/test_kernels.c"
+  echo
+  echo "| tool | lowering | result | |"
+  echo "| --- | --- | --- | --- |"
+  printf '%s\n' "${san[@]}"
+  echo
+  echo "## SASS"
+  echo
+  echo "$sass"
+} >"$out"
+echo "gpu.sh: wrote $out"
+exit $status
