@@ -34,7 +34,7 @@ function M:attention(L, x, pos)
     local comp = self:compress(L, "compressor", x, ratio, tab)
     made.compressed = comp
     N = comp:shape()[1]
-    if N > 0 then list = concat_rows(kv, comp) end
+    if N > 0 and ratio ~= 128 then list = concat_rows(kv, comp) end
   end
   if ratio == 4 and N > 0 then
     -- the lightning indexer: scores over the indexer's keys, top-k
@@ -57,9 +57,26 @@ function M:attention(L, x, pos)
     kernel("topk.tile", "topk", {K = cfg.index_topk}):launch{scores, len, sel}
     made.topk = sel
   end
+  local o = f32{T, H, c}
+  if ratio == 128 then
+    -- HCA: the window gathered from kv, then the complete compressed
+    -- entries read in place (hca_attn.tile)
+    local win, nc = {}, {}
+    for t = 0, T - 1 do
+      local j = 0
+      for s = math.max(0, t - W + 1), t do win[#win + 1] = s; j = j + 1 end
+      for _ = j + 1, W do win[#win + 1] = -1 end
+      nc[t + 1] = math.min((t + 1) // ratio, N)
+    end
+    local comp = made.compressed or f32{0, c}
+    kernel("hca_attn.tile", "hca_attn_f32", {SCALE = c ^ -0.5}):launch{
+      q, kv, ts.tensor("i32", {T, W}, win), comp, ts.tensor("i32", {T}, nc),
+      self:weight(p .. "attn_sink"), o}
+    return self:attention_out(L, o, tab, pos, T), made
+  end
   -- index lists: the window (token t and the W - 1 before it), then the
-  -- selected (CSA) or all complete (HCA) compressed entries, -1 padded
-  local extra = ratio == 4 and cfg.index_topk or (ratio == 128 and N or 0)
+  -- selected (CSA) compressed entries, -1 padded
+  local extra = ratio == 4 and cfg.index_topk or 0
   local K = W + extra
   local idx, selv = {}, sel and sel:to_table()
   for t = 0, T - 1 do
@@ -70,24 +87,27 @@ function M:attention(L, x, pos)
         local e = selv[t * extra + k]
         if e >= 0 then row[#row + 1] = T + e end
       end
-    elseif ratio == 128 then
-      for i = 0, N - 1 do
-        if (i + 1) * ratio <= t + 1 then row[#row + 1] = T + i end
-      end
     end
     for k = 1, K do idx[#idx + 1] = row[k] or -1 end
   end
   local idx_t = ts.tensor("i32", {T, K}, idx)
-  local o = f32{T, H, c}
   kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5})
     :launch{q, list, idx_t, self:weight(p .. "attn_sink"), o}
+  return self:attention_out(L, o, tab, pos, T), made
+end
+
+-- The attention output o [T, H, c] of layer L: inverse RoPE, then the
+-- grouped output projection.
+function M:attention_out(L, o, tab, pos, T)
+  local c, cfg = self.cfg.head_dim, self.cfg
+  local p = self:prefix(L) .. "attn."
+  local H = cfg.n_heads
   o = rope(o, tab, pos, true)
-  -- the grouped output projection
   local G, dg = cfg.o_groups, cfg.o_lora_rank
   local z = f32{T, G, dg}
   kernel("gemm.tile", "grouped_linear_f32"):launch{
     o:reshape{T, G, H // G * c}, self:weight(p .. "wo_a.weight"):reshape{G, dg, H // G * c}, z}
-  return linear(z:reshape{T, G * dg}, self:weight(p .. "wo_b.weight")), made
+  return linear(z:reshape{T, G * dg}, self:weight(p .. "wo_b.weight"))
 end
 
 
@@ -156,30 +176,33 @@ function M:attention_step(L, x, t)
   for i = 1, c do zero[i] = 0 end
   local list_rows = {}
   for s = 1, W do list_rows[s] = ring[s] or zero end
+  local o = f32{1, H, c}
+  if ratio == 128 then
+    -- HCA: the ring gathered by slot, the compressed entries in place
+    local n = 0
+    for i = 0, #st.comp - 1 do
+      if (i + 1) * ratio <= t + 1 then n = i + 1 end
+    end
+    for k = #idx + 1, W do idx[k] = -1 end
+    local comp = #st.comp > 0 and from_rows(st.comp, 1, #st.comp, c) or f32{0, c}
+    kernel("hca_attn.tile", "hca_attn_f32", {SCALE = c ^ -0.5}):launch{
+      q, from_rows(list_rows, 1, W, c), ts.tensor("i32", {1, W}, idx), comp,
+      ts.tensor("i32", {1}, {n}), self:weight(p .. "attn_sink"), o}
+    return self:attention_out(L, o, tab, pos, 1)
+  end
   for _, e in ipairs(st.comp) do list_rows[#list_rows + 1] = e end
   local list = from_rows(list_rows, 1, #list_rows, c)
   local extra = 0
   if ratio == 4 then
     extra = cfg.index_topk
     for _, e in ipairs(selected) do idx[#idx + 1] = W + e end
-  elseif ratio == 128 then
-    extra = math.max(#st.comp, 1)
-    for i = 0, #st.comp - 1 do
-      if (i + 1) * ratio <= t + 1 then idx[#idx + 1] = W + i end
-    end
   end
   local K = W + extra
   for k = #idx + 1, K do idx[k] = -1 end
   local idx_t = ts.tensor("i32", {1, K}, idx)
-  local o = f32{1, H, c}
   kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5})
     :launch{q, list, idx_t, self:weight(p .. "attn_sink"), o}
-  o = rope(o, tab, pos, true)
-  local G, dg = cfg.o_groups, cfg.o_lora_rank
-  local z = f32{1, G, dg}
-  kernel("gemm.tile", "grouped_linear_f32"):launch{
-    o:reshape{1, G, H // G * c}, self:weight(p .. "wo_a.weight"):reshape{G, dg, H // G * c}, z}
-  return linear(z:reshape{1, G * dg}, self:weight(p .. "wo_b.weight"))
+  return self:attention_out(L, o, tab, pos, 1)
 end
 
 

@@ -48,13 +48,16 @@ local function rnd()
   return ((state >> 11) & ((1 << 53) - 1)) / 9007199254740992.0
 end
 
+local argmax = ts.kernel("kernels/argmax.tile", "argmax")
+
 local function pick(logits)
-  local v = logits:to_table()
-  if temperature <= 0 then
-    local best = 1
-    for k = 2, #v do if v[k] > v[best] then best = k end end
-    return best - 1
+  if temperature <= 0 then -- greedy: kernels/argmax.tile
+    local shape = logits:shape()
+    local out = ts.tensor("i32", {1})
+    argmax:launch{logits:reshape{1, shape[#shape]}, out}
+    return out:to_table()[1]
   end
+  local v = logits:to_table()
   local mx = -math.huge
   for k = 1, #v do mx = math.max(mx, v[k]) end
   local probs, sum = {}, 0

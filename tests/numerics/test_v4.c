@@ -490,6 +490,162 @@ static void test_topk(void) {
   ts_kernel_release(kbig);
 }
 
+/* argmax: ties to the first index (within and across blocks), NaN never
+ * wins, rows of -inf and NaN give 0, a length that is not a multiple of the
+ * block, and a V4-sized vocabulary (129280). */
+static void test_argmax(void) {
+  ts_kernel *k = num_kernel("kernels/argmax.tile", "argmax", NULL, NULL);
+  if (!k)
+    return;
+  int64_t shapes[2][2] = {{7, 3001}, {2, 129280}};
+  for (int c = 0; c < 2; c++) {
+    int64_t R = shapes[c][0], V = shapes[c][1], sx[2] = {R, V};
+    ts_tensor *x = num_tensor(TS_DTYPE_F32, 2, sx);
+    ts_tensor *o = num_tensor(TS_DTYPE_I32, 1, &R);
+    float *xv = ts_tensor_data(x);
+    uint64_t seed = 41 + (uint64_t)c;
+    for (int64_t i = 0; i < R * V; i++) {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      /* few distinct values: many ties */
+      xv[i] = (float)((seed >> 40) % 50) - 25.0f;
+    }
+    if (c == 0) {
+      xv[0 * V + 2500] = 30;  /* a unique maximum in the last block */
+      xv[0 * V + 10] = NAN;   /* never wins */
+      xv[1 * V + 1500] = 40;  /* the same maximum in two blocks: */
+      xv[1 * V + 2048] = 40;  /* the first one */
+      for (int64_t j = 0; j < V; j++) {
+        xv[2 * V + j] = -INFINITY; /* nothing above -inf: 0 */
+        xv[3 * V + j] = j % 2 ? NAN : -INFINITY;
+      }
+      xv[4 * V + V - 1] = 100; /* the very last entry */
+    }
+    ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(o)};
+    num_launch(k, a, 2);
+    const int32_t *ov = ts_tensor_data(o);
+    int bad = 0;
+    for (int64_t r = 0; r < R; r++) {
+      int32_t want = 0;
+      float best = -INFINITY;
+      for (int64_t j = 0; j < V; j++)
+        if (xv[r * V + j] > best) { /* NaN compares false */
+          best = xv[r * V + j];
+          want = (int32_t)j;
+        }
+      if (ov[r] != want && bad++ < 5)
+        fprintf(stderr, "argmax row %lld: %d, want %d\n", (long long)r, ov[r],
+                want);
+    }
+    CHECK(bad == 0);
+    ts_tensor_release(x);
+    ts_tensor_release(o);
+  }
+  ts_kernel_release(k);
+}
+
+/* hca_attn against the reference over the equivalent index list: the
+ * window rows of kv, then compressed entries 0 .. n_t - 1 (kv and comp
+ * concatenated). Returns the relative error. */
+static double hca_case(ts_kernel *k, ts_dtype dt, int64_t T, int64_t H,
+                       int64_t C, int64_t S, int64_t W, int64_t N,
+                       const int32_t *win, const int32_t *ncomp, uint64_t seed,
+                       bool *zero_rows_ok, const bool *zero_row) {
+  int64_t sq[3] = {T, H, C}, skv[2] = {S, C}, sw[2] = {T, W}, sc[2] = {N, C};
+  ts_tensor *q = num_tensor(dt, 3, sq), *kv = num_tensor(dt, 2, skv);
+  ts_tensor *comp = num_tensor(dt, 2, sc), *o = num_tensor(dt, 3, sq);
+  ts_tensor *tw = num_tensor(TS_DTYPE_I32, 2, sw);
+  ts_tensor *tn = num_tensor(TS_DTYPE_I32, 1, &T);
+  double *qv = num_fill(q, -2, 2, &seed), *kvv = num_fill(kv, -1, 1, &seed);
+  double *cv = num_fill(comp, -1, 1, &seed);
+  memcpy(ts_tensor_data(tw), win, (size_t)(T * W) * sizeof *win);
+  memcpy(ts_tensor_data(tn), ncomp, (size_t)T * sizeof *ncomp);
+  double *sink = malloc((size_t)H * sizeof *sink);
+  for (int64_t h = 0; h < H; h++)
+    sink[h] = 0.25 * (double)h - 0.4;
+  ts_tensor *tsk = from_doubles(TS_DTYPE_F32, 1, &H, sink, NULL);
+  /* the reference: one list over kv ++ comp */
+  int64_t K = W + N;
+  double *all = malloc((size_t)((S + N) * C) * sizeof *all);
+  memcpy(all, kvv, (size_t)(S * C) * sizeof *all);
+  memcpy(all + S * C, cv, (size_t)(N * C) * sizeof *all);
+  int32_t *idx = malloc((size_t)(T * K) * sizeof *idx);
+  for (int64_t t = 0; t < T; t++) {
+    int64_t n = ncomp[t] < 0 ? 0 : ncomp[t] > N ? N : ncomp[t];
+    for (int64_t j = 0; j < W; j++)
+      idx[t * K + j] = win[t * W + j];
+    for (int64_t j = 0; j < N; j++)
+      idx[t * K + W + j] = j < n ? (int32_t)(S + j) : -1;
+  }
+  double *want = malloc((size_t)(T * H * C) * sizeof *want);
+  ref_sparse_attn(qv, all, idx, sink, want, T, H, C, S + N, K,
+                  0.04419417382415922);
+  ts_arg a[7] = {ts_arg_tensor(q),    ts_arg_tensor(kv), ts_arg_tensor(tw),
+                 ts_arg_tensor(comp), ts_arg_tensor(tn), ts_arg_tensor(tsk),
+                 ts_arg_tensor(o)};
+  num_launch(k, a, 7);
+  double *got = num_get(o);
+  double err = num_relerr(got, want, T * H * C);
+  *zero_rows_ok = true;
+  for (int64_t t = 0; zero_row && t < T; t++)
+    for (int64_t i = 0; zero_row[t] && i < H * C; i++)
+      *zero_rows_ok &= got[t * H * C + i] == 0;
+  free(got);
+  free(want);
+  free(idx);
+  free(all);
+  free(sink);
+  free(qv);
+  free(kvv);
+  free(cv);
+  ts_tensor_release(q);
+  ts_tensor_release(kv);
+  ts_tensor_release(comp);
+  ts_tensor_release(o);
+  ts_tensor_release(tw);
+  ts_tensor_release(tn);
+  ts_tensor_release(tsk);
+  return err;
+}
+
+/* hca_attn on odd shapes: a window of 70 (not a multiple of the block of
+ * 64) with holes, 150 compressed entries of which each token sees a
+ * different prefix (none; all; more than exist, clamped; a negative count),
+ * and a token with nothing to attend to (o = 0); then a V4-Flash-sized
+ * call, 64 heads of 512 over a window of 128 and 2048 entries. */
+static void test_hca(void) {
+  ts_kernel *kf = num_kernel("kernels/hca_attn.tile", "hca_attn_f32", NULL, NULL);
+  ts_kernel *kb = num_kernel("kernels/hca_attn.tile", "hca_attn", NULL, NULL);
+  if (!kf || !kb)
+    return;
+  enum { T = 6, W = 70 };
+  int64_t H = 3, C = 40, S = 31, N = 150;
+  int32_t win[T * W], ncomp[T] = {0, 150, 77, 400, -5, 0};
+  bool zero_row[T] = {false, false, false, false, false, true};
+  for (int t = 0; t < T; t++)
+    for (int j = 0; j < W; j++)
+      win[t * W + j] = t == 5 || j % 9 == 4 ? -1 : (j * 3 + t) % (int)S;
+  bool zeros;
+  double e = hca_case(kf, TS_DTYPE_F32, T, H, C, S, W, N, win, ncomp, 5, &zeros,
+                      zero_row);
+  CHECK_ERR(e, 1e-5, "hca_attn f32");
+  CHECK(zeros);
+  e = hca_case(kb, TS_DTYPE_BF16, T, H, C, S, W, N, win, ncomp, 6, &zeros,
+               zero_row);
+  CHECK_ERR(e, 1e-2, "hca_attn bf16");
+  CHECK(zeros);
+  /* V4-Flash: 64 x 512, window 128, 2048 compressed entries */
+  enum { FT = 2, FW = 128 };
+  int32_t fwin[FT * FW], fn[FT] = {2048, 1500};
+  for (int t = 0; t < FT; t++)
+    for (int j = 0; j < FW; j++)
+      fwin[t * FW + j] = (j * 7 + t) % 300;
+  e = hca_case(kb, TS_DTYPE_BF16, FT, 64, 512, 300, FW, 2048, fwin, fn, 8,
+               &zeros, NULL);
+  CHECK_ERR(e, 1e-2, "hca_attn V4-Flash size");
+  ts_kernel_release(kf);
+  ts_kernel_release(kb);
+}
+
 /* V4-Flash-sized calls: 64 heads of 512 over 512 selected + 128 window
  * entries; top-512 of 128K scores. */
 static void test_flash_sizes(void) {
@@ -1280,6 +1436,8 @@ int main(void) {
   test_topk();
   test_indexer();
   test_flash_sizes();
+  test_hca();
+  test_argmax();
   test_rope();
   test_compress_random();
   test_golden_compressor();
