@@ -543,6 +543,96 @@ static void test_argmax(void) {
   ts_kernel_release(k);
 }
 
+/* The grouped MoE (count, offsets, scatter, grouped GEMM, combine) against
+ * the per-token moe_experts on the same inputs: 37 tokens, 3 of 5 experts
+ * each (some slots -1, an expert nobody chose), blocks of 4 rows so that
+ * segments end mid-block; counts and offsets exact, the sorted list a
+ * permutation of the routed slots grouped by expert. */
+static void test_moe_grouped(void) {
+  ts_kernel *ke = num_kernel("kernels/moe.tile", "moe_experts", NULL, NULL);
+  ts_kernel *kc = num_kernel("kernels/moe.tile", "moe_count", "BT=8", NULL);
+  ts_kernel *ko = num_kernel("kernels/moe.tile", "moe_offsets", NULL, NULL);
+  ts_kernel *ks = num_kernel("kernels/moe.tile", "moe_scatter", "BT=8", NULL);
+  ts_kernel *kg = num_kernel("kernels/moe.tile", "moe_grouped", "BM=4", NULL);
+  ts_kernel *kb = num_kernel("kernels/moe.tile", "moe_combine", "K=3", NULL);
+  if (!ke || !kc || !ko || !ks || !kg || !kb)
+    return;
+  int64_t T = 37, DM = 48, I = 24, E = 5, K = 3, TK = T * K;
+  int64_t sx[2] = {T, DM}, sk[2] = {T, K}, s1[3] = {E, I, DM}, s2[3] = {E, DM, I};
+  int64_t q1[2] = {I, DM}, q2[2] = {DM, I}, so[2] = {TK, DM};
+  uint64_t seed = 5;
+  ts_tensor *x = num_tensor(TS_DTYPE_F32, 2, sx), *ex = num_tensor(TS_DTYPE_I32, 2, sk);
+  ts_tensor *none = num_tensor(TS_DTYPE_I32, 2, sk);
+  ts_tensor *wt = num_tensor(TS_DTYPE_F32, 2, sk), *w1 = num_tensor(TS_DTYPE_BF16, 3, s1);
+  ts_tensor *w2 = num_tensor(TS_DTYPE_BF16, 3, s2), *w3 = num_tensor(TS_DTYPE_BF16, 3, s1);
+  ts_tensor *sh1 = num_tensor(TS_DTYPE_BF16, 2, q1), *sh2 = num_tensor(TS_DTYPE_BF16, 2, q2);
+  ts_tensor *sh3 = num_tensor(TS_DTYPE_BF16, 2, q1);
+  ts_tensor *want = num_tensor(TS_DTYPE_F32, 2, sx), *shared = num_tensor(TS_DTYPE_F32, 2, sx);
+  ts_tensor *y = num_tensor(TS_DTYPE_F32, 2, sx), *out = num_tensor(TS_DTYPE_F32, 2, so);
+  ts_tensor *counts = num_tensor(TS_DTYPE_I32, 1, &E), *offs = num_tensor(TS_DTYPE_I32, 1, &E);
+  ts_tensor *cursor = num_tensor(TS_DTYPE_I32, 1, &E), *sorted = num_tensor(TS_DTYPE_I32, 1, &TK);
+  double *fr[9] = {num_fill(x, -2, 2, &seed), num_fill(wt, 0, 1, &seed),
+                   num_fill(w1, -0.5, 0.5, &seed), num_fill(w2, -0.5, 0.5, &seed),
+                   num_fill(w3, -0.5, 0.5, &seed), num_fill(sh1, -0.5, 0.5, &seed),
+                   num_fill(sh2, -0.5, 0.5, &seed), num_fill(sh3, -0.5, 0.5, &seed),
+                   NULL};
+  int32_t *ev = ts_tensor_data(ex), *nv = ts_tensor_data(none);
+  int want_counts[5] = {0};
+  for (int64_t i = 0; i < TK; i++) {
+    ev[i] = i % 11 == 7 ? -1 : (int32_t)((i * 7 + i / 5) % 4); /* expert 4: none */
+    nv[i] = -1;
+    if (ev[i] >= 0)
+      want_counts[ev[i]]++;
+  }
+  ts_arg ae[10] = {ts_arg_tensor(x),  ts_arg_tensor(ex),  ts_arg_tensor(wt),
+                   ts_arg_tensor(w1), ts_arg_tensor(w2),  ts_arg_tensor(w3),
+                   ts_arg_tensor(sh1), ts_arg_tensor(sh2), ts_arg_tensor(sh3),
+                   ts_arg_tensor(want)};
+  num_launch(ke, ae, 10);
+  ae[1] = ts_arg_tensor(none); /* the shared expert alone */
+  ae[9] = ts_arg_tensor(shared);
+  num_launch(ke, ae, 10);
+  ts_arg ac[2] = {ts_arg_tensor(ex), ts_arg_tensor(counts)};
+  num_launch(kc, ac, 2);
+  ts_arg ao[2] = {ts_arg_tensor(counts), ts_arg_tensor(offs)};
+  num_launch(ko, ao, 2);
+  ts_arg as[4] = {ts_arg_tensor(ex), ts_arg_tensor(offs), ts_arg_tensor(cursor),
+                  ts_arg_tensor(sorted)};
+  num_launch(ks, as, 4);
+  const int32_t *cv = ts_tensor_data(counts), *ov = ts_tensor_data(offs);
+  const int32_t *sv = ts_tensor_data(sorted);
+  int bad = 0, at = 0;
+  for (int e = 0; e < 5; e++) {
+    bad += cv[e] != want_counts[e] || ov[e] != at;
+    for (int i = 0; i < want_counts[e]; i++) /* each slot of e once */
+      bad += sv[at + i] < 0 || sv[at + i] >= TK || ev[sv[at + i]] != e;
+    for (int i = 0; i < want_counts[e]; i++)
+      for (int j = 0; j < i; j++)
+        bad += sv[at + i] == sv[at + j];
+    at += want_counts[e];
+  }
+  CHECK(bad == 0);
+  ts_arg ag[9] = {ts_arg_tensor(x),  ts_arg_tensor(sorted), ts_arg_tensor(offs),
+                  ts_arg_tensor(counts), ts_arg_tensor(wt), ts_arg_tensor(w1),
+                  ts_arg_tensor(w2), ts_arg_tensor(w3), ts_arg_tensor(out)};
+  num_launch(kg, ag, 9);
+  ts_arg ab[3] = {ts_arg_tensor(shared), ts_arg_tensor(out), ts_arg_tensor(y)};
+  num_launch(kb, ab, 3);
+  double *got = num_get(y), *ref = num_get(want);
+  CHECK_ERR(num_relerr(got, ref, T * DM), 1e-5, "grouped MoE vs moe_experts");
+  free(got);
+  free(ref);
+  for (int i = 0; fr[i]; i++)
+    free(fr[i]);
+  ts_tensor *tr[] = {x, ex, none, wt, w1, w2, w3, sh1, sh2, sh3, want, shared,
+                     y, out, counts, offs, cursor, sorted};
+  for (size_t i = 0; i < sizeof tr / sizeof tr[0]; i++)
+    ts_tensor_release(tr[i]);
+  ts_kernel *kr[] = {ke, kc, ko, ks, kg, kb};
+  for (size_t i = 0; i < sizeof kr / sizeof kr[0]; i++)
+    ts_kernel_release(kr[i]);
+}
+
 /* hca_attn against the reference over the equivalent index list: the
  * window rows of kv, then compressed entries 0 .. n_t - 1 (kv and comp
  * concatenated). Returns the relative error. */
@@ -1438,6 +1528,7 @@ int main(void) {
   test_flash_sizes();
   test_hca();
   test_argmax();
+  test_moe_grouped();
   test_rope();
   test_compress_random();
   test_golden_compressor();
