@@ -31,8 +31,12 @@ function M:attention(L, x, pos)
   -- the KV list: the T window entries, then the compressed entries
   local list, N, sel = kv, 0, nil
   if ratio > 0 then
-    local comp = self:compress(L, "compressor", x, ratio, tab)
+    local comp, cc, cz = self:compress(L, "compressor", x, ratio, tab)
     made.compressed = comp
+    made.projected = {compressor = {cc, cz}}
+    if ratio == 4 then -- the indexer's buffer even before its first key
+      made.projected["indexer.compressor"] = {self:project(L, "indexer.compressor", x)}
+    end
     N = comp:shape()[1]
     if N > 0 and ratio ~= 128 then list = concat_rows(kv, comp) end
   end
@@ -41,7 +45,8 @@ function M:attention(L, x, pos)
     local HI, DI = cfg.index_n_heads, cfg.index_head_dim
     local qi = linear(qr, self:weight(p .. "indexer.wq_b.weight")):reshape{T, HI, DI}
     qi = hadamard(rope(qi, tab, pos))
-    local keys = hadamard(self:compress(L, "indexer.compressor", x, ratio, tab))
+    local ic, iz = table.unpack(made.projected["indexer.compressor"])
+    local keys = hadamard(self:pool(L, "indexer.compressor", ic, iz, ratio, tab, 0))
     made.indexer_keys = keys
     local w = linear(x, self:weight(p .. "indexer.weights_proj.weight"))
     local scale = DI ^ -0.5 * HI ^ -0.5
@@ -129,11 +134,11 @@ function M:attention_step(L, x, t)
   local kv = rmsnorm(linear(x, self:weight(p .. "wkv.weight")),
                      self:weight(p .. "kv_norm.weight"))
   kv = rope(kv:reshape{1, 1, c}, tab, pos):reshape{1, c}
-  st.x[t + 1] = x:to_table()
   st.kv[t + 1] = kv:to_table()
+  st.kv[t + 1 - W] = nil -- the window ring holds W positions
   local selected = {}
   if ratio == 4 then
-    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab)
+    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x)
     if key then
       local k = f32{1, #key}
       k:set(key)
@@ -161,7 +166,7 @@ function M:attention_step(L, x, t)
     end
   end
   if ratio > 0 then
-    local entry = self:compress_step(L, "compressor", st, t, ratio, tab)
+    local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x)
     if entry then st.comp[#st.comp + 1] = entry end
   end
   -- the KV list: the window ring (slot = position mod W), then the

@@ -76,8 +76,22 @@ function M:prefill(ids)
     end)
     r.out = X
     record[L] = r
-    -- the decode state of the layer (V4-SPEC 4.4's hand-off)
-    self.state[L] = {x = rows(r.attn_in), kv = rows(made.kv),
+    -- the decode state of the layer (V4-SPEC 4.4's hand-off): the last W
+    -- KV rows (by position), the compressed entries and indexer keys, and
+    -- each compressor's partial-window buffer of projected rows (4.3)
+    local W, kvs, ring = self.cfg.window_size, rows(made.kv), {}
+    for q = math.max(1, T - W + 1), T do ring[q] = kvs[q] end
+    local buf = {}
+    for which, cz in pairs(made.projected or {}) do
+      local cr, zr = rows(cz[1]), rows(cz[2])
+      local keep = self.buffer_rows(self.cfg.compress_ratios[L + 1])
+      buf[which] = {c = {}, z = {}}
+      for q = math.max(1, T - keep + 1), T do
+        buf[which].c[#buf[which].c + 1] = cr[q]
+        buf[which].z[#buf[which].z + 1] = zr[q]
+      end
+    end
+    self.state[L] = {kv = ring, buf = buf,
                      comp = made.compressed and rows(made.compressed) or {},
                      keys = made.indexer_keys and rows(made.indexer_keys) or {}}
   end
