@@ -36,20 +36,11 @@ function M:head(X, pre)
   local cfg, T, d = self.cfg, X:shape()[1], X:shape()[3]
   local mixes = f32{T, 4}
   kernel("mhc.tile", "hc_mix"):launch{X:reshape{T, 4 * d}, self:weight(pre .. "hc_head_fn"), mixes}
-  local mv, base = mixes:to_table(), self:weight(pre .. "hc_head_base"):to_table()
-  local scale = self:weight(pre .. "hc_head_scale"):to_table()[1]
-  local xv2 = X:to_table()
-  local y = {}
-  for c = 1, d do y[c] = 0 end
-  for j = 1, 4 do
-    local pre = 1 / (1 + math.exp(-(mv[(T - 1) * 4 + j] * scale + base[j]))) + cfg.hc_eps
-    for c = 1, d do
-      y[c] = y[c] + pre * xv2[((T - 1) * 4 + (j - 1)) * d + c]
-    end
-  end
-  local yt = rmsnorm(ts.tensor("f32", {1, d}, y), self:weight(pre .. "norm.weight"))
-  return linear(yt, self:weight("head.weight"))
+  local y = f32{1, d}
+  kernel("mhc.tile", "hc_head", {EPS = cfg.hc_eps * 1.0}):launch{
+    X:slice(0, T - 1, 1), mixes:slice(0, T - 1, 1), self:weight(pre .. "hc_head_scale"),
+    self:weight(pre .. "hc_head_base"), y}
+  return linear(rmsnorm(y, self:weight(pre .. "norm.weight")), self:weight("head.weight"))
 end
-
 
 end

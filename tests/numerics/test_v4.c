@@ -633,6 +633,41 @@ static void test_moe_grouped(void) {
     ts_kernel_release(kr[i]);
 }
 
+/* hc_head, the final head mix, against f64: 3 tokens, 4 streams of 40. */
+static void test_hc_head(void) {
+  ts_kernel *k = num_kernel("kernels/mhc.tile", "hc_head", NULL, NULL);
+  if (!k)
+    return;
+  int64_t T = 3, NS = 4, D = 40, one = 1;
+  int64_t sx[3] = {T, NS, D}, sm[2] = {T, NS}, sy[2] = {T, D};
+  uint64_t seed = 91;
+  ts_tensor *x = num_tensor(TS_DTYPE_F32, 3, sx), *m = num_tensor(TS_DTYPE_F32, 2, sm);
+  ts_tensor *sc = num_tensor(TS_DTYPE_F32, 1, &one), *b = num_tensor(TS_DTYPE_F32, 1, &NS);
+  ts_tensor *y = num_tensor(TS_DTYPE_F32, 2, sy);
+  double *xv = num_fill(x, -3, 3, &seed), *mv = num_fill(m, -2, 2, &seed);
+  double *sv = num_fill(sc, 0.5, 1.5, &seed), *bv = num_fill(b, -1, 1, &seed);
+  double want[3 * 40] = {0};
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t j = 0; j < NS; j++) {
+      double g = 1 / (1 + exp(-(mv[t * NS + j] * sv[0] + bv[j]))) + 1e-6;
+      for (int64_t d = 0; d < D; d++)
+        want[t * D + d] += g * xv[(t * NS + j) * D + d];
+    }
+  ts_arg a[5] = {ts_arg_tensor(x), ts_arg_tensor(m), ts_arg_tensor(sc),
+                 ts_arg_tensor(b), ts_arg_tensor(y)};
+  num_launch(k, a, 5);
+  double *got = num_get(y);
+  CHECK_ERR(num_relerr(got, want, T * D), 1e-6, "hc_head");
+  free(got);
+  double *fr[4] = {xv, mv, sv, bv};
+  for (int i = 0; i < 4; i++)
+    free(fr[i]);
+  ts_tensor *tr[5] = {x, m, sc, b, y};
+  for (int i = 0; i < 5; i++)
+    ts_tensor_release(tr[i]);
+  ts_kernel_release(k);
+}
+
 /* hca_attn against the reference over the equivalent index list: the
  * window rows of kv, then compressed entries 0 .. n_t - 1 (kv and comp
  * concatenated). Returns the relative error. */
@@ -1529,6 +1564,7 @@ int main(void) {
   test_hca();
   test_argmax();
   test_moe_grouped();
+  test_hc_head();
   test_rope();
   test_compress_random();
   test_golden_compressor();
