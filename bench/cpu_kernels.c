@@ -83,6 +83,38 @@ static void ref_arg(job *j) {
   }
 }
 
+/* Indexer scores without the causal bound: sum_h w relu(q . k). */
+static void ref_idx(job *j) {
+  for (int64_t t = 0; t < j->T; t++)
+    for (int64_t s = 0; s < j->S; s++) {
+      double acc = 0;
+      for (int64_t h = 0; h < j->H; h++) {
+        double d = 0;
+        for (int64_t c = 0; c < j->D; c++)
+          d += j->q[(t * j->H + h) * j->D + c] * j->kv[s * j->D + c];
+        acc += j->sink[t * j->H + h] * (d > 0 ? d : 0);
+      }
+      j->o[t * j->S + s] = acc;
+    }
+}
+
+/* RoPE on the last 2 HALF dims of each head (HALF = K), table in y. */
+static void ref_rope(job *j) {
+  int64_t half = j->K, base = j->D - 2 * half;
+  for (int64_t t = 0; t < j->T; t++)
+    for (int64_t h = 0; h < j->H; h++) {
+      double *v = j->x + (t * j->H + h) * j->D;
+      /* the same work as the kernel: every dim written */
+      memcpy(j->o + (t * j->H + h) * j->D, v, sizeof(double) * (size_t)base);
+      for (int64_t i = 0; i < half; i++) {
+        double c = j->y[(t * half + i) * 2], sn = j->y[(t * half + i) * 2 + 1];
+        double a = v[base + 2 * i], b = v[base + 2 * i + 1];
+        j->o[(t * j->H + h) * j->D + base + 2 * i] = a * c - b * sn;
+        j->o[(t * j->H + h) * j->D + base + 2 * i + 1] = a * sn + b * c;
+      }
+    }
+}
+
 static void report(const char *name, const char *shape, job *j, double work,
                    const char *unit) {
   double tk = bench_median(run_k, j, 5, 0.3);
@@ -175,6 +207,72 @@ static void bench_hca(ts_device *d, ts_kernel *k, const char *shape, int64_t T,
   ts_tensor_release(sink);
 }
 
+/* indexer_scores_f32 for T queries at a position past every key. */
+static void bench_indexer(ts_device *d, ts_kernel *k, const char *shape,
+                          int64_t T, int64_t HI, int64_t D, int64_t S) {
+  job j = {.k = k, .n = 5, .ref = ref_idx, .T = T, .H = HI, .D = D, .S = S};
+  int64_t sq[3] = {T, HI, D}, sk[2] = {S, D}, sw[2] = {T, HI}, so[2] = {T, S};
+  ts_tensor *q = tensor(d, TS_DTYPE_F32, 3, sq), *kk = tensor(d, TS_DTYPE_F32, 2, sk);
+  ts_tensor *w = tensor(d, TS_DTYPE_F32, 2, sw), *pos = tensor(d, TS_DTYPE_I32, 1, &T);
+  ts_tensor *o = tensor(d, TS_DTYPE_F32, 2, so);
+  j.q = malloc(sizeof(double) * (size_t)(T * HI * D));
+  j.kv = malloc(sizeof(double) * (size_t)(S * D));
+  j.sink = malloc(sizeof(double) * (size_t)(T * HI));
+  j.o = malloc(sizeof(double) * (size_t)(T * S));
+  fill(q, j.q, 1);
+  fill(kk, j.kv, 1);
+  fill(w, j.sink, 1);
+  for (int64_t t = 0; t < T; t++)
+    ((int32_t *)ts_tensor_data(pos))[t] = (int32_t)(4 * S + t);
+  ts_arg a[5] = {ts_arg_tensor(q), ts_arg_tensor(kk), ts_arg_tensor(w),
+                 ts_arg_tensor(pos), ts_arg_tensor(o)};
+  memcpy(j.a, a, sizeof a);
+  report("indexer_scores f32", shape, &j, 2.0 * (double)(T * HI * D * S), "GFLOP/s");
+  free(j.q);
+  free(j.kv);
+  free(j.sink);
+  free(j.o);
+  ts_tensor_release(q);
+  ts_tensor_release(kk);
+  ts_tensor_release(w);
+  ts_tensor_release(pos);
+  ts_tensor_release(o);
+}
+
+/* rope (bf16) on T tokens of H heads of D, the last 2 HALF dims rotated. */
+static void bench_rope(ts_device *d, ts_kernel *k, const char *shape, int64_t T,
+                       int64_t H, int64_t D, int64_t HALF) {
+  job j = {.k = k, .n = 4, .ref = ref_rope, .T = T, .H = H, .D = D, .K = HALF};
+  int64_t sx[3] = {T, H, D}, st[3] = {T, HALF, 2};
+  ts_tensor *x = tensor(d, TS_DTYPE_BF16, 3, sx), *y = tensor(d, TS_DTYPE_BF16, 3, sx);
+  ts_tensor *tab = tensor(d, TS_DTYPE_F32, 3, st), *pos = tensor(d, TS_DTYPE_I32, 1, &T);
+  j.x = malloc(sizeof(double) * (size_t)(T * H * D));
+  j.o = malloc(sizeof(double) * (size_t)(T * H * D));
+  j.y = malloc(sizeof(double) * (size_t)(T * HALF * 2));
+  fill(x, j.x, 2);
+  for (int64_t t = 0; t < T; t++) {
+    ((int32_t *)ts_tensor_data(pos))[t] = (int32_t)t;
+    for (int64_t i = 0; i < HALF; i++) {
+      double a = (double)t * pow(10000.0, -(double)i / (double)HALF);
+      ts_tensor_set(tab, (t * HALF + i) * 2, cos(a));
+      ts_tensor_set(tab, (t * HALF + i) * 2 + 1, sin(a));
+      j.y[(t * HALF + i) * 2] = ts_tensor_get(tab, (t * HALF + i) * 2);
+      j.y[(t * HALF + i) * 2 + 1] = ts_tensor_get(tab, (t * HALF + i) * 2 + 1);
+    }
+  }
+  ts_arg a[4] = {ts_arg_tensor(x), ts_arg_tensor(tab), ts_arg_tensor(pos),
+                 ts_arg_tensor(y)};
+  memcpy(j.a, a, sizeof a);
+  report("rope bf16", shape, &j, 4.0 * (double)(T * H * D), "GB/s");
+  free(j.x);
+  free(j.o);
+  free(j.y);
+  ts_tensor_release(x);
+  ts_tensor_release(y);
+  ts_tensor_release(tab);
+  ts_tensor_release(pos);
+}
+
 /* An elementwise-sized kernel over rows x width of bf16 (read + write):
  * hadamard (width 128) or fp8_sim. */
 static void bench_rows(ts_device *d, ts_kernel *k, const char *name,
@@ -258,6 +356,13 @@ int main(void) {
   bench_hca(dev, ha, "tiny: 16 tok, 4 x 128, 128 + 8", 16, 4, 128, 128, 8);
   bench_hca(dev, ha, "Flash decode: 2 tok, 64 x 512, 128 + 2048", 2, 64, 512,
             128, 2048);
+  ts_kernel *ix = bench_kernel(dev, "kernels/indexer.tile", "indexer_scores_f32");
+  bench_indexer(dev, ix, "tiny: 16 q, 4 x 64, 128 keys", 16, 4, 64, 128);
+  bench_indexer(dev, ix, "Flash decode: 1 q, 64 x 128, 32768 keys (128K tokens)", 1,
+                64, 128, 32768);
+  ts_kernel *rp = bench_kernel(dev, "kernels/rope.tile", "rope");
+  bench_rope(dev, rp, "tiny: 16 tok, 4 x 128, rope 64", 16, 4, 128, 32);
+  bench_rope(dev, rp, "Flash: 64 tok, 64 x 512, rope 64", 64, 64, 512, 32);
   ts_kernel *hd = bench_kernel(dev, "kernels/hadamard.tile", "hadamard");
   bench_rows(dev, hd, "hadamard bf16", "tiny: 64 x 128", 64, 128, true);
   bench_rows(dev, hd, "hadamard bf16", "Flash: 16384 x 128", 16384, 128, true);
@@ -271,7 +376,7 @@ int main(void) {
   ts_kernel *am = bench_kernel(dev, "kernels/argmax.tile", "argmax");
   bench_select(dev, am, "argmax", "tiny: 1 x 256", 1, 256, 0);
   bench_select(dev, am, "argmax", "V4: 4 x 129280", 4, 129280, 0);
-  ts_kernel *ks[] = {sa, ha, hd, f8, t64, t512, am};
+  ts_kernel *ks[] = {sa, ha, ix, rp, hd, f8, t64, t512, am};
   for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
     ts_kernel_release(ks[i]);
   ts_device_release(dev);
