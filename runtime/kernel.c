@@ -335,7 +335,7 @@ ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args, size_t count) {
     /* the scratch memref and its bytes per block follow the arguments */
     void *scratch = NULL;
     int64_t one = 1, zero = 0, size;
-    if (__builtin_mul_overflow(per_block, total, &size) || p->n + 6 > MAX_SLOTS) {
+    if (__builtin_mul_overflow(per_block, total, &size) || p->n + 7 > MAX_SLOTS) {
       free(p);
       return ts_status_make(TS_ERR_INVALID, "kernel '%s': too much scratch",
                             k->name);
@@ -347,6 +347,7 @@ ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args, size_t count) {
     p->slots[p->n++] = &elems;
     p->slots[p->n++] = &one;
     p->slots[p->n++] = &per_block;
+    p->slots[p->n] = NULL; /* cuLaunchKernel reads exactly the kernel's count */
     ts_status st = ts_cuda_launch(k->device, k->cu_fn, g, (int)info->threads,
                                   k->smem, p->slots, size, &scratch,
                                   &k->last_seconds);

@@ -1,0 +1,303 @@
+/* libcuda_mock.c - a stand-in libcuda.so.1 for testing the runtime's CUDA
+ * device on machines without a GPU (tests/cuda_mock/test_cuda_mock.c). It
+ * implements the Driver API entry points runtime/device_cuda.c looks up,
+ * through cuGetProcAddress_v2 as the real driver does: "device" memory is
+ * host memory, a module keeps its PTX, cuModuleGetFunction reads the
+ * kernel's parameter list from the PTX's .entry, and cuLaunchKernel checks
+ * every parameter against it (a pointer parameter must point into a live
+ * allocation) and records the launch instead of running it. MOCK_CUDA_FAIL
+ * names one entry point that fails with CUDA_ERROR_OUT_OF_MEMORY. */
+#define _GNU_SOURCE
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int CUresult;
+enum { OK = 0, ERR_INVALID = 1, ERR_OOM = 2, ERR_NOT_FOUND = 500 };
+
+static bool fails(const char *name) {
+  const char *f = getenv("MOCK_CUDA_FAIL");
+  return f && !strcmp(f, name);
+}
+
+/* ---- memory ------------------------------------------------------------- */
+
+#define MAX_ALLOCS 4096
+static struct {
+  char *p;
+  size_t n;
+} allocs[MAX_ALLOCS];
+
+static bool live(uintptr_t p, size_t n) {
+  for (int i = 0; i < MAX_ALLOCS; i++)
+    if (allocs[i].p && p >= (uintptr_t)allocs[i].p &&
+        p + n <= (uintptr_t)allocs[i].p + allocs[i].n)
+      return true;
+  return false;
+}
+
+static CUresult mem_alloc(uintptr_t *out, size_t n) {
+  if (fails("cuMemAlloc"))
+    return ERR_OOM;
+  for (int i = 0; i < MAX_ALLOCS; i++)
+    if (!allocs[i].p) {
+      allocs[i].p = calloc(1, n ? n : 1);
+      allocs[i].n = n;
+      *out = (uintptr_t)allocs[i].p;
+      return OK;
+    }
+  return ERR_OOM;
+}
+
+static CUresult mem_free(uintptr_t p) {
+  for (int i = 0; i < MAX_ALLOCS; i++)
+    if ((uintptr_t)allocs[i].p == p) {
+      free(allocs[i].p);
+      allocs[i].p = NULL;
+      return OK;
+    }
+  return ERR_INVALID;
+}
+
+static CUresult htod(uintptr_t d, const void *h, size_t n) {
+  if (!live(d, n))
+    return ERR_INVALID;
+  memcpy((void *)d, h, n);
+  return OK;
+}
+
+static CUresult dtoh(void *h, uintptr_t d, size_t n) {
+  if (!live(d, n))
+    return ERR_INVALID;
+  memcpy(h, (void *)d, n);
+  return OK;
+}
+
+static CUresult memset8(uintptr_t d, unsigned char v, size_t n) {
+  if (!live(d, n))
+    return ERR_INVALID;
+  memset((void *)d, v, n);
+  return OK;
+}
+
+/* ---- modules and launches ------------------------------------------------ */
+
+typedef struct fn {
+  char name[128];
+  int nparams;
+  int size[256];
+  bool ptr[256];
+} fn;
+
+typedef struct module {
+  char *ptx;
+  fn fns[32];
+  int nfns;
+} module;
+
+/* What the last launch was given (read by the test through dlsym). */
+struct mock_launch {
+  char name[128];
+  unsigned grid[3], block[3], smem;
+  int nparams, bad_params;
+  int launches;
+} mock_last;
+
+static CUresult load(module **out, const void *image, unsigned n, void *o,
+                     void **v) {
+  (void)n, (void)o, (void)v;
+  if (fails("cuModuleLoadDataEx"))
+    return ERR_OOM;
+  const char *ptx = image;
+  if (!strstr(ptx, ".entry") || !strstr(ptx, ".target"))
+    return 218; /* CUDA_ERROR_INVALID_PTX */
+  module *m = calloc(1, sizeof *m);
+  m->ptx = strdup(ptx);
+  *out = m;
+  return OK;
+}
+
+static CUresult unload(module *m) {
+  free(m->ptx);
+  free(m);
+  return OK;
+}
+
+/* Reads `.entry NAME(` and its `.param` list from the PTX. */
+static CUresult get_function(fn **out, module *m, const char *name) {
+  char pat[160];
+  snprintf(pat, sizeof pat, ".entry %s(", name);
+  const char *p = strstr(m->ptx, pat);
+  if (!p || m->nfns == 32)
+    return ERR_NOT_FOUND;
+  fn *f = &m->fns[m->nfns++];
+  snprintf(f->name, sizeof f->name, "%s", name);
+  const char *end = strchr(p, ')');
+  for (const char *q = strstr(p, ".param"); q && q < end;
+       q = strstr(q + 1, ".param")) {
+    int size = strncmp(q, ".param .u64", 11) == 0 || strncmp(q, ".param .b64", 11) == 0
+                   ? 8
+               : strncmp(q, ".param .b8", 10) == 0 || strncmp(q, ".param .u8", 10) == 0 ||
+                       strncmp(q, ".param .s8", 10) == 0
+                   ? 1
+                   : 4;
+    f->ptr[f->nparams] = strncmp(q, ".param .u64 .ptr", 16) == 0;
+    f->size[f->nparams++] = size;
+  }
+  *out = f;
+  return OK;
+}
+
+static CUresult set_attribute(fn *f, int attr, int v) {
+  (void)f, (void)attr, (void)v;
+  return OK;
+}
+
+static CUresult launch(fn *f, unsigned gx, unsigned gy, unsigned gz,
+                       unsigned bx, unsigned by, unsigned bz, unsigned smem,
+                       void *stream, void **params, void **extra) {
+  (void)stream, (void)extra;
+  if (fails("cuLaunchKernel"))
+    return ERR_OOM;
+  snprintf(mock_last.name, sizeof mock_last.name, "%s", f->name);
+  mock_last.grid[0] = gx, mock_last.grid[1] = gy, mock_last.grid[2] = gz;
+  mock_last.block[0] = bx, mock_last.block[1] = by, mock_last.block[2] = bz;
+  mock_last.smem = smem;
+  mock_last.nparams = f->nparams;
+  mock_last.bad_params = 0;
+  for (int i = 0; i < f->nparams; i++) {
+    if (!params[i]) {
+      mock_last.bad_params++;
+      continue;
+    }
+    if (f->ptr[i]) { /* a device pointer: null (empty scratch) or live */
+      uintptr_t v;
+      memcpy(&v, params[i], 8);
+      if (v && !live(v, 1))
+        mock_last.bad_params++;
+    }
+  }
+  /* the runtime ends its list with NULL: exactly nparams were given */
+  if (params[f->nparams] != NULL)
+    mock_last.bad_params++;
+  mock_last.launches++;
+  return OK;
+}
+
+/* ---- the rest ------------------------------------------------------------ */
+
+static int dummy;
+static CUresult init(unsigned flags) {
+  (void)flags;
+  return fails("cuInit") ? 100 : OK; /* CUDA_ERROR_NO_DEVICE */
+}
+static CUresult driver_version(int *v) { *v = 13000; return OK; }
+static CUresult device_get(int *d, int i) { *d = i; return i == 0 ? OK : 101; }
+static CUresult device_count(int *n) { *n = 1; return OK; }
+static CUresult device_name(char *s, int n, int d) {
+  (void)d;
+  snprintf(s, (size_t)n, "Mock GPU (sm_90)");
+  return OK;
+}
+static CUresult device_attr(int *v, int a, int d) {
+  (void)d;
+  *v = a == 75 ? 9 : a == 76 ? 0 : 1;
+  return OK;
+}
+static CUresult ctx_retain(void **c, int d) { (void)d; *c = &dummy; return OK; }
+static CUresult ctx_release(int d) { (void)d; return OK; }
+static CUresult ctx_set(void *c) { (void)c; return OK; }
+static CUresult stream_create(void **s, unsigned f) { (void)f; *s = &dummy; return OK; }
+static CUresult stream_destroy(void *s) { (void)s; return OK; }
+static CUresult stream_sync(void *s) { (void)s; return OK; }
+static CUresult event_create(void **e, unsigned f) { (void)f; *e = &dummy; return OK; }
+static CUresult event_record(void *e, void *s) { (void)e, (void)s; return OK; }
+static CUresult event_sync(void *e) { (void)e; return OK; }
+static CUresult event_elapsed(float *ms, void *a, void *b) {
+  (void)a, (void)b;
+  *ms = 0.25f;
+  return OK;
+}
+static CUresult event_destroy(void *e) { (void)e; return OK; }
+static CUresult error_name(CUresult r, const char **s) {
+  *s = r == ERR_OOM ? "CUDA_ERROR_OUT_OF_MEMORY"
+       : r == 100   ? "CUDA_ERROR_NO_DEVICE"
+       : r == 218   ? "CUDA_ERROR_INVALID_PTX"
+                    : "CUDA_ERROR_UNKNOWN";
+  return OK;
+}
+static CUresult error_string(CUresult r, const char **s) {
+  *s = r == ERR_OOM ? "out of memory" : "mock error";
+  return OK;
+}
+
+static const struct {
+  const char *name;
+  void *fn;
+} table[] = {
+    {"cuInit", (void *)init},
+    {"cuDriverGetVersion", (void *)driver_version},
+    {"cuDeviceGet", (void *)device_get},
+    {"cuDeviceGetCount", (void *)device_count},
+    {"cuDeviceGetName", (void *)device_name},
+    {"cuDeviceGetAttribute", (void *)device_attr},
+    {"cuDevicePrimaryCtxRetain", (void *)ctx_retain},
+    {"cuDevicePrimaryCtxRelease", (void *)ctx_release},
+    {"cuCtxSetCurrent", (void *)ctx_set},
+    {"cuStreamCreate", (void *)stream_create},
+    {"cuStreamDestroy", (void *)stream_destroy},
+    {"cuStreamSynchronize", (void *)stream_sync},
+    {"cuMemAlloc", (void *)mem_alloc},
+    {"cuMemFree", (void *)mem_free},
+    {"cuMemcpyHtoD", (void *)htod},
+    {"cuMemcpyDtoH", (void *)dtoh},
+    {"cuMemsetD8", (void *)memset8},
+    {"cuModuleLoadDataEx", (void *)load},
+    {"cuModuleUnload", (void *)unload},
+    {"cuModuleGetFunction", (void *)get_function},
+    {"cuFuncSetAttribute", (void *)set_attribute},
+    {"cuLaunchKernel", (void *)launch},
+    {"cuEventCreate", (void *)event_create},
+    {"cuEventRecord", (void *)event_record},
+    {"cuEventSynchronize", (void *)event_sync},
+    {"cuEventElapsedTime", (void *)event_elapsed},
+    {"cuEventDestroy", (void *)event_destroy},
+    {"cuGetErrorName", (void *)error_name},
+    {"cuGetErrorString", (void *)error_string},
+};
+
+CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int version,
+                             unsigned long long flags, int *status);
+CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int version,
+                             unsigned long long flags, int *status) {
+  (void)version, (void)flags;
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+    if (!strcmp(table[i].name, symbol)) {
+      *pfn = table[i].fn;
+      *status = 0;
+      return OK;
+    }
+  *pfn = NULL;
+  *status = 1; /* CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND */
+  return ERR_NOT_FOUND;
+}
+
+/* The probe (runtime/probe.c) uses the plain names. */
+CUresult cuInit(unsigned flags);
+CUresult cuDeviceGetCount(int *n);
+CUresult cuDriverGetVersion(int *v);
+CUresult cuInit(unsigned flags) { return init(flags); }
+CUresult cuDeviceGetCount(int *n) { return device_count(n); }
+CUresult cuDriverGetVersion(int *v) { return driver_version(v); }
+
+/* NVRTC, when loaded beside a driver, asks it for its export tables: the
+ * mock has none. */
+CUresult cuGetExportTable(const void **table, const void *id);
+CUresult cuGetExportTable(const void **table, const void *id) {
+  (void)id;
+  *table = NULL;
+  return 801; /* CUDA_ERROR_NOT_SUPPORTED */
+}
