@@ -248,6 +248,7 @@ void gen_loop_begin_step(gen *g, loop *L, MlirValue lo, MlirValue hi,
                          MlirValue step) {
   mb *b = &g->b;
   L->step = step;
+  L->unroll = false;
   L->header = mb_block(b, 1, &b->i64);
   L->body = mb_block(b, 0, NULL);
   L->latch = mb_block(b, 0, NULL);
@@ -265,6 +266,12 @@ void gen_loop_end(gen *g, loop *L) {
   b->cur = L->latch;
   MlirValue next = mb_bin(b, "arith.addi", L->iv, L->step);
   mb_br(b, L->header, 1, &next);
+  if (L->unroll) /* becomes llvm.loop metadata on the back edge */
+    mlirOperationSetAttributeByName(
+        mlirBlockGetTerminator(b->cur), mb_str("loop_annotation"),
+        mlirAttributeParseGet(b->ctx,
+                              mb_str("#llvm.loop_annotation<unroll = "
+                                     "#llvm.loop_unroll<full = true>>")));
   b->cur = L->exit;
 }
 
@@ -510,6 +517,7 @@ void gen_each_begin(gen *g, loop *L, const MlirValue *ext, uint32_t rank,
      * last round when the threads do not divide it */
     int64_t rounds = (n + g->threads - 1) / g->threads;
     gen_loop_begin(g, &L[0], gen_i64(g, 0), gen_i64(g, rounds));
+    L[0].unroll = rounds <= 32;
     e = mb_bin(b, "arith.addi",
                mb_bin(b, "arith.muli", L[0].iv, gen_i64(g, g->threads)),
                g->tid);

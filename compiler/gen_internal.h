@@ -13,6 +13,7 @@
 typedef struct loop {
   MlirBlock header, body, latch, exit;
   MlirValue iv, step;
+  bool unroll; /* ask LLVM to unroll it fully (its trip count is constant) */
 } loop;
 
 typedef struct gen {

@@ -69,9 +69,14 @@ while read -r arch file k _ regs _ spill _ stack; do
     echo "FAIL: $arch $file $k is not in tests/ptx/resources.txt (TS_UPDATE_GOLDEN=1 to record it)"
     fail=$((fail + 1)); continue
   fi
-  read -r _ _ _ _ oregs _ ospill _ _ <<<"$old"
+  read -r _ _ _ _ oregs _ ospill _ ostack <<<"$old"
   if ((spill > ospill)); then
     echo "FAIL: $arch $file $k spills $spill bytes, $ospill recorded"
+    fail=$((fail + 1)); continue
+  fi
+  # a stack frame that grows: registers (a register tile) went to local memory
+  if ((stack > ostack)); then
+    echo "FAIL: $arch $file $k has a $stack-byte stack frame, $ostack recorded"
     fail=$((fail + 1)); continue
   fi
   [[ $regs != "$oregs" ]] && echo "note: $arch $file $k uses $regs registers ($oregs recorded)"
