@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # run.sh TESSERA SOURCE_DIR - every kernel in kernels/ and every test kernel
 # compiles to PTX for sm_90a and sm_80 both ways (MLIR; CUDA C through
-# NVRTC), and ptxas assembles each with no warning. Per kernel, ptxas's registers, spill bytes and stack frame are
-# compared with tests/ptx/resources.txt: a kernel missing from it, or one
-# that spills more than recorded, fails (registers are reported when they
-# change). TS_UPDATE_GOLDEN=1 rewrites resources.txt. Without ptxas the
-# test is skipped (exit 77).
+# NVRTC), and ptxas assembles each with no warning. For the MLIR PTX,
+# ptxas's registers, spill bytes and stack frame per kernel are compared
+# with tests/ptx/resources.txt: a kernel missing from it, or one that spills
+# more or needs a larger stack frame than recorded, fails (registers are
+# reported when they change). TS_UPDATE_GOLDEN=1 rewrites resources.txt.
+# Without ptxas the test is skipped (exit 77).
 set -u
 tessera=$1 src=$2
 ptxas=${PTXAS:-/usr/local/cuda/bin/ptxas}
