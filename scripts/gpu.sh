@@ -8,11 +8,27 @@
 #   - compute-sanitizer memcheck and racecheck over the kernel suite, each
 #     lowering;
 #   - cuobjdump --dump-sass of the GEMM kernels (the SASS of what ran).
-# Without a GPU it stops after saying so. Build as scripts/setup.sh does
-# (the MLIR 22 and Lua packages must be installable there).
+# Without a GPU it stops after saying so.
+#
+# The lent GPU machine reaches nothing outside it, so it may not be able to
+# install MLIR 22 and Lua. Then build here and carry the build and the
+# runtime packages (the `run` tool carries ignored paths, 64 MiB in all):
+#   mkdir -p .gpu-debs && (cd .gpu-debs && apt-get download libllvm22 \
+#     libmlir-22 liblua5.4-0)            # about 46 MB
+#   echo /.gpu-debs/ >> .git/info/exclude
+#   scripts/setup.sh build && strip --strip-unneeded build/libtessera.so
+#   run: scripts/gpu.sh   carry: build .gpu-debs
+# gpu.sh unpacks .gpu-debs/*.deb into / when it finds them, and uses a
+# carried build/ as it is when its tessera runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh build || exit 2
+if [[ -d .gpu-debs ]]; then
+  for f in .gpu-debs/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+if ! build/tessera --version >/dev/null 2>&1; then
+  scripts/setup.sh build || exit 2
+fi
 out=bench/results/gpu.md
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
