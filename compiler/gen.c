@@ -918,9 +918,8 @@ static MlirValue gen_atomic_rmw(gen *g, ts_node *n) {
   MlirValue zero = f ? mb_const_f32(b, 0.0) : mb_const_int(b, st, 0);
   if (n->builtin == TS_BUILTIN_ATOMIC_ADD)
     ops[0] = mb_select(b, ok, val, zero);
-  else if (!g->gpu)
-    gen_unsupported(g, n, "'atomic_max' on the CPU");
-  else /* max with itself is no change either: element 0 is read back */
+  else /* out of range: element 0's value (read before; max only grows it),
+        * which changes nothing */
     ops[0] = mb_select(b, ok, val, mb_load(b, v.mem, gen_i64(g, 0)));
   return mlirOperationGetResult(
       mb_op(b, "memref.atomic_rmw", 3, ops, 1, &st, 1, &a), 0);

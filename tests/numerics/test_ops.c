@@ -300,6 +300,31 @@ static void test_math(void) {
   ts_kernel_release(k);
 }
 
+/* atomic_max from blocks running at once on the pool; an index out of range
+ * changes nothing. */
+static void test_max_all(void) {
+  ts_kernel *k = num_kernel(OPS, "max_all", NULL, NULL);
+  if (!k)
+    return;
+  int64_t N = 10007, two = 2;
+  uint64_t seed = 23;
+  ts_tensor *x = num_tensor(TS_DTYPE_F32, 1, &N), *hi = num_tensor(TS_DTYPE_F32, 1, &two);
+  double *xv = num_fill(x, -1000, 1000, &seed);
+  ts_tensor_set(hi, 0, -1e30);
+  ts_tensor_set(hi, 1, 7.0);
+  ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(hi)};
+  num_launch(k, a, 2);
+  double mx = -INFINITY;
+  for (int64_t i = 0; i < N; i++)
+    mx = fmax(mx, xv[i]);
+  CHECK(ts_tensor_get(hi, 0) == (float)mx);
+  CHECK(ts_tensor_get(hi, 1) == 7.0);
+  free(xv);
+  ts_tensor_release(x);
+  ts_tensor_release(hi);
+  ts_kernel_release(k);
+}
+
 static void test_casts(void) {
   ts_kernel *k = num_kernel(OPS, "casts", NULL, NULL);
   if (!k)
@@ -437,6 +462,7 @@ int main(void) {
   test_gemms();
   test_control();
   test_histogram();
+  test_max_all();
   test_math();
   test_casts();
   test_launch_checks();
