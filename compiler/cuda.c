@@ -645,16 +645,8 @@ static void each_end(cg *c) {
 
 /* ---- tile ops ------------------------------------------------------------ */
 
-static ts_node *named_arg(ts_node *call, const char *name) {
-  for (uint32_t i = 0; i < call->kid_count; i++)
-    if (call->kids[i]->kind == TS_NODE_NAMED &&
-        ts_str_eq_cstr(call->kids[i]->name, name))
-      return call->kids[i]->kids[0];
-  return NULL;
-}
-
 static bool named_bool(ts_node *call, const char *name, bool dflt) {
-  ts_node *v = named_arg(call, name);
+  ts_node *v = ts_call_named(call, name);
   return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
 }
 
@@ -745,7 +737,7 @@ static void tile_reduce(cg *c, ts_node *call, bool dist) {
   if (!view_of(c, call->kids[0], &src, pool, &np) ||
       !view_of(c, call->kids[1], &dst, pool, &np))
     return;
-  uint32_t dim = (uint32_t)named_arg(call, "dim")->cval.i;
+  uint32_t dim = (uint32_t)ts_call_named(call, "dim")->cval.i;
   ts_builtin op = call->builtin;
   ctype t = compute_of(src.dt);
   bool f = t == CT_F32;

@@ -41,7 +41,7 @@ static MlirLocation loc_of(gen *g, ts_node *n) {
 /* ---- types --------------------------------------------------------------- */
 
 /* How an element of dtype `dt` is stored in memory. */
-static MlirType storage(gen *g, ts_dtype dt) {
+MlirType gen_storage_type(gen *g, ts_dtype dt) {
   switch (dt) {
   case TS_DTYPE_F32: return g->b.f32;
   case TS_DTYPE_F16:
@@ -217,7 +217,7 @@ static MlirValue to_storage(gen *g, MlirValue v, ts_dtype dt) {
     return mb_cast(b, "arith.trunci", gen_convert(g, v, b->i32), b->i8);
   case TS_DTYPE_BOOL:
     return mb_cast(b, "arith.extui", gen_convert(g, v, b->i1), b->i8);
-  default: return gen_convert(g, v, storage(g, dt));
+  default: return gen_convert(g, v, gen_storage_type(g, dt));
   }
 }
 
@@ -902,7 +902,7 @@ static MlirValue gen_atomic_rmw(gen *g, ts_node *n) {
   }
   MlirValue lin, ok;
   gen_view_elem(g, &v, NULL, &lin, &ok);
-  MlirValue val = gen_expr_as(g, n->kids[1], storage(g, dt));
+  MlirValue val = gen_expr_as(g, n->kids[1], gen_storage_type(g, dt));
   bool f = dt == TS_DTYPE_F32;
   /* arith::AtomicRMWKind in MLIR 22: addf 0, addi 1, maximumf 4, maxs 6
    * (an integer attribute; tests/numerics/test_gpu.c checks atomic_max) */
@@ -912,7 +912,7 @@ static MlirValue gen_atomic_rmw(gen *g, ts_node *n) {
                       mb_cast(b, "arith.index_cast",
                               mb_select(b, ok, lin, gen_i64(g, 0)), b->index)};
   MlirNamedAttribute a = mb_attr(b, "kind", mlirIntegerAttrGet(b->i64, kind));
-  MlirType st = storage(g, dt);
+  MlirType st = gen_storage_type(g, dt);
   /* An out-of-range atomic adds 0 to element 0: no effect, no write past
    * the end. */
   MlirValue zero = f ? mb_const_f32(b, 0.0) : mb_const_int(b, st, 0);
@@ -1264,7 +1264,7 @@ static intptr_t kernel_args(gen *g, const ts_kernel_info *k, bool tensors,
       if (k->args[i]->kind == TS_SYM_TENSOR) {
         int64_t shape[1] = {mlirShapedTypeGetDynamicSize()};
         out[n++] =
-            mlirMemRefTypeContiguousGet(storage(g, k->args[i]->type->dtype), 1,
+            mlirMemRefTypeContiguousGet(gen_storage_type(g, k->args[i]->type->dtype), 1,
                                         shape, mlirAttributeGetNull());
       }
   for (uint32_t i = 0; i < k->dim_count; i++)
@@ -1316,7 +1316,7 @@ static void alloc_tiles(gen *g, ts_node *n) {
       else if (__builtin_mul_overflow(count, t->dims[i].c, &count))
         count = INT64_MAX;
     }
-    MlirType st = storage(g, t->dtype);
+    MlirType st = gen_storage_type(g, t->dtype);
     int64_t bytes =
         count > INT64_MAX / 8 ? INT64_MAX : count * ts_dtype_bits(t->dtype) / 8;
     if (all_const && bytes <= STACK_TILE_LIMIT) {
@@ -1537,8 +1537,37 @@ static void gen_helper(gen *g, MlirModule m, ts_node *fn) {
   g->in_fn = false;
 }
 
-ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
-                     bool gpusim, ts_diags *diags, MlirModule *out) {
+/* The gpu.module @tessera [#nvvm.target<chip = ...>] of a GPU module; its
+ * body is where the kernels go. */
+static MlirBlock gpu_module(gen *g, MlirModule m, const char *chip) {
+  mb *b = &g->b;
+  mlirOperationSetAttributeByName(mlirModuleGetOperation(m),
+                                  mb_str("gpu.container_module"),
+                                  mlirUnitAttrGet(b->ctx));
+  char target[128];
+  snprintf(target, sizeof target, "[#nvvm.target<chip = \"%s\">]", chip);
+  MlirNamedAttribute attrs[2] = {
+      mb_attr(b, "sym_name", mlirStringAttrGet(b->ctx, mb_str("tessera"))),
+      mb_attr(b, "targets", mlirAttributeParseGet(b->ctx, mb_str(target))),
+  };
+  MlirOperationState st = mlirOperationStateGet(mb_str("gpu.module"), b->loc);
+  MlirRegion r = mlirRegionCreate();
+  MlirBlock body = mlirBlockCreate(0, NULL, NULL);
+  mlirRegionAppendOwnedBlock(r, body);
+  mlirOperationStateAddOwnedRegions(&st, 1, &r);
+  mlirOperationStateAddAttributes(&st, 2, attrs);
+  mlirBlockAppendOwnedOperation(mlirModuleGetBody(m), mlirOperationCreate(&st));
+  return body;
+}
+
+typedef enum { GEN_CPU, GEN_CPU_GPUSIM, GEN_GPU } gen_mode;
+
+/* The module of every kernel of `u` (or the one named) for a target: the
+ * CPU functions, the CPU functions plus the simulator's @K__gpu, or a
+ * gpu.module for `chip`. */
+static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
+                            gen_mode mode, const char *chip, ts_diags *diags,
+                            MlirModule *out) {
   gen *g = calloc(1, sizeof *g);
   if (!g)
     return ts_status_nomem();
@@ -1549,7 +1578,10 @@ ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
   g->b.loc = mlirLocationFileLineColGet(ctx, mb_str(u->src.name), 1, 1);
   MlirModule m = mlirModuleCreateEmpty(g->b.loc);
   g->fn_parent = mlirModuleGetBody(m);
-  if (gpusim) { /* runtime/gpusim.c gives the JIT these */
+  if (mode == GEN_GPU) {
+    g->gpu = true;
+    g->fn_parent = gpu_module(g, m, chip);
+  } else if (mode == GEN_CPU_GPUSIM) { /* runtime/gpusim.c gives the JIT these */
     MlirType i64 = g->b.i64, sh[4] = {i64, i64, g->b.i32, g->b.i32};
     new_func(g, m, "ts_gpusim_barrier", 1, &i64, 0, NULL, true, true);
     new_func(g, m, "ts_gpusim_shuffle", 4, sh, 1, &g->b.i32, true, true);
@@ -1562,8 +1594,12 @@ ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
     const ts_kernel_info *k = &u->kernels[i];
     if (only && !ts_str_eq_cstr(k->name, only))
       continue;
-    gen_kernel(g, m, k, !gpusim);
-    if (gpusim && !g->failed) {
+    if (mode == GEN_GPU) {
+      gen_kernel_gpu(g, m, k);
+      continue;
+    }
+    gen_kernel(g, m, k, mode == GEN_CPU);
+    if (mode == GEN_CPU_GPUSIM && !g->failed) {
       g->gpu = g->emu = true;
       gen_kernel_gpu(g, m, k);
       g->gpu = g->emu = false;
@@ -1579,55 +1615,13 @@ ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
   return NULL;
 }
 
+ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
+                     bool gpusim, ts_diags *diags, MlirModule *out) {
+  return gen_module(ctx, u, only, gpusim ? GEN_CPU_GPUSIM : GEN_CPU, NULL,
+                    diags, out);
+}
+
 ts_status ts_gen_gpu(mb_ctx_t ctx, ts_unit *u, const char *only,
                      const char *chip, ts_diags *diags, MlirModule *out) {
-  gen *g = calloc(1, sizeof *g);
-  if (!g)
-    return ts_status_nomem();
-  g->b.ctx = ctx;
-  mb_init_types(&g->b);
-  g->u = u;
-  g->d = diags;
-  g->gpu = true;
-  mb *b = &g->b;
-  b->loc = mlirLocationFileLineColGet(ctx, mb_str(u->src.name), 1, 1);
-  MlirModule m = mlirModuleCreateEmpty(b->loc);
-  MlirOperation mop = mlirModuleGetOperation(m);
-  mlirOperationSetAttributeByName(mop, mb_str("gpu.container_module"),
-                                  mlirUnitAttrGet(ctx));
-  /* gpu.module @tessera [#nvvm.target<chip = ...>] { ... } */
-  char target[128];
-  snprintf(target, sizeof target, "[#nvvm.target<chip = \"%s\">]", chip);
-  MlirAttribute targets = mlirAttributeParseGet(ctx, mb_str(target));
-  MlirNamedAttribute attrs[2] = {
-      mb_attr(b, "sym_name", mlirStringAttrGet(ctx, mb_str("tessera"))),
-      mb_attr(b, "targets", targets),
-  };
-  MlirOperationState st = mlirOperationStateGet(mb_str("gpu.module"), b->loc);
-  MlirRegion r = mlirRegionCreate();
-  MlirBlock body = mlirBlockCreate(0, NULL, NULL);
-  mlirRegionAppendOwnedBlock(r, body);
-  mlirOperationStateAddOwnedRegions(&st, 1, &r);
-  mlirOperationStateAddAttributes(&st, 2, attrs);
-  mlirBlockAppendOwnedOperation(mlirModuleGetBody(m),
-                                mlirOperationCreate(&st));
-  g->fn_parent = body;
-  ts_node *root = u->root;
-  for (uint32_t i = 0; i < root->kid_count && !g->failed; i++)
-    if (root->kids[i]->kind == TS_NODE_FN)
-      gen_helper(g, m, root->kids[i]);
-  for (uint32_t i = 0; i < u->kernel_count && !g->failed; i++) {
-    const ts_kernel_info *k = &u->kernels[i];
-    if (only && !ts_str_eq_cstr(k->name, only))
-      continue;
-    gen_kernel_gpu(g, m, k);
-  }
-  bool failed = g->failed;
-  free(g);
-  if (failed) {
-    mlirModuleDestroy(m);
-    return ts_status_make(TS_ERR_PROGRAM, "the kernel cannot be lowered");
-  }
-  *out = m;
-  return NULL;
+  return gen_module(ctx, u, only, GEN_GPU, chip, diags, out);
 }

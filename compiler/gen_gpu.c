@@ -297,19 +297,6 @@ static MlirValue view_at(gen *g, MlirValue buf, MlirValue at, MlirType elem,
   return mb_op1(b, "memref.view", nops, all, memref_of(g, elem, n, sp));
 }
 
-static MlirType storage_of(gen *g, ts_dtype dt) {
-  switch (dt) {
-  case TS_DTYPE_F32: return g->b.f32;
-  case TS_DTYPE_F16:
-  case TS_DTYPE_BF16: return g->b.i16;
-  case TS_DTYPE_FP8E4M3:
-  case TS_DTYPE_I8:
-  case TS_DTYPE_BOOL: return g->b.i8;
-  case TS_DTYPE_I32: return g->b.i32;
-  default: return g->b.i64;
-  }
-}
-
 bool gen_gpu_in_registers(gen *g, const ts_symbol *s) {
   for (int i = 0; i < g->nregs; i++)
     if (g->regs[i] == s)
@@ -339,7 +326,7 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
   for (int i = 0; i < n; i++) {
     ts_node *decl = tiles[i].decl;
     const ts_type *t = decl->sym->type;
-    MlirType st = storage_of(g, t->dtype);
+    MlirType st = gen_storage_type(g, t->dtype);
     MlirValue count = {0};
     MlirValue v;
     ts_buf_printf(&where, "%s%.*s: ", i ? "; " : "", (int)decl->sym->name.len,
@@ -384,14 +371,6 @@ MlirValue gen_gpu_broadcast_slot(gen *g, MlirType t) {
 
 /* ---- reductions ---------------------------------------------------------- */
 
-static ts_node *named_arg(ts_node *call, const char *name) {
-  for (uint32_t i = 0; i < call->kid_count; i++)
-    if (call->kids[i]->kind == TS_NODE_NAMED &&
-        ts_str_eq_cstr(call->kids[i]->name, name))
-      return call->kids[i]->kids[0];
-  return NULL;
-}
-
 static MlirValue combine(gen *g, ts_builtin op, bool f, MlirValue a,
                          MlirValue x) {
   mb *b = &g->b;
@@ -431,17 +410,11 @@ void gen_gpu_reduce(gen *g, ts_node *call) {
   if (!gen_view_of(g, call->kids[0], &src, pool, &np) ||
       !gen_view_of(g, call->kids[1], &dst, pool, &np))
     return;
-  uint32_t dim = (uint32_t)named_arg(call, "dim")->cval.i;
+  uint32_t dim = (uint32_t)ts_call_named(call, "dim")->cval.i;
   ts_builtin op = call->builtin;
   MlirType t = gen_compute_type(g, src.dt);
   bool f = gen_is_float(g, t);
-  MlirValue init;
-  if (op == TS_BUILTIN_REDUCE_MAX)
-    init =
-        f ? mb_const_f32(b, -__builtin_inf())
-          : mb_const_int(b, t, gen_int_width(t) == 32 ? INT32_MIN : INT64_MIN);
-  else
-    init = f ? mb_const_f32(b, 0.0) : mb_const_int(b, t, 0);
+  MlirValue init = gen_reduce_init(g, op, t);
   bool warps = g->threads % 32 == 0 && (f || gen_int_width(t) == 32);
   int64_t lanes = warps ? 32 : 1;
   MlirValue nout = gen_i64(g, 1), ext[TS_MAX_RANK];
@@ -492,11 +465,6 @@ void gen_gpu_reduce(gen *g, ts_node *call) {
 
 /* ---- gemm ---------------------------------------------------------------- */
 
-static bool named_bool(ts_node *call, const char *name, bool dflt) {
-  ts_node *v = named_arg(call, name);
-  return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
-}
-
 /* c (+)= a · b with each thread computing whole elements of c: a dot
  * product over k each; or, when c is in registers, k outermost and the
  * thread's elements of c updated in an inner loop of constant trip count,
@@ -510,9 +478,9 @@ void gen_gpu_gemm(gen *g, ts_node *call) {
       !gen_view_of(g, call->kids[1], &B, pool, &np) ||
       !gen_view_of(g, call->kids[2], &C, pool, &np))
     return;
-  bool ta = named_bool(call, "trans_a", false);
-  bool tb = named_bool(call, "trans_b", false);
-  bool acc = named_bool(call, "accumulate", true);
+  bool ta = gen_named_bool(call, "trans_a", false);
+  bool tb = gen_named_bool(call, "trans_b", false);
+  bool acc = gen_named_bool(call, "accumulate", true);
   MlirType ct = gen_compute_type(g, C.dt);
   bool f = gen_is_float(g, ct);
   MlirValue zero = f ? mb_const_f32(b, 0.0) : mb_const_int(b, ct, 0);

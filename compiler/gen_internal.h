@@ -106,6 +106,8 @@ void gen_view_elem(gen *g, view *v, const MlirValue *k, MlirValue *lin,
                    MlirValue *valid);
 MlirValue gen_convert(gen *g, MlirValue v, MlirType to);
 MlirType gen_compute_type(gen *g, ts_dtype dt);
+/* How an element of dtype `dt` is stored in memory (docs/abi.md). */
+MlirType gen_storage_type(gen *g, ts_dtype dt);
 bool gen_is_float(gen *g, MlirType t);
 MlirValue gen_fastmath(gen *g, MlirValue v, const char *flags);
 MlirValue gen_math1(gen *g, const char *name, MlirValue x);
@@ -115,6 +117,10 @@ void gen_copy(gen *g, ts_node *call);
 void gen_fill(gen *g, ts_node *call, bool clear);
 void gen_gemm(gen *g, ts_node *call);
 void gen_reduce(gen *g, ts_node *call);
+bool gen_named_bool(ts_node *call, const char *name, bool dflt);
+/* The identity of a reduction: -inf (or the smallest integer) for max and
+ * absmax, 0 for sum. */
+MlirValue gen_reduce_init(gen *g, ts_builtin op, MlirType t);
 
 /* gen_gpu.c: the GPU pieces. */
 void gen_barrier(gen *g);

@@ -100,17 +100,19 @@ void gen_fill(gen *g, ts_node *call, bool clear) {
   gen_each_end(g, L, dst.vrank);
 }
 
-static ts_node *named_arg(ts_node *call, const char *name) {
-  for (uint32_t i = 0; i < call->kid_count; i++)
-    if (call->kids[i]->kind == TS_NODE_NAMED &&
-        ts_str_eq_cstr(call->kids[i]->name, name))
-      return call->kids[i]->kids[0];
-  return NULL;
+bool gen_named_bool(ts_node *call, const char *name, bool dflt) {
+  ts_node *v = ts_call_named(call, name);
+  return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
 }
 
-static bool named_bool(ts_node *call, const char *name, bool dflt) {
-  ts_node *v = named_arg(call, name);
-  return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
+MlirValue gen_reduce_init(gen *g, ts_builtin op, MlirType t) {
+  mb *b = &g->b;
+  bool f = gen_is_float(g, t);
+  if (op == TS_BUILTIN_REDUCE_MAX)
+    return f ? mb_const_f32(b, -__builtin_inf())
+             : mb_const_int(b, t,
+                            gen_int_width(t) == 32 ? INT32_MIN : INT64_MIN);
+  return f ? mb_const_f32(b, 0.0) : mb_const_int(b, t, 0);
 }
 
 /* c (+)= a · b. Accumulates in the compute type of c, with a*b+c allowed to
@@ -211,9 +213,9 @@ void gen_gemm(gen *g, ts_node *call) {
       !gen_view_of(g, call->kids[1], &B, pool, &np) ||
       !gen_view_of(g, call->kids[2], &C, pool, &np))
     return;
-  bool ta = named_bool(call, "trans_a", false);
-  bool tb = named_bool(call, "trans_b", false);
-  bool acc = named_bool(call, "accumulate", true);
+  bool ta = gen_named_bool(call, "trans_a", false);
+  bool tb = gen_named_bool(call, "trans_b", false);
+  bool acc = gen_named_bool(call, "accumulate", true);
   if (gemm_vector(g, call, &A, &B, &C, ta, tb, acc))
     return;
   MlirType ct = gen_compute_type(g, C.dt);
@@ -317,17 +319,11 @@ void gen_reduce(gen *g, ts_node *call) {
   if (!gen_view_of(g, call->kids[0], &src, pool, &np) ||
       !gen_view_of(g, call->kids[1], &dst, pool, &np))
     return;
-  uint32_t dim = (uint32_t)named_arg(call, "dim")->cval.i;
+  uint32_t dim = (uint32_t)ts_call_named(call, "dim")->cval.i;
   ts_builtin op = call->builtin;
   MlirType t = gen_compute_type(g, src.dt);
   bool f = gen_is_float(g, t);
-  MlirValue init;
-  if (op == TS_BUILTIN_REDUCE_MAX)
-    init =
-        f ? mb_const_f32(b, -__builtin_inf())
-          : mb_const_int(b, t, gen_int_width(t) == 32 ? INT32_MIN : INT64_MIN);
-  else
-    init = f ? mb_const_f32(b, 0.0) : mb_const_int(b, t, 0);
+  MlirValue init = gen_reduce_init(g, op, t);
   /* Loops over the kept dims, then the reduced one innermost. */
   MlirValue ext[TS_MAX_RANK] = {{0}}, k[TS_MAX_RANK] = {{0}};
   MlirValue out_k[TS_MAX_RANK] = {{0}};

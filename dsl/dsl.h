@@ -314,6 +314,8 @@ void ts_type_print(const ts_unit *u, const ts_type *t, ts_buf *out);
 void ts_extent_print(const ts_unit *u, const ts_extent *e, ts_buf *out);
 /* Whether two extents have the same canonical form. */
 bool ts_extent_equal(const ts_extent *a, const ts_extent *b);
+/* The value of named argument `name` of a call (`dim=1`), or NULL. */
+ts_node *ts_call_named(const ts_node *call, const char *name);
 /* Canonical layout of a file that parses without errors; comments kept.
  * Returns false (and reports) when the file has syntax errors. */
 bool ts_format(const ts_source *src, ts_diags *diags, ts_buf *out);

@@ -1154,3 +1154,11 @@ void ts_unit_deinit(ts_unit *u) {
   ts_release(u->alloc, u->atom_names, u->atom_cap * sizeof *u->atom_names);
   ts_arena_deinit(&u->arena);
 }
+
+ts_node *ts_call_named(const ts_node *call, const char *name) {
+  for (uint32_t i = 0; i < call->kid_count; i++)
+    if (call->kids[i]->kind == TS_NODE_NAMED &&
+        ts_str_eq_cstr(call->kids[i]->name, name))
+      return call->kids[i]->kids[0];
+  return NULL;
+}
