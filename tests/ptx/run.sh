@@ -2,10 +2,11 @@
 # run.sh TESSERA SOURCE_DIR - every kernel in kernels/ and every test kernel
 # compiles to PTX for sm_90a and sm_80 both ways (MLIR; CUDA C through
 # NVRTC), and ptxas assembles each with no warning. For the MLIR PTX,
-# ptxas's registers, spill bytes and stack frame per kernel are compared
-# with tests/ptx/resources.txt: a kernel missing from it, or one that spills
-# more or needs a larger stack frame than recorded, fails (registers are
-# reported when they change). TS_UPDATE_GOLDEN=1 rewrites resources.txt.
+# ptxas's registers, spill bytes and stack frame and the kernel's dynamic
+# shared memory are compared with tests/ptx/resources.txt: a kernel missing
+# from it, one that spills more or needs a larger stack frame than
+# recorded, or one over the 227 KiB of a block fails (registers and shared
+# memory are reported when they change). TS_UPDATE_GOLDEN=1 rewrites resources.txt.
 # Without ptxas the test is skipped (exit 77).
 set -u
 tessera=$1 src=$2
@@ -45,32 +46,39 @@ for arch in sm_90a sm_80; do
       echo "FAIL: ptxas -arch=$arch on NVRTC's PTX of $f:"; head -20 "$tmp/info2"
       fail=$((fail + 1)); continue
     fi
-    # entry, then "N bytes stack frame, S bytes spill stores, L bytes spill
-    # loads", then "Used R registers"
+    # the PTX's "// tessera kernel K threads T smem S" lines (the dynamic
+    # shared memory a launch gives), then from ptxas: entry, "N bytes stack
+    # frame, S bytes spill stores, L bytes spill loads", "Used R registers"
     awk -v arch="$arch" -v file="$f" '
+      FNR == NR { if ($2 == "tessera" && $3 == "kernel") smem[$4] = $8; next }
       /Compiling entry function/ { match($0, /'"'"'[^'"'"']*'"'"'/); k = substr($0, RSTART + 1, RLENGTH - 2) }
       /bytes stack frame/ { stack = $1; spill = $5 + $9 }
       /Used [0-9]+ registers/ { for (i = 1; i <= NF; i++) if ($i == "Used") r = $(i + 1);
-                               print arch, file, k, "registers", r, "spill", spill, "stack", stack }
-    ' "$tmp/info" >>"$tmp/now.txt"
+                               print arch, file, k, "registers", r, "spill", spill, "stack", stack, "smem", smem[k] }
+    ' "$out" "$tmp/info" >>"$tmp/now.txt"
     pass=$((pass + 1))
   done
 done
 sort -o "$tmp/now.txt" "$tmp/now.txt"
 if [[ ${TS_UPDATE_GOLDEN:-0} == 1 ]]; then
-  { echo "# ptxas -v per kernel: arch file kernel registers N spill BYTES stack BYTES"
+  { echo "# per kernel: arch file kernel registers N spill BYTES stack BYTES (ptxas -v) smem BYTES (dynamic shared memory)"
     echo "# (tests/ptx/run.sh; TS_UPDATE_GOLDEN=1 rewrites it)"
     cat "$tmp/now.txt"; } >"$expected"
   echo "updated $expected"
   exit 0
 fi
-while read -r arch file k _ regs _ spill _ stack; do
+while read -r arch file k _ regs _ spill _ stack _ smem; do
+  # the dynamic shared memory must fit a Hopper block (227 KiB)
+  if ((smem > 232448)); then
+    echo "FAIL: $arch $file $k needs $smem bytes of shared memory"
+    fail=$((fail + 1)); continue
+  fi
   old=$(awk -v a="$arch" -v f="$file" -v k="$k" '$1 == a && $2 == f && $3 == k' "$expected")
   if [[ -z $old ]]; then
     echo "FAIL: $arch $file $k is not in tests/ptx/resources.txt (TS_UPDATE_GOLDEN=1 to record it)"
     fail=$((fail + 1)); continue
   fi
-  read -r _ _ _ _ oregs _ ospill _ ostack <<<"$old"
+  read -r _ _ _ _ oregs _ ospill _ ostack _ osmem <<<"$old"
   if ((spill > ospill)); then
     echo "FAIL: $arch $file $k spills $spill bytes, $ospill recorded"
     fail=$((fail + 1)); continue
@@ -81,6 +89,7 @@ while read -r arch file k _ regs _ spill _ stack; do
     fail=$((fail + 1)); continue
   fi
   [[ $regs != "$oregs" ]] && echo "note: $arch $file $k uses $regs registers ($oregs recorded)"
+  [[ $smem != "$osmem" ]] && echo "note: $arch $file $k uses $smem bytes of shared memory ($osmem recorded)"
   pass=$((pass + 1))
 done <"$tmp/now.txt"
 echo "$pass passed, $fail failed"
