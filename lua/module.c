@@ -488,7 +488,25 @@ static int kernel_launch(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  ts_status st = ts_kernel_launch(k, args, (size_t)n);
+  /* grid = {x [, y [, z]]}: an explicit grid instead of the kernel's */
+  int64_t grid[3] = {1, 1, 1};
+  bool has_grid = lua_getfield(L, 2, "grid") != LUA_TNIL;
+  if (has_grid) {
+    if (!lua_istable(L, -1) || luaL_len(L, -1) < 1 || luaL_len(L, -1) > 3)
+      return luaL_error(L, "grid is a table of 1 to 3 block counts");
+    for (lua_Integer i = 1; i <= luaL_len(L, -1); i++) {
+      lua_geti(L, -1, i);
+      int ok;
+      lua_Integer v = lua_tointegerx(L, -1, &ok);
+      if (!ok || v < 0)
+        return luaL_error(L, "grid[%d] is not a count of blocks", (int)i);
+      grid[i - 1] = v;
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  ts_status st = has_grid ? ts_kernel_launch_grid(k, args, (size_t)n, grid)
+                          : ts_kernel_launch(k, args, (size_t)n);
   if (st)
     return fail(L, st);
   return 0;

@@ -188,6 +188,11 @@ static void run_blocks(void *vctx, int64_t begin, int64_t end) {
 }
 
 ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args, size_t count) {
+  return ts_kernel_launch_grid(k, args, count, NULL);
+}
+
+ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
+                                const int64_t grid[3]) {
   const ts_kernel_info *info = k->info;
   char an[64];
   if (count != info->arg_count)
@@ -316,7 +321,10 @@ ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args, size_t count) {
   memcpy(gslots, p->slots + first_dim, (size_t)ng * sizeof *gslots);
   for (int i = 0; i < 3; i++)
     gslots[ng + i] = &g[i];
-  ts_cpu_program_grid(k->prog)(gslots);
+  if (grid)
+    memcpy(g, grid, sizeof g);
+  else
+    ts_cpu_program_grid(k->prog)(gslots);
   int64_t total;
   if (g[0] < 0 || g[1] < 0 || g[2] < 0 ||
       __builtin_mul_overflow(g[0], g[1], &total) ||

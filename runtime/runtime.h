@@ -140,6 +140,11 @@ static inline ts_arg ts_arg_float(double f) {
  * TS_ERR_INVALID status naming the argument, and nothing runs. */
 TS_MUST_USE ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args,
                                        size_t count);
+/* The same over an explicit grid (x, y, z >= 0) instead of the kernel's
+ * grid clause: blocks outside it do not run. */
+TS_MUST_USE ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args,
+                                            size_t count,
+                                            const int64_t grid[3]);
 
 /* ---- safetensors ------------------------------------------------------------------ */
 

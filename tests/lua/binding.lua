@@ -38,6 +38,20 @@ do -- a GPU, or one line that says why there is none
     check(tostring(gpu):find("no GPU: ", 1, true) ~= nil, "no GPU says why: " .. tostring(gpu))
   end
 end
+do -- an explicit grid replaces the kernel's: only its blocks run
+  local x = ts.tensor("f32", {6, 5})
+  x:set((function() local v = {} for i = 1, 30 do v[i] = i % 7 end return v end)())
+  local y = ts.tensor("f32", {6, 5})
+  local k = ts.kernel("kernels/softmax.tile", "softmax_rows", {BM = 2})
+  k:launch{x, y, grid = {1}}
+  local v = y:to_table()
+  local first, rest = 0, 0
+  for i = 1, 10 do first = first + v[i] end
+  for i = 11, 30 do rest = rest + math.abs(v[i]) end
+  check(math.abs(first - 2) < 1e-5 and rest == 0, "grid = {1}: rows 0-1 only")
+  errors_with(function() k:launch{x, y, grid = {1, 2, 3, 4}} end, "1 to 3 block counts", "grid too long")
+  errors_with(function() k:launch{x, y, grid = {-1}} end, "not a count of blocks", "negative grid")
+end
 do -- the GPU simulator runs a kernel in its GPU form, with the same result
   local sim = ts.device("gpusim")
   check(sim:name() == "gpusim", "gpusim device")
