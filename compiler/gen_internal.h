@@ -105,6 +105,9 @@ void gen_view_store(gen *g, view *v, const MlirValue *k, MlirValue x);
 void gen_view_elem(gen *g, view *v, const MlirValue *k, MlirValue *lin,
                    MlirValue *valid);
 MlirValue gen_convert(gen *g, MlirValue v, MlirType to);
+/* A compute value -> the storage of dtype `dt`, and back (gen_types.c). */
+MlirValue gen_to_storage(gen *g, MlirValue v, ts_dtype dt);
+MlirValue gen_from_storage(gen *g, MlirValue v, ts_dtype dt);
 MlirType gen_compute_type(gen *g, ts_dtype dt);
 /* How an element of dtype `dt` is stored in memory (docs/abi.md). */
 MlirType gen_storage_type(gen *g, ts_dtype dt);
