@@ -1,6 +1,8 @@
 /* num.c - see num.h. */
 #include "tests/numerics/num.h"
 
+#include <unistd.h>
+
 ts_device *num_dev, *num_kdev;
 
 /* TS_TEST_DEVICE=gpusim runs every kernel in its GPU form on the
@@ -165,4 +167,34 @@ bool num_launch(ts_kernel *k, const ts_arg *args, size_t n) {
   CHECK(st == NULL);
   ts_status_free(st);
   return true;
+}
+
+ts_safetensors *num_golden_open(const char *file) {
+  const char *root = getenv("TS_SOURCE_DIR");
+  char p[1024];
+  snprintf(p, sizeof p, "%s/../shared/golden/tiny/%s", root ? root : ".", file);
+  if (access(p, R_OK) != 0) {
+    printf("skipped: %s is not present\n", p);
+    return NULL;
+  }
+  ts_safetensors *f = NULL;
+  ts_status st = ts_safetensors_open(p, &f);
+  if (st)
+    fprintf(stderr, "%s\n", ts_status_message(st));
+  CHECK(st == NULL);
+  ts_status_free(st);
+  return f;
+}
+
+/* A golden tensor as a Tessera tensor of the same dtype and shape. */
+ts_tensor *num_golden_tensor(ts_safetensors *f, const char *name) {
+  const ts_st_tensor *g = ts_safetensors_find(f, name);
+  CHECK(g != NULL);
+  if (!g) {
+    fprintf(stderr, "golden tensor '%s' missing\n", name);
+    return NULL;
+  }
+  ts_tensor *t = num_tensor(g->dtype, g->rank, g->shape);
+  memcpy(ts_tensor_data(t), g->data, g->size);
+  return t;
 }

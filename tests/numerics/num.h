@@ -31,6 +31,11 @@ double *num_get(ts_tensor *t);
 double num_relerr(const double *got, const double *want, int64_t n);
 double num_round(ts_dtype dt, double v);
 bool num_launch(ts_kernel *k, const ts_arg *args, size_t n);
+/* A file of ../shared/golden/tiny (says "skipped" and gives NULL when the
+ * folder is absent), and one of its tensors as a Tessera tensor of the
+ * same dtype and shape (NULL, and a failed check, when it is missing). */
+ts_safetensors *num_golden_open(const char *file);
+ts_tensor *num_golden_tensor(ts_safetensors *f, const char *name);
 
 #define CHECK_ERR(err, limit, what)                                            \
   do {                                                                         \
