@@ -101,25 +101,10 @@ unsigned char *ts_sim_smem(void) { return the_team->smem; }
 static void fiber_main(void) {
   team *t = the_team;
   int64_t tid = t->cur;
-  if (t->direct) {
-    void *slots[TS_GPUSIM_MAX_SLOTS + 6];
-    memcpy(slots, t->slots, (size_t)t->nslots * sizeof *slots);
-    int64_t zero = 0, one = 1;
-    int64_t ssize = t->scratch_size > 0 ? t->scratch_size : 1;
-    int n = t->nslots;
-    slots[n++] = &t->scratch;
-    slots[n++] = &t->scratch;
-    slots[n++] = &zero;
-    slots[n++] = &ssize;
-    slots[n++] = &one;
-    slots[n++] = &t->per_block;
-    t->gpu(slots);
-    t->f[tid].state = DONE;
-    swapcontext(&t->f[tid].ctx, &t->sched);
-  }
+  /* the kernel's arguments, then the scratch memref (allocated, aligned,
+   * offset, size, stride) and its bytes per block: what both forms take */
   void *slots[TS_GPUSIM_MAX_SLOTS + 20];
   memcpy(slots, t->slots, (size_t)t->nslots * sizeof *slots);
-  /* scratch and smem memrefs: allocated, aligned, offset, size, stride */
   int64_t zero = 0, one = 1, ctx = (int64_t)(intptr_t)t;
   int64_t ssize = t->scratch_size > 0 ? t->scratch_size : 1;
   int64_t msize = t->smem_size > 0 ? t->smem_size : 1;
@@ -130,17 +115,19 @@ static void fiber_main(void) {
   slots[n++] = &ssize;
   slots[n++] = &one;
   slots[n++] = &t->per_block;
-  slots[n++] = &t->smem;
-  slots[n++] = &t->smem;
-  slots[n++] = &zero;
-  slots[n++] = &msize;
-  slots[n++] = &one;
-  slots[n++] = &ctx;
-  slots[n++] = &tid;
-  for (int i = 0; i < 3; i++)
-    slots[n++] = &t->block[i];
-  slots[n++] = &t->grid[0];
-  slots[n++] = &t->grid[1];
+  if (!t->direct) { /* the MLIR form: smem memref, ctx, tid, block, grid */
+    slots[n++] = &t->smem;
+    slots[n++] = &t->smem;
+    slots[n++] = &zero;
+    slots[n++] = &msize;
+    slots[n++] = &one;
+    slots[n++] = &ctx;
+    slots[n++] = &tid;
+    for (int i = 0; i < 3; i++)
+      slots[n++] = &t->block[i];
+    slots[n++] = &t->grid[0];
+    slots[n++] = &t->grid[1];
+  }
   t->gpu(slots);
   t->f[tid].state = DONE;
   swapcontext(&t->f[tid].ctx, &t->sched);
