@@ -2,12 +2,14 @@
  * the tessera module (require "tessera") and `arg` set as lua.c does
  * (arg[0] the script, arg[1..] its arguments). A script error prints its
  * traceback with file:line and exits 1. */
+#define _POSIX_C_SOURCE 200809L
 #include "cli/cli.h"
 #include "lua/tessera_lua.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
@@ -32,6 +34,14 @@ int cmd_run(int argc, char **argv) {
   for (int i = 0; i < argc; i++) {
     lua_pushstring(L, argv[i]);
     lua_rawseti(L, -2, i);
+  }
+  /* arg[-1]: this executable, as lua.c gives its interpreter (a script can
+   * run another `tessera run`) */
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    lua_pushlstring(L, exe, (size_t)n);
+    lua_rawseti(L, -2, -1);
   }
   lua_setglobal(L, "arg");
   int rc = EXIT_OK;

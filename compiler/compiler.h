@@ -71,23 +71,26 @@ typedef struct ts_jit_symbol {
   void *fn;
 } ts_jit_symbol;
 
-/* Compiles kernel `kernel` of `text` for the CPU and JIT-loads it. With
- * `gpusim` symbols (ts_gpusim_barrier, ts_gpusim_shuffle), the program
- * also holds the GPU form of the kernel as a CPU function (`gpu`), for the
- * simulator device. Program errors go to `diags` (TS_ERR_PROGRAM). */
+/* Compiles kernel `kernel` of `text` for the CPU and JIT-loads it; `syms`
+ * are the host functions the code calls (the runtime's: ts_gpusim_barrier,
+ * ts_gpusim_shuffle, ts_rt_print, ts_rt_assert). With `gpu_form`, the
+ * program holds the GPU form of the kernel as a CPU function (`gpu`, run
+ * by the simulator) instead of `run`. Program errors go to `diags`
+ * (TS_ERR_PROGRAM). */
 TS_MUST_USE ts_status ts_cpu_program_create(
     const ts_allocator *alloc, const char *path, const char *text, size_t len,
     const char *kernel, const ts_define *defines, size_t define_count,
-    const ts_jit_symbol *gpusim, size_t ngpusim, ts_diags *diags,
+    const ts_jit_symbol *syms, size_t nsyms, bool gpu_form, ts_diags *diags,
     ts_cpu_program **out);
 void ts_cpu_program_destroy(ts_cpu_program *p);
 const ts_kernel_info *ts_cpu_program_kernel(const ts_cpu_program *p);
-/* `run(args..., begin, end)` and `grid(dims, scalars) -> (x, y, z)`. */
+/* `run(args..., begin, end)` (NULL in the GPU form) and `grid(dims,
+ * scalars) -> (x, y, z)`. */
 ts_packed_fn ts_cpu_program_run(const ts_cpu_program *p);
 ts_packed_fn ts_cpu_program_grid(const ts_cpu_program *p);
 /* `scratch(dims, scalars) -> bytes` of global scratch per GPU block, and
  * the simulator's `gpu(args..., scratch, per_block, smem, ctx, tid, bx, by,
- * bz, gx, gy)` (NULL without gpusim). */
+ * bz, gx, gy)` (NULL unless the program has the GPU form). */
 ts_packed_fn ts_cpu_program_scratch(const ts_cpu_program *p);
 ts_packed_fn ts_cpu_program_gpu(const ts_cpu_program *p);
 /* Bytes of shared memory one block of the GPU form uses. */

@@ -127,6 +127,7 @@ MlirValue gen_extent(gen *g, const ts_extent *e, ts_node *at) {
 }
 
 static MlirValue gen_expr(gen *g, ts_node *n);
+static MlirValue gen_thread_id(gen *g, ts_node *n);
 
 static bool view_base(gen *g, ts_node *b, view *v) {
   ts_symbol *sym = b->sym;
@@ -472,48 +473,40 @@ MlirValue gen_fastmath(gen *g, MlirValue v, const char *flags) {
   return v;
 }
 
-/* 2^n as f32 for an integer-valued f32 n in [-150, 128]: two factors,
- * each a normal number, so results down to the subnormals are exact. */
-static MlirValue pow2i(gen *g, MlirValue n) {
+/* 2^k as f32 for an i32 k in the normal range [-126, 127]: the exponent
+ * bits directly. */
+static MlirValue pow2i_bits(gen *g, MlirValue k) {
   mb *b = &g->b;
-  MlirValue ni = mb_cast(b, "arith.fptosi", n, b->i32);
-  MlirValue n1 = mb_bin(b, "arith.divsi", ni, mb_const_int(b, b->i32, 2));
-  MlirValue n2 = mb_bin(b, "arith.subi", ni, n1);
-  MlirValue bias = mb_const_int(b, b->i32, 127);
-  MlirValue c23 = mb_const_int(b, b->i32, 23);
-  MlirValue f1 = mb_cast(
-      b, "arith.bitcast",
-      mb_bin(b, "arith.shli", mb_bin(b, "arith.addi", n1, bias), c23), b->f32);
-  MlirValue f2 = mb_cast(
-      b, "arith.bitcast",
-      mb_bin(b, "arith.shli", mb_bin(b, "arith.addi", n2, bias), c23), b->f32);
-  return mb_bin(b, "arith.mulf", f1, f2);
+  MlirValue e = mb_bin(b, "arith.addi", k, mb_const_int(b, b->i32, 127));
+  return mb_cast(b, "arith.bitcast",
+                 mb_bin(b, "arith.shli", e, mb_const_int(b, b->i32, 23)),
+                 b->f32);
 }
 
 /* exp and exp2 in f32 (Cephes): range reduction by ln 2 and a degree-6
  * polynomial, about 1 ulp; written in arith ops so that loops of them
- * vectorise, unlike calls to expf. Overflow gives inf, underflow 0, NaN
- * stays NaN. */
+ * vectorise, unlike calls to expf. The input is clamped to where the result
+ * is already inf (exp(89) > FLT_MAX, 2^128) or 0 (exp(-104) and 2^-150
+ * round to 0), so the scaling by 2^n gives those limits itself; NaN stays
+ * NaN. About 20 vector instructions per lane group: softmax's cost. */
 static MlirValue gen_exp(gen *g, MlirValue x, bool base2) {
   mb *b = &g->b;
-  double hi_lim = base2 ? 128.0 : 88.72283935546875;
-  double lo_lim = base2 ? -150.0 : -103.97208;
+  double hi_lim = base2 ? 128.0 : 89.0;
+  double lo_lim = base2 ? -150.0 : -104.0;
   /* Clamp with compares and selects (cheaper than minimumf/maximumf, whose
    * NaN rules cost extra instructions); NaN is handled at the end. */
   MlirValue lo_c = mb_const_f32(b, lo_lim), hi_c = mb_const_f32(b, hi_lim);
   MlirValue xc = mb_select(b, mb_cmpf(b, CMPF_OLT, x, lo_c), lo_c, x);
   xc = mb_select(b, mb_cmpf(b, CMPF_OGT, xc, hi_c), hi_c, xc);
-  MlirValue half = mb_const_f32(b, 0.5), n, r;
+  MlirValue n, r;
   if (base2) {
-    n = gen_math1(g, "math.floor", mb_bin(b, "arith.addf", xc, half));
+    n = gen_math1(g, "math.roundeven", xc);
     r = mb_bin(b, "arith.mulf", mb_bin(b, "arith.subf", xc, n),
                mb_const_f32(b, 0.693147180559945309));
   } else {
-    n = gen_math1(g, "math.floor",
-                  mb_bin(b, "arith.addf",
-                         mb_bin(b, "arith.mulf", xc,
-                                mb_const_f32(b, 1.44269504088896341)),
-                         half));
+    n = gen_math1(g, "math.roundeven",
+                  mb_bin(b, "arith.mulf", xc,
+                         mb_const_f32(b, 1.44269504088896341)));
     r = mb_bin(b, "arith.subf", xc,
                mb_bin(b, "arith.mulf", n, mb_const_f32(b, 0.693359375)));
     r = mb_bin(b, "arith.subf", r,
@@ -538,11 +531,12 @@ static MlirValue gen_exp(gen *g, MlirValue x, bool base2) {
              gen_fastmath(g, mb_bin(b, "arith.mulf", p, r2), "contract"),
              mb_bin(b, "arith.addf", r, mb_const_f32(b, 1.0))),
       "contract");
-  MlirValue y = mb_bin(b, "arith.mulf", p, pow2i(g, n));
-  MlirValue big = mb_cmpf(b, CMPF_OGT, x, mb_const_f32(b, hi_lim));
-  MlirValue small = mb_cmpf(b, CMPF_OLT, x, mb_const_f32(b, lo_lim));
-  y = mb_select(b, big, mb_const_f32(b, __builtin_inf()), y);
-  y = mb_select(b, small, mb_const_f32(b, 0.0), y);
+  /* (p * 2^n1) * 2^n2: the first product is exact, the second rounds once */
+  MlirValue ni = mb_cast(b, "arith.fptosi", n, b->i32);
+  MlirValue n1 = mb_bin(b, "arith.shrsi", ni, mb_const_int(b, b->i32, 1));
+  MlirValue y = mb_bin(b, "arith.mulf", p, pow2i_bits(g, n1));
+  y = mb_bin(b, "arith.mulf", y,
+             pow2i_bits(g, mb_bin(b, "arith.subi", ni, n1)));
   return mb_select(b, mb_cmpf(b, CMPF_UNO, x, x), x, y);
 }
 
@@ -781,17 +775,29 @@ static MlirValue gen_expr(gen *g, ts_node *n) {
     else if (n->builtin == TS_BUILTIN_ATOMIC_ADD ||
              n->builtin == TS_BUILTIN_ATOMIC_MAX)
       v = gen_atomic(g, n);
-    else if (n->builtin == TS_BUILTIN_THREAD_ID) {
-      if (!g->gpu)
-        gen_unsupported(g, n, "'thread_id()'");
-      v = g->gpu ? g->tid : gen_i64(g, 0);
-    } else
+    else if (n->builtin == TS_BUILTIN_THREAD_ID)
+      v = gen_thread_id(g, n);
+    else
       v = gen_builtin(g, n);
     break;
   default: gen_unsupported(g, n, "this expression"); v = gen_i64(g, 0);
   }
   b->loc = saved;
   return v;
+}
+
+/* thread_id(): on the GPU the thread's index. On the CPU, where a block is
+ * one thread, the index of the GPU thread that would do the same work: in
+ * a `parallel`, the one its element is given to; elsewhere thread 0, the
+ * one that does a block's stores and atomics on the GPU. */
+static MlirValue gen_thread_id(gen *g, ts_node *n) {
+  if (g->in_fn) {
+    gen_unsupported(g, n, "'thread_id()' in a function");
+    return gen_i64(g, 0);
+  }
+  if (g->gpu || g->tid.ptr)
+    return g->tid;
+  return gen_i64(g, 0);
 }
 
 /* ---- statements ---------------------------------------------------------- */
@@ -911,8 +917,8 @@ static void gen_stmt(gen *g, ts_node *n) {
         g->synced = true;
       }
       break;
-    case TS_BUILTIN_PRINT: gen_unsupported(g, c, "'print'"); break;
-    case TS_BUILTIN_ASSERT: gen_unsupported(g, c, "'assert'"); break;
+    case TS_BUILTIN_PRINT: gen_print(g, c); break;
+    case TS_BUILTIN_ASSERT: gen_assert(g, c); break;
     default: gen_expr(g, c); break;
     }
     /* data a tile op wrote crosses threads before the next statement */
@@ -942,9 +948,20 @@ static void gen_stmt(gen *g, ts_node *n) {
     }
     for (uint32_t i = 0; i < rank; i++)
       vars->kids[i]->sym->user = k[i].ptr;
+    /* thread_id() on the CPU: the thread the GPU gives this element
+     * (element e of the outermost parallel on thread e % threads) */
+    bool cpu_tid = !g->gpu && !g->in_fn && g->par == 0 && g->kernel->simt;
+    if (cpu_tid) {
+      MlirValue e = k[0];
+      for (uint32_t i = 1; i < rank; i++)
+        e = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", e, ext[i]), k[i]);
+      g->tid = mb_bin(b, "arith.remsi", e, gen_i64(g, g->kernel->threads));
+    }
     g->par++;
     gen_block(g, n->kids[2]);
     g->par--;
+    if (cpu_tid)
+      g->tid.ptr = NULL;
     if (dist) {
       gen_each_end(g, L, rank);
       gen_barrier(g);
@@ -1030,6 +1047,16 @@ static void gen_block(gen *g, ts_node *blk) {
 
 /* Creates `func.func @name(args) -> results` in the module with an entry
  * block; leaves the builder in that block. */
+static MlirOperation new_func(gen *g, MlirModule m, const char *name,
+                              intptr_t nargs, const MlirType *args,
+                              intptr_t nres, const MlirType *res, bool priv,
+                              bool declaration);
+
+void gen_declare(gen *g, const char *name, intptr_t n, const MlirType *args) {
+  MlirModule none = {0};
+  new_func(g, none, name, n, args, 0, NULL, true, true);
+}
+
 static MlirOperation new_func(gen *g, MlirModule m, const char *name,
                               intptr_t nargs, const MlirType *args,
                               intptr_t nres, const MlirType *res, bool priv,
@@ -1169,6 +1196,7 @@ static void gen_kernel(gen *g, MlirModule m, const ts_kernel_info *k,
   arg_name(name, sizeof name, k->name, "");
   g->kernel = k;
   g->in_fn = false;
+  g->tid.ptr = NULL; /* set inside a parallel of a kernel with thread_id() */
   b->loc = loc_of(g, k->node);
   MlirType types[160];
   intptr_t n = kernel_args(g, k, true, types);

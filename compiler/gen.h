@@ -44,6 +44,14 @@ typedef struct ts_gpu_tile {
 int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
                      int64_t *smem_total);
 
+/* print and assert (gen_debug.c): the C printf format of a `print` call
+ * (%lld for integers, %.9g for floats, a newline at the end); the message
+ * of an `assert`; and the line a GPU prints when one fails, a format that
+ * takes the block's x, y, z and the thread as long longs. */
+void ts_print_format(const ts_node *call, ts_buf *out);
+void ts_assert_message(const ts_node *call, ts_buf *out);
+void ts_assert_format(const ts_unit *u, const ts_node *call, ts_buf *out);
+
 /* The typed AST to CUDA C (cuda.c), for NVRTC. */
 ts_status ts_gen_cuda(ts_unit *u, const char *only, ts_diags *diags,
                       ts_buf *out);

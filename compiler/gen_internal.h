@@ -51,6 +51,7 @@ typedef struct gen {
   /* the GPU kernel built as a CPU function for the simulator (gpusim):
    * thread and block indices are arguments, barriers and shuffles calls */
   bool emu;
+  bool declared_print, declared_assert; /* ts_rt_print/assert in the module */
   MlirValue emu_ctx, emu_smem, emu_tid, emu_block[3], emu_grid[2];
 } gen;
 
@@ -127,6 +128,10 @@ MlirValue gen_reduce_init(gen *g, ts_builtin op, MlirType t);
 
 /* gen_gpu.c: the GPU pieces. */
 void gen_barrier(gen *g);
+/* gen_debug.c: print and assert */
+void gen_print(gen *g, ts_node *call);
+void gen_assert(gen *g, ts_node *call);
+void gen_declare(gen *g, const char *name, intptr_t n, const MlirType *args);
 MlirValue gen_gpu_index(gen *g, const char *op, int dim);
 /* Where a tile of type `t` lives on the GPU: true for workgroup memory
  * (and `*smem` grows by its bytes), false for global scratch. */

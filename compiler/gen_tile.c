@@ -336,6 +336,17 @@ void gen_reduce(gen *g, ts_node *call) {
   gen_loops_begin(g, L, ext, nk, out_k);
   MlirValue slot = mb_alloca_entry(b, t, 1);
   mb_store(b, init, slot, gen_i64(g, 0));
+  /* A float max is maximumf told that no NaN reaches it and the sign of
+   * zero does not matter (one vmaxps per vector, against six for its full
+   * NaN and signed-zero rules); NaNs are noted on the side and a NaN
+   * anywhere gives NaN, as the full maximumf would. max(-0, +0) may be
+   * either zero. */
+  bool fmax = f && op != TS_BUILTIN_REDUCE_SUM;
+  MlirValue nan_slot = {0};
+  if (fmax) {
+    nan_slot = mb_alloca_entry(b, b->i1, 1);
+    mb_store(b, mb_const_int(b, b->i1, 0), nan_slot, gen_i64(g, 0));
+  }
   loop inner;
   gen_loop_begin(g, &inner, gen_i64(g, 0), src.vext[dim]);
   for (uint32_t i = 0, j = 0; i < src.vrank; i++)
@@ -349,14 +360,27 @@ void gen_reduce(gen *g, ts_node *call) {
   else {
     if (op == TS_BUILTIN_REDUCE_ABSMAX)
       x = f ? gen_math1(g, "math.absf", x) : gen_math1(g, "math.absi", x);
-    r = f ? mb_bin(b, "arith.maximumf", a, x) : mb_bin(b, "arith.maxsi", a, x);
+    if (fmax) {
+      r = gen_fastmath(g, mb_bin(b, "arith.maximumf", a, x), "nnan,nsz");
+      MlirValue nan = mb_load(b, nan_slot, gen_i64(g, 0));
+      mb_store(b, mb_bin(b, "arith.ori", nan, mb_cmpf(b, CMPF_UNO, x, x)),
+               nan_slot, gen_i64(g, 0));
+    } else
+      r = mb_bin(b, "arith.maxsi", a, x);
   }
   /* A float sum may be reassociated (partial sums per vector lane): the
    * order is fixed by the compiled code, not by the source. */
-  if (f)
+  if (f && !fmax)
     gen_fastmath(g, r, "reassoc");
   mb_store(b, r, slot, gen_i64(g, 0));
   gen_loop_end(g, &inner);
+  if (fmax) {
+    MlirValue v = mb_load(b, slot, gen_i64(g, 0));
+    mb_store(b,
+             mb_select(b, mb_load(b, nan_slot, gen_i64(g, 0)),
+                       mb_const_f32(b, __builtin_nan("")), v),
+             slot, gen_i64(g, 0));
+  }
   if (nk == 0) {
     out_k[0] = gen_i64(g, 0);
     nk = 1;

@@ -13,6 +13,7 @@ void mb_init_types(mb *b) {
   b->i64 = mlirIntegerTypeGet(c, 64);
   b->f16 = mlirF16TypeGet(c);
   b->f32 = mlirF32TypeGet(c);
+  b->f64 = mlirF64TypeGet(c);
   b->index = mlirIndexTypeGet(c);
 }
 

@@ -18,7 +18,7 @@ typedef struct mb {
   MlirBlock cur;     /* where ops are appended */
   MlirRegion region; /* the function body being built */
   MlirBlock entry;   /* its entry block (allocas go first) */
-  MlirType i1, i8, i16, i32, i64, f16, f32, index;
+  MlirType i1, i8, i16, i32, i64, f16, f32, f64, index;
 } mb;
 
 void mb_init_types(mb *b);

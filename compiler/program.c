@@ -10,6 +10,7 @@
 
 struct ts_cpu_program {
   const ts_allocator *alloc;
+  char *path; /* the unit's name: messages of the running code point at it */
   char *text;
   ts_unit unit;
   const ts_kernel_info *kernel;
@@ -24,8 +25,9 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
                                 const char *text, size_t len,
                                 const char *kernel, const ts_define *defines,
                                 size_t define_count,
-                                const ts_jit_symbol *gpusim, size_t ngpusim,
-                                ts_diags *diags, ts_cpu_program **out) {
+                                const ts_jit_symbol *syms, size_t nsyms,
+                                bool gpu_form, ts_diags *diags,
+                                ts_cpu_program **out) {
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   ts_cpu_program *p = calloc(1, sizeof *p);
@@ -33,15 +35,19 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
     return ts_status_nomem();
   p->alloc = alloc;
   p->text = malloc(len + 1);
-  if (!p->text) {
+  p->path = strdup(path);
+  if (!p->text || !p->path) {
+    free(p->text);
+    free(p->path);
     free(p);
     return ts_status_nomem();
   }
   memcpy(p->text, text, len);
   p->text[len] = 0;
-  ts_status st = ts_unit_init(&p->unit, alloc, path, p->text, len, diags);
+  ts_status st = ts_unit_init(&p->unit, alloc, p->path, p->text, len, diags);
   if (st) {
     free(p->text);
+    free(p->path);
     free(p);
     return st;
   }
@@ -58,30 +64,29 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
   }
   if ((st = ts_mlir_create(&p->unit.src, diags, &p->mlir)))
     goto fail;
-  if ((st = ts_mlir_gen(p->mlir, &p->unit, kernel, TS_TARGET_CPU, NULL,
-                         ngpusim > 0, &p->module)))
+  bool sim = gpu_form;
+  if ((st = ts_mlir_gen(p->mlir, &p->unit, kernel, TS_TARGET_CPU, NULL, sim,
+                         &p->module)))
     goto fail;
   if ((st = ts_mlir_lower(p->mlir, p->module, TS_TARGET_CPU, false)) ||
-      (st = ts_jit_create(p->mlir, p->module, gpusim, ngpusim,
-                           &p->jit))) {
+      (st = ts_jit_create(p->mlir, p->module, syms, nsyms, &p->jit))) {
     mlirModuleDestroy(p->module);
     p->module.ptr = NULL;
     goto fail;
   }
   char name[320];
   snprintf(name, sizeof name, "%s", kernel);
-  if (!ngpusim)
+  if (!sim)
     p->run = ts_jit_lookup(p->jit, name);
   snprintf(name, sizeof name, "%s__grid", kernel);
   p->grid = ts_jit_lookup(p->jit, name);
   snprintf(name, sizeof name, "%s__scratch", kernel);
   p->scratch = ts_jit_lookup(p->jit, name);
-  if (ngpusim) {
+  if (sim) {
     snprintf(name, sizeof name, "%s__gpu", kernel);
     p->gpu = ts_jit_lookup(p->jit, name);
   }
-  if ((!ngpusim && !p->run) || !p->grid || !p->scratch ||
-      (ngpusim && !p->gpu)) {
+  if ((!sim && !p->run) || !p->grid || !p->scratch || (sim && !p->gpu)) {
     st = ts_status_make(TS_ERR_INTERNAL, "kernel '%s' is missing from the JIT",
                         kernel);
     goto fail;
@@ -105,6 +110,7 @@ void ts_cpu_program_destroy(ts_cpu_program *p) {
   ts_mlir_destroy(p->mlir);
   ts_unit_deinit(&p->unit);
   free(p->text);
+  free(p->path);
   free(p);
 }
 

@@ -260,6 +260,8 @@ typedef struct ts_kernel_info {
   uint32_t grid_rank;
   int64_t threads;
   int64_t shared_size; /* bytes of shared tiles with constant shapes */
+  bool simt; /* uses thread_id() (the CPU then numbers a parallel's
+              * elements as the GPU's threads would take them) */
 } ts_kernel_info;
 
 /* A `-D NAME=VALUE` override. */

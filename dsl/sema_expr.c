@@ -734,6 +734,7 @@ static const ts_type *check_builtin(sema *s, ts_node *n, ts_builtin b) {
       sema_error(s, n->span, "'thread_id' can only be used in a kernel");
       return &sema_error_type;
     }
+    s->kernel->simt = true;
     return sema_scalar(TS_DTYPE_I64);
   case TS_BUILTIN_CEILDIV: {
     if (!sema_int_expr(s, k[0], "the first argument of 'ceildiv'") |

@@ -18,6 +18,7 @@
 static const char *const shim =
     "#define TS_CUDA_SIM 1\n"
     "#include <math.h>\n"
+    "#include <stdio.h>\n"
     "#include <string.h>\n"
     "#define __global__\n"
     "#define __device__\n"
@@ -28,7 +29,9 @@ static const char *const shim =
     "void ts_sim_barrier(void);\n"
     "int ts_sim_shuffle(int v, int off);\n"
     "unsigned char *ts_sim_smem(void);\n"
+    "void ts_sim_assert_fail(const char *fmt, ...);\n"
     "}\n"
+    "#define TS_ASSERT_FAIL(...) ts_sim_assert_fail(__VA_ARGS__)\n"
     "struct ts_sim_dim3 { unsigned x, y, z; };\n"
     "static inline ts_sim_dim3 ts_sim_get(int w) {\n"
     "  return {(unsigned)ts_sim_index(w, 0), (unsigned)ts_sim_index(w, 1),\n"

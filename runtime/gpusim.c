@@ -47,7 +47,6 @@ typedef struct team {
   int64_t grid[3], block[3];
 } team;
 
-void ts_gpusim_barrier(int64_t ctx);
 int32_t ts_gpusim_shuffle(int64_t ctx, int64_t tid, int32_t v, int32_t off);
 
 static void wait_as(team *t, int state) {
@@ -66,11 +65,6 @@ int32_t ts_gpusim_shuffle(int64_t ctx, int64_t tid, int32_t v, int32_t off) {
   wait_as(t, AT_WARP);
   return x[(tid & ~31) | ((tid ^ off) & 31)];
 }
-
-const ts_jit_symbol ts_gpusim_symbols[2] = {
-    {"ts_gpusim_barrier", (void *)ts_gpusim_barrier},
-    {"ts_gpusim_shuffle", (void *)ts_gpusim_shuffle},
-};
 
 static _Thread_local team *the_team; /* the launch a starting fiber belongs to */
 

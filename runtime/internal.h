@@ -35,7 +35,8 @@ ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
  * of `gpu` over `total` blocks of `threads` threads. `slots` are the
  * kernel's packed tensors, dims and scalars. */
 #define TS_GPUSIM_MAX_SLOTS 512
-extern const ts_jit_symbol ts_gpusim_symbols[2];
+void ts_gpusim_barrier(int64_t ctx);
+int32_t ts_gpusim_shuffle(int64_t ctx, int64_t tid, int32_t v, int32_t off);
 ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
                            void *const *slots, int nslots,
                            const int64_t grid[3], int64_t total,
@@ -45,6 +46,19 @@ ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
 ts_status ts_cudasim_build(const char *cuda, const char *name, void **handle,
                            ts_packed_fn *fn);
 void ts_cudasim_close(void *handle);
+
+/* What compiled CPU code may call (rtcall.c): the simulator's barrier and
+ * shuffle, print and assert. A launch on the CPU or the simulator sets its
+ * state on each thread that runs its blocks; a failed assert records the
+ * first message there. */
+#define TS_RT_SYMBOLS 4
+extern const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS];
+typedef struct ts_launch_state {
+  _Atomic int failed;
+  char message[1024];
+} ts_launch_state;
+/* Sets this thread's launch state; returns the one it replaces. */
+ts_launch_state *ts_launch_state_set(ts_launch_state *s);
 
 /* Runs fn(ctx, begin, end) over [0, total) in chunks on every thread of the
  * pool (the caller's included); returns when all are done. */

@@ -93,8 +93,7 @@ ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
     return ts_status_nomem();
   ts_status st = ts_cpu_program_create(
       ts_allocator_system(), path, text, len, name, defines, ndefs,
-      d->gpusim ? ts_gpusim_symbols : NULL, d->gpusim ? 2 : 0, diags,
-      &k->prog);
+      ts_rt_symbols, TS_RT_SYMBOLS, d->gpusim, diags, &k->prog);
   if (st) {
     free(k);
     return st;
@@ -175,6 +174,7 @@ static const char *arg_name(const ts_symbol *s, char *buf, size_t size) {
 typedef struct run_ctx {
   ts_packed_fn run;
   packed *base; /* shared, read-only */
+  ts_launch_state *state;
 } run_ctx;
 
 static void run_blocks(void *vctx, int64_t begin, int64_t end) {
@@ -184,7 +184,18 @@ static void run_blocks(void *vctx, int64_t begin, int64_t end) {
   memcpy(slots, c->base->slots, (size_t)n * sizeof *slots);
   slots[n] = &begin;
   slots[n + 1] = &end;
+  ts_launch_state *old = ts_launch_state_set(c->state);
   c->run(slots);
+  ts_launch_state_set(old);
+}
+
+/* A failed assert of the launch, as its error. */
+static ts_status launch_result(const ts_kernel *k, ts_launch_state *s,
+                               ts_status st) {
+  if (st || !atomic_load(&s->failed))
+    return st;
+  return ts_status_make(TS_ERR_PROGRAM, "kernel '%s': %s", k->name,
+                        s->message);
 }
 
 ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args, size_t count) {
@@ -362,19 +373,22 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     free(p);
     return st;
   }
+  ts_launch_state state = {0};
   if (k->device->gpusim) {
     int64_t per_block = 0;
     gslots[ng] = &per_block;
     ts_cpu_program_scratch(k->prog)(gslots);
+    ts_launch_state *old = ts_launch_state_set(&state);
     ts_status st = ts_gpusim_launch(
         k->sim_fn ? k->sim_fn : ts_cpu_program_gpu(k->prog), k->sim_fn != NULL,
         (int)info->threads, p->slots, p->n, g, total, per_block,
         ts_kernel_smem_bytes(info));
+    ts_launch_state_set(old);
     free(p);
-    return st;
+    return launch_result(k, &state, st);
   }
-  run_ctx c = {ts_cpu_program_run(k->prog), p};
+  run_ctx c = {ts_cpu_program_run(k->prog), p, &state};
   ts_pool_run(k->device->pool, run_blocks, &c, total);
   free(p);
-  return NULL;
+  return launch_result(k, &state, NULL);
 }

@@ -117,13 +117,13 @@ expect 2 "target ptx emit llvm" "$t" compile kernels/softmax.tile --target ptx -
 has err "CPU stage" "llvm is a CPU stage"
 expect 0 "target ptx -o" "$t" compile kernels/gemm.tile --target ptx -o "$tmp/gemm.ptx"
 if grep -q ".entry gemm_nt(" "$tmp/gemm.ptx" 2>/dev/null; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: -o k.ptx"; fi
-printf 'kernel k(x: f32[N]) {\n  print("{}", x[0]);\n}\n' >"$tmp/gprint.tile"
-expect 1 "unsupported on the GPU: located" "$t" compile --color=never "$tmp/gprint.tile" --target ptx
-has err "gprint.tile:2:3: error: 'print' is not supported on the GPU target yet" "located GPU lowering error"
+printf 'kernel k(x: bf16[N]) {\n  let o = atomic_add(x[0], 1.0);\n}\n' >"$tmp/gatomic.tile"
+expect 1 "unsupported on the GPU: located" "$t" compile --color=never "$tmp/gatomic.tile" --target ptx
+has err "gatomic.tile:2:11: error: an atomic on this element type is not supported on the GPU target yet" "located GPU lowering error"
 expect 1 "program errors before lowering" "$t" compile "$tmp/bad.tile" --emit mlir
-printf 'kernel k(x: f32[N]) {\n  print("{}", x[0]);\n}\n' >"$tmp/print.tile"
-expect 1 "unsupported on the CPU: located" "$t" compile --color=never "$tmp/print.tile" --emit mlir
-has err "print.tile:2:3: error: 'print' is not supported on the CPU target yet" "located lowering error"
+printf 'kernel k(x: bf16[N]) {\n  let o = atomic_add(x[0], 1.0);\n}\n' >"$tmp/atomic.tile"
+expect 1 "unsupported on the CPU: located" "$t" compile --color=never "$tmp/atomic.tile" --emit mlir
+has err "atomic.tile:2:11: error: an atomic on this element type is not supported on the CPU target yet" "located lowering error"
 expect 0 "-o" "$t" compile kernels/gemm.tile --emit typed -o "$tmp/gemm.typed"
 if [[ -s $tmp/gemm.typed ]] && grep -q "kernel gemm_nt" "$tmp/gemm.typed"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: -o wrote nothing"; fi
 expect 2 "-o into a missing folder" "$t" compile kernels/gemm.tile --emit typed -o "$tmp/no/such/dir/x"
