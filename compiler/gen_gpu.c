@@ -13,7 +13,7 @@
  * (after those 16 bytes; `shared` tiles first,
  * then `frag` tiles while the block's total stays within GPU_SMEM_LIMIT),
  * the rest in a per-block slice of a global scratch buffer the runtime
- * passes. `frag` tiles are not yet distributed over registers. */
+ * passes. `frag` tiles owned element by element live in registers. */
 #include "compiler/gen_internal.h"
 
 #include <string.h>
