@@ -189,6 +189,8 @@ void ts_cache_key_hex(const ts_cache_key *k, char out[33]);
 /* The cache folder: $TESSERA_CACHE, else $XDG_CACHE_HOME/tessera, else
  * $HOME/.cache/tessera. Returns buf. */
 const char *ts_cache_dir(char *buf, size_t size);
+/* mkdir -p */
+TS_MUST_USE ts_status ts_make_dirs(const char *dir);
 /* On a hit, appends the artifact to `out` and sets *hit. A damaged entry is
  * a miss; why is appended to `warning` (when not NULL). */
 TS_MUST_USE ts_status ts_cache_get(const char *dir, const ts_cache_key *k,

@@ -63,12 +63,11 @@ const char *ts_cache_dir(char *buf, size_t size) {
   return buf;
 }
 
-/* mkdir -p */
-static ts_status make_dirs(const char *dir) {
+ts_status ts_make_dirs(const char *dir) {
   char path[4096];
   size_t n = strlen(dir);
   if (n == 0 || n >= sizeof path)
-    return ts_status_make(TS_ERR_INVALID, "bad cache folder '%s'", dir);
+    return ts_status_make(TS_ERR_INVALID, "bad folder '%s'", dir);
   memcpy(path, dir, n + 1);
   for (size_t i = 1; i <= n; i++) {
     if (path[i] != '/' && path[i] != 0)
@@ -76,7 +75,7 @@ static ts_status make_dirs(const char *dir) {
     char c = path[i];
     path[i] = 0;
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
-      return ts_status_make(TS_ERR_IO, "cannot create the cache folder '%s': %s",
+      return ts_status_make(TS_ERR_IO, "cannot create the folder '%s': %s",
                             path, strerror(errno));
     path[i] = c;
   }
@@ -133,7 +132,7 @@ ts_status ts_cache_get(const char *dir, const ts_cache_key *k, ts_buf *out,
 
 ts_status ts_cache_put(const char *dir, const ts_cache_key *k, const void *data,
                        size_t len) {
-  TS_TRY(make_dirs(dir));
+  TS_TRY(ts_make_dirs(dir));
   unsigned char *buf = malloc(HEADER + len);
   if (!buf)
     return ts_status_nomem();

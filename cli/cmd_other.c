@@ -7,12 +7,6 @@ static int not_built(const char *cmd, const char *when) {
   return EXIT_USAGE;
 }
 
-int cmd_tune(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  return not_built("tune", "autotuning comes with the runtime");
-}
-
 int cmd_bench(int argc, char **argv) {
   (void)argc;
   (void)argv;

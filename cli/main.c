@@ -55,10 +55,23 @@ const cli_command cli_commands[] = {
      "(docs/lua.md). `arg` holds the script's arguments. A script error\n"
      "prints its traceback and exits 1.\n",
      cmd_run},
-    {"tune", "autotune a kernel's params (not yet built)",
-     "usage: tessera tune FILE --kernel NAME [--shape NAME=VALUE]...\n"
+    {"tune", "autotune a kernel's params over its tune(...) space",
+     "usage: tessera tune FILE --kernel NAME --shape NAME=VALUE...\n"
+     "                    [--device cpu|gpusim|cuda] [--budget SECONDS]\n"
+     "                    [--jobs N] [--repeats N] [--db PATH] [--no-tune-db]\n"
+     "       tessera tune --show [--db PATH]\n"
      "\n"
-     "Not yet built: autotuning arrives with the runtime.\n",
+     "Tries every config of the kernel's `tune(...)` clause: configs that\n"
+     "break a `require` or a limit the front end checks are pruned before\n"
+     "compiling (and counted, with the reason); the rest are compiled on\n"
+     "--jobs threads, run on random inputs and compared with the default\n"
+     "config (a wrong one is rejected), then timed (a warm-up and --repeats\n"
+     "runs, 7 by default: median and spread). Prints the ranked table and\n"
+     "records the timings in the tuning database (tune.db next to the\n"
+     "kernel cache, or --db); `ts.kernel` with shapes and no params then\n"
+     "picks the best known config. --shape gives each dim of the kernel's\n"
+     "tensors, and scalar arguments (default 1). --budget stops timing\n"
+     "when the seconds are spent. --show lists the database.\n",
      cmd_tune},
     {"bench", "run the benchmarks (not yet built)",
      "usage: tessera bench [NAME...]\n"

@@ -86,6 +86,8 @@ const char *ts_builtin_signature(ts_builtin b);
   X(ARG, "arg")                                                                \
   X(TYPE, "type")                                                              \
   X(PARAM, "param")                                                            \
+  X(TUNE, "tune")                                                              \
+  X(REQUIRE, "require")                                                        \
   X(BLOCK, "block")                                                            \
   X(LET, "let")                                                                \
   X(VAR, "var")                                                                \
@@ -135,7 +137,10 @@ typedef struct ts_const {
 /* One node shape for the whole tree; what `kids` hold per kind:
  *   FILE      items (KERNEL | FN)
  *   KERNEL    name; [LIST args, LIST params, LIST grid | NULL,
- *                    threads expr | NULL, BLOCK]
+ *                    threads expr | NULL, BLOCK, LIST tune | NULL]
+ *   TUNE      param name; [LIST values | NULL, lo | NULL, hi | NULL]
+ *             (`BM in [32, 64]` or `S in 1..5`, half-open like `for`)
+ *   REQUIRE   [bool expr over the params]
  *   FN        name; [LIST params (ARG), TYPE result | NULL, BLOCK]
  *   ARG       name; [TYPE]
  *   TYPE      dtype (or TS_DTYPE_COUNT + 0/1 for int/float params),
@@ -260,6 +265,7 @@ typedef struct ts_kernel_info {
   uint32_t grid_rank;
   int64_t threads;
   int64_t shared_size; /* bytes of shared tiles with constant shapes */
+  ts_node *tune; /* the `tune(...)` list (checked), or NULL */
   bool simt; /* uses thread_id() (the CPU then numbers a parallel's
               * elements as the GPU's threads would take them) */
 } ts_kernel_info;

@@ -970,6 +970,55 @@ static ts_node *parse_param(parser *p) {
   return finish(p, n, base);
 }
 
+/* Whether the current token is the identifier `word` (a word that is a
+ * keyword only in one place, like `tune` and `require`). */
+static bool at_word(parser *p, const char *word) {
+  size_t n = strlen(word);
+  return check(p, TS_TOK_IDENT) && p->tok.span.hi - p->tok.span.lo == n &&
+         !memcmp(p->u->src.text + p->tok.span.lo, word, n);
+}
+
+/* tune_item = 'require' expr
+ *           | NAME 'in' ( '[' expr {',' expr} ']' | expr '..' expr ) */
+static ts_node *parse_tune_item(parser *p) {
+  uint32_t base = p->top;
+  if (at_word(p, "require")) {
+    ts_node *n = new_node(p, TS_NODE_REQUIRE, p->tok.span);
+    advance(p);
+    ts_node *e = parse_expr(p);
+    n->span = join(n->span, e->span);
+    push(p, e);
+    return finish(p, n, base);
+  }
+  ts_node *name = expect_name(p, "a param name or 'require'");
+  ts_node *n = new_node(p, TS_NODE_TUNE, name->span);
+  n->name = name->name;
+  ts_node *values = NULL, *lo = NULL, *hi = NULL;
+  if (expect(p, TS_TOK_IN, "after the param's name: 'BM in [32, 64]'")) {
+    ts_token open = p->tok;
+    if (accept(p, TS_TOK_LBRACKET)) {
+      values = new_node(p, TS_NODE_LIST, open.span);
+      uint32_t vb = p->top;
+      do {
+        if (check(p, TS_TOK_RBRACKET) || p->stop)
+          break;
+        push(p, parse_expr(p));
+      } while (!p->panic && accept(p, TS_TOK_COMMA));
+      values->span = join(open.span, p->tok.span);
+      expect_close(p, TS_TOK_RBRACKET, &open);
+      values = finish(p, values, vb);
+    } else {
+      lo = parse_expr(p);
+      if (expect(p, TS_TOK_DOTDOT, "in the range 'lo..hi'"))
+        hi = parse_expr(p);
+    }
+  }
+  push(p, values);
+  push(p, lo);
+  push(p, hi);
+  return finish(p, n, base);
+}
+
 /* After an error in an item's header: skip to its body, if there is one
  * before the next item. */
 static void skip_to_body(parser *p) {
@@ -1005,7 +1054,8 @@ static ts_node *parse_list(parser *p, ts_node *(*rule)(parser *),
 
 /* kernel = 'kernel' NAME '(' [arg {',' arg}] ')'
  *          { 'params' '(' param {',' param} ')'
- *          | 'grid' '(' expr {',' expr} ')' | 'threads' '(' expr ')' }
+ *          | 'grid' '(' expr {',' expr} ')' | 'threads' '(' expr ')'
+ *          | 'tune' '(' tune_item {',' tune_item} ')' }
  *          block */
 static ts_node *parse_kernel(parser *p) {
   ts_token kw = p->tok;
@@ -1015,9 +1065,22 @@ static ts_node *parse_kernel(parser *p) {
   n->name = name->name;
   n->span = join(kw.span, name->span);
   ts_node *args = parse_list(p, parse_arg, "and the kernel's arguments");
-  ts_node *params = NULL, *grid = NULL, *threads = NULL;
+  ts_node *params = NULL, *grid = NULL, *threads = NULL, *tune = NULL;
   while (!p->panic && (check(p, TS_TOK_PARAMS) || check(p, TS_TOK_GRID) ||
-                       check(p, TS_TOK_THREADS))) {
+                       check(p, TS_TOK_THREADS) || at_word(p, "tune"))) {
+    if (at_word(p, "tune")) {
+      ts_token c = p->tok;
+      advance(p);
+      if (tune) {
+        error_at(p, c.span, "duplicate 'tune' clause");
+        check_stop(p);
+      }
+      ts_node *v = parse_list(p, parse_tune_item, "after 'tune'");
+      v->span = join(c.span, v->span);
+      if (!tune)
+        tune = v;
+      continue;
+    }
     ts_token c = p->tok;
     advance(p);
     bool dup = (c.kind == TS_TOK_PARAMS && params) ||
@@ -1063,8 +1126,8 @@ static ts_node *parse_kernel(parser *p) {
     if (check(p, TS_TOK_IDENT)) {
       ts_diag *d = error_at(p, p->tok.span, "unknown kernel clause");
       ts_diag_hint(p->u->diags, d,
-                   "the clauses are 'params(...)', 'grid(...)' and "
-                   "'threads(...)'");
+                   "the clauses are 'params(...)', 'grid(...)', "
+                   "'threads(...)' and 'tune(...)'");
     } else {
       error_expected(p, "'{' to begin the kernel's body");
     }
@@ -1076,6 +1139,7 @@ static ts_node *parse_kernel(parser *p) {
   push(p, grid);
   push(p, threads);
   push(p, body);
+  push(p, tune);
   return finish(p, n, base);
 }
 

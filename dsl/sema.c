@@ -896,9 +896,12 @@ static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
   n->type = t;
 }
 
+static void check_tune(sema *s, ts_node *tune, ts_kernel_info *k);
+
 static void check_kernel(sema *s, ts_node *n, ts_kernel_info *k) {
   ts_node *args = n->kids[0], *params = n->kids[1], *grid = n->kids[2];
   ts_node *threads = n->kids[3], *body = n->kids[4];
+  ts_node *tune = n->kid_count > 5 ? n->kids[5] : NULL;
   k->node = n;
   k->name = n->name;
   uint32_t np = params ? params->kid_count : 0, na = args->kid_count;
@@ -948,12 +951,73 @@ static void check_kernel(sema *s, ts_node *n, ts_kernel_info *k) {
         k->threads = t;
     }
   }
+  if (tune)
+    check_tune(s, tune, k);
   if (body)
     for (uint32_t i = 0; i < body->kid_count && !stopped(s); i++)
       check_stmt(s, body->kids[i]);
   k->shared_size = s->shared_size;
   s->kernel = NULL;
   pop_scope(s);
+}
+
+/* tune(BM in [32, 64], S in 1..5, require BM * S <= 256): each name a
+ * declared int param, each value a constant; the current values of the
+ * params (defaults or -D) must satisfy every `require`. */
+static void check_tune(sema *s, ts_node *tune, ts_kernel_info *k) {
+  k->tune = tune;
+  for (uint32_t i = 0; i < tune->kid_count; i++) {
+    ts_node *it = tune->kids[i];
+    if (it->kind == TS_NODE_REQUIRE) {
+      ts_node *e = it->kids[0];
+      const ts_type *t = sema_expr(s, e);
+      if (t->kind == TS_TYPE_ERROR)
+        continue;
+      if (!sema_is_bool(t) || e->cval.kind != TS_CONST_BOOL) {
+        sema_error(s, e->span, "'require' needs a condition on the params "
+                   "known at compile time");
+        continue;
+      }
+      if (!e->cval.b) {
+        ts_diag *d = sema_error(s, e->span, "the params break this 'require'");
+        ts_diag_hint(s->d, d, "the values of the params (their defaults or "
+                     "-D) must satisfy every 'require' of 'tune'");
+      }
+      continue;
+    }
+    if (it->kind != TS_NODE_TUNE)
+      continue;
+    const ts_symbol *ps = NULL;
+    for (uint32_t j = 0; j < k->param_count; j++)
+      if (ts_str_eq(k->params[j]->name, it->name))
+        ps = k->params[j];
+    if (!ps || ps->cval.kind != TS_CONST_INT) {
+      ts_diag *d = sema_error(s, it->span, ps ? "'%.*s' is not an int param"
+                                              : "'%.*s' is not a param of "
+                                                "this kernel",
+                              (int)it->name.len, it->name.ptr);
+      ts_diag_hint(s->d, d, "'tune' lists values of the kernel's int params");
+      continue;
+    }
+    for (uint32_t j = 0; j < i; j++)
+      if (tune->kids[j]->kind == TS_NODE_TUNE &&
+          ts_str_eq(tune->kids[j]->name, it->name))
+        sema_error(s, it->span, "'%.*s' is tuned twice", (int)it->name.len,
+                   it->name.ptr);
+    ts_node *vals = it->kids[0], *lo = it->kids[1], *hi = it->kids[2];
+    int64_t a, b;
+    if (vals) {
+      if (vals->kid_count == 0)
+        sema_error(s, vals->span, "the list of values is empty");
+      for (uint32_t j = 0; j < vals->kid_count; j++)
+        sema_const_int(s, vals->kids[j], "a tuning value", &a);
+    } else if (lo && hi && sema_const_int(s, lo, "the range's start", &a) &&
+               sema_const_int(s, hi, "the range's end", &b) &&
+               (b <= a || b - a > 4096)) {
+      sema_error(s, it->span, "the range %lld..%lld %s", (long long)a,
+                 (long long)b, b <= a ? "is empty" : "has more than 4096 values");
+    }
+  }
 }
 
 static void check_fn(sema *s, ts_node *n) {

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build gcc g++ make python3
           libmlir-22-dev mlir-22-tools llvm-22-dev liblua5.4-dev
-          clang libclang-rt-14-dev libopenblas-dev)
+          clang libclang-rt-14-dev libopenblas-dev libsqlite3-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
