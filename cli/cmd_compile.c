@@ -1,8 +1,12 @@
 /* cmd_compile.c - `tessera compile FILE [--kernel NAME] [--target T]
- * [--arch SM] [--emit STAGE] [-D NAME=VALUE]... [-o OUT] [--no-cache] [-v]`.
+ * [--arch SM] [--emit STAGE] [-D NAME=VALUE]... [-o OUT] [--no-cache] [-v]
+ * [--shape NAME=VALUE]... [--device NAME] [--no-tune-db]`.
  * PTX goes through the kernel cache (ts_cache_dir) unless --no-cache; -v
- * says on stderr what the cache did. */
+ * says on stderr what the cache did. With --shape and no -D, the params are
+ * the tuning database's best for that shape bucket on the device (`cpu`
+ * for the CPU target; --device names a GPU as `tessera devices` does). */
 #include "cli/cli.h"
+#include "runtime/tune.h"
 
 #include <string.h>
 
@@ -29,8 +33,10 @@ int cmd_compile(int argc, char **argv) {
   ts_define defs[64];
   size_t ndefs = 0;
   ts_compile_options opt = {.target = TS_TARGET_CPU, .emit = TS_EMIT_DEFAULT};
-  const char *file = NULL, *outpath = NULL, *v;
-  bool no_cache = false, verbose = false;
+  const char *file = NULL, *outpath = NULL, *v, *device = NULL;
+  bool no_cache = false, verbose = false, no_tune_db = false;
+  ts_define shapes[64];
+  size_t nshapes = 0;
   for (int i = 0; i < argc; i++) {
     char *a = argv[i];
     int err = 0;
@@ -62,6 +68,14 @@ int cmd_compile(int argc, char **argv) {
                                v);
     } else if (!strcmp(a, "--no-cache")) {
       no_cache = true;
+    } else if (!strcmp(a, "--no-tune-db")) {
+      no_tune_db = true;
+    } else if ((v = option("--device", argc, argv, &i, &missing))) {
+      device = v;
+    } else if ((v = option("--shape", argc, argv, &i, &missing))) {
+      if (nshapes == 64 || !cli_parse_define((char *)v, &shapes[nshapes]))
+        return cli_usage_error("compile", "--shape takes NAME=VALUE");
+      nshapes++;
     } else if (!strcmp(a, "-v")) {
       verbose = true;
     } else if (!strcmp(a, "--time-passes")) {
@@ -88,6 +102,28 @@ int cmd_compile(int argc, char **argv) {
   }
   if (!file)
     return cli_usage_error("compile", "no input file");
+  char config[256], buf[256];
+  if (nshapes && !ndefs && !no_tune_db) {
+    if (!opt.kernel)
+      return cli_usage_error("compile", "--shape needs --kernel");
+    if (!device)
+      device = opt.target == TS_TARGET_CPU ? "cpu" : NULL;
+    bool found = false;
+    ts_status ls = device ? ts_tune_lookup(NULL, file, opt.kernel, shapes,
+                                           nshapes, device, config,
+                                           sizeof config, &found)
+                          : NULL;
+    if (ls)
+      return cli_fail("compile", ls);
+    if (found) {
+      ndefs = ts_tune_config_defines(config, buf, sizeof buf, defs, 64);
+      fprintf(stderr, "tessera compile: tuned params %s (the tuning "
+              "database's best on %s)\n", config, device);
+    } else if (verbose) {
+      fprintf(stderr, "tessera compile: no tuned params for this shape on "
+              "%s: the defaults\n", device ? device : "(no --device)");
+    }
+  }
   opt.defines = defs;
   opt.define_count = ndefs;
   const ts_allocator *alloc = ts_allocator_system();

@@ -5,8 +5,9 @@
  * options as tables, failures raised as Lua errors carrying the status
  * message. The binding stays thin: everything here is a runtime call. */
 #define _POSIX_C_SOURCE 200809L
+#include "lua/internal.h"
 #include "lua/tessera_lua.h"
-#include "runtime/runtime.h"
+#include "runtime/tune.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -92,7 +93,7 @@ static int l_default_device(lua_State *L) {
   return 1;
 }
 
-static ts_device *opt_device(lua_State *L, int i) {
+ts_device *ts_lua_opt_device(lua_State *L, int i) {
   if (lua_isnoneornil(L, i)) {
     l_default_device(L);
     ts_device *d = *(void **)lua_touserdata(L, -1);
@@ -206,7 +207,7 @@ static int l_tensor(lua_State *L) {
   int64_t shape[TS_MAX_RANK];
   uint32_t rank = check_shape(L, 2, shape);
   lua_settop(L, 4); /* values and device at fixed slots, nil when absent */
-  ts_device *d = opt_device(L, 4);
+  ts_device *d = ts_lua_opt_device(L, 4);
   void **box = new_box(L, TENSOR_MT);
   ts_tensor *t;
   ts_status st = ts_tensor_create(d, dt, rank, shape, &t);
@@ -353,13 +354,13 @@ static int cast_to(lua_State *L, ts_tensor *t, ts_dtype dt, ts_device *d) {
 static int tensor_cast(lua_State *L) {
   ts_tensor *t = check_tensor(L, 1);
   ts_dtype dt = check_dtype(L, 2);
-  return cast_to(L, t, dt, opt_device(L, 3));
+  return cast_to(L, t, dt, ts_lua_opt_device(L, 3));
 }
 
 /* t:copy_to(device) -> a copy on that device */
 static int tensor_copy_to(lua_State *L) {
   ts_tensor *t = check_tensor(L, 1);
-  return cast_to(L, t, ts_tensor_dtype(t), opt_device(L, 2));
+  return cast_to(L, t, ts_tensor_dtype(t), ts_lua_opt_device(L, 2));
 }
 
 static int tensor_tostring(lua_State *L) {
@@ -386,49 +387,74 @@ static int tensor_tostring(lua_State *L) {
 
 /* ---- kernels ------------------------------------------------------------------- */
 
-/* ts.kernel(path, name [, {PARAM = value, ...}] [, device]) */
+size_t ts_lua_defines(lua_State *L, int t, int keep, ts_define *defs,
+                      size_t max) {
+  size_t nd = 0;
+  luaL_checktype(L, t, LUA_TTABLE);
+  lua_pushnil(L);
+  int n = 0;
+  while (lua_next(L, t)) {
+    if (nd == max)
+      luaL_error(L, "at most %d values", (int)max);
+    if (lua_type(L, -2) != LUA_TSTRING)
+      luaL_error(L, "the names must be strings");
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, keep, ++n);
+    if (lua_isboolean(L, -1)) {
+      lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
+    } else if (lua_isinteger(L, -1)) {
+      lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, -1));
+    } else if (lua_type(L, -1) == LUA_TNUMBER) {
+      char num[40];
+      snprintf(num, sizeof num, "%.17g", lua_tonumber(L, -1));
+      lua_pushstring(L, num);
+    } else {
+      luaL_tolstring(L, -1, NULL);
+    }
+    lua_rawseti(L, keep, ++n);
+    lua_pop(L, 1);
+    nd++;
+  }
+  for (size_t i = 0; i < nd; i++) {
+    lua_rawgeti(L, keep, (lua_Integer)(2 * i + 1));
+    defs[i].name = lua_tostring(L, -1);
+    lua_rawgeti(L, keep, (lua_Integer)(2 * i + 2));
+    defs[i].value = lua_tostring(L, -1);
+    lua_pop(L, 2);
+  }
+  return nd;
+}
+
+/* ts.kernel(path, name [, params [, device [, shapes]]]): with no params
+ * and the shapes it will run at, the best config the tuning database knows
+ * for them on the device (the defaults when it knows none). */
 static int l_kernel(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   const char *name = luaL_checkstring(L, 2);
   ts_define defs[32];
   size_t nd = 0;
-  lua_settop(L, 4);
-  lua_newtable(L); /* 5: keeps the define strings alive */
+  lua_settop(L, 5);
+  lua_newtable(L); /* 6: keeps the define strings alive */
+  ts_device *d = ts_lua_opt_device(L, 4);
+  char config[256], buf[256];
   if (!lua_isnil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    lua_pushnil(L);
-    int n = 0;
-    while (lua_next(L, 3)) {
-      if (nd == 32)
-        return luaL_error(L, "at most 32 params");
-      if (lua_type(L, -2) != LUA_TSTRING)
-        return luaL_error(L, "param names must be strings");
-      lua_pushvalue(L, -2);
-      lua_rawseti(L, 5, ++n);
-      if (lua_isboolean(L, -1))
-        lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
-      else if (lua_isinteger(L, -1))
-        lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, -1));
-      else if (lua_type(L, -1) == LUA_TNUMBER) {
-        char num[40];
-        snprintf(num, sizeof num, "%.17g", lua_tonumber(L, -1));
-        lua_pushstring(L, num);
-      }
-      else
-        luaL_tolstring(L, -1, NULL);
-      lua_rawseti(L, 5, ++n);
-      lua_pop(L, 1);
-      nd++;
+    nd = ts_lua_defines(L, 3, 6, defs, 32);
+  } else if (!lua_isnil(L, 5)) {
+    ts_define shapes[32];
+    lua_newtable(L); /* 7 */
+    size_t ns = ts_lua_defines(L, 5, 7, shapes, 32);
+    bool found = false;
+    ts_status st = ts_tune_lookup(NULL, path, name, shapes, ns,
+                                  ts_device_name(d), config, sizeof config,
+                                  &found);
+    if (st) {
+      lua_pushstring(L, ts_status_message(st));
+      ts_status_free(st);
+      return lua_error(L);
     }
-    for (size_t i = 0; i < nd; i++) {
-      lua_rawgeti(L, 5, (lua_Integer)(2 * i + 1));
-      defs[i].name = lua_tostring(L, -1);
-      lua_rawgeti(L, 5, (lua_Integer)(2 * i + 2));
-      defs[i].value = lua_tostring(L, -1);
-      lua_pop(L, 2);
-    }
+    if (found)
+      nd = ts_tune_config_defines(config, buf, sizeof buf, defs, 32);
   }
-  ts_device *d = opt_device(L, 4);
   ts_diags diags;
   ts_diags_init(&diags, ts_allocator_system());
   ts_kernel *k = NULL;
@@ -453,6 +479,12 @@ static int l_kernel(lua_State *L) {
   ts_diags_deinit(&diags);
   void **box = new_box(L, KERNEL_MT);
   *box = k;
+  return 1;
+}
+
+/* k:config(): the params it was compiled with, "NAME=VALUE ..." */
+static int kernel_config(lua_State *L) {
+  lua_pushstring(L, ts_kernel_config(check_box(L, 1, KERNEL_MT)));
   return 1;
 }
 
@@ -553,7 +585,7 @@ static int file_get(lua_State *L) {
   if (!s)
     return luaL_error(L, "no tensor '%s' in the file", name);
   lua_settop(L, 3);
-  ts_device *d = opt_device(L, 3);
+  ts_device *d = ts_lua_opt_device(L, 3);
   void **box = new_box(L, TENSOR_MT);
   ts_tensor *t;
   ts_status st = ts_tensor_create(d, s->dtype, s->rank, s->shape, &t);
@@ -766,7 +798,8 @@ int luaopen_tessera(lua_State *L) {
       {"cast", tensor_cast},     {"copy_to", tensor_copy_to},
       {"close", tensor_gc},      {NULL, NULL}};
   static const luaL_Reg kernel_methods[] = {
-      {"launch", kernel_launch}, {"close", kernel_gc}, {NULL, NULL}};
+      {"launch", kernel_launch}, {"config", kernel_config},
+      {"close", kernel_gc},      {NULL, NULL}};
   static const luaL_Reg file_methods[] = {{"names", file_names},
                                           {"get", file_get},
                                           {"meta", file_meta},
@@ -784,6 +817,8 @@ int luaopen_tessera(lua_State *L) {
                                  {"load", l_load},
                                  {"save", l_save},
                                  {"clock", l_clock},
+                                 {"tune", ts_lua_tune},
+                                 {"tuned", ts_lua_tuned},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);
   lua_pushstring(L, ts_compiler_version());

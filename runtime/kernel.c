@@ -20,6 +20,7 @@ struct ts_kernel {
   /* the GPU simulator running the CUDA C lowering */
   void *sim_lib;
   ts_packed_fn sim_fn;
+  char config[256]; /* the -D overrides it was compiled with */
 };
 
 static bool cuda_lowering(void) {
@@ -101,6 +102,10 @@ ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
   k->device = ts_device_retain(d);
   k->info = ts_cpu_program_kernel(k->prog);
   snprintf(k->name, sizeof k->name, "%s", name);
+  size_t at = 0;
+  for (size_t i = 0; i < ndefs && at < sizeof k->config; i++)
+    at += (size_t)snprintf(k->config + at, sizeof k->config - at, "%s%s=%s",
+                           i ? " " : "", defines[i].name, defines[i].value);
   if ((d->cuda && (st = load_cuda(k, path, text, len, defines, ndefs, diags))) ||
       (d->gpusim && cuda_lowering() &&
        (st = load_cudasim(k, path, text, len, defines, ndefs, diags)))) {
@@ -134,6 +139,8 @@ void ts_kernel_release(ts_kernel *k) {
   ts_device_release(k->device);
   free(k);
 }
+
+const char *ts_kernel_config(const ts_kernel *k) { return k->config; }
 
 double ts_kernel_compile_seconds(const ts_kernel *k) {
   return ts_cpu_program_compile_seconds(k->prog);

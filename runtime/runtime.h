@@ -107,6 +107,8 @@ TS_MUST_USE ts_status ts_kernel_create_from_source(
     ts_kernel **out);
 void ts_kernel_release(ts_kernel *k);
 double ts_kernel_compile_seconds(const ts_kernel *k);
+/* The params it was compiled with, as "NAME=VALUE ..." ("" for defaults). */
+const char *ts_kernel_config(const ts_kernel *k);
 /* Seconds the last launch took on the GPU (CUDA events); 0 elsewhere. */
 double ts_kernel_last_seconds(const ts_kernel *k);
 

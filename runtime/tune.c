@@ -578,6 +578,46 @@ done:
   return st;
 }
 
+ts_status ts_tune_lookup(const char *db_path, const char *path,
+                         const char *kernel, const ts_define *values,
+                         size_t nvalues, const char *device, char *config,
+                         size_t size, bool *found) {
+  *found = false;
+  char *text;
+  size_t len;
+  TS_TRY(ts_file_read(ts_allocator_system(), path, &text, &len));
+  ts_diags d;
+  ts_diags_init(&d, ts_allocator_system());
+  ts_unit u;
+  ts_status st = ts_unit_init(&u, ts_allocator_system(), path, text, len, &d);
+  if (st) {
+    ts_diags_deinit(&d);
+    free(text);
+    return st;
+  }
+  const ts_kernel_info *k = NULL;
+  if (ts_unit_parse(&u) && ts_unit_check(&u, NULL, 0))
+    k = ts_unit_kernel(&u, ts_str_from(kernel));
+  if (k && k->tune) {
+    char bucket[256], hash[17];
+    ts_tune_bucket(k, values, nvalues, bucket, sizeof bucket);
+    ts_tune_source_hash(text, len, hash);
+    ts_tunedb *db = NULL;
+    const char *warning = NULL;
+    st = ts_tunedb_open(db_path, &db, &warning);
+    if (warning)
+      fprintf(stderr, "tessera: warning: %s\n", warning);
+    if (!st)
+      st = ts_tunedb_best(db, hash, kernel, bucket, device, config, size,
+                          found);
+    ts_tunedb_close(db);
+  }
+  ts_unit_deinit(&u);
+  ts_diags_deinit(&d);
+  free(text);
+  return st;
+}
+
 void ts_tune_report_free(ts_tune_report *r) {
   free(r->results);
   r->results = NULL;

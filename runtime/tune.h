@@ -85,6 +85,16 @@ TS_MUST_USE ts_status ts_tunedb_best(ts_tunedb *db, const char *source_hash,
 /* Every row, one line each, for `tessera tune --show`. */
 TS_MUST_USE ts_status ts_tunedb_show(ts_tunedb *db, FILE *out);
 
+/* The best known config of `kernel` in the file at `path` for the dims in
+ * `values` on the device named `device` (ts_device_name), from the database at `db_path` (NULL: the default
+ * one): *found is false when nothing is known (or the file does not
+ * check). A damaged database is set aside with a warning on stderr. */
+TS_MUST_USE ts_status ts_tune_lookup(const char *db_path, const char *path,
+                                     const char *kernel,
+                                     const ts_define *values, size_t nvalues,
+                                     const char *device, char *config,
+                                     size_t size, bool *found);
+
 /* Splits "BM=64 BN=128" into defines whose strings point into `buf` (a
  * copy); returns the count (at most `max`). */
 size_t ts_tune_config_defines(const char *config, char *buf, size_t size,

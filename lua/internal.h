@@ -1,0 +1,19 @@
+/* internal.h - private to lua/: what the module's files share. */
+#ifndef TS_LUA_INTERNAL_H
+#define TS_LUA_INTERNAL_H
+
+#include "runtime/runtime.h"
+
+#include <lua.h>
+
+/* The device at stack index i, or the default device when it is nil. */
+ts_device *ts_lua_opt_device(lua_State *L, int i);
+/* NAME = value pairs of the table at `t` as defines, their strings kept in
+ * the table at `keep`; returns the count (a Lua error past `max`). */
+size_t ts_lua_defines(lua_State *L, int t, int keep, ts_define *defs,
+                      size_t max);
+/* ts.tune{...} and ts.tuned(...) (tune.c). */
+int ts_lua_tune(lua_State *L);
+int ts_lua_tuned(lua_State *L);
+
+#endif

@@ -1,0 +1,77 @@
+-- tune.lua - ts.tune, the tuning database and the tuned config being the
+-- one ts.kernel compiles (tests/tune/tune.tile). Run with TESSERA_CACHE set
+-- to a folder of its own (tests/CMakeLists.txt): it starts a fresh database
+-- there.
+local ts = require "tessera"
+local tile = "tests/tune/tune.tile"
+local cache = assert(os.getenv("TESSERA_CACHE"), "set TESSERA_CACHE")
+os.remove(cache .. "/tune.db")
+
+local failed = 0
+local function check(ok, what)
+  if not ok then
+    failed = failed + 1
+    print("FAIL: " .. what)
+  end
+end
+
+local shapes = {M = 200, N = 50, s = 0.5}
+check(ts.tuned(tile, "scale_rows", shapes) == nil, "nothing known before tuning")
+local k0 = ts.kernel(tile, "scale_rows", nil, nil, shapes)
+check(k0:config() == "", "no tuned config: the defaults")
+
+local r = ts.tune{file = tile, kernel = "scale_rows", shapes = shapes, repeats = 3}
+check(r.bucket == "M=256 N=64", "bucket " .. tostring(r.bucket))
+check(r.default == "BM=2 SKEW=0", "default " .. tostring(r.default))
+check(r.pruned == 3, "3 pruned, got " .. tostring(r.pruned))
+local states = {}
+for _, x in ipairs(r.results) do
+  states[x.config] = x.state
+end
+check(states["BM=8 SKEW=1"] == "pruned" and states["BM=32 SKEW=0"] == "pruned",
+      "require and the thread limit prune")
+for _, bm in ipairs{1, 2, 4} do
+  check(states["BM=" .. bm .. " SKEW=1"] == "wrong", "SKEW=1 rejected as wrong at BM=" .. bm)
+  check(states["BM=" .. bm .. " SKEW=0"] == "ok", "SKEW=0 timed at BM=" .. bm)
+end
+-- ranked: the timed ones first, fastest first
+check(r.results[1].config == r.best and r.results[1].state == "ok", "best first")
+for i = 2, 4 do
+  check(r.results[i].state == "ok" and r.results[i].median >= r.results[i - 1].median,
+        "ranked by median")
+end
+
+-- the database now knows the best config for this bucket on this device
+local best = ts.tuned(tile, "scale_rows", shapes)
+check(best and string.format("BM=%d SKEW=%d", best.BM, best.SKEW) == r.best,
+      "ts.tuned gives the best config")
+-- and ts.kernel with the shapes compiles it; other buckets keep the defaults
+local k = ts.kernel(tile, "scale_rows", nil, nil, {M = 250, N = 40})
+check(k:config() == r.best, "ts.kernel compiles the tuned config: " .. k:config())
+local other = ts.kernel(tile, "scale_rows", nil, nil, {M = 5000, N = 50})
+check(other:config() == "", "another bucket: the defaults")
+local explicit = ts.kernel(tile, "scale_rows", {BM = 1})
+check(explicit:config() == "BM=1", "explicit params win")
+-- the tuned kernel computes what the default does
+local x = ts.tensor("f32", {250, 40})
+local v = {}
+for i = 1, 250 * 40 do v[i] = (i % 17) - 8 end
+x:set(v)
+local y1, y2 = ts.tensor("f32", {250, 40}), ts.tensor("f32", {250, 40})
+k:launch{x, y1, 0.5}
+k0:launch{x, y2, 0.5}
+local a, b = y1:to_table(), y2:to_table()
+local same = true
+for i = 1, #a do same = same and a[i] == b[i] end
+check(same, "the tuned config computes the same")
+
+-- a file without a tune clause is an error
+local ok, err = pcall(ts.tune, {file = "kernels/softmax.tile", kernel = "softmax_rows",
+                                shapes = {M = 4, N = 4}})
+check(not ok and err:find("no 'tune(...)' clause", 1, true), "no tune clause: " .. tostring(err))
+-- a missing dim is an error naming it
+ok, err = pcall(ts.tune, {file = tile, kernel = "scale_rows", shapes = {M = 4}, record = false})
+check(not ok and err:find("--shape N=VALUE", 1, true), "missing dim: " .. tostring(err))
+
+if failed > 0 then error(failed .. " checks failed") end
+print("tune: all checks passed")
