@@ -73,10 +73,15 @@ const cli_command cli_commands[] = {
      "tensors, and scalar arguments (default 1). --budget stops timing\n"
      "when the seconds are spent. --show lists the database.\n",
      cmd_tune},
-    {"bench", "run the benchmarks (not yet built)",
-     "usage: tessera bench [NAME...]\n"
+    {"bench", "run the benchmarks and record their figures",
+     "usage: tessera bench [NAME...] [--device cpu] [--out DIR] [--list]\n"
      "\n"
-     "Not yet built: benchmarks arrive with the CPU and GPU targets.\n",
+     "Runs the benchmarks of bench/ (all, or the NAMEs; --list shows them)\n"
+     "from the source root and writes their tables, with the machine, the\n"
+     "versions and the date, to DIR (bench/results) as\n"
+     "bench-DEVICE-DATE.md and .json; prints the two paths. Each benchmark\n"
+     "measures its baselines in the same run. The GPU suite is not built\n"
+     "yet (issue 8): --device is cpu.\n",
      cmd_bench},
     {"devices", "list the devices of this machine",
      "usage: tessera devices\n"

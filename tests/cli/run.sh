@@ -146,10 +146,10 @@ printf 'local x = = 1\n' >"$tmp/syntax.lua"
 expect 1 "a script with a syntax error" "$t" run "$tmp/syntax.lua"
 expect 2 "a missing script" "$t" run "$tmp/none.lua"
 expect 2 "run without a script" "$t" run
-for c in tune bench; do
-  expect 2 "$c not built" "$t" "$c" x
-  has err "not yet built" "$c says not yet built"
-done
+expect 2 "tune without --kernel" "$t" tune x.tile
+has err "give a FILE and --kernel NAME" "tune says what it needs"
+expect 2 "bench with an unknown name" "$t" bench x
+has err "no benchmark 'x'" "bench names the unknown benchmark"
 expect 0 "devices" "$t" devices
 has out "cpu:" "devices lists the CPU"
 has out "cuda:" "devices says whether there is a GPU"
