@@ -464,6 +464,12 @@ static const char *builtin(cg *c, ts_node *n, ctype *rt) {
   case TS_BUILTIN_BITCAST: {
     ctype from;
     const char *x = expr(c, k[0], &from);
+    /* 8-bit: fp8 is computed as float and i8 as int; the byte between */
+    ts_dtype fd = k[0]->type->dtype, td = k[1]->dtype;
+    if (fd == TS_DTYPE_FP8E4M3 && td == TS_DTYPE_I8)
+      return str(c, "(int)(signed char)ts_f32_e4m3(%s)", x);
+    if (fd == TS_DTYPE_I8 && td == TS_DTYPE_FP8E4M3)
+      return str(c, "ts_e4m3_f32((unsigned char)(%s))", x);
     if (from == CT_F32 && t == CT_I32)
       return str(c, "__float_as_int(%s)", x);
     if (from == CT_I32 && t == CT_F32)

@@ -572,6 +572,13 @@ static MlirValue gen_builtin(gen *g, ts_node *n) {
   }
   case TS_BUILTIN_BITCAST: {
     MlirValue x = gen_expr(g, k[0]);
+    /* 8-bit: fp8 is computed in f32 and i8 in i32, so go through the
+       stored byte. */
+    ts_dtype from = k[0]->type->dtype, to = k[1]->dtype;
+    if (from == TS_DTYPE_FP8E4M3 && to == TS_DTYPE_I8)
+      return gen_from_storage(g, gen_to_storage(g, x, from), to);
+    if (from == TS_DTYPE_I8 && to == TS_DTYPE_FP8E4M3)
+      return gen_from_storage(g, gen_to_storage(g, x, from), to);
     if (!mlirTypeEqual(mlirValueGetType(x), b->f32) &&
         !mlirTypeEqual(mlirValueGetType(x), b->i32)) {
       gen_unsupported(g, n, "this 'bitcast'");

@@ -66,8 +66,8 @@ for i = 1, #a do same = same and a[i] == b[i] end
 check(same, "the tuned config computes the same")
 
 -- a file without a tune clause is an error
-local ok, err = pcall(ts.tune, {file = "kernels/softmax.tile", kernel = "softmax_rows",
-                                shapes = {M = 4, N = 4}})
+local ok, err = pcall(ts.tune, {file = "kernels/rmsnorm.tile", kernel = "rmsnorm_f32",
+                                shapes = {T = 4, D = 4}})
 check(not ok and err:find("no 'tune(...)' clause", 1, true), "no tune clause: " .. tostring(err))
 -- a missing dim is an error naming it
 ok, err = pcall(ts.tune, {file = tile, kernel = "scale_rows", shapes = {M = 4}, record = false})

@@ -71,7 +71,7 @@ for j in $(jobs -p); do wait "$j" || rcs=$((rcs + 1)); done
 "$t" tune $tile --kernel scale_rows --shape M=3 >"$tmp/out" 2>&1
 [[ $? == 2 ]] && ok || bad "a missing dim exits 2"
 has "$tmp/out" "give the size of dim 'N' of 'x': --shape N=VALUE" "missing dim named"
-"$t" tune kernels/softmax.tile --kernel softmax_rows --shape M=3 --shape N=3 >"$tmp/out" 2>&1
+"$t" tune kernels/rmsnorm.tile --kernel rmsnorm_f32 --shape T=3 --shape D=3 >"$tmp/out" 2>&1
 has "$tmp/out" "has no 'tune(...)' clause" "no tune clause"
 "$t" tune $tile --kernel scale_rows --device tpu >"$tmp/out" 2>&1
 has "$tmp/out" "unknown device 'tpu'" "unknown device"
