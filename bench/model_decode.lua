@@ -13,49 +13,54 @@ if probe then probe:close() else
   arg = {[0] = "model/init.lua", "--config", "tiny", "--seed", "1", "-o", weights}
   dofile("model/init.lua")
 end
-local model = V4.load(cfg, weights)
 local function ids(n)
   local v = {}
   for i = 1, n do v[i] = (i * 37) % 256 end
   return ts.tensor("i32", {n}, v)
 end
--- warm up: compiles every kernel once
-model:prefill(ids(8))
-model:decode(1)
 
-local results = {}
-for _, n in ipairs{64, 256} do
-  local t0 = ts.clock()
-  model:prefill(ids(n))
-  local t1 = ts.clock()
-  local steps = 32
-  for s = 1, steps do model:decode(s % 256) end
-  local t2 = ts.clock()
-  results[#results + 1] = string.format("| %d | %.1f | %.1f |", n, n / (t1 - t0), steps / (t2 - t1))
+local results, layers = {}, {}
+for _, fmt in ipairs{"fp8", "f32"} do
+  local model = V4.load(cfg, weights, {kv_format = fmt})
+  -- warm up: compiles every kernel once (256 tokens make HCA entries)
+  model:prefill(ids(256))
+  model:decode(1)
+  for _, n in ipairs{64, 256} do
+    local t0 = ts.clock()
+    model:prefill(ids(n))
+    local t1 = ts.clock()
+    local steps = 32
+    for s = 1, steps do model:decode(s % 256) end
+    local t2 = ts.clock()
+    results[#results + 1] = string.format("| %s | %d | %.1f | %.1f |", fmt, n, n / (t1 - t0),
+                                          steps / (t2 - t1))
+  end
+  -- time per layer of one decode step (after a 256-token prefill)
+  model:prefill(ids(256))
+  local layer_time = {}
+  local orig = model.attention_step
+  model.attention_step = function(self, L, x, t)
+    local t0 = ts.clock()
+    local y = orig(self, L, x, t)
+    layer_time[L] = (layer_time[L] or 0) + ts.clock() - t0
+    return y
+  end
+  local steps = 16
+  for s = 1, steps do model:decode(s) end
+  for L = 0, cfg.n_layers - 1 do
+    layers[L] = (layers[L] or "") .. string.format(" %.2f |", layer_time[L] / steps * 1e3)
+  end
 end
-
--- time per layer of one decode step (after a 256-token prefill)
-model:prefill(ids(256))
-local layer_time = {}
-local orig = model.attention_step
-model.attention_step = function(self, L, x, t)
-  local t0 = ts.clock()
-  local y = orig(self, L, x, t)
-  layer_time[L] = (layer_time[L] or 0) + ts.clock() - t0
-  return y
-end
-local steps = 16
-for s = 1, steps do model:decode(s) end
-model.attention_step = orig
 
 print("# tiny V4 config on the CPU (" .. ts.default_device():threads() .. " threads)")
-print("| prompt tokens | prefill tokens/s | decode tokens/s (32 steps) |")
-print("|---|---|---|")
+print("caches: fp8 = V4's production formats (FP8/FP4 simulations on), f32 = exact math")
+print("")
+print("| caches | prompt tokens | prefill tokens/s | decode tokens/s (32 steps) |")
+print("|---|---|---|---|")
 for _, r in ipairs(results) do print(r) end
 print("")
-print("| layer | ratio | attention per decode step (ms) |")
-print("|---|---|---|")
+print("| layer | ratio | attention per decode step, fp8 (ms) | f32 (ms) |")
+print("|---|---|---|---|")
 for L = 0, cfg.n_layers - 1 do
-  print(string.format("| %d | %d | %.2f |", L, cfg.compress_ratios[L + 1],
-                      layer_time[L] / steps * 1e3))
+  print(string.format("| %d | %d |%s", L, cfg.compress_ratios[L + 1], layers[L]))
 end

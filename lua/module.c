@@ -279,6 +279,16 @@ static int tensor_set(lua_State *L) {
   return 1;
 }
 
+/* dst:assign(src) -> dst, holding src's elements (same dtype and count) */
+static int tensor_assign(lua_State *L) {
+  ts_tensor *d = check_tensor(L, 1), *src = check_tensor(L, 2);
+  ts_status st = ts_tensor_assign(d, src);
+  if (st)
+    return fail(L, st);
+  lua_settop(L, 1);
+  return 1;
+}
+
 /* t:slice(dim, start, len) -> a view (dims 0-based) */
 static int tensor_slice(lua_State *L) {
   ts_tensor *t = check_tensor(L, 1);
@@ -796,6 +806,7 @@ int luaopen_tessera(lua_State *L) {
       {"set", tensor_set},       {"slice", tensor_slice},
       {"reshape", tensor_reshape},
       {"cast", tensor_cast},     {"copy_to", tensor_copy_to},
+      {"assign", tensor_assign},
       {"close", tensor_gc},      {NULL, NULL}};
   static const luaL_Reg kernel_methods[] = {
       {"launch", kernel_launch}, {"config", kernel_config},

@@ -5,7 +5,8 @@ local ts = require "tessera"
 local O = require "model.ops"
 local kernel, f32, linear, rmsnorm, rope, hadamard = O.kernel, O.f32, O.linear, O.rmsnorm,
   O.rope, O.hadamard
-local rows, from_rows, concat_rows = O.rows, O.from_rows, O.concat_rows
+local concat_rows = O.concat_rows
+local Cache = require "model.cache"
 
 return function(M)
 
@@ -28,8 +29,12 @@ function M:attention(L, x, pos)
                      self:weight(p .. "kv_norm.weight"))
   kv = rope(kv:reshape{T, 1, c}, tab, pos):reshape{T, c}
   made.kv = kv
+  -- attention reads the entries as the caches hold them (in the "fp8"
+  -- format: after the FP8 simulation, rope dims in bf16)
+  local F, rd = self.kv_format, cfg.rope_head_dim
+  local kvs = Cache.simulate(F, "kv", kv, rd)
   -- the KV list: the T window entries, then the compressed entries
-  local list, N, sel = kv, 0, nil
+  local list, N, sel, comps = kvs, 0, nil, nil
   if ratio > 0 then
     local comp, cc, cz = self:compress(L, "compressor", x, ratio, tab)
     made.compressed = comp
@@ -38,16 +43,18 @@ function M:attention(L, x, pos)
       made.projected["indexer.compressor"] = {self:project(L, "indexer.compressor", x)}
     end
     N = comp:shape()[1]
-    if N > 0 and ratio ~= 128 then list = concat_rows(kv, comp) end
+    comps = N > 0 and Cache.simulate(F, "kv", comp, rd) or comp
+    if N > 0 and ratio ~= 128 then list = concat_rows(kvs, comps) end
   end
   if ratio == 4 and N > 0 then
     -- the lightning indexer: scores over the indexer's keys, top-k
     local HI, DI = cfg.index_n_heads, cfg.index_head_dim
     local qi = linear(qr, self:weight(p .. "indexer.wq_b.weight")):reshape{T, HI, DI}
-    qi = hadamard(rope(qi, tab, pos))
+    qi = self:index_query(hadamard(rope(qi, tab, pos)))
     local ic, iz = table.unpack(made.projected["indexer.compressor"])
     local keys = hadamard(self:pool(L, "indexer.compressor", ic, iz, ratio, tab, 0))
     made.indexer_keys = keys
+    keys = Cache.simulate(F, "key", keys)
     local w = linear(x, self:weight(p .. "indexer.weights_proj.weight"))
     local scale = DI ^ -0.5 * HI ^ -0.5
     local wv = w:to_table()
@@ -73,9 +80,8 @@ function M:attention(L, x, pos)
       for _ = j + 1, W do win[#win + 1] = -1 end
       nc[t + 1] = math.min((t + 1) // ratio, N)
     end
-    local comp = made.compressed or f32{0, c}
     kernel("hca_attn.tile", "hca_attn_f32", {SCALE = c ^ -0.5}):launch{
-      q, kv, ts.tensor("i32", {T, W}, win), comp, ts.tensor("i32", {T}, nc),
+      q, kvs, ts.tensor("i32", {T, W}, win), comps or f32{0, c}, ts.tensor("i32", {T}, nc),
       self:weight(p .. "attn_sink"), o}
     return self:attention_out(L, o, tab, pos, T), made
   end
@@ -116,6 +122,50 @@ function M:attention_out(L, o, tab, pos, T)
 end
 
 
+-- The indexer queries qi [n, HI, DI] as the model scores with them (the
+-- FP4 simulation in the "fp8" format).
+function M:index_query(qi)
+  if self.kv_format == "f32" then return qi end
+  local sh = qi:shape()
+  return Cache.simulate(self.kv_format, "key", qi:reshape{sh[1] * sh[2], sh[3]}):reshape(sh)
+end
+
+-- The decode caches of layer L after a prefill (V4-SPEC 4.4's hand-off):
+-- the window ring holds the last W KV rows at slot position mod W; the
+-- compressed entries and indexer keys all made; each compressor's
+-- partial-window buffer the last projected rows (4.3).
+function M:hand_off(L, made, T)
+  local cfg, F = self.cfg, self.kv_format
+  local c, rd, W = cfg.head_dim, cfg.rope_head_dim, cfg.window_size
+  local ratio = cfg.compress_ratios[L + 1]
+  local st = {ring = Cache.new(F, "kv", c, rd, W), buf = {}}
+  local p = math.max(0, T - W)
+  while p < T do -- at most two runs of slots
+    local n = math.min(T - p, W - p % W)
+    st.ring:put(made.kv:slice(0, p, n), p % W)
+    p = p + n
+  end
+  if ratio > 0 then
+    local comp = made.compressed
+    st.comp = Cache.new(F, "kv", c, rd, comp:shape()[1] + 64)
+    st.comp:put(comp, 0)
+  end
+  if ratio == 4 then
+    st.keys = Cache.new(F, "key", cfg.index_head_dim, 0, T // ratio + 64)
+    if made.indexer_keys then st.keys:put(made.indexer_keys, 0) end
+  end
+  for which, cz in pairs(made.projected or {}) do
+    local cr, zr = O.rows(cz[1]), O.rows(cz[2])
+    local keep = self.buffer_rows(ratio)
+    st.buf[which] = {c = {}, z = {}}
+    for q = math.max(1, T - keep + 1), T do
+      st.buf[which].c[#st.buf[which].c + 1] = cr[q]
+      st.buf[which].z[#st.buf[which].z + 1] = zr[q]
+    end
+  end
+  return st
+end
+
 -- Attention of layer L for one token at position t (x [1, d]), updating the
 -- layer's state.
 function M:attention_step(L, x, t)
@@ -134,29 +184,24 @@ function M:attention_step(L, x, t)
   local kv = rmsnorm(linear(x, self:weight(p .. "wkv.weight")),
                      self:weight(p .. "kv_norm.weight"))
   kv = rope(kv:reshape{1, 1, c}, tab, pos):reshape{1, c}
-  st.kv[t + 1] = kv:to_table()
-  st.kv[t + 1 - W] = nil -- the window ring holds W positions
+  st.ring:put(kv, t % W)
   local selected = {}
   if ratio == 4 then
     local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x)
-    if key then
-      local k = f32{1, #key}
-      k:set(key)
-      st.keys[#st.keys + 1] = rows(hadamard(k))[1]
-    end
-    local N = #st.keys
+    if key then st.keys:append(hadamard(key)) end
+    local N = st.keys.n
     if N > 0 then
       local HI, DI = cfg.index_n_heads, cfg.index_head_dim
       local qi = linear(qr, self:weight(p .. "indexer.wq_b.weight")):reshape{1, HI, DI}
-      qi = hadamard(rope(qi, tab, pos))
-      local keys = from_rows(st.keys, 1, N, DI)
+      qi = self:index_query(hadamard(rope(qi, tab, pos)))
       local w = linear(x, self:weight(p .. "indexer.weights_proj.weight"))
       local scale = DI ^ -0.5 * HI ^ -0.5
       local wv = w:to_table()
       for i = 1, #wv do wv[i] = wv[i] * scale end
       w:set(wv)
       local scores = f32{1, N}
-      kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio}):launch{qi, keys, w, pos, scores}
+      kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio})
+        :launch{qi, st.keys:get(0, N), w, pos, scores}
       local sel = ts.tensor("i32", {1, cfg.index_topk})
       local len = ts.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
       kernel("topk.tile", "topk", {K = cfg.index_topk}):launch{scores, len, sel}
@@ -167,36 +212,29 @@ function M:attention_step(L, x, t)
   end
   if ratio > 0 then
     local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x)
-    if entry then st.comp[#st.comp + 1] = entry end
+    if entry then st.comp:append(entry) end
   end
-  -- the KV list: the window ring (slot = position mod W), then the
-  -- compressed entries
-  local ring, idx = {}, {}
-  for s = 1, W do ring[s] = false end
-  for q_ = math.max(0, t - W + 1), t do
-    ring[q_ % W + 1] = st.kv[q_ + 1]
-    idx[#idx + 1] = q_ % W
-  end
-  local zero = {}
-  for i = 1, c do zero[i] = 0 end
-  local list_rows = {}
-  for s = 1, W do list_rows[s] = ring[s] or zero end
+  -- the window ring's slots (slot = position mod W) of positions
+  -- t - W + 1 .. t, then for CSA the selected compressed entries
+  local idx = {}
+  for q_ = math.max(0, t - W + 1), t do idx[#idx + 1] = q_ % W end
+  local N = ratio > 0 and st.comp.n or 0
   local o = f32{1, H, c}
   if ratio == 128 then
     -- HCA: the ring gathered by slot, the compressed entries in place
-    local n = 0
-    for i = 0, #st.comp - 1 do
-      if (i + 1) * ratio <= t + 1 then n = i + 1 end
-    end
     for k = #idx + 1, W do idx[k] = -1 end
-    local comp = #st.comp > 0 and from_rows(st.comp, 1, #st.comp, c) or f32{0, c}
+    local ring = f32{W, c}
+    st.ring:get(0, st.ring.n, ring:slice(0, 0, st.ring.n))
     kernel("hca_attn.tile", "hca_attn_f32", {SCALE = c ^ -0.5}):launch{
-      q, from_rows(list_rows, 1, W, c), ts.tensor("i32", {1, W}, idx), comp,
-      ts.tensor("i32", {1}, {n}), self:weight(p .. "attn_sink"), o}
+      q, ring, ts.tensor("i32", {1, W}, idx),
+      N > 0 and st.comp:get(0, N) or f32{0, c}, ts.tensor("i32", {1}, {N}),
+      self:weight(p .. "attn_sink"), o}
     return self:attention_out(L, o, tab, pos, 1)
   end
-  for _, e in ipairs(st.comp) do list_rows[#list_rows + 1] = e end
-  local list = from_rows(list_rows, 1, #list_rows, c)
+  -- the KV list: the ring's W slots, then the compressed entries
+  local list = f32{W + N, c}
+  st.ring:get(0, st.ring.n, list:slice(0, 0, st.ring.n))
+  if N > 0 then st.comp:get(0, N, list:slice(0, W, N)) end
   local extra = 0
   if ratio == 4 then
     extra = cfg.index_topk

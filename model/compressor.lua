@@ -46,7 +46,8 @@ end
 -- One decode step of the compressor `which` of layer L for the input x
 -- [1, d] at position t: its projections join the partial-window buffer
 -- st.buf[which] (the last buffer_rows rows); when t completes a window,
--- the new entry (from the window, and for CSA the previous one), else nil.
+-- the new entry [1, E] (from the window, and for CSA the previous one),
+-- else nil.
 function M:compress_step(L, which, st, t, ratio, tab, x)
   local buf = st.buf[which]
   local c, z = self:project(L, which, x)
@@ -63,8 +64,7 @@ function M:compress_step(L, which, st, t, ratio, tab, x)
   local out = self:pool(L, which, from_rows(buf.c, #buf.c - n + 1, #buf.c, KE),
                         from_rows(buf.z, #buf.z - n + 1, #buf.z, KE), ratio, tab,
                         g - (n // ratio - 1))
-  local all = rows(out)
-  return all[#all]
+  return out:slice(0, out:shape()[1] - 1, 1)
 end
 
 

@@ -1,23 +1,27 @@
 -- generate.lua - text generation with a V4 model from kernels/ on the CPU:
 --   tessera run model/generate.lua --config tiny [--weights FILE]
 --       [--prompt TEXT] [--tokens N] [--temperature T] [--top-p P] [--seed S]
+--       [--kv fp8|f32]
 -- Byte-level tokens (ids 0-255 are bytes; the tiny vocab's other ids print
 -- as '?'). Greedy when the temperature is 0, else temperature + top-p
 -- sampling from a seeded generator. Creates the tiny weights with init.lua
 -- when the weights file is missing. Prints the text, prefill and decode
--- tokens/s, and the cache the model holds against dense attention's.
+-- tokens/s, and the cache the model holds against dense attention's. The
+-- caches are in V4's production formats by default (--kv fp8: the FP8/FP4
+-- simulations on, as released); --kv f32 is the exact-math model.
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
 
 local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
-              tokens = "32", temperature = "0", ["top-p"] = "0.9", seed = "1"}
+              tokens = "32", temperature = "0", ["top-p"] = "0.9", seed = "1",
+              kv = "fp8"}
 local i = 1
 while i <= #arg do
   local k = arg[i]:match("^%-%-(.+)$")
   if not k or arg[i + 1] == nil then
     error("usage: generate.lua --config NAME [--weights F] [--prompt T] [--tokens N] " ..
-          "[--temperature T] [--top-p P] [--seed S]", 0)
+          "[--temperature T] [--top-p P] [--seed S] [--kv fp8|f32]", 0)
   end
   opts[k] = arg[i + 1]
   i = i + 2
@@ -33,7 +37,8 @@ else
   arg = {[0] = "model/init.lua", "--config", opts.config, "--seed", "1", "-o", weights}
   dofile("model/init.lua")
 end
-local model = V4.load(cfg, weights)
+if opts.kv ~= "fp8" and opts.kv ~= "f32" then error("--kv: fp8 or f32", 0) end
+local model = V4.load(cfg, weights, {kv_format = opts.kv})
 
 -- tokens
 local ids = {}
@@ -87,10 +92,10 @@ local function text(list)
   return (table.concat(out):gsub("[%z\1-\8\11-\31\127-\255]", "?"))
 end
 
--- compile the kernels first (a short prefill and a decode step), so that
--- the figures below time the model, not the compiler
+-- compile the kernels first (a warm-up prefill of the prompt and a decode
+-- step), so that the figures below time the model, not the compiler
 local tc = ts.clock()
-model:prefill(ts.tensor("i32", {1}, {ids[1]}))
+model:prefill(ts.tensor("i32", {#ids}, ids))
 model:decode(ids[1])
 local compile = ts.clock() - tc
 local t0 = ts.clock()
@@ -107,10 +112,11 @@ local t2 = ts.clock()
 print("prompt: " .. opts.prompt)
 print("output: " .. text(new))
 print(string.format("prefill %d tokens: %.1f tokens/s; decode %d tokens: %.1f tokens/s " ..
-                    "(kernels compiled first in %.2f s)", #ids, #ids / (t1 - t0), n_new,
+                    "(kernels compiled in a warm-up run first: %.2f s)", #ids, #ids / (t1 - t0), n_new,
                     (n_new - 1) / math.max(t2 - t1, 1e-9), compile))
 -- the cache the model holds at the end, and what dense attention would
-local held, dense = model:cache_bytes()
-print(string.format("KV cache in production formats: %d bytes held (window ring + compressed " ..
-                    "+ indexer keys) vs %d for dense attention (%.1f%%)",
-                    held, dense, 100 * held / dense))
+local held, dense, alloc = model:cache_bytes()
+print(string.format("KV cache (%s): %d bytes held in its tensors (window rings + compressed " ..
+                    "entries + indexer keys; %d allocated) vs %d for dense attention (%.1f%%)",
+                    opts.kv == "fp8" and "production formats: e4m3 + bf16 rope, FP4 keys"
+                      or "f32", held, alloc, dense, 100 * held / dense))

@@ -9,20 +9,31 @@ local json = require "model.json"
 
 local M = {}
 
--- production formats (bytes): V4 entry 448 e4m3 + 64 bf16 rope + 7 ue8m0
--- scales + 1 pad; FP4 indexer key 64 + 4 scales; V3.2 FlashMLA FP8 entry
--- and DeepGEMM FP8 indexer key
-M.V4_ENTRY, M.V4_IDX = 584, 68
+-- production formats (bytes, V4-SPEC 3; kernels/quant.tile packs them): a V4
+-- KV entry of head_dim c with r rope dims is c - r e4m3 codes + r bf16 rope
+-- dims + (c - r) / 64 ue8m0 scales, padded to 8 bytes (V4: 448 + 128 + 7 +
+-- 1 = 584); an FP4 indexer key of D dims is D / 2 + D / 32 (V4: 68). V3.2:
+-- the FlashMLA FP8 entry and the DeepGEMM FP8 indexer key.
 M.V32_ENTRY, M.V32_IDX = 656, 132
+
+function M.entry_bytes(c)
+  local nope = c.head_dim - c.rope_head_dim
+  return (nope + 2 * c.rope_head_dim + nope // 64 + 7) // 8 * 8
+end
+
+function M.index_key_bytes(c)
+  return c.index_head_dim // 2 + c.index_head_dim // 32
+end
 
 function M.kv_bytes_per_token(c, T)
   local per, n = 0, #c.compress_ratios - 1 -- the MTP layer is not counted
+  local E, K = M.entry_bytes(c), M.index_key_bytes(c)
   for L = 1, n do
     local r = c.compress_ratios[L]
-    if r == 4 then per = per + M.V4_ENTRY / 4 + M.V4_IDX / 4
-    elseif r > 0 then per = per + M.V4_ENTRY / r end
+    if r == 4 then per = per + E / 4 + K / 4
+    elseif r > 0 then per = per + E / r end
   end
-  return per + n * c.window_size * M.V4_ENTRY / T
+  return per + n * c.window_size * E / T
 end
 
 function M.v32_kv_bytes_per_token(v)

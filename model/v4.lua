@@ -1,19 +1,24 @@
--- v4.lua - the DeepSeek-V4 model, assembled from the kernels in kernels/,
--- in the exact-math form (f32 activations, the FP8/FP4 simulations off,
--- the Hadamard kept) that ../shared/golden's f32.safetensors records
+-- v4.lua - the DeepSeek-V4 model, assembled from the kernels in kernels/
 -- (V4-SPEC sections 1, 2 and 4): loading with validated weights, prefill of
 -- a prompt, then one-token decode steps with the per-layer state of
--- V4-SPEC 4.1 (window ring, compressed entries, indexer keys; the
--- compressors' partial windows are rebuilt from the layer's input history,
--- which holds exactly the buffer's tokens). The concepts live in their own
--- files (rope, compressor, attention, moe, mhc, mtp), installed as methods
--- at the end. Run from the source root. Not yet here: the bf16 mode with
--- the FP8/FP4 simulations.
+-- V4-SPEC 4.1 (window ring, compressed entries, indexer keys, and each
+-- compressor's partial-window buffer of 4.3), handed over from the prefill
+-- as 4.4 says. Activations are f32 and the Hadamard is kept. The caches
+-- are tensors in one of two formats (model/cache.lua), chosen at load:
+--   kv_format = "f32"  the exact math (the FP8/FP4 simulations off) that
+--                      ../shared/golden's f32.safetensors records;
+--   kv_format = "fp8"  V4-SPEC 3's production bytes (584-byte entries at V4
+--                      width, 68-byte FP4 indexer keys): the KV FP8 and the
+--                      indexer FP4 simulations applied, as in the released
+--                      model; rope dims held in bf16.
+-- The linears run in f32 either way (the checkpoint's FP8/FP4 weight
+-- formats are not simulated). The concepts live in their own files (rope,
+-- compressor, attention, moe, mhc, mtp), installed as methods at the end.
+-- Run from the source root.
 local ts = require "tessera"
 local json = require "model.json"
 local O = require "model.ops"
 local kernel, f32 = O.kernel, O.f32
-local rows = O.rows
 
 local M = {}
 
@@ -22,10 +27,14 @@ local M = {}
 -- Loads a model folder (config.json + weights.safetensors), or a config and
 -- a weights file given apart; every tensor the config needs is checked
 -- (name, dtype, shape) before use.
-function M.load(dir, weights_path)
+function M.load(dir, weights_path, opts)
   local cfg = type(dir) == "table" and dir or json.read(dir .. "/config.json")
+  opts = opts or {}
   local self = {cfg = cfg, file = ts.load(weights_path or dir .. "/weights.safetensors"),
-                w = {}}
+                w = {}, kv_format = opts.kv_format or "f32"}
+  if self.kv_format ~= "f32" and self.kv_format ~= "fp8" then
+    error("kv_format '" .. tostring(self.kv_format) .. "': 'f32' or 'fp8'", 2)
+  end
   require("model.weights").validate(cfg, self.file)
   return setmetatable(self, {__index = M})
 end
@@ -76,27 +85,10 @@ function M:prefill(ids)
     end)
     r.out = X
     record[L] = r
-    -- the decode state of the layer (V4-SPEC 4.4's hand-off): the last W
-    -- KV rows (by position), the compressed entries and indexer keys, and
-    -- each compressor's partial-window buffer of projected rows (4.3)
-    local W, kvs, ring = self.cfg.window_size, rows(made.kv), {}
-    for q = math.max(1, T - W + 1), T do ring[q] = kvs[q] end
-    local buf = {}
-    for which, cz in pairs(made.projected or {}) do
-      local cr, zr = rows(cz[1]), rows(cz[2])
-      local keep = self.buffer_rows(self.cfg.compress_ratios[L + 1])
-      buf[which] = {c = {}, z = {}}
-      for q = math.max(1, T - keep + 1), T do
-        buf[which].c[#buf[which].c + 1] = cr[q]
-        buf[which].z[#buf[which].z + 1] = zr[q]
-      end
-    end
-    self.state[L] = {kv = ring, buf = buf,
-                     comp = made.compressed and rows(made.compressed) or {},
-                     keys = made.indexer_keys and rows(made.indexer_keys) or {}}
+    self.state[L] = self:hand_off(L, made, T)
   end
   self.next_pos = T
-    self.final_streams = X
+  self.final_streams = X
   return self:head(X), record
 end
 
@@ -133,20 +125,25 @@ end
 
 
 
--- The bytes the caches hold after `tokens` positions, in the production
--- formats of V4-SPEC 3 (a 584-byte entry: 448 e4m3 + 64 bf16 rope + 7
--- scales + pad; a 68-byte FP4 indexer key): per layer the window ring, the
--- compressed entries and the indexer keys actually held; and what dense
--- attention over every position would hold with the same entries.
+-- The bytes the caches hold after the positions so far (window rings,
+-- compressed entries, indexer keys: the rows held, in the model's format;
+-- V4-SPEC 3's production formats in "fp8"), what dense attention would hold
+-- with an entry of the same format for every position, and the bytes the
+-- cache tensors have allocated (rows held plus room to grow).
 function M:cache_bytes()
-  local T, W = self.next_pos or 0, self.cfg.window_size
-  local held, dense = 0, 0
+  local T = self.next_pos or 0
+  local held, dense, alloc = 0, 0, 0
   for L = 0, self.cfg.n_layers - 1 do
     local st = self.state[L]
-    held = held + (math.min(T, W) + #st.comp) * 584 + #st.keys * 68
-    dense = dense + T * 584
+    for _, cache in ipairs{st.ring, st.comp or false, st.keys or false} do
+      if cache then
+        local h, a = cache:bytes()
+        held, alloc = held + h, alloc + a
+      end
+    end
+    dense = dense + T * st.ring.rb
   end
-  return held, dense
+  return held, dense, alloc
 end
 
 -- The methods of each concept, in their own files.

@@ -85,6 +85,10 @@ TS_MUST_USE ts_status ts_tensor_write(ts_tensor *t, const void *src,
                                       size_t size);
 TS_MUST_USE ts_status ts_tensor_read(const ts_tensor *t, void *dst,
                                      size_t size);
+/* Copies src's elements into dst: same dtype and count, both contiguous,
+ * any devices (through host memory between two GPUs' views); a slice along
+ * dim 0 is how rows of a larger tensor are written. Overlap is allowed. */
+TS_MUST_USE ts_status ts_tensor_assign(ts_tensor *dst, const ts_tensor *src);
 /* A new contiguous tensor on `d` with the same dtype, shape and elements
  * (through host memory when either side is a GPU). */
 TS_MUST_USE ts_status ts_tensor_copy(ts_tensor *t, ts_device *d,

@@ -247,6 +247,38 @@ ts_status ts_tensor_read(const ts_tensor *t, void *dst, size_t size) {
   return d->ops->read(d, dst, ts_tensor_data((ts_tensor *)t), size);
 }
 
+ts_status ts_tensor_assign(ts_tensor *dst, const ts_tensor *src) {
+  TS_TRY(need_contiguous(dst, "writing into"));
+  TS_TRY(need_contiguous(src, "reading from"));
+  if (dst->dtype != src->dtype || ts_tensor_count(dst) != ts_tensor_count(src))
+    return ts_status_make(TS_ERR_INVALID,
+                          "assigning %s[%lld] to %s[%lld]: the dtype and the "
+                          "element count must agree",
+                          ts_dtype_name(src->dtype),
+                          (long long)ts_tensor_count(src),
+                          ts_dtype_name(dst->dtype),
+                          (long long)ts_tensor_count(dst));
+  size_t size = ts_tensor_size(src);
+  ts_device *sd = src->buffer->device, *dd = dst->buffer->device;
+  void *from = ts_tensor_data((ts_tensor *)src);
+  if (ts_device_is_host(sd) && ts_device_is_host(dd)) {
+    memmove(ts_tensor_data(dst), from, size);
+    return NULL;
+  }
+  if (ts_device_is_host(sd))
+    return ts_tensor_write(dst, from, size);
+  if (ts_device_is_host(dd))
+    return ts_tensor_read(src, ts_tensor_data(dst), size);
+  void *tmp = malloc(size ? size : 1);
+  if (!tmp)
+    return ts_status_make(TS_ERR_NOMEM, "staging %zu bytes", size);
+  ts_status st = ts_tensor_read(src, tmp, size);
+  if (!st)
+    st = ts_tensor_write(dst, tmp, size);
+  free(tmp);
+  return st;
+}
+
 ts_status ts_tensor_copy(ts_tensor *t, ts_device *d, ts_tensor **out) {
   TS_TRY(need_contiguous(t, "copying"));
   ts_tensor *c;

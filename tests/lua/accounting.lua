@@ -50,17 +50,36 @@ local wpath = os.tmpname()
 arg = {[0] = "model/init.lua", "--config", "tiny", "--seed", "2", "-o", wpath}
 dofile("model/init.lua")
 local tiny = json.read("model/configs/tiny.json")
-local model = V4.load(tiny, wpath)
-for _, T in ipairs{256, 384} do
-  local v = {}
-  for i = 1, T - 2 do v[i] = i % 256 end
-  model:prefill(ts.tensor("i32", {T - 2}, v))
-  model:decode(7)
-  model:decode(9) -- the last window completes in a decode step
-  local held = model:cache_bytes()
-  local formula = R.kv_bytes_per_token(tiny, T) * T
-  check(math.abs(held - formula) < 1e-6,
-        string.format("cache bytes at %d: held %d, formula %.1f", T, held, formula))
+for _, fmt in ipairs{"fp8", "f32"} do
+  local model = V4.load(tiny, wpath, {kv_format = fmt})
+  for _, T in ipairs{256, 384} do
+    local v = {}
+    for i = 1, T - 2 do v[i] = i % 256 end
+    model:prefill(ts.tensor("i32", {T - 2}, v))
+    model:decode(7)
+    model:decode(9) -- the last window completes in a decode step
+    local held, dense, alloc = model:cache_bytes()
+    -- "fp8": the production formats of the accounting; "f32": 4 bytes a
+    -- dim, with the same numbers of rows
+    local formula = R.kv_bytes_per_token(tiny, T) * T
+    if fmt == "f32" then
+      local c = {}
+      for k, x in pairs(tiny) do c[k] = x end
+      local rows = 0
+      for L = 1, #c.compress_ratios - 1 do
+        local r = c.compress_ratios[L]
+        rows = rows + c.window_size + (r > 0 and T // r or 0)
+        if r == 4 then rows = rows + T // 4 end
+      end
+      formula = rows * 4 * c.head_dim -- head_dim = index_head_dim in tiny
+    end
+    check(math.abs(held - formula) < 1e-6,
+          string.format("%s cache bytes at %d: held %d, formula %.1f", fmt, T, held, formula))
+    check(dense == (#tiny.compress_ratios - 1) * T * (fmt == "fp8" and R.entry_bytes(tiny)
+                                                      or 4 * tiny.head_dim),
+          string.format("%s dense bytes at %d: %d", fmt, T, dense))
+    check(alloc >= held, "allocated at least what is held")
+  end
 end
 os.remove(wpath)
 

@@ -96,6 +96,21 @@ errors_with(function() x:reshape{4, 2} end, "reshape of 6 elements into 8", "bad
 local c = x:copy_to(dev)
 x:set({0, 0, 0, 0, 0, 0})
 check(c:to_table()[1] == 9, "copy_to copies")
+do -- assign: rows into a slice, overlapping rows, and the checks
+  local big = ts.tensor("f32", {4, 2})
+  big:slice(0, 1, 2):assign(ts.tensor("f32", {2, 2}, {1, 2, 3, 4}))
+  local v = big:to_table()
+  check(v[1] == 0 and v[3] == 1 and v[6] == 4 and v[7] == 0, "assign into a slice of rows")
+  big:slice(0, 2, 2):assign(big:slice(0, 1, 2))
+  v = big:to_table()
+  check(v[5] == 1 and v[7] == 3 and v[8] == 4, "assign between overlapping rows")
+  errors_with(function() big:assign(ts.tensor("i32", {8})) end,
+              "the dtype and the element count must agree", "assign of another dtype")
+  errors_with(function() big:assign(ts.tensor("f32", {3})) end,
+              "the dtype and the element count must agree", "assign of another count")
+  errors_with(function() big:slice(1, 0, 1):assign(ts.tensor("f32", {4})) end,
+              "strided", "assign into a strided view")
+end
 local i = ts.tensor("i32", {3}, {7, -2, 40000})
 check(math.type(i:to_table()[1]) == "integer" and i:to_table()[3] == 40000, "ints")
 
