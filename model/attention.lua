@@ -13,6 +13,7 @@ return function(M)
 -- Attention of layer L on its input x [T, d]; returns [T, d] and what it
 -- made (for the golden comparisons).
 function M:attention(L, x, pos)
+  O.use(self.dev)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:prefix(L) .. "attn."
   local ratio = cfg.compress_ratios[L + 1]
@@ -64,8 +65,8 @@ function M:attention(L, x, pos)
     kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio}):launch{qi, keys, w, pos, scores}
     local lens = {}
     for t = 0, T - 1 do lens[t + 1] = (t + 1) // ratio end
-    local len = ts.tensor("i32", {T}, lens)
-    sel = ts.tensor("i32", {T, cfg.index_topk})
+    local len = O.tensor("i32", {T}, lens)
+    sel = O.tensor("i32", {T, cfg.index_topk})
     kernel("topk.tile", "topk", {K = cfg.index_topk}):launch{scores, len, sel}
     made.topk = sel
   end
@@ -81,7 +82,7 @@ function M:attention(L, x, pos)
       nc[t + 1] = math.min((t + 1) // ratio, N)
     end
     kernel("hca_attn.tile", "hca_attn_f32", {SCALE = c ^ -0.5}):launch{
-      q, kvs, ts.tensor("i32", {T, W}, win), comps or f32{0, c}, ts.tensor("i32", {T}, nc),
+      q, kvs, O.tensor("i32", {T, W}, win), comps or f32{0, c}, O.tensor("i32", {T}, nc),
       self:weight(p .. "attn_sink"), o}
     return self:attention_out(L, o, tab, pos, T), made
   end
@@ -101,7 +102,7 @@ function M:attention(L, x, pos)
     end
     for k = 1, K do idx[#idx + 1] = row[k] or -1 end
   end
-  local idx_t = ts.tensor("i32", {T, K}, idx)
+  local idx_t = O.tensor("i32", {T, K}, idx)
   kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5})
     :launch{q, list, idx_t, self:weight(p .. "attn_sink"), o}
   return self:attention_out(L, o, tab, pos, T), made
@@ -174,7 +175,7 @@ function M:attention_step(L, x, t)
   local ratio = cfg.compress_ratios[L + 1]
   local H, W, st = cfg.n_heads, cfg.window_size, self.state[L]
   local tab = self:rope_table(ratio)
-  local pos = ts.tensor("i32", {1}, {t})
+  local pos = O.tensor("i32", {1}, {t})
   local qr = rmsnorm(linear(x, self:weight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
   local q = linear(qr, self:weight(p .. "wq_b.weight")):reshape{1, H, c}
@@ -202,8 +203,8 @@ function M:attention_step(L, x, t)
       local scores = f32{1, N}
       kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio})
         :launch{qi, st.keys:get(0, N), w, pos, scores}
-      local sel = ts.tensor("i32", {1, cfg.index_topk})
-      local len = ts.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
+      local sel = O.tensor("i32", {1, cfg.index_topk})
+      local len = O.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
       kernel("topk.tile", "topk", {K = cfg.index_topk}):launch{scores, len, sel}
       for _, e in ipairs(sel:to_table()) do
         if e >= 0 then selected[#selected + 1] = e end
@@ -226,8 +227,8 @@ function M:attention_step(L, x, t)
     local ring = f32{W, c}
     st.ring:get(0, st.ring.n, ring:slice(0, 0, st.ring.n))
     kernel("hca_attn.tile", "hca_attn_f32", {SCALE = c ^ -0.5}):launch{
-      q, ring, ts.tensor("i32", {1, W}, idx),
-      N > 0 and st.comp:get(0, N) or f32{0, c}, ts.tensor("i32", {1}, {N}),
+      q, ring, O.tensor("i32", {1, W}, idx),
+      N > 0 and st.comp:get(0, N) or f32{0, c}, O.tensor("i32", {1}, {N}),
       self:weight(p .. "attn_sink"), o}
     return self:attention_out(L, o, tab, pos, 1)
   end
@@ -242,7 +243,7 @@ function M:attention_step(L, x, t)
   end
   local K = W + extra
   for k = #idx + 1, K do idx[k] = -1 end
-  local idx_t = ts.tensor("i32", {1, K}, idx)
+  local idx_t = O.tensor("i32", {1, K}, idx)
   kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5})
     :launch{q, list, idx_t, self:weight(p .. "attn_sink"), o}
   return self:attention_out(L, o, tab, pos, 1)

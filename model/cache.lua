@@ -27,8 +27,8 @@ function Cache.row_bytes(format, kind, width, rope)
 end
 
 local function alloc(self, rows)
-  if self.format == "f32" then return ts.tensor("f32", {rows, self.width}) end
-  return ts.tensor("i8", {rows, self.rb})
+  if self.format == "f32" then return O.tensor("f32", {rows, self.width}) end
+  return O.tensor("i8", {rows, self.rb})
 end
 
 -- An empty cache with room for `capacity` rows (it grows when needed).

@@ -1,7 +1,7 @@
 -- generate.lua - text generation with a V4 model from kernels/ on the CPU:
 --   tessera run model/generate.lua --config tiny [--weights FILE]
 --       [--prompt TEXT] [--tokens N] [--temperature T] [--top-p P] [--seed S]
---       [--kv fp8|f32]
+--       [--kv fp8|f32] [--device cpu|cuda|gpusim]
 -- Byte-level tokens (ids 0-255 are bytes; the tiny vocab's other ids print
 -- as '?'). Greedy when the temperature is 0, else temperature + top-p
 -- sampling from a seeded generator. Creates the tiny weights with init.lua
@@ -15,13 +15,13 @@ local V4 = require "model.v4"
 
 local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
               tokens = "32", temperature = "0", ["top-p"] = "0.9", seed = "1",
-              kv = "fp8"}
+              kv = "fp8", device = "cpu"}
 local i = 1
 while i <= #arg do
   local k = arg[i]:match("^%-%-(.+)$")
   if not k or arg[i + 1] == nil then
     error("usage: generate.lua --config NAME [--weights F] [--prompt T] [--tokens N] " ..
-          "[--temperature T] [--top-p P] [--seed S] [--kv fp8|f32]", 0)
+          "[--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--device D]", 0)
   end
   opts[k] = arg[i + 1]
   i = i + 2
@@ -38,7 +38,8 @@ else
   dofile("model/init.lua")
 end
 if opts.kv ~= "fp8" and opts.kv ~= "f32" then error("--kv: fp8 or f32", 0) end
-local model = V4.load(cfg, weights, {kv_format = opts.kv})
+local device = ts.device(opts.device)
+local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device})
 
 -- tokens
 local ids = {}
@@ -53,12 +54,12 @@ local function rnd()
   return ((state >> 11) & ((1 << 53) - 1)) / 9007199254740992.0
 end
 
-local argmax = ts.kernel("kernels/argmax.tile", "argmax")
+local argmax = ts.kernel("kernels/argmax.tile", "argmax", {}, device)
 
 local function pick(logits)
   if temperature <= 0 then -- greedy: kernels/argmax.tile
     local shape = logits:shape()
-    local out = ts.tensor("i32", {1})
+    local out = ts.tensor("i32", {1}, nil, device)
     argmax:launch{logits:reshape{1, shape[#shape]}, out}
     return out:to_table()[1]
   end
@@ -109,7 +110,7 @@ for s = 1, n_new do
 end
 local t2 = ts.clock()
 
-print("prompt: " .. opts.prompt)
+print("prompt: " .. opts.prompt .. " (device " .. device:name() .. ")")
 print("output: " .. text(new))
 print(string.format("prefill %d tokens: %.1f tokens/s; decode %d tokens: %.1f tokens/s " ..
                     "(kernels compiled in a warm-up run first: %.2f s)", #ids, #ids / (t1 - t0), n_new,

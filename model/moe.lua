@@ -13,15 +13,15 @@ function M:moe(L, x, ids)
   local hash = L < cfg.n_hash_layers and L < cfg.n_layers
   local E = cfg.n_routed_experts
   local bias = hash and f32{E} or self:weight(p .. "gate.bias")
-  local t2e = hash and self.file:get(p .. "gate.tid2eid") or ts.tensor("i32", {1, K})
-  local experts, weights = ts.tensor("i32", {T, K}), f32{T, K}
+  local t2e = hash and self:raw(p .. "gate.tid2eid") or O.tensor("i32", {1, K})
+  local experts, weights = O.tensor("i32", {T, K}), f32{T, K}
   kernel("moe.tile", "moe_router", {HASH = hash, ROUTE_SCALE = cfg.route_scale * 1.0})
-    :launch{x, self.file:get(p .. "gate.weight"), bias, ids, t2e, experts, weights}
+    :launch{x, self:raw(p .. "gate.weight"), bias, ids, t2e, experts, weights}
   if not self.w[p .. "w1"] then
     for m = 1, 3 do
       local first = self.file:get(p .. "experts.0.w" .. m .. ".weight")
       local s = first:shape()
-      local stacked = ts.tensor("bf16", {E, s[1], s[2]})
+      local stacked = O.tensor("bf16", {E, s[1], s[2]})
       local v = {}
       for e = 0, E - 1 do
         for _, x in ipairs(self.file:get(p .. "experts." .. e .. ".w" .. m .. ".weight"):to_table()) do
@@ -35,8 +35,8 @@ function M:moe(L, x, ids)
   local y = f32(x:shape())
   kernel("moe.tile", "moe_experts", {LIMIT = cfg.swiglu_limit * 1.0}):launch{
     x, experts, weights, self.w[p .. "w1"], self.w[p .. "w2"], self.w[p .. "w3"],
-    self.file:get(p .. "shared_experts.w1.weight"), self.file:get(p .. "shared_experts.w2.weight"),
-    self.file:get(p .. "shared_experts.w3.weight"), y}
+    self:raw(p .. "shared_experts.w1.weight"), self:raw(p .. "shared_experts.w2.weight"),
+    self:raw(p .. "shared_experts.w3.weight"), y}
   return y, experts, weights
 end
 

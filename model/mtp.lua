@@ -16,8 +16,10 @@ return function(M)
 function M:mtp(next_ids)
   local cfg, d, L = self.cfg, self.cfg.dim, self.cfg.n_layers
   local n, pre = next_ids:numel(), "mtp.0."
+  O.use(self.dev)
+  next_ids = O.on_device(next_ids)
   local e = f32{n, d}
-  kernel("embed.tile", "embed"):launch{next_ids, self.file:get("embed.weight"), e}
+  kernel("embed.tile", "embed"):launch{next_ids, self:raw("embed.weight"), e}
   local ep = linear(rmsnorm(e, self:weight(pre .. "enorm.weight")),
                     self:weight(pre .. "e_proj.weight")):to_table()
   local main = self.final_streams:slice(0, 0, n):reshape{n * 4, d}
@@ -31,10 +33,10 @@ function M:mtp(next_ids)
       end
     end
   end
-  local X = ts.tensor("f32", {n, 4, d}, hp)
+  local X = O.tensor("f32", {n, 4, d}, hp)
   local pos_v = {}
   for t = 0, n - 1 do pos_v[t + 1] = t end
-  local pos = ts.tensor("i32", {n}, pos_v)
+  local pos = O.tensor("i32", {n}, pos_v)
   X = self:mhc_block(L, "attn", X, nil, function(x) return self:attention(L, x, pos) end)
   X = self:mhc_block(L, "ffn", X, nil, function(x) return self:moe(L, x, next_ids) end)
   return self:head(X, pre)

@@ -7,19 +7,34 @@ local O = {}
 
 -- ---- kernels, compiled once per (file, name, params) -------------------------
 
+-- The device the model's kernels run on and its new tensors live on (the
+-- model's entry points set it; ts.default_device() until then).
+O.device = nil
+function O.use(device) O.device = device end
+local function dev() return O.device or ts.default_device() end
+
 local cache = {}
 function O.kernel(file, name, params)
   local key = {file, name}
   for k, v in pairs(params or {}) do key[#key + 1] = k .. "=" .. tostring(v) end
   table.sort(key)
+  key[#key + 1] = "@" .. dev():name()
   key = table.concat(key, ";")
   if not cache[key] then
-    cache[key] = ts.kernel("kernels/" .. file, name, params or {})
+    cache[key] = ts.kernel("kernels/" .. file, name, params or {}, dev())
   end
   return cache[key]
 end
 
-function O.f32(shape) return ts.tensor("f32", shape) end
+-- New tensors on the model's device (zeros, or the values of a flat table).
+function O.tensor(dtype, shape, values) return ts.tensor(dtype, shape, values, dev()) end
+function O.f32(shape) return ts.tensor("f32", shape, nil, dev()) end
+
+-- t on the model's device: itself on the CPU, else a copy.
+function O.on_device(t)
+  if dev():name() == "cpu" then return t end
+  return t:copy_to(dev())
+end
 
 function O.linear(x, w)
   local y = O.f32{x:shape()[1], w:shape()[1]}
@@ -62,7 +77,7 @@ function O.from_rows(list, first, last, width)
   for r = first, last do
     table.move(list[r], 1, width, #v + 1, v)
   end
-  return ts.tensor("f32", {last - first + 1, width}, v)
+  return O.tensor("f32", {last - first + 1, width}, v)
 end
 
 -- rows of a after the rows of b, as one new tensor

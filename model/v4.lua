@@ -32,6 +32,8 @@ function M.load(dir, weights_path, opts)
   opts = opts or {}
   local self = {cfg = cfg, file = ts.load(weights_path or dir .. "/weights.safetensors"),
                 w = {}, kv_format = opts.kv_format or "f32"}
+  local d = opts.device or ts.default_device()
+  self.dev = type(d) == "string" and ts.device(d) or d
   if self.kv_format ~= "f32" and self.kv_format ~= "fp8" then
     error("kv_format '" .. tostring(self.kv_format) .. "': 'f32' or 'fp8'", 2)
   end
@@ -46,32 +48,42 @@ function M:prefix(L)
   return string.format("layers.%d.", L)
 end
 
--- A weight as f32 (bf16 checkpoints hold exactly representable values).
+-- A weight as f32 (bf16 checkpoints hold exactly representable values), on
+-- the model's device.
 function M:weight(name)
   if not self.w[name] then
     local t = self.file:get(name)
-    self.w[name] = t:dtype() == "f32" and t or t:cast("f32")
+    self.w[name] = O.on_device(t:dtype() == "f32" and t or t:cast("f32"))
   end
   return self.w[name]
+end
+
+-- A weight as stored in the file, on the model's device.
+function M:raw(name)
+  local key = "raw:" .. name
+  if not self.w[key] then self.w[key] = O.on_device(self.file:get(name)) end
+  return self.w[key]
 end
 
 -- Prefill of ids [T] (an i32 tensor): logits of the last position, and a
 -- record of what each layer made.
 function M:prefill(ids)
   local cfg, T, d = self.cfg, ids:numel(), self.cfg.dim
+  O.use(self.dev)
+  ids = O.on_device(ids)
   self:reset()
   local h0 = f32{T, d}
-  kernel("embed.tile", "embed"):launch{ids, self.file:get("embed.weight"), h0}
+  kernel("embed.tile", "embed"):launch{ids, self:raw("embed.weight"), h0}
   local hv, xv = h0:to_table(), {}
   for t = 0, T - 1 do
     for j = 1, 4 do
       for c = 1, d do xv[#xv + 1] = hv[t * d + c] end
     end
   end
-  local X = ts.tensor("f32", {T, 4, d}, xv)
+  local X = O.tensor("f32", {T, 4, d}, xv)
   local pos_v = {}
   for t = 0, T - 1 do pos_v[t + 1] = t end
-  local pos = ts.tensor("i32", {T}, pos_v)
+  local pos = O.tensor("i32", {T}, pos_v)
   local record = {}
   for L = 0, cfg.n_layers - 1 do
     local r = {}
@@ -105,12 +117,13 @@ end
 function M:decode(id)
   local cfg, d, t = self.cfg, self.cfg.dim, self.next_pos
   if not t or t == 0 then error("decode needs a prefill first", 2) end
-  local ids = ts.tensor("i32", {1}, {id})
+  O.use(self.dev)
+  local ids = O.tensor("i32", {1}, {id})
   local h0 = f32{1, d}
-  kernel("embed.tile", "embed"):launch{ids, self.file:get("embed.weight"), h0}
+  kernel("embed.tile", "embed"):launch{ids, self:raw("embed.weight"), h0}
   local hv, xv = h0:to_table(), {}
   for j = 1, 4 do table.move(hv, 1, d, #xv + 1, xv) end
-  local X = ts.tensor("f32", {1, 4, d}, xv)
+  local X = O.tensor("f32", {1, 4, d}, xv)
   for L = 0, cfg.n_layers - 1 do
     X = self:mhc_block(L, "attn", X, nil, function(x)
       return self:attention_step(L, x, t)

@@ -251,6 +251,14 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
                             "%s, given %s",
                             i + 1, an, k->name, ts_dtype_name(ty->dtype),
                             ts_dtype_name(ts_tensor_dtype(t)));
+    /* a GPU kernel takes its own device's memory; the others host memory */
+    ts_device *td = ts_tensor_device(t);
+    if (k->device->cuda ? td != k->device : !ts_device_is_host(td))
+      return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is on "
+                            "device '%s'; the kernel runs on '%s' (copy_to "
+                            "moves a tensor)",
+                            i + 1, an, k->name, ts_device_name(td),
+                            ts_device_name(k->device));
     if (!ts_tensor_is_contiguous(t))
       return ts_status_make(TS_ERR_UNSUPPORTED, "argument %u ('%s') of '%s' is "
                             "a strided view; kernels take contiguous tensors "

@@ -77,6 +77,19 @@ static void launch_softmax(ts_device *d, const char *lowering) {
   CHECK(st && ts_status_code(st) == TS_ERR_INVALID);
   ts_status_free(st);
   CHECK(last->launches == before + 1);
+  /* host memory given to a GPU kernel is refused, naming both devices */
+  ts_device *cpu;
+  ts_tensor *h;
+  CHECK(!ts_device_create_cpu(1, &cpu));
+  CHECK(!ts_tensor_create(cpu, TS_DTYPE_F32, 2, s, &h));
+  ts_arg host[2] = {ts_arg_tensor(x), ts_arg_tensor(h)};
+  st = ts_kernel_launch(k, host, 2);
+  CHECK(st && ts_status_code(st) == TS_ERR_INVALID &&
+        strstr(ts_status_message(st), "is on device 'cpu'"));
+  ts_status_free(st);
+  CHECK(last->launches == before + 1);
+  ts_tensor_release(h);
+  ts_device_release(cpu);
   /* a driver error, by name */
   setenv("MOCK_CUDA_FAIL", "cuLaunchKernel", 1);
   st = ts_kernel_launch(k, a, 2);

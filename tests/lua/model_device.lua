@@ -1,0 +1,65 @@
+-- model_device.lua - the V4 model on a device other than the CPU: prefill
+-- and decode on the GPU simulator give the CPU's logits (the kernels in
+-- their GPU form; 1e-3 relative, reduction orders differ), with both cache
+-- formats' tensors on that device. With the argument "cuda" (ctest runs it
+-- against tests/cuda_mock's stand-in driver, which checks that every
+-- pointer a launch passes is live device memory but runs nothing) it
+-- checks that the whole model keeps its tensors on the GPU.
+-- Uses the golden tiny model (skips without ../shared/golden).
+local ts = require "tessera"
+local V4 = require "model.v4"
+local dir = "../shared/golden/tiny"
+local probe = io.open(dir .. "/config.json", "rb")
+if not probe then
+  print("skipped: no golden folder at " .. dir)
+  print("0 passed, 0 failed")
+  return
+end
+probe:close()
+local passed, failed = 0, 0
+local function check(ok, what)
+  if ok then passed = passed + 1 else failed = failed + 1; print("FAIL: " .. what) end
+end
+local function relerr(a, b)
+  local num, den = 0, 0
+  for i = 1, #b do num = num + (a[i] - b[i]) ^ 2; den = den + b[i] ^ 2 end
+  return math.sqrt(num / den)
+end
+
+local ids = ts.load(dir .. "/f32.safetensors"):get("input_ids"):to_table()
+local N = 9 -- 9 tokens: two CSA entries, indexer keys, the decode step completes none
+local prompt = ts.tensor("i32", {N}, table.move(ids, 1, N, 1, {}))
+
+if arg[1] == "cuda" then
+  local ok, dev = pcall(ts.device, "cuda")
+  if not ok then
+    print("skipped: " .. tostring(dev))
+    print("0 passed, 0 failed")
+    return
+  end
+  local m = V4.load(dir, nil, {kv_format = "fp8", device = dev})
+  local ok2, err = pcall(function()
+    m:prefill(prompt)
+    for s = 1, 4 do m:decode(ids[N + s]) end -- completes a CSA window in decode
+    return m:decode(ids[N + 5]):shape()
+  end)
+  check(ok2, "the model runs with every tensor on the GPU: " .. tostring(err))
+  local held = m:cache_bytes()
+  check(held > 0, "cache bytes on the GPU")
+else
+  local out = {}
+  for _, fmt in ipairs{"fp8", "f32"} do
+    for _, d in ipairs{"cpu", "gpusim"} do
+      local m = V4.load(dir, nil, {kv_format = fmt, device = d})
+      m:prefill(prompt)
+      m:decode(ids[N + 1])
+      out[d] = m:decode(ids[N + 2]):to_table()
+    end
+    local e = relerr(out.gpusim, out.cpu)
+    print(string.format("%s caches: gpusim vs cpu logits after prefill %d + decode 2: %.3e",
+                        fmt, N, e))
+    check(e < 1e-3, fmt .. ": the GPU form gives the CPU's logits")
+  end
+end
+print(string.format("%d passed, %d failed", passed, failed))
+if failed > 0 then os.exit(1) end
