@@ -30,7 +30,12 @@ typedef struct cg {
   int tmp;
   ctype fn_result; /* in a helper */
   const ts_symbol *regs[TS_GPU_MAX_TILES]; /* frag tiles in registers */
+  bool mma[TS_GPU_MAX_TILES]; /* regs[i] in the mma accumulator layout */
   int nregs;
+  const ts_gpu_tile *tiles; /* the plan */
+  int ntiles;
+  const char *mma_reg; /* in an mma-layout loop: the register index */
+  ts_node *at;         /* the statement being lowered */
   char **strs; /* strings to free at the end */
   size_t nstrs, capstrs;
 } cg;
@@ -264,6 +269,7 @@ struct cview {
   const char *vext[TS_MAX_RANK];
   bool in_range;
   bool regs; /* in registers: element e at [e / threads] of its owner */
+  bool mma;  /* ... in the mma layout: at the loop's register (gen.h) */
 };
 
 static bool view_base(cg *c, ts_node *b, cview *v) {
@@ -275,7 +281,10 @@ static bool view_base(cg *c, ts_node *b, cview *v) {
   memset(v, 0, sizeof *v);
   v->base = name_of(c, s->kind == TS_SYM_TENSOR ? "a_" : "t_", s->name);
   for (int i = 0; i < c->nregs && s->kind == TS_SYM_TILE; i++)
-    v->regs |= c->regs[i] == s;
+    if (c->regs[i] == s) {
+      v->regs = true;
+      v->mma = c->mma[i];
+    }
   v->dt = s->type->dtype;
   v->rank = s->type->rank;
   for (uint32_t i = 0; i < v->rank; i++)
@@ -356,6 +365,11 @@ static void view_elem(cg *c, cview *v, const char *const *k, const char **lin,
     l = str(c, "(%s * %s + %s)", l, v->dims[d], idx);
   }
   *lin = v->regs ? str(c, "(%s / %lldLL)", l, (long long)c->threads) : l;
+  if (v->mma) { /* whole-tile uses in loops over its layout (gpu_mma.c) */
+    if (!c->mma_reg && c->at)
+      unsupported(c, c->at, "this use of a tile in the mma layout (a bug)");
+    *lin = c->mma_reg ? c->mma_reg : "0";
+  }
   *ok = okv;
 }
 
@@ -651,6 +665,68 @@ static void each_end(cg *c) {
   line(c, "}");
 }
 
+/* The [m, n] tile in the mma layout that the statement under `x` touches,
+ * if any (gen.h: the statement touches no other register tile). */
+static bool mma_shape(cg *c, const ts_node *x, int64_t *m, int64_t *n) {
+  if (!x)
+    return false;
+  if (x->kind == TS_NODE_NAME && x->sym && x->sym->kind == TS_SYM_TILE) {
+    for (int i = 0; i < c->nregs; i++)
+      if (c->regs[i] == x->sym && c->mma[i]) {
+        *m = x->sym->type->dims[0].c;
+        *n = x->sym->type->dims[1].c;
+        return true;
+      }
+    return false;
+  }
+  for (uint32_t i = 0; i < x->kid_count; i++)
+    if (mma_shape(c, x->kids[i], m, n))
+      return true;
+  return false;
+}
+
+/* The elements of an [m, n] tile this thread holds in the mma layout, as
+ * each_begin gives them: k[0], k[1] and the register c->mma_reg; the trip
+ * count is a constant so that the loop unrolls. Ends with each_end. */
+static void mma_begin(cg *c, int64_t m, int64_t n, const char **k) {
+  int id = c->tmp++;
+  int64_t warps = c->threads / 32, pieces = (m / 16) * (n / 8);
+  int64_t slots = (pieces + warps - 1) / warps;
+  line(c, "#pragma unroll");
+  line(c, "for (int r%d_ = 0; r%d_ < %lld; r%d_++) {", id, id,
+       (long long)(slots * 4), id);
+  c->ind++;
+  line(c, "const long long p%d_ = (long long)(r%d_ >> 2) * %lldLL + "
+          "(long long)(threadIdx.x >> 5);",
+       id, id, (long long)warps);
+  line(c, "if (p%d_ >= %lldLL) break;", id, (long long)pieces);
+  k[0] = str(c, "k%d_0_", id);
+  k[1] = str(c, "k%d_1_", id);
+  line(c, "const long long %s = (p%d_ / %lldLL) * 16 + (long long)((threadIdx.x "
+          "& 31) >> 2) + ((r%d_ >> 1) & 1) * 8;",
+       k[0], id, (long long)(n / 8), id);
+  line(c, "const long long %s = (p%d_ %% %lldLL) * 8 + (long long)(threadIdx.x "
+          "& 3) * 2 + (r%d_ & 1);",
+       k[1], id, (long long)(n / 8), id);
+  c->mma_reg = str(c, "r%d_", id);
+}
+
+/* Loops over a tile op's or a parallel's elements: the mma layout's when
+ * the statement touches a tile in it. */
+static void loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
+                       uint32_t rank, bool dist, const char **k) {
+  int64_t m, n;
+  if (dist && rank == 2 && mma_shape(c, stmt, &m, &n))
+    mma_begin(c, m, n, k);
+  else
+    each_begin(c, ext, rank, dist, k);
+}
+
+static void loop_end(cg *c) {
+  each_end(c);
+  c->mma_reg = NULL;
+}
+
 /* ---- tile ops ------------------------------------------------------------ */
 
 static bool named_bool(ts_node *call, const char *name, bool dflt) {
@@ -665,9 +741,9 @@ static void tile_copy(cg *c, ts_node *call, bool dist) {
       !view_of(c, call->kids[1], &dst, pool, &np))
     return;
   const char *k[TS_MAX_RANK];
-  each_begin(c, dst.vext, dst.vrank, dist, k);
+  loop_begin(c, call, dst.vext, dst.vrank, dist, k);
   view_store(c, &dst, k, view_load(c, &src, k), compute_of(src.dt));
-  each_end(c);
+  loop_end(c);
 }
 
 static void tile_fill(cg *c, ts_node *call, bool clear, bool dist) {
@@ -679,12 +755,107 @@ static void tile_fill(cg *c, ts_node *call, bool clear, bool dist) {
   const char *v = clear ? str(c, "(%s)0", ctype_c(t))
                         : expr_as(c, call->kids[1], t);
   const char *k[TS_MAX_RANK];
-  each_begin(c, dst.vext, dst.vrank, dist, k);
+  loop_begin(c, call, dst.vext, dst.vrank, dist, k);
   view_store(c, &dst, k, v, t);
-  each_end(c);
+  loop_end(c);
+}
+
+/* A gemm on tensor cores (gpu_mma.c): the warps take the 16x8 pieces of
+ * C in turn; per piece, K in steps of 16, each lane packs its A and B
+ * fragments (two 16-bit elements a word) from the tiles and issues one
+ * mma.sync; the accumulators are C's registers (mma layout) or its
+ * elements in shared memory. */
+static void tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
+  int64_t M = mnk[0], N = mnk[1], K = mnk[2];
+  bool ta = named_bool(call, "trans_a", false);
+  bool tb = named_bool(call, "trans_b", false);
+  bool acc = named_bool(call, "accumulate", true);
+  ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym,
+            *sc = call->kids[2]->sym;
+  const char *a = name_of(c, "t_", sa->name), *b = name_of(c, "t_", sb->name),
+             *cc = name_of(c, "t_", sc->name);
+  bool regs = false;
+  for (int i = 0; i < c->nregs; i++)
+    regs |= c->regs[i] == sc && c->mma[i];
+  const char *f16 = sa->type->dtype == TS_DTYPE_F16 ? "true" : "false";
+  int64_t warps = c->threads / 32, pieces = (M / 16) * (N / 8);
+  int64_t slots = (pieces + warps - 1) / warps;
+  int id = c->tmp++;
+  /* element (i, k) of A and (k, j) of B as stored (16-bit words) */
+#define AT(i, k) (ta ? str(c, "(%s) * %lldLL + (%s)", k, (long long)M, i) \
+                     : str(c, "(%s) * %lldLL + (%s)", i, (long long)K, k))
+#define BT(k, j) (tb ? str(c, "(%s) * %lldLL + (%s)", j, (long long)K, k) \
+                     : str(c, "(%s) * %lldLL + (%s)", k, (long long)N, j))
+  line(c, "const int g%d_ = (int)((threadIdx.x & 31) >> 2), q%d_ = "
+          "(int)(threadIdx.x & 3) * 2;", id, id);
+  line(c, "#pragma unroll");
+  line(c, "for (int s%d_ = 0; s%d_ < %lld; s%d_++) {", id, id, (long long)slots,
+       id);
+  c->ind++;
+  line(c, "const int p%d_ = s%d_ * %lld + (int)(threadIdx.x >> 5);", id, id,
+       (long long)warps);
+  line(c, "if (p%d_ < %lld) {", id, (long long)pieces);
+  c->ind++;
+  line(c, "const int m%d_ = (p%d_ / %lld) * 16 + g%d_, n%d_ = (p%d_ %% %lld) * "
+          "8;", id, id, (long long)(N / 8), id, id, id, (long long)(N / 8));
+  const char *mr = str(c, "m%d_", id), *nr = str(c, "n%d_", id),
+             *g = str(c, "g%d_", id), *q = str(c, "q%d_", id);
+  /* the accumulator's four elements: rows m, m + 8; columns n + q, + 1 */
+  const char *ci[4], *cj[4], *creg[4];
+  for (int r = 0; r < 4; r++) {
+    ci[r] = str(c, "(%s + %d)", mr, (r >> 1) * 8);
+    cj[r] = str(c, "(%s + %s + %d)", nr, q, r & 1);
+    creg[r] = regs ? str(c, "%s[s%d_ * 4 + %d]", cc, id, r)
+                   : str(c, "%s[%s * %lldLL + %s]", cc, ci[r], (long long)N,
+                         cj[r]);
+  }
+  line(c, "float d%d_[4] = {%s, %s, %s, %s};", id, acc ? creg[0] : "0.0f",
+       acc ? creg[1] : "0.0f", acc ? creg[2] : "0.0f", acc ? creg[3] : "0.0f");
+  line(c, "for (int k%d_ = 0; k%d_ < %lld; k%d_ += 16) {", id, id, (long long)K,
+       id);
+  c->ind++;
+  const char *k0 = str(c, "(k%d_ + %s)", id, q), *k8 = str(c, "(k%d_ + %s + 8)", id, q);
+  const char *m8 = str(c, "(%s + 8)", mr), *col = str(c, "(%s + %s)", nr, g);
+  /* two consecutive k of one row (A) or one column (B) in a word */
+  const char *ak[4][2] = {{mr, k0}, {m8, k0}, {mr, k8}, {m8, k8}};
+  const char *aw[4], *bw[2];
+  for (int r = 0; r < 4; r++)
+    aw[r] = ta ? str(c, "((ts_u32)%s[%s] | ((ts_u32)%s[%s] << 16))", a,
+                     AT(ak[r][0], ak[r][1]), a,
+                     AT(ak[r][0], str(c, "%s + 1", ak[r][1])))
+               : str(c, "*(const ts_u32 *)&%s[%s]", a, AT(ak[r][0], ak[r][1]));
+  const char *bk[2] = {k0, k8};
+  for (int r = 0; r < 2; r++)
+    bw[r] = tb ? str(c, "*(const ts_u32 *)&%s[%s]", b, BT(bk[r], col))
+               : str(c, "((ts_u32)%s[%s] | ((ts_u32)%s[%s] << 16))", b,
+                     BT(bk[r], col), b, BT(str(c, "%s + 1", bk[r]), col));
+#undef AT
+#undef BT
+  line(c, "const ts_u32 a%d_[4] = {%s, %s, %s, %s};", id, aw[0], aw[1], aw[2],
+       aw[3]);
+  line(c, "const ts_u32 b%d_[2] = {%s, %s};", id, bw[0], bw[1]);
+  line(c, "ts_mma_16816(d%d_, a%d_, b%d_, %s);", id, id, id, f16);
+  c->ind--;
+  line(c, "}");
+  for (int r = 0; r < 4; r++)
+    line(c, "%s = d%d_[%d];", creg[r], id, r);
+  c->ind--;
+  line(c, "}");
+  c->ind--;
+  line(c, "}");
 }
 
 static void tile_gemm(cg *c, ts_node *call, bool dist) {
+  int64_t mnk[3];
+  if (dist && c->tiles && ts_mma_gemm(c->k, c->tiles, c->ntiles, call, mnk)) {
+    bool cyclic = false; /* an accumulator in the cyclic register layout */
+    for (int i = 0; i < c->nregs; i++)
+      cyclic |= c->regs[i] == call->kids[2]->sym && !c->mma[i];
+    if (!cyclic) {
+      tile_gemm_mma(c, call, mnk);
+      return;
+    }
+  }
   cview pool[8], A, B, C;
   int np = 0;
   if (!view_of(c, call->kids[0], &A, pool, &np) ||
@@ -846,6 +1017,7 @@ static void assign(cg *c, ts_node *n) {
 static void stmt(cg *c, ts_node *n) {
   if (!n || c->failed)
     return;
+  c->at = n;
   bool synced = c->synced;
   c->synced = false;
   switch (n->kind) {
@@ -938,14 +1110,14 @@ static void stmt(cg *c, ts_node *n) {
     }
     if (dist && !synced)
       barrier(c);
-    each_begin(c, ext, rank, dist, k);
+    loop_begin(c, n->kids[2], ext, rank, dist, k);
     for (uint32_t i = 0; i < rank; i++)
       line(c, "const long long %s = %s;",
            name_of(c, "v_", vars->kids[i]->sym->name), k[i]);
     c->par++;
     block(c, n->kids[2]);
     c->par--;
-    each_end(c);
+    loop_end(c);
     c->ind--;
     line(c, "}");
     if (dist) {
@@ -1072,99 +1244,6 @@ static void assert_stmt(cg *c, ts_node *call) {
 
 /* ---- helpers, kernels and the prelude ------------------------------------ */
 
-static const char *const prelude =
-    "// Generated by Tessera (--target cuda): compile with NVRTC.\n"
-    "typedef unsigned int ts_u32;\n"
-    "#ifndef TS_ASSERT_FAIL\n"
-    "#define TS_ASSERT_FAIL(...) do { printf(__VA_ARGS__); __trap(); } while (0)\n"
-    "#endif\n"
-    "__device__ static inline float ts_bf16_f32(unsigned short h) {\n"
-    "  return __uint_as_float((ts_u32)h << 16);\n"
-    "}\n"
-    "__device__ static inline unsigned short ts_f32_bf16(float f) {\n"
-    "  ts_u32 x = __float_as_uint(f);\n"
-    "  if (f != f) return (unsigned short)((x >> 16) | 0x40);\n"
-    "  return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);\n"
-    "}\n"
-    "__device__ static inline float ts_f16_f32(unsigned short h) {\n"
-    "  ts_u32 sign = ((ts_u32)h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;\n"
-    "  float v = e == 31 ? (m ? __uint_as_float(0x7fc00000u) : __uint_as_float(0x7f800000u))\n"
-    "          : e == 0 ? (float)m * 5.9604644775390625e-08f\n"
-    "                   : __uint_as_float(((e + 112u) << 23) | (m << 13));\n"
-    "  return __uint_as_float(__float_as_uint(v) | sign);\n"
-    "}\n"
-    "__device__ static inline unsigned short ts_f32_f16(float f) {\n"
-    "  ts_u32 x = __float_as_uint(f), sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;\n"
-    "  if (a > 0x7f800000u) return (unsigned short)(sign | 0x7e00u);\n"
-    "  if (a >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u);\n"
-    "  if (a < 0x38800000u)\n"
-    "    return (unsigned short)(sign | __float2uint_rn(__uint_as_float(a) * 16777216.0f));\n"
-    "  ts_u32 r = a + 0xfffu + ((a >> 13) & 1u);\n"
-    "  return (unsigned short)(sign | ((r >> 13) - (112u << 10)));\n"
-    "}\n"
-    "__device__ static inline float ts_e4m3_f32(unsigned char b) {\n"
-    "  ts_u32 w = b, sign = (w & 0x80u) << 24, e = (w >> 3) & 15u, m = w & 7u;\n"
-    "  if ((w & 0x7fu) == 0x7fu) return __uint_as_float(0x7fc00000u);\n"
-    "  float v = e == 0 ? (float)m * 0.001953125f\n"
-    "                   : __uint_as_float(((e + 120u) << 23) | (m << 20));\n"
-    "  return __uint_as_float(__float_as_uint(v) | sign);\n"
-    "}\n"
-    "__device__ static inline unsigned char ts_f32_e4m3(float f) {\n"
-    "  ts_u32 x = __float_as_uint(f), sign = (x >> 24) & 0x80u, a = x & 0x7fffffffu;\n"
-    "  float v = __uint_as_float(a);\n"
-    "  ts_u32 code;\n"
-    "  if (f != f) code = 0x7fu;\n"
-    "  else if (v >= 448.0f) code = 0x7eu;\n"
-    "  else if (v < 0.015625f) code = __float2uint_rn(v * 512.0f);\n"
-    "  else code = ((a + 0x7ffffu + ((a >> 20) & 1u)) >> 20) - (120u << 3);\n"
-    "  return (unsigned char)(code | sign);\n"
-    "}\n"
-    "__device__ static inline long long ts_ceildiv(long long a, long long b) {\n"
-    "  long long q = a / b; return q + ((a % b != 0) && ((a < 0) == (b < 0)));\n"
-    "}\n"
-    "__device__ static inline int ts_ceildiv(int a, int b) {\n"
-    "  int q = a / b; return q + ((a % b != 0) && ((a < 0) == (b < 0)));\n"
-    "}\n"
-    "__device__ static inline float ts_min(float a, float b) {\n"
-    "  return a != a || b != b ? __uint_as_float(0x7fc00000u) : fminf(a, b);\n"
-    "}\n"
-    "__device__ static inline float ts_max(float a, float b) {\n"
-    "  return a != a || b != b ? __uint_as_float(0x7fc00000u) : fmaxf(a, b);\n"
-    "}\n"
-    "__device__ static inline int ts_min(int a, int b) { return a < b ? a : b; }\n"
-    "__device__ static inline int ts_max(int a, int b) { return a > b ? a : b; }\n"
-    "__device__ static inline long long ts_min(long long a, long long b) { return a < b ? a : b; }\n"
-    "__device__ static inline long long ts_max(long long a, long long b) { return a > b ? a : b; }\n"
-    "__device__ static inline float ts_abs(float a) { return fabsf(a); }\n"
-    "__device__ static inline int ts_abs(int a) { return a < 0 ? -a : a; }\n"
-    "__device__ static inline long long ts_abs(long long a) { return a < 0 ? -a : a; }\n"
-    "__device__ static inline float ts_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }\n"
-    "__device__ static inline float ts_silu(float x) { return x * ts_sigmoid(x); }\n"
-    "__device__ static inline float ts_softplus(float x) {\n"
-    "  return x > 20.0f ? x : log1pf(expf(x));\n"
-    "}\n"
-    "__device__ static inline float ts_atomic_add(float *p, float v) { return atomicAdd(p, v); }\n"
-    "__device__ static inline int ts_atomic_add(int *p, int v) { return atomicAdd(p, v); }\n"
-    "__device__ static inline long long ts_atomic_add(long long *p, long long v) {\n"
-    "  return (long long)atomicAdd((unsigned long long *)p, (unsigned long long)v);\n"
-    "}\n"
-    "__device__ static inline int ts_atomic_max(int *p, int v) { return atomicMax(p, v); }\n"
-    "__device__ static inline long long ts_atomic_max(long long *p, long long v) {\n"
-    "  return atomicMax(p, v);\n"
-    "}\n"
-    "__device__ static inline float ts_atomic_max(float *p, float v) {\n"
-    "  int *q = (int *)p, old = *q, seen;\n"
-    "  do {\n"
-    "    seen = old;\n"
-    "    float m = ts_max(__int_as_float(seen), v);\n"
-    "    old = atomicCAS(q, seen, __float_as_int(m));\n"
-    "  } while (old != seen);\n"
-    "  return __int_as_float(old);\n"
-    "}\n"
-    "#ifndef TS_CUDA_SIM\n"
-    "extern __shared__ __align__(16) unsigned char ts_smem[];\n"
-    "#endif\n";
-
 static void helper(cg *c, ts_node *fn, bool proto) {
   ts_node *params = fn->kids[0], *result = fn->kids[1];
   bool has = result && result->dtype < TS_DTYPE_COUNT;
@@ -1238,6 +1317,10 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   ts_gpu_tile tiles[TS_GPU_MAX_TILES];
   int64_t total;
   int nt = ts_gpu_tile_plan(k, tiles, &total);
+  bool mma[TS_GPU_MAX_TILES];
+  ts_mma_layouts(k, tiles, nt, mma);
+  c->tiles = tiles;
+  c->ntiles = nt;
   const char *at = "0LL";
   c->nregs = 0;
   for (int i = 0; i < nt; i++) {
@@ -1245,10 +1328,21 @@ static void kernel(cg *c, const ts_kernel_info *k) {
     const char *s = storage_c(t->dtype);
     const char *n = name_of(c, "t_", tiles[i].decl->sym->name);
     if (tiles[i].home == TS_TILE_REGS) {
-      /* element e in thread e % threads, at e / threads */
-      line(c, "%s %s[%lld];", s, n, (long long)tiles[i].per_thread);
-      if (c->nregs < TS_GPU_MAX_TILES)
+      /* element e in thread e % threads, at e / threads; or the mma
+       * layout: 4 registers per 16x8 piece the thread's warp takes */
+      int64_t per = tiles[i].per_thread;
+      if (mma[i]) {
+        int64_t warps = c->threads / 32;
+        int64_t pieces = (t->dims[0].c / 16) * (t->dims[1].c / 8);
+        per = (pieces + warps - 1) / warps * 4;
+        line(c, "// %.*s: the mma.sync accumulator layout", (int)tiles[i].decl->sym->name.len,
+             tiles[i].decl->sym->name.ptr);
+      }
+      line(c, "%s %s[%lld];", s, n, (long long)per);
+      if (c->nregs < TS_GPU_MAX_TILES) {
+        c->mma[c->nregs] = mma[i];
         c->regs[c->nregs++] = tiles[i].decl->sym;
+      }
       continue;
     }
     if (tiles[i].home == TS_TILE_SMEM) {
@@ -1264,6 +1358,8 @@ static void kernel(cg *c, const ts_kernel_info *k) {
              ts_dtype_bits(t->dtype) / 8);
   }
   block(c, k->node->kids[4]);
+  c->tiles = NULL;
+  c->ntiles = 0;
   c->ind--;
   line(c, "}");
   /* for the simulator (runtime/gpusim.c): the kernel called with its
@@ -1305,7 +1401,7 @@ static void kernel(cg *c, const ts_kernel_info *k) {
 ts_status ts_gen_cuda(ts_unit *u, const char *only, ts_diags *diags,
                       ts_buf *out) {
   cg c = {.o = out, .u = u, .d = diags};
-  ts_buf_puts(out, prelude);
+  ts_buf_puts(out, ts_cuda_prelude);
   ts_node *root = u->root;
   for (int pass = 0; pass < 2; pass++)
     for (uint32_t i = 0; i < root->kid_count && !c.failed; i++)

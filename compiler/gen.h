@@ -44,6 +44,21 @@ typedef struct ts_gpu_tile {
 int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
                      int64_t *smem_total);
 
+/* Tensor cores (gpu_mma.c), used by the CUDA C lowering: a gemm at block
+ * level of two bf16 (or two f16) tiles that are not in registers into an
+ * f32 tile, whole tiles with constant shapes M % 16 == 0, N % 8 == 0,
+ * K % 16 == 0, in a block of whole warps, runs as mma.sync m16n8k16
+ * (`mnk` gets M, N, K). ts_mma_layouts sets mma[i] for the register tiles
+ * of the plan that hold such a gemm's accumulator in the instruction's
+ * layout: the 16x8 pieces in row-major order, piece p on warp p % warps at
+ * registers 4 (p / warps) .. +3, lane l holding rows l / 4 and l / 4 + 8,
+ * columns 2 (l % 4) and +1. Every statement touching such a tile must
+ * touch no register tile in the cyclic layout and none of another shape. */
+bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                 const ts_node *call, int64_t mnk[3]);
+void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                    bool *mma);
+
 /* print and assert (gen_debug.c): the C printf format of a `print` call
  * (%lld for integers, %.9g for floats, a newline at the end); the message
  * of an `assert`; and the line a GPU prints when one fails, a format that
@@ -52,7 +67,9 @@ void ts_print_format(const ts_node *call, ts_buf *out);
 void ts_assert_message(const ts_node *call, ts_buf *out);
 void ts_assert_format(const ts_unit *u, const ts_node *call, ts_buf *out);
 
-/* The typed AST to CUDA C (cuda.c), for NVRTC. */
+/* The typed AST to CUDA C (cuda.c), for NVRTC; every file starts with
+ * ts_cuda_prelude (cuda_prelude.c). */
+extern const char *const ts_cuda_prelude;
 ts_status ts_gen_cuda(ts_unit *u, const char *only, ts_diags *diags,
                       ts_buf *out);
 

@@ -30,6 +30,7 @@ static const char *const shim =
     "int ts_sim_shuffle(int v, int off);\n"
     "unsigned char *ts_sim_smem(void);\n"
     "void ts_sim_assert_fail(const char *fmt, ...);\n"
+    "void ts_sim_warp_gather(const unsigned *mine, int n, unsigned *all);\n"
     "}\n"
     "#define TS_ASSERT_FAIL(...) ts_sim_assert_fail(__VA_ARGS__)\n"
     "struct ts_sim_dim3 { unsigned x, y, z; };\n"

@@ -19,6 +19,7 @@
 #include <ucontext.h>
 
 #define MAX_THREADS 1024
+#define GATHER_WORDS 8
 #define STACK_SIZE (256 * 1024)
 
 enum { RUN, AT_BARRIER, AT_WARP, DONE };
@@ -36,6 +37,7 @@ typedef struct team {
   int cur;
   ucontext_t sched;
   int32_t xchg[2][MAX_THREADS];
+  uint32_t gather[2][MAX_THREADS][GATHER_WORDS];
   /* the launch */
   bool direct; /* CUDA C built for the CPU: `gpu` takes the launch's
                 * parameters and asks ts_sim_index for its indices */
@@ -67,6 +69,23 @@ int32_t ts_gpusim_shuffle(int64_t ctx, int64_t tid, int32_t v, int32_t off) {
 }
 
 static _Thread_local team *the_team; /* the launch a starting fiber belongs to */
+
+/* What a warp-collective instruction (mma.sync) needs: every lane's `n`
+ * words, lane by lane, after the whole warp has given its own (one warp
+ * rendezvous, like a shuffle). */
+void ts_sim_warp_gather(const uint32_t *mine, int n, uint32_t *all);
+void ts_sim_warp_gather(const uint32_t *mine, int n, uint32_t *all) {
+  team *t = the_team;
+  int tid = t->cur;
+  fiber *f = &t->f[tid];
+  uint32_t(*g)[GATHER_WORDS] = t->gather[f->rounds++ & 1];
+  if (n > GATHER_WORDS)
+    n = GATHER_WORDS;
+  memcpy(g[tid], mine, (size_t)n * 4);
+  wait_as(t, AT_WARP);
+  for (int l = 0; l < 32; l++)
+    memcpy(all + l * n, g[(tid & ~31) | l], (size_t)n * 4);
+}
 
 /* What the CUDA C of a kernel built for the CPU calls (cudasim.c's shim):
  * threadIdx (0), blockIdx (1), gridDim (2); __syncthreads;

@@ -1,7 +1,8 @@
 /* test_gpu.c - the GPU-only parts of the language (tests/ptx/gpu.tile) on
  * the GPU simulator, which runs kernels in their GPU form: thread_id(),
- * atomic_max, block-level atomics, and the reductions that cannot use warp
- * shuffles (48 threads; 64-bit integers). */
+ * atomic_max, block-level atomics, the reductions that cannot use warp
+ * shuffles (48 threads; 64-bit integers), and the forms of gemm the CUDA C
+ * lowering runs on tensor cores (mma.sync, emulated by the simulator). */
 #include "tests/numerics/num.h"
 
 #define GPU_TILE "tests/ptx/gpu.tile"
@@ -78,6 +79,83 @@ static void test_threads_atomics(void) {
   ts_kernel_release(k);
 }
 
+/* c = 0.5 a^T b (f16 inputs; a [K, M], b [K, N]) on shapes with tails in
+ * every dim: the tensor-core gemm of the CUDA C lowering, the scalar one of
+ * the MLIR lowering, against f64. */
+static void test_mma_forms(void) {
+  ts_kernel *k = num_kernel(GPU_TILE, "mma_forms", NULL, NULL);
+  if (!k)
+    return;
+  int64_t M = 45, N = 50, K = 37, sa[2] = {K, M}, sb[2] = {K, N}, sc[2] = {M, N};
+  uint64_t seed = 5;
+  ts_tensor *a = num_tensor(TS_DTYPE_F16, 2, sa);
+  ts_tensor *b = num_tensor(TS_DTYPE_F16, 2, sb);
+  ts_tensor *c = num_tensor(TS_DTYPE_F32, 2, sc);
+  double *av = num_fill(a, -2, 2, &seed), *bv = num_fill(b, -2, 2, &seed);
+  ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
+  num_launch(k, args, 3);
+  double *want = malloc(sizeof(double) * (size_t)(M * N)), *got = num_get(c);
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t j = 0; j < N; j++) {
+      double acc = 0;
+      for (int64_t x = 0; x < K; x++)
+        acc += av[x * M + i] * bv[x * N + j];
+      want[i * N + j] = 0.5 * acc;
+    }
+  CHECK_ERR(num_relerr(got, want, M * N), 1e-6, "mma_forms");
+  free(av);
+  free(bv);
+  free(want);
+  free(got);
+  ts_tensor_release(a);
+  ts_tensor_release(b);
+  ts_tensor_release(c);
+  ts_kernel_release(k);
+}
+
+/* c = a b^T (bf16, K = 32 in one step) and its row sums, the accumulator
+ * in shared memory; M = 37 leaves a tail block. */
+static void test_mma_shared(void) {
+  ts_kernel *k = num_kernel(GPU_TILE, "mma_shared", NULL, NULL);
+  if (!k)
+    return;
+  int64_t M = 37, N = 16, K = 32, sa[2] = {M, K}, sb[2] = {N, K}, sc[2] = {M, N};
+  uint64_t seed = 6;
+  ts_tensor *a = num_tensor(TS_DTYPE_BF16, 2, sa);
+  ts_tensor *b = num_tensor(TS_DTYPE_BF16, 2, sb);
+  ts_tensor *c = num_tensor(TS_DTYPE_F32, 2, sc);
+  ts_tensor *r = num_tensor(TS_DTYPE_F32, 1, &M);
+  double *av = num_fill(a, -1, 1, &seed), *bv = num_fill(b, -1, 1, &seed);
+  ts_arg args[4] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c),
+                    ts_arg_tensor(r)};
+  num_launch(k, args, 4);
+  double *want = malloc(sizeof(double) * (size_t)(M * N)), *got = num_get(c);
+  double *rw = malloc(sizeof(double) * (size_t)M), *rg = num_get(r);
+  for (int64_t i = 0; i < M; i++) {
+    rw[i] = 0;
+    for (int64_t j = 0; j < N; j++) {
+      double acc = 0;
+      for (int64_t x = 0; x < K; x++)
+        acc += av[i * K + x] * bv[j * K + x];
+      want[i * N + j] = acc;
+      rw[i] += acc;
+    }
+  }
+  CHECK_ERR(num_relerr(got, want, M * N), 1e-6, "mma_shared");
+  CHECK_ERR(num_relerr(rg, rw, M), 1e-5, "mma_shared row sums");
+  free(av);
+  free(bv);
+  free(want);
+  free(got);
+  free(rw);
+  free(rg);
+  ts_tensor_release(a);
+  ts_tensor_release(b);
+  ts_tensor_release(c);
+  ts_tensor_release(r);
+  ts_kernel_release(k);
+}
+
 int main(void) {
   ts_status st = ts_device_create_gpusim(&num_dev);
   if (st) {
@@ -87,6 +165,8 @@ int main(void) {
   num_kdev = ts_device_retain(num_dev);
   test_odd_reduce();
   test_threads_atomics();
+  test_mma_forms();
+  test_mma_shared();
   num_finish();
   return ts_test_finish();
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh TESSERA SOURCE_DIR - every kernel in kernels/ and every test kernel
 # compiles to PTX for sm_90a and sm_80 both ways (MLIR; CUDA C through
-# NVRTC), and ptxas assembles each with no warning. For the MLIR PTX,
+# NVRTC), and ptxas assembles each with no warning; the CUDA C of the bf16
+# GEMMs issues mma.sync. For the MLIR PTX,
 # ptxas's registers, spill bytes and stack frame and the kernel's dynamic
 # shared memory are compared with tests/ptx/resources.txt: a kernel missing
 # from it, one that spills more or needs a larger stack frame than
@@ -45,6 +46,15 @@ for arch in sm_90a sm_80; do
     if ! "$ptxas" -arch="$arch" "$out.nvrtc" -o "$tmp/out2.cubin" 2>"$tmp/info2" || grep -qi warning "$tmp/info2"; then
       echo "FAIL: ptxas -arch=$arch on NVRTC's PTX of $f:"; head -20 "$tmp/info2"
       fail=$((fail + 1)); continue
+    fi
+    # tensor cores: the CUDA C of the bf16 GEMMs issues mma.sync (the fast
+    # path cannot silently fall back to scalar FMAs)
+    if [[ $f == kernels/gemm.tile ]]; then
+      n=$(grep -c "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" "$out.nvrtc")
+      if ((n < 2)); then
+        echo "FAIL: NVRTC's PTX of $f for $arch has $n mma.sync (gemm_nt and gemm_swiglu use them)"
+        fail=$((fail + 1)); continue
+      fi
     fi
     # the PTX's "// tessera kernel K threads T smem S" lines (the dynamic
     # shared memory a launch gives), then from ptxas: entry, "N bytes stack

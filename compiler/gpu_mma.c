@@ -1,0 +1,216 @@
+/* gpu_mma.c - which GEMMs of a kernel run on tensor cores in the CUDA C
+ * lowering (mma.sync m16n8k16, sm_80 and up), and which register tiles
+ * then hold their elements in the accumulator layout of that instruction
+ * instead of the cyclic one (gen.h). Pure analysis of the typed AST and
+ * the tile plan; cuda.c emits the code. */
+#include "compiler/gen.h"
+
+static const ts_gpu_tile *tile_of(const ts_gpu_tile *t, int nt,
+                                  const ts_symbol *s) {
+  for (int i = 0; i < nt; i++)
+    if (t[i].decl->sym == s)
+      return &t[i];
+  return NULL;
+}
+
+/* A whole tile (a name) of the plan. */
+static const ts_gpu_tile *whole_tile(const ts_gpu_tile *t, int nt,
+                                     const ts_node *n) {
+  if (!n || n->kind != TS_NODE_NAME || !n->sym || n->sym->kind != TS_SYM_TILE)
+    return NULL;
+  return tile_of(t, nt, n->sym);
+}
+
+static bool const_dims2(const ts_type *t, int64_t *a, int64_t *b) {
+  if (!t || t->rank != 2 || t->dims[0].term_count || t->dims[1].term_count)
+    return false;
+  *a = t->dims[0].c;
+  *b = t->dims[1].c;
+  return true;
+}
+
+static bool named_true(const ts_node *call, const char *name, bool dflt) {
+  ts_node *v = ts_call_named(call, name);
+  return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
+}
+
+bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                 const ts_node *call, int64_t mnk[3]) {
+  if (!call || call->kind != TS_NODE_CALL || call->builtin != TS_BUILTIN_GEMM ||
+      k->threads % 32 != 0 || call->kid_count < 3)
+    return false;
+  const ts_gpu_tile *a = whole_tile(tiles, nt, call->kids[0]);
+  const ts_gpu_tile *b = whole_tile(tiles, nt, call->kids[1]);
+  const ts_gpu_tile *c = whole_tile(tiles, nt, call->kids[2]);
+  if (!a || !b || !c || a->home == TS_TILE_REGS || b->home == TS_TILE_REGS)
+    return false;
+  const ts_type *ta = a->decl->sym->type, *tb = b->decl->sym->type,
+                *tc = c->decl->sym->type;
+  if (ta->dtype != tb->dtype ||
+      (ta->dtype != TS_DTYPE_BF16 && ta->dtype != TS_DTYPE_F16) ||
+      tc->dtype != TS_DTYPE_F32)
+    return false;
+  int64_t a0, a1, b0, b1, m, n;
+  if (!const_dims2(ta, &a0, &a1) || !const_dims2(tb, &b0, &b1) ||
+      !const_dims2(tc, &m, &n))
+    return false;
+  bool tra = named_true(call, "trans_a", false);
+  bool trb = named_true(call, "trans_b", false);
+  int64_t kk = tra ? a0 : a1;
+  if ((tra ? a1 : a0) != m || (trb ? b0 : b1) != n || (trb ? b1 : b0) != kk)
+    return false;
+  if (m <= 0 || n <= 0 || kk <= 0 || m % 16 || n % 8 || kk % 16)
+    return false;
+  mnk[0] = m;
+  mnk[1] = n;
+  mnk[2] = kk;
+  return true;
+}
+
+/* ---- the accumulator layout -------------------------------------------- */
+
+typedef struct walk {
+  const ts_kernel_info *k;
+  const ts_gpu_tile *tiles;
+  int nt;
+  bool *mma;
+  bool changed;
+} walk;
+
+/* Register tiles mentioned under `n`: their plan indices into `out`. */
+static void regs_in(walk *w, const ts_node *n, int *out, int *count) {
+  if (!n)
+    return;
+  if (n->kind == TS_NODE_NAME && n->sym && n->sym->kind == TS_SYM_TILE) {
+    for (int i = 0; i < w->nt; i++)
+      if (w->tiles[i].decl->sym == n->sym && w->tiles[i].home == TS_TILE_REGS) {
+        for (int j = 0; j < *count; j++)
+          if (out[j] == i)
+            return;
+        if (*count < TS_GPU_MAX_TILES)
+          out[(*count)++] = i;
+      }
+    return;
+  }
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    regs_in(w, n->kids[i], out, count);
+}
+
+static void drop(walk *w, int i) {
+  if (w->mma[i]) {
+    w->mma[i] = false;
+    w->changed = true;
+  }
+}
+
+static void drop_all(walk *w, const ts_node *n) {
+  int r[TS_GPU_MAX_TILES], nr = 0;
+  regs_in(w, n, r, &nr);
+  for (int i = 0; i < nr; i++)
+    drop(w, r[i]);
+}
+
+static bool same_dims(const ts_type *a, const ts_type *b) {
+  return a->rank == 2 && b->rank == 2 &&
+         ts_extent_equal(&a->dims[0], &b->dims[0]) &&
+         ts_extent_equal(&a->dims[1], &b->dims[1]);
+}
+
+/* One block-level statement: the register tiles it touches must be all in
+ * the mma layout with one shape, or none; a gemm touching one must be a
+ * tensor-core gemm with it as the accumulator. */
+static void statement(walk *w, const ts_node *s) {
+  if (!s)
+    return;
+  switch (s->kind) {
+  case TS_NODE_BLOCK:
+    for (uint32_t i = 0; i < s->kid_count; i++)
+      statement(w, s->kids[i]);
+    return;
+  case TS_NODE_FOR:
+    drop_all(w, s->kids[0]);
+    drop_all(w, s->kids[1]);
+    statement(w, s->kids[2]);
+    return;
+  case TS_NODE_PIPELINED:
+    drop_all(w, s->kids[0]);
+    drop_all(w, s->kids[1]);
+    drop_all(w, s->kids[2]);
+    statement(w, s->kids[3]);
+    return;
+  case TS_NODE_IF:
+    drop_all(w, s->kids[0]);
+    statement(w, s->kids[1]);
+    statement(w, s->kids[2]);
+    return;
+  case TS_NODE_TILE: return;
+  default: break;
+  }
+  int r[TS_GPU_MAX_TILES], nr = 0;
+  regs_in(w, s, r, &nr);
+  int first = -1;
+  bool mixed = false;
+  for (int i = 0; i < nr; i++) {
+    if (!w->mma[r[i]]) {
+      mixed = true;
+      continue;
+    }
+    if (first < 0)
+      first = r[i];
+    else if (!same_dims(w->tiles[first].decl->sym->type,
+                        w->tiles[r[i]].decl->sym->type))
+      mixed = true;
+  }
+  if (first < 0)
+    return;
+  int64_t mnk[3];
+  const ts_node *call = s->kind == TS_NODE_EXPR_STMT ? s->kids[0] : NULL;
+  bool gemm = call && call->kind == TS_NODE_CALL &&
+              call->builtin == TS_BUILTIN_GEMM;
+  if (gemm && !ts_mma_gemm(w->k, w->tiles, w->nt, call, mnk))
+    mixed = true;
+  /* a reduction reads its source across threads: never a register tile
+   * (gen_gpu.c), but be sure */
+  if (call && call->kind == TS_NODE_CALL &&
+      (call->builtin == TS_BUILTIN_REDUCE_MAX ||
+       call->builtin == TS_BUILTIN_REDUCE_SUM ||
+       call->builtin == TS_BUILTIN_REDUCE_ABSMAX))
+    mixed = true;
+  if (s->kind == TS_NODE_PARALLEL && s->kids[0]->kid_count != 2)
+    mixed = true;
+  if (mixed)
+    for (int i = 0; i < nr; i++)
+      drop(w, r[i]);
+}
+
+/* The candidates: accumulators of tensor-core gemms at block level. */
+static void candidates(walk *w, const ts_node *s) {
+  if (!s || s->kind == TS_NODE_PARALLEL)
+    return;
+  if (s->kind == TS_NODE_EXPR_STMT) {
+    int64_t mnk[3];
+    const ts_node *call = s->kids[0];
+    if (ts_mma_gemm(w->k, w->tiles, w->nt, call, mnk))
+      for (int i = 0; i < w->nt; i++)
+        if (w->tiles[i].decl->sym == call->kids[2]->sym &&
+            w->tiles[i].home == TS_TILE_REGS)
+          w->mma[i] = true;
+    return;
+  }
+  for (uint32_t i = 0; i < s->kid_count; i++)
+    candidates(w, s->kids[i]);
+}
+
+void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                    bool *mma) {
+  walk w = {k, tiles, nt, mma, false};
+  for (int i = 0; i < nt; i++)
+    mma[i] = false;
+  if (k->threads % 32 != 0)
+    return;
+  candidates(&w, k->node->kids[4]);
+  do {
+    w.changed = false;
+    statement(&w, k->node->kids[4]);
+  } while (w.changed);
+}
