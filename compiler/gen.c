@@ -139,6 +139,7 @@ static bool view_base(gen *g, ts_node *b, view *v) {
   v->skip_dim = -1;
   v->mem = (MlirValue){sym->user};
   v->regs = g->gpu && sym->kind == TS_SYM_TILE && gen_gpu_in_registers(g, sym);
+  v->mma = v->regs && gen_gpu_mma_layout(g, sym);
   v->dt = sym->type->dtype;
   v->rank = sym->type->rank;
   for (uint32_t i = 0; i < v->rank; i++)
@@ -252,7 +253,7 @@ void gen_view_load(gen *g, view *v, const MlirValue *k, MlirValue *out) {
   MlirValue lin, ok;
   gen_view_elem(g, v, k, &lin, &ok);
   if (v->regs) /* only its owner reads it: element e is at e / threads */
-    lin = mb_bin(b, "arith.divsi", lin, gen_i64(g, g->threads));
+    lin = v->mma ? g->mma_reg : mb_bin(b, "arith.divsi", lin, gen_i64(g, g->threads));
   if (v->in_range || v->unchecked) {
     *out = gen_from_storage(g, mb_load(b, v->mem, lin), v->dt);
     return;
@@ -271,7 +272,7 @@ void gen_view_store(gen *g, view *v, const MlirValue *k, MlirValue x) {
   MlirValue lin, ok;
   gen_view_elem(g, v, k, &lin, &ok);
   if (v->regs)
-    lin = mb_bin(b, "arith.divsi", lin, gen_i64(g, g->threads));
+    lin = v->mma ? g->mma_reg : mb_bin(b, "arith.divsi", lin, gen_i64(g, g->threads));
   if (v->in_range || v->unchecked) {
     mb_store(b, gen_to_storage(g, x, v->dt), v->mem, lin);
     return;
@@ -946,7 +947,7 @@ static void gen_stmt(gen *g, ts_node *n) {
     bool dist = gpu_single(g);
     if (dist) {
       sync_before(g, synced);
-      gen_each_begin(g, L, ext, rank, k);
+      gen_elem_begin(g, L, n->kids[2], ext, rank, k);
     } else {
       for (uint32_t i = 0; i < rank; i++) {
         gen_loop_begin(g, &L[i], gen_i64(g, 0), ext[i]);
@@ -970,7 +971,7 @@ static void gen_stmt(gen *g, ts_node *n) {
     if (cpu_tid)
       g->tid.ptr = NULL;
     if (dist) {
-      gen_each_end(g, L, rank);
+      gen_elem_end(g, L, rank);
       gen_barrier(g);
       g->synced = true;
     } else {
@@ -1435,6 +1436,10 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
     MlirType i64 = g->b.i64, sh[4] = {i64, i64, g->b.i32, g->b.i32};
     new_func(g, m, "ts_gpusim_barrier", 1, &i64, 0, NULL, true, true);
     new_func(g, m, "ts_gpusim_shuffle", 4, sh, 1, &g->b.i32, true, true);
+    MlirType i32 = g->b.i32, f32 = g->b.f32, mma[13] = {i64, i64, i32, i32, i32, i32, i32,
+                                                    i32, f32, f32, f32, f32, i32};
+    new_func(g, m, "ts_gpusim_mma", 13, mma, 0, NULL, true, true);
+    new_func(g, m, "ts_gpusim_mma_d", 3, sh, 1, &f32, true, true);
   }
   ts_node *root = u->root;
   for (uint32_t i = 0; i < root->kid_count && !g->failed; i++)

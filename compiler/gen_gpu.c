@@ -306,9 +306,12 @@ bool gen_gpu_in_registers(gen *g, const ts_symbol *s) {
 
 void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
   mb *b = &g->b;
-  ts_gpu_tile tiles[TS_GPU_MAX_TILES];
+  ts_gpu_tile *tiles = g->plan;
   int64_t total;
   int n = ts_gpu_tile_plan(k, tiles, &total);
+  g->nplan = n;
+  bool mma[TS_GPU_MAX_TILES];
+  ts_mma_layouts(k, tiles, n, mma);
   MlirAttribute wg =
       mlirAttributeParseGet(b->ctx, mb_str("#gpu.address_space<workgroup>"));
   MlirValue smem;
@@ -332,12 +335,21 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
     ts_buf_printf(&where, "%s%.*s: ", i ? "; " : "", (int)decl->sym->name.len,
                   decl->sym->name.ptr);
     if (tiles[i].home == TS_TILE_REGS) {
-      /* element e lives in thread e % threads, at e / threads */
-      v = mb_alloca_entry(b, st, tiles[i].per_thread);
-      if (g->nregs < TS_GPU_MAX_TILES)
+      /* element e lives in thread e % threads, at e / threads; or the
+       * mma.sync accumulator layout (gen.h) */
+      int64_t per = tiles[i].per_thread;
+      if (mma[i]) {
+        int64_t warps = g->threads / 32;
+        int64_t pieces = (t->dims[0].c / 16) * (t->dims[1].c / 8);
+        per = (pieces + warps - 1) / warps * 4;
+      }
+      v = mb_alloca_entry(b, st, per);
+      if (g->nregs < TS_GPU_MAX_TILES) {
+        g->mma[g->nregs] = mma[i];
         g->regs[g->nregs++] = decl->sym;
-      ts_buf_printf(&where, "registers (%lld per thread)",
-                    (long long)tiles[i].per_thread);
+      }
+      ts_buf_printf(&where, "registers (%lld per thread%s)", (long long)per,
+                    mma[i] ? ", mma.sync layout" : "");
     } else if (tiles[i].home == TS_TILE_SMEM) {
       int64_t elems = const_bytes(t) * 8 / ts_dtype_bits(t->dtype);
       v = view_at(g, smem, gen_i64(g, tiles[i].off), st, elems < 1 ? 1 : elems,
@@ -468,9 +480,11 @@ void gen_gpu_reduce(gen *g, ts_node *call) {
 /* c (+)= a · b with each thread computing whole elements of c: a dot
  * product over k each; or, when c is in registers, k outermost and the
  * thread's elements of c updated in an inner loop of constant trip count,
- * which unrolls so that they stay in registers. The tensor-core forms are
- * the Hopper work. */
+ * which unrolls so that they stay in registers; on tensor cores when it
+ * qualifies (gen_mma.c). */
 void gen_gpu_gemm(gen *g, ts_node *call) {
+  if (gen_gpu_mma(g, call))
+    return;
   mb *b = &g->b;
   view pool[8], A, B, C;
   int np = 0;

@@ -44,7 +44,11 @@ typedef struct gen {
   bool synced;          /* the last statement ended with a barrier */
   MlirValue smem_base;  /* memref<?xi8>: the block's shared memory */
   const ts_symbol *regs[256]; /* frag tiles held in registers */
+  bool mma[256];        /* regs[i] in the mma.sync accumulator layout */
   int nregs;
+  MlirValue mma_reg;    /* in a loop over such a tile: the register index */
+  ts_gpu_tile plan[TS_GPU_MAX_TILES]; /* where the kernel's tiles live */
+  int nplan;
   int64_t smem;         /* bytes of workgroup memory placed so far */
   MlirValue scratch;    /* memref<?xi8>: this block's global scratch */
   MlirValue scratch_at; /* i64: the next free byte in it */
@@ -73,6 +77,7 @@ struct view {
   MlirValue vext[TS_MAX_RANK];
   bool in_range;  /* a whole tile: every index of the view is in range */
   bool regs;      /* a tile in registers: index / threads (gen_gpu.c) */
+  bool mma;       /* ... in the mma layout: at g->mma_reg (gen_mma.c) */
   bool unchecked; /* the caller has made sure the indices are in range */
   int skip_dim;   /* an underlying dim left out of the check, or -1 */
 };
@@ -88,6 +93,15 @@ void gen_loop_begin(gen *g, loop *L, MlirValue lo, MlirValue hi);
 void gen_loop_begin_step(gen *g, loop *L, MlirValue lo, MlirValue hi,
                          MlirValue step);
 MlirBlock gen_if_begin(gen *g, MlirValue c);
+/* Tensor cores (gen_mma.c, gpu_mma.c): whether tile `s` is in the mma
+ * layout; loops over the elements a statement touches (the mma layout's
+ * when it touches such a tile, else gen_each_begin's); a gemm as mma.sync
+ * when it qualifies (false: not done). */
+bool gen_gpu_mma_layout(gen *g, const ts_symbol *s);
+void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
+                    uint32_t rank, MlirValue *k);
+void gen_elem_end(gen *g, loop *L, uint32_t rank);
+bool gen_gpu_mma(gen *g, ts_node *call);
 void gen_if_end(gen *g, MlirBlock join);
 /* Every index of extents `ext`: on the CPU a loop nest; on the GPU one loop
  * over the linear index, strided by the block's threads (each thread does

@@ -77,11 +77,11 @@ void gen_copy(gen *g, ts_node *call) {
     return;
   loop L[TS_MAX_RANK];
   MlirValue k[TS_MAX_RANK];
-  gen_each_begin(g, L, dst.vext, dst.vrank, k);
+  gen_elem_begin(g, L, call, dst.vext, dst.vrank, k);
   MlirValue x;
   gen_view_load(g, &src, k, &x);
   gen_view_store(g, &dst, k, gen_convert(g, x, gen_compute_type(g, dst.dt)));
-  gen_each_end(g, L, dst.vrank);
+  gen_elem_end(g, L, dst.vrank);
 }
 
 void gen_fill(gen *g, ts_node *call, bool clear) {
@@ -95,9 +95,9 @@ void gen_fill(gen *g, ts_node *call, bool clear) {
                       : gen_expr_as(g, call->kids[1], t);
   loop L[TS_MAX_RANK];
   MlirValue k[TS_MAX_RANK];
-  gen_each_begin(g, L, dst.vext, dst.vrank, k);
+  gen_elem_begin(g, L, call, dst.vext, dst.vrank, k);
   gen_view_store(g, &dst, k, v);
-  gen_each_end(g, L, dst.vrank);
+  gen_elem_end(g, L, dst.vrank);
 }
 
 bool gen_named_bool(ts_node *call, const char *name, bool dflt) {

@@ -38,6 +38,7 @@ typedef struct team {
   ucontext_t sched;
   int32_t xchg[2][MAX_THREADS];
   uint32_t gather[2][MAX_THREADS][GATHER_WORDS];
+  float mma_d[MAX_THREADS][4]; /* ts_gpusim_mma's results, per thread */
   /* the launch */
   bool direct; /* CUDA C built for the CPU: `gpu` takes the launch's
                 * parameters and asks ts_sim_index for its indices */
@@ -73,10 +74,8 @@ static _Thread_local team *the_team; /* the launch a starting fiber belongs to *
 /* What a warp-collective instruction (mma.sync) needs: every lane's `n`
  * words, lane by lane, after the whole warp has given its own (one warp
  * rendezvous, like a shuffle). */
-void ts_sim_warp_gather(const uint32_t *mine, int n, uint32_t *all);
-void ts_sim_warp_gather(const uint32_t *mine, int n, uint32_t *all) {
-  team *t = the_team;
-  int tid = t->cur;
+static void warp_gather(team *t, int tid, const uint32_t *mine, int n,
+                        uint32_t *all) {
   fiber *f = &t->f[tid];
   uint32_t(*g)[GATHER_WORDS] = t->gather[f->rounds++ & 1];
   if (n > GATHER_WORDS)
@@ -85,6 +84,43 @@ void ts_sim_warp_gather(const uint32_t *mine, int n, uint32_t *all) {
   wait_as(t, AT_WARP);
   for (int l = 0; l < 32; l++)
     memcpy(all + l * n, g[(tid & ~31) | l], (size_t)n * 4);
+}
+
+void ts_sim_warp_gather(const uint32_t *mine, int n, uint32_t *all);
+void ts_sim_warp_gather(const uint32_t *mine, int n, uint32_t *all) {
+  warp_gather(the_team, the_team->cur, mine, n, all);
+}
+
+/* mma.sync m16n8k16 (bf16 or f16 into f32) for the MLIR lowering's CPU
+ * form: this lane's A words a0..a3, B words b0, b1 and accumulators
+ * c0..c3; the results are read back with ts_gpusim_mma_d (docs/abi.md). */
+void ts_gpusim_mma(int64_t ctx, int64_t tid, int32_t a0, int32_t a1,
+                   int32_t a2, int32_t a3, int32_t b0, int32_t b1, float c0,
+                   float c1, float c2, float c3, int32_t f16) {
+  team *t = (team *)(intptr_t)ctx;
+  uint32_t mine[6] = {(uint32_t)a0, (uint32_t)a1, (uint32_t)a2,
+                      (uint32_t)a3, (uint32_t)b0, (uint32_t)b1};
+  uint32_t all[32 * 6];
+  warp_gather(t, (int)tid, mine, 6, all);
+  int lane = (int)(tid & 31);
+  float c[4] = {c0, c1, c2, c3};
+  for (int r = 0; r < 4; r++) {
+    int row = (lane >> 2) + (r >> 1) * 8, col = (lane & 3) * 2 + (r & 1);
+    float s = c[r];
+    for (int k = 0; k < 16; k++) {
+      uint32_t aw = all[((row & 7) * 4 + ((k & 7) >> 1)) * 6 + (row >> 3) + (k >> 3) * 2];
+      uint32_t bw = all[(col * 4 + ((k & 7) >> 1)) * 6 + 4 + (k >> 3)];
+      uint16_t ah = (uint16_t)((k & 1) ? aw >> 16 : aw & 0xffffu);
+      uint16_t bh = (uint16_t)((k & 1) ? bw >> 16 : bw & 0xffffu);
+      s += (f16 ? ts_f16_to_f32(ah) : ts_bf16_to_f32(ah)) *
+           (f16 ? ts_f16_to_f32(bh) : ts_bf16_to_f32(bh));
+    }
+    t->mma_d[tid][r] = s;
+  }
+}
+
+float ts_gpusim_mma_d(int64_t ctx, int64_t tid, int32_t r) {
+  return ((team *)(intptr_t)ctx)->mma_d[tid][r & 3];
 }
 
 /* What the CUDA C of a kernel built for the CPU calls (cudasim.c's shim):

@@ -37,6 +37,10 @@ ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
 #define TS_GPUSIM_MAX_SLOTS 512
 void ts_gpusim_barrier(int64_t ctx);
 int32_t ts_gpusim_shuffle(int64_t ctx, int64_t tid, int32_t v, int32_t off);
+void ts_gpusim_mma(int64_t ctx, int64_t tid, int32_t a0, int32_t a1,
+                   int32_t a2, int32_t a3, int32_t b0, int32_t b1, float c0,
+                   float c1, float c2, float c3, int32_t f16);
+float ts_gpusim_mma_d(int64_t ctx, int64_t tid, int32_t r);
 ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
                            void *const *slots, int nslots,
                            const int64_t grid[3], int64_t total,
@@ -51,7 +55,7 @@ void ts_cudasim_close(void *handle);
  * shuffle, print and assert. A launch on the CPU or the simulator sets its
  * state on each thread that runs its blocks; a failed assert records the
  * first message there. */
-#define TS_RT_SYMBOLS 4
+#define TS_RT_SYMBOLS 6
 extern const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS];
 typedef struct ts_launch_state {
   _Atomic int failed;

@@ -115,6 +115,8 @@ void ts_sim_assert_fail(const char *fmt, ...) {
 const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS] = {
     {"ts_gpusim_barrier", (void *)ts_gpusim_barrier},
     {"ts_gpusim_shuffle", (void *)ts_gpusim_shuffle},
+    {"ts_gpusim_mma", (void *)ts_gpusim_mma},
+    {"ts_gpusim_mma_d", (void *)ts_gpusim_mma_d},
     {"ts_rt_print", (void *)ts_rt_print},
     {"ts_rt_assert", (void *)ts_rt_assert},
 };

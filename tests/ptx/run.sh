@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run.sh TESSERA SOURCE_DIR - every kernel in kernels/ and every test kernel
 # compiles to PTX for sm_90a and sm_80 both ways (MLIR; CUDA C through
-# NVRTC), and ptxas assembles each with no warning; the CUDA C of the bf16
-# GEMMs issues mma.sync. For the MLIR PTX,
+# NVRTC), and ptxas assembles each with no warning; both lowerings of the
+# bf16/f16 GEMMs issue mma.sync. For the MLIR PTX,
 # ptxas's registers, spill bytes and stack frame and the kernel's dynamic
 # shared memory are compared with tests/ptx/resources.txt: a kernel missing
 # from it, one that spills more or needs a larger stack frame than
@@ -47,14 +47,16 @@ for arch in sm_90a sm_80; do
       echo "FAIL: ptxas -arch=$arch on NVRTC's PTX of $f:"; head -20 "$tmp/info2"
       fail=$((fail + 1)); continue
     fi
-    # tensor cores: the CUDA C of the bf16 GEMMs issues mma.sync (the fast
-    # path cannot silently fall back to scalar FMAs)
-    if [[ $f == kernels/gemm.tile ]]; then
-      n=$(grep -c "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" "$out.nvrtc")
-      if ((n < 2)); then
-        echo "FAIL: NVRTC's PTX of $f for $arch has $n mma.sync (gemm_nt and gemm_swiglu use them)"
-        fail=$((fail + 1)); continue
-      fi
+    # tensor cores: both lowerings of the bf16 GEMMs issue mma.sync (the
+    # fast path cannot silently fall back to scalar FMAs)
+    if [[ $f == kernels/gemm.tile || $f == tests/ptx/gpu.tile ]]; then
+      for p in "$out" "$out.nvrtc"; do
+        n=$(grep -c "mma.sync.aligned.m16n8k16.row.col.f32.[bf]*16.[bf]*16.f32" "$p")
+        if ((n < 2)); then
+          echo "FAIL: $p ($f, $arch) has $n mma.sync instructions"
+          fail=$((fail + 1)); continue 2
+        fi
+      done
     fi
     # the PTX's "// tessera kernel K threads T smem S" lines (the dynamic
     # shared memory a launch gives), then from ptxas: entry, "N bytes stack
