@@ -810,7 +810,6 @@ static MlirValue gen_thread_id(gen *g, ts_node *n) {
 
 /* ---- statements ---------------------------------------------------------- */
 
-static void gen_block(gen *g, ts_node *blk);
 
 static void gen_return_cleanup(gen *g) {
   for (int i = 0; i < g->nheap; i++)
@@ -1046,9 +1045,12 @@ static void gen_stmt(gen *g, ts_node *n) {
     g->synced = false;
 }
 
-static void gen_block(gen *g, ts_node *blk) {
+void gen_block(gen *g, ts_node *blk) {
   for (uint32_t i = 0; blk && i < blk->kid_count && !g->failed; i++)
-    gen_stmt(g, blk->kids[i]);
+    if (i + 1 < blk->kid_count && gen_fused_reduce(g, blk->kids[i], blk->kids[i + 1]))
+      i++; /* both statements in one pass (gen_tile.c) */
+    else
+      gen_stmt(g, blk->kids[i]);
 }
 
 /* ---- functions and the module -------------------------------------------- */

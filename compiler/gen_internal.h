@@ -102,6 +102,13 @@ void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
                     uint32_t rank, MlirValue *k);
 void gen_elem_end(gen *g, loop *L, uint32_t rank);
 bool gen_gpu_mma(gen *g, ts_node *call);
+void gen_block(gen *g, ts_node *blk);
+/* On the CPU, a statement that makes a whole f32 tile (a `parallel` over
+ * exactly its shape ending by writing its element, or a copy into it)
+ * followed by a reduction of that tile over its last dim: one pass that
+ * reduces as it writes; false if the pair does not have that form
+ * (gen_tile.c). */
+bool gen_fused_reduce(gen *g, ts_node *first, ts_node *next);
 void gen_if_end(gen *g, MlirBlock join);
 /* Every index of extents `ext`: on the CPU a loop nest; on the GPU one loop
  * over the linear index, strided by the block's threads (each thread does

@@ -312,18 +312,72 @@ void gen_gemm(gen *g, ts_node *call) {
   gen_loop_end(g, &li);
 }
 
-void gen_reduce(gen *g, ts_node *call) {
+/* One reduction's accumulator: init, a step per element, the value. A
+ * float max is maximumf told that no NaN reaches it and the sign of zero
+ * does not matter (one vmaxps per vector, against six for its full NaN and
+ * signed-zero rules); NaNs are noted on the side and a NaN anywhere gives
+ * NaN, as the full maximumf would. max(-0, +0) may be either zero. A float
+ * sum may be reassociated (partial sums per vector lane): the order is
+ * fixed by the compiled code, not by the source. */
+typedef struct racc {
+  ts_builtin op;
+  MlirType t;
+  bool f, fmax;
+  MlirValue slot, nan_slot;
+} racc;
+
+static void racc_init(gen *g, racc *a, ts_builtin op, MlirType t) {
   mb *b = &g->b;
+  a->op = op;
+  a->t = t;
+  a->f = gen_is_float(g, t);
+  a->fmax = a->f && op != TS_BUILTIN_REDUCE_SUM;
+  a->slot = mb_alloca_entry(b, t, 1);
+  mb_store(b, gen_reduce_init(g, op, t), a->slot, gen_i64(g, 0));
+  if (a->fmax) {
+    a->nan_slot = mb_alloca_entry(b, b->i1, 1);
+    mb_store(b, mb_const_int(b, b->i1, 0), a->nan_slot, gen_i64(g, 0));
+  }
+}
+
+static void racc_step(gen *g, racc *a, MlirValue x) {
+  mb *b = &g->b;
+  MlirValue v = mb_load(b, a->slot, gen_i64(g, 0)), r;
+  if (a->op == TS_BUILTIN_REDUCE_SUM) {
+    r = mb_bin(b, a->f ? "arith.addf" : "arith.addi", v, x);
+    if (a->f)
+      gen_fastmath(g, r, "reassoc");
+  } else {
+    if (a->op == TS_BUILTIN_REDUCE_ABSMAX)
+      x = a->f ? gen_math1(g, "math.absf", x) : gen_math1(g, "math.absi", x);
+    if (a->fmax) {
+      r = gen_fastmath(g, mb_bin(b, "arith.maximumf", v, x), "nnan,nsz");
+      MlirValue nan = mb_load(b, a->nan_slot, gen_i64(g, 0));
+      mb_store(b, mb_bin(b, "arith.ori", nan, mb_cmpf(b, CMPF_UNO, x, x)),
+               a->nan_slot, gen_i64(g, 0));
+    } else
+      r = mb_bin(b, "arith.maxsi", v, x);
+  }
+  mb_store(b, r, a->slot, gen_i64(g, 0));
+}
+
+static MlirValue racc_value(gen *g, racc *a) {
+  mb *b = &g->b;
+  MlirValue v = mb_load(b, a->slot, gen_i64(g, 0));
+  if (a->fmax)
+    v = mb_select(b, mb_load(b, a->nan_slot, gen_i64(g, 0)),
+                  mb_const_f32(b, __builtin_nan("")), v);
+  return v;
+}
+
+void gen_reduce(gen *g, ts_node *call) {
   view pool[8], src, dst;
   int np = 0;
   if (!gen_view_of(g, call->kids[0], &src, pool, &np) ||
       !gen_view_of(g, call->kids[1], &dst, pool, &np))
     return;
   uint32_t dim = (uint32_t)ts_call_named(call, "dim")->cval.i;
-  ts_builtin op = call->builtin;
   MlirType t = gen_compute_type(g, src.dt);
-  bool f = gen_is_float(g, t);
-  MlirValue init = gen_reduce_init(g, op, t);
   /* Loops over the kept dims, then the reduced one innermost. */
   MlirValue ext[TS_MAX_RANK] = {{0}}, k[TS_MAX_RANK] = {{0}};
   MlirValue out_k[TS_MAX_RANK] = {{0}};
@@ -334,59 +388,137 @@ void gen_reduce(gen *g, ts_node *call) {
   loop L[TS_MAX_RANK];
   uint32_t opened = nk;
   gen_loops_begin(g, L, ext, nk, out_k);
-  MlirValue slot = mb_alloca_entry(b, t, 1);
-  mb_store(b, init, slot, gen_i64(g, 0));
-  /* A float max is maximumf told that no NaN reaches it and the sign of
-   * zero does not matter (one vmaxps per vector, against six for its full
-   * NaN and signed-zero rules); NaNs are noted on the side and a NaN
-   * anywhere gives NaN, as the full maximumf would. max(-0, +0) may be
-   * either zero. */
-  bool fmax = f && op != TS_BUILTIN_REDUCE_SUM;
-  MlirValue nan_slot = {0};
-  if (fmax) {
-    nan_slot = mb_alloca_entry(b, b->i1, 1);
-    mb_store(b, mb_const_int(b, b->i1, 0), nan_slot, gen_i64(g, 0));
-  }
+  racc a;
+  racc_init(g, &a, call->builtin, t);
   loop inner;
   gen_loop_begin(g, &inner, gen_i64(g, 0), src.vext[dim]);
   for (uint32_t i = 0, j = 0; i < src.vrank; i++)
     k[i] = i == dim ? inner.iv : out_k[j++];
   MlirValue x;
   gen_view_load(g, &src, k, &x);
-  MlirValue a = mb_load(b, slot, gen_i64(g, 0));
-  MlirValue r;
-  if (op == TS_BUILTIN_REDUCE_SUM)
-    r = mb_bin(b, f ? "arith.addf" : "arith.addi", a, x);
-  else {
-    if (op == TS_BUILTIN_REDUCE_ABSMAX)
-      x = f ? gen_math1(g, "math.absf", x) : gen_math1(g, "math.absi", x);
-    if (fmax) {
-      r = gen_fastmath(g, mb_bin(b, "arith.maximumf", a, x), "nnan,nsz");
-      MlirValue nan = mb_load(b, nan_slot, gen_i64(g, 0));
-      mb_store(b, mb_bin(b, "arith.ori", nan, mb_cmpf(b, CMPF_UNO, x, x)),
-               nan_slot, gen_i64(g, 0));
-    } else
-      r = mb_bin(b, "arith.maxsi", a, x);
-  }
-  /* A float sum may be reassociated (partial sums per vector lane): the
-   * order is fixed by the compiled code, not by the source. */
-  if (f && !fmax)
-    gen_fastmath(g, r, "reassoc");
-  mb_store(b, r, slot, gen_i64(g, 0));
+  racc_step(g, &a, x);
   gen_loop_end(g, &inner);
-  if (fmax) {
-    MlirValue v = mb_load(b, slot, gen_i64(g, 0));
-    mb_store(b,
-             mb_select(b, mb_load(b, nan_slot, gen_i64(g, 0)),
-                       mb_const_f32(b, __builtin_nan("")), v),
-             slot, gen_i64(g, 0));
-  }
   if (nk == 0) {
     out_k[0] = gen_i64(g, 0);
     nk = 1;
   }
   gen_view_store(g, &dst, out_k,
-                 gen_convert(g, mb_load(b, slot, gen_i64(g, 0)),
-                             gen_compute_type(g, dst.dt)));
+                 gen_convert(g, racc_value(g, &a), gen_compute_type(g, dst.dt)));
   gen_loops_end(g, L, opened);
+}
+
+/* ---- a tile made and reduced over its rows, in one pass ---------------------- */
+
+static bool mentions_sym(const ts_node *n, const ts_symbol *s) {
+  if (!n)
+    return false;
+  if (n->kind == TS_NODE_NAME && n->sym == s)
+    return true;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (mentions_sym(n->kids[i], s))
+      return true;
+  return false;
+}
+
+/* `t[v0, v1, ...] = x` with exactly the parallel's variables. */
+static bool writes_element(const ts_node *st, const ts_symbol *t, const ts_node *vars) {
+  if (!st || st->kind != TS_NODE_ASSIGN || st->op != TS_TOK_ASSIGN)
+    return false;
+  const ts_node *d = st->kids[0];
+  if (d->kind != TS_NODE_INDEX || d->kids[0]->kind != TS_NODE_NAME ||
+      d->kids[0]->sym != t || d->kid_count != vars->kid_count + 1)
+    return false;
+  for (uint32_t i = 0; i < vars->kid_count; i++)
+    if (d->kids[i + 1]->kind != TS_NODE_NAME || d->kids[i + 1]->sym != vars->kids[i]->sym)
+      return false;
+  return true;
+}
+
+static bool is_reduce(const ts_node *c) {
+  return c->kind == TS_NODE_CALL && (c->builtin == TS_BUILTIN_REDUCE_SUM ||
+                                     c->builtin == TS_BUILTIN_REDUCE_MAX ||
+                                     c->builtin == TS_BUILTIN_REDUCE_ABSMAX);
+}
+
+bool gen_fused_reduce(gen *g, ts_node *first, ts_node *next) {
+  if (g->gpu || g->par || g->in_fn || !g->kernel || g->kernel->simt ||
+      next->kind != TS_NODE_EXPR_STMT)
+    return false;
+  ts_node *call = next->kids[0];
+  if (!is_reduce(call) || call->kids[0]->kind != TS_NODE_NAME ||
+      call->kids[1]->kind != TS_NODE_NAME)
+    return false;
+  const ts_symbol *t = call->kids[0]->sym, *s = call->kids[1]->sym;
+  if (!t || !s || t->kind != TS_SYM_TILE || s->kind != TS_SYM_TILE ||
+      t->type->dtype != TS_DTYPE_F32 || t->type->rank < 1 ||
+      ts_call_named(call, "dim")->cval.i != (int64_t)t->type->rank - 1)
+    return false;
+  uint32_t rank = t->type->rank;
+  ts_node *vars = NULL, *body = NULL, *copy = NULL;
+  if (first->kind == TS_NODE_PARALLEL) {
+    /* the body ends by writing t's element, writes t nowhere else, and
+     * does not touch the result */
+    vars = first->kids[0];
+    body = first->kids[2];
+    if (vars->kid_count != rank || !body || body->kid_count == 0)
+      return false;
+    for (uint32_t i = 0; i < rank; i++) {
+      const ts_symbol *v = vars->kids[i]->sym;
+      if (!v || !v->has_range || !ts_extent_equal(&v->range, &t->type->dims[i]))
+        return false;
+    }
+    if (!writes_element(body->kids[body->kid_count - 1], t, vars) ||
+        mentions_sym(body, s))
+      return false;
+    for (uint32_t i = 0; i + 1 < body->kid_count; i++)
+      if (body->kids[i]->kind != TS_NODE_LET && mentions_sym(body->kids[i], t))
+        return false;
+  } else if (first->kind == TS_NODE_EXPR_STMT &&
+             first->kids[0]->kind == TS_NODE_CALL &&
+             first->kids[0]->builtin == TS_BUILTIN_COPY) {
+    /* copy(src, t) of the whole tile from something else */
+    copy = first->kids[0];
+    if (copy->kids[1]->kind != TS_NODE_NAME || copy->kids[1]->sym != t ||
+        mentions_sym(copy->kids[0], t) || mentions_sym(copy->kids[0], s))
+      return false;
+  } else {
+    return false;
+  }
+  mb *b = &g->b;
+  view pool[16], tv, sv, src;
+  int np = 0;
+  if (!gen_view_of(g, call->kids[0], &tv, pool, &np) ||
+      !gen_view_of(g, call->kids[1], &sv, pool, &np) ||
+      (copy && !gen_view_of(g, copy->kids[0], &src, pool, &np)))
+    return false;
+  MlirValue ext[TS_MAX_RANK], k[TS_MAX_RANK];
+  for (uint32_t i = 0; i < rank; i++)
+    ext[i] = body ? gen_expr_as(g, first->kids[1]->kids[i], b->i64) : tv.vext[i];
+  loop L[TS_MAX_RANK], inner;
+  gen_loops_begin(g, L, ext, rank - 1, k);
+  racc a;
+  racc_init(g, &a, call->builtin, b->f32);
+  gen_loop_begin(g, &inner, gen_i64(g, 0), ext[rank - 1]);
+  k[rank - 1] = inner.iv;
+  MlirValue x;
+  if (body) {
+    for (uint32_t i = 0; i < rank; i++)
+      vars->kids[i]->sym->user = k[i].ptr;
+    g->par++;
+    gen_block(g, body);
+    g->par--;
+    gen_view_load(g, &tv, k, &x);
+  } else {
+    gen_view_load(g, &src, k, &x);
+    x = gen_convert(g, x, b->f32);
+    gen_view_store(g, &tv, k, x);
+  }
+  racc_step(g, &a, x);
+  gen_loop_end(g, &inner);
+  MlirValue out[TS_MAX_RANK] = {gen_i64(g, 0)};
+  for (uint32_t i = 0; i + 1 < rank; i++)
+    out[i] = k[i];
+  gen_view_store(g, &sv, out, gen_convert(g, racc_value(g, &a), gen_compute_type(g, sv.dt)));
+  gen_loops_end(g, L, rank - 1);
+  return true;
 }
