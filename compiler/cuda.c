@@ -9,41 +9,17 @@
  * The kernel's parameters are those of the PTX kernel (docs/abi.md): per
  * tensor the five values of a memref descriptor, then dims, scalars, the
  * scratch memref and its bytes per block; the runtime launches either. */
-#include "compiler/gen.h"
+#include "compiler/cuda_internal.h"
 
 #include <stdarg.h>
 #include <string.h>
 
-typedef enum { CT_F32, CT_I32, CT_I64, CT_BOOL } ctype;
 
-typedef struct cg {
-  ts_buf *o;
-  ts_unit *u;
-  ts_diags *d;
-  const ts_kernel_info *k;
-  int ind;
-  int par;      /* depth of parallel statements (helpers count as one) */
-  bool single;  /* inside a thread-0 statement */
-  bool synced;  /* the last statement ended with a barrier */
-  bool failed;
-  int64_t threads;
-  int tmp;
-  ctype fn_result; /* in a helper */
-  const ts_symbol *regs[TS_GPU_MAX_TILES]; /* frag tiles in registers */
-  bool mma[TS_GPU_MAX_TILES]; /* regs[i] in the mma accumulator layout */
-  int nregs;
-  const ts_gpu_tile *tiles; /* the plan */
-  int ntiles;
-  const char *mma_reg; /* in an mma-layout loop: the register index */
-  ts_node *at;         /* the statement being lowered */
-  char **strs; /* strings to free at the end */
-  size_t nstrs, capstrs;
-} cg;
 
 /* ---- output and strings -------------------------------------------------- */
 
-static void line(cg *c, const char *fmt, ...) TS_PRINTF(2, 3);
-static void line(cg *c, const char *fmt, ...) {
+void cu_line(cg *c, const char *fmt, ...) TS_PRINTF(2, 3);
+void cu_line(cg *c, const char *fmt, ...) {
   for (int i = 0; i < c->ind; i++)
     ts_buf_puts(c->o, "  ");
   va_list ap;
@@ -54,8 +30,8 @@ static void line(cg *c, const char *fmt, ...) {
 }
 
 /* A formatted string that lives until the end of the lowering. */
-static const char *str(cg *c, const char *fmt, ...) TS_PRINTF(2, 3);
-static const char *str(cg *c, const char *fmt, ...) {
+const char *cu_str(cg *c, const char *fmt, ...) TS_PRINTF(2, 3);
+const char *cu_str(cg *c, const char *fmt, ...) {
   ts_buf b;
   ts_buf_init(&b, ts_allocator_system());
   va_list ap;
@@ -81,7 +57,7 @@ static const char *str(cg *c, const char *fmt, ...) {
   return c->strs[c->nstrs++] = b.ptr; /* the buffer's memory, kept */
 }
 
-static void unsupported(cg *c, ts_node *n, const char *what) {
+void cu_unsupported(cg *c, ts_node *n, const char *what) {
   if (c->failed && ts_diags_full(c->d))
     return;
   ts_diag *dg = ts_diag_error(c->d, &c->u->src, n->span,
@@ -91,13 +67,13 @@ static void unsupported(cg *c, ts_node *n, const char *what) {
   c->failed = true;
 }
 
-static const char *name_of(cg *c, const char *prefix, ts_str n) {
-  return str(c, "%s%.*s", prefix, (int)n.len, n.ptr);
+const char *cu_name_of(cg *c, const char *prefix, ts_str n) {
+  return cu_str(c, "%s%.*s", prefix, (int)n.len, n.ptr);
 }
 
 /* ---- types --------------------------------------------------------------- */
 
-static const char *storage_c(ts_dtype dt) {
+const char *cu_storage_c(ts_dtype dt) {
   switch (dt) {
   case TS_DTYPE_F32: return "float";
   case TS_DTYPE_F16:
@@ -110,7 +86,7 @@ static const char *storage_c(ts_dtype dt) {
   }
 }
 
-static ctype compute_of(ts_dtype dt) {
+ctype cu_compute_of(ts_dtype dt) {
   switch (dt) {
   case TS_DTYPE_F32:
   case TS_DTYPE_F16:
@@ -129,7 +105,7 @@ static const char *ctype_c(ctype t) {
 }
 
 static ctype repr(const ts_type *t) {
-  return t && t->kind == TS_TYPE_SCALAR ? compute_of(t->dtype) : CT_I64;
+  return t && t->kind == TS_TYPE_SCALAR ? cu_compute_of(t->dtype) : CT_I64;
 }
 
 /* `x` (of type `from`) as type `to`, as gen.c's gen_convert does. */
@@ -137,19 +113,19 @@ static const char *convert(cg *c, const char *x, ctype from, ctype to) {
   if (from == to)
     return x;
   if (to == CT_BOOL)
-    return str(c, "((%s) != 0)", x);
+    return cu_str(c, "((%s) != 0)", x);
   if (from == CT_BOOL)
-    return str(c, "((%s)(int)(%s))", ctype_c(to), x);
-  return str(c, "((%s)(%s))", ctype_c(to), x);
+    return cu_str(c, "((%s)(int)(%s))", ctype_c(to), x);
+  return cu_str(c, "((%s)(%s))", ctype_c(to), x);
 }
 
 static const char *from_storage(cg *c, const char *x, ts_dtype dt) {
   switch (dt) {
-  case TS_DTYPE_BF16: return str(c, "ts_bf16_f32(%s)", x);
-  case TS_DTYPE_F16: return str(c, "ts_f16_f32(%s)", x);
-  case TS_DTYPE_FP8E4M3: return str(c, "ts_e4m3_f32(%s)", x);
-  case TS_DTYPE_I8: return str(c, "((int)(%s))", x);
-  case TS_DTYPE_BOOL: return str(c, "((%s) != 0)", x);
+  case TS_DTYPE_BF16: return cu_str(c, "ts_bf16_f32(%s)", x);
+  case TS_DTYPE_F16: return cu_str(c, "ts_f16_f32(%s)", x);
+  case TS_DTYPE_FP8E4M3: return cu_str(c, "ts_e4m3_f32(%s)", x);
+  case TS_DTYPE_I8: return cu_str(c, "((int)(%s))", x);
+  case TS_DTYPE_BOOL: return cu_str(c, "((%s) != 0)", x);
   default: return x;
   }
 }
@@ -158,34 +134,34 @@ static const char *from_storage(cg *c, const char *x, ts_dtype dt) {
 static const char *to_storage(cg *c, const char *x, ctype from, ts_dtype dt) {
   switch (dt) {
   case TS_DTYPE_BF16:
-    return str(c, "ts_f32_bf16(%s)", convert(c, x, from, CT_F32));
+    return cu_str(c, "ts_f32_bf16(%s)", convert(c, x, from, CT_F32));
   case TS_DTYPE_F16:
-    return str(c, "ts_f32_f16(%s)", convert(c, x, from, CT_F32));
+    return cu_str(c, "ts_f32_f16(%s)", convert(c, x, from, CT_F32));
   case TS_DTYPE_FP8E4M3:
-    return str(c, "ts_f32_e4m3(%s)", convert(c, x, from, CT_F32));
+    return cu_str(c, "ts_f32_e4m3(%s)", convert(c, x, from, CT_F32));
   case TS_DTYPE_I8:
-    return str(c, "((signed char)%s)", convert(c, x, from, CT_I32));
+    return cu_str(c, "((signed char)%s)", convert(c, x, from, CT_I32));
   case TS_DTYPE_BOOL:
-    return str(c, "((unsigned char)%s)", convert(c, x, from, CT_BOOL));
-  default: return convert(c, x, from, compute_of(dt));
+    return cu_str(c, "((unsigned char)%s)", convert(c, x, from, CT_BOOL));
+  default: return convert(c, x, from, cu_compute_of(dt));
   }
 }
 
 /* ---- extents ------------------------------------------------------------- */
 
 static const char *extent(cg *c, const ts_extent *e, ts_node *at) {
-  const char *s = str(c, "%lldLL", (long long)e->c);
+  const char *s = cu_str(c, "%lldLL", (long long)e->c);
   for (uint32_t i = 0; i < e->term_count; i++) {
     const ts_symbol *dim = NULL;
     for (uint32_t j = 0; c->k && j < c->k->dim_count; j++)
       if (c->k->dims[j]->atom == e->terms[i].atom)
         dim = c->k->dims[j];
     if (!dim) {
-      unsupported(c, at, "this extent");
+      cu_unsupported(c, at, "this extent");
       return "1";
     }
-    s = str(c, "(%s + %lldLL * %s)", s, (long long)e->terms[i].coef,
-            name_of(c, "d_", dim->name));
+    s = cu_str(c, "(%s + %lldLL * %s)", s, (long long)e->terms[i].coef,
+            cu_name_of(c, "d_", dim->name));
   }
   return s;
 }
@@ -193,7 +169,7 @@ static const char *extent(cg *c, const ts_extent *e, ts_node *at) {
 /* ---- expressions --------------------------------------------------------- */
 
 static const char *expr(cg *c, ts_node *n, ctype *t);
-static const char *expr_as(cg *c, ts_node *n, ctype want);
+const char *cu_expr_as(cg *c, ts_node *n, ctype want);
 static void print_stmt(cg *c, ts_node *call, bool dist);
 static void assert_stmt(cg *c, ts_node *call);
 
@@ -210,7 +186,7 @@ static const char *const_of(cg *c, ts_node *n, ctype t) {
       return "__int_as_float(0x7f800000)";
     if (f == -__builtin_inff())
       return "__int_as_float(0xff800000)";
-    return str(c, "%.9ef", (double)f);
+    return cu_str(c, "%.9ef", (double)f);
   }
   int64_t v = k->kind == TS_CONST_INT    ? k->i
               : k->kind == TS_CONST_BOOL ? k->b
@@ -218,13 +194,13 @@ static const char *const_of(cg *c, ts_node *n, ctype t) {
   if (t == CT_BOOL)
     return v ? "true" : "false";
   if (t == CT_I32)
-    return str(c, "((int)%lldLL)", (long long)(int32_t)v);
+    return cu_str(c, "((int)%lldLL)", (long long)(int32_t)v);
   if (v == INT64_MIN)
     return "(-9223372036854775807LL - 1)";
-  return str(c, "%lldLL", (long long)v);
+  return cu_str(c, "%lldLL", (long long)v);
 }
 
-static const char *expr_as(cg *c, ts_node *n, ctype want) {
+const char *cu_expr_as(cg *c, ts_node *n, ctype want) {
   if (n->cval.kind != TS_CONST_NONE)
     return const_of(c, n, want);
   ctype t;
@@ -251,35 +227,16 @@ static ctype operand_type(ts_node *x, ts_node *y) {
 
 /* ---- views: a tensor or tile reference as index arithmetic -------------- */
 
-enum { SUB_INDEX, SUB_SLICE, SUB_GATHER };
 
-typedef struct cview cview;
-struct cview {
-  const char *base; /* the pointer */
-  ts_dtype dt;
-  uint32_t rank;
-  const char *dims[TS_MAX_RANK];
-  struct {
-    int kind;
-    const char *start;
-    uint32_t vdim;
-    cview *gather;
-  } sub[TS_MAX_RANK];
-  uint32_t vrank;
-  const char *vext[TS_MAX_RANK];
-  bool in_range;
-  bool regs; /* in registers: element e at [e / threads] of its owner */
-  bool mma;  /* ... in the mma layout: at the loop's register (gen.h) */
-};
 
 static bool view_base(cg *c, ts_node *b, cview *v) {
   ts_symbol *s = b->sym;
   if (!s || !s->type || (s->kind != TS_SYM_TENSOR && s->kind != TS_SYM_TILE)) {
-    unsupported(c, b, "this reference");
+    cu_unsupported(c, b, "this reference");
     return false;
   }
   memset(v, 0, sizeof *v);
-  v->base = name_of(c, s->kind == TS_SYM_TENSOR ? "a_" : "t_", s->name);
+  v->base = cu_name_of(c, s->kind == TS_SYM_TENSOR ? "a_" : "t_", s->name);
   for (int i = 0; i < c->nregs && s->kind == TS_SYM_TILE; i++)
     if (c->regs[i] == s) {
       v->regs = true;
@@ -292,7 +249,7 @@ static bool view_base(cg *c, ts_node *b, cview *v) {
   return true;
 }
 
-static bool view_of(cg *c, ts_node *n, cview *v, cview *pool, int *np) {
+bool cu_view_of(cg *c, ts_node *n, cview *v, cview *pool, int *np) {
   if (n->kind == TS_NODE_NAME) {
     if (!view_base(c, n, v))
       return false;
@@ -315,19 +272,19 @@ static bool view_of(cg *c, ts_node *n, cview *v, cview *pool, int *np) {
       for (uint32_t j = 1; j < k->kid_count; j++)
         gather |= k->kids[j]->kind == TS_NODE_SLICE;
     if (k->kind == TS_NODE_SLICE) {
-      const char *lo = k->kids[0] ? expr_as(c, k->kids[0], CT_I64) : "0LL";
-      const char *hi = k->kids[1] ? expr_as(c, k->kids[1], CT_I64) : v->dims[i];
+      const char *lo = k->kids[0] ? cu_expr_as(c, k->kids[0], CT_I64) : "0LL";
+      const char *hi = k->kids[1] ? cu_expr_as(c, k->kids[1], CT_I64) : v->dims[i];
       v->sub[i].kind = SUB_SLICE;
       v->sub[i].start = lo;
       v->sub[i].vdim = v->vrank;
-      v->vext[v->vrank++] = str(c, "(%s - %s)", hi, lo);
+      v->vext[v->vrank++] = cu_str(c, "(%s - %s)", hi, lo);
     } else if (gather) {
       if (*np >= 8) {
-        unsupported(c, k, "this many gathers");
+        cu_unsupported(c, k, "this many gathers");
         return false;
       }
       cview *g = &pool[(*np)++];
-      if (!view_of(c, k, g, pool, np))
+      if (!cu_view_of(c, k, g, pool, np))
         return false;
       v->sub[i].kind = SUB_GATHER;
       v->sub[i].gather = g;
@@ -335,16 +292,16 @@ static bool view_of(cg *c, ts_node *n, cview *v, cview *pool, int *np) {
       v->vext[v->vrank++] = g->vext[0];
     } else {
       v->sub[i].kind = SUB_INDEX;
-      v->sub[i].start = expr_as(c, k, CT_I64);
+      v->sub[i].start = cu_expr_as(c, k, CT_I64);
     }
   }
   return true;
 }
 
-static const char *view_load(cg *c, cview *v, const char *const *k);
+const char *cu_view_load(cg *c, cview *v, const char *const *k);
 
 /* The linear index and the in-bounds condition at view indices `k`. */
-static void view_elem(cg *c, cview *v, const char *const *k, const char **lin,
+void cu_view_elem(cg *c, cview *v, const char *const *k, const char **lin,
                       const char **ok) {
   const char *l = "0LL", *okv = "true";
   for (uint32_t d = 0; d < v->rank; d++) {
@@ -352,48 +309,48 @@ static void view_elem(cg *c, cview *v, const char *const *k, const char **lin,
     switch (v->sub[d].kind) {
     case SUB_INDEX: idx = v->sub[d].start; break;
     case SUB_SLICE:
-      idx = str(c, "(%s + %s)", v->sub[d].start, k[v->sub[d].vdim]);
+      idx = cu_str(c, "(%s + %s)", v->sub[d].start, k[v->sub[d].vdim]);
       break;
     default: {
       const char *gk[1] = {k[v->sub[d].vdim]};
-      idx = str(c, "((long long)%s)", view_load(c, v->sub[d].gather, gk));
+      idx = cu_str(c, "((long long)%s)", cu_view_load(c, v->sub[d].gather, gk));
     }
     }
     /* an index expression is evaluated once per use: keep it simple */
     if (!v->in_range)
-      okv = str(c, "%s && (%s) >= 0 && (%s) < %s", okv, idx, idx, v->dims[d]);
-    l = str(c, "(%s * %s + %s)", l, v->dims[d], idx);
+      okv = cu_str(c, "%s && (%s) >= 0 && (%s) < %s", okv, idx, idx, v->dims[d]);
+    l = cu_str(c, "(%s * %s + %s)", l, v->dims[d], idx);
   }
-  *lin = v->regs ? str(c, "(%s / %lldLL)", l, (long long)c->threads) : l;
+  *lin = v->regs ? cu_str(c, "(%s / %lldLL)", l, (long long)c->threads) : l;
   if (v->mma) { /* whole-tile uses in loops over its layout (gpu_mma.c) */
     if (!c->mma_reg && c->at)
-      unsupported(c, c->at, "this use of a tile in the mma layout (a bug)");
+      cu_unsupported(c, c->at, "this use of a tile in the mma layout (a bug)");
     *lin = c->mma_reg ? c->mma_reg : "0";
   }
   *ok = okv;
 }
 
 /* An element as its compute type; out of range reads 0. */
-static const char *view_load(cg *c, cview *v, const char *const *k) {
+const char *cu_view_load(cg *c, cview *v, const char *const *k) {
   const char *lin, *ok;
-  view_elem(c, v, k, &lin, &ok);
-  const char *x = from_storage(c, str(c, "%s[%s]", v->base, lin), v->dt);
+  cu_view_elem(c, v, k, &lin, &ok);
+  const char *x = from_storage(c, cu_str(c, "%s[%s]", v->base, lin), v->dt);
   if (v->in_range)
     return x;
-  ctype t = compute_of(v->dt);
-  return str(c, "((%s) ? %s : (%s)0)", ok, x, ctype_c(t));
+  ctype t = cu_compute_of(v->dt);
+  return cu_str(c, "((%s) ? %s : (%s)0)", ok, x, ctype_c(t));
 }
 
 /* Stores `x` (compute type `t`); out of range is not written. */
-static void view_store(cg *c, cview *v, const char *const *k, const char *x,
+void cu_view_store(cg *c, cview *v, const char *const *k, const char *x,
                        ctype t) {
   const char *lin, *ok;
-  view_elem(c, v, k, &lin, &ok);
+  cu_view_elem(c, v, k, &lin, &ok);
   const char *s = to_storage(c, x, t, v->dt);
   if (v->in_range)
-    line(c, "%s[%s] = %s;", v->base, lin, s);
+    cu_line(c, "%s[%s] = %s;", v->base, lin, s);
   else
-    line(c, "if (%s) %s[%s] = %s;", ok, v->base, lin, s);
+    cu_line(c, "if (%s) %s[%s] = %s;", ok, v->base, lin, s);
 }
 
 /* ---- expressions (continued) --------------------------------------------- */
@@ -402,14 +359,14 @@ static const char *binary(cg *c, ts_node *n, ctype *rt) {
   int op = n->op;
   if (op == TS_TOK_ANDAND || op == TS_TOK_OROR) {
     *rt = CT_BOOL;
-    return str(c, "(%s %s %s)", expr_as(c, n->kids[0], CT_BOOL),
+    return cu_str(c, "(%s %s %s)", cu_expr_as(c, n->kids[0], CT_BOOL),
                op == TS_TOK_ANDAND ? "&&" : "||",
-               expr_as(c, n->kids[1], CT_BOOL));
+               cu_expr_as(c, n->kids[1], CT_BOOL));
   }
   ctype t = operand_type(n->kids[0], n->kids[1]);
   if (is_bool_t(n->kids[0]->type) && is_bool_t(n->kids[1]->type))
     t = CT_BOOL;
-  const char *x = expr_as(c, n->kids[0], t), *y = expr_as(c, n->kids[1], t);
+  const char *x = cu_expr_as(c, n->kids[0], t), *y = cu_expr_as(c, n->kids[1], t);
   const char *o;
   *rt = t;
   switch (op) {
@@ -432,22 +389,22 @@ static const char *binary(cg *c, ts_node *n, ctype *rt) {
     case TS_TOK_LE: o = "<="; break;
     case TS_TOK_GT: o = ">"; break;
     case TS_TOK_GE: o = ">="; break;
-    default: unsupported(c, n, "this operator"); return x;
+    default: cu_unsupported(c, n, "this operator"); return x;
     }
   }
   if (t == CT_BOOL && *rt != CT_BOOL) /* & | ^ of bools */
-    return str(c, "((bool)(%s %s %s))", x, o, y);
-  return str(c, "(%s %s %s)", x, o, y);
+    return cu_str(c, "((bool)(%s %s %s))", x, o, y);
+  return cu_str(c, "(%s %s %s)", x, o, y);
 }
 
 static const char *unary(cg *c, ts_node *n, ctype *rt) {
   ctype t = repr(n->type);
   *rt = t;
-  const char *x = expr_as(c, n->kids[0], t);
+  const char *x = cu_expr_as(c, n->kids[0], t);
   switch (n->op) {
-  case TS_TOK_MINUS: return str(c, "(-%s)", x);
-  case TS_TOK_BANG: return str(c, "(!%s)", x);
-  default: return str(c, "(~%s)", x);
+  case TS_TOK_MINUS: return cu_str(c, "(-%s)", x);
+  case TS_TOK_BANG: return cu_str(c, "(!%s)", x);
+  default: return cu_str(c, "(~%s)", x);
   }
 }
 
@@ -465,73 +422,73 @@ static const char *builtin(cg *c, ts_node *n, ctype *rt) {
   }
   case TS_BUILTIN_THREAD_ID: *rt = CT_I64; return "((long long)threadIdx.x)";
   case TS_BUILTIN_CEILDIV:
-    return str(c, "ts_ceildiv(%s, %s)", expr_as(c, k[0], t), expr_as(c, k[1], t));
+    return cu_str(c, "ts_ceildiv(%s, %s)", cu_expr_as(c, k[0], t), cu_expr_as(c, k[1], t));
   case TS_BUILTIN_MIN:
   case TS_BUILTIN_MAX:
-    return str(c, "ts_%s(%s, %s)", n->builtin == TS_BUILTIN_MIN ? "min" : "max",
-               expr_as(c, k[0], t), expr_as(c, k[1], t));
+    return cu_str(c, "ts_%s(%s, %s)", n->builtin == TS_BUILTIN_MIN ? "min" : "max",
+               cu_expr_as(c, k[0], t), cu_expr_as(c, k[1], t));
   case TS_BUILTIN_ABS:
-    return str(c, "ts_abs(%s)", expr_as(c, k[0], t));
+    return cu_str(c, "ts_abs(%s)", cu_expr_as(c, k[0], t));
   case TS_BUILTIN_SELECT:
-    return str(c, "(%s ? %s : %s)", expr_as(c, k[0], CT_BOOL),
-               expr_as(c, k[1], t), expr_as(c, k[2], t));
+    return cu_str(c, "(%s ? %s : %s)", cu_expr_as(c, k[0], CT_BOOL),
+               cu_expr_as(c, k[1], t), cu_expr_as(c, k[2], t));
   case TS_BUILTIN_BITCAST: {
     ctype from;
     const char *x = expr(c, k[0], &from);
     /* 8-bit: fp8 is computed as float and i8 as int; the byte between */
     ts_dtype fd = k[0]->type->dtype, td = k[1]->dtype;
     if (fd == TS_DTYPE_FP8E4M3 && td == TS_DTYPE_I8)
-      return str(c, "(int)(signed char)ts_f32_e4m3(%s)", x);
+      return cu_str(c, "(int)(signed char)ts_f32_e4m3(%s)", x);
     if (fd == TS_DTYPE_I8 && td == TS_DTYPE_FP8E4M3)
-      return str(c, "ts_e4m3_f32((unsigned char)(%s))", x);
+      return cu_str(c, "ts_e4m3_f32((unsigned char)(%s))", x);
     if (from == CT_F32 && t == CT_I32)
-      return str(c, "__float_as_int(%s)", x);
+      return cu_str(c, "__float_as_int(%s)", x);
     if (from == CT_I32 && t == CT_F32)
-      return str(c, "__int_as_float(%s)", x);
+      return cu_str(c, "__int_as_float(%s)", x);
     if (from == t)
       return x;
-    unsupported(c, n, "this 'bitcast'");
+    cu_unsupported(c, n, "this 'bitcast'");
     return x;
   }
   default: break;
   }
-  const char *x = expr_as(c, k[0], CT_F32);
+  const char *x = cu_expr_as(c, k[0], CT_F32);
   *rt = CT_F32;
   switch (n->builtin) {
-  case TS_BUILTIN_EXP: return str(c, "expf(%s)", x);
-  case TS_BUILTIN_EXP2: return str(c, "exp2f(%s)", x);
-  case TS_BUILTIN_LOG: return str(c, "logf(%s)", x);
-  case TS_BUILTIN_LOG2: return str(c, "log2f(%s)", x);
-  case TS_BUILTIN_SQRT: return str(c, "sqrtf(%s)", x);
-  case TS_BUILTIN_RSQRT: return str(c, "rsqrtf(%s)", x);
-  case TS_BUILTIN_SIN: return str(c, "sinf(%s)", x);
-  case TS_BUILTIN_COS: return str(c, "cosf(%s)", x);
-  case TS_BUILTIN_TANH: return str(c, "tanhf(%s)", x);
-  case TS_BUILTIN_FLOOR: return str(c, "floorf(%s)", x);
-  case TS_BUILTIN_CEIL: return str(c, "ceilf(%s)", x);
-  case TS_BUILTIN_RELU: return str(c, "ts_max(%s, 0.0f)", x);
+  case TS_BUILTIN_EXP: return cu_str(c, "expf(%s)", x);
+  case TS_BUILTIN_EXP2: return cu_str(c, "exp2f(%s)", x);
+  case TS_BUILTIN_LOG: return cu_str(c, "logf(%s)", x);
+  case TS_BUILTIN_LOG2: return cu_str(c, "log2f(%s)", x);
+  case TS_BUILTIN_SQRT: return cu_str(c, "sqrtf(%s)", x);
+  case TS_BUILTIN_RSQRT: return cu_str(c, "rsqrtf(%s)", x);
+  case TS_BUILTIN_SIN: return cu_str(c, "sinf(%s)", x);
+  case TS_BUILTIN_COS: return cu_str(c, "cosf(%s)", x);
+  case TS_BUILTIN_TANH: return cu_str(c, "tanhf(%s)", x);
+  case TS_BUILTIN_FLOOR: return cu_str(c, "floorf(%s)", x);
+  case TS_BUILTIN_CEIL: return cu_str(c, "ceilf(%s)", x);
+  case TS_BUILTIN_RELU: return cu_str(c, "ts_max(%s, 0.0f)", x);
   case TS_BUILTIN_POW:
-    return str(c, "powf(%s, %s)", x, expr_as(c, k[1], CT_F32));
-  case TS_BUILTIN_SIGMOID: return str(c, "ts_sigmoid(%s)", x);
-  case TS_BUILTIN_SILU: return str(c, "ts_silu(%s)", x);
-  case TS_BUILTIN_SOFTPLUS: return str(c, "ts_softplus(%s)", x);
-  default: unsupported(c, n, "this built-in"); return x;
+    return cu_str(c, "powf(%s, %s)", x, cu_expr_as(c, k[1], CT_F32));
+  case TS_BUILTIN_SIGMOID: return cu_str(c, "ts_sigmoid(%s)", x);
+  case TS_BUILTIN_SILU: return cu_str(c, "ts_silu(%s)", x);
+  case TS_BUILTIN_SOFTPLUS: return cu_str(c, "ts_softplus(%s)", x);
+  default: cu_unsupported(c, n, "this built-in"); return x;
   }
 }
 
 static const char *cast(cg *c, ts_node *n, ctype *rt) {
   ts_dtype dt = n->dtype;
-  ctype t = compute_of(dt);
+  ctype t = cu_compute_of(dt);
   *rt = t;
   if (ts_dtype_is_float(dt)) {
-    const char *x = expr_as(c, n->kids[0], CT_F32);
+    const char *x = cu_expr_as(c, n->kids[0], CT_F32);
     if (dt == TS_DTYPE_F32)
       return x;
     return from_storage(c, to_storage(c, x, CT_F32, dt), dt);
   }
-  const char *x = expr_as(c, n->kids[0], t);
+  const char *x = cu_expr_as(c, n->kids[0], t);
   if (dt == TS_DTYPE_I8)
-    return str(c, "((int)(signed char)%s)", x);
+    return cu_str(c, "((int)(signed char)%s)", x);
   return x;
 }
 
@@ -540,45 +497,45 @@ static const char *fn_call(cg *c, ts_node *n, ctype *rt) {
   const char *args = "";
   for (uint32_t i = 0; i < n->kid_count; i++) {
     ts_node *pt = params->kids[i]->kids[0];
-    args = str(c, "%s%s%s", args, i ? ", " : "",
-               expr_as(c, n->kids[i], compute_of(pt->dtype)));
+    args = cu_str(c, "%s%s%s", args, i ? ", " : "",
+               cu_expr_as(c, n->kids[i], cu_compute_of(pt->dtype)));
   }
   *rt = n->type && n->type->kind == TS_TYPE_SCALAR ? repr(n->type) : CT_I64;
-  return str(c, "%s(%s)", name_of(c, "f_", n->name), args);
+  return cu_str(c, "%s(%s)", cu_name_of(c, "f_", n->name), args);
 }
 
-static bool gpu_single(cg *c) { return c->par == 0 && !c->single; }
+bool cu_gpu_single(cg *c) { return c->par == 0 && !c->single; }
 
 static const char *atomic(cg *c, ts_node *n, ctype *rt) {
   cview pool[8], v;
   int np = 0;
   *rt = repr(n->type);
-  if (!view_of(c, n->kids[0], &v, pool, &np))
+  if (!cu_view_of(c, n->kids[0], &v, pool, &np))
     return "0";
   ts_dtype dt = v.dt;
   if (dt != TS_DTYPE_F32 && dt != TS_DTYPE_I32 && dt != TS_DTYPE_I64) {
-    unsupported(c, n, "an atomic on this element type");
+    cu_unsupported(c, n, "an atomic on this element type");
     return "0";
   }
   const char *lin, *ok;
-  view_elem(c, &v, NULL, &lin, &ok);
-  const char *val = expr_as(c, n->kids[1], compute_of(dt));
+  cu_view_elem(c, &v, NULL, &lin, &ok);
+  const char *val = cu_expr_as(c, n->kids[1], cu_compute_of(dt));
   const char *f = n->builtin == TS_BUILTIN_ATOMIC_ADD ? "ts_atomic_add"
                                                       : "ts_atomic_max";
   /* out of range: no update, the result is 0 */
-  const char *call = str(c, "((%s) ? %s(&%s[%s], %s) : (%s)0)", ok, f, v.base,
-                         lin, val, ctype_c(compute_of(dt)));
-  if (!gpu_single(c))
+  const char *call = cu_str(c, "((%s) ? %s(&%s[%s], %s) : (%s)0)", ok, f, v.base,
+                         lin, val, ctype_c(cu_compute_of(dt)));
+  if (!cu_gpu_single(c))
     return call;
   /* thread 0 does it; the old value reaches every thread through the
    * first bytes of shared memory */
-  const char *slot = str(c, "(*(%s *)ts_smem)", ctype_c(compute_of(dt)));
-  line(c, "__syncthreads();");
-  line(c, "if (threadIdx.x == 0) %s = %s;", slot, call);
-  line(c, "__syncthreads();");
-  const char *tmp = str(c, "old%d_", c->tmp++);
-  line(c, "%s %s = %s;", ctype_c(compute_of(dt)), tmp, slot);
-  line(c, "__syncthreads();");
+  const char *slot = cu_str(c, "(*(%s *)ts_smem)", ctype_c(cu_compute_of(dt)));
+  cu_line(c, "__syncthreads();");
+  cu_line(c, "if (threadIdx.x == 0) %s = %s;", slot, call);
+  cu_line(c, "__syncthreads();");
+  const char *tmp = cu_str(c, "old%d_", c->tmp++);
+  cu_line(c, "%s %s = %s;", ctype_c(cu_compute_of(dt)), tmp, slot);
+  cu_line(c, "__syncthreads();");
   return tmp;
 }
 
@@ -592,12 +549,12 @@ static const char *expr(cg *c, ts_node *n, ctype *t) {
     ts_symbol *s = n->sym;
     *t = repr(n->type);
     if (!s) {
-      unsupported(c, n, "this name");
+      cu_unsupported(c, n, "this name");
       return "0";
     }
     if (s->kind == TS_SYM_DIM)
-      return name_of(c, "d_", s->name);
-    return name_of(c, "v_", s->name);
+      return cu_name_of(c, "d_", s->name);
+    return cu_name_of(c, "v_", s->name);
   }
   case TS_NODE_UNARY: return unary(c, n, t);
   case TS_NODE_BINARY: return binary(c, n, t);
@@ -605,9 +562,9 @@ static const char *expr(cg *c, ts_node *n, ctype *t) {
     cview pool[8], v;
     int np = 0;
     *t = repr(n->type);
-    if (!view_of(c, n, &v, pool, &np))
+    if (!cu_view_of(c, n, &v, pool, &np))
       return "0";
-    return view_load(c, &v, NULL);
+    return cu_view_load(c, &v, NULL);
   }
   case TS_NODE_CALL:
     if (n->dtype < TS_DTYPE_COUNT)
@@ -620,7 +577,7 @@ static const char *expr(cg *c, ts_node *n, ctype *t) {
     return builtin(c, n, t);
   default:
     *t = CT_I64;
-    unsupported(c, n, "this expression");
+    cu_unsupported(c, n, "this expression");
     return "0";
   }
 }
@@ -629,220 +586,71 @@ static const char *expr(cg *c, ts_node *n, ctype *t) {
 
 /* Opens a loop over every index of `ext` (rank dims): split over the
  * threads (dist) or in one thread; the indices are named in k. */
-static void each_begin(cg *c, const char *const *ext, uint32_t rank, bool dist,
+void cu_each_begin(cg *c, const char *const *ext, uint32_t rank, bool dist,
                        const char **k) {
   int id = c->tmp++;
   const char *total = "1LL";
   for (uint32_t i = 0; i < rank; i++)
-    total = str(c, "(%s * %s)", total, ext[i]);
+    total = cu_str(c, "(%s * %s)", total, ext[i]);
   if (dist) {
     /* rounds of `threads` elements: a constant trip count when the count
      * is, so that it unrolls and tiles in registers are indexed by
      * constants */
-    const char *T = str(c, "%lldLL", (long long)c->threads);
-    line(c, "#pragma unroll");
-    line(c, "for (long long r%d_ = 0; r%d_ < (%s + %s - 1) / %s; r%d_++) {",
+    const char *T = cu_str(c, "%lldLL", (long long)c->threads);
+    cu_line(c, "#pragma unroll");
+    cu_line(c, "for (long long r%d_ = 0; r%d_ < (%s + %s - 1) / %s; r%d_++) {",
          id, id, total, T, T, id);
     c->ind++;
-    line(c, "const long long e%d_ = r%d_ * %s + (long long)threadIdx.x;", id,
+    cu_line(c, "const long long e%d_ = r%d_ * %s + (long long)threadIdx.x;", id,
          id, T);
-    line(c, "if (e%d_ >= %s) break;", id, total);
+    cu_line(c, "if (e%d_ >= %s) break;", id, total);
   } else {
-    line(c, "for (long long e%d_ = 0; e%d_ < %s; e%d_++) {", id, id, total, id);
+    cu_line(c, "for (long long e%d_ = 0; e%d_ < %s; e%d_++) {", id, id, total, id);
     c->ind++;
   }
-  const char *e = str(c, "e%d_", id);
+  const char *e = cu_str(c, "e%d_", id);
   for (uint32_t i = rank; i-- > 0;) {
-    k[i] = str(c, "k%d_%u_", id, i);
-    line(c, "long long %s = %s;", k[i], i ? str(c, "%s %% %s", e, ext[i]) : e);
+    k[i] = cu_str(c, "k%d_%u_", id, i);
+    cu_line(c, "long long %s = %s;", k[i], i ? cu_str(c, "%s %% %s", e, ext[i]) : e);
     if (i)
-      e = str(c, "(%s / %s)", e, ext[i]);
+      e = cu_str(c, "(%s / %s)", e, ext[i]);
   }
 }
 
-static void each_end(cg *c) {
+void cu_each_end(cg *c) {
   c->ind--;
-  line(c, "}");
+  cu_line(c, "}");
 }
 
-/* The [m, n] tile in the mma layout that the statement under `x` touches,
- * if any (gen.h: the statement touches no other register tile). */
-static bool mma_shape(cg *c, const ts_node *x, int64_t *m, int64_t *n) {
-  if (!x)
-    return false;
-  if (x->kind == TS_NODE_NAME && x->sym && x->sym->kind == TS_SYM_TILE) {
-    for (int i = 0; i < c->nregs; i++)
-      if (c->regs[i] == x->sym && c->mma[i]) {
-        *m = x->sym->type->dims[0].c;
-        *n = x->sym->type->dims[1].c;
-        return true;
-      }
-    return false;
-  }
-  for (uint32_t i = 0; i < x->kid_count; i++)
-    if (mma_shape(c, x->kids[i], m, n))
-      return true;
-  return false;
-}
-
-/* The elements of an [m, n] tile this thread holds in the mma layout, as
- * each_begin gives them: k[0], k[1] and the register c->mma_reg; the trip
- * count is a constant so that the loop unrolls. Ends with each_end. */
-static void mma_begin(cg *c, int64_t m, int64_t n, const char **k) {
-  int id = c->tmp++;
-  int64_t warps = c->threads / 32, pieces = (m / 16) * (n / 8);
-  int64_t slots = (pieces + warps - 1) / warps;
-  line(c, "#pragma unroll");
-  line(c, "for (int r%d_ = 0; r%d_ < %lld; r%d_++) {", id, id,
-       (long long)(slots * 4), id);
-  c->ind++;
-  line(c, "const long long p%d_ = (long long)(r%d_ >> 2) * %lldLL + "
-          "(long long)(threadIdx.x >> 5);",
-       id, id, (long long)warps);
-  line(c, "if (p%d_ >= %lldLL) break;", id, (long long)pieces);
-  k[0] = str(c, "k%d_0_", id);
-  k[1] = str(c, "k%d_1_", id);
-  line(c, "const long long %s = (p%d_ / %lldLL) * 16 + (long long)((threadIdx.x "
-          "& 31) >> 2) + ((r%d_ >> 1) & 1) * 8;",
-       k[0], id, (long long)(n / 8), id);
-  line(c, "const long long %s = (p%d_ %% %lldLL) * 8 + (long long)(threadIdx.x "
-          "& 3) * 2 + (r%d_ & 1);",
-       k[1], id, (long long)(n / 8), id);
-  c->mma_reg = str(c, "r%d_", id);
-}
-
-/* Loops over a tile op's or a parallel's elements: the mma layout's when
- * the statement touches a tile in it. */
-static void loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
-                       uint32_t rank, bool dist, const char **k) {
-  int64_t m, n;
-  if (dist && rank == 2 && mma_shape(c, stmt, &m, &n))
-    mma_begin(c, m, n, k);
-  else
-    each_begin(c, ext, rank, dist, k);
-}
-
-static void loop_end(cg *c) {
-  each_end(c);
-  c->mma_reg = NULL;
-}
-
-/* ---- tile ops ------------------------------------------------------------ */
-
-static bool named_bool(ts_node *call, const char *name, bool dflt) {
+bool cu_named_bool(ts_node *call, const char *name, bool dflt) {
   ts_node *v = ts_call_named(call, name);
   return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
 }
 
-static void tile_copy(cg *c, ts_node *call, bool dist) {
+void cu_tile_copy(cg *c, ts_node *call, bool dist) {
   cview pool[16], src, dst;
   int np = 0;
-  if (!view_of(c, call->kids[0], &src, pool, &np) ||
-      !view_of(c, call->kids[1], &dst, pool, &np))
+  if (!cu_view_of(c, call->kids[0], &src, pool, &np) ||
+      !cu_view_of(c, call->kids[1], &dst, pool, &np))
     return;
   const char *k[TS_MAX_RANK];
-  loop_begin(c, call, dst.vext, dst.vrank, dist, k);
-  view_store(c, &dst, k, view_load(c, &src, k), compute_of(src.dt));
-  loop_end(c);
+  cu_loop_begin(c, call, dst.vext, dst.vrank, dist, k);
+  cu_view_store(c, &dst, k, cu_view_load(c, &src, k), cu_compute_of(src.dt));
+  cu_loop_end(c);
 }
 
 static void tile_fill(cg *c, ts_node *call, bool clear, bool dist) {
   cview pool[8], dst;
   int np = 0;
-  if (!view_of(c, call->kids[0], &dst, pool, &np))
+  if (!cu_view_of(c, call->kids[0], &dst, pool, &np))
     return;
-  ctype t = compute_of(dst.dt);
-  const char *v = clear ? str(c, "(%s)0", ctype_c(t))
-                        : expr_as(c, call->kids[1], t);
+  ctype t = cu_compute_of(dst.dt);
+  const char *v = clear ? cu_str(c, "(%s)0", ctype_c(t))
+                        : cu_expr_as(c, call->kids[1], t);
   const char *k[TS_MAX_RANK];
-  loop_begin(c, call, dst.vext, dst.vrank, dist, k);
-  view_store(c, &dst, k, v, t);
-  loop_end(c);
-}
-
-/* A gemm on tensor cores (gpu_mma.c): the warps take the 16x8 pieces of
- * C in turn; per piece, K in steps of 16, each lane packs its A and B
- * fragments (two 16-bit elements a word) from the tiles and issues one
- * mma.sync; the accumulators are C's registers (mma layout) or its
- * elements in shared memory. */
-static void tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
-  int64_t M = mnk[0], N = mnk[1], K = mnk[2];
-  bool ta = named_bool(call, "trans_a", false);
-  bool tb = named_bool(call, "trans_b", false);
-  bool acc = named_bool(call, "accumulate", true);
-  ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym,
-            *sc = call->kids[2]->sym;
-  const char *a = name_of(c, "t_", sa->name), *b = name_of(c, "t_", sb->name),
-             *cc = name_of(c, "t_", sc->name);
-  bool regs = false;
-  for (int i = 0; i < c->nregs; i++)
-    regs |= c->regs[i] == sc && c->mma[i];
-  const char *f16 = sa->type->dtype == TS_DTYPE_F16 ? "true" : "false";
-  int64_t warps = c->threads / 32, pieces = (M / 16) * (N / 8);
-  int64_t slots = (pieces + warps - 1) / warps;
-  int id = c->tmp++;
-  /* element (i, k) of A and (k, j) of B as stored (16-bit words) */
-#define AT(i, k) (ta ? str(c, "(%s) * %lldLL + (%s)", k, (long long)M, i) \
-                     : str(c, "(%s) * %lldLL + (%s)", i, (long long)K, k))
-#define BT(k, j) (tb ? str(c, "(%s) * %lldLL + (%s)", j, (long long)K, k) \
-                     : str(c, "(%s) * %lldLL + (%s)", k, (long long)N, j))
-  line(c, "const int g%d_ = (int)((threadIdx.x & 31) >> 2), q%d_ = "
-          "(int)(threadIdx.x & 3) * 2;", id, id);
-  line(c, "#pragma unroll");
-  line(c, "for (int s%d_ = 0; s%d_ < %lld; s%d_++) {", id, id, (long long)slots,
-       id);
-  c->ind++;
-  line(c, "const int p%d_ = s%d_ * %lld + (int)(threadIdx.x >> 5);", id, id,
-       (long long)warps);
-  line(c, "if (p%d_ < %lld) {", id, (long long)pieces);
-  c->ind++;
-  line(c, "const int m%d_ = (p%d_ / %lld) * 16 + g%d_, n%d_ = (p%d_ %% %lld) * "
-          "8;", id, id, (long long)(N / 8), id, id, id, (long long)(N / 8));
-  const char *mr = str(c, "m%d_", id), *nr = str(c, "n%d_", id),
-             *g = str(c, "g%d_", id), *q = str(c, "q%d_", id);
-  /* the accumulator's four elements: rows m, m + 8; columns n + q, + 1 */
-  const char *ci[4], *cj[4], *creg[4];
-  for (int r = 0; r < 4; r++) {
-    ci[r] = str(c, "(%s + %d)", mr, (r >> 1) * 8);
-    cj[r] = str(c, "(%s + %s + %d)", nr, q, r & 1);
-    creg[r] = regs ? str(c, "%s[s%d_ * 4 + %d]", cc, id, r)
-                   : str(c, "%s[%s * %lldLL + %s]", cc, ci[r], (long long)N,
-                         cj[r]);
-  }
-  line(c, "float d%d_[4] = {%s, %s, %s, %s};", id, acc ? creg[0] : "0.0f",
-       acc ? creg[1] : "0.0f", acc ? creg[2] : "0.0f", acc ? creg[3] : "0.0f");
-  line(c, "for (int k%d_ = 0; k%d_ < %lld; k%d_ += 16) {", id, id, (long long)K,
-       id);
-  c->ind++;
-  const char *k0 = str(c, "(k%d_ + %s)", id, q), *k8 = str(c, "(k%d_ + %s + 8)", id, q);
-  const char *m8 = str(c, "(%s + 8)", mr), *col = str(c, "(%s + %s)", nr, g);
-  /* two consecutive k of one row (A) or one column (B) in a word */
-  const char *ak[4][2] = {{mr, k0}, {m8, k0}, {mr, k8}, {m8, k8}};
-  const char *aw[4], *bw[2];
-  for (int r = 0; r < 4; r++)
-    aw[r] = ta ? str(c, "((ts_u32)%s[%s] | ((ts_u32)%s[%s] << 16))", a,
-                     AT(ak[r][0], ak[r][1]), a,
-                     AT(ak[r][0], str(c, "%s + 1", ak[r][1])))
-               : str(c, "*(const ts_u32 *)&%s[%s]", a, AT(ak[r][0], ak[r][1]));
-  const char *bk[2] = {k0, k8};
-  for (int r = 0; r < 2; r++)
-    bw[r] = tb ? str(c, "*(const ts_u32 *)&%s[%s]", b, BT(bk[r], col))
-               : str(c, "((ts_u32)%s[%s] | ((ts_u32)%s[%s] << 16))", b,
-                     BT(bk[r], col), b, BT(str(c, "%s + 1", bk[r]), col));
-#undef AT
-#undef BT
-  line(c, "const ts_u32 a%d_[4] = {%s, %s, %s, %s};", id, aw[0], aw[1], aw[2],
-       aw[3]);
-  line(c, "const ts_u32 b%d_[2] = {%s, %s};", id, bw[0], bw[1]);
-  line(c, "ts_mma_16816(d%d_, a%d_, b%d_, %s);", id, id, id, f16);
-  c->ind--;
-  line(c, "}");
-  for (int r = 0; r < 4; r++)
-    line(c, "%s = d%d_[%d];", creg[r], id, r);
-  c->ind--;
-  line(c, "}");
-  c->ind--;
-  line(c, "}");
+  cu_loop_begin(c, call, dst.vext, dst.vrank, dist, k);
+  cu_view_store(c, &dst, k, v, t);
+  cu_loop_end(c);
 }
 
 static void tile_gemm(cg *c, ts_node *call, bool dist) {
@@ -852,60 +660,60 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
     for (int i = 0; i < c->nregs; i++)
       cyclic |= c->regs[i] == call->kids[2]->sym && !c->mma[i];
     if (!cyclic) {
-      tile_gemm_mma(c, call, mnk);
+      cu_tile_gemm_mma(c, call, mnk);
       return;
     }
   }
   cview pool[8], A, B, C;
   int np = 0;
-  if (!view_of(c, call->kids[0], &A, pool, &np) ||
-      !view_of(c, call->kids[1], &B, pool, &np) ||
-      !view_of(c, call->kids[2], &C, pool, &np))
+  if (!cu_view_of(c, call->kids[0], &A, pool, &np) ||
+      !cu_view_of(c, call->kids[1], &B, pool, &np) ||
+      !cu_view_of(c, call->kids[2], &C, pool, &np))
     return;
-  bool ta = named_bool(call, "trans_a", false);
-  bool tb = named_bool(call, "trans_b", false);
-  bool acc = named_bool(call, "accumulate", true);
-  ctype t = compute_of(C.dt);
+  bool ta = cu_named_bool(call, "trans_a", false);
+  bool tb = cu_named_bool(call, "trans_b", false);
+  bool acc = cu_named_bool(call, "accumulate", true);
+  ctype t = cu_compute_of(C.dt);
   const char *ij[2];
   if (C.regs && dist) { /* k outermost: c stays in registers (gen_gpu.c) */
     if (!acc) {
-      each_begin(c, C.vext, 2, dist, ij);
-      view_store(c, &C, ij, str(c, "(%s)0", ctype_c(t)), t);
-      each_end(c);
+      cu_each_begin(c, C.vext, 2, dist, ij);
+      cu_view_store(c, &C, ij, cu_str(c, "(%s)0", ctype_c(t)), t);
+      cu_each_end(c);
     }
-    const char *kk = str(c, "kk%d_", c->tmp++);
-    line(c, "for (long long %s = 0; %s < %s; %s++) {", kk, kk,
+    const char *kk = cu_str(c, "kk%d_", c->tmp++);
+    cu_line(c, "for (long long %s = 0; %s < %s; %s++) {", kk, kk,
          A.vext[ta ? 0 : 1], kk);
     c->ind++;
-    each_begin(c, C.vext, 2, dist, ij);
+    cu_each_begin(c, C.vext, 2, dist, ij);
     const char *ak[2] = {ta ? kk : ij[0], ta ? ij[0] : kk};
     const char *bk[2] = {tb ? ij[1] : kk, tb ? kk : ij[1]};
-    view_store(c, &C, ij,
-               str(c, "%s + %s * %s", view_load(c, &C, ij),
-                   convert(c, view_load(c, &A, ak), compute_of(A.dt), t),
-                   convert(c, view_load(c, &B, bk), compute_of(B.dt), t)),
+    cu_view_store(c, &C, ij,
+               cu_str(c, "%s + %s * %s", cu_view_load(c, &C, ij),
+                   convert(c, cu_view_load(c, &A, ak), cu_compute_of(A.dt), t),
+                   convert(c, cu_view_load(c, &B, bk), cu_compute_of(B.dt), t)),
                t);
-    each_end(c);
+    cu_each_end(c);
     c->ind--;
-    line(c, "}");
+    cu_line(c, "}");
     return;
   }
-  each_begin(c, C.vext, 2, dist, ij);
-  const char *s = str(c, "s%d_", c->tmp++), *kk = str(c, "kk%d_", c->tmp++);
-  line(c, "%s %s = 0;", ctype_c(t), s);
-  line(c, "for (long long %s = 0; %s < %s; %s++) {", kk, kk, A.vext[ta ? 0 : 1],
+  cu_each_begin(c, C.vext, 2, dist, ij);
+  const char *s = cu_str(c, "s%d_", c->tmp++), *kk = cu_str(c, "kk%d_", c->tmp++);
+  cu_line(c, "%s %s = 0;", ctype_c(t), s);
+  cu_line(c, "for (long long %s = 0; %s < %s; %s++) {", kk, kk, A.vext[ta ? 0 : 1],
        kk);
   c->ind++;
   const char *ak[2] = {ta ? kk : ij[0], ta ? ij[0] : kk};
   const char *bk[2] = {tb ? ij[1] : kk, tb ? kk : ij[1]};
-  line(c, "%s += %s * %s;", s,
-       convert(c, view_load(c, &A, ak), compute_of(A.dt), t),
-       convert(c, view_load(c, &B, bk), compute_of(B.dt), t));
+  cu_line(c, "%s += %s * %s;", s,
+       convert(c, cu_view_load(c, &A, ak), cu_compute_of(A.dt), t),
+       convert(c, cu_view_load(c, &B, bk), cu_compute_of(B.dt), t));
   c->ind--;
-  line(c, "}");
-  const char *sum = acc ? str(c, "%s + %s", view_load(c, &C, ij), s) : s;
-  view_store(c, &C, ij, sum, t);
-  each_end(c);
+  cu_line(c, "}");
+  const char *sum = acc ? cu_str(c, "%s + %s", cu_view_load(c, &C, ij), s) : s;
+  cu_view_store(c, &C, ij, sum, t);
+  cu_each_end(c);
 }
 
 /* One warp per output element and xor shuffles, as gen_gpu.c; one thread
@@ -913,18 +721,18 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
 static void tile_reduce(cg *c, ts_node *call, bool dist) {
   cview pool[8], src, dst;
   int np = 0;
-  if (!view_of(c, call->kids[0], &src, pool, &np) ||
-      !view_of(c, call->kids[1], &dst, pool, &np))
+  if (!cu_view_of(c, call->kids[0], &src, pool, &np) ||
+      !cu_view_of(c, call->kids[1], &dst, pool, &np))
     return;
   uint32_t dim = (uint32_t)ts_call_named(call, "dim")->cval.i;
   ts_builtin op = call->builtin;
-  ctype t = compute_of(src.dt);
+  ctype t = cu_compute_of(src.dt);
   bool f = t == CT_F32;
   const char *init =
       op == TS_BUILTIN_REDUCE_MAX
           ? (f ? "__int_as_float(0xff800000)"
                : t == CT_I32 ? "((int)0x80000000)" : "(-9223372036854775807LL - 1)")
-          : str(c, "(%s)0", ctype_c(t));
+          : cu_str(c, "(%s)0", ctype_c(t));
   bool warps = dist && c->threads % 32 == 0 && t != CT_I64;
   const char *ext[TS_MAX_RANK];
   uint32_t nk = 0;
@@ -934,87 +742,87 @@ static void tile_reduce(cg *c, ts_node *call, bool dist) {
   int id = c->tmp++;
   const char *total = "1LL";
   for (uint32_t i = 0; i < nk; i++)
-    total = str(c, "(%s * %s)", total, ext[i]);
+    total = cu_str(c, "(%s * %s)", total, ext[i]);
   const char *lane = warps ? "((long long)threadIdx.x % 32)" : "0LL";
   const char *first = warps ? "((long long)threadIdx.x / 32)"
                       : dist ? "(long long)threadIdx.x"
                              : "0LL";
   int64_t step = warps ? c->threads / 32 : dist ? c->threads : 1;
-  line(c, "for (long long o%d_ = %s; o%d_ < %s; o%d_ += %lldLL) {", id, first,
+  cu_line(c, "for (long long o%d_ = %s; o%d_ < %s; o%d_ += %lldLL) {", id, first,
        id, total, id, (long long)step);
   c->ind++;
   const char *ok_[TS_MAX_RANK], *k[TS_MAX_RANK];
-  const char *e = str(c, "o%d_", id);
+  const char *e = cu_str(c, "o%d_", id);
   for (uint32_t i = nk; i-- > 0;) {
-    ok_[i] = str(c, "q%d_%u_", id, i);
-    line(c, "long long %s = %s;", ok_[i], i ? str(c, "%s %% %s", e, ext[i]) : e);
+    ok_[i] = cu_str(c, "q%d_%u_", id, i);
+    cu_line(c, "long long %s = %s;", ok_[i], i ? cu_str(c, "%s %% %s", e, ext[i]) : e);
     if (i)
-      e = str(c, "(%s / %s)", e, ext[i]);
+      e = cu_str(c, "(%s / %s)", e, ext[i]);
   }
-  const char *acc = str(c, "r%d_", id), *r = str(c, "i%d_", id);
-  line(c, "%s %s = %s;", ctype_c(t), acc, init);
-  line(c, "for (long long %s = %s; %s < %s; %s += %d) {", r, lane, r,
+  const char *acc = cu_str(c, "r%d_", id), *r = cu_str(c, "i%d_", id);
+  cu_line(c, "%s %s = %s;", ctype_c(t), acc, init);
+  cu_line(c, "for (long long %s = %s; %s < %s; %s += %d) {", r, lane, r,
        src.vext[dim], r, warps ? 32 : 1);
   c->ind++;
   for (uint32_t i = 0, j = 0; i < src.vrank; i++)
     k[i] = i == dim ? r : ok_[j++];
-  const char *x = view_load(c, &src, k);
+  const char *x = cu_view_load(c, &src, k);
   if (op == TS_BUILTIN_REDUCE_ABSMAX)
-    x = str(c, "ts_abs(%s)", x);
-  line(c, "%s = %s;", acc,
-       op == TS_BUILTIN_REDUCE_SUM ? str(c, "%s + %s", acc, x)
-                                   : str(c, "ts_max(%s, %s)", acc, x));
+    x = cu_str(c, "ts_abs(%s)", x);
+  cu_line(c, "%s = %s;", acc,
+       op == TS_BUILTIN_REDUCE_SUM ? cu_str(c, "%s + %s", acc, x)
+                                   : cu_str(c, "ts_max(%s, %s)", acc, x));
   c->ind--;
-  line(c, "}");
+  cu_line(c, "}");
   if (warps)
     for (int s = 16; s >= 1; s /= 2)
-      line(c, "%s = %s;", acc,
+      cu_line(c, "%s = %s;", acc,
            op == TS_BUILTIN_REDUCE_SUM
-               ? str(c, "%s + __shfl_xor_sync(0xffffffffu, %s, %d)", acc, acc, s)
-               : str(c, "ts_max(%s, __shfl_xor_sync(0xffffffffu, %s, %d))", acc,
+               ? cu_str(c, "%s + __shfl_xor_sync(0xffffffffu, %s, %d)", acc, acc, s)
+               : cu_str(c, "ts_max(%s, __shfl_xor_sync(0xffffffffu, %s, %d))", acc,
                      acc, s));
   if (nk == 0) {
     ok_[0] = "0LL";
     nk = 1;
   }
-  line(c, "if (%s == 0) {", lane);
+  cu_line(c, "if (%s == 0) {", lane);
   c->ind++;
-  view_store(c, &dst, ok_, acc, t);
+  cu_view_store(c, &dst, ok_, acc, t);
   c->ind--;
-  line(c, "}");
+  cu_line(c, "}");
   c->ind--;
-  line(c, "}");
+  cu_line(c, "}");
 }
 
 /* ---- statements ---------------------------------------------------------- */
 
-static void block(cg *c, ts_node *b);
+void cu_block(cg *c, ts_node *b);
 
-static void barrier(cg *c) { line(c, "__syncthreads();"); }
+void cu_barrier(cg *c) { cu_line(c, "__syncthreads();"); }
 
 static void assign(cg *c, ts_node *n) {
   ts_node *t = n->kids[0], *v = n->kids[1];
   ctype ct = t->kind == TS_NODE_NAME ? repr(t->sym->type)
-                                     : compute_of(t->kids[0]->sym->type->dtype);
-  const char *val = expr_as(c, v, ct);
+                                     : cu_compute_of(t->kids[0]->sym->type->dtype);
+  const char *val = cu_expr_as(c, v, ct);
   if (n->op != TS_TOK_ASSIGN) {
     const char *o = n->op == TS_TOK_PLUS_ASSIGN    ? "+"
                     : n->op == TS_TOK_MINUS_ASSIGN ? "-"
                     : n->op == TS_TOK_STAR_ASSIGN  ? "*"
                                                    : "/";
-    val = str(c, "(%s %s %s)", expr_as(c, t, ct), o, val);
+    val = cu_str(c, "(%s %s %s)", cu_expr_as(c, t, ct), o, val);
   }
   if (t->kind == TS_NODE_NAME) {
-    line(c, "%s = %s;", name_of(c, "v_", t->sym->name), val);
+    cu_line(c, "%s = %s;", cu_name_of(c, "v_", t->sym->name), val);
     return;
   }
   cview pool[8], vw;
   int np = 0;
-  if (view_of(c, t, &vw, pool, &np))
-    view_store(c, &vw, NULL, val, ct);
+  if (cu_view_of(c, t, &vw, pool, &np))
+    cu_view_store(c, &vw, NULL, val, ct);
 }
 
-static void stmt(cg *c, ts_node *n) {
+void cu_stmt(cg *c, ts_node *n) {
   if (!n || c->failed)
     return;
   c->at = n;
@@ -1024,35 +832,35 @@ static void stmt(cg *c, ts_node *n) {
   case TS_NODE_LET:
   case TS_NODE_VAR: {
     ctype t = repr(n->sym->type);
-    const char *v = expr_as(c, n->kids[1], t);
-    line(c, "%s%s %s = %s;", n->kind == TS_NODE_LET ? "const " : "",
-         ctype_c(t), name_of(c, "v_", n->sym->name), v);
+    const char *v = cu_expr_as(c, n->kids[1], t);
+    cu_line(c, "%s%s %s = %s;", n->kind == TS_NODE_LET ? "const " : "",
+         ctype_c(t), cu_name_of(c, "v_", n->sym->name), v);
     break;
   }
   case TS_NODE_TILE: break; /* placed at the kernel's start */
   case TS_NODE_ASSIGN:
-    if (gpu_single(c) && n->kids[0]->kind != TS_NODE_NAME) {
-      barrier(c);
-      line(c, "if (threadIdx.x == 0) {");
+    if (cu_gpu_single(c) && n->kids[0]->kind != TS_NODE_NAME) {
+      cu_barrier(c);
+      cu_line(c, "if (threadIdx.x == 0) {");
       c->ind++;
       c->single = true;
       assign(c, n);
       c->single = false;
       c->ind--;
-      line(c, "}");
-      barrier(c);
+      cu_line(c, "}");
+      cu_barrier(c);
       c->synced = true;
     } else {
-      line(c, "{");
+      cu_line(c, "{");
       c->ind++;
       assign(c, n);
       c->ind--;
-      line(c, "}");
+      cu_line(c, "}");
     }
     break;
   case TS_NODE_EXPR_STMT: {
     ts_node *call = n->kids[0];
-    bool dist = gpu_single(c);
+    bool dist = cu_gpu_single(c);
     bool tile = true;
     if (dist && !synced &&
         call->builtin != TS_BUILTIN_BARRIER &&
@@ -1061,11 +869,11 @@ static void stmt(cg *c, ts_node *n) {
          call->builtin == TS_BUILTIN_REDUCE_MAX ||
          call->builtin == TS_BUILTIN_REDUCE_SUM ||
          call->builtin == TS_BUILTIN_REDUCE_ABSMAX))
-      barrier(c);
-    line(c, "{");
+      cu_barrier(c);
+    cu_line(c, "{");
     c->ind++;
     switch (call->builtin) {
-    case TS_BUILTIN_COPY: tile_copy(c, call, dist); break;
+    case TS_BUILTIN_COPY: cu_tile_copy(c, call, dist); break;
     case TS_BUILTIN_FILL: tile_fill(c, call, false, dist); break;
     case TS_BUILTIN_CLEAR: tile_fill(c, call, true, dist); break;
     case TS_BUILTIN_GEMM: tile_gemm(c, call, dist); break;
@@ -1076,7 +884,7 @@ static void stmt(cg *c, ts_node *n) {
       tile = false;
       if (dist) {
         if (!synced)
-          barrier(c);
+          cu_barrier(c);
         c->synced = true;
       }
       break;
@@ -1085,13 +893,13 @@ static void stmt(cg *c, ts_node *n) {
     default: {
       tile = false;
       ctype t;
-      line(c, "(void)%s;", expr(c, call, &t));
+      cu_line(c, "(void)%s;", expr(c, call, &t));
     }
     }
     c->ind--;
-    line(c, "}");
+    cu_line(c, "}");
     if (tile && dist) {
-      barrier(c);
+      cu_barrier(c);
       c->synced = true;
     }
     break;
@@ -1100,28 +908,28 @@ static void stmt(cg *c, ts_node *n) {
     ts_node *vars = n->kids[0], *exts = n->kids[1];
     uint32_t rank = vars->kid_count;
     const char *ext[TS_MAX_RANK] = {0}, *k[TS_MAX_RANK] = {0};
-    bool dist = gpu_single(c);
-    line(c, "{");
+    bool dist = cu_gpu_single(c);
+    cu_line(c, "{");
     c->ind++;
     for (uint32_t i = 0; i < rank; i++) {
-      ext[i] = str(c, "x%d_", c->tmp++);
-      line(c, "const long long %s = %s;", ext[i],
-           expr_as(c, exts->kids[i], CT_I64));
+      ext[i] = cu_str(c, "x%d_", c->tmp++);
+      cu_line(c, "const long long %s = %s;", ext[i],
+           cu_expr_as(c, exts->kids[i], CT_I64));
     }
     if (dist && !synced)
-      barrier(c);
-    loop_begin(c, n->kids[2], ext, rank, dist, k);
+      cu_barrier(c);
+    cu_loop_begin(c, n->kids[2], ext, rank, dist, k);
     for (uint32_t i = 0; i < rank; i++)
-      line(c, "const long long %s = %s;",
-           name_of(c, "v_", vars->kids[i]->sym->name), k[i]);
+      cu_line(c, "const long long %s = %s;",
+           cu_name_of(c, "v_", vars->kids[i]->sym->name), k[i]);
     c->par++;
-    block(c, n->kids[2]);
+    cu_block(c, n->kids[2]);
     c->par--;
-    loop_end(c);
+    cu_loop_end(c);
     c->ind--;
-    line(c, "}");
+    cu_line(c, "}");
     if (dist) {
-      barrier(c);
+      cu_barrier(c);
       c->synced = true;
     }
     break;
@@ -1129,51 +937,51 @@ static void stmt(cg *c, ts_node *n) {
   case TS_NODE_PIPELINED:
   case TS_NODE_FOR: {
     bool pipe = n->kind == TS_NODE_PIPELINED;
-    const char *v = name_of(c, "v_", n->sym->name);
-    const char *hi = str(c, "h%d_", c->tmp++);
-    line(c, "{");
+    const char *v = cu_name_of(c, "v_", n->sym->name);
+    const char *hi = cu_str(c, "h%d_", c->tmp++);
+    cu_line(c, "{");
     c->ind++;
-    line(c, "const long long %s = %s;", hi, expr_as(c, n->kids[1], CT_I64));
-    line(c, "for (long long %s = %s; %s < %s; %s++) {", v,
-         expr_as(c, n->kids[0], CT_I64), v, hi, v);
+    cu_line(c, "const long long %s = %s;", hi, cu_expr_as(c, n->kids[1], CT_I64));
+    cu_line(c, "for (long long %s = %s; %s < %s; %s++) {", v,
+         cu_expr_as(c, n->kids[0], CT_I64), v, hi, v);
     c->ind++;
-    block(c, n->kids[pipe ? 3 : 2]);
+    cu_block(c, n->kids[pipe ? 3 : 2]);
     c->ind--;
-    line(c, "}");
+    cu_line(c, "}");
     c->ind--;
-    line(c, "}");
+    cu_line(c, "}");
     break;
   }
   case TS_NODE_IF:
-    line(c, "if (%s) {", expr_as(c, n->kids[0], CT_BOOL));
+    cu_line(c, "if (%s) {", cu_expr_as(c, n->kids[0], CT_BOOL));
     c->ind++;
-    block(c, n->kids[1]);
+    cu_block(c, n->kids[1]);
     c->ind--;
     if (n->kids[2]) {
-      line(c, "} else {");
+      cu_line(c, "} else {");
       c->ind++;
       if (n->kids[2]->kind == TS_NODE_IF)
-        stmt(c, n->kids[2]);
+        cu_stmt(c, n->kids[2]);
       else
-        block(c, n->kids[2]);
+        cu_block(c, n->kids[2]);
       c->ind--;
     }
-    line(c, "}");
+    cu_line(c, "}");
     break;
-  case TS_NODE_BREAK: line(c, "break;"); break;
-  case TS_NODE_CONTINUE: line(c, "continue;"); break;
+  case TS_NODE_BREAK: cu_line(c, "break;"); break;
+  case TS_NODE_CONTINUE: cu_line(c, "continue;"); break;
   case TS_NODE_RETURN:
     if (n->kids && n->kids[0])
-      line(c, "return %s;", expr_as(c, n->kids[0], c->fn_result));
+      cu_line(c, "return %s;", cu_expr_as(c, n->kids[0], c->fn_result));
     else
-      line(c, "return;");
+      cu_line(c, "return;");
     break;
   case TS_NODE_BLOCK:
-    line(c, "{");
+    cu_line(c, "{");
     c->ind++;
-    block(c, n);
+    cu_block(c, n);
     c->ind--;
-    line(c, "}");
+    cu_line(c, "}");
     break;
   default: break;
   }
@@ -1182,9 +990,9 @@ static void stmt(cg *c, ts_node *n) {
     c->synced = false;
 }
 
-static void block(cg *c, ts_node *b) {
+void cu_block(cg *c, ts_node *b) {
   for (uint32_t i = 0; b && i < b->kid_count && !c->failed; i++)
-    stmt(c, b->kids[i]);
+    cu_stmt(c, b->kids[i]);
 }
 
 /* ---- print and assert ------------------------------------------------------ */
@@ -1206,7 +1014,7 @@ static const char *c_literal(cg *c, const char *s) {
       ts_buf_putc(&b, (char)ch);
   }
   ts_buf_putc(&b, '"');
-  const char *r = str(c, "%s", b.failed ? "\"\"" : b.ptr);
+  const char *r = cu_str(c, "%s", b.failed ? "\"\"" : b.ptr);
   ts_buf_deinit(&b);
   return r;
 }
@@ -1221,10 +1029,10 @@ static void print_stmt(cg *c, ts_node *call, bool dist) {
   for (uint32_t i = 1; i < call->kid_count; i++) {
     const ts_type *t = call->kids[i]->type;
     bool fl = t && ts_dtype_is_float(t->dtype);
-    ts_buf_printf(&a, ", %s", fl ? str(c, "(double)%s", expr_as(c, call->kids[i], CT_F32))
-                                 : str(c, "(long long)%s", expr_as(c, call->kids[i], CT_I64)));
+    ts_buf_printf(&a, ", %s", fl ? cu_str(c, "(double)%s", cu_expr_as(c, call->kids[i], CT_F32))
+                                 : cu_str(c, "(long long)%s", cu_expr_as(c, call->kids[i], CT_I64)));
   }
-  line(c, "%sprintf(%s%s);", dist ? "if (threadIdx.x == 0) " : "",
+  cu_line(c, "%sprintf(%s%s);", dist ? "if (threadIdx.x == 0) " : "",
        c_literal(c, f.failed ? "" : f.ptr), a.failed ? "" : a.ptr ? a.ptr : "");
   ts_buf_deinit(&f);
   ts_buf_deinit(&a);
@@ -1236,9 +1044,9 @@ static void assert_stmt(cg *c, ts_node *call) {
   ts_buf f;
   ts_buf_init(&f, ts_allocator_system());
   ts_assert_format(c->u, call, &f);
-  line(c, "if (!(%s)) TS_ASSERT_FAIL(%s, (long long)blockIdx.x, "
+  cu_line(c, "if (!(%s)) TS_ASSERT_FAIL(%s, (long long)blockIdx.x, "
        "(long long)blockIdx.y, (long long)blockIdx.z, (long long)threadIdx.x);",
-       expr_as(c, call->kids[0], CT_BOOL), c_literal(c, f.failed ? "" : f.ptr));
+       cu_expr_as(c, call->kids[0], CT_BOOL), c_literal(c, f.failed ? "" : f.ptr));
   ts_buf_deinit(&f);
 }
 
@@ -1250,25 +1058,25 @@ static void helper(cg *c, ts_node *fn, bool proto) {
   const char *args = "";
   for (uint32_t i = 0; i < params->kid_count; i++) {
     ts_node *p = params->kids[i];
-    args = str(c, "%s%s%s %s", args, i ? ", " : "",
-               ctype_c(compute_of(p->kids[0]->dtype)),
-               name_of(c, "v_", p->name));
+    args = cu_str(c, "%s%s%s %s", args, i ? ", " : "",
+               ctype_c(cu_compute_of(p->kids[0]->dtype)),
+               cu_name_of(c, "v_", p->name));
   }
-  line(c, "__device__ static %s %s(%s)%s",
-       has ? ctype_c(compute_of(result->dtype)) : "void",
-       name_of(c, "f_", fn->name), args, proto ? ";" : " {");
+  cu_line(c, "__device__ static %s %s(%s)%s",
+       has ? ctype_c(cu_compute_of(result->dtype)) : "void",
+       cu_name_of(c, "f_", fn->name), args, proto ? ";" : " {");
   if (proto)
     return;
   c->ind++;
   c->par = 1; /* a helper runs inside one thread's work */
-  c->fn_result = has ? compute_of(result->dtype) : CT_I64;
+  c->fn_result = has ? cu_compute_of(result->dtype) : CT_I64;
   c->k = NULL;
-  block(c, fn->kids[2]);
+  cu_block(c, fn->kids[2]);
   if (has)
-    line(c, "return (%s)0;", ctype_c(compute_of(result->dtype)));
+    cu_line(c, "return (%s)0;", ctype_c(cu_compute_of(result->dtype)));
   c->par = 0;
   c->ind--;
-  line(c, "}");
+  cu_line(c, "}");
 }
 
 static void kernel(cg *c, const ts_kernel_info *k) {
@@ -1279,38 +1087,38 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   const char *params = "";
   for (uint32_t i = 0; i < k->arg_count; i++)
     if (k->args[i]->kind == TS_SYM_TENSOR) {
-      const char *s = storage_c(k->args[i]->type->dtype);
-      const char *n = name_of(c, "a_", k->args[i]->name);
-      params = str(c, "%s%s%s *%s_alloc, %s *%s, long long %s_off, long long "
+      const char *s = cu_storage_c(k->args[i]->type->dtype);
+      const char *n = cu_name_of(c, "a_", k->args[i]->name);
+      params = cu_str(c, "%s%s%s *%s_alloc, %s *%s, long long %s_off, long long "
                    "%s_size, long long %s_stride",
                    params, *params ? ", " : "", s, n, s, n, n, n, n);
     }
   for (uint32_t i = 0; i < k->dim_count; i++)
-    params = str(c, "%s%slong long %s", params, *params ? ", " : "",
-                 name_of(c, "d_", k->dims[i]->name));
+    params = cu_str(c, "%s%slong long %s", params, *params ? ", " : "",
+                 cu_name_of(c, "d_", k->dims[i]->name));
   for (uint32_t i = 0; i < k->arg_count; i++)
     if (k->args[i]->kind == TS_SYM_SCALAR) {
       ts_dtype dt = k->args[i]->type->dtype;
-      params = str(c, "%s%s%s %s%s", params, *params ? ", " : "",
-                   dt == TS_DTYPE_BOOL ? "signed char" : ctype_c(compute_of(dt)),
-                   name_of(c, "v_", k->args[i]->name),
+      params = cu_str(c, "%s%s%s %s%s", params, *params ? ", " : "",
+                   dt == TS_DTYPE_BOOL ? "signed char" : ctype_c(cu_compute_of(dt)),
+                   cu_name_of(c, "v_", k->args[i]->name),
                    dt == TS_DTYPE_BOOL ? "_raw" : "");
     }
-  params = str(c, "%s%sunsigned char *ts_scratch_alloc, unsigned char "
+  params = cu_str(c, "%s%sunsigned char *ts_scratch_alloc, unsigned char "
                "*ts_scratch, long long ts_scratch_off, long long "
                "ts_scratch_size, long long ts_scratch_stride, long long "
                "ts_scratch_per_block",
                params, *params ? ", " : "");
-  line(c, "extern \"C\" __global__ void __launch_bounds__(%lld) %.*s(%s) {",
+  cu_line(c, "extern \"C\" __global__ void __launch_bounds__(%lld) %.*s(%s) {",
        (long long)k->threads, (int)k->name.len, k->name.ptr, params);
   c->ind++;
   for (uint32_t i = 0; i < k->arg_count; i++)
     if (k->args[i]->kind == TS_SYM_SCALAR &&
         k->args[i]->type->dtype == TS_DTYPE_BOOL) {
-      const char *n = name_of(c, "v_", k->args[i]->name);
-      line(c, "const bool %s = %s_raw != 0;", n, n);
+      const char *n = cu_name_of(c, "v_", k->args[i]->name);
+      cu_line(c, "const bool %s = %s_raw != 0;", n, n);
     }
-  line(c, "unsigned char *ts_block_scratch = ts_scratch + ((long long)blockIdx.x "
+  cu_line(c, "unsigned char *ts_block_scratch = ts_scratch + ((long long)blockIdx.x "
           "+ (long long)gridDim.x * ((long long)blockIdx.y + (long long)gridDim.y "
           "* (long long)blockIdx.z)) * ts_scratch_per_block;");
   /* tiles where ts_gpu_tile_plan places them */
@@ -1325,8 +1133,8 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   c->nregs = 0;
   for (int i = 0; i < nt; i++) {
     const ts_type *t = tiles[i].decl->sym->type;
-    const char *s = storage_c(t->dtype);
-    const char *n = name_of(c, "t_", tiles[i].decl->sym->name);
+    const char *s = cu_storage_c(t->dtype);
+    const char *n = cu_name_of(c, "t_", tiles[i].decl->sym->name);
     if (tiles[i].home == TS_TILE_REGS) {
       /* element e in thread e % threads, at e / threads; or the mma
        * layout: 4 registers per 16x8 piece the thread's warp takes */
@@ -1335,10 +1143,10 @@ static void kernel(cg *c, const ts_kernel_info *k) {
         int64_t warps = c->threads / 32;
         int64_t pieces = (t->dims[0].c / 16) * (t->dims[1].c / 8);
         per = (pieces + warps - 1) / warps * 4;
-        line(c, "// %.*s: the mma.sync accumulator layout", (int)tiles[i].decl->sym->name.len,
+        cu_line(c, "// %.*s: the mma.sync accumulator layout", (int)tiles[i].decl->sym->name.len,
              tiles[i].decl->sym->name.ptr);
       }
-      line(c, "%s %s[%lld];", s, n, (long long)per);
+      cu_line(c, "%s %s[%lld];", s, n, (long long)per);
       if (c->nregs < TS_GPU_MAX_TILES) {
         c->mma[c->nregs] = mma[i];
         c->regs[c->nregs++] = tiles[i].decl->sym;
@@ -1346,33 +1154,33 @@ static void kernel(cg *c, const ts_kernel_info *k) {
       continue;
     }
     if (tiles[i].home == TS_TILE_SMEM) {
-      line(c, "%s *%s = (%s *)(ts_smem + %lld);", s, n, s,
+      cu_line(c, "%s *%s = (%s *)(ts_smem + %lld);", s, n, s,
            (long long)tiles[i].off);
       continue;
     }
     const char *count = "1LL";
     for (uint32_t d = 0; d < t->rank; d++)
-      count = str(c, "(%s * %s)", count, extent(c, &t->dims[d], tiles[i].decl));
-    line(c, "%s *%s = (%s *)(ts_block_scratch + %s);", s, n, s, at);
-    at = str(c, "(%s + (((ts_max(%s, 1LL) * %dLL) + 15LL) & ~15LL))", at, count,
+      count = cu_str(c, "(%s * %s)", count, extent(c, &t->dims[d], tiles[i].decl));
+    cu_line(c, "%s *%s = (%s *)(ts_block_scratch + %s);", s, n, s, at);
+    at = cu_str(c, "(%s + (((ts_max(%s, 1LL) * %dLL) + 15LL) & ~15LL))", at, count,
              ts_dtype_bits(t->dtype) / 8);
   }
-  block(c, k->node->kids[4]);
+  cu_block(c, k->node->kids[4]);
   c->tiles = NULL;
   c->ntiles = 0;
   c->ind--;
-  line(c, "}");
+  cu_line(c, "}");
   /* for the simulator (runtime/gpusim.c): the kernel called with its
    * arguments packed as cuLaunchKernel takes them */
   ts_buf_puts(c->o, "#ifdef TS_CUDA_SIM\n");
-  line(c, "extern \"C\" void %.*s__packed(void **a) {", (int)k->name.len,
+  cu_line(c, "extern \"C\" void %.*s__packed(void **a) {", (int)k->name.len,
        k->name.ptr);
   const char *call = "";
   int n = 0;
-#define ARG(type) call = str(c, "%s%s*(%s *)a[%d]", call, n ? ", " : "", type, n), n++
+#define ARG(type) call = cu_str(c, "%s%s*(%s *)a[%d]", call, n ? ", " : "", type, n), n++
   for (uint32_t i = 0; i < k->arg_count; i++)
     if (k->args[i]->kind == TS_SYM_TENSOR) {
-      const char *s = str(c, "%s *", storage_c(k->args[i]->type->dtype));
+      const char *s = cu_str(c, "%s *", cu_storage_c(k->args[i]->type->dtype));
       ARG(s);
       ARG(s);
       ARG("long long");
@@ -1384,7 +1192,7 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   for (uint32_t i = 0; i < k->arg_count; i++)
     if (k->args[i]->kind == TS_SYM_SCALAR) {
       ts_dtype dt = k->args[i]->type->dtype;
-      ARG(dt == TS_DTYPE_BOOL ? "signed char" : ctype_c(compute_of(dt)));
+      ARG(dt == TS_DTYPE_BOOL ? "signed char" : ctype_c(cu_compute_of(dt)));
     }
   ARG("unsigned char *");
   ARG("unsigned char *");
@@ -1392,9 +1200,9 @@ static void kernel(cg *c, const ts_kernel_info *k) {
     ARG("long long");
 #undef ARG
   c->ind++;
-  line(c, "%.*s(%s);", (int)k->name.len, k->name.ptr, call);
+  cu_line(c, "%.*s(%s);", (int)k->name.len, k->name.ptr, call);
   c->ind--;
-  line(c, "}");
+  cu_line(c, "}");
   ts_buf_puts(c->o, "#endif\n");
 }
 

@@ -40,6 +40,7 @@ typedef struct ts_gpu_tile {
   ts_tile_home home;
   int64_t off;        /* shared memory byte offset */
   int64_t per_thread; /* registers: elements per thread */
+  int stages;         /* shared buffers, one per stage of a pipelined copy */
 } ts_gpu_tile;
 int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
                      int64_t *smem_total);
@@ -58,6 +59,18 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                  const ts_node *call, int64_t mnk[3]);
 void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                     bool *mma);
+
+/* Pipelined loops (gpu_pipe.c): the stage count of a `pipelined` node;
+ * whether statement `st` of its body is a copy the loop can run ahead (a
+ * whole `shared` tile of constant shape filled from a tensor slice of the
+ * same dtype, no gather, indices known before the body runs; the tile used
+ * in this body only, this copy the first statement to touch it and the only
+ * one to write it); ts_pipe_plan sets `stages` of those tiles (the plan
+ * then gives them one buffer per stage, each align16(bytes) apart). */
+int64_t ts_pipe_stages(const ts_node *pipe);
+bool ts_pipe_staged_copy(const ts_kernel_info *k, const ts_node *pipe,
+                         const ts_node *st);
+void ts_pipe_plan(const ts_kernel_info *k, ts_gpu_tile *tiles, int nt);
 
 /* print and assert (gen_debug.c): the C printf format of a `print` call
  * (%lld for integers, %.9g for floats, a newline at the end); the message

@@ -223,18 +223,29 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
   collect(k->node->kids[4], tiles, &n);
   int64_t smem = 16; /* the broadcast slot */
   for (int i = 0; i < n; i++) {
-    out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0};
+    out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0, 1};
     if (in_registers(k, tiles[i], &out[i].per_thread))
       out[i].home = TS_TILE_REGS;
   }
+  ts_pipe_plan(k, out, n);
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < n; i++) {
       bool shared = tiles[i]->sym->type->scope == TS_SCOPE_SHARED;
       if (shared != (pass == 0) || out[i].home == TS_TILE_REGS)
         continue;
       out[i].off = smem;
-      if (gen_gpu_tile_in_smem(tiles[i]->sym->type, shared, &smem))
+      if (gen_gpu_tile_in_smem(tiles[i]->sym->type, shared, &smem)) {
         out[i].home = TS_TILE_SMEM;
+        /* a pipelined copy's further buffers, while a Hopper block has
+         * room (227 KiB) */
+        int64_t one = smem - out[i].off;
+        if (out[i].stages > 1 && smem + one * (out[i].stages - 1) <= 232448)
+          smem += one * (out[i].stages - 1);
+        else
+          out[i].stages = 1;
+      } else {
+        out[i].stages = 1;
+      }
     }
   *smem_total = smem;
   return n;

@@ -1,0 +1,90 @@
+/* cuda_internal.h - private to compiler/cuda*.c: the CUDA C generator's
+ * state, views of tensors and tiles, and the helpers the tensor-core and
+ * pipelining code (cuda_tc.c) shares with cuda.c. */
+#ifndef TS_COMPILER_CUDA_INTERNAL_H
+#define TS_COMPILER_CUDA_INTERNAL_H
+
+#include "compiler/gen.h"
+
+typedef enum { CT_F32, CT_I32, CT_I64, CT_BOOL } ctype;
+
+typedef struct cg {
+  ts_buf *o;
+  ts_unit *u;
+  ts_diags *d;
+  const ts_kernel_info *k;
+  int ind;
+  int par;      /* depth of parallel statements (helpers count as one) */
+  bool single;  /* inside a thread-0 statement */
+  bool synced;  /* the last statement ended with a barrier */
+  bool failed;
+  int64_t threads;
+  int tmp;
+  ctype fn_result; /* in a helper */
+  const ts_symbol *regs[TS_GPU_MAX_TILES]; /* frag tiles in registers */
+  bool mma[TS_GPU_MAX_TILES]; /* regs[i] in the mma accumulator layout */
+  int nregs;
+  const ts_gpu_tile *tiles; /* the plan */
+  int ntiles;
+  const char *mma_reg; /* in an mma-layout loop: the register index */
+  ts_node *at;         /* the statement being lowered */
+  char **strs; /* strings to free at the end */
+  size_t nstrs, capstrs;
+} cg;
+
+enum { SUB_INDEX, SUB_SLICE, SUB_GATHER };
+
+typedef struct cview cview;
+struct cview {
+  const char *base; /* the pointer */
+  ts_dtype dt;
+  uint32_t rank;
+  const char *dims[TS_MAX_RANK];
+  struct {
+    int kind;
+    const char *start;
+    uint32_t vdim;
+    cview *gather;
+  } sub[TS_MAX_RANK];
+  uint32_t vrank;
+  const char *vext[TS_MAX_RANK];
+  bool in_range;
+  bool regs; /* in registers: element e at [e / threads] of its owner */
+  bool mma;  /* ... in the mma layout: at the loop's register (gen.h) */
+};
+
+/* output: one line of code at the current indent; a formatted string kept
+ * until the unit is done */
+void cu_line(cg *c, const char *fmt, ...) TS_PRINTF(2, 3);
+const char *cu_str(cg *c, const char *fmt, ...) TS_PRINTF(2, 3);
+void cu_unsupported(cg *c, ts_node *n, const char *what);
+const char *cu_name_of(cg *c, const char *prefix, ts_str n);
+const char *cu_storage_c(ts_dtype dt);
+ctype cu_compute_of(ts_dtype dt);
+const char *cu_expr_as(cg *c, ts_node *n, ctype want);
+/* views: a tensor or tile, sliced, indexed or gathered */
+bool cu_view_of(cg *c, ts_node *n, cview *v, cview *pool, int *np);
+void cu_view_elem(cg *c, cview *v, const char *const *k, const char **lin,
+                  const char **ok);
+const char *cu_view_load(cg *c, cview *v, const char *const *k);
+void cu_view_store(cg *c, cview *v, const char *const *k, const char *x,
+                   ctype t);
+/* statements */
+bool cu_gpu_single(cg *c);
+void cu_each_begin(cg *c, const char *const *ext, uint32_t rank, bool dist,
+                   const char **k);
+void cu_each_end(cg *c);
+bool cu_named_bool(ts_node *call, const char *name, bool dflt);
+void cu_tile_copy(cg *c, ts_node *call, bool dist);
+void cu_block(cg *c, ts_node *b);
+void cu_stmt(cg *c, ts_node *n);
+void cu_barrier(cg *c);
+
+/* cuda_tc.c: tensor cores (mma.sync) and pipelined loops (cp.async) */
+void cu_loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
+                   uint32_t rank, bool dist, const char **k);
+void cu_loop_end(cg *c);
+void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk);
+bool cu_pipelined(cg *c, ts_node *n);
+
+#endif

@@ -1,0 +1,155 @@
+/* cuda_tc.c - the CUDA C lowering's fast paths: tensor-core GEMMs
+ * (mma.sync m16n8k16; gpu_mma.c decides) with register accumulators in the
+ * instruction's layout, and `pipelined` loops as rings of asynchronous
+ * copies (cp.async; gpu_pipe.c decides). docs/abi.md describes both. */
+#include "compiler/cuda_internal.h"
+
+/* The [m, n] tile in the mma layout that the statement under `x` touches,
+ * if any (gen.h: the statement touches no other register tile). */
+static bool cu_mma_shape(cg *c, const ts_node *x, int64_t *m, int64_t *n) {
+  if (!x)
+    return false;
+  if (x->kind == TS_NODE_NAME && x->sym && x->sym->kind == TS_SYM_TILE) {
+    for (int i = 0; i < c->nregs; i++)
+      if (c->regs[i] == x->sym && c->mma[i]) {
+        *m = x->sym->type->dims[0].c;
+        *n = x->sym->type->dims[1].c;
+        return true;
+      }
+    return false;
+  }
+  for (uint32_t i = 0; i < x->kid_count; i++)
+    if (cu_mma_shape(c, x->kids[i], m, n))
+      return true;
+  return false;
+}
+
+/* The elements of an [m, n] tile this thread holds in the mma layout, as
+ * each_begin gives them: k[0], k[1] and the register c->mma_reg; the trip
+ * count is a constant so that the loop unrolls. Ends with each_end. */
+static void cu_mma_begin(cg *c, int64_t m, int64_t n, const char **k) {
+  int id = c->tmp++;
+  int64_t warps = c->threads / 32, pieces = (m / 16) * (n / 8);
+  int64_t slots = (pieces + warps - 1) / warps;
+  cu_line(c, "#pragma unroll");
+  cu_line(c, "for (int r%d_ = 0; r%d_ < %lld; r%d_++) {", id, id,
+       (long long)(slots * 4), id);
+  c->ind++;
+  cu_line(c, "const long long p%d_ = (long long)(r%d_ >> 2) * %lldLL + "
+          "(long long)(threadIdx.x >> 5);",
+       id, id, (long long)warps);
+  cu_line(c, "if (p%d_ >= %lldLL) break;", id, (long long)pieces);
+  k[0] = cu_str(c, "k%d_0_", id);
+  k[1] = cu_str(c, "k%d_1_", id);
+  cu_line(c, "const long long %s = (p%d_ / %lldLL) * 16 + (long long)((threadIdx.x "
+          "& 31) >> 2) + ((r%d_ >> 1) & 1) * 8;",
+       k[0], id, (long long)(n / 8), id);
+  cu_line(c, "const long long %s = (p%d_ %% %lldLL) * 8 + (long long)(threadIdx.x "
+          "& 3) * 2 + (r%d_ & 1);",
+       k[1], id, (long long)(n / 8), id);
+  c->mma_reg = cu_str(c, "r%d_", id);
+}
+
+/* Loops over a tile op's or a parallel's elements: the mma layout's when
+ * the statement touches a tile in it. */
+void cu_loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
+                       uint32_t rank, bool dist, const char **k) {
+  int64_t m, n;
+  if (dist && rank == 2 && cu_mma_shape(c, stmt, &m, &n))
+    cu_mma_begin(c, m, n, k);
+  else
+    cu_each_begin(c, ext, rank, dist, k);
+}
+
+void cu_loop_end(cg *c) {
+  cu_each_end(c);
+  c->mma_reg = NULL;
+}
+
+/* ---- tile ops ------------------------------------------------------------ */
+
+/* A gemm on tensor cores (gpu_mma.c): the warps take the 16x8 pieces of
+ * C in turn; per piece, K in steps of 16, each lane packs its A and B
+ * fragments (two 16-bit elements a word) from the tiles and issues one
+ * mma.sync; the accumulators are C's registers (mma layout) or its
+ * elements in shared memory. */
+void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
+  int64_t M = mnk[0], N = mnk[1], K = mnk[2];
+  bool ta = cu_named_bool(call, "trans_a", false);
+  bool tb = cu_named_bool(call, "trans_b", false);
+  bool acc = cu_named_bool(call, "accumulate", true);
+  ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym,
+            *sc = call->kids[2]->sym;
+  const char *a = cu_name_of(c, "t_", sa->name), *b = cu_name_of(c, "t_", sb->name),
+             *cc = cu_name_of(c, "t_", sc->name);
+  bool regs = false;
+  for (int i = 0; i < c->nregs; i++)
+    regs |= c->regs[i] == sc && c->mma[i];
+  const char *f16 = sa->type->dtype == TS_DTYPE_F16 ? "true" : "false";
+  int64_t warps = c->threads / 32, pieces = (M / 16) * (N / 8);
+  int64_t slots = (pieces + warps - 1) / warps;
+  int id = c->tmp++;
+  /* element (i, k) of A and (k, j) of B as stored (16-bit words) */
+#define AT(i, k) (ta ? cu_str(c, "(%s) * %lldLL + (%s)", k, (long long)M, i) \
+                     : cu_str(c, "(%s) * %lldLL + (%s)", i, (long long)K, k))
+#define BT(k, j) (tb ? cu_str(c, "(%s) * %lldLL + (%s)", j, (long long)K, k) \
+                     : cu_str(c, "(%s) * %lldLL + (%s)", k, (long long)N, j))
+  cu_line(c, "const int g%d_ = (int)((threadIdx.x & 31) >> 2), q%d_ = "
+          "(int)(threadIdx.x & 3) * 2;", id, id);
+  cu_line(c, "#pragma unroll");
+  cu_line(c, "for (int s%d_ = 0; s%d_ < %lld; s%d_++) {", id, id, (long long)slots,
+       id);
+  c->ind++;
+  cu_line(c, "const int p%d_ = s%d_ * %lld + (int)(threadIdx.x >> 5);", id, id,
+       (long long)warps);
+  cu_line(c, "if (p%d_ < %lld) {", id, (long long)pieces);
+  c->ind++;
+  cu_line(c, "const int m%d_ = (p%d_ / %lld) * 16 + g%d_, n%d_ = (p%d_ %% %lld) * "
+          "8;", id, id, (long long)(N / 8), id, id, id, (long long)(N / 8));
+  const char *mr = cu_str(c, "m%d_", id), *nr = cu_str(c, "n%d_", id),
+             *g = cu_str(c, "g%d_", id), *q = cu_str(c, "q%d_", id);
+  /* the accumulator's four elements: rows m, m + 8; columns n + q, + 1 */
+  const char *ci[4], *cj[4], *creg[4];
+  for (int r = 0; r < 4; r++) {
+    ci[r] = cu_str(c, "(%s + %d)", mr, (r >> 1) * 8);
+    cj[r] = cu_str(c, "(%s + %s + %d)", nr, q, r & 1);
+    creg[r] = regs ? cu_str(c, "%s[s%d_ * 4 + %d]", cc, id, r)
+                   : cu_str(c, "%s[%s * %lldLL + %s]", cc, ci[r], (long long)N,
+                         cj[r]);
+  }
+  cu_line(c, "float d%d_[4] = {%s, %s, %s, %s};", id, acc ? creg[0] : "0.0f",
+       acc ? creg[1] : "0.0f", acc ? creg[2] : "0.0f", acc ? creg[3] : "0.0f");
+  cu_line(c, "for (int k%d_ = 0; k%d_ < %lld; k%d_ += 16) {", id, id, (long long)K,
+       id);
+  c->ind++;
+  const char *k0 = cu_str(c, "(k%d_ + %s)", id, q), *k8 = cu_str(c, "(k%d_ + %s + 8)", id, q);
+  const char *m8 = cu_str(c, "(%s + 8)", mr), *col = cu_str(c, "(%s + %s)", nr, g);
+  /* two consecutive k of one row (A) or one column (B) in a word */
+  const char *ak[4][2] = {{mr, k0}, {m8, k0}, {mr, k8}, {m8, k8}};
+  const char *aw[4], *bw[2];
+  for (int r = 0; r < 4; r++)
+    aw[r] = ta ? cu_str(c, "((ts_u32)%s[%s] | ((ts_u32)%s[%s] << 16))", a,
+                     AT(ak[r][0], ak[r][1]), a,
+                     AT(ak[r][0], cu_str(c, "%s + 1", ak[r][1])))
+               : cu_str(c, "*(const ts_u32 *)&%s[%s]", a, AT(ak[r][0], ak[r][1]));
+  const char *bk[2] = {k0, k8};
+  for (int r = 0; r < 2; r++)
+    bw[r] = tb ? cu_str(c, "*(const ts_u32 *)&%s[%s]", b, BT(bk[r], col))
+               : cu_str(c, "((ts_u32)%s[%s] | ((ts_u32)%s[%s] << 16))", b,
+                     BT(bk[r], col), b, BT(cu_str(c, "%s + 1", bk[r]), col));
+#undef AT
+#undef BT
+  cu_line(c, "const ts_u32 a%d_[4] = {%s, %s, %s, %s};", id, aw[0], aw[1], aw[2],
+       aw[3]);
+  cu_line(c, "const ts_u32 b%d_[2] = {%s, %s};", id, bw[0], bw[1]);
+  cu_line(c, "ts_mma_16816(d%d_, a%d_, b%d_, %s);", id, id, id, f16);
+  c->ind--;
+  cu_line(c, "}");
+  for (int r = 0; r < 4; r++)
+    cu_line(c, "%s = d%d_[%d];", creg[r], id, r);
+  c->ind--;
+  cu_line(c, "}");
+  c->ind--;
+  cu_line(c, "}");
+}
+

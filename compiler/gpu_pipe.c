@@ -1,0 +1,167 @@
+/* gpu_pipe.c - the copies a `pipelined` loop can run ahead on the GPU:
+ * which `shared` tiles its body fills from global memory and only reads
+ * afterwards, so that the tile plan gives them one buffer per stage and
+ * the CUDA C lowering turns the loop into a ring of asynchronous copies
+ * (cuda.c; docs/abi.md "Pipelined loops"). */
+#include "compiler/gen.h"
+
+int64_t ts_pipe_stages(const ts_node *pipe) {
+  const ts_node *s = pipe->kids[2];
+  return s && s->cval.kind == TS_CONST_INT ? s->cval.i : 2;
+}
+
+static bool mentions(const ts_node *n, const ts_symbol *s) {
+  if (!n)
+    return false;
+  if (n->kind == TS_NODE_NAME && n->sym == s)
+    return true;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (mentions(n->kids[i], s))
+      return true;
+  return false;
+}
+
+static int count_mentions(const ts_node *n, const ts_symbol *s) {
+  if (!n)
+    return 0;
+  int c = n->kind == TS_NODE_NAME && n->sym == s;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    c += count_mentions(n->kids[i], s);
+  return c;
+}
+
+/* Whether `n` names a symbol declared under `scope` (other than the loop
+ * variable `keep`). */
+static bool declared_within(const ts_node *n, const ts_node *scope,
+                            const ts_symbol *keep);
+
+static bool declares(const ts_node *scope, const ts_symbol *s) {
+  if (!scope)
+    return false;
+  if ((scope->kind == TS_NODE_LET || scope->kind == TS_NODE_VAR ||
+       scope->kind == TS_NODE_TILE || scope->kind == TS_NODE_FOR ||
+       scope->kind == TS_NODE_PIPELINED) &&
+      scope->sym == s)
+    return true;
+  if (scope->kind == TS_NODE_PARALLEL)
+    for (uint32_t i = 0; i < scope->kids[0]->kid_count; i++)
+      if (scope->kids[0]->kids[i]->sym == s)
+        return true;
+  for (uint32_t i = 0; i < scope->kid_count; i++)
+    if (declares(scope->kids[i], s))
+      return true;
+  return false;
+}
+
+static bool declared_within(const ts_node *n, const ts_node *scope,
+                            const ts_symbol *keep) {
+  if (!n)
+    return false;
+  if (n->kind == TS_NODE_NAME && n->sym && n->sym != keep && declares(scope, n->sym))
+    return true;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (declared_within(n->kids[i], scope, keep))
+      return true;
+  return false;
+}
+
+/* Whether statement `st` writes tile `t` (or might). */
+static bool writes(const ts_node *st, const ts_symbol *t) {
+  if (!st)
+    return false;
+  if (st->kind == TS_NODE_ASSIGN) {
+    const ts_node *d = st->kids[0];
+    if (d->kind == TS_NODE_INDEX ? d->kids[0]->sym == t : d->sym == t)
+      return true;
+  }
+  if (st->kind == TS_NODE_EXPR_STMT && st->kids[0]->kind == TS_NODE_CALL) {
+    const ts_node *c = st->kids[0];
+    switch (c->builtin) {
+    case TS_BUILTIN_COPY: return mentions(c->kids[1], t);
+    case TS_BUILTIN_FILL:
+    case TS_BUILTIN_CLEAR: return mentions(c->kids[0], t);
+    case TS_BUILTIN_GEMM: return mentions(c->kids[2], t);
+    case TS_BUILTIN_REDUCE_MAX:
+    case TS_BUILTIN_REDUCE_SUM:
+    case TS_BUILTIN_REDUCE_ABSMAX: return mentions(c->kids[1], t);
+    default: return mentions(c, t); /* atomics and the rest: be safe */
+    }
+  }
+  for (uint32_t i = 0; i < st->kid_count; i++)
+    if (writes(st->kids[i], t))
+      return true;
+  return false;
+}
+
+bool ts_pipe_staged_copy(const ts_kernel_info *k, const ts_node *pipe,
+                         const ts_node *st) {
+  const ts_node *body = pipe->kids[3];
+  if (ts_pipe_stages(pipe) < 2 || !st || st->kind != TS_NODE_EXPR_STMT)
+    return false;
+  const ts_node *c = st->kids[0];
+  if (c->kind != TS_NODE_CALL || c->builtin != TS_BUILTIN_COPY)
+    return false;
+  const ts_node *src = c->kids[0], *dst = c->kids[1];
+  if (dst->kind != TS_NODE_NAME || !dst->sym || dst->sym->kind != TS_SYM_TILE ||
+      dst->sym->type->scope != TS_SCOPE_SHARED)
+    return false;
+  const ts_symbol *t = dst->sym;
+  for (uint32_t i = 0; i < t->type->rank; i++)
+    if (t->type->dims[i].term_count)
+      return false;
+  /* from a tensor, sliced or indexed (no gather), by values known before
+   * the body runs */
+  const ts_node *base = src->kind == TS_NODE_INDEX ? src->kids[0] : src;
+  if (!base->sym || base->sym->kind != TS_SYM_TENSOR ||
+      base->sym->type->dtype != t->type->dtype)
+    return false;
+  if (src->kind == TS_NODE_INDEX)
+    for (uint32_t i = 1; i < src->kid_count; i++) {
+      const ts_node *x = src->kids[i];
+      if (x->kind == TS_NODE_INDEX)
+        return false;
+      if (x->kind != TS_NODE_SLICE)
+        for (uint32_t j = 0; j < x->kid_count; j++)
+          if (x->kids[j] && x->kids[j]->kind == TS_NODE_SLICE)
+            return false;
+    }
+  if (declared_within(src, body, pipe->sym) || mentions(src, t))
+    return false;
+  /* the tile lives in this body only, this copy is the first statement to
+   * touch it and the only one to write it */
+  if (count_mentions(k->node->kids[4], t) != count_mentions(body, t))
+    return false;
+  bool seen = false;
+  for (uint32_t i = 0; i < body->kid_count; i++) {
+    const ts_node *s = body->kids[i];
+    if (s == st) {
+      seen = true;
+      continue;
+    }
+    if (!mentions(s, t))
+      continue;
+    if (!seen || writes(s, t))
+      return false;
+  }
+  return seen;
+}
+
+static void walk(const ts_kernel_info *k, const ts_node *n, ts_gpu_tile *tiles,
+                 int nt) {
+  if (!n)
+    return;
+  if (n->kind == TS_NODE_PIPELINED) {
+    const ts_node *body = n->kids[3];
+    for (uint32_t i = 0; body && i < body->kid_count; i++)
+      if (ts_pipe_staged_copy(k, n, body->kids[i]))
+        for (int j = 0; j < nt; j++)
+          if (tiles[j].decl->sym == body->kids[i]->kids[0]->kids[1]->sym)
+            tiles[j].stages = (int)ts_pipe_stages(n);
+  }
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    walk(k, n->kids[i], tiles, nt);
+}
+
+void ts_pipe_plan(const ts_kernel_info *k, ts_gpu_tile *tiles, int nt) {
+  walk(k, k->node->kids[4], tiles, nt);
+}
