@@ -935,6 +935,9 @@ void cu_stmt(cg *c, ts_node *n) {
     break;
   }
   case TS_NODE_PIPELINED:
+    if (cu_pipelined(c, n))
+      break;
+    __attribute__((fallthrough)); /* a plain loop */
   case TS_NODE_FOR: {
     bool pipe = n->kind == TS_NODE_PIPELINED;
     const char *v = cu_name_of(c, "v_", n->sym->name);

@@ -153,3 +153,166 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   cu_line(c, "}");
 }
 
+
+/* ---- pipelined loops: a ring of asynchronous copies ----------------------- */
+
+/* A staged copy into the current buffer: 16-byte cp.async chunks along the
+ * last dim where a chunk is in bounds and aligned, element copies (zeros
+ * out of bounds) where not; without a chunked form, the plain tile copy. */
+static void cp_async_copy(cg *c, ts_node *call) {
+  cview pool[16], src, dst;
+  int np = 0;
+  if (!cu_view_of(c, call->kids[0], &src, pool, &np) ||
+      !cu_view_of(c, call->kids[1], &dst, pool, &np))
+    return;
+  const ts_type *t = call->kids[1]->sym->type;
+  uint32_t rank = dst.vrank;
+  int chunk = 16 / (ts_dtype_bits(t->dtype) / 8);
+  int64_t cols = t->dims[t->rank - 1].c;
+  if (rank < 1 || src.vrank != rank || cols % chunk ||
+      src.sub[src.rank - 1].kind != SUB_SLICE ||
+      src.sub[src.rank - 1].vdim != rank - 1) {
+    cu_tile_copy(c, call, true);
+    return;
+  }
+  const char *ext[TS_MAX_RANK], *k[TS_MAX_RANK], *kf[TS_MAX_RANK], *kl[TS_MAX_RANK];
+  for (uint32_t i = 0; i < rank; i++)
+    ext[i] = dst.vext[i];
+  ext[rank - 1] = cu_str(c, "%lldLL", (long long)(cols / chunk));
+  cu_each_begin(c, ext, rank, true, k);
+  for (uint32_t i = 0; i < rank; i++)
+    kf[i] = kl[i] = k[i];
+  kf[rank - 1] = cu_str(c, "(%s * %d)", k[rank - 1], chunk);
+  kl[rank - 1] = cu_str(c, "(%s * %d + %d)", k[rank - 1], chunk, chunk - 1);
+  const char *slin, *sok, *llin, *lok, *dlin, *dok;
+  cu_view_elem(c, &src, kf, &slin, &sok);
+  cu_view_elem(c, &src, kl, &llin, &lok);
+  cu_view_elem(c, &dst, kf, &dlin, &dok);
+  (void)llin;
+  (void)dok;
+  cu_line(c, "if ((%s) && (%s) && ((unsigned long long)&%s[%s] & 15ULL) == 0) {", sok,
+          lok, src.base, slin);
+  c->ind++;
+  cu_line(c, "ts_cp_async16(&%s[%s], &%s[%s]);", dst.base, dlin, src.base, slin);
+  c->ind--;
+  cu_line(c, "} else {");
+  c->ind++;
+  int id = c->tmp++;
+  cu_line(c, "for (int e%d_ = 0; e%d_ < %d; e%d_++) {", id, id, chunk, id);
+  c->ind++;
+  const char *ke[TS_MAX_RANK];
+  for (uint32_t i = 0; i < rank; i++)
+    ke[i] = k[i];
+  ke[rank - 1] = cu_str(c, "(%s * %d + e%d_)", k[rank - 1], chunk, id);
+  cu_view_store(c, &dst, ke, cu_view_load(c, &src, ke), cu_compute_of(src.dt));
+  c->ind--;
+  cu_line(c, "}");
+  c->ind--;
+  cu_line(c, "}");
+  cu_each_end(c);
+}
+
+typedef struct staged {
+  ts_node *st;        /* the copy statement */
+  const char *tile;   /* its tile's pointer */
+  const char *type;   /* its storage type */
+  int64_t stride;     /* bytes between buffers */
+} staged;
+
+/* The staged tiles' pointers at the buffer of iteration `v`. */
+static void buffers(cg *c, const staged *s, int ns, int id, const char *v,
+                    const char *lo, int64_t stages) {
+  for (int i = 0; i < ns; i++)
+    cu_line(c, "%s *%s = (%s *)((unsigned char *)%s_b%d + ((%s - %s) %% %lldLL) * %lldLL);",
+            s[i].type, s[i].tile, s[i].type, s[i].tile, id, v, lo, (long long)stages,
+            (long long)s[i].stride);
+}
+
+/* Iteration `v`'s copies into its buffers. */
+static void fill(cg *c, const staged *s, int ns, int id, const char *v, const char *lo,
+                 int64_t stages) {
+  cu_line(c, "{");
+  c->ind++;
+  buffers(c, s, ns, id, v, lo, stages);
+  for (int i = 0; i < ns; i++)
+    cp_async_copy(c, s[i].st->kids[0]);
+  c->ind--;
+  cu_line(c, "}");
+}
+
+bool cu_pipelined(cg *c, ts_node *n) {
+  ts_node *body = n->kids[3];
+  int64_t stages = ts_pipe_stages(n);
+  if (!cu_gpu_single(c) || stages < 2 || !c->tiles || !body)
+    return false;
+  staged s[16];
+  int ns = 0;
+  bool skip[256] = {0};
+  for (uint32_t i = 0; i < body->kid_count && i < 256 && ns < 16; i++) {
+    ts_node *st = body->kids[i];
+    if (!ts_pipe_staged_copy(c->k, n, st))
+      continue;
+    const ts_symbol *t = st->kids[0]->kids[1]->sym;
+    for (int j = 0; j < c->ntiles; j++)
+      if (c->tiles[j].decl->sym == t && c->tiles[j].home == TS_TILE_SMEM &&
+          c->tiles[j].stages == stages) {
+        int64_t bytes = ts_dtype_bits(t->type->dtype) / 8;
+        for (uint32_t d = 0; d < t->type->rank; d++)
+          bytes *= t->type->dims[d].c;
+        s[ns++] = (staged){st, cu_name_of(c, "t_", t->name),
+                           cu_storage_c(t->type->dtype), (bytes + 15) & ~(int64_t)15};
+        skip[i] = true;
+      }
+  }
+  if (!ns || body->kid_count > 256)
+    return false;
+  int id = c->tmp++;
+  const char *v = cu_name_of(c, "v_", n->sym->name);
+  const char *lo = cu_str(c, "lo%d_", id), *hi = cu_str(c, "hi%d_", id);
+  cu_line(c, "{ // pipelined, %lld stages: copies run ahead with cp.async", (long long)stages);
+  c->ind++;
+  cu_line(c, "const long long %s = %s, %s = %s;", lo, cu_expr_as(c, n->kids[0], CT_I64), hi,
+          cu_expr_as(c, n->kids[1], CT_I64));
+  for (int i = 0; i < ns; i++)
+    cu_line(c, "%s *const %s_b%d = %s;", s[i].type, s[i].tile, id, s[i].tile);
+  cu_barrier(c);
+  /* prologue: the first stages - 1 iterations' copies, a group each */
+  cu_line(c, "for (long long f%d_ = 0; f%d_ < %lldLL; f%d_++) {", id, id,
+          (long long)(stages - 1), id);
+  c->ind++;
+  cu_line(c, "const long long %s = %s + f%d_;", v, lo, id);
+  cu_line(c, "if (%s < %s)", v, hi);
+  fill(c, s, ns, id, v, lo, stages);
+  cu_line(c, "ts_cp_async_commit();");
+  c->ind--;
+  cu_line(c, "}");
+  /* steady state: start iteration v + stages - 1's copies, wait for v's */
+  cu_line(c, "for (long long %s = %s; %s < %s; %s++) {", v, lo, v, hi, v);
+  c->ind++;
+  cu_line(c, "{");
+  c->ind++;
+  cu_line(c, "const long long n%d_ = %s + %lldLL;", id, v, (long long)(stages - 1));
+  cu_line(c, "if (n%d_ < %s) {", id, hi);
+  c->ind++;
+  cu_line(c, "const long long %s = n%d_;", v, id);
+  fill(c, s, ns, id, v, lo, stages);
+  c->ind--;
+  cu_line(c, "}");
+  c->ind--;
+  cu_line(c, "}");
+  cu_line(c, "ts_cp_async_commit();");
+  cu_line(c, "ts_cp_async_wait<%lld>();", (long long)(stages - 1));
+  cu_barrier(c);
+  buffers(c, s, ns, id, v, lo, stages);
+  c->synced = true;
+  for (uint32_t i = 0; i < body->kid_count && !c->failed; i++)
+    if (!skip[i])
+      cu_stmt(c, body->kids[i]);
+  cu_barrier(c); /* before the next iteration refills the oldest buffer */
+  c->ind--;
+  cu_line(c, "}");
+  cu_line(c, "ts_cp_async_wait<0>();");
+  c->ind--;
+  cu_line(c, "}");
+  return true;
+}

@@ -156,6 +156,48 @@ static void test_mma_shared(void) {
   ts_kernel_release(k);
 }
 
+/* c = a b^T through a pipelined loop with 2-4 stages: K with a tail and
+ * odd (rows not 16-byte aligned: element copies), K aligned (16-byte
+ * asynchronous copies), fewer iterations than stages. */
+static void test_pipe_gemm(void) {
+  static const struct {
+    int64_t M, N, K;
+    const char *stages;
+  } cases[] = {{45, 21, 37, "STAGES=3"}, {32, 32, 64, "STAGES=3"},
+               {33, 17, 32, "STAGES=4"}, {40, 16, 80, "STAGES=2"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    ts_kernel *k = num_kernel(GPU_TILE, "pipe_gemm", cases[i].stages, NULL);
+    if (!k)
+      return;
+    int64_t M = cases[i].M, N = cases[i].N, K = cases[i].K;
+    int64_t sa[2] = {M, K}, sb[2] = {N, K}, sc[2] = {M, N};
+    uint64_t seed = 11 + i;
+    ts_tensor *a = num_tensor(TS_DTYPE_BF16, 2, sa);
+    ts_tensor *b = num_tensor(TS_DTYPE_BF16, 2, sb);
+    ts_tensor *c = num_tensor(TS_DTYPE_F32, 2, sc);
+    double *av = num_fill(a, -1, 1, &seed), *bv = num_fill(b, -1, 1, &seed);
+    ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
+    num_launch(k, args, 3);
+    double *want = malloc(sizeof(double) * (size_t)(M * N)), *got = num_get(c);
+    for (int64_t r = 0; r < M; r++)
+      for (int64_t j = 0; j < N; j++) {
+        double acc = 0;
+        for (int64_t x = 0; x < K; x++)
+          acc += av[r * K + x] * bv[j * K + x];
+        want[r * N + j] = acc;
+      }
+    CHECK_ERR(num_relerr(got, want, M * N), 1e-6, cases[i].stages);
+    free(av);
+    free(bv);
+    free(want);
+    free(got);
+    ts_tensor_release(a);
+    ts_tensor_release(b);
+    ts_tensor_release(c);
+    ts_kernel_release(k);
+  }
+}
+
 int main(void) {
   ts_status st = ts_device_create_gpusim(&num_dev);
   if (st) {
@@ -167,6 +209,7 @@ int main(void) {
   test_threads_atomics();
   test_mma_forms();
   test_mma_shared();
+  test_pipe_gemm();
   num_finish();
   return ts_test_finish();
 }
