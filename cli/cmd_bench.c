@@ -1,5 +1,6 @@
-/* cmd_bench.c - `tessera bench [NAME...] [--device cpu] [--out DIR]
- * [--list]`: runs the benchmarks of bench/ (the C programs built next to
+/* cmd_bench.c - `tessera bench [NAME...] [--device cpu|cuda] [--out DIR]
+ * [--list]`: runs the benchmarks of a suite (the CPU's, or the GPU's, which
+ * needs a GPU) of bench/ (the C programs built next to
  * this executable in bench/, and the bench/ Lua scripts through `tessera
  * run`) from the source root, and writes what they print into DIR
  * (bench/results by default) as bench-DEVICE-DATE.md and the same tables
@@ -15,21 +16,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 typedef struct bench {
   const char *name;
   const char *what;
-  const char *lua; /* a script run by `tessera run`, or NULL: a program */
+  const char *lua;    /* a script run by `tessera run`, or NULL: a program */
+  const char *device; /* the suite: "cpu" or "cuda" */
+  const char *prog;   /* the program when not `name` */
+  const char *env;    /* NAME=VALUE for the program, or NULL */
 } bench;
 
 static const bench benches[] = {
-    {"cpu_gemm", "f32 GEMM against plain C and OpenBLAS", NULL},
-    {"cpu_softmax", "softmax and RMSNorm against a copy (bandwidth)", NULL},
-    {"cpu_kernels", "the V4 kernels against the V4-SPEC C references", NULL},
+    {"cpu_gemm", "f32 GEMM against plain C and OpenBLAS", NULL, "cpu", NULL, NULL},
+    {"cpu_softmax", "softmax and RMSNorm against a copy (bandwidth)", NULL, "cpu",
+     NULL, NULL},
+    {"cpu_kernels", "the V4 kernels against the V4-SPEC C references", NULL, "cpu",
+     NULL, NULL},
     {"model_decode", "the tiny V4 model: prefill and decode tokens/s",
-     "bench/model_decode.lua"},
+     "bench/model_decode.lua", "cpu", NULL, NULL},
+    {"gpu_gemm", "bf16 GEMM (MLIR lowering) against torch.matmul and the peak",
+     NULL, "cuda", NULL, NULL},
+    {"gpu_gemm_cuda_c", "bf16 GEMM (CUDA C lowering) against torch.matmul and "
+     "the peak", NULL, "cuda", "gpu_gemm", "TESSERA_GPU_LOWERING=cuda"},
 };
 #define NBENCH (sizeof benches / sizeof benches[0])
 
@@ -156,7 +167,7 @@ int cmd_bench(int argc, char **argv) {
     const char *a = argv[i];
     if (!strcmp(a, "--list")) {
       for (size_t b = 0; b < NBENCH; b++)
-        printf("%-14s %s\n", benches[b].name, benches[b].what);
+        printf("%-16s %-5s %s\n", benches[b].name, benches[b].device, benches[b].what);
       return EXIT_OK;
     } else if (!strcmp(a, "--out") || !strcmp(a, "--device")) {
       if (i + 1 >= argc)
@@ -174,11 +185,21 @@ int cmd_bench(int argc, char **argv) {
       chosen[b] = any = true;
     }
   }
-  if (strcmp(device, "cpu"))
-    return cli_fail("bench", ts_status_make(
-                                 TS_ERR_UNSUPPORTED,
-                                 "the benchmarks run on the CPU; the GPU suite "
-                                 "(bench/gpu/) is not built yet"));
+  if (strcmp(device, "cpu") && strcmp(device, "cuda"))
+    return cli_usage_error("bench", "--device: cpu or cuda");
+  for (size_t b = 0; b < NBENCH; b++)
+    if (chosen[b] && strcmp(benches[b].device, device))
+      return cli_usage_error("bench", "'%s' belongs to the %s suite (--device %s)",
+                             benches[b].name, benches[b].device, benches[b].device);
+  char gpu[160] = "";
+  if (!strcmp(device, "cuda")) { /* the GPU suite needs one */
+    ts_device *g;
+    ts_status gst = ts_device_create_cuda(0, &g);
+    if (gst)
+      return cli_fail("bench", gst);
+    snprintf(gpu, sizeof gpu, "%s", ts_device_model(g));
+    ts_device_release(g);
+  }
   if (access("bench/model_decode.lua", R_OK) != 0)
     return cli_usage_error("bench", "run it from the source root (bench/ "
                            "is not here)");
@@ -209,12 +230,22 @@ int cmd_bench(int argc, char **argv) {
   ts_buf md, js;
   ts_buf_init(&md, ts_allocator_system());
   ts_buf_init(&js, ts_allocator_system());
-  ts_buf_printf(&md, "# tessera bench: %s, %s\n\nDevice: %s (%s, %ld cores). "
-                "%s; C baselines built by %s. Every table prints its "
+  char driver[160] = "";
+  if (*gpu)
+    first_line("nvidia-smi --query-gpu=driver_version --format=csv,noheader "
+               "2>/dev/null", driver, sizeof driver);
+  ts_buf_printf(&md, "# tessera bench: %s, %s\n\nDevice: %s%s%s%s%s (host %s, "
+                "%ld cores). %s; C baselines built by %s. Every table prints its "
                 "baseline from the same run.\n",
-                device, date, device, cpu, cores, ts_compiler_version(), cc);
+                device, date, device, *gpu ? ": " : "", gpu,
+                *driver ? ", driver " : "", driver, cpu, cores,
+                ts_compiler_version(), cc);
   ts_buf_puts(&js, "{\n  \"device\": ");
   json_string(&js, device, strlen(device));
+  ts_buf_puts(&js, ",\n  \"gpu\": ");
+  json_string(&js, gpu, strlen(gpu));
+  ts_buf_puts(&js, ",\n  \"driver\": ");
+  json_string(&js, driver, strlen(driver));
   ts_buf_puts(&js, ",\n  \"machine\": ");
   json_string(&js, cpu, strlen(cpu));
   ts_buf_printf(&js, ",\n  \"cores\": %ld,\n  \"date\": ", cores);
@@ -227,13 +258,15 @@ int cmd_bench(int argc, char **argv) {
   int failures = 0;
   bool first = true;
   for (size_t b = 0; b < NBENCH; b++) {
-    if (any && !chosen[b])
+    if ((any && !chosen[b]) || strcmp(benches[b].device, device))
       continue;
-    char cmd[2 * PATH_MAX + 64];
+    char cmd[2 * PATH_MAX + 128];
     if (benches[b].lua)
       snprintf(cmd, sizeof cmd, "'%s' run %s 2>&1", exe, benches[b].lua);
     else
-      snprintf(cmd, sizeof cmd, "'%s/bench/%s' 2>&1", dir, benches[b].name);
+      snprintf(cmd, sizeof cmd, "%s '%s/bench/%s' 2>&1",
+               benches[b].env ? benches[b].env : "", dir,
+               benches[b].prog ? benches[b].prog : benches[b].name);
     fprintf(stderr, "tessera bench: %s ...\n", benches[b].name);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -261,8 +294,8 @@ int cmd_bench(int argc, char **argv) {
     json_tables(&js, text.ptr ? text.ptr : "", text.len);
     ts_buf_puts(&js, "}");
     if (!ok)
-      fprintf(stderr, "tessera bench: %s failed (exit %d)\n",
-              benches[b].name, rc);
+      fprintf(stderr, "tessera bench: %s failed (exit %d)\n", benches[b].name,
+              rc >= 0 && WIFEXITED(rc) ? WEXITSTATUS(rc) : rc);
     ts_buf_deinit(&text);
   }
   ts_buf_puts(&js, "\n  ]\n}\n");

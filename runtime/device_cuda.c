@@ -21,6 +21,10 @@
 
 #ifndef TS_HAVE_CUDA
 
+const char *ts_device_model(const ts_device *d) {
+  return d->cuda ? ((const cuda_device *)d)->name : ts_device_name(d);
+}
+
 ts_status ts_device_create_cuda(int ordinal, ts_device **out) {
   (void)ordinal;
   (void)out;
@@ -222,6 +226,10 @@ static ts_status open_device(cuda_device *c, int ordinal) {
   CU(a, a->CtxSetCurrent(c->ctx), "cuCtxSetCurrent");
   CU(a, a->StreamCreate(&c->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
   return NULL;
+}
+
+const char *ts_device_model(const ts_device *d) {
+  return d->cuda ? ((const cuda_device *)d)->name : ts_device_name(d);
 }
 
 ts_status ts_device_create_cuda(int ordinal, ts_device **out) {

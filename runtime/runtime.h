@@ -42,6 +42,9 @@ bool ts_device_is_host(const ts_device *d);
 ts_device *ts_device_retain(ts_device *d);
 void ts_device_release(ts_device *d);
 const char *ts_device_name(const ts_device *d);
+/* The hardware: the GPU's name from the driver ("NVIDIA H100 80GB HBM3"),
+ * else the device's name. */
+const char *ts_device_model(const ts_device *d);
 int ts_device_thread_count(const ts_device *d);
 
 /* ---- tensors -------------------------------------------------------------------- */

@@ -7,7 +7,11 @@
 #     differential test of the two;
 #   - compute-sanitizer memcheck and racecheck over the kernel suite, each
 #     lowering;
-#   - cuobjdump --dump-sass of the GEMM kernels (the SASS of what ran).
+#   - the GPU benchmark suite (`tessera bench --device cuda`: bench/gpu_gemm.c
+#     with each lowering, against torch.matmul and the peak), written to
+#     bench/results/bench-cuda-DATE.md and .json;
+#   - cuobjdump --dump-sass of the GEMM kernels from each lowering, counting
+#     HMMA (mma.sync), HGMMA (wgmma), LDGSTS (cp.async) and FFMA.
 # Without a GPU it stops after saying so.
 #
 # The lent GPU machine reaches nothing outside it, so it may not be able to
@@ -55,11 +59,22 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
 else
   san+=("| compute-sanitizer | - | not installed | |")
 fi
+# the GPU benchmark suite (bench/gpu_gemm.c: both lowerings against
+# torch.matmul and the peak) into bench/results/bench-cuda-DATE.md/.json
+build/tessera bench --device cuda >"$log/bench" 2>&1 || status=1
+tail -n 5 "$log/bench"
 sass="(cuobjdump not found)"
 if command -v cuobjdump >/dev/null 2>&1; then
-  build/tessera compile kernels/gemm.tile --target ptx -o "$log/gemm.ptx" &&
-    /usr/local/cuda/bin/ptxas -arch=sm_90a "$log/gemm.ptx" -o "$log/gemm.cubin" &&
-    sass=$(cuobjdump --dump-sass "$log/gemm.cubin" | grep -cE 'HGMMA|HMMA|FFMA')" FMA/MMA instructions in gemm.tile's SASS (HGMMA only with tensor cores: issue 8)"
+  sass=""
+  build/tessera compile kernels/gemm.tile --target ptx --arch sm_90a -o "$log/gemm.ptx"
+  build/tessera compile kernels/gemm.tile --target cuda --emit ptx --arch sm_90a -o "$log/gemm.cuda.ptx"
+  for p in gemm gemm.cuda; do
+    if /usr/local/cuda/bin/ptxas -arch=sm_90a "$log/$p.ptx" -o "$log/$p.cubin"; then
+      cuobjdump --dump-sass "$log/$p.cubin" >"$log/$p.sass"
+      sass+="| $p | $(grep -c HMMA "$log/$p.sass") | $(grep -c HGMMA "$log/$p.sass") | $(grep -c LDGSTS "$log/$p.sass") | $(grep -c FFMA "$log/$p.sass") |"$'\n'
+    fi
+  done
+  sass="| gemm.tile SASS (sm_90a) | HMMA | HGMMA | LDGSTS (cp.async) | FFMA |"$'\n'"|---|---|---|---|---|"$'\n'"$sass"
 fi
 {
   echo "# GPU run ($(date -u +%Y-%m-%d), scripts/gpu.sh)"

@@ -31,7 +31,9 @@ assert float(t[0]["rows"][-1][-1]) > 0
 assert t[1]["columns"][-1] == "rmsnorm / copy" and len(t[1]["rows"]) == 3
 PY
 "$t" bench no_such >"$tmp/out" 2>&1; [[ $? == 2 ]] && grep -q "no benchmark 'no_such'" "$tmp/out" && ok || bad "unknown name"
-"$t" bench --device cuda >"$tmp/out" 2>&1; [[ $? == 2 ]] && grep -q "not built yet" "$tmp/out" && ok || bad "--device cuda"
+"$t" bench --device cuda >"$tmp/out" 2>&1; [[ $? != 0 ]] && grep -q "no GPU" "$tmp/out" && ok || bad "--device cuda without a GPU"
+"$t" bench gpu_gemm >"$tmp/out" 2>&1; [[ $? == 2 ]] && grep -q "the cuda suite" "$tmp/out" && ok || bad "a GPU benchmark on the CPU"
+grep -q "^gpu_gemm  *cuda" "$tmp/list" && ok || bad "--list shows the GPU suite"
 (cd "$tmp" && "$t" bench cpu_softmax >"$tmp/out" 2>&1); [[ $? == 2 ]] && grep -q "source root" "$tmp/out" && ok || bad "outside the source root"
 echo "$pass passed, $fail failed"
 ((fail == 0))

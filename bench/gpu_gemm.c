@@ -1,0 +1,197 @@
+/* gpu_gemm.c - the bf16 GEMM of kernels/gemm.tile (gemm_nt: C = A B^T, f32
+ * out; tensor cores and a cp.async ring) on the CUDA device. First checked
+ * against a CPU reference on an odd shape, then timed with CUDA events
+ * (median of 10 after a warm-up) at each size, as TFLOP/s and as a fraction
+ * of the device's dense bf16 peak, next to torch.matmul timed in the same
+ * run (bench/gpu_torch.py) when python3 can import torch with a GPU.
+ * Markdown on stdout; without a GPU it says so and exits 0. Run from the
+ * source root:
+ *   build/bench/gpu_gemm [--sizes 1024,4096,8192] [--no-check] [NAME=VALUE...]
+ * NAME=VALUE are the kernel's params (BM=128 BN=128 STAGES=3);
+ * TESSERA_GPU_LOWERING=cuda times the CUDA C lowering; TS_PEAK_TFLOPS sets
+ * the peak when the device's name does not say it. */
+#include "bench/bench.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static void die(ts_status st) {
+  fprintf(stderr, "gpu_gemm: %s\n", ts_status_message(st));
+  exit(1);
+}
+
+/* A [rows, cols] tensor on the host with values in [-1, 1) (bf16 or f32). */
+static ts_tensor *host_tensor(ts_device *h, ts_dtype dt, int64_t rows, int64_t cols,
+                              uint64_t *seed) {
+  int64_t shape[2] = {rows, cols};
+  ts_tensor *t;
+  ts_status st = ts_tensor_create(h, dt, 2, shape, &t);
+  if (st)
+    die(st);
+  for (int64_t i = 0; i < rows * cols; i++) {
+    *seed = *seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    ts_tensor_set(t, i, (double)(*seed >> 11) / 9007199254740992.0 * 2 - 1);
+  }
+  return t;
+}
+
+static ts_tensor *on(ts_device *d, ts_tensor *t) {
+  ts_tensor *c;
+  ts_status st = ts_tensor_copy(t, d, &c);
+  if (st)
+    die(st);
+  return c;
+}
+
+/* Seconds of one launch, from the GPU's events; median of `reps`. */
+static double time_launch(ts_kernel *k, ts_arg *a, int reps) {
+  double t[32];
+  ts_status st = ts_kernel_launch(k, a, 3); /* warm-up */
+  if (st)
+    die(st);
+  for (int i = 0; i < reps; i++) {
+    if ((st = ts_kernel_launch(k, a, 3)))
+      die(st);
+    t[i] = ts_kernel_last_seconds(k);
+  }
+  qsort(t, (size_t)reps, sizeof t[0], bench_cmp);
+  return t[reps / 2];
+}
+
+/* torch.matmul's seconds at each size, from bench/gpu_torch.py (0 when it
+ * cannot run). */
+static void torch_times(const int64_t *n, int count, double *out) {
+  char cmd[512] = "python3 bench/gpu_torch.py";
+  for (int i = 0; i < count; i++)
+    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " %lld", (long long)n[i]);
+  snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " 2>/dev/null");
+  for (int i = 0; i < count; i++)
+    out[i] = 0;
+  FILE *p = popen(cmd, "r");
+  if (!p)
+    return;
+  long long size;
+  double sec;
+  while (fscanf(p, "%lld %lf", &size, &sec) == 2)
+    for (int i = 0; i < count; i++)
+      if (n[i] == size)
+        out[i] = sec;
+  pclose(p);
+}
+
+int main(int argc, char **argv) {
+  int64_t sizes[16] = {1024, 2048, 4096, 8192};
+  int nsizes = 4;
+  bool check = true;
+  ts_define defs[8];
+  char defbuf[8][64];
+  size_t ndefs = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--no-check")) {
+      check = false;
+    } else if (!strcmp(argv[i], "--sizes") && i + 1 < argc) {
+      nsizes = 0;
+      for (char *s = argv[++i]; *s && nsizes < 16;) {
+        sizes[nsizes++] = strtoll(s, &s, 10);
+        if (*s == ',')
+          s++;
+      }
+    } else if (strchr(argv[i], '=') && ndefs < 8) {
+      snprintf(defbuf[ndefs], sizeof defbuf[ndefs], "%s", argv[i]);
+      char *eq = strchr(defbuf[ndefs], '=');
+      *eq = 0;
+      defs[ndefs] = (ts_define){defbuf[ndefs], eq + 1};
+      ndefs++;
+    } else {
+      fprintf(stderr, "usage: gpu_gemm [--sizes N,N...] [--no-check] [NAME=VALUE...]\n");
+      return 2;
+    }
+  }
+  ts_device *gpu, *host;
+  ts_status st = ts_device_create_cuda(0, &gpu);
+  if (st) {
+    printf("skipped: %s\n", ts_status_message(st));
+    ts_status_free(st);
+    return 0;
+  }
+  if ((st = ts_device_create_cpu(1, &host)))
+    die(st);
+  ts_diags diags;
+  ts_diags_init(&diags, ts_allocator_system());
+  ts_kernel *k;
+  if ((st = ts_kernel_create(gpu, "kernels/gemm.tile", "gemm_nt", defs, ndefs, &diags, &k))) {
+    ts_diags_render(&diags, stderr, (ts_render_options){false, true});
+    die(st);
+  }
+  const char *lowering = getenv("TESSERA_GPU_LOWERING");
+  printf("# bf16 GEMM on %s (gemm_nt %s, %s lowering)\n\n", ts_device_model(gpu),
+         *ts_kernel_config(k) ? ts_kernel_config(k) : "default params",
+         lowering && !strcmp(lowering, "cuda") ? "CUDA C" : "MLIR");
+  uint64_t seed = 7;
+  if (check) { /* an odd shape against f64 on the host */
+    int64_t M = 333, N = 257, K = 191;
+    ts_tensor *a = host_tensor(host, TS_DTYPE_BF16, M, K, &seed);
+    ts_tensor *b = host_tensor(host, TS_DTYPE_BF16, N, K, &seed);
+    ts_tensor *c = host_tensor(host, TS_DTYPE_F32, M, N, &seed);
+    ts_tensor *da = on(gpu, a), *db = on(gpu, b), *dc = on(gpu, c);
+    ts_arg args[3] = {ts_arg_tensor(da), ts_arg_tensor(db), ts_arg_tensor(dc)};
+    if ((st = ts_kernel_launch(k, args, 3)))
+      die(st);
+    ts_tensor *back = on(host, dc);
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) {
+        double s = 0;
+        for (int64_t x = 0; x < K; x++)
+          s += ts_tensor_get(a, i * K + x) * ts_tensor_get(b, j * K + x);
+        double d = ts_tensor_get(back, i * N + j) - s;
+        num += d * d;
+        den += s * s;
+      }
+    double err = sqrt(num / (den > 0 ? den : 1));
+    printf("check: %lldx%lldx%lld against f64, relative error %.2e\n\n", (long long)M,
+           (long long)N, (long long)K, err);
+    if (!(err < 1e-5)) {
+      fprintf(stderr, "gpu_gemm: wrong results; not timing\n");
+      return 1;
+    }
+    ts_tensor *all[] = {a, b, c, da, db, dc, back};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+      ts_tensor_release(all[i]);
+  }
+  double peak = getenv("TS_PEAK_TFLOPS") ? atof(getenv("TS_PEAK_TFLOPS")) : 0;
+  if (peak <= 0 && (strstr(ts_device_model(gpu), "H100") || strstr(ts_device_model(gpu), "H200")))
+    peak = 989.4; /* dense bf16, SXM (PERF-ANCHORS.md) */
+  double torch[16];
+  torch_times(sizes, nsizes, torch);
+  printf("| n (M = N = K) | Tessera ms | TFLOP/s | of peak | torch.matmul ms | Tessera / torch |\n");
+  printf("|---|---|---|---|---|---|\n");
+  for (int s = 0; s < nsizes; s++) {
+    int64_t n = sizes[s], shape[2] = {n, n};
+    ts_tensor *a, *b, *c;
+    if ((st = ts_tensor_create(gpu, TS_DTYPE_BF16, 2, shape, &a)) ||
+        (st = ts_tensor_create(gpu, TS_DTYPE_BF16, 2, shape, &b)) ||
+        (st = ts_tensor_create(gpu, TS_DTYPE_F32, 2, shape, &c)))
+      die(st);
+    ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
+    double t = time_launch(k, args, 10);
+    double tf = t > 0 ? 2.0 * (double)n * (double)n * (double)n / t / 1e12 : 0;
+    char of[32] = "-", tr[32] = "-", rt[32] = "-";
+    if (peak > 0)
+      snprintf(of, sizeof of, "%.2f", tf / peak);
+    if (torch[s] > 0) {
+      snprintf(tr, sizeof tr, "%.3f", torch[s] * 1e3);
+      snprintf(rt, sizeof rt, "%.2f", t > 0 ? torch[s] / t : 0);
+    }
+    printf("| %lld | %.3f | %.1f | %s | %s | %s |\n", (long long)n, t * 1e3, tf, of, tr, rt);
+    ts_tensor_release(a);
+    ts_tensor_release(b);
+    ts_tensor_release(c);
+  }
+  ts_kernel_release(k);
+  ts_diags_deinit(&diags);
+  ts_device_release(host);
+  ts_device_release(gpu);
+  return 0;
+}
