@@ -707,11 +707,14 @@ static void test_flash_sizes(void) {
   ts_kernel_release(kt);
 }
 
-static void test_indexer(void) {
-  ts_kernel *k = num_kernel("kernels/indexer.tile", "indexer_scores", NULL, NULL);
+/* indexer_scores and its tensor-core form (heads and head dim as params:
+ * 16 x 32 here, 64 x 128 at V4 width) against f64, odd T and S. */
+static void test_indexer_one(const char *name, const char *d0, const char *d1,
+                             int64_t HI, int64_t D) {
+  ts_kernel *k = num_kernel("kernels/indexer.tile", name, d0, d1);
   if (!k)
     return;
-  int64_t T = 37, HI = 5, D = 24, S = 70;
+  int64_t T = 37, S = 70;
   int64_t sq[3] = {T, HI, D}, sk[2] = {S, D}, sw[2] = {T, HI}, so[2] = {T, S};
   uint64_t seed = 8;
   ts_tensor *q = num_tensor(TS_DTYPE_BF16, 3, sq), *kk = num_tensor(TS_DTYPE_BF16, 2, sk);
@@ -734,7 +737,7 @@ static void test_indexer(void) {
     den += want[i] * want[i];
   }
   CHECK(masks);
-  CHECK_ERR(sqrt(num / den), 1e-5, "indexer_scores");
+  CHECK_ERR(sqrt(num / den), 1e-5, name);
   free(qv);
   free(kv);
   free(wv);
@@ -745,6 +748,12 @@ static void test_indexer(void) {
   ts_tensor_release(w);
   ts_tensor_release(o);
   ts_kernel_release(k);
+}
+
+static void test_indexer(void) {
+  test_indexer_one("indexer_scores", NULL, NULL, 5, 24);
+  test_indexer_one("indexer_scores_tc", "NH=16", "DK=32", 16, 32);
+  test_indexer_one("indexer_scores_tc", NULL, NULL, 64, 128);
 }
 
 /* ---- RoPE ------------------------------------------------------------------------- */
