@@ -372,6 +372,35 @@ static void test_moe_grouped(void) {
   double *got = num_get(y), *ref = num_get(want);
   CHECK_ERR(num_relerr(got, ref, T * DM), 1e-5, "grouped MoE vs moe_experts");
   free(got);
+  /* the tensor-core form (bf16 activations and hidden rows), 16 x 16 x 16
+   * tiles over DM = 48 and I = 24 (a tail block of the hidden dim) */
+  ts_kernel *ku = num_kernel("kernels/moe.tile", "moe_up_tc", "BM=16", "BN=16");
+  ts_kernel *kd = num_kernel("kernels/moe.tile", "moe_down_tc", "BM=16", "BN=16");
+  if (ku && kd) {
+    int64_t sh_[2] = {TK, I};
+    ts_tensor *xb = num_tensor(TS_DTYPE_BF16, 2, sx), *h = num_tensor(TS_DTYPE_BF16, 2, sh_);
+    ts_tensor *out2 = num_tensor(TS_DTYPE_F32, 2, so), *y2 = num_tensor(TS_DTYPE_F32, 2, sx);
+    for (int64_t i = 0; i < T * DM; i++)
+      ts_tensor_set(xb, i, fr[0][i]);
+    ts_arg au[8] = {ts_arg_tensor(xb), ts_arg_tensor(sorted), ts_arg_tensor(offs),
+                    ts_arg_tensor(counts), ts_arg_tensor(wt), ts_arg_tensor(w1),
+                    ts_arg_tensor(w3), ts_arg_tensor(h)};
+    num_launch(ku, au, 8);
+    ts_arg ad[6] = {ts_arg_tensor(h), ts_arg_tensor(sorted), ts_arg_tensor(offs),
+                    ts_arg_tensor(counts), ts_arg_tensor(w2), ts_arg_tensor(out2)};
+    num_launch(kd, ad, 6);
+    ts_arg ab2[3] = {ts_arg_tensor(shared), ts_arg_tensor(out2), ts_arg_tensor(y2)};
+    num_launch(kb, ab2, 3);
+    double *got2 = num_get(y2);
+    CHECK_ERR(num_relerr(got2, ref, T * DM), 1e-2, "tensor-core MoE vs moe_experts");
+    free(got2);
+    ts_tensor_release(xb);
+    ts_tensor_release(h);
+    ts_tensor_release(out2);
+    ts_tensor_release(y2);
+  }
+  ts_kernel_release(ku);
+  ts_kernel_release(kd);
   free(ref);
   for (int i = 0; fr[i]; i++)
     free(fr[i]);
