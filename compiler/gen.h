@@ -60,6 +60,9 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
 void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                     bool *mma);
 
+/* Whether the subtree `n` mentions symbol `s` (gen_gpu.c). */
+bool ts_node_mentions(const ts_node *n, const ts_symbol *s);
+
 /* Pipelined loops (gpu_pipe.c): the stage count of a `pipelined` node;
  * whether statement `st` of its body is a copy the loop can run ahead (a
  * whole `shared` tile of constant shape filled from a tensor slice of the

@@ -18,9 +18,8 @@
 
 #include <string.h>
 
-static MlirOperation call(gen *g, const char *fn, intptr_t n,
-                          const MlirValue *args, intptr_t nres,
-                          const MlirType *res) {
+MlirOperation gen_call(gen *g, const char *fn, intptr_t n, const MlirValue *args,
+                       intptr_t nres, const MlirType *res) {
   mb *b = &g->b;
   MlirNamedAttribute a =
       mb_attr(b, "callee", mlirFlatSymbolRefAttrGet(b->ctx, mb_str(fn)));
@@ -29,7 +28,7 @@ static MlirOperation call(gen *g, const char *fn, intptr_t n,
 
 void gen_barrier(gen *g) {
   if (g->emu)
-    call(g, "ts_gpusim_barrier", 1, &g->emu_ctx, 0, NULL);
+    gen_call(g, "ts_gpusim_barrier", 1, &g->emu_ctx, 0, NULL);
   else
     mb_op(&g->b, "gpu.barrier", 0, NULL, 0, NULL, 0, NULL);
 }
@@ -95,14 +94,13 @@ bool gen_gpu_tile_in_smem(const ts_type *t, bool shared, int64_t *smem) {
 
 /* ---- frag tiles in registers -------------------------------------------- */
 
-/* Whether the subtree mentions symbol `s`. */
-static bool mentions(const ts_node *n, const ts_symbol *s) {
+bool ts_node_mentions(const ts_node *n, const ts_symbol *s) {
   if (!n)
     return false;
   if (n->kind == TS_NODE_NAME && n->sym == s)
     return true;
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (mentions(n->kids[i], s))
+    if (ts_node_mentions(n->kids[i], s))
       return true;
   return false;
 }
@@ -156,19 +154,19 @@ static bool owner_only(const ts_node *n, const ts_symbol *s) {
     return true;
   case TS_NODE_TILE: return true;
   case TS_NODE_FOR:
-    return !mentions(n->kids[0], s) && !mentions(n->kids[1], s) &&
+    return !ts_node_mentions(n->kids[0], s) && !ts_node_mentions(n->kids[1], s) &&
            owner_only(n->kids[2], s);
   case TS_NODE_PIPELINED:
-    return !mentions(n->kids[0], s) && !mentions(n->kids[1], s) &&
-           !mentions(n->kids[2], s) && owner_only(n->kids[3], s);
+    return !ts_node_mentions(n->kids[0], s) && !ts_node_mentions(n->kids[1], s) &&
+           !ts_node_mentions(n->kids[2], s) && owner_only(n->kids[3], s);
   case TS_NODE_IF:
-    return !mentions(n->kids[0], s) && owner_only(n->kids[1], s) &&
+    return !ts_node_mentions(n->kids[0], s) && owner_only(n->kids[1], s) &&
            owner_only(n->kids[2], s);
   case TS_NODE_PARALLEL: {
     const ts_node *vars = n->kids[0];
-    if (!mentions(n->kids[2], s))
-      return !mentions(n->kids[1], s);
-    if (vars->kid_count != s->type->rank || mentions(n->kids[1], s))
+    if (!ts_node_mentions(n->kids[2], s))
+      return !ts_node_mentions(n->kids[1], s);
+    if (vars->kid_count != s->type->rank || ts_node_mentions(n->kids[1], s))
       return false;
     for (uint32_t d = 0; d < vars->kid_count; d++) {
       const ts_symbol *v = vars->kids[d]->sym;
@@ -179,26 +177,26 @@ static bool owner_only(const ts_node *n, const ts_symbol *s) {
   }
   case TS_NODE_EXPR_STMT: {
     const ts_node *c = n->kids[0];
-    if (!mentions(c, s))
+    if (!ts_node_mentions(c, s))
       return true;
     switch (c->builtin) {
     case TS_BUILTIN_COPY: /* the loop runs over the destination's shape */
       if (whole(c->kids[1], s))
-        return !mentions(c->kids[0], s) ||
+        return !ts_node_mentions(c->kids[0], s) ||
                (whole(c->kids[0], s));
-      return whole(c->kids[0], s) && !mentions(c->kids[1], s) &&
+      return whole(c->kids[0], s) && !ts_node_mentions(c->kids[1], s) &&
              same_shape(c->kids[1]->type, s->type);
     case TS_BUILTIN_FILL:
     case TS_BUILTIN_CLEAR:
       return whole(c->kids[0], s) &&
-             (c->kid_count < 2 || !mentions(c->kids[1], s));
+             (c->kid_count < 2 || !ts_node_mentions(c->kids[1], s));
     case TS_BUILTIN_GEMM: /* each thread computes its elements of c */
-      return whole(c->kids[2], s) && !mentions(c->kids[0], s) &&
-             !mentions(c->kids[1], s);
+      return whole(c->kids[2], s) && !ts_node_mentions(c->kids[0], s) &&
+             !ts_node_mentions(c->kids[1], s);
     default: return false;
     }
   }
-  default: return !mentions(n, s);
+  default: return !ts_node_mentions(n, s);
   }
 }
 
@@ -411,7 +409,7 @@ static MlirValue shuffle_xor(gen *g, MlirValue v, int offset) {
                          f ? mb_cast(b, "arith.bitcast", v, b->i32) : v,
                          mb_const_int(b, b->i32, offset)};
     MlirValue r = mlirOperationGetResult(
-        call(g, "ts_gpusim_shuffle", 4, args, 1, &b->i32), 0);
+        gen_call(g, "ts_gpusim_shuffle", 4, args, 1, &b->i32), 0);
     return f ? mb_cast(b, "arith.bitcast", r, t) : r;
   }
   MlirValue ops[3] = {v, mb_const_int(b, b->i32, offset),

@@ -98,6 +98,9 @@ MlirBlock gen_if_begin(gen *g, MlirValue c);
  * when it touches such a tile, else gen_each_begin's); a gemm as mma.sync
  * when it qualifies (false: not done). */
 bool gen_gpu_mma_layout(gen *g, const ts_symbol *s);
+/* func.call of `fn` (gen_gpu.c). */
+MlirOperation gen_call(gen *g, const char *fn, intptr_t n, const MlirValue *args,
+                       intptr_t nres, const MlirType *res);
 void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
                     uint32_t rank, MlirValue *k);
 void gen_elem_end(gen *g, loop *L, uint32_t rank);

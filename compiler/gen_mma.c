@@ -83,15 +83,6 @@ void gen_elem_end(gen *g, loop *L, uint32_t rank) {
 
 /* ---- the instruction ------------------------------------------------------ */
 
-static MlirOperation call(gen *g, const char *fn, intptr_t n,
-                          const MlirValue *args, intptr_t nres,
-                          const MlirType *res) {
-  mb *b = &g->b;
-  MlirNamedAttribute a =
-      mb_attr(b, "callee", mlirFlatSymbolRefAttrGet(b->ctx, mb_str(fn)));
-  return mb_op(b, "func.call", n, args, nres, res, 1, &a);
-}
-
 /* d[0..3] += A B for this lane's words a[4], bw[2]. */
 static void mma(gen *g, const MlirValue *a, const MlirValue *bw, MlirValue *d,
                 bool f16) {
@@ -100,10 +91,10 @@ static void mma(gen *g, const MlirValue *a, const MlirValue *bw, MlirValue *d,
     MlirValue args[13] = {g->emu_ctx, g->tid, a[0], a[1], a[2], a[3], bw[0],
                           bw[1], d[0], d[1], d[2], d[3],
                           mb_const_int(b, b->i32, f16)};
-    call(g, "ts_gpusim_mma", 13, args, 0, NULL);
+    gen_call(g, "ts_gpusim_mma", 13, args, 0, NULL);
     for (int r = 0; r < 4; r++) {
       MlirValue q[3] = {g->emu_ctx, g->tid, mb_const_int(b, b->i32, r)};
-      d[r] = mlirOperationGetResult(call(g, "ts_gpusim_mma_d", 3, q, 1, &b->f32), 0);
+      d[r] = mlirOperationGetResult(gen_call(g, "ts_gpusim_mma_d", 3, q, 1, &b->f32), 0);
     }
     return;
   }

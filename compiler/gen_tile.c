@@ -409,17 +409,6 @@ void gen_reduce(gen *g, ts_node *call) {
 
 /* ---- a tile made and reduced over its rows, in one pass ---------------------- */
 
-static bool mentions_sym(const ts_node *n, const ts_symbol *s) {
-  if (!n)
-    return false;
-  if (n->kind == TS_NODE_NAME && n->sym == s)
-    return true;
-  for (uint32_t i = 0; i < n->kid_count; i++)
-    if (mentions_sym(n->kids[i], s))
-      return true;
-  return false;
-}
-
 /* `t[v0, v1, ...] = x` with exactly the parallel's variables. */
 static bool writes_element(const ts_node *st, const ts_symbol *t, const ts_node *vars) {
   if (!st || st->kind != TS_NODE_ASSIGN || st->op != TS_TOK_ASSIGN)
@@ -468,10 +457,10 @@ bool gen_fused_reduce(gen *g, ts_node *first, ts_node *next) {
         return false;
     }
     if (!writes_element(body->kids[body->kid_count - 1], t, vars) ||
-        mentions_sym(body, s))
+        ts_node_mentions(body, s))
       return false;
     for (uint32_t i = 0; i + 1 < body->kid_count; i++)
-      if (body->kids[i]->kind != TS_NODE_LET && mentions_sym(body->kids[i], t))
+      if (body->kids[i]->kind != TS_NODE_LET && ts_node_mentions(body->kids[i], t))
         return false;
   } else if (first->kind == TS_NODE_EXPR_STMT &&
              first->kids[0]->kind == TS_NODE_CALL &&
@@ -479,7 +468,7 @@ bool gen_fused_reduce(gen *g, ts_node *first, ts_node *next) {
     /* copy(src, t) of the whole tile from something else */
     copy = first->kids[0];
     if (copy->kids[1]->kind != TS_NODE_NAME || copy->kids[1]->sym != t ||
-        mentions_sym(copy->kids[0], t) || mentions_sym(copy->kids[0], s))
+        ts_node_mentions(copy->kids[0], t) || ts_node_mentions(copy->kids[0], s))
       return false;
   } else {
     return false;

@@ -10,17 +10,6 @@ int64_t ts_pipe_stages(const ts_node *pipe) {
   return s && s->cval.kind == TS_CONST_INT ? s->cval.i : 2;
 }
 
-static bool mentions(const ts_node *n, const ts_symbol *s) {
-  if (!n)
-    return false;
-  if (n->kind == TS_NODE_NAME && n->sym == s)
-    return true;
-  for (uint32_t i = 0; i < n->kid_count; i++)
-    if (mentions(n->kids[i], s))
-      return true;
-  return false;
-}
-
 static int count_mentions(const ts_node *n, const ts_symbol *s) {
   if (!n)
     return 0;
@@ -77,14 +66,14 @@ static bool writes(const ts_node *st, const ts_symbol *t) {
   if (st->kind == TS_NODE_EXPR_STMT && st->kids[0]->kind == TS_NODE_CALL) {
     const ts_node *c = st->kids[0];
     switch (c->builtin) {
-    case TS_BUILTIN_COPY: return mentions(c->kids[1], t);
+    case TS_BUILTIN_COPY: return ts_node_mentions(c->kids[1], t);
     case TS_BUILTIN_FILL:
-    case TS_BUILTIN_CLEAR: return mentions(c->kids[0], t);
-    case TS_BUILTIN_GEMM: return mentions(c->kids[2], t);
+    case TS_BUILTIN_CLEAR: return ts_node_mentions(c->kids[0], t);
+    case TS_BUILTIN_GEMM: return ts_node_mentions(c->kids[2], t);
     case TS_BUILTIN_REDUCE_MAX:
     case TS_BUILTIN_REDUCE_SUM:
-    case TS_BUILTIN_REDUCE_ABSMAX: return mentions(c->kids[1], t);
-    default: return mentions(c, t); /* atomics and the rest: be safe */
+    case TS_BUILTIN_REDUCE_ABSMAX: return ts_node_mentions(c->kids[1], t);
+    default: return ts_node_mentions(c, t); /* atomics and the rest: be safe */
     }
   }
   for (uint32_t i = 0; i < st->kid_count; i++)
@@ -125,7 +114,7 @@ bool ts_pipe_staged_copy(const ts_kernel_info *k, const ts_node *pipe,
           if (x->kids[j] && x->kids[j]->kind == TS_NODE_SLICE)
             return false;
     }
-  if (declared_within(src, body, pipe->sym) || mentions(src, t))
+  if (declared_within(src, body, pipe->sym) || ts_node_mentions(src, t))
     return false;
   /* the tile lives in this body only, this copy is the first statement to
    * touch it and the only one to write it */
@@ -138,7 +127,7 @@ bool ts_pipe_staged_copy(const ts_kernel_info *k, const ts_node *pipe,
       seen = true;
       continue;
     }
-    if (!mentions(s, t))
+    if (!ts_node_mentions(s, t))
       continue;
     if (!seen || writes(s, t))
       return false;

@@ -79,17 +79,14 @@ static void test_threads_atomics(void) {
   ts_kernel_release(k);
 }
 
-/* c = 0.5 a^T b (f16 inputs; a [K, M], b [K, N]) on shapes with tails in
- * every dim: the tensor-core gemm of the CUDA C lowering, the scalar one of
- * the MLIR lowering, against f64. */
-static void test_mma_forms(void) {
-  ts_kernel *k = num_kernel(GPU_TILE, "mma_forms", NULL, NULL);
-  if (!k)
-    return;
-  int64_t M = 45, N = 50, K = 37, sa[2] = {K, M}, sb[2] = {K, N}, sc[2] = {M, N};
-  uint64_t seed = 5;
-  ts_tensor *a = num_tensor(TS_DTYPE_F16, 2, sa);
-  ts_tensor *b = num_tensor(TS_DTYPE_F16, 2, sb);
+/* Launches kernel k(a, b, c) on random a ([M, K], or [K, M] with ta) and b
+ * ([K, N], or [N, K] with tb) of dtype dt and checks c = scale a b against
+ * f64. */
+static void check_gemm(ts_kernel *k, ts_dtype dt, int64_t M, int64_t N, int64_t K,
+                       bool ta, bool tb, double scale, uint64_t seed, const char *what) {
+  int64_t sa[2] = {ta ? K : M, ta ? M : K}, sb[2] = {tb ? N : K, tb ? K : N};
+  int64_t sc[2] = {M, N};
+  ts_tensor *a = num_tensor(dt, 2, sa), *b = num_tensor(dt, 2, sb);
   ts_tensor *c = num_tensor(TS_DTYPE_F32, 2, sc);
   double *av = num_fill(a, -2, 2, &seed), *bv = num_fill(b, -2, 2, &seed);
   ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
@@ -99,10 +96,10 @@ static void test_mma_forms(void) {
     for (int64_t j = 0; j < N; j++) {
       double acc = 0;
       for (int64_t x = 0; x < K; x++)
-        acc += av[x * M + i] * bv[x * N + j];
-      want[i * N + j] = 0.5 * acc;
+        acc += av[ta ? x * M + i : i * K + x] * bv[tb ? j * K + x : x * N + j];
+      want[i * N + j] = scale * acc;
     }
-  CHECK_ERR(num_relerr(got, want, M * N), 1e-6, "mma_forms");
+  CHECK_ERR(num_relerr(got, want, M * N), 1e-6, what);
   free(av);
   free(bv);
   free(want);
@@ -110,6 +107,16 @@ static void test_mma_forms(void) {
   ts_tensor_release(a);
   ts_tensor_release(b);
   ts_tensor_release(c);
+}
+
+/* c = 0.5 a^T b (f16 inputs; a [K, M], b [K, N]) on shapes with tails in
+ * every dim: the tensor-core gemm of both GPU lowerings (the scalar one on
+ * the CPU), against f64. */
+static void test_mma_forms(void) {
+  ts_kernel *k = num_kernel(GPU_TILE, "mma_forms", NULL, NULL);
+  if (!k)
+    return;
+  check_gemm(k, TS_DTYPE_F16, 45, 50, 37, true, false, 0.5, 5, "mma_forms");
   ts_kernel_release(k);
 }
 
@@ -169,31 +176,8 @@ static void test_pipe_gemm(void) {
     ts_kernel *k = num_kernel(GPU_TILE, "pipe_gemm", cases[i].stages, NULL);
     if (!k)
       return;
-    int64_t M = cases[i].M, N = cases[i].N, K = cases[i].K;
-    int64_t sa[2] = {M, K}, sb[2] = {N, K}, sc[2] = {M, N};
-    uint64_t seed = 11 + i;
-    ts_tensor *a = num_tensor(TS_DTYPE_BF16, 2, sa);
-    ts_tensor *b = num_tensor(TS_DTYPE_BF16, 2, sb);
-    ts_tensor *c = num_tensor(TS_DTYPE_F32, 2, sc);
-    double *av = num_fill(a, -1, 1, &seed), *bv = num_fill(b, -1, 1, &seed);
-    ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
-    num_launch(k, args, 3);
-    double *want = malloc(sizeof(double) * (size_t)(M * N)), *got = num_get(c);
-    for (int64_t r = 0; r < M; r++)
-      for (int64_t j = 0; j < N; j++) {
-        double acc = 0;
-        for (int64_t x = 0; x < K; x++)
-          acc += av[r * K + x] * bv[j * K + x];
-        want[r * N + j] = acc;
-      }
-    CHECK_ERR(num_relerr(got, want, M * N), 1e-6, cases[i].stages);
-    free(av);
-    free(bv);
-    free(want);
-    free(got);
-    ts_tensor_release(a);
-    ts_tensor_release(b);
-    ts_tensor_release(c);
+    check_gemm(k, TS_DTYPE_BF16, cases[i].M, cases[i].N, cases[i].K, false, true, 1.0,
+               11 + i, cases[i].stages);
     ts_kernel_release(k);
   }
 }
