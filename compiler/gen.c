@@ -855,7 +855,7 @@ static void gen_return(gen *g) {
         0, NULL, 0, NULL, 0, NULL);
 }
 
-static void gen_stmt(gen *g, ts_node *n) {
+void gen_stmt(gen *g, ts_node *n) {
   mb *b = &g->b;
   if (!n || g->failed)
     return;
@@ -979,6 +979,9 @@ static void gen_stmt(gen *g, ts_node *n) {
     break;
   }
   case TS_NODE_PIPELINED:
+    if (gen_pipelined(g, n))
+      break;
+    __attribute__((fallthrough)); /* a plain loop */
   case TS_NODE_FOR: {
     bool pipe = n->kind == TS_NODE_PIPELINED;
     MlirValue lo = gen_expr_as(g, n->kids[0], b->i64);

@@ -291,7 +291,7 @@ static MlirType memref_of(gen *g, MlirType elem, int64_t n, MlirAttribute sp) {
 }
 
 /* A typed 1-d view of `count` elements at byte `at` of an i8 buffer. */
-static MlirValue view_at(gen *g, MlirValue buf, MlirValue at, MlirType elem,
+MlirValue gen_gpu_view_at(gen *g, MlirValue buf, MlirValue at, MlirType elem,
                          int64_t n, MlirValue count, MlirAttribute sp) {
   mb *b = &g->b;
   MlirValue ops[2] = {buf, mb_cast(b, "arith.index_cast", at, b->index)};
@@ -361,12 +361,12 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
                     mma[i] ? ", mma.sync layout" : "");
     } else if (tiles[i].home == TS_TILE_SMEM) {
       int64_t elems = const_bytes(t) * 8 / ts_dtype_bits(t->dtype);
-      v = view_at(g, smem, gen_i64(g, tiles[i].off), st, elems < 1 ? 1 : elems,
+      v = gen_gpu_view_at(g, smem, gen_i64(g, tiles[i].off), st, elems < 1 ? 1 : elems,
                   count, wg);
       ts_buf_printf(&where, "shared +%lld", (long long)tiles[i].off);
     } else {
       MlirValue bytes = tile_bytes(g, decl, &count);
-      v = view_at(g, g->scratch, g->scratch_at, st, -1, count,
+      v = gen_gpu_view_at(g, g->scratch, g->scratch_at, st, -1, count,
                   mlirAttributeGetNull());
       g->scratch_at = mb_bin(b, "arith.addi", g->scratch_at, bytes);
       ts_buf_puts(&where, "global scratch");
@@ -387,7 +387,7 @@ MlirValue gen_gpu_broadcast_slot(gen *g, MlirType t) {
                                   g->b.ctx,
                                   mb_str("#gpu.address_space<workgroup>"));
   MlirValue none = {0};
-  return view_at(g, g->smem_base, gen_i64(g, 0), t, 1, none, sp);
+  return gen_gpu_view_at(g, g->smem_base, gen_i64(g, 0), t, 1, none, sp);
 }
 
 /* ---- reductions ---------------------------------------------------------- */

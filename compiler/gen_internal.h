@@ -106,6 +106,14 @@ void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
 void gen_elem_end(gen *g, loop *L, uint32_t rank);
 bool gen_gpu_mma(gen *g, ts_node *call);
 void gen_block(gen *g, ts_node *blk);
+void gen_stmt(gen *g, ts_node *n);
+/* A typed 1-d view of `count` elements (n of them, or dynamic: n < 0) at
+ * byte `at` of an i8 buffer in address space `sp` (gen_gpu.c). */
+MlirValue gen_gpu_view_at(gen *g, MlirValue buf, MlirValue at, MlirType elem,
+                          int64_t n, MlirValue count, MlirAttribute sp);
+/* A `pipelined` loop on the GPU as a ring of asynchronous copies
+ * (gen_pipe.c); false: not that form, a plain loop. */
+bool gen_pipelined(gen *g, ts_node *n);
 /* On the CPU, a statement that makes a whole f32 tile (a `parallel` over
  * exactly its shape ending by writing its element, or a copy into it)
  * followed by a reduction of that tile over its last dim: one pass that

@@ -2,8 +2,8 @@
 # run.sh TESSERA SOURCE_DIR - every kernel in kernels/ and every test kernel
 # compiles to PTX for sm_90a and sm_80 both ways (MLIR; CUDA C through
 # NVRTC), and ptxas assembles each with no warning; both lowerings of the
-# bf16/f16 GEMMs issue mma.sync, and the CUDA C one pipelines their copies
-# with cp.async. For the MLIR PTX,
+# bf16/f16 GEMMs issue mma.sync and pipeline their copies with cp.async.
+# For the MLIR PTX,
 # ptxas's registers, spill bytes and stack frame and the kernel's dynamic
 # shared memory are compared with tests/ptx/resources.txt: a kernel missing
 # from it, one that spills more or needs a larger stack frame than
@@ -59,9 +59,10 @@ for arch in sm_90a sm_80; do
         fi
       done
     fi
-    # pipelined loops: the CUDA C of the GEMMs copies ahead with cp.async
-    if [[ $f == kernels/gemm.tile ]] && ! grep -q "cp.async.wait_group" "$out.nvrtc"; then
-      echo "FAIL: NVRTC's PTX of $f for $arch has no cp.async ring"
+    # pipelined loops: both lowerings of the GEMMs copy ahead with cp.async
+    if [[ $f == kernels/gemm.tile ]] &&
+       ! { grep -q "cp.async.wait_group" "$out" && grep -q "cp.async.wait_group" "$out.nvrtc"; }; then
+      echo "FAIL: the PTX of $f for $arch has no cp.async ring (MLIR and NVRTC)"
       fail=$((fail + 1)); continue
     fi
     # the PTX's "// tessera kernel K threads T smem S" lines (the dynamic
