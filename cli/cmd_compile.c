@@ -141,6 +141,7 @@ int cmd_compile(int argc, char **argv) {
   if (!no_cache)
     opt.cache_dir = ts_cache_dir(cache, sizeof cache);
   opt.log = &log;
+  opt.symbols = ts_runtime_symbols(&opt.symbol_count);
   st = ts_compile(alloc, file, text, len, &opt, &d, &out);
   if (verbose && log.len)
     fprintf(stderr, "%s", log.ptr);

@@ -49,6 +49,10 @@ typedef struct ts_compile_options {
    * what the cache did is appended to `log` when it is not NULL. */
   const char *cache_dir;
   ts_buf *log;
+  /* the functions the CPU code may call (print, assert: the runtime's
+   * table), given to the JIT that `--emit` default builds; may be empty */
+  const struct ts_jit_symbol *symbols;
+  size_t symbol_count;
 } ts_compile_options;
 
 /* Whether `arch` is a GPU architecture the PTX target supports. */

@@ -103,7 +103,7 @@ static ts_status lower_cpu(ts_unit *u, const ts_compile_options *opt,
       st = ts_mlir_print_llvm(mod, out);
     } else {
       ts_jit *j;
-      if (!(st = ts_jit_create(m, mod, NULL, 0, &j))) {
+      if (!(st = ts_jit_create(m, mod, opt->symbols, opt->symbol_count, &j))) {
         uint32_t n = 0;
         for (uint32_t i = 0; i < u->kernel_count; i++) {
           char name[300];

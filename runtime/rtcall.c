@@ -120,3 +120,8 @@ const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS] = {
     {"ts_rt_print", (void *)ts_rt_print},
     {"ts_rt_assert", (void *)ts_rt_assert},
 };
+
+const ts_jit_symbol *ts_runtime_symbols(size_t *count) {
+  *count = TS_RT_SYMBOLS;
+  return ts_rt_symbols;
+}

@@ -42,6 +42,9 @@ bool ts_device_is_host(const ts_device *d);
 ts_device *ts_device_retain(ts_device *d);
 void ts_device_release(ts_device *d);
 const char *ts_device_name(const ts_device *d);
+/* The runtime functions CPU kernels may call (print, assert, the GPU
+ * simulator's): what a JIT of Tessera code is given. */
+const ts_jit_symbol *ts_runtime_symbols(size_t *count);
 /* The hardware: the GPU's name from the driver ("NVIDIA H100 80GB HBM3"),
  * else the device's name. */
 const char *ts_device_model(const ts_device *d);

@@ -37,6 +37,12 @@ has() {
 printf 'kernel k(x: f32[N]) {\n  let a = 1 +;\n}\n' >"$tmp/bad.tile"
 
 expect 2 "no command" "$t"
+# every kernel file compiles for the CPU and loads in the JIT (kernels with
+# print or assert call the runtime, which the JIT is given)
+for f in kernels/*.tile tests/lua/debug.tile; do
+  expect 0 "tessera compile $f (CPU, JIT)" "$t" compile "$f"
+  has out "compiled for the CPU" "$f compiled"
+done
 expect 0 "--help" "$t" --help
 has out "commands:" "main help lists the commands"
 expect 0 "--version" "$t" --version
