@@ -121,3 +121,8 @@ print(string.format("KV cache (%s): %d bytes held in its tensors (window rings +
                     "entries + indexer keys; %d allocated) vs %d for dense attention (%.1f%%)",
                     opts.kv == "fp8" and "production formats: e4m3 + bf16 rope, FP4 keys"
                       or "f32", held, alloc, dense, 100 * held / dense))
+if model.next_pos <= cfg.window_size then
+  print(string.format("  (%d positions fit the %d-token window, so every one is still in the " ..
+                      "ring and the compressed entries come on top; the saving starts beyond " ..
+                      "the window: the 1M-token table below)", model.next_pos, cfg.window_size))
+end
