@@ -73,6 +73,14 @@ void cu_loop_end(cg *c) {
  * fragments (two 16-bit elements a word) from the tiles and issues one
  * mma.sync; the accumulators are C's registers (mma layout) or its
  * elements in shared memory. */
+/* Whether tile `s` lives in shared memory (ldmatrix reads only there). */
+static bool in_smem(cg *c, const ts_symbol *s) {
+  for (int i = 0; i < c->ntiles; i++)
+    if (c->tiles[i].decl->sym == s)
+      return c->tiles[i].home == TS_TILE_SMEM;
+  return false;
+}
+
 void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   int64_t M = mnk[0], N = mnk[1], K = mnk[2];
   bool ta = cu_named_bool(call, "trans_a", false);
@@ -139,9 +147,25 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
                      BT(bk[r], col), b, BT(cu_str(c, "%s + 1", bk[r]), col));
 #undef AT
 #undef BT
-  cu_line(c, "const ts_u32 a%d_[4] = {%s, %s, %s, %s};", id, aw[0], aw[1], aw[2],
-       aw[3]);
-  cu_line(c, "const ts_u32 b%d_[2] = {%s, %s};", id, bw[0], bw[1]);
+  /* ldmatrix where the tile is in shared memory with rows of whole 16-byte
+   * units along K (A not transposed, B transposed): lane l gives the row
+   * address of matrix l / 8 */
+  if (!ta && K % 8 == 0 && in_smem(c, sa)) {
+    cu_line(c, "ts_u32 a%d_[4];", id);
+    cu_line(c, "ts_ldmatrix_x4(a%d_, &%s[((p%d_ / %lld) * 16 + (int)(threadIdx.x & 15)) * "
+            "%lldLL + k%d_ + (int)((threadIdx.x >> 4) & 1) * 8]);",
+            id, a, id, (long long)(N / 8), (long long)K, id);
+  } else {
+    cu_line(c, "const ts_u32 a%d_[4] = {%s, %s, %s, %s};", id, aw[0], aw[1], aw[2], aw[3]);
+  }
+  if (tb && K % 8 == 0 && in_smem(c, sb)) {
+    cu_line(c, "ts_u32 b%d_[2];", id);
+    cu_line(c, "ts_ldmatrix_x2(b%d_, &%s[(%s + (int)(threadIdx.x & 7)) * %lldLL + k%d_ + "
+            "(int)((threadIdx.x >> 3) & 1) * 8]);",
+            id, b, nr, (long long)K, id);
+  } else {
+    cu_line(c, "const ts_u32 b%d_[2] = {%s, %s};", id, bw[0], bw[1]);
+  }
   cu_line(c, "ts_mma_16816(d%d_, a%d_, b%d_, %s);", id, id, id, f16);
   c->ind--;
   cu_line(c, "}");

@@ -1445,6 +1445,9 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
                                                     i32, f32, f32, f32, f32, i32};
     new_func(g, m, "ts_gpusim_mma", 13, mma, 0, NULL, true, true);
     new_func(g, m, "ts_gpusim_mma_d", 3, sh, 1, &f32, true, true);
+    MlirType ldm[4] = {i64, i64, i64, i32};
+    new_func(g, m, "ts_gpusim_ldmatrix", 4, ldm, 0, NULL, true, true);
+    new_func(g, m, "ts_gpusim_ldmatrix_r", 3, sh, 1, &i32, true, true);
   }
   ts_node *root = u->root;
   for (uint32_t i = 0; i < root->kid_count && !g->failed; i++)

@@ -306,6 +306,15 @@ MlirValue gen_gpu_view_at(gen *g, MlirValue buf, MlirValue at, MlirType elem,
   return mb_op1(b, "memref.view", nops, all, memref_of(g, elem, n, sp));
 }
 
+/* The address of element `lin` of a 1-d memref, as an i64. */
+MlirValue gen_gpu_address(gen *g, MlirValue mem, MlirValue lin, int bytes) {
+  mb *b = &g->b;
+  MlirValue base = mlirOperationGetResult(
+      mb_op(b, "memref.extract_aligned_pointer_as_index", 1, &mem, 1, &b->index, 0, NULL), 0);
+  return mb_bin(b, "arith.addi", mb_cast(b, "arith.index_cast", base, b->i64),
+             mb_bin(b, "arith.muli", lin, gen_i64(g, bytes)));
+}
+
 bool gen_gpu_in_registers(gen *g, const ts_symbol *s) {
   for (int i = 0; i < g->nregs; i++)
     if (g->regs[i] == s)

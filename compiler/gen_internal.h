@@ -111,6 +111,9 @@ void gen_stmt(gen *g, ts_node *n);
  * byte `at` of an i8 buffer in address space `sp` (gen_gpu.c). */
 MlirValue gen_gpu_view_at(gen *g, MlirValue buf, MlirValue at, MlirType elem,
                           int64_t n, MlirValue count, MlirAttribute sp);
+/* The address of element `lin` (of `bytes` each) of a 1-d memref, as an
+ * i64 (gen_gpu.c). */
+MlirValue gen_gpu_address(gen *g, MlirValue mem, MlirValue lin, int bytes);
 /* A `pipelined` loop on the GPU as a ring of asynchronous copies
  * (gen_pipe.c); false: not that form, a plain loop. */
 bool gen_pipelined(gen *g, ts_node *n);

@@ -121,6 +121,44 @@ static void mma(gen *g, const MlirValue *a, const MlirValue *bw, MlirValue *d,
   }
 }
 
+/* ldmatrix .x`n` (b16) of the shared tile `mem` with this lane's row at
+ * element `lin`: the n words of this lane's fragment into w. */
+static void ldmatrix(gen *g, MlirValue mem, MlirValue lin, int n, MlirValue *w) {
+  mb *b = &g->b;
+  MlirValue addr = gen_gpu_address(g, mem, lin, 2);
+  if (g->emu) {
+    MlirValue args[4] = {g->emu_ctx, g->tid, addr, mb_const_int(b, b->i32, n)};
+    gen_call(g, "ts_gpusim_ldmatrix", 4, args, 0, NULL);
+    for (int r = 0; r < n; r++) {
+      MlirValue q[3] = {g->emu_ctx, g->tid, mb_const_int(b, b->i32, r)};
+      w[r] = mlirOperationGetResult(gen_call(g, "ts_gpusim_ldmatrix_r", 3, q, 1, &b->i32), 0);
+    }
+    return;
+  }
+  MlirType st = mlirTypeParseGet(
+      b->ctx, mb_str(n == 4 ? "!llvm.struct<(i32, i32, i32, i32)>" : "!llvm.struct<(i32, i32)>"));
+  const char *text = n == 4 ? "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {$0, $1, $2, $3}, [$4];"
+                            : "ldmatrix.sync.aligned.m8n8.x2.shared.b16 {$0, $1}, [$2];";
+  MlirNamedAttribute attrs[3] = {
+      mb_attr(b, "asm_string", mlirStringAttrGet(b->ctx, mb_str(text))),
+      mb_attr(b, "constraints",
+              mlirStringAttrGet(b->ctx, mb_str(n == 4 ? "=r,=r,=r,=r,l" : "=r,=r,l"))),
+      mb_attr(b, "has_side_effects", mlirUnitAttrGet(b->ctx))};
+  MlirValue s = mlirOperationGetResult(mb_op(b, "llvm.inline_asm", 1, &addr, 1, &st, 3, attrs), 0);
+  for (int r = 0; r < n; r++) {
+    int64_t pos = r;
+    MlirNamedAttribute pa = mb_attr(b, "position", mlirDenseI64ArrayGet(b->ctx, 1, &pos));
+    w[r] = mlirOperationGetResult(mb_op(b, "llvm.extractvalue", 1, &s, 1, &b->i32, 1, &pa), 0);
+  }
+}
+
+static bool in_smem(gen *g, const ts_symbol *s) {
+  for (int i = 0; i < g->nplan; i++)
+    if (g->plan[i].decl->sym == s)
+      return g->plan[i].home == TS_TILE_SMEM;
+  return false;
+}
+
 /* Two consecutive 16-bit elements of a tile (lin and lin + step) in a word,
  * the first in the low half. */
 static MlirValue word(gen *g, MlirValue mem, MlirValue lin, int64_t step) {
@@ -217,16 +255,36 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
    * j K + k transposed; the pair (k, k + 1) in one word */
   MlirValue ai[4] = {m0, m8, m0, m8}, ak[4] = {k0, k0, k8, k8};
   MlirValue aw[4], bw[2];
-  for (int r = 0; r < 4; r++) {
-    MlirValue lin = ta ? op2(g, "arith.addi", op2(g, "arith.muli", ak[r], i64c(g, M)), ai[r])
-                       : op2(g, "arith.addi", op2(g, "arith.muli", ai[r], i64c(g, K)), ak[r]);
-    aw[r] = word(g, am, lin, ta ? M : 1);
+  /* ldmatrix where the tile is in shared memory with rows of whole 16-byte
+   * units along K (A not transposed, B transposed): lane l gives the row
+   * of matrix l / 8 */
+  MlirValue lane16 = op2(g, "arith.remsi", lane, i64c(g, 16));
+  MlirValue half = op2(g, "arith.remsi", op2(g, "arith.divsi", lane, i64c(g, 16)), i64c(g, 2));
+  if (!ta && K % 8 == 0 && in_smem(g, sa)) {
+    MlirValue row = op2(g, "arith.addi", op2(g, "arith.subi", m0, gq), lane16);
+    MlirValue lin = op2(g, "arith.addi", op2(g, "arith.muli", row, i64c(g, K)),
+                        op2(g, "arith.addi", lk.iv, op2(g, "arith.muli", half, i64c(g, 8))));
+    ldmatrix(g, am, lin, 4, aw);
+  } else {
+    for (int r = 0; r < 4; r++) {
+      MlirValue lin = ta ? op2(g, "arith.addi", op2(g, "arith.muli", ak[r], i64c(g, M)), ai[r])
+                         : op2(g, "arith.addi", op2(g, "arith.muli", ai[r], i64c(g, K)), ak[r]);
+      aw[r] = word(g, am, lin, ta ? M : 1);
+    }
   }
-  MlirValue bk[2] = {k0, k8};
-  for (int r = 0; r < 2; r++) {
-    MlirValue lin = tb ? op2(g, "arith.addi", op2(g, "arith.muli", col, i64c(g, K)), bk[r])
-                       : op2(g, "arith.addi", op2(g, "arith.muli", bk[r], i64c(g, N)), col);
-    bw[r] = word(g, bm, lin, tb ? 1 : N);
+  if (tb && K % 8 == 0 && in_smem(g, sb)) {
+    MlirValue row = op2(g, "arith.addi", n0, op2(g, "arith.remsi", lane, i64c(g, 8)));
+    MlirValue kh = op2(g, "arith.remsi", op2(g, "arith.divsi", lane, i64c(g, 8)), i64c(g, 2));
+    MlirValue lin = op2(g, "arith.addi", op2(g, "arith.muli", row, i64c(g, K)),
+                        op2(g, "arith.addi", lk.iv, op2(g, "arith.muli", kh, i64c(g, 8))));
+    ldmatrix(g, bm, lin, 2, bw);
+  } else {
+    MlirValue bk[2] = {k0, k8};
+    for (int r = 0; r < 2; r++) {
+      MlirValue lin = tb ? op2(g, "arith.addi", op2(g, "arith.muli", col, i64c(g, K)), bk[r])
+                         : op2(g, "arith.addi", op2(g, "arith.muli", bk[r], i64c(g, N)), col);
+      bw[r] = word(g, bm, lin, tb ? 1 : N);
+    }
   }
   MlirValue d[4];
   for (int r = 0; r < 4; r++)

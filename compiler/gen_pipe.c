@@ -30,15 +30,6 @@ static void inline_asm(gen *g, const char *text, const char *cons, intptr_t n,
   mb_op(b, "llvm.inline_asm", n, ops, 0, NULL, 3, attrs);
 }
 
-/* The address of element `lin` of a 1-d memref, as an i64. */
-static MlirValue address(gen *g, MlirValue mem, MlirValue lin, int bytes) {
-  mb *b = &g->b;
-  MlirValue base = mlirOperationGetResult(
-      mb_op(b, "memref.extract_aligned_pointer_as_index", 1, &mem, 1, &b->index, 0, NULL), 0);
-  return op2(g, "arith.addi", mb_cast(b, "arith.index_cast", base, b->i64),
-             op2(g, "arith.muli", lin, i64c(g, bytes)));
-}
-
 /* The tiles' memrefs at the buffer of iteration `v`. */
 static void point(gen *g, staged *s, int ns, MlirValue v, MlirValue lo, int64_t stages) {
   mb *b = &g->b;
@@ -94,14 +85,14 @@ static void copy_ahead(gen *g, ts_node *call) {
   gen_view_elem(g, &src, kf, &slin, &sok);
   gen_view_elem(g, &src, kl, &llin, &lok);
   gen_view_elem(g, &dst, kf, &dlin, &dok);
-  MlirValue saddr = address(g, src.mem, slin, bytes);
+  MlirValue saddr = gen_gpu_address(g, src.mem, slin, bytes);
   MlirValue aligned =
       mb_cmpi(b, CMPI_EQ, op2(g, "arith.remsi", saddr, i64c(g, 16)), i64c(g, 0));
   MlirValue fast = op2(g, "arith.andi", op2(g, "arith.andi", sok, lok), aligned);
   (void)llin;
   (void)dok;
   MlirBlock join = gen_if_begin(g, fast);
-  MlirValue ops[2] = {address(g, dst.mem, dlin, bytes), saddr};
+  MlirValue ops[2] = {gen_gpu_address(g, dst.mem, dlin, bytes), saddr};
   inline_asm(g, "cp.async.cg.shared.global [$0], [$1], 16;", "l,l,~{memory}", 2, ops);
   gen_if_end(g, join);
   join = gen_if_begin(g, op2(g, "arith.xori", fast, mb_const_int(b, b->i1, 1)));

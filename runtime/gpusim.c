@@ -39,6 +39,7 @@ typedef struct team {
   int32_t xchg[2][MAX_THREADS];
   uint32_t gather[2][MAX_THREADS][GATHER_WORDS];
   float mma_d[MAX_THREADS][4]; /* ts_gpusim_mma's results, per thread */
+  uint32_t ldm[MAX_THREADS][4]; /* ts_gpusim_ldmatrix's */
   /* the launch */
   bool direct; /* CUDA C built for the CPU: `gpu` takes the launch's
                 * parameters and asks ts_sim_index for its indices */
@@ -117,6 +118,27 @@ void ts_gpusim_mma(int64_t ctx, int64_t tid, int32_t a0, int32_t a1,
     }
     t->mma_d[tid][r] = s;
   }
+}
+
+/* ldmatrix .x1/.x2/.x4 (b16) for the MLIR lowering's CPU form: `addr` is
+ * this lane's row address; matrix m's row j is lane 8 m + j's, and lane l
+ * gets row l / 4, columns 2 (l % 4) and + 1 of each matrix; read back with
+ * ts_gpusim_ldmatrix_r. */
+void ts_gpusim_ldmatrix(int64_t ctx, int64_t tid, int64_t addr, int32_t n) {
+  team *t = (team *)(intptr_t)ctx;
+  uint32_t mine[2] = {(uint32_t)addr, (uint32_t)((uint64_t)addr >> 32)}, all[64];
+  warp_gather(t, (int)tid, mine, 2, all);
+  int lane = (int)(tid & 31);
+  for (int m = 0; m < n && m < 4; m++) {
+    int src = m * 8 + (lane >> 2);
+    const uint16_t *row =
+        (const uint16_t *)(uintptr_t)((uint64_t)all[src * 2] | ((uint64_t)all[src * 2 + 1] << 32));
+    t->ldm[tid][m] = (uint32_t)row[(lane & 3) * 2] | ((uint32_t)row[(lane & 3) * 2 + 1] << 16);
+  }
+}
+
+int32_t ts_gpusim_ldmatrix_r(int64_t ctx, int64_t tid, int32_t r) {
+  return (int32_t)((team *)(intptr_t)ctx)->ldm[tid][r & 3];
 }
 
 float ts_gpusim_mma_d(int64_t ctx, int64_t tid, int32_t r) {

@@ -59,6 +59,11 @@ for arch in sm_90a sm_80; do
         fi
       done
     fi
+    # the GEMMs' fragments come from shared memory by ldmatrix, both lowerings
+    if [[ $f == kernels/gemm.tile ]] && ! { grep -q "ldmatrix.sync" "$out" && grep -q "ldmatrix.sync" "$out.nvrtc"; }; then
+      echo "FAIL: the PTX of $f for $arch has no ldmatrix (MLIR and NVRTC)"
+      fail=$((fail + 1)); continue
+    fi
     # pipelined loops: both lowerings of the GEMMs copy ahead with cp.async
     if [[ $f == kernels/gemm.tile ]] &&
        ! { grep -q "cp.async.wait_group" "$out" && grep -q "cp.async.wait_group" "$out.nvrtc"; }; then
