@@ -186,5 +186,13 @@ ok, err = pcall(function()
 end)
 check(not ok and tostring(err):find("an FP4 row is"), "wrong FP4 row refused: " .. tostring(err))
 
+-- 6. a cache format the model does not know is refused at load
+if probe then
+  local V4 = require "model.v4"
+  ok, err = pcall(V4.load, "../shared/golden/tiny", nil, {kv_format = "fp16"})
+  check(not ok and tostring(err):find("kv_format 'fp16': 'f32' or 'fp8'", 1, true),
+        "unknown kv_format refused: " .. tostring(err))
+end
+
 print(string.format("%d passed, %d failed", passed, failed))
 if failed > 0 then os.exit(1) end
