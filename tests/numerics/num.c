@@ -42,19 +42,25 @@ ts_kernel *num_kernel(const char *rel, const char *name, const char *def0,
   const char *root = getenv("TS_SOURCE_DIR");
   char path[1024];
   snprintf(path, sizeof path, "%s/%s", root ? root : ".", rel);
-  char buf[2][128];
-  ts_define defs[2];
+  /* each of def0, def1 holds one or more space-separated NAME=VALUE */
+  char buf[2][256];
+  ts_define defs[16];
   size_t nd = 0;
   const char *d[2] = {def0, def1};
-  for (int i = 0; i < 2; i++)
-    if (d[i]) {
-      snprintf(buf[i], sizeof buf[i], "%s", d[i]);
-      char *eq = strchr(buf[i], '=');
+  for (int i = 0; i < 2; i++) {
+    if (!d[i])
+      continue;
+    snprintf(buf[i], sizeof buf[i], "%s", d[i]);
+    for (char *tok = strtok(buf[i], " "); tok && nd < 16; tok = strtok(NULL, " ")) {
+      char *eq = strchr(tok, '=');
+      if (!eq)
+        continue;
       *eq = 0;
-      defs[nd].name = buf[i];
+      defs[nd].name = tok;
       defs[nd].value = eq + 1;
       nd++;
     }
+  }
   ts_diags diags;
   ts_diags_init(&diags, ts_allocator_system());
   ts_kernel *k = NULL;

@@ -18,7 +18,8 @@ extern ts_device *num_dev, *num_kdev;
 void num_init(void);
 void num_finish(void);
 /* Compiles kernel `name` of file `rel` (relative to the source root), with
- * up to 4 "NAME=VALUE" defines; NULL on failure (reported). */
+ * the "NAME=VALUE" defines of def0 and def1 (each may hold several,
+ * space-separated; 16 at most); NULL on failure (reported). */
 ts_kernel *num_kernel(const char *rel, const char *name, const char *def0,
                       const char *def1);
 ts_tensor *num_tensor(ts_dtype dt, uint32_t rank, const int64_t *shape);

@@ -651,6 +651,50 @@ static void test_hca(void) {
   ts_kernel_release(kb);
 }
 
+/* The tensor-core form (heads as the GEMM's M; 16 heads of 64 here in two
+ * halves of 32 output dims): 70 entries in blocks of 16, invalid entries,
+ * a row with no valid entry, against f64. */
+static void test_attn_tc(void) {
+  ts_kernel *k = num_kernel("kernels/sparse_attn.tile", "sparse_attn_tc",
+                            "NH=16 DC=64 CH=32 BK=16", NULL);
+  if (!k)
+    return;
+  int64_t T = 5, H = 16, C = 64, S = 23, K = 70;
+  int64_t sq[3] = {T, H, C}, skv[2] = {S, C}, si[2] = {T, K};
+  uint64_t seed = 78;
+  ts_tensor *q = num_tensor(TS_DTYPE_BF16, 3, sq), *kv = num_tensor(TS_DTYPE_BF16, 2, skv);
+  ts_tensor *idx = num_tensor(TS_DTYPE_I32, 2, si), *o = num_tensor(TS_DTYPE_BF16, 3, sq);
+  double *qv = num_fill(q, -2, 2, &seed), *kvv = num_fill(kv, -1, 1, &seed);
+  int32_t *iv = ts_tensor_data(idx);
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t j = 0; j < K; j++)
+      iv[t * K + j] = t == 3 ? -1 : (j % 7 == 3 ? -1 : (int32_t)((j * 5 + t) % S));
+  double sink[16], *want = malloc(T * H * C * sizeof *want);
+  for (int h = 0; h < 16; h++)
+    sink[h] = 0.1 * h - 0.3;
+  ts_tensor *ts = from_doubles(TS_DTYPE_F32, 1, &H, sink, NULL);
+  ref_sparse_attn(qv, kvv, iv, sink, want, T, H, C, S, K, 0.04419417382415922);
+  ts_arg a[5] = {ts_arg_tensor(q), ts_arg_tensor(kv), ts_arg_tensor(idx),
+                 ts_arg_tensor(ts), ts_arg_tensor(o)};
+  num_launch(k, a, 5);
+  double *got = num_get(o);
+  CHECK_ERR(num_relerr(got, want, T * H * C), 1e-2, "sparse_attn_tc");
+  bool zero_row = true;
+  for (int64_t i = 3 * H * C; i < 4 * H * C; i++)
+    zero_row &= got[i] == 0;
+  CHECK(zero_row);
+  free(got);
+  free(want);
+  free(qv);
+  free(kvv);
+  ts_tensor_release(q);
+  ts_tensor_release(kv);
+  ts_tensor_release(idx);
+  ts_tensor_release(o);
+  ts_tensor_release(ts);
+  ts_kernel_release(k);
+}
+
 /* V4-Flash-sized calls: 64 heads of 512 over 512 selected + 128 window
  * entries; top-512 of 128K scores. */
 static void test_flash_sizes(void) {
@@ -678,6 +722,20 @@ static void test_flash_sizes(void) {
   double *got = num_get(o);
   CHECK_ERR(num_relerr(got, want, T * H * C), 1e-2, "sparse_attn V4-Flash size");
   free(got);
+  const char *dev = getenv("TS_TEST_DEVICE");
+  ts_kernel *ktc = !dev || !strcmp(dev, "cpu")
+                       ? num_kernel("kernels/sparse_attn.tile", "sparse_attn_tc", NULL, NULL)
+                       : NULL; /* (the simulator would take minutes) */
+  if (ktc) {
+    ts_tensor *o2 = num_tensor(TS_DTYPE_BF16, 3, sq);
+    a[4] = ts_arg_tensor(o2);
+    num_launch(ktc, a, 5);
+    got = num_get(o2);
+    CHECK_ERR(num_relerr(got, want, T * H * C), 1e-2, "sparse_attn_tc V4-Flash size");
+    free(got);
+    ts_tensor_release(o2);
+    ts_kernel_release(ktc);
+  }
   free(want);
   free(qv);
   free(kvv);
@@ -1160,6 +1218,7 @@ int main(void) {
   test_golden_attn_mhc();
   test_topk();
   test_indexer();
+  test_attn_tc();
   test_flash_sizes();
   test_hca();
   test_argmax();

@@ -50,7 +50,8 @@ for arch in sm_90a sm_80; do
     fi
     # tensor cores: both lowerings of the bf16 GEMMs issue mma.sync (the
     # fast path cannot silently fall back to scalar FMAs)
-    if [[ $f == kernels/gemm.tile || $f == kernels/indexer.tile || $f == kernels/moe.tile || $f == tests/ptx/gpu.tile ]]; then
+    if [[ $f == kernels/gemm.tile || $f == kernels/indexer.tile || $f == kernels/moe.tile ||
+          $f == kernels/sparse_attn.tile || $f == tests/ptx/gpu.tile ]]; then
       for p in "$out" "$out.nvrtc"; do
         n=$(grep -c "mma.sync.aligned.m16n8k16.row.col.f32.[bf]*16.[bf]*16.f32" "$p")
         if ((n < 1)); then
