@@ -81,12 +81,12 @@ static int64_t const_bytes(const ts_type *t) {
 
 static int64_t align16(int64_t x) { return (x + 15) & ~(int64_t)15; }
 
-bool gen_gpu_tile_in_smem(const ts_type *t, bool shared, int64_t *smem) {
+bool gen_gpu_tile_in_smem(const ts_type *t, bool shared, int64_t limit, int64_t *smem) {
   int64_t bytes = const_bytes(t);
   if (bytes < 0)
     return false;
   /* sema has kept the shared tiles within the device's limit */
-  if (!shared && *smem + align16(bytes) > GPU_SMEM_LIMIT)
+  if (!shared && *smem + align16(bytes) > limit)
     return false;
   *smem += align16(bytes);
   return true;
@@ -226,13 +226,19 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
       out[i].home = TS_TILE_REGS;
   }
   ts_pipe_plan(k, out, n);
+  /* frags join shared memory within 48 KiB; once the shared tiles alone
+   * pass that (the block opts into more anyway), up to a Hopper block's
+   * 227 KiB */
+  int64_t limit = GPU_SMEM_LIMIT;
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < n; i++) {
       bool shared = tiles[i]->sym->type->scope == TS_SCOPE_SHARED;
+      if (pass == 1 && i == 0 && smem > GPU_SMEM_LIMIT)
+        limit = 232448;
       if (shared != (pass == 0) || out[i].home == TS_TILE_REGS)
         continue;
       out[i].off = smem;
-      if (gen_gpu_tile_in_smem(tiles[i]->sym->type, shared, &smem)) {
+      if (gen_gpu_tile_in_smem(tiles[i]->sym->type, shared, limit, &smem)) {
         out[i].home = TS_TILE_SMEM;
         /* a pipelined copy's further buffers, while a Hopper block has
          * room (227 KiB) */

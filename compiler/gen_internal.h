@@ -169,8 +169,9 @@ void gen_assert(gen *g, ts_node *call);
 void gen_declare(gen *g, const char *name, intptr_t n, const MlirType *args);
 MlirValue gen_gpu_index(gen *g, const char *op, int dim);
 /* Where a tile of type `t` lives on the GPU: true for workgroup memory
- * (and `*smem` grows by its bytes), false for global scratch. */
-bool gen_gpu_tile_in_smem(const ts_type *t, bool shared, int64_t *smem);
+ * (and `*smem` grows by its bytes), false for global scratch (a frag that
+ * would take the block past `limit` bytes). */
+bool gen_gpu_tile_in_smem(const ts_type *t, bool shared, int64_t limit, int64_t *smem);
 void gen_gpu_tiles(gen *g, const ts_kernel_info *k);
 bool gen_gpu_in_registers(gen *g, const ts_symbol *s);
 MlirValue gen_gpu_scratch_bytes(gen *g, const ts_kernel_info *k);
