@@ -622,11 +622,6 @@ void cu_each_end(cg *c) {
   cu_line(c, "}");
 }
 
-bool cu_named_bool(ts_node *call, const char *name, bool dflt) {
-  ts_node *v = ts_call_named(call, name);
-  return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
-}
-
 void cu_tile_copy(cg *c, ts_node *call, bool dist) {
   cview pool[16], src, dst;
   int np = 0;
@@ -670,9 +665,9 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
       !cu_view_of(c, call->kids[1], &B, pool, &np) ||
       !cu_view_of(c, call->kids[2], &C, pool, &np))
     return;
-  bool ta = cu_named_bool(call, "trans_a", false);
-  bool tb = cu_named_bool(call, "trans_b", false);
-  bool acc = cu_named_bool(call, "accumulate", true);
+  bool ta = ts_call_named_bool(call, "trans_a", false);
+  bool tb = ts_call_named_bool(call, "trans_b", false);
+  bool acc = ts_call_named_bool(call, "accumulate", true);
   ctype t = cu_compute_of(C.dt);
   const char *ij[2];
   if (C.regs && dist) { /* k outermost: c stays in registers (gen_gpu.c) */

@@ -74,7 +74,6 @@ bool cu_gpu_single(cg *c);
 void cu_each_begin(cg *c, const char *const *ext, uint32_t rank, bool dist,
                    const char **k);
 void cu_each_end(cg *c);
-bool cu_named_bool(ts_node *call, const char *name, bool dflt);
 void cu_tile_copy(cg *c, ts_node *call, bool dist);
 void cu_block(cg *c, ts_node *b);
 void cu_stmt(cg *c, ts_node *n);

@@ -75,17 +75,15 @@ void cu_loop_end(cg *c) {
  * elements in shared memory. */
 /* Whether tile `s` lives in shared memory (ldmatrix reads only there). */
 static bool in_smem(cg *c, const ts_symbol *s) {
-  for (int i = 0; i < c->ntiles; i++)
-    if (c->tiles[i].decl->sym == s)
-      return c->tiles[i].home == TS_TILE_SMEM;
-  return false;
+  const ts_gpu_tile *t = ts_gpu_tile_of(c->tiles, c->ntiles, s);
+  return t && t->home == TS_TILE_SMEM;
 }
 
 void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   int64_t M = mnk[0], N = mnk[1], K = mnk[2];
-  bool ta = cu_named_bool(call, "trans_a", false);
-  bool tb = cu_named_bool(call, "trans_b", false);
-  bool acc = cu_named_bool(call, "accumulate", true);
+  bool ta = ts_call_named_bool(call, "trans_a", false);
+  bool tb = ts_call_named_bool(call, "trans_b", false);
+  bool acc = ts_call_named_bool(call, "accumulate", true);
   ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym,
             *sc = call->kids[2]->sym;
   const char *a = cu_name_of(c, "t_", sa->name), *b = cu_name_of(c, "t_", sb->name),
@@ -274,19 +272,13 @@ bool cu_pipelined(cg *c, ts_node *n) {
   bool skip[256] = {0};
   for (uint32_t i = 0; i < body->kid_count && i < 256 && ns < 16; i++) {
     ts_node *st = body->kids[i];
-    if (!ts_pipe_staged_copy(c->k, n, st))
+    int64_t stride;
+    const ts_gpu_tile *p = ts_pipe_buffers(c->k, n, st, c->tiles, c->ntiles, &stride);
+    if (!p)
       continue;
-    const ts_symbol *t = st->kids[0]->kids[1]->sym;
-    for (int j = 0; j < c->ntiles; j++)
-      if (c->tiles[j].decl->sym == t && c->tiles[j].home == TS_TILE_SMEM &&
-          c->tiles[j].stages == stages) {
-        int64_t bytes = ts_dtype_bits(t->type->dtype) / 8;
-        for (uint32_t d = 0; d < t->type->rank; d++)
-          bytes *= t->type->dims[d].c;
-        s[ns++] = (staged){st, cu_name_of(c, "t_", t->name),
-                           cu_storage_c(t->type->dtype), (bytes + 15) & ~(int64_t)15};
-        skip[i] = true;
-      }
+    const ts_symbol *t = p->decl->sym;
+    s[ns++] = (staged){st, cu_name_of(c, "t_", t->name), cu_storage_c(t->type->dtype), stride};
+    skip[i] = true;
   }
   if (!ns || body->kid_count > 256)
     return false;

@@ -44,6 +44,8 @@ typedef struct ts_gpu_tile {
 } ts_gpu_tile;
 int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
                      int64_t *smem_total);
+/* The entry of tile `s` in a plan of `nt` tiles, or NULL (gpu_mma.c). */
+const ts_gpu_tile *ts_gpu_tile_of(const ts_gpu_tile *t, int nt, const ts_symbol *s);
 
 /* Tensor cores (gpu_mma.c), used by the CUDA C lowering: a gemm at block
  * level of two bf16 (or two f16) tiles that are not in registers into an
@@ -74,6 +76,12 @@ int64_t ts_pipe_stages(const ts_node *pipe);
 bool ts_pipe_staged_copy(const ts_kernel_info *k, const ts_node *pipe,
                          const ts_node *st);
 void ts_pipe_plan(const ts_kernel_info *k, ts_gpu_tile *tiles, int nt);
+/* For both lowerings: when `st` is a staged copy of `pipe` whose tile the
+ * plan gave one shared buffer per stage, the tile's plan entry and the
+ * bytes between its buffers; else NULL. */
+const ts_gpu_tile *ts_pipe_buffers(const ts_kernel_info *k, const ts_node *pipe,
+                                   const ts_node *st, const ts_gpu_tile *plan, int nt,
+                                   int64_t *stride);
 
 /* print and assert (gen_debug.c): the C printf format of a `print` call
  * (%lld for integers, %.9g for floats, a newline at the end); the message

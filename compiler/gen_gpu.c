@@ -516,9 +516,9 @@ void gen_gpu_gemm(gen *g, ts_node *call) {
       !gen_view_of(g, call->kids[1], &B, pool, &np) ||
       !gen_view_of(g, call->kids[2], &C, pool, &np))
     return;
-  bool ta = gen_named_bool(call, "trans_a", false);
-  bool tb = gen_named_bool(call, "trans_b", false);
-  bool acc = gen_named_bool(call, "accumulate", true);
+  bool ta = ts_call_named_bool(call, "trans_a", false);
+  bool tb = ts_call_named_bool(call, "trans_b", false);
+  bool acc = ts_call_named_bool(call, "accumulate", true);
   MlirType ct = gen_compute_type(g, C.dt);
   bool f = gen_is_float(g, ct);
   MlirValue zero = f ? mb_const_f32(b, 0.0) : mb_const_int(b, ct, 0);

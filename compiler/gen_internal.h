@@ -98,6 +98,10 @@ MlirBlock gen_if_begin(gen *g, MlirValue c);
  * when it touches such a tile, else gen_each_begin's); a gemm as mma.sync
  * when it qualifies (false: not done). */
 bool gen_gpu_mma_layout(gen *g, const ts_symbol *s);
+/* A binary arith op on the current block. */
+static inline MlirValue gen_bin(gen *g, const char *name, MlirValue x, MlirValue y) {
+  return mb_bin(&g->b, name, x, y);
+}
 /* func.call of `fn` (gen_gpu.c). */
 MlirOperation gen_call(gen *g, const char *fn, intptr_t n, const MlirValue *args,
                        intptr_t nres, const MlirType *res);
@@ -156,7 +160,6 @@ void gen_copy(gen *g, ts_node *call);
 void gen_fill(gen *g, ts_node *call, bool clear);
 void gen_gemm(gen *g, ts_node *call);
 void gen_reduce(gen *g, ts_node *call);
-bool gen_named_bool(ts_node *call, const char *name, bool dflt);
 /* The identity of a reduction: -inf (or the smallest integer) for max and
  * absmax, 0 for sum. */
 MlirValue gen_reduce_init(gen *g, ts_builtin op, MlirType t);

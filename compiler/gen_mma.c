@@ -30,12 +30,6 @@ static bool mma_shape(gen *g, const ts_node *x, int64_t *m, int64_t *n) {
   return false;
 }
 
-static MlirValue i64c(gen *g, int64_t v) { return gen_i64(g, v); }
-
-static MlirValue op2(gen *g, const char *name, MlirValue x, MlirValue y) {
-  return mb_bin(&g->b, name, x, y);
-}
-
 void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
                     uint32_t rank, MlirValue *k) {
   int64_t m, n;
@@ -49,30 +43,30 @@ void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
   mb *b = &g->b;
   int64_t warps = g->threads / 32, pieces = (m / 16) * (n / 8);
   int64_t slots = (pieces + warps - 1) / warps;
-  gen_loop_begin(g, &L[0], i64c(g, 0), i64c(g, slots * 4));
+  gen_loop_begin(g, &L[0], gen_i64(g, 0), gen_i64(g, slots * 4));
   L[0].unroll = true;
   MlirValue r = L[0].iv;
-  MlirValue warp = op2(g, "arith.divsi", g->tid, i64c(g, 32));
-  MlirValue lane = op2(g, "arith.remsi", g->tid, i64c(g, 32));
-  MlirValue p = op2(g, "arith.addi",
-                    op2(g, "arith.muli", op2(g, "arith.divsi", r, i64c(g, 4)),
-                        i64c(g, warps)),
+  MlirValue warp = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 32));
+  MlirValue lane = gen_bin(g, "arith.remsi", g->tid, gen_i64(g, 32));
+  MlirValue p = gen_bin(g, "arith.addi",
+                    gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", r, gen_i64(g, 4)),
+                        gen_i64(g, warps)),
                     warp);
-  L[1].exit = gen_if_begin(g, mb_cmpi(b, CMPI_SLT, p, i64c(g, pieces)));
-  MlirValue nb = i64c(g, n / 8);
-  MlirValue half = op2(g, "arith.remsi", op2(g, "arith.divsi", r, i64c(g, 2)),
-                       i64c(g, 2));
-  k[0] = op2(g, "arith.addi",
-             op2(g, "arith.addi",
-                 op2(g, "arith.muli", op2(g, "arith.divsi", p, nb), i64c(g, 16)),
-                 op2(g, "arith.divsi", lane, i64c(g, 4))),
-             op2(g, "arith.muli", half, i64c(g, 8)));
-  k[1] = op2(g, "arith.addi",
-             op2(g, "arith.addi",
-                 op2(g, "arith.muli", op2(g, "arith.remsi", p, nb), i64c(g, 8)),
-                 op2(g, "arith.muli", op2(g, "arith.remsi", lane, i64c(g, 4)),
-                     i64c(g, 2))),
-             op2(g, "arith.remsi", r, i64c(g, 2)));
+  L[1].exit = gen_if_begin(g, mb_cmpi(b, CMPI_SLT, p, gen_i64(g, pieces)));
+  MlirValue nb = gen_i64(g, n / 8);
+  MlirValue half = gen_bin(g, "arith.remsi", gen_bin(g, "arith.divsi", r, gen_i64(g, 2)),
+                       gen_i64(g, 2));
+  k[0] = gen_bin(g, "arith.addi",
+             gen_bin(g, "arith.addi",
+                 gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", p, nb), gen_i64(g, 16)),
+                 gen_bin(g, "arith.divsi", lane, gen_i64(g, 4))),
+             gen_bin(g, "arith.muli", half, gen_i64(g, 8)));
+  k[1] = gen_bin(g, "arith.addi",
+             gen_bin(g, "arith.addi",
+                 gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", p, nb), gen_i64(g, 8)),
+                 gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", lane, gen_i64(g, 4)),
+                     gen_i64(g, 2))),
+             gen_bin(g, "arith.remsi", r, gen_i64(g, 2)));
   g->mma_reg = r;
 }
 
@@ -153,10 +147,8 @@ static void ldmatrix(gen *g, MlirValue mem, MlirValue lin, int n, MlirValue *w) 
 }
 
 static bool in_smem(gen *g, const ts_symbol *s) {
-  for (int i = 0; i < g->nplan; i++)
-    if (g->plan[i].decl->sym == s)
-      return g->plan[i].home == TS_TILE_SMEM;
-  return false;
+  const ts_gpu_tile *t = ts_gpu_tile_of(g->plan, g->nplan, s);
+  return t && t->home == TS_TILE_SMEM;
 }
 
 /* Two consecutive 16-bit elements of a tile (lin and lin + step) in a word,
@@ -165,9 +157,9 @@ static MlirValue word(gen *g, MlirValue mem, MlirValue lin, int64_t step) {
   mb *b = &g->b;
   MlirValue lo = mb_cast(b, "arith.extui", mb_load(b, mem, lin), b->i32);
   MlirValue hi = mb_cast(b, "arith.extui",
-                         mb_load(b, mem, op2(g, "arith.addi", lin, i64c(g, step))),
+                         mb_load(b, mem, gen_bin(g, "arith.addi", lin, gen_i64(g, step))),
                          b->i32);
-  return op2(g, "arith.ori", lo, op2(g, "arith.shli", hi, mb_const_int(b, b->i32, 16)));
+  return gen_bin(g, "arith.ori", lo, gen_bin(g, "arith.shli", hi, mb_const_int(b, b->i32, 16)));
 }
 
 /* Piece s * warps + warp of an [.., N] accumulator, when it exists (the
@@ -179,20 +171,20 @@ static MlirBlock piece(gen *g, MlirValue s, MlirValue warp, MlirValue gq, MlirVa
                        int64_t warps, int64_t pieces, int64_t N, bool regs,
                        MlirValue *cl, MlirValue *m0_out, MlirValue *n0_out) {
   mb *b = &g->b;
-  MlirValue p = op2(g, "arith.addi", op2(g, "arith.muli", s, i64c(g, warps)), warp);
-  MlirBlock join = gen_if_begin(g, mb_cmpi(b, CMPI_SLT, p, i64c(g, pieces)));
-  MlirValue m0 = op2(g, "arith.addi",
-                     op2(g, "arith.muli", op2(g, "arith.divsi", p, i64c(g, N / 8)),
-                         i64c(g, 16)),
+  MlirValue p = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", s, gen_i64(g, warps)), warp);
+  MlirBlock join = gen_if_begin(g, mb_cmpi(b, CMPI_SLT, p, gen_i64(g, pieces)));
+  MlirValue m0 = gen_bin(g, "arith.addi",
+                     gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", p, gen_i64(g, N / 8)),
+                         gen_i64(g, 16)),
                      gq);
-  MlirValue n0 = op2(g, "arith.muli", op2(g, "arith.remsi", p, i64c(g, N / 8)), i64c(g, 8));
+  MlirValue n0 = gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", p, gen_i64(g, N / 8)), gen_i64(g, 8));
   for (int r = 0; r < 4; r++) {
     if (regs) {
-      cl[r] = op2(g, "arith.addi", op2(g, "arith.muli", s, i64c(g, 4)), i64c(g, r));
+      cl[r] = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", s, gen_i64(g, 4)), gen_i64(g, r));
     } else {
-      MlirValue i = op2(g, "arith.addi", m0, i64c(g, (r >> 1) * 8));
-      MlirValue j = op2(g, "arith.addi", op2(g, "arith.addi", n0, q), i64c(g, r & 1));
-      cl[r] = op2(g, "arith.addi", op2(g, "arith.muli", i, i64c(g, N)), j);
+      MlirValue i = gen_bin(g, "arith.addi", m0, gen_i64(g, (r >> 1) * 8));
+      MlirValue j = gen_bin(g, "arith.addi", gen_bin(g, "arith.addi", n0, q), gen_i64(g, r & 1));
+      cl[r] = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", i, gen_i64(g, N)), j);
     }
   }
   if (m0_out)
@@ -217,22 +209,22 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     }
   mb *b = &g->b;
   int64_t M = mnk[0], N = mnk[1], K = mnk[2];
-  bool ta = gen_named_bool(call_node, "trans_a", false);
-  bool tb = gen_named_bool(call_node, "trans_b", false);
-  bool acc = gen_named_bool(call_node, "accumulate", true);
+  bool ta = ts_call_named_bool(call_node, "trans_a", false);
+  bool tb = ts_call_named_bool(call_node, "trans_b", false);
+  bool acc = ts_call_named_bool(call_node, "accumulate", true);
   bool f16 = sa->type->dtype == TS_DTYPE_F16;
   MlirValue am = {sa->user}, bm = {sb->user}, cm = {sc->user};
   int64_t warps = g->threads / 32, pieces = (M / 16) * (N / 8);
   int64_t slots = (pieces + warps - 1) / warps;
-  MlirValue lane = op2(g, "arith.remsi", g->tid, i64c(g, 32));
-  MlirValue warp = op2(g, "arith.divsi", g->tid, i64c(g, 32));
-  MlirValue gq = op2(g, "arith.divsi", lane, i64c(g, 4));
-  MlirValue q = op2(g, "arith.muli", op2(g, "arith.remsi", lane, i64c(g, 4)), i64c(g, 2));
+  MlirValue lane = gen_bin(g, "arith.remsi", g->tid, gen_i64(g, 32));
+  MlirValue warp = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 32));
+  MlirValue gq = gen_bin(g, "arith.divsi", lane, gen_i64(g, 4));
+  MlirValue q = gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", lane, gen_i64(g, 4)), gen_i64(g, 2));
   /* K outermost, then the pieces: the fragments of one step are live only
    * for their instruction, and the accumulators are C's own registers */
   loop ls, lk;
   if (!acc) {
-    gen_loop_begin(g, &ls, i64c(g, 0), i64c(g, slots));
+    gen_loop_begin(g, &ls, gen_i64(g, 0), gen_i64(g, slots));
     ls.unroll = true;
     MlirValue cl[4];
     MlirBlock join = piece(g, ls.iv, warp, gq, q, warps, pieces, N, regs, cl, NULL, NULL);
@@ -241,16 +233,16 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     gen_if_end(g, join);
     gen_loop_end(g, &ls);
   }
-  gen_loop_begin_step(g, &lk, i64c(g, 0), i64c(g, K), i64c(g, 16));
+  gen_loop_begin_step(g, &lk, gen_i64(g, 0), gen_i64(g, K), gen_i64(g, 16));
   lk.unroll = K / 16 <= 8;
-  gen_loop_begin(g, &ls, i64c(g, 0), i64c(g, slots));
+  gen_loop_begin(g, &ls, gen_i64(g, 0), gen_i64(g, slots));
   ls.unroll = true;
   MlirValue cl[4], m0, n0;
   MlirBlock join = piece(g, ls.iv, warp, gq, q, warps, pieces, N, regs, cl, &m0, &n0);
-  MlirValue k0 = op2(g, "arith.addi", lk.iv, q);
-  MlirValue k8 = op2(g, "arith.addi", k0, i64c(g, 8));
-  MlirValue m8 = op2(g, "arith.addi", m0, i64c(g, 8));
-  MlirValue col = op2(g, "arith.addi", n0, gq);
+  MlirValue k0 = gen_bin(g, "arith.addi", lk.iv, q);
+  MlirValue k8 = gen_bin(g, "arith.addi", k0, gen_i64(g, 8));
+  MlirValue m8 = gen_bin(g, "arith.addi", m0, gen_i64(g, 8));
+  MlirValue col = gen_bin(g, "arith.addi", n0, gq);
   /* A (i, k) at i K + k, or k M + i transposed; B (k, j) at k N + j, or
    * j K + k transposed; the pair (k, k + 1) in one word */
   MlirValue ai[4] = {m0, m8, m0, m8}, ak[4] = {k0, k0, k8, k8};
@@ -258,31 +250,31 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
   /* ldmatrix where the tile is in shared memory with rows of whole 16-byte
    * units along K (A not transposed, B transposed): lane l gives the row
    * of matrix l / 8 */
-  MlirValue lane16 = op2(g, "arith.remsi", lane, i64c(g, 16));
-  MlirValue half = op2(g, "arith.remsi", op2(g, "arith.divsi", lane, i64c(g, 16)), i64c(g, 2));
+  MlirValue lane16 = gen_bin(g, "arith.remsi", lane, gen_i64(g, 16));
+  MlirValue half = gen_bin(g, "arith.remsi", gen_bin(g, "arith.divsi", lane, gen_i64(g, 16)), gen_i64(g, 2));
   if (!ta && K % 8 == 0 && in_smem(g, sa)) {
-    MlirValue row = op2(g, "arith.addi", op2(g, "arith.subi", m0, gq), lane16);
-    MlirValue lin = op2(g, "arith.addi", op2(g, "arith.muli", row, i64c(g, K)),
-                        op2(g, "arith.addi", lk.iv, op2(g, "arith.muli", half, i64c(g, 8))));
+    MlirValue row = gen_bin(g, "arith.addi", gen_bin(g, "arith.subi", m0, gq), lane16);
+    MlirValue lin = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", row, gen_i64(g, K)),
+                        gen_bin(g, "arith.addi", lk.iv, gen_bin(g, "arith.muli", half, gen_i64(g, 8))));
     ldmatrix(g, am, lin, 4, aw);
   } else {
     for (int r = 0; r < 4; r++) {
-      MlirValue lin = ta ? op2(g, "arith.addi", op2(g, "arith.muli", ak[r], i64c(g, M)), ai[r])
-                         : op2(g, "arith.addi", op2(g, "arith.muli", ai[r], i64c(g, K)), ak[r]);
+      MlirValue lin = ta ? gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", ak[r], gen_i64(g, M)), ai[r])
+                         : gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", ai[r], gen_i64(g, K)), ak[r]);
       aw[r] = word(g, am, lin, ta ? M : 1);
     }
   }
   if (tb && K % 8 == 0 && in_smem(g, sb)) {
-    MlirValue row = op2(g, "arith.addi", n0, op2(g, "arith.remsi", lane, i64c(g, 8)));
-    MlirValue kh = op2(g, "arith.remsi", op2(g, "arith.divsi", lane, i64c(g, 8)), i64c(g, 2));
-    MlirValue lin = op2(g, "arith.addi", op2(g, "arith.muli", row, i64c(g, K)),
-                        op2(g, "arith.addi", lk.iv, op2(g, "arith.muli", kh, i64c(g, 8))));
+    MlirValue row = gen_bin(g, "arith.addi", n0, gen_bin(g, "arith.remsi", lane, gen_i64(g, 8)));
+    MlirValue kh = gen_bin(g, "arith.remsi", gen_bin(g, "arith.divsi", lane, gen_i64(g, 8)), gen_i64(g, 2));
+    MlirValue lin = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", row, gen_i64(g, K)),
+                        gen_bin(g, "arith.addi", lk.iv, gen_bin(g, "arith.muli", kh, gen_i64(g, 8))));
     ldmatrix(g, bm, lin, 2, bw);
   } else {
     MlirValue bk[2] = {k0, k8};
     for (int r = 0; r < 2; r++) {
-      MlirValue lin = tb ? op2(g, "arith.addi", op2(g, "arith.muli", col, i64c(g, K)), bk[r])
-                         : op2(g, "arith.addi", op2(g, "arith.muli", bk[r], i64c(g, N)), col);
+      MlirValue lin = tb ? gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", col, gen_i64(g, K)), bk[r])
+                         : gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", bk[r], gen_i64(g, N)), col);
       bw[r] = word(g, bm, lin, tb ? 1 : N);
     }
   }

@@ -14,12 +14,6 @@ typedef struct staged {
   int64_t elems;
 } staged;
 
-static MlirValue i64c(gen *g, int64_t v) { return gen_i64(g, v); }
-
-static MlirValue op2(gen *g, const char *name, MlirValue x, MlirValue y) {
-  return mb_bin(&g->b, name, x, y);
-}
-
 static void inline_asm(gen *g, const char *text, const char *cons, intptr_t n,
                        const MlirValue *ops) {
   mb *b = &g->b;
@@ -33,10 +27,10 @@ static void inline_asm(gen *g, const char *text, const char *cons, intptr_t n,
 /* The tiles' memrefs at the buffer of iteration `v`. */
 static void point(gen *g, staged *s, int ns, MlirValue v, MlirValue lo, int64_t stages) {
   mb *b = &g->b;
-  MlirValue buf = op2(g, "arith.remsi", op2(g, "arith.subi", v, lo), i64c(g, stages));
+  MlirValue buf = gen_bin(g, "arith.remsi", gen_bin(g, "arith.subi", v, lo), gen_i64(g, stages));
   for (int i = 0; i < ns; i++) {
-    MlirValue at = op2(g, "arith.addi", i64c(g, s[i].off),
-                       op2(g, "arith.muli", buf, i64c(g, s[i].stride)));
+    MlirValue at = gen_bin(g, "arith.addi", gen_i64(g, s[i].off),
+                       gen_bin(g, "arith.muli", buf, gen_i64(g, s[i].stride)));
     MlirAttribute sp =
         g->emu ? mlirAttributeGetNull()
                : mlirAttributeParseGet(b->ctx, mb_str("#gpu.address_space<workgroup>"));
@@ -74,34 +68,34 @@ static void copy_ahead(gen *g, ts_node *call) {
   MlirValue ext[TS_MAX_RANK], k[TS_MAX_RANK], kf[TS_MAX_RANK], kl[TS_MAX_RANK];
   for (uint32_t i = 0; i < rank; i++)
     ext[i] = dst.vext[i];
-  ext[rank - 1] = i64c(g, cols / chunk);
+  ext[rank - 1] = gen_i64(g, cols / chunk);
   loop L[TS_MAX_RANK];
   gen_each_begin(g, L, ext, rank, k);
   for (uint32_t i = 0; i < rank; i++)
     kf[i] = kl[i] = k[i];
-  kf[rank - 1] = op2(g, "arith.muli", k[rank - 1], i64c(g, chunk));
-  kl[rank - 1] = op2(g, "arith.addi", kf[rank - 1], i64c(g, chunk - 1));
+  kf[rank - 1] = gen_bin(g, "arith.muli", k[rank - 1], gen_i64(g, chunk));
+  kl[rank - 1] = gen_bin(g, "arith.addi", kf[rank - 1], gen_i64(g, chunk - 1));
   MlirValue slin, sok, llin, lok, dlin, dok;
   gen_view_elem(g, &src, kf, &slin, &sok);
   gen_view_elem(g, &src, kl, &llin, &lok);
   gen_view_elem(g, &dst, kf, &dlin, &dok);
   MlirValue saddr = gen_gpu_address(g, src.mem, slin, bytes);
   MlirValue aligned =
-      mb_cmpi(b, CMPI_EQ, op2(g, "arith.remsi", saddr, i64c(g, 16)), i64c(g, 0));
-  MlirValue fast = op2(g, "arith.andi", op2(g, "arith.andi", sok, lok), aligned);
+      mb_cmpi(b, CMPI_EQ, gen_bin(g, "arith.remsi", saddr, gen_i64(g, 16)), gen_i64(g, 0));
+  MlirValue fast = gen_bin(g, "arith.andi", gen_bin(g, "arith.andi", sok, lok), aligned);
   (void)llin;
   (void)dok;
   MlirBlock join = gen_if_begin(g, fast);
   MlirValue ops[2] = {gen_gpu_address(g, dst.mem, dlin, bytes), saddr};
   inline_asm(g, "cp.async.cg.shared.global [$0], [$1], 16;", "l,l,~{memory}", 2, ops);
   gen_if_end(g, join);
-  join = gen_if_begin(g, op2(g, "arith.xori", fast, mb_const_int(b, b->i1, 1)));
+  join = gen_if_begin(g, gen_bin(g, "arith.xori", fast, mb_const_int(b, b->i1, 1)));
   loop le;
-  gen_loop_begin(g, &le, i64c(g, 0), i64c(g, chunk));
+  gen_loop_begin(g, &le, gen_i64(g, 0), gen_i64(g, chunk));
   MlirValue ke[TS_MAX_RANK];
   for (uint32_t i = 0; i < rank; i++)
     ke[i] = kf[i];
-  ke[rank - 1] = op2(g, "arith.addi", kf[rank - 1], le.iv);
+  ke[rank - 1] = gen_bin(g, "arith.addi", kf[rank - 1], le.iv);
   MlirValue x;
   gen_view_load(g, &src, ke, &x);
   gen_view_store(g, &dst, ke, gen_convert(g, x, gen_compute_type(g, dst.dt)));
@@ -148,20 +142,14 @@ bool gen_pipelined(gen *g, ts_node *n) {
   bool skip[256] = {0};
   for (uint32_t i = 0; i < body->kid_count && ns < 16; i++) {
     ts_node *st = body->kids[i];
-    if (!ts_pipe_staged_copy(g->kernel, n, st))
+    int64_t stride;
+    const ts_gpu_tile *p = ts_pipe_buffers(g->kernel, n, st, g->plan, g->nplan, &stride);
+    if (!p)
       continue;
     ts_symbol *t = st->kids[0]->kids[1]->sym;
-    for (int j = 0; j < g->nplan; j++)
-      if (g->plan[j].decl->sym == t && g->plan[j].home == TS_TILE_SMEM &&
-          g->plan[j].stages == stages) {
-        int64_t elems = 1;
-        for (uint32_t d = 0; d < t->type->rank; d++)
-          elems *= t->type->dims[d].c;
-        int64_t bytes = elems * (ts_dtype_bits(t->type->dtype) / 8);
-        s[ns++] = (staged){st->kids[0], t, t->user, g->plan[j].off,
-                           (bytes + 15) & ~(int64_t)15, elems};
-        skip[i] = true;
-      }
+    s[ns++] = (staged){st->kids[0], t, t->user, p->off, stride,
+                       stride / (ts_dtype_bits(t->type->dtype) / 8)};
+    skip[i] = true;
   }
   if (!ns)
     return false;
@@ -171,13 +159,13 @@ bool gen_pipelined(gen *g, ts_node *n) {
   gen_barrier(g);
   /* prologue: the first stages - 1 iterations' copies, a group each */
   loop lp, L;
-  gen_loop_begin(g, &lp, i64c(g, 0), i64c(g, stages - 1));
-  fill(g, n, s, ns, op2(g, "arith.addi", lo, lp.iv), lo, hi, stages);
+  gen_loop_begin(g, &lp, gen_i64(g, 0), gen_i64(g, stages - 1));
+  fill(g, n, s, ns, gen_bin(g, "arith.addi", lo, lp.iv), lo, hi, stages);
   group(g, "cp.async.commit_group;");
   gen_loop_end(g, &lp);
   /* steady state: start iteration v + stages - 1's copies, wait for v's */
   gen_loop_begin(g, &L, lo, hi);
-  fill(g, n, s, ns, op2(g, "arith.addi", L.iv, i64c(g, stages - 1)), lo, hi, stages);
+  fill(g, n, s, ns, gen_bin(g, "arith.addi", L.iv, gen_i64(g, stages - 1)), lo, hi, stages);
   group(g, "cp.async.commit_group;");
   char wait[64];
   snprintf(wait, sizeof wait, "cp.async.wait_group %lld;", (long long)(stages - 1));

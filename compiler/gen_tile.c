@@ -100,11 +100,6 @@ void gen_fill(gen *g, ts_node *call, bool clear) {
   gen_elem_end(g, L, dst.vrank);
 }
 
-bool gen_named_bool(ts_node *call, const char *name, bool dflt) {
-  ts_node *v = ts_call_named(call, name);
-  return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
-}
-
 MlirValue gen_reduce_init(gen *g, ts_builtin op, MlirType t) {
   mb *b = &g->b;
   bool f = gen_is_float(g, t);
@@ -213,9 +208,9 @@ void gen_gemm(gen *g, ts_node *call) {
       !gen_view_of(g, call->kids[1], &B, pool, &np) ||
       !gen_view_of(g, call->kids[2], &C, pool, &np))
     return;
-  bool ta = gen_named_bool(call, "trans_a", false);
-  bool tb = gen_named_bool(call, "trans_b", false);
-  bool acc = gen_named_bool(call, "accumulate", true);
+  bool ta = ts_call_named_bool(call, "trans_a", false);
+  bool tb = ts_call_named_bool(call, "trans_b", false);
+  bool acc = ts_call_named_bool(call, "accumulate", true);
   if (gemm_vector(g, call, &A, &B, &C, ta, tb, acc))
     return;
   MlirType ct = gen_compute_type(g, C.dt);

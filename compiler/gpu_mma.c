@@ -5,8 +5,7 @@
  * the tile plan; cuda.c emits the code. */
 #include "compiler/gen.h"
 
-static const ts_gpu_tile *tile_of(const ts_gpu_tile *t, int nt,
-                                  const ts_symbol *s) {
+const ts_gpu_tile *ts_gpu_tile_of(const ts_gpu_tile *t, int nt, const ts_symbol *s) {
   for (int i = 0; i < nt; i++)
     if (t[i].decl->sym == s)
       return &t[i];
@@ -18,7 +17,7 @@ static const ts_gpu_tile *whole_tile(const ts_gpu_tile *t, int nt,
                                      const ts_node *n) {
   if (!n || n->kind != TS_NODE_NAME || !n->sym || n->sym->kind != TS_SYM_TILE)
     return NULL;
-  return tile_of(t, nt, n->sym);
+  return ts_gpu_tile_of(t, nt, n->sym);
 }
 
 static bool const_dims2(const ts_type *t, int64_t *a, int64_t *b) {
@@ -27,11 +26,6 @@ static bool const_dims2(const ts_type *t, int64_t *a, int64_t *b) {
   *a = t->dims[0].c;
   *b = t->dims[1].c;
   return true;
-}
-
-static bool named_true(const ts_node *call, const char *name, bool dflt) {
-  ts_node *v = ts_call_named(call, name);
-  return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
 }
 
 bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
@@ -54,8 +48,8 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   if (!const_dims2(ta, &a0, &a1) || !const_dims2(tb, &b0, &b1) ||
       !const_dims2(tc, &m, &n))
     return false;
-  bool tra = named_true(call, "trans_a", false);
-  bool trb = named_true(call, "trans_b", false);
+  bool tra = ts_call_named_bool(call, "trans_a", false);
+  bool trb = ts_call_named_bool(call, "trans_b", false);
   int64_t kk = tra ? a0 : a1;
   if ((tra ? a1 : a0) != m || (trb ? b0 : b1) != n || (trb ? b1 : b0) != kk)
     return false;

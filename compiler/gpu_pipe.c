@@ -151,6 +151,22 @@ static void walk(const ts_kernel_info *k, const ts_node *n, ts_gpu_tile *tiles,
     walk(k, n->kids[i], tiles, nt);
 }
 
+const ts_gpu_tile *ts_pipe_buffers(const ts_kernel_info *k, const ts_node *pipe,
+                                   const ts_node *st, const ts_gpu_tile *plan, int nt,
+                                   int64_t *stride) {
+  if (!ts_pipe_staged_copy(k, pipe, st))
+    return NULL;
+  const ts_symbol *t = st->kids[0]->kids[1]->sym;
+  const ts_gpu_tile *p = ts_gpu_tile_of(plan, nt, t);
+  if (!p || p->home != TS_TILE_SMEM || p->stages != ts_pipe_stages(pipe))
+    return NULL;
+  int64_t bytes = ts_dtype_bits(t->type->dtype) / 8;
+  for (uint32_t d = 0; d < t->type->rank; d++)
+    bytes *= t->type->dims[d].c;
+  *stride = (bytes + 15) & ~(int64_t)15;
+  return p;
+}
+
 void ts_pipe_plan(const ts_kernel_info *k, ts_gpu_tile *tiles, int nt) {
   walk(k, k->node->kids[4], tiles, nt);
 }

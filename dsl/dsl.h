@@ -324,6 +324,8 @@ void ts_extent_print(const ts_unit *u, const ts_extent *e, ts_buf *out);
 bool ts_extent_equal(const ts_extent *a, const ts_extent *b);
 /* The value of named argument `name` of a call (`dim=1`), or NULL. */
 ts_node *ts_call_named(const ts_node *call, const char *name);
+/* A named bool argument's constant value (`trans_b=true`), or `dflt`. */
+bool ts_call_named_bool(const ts_node *call, const char *name, bool dflt);
 /* Canonical layout of a file that parses without errors; comments kept.
  * Returns false (and reports) when the file has syntax errors. */
 bool ts_format(const ts_source *src, ts_diags *diags, ts_buf *out);

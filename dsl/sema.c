@@ -1226,3 +1226,8 @@ ts_node *ts_call_named(const ts_node *call, const char *name) {
       return call->kids[i]->kids[0];
   return NULL;
 }
+
+bool ts_call_named_bool(const ts_node *call, const char *name, bool dflt) {
+  const ts_node *v = ts_call_named(call, name);
+  return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;
+}
