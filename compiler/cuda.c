@@ -1123,8 +1123,8 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   ts_gpu_tile tiles[TS_GPU_MAX_TILES];
   int64_t total;
   int nt = ts_gpu_tile_plan(k, tiles, &total);
-  bool mma[TS_GPU_MAX_TILES];
-  ts_mma_layouts(k, tiles, nt, mma);
+  uint8_t mma[TS_GPU_MAX_TILES]; /* mma.sync on every architecture (no wgmma yet) */
+  ts_mma_layouts(k, tiles, nt, false, mma);
   c->tiles = tiles;
   c->ntiles = nt;
   const char *at = "0LL";

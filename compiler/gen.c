@@ -140,6 +140,8 @@ static bool view_base(gen *g, ts_node *b, view *v) {
   v->mem = (MlirValue){sym->user};
   v->regs = g->gpu && sym->kind == TS_SYM_TILE && gen_gpu_in_registers(g, sym);
   v->mma = v->regs && gen_gpu_mma_layout(g, sym);
+  if (g->gpu && sym->kind == TS_SYM_TILE)
+    v->swz = gen_swizzle_of(g, sym, &v->swz_r, &v->swz_c);
   v->dt = sym->type->dtype;
   v->rank = sym->type->rank;
   for (uint32_t i = 0; i < v->rank; i++)
@@ -243,7 +245,7 @@ void gen_view_elem(gen *g, view *v, const MlirValue *k, MlirValue *lin,
       ok = mb_bin(b, "arith.andi", ok, mb_bin(b, "arith.andi", ge, lt));
     l = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", l, v->dims[d]), idx);
   }
-  *lin = l;
+  *lin = v->swz ? gen_swizzle(g, l, v->swz_r, v->swz_c, v->swz) : l;
   *valid = ok;
 }
 
@@ -1434,11 +1436,15 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
   g->b.loc = mlirLocationFileLineColGet(ctx, mb_str(u->src.name), 1, 1);
   MlirModule m = mlirModuleCreateEmpty(g->b.loc);
   g->fn_parent = mlirModuleGetBody(m);
+  const char *sim = getenv("TESSERA_GPUSIM_ARCH");
+  g->wgmma = mode == GEN_GPU ? !strcmp(chip, "sm_90a") : !sim || strcmp(sim, "sm_80");
   if (mode == GEN_GPU) {
     g->gpu = true;
     g->fn_parent = gpu_module(g, m, chip);
   } else if (mode == GEN_CPU_GPUSIM) { /* runtime/gpusim.c gives the JIT these */
-    MlirType i64 = g->b.i64, sh[4] = {i64, i64, g->b.i32, g->b.i32};
+    MlirType i64 = g->b.i64, sh[4] = {i64, i64, g->b.i32, g->b.i32},
+             wg[7] = {i64, i64, i64, i64, i64, g->b.i32, g->b.i32};
+    new_func(g, m, "ts_gpusim_wgmma", 7, wg, 0, NULL, true, true);
     new_func(g, m, "ts_gpusim_barrier", 1, &i64, 0, NULL, true, true);
     new_func(g, m, "ts_gpusim_shuffle", 4, sh, 1, &g->b.i32, true, true);
     MlirType i32 = g->b.i32, f32 = g->b.f32, mma[13] = {i64, i64, i32, i32, i32, i32, i32,

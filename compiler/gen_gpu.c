@@ -221,15 +221,19 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
   collect(k->node->kids[4], tiles, &n);
   int64_t smem = 16; /* the broadcast slot */
   for (int i = 0; i < n; i++) {
-    out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0, 1};
+    out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0, 1, 0};
     if (in_registers(k, tiles[i], &out[i].per_thread))
       out[i].home = TS_TILE_REGS;
   }
   ts_pipe_plan(k, out, n);
+  for (int i = 0; i < n; i++)
+    if (out[i].home != TS_TILE_REGS)
+      out[i].swz = ts_swizzle_bytes(k, out, n, tiles[i]->sym);
   /* frags join shared memory within 48 KiB; once the shared tiles alone
    * pass that (the block opts into more anyway), up to a Hopper block's
    * 227 KiB */
   int64_t limit = GPU_SMEM_LIMIT;
+  bool swizzled = false;
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < n; i++) {
       bool shared = tiles[i]->sym->type->scope == TS_SCOPE_SHARED;
@@ -237,9 +241,16 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
         limit = 232448;
       if (shared != (pass == 0) || out[i].home == TS_TILE_REGS)
         continue;
+      int64_t before = smem;
+      if (out[i].swz) /* 1024-aligned, buffers 1024-aligned apart */
+        smem = (smem + 1023) & ~(int64_t)1023;
       out[i].off = smem;
       if (gen_gpu_tile_in_smem(tiles[i]->sym->type, shared, limit, &smem)) {
         out[i].home = TS_TILE_SMEM;
+        if (out[i].swz) {
+          smem = (smem + 1023) & ~(int64_t)1023;
+          swizzled = true;
+        }
         /* a pipelined copy's further buffers, while a Hopper block has
          * room (227 KiB) */
         int64_t one = smem - out[i].off;
@@ -248,10 +259,13 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
         else
           out[i].stages = 1;
       } else {
+        smem = before;
         out[i].stages = 1;
+        out[i].swz = 0;
       }
     }
-  *smem_total = smem;
+  /* room to align the base of the swizzled tiles at run time */
+  *smem_total = smem + (swizzled ? 1024 : 0);
   return n;
 }
 
@@ -334,8 +348,8 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
   int64_t total;
   int n = ts_gpu_tile_plan(k, tiles, &total);
   g->nplan = n;
-  bool mma[TS_GPU_MAX_TILES];
-  ts_mma_layouts(k, tiles, n, mma);
+  uint8_t mma[TS_GPU_MAX_TILES];
+  ts_mma_layouts(k, tiles, n, g->wgmma, mma);
   MlirAttribute wg =
       mlirAttributeParseGet(b->ctx, mb_str("#gpu.address_space<workgroup>"));
   MlirValue smem;
@@ -347,6 +361,14 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
     smem = mb_op1(b, "gpu.dynamic_shared_memory", 0, NULL, t);
   }
   g->smem_base = smem;
+  g->smem_pad = gen_i64(g, 0);
+  for (int i = 0; i < n; i++)
+    if (tiles[i].swz) { /* align the swizzled tiles' base (gen.h) */
+      MlirValue at = gen_gpu_address(g, smem, gen_i64(g, 0), 1);
+      g->smem_pad = mb_bin(b, "arith.andi", mb_bin(b, "arith.subi", gen_i64(g, 0), at),
+                           gen_i64(g, 1023));
+      break;
+    }
   g->nregs = 0;
   ts_buf where;
   ts_buf_init(&where, ts_allocator_system());
@@ -362,10 +384,12 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
       /* element e lives in thread e % threads, at e / threads; or the
        * mma.sync accumulator layout (gen.h) */
       int64_t per = tiles[i].per_thread;
-      if (mma[i]) {
+      if (mma[i] == TS_ACC_MMA) {
         int64_t warps = g->threads / 32;
         int64_t pieces = (t->dims[0].c / 16) * (t->dims[1].c / 8);
         per = (pieces + warps - 1) / warps * 4;
+      } else if (mma[i] == TS_ACC_WGMMA) {
+        per = t->dims[0].c * t->dims[1].c / g->threads;
       }
       v = mb_alloca_entry(b, st, per);
       if (g->nregs < TS_GPU_MAX_TILES) {
@@ -373,12 +397,16 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
         g->regs[g->nregs++] = decl->sym;
       }
       ts_buf_printf(&where, "registers (%lld per thread%s)", (long long)per,
-                    mma[i] ? ", mma.sync layout" : "");
+                    mma[i] == TS_ACC_WGMMA ? ", wgmma layout"
+                    : mma[i]               ? ", mma.sync layout"
+                                           : "");
     } else if (tiles[i].home == TS_TILE_SMEM) {
       int64_t elems = const_bytes(t) * 8 / ts_dtype_bits(t->dtype);
-      v = gen_gpu_view_at(g, smem, gen_i64(g, tiles[i].off), st, elems < 1 ? 1 : elems,
-                  count, wg);
+      v = gen_gpu_view_at(g, smem, mb_bin(b, "arith.addi", g->smem_pad, gen_i64(g, tiles[i].off)),
+                          st, elems < 1 ? 1 : elems, count, wg);
       ts_buf_printf(&where, "shared +%lld", (long long)tiles[i].off);
+      if (tiles[i].swz)
+        ts_buf_printf(&where, " (%dB swizzle)", tiles[i].swz);
     } else {
       MlirValue bytes = tile_bytes(g, decl, &count);
       v = gen_gpu_view_at(g, g->scratch, g->scratch_at, st, -1, count,

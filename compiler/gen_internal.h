@@ -44,7 +44,11 @@ typedef struct gen {
   bool synced;          /* the last statement ended with a barrier */
   MlirValue smem_base;  /* memref<?xi8>: the block's shared memory */
   const ts_symbol *regs[256]; /* frag tiles held in registers */
-  bool mma[256];        /* regs[i] in the mma.sync accumulator layout */
+  uint8_t mma[256];     /* regs[i]'s layout: TS_ACC_* (gen.h) */
+  bool wgmma;           /* the target has wgmma (sm_90a; the simulator
+                         * unless TESSERA_GPUSIM_ARCH=sm_80) */
+  MlirValue smem_pad;   /* i64: bytes from smem_base to the 1024-aligned
+                         * base the plan's offsets count from */
   int nregs;
   MlirValue mma_reg;    /* in a loop over such a tile: the register index */
   ts_gpu_tile plan[TS_GPU_MAX_TILES]; /* where the kernel's tiles live */
@@ -78,6 +82,8 @@ struct view {
   bool in_range;  /* a whole tile: every index of the view is in range */
   bool regs;      /* a tile in registers: index / threads (gen_gpu.c) */
   bool mma;       /* ... in the mma layout: at g->mma_reg (gen_mma.c) */
+  int swz;        /* a swizzled shared tile [swz_r, swz_c] (gen.h) */
+  int64_t swz_r, swz_c;
   bool unchecked; /* the caller has made sure the indices are in range */
   int skip_dim;   /* an underlying dim left out of the check, or -1 */
 };
@@ -98,6 +104,10 @@ MlirBlock gen_if_begin(gen *g, MlirValue c);
  * when it touches such a tile, else gen_each_begin's); a gemm as mma.sync
  * when it qualifies (false: not done). */
 bool gen_gpu_mma_layout(gen *g, const ts_symbol *s);
+/* The physical index of element `lin` of a swizzled shared tile `s`, or
+ * `lin` when it is not swizzled (ts_swizzle_index, gen_mma.c). */
+int gen_swizzle_of(gen *g, const ts_symbol *s, int64_t *r, int64_t *c);
+MlirValue gen_swizzle(gen *g, MlirValue lin, int64_t r, int64_t c, int swz);
 /* A binary arith op on the current block. */
 static inline MlirValue gen_bin(gen *g, const char *name, MlirValue x, MlirValue y) {
   return mb_bin(&g->b, name, x, y);

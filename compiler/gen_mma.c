@@ -6,35 +6,112 @@
  * (runtime/gpusim.c). The CUDA C lowering does the same in cuda.c. */
 #include "compiler/gen_internal.h"
 
-bool gen_gpu_mma_layout(gen *g, const ts_symbol *s) {
+static int layout_of(gen *g, const ts_symbol *s) {
   for (int i = 0; i < g->nregs; i++)
     if (g->regs[i] == s)
       return g->mma[i];
-  return false;
+  return TS_ACC_CYCLIC;
 }
 
-/* The [m, n] tile in the mma layout that the statement under `x` touches. */
-static bool mma_shape(gen *g, const ts_node *x, int64_t *m, int64_t *n) {
+bool gen_gpu_mma_layout(gen *g, const ts_symbol *s) {
+  return layout_of(g, s) != TS_ACC_CYCLIC;
+}
+
+int gen_swizzle_of(gen *g, const ts_symbol *s, int64_t *r, int64_t *c) {
+  const ts_gpu_tile *t = ts_gpu_tile_of(g->plan, g->nplan, s);
+  if (!t || t->home != TS_TILE_SMEM || !t->swz)
+    return 0;
+  *r = s->type->dims[0].c;
+  *c = s->type->dims[1].c;
+  return t->swz;
+}
+
+MlirValue gen_swizzle(gen *g, MlirValue lin, int64_t r, int64_t c, int swz) {
+  MlirValue u = lin;
+  if (c * 2 != swz) { /* panels of 64 columns */
+    MlirValue col = gen_bin(g, "arith.remsi", lin, gen_i64(g, c));
+    u = gen_bin(g, "arith.addi",
+                gen_bin(g, "arith.addi",
+                        gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", col, gen_i64(g, 64)),
+                                gen_i64(g, r * 64)),
+                        gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", lin, gen_i64(g, c)),
+                                gen_i64(g, 64))),
+                gen_bin(g, "arith.remsi", col, gen_i64(g, 64)));
+  }
+  MlirValue x = gen_bin(g, "arith.andi", gen_bin(g, "arith.shrsi", u, gen_i64(g, 3)),
+                        gen_i64(g, (int64_t)(swz / 16 - 1) << 3));
+  return gen_bin(g, "arith.xori", u, x);
+}
+
+/* `lin` of tile `s`, swizzled when the tile is. */
+static MlirValue phys(gen *g, const ts_symbol *s, MlirValue lin) {
+  int64_t r, c;
+  int swz = gen_swizzle_of(g, s, &r, &c);
+  return swz ? gen_swizzle(g, lin, r, c, swz) : lin;
+}
+
+/* The [m, n] tile in an mma layout that the statement under `x` touches,
+ * and that layout. */
+static int mma_shape(gen *g, const ts_node *x, int64_t *m, int64_t *n) {
   if (!x)
-    return false;
+    return TS_ACC_CYCLIC;
   if (x->kind == TS_NODE_NAME && x->sym && x->sym->kind == TS_SYM_TILE) {
-    if (!gen_gpu_mma_layout(g, x->sym))
-      return false;
+    int l = layout_of(g, x->sym);
+    if (l == TS_ACC_CYCLIC)
+      return l;
     *m = x->sym->type->dims[0].c;
     *n = x->sym->type->dims[1].c;
-    return true;
+    return l;
   }
-  for (uint32_t i = 0; i < x->kid_count; i++)
-    if (mma_shape(g, x->kids[i], m, n))
-      return true;
-  return false;
+  for (uint32_t i = 0; i < x->kid_count; i++) {
+    int l = mma_shape(g, x->kids[i], m, n);
+    if (l != TS_ACC_CYCLIC)
+      return l;
+  }
+  return TS_ACC_CYCLIC;
+}
+
+/* The wgmma layout (gen.h): register r of this thread holds row k[0],
+ * column k[1]. */
+static void wgmma_elem(gen *g, MlirValue r, int64_t n, MlirValue *k) {
+  int64_t groups = g->threads / 128, half = n / 2;
+  MlirValue s = gen_bin(g, "arith.divsi", r, gen_i64(g, half));
+  MlirValue i = gen_bin(g, "arith.remsi", r, gen_i64(g, half));
+  MlirValue wg = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 128));
+  MlirValue w = gen_bin(g, "arith.remsi", gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 32)),
+                        gen_i64(g, 4));
+  MlirValue lane = gen_bin(g, "arith.remsi", g->tid, gen_i64(g, 32));
+  MlirValue q = gen_bin(g, "arith.remsi", i, gen_i64(g, 4));
+  MlirValue slab = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", s, gen_i64(g, groups)), wg);
+  k[0] = gen_bin(g, "arith.addi",
+                 gen_bin(g, "arith.addi",
+                         gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", slab, gen_i64(g, 64)),
+                                 gen_bin(g, "arith.muli", w, gen_i64(g, 16))),
+                         gen_bin(g, "arith.divsi", lane, gen_i64(g, 4))),
+                 gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", q, gen_i64(g, 2)), gen_i64(g, 8)));
+  k[1] = gen_bin(g, "arith.addi",
+                 gen_bin(g, "arith.addi",
+                         gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", i, gen_i64(g, 4)),
+                                 gen_i64(g, 8)),
+                         gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", lane, gen_i64(g, 4)),
+                                 gen_i64(g, 2))),
+                 gen_bin(g, "arith.remsi", q, gen_i64(g, 2)));
 }
 
 void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
                     uint32_t rank, MlirValue *k) {
   int64_t m, n;
-  if (!g->gpu || rank != 2 || !mma_shape(g, stmt, &m, &n)) {
+  int layout = g->gpu && rank == 2 ? mma_shape(g, stmt, &m, &n) : TS_ACC_CYCLIC;
+  if (layout == TS_ACC_CYCLIC) {
     gen_each_begin(g, L, ext, rank, k);
+    return;
+  }
+  if (layout == TS_ACC_WGMMA) { /* every register holds an element */
+    gen_loop_begin(g, &L[0], gen_i64(g, 0), gen_i64(g, m * n / g->threads));
+    L[0].unroll = true;
+    wgmma_elem(g, L[0].iv, n, k);
+    L[1].exit = (MlirBlock){NULL};
+    g->mma_reg = L[0].iv;
     return;
   }
   /* register r: piece p = (r / 4) * warps + warp; row (p / (n / 8)) * 16 +
@@ -153,11 +230,12 @@ static bool in_smem(gen *g, const ts_symbol *s) {
 
 /* Two consecutive 16-bit elements of a tile (lin and lin + step) in a word,
  * the first in the low half. */
-static MlirValue word(gen *g, MlirValue mem, MlirValue lin, int64_t step) {
+static MlirValue word(gen *g, const ts_symbol *t, MlirValue lin, int64_t step) {
   mb *b = &g->b;
-  MlirValue lo = mb_cast(b, "arith.extui", mb_load(b, mem, lin), b->i32);
+  MlirValue mem = {t->user};
+  MlirValue lo = mb_cast(b, "arith.extui", mb_load(b, mem, phys(g, t, lin)), b->i32);
   MlirValue hi = mb_cast(b, "arith.extui",
-                         mb_load(b, mem, gen_bin(g, "arith.addi", lin, gen_i64(g, step))),
+                         mb_load(b, mem, phys(g, t, gen_bin(g, "arith.addi", lin, gen_i64(g, step)))),
                          b->i32);
   return gen_bin(g, "arith.ori", lo, gen_bin(g, "arith.shli", hi, mb_const_int(b, b->i32, 16)));
 }
@@ -194,17 +272,149 @@ static MlirBlock piece(gen *g, MlirValue s, MlirValue warp, MlirValue gq, MlirVa
   return join;
 }
 
+/* ---- wgmma (sm_90a) --------------------------------------------------------- */
+
+static MlirValue asm_op(gen *g, const char *text, const char *cons, intptr_t n,
+                        const MlirValue *ops, MlirType res, bool has_res) {
+  mb *b = &g->b;
+  MlirNamedAttribute attrs[3] = {
+      mb_attr(b, "asm_string", mlirStringAttrGet(b->ctx, mb_str(text))),
+      mb_attr(b, "constraints", mlirStringAttrGet(b->ctx, mb_str(cons))),
+      mb_attr(b, "has_side_effects", mlirUnitAttrGet(b->ctx))};
+  MlirOperation op = mb_op(b, "llvm.inline_asm", n, ops, has_res ? 1 : 0, &res, 3, attrs);
+  return has_res ? mlirOperationGetResult(op, 0) : (MlirValue){NULL};
+}
+
+static void ptx(gen *g, const char *text) {
+  if (!g->emu)
+    asm_op(g, text, "~{memory}", 0, NULL, (MlirType){NULL}, false);
+}
+
+/* The matrix descriptor of rows row0 .. of a swizzled K-major tile `t`
+ * [R, C] at column k0 (row0 % 8 == 0): the start address (on the GPU its
+ * shared address, in the simulator its offset in the block's shared
+ * memory) >> 4, the leading byte offset (unused by swizzled K-major
+ * layouts: 1), the stride byte offset (8 rows of swz bytes) >> 4, and the
+ * swizzle mode (1: 128B, 2: 64B, 3: 32B) in bits 62-63. */
+static MlirValue descriptor(gen *g, const ts_symbol *t, int64_t row0, int64_t k0) {
+  int64_t R = t->type->dims[0].c, C = t->type->dims[1].c, r, c;
+  int swz = gen_swizzle_of(g, t, &r, &c);
+  int64_t u = C * 2 == swz ? row0 * C + k0 : k0 / 64 * (R * 64) + row0 * 64 + k0 % 64;
+  MlirValue addr = gen_gpu_address(g, (MlirValue){t->user}, gen_i64(g, u), 2);
+  if (g->emu)
+    addr = gen_bin(g, "arith.subi", addr, gen_gpu_address(g, g->smem_base, gen_i64(g, 0), 1));
+  int64_t mode = swz == 128 ? 1 : swz == 64 ? 2 : 3;
+  int64_t fixed = ((int64_t)1 << 16) | ((int64_t)(8 * swz / 16) << 32) | (mode << 62);
+  MlirValue start = gen_bin(g, "arith.andi", gen_bin(g, "arith.shrui", addr, gen_i64(g, 4)),
+                            gen_i64(g, 0x3fff));
+  return gen_bin(g, "arith.ori", start, gen_i64(g, fixed));
+}
+
+/* C (registers, wgmma layout) += A B^T: for each 16-wide k step and each of
+ * this warpgroup's 64-row slabs one wgmma.mma_async m64nNk16 reading A and
+ * B from shared memory through descriptors; one commit and wait at the
+ * end. Before it, the block's shared writes are made visible to the async
+ * proxy (fence.proxy.async, then a barrier). */
+static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk) {
+  mb *b = &g->b;
+  const ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym,
+                  *sc = call->kids[2]->sym;
+  int64_t M = mnk[0], N = mnk[1], K = mnk[2], groups = g->threads / 128;
+  int64_t slabs = M / (64 * groups), half = N / 2;
+  bool f16 = sa->type->dtype == TS_DTYPE_F16;
+  MlirValue cm = {sc->user};
+  if (!ts_call_named_bool(call, "accumulate", true))
+    for (int64_t r = 0; r < slabs * half; r++)
+      mb_store(b, mb_const_f32(b, 0.0), cm, gen_i64(g, r));
+  ptx(g, "fence.proxy.async.shared::cta;");
+  gen_barrier(g);
+  ptx(g, "wgmma.fence.sync.aligned;");
+  MlirValue wg = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 128));
+  /* the instruction and the struct of its accumulators */
+  ts_buf text, cons, st;
+  ts_buf_init(&text, ts_allocator_system());
+  ts_buf_init(&cons, ts_allocator_system());
+  ts_buf_init(&st, ts_allocator_system());
+  ts_buf_printf(&text, "{\n.reg .pred p;\nsetp.ne.b32 p, $%lld, 0;\n"
+                "wgmma.mma_async.sync.aligned.m64n%lldk16.f32.%s.%s {",
+                (long long)half + 2, (long long)N, f16 ? "f16" : "bf16", f16 ? "f16" : "bf16");
+  ts_buf_puts(&st, "!llvm.struct<(");
+  for (int64_t i = 0; i < half; i++) {
+    ts_buf_printf(&text, "%s$%lld", i ? ", " : "", (long long)i);
+    ts_buf_printf(&cons, "=f,");
+    ts_buf_printf(&st, "%sf32", i ? ", " : "");
+  }
+  ts_buf_printf(&text, "}, $%lld, $%lld, p, 1, 1, 0, 0;\n}", (long long)half,
+                (long long)half + 1);
+  ts_buf_puts(&cons, "l,l,r");
+  for (int64_t i = 0; i < half; i++)
+    ts_buf_printf(&cons, ",%lld", (long long)i);
+  ts_buf_puts(&st, ")>");
+  MlirType sty = mlirTypeParseGet(b->ctx, mb_str(st.ptr ? st.ptr : ""));
+  MlirValue *ops = calloc((size_t)(half + 3), sizeof *ops);
+  for (int64_t kk = 0; kk < K && ops; kk += 16) {
+    MlirValue db = descriptor(g, sb, 0, kk);
+    for (int64_t s = 0; s < slabs; s++) {
+      /* slab s of this warpgroup: rows (s groups + wg) 64 .. */
+      MlirValue row0 = gen_bin(g, "arith.muli",
+                               gen_bin(g, "arith.addi", gen_i64(g, s * groups), wg),
+                               gen_i64(g, 64));
+      MlirValue da = descriptor(g, sa, 0, kk);
+      /* the slab's start: whole 8-row atoms further (SBO apart, in 16 B) */
+      int64_t C = sa->type->dims[1].c, atom = C * 2 <= 128 ? C * 16 : 1024;
+      da = gen_bin(g, "arith.addi", da,
+                   gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", row0, gen_i64(g, 8)),
+                           gen_i64(g, atom / 16)));
+      if (g->emu) {
+        MlirValue args[7] = {g->emu_ctx, g->tid, da, db,
+                             gen_gpu_address(g, cm, gen_i64(g, s * half), 4),
+                             mb_const_int(b, b->i32, N), mb_const_int(b, b->i32, f16)};
+        gen_call(g, "ts_gpusim_wgmma", 7, args, 0, NULL);
+        continue;
+      }
+      ops[0] = da;
+      ops[1] = db;
+      ops[2] = mb_const_int(b, b->i32, 1);
+      for (int64_t i = 0; i < half; i++)
+        ops[3 + i] = mb_load(b, cm, gen_i64(g, s * half + i));
+      MlirValue res = asm_op(g, text.ptr, cons.ptr, half + 3, ops, sty, true);
+      for (int64_t i = 0; i < half; i++) {
+        MlirNamedAttribute pa = mb_attr(b, "position", mlirDenseI64ArrayGet(b->ctx, 1, &i));
+        mb_store(b, mlirOperationGetResult(mb_op(b, "llvm.extractvalue", 1, &res, 1, &b->f32, 1, &pa), 0),
+                 cm, gen_i64(g, s * half + i));
+      }
+    }
+  }
+  ptx(g, "wgmma.commit_group.sync.aligned;");
+  ptx(g, "wgmma.wait_group.sync.aligned 0;");
+  /* the accumulators are read only after the wait: each passes through an
+   * empty asm ordered after it */
+  for (int64_t r = 0; !g->emu && r < slabs * half; r++) {
+    MlirValue x = mb_load(b, cm, gen_i64(g, r));
+    mb_store(b, asm_op(g, "", "=f,0", 1, &x, b->f32, true), cm, gen_i64(g, r));
+  }
+  free(ops);
+  ts_buf_deinit(&text);
+  ts_buf_deinit(&cons);
+  ts_buf_deinit(&st);
+}
+
 bool gen_gpu_mma(gen *g, ts_node *call_node) {
   int64_t mnk[3];
   if (!g->gpu || !ts_mma_gemm(g->kernel, g->plan, g->nplan, call_node, mnk))
     return false;
+  if (g->wgmma && ts_wgmma_gemm(g->kernel, g->plan, g->nplan, call_node, mnk) &&
+      layout_of(g, call_node->kids[2]->sym) == TS_ACC_WGMMA) {
+    gen_wgmma(g, call_node, mnk);
+    return true;
+  }
   const ts_symbol *sa = call_node->kids[0]->sym, *sb = call_node->kids[1]->sym,
                   *sc = call_node->kids[2]->sym;
   bool regs = false;
   for (int i = 0; i < g->nregs; i++)
     if (g->regs[i] == sc) {
-      if (!g->mma[i])
-        return false; /* an accumulator in the cyclic layout */
+      if (g->mma[i] != TS_ACC_MMA)
+        return false; /* an accumulator in another layout */
       regs = true;
     }
   mb *b = &g->b;
@@ -256,12 +466,12 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     MlirValue row = gen_bin(g, "arith.addi", gen_bin(g, "arith.subi", m0, gq), lane16);
     MlirValue lin = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", row, gen_i64(g, K)),
                         gen_bin(g, "arith.addi", lk.iv, gen_bin(g, "arith.muli", half, gen_i64(g, 8))));
-    ldmatrix(g, am, lin, 4, aw);
+    ldmatrix(g, am, phys(g, sa, lin), 4, aw);
   } else {
     for (int r = 0; r < 4; r++) {
       MlirValue lin = ta ? gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", ak[r], gen_i64(g, M)), ai[r])
                          : gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", ai[r], gen_i64(g, K)), ak[r]);
-      aw[r] = word(g, am, lin, ta ? M : 1);
+      aw[r] = word(g, sa, lin, ta ? M : 1);
     }
   }
   if (tb && K % 8 == 0 && in_smem(g, sb)) {
@@ -269,13 +479,13 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     MlirValue kh = gen_bin(g, "arith.remsi", gen_bin(g, "arith.divsi", lane, gen_i64(g, 8)), gen_i64(g, 2));
     MlirValue lin = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", row, gen_i64(g, K)),
                         gen_bin(g, "arith.addi", lk.iv, gen_bin(g, "arith.muli", kh, gen_i64(g, 8))));
-    ldmatrix(g, bm, lin, 2, bw);
+    ldmatrix(g, bm, phys(g, sb, lin), 2, bw);
   } else {
     MlirValue bk[2] = {k0, k8};
     for (int r = 0; r < 2; r++) {
       MlirValue lin = tb ? gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", col, gen_i64(g, K)), bk[r])
                          : gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", bk[r], gen_i64(g, N)), col);
-      bw[r] = word(g, bm, lin, tb ? 1 : N);
+      bw[r] = word(g, sb, lin, tb ? 1 : N);
     }
   }
   MlirValue d[4];

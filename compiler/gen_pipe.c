@@ -29,7 +29,7 @@ static void point(gen *g, staged *s, int ns, MlirValue v, MlirValue lo, int64_t 
   mb *b = &g->b;
   MlirValue buf = gen_bin(g, "arith.remsi", gen_bin(g, "arith.subi", v, lo), gen_i64(g, stages));
   for (int i = 0; i < ns; i++) {
-    MlirValue at = gen_bin(g, "arith.addi", gen_i64(g, s[i].off),
+    MlirValue at = gen_bin(g, "arith.addi", gen_bin(g, "arith.addi", g->smem_pad, gen_i64(g, s[i].off)),
                        gen_bin(g, "arith.muli", buf, gen_i64(g, s[i].stride)));
     MlirAttribute sp =
         g->emu ? mlirAttributeGetNull()

@@ -61,13 +61,67 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   return true;
 }
 
+bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                   const ts_node *call, int64_t mnk[3]) {
+  if (!ts_mma_gemm(k, tiles, nt, call, mnk) || k->threads % 128 != 0 ||
+      ts_call_named_bool(call, "trans_a", false) ||
+      !ts_call_named_bool(call, "trans_b", false))
+    return false;
+  const ts_gpu_tile *a = whole_tile(tiles, nt, call->kids[0]);
+  const ts_gpu_tile *b = whole_tile(tiles, nt, call->kids[1]);
+  const ts_gpu_tile *c = whole_tile(tiles, nt, call->kids[2]);
+  int64_t groups = k->threads / 128;
+  return a->home == TS_TILE_SMEM && b->home == TS_TILE_SMEM && a->swz &&
+         b->swz && c->home == TS_TILE_REGS && mnk[0] % (64 * groups) == 0 &&
+         mnk[1] <= 256;
+}
+
+/* ---- swizzled operands --------------------------------------------------- */
+
+/* Whether every gemm under `n` that mentions `s` reads it as a K-major
+ * tensor-core operand (and some gemm does: *used). */
+static bool k_major_only(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                         const ts_node *n, const ts_symbol *s, bool *used) {
+  if (!n)
+    return true;
+  if (n->kind == TS_NODE_CALL && n->builtin == TS_BUILTIN_GEMM && ts_node_mentions(n, s)) {
+    int64_t mnk[3];
+    if (!ts_mma_gemm(k, tiles, nt, n, mnk) || n->kids[2]->sym == s)
+      return false;
+    bool ka = n->kids[0]->sym == s && !ts_call_named_bool(n, "trans_a", false);
+    bool kb = n->kids[1]->sym == s && ts_call_named_bool(n, "trans_b", false);
+    if ((n->kids[0]->sym == s && !ka) || (n->kids[1]->sym == s && !kb))
+      return false;
+    *used = true;
+    return true;
+  }
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (!k_major_only(k, tiles, nt, n->kids[i], s, used))
+      return false;
+  return true;
+}
+
+int ts_swizzle_bytes(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                     const ts_symbol *s) {
+  int64_t r, c;
+  if (k->threads % 32 != 0 || !const_dims2(s->type, &r, &c) ||
+      ts_dtype_bits(s->type->dtype) != 16 || r <= 0 || r % 8 ||
+      !(c * 2 == 32 || c * 2 == 64 || (c > 0 && c % 64 == 0)))
+    return 0;
+  bool used = false;
+  if (!k_major_only(k, tiles, nt, k->node->kids[4], s, &used) || !used)
+    return 0;
+  return c * 2 <= 128 ? (int)(c * 2) : 128;
+}
+
 /* ---- the accumulator layout -------------------------------------------- */
 
 typedef struct walk {
   const ts_kernel_info *k;
   const ts_gpu_tile *tiles;
   int nt;
-  bool *mma;
+  uint8_t *mma;
+  bool wgmma;
   bool changed;
 } walk;
 
@@ -92,7 +146,7 @@ static void regs_in(walk *w, const ts_node *n, int *out, int *count) {
 
 static void drop(walk *w, int i) {
   if (w->mma[i]) {
-    w->mma[i] = false;
+    w->mma[i] = TS_ACC_CYCLIC;
     w->changed = true;
   }
 }
@@ -152,7 +206,8 @@ static void statement(walk *w, const ts_node *s) {
     if (first < 0)
       first = r[i];
     else if (!same_dims(w->tiles[first].decl->sym->type,
-                        w->tiles[r[i]].decl->sym->type))
+                        w->tiles[r[i]].decl->sym->type) ||
+             w->mma[first] != w->mma[r[i]])
       mixed = true;
   }
   if (first < 0)
@@ -162,6 +217,10 @@ static void statement(walk *w, const ts_node *s) {
   bool gemm = call && call->kind == TS_NODE_CALL &&
               call->builtin == TS_BUILTIN_GEMM;
   if (gemm && !ts_mma_gemm(w->k, w->tiles, w->nt, call, mnk))
+    mixed = true;
+  /* a wgmma accumulator only from wgmma gemms */
+  if (gemm && !mixed && w->mma[first] == TS_ACC_WGMMA &&
+      !(w->wgmma && ts_wgmma_gemm(w->k, w->tiles, w->nt, call, mnk)))
     mixed = true;
   /* a reduction reads its source across threads: never a register tile
    * (gen_gpu.c), but be sure */
@@ -184,11 +243,16 @@ static void candidates(walk *w, const ts_node *s) {
   if (s->kind == TS_NODE_EXPR_STMT) {
     int64_t mnk[3];
     const ts_node *call = s->kids[0];
-    if (ts_mma_gemm(w->k, w->tiles, w->nt, call, mnk))
+    if (ts_mma_gemm(w->k, w->tiles, w->nt, call, mnk)) {
+      uint8_t want = w->wgmma && ts_wgmma_gemm(w->k, w->tiles, w->nt, call, mnk)
+                         ? TS_ACC_WGMMA
+                         : TS_ACC_MMA;
       for (int i = 0; i < w->nt; i++)
         if (w->tiles[i].decl->sym == call->kids[2]->sym &&
             w->tiles[i].home == TS_TILE_REGS)
-          w->mma[i] = true;
+          /* an accumulator of gemms of both kinds takes mma.sync's */
+          w->mma[i] = w->mma[i] && w->mma[i] != want ? TS_ACC_MMA : want;
+    }
     return;
   }
   for (uint32_t i = 0; i < s->kid_count; i++)
@@ -196,10 +260,10 @@ static void candidates(walk *w, const ts_node *s) {
 }
 
 void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
-                    bool *mma) {
-  walk w = {k, tiles, nt, mma, false};
+                    bool wgmma, uint8_t *mma) {
+  walk w = {k, tiles, nt, mma, wgmma, false};
   for (int i = 0; i < nt; i++)
-    mma[i] = false;
+    mma[i] = TS_ACC_CYCLIC;
   if (k->threads % 32 != 0)
     return;
   candidates(&w, k->node->kids[4]);

@@ -163,7 +163,7 @@ const ts_gpu_tile *ts_pipe_buffers(const ts_kernel_info *k, const ts_node *pipe,
   int64_t bytes = ts_dtype_bits(t->type->dtype) / 8;
   for (uint32_t d = 0; d < t->type->rank; d++)
     bytes *= t->type->dims[d].c;
-  *stride = (bytes + 15) & ~(int64_t)15;
+  *stride = p->swz ? (bytes + 1023) & ~(int64_t)1023 : (bytes + 15) & ~(int64_t)15;
   return p;
 }
 

@@ -145,6 +145,44 @@ float ts_gpusim_mma_d(int64_t ctx, int64_t tid, int32_t r) {
   return ((team *)(intptr_t)ctx)->mma_d[tid][r & 3];
 }
 
+/* One 16-bit element of a K-major operand of wgmma in shared memory, as
+ * the hardware finds it from the matrix descriptor: row i (M or N), column
+ * k (0..15) at start + (i / 8) SBO + (i % 8) rows of the swizzle width +
+ * 2 k, then the swizzle of the shared address's bits (128B: bits 4-6 ^=
+ * 7-9; 64B: 4-5 ^= 7-8; 32B: 4 ^= 7). Swizzled modes only. */
+static float wgmma_elem(const team *t, uint64_t desc, int i, int k, bool f16) {
+  uint64_t start = (desc & 0x3fff) << 4, sbo = ((desc >> 32) & 0x3fff) << 4;
+  int mode = (int)(desc >> 62), swz = mode == 1 ? 128 : mode == 2 ? 64 : 32;
+  uintptr_t a = (uintptr_t)t->smem + start + (uint64_t)(i / 8) * sbo +
+                (uint64_t)(i % 8) * (uint64_t)swz + (uint64_t)k * 2;
+  a ^= (a >> 3) & (uintptr_t)(swz - 16);
+  uint16_t h;
+  memcpy(&h, (const void *)a, 2);
+  return f16 ? ts_f16_to_f32(h) : ts_bf16_to_f32(h);
+}
+
+/* wgmma.mma_async m64nNk16 (bf16 or f16 into f32, A and B K-major in
+ * swizzled shared memory) for the MLIR lowering's CPU form: this thread's
+ * N / 2 accumulators at `acc` in the instruction's layout (gen.h
+ * TS_ACC_WGMMA): register 4 j + q at row 16 (warp % 4) + lane / 4 +
+ * 8 (q / 2), column 8 j + 2 (lane % 4) + q % 2. The operands are read from
+ * shared memory alone, so no rendezvous is needed. */
+void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
+                     int64_t acc, int32_t n, int32_t f16) {
+  team *t = (team *)(intptr_t)ctx;
+  float *d = (float *)(intptr_t)acc;
+  int w = (int)((tid / 32) % 4), lane = (int)(tid % 32);
+  for (int r = 0; r < n / 2; r++) {
+    int j = r / 4, q = r % 4;
+    int row = 16 * w + lane / 4 + 8 * (q / 2), col = 8 * j + 2 * (lane % 4) + q % 2;
+    float s = d[r];
+    for (int k = 0; k < 16; k++)
+      s += wgmma_elem(t, (uint64_t)desc_a, row, k, f16) *
+           wgmma_elem(t, (uint64_t)desc_b, col, k, f16);
+    d[r] = s;
+  }
+}
+
 /* What the CUDA C of a kernel built for the CPU calls (cudasim.c's shim):
  * threadIdx (0), blockIdx (1), gridDim (2); __syncthreads;
  * __shfl_xor_sync; the block's shared memory. */

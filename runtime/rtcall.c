@@ -119,6 +119,7 @@ const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS] = {
     {"ts_gpusim_mma_d", (void *)ts_gpusim_mma_d},
     {"ts_gpusim_ldmatrix", (void *)ts_gpusim_ldmatrix},
     {"ts_gpusim_ldmatrix_r", (void *)ts_gpusim_ldmatrix_r},
+    {"ts_gpusim_wgmma", (void *)ts_gpusim_wgmma},
     {"ts_rt_print", (void *)ts_rt_print},
     {"ts_rt_assert", (void *)ts_rt_assert},
 };
