@@ -149,7 +149,12 @@ void gen_print(gen *g, ts_node *call) {
   if (once_per_block(g))
     join = gen_if_begin(g, mb_cmpi(b, CMPI_EQ, g->tid, gen_i64(g, 0)));
   MlirValue args[PRINT_MAX_VALUES + 1];
-  if (g->gpu && !g->emu) {
+  if (g->gpu && !g->emu && g->uses_wgmma) {
+    /* a call anywhere in the kernel would make ptxas serialize its wgmma
+     * instructions: a failed assert only traps (the simulator and the CPU
+     * still report where) */
+    mb_op(b, "llvm.intr.trap", 0, NULL, 0, NULL, 0, NULL);
+  } else if (g->gpu && !g->emu) {
     ts_buf f;
     ts_buf_init(&f, ts_allocator_system());
     ts_print_format(call, &f);
@@ -176,7 +181,12 @@ void gen_assert(gen *g, ts_node *call) {
   MlirValue ok = gen_expr_as(g, call->kids[0], b->i1);
   MlirValue failed = mb_bin(b, "arith.xori", ok, mb_const_int(b, b->i1, 1));
   MlirBlock join = gen_if_begin(g, failed);
-  if (g->gpu && !g->emu) {
+  if (g->gpu && !g->emu && g->uses_wgmma) {
+    /* a call anywhere in the kernel would make ptxas serialize its wgmma
+     * instructions: a failed assert only traps (the simulator and the CPU
+     * still report where) */
+    mb_op(b, "llvm.intr.trap", 0, NULL, 0, NULL, 0, NULL);
+  } else if (g->gpu && !g->emu) {
     ts_buf f;
     ts_buf_init(&f, ts_allocator_system());
     ts_assert_format(g->u, call, &f);

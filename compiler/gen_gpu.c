@@ -350,6 +350,9 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
   g->nplan = n;
   uint8_t mma[TS_GPU_MAX_TILES];
   ts_mma_layouts(k, tiles, n, g->wgmma, mma);
+  g->uses_wgmma = false;
+  for (int i = 0; i < n; i++)
+    g->uses_wgmma |= tiles[i].home == TS_TILE_REGS && mma[i] == TS_ACC_WGMMA;
   MlirAttribute wg =
       mlirAttributeParseGet(b->ctx, mb_str("#gpu.address_space<workgroup>"));
   MlirValue smem;

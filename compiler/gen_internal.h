@@ -45,6 +45,7 @@ typedef struct gen {
   MlirValue smem_base;  /* memref<?xi8>: the block's shared memory */
   const ts_symbol *regs[256]; /* frag tiles held in registers */
   uint8_t mma[256];     /* regs[i]'s layout: TS_ACC_* (gen.h) */
+  bool uses_wgmma;      /* the kernel being built issues wgmma */
   bool wgmma;           /* the target has wgmma (sm_90a; the simulator
                          * unless TESSERA_GPUSIM_ARCH=sm_80) */
   MlirValue smem_pad;   /* i64: bytes from smem_base to the 1024-aligned

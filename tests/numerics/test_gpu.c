@@ -182,6 +182,34 @@ static void test_pipe_gemm(void) {
   }
 }
 
+/* The wgmma forms: each swizzle width and the panel layout, one and two
+ * warpgroups, one and two slabs per warpgroup, N = 8 .. 128, tails in every
+ * dim; then f16 with accumulate=false. On the simulator (sm_90a unless
+ * TESSERA_GPUSIM_ARCH=sm_80) the instruction is emulated from its
+ * descriptors, so a wrong swizzle, descriptor or register layout fails. */
+static void test_wg_gemm(void) {
+  static const struct {
+    const char *d0, *d1;
+    int64_t M, N, K;
+  } cases[] = {{"BM=128 BN=24 BK=16", "T=128", 130, 50, 40},
+               {"BM=64 BN=40 BK=32", "T=128", 70, 45, 70},
+               {"BM=128 BN=128 BK=64", "T=256", 140, 130, 100},
+               {"BM=64 BN=8 BK=128", "T=128", 70, 17, 300}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    ts_kernel *k = num_kernel(GPU_TILE, "wg_gemm", cases[i].d0, cases[i].d1);
+    if (!k)
+      return;
+    check_gemm(k, TS_DTYPE_BF16, cases[i].M, cases[i].N, cases[i].K, false, true, 1.0,
+               21 + i, cases[i].d0);
+    ts_kernel_release(k);
+  }
+  ts_kernel *k = num_kernel(GPU_TILE, "wg_f16", NULL, NULL);
+  if (!k)
+    return;
+  check_gemm(k, TS_DTYPE_F16, 100, 37, 32, false, true, 0.5, 31, "wg_f16");
+  ts_kernel_release(k);
+}
+
 int main(void) {
   ts_status st = ts_device_create_gpusim(&num_dev);
   if (st) {
@@ -194,6 +222,7 @@ int main(void) {
   test_mma_forms();
   test_mma_shared();
   test_pipe_gemm();
+  test_wg_gemm();
   num_finish();
   return ts_test_finish();
 }

@@ -654,12 +654,13 @@ static void test_hca(void) {
 /* The tensor-core form (heads as the GEMM's M; 16 heads of 64 here in two
  * halves of 32 output dims): 70 entries in blocks of 16, invalid entries,
  * a row with no valid entry, against f64. */
-static void test_attn_tc(void) {
-  ts_kernel *k = num_kernel("kernels/sparse_attn.tile", "sparse_attn_tc",
-                            "NH=16 DC=64 CH=32 BK=16", NULL);
+/* Heads 16 (mma.sync) and 64 (on sm_90a the scores by wgmma: the
+ * simulator emulates it), against f64. */
+static void test_attn_tc_at(const char *defs, int64_t H, int64_t C) {
+  ts_kernel *k = num_kernel("kernels/sparse_attn.tile", "sparse_attn_tc", defs, NULL);
   if (!k)
     return;
-  int64_t T = 5, H = 16, C = 64, S = 23, K = 70;
+  int64_t T = 5, S = 23, K = 70;
   int64_t sq[3] = {T, H, C}, skv[2] = {S, C}, si[2] = {T, K};
   uint64_t seed = 78;
   ts_tensor *q = num_tensor(TS_DTYPE_BF16, 3, sq), *kv = num_tensor(TS_DTYPE_BF16, 2, skv);
@@ -669,8 +670,8 @@ static void test_attn_tc(void) {
   for (int64_t t = 0; t < T; t++)
     for (int64_t j = 0; j < K; j++)
       iv[t * K + j] = t == 3 ? -1 : (j % 7 == 3 ? -1 : (int32_t)((j * 5 + t) % S));
-  double sink[16], *want = malloc(T * H * C * sizeof *want);
-  for (int h = 0; h < 16; h++)
+  double sink[64], *want = malloc(T * H * C * sizeof *want);
+  for (int h = 0; h < H; h++)
     sink[h] = 0.1 * h - 0.3;
   ts_tensor *ts = from_doubles(TS_DTYPE_F32, 1, &H, sink, NULL);
   ref_sparse_attn(qv, kvv, iv, sink, want, T, H, C, S, K, 0.04419417382415922);
@@ -693,6 +694,11 @@ static void test_attn_tc(void) {
   ts_tensor_release(o);
   ts_tensor_release(ts);
   ts_kernel_release(k);
+}
+
+static void test_attn_tc(void) {
+  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64);
+  test_attn_tc_at("NH=64 DC=128 CH=64 BK=32", 64, 128);
 }
 
 /* V4-Flash-sized calls: 64 heads of 512 over 512 selected + 128 window
