@@ -35,6 +35,8 @@ static const bench benches[] = {
      NULL, NULL},
     {"cpu_kernels", "the V4 kernels against the V4-SPEC C references", NULL, "cpu",
      NULL, NULL},
+    {"compile_time", "cold compile time of every kernel to PTX, both lowerings",
+     NULL, "cpu", NULL, NULL},
     {"model_decode", "the tiny V4 model: prefill and decode tokens/s",
      "bench/model_decode.lua", "cpu", NULL, NULL},
     {"gpu_gemm", "bf16 GEMM (MLIR lowering) against torch.matmul and the peak",
