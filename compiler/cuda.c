@@ -242,6 +242,8 @@ static bool view_base(cg *c, ts_node *b, cview *v) {
       v->regs = true;
       v->mma = c->mma[i];
     }
+  if (s->kind == TS_SYM_TILE)
+    v->swz = cu_swizzle_of(c, s, &v->swz_r, &v->swz_c);
   v->dt = s->type->dtype;
   v->rank = s->type->rank;
   for (uint32_t i = 0; i < v->rank; i++)
@@ -321,6 +323,9 @@ void cu_view_elem(cg *c, cview *v, const char *const *k, const char **lin,
       okv = cu_str(c, "%s && (%s) >= 0 && (%s) < %s", okv, idx, idx, v->dims[d]);
     l = cu_str(c, "(%s * %s + %s)", l, v->dims[d], idx);
   }
+  if (v->swz)
+    l = cu_str(c, "ts_swz(%s, %lldLL, %lldLL, %d)", l, (long long)v->swz_r,
+               (long long)v->swz_c, v->swz);
   *lin = v->regs ? cu_str(c, "(%s / %lldLL)", l, (long long)c->threads) : l;
   if (v->mma) { /* whole-tile uses in loops over its layout (gpu_mma.c) */
     if (!c->mma_reg && c->at)
@@ -651,10 +656,16 @@ static void tile_fill(cg *c, ts_node *call, bool clear, bool dist) {
 static void tile_gemm(cg *c, ts_node *call, bool dist) {
   int64_t mnk[3];
   if (dist && c->tiles && ts_mma_gemm(c->k, c->tiles, c->ntiles, call, mnk)) {
-    bool cyclic = false; /* an accumulator in the cyclic register layout */
-    for (int i = 0; i < c->nregs; i++)
+    bool cyclic = false, wg = false; /* the accumulator's register layout */
+    for (int i = 0; i < c->nregs; i++) {
       cyclic |= c->regs[i] == call->kids[2]->sym && !c->mma[i];
-    if (!cyclic) {
+      wg |= c->regs[i] == call->kids[2]->sym && c->mma[i] == TS_ACC_WGMMA;
+    }
+    if (wg && c->wgmma && ts_wgmma_gemm(c->k, c->tiles, c->ntiles, call, mnk)) {
+      cu_tile_wgmma(c, call, mnk);
+      return;
+    }
+    if (!cyclic && !wg) {
       cu_tile_gemm_mma(c, call, mnk);
       return;
     }
@@ -1042,9 +1053,14 @@ static void assert_stmt(cg *c, ts_node *call) {
   ts_buf f;
   ts_buf_init(&f, ts_allocator_system());
   ts_assert_format(c->u, call, &f);
-  cu_line(c, "if (!(%s)) TS_ASSERT_FAIL(%s, (long long)blockIdx.x, "
+  const char *fail = cu_str(c, "TS_ASSERT_FAIL(%s, (long long)blockIdx.x, "
        "(long long)blockIdx.y, (long long)blockIdx.z, (long long)threadIdx.x);",
-       cu_expr_as(c, call->kids[0], CT_BOOL), c_literal(c, f.failed ? "" : f.ptr));
+       c_literal(c, f.failed ? "" : f.ptr));
+  /* a call anywhere in a kernel with wgmma makes ptxas serialize it: on
+   * the GPU such a kernel's failed assert only traps */
+  if (c->uses_wgmma)
+    fail = cu_str(c, "{\n#ifdef TS_CUDA_SIM\n%s\n#else\n__trap();\n#endif\n}", fail);
+  cu_line(c, "if (!(%s)) %s", cu_expr_as(c, call->kids[0], CT_BOOL), fail);
   ts_buf_deinit(&f);
 }
 
@@ -1123,8 +1139,17 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   ts_gpu_tile tiles[TS_GPU_MAX_TILES];
   int64_t total;
   int nt = ts_gpu_tile_plan(k, tiles, &total);
-  uint8_t mma[TS_GPU_MAX_TILES]; /* mma.sync on every architecture (no wgmma yet) */
-  ts_mma_layouts(k, tiles, nt, false, mma);
+  uint8_t mma[TS_GPU_MAX_TILES];
+  ts_mma_layouts(k, tiles, nt, c->wgmma, mma);
+  c->uses_wgmma = false;
+  bool swizzled = false;
+  for (int i = 0; i < nt; i++) {
+    c->uses_wgmma |= tiles[i].home == TS_TILE_REGS && mma[i] == TS_ACC_WGMMA;
+    swizzled |= tiles[i].home == TS_TILE_SMEM && tiles[i].swz;
+  }
+  /* the swizzled tiles' offsets count from a 1024-aligned base (gen.h) */
+  if (swizzled)
+    cu_line(c, "unsigned char *ts_base = ts_smem + ((0u - (unsigned)__cvta_generic_to_shared(ts_smem)) & 1023u);");
   c->tiles = tiles;
   c->ntiles = nt;
   const char *at = "0LL";
@@ -1137,7 +1162,11 @@ static void kernel(cg *c, const ts_kernel_info *k) {
       /* element e in thread e % threads, at e / threads; or the mma
        * layout: 4 registers per 16x8 piece the thread's warp takes */
       int64_t per = tiles[i].per_thread;
-      if (mma[i]) {
+      if (mma[i] == TS_ACC_WGMMA) {
+        per = t->dims[0].c * t->dims[1].c / c->threads;
+        cu_line(c, "// %.*s: the wgmma accumulator layout", (int)tiles[i].decl->sym->name.len,
+                tiles[i].decl->sym->name.ptr);
+      } else if (mma[i]) {
         int64_t warps = c->threads / 32;
         int64_t pieces = (t->dims[0].c / 16) * (t->dims[1].c / 8);
         per = (pieces + warps - 1) / warps * 4;
@@ -1152,8 +1181,8 @@ static void kernel(cg *c, const ts_kernel_info *k) {
       continue;
     }
     if (tiles[i].home == TS_TILE_SMEM) {
-      cu_line(c, "%s *%s = (%s *)(ts_smem + %lld);", s, n, s,
-           (long long)tiles[i].off);
+      cu_line(c, "%s *%s = (%s *)(%s + %lld);", s, n, s, swizzled ? "ts_base" : "ts_smem",
+              (long long)tiles[i].off);
       continue;
     }
     const char *count = "1LL";
@@ -1204,9 +1233,9 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   ts_buf_puts(c->o, "#endif\n");
 }
 
-ts_status ts_gen_cuda(ts_unit *u, const char *only, ts_diags *diags,
-                      ts_buf *out) {
-  cg c = {.o = out, .u = u, .d = diags};
+ts_status ts_gen_cuda(ts_unit *u, const char *only, const char *arch,
+                      ts_diags *diags, ts_buf *out) {
+  cg c = {.o = out, .u = u, .d = diags, .wgmma = !arch || !strcmp(arch, "sm_90a")};
   ts_buf_puts(out, ts_cuda_prelude);
   ts_node *root = u->root;
   for (int pass = 0; pass < 2; pass++)

@@ -22,7 +22,9 @@ typedef struct cg {
   int tmp;
   ctype fn_result; /* in a helper */
   const ts_symbol *regs[TS_GPU_MAX_TILES]; /* frag tiles in registers */
-  bool mma[TS_GPU_MAX_TILES]; /* regs[i] in the mma accumulator layout */
+  uint8_t mma[TS_GPU_MAX_TILES]; /* regs[i]'s layout: TS_ACC_* (gen.h) */
+  bool wgmma;      /* the architecture has wgmma (sm_90a) */
+  bool uses_wgmma; /* the kernel being built issues it */
   int nregs;
   const ts_gpu_tile *tiles; /* the plan */
   int ntiles;
@@ -51,6 +53,8 @@ struct cview {
   bool in_range;
   bool regs; /* in registers: element e at [e / threads] of its owner */
   bool mma;  /* ... in the mma layout: at the loop's register (gen.h) */
+  int swz;   /* a swizzled shared tile [swz_r, swz_c] (gen.h) */
+  int64_t swz_r, swz_c;
 };
 
 /* output: one line of code at the current indent; a formatted string kept
@@ -84,6 +88,10 @@ void cu_loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
                    uint32_t rank, bool dist, const char **k);
 void cu_loop_end(cg *c);
 void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk);
+void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk);
+/* The swizzle of tile `s` in the plan (its atom's row bytes) or 0, with its
+ * shape in r, c. */
+int cu_swizzle_of(cg *c, const ts_symbol *s, int64_t *r, int64_t *cols);
 bool cu_pipelined(cg *c, ts_node *n);
 
 #endif

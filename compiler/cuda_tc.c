@@ -4,24 +4,64 @@
  * copies (cp.async; gpu_pipe.c decides). docs/abi.md describes both. */
 #include "compiler/cuda_internal.h"
 
-/* The [m, n] tile in the mma layout that the statement under `x` touches,
- * if any (gen.h: the statement touches no other register tile). */
-static bool cu_mma_shape(cg *c, const ts_node *x, int64_t *m, int64_t *n) {
+int cu_swizzle_of(cg *c, const ts_symbol *s, int64_t *r, int64_t *cols) {
+  const ts_gpu_tile *t = c->tiles ? ts_gpu_tile_of(c->tiles, c->ntiles, s) : NULL;
+  if (!t || t->home != TS_TILE_SMEM || !t->swz)
+    return 0;
+  *r = s->type->dims[0].c;
+  *cols = s->type->dims[1].c;
+  return t->swz;
+}
+
+/* `lin` of tile `s` as stored: swizzled when the tile is. */
+static const char *phys(cg *c, const ts_symbol *s, const char *lin) {
+  int64_t r, cols;
+  int swz = cu_swizzle_of(c, s, &r, &cols);
+  return swz ? cu_str(c, "ts_swz(%s, %lldLL, %lldLL, %d)", lin, (long long)r, (long long)cols, swz)
+             : lin;
+}
+
+/* The [m, n] tile in an mma layout that the statement under `x` touches,
+ * if any (gen.h: the statement touches no other register tile), and the
+ * layout. */
+static int cu_mma_shape(cg *c, const ts_node *x, int64_t *m, int64_t *n) {
   if (!x)
-    return false;
+    return TS_ACC_CYCLIC;
   if (x->kind == TS_NODE_NAME && x->sym && x->sym->kind == TS_SYM_TILE) {
     for (int i = 0; i < c->nregs; i++)
       if (c->regs[i] == x->sym && c->mma[i]) {
         *m = x->sym->type->dims[0].c;
         *n = x->sym->type->dims[1].c;
-        return true;
+        return c->mma[i];
       }
-    return false;
+    return TS_ACC_CYCLIC;
   }
-  for (uint32_t i = 0; i < x->kid_count; i++)
-    if (cu_mma_shape(c, x->kids[i], m, n))
-      return true;
-  return false;
+  for (uint32_t i = 0; i < x->kid_count; i++) {
+    int l = cu_mma_shape(c, x->kids[i], m, n);
+    if (l != TS_ACC_CYCLIC)
+      return l;
+  }
+  return TS_ACC_CYCLIC;
+}
+
+/* The wgmma layout (gen.h): every register holds an element. */
+static void cu_wgmma_begin(cg *c, int64_t m, int64_t n, const char **k) {
+  int id = c->tmp++;
+  int64_t groups = c->threads / 128, half = n / 2;
+  cu_line(c, "#pragma unroll");
+  cu_line(c, "for (int r%d_ = 0; r%d_ < %lld; r%d_++) {", id, id,
+          (long long)(m * n / c->threads), id);
+  c->ind++;
+  cu_line(c, "const int i%d_ = r%d_ %% %lld, q%d_ = i%d_ & 3;", id, id, (long long)half, id, id);
+  k[0] = cu_str(c, "k%d_0_", id);
+  k[1] = cu_str(c, "k%d_1_", id);
+  cu_line(c, "const long long %s = ((long long)(r%d_ / %lld) * %lldLL + (long long)(threadIdx.x "
+          ">> 7)) * 64 + (long long)((threadIdx.x >> 5) & 3) * 16 + (long long)((threadIdx.x & "
+          "31) >> 2) + (q%d_ >> 1) * 8;",
+          k[0], id, (long long)half, (long long)groups, id);
+  cu_line(c, "const long long %s = (long long)(i%d_ >> 2) * 8 + (long long)(threadIdx.x & 3) "
+          "* 2 + (q%d_ & 1);", k[1], id, id);
+  c->mma_reg = cu_str(c, "r%d_", id);
 }
 
 /* The elements of an [m, n] tile this thread holds in the mma layout, as
@@ -55,7 +95,10 @@ static void cu_mma_begin(cg *c, int64_t m, int64_t n, const char **k) {
 void cu_loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
                        uint32_t rank, bool dist, const char **k) {
   int64_t m, n;
-  if (dist && rank == 2 && cu_mma_shape(c, stmt, &m, &n))
+  int layout = dist && rank == 2 ? cu_mma_shape(c, stmt, &m, &n) : TS_ACC_CYCLIC;
+  if (layout == TS_ACC_WGMMA)
+    cu_wgmma_begin(c, m, n, k);
+  else if (layout == TS_ACC_MMA)
     cu_mma_begin(c, m, n, k);
   else
     cu_each_begin(c, ext, rank, dist, k);
@@ -96,10 +139,10 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   int64_t slots = (pieces + warps - 1) / warps;
   int id = c->tmp++;
   /* element (i, k) of A and (k, j) of B as stored (16-bit words) */
-#define AT(i, k) (ta ? cu_str(c, "(%s) * %lldLL + (%s)", k, (long long)M, i) \
-                     : cu_str(c, "(%s) * %lldLL + (%s)", i, (long long)K, k))
-#define BT(k, j) (tb ? cu_str(c, "(%s) * %lldLL + (%s)", j, (long long)K, k) \
-                     : cu_str(c, "(%s) * %lldLL + (%s)", k, (long long)N, j))
+#define AT(i, k) phys(c, sa, ta ? cu_str(c, "(%s) * %lldLL + (%s)", k, (long long)M, i) \
+                                : cu_str(c, "(%s) * %lldLL + (%s)", i, (long long)K, k))
+#define BT(k, j) phys(c, sb, tb ? cu_str(c, "(%s) * %lldLL + (%s)", j, (long long)K, k) \
+                                : cu_str(c, "(%s) * %lldLL + (%s)", k, (long long)N, j))
   cu_line(c, "const int g%d_ = (int)((threadIdx.x & 31) >> 2), q%d_ = "
           "(int)(threadIdx.x & 3) * 2;", id, id);
   cu_line(c, "#pragma unroll");
@@ -150,17 +193,18 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
    * address of matrix l / 8 */
   if (!ta && K % 8 == 0 && in_smem(c, sa)) {
     cu_line(c, "ts_u32 a%d_[4];", id);
-    cu_line(c, "ts_ldmatrix_x4(a%d_, &%s[((p%d_ / %lld) * 16 + (int)(threadIdx.x & 15)) * "
-            "%lldLL + k%d_ + (int)((threadIdx.x >> 4) & 1) * 8]);",
-            id, a, id, (long long)(N / 8), (long long)K, id);
+    cu_line(c, "ts_ldmatrix_x4(a%d_, &%s[%s]);", id, a,
+            phys(c, sa, cu_str(c, "((p%d_ / %lld) * 16 + (int)(threadIdx.x & 15)) * %lldLL + k%d_ "
+                               "+ (int)((threadIdx.x >> 4) & 1) * 8", id, (long long)(N / 8),
+                               (long long)K, id)));
   } else {
     cu_line(c, "const ts_u32 a%d_[4] = {%s, %s, %s, %s};", id, aw[0], aw[1], aw[2], aw[3]);
   }
   if (tb && K % 8 == 0 && in_smem(c, sb)) {
     cu_line(c, "ts_u32 b%d_[2];", id);
-    cu_line(c, "ts_ldmatrix_x2(b%d_, &%s[(%s + (int)(threadIdx.x & 7)) * %lldLL + k%d_ + "
-            "(int)((threadIdx.x >> 3) & 1) * 8]);",
-            id, b, nr, (long long)K, id);
+    cu_line(c, "ts_ldmatrix_x2(b%d_, &%s[%s]);", id, b,
+            phys(c, sb, cu_str(c, "(%s + (int)(threadIdx.x & 7)) * %lldLL + k%d_ + "
+                               "(int)((threadIdx.x >> 3) & 1) * 8", nr, (long long)K, id)));
   } else {
     cu_line(c, "const ts_u32 b%d_[2] = {%s, %s};", id, bw[0], bw[1]);
   }
@@ -175,6 +219,66 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   cu_line(c, "}");
 }
 
+/* C (registers, wgmma layout) += A B^T as wgmma.mma_async m64nNk16, as the
+ * MLIR lowering does it (gen_mma.c gen_wgmma): per 16-wide k step and per
+ * 64-row slab of this warpgroup one instruction reading A and B from
+ * swizzled shared memory through descriptors, one commit and wait at the
+ * end; the simulator emulates it (ts_sim_wgmma). */
+void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk) {
+  int64_t M = mnk[0], N = mnk[1], K = mnk[2], groups = c->threads / 128;
+  int64_t slabs = M / (64 * groups), half = N / 2;
+  ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym, *sc = call->kids[2]->sym;
+  const char *a = cu_name_of(c, "t_", sa->name), *b = cu_name_of(c, "t_", sb->name),
+             *cc = cu_name_of(c, "t_", sc->name);
+  bool f16 = sa->type->dtype == TS_DTYPE_F16;
+  int64_t ra, ca, rb, cb;
+  int swa = cu_swizzle_of(c, sa, &ra, &ca), swb = cu_swizzle_of(c, sb, &rb, &cb);
+  if (!ts_call_named_bool(call, "accumulate", true))
+    for (int64_t r = 0; r < slabs * half; r++)
+      cu_line(c, "%s[%lld] = 0.0f;", cc, (long long)r);
+  cu_line(c, "ts_fence_proxy_async();");
+  cu_line(c, "__syncthreads();");
+  cu_line(c, "ts_wgmma_fence();");
+  /* the instruction, its accumulators "+f" */
+  const char *text = cu_str(c, "{\\n.reg .pred p;\\nsetp.ne.b32 p, %%%lld, 0;\\n"
+                            "wgmma.mma_async.sync.aligned.m64n%lldk16.f32.%s.%s {",
+                            (long long)half + 2, (long long)N, f16 ? "f16" : "bf16",
+                            f16 ? "f16" : "bf16");
+  for (int64_t i = 0; i < half; i++)
+    text = cu_str(c, "%s%s%%%lld", text, i ? ", " : "", (long long)i);
+  text = cu_str(c, "%s}, %%%lld, %%%lld, p, 1, 1, 0, 0;\\n}\\n", text, (long long)half,
+                (long long)half + 1);
+  for (int64_t kk = 0; kk < K; kk += 16) {
+    /* a slab's rows start whole 8-row atoms into A (SBO apart) */
+    int64_t ua = ca * 2 == swa ? kk : kk / 64 * (ra * 64) + kk % 64;
+    int64_t ub = cb * 2 == swb ? kk : kk / 64 * (rb * 64) + kk % 64;
+    int64_t atom = ca * 2 <= 128 ? ca * 16 : 1024;
+    for (int64_t s = 0; s < slabs; s++) {
+      cu_line(c, "{");
+      c->ind++;
+      cu_line(c, "const unsigned long long da_ = ts_wgmma_desc(&%s[%lld], %d) + "
+              "(unsigned long long)(((%lld + (long long)(threadIdx.x >> 7)) * 8) * %lld);",
+              a, (long long)ua, swa, (long long)(s * groups), (long long)(atom / 16));
+      cu_line(c, "const unsigned long long db_ = ts_wgmma_desc(&%s[%lld], %d);", b,
+              (long long)ub, swb);
+      ts_buf_puts(c->o, "#ifdef TS_CUDA_SIM\n");
+      cu_line(c, "ts_sim_wgmma(da_, db_, &%s[%lld], %lld, %d);", cc, (long long)(s * half),
+              (long long)N, f16);
+      ts_buf_puts(c->o, "#else\n");
+      const char *outs = "";
+      for (int64_t i = 0; i < half; i++)
+        outs = cu_str(c, "%s%s\"+f\"(%s[%lld])", outs, i ? ", " : "", cc,
+                      (long long)(s * half + i));
+      cu_line(c, "asm volatile(\"%s\" : %s : \"l\"(da_), \"l\"(db_), \"r\"(1));", text, outs);
+      ts_buf_puts(c->o, "#endif\n");
+      c->ind--;
+      cu_line(c, "}");
+    }
+  }
+  cu_line(c, "ts_wgmma_commit_wait();");
+  for (int64_t r = 0; r < slabs * half; r++)
+    cu_line(c, "ts_fence_reg(%s[%lld]);", cc, (long long)r);
+}
 
 /* ---- pipelined loops: a ring of asynchronous copies ----------------------- */
 

@@ -248,7 +248,7 @@ static ts_status lower_cuda(ts_unit *u, const ts_compile_options *opt,
     return ts_status_make(TS_ERR_INVALID, "--target cuda has the stages cuda "
                           "and ptx, not %s", ts_emit_name(opt->emit));
   if (opt->emit != TS_EMIT_PTX)
-    return ts_gen_cuda(u, opt->kernel, diags, out);
+    return ts_gen_cuda(u, opt->kernel, opt->arch, diags, out);
   ts_cache_key key;
   char hex[33], nvv[64];
   if (opt->cache_dir) {
@@ -271,7 +271,7 @@ static ts_status lower_cuda(ts_unit *u, const ts_compile_options *opt,
   }
   ts_buf cu;
   ts_buf_init(&cu, ts_allocator_system());
-  ts_status st = ts_gen_cuda(u, opt->kernel, diags, &cu);
+  ts_status st = ts_gen_cuda(u, opt->kernel, opt->arch, diags, &cu);
   size_t before = out->len;
   if (!st)
     st = ts_nvrtc_compile(cu.ptr, opt->arch ? opt->arch : "sm_90a", out);

@@ -130,8 +130,8 @@ void ts_assert_format(const ts_unit *u, const ts_node *call, ts_buf *out);
 /* The typed AST to CUDA C (cuda.c), for NVRTC; every file starts with
  * ts_cuda_prelude (cuda_prelude.c). */
 extern const char *const ts_cuda_prelude;
-ts_status ts_gen_cuda(ts_unit *u, const char *only, ts_diags *diags,
-                      ts_buf *out);
+ts_status ts_gen_cuda(ts_unit *u, const char *only, const char *arch,
+                      ts_diags *diags, ts_buf *out);
 
 /* Bytes of shared memory a block of the GPU kernel uses (a launch passes
  * them as dynamic shared memory). */

@@ -301,8 +301,11 @@ static MlirValue descriptor(gen *g, const ts_symbol *t, int64_t row0, int64_t k0
   int swz = gen_swizzle_of(g, t, &r, &c);
   int64_t u = C * 2 == swz ? row0 * C + k0 : k0 / 64 * (R * 64) + row0 * 64 + k0 % 64;
   MlirValue addr = gen_gpu_address(g, (MlirValue){t->user}, gen_i64(g, u), 2);
-  if (g->emu)
-    addr = gen_bin(g, "arith.subi", addr, gen_gpu_address(g, g->smem_base, gen_i64(g, 0), 1));
+  if (g->emu) /* from the 1024-aligned address at or below the block's
+               * shared memory (runtime/gpusim.c) */
+    addr = gen_bin(g, "arith.subi", addr,
+                   gen_bin(g, "arith.andi", gen_gpu_address(g, g->smem_base, gen_i64(g, 0), 1),
+                           gen_i64(g, ~(int64_t)1023)));
   int64_t mode = swz == 128 ? 1 : swz == 64 ? 2 : 3;
   int64_t fixed = ((int64_t)1 << 16) | ((int64_t)(8 * swz / 16) << 32) | (mode << 62);
   MlirValue start = gen_bin(g, "arith.andi", gen_bin(g, "arith.shrui", addr, gen_i64(g, 4)),

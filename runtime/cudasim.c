@@ -31,6 +31,7 @@ static const char *const shim =
     "unsigned char *ts_sim_smem(void);\n"
     "void ts_sim_assert_fail(const char *fmt, ...);\n"
     "void ts_sim_warp_gather(const unsigned *mine, int n, unsigned *all);\n"
+    "void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int n, int f16);\n"
     "}\n"
     "#define TS_ASSERT_FAIL(...) ts_sim_assert_fail(__VA_ARGS__)\n"
     "struct ts_sim_dim3 { unsigned x, y, z; };\n"

@@ -146,14 +146,16 @@ float ts_gpusim_mma_d(int64_t ctx, int64_t tid, int32_t r) {
 }
 
 /* One 16-bit element of a K-major operand of wgmma in shared memory, as
- * the hardware finds it from the matrix descriptor: row i (M or N), column
+ * the hardware finds it from the matrix descriptor, whose start address is
+ * counted from the 1024-aligned address at or below the block's shared
+ * memory (the simulator's "shared window"): row i (M or N), column
  * k (0..15) at start + (i / 8) SBO + (i % 8) rows of the swizzle width +
  * 2 k, then the swizzle of the shared address's bits (128B: bits 4-6 ^=
  * 7-9; 64B: 4-5 ^= 7-8; 32B: 4 ^= 7). Swizzled modes only. */
 static float wgmma_elem(const team *t, uint64_t desc, int i, int k, bool f16) {
   uint64_t start = (desc & 0x3fff) << 4, sbo = ((desc >> 32) & 0x3fff) << 4;
   int mode = (int)(desc >> 62), swz = mode == 1 ? 128 : mode == 2 ? 64 : 32;
-  uintptr_t a = (uintptr_t)t->smem + start + (uint64_t)(i / 8) * sbo +
+  uintptr_t a = ((uintptr_t)t->smem & ~(uintptr_t)1023) + start + (uint64_t)(i / 8) * sbo +
                 (uint64_t)(i % 8) * (uint64_t)swz + (uint64_t)k * 2;
   a ^= (a >> 3) & (uintptr_t)(swz - 16);
   uint16_t h;
@@ -181,6 +183,13 @@ void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
            wgmma_elem(t, (uint64_t)desc_b, col, k, f16);
     d[r] = s;
   }
+}
+
+/* The same for the CUDA C lowering built for the CPU (cudasim.c's shim). */
+void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int n, int f16);
+void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int n, int f16) {
+  ts_gpusim_wgmma((int64_t)(intptr_t)the_team, the_team->cur, (int64_t)da, (int64_t)db,
+                  (int64_t)(intptr_t)acc, n, f16);
 }
 
 /* What the CUDA C of a kernel built for the CPU calls (cudasim.c's shim):

@@ -33,9 +33,12 @@ static bool cuda_lowering(void) {
 static ts_status load_cudasim(ts_kernel *k, const char *path, const char *text,
                               size_t len, const ts_define *defines,
                               size_t ndefs, ts_diags *diags) {
+  /* the simulator is an sm_90a unless TESSERA_GPUSIM_ARCH says sm_80 */
+  const char *arch = getenv("TESSERA_GPUSIM_ARCH");
   ts_compile_options opt = {.kernel = k->name,
                             .target = TS_TARGET_CUDA,
                             .emit = TS_EMIT_CUDA,
+                            .arch = arch && !strcmp(arch, "sm_80") ? "sm_80" : "sm_90a",
                             .defines = defines,
                             .define_count = ndefs};
   ts_buf cu;

@@ -47,24 +47,31 @@ for arch in sm_90a sm_80; do
       echo "FAIL: ptxas -arch=$arch serializes wgmma in $f:"; grep -i "serialized\|Performance Loss" "$tmp/info"
       fail=$((fail + 1)); continue
     fi
-    # wgmma on sm_90a: the GEMMs, the tensor-core sparse attention and the
-    # wgmma test kernels (MLIR lowering)
-    if [[ $arch == sm_90a && ( $f == kernels/gemm.tile || $f == kernels/sparse_attn.tile ||
-          $f == tests/ptx/gpu.tile ) ]]; then
-      n=$(grep -c "wgmma.mma_async.sync.aligned.m64n[0-9]*k16.f32.[bf]*16.[bf]*16" "$out")
-      if ((n < 1)); then
-        echo "FAIL: $out ($f, $arch) has no wgmma.mma_async"
-        fail=$((fail + 1)); continue
-      fi
-    fi
+
     # the second lowering: CUDA C, through NVRTC, then ptxas
     if ! "$tessera" compile "$f" --target cuda --emit ptx --arch "$arch" --no-cache -o "$out.nvrtc" 2>"$tmp/err"; then
       echo "FAIL: the CUDA C of $f does not compile with NVRTC for $arch:"; head -c 3000 "$tmp/err"
       fail=$((fail + 1)); continue
     fi
-    if ! "$ptxas" -arch="$arch" "$out.nvrtc" -o "$tmp/out2.cubin" 2>"$tmp/info2" || grep -qi warning "$tmp/info2"; then
+    if ! "$ptxas" -arch="$arch" -v "$out.nvrtc" -o "$tmp/out2.cubin" 2>"$tmp/info2" || grep -qi warning "$tmp/info2"; then
       echo "FAIL: ptxas -arch=$arch on NVRTC's PTX of $f:"; head -20 "$tmp/info2"
       fail=$((fail + 1)); continue
+    fi
+    if grep -qi "serialized\|Performance Loss" "$tmp/info2"; then
+      echo "FAIL: ptxas -arch=$arch serializes wgmma in NVRTC's PTX of $f"
+      fail=$((fail + 1)); continue
+    fi
+    # wgmma on sm_90a, both lowerings: the GEMMs, the tensor-core sparse
+    # attention and the wgmma test kernels
+    if [[ $arch == sm_90a && ( $f == kernels/gemm.tile || $f == kernels/sparse_attn.tile ||
+          $f == tests/ptx/gpu.tile ) ]]; then
+      for p in "$out" "$out.nvrtc"; do
+        n=$(grep -c "wgmma.mma_async.sync.aligned.m64n[0-9]*k16.f32.[bf]*16.[bf]*16" "$p")
+        if ((n < 1)); then
+          echo "FAIL: $p ($f, $arch) has no wgmma.mma_async"
+          fail=$((fail + 1)); continue 2
+        fi
+      done
     fi
     # tensor cores: both lowerings of the bf16 GEMMs issue mma.sync (the
     # fast path cannot silently fall back to scalar FMAs)
@@ -72,8 +79,8 @@ for arch in sm_90a sm_80; do
           $f == kernels/sparse_attn.tile || $f == tests/ptx/gpu.tile ]]; then
       for p in "$out" "$out.nvrtc"; do
         n=$(grep -c "mma.sync.aligned.m16n8k16.row.col.f32.[bf]*16.[bf]*16.f32" "$p")
-        # gemm.tile's GEMMs are all wgmma in sm_90a's MLIR lowering
-        [[ $arch == sm_90a && $p == "$out" && $f == kernels/gemm.tile ]] && n=1
+        # gemm.tile's GEMMs are all wgmma on sm_90a
+        [[ $arch == sm_90a && $f == kernels/gemm.tile ]] && n=1
         if ((n < 1)); then
           echo "FAIL: $p ($f, $arch) has $n mma.sync instructions"
           fail=$((fail + 1)); continue 2
@@ -81,8 +88,8 @@ for arch in sm_90a sm_80; do
       done
     fi
     # the GEMMs' fragments come from shared memory by ldmatrix, both lowerings
-    if [[ $f == kernels/gemm.tile ]] &&
-       ! { { [[ $arch == sm_90a ]] || grep -q "ldmatrix.sync" "$out"; } && grep -q "ldmatrix.sync" "$out.nvrtc"; }; then
+    if [[ $f == kernels/gemm.tile && $arch != sm_90a ]] &&
+       ! { grep -q "ldmatrix.sync" "$out" && grep -q "ldmatrix.sync" "$out.nvrtc"; }; then
       echo "FAIL: the PTX of $f for $arch has no ldmatrix (MLIR and NVRTC)"
       fail=$((fail + 1)); continue
     fi
