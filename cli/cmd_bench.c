@@ -43,6 +43,8 @@ static const bench benches[] = {
      NULL, "cuda", NULL, NULL},
     {"gpu_gemm_cuda_c", "bf16 GEMM (CUDA C lowering) against torch.matmul and "
      "the peak", NULL, "cuda", "gpu_gemm", "TESSERA_GPU_LOWERING=cuda"},
+    {"gpu_v4", "V4 kernels (attention, indexer + top-k, mHC, compressor, MoE) "
+     "against the copy, the peak and PyTorch", NULL, "cuda", NULL, NULL},
 };
 #define NBENCH (sizeof benches / sizeof benches[0])
 

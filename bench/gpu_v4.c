@@ -1,0 +1,512 @@
+/* gpu_v4.c - DeepSeek-V4's kernels on the CUDA device at V4-Flash shapes,
+ * each timed by CUDA events (median of 10 launches after a warm-up) next to
+ * its baseline from the same run:
+ *   - a plain copy kernel (bench/gpu.tile): the bandwidth a memory-bound
+ *     kernel is judged against ("of copy"), beside the device's nominal HBM
+ *     figure when its name says it;
+ *   - sparse attention decode (64 heads x 512, 512 selected + 128 window
+ *     entries, batch 1-64): bytes moved / time as a fraction of the copy's;
+ *     prefill (4096 queries) as a fraction of the dense bf16 peak;
+ *   - the indexer's scores and top-k at 128K and 1M compressed entries, and
+ *     the MoE layer (256 experts, top-6, d 4096, width 2048): against
+ *     PyTorch references timed in the same run (bench/gpu_torch.py), when
+ *     python3 has torch and the GPU;
+ *   - mHC pre/post and the compressor's pooling against the copy.
+ * Before timing, each kernel's output on a small odd shape is compared with
+ * the same kernel on the CPU (the CPU form is checked against C references
+ * by the test suites); a mismatch stops the run. Markdown on stdout; without
+ * a GPU it says so and exits 0. From the source root:
+ *   build/bench/gpu_v4 [--quick] [--no-check | --check-only]
+ * --quick: small shapes (the plumbing, e.g. against tests/cuda_mock);
+ * --check-only: the checks alone (with TS_TEST_DEVICE=gpusim, on the GPU
+ * simulator: how the test suite runs them without a GPU). */
+#include "bench/bench.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static ts_device *gpu, *host;
+static bool quick, check = true, check_only;
+static double copy_bps;   /* bytes read + written per second, this run */
+static double hbm_bps;    /* nominal, from the device's name (0: unknown) */
+static double peak_flops; /* dense bf16 */
+
+static void die(ts_status st, const char *what) {
+  fprintf(stderr, "gpu_v4: %s: %s\n", what, ts_status_message(st));
+  exit(1);
+}
+
+/* Kernel `name` of `file` for device d, with "A=1 B=2" params. */
+static ts_kernel *kern(ts_device *d, const char *file, const char *name, const char *defs) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", defs ? defs : "");
+  ts_define dv[8];
+  size_t nd = 0;
+  for (char *s = strtok(buf, " "); s && nd < 8; s = strtok(NULL, " ")) {
+    char *eq = strchr(s, '=');
+    if (!eq)
+      continue;
+    *eq = 0;
+    dv[nd++] = (ts_define){s, eq + 1};
+  }
+  ts_diags diags;
+  ts_diags_init(&diags, ts_allocator_system());
+  ts_kernel *k;
+  ts_status st = ts_kernel_create(d, file, name, dv, nd, &diags, &k);
+  if (st) {
+    ts_diags_render(&diags, stderr, (ts_render_options){false, true});
+    die(st, name);
+  }
+  ts_diags_deinit(&diags);
+  return k;
+}
+
+static ts_tensor *tensor(ts_device *d, ts_dtype dt, uint32_t rank, const int64_t *shape) {
+  ts_tensor *t;
+  ts_status st = ts_tensor_create(d, dt, rank, shape, &t);
+  if (st)
+    die(st, "a tensor");
+  return t;
+}
+
+/* Random values in [-scale, scale): on the host element by element, on the
+ * GPU by bench/gpu.tile's fill kernels. */
+static void fill(ts_tensor *t, int seed, double scale) {
+  if (ts_tensor_device(t) == host) {
+    uint64_t s = (uint64_t)seed * 0x9e3779b97f4a7c15ULL + 1;
+    for (int64_t i = 0; i < ts_tensor_count(t); i++) {
+      s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+      ts_tensor_set(t, i, ((double)(s >> 11) / 9007199254740992.0 * 2 - 1) * scale);
+    }
+    return;
+  }
+  char defs[64];
+  snprintf(defs, sizeof defs, "SEED=%d SCALE=%g", seed, scale);
+  bool bf = ts_tensor_dtype(t) == TS_DTYPE_BF16;
+  ts_kernel *k = kern(gpu, "bench/gpu.tile", bf ? "rand_bf16" : "rand_f32", defs);
+  int64_t n = ts_tensor_count(t);
+  ts_tensor *flat;
+  ts_status st = ts_tensor_reshape(t, 1, &n, &flat);
+  ts_arg a[1] = {ts_arg_tensor(flat)};
+  if (st || (st = ts_kernel_launch(k, a, 1)))
+    die(st, "a random fill");
+  ts_tensor_release(flat);
+  ts_kernel_release(k);
+}
+
+/* A tensor on d filled with random values. */
+static ts_tensor *rnd(ts_device *d, ts_dtype dt, uint32_t rank, const int64_t *shape, int seed,
+                      double scale) {
+  ts_tensor *t = tensor(d, dt, rank, shape);
+  fill(t, seed, scale);
+  return t;
+}
+
+/* Host i32 tensor -> a copy on the GPU. */
+static ts_tensor *to_gpu(ts_tensor *t) {
+  ts_tensor *g;
+  ts_status st = ts_tensor_copy(t, gpu, &g);
+  if (st)
+    die(st, "a copy to the GPU");
+  return g;
+}
+
+/* Median seconds of `reps` launches after a warm-up, by CUDA events. */
+static double timed(ts_kernel *k, const ts_arg *a, size_t n) {
+  double t[16];
+  ts_status st = ts_kernel_launch(k, a, n);
+  if (st)
+    die(st, "a launch");
+  int reps = quick ? 3 : 10;
+  for (int i = 0; i < reps; i++) {
+    if ((st = ts_kernel_launch(k, a, n)))
+      die(st, "a launch");
+    t[i] = ts_kernel_last_seconds(k);
+  }
+  qsort(t, (size_t)reps, sizeof t[0], bench_cmp);
+  return t[reps / 2];
+}
+
+/* The kernel on a small shape on the GPU and on the CPU (args: host
+ * tensors, copied to the GPU; arg `out` compared): stops the run when the
+ * relative L2 difference passes `tol`. */
+static void differential(const char *file, const char *name, const char *defs, ts_arg *args,
+                         size_t n, size_t out, double tol) {
+  if (!check)
+    return;
+  ts_arg g[16];
+  for (size_t i = 0; i < n; i++)
+    g[i] = args[i].kind == TS_ARG_TENSOR ? ts_arg_tensor(to_gpu(args[i].tensor)) : args[i];
+  ts_kernel *kc = kern(host, file, name, defs), *kg = kern(gpu, file, name, defs);
+  ts_status st = ts_kernel_launch(kc, args, n);
+  if (st || (st = ts_kernel_launch(kg, g, n)))
+    die(st, name);
+  ts_tensor *back;
+  if ((st = ts_tensor_copy(g[out].tensor, host, &back)))
+    die(st, name);
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < ts_tensor_count(back); i++) {
+    double w = ts_tensor_get(args[out].tensor, i), d = ts_tensor_get(back, i) - w;
+    if (isinf(w) && ts_tensor_get(back, i) == w)
+      continue;
+    num += d * d;
+    den += w * w;
+  }
+  double err = sqrt(num / (den > 0 ? den : 1));
+  printf("check: %s %s on the GPU against the CPU: %.2e\n", name, defs ? defs : "", err);
+  if (!(err <= tol)) {
+    fprintf(stderr, "gpu_v4: %s differs from the CPU (%.2e > %.0e); not timing\n", name, err, tol);
+    exit(1);
+  }
+  for (size_t i = 0; i < n; i++)
+    if (args[i].kind == TS_ARG_TENSOR)
+      ts_tensor_release(g[i].tensor);
+  ts_tensor_release(back);
+  ts_kernel_release(kc);
+  ts_kernel_release(kg);
+}
+
+static void release_args(ts_arg *a, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (a[i].kind == TS_ARG_TENSOR)
+      ts_tensor_release(a[i].tensor);
+}
+
+/* "0.71" of a baseline, or "-" without one. */
+static const char *ratio(char *buf, double x) {
+  if (x > 0)
+    snprintf(buf, 32, "%.2f", x);
+  else
+    snprintf(buf, 32, "-");
+  return buf;
+}
+
+/* PyTorch's seconds for `what` (bench/gpu_torch.py), 0 when it cannot run. */
+static double torch_seconds(const char *what) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "python3 bench/gpu_torch.py %s 2>/dev/null", what);
+  FILE *p = popen(cmd, "r");
+  double s = 0;
+  if (p) {
+    char line[256];
+    while (fgets(line, sizeof line, p))
+      sscanf(line, "%*s %lf", &s);
+    pclose(p);
+  }
+  return s;
+}
+
+/* ---- the suite ---------------------------------------------------------- */
+
+static void bandwidth(void) {
+  int64_t n = quick ? 1 << 16 : (int64_t)1 << 28; /* 1 GiB */
+  ts_tensor *x = rnd(gpu, TS_DTYPE_F32, 1, &n, 1, 1), *y = tensor(gpu, TS_DTYPE_F32, 1, &n);
+  ts_kernel *k = kern(gpu, "bench/gpu.tile", "copy_f32", NULL);
+  ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(y)};
+  double t = timed(k, a, 2);
+  copy_bps = t > 0 ? 8.0 * (double)n / t : 0;
+  char b[32];
+  printf("\n## Bandwidth ceiling\n\n| copy | GB/s | nominal HBM GB/s | of nominal |\n|---|---|---|---|\n");
+  printf("| %lld f32 | %.0f | %s | %s |\n", (long long)n, copy_bps / 1e9,
+         hbm_bps > 0 ? ratio(b, hbm_bps / 1e9) : "-",
+         hbm_bps > 0 && copy_bps > 0 ? ratio(b + 16, copy_bps / hbm_bps) : "-");
+  ts_tensor_release(x);
+  ts_tensor_release(y);
+  ts_kernel_release(k);
+}
+
+/* q [T, H, C], kv [S, C], idx [T, K] (all valid), sink [H], o [T, H, C]. */
+static void attn_args(ts_device *d, int64_t T, int64_t H, int64_t C, int64_t S, int64_t K,
+                      ts_arg *a) {
+  int64_t sq[3] = {T, H, C}, skv[2] = {S, C}, si[2] = {T, K};
+  ts_tensor *idx = tensor(host, TS_DTYPE_I32, 2, si);
+  uint64_t s = 5;
+  for (int64_t i = 0; i < T * K; i++) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    ts_tensor_set(idx, i, (double)((s >> 33) % (uint64_t)S));
+  }
+  a[0] = ts_arg_tensor(rnd(d, TS_DTYPE_BF16, 3, sq, 2, 1));
+  a[1] = ts_arg_tensor(rnd(d, TS_DTYPE_BF16, 2, skv, 3, 1));
+  a[2] = ts_arg_tensor(d == host ? idx : to_gpu(idx));
+  a[3] = ts_arg_tensor(rnd(d, TS_DTYPE_F32, 1, &H, 4, 0.5));
+  a[4] = ts_arg_tensor(tensor(d, TS_DTYPE_BF16, 3, sq));
+  if (d != host)
+    ts_tensor_release(idx);
+}
+
+static void attention(void) {
+  ts_arg a[5];
+  attn_args(host, 3, 16, 64, 57, 70, a);
+  differential("kernels/sparse_attn.tile", "sparse_attn_tc", "NH=16 DC=64 CH=32 BK=16", a, 5, 4,
+               2e-2);
+  release_args(a, 5);
+  attn_args(host, 3, 64, 128, 57, 70, a);
+  differential("kernels/sparse_attn.tile", "sparse_attn_tc", "NH=64 DC=128 CH=64", a, 5, 4, 2e-2);
+  differential("kernels/sparse_attn.tile", "sparse_attn", NULL, a, 5, 4, 2e-2);
+  release_args(a, 5);
+  if (check_only)
+    return;
+  int64_t H = 64, C = 512, K = 640, S = quick ? 4096 : 65536;
+  printf("\n## Sparse attention (64 heads x 512, 512 + 128 entries a query)\n\n");
+  printf("| kernel | queries | ms | GB/s | of copy | TFLOP/s | of bf16 peak |\n|---|---|---|---|---|---|---|\n");
+  const char *names[2] = {"sparse_attn_tc", "sparse_attn"};
+  int64_t batches[4] = {1, 8, 64, quick ? 128 : 4096};
+  for (int v = 0; v < 2; v++) {
+    ts_kernel *k = kern(gpu, "kernels/sparse_attn.tile", names[v], NULL);
+    for (int b = 0; b < 4; b++) {
+      int64_t T = batches[b];
+      attn_args(gpu, T, H, C, S, K, a);
+      double t = timed(k, a, 5);
+      double bytes = (double)T * ((double)K * C * 2 + 2.0 * H * C * 2 + K * 4.0);
+      double flops = (double)T * H * K * C * 4.0;
+      char r1[32], r2[32];
+      printf("| %s | %lld | %.3f | %.0f | %s | %.1f | %s |\n", names[v], (long long)T, t * 1e3,
+             bytes / t / 1e9, ratio(r1, copy_bps > 0 ? bytes / t / copy_bps : 0),
+             flops / t / 1e12, ratio(r2, peak_flops > 0 ? flops / t / peak_flops : 0));
+      release_args(a, 5);
+    }
+    ts_kernel_release(k);
+  }
+}
+
+static void indexer(void) {
+  int64_t T = 1, HI = 64, D = 128;
+  {
+    int64_t sq[3] = {2, HI, D}, sk[2] = {133, D}, sw[2] = {2, HI}, so[2] = {2, 133};
+    ts_arg a[4] = {ts_arg_tensor(rnd(host, TS_DTYPE_BF16, 3, sq, 5, 1)),
+                   ts_arg_tensor(rnd(host, TS_DTYPE_BF16, 2, sk, 6, 1)),
+                   ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, sw, 7, 1)),
+                   ts_arg_tensor(tensor(host, TS_DTYPE_F32, 2, so))};
+    differential("kernels/indexer.tile", "indexer_scores_tc", "RATIO=1", a, 4, 3, 1e-2);
+    release_args(a, 4);
+  }
+  if (check_only)
+    return;
+  printf("\n## Indexer scores + top-512 (64 heads x 128, one query)\n\n");
+  printf("| entries | scores ms | top-k ms | total ms | GB/s | of copy | PyTorch ms | PyTorch / Tessera |\n");
+  printf("|---|---|---|---|---|---|---|---|\n");
+  ts_kernel *ks = kern(gpu, "kernels/indexer.tile", "indexer_scores_tc", "RATIO=1");
+  ts_kernel *kt = kern(gpu, "kernels/topk.tile", "topk", NULL);
+  int64_t sizes[2] = {quick ? 4096 : 131072, quick ? 8192 : 1048576};
+  for (int i = 0; i < 2; i++) {
+    int64_t S = sizes[i], sq[3] = {T, HI, D}, sk[2] = {S, D}, sw[2] = {T, HI}, so[2] = {T, S},
+            kk[2] = {T, 512};
+    ts_arg a[4] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 3, sq, 5, 1)),
+                   ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, sk, 6, 1)),
+                   ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, sw, 7, 1)),
+                   ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, so))};
+    double ts = timed(ks, a, 4);
+    ts_tensor *len = tensor(host, TS_DTYPE_I32, 1, &T);
+    ts_tensor_set(len, 0, (double)S);
+    /* top-k over random scores (the decode query here masks all but the
+     * first entry: RATIO=1 at position 0) */
+    ts_arg b[3] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, so, 8, 1)), ts_arg_tensor(to_gpu(len)),
+                   ts_arg_tensor(tensor(gpu, TS_DTYPE_I32, 2, kk))};
+    double tk = timed(kt, b, 3);
+    double bytes = (double)S * D * 2 + S * 4.0 * 3; /* keys; scores written, read by top-k */
+    char what[64], r1[32], r2[32];
+    snprintf(what, sizeof what, "indexer %lld", (long long)S);
+    double pt = torch_seconds(what);
+    printf("| %lld | %.3f | %.3f | %.3f | %.0f | %s | %s | %s |\n", (long long)S, ts * 1e3,
+           tk * 1e3, (ts + tk) * 1e3, bytes / (ts + tk) / 1e9,
+           ratio(r1, copy_bps > 0 ? bytes / (ts + tk) / copy_bps : 0),
+           pt > 0 ? ratio(what, pt * 1e3) : "-", ratio(r2, pt > 0 ? pt / (ts + tk) : 0));
+    ts_tensor_release(len);
+    release_args(b, 3);
+    release_args(a, 4);
+  }
+  ts_kernel_release(ks);
+  ts_kernel_release(kt);
+}
+
+static void mhc_and_compressor(void) {
+  int64_t DM = 4096, NS = 4;
+  {
+    int64_t sx[3] = {5, NS, 96}, sp[2] = {5, NS}, su[2] = {5, 96};
+    ts_arg a[3] = {ts_arg_tensor(rnd(host, TS_DTYPE_F32, 3, sx, 8, 1)),
+                   ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, sp, 9, 1)),
+                   ts_arg_tensor(tensor(host, TS_DTYPE_F32, 2, su))};
+    differential("kernels/mhc.tile", "hc_pre", NULL, a, 3, 2, 1e-5);
+    release_args(a, 3);
+  }
+  if (check_only)
+    return;
+  printf("\n## mHC and the compressor (memory-bound: against the copy)\n\n");
+  printf("| kernel | tokens | ms | GB/s | of copy |\n|---|---|---|---|---|\n");
+  ts_kernel *kp = kern(gpu, "kernels/mhc.tile", "hc_pre", NULL);
+  ts_kernel *kq = kern(gpu, "kernels/mhc.tile", "hc_post", NULL);
+  int64_t toks[2] = {64, quick ? 256 : 4096};
+  char r[32];
+  for (int i = 0; i < 2; i++) {
+    int64_t T = toks[i], sx[3] = {T, NS, DM}, sp[2] = {T, NS}, su[2] = {T, DM},
+            sc[3] = {T, NS, NS};
+    ts_arg a[3] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 3, sx, 8, 1)),
+                   ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, sp, 9, 1)),
+                   ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, su))};
+    double t = timed(kp, a, 3), bytes = (double)T * (NS * DM + NS + DM) * 4;
+    printf("| hc_pre | %lld | %.3f | %.0f | %s |\n", (long long)T, t * 1e3, bytes / t / 1e9,
+           ratio(r, copy_bps > 0 ? bytes / t / copy_bps : 0));
+    ts_arg b[5] = {a[0], a[2], a[1], ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 3, sc, 10, 1)),
+                   ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sx))};
+    t = timed(kq, b, 5);
+    bytes = (double)T * (2 * NS * DM + DM + NS + NS * NS) * 4;
+    printf("| hc_post | %lld | %.3f | %.0f | %s |\n", (long long)T, t * 1e3, bytes / t / 1e9,
+           ratio(r, copy_bps > 0 ? bytes / t / copy_bps : 0));
+    release_args(a, 3);
+    ts_tensor_release(b[3].tensor);
+    ts_tensor_release(b[4].tensor);
+  }
+  ts_kernel_release(kp);
+  ts_kernel_release(kq);
+  /* compress_pool: CSA (M = 4, overlapping, 2 x 512 channels) and HCA
+   * (M = 128, 512 channels) over a prefill of T tokens */
+  const struct {
+    const char *what, *defs;
+    int64_t M, KE, E;
+  } pools[2] = {{"CSA", "OVERLAP=true", 4, 1024, 512}, {"HCA", "OVERLAP=false", 128, 512, 512}};
+  for (int i = 0; i < 2; i++) {
+    int64_t T = quick ? 512 : 16384, M = pools[i].M, KE = pools[i].KE, E = pools[i].E,
+            N = T / M, sc[2] = {T, KE}, sa[2] = {M, KE}, so[2] = {N, E};
+    ts_kernel *k = kern(gpu, "kernels/compressor.tile", "compress_pool", pools[i].defs);
+    ts_arg a[4] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, sc, 11, 1)),
+                   ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, sc, 12, 1)),
+                   ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, sa, 13, 1)),
+                   ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, so))};
+    double t = timed(k, a, 4), bytes = ((double)T * KE * 2 + M * KE + N * E) * 4;
+    printf("| compress_pool %s | %lld | %.3f | %.0f | %s |\n", pools[i].what, (long long)T,
+           t * 1e3, bytes / t / 1e9, ratio(r, copy_bps > 0 ? bytes / t / copy_bps : 0));
+    release_args(a, 4);
+    ts_kernel_release(k);
+  }
+}
+
+/* Random top-K routing of T tokens over E experts: counts, offsets and the
+ * sorted slot list (slot t K + j), as moe_count/offsets/scatter make them. */
+static void route(int64_t T, int64_t E, int64_t K, ts_tensor **sorted, ts_tensor **offsets,
+                  ts_tensor **counts) {
+  int64_t tk = T * K;
+  int32_t *ex = malloc(sizeof *ex * (size_t)tk), *cnt = calloc((size_t)E, sizeof *cnt);
+  uint64_t s = 17;
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t j = 0; j < K; j++) {
+      int32_t e;
+      bool dup;
+      do {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        e = (int32_t)((s >> 33) % (uint64_t)E);
+        dup = false;
+        for (int64_t q = 0; q < j; q++)
+          dup |= ex[t * K + q] == e;
+      } while (dup);
+      ex[t * K + j] = e;
+      cnt[e]++;
+    }
+  *sorted = tensor(host, TS_DTYPE_I32, 1, &tk);
+  *offsets = tensor(host, TS_DTYPE_I32, 1, &E);
+  *counts = tensor(host, TS_DTYPE_I32, 1, &E);
+  int64_t *cur = calloc((size_t)E, sizeof *cur), at = 0;
+  for (int64_t e = 0; e < E; e++) {
+    ts_tensor_set(*offsets, e, (double)at);
+    ts_tensor_set(*counts, e, cnt[e]);
+    cur[e] = at;
+    at += cnt[e];
+  }
+  for (int64_t i = 0; i < tk; i++)
+    ts_tensor_set(*sorted, cur[ex[i]]++, (double)i);
+  free(ex);
+  free(cnt);
+  free(cur);
+}
+
+static void moe(void) {
+  int64_t E = 256, K = 6, DM = quick ? 256 : 4096, I = quick ? 128 : 2048;
+  int64_t Ts[2] = {quick ? 64 : 128, quick ? 256 : 4096};
+  printf("\n## MoE layer (256 experts, top-6, d %lld, width %lld; up and down GEMMs)\n\n",
+         (long long)DM, (long long)I);
+  int64_t w13[3] = {E, I, DM}, w2s[3] = {E, DM, I};
+  ts_tensor *w1 = rnd(gpu, TS_DTYPE_BF16, 3, w13, 21, 0.02), *w3 = rnd(gpu, TS_DTYPE_BF16, 3, w13, 22, 0.02);
+  ts_tensor *w2 = rnd(gpu, TS_DTYPE_BF16, 3, w2s, 23, 0.02);
+  ts_kernel *ku = kern(gpu, "kernels/moe.tile", "moe_up_tc", NULL);
+  ts_kernel *kd = kern(gpu, "kernels/moe.tile", "moe_down_tc", NULL);
+  printf("| tokens | up ms | down ms | TFLOP/s | of bf16 peak | PyTorch per-expert loop ms | PyTorch / Tessera |\n");
+  printf("|---|---|---|---|---|---|---|\n");
+  for (int i = 0; i < 2; i++) {
+    int64_t T = Ts[i], tk = T * K, sx[2] = {T, DM}, sw[2] = {T, K}, sh[2] = {tk, I},
+            so[2] = {tk, DM};
+    ts_tensor *sorted, *offsets, *counts;
+    route(T, E, K, &sorted, &offsets, &counts);
+    ts_tensor *x = rnd(gpu, TS_DTYPE_BF16, 2, sx, 24, 1), *wt = rnd(gpu, TS_DTYPE_F32, 2, sw, 25, 0.2);
+    ts_tensor *gs = to_gpu(sorted), *go = to_gpu(offsets), *gc = to_gpu(counts);
+    ts_tensor *h = tensor(gpu, TS_DTYPE_BF16, 2, sh), *out = tensor(gpu, TS_DTYPE_F32, 2, so);
+    ts_arg u[8] = {ts_arg_tensor(x),  ts_arg_tensor(gs), ts_arg_tensor(go), ts_arg_tensor(gc),
+                   ts_arg_tensor(wt), ts_arg_tensor(w1), ts_arg_tensor(w3), ts_arg_tensor(h)};
+    ts_arg d[6] = {ts_arg_tensor(h),  ts_arg_tensor(gs), ts_arg_tensor(go),
+                   ts_arg_tensor(gc), ts_arg_tensor(w2), ts_arg_tensor(out)};
+    double tu = timed(ku, u, 8), td = timed(kd, d, 6);
+    double flops = (double)tk * DM * I * 2 * 3;
+    char what[96], r1[32], r2[32], r3[32];
+    snprintf(what, sizeof what, "moe %lld %lld %lld %lld %lld", (long long)T, (long long)E,
+             (long long)K, (long long)DM, (long long)I);
+    double pt = torch_seconds(what);
+    printf("| %lld | %.3f | %.3f | %.1f | %s | %s | %s |\n", (long long)T, tu * 1e3, td * 1e3,
+           flops / (tu + td) / 1e12, ratio(r1, peak_flops > 0 ? flops / (tu + td) / peak_flops : 0),
+           pt > 0 ? ratio(r3, pt * 1e3) : "-", ratio(r2, pt > 0 ? pt / (tu + td) : 0));
+    ts_tensor *all[] = {sorted, offsets, counts, x, wt, gs, go, gc, h, out};
+    for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
+      ts_tensor_release(all[j]);
+  }
+  ts_tensor_release(w1);
+  ts_tensor_release(w2);
+  ts_tensor_release(w3);
+  ts_kernel_release(ku);
+  ts_kernel_release(kd);
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--quick")) {
+      quick = true;
+    } else if (!strcmp(argv[i], "--no-check")) {
+      check = false;
+    } else if (!strcmp(argv[i], "--check-only")) {
+      check_only = true;
+    } else {
+      fprintf(stderr, "usage: gpu_v4 [--quick] [--no-check | --check-only]\n");
+      return 2;
+    }
+  }
+  /* --check-only: the checks alone, on the GPU simulator when
+   * TS_TEST_DEVICE=gpusim (the test suite runs it so) */
+  const char *dev = getenv("TS_TEST_DEVICE");
+  ts_status st = check_only && dev && !strcmp(dev, "gpusim") ? ts_device_create_gpusim(&gpu)
+                                                              : ts_device_create_cuda(0, &gpu);
+  if (st) {
+    printf("skipped: %s\n", ts_status_message(st));
+    ts_status_free(st);
+    return 0;
+  }
+  if ((st = ts_device_create_cpu(1, &host)))
+    die(st, "the CPU device");
+  const char *model = ts_device_model(gpu);
+  if (strstr(model, "H200"))
+    hbm_bps = 4.8e12;
+  else if (strstr(model, "H100"))
+    hbm_bps = strstr(model, "PCIe") ? 2.0e12 : 3.35e12;
+  peak_flops = getenv("TS_PEAK_TFLOPS") ? atof(getenv("TS_PEAK_TFLOPS")) * 1e12
+               : strstr(model, "H100") || strstr(model, "H200") ? 989.4e12
+                                                               : 0;
+  const char *lowering = getenv("TESSERA_GPU_LOWERING");
+  printf("# V4 kernels on %s (%s lowering%s)\n", model,
+         lowering && !strcmp(lowering, "cuda") ? "CUDA C" : "MLIR", quick ? ", --quick shapes" : "");
+  if (!check_only)
+    bandwidth();
+  attention();
+  indexer();
+  mhc_and_compressor();
+  if (!check_only)
+    moe();
+  ts_device_release(host);
+  ts_device_release(gpu);
+  return 0;
+}
