@@ -61,6 +61,13 @@ const ts_gpu_tile *ts_gpu_tile_of(const ts_gpu_tile *t, int nt, const ts_symbol 
  * touch no register tile in the cyclic layout and none of another shape. */
 bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                  const ts_node *call, int64_t mnk[3]);
+/* Whether tile `s` is the accumulator of a gemm shaped for wgmma (one that
+ * qualifies for tensor cores with both operands K-major, whole warpgroups,
+ * M % (64 warpgroups) == 0, N <= 256; the plan decides it the same way for
+ * every architecture); such a frag tile may take 128 registers a thread
+ * instead of 64. */
+bool ts_mma_accumulator(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                        const ts_symbol *s);
 /* Accumulator layouts of register tiles. TS_ACC_WGMMA (sm_90a): the block's
  * warpgroups (128 threads) take 64-row slabs of C in turn, slab s of
  * warpgroup w being rows (s G + w) 64 .. + 63 (G warpgroups); within a slab,

@@ -200,7 +200,7 @@ static bool owner_only(const ts_node *n, const ts_symbol *s) {
   }
 }
 
-static bool in_registers(const ts_kernel_info *k, const ts_node *tile,
+static bool in_registers(const ts_kernel_info *k, const ts_node *tile, int64_t limit,
                          int64_t *per_thread) {
   const ts_type *t = tile->sym->type;
   int64_t count = const_bytes(t);
@@ -208,7 +208,7 @@ static bool in_registers(const ts_kernel_info *k, const ts_node *tile,
     return false;
   count = count * 8 / ts_dtype_bits(t->dtype);
   int64_t per = (count + k->threads - 1) / k->threads;
-  if (per > 64 || !owner_only(k->node->kids[4], tile->sym))
+  if (per > limit || !owner_only(k->node->kids[4], tile->sym))
     return false;
   *per_thread = per < 1 ? 1 : per;
   return true;
@@ -222,9 +222,15 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
   int64_t smem = 16; /* the broadcast slot */
   for (int i = 0; i < n; i++) {
     out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0, 1, 0};
-    if (in_registers(k, tiles[i], &out[i].per_thread))
+    if (in_registers(k, tiles[i], 64, &out[i].per_thread))
       out[i].home = TS_TILE_REGS;
   }
+  /* a tensor-core gemm's accumulator may take up to 128 registers a thread
+   * (a 128 x 128 tile on one warpgroup, 128 x 256 on two) */
+  for (int i = 0; i < n; i++)
+    if (out[i].home != TS_TILE_REGS && ts_mma_accumulator(k, out, n, tiles[i]->sym) &&
+        in_registers(k, tiles[i], 128, &out[i].per_thread))
+      out[i].home = TS_TILE_REGS;
   ts_pipe_plan(k, out, n);
   for (int i = 0; i < n; i++)
     if (out[i].home != TS_TILE_REGS)

@@ -76,6 +76,27 @@ bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
          mnk[1] <= 256;
 }
 
+static bool accumulates(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                        const ts_node *n, const ts_symbol *s) {
+  if (!n)
+    return false;
+  int64_t mnk[3];
+  if (n->kind == TS_NODE_CALL && n->builtin == TS_BUILTIN_GEMM && n->kid_count >= 3 &&
+      n->kids[2]->sym == s)
+    return ts_mma_gemm(k, tiles, nt, n, mnk) && k->threads % 128 == 0 &&
+           !ts_call_named_bool(n, "trans_a", false) && ts_call_named_bool(n, "trans_b", false) &&
+           mnk[0] % (64 * (k->threads / 128)) == 0 && mnk[1] <= 256;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (accumulates(k, tiles, nt, n->kids[i], s))
+      return true;
+  return false;
+}
+
+bool ts_mma_accumulator(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                        const ts_symbol *s) {
+  return accumulates(k, tiles, nt, k->node->kids[4], s);
+}
+
 /* ---- swizzled operands --------------------------------------------------- */
 
 /* Whether every gemm under `n` that mentions `s` reads it as a K-major
