@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# gpu.sh - for a machine with an NVIDIA GPU (the lent H100): builds Tessera,
-# runs everything that needs the GPU in one go, and writes what ran into
-# bench/results/gpu.md (device, driver, date):
+# gpu.sh - for a machine with an NVIDIA GPU (the lent H100/H200): builds
+# Tessera, runs everything that needs the GPU in one go, most valuable first
+# (a lent machine's time is short), and writes what ran into
+# bench/results/gpu-DEVICE.md (device, driver, date):
+#   - the GPU benchmark suite (`tessera bench --device cuda`: bench/gpu_gemm.c
+#     with each lowering against torch.matmul and the peak, bench/gpu_v4.c:
+#     attention, indexer + top-k, mHC, compressor, MoE against the same
+#     run's copy, the peak and PyTorch), also written to
+#     bench/results/bench-cuda-DATE.md and .json;
+#   - cuobjdump --dump-sass of the GEMM and sparse attention kernels from
+#     each lowering, counting HGMMA (wgmma), HMMA (mma.sync), LDGSTS
+#     (cp.async) and FFMA;
+#   - cold compile time of every kernel (bench/compile_time, this machine's
+#     CPU);
 #   - the numerics suites on the GPU with each lowering (ctest cuda/*,
 #     cuda-c/*: MLIR's PTX, and the CUDA C through NVRTC), which is the
 #     differential test of the two;
-#   - compute-sanitizer memcheck and racecheck over the kernel suite, each
-#     lowering;
-#   - the GPU benchmark suite (`tessera bench --device cuda`: bench/gpu_gemm.c
-#     with each lowering, against torch.matmul and the peak), written to
-#     bench/results/bench-cuda-DATE.md and .json;
-#   - cuobjdump --dump-sass of the GEMM kernels from each lowering, counting
-#     HMMA (mma.sync), HGMMA (wgmma), LDGSTS (cp.async) and FFMA.
+#   - with TS_SANITIZERS=1, compute-sanitizer memcheck and racecheck over the
+#     kernel suite, each lowering (slow).
 # Without a GPU it stops after saying so.
 #
 # The lent GPU machine reaches nothing outside it, so it may not be able to
@@ -33,7 +39,6 @@ fi
 if ! build/tessera --version >/dev/null 2>&1; then
   scripts/setup.sh build || exit 2
 fi
-out=bench/results/gpu.md
 log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 build/tessera devices | tee "$log/devices"
@@ -41,12 +46,22 @@ if ! grep -q "GPU" "$log/devices" || grep -q "no GPU" "$log/devices"; then
   echo "gpu.sh: no GPU here; nothing to do"
   exit 0
 fi
+slug=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | tr -c 'A-Za-z0-9\n' '-' | tr -s '-' | sed 's/-$//')
+out=bench/results/gpu-${slug:-unknown}.md
 export TESSERA_CACHE=$log/cache
 status=0
+# the GPU benchmark suite first
+build/tessera bench --device cuda >"$log/bench" 2>&1 || status=1
+tail -n 5 "$log/bench"
+bench_md=$(ls -t bench/results/bench-cuda-*.md 2>/dev/null | head -n 1)
+build/bench/compile_time >"$log/compile" 2>&1 || status=1
+tail -n 3 "$log/compile"
 ctest --test-dir build -R '^(cuda|cuda-c)/' --output-on-failure >"$log/ctest" 2>&1 || status=1
 tail -n 30 "$log/ctest"
 san=()
-if command -v compute-sanitizer >/dev/null 2>&1; then
+if [[ ${TS_SANITIZERS:-0} != 1 ]]; then
+  san+=("| compute-sanitizer | - | not run (TS_SANITIZERS=1 runs it) | |")
+elif command -v compute-sanitizer >/dev/null 2>&1; then
   for tool in memcheck racecheck; do
     for lowering in mlir cuda; do
       r=pass
@@ -59,22 +74,20 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
 else
   san+=("| compute-sanitizer | - | not installed | |")
 fi
-# the GPU benchmark suite (bench/gpu_gemm.c: both lowerings against
-# torch.matmul and the peak) into bench/results/bench-cuda-DATE.md/.json
-build/tessera bench --device cuda >"$log/bench" 2>&1 || status=1
-tail -n 5 "$log/bench"
 sass="(cuobjdump not found)"
 if command -v cuobjdump >/dev/null 2>&1; then
   sass=""
-  build/tessera compile kernels/gemm.tile --target ptx --arch sm_90a -o "$log/gemm.ptx"
-  build/tessera compile kernels/gemm.tile --target cuda --emit ptx --arch sm_90a -o "$log/gemm.cuda.ptx"
-  for p in gemm gemm.cuda; do
-    if /usr/local/cuda/bin/ptxas -arch=sm_90a "$log/$p.ptx" -o "$log/$p.cubin"; then
-      cuobjdump --dump-sass "$log/$p.cubin" >"$log/$p.sass"
-      sass+="| $p | $(grep -c HMMA "$log/$p.sass") | $(grep -c HGMMA "$log/$p.sass") | $(grep -c LDGSTS "$log/$p.sass") | $(grep -c FFMA "$log/$p.sass") |"$'\n'
-    fi
+  for f in gemm sparse_attn; do
+    build/tessera compile kernels/$f.tile --target ptx --arch sm_90a -o "$log/$f.ptx"
+    build/tessera compile kernels/$f.tile --target cuda --emit ptx --arch sm_90a -o "$log/$f.cuda.ptx"
+    for p in $f $f.cuda; do
+      if /usr/local/cuda/bin/ptxas -arch=sm_90a "$log/$p.ptx" -o "$log/$p.cubin"; then
+        cuobjdump --dump-sass "$log/$p.cubin" >"$log/$p.sass"
+        sass+="| $p | $(grep -c HGMMA "$log/$p.sass") | $(grep -c HMMA "$log/$p.sass") | $(grep -c LDGSTS "$log/$p.sass") | $(grep -c FFMA "$log/$p.sass") |"$'\n'
+      fi
+    done
   done
-  sass="| gemm.tile SASS (sm_90a) | HMMA | HGMMA | LDGSTS (cp.async) | FFMA |"$'\n'"|---|---|---|---|---|"$'\n'"$sass"
+  sass="| SASS (sm_90a) | HGMMA | HMMA | LDGSTS (cp.async) | FFMA |"$'\n'"|---|---|---|---|---|"$'\n'"$sass"
 fi
 {
   echo "# GPU run ($(date -u +%Y-%m-%d), scripts/gpu.sh)"
@@ -83,6 +96,14 @@ fi
   cat "$log/devices"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
   echo '```'
+  echo
+  echo "## Benchmarks (tessera bench --device cuda)"
+  echo
+  [[ -n $bench_md ]] && sed '1,/^$/d' "$bench_md"
+  echo
+  echo "## Cold compile time (bench/compile_time)"
+  echo
+  cat "$log/compile"
   echo
   echo "## Numerics on the GPU, both lowerings (ctest cuda/*, cuda-c/*)"
   echo
