@@ -11,7 +11,10 @@
  *     the MoE layer (256 experts, top-6, d 4096, width 2048): against
  *     PyTorch references timed in the same run (bench/gpu_torch.py), when
  *     python3 has torch and the GPU;
- *   - mHC pre/post and the compressor's pooling against the copy.
+ *   - mHC pre/post and the compressor's pooling against the copy;
+ *   - the million-token layer: one decode step of a V4-Flash CSA, HCA and
+ *     dense attention layer at 128K, 512K and 1M tokens of context, with
+ *     the KV bytes each allocates.
  * Before timing, each kernel's output on a small odd shape is compared with
  * the same kernel on the CPU (the CPU form is checked against C references
  * by the test suites); a mismatch stops the run. Markdown on stdout; without
@@ -81,18 +84,18 @@ static void fill(ts_tensor *t, int seed, double scale) {
     }
     return;
   }
-  char defs[64];
-  snprintf(defs, sizeof defs, "SEED=%d SCALE=%g", seed, scale);
+  static ts_kernel *kb, *kf; /* compiled once for the run */
   bool bf = ts_tensor_dtype(t) == TS_DTYPE_BF16;
-  ts_kernel *k = kern(gpu, "bench/gpu.tile", bf ? "rand_bf16" : "rand_f32", defs);
+  ts_kernel **k = bf ? &kb : &kf;
+  if (!*k)
+    *k = kern(gpu, "bench/gpu.tile", bf ? "rand_bf16" : "rand_f32", NULL);
   int64_t n = ts_tensor_count(t);
   ts_tensor *flat;
   ts_status st = ts_tensor_reshape(t, 1, &n, &flat);
-  ts_arg a[1] = {ts_arg_tensor(flat)};
-  if (st || (st = ts_kernel_launch(k, a, 1)))
+  ts_arg a[3] = {ts_arg_tensor(flat), ts_arg_int(seed), ts_arg_float(scale)};
+  if (st || (st = ts_kernel_launch(*k, a, 3)))
     die(st, "a random fill");
   ts_tensor_release(flat);
-  ts_kernel_release(k);
 }
 
 /* A tensor on d filled with random values. */
@@ -463,6 +466,147 @@ static void moe(void) {
   ts_kernel_release(kd);
 }
 
+/* ---- the million-token layer ---------------------------------------------- */
+
+/* The time of one bf16 GEMV-shaped gemm_nt ([1, K] x [N, K]^T: decode's
+ * projections are memory-bound, tiles of 32 x 32), and its weight bytes. */
+static double gemv(int64_t N, int64_t K, int seed, double *bytes) {
+  int64_t sa[2] = {1, K}, sb[2] = {N, K}, sc[2] = {1, N};
+  static ts_kernel *k; /* compiled once for the run */
+  if (!k)
+    k = kern(gpu, "kernels/gemm.tile", "gemm_nt", "BM=32 BN=32 BK=64");
+  ts_arg a[3] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, sa, seed, 1)),
+                 ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, sb, seed + 1, 0.02)),
+                 ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, sc))};
+  double t = timed(k, a, 3);
+  *bytes += (double)N * K * 2;
+  release_args(a, 3);
+  return t;
+}
+
+/* An i32 [1, n] of indices: 0 .. n - 1 (dense), or n random ones below hi. */
+static ts_tensor *indices(int64_t n, int64_t hi, bool dense) {
+  int64_t s2[2] = {1, n};
+  ts_tensor *h = tensor(host, TS_DTYPE_I32, 2, s2);
+  uint64_t s = 29;
+  for (int64_t i = 0; i < n; i++) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    ts_tensor_set(h, i, dense ? (double)i : (double)((s >> 33) % (uint64_t)hi));
+  }
+  ts_tensor *g = to_gpu(h);
+  ts_tensor_release(h);
+  return g;
+}
+
+/* One decode step of a V4-Flash attention layer (d 4096, 64 heads x 512,
+ * q_lora 1024, 8 output groups of 1024, window 128) at context L, as the
+ * sum of its kernels' CUDA-event times: the projections (GEMVs), then CSA
+ * (compressor projections, the indexer's over L / 4 keys, top-512, sparse
+ * attention over 512 + 128), HCA (dense over L / 128 entries + the window)
+ * or dense attention over all L tokens (the sparse kernel given every
+ * index). The caches are synthesized at their sizes (random contents: a
+ * prefill's values do not change a decode step's work); the kernels run on
+ * inputs of the right shapes, not chained, so launch gaps are not counted.
+ * Returns the milliseconds; *kv gets the cache bytes allocated (bf16). */
+static double layer_step(int kind, int64_t L, double *kv) {
+  int64_t d = 4096, H = 64, C = 512, W = 128, topk = 512;
+  double wb = 0, t = 0;
+  t += gemv(1024, d, 40, &wb);      /* q_a */
+  t += gemv(H * C, 1024, 42, &wb);  /* q_b */
+  t += gemv(C, d, 44, &wb);         /* kv */
+  for (int g = 0; g < 8; g++)
+    t += gemv(1024, d, 46, &wb);    /* o_a, one per group */
+  t += gemv(d, 8 * 1024, 48, &wb);  /* o_b */
+  int64_t sq[3] = {1, H, C};
+  ts_tensor *q = rnd(gpu, TS_DTYPE_BF16, 3, sq, 50, 1), *o = tensor(gpu, TS_DTYPE_BF16, 3, sq);
+  ts_tensor *sink = rnd(gpu, TS_DTYPE_F32, 1, &H, 51, 0.5);
+  if (kind == 0) { /* CSA */
+    int64_t n = L / 4;
+    t += gemv(2 * C, d, 52, &wb) + gemv(2 * C, d, 54, &wb); /* compressor wkv, wgate */
+    t += gemv(64 * 128, 1024, 56, &wb) + gemv(64, d, 58, &wb); /* indexer q, weights */
+    t += gemv(2 * 128, d, 60, &wb) + gemv(2 * 128, d, 62, &wb); /* its compressor */
+    int64_t siq[3] = {1, 64, 128}, sk[2] = {n, 128}, sw[2] = {1, 64}, so[2] = {1, n},
+            skk[2] = {1, topk};
+    ts_kernel *ks = kern(gpu, "kernels/indexer.tile", "indexer_scores_tc", "RATIO=1");
+    ts_arg a[4] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 3, siq, 64, 1)),
+                   ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, sk, 65, 1)),
+                   ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, sw, 66, 1)),
+                   ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, so, 67, 1))};
+    t += timed(ks, a, 4);
+    ts_tensor *len = tensor(host, TS_DTYPE_I32, 1, (int64_t[]){1});
+    ts_tensor_set(len, 0, (double)n);
+    ts_kernel *kt = kern(gpu, "kernels/topk.tile", "topk", NULL);
+    ts_arg b[3] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, so, 68, 1)), ts_arg_tensor(to_gpu(len)),
+                   ts_arg_tensor(tensor(gpu, TS_DTYPE_I32, 2, skk))};
+    t += timed(kt, b, 3);
+    int64_t skv[2] = {n + W, C};
+    ts_tensor *cache = rnd(gpu, TS_DTYPE_BF16, 2, skv, 69, 1);
+    ts_kernel *ka = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_tc", NULL);
+    ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(topk + W, n + W, false)),
+                   ts_arg_tensor(sink), ts_arg_tensor(o)};
+    t += timed(ka, c, 5);
+    *kv = (double)(n + W) * C * 2 + (double)n * 128 * 2; /* + the indexer's keys */
+    release_args(a, 4);
+    release_args(b, 3);
+    ts_tensor_release(c[1].tensor);
+    ts_tensor_release(c[2].tensor);
+    ts_tensor_release(len);
+    ts_kernel_release(ks);
+    ts_kernel_release(kt);
+    ts_kernel_release(ka);
+  } else if (kind == 1) { /* HCA */
+    int64_t n = L / 128;
+    t += gemv(C, d, 70, &wb) + gemv(C, d, 72, &wb); /* compressor wkv, wgate */
+    int64_t sw2[2] = {W, C}, sc[2] = {n, C};
+    ts_tensor *win = rnd(gpu, TS_DTYPE_BF16, 2, sw2, 74, 1), *comp = rnd(gpu, TS_DTYPE_BF16, 2, sc, 75, 1);
+    ts_tensor *nc = tensor(host, TS_DTYPE_I32, 1, (int64_t[]){1});
+    ts_tensor_set(nc, 0, (double)n);
+    ts_kernel *ka = kern(gpu, "kernels/hca_attn.tile", "hca_attn", NULL);
+    ts_arg c[7] = {ts_arg_tensor(q), ts_arg_tensor(win), ts_arg_tensor(indices(W, W, true)),
+                   ts_arg_tensor(comp), ts_arg_tensor(to_gpu(nc)), ts_arg_tensor(sink),
+                   ts_arg_tensor(o)};
+    t += timed(ka, c, 7);
+    *kv = (double)(n + W) * C * 2;
+    for (int i = 1; i < 5; i++)
+      ts_tensor_release(c[i].tensor);
+    ts_tensor_release(nc);
+    ts_kernel_release(ka);
+  } else { /* dense: every token's entry */
+    int64_t skv[2] = {L, C};
+    ts_tensor *cache = rnd(gpu, TS_DTYPE_BF16, 2, skv, 76, 1);
+    ts_kernel *ka = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_tc", NULL);
+    ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(L, L, true)),
+                   ts_arg_tensor(sink), ts_arg_tensor(o)};
+    t += timed(ka, c, 5);
+    *kv = (double)L * C * 2;
+    ts_tensor_release(cache);
+    ts_tensor_release(c[2].tensor);
+    ts_kernel_release(ka);
+  }
+  ts_tensor_release(q);
+  ts_tensor_release(o);
+  ts_tensor_release(sink);
+  return t * 1e3;
+}
+
+static void million_token_layer(void) {
+  printf("\n## The million-token layer (V4-Flash attention layer, one decode step, batch 1)\n\n");
+  printf("Caches synthesized at each context (bf16 entries; V4's FP8 format would be 584 B an "
+         "entry and the indexer's FP4 keys 68 B); the step is the sum of its kernels' times.\n\n");
+  printf("| context | CSA ms | CSA KV MiB | HCA ms | HCA KV MiB | dense ms | dense KV MiB | "
+         "dense / CSA time | dense / CSA KV |\n|---|---|---|---|---|---|---|---|---|\n");
+  int64_t ctx[3] = {quick ? 4096 : 131072, quick ? 8192 : 524288, quick ? 16384 : 1048576};
+  for (int i = 0; i < 3; i++) {
+    double kc, kh, kd;
+    double tc = layer_step(0, ctx[i], &kc), th = layer_step(1, ctx[i], &kh);
+    double td = layer_step(2, ctx[i], &kd);
+    char r1[32], r2[32];
+    printf("| %lld | %.3f | %.1f | %.3f | %.1f | %.3f | %.1f | %s | %s |\n", (long long)ctx[i], tc,
+           kc / 1048576, th, kh / 1048576, td, kd / 1048576, ratio(r1, tc > 0 ? td / tc : 0),
+           ratio(r2, kc > 0 ? kd / kc : 0));
+  }
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) {
@@ -504,8 +648,10 @@ int main(int argc, char **argv) {
   attention();
   indexer();
   mhc_and_compressor();
-  if (!check_only)
+  if (!check_only) {
     moe();
+    million_token_layer();
+  }
   ts_device_release(host);
   ts_device_release(gpu);
   return 0;

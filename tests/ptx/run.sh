@@ -24,7 +24,7 @@ expected=$src/tests/ptx/resources.txt
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$src" || exit 2
-files=(kernels/*.tile tests/numerics/ops.tile tests/golden/mlir/scale.tile tests/ptx/*.tile tests/lua/debug.tile)
+files=(kernels/*.tile tests/numerics/ops.tile tests/golden/mlir/scale.tile tests/ptx/*.tile tests/lua/debug.tile bench/gpu.tile)
 pass=0 fail=0
 : >"$tmp/now.txt"
 for arch in sm_90a sm_80; do
