@@ -238,6 +238,33 @@ static void attn_args(ts_device *d, int64_t T, int64_t H, int64_t C, int64_t S, 
     ts_tensor_release(idx);
 }
 
+/* sparse_attn_split over P ranges + sparse_attn_merge on attn_args' a:
+ * the two kernels' seconds. */
+static double split_attn(const ts_arg *a, int64_t P) {
+  static ts_kernel *ks, *km; /* compiled once for the run */
+  if (!ks) {
+    ks = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_split", NULL);
+    km = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_merge", NULL);
+  }
+  int64_t T = ts_tensor_dim(a[0].tensor, 0), H = ts_tensor_dim(a[0].tensor, 1),
+          C = ts_tensor_dim(a[0].tensor, 2), spo[4] = {T, P, H, C}, spm[3] = {T, P, H};
+  ts_arg b[6] = {a[0], a[1], a[2], ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 4, spo)),
+                 ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, spm)),
+                 ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, spm))};
+  double t = timed(ks, b, 6);
+  ts_arg m[5] = {b[3], b[4], b[5], a[3], a[4]};
+  t += timed(km, m, 5);
+  release_args(b + 3, 3);
+  return t;
+}
+
+/* Ranges for the split-KV decode: about two blocks per SM of an H100 (132)
+ * over the T x 2 column halves, at most one range per 32 entries. */
+static int64_t splits_for(int64_t T, int64_t K) {
+  int64_t p = (264 + 2 * T - 1) / (2 * T), most = (K + 31) / 32;
+  return p < 1 ? 1 : p > most ? most : p;
+}
+
 static void attention(void) {
   ts_arg a[5];
   attn_args(host, 3, 16, 64, 57, 70, a);
@@ -253,14 +280,16 @@ static void attention(void) {
   int64_t H = 64, C = 512, K = 640, S = quick ? 4096 : 65536;
   printf("\n## Sparse attention (64 heads x 512, 512 + 128 entries a query)\n\n");
   printf("| kernel | queries | ms | GB/s | of copy | TFLOP/s | of bf16 peak |\n|---|---|---|---|---|---|---|\n");
-  const char *names[2] = {"sparse_attn_tc", "sparse_attn"};
+  const char *names[3] = {"sparse_attn_tc", "sparse_attn", "sparse_attn_split + merge"};
   int64_t batches[4] = {1, 8, 64, quick ? 128 : 4096};
-  for (int v = 0; v < 2; v++) {
-    ts_kernel *k = kern(gpu, "kernels/sparse_attn.tile", names[v], NULL);
+  for (int v = 0; v < 3; v++) {
+    ts_kernel *k = v < 2 ? kern(gpu, "kernels/sparse_attn.tile", names[v], NULL) : NULL;
     for (int b = 0; b < 4; b++) {
       int64_t T = batches[b];
+      if (v == 2 && T > 64)
+        continue; /* a decode form */
       attn_args(gpu, T, H, C, S, K, a);
-      double t = timed(k, a, 5);
+      double t = k ? timed(k, a, 5) : split_attn(a, splits_for(T, K));
       double bytes = (double)T * ((double)K * C * 2 + 2.0 * H * C * 2 + K * 4.0);
       double flops = (double)T * H * K * C * 4.0;
       char r1[32], r2[32];
@@ -269,7 +298,8 @@ static void attention(void) {
              flops / t / 1e12, ratio(r2, peak_flops > 0 ? flops / t / peak_flops : 0));
       release_args(a, 5);
     }
-    ts_kernel_release(k);
+    if (k)
+      ts_kernel_release(k);
   }
 }
 
@@ -501,10 +531,10 @@ static ts_tensor *indices(int64_t n, int64_t hi, bool dense) {
 /* One decode step of a V4-Flash attention layer (d 4096, 64 heads x 512,
  * q_lora 1024, 8 output groups of 1024, window 128) at context L, as the
  * sum of its kernels' CUDA-event times: the projections (GEMVs), then CSA
- * (compressor projections, the indexer's over L / 4 keys, top-512, sparse
- * attention over 512 + 128), HCA (dense over L / 128 entries + the window)
- * or dense attention over all L tokens (the sparse kernel given every
- * index). The caches are synthesized at their sizes (random contents: a
+ * (compressor projections, the indexer's over L / 4 keys, top-512, split-KV
+ * sparse attention over 512 + 128), HCA (dense over L / 128 entries + the
+ * window: hca_attn) or dense attention over all L tokens (the split-KV
+ * sparse kernel given every index). The caches are synthesized at their sizes (random contents: a
  * prefill's values do not change a decode step's work); the kernels run on
  * inputs of the right shapes, not chained, so launch gaps are not counted.
  * Returns the milliseconds; *kv gets the cache bytes allocated (bf16). */
@@ -541,10 +571,9 @@ static double layer_step(int kind, int64_t L, double *kv) {
     t += timed(kt, b, 3);
     int64_t skv[2] = {n + W, C};
     ts_tensor *cache = rnd(gpu, TS_DTYPE_BF16, 2, skv, 69, 1);
-    ts_kernel *ka = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_tc", NULL);
     ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(topk + W, n + W, false)),
                    ts_arg_tensor(sink), ts_arg_tensor(o)};
-    t += timed(ka, c, 5);
+    t += split_attn(c, splits_for(1, topk + W));
     *kv = (double)(n + W) * C * 2 + (double)n * 128 * 2; /* + the indexer's keys */
     release_args(a, 4);
     release_args(b, 3);
@@ -553,7 +582,6 @@ static double layer_step(int kind, int64_t L, double *kv) {
     ts_tensor_release(len);
     ts_kernel_release(ks);
     ts_kernel_release(kt);
-    ts_kernel_release(ka);
   } else if (kind == 1) { /* HCA */
     int64_t n = L / 128;
     t += gemv(C, d, 70, &wb) + gemv(C, d, 72, &wb); /* compressor wkv, wgate */
@@ -574,14 +602,12 @@ static double layer_step(int kind, int64_t L, double *kv) {
   } else { /* dense: every token's entry */
     int64_t skv[2] = {L, C};
     ts_tensor *cache = rnd(gpu, TS_DTYPE_BF16, 2, skv, 76, 1);
-    ts_kernel *ka = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_tc", NULL);
     ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(L, L, true)),
                    ts_arg_tensor(sink), ts_arg_tensor(o)};
-    t += timed(ka, c, 5);
+    t += split_attn(c, splits_for(1, L));
     *kv = (double)L * C * 2;
     ts_tensor_release(cache);
     ts_tensor_release(c[2].tensor);
-    ts_kernel_release(ka);
   }
   ts_tensor_release(q);
   ts_tensor_release(o);

@@ -651,14 +651,17 @@ static void test_hca(void) {
   ts_kernel_release(kb);
 }
 
-/* The tensor-core form (heads as the GEMM's M; 16 heads of 64 here in two
+/* The tensor-core form (heads as the GEMM's M; e.g. 16 heads of 64 in two
  * halves of 32 output dims): 70 entries in blocks of 16, invalid entries,
- * a row with no valid entry, against f64. */
-/* Heads 16 (mma.sync) and 64 (on sm_90a the scores by wgmma: the
- * simulator emulates it), against f64. */
-static void test_attn_tc_at(const char *defs, int64_t H, int64_t C) {
-  ts_kernel *k = num_kernel("kernels/sparse_attn.tile", "sparse_attn_tc", defs, NULL);
-  if (!k)
+ * a row with no valid entry, against f64; heads 16 (mma.sync) and 64 (on
+ * sm_90a the scores by wgmma: the simulator emulates it). With P > 0 the
+ * split-KV form: sparse_attn_split over P ranges (some empty when P is
+ * large), then sparse_attn_merge. */
+static void test_attn_tc_at(const char *defs, int64_t H, int64_t C, int64_t P) {
+  ts_kernel *k = num_kernel("kernels/sparse_attn.tile", P ? "sparse_attn_split" : "sparse_attn_tc",
+                            defs, NULL);
+  ts_kernel *km = P ? num_kernel("kernels/sparse_attn.tile", "sparse_attn_merge", NULL, NULL) : NULL;
+  if (!k || (P && !km))
     return;
   int64_t T = 5, S = 23, K = 70;
   int64_t sq[3] = {T, H, C}, skv[2] = {S, C}, si[2] = {T, K};
@@ -675,11 +678,27 @@ static void test_attn_tc_at(const char *defs, int64_t H, int64_t C) {
     sink[h] = 0.1 * h - 0.3;
   ts_tensor *ts = from_doubles(TS_DTYPE_F32, 1, &H, sink, NULL);
   ref_sparse_attn(qv, kvv, iv, sink, want, T, H, C, S, K, 0.04419417382415922);
-  ts_arg a[5] = {ts_arg_tensor(q), ts_arg_tensor(kv), ts_arg_tensor(idx),
-                 ts_arg_tensor(ts), ts_arg_tensor(o)};
-  num_launch(k, a, 5);
+  if (P) {
+    int64_t spo[4] = {T, P, H, C}, spm[3] = {T, P, H};
+    ts_tensor *po = num_tensor(TS_DTYPE_F32, 4, spo), *pm = num_tensor(TS_DTYPE_F32, 3, spm),
+              *pl = num_tensor(TS_DTYPE_F32, 3, spm);
+    ts_arg a[6] = {ts_arg_tensor(q),  ts_arg_tensor(kv), ts_arg_tensor(idx),
+                   ts_arg_tensor(po), ts_arg_tensor(pm), ts_arg_tensor(pl)};
+    num_launch(k, a, 6);
+    ts_arg b[5] = {ts_arg_tensor(po), ts_arg_tensor(pm), ts_arg_tensor(pl), ts_arg_tensor(ts),
+                   ts_arg_tensor(o)};
+    num_launch(km, b, 5);
+    ts_tensor_release(po);
+    ts_tensor_release(pm);
+    ts_tensor_release(pl);
+    ts_kernel_release(km);
+  } else {
+    ts_arg a[5] = {ts_arg_tensor(q), ts_arg_tensor(kv), ts_arg_tensor(idx),
+                   ts_arg_tensor(ts), ts_arg_tensor(o)};
+    num_launch(k, a, 5);
+  }
   double *got = num_get(o);
-  CHECK_ERR(num_relerr(got, want, T * H * C), 1e-2, "sparse_attn_tc");
+  CHECK_ERR(num_relerr(got, want, T * H * C), 1e-2, P ? "sparse_attn_split" : "sparse_attn_tc");
   bool zero_row = true;
   for (int64_t i = 3 * H * C; i < 4 * H * C; i++)
     zero_row &= got[i] == 0;
@@ -697,8 +716,12 @@ static void test_attn_tc_at(const char *defs, int64_t H, int64_t C) {
 }
 
 static void test_attn_tc(void) {
-  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64);
-  test_attn_tc_at("NH=64 DC=128 CH=64 BK=32", 64, 128);
+  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64, 0);
+  test_attn_tc_at("NH=64 DC=128 CH=64 BK=32", 64, 128, 0);
+  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64, 1);
+  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64, 3);
+  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64, 8);
+  test_attn_tc_at("NH=64 DC=128 CH=64 BK=32", 64, 128, 2);
 }
 
 /* V4-Flash-sized calls: 64 heads of 512 over 512 selected + 128 window
