@@ -1,6 +1,8 @@
 /* gpu_v4.c - DeepSeek-V4's kernels on the CUDA device at V4-Flash shapes,
  * each timed by CUDA events (median of 10 launches after a warm-up) next to
  * its baseline from the same run:
+ *   - the FP8 GEMM (e4m3, block scales) against the bf16 one and the fp8
+ *     peak (twice the bf16 one);
  *   - a plain copy kernel (bench/gpu.tile): the bandwidth a memory-bound
  *     kernel is judged against ("of copy"), beside the device's nominal HBM
  *     figure when its name says it;
@@ -84,11 +86,13 @@ static void fill(ts_tensor *t, int seed, double scale) {
     }
     return;
   }
-  static ts_kernel *kb, *kf; /* compiled once for the run */
-  bool bf = ts_tensor_dtype(t) == TS_DTYPE_BF16;
-  ts_kernel **k = bf ? &kb : &kf;
+  static ts_kernel *kb, *kf, *k8; /* compiled once for the run */
+  ts_dtype dt = ts_tensor_dtype(t);
+  ts_kernel **k = dt == TS_DTYPE_BF16 ? &kb : dt == TS_DTYPE_FP8E4M3 ? &k8 : &kf;
   if (!*k)
-    *k = kern(gpu, "bench/gpu.tile", bf ? "rand_bf16" : "rand_f32", NULL);
+    *k = kern(gpu, "bench/gpu.tile",
+              dt == TS_DTYPE_BF16 ? "rand_bf16" : dt == TS_DTYPE_FP8E4M3 ? "rand_fp8" : "rand_f32",
+              NULL);
   int64_t n = ts_tensor_count(t);
   ts_tensor *flat;
   ts_status st = ts_tensor_reshape(t, 1, &n, &flat);
@@ -496,6 +500,50 @@ static void moe(void) {
   ts_kernel_release(kd);
 }
 
+/* The FP8 GEMM (gemm_fp8: e4m3 with DeepSeek's block scales) against the
+ * bf16 one (gemm_nt) at the same sizes in the same run, and the peaks. */
+static void fp8_gemm(void) {
+  {
+    int64_t M = 130, N = 200, K = 300, sa[2] = {M, K}, sb[2] = {N, K}, ssa[2] = {M, 3},
+            ssb[2] = {2, 3}, sc[2] = {M, N};
+    ts_arg a[5] = {ts_arg_tensor(rnd(host, TS_DTYPE_FP8E4M3, 2, sa, 80, 4)),
+                   ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, ssa, 81, 0.01)),
+                   ts_arg_tensor(rnd(host, TS_DTYPE_FP8E4M3, 2, sb, 82, 4)),
+                   ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, ssb, 83, 1)),
+                   ts_arg_tensor(tensor(host, TS_DTYPE_F32, 2, sc))};
+    differential("kernels/gemm.tile", "gemm_fp8", NULL, a, 5, 4, 1e-5);
+    release_args(a, 5);
+  }
+  if (check_only)
+    return;
+  printf("\n## FP8 GEMM (e4m3, 1 x 128 and 128 x 128 block scales) against bf16\n\n");
+  printf("| n (M = N = K) | fp8 ms | TFLOP/s | of fp8 peak | bf16 gemm_nt ms | bf16 / fp8 time |\n");
+  printf("|---|---|---|---|---|---|\n");
+  ts_kernel *k8 = kern(gpu, "kernels/gemm.tile", "gemm_fp8", NULL);
+  ts_kernel *kb = kern(gpu, "kernels/gemm.tile", "gemm_nt", NULL);
+  int64_t sizes[2] = {quick ? 256 : 4096, quick ? 512 : 8192};
+  for (int i = 0; i < 2; i++) {
+    int64_t n = sizes[i], nb = n / 128, s2[2] = {n, n}, ss[2] = {n, nb}, sw[2] = {nb, nb};
+    ts_arg a[5] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_FP8E4M3, 2, s2, 84, 4)),
+                   ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, ss, 85, 0.01)),
+                   ts_arg_tensor(rnd(gpu, TS_DTYPE_FP8E4M3, 2, s2, 86, 4)),
+                   ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, sw, 87, 1)),
+                   ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, s2))};
+    double t8 = timed(k8, a, 5);
+    ts_arg b[3] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, s2, 88, 1)),
+                   ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, s2, 89, 1)), a[4]};
+    double tb = timed(kb, b, 3), flops = 2.0 * n * n * n;
+    char r1[32], r2[32];
+    printf("| %lld | %.3f | %.1f | %s | %.3f | %s |\n", (long long)n, t8 * 1e3, flops / t8 / 1e12,
+           ratio(r1, peak_flops > 0 ? flops / t8 / (2 * peak_flops) : 0), tb * 1e3,
+           ratio(r2, t8 > 0 ? tb / t8 : 0));
+    release_args(a, 5);
+    release_args(b, 2);
+  }
+  ts_kernel_release(k8);
+  ts_kernel_release(kb);
+}
+
 /* ---- the million-token layer ---------------------------------------------- */
 
 /* The time of one bf16 GEMV-shaped gemm_nt ([1, K] x [N, K]^T: decode's
@@ -671,6 +719,7 @@ int main(int argc, char **argv) {
          lowering && !strcmp(lowering, "cuda") ? "CUDA C" : "MLIR", quick ? ", --quick shapes" : "");
   if (!check_only)
     bandwidth();
+  fp8_gemm();
   attention();
   indexer();
   mhc_and_compressor();

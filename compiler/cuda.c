@@ -324,8 +324,8 @@ void cu_view_elem(cg *c, cview *v, const char *const *k, const char **lin,
     l = cu_str(c, "(%s * %s + %s)", l, v->dims[d], idx);
   }
   if (v->swz)
-    l = cu_str(c, "ts_swz(%s, %lldLL, %lldLL, %d)", l, (long long)v->swz_r,
-               (long long)v->swz_c, v->swz);
+    l = cu_str(c, "ts_swz(%s, %lldLL, %lldLL, %d, %d)", l, (long long)v->swz_r,
+               (long long)v->swz_c, v->swz, ts_dtype_bits(v->dt) / 8);
   *lin = v->regs ? cu_str(c, "(%s / %lldLL)", l, (long long)c->threads) : l;
   if (v->mma) { /* whole-tile uses in loops over its layout (gpu_mma.c) */
     if (!c->mma_reg && c->at)
@@ -665,7 +665,7 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
       cu_tile_wgmma(c, call, mnk);
       return;
     }
-    if (!cyclic && !wg) {
+    if (!cyclic && !wg && call->kids[0]->sym->type->dtype != TS_DTYPE_FP8E4M3) {
       cu_tile_gemm_mma(c, call, mnk);
       return;
     }

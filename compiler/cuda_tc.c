@@ -17,7 +17,8 @@ int cu_swizzle_of(cg *c, const ts_symbol *s, int64_t *r, int64_t *cols) {
 static const char *phys(cg *c, const ts_symbol *s, const char *lin) {
   int64_t r, cols;
   int swz = cu_swizzle_of(c, s, &r, &cols);
-  return swz ? cu_str(c, "ts_swz(%s, %lldLL, %lldLL, %d)", lin, (long long)r, (long long)cols, swz)
+  return swz ? cu_str(c, "ts_swz(%s, %lldLL, %lldLL, %d, %d)", lin, (long long)r, (long long)cols,
+                     swz, ts_dtype_bits(s->type->dtype) / 8)
              : lin;
 }
 
@@ -230,7 +231,10 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk) {
   ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym, *sc = call->kids[2]->sym;
   const char *a = cu_name_of(c, "t_", sa->name), *b = cu_name_of(c, "t_", sb->name),
              *cc = cu_name_of(c, "t_", sc->name);
-  bool f16 = sa->type->dtype == TS_DTYPE_F16;
+  /* the operand kind: 0 bf16, 1 f16, 2 e4m3 (k32, no transpose flags) */
+  int kind = sa->type->dtype == TS_DTYPE_F16 ? 1 : sa->type->dtype == TS_DTYPE_FP8E4M3 ? 2 : 0;
+  int64_t kstep = kind == 2 ? 32 : 16, eb = kind == 2 ? 1 : 2, p = 128 / eb;
+  const char *ty = kind == 2 ? "e4m3" : kind == 1 ? "f16" : "bf16";
   int64_t ra, ca, rb, cb;
   int swa = cu_swizzle_of(c, sa, &ra, &ca), swb = cu_swizzle_of(c, sb, &rb, &cb);
   if (!ts_call_named_bool(call, "accumulate", true))
@@ -241,18 +245,17 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk) {
   cu_line(c, "ts_wgmma_fence();");
   /* the instruction, its accumulators "+f" */
   const char *text = cu_str(c, "{\\n.reg .pred p;\\nsetp.ne.b32 p, %%%lld, 0;\\n"
-                            "wgmma.mma_async.sync.aligned.m64n%lldk16.f32.%s.%s {",
-                            (long long)half + 2, (long long)N, f16 ? "f16" : "bf16",
-                            f16 ? "f16" : "bf16");
+                            "wgmma.mma_async.sync.aligned.m64n%lldk%lld.f32.%s.%s {",
+                            (long long)half + 2, (long long)N, (long long)kstep, ty, ty);
   for (int64_t i = 0; i < half; i++)
     text = cu_str(c, "%s%s%%%lld", text, i ? ", " : "", (long long)i);
-  text = cu_str(c, "%s}, %%%lld, %%%lld, p, 1, 1, 0, 0;\\n}\\n", text, (long long)half,
-                (long long)half + 1);
-  for (int64_t kk = 0; kk < K; kk += 16) {
+  text = cu_str(c, "%s}, %%%lld, %%%lld, p, 1, 1%s;\\n}\\n", text, (long long)half,
+                (long long)half + 1, kind == 2 ? "" : ", 0, 0");
+  for (int64_t kk = 0; kk < K; kk += kstep) {
     /* a slab's rows start whole 8-row atoms into A (SBO apart) */
-    int64_t ua = ca * 2 == swa ? kk : kk / 64 * (ra * 64) + kk % 64;
-    int64_t ub = cb * 2 == swb ? kk : kk / 64 * (rb * 64) + kk % 64;
-    int64_t atom = ca * 2 <= 128 ? ca * 16 : 1024;
+    int64_t ua = ca * eb == swa ? kk : kk / p * (ra * p) + kk % p;
+    int64_t ub = cb * eb == swb ? kk : kk / p * (rb * p) + kk % p;
+    int64_t atom = ca * eb <= 128 ? ca * eb * 8 : 1024;
     for (int64_t s = 0; s < slabs; s++) {
       cu_line(c, "{");
       c->ind++;
@@ -263,7 +266,7 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk) {
               (long long)ub, swb);
       ts_buf_puts(c->o, "#ifdef TS_CUDA_SIM\n");
       cu_line(c, "ts_sim_wgmma(da_, db_, &%s[%lld], %lld, %d);", cc, (long long)(s * half),
-              (long long)N, f16);
+              (long long)N, kind);
       ts_buf_puts(c->o, "#else\n");
       const char *outs = "";
       for (int64_t i = 0; i < half; i++)

@@ -245,7 +245,7 @@ void gen_view_elem(gen *g, view *v, const MlirValue *k, MlirValue *lin,
       ok = mb_bin(b, "arith.andi", ok, mb_bin(b, "arith.andi", ge, lt));
     l = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", l, v->dims[d]), idx);
   }
-  *lin = v->swz ? gen_swizzle(g, l, v->swz_r, v->swz_c, v->swz) : l;
+  *lin = v->swz ? gen_swizzle(g, l, v->swz_r, v->swz_c, v->swz, ts_dtype_bits(v->dt) / 8) : l;
   *valid = ok;
 }
 

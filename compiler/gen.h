@@ -75,10 +75,11 @@ bool ts_mma_accumulator(const ts_kernel_info *k, const ts_gpu_tile *tiles, int n
  * 8-column piece j, registers (s N / 8 + j) 4 .. + 3 at rows l / 4 and
  * l / 4 + 8, columns 8 j + 2 (l % 4) and + 1: wgmma.mma_async's layout. */
 enum { TS_ACC_CYCLIC, TS_ACC_MMA, TS_ACC_WGMMA };
-/* A tensor-core gemm that runs as wgmma.mma_async m64nNk16 on sm_90a:
- * ts_mma_gemm's conditions, A not transposed and B transposed (both K
- * contiguous) in swizzled shared memory, C in registers, whole warpgroups
- * with M % (64 warpgroups) == 0 and N <= 256. */
+/* A tensor-core gemm that runs as wgmma.mma_async m64nNk16 (k32 for fp8)
+ * on sm_90a: ts_mma_gemm's conditions, A not transposed and B transposed
+ * (both K contiguous) in swizzled shared memory, C in registers, whole
+ * warpgroups with M % (64 warpgroups) == 0 and N <= 256. fp8e4m3 operands
+ * (K % 32 == 0) qualify for wgmma only: elsewhere their gemm is scalar. */
 bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                    const ts_node *call, int64_t mnk[3]);
 /* layout[i] for each register tile of the plan; `wgmma`: the target has
@@ -86,23 +87,24 @@ bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
 void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                     bool wgmma, uint8_t *layout);
 /* Swizzled shared tiles (gpu_mma.c decides, the plan places them): a 16-bit
- * [R, C] tile (R % 8 == 0) read by tensor-core gemms only with K along its
- * rows is stored in the canonical K-major layout of wgmma: with C * 2 = 32,
- * 64 or 128 bytes, row-major with each 16-byte chunk of byte offset o moved
- * to o ^ ((o >> 3) & (swz - 16)) (swz = C * 2: "32B/64B/128B swizzle");
- * with C % 64 == 0, as C / 64 panels of [R, 64] one after another, each
- * swizzled by 128. Such tiles start 1024-byte aligned (the MLIR lowering
- * aligns the dynamic shared base at run time, the plan reserving 1024 bytes
- * for it). ts_swizzle_bytes: the swz a tile would get, or 0. */
+ * or 8-bit [R, C] tile (R % 8 == 0) read by tensor-core gemms only with K
+ * along its rows is stored in the canonical K-major layout of wgmma: with
+ * rows of C * eb = 32, 64 or 128 bytes (eb: bytes an element), row-major
+ * with each 16-byte chunk of byte offset o moved to o ^ ((o >> 3) & (swz -
+ * 16)) (swz = the row bytes: "32B/64B/128B swizzle"); with rows a multiple
+ * of 128 bytes, as panels of [R, 128 / eb] one after another, each swizzled
+ * by 128. Such tiles start 1024-byte aligned (the lowerings align the
+ * dynamic shared base at run time, the plan reserving 1024 bytes for it).
+ * ts_swizzle_bytes: the swz a tile would get, or 0. */
 int ts_swizzle_bytes(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                      const ts_symbol *s);
 /* The physical element index of logical element `lin` of a swizzled [R, C]
- * tile (what both the generator and the simulator use). */
-static inline int64_t ts_swizzle_index(int64_t lin, int64_t R, int64_t C, int swz) {
-  int64_t u = lin;
-  if (C * 2 != swz) /* panels of 64 columns */
-    u = (lin % C) / 64 * (R * 64) + lin / C * 64 + lin % 64;
-  return u ^ ((u >> 3) & ((int64_t)(swz / 16 - 1) << 3));
+ * tile of eb-byte elements (what the generators and the simulator use). */
+static inline int64_t ts_swizzle_index(int64_t lin, int64_t R, int64_t C, int swz, int eb) {
+  int64_t u = lin, p = 128 / eb;
+  if (C * eb != swz) /* panels of 128 bytes */
+    u = (lin % C) / p * (R * p) + lin / C * p + lin % p;
+  return u ^ ((((u * eb) >> 7) & (swz / 16 - 1)) * (16 / eb));
 }
 
 /* Whether the subtree `n` mentions symbol `s` (gen_gpu.c). */

@@ -108,7 +108,7 @@ bool gen_gpu_mma_layout(gen *g, const ts_symbol *s);
 /* The physical index of element `lin` of a swizzled shared tile `s`, or
  * `lin` when it is not swizzled (ts_swizzle_index, gen_mma.c). */
 int gen_swizzle_of(gen *g, const ts_symbol *s, int64_t *r, int64_t *c);
-MlirValue gen_swizzle(gen *g, MlirValue lin, int64_t r, int64_t c, int swz);
+MlirValue gen_swizzle(gen *g, MlirValue lin, int64_t r, int64_t c, int swz, int eb);
 /* A binary arith op on the current block. */
 static inline MlirValue gen_bin(gen *g, const char *name, MlirValue x, MlirValue y) {
   return mb_bin(&g->b, name, x, y);

@@ -26,28 +26,31 @@ int gen_swizzle_of(gen *g, const ts_symbol *s, int64_t *r, int64_t *c) {
   return t->swz;
 }
 
-MlirValue gen_swizzle(gen *g, MlirValue lin, int64_t r, int64_t c, int swz) {
+MlirValue gen_swizzle(gen *g, MlirValue lin, int64_t r, int64_t c, int swz, int eb) {
   MlirValue u = lin;
-  if (c * 2 != swz) { /* panels of 64 columns */
+  int64_t p = 128 / eb; /* a panel's columns */
+  if (c * eb != swz) {
     MlirValue col = gen_bin(g, "arith.remsi", lin, gen_i64(g, c));
     u = gen_bin(g, "arith.addi",
                 gen_bin(g, "arith.addi",
-                        gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", col, gen_i64(g, 64)),
-                                gen_i64(g, r * 64)),
+                        gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", col, gen_i64(g, p)),
+                                gen_i64(g, r * p)),
                         gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", lin, gen_i64(g, c)),
-                                gen_i64(g, 64))),
-                gen_bin(g, "arith.remsi", col, gen_i64(g, 64)));
+                                gen_i64(g, p))),
+                gen_bin(g, "arith.remsi", col, gen_i64(g, p)));
   }
-  MlirValue x = gen_bin(g, "arith.andi", gen_bin(g, "arith.shrsi", u, gen_i64(g, 3)),
-                        gen_i64(g, (int64_t)(swz / 16 - 1) << 3));
-  return gen_bin(g, "arith.xori", u, x);
+  /* ts_swizzle_index: the 16-byte chunk ^= bits 7.. of the byte offset */
+  int shift = eb == 2 ? 6 : 7, up = eb == 2 ? 3 : 4;
+  MlirValue x = gen_bin(g, "arith.andi", gen_bin(g, "arith.shrsi", u, gen_i64(g, shift)),
+                        gen_i64(g, swz / 16 - 1));
+  return gen_bin(g, "arith.xori", u, gen_bin(g, "arith.shli", x, gen_i64(g, up)));
 }
 
 /* `lin` of tile `s`, swizzled when the tile is. */
 static MlirValue phys(gen *g, const ts_symbol *s, MlirValue lin) {
   int64_t r, c;
   int swz = gen_swizzle_of(g, s, &r, &c);
-  return swz ? gen_swizzle(g, lin, r, c, swz) : lin;
+  return swz ? gen_swizzle(g, lin, r, c, swz, ts_dtype_bits(s->type->dtype) / 8) : lin;
 }
 
 /* The [m, n] tile in an mma layout that the statement under `x` touches,
@@ -298,9 +301,10 @@ static void ptx(gen *g, const char *text) {
  * swizzle mode (1: 128B, 2: 64B, 3: 32B) in bits 62-63. */
 static MlirValue descriptor(gen *g, const ts_symbol *t, int64_t row0, int64_t k0) {
   int64_t R = t->type->dims[0].c, C = t->type->dims[1].c, r, c;
-  int swz = gen_swizzle_of(g, t, &r, &c);
-  int64_t u = C * 2 == swz ? row0 * C + k0 : k0 / 64 * (R * 64) + row0 * 64 + k0 % 64;
-  MlirValue addr = gen_gpu_address(g, (MlirValue){t->user}, gen_i64(g, u), 2);
+  int swz = gen_swizzle_of(g, t, &r, &c), eb = ts_dtype_bits(t->type->dtype) / 8;
+  int64_t p = 128 / eb;
+  int64_t u = C * eb == swz ? row0 * C + k0 : k0 / p * (R * p) + row0 * p + k0 % p;
+  MlirValue addr = gen_gpu_address(g, (MlirValue){t->user}, gen_i64(g, u), eb);
   if (g->emu) /* from the 1024-aligned address at or below the block's
                * shared memory (runtime/gpusim.c) */
     addr = gen_bin(g, "arith.subi", addr,
@@ -324,7 +328,10 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk) {
                   *sc = call->kids[2]->sym;
   int64_t M = mnk[0], N = mnk[1], K = mnk[2], groups = g->threads / 128;
   int64_t slabs = M / (64 * groups), half = N / 2;
-  bool f16 = sa->type->dtype == TS_DTYPE_F16;
+  /* the operand kind: 0 bf16, 1 f16, 2 e4m3 (k32, no transpose flags) */
+  int kind = sa->type->dtype == TS_DTYPE_F16 ? 1 : sa->type->dtype == TS_DTYPE_FP8E4M3 ? 2 : 0;
+  int64_t kstep = kind == 2 ? 32 : 16;
+  const char *ty = kind == 2 ? "e4m3" : kind == 1 ? "f16" : "bf16";
   MlirValue cm = {sc->user};
   if (!ts_call_named_bool(call, "accumulate", true))
     for (int64_t r = 0; r < slabs * half; r++)
@@ -339,23 +346,23 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk) {
   ts_buf_init(&cons, ts_allocator_system());
   ts_buf_init(&st, ts_allocator_system());
   ts_buf_printf(&text, "{\n.reg .pred p;\nsetp.ne.b32 p, $%lld, 0;\n"
-                "wgmma.mma_async.sync.aligned.m64n%lldk16.f32.%s.%s {",
-                (long long)half + 2, (long long)N, f16 ? "f16" : "bf16", f16 ? "f16" : "bf16");
+                "wgmma.mma_async.sync.aligned.m64n%lldk%lld.f32.%s.%s {",
+                (long long)half + 2, (long long)N, (long long)kstep, ty, ty);
   ts_buf_puts(&st, "!llvm.struct<(");
   for (int64_t i = 0; i < half; i++) {
     ts_buf_printf(&text, "%s$%lld", i ? ", " : "", (long long)i);
     ts_buf_printf(&cons, "=f,");
     ts_buf_printf(&st, "%sf32", i ? ", " : "");
   }
-  ts_buf_printf(&text, "}, $%lld, $%lld, p, 1, 1, 0, 0;\n}", (long long)half,
-                (long long)half + 1);
+  ts_buf_printf(&text, "}, $%lld, $%lld, p, 1, 1%s;\n}", (long long)half,
+                (long long)half + 1, kind == 2 ? "" : ", 0, 0");
   ts_buf_puts(&cons, "l,l,r");
   for (int64_t i = 0; i < half; i++)
     ts_buf_printf(&cons, ",%lld", (long long)i);
   ts_buf_puts(&st, ")>");
   MlirType sty = mlirTypeParseGet(b->ctx, mb_str(st.ptr ? st.ptr : ""));
   MlirValue *ops = calloc((size_t)(half + 3), sizeof *ops);
-  for (int64_t kk = 0; kk < K && ops; kk += 16) {
+  for (int64_t kk = 0; kk < K && ops; kk += kstep) {
     MlirValue db = descriptor(g, sb, 0, kk);
     for (int64_t s = 0; s < slabs; s++) {
       /* slab s of this warpgroup: rows (s groups + wg) 64 .. */
@@ -364,14 +371,15 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk) {
                                gen_i64(g, 64));
       MlirValue da = descriptor(g, sa, 0, kk);
       /* the slab's start: whole 8-row atoms further (SBO apart, in 16 B) */
-      int64_t C = sa->type->dims[1].c, atom = C * 2 <= 128 ? C * 16 : 1024;
+      int64_t eb = kind == 2 ? 1 : 2, C = sa->type->dims[1].c;
+      int64_t atom = C * eb <= 128 ? C * eb * 8 : 1024;
       da = gen_bin(g, "arith.addi", da,
                    gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", row0, gen_i64(g, 8)),
                            gen_i64(g, atom / 16)));
       if (g->emu) {
         MlirValue args[7] = {g->emu_ctx, g->tid, da, db,
                              gen_gpu_address(g, cm, gen_i64(g, s * half), 4),
-                             mb_const_int(b, b->i32, N), mb_const_int(b, b->i32, f16)};
+                             mb_const_int(b, b->i32, N), mb_const_int(b, b->i32, kind)};
         gen_call(g, "ts_gpusim_wgmma", 7, args, 0, NULL);
         continue;
       }
@@ -411,6 +419,8 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     gen_wgmma(g, call_node, mnk);
     return true;
   }
+  if (call_node->kids[0]->sym->type->dtype == TS_DTYPE_FP8E4M3)
+    return false; /* no mma.sync for fp8 here: the scalar gemm */
   const ts_symbol *sa = call_node->kids[0]->sym, *sb = call_node->kids[1]->sym,
                   *sc = call_node->kids[2]->sym;
   bool regs = false;

@@ -41,7 +41,8 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   const ts_type *ta = a->decl->sym->type, *tb = b->decl->sym->type,
                 *tc = c->decl->sym->type;
   if (ta->dtype != tb->dtype ||
-      (ta->dtype != TS_DTYPE_BF16 && ta->dtype != TS_DTYPE_F16) ||
+      (ta->dtype != TS_DTYPE_BF16 && ta->dtype != TS_DTYPE_F16 &&
+       ta->dtype != TS_DTYPE_FP8E4M3) ||
       tc->dtype != TS_DTYPE_F32)
     return false;
   int64_t a0, a1, b0, b1, m, n;
@@ -53,7 +54,8 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   int64_t kk = tra ? a0 : a1;
   if ((tra ? a1 : a0) != m || (trb ? b0 : b1) != n || (trb ? b1 : b0) != kk)
     return false;
-  if (m <= 0 || n <= 0 || kk <= 0 || m % 16 || n % 8 || kk % 16)
+  if (m <= 0 || n <= 0 || kk <= 0 || m % 16 || n % 8 || kk % 16 ||
+      (ta->dtype == TS_DTYPE_FP8E4M3 && (kk % 32 || tra || !trb)))
     return false;
   mnk[0] = m;
   mnk[1] = n;
@@ -125,14 +127,17 @@ static bool k_major_only(const ts_kernel_info *k, const ts_gpu_tile *tiles, int 
 int ts_swizzle_bytes(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                      const ts_symbol *s) {
   int64_t r, c;
-  if (k->threads % 32 != 0 || !const_dims2(s->type, &r, &c) ||
-      ts_dtype_bits(s->type->dtype) != 16 || r <= 0 || r % 8 ||
-      !(c * 2 == 32 || c * 2 == 64 || (c > 0 && c % 64 == 0)))
+  int bits = ts_dtype_bits(s->type->dtype);
+  if (k->threads % 32 != 0 || !const_dims2(s->type, &r, &c) || (bits != 16 && bits != 8) ||
+      r <= 0 || r % 8)
+    return 0;
+  int64_t row = c * bits / 8;
+  if (!(row == 32 || row == 64 || (row > 0 && row % 128 == 0)))
     return 0;
   bool used = false;
   if (!k_major_only(k, tiles, nt, k->node->kids[4], s, &used) || !used)
     return 0;
-  return c * 2 <= 128 ? (int)(c * 2) : 128;
+  return row <= 128 ? (int)row : 128;
 }
 
 /* ---- the accumulator layout -------------------------------------------- */
@@ -239,6 +244,10 @@ static void statement(walk *w, const ts_node *s) {
               call->builtin == TS_BUILTIN_GEMM;
   if (gemm && !ts_mma_gemm(w->k, w->tiles, w->nt, call, mnk))
     mixed = true;
+  /* fp8 has no mma.sync path */
+  if (gemm && !mixed && w->mma[first] == TS_ACC_MMA &&
+      call->kids[0]->sym && call->kids[0]->sym->type->dtype == TS_DTYPE_FP8E4M3)
+    mixed = true;
   /* a wgmma accumulator only from wgmma gemms */
   if (gemm && !mixed && w->mma[first] == TS_ACC_WGMMA &&
       !(w->wgmma && ts_wgmma_gemm(w->k, w->tiles, w->nt, call, mnk)))
@@ -268,6 +277,8 @@ static void candidates(walk *w, const ts_node *s) {
       uint8_t want = w->wgmma && ts_wgmma_gemm(w->k, w->tiles, w->nt, call, mnk)
                          ? TS_ACC_WGMMA
                          : TS_ACC_MMA;
+      if (want == TS_ACC_MMA && call->kids[0]->sym->type->dtype == TS_DTYPE_FP8E4M3)
+        return; /* fp8: wgmma or the scalar gemm */
       for (int i = 0; i < w->nt; i++)
         if (w->tiles[i].decl->sym == call->kids[2]->sym &&
             w->tiles[i].home == TS_TILE_REGS)
@@ -280,6 +291,34 @@ static void candidates(walk *w, const ts_node *s) {
     candidates(w, s->kids[i]);
 }
 
+/* Register tiles a statement touches with an accumulator in an mma layout
+ * take that layout too when they have its shape (a `parallel` that adds a
+ * gemm's result into another tile, as fp8's per-block scaling does); the
+ * fixpoint below drops whatever then does not hold. */
+static void followers(walk *w, const ts_node *s) {
+  if (!s)
+    return;
+  if (s->kind == TS_NODE_BLOCK || s->kind == TS_NODE_FOR || s->kind == TS_NODE_PIPELINED ||
+      s->kind == TS_NODE_IF) {
+    for (uint32_t i = 0; i < s->kid_count; i++)
+      followers(w, s->kids[i]);
+    return;
+  }
+  if (s->kind != TS_NODE_PARALLEL && s->kind != TS_NODE_EXPR_STMT)
+    return;
+  int r[TS_GPU_MAX_TILES], nr = 0, lead = -1;
+  regs_in(w, s, r, &nr);
+  for (int i = 0; i < nr && lead < 0; i++)
+    if (w->mma[r[i]])
+      lead = r[i];
+  for (int i = 0; lead >= 0 && i < nr; i++)
+    if (!w->mma[r[i]] && same_dims(w->tiles[lead].decl->sym->type,
+                                   w->tiles[r[i]].decl->sym->type)) {
+      w->mma[r[i]] = w->mma[lead];
+      w->changed = true;
+    }
+}
+
 void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                     bool wgmma, uint8_t *mma) {
   walk w = {k, tiles, nt, mma, wgmma, false};
@@ -288,6 +327,10 @@ void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   if (k->threads % 32 != 0)
     return;
   candidates(&w, k->node->kids[4]);
+  do {
+    w.changed = false;
+    followers(&w, k->node->kids[4]);
+  } while (w.changed);
   do {
     w.changed = false;
     statement(&w, k->node->kids[4]);

@@ -152,25 +152,29 @@ float ts_gpusim_mma_d(int64_t ctx, int64_t tid, int32_t r) {
  * k (0..15) at start + (i / 8) SBO + (i % 8) rows of the swizzle width +
  * 2 k, then the swizzle of the shared address's bits (128B: bits 4-6 ^=
  * 7-9; 64B: 4-5 ^= 7-8; 32B: 4 ^= 7). Swizzled modes only. */
-static float wgmma_elem(const team *t, uint64_t desc, int i, int k, bool f16) {
+static float wgmma_elem(const team *t, uint64_t desc, int i, int k, int kind) {
   uint64_t start = (desc & 0x3fff) << 4, sbo = ((desc >> 32) & 0x3fff) << 4;
   int mode = (int)(desc >> 62), swz = mode == 1 ? 128 : mode == 2 ? 64 : 32;
+  uint64_t eb = kind == 2 ? 1 : 2;
   uintptr_t a = ((uintptr_t)t->smem & ~(uintptr_t)1023) + start + (uint64_t)(i / 8) * sbo +
-                (uint64_t)(i % 8) * (uint64_t)swz + (uint64_t)k * 2;
+                (uint64_t)(i % 8) * (uint64_t)swz + (uint64_t)k * eb;
   a ^= (a >> 3) & (uintptr_t)(swz - 16);
+  if (kind == 2)
+    return ts_e4m3_to_f32(*(const uint8_t *)a);
   uint16_t h;
   memcpy(&h, (const void *)a, 2);
-  return f16 ? ts_f16_to_f32(h) : ts_bf16_to_f32(h);
+  return kind == 1 ? ts_f16_to_f32(h) : ts_bf16_to_f32(h);
 }
 
-/* wgmma.mma_async m64nNk16 (bf16 or f16 into f32, A and B K-major in
- * swizzled shared memory) for the MLIR lowering's CPU form: this thread's
+/* wgmma.mma_async m64nNk16 (bf16 or f16 into f32; kind 0, 1) or m64nNk32
+ * (e4m3; kind 2), A and B K-major in swizzled shared memory, for the MLIR
+ * lowering's CPU form: this thread's
  * N / 2 accumulators at `acc` in the instruction's layout (gen.h
  * TS_ACC_WGMMA): register 4 j + q at row 16 (warp % 4) + lane / 4 +
  * 8 (q / 2), column 8 j + 2 (lane % 4) + q % 2. The operands are read from
  * shared memory alone, so no rendezvous is needed. */
 void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
-                     int64_t acc, int32_t n, int32_t f16) {
+                     int64_t acc, int32_t n, int32_t kind) {
   team *t = (team *)(intptr_t)ctx;
   float *d = (float *)(intptr_t)acc;
   int w = (int)((tid / 32) % 4), lane = (int)(tid % 32);
@@ -178,18 +182,18 @@ void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
     int j = r / 4, q = r % 4;
     int row = 16 * w + lane / 4 + 8 * (q / 2), col = 8 * j + 2 * (lane % 4) + q % 2;
     float s = d[r];
-    for (int k = 0; k < 16; k++)
-      s += wgmma_elem(t, (uint64_t)desc_a, row, k, f16) *
-           wgmma_elem(t, (uint64_t)desc_b, col, k, f16);
+    for (int k = 0; k < (kind == 2 ? 32 : 16); k++)
+      s += wgmma_elem(t, (uint64_t)desc_a, row, k, kind) *
+           wgmma_elem(t, (uint64_t)desc_b, col, k, kind);
     d[r] = s;
   }
 }
 
 /* The same for the CUDA C lowering built for the CPU (cudasim.c's shim). */
-void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int n, int f16);
-void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int n, int f16) {
+void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int n, int kind);
+void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int n, int kind) {
   ts_gpusim_wgmma((int64_t)(intptr_t)the_team, the_team->cur, (int64_t)da, (int64_t)db,
-                  (int64_t)(intptr_t)acc, n, f16);
+                  (int64_t)(intptr_t)acc, n, kind);
 }
 
 /* What the CUDA C of a kernel built for the CPU calls (cudasim.c's shim):

@@ -44,7 +44,7 @@ float ts_gpusim_mma_d(int64_t ctx, int64_t tid, int32_t r);
 void ts_gpusim_ldmatrix(int64_t ctx, int64_t tid, int64_t addr, int32_t n);
 int32_t ts_gpusim_ldmatrix_r(int64_t ctx, int64_t tid, int32_t r);
 void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
-                     int64_t acc, int32_t n, int32_t f16);
+                     int64_t acc, int32_t n, int32_t kind);
 ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
                            void *const *slots, int nslots,
                            const int64_t grid[3], int64_t total,

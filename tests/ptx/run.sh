@@ -71,6 +71,11 @@ for arch in sm_90a sm_80; do
           echo "FAIL: $p ($f, $arch) has no wgmma.mma_async"
           fail=$((fail + 1)); continue 2
         fi
+        # and the fp8 GEMM's e4m3 form
+        if [[ $f == kernels/gemm.tile ]] && ! grep -q "wgmma.mma_async.sync.aligned.m64n[0-9]*k32.f32.e4m3.e4m3" "$p"; then
+          echo "FAIL: $p ($f, $arch) has no e4m3 wgmma.mma_async"
+          fail=$((fail + 1)); continue 2
+        fi
       done
     fi
     # tensor cores: both lowerings of the bf16 GEMMs issue mma.sync (the
