@@ -581,7 +581,7 @@ static ts_tensor *indices(int64_t n, int64_t hi, bool dense) {
  * sum of its kernels' CUDA-event times: the projections (GEMVs), then CSA
  * (compressor projections, the indexer's over L / 4 keys, top-512, split-KV
  * sparse attention over 512 + 128), HCA (dense over L / 128 entries + the
- * window: hca_attn) or dense attention over all L tokens (the split-KV
+ * window: hca_attn_tc) or dense attention over all L tokens (the split-KV
  * sparse kernel given every index). The caches are synthesized at their sizes (random contents: a
  * prefill's values do not change a decode step's work); the kernels run on
  * inputs of the right shapes, not chained, so launch gaps are not counted.
@@ -637,7 +637,7 @@ static double layer_step(int kind, int64_t L, double *kv) {
     ts_tensor *win = rnd(gpu, TS_DTYPE_BF16, 2, sw2, 74, 1), *comp = rnd(gpu, TS_DTYPE_BF16, 2, sc, 75, 1);
     ts_tensor *nc = tensor(host, TS_DTYPE_I32, 1, (int64_t[]){1});
     ts_tensor_set(nc, 0, (double)n);
-    ts_kernel *ka = kern(gpu, "kernels/hca_attn.tile", "hca_attn", NULL);
+    ts_kernel *ka = kern(gpu, "kernels/hca_attn.tile", "hca_attn_tc", NULL);
     ts_arg c[7] = {ts_arg_tensor(q), ts_arg_tensor(win), ts_arg_tensor(indices(W, W, true)),
                    ts_arg_tensor(comp), ts_arg_tensor(to_gpu(nc)), ts_arg_tensor(sink),
                    ts_arg_tensor(o)};

@@ -647,6 +647,23 @@ static void test_hca(void) {
   e = hca_case(kb, TS_DTYPE_BF16, FT, 64, 512, 300, FW, 2048, fwin, fn, 8,
                &zeros, NULL);
   CHECK_ERR(e, 1e-2, "hca_attn V4-Flash size");
+  /* the tensor-core form: 16 heads x 64 (mma.sync) and 64 x 128 (the
+   * scores by wgmma on the simulator's sm_90a), the same tokens (window
+   * tails, invalid entries, no compressed entry, a row with nothing) */
+  const struct {
+    const char *defs;
+    int64_t H, C;
+  } tc[2] = {{"NH=16 DC=64 CH=32 BK=16", 16, 64}, {"NH=64 DC=128 CH=64 BK=32", 64, 128}};
+  for (int i = 0; i < 2; i++) {
+    ts_kernel *kt = num_kernel("kernels/hca_attn.tile", "hca_attn_tc", tc[i].defs, NULL);
+    if (!kt)
+      break;
+    e = hca_case(kt, TS_DTYPE_BF16, T, tc[i].H, tc[i].C, S, W, N, win, ncomp, 9, &zeros,
+                 zero_row);
+    CHECK_ERR(e, 1e-2, "hca_attn_tc");
+    CHECK(zeros);
+    ts_kernel_release(kt);
+  }
   ts_kernel_release(kf);
   ts_kernel_release(kb);
 }

@@ -3,8 +3,9 @@
 # compiles to PTX for sm_90a and sm_80 both ways (MLIR; CUDA C through
 # NVRTC), and ptxas assembles each with no warning; both lowerings of the
 # bf16/f16 GEMMs issue tensor-core instructions and pipeline their copies
-# with cp.async: on sm_90a the MLIR lowering's GEMM and sparse attention
-# issue wgmma.mma_async and ptxas may not serialize them; elsewhere
+# with cp.async: on sm_90a the GEMMs (bf16 and fp8) and the sparse and HCA
+# attention issue wgmma.mma_async in both lowerings and ptxas may not
+# serialize them; elsewhere
 # mma.sync (with ldmatrix for the GEMMs).
 # For the MLIR PTX,
 # ptxas's registers, spill bytes and stack frame and the kernel's dynamic
@@ -61,10 +62,10 @@ for arch in sm_90a sm_80; do
       echo "FAIL: ptxas -arch=$arch serializes wgmma in NVRTC's PTX of $f"
       fail=$((fail + 1)); continue
     fi
-    # wgmma on sm_90a, both lowerings: the GEMMs, the tensor-core sparse
-    # attention and the wgmma test kernels
+    # wgmma on sm_90a, both lowerings: the GEMMs, the tensor-core sparse and
+    # HCA attention and the wgmma test kernels
     if [[ $arch == sm_90a && ( $f == kernels/gemm.tile || $f == kernels/sparse_attn.tile ||
-          $f == tests/ptx/gpu.tile ) ]]; then
+          $f == kernels/hca_attn.tile || $f == tests/ptx/gpu.tile ) ]]; then
       for p in "$out" "$out.nvrtc"; do
         n=$(grep -c "wgmma.mma_async.sync.aligned.m64n[0-9]*k16.f32.[bf]*16.[bf]*16" "$p")
         if ((n < 1)); then
