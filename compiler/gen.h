@@ -113,7 +113,8 @@ bool ts_node_mentions(const ts_node *n, const ts_symbol *s);
 /* Pipelined loops (gpu_pipe.c): the stage count of a `pipelined` node;
  * whether statement `st` of its body is a copy the loop can run ahead (a
  * whole `shared` tile of constant shape filled from a tensor slice of the
- * same dtype, no gather, indices known before the body runs; the tile used
+ * same dtype, or rows gathered through an index tensor the kernel never
+ * writes, indices known before the body runs; the tile used
  * in this body only, this copy the first statement to touch it and the only
  * one to write it); ts_pipe_plan sets `stages` of those tiles (the plan
  * then gives them one buffer per stage, each align16(bytes) apart). */

@@ -1,5 +1,6 @@
 /* gpu_pipe.c - the copies a `pipelined` loop can run ahead on the GPU:
- * which `shared` tiles its body fills from global memory and only reads
+ * which `shared` tiles its body fills from global memory (sliced, or rows
+ * gathered through an index tensor nobody writes) and only reads
  * afterwards, so that the tile plan gives them one buffer per stage and
  * the CUDA C lowering turns the loop into a ring of asynchronous copies
  * (cuda.c; docs/abi.md "Pipelined loops"). */
@@ -107,8 +108,17 @@ bool ts_pipe_staged_copy(const ts_kernel_info *k, const ts_node *pipe,
   if (src->kind == TS_NODE_INDEX)
     for (uint32_t i = 1; i < src->kid_count; i++) {
       const ts_node *x = src->kids[i];
-      if (x->kind == TS_NODE_INDEX)
-        return false;
+      /* a gather (kv[idx[t, a:b], :]) through a tensor nobody writes: its
+       * indices are read when the copy is issued */
+      if (x->kind == TS_NODE_INDEX) {
+        const ts_symbol *g = x->kids[0]->sym;
+        if (!g || g->kind != TS_SYM_TENSOR || writes(k->node->kids[4], g))
+          return false;
+        for (uint32_t j = 1; j < x->kid_count; j++)
+          if (x->kids[j]->kind == TS_NODE_INDEX)
+            return false;
+        continue;
+      }
       if (x->kind != TS_NODE_SLICE)
         for (uint32_t j = 0; j < x->kid_count; j++)
           if (x->kids[j] && x->kids[j]->kind == TS_NODE_SLICE)
