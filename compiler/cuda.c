@@ -602,7 +602,8 @@ void cu_each_begin(cg *c, const char *const *ext, uint32_t rank, bool dist,
      * is, so that it unrolls and tiles in registers are indexed by
      * constants */
     const char *T = cu_str(c, "%lldLL", (long long)c->threads);
-    cu_line(c, "#pragma unroll");
+    cu_line(c, c->some_unroll ? "#pragma unroll 4" : "#pragma unroll");
+    c->some_unroll = false;
     cu_line(c, "for (long long r%d_ = 0; r%d_ < (%s + %s - 1) / %s; r%d_++) {",
          id, id, total, T, T, id);
     c->ind++;

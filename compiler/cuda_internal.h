@@ -25,6 +25,8 @@ typedef struct cg {
   uint8_t mma[TS_GPU_MAX_TILES]; /* regs[i]'s layout: TS_ACC_* (gen.h) */
   bool wgmma;      /* the architecture has wgmma (sm_90a) */
   bool uses_wgmma; /* the kernel being built issues it */
+  bool some_unroll; /* the next element loop touches no register tile: it
+                     * is unrolled 4 times, not fully (NVRTC's time) */
   int nregs;
   const ts_gpu_tile *tiles; /* the plan */
   int ntiles;

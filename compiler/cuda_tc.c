@@ -93,8 +93,24 @@ static void cu_mma_begin(cg *c, int64_t m, int64_t n, const char **k) {
 
 /* Loops over a tile op's or a parallel's elements: the mma layout's when
  * the statement touches a tile in it. */
+/* Whether `n` mentions a tile held in registers. */
+static bool touches_regs(cg *c, const ts_node *n) {
+  if (!n)
+    return false;
+  if (n->kind == TS_NODE_NAME && n->sym)
+    for (int i = 0; i < c->nregs; i++)
+      if (c->regs[i] == n->sym)
+        return true;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (touches_regs(c, n->kids[i]))
+      return true;
+  return false;
+}
+
 void cu_loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
                        uint32_t rank, bool dist, const char **k) {
+  /* register tiles need constant indices: a full unroll; else a partial one */
+  c->some_unroll = !touches_regs(c, stmt);
   int64_t m, n;
   int layout = dist && rank == 2 ? cu_mma_shape(c, stmt, &m, &n) : TS_ACC_CYCLIC;
   if (layout == TS_ACC_WGMMA)
@@ -103,6 +119,7 @@ void cu_loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
     cu_mma_begin(c, m, n, k);
   else
     cu_each_begin(c, ext, rank, dist, k);
+  c->some_unroll = false;
 }
 
 void cu_loop_end(cg *c) {
@@ -146,7 +163,9 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
                                 : cu_str(c, "(%s) * %lldLL + (%s)", k, (long long)N, j))
   cu_line(c, "const int g%d_ = (int)((threadIdx.x & 31) >> 2), q%d_ = "
           "(int)(threadIdx.x & 3) * 2;", id, id);
-  cu_line(c, "#pragma unroll");
+  /* registers need constant indices; an accumulator in shared memory does
+   * not (and a full unroll costs NVRTC seconds) */
+  cu_line(c, regs ? "#pragma unroll" : "#pragma unroll 2");
   cu_line(c, "for (int s%d_ = 0; s%d_ < %lld; s%d_++) {", id, id, (long long)slots,
        id);
   c->ind++;
@@ -308,6 +327,7 @@ static void cp_async_copy(cg *c, ts_node *call) {
   for (uint32_t i = 0; i < rank; i++)
     ext[i] = dst.vext[i];
   ext[rank - 1] = cu_str(c, "%lldLL", (long long)(cols / chunk));
+  c->some_unroll = true; /* into shared memory */
   cu_each_begin(c, ext, rank, true, k);
   for (uint32_t i = 0; i < rank; i++)
     kf[i] = kl[i] = k[i];
