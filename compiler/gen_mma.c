@@ -311,7 +311,8 @@ static MlirValue descriptor(gen *g, const ts_symbol *t, int64_t row0, int64_t k0
                    gen_bin(g, "arith.andi", gen_gpu_address(g, g->smem_base, gen_i64(g, 0), 1),
                            gen_i64(g, ~(int64_t)1023)));
   int64_t mode = swz == 128 ? 1 : swz == 64 ? 2 : 3;
-  int64_t fixed = ((int64_t)1 << 16) | ((int64_t)(8 * swz / 16) << 32) | (mode << 62);
+  int64_t fixed = (int64_t)(((uint64_t)1 << 16) | ((uint64_t)(8 * swz / 16) << 32) |
+                            ((uint64_t)mode << 62));
   MlirValue start = gen_bin(g, "arith.andi", gen_bin(g, "arith.shrui", addr, gen_i64(g, 4)),
                             gen_i64(g, 0x3fff));
   return gen_bin(g, "arith.ori", start, gen_i64(g, fixed));
