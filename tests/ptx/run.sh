@@ -118,6 +118,27 @@ for arch in sm_90a sm_80; do
     pass=$((pass + 1))
   done
 done
+# `print` in a kernel with wgmma still prints through vprintf (ptxas then
+# serializes its wgmma); only a failed `assert` there is a bare trap
+cat >"$tmp/wgprint.tile" <<'TILE'
+kernel wgprint(a: bf16[M, 32], b: bf16[N, 32], c: f32[M, N]) grid(1) threads(128) {
+  shared as: bf16[64, 32];
+  shared bs: bf16[16, 32];
+  frag acc: f32[64, 16];
+  copy(a[0:64, :], as);
+  copy(b[0:16, :], bs);
+  gemm(as, bs, acc, trans_b=true, accumulate=false);
+  print("done {}", M);
+  copy(acc, c[0:64, 0:16]);
+}
+TILE
+if ! "$tessera" compile "$tmp/wgprint.tile" --target ptx --arch sm_90a --no-cache -o "$tmp/wgprint.ptx" 2>"$tmp/err"; then
+  echo "FAIL: the wgmma + print kernel does not compile:"; cat "$tmp/err"; fail=$((fail + 1))
+elif ! grep -q "wgmma.mma_async" "$tmp/wgprint.ptx" || ! grep -q "vprintf" "$tmp/wgprint.ptx"; then
+  echo "FAIL: the wgmma + print kernel's PTX lacks wgmma or its vprintf"; fail=$((fail + 1))
+else
+  pass=$((pass + 1))
+fi
 sort -o "$tmp/now.txt" "$tmp/now.txt"
 if [[ ${TS_UPDATE_GOLDEN:-0} == 1 ]]; then
   { echo "# per kernel: arch file kernel registers N spill BYTES stack BYTES (ptxas -v) smem BYTES (dynamic shared memory)"
