@@ -77,14 +77,15 @@ typedef struct ts_jit_symbol {
 
 /* Compiles kernel `kernel` of `text` for the CPU and JIT-loads it; `syms`
  * are the host functions the code calls (the runtime's: ts_gpusim_barrier,
- * ts_gpusim_shuffle, ts_rt_print, ts_rt_assert). With `gpu_form`, the
- * program holds the GPU form of the kernel as a CPU function (`gpu`, run
- * by the simulator) instead of `run`. Program errors go to `diags`
+ * ts_gpusim_shuffle, ts_rt_print, ts_rt_assert). With `gpu_arch` (not
+ * NULL: "sm_90a" or "sm_80"), the program holds the GPU form of the kernel
+ * for that architecture as a CPU function (`gpu`, run by the simulator)
+ * instead of `run`. Program errors go to `diags`
  * (TS_ERR_PROGRAM). */
 TS_MUST_USE ts_status ts_cpu_program_create(
     const ts_allocator *alloc, const char *path, const char *text, size_t len,
     const char *kernel, const ts_define *defines, size_t define_count,
-    const ts_jit_symbol *syms, size_t nsyms, bool gpu_form, ts_diags *diags,
+    const ts_jit_symbol *syms, size_t nsyms, const char *gpu_arch, ts_diags *diags,
     ts_cpu_program **out);
 void ts_cpu_program_destroy(ts_cpu_program *p);
 const ts_kernel_info *ts_cpu_program_kernel(const ts_cpu_program *p);

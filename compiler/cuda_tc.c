@@ -274,13 +274,13 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk) {
     /* a slab's rows start whole 8-row atoms into A (SBO apart) */
     int64_t ua = ca * eb == swa ? kk : kk / p * (ra * p) + kk % p;
     int64_t ub = cb * eb == swb ? kk : kk / p * (rb * p) + kk % p;
-    int64_t atom = ca * eb <= 128 ? ca * eb * 8 : 1024;
     for (int64_t s = 0; s < slabs; s++) {
       cu_line(c, "{");
       c->ind++;
+      /* 8 rows of swa bytes an atom (the descriptor's SBO), in 16 B units */
       cu_line(c, "const unsigned long long da_ = ts_wgmma_desc(&%s[%lld], %d) + "
               "(unsigned long long)(((%lld + (long long)(threadIdx.x >> 7)) * 8) * %lld);",
-              a, (long long)ua, swa, (long long)(s * groups), (long long)(atom / 16));
+              a, (long long)ua, swa, (long long)(s * groups), (long long)(8 * swa / 16));
       cu_line(c, "const unsigned long long db_ = ts_wgmma_desc(&%s[%lld], %d);", b,
               (long long)ub, swb);
       ts_buf_puts(c->o, "#ifdef TS_CUDA_SIM\n");

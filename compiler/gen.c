@@ -1436,8 +1436,7 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
   g->b.loc = mlirLocationFileLineColGet(ctx, mb_str(u->src.name), 1, 1);
   MlirModule m = mlirModuleCreateEmpty(g->b.loc);
   g->fn_parent = mlirModuleGetBody(m);
-  const char *sim = getenv("TESSERA_GPUSIM_ARCH");
-  g->wgmma = mode == GEN_GPU ? !strcmp(chip, "sm_90a") : !sim || strcmp(sim, "sm_80");
+  g->wgmma = chip && !strcmp(chip, "sm_90a");
   if (mode == GEN_GPU) {
     g->gpu = true;
     g->fn_parent = gpu_module(g, m, chip);
@@ -1485,8 +1484,8 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
 }
 
 ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
-                     bool gpusim, ts_diags *diags, MlirModule *out) {
-  return gen_module(ctx, u, only, gpusim ? GEN_CPU_GPUSIM : GEN_CPU, NULL,
+                     const char *sim_chip, ts_diags *diags, MlirModule *out) {
+  return gen_module(ctx, u, only, sim_chip ? GEN_CPU_GPUSIM : GEN_CPU, sim_chip,
                     diags, out);
 }
 

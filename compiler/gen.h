@@ -11,11 +11,12 @@ typedef MlirContext mb_ctx_t;
 
 /* Builds the module of every kernel of `u` (or only the one named). A
  * construct the CPU target cannot lower is a located diagnostic and a
- * TS_ERR_PROGRAM status. The module belongs to the caller. With `gpusim`,
- * each kernel K also gets @K__gpu: the GPU kernel as a CPU function for
- * the simulator (gen.c, gen_kernel_gpu). */
+ * TS_ERR_PROGRAM status. The module belongs to the caller. With `sim_chip`
+ * (not NULL), each kernel K also gets @K__gpu: the GPU kernel for that
+ * architecture as a CPU function for the simulator (gen.c,
+ * gen_kernel_gpu). */
 ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
-                     bool gpusim, ts_diags *diags, MlirModule *out);
+                     const char *sim_chip, ts_diags *diags, MlirModule *out);
 
 /* The same for the GPU target: a gpu.module for NVVM chip `chip`
  * ("sm_90a", "sm_80") holding one gpu.func kernel per kernel (docs/abi.md). */
@@ -93,20 +94,17 @@ void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
  * with each 16-byte chunk of byte offset o moved to o ^ ((o >> 3) & (swz -
  * 16)) (swz = the row bytes: "32B/64B/128B swizzle"); with rows a multiple
  * of 128 bytes, as panels of [R, 128 / eb] one after another, each swizzled
- * by 128. Such tiles start 1024-byte aligned (the lowerings align the
- * dynamic shared base at run time, the plan reserving 1024 bytes for it).
- * ts_swizzle_bytes: the swz a tile would get, or 0. */
+ * by 128. In elements: logical index lin of an [R, C] tile of eb-byte
+ * elements is u = lin, or with panels of p = 128 / eb columns
+ * u = (lin % C) / p * (R * p) + lin / C * p + lin % p, and is stored at
+ * u ^ ((((u * eb) >> 7) & (swz / 16 - 1)) * (16 / eb)) — gen_swizzle (MLIR)
+ * and ts_swz (CUDA C) compute it; the simulator's wgmma applies the
+ * hardware's rule to addresses instead, which checks both. Such tiles start
+ * 1024-byte aligned (the lowerings align the dynamic shared base at run
+ * time, the plan reserving 1024 bytes for it). ts_swizzle_bytes: the swz a
+ * tile would get, or 0. */
 int ts_swizzle_bytes(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                      const ts_symbol *s);
-/* The physical element index of logical element `lin` of a swizzled [R, C]
- * tile of eb-byte elements (what the generators and the simulator use). */
-static inline int64_t ts_swizzle_index(int64_t lin, int64_t R, int64_t C, int swz, int eb) {
-  int64_t u = lin, p = 128 / eb;
-  if (C * eb != swz) /* panels of 128 bytes */
-    u = (lin % C) / p * (R * p) + lin / C * p + lin % p;
-  return u ^ ((((u * eb) >> 7) & (swz / 16 - 1)) * (16 / eb));
-}
-
 /* Whether the subtree `n` mentions symbol `s` (gen_gpu.c). */
 bool ts_node_mentions(const ts_node *n, const ts_symbol *s);
 

@@ -46,8 +46,7 @@ typedef struct gen {
   const ts_symbol *regs[256]; /* frag tiles held in registers */
   uint8_t mma[256];     /* regs[i]'s layout: TS_ACC_* (gen.h) */
   bool uses_wgmma;      /* the kernel being built issues wgmma */
-  bool wgmma;           /* the target has wgmma (sm_90a; the simulator
-                         * unless TESSERA_GPUSIM_ARCH=sm_80) */
+  bool wgmma;           /* the target (or the simulated one) is sm_90a */
   MlirValue smem_pad;   /* i64: bytes from smem_base to the 1024-aligned
                          * base the plan's offsets count from */
   int nregs;
@@ -106,7 +105,7 @@ MlirBlock gen_if_begin(gen *g, MlirValue c);
  * when it qualifies (false: not done). */
 bool gen_gpu_mma_layout(gen *g, const ts_symbol *s);
 /* The physical index of element `lin` of a swizzled shared tile `s`, or
- * `lin` when it is not swizzled (ts_swizzle_index, gen_mma.c). */
+ * `lin` when it is not swizzled (the map in gen.h; gen_mma.c). */
 int gen_swizzle_of(gen *g, const ts_symbol *s, int64_t *r, int64_t *c);
 MlirValue gen_swizzle(gen *g, MlirValue lin, int64_t r, int64_t c, int swz, int eb);
 /* A binary arith op on the current block. */

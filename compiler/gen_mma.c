@@ -39,7 +39,7 @@ MlirValue gen_swizzle(gen *g, MlirValue lin, int64_t r, int64_t c, int swz, int 
                                 gen_i64(g, p))),
                 gen_bin(g, "arith.remsi", col, gen_i64(g, p)));
   }
-  /* ts_swizzle_index: the 16-byte chunk ^= bits 7.. of the byte offset */
+  /* gen.h's map: the 16-byte chunk ^= bits 7.. of the byte offset */
   int shift = eb == 2 ? 6 : 7, up = eb == 2 ? 3 : 4;
   MlirValue x = gen_bin(g, "arith.andi", gen_bin(g, "arith.shrsi", u, gen_i64(g, shift)),
                         gen_i64(g, swz / 16 - 1));
@@ -363,20 +363,19 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk) {
   ts_buf_puts(&st, ")>");
   MlirType sty = mlirTypeParseGet(b->ctx, mb_str(st.ptr ? st.ptr : ""));
   MlirValue *ops = calloc((size_t)(half + 3), sizeof *ops);
+  /* a slab starts whole 8-row atoms into A: 8 rows of swz bytes each (the
+   * descriptor's SBO), counted in the start field's 16-byte units */
+  int64_t ra, ca;
+  int64_t atom16 = 8 * gen_swizzle_of(g, sa, &ra, &ca) / 16;
   for (int64_t kk = 0; kk < K && ops; kk += kstep) {
-    MlirValue db = descriptor(g, sb, 0, kk);
+    MlirValue db = descriptor(g, sb, 0, kk), da0 = descriptor(g, sa, 0, kk);
     for (int64_t s = 0; s < slabs; s++) {
       /* slab s of this warpgroup: rows (s groups + wg) 64 .. */
-      MlirValue row0 = gen_bin(g, "arith.muli",
-                               gen_bin(g, "arith.addi", gen_i64(g, s * groups), wg),
-                               gen_i64(g, 64));
-      MlirValue da = descriptor(g, sa, 0, kk);
-      /* the slab's start: whole 8-row atoms further (SBO apart, in 16 B) */
-      int64_t eb = kind == 2 ? 1 : 2, C = sa->type->dims[1].c;
-      int64_t atom = C * eb <= 128 ? C * eb * 8 : 1024;
-      da = gen_bin(g, "arith.addi", da,
-                   gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", row0, gen_i64(g, 8)),
-                           gen_i64(g, atom / 16)));
+      MlirValue atoms = gen_bin(g, "arith.muli",
+                                gen_bin(g, "arith.addi", gen_i64(g, s * groups), wg),
+                                gen_i64(g, 64 / 8));
+      MlirValue da = gen_bin(g, "arith.addi", da0,
+                             gen_bin(g, "arith.muli", atoms, gen_i64(g, atom16)));
       if (g->emu) {
         MlirValue args[7] = {g->emu_ctx, g->tid, da, db,
                              gen_gpu_address(g, cm, gen_i64(g, s * half), 4),

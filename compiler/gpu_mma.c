@@ -63,19 +63,26 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   return true;
 }
 
+/* A tensor-core gemm of wgmma's shape: both operands K-major, whole
+ * warpgroups, M % (64 warpgroups) == 0, N <= 256 (where its tiles live
+ * aside). */
+static bool wgmma_shaped(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                         const ts_node *call, int64_t mnk[3]) {
+  return ts_mma_gemm(k, tiles, nt, call, mnk) && k->threads % 128 == 0 &&
+         !ts_call_named_bool(call, "trans_a", false) &&
+         ts_call_named_bool(call, "trans_b", false) &&
+         mnk[0] % (64 * (k->threads / 128)) == 0 && mnk[1] <= 256;
+}
+
 bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                    const ts_node *call, int64_t mnk[3]) {
-  if (!ts_mma_gemm(k, tiles, nt, call, mnk) || k->threads % 128 != 0 ||
-      ts_call_named_bool(call, "trans_a", false) ||
-      !ts_call_named_bool(call, "trans_b", false))
+  if (!wgmma_shaped(k, tiles, nt, call, mnk))
     return false;
   const ts_gpu_tile *a = whole_tile(tiles, nt, call->kids[0]);
   const ts_gpu_tile *b = whole_tile(tiles, nt, call->kids[1]);
   const ts_gpu_tile *c = whole_tile(tiles, nt, call->kids[2]);
-  int64_t groups = k->threads / 128;
-  return a->home == TS_TILE_SMEM && b->home == TS_TILE_SMEM && a->swz &&
-         b->swz && c->home == TS_TILE_REGS && mnk[0] % (64 * groups) == 0 &&
-         mnk[1] <= 256;
+  return a->home == TS_TILE_SMEM && b->home == TS_TILE_SMEM && a->swz && b->swz &&
+         c->home == TS_TILE_REGS;
 }
 
 static bool accumulates(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
@@ -85,9 +92,7 @@ static bool accumulates(const ts_kernel_info *k, const ts_gpu_tile *tiles, int n
   int64_t mnk[3];
   if (n->kind == TS_NODE_CALL && n->builtin == TS_BUILTIN_GEMM && n->kid_count >= 3 &&
       n->kids[2]->sym == s)
-    return ts_mma_gemm(k, tiles, nt, n, mnk) && k->threads % 128 == 0 &&
-           !ts_call_named_bool(n, "trans_a", false) && ts_call_named_bool(n, "trans_b", false) &&
-           mnk[0] % (64 * (k->threads / 128)) == 0 && mnk[1] <= 256;
+    return wgmma_shaped(k, tiles, nt, n, mnk);
   for (uint32_t i = 0; i < n->kid_count; i++)
     if (accumulates(k, tiles, nt, n->kids[i], s))
       return true;

@@ -149,7 +149,8 @@ ts_status ts_mlir_gen(ts_mlir *m, ts_unit *u, const char *kernel,
                       ts_target target, const char *chip, bool gpusim,
                       MlirModule *out) {
   if (target == TS_TARGET_CPU)
-    TS_TRY(ts_gen_cpu(m->ctx, u, kernel, gpusim, m->sink.diags, out));
+    TS_TRY(ts_gen_cpu(m->ctx, u, kernel, gpusim ? (chip ? chip : "sm_90a") : NULL,
+                      m->sink.diags, out));
   else
     TS_TRY(ts_gen_gpu(m->ctx, u, kernel, chip ? chip : "sm_90a",
                       m->sink.diags, out));

@@ -13,7 +13,8 @@ typedef struct ts_jit ts_jit;
 ts_status ts_mlir_create(const ts_source *src, ts_diags *diags, ts_mlir **out);
 void ts_mlir_destroy(ts_mlir *m);
 /* Generates and verifies the module of a checked unit for a target (`chip`
- * for PTX: "sm_90a" when NULL). */
+ * for PTX, and for the CPU target's GPU form with `gpusim`: "sm_90a" when
+ * NULL). */
 ts_status ts_mlir_gen(ts_mlir *m, ts_unit *u, const char *kernel,
                       ts_target target, const char *chip, bool gpusim,
                       MlirModule *out);

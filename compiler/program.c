@@ -26,7 +26,7 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
                                 const char *kernel, const ts_define *defines,
                                 size_t define_count,
                                 const ts_jit_symbol *syms, size_t nsyms,
-                                bool gpu_form, ts_diags *diags,
+                                const char *gpu_arch, ts_diags *diags,
                                 ts_cpu_program **out) {
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -64,9 +64,8 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
   }
   if ((st = ts_mlir_create(&p->unit.src, diags, &p->mlir)))
     goto fail;
-  bool sim = gpu_form;
-  if ((st = ts_mlir_gen(p->mlir, &p->unit, kernel, TS_TARGET_CPU, NULL, sim,
-                         &p->module)))
+  bool sim = gpu_arch != NULL;
+  if ((st = ts_mlir_gen(p->mlir, &p->unit, kernel, TS_TARGET_CPU, gpu_arch, sim, &p->module)))
     goto fail;
   if ((st = ts_mlir_lower(p->mlir, p->module, TS_TARGET_CPU, false)) ||
       (st = ts_jit_create(p->mlir, p->module, syms, nsyms, &p->jit))) {

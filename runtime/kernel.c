@@ -23,6 +23,13 @@ struct ts_kernel {
   char config[256]; /* the -D overrides it was compiled with */
 };
 
+/* The architecture the GPU simulator stands for: sm_90a, or sm_80 with
+ * TESSERA_GPUSIM_ARCH=sm_80 (mma.sync where sm_90a has wgmma). */
+static const char *sim_arch(void) {
+  const char *a = getenv("TESSERA_GPUSIM_ARCH");
+  return a && !strcmp(a, "sm_80") ? "sm_80" : "sm_90a";
+}
+
 static bool cuda_lowering(void) {
   const char *l = getenv("TESSERA_GPU_LOWERING");
   return l && !strcmp(l, "cuda");
@@ -33,12 +40,10 @@ static bool cuda_lowering(void) {
 static ts_status load_cudasim(ts_kernel *k, const char *path, const char *text,
                               size_t len, const ts_define *defines,
                               size_t ndefs, ts_diags *diags) {
-  /* the simulator is an sm_90a unless TESSERA_GPUSIM_ARCH says sm_80 */
-  const char *arch = getenv("TESSERA_GPUSIM_ARCH");
   ts_compile_options opt = {.kernel = k->name,
                             .target = TS_TARGET_CUDA,
                             .emit = TS_EMIT_CUDA,
-                            .arch = arch && !strcmp(arch, "sm_80") ? "sm_80" : "sm_90a",
+                            .arch = sim_arch(),
                             .defines = defines,
                             .define_count = ndefs};
   ts_buf cu;
@@ -97,7 +102,7 @@ ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
     return ts_status_nomem();
   ts_status st = ts_cpu_program_create(
       ts_allocator_system(), path, text, len, name, defines, ndefs,
-      ts_rt_symbols, TS_RT_SYMBOLS, d->gpusim, diags, &k->prog);
+      ts_rt_symbols, TS_RT_SYMBOLS, d->gpusim ? sim_arch() : NULL, diags, &k->prog);
   if (st) {
     free(k);
     return st;
