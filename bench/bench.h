@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "runtime/runtime.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -34,6 +35,37 @@ static inline double bench_median(void (*fn)(void *), void *ctx, int reps,
   }
   qsort(t, (size_t)n, sizeof t[0], bench_cmp);
   return t[n / 2];
+}
+
+/* The GPU benchmarks: a failed step is reported and ends the program. */
+static inline void bench_check(ts_status st, const char *prog, const char *what) {
+  if (st) {
+    fprintf(stderr, "%s: %s: %s\n", prog, what, ts_status_message(st));
+    exit(1);
+  }
+}
+
+/* A copy of `t` on device `d`. */
+static inline ts_tensor *bench_copy(ts_tensor *t, ts_device *d, const char *prog) {
+  ts_tensor *c = NULL;
+  bench_check(ts_tensor_copy(t, d, &c), prog, "a copy between devices");
+  return c;
+}
+
+/* Median seconds of `reps` (at most 32) launches after a warm-up, each by
+ * the GPU's events (ts_kernel_last_seconds). */
+static inline double bench_gpu_median(ts_kernel *k, const ts_arg *a, size_t n, int reps,
+                                      const char *prog) {
+  double t[32];
+  bench_check(ts_kernel_launch(k, a, n), prog, "a launch");
+  if (reps > 32)
+    reps = 32;
+  for (int i = 0; i < reps; i++) {
+    bench_check(ts_kernel_launch(k, a, n), prog, "a launch");
+    t[i] = ts_kernel_last_seconds(k);
+  }
+  qsort(t, (size_t)reps, sizeof t[0], bench_cmp);
+  return t[reps / 2];
 }
 
 static inline ts_kernel *bench_kernel(ts_device *d, const char *path,

@@ -36,28 +36,7 @@ static ts_tensor *host_tensor(ts_device *h, ts_dtype dt, int64_t rows, int64_t c
   return t;
 }
 
-static ts_tensor *on(ts_device *d, ts_tensor *t) {
-  ts_tensor *c;
-  ts_status st = ts_tensor_copy(t, d, &c);
-  if (st)
-    die(st);
-  return c;
-}
-
-/* Seconds of one launch, from the GPU's events; median of `reps`. */
-static double time_launch(ts_kernel *k, ts_arg *a, int reps) {
-  double t[32];
-  ts_status st = ts_kernel_launch(k, a, 3); /* warm-up */
-  if (st)
-    die(st);
-  for (int i = 0; i < reps; i++) {
-    if ((st = ts_kernel_launch(k, a, 3)))
-      die(st);
-    t[i] = ts_kernel_last_seconds(k);
-  }
-  qsort(t, (size_t)reps, sizeof t[0], bench_cmp);
-  return t[reps / 2];
-}
+static ts_tensor *on(ts_device *d, ts_tensor *t) { return bench_copy(t, d, "gpu_gemm"); }
 
 /* torch.matmul's seconds at each size, from bench/gpu_torch.py (0 when it
  * cannot run). */
@@ -175,7 +154,7 @@ int main(int argc, char **argv) {
         (st = ts_tensor_create(gpu, TS_DTYPE_F32, 2, shape, &c)))
       die(st);
     ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
-    double t = time_launch(k, args, 10);
+    double t = bench_gpu_median(k, args, 3, 10, "gpu_gemm");
     double tf = t > 0 ? 2.0 * (double)n * (double)n * (double)n / t / 1e12 : 0;
     char of[32] = "-", tr[32] = "-", rt[32] = "-";
     if (peak > 0)

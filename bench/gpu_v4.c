@@ -37,10 +37,7 @@ static double copy_bps;   /* bytes read + written per second, this run */
 static double hbm_bps;    /* nominal, from the device's name (0: unknown) */
 static double peak_flops; /* dense bf16 */
 
-static void die(ts_status st, const char *what) {
-  fprintf(stderr, "gpu_v4: %s: %s\n", what, ts_status_message(st));
-  exit(1);
-}
+static void die(ts_status st, const char *what) { bench_check(st, "gpu_v4", what); }
 
 /* Kernel `name` of `file` for device d, with "A=1 B=2" params. */
 static ts_kernel *kern(ts_device *d, const char *file, const char *name, const char *defs) {
@@ -111,28 +108,11 @@ static ts_tensor *rnd(ts_device *d, ts_dtype dt, uint32_t rank, const int64_t *s
 }
 
 /* Host i32 tensor -> a copy on the GPU. */
-static ts_tensor *to_gpu(ts_tensor *t) {
-  ts_tensor *g;
-  ts_status st = ts_tensor_copy(t, gpu, &g);
-  if (st)
-    die(st, "a copy to the GPU");
-  return g;
-}
+static ts_tensor *to_gpu(ts_tensor *t) { return bench_copy(t, gpu, "gpu_v4"); }
 
-/* Median seconds of `reps` launches after a warm-up, by CUDA events. */
+/* Median seconds of 10 launches (3 with --quick) after a warm-up. */
 static double timed(ts_kernel *k, const ts_arg *a, size_t n) {
-  double t[16];
-  ts_status st = ts_kernel_launch(k, a, n);
-  if (st)
-    die(st, "a launch");
-  int reps = quick ? 3 : 10;
-  for (int i = 0; i < reps; i++) {
-    if ((st = ts_kernel_launch(k, a, n)))
-      die(st, "a launch");
-    t[i] = ts_kernel_last_seconds(k);
-  }
-  qsort(t, (size_t)reps, sizeof t[0], bench_cmp);
-  return t[reps / 2];
+  return bench_gpu_median(k, a, n, quick ? 3 : 10, "gpu_v4");
 }
 
 /* The kernel on a small shape on the GPU and on the CPU (args: host
