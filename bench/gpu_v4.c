@@ -287,6 +287,72 @@ static void attention(void) {
   }
 }
 
+/* Seconds of the top-K of one row of S scores on the GPU: one block
+ * (CH 0), or the two levels of model/ops.lua O.topk with chunks of CH
+ * (topk, topk_gather, topk, topk_pick; their times summed). *out gets the
+ * indices (a GPU tensor [1, K]; the caller releases it). */
+static double topk_seconds(ts_tensor *scores, ts_tensor *len, int64_t S, int64_t K, int64_t CH,
+                           ts_tensor **out) {
+  char defs[64];
+  int64_t so[2] = {1, K};
+  *out = tensor(gpu, TS_DTYPE_I32, 2, so);
+  if (CH == 0) {
+    snprintf(defs, sizeof defs, "K=%lld", (long long)K);
+    ts_kernel *k = kern(gpu, "kernels/topk.tile", "topk", defs);
+    ts_arg a[3] = {ts_arg_tensor(scores), ts_arg_tensor(len), ts_arg_tensor(*out)};
+    double t = timed(k, a, 3);
+    ts_kernel_release(k);
+    return t;
+  }
+  int64_t sm[2] = {1, K * ((S + CH - 1) / CH)}, one = 1;
+  ts_tensor *cand = tensor(gpu, TS_DTYPE_I32, 2, sm), *val = tensor(gpu, TS_DTYPE_F32, 2, sm);
+  ts_tensor *len2 = tensor(gpu, TS_DTYPE_I32, 1, &one), *pos = tensor(gpu, TS_DTYPE_I32, 2, so);
+  snprintf(defs, sizeof defs, "K=%lld CH=%lld", (long long)K, (long long)CH);
+  ts_kernel *k1 = kern(gpu, "kernels/topk.tile", "topk", defs);
+  ts_kernel *kg = kern(gpu, "kernels/topk.tile", "topk_gather", defs);
+  snprintf(defs, sizeof defs, "K=%lld", (long long)K);
+  ts_kernel *k2 = kern(gpu, "kernels/topk.tile", "topk", defs);
+  ts_kernel *kp = kern(gpu, "kernels/topk.tile", "topk_pick", NULL);
+  ts_arg a1[3] = {ts_arg_tensor(scores), ts_arg_tensor(len), ts_arg_tensor(cand)};
+  ts_arg ag[5] = {ts_arg_tensor(scores), ts_arg_tensor(len), ts_arg_tensor(cand),
+                  ts_arg_tensor(val), ts_arg_tensor(len2)};
+  ts_arg a2[3] = {ts_arg_tensor(val), ts_arg_tensor(len2), ts_arg_tensor(pos)};
+  ts_arg ap[3] = {ts_arg_tensor(pos), ts_arg_tensor(cand), ts_arg_tensor(*out)};
+  double t = timed(k1, a1, 3) + timed(kg, ag, 5) + timed(k2, a2, 3) + timed(kp, ap, 3);
+  ts_tensor *keep[4] = {cand, val, len2, pos};
+  ts_kernel *ks[4] = {k1, kg, k2, kp};
+  for (int i = 0; i < 4; i++) {
+    ts_tensor_release(keep[i]);
+    ts_kernel_release(ks[i]);
+  }
+  return t;
+}
+
+/* The chunk of model/ops.lua O.topk: the power of two from 2K up whose
+ * square reaches S K (both levels about as long). */
+static int64_t topk_chunk(int64_t S, int64_t K) {
+  int64_t ch = 2 * K;
+  while (ch * ch < S * K)
+    ch *= 2;
+  return ch;
+}
+
+/* Stops the run when two GPU index tensors differ. */
+static void same_indices(ts_tensor *a, ts_tensor *b, const char *what) {
+  ts_tensor *ha, *hb;
+  ts_status st = ts_tensor_copy(a, host, &ha);
+  if (st || (st = ts_tensor_copy(b, host, &hb)))
+    die(st, what);
+  for (int64_t i = 0; i < ts_tensor_count(ha); i++)
+    if (ts_tensor_get(ha, i) != ts_tensor_get(hb, i)) {
+      fprintf(stderr, "gpu_v4: %s: the two selections differ at %lld\n", what, (long long)i);
+      exit(1);
+    }
+  printf("check: %s: one-block and two-level top-k agree\n", what);
+  ts_tensor_release(ha);
+  ts_tensor_release(hb);
+}
+
 static void indexer(void) {
   int64_t T = 1, HI = 64, D = 128;
   {
@@ -301,40 +367,41 @@ static void indexer(void) {
   if (check_only)
     return;
   printf("\n## Indexer scores + top-512 (64 heads x 128, one query)\n\n");
-  printf("| entries | scores ms | top-k ms | total ms | GB/s | of copy | PyTorch ms | PyTorch / Tessera |\n");
-  printf("|---|---|---|---|---|---|---|---|\n");
+  printf("| entries | scores ms | top-k ms (two-level) | one-block top-k ms | total ms | GB/s | of copy "
+         "| PyTorch ms | PyTorch / Tessera |\n");
+  printf("|---|---|---|---|---|---|---|---|---|\n");
   ts_kernel *ks = kern(gpu, "kernels/indexer.tile", "indexer_scores_tc", "RATIO=1");
-  ts_kernel *kt = kern(gpu, "kernels/topk.tile", "topk", NULL);
   int64_t sizes[2] = {quick ? 4096 : 131072, quick ? 8192 : 1048576};
   for (int i = 0; i < 2; i++) {
-    int64_t S = sizes[i], sq[3] = {T, HI, D}, sk[2] = {S, D}, sw[2] = {T, HI}, so[2] = {T, S},
-            kk[2] = {T, 512};
+    int64_t S = sizes[i], sq[3] = {T, HI, D}, sk[2] = {S, D}, sw[2] = {T, HI}, so[2] = {T, S};
     ts_arg a[4] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 3, sq, 5, 1)),
                    ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, sk, 6, 1)),
                    ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, sw, 7, 1)),
                    ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, so))};
     double ts = timed(ks, a, 4);
+    char what[64], r1[32], r2[32];
+    snprintf(what, sizeof what, "indexer %lld", (long long)S);
     ts_tensor *len = tensor(host, TS_DTYPE_I32, 1, &T);
     ts_tensor_set(len, 0, (double)S);
     /* top-k over random scores (the decode query here masks all but the
      * first entry: RATIO=1 at position 0) */
-    ts_arg b[3] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, so, 8, 1)), ts_arg_tensor(to_gpu(len)),
-                   ts_arg_tensor(tensor(gpu, TS_DTYPE_I32, 2, kk))};
-    double tk = timed(kt, b, 3);
+    ts_tensor *sc = rnd(gpu, TS_DTYPE_F32, 2, so, 8, 1), *glen = to_gpu(len), *o1, *o2;
+    double t1 = topk_seconds(sc, glen, S, 512, 0, &o1);
+    double tk = topk_seconds(sc, glen, S, 512, topk_chunk(S, 512), &o2);
+    if (check)
+      same_indices(o1, o2, what);
     double bytes = (double)S * D * 2 + S * 4.0 * 3; /* keys; scores written, read by top-k */
-    char what[64], r1[32], r2[32];
-    snprintf(what, sizeof what, "indexer %lld", (long long)S);
     double pt = torch_seconds(what);
-    printf("| %lld | %.3f | %.3f | %.3f | %.0f | %s | %s | %s |\n", (long long)S, ts * 1e3,
-           tk * 1e3, (ts + tk) * 1e3, bytes / (ts + tk) / 1e9,
+    printf("| %lld | %.3f | %.3f | %.3f | %.3f | %.0f | %s | %s | %s |\n", (long long)S, ts * 1e3,
+           tk * 1e3, t1 * 1e3, (ts + tk) * 1e3, bytes / (ts + tk) / 1e9,
            ratio(r1, copy_bps > 0 ? bytes / (ts + tk) / copy_bps : 0),
            pt > 0 ? ratio(what, pt * 1e3) : "-", ratio(r2, pt > 0 ? pt / (ts + tk) : 0));
-    ts_tensor_release(len);
-    release_args(b, 3);
+    ts_tensor *done[5] = {len, sc, glen, o1, o2};
+    for (int j = 0; j < 5; j++)
+      ts_tensor_release(done[j]);
     release_args(a, 4);
   }
   ts_kernel_release(ks);
-  ts_kernel_release(kt);
 }
 
 static void mhc_and_compressor(void) {
@@ -583,8 +650,7 @@ static double layer_step(int kind, int64_t L, double *kv) {
     t += gemv(2 * C, d, 52, &wb) + gemv(2 * C, d, 54, &wb); /* compressor wkv, wgate */
     t += gemv(64 * 128, 1024, 56, &wb) + gemv(64, d, 58, &wb); /* indexer q, weights */
     t += gemv(2 * 128, d, 60, &wb) + gemv(2 * 128, d, 62, &wb); /* its compressor */
-    int64_t siq[3] = {1, 64, 128}, sk[2] = {n, 128}, sw[2] = {1, 64}, so[2] = {1, n},
-            skk[2] = {1, topk};
+    int64_t siq[3] = {1, 64, 128}, sk[2] = {n, 128}, sw[2] = {1, 64}, so[2] = {1, n};
     ts_kernel *ks = kern(gpu, "kernels/indexer.tile", "indexer_scores_tc", "RATIO=1");
     ts_arg a[4] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 3, siq, 64, 1)),
                    ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, sk, 65, 1)),
@@ -593,10 +659,8 @@ static double layer_step(int kind, int64_t L, double *kv) {
     t += timed(ks, a, 4);
     ts_tensor *len = tensor(host, TS_DTYPE_I32, 1, (int64_t[]){1});
     ts_tensor_set(len, 0, (double)n);
-    ts_kernel *kt = kern(gpu, "kernels/topk.tile", "topk", NULL);
-    ts_arg b[3] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, so, 68, 1)), ts_arg_tensor(to_gpu(len)),
-                   ts_arg_tensor(tensor(gpu, TS_DTYPE_I32, 2, skk))};
-    t += timed(kt, b, 3);
+    ts_tensor *sc = rnd(gpu, TS_DTYPE_F32, 2, so, 68, 1), *glen = to_gpu(len), *sel;
+    t += topk_seconds(sc, glen, n, topk, n >= 32768 ? topk_chunk(n, topk) : 0, &sel);
     int64_t skv[2] = {n + W, C};
     ts_tensor *cache = rnd(gpu, TS_DTYPE_BF16, 2, skv, 69, 1);
     ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(topk + W, n + W, false)),
@@ -604,12 +668,10 @@ static double layer_step(int kind, int64_t L, double *kv) {
     t += split_attn(c, splits_for(1, topk + W));
     *kv = (double)(n + W) * C * 2 + (double)n * 128 * 2; /* + the indexer's keys */
     release_args(a, 4);
-    release_args(b, 3);
-    ts_tensor_release(c[1].tensor);
-    ts_tensor_release(c[2].tensor);
-    ts_tensor_release(len);
+    ts_tensor *done[6] = {c[1].tensor, c[2].tensor, len, sc, glen, sel};
+    for (int i = 0; i < 6; i++)
+      ts_tensor_release(done[i]);
     ts_kernel_release(ks);
-    ts_kernel_release(kt);
   } else if (kind == 1) { /* HCA */
     int64_t n = L / 128;
     t += gemv(C, d, 70, &wb) + gemv(C, d, 72, &wb); /* compressor wkv, wgate */

@@ -66,8 +66,7 @@ function M:attention(L, x, pos)
     local lens = {}
     for t = 0, T - 1 do lens[t + 1] = (t + 1) // ratio end
     local len = O.tensor("i32", {T}, lens)
-    sel = O.tensor("i32", {T, cfg.index_topk})
-    kernel("topk.tile", "topk", {K = cfg.index_topk}):launch{scores, len, sel}
+    sel = O.topk(scores, len, cfg.index_topk)
     made.topk = sel
   end
   local o = f32{T, H, c}
@@ -203,9 +202,8 @@ function M:attention_step(L, x, t)
       local scores = f32{1, N}
       kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio})
         :launch{qi, st.keys:get(0, N), w, pos, scores}
-      local sel = O.tensor("i32", {1, cfg.index_topk})
       local len = O.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
-      kernel("topk.tile", "topk", {K = cfg.index_topk}):launch{scores, len, sel}
+      local sel = O.topk(scores, len, cfg.index_topk)
       for _, e in ipairs(sel:to_table()) do
         if e >= 0 then selected[#selected + 1] = e end
       end

@@ -62,6 +62,31 @@ function O.hadamard(x)
   return y:reshape(x:shape())
 end
 
+-- The top K of each row of scores [R, N] over its first len[r] entries
+-- (kernels/topk.tile): one block a row, or, for rows of at least
+-- O.topk_split_at entries, two levels (the top K of each CH-entry chunk,
+-- then of those), CH the power of two nearest sqrt(N K) so that both levels
+-- are about as long. Returns out [R, K] (indices, increasing, -1 pads).
+O.topk_split_at = 32768
+function O.topk(scores, len, K)
+  local R, N = scores:shape()[1], scores:shape()[2]
+  local out = O.tensor("i32", {R, K})
+  if N < O.topk_split_at or N <= 2 * K then
+    O.kernel("topk.tile", "topk", {K = K}):launch{scores, len, out}
+    return out
+  end
+  local CH = 2 * K
+  while CH * CH < N * K do CH = CH * 2 end
+  local M = K * ((N + CH - 1) // CH)
+  local cand, val = O.tensor("i32", {R, M}), O.f32{R, M}
+  local len2, pos = O.tensor("i32", {R}), O.tensor("i32", {R, K})
+  O.kernel("topk.tile", "topk", {K = K, CH = CH}):launch{scores, len, cand}
+  O.kernel("topk.tile", "topk_gather", {K = K, CH = CH}):launch{scores, len, cand, val, len2}
+  O.kernel("topk.tile", "topk", {K = K}):launch{val, len2, pos}
+  O.kernel("topk.tile", "topk_pick"):launch{pos, cand, out}
+  return out
+end
+
 -- A [n, w] tensor as a list of rows (tables), and back.
 function O.rows(t)
   local s, v, out = t:shape(), t:to_table(), {}

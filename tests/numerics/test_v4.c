@@ -412,6 +412,46 @@ static void run_topk(ts_kernel *k, const float *sc, const int32_t *len,
   ts_tensor_release(to);
 }
 
+/* The two-level selection of a long row (kernels/topk.tile): the top K of
+ * each CH-entry chunk, their scores gathered, the top K of those, mapped
+ * back to indices. Every launch on the kernels as the model makes them. */
+static void run_topk2(const float *sc, const int32_t *len, int64_t R, int64_t N, int64_t K,
+                      int64_t CH, int32_t *out) {
+  char defs[64];
+  snprintf(defs, sizeof defs, "K=%lld CH=%lld", (long long)K, (long long)CH);
+  ts_kernel *k1 = num_kernel("kernels/topk.tile", "topk", defs, NULL);
+  ts_kernel *kg = num_kernel("kernels/topk.tile", "topk_gather", defs, NULL);
+  snprintf(defs, sizeof defs, "K=%lld", (long long)K);
+  ts_kernel *k2 = num_kernel("kernels/topk.tile", "topk", defs, NULL);
+  ts_kernel *kp = num_kernel("kernels/topk.tile", "topk_pick", NULL, NULL);
+  if (!k1 || !kg || !k2 || !kp)
+    return;
+  int64_t M = K * ((N + CH - 1) / CH);
+  int64_t ss[2] = {R, N}, sm[2] = {R, M}, so[2] = {R, K};
+  ts_tensor *ts = num_tensor(TS_DTYPE_F32, 2, ss), *tl = num_tensor(TS_DTYPE_I32, 1, &R);
+  ts_tensor *cand = num_tensor(TS_DTYPE_I32, 2, sm), *val = num_tensor(TS_DTYPE_F32, 2, sm);
+  ts_tensor *len2 = num_tensor(TS_DTYPE_I32, 1, &R), *pos = num_tensor(TS_DTYPE_I32, 2, so);
+  ts_tensor *to = num_tensor(TS_DTYPE_I32, 2, so);
+  memcpy(ts_tensor_data(ts), sc, (size_t)(R * N) * 4);
+  memcpy(ts_tensor_data(tl), len, (size_t)R * 4);
+  ts_arg a1[3] = {ts_arg_tensor(ts), ts_arg_tensor(tl), ts_arg_tensor(cand)};
+  num_launch(k1, a1, 3);
+  ts_arg ag[5] = {ts_arg_tensor(ts), ts_arg_tensor(tl), ts_arg_tensor(cand), ts_arg_tensor(val),
+                  ts_arg_tensor(len2)};
+  num_launch(kg, ag, 5);
+  ts_arg a2[3] = {ts_arg_tensor(val), ts_arg_tensor(len2), ts_arg_tensor(pos)};
+  num_launch(k2, a2, 3);
+  ts_arg ap[3] = {ts_arg_tensor(pos), ts_arg_tensor(cand), ts_arg_tensor(to)};
+  num_launch(kp, ap, 3);
+  memcpy(out, ts_tensor_data(to), (size_t)(R * K) * 4);
+  ts_tensor *ts_all[7] = {ts, tl, cand, val, len2, pos, to};
+  for (int i = 0; i < 7; i++)
+    ts_tensor_release(ts_all[i]);
+  ts_kernel *ks[4] = {k1, kg, k2, kp};
+  for (int i = 0; i < 4; i++)
+    ts_kernel_release(ks[i]);
+}
+
 static void test_topk(void) {
   ts_kernel *k = num_kernel("kernels/topk.tile", "topk", "K=8", NULL);
   ts_kernel *kbig = num_kernel("kernels/topk.tile", "topk", "K=512", NULL);
@@ -451,6 +491,27 @@ static void test_topk(void) {
       if (!same)
         fprintf(stderr, "topk K=%d row %d differs (first %d vs %d)\n", Ks[v], r,
                 got[r * Ks[v]], want[0]);
+      CHECK(same);
+    }
+    free(got);
+    free(want);
+  }
+  /* two levels: chunks of 24 (a partial last one: 1000 = 41 x 24 + 16), of
+   * 100 with K 64, and one chunk as long as K (ties across chunk edges: rows
+   * 1, 3, 7; rows shorter than a chunk; a chunk-aligned length) */
+  len[4] = 48;
+  int64_t two[3][2] = {{8, 24}, {64, 100}, {16, 16}};
+  for (int v = 0; v < 3; v++) {
+    int64_t K = two[v][0];
+    int32_t *got = malloc(sizeof(int32_t) * R * K), *want = malloc(sizeof(int32_t) * K);
+    run_topk2(sc, len, R, N, K, two[v][1], got);
+    for (int r = 0; r < R; r++) {
+      int64_t n = len[r] < N ? len[r] : N;
+      ref_topk(sc + r * N, n, K, want);
+      bool same = memcmp(got + r * K, want, sizeof(int32_t) * K) == 0;
+      if (!same)
+        fprintf(stderr, "two-level topk K=%lld CH=%lld row %d differs\n", (long long)K,
+                (long long)two[v][1], r);
       CHECK(same);
     }
     free(got);
