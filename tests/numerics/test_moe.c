@@ -297,18 +297,22 @@ static void test_experts(void) {
 /* The grouped MoE (count, offsets, scatter, grouped GEMM, combine) against
  * the per-token moe_experts on the same inputs: 37 tokens, 3 of 5 experts
  * each (some slots -1, an expert nobody chose), blocks of 4 rows so that
- * segments end mid-block; counts and offsets exact, the sorted list a
- * permutation of the routed slots grouped by expert. */
+ * segments end mid-block; counts, offsets and the tile tables exact, the
+ * sorted list a permutation of the routed slots grouped by expert; a table
+ * of tiles larger than the GEMM's BM refused. */
 static void test_moe_grouped(void) {
   ts_kernel *ke = num_kernel("kernels/moe.tile", "moe_experts", NULL, NULL);
   ts_kernel *kc = num_kernel("kernels/moe.tile", "moe_count", "BT=8", NULL);
-  ts_kernel *ko = num_kernel("kernels/moe.tile", "moe_offsets", NULL, NULL);
+  ts_kernel *ko = num_kernel("kernels/moe.tile", "moe_offsets", "BM=4", NULL);
+  ts_kernel *ko16 = num_kernel("kernels/moe.tile", "moe_offsets", "BM=16", NULL);
   ts_kernel *ks = num_kernel("kernels/moe.tile", "moe_scatter", "BT=8", NULL);
   ts_kernel *kg = num_kernel("kernels/moe.tile", "moe_grouped", "BM=4", NULL);
   ts_kernel *kb = num_kernel("kernels/moe.tile", "moe_combine", "K=3", NULL);
-  if (!ke || !kc || !ko || !ks || !kg || !kb)
+  if (!ke || !kc || !ko || !ko16 || !ks || !kg || !kb)
     return;
   int64_t T = 37, DM = 48, I = 24, E = 5, K = 3, TK = T * K;
+  int64_t st4[2] = {(TK + 3) / 4 + E, 3}, st16[2] = {(TK + 15) / 16 + E, 3};
+  ts_tensor *tiles = num_tensor(TS_DTYPE_I32, 2, st4), *tiles16 = num_tensor(TS_DTYPE_I32, 2, st16);
   int64_t sx[2] = {T, DM}, sk[2] = {T, K}, s1[3] = {E, I, DM}, s2[3] = {E, DM, I};
   int64_t q1[2] = {I, DM}, q2[2] = {DM, I}, so[2] = {TK, DM};
   uint64_t seed = 5;
@@ -345,8 +349,10 @@ static void test_moe_grouped(void) {
   num_launch(ke, ae, 10);
   ts_arg ac[2] = {ts_arg_tensor(ex), ts_arg_tensor(counts)};
   num_launch(kc, ac, 2);
-  ts_arg ao[2] = {ts_arg_tensor(counts), ts_arg_tensor(offs)};
-  num_launch(ko, ao, 2);
+  ts_arg ao[3] = {ts_arg_tensor(counts), ts_arg_tensor(offs), ts_arg_tensor(tiles)};
+  num_launch(ko, ao, 3);
+  ao[2] = ts_arg_tensor(tiles16);
+  num_launch(ko16, ao, 3);
   ts_arg as[4] = {ts_arg_tensor(ex), ts_arg_tensor(offs), ts_arg_tensor(cursor),
                   ts_arg_tensor(sorted)};
   num_launch(ks, as, 4);
@@ -363,9 +369,26 @@ static void test_moe_grouped(void) {
     at += want_counts[e];
   }
   CHECK(bad == 0);
+  /* the tile tables: each expert's rows in tiles of BM, in expert order,
+   * then (-1, 0, 0) */
+  for (int v = 0; v < 2; v++) {
+    int bm = v ? 16 : 4;
+    ts_tensor *tt = v ? tiles16 : tiles;
+    const int32_t *tv = ts_tensor_data(tt);
+    int64_t m = 0, mt = ts_tensor_dim(tt, 0);
+    for (int e = 0; e < 5; e++)
+      for (int r = 0; r < want_counts[e]; r += bm, m++)
+        bad += tv[m * 3] != e || tv[m * 3 + 1] != r ||
+               tv[m * 3 + 2] != (want_counts[e] - r < bm ? want_counts[e] - r : bm);
+    for (; m < mt; m++)
+      bad += tv[m * 3] != -1 || tv[m * 3 + 1] != 0 || tv[m * 3 + 2] != 0;
+  }
+  CHECK(bad == 0);
   ts_arg ag[9] = {ts_arg_tensor(x),  ts_arg_tensor(sorted), ts_arg_tensor(offs),
-                  ts_arg_tensor(counts), ts_arg_tensor(wt), ts_arg_tensor(w1),
+                  ts_arg_tensor(tiles16), ts_arg_tensor(wt), ts_arg_tensor(w1),
                   ts_arg_tensor(w2), ts_arg_tensor(w3), ts_arg_tensor(out)};
+  CHECK(ts_kernel_launch(kg, ag, 9) != TS_OK); /* tiles of 16 rows, BM 4 */
+  ag[3] = ts_arg_tensor(tiles);
   num_launch(kg, ag, 9);
   ts_arg ab[3] = {ts_arg_tensor(shared), ts_arg_tensor(out), ts_arg_tensor(y)};
   num_launch(kb, ab, 3);
@@ -383,11 +406,11 @@ static void test_moe_grouped(void) {
     for (int64_t i = 0; i < T * DM; i++)
       ts_tensor_set(xb, i, fr[0][i]);
     ts_arg au[8] = {ts_arg_tensor(xb), ts_arg_tensor(sorted), ts_arg_tensor(offs),
-                    ts_arg_tensor(counts), ts_arg_tensor(wt), ts_arg_tensor(w1),
+                    ts_arg_tensor(tiles16), ts_arg_tensor(wt), ts_arg_tensor(w1),
                     ts_arg_tensor(w3), ts_arg_tensor(h)};
     num_launch(ku, au, 8);
     ts_arg ad[6] = {ts_arg_tensor(h), ts_arg_tensor(sorted), ts_arg_tensor(offs),
-                    ts_arg_tensor(counts), ts_arg_tensor(w2), ts_arg_tensor(out2)};
+                    ts_arg_tensor(tiles), ts_arg_tensor(w2), ts_arg_tensor(out2)};
     num_launch(kd, ad, 6);
     ts_arg ab2[3] = {ts_arg_tensor(shared), ts_arg_tensor(out2), ts_arg_tensor(y2)};
     num_launch(kb, ab2, 3);
@@ -405,10 +428,10 @@ static void test_moe_grouped(void) {
   for (int i = 0; fr[i]; i++)
     free(fr[i]);
   ts_tensor *tr[] = {x, ex, none, wt, w1, w2, w3, sh1, sh2, sh3, want, shared,
-                     y, out, counts, offs, cursor, sorted};
+                     y, out, counts, offs, cursor, sorted, tiles, tiles16};
   for (size_t i = 0; i < sizeof tr / sizeof tr[0]; i++)
     ts_tensor_release(tr[i]);
-  ts_kernel *kr[] = {ke, kc, ko, ks, kg, kb};
+  ts_kernel *kr[] = {ke, kc, ko, ko16, ks, kg, kb};
   for (size_t i = 0; i < sizeof kr / sizeof kr[0]; i++)
     ts_kernel_release(kr[i]);
 }
