@@ -222,23 +222,34 @@ static void attn_args(ts_device *d, int64_t T, int64_t H, int64_t C, int64_t S, 
     ts_tensor_release(idx);
 }
 
-/* sparse_attn_split over P ranges + sparse_attn_merge on attn_args' a:
- * the two kernels' seconds. */
-static double split_attn(const ts_arg *a, int64_t P) {
-  static ts_kernel *ks, *km; /* compiled once for the run */
-  if (!ks) {
-    ks = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_split", NULL);
+/* Split-KV decode: split kernel `name` of `file` (its inputs a[0 .. n - 3],
+ * q first; a[n - 2] the sink, a[n - 1] the output) over P ranges, then
+ * sparse_attn_merge; the two times summed. */
+static double split_attn(const char *file, const char *name, const ts_arg *a, size_t n,
+                         int64_t P) {
+  static ts_kernel *km, *kss[2]; /* compiled once for the run */
+  static const char *names[2];
+  if (!km)
     km = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_merge", NULL);
+  int w = 0;
+  while (w < 1 && names[w] && strcmp(names[w], name) != 0)
+    w++;
+  if (!names[w] || strcmp(names[w], name) != 0) {
+    names[w] = name;
+    kss[w] = kern(gpu, file, name, NULL);
   }
+  ts_kernel *ks = kss[w];
   int64_t T = ts_tensor_dim(a[0].tensor, 0), H = ts_tensor_dim(a[0].tensor, 1),
           C = ts_tensor_dim(a[0].tensor, 2), spo[4] = {T, P, H, C}, spm[3] = {T, P, H};
-  ts_arg b[6] = {a[0], a[1], a[2], ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 4, spo)),
-                 ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, spm)),
-                 ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, spm))};
-  double t = timed(ks, b, 6);
-  ts_arg m[5] = {b[3], b[4], b[5], a[3], a[4]};
+  ts_arg b[10];
+  memcpy(b, a, (n - 2) * sizeof *a);
+  b[n - 2] = ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 4, spo));
+  b[n - 1] = ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, spm));
+  b[n] = ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, spm));
+  double t = timed(ks, b, n + 1);
+  ts_arg m[5] = {b[n - 2], b[n - 1], b[n], a[n - 2], a[n - 1]};
   t += timed(km, m, 5);
-  release_args(b + 3, 3);
+  release_args(b + n - 2, 3);
   return t;
 }
 
@@ -273,7 +284,9 @@ static void attention(void) {
       if (v == 2 && T > 64)
         continue; /* a decode form */
       attn_args(gpu, T, H, C, S, K, a);
-      double t = k ? timed(k, a, 5) : split_attn(a, splits_for(T, K));
+      double t = k ? timed(k, a, 5)
+                   : split_attn("kernels/sparse_attn.tile", "sparse_attn_split", a, 5,
+                                splits_for(T, K));
       double bytes = (double)T * ((double)K * C * 2 + 2.0 * H * C * 2 + K * 4.0);
       double flops = (double)T * H * K * C * 4.0;
       char r1[32], r2[32];
@@ -638,7 +651,7 @@ static ts_tensor *indices(int64_t n, int64_t hi, bool dense) {
  * sum of its kernels' CUDA-event times: the projections (GEMVs), then CSA
  * (compressor projections, the indexer's over L / 4 keys, top-512, split-KV
  * sparse attention over 512 + 128), HCA (dense over L / 128 entries + the
- * window: hca_attn_tc) or dense attention over all L tokens (the split-KV
+ * window: hca_attn_split + merge) or dense attention over all L tokens (the split-KV
  * sparse kernel given every index). The caches are synthesized at their sizes (random contents: a
  * prefill's values do not change a decode step's work); the kernels run on
  * inputs of the right shapes, not chained, so launch gaps are not counted.
@@ -675,7 +688,8 @@ static double layer_step(int kind, int64_t L, double *kv) {
     ts_tensor *cache = rnd(gpu, TS_DTYPE_BF16, 2, skv, 69, 1);
     ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(topk + W, n + W, false)),
                    ts_arg_tensor(sink), ts_arg_tensor(o)};
-    t += split_attn(c, splits_for(1, topk + W));
+    t += split_attn("kernels/sparse_attn.tile", "sparse_attn_split", c, 5,
+                    splits_for(1, topk + W));
     *kv = (double)(n + W) * C * 2 + (double)n * 128 * 2; /* + the indexer's keys */
     release_args(a, 4);
     ts_tensor *done[6] = {c[1].tensor, c[2].tensor, len, sc, glen, sel};
@@ -689,22 +703,20 @@ static double layer_step(int kind, int64_t L, double *kv) {
     ts_tensor *win = rnd(gpu, TS_DTYPE_BF16, 2, sw2, 74, 1), *comp = rnd(gpu, TS_DTYPE_BF16, 2, sc, 75, 1);
     ts_tensor *nc = tensor(host, TS_DTYPE_I32, 1, (int64_t[]){1});
     ts_tensor_set(nc, 0, (double)n);
-    ts_kernel *ka = kern(gpu, "kernels/hca_attn.tile", "hca_attn_tc", NULL);
     ts_arg c[7] = {ts_arg_tensor(q), ts_arg_tensor(win), ts_arg_tensor(indices(W, W, true)),
                    ts_arg_tensor(comp), ts_arg_tensor(to_gpu(nc)), ts_arg_tensor(sink),
                    ts_arg_tensor(o)};
-    t += timed(ka, c, 7);
+    t += split_attn("kernels/hca_attn.tile", "hca_attn_split", c, 7, splits_for(1, W + n));
     *kv = (double)(n + W) * C * 2;
     for (int i = 1; i < 5; i++)
       ts_tensor_release(c[i].tensor);
     ts_tensor_release(nc);
-    ts_kernel_release(ka);
   } else { /* dense: every token's entry */
     int64_t skv[2] = {L, C};
     ts_tensor *cache = rnd(gpu, TS_DTYPE_BF16, 2, skv, 76, 1);
     ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(L, L, true)),
                    ts_arg_tensor(sink), ts_arg_tensor(o)};
-    t += split_attn(c, splits_for(1, L));
+    t += split_attn("kernels/sparse_attn.tile", "sparse_attn_split", c, 5, splits_for(1, L));
     *kv = (double)L * C * 2;
     ts_tensor_release(cache);
     ts_tensor_release(c[2].tensor);

@@ -611,8 +611,9 @@ static void test_hc_head(void) {
 
 /* hca_attn against the reference over the equivalent index list: the
  * window rows of kv, then compressed entries 0 .. n_t - 1 (kv and comp
- * concatenated). Returns the relative error. */
-static double hca_case(ts_kernel *k, ts_dtype dt, int64_t T, int64_t H,
+ * concatenated); with a merge kernel km, k is hca_attn_split over P ranges,
+ * then km. Returns the relative error. */
+static double hca_case(ts_kernel *k, ts_kernel *km, int64_t P, ts_dtype dt, int64_t T, int64_t H,
                        int64_t C, int64_t S, int64_t W, int64_t N,
                        const int32_t *win, const int32_t *ncomp, uint64_t seed,
                        bool *zero_rows_ok, const bool *zero_row) {
@@ -645,10 +646,25 @@ static double hca_case(ts_kernel *k, ts_dtype dt, int64_t T, int64_t H,
   double *want = malloc((size_t)(T * H * C) * sizeof *want);
   ref_sparse_attn(qv, all, idx, sink, want, T, H, C, S + N, K,
                   0.04419417382415922);
-  ts_arg a[7] = {ts_arg_tensor(q),    ts_arg_tensor(kv), ts_arg_tensor(tw),
-                 ts_arg_tensor(comp), ts_arg_tensor(tn), ts_arg_tensor(tsk),
-                 ts_arg_tensor(o)};
-  num_launch(k, a, 7);
+  if (km) {
+    int64_t spo[4] = {T, P, H, C}, spm[3] = {T, P, H};
+    ts_tensor *po = num_tensor(TS_DTYPE_F32, 4, spo), *pm = num_tensor(TS_DTYPE_F32, 3, spm),
+              *pl = num_tensor(TS_DTYPE_F32, 3, spm);
+    ts_arg a[8] = {ts_arg_tensor(q),  ts_arg_tensor(kv), ts_arg_tensor(tw), ts_arg_tensor(comp),
+                   ts_arg_tensor(tn), ts_arg_tensor(po), ts_arg_tensor(pm), ts_arg_tensor(pl)};
+    num_launch(k, a, 8);
+    ts_arg b[5] = {ts_arg_tensor(po), ts_arg_tensor(pm), ts_arg_tensor(pl), ts_arg_tensor(tsk),
+                   ts_arg_tensor(o)};
+    num_launch(km, b, 5);
+    ts_tensor_release(po);
+    ts_tensor_release(pm);
+    ts_tensor_release(pl);
+  } else {
+    ts_arg a[7] = {ts_arg_tensor(q),    ts_arg_tensor(kv), ts_arg_tensor(tw),
+                   ts_arg_tensor(comp), ts_arg_tensor(tn), ts_arg_tensor(tsk),
+                   ts_arg_tensor(o)};
+    num_launch(k, a, 7);
+  }
   double *got = num_get(o);
   double err = num_relerr(got, want, T * H * C);
   *zero_rows_ok = true;
@@ -691,11 +707,11 @@ static void test_hca(void) {
     for (int j = 0; j < W; j++)
       win[t * W + j] = t == 5 || j % 9 == 4 ? -1 : (j * 3 + t) % (int)S;
   bool zeros;
-  double e = hca_case(kf, TS_DTYPE_F32, T, H, C, S, W, N, win, ncomp, 5, &zeros,
+  double e = hca_case(kf, NULL, 0, TS_DTYPE_F32, T, H, C, S, W, N, win, ncomp, 5, &zeros,
                       zero_row);
   CHECK_ERR(e, 1e-5, "hca_attn f32");
   CHECK(zeros);
-  e = hca_case(kb, TS_DTYPE_BF16, T, H, C, S, W, N, win, ncomp, 6, &zeros,
+  e = hca_case(kb, NULL, 0, TS_DTYPE_BF16, T, H, C, S, W, N, win, ncomp, 6, &zeros,
                zero_row);
   CHECK_ERR(e, 1e-2, "hca_attn bf16");
   CHECK(zeros);
@@ -705,7 +721,7 @@ static void test_hca(void) {
   for (int t = 0; t < FT; t++)
     for (int j = 0; j < FW; j++)
       fwin[t * FW + j] = (j * 7 + t) % 300;
-  e = hca_case(kb, TS_DTYPE_BF16, FT, 64, 512, 300, FW, 2048, fwin, fn, 8,
+  e = hca_case(kb, NULL, 0, TS_DTYPE_BF16, FT, 64, 512, 300, FW, 2048, fwin, fn, 8,
                &zeros, NULL);
   CHECK_ERR(e, 1e-2, "hca_attn V4-Flash size");
   /* the tensor-core form: 16 heads x 64 (mma.sync) and 64 x 128 (the
@@ -719,12 +735,28 @@ static void test_hca(void) {
     ts_kernel *kt = num_kernel("kernels/hca_attn.tile", "hca_attn_tc", tc[i].defs, NULL);
     if (!kt)
       break;
-    e = hca_case(kt, TS_DTYPE_BF16, T, tc[i].H, tc[i].C, S, W, N, win, ncomp, 9, &zeros,
-                 zero_row);
+    e = hca_case(kt, NULL, 0, TS_DTYPE_BF16, T, tc[i].H, tc[i].C, S, W, N, win, ncomp, 9,
+                 &zeros, zero_row);
     CHECK_ERR(e, 1e-2, "hca_attn_tc");
     CHECK(zeros);
     ts_kernel_release(kt);
   }
+  /* the split-KV form over 1, 3 and 8 ranges (with 8, the tokens with few
+   * entries leave ranges empty), then sparse_attn_merge */
+  ts_kernel *km = num_kernel("kernels/sparse_attn.tile", "sparse_attn_merge", NULL, NULL);
+  int64_t Ps[4] = {1, 3, 8, 2};
+  for (int i = 0; km && i < 4; i++) {
+    int v = i == 3; /* 64 heads: the scores by wgmma */
+    ts_kernel *ks = num_kernel("kernels/hca_attn.tile", "hca_attn_split", tc[v].defs, NULL);
+    if (!ks)
+      break;
+    e = hca_case(ks, km, Ps[i], TS_DTYPE_BF16, T, tc[v].H, tc[v].C, S, W, N, win, ncomp, 9,
+                 &zeros, zero_row);
+    CHECK_ERR(e, 1e-2, "hca_attn_split");
+    CHECK(zeros);
+    ts_kernel_release(ks);
+  }
+  ts_kernel_release(km);
   ts_kernel_release(kf);
   ts_kernel_release(kb);
 }
