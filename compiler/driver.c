@@ -312,7 +312,8 @@ ts_status ts_compile(const ts_allocator *alloc, const char *path,
     ts_dump_ast(&u, out);
     goto done;
   }
-  /* 3. typed */
+  /* 3. typed (the defines are for the chosen kernel, when there is one) */
+  u.define_kernel = opt->kernel;
   if (!ts_unit_check(&u, opt->defines, opt->define_count)) {
     st = diags->nomem ? ts_status_nomem() : program_errors(diags);
     goto done;

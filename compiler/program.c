@@ -51,6 +51,7 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
     free(p);
     return st;
   }
+  p->unit.define_kernel = kernel;
   if (!ts_unit_parse(&p->unit) ||
       !ts_unit_check(&p->unit, defines, define_count)) {
     st = diags->nomem ? ts_status_nomem()

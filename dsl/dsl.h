@@ -290,6 +290,10 @@ typedef struct ts_unit {
   uint32_t kernel_count;
   ts_str *atom_names;
   uint32_t atom_count, atom_cap;
+  /* Set before ts_unit_check: the kernel the defines are for (the others
+   * keep their defaults, so that one kernel's -D cannot break another's
+   * `require`); NULL: every kernel with a param of the name. */
+  const char *define_kernel;
   bool parsed, checked;
 } ts_unit;
 
@@ -303,7 +307,8 @@ void ts_unit_deinit(ts_unit *u);
  * built even with errors (error nodes where recovery skipped input). */
 bool ts_unit_parse(ts_unit *u);
 /* Semantic checks; returns true when the whole unit is free of errors.
- * Defines override params; one that names no param is an error. */
+ * Defines override params (of u->define_kernel only, when set); one that
+ * names no such param is an error. */
 bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count);
 /* Kernel by name, or NULL. */
 const ts_kernel_info *ts_unit_kernel(const ts_unit *u, ts_str name);

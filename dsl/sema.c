@@ -774,7 +774,9 @@ static void check_param(sema *s, ts_node *n, ts_kernel_info *k) {
     c.f = (double)c.i;
   }
   size_t di;
-  const ts_define *def = find_define(s, n->name, &di);
+  const char *only = s->u->define_kernel;
+  const ts_define *def =
+      only && !ts_str_eq_cstr(k->name, only) ? NULL : find_define(s, n->name, &di);
   if (def) {
     s->define_used[di] = true;
     ts_const o;
@@ -1176,11 +1178,18 @@ bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
     }
   }
   check_recursion(&s);
-  for (size_t i = 0; i < define_count && !stopped(&s); i++)
+  /* (defines for a kernel the file lacks: the caller reports the kernel) */
+  bool for_none = u->define_kernel && !ts_unit_kernel(u, ts_str_from(u->define_kernel));
+  for (size_t i = 0; i < define_count && !stopped(&s) && !for_none; i++)
     if (!s.define_used[i]) {
-      ts_diag *d = ts_diag_error(u->diags, NULL, (ts_span){0, 0},
-                                 "-D %s: no kernel in '%s' has a param '%s'",
-                                 defines[i].name, u->src.name, defines[i].name);
+      ts_diag *d =
+          u->define_kernel
+              ? ts_diag_error(u->diags, NULL, (ts_span){0, 0},
+                              "-D %s: kernel '%s' in '%s' has no param '%s'", defines[i].name,
+                              u->define_kernel, u->src.name, defines[i].name)
+              : ts_diag_error(u->diags, NULL, (ts_span){0, 0},
+                              "-D %s: no kernel in '%s' has a param '%s'", defines[i].name,
+                              u->src.name, defines[i].name);
       ts_diag_hint(u->diags, d,
                    "'tessera compile --emit typed' lists the "
                    "params");

@@ -95,8 +95,8 @@ static void first_error(const ts_diags *d, char *out, size_t size) {
     snprintf(out, size, "%s", e->message);
 }
 
-/* Does the front end accept the config? */
-static bool check_config(const char *path, const char *text, size_t len,
+/* Does the front end accept the config of `kernel`? */
+static bool check_config(const char *path, const char *text, size_t len, const char *kernel,
                          const ts_define *defs, size_t n, char *why,
                          size_t size) {
   ts_diags d;
@@ -108,6 +108,7 @@ static bool check_config(const char *path, const char *text, size_t len,
     snprintf(why, size, "%s", ts_status_message(st));
     ts_status_free(st);
   } else {
+    u.define_kernel = kernel;
     ok = ts_unit_parse(&u) && ts_unit_check(&u, defs, n);
     if (!ok)
       first_error(&d, why, size);
@@ -454,7 +455,7 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
                              ax[i].name.ptr, (long long)ax[i].v[idx[i]]);
     j->ndefs = ts_tune_config_defines(r->config, j->buf, sizeof j->buf,
                                       j->defs, MAX_AXES);
-    if (!check_config(o->path, text, len, j->defs, j->ndefs, r->reason,
+    if (!check_config(o->path, text, len, o->kernel, j->defs, j->ndefs, r->reason,
                       sizeof r->reason)) {
       r->state = TS_TUNE_PRUNED;
       out->pruned++;

@@ -76,6 +76,15 @@ expect 1 "-D unknown param" "$t" compile kernels/softmax.tile --emit typed -D NO
 has err "no kernel in 'kernels/softmax.tile' has a param 'NOPE'" "unknown -D named"
 expect 1 "-D bad value" "$t" compile kernels/softmax.tile --emit typed -D BM=x
 expect 2 "-D malformed" "$t" compile kernels/softmax.tile -D BM
+# with --kernel the defines are that kernel's: gemm_nt's 128 x 128 tile
+# does not break gemm_swiglu's 'require BM * BN <= 8192'
+expect 0 "-D for one kernel" "$t" compile kernels/gemm.tile --kernel gemm_nt --emit typed \
+  -D BM=128 -D BN=128
+expect 1 "-D for every kernel" "$t" compile kernels/gemm.tile --emit typed -D BM=128 -D BN=128
+has err "the params break this 'require'" "a require of another kernel"
+expect 1 "-D not of the kernel" "$t" compile kernels/gemm.tile --kernel gemm_nt --emit typed \
+  -D LIMIT=3
+has err "kernel 'gemm_nt' in 'kernels/gemm.tile' has no param 'LIMIT'" "-D of another kernel named"
 expect 0 "emit tokens" "$t" compile kernels/softmax.tile --emit tokens
 has out "keyword 'kernel'" "tokens dump"
 expect 0 "emit ast" "$t" compile kernels/softmax.tile --emit ast

@@ -17,8 +17,8 @@ args=(--kernel scale_rows --shape M=333 --shape N=77 --shape s=0.5 --repeats 3)
 
 "$t" tune $tile "${args[@]}" --jobs 2 >"$tmp/out" 2>"$tmp/err" && ok || bad "tune exits 0"
 has "$tmp/out" "10 configs: 3 pruned before compiling, 4 timed, 3 wrong, 0 failed; the default is BM=2 SKEW=0" "summary"
-has "$tmp/out" "| BM=8 SKEW=1 | inf | - | - | pruned: 7:54: the params break this 'require' |" "pruned by require"
-has "$tmp/out" "pruned: 8:32: the thread count must be 1 to 1024, found 2048" "pruned by the thread limit"
+has "$tmp/out" "| BM=8 SKEW=1 | inf | - | - | pruned: 8:54: the params break this 'require' |" "pruned by require"
+has "$tmp/out" "pruned: 9:32: the thread count must be 1 to 1024, found 2048" "pruned by the thread limit"
 has "$tmp/out" "| BM=1 SKEW=1 | inf | - | - | WRONG: 'y'[0] is" "the wrong config is rejected"
 has "$tmp/out" "ok (default)" "the default config is timed"
 has "$tmp/out" "recorded in $tmp/cache/tune.db" "recorded"
