@@ -616,20 +616,73 @@ static void fp8_gemm(void) {
 
 /* ---- the million-token layer ---------------------------------------------- */
 
-/* The time of one bf16 GEMV-shaped gemm_nt ([1, K] x [N, K]^T: decode's
- * projections are memory-bound, tiles of 32 x 32), and its weight bytes. */
-static double gemv(int64_t N, int64_t K, int seed, double *bytes) {
-  int64_t sa[2] = {1, K}, sb[2] = {N, K}, sc[2] = {1, N};
-  static ts_kernel *k; /* compiled once for the run */
-  if (!k)
-    k = kern(gpu, "kernels/gemm.tile", "gemm_nt", "BM=32 BN=32 BK=64");
+/* Slices for gemm_splitk's decode GEMV: about two blocks an SM of an H100
+ * (132) over its ceildiv(N, 64) column blocks, at least 128 of K a slice. */
+static int64_t splitk_for(int64_t N, int64_t K) {
+  int64_t cols = (N + 63) / 64, ks = (264 + cols - 1) / cols, most = (K + 127) / 128;
+  return ks < 1 ? 1 : ks > most ? most : ks;
+}
+
+/* Seconds of one bf16 decode GEMV ([1, K] x [N, K]^T, memory-bound): with
+ * KS > 0 gemm_splitk over KS slices + gemm_splitk_sum, with KS 0 the plain
+ * gemm_nt at 32 x 32 tiles (its grid is N / 32 blocks). Adds the weight's
+ * bytes to *bytes. */
+static double gemv_with(int64_t N, int64_t K, int64_t KS, int seed, double *bytes) {
+  int64_t sa[2] = {1, K}, sb[2] = {N, K}, sc[2] = {1, N}, sp[3] = {KS, 1, N};
+  static ts_kernel *kn, *kp, *ks; /* compiled once for the run */
+  if (!kn) {
+    kn = kern(gpu, "kernels/gemm.tile", "gemm_nt", "BM=32 BN=32 BK=64");
+    kp = kern(gpu, "kernels/gemm.tile", "gemm_splitk", NULL);
+    ks = kern(gpu, "kernels/gemm.tile", "gemm_splitk_sum", NULL);
+  }
   ts_arg a[3] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, sa, seed, 1)),
                  ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, sb, seed + 1, 0.02)),
                  ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, sc))};
-  double t = timed(k, a, 3);
+  double t;
+  if (KS == 0) {
+    t = timed(kn, a, 3);
+  } else {
+    ts_tensor *part = tensor(gpu, TS_DTYPE_F32, 3, sp);
+    ts_arg p[3] = {a[0], a[1], ts_arg_tensor(part)}, q[2] = {ts_arg_tensor(part), a[2]};
+    t = timed(kp, p, 3) + timed(ks, q, 2);
+    ts_tensor_release(part);
+  }
   *bytes += (double)N * K * 2;
   release_args(a, 3);
   return t;
+}
+
+/* gemm_splitk's partial products on the GPU against the CPU (5 slices of a
+ * K of 200 in steps of 32: the last ones empty). */
+static void gemv_check(void) {
+  int64_t sa[2] = {3, 200}, sb[2] = {70, 200}, sp[3] = {5, 3, 70};
+  ts_arg a[3] = {ts_arg_tensor(rnd(host, TS_DTYPE_BF16, 2, sa, 91, 1)),
+                 ts_arg_tensor(rnd(host, TS_DTYPE_BF16, 2, sb, 92, 1)),
+                 ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sp))};
+  differential("kernels/gemm.tile", "gemm_splitk", "BK=32", a, 3, 2, 1e-5);
+  release_args(a, 3);
+}
+
+/* The decode GEMV of the layer steps: split-K. */
+static double gemv(int64_t N, int64_t K, int seed, double *bytes) {
+  return gemv_with(N, K, splitk_for(N, K), seed, bytes);
+}
+
+/* Decode's projections at batch 1 (V4-Flash's shapes): gemm_nt's grid of
+ * N / 32 blocks against gemm_splitk, both as a fraction of the copy. */
+static void decode_gemv(void) {
+  printf("\n## Decode projections (one token: [1, K] x [N, K]^T, bf16)\n\n");
+  printf("| N x K | gemm_nt ms | split-K ms (slices) | split-K GB/s | of copy | gemm_nt / split-K |\n");
+  printf("|---|---|---|---|---|---|\n");
+  static const int64_t nk[5][2] = {{512, 4096}, {1024, 4096}, {32768, 1024}, {4096, 8192}, {8192, 4096}};
+  for (int i = 0; i < 5; i++) {
+    int64_t N = nk[i][0], K = nk[i][1], KS = splitk_for(N, K);
+    double b0 = 0, b1 = 0, t0 = gemv_with(N, K, 0, 90, &b0), t1 = gemv_with(N, K, KS, 90, &b1);
+    char r1[32], r2[32];
+    printf("| %lld x %lld | %.4f | %.4f (%lld) | %.0f | %s | %s |\n", (long long)N, (long long)K,
+           t0 * 1e3, t1 * 1e3, (long long)KS, b1 / t1 / 1e9,
+           ratio(r1, copy_bps > 0 ? b1 / t1 / copy_bps : 0), ratio(r2, t0 / t1));
+  }
 }
 
 /* An i32 [1, n] of indices: 0 .. n - 1 (dense), or n random ones below hi. */
@@ -784,11 +837,13 @@ int main(int argc, char **argv) {
   if (!check_only)
     bandwidth();
   fp8_gemm();
+  gemv_check();
   attention();
   indexer();
   mhc_and_compressor();
   if (!check_only) {
     moe();
+    decode_gemv();
     million_token_layer();
   }
   ts_device_release(host);

@@ -185,6 +185,8 @@ static void test_gemm(void) {
   ts_kernel *k = num_kernel("kernels/gemm.tile", "gemm_nt", NULL, NULL);
   ts_kernel *k2 = num_kernel("kernels/gemm.tile", "gemm_nt", "BM=16", "BK=7");
   ts_kernel *ks = num_kernel("kernels/gemm.tile", "gemm_swiglu", "BN=32", NULL);
+  ts_kernel *kp = num_kernel("kernels/gemm.tile", "gemm_splitk", "BK=32", NULL);
+  ts_kernel *kps = num_kernel("kernels/gemm.tile", "gemm_splitk_sum", NULL, NULL);
   if (!k || !k2 || !ks)
     return;
   for (size_t s = 0; s < sizeof mnk / sizeof mnk[0]; s++) {
@@ -218,6 +220,20 @@ static void test_gemm(void) {
       CHECK_ERR(num_relerr(got, want, M * N), 1e-5, "gemm_nt");
       free(got);
     }
+    /* split-K: 1, 3 and 8 slices of BK 32 (empty slices when K is short),
+     * then the ordered sum */
+    for (int64_t KS = 1; KS <= 8 && kp && kps; KS = KS * 3 - (KS == 3)) {
+      int64_t sp[3] = {KS, M, N};
+      ts_tensor *part = num_tensor(TS_DTYPE_F32, 3, sp);
+      ts_arg pa[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(part)};
+      num_launch(kp, pa, 3);
+      ts_arg ps[2] = {ts_arg_tensor(part), ts_arg_tensor(c)};
+      num_launch(kps, ps, 2);
+      double *got = num_get(c);
+      CHECK_ERR(num_relerr(got, want, M * N), 1e-5, "gemm_splitk");
+      free(got);
+      ts_tensor_release(part);
+    }
     ts_arg sw[5] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(b2),
                     ts_arg_tensor(h), ts_arg_float(0.5)};
     num_launch(ks, sw, 5);
@@ -238,6 +254,8 @@ static void test_gemm(void) {
   ts_kernel_release(k);
   ts_kernel_release(k2);
   ts_kernel_release(ks);
+  ts_kernel_release(kp);
+  ts_kernel_release(kps);
 }
 
 int main(void) {
