@@ -98,8 +98,9 @@ ts_packed_fn ts_cpu_program_grid(const ts_cpu_program *p);
  * bz, gx, gy)` (NULL unless the program has the GPU form). */
 ts_packed_fn ts_cpu_program_scratch(const ts_cpu_program *p);
 ts_packed_fn ts_cpu_program_gpu(const ts_cpu_program *p);
-/* Bytes of shared memory one block of the GPU form uses. */
-int64_t ts_kernel_smem_bytes(const ts_kernel_info *k);
+/* Bytes of shared memory one block of the GPU form for `arch` (NULL: sm_90a)
+ * uses. */
+int64_t ts_kernel_smem_bytes(const ts_kernel_info *k, const char *arch);
 /* Seconds the compile took (front end through JIT). */
 double ts_cpu_program_compile_seconds(const ts_cpu_program *p);
 

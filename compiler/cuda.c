@@ -1139,7 +1139,7 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   /* tiles where ts_gpu_tile_plan places them */
   ts_gpu_tile tiles[TS_GPU_MAX_TILES];
   int64_t total;
-  int nt = ts_gpu_tile_plan(k, tiles, &total);
+  int nt = ts_gpu_tile_plan(k, c->wgmma, tiles, &total);
   uint8_t mma[TS_GPU_MAX_TILES];
   ts_mma_layouts(k, tiles, nt, c->wgmma, mma);
   c->uses_wgmma = false;
@@ -1236,7 +1236,7 @@ static void kernel(cg *c, const ts_kernel_info *k) {
 
 ts_status ts_gen_cuda(ts_unit *u, const char *only, const char *arch,
                       ts_diags *diags, ts_buf *out) {
-  cg c = {.o = out, .u = u, .d = diags, .wgmma = !arch || !strcmp(arch, "sm_90a")};
+  cg c = {.o = out, .u = u, .d = diags, .wgmma = ts_arch_wgmma(arch)};
   ts_buf_puts(out, ts_cuda_prelude);
   ts_node *root = u->root;
   for (int pass = 0; pass < 2; pass++)

@@ -201,9 +201,9 @@ const char *const ts_cuda_prelude =
     "// the matrix descriptor of a K-major swizzled operand at p: start >> 4,\n"
     "// leading byte offset 1 (unused), stride byte offset 8 rows of swz bytes,\n"
     "// the swizzle mode in bits 62-63\n"
-    "__device__ static inline unsigned long long ts_wgmma_desc(const void *p, int swz) {\n"
+    "__device__ static inline unsigned long long ts_wgmma_desc(const void *p, int swz, int lbo) {\n"
     "  unsigned long long a = (unsigned long long)__cvta_generic_to_shared(p);\n"
     "  unsigned long long mode = swz == 128 ? 1 : swz == 64 ? 2 : 3;\n"
-    "  return ((a >> 4) & 0x3fffull) | (1ull << 16) | ((unsigned long long)(8 * swz / 16) << 32) |\n"
-    "         (mode << 62);\n"
+    "  return ((a >> 4) & 0x3fffull) | ((unsigned long long)(lbo / 16) << 16) |\n"
+    "         ((unsigned long long)(8 * swz / 16) << 32) | (mode << 62);\n"
     "}\n";

@@ -239,8 +239,9 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   cu_line(c, "}");
 }
 
-/* C (registers, wgmma layout) += A B^T as wgmma.mma_async m64nNk16, as the
- * MLIR lowering does it (gen_mma.c gen_wgmma): per 16-wide k step and per
+/* C (registers, wgmma layout) += A B^T (or A B, B MN-major) as
+ * wgmma.mma_async m64nNk16, as the MLIR lowering does it (gen_mma.c
+ * gen_wgmma, whose descriptor() says the fields): per 16-wide k step and per
  * 64-row slab of this warpgroup one instruction reading A and B from
  * swizzled shared memory through descriptors, one commit and wait at the
  * end; the simulator emulates it (ts_sim_wgmma). */
@@ -254,6 +255,7 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk) {
   int kind = sa->type->dtype == TS_DTYPE_F16 ? 1 : sa->type->dtype == TS_DTYPE_FP8E4M3 ? 2 : 0;
   int64_t kstep = kind == 2 ? 32 : 16, eb = kind == 2 ? 1 : 2, p = 128 / eb;
   const char *ty = kind == 2 ? "e4m3" : kind == 1 ? "f16" : "bf16";
+  bool mn = !ts_call_named_bool(call, "trans_b", false); /* B MN-major */
   int64_t ra, ca, rb, cb;
   int swa = cu_swizzle_of(c, sa, &ra, &ca), swb = cu_swizzle_of(c, sb, &rb, &cb);
   if (!ts_call_named_bool(call, "accumulate", true))
@@ -269,23 +271,28 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk) {
   for (int64_t i = 0; i < half; i++)
     text = cu_str(c, "%s%s%%%lld", text, i ? ", " : "", (long long)i);
   text = cu_str(c, "%s}, %%%lld, %%%lld, p, 1, 1%s;\\n}\\n", text, (long long)half,
-                (long long)half + 1, kind == 2 ? "" : ", 0, 0");
+                (long long)half + 1, kind == 2 ? "" : mn ? ", 0, 1" : ", 0, 0");
   for (int64_t kk = 0; kk < K; kk += kstep) {
     /* a slab's rows start whole 8-row atoms into A (SBO apart) */
     int64_t ua = ca * eb == swa ? kk : kk / p * (ra * p) + kk % p;
-    int64_t ub = cb * eb == swb ? kk : kk / p * (rb * p) + kk % p;
+    int64_t ub = mn ? (cb * eb == swb ? kk * cb : kk * p)
+                 : cb * eb == swb ? kk
+                                  : kk / p * (rb * p) + kk % p;
+    /* B MN-major: the leading byte offset from one panel of columns to the
+     * next; K-major swizzled layouts do not use it (16: the field's 1) */
+    int64_t lbo = mn ? rb * (cb * eb == swb ? swb : 128) : 16;
     for (int64_t s = 0; s < slabs; s++) {
       cu_line(c, "{");
       c->ind++;
       /* 8 rows of swa bytes an atom (the descriptor's SBO), in 16 B units */
-      cu_line(c, "const unsigned long long da_ = ts_wgmma_desc(&%s[%lld], %d) + "
+      cu_line(c, "const unsigned long long da_ = ts_wgmma_desc(&%s[%lld], %d, 16) + "
               "(unsigned long long)(((%lld + (long long)(threadIdx.x >> 7)) * 8) * %lld);",
               a, (long long)ua, swa, (long long)(s * groups), (long long)(8 * swa / 16));
-      cu_line(c, "const unsigned long long db_ = ts_wgmma_desc(&%s[%lld], %d);", b,
-              (long long)ub, swb);
+      cu_line(c, "const unsigned long long db_ = ts_wgmma_desc(&%s[%lld], %d, %lld);", b,
+              (long long)ub, swb, (long long)lbo);
       ts_buf_puts(c->o, "#ifdef TS_CUDA_SIM\n");
       cu_line(c, "ts_sim_wgmma(da_, db_, &%s[%lld], %lld, %d);", cc, (long long)(s * half),
-              (long long)N, kind);
+              (long long)N, kind | (mn ? 4 : 0));
       ts_buf_puts(c->o, "#else\n");
       const char *outs = "";
       for (int64_t i = 0; i < half; i++)

@@ -229,7 +229,7 @@ static ts_status lower_ptx(ts_unit *u, const ts_compile_options *opt,
           continue;
         ts_buf_printf(out, "// tessera kernel %.*s threads %lld smem %lld\n",
                       (int)k->name.len, k->name.ptr, (long long)k->threads,
-                      (long long)ts_gen_gpu_smem_bytes(k));
+                      (long long)ts_gen_gpu_smem_bytes(k, ts_arch_wgmma(opt->arch)));
       }
       st = ts_mlir_ptx(m, mod, opt->time_passes, out);
     }

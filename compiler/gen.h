@@ -45,7 +45,7 @@ typedef struct ts_gpu_tile {
   int swz;            /* shared, swizzled: the atom's row bytes (32, 64, 128),
                        * else 0 (below) */
 } ts_gpu_tile;
-int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
+int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
                      int64_t *smem_total);
 /* The entry of tile `s` in a plan of `nt` tiles, or NULL (gpu_mma.c). */
 const ts_gpu_tile *ts_gpu_tile_of(const ts_gpu_tile *t, int nt, const ts_symbol *s);
@@ -63,12 +63,12 @@ const ts_gpu_tile *ts_gpu_tile_of(const ts_gpu_tile *t, int nt, const ts_symbol 
 bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                  const ts_node *call, int64_t mnk[3]);
 /* Whether tile `s` is the accumulator of a gemm shaped for wgmma (one that
- * qualifies for tensor cores with both operands K-major, whole warpgroups,
- * M % (64 warpgroups) == 0, N <= 256; the plan decides it the same way for
- * every architecture); such a frag tile may take 128 registers a thread
+ * qualifies for tensor cores with A K-major, whole warpgroups, M % (64
+ * warpgroups) == 0, N <= 256; B K-major, or with `wgmma` (the target has
+ * it) also MN-major); such a frag tile may take 128 registers a thread
  * instead of 64. */
 bool ts_mma_accumulator(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
-                        const ts_symbol *s);
+                        const ts_symbol *s, bool wgmma);
 /* Accumulator layouts of register tiles. TS_ACC_WGMMA (sm_90a): the block's
  * warpgroups (128 threads) take 64-row slabs of C in turn, slab s of
  * warpgroup w being rows (s G + w) 64 .. + 63 (G warpgroups); within a slab,
@@ -76,7 +76,8 @@ bool ts_mma_accumulator(const ts_kernel_info *k, const ts_gpu_tile *tiles, int n
  * 8-column piece j, registers (s N / 8 + j) 4 .. + 3 at rows l / 4 and
  * l / 4 + 8, columns 8 j + 2 (l % 4) and + 1: wgmma.mma_async's layout. */
 enum { TS_ACC_CYCLIC, TS_ACC_MMA, TS_ACC_WGMMA };
-/* A tensor-core gemm that runs as wgmma.mma_async m64nNk16 (k32 for fp8)
+/* A tensor-core gemm that runs as wgmma.mma_async m64nNk16 (k32 for fp8;
+ * a B not transposed is MN-major: imm-trans-b 1)
  * on sm_90a: ts_mma_gemm's conditions, A not transposed and B transposed
  * (both K contiguous) in swizzled shared memory, C in registers, whole
  * warpgroups with M % (64 warpgroups) == 0 and N <= 256. fp8e4m3 operands
@@ -89,7 +90,11 @@ void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                     bool wgmma, uint8_t *layout);
 /* Swizzled shared tiles (gpu_mma.c decides, the plan places them): a 16-bit
  * or 8-bit [R, C] tile (R % 8 == 0) read by tensor-core gemms only with K
- * along its rows is stored in the canonical K-major layout of wgmma: with
+ * along its rows (A, or B transposed), or on sm_90a (`wgmma`) also as a
+ * 16-bit B not transposed (K down its rows: wgmma's MN-major B, the same
+ * bytes read with the roles of rows and columns swapped; elsewhere its
+ * mma.sync reads it element by element, where the swizzle only costs), is
+ * stored in wgmma's canonical layout: with
  * rows of C * eb = 32, 64 or 128 bytes (eb: bytes an element), row-major
  * with each 16-byte chunk of byte offset o moved to o ^ ((o >> 3) & (swz -
  * 16)) (swz = the row bytes: "32B/64B/128B swizzle"); with rows a multiple
@@ -104,7 +109,7 @@ void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
  * time, the plan reserving 1024 bytes for it). ts_swizzle_bytes: the swz a
  * tile would get, or 0. */
 int ts_swizzle_bytes(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
-                     const ts_symbol *s);
+                     const ts_symbol *s, bool wgmma);
 /* Whether the subtree `n` mentions symbol `s` (gen_gpu.c). */
 bool ts_node_mentions(const ts_node *n, const ts_symbol *s);
 
@@ -142,7 +147,10 @@ ts_status ts_gen_cuda(ts_unit *u, const char *only, const char *arch,
                       ts_diags *diags, ts_buf *out);
 
 /* Bytes of shared memory a block of the GPU kernel uses (a launch passes
- * them as dynamic shared memory). */
-int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k);
+ * them as dynamic shared memory); `wgmma`: built for sm_90a. */
+int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k, bool wgmma);
+/* Whether code for architecture `arch` (NULL: the default, sm_90a) has
+ * wgmma. */
+bool ts_arch_wgmma(const char *arch);
 
 #endif

@@ -214,7 +214,9 @@ static bool in_registers(const ts_kernel_info *k, const ts_node *tile, int64_t l
   return true;
 }
 
-int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
+bool ts_arch_wgmma(const char *arch) { return !arch || !strcmp(arch, "sm_90a"); }
+
+int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
                      int64_t *smem_total) {
   ts_node *tiles[TS_GPU_MAX_TILES];
   int n = 0;
@@ -228,13 +230,13 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
   /* a tensor-core gemm's accumulator may take up to 128 registers a thread
    * (a 128 x 128 tile on one warpgroup, 128 x 256 on two) */
   for (int i = 0; i < n; i++)
-    if (out[i].home != TS_TILE_REGS && ts_mma_accumulator(k, out, n, tiles[i]->sym) &&
+    if (out[i].home != TS_TILE_REGS && ts_mma_accumulator(k, out, n, tiles[i]->sym, wgmma) &&
         in_registers(k, tiles[i], 128, &out[i].per_thread))
       out[i].home = TS_TILE_REGS;
   ts_pipe_plan(k, out, n);
   for (int i = 0; i < n; i++)
     if (out[i].home != TS_TILE_REGS)
-      out[i].swz = ts_swizzle_bytes(k, out, n, tiles[i]->sym);
+      out[i].swz = ts_swizzle_bytes(k, out, n, tiles[i]->sym, wgmma);
   /* frags join shared memory within 48 KiB; once the shared tiles alone
    * pass that (the block opts into more anyway), up to a Hopper block's
    * 227 KiB */
@@ -275,10 +277,10 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, ts_gpu_tile *out,
   return n;
 }
 
-int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k) {
+int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k, bool wgmma) {
   ts_gpu_tile tiles[TS_GPU_MAX_TILES];
   int64_t total;
-  ts_gpu_tile_plan(k, tiles, &total);
+  ts_gpu_tile_plan(k, wgmma, tiles, &total);
   return total;
 }
 
@@ -301,7 +303,7 @@ static MlirValue tile_bytes(gen *g, ts_node *tile, MlirValue *count) {
 MlirValue gen_gpu_scratch_bytes(gen *g, const ts_kernel_info *k) {
   ts_gpu_tile tiles[TS_GPU_MAX_TILES];
   int64_t total;
-  int n = ts_gpu_tile_plan(k, tiles, &total);
+  int n = ts_gpu_tile_plan(k, g->wgmma, tiles, &total);
   MlirValue sum = gen_i64(g, 0), count;
   for (int i = 0; i < n; i++)
     if (tiles[i].home == TS_TILE_SCRATCH)
@@ -352,7 +354,7 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
   mb *b = &g->b;
   ts_gpu_tile *tiles = g->plan;
   int64_t total;
-  int n = ts_gpu_tile_plan(k, tiles, &total);
+  int n = ts_gpu_tile_plan(k, g->wgmma, tiles, &total);
   g->nplan = n;
   uint8_t mma[TS_GPU_MAX_TILES];
   ts_mma_layouts(k, tiles, n, g->wgmma, mma);

@@ -63,14 +63,14 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   return true;
 }
 
-/* A tensor-core gemm of wgmma's shape: both operands K-major, whole
- * warpgroups, M % (64 warpgroups) == 0, N <= 256 (where its tiles live
- * aside). */
+/* A tensor-core gemm of wgmma's shape: A K-major, B K-major (transposed)
+ * or, 16-bit, MN-major (not transposed; fp8 is K-major only, which
+ * ts_mma_gemm requires), whole warpgroups, M % (64 warpgroups) == 0,
+ * N <= 256 (where its tiles live aside). */
 static bool wgmma_shaped(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                          const ts_node *call, int64_t mnk[3]) {
   return ts_mma_gemm(k, tiles, nt, call, mnk) && k->threads % 128 == 0 &&
          !ts_call_named_bool(call, "trans_a", false) &&
-         ts_call_named_bool(call, "trans_b", false) &&
          mnk[0] % (64 * (k->threads / 128)) == 0 && mnk[1] <= 256;
 }
 
@@ -85,31 +85,37 @@ bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
          c->home == TS_TILE_REGS;
 }
 
+/* Off wgmma targets only the K-major form takes the 128 registers (its
+ * mma.sync layout fits them; an MN-major B's P V accumulator stays in
+ * shared memory there, as ptxas would spill it). */
 static bool accumulates(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
-                        const ts_node *n, const ts_symbol *s) {
+                        const ts_node *n, const ts_symbol *s, bool wgmma) {
   if (!n)
     return false;
   int64_t mnk[3];
   if (n->kind == TS_NODE_CALL && n->builtin == TS_BUILTIN_GEMM && n->kid_count >= 3 &&
       n->kids[2]->sym == s)
-    return wgmma_shaped(k, tiles, nt, n, mnk);
+    return wgmma_shaped(k, tiles, nt, n, mnk) &&
+           (wgmma || ts_call_named_bool(n, "trans_b", false));
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (accumulates(k, tiles, nt, n->kids[i], s))
+    if (accumulates(k, tiles, nt, n->kids[i], s, wgmma))
       return true;
   return false;
 }
 
 bool ts_mma_accumulator(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
-                        const ts_symbol *s) {
-  return accumulates(k, tiles, nt, k->node->kids[4], s);
+                        const ts_symbol *s, bool wgmma) {
+  return accumulates(k, tiles, nt, k->node->kids[4], s, wgmma);
 }
 
 /* ---- swizzled operands --------------------------------------------------- */
 
-/* Whether every gemm under `n` that mentions `s` reads it as a K-major
- * tensor-core operand (and some gemm does: *used). */
-static bool k_major_only(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
-                         const ts_node *n, const ts_symbol *s, bool *used) {
+/* Whether every gemm under `n` that mentions `s` reads it as a tensor-core
+ * operand wgmma can take from a canonical tile: A K-major, B K-major
+ * (transposed) or MN-major (not transposed; ts_mma_gemm admits that for
+ * 16-bit types only); and some gemm does (*used). */
+static bool canonical_only(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                           const ts_node *n, const ts_symbol *s, bool wgmma, bool *used) {
   if (!n)
     return true;
   if (n->kind == TS_NODE_CALL && n->builtin == TS_BUILTIN_GEMM && ts_node_mentions(n, s)) {
@@ -117,20 +123,20 @@ static bool k_major_only(const ts_kernel_info *k, const ts_gpu_tile *tiles, int 
     if (!ts_mma_gemm(k, tiles, nt, n, mnk) || n->kids[2]->sym == s)
       return false;
     bool ka = n->kids[0]->sym == s && !ts_call_named_bool(n, "trans_a", false);
-    bool kb = n->kids[1]->sym == s && ts_call_named_bool(n, "trans_b", false);
+    bool kb = n->kids[1]->sym == s && (wgmma || ts_call_named_bool(n, "trans_b", false));
     if ((n->kids[0]->sym == s && !ka) || (n->kids[1]->sym == s && !kb))
       return false;
     *used = true;
     return true;
   }
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (!k_major_only(k, tiles, nt, n->kids[i], s, used))
+    if (!canonical_only(k, tiles, nt, n->kids[i], s, wgmma, used))
       return false;
   return true;
 }
 
 int ts_swizzle_bytes(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
-                     const ts_symbol *s) {
+                     const ts_symbol *s, bool wgmma) {
   int64_t r, c;
   int bits = ts_dtype_bits(s->type->dtype);
   if (k->threads % 32 != 0 || !const_dims2(s->type, &r, &c) || (bits != 16 && bits != 8) ||
@@ -140,7 +146,7 @@ int ts_swizzle_bytes(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   if (!(row == 32 || row == 64 || (row > 0 && row % 128 == 0)))
     return 0;
   bool used = false;
-  if (!k_major_only(k, tiles, nt, k->node->kids[4], s, &used) || !used)
+  if (!canonical_only(k, tiles, nt, k->node->kids[4], s, wgmma, &used) || !used)
     return 0;
   return row <= 128 ? (int)row : 128;
 }

@@ -123,8 +123,8 @@ ts_packed_fn ts_cpu_program_scratch(const ts_cpu_program *p) {
   return p->scratch;
 }
 ts_packed_fn ts_cpu_program_gpu(const ts_cpu_program *p) { return p->gpu; }
-int64_t ts_kernel_smem_bytes(const ts_kernel_info *k) {
-  return ts_gen_gpu_smem_bytes(k);
+int64_t ts_kernel_smem_bytes(const ts_kernel_info *k, const char *arch) {
+  return ts_gen_gpu_smem_bytes(k, ts_arch_wgmma(arch));
 }
 double ts_cpu_program_compile_seconds(const ts_cpu_program *p) {
   return p->seconds;

@@ -145,19 +145,27 @@ float ts_gpusim_mma_d(int64_t ctx, int64_t tid, int32_t r) {
   return ((team *)(intptr_t)ctx)->mma_d[tid][r & 3];
 }
 
-/* One 16-bit element of a K-major operand of wgmma in shared memory, as
- * the hardware finds it from the matrix descriptor, whose start address is
- * counted from the 1024-aligned address at or below the block's shared
- * memory (the simulator's "shared window"): row i (M or N), column
- * k (0..15) at start + (i / 8) SBO + (i % 8) rows of the swizzle width +
- * 2 k, then the swizzle of the shared address's bits (128B: bits 4-6 ^=
- * 7-9; 64B: 4-5 ^= 7-8; 32B: 4 ^= 7). Swizzled modes only. */
-static float wgmma_elem(const team *t, uint64_t desc, int i, int k, int kind) {
-  uint64_t start = (desc & 0x3fff) << 4, sbo = ((desc >> 32) & 0x3fff) << 4;
+/* One element of an operand of wgmma in shared memory, as the hardware
+ * finds it from the matrix descriptor, whose start address is counted from
+ * the 1024-aligned address at or below the block's shared memory (the
+ * simulator's "shared window"). K-major: row i (M or N), column k at start
+ * + (i / 8) SBO + (i % 8) rows of the swizzle width + eb k. MN-major (mn:
+ * a B with imm-trans-b 1, 16-bit): element i of K row k at start +
+ * (i / w) LBO + (k / 8) SBO + (k % 8) swz + eb (i % w), w = swz / eb the
+ * elements of a swizzle row. Then the swizzle of the shared address's bits
+ * (128B: bits 4-6 ^= 7-9; 64B: 4-5 ^= 7-8; 32B: 4 ^= 7). Swizzled modes
+ * only. */
+static float wgmma_elem(const team *t, uint64_t desc, int i, int k, int kind, bool mn) {
+  uint64_t start = (desc & 0x3fff) << 4, sbo = ((desc >> 32) & 0x3fff) << 4,
+           lbo = ((desc >> 16) & 0x3fff) << 4;
   int mode = (int)(desc >> 62), swz = mode == 1 ? 128 : mode == 2 ? 64 : 32;
-  uint64_t eb = kind == 2 ? 1 : 2;
-  uintptr_t a = ((uintptr_t)t->smem & ~(uintptr_t)1023) + start + (uint64_t)(i / 8) * sbo +
-                (uint64_t)(i % 8) * (uint64_t)swz + (uint64_t)k * eb;
+  uint64_t eb = kind == 2 ? 1 : 2, w = (uint64_t)swz / eb;
+  uintptr_t a = ((uintptr_t)t->smem & ~(uintptr_t)1023) + start;
+  if (mn)
+    a += (uint64_t)i / w * lbo + (uint64_t)(k / 8) * sbo + (uint64_t)(k % 8) * (uint64_t)swz +
+         (uint64_t)i % w * eb;
+  else
+    a += (uint64_t)(i / 8) * sbo + (uint64_t)(i % 8) * (uint64_t)swz + (uint64_t)k * eb;
   a ^= (a >> 3) & (uintptr_t)(swz - 16);
   if (kind == 2)
     return ts_e4m3_to_f32(*(const uint8_t *)a);
@@ -167,8 +175,9 @@ static float wgmma_elem(const team *t, uint64_t desc, int i, int k, int kind) {
 }
 
 /* wgmma.mma_async m64nNk16 (bf16 or f16 into f32; kind 0, 1) or m64nNk32
- * (e4m3; kind 2), A and B K-major in swizzled shared memory, for the MLIR
- * lowering's CPU form: this thread's
+ * (e4m3; kind 2), A K-major and B K-major or (kind | 4: imm-trans-b 1)
+ * MN-major in swizzled shared memory, for the MLIR lowering's CPU form:
+ * this thread's
  * N / 2 accumulators at `acc` in the instruction's layout (gen.h
  * TS_ACC_WGMMA): register 4 j + q at row 16 (warp % 4) + lane / 4 +
  * 8 (q / 2), column 8 j + 2 (lane % 4) + q % 2. The operands are read from
@@ -178,13 +187,15 @@ void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
   team *t = (team *)(intptr_t)ctx;
   float *d = (float *)(intptr_t)acc;
   int w = (int)((tid / 32) % 4), lane = (int)(tid % 32);
+  bool mn = (kind & 4) != 0;
+  kind &= 3;
   for (int r = 0; r < n / 2; r++) {
     int j = r / 4, q = r % 4;
     int row = 16 * w + lane / 4 + 8 * (q / 2), col = 8 * j + 2 * (lane % 4) + q % 2;
     float s = d[r];
     for (int k = 0; k < (kind == 2 ? 32 : 16); k++)
-      s += wgmma_elem(t, (uint64_t)desc_a, row, k, kind) *
-           wgmma_elem(t, (uint64_t)desc_b, col, k, kind);
+      s += wgmma_elem(t, (uint64_t)desc_a, row, k, kind, false) *
+           wgmma_elem(t, (uint64_t)desc_b, col, k, kind, mn);
     d[r] = s;
   }
 }

@@ -84,7 +84,7 @@ static ts_status load_cuda(ts_kernel *k, const char *path, const char *text,
                             diags, &ptx);
   if (!st && ptx.failed)
     st = ts_status_nomem();
-  k->smem = ts_kernel_smem_bytes(k->info);
+  k->smem = ts_kernel_smem_bytes(k->info, arch);
   if (!st)
     st = ts_cuda_module_load(k->device, ptx.ptr, k->name, k->smem,
                              &k->cu_module, &k->cu_fn);
@@ -405,7 +405,7 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     ts_status st = ts_gpusim_launch(
         k->sim_fn ? k->sim_fn : ts_cpu_program_gpu(k->prog), k->sim_fn != NULL,
         (int)info->threads, p->slots, p->n, g, total, per_block,
-        ts_kernel_smem_bytes(info));
+        ts_kernel_smem_bytes(info, sim_arch()));
     ts_launch_state_set(old);
     free(p);
     return launch_result(k, &state, st);

@@ -203,6 +203,24 @@ static void test_wg_gemm(void) {
                21 + i, cases[i].d0);
     ts_kernel_release(k);
   }
+  /* B MN-major: every swizzle width, panels of 64 columns (2 and 4), two
+   * slabs, two warpgroups, tails in M, N and K */
+  static const struct {
+    const char *d0, *d1;
+    int64_t M, N, K;
+  } mn[] = {{"BM=64 BN=16 BK=16", "T=128", 70, 40, 40},
+            {"BM=128 BN=32 BK=32", "T=128", 130, 45, 70},
+            {"BM=64 BN=64 BK=48", "T=128", 64, 100, 100},
+            {"BM=128 BN=128 BK=32", "T=256", 140, 130, 50},
+            {"BM=64 BN=256 BK=16", "T=128", 64, 300, 33}};
+  for (size_t i = 0; i < sizeof mn / sizeof mn[0]; i++) {
+    ts_kernel *k = num_kernel(GPU_TILE, "wg_mn", mn[i].d0, mn[i].d1);
+    if (!k)
+      return;
+    check_gemm(k, TS_DTYPE_BF16, mn[i].M, mn[i].N, mn[i].K, false, false, 1.0, 41 + i,
+               mn[i].d0);
+    ts_kernel_release(k);
+  }
   ts_kernel *k = num_kernel(GPU_TILE, "wg_f16", NULL, NULL);
   if (!k)
     return;

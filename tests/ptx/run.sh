@@ -77,6 +77,11 @@ for arch in sm_90a sm_80; do
           echo "FAIL: $p ($f, $arch) has no e4m3 wgmma.mma_async"
           fail=$((fail + 1)); continue 2
         fi
+        # and the attention's P V with B MN-major (imm-trans-b 1)
+        if [[ $f != kernels/gemm.tile ]] && ! grep -q "p, 1, 1, 0, 1;" "$p"; then
+          echo "FAIL: $p ($f, $arch) has no wgmma with B MN-major (imm-trans-b 1)"
+          fail=$((fail + 1)); continue 2
+        fi
       done
     fi
     # tensor cores: both lowerings of the bf16 GEMMs issue mma.sync (the
@@ -85,8 +90,8 @@ for arch in sm_90a sm_80; do
           $f == kernels/sparse_attn.tile || $f == tests/ptx/gpu.tile ]]; then
       for p in "$out" "$out.nvrtc"; do
         n=$(grep -c "mma.sync.aligned.m16n8k16.row.col.f32.[bf]*16.[bf]*16.f32" "$p")
-        # gemm.tile's GEMMs are all wgmma on sm_90a
-        [[ $arch == sm_90a && $f == kernels/gemm.tile ]] && n=1
+        # gemm.tile's and the attention's GEMMs are all wgmma on sm_90a
+        [[ $arch == sm_90a && ( $f == kernels/gemm.tile || $f == kernels/sparse_attn.tile ) ]] && n=1
         if ((n < 1)); then
           echo "FAIL: $p ($f, $arch) has $n mma.sync instructions"
           fail=$((fail + 1)); continue 2
