@@ -188,37 +188,26 @@ static void test_pipe_gemm(void) {
  * TESSERA_GPUSIM_ARCH=sm_80) the instruction is emulated from its
  * descriptors, so a wrong swizzle, descriptor or register layout fails. */
 static void test_wg_gemm(void) {
+  /* wg_gemm (B K-major), then wg_mn (B MN-major: every swizzle width,
+   * panels of 64 columns, 2 and 4) */
   static const struct {
-    const char *d0, *d1;
+    const char *kernel, *d0, *d1;
     int64_t M, N, K;
-  } cases[] = {{"BM=128 BN=24 BK=16", "T=128", 130, 50, 40},
-               {"BM=64 BN=40 BK=32", "T=128", 70, 45, 70},
-               {"BM=128 BN=128 BK=64", "T=256", 140, 130, 100},
-               {"BM=64 BN=8 BK=128", "T=128", 70, 17, 300}};
+  } cases[] = {{"wg_gemm", "BM=128 BN=24 BK=16", "T=128", 130, 50, 40},
+               {"wg_gemm", "BM=64 BN=40 BK=32", "T=128", 70, 45, 70},
+               {"wg_gemm", "BM=128 BN=128 BK=64", "T=256", 140, 130, 100},
+               {"wg_gemm", "BM=64 BN=8 BK=128", "T=128", 70, 17, 300},
+               {"wg_mn", "BM=64 BN=16 BK=16", "T=128", 70, 40, 40},
+               {"wg_mn", "BM=128 BN=32 BK=32", "T=128", 130, 45, 70},
+               {"wg_mn", "BM=64 BN=64 BK=48", "T=128", 64, 100, 100},
+               {"wg_mn", "BM=128 BN=128 BK=32", "T=256", 140, 130, 50},
+               {"wg_mn", "BM=64 BN=256 BK=16", "T=128", 64, 300, 33}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    ts_kernel *k = num_kernel(GPU_TILE, "wg_gemm", cases[i].d0, cases[i].d1);
+    ts_kernel *k = num_kernel(GPU_TILE, cases[i].kernel, cases[i].d0, cases[i].d1);
     if (!k)
       return;
-    check_gemm(k, TS_DTYPE_BF16, cases[i].M, cases[i].N, cases[i].K, false, true, 1.0,
-               21 + i, cases[i].d0);
-    ts_kernel_release(k);
-  }
-  /* B MN-major: every swizzle width, panels of 64 columns (2 and 4), two
-   * slabs, two warpgroups, tails in M, N and K */
-  static const struct {
-    const char *d0, *d1;
-    int64_t M, N, K;
-  } mn[] = {{"BM=64 BN=16 BK=16", "T=128", 70, 40, 40},
-            {"BM=128 BN=32 BK=32", "T=128", 130, 45, 70},
-            {"BM=64 BN=64 BK=48", "T=128", 64, 100, 100},
-            {"BM=128 BN=128 BK=32", "T=256", 140, 130, 50},
-            {"BM=64 BN=256 BK=16", "T=128", 64, 300, 33}};
-  for (size_t i = 0; i < sizeof mn / sizeof mn[0]; i++) {
-    ts_kernel *k = num_kernel(GPU_TILE, "wg_mn", mn[i].d0, mn[i].d1);
-    if (!k)
-      return;
-    check_gemm(k, TS_DTYPE_BF16, mn[i].M, mn[i].N, mn[i].K, false, false, 1.0, 41 + i,
-               mn[i].d0);
+    check_gemm(k, TS_DTYPE_BF16, cases[i].M, cases[i].N, cases[i].K, false,
+               !strcmp(cases[i].kernel, "wg_gemm"), 1.0, 21 + i, cases[i].d0);
     ts_kernel_release(k);
   }
   ts_kernel *k = num_kernel(GPU_TILE, "wg_f16", NULL, NULL);

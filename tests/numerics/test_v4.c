@@ -609,6 +609,29 @@ static void test_hc_head(void) {
   ts_kernel_release(k);
 }
 
+/* A split-KV attention: kernel k on the inputs in[0 .. n - 1] and the
+ * partial states over P ranges, then km (sparse_attn_merge) with the sink
+ * into o [T, H, C]. */
+static void launch_split(ts_kernel *k, ts_kernel *km, const ts_arg *in, int n, int64_t P,
+                         ts_tensor *sink, ts_tensor *o) {
+  int64_t T = ts_tensor_dim(o, 0), H = ts_tensor_dim(o, 1), C = ts_tensor_dim(o, 2);
+  int64_t spo[4] = {T, P, H, C}, spm[3] = {T, P, H};
+  ts_tensor *po = num_tensor(TS_DTYPE_F32, 4, spo), *pm = num_tensor(TS_DTYPE_F32, 3, spm),
+            *pl = num_tensor(TS_DTYPE_F32, 3, spm);
+  ts_arg a[10];
+  memcpy(a, in, (size_t)n * sizeof *a);
+  a[n] = ts_arg_tensor(po);
+  a[n + 1] = ts_arg_tensor(pm);
+  a[n + 2] = ts_arg_tensor(pl);
+  num_launch(k, a, (size_t)n + 3);
+  ts_arg b[5] = {ts_arg_tensor(po), ts_arg_tensor(pm), ts_arg_tensor(pl), ts_arg_tensor(sink),
+                 ts_arg_tensor(o)};
+  num_launch(km, b, 5);
+  ts_tensor_release(po);
+  ts_tensor_release(pm);
+  ts_tensor_release(pl);
+}
+
 /* hca_attn against the reference over the equivalent index list: the
  * window rows of kv, then compressed entries 0 .. n_t - 1 (kv and comp
  * concatenated); with a merge kernel km, k is hca_attn_split over P ranges,
@@ -647,18 +670,9 @@ static double hca_case(ts_kernel *k, ts_kernel *km, int64_t P, ts_dtype dt, int6
   ref_sparse_attn(qv, all, idx, sink, want, T, H, C, S + N, K,
                   0.04419417382415922);
   if (km) {
-    int64_t spo[4] = {T, P, H, C}, spm[3] = {T, P, H};
-    ts_tensor *po = num_tensor(TS_DTYPE_F32, 4, spo), *pm = num_tensor(TS_DTYPE_F32, 3, spm),
-              *pl = num_tensor(TS_DTYPE_F32, 3, spm);
-    ts_arg a[8] = {ts_arg_tensor(q),  ts_arg_tensor(kv), ts_arg_tensor(tw), ts_arg_tensor(comp),
-                   ts_arg_tensor(tn), ts_arg_tensor(po), ts_arg_tensor(pm), ts_arg_tensor(pl)};
-    num_launch(k, a, 8);
-    ts_arg b[5] = {ts_arg_tensor(po), ts_arg_tensor(pm), ts_arg_tensor(pl), ts_arg_tensor(tsk),
-                   ts_arg_tensor(o)};
-    num_launch(km, b, 5);
-    ts_tensor_release(po);
-    ts_tensor_release(pm);
-    ts_tensor_release(pl);
+    ts_arg a[5] = {ts_arg_tensor(q), ts_arg_tensor(kv), ts_arg_tensor(tw), ts_arg_tensor(comp),
+                   ts_arg_tensor(tn)};
+    launch_split(k, km, a, 5, P, tsk, o);
   } else {
     ts_arg a[7] = {ts_arg_tensor(q),    ts_arg_tensor(kv), ts_arg_tensor(tw),
                    ts_arg_tensor(comp), ts_arg_tensor(tn), ts_arg_tensor(tsk),
@@ -789,18 +803,8 @@ static void test_attn_tc_at(const char *defs, int64_t H, int64_t C, int64_t P) {
   ts_tensor *ts = from_doubles(TS_DTYPE_F32, 1, &H, sink, NULL);
   ref_sparse_attn(qv, kvv, iv, sink, want, T, H, C, S, K, 0.04419417382415922);
   if (P) {
-    int64_t spo[4] = {T, P, H, C}, spm[3] = {T, P, H};
-    ts_tensor *po = num_tensor(TS_DTYPE_F32, 4, spo), *pm = num_tensor(TS_DTYPE_F32, 3, spm),
-              *pl = num_tensor(TS_DTYPE_F32, 3, spm);
-    ts_arg a[6] = {ts_arg_tensor(q),  ts_arg_tensor(kv), ts_arg_tensor(idx),
-                   ts_arg_tensor(po), ts_arg_tensor(pm), ts_arg_tensor(pl)};
-    num_launch(k, a, 6);
-    ts_arg b[5] = {ts_arg_tensor(po), ts_arg_tensor(pm), ts_arg_tensor(pl), ts_arg_tensor(ts),
-                   ts_arg_tensor(o)};
-    num_launch(km, b, 5);
-    ts_tensor_release(po);
-    ts_tensor_release(pm);
-    ts_tensor_release(pl);
+    ts_arg a[3] = {ts_arg_tensor(q), ts_arg_tensor(kv), ts_arg_tensor(idx)};
+    launch_split(k, km, a, 3, P, ts, o);
     ts_kernel_release(km);
   } else {
     ts_arg a[5] = {ts_arg_tensor(q), ts_arg_tensor(kv), ts_arg_tensor(idx),
