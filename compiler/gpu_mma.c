@@ -112,8 +112,9 @@ bool ts_mma_accumulator(const ts_kernel_info *k, const ts_gpu_tile *tiles, int n
 
 /* Whether every gemm under `n` that mentions `s` reads it as a tensor-core
  * operand wgmma can take from a canonical tile: A K-major, B K-major
- * (transposed) or MN-major (not transposed; ts_mma_gemm admits that for
- * 16-bit types only); and some gemm does (*used). */
+ * (transposed) or, on a wgmma target and in a wgmma-shaped gemm, MN-major
+ * (not transposed; ts_mma_gemm admits that for 16-bit types only); and
+ * some gemm does (*used). */
 static bool canonical_only(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                            const ts_node *n, const ts_symbol *s, bool wgmma, bool *used) {
   if (!n)
@@ -123,7 +124,10 @@ static bool canonical_only(const ts_kernel_info *k, const ts_gpu_tile *tiles, in
     if (!ts_mma_gemm(k, tiles, nt, n, mnk) || n->kids[2]->sym == s)
       return false;
     bool ka = n->kids[0]->sym == s && !ts_call_named_bool(n, "trans_a", false);
-    bool kb = n->kids[1]->sym == s && (wgmma || ts_call_named_bool(n, "trans_b", false));
+    /* an MN-major B only where wgmma will read it: an mma.sync reads it
+     * element by element, and the swizzle would only cost there */
+    bool kb = n->kids[1]->sym == s && (ts_call_named_bool(n, "trans_b", false) ||
+                                       (wgmma && wgmma_shaped(k, tiles, nt, n, mnk)));
     if ((n->kids[0]->sym == s && !ka) || (n->kids[1]->sym == s && !kb))
       return false;
     *used = true;
