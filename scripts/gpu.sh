@@ -8,7 +8,7 @@
 #     attention, indexer + top-k, mHC, compressor, MoE against the same
 #     run's copy, the peak and PyTorch), also written to
 #     bench/results/bench-cuda-DATE.md and .json;
-#   - cuobjdump --dump-sass of the GEMM and sparse attention kernels from
+#   - cuobjdump --dump-sass of the GEMM, sparse and HCA attention kernels from
 #     each lowering, counting HGMMA (wgmma), HMMA (mma.sync), LDGSTS
 #     (cp.async) and FFMA;
 #   - cold compile time of every kernel (bench/compile_time, this machine's
@@ -77,7 +77,7 @@ fi
 sass="(cuobjdump not found)"
 if command -v cuobjdump >/dev/null 2>&1; then
   sass=""
-  for f in gemm sparse_attn; do
+  for f in gemm sparse_attn hca_attn; do
     build/tessera compile kernels/$f.tile --target ptx --arch sm_90a -o "$log/$f.ptx"
     build/tessera compile kernels/$f.tile --target cuda --emit ptx --arch sm_90a -o "$log/$f.cuda.ptx"
     for p in $f $f.cuda; do
