@@ -74,14 +74,14 @@ const cli_command cli_commands[] = {
      "when the seconds are spent. --show lists the database.\n",
      cmd_tune},
     {"bench", "run the benchmarks and record their figures",
-     "usage: tessera bench [NAME...] [--device cpu] [--out DIR] [--list]\n"
+     "usage: tessera bench [NAME...] [--device cpu|cuda] [--out DIR] [--list]\n"
      "\n"
-     "Runs the benchmarks of bench/ (all, or the NAMEs; --list shows them)\n"
-     "from the source root and writes their tables, with the machine, the\n"
-     "versions and the date, to DIR (bench/results) as\n"
-     "bench-DEVICE-DATE.md and .json; prints the two paths. Each benchmark\n"
-     "measures its baselines in the same run. The GPU suite is not built\n"
-     "yet (issue 8): --device is cpu.\n",
+     "Runs the benchmarks of bench/ (all of the device's suite, or the\n"
+     "NAMEs; --list shows them) from the source root and writes their\n"
+     "tables, with the machine, the versions and the date, to DIR\n"
+     "(bench/results) as bench-DEVICE-DATE.md and .json; prints the two\n"
+     "paths. Each benchmark measures its baselines in the same run. The\n"
+     "cuda suite needs an NVIDIA GPU (scripts/gpu.sh runs it).\n",
      cmd_bench},
     {"devices", "list the devices of this machine",
      "usage: tessera devices\n"
