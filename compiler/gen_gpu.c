@@ -216,6 +216,23 @@ static bool in_registers(const ts_kernel_info *k, const ts_node *tile, int64_t l
 
 bool ts_arch_wgmma(const char *arch) { return !arch || !strcmp(arch, "sm_90a"); }
 
+/* Shared bytes the tiles placed after tile i of the plan may take (shared
+ * tiles later in the first pass, then every frag not in registers that
+ * could fit; swizzled ones 1024-aligned): a pipelined copy's further
+ * buffers must leave room for them, or a frag such as an accumulator would
+ * end up in global scratch. */
+static int64_t later_bytes(ts_node **tiles, const ts_gpu_tile *out, int n, int i) {
+  int64_t sum = 0;
+  for (int j = 0; j < n; j++) {
+    bool shared = tiles[j]->sym->type->scope == TS_SCOPE_SHARED;
+    int64_t b = const_bytes(tiles[j]->sym->type);
+    if ((shared && j <= i) || out[j].home == TS_TILE_REGS || b < 0 || b > 232448)
+      continue;
+    sum += out[j].swz ? (b + 1023) & ~(int64_t)1023 : align16(b);
+  }
+  return sum;
+}
+
 int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
                      int64_t *smem_total) {
   ts_node *tiles[TS_GPU_MAX_TILES];
@@ -260,9 +277,10 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
           swizzled = true;
         }
         /* a pipelined copy's further buffers, while a Hopper block has
-         * room (227 KiB) */
+         * room (227 KiB) after the tiles still to place */
         int64_t one = smem - out[i].off;
-        if (out[i].stages > 1 && smem + one * (out[i].stages - 1) <= 232448)
+        if (out[i].stages > 1 &&
+            smem + one * (out[i].stages - 1) + later_bytes(tiles, out, n, i) <= 232448 - 1024)
           smem += one * (out[i].stages - 1);
         else
           out[i].stages = 1;

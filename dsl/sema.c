@@ -1196,6 +1196,7 @@ bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
     }
   pop_scope(&s);
   ts_release(u->alloc, s.edges, s.edge_cap * sizeof *s.edges);
+  ts_release(u->alloc, s.opaques, s.opaque_cap * sizeof *s.opaques);
   if (s.nomem)
     u->diags->nomem = true;
   u->checked = true;

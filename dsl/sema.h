@@ -38,6 +38,13 @@ typedef struct sema {
   /* call graph, for the recursion check */
   call_edge *edges;
   uint32_t edge_count, edge_cap;
+  /* the opaque atoms of extents and the expressions they stand for, so that
+   * the same expression is the same atom (sema_expr.c) */
+  struct opaque_atom {
+    const ts_node *expr;
+    uint32_t atom;
+  } *opaques;
+  uint32_t opaque_count, opaque_cap;
   bool nomem;
 } sema;
 

@@ -164,9 +164,61 @@ bool sema_extent_sub(sema *s, ts_extent a, ts_extent b, ts_extent *out) {
   return extent_axpy(a, -1, &b, out);
 }
 
+/* Whether two checked expressions have the same value wherever both are
+ * evaluated: the same tree over the same names that cannot change (dims,
+ * params, scalar arguments, lets, loop indices, constants) and pure
+ * built-ins; a `var`, an element read, a call with effects or a helper
+ * call is never the same. */
+static bool same_value(const ts_node *a, const ts_node *b) {
+  if (a->kind != b->kind || a->op != b->op || a->kid_count != b->kid_count ||
+      a->builtin != b->builtin || a->cval.kind != b->cval.kind)
+    return false;
+  if (a->cval.kind != TS_CONST_NONE)
+    return a->cval.i == b->cval.i && a->cval.b == b->cval.b &&
+           (a->cval.f == b->cval.f || (a->cval.f != a->cval.f && b->cval.f != b->cval.f));
+  switch (a->kind) {
+  case TS_NODE_NAME:
+    return a->sym && a->sym == b->sym &&
+           (a->sym->kind == TS_SYM_DIM || a->sym->kind == TS_SYM_PARAM ||
+            a->sym->kind == TS_SYM_SCALAR || a->sym->kind == TS_SYM_LET ||
+            a->sym->kind == TS_SYM_LOOP || a->sym->kind == TS_SYM_CONST);
+  case TS_NODE_UNARY:
+  case TS_NODE_BINARY: break;
+  case TS_NODE_CALL:
+    if (a->builtin != TS_BUILTIN_MIN && a->builtin != TS_BUILTIN_MAX &&
+        a->builtin != TS_BUILTIN_CEILDIV && a->builtin != TS_BUILTIN_ABS &&
+        a->builtin != TS_BUILTIN_SELECT && a->builtin != TS_BUILTIN_BLOCK_ID &&
+        !(a->builtin == TS_BUILTIN_NONE && a->dtype < TS_DTYPE_COUNT &&
+          a->dtype == b->dtype && !a->sym)) /* a conversion i64(x) */
+      return false;
+    break;
+  default: return false;
+  }
+  for (uint32_t i = 0; i < a->kid_count; i++)
+    if (!a->kids[i] || !b->kids[i] || !same_value(a->kids[i], b->kids[i]))
+      return false;
+  return true;
+}
+
 static ts_extent opaque(sema *s, ts_node *n) {
+  for (uint32_t i = 0; i < s->opaque_count; i++)
+    if (same_value(s->opaques[i].expr, n))
+      return sema_extent_atom(s->opaques[i].atom);
   ts_str text = {s->src->text + n->span.lo, n->span.hi - n->span.lo};
-  return sema_extent_atom(sema_new_atom(s, text));
+  uint32_t atom = sema_new_atom(s, text);
+  if (s->opaque_count == s->opaque_cap) {
+    uint32_t cap = s->opaque_cap ? s->opaque_cap * 2 : 16;
+    struct opaque_atom *o = ts_resize(s->u->alloc, s->opaques, s->opaque_cap * sizeof *o,
+                                      cap * sizeof *o);
+    if (!o) {
+      s->nomem = true;
+      return sema_extent_atom(atom);
+    }
+    s->opaques = o;
+    s->opaque_cap = cap;
+  }
+  s->opaques[s->opaque_count++] = (struct opaque_atom){n, atom};
+  return sema_extent_atom(atom);
 }
 
 ts_extent sema_extent_of(sema *s, ts_node *n) {
