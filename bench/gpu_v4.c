@@ -366,6 +366,59 @@ static void same_indices(ts_tensor *a, ts_tensor *b, const char *what) {
   ts_tensor_release(hb);
 }
 
+/* hca_attn_tc's arguments: T queries of H x C, a window of W gathered
+ * rows of a 4096-row kv, all N compressed entries for every query. */
+static void hca_args(ts_device *d, int64_t T, int64_t H, int64_t C, int64_t W, int64_t N,
+                     ts_arg *a) {
+  int64_t sq[3] = {T, H, C}, skv[2] = {4096, C}, sw[2] = {T, W}, sc[2] = {N, C};
+  ts_tensor *win = tensor(host, TS_DTYPE_I32, 2, sw), *nc = tensor(host, TS_DTYPE_I32, 1, &T);
+  uint64_t s = 7;
+  for (int64_t i = 0; i < T * W; i++) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    ts_tensor_set(win, i, (double)((s >> 33) % 4096));
+  }
+  for (int64_t t = 0; t < T; t++)
+    ts_tensor_set(nc, t, (double)N);
+  a[0] = ts_arg_tensor(rnd(d, TS_DTYPE_BF16, 3, sq, 12, 1));
+  a[1] = ts_arg_tensor(rnd(d, TS_DTYPE_BF16, 2, skv, 13, 1));
+  a[2] = ts_arg_tensor(d == host ? win : to_gpu(win));
+  a[3] = ts_arg_tensor(rnd(d, TS_DTYPE_BF16, 2, sc, 14, 1));
+  a[4] = ts_arg_tensor(d == host ? nc : to_gpu(nc));
+  a[5] = ts_arg_tensor(rnd(d, TS_DTYPE_F32, 1, &H, 15, 0.5));
+  a[6] = ts_arg_tensor(tensor(d, TS_DTYPE_BF16, 3, sq));
+  if (d != host) {
+    ts_tensor_release(win);
+    ts_tensor_release(nc);
+  }
+}
+
+/* HCA attention in prefill (hca_attn_tc: every query over the window and
+ * n compressed entries, the compressed blocks through a cp.async ring) as
+ * a fraction of the bf16 peak. */
+static void hca_prefill(void) {
+  ts_arg a[7];
+  hca_args(host, 3, 64, 128, 70, 150, a);
+  differential("kernels/hca_attn.tile", "hca_attn_tc", "NH=64 DC=128 CH=64", a, 7, 6, 2e-2);
+  release_args(a, 7);
+  if (check_only)
+    return;
+  int64_t T = quick ? 64 : 4096, H = 64, C = 512, W = 128;
+  printf("\n## HCA attention prefill (hca_attn_tc: %lld queries, 64 heads x 512, window 128 + n "
+         "compressed entries each)\n\n", (long long)T);
+  printf("| n | ms | TFLOP/s | of bf16 peak |\n|---|---|---|---|\n");
+  ts_kernel *k = kern(gpu, "kernels/hca_attn.tile", "hca_attn_tc", NULL);
+  int64_t ns[3] = {1024, quick ? 2048 : 4096, quick ? 4096 : 8192};
+  for (int i = 0; i < 3; i++) {
+    hca_args(gpu, T, H, C, W, ns[i], a);
+    double t = timed(k, a, 7), flops = (double)T * H * (double)(ns[i] + W) * C * 4.0;
+    char r[32];
+    printf("| %lld | %.3f | %.1f | %s |\n", (long long)ns[i], t * 1e3, flops / t / 1e12,
+           ratio(r, peak_flops > 0 ? flops / t / peak_flops : 0));
+    release_args(a, 7);
+  }
+  ts_kernel_release(k);
+}
+
 static void indexer(void) {
   int64_t T = 1, HI = 64, D = 128;
   {
@@ -839,6 +892,7 @@ int main(int argc, char **argv) {
   fp8_gemm();
   gemv_check();
   attention();
+  hca_prefill();
   indexer();
   mhc_and_compressor();
   if (!check_only) {
