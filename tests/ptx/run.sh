@@ -144,6 +144,24 @@ elif ! grep -q "wgmma.mma_async" "$tmp/wgprint.ptx" || ! grep -q "vprintf" "$tmp
 else
   pass=$((pass + 1))
 fi
+# the tensor-core attention kernels keep every tile on chip on both
+# architectures (a tile the plan cannot fit goes to global scratch: a
+# pipelined copy's ring once pushed the sm_80 accumulator there)
+for arch in sm_90a sm_80; do
+  for fk in sparse_attn:sparse_attn_tc sparse_attn:sparse_attn_split hca_attn:hca_attn_tc \
+            hca_attn:hca_attn_split gemm:gemm_nt gemm:gemm_splitk; do
+    f=kernels/${fk%%:*}.tile k=${fk##*:}
+    "$tessera" compile "$src/$f" --kernel "$k" --target ptx --arch $arch --emit mlir --no-cache \
+      -o "$tmp/plan.mlir" 2>"$tmp/err"
+    if grep -o 'tessera.tiles = "[^"]*"' "$tmp/plan.mlir" | grep -q "global scratch"; then
+      echo "FAIL: $arch $f $k puts a tile in global scratch:"
+      grep -o 'tessera.tiles = "[^"]*"' "$tmp/plan.mlir"
+      fail=$((fail + 1))
+    else
+      pass=$((pass + 1))
+    fi
+  done
+done
 sort -o "$tmp/now.txt" "$tmp/now.txt"
 if [[ ${TS_UPDATE_GOLDEN:-0} == 1 ]]; then
   { echo "# per kernel: arch file kernel registers N spill BYTES stack BYTES (ptxas -v) smem BYTES (dynamic shared memory)"
