@@ -34,6 +34,7 @@
 static ts_device *gpu, *host;
 static bool quick, check = true, check_only;
 static double copy_bps;   /* bytes read + written per second, this run */
+static int failed_checks; /* GPU results that differ: reported, the run goes on */
 static double hbm_bps;    /* nominal, from the device's name (0: unknown) */
 static double peak_flops; /* dense bf16 */
 
@@ -116,8 +117,10 @@ static double timed(ts_kernel *k, const ts_arg *a, size_t n) {
 }
 
 /* The kernel on a small shape on the GPU and on the CPU (args: host
- * tensors, copied to the GPU; arg `out` compared): stops the run when the
- * relative L2 difference passes `tol`. */
+ * tensors, copied to the GPU; arg `out` compared): a relative L2 difference
+ * past `tol` is reported as a failed check (its timings below mean nothing;
+ * the run goes on so that a lent GPU's time still yields the rest, and the
+ * program exits 1 at the end). */
 static void differential(const char *file, const char *name, const char *defs, ts_arg *args,
                          size_t n, size_t out, double tol) {
   if (!check)
@@ -143,8 +146,9 @@ static void differential(const char *file, const char *name, const char *defs, t
   double err = sqrt(num / (den > 0 ? den : 1));
   printf("check: %s %s on the GPU against the CPU: %.2e\n", name, defs ? defs : "", err);
   if (!(err <= tol)) {
-    fprintf(stderr, "gpu_v4: %s differs from the CPU (%.2e > %.0e); not timing\n", name, err, tol);
-    exit(1);
+    printf("check FAILED: %s %s differs from the CPU (%.2e > %.0e): its timings are not valid\n",
+           name, defs ? defs : "", err, tol);
+    failed_checks++;
   }
   for (size_t i = 0; i < n; i++)
     if (args[i].kind == TS_ARG_TENSOR)
@@ -350,18 +354,21 @@ static int64_t topk_chunk(int64_t S, int64_t K) {
   return ch;
 }
 
-/* Stops the run when two GPU index tensors differ. */
+/* Whether two GPU index tensors agree (a failed check when not). */
 static void same_indices(ts_tensor *a, ts_tensor *b, const char *what) {
   ts_tensor *ha, *hb;
   ts_status st = ts_tensor_copy(a, host, &ha);
   if (st || (st = ts_tensor_copy(b, host, &hb)))
     die(st, what);
-  for (int64_t i = 0; i < ts_tensor_count(ha); i++)
-    if (ts_tensor_get(ha, i) != ts_tensor_get(hb, i)) {
-      fprintf(stderr, "gpu_v4: %s: the two selections differ at %lld\n", what, (long long)i);
-      exit(1);
-    }
-  printf("check: %s: one-block and two-level top-k agree\n", what);
+  int64_t i = 0;
+  while (i < ts_tensor_count(ha) && ts_tensor_get(ha, i) == ts_tensor_get(hb, i))
+    i++;
+  if (i < ts_tensor_count(ha)) {
+    printf("check FAILED: %s: one-block and two-level top-k differ at %lld\n", what, (long long)i);
+    failed_checks++;
+  } else {
+    printf("check: %s: one-block and two-level top-k agree\n", what);
+  }
   ts_tensor_release(ha);
   ts_tensor_release(hb);
 }
@@ -902,5 +909,7 @@ int main(int argc, char **argv) {
   }
   ts_device_release(host);
   ts_device_release(gpu);
-  return 0;
+  if (failed_checks)
+    printf("\n%d check(s) FAILED: those kernels' figures above are not valid\n", failed_checks);
+  return failed_checks ? 1 : 0;
 }
