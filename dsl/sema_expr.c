@@ -185,6 +185,8 @@ static bool same_value(const ts_node *a, const ts_node *b) {
   case TS_NODE_UNARY:
   case TS_NODE_BINARY: break;
   case TS_NODE_CALL:
+    if (!ts_str_eq(a->name, b->name))
+      return false;
     if (a->builtin != TS_BUILTIN_MIN && a->builtin != TS_BUILTIN_MAX &&
         a->builtin != TS_BUILTIN_CEILDIV && a->builtin != TS_BUILTIN_ABS &&
         a->builtin != TS_BUILTIN_SELECT && a->builtin != TS_BUILTIN_BLOCK_ID &&
