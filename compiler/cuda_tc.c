@@ -251,11 +251,10 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk) {
   ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym, *sc = call->kids[2]->sym;
   const char *a = cu_name_of(c, "t_", sa->name), *b = cu_name_of(c, "t_", sb->name),
              *cc = cu_name_of(c, "t_", sc->name);
-  /* the operand kind: 0 bf16, 1 f16, 2 e4m3 (k32, no transpose flags) */
-  int kind = sa->type->dtype == TS_DTYPE_F16 ? 1 : sa->type->dtype == TS_DTYPE_FP8E4M3 ? 2 : 0;
-  int64_t kstep = kind == 2 ? 32 : 16, eb = kind == 2 ? 1 : 2, p = 128 / eb;
+  int full = ts_wgmma_kind(call), kind = full & 3; /* gen.h */
+  bool mn = full & 4;
+  int64_t kstep = kind == 2 ? 32 : 16;
   const char *ty = kind == 2 ? "e4m3" : kind == 1 ? "f16" : "bf16";
-  bool mn = !ts_call_named_bool(call, "trans_b", false); /* B MN-major */
   int64_t ra, ca, rb, cb;
   int swa = cu_swizzle_of(c, sa, &ra, &ca), swb = cu_swizzle_of(c, sb, &rb, &cb);
   if (!ts_call_named_bool(call, "accumulate", true))
@@ -273,26 +272,23 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk) {
   text = cu_str(c, "%s}, %%%lld, %%%lld, p, 1, 1%s;\\n}\\n", text, (long long)half,
                 (long long)half + 1, kind == 2 ? "" : mn ? ", 0, 1" : ", 0, 0");
   for (int64_t kk = 0; kk < K; kk += kstep) {
-    /* a slab's rows start whole 8-row atoms into A (SBO apart) */
-    int64_t ua = ca * eb == swa ? kk : kk / p * (ra * p) + kk % p;
-    int64_t ub = mn ? (cb * eb == swb ? kk * cb : kk * p)
-                 : cb * eb == swb ? kk
-                                  : kk / p * (rb * p) + kk % p;
-    /* B MN-major: the leading byte offset from one panel of columns to the
-     * next; K-major swizzled layouts do not use it (16: the field's 1) */
-    int64_t lbo = mn ? rb * (cb * eb == swb ? swb : 128) : 16;
+    /* where the k step's descriptors start (gen.h ts_wgmma_start); a slab's
+     * rows start whole 8-row atoms further into A (SBO apart) */
+    int64_t lboa, lbo;
+    int64_t ua = ts_wgmma_start(sa, swa, kk, false, &lboa), ub = ts_wgmma_start(sb, swb, kk, mn, &lbo);
     for (int64_t s = 0; s < slabs; s++) {
       cu_line(c, "{");
       c->ind++;
       /* 8 rows of swa bytes an atom (the descriptor's SBO), in 16 B units */
-      cu_line(c, "const unsigned long long da_ = ts_wgmma_desc(&%s[%lld], %d, 16) + "
+      cu_line(c, "const unsigned long long da_ = ts_wgmma_desc(&%s[%lld], %d, %lld) + "
               "(unsigned long long)(((%lld + (long long)(threadIdx.x >> 7)) * 8) * %lld);",
-              a, (long long)ua, swa, (long long)(s * groups), (long long)(8 * swa / 16));
+              a, (long long)ua, swa, (long long)lboa, (long long)(s * groups),
+              (long long)(8 * swa / 16));
       cu_line(c, "const unsigned long long db_ = ts_wgmma_desc(&%s[%lld], %d, %lld);", b,
               (long long)ub, swb, (long long)lbo);
       ts_buf_puts(c->o, "#ifdef TS_CUDA_SIM\n");
       cu_line(c, "ts_sim_wgmma(da_, db_, &%s[%lld], %lld, %d);", cc, (long long)(s * half),
-              (long long)N, kind | (mn ? 4 : 0));
+              (long long)N, full);
       ts_buf_puts(c->o, "#else\n");
       const char *outs = "";
       for (int64_t i = 0; i < half; i++)

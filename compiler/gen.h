@@ -84,6 +84,20 @@ enum { TS_ACC_CYCLIC, TS_ACC_MMA, TS_ACC_WGMMA };
  * (K % 32 == 0) qualify for wgmma only: elsewhere their gemm is scalar. */
 bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                    const ts_node *call, int64_t mnk[3]);
+/* A wgmma gemm's operand kind as both lowerings and the simulator count it:
+ * 0 bf16, 1 f16 (m64nNk16), 2 e4m3 (m64nNk32, no transpose flags), plus 4
+ * when B is not transposed (MN-major: imm-trans-b 1). */
+int ts_wgmma_kind(const ts_node *call);
+/* Where a wgmma operand's descriptor for the k step at k0 starts in the
+ * swizzled tile `s` [R, C] (swizzle swz; the layout below): K-major (A, or
+ * B transposed) at row 0, column k0; MN-major (mn: a B not transposed, K
+ * down its rows) at row k0, column 0. Returns that element's unswizzled
+ * index (a k step starts on the swizzle pattern's boundary, from which the
+ * hardware swizzles) and sets *lbo to the leading byte offset: MN-major,
+ * from one panel of 128 / eb columns to the next (R rows of 128 bytes);
+ * K-major swizzled layouts do not use it (16 bytes: the field's 1). The
+ * stride byte offset is 8 rows of swz bytes either way. */
+int64_t ts_wgmma_start(const ts_symbol *s, int swz, int64_t k0, bool mn, int64_t *lbo);
 /* layout[i] for each register tile of the plan; `wgmma`: the target has
  * wgmma (sm_90a). */
 void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,

@@ -293,24 +293,16 @@ static void ptx(gen *g, const char *text) {
     asm_op(g, text, "~{memory}", 0, NULL, (MlirType){NULL}, false);
 }
 
-/* The matrix descriptor of a swizzled tile `t` [R, C]: K-major (mn false)
- * from row row0 (row0 % 8 == 0) at column k0, or MN-major (a B not
- * transposed: K down the rows) from row k0 at column 0. The start address
+/* The matrix descriptor of the swizzled tile `t` for the k step at k0,
+ * K-major or MN-major (mn), where ts_wgmma_start puts it: the start address
  * (on the GPU its shared address, in the simulator its offset in the
- * block's shared memory) >> 4; the leading byte offset >> 4 (K-major
- * swizzled layouts do not use it: 1; MN-major: from one panel of
- * 128 / eb columns to the next, R rows of 128 bytes); the stride byte
- * offset (8 rows of swz bytes: the next 8 rows, M/N for K-major, K for
- * MN-major) >> 4; the swizzle mode (1: 128B, 2: 64B, 3: 32B) in bits
- * 62-63. */
-static MlirValue descriptor(gen *g, const ts_symbol *t, int64_t row0, int64_t k0, bool mn) {
-  int64_t R = t->type->dims[0].c, C = t->type->dims[1].c, r, c;
+ * block's shared memory) >> 4, the leading byte offset >> 4, the stride
+ * byte offset (8 rows of swz bytes) >> 4, the swizzle mode (1: 128B, 2:
+ * 64B, 3: 32B) in bits 62-63. */
+static MlirValue descriptor(gen *g, const ts_symbol *t, int64_t k0, bool mn) {
+  int64_t r, c, lbo;
   int swz = gen_swizzle_of(g, t, &r, &c), eb = ts_dtype_bits(t->type->dtype) / 8;
-  int64_t p = 128 / eb;
-  int64_t u = mn                  ? (C * eb == swz ? k0 * C : k0 * p)
-              : C * eb == swz ? row0 * C + k0
-                              : k0 / p * (R * p) + row0 * p + k0 % p;
-  uint64_t lbo = mn ? (uint64_t)(R * (C * eb == swz ? swz : 128) / 16) : 1;
+  int64_t u = ts_wgmma_start(t, swz, k0, mn, &lbo);
   MlirValue addr = gen_gpu_address(g, (MlirValue){t->user}, gen_i64(g, u), eb);
   if (g->emu) /* from the 1024-aligned address at or below the block's
                * shared memory (runtime/gpusim.c) */
@@ -318,7 +310,7 @@ static MlirValue descriptor(gen *g, const ts_symbol *t, int64_t row0, int64_t k0
                    gen_bin(g, "arith.andi", gen_gpu_address(g, g->smem_base, gen_i64(g, 0), 1),
                            gen_i64(g, ~(int64_t)1023)));
   int64_t mode = swz == 128 ? 1 : swz == 64 ? 2 : 3;
-  int64_t fixed = (int64_t)((lbo << 16) | ((uint64_t)(8 * swz / 16) << 32) |
+  int64_t fixed = (int64_t)(((uint64_t)lbo / 16 << 16) | ((uint64_t)(8 * swz / 16) << 32) |
                             ((uint64_t)mode << 62));
   MlirValue start = gen_bin(g, "arith.andi", gen_bin(g, "arith.shrui", addr, gen_i64(g, 4)),
                             gen_i64(g, 0x3fff));
@@ -337,11 +329,10 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk) {
                   *sc = call->kids[2]->sym;
   int64_t M = mnk[0], N = mnk[1], K = mnk[2], groups = g->threads / 128;
   int64_t slabs = M / (64 * groups), half = N / 2;
-  /* the operand kind: 0 bf16, 1 f16, 2 e4m3 (k32, no transpose flags) */
-  int kind = sa->type->dtype == TS_DTYPE_F16 ? 1 : sa->type->dtype == TS_DTYPE_FP8E4M3 ? 2 : 0;
+  int full = ts_wgmma_kind(call), kind = full & 3; /* gen.h */
+  bool mn = full & 4;
   int64_t kstep = kind == 2 ? 32 : 16;
   const char *ty = kind == 2 ? "e4m3" : kind == 1 ? "f16" : "bf16";
-  bool mn = !ts_call_named_bool(call, "trans_b", false); /* B MN-major */
   MlirValue cm = {sc->user};
   if (!ts_call_named_bool(call, "accumulate", true))
     for (int64_t r = 0; r < slabs * half; r++)
@@ -377,7 +368,7 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk) {
   int64_t ra, ca;
   int64_t atom16 = 8 * gen_swizzle_of(g, sa, &ra, &ca) / 16;
   for (int64_t kk = 0; kk < K && ops; kk += kstep) {
-    MlirValue db = descriptor(g, sb, 0, kk, mn), da0 = descriptor(g, sa, 0, kk, false);
+    MlirValue db = descriptor(g, sb, kk, mn), da0 = descriptor(g, sa, kk, false);
     for (int64_t s = 0; s < slabs; s++) {
       /* slab s of this warpgroup: rows (s groups + wg) 64 .. */
       MlirValue atoms = gen_bin(g, "arith.muli",
@@ -389,7 +380,7 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk) {
         MlirValue args[7] = {g->emu_ctx, g->tid, da, db,
                              gen_gpu_address(g, cm, gen_i64(g, s * half), 4),
                              mb_const_int(b, b->i32, N),
-                             mb_const_int(b, b->i32, kind | (mn ? 4 : 0))};
+                             mb_const_int(b, b->i32, full)};
         gen_call(g, "ts_gpusim_wgmma", 7, args, 0, NULL);
         continue;
       }

@@ -108,6 +108,22 @@ bool ts_mma_accumulator(const ts_kernel_info *k, const ts_gpu_tile *tiles, int n
   return accumulates(k, tiles, nt, k->node->kids[4], s, wgmma);
 }
 
+int ts_wgmma_kind(const ts_node *call) {
+  ts_dtype dt = call->kids[0]->sym->type->dtype;
+  int kind = dt == TS_DTYPE_F16 ? 1 : dt == TS_DTYPE_FP8E4M3 ? 2 : 0;
+  return kind | (ts_call_named_bool(call, "trans_b", false) ? 0 : 4);
+}
+
+int64_t ts_wgmma_start(const ts_symbol *s, int swz, int64_t k0, bool mn, int64_t *lbo) {
+  int64_t R = s->type->dims[0].c, C = s->type->dims[1].c;
+  int64_t eb = ts_dtype_bits(s->type->dtype) / 8, p = 128 / eb;
+  bool one = C * eb == swz; /* one atom wide, no panels */
+  *lbo = mn ? R * (one ? swz : 128) : 16;
+  if (mn)
+    return one ? k0 * C : k0 * p;
+  return one ? k0 : k0 / p * (R * p) + k0 % p;
+}
+
 /* ---- swizzled operands --------------------------------------------------- */
 
 /* Whether every gemm under `n` that mentions `s` reads it as a tensor-core
