@@ -65,6 +65,27 @@ static ts_kernel *kern(ts_device *d, const char *file, const char *name, const c
   return k;
 }
 
+/* kern() on the GPU, compiled once for the run: the same (file, name,
+ * params) gives the same kernel, kept to the end (the caller does not
+ * release it). */
+static ts_kernel *gpu_kern(const char *file, const char *name, const char *defs) {
+  static struct {
+    char key[160];
+    ts_kernel *k;
+  } seen[48];
+  static int n;
+  char key[160];
+  snprintf(key, sizeof key, "%s:%s:%s", file, name, defs ? defs : "");
+  for (int i = 0; i < n; i++)
+    if (!strcmp(seen[i].key, key))
+      return seen[i].k;
+  if (n == (int)(sizeof seen / sizeof seen[0]))
+    die(ts_status_make(TS_ERR_INVALID, "more kernels than gpu_kern keeps"), name);
+  snprintf(seen[n].key, sizeof seen[n].key, "%s", key);
+  seen[n].k = kern(gpu, file, name, defs);
+  return seen[n++].k;
+}
+
 static ts_tensor *tensor(ts_device *d, ts_dtype dt, uint32_t rank, const int64_t *shape) {
   ts_tensor *t;
   ts_status st = ts_tensor_create(d, dt, rank, shape, &t);
@@ -84,18 +105,15 @@ static void fill(ts_tensor *t, int seed, double scale) {
     }
     return;
   }
-  static ts_kernel *kb, *kf, *k8; /* compiled once for the run */
   ts_dtype dt = ts_tensor_dtype(t);
-  ts_kernel **k = dt == TS_DTYPE_BF16 ? &kb : dt == TS_DTYPE_FP8E4M3 ? &k8 : &kf;
-  if (!*k)
-    *k = kern(gpu, "bench/gpu.tile",
-              dt == TS_DTYPE_BF16 ? "rand_bf16" : dt == TS_DTYPE_FP8E4M3 ? "rand_fp8" : "rand_f32",
-              NULL);
+  ts_kernel *k = gpu_kern(
+      "bench/gpu.tile",
+      dt == TS_DTYPE_BF16 ? "rand_bf16" : dt == TS_DTYPE_FP8E4M3 ? "rand_fp8" : "rand_f32", NULL);
   int64_t n = ts_tensor_count(t);
   ts_tensor *flat;
   ts_status st = ts_tensor_reshape(t, 1, &n, &flat);
   ts_arg a[3] = {ts_arg_tensor(flat), ts_arg_int(seed), ts_arg_float(scale)};
-  if (st || (st = ts_kernel_launch(*k, a, 3)))
+  if (st || (st = ts_kernel_launch(k, a, 3)))
     die(st, "a random fill");
   ts_tensor_release(flat);
 }
@@ -231,18 +249,8 @@ static void attn_args(ts_device *d, int64_t T, int64_t H, int64_t C, int64_t S, 
  * sparse_attn_merge; the two times summed. */
 static double split_attn(const char *file, const char *name, const ts_arg *a, size_t n,
                          int64_t P) {
-  static ts_kernel *km, *kss[2]; /* compiled once for the run */
-  static const char *names[2];
-  if (!km)
-    km = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_merge", NULL);
-  int w = 0;
-  while (w < 1 && names[w] && strcmp(names[w], name) != 0)
-    w++;
-  if (!names[w] || strcmp(names[w], name) != 0) {
-    names[w] = name;
-    kss[w] = kern(gpu, file, name, NULL);
-  }
-  ts_kernel *ks = kss[w];
+  ts_kernel *ks = gpu_kern(file, name, NULL);
+  ts_kernel *km = gpu_kern("kernels/sparse_attn.tile", "sparse_attn_merge", NULL);
   int64_t T = ts_tensor_dim(a[0].tensor, 0), H = ts_tensor_dim(a[0].tensor, 1),
           C = ts_tensor_dim(a[0].tensor, 2), spo[4] = {T, P, H, C}, spm[3] = {T, P, H};
   ts_arg b[10];
@@ -315,21 +323,18 @@ static double topk_seconds(ts_tensor *scores, ts_tensor *len, int64_t S, int64_t
   *out = tensor(gpu, TS_DTYPE_I32, 2, so);
   if (CH == 0) {
     snprintf(defs, sizeof defs, "K=%lld", (long long)K);
-    ts_kernel *k = kern(gpu, "kernels/topk.tile", "topk", defs);
     ts_arg a[3] = {ts_arg_tensor(scores), ts_arg_tensor(len), ts_arg_tensor(*out)};
-    double t = timed(k, a, 3);
-    ts_kernel_release(k);
-    return t;
+    return timed(gpu_kern("kernels/topk.tile", "topk", defs), a, 3);
   }
   int64_t sm[2] = {1, K * ((S + CH - 1) / CH)}, one = 1;
   ts_tensor *cand = tensor(gpu, TS_DTYPE_I32, 2, sm), *val = tensor(gpu, TS_DTYPE_F32, 2, sm);
   ts_tensor *len2 = tensor(gpu, TS_DTYPE_I32, 1, &one), *pos = tensor(gpu, TS_DTYPE_I32, 2, so);
   snprintf(defs, sizeof defs, "K=%lld CH=%lld", (long long)K, (long long)CH);
-  ts_kernel *k1 = kern(gpu, "kernels/topk.tile", "topk", defs);
-  ts_kernel *kg = kern(gpu, "kernels/topk.tile", "topk_gather", defs);
+  ts_kernel *k1 = gpu_kern("kernels/topk.tile", "topk", defs);
+  ts_kernel *kg = gpu_kern("kernels/topk.tile", "topk_gather", defs);
   snprintf(defs, sizeof defs, "K=%lld", (long long)K);
-  ts_kernel *k2 = kern(gpu, "kernels/topk.tile", "topk", defs);
-  ts_kernel *kp = kern(gpu, "kernels/topk.tile", "topk_pick", NULL);
+  ts_kernel *k2 = gpu_kern("kernels/topk.tile", "topk", defs);
+  ts_kernel *kp = gpu_kern("kernels/topk.tile", "topk_pick", NULL);
   ts_arg a1[3] = {ts_arg_tensor(scores), ts_arg_tensor(len), ts_arg_tensor(cand)};
   ts_arg ag[5] = {ts_arg_tensor(scores), ts_arg_tensor(len), ts_arg_tensor(cand),
                   ts_arg_tensor(val), ts_arg_tensor(len2)};
@@ -337,11 +342,8 @@ static double topk_seconds(ts_tensor *scores, ts_tensor *len, int64_t S, int64_t
   ts_arg ap[3] = {ts_arg_tensor(pos), ts_arg_tensor(cand), ts_arg_tensor(*out)};
   double t = timed(k1, a1, 3) + timed(kg, ag, 5) + timed(k2, a2, 3) + timed(kp, ap, 3);
   ts_tensor *keep[4] = {cand, val, len2, pos};
-  ts_kernel *ks[4] = {k1, kg, k2, kp};
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 4; i++)
     ts_tensor_release(keep[i]);
-    ts_kernel_release(ks[i]);
-  }
   return t;
 }
 
@@ -443,7 +445,7 @@ static void indexer(void) {
   printf("| entries | scores ms | top-k ms (two-level) | one-block top-k ms | total ms | GB/s | of copy "
          "| PyTorch ms | PyTorch / Tessera |\n");
   printf("|---|---|---|---|---|---|---|---|---|\n");
-  ts_kernel *ks = kern(gpu, "kernels/indexer.tile", "indexer_scores_tc", "RATIO=1");
+  ts_kernel *ks = gpu_kern("kernels/indexer.tile", "indexer_scores_tc", "RATIO=1");
   int64_t sizes[2] = {quick ? 4096 : 131072, quick ? 8192 : 1048576};
   for (int i = 0; i < 2; i++) {
     int64_t S = sizes[i], sq[3] = {T, HI, D}, sk[2] = {S, D}, sw[2] = {T, HI}, so[2] = {T, S};
@@ -474,7 +476,6 @@ static void indexer(void) {
       ts_tensor_release(done[j]);
     release_args(a, 4);
   }
-  ts_kernel_release(ks);
 }
 
 static void mhc_and_compressor(void) {
@@ -689,12 +690,9 @@ static int64_t splitk_for(int64_t N, int64_t K) {
  * bytes to *bytes. */
 static double gemv_with(int64_t N, int64_t K, int64_t KS, int seed, double *bytes) {
   int64_t sa[2] = {1, K}, sb[2] = {N, K}, sc[2] = {1, N}, sp[3] = {KS, 1, N};
-  static ts_kernel *kn, *kp, *ks; /* compiled once for the run */
-  if (!kn) {
-    kn = kern(gpu, "kernels/gemm.tile", "gemm_nt", "BM=32 BN=32 BK=64");
-    kp = kern(gpu, "kernels/gemm.tile", "gemm_splitk", NULL);
-    ks = kern(gpu, "kernels/gemm.tile", "gemm_splitk_sum", NULL);
-  }
+  ts_kernel *kn = gpu_kern("kernels/gemm.tile", "gemm_nt", "BM=32 BN=32 BK=64");
+  ts_kernel *kp = gpu_kern("kernels/gemm.tile", "gemm_splitk", NULL);
+  ts_kernel *ks = gpu_kern("kernels/gemm.tile", "gemm_splitk_sum", NULL);
   ts_arg a[3] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, sa, seed, 1)),
                  ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, sb, seed + 1, 0.02)),
                  ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, sc))};
@@ -787,7 +785,7 @@ static double layer_step(int kind, int64_t L, double *kv) {
     t += gemv(64 * 128, 1024, 56, &wb) + gemv(64, d, 58, &wb); /* indexer q, weights */
     t += gemv(2 * 128, d, 60, &wb) + gemv(2 * 128, d, 62, &wb); /* its compressor */
     int64_t siq[3] = {1, 64, 128}, sk[2] = {n, 128}, sw[2] = {1, 64}, so[2] = {1, n};
-    ts_kernel *ks = kern(gpu, "kernels/indexer.tile", "indexer_scores_tc", "RATIO=1");
+    ts_kernel *ks = gpu_kern("kernels/indexer.tile", "indexer_scores_tc", "RATIO=1");
     ts_arg a[4] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 3, siq, 64, 1)),
                    ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, sk, 65, 1)),
                    ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, sw, 66, 1)),
@@ -808,7 +806,6 @@ static double layer_step(int kind, int64_t L, double *kv) {
     ts_tensor *done[6] = {c[1].tensor, c[2].tensor, len, sc, glen, sel};
     for (int i = 0; i < 6; i++)
       ts_tensor_release(done[i]);
-    ts_kernel_release(ks);
   } else if (kind == 1) { /* HCA */
     int64_t n = L / 128;
     t += gemv(C, d, 70, &wb) + gemv(C, d, 72, &wb); /* compressor wkv, wgate */
