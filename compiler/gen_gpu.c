@@ -226,7 +226,7 @@ static int64_t later_bytes(ts_node **tiles, const ts_gpu_tile *out, int n, int i
   for (int j = 0; j < n; j++) {
     bool shared = tiles[j]->sym->type->scope == TS_SCOPE_SHARED;
     int64_t b = const_bytes(tiles[j]->sym->type);
-    if ((shared && j <= i) || out[j].home == TS_TILE_REGS || b < 0 || b > 232448)
+    if ((shared && j <= i) || out[j].home == TS_TILE_REGS || b < 0 || b > GPU_SMEM_MAX)
       continue;
     sum += out[j].swz ? (b + 1023) & ~(int64_t)1023 : align16(b);
   }
@@ -263,7 +263,7 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
     for (int i = 0; i < n; i++) {
       bool shared = tiles[i]->sym->type->scope == TS_SCOPE_SHARED;
       if (pass == 1 && i == 0 && smem > GPU_SMEM_LIMIT)
-        limit = 232448;
+        limit = GPU_SMEM_MAX;
       if (shared != (pass == 0) || out[i].home == TS_TILE_REGS)
         continue;
       int64_t before = smem;
@@ -280,7 +280,8 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
          * room (227 KiB) after the tiles still to place */
         int64_t one = smem - out[i].off;
         if (out[i].stages > 1 &&
-            smem + one * (out[i].stages - 1) + later_bytes(tiles, out, n, i) <= 232448 - 1024)
+            smem + one * (out[i].stages - 1) + later_bytes(tiles, out, n, i) <=
+                GPU_SMEM_MAX - GPU_SMEM_ALIGN)
           smem += one * (out[i].stages - 1);
         else
           out[i].stages = 1;
@@ -291,7 +292,7 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
       }
     }
   /* room to align the base of the swizzled tiles at run time */
-  *smem_total = smem + (swizzled ? 1024 : 0);
+  *smem_total = smem + (swizzled ? GPU_SMEM_ALIGN : 0);
   return n;
 }
 

@@ -92,6 +92,10 @@ struct view {
  * Tessera supports): constant-shape tiles are placed there, in order,
  * `shared` tiles first; what does not fit goes to global scratch. */
 #define GPU_SMEM_LIMIT (48 * 1024)
+/* A Hopper block's shared memory when it opts in (227 KiB); the plan
+ * reserves GPU_SMEM_ALIGN of it to align swizzled tiles at run time. */
+#define GPU_SMEM_MAX 232448
+#define GPU_SMEM_ALIGN 1024
 
 void gen_unsupported(gen *g, ts_node *n, const char *what);
 MlirValue gen_i64(gen *g, int64_t v);
