@@ -7,7 +7,9 @@
  * Markdown on stdout; without a GPU it says so and exits 0. Run from the
  * source root:
  *   build/bench/gpu_gemm [--sizes 1024,4096,8192] [--no-check] [NAME=VALUE...]
- * NAME=VALUE are the kernel's params (BM=128 BN=128 STAGES=3);
+ * Without NAME=VALUE it also times STAGES 2..6 at 4096 (or the largest size
+ * below), each checked first.
+ * NAME=VALUE are the kernel's params (BM=128 BN=128 STAGES=4);
  * TESSERA_GPU_LOWERING=cuda times the CUDA C lowering; TS_PEAK_TFLOPS sets
  * the peak when the device's name does not say it. */
 #include "bench/bench.h"
@@ -59,6 +61,60 @@ static void torch_times(const int64_t *n, int count, double *out) {
   pclose(p);
 }
 
+/* gemm_nt on an odd shape (333 x 257 x 191) against f64 on the host:
+ * prints the relative error; false (and says so) when it is not below
+ * 1e-5. */
+static bool check_ok(ts_kernel *k, ts_device *gpu, ts_device *host) {
+  uint64_t seed = 7;
+  int64_t M = 333, N = 257, K = 191;
+  ts_tensor *a = host_tensor(host, TS_DTYPE_BF16, M, K, &seed);
+  ts_tensor *b = host_tensor(host, TS_DTYPE_BF16, N, K, &seed);
+  ts_tensor *c = host_tensor(host, TS_DTYPE_F32, M, N, &seed);
+  ts_tensor *da = on(gpu, a), *db = on(gpu, b), *dc = on(gpu, c);
+  ts_arg args[3] = {ts_arg_tensor(da), ts_arg_tensor(db), ts_arg_tensor(dc)};
+  ts_status st = ts_kernel_launch(k, args, 3);
+  if (st)
+    die(st);
+  ts_tensor *back = on(host, dc);
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t j = 0; j < N; j++) {
+      double s = 0;
+      for (int64_t x = 0; x < K; x++)
+        s += ts_tensor_get(a, i * K + x) * ts_tensor_get(b, j * K + x);
+      double d = ts_tensor_get(back, i * N + j) - s;
+      num += d * d;
+      den += s * s;
+    }
+  double err = sqrt(num / (den > 0 ? den : 1));
+  printf("check (%s): %lldx%lldx%lld against f64, relative error %.2e\n\n",
+         *ts_kernel_config(k) ? ts_kernel_config(k) : "default params", (long long)M,
+         (long long)N, (long long)K, err);
+  ts_tensor *all[] = {a, b, c, da, db, dc, back};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    ts_tensor_release(all[i]);
+  if (!(err < 1e-5))
+    fprintf(stderr, "gpu_gemm: wrong results; not timing\n");
+  return err < 1e-5;
+}
+
+/* Seconds of `k` at M = N = K = n (median of 10). */
+static double time_at(ts_kernel *k, ts_device *gpu, int64_t n) {
+  int64_t shape[2] = {n, n};
+  ts_tensor *a, *b, *c;
+  ts_status st;
+  if ((st = ts_tensor_create(gpu, TS_DTYPE_BF16, 2, shape, &a)) ||
+      (st = ts_tensor_create(gpu, TS_DTYPE_BF16, 2, shape, &b)) ||
+      (st = ts_tensor_create(gpu, TS_DTYPE_F32, 2, shape, &c)))
+    die(st);
+  ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
+  double t = bench_gpu_median(k, args, 3, 10, "gpu_gemm");
+  ts_tensor_release(a);
+  ts_tensor_release(b);
+  ts_tensor_release(c);
+  return t;
+}
+
 int main(int argc, char **argv) {
   int64_t sizes[16] = {1024, 2048, 4096, 8192};
   int nsizes = 4;
@@ -107,38 +163,8 @@ int main(int argc, char **argv) {
   printf("# bf16 GEMM on %s (gemm_nt %s, %s lowering)\n\n", ts_device_model(gpu),
          *ts_kernel_config(k) ? ts_kernel_config(k) : "default params",
          lowering && !strcmp(lowering, "cuda") ? "CUDA C" : "MLIR");
-  uint64_t seed = 7;
-  if (check) { /* an odd shape against f64 on the host */
-    int64_t M = 333, N = 257, K = 191;
-    ts_tensor *a = host_tensor(host, TS_DTYPE_BF16, M, K, &seed);
-    ts_tensor *b = host_tensor(host, TS_DTYPE_BF16, N, K, &seed);
-    ts_tensor *c = host_tensor(host, TS_DTYPE_F32, M, N, &seed);
-    ts_tensor *da = on(gpu, a), *db = on(gpu, b), *dc = on(gpu, c);
-    ts_arg args[3] = {ts_arg_tensor(da), ts_arg_tensor(db), ts_arg_tensor(dc)};
-    if ((st = ts_kernel_launch(k, args, 3)))
-      die(st);
-    ts_tensor *back = on(host, dc);
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < M; i++)
-      for (int64_t j = 0; j < N; j++) {
-        double s = 0;
-        for (int64_t x = 0; x < K; x++)
-          s += ts_tensor_get(a, i * K + x) * ts_tensor_get(b, j * K + x);
-        double d = ts_tensor_get(back, i * N + j) - s;
-        num += d * d;
-        den += s * s;
-      }
-    double err = sqrt(num / (den > 0 ? den : 1));
-    printf("check: %lldx%lldx%lld against f64, relative error %.2e\n\n", (long long)M,
-           (long long)N, (long long)K, err);
-    if (!(err < 1e-5)) {
-      fprintf(stderr, "gpu_gemm: wrong results; not timing\n");
-      return 1;
-    }
-    ts_tensor *all[] = {a, b, c, da, db, dc, back};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-      ts_tensor_release(all[i]);
-  }
+  if (check && !check_ok(k, gpu, host))
+    return 1;
   double peak = getenv("TS_PEAK_TFLOPS") ? atof(getenv("TS_PEAK_TFLOPS")) : 0;
   if (peak <= 0 && (strstr(ts_device_model(gpu), "H100") || strstr(ts_device_model(gpu), "H200")))
     peak = 989.4; /* dense bf16, SXM (PERF-ANCHORS.md) */
@@ -147,14 +173,8 @@ int main(int argc, char **argv) {
   printf("| n (M = N = K) | Tessera ms | TFLOP/s | of peak | torch.matmul ms | Tessera / torch |\n");
   printf("|---|---|---|---|---|---|\n");
   for (int s = 0; s < nsizes; s++) {
-    int64_t n = sizes[s], shape[2] = {n, n};
-    ts_tensor *a, *b, *c;
-    if ((st = ts_tensor_create(gpu, TS_DTYPE_BF16, 2, shape, &a)) ||
-        (st = ts_tensor_create(gpu, TS_DTYPE_BF16, 2, shape, &b)) ||
-        (st = ts_tensor_create(gpu, TS_DTYPE_F32, 2, shape, &c)))
-      die(st);
-    ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
-    double t = bench_gpu_median(k, args, 3, 10, "gpu_gemm");
+    int64_t n = sizes[s];
+    double t = time_at(k, gpu, n);
     double tf = t > 0 ? 2.0 * (double)n * (double)n * (double)n / t / 1e12 : 0;
     char of[32] = "-", tr[32] = "-", rt[32] = "-";
     if (peak > 0)
@@ -164,9 +184,39 @@ int main(int argc, char **argv) {
       snprintf(rt, sizeof rt, "%.2f", t > 0 ? torch[s] / t : 0);
     }
     printf("| %lld | %.3f | %.1f | %s | %s | %s |\n", (long long)n, t * 1e3, tf, of, tr, rt);
-    ts_tensor_release(a);
-    ts_tensor_release(b);
-    ts_tensor_release(c);
+  }
+  /* the ring's depth at 4096 (or the largest size below): on sm_90a the wgmma of one k step stays in
+   * flight while the next is issued, so copies run STAGES - 2 ahead there
+   * (STAGES - 1 elsewhere); each depth checked before it is timed */
+  if (!ndefs) {
+    int64_t n = 0;
+    for (int s = 0; s < nsizes; s++)
+      if (sizes[s] <= 4096 && sizes[s] > n)
+        n = sizes[s];
+    double base = time_at(k, gpu, n);
+    printf("\nThe cp.async ring's depth at %lld^3 (the default above: %s):\n\n", (long long)n,
+           *ts_kernel_config(k) ? ts_kernel_config(k) : "default params");
+    printf("| STAGES | ms | TFLOP/s | of peak | default / this |\n|---|---|---|---|---|\n");
+    for (int stages = 2; stages <= 6; stages++) {
+      char val[8];
+      snprintf(val, sizeof val, "%d", stages);
+      ts_define d = {"STAGES", val};
+      ts_kernel *ks;
+      if ((st = ts_kernel_create(gpu, "kernels/gemm.tile", "gemm_nt", &d, 1, &diags, &ks))) {
+        printf("| %d | %s | | | |\n", stages, ts_status_message(st));
+        ts_status_free(st);
+        continue;
+      }
+      if (check && !check_ok(ks, gpu, host))
+        return 1;
+      double t = time_at(ks, gpu, n);
+      double tf = t > 0 ? 2.0 * (double)n * (double)n * (double)n / t / 1e12 : 0;
+      char of[32] = "-";
+      if (peak > 0)
+        snprintf(of, sizeof of, "%.2f", tf / peak);
+      printf("| %d | %.3f | %.1f | %s | %.2f |\n", stages, t * 1e3, tf, of, t > 0 ? base / t : 0);
+      ts_kernel_release(ks);
+    }
   }
   ts_kernel_release(k);
   ts_diags_deinit(&diags);

@@ -656,15 +656,15 @@ static void tile_fill(cg *c, ts_node *call, bool clear, bool dist) {
 
 static void tile_gemm(cg *c, ts_node *call, bool dist) {
   int64_t mnk[3];
+  if (dist && cu_wgmma_call(c, call, mnk)) {
+    cu_tile_wgmma(c, call, mnk, false, NULL);
+    return;
+  }
   if (dist && c->tiles && ts_mma_gemm(c->k, c->tiles, c->ntiles, call, mnk)) {
     bool cyclic = false, wg = false; /* the accumulator's register layout */
     for (int i = 0; i < c->nregs; i++) {
       cyclic |= c->regs[i] == call->kids[2]->sym && !c->mma[i];
       wg |= c->regs[i] == call->kids[2]->sym && c->mma[i] == TS_ACC_WGMMA;
-    }
-    if (wg && c->wgmma && ts_wgmma_gemm(c->k, c->tiles, c->ntiles, call, mnk)) {
-      cu_tile_wgmma(c, call, mnk);
-      return;
     }
     if (!cyclic && !wg && call->kids[0]->sym->type->dtype != TS_DTYPE_FP8E4M3) {
       cu_tile_gemm_mma(c, call, mnk);
@@ -1002,7 +1002,8 @@ void cu_stmt(cg *c, ts_node *n) {
 
 void cu_block(cg *c, ts_node *b) {
   for (uint32_t i = 0; b && i < b->kid_count && !c->failed; i++)
-    cu_stmt(c, b->kids[i]);
+    if (!cu_pipe_fold_clear(c, b, i)) /* else the pipelined loop after it zeroes it */
+      cu_stmt(c, b->kids[i]);
 }
 
 /* ---- print and assert ------------------------------------------------------ */

@@ -17,6 +17,8 @@ typedef struct cg {
   int par;      /* depth of parallel statements (helpers count as one) */
   bool single;  /* inside a thread-0 statement */
   bool synced;  /* the last statement ended with a barrier */
+  ts_node *folded[8]; /* clears left to the next pipelined loop */
+  int nfolded;
   bool failed;
   int64_t threads;
   int tmp;
@@ -90,10 +92,19 @@ void cu_loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
                    uint32_t rank, bool dist, const char **k);
 void cu_loop_end(cg *c);
 void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk);
-void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk);
+/* Whether gemm `call` runs as wgmma with its accumulator in registers (mnk:
+ * its shape); that gemm, with `async` (a pipelined loop's gemm) its group
+ * left in flight and its operands already made visible by the loop, and
+ * with `first` (a C condition) the loop's first iteration, whose first k
+ * step ignores the old accumulators. */
+bool cu_wgmma_call(cg *c, const ts_node *call, int64_t mnk[3]);
+void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const char *first);
 /* The swizzle of tile `s` in the plan (its atom's row bytes) or 0, with its
  * shape in r, c. */
 int cu_swizzle_of(cg *c, const ts_symbol *s, int64_t *r, int64_t *cols);
 bool cu_pipelined(cg *c, ts_node *n);
+/* Whether statement i of `blk` is a clear the pipelined loop after it
+ * takes over (gen.h ts_pipe_clear_folds): then it is left to that loop. */
+bool cu_pipe_fold_clear(cg *c, ts_node *blk, uint32_t i);
 
 #endif

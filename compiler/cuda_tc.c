@@ -239,13 +239,35 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   cu_line(c, "}");
 }
 
+bool cu_wgmma_call(cg *c, const ts_node *call, int64_t mnk[3]) {
+  bool wg = false;
+  for (int i = 0; i < c->nregs; i++)
+    wg |= c->regs[i] == call->kids[2]->sym && c->mma[i] == TS_ACC_WGMMA;
+  return wg && c->wgmma && c->tiles && ts_mma_gemm(c->k, c->tiles, c->ntiles, call, mnk) &&
+         ts_wgmma_gemm(c->k, c->tiles, c->ntiles, call, mnk);
+}
+
+/* The accumulators of wgmma gemm `call` read only after a wait: each
+ * passes through an empty asm ordered after it. */
+static void fence_regs(cg *c, const ts_node *call) {
+  int64_t mnk[3];
+  if (!ts_wgmma_gemm(c->k, c->tiles, c->ntiles, call, mnk))
+    return;
+  const char *cc = cu_name_of(c, "t_", call->kids[2]->sym->name);
+  for (int64_t r = 0; r < mnk[0] / (c->threads / 128 * 64) * (mnk[1] / 2); r++)
+    cu_line(c, "ts_fence_reg(%s[%lld]);", cc, (long long)r);
+}
+
 /* C (registers, wgmma layout) += A B^T (or A B, B MN-major) as
  * wgmma.mma_async m64nNk16, as the MLIR lowering does it (gen_mma.c
  * gen_wgmma, whose descriptor() says the fields): per 16-wide k step and per
  * 64-row slab of this warpgroup one instruction reading A and B from
- * swizzled shared memory through descriptors, one commit and wait at the
- * end; the simulator emulates it (ts_sim_wgmma). */
-void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk) {
+ * swizzled shared memory through descriptors, one group committed, then
+ * waited for unless `async`; the simulator emulates it (ts_sim_wgmma).
+ * `first` (a C condition, or NULL): the loop's first iteration, whose first
+ * k step ignores the old accumulators (scale-d 0; gen.h
+ * ts_pipe_clear_folds). */
+void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const char *first) {
   int64_t M = mnk[0], N = mnk[1], K = mnk[2], groups = c->threads / 128;
   int64_t slabs = M / (64 * groups), half = N / 2;
   ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym, *sc = call->kids[2]->sym;
@@ -260,8 +282,10 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk) {
   if (!ts_call_named_bool(call, "accumulate", true))
     for (int64_t r = 0; r < slabs * half; r++)
       cu_line(c, "%s[%lld] = 0.0f;", cc, (long long)r);
-  cu_line(c, "ts_fence_proxy_async();");
-  cu_line(c, "__syncthreads();");
+  if (!async) {
+    cu_line(c, "ts_fence_proxy_async();");
+    cu_line(c, "__syncthreads();");
+  }
   cu_line(c, "ts_wgmma_fence();");
   /* the instruction, its accumulators "+f" */
   const char *text = cu_str(c, "{\\n.reg .pred p;\\nsetp.ne.b32 p, %%%lld, 0;\\n"
@@ -286,23 +310,29 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk) {
               (long long)(8 * swa / 16));
       cu_line(c, "const unsigned long long db_ = ts_wgmma_desc(&%s[%lld], %d, %lld);", b,
               (long long)ub, swb, (long long)lbo);
+      /* scale-d 0 (the simulator's kind | 8) in the first step of the
+       * first iteration */
+      const char *scale = first && kk == 0 ? cu_str(c, "((%s) ? 0 : 1)", first) : "1";
       ts_buf_puts(c->o, "#ifdef TS_CUDA_SIM\n");
-      cu_line(c, "ts_sim_wgmma(da_, db_, &%s[%lld], %lld, %d);", cc, (long long)(s * half),
-              (long long)N, full);
+      cu_line(c, "ts_sim_wgmma(da_, db_, &%s[%lld], %lld, %d | (%s ? 0 : 8));", cc,
+              (long long)(s * half), (long long)N, full, scale);
       ts_buf_puts(c->o, "#else\n");
       const char *outs = "";
       for (int64_t i = 0; i < half; i++)
         outs = cu_str(c, "%s%s\"+f\"(%s[%lld])", outs, i ? ", " : "", cc,
                       (long long)(s * half + i));
-      cu_line(c, "asm volatile(\"%s\" : %s : \"l\"(da_), \"l\"(db_), \"r\"(1));", text, outs);
+      cu_line(c, "asm volatile(\"%s\" : %s : \"l\"(da_), \"l\"(db_), \"r\"(%s));", text, outs,
+              scale);
       ts_buf_puts(c->o, "#endif\n");
       c->ind--;
       cu_line(c, "}");
     }
   }
-  cu_line(c, "ts_wgmma_commit_wait();");
-  for (int64_t r = 0; r < slabs * half; r++)
-    cu_line(c, "ts_fence_reg(%s[%lld]);", cc, (long long)r);
+  cu_line(c, "ts_wgmma_commit();");
+  if (!async) {
+    cu_line(c, "ts_wgmma_wait<0>();");
+    fence_regs(c, call);
+  }
 }
 
 /* ---- pipelined loops: a ring of asynchronous copies ----------------------- */
@@ -392,14 +422,42 @@ static void fill(cg *c, const staged *s, int ns, int id, const char *v, const ch
   cu_line(c, "}");
 }
 
+bool cu_pipe_fold_clear(cg *c, ts_node *blk, uint32_t i) {
+  int64_t mnk[3];
+  ts_node *call = c->tiles ? ts_pipe_clear_folds(c->k, blk, i, c->tiles, c->ntiles) : NULL;
+  if (!call || c->nfolded == 8 || !cu_wgmma_call(c, call, mnk))
+    return false;
+  c->folded[c->nfolded++] = blk->kids[i];
+  return true;
+}
+
+/* The clears left to this loop (cu_pipe_fold_clear) whose tile is not one
+ * of `acc`, lowered here after all; with acc NULL, all of them. */
+static void unfold(cg *c, const ts_symbol *const *acc, int na) {
+  int kept = 0;
+  for (int i = 0; i < c->nfolded; i++) {
+    bool mine = false;
+    for (int j = 0; j < na; j++)
+      mine |= c->folded[i]->kids[0]->kids[0]->sym == acc[j];
+    if (mine)
+      c->folded[kept++] = c->folded[i];
+    else
+      cu_stmt(c, c->folded[i]);
+  }
+  c->nfolded = kept;
+}
+
 bool cu_pipelined(cg *c, ts_node *n) {
   ts_node *body = n->kids[3];
   int64_t stages = ts_pipe_stages(n);
-  if (!cu_gpu_single(c) || stages < 2 || !c->tiles || !body)
+  if (!cu_gpu_single(c) || stages < 2 || !c->tiles || !body) {
+    unfold(c, NULL, 0);
     return false;
+  }
   staged s[16];
-  int ns = 0;
-  bool skip[256] = {0};
+  int ns = 0, na = 0;
+  bool skip[256] = {0}, async[256] = {0};
+  const ts_node *calls[256];
   for (uint32_t i = 0; i < body->kid_count && i < 256 && ns < 16; i++) {
     ts_node *st = body->kids[i];
     int64_t stride;
@@ -410,21 +468,36 @@ bool cu_pipelined(cg *c, ts_node *n) {
     s[ns++] = (staged){st, cu_name_of(c, "t_", t->name), cu_storage_c(t->type->dtype), stride};
     skip[i] = true;
   }
-  if (!ns || body->kid_count > 256)
+  if (!ns || body->kid_count > 256) {
+    unfold(c, NULL, 0);
     return false;
+  }
+  const ts_symbol *accs[256];
+  for (uint32_t i = 0; i < body->kid_count; i++) {
+    int64_t mnk[3];
+    if (ts_pipe_async_gemm(c->k, n, body->kids[i], c->tiles, c->ntiles) &&
+        cu_wgmma_call(c, body->kids[i]->kids[0], mnk)) {
+      accs[na] = body->kids[i]->kids[0]->kids[2]->sym;
+      calls[na++] = body->kids[i]->kids[0], async[i] = true;
+    }
+  }
+  unfold(c, accs, na);
+  /* copies start `lead` iterations ahead; with wgmma left in flight, one
+   * less: the buffer iteration v refills was read by wgmma v - 2 */
+  int64_t lead = na ? stages - 2 : stages - 1;
   int id = c->tmp++;
   const char *v = cu_name_of(c, "v_", n->sym->name);
   const char *lo = cu_str(c, "lo%d_", id), *hi = cu_str(c, "hi%d_", id);
-  cu_line(c, "{ // pipelined, %lld stages: copies run ahead with cp.async", (long long)stages);
+  cu_line(c, "{ // pipelined, %lld stages: copies run ahead with cp.async%s", (long long)stages,
+          na ? ", wgmma in flight" : "");
   c->ind++;
   cu_line(c, "const long long %s = %s, %s = %s;", lo, cu_expr_as(c, n->kids[0], CT_I64), hi,
           cu_expr_as(c, n->kids[1], CT_I64));
   for (int i = 0; i < ns; i++)
     cu_line(c, "%s *const %s_b%d = %s;", s[i].type, s[i].tile, id, s[i].tile);
   cu_barrier(c);
-  /* prologue: the first stages - 1 iterations' copies, a group each */
-  cu_line(c, "for (long long f%d_ = 0; f%d_ < %lldLL; f%d_++) {", id, id,
-          (long long)(stages - 1), id);
+  /* prologue: the first `lead` iterations' copies, a group each */
+  cu_line(c, "for (long long f%d_ = 0; f%d_ < %lldLL; f%d_++) {", id, id, (long long)lead, id);
   c->ind++;
   cu_line(c, "const long long %s = %s + f%d_;", v, lo, id);
   cu_line(c, "if (%s < %s)", v, hi);
@@ -432,12 +505,21 @@ bool cu_pipelined(cg *c, ts_node *n) {
   cu_line(c, "ts_cp_async_commit();");
   c->ind--;
   cu_line(c, "}");
-  /* steady state: start iteration v + stages - 1's copies, wait for v's */
   cu_line(c, "for (long long %s = %s; %s < %s; %s++) {", v, lo, v, hi, v);
   c->ind++;
+  if (na) {
+    /* v's copies landed and v - 2's wgmma retired (each iteration commits
+     * na groups), in every thread, before the refill of v - 2's buffer */
+    cu_line(c, "ts_cp_async_wait<%lld>();", (long long)(lead - 1));
+    cu_line(c, "ts_wgmma_wait<%d>();", na);
+    cu_line(c, "ts_fence_proxy_async();");
+    cu_barrier(c);
+  }
+  /* start iteration v + lead's copies (then, without wgmma in flight, wait
+   * for v's) */
   cu_line(c, "{");
   c->ind++;
-  cu_line(c, "const long long n%d_ = %s + %lldLL;", id, v, (long long)(stages - 1));
+  cu_line(c, "const long long n%d_ = %s + %lldLL;", id, v, (long long)lead);
   cu_line(c, "if (n%d_ < %s) {", id, hi);
   c->ind++;
   cu_line(c, "const long long %s = n%d_;", v, id);
@@ -447,18 +529,47 @@ bool cu_pipelined(cg *c, ts_node *n) {
   c->ind--;
   cu_line(c, "}");
   cu_line(c, "ts_cp_async_commit();");
-  cu_line(c, "ts_cp_async_wait<%lld>();", (long long)(stages - 1));
-  cu_barrier(c);
+  if (!na) {
+    cu_line(c, "ts_cp_async_wait<%lld>();", (long long)lead);
+    cu_barrier(c);
+  }
   buffers(c, s, ns, id, v, lo, stages);
   c->synced = true;
-  for (uint32_t i = 0; i < body->kid_count && !c->failed; i++)
-    if (!skip[i])
+  for (uint32_t i = 0; i < body->kid_count && !c->failed; i++) {
+    int64_t mnk[3];
+    if (async[i] && cu_wgmma_call(c, body->kids[i]->kids[0], mnk)) {
+      bool zero = false; /* its clear folded into the first k step */
+      for (int f = 0; f < c->nfolded; f++)
+        zero |= c->folded[f]->kids[0]->kids[0]->sym == body->kids[i]->kids[0]->kids[2]->sym;
+      cu_line(c, "{");
+      c->ind++;
+      cu_tile_wgmma(c, body->kids[i]->kids[0], mnk, true,
+                    zero ? cu_str(c, "%s == %s", v, lo) : NULL);
+      c->ind--;
+      cu_line(c, "}");
+    } else if (!skip[i]) {
       cu_stmt(c, body->kids[i]);
-  cu_barrier(c); /* before the next iteration refills the oldest buffer */
+    }
+  }
+  if (!na)
+    cu_barrier(c); /* before the next iteration refills the oldest buffer */
   c->ind--;
   cu_line(c, "}");
   cu_line(c, "ts_cp_async_wait<0>();");
+  if (na) {
+    cu_line(c, "ts_wgmma_wait<0>();");
+    for (int i = 0; i < na; i++)
+      fence_regs(c, calls[i]);
+  }
+  if (c->nfolded) { /* no iteration ran: the clears after all */
+    cu_line(c, "if (%s <= %s) {", hi, lo);
+    c->ind++;
+    unfold(c, NULL, 0);
+    c->ind--;
+    cu_line(c, "}");
+  }
   c->ind--;
   cu_line(c, "}");
+  c->synced = !na; /* with wgmma in flight, no barrier ends an iteration */
   return true;
 }

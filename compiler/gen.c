@@ -1052,7 +1052,9 @@ void gen_stmt(gen *g, ts_node *n) {
 
 void gen_block(gen *g, ts_node *blk) {
   for (uint32_t i = 0; blk && i < blk->kid_count && !g->failed; i++)
-    if (i + 1 < blk->kid_count && gen_fused_reduce(g, blk->kids[i], blk->kids[i + 1]))
+    if (gen_pipe_fold_clear(g, blk, i))
+      continue; /* the pipelined loop after it zeroes the tile (gen_pipe.c) */
+    else if (i + 1 < blk->kid_count && gen_fused_reduce(g, blk->kids[i], blk->kids[i + 1]))
       i++; /* both statements in one pass (gen_tile.c) */
     else
       gen_stmt(g, blk->kids[i]);
@@ -1444,6 +1446,7 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
     MlirType i64 = g->b.i64, sh[4] = {i64, i64, g->b.i32, g->b.i32},
              wg[7] = {i64, i64, i64, i64, i64, g->b.i32, g->b.i32};
     new_func(g, m, "ts_gpusim_wgmma", 7, wg, 0, NULL, true, true);
+    new_func(g, m, "ts_gpusim_wgmma_sync", 3, sh, 0, NULL, true, true);
     new_func(g, m, "ts_gpusim_barrier", 1, &i64, 0, NULL, true, true);
     new_func(g, m, "ts_gpusim_shuffle", 4, sh, 1, &g->b.i32, true, true);
     MlirType i32 = g->b.i32, f32 = g->b.f32, mma[13] = {i64, i64, i32, i32, i32, i32, i32,

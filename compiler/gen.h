@@ -145,6 +145,25 @@ void ts_pipe_plan(const ts_kernel_info *k, ts_gpu_tile *tiles, int nt);
 const ts_gpu_tile *ts_pipe_buffers(const ts_kernel_info *k, const ts_node *pipe,
                                    const ts_node *st, const ts_gpu_tile *plan, int nt,
                                    int64_t *stride);
+/* Whether `st`, a statement of `pipe`'s body, is a gemm whose wgmma may
+ * stay in flight into the next iteration (both lowerings then retire it
+ * one iteration later; docs/abi.md "Pipelined loops"): three stages or
+ * more, both operands staged copies of this body (so the ring, not the
+ * body, decides when their buffers are refilled), accumulating into a tile
+ * that no other statement of the body mentions. Whether the gemm is a
+ * wgmma with its accumulator in registers at all is the lowering's to
+ * say. */
+bool ts_pipe_async_gemm(const ts_kernel_info *k, const ts_node *pipe, const ts_node *st,
+                        const ts_gpu_tile *plan, int nt);
+/* When statement i of block `blk` is clear(t) and the statement after it
+ * (past other clears) is a pipelined loop with such a gemm into t: that
+ * gemm's call (else NULL). A lowering whose gemm is a wgmma then drops the
+ * clear and has the gemm's first k step of the first iteration ignore the
+ * old accumulators (scale-d 0), zeroing them after the loop only when it
+ * ran no iteration: ptxas serializes wgmma kept in flight across
+ * iterations when other instructions define their accumulators. */
+ts_node *ts_pipe_clear_folds(const ts_kernel_info *k, const ts_node *blk, uint32_t i,
+                             const ts_gpu_tile *plan, int nt);
 
 /* print and assert (gen_debug.c): the C printf format of a `print` call
  * (%lld for integers, %.9g for floats, a newline at the end); the message

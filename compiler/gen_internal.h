@@ -46,6 +46,8 @@ typedef struct gen {
   const ts_symbol *regs[256]; /* frag tiles held in registers */
   uint8_t mma[256];     /* regs[i]'s layout: TS_ACC_* (gen.h) */
   bool uses_wgmma;      /* the kernel being built issues wgmma */
+  ts_node *folded[8];   /* clears left to the next pipelined loop */
+  int nfolded;
   bool wgmma;           /* the target (or the simulated one) is sm_90a */
   MlirValue smem_pad;   /* i64: bytes from smem_base to the 1024-aligned
                          * base the plan's offsets count from */
@@ -123,6 +125,15 @@ void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
                     uint32_t rank, MlirValue *k);
 void gen_elem_end(gen *g, loop *L, uint32_t rank);
 bool gen_gpu_mma(gen *g, ts_node *call);
+/* wgmma (gen_mma.c): whether gemm `call` runs as wgmma with its
+ * accumulator in registers (mnk: its shape); that gemm with its group left
+ * in flight, the operands already visible to the async proxy (a pipelined
+ * loop's, gen_pipe.c; `first`, i1 or null: the loop's first iteration,
+ * whose first k step ignores the old accumulators); wgmma.wait_group n, reading the accumulators of
+ * `calls` only after it when n is 0. */
+bool gen_wgmma_call(gen *g, const ts_node *call, int64_t mnk[3]);
+void gen_wgmma_async(gen *g, ts_node *call, MlirValue first);
+void gen_wgmma_wait(gen *g, int64_t n, ts_node *const *calls, int nc);
 void gen_block(gen *g, ts_node *blk);
 void gen_stmt(gen *g, ts_node *n);
 /* A typed 1-d view of `count` elements (n of them, or dynamic: n < 0) at
@@ -135,6 +146,9 @@ MlirValue gen_gpu_address(gen *g, MlirValue mem, MlirValue lin, int bytes);
 /* A `pipelined` loop on the GPU as a ring of asynchronous copies
  * (gen_pipe.c); false: not that form, a plain loop. */
 bool gen_pipelined(gen *g, ts_node *n);
+/* Whether statement i of `blk` is a clear the pipelined loop after it
+ * takes over (gen.h ts_pipe_clear_folds): then it is left to that loop. */
+bool gen_pipe_fold_clear(gen *g, ts_node *blk, uint32_t i);
 /* On the CPU, a statement that makes a whole f32 tile (a `parallel` over
  * exactly its shape ending by writing its element, or a copy into it)
  * followed by a reduction of that tile over its last dim: one pass that

@@ -317,13 +317,44 @@ static MlirValue descriptor(gen *g, const ts_symbol *t, int64_t k0, bool mn) {
   return gen_bin(g, "arith.ori", start, gen_i64(g, fixed));
 }
 
+/* wgmma.wait_group n (the simulator's form in its CPU code); with n 0,
+ * the accumulators of the `nc` wgmma gemms `calls` are read only after
+ * it: each passes through an empty asm ordered after the wait. */
+void gen_wgmma_wait(gen *g, int64_t n, ts_node *const *calls, int nc) {
+  mb *b = &g->b;
+  if (g->emu) {
+    MlirValue args[3] = {g->emu_ctx, g->tid, mb_const_int(b, b->i32, n)};
+    gen_call(g, "ts_gpusim_wgmma_sync", 3, args, 0, NULL);
+    return;
+  }
+  char text[64];
+  snprintf(text, sizeof text, "wgmma.wait_group.sync.aligned %lld;", (long long)n);
+  ptx(g, text);
+  for (int i = 0; n == 0 && i < nc; i++) {
+    int64_t mnk[3];
+    if (!ts_wgmma_gemm(g->kernel, g->plan, g->nplan, calls[i], mnk))
+      continue;
+    MlirValue cm = {calls[i]->kids[2]->sym->user};
+    for (int64_t r = 0; r < mnk[0] / (g->threads / 128 * 64) * (mnk[1] / 2); r++) {
+      MlirValue x = mb_load(b, cm, gen_i64(g, r));
+      mb_store(b, asm_op(g, "", "=f,0", 1, &x, b->f32, true), cm, gen_i64(g, r));
+    }
+  }
+}
+
 /* C (registers, wgmma layout) += A B^T (B transposed: K-major) or A B (B
  * MN-major, imm-trans-b 1): for each 16-wide k step and each of this
  * warpgroup's 64-row slabs one wgmma.mma_async m64nNk16 reading A and B
- * from shared memory through descriptors; one commit and wait at the end.
- * Before it, the block's shared writes are made visible to the async proxy
- * (fence.proxy.async, then a barrier). */
-static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk) {
+ * from shared memory through descriptors, committed as one group. Before
+ * it, the block's shared writes are made visible to the async proxy
+ * (fence.proxy.async, then a barrier); after it, a wait for the group.
+ * `async` (a pipelined loop's gemm, gen_pipe.c): the loop has made the
+ * operands visible and retires the group itself, an iteration later;
+ * `first` (i1, or null), its first iteration: then the first k step
+ * ignores the accumulators' old values (scale-d 0; a cleared accumulator
+ * without instructions that define it, gen.h ts_pipe_clear_folds). */
+static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
+                      MlirValue first) {
   mb *b = &g->b;
   const ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym,
                   *sc = call->kids[2]->sym;
@@ -337,8 +368,10 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk) {
   if (!ts_call_named_bool(call, "accumulate", true))
     for (int64_t r = 0; r < slabs * half; r++)
       mb_store(b, mb_const_f32(b, 0.0), cm, gen_i64(g, r));
-  ptx(g, "fence.proxy.async.shared::cta;");
-  gen_barrier(g);
+  if (!async) {
+    ptx(g, "fence.proxy.async.shared::cta;");
+    gen_barrier(g);
+  }
   ptx(g, "wgmma.fence.sync.aligned;");
   MlirValue wg = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 128));
   /* the instruction and the struct of its accumulators */
@@ -376,17 +409,25 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk) {
                                 gen_i64(g, 64 / 8));
       MlirValue da = gen_bin(g, "arith.addi", da0,
                              gen_bin(g, "arith.muli", atoms, gen_i64(g, atom16)));
+      /* scale-d: 1, or 0 (kind | 8 in the simulator) in the first step of
+       * the first iteration */
+      MlirValue scale = mb_const_int(b, b->i32, 1), kindv = mb_const_int(b, b->i32, full);
+      if (first.ptr && kk == 0) {
+        MlirValue z[3] = {first, mb_const_int(b, b->i32, 0), scale};
+        scale = mlirOperationGetResult(mb_op(b, "arith.select", 3, z, 1, &b->i32, 0, NULL), 0);
+        MlirValue k8[3] = {first, mb_const_int(b, b->i32, full | 8), kindv};
+        kindv = mlirOperationGetResult(mb_op(b, "arith.select", 3, k8, 1, &b->i32, 0, NULL), 0);
+      }
       if (g->emu) {
         MlirValue args[7] = {g->emu_ctx, g->tid, da, db,
                              gen_gpu_address(g, cm, gen_i64(g, s * half), 4),
-                             mb_const_int(b, b->i32, N),
-                             mb_const_int(b, b->i32, full)};
+                             mb_const_int(b, b->i32, N), kindv};
         gen_call(g, "ts_gpusim_wgmma", 7, args, 0, NULL);
         continue;
       }
       ops[0] = da;
       ops[1] = db;
-      ops[2] = mb_const_int(b, b->i32, 1);
+      ops[2] = scale;
       for (int64_t i = 0; i < half; i++)
         ops[3 + i] = mb_load(b, cm, gen_i64(g, s * half + i));
       MlirValue res = asm_op(g, text.ptr, cons.ptr, half + 3, ops, sty, true);
@@ -397,29 +438,40 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk) {
       }
     }
   }
-  ptx(g, "wgmma.commit_group.sync.aligned;");
-  ptx(g, "wgmma.wait_group.sync.aligned 0;");
-  /* the accumulators are read only after the wait: each passes through an
-   * empty asm ordered after it */
-  for (int64_t r = 0; !g->emu && r < slabs * half; r++) {
-    MlirValue x = mb_load(b, cm, gen_i64(g, r));
-    mb_store(b, asm_op(g, "", "=f,0", 1, &x, b->f32, true), cm, gen_i64(g, r));
+  if (g->emu) {
+    MlirValue args[3] = {g->emu_ctx, g->tid, mb_const_int(b, b->i32, -1)};
+    gen_call(g, "ts_gpusim_wgmma_sync", 3, args, 0, NULL);
+  } else {
+    ptx(g, "wgmma.commit_group.sync.aligned;");
   }
+  if (!async)
+    gen_wgmma_wait(g, 0, &call, 1);
   free(ops);
   ts_buf_deinit(&text);
   ts_buf_deinit(&cons);
   ts_buf_deinit(&st);
 }
 
+bool gen_wgmma_call(gen *g, const ts_node *call, int64_t mnk[3]) {
+  return g->gpu && g->wgmma && ts_mma_gemm(g->kernel, g->plan, g->nplan, call, mnk) &&
+         ts_wgmma_gemm(g->kernel, g->plan, g->nplan, call, mnk) &&
+         layout_of(g, call->kids[2]->sym) == TS_ACC_WGMMA;
+}
+
+void gen_wgmma_async(gen *g, ts_node *call, MlirValue first) {
+  int64_t mnk[3];
+  if (gen_wgmma_call(g, call, mnk))
+    gen_wgmma(g, call, mnk, true, first);
+}
+
 bool gen_gpu_mma(gen *g, ts_node *call_node) {
   int64_t mnk[3];
-  if (!g->gpu || !ts_mma_gemm(g->kernel, g->plan, g->nplan, call_node, mnk))
-    return false;
-  if (g->wgmma && ts_wgmma_gemm(g->kernel, g->plan, g->nplan, call_node, mnk) &&
-      layout_of(g, call_node->kids[2]->sym) == TS_ACC_WGMMA) {
-    gen_wgmma(g, call_node, mnk);
+  if (gen_wgmma_call(g, call_node, mnk)) {
+    gen_wgmma(g, call_node, mnk, false, (MlirValue){0});
     return true;
   }
+  if (!g->gpu || !ts_mma_gemm(g->kernel, g->plan, g->nplan, call_node, mnk))
+    return false;
   if (call_node->kids[0]->sym->type->dtype == TS_DTYPE_FP8E4M3)
     return false; /* no mma.sync for fp8 here: the scalar gemm */
   const ts_symbol *sa = call_node->kids[0]->sym, *sb = call_node->kids[1]->sym,

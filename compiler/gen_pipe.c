@@ -1,8 +1,11 @@
 /* gen_pipe.c - `pipelined` loops in the MLIR lowering of the GPU kernel: the
  * copies gpu_pipe.c finds run ahead as a ring of cp.async copies (inline
  * PTX), one shared buffer per stage, as cuda_tc.c does for the CUDA C
- * lowering (docs/abi.md "Pipelined loops"). In the simulator's CPU form the
- * copies are done at once, which checks the ring's indexing. */
+ * lowering (docs/abi.md "Pipelined loops"), and the wgmma of the gemms
+ * ts_pipe_async_gemm allows stays in flight into the next iteration. In
+ * the simulator's CPU form the copies are done at once, which checks the
+ * ring's indexing, and a wgmma still reading a buffer being refilled is an
+ * error (runtime/gpusim.c). */
 #include "compiler/gen_internal.h"
 
 typedef struct staged {
@@ -131,15 +134,50 @@ static void fill(gen *g, ts_node *n, staged *s, int ns, MlirValue v, MlirValue l
   gen_if_end(g, join);
 }
 
+/* Whether `n` can become a ring (else a plain loop). */
+static bool ring_form(gen *g, ts_node *n) {
+  ts_node *body = n->kids[3];
+  return g->gpu && !g->par && !g->single && ts_pipe_stages(n) >= 2 && body &&
+         body->kid_count <= 256 && !has_continue(body);
+}
+
+bool gen_pipe_fold_clear(gen *g, ts_node *blk, uint32_t i) {
+  int64_t mnk[3];
+  ts_node *call = g->gpu ? ts_pipe_clear_folds(g->kernel, blk, i, g->plan, g->nplan) : NULL;
+  if (!call || g->nfolded == 8 || !gen_wgmma_call(g, call, mnk))
+    return false;
+  g->folded[g->nfolded++] = blk->kids[i];
+  return true;
+}
+
+/* The clears left to this loop (gen_pipe_fold_clear) whose tile is not
+ * `acc`, lowered here after all (a loop that did not take the form they
+ * were folded for); with acc NULL, all of them. */
+static void unfold(gen *g, const ts_symbol *const *acc, int na) {
+  int kept = 0;
+  for (int i = 0; i < g->nfolded; i++) {
+    bool mine = false;
+    for (int j = 0; j < na; j++)
+      mine |= g->folded[i]->kids[0]->kids[0]->sym == acc[j];
+    if (mine)
+      g->folded[kept++] = g->folded[i];
+    else
+      gen_stmt(g, g->folded[i]);
+  }
+  g->nfolded = kept;
+}
+
 bool gen_pipelined(gen *g, ts_node *n) {
   ts_node *body = n->kids[3];
   int64_t stages = ts_pipe_stages(n);
-  if (!g->gpu || g->par || g->single || stages < 2 || !body || body->kid_count > 256 ||
-      has_continue(body))
+  if (!ring_form(g, n)) {
+    unfold(g, NULL, 0);
     return false;
+  }
   staged s[16];
-  int ns = 0;
-  bool skip[256] = {0};
+  int ns = 0, na = 0;
+  bool skip[256] = {0}, async[256] = {0};
+  ts_node *calls[256];
   for (uint32_t i = 0; i < body->kid_count && ns < 16; i++) {
     ts_node *st = body->kids[i];
     int64_t stride;
@@ -151,37 +189,79 @@ bool gen_pipelined(gen *g, ts_node *n) {
                        stride / (ts_dtype_bits(t->type->dtype) / 8)};
     skip[i] = true;
   }
-  if (!ns)
+  if (!ns) {
+    unfold(g, NULL, 0);
     return false;
+  }
+  const ts_symbol *accs[256];
+  for (uint32_t i = 0; i < body->kid_count; i++) {
+    int64_t mnk[3];
+    if (ts_pipe_async_gemm(g->kernel, n, body->kids[i], g->plan, g->nplan) &&
+        gen_wgmma_call(g, body->kids[i]->kids[0], mnk)) {
+      accs[na] = body->kids[i]->kids[0]->kids[2]->sym;
+      calls[na++] = body->kids[i]->kids[0], async[i] = true;
+    }
+  }
+  unfold(g, accs, na);
+  /* copies start `lead` iterations ahead; with wgmma left in flight, one
+   * less: the buffer iteration v refills was read by wgmma v - 2 */
+  int64_t lead = na ? stages - 2 : stages - 1;
   mb *b = &g->b;
   MlirValue lo = gen_expr_as(g, n->kids[0], b->i64);
   MlirValue hi = gen_expr_as(g, n->kids[1], b->i64);
   gen_barrier(g);
-  /* prologue: the first stages - 1 iterations' copies, a group each */
+  /* prologue: the first `lead` iterations' copies, a group each */
   loop lp, L;
-  gen_loop_begin(g, &lp, gen_i64(g, 0), gen_i64(g, stages - 1));
+  gen_loop_begin(g, &lp, gen_i64(g, 0), gen_i64(g, lead));
   fill(g, n, s, ns, gen_bin(g, "arith.addi", lo, lp.iv), lo, hi, stages);
   group(g, "cp.async.commit_group;");
   gen_loop_end(g, &lp);
-  /* steady state: start iteration v + stages - 1's copies, wait for v's */
   gen_loop_begin(g, &L, lo, hi);
-  fill(g, n, s, ns, gen_bin(g, "arith.addi", L.iv, gen_i64(g, stages - 1)), lo, hi, stages);
-  group(g, "cp.async.commit_group;");
   char wait[64];
-  snprintf(wait, sizeof wait, "cp.async.wait_group %lld;", (long long)(stages - 1));
-  group(g, wait);
-  gen_barrier(g);
+  if (na) {
+    /* v's copies landed and v - 2's wgmma retired (each iteration commits
+     * na groups), in every thread, before the refill of v - 2's buffer */
+    snprintf(wait, sizeof wait, "cp.async.wait_group %lld;", (long long)(lead - 1));
+    group(g, wait);
+    gen_wgmma_wait(g, na, NULL, 0);
+    group(g, "fence.proxy.async.shared::cta;");
+    gen_barrier(g);
+    fill(g, n, s, ns, gen_bin(g, "arith.addi", L.iv, gen_i64(g, lead)), lo, hi, stages);
+    group(g, "cp.async.commit_group;");
+  } else {
+    /* start iteration v + lead's copies, wait for v's */
+    fill(g, n, s, ns, gen_bin(g, "arith.addi", L.iv, gen_i64(g, lead)), lo, hi, stages);
+    group(g, "cp.async.commit_group;");
+    snprintf(wait, sizeof wait, "cp.async.wait_group %lld;", (long long)lead);
+    group(g, wait);
+    gen_barrier(g);
+  }
   n->sym->user = L.iv.ptr;
   point(g, s, ns, L.iv, lo, stages);
   g->synced = true;
+  MlirValue first = mb_cmpi(b, CMPI_EQ, L.iv, lo), none = {0};
   for (uint32_t i = 0; i < body->kid_count && !g->failed; i++)
-    if (!skip[i])
+    if (async[i]) {
+      bool zero = false; /* its clear folded into the first k step */
+      for (int f = 0; f < g->nfolded; f++)
+        zero |= g->folded[f]->kids[0]->kids[0]->sym == body->kids[i]->kids[0]->kids[2]->sym;
+      gen_wgmma_async(g, body->kids[i]->kids[0], zero ? first : none);
+    } else if (!skip[i]) {
       gen_stmt(g, body->kids[i]);
-  gen_barrier(g); /* before the next iteration refills the oldest buffer */
+    }
+  if (!na)
+    gen_barrier(g); /* before the next iteration refills the oldest buffer */
   gen_loop_end(g, &L);
   group(g, "cp.async.wait_group 0;");
+  if (na)
+    gen_wgmma_wait(g, 0, calls, na);
+  if (g->nfolded) { /* no iteration ran: the clears after all */
+    MlirBlock join = gen_if_begin(g, mb_cmpi(b, CMPI_SLE, hi, lo));
+    unfold(g, NULL, 0);
+    gen_if_end(g, join);
+  }
   for (int i = 0; i < ns; i++)
     s[i].tile->user = s[i].home;
-  g->synced = true;
+  g->synced = !na; /* with wgmma in flight, no barrier ends an iteration */
   return true;
 }

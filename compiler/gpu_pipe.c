@@ -177,6 +177,60 @@ const ts_gpu_tile *ts_pipe_buffers(const ts_kernel_info *k, const ts_node *pipe,
   return p;
 }
 
+/* Whether tile `t` is the destination of a staged copy of `pipe`'s body
+ * with its ring of buffers. */
+static bool staged_tile(const ts_kernel_info *k, const ts_node *pipe, const ts_node *t,
+                        const ts_gpu_tile *plan, int nt) {
+  const ts_node *body = pipe->kids[3];
+  int64_t stride;
+  if (t->kind != TS_NODE_NAME || !t->sym)
+    return false;
+  for (uint32_t i = 0; i < body->kid_count; i++)
+    if (ts_pipe_buffers(k, pipe, body->kids[i], plan, nt, &stride) &&
+        body->kids[i]->kids[0]->kids[1]->sym == t->sym)
+      return true;
+  return false;
+}
+
+bool ts_pipe_async_gemm(const ts_kernel_info *k, const ts_node *pipe, const ts_node *st,
+                        const ts_gpu_tile *plan, int nt) {
+  const ts_node *body = pipe->kids[3];
+  if (ts_pipe_stages(pipe) < 3 || !body || !st || st->kind != TS_NODE_EXPR_STMT)
+    return false;
+  const ts_node *c = st->kids[0];
+  if (c->kind != TS_NODE_CALL || c->builtin != TS_BUILTIN_GEMM || c->kid_count < 3 ||
+      !ts_call_named_bool(c, "accumulate", true) || c->kids[2]->kind != TS_NODE_NAME ||
+      !staged_tile(k, pipe, c->kids[0], plan, nt) || !staged_tile(k, pipe, c->kids[1], plan, nt))
+    return false;
+  for (uint32_t i = 0; i < body->kid_count; i++)
+    if (body->kids[i] != st && ts_node_mentions(body->kids[i], c->kids[2]->sym))
+      return false;
+  return true;
+}
+
+ts_node *ts_pipe_clear_folds(const ts_kernel_info *k, const ts_node *blk, uint32_t i,
+                             const ts_gpu_tile *plan, int nt) {
+  const ts_node *st = blk->kids[i];
+  if (st->kind != TS_NODE_EXPR_STMT || st->kids[0]->kind != TS_NODE_CALL ||
+      st->kids[0]->builtin != TS_BUILTIN_CLEAR || st->kids[0]->kids[0]->kind != TS_NODE_NAME)
+    return NULL;
+  const ts_symbol *t = st->kids[0]->kids[0]->sym;
+  uint32_t j = i + 1; /* past the clears that follow */
+  while (j < blk->kid_count && blk->kids[j]->kind == TS_NODE_EXPR_STMT &&
+         blk->kids[j]->kids[0]->kind == TS_NODE_CALL &&
+         blk->kids[j]->kids[0]->builtin == TS_BUILTIN_CLEAR)
+    j++;
+  if (j == blk->kid_count || blk->kids[j]->kind != TS_NODE_PIPELINED || !blk->kids[j]->kids[3])
+    return NULL;
+  const ts_node *pipe = blk->kids[j];
+  for (uint32_t q = 0; q < pipe->kids[3]->kid_count; q++) {
+    ts_node *g = pipe->kids[3]->kids[q];
+    if (ts_pipe_async_gemm(k, pipe, g, plan, nt) && g->kids[0]->kids[2]->sym == t)
+      return g->kids[0];
+  }
+  return NULL;
+}
+
 void ts_pipe_plan(const ts_kernel_info *k, ts_gpu_tile *tiles, int nt) {
   walk(k, k->node->kids[4], tiles, nt);
 }

@@ -6,7 +6,9 @@
  * the same way for the warp's 32 threads. The schedule is fixed (round
  * robin by thread index), so a run is reproducible, and threads that
  * diverge at a barrier (some wait, others have finished) are reported as
- * an error instead of hanging. Blocks run one after another.
+ * an error instead of hanging. Blocks run one after another. wgmma is
+ * asynchronous here as on the GPU, and a wgmma whose shared operands
+ * change while it is in flight is reported as an error (a race).
  *
  * It exists so that the thread distribution, the barriers and the shuffle
  * reductions of the GPU target are checked against the C references on
@@ -14,6 +16,7 @@
 #define _GNU_SOURCE
 #include "runtime/internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <ucontext.h>
@@ -24,11 +27,23 @@
 
 enum { RUN, AT_BARRIER, AT_WARP, DONE };
 
+/* A wgmma.mma_async issued and not yet waited for (ts_gpusim_wgmma). */
+typedef struct inflight {
+  uint64_t da, db;
+  float *acc;
+  int n, kind;
+  uint32_t group;  /* the thread's commits before it was issued */
+  float sum[128];  /* its product from the operands as they were at issue */
+} inflight;
+
 typedef struct fiber {
   ucontext_t ctx;
   void *stack;
   int state;
   uint32_t rounds; /* shuffles done: the exchange buffer by parity */
+  inflight *q;     /* this thread's wgmma in flight, oldest first */
+  int nq, cap;
+  uint32_t commits; /* wgmma.commit_group done */
 } fiber;
 
 typedef struct team {
@@ -49,6 +64,7 @@ typedef struct team {
   uint8_t *scratch, *smem;
   int64_t scratch_size, smem_size, per_block;
   int64_t grid[3], block[3];
+  char err[320]; /* the block's first wgmma error (ts_gpusim_wgmma_sync) */
 } team;
 
 int32_t ts_gpusim_shuffle(int64_t ctx, int64_t tid, int32_t v, int32_t off);
@@ -177,27 +193,86 @@ static float wgmma_elem(const team *t, uint64_t desc, int i, int k, int kind, bo
 /* wgmma.mma_async m64nNk16 (bf16 or f16 into f32; kind 0, 1) or m64nNk32
  * (e4m3; kind 2), A K-major and B K-major or (kind | 4: imm-trans-b 1)
  * MN-major in swizzled shared memory, for the MLIR lowering's CPU form:
- * this thread's
- * N / 2 accumulators at `acc` in the instruction's layout (gen.h
- * TS_ACC_WGMMA): register 4 j + q at row 16 (warp % 4) + lane / 4 +
+ * this thread's N / 2 accumulators at `acc` in the instruction's layout
+ * (gen.h TS_ACC_WGMMA): register 4 j + q at row 16 (warp % 4) + lane / 4 +
  * 8 (q / 2), column 8 j + 2 (lane % 4) + q % 2. The operands are read from
  * shared memory alone, so no rendezvous is needed. */
-void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
-                     int64_t acc, int32_t n, int32_t kind) {
-  team *t = (team *)(intptr_t)ctx;
-  float *d = (float *)(intptr_t)acc;
+static void wgmma_product(const team *t, int64_t tid, uint64_t da, uint64_t db, int n,
+                          int kind, float *sum) {
   int w = (int)((tid / 32) % 4), lane = (int)(tid % 32);
   bool mn = (kind & 4) != 0;
   kind &= 3;
   for (int r = 0; r < n / 2; r++) {
     int j = r / 4, q = r % 4;
     int row = 16 * w + lane / 4 + 8 * (q / 2), col = 8 * j + 2 * (lane % 4) + q % 2;
-    float s = d[r];
+    float s = 0.0f;
     for (int k = 0; k < (kind == 2 ? 32 : 16); k++)
-      s += wgmma_elem(t, (uint64_t)desc_a, row, k, kind, false) *
-           wgmma_elem(t, (uint64_t)desc_b, col, k, kind, mn);
-    d[r] = s;
+      s += wgmma_elem(t, da, row, k, kind, false) * wgmma_elem(t, db, col, k, kind, mn);
+    sum[r] = s;
   }
+}
+
+static void wgmma_error(team *t, int64_t tid, const char *what) {
+  if (!t->err[0])
+    snprintf(t->err, sizeof t->err,
+             "GPU simulator: block (%lld, %lld, %lld), thread %lld: %s (a bug in "
+             "Tessera's GPU lowering)",
+             (long long)t->block[0], (long long)t->block[1], (long long)t->block[2],
+             (long long)tid, what);
+}
+
+/* kind | 8: scale-d 0 (D = A B, the accumulators' old values unread). The
+ * instruction is asynchronous, as on the GPU: it is queued here and
+ * done at the wait_group that retires it (ts_gpusim_wgmma_sync), so an
+ * accumulator read before that wait reads the old value; its product is
+ * also taken at issue, and if the operands in shared memory changed in
+ * between (a buffer refilled while a wgmma still reads it) the block fails
+ * with an error. */
+void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
+                     int64_t acc, int32_t n, int32_t kind) {
+  team *t = (team *)(intptr_t)ctx;
+  fiber *f = &t->f[tid];
+  if (n < 8 || n > 256) {
+    wgmma_error(t, tid, "a wgmma with N outside 8..256");
+    return;
+  }
+  if (f->nq == f->cap) {
+    int cap = f->cap ? 2 * f->cap : 16;
+    inflight *q = realloc(f->q, (size_t)cap * sizeof *q);
+    if (!q) {
+      wgmma_error(t, tid, "no memory for the wgmma queue");
+      return;
+    }
+    f->q = q;
+    f->cap = cap;
+  }
+  inflight *e = &f->q[f->nq++];
+  *e = (inflight){(uint64_t)desc_a, (uint64_t)desc_b, (float *)(intptr_t)acc, n, kind,
+                  f->commits, {0}};
+  wgmma_product(t, tid, e->da, e->db, n, kind, e->sum);
+}
+
+/* wgmma.commit_group (n < 0) or wgmma.wait_group n: the wgmma of all but
+ * the n most recent committed groups are done, in the order issued. */
+void ts_gpusim_wgmma_sync(int64_t ctx, int64_t tid, int32_t n) {
+  team *t = (team *)(intptr_t)ctx;
+  fiber *f = &t->f[tid];
+  if (n < 0) {
+    f->commits++;
+    return;
+  }
+  int done = 0;
+  float now[128];
+  while (done < f->nq && f->q[done].group + (uint32_t)n < f->commits) {
+    inflight *e = &f->q[done++];
+    wgmma_product(t, tid, e->da, e->db, e->n, e->kind, now);
+    if (memcmp(now, e->sum, (size_t)(e->n / 2) * sizeof *now))
+      wgmma_error(t, tid, "shared memory a wgmma reads changed while it was in flight");
+    for (int r = 0; r < e->n / 2; r++) /* kind | 8: scale-d 0, D = A B */
+      e->acc[r] = (e->kind & 8 ? 0.0f : e->acc[r]) + now[r];
+  }
+  memmove(f->q, f->q + done, (size_t)(f->nq - done) * sizeof *f->q);
+  f->nq -= done;
 }
 
 /* The same for the CUDA C lowering built for the CPU (cudasim.c's shim). */
@@ -205,6 +280,11 @@ void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int 
 void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int n, int kind) {
   ts_gpusim_wgmma((int64_t)(intptr_t)the_team, the_team->cur, (int64_t)da, (int64_t)db,
                   (int64_t)(intptr_t)acc, n, kind);
+}
+
+void ts_sim_wgmma_sync(int n);
+void ts_sim_wgmma_sync(int n) {
+  ts_gpusim_wgmma_sync((int64_t)(intptr_t)the_team, the_team->cur, n);
 }
 
 /* What the CUDA C of a kernel built for the CPU calls (cudasim.c's shim):
@@ -262,6 +342,8 @@ static void fiber_main(void) {
     slots[n++] = &t->grid[1];
   }
   t->gpu(slots);
+  if (t->f[tid].nq)
+    wgmma_error(t, tid, "the thread ended with a wgmma not waited for");
   t->f[tid].state = DONE;
   swapcontext(&t->f[tid].ctx, &t->sched);
 }
@@ -277,6 +359,8 @@ static ts_status run_block(team *t) {
     makecontext(&f->ctx, fiber_main, 0);
     f->state = RUN;
     f->rounds = 0;
+    f->nq = 0;
+    f->commits = 0;
   }
   for (;;) {
     bool ran = false;
@@ -309,7 +393,7 @@ static ts_status run_block(team *t) {
       bar += t->f[i].state == AT_BARRIER;
     }
     if (done == t->threads)
-      return NULL;
+      return t->err[0] ? ts_status_make(TS_ERR_INTERNAL, "%s", t->err) : NULL;
     if (bar == t->threads) {
       for (int i = 0; i < t->threads; i++)
         t->f[i].state = RUN;
@@ -372,8 +456,10 @@ ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
     st = run_block(t);
   }
 out:
-  for (int i = 0; t->f && i < threads; i++)
+  for (int i = 0; t->f && i < threads; i++) {
     free(t->f[i].stack);
+    free(t->f[i].q);
+  }
   free(t->f);
   free(t->scratch);
   free(t->smem);

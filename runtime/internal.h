@@ -45,6 +45,7 @@ void ts_gpusim_ldmatrix(int64_t ctx, int64_t tid, int64_t addr, int32_t n);
 int32_t ts_gpusim_ldmatrix_r(int64_t ctx, int64_t tid, int32_t r);
 void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
                      int64_t acc, int32_t n, int32_t kind);
+void ts_gpusim_wgmma_sync(int64_t ctx, int64_t tid, int32_t n);
 ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
                            void *const *slots, int nslots,
                            const int64_t grid[3], int64_t total,
@@ -59,7 +60,7 @@ void ts_cudasim_close(void *handle);
  * shuffle, print and assert. A launch on the CPU or the simulator sets its
  * state on each thread that runs its blocks; a failed assert records the
  * first message there. */
-#define TS_RT_SYMBOLS 9
+#define TS_RT_SYMBOLS 10
 extern const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS];
 typedef struct ts_launch_state {
   _Atomic int failed;

@@ -120,6 +120,7 @@ const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS] = {
     {"ts_gpusim_ldmatrix", (void *)ts_gpusim_ldmatrix},
     {"ts_gpusim_ldmatrix_r", (void *)ts_gpusim_ldmatrix_r},
     {"ts_gpusim_wgmma", (void *)ts_gpusim_wgmma},
+    {"ts_gpusim_wgmma_sync", (void *)ts_gpusim_wgmma_sync},
     {"ts_rt_print", (void *)ts_rt_print},
     {"ts_rt_assert", (void *)ts_rt_assert},
 };

@@ -154,6 +154,8 @@ ts_status ts_tensor_reshape(ts_tensor *t, uint32_t rank, const int64_t *shape,
 }
 
 bool ts_tensor_is_contiguous(const ts_tensor *t) {
+  if (t->count == 0)
+    return true; /* no element out of place */
   int64_t s = 1;
   for (uint32_t i = t->rank; i-- > 0;) {
     if (t->shape[i] != 1 && t->strides[i] != s)

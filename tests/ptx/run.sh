@@ -77,6 +77,13 @@ for arch in sm_90a sm_80; do
           echo "FAIL: $p ($f, $arch) has no e4m3 wgmma.mma_async"
           fail=$((fail + 1)); continue 2
         fi
+        # and gemm_nt's ring keeps a k step's wgmma in flight (a wait for
+        # all but the newest group) with no instruction but wgmma defining
+        # its accumulators (else ptxas serializes it, caught above)
+        if [[ $f == kernels/gemm.tile ]] && ! grep -q "wgmma.wait_group.sync.aligned 1;" "$p"; then
+          echo "FAIL: $p ($f, $arch) keeps no wgmma in flight across the ring (wait_group 1)"
+          fail=$((fail + 1)); continue 2
+        fi
         # and the attention's P V with B MN-major (imm-trans-b 1)
         if [[ $f != kernels/gemm.tile ]] && ! grep -q "p, 1, 1, 0, 1;" "$p"; then
           echo "FAIL: $p ($f, $arch) has no wgmma with B MN-major (imm-trans-b 1)"

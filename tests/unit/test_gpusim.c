@@ -1,0 +1,142 @@
+/* test_gpusim.c - the GPU simulator's wgmma as the GPU runs it: queued at
+ * issue and done at the wait_group that retires it (an accumulator read
+ * before that wait still holds the old value; wait_group n leaves the n
+ * newest groups in flight; kind | 8, scale-d 0, ignores the old
+ * accumulators), and an error, not a silent result, when the
+ * shared memory a wgmma reads changes while it is in flight or a thread
+ * ends with one not waited for. The "kernels" here are C functions run on
+ * the simulator's threads directly (runtime/gpusim.c's CUDA C shim). */
+#include "runtime/internal.h"
+#include "tests/unit/harness.h"
+
+#include <string.h>
+
+long long ts_sim_index(int what, int dim);
+void ts_sim_barrier(void);
+unsigned char *ts_sim_smem(void);
+void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int n, int kind);
+void ts_sim_wgmma_sync(int n);
+
+enum { THREADS = 128, SMEM = 8192 };
+
+static int scenario;
+static float seen[THREADS][3]; /* accumulator 0 at the points each scenario reads */
+
+/* A [64, 16] and B [8, 16] bf16 K-major with 32-byte rows (32B swizzle) at
+ * the first 1024-aligned byte of shared memory, every element `a` / `b`
+ * (so the swizzle does not matter); the descriptor of the one at byte
+ * `off` from there. */
+static unsigned long long desc(unsigned off) {
+  unsigned char *s = ts_sim_smem();
+  unsigned long long base = (unsigned long long)s & ~1023ull;
+  unsigned long long at = ((unsigned long long)s + 1023) & ~1023ull;
+  return (((at - base + off) >> 4) & 0x3fff) | ((unsigned long long)(8 * 32 / 16) << 32) |
+         (3ull << 62);
+}
+
+static void fill(unsigned off, int count, unsigned short v) {
+  unsigned short *p =
+      (unsigned short *)((((unsigned long long)ts_sim_smem() + 1023) & ~1023ull) + off);
+  for (int i = 0; i < count; i++)
+    p[i] = v;
+}
+
+enum { A_OFF = 0, B_OFF = 2048 };
+
+static void kernel(void **args) {
+  (void)args;
+  int tid = (int)ts_sim_index(0, 0);
+  float acc[4] = {0};
+  if (tid == 0) {
+    fill(A_OFF, 64 * 16, 0x3f80); /* 1.0 */
+    fill(B_OFF, 8 * 16, 0x4000);  /* 2.0 */
+  }
+  ts_sim_barrier();
+  unsigned long long da = desc(A_OFF), db = desc(B_OFF);
+  switch (scenario) {
+  case 0: /* two groups; wait 1 retires the first only, wait 0 the second */
+    ts_sim_wgmma(da, db, acc, 8, 0);
+    ts_sim_wgmma_sync(-1);
+    seen[tid][0] = acc[0]; /* in flight: still 0 */
+    ts_sim_wgmma(da, db, acc, 8, 0);
+    ts_sim_wgmma_sync(-1);
+    ts_sim_wgmma_sync(1);
+    seen[tid][1] = acc[0]; /* one product: 16 * 1 * 2 */
+    ts_sim_wgmma_sync(0);
+    seen[tid][2] = acc[0]; /* both */
+    break;
+  case 1: /* B overwritten while the wgmma reading it is in flight */
+    ts_sim_wgmma(da, db, acc, 8, 0);
+    ts_sim_wgmma_sync(-1);
+    ts_sim_barrier();
+    if (tid == 5)
+      fill(B_OFF, 8 * 16, 0x4040); /* 3.0 */
+    ts_sim_barrier();
+    ts_sim_wgmma_sync(0);
+    seen[tid][0] = acc[0];
+    break;
+  case 2: /* a wgmma never waited for */
+    ts_sim_wgmma(da, db, acc, 8, 0);
+    ts_sim_wgmma_sync(-1);
+    break;
+  case 4: /* scale-d 0 (kind | 8): the old accumulators are not read */
+    acc[0] = 100.0f;
+    ts_sim_wgmma(da, db, acc, 8, 8);
+    ts_sim_wgmma_sync(-1);
+    ts_sim_wgmma(da, db, acc, 8, 0);
+    ts_sim_wgmma_sync(-1);
+    ts_sim_wgmma_sync(0);
+    seen[tid][0] = acc[0];
+    break;
+  case 3: /* overwritten only after the wait: no race */
+    ts_sim_wgmma(da, db, acc, 8, 0);
+    ts_sim_wgmma_sync(-1);
+    ts_sim_wgmma_sync(0);
+    ts_sim_barrier();
+    if (tid == 5)
+      fill(B_OFF, 8 * 16, 0x4040);
+    ts_sim_barrier();
+    seen[tid][0] = acc[0];
+    break;
+  }
+}
+
+static ts_status run(int which) {
+  scenario = which;
+  memset(seen, 0, sizeof seen);
+  int64_t grid[3] = {1, 1, 1};
+  void *none[1] = {NULL};
+  return ts_gpusim_launch(kernel, true, THREADS, none, 0, grid, 1, 0, SMEM);
+}
+
+static bool says(ts_status st, const char *needle) {
+  bool ok = st && strstr(ts_status_message(st), needle);
+  if (st && !ok)
+    fprintf(stderr, "unexpected: %s\n", ts_status_message(st));
+  ts_status_free(st);
+  return ok;
+}
+
+int main(void) {
+  CHECK(run(0) == NULL);
+  bool all = true;
+  for (int t = 0; t < THREADS; t++)
+    all &= seen[t][0] == 0.0f && seen[t][1] == 32.0f && seen[t][2] == 64.0f;
+  CHECK(all);
+
+  CHECK(says(run(1), "changed while it was in flight"));
+  CHECK(says(run(2), "not waited for"));
+
+  CHECK(run(3) == NULL);
+  all = true;
+  for (int t = 0; t < THREADS; t++)
+    all &= seen[t][0] == 32.0f;
+  CHECK(all);
+
+  CHECK(run(4) == NULL);
+  all = true;
+  for (int t = 0; t < THREADS; t++)
+    all &= seen[t][0] == 64.0f;
+  CHECK(all);
+  return ts_test_finish();
+}
