@@ -7,8 +7,9 @@
  * Markdown on stdout; without a GPU it says so and exits 0. Run from the
  * source root:
  *   build/bench/gpu_gemm [--sizes 1024,4096,8192] [--no-check] [NAME=VALUE...]
- * Without NAME=VALUE it also times STAGES 2..6 at 4096 (or the largest size
- * below), each checked first.
+ * Without NAME=VALUE it also times tile shapes (128 x 128, 128 x 256,
+ * 256 x 128) and ring depths (STAGES) at 4096 (or the largest size below),
+ * each checked first.
  * NAME=VALUE are the kernel's params (BM=128 BN=128 STAGES=4);
  * TESSERA_GPU_LOWERING=cuda times the CUDA C lowering; TS_PEAK_TFLOPS sets
  * the peak when the device's name does not say it. */
@@ -118,7 +119,7 @@ static double time_at(ts_kernel *k, ts_device *gpu, int64_t n) {
 int main(int argc, char **argv) {
   int64_t sizes[16] = {1024, 2048, 4096, 8192};
   int nsizes = 4;
-  bool check = true;
+  bool check = true, failed = false;
   ts_define defs[8];
   char defbuf[8][64];
   size_t ndefs = 0;
@@ -185,36 +186,48 @@ int main(int argc, char **argv) {
     }
     printf("| %lld | %.3f | %.1f | %s | %s | %s |\n", (long long)n, t * 1e3, tf, of, tr, rt);
   }
-  /* the ring's depth at 4096 (or the largest size below): on sm_90a the wgmma of one k step stays in
-   * flight while the next is issued, so copies run STAGES - 2 ahead there
-   * (STAGES - 1 elsewhere); each depth checked before it is timed */
+  /* tile shapes and ring depths at 4096 (or the largest size below): on
+   * sm_90a the wgmma of one k step stays in flight while the next is
+   * issued, so copies run STAGES - 2 ahead there (STAGES - 1 elsewhere);
+   * 128 x 256 and 256 x 128 are the shapes cuBLAS and CUTLASS run at peak
+   * (128 accumulators a thread). Each config is checked before it is
+   * timed; one that fails says so and the sweep goes on. */
   if (!ndefs) {
+    static const char *const sweep[][3] = {
+        {"128", "128", "2"}, {"128", "128", "3"}, {"128", "128", "4"}, {"128", "128", "5"},
+        {"128", "128", "6"}, {"128", "256", "3"}, {"128", "256", "4"}, {"256", "128", "3"},
+        {"256", "128", "4"}};
     int64_t n = 0;
     for (int s = 0; s < nsizes; s++)
       if (sizes[s] <= 4096 && sizes[s] > n)
         n = sizes[s];
     double base = time_at(k, gpu, n);
-    printf("\nThe cp.async ring's depth at %lld^3 (the default above: %s):\n\n", (long long)n,
-           *ts_kernel_config(k) ? ts_kernel_config(k) : "default params");
-    printf("| STAGES | ms | TFLOP/s | of peak | default / this |\n|---|---|---|---|---|\n");
-    for (int stages = 2; stages <= 6; stages++) {
-      char val[8];
-      snprintf(val, sizeof val, "%d", stages);
-      ts_define d = {"STAGES", val};
+    printf("\nTile shapes and the cp.async ring's depth at %lld^3 (the default above: %s):\n\n",
+           (long long)n, *ts_kernel_config(k) ? ts_kernel_config(k) : "default params");
+    printf("| BM x BN | STAGES | ms | TFLOP/s | of peak | default / this |\n"
+           "|---|---|---|---|---|---|\n");
+    for (size_t c = 0; c < sizeof sweep / sizeof sweep[0]; c++) {
+      ts_define d[3] = {{"BM", sweep[c][0]}, {"BN", sweep[c][1]}, {"STAGES", sweep[c][2]}};
       ts_kernel *ks;
-      if ((st = ts_kernel_create(gpu, "kernels/gemm.tile", "gemm_nt", &d, 1, &diags, &ks))) {
-        printf("| %d | %s | | | |\n", stages, ts_status_message(st));
+      if ((st = ts_kernel_create(gpu, "kernels/gemm.tile", "gemm_nt", d, 3, &diags, &ks))) {
+        printf("| %s x %s | %s | %s | | | |\n", sweep[c][0], sweep[c][1], sweep[c][2],
+               ts_status_message(st));
         ts_status_free(st);
         continue;
       }
-      if (check && !check_ok(ks, gpu, host))
-        return 1;
+      if (check && !check_ok(ks, gpu, host)) {
+        printf("| %s x %s | %s | check FAILED | | | |\n", sweep[c][0], sweep[c][1], sweep[c][2]);
+        failed = true;
+        ts_kernel_release(ks);
+        continue;
+      }
       double t = time_at(ks, gpu, n);
       double tf = t > 0 ? 2.0 * (double)n * (double)n * (double)n / t / 1e12 : 0;
       char of[32] = "-";
       if (peak > 0)
         snprintf(of, sizeof of, "%.2f", tf / peak);
-      printf("| %d | %.3f | %.1f | %s | %.2f |\n", stages, t * 1e3, tf, of, t > 0 ? base / t : 0);
+      printf("| %s x %s | %s | %.3f | %.1f | %s | %.2f |\n", sweep[c][0], sweep[c][1],
+             sweep[c][2], t * 1e3, tf, of, t > 0 ? base / t : 0);
       ts_kernel_release(ks);
     }
   }
@@ -222,5 +235,5 @@ int main(int argc, char **argv) {
   ts_diags_deinit(&diags);
   ts_device_release(host);
   ts_device_release(gpu);
-  return 0;
+  return failed ? 1 : 0;
 }

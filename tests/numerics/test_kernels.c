@@ -181,7 +181,8 @@ static void test_gemm_fp8(void) {
 
 static void test_gemm(void) {
   /* {130, 72, 589}: ten k steps through the ring (on sm_90a with wgmma
-   * left in flight across iterations, three and four stages); {66, 9, 0}:
+   * left in flight across iterations, three and four stages, and 256 x 128
+   * tiles: two 64-row slabs a warpgroup); {66, 9, 0}:
    * none (C is zeros: on sm_90a the clear before the ring is done by the
    * first wgmma, or after the loop when it ran no iteration) */
   static const int64_t mnk[][3] = {{1, 1, 1},    {7, 13, 29},  {64, 64, 64},
@@ -190,10 +191,11 @@ static void test_gemm(void) {
   ts_kernel *k = num_kernel("kernels/gemm.tile", "gemm_nt", NULL, NULL);
   ts_kernel *k2 = num_kernel("kernels/gemm.tile", "gemm_nt", "BM=16", "BK=7");
   ts_kernel *k4 = num_kernel("kernels/gemm.tile", "gemm_nt", "STAGES=3", NULL);
+  ts_kernel *k5 = num_kernel("kernels/gemm.tile", "gemm_nt", "BM=256", "STAGES=3");
   ts_kernel *ks = num_kernel("kernels/gemm.tile", "gemm_swiglu", "BN=32", NULL);
   ts_kernel *kp = num_kernel("kernels/gemm.tile", "gemm_splitk", "BK=32", NULL);
   ts_kernel *kps = num_kernel("kernels/gemm.tile", "gemm_splitk_sum", NULL, NULL);
-  if (!k || !k2 || !k4 || !ks)
+  if (!k || !k2 || !k4 || !k5 || !ks)
     return;
   for (size_t s = 0; s < sizeof mnk / sizeof mnk[0]; s++) {
     int64_t M = mnk[s][0], N = mnk[s][1], K = mnk[s][2];
@@ -218,8 +220,8 @@ static void test_gemm(void) {
         want[i * N + j] = acc;
         wh[i * N + j] = swiglu(acc, acc2, 7.0) * 0.5;
       }
-    ts_kernel *ks2[3] = {k, k2, k4};
-    for (int v = 0; v < 3; v++) {
+    ts_kernel *ks2[4] = {k, k2, k4, k5};
+    for (int v = 0; v < 4; v++) {
       free(num_fill(c, 5, 6, &seed)); /* every element must be written */
       ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
       num_launch(ks2[v], args, 3);
@@ -261,6 +263,7 @@ static void test_gemm(void) {
   ts_kernel_release(k);
   ts_kernel_release(k2);
   ts_kernel_release(k4);
+  ts_kernel_release(k5);
   ts_kernel_release(ks);
   ts_kernel_release(kp);
   ts_kernel_release(kps);
