@@ -590,9 +590,11 @@ static const char *expr(cg *c, ts_node *n, ctype *t) {
 /* ---- loops over the block's threads -------------------------------------- */
 
 /* Opens a loop over every index of `ext` (rank dims): split over the
- * threads (dist) or in one thread; the indices are named in k. */
-void cu_each_begin(cg *c, const char *const *ext, uint32_t rank, bool dist,
-                       const char **k) {
+ * threads (dist) or in one thread; the indices are named in k. `partial`:
+ * the loop touches no register tile, so it is unrolled 4 times rather than
+ * fully (NVRTC's time). */
+void cu_each_begin(cg *c, const char *const *ext, uint32_t rank, bool dist, bool partial,
+                   const char **k) {
   int id = c->tmp++;
   const char *total = "1LL";
   for (uint32_t i = 0; i < rank; i++)
@@ -602,8 +604,7 @@ void cu_each_begin(cg *c, const char *const *ext, uint32_t rank, bool dist,
      * is, so that it unrolls and tiles in registers are indexed by
      * constants */
     const char *T = cu_str(c, "%lldLL", (long long)c->threads);
-    cu_line(c, c->some_unroll ? "#pragma unroll 4" : "#pragma unroll");
-    c->some_unroll = false;
+    cu_line(c, partial ? "#pragma unroll 4" : "#pragma unroll");
     cu_line(c, "for (long long r%d_ = 0; r%d_ < (%s + %s - 1) / %s; r%d_++) {",
          id, id, total, T, T, id);
     c->ind++;
@@ -684,7 +685,7 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
   const char *ij[2];
   if (C.regs && dist) { /* k outermost: c stays in registers (gen_gpu.c) */
     if (!acc) {
-      cu_each_begin(c, C.vext, 2, dist, ij);
+      cu_each_begin(c, C.vext, 2, dist, false, ij);
       cu_view_store(c, &C, ij, cu_str(c, "(%s)0", ctype_c(t)), t);
       cu_each_end(c);
     }
@@ -692,7 +693,7 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
     cu_line(c, "for (long long %s = 0; %s < %s; %s++) {", kk, kk,
          A.vext[ta ? 0 : 1], kk);
     c->ind++;
-    cu_each_begin(c, C.vext, 2, dist, ij);
+    cu_each_begin(c, C.vext, 2, dist, false, ij);
     const char *ak[2] = {ta ? kk : ij[0], ta ? ij[0] : kk};
     const char *bk[2] = {tb ? ij[1] : kk, tb ? kk : ij[1]};
     cu_view_store(c, &C, ij,
@@ -705,7 +706,7 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
     cu_line(c, "}");
     return;
   }
-  cu_each_begin(c, C.vext, 2, dist, ij);
+  cu_each_begin(c, C.vext, 2, dist, false, ij);
   const char *s = cu_str(c, "s%d_", c->tmp++), *kk = cu_str(c, "kk%d_", c->tmp++);
   cu_line(c, "%s %s = 0;", ctype_c(t), s);
   cu_line(c, "for (long long %s = 0; %s < %s; %s++) {", kk, kk, A.vext[ta ? 0 : 1],
@@ -726,6 +727,8 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
 /* One warp per output element and xor shuffles, as gen_gpu.c; one thread
  * per element without whole warps or for 64-bit values. */
 static void tile_reduce(cg *c, ts_node *call, bool dist) {
+  if (dist && cu_wgmma_row_reduce(c, call))
+    return;
   cview pool[8], src, dst;
   int np = 0;
   if (!cu_view_of(c, call->kids[0], &src, pool, &np) ||
@@ -805,7 +808,13 @@ static void tile_reduce(cg *c, ts_node *call, bool dist) {
 
 void cu_block(cg *c, ts_node *b);
 
-void cu_barrier(cg *c) { cu_line(c, "__syncthreads();"); }
+void cu_barrier(cg *c) {
+  if (c->fence_next) /* the wgmma after reads what came before */
+    cu_line(c, "ts_fence_proxy_async();");
+  cu_line(c, "__syncthreads();");
+  if (c->fence_next)
+    c->fenced_at = c->o->len;
+}
 
 static void assign(cg *c, ts_node *n) {
   ts_node *t = n->kids[0], *v = n->kids[1];
@@ -842,6 +851,8 @@ void cu_stmt(cg *c, ts_node *n) {
     const char *v = cu_expr_as(c, n->kids[1], t);
     cu_line(c, "%s%s %s = %s;", n->kind == TS_NODE_LET ? "const " : "",
          ctype_c(t), cu_name_of(c, "v_", n->sym->name), v);
+    /* no memory read: the barrier before still holds */
+    c->synced = synced && ts_expr_pure(n->kids[1]);
     break;
   }
   case TS_NODE_TILE: break; /* placed at the kernel's start */
@@ -868,8 +879,9 @@ void cu_stmt(cg *c, ts_node *n) {
   case TS_NODE_EXPR_STMT: {
     ts_node *call = n->kids[0];
     bool dist = cu_gpu_single(c);
-    bool tile = true;
-    if (dist && !synced &&
+    /* no barriers around a statement that writes registers only */
+    bool tile = !c->tiles || !ts_stmt_private(n, c->tiles, c->ntiles);
+    if (dist && !synced && tile &&
         call->builtin != TS_BUILTIN_BARRIER &&
         (call->builtin == TS_BUILTIN_COPY || call->builtin == TS_BUILTIN_FILL ||
          call->builtin == TS_BUILTIN_CLEAR || call->builtin == TS_BUILTIN_GEMM ||
@@ -887,7 +899,7 @@ void cu_stmt(cg *c, ts_node *n) {
     case TS_BUILTIN_REDUCE_MAX:
     case TS_BUILTIN_REDUCE_SUM:
     case TS_BUILTIN_REDUCE_ABSMAX: tile_reduce(c, call, dist); break;
-    case TS_BUILTIN_BARRIER:
+    case TS_BUILTIN_BARRIER: /* never private */
       tile = false;
       if (dist) {
         if (!synced)
@@ -923,7 +935,8 @@ void cu_stmt(cg *c, ts_node *n) {
       cu_line(c, "const long long %s = %s;", ext[i],
            cu_expr_as(c, exts->kids[i], CT_I64));
     }
-    if (dist && !synced)
+    bool fence = !c->tiles || !ts_stmt_private(n, c->tiles, c->ntiles);
+    if (dist && !synced && fence)
       cu_barrier(c);
     cu_loop_begin(c, n->kids[2], ext, rank, dist, k);
     for (uint32_t i = 0; i < rank; i++)
@@ -935,7 +948,7 @@ void cu_stmt(cg *c, ts_node *n) {
     cu_loop_end(c);
     c->ind--;
     cu_line(c, "}");
-    if (dist) {
+    if (dist && fence) {
       cu_barrier(c);
       c->synced = true;
     }
@@ -1002,7 +1015,7 @@ void cu_stmt(cg *c, ts_node *n) {
 
 void cu_block(cg *c, ts_node *b) {
   for (uint32_t i = 0; b && i < b->kid_count && !c->failed; i++)
-    if (!cu_pipe_fold_clear(c, b, i)) /* else the pipelined loop after it zeroes it */
+    if (!cu_ahead(c, b, i)) /* else the pipelined loop after it zeroes it */
       cu_stmt(c, b->kids[i]);
 }
 

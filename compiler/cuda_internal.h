@@ -19,6 +19,9 @@ typedef struct cg {
   bool synced;  /* the last statement ended with a barrier */
   ts_node *folded[8]; /* clears left to the next pipelined loop */
   int nfolded;
+  bool fence_next;  /* the next statement is a wgmma gemm: barriers emitted
+                     * now fence the async proxy first */
+  size_t fenced_at; /* the output's length after the last such barrier */
   bool failed;
   int64_t threads;
   int tmp;
@@ -27,8 +30,6 @@ typedef struct cg {
   uint8_t mma[TS_GPU_MAX_TILES]; /* regs[i]'s layout: TS_ACC_* (gen.h) */
   bool wgmma;      /* the architecture has wgmma (sm_90a) */
   bool uses_wgmma; /* the kernel being built issues it */
-  bool some_unroll; /* the next element loop touches no register tile: it
-                     * is unrolled 4 times, not fully (NVRTC's time) */
   int nregs;
   const ts_gpu_tile *tiles; /* the plan */
   int ntiles;
@@ -79,7 +80,7 @@ void cu_view_store(cg *c, cview *v, const char *const *k, const char *x,
                    ctype t);
 /* statements */
 bool cu_gpu_single(cg *c);
-void cu_each_begin(cg *c, const char *const *ext, uint32_t rank, bool dist,
+void cu_each_begin(cg *c, const char *const *ext, uint32_t rank, bool dist, bool partial,
                    const char **k);
 void cu_each_end(cg *c);
 void cu_tile_copy(cg *c, ts_node *call, bool dist);
@@ -98,13 +99,18 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk);
  * with `first` (a C condition) the loop's first iteration, whose first k
  * step ignores the old accumulators. */
 bool cu_wgmma_call(cg *c, const ts_node *call, int64_t mnk[3]);
+/* reduce_*(s, d, dim=1) of a register tile `s` in wgmma's layout: a row is
+ * one quad's registers (two shuffles); false when `s` is not such a tile. */
+bool cu_wgmma_row_reduce(cg *c, ts_node *call);
 void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const char *first);
 /* The swizzle of tile `s` in the plan (its atom's row bytes) or 0, with its
  * shape in r, c. */
 int cu_swizzle_of(cg *c, const ts_symbol *s, int64_t *r, int64_t *cols);
 bool cu_pipelined(cg *c, ts_node *n);
-/* Whether statement i of `blk` is a clear the pipelined loop after it
- * takes over (gen.h ts_pipe_clear_folds): then it is left to that loop. */
-bool cu_pipe_fold_clear(cg *c, ts_node *blk, uint32_t i);
+/* What statement i of `blk` owes the statements after it: before a wgmma
+ * gemm, its barriers fence the async proxy (so the gemm needs no barrier of
+ * its own); true: it is a clear the pipelined loop after it takes over
+ * (gen.h ts_pipe_clear_folds), left to that loop. */
+bool cu_ahead(cg *c, ts_node *blk, uint32_t i);
 
 #endif

@@ -109,8 +109,6 @@ static bool touches_regs(cg *c, const ts_node *n) {
 
 void cu_loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
                        uint32_t rank, bool dist, const char **k) {
-  /* register tiles need constant indices: a full unroll; else a partial one */
-  c->some_unroll = !touches_regs(c, stmt);
   int64_t m, n;
   int layout = dist && rank == 2 ? cu_mma_shape(c, stmt, &m, &n) : TS_ACC_CYCLIC;
   if (layout == TS_ACC_WGMMA)
@@ -118,8 +116,9 @@ void cu_loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
   else if (layout == TS_ACC_MMA)
     cu_mma_begin(c, m, n, k);
   else
-    cu_each_begin(c, ext, rank, dist, k);
-  c->some_unroll = false;
+    /* register tiles need constant indices: a full unroll; else a partial
+     * one */
+    cu_each_begin(c, ext, rank, dist, !touches_regs(c, stmt), k);
 }
 
 void cu_loop_end(cg *c) {
@@ -247,6 +246,50 @@ bool cu_wgmma_call(cg *c, const ts_node *call, int64_t mnk[3]) {
          ts_wgmma_gemm(c->k, c->tiles, c->ntiles, call, mnk);
 }
 
+bool cu_wgmma_row_reduce(cg *c, ts_node *call) {
+  const ts_symbol *s = call->kids[0]->sym;
+  bool wg = false;
+  for (int i = 0; s && i < c->nregs; i++)
+    wg |= c->regs[i] == s && c->mma[i] == TS_ACC_WGMMA;
+  cview pool[8], dst;
+  int np = 0;
+  if (!wg || !cu_view_of(c, call->kids[1], &dst, pool, &np))
+    return wg;
+  int64_t M = s->type->dims[0].c, N = s->type->dims[1].c, groups = c->threads / 128;
+  const char *t = cu_name_of(c, "t_", s->name);
+  bool sum = call->builtin == TS_BUILTIN_REDUCE_SUM, abs = call->builtin == TS_BUILTIN_REDUCE_ABSMAX;
+  int id = c->tmp++;
+  /* row 16 q + l / 4 (+ 8) of a slab: registers 4 j + 0, 1 (+ 2) of lane l
+   * of warp q, then the quad's four lanes (xor 1, 2); its first lane writes */
+  cu_line(c, "const long long rr%d_ = (long long)(threadIdx.x >> 5 & 3) * 16 + "
+          "(long long)(threadIdx.x & 31) / 4;", id);
+  for (int64_t sl = 0; sl < M / (64 * groups); sl++)
+    for (int64_t h = 0; h < 2; h++) {
+      const char *acc = cu_str(c, "rd%d_%lld_%lld", id, (long long)sl, (long long)h);
+      cu_line(c, "float %s = %s;", acc, sum ? "0.0f" : "__int_as_float(0xff800000)");
+      for (int64_t j = 0; j < N / 8; j++)
+        for (int64_t e = 0; e < 2; e++) {
+          const char *x = cu_str(c, "%s[%lld]", t, (long long)(sl * (N / 2) + 4 * j + 2 * h + e));
+          if (abs)
+            x = cu_str(c, "ts_abs(%s)", x);
+          cu_line(c, "%s = %s;", acc, sum ? cu_str(c, "%s + %s", acc, x)
+                                          : cu_str(c, "ts_max(%s, %s)", acc, x));
+        }
+      for (int o = 1; o <= 2; o *= 2)
+        cu_line(c, "%s = %s;", acc,
+                sum ? cu_str(c, "%s + __shfl_xor_sync(0xffffffffu, %s, %d)", acc, acc, o)
+                    : cu_str(c, "ts_max(%s, __shfl_xor_sync(0xffffffffu, %s, %d))", acc, acc, o));
+      cu_line(c, "if ((threadIdx.x & 3) == 0) {");
+      c->ind++;
+      const char *row = cu_str(c, "((%lld + (long long)(threadIdx.x >> 7)) * 64 + rr%d_ + %lld)",
+                               (long long)(sl * groups), id, (long long)(8 * h));
+      cu_view_store(c, &dst, &row, acc, CT_F32);
+      c->ind--;
+      cu_line(c, "}");
+    }
+  return true;
+}
+
 /* The accumulators of wgmma gemm `call` read only after a wait: each
  * passes through an empty asm ordered after it. */
 static void fence_regs(cg *c, const ts_node *call) {
@@ -268,6 +311,14 @@ static void fence_regs(cg *c, const ts_node *call) {
  * k step ignores the old accumulators (scale-d 0; gen.h
  * ts_pipe_clear_folds). */
 void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const char *first) {
+  /* the operands visible to the async proxy: by the loop (async), by the
+   * fenced barrier just before (only braces and blanks since), or below */
+  bool ready = async;
+  if (c->fenced_at && c->fenced_at <= c->o->len) {
+    ready = true;
+    for (size_t i = c->fenced_at; i < c->o->len; i++)
+      ready &= c->o->ptr[i] == '{' || c->o->ptr[i] == ' ' || c->o->ptr[i] == '\n';
+  }
   int64_t M = mnk[0], N = mnk[1], K = mnk[2], groups = c->threads / 128;
   int64_t slabs = M / (64 * groups), half = N / 2;
   ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym, *sc = call->kids[2]->sym;
@@ -282,7 +333,7 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
   if (!ts_call_named_bool(call, "accumulate", true))
     for (int64_t r = 0; r < slabs * half; r++)
       cu_line(c, "%s[%lld] = 0.0f;", cc, (long long)r);
-  if (!async) {
+  if (!ready) {
     cu_line(c, "ts_fence_proxy_async();");
     cu_line(c, "__syncthreads();");
   }
@@ -360,8 +411,7 @@ static void cp_async_copy(cg *c, ts_node *call) {
   for (uint32_t i = 0; i < rank; i++)
     ext[i] = dst.vext[i];
   ext[rank - 1] = cu_str(c, "%lldLL", (long long)(cols / chunk));
-  c->some_unroll = true; /* into shared memory */
-  cu_each_begin(c, ext, rank, true, k);
+  cu_each_begin(c, ext, rank, true, true, k); /* into shared memory */
   for (uint32_t i = 0; i < rank; i++)
     kf[i] = kl[i] = k[i];
   kf[rank - 1] = cu_str(c, "(%s * %d)", k[rank - 1], chunk);
@@ -422,8 +472,16 @@ static void fill(cg *c, const staged *s, int ns, int id, const char *v, const ch
   cu_line(c, "}");
 }
 
-bool cu_pipe_fold_clear(cg *c, ts_node *blk, uint32_t i) {
+/* Whether `st` is a gemm statement that runs as wgmma. */
+static bool wgmma_stmt(cg *c, const ts_node *st) {
   int64_t mnk[3];
+  return st && st->kind == TS_NODE_EXPR_STMT && st->kids[0]->kind == TS_NODE_CALL &&
+         st->kids[0]->builtin == TS_BUILTIN_GEMM && cu_wgmma_call(c, st->kids[0], mnk);
+}
+
+bool cu_ahead(cg *c, ts_node *blk, uint32_t i) {
+  int64_t mnk[3];
+  c->fence_next = i + 1 < blk->kid_count && wgmma_stmt(c, blk->kids[i + 1]);
   ts_node *call = c->tiles ? ts_pipe_clear_folds(c->k, blk, i, c->tiles, c->ntiles) : NULL;
   if (!call || c->nfolded == 8 || !cu_wgmma_call(c, call, mnk))
     return false;
@@ -431,7 +489,7 @@ bool cu_pipe_fold_clear(cg *c, ts_node *blk, uint32_t i) {
   return true;
 }
 
-/* The clears left to this loop (cu_pipe_fold_clear) whose tile is not one
+/* The clears left to this loop (cu_ahead) whose tile is not one
  * of `acc`, lowered here after all; with acc NULL, all of them. */
 static void unfold(cg *c, const ts_symbol *const *acc, int na) {
   int kept = 0;
@@ -537,6 +595,11 @@ bool cu_pipelined(cg *c, ts_node *n) {
   c->synced = true;
   for (uint32_t i = 0; i < body->kid_count && !c->failed; i++) {
     int64_t mnk[3];
+    /* the next statement emitted: a wgmma gemm with its own barrier? */
+    uint32_t j = i + 1;
+    while (j < body->kid_count && skip[j])
+      j++;
+    c->fence_next = j < body->kid_count && !async[j] && wgmma_stmt(c, body->kids[j]);
     if (async[i] && cu_wgmma_call(c, body->kids[i]->kids[0], mnk)) {
       bool zero = false; /* its clear folded into the first k step */
       for (int f = 0; f < c->nfolded; f++)
@@ -551,6 +614,7 @@ bool cu_pipelined(cg *c, ts_node *n) {
       cu_stmt(c, body->kids[i]);
     }
   }
+  c->fence_next = false;
   if (!na)
     cu_barrier(c); /* before the next iteration refills the oldest buffer */
   c->ind--;

@@ -667,15 +667,20 @@ static MlirValue gen_fn_call(gen *g, ts_node *n) {
 /* On the GPU, a statement outside `parallel` runs on every thread of the
  * block; one that writes memory (an element of a tile or tensor, an atomic)
  * is done by thread 0 alone. Statements that write memory other threads
- * read (these, tile ops and `parallel`) are fenced by barriers on both
- * sides: before, so that no thread still reads what they overwrite; after,
- * so that every thread sees what they wrote. `g->synced` says that the
- * last thing emitted was such a barrier, and saves a second one. */
+ * read (these, tile ops and `parallel`; not one that writes registers only)
+ * are fenced by barriers on both sides: before, so that no thread still
+ * reads what they overwrite; after, so that every thread sees what they
+ * wrote. `g->synced`: nothing read or written since such a barrier. */
 static bool gpu_single(gen *g) { return g->gpu && g->par == 0 && !g->single; }
-
-static void sync_before(gen *g, bool synced) {
-  if (gpu_single(g) && !synced)
+static void sync_before(gen *g, bool synced, const ts_node *n) {
+  if (gpu_single(g) && !synced && !gen_gpu_private(g, n))
     gen_barrier(g);
+}
+static void sync_after(gen *g, const ts_node *n) {
+  if (gpu_single(g) && !gen_gpu_private(g, n)) {
+    gen_barrier(g);
+    g->synced = true;
+  }
 }
 
 static MlirBlock single_begin(gen *g) {
@@ -868,6 +873,7 @@ void gen_stmt(gen *g, ts_node *n) {
   case TS_NODE_LET: {
     MlirValue v = gen_expr_as(g, n->kids[1], repr(g, n->sym->type));
     n->sym->user = v.ptr;
+    g->synced = synced && ts_expr_pure(n->kids[1]); /* no memory read: the barrier holds */
     break;
   }
   case TS_NODE_VAR: {
@@ -898,7 +904,7 @@ void gen_stmt(gen *g, ts_node *n) {
                    c->builtin == TS_BUILTIN_REDUCE_SUM ||
                    c->builtin == TS_BUILTIN_REDUCE_ABSMAX;
     if (tile_op)
-      sync_before(g, synced);
+      sync_before(g, synced, n);
     switch (c->builtin) {
     case TS_BUILTIN_COPY: gen_copy(g, c); break;
     case TS_BUILTIN_FILL: gen_fill(g, c, false); break;
@@ -931,10 +937,8 @@ void gen_stmt(gen *g, ts_node *n) {
     default: gen_expr(g, c); break;
     }
     /* data a tile op wrote crosses threads before the next statement */
-    if (tile_op && gpu_single(g)) {
-      gen_barrier(g);
-      g->synced = true;
-    }
+    if (tile_op)
+      sync_after(g, n);
     break;
   }
   case TS_NODE_PARALLEL: {
@@ -947,7 +951,7 @@ void gen_stmt(gen *g, ts_node *n) {
     /* nested parallel statements run inside one thread's element */
     bool dist = gpu_single(g);
     if (dist) {
-      sync_before(g, synced);
+      sync_before(g, synced, n);
       gen_elem_begin(g, L, n->kids[2], ext, rank, k);
     } else {
       for (uint32_t i = 0; i < rank; i++) {
@@ -973,8 +977,7 @@ void gen_stmt(gen *g, ts_node *n) {
       g->tid.ptr = NULL;
     if (dist) {
       gen_elem_end(g, L, rank);
-      gen_barrier(g);
-      g->synced = true;
+      sync_after(g, n);
     } else {
       gen_loops_end(g, L, rank);
     }
@@ -1052,7 +1055,7 @@ void gen_stmt(gen *g, ts_node *n) {
 
 void gen_block(gen *g, ts_node *blk) {
   for (uint32_t i = 0; blk && i < blk->kid_count && !g->failed; i++)
-    if (gen_pipe_fold_clear(g, blk, i))
+    if (gen_ahead(g, blk, i))
       continue; /* the pipelined loop after it zeroes the tile (gen_pipe.c) */
     else if (i + 1 < blk->kid_count && gen_fused_reduce(g, blk->kids[i], blk->kids[i + 1]))
       i++; /* both statements in one pass (gen_tile.c) */
@@ -1070,8 +1073,7 @@ static MlirOperation new_func(gen *g, MlirModule m, const char *name,
                               bool declaration);
 
 void gen_declare(gen *g, const char *name, intptr_t n, const MlirType *args) {
-  MlirModule none = {0};
-  new_func(g, none, name, n, args, 0, NULL, true, true);
+  new_func(g, (MlirModule){0}, name, n, args, 0, NULL, true, true);
 }
 
 static MlirOperation new_func(gen *g, MlirModule m, const char *name,

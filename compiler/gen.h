@@ -124,6 +124,14 @@ void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
  * tile would get, or 0. */
 int ts_swizzle_bytes(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                      const ts_symbol *s, bool wgmma);
+/* Whether statement `n` writes nothing but tiles the plan keeps in
+ * registers and its own scalars (no tensor, no tile in memory, no atomic,
+ * no barrier; gen_gpu.c): then no thread can see what it writes, and the
+ * block-level barriers that fence statements are left out around it. */
+bool ts_stmt_private(const ts_node *n, const ts_gpu_tile *plan, int nt);
+/* Whether expression `e` reads no memory (no tile, tensor or atomic): a
+ * barrier before a `let` of it still holds after it (gen_gpu.c). */
+bool ts_expr_pure(const ts_node *e);
 /* Whether the subtree `n` mentions symbol `s` (gen_gpu.c). */
 bool ts_node_mentions(const ts_node *n, const ts_symbol *s);
 

@@ -27,10 +27,15 @@ MlirOperation gen_call(gen *g, const char *fn, intptr_t n, const MlirValue *args
 }
 
 void gen_barrier(gen *g) {
-  if (g->emu)
+  if (g->emu) {
     gen_call(g, "ts_gpusim_barrier", 1, &g->emu_ctx, 0, NULL);
-  else
-    mb_op(&g->b, "gpu.barrier", 0, NULL, 0, NULL, 0, NULL);
+    return;
+  }
+  if (g->fence_next) /* the wgmma after reads what came before */
+    gen_ptx(g, "fence.proxy.async.shared::cta;");
+  MlirOperation op = mb_op(&g->b, "gpu.barrier", 0, NULL, 0, NULL, 0, NULL);
+  if (g->fence_next)
+    g->fenced = op;
 }
 
 /* gpu.thread_id / gpu.block_id / gpu.grid_dim of dimension x, y or z, as
@@ -142,26 +147,27 @@ static bool owner_in_parallel(const ts_node *n, const ts_symbol *s,
 }
 
 /* Whether every use of `s` in the statements under `n` (block level) is an
- * owner use. */
-static bool owner_only(const ts_node *n, const ts_symbol *s) {
+ * owner use; with `rows`, also reduce_*(s, d, dim=1) of a rank-2 `s` into
+ * another tile (which wgmma's layout does within a quad of lanes). */
+static bool owner_only(const ts_node *n, const ts_symbol *s, bool rows) {
   if (!n)
     return true;
   switch (n->kind) {
   case TS_NODE_BLOCK:
     for (uint32_t i = 0; i < n->kid_count; i++)
-      if (!owner_only(n->kids[i], s))
+      if (!owner_only(n->kids[i], s, rows))
         return false;
     return true;
   case TS_NODE_TILE: return true;
   case TS_NODE_FOR:
     return !ts_node_mentions(n->kids[0], s) && !ts_node_mentions(n->kids[1], s) &&
-           owner_only(n->kids[2], s);
+           owner_only(n->kids[2], s, rows);
   case TS_NODE_PIPELINED:
     return !ts_node_mentions(n->kids[0], s) && !ts_node_mentions(n->kids[1], s) &&
-           !ts_node_mentions(n->kids[2], s) && owner_only(n->kids[3], s);
+           !ts_node_mentions(n->kids[2], s) && owner_only(n->kids[3], s, rows);
   case TS_NODE_IF:
-    return !ts_node_mentions(n->kids[0], s) && owner_only(n->kids[1], s) &&
-           owner_only(n->kids[2], s);
+    return !ts_node_mentions(n->kids[0], s) && owner_only(n->kids[1], s, rows) &&
+           owner_only(n->kids[2], s, rows);
   case TS_NODE_PARALLEL: {
     const ts_node *vars = n->kids[0];
     if (!ts_node_mentions(n->kids[2], s))
@@ -193,6 +199,14 @@ static bool owner_only(const ts_node *n, const ts_symbol *s) {
     case TS_BUILTIN_GEMM: /* each thread computes its elements of c */
       return whole(c->kids[2], s) && !ts_node_mentions(c->kids[0], s) &&
              !ts_node_mentions(c->kids[1], s);
+    case TS_BUILTIN_REDUCE_MAX:
+    case TS_BUILTIN_REDUCE_SUM:
+    case TS_BUILTIN_REDUCE_ABSMAX: {
+      const ts_node *d = ts_call_named(c, "dim");
+      return rows && s->type->rank == 2 && whole(c->kids[0], s) &&
+             !ts_node_mentions(c->kids[1], s) && d && d->cval.kind == TS_CONST_INT &&
+             d->cval.i == 1;
+    }
     default: return false;
     }
   }
@@ -201,17 +215,72 @@ static bool owner_only(const ts_node *n, const ts_symbol *s) {
 }
 
 static bool in_registers(const ts_kernel_info *k, const ts_node *tile, int64_t limit,
-                         int64_t *per_thread) {
+                         int64_t *per_thread, bool rows) {
   const ts_type *t = tile->sym->type;
   int64_t count = const_bytes(t);
   if (t->scope != TS_SCOPE_FRAG || count < 0)
     return false;
   count = count * 8 / ts_dtype_bits(t->dtype);
   int64_t per = (count + k->threads - 1) / k->threads;
-  if (per > limit || !owner_only(k->node->kids[4], tile->sym))
+  if (per > limit || !owner_only(k->node->kids[4], tile->sym, rows))
     return false;
   *per_thread = per < 1 ? 1 : per;
   return true;
+}
+
+static bool in_regs(const ts_gpu_tile *plan, int nt, const ts_node *t) {
+  if (t && t->kind == TS_NODE_INDEX)
+    t = t->kids[0];
+  const ts_gpu_tile *p = t && t->kind == TS_NODE_NAME ? ts_gpu_tile_of(plan, nt, t->sym) : NULL;
+  return p && p->home == TS_TILE_REGS;
+}
+
+bool ts_stmt_private(const ts_node *n, const ts_gpu_tile *plan, int nt) {
+  if (!n)
+    return true;
+  if (n->kind == TS_NODE_ASSIGN && n->kids[0]->kind != TS_NODE_NAME &&
+      !in_regs(plan, nt, n->kids[0]))
+    return false; /* an element of a tensor or of a tile in memory */
+  if (n->kind == TS_NODE_ASSIGN && n->kids[0]->kind == TS_NODE_NAME && n->kids[0]->sym &&
+      n->kids[0]->sym->kind == TS_SYM_TILE && !in_regs(plan, nt, n->kids[0]))
+    return false;
+  if (n->kind == TS_NODE_CALL) {
+    switch (n->builtin) {
+    case TS_BUILTIN_COPY: if (!in_regs(plan, nt, n->kids[1])) return false; break;
+    case TS_BUILTIN_FILL:
+    case TS_BUILTIN_CLEAR: if (!in_regs(plan, nt, n->kids[0])) return false; break;
+    case TS_BUILTIN_GEMM: if (!in_regs(plan, nt, n->kids[2])) return false; break;
+    case TS_BUILTIN_REDUCE_MAX:
+    case TS_BUILTIN_REDUCE_SUM:
+    case TS_BUILTIN_REDUCE_ABSMAX: if (!in_regs(plan, nt, n->kids[1])) return false; break;
+    case TS_BUILTIN_BARRIER:
+    case TS_BUILTIN_ATOMIC_ADD:
+    case TS_BUILTIN_ATOMIC_MAX: return false;
+    default: break;
+    }
+  }
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (!ts_stmt_private(n->kids[i], plan, nt))
+      return false;
+  return true;
+}
+
+bool ts_expr_pure(const ts_node *e) {
+  if (!e)
+    return true;
+  if ((e->kind == TS_NODE_NAME && e->sym &&
+       (e->sym->kind == TS_SYM_TILE || e->sym->kind == TS_SYM_TENSOR)) ||
+      (e->kind == TS_NODE_CALL && (e->builtin == TS_BUILTIN_ATOMIC_ADD ||
+                                   e->builtin == TS_BUILTIN_ATOMIC_MAX)))
+    return false;
+  for (uint32_t i = 0; i < e->kid_count; i++)
+    if (!ts_expr_pure(e->kids[i]))
+      return false;
+  return true;
+}
+
+bool gen_gpu_private(gen *g, const ts_node *n) {
+  return g->gpu && ts_stmt_private(n, g->plan, g->nplan);
 }
 
 bool ts_arch_wgmma(const char *arch) { return !arch || !strcmp(arch, "sm_90a"); }
@@ -233,27 +302,11 @@ static int64_t later_bytes(ts_node **tiles, const ts_gpu_tile *out, int n, int i
   return sum;
 }
 
-int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
-                     int64_t *smem_total) {
-  ts_node *tiles[TS_GPU_MAX_TILES];
-  int n = 0;
-  collect(k->node->kids[4], tiles, &n);
+/* Places the tiles not in registers: `shared` ones in shared memory, then
+ * frags while they fit, the rest in global scratch; the block's shared
+ * bytes. */
+static int64_t place(ts_node **tiles, ts_gpu_tile *out, int n) {
   int64_t smem = 16; /* the broadcast slot */
-  for (int i = 0; i < n; i++) {
-    out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0, 1, 0};
-    if (in_registers(k, tiles[i], 64, &out[i].per_thread))
-      out[i].home = TS_TILE_REGS;
-  }
-  /* a tensor-core gemm's accumulator may take up to 128 registers a thread
-   * (a 128 x 128 tile on one warpgroup, 128 x 256 on two) */
-  for (int i = 0; i < n; i++)
-    if (out[i].home != TS_TILE_REGS && ts_mma_accumulator(k, out, n, tiles[i]->sym, wgmma) &&
-        in_registers(k, tiles[i], 128, &out[i].per_thread))
-      out[i].home = TS_TILE_REGS;
-  ts_pipe_plan(k, out, n);
-  for (int i = 0; i < n; i++)
-    if (out[i].home != TS_TILE_REGS)
-      out[i].swz = ts_swizzle_bytes(k, out, n, tiles[i]->sym, wgmma);
   /* frags join shared memory within 48 KiB; once the shared tiles alone
    * pass that (the block opts into more anyway), up to a Hopper block's
    * 227 KiB */
@@ -292,7 +345,65 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
       }
     }
   /* room to align the base of the swizzled tiles at run time */
-  *smem_total = smem + (swizzled ? GPU_SMEM_ALIGN : 0);
+  return smem + (swizzled ? GPU_SMEM_ALIGN : 0);
+}
+
+int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
+                     int64_t *smem_total) {
+  ts_node *tiles[TS_GPU_MAX_TILES];
+  int n = 0;
+  collect(k->node->kids[4], tiles, &n);
+  for (int i = 0; i < n; i++) {
+    out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0, 1, 0};
+    if (in_registers(k, tiles[i], 64, &out[i].per_thread, false))
+      out[i].home = TS_TILE_REGS;
+  }
+  /* a tensor-core gemm's accumulator may take up to 128 registers a thread
+   * (a 128 x 128 tile on one warpgroup, 128 x 256 on two) */
+  for (int i = 0; i < n; i++)
+    if (out[i].home != TS_TILE_REGS && ts_mma_accumulator(k, out, n, tiles[i]->sym, wgmma) &&
+        in_registers(k, tiles[i], 128, &out[i].per_thread, false))
+      out[i].home = TS_TILE_REGS;
+  ts_pipe_plan(k, out, n);
+  for (int i = 0; i < n; i++)
+    if (out[i].home != TS_TILE_REGS)
+      out[i].swz = ts_swizzle_bytes(k, out, n, tiles[i]->sym, wgmma);
+  /* on sm_90a, a frag otherwise used by its owners only but reduced along
+   * its rows (attention's scores: reduce_max(s, m, dim=1)) stays in
+   * registers when it then takes wgmma's layout, where a row is the
+   * registers of one quad of lanes (the reduction: two shuffles), and no
+   * other register tile loses its layout for it; decided on a first
+   * placement (a wgmma gemm reads placed, swizzled tiles), then placed
+   * again */
+  ts_gpu_tile first[TS_GPU_MAX_TILES];
+  memcpy(first, out, (size_t)n * sizeof *out);
+  int64_t smem = place(tiles, first, n);
+  bool moved = false;
+  for (int i = 0; wgmma && i < n; i++) {
+    int64_t per;
+    uint8_t before[TS_GPU_MAX_TILES], after[TS_GPU_MAX_TILES];
+    if (first[i].home == TS_TILE_REGS || !in_registers(k, tiles[i], 64, &per, true))
+      continue;
+    ts_gpu_tile keep = first[i];
+    ts_mma_layouts(k, first, n, wgmma, before);
+    first[i].home = TS_TILE_REGS;
+    ts_mma_layouts(k, first, n, wgmma, after);
+    bool ok = after[i] == TS_ACC_WGMMA;
+    for (int j = 0; j < n; j++)
+      ok &= j == i || before[j] == after[j];
+    first[i] = keep;
+    if (ok) {
+      first[i].home = out[i].home = TS_TILE_REGS;
+      first[i].per_thread = out[i].per_thread = per;
+      first[i].swz = out[i].swz = 0;
+      moved = true;
+    }
+  }
+  if (moved)
+    smem = place(tiles, out, n);
+  else
+    memcpy(out, first, (size_t)n * sizeof *out);
+  *smem_total = smem;
   return n;
 }
 
@@ -497,8 +608,60 @@ static MlirValue shuffle_xor(gen *g, MlirValue v, int offset) {
 /* One warp per output element: its lanes take every 32nd element of the
  * reduced dim, then combine with xor shuffles; lane 0 stores. Without whole
  * warps, or for 64-bit values, one thread per output element. */
+/* reduce_*(s, d, dim=1) of a register tile s [M, N] in wgmma's layout
+ * (gen.h TS_ACC_WGMMA): row 16 q + l / 4 (+ 8) of a slab is registers
+ * 4 j + 0, 1 (+ 2) of lane l of warp q over the 8-column pieces j, so each
+ * thread combines its 2 N / 8 values of the row, two shuffles (xor 1, 2)
+ * combine the quad's, and its first lane writes d[row]. */
+static void wgmma_row_reduce(gen *g, ts_node *call, MlirValue init, bool f) {
+  mb *b = &g->b;
+  const ts_symbol *s = call->kids[0]->sym;
+  int64_t M = s->type->dims[0].c, N = s->type->dims[1].c, groups = g->threads / 128;
+  view pool[8], dst;
+  int np = 0;
+  if (!gen_view_of(g, call->kids[1], &dst, pool, &np))
+    return;
+  MlirValue cm = {s->user};
+  MlirValue lane = mb_bin(b, "arith.remsi", g->tid, gen_i64(g, 32));
+  MlirValue q = mb_bin(b, "arith.remsi", mb_bin(b, "arith.divsi", g->tid, gen_i64(g, 32)),
+                       gen_i64(g, 4));
+  MlirValue wg = mb_bin(b, "arith.divsi", g->tid, gen_i64(g, 128));
+  MlirValue lead = mb_cmpi(b, CMPI_EQ, mb_bin(b, "arith.remsi", lane, gen_i64(g, 4)),
+                           gen_i64(g, 0));
+  MlirValue r0 = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", q, gen_i64(g, 16)),
+                        mb_bin(b, "arith.divsi", lane, gen_i64(g, 4)));
+  for (int64_t sl = 0; sl < M / (64 * groups); sl++)
+    for (int64_t h = 0; h < 2; h++) {
+      MlirValue acc = init;
+      for (int64_t j = 0; j < N / 8; j++)
+        for (int64_t e = 0; e < 2; e++) {
+          MlirValue x = mb_load(b, cm, gen_i64(g, sl * (N / 2) + 4 * j + 2 * h + e));
+          if (call->builtin == TS_BUILTIN_REDUCE_ABSMAX)
+            x = gen_math1(g, "math.absf", x);
+          acc = combine(g, call->builtin, f, acc, x);
+        }
+      for (int o = 1; o <= 2; o *= 2)
+        acc = combine(g, call->builtin, f, acc, shuffle_xor(g, acc, o));
+      /* rows (sl groups + wg) 64 + r0 (+ 8) */
+      MlirValue row = mb_bin(
+          b, "arith.addi",
+          mb_bin(b, "arith.muli", mb_bin(b, "arith.addi", wg, gen_i64(g, sl * groups)),
+                 gen_i64(g, 64)),
+          mb_bin(b, "arith.addi", r0, gen_i64(g, 8 * h)));
+      MlirBlock join = gen_if_begin(g, lead);
+      gen_view_store(g, &dst, &row, gen_convert(g, acc, gen_compute_type(g, dst.dt)));
+      gen_if_end(g, join);
+    }
+}
+
 void gen_gpu_reduce(gen *g, ts_node *call) {
   mb *b = &g->b;
+  for (int i = 0; i < g->nregs; i++)
+    if (g->regs[i] == call->kids[0]->sym && g->mma[i] == TS_ACC_WGMMA) {
+      MlirType t = gen_compute_type(g, call->kids[0]->sym->type->dtype);
+      wgmma_row_reduce(g, call, gen_reduce_init(g, call->builtin, t), gen_is_float(g, t));
+      return;
+    }
   view pool[8], src, dst;
   int np = 0;
   if (!gen_view_of(g, call->kids[0], &src, pool, &np) ||

@@ -48,6 +48,10 @@ typedef struct gen {
   bool uses_wgmma;      /* the kernel being built issues wgmma */
   ts_node *folded[8];   /* clears left to the next pipelined loop */
   int nfolded;
+  bool fence_next;      /* the next statement is a wgmma gemm: barriers
+                         * emitted now make shared writes visible to the
+                         * async proxy first (fence.proxy.async) */
+  MlirOperation fenced; /* the last such barrier */
   bool wgmma;           /* the target (or the simulated one) is sm_90a */
   MlirValue smem_pad;   /* i64: bytes from smem_base to the 1024-aligned
                          * base the plan's offsets count from */
@@ -125,6 +129,8 @@ void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
                     uint32_t rank, MlirValue *k);
 void gen_elem_end(gen *g, loop *L, uint32_t rank);
 bool gen_gpu_mma(gen *g, ts_node *call);
+/* ts_stmt_private on the GPU (gen_gpu.c). */
+bool gen_gpu_private(gen *g, const ts_node *n);
 /* wgmma (gen_mma.c): whether gemm `call` runs as wgmma with its
  * accumulator in registers (mnk: its shape); that gemm with its group left
  * in flight, the operands already visible to the async proxy (a pipelined
@@ -146,9 +152,13 @@ MlirValue gen_gpu_address(gen *g, MlirValue mem, MlirValue lin, int bytes);
 /* A `pipelined` loop on the GPU as a ring of asynchronous copies
  * (gen_pipe.c); false: not that form, a plain loop. */
 bool gen_pipelined(gen *g, ts_node *n);
-/* Whether statement i of `blk` is a clear the pipelined loop after it
- * takes over (gen.h ts_pipe_clear_folds): then it is left to that loop. */
-bool gen_pipe_fold_clear(gen *g, ts_node *blk, uint32_t i);
+/* What statement i of `blk` owes the statements after it (gen_pipe.c):
+ * before a wgmma gemm, its barriers fence the async proxy (so the gemm
+ * needs no barrier of its own); true: it is a clear the pipelined loop
+ * after it takes over (gen.h ts_pipe_clear_folds), left to that loop. */
+bool gen_ahead(gen *g, ts_node *blk, uint32_t i);
+/* Inline PTX with a memory clobber (gen_mma.c; nothing in the simulator). */
+void gen_ptx(gen *g, const char *text);
 /* On the CPU, a statement that makes a whole f32 tile (a `parallel` over
  * exactly its shape ending by writing its element, or a copy into it)
  * followed by a reduction of that tile over its last dim: one pass that

@@ -293,6 +293,19 @@ static void ptx(gen *g, const char *text) {
     asm_op(g, text, "~{memory}", 0, NULL, (MlirType){NULL}, false);
 }
 
+void gen_ptx(gen *g, const char *text) { ptx(g, text); }
+
+/* Whether the last op of the current block is the fenced barrier (gen_barrier
+ * with fence_next): nothing written to shared memory since it. */
+static bool just_fenced(gen *g) {
+  MlirOperation last = {NULL};
+  for (MlirOperation op = mlirBlockGetFirstOperation(g->b.cur); !mlirOperationIsNull(op);
+       op = mlirOperationGetNextInBlock(op))
+    last = op;
+  return !mlirOperationIsNull(g->fenced) && !mlirOperationIsNull(last) &&
+         mlirOperationEqual(last, g->fenced);
+}
+
 /* The matrix descriptor of the swizzled tile `t` for the k step at k0,
  * K-major or MN-major (mn), where ts_wgmma_start puts it: the start address
  * (on the GPU its shared address, in the simulator its offset in the
@@ -365,10 +378,13 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
   int64_t kstep = kind == 2 ? 32 : 16;
   const char *ty = kind == 2 ? "e4m3" : kind == 1 ? "f16" : "bf16";
   MlirValue cm = {sc->user};
+  /* the operands visible to the async proxy: by the loop (async), by the
+   * fenced barrier just before (gen_ahead), or here */
+  bool ready = async || just_fenced(g);
   if (!ts_call_named_bool(call, "accumulate", true))
     for (int64_t r = 0; r < slabs * half; r++)
       mb_store(b, mb_const_f32(b, 0.0), cm, gen_i64(g, r));
-  if (!async) {
+  if (!ready) {
     ptx(g, "fence.proxy.async.shared::cta;");
     gen_barrier(g);
   }

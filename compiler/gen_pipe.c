@@ -141,8 +141,17 @@ static bool ring_form(gen *g, ts_node *n) {
          body->kid_count <= 256 && !has_continue(body);
 }
 
-bool gen_pipe_fold_clear(gen *g, ts_node *blk, uint32_t i) {
+/* Whether `st` is a gemm statement that runs as wgmma (with its own
+ * barrier: not one a pipelined loop keeps in flight). */
+static bool wgmma_stmt(gen *g, const ts_node *st) {
   int64_t mnk[3];
+  return st && st->kind == TS_NODE_EXPR_STMT && st->kids[0]->kind == TS_NODE_CALL &&
+         st->kids[0]->builtin == TS_BUILTIN_GEMM && gen_wgmma_call(g, st->kids[0], mnk);
+}
+
+bool gen_ahead(gen *g, ts_node *blk, uint32_t i) {
+  int64_t mnk[3];
+  g->fence_next = g->gpu && i + 1 < blk->kid_count && wgmma_stmt(g, blk->kids[i + 1]);
   ts_node *call = g->gpu ? ts_pipe_clear_folds(g->kernel, blk, i, g->plan, g->nplan) : NULL;
   if (!call || g->nfolded == 8 || !gen_wgmma_call(g, call, mnk))
     return false;
@@ -150,7 +159,7 @@ bool gen_pipe_fold_clear(gen *g, ts_node *blk, uint32_t i) {
   return true;
 }
 
-/* The clears left to this loop (gen_pipe_fold_clear) whose tile is not
+/* The clears left to this loop (gen_ahead) whose tile is not
  * `acc`, lowered here after all (a loop that did not take the form they
  * were folded for); with acc NULL, all of them. */
 static void unfold(gen *g, const ts_symbol *const *acc, int na) {
@@ -240,7 +249,12 @@ bool gen_pipelined(gen *g, ts_node *n) {
   point(g, s, ns, L.iv, lo, stages);
   g->synced = true;
   MlirValue first = mb_cmpi(b, CMPI_EQ, L.iv, lo), none = {0};
-  for (uint32_t i = 0; i < body->kid_count && !g->failed; i++)
+  for (uint32_t i = 0; i < body->kid_count && !g->failed; i++) {
+    /* the next statement emitted: a wgmma gemm with its own barrier? */
+    uint32_t j = i + 1;
+    while (j < body->kid_count && skip[j])
+      j++;
+    g->fence_next = j < body->kid_count && !async[j] && wgmma_stmt(g, body->kids[j]);
     if (async[i]) {
       bool zero = false; /* its clear folded into the first k step */
       for (int f = 0; f < g->nfolded; f++)
@@ -249,6 +263,8 @@ bool gen_pipelined(gen *g, ts_node *n) {
     } else if (!skip[i]) {
       gen_stmt(g, body->kids[i]);
     }
+  }
+  g->fence_next = false;
   if (!na)
     gen_barrier(g); /* before the next iteration refills the oldest buffer */
   gen_loop_end(g, &L);

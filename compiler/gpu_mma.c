@@ -283,13 +283,19 @@ static void statement(walk *w, const ts_node *s) {
   if (gemm && !mixed && w->mma[first] == TS_ACC_WGMMA &&
       !(w->wgmma && ts_wgmma_gemm(w->k, w->tiles, w->nt, call, mnk)))
     mixed = true;
-  /* a reduction reads its source across threads: never a register tile
-   * (gen_gpu.c), but be sure */
+  /* a reduction reads its source across threads: only along the rows of
+   * a whole tile in wgmma's layout (a row is one quad's registers) into a
+   * tile not in registers (gen_gpu.c) */
   if (call && call->kind == TS_NODE_CALL &&
       (call->builtin == TS_BUILTIN_REDUCE_MAX ||
        call->builtin == TS_BUILTIN_REDUCE_SUM ||
-       call->builtin == TS_BUILTIN_REDUCE_ABSMAX))
-    mixed = true;
+       call->builtin == TS_BUILTIN_REDUCE_ABSMAX)) {
+    const ts_node *d = ts_call_named(call, "dim");
+    if (w->mma[first] != TS_ACC_WGMMA || nr != 1 || call->kids[0]->kind != TS_NODE_NAME ||
+        call->kids[0]->sym != w->tiles[first].decl->sym || !d ||
+        d->cval.kind != TS_CONST_INT || d->cval.i != 1)
+      mixed = true;
+  }
   if (s->kind == TS_NODE_PARALLEL && s->kids[0]->kid_count != 2)
     mixed = true;
   if (mixed)

@@ -217,6 +217,74 @@ static void test_wg_gemm(void) {
   ts_kernel_release(k);
 }
 
+/* wg_rows: s = 0.5 a b^T - 0.25 and its row max, sum and absmax; on
+ * sm_90a s stays in registers in wgmma's layout and the reductions run
+ * over a quad's registers. One and two slabs a warpgroup, two warpgroups,
+ * N 8 .. 64, a tail block of rows. */
+static void test_wg_rows(void) {
+  static const struct {
+    const char *d0, *d1;
+    int64_t M, N;
+  } cases[] = {{"BM=64 BN=32", "T=128", 70, 32},
+               {"BM=128 BN=8", "T=128", 130, 8},
+               {"BM=128 BN=64", "T=256", 200, 64}};
+  for (size_t q = 0; q < sizeof cases / sizeof cases[0]; q++) {
+    ts_kernel *k = num_kernel(GPU_TILE, "wg_rows", cases[q].d0, cases[q].d1);
+    if (!k)
+      return;
+    int64_t M = cases[q].M, N = cases[q].N, K = 32;
+    int64_t sa[2] = {M, K}, sb[2] = {N, K}, sc[2] = {M, N};
+    uint64_t seed = 41 + q;
+    ts_tensor *a = num_tensor(TS_DTYPE_BF16, 2, sa), *b = num_tensor(TS_DTYPE_BF16, 2, sb);
+    ts_tensor *c = num_tensor(TS_DTYPE_F32, 2, sc);
+    ts_tensor *r[3];
+    for (int i = 0; i < 3; i++)
+      r[i] = num_tensor(TS_DTYPE_F32, 1, &M);
+    double *av = num_fill(a, -2, 2, &seed), *bv = num_fill(b, -2, 2, &seed);
+    ts_arg args[6] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c),
+                      ts_arg_tensor(r[0]), ts_arg_tensor(r[1]), ts_arg_tensor(r[2])};
+    num_launch(k, args, 6);
+    double *want = malloc(sizeof(double) * (size_t)(M * N));
+    double *rw[3];
+    for (int i = 0; i < 3; i++)
+      rw[i] = malloc(sizeof(double) * (size_t)M);
+    for (int64_t i = 0; i < M; i++) {
+      rw[0][i] = -INFINITY;
+      rw[1][i] = rw[2][i] = 0;
+      for (int64_t j = 0; j < N; j++) {
+        double acc = 0;
+        for (int64_t x = 0; x < K; x++)
+          acc += av[i * K + x] * bv[j * K + x];
+        double v = want[i * N + j] = 0.5 * acc - 0.25;
+        rw[0][i] = fmax(rw[0][i], v);
+        rw[1][i] += v;
+        rw[2][i] = fmax(rw[2][i], fabs(v));
+      }
+    }
+    double *got = num_get(c);
+    char what[96];
+    snprintf(what, sizeof what, "wg_rows %s %s", cases[q].d0, cases[q].d1);
+    CHECK_ERR(num_relerr(got, want, M * N), 1e-6, what);
+    free(got);
+    static const char *const names[3] = {"max", "sum", "absmax"};
+    for (int i = 0; i < 3; i++) {
+      double *rg = num_get(r[i]);
+      snprintf(what, sizeof what, "wg_rows %s %s: row %s", cases[q].d0, cases[q].d1, names[i]);
+      CHECK_ERR(num_relerr(rg, rw[i], M), 1e-6, what);
+      free(rg);
+      free(rw[i]);
+      ts_tensor_release(r[i]);
+    }
+    free(av);
+    free(bv);
+    free(want);
+    ts_tensor_release(a);
+    ts_tensor_release(b);
+    ts_tensor_release(c);
+    ts_kernel_release(k);
+  }
+}
+
 int main(void) {
   ts_status st = ts_device_create_gpusim(&num_dev);
   if (st) {
@@ -230,6 +298,7 @@ int main(void) {
   test_mma_shared();
   test_pipe_gemm();
   test_wg_gemm();
+  test_wg_rows();
   num_finish();
   return ts_test_finish();
 }
