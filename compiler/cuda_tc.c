@@ -489,20 +489,14 @@ bool cu_ahead(cg *c, ts_node *blk, uint32_t i) {
   return true;
 }
 
-/* The clears left to this loop (cu_ahead) whose tile is not one
- * of `acc`, lowered here after all; with acc NULL, all of them. */
+/* The clears left to this loop (cu_ahead) whose tile is not one of `acc`,
+ * lowered here after all; with acc NULL, all of them. */
 static void unfold(cg *c, const ts_symbol *const *acc, int na) {
-  int kept = 0;
-  for (int i = 0; i < c->nfolded; i++) {
-    bool mine = false;
-    for (int j = 0; j < na; j++)
-      mine |= c->folded[i]->kids[0]->kids[0]->sym == acc[j];
-    if (mine)
-      c->folded[kept++] = c->folded[i];
-    else
-      cu_stmt(c, c->folded[i]);
-  }
-  c->nfolded = kept;
+  ts_node *rest[8];
+  int nr;
+  c->nfolded = ts_pipe_keep_folded(c->folded, c->nfolded, acc, na, rest, &nr);
+  for (int i = 0; i < nr; i++)
+    cu_stmt(c, rest[i]);
 }
 
 bool cu_pipelined(cg *c, ts_node *n) {

@@ -172,6 +172,12 @@ bool ts_pipe_async_gemm(const ts_kernel_info *k, const ts_node *pipe, const ts_n
  * iterations when other instructions define their accumulators. */
 ts_node *ts_pipe_clear_folds(const ts_kernel_info *k, const ts_node *blk, uint32_t i,
                              const ts_gpu_tile *plan, int nt);
+/* Of the `n` clear statements `folded` left to a loop, keeps (in order,
+ * returning their count) those of the `na` tiles `acc`, the loop's gemms
+ * that took them over, and moves the others to `rest` (*nrest), which the
+ * lowering then emits after all. */
+int ts_pipe_keep_folded(ts_node **folded, int n, const ts_symbol *const *acc, int na,
+                        ts_node **rest, int *nrest);
 
 /* print and assert (gen_debug.c): the C printf format of a `print` call
  * (%lld for integers, %.9g for floats, a newline at the end); the message

@@ -159,21 +159,15 @@ bool gen_ahead(gen *g, ts_node *blk, uint32_t i) {
   return true;
 }
 
-/* The clears left to this loop (gen_ahead) whose tile is not
+/* The clears left to this loop (gen_ahead) whose tile is not one of
  * `acc`, lowered here after all (a loop that did not take the form they
  * were folded for); with acc NULL, all of them. */
 static void unfold(gen *g, const ts_symbol *const *acc, int na) {
-  int kept = 0;
-  for (int i = 0; i < g->nfolded; i++) {
-    bool mine = false;
-    for (int j = 0; j < na; j++)
-      mine |= g->folded[i]->kids[0]->kids[0]->sym == acc[j];
-    if (mine)
-      g->folded[kept++] = g->folded[i];
-    else
-      gen_stmt(g, g->folded[i]);
-  }
-  g->nfolded = kept;
+  ts_node *rest[8];
+  int nr;
+  g->nfolded = ts_pipe_keep_folded(g->folded, g->nfolded, acc, na, rest, &nr);
+  for (int i = 0; i < nr; i++)
+    gen_stmt(g, rest[i]);
 }
 
 bool gen_pipelined(gen *g, ts_node *n) {

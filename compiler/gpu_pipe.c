@@ -231,6 +231,22 @@ ts_node *ts_pipe_clear_folds(const ts_kernel_info *k, const ts_node *blk, uint32
   return NULL;
 }
 
+int ts_pipe_keep_folded(ts_node **folded, int n, const ts_symbol *const *acc, int na,
+                        ts_node **rest, int *nrest) {
+  int kept = 0;
+  *nrest = 0;
+  for (int i = 0; i < n; i++) {
+    bool mine = false;
+    for (int j = 0; j < na; j++)
+      mine |= folded[i]->kids[0]->kids[0]->sym == acc[j];
+    if (mine)
+      folded[kept++] = folded[i];
+    else
+      rest[(*nrest)++] = folded[i];
+  }
+  return kept;
+}
+
 void ts_pipe_plan(const ts_kernel_info *k, ts_gpu_tile *tiles, int nt) {
   walk(k, k->node->kids[4], tiles, nt);
 }
