@@ -330,9 +330,10 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
   const char *ty = kind == 2 ? "e4m3" : kind == 1 ? "f16" : "bf16";
   int64_t ra, ca, rb, cb;
   int swa = cu_swizzle_of(c, sa, &ra, &ca), swb = cu_swizzle_of(c, sb, &rb, &cb);
-  if (!ts_call_named_bool(call, "accumulate", true))
-    for (int64_t r = 0; r < slabs * half; r++)
-      cu_line(c, "%s[%lld] = 0.0f;", cc, (long long)r);
+  /* accumulate=false: the first k step ignores the old accumulators
+   * (scale-d 0) rather than zeros being moved into them, which ptxas would
+   * order around the wgmma with injected waits */
+  bool fresh = !ts_call_named_bool(call, "accumulate", true);
   if (!ready) {
     cu_line(c, "ts_fence_proxy_async();");
     cu_line(c, "__syncthreads();");
@@ -363,7 +364,9 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
               (long long)ub, swb, (long long)lbo);
       /* scale-d 0 (the simulator's kind | 8) in the first step of the
        * first iteration */
-      const char *scale = first && kk == 0 ? cu_str(c, "((%s) ? 0 : 1)", first) : "1";
+      const char *scale = fresh && kk == 0   ? "0"
+                          : first && kk == 0 ? cu_str(c, "((%s) ? 0 : 1)", first)
+                                             : "1";
       ts_buf_puts(c->o, "#ifdef TS_CUDA_SIM\n");
       cu_line(c, "ts_sim_wgmma(da_, db_, &%s[%lld], %lld, %d | (%s ? 0 : 8));", cc,
               (long long)(s * half), (long long)N, full, scale);

@@ -381,9 +381,10 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
   /* the operands visible to the async proxy: by the loop (async), by the
    * fenced barrier just before (gen_ahead), or here */
   bool ready = async || just_fenced(g);
-  if (!ts_call_named_bool(call, "accumulate", true))
-    for (int64_t r = 0; r < slabs * half; r++)
-      mb_store(b, mb_const_f32(b, 0.0), cm, gen_i64(g, r));
+  /* accumulate=false: the first k step ignores the old accumulators
+   * (scale-d 0) rather than zeros being moved into them, which ptxas would
+   * order around the wgmma with injected waits */
+  bool fresh = !ts_call_named_bool(call, "accumulate", true);
   if (!ready) {
     ptx(g, "fence.proxy.async.shared::cta;");
     gen_barrier(g);
@@ -426,9 +427,10 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
       MlirValue da = gen_bin(g, "arith.addi", da0,
                              gen_bin(g, "arith.muli", atoms, gen_i64(g, atom16)));
       /* scale-d: 1, or 0 (kind | 8 in the simulator) in the first step of
-       * the first iteration */
-      MlirValue scale = mb_const_int(b, b->i32, 1), kindv = mb_const_int(b, b->i32, full);
-      if (first.ptr && kk == 0) {
+       * a fresh product or of a loop's first iteration */
+      MlirValue scale = mb_const_int(b, b->i32, !(fresh && kk == 0)),
+                kindv = mb_const_int(b, b->i32, full | (fresh && kk == 0 ? 8 : 0));
+      if (first.ptr && kk == 0 && !fresh) {
         MlirValue z[3] = {first, mb_const_int(b, b->i32, 0), scale};
         scale = mlirOperationGetResult(mb_op(b, "arith.select", 3, z, 1, &b->i32, 0, NULL), 0);
         MlirValue k8[3] = {first, mb_const_int(b, b->i32, full | 8), kindv};

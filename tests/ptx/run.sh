@@ -200,6 +200,21 @@ if ((n != 11)); then
 else
   pass=$((pass + 1))
 fi
+# a fresh wgmma product (accumulate=false) over two slabs a warpgroup:
+# scale-d 0 in its first k step, no zeros moved into the accumulators,
+# which made ptxas inject waits around the wgmma (indexer_scores_tc with
+# BS=128, both lowerings)
+for how in "--target ptx" "--target cuda --emit ptx"; do
+  # shellcheck disable=SC2086
+  "$tessera" compile "$src/kernels/indexer.tile" --kernel indexer_scores_tc -D BS=128 $how \
+    --arch sm_90a --no-cache -o "$tmp/ix.ptx" 2>"$tmp/err" &&
+    "$ptxas" -arch=sm_90a -v "$tmp/ix.ptx" -o "$tmp/ix.cubin" 2>"$tmp/ixinfo"
+  if grep -qi "injected\|serialized" "$tmp/ixinfo" || ! grep -q "wgmma.mma_async" "$tmp/ix.ptx"; then
+    echo "FAIL: indexer_scores_tc BS=128 ($how):"; cat "$tmp/err" "$tmp/ixinfo"; fail=$((fail + 1))
+  else
+    pass=$((pass + 1))
+  fi
+done
 sort -o "$tmp/now.txt" "$tmp/now.txt"
 if [[ ${TS_UPDATE_GOLDEN:-0} == 1 ]]; then
   { echo "# per kernel: arch file kernel registers N spill BYTES stack BYTES (ptxas -v) smem BYTES (dynamic shared memory)"
