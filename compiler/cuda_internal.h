@@ -99,6 +99,9 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk);
  * with `first` (a C condition) the loop's first iteration, whose first k
  * step ignores the old accumulators. */
 bool cu_wgmma_call(cg *c, const ts_node *call, int64_t mnk[3]);
+/* The layout (gen.h TS_ACC_*) of register tile `s`; TS_ACC_CYCLIC for a
+ * tile not in registers too. */
+int cu_layout_of(cg *c, const ts_symbol *s);
 /* reduce_*(s, d, dim=1) of a register tile `s` in wgmma's layout: a row is
  * one quad's registers (two shuffles); false when `s` is not such a tile. */
 bool cu_wgmma_row_reduce(cg *c, ts_node *call);

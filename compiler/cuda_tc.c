@@ -238,19 +238,22 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   cu_line(c, "}");
 }
 
+int cu_layout_of(cg *c, const ts_symbol *s) {
+  for (int i = 0; s && i < c->nregs; i++)
+    if (c->regs[i] == s)
+      return c->mma[i];
+  return TS_ACC_CYCLIC;
+}
+
 bool cu_wgmma_call(cg *c, const ts_node *call, int64_t mnk[3]) {
-  bool wg = false;
-  for (int i = 0; i < c->nregs; i++)
-    wg |= c->regs[i] == call->kids[2]->sym && c->mma[i] == TS_ACC_WGMMA;
-  return wg && c->wgmma && c->tiles && ts_mma_gemm(c->k, c->tiles, c->ntiles, call, mnk) &&
-         ts_wgmma_gemm(c->k, c->tiles, c->ntiles, call, mnk);
+  return c->wgmma && c->tiles && ts_mma_gemm(c->k, c->tiles, c->ntiles, call, mnk) &&
+         ts_wgmma_gemm(c->k, c->tiles, c->ntiles, call, mnk) &&
+         cu_layout_of(c, call->kids[2]->sym) == TS_ACC_WGMMA;
 }
 
 bool cu_wgmma_row_reduce(cg *c, ts_node *call) {
   const ts_symbol *s = call->kids[0]->sym;
-  bool wg = false;
-  for (int i = 0; s && i < c->nregs; i++)
-    wg |= c->regs[i] == s && c->mma[i] == TS_ACC_WGMMA;
+  bool wg = cu_layout_of(c, s) == TS_ACC_WGMMA;
   cview pool[8], dst;
   int np = 0;
   if (!wg || !cu_view_of(c, call->kids[1], &dst, pool, &np))
@@ -293,11 +296,9 @@ bool cu_wgmma_row_reduce(cg *c, ts_node *call) {
 /* The accumulators of wgmma gemm `call` read only after a wait: each
  * passes through an empty asm ordered after it. */
 static void fence_regs(cg *c, const ts_node *call) {
-  int64_t mnk[3];
-  if (!ts_wgmma_gemm(c->k, c->tiles, c->ntiles, call, mnk))
-    return;
+  const ts_gpu_tile *p = ts_gpu_tile_of(c->tiles, c->ntiles, call->kids[2]->sym);
   const char *cc = cu_name_of(c, "t_", call->kids[2]->sym->name);
-  for (int64_t r = 0; r < mnk[0] / (c->threads / 128 * 64) * (mnk[1] / 2); r++)
+  for (int64_t r = 0; p && r < p->per_thread; r++)
     cu_line(c, "ts_fence_reg(%s[%lld]);", cc, (long long)r);
 }
 
@@ -475,11 +476,11 @@ static void fill(cg *c, const staged *s, int ns, int id, const char *v, const ch
   cu_line(c, "}");
 }
 
-/* Whether `st` is a gemm statement that runs as wgmma. */
+/* Whether `st` is a gemm statement that runs as wgmma (ts_mma_gemm, under
+ * cu_wgmma_call, takes gemm calls only). */
 static bool wgmma_stmt(cg *c, const ts_node *st) {
   int64_t mnk[3];
-  return st && st->kind == TS_NODE_EXPR_STMT && st->kids[0]->kind == TS_NODE_CALL &&
-         st->kids[0]->builtin == TS_BUILTIN_GEMM && cu_wgmma_call(c, st->kids[0], mnk);
+  return st && st->kind == TS_NODE_EXPR_STMT && cu_wgmma_call(c, st->kids[0], mnk);
 }
 
 bool cu_ahead(cg *c, ts_node *blk, uint32_t i) {
@@ -598,9 +599,8 @@ bool cu_pipelined(cg *c, ts_node *n) {
       j++;
     c->fence_next = j < body->kid_count && !async[j] && wgmma_stmt(c, body->kids[j]);
     if (async[i] && cu_wgmma_call(c, body->kids[i]->kids[0], mnk)) {
-      bool zero = false; /* its clear folded into the first k step */
-      for (int f = 0; f < c->nfolded; f++)
-        zero |= c->folded[f]->kids[0]->kids[0]->sym == body->kids[i]->kids[0]->kids[2]->sym;
+      /* its clear folded into the first k step, or not */
+      bool zero = ts_pipe_folded(c->folded, c->nfolded, body->kids[i]->kids[0]->kids[2]->sym);
       cu_line(c, "{");
       c->ind++;
       cu_tile_wgmma(c, body->kids[i]->kids[0], mnk, true,

@@ -178,6 +178,8 @@ ts_node *ts_pipe_clear_folds(const ts_kernel_info *k, const ts_node *blk, uint32
  * lowering then emits after all. */
 int ts_pipe_keep_folded(ts_node **folded, int n, const ts_symbol *const *acc, int na,
                         ts_node **rest, int *nrest);
+/* Whether one of the `n` clears `folded` is of tile `t`. */
+bool ts_pipe_folded(ts_node *const *folded, int n, const ts_symbol *t);
 
 /* print and assert (gen_debug.c): the C printf format of a `print` call
  * (%lld for integers, %.9g for floats, a newline at the end); the message

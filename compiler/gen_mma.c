@@ -344,11 +344,9 @@ void gen_wgmma_wait(gen *g, int64_t n, ts_node *const *calls, int nc) {
   snprintf(text, sizeof text, "wgmma.wait_group.sync.aligned %lld;", (long long)n);
   ptx(g, text);
   for (int i = 0; n == 0 && i < nc; i++) {
-    int64_t mnk[3];
-    if (!ts_wgmma_gemm(g->kernel, g->plan, g->nplan, calls[i], mnk))
-      continue;
+    const ts_gpu_tile *p = ts_gpu_tile_of(g->plan, g->nplan, calls[i]->kids[2]->sym);
     MlirValue cm = {calls[i]->kids[2]->sym->user};
-    for (int64_t r = 0; r < mnk[0] / (g->threads / 128 * 64) * (mnk[1] / 2); r++) {
+    for (int64_t r = 0; p && r < p->per_thread; r++) {
       MlirValue x = mb_load(b, cm, gen_i64(g, r));
       mb_store(b, asm_op(g, "", "=f,0", 1, &x, b->f32, true), cm, gen_i64(g, r));
     }

@@ -141,12 +141,11 @@ static bool ring_form(gen *g, ts_node *n) {
          body->kid_count <= 256 && !has_continue(body);
 }
 
-/* Whether `st` is a gemm statement that runs as wgmma (with its own
- * barrier: not one a pipelined loop keeps in flight). */
+/* Whether `st` is a gemm statement that runs as wgmma (ts_mma_gemm, under
+ * gen_wgmma_call, takes gemm calls only). */
 static bool wgmma_stmt(gen *g, const ts_node *st) {
   int64_t mnk[3];
-  return st && st->kind == TS_NODE_EXPR_STMT && st->kids[0]->kind == TS_NODE_CALL &&
-         st->kids[0]->builtin == TS_BUILTIN_GEMM && gen_wgmma_call(g, st->kids[0], mnk);
+  return st && st->kind == TS_NODE_EXPR_STMT && gen_wgmma_call(g, st->kids[0], mnk);
 }
 
 bool gen_ahead(gen *g, ts_node *blk, uint32_t i) {
@@ -249,10 +248,8 @@ bool gen_pipelined(gen *g, ts_node *n) {
     while (j < body->kid_count && skip[j])
       j++;
     g->fence_next = j < body->kid_count && !async[j] && wgmma_stmt(g, body->kids[j]);
-    if (async[i]) {
-      bool zero = false; /* its clear folded into the first k step */
-      for (int f = 0; f < g->nfolded; f++)
-        zero |= g->folded[f]->kids[0]->kids[0]->sym == body->kids[i]->kids[0]->kids[2]->sym;
+    if (async[i]) { /* its clear folded into the first k step, or not */
+      bool zero = ts_pipe_folded(g->folded, g->nfolded, body->kids[i]->kids[0]->kids[2]->sym);
       gen_wgmma_async(g, body->kids[i]->kids[0], zero ? first : none);
     } else if (!skip[i]) {
       gen_stmt(g, body->kids[i]);

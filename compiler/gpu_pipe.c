@@ -231,6 +231,13 @@ ts_node *ts_pipe_clear_folds(const ts_kernel_info *k, const ts_node *blk, uint32
   return NULL;
 }
 
+bool ts_pipe_folded(ts_node *const *folded, int n, const ts_symbol *t) {
+  for (int i = 0; i < n; i++)
+    if (folded[i]->kids[0]->kids[0]->sym == t) /* clear(t) */
+      return true;
+  return false;
+}
+
 int ts_pipe_keep_folded(ts_node **folded, int n, const ts_symbol *const *acc, int na,
                         ts_node **rest, int *nrest) {
   int kept = 0;
@@ -238,7 +245,7 @@ int ts_pipe_keep_folded(ts_node **folded, int n, const ts_symbol *const *acc, in
   for (int i = 0; i < n; i++) {
     bool mine = false;
     for (int j = 0; j < na; j++)
-      mine |= folded[i]->kids[0]->kids[0]->sym == acc[j];
+      mine |= ts_pipe_folded(&folded[i], 1, acc[j]);
     if (mine)
       folded[kept++] = folded[i];
     else
