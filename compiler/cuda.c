@@ -240,7 +240,8 @@ static bool view_base(cg *c, ts_node *b, cview *v) {
   for (int i = 0; i < c->nregs && s->kind == TS_SYM_TILE; i++)
     if (c->regs[i] == s) {
       v->regs = true;
-      v->mma = c->mma[i];
+      v->mma = c->mma[i] == TS_ACC_MMA || c->mma[i] == TS_ACC_WGMMA;
+      v->rows = c->mma[i] == TS_ACC_ROWS;
     }
   if (s->kind == TS_SYM_TILE)
     v->swz = cu_swizzle_of(c, s, &v->swz_r, &v->swz_c);
@@ -327,10 +328,11 @@ void cu_view_elem(cg *c, cview *v, const char *const *k, const char **lin,
     l = cu_str(c, "ts_swz(%s, %lldLL, %lldLL, %d, %d)", l, (long long)v->swz_r,
                (long long)v->swz_c, v->swz, ts_dtype_bits(v->dt) / 8);
   *lin = v->regs ? cu_str(c, "(%s / %lldLL)", l, (long long)c->threads) : l;
-  if (v->mma) { /* whole-tile uses in loops over its layout (gpu_mma.c) */
-    if (!c->mma_reg && c->at)
+  if (v->mma || v->rows) { /* whole-tile uses in loops over its layout (gpu_mma.c) */
+    const char *r = v->rows ? c->rows_reg : c->mma_reg;
+    if (!r && c->at)
       cu_unsupported(c, c->at, "this use of a tile in the mma layout (a bug)");
-    *lin = c->mma_reg ? c->mma_reg : "0";
+    *lin = r ? r : "0";
   }
   *ok = okv;
 }
@@ -352,7 +354,10 @@ void cu_view_store(cg *c, cview *v, const char *const *k, const char *x,
   const char *lin, *ok;
   cu_view_elem(c, v, k, &lin, &ok);
   const char *s = to_storage(c, x, t, v->dt);
-  if (v->in_range)
+  if (c->rows_lead && !v->regs) /* a loop over wgmma's rows (gen.h TS_ACC_ROWS) */
+    cu_line(c, "if ((threadIdx.x & 3) == 0 && %s) %s[%s] = %s;", v->in_range ? "true" : ok,
+            v->base, lin, s);
+  else if (v->in_range)
     cu_line(c, "%s[%s] = %s;", v->base, lin, s);
   else
     cu_line(c, "if (%s) %s[%s] = %s;", ok, v->base, lin, s);
@@ -638,7 +643,7 @@ void cu_tile_copy(cg *c, ts_node *call, bool dist) {
   const char *k[TS_MAX_RANK];
   cu_loop_begin(c, call, dst.vext, dst.vrank, dist, k);
   cu_view_store(c, &dst, k, cu_view_load(c, &src, k), cu_compute_of(src.dt));
-  cu_loop_end(c);
+  cu_loop_end(c, dist);
 }
 
 static void tile_fill(cg *c, ts_node *call, bool clear, bool dist) {
@@ -652,7 +657,7 @@ static void tile_fill(cg *c, ts_node *call, bool clear, bool dist) {
   const char *k[TS_MAX_RANK];
   cu_loop_begin(c, call, dst.vext, dst.vrank, dist, k);
   cu_view_store(c, &dst, k, v, t);
-  cu_loop_end(c);
+  cu_loop_end(c, dist);
 }
 
 static void tile_gemm(cg *c, ts_node *call, bool dist) {
@@ -945,7 +950,7 @@ void cu_stmt(cg *c, ts_node *n) {
     c->par++;
     cu_block(c, n->kids[2]);
     c->par--;
-    cu_loop_end(c);
+    cu_loop_end(c, dist);
     c->ind--;
     cu_line(c, "}");
     if (dist && fence) {
@@ -1181,6 +1186,9 @@ static void kernel(cg *c, const ts_kernel_info *k) {
         per = t->dims[0].c * t->dims[1].c / c->threads;
         cu_line(c, "// %.*s: the wgmma accumulator layout", (int)tiles[i].decl->sym->name.len,
                 tiles[i].decl->sym->name.ptr);
+      } else if (mma[i] == TS_ACC_ROWS) {
+        cu_line(c, "// %.*s: wgmma's rows, the quad's four lanes alike",
+                (int)tiles[i].decl->sym->name.len, tiles[i].decl->sym->name.ptr);
       } else if (mma[i]) {
         int64_t warps = c->threads / 32;
         int64_t pieces = (t->dims[0].c / 16) * (t->dims[1].c / 8);

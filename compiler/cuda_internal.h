@@ -34,6 +34,9 @@ typedef struct cg {
   const ts_gpu_tile *tiles; /* the plan */
   int ntiles;
   const char *mma_reg; /* in an mma-layout loop: the register index */
+  const char *rows_reg; /* ... and of a vector in wgmma's rows (TS_ACC_ROWS) */
+  bool rows_lead;      /* in a loop over such a vector's rows: stores to
+                        * memory from the quad's first lane only */
   ts_node *at;         /* the statement being lowered */
   char **strs; /* strings to free at the end */
   size_t nstrs, capstrs;
@@ -58,6 +61,7 @@ struct cview {
   bool in_range;
   bool regs; /* in registers: element e at [e / threads] of its owner */
   bool mma;  /* ... in the mma layout: at the loop's register (gen.h) */
+  bool rows; /* ... a vector in wgmma's rows: at c->rows_reg */
   int swz;   /* a swizzled shared tile [swz_r, swz_c] (gen.h) */
   int64_t swz_r, swz_c;
 };
@@ -91,7 +95,7 @@ void cu_barrier(cg *c);
 /* cuda_tc.c: tensor cores (mma.sync) and pipelined loops (cp.async) */
 void cu_loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
                    uint32_t rank, bool dist, const char **k);
-void cu_loop_end(cg *c);
+void cu_loop_end(cg *c, bool dist); /* dist: as cu_loop_begin's */
 void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk);
 /* Whether gemm `call` runs as wgmma with its accumulator in registers (mnk:
  * its shape); that gemm, with `async` (a pipelined loop's gemm) its group

@@ -30,7 +30,7 @@ static int cu_mma_shape(cg *c, const ts_node *x, int64_t *m, int64_t *n) {
     return TS_ACC_CYCLIC;
   if (x->kind == TS_NODE_NAME && x->sym && x->sym->kind == TS_SYM_TILE) {
     for (int i = 0; i < c->nregs; i++)
-      if (c->regs[i] == x->sym && c->mma[i]) {
+      if (c->regs[i] == x->sym && c->mma[i] && c->mma[i] != TS_ACC_ROWS) {
         *m = x->sym->type->dims[0].c;
         *n = x->sym->type->dims[1].c;
         return c->mma[i];
@@ -63,6 +63,41 @@ static void cu_wgmma_begin(cg *c, int64_t m, int64_t n, const char **k) {
   cu_line(c, "const long long %s = (long long)(i%d_ >> 2) * 8 + (long long)(threadIdx.x & 3) "
           "* 2 + (q%d_ & 1);", k[1], id, id);
   c->mma_reg = cu_str(c, "r%d_", id);
+  /* a vector's row beside it (gen.h TS_ACC_ROWS) */
+  c->rows_reg = cu_str(c, "(r%d_ / %lld * 2 + (r%d_ & 3) / 2)", id, (long long)half, id);
+}
+
+/* The length of a vector in wgmma's rows the statement under `x` touches,
+ * or 0. */
+static int64_t cu_rows_len(cg *c, const ts_node *x) {
+  if (!x)
+    return 0;
+  if (x->kind == TS_NODE_NAME && x->sym && x->sym->kind == TS_SYM_TILE)
+    return cu_layout_of(c, x->sym) == TS_ACC_ROWS ? x->sym->type->dims[0].c : 0;
+  for (uint32_t i = 0; i < x->kid_count; i++) {
+    int64_t m = cu_rows_len(c, x->kids[i]);
+    if (m)
+      return m;
+  }
+  return 0;
+}
+
+/* This thread's rows of an [m] vector in wgmma's rows: register r holds row
+ * (r / 2 G + wg) 64 + 16 q + l / 4 + 8 (r % 2), as every lane of its quad
+ * does. */
+static void cu_rows_begin(cg *c, int64_t m, const char **k) {
+  int id = c->tmp++;
+  cu_line(c, "#pragma unroll");
+  cu_line(c, "for (int r%d_ = 0; r%d_ < %lld; r%d_++) {", id, id,
+          (long long)(4 * m / c->threads), id);
+  c->ind++;
+  k[0] = cu_str(c, "k%d_0_", id);
+  cu_line(c, "const long long %s = ((long long)(r%d_ >> 1) * %lldLL + (long long)(threadIdx.x "
+          ">> 7)) * 64 + (long long)((threadIdx.x >> 5) & 3) * 16 + (long long)((threadIdx.x & "
+          "31) >> 2) + (r%d_ & 1) * 8;",
+          k[0], id, (long long)(c->threads / 128), id);
+  c->rows_reg = cu_str(c, "r%d_", id);
+  c->rows_lead = true;
 }
 
 /* The elements of an [m, n] tile this thread holds in the mma layout, as
@@ -109,9 +144,11 @@ static bool touches_regs(cg *c, const ts_node *n) {
 
 void cu_loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
                        uint32_t rank, bool dist, const char **k) {
-  int64_t m, n;
+  int64_t m, n, rows = dist && rank == 1 ? cu_rows_len(c, stmt) : 0;
   int layout = dist && rank == 2 ? cu_mma_shape(c, stmt, &m, &n) : TS_ACC_CYCLIC;
-  if (layout == TS_ACC_WGMMA)
+  if (rows)
+    cu_rows_begin(c, rows, k);
+  else if (layout == TS_ACC_WGMMA)
     cu_wgmma_begin(c, m, n, k);
   else if (layout == TS_ACC_MMA)
     cu_mma_begin(c, m, n, k);
@@ -121,9 +158,12 @@ void cu_loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
     cu_each_begin(c, ext, rank, dist, !touches_regs(c, stmt), k);
 }
 
-void cu_loop_end(cg *c) {
+void cu_loop_end(cg *c, bool dist) {
   cu_each_end(c);
-  c->mma_reg = NULL;
+  if (!dist) /* a loop inside one thread's element keeps the outer loop's */
+    return;
+  c->mma_reg = c->rows_reg = NULL;
+  c->rows_lead = false;
 }
 
 /* ---- tile ops ------------------------------------------------------------ */
@@ -282,11 +322,14 @@ bool cu_wgmma_row_reduce(cg *c, ts_node *call) {
         cu_line(c, "%s = %s;", acc,
                 sum ? cu_str(c, "%s + __shfl_xor_sync(0xffffffffu, %s, %d)", acc, acc, o)
                     : cu_str(c, "ts_max(%s, __shfl_xor_sync(0xffffffffu, %s, %d))", acc, acc, o));
-      cu_line(c, "if ((threadIdx.x & 3) == 0) {");
+      /* into wgmma's rows (gen.h TS_ACC_ROWS): every lane has the value */
+      cu_line(c, dst.rows ? "{" : "if ((threadIdx.x & 3) == 0) {");
       c->ind++;
       const char *row = cu_str(c, "((%lld + (long long)(threadIdx.x >> 7)) * 64 + rr%d_ + %lld)",
                                (long long)(sl * groups), id, (long long)(8 * h));
+      c->rows_reg = cu_str(c, "%lld", (long long)(2 * sl + h));
       cu_view_store(c, &dst, &row, acc, CT_F32);
+      c->rows_reg = NULL;
       c->ind--;
       cu_line(c, "}");
     }

@@ -139,9 +139,7 @@ static bool view_base(gen *g, ts_node *b, view *v) {
   v->skip_dim = -1;
   v->mem = (MlirValue){sym->user};
   v->regs = g->gpu && sym->kind == TS_SYM_TILE && gen_gpu_in_registers(g, sym);
-  v->mma = v->regs && gen_gpu_mma_layout(g, sym);
-  if (g->gpu && sym->kind == TS_SYM_TILE)
-    v->swz = gen_swizzle_of(g, sym, &v->swz_r, &v->swz_c);
+  gen_gpu_view_layout(g, sym, v);
   v->dt = sym->type->dtype;
   v->rank = sym->type->rank;
   for (uint32_t i = 0; i < v->rank; i++)
@@ -254,8 +252,8 @@ void gen_view_load(gen *g, view *v, const MlirValue *k, MlirValue *out) {
   mb *b = &g->b;
   MlirValue lin, ok;
   gen_view_elem(g, v, k, &lin, &ok);
-  if (v->regs) /* only its owner reads it: element e is at e / threads */
-    lin = v->mma ? g->mma_reg : mb_bin(b, "arith.divsi", lin, gen_i64(g, g->threads));
+  if (v->regs) /* only its owner reads it */
+    lin = gen_reg_index(g, v, lin);
   if (v->in_range || v->unchecked) {
     *out = gen_from_storage(g, mb_load(b, v->mem, lin), v->dt);
     return;
@@ -274,8 +272,10 @@ void gen_view_store(gen *g, view *v, const MlirValue *k, MlirValue x) {
   MlirValue lin, ok;
   gen_view_elem(g, v, k, &lin, &ok);
   if (v->regs)
-    lin = v->mma ? g->mma_reg : mb_bin(b, "arith.divsi", lin, gen_i64(g, g->threads));
-  if (v->in_range || v->unchecked) {
+    lin = gen_reg_index(g, v, lin);
+  else if (g->rows_lead.ptr) /* a loop over wgmma's rows: the quad's first lane */
+    ok = mb_bin(b, "arith.andi", ok, g->rows_lead);
+  if ((v->in_range || v->unchecked) && (v->regs || !g->rows_lead.ptr)) {
     mb_store(b, gen_to_storage(g, x, v->dt), v->mem, lin);
     return;
   }
@@ -816,7 +816,6 @@ static MlirValue gen_thread_id(gen *g, ts_node *n) {
 }
 
 /* ---- statements ---------------------------------------------------------- */
-
 
 static void gen_return_cleanup(gen *g) {
   for (int i = 0; i < g->nheap; i++)

@@ -44,6 +44,8 @@ typedef struct ts_gpu_tile {
   int stages;         /* shared buffers, one per stage of a pipelined copy */
   int swz;            /* shared, swizzled: the atom's row bytes (32, 64, 128),
                        * else 0 (below) */
+  bool rows;          /* registers, asked for in TS_ACC_ROWS (a vector [M]
+                       * whose layout follows wgmma's rows; sm_90a) */
 } ts_gpu_tile;
 int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
                      int64_t *smem_total);
@@ -75,7 +77,17 @@ bool ts_mma_accumulator(const ts_kernel_info *k, const ts_gpu_tile *tiles, int n
  * warp q of the warpgroup holds rows 16 q .. + 15 and lane l, for each
  * 8-column piece j, registers (s N / 8 + j) 4 .. + 3 at rows l / 4 and
  * l / 4 + 8, columns 8 j + 2 (l % 4) and + 1: wgmma.mma_async's layout. */
-enum { TS_ACC_CYCLIC, TS_ACC_MMA, TS_ACC_WGMMA };
+/* TS_ACC_ROWS (sm_90a): a vector [M] (M % (64 G) == 0) laid out as the rows
+ * of wgmma's layout: register 2 s + h of every lane of warp q of warpgroup
+ * w holds row (s G + w) 64 + 16 q + l / 4 + 8 h, the same value on the
+ * quad's four lanes. A `parallel (v) in (M)` over it runs each thread's own
+ * 2 slabs rows (its memory stores from the quad's first lane only; the
+ * statement reads no memory it writes), a wgmma-layout `parallel (i, j)`
+ * reads it as t[i] (register 2 (r / (N / 2)) + (r % 4) / 2 beside the
+ * tile's register r), and a row reduction of a wgmma-layout tile writes it
+ * from all four lanes: the softmax state of attention without shared
+ * memory or barriers. */
+enum { TS_ACC_CYCLIC, TS_ACC_MMA, TS_ACC_WGMMA, TS_ACC_ROWS };
 /* A tensor-core gemm that runs as wgmma.mma_async m64nNk16 (k32 for fp8;
  * a B not transposed is MN-major: imm-trans-b 1)
  * on sm_90a: ts_mma_gemm's conditions, A not transposed and B transposed

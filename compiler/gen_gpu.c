@@ -146,9 +146,28 @@ static bool owner_in_parallel(const ts_node *n, const ts_symbol *s,
   return true;
 }
 
+/* Inside a `parallel` whose first variable is `v`: every mention of the
+ * vector `s` reads s[v]. */
+static bool row_reads(const ts_node *n, const ts_symbol *s, const ts_symbol *v) {
+  if (!n)
+    return true;
+  if (n->kind == TS_NODE_ASSIGN && ts_node_mentions(n->kids[0], s))
+    return false; /* written by every column's thread */
+  if (n->kind == TS_NODE_INDEX && whole(n->kids[0], s))
+    return n->kid_count == 2 && n->kids[1]->kind == TS_NODE_NAME && n->kids[1]->sym == v;
+  if (n->kind == TS_NODE_NAME)
+    return n->sym != s;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (!row_reads(n->kids[i], s, v))
+      return false;
+  return true;
+}
+
 /* Whether every use of `s` in the statements under `n` (block level) is an
  * owner use; with `rows`, also reduce_*(s, d, dim=1) of a rank-2 `s` into
- * another tile (which wgmma's layout does within a quad of lanes). */
+ * another tile (which wgmma's layout does within a quad of lanes), and for
+ * a vector `s` [M] reads s[i] in a `parallel (i, j)` with i over M, and
+ * being such a reduction's result (gen.h TS_ACC_ROWS). */
 static bool owner_only(const ts_node *n, const ts_symbol *s, bool rows) {
   if (!n)
     return true;
@@ -172,7 +191,14 @@ static bool owner_only(const ts_node *n, const ts_symbol *s, bool rows) {
     const ts_node *vars = n->kids[0];
     if (!ts_node_mentions(n->kids[2], s))
       return !ts_node_mentions(n->kids[1], s);
-    if (vars->kid_count != s->type->rank || ts_node_mentions(n->kids[1], s))
+    if (ts_node_mentions(n->kids[1], s))
+      return false;
+    if (rows && s->type->rank == 1 && vars->kid_count == 2) {
+      const ts_symbol *v = vars->kids[0]->sym;
+      return v && v->has_range && ts_extent_equal(&v->range, &s->type->dims[0]) &&
+             row_reads(n->kids[2], s, v);
+    }
+    if (vars->kid_count != s->type->rank)
       return false;
     for (uint32_t d = 0; d < vars->kid_count; d++) {
       const ts_symbol *v = vars->kids[d]->sym;
@@ -203,9 +229,11 @@ static bool owner_only(const ts_node *n, const ts_symbol *s, bool rows) {
     case TS_BUILTIN_REDUCE_SUM:
     case TS_BUILTIN_REDUCE_ABSMAX: {
       const ts_node *d = ts_call_named(c, "dim");
-      return rows && s->type->rank == 2 && whole(c->kids[0], s) &&
-             !ts_node_mentions(c->kids[1], s) && d && d->cval.kind == TS_CONST_INT &&
-             d->cval.i == 1;
+      if (!rows || !d || d->cval.kind != TS_CONST_INT || d->cval.i != 1)
+        return false;
+      if (s->type->rank == 1) /* into a vector, from a tile in wgmma's layout */
+        return whole(c->kids[1], s) && !ts_node_mentions(c->kids[0], s);
+      return s->type->rank == 2 && whole(c->kids[0], s) && !ts_node_mentions(c->kids[1], s);
     }
     default: return false;
     }
@@ -348,13 +376,56 @@ static int64_t place(ts_node **tiles, ts_gpu_tile *out, int n) {
   return smem + (swizzled ? GPU_SMEM_ALIGN : 0);
 }
 
+/* On sm_90a: moves tile i of the first placement into registers when it
+ * then takes wgmma's layout (a vector: wgmma's rows, 2 registers a slab;
+ * gen.h TS_ACC_ROWS) and no other tile's layout changes. With `group`, a
+ * vector moves together with the register vectors of its length still in
+ * the cyclic layout (attention's split kernels keep the running sum l there
+ * until its neighbours move), which must then all take wgmma's rows. */
+static bool try_regs(const ts_kernel_info *k, ts_node **tiles, ts_gpu_tile *first, int n,
+                     int i, bool group) {
+  int64_t per;
+  const ts_type *t = tiles[i]->sym->type;
+  if (!in_registers(k, tiles[i], 64, &per, true))
+    return false;
+  bool vec = t->rank == 1, flip[TS_GPU_MAX_TILES] = {false};
+  uint8_t before[TS_GPU_MAX_TILES], after[TS_GPU_MAX_TILES];
+  ts_mma_layouts(k, first, n, true, before);
+  int count = 0;
+  for (int j = 0; j < n; j++) {
+    const ts_type *u = tiles[j]->sym->type;
+    flip[j] = j == i || (group && vec && first[j].home == TS_TILE_REGS && u->rank == 1 &&
+                         !u->dims[0].term_count && u->dims[0].c == t->dims[0].c &&
+                         before[j] == TS_ACC_CYCLIC);
+    count += flip[j];
+  }
+  if (group && count == 1)
+    return false; /* tried alone already */
+  ts_gpu_tile keep[TS_GPU_MAX_TILES];
+  memcpy(keep, first, (size_t)n * sizeof *first);
+  for (int j = 0; j < n; j++)
+    if (flip[j]) {
+      first[j].home = TS_TILE_REGS;
+      first[j].per_thread = vec ? 4 * t->dims[0].c / k->threads : per;
+      first[j].swz = 0;
+      first[j].rows = vec;
+    }
+  ts_mma_layouts(k, first, n, true, after);
+  bool ok = first[i].per_thread <= 64;
+  for (int j = 0; j < n; j++)
+    ok &= flip[j] ? after[j] == (vec ? TS_ACC_ROWS : TS_ACC_WGMMA) : before[j] == after[j];
+  if (!ok)
+    memcpy(first, keep, (size_t)n * sizeof *first);
+  return ok;
+}
+
 int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
                      int64_t *smem_total) {
   ts_node *tiles[TS_GPU_MAX_TILES];
   int n = 0;
   collect(k->node->kids[4], tiles, &n);
   for (int i = 0; i < n; i++) {
-    out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0, 1, 0};
+    out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0, 1, 0, false};
     if (in_registers(k, tiles[i], 64, &out[i].per_thread, false))
       out[i].home = TS_TILE_REGS;
   }
@@ -371,34 +442,24 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
   /* on sm_90a, a frag otherwise used by its owners only but reduced along
    * its rows (attention's scores: reduce_max(s, m, dim=1)) stays in
    * registers when it then takes wgmma's layout, where a row is the
-   * registers of one quad of lanes (the reduction: two shuffles), and no
-   * other register tile loses its layout for it; decided on a first
-   * placement (a wgmma gemm reads placed, swizzled tiles), then placed
-   * again */
+   * registers of one quad of lanes (the reduction: two shuffles), and a
+   * vector read beside such a tile or reduced into takes wgmma's rows
+   * (try_regs); decided on a first placement (a wgmma gemm reads placed,
+   * swizzled tiles), then placed again */
   ts_gpu_tile first[TS_GPU_MAX_TILES];
   memcpy(first, out, (size_t)n * sizeof *out);
   int64_t smem = place(tiles, first, n);
-  bool moved = false;
-  for (int i = 0; wgmma && i < n; i++) {
-    int64_t per;
-    uint8_t before[TS_GPU_MAX_TILES], after[TS_GPU_MAX_TILES];
-    if (first[i].home == TS_TILE_REGS || !in_registers(k, tiles[i], 64, &per, true))
-      continue;
-    ts_gpu_tile keep = first[i];
-    ts_mma_layouts(k, first, n, wgmma, before);
-    first[i].home = TS_TILE_REGS;
-    ts_mma_layouts(k, first, n, wgmma, after);
-    bool ok = after[i] == TS_ACC_WGMMA;
-    for (int j = 0; j < n; j++)
-      ok &= j == i || before[j] == after[j];
-    first[i] = keep;
-    if (ok) {
-      first[i].home = out[i].home = TS_TILE_REGS;
-      first[i].per_thread = out[i].per_thread = per;
-      first[i].swz = out[i].swz = 0;
-      moved = true;
-    }
+  bool moved = false, again = wgmma;
+  while (again) { /* a move may let an earlier tile move too */
+    again = false;
+    for (int i = 0; i < n; i++)
+      if (first[i].home != TS_TILE_REGS &&
+          (try_regs(k, tiles, first, n, i, false) || try_regs(k, tiles, first, n, i, true)))
+        moved = again = true;
   }
+  for (int i = 0; moved && i < n; i++)
+    if (first[i].home == TS_TILE_REGS)
+      out[i] = first[i];
   if (moved)
     smem = place(tiles, out, n);
   else
@@ -539,6 +600,7 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
       }
       ts_buf_printf(&where, "registers (%lld per thread%s)", (long long)per,
                     mma[i] == TS_ACC_WGMMA ? ", wgmma layout"
+                    : mma[i] == TS_ACC_ROWS ? ", wgmma rows"
                     : mma[i]               ? ", mma.sync layout"
                                            : "");
     } else if (tiles[i].home == TS_TILE_SMEM) {
@@ -648,9 +710,13 @@ static void wgmma_row_reduce(gen *g, ts_node *call, MlirValue init, bool f) {
           mb_bin(b, "arith.muli", mb_bin(b, "arith.addi", wg, gen_i64(g, sl * groups)),
                  gen_i64(g, 64)),
           mb_bin(b, "arith.addi", r0, gen_i64(g, 8 * h)));
-      MlirBlock join = gen_if_begin(g, lead);
+      /* into wgmma's rows (gen.h TS_ACC_ROWS): every lane has the value */
+      g->rows_reg = gen_i64(g, 2 * sl + h);
+      MlirBlock join = dst.rows ? (MlirBlock){NULL} : gen_if_begin(g, lead);
       gen_view_store(g, &dst, &row, gen_convert(g, acc, gen_compute_type(g, dst.dt)));
-      gen_if_end(g, join);
+      if (join.ptr)
+        gen_if_end(g, join);
+      g->rows_reg.ptr = NULL;
     }
 }
 

@@ -57,6 +57,9 @@ typedef struct gen {
                          * base the plan's offsets count from */
   int nregs;
   MlirValue mma_reg;    /* in a loop over such a tile: the register index */
+  MlirValue rows_reg;   /* ... and of a vector in wgmma's rows (TS_ACC_ROWS) */
+  MlirValue rows_lead;  /* in a loop over such a vector's rows: i1, the
+                         * quad's first lane (which alone stores to memory) */
   ts_gpu_tile plan[TS_GPU_MAX_TILES]; /* where the kernel's tiles live */
   int nplan;
   int64_t smem;         /* bytes of workgroup memory placed so far */
@@ -88,6 +91,7 @@ struct view {
   bool in_range;  /* a whole tile: every index of the view is in range */
   bool regs;      /* a tile in registers: index / threads (gen_gpu.c) */
   bool mma;       /* ... in the mma layout: at g->mma_reg (gen_mma.c) */
+  bool rows;      /* ... a vector in wgmma's rows: at g->rows_reg */
   int swz;        /* a swizzled shared tile [swz_r, swz_c] (gen.h) */
   int64_t swz_r, swz_c;
   bool unchecked; /* the caller has made sure the indices are in range */
@@ -109,11 +113,16 @@ void gen_loop_begin(gen *g, loop *L, MlirValue lo, MlirValue hi);
 void gen_loop_begin_step(gen *g, loop *L, MlirValue lo, MlirValue hi,
                          MlirValue step);
 MlirBlock gen_if_begin(gen *g, MlirValue c);
-/* Tensor cores (gen_mma.c, gpu_mma.c): whether tile `s` is in the mma
- * layout; loops over the elements a statement touches (the mma layout's
- * when it touches such a tile, else gen_each_begin's); a gemm as mma.sync
- * when it qualifies (false: not done). */
-bool gen_gpu_mma_layout(gen *g, const ts_symbol *s);
+/* Tensor cores (gen_mma.c, gpu_mma.c): how the elements of tile or tensor
+ * `s` are laid out on the GPU, into its view (a register tile's mma or rows
+ * layout, a shared tile's swizzle); loops over the elements a statement
+ * touches (gen_elem_begin: the mma or rows layout's when it touches such a
+ * tile, else gen_each_begin's); a gemm as mma.sync when it qualifies
+ * (false: not done). */
+void gen_gpu_view_layout(gen *g, const ts_symbol *s, view *v);
+/* The register of element `lin` of a register tile's view: its owner's
+ * e / threads, or the loop's register in an mma or rows layout. */
+MlirValue gen_reg_index(gen *g, const view *v, MlirValue lin);
 /* The physical index of element `lin` of a swizzled shared tile `s`, or
  * `lin` when it is not swizzled (the map in gen.h; gen_mma.c). */
 int gen_swizzle_of(gen *g, const ts_symbol *s, int64_t *r, int64_t *c);

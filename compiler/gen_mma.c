@@ -13,8 +13,21 @@ static int layout_of(gen *g, const ts_symbol *s) {
   return TS_ACC_CYCLIC;
 }
 
-bool gen_gpu_mma_layout(gen *g, const ts_symbol *s) {
-  return layout_of(g, s) != TS_ACC_CYCLIC;
+void gen_gpu_view_layout(gen *g, const ts_symbol *s, view *v) {
+  int l = v->regs ? layout_of(g, s) : TS_ACC_CYCLIC;
+  v->mma = l == TS_ACC_MMA || l == TS_ACC_WGMMA;
+  v->rows = l == TS_ACC_ROWS;
+  if (g->gpu && s->kind == TS_SYM_TILE)
+    v->swz = gen_swizzle_of(g, s, &v->swz_r, &v->swz_c);
+}
+
+MlirValue gen_reg_index(gen *g, const view *v, MlirValue lin) {
+  MlirValue r = v->rows ? g->rows_reg : v->mma ? g->mma_reg : (MlirValue){NULL};
+  if ((v->rows || v->mma) && !r.ptr) { /* gpu_mma.c admits no other use */
+    gen_unsupported(g, g->kernel->node, "this use of a tile in an mma layout (a bug)");
+    return gen_i64(g, 0);
+  }
+  return r.ptr ? r : gen_bin(g, "arith.divsi", lin, gen_i64(g, g->threads));
 }
 
 int gen_swizzle_of(gen *g, const ts_symbol *s, int64_t *r, int64_t *c) {
@@ -60,8 +73,8 @@ static int mma_shape(gen *g, const ts_node *x, int64_t *m, int64_t *n) {
     return TS_ACC_CYCLIC;
   if (x->kind == TS_NODE_NAME && x->sym && x->sym->kind == TS_SYM_TILE) {
     int l = layout_of(g, x->sym);
-    if (l == TS_ACC_CYCLIC)
-      return l;
+    if (l == TS_ACC_CYCLIC || l == TS_ACC_ROWS)
+      return TS_ACC_CYCLIC;
     *m = x->sym->type->dims[0].c;
     *n = x->sym->type->dims[1].c;
     return l;
@@ -101,10 +114,57 @@ static void wgmma_elem(gen *g, MlirValue r, int64_t n, MlirValue *k) {
                  gen_bin(g, "arith.remsi", q, gen_i64(g, 2)));
 }
 
+/* The length of a vector in wgmma's rows that the statement under `x`
+ * touches, or 0. */
+static int64_t rows_len(gen *g, const ts_node *x) {
+  if (!x)
+    return 0;
+  if (x->kind == TS_NODE_NAME && x->sym && x->sym->kind == TS_SYM_TILE)
+    return layout_of(g, x->sym) == TS_ACC_ROWS ? x->sym->type->dims[0].c : 0;
+  for (uint32_t i = 0; i < x->kid_count; i++) {
+    int64_t m = rows_len(g, x->kids[i]);
+    if (m)
+      return m;
+  }
+  return 0;
+}
+
+/* The rows layout (gen.h TS_ACC_ROWS): register r of this thread holds
+ * row (r / 2 G + wg) 64 + 16 q + l / 4 + 8 (r % 2), as does every lane of
+ * its quad. */
+static MlirValue rows_elem(gen *g, MlirValue r) {
+  int64_t groups = g->threads / 128;
+  MlirValue wg = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 128));
+  MlirValue w = gen_bin(g, "arith.remsi", gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 32)),
+                        gen_i64(g, 4));
+  MlirValue lane = gen_bin(g, "arith.remsi", g->tid, gen_i64(g, 32));
+  MlirValue slab = gen_bin(g, "arith.addi",
+                           gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", r, gen_i64(g, 2)),
+                                   gen_i64(g, groups)),
+                           wg);
+  MlirValue row = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", slab, gen_i64(g, 64)),
+                          gen_bin(g, "arith.muli", w, gen_i64(g, 16)));
+  row = gen_bin(g, "arith.addi", row, gen_bin(g, "arith.divsi", lane, gen_i64(g, 4)));
+  g->rows_lead = mb_cmpi(&g->b, CMPI_EQ, gen_bin(g, "arith.remsi", lane, gen_i64(g, 4)),
+                         gen_i64(g, 0));
+  return gen_bin(g, "arith.addi", row,
+                 gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", r, gen_i64(g, 2)),
+                         gen_i64(g, 8)));
+}
+
 void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
                     uint32_t rank, MlirValue *k) {
   int64_t m, n;
   int layout = g->gpu && rank == 2 ? mma_shape(g, stmt, &m, &n) : TS_ACC_CYCLIC;
+  int64_t rows = g->gpu && rank == 1 ? rows_len(g, stmt) : 0;
+  if (rows) { /* this thread's rows: 2 registers a slab */
+    gen_loop_begin(g, &L[0], gen_i64(g, 0), gen_i64(g, 4 * rows / g->threads));
+    L[0].unroll = true;
+    L[1].exit = (MlirBlock){NULL};
+    k[0] = rows_elem(g, L[0].iv);
+    g->rows_reg = L[0].iv;
+    return;
+  }
   if (layout == TS_ACC_CYCLIC) {
     gen_each_begin(g, L, ext, rank, k);
     return;
@@ -115,6 +175,13 @@ void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
     wgmma_elem(g, L[0].iv, n, k);
     L[1].exit = (MlirBlock){NULL};
     g->mma_reg = L[0].iv;
+    /* a vector's row beside it: 2 (r / (n / 2)) + (r % 4) / 2 */
+    g->rows_reg = gen_bin(
+        g, "arith.addi",
+        gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", L[0].iv, gen_i64(g, n / 2)),
+                gen_i64(g, 2)),
+        gen_bin(g, "arith.divsi", gen_bin(g, "arith.remsi", L[0].iv, gen_i64(g, 4)),
+                gen_i64(g, 2)));
     return;
   }
   /* register r: piece p = (r / 4) * warps + warp; row (p / (n / 8)) * 16 +
@@ -152,7 +219,7 @@ void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
 
 void gen_elem_end(gen *g, loop *L, uint32_t rank) {
   gen_each_end(g, L, rank);
-  g->mma_reg.ptr = NULL;
+  g->mma_reg.ptr = g->rows_reg.ptr = g->rows_lead.ptr = NULL;
 }
 
 /* ---- the instruction ------------------------------------------------------ */

@@ -221,9 +221,94 @@ static bool same_dims(const ts_type *a, const ts_type *b) {
          ts_extent_equal(&a->dims[1], &b->dims[1]);
 }
 
+/* ---- the rows layout (gen.h TS_ACC_ROWS) ------------------------------- */
+
+/* The base symbol of an assignment's target (`t[i]` or `t`) when it is a
+ * tile not in registers or a tensor: memory the statement writes. */
+static const ts_symbol *memory_target(walk *w, const ts_node *a) {
+  const ts_node *t = a->kids[0]->kind == TS_NODE_INDEX ? a->kids[0]->kids[0] : a->kids[0];
+  if (t->kind != TS_NODE_NAME || !t->sym ||
+      (t->sym->kind != TS_SYM_TILE && t->sym->kind != TS_SYM_TENSOR))
+    return NULL;
+  const ts_gpu_tile *p = ts_gpu_tile_of(w->tiles, w->nt, t->sym);
+  return p && p->home == TS_TILE_REGS ? NULL : t->sym;
+}
+
+/* Whether `n` reads `s` (an assignment's own target does not count unless
+ * it is a compound one). */
+static bool reads(const ts_node *n, const ts_symbol *s) {
+  if (!n)
+    return false;
+  if (n->kind == TS_NODE_ASSIGN) {
+    const ts_node *t = n->kids[0];
+    if (n->op != TS_TOK_ASSIGN && ts_node_mentions(t, s))
+      return true;
+    if (t->kind == TS_NODE_INDEX)
+      for (uint32_t i = 1; i < t->kid_count; i++)
+        if (ts_node_mentions(t->kids[i], s))
+          return true;
+    return reads(n->kids[1], s);
+  }
+  if (n->kind == TS_NODE_NAME)
+    return n->sym == s;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (reads(n->kids[i], s))
+      return true;
+  return false;
+}
+
+/* A `parallel` over the rows layout runs every row on the quad's four
+ * lanes: no atomic or print, and no memory it writes (from the first lane
+ * only) read back. */
+static bool rows_body(walk *w, const ts_node *body, const ts_node *n) {
+  if (!n)
+    return true;
+  if (n->kind == TS_NODE_CALL &&
+      (n->builtin == TS_BUILTIN_ATOMIC_ADD || n->builtin == TS_BUILTIN_ATOMIC_MAX ||
+       n->builtin == TS_BUILTIN_PRINT || n->builtin == TS_BUILTIN_BARRIER))
+    return false;
+  const ts_symbol *m = n->kind == TS_NODE_ASSIGN ? memory_target(w, n) : NULL;
+  if (m && reads(body, m))
+    return false;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (!rows_body(w, body, n->kids[i]))
+      return false;
+  return true;
+}
+
+/* Whether statement `s` may touch the rows-layout tiles `rows` (all of one
+ * length M); `first`: the other register tiles it touches when they share
+ * one mma layout and shape, else -1; `others`: how many there are. */
+static bool rows_ok(walk *w, const ts_node *s, const int *rows, int nrows, int first,
+                    int others) {
+  int64_t M = w->tiles[rows[0]].decl->sym->type->dims[0].c;
+  for (int i = 1; i < nrows; i++)
+    if (w->tiles[rows[i]].decl->sym->type->dims[0].c != M)
+      return false;
+  bool wg = first >= 0 && w->mma[first] == TS_ACC_WGMMA &&
+            w->tiles[first].decl->sym->type->dims[0].c == M;
+  if (s->kind == TS_NODE_PARALLEL) /* its own rows, or read beside wgmma's */
+    return s->kids[0]->kid_count == 1 ? others == 0 && rows_body(w, s->kids[2], s->kids[2])
+                                      : wg;
+  const ts_node *call = s->kind == TS_NODE_EXPR_STMT ? s->kids[0] : NULL;
+  if (!call || call->kind != TS_NODE_CALL)
+    return false;
+  switch (call->builtin) {
+  case TS_BUILTIN_REDUCE_MAX:
+  case TS_BUILTIN_REDUCE_SUM:
+  case TS_BUILTIN_REDUCE_ABSMAX: /* of a wgmma tile, from all four lanes */
+    return wg && others == 1 && nrows == 1;
+  case TS_BUILTIN_COPY:
+  case TS_BUILTIN_FILL:
+  case TS_BUILTIN_CLEAR: return others == 0;
+  default: return false;
+  }
+}
+
 /* One block-level statement: the register tiles it touches must be all in
  * the mma layout with one shape, or none; a gemm touching one must be a
- * tensor-core gemm with it as the accumulator. */
+ * tensor-core gemm with it as the accumulator. Tiles in the rows layout
+ * follow rows_ok. */
 static void statement(walk *w, const ts_node *s) {
   if (!s)
     return;
@@ -251,8 +336,15 @@ static void statement(walk *w, const ts_node *s) {
   case TS_NODE_TILE: return;
   default: break;
   }
-  int r[TS_GPU_MAX_TILES], nr = 0;
+  int r[TS_GPU_MAX_TILES], nr = 0, rows[TS_GPU_MAX_TILES], nrows = 0;
   regs_in(w, s, r, &nr);
+  for (int i = 0; i < nr; i++)
+    if (w->mma[r[i]] == TS_ACC_ROWS)
+      rows[nrows++] = r[i];
+  for (int i = 0, j = 0; i < nr; i++)
+    if (w->mma[r[i]] != TS_ACC_ROWS)
+      r[j++] = r[i];
+  nr -= nrows;
   int first = -1;
   bool mixed = false;
   for (int i = 0; i < nr; i++) {
@@ -267,6 +359,9 @@ static void statement(walk *w, const ts_node *s) {
              w->mma[first] != w->mma[r[i]])
       mixed = true;
   }
+  if (nrows && !rows_ok(w, s, rows, nrows, mixed ? -1 : first, nr))
+    for (int i = 0; i < nrows; i++)
+      drop(w, rows[i]);
   if (first < 0)
     return;
   int64_t mnk[3];
@@ -346,7 +441,7 @@ static void followers(walk *w, const ts_node *s) {
   int r[TS_GPU_MAX_TILES], nr = 0, lead = -1;
   regs_in(w, s, r, &nr);
   for (int i = 0; i < nr && lead < 0; i++)
-    if (w->mma[r[i]])
+    if (w->mma[r[i]] && w->mma[r[i]] != TS_ACC_ROWS)
       lead = r[i];
   for (int i = 0; lead >= 0 && i < nr; i++)
     if (!w->mma[r[i]] && same_dims(w->tiles[lead].decl->sym->type,
@@ -364,6 +459,12 @@ void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   if (k->threads % 32 != 0)
     return;
   candidates(&w, k->node->kids[4]);
+  for (int i = 0; wgmma && k->threads % 128 == 0 && i < nt; i++) {
+    const ts_type *t = tiles[i].decl->sym->type;
+    if (tiles[i].rows && tiles[i].home == TS_TILE_REGS && t->rank == 1 &&
+        !t->dims[0].term_count && t->dims[0].c > 0 && t->dims[0].c % (k->threads / 2) == 0)
+      mma[i] = TS_ACC_ROWS;
+  }
   do {
     w.changed = false;
     followers(&w, k->node->kids[4]);

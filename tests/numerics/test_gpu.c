@@ -217,10 +217,12 @@ static void test_wg_gemm(void) {
   ts_kernel_release(k);
 }
 
-/* wg_rows: s = 0.5 a b^T - 0.25 and its row max, sum and absmax; on
- * sm_90a s stays in registers in wgmma's layout and the reductions run
- * over a quad's registers. One and two slabs a warpgroup, two warpgroups,
- * N 8 .. 64, a tail block of rows. */
+/* wg_rows: s = 0.5 a b^T - 0.25, its row max, sum and absmax, then
+ * c = s - max / 2 + absmax - 1, rsum = sum / 2 and rabs = absmax + max - 1;
+ * on sm_90a s stays in registers in wgmma's layout, the reductions run over
+ * a quad's registers into vectors in wgmma's rows, a loop over those rows
+ * stores to shared memory and a tensor, and s reads them. One and two
+ * slabs a warpgroup, two warpgroups, N 8 .. 64, a tail block of rows. */
 static void test_wg_rows(void) {
   static const struct {
     const char *d0, *d1;
@@ -260,6 +262,10 @@ static void test_wg_rows(void) {
         rw[1][i] += v;
         rw[2][i] = fmax(rw[2][i], fabs(v));
       }
+      for (int64_t j = 0; j < N; j++)
+        want[i * N + j] += rw[2][i] - 1 - 0.5 * rw[0][i];
+      rw[1][i] *= 0.5;
+      rw[2][i] += rw[0][i] - 1;
     }
     double *got = num_get(c);
     char what[96];
