@@ -193,6 +193,39 @@ for arch in sm_90a sm_80; do
     fi
   done
 done
+# a loop over a vector in wgmma's rows stores to memory from the quad's
+# first lane only, so it may not read back memory it writes: with `w[i] =
+# mx[i]; mx[i] = w[i] * 2.0` mx stays in shared memory, written in the other
+# order it takes wgmma's rows (gen.h TS_ACC_ROWS)
+for order in "w[i] = mx[i]; mx[i] = w[i] * 2.0;" "mx[i] = mx[i] * 2.0; w[i] = mx[i];"; do
+  cat >"$tmp/rowsrw.tile" <<TILE
+kernel rowsrw(a: bf16[64, 32], b: bf16[32, 32], o: f32[64, 32], r: f32[64]) threads(128) {
+  shared as: bf16[64, 32];
+  shared bs: bf16[32, 32];
+  shared w: f32[64];
+  frag s: f32[64, 32];
+  frag mx: f32[64];
+  copy(a, as);
+  copy(b, bs);
+  gemm(as, bs, s, trans_b=true, accumulate=false);
+  reduce_max(s, mx, dim=1);
+  parallel (i) in (64) { $order }
+  parallel (i, j) in (64, 32) { s[i, j] = s[i, j] - mx[i]; }
+  copy(s, o);
+  copy(w, r);
+}
+TILE
+  want="mx: shared"
+  [[ $order == mx* ]] && want="mx: registers (2 per thread, wgmma rows)"
+  if ! "$tessera" compile "$tmp/rowsrw.tile" --target ptx --arch sm_90a --emit mlir --no-cache \
+       -o "$tmp/rowsrw.mlir" 2>"$tmp/err" ||
+     ! grep -o 'tessera.tiles = "[^"]*"' "$tmp/rowsrw.mlir" | grep -qF "$want"; then
+    echo "FAIL: rowsrw ($order) does not have $want:"; cat "$tmp/err"
+    grep -o 'tessera.tiles = "[^"]*"' "$tmp/rowsrw.mlir"; fail=$((fail + 1))
+  else
+    pass=$((pass + 1))
+  fi
+done
 # statements that write registers only take no barriers (gen.h
 # ts_stmt_private), and a wgmma gemm right after a barrier that fenced the
 # async proxy for it takes none of its own: wg_rows on sm_90a has 9, 2
