@@ -67,21 +67,6 @@ static void cu_wgmma_begin(cg *c, int64_t m, int64_t n, const char **k) {
   c->rows_reg = cu_str(c, "(r%d_ / %lld * 2 + (r%d_ & 3) / 2)", id, (long long)half, id);
 }
 
-/* The length of a vector in wgmma's rows the statement under `x` touches,
- * or 0. */
-static int64_t cu_rows_len(cg *c, const ts_node *x) {
-  if (!x)
-    return 0;
-  if (x->kind == TS_NODE_NAME && x->sym && x->sym->kind == TS_SYM_TILE)
-    return cu_layout_of(c, x->sym) == TS_ACC_ROWS ? x->sym->type->dims[0].c : 0;
-  for (uint32_t i = 0; i < x->kid_count; i++) {
-    int64_t m = cu_rows_len(c, x->kids[i]);
-    if (m)
-      return m;
-  }
-  return 0;
-}
-
 /* This thread's rows of an [m] vector in wgmma's rows: register r holds row
  * (r / 2 G + wg) 64 + 16 q + l / 4 + 8 (r % 2), as every lane of its quad
  * does. */
@@ -144,7 +129,7 @@ static bool touches_regs(cg *c, const ts_node *n) {
 
 void cu_loop_begin(cg *c, const ts_node *stmt, const char *const *ext,
                        uint32_t rank, bool dist, const char **k) {
-  int64_t m, n, rows = dist && rank == 1 ? cu_rows_len(c, stmt) : 0;
+  int64_t m, n, rows = dist && rank == 1 ? ts_rows_len(stmt, c->regs, c->mma, c->nregs) : 0;
   int layout = dist && rank == 2 ? cu_mma_shape(c, stmt, &m, &n) : TS_ACC_CYCLIC;
   if (rows)
     cu_rows_begin(c, rows, k);
@@ -184,10 +169,14 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   bool ta = ts_call_named_bool(call, "trans_a", false);
   bool tb = ts_call_named_bool(call, "trans_b", false);
   bool acc = ts_call_named_bool(call, "accumulate", true);
-  ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym,
-            *sc = call->kids[2]->sym;
+  const ts_node *c0;
+  const ts_symbol *sa = call->kids[0]->sym, *sb = ts_gemm_b(call, &c0),
+                  *sc = call->kids[2]->sym;
   const char *a = cu_name_of(c, "t_", sa->name), *b = cu_name_of(c, "t_", sb->name),
              *cc = cu_name_of(c, "t_", sc->name);
+  /* B's row length in memory and first column (gen.h ts_gemm_b) */
+  long long bn = (long long)sb->type->dims[1].c;
+  const char *bc0 = c0 ? cu_expr_as(c, (ts_node *)c0, CT_I64) : "0LL";
   bool regs = false;
   for (int i = 0; i < c->nregs; i++)
     regs |= c->regs[i] == sc && c->mma[i];
@@ -199,7 +188,7 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
 #define AT(i, k) phys(c, sa, ta ? cu_str(c, "(%s) * %lldLL + (%s)", k, (long long)M, i) \
                                 : cu_str(c, "(%s) * %lldLL + (%s)", i, (long long)K, k))
 #define BT(k, j) phys(c, sb, tb ? cu_str(c, "(%s) * %lldLL + (%s)", j, (long long)K, k) \
-                                : cu_str(c, "(%s) * %lldLL + (%s)", k, (long long)N, j))
+                                : cu_str(c, "(%s) * %lldLL + (%s) + %s", k, bn, j, bc0))
   cu_line(c, "const int g%d_ = (int)((threadIdx.x & 31) >> 2), q%d_ = "
           "(int)(threadIdx.x & 3) * 2;", id, id);
   /* registers need constant indices; an accumulator in shared memory does
@@ -365,9 +354,15 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
   }
   int64_t M = mnk[0], N = mnk[1], K = mnk[2], groups = c->threads / 128;
   int64_t slabs = M / (64 * groups), half = N / 2;
-  ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym, *sc = call->kids[2]->sym;
+  const ts_node *c0;
+  const ts_symbol *sa = call->kids[0]->sym, *sb = ts_gemm_b(call, &c0),
+                  *sc = call->kids[2]->sym;
   const char *a = cu_name_of(c, "t_", sa->name), *b = cu_name_of(c, "t_", sb->name),
              *cc = cu_name_of(c, "t_", sc->name);
+  /* B's columns from c0: whole panels of its rows further (gen.h ts_gemm_b) */
+  const char *bcol = c0 ? cu_str(c, " + (%s) * %lldLL", cu_expr_as(c, (ts_node *)c0, CT_I64),
+                                 (long long)sb->type->dims[0].c)
+                        : "";
   int full = ts_wgmma_kind(call), kind = full & 3; /* gen.h */
   bool mn = full & 4;
   int64_t kstep = kind == 2 ? 32 : 16;
@@ -384,43 +379,55 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
   }
   cu_line(c, "ts_wgmma_fence();");
   /* the instruction, its accumulators "+f" */
-  const char *text = cu_str(c, "{\\n.reg .pred p;\\nsetp.ne.b32 p, %%%lld, 0;\\n"
+  /* the k step's descriptors: the first step's plus a constant added in
+   * the asm, so that nothing hoists one descriptor a step out of a loop
+   * (as gen_mma.c gen_wgmma) */
+  const char *text = cu_str(c, "setp.ne.b32 p, %%%lld, 0;\\n"
                             "wgmma.mma_async.sync.aligned.m64n%lldk%lld.f32.%s.%s {",
                             (long long)half + 2, (long long)N, (long long)kstep, ty, ty);
   for (int64_t i = 0; i < half; i++)
     text = cu_str(c, "%s%s%%%lld", text, i ? ", " : "", (long long)i);
-  text = cu_str(c, "%s}, %%%lld, %%%lld, p, 1, 1%s;\\n}\\n", text, (long long)half,
-                (long long)half + 1, kind == 2 ? "" : mn ? ", 0, 1" : ", 0, 0");
+  text = cu_str(c, "%s}, da, db, p, 1, 1%s;\\n}\\n", text,
+                kind == 2 ? "" : mn ? ", 0, 1" : ", 0, 0");
+  /* where the first k step's descriptors start (gen.h ts_wgmma_start); a
+   * slab's rows start whole 8-row atoms further into A (SBO apart) */
+  int64_t lboa, lbo;
+  int64_t ua0 = ts_wgmma_start(sa, swa, 0, false, &lboa), ub0 = ts_wgmma_start(sb, swb, 0, mn, &lbo);
+  int eba = ts_dtype_bits(sa->type->dtype) / 8, ebb = ts_dtype_bits(sb->type->dtype) / 8;
+  int id = c->tmp++;
+  cu_line(c, "const unsigned long long da%d_ = ts_wgmma_desc(&%s[%lld], %d, %lld);", id, a,
+          (long long)ua0, swa, (long long)lboa);
+  cu_line(c, "const unsigned long long db%d_ = ts_wgmma_desc(&%s[%lld%s], %d, %lld);", id, b,
+          (long long)ub0, bcol, swb, (long long)lbo);
   for (int64_t kk = 0; kk < K; kk += kstep) {
-    /* where the k step's descriptors start (gen.h ts_wgmma_start); a slab's
-     * rows start whole 8-row atoms further into A (SBO apart) */
-    int64_t lboa, lbo;
-    int64_t ua = ts_wgmma_start(sa, swa, kk, false, &lboa), ub = ts_wgmma_start(sb, swb, kk, mn, &lbo);
+    /* this step's start, in the descriptor's 16-byte units */
+    long long offa = (long long)((ts_wgmma_start(sa, swa, kk, false, &lboa) - ua0) * eba / 16);
+    long long offb = (long long)((ts_wgmma_start(sb, swb, kk, mn, &lbo) - ub0) * ebb / 16);
     for (int64_t s = 0; s < slabs; s++) {
       cu_line(c, "{");
       c->ind++;
       /* 8 rows of swa bytes an atom (the descriptor's SBO), in 16 B units */
-      cu_line(c, "const unsigned long long da_ = ts_wgmma_desc(&%s[%lld], %d, %lld) + "
+      cu_line(c, "const unsigned long long da_ = da%d_ + "
               "(unsigned long long)(((%lld + (long long)(threadIdx.x >> 7)) * 8) * %lld);",
-              a, (long long)ua, swa, (long long)lboa, (long long)(s * groups),
-              (long long)(8 * swa / 16));
-      cu_line(c, "const unsigned long long db_ = ts_wgmma_desc(&%s[%lld], %d, %lld);", b,
-              (long long)ub, swb, (long long)lbo);
+              id, (long long)(s * groups), (long long)(8 * swa / 16));
+      cu_line(c, "const unsigned long long db_ = db%d_;", id);
       /* scale-d 0 (the simulator's kind | 8) in the first step of the
        * first iteration */
       const char *scale = fresh && kk == 0   ? "0"
                           : first && kk == 0 ? cu_str(c, "((%s) ? 0 : 1)", first)
                                              : "1";
       ts_buf_puts(c->o, "#ifdef TS_CUDA_SIM\n");
-      cu_line(c, "ts_sim_wgmma(da_, db_, &%s[%lld], %lld, %d | (%s ? 0 : 8));", cc,
-              (long long)(s * half), (long long)N, full, scale);
+      cu_line(c, "ts_sim_wgmma(da_ + %lldull, db_ + %lldull, &%s[%lld], %lld, %d | (%s ? 0 : 8));",
+              offa, offb, cc, (long long)(s * half), (long long)N, full, scale);
       ts_buf_puts(c->o, "#else\n");
       const char *outs = "";
       for (int64_t i = 0; i < half; i++)
         outs = cu_str(c, "%s%s\"+f\"(%s[%lld])", outs, i ? ", " : "", cc,
                       (long long)(s * half + i));
-      cu_line(c, "asm volatile(\"%s\" : %s : \"l\"(da_), \"l\"(db_), \"r\"(%s));", text, outs,
-              scale);
+      cu_line(c, "asm volatile(\"{\\n.reg .pred p;\\n.reg .b64 da, db;\\nadd.s64 da, %%%lld, "
+              "%lld;\\nadd.s64 db, %%%lld, %lld;\\n%s\" : %s : \"l\"(da_), \"l\"(db_), "
+              "\"r\"(%s));",
+              (long long)half, offa, (long long)half + 1, offb, text, outs, scale);
       ts_buf_puts(c->o, "#endif\n");
       c->ind--;
       cu_line(c, "}");

@@ -64,6 +64,14 @@ const ts_gpu_tile *ts_gpu_tile_of(const ts_gpu_tile *t, int nt, const ts_symbol 
  * touch no register tile in the cyclic layout and none of another shape. */
 bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                  const ts_node *call, int64_t mnk[3]);
+/* The tile gemm `call` reads as B: a whole tile (*col0 NULL), or, for a B
+ * not transposed, 16-bit columns `t[:, lo:lo + N]` of a tile whose rows
+ * are whole 128-byte panels (gen.h's swizzled layout below) with lo and N
+ * multiples of a panel's 64 columns (lo provably so: a constant, a product
+ * with one, a `let` of one; *col0 = lo): the columns are whole panels, so
+ * tensor cores read them in place (the attention's P V from the gathered
+ * block, no copy). NULL: neither. */
+const ts_symbol *ts_gemm_b(const ts_node *call, const ts_node **col0);
 /* Whether tile `s` is the accumulator of a gemm shaped for wgmma (one that
  * qualifies for tensor cores with A K-major, whole warpgroups, M % (64
  * warpgroups) == 0, N <= 256; B K-major, or with `wgmma` (the target has
@@ -88,6 +96,11 @@ bool ts_mma_accumulator(const ts_kernel_info *k, const ts_gpu_tile *tiles, int n
  * from all four lanes: the softmax state of attention without shared
  * memory or barriers. */
 enum { TS_ACC_CYCLIC, TS_ACC_MMA, TS_ACC_WGMMA, TS_ACC_ROWS };
+/* For both lowerings' loops: the length M of a vector in wgmma's rows that
+ * the statement under `x` touches (register tiles `regs` with layouts
+ * `layout`), or 0. */
+int64_t ts_rows_len(const ts_node *x, const ts_symbol *const *regs, const uint8_t *layout,
+                    int nregs);
 /* A tensor-core gemm that runs as wgmma.mma_async m64nNk16 (k32 for fp8;
  * a B not transposed is MN-major: imm-trans-b 1)
  * on sm_90a: ts_mma_gemm's conditions, A not transposed and B transposed

@@ -114,21 +114,6 @@ static void wgmma_elem(gen *g, MlirValue r, int64_t n, MlirValue *k) {
                  gen_bin(g, "arith.remsi", q, gen_i64(g, 2)));
 }
 
-/* The length of a vector in wgmma's rows that the statement under `x`
- * touches, or 0. */
-static int64_t rows_len(gen *g, const ts_node *x) {
-  if (!x)
-    return 0;
-  if (x->kind == TS_NODE_NAME && x->sym && x->sym->kind == TS_SYM_TILE)
-    return layout_of(g, x->sym) == TS_ACC_ROWS ? x->sym->type->dims[0].c : 0;
-  for (uint32_t i = 0; i < x->kid_count; i++) {
-    int64_t m = rows_len(g, x->kids[i]);
-    if (m)
-      return m;
-  }
-  return 0;
-}
-
 /* The rows layout (gen.h TS_ACC_ROWS): register r of this thread holds
  * row (r / 2 G + wg) 64 + 16 q + l / 4 + 8 (r % 2), as does every lane of
  * its quad. */
@@ -156,7 +141,7 @@ void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
                     uint32_t rank, MlirValue *k) {
   int64_t m, n;
   int layout = g->gpu && rank == 2 ? mma_shape(g, stmt, &m, &n) : TS_ACC_CYCLIC;
-  int64_t rows = g->gpu && rank == 1 ? rows_len(g, stmt) : 0;
+  int64_t rows = g->gpu && rank == 1 ? ts_rows_len(stmt, g->regs, g->mma, g->nregs) : 0;
   if (rows) { /* this thread's rows: 2 registers a slab */
     gen_loop_begin(g, &L[0], gen_i64(g, 0), gen_i64(g, 4 * rows / g->threads));
     L[0].unroll = true;
@@ -379,11 +364,13 @@ static bool just_fenced(gen *g) {
  * block's shared memory) >> 4, the leading byte offset >> 4, the stride
  * byte offset (8 rows of swz bytes) >> 4, the swizzle mode (1: 128B, 2:
  * 64B, 3: 32B) in bits 62-63. */
-static MlirValue descriptor(gen *g, const ts_symbol *t, int64_t k0, bool mn) {
+static MlirValue descriptor(gen *g, const ts_symbol *t, int64_t k0, bool mn, MlirValue col0) {
   int64_t r, c, lbo;
   int swz = gen_swizzle_of(g, t, &r, &c), eb = ts_dtype_bits(t->type->dtype) / 8;
-  int64_t u = ts_wgmma_start(t, swz, k0, mn, &lbo);
-  MlirValue addr = gen_gpu_address(g, (MlirValue){t->user}, gen_i64(g, u), eb);
+  MlirValue u = gen_i64(g, ts_wgmma_start(t, swz, k0, mn, &lbo));
+  if (col0.ptr) /* B's columns from col0, whole panels of r rows (gen.h ts_gemm_b) */
+    u = gen_bin(g, "arith.addi", u, gen_bin(g, "arith.muli", col0, gen_i64(g, r)));
+  MlirValue addr = gen_gpu_address(g, (MlirValue){t->user}, u, eb);
   if (g->emu) /* from the 1024-aligned address at or below the block's
                * shared memory (runtime/gpusim.c) */
     addr = gen_bin(g, "arith.subi", addr,
@@ -434,8 +421,10 @@ void gen_wgmma_wait(gen *g, int64_t n, ts_node *const *calls, int nc) {
 static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
                       MlirValue first) {
   mb *b = &g->b;
-  const ts_symbol *sa = call->kids[0]->sym, *sb = call->kids[1]->sym,
+  const ts_node *c0;
+  const ts_symbol *sa = call->kids[0]->sym, *sb = ts_gemm_b(call, &c0),
                   *sc = call->kids[2]->sym;
+  MlirValue col0 = c0 ? gen_expr_as(g, (ts_node *)c0, b->i64) : (MlirValue){NULL};
   int64_t M = mnk[0], N = mnk[1], K = mnk[2], groups = g->threads / 128;
   int64_t slabs = M / (64 * groups), half = N / 2;
   int full = ts_wgmma_kind(call), kind = full & 3; /* gen.h */
@@ -461,17 +450,22 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
   ts_buf_init(&text, ts_allocator_system());
   ts_buf_init(&cons, ts_allocator_system());
   ts_buf_init(&st, ts_allocator_system());
-  ts_buf_printf(&text, "{\n.reg .pred p;\nsetp.ne.b32 p, $%lld, 0;\n"
+  /* the k step's descriptors: the first step's plus a constant added in
+   * the asm (%lld below), so that nothing hoists one descriptor a step out
+   * of a loop (the attention's 32 steps over the loop-invariant query held
+   * 64 registers) */
+  ts_buf_printf(&text, "{\n.reg .pred p;\n.reg .b64 da, db;\nadd.s64 da, $%lld, %%lld;\n"
+                "add.s64 db, $%lld, %%lld;\nsetp.ne.b32 p, $%lld, 0;\n"
                 "wgmma.mma_async.sync.aligned.m64n%lldk%lld.f32.%s.%s {",
-                (long long)half + 2, (long long)N, (long long)kstep, ty, ty);
+                (long long)half, (long long)half + 1, (long long)half + 2, (long long)N,
+                (long long)kstep, ty, ty);
   ts_buf_puts(&st, "!llvm.struct<(");
   for (int64_t i = 0; i < half; i++) {
     ts_buf_printf(&text, "%s$%lld", i ? ", " : "", (long long)i);
     ts_buf_printf(&cons, "=f,");
     ts_buf_printf(&st, "%sf32", i ? ", " : "");
   }
-  ts_buf_printf(&text, "}, $%lld, $%lld, p, 1, 1%s;\n}", (long long)half,
-                (long long)half + 1, kind == 2 ? "" : mn ? ", 0, 1" : ", 0, 0");
+  ts_buf_printf(&text, "}, da, db, p, 1, 1%s;\n}", kind == 2 ? "" : mn ? ", 0, 1" : ", 0, 0");
   ts_buf_puts(&cons, "l,l,r");
   for (int64_t i = 0; i < half; i++)
     ts_buf_printf(&cons, ",%lld", (long long)i);
@@ -480,17 +474,27 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
   MlirValue *ops = calloc((size_t)(half + 3), sizeof *ops);
   /* a slab starts whole 8-row atoms into A: 8 rows of swz bytes each (the
    * descriptor's SBO), counted in the start field's 16-byte units */
-  int64_t ra, ca;
+  int64_t ra, ca, rb, cb, lbo;
   int64_t atom16 = 8 * gen_swizzle_of(g, sa, &ra, &ca) / 16;
+  int swa = gen_swizzle_of(g, sa, &ra, &ca), swb = gen_swizzle_of(g, sb, &rb, &cb);
+  int64_t ua0 = ts_wgmma_start(sa, swa, 0, false, &lbo), ub0 = ts_wgmma_start(sb, swb, 0, mn, &lbo);
+  int eba = ts_dtype_bits(sa->type->dtype) / 8, ebb = ts_dtype_bits(sb->type->dtype) / 8;
+  MlirValue db0 = descriptor(g, sb, 0, mn, col0), da0 = descriptor(g, sa, 0, false, (MlirValue){NULL});
   for (int64_t kk = 0; kk < K && ops; kk += kstep) {
-    MlirValue db = descriptor(g, sb, kk, mn), da0 = descriptor(g, sa, kk, false);
+    /* this step's start, in the descriptor's 16-byte units */
+    int64_t offa = (ts_wgmma_start(sa, swa, kk, false, &lbo) - ua0) * eba / 16;
+    int64_t offb = (ts_wgmma_start(sb, swb, kk, mn, &lbo) - ub0) * ebb / 16;
+    ts_buf step;
+    ts_buf_init(&step, ts_allocator_system());
+    ts_buf_printf(&step, text.ptr ? text.ptr : "", (long long)offa, (long long)offb);
     for (int64_t s = 0; s < slabs; s++) {
       /* slab s of this warpgroup: rows (s groups + wg) 64 .. */
       MlirValue atoms = gen_bin(g, "arith.muli",
                                 gen_bin(g, "arith.addi", gen_i64(g, s * groups), wg),
                                 gen_i64(g, 64 / 8));
       MlirValue da = gen_bin(g, "arith.addi", da0,
-                             gen_bin(g, "arith.muli", atoms, gen_i64(g, atom16)));
+                             gen_bin(g, "arith.muli", atoms, gen_i64(g, atom16))),
+                db = db0;
       /* scale-d: 1, or 0 (kind | 8 in the simulator) in the first step of
        * a fresh product or of a loop's first iteration */
       MlirValue scale = mb_const_int(b, b->i32, !(fresh && kk == 0)),
@@ -502,6 +506,8 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
         kindv = mlirOperationGetResult(mb_op(b, "arith.select", 3, k8, 1, &b->i32, 0, NULL), 0);
       }
       if (g->emu) {
+        da = gen_bin(g, "arith.addi", da, gen_i64(g, offa));
+        db = gen_bin(g, "arith.addi", db, gen_i64(g, offb));
         MlirValue args[7] = {g->emu_ctx, g->tid, da, db,
                              gen_gpu_address(g, cm, gen_i64(g, s * half), 4),
                              mb_const_int(b, b->i32, N), kindv};
@@ -513,13 +519,14 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
       ops[2] = scale;
       for (int64_t i = 0; i < half; i++)
         ops[3 + i] = mb_load(b, cm, gen_i64(g, s * half + i));
-      MlirValue res = asm_op(g, text.ptr, cons.ptr, half + 3, ops, sty, true);
+      MlirValue res = asm_op(g, step.ptr, cons.ptr, half + 3, ops, sty, true);
       for (int64_t i = 0; i < half; i++) {
         MlirNamedAttribute pa = mb_attr(b, "position", mlirDenseI64ArrayGet(b->ctx, 1, &i));
         mb_store(b, mlirOperationGetResult(mb_op(b, "llvm.extractvalue", 1, &res, 1, &b->f32, 1, &pa), 0),
                  cm, gen_i64(g, s * half + i));
       }
     }
+    ts_buf_deinit(&step);
   }
   if (g->emu) {
     MlirValue args[3] = {g->emu_ctx, g->tid, mb_const_int(b, b->i32, -1)};
@@ -557,8 +564,12 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     return false;
   if (call_node->kids[0]->sym->type->dtype == TS_DTYPE_FP8E4M3)
     return false; /* no mma.sync for fp8 here: the scalar gemm */
-  const ts_symbol *sa = call_node->kids[0]->sym, *sb = call_node->kids[1]->sym,
+  const ts_node *c0;
+  const ts_symbol *sa = call_node->kids[0]->sym, *sb = ts_gemm_b(call_node, &c0),
                   *sc = call_node->kids[2]->sym;
+  /* B's row length in memory and first column (gen.h ts_gemm_b) */
+  int64_t bn = sb->type->dims[1].c;
+  MlirValue bc0 = c0 ? gen_expr_as(g, (ts_node *)c0, g->b.i64) : gen_i64(g, 0);
   bool regs = false;
   for (int i = 0; i < g->nregs; i++)
     if (g->regs[i] == sc) {
@@ -633,8 +644,9 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     MlirValue bk[2] = {k0, k8};
     for (int r = 0; r < 2; r++) {
       MlirValue lin = tb ? gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", col, gen_i64(g, K)), bk[r])
-                         : gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", bk[r], gen_i64(g, N)), col);
-      bw[r] = word(g, sb, lin, tb ? 1 : N);
+                         : gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", bk[r], gen_i64(g, bn)),
+                                   gen_bin(g, "arith.addi", col, bc0));
+      bw[r] = word(g, sb, lin, tb ? 1 : bn);
     }
   }
   MlirValue d[4];

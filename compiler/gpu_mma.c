@@ -28,17 +28,70 @@ static bool const_dims2(const ts_type *t, int64_t *a, int64_t *b) {
   return true;
 }
 
+/* Whether integer expression `e` is a multiple of p whatever it evaluates
+ * to: a constant, a product with such a factor, a sum or difference of
+ * such, or a `let` of one (`block_id(1) * CH`). */
+static bool multiple_of(const ts_node *e, int64_t p, int depth) {
+  if (!e || depth > 16)
+    return false;
+  if (e->cval.kind == TS_CONST_INT)
+    return e->cval.i % p == 0;
+  if (e->kind == TS_NODE_NAME && e->sym && e->sym->cval.kind == TS_CONST_INT)
+    return e->sym->cval.i % p == 0;
+  if (e->kind == TS_NODE_NAME && e->sym && e->sym->kind == TS_SYM_LET && e->sym->decl &&
+      e->sym->decl->kid_count >= 2)
+    return multiple_of(e->sym->decl->kids[1], p, depth + 1);
+  if (e->kind != TS_NODE_BINARY || e->kid_count != 2)
+    return false;
+  if (e->op == TS_TOK_STAR)
+    return multiple_of(e->kids[0], p, depth + 1) || multiple_of(e->kids[1], p, depth + 1);
+  return (e->op == TS_TOK_PLUS || e->op == TS_TOK_MINUS) &&
+         multiple_of(e->kids[0], p, depth + 1) && multiple_of(e->kids[1], p, depth + 1);
+}
+
+/* Whether slice `k` of a dim of extent `n` is all of it. */
+static bool all_of(const ts_node *k, int64_t n) {
+  return k->kind == TS_NODE_SLICE &&
+         (!k->kids[0] || (k->kids[0]->cval.kind == TS_CONST_INT && k->kids[0]->cval.i == 0)) &&
+         (!k->kids[1] || (k->kids[1]->cval.kind == TS_CONST_INT && k->kids[1]->cval.i == n));
+}
+
+const ts_symbol *ts_gemm_b(const ts_node *call, const ts_node **col0) {
+  const ts_node *n = call->kids[1];
+  *col0 = NULL;
+  if (n->kind == TS_NODE_NAME)
+    return n->sym && n->sym->kind == TS_SYM_TILE ? n->sym : NULL;
+  const ts_symbol *t = n->kind == TS_NODE_INDEX && n->kid_count == 3 &&
+                               n->kids[0]->kind == TS_NODE_NAME
+                           ? n->kids[0]->sym
+                           : NULL;
+  int64_t r, c, w, rows;
+  if (!t || t->kind != TS_SYM_TILE || ts_call_named_bool(call, "trans_b", false) ||
+      !const_dims2(t->type, &r, &c) || !const_dims2(n->type, &rows, &w) || rows != r)
+    return NULL;
+  int64_t eb = ts_dtype_bits(t->type->dtype) / 8, p = eb ? 128 / eb : 0;
+  const ts_node *cols = n->kids[2];
+  if (eb != 2 || c * eb <= 128 || (c * eb) % 128 || w % p || !all_of(n->kids[1], r) ||
+      cols->kind != TS_NODE_SLICE || !cols->kids[0] || !multiple_of(cols->kids[0], p, 0))
+    return NULL;
+  *col0 = cols->kids[0];
+  return t;
+}
+
 bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                  const ts_node *call, int64_t mnk[3]) {
   if (!call || call->kind != TS_NODE_CALL || call->builtin != TS_BUILTIN_GEMM ||
       k->threads % 32 != 0 || call->kid_count < 3)
     return false;
+  const ts_node *col0;
+  const ts_symbol *sb = ts_gemm_b(call, &col0);
   const ts_gpu_tile *a = whole_tile(tiles, nt, call->kids[0]);
-  const ts_gpu_tile *b = whole_tile(tiles, nt, call->kids[1]);
+  const ts_gpu_tile *b = sb ? ts_gpu_tile_of(tiles, nt, sb) : NULL;
   const ts_gpu_tile *c = whole_tile(tiles, nt, call->kids[2]);
   if (!a || !b || !c || a->home == TS_TILE_REGS || b->home == TS_TILE_REGS)
     return false;
-  const ts_type *ta = a->decl->sym->type, *tb = b->decl->sym->type,
+  /* B's shape: the tile's, or its columns' */
+  const ts_type *ta = a->decl->sym->type, *tb = col0 ? call->kids[1]->type : sb->type,
                 *tc = c->decl->sym->type;
   if (ta->dtype != tb->dtype ||
       (ta->dtype != TS_DTYPE_BF16 && ta->dtype != TS_DTYPE_F16 &&
@@ -78,11 +131,12 @@ bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                    const ts_node *call, int64_t mnk[3]) {
   if (!wgmma_shaped(k, tiles, nt, call, mnk))
     return false;
+  const ts_node *col0;
   const ts_gpu_tile *a = whole_tile(tiles, nt, call->kids[0]);
-  const ts_gpu_tile *b = whole_tile(tiles, nt, call->kids[1]);
+  const ts_gpu_tile *b = ts_gpu_tile_of(tiles, nt, ts_gemm_b(call, &col0));
   const ts_gpu_tile *c = whole_tile(tiles, nt, call->kids[2]);
   return a->home == TS_TILE_SMEM && b->home == TS_TILE_SMEM && a->swz && b->swz &&
-         c->home == TS_TILE_REGS;
+         (!col0 || b->swz == 128) && c->home == TS_TILE_REGS;
 }
 
 /* Off wgmma targets only the K-major form takes the 128 registers (its
@@ -141,10 +195,14 @@ static bool canonical_only(const ts_kernel_info *k, const ts_gpu_tile *tiles, in
       return false;
     bool ka = n->kids[0]->sym == s && !ts_call_named_bool(n, "trans_a", false);
     /* an MN-major B only where wgmma will read it: an mma.sync reads it
-     * element by element, and the swizzle would only cost there */
-    bool kb = n->kids[1]->sym == s && (ts_call_named_bool(n, "trans_b", false) ||
-                                       (wgmma && wgmma_shaped(k, tiles, nt, n, mnk)));
-    if ((n->kids[0]->sym == s && !ka) || (n->kids[1]->sym == s && !kb))
+     * element by element, and the swizzle would only cost there (some
+     * columns of a tile, the attention's P V, are only ever read that
+     * way: the tile keeps the swizzle its other reads want) */
+    const ts_node *col0;
+    bool isb = ts_gemm_b(n, &col0) == s;
+    bool kb = isb && (ts_call_named_bool(n, "trans_b", false) || col0 ||
+                      (wgmma && wgmma_shaped(k, tiles, nt, n, mnk)));
+    if ((n->kids[0]->sym == s && !ka) || (isb && !kb))
       return false;
     *used = true;
     return true;
@@ -222,6 +280,24 @@ static bool same_dims(const ts_type *a, const ts_type *b) {
 }
 
 /* ---- the rows layout (gen.h TS_ACC_ROWS) ------------------------------- */
+
+int64_t ts_rows_len(const ts_node *x, const ts_symbol *const *regs, const uint8_t *layout,
+                    int nregs) {
+  if (!x)
+    return 0;
+  if (x->kind == TS_NODE_NAME && x->sym && x->sym->kind == TS_SYM_TILE) {
+    for (int i = 0; i < nregs; i++)
+      if (regs[i] == x->sym && layout[i] == TS_ACC_ROWS)
+        return x->sym->type->dims[0].c;
+    return 0;
+  }
+  for (uint32_t i = 0; i < x->kid_count; i++) {
+    int64_t m = ts_rows_len(x->kids[i], regs, layout, nregs);
+    if (m)
+      return m;
+  }
+  return 0;
+}
 
 /* The base symbol of an assignment's target (`t[i]` or `t`) when it is a
  * tile not in registers or a tensor: memory the statement writes. */

@@ -189,7 +189,8 @@ static void test_pipe_gemm(void) {
  * descriptors, so a wrong swizzle, descriptor or register layout fails. */
 static void test_wg_gemm(void) {
   /* wg_gemm (B K-major), then wg_mn (B MN-major: every swizzle width,
-   * panels of 64 columns, 2 and 4) */
+   * panels of 64 columns, 2 and 4), then wg_cols (B MN-major from whole
+   * panels of a wider tile, in place) */
   static const struct {
     const char *kernel, *d0, *d1;
     int64_t M, N, K;
@@ -201,7 +202,9 @@ static void test_wg_gemm(void) {
                {"wg_mn", "BM=128 BN=32 BK=32", "T=128", 130, 45, 70},
                {"wg_mn", "BM=64 BN=64 BK=48", "T=128", 64, 100, 100},
                {"wg_mn", "BM=128 BN=128 BK=32", "T=256", 140, 130, 50},
-               {"wg_mn", "BM=64 BN=256 BK=16", "T=128", 64, 300, 33}};
+               {"wg_mn", "BM=64 BN=256 BK=16", "T=128", 64, 300, 33},
+               {"wg_cols", "BM=64 BN=64 BK=16", "T=128", 70, 300, 40},
+               {"wg_cols", "BM=128 BN=128 BK=32", "T=256", 130, 520, 70}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     ts_kernel *k = num_kernel(GPU_TILE, cases[i].kernel, cases[i].d0, cases[i].d1);
     if (!k)

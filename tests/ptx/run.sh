@@ -193,6 +193,22 @@ for arch in sm_90a sm_80; do
     fi
   done
 done
+# B as whole panels of a wider tile (gen.h ts_gemm_b) stays on tensor
+# cores: wgmma with B MN-major from the column offset on sm_90a, mma.sync on
+# sm_80, both lowerings (else the gemm of a slice is the scalar one)
+for arch in sm_90a sm_80; do
+  for how in "--target ptx" "--target cuda --emit ptx"; do
+    want="wgmma.mma_async.*p, 1, 1, 0, 1;"
+    [[ $arch == sm_80 ]] && want="mma.sync.aligned.m16n8k16"
+    # shellcheck disable=SC2086
+    if ! "$tessera" compile "$src/tests/ptx/gpu.tile" --kernel wg_cols $how --arch $arch \
+         --no-cache -o "$tmp/cols.ptx" 2>"$tmp/err" || ! grep -q "$want" "$tmp/cols.ptx"; then
+      echo "FAIL: wg_cols ($arch, $how) has no $want"; cat "$tmp/err"; fail=$((fail + 1))
+    else
+      pass=$((pass + 1))
+    fi
+  done
+done
 # a loop over a vector in wgmma's rows stores to memory from the quad's
 # first lane only, so it may not read back memory it writes: with `w[i] =
 # mx[i]; mx[i] = w[i] * 2.0` mx stays in shared memory, written in the other
