@@ -253,6 +253,13 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
     cu_line(c, "ts_ldmatrix_x2(b%d_, &%s[%s]);", id, b,
             phys(c, sb, cu_str(c, "(%s + (int)(threadIdx.x & 7)) * %lldLL + k%d_ + "
                                "(int)((threadIdx.x >> 3) & 1) * 8", nr, (long long)K, id)));
+  } else if (!tb && bn % 8 == 0 && in_smem(c, sb)) {
+    /* B not transposed (K down its rows): ldmatrix .trans of the rows k ..
+     * k + 15 at the piece's 8 columns, lane l giving row k + l % 16 */
+    cu_line(c, "ts_u32 b%d_[2];", id);
+    cu_line(c, "ts_ldmatrix_x2_trans(b%d_, &%s[%s]);", id, b,
+            phys(c, sb, cu_str(c, "(k%d_ + (int)(threadIdx.x & 15)) * %lldLL + %s + %s", id, bn,
+                               nr, bc0)));
   } else {
     cu_line(c, "const ts_u32 b%d_[2] = {%s, %s};", id, bw[0], bw[1]);
   }

@@ -249,11 +249,11 @@ static void mma(gen *g, const MlirValue *a, const MlirValue *bw, MlirValue *d,
 
 /* ldmatrix .x`n` (b16) of the shared tile `mem` with this lane's row at
  * element `lin`: the n words of this lane's fragment into w. */
-static void ldmatrix(gen *g, MlirValue mem, MlirValue lin, int n, MlirValue *w) {
+static void ldmatrix(gen *g, MlirValue mem, MlirValue lin, int n, bool trans, MlirValue *w) {
   mb *b = &g->b;
   MlirValue addr = gen_gpu_address(g, mem, lin, 2);
   if (g->emu) {
-    MlirValue args[4] = {g->emu_ctx, g->tid, addr, mb_const_int(b, b->i32, n)};
+    MlirValue args[4] = {g->emu_ctx, g->tid, addr, mb_const_int(b, b->i32, n | (trans ? 8 : 0))};
     gen_call(g, "ts_gpusim_ldmatrix", 4, args, 0, NULL);
     for (int r = 0; r < n; r++) {
       MlirValue q[3] = {g->emu_ctx, g->tid, mb_const_int(b, b->i32, r)};
@@ -263,8 +263,9 @@ static void ldmatrix(gen *g, MlirValue mem, MlirValue lin, int n, MlirValue *w) 
   }
   MlirType st = mlirTypeParseGet(
       b->ctx, mb_str(n == 4 ? "!llvm.struct<(i32, i32, i32, i32)>" : "!llvm.struct<(i32, i32)>"));
-  const char *text = n == 4 ? "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {$0, $1, $2, $3}, [$4];"
-                            : "ldmatrix.sync.aligned.m8n8.x2.shared.b16 {$0, $1}, [$2];";
+  const char *text = n == 4  ? "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {$0, $1, $2, $3}, [$4];"
+                     : trans ? "ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {$0, $1}, [$2];"
+                             : "ldmatrix.sync.aligned.m8n8.x2.shared.b16 {$0, $1}, [$2];";
   MlirNamedAttribute attrs[3] = {
       mb_attr(b, "asm_string", mlirStringAttrGet(b->ctx, mb_str(text))),
       mb_attr(b, "constraints",
@@ -626,7 +627,7 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     MlirValue row = gen_bin(g, "arith.addi", gen_bin(g, "arith.subi", m0, gq), lane16);
     MlirValue lin = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", row, gen_i64(g, K)),
                         gen_bin(g, "arith.addi", lk.iv, gen_bin(g, "arith.muli", half, gen_i64(g, 8))));
-    ldmatrix(g, am, phys(g, sa, lin), 4, aw);
+    ldmatrix(g, am, phys(g, sa, lin), 4, false, aw);
   } else {
     for (int r = 0; r < 4; r++) {
       MlirValue lin = ta ? gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", ak[r], gen_i64(g, M)), ai[r])
@@ -639,7 +640,14 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     MlirValue kh = gen_bin(g, "arith.remsi", gen_bin(g, "arith.divsi", lane, gen_i64(g, 8)), gen_i64(g, 2));
     MlirValue lin = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", row, gen_i64(g, K)),
                         gen_bin(g, "arith.addi", lk.iv, gen_bin(g, "arith.muli", kh, gen_i64(g, 8))));
-    ldmatrix(g, bm, phys(g, sb, lin), 2, bw);
+    ldmatrix(g, bm, phys(g, sb, lin), 2, false, bw);
+  } else if (!tb && bn % 8 == 0 && in_smem(g, sb)) {
+    /* B not transposed (K down its rows): ldmatrix .trans of the rows k ..
+     * k + 15 at the piece's 8 columns, lane l giving row k + l % 16 */
+    MlirValue row = gen_bin(g, "arith.addi", lk.iv, lane16);
+    MlirValue lin = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", row, gen_i64(g, bn)),
+                            gen_bin(g, "arith.addi", n0, bc0));
+    ldmatrix(g, bm, phys(g, sb, lin), 2, true, bw);
   } else {
     MlirValue bk[2] = {k0, k8};
     for (int r = 0; r < 2; r++) {

@@ -138,19 +138,27 @@ void ts_gpusim_mma(int64_t ctx, int64_t tid, int32_t a0, int32_t a1,
 
 /* ldmatrix .x1/.x2/.x4 (b16) for the MLIR lowering's CPU form: `addr` is
  * this lane's row address; matrix m's row j is lane 8 m + j's, and lane l
- * gets row l / 4, columns 2 (l % 4) and + 1 of each matrix; read back with
+ * gets row l / 4, columns 2 (l % 4) and + 1 of each matrix, or with .trans
+ * (n | 8) rows 2 (l % 4) and + 1 of column l / 4; read back with
  * ts_gpusim_ldmatrix_r. */
 void ts_gpusim_ldmatrix(int64_t ctx, int64_t tid, int64_t addr, int32_t n) {
   team *t = (team *)(intptr_t)ctx;
   uint32_t mine[2] = {(uint32_t)addr, (uint32_t)((uint64_t)addr >> 32)}, all[64];
   warp_gather(t, (int)tid, mine, 2, all);
   int lane = (int)(tid & 31);
+  bool trans = n & 8;
+  n &= 7;
+#define ROW(j) ((const uint16_t *)(uintptr_t)((uint64_t)all[(j) * 2] | ((uint64_t)all[(j) * 2 + 1] << 32)))
   for (int m = 0; m < n && m < 4; m++) {
-    int src = m * 8 + (lane >> 2);
-    const uint16_t *row =
-        (const uint16_t *)(uintptr_t)((uint64_t)all[src * 2] | ((uint64_t)all[src * 2 + 1] << 32));
+    if (trans) {
+      int j = m * 8 + (lane & 3) * 2;
+      t->ldm[tid][m] = (uint32_t)ROW(j)[lane >> 2] | ((uint32_t)ROW(j + 1)[lane >> 2] << 16);
+      continue;
+    }
+    const uint16_t *row = ROW(m * 8 + (lane >> 2));
     t->ldm[tid][m] = (uint32_t)row[(lane & 3) * 2] | ((uint32_t)row[(lane & 3) * 2 + 1] << 16);
   }
+#undef ROW
 }
 
 int32_t ts_gpusim_ldmatrix_r(int64_t ctx, int64_t tid, int32_t r) {
