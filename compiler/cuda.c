@@ -355,8 +355,7 @@ void cu_view_store(cg *c, cview *v, const char *const *k, const char *x,
   cu_view_elem(c, v, k, &lin, &ok);
   const char *s = to_storage(c, x, t, v->dt);
   if (c->rows_lead && !v->regs) /* a loop over wgmma's rows (gen.h TS_ACC_ROWS) */
-    cu_line(c, "if ((threadIdx.x & 3) == 0 && %s) %s[%s] = %s;", v->in_range ? "true" : ok,
-            v->base, lin, s);
+    cu_line(c, "if ((threadIdx.x & 3) == 0 && %s) %s[%s] = %s;", ok, v->base, lin, s);
   else if (v->in_range)
     cu_line(c, "%s[%s] = %s;", v->base, lin, s);
   else

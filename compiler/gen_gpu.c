@@ -123,16 +123,21 @@ static bool same_shape(const ts_type *a, const ts_type *b) {
   return true;
 }
 
-/* Inside a top-level `parallel` whose variables `vars` run over exactly
- * the shape of `s`: every mention of `s` is `s[v0, v1, ...]`. */
-static bool owner_in_parallel(const ts_node *n, const ts_symbol *s,
-                              const ts_node *vars) {
+/* Inside a top-level `parallel` with variables `vars`: every mention of
+ * `s` is `s[v0, .., v(n - 1)]`, the first `nv` of them (the owner's element
+ * when they run over exactly the shape of `s`; a vector's row with nv 1 in
+ * a `parallel (i, j)`); with `read_only`, none is written (a row written by
+ * every column's thread). */
+static bool owner_in_parallel(const ts_node *n, const ts_symbol *s, const ts_node *vars,
+                              uint32_t nv, bool read_only) {
   if (!n)
     return true;
+  if (read_only && n->kind == TS_NODE_ASSIGN && ts_node_mentions(n->kids[0], s))
+    return false;
   if (n->kind == TS_NODE_INDEX && whole(n->kids[0], s)) {
-    if (n->kid_count != vars->kid_count + 1)
+    if (n->kid_count != nv + 1)
       return false;
-    for (uint32_t d = 0; d < vars->kid_count; d++)
+    for (uint32_t d = 0; d < nv; d++)
       if (n->kids[d + 1]->kind != TS_NODE_NAME ||
           n->kids[d + 1]->sym != vars->kids[d]->sym)
         return false;
@@ -141,24 +146,7 @@ static bool owner_in_parallel(const ts_node *n, const ts_symbol *s,
   if (n->kind == TS_NODE_NAME)
     return n->sym != s;
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (!owner_in_parallel(n->kids[i], s, vars))
-      return false;
-  return true;
-}
-
-/* Inside a `parallel` whose first variable is `v`: every mention of the
- * vector `s` reads s[v]. */
-static bool row_reads(const ts_node *n, const ts_symbol *s, const ts_symbol *v) {
-  if (!n)
-    return true;
-  if (n->kind == TS_NODE_ASSIGN && ts_node_mentions(n->kids[0], s))
-    return false; /* written by every column's thread */
-  if (n->kind == TS_NODE_INDEX && whole(n->kids[0], s))
-    return n->kid_count == 2 && n->kids[1]->kind == TS_NODE_NAME && n->kids[1]->sym == v;
-  if (n->kind == TS_NODE_NAME)
-    return n->sym != s;
-  for (uint32_t i = 0; i < n->kid_count; i++)
-    if (!row_reads(n->kids[i], s, v))
+    if (!owner_in_parallel(n->kids[i], s, vars, nv, read_only))
       return false;
   return true;
 }
@@ -196,7 +184,7 @@ static bool owner_only(const ts_node *n, const ts_symbol *s, bool rows) {
     if (rows && s->type->rank == 1 && vars->kid_count == 2) {
       const ts_symbol *v = vars->kids[0]->sym;
       return v && v->has_range && ts_extent_equal(&v->range, &s->type->dims[0]) &&
-             row_reads(n->kids[2], s, v);
+             owner_in_parallel(n->kids[2], s, vars, 1, true);
     }
     if (vars->kid_count != s->type->rank)
       return false;
@@ -205,7 +193,7 @@ static bool owner_only(const ts_node *n, const ts_symbol *s, bool rows) {
       if (!v || !v->has_range || !ts_extent_equal(&v->range, &s->type->dims[d]))
         return false;
     }
-    return owner_in_parallel(n->kids[2], s, vars);
+    return owner_in_parallel(n->kids[2], s, vars, vars->kid_count, false);
   }
   case TS_NODE_EXPR_STMT: {
     const ts_node *c = n->kids[0];

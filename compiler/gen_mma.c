@@ -476,8 +476,8 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
   /* a slab starts whole 8-row atoms into A: 8 rows of swz bytes each (the
    * descriptor's SBO), counted in the start field's 16-byte units */
   int64_t ra, ca, rb, cb, lbo;
-  int64_t atom16 = 8 * gen_swizzle_of(g, sa, &ra, &ca) / 16;
   int swa = gen_swizzle_of(g, sa, &ra, &ca), swb = gen_swizzle_of(g, sb, &rb, &cb);
+  int64_t atom16 = 8 * swa / 16;
   int64_t ua0 = ts_wgmma_start(sa, swa, 0, false, &lbo), ub0 = ts_wgmma_start(sb, swb, 0, mn, &lbo);
   int eba = ts_dtype_bits(sa->type->dtype) / 8, ebb = ts_dtype_bits(sb->type->dtype) / 8;
   MlirValue db0 = descriptor(g, sb, 0, mn, col0), da0 = descriptor(g, sa, 0, false, (MlirValue){NULL});
