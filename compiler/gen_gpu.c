@@ -522,6 +522,13 @@ MlirValue gen_gpu_address(gen *g, MlirValue mem, MlirValue lin, int bytes) {
              mb_bin(b, "arith.muli", lin, gen_i64(g, bytes)));
 }
 
+/* The same for shared memory, as the i32 an instruction's .shared operand
+ * takes (the shared window is 32-bit; the pipeline makes shared pointers
+ * 32-bit too, compiler/pipeline.c). */
+MlirValue gen_gpu_shared_address(gen *g, MlirValue mem, MlirValue lin, int bytes) {
+  return mb_cast(&g->b, "arith.trunci", gen_gpu_address(g, mem, lin, bytes), g->b.i32);
+}
+
 bool gen_gpu_in_registers(gen *g, const ts_symbol *s) {
   for (int i = 0; i < g->nregs; i++)
     if (g->regs[i] == s)

@@ -158,6 +158,7 @@ MlirValue gen_gpu_view_at(gen *g, MlirValue buf, MlirValue at, MlirType elem,
 /* The address of element `lin` (of `bytes` each) of a 1-d memref, as an
  * i64 (gen_gpu.c). */
 MlirValue gen_gpu_address(gen *g, MlirValue mem, MlirValue lin, int bytes);
+MlirValue gen_gpu_shared_address(gen *g, MlirValue mem, MlirValue lin, int bytes);
 /* A `pipelined` loop on the GPU as a ring of asynchronous copies
  * (gen_pipe.c); false: not that form, a plain loop. */
 bool gen_pipelined(gen *g, ts_node *n);

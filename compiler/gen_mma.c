@@ -251,9 +251,8 @@ static void mma(gen *g, const MlirValue *a, const MlirValue *bw, MlirValue *d,
  * element `lin`: the n words of this lane's fragment into w. */
 static void ldmatrix(gen *g, MlirValue mem, MlirValue lin, int n, bool trans, MlirValue *w) {
   mb *b = &g->b;
-  MlirValue addr = gen_gpu_address(g, mem, lin, 2);
   if (g->emu) {
-    MlirValue args[4] = {g->emu_ctx, g->tid, addr, mb_const_int(b, b->i32, n | (trans ? 8 : 0))};
+    MlirValue args[4] = {g->emu_ctx, g->tid, gen_gpu_address(g, mem, lin, 2), mb_const_int(b, b->i32, n | (trans ? 8 : 0))};
     gen_call(g, "ts_gpusim_ldmatrix", 4, args, 0, NULL);
     for (int r = 0; r < n; r++) {
       MlirValue q[3] = {g->emu_ctx, g->tid, mb_const_int(b, b->i32, r)};
@@ -269,8 +268,9 @@ static void ldmatrix(gen *g, MlirValue mem, MlirValue lin, int n, bool trans, Ml
   MlirNamedAttribute attrs[3] = {
       mb_attr(b, "asm_string", mlirStringAttrGet(b->ctx, mb_str(text))),
       mb_attr(b, "constraints",
-              mlirStringAttrGet(b->ctx, mb_str(n == 4 ? "=r,=r,=r,=r,l" : "=r,=r,l"))),
+              mlirStringAttrGet(b->ctx, mb_str(n == 4 ? "=r,=r,=r,=r,r" : "=r,=r,r"))),
       mb_attr(b, "has_side_effects", mlirUnitAttrGet(b->ctx))};
+  MlirValue addr = gen_gpu_shared_address(g, mem, lin, 2);
   MlirValue s = mlirOperationGetResult(mb_op(b, "llvm.inline_asm", 1, &addr, 1, &st, 3, attrs), 0);
   for (int r = 0; r < n; r++) {
     int64_t pos = r;

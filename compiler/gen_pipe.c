@@ -89,8 +89,8 @@ static void copy_ahead(gen *g, ts_node *call) {
   (void)llin;
   (void)dok;
   MlirBlock join = gen_if_begin(g, fast);
-  MlirValue ops[2] = {gen_gpu_address(g, dst.mem, dlin, bytes), saddr};
-  inline_asm(g, "cp.async.cg.shared.global [$0], [$1], 16;", "l,l,~{memory}", 2, ops);
+  MlirValue ops[2] = {gen_gpu_shared_address(g, dst.mem, dlin, bytes), saddr};
+  inline_asm(g, "cp.async.cg.shared.global [$0], [$1], 16;", "r,l,~{memory}", 2, ops);
   gen_if_end(g, join);
   join = gen_if_begin(g, gen_bin(g, "arith.xori", fast, mb_const_int(b, b->i1, 1)));
   loop le;

@@ -12,6 +12,7 @@
 #include <mlir-c/Pass.h>
 #include <mlir-c/RegisterEverything.h>
 #include <mlir-c/Target/LLVMIR.h>
+#include <llvm-c/Support.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -57,7 +58,16 @@ const char *ts_pipeline_text(ts_target t) {
 /* ---- contexts and diagnostics ---------------------------------------------------- */
 
 static pthread_once_t passes_once = PTHREAD_ONCE_INIT;
-static void register_passes(void) { mlirRegisterAllPasses(); }
+/* Once per process: the passes, and LLVM's NVPTX back end told to use
+ * 32-bit pointers for shared (and local and const) memory: shared
+ * addresses then take one register, not two (sparse_attn_tc spilled 88
+ * bytes on sm_90a with 64-bit ones). Process-wide, but only the NVPTX
+ * target reads it; the CPU JIT is unaffected. */
+static void register_passes(void) {
+  mlirRegisterAllPasses();
+  static const char *const argv[] = {"tessera", "-nvptx-short-ptr"};
+  LLVMParseCommandLineOptions(2, argv, NULL);
+}
 
 typedef struct diag_sink {
   ts_diags *diags;
