@@ -62,12 +62,19 @@ static void torch_times(const int64_t *n, int count, double *out) {
   pclose(p);
 }
 
-/* gemm_nt on an odd shape (333 x 257 x 191) against f64 on the host:
- * prints the relative error; false (and says so) when it is not below
- * 1e-5. */
+/* gemm_nt on odd shapes (333 x 257 x 191, whose rows are not whole
+ * 16-byte units, so the operands go by cp.async; and 333 x 257 x 192, by
+ * TMA on sm_90a) against f64 on the host: prints the relative errors;
+ * false (and says so) when one is not below 1e-5. */
+static bool check_one(ts_kernel *k, ts_device *gpu, ts_device *host, int64_t K);
 static bool check_ok(ts_kernel *k, ts_device *gpu, ts_device *host) {
+  bool a = check_one(k, gpu, host, 191);
+  return check_one(k, gpu, host, 192) && a;
+}
+
+static bool check_one(ts_kernel *k, ts_device *gpu, ts_device *host, int64_t K) {
   uint64_t seed = 7;
-  int64_t M = 333, N = 257, K = 191;
+  int64_t M = 333, N = 257;
   ts_tensor *a = host_tensor(host, TS_DTYPE_BF16, M, K, &seed);
   ts_tensor *b = host_tensor(host, TS_DTYPE_BF16, N, K, &seed);
   ts_tensor *c = host_tensor(host, TS_DTYPE_F32, M, N, &seed);
@@ -88,7 +95,7 @@ static bool check_ok(ts_kernel *k, ts_device *gpu, ts_device *host) {
       den += s * s;
     }
   double err = sqrt(num / (den > 0 ? den : 1));
-  printf("check (%s): %lldx%lldx%lld against f64, relative error %.2e\n\n",
+  printf("check (%s): %lldx%lldx%lld against f64, relative error %.2e\n",
          *ts_kernel_config(k) ? ts_kernel_config(k) : "default params", (long long)M,
          (long long)N, (long long)K, err);
   ts_tensor *all[] = {a, b, c, da, db, dc, back};
@@ -166,6 +173,7 @@ int main(int argc, char **argv) {
          lowering && !strcmp(lowering, "cuda") ? "CUDA C" : "MLIR");
   if (check && !check_ok(k, gpu, host))
     return 1;
+  printf("\n");
   double peak = getenv("TS_PEAK_TFLOPS") ? atof(getenv("TS_PEAK_TFLOPS")) : 0;
   if (peak <= 0 && (strstr(ts_device_model(gpu), "H100") || strstr(ts_device_model(gpu), "H200")))
     peak = 989.4; /* dense bf16, SXM (PERF-ANCHORS.md) */
@@ -185,6 +193,19 @@ int main(int argc, char **argv) {
       snprintf(rt, sizeof rt, "%.2f", t > 0 ? torch[s] / t : 0);
     }
     printf("| %lld | %.3f | %.1f | %s | %s | %s |\n", (long long)n, t * 1e3, tf, of, tr, rt);
+  }
+  /* TMA against cp.async for the same kernel (TESSERA_TMA=0 makes the
+   * runtime pass no tensor maps; docs/abi.md "Pipelined loops") */
+  printf("\nOperand copies, TMA or cp.async (sm_90a, MLIR lowering; elsewhere both are "
+         "cp.async):\n\n| n | TMA ms | cp.async ms | cp.async / TMA |\n|---|---|---|---|\n");
+  for (int s = 0; s < nsizes; s++) {
+    int64_t n = sizes[s];
+    double with = time_at(k, gpu, n);
+    setenv("TESSERA_TMA", "0", 1);
+    double without = time_at(k, gpu, n);
+    unsetenv("TESSERA_TMA");
+    printf("| %lld | %.3f | %.3f | %.2f |\n", (long long)n, with * 1e3, without * 1e3,
+           with > 0 ? without / with : 0);
   }
   /* tile shapes and ring depths at 4096 (or the largest size below): on
    * sm_90a the wgmma of one k step stays in flight while the next is

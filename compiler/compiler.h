@@ -101,6 +101,17 @@ ts_packed_fn ts_cpu_program_gpu(const ts_cpu_program *p);
 /* Bytes of shared memory one block of the GPU form for `arch` (NULL: sm_90a)
  * uses. */
 int64_t ts_kernel_smem_bytes(const ts_kernel_info *k, const char *arch);
+/* The tensor maps the GPU form for `arch` takes after its scratch
+ * parameters (TMA copies; docs/abi.md "Parameters"), one a box: of tensor
+ * argument `arg` (rank 2), `box_rows` x `box_cols` elements of `esize`
+ * bytes, swizzled by `swz` bytes; at most 8. */
+typedef struct ts_tensor_map_spec {
+  uint32_t arg;
+  int64_t box_rows, box_cols;
+  int esize, swz;
+} ts_tensor_map_spec;
+#define TS_TMA_MAPS 8
+int ts_kernel_tensor_maps(const ts_kernel_info *k, const char *arch, ts_tensor_map_spec *out);
 /* Seconds the compile took (front end through JIT). */
 double ts_cpu_program_compile_seconds(const ts_cpu_program *p);
 

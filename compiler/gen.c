@@ -1216,7 +1216,7 @@ static void gen_kernel(gen *g, MlirModule m, const ts_kernel_info *k,
   g->in_fn = false;
   g->tid.ptr = NULL; /* set inside a parallel of a kernel with thread_id() */
   b->loc = loc_of(g, k->node);
-  MlirType types[160];
+  MlirType types[180];
   intptr_t n = kernel_args(g, k, true, types);
   intptr_t nt = 0;
   for (uint32_t i = 0; i < k->arg_count; i++)
@@ -1297,47 +1297,50 @@ static void gen_kernel_gpu(gen *g, MlirModule m, const ts_kernel_info *k) {
   g->kernel = k;
   g->in_fn = false;
   b->loc = loc_of(g, k->node);
-  MlirType types[160];
+  MlirType types[180];
   intptr_t n = kernel_args(g, k, true, types);
   int64_t dyn[1] = {mlirShapedTypeGetDynamicSize()};
   types[n] = mlirMemRefTypeContiguousGet(b->i8, 1, dyn, mlirAttributeGetNull());
   types[n + 1] = b->i64;
+  intptr_t nx = gen_tma_types(g, k, types + n + 2), e = n + 2 + nx; /* TMA maps, flag */
   if (g->emu) {
-    types[n + 2] = types[n];
-    for (int i = 3; i < 10; i++)
-      types[n + i] = b->i64;
-    g->fn_op = new_func(g, m, name, n + 10, types, 0, NULL, false, false);
+    types[e] = types[n];
+    for (int i = 1; i < 8; i++)
+      types[e + i] = b->i64;
+    g->fn_op = new_func(g, m, name, e + 8, types, 0, NULL, false, false);
     bind_args(g, k, true);
-    g->emu_smem = mlirBlockGetArgument(b->entry, n + 2);
-    g->emu_ctx = mlirBlockGetArgument(b->entry, n + 3);
-    g->emu_tid = mlirBlockGetArgument(b->entry, n + 4);
+    g->emu_smem = mlirBlockGetArgument(b->entry, e);
+    g->emu_ctx = mlirBlockGetArgument(b->entry, e + 1);
+    g->emu_tid = mlirBlockGetArgument(b->entry, e + 2);
     for (int i = 0; i < 3; i++)
-      g->emu_block[i] = mlirBlockGetArgument(b->entry, n + 5 + i);
+      g->emu_block[i] = mlirBlockGetArgument(b->entry, e + 3 + i);
     for (int i = 0; i < 2; i++)
-      g->emu_grid[i] = mlirBlockGetArgument(b->entry, n + 8 + i);
+      g->emu_grid[i] = mlirBlockGetArgument(b->entry, e + 6 + i);
     goto body;
   }
   (void)m;
-  MlirType ft = mlirFunctionTypeGet(b->ctx, n + 2, types, 0, NULL);
+  MlirType ft = mlirFunctionTypeGet(b->ctx, e, types, 0, NULL);
   int32_t bs[3] = {(int32_t)k->threads, 1, 1};
-  MlirNamedAttribute attrs[4] = {
+  MlirNamedAttribute attrs[5] = {
       mb_attr(b, "sym_name", mlirStringAttrGet(b->ctx, mb_str(name))),
       mb_attr(b, "function_type", mlirTypeAttrGet(ft)),
       mb_attr(b, "gpu.kernel", mlirUnitAttrGet(b->ctx)),
       mb_attr(b, "known_block_size", mlirDenseI32ArrayGet(b->ctx, 3, bs)),
+      /* the tensor maps' parameters, by value (compiler/pipeline.c) */
+      mb_attr(b, "tessera.tmaps", mlirIntegerAttrGet(b->i64, g->ntma)),
   };
   MlirOperationState st = mlirOperationStateGet(mb_str("gpu.func"), b->loc);
   MlirRegion r = mlirRegionCreate();
   mlirOperationStateAddOwnedRegions(&st, 1, &r);
-  mlirOperationStateAddAttributes(&st, 4, attrs);
+  mlirOperationStateAddAttributes(&st, g->ntma ? 5 : 4, attrs);
   MlirOperation f = mlirOperationCreate(&st);
   mlirBlockAppendOwnedOperation(g->fn_parent, f);
   g->fn_op = f;
   b->region = mlirOperationGetRegion(f, 0);
-  MlirLocation locs[162];
-  for (intptr_t i = 0; i < n + 2; i++)
+  MlirLocation locs[180];
+  for (intptr_t i = 0; i < e; i++)
     locs[i] = b->loc;
-  b->entry = mlirBlockCreate(n + 2, types, locs);
+  b->entry = mlirBlockCreate(e, types, locs);
   mlirRegionAppendOwnedBlock(b->region, b->entry);
   b->cur = b->entry;
   bind_args(g, k, true);
@@ -1353,6 +1356,7 @@ body:
       mb_bin(b, "arith.muli", gx,
              mb_bin(b, "arith.addi", g->block_id[1],
                     mb_bin(b, "arith.muli", gy, g->block_id[2]))));
+  gen_tma_bind(g, (int)n + 2);
   g->scratch = mlirBlockGetArgument(b->entry, n);
   g->scratch_at =
       mb_bin(b, "arith.muli", lin, mlirBlockGetArgument(b->entry, n + 1));
@@ -1457,6 +1461,8 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
     MlirType ldm[4] = {i64, i64, i64, i32};
     new_func(g, m, "ts_gpusim_ldmatrix", 4, ldm, 0, NULL, true, true);
     new_func(g, m, "ts_gpusim_ldmatrix_r", 3, sh, 1, &i32, true, true);
+    MlirType tma[6] = {i64, i64, i64, i64, i64, i64};
+    new_func(g, m, "ts_gpusim_tma", 6, tma, 0, NULL, true, true);
   }
   ts_node *root = u->root;
   for (uint32_t i = 0; i < root->kid_count && !g->failed; i++)

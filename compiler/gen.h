@@ -178,6 +178,29 @@ void ts_pipe_plan(const ts_kernel_info *k, ts_gpu_tile *tiles, int nt);
 const ts_gpu_tile *ts_pipe_buffers(const ts_kernel_info *k, const ts_node *pipe,
                                    const ts_node *st, const ts_gpu_tile *plan, int nt,
                                    int64_t *stride);
+/* Whether `pipe` can become a ring of buffers at all: two stages or more,
+ * a body of at most 256 statements, no `continue` or `break` in it. */
+bool ts_pipe_ring_body(const ts_node *pipe);
+/* TMA (sm_90a, the MLIR lowering; docs/abi.md "Pipelined loops"): a
+ * staged copy with its ring of buffers whose source is a box of a rank-2
+ * tensor (both dims sliced) and whose tile is swizzled. The box is `rows`
+ * x `box_cols` elements (a swizzle span of the row); the tile is
+ * `cols / box_cols` such panels, `rows * swz` bytes apart. The kernel
+ * takes one tensor map per entry (a CUtensorMap of tensor argument `arg`,
+ * built by the runtime) and, after them, an i32 that is 1 when the runtime
+ * built them all (else the ring copies with cp.async). */
+typedef struct ts_tma {
+  const ts_node *copy; /* the copy call */
+  uint32_t arg;        /* its tensor: argument index */
+  int64_t rows, cols, box_cols;
+  int esize, swz;      /* bytes an element; swizzle span in bytes */
+} ts_tma;
+#define TS_TMA_MAX TS_TMA_MAPS
+int ts_pipe_tma(const ts_kernel_info *k, bool wgmma, ts_tma *out);
+/* Bytes of mbarriers a TMA ring needs past the plan's shared memory: 8 per
+ * stage of each pipelined loop with a TMA copy. */
+int64_t ts_pipe_tma_bar_bytes(const ts_kernel_info *k, bool wgmma);
+
 /* Whether `st`, a statement of `pipe`'s body, is a gemm whose wgmma may
  * stay in flight into the next iteration (both lowerings then retire it
  * one iteration later; docs/abi.md "Pipelined loops"): three stages or

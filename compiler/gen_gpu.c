@@ -460,7 +460,9 @@ int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k, bool wgmma) {
   ts_gpu_tile tiles[TS_GPU_MAX_TILES];
   int64_t total;
   ts_gpu_tile_plan(k, wgmma, tiles, &total);
-  return total;
+  /* then the TMA rings' mbarriers, 8-byte aligned */
+  int64_t bars = ts_pipe_tma_bar_bytes(k, wgmma);
+  return bars ? ((total + 7) & ~(int64_t)7) + bars : total;
 }
 
 /* Bytes of a tile with a symbolic shape (at least one element). */
@@ -542,6 +544,7 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
   int64_t total;
   int n = ts_gpu_tile_plan(k, g->wgmma, tiles, &total);
   g->nplan = n;
+  g->bar_at = (total + 7) & ~(int64_t)7; /* the TMA rings' mbarriers */
   uint8_t mma[TS_GPU_MAX_TILES];
   ts_mma_layouts(k, tiles, n, g->wgmma, mma);
   g->uses_wgmma = false;

@@ -63,6 +63,12 @@ typedef struct gen {
   ts_gpu_tile plan[TS_GPU_MAX_TILES]; /* where the kernel's tiles live */
   int nplan;
   int64_t smem;         /* bytes of workgroup memory placed so far */
+  ts_tma tma[TS_TMA_MAX]; /* the kernel's TMA copies (gen.h ts_tma) */
+  int ntma;
+  MlirValue tma_map[TS_TMA_MAX]; /* their maps: !llvm.ptr to the by-value
+                         * parameter on the GPU, i64 host pointer in the simulator */
+  MlirValue tma_on;     /* i1: the runtime built the maps */
+  int64_t bar_at;       /* shared byte offset of the next ring's mbarriers */
   MlirValue scratch;    /* memref<?xi8>: this block's global scratch */
   MlirValue scratch_at; /* i64: the next free byte in it */
   /* the GPU kernel built as a CPU function for the simulator (gpusim):
@@ -159,6 +165,11 @@ MlirValue gen_gpu_view_at(gen *g, MlirValue buf, MlirValue at, MlirType elem,
  * i64 (gen_gpu.c). */
 MlirValue gen_gpu_address(gen *g, MlirValue mem, MlirValue lin, int bytes);
 MlirValue gen_gpu_shared_address(gen *g, MlirValue mem, MlirValue lin, int bytes);
+/* TMA (gen_pipe.c): the kernel's tensor-map parameters after the scratch
+ * ones (their types into `types`; how many), and binding them from the
+ * entry block's arguments from `first`. */
+int gen_tma_types(gen *g, const ts_kernel_info *k, MlirType *types);
+void gen_tma_bind(gen *g, int first);
 /* A `pipelined` loop on the GPU as a ring of asynchronous copies
  * (gen_pipe.c); false: not that form, a plain loop. */
 bool gen_pipelined(gen *g, ts_node *n);

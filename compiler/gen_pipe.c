@@ -15,6 +15,7 @@ typedef struct staged {
   int64_t off;     /* its byte offset in shared memory */
   int64_t stride;  /* bytes between buffers */
   int64_t elems;
+  int tma;         /* its entry in g->tma, or -1 */
 } staged;
 
 static void inline_asm(gen *g, const char *text, const char *cons, intptr_t n,
@@ -107,38 +108,146 @@ static void copy_ahead(gen *g, ts_node *call) {
   gen_each_end(g, L, rank);
 }
 
-static bool has_continue(const ts_node *n) {
-  if (!n)
-    return false;
-  if (n->kind == TS_NODE_CONTINUE || n->kind == TS_NODE_BREAK)
-    return true;
-  for (uint32_t i = 0; i < n->kid_count; i++)
-    if (has_continue(n->kids[i]))
-      return true;
-  return false;
-}
-
 static void group(gen *g, const char *text) {
   if (!g->emu)
     inline_asm(g, text, "~{memory}", 0, NULL);
 }
 
-/* Iteration v's copies, when v < hi. */
+/* ---- TMA (gen.h ts_tma) ------------------------------------------------ */
+
+int gen_tma_types(gen *g, const ts_kernel_info *k, MlirType *types) {
+  g->ntma = ts_pipe_tma(k, g->wgmma, g->tma);
+  if (!g->ntma)
+    return 0;
+  MlirType ptr = mlirTypeParseGet(g->b.ctx, mb_str("!llvm.ptr"));
+  for (int i = 0; i < g->ntma; i++)
+    types[i] = g->emu ? g->b.i64 : ptr;
+  types[g->ntma] = g->b.i32;
+  return g->ntma + 1;
+}
+
+void gen_tma_bind(gen *g, int first) {
+  for (int i = 0; i < g->ntma; i++)
+    g->tma_map[i] = mlirBlockGetArgument(g->b.entry, first + i);
+  if (g->ntma)
+    g->tma_on = mb_cmpi(&g->b, CMPI_NE, mlirBlockGetArgument(g->b.entry, first + g->ntma),
+                        mb_const_int(&g->b, g->b.i32, 0));
+}
+
+static int tma_of(gen *g, const ts_node *call) {
+  for (int i = 0; i < g->ntma; i++)
+    if (g->tma[i].copy == call)
+      return i;
+  return -1;
+}
+
+/* The shared address (i32) of the mbarrier of iteration v's buffer, and
+ * the parity of the phase that iteration's copies complete. */
+static MlirValue ring_bar(gen *g, int64_t bar, MlirValue v, MlirValue lo, int64_t stages,
+                          MlirValue *parity) {
+  MlirValue j = gen_bin(g, "arith.subi", v, lo);
+  if (parity)
+    *parity = mb_cast(&g->b, "arith.trunci",
+                      gen_bin(g, "arith.andi", gen_bin(g, "arith.divsi", j, gen_i64(g, stages)),
+                              gen_i64(g, 1)),
+                      g->b.i32);
+  MlirValue at = gen_bin(g, "arith.addi", gen_i64(g, bar),
+                         gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", j, gen_i64(g, stages)),
+                                 gen_i64(g, 8)));
+  return gen_gpu_shared_address(g, g->smem_base, at, 1);
+}
+
+/* The slice's first index along dim d of the copy's source (a TMA
+ * coordinate). */
+static MlirValue box_start(gen *g, const ts_node *call, int d) {
+  const ts_node *lo = call->kids[0]->kids[1 + d]->kids[0];
+  return lo ? gen_expr_as(g, (ts_node *)lo, g->b.i64) : gen_i64(g, 0);
+}
+
+/* Iteration v's TMA copies (the buffers pointed at): thread 0 arms the
+ * buffer's mbarrier with their bytes and issues one box a panel; in the
+ * simulator, ts_gpusim_tma copies the box at once. Without the maps, every
+ * thread copies with cp.async as for any staged copy. */
+static void tma_fill(gen *g, staged *s, int ns, MlirValue bar) {
+  mb *b = &g->b;
+  MlirValue t0 = mb_cmpi(b, CMPI_EQ, g->tid, gen_i64(g, 0));
+  MlirBlock join = gen_if_begin(g, gen_bin(g, "arith.andi", g->tma_on, t0));
+  int64_t bytes = 0;
+  for (int i = 0; i < ns; i++)
+    if (s[i].tma >= 0)
+      bytes += g->tma[s[i].tma].rows * g->tma[s[i].tma].cols * g->tma[s[i].tma].esize;
+  if (!g->emu) {
+    char text[96];
+    snprintf(text, sizeof text, "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], %lld;",
+             (long long)bytes);
+    inline_asm(g, text, "r,~{memory}", 1, &bar);
+  }
+  for (int i = 0; i < ns; i++) {
+    if (s[i].tma < 0)
+      continue;
+    const ts_tma *t = &g->tma[s[i].tma];
+    MlirValue y = box_start(g, s[i].call, 0), x = box_start(g, s[i].call, 1);
+    MlirValue tile = {(void *)s[i].tile->user};
+    for (int64_t p = 0; p < t->cols / t->box_cols; p++) {
+      MlirValue at = gen_i64(g, p * t->rows * t->box_cols);
+      MlirValue xp = gen_bin(g, "arith.addi", x, gen_i64(g, p * t->box_cols));
+      if (g->emu) {
+        MlirValue args[6] = {g->emu_ctx, g->tid, gen_gpu_address(g, tile, at, t->esize),
+                             g->tma_map[s[i].tma], xp, y};
+        gen_call(g, "ts_gpusim_tma", 6, args, 0, NULL);
+        continue;
+      }
+      MlirValue ops[5] = {gen_gpu_shared_address(g, tile, at, t->esize), g->tma_map[s[i].tma],
+                          mb_cast(b, "arith.trunci", xp, b->i32),
+                          mb_cast(b, "arith.trunci", y, b->i32), bar};
+      inline_asm(g,
+                 "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [$0], [$1, {$2, $3}], [$4];",
+                 "r,l,r,r,r,~{memory}", 5, ops);
+    }
+  }
+  gen_if_end(g, join);
+  join = gen_if_begin(g, gen_bin(g, "arith.xori", g->tma_on, mb_const_int(b, b->i1, 1)));
+  for (int i = 0; i < ns; i++)
+    if (s[i].tma >= 0)
+      copy_ahead(g, s[i].call);
+  gen_if_end(g, join);
+}
+
+/* Every thread waits for iteration v's TMA copies (when the maps are
+ * there): the phase of its buffer's mbarrier. */
+static void tma_wait(gen *g, int64_t bar, MlirValue v, MlirValue lo, int64_t stages) {
+  if (g->emu || bar < 0)
+    return;
+  MlirValue ops[2];
+  MlirBlock join = gen_if_begin(g, g->tma_on);
+  ops[0] = ring_bar(g, bar, v, lo, stages, &ops[1]);
+  inline_asm(g,
+             "{\n.reg .pred p;\nTS_WAIT${:uid}:\n"
+             "mbarrier.try_wait.parity.shared::cta.b64 p, [$0], $1;\n"
+             "@!p bra TS_WAIT${:uid};\n}",
+             "r,r,~{memory}", 2, ops);
+  gen_if_end(g, join);
+}
+
+/* Iteration v's copies, when v < hi (`bar`: the ring's mbarriers' offset,
+ * -1 without TMA copies). */
 static void fill(gen *g, ts_node *n, staged *s, int ns, MlirValue v, MlirValue lo,
-                 MlirValue hi, int64_t stages) {
+                 MlirValue hi, int64_t stages, int64_t bar) {
   MlirBlock join = gen_if_begin(g, mb_cmpi(&g->b, CMPI_SLT, v, hi));
   n->sym->user = v.ptr;
   point(g, s, ns, v, lo, stages);
+  if (bar >= 0)
+    tma_fill(g, s, ns, g->emu ? gen_i64(g, 0) : ring_bar(g, bar, v, lo, stages, NULL));
   for (int i = 0; i < ns; i++)
-    copy_ahead(g, s[i].call);
+    if (bar < 0 || s[i].tma < 0)
+      copy_ahead(g, s[i].call);
   gen_if_end(g, join);
 }
 
 /* Whether `n` can become a ring (else a plain loop). */
 static bool ring_form(gen *g, ts_node *n) {
-  ts_node *body = n->kids[3];
-  return g->gpu && !g->par && !g->single && ts_pipe_stages(n) >= 2 && body &&
-         body->kid_count <= 256 && !has_continue(body);
+  return g->gpu && !g->par && !g->single && ts_pipe_ring_body(n);
 }
 
 /* Whether `st` is a gemm statement that runs as wgmma (ts_mma_gemm, under
@@ -188,7 +297,7 @@ bool gen_pipelined(gen *g, ts_node *n) {
       continue;
     ts_symbol *t = st->kids[0]->kids[1]->sym;
     s[ns++] = (staged){st->kids[0], t, t->user, p->off, stride,
-                       stride / (ts_dtype_bits(t->type->dtype) / 8)};
+                       stride / (ts_dtype_bits(t->type->dtype) / 8), tma_of(g, st->kids[0])};
     skip[i] = true;
   }
   if (!ns) {
@@ -211,11 +320,28 @@ bool gen_pipelined(gen *g, ts_node *n) {
   mb *b = &g->b;
   MlirValue lo = gen_expr_as(g, n->kids[0], b->i64);
   MlirValue hi = gen_expr_as(g, n->kids[1], b->i64);
+  /* TMA copies: one mbarrier a buffer, armed by thread 0 (initialised
+   * here, made visible to the async proxy by the barrier) */
+  int64_t bar = -1;
+  for (int i = 0; i < ns; i++)
+    if (s[i].tma >= 0)
+      bar = g->bar_at;
+  if (bar >= 0) {
+    g->bar_at += 8 * stages;
+    MlirBlock join = gen_if_begin(
+        g, gen_bin(g, "arith.andi", g->tma_on, mb_cmpi(b, CMPI_EQ, g->tid, gen_i64(g, 0))));
+    for (int64_t i = 0; i < stages && !g->emu; i++) {
+      MlirValue at = gen_gpu_shared_address(g, g->smem_base, gen_i64(g, bar + 8 * i), 1);
+      inline_asm(g, "mbarrier.init.shared::cta.b64 [$0], 1;", "r,~{memory}", 1, &at);
+    }
+    group(g, "fence.mbarrier_init.release.cluster;");
+    gen_if_end(g, join);
+  }
   gen_barrier(g);
   /* prologue: the first `lead` iterations' copies, a group each */
   loop lp, L;
   gen_loop_begin(g, &lp, gen_i64(g, 0), gen_i64(g, lead));
-  fill(g, n, s, ns, gen_bin(g, "arith.addi", lo, lp.iv), lo, hi, stages);
+  fill(g, n, s, ns, gen_bin(g, "arith.addi", lo, lp.iv), lo, hi, stages, bar);
   group(g, "cp.async.commit_group;");
   gen_loop_end(g, &lp);
   gen_loop_begin(g, &L, lo, hi);
@@ -225,17 +351,19 @@ bool gen_pipelined(gen *g, ts_node *n) {
      * na groups), in every thread, before the refill of v - 2's buffer */
     snprintf(wait, sizeof wait, "cp.async.wait_group %lld;", (long long)(lead - 1));
     group(g, wait);
+    tma_wait(g, bar, L.iv, lo, stages);
     gen_wgmma_wait(g, na, NULL, 0);
     group(g, "fence.proxy.async.shared::cta;");
     gen_barrier(g);
-    fill(g, n, s, ns, gen_bin(g, "arith.addi", L.iv, gen_i64(g, lead)), lo, hi, stages);
+    fill(g, n, s, ns, gen_bin(g, "arith.addi", L.iv, gen_i64(g, lead)), lo, hi, stages, bar);
     group(g, "cp.async.commit_group;");
   } else {
     /* start iteration v + lead's copies, wait for v's */
-    fill(g, n, s, ns, gen_bin(g, "arith.addi", L.iv, gen_i64(g, lead)), lo, hi, stages);
+    fill(g, n, s, ns, gen_bin(g, "arith.addi", L.iv, gen_i64(g, lead)), lo, hi, stages, bar);
     group(g, "cp.async.commit_group;");
     snprintf(wait, sizeof wait, "cp.async.wait_group %lld;", (long long)lead);
     group(g, wait);
+    tma_wait(g, bar, L.iv, lo, stages);
     gen_barrier(g);
   }
   n->sym->user = L.iv.ptr;

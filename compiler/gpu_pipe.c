@@ -177,6 +177,91 @@ const ts_gpu_tile *ts_pipe_buffers(const ts_kernel_info *k, const ts_node *pipe,
   return p;
 }
 
+static bool has_continue(const ts_node *n) {
+  if (!n)
+    return false;
+  if (n->kind == TS_NODE_CONTINUE || n->kind == TS_NODE_BREAK)
+    return true;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (has_continue(n->kids[i]))
+      return true;
+  return false;
+}
+
+bool ts_pipe_ring_body(const ts_node *pipe) {
+  const ts_node *body = pipe->kids[3];
+  return ts_pipe_stages(pipe) >= 2 && body && body->kid_count <= 256 && !has_continue(body);
+}
+
+/* The TMA form of staged copy `st` of `pipe` (gen.h ts_tma), if it has one. */
+static bool tma_copy(const ts_kernel_info *k, const ts_node *pipe, const ts_node *st,
+                     const ts_gpu_tile *plan, int nt, ts_tma *out) {
+  int64_t stride;
+  const ts_gpu_tile *p = ts_pipe_buffers(k, pipe, st, plan, nt, &stride);
+  if (!p || !p->swz)
+    return false;
+  const ts_node *c = st->kids[0], *src = c->kids[0];
+  const ts_type *t = c->kids[1]->sym->type;
+  if (src->kind != TS_NODE_INDEX || src->kid_count != 3 || src->kids[0]->sym->type->rank != 2 ||
+      src->kids[1]->kind != TS_NODE_SLICE || src->kids[2]->kind != TS_NODE_SLICE || t->rank != 2)
+    return false;
+  int esize = ts_dtype_bits(t->dtype) / 8;
+  int64_t rows = t->dims[0].c, cols = t->dims[1].c;
+  int64_t span = p->swz / esize; /* elements */
+  if (rows < 1 || rows > 256 || cols % span || (cols != span && p->swz != 128))
+    return false;
+  for (uint32_t i = 0; i < k->arg_count; i++)
+    if (k->args[i] == src->kids[0]->sym) {
+      *out = (ts_tma){c, i, rows, cols, span, esize, p->swz};
+      return true;
+    }
+  return false;
+}
+
+static void tma_walk(const ts_kernel_info *k, const ts_node *n, const ts_gpu_tile *plan,
+                     int nt, ts_tma *out, int *count, int64_t *bars) {
+  if (!n)
+    return;
+  if (n->kind == TS_NODE_PIPELINED && ts_pipe_ring_body(n)) {
+    bool any = false;
+    for (uint32_t i = 0; i < n->kids[3]->kid_count && *count < TS_TMA_MAX; i++)
+      if (tma_copy(k, n, n->kids[3]->kids[i], plan, nt, &out[*count]))
+        ++*count, any = true;
+    if (any)
+      *bars += 8 * ts_pipe_stages(n);
+  }
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    tma_walk(k, n->kids[i], plan, nt, out, count, bars);
+}
+
+/* The TMA copies and their mbarrier bytes; none when the plan leaves no
+ * room for the mbarriers. */
+static int tma_list(const ts_kernel_info *k, bool wgmma, ts_tma *out, int64_t *bars) {
+  ts_gpu_tile plan[TS_GPU_MAX_TILES];
+  int64_t total;
+  int n = 0;
+  *bars = 0;
+  if (!wgmma)
+    return 0;
+  int nt = ts_gpu_tile_plan(k, wgmma, plan, &total);
+  tma_walk(k, k->node->kids[4], plan, nt, out, &n, bars);
+  if (total + *bars > 232448) /* a Hopper block's 227 KiB */
+    n = 0, *bars = 0;
+  return n;
+}
+
+int ts_pipe_tma(const ts_kernel_info *k, bool wgmma, ts_tma *out) {
+  int64_t bars;
+  return tma_list(k, wgmma, out, &bars);
+}
+
+int64_t ts_pipe_tma_bar_bytes(const ts_kernel_info *k, bool wgmma) {
+  ts_tma t[TS_TMA_MAX];
+  int64_t bars;
+  tma_list(k, wgmma, t, &bars);
+  return bars;
+}
+
 /* Whether tile `t` is the destination of a staged copy of `pipe`'s body
  * with its ring of buffers. */
 static bool staged_tile(const ts_kernel_info *k, const ts_node *pipe, const ts_node *t,

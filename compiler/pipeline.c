@@ -183,13 +183,57 @@ static void pipeline_error(MlirStringRef s, void *ud) {
 static ts_status run_pipeline(ts_mlir *m, MlirModule mod, const char *text,
                               const char *what, bool time_passes);
 
+static bool named(MlirOperation op, const char *name) {
+  MlirStringRef n = mlirIdentifierStr(mlirOperationGetName(op));
+  return n.length == strlen(name) && !memcmp(n.data, name, n.length);
+}
+
+/* A kernel's tensor maps (its `tessera.tmaps` parameters before the last;
+ * compiler/gen.c) are passed by value: 128 bytes, 64-byte aligned, a
+ * grid constant, so that TMA reads the map from the parameter space. The
+ * conversion to the NVVM dialect drops argument attributes of gpu.func,
+ * so they are set on the llvm.func it made. */
+static void by_value_maps(MlirContext ctx, MlirModule mod) {
+  MlirAttribute map = mlirAttributeParseGet(
+      ctx, mlirStringRefCreateFromCString("{llvm.align = 64 : i64, llvm.byval = "
+                                          "!llvm.array<128 x i8>, nvvm.grid_constant}"));
+  MlirOperation gm = mlirBlockGetFirstOperation(mlirModuleGetBody(mod));
+  for (; !mlirOperationIsNull(gm); gm = mlirOperationGetNextInBlock(gm)) {
+    if (!named(gm, "gpu.module"))
+      continue;
+    MlirBlock body = mlirRegionGetFirstBlock(mlirOperationGetRegion(gm, 0));
+    for (MlirOperation f = mlirBlockGetFirstOperation(body); !mlirOperationIsNull(f);
+         f = mlirOperationGetNextInBlock(f)) {
+      MlirAttribute nt = mlirOperationGetAttributeByName(f, mlirStringRefCreateFromCString("tessera.tmaps"));
+      if (!named(f, "llvm.func") || mlirAttributeIsNull(nt))
+        continue;
+      int64_t n = mlirIntegerAttrGetValueInt(nt);
+      MlirBlock entry = mlirRegionGetFirstBlock(mlirOperationGetRegion(f, 0));
+      intptr_t na = mlirBlockGetNumArguments(entry);
+      MlirAttribute old = mlirOperationGetAttributeByName(f, mlirStringRefCreateFromCString("arg_attrs"));
+      MlirAttribute attrs[200];
+      if (na > 200 || n + 1 > na)
+        continue;
+      for (intptr_t i = 0; i < na; i++)
+        attrs[i] = i >= na - 1 - n && i < na - 1 ? map
+                   : !mlirAttributeIsNull(old) ? mlirArrayAttrGetElement(old, i)
+                                               : mlirDictionaryAttrGet(ctx, 0, NULL);
+      mlirOperationSetAttributeByName(f, mlirStringRefCreateFromCString("arg_attrs"),
+                                      mlirArrayAttrGet(ctx, na, attrs));
+    }
+  }
+}
+
 ts_status ts_mlir_lower(ts_mlir *m, MlirModule mod, ts_target target,
                         bool time_passes) {
   const char *text = ts_pipeline_text(target);
   if (!text)
     return ts_status_make(TS_ERR_UNSUPPORTED, "no pipeline for target '%s' yet",
                           ts_target_name(target));
-  return run_pipeline(m, mod, text, ts_target_name(target), time_passes);
+  TS_TRY(run_pipeline(m, mod, text, ts_target_name(target), time_passes));
+  if (target == TS_TARGET_PTX)
+    by_value_maps(m->ctx, mod);
+  return NULL;
 }
 
 ts_status ts_mlir_ptx(ts_mlir *m, MlirModule lowered, bool time_passes,

@@ -50,6 +50,12 @@ const char *ts_cuda_arch(const ts_device *d) {
   (void)d;
   return NULL;
 }
+ts_status ts_cuda_tensor_map(ts_device *d, void *map, void *base, int esize, int64_t rows,
+                             int64_t cols, int64_t box_rows, int64_t box_cols, int swz) {
+  (void)d, (void)map, (void)base, (void)esize, (void)rows, (void)cols;
+  (void)box_rows, (void)box_cols, (void)swz;
+  return ts_status_make(TS_ERR_UNSUPPORTED, "no CUDA device");
+}
 
 #else
 
@@ -86,7 +92,8 @@ const char *ts_cuda_arch(const ts_device *d) {
   X(EventElapsedTime, cuEventElapsedTime, 12080)                               \
   X(EventDestroy, cuEventDestroy, 4000)                                        \
   X(GetErrorName, cuGetErrorName, 6000)                                        \
-  X(GetErrorString, cuGetErrorString, 6000)
+  X(GetErrorString, cuGetErrorString, 6000)                                    \
+  X(TensorMapEncodeTiled, cuTensorMapEncodeTiled, 12000)
 
 typedef struct cuda_api {
   void *lib;
@@ -289,6 +296,28 @@ void ts_cuda_module_unload(ts_device *d, void *module) {
   cuda_device *c = (cuda_device *)d;
   if (module)
     c->api.ModuleUnload((CUmodule)module);
+}
+
+ts_status ts_cuda_tensor_map(ts_device *d, void *map, void *base, int esize, int64_t rows,
+                             int64_t cols, int64_t box_rows, int64_t box_cols, int swz) {
+  cuda_api *a = &((cuda_device *)d)->api;
+  if (!a->TensorMapEncodeTiled)
+    return ts_status_make(TS_ERR_UNSUPPORTED, "the driver has no cuTensorMapEncodeTiled");
+  cuuint64_t dim[2] = {(cuuint64_t)cols, (cuuint64_t)rows};
+  cuuint64_t stride[1] = {(cuuint64_t)(cols * esize)};
+  cuuint32_t box[2] = {(cuuint32_t)box_cols, (cuuint32_t)box_rows}, one[2] = {1, 1};
+  CUtensorMapSwizzle sw = swz == 128  ? CU_TENSOR_MAP_SWIZZLE_128B
+                          : swz == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
+                                      : CU_TENSOR_MAP_SWIZZLE_32B;
+  CU(a,
+     a->TensorMapEncodeTiled((CUtensorMap *)map,
+                             esize == 2 ? CU_TENSOR_MAP_DATA_TYPE_UINT16
+                                        : CU_TENSOR_MAP_DATA_TYPE_UINT8,
+                             2, base, dim, stride, box, one, CU_TENSOR_MAP_INTERLEAVE_NONE, sw,
+                             CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+                             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+     "cuTensorMapEncodeTiled");
+  return NULL;
 }
 
 ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],

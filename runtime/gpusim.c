@@ -61,6 +61,8 @@ typedef struct team {
   ts_packed_fn gpu;
   void *const *slots; /* the kernel's packed tensors, dims, scalars */
   int nslots;
+  void *const *tail; /* after the scratch parameters: tensor maps, flag */
+  int ntail;
   uint8_t *scratch, *smem;
   int64_t scratch_size, smem_size, per_block;
   int64_t grid[3], block[3];
@@ -141,6 +143,28 @@ void ts_gpusim_mma(int64_t ctx, int64_t tid, int32_t a0, int32_t a1,
  * gets row l / 4, columns 2 (l % 4) and + 1 of each matrix, or with .trans
  * (n | 8) rows 2 (l % 4) and + 1 of column l / 4; read back with
  * ts_gpusim_ldmatrix_r. */
+/* cp.async.bulk.tensor of one box (issued by one thread, done at once):
+ * element (r, c) of the box at (x, y) goes to byte r * row + c * esize of
+ * the box at dst, the 16-byte unit of that address XORed with its bits 7..
+ * (swz / 16 - 1 of them) as the hardware's swizzle does (from the address,
+ * so a 1024-aligned box starts the pattern at row 0); zeros out of bounds. */
+void ts_gpusim_tma(int64_t ctx, int64_t tid, int64_t dst, int64_t map, int64_t x,
+                   int64_t y) {
+  (void)ctx, (void)tid;
+  const ts_sim_tmap *m = (const ts_sim_tmap *)(intptr_t)map;
+  int64_t row = (int64_t)m->box_cols * m->esize;
+  for (int64_t r = 0; r < m->box_rows; r++)
+    for (int64_t c = 0; c < m->box_cols; c++) {
+      uintptr_t a = (uintptr_t)dst + (uintptr_t)(r * row + c * m->esize);
+      a ^= ((a >> 7) & (uintptr_t)(m->swz / 16 - 1)) << 4;
+      int64_t gy = y + r, gx = x + c;
+      if (gy >= 0 && gy < m->rows && gx >= 0 && gx < m->cols)
+        memcpy((void *)a, m->base + (gy * m->cols + gx) * m->esize, (size_t)m->esize);
+      else
+        memset((void *)a, 0, (size_t)m->esize);
+    }
+}
+
 void ts_gpusim_ldmatrix(int64_t ctx, int64_t tid, int64_t addr, int32_t n) {
   team *t = (team *)(intptr_t)ctx;
   uint32_t mine[2] = {(uint32_t)addr, (uint32_t)((uint64_t)addr >> 32)}, all[64];
@@ -324,7 +348,7 @@ static void fiber_main(void) {
   int64_t tid = t->cur;
   /* the kernel's arguments, then the scratch memref (allocated, aligned,
    * offset, size, stride) and its bytes per block: what both forms take */
-  void *slots[TS_GPUSIM_MAX_SLOTS + 20];
+  void *slots[TS_GPUSIM_MAX_SLOTS + 40];
   memcpy(slots, t->slots, (size_t)t->nslots * sizeof *slots);
   int64_t zero = 0, one = 1, ctx = (int64_t)(intptr_t)t;
   int64_t ssize = t->scratch_size > 0 ? t->scratch_size : 1;
@@ -336,7 +360,9 @@ static void fiber_main(void) {
   slots[n++] = &ssize;
   slots[n++] = &one;
   slots[n++] = &t->per_block;
-  if (!t->direct) { /* the MLIR form: smem memref, ctx, tid, block, grid */
+  if (!t->direct) { /* the MLIR form: maps, smem memref, ctx, tid, block, grid */
+    for (int i = 0; i < t->ntail; i++)
+      slots[n++] = t->tail[i];
     slots[n++] = &t->smem;
     slots[n++] = &t->smem;
     slots[n++] = &zero;
@@ -418,10 +444,10 @@ static ts_status run_block(team *t) {
 }
 
 ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
-                           void *const *slots, int nslots,
+                           void *const *slots, int nslots, void *const *tail, int ntail,
                            const int64_t grid[3], int64_t total,
                            int64_t per_block, int64_t smem) {
-  if (threads < 1 || threads > MAX_THREADS || nslots > TS_GPUSIM_MAX_SLOTS)
+  if (threads < 1 || threads > MAX_THREADS || nslots > TS_GPUSIM_MAX_SLOTS || ntail > 16)
     return ts_status_make(TS_ERR_UNSUPPORTED,
                           "the GPU simulator runs 1 to %d threads per block",
                           MAX_THREADS);
@@ -452,6 +478,8 @@ ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
   t->gpu = gpu;
   t->slots = slots;
   t->nslots = nslots;
+  t->tail = tail;
+  t->ntail = ntail;
   t->scratch_size = scratch;
   t->smem_size = smem;
   t->per_block = per_block;

@@ -46,10 +46,28 @@ int32_t ts_gpusim_ldmatrix_r(int64_t ctx, int64_t tid, int32_t r);
 void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
                      int64_t acc, int32_t n, int32_t kind);
 void ts_gpusim_wgmma_sync(int64_t ctx, int64_t tid, int32_t n);
+void ts_gpusim_tma(int64_t ctx, int64_t tid, int64_t dst, int64_t map, int64_t x,
+                   int64_t y);
+/* The simulator's tensor map (what ts_gpusim_tma reads; a CUtensorMap on
+ * the GPU): a row-major [rows, cols] tensor at `base`, boxes of
+ * box_rows x box_cols elements of `esize` bytes, swizzled by `swz` bytes. */
+typedef struct ts_sim_tmap {
+  const uint8_t *base;
+  int64_t rows, cols;
+  int32_t box_rows, box_cols, esize, swz;
+} ts_sim_tmap;
+/* `tail` (ntail slots: the kernel's tensor maps and their flag) follow the
+ * scratch parameters in the MLIR form. */
 ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
-                           void *const *slots, int nslots,
+                           void *const *slots, int nslots, void *const *tail, int ntail,
                            const int64_t grid[3], int64_t total,
                            int64_t per_block, int64_t smem);
+/* A CUtensorMap (128 bytes at `map`) of a row-major [rows, cols] tensor at
+ * device address `base` (TMA; docs/abi.md "Parameters"): boxes of box_rows x
+ * box_cols elements of `esize` bytes, swizzled by `swz` bytes, zeros out of
+ * bounds. */
+ts_status ts_cuda_tensor_map(ts_device *d, void *map, void *base, int esize, int64_t rows,
+                             int64_t cols, int64_t box_rows, int64_t box_cols, int swz);
 /* The CUDA C of kernel `name` built for the CPU (cudasim.c): a packed
  * function the simulator calls directly; *handle is for ts_cudasim_close. */
 ts_status ts_cudasim_build(const char *cuda, const char *name, void **handle,
@@ -60,7 +78,7 @@ void ts_cudasim_close(void *handle);
  * shuffle, print and assert. A launch on the CPU or the simulator sets its
  * state on each thread that runs its blocks; a failed assert records the
  * first message there. */
-#define TS_RT_SYMBOLS 10
+#define TS_RT_SYMBOLS 11
 extern const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS];
 typedef struct ts_launch_state {
   _Atomic int failed;

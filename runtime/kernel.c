@@ -186,6 +186,56 @@ static const char *arg_name(const ts_symbol *s, char *buf, size_t size) {
   return buf;
 }
 
+/* TMA: the tensor maps the kernel's MLIR form takes after its scratch
+ * parameters (compiler.h ts_kernel_tensor_maps), built for this launch,
+ * and the flag the kernel reads: 1 when every map was built (a tensor
+ * whose rows are not whole 16-byte units, or that is not 16-byte aligned,
+ * has none; TESSERA_TMA=0 builds none), else its copies go by cp.async. */
+typedef struct tmaps {
+  _Alignas(64) uint64_t map[TS_TMA_MAPS][16]; /* CUtensorMap each */
+  ts_sim_tmap sim[TS_TMA_MAPS];
+  int64_t simp[TS_TMA_MAPS];
+  int32_t on;
+  void *slots[TS_TMA_MAPS + 1];
+  int n;
+} tmaps;
+
+static tmaps *new_tmaps(void) {
+  tmaps *m = aligned_alloc(64, (sizeof(tmaps) + 63) & ~(size_t)63);
+  if (m)
+    memset(m, 0, sizeof *m);
+  return m;
+}
+
+static ts_status tensor_maps(const ts_kernel *k, const ts_arg *args, const char *arch,
+                             tmaps *m) {
+  ts_tensor_map_spec spec[TS_TMA_MAPS];
+  int n = cuda_lowering() ? 0 : ts_kernel_tensor_maps(k->info, arch, spec);
+  m->n = 0;
+  if (!n)
+    return NULL;
+  const char *env = getenv("TESSERA_TMA");
+  m->on = !(env && !strcmp(env, "0"));
+  for (int i = 0; i < n; i++) {
+    ts_tensor *t = args[spec[i].arg].tensor;
+    void *data = ts_tensor_device_ptr(t);
+    int64_t rows = ts_tensor_dim(t, 0), cols = ts_tensor_dim(t, 1);
+    if ((uintptr_t)data % 16 || cols * spec[i].esize % 16 || rows < 1 || cols < 1 ||
+        rows > INT32_MAX || cols > INT32_MAX)
+      m->on = 0;
+    m->sim[i] = (ts_sim_tmap){data, rows, cols, (int32_t)spec[i].box_rows,
+                              (int32_t)spec[i].box_cols, spec[i].esize, spec[i].swz};
+    m->simp[i] = (int64_t)(intptr_t)&m->sim[i];
+    m->slots[i] = k->device->cuda ? (void *)m->map[i] : (void *)&m->simp[i];
+    if (k->device->cuda && m->on)
+      TS_TRY(ts_cuda_tensor_map(k->device, m->map[i], data, spec[i].esize, rows, cols,
+                                spec[i].box_rows, spec[i].box_cols, spec[i].swz));
+  }
+  m->slots[n] = &m->on;
+  m->n = n + 1;
+  return NULL;
+}
+
 typedef struct run_ctx {
   ts_packed_fn run;
   packed *base; /* shared, read-only */
@@ -389,10 +439,15 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     p->slots[p->n++] = &elems;
     p->slots[p->n++] = &one;
     p->slots[p->n++] = &per_block;
+    tmaps *m = new_tmaps();
+    ts_status st = m ? tensor_maps(k, args, ts_cuda_arch(k->device), m) : ts_status_nomem();
+    for (int i = 0; !st && i < m->n; i++)
+      p->slots[p->n++] = m->slots[i];
     p->slots[p->n] = NULL; /* cuLaunchKernel reads exactly the kernel's count */
-    ts_status st = ts_cuda_launch(k->device, k->cu_fn, g, (int)info->threads,
-                                  k->smem, p->slots, size, &scratch,
-                                  &k->last_seconds);
+    if (!st)
+      st = ts_cuda_launch(k->device, k->cu_fn, g, (int)info->threads, k->smem, p->slots, size,
+                          &scratch, &k->last_seconds);
+    free(m);
     free(p);
     return st;
   }
@@ -401,12 +456,19 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     int64_t per_block = 0;
     gslots[ng] = &per_block;
     ts_cpu_program_scratch(k->prog)(gslots);
+    tmaps *m = new_tmaps();
+    if (!m) {
+      free(p);
+      return ts_status_nomem();
+    }
+    tensor_maps(k, args, sim_arch(), m); /* (the simulator's maps cannot fail) */
     ts_launch_state *old = ts_launch_state_set(&state);
     ts_status st = ts_gpusim_launch(
         k->sim_fn ? k->sim_fn : ts_cpu_program_gpu(k->prog), k->sim_fn != NULL,
-        (int)info->threads, p->slots, p->n, g, total, per_block,
+        (int)info->threads, p->slots, p->n, m->slots, m->n, g, total, per_block,
         ts_kernel_smem_bytes(info, sim_arch()));
     ts_launch_state_set(old);
+    free(m);
     free(p);
     return launch_result(k, &state, st);
   }

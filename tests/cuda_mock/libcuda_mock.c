@@ -90,6 +90,7 @@ typedef struct fn {
   int nparams;
   int size[256];
   bool ptr[256];
+  bool tmap[256]; /* a by-value tensor map (.param .align 64 .b8 p[128]) */
 } fn;
 
 typedef struct module {
@@ -104,7 +105,54 @@ struct mock_launch {
   unsigned grid[3], block[3], smem;
   int nparams, bad_params;
   int launches;
+  int tmaps;     /* tensor-map parameters, each a map the mock encoded */
+  int last_i32;  /* the last parameter, when 4 bytes (the TMA flag) */
 } mock_last;
+
+/* ---- tensor maps ----------------------------------------------------------- */
+
+#define TMAP_MAGIC 0x746d61704d4f434bull
+/* The last map encoded (read by the test through dlsym). */
+struct mock_tmap {
+  int dtype, rank, swizzle, oob, encoded;
+  unsigned long long dim[5], stride[5];
+  unsigned box[5];
+} mock_tmap;
+
+/* cuTensorMapEncodeTiled, checked as the driver documents it: the address
+ * live and 16-byte aligned, dims 1 .. 2^32, strides multiples of 16 below
+ * 2^40, boxes 1 .. 256 with the inner one whole 16-byte units and within
+ * the swizzle span; the map then holds the address and a magic word. */
+static CUresult tmap_encode(uint64_t *map, int dtype, unsigned rank, void *addr,
+                            const unsigned long long *dim, const unsigned long long *stride,
+                            const unsigned *box, const unsigned *estride, int interleave,
+                            int swizzle, int l2, int oob) {
+  (void)l2;
+  static const int bytes[] = {1, 2, 4, 4, 8, 8, 2, 4, 8, 2};
+  if (rank < 1 || rank > 5 || dtype < 0 || dtype > 9 || interleave != 0 ||
+      (uintptr_t)addr % 16 || !live((uintptr_t)addr, 1))
+    return ERR_INVALID;
+  int eb = bytes[dtype], span = swizzle == 3 ? 128 : swizzle == 2 ? 64 : swizzle == 1 ? 32 : 0;
+  for (unsigned i = 0; i < rank; i++) {
+    if (dim[i] < 1 || dim[i] > (1ull << 32) || box[i] < 1 || box[i] > 256 || estride[i] != 1)
+      return ERR_INVALID;
+    if (i + 1 < rank && (stride[i] % 16 || stride[i] >= (1ull << 40)))
+      return ERR_INVALID;
+  }
+  if (box[0] * eb % 16 || (span && (int)box[0] * eb > span))
+    return ERR_INVALID;
+  memset(map, 0, 128);
+  map[0] = (uintptr_t)addr;
+  map[15] = TMAP_MAGIC;
+  mock_tmap.dtype = dtype, mock_tmap.rank = (int)rank, mock_tmap.swizzle = swizzle;
+  mock_tmap.oob = oob;
+  for (unsigned i = 0; i < rank; i++) {
+    mock_tmap.dim[i] = dim[i], mock_tmap.box[i] = box[i];
+    mock_tmap.stride[i] = i + 1 < rank ? stride[i] : 0;
+  }
+  mock_tmap.encoded++;
+  return OK;
+}
 
 static CUresult load(module **out, const void *image, unsigned n, void *o,
                      void **v) {
@@ -144,6 +192,9 @@ static CUresult get_function(fn **out, module *m, const char *name) {
                        strncmp(q, ".param .s8", 10) == 0
                    ? 1
                    : 4;
+    f->tmap[f->nparams] = strncmp(q, ".param .align 64 .b8", 20) == 0;
+    if (f->tmap[f->nparams])
+      size = 128;
     f->ptr[f->nparams] = strncmp(q, ".param .u64 .ptr", 16) == 0;
     f->size[f->nparams++] = size;
   }
@@ -168,10 +219,18 @@ static CUresult launch(fn *f, unsigned gx, unsigned gy, unsigned gz,
   mock_last.smem = smem;
   mock_last.nparams = f->nparams;
   mock_last.bad_params = 0;
+  mock_last.tmaps = 0;
   for (int i = 0; i < f->nparams; i++) {
     if (!params[i]) {
       mock_last.bad_params++;
       continue;
+    }
+    if (f->tmap[i]) { /* 64-byte aligned, a map the mock encoded (or zeros,
+                       * when the runtime built none) */
+      const uint64_t *m = params[i];
+      if ((uintptr_t)m % 64 || (m[15] == TMAP_MAGIC && !live(m[0], 1)))
+        mock_last.bad_params++;
+      mock_last.tmaps += m[15] == TMAP_MAGIC;
     }
     if (f->ptr[i]) { /* a device pointer: null (empty scratch) or live */
       uintptr_t v;
@@ -180,6 +239,8 @@ static CUresult launch(fn *f, unsigned gx, unsigned gy, unsigned gz,
         mock_last.bad_params++;
     }
   }
+  if (f->nparams && f->size[f->nparams - 1] == 4)
+    memcpy(&mock_last.last_i32, params[f->nparams - 1], 4);
   /* the runtime ends its list with NULL: exactly nparams were given */
   if (params[f->nparams] != NULL)
     mock_last.bad_params++;
@@ -267,6 +328,7 @@ static const struct {
     {"cuEventDestroy", (void *)event_destroy},
     {"cuGetErrorName", (void *)error_name},
     {"cuGetErrorString", (void *)error_string},
+    {"cuTensorMapEncodeTiled", (void *)tmap_encode},
 };
 
 CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int version,

@@ -20,19 +20,27 @@ struct mock_launch {
   unsigned grid[3], block[3], smem;
   int nparams, bad_params;
   int launches;
+  int tmaps, last_i32;
+};
+
+struct mock_tmap {
+  int dtype, rank, swizzle, oob, encoded;
+  unsigned long long dim[5], stride[5];
+  unsigned box[5];
 };
 
 static struct mock_launch *last;
+static struct mock_tmap *tmap;
 
-static ts_kernel *kernel(ts_device *d, const char *name, const char *bm) {
+static ts_kernel *kernel_in(ts_device *d, const char *file, const char *name,
+                            ts_define *def, size_t ndef) {
   char path[1024];
   const char *root = getenv("TS_SOURCE_DIR");
-  snprintf(path, sizeof path, "%s/kernels/softmax.tile", root ? root : ".");
-  ts_define def = {"BM", bm};
+  snprintf(path, sizeof path, "%s/kernels/%s", root ? root : ".", file);
   ts_diags diags;
   ts_diags_init(&diags, ts_allocator_system());
   ts_kernel *k = NULL;
-  ts_status st = ts_kernel_create(d, path, name, &def, 1, &diags, &k);
+  ts_status st = ts_kernel_create(d, path, name, def, ndef, &diags, &k);
   if (st) {
     ts_diags_render(&diags, stderr, (ts_render_options){false, true});
     fprintf(stderr, "%s\n", ts_status_message(st));
@@ -41,6 +49,54 @@ static ts_kernel *kernel(ts_device *d, const char *name, const char *bm) {
   ts_diags_deinit(&diags);
   CHECK(k != NULL);
   return k;
+}
+
+static ts_kernel *kernel(ts_device *d, const char *name, const char *bm) {
+  ts_define def = {"BM", bm};
+  return kernel_in(d, "softmax.tile", name, &def, 1);
+}
+
+/* gemm_nt on sm_90a (the mock is an sm_90): the MLIR lowering's ring copies
+ * its two operand tiles by TMA, so the launch carries two tensor maps the
+ * runtime encoded (B's last: [N, K] bf16 as {K, N}, rows of 2 K bytes,
+ * 64 x 128 boxes, 128-byte swizzle, zeros out of bounds) and the flag 1;
+ * rows that are not whole 16-byte units (K 29), or TESSERA_TMA=0, give no
+ * maps and the flag 0; the CUDA C lowering takes none. */
+static void launch_gemm_tma(ts_device *d, const char *lowering, int64_t K, bool off,
+                            int want_maps, int want_params) {
+  setenv("TESSERA_GPU_LOWERING", lowering, 1);
+  if (off)
+    setenv("TESSERA_TMA", "0", 1);
+  ts_kernel *k = kernel_in(d, "gemm.tile", "gemm_nt", NULL, 0);
+  if (!k)
+    return;
+  int64_t sa[2] = {130, K}, sb[2] = {72, K}, sc[2] = {130, 72};
+  ts_tensor *a, *b, *c;
+  CHECK(!ts_tensor_create(d, TS_DTYPE_BF16, 2, sa, &a));
+  CHECK(!ts_tensor_create(d, TS_DTYPE_BF16, 2, sb, &b));
+  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, sc, &c));
+  int encoded = tmap->encoded;
+  ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
+  ts_status st = ts_kernel_launch(k, args, 3);
+  CHECK(st == NULL);
+  ts_status_free(st);
+  CHECK(last->bad_params == 0);
+  CHECK(last->nparams == want_params);
+  CHECK(last->tmaps == want_maps);
+  CHECK(tmap->encoded == encoded + want_maps);
+  if (want_params > 24) /* the flag is the last parameter */
+    CHECK(last->last_i32 == (want_maps > 0));
+  if (want_maps) {
+    CHECK(tmap->dtype == 1 && tmap->rank == 2 && tmap->swizzle == 3 && tmap->oob == 0);
+    CHECK(tmap->dim[0] == (unsigned long long)K && tmap->dim[1] == 72);
+    CHECK(tmap->stride[0] == (unsigned long long)K * 2);
+    CHECK(tmap->box[0] == 64 && tmap->box[1] == 128);
+  }
+  unsetenv("TESSERA_TMA");
+  ts_tensor_release(a);
+  ts_tensor_release(b);
+  ts_tensor_release(c);
+  ts_kernel_release(k);
 }
 
 static void launch_softmax(ts_device *d, const char *lowering) {
@@ -118,8 +174,9 @@ int main(void) {
   void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
   CHECK(lib != NULL);
   last = lib ? dlsym(lib, "mock_last") : NULL;
-  CHECK(last != NULL);
-  if (!last)
+  tmap = lib ? dlsym(lib, "mock_tmap") : NULL;
+  CHECK(last != NULL && tmap != NULL);
+  if (!last || !tmap)
     return ts_test_finish();
 
   /* tensors: zeroed on creation, written, read back, copied to the CPU */
@@ -156,6 +213,12 @@ int main(void) {
   /* both GPU lowerings load and launch with the same parameter list */
   launch_softmax(d, "mlir");
   launch_softmax(d, "cuda");
+  /* TMA: a, b, c (5 each), M, K, N, the scratch (5), its bytes a block,
+   * then in the MLIR lowering two maps and the flag */
+  launch_gemm_tma(d, "mlir", 64, false, 2, 27);
+  launch_gemm_tma(d, "mlir", 29, false, 0, 27);
+  launch_gemm_tma(d, "mlir", 64, true, 0, 27);
+  launch_gemm_tma(d, "cuda", 64, false, 0, 24);
 
   ts_device_release(d);
   char cmd[128];

@@ -106,7 +106,7 @@ static ts_status run(int which) {
   memset(seen, 0, sizeof seen);
   int64_t grid[3] = {1, 1, 1};
   void *none[1] = {NULL};
-  return ts_gpusim_launch(kernel, true, THREADS, none, 0, grid, 1, 0, SMEM);
+  return ts_gpusim_launch(kernel, true, THREADS, none, 0, none, 0, grid, 1, 0, SMEM);
 }
 
 static bool says(ts_status st, const char *needle) {
