@@ -196,7 +196,7 @@ int main(int argc, char **argv) {
   }
   /* TMA against cp.async for the same kernel (TESSERA_TMA=0 makes the
    * runtime pass no tensor maps; docs/abi.md "Pipelined loops") */
-  printf("\nOperand copies, TMA or cp.async (sm_90a, MLIR lowering; elsewhere both are "
+  printf("\nOperand copies, TMA or cp.async (on sm_90a; elsewhere both are "
          "cp.async):\n\n| n | TMA ms | cp.async ms | cp.async / TMA |\n|---|---|---|---|\n");
   for (int s = 0; s < nsizes; s++) {
     int64_t n = sizes[s];

@@ -1142,6 +1142,12 @@ static void kernel(cg *c, const ts_kernel_info *k) {
                "ts_scratch_size, long long ts_scratch_stride, long long "
                "ts_scratch_per_block",
                params, *params ? ", " : "");
+  /* TMA: the tensor maps by value, and whether the runtime built them */
+  c->ntma = ts_pipe_tma(k, c->wgmma, c->tma);
+  for (int i = 0; i < c->ntma; i++)
+    params = cu_str(c, "%s, const __grid_constant__ ts_tmap ts_tm%d", params, i);
+  if (c->ntma)
+    params = cu_str(c, "%s, int ts_tma_on", params);
   cu_line(c, "extern \"C\" __global__ void __launch_bounds__(%lld) %.*s(%s) {",
        (long long)k->threads, (int)k->name.len, k->name.ptr, params);
   c->ind++;
@@ -1158,6 +1164,7 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   ts_gpu_tile tiles[TS_GPU_MAX_TILES];
   int64_t total;
   int nt = ts_gpu_tile_plan(k, c->wgmma, tiles, &total);
+  c->bar_at = (total + 7) & ~(int64_t)7; /* the TMA rings' mbarriers */
   uint8_t mma[TS_GPU_MAX_TILES];
   ts_mma_layouts(k, tiles, nt, c->wgmma, mma);
   c->uses_wgmma = false;
@@ -1247,6 +1254,10 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   ARG("unsigned char *");
   for (int i = 0; i < 4; i++)
     ARG("long long");
+  for (int i = 0; i < c->ntma; i++)
+    ARG("ts_tmap");
+  if (c->ntma)
+    ARG("int");
 #undef ARG
   c->ind++;
   cu_line(c, "%.*s(%s);", (int)k->name.len, k->name.ptr, call);

@@ -33,6 +33,10 @@ typedef struct cg {
   int nregs;
   const ts_gpu_tile *tiles; /* the plan */
   int ntiles;
+  ts_tma tma[TS_TMA_MAX]; /* the kernel's TMA copies (gen.h ts_tma): its
+                           * maps are parameters ts_tm0.., flag ts_tma_on */
+  int ntma;
+  int64_t bar_at;          /* ts_smem offset of the next ring's mbarriers */
   const char *mma_reg; /* in an mma-layout loop: the register index */
   const char *rows_reg; /* ... and of a vector in wgmma's rows (TS_ACC_ROWS) */
   bool rows_lead;      /* in a loop over such a vector's rows: stores to

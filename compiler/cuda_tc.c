@@ -510,6 +510,7 @@ typedef struct staged {
   const char *tile;   /* its tile's pointer */
   const char *type;   /* its storage type */
   int64_t stride;     /* bytes between buffers */
+  int tma;            /* its entry in c->tma, or -1 */
 } staged;
 
 /* The staged tiles' pointers at the buffer of iteration `v`. */
@@ -521,16 +522,73 @@ static void buffers(cg *c, const staged *s, int ns, int id, const char *v,
             (long long)s[i].stride);
 }
 
-/* Iteration `v`'s copies into its buffers. */
+/* The mbarrier of iteration v's buffer (a ring with TMA copies). */
+static const char *ring_bar(cg *c, int id, const char *v, const char *lo, int64_t stages) {
+  return cu_str(c, "&bars%d_[(%s - %s) %% %lldLL]", id, v, lo, (long long)stages);
+}
+
+/* Iteration `v`'s copies into its buffers: the TMA ones (with the maps)
+ * issued by thread 0 on the buffer's mbarrier, one box a panel; the rest,
+ * and the TMA ones without the maps, by cp.async. */
 static void fill(cg *c, const staged *s, int ns, int id, const char *v, const char *lo,
-                 int64_t stages) {
+                 int64_t stages, bool tma) {
   cu_line(c, "{");
   c->ind++;
   buffers(c, s, ns, id, v, lo, stages);
+  if (tma) {
+    int64_t bytes = 0;
+    for (int i = 0; i < ns; i++)
+      if (s[i].tma >= 0)
+        bytes += c->tma[s[i].tma].rows * c->tma[s[i].tma].cols * c->tma[s[i].tma].esize;
+    const char *bar = ring_bar(c, id, v, lo, stages);
+    cu_line(c, "if (ts_tma_on) {");
+    c->ind++;
+    cu_line(c, "if (threadIdx.x == 0) {");
+    c->ind++;
+    cu_line(c, "ts_mbar_expect(%s, %lldu);", bar, (long long)bytes);
+    for (int i = 0; i < ns; i++) {
+      if (s[i].tma < 0)
+        continue;
+      const ts_tma *t = &c->tma[s[i].tma];
+      const ts_node *src = s[i].st->kids[0]->kids[0];
+      const char *xy[2];
+      for (int d = 0; d < 2; d++)
+        xy[d] = src->kids[1 + d]->kids[0] ? cu_expr_as(c, src->kids[1 + d]->kids[0], CT_I64)
+                                          : "0LL";
+      for (int64_t p = 0; p < t->cols / t->box_cols; p++)
+        cu_line(c, "ts_tma_load(%s + %lldLL, &ts_tm%d, %s + %lldLL, %s, %s);", s[i].tile,
+                (long long)(p * t->rows * t->box_cols), s[i].tma, xy[1],
+                (long long)(p * t->box_cols), xy[0], bar);
+    }
+    c->ind--;
+    cu_line(c, "}");
+    c->ind--;
+    cu_line(c, "} else {");
+    c->ind++;
+    for (int i = 0; i < ns; i++)
+      if (s[i].tma >= 0)
+        cp_async_copy(c, s[i].st->kids[0]);
+    c->ind--;
+    cu_line(c, "}");
+  }
   for (int i = 0; i < ns; i++)
-    cp_async_copy(c, s[i].st->kids[0]);
+    if (!tma || s[i].tma < 0)
+      cp_async_copy(c, s[i].st->kids[0]);
   c->ind--;
   cu_line(c, "}");
+}
+
+/* Every thread waits for iteration v's TMA copies (with the maps). */
+static void tma_wait(cg *c, int id, const char *v, const char *lo, int64_t stages) {
+  cu_line(c, "if (ts_tma_on) ts_mbar_wait(%s, (unsigned)(((%s - %s) / %lldLL) & 1));",
+          ring_bar(c, id, v, lo, stages), v, lo, (long long)stages);
+}
+
+static int tma_of(cg *c, const ts_node *call) {
+  for (int i = 0; i < c->ntma; i++)
+    if (c->tma[i].copy == call)
+      return i;
+  return -1;
 }
 
 /* Whether `st` is a gemm statement that runs as wgmma (ts_mma_gemm, under
@@ -578,7 +636,8 @@ bool cu_pipelined(cg *c, ts_node *n) {
     if (!p)
       continue;
     const ts_symbol *t = p->decl->sym;
-    s[ns++] = (staged){st, cu_name_of(c, "t_", t->name), cu_storage_c(t->type->dtype), stride};
+    s[ns++] = (staged){st, cu_name_of(c, "t_", t->name), cu_storage_c(t->type->dtype), stride,
+                       tma_of(c, st->kids[0])};
     skip[i] = true;
   }
   if (!ns || body->kid_count > 256) {
@@ -608,13 +667,30 @@ bool cu_pipelined(cg *c, ts_node *n) {
           cu_expr_as(c, n->kids[1], CT_I64));
   for (int i = 0; i < ns; i++)
     cu_line(c, "%s *const %s_b%d = %s;", s[i].type, s[i].tile, id, s[i].tile);
+  /* TMA copies: one mbarrier a buffer past the plan's shared memory,
+   * initialised by thread 0, visible to all after the barrier */
+  bool tma = false;
+  for (int i = 0; i < ns; i++)
+    tma |= s[i].tma >= 0;
+  if (tma) {
+    cu_line(c, "unsigned long long *const bars%d_ = (unsigned long long *)(ts_smem + %lldLL);",
+            id, (long long)c->bar_at);
+    c->bar_at += 8 * stages;
+    cu_line(c, "if (ts_tma_on && threadIdx.x == 0) {");
+    c->ind++;
+    cu_line(c, "for (int s%d_ = 0; s%d_ < %lld; s%d_++) ts_mbar_init(&bars%d_[s%d_]);", id, id,
+            (long long)stages, id, id, id);
+    cu_line(c, "ts_mbar_init_fence();");
+    c->ind--;
+    cu_line(c, "}");
+  }
   cu_barrier(c);
   /* prologue: the first `lead` iterations' copies, a group each */
   cu_line(c, "for (long long f%d_ = 0; f%d_ < %lldLL; f%d_++) {", id, id, (long long)lead, id);
   c->ind++;
   cu_line(c, "const long long %s = %s + f%d_;", v, lo, id);
   cu_line(c, "if (%s < %s)", v, hi);
-  fill(c, s, ns, id, v, lo, stages);
+  fill(c, s, ns, id, v, lo, stages, tma);
   cu_line(c, "ts_cp_async_commit();");
   c->ind--;
   cu_line(c, "}");
@@ -624,6 +700,8 @@ bool cu_pipelined(cg *c, ts_node *n) {
     /* v's copies landed and v - 2's wgmma retired (each iteration commits
      * na groups), in every thread, before the refill of v - 2's buffer */
     cu_line(c, "ts_cp_async_wait<%lld>();", (long long)(lead - 1));
+    if (tma)
+      tma_wait(c, id, v, lo, stages);
     cu_line(c, "ts_wgmma_wait<%d>();", na);
     cu_line(c, "ts_fence_proxy_async();");
     cu_barrier(c);
@@ -636,7 +714,7 @@ bool cu_pipelined(cg *c, ts_node *n) {
   cu_line(c, "if (n%d_ < %s) {", id, hi);
   c->ind++;
   cu_line(c, "const long long %s = n%d_;", v, id);
-  fill(c, s, ns, id, v, lo, stages);
+  fill(c, s, ns, id, v, lo, stages, tma);
   c->ind--;
   cu_line(c, "}");
   c->ind--;
@@ -644,6 +722,8 @@ bool cu_pipelined(cg *c, ts_node *n) {
   cu_line(c, "ts_cp_async_commit();");
   if (!na) {
     cu_line(c, "ts_cp_async_wait<%lld>();", (long long)lead);
+    if (tma)
+      tma_wait(c, id, v, lo, stages);
     cu_barrier(c);
   }
   buffers(c, s, ns, id, v, lo, stages);

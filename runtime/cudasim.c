@@ -33,6 +33,7 @@ static const char *const shim =
     "void ts_sim_warp_gather(const unsigned *mine, int n, unsigned *all);\n"
     "void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int n, int f16);\n"
     "void ts_sim_wgmma_sync(int n);\n"
+    "void ts_sim_tma(void *dst, long long map, long long x, long long y);\n"
     "}\n"
     "#define TS_ASSERT_FAIL(...) ts_sim_assert_fail(__VA_ARGS__)\n"
     "struct ts_sim_dim3 { unsigned x, y, z; };\n"

@@ -314,6 +314,10 @@ void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int 
                   (int64_t)(intptr_t)acc, n, kind);
 }
 
+void ts_sim_tma(void *dst, long long map, long long x, long long y);
+void ts_sim_tma(void *dst, long long map, long long x, long long y) {
+  ts_gpusim_tma(0, 0, (int64_t)(intptr_t)dst, map, x, y);
+}
 void ts_sim_wgmma_sync(int n);
 void ts_sim_wgmma_sync(int n) {
   ts_gpusim_wgmma_sync((int64_t)(intptr_t)the_team, the_team->cur, n);
@@ -360,9 +364,9 @@ static void fiber_main(void) {
   slots[n++] = &ssize;
   slots[n++] = &one;
   slots[n++] = &t->per_block;
-  if (!t->direct) { /* the MLIR form: maps, smem memref, ctx, tid, block, grid */
-    for (int i = 0; i < t->ntail; i++)
-      slots[n++] = t->tail[i];
+  for (int i = 0; i < t->ntail; i++) /* tensor maps and their flag */
+    slots[n++] = t->tail[i];
+  if (!t->direct) { /* the MLIR form: smem memref, ctx, tid, block, grid */
     slots[n++] = &t->smem;
     slots[n++] = &t->smem;
     slots[n++] = &zero;

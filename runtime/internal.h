@@ -57,7 +57,7 @@ typedef struct ts_sim_tmap {
   int32_t box_rows, box_cols, esize, swz;
 } ts_sim_tmap;
 /* `tail` (ntail slots: the kernel's tensor maps and their flag) follow the
- * scratch parameters in the MLIR form. */
+ * scratch parameters. */
 ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
                            void *const *slots, int nslots, void *const *tail, int ntail,
                            const int64_t grid[3], int64_t total,

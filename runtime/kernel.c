@@ -210,7 +210,7 @@ static tmaps *new_tmaps(void) {
 static ts_status tensor_maps(const ts_kernel *k, const ts_arg *args, const char *arch,
                              tmaps *m) {
   ts_tensor_map_spec spec[TS_TMA_MAPS];
-  int n = cuda_lowering() ? 0 : ts_kernel_tensor_maps(k->info, arch, spec);
+  int n = ts_kernel_tensor_maps(k->info, arch, spec);
   m->n = 0;
   if (!n)
     return NULL;

@@ -9,7 +9,7 @@
 #     run's copy, the peak and PyTorch), also written to
 #     bench/results/bench-cuda-DATE.md and .json;
 #   - cuobjdump --dump-sass of the GEMM, sparse and HCA attention kernels from
-#     each lowering, counting HGMMA (wgmma), HMMA (mma.sync), LDGSTS
+#     each lowering, counting HGMMA (wgmma), HMMA (mma.sync), UTMALDG (TMA), LDGSTS
 #     (cp.async) and FFMA;
 #   - cold compile time of every kernel (bench/compile_time, this machine's
 #     CPU);
@@ -83,11 +83,11 @@ if command -v cuobjdump >/dev/null 2>&1; then
     for p in $f $f.cuda; do
       if /usr/local/cuda/bin/ptxas -arch=sm_90a "$log/$p.ptx" -o "$log/$p.cubin"; then
         cuobjdump --dump-sass "$log/$p.cubin" >"$log/$p.sass"
-        sass+="| $p | $(grep -c HGMMA "$log/$p.sass") | $(grep -c HMMA "$log/$p.sass") | $(grep -c LDGSTS "$log/$p.sass") | $(grep -c FFMA "$log/$p.sass") |"$'\n'
+        sass+="| $p | $(grep -c HGMMA "$log/$p.sass") | $(grep -c HMMA "$log/$p.sass") | $(grep -c LDGSTS "$log/$p.sass") | $(grep -c UTMALDG "$log/$p.sass") | $(grep -c FFMA "$log/$p.sass") |"$'\n'
       fi
     done
   done
-  sass="| SASS (sm_90a) | HGMMA | HMMA | LDGSTS (cp.async) | FFMA |"$'\n'"|---|---|---|---|---|"$'\n'"$sass"
+  sass="| SASS (sm_90a) | HGMMA | HMMA | LDGSTS (cp.async) | UTMALDG (TMA) | FFMA |"$'\n'"|---|---|---|---|---|---|"$'\n'"$sass"
 fi
 {
   echo "# GPU run ($(date -u +%Y-%m-%d), scripts/gpu.sh)"

@@ -61,7 +61,7 @@ static ts_kernel *kernel(ts_device *d, const char *name, const char *bm) {
  * runtime encoded (B's last: [N, K] bf16 as {K, N}, rows of 2 K bytes,
  * 64 x 128 boxes, 128-byte swizzle, zeros out of bounds) and the flag 1;
  * rows that are not whole 16-byte units (K 29), or TESSERA_TMA=0, give no
- * maps and the flag 0; the CUDA C lowering takes none. */
+ * maps and the flag 0; the CUDA C lowering takes the same parameters. */
 static void launch_gemm_tma(ts_device *d, const char *lowering, int64_t K, bool off,
                             int want_maps, int want_params) {
   setenv("TESSERA_GPU_LOWERING", lowering, 1);
@@ -84,8 +84,7 @@ static void launch_gemm_tma(ts_device *d, const char *lowering, int64_t K, bool 
   CHECK(last->nparams == want_params);
   CHECK(last->tmaps == want_maps);
   CHECK(tmap->encoded == encoded + want_maps);
-  if (want_params > 24) /* the flag is the last parameter */
-    CHECK(last->last_i32 == (want_maps > 0));
+  CHECK(last->last_i32 == (want_maps > 0)); /* the flag, the last parameter */
   if (want_maps) {
     CHECK(tmap->dtype == 1 && tmap->rank == 2 && tmap->swizzle == 3 && tmap->oob == 0);
     CHECK(tmap->dim[0] == (unsigned long long)K && tmap->dim[1] == 72);
@@ -214,11 +213,12 @@ int main(void) {
   launch_softmax(d, "mlir");
   launch_softmax(d, "cuda");
   /* TMA: a, b, c (5 each), M, K, N, the scratch (5), its bytes a block,
-   * then in the MLIR lowering two maps and the flag */
+   * then two maps and the flag, in both lowerings */
   launch_gemm_tma(d, "mlir", 64, false, 2, 27);
   launch_gemm_tma(d, "mlir", 29, false, 0, 27);
   launch_gemm_tma(d, "mlir", 64, true, 0, 27);
-  launch_gemm_tma(d, "cuda", 64, false, 0, 24);
+  launch_gemm_tma(d, "cuda", 64, false, 2, 27);
+  launch_gemm_tma(d, "cuda", 29, false, 0, 27);
 
   ts_device_release(d);
   char cmd[128];

@@ -123,16 +123,19 @@ for arch in sm_90a sm_80; do
       echo "FAIL: the PTX of $f for $arch has no cp.async ring (MLIR and NVRTC)"
       fail=$((fail + 1)); continue
     fi
-    # TMA: on sm_90a the MLIR lowering's GEMM rings copy their operand
-    # tiles with cp.async.bulk.tensor from tensor maps passed by value,
-    # completing on mbarriers every thread waits on
-    if [[ $f == kernels/gemm.tile && $arch == sm_90a ]] &&
-       ! { grep -q "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes" "$out" &&
-           grep -q "mbarrier.try_wait.parity.shared::cta.b64" "$out" &&
-           grep -q "mbarrier.arrive.expect_tx.shared::cta.b64" "$out" &&
-           grep -q "\.param \.align 64 \.b8 gemm_nt_param_[0-9]*\[128\]" "$out"; }; then
-      echo "FAIL: the sm_90a PTX of $f has no TMA ring (bulk tensor copies, mbarriers, by-value maps)"
-      fail=$((fail + 1)); continue
+    # TMA: on sm_90a both lowerings' GEMM rings copy their operand tiles
+    # with cp.async.bulk.tensor from tensor maps passed by value, completing
+    # on mbarriers every thread waits on
+    if [[ $f == kernels/gemm.tile && $arch == sm_90a ]]; then
+      for p in "$out" "$out.nvrtc"; do
+        if ! { grep -q "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes" "$p" &&
+               grep -q "mbarrier.try_wait.parity.shared::cta.b64" "$p" &&
+               grep -q "mbarrier.arrive.expect_tx.shared::cta.b64" "$p" &&
+               grep -q "\.param \.align 64 \.b8 gemm_nt_param_[0-9]*\[128\]" "$p"; }; then
+          echo "FAIL: $p ($f, $arch) has no TMA ring (bulk tensor copies, mbarriers, by-value maps)"
+          fail=$((fail + 1)); continue 2
+        fi
+      done
     fi
     # shared memory is addressed with 32-bit registers in the MLIR lowering
     # (LLVM's short pointers, compiler/pipeline.c; the inline asm takes the
