@@ -896,7 +896,10 @@ void cu_stmt(cg *c, ts_node *n) {
     cu_line(c, "{");
     c->ind++;
     switch (call->builtin) {
-    case TS_BUILTIN_COPY: cu_tile_copy(c, call, dist); break;
+    case TS_BUILTIN_COPY:
+      if (!cu_copy_async(c, call, dist))
+        cu_tile_copy(c, call, dist);
+      break;
     case TS_BUILTIN_FILL: tile_fill(c, call, false, dist); break;
     case TS_BUILTIN_CLEAR: tile_fill(c, call, true, dist); break;
     case TS_BUILTIN_GEMM: tile_gemm(c, call, dist); break;

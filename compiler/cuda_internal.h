@@ -37,6 +37,7 @@ typedef struct cg {
                            * maps are parameters ts_tm0.., flag ts_tma_on */
   int ntma;
   int64_t bar_at;          /* ts_smem offset of the next ring's mbarriers */
+  int in_ring;             /* depth of ring bodies being lowered */
   const char *mma_reg; /* in an mma-layout loop: the register index */
   const char *rows_reg; /* ... and of a vector in wgmma's rows (TS_ACC_ROWS) */
   bool rows_lead;      /* in a loop over such a vector's rows: stores to
@@ -118,6 +119,9 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
  * shape in r, c. */
 int cu_swizzle_of(cg *c, const ts_symbol *s, int64_t *r, int64_t *cols);
 bool cu_pipelined(cg *c, ts_node *n);
+/* A copy outside a ring by cp.async (gen.h ts_copy_async_ok), waited for
+ * at once; false (nothing emitted) when it does not qualify. */
+bool cu_copy_async(cg *c, ts_node *call, bool dist);
 /* What statement i of `blk` owes the statements after it: before a wgmma
  * gemm, its barriers fence the async proxy (so the gemm needs no barrier of
  * its own); true: it is a clear the pipelined loop after it takes over

@@ -505,6 +505,15 @@ static void cp_async_copy(cg *c, ts_node *call) {
   cu_each_end(c);
 }
 
+bool cu_copy_async(cg *c, ts_node *call, bool dist) {
+  if (!dist || c->in_ring || !c->tiles || !ts_copy_async_ok(call, c->tiles, c->ntiles))
+    return false;
+  cp_async_copy(c, call);
+  cu_line(c, "ts_cp_async_commit();");
+  cu_line(c, "ts_cp_async_wait<0>();");
+  return true;
+}
+
 typedef struct staged {
   ts_node *st;        /* the copy statement */
   const char *tile;   /* its tile's pointer */
@@ -728,6 +737,7 @@ bool cu_pipelined(cg *c, ts_node *n) {
   }
   buffers(c, s, ns, id, v, lo, stages);
   c->synced = true;
+  c->in_ring++;
   for (uint32_t i = 0; i < body->kid_count && !c->failed; i++) {
     int64_t mnk[3];
     /* the next statement emitted: a wgmma gemm with its own barrier? */
@@ -748,6 +758,7 @@ bool cu_pipelined(cg *c, ts_node *n) {
       cu_stmt(c, body->kids[i]);
     }
   }
+  c->in_ring--;
   c->fence_next = false;
   if (!na)
     cu_barrier(c); /* before the next iteration refills the oldest buffer */

@@ -905,7 +905,10 @@ void gen_stmt(gen *g, ts_node *n) {
     if (tile_op)
       sync_before(g, synced, n);
     switch (c->builtin) {
-    case TS_BUILTIN_COPY: gen_copy(g, c); break;
+    case TS_BUILTIN_COPY:
+      if (!gen_copy_async(g, c))
+        gen_copy(g, c);
+      break;
     case TS_BUILTIN_FILL: gen_fill(g, c, false); break;
     case TS_BUILTIN_CLEAR: gen_fill(g, c, true); break;
     case TS_BUILTIN_GEMM:
@@ -1461,8 +1464,10 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
     MlirType ldm[4] = {i64, i64, i64, i32};
     new_func(g, m, "ts_gpusim_ldmatrix", 4, ldm, 0, NULL, true, true);
     new_func(g, m, "ts_gpusim_ldmatrix_r", 3, sh, 1, &i32, true, true);
-    MlirType tma[6] = {i64, i64, i64, i64, i64, i64};
-    new_func(g, m, "ts_gpusim_tma", 6, tma, 0, NULL, true, true);
+    MlirType tma[7] = {i64, i64, i64, i64, i64, i64, i64}, mbar[5] = {i64, i64, i32, i64, i32};
+    new_func(g, m, "ts_gpusim_tma", 7, tma, 0, NULL, true, true);
+    new_func(g, m, "ts_gpusim_mbar", 5, mbar, 0, NULL, true, true);
+    new_func(g, m, "ts_gpusim_cp16", 2, tma, 0, NULL, true, true);
   }
   ts_node *root = u->root;
   for (uint32_t i = 0; i < root->kid_count && !g->failed; i++)

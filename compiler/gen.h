@@ -178,6 +178,12 @@ void ts_pipe_plan(const ts_kernel_info *k, ts_gpu_tile *tiles, int nt);
 const ts_gpu_tile *ts_pipe_buffers(const ts_kernel_info *k, const ts_node *pipe,
                                    const ts_node *st, const ts_gpu_tile *plan, int nt,
                                    int64_t *stride);
+/* Whether copy `call`, outside any ring, can go by cp.async (both
+ * lowerings then copy 16-byte chunks and wait for them at once, where the
+ * element loop converted each element through its compute type): a tensor
+ * (sliced, indexed or gathered) into a whole shared tile of constant shape
+ * and the same dtype, placed in shared memory. */
+bool ts_copy_async_ok(const ts_node *call, const ts_gpu_tile *plan, int nt);
 /* Whether `pipe` can become a ring of buffers at all: two stages or more,
  * a body of at most 256 statements, no `continue` or `break` in it. */
 bool ts_pipe_ring_body(const ts_node *pipe);

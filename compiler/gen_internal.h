@@ -69,6 +69,7 @@ typedef struct gen {
                          * parameter on the GPU, i64 host pointer in the simulator */
   MlirValue tma_on;     /* i1: the runtime built the maps */
   int64_t bar_at;       /* shared byte offset of the next ring's mbarriers */
+  int in_ring;          /* depth of ring bodies being generated */
   MlirValue scratch;    /* memref<?xi8>: this block's global scratch */
   MlirValue scratch_at; /* i64: the next free byte in it */
   /* the GPU kernel built as a CPU function for the simulator (gpusim):
@@ -173,6 +174,9 @@ void gen_tma_bind(gen *g, int first);
 /* A `pipelined` loop on the GPU as a ring of asynchronous copies
  * (gen_pipe.c); false: not that form, a plain loop. */
 bool gen_pipelined(gen *g, ts_node *n);
+/* A copy outside a ring by cp.async (gen.h ts_copy_async_ok), waited for
+ * at once; false (nothing emitted) when it does not qualify. */
+bool gen_copy_async(gen *g, ts_node *call);
 /* What statement i of `blk` owes the statements after it (gen_pipe.c):
  * before a wgmma gemm, its barriers fence the async proxy (so the gemm
  * needs no barrier of its own); true: it is a clear the pipelined loop

@@ -3,9 +3,10 @@
  * PTX), one shared buffer per stage, as cuda_tc.c does for the CUDA C
  * lowering (docs/abi.md "Pipelined loops"), and the wgmma of the gemms
  * ts_pipe_async_gemm allows stays in flight into the next iteration. In
- * the simulator's CPU form the copies are done at once, which checks the
- * ring's indexing, and a wgmma still reading a buffer being refilled is an
- * error (runtime/gpusim.c). */
+ * the simulator's CPU form each 16-byte chunk is copied at once
+ * (ts_gpusim_cp16), which checks the chunks and the ring's indexing, and a
+ * wgmma still reading a buffer being refilled is an error
+ * (runtime/gpusim.c). */
 #include "compiler/gen_internal.h"
 
 typedef struct staged {
@@ -51,10 +52,6 @@ static void point(gen *g, staged *s, int ns, MlirValue v, MlirValue lo, int64_t 
  * part past the row's end zero-filled), element copies where not. */
 static void copy_ahead(gen *g, ts_node *call) {
   mb *b = &g->b;
-  if (g->emu) { /* the simulator: at once */
-    gen_copy(g, call);
-    return;
-  }
   view pool[16], src, dst;
   int np = 0;
   if (!gen_view_of(g, call->kids[0], &src, pool, &np) ||
@@ -90,8 +87,13 @@ static void copy_ahead(gen *g, ts_node *call) {
   (void)llin;
   (void)dok;
   MlirBlock join = gen_if_begin(g, fast);
-  MlirValue ops[2] = {gen_gpu_shared_address(g, dst.mem, dlin, bytes), saddr};
-  inline_asm(g, "cp.async.cg.shared.global [$0], [$1], 16;", "r,l,~{memory}", 2, ops);
+  if (g->emu) { /* the simulator: the 16 bytes at once */
+    MlirValue args[2] = {gen_gpu_address(g, dst.mem, dlin, bytes), saddr};
+    gen_call(g, "ts_gpusim_cp16", 2, args, 0, NULL);
+  } else {
+    MlirValue ops[2] = {gen_gpu_shared_address(g, dst.mem, dlin, bytes), saddr};
+    inline_asm(g, "cp.async.cg.shared.global [$0], [$1], 16;", "r,l,~{memory}", 2, ops);
+  }
   gen_if_end(g, join);
   join = gen_if_begin(g, gen_bin(g, "arith.xori", fast, mb_const_int(b, b->i1, 1)));
   loop le;
@@ -111,6 +113,16 @@ static void copy_ahead(gen *g, ts_node *call) {
 static void group(gen *g, const char *text) {
   if (!g->emu)
     inline_asm(g, text, "~{memory}", 0, NULL);
+}
+
+bool gen_copy_async(gen *g, ts_node *call) {
+  if (!g->gpu || g->in_ring || g->par || g->single ||
+      !ts_copy_async_ok(call, g->plan, g->nplan))
+    return false;
+  copy_ahead(g, call);
+  group(g, "cp.async.commit_group;");
+  group(g, "cp.async.wait_group 0;");
+  return true;
 }
 
 /* ---- TMA (gen.h ts_tma) ------------------------------------------------ */
@@ -141,8 +153,18 @@ static int tma_of(gen *g, const ts_node *call) {
   return -1;
 }
 
-/* The shared address (i32) of the mbarrier of iteration v's buffer, and
- * the parity of the phase that iteration's copies complete. */
+/* The simulator's mbarrier operation `op` (runtime/gpusim.c ts_gpusim_mbar:
+ * 0 init, 1 arm, 2 wait for `parity`) on the mbarrier at host address `at`. */
+static void emu_mbar(gen *g, int op, MlirValue at, MlirValue parity) {
+  mb *b = &g->b;
+  MlirValue args[5] = {g->emu_ctx, g->tid, mb_const_int(b, b->i32, op), at,
+                       parity.ptr ? parity : mb_const_int(b, b->i32, 0)};
+  gen_call(g, "ts_gpusim_mbar", 5, args, 0, NULL);
+}
+
+/* The address of the mbarrier of iteration v's buffer (the shared i32 on
+ * the GPU, the host i64 in the simulator), and the parity of the phase
+ * that iteration's copies complete. */
 static MlirValue ring_bar(gen *g, int64_t bar, MlirValue v, MlirValue lo, int64_t stages,
                           MlirValue *parity) {
   MlirValue j = gen_bin(g, "arith.subi", v, lo);
@@ -154,7 +176,8 @@ static MlirValue ring_bar(gen *g, int64_t bar, MlirValue v, MlirValue lo, int64_
   MlirValue at = gen_bin(g, "arith.addi", gen_i64(g, bar),
                          gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", j, gen_i64(g, stages)),
                                  gen_i64(g, 8)));
-  return gen_gpu_shared_address(g, g->smem_base, at, 1);
+  return g->emu ? gen_gpu_address(g, g->smem_base, at, 1)
+                : gen_gpu_shared_address(g, g->smem_base, at, 1);
 }
 
 /* The slice's first index along dim d of the copy's source (a TMA
@@ -165,9 +188,9 @@ static MlirValue box_start(gen *g, const ts_node *call, int d) {
 }
 
 /* Iteration v's TMA copies (the buffers pointed at): thread 0 arms the
- * buffer's mbarrier with their bytes and issues one box a panel; in the
- * simulator, ts_gpusim_tma copies the box at once. Without the maps, every
- * thread copies with cp.async as for any staged copy. */
+ * buffer's mbarrier with their bytes and issues one box a panel (in the
+ * simulator the box lands at the first wait for the phase). Without the
+ * maps, every thread copies with cp.async as for any staged copy. */
 static void tma_fill(gen *g, staged *s, int ns, MlirValue bar) {
   mb *b = &g->b;
   MlirValue t0 = mb_cmpi(b, CMPI_EQ, g->tid, gen_i64(g, 0));
@@ -176,7 +199,10 @@ static void tma_fill(gen *g, staged *s, int ns, MlirValue bar) {
   for (int i = 0; i < ns; i++)
     if (s[i].tma >= 0)
       bytes += g->tma[s[i].tma].rows * g->tma[s[i].tma].cols * g->tma[s[i].tma].esize;
-  if (!g->emu) {
+  MlirValue none = {0};
+  if (g->emu) {
+    emu_mbar(g, 1, bar, none);
+  } else {
     char text[96];
     snprintf(text, sizeof text, "mbarrier.arrive.expect_tx.shared::cta.b64 _, [$0], %lld;",
              (long long)bytes);
@@ -192,9 +218,9 @@ static void tma_fill(gen *g, staged *s, int ns, MlirValue bar) {
       MlirValue at = gen_i64(g, p * t->rows * t->box_cols);
       MlirValue xp = gen_bin(g, "arith.addi", x, gen_i64(g, p * t->box_cols));
       if (g->emu) {
-        MlirValue args[6] = {g->emu_ctx, g->tid, gen_gpu_address(g, tile, at, t->esize),
-                             g->tma_map[s[i].tma], xp, y};
-        gen_call(g, "ts_gpusim_tma", 6, args, 0, NULL);
+        MlirValue args[7] = {g->emu_ctx, g->tid, gen_gpu_address(g, tile, at, t->esize),
+                             g->tma_map[s[i].tma], xp, y, bar};
+        gen_call(g, "ts_gpusim_tma", 7, args, 0, NULL);
         continue;
       }
       MlirValue ops[5] = {gen_gpu_shared_address(g, tile, at, t->esize), g->tma_map[s[i].tma],
@@ -217,16 +243,19 @@ static void tma_fill(gen *g, staged *s, int ns, MlirValue bar) {
 /* Every thread waits for iteration v's TMA copies (when the maps are
  * there): the phase of its buffer's mbarrier. */
 static void tma_wait(gen *g, int64_t bar, MlirValue v, MlirValue lo, int64_t stages) {
-  if (g->emu || bar < 0)
+  if (bar < 0)
     return;
   MlirValue ops[2];
   MlirBlock join = gen_if_begin(g, g->tma_on);
   ops[0] = ring_bar(g, bar, v, lo, stages, &ops[1]);
-  inline_asm(g,
-             "{\n.reg .pred p;\nTS_WAIT${:uid}:\n"
-             "mbarrier.try_wait.parity.shared::cta.b64 p, [$0], $1;\n"
-             "@!p bra TS_WAIT${:uid};\n}",
-             "r,r,~{memory}", 2, ops);
+  if (g->emu)
+    emu_mbar(g, 2, ops[0], ops[1]);
+  else
+    inline_asm(g,
+               "{\n.reg .pred p;\nTS_WAIT${:uid}:\n"
+               "mbarrier.try_wait.parity.shared::cta.b64 p, [$0], $1;\n"
+               "@!p bra TS_WAIT${:uid};\n}",
+               "r,r,~{memory}", 2, ops);
   gen_if_end(g, join);
 }
 
@@ -238,7 +267,7 @@ static void fill(gen *g, ts_node *n, staged *s, int ns, MlirValue v, MlirValue l
   n->sym->user = v.ptr;
   point(g, s, ns, v, lo, stages);
   if (bar >= 0)
-    tma_fill(g, s, ns, g->emu ? gen_i64(g, 0) : ring_bar(g, bar, v, lo, stages, NULL));
+    tma_fill(g, s, ns, ring_bar(g, bar, v, lo, stages, NULL));
   for (int i = 0; i < ns; i++)
     if (bar < 0 || s[i].tma < 0)
       copy_ahead(g, s[i].call);
@@ -330,7 +359,12 @@ bool gen_pipelined(gen *g, ts_node *n) {
     g->bar_at += 8 * stages;
     MlirBlock join = gen_if_begin(
         g, gen_bin(g, "arith.andi", g->tma_on, mb_cmpi(b, CMPI_EQ, g->tid, gen_i64(g, 0))));
-    for (int64_t i = 0; i < stages && !g->emu; i++) {
+    for (int64_t i = 0; i < stages; i++) {
+      MlirValue none = {0};
+      if (g->emu) {
+        emu_mbar(g, 0, gen_gpu_address(g, g->smem_base, gen_i64(g, bar + 8 * i), 1), none);
+        continue;
+      }
       MlirValue at = gen_gpu_shared_address(g, g->smem_base, gen_i64(g, bar + 8 * i), 1);
       inline_asm(g, "mbarrier.init.shared::cta.b64 [$0], 1;", "r,~{memory}", 1, &at);
     }
@@ -370,6 +404,7 @@ bool gen_pipelined(gen *g, ts_node *n) {
   point(g, s, ns, L.iv, lo, stages);
   g->synced = true;
   MlirValue first = mb_cmpi(b, CMPI_EQ, L.iv, lo), none = {0};
+  g->in_ring++;
   for (uint32_t i = 0; i < body->kid_count && !g->failed; i++) {
     /* the next statement emitted: a wgmma gemm with its own barrier? */
     uint32_t j = i + 1;
@@ -383,6 +418,7 @@ bool gen_pipelined(gen *g, ts_node *n) {
       gen_stmt(g, body->kids[i]);
     }
   }
+  g->in_ring--;
   g->fence_next = false;
   if (!na)
     gen_barrier(g); /* before the next iteration refills the oldest buffer */

@@ -177,6 +177,19 @@ const ts_gpu_tile *ts_pipe_buffers(const ts_kernel_info *k, const ts_node *pipe,
   return p;
 }
 
+bool ts_copy_async_ok(const ts_node *call, const ts_gpu_tile *plan, int nt) {
+  const ts_node *src = call->kids[0], *dst = call->kids[1];
+  const ts_node *base = src->kind == TS_NODE_INDEX ? src->kids[0] : src;
+  if (dst->kind != TS_NODE_NAME || !dst->sym || dst->sym->kind != TS_SYM_TILE || !base->sym ||
+      base->sym->kind != TS_SYM_TENSOR || base->sym->type->dtype != dst->sym->type->dtype)
+    return false;
+  for (uint32_t i = 0; i < dst->sym->type->rank; i++)
+    if (dst->sym->type->dims[i].term_count)
+      return false;
+  const ts_gpu_tile *p = ts_gpu_tile_of(plan, nt, dst->sym);
+  return p && p->home == TS_TILE_SMEM;
+}
+
 static bool has_continue(const ts_node *n) {
   if (!n)
     return false;

@@ -27,6 +27,23 @@
 
 enum { RUN, AT_BARRIER, AT_WARP, DONE };
 
+/* An mbarrier (ts_gpusim_mbar): phases completed, and the TMA boxes armed
+ * on the current one. */
+#define MAX_MBARS 32
+#define MAX_BOXES 32
+typedef struct tma_pending {
+  uint8_t *dst;
+  const ts_sim_tmap *m;
+  int64_t x, y;
+} tma_pending;
+typedef struct mbar {
+  uintptr_t addr;
+  uint32_t done;
+  bool armed;
+  int n;
+  tma_pending box[MAX_BOXES];
+} mbar;
+
 /* A wgmma.mma_async issued and not yet waited for (ts_gpusim_wgmma). */
 typedef struct inflight {
   uint64_t da, db;
@@ -66,7 +83,9 @@ typedef struct team {
   uint8_t *scratch, *smem;
   int64_t scratch_size, smem_size, per_block;
   int64_t grid[3], block[3];
-  char err[320]; /* the block's first wgmma error (ts_gpusim_wgmma_sync) */
+  char err[320]; /* the block's first wgmma or mbarrier error */
+  mbar bars[MAX_MBARS]; /* the block's mbarriers (ts_gpusim_mbar) */
+  int nbars;
 } team;
 
 int32_t ts_gpusim_shuffle(int64_t ctx, int64_t tid, int32_t v, int32_t off);
@@ -143,28 +162,6 @@ void ts_gpusim_mma(int64_t ctx, int64_t tid, int32_t a0, int32_t a1,
  * gets row l / 4, columns 2 (l % 4) and + 1 of each matrix, or with .trans
  * (n | 8) rows 2 (l % 4) and + 1 of column l / 4; read back with
  * ts_gpusim_ldmatrix_r. */
-/* cp.async.bulk.tensor of one box (issued by one thread, done at once):
- * element (r, c) of the box at (x, y) goes to byte r * row + c * esize of
- * the box at dst, the 16-byte unit of that address XORed with its bits 7..
- * (swz / 16 - 1 of them) as the hardware's swizzle does (from the address,
- * so a 1024-aligned box starts the pattern at row 0); zeros out of bounds. */
-void ts_gpusim_tma(int64_t ctx, int64_t tid, int64_t dst, int64_t map, int64_t x,
-                   int64_t y) {
-  (void)ctx, (void)tid;
-  const ts_sim_tmap *m = (const ts_sim_tmap *)(intptr_t)map;
-  int64_t row = (int64_t)m->box_cols * m->esize;
-  for (int64_t r = 0; r < m->box_rows; r++)
-    for (int64_t c = 0; c < m->box_cols; c++) {
-      uintptr_t a = (uintptr_t)dst + (uintptr_t)(r * row + c * m->esize);
-      a ^= ((a >> 7) & (uintptr_t)(m->swz / 16 - 1)) << 4;
-      int64_t gy = y + r, gx = x + c;
-      if (gy >= 0 && gy < m->rows && gx >= 0 && gx < m->cols)
-        memcpy((void *)a, m->base + (gy * m->cols + gx) * m->esize, (size_t)m->esize);
-      else
-        memset((void *)a, 0, (size_t)m->esize);
-    }
-}
-
 void ts_gpusim_ldmatrix(int64_t ctx, int64_t tid, int64_t addr, int32_t n) {
   team *t = (team *)(intptr_t)ctx;
   uint32_t mine[2] = {(uint32_t)addr, (uint32_t)((uint64_t)addr >> 32)}, all[64];
@@ -253,6 +250,108 @@ static void wgmma_error(team *t, int64_t tid, const char *what) {
              (long long)tid, what);
 }
 
+/* cp.async of 16 bytes, done at once (the copy's chunking and predicates
+ * are the generated code's). */
+void ts_gpusim_cp16(int64_t dst, int64_t src) {
+  memcpy((void *)(intptr_t)dst, (const void *)(intptr_t)src, 16);
+}
+
+/* ---- TMA and mbarriers ------------------------------------------------- */
+
+/* One box of cp.async.bulk.tensor: element (r, c) of the box at (x, y) goes
+ * to byte r * row + c * esize of the box at dst, the 16-byte unit of that
+ * address XORed with its bits 7.. (swz / 16 - 1 of them) as the hardware's
+ * swizzle does (from the address, so a 1024-aligned box starts the
+ * pattern at row 0); zeros out of bounds. */
+static void tma_box(uint8_t *dst, const ts_sim_tmap *m, int64_t x, int64_t y) {
+  int64_t row = (int64_t)m->box_cols * m->esize;
+  for (int64_t r = 0; r < m->box_rows; r++)
+    for (int64_t c = 0; c < m->box_cols; c++) {
+      uintptr_t a = (uintptr_t)dst + (uintptr_t)(r * row + c * m->esize);
+      a ^= ((a >> 7) & (uintptr_t)(m->swz / 16 - 1)) << 4;
+      int64_t gy = y + r, gx = x + c;
+      if (gy >= 0 && gy < m->rows && gx >= 0 && gx < m->cols)
+        memcpy((void *)a, m->base + (gy * m->cols + gx) * m->esize, (size_t)m->esize);
+      else
+        memset((void *)a, 0, (size_t)m->esize);
+    }
+}
+
+static mbar *mbar_at(team *t, int64_t tid, uintptr_t addr, bool create) {
+  for (int i = 0; i < t->nbars; i++)
+    if (t->bars[i].addr == addr)
+      return &t->bars[i];
+  if (!create || t->nbars == MAX_MBARS) {
+    wgmma_error(t, tid, create ? "more mbarriers than the simulator keeps"
+                               : "an mbarrier used before mbarrier.init");
+    return NULL;
+  }
+  mbar *b = &t->bars[t->nbars++];
+  memset(b, 0, sizeof *b);
+  b->addr = addr;
+  return b;
+}
+
+/* An mbarrier of the TMA ring, as the GPU keeps it for one arrival: op 0
+ * init (no phase completed), 1 arrive.expect_tx (arms the current phase;
+ * armed twice before it completes is an error), 2 try_wait.parity until it
+ * succeeds. The boxes armed on a phase are copied when a thread first
+ * waits for it (the phase then completes), so a thread that reads a
+ * buffer without waiting reads the old data, and a box landing in a buffer
+ * a wgmma in flight still reads is the wgmma's race error; a wait for a
+ * phase that never completes (a hang on the GPU) is an error. */
+void ts_gpusim_mbar(int64_t ctx, int64_t tid, int32_t op, int64_t addr, int32_t parity) {
+  team *t = (team *)(intptr_t)ctx;
+  mbar *b = mbar_at(t, tid, (uintptr_t)addr, op == 0);
+  if (!b)
+    return;
+  if (op == 0) {
+    memset(b, 0, sizeof *b);
+    b->addr = (uintptr_t)addr;
+  } else if (op == 1) {
+    if (b->armed)
+      wgmma_error(t, tid, "an mbarrier armed again before its phase completed");
+    b->armed = true;
+  } else {
+    if (b->armed) {
+      for (int i = 0; i < b->n; i++)
+        tma_box(b->box[i].dst, b->box[i].m, b->box[i].x, b->box[i].y);
+      b->n = 0;
+      b->armed = false;
+      b->done++;
+    }
+    if (!b->done || (b->done & 1) == (uint32_t)(parity & 1))
+      wgmma_error(t, tid, "a wait for an mbarrier phase that never completes");
+  }
+}
+
+/* cp.async.bulk.tensor of one box onto the armed phase of mbarrier `bar`. */
+void ts_gpusim_tma(int64_t ctx, int64_t tid, int64_t dst, int64_t map, int64_t x, int64_t y,
+                   int64_t bar) {
+  team *t = (team *)(intptr_t)ctx;
+  mbar *b = mbar_at(t, tid, (uintptr_t)bar, false);
+  if (!b)
+    return;
+  if (!b->armed || b->n == MAX_BOXES) {
+    wgmma_error(t, tid, b->armed ? "more TMA boxes on one mbarrier phase than the simulator keeps"
+                                 : "a TMA copy onto an mbarrier not armed (expect_tx)");
+    return;
+  }
+  b->box[b->n++] = (tma_pending){(uint8_t *)(intptr_t)dst, (const ts_sim_tmap *)(intptr_t)map,
+                                 x, y};
+}
+
+void ts_sim_mbar(int op, void *bar, unsigned parity);
+void ts_sim_mbar(int op, void *bar, unsigned parity) {
+  ts_gpusim_mbar((int64_t)(intptr_t)the_team, the_team->cur, op, (int64_t)(intptr_t)bar,
+                 (int32_t)parity);
+}
+void ts_sim_tma(void *dst, long long map, long long x, long long y, void *bar);
+void ts_sim_tma(void *dst, long long map, long long x, long long y, void *bar) {
+  ts_gpusim_tma((int64_t)(intptr_t)the_team, the_team->cur, (int64_t)(intptr_t)dst, map, x, y,
+                (int64_t)(intptr_t)bar);
+}
+
 /* kind | 8: scale-d 0 (D = A B, the accumulators' old values unread). The
  * instruction is asynchronous, as on the GPU: it is queued here and
  * done at the wait_group that retires it (ts_gpusim_wgmma_sync), so an
@@ -314,10 +413,6 @@ void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int 
                   (int64_t)(intptr_t)acc, n, kind);
 }
 
-void ts_sim_tma(void *dst, long long map, long long x, long long y);
-void ts_sim_tma(void *dst, long long map, long long x, long long y) {
-  ts_gpusim_tma(0, 0, (int64_t)(intptr_t)dst, map, x, y);
-}
 void ts_sim_wgmma_sync(int n);
 void ts_sim_wgmma_sync(int n) {
   ts_gpusim_wgmma_sync((int64_t)(intptr_t)the_team, the_team->cur, n);
@@ -388,6 +483,7 @@ static void fiber_main(void) {
 
 /* Runs one block to the end; an error when threads diverge at a barrier. */
 static ts_status run_block(team *t) {
+  t->nbars = 0;
   for (int i = 0; i < t->threads; i++) {
     fiber *f = &t->f[i];
     getcontext(&f->ctx);
@@ -430,6 +526,9 @@ static ts_status run_block(team *t) {
       done += t->f[i].state == DONE;
       bar += t->f[i].state == AT_BARRIER;
     }
+    for (int i = 0; done == t->threads && i < t->nbars; i++)
+      if (t->bars[i].armed)
+        wgmma_error(t, 0, "the block ended with TMA copies no thread waited for");
     if (done == t->threads)
       return t->err[0] ? ts_status_make(TS_ERR_INTERNAL, "%s", t->err) : NULL;
     if (bar == t->threads) {

@@ -47,7 +47,9 @@ void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
                      int64_t acc, int32_t n, int32_t kind);
 void ts_gpusim_wgmma_sync(int64_t ctx, int64_t tid, int32_t n);
 void ts_gpusim_tma(int64_t ctx, int64_t tid, int64_t dst, int64_t map, int64_t x,
-                   int64_t y);
+                   int64_t y, int64_t bar);
+void ts_gpusim_mbar(int64_t ctx, int64_t tid, int32_t op, int64_t addr, int32_t parity);
+void ts_gpusim_cp16(int64_t dst, int64_t src);
 /* The simulator's tensor map (what ts_gpusim_tma reads; a CUtensorMap on
  * the GPU): a row-major [rows, cols] tensor at `base`, boxes of
  * box_rows x box_cols elements of `esize` bytes, swizzled by `swz` bytes. */
@@ -78,7 +80,7 @@ void ts_cudasim_close(void *handle);
  * shuffle, print and assert. A launch on the CPU or the simulator sets its
  * state on each thread that runs its blocks; a failed assert records the
  * first message there. */
-#define TS_RT_SYMBOLS 11
+#define TS_RT_SYMBOLS 13
 extern const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS];
 typedef struct ts_launch_state {
   _Atomic int failed;

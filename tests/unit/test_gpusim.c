@@ -1,4 +1,7 @@
-/* test_gpusim.c - the GPU simulator's wgmma as the GPU runs it: queued at
+/* test_gpusim.c - the GPU simulator's wgmma and TMA as the GPU runs them
+ * (TMA at the end: a box lands when its mbarrier phase is first waited
+ * for; a phase armed twice, never waited for, an mbarrier not initialised
+ * and a wait for the wrong parity are errors). wgmma: queued at
  * issue and done at the wait_group that retires it (an accumulator read
  * before that wait still holds the old value; wait_group n leaves the n
  * newest groups in flight; kind | 8, scale-d 0, ignores the old
@@ -16,6 +19,8 @@ void ts_sim_barrier(void);
 unsigned char *ts_sim_smem(void);
 void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int n, int kind);
 void ts_sim_wgmma_sync(int n);
+void ts_sim_tma(void *dst, long long map, long long x, long long y, void *bar);
+void ts_sim_mbar(int op, void *bar, unsigned parity);
 
 enum { THREADS = 128, SMEM = 8192 };
 
@@ -43,9 +48,56 @@ static void fill(unsigned off, int count, unsigned short v) {
 
 enum { A_OFF = 0, B_OFF = 2048 };
 
+/* TMA: a [10, 70] bf16 tensor (element (r, c) = 100 r + c), its map for
+ * boxes of 8 x 64 with the 128-byte swizzle, the box at (x 40, y 4) into
+ * the 1024-aligned tile at byte 4096 (columns 40..103, rows 4..11: past
+ * column 69 and row 9 zeros; the bytes there hold 0xffff before), the
+ * mbarrier at byte 6144; got[t] is what thread t read at tile row 1,
+ * column 3 (tensor (5, 43) = 543) before and after its wait, at row 2
+ * column 40 (past the end: 0), and at row 7 column 9 (past the last row:
+ * 0). */
+static unsigned short tensor[10 * 70];
+static ts_sim_tmap tmap = {(const uint8_t *)tensor, 10, 70, 8, 64, 2, 128};
+static unsigned short got[THREADS][4];
+
+enum { T_OFF = 4096, BAR_OFF = 6144 };
+
+static unsigned short *tile_at(int r, int c) {
+  unsigned long long a = (((unsigned long long)ts_sim_smem() + 1023) & ~1023ull) + T_OFF +
+                         (unsigned long long)(r * 128 + c * 2);
+  a ^= ((a >> 7) & 7) << 4; /* the hardware's 128-byte swizzle, from the address */
+  return (unsigned short *)a;
+}
+
+static void tma_scenario(int tid) {
+  unsigned char *base = (unsigned char *)(((unsigned long long)ts_sim_smem() + 1023) & ~1023ull);
+  void *bar = base + BAR_OFF;
+  if (scenario != 8 && tid == 0)
+    ts_sim_mbar(0, bar, 0);
+  if (tid == 0)
+    memset(base + T_OFF, 0xff, 8 * 128);
+  ts_sim_barrier();
+  if (tid == 0) {
+    ts_sim_mbar(1, bar, 0);
+    if (scenario == 6)
+      ts_sim_mbar(1, bar, 0); /* armed twice */
+    ts_sim_tma(base + T_OFF, (long long)(intptr_t)&tmap, 40, 4, bar);
+  }
+  got[tid][0] = *tile_at(1, 3);
+  if (scenario != 7) /* 7: nobody waits */
+    ts_sim_mbar(2, bar, scenario == 9 ? 1 : 0);
+  got[tid][1] = *tile_at(1, 3);
+  got[tid][2] = *tile_at(2, 40);
+  got[tid][3] = *tile_at(7, 9);
+}
+
 static void kernel(void **args) {
   (void)args;
   int tid = (int)ts_sim_index(0, 0);
+  if (scenario >= 5) {
+    tma_scenario(tid);
+    return;
+  }
   float acc[4] = {0};
   if (tid == 0) {
     fill(A_OFF, 64 * 16, 0x3f80); /* 1.0 */
@@ -138,5 +190,21 @@ int main(void) {
   for (int t = 0; t < THREADS; t++)
     all &= seen[t][0] == 64.0f;
   CHECK(all);
+
+  /* TMA: the box lands, swizzled, when a thread first waits for its phase
+   * (thread 0, which runs first after the barrier, read the old bytes
+   * before its wait; the threads after it find the box there) */
+  for (int r = 0; r < 10; r++)
+    for (int c = 0; c < 70; c++)
+      tensor[r * 70 + c] = (unsigned short)(100 * r + c);
+  CHECK(run(5) == NULL);
+  all = true;
+  for (int t = 0; t < THREADS; t++)
+    all &= got[t][0] == (t ? 543 : 0xffff) && got[t][1] == 543 && got[t][2] == 0 && got[t][3] == 0;
+  CHECK(all);
+  CHECK(says(run(6), "armed again before its phase completed"));
+  CHECK(says(run(7), "no thread waited for"));
+  CHECK(says(run(8), "used before mbarrier.init"));
+  CHECK(says(run(9), "never completes"));
   return ts_test_finish();
 }
