@@ -186,7 +186,7 @@ static const char *arg_name(const ts_symbol *s, char *buf, size_t size) {
   return buf;
 }
 
-/* TMA: the tensor maps the kernel's MLIR form takes after its scratch
+/* TMA: the tensor maps the kernel's GPU form takes after its scratch
  * parameters (compiler.h ts_kernel_tensor_maps), built for this launch,
  * and the flag the kernel reads: 1 when every map was built (a tensor
  * whose rows are not whole 16-byte units, or that is not 16-byte aligned,
@@ -427,7 +427,8 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     /* the scratch memref and its bytes per block follow the arguments */
     void *scratch = NULL;
     int64_t one = 1, zero = 0, size;
-    if (__builtin_mul_overflow(per_block, total, &size) || p->n + 7 > MAX_SLOTS) {
+    if (__builtin_mul_overflow(per_block, total, &size) ||
+        p->n + 7 + TS_TMA_MAPS + 1 > MAX_SLOTS) {
       free(p);
       return ts_status_make(TS_ERR_INVALID, "kernel '%s': too much scratch",
                             k->name);
