@@ -305,9 +305,17 @@ void ts_gpusim_mbar(int64_t ctx, int64_t tid, int32_t op, int64_t addr, int32_t 
   mbar *b = mbar_at(t, tid, (uintptr_t)addr, op == 0);
   if (!b)
     return;
+  /* its 8 bytes of shared memory hold a mark, so that a tile placed over
+   * them (a wrong offset) is an error rather than a silent pass */
+  const uint64_t mark = 0x6d62617272696572ull;
+  uint64_t have;
+  memcpy(&have, (const void *)(intptr_t)addr, 8);
+  if (op != 0 && have != mark)
+    wgmma_error(t, tid, "an mbarrier's shared memory was overwritten");
   if (op == 0) {
     memset(b, 0, sizeof *b);
     b->addr = (uintptr_t)addr;
+    memcpy((void *)(intptr_t)addr, &mark, 8);
   } else if (op == 1) {
     if (b->armed)
       wgmma_error(t, tid, "an mbarrier armed again before its phase completed");

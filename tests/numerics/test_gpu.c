@@ -182,6 +182,18 @@ static void test_pipe_gemm(void) {
   }
 }
 
+/* Two rings in one kernel (three and two stages): on sm_90a each has its
+ * TMA maps and mbarriers (K 128: TMA; K 100, rows not whole 16-byte
+ * units: cp.async); c = 2 a b^T. */
+static void test_two_rings(void) {
+  ts_kernel *k = num_kernel(GPU_TILE, "two_rings", NULL, NULL);
+  if (!k)
+    return;
+  check_gemm(k, TS_DTYPE_BF16, 70, 45, 128, false, true, 2.0, 31, "two_rings K 128");
+  check_gemm(k, TS_DTYPE_BF16, 130, 64, 100, false, true, 2.0, 32, "two_rings K 100");
+  ts_kernel_release(k);
+}
+
 /* The wgmma forms: each swizzle width and the panel layout, one and two
  * warpgroups, one and two slabs per warpgroup, N = 8 .. 128, tails in every
  * dim; then f16 with accumulate=false. On the simulator (sm_90a unless
@@ -306,6 +318,7 @@ int main(void) {
   test_mma_forms();
   test_mma_shared();
   test_pipe_gemm();
+  test_two_rings();
   test_wg_gemm();
   test_wg_rows();
   num_finish();
