@@ -217,6 +217,8 @@ MlirType gen_storage_type(gen *g, ts_dtype dt);
 bool gen_is_float(gen *g, MlirType t);
 MlirValue gen_fastmath(gen *g, MlirValue v, const char *flags);
 MlirValue gen_math1(gen *g, const char *name, MlirValue x);
+/* exp (or with base2 exp2) of an f32, about 1 ulp (gen_math.c). */
+MlirValue gen_exp(gen *g, MlirValue x, bool base2);
 int gen_int_width(MlirType t);
 MlirValue gen_expr_as(gen *g, ts_node *n, MlirType want);
 void gen_copy(gen *g, ts_node *call);
