@@ -203,9 +203,11 @@ typedef struct ts_tma {
 } ts_tma;
 #define TS_TMA_MAX TS_TMA_MAPS
 int ts_pipe_tma(const ts_kernel_info *k, bool wgmma, ts_tma *out);
-/* Bytes of mbarriers a TMA ring needs past the plan's shared memory: 8 per
- * stage of each pipelined loop with a TMA copy. */
-int64_t ts_pipe_tma_bar_bytes(const ts_kernel_info *k, bool wgmma);
+/* Bytes of mbarriers the TMA rings need past the plan's shared memory (its
+ * `nt` tiles, `total` bytes): 8 per stage of each pipelined loop with a
+ * TMA copy. */
+int64_t ts_pipe_tma_bar_bytes(const ts_kernel_info *k, bool wgmma, const ts_gpu_tile *plan,
+                              int nt, int64_t total);
 
 /* Whether `st`, a statement of `pipe`'s body, is a gemm whose wgmma may
  * stay in flight into the next iteration (both lowerings then retire it

@@ -459,9 +459,9 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
 int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k, bool wgmma) {
   ts_gpu_tile tiles[TS_GPU_MAX_TILES];
   int64_t total;
-  ts_gpu_tile_plan(k, wgmma, tiles, &total);
+  int nt = ts_gpu_tile_plan(k, wgmma, tiles, &total);
   /* then the TMA rings' mbarriers, 8-byte aligned */
-  int64_t bars = ts_pipe_tma_bar_bytes(k, wgmma);
+  int64_t bars = ts_pipe_tma_bar_bytes(k, wgmma, tiles, nt, total);
   return bars ? ((total + 7) & ~(int64_t)7) + bars : total;
 }
 

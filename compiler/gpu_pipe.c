@@ -247,16 +247,13 @@ static void tma_walk(const ts_kernel_info *k, const ts_node *n, const ts_gpu_til
     tma_walk(k, n->kids[i], plan, nt, out, count, bars);
 }
 
-/* The TMA copies and their mbarrier bytes; none when the plan leaves no
- * room for the mbarriers. */
-static int tma_list(const ts_kernel_info *k, bool wgmma, ts_tma *out, int64_t *bars) {
-  ts_gpu_tile plan[TS_GPU_MAX_TILES];
-  int64_t total;
+/* The TMA copies of a kernel with tile plan `plan` (`total` bytes of shared
+ * memory) and their mbarrier bytes; none when the plan leaves no room for
+ * the mbarriers. */
+static int tma_scan(const ts_kernel_info *k, const ts_gpu_tile *plan, int nt, int64_t total,
+                    ts_tma *out, int64_t *bars) {
   int n = 0;
   *bars = 0;
-  if (!wgmma)
-    return 0;
-  int nt = ts_gpu_tile_plan(k, wgmma, plan, &total);
   tma_walk(k, k->node->kids[4], plan, nt, out, &n, bars);
   if (total + *bars > 232448) /* a Hopper block's 227 KiB */
     n = 0, *bars = 0;
@@ -264,14 +261,20 @@ static int tma_list(const ts_kernel_info *k, bool wgmma, ts_tma *out, int64_t *b
 }
 
 int ts_pipe_tma(const ts_kernel_info *k, bool wgmma, ts_tma *out) {
-  int64_t bars;
-  return tma_list(k, wgmma, out, &bars);
+  ts_gpu_tile plan[TS_GPU_MAX_TILES];
+  int64_t total, bars;
+  if (!wgmma)
+    return 0;
+  int nt = ts_gpu_tile_plan(k, wgmma, plan, &total);
+  return tma_scan(k, plan, nt, total, out, &bars);
 }
 
-int64_t ts_pipe_tma_bar_bytes(const ts_kernel_info *k, bool wgmma) {
+int64_t ts_pipe_tma_bar_bytes(const ts_kernel_info *k, bool wgmma, const ts_gpu_tile *plan,
+                              int nt, int64_t total) {
   ts_tma t[TS_TMA_MAX];
-  int64_t bars;
-  tma_list(k, wgmma, t, &bars);
+  int64_t bars = 0;
+  if (wgmma)
+    tma_scan(k, plan, nt, total, t, &bars);
   return bars;
 }
 

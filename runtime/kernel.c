@@ -21,6 +21,9 @@ struct ts_kernel {
   void *sim_lib;
   ts_packed_fn sim_fn;
   char config[256]; /* the -D overrides it was compiled with */
+  /* the tensor maps its GPU form takes (TMA), for its architecture */
+  ts_tensor_map_spec tma[TS_TMA_MAPS];
+  int ntma;
 };
 
 /* The architecture the GPU simulator stands for: sm_90a, or sm_80 with
@@ -109,6 +112,8 @@ ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
   }
   k->device = ts_device_retain(d);
   k->info = ts_cpu_program_kernel(k->prog);
+  const char *arch = d->cuda ? ts_cuda_arch(d) : d->gpusim ? sim_arch() : NULL;
+  k->ntma = arch ? ts_kernel_tensor_maps(k->info, arch, k->tma) : 0;
   snprintf(k->name, sizeof k->name, "%s", name);
   size_t at = 0;
   for (size_t i = 0; i < ndefs && at < sizeof k->config; i++)
@@ -207,10 +212,9 @@ static tmaps *new_tmaps(void) {
   return m;
 }
 
-static ts_status tensor_maps(const ts_kernel *k, const ts_arg *args, const char *arch,
-                             tmaps *m) {
-  ts_tensor_map_spec spec[TS_TMA_MAPS];
-  int n = ts_kernel_tensor_maps(k->info, arch, spec);
+static ts_status tensor_maps(const ts_kernel *k, const ts_arg *args, tmaps *m) {
+  const ts_tensor_map_spec *spec = k->tma;
+  int n = k->ntma;
   m->n = 0;
   if (!n)
     return NULL;
@@ -441,7 +445,7 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     p->slots[p->n++] = &one;
     p->slots[p->n++] = &per_block;
     tmaps *m = new_tmaps();
-    ts_status st = m ? tensor_maps(k, args, ts_cuda_arch(k->device), m) : ts_status_nomem();
+    ts_status st = m ? tensor_maps(k, args, m) : ts_status_nomem();
     for (int i = 0; !st && i < m->n; i++)
       p->slots[p->n++] = m->slots[i];
     p->slots[p->n] = NULL; /* cuLaunchKernel reads exactly the kernel's count */
@@ -462,7 +466,7 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
       free(p);
       return ts_status_nomem();
     }
-    tensor_maps(k, args, sim_arch(), m); /* (the simulator's maps cannot fail) */
+    tensor_maps(k, args, m); /* (the simulator's maps cannot fail) */
     ts_launch_state *old = ts_launch_state_set(&state);
     ts_status st = ts_gpusim_launch(
         k->sim_fn ? k->sim_fn : ts_cpu_program_gpu(k->prog), k->sim_fn != NULL,
