@@ -56,7 +56,7 @@ int cmd_compile(int argc, char **argv) {
       if (!ts_arch_supported(v))
         return cli_usage_error("compile",
                                "unknown GPU architecture '%s' (sm_90a, "
-                               "sm_90 or sm_80)",
+                               "sm_90, sm_80 or sm_86)",
                                v);
       opt.arch = v;
     } else if ((v = option("--emit", argc, argv, &i, &missing))) {

@@ -44,7 +44,7 @@ typedef struct ts_compile_options {
   const ts_define *defines;
   size_t define_count;
   bool time_passes; /* print MLIR's pass timing to stderr */
-  const char *arch; /* PTX: "sm_90a" (NULL) or "sm_80" */
+  const char *arch; /* PTX: "sm_90a" (NULL), "sm_90", "sm_80" or "sm_86" */
   /* The kernel cache folder for final artifacts (PTX), or NULL for none;
    * what the cache did is appended to `log` when it is not NULL. */
   const char *cache_dir;
@@ -55,8 +55,11 @@ typedef struct ts_compile_options {
   size_t symbol_count;
 } ts_compile_options;
 
-/* Whether `arch` is a GPU architecture the PTX target supports. */
+/* Whether `arch` is a GPU architecture the PTX target supports ("sm_90a",
+ * "sm_90", "sm_80", "sm_86"), and the shared memory a block of its code
+ * may take (NULL: sm_90a): a kernel's tiles are planned within it. */
 bool ts_arch_supported(const char *arch);
+int64_t ts_arch_smem_max(const char *arch);
 
 /* The packed entry point of a JIT-compiled function: args[i] points at the
  * i-th argument (a memref argument takes five: allocated and aligned

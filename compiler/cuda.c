@@ -1116,6 +1116,10 @@ static void helper(cg *c, ts_node *fn, bool proto) {
 }
 
 static void kernel(cg *c, const ts_kernel_info *k) {
+  if (!ts_gpu_smem_check(k, c->arch, &c->u->src, c->d)) {
+    c->failed = true;
+    return;
+  }
   c->k = k;
   c->threads = k->threads;
   c->par = 0;
@@ -1146,7 +1150,7 @@ static void kernel(cg *c, const ts_kernel_info *k) {
                "ts_scratch_per_block",
                params, *params ? ", " : "");
   /* TMA: the tensor maps by value, and whether the runtime built them */
-  c->ntma = ts_pipe_tma(k, c->wgmma, c->tma);
+  c->ntma = ts_pipe_tma(k, c->arch, c->tma);
   for (int i = 0; i < c->ntma; i++)
     params = cu_str(c, "%s, const __grid_constant__ ts_tmap ts_tm%d", params, i);
   if (c->ntma)
@@ -1166,7 +1170,7 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   /* tiles where ts_gpu_tile_plan places them */
   ts_gpu_tile tiles[TS_GPU_MAX_TILES];
   int64_t total;
-  int nt = ts_gpu_tile_plan(k, c->wgmma, tiles, &total);
+  int nt = ts_gpu_tile_plan(k, c->arch, tiles, &total);
   c->bar_at = (total + 7) & ~(int64_t)7; /* the TMA rings' mbarriers */
   uint8_t mma[TS_GPU_MAX_TILES];
   ts_mma_layouts(k, tiles, nt, c->wgmma, mma);
@@ -1271,7 +1275,7 @@ static void kernel(cg *c, const ts_kernel_info *k) {
 
 ts_status ts_gen_cuda(ts_unit *u, const char *only, const char *arch,
                       ts_diags *diags, ts_buf *out) {
-  cg c = {.o = out, .u = u, .d = diags, .wgmma = ts_arch_wgmma(arch)};
+  cg c = {.o = out, .u = u, .d = diags, .wgmma = ts_arch_wgmma(arch), .arch = arch};
   ts_buf_puts(out, ts_cuda_prelude);
   ts_node *root = u->root;
   for (int pass = 0; pass < 2; pass++)

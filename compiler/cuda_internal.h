@@ -29,6 +29,7 @@ typedef struct cg {
   const ts_symbol *regs[TS_GPU_MAX_TILES]; /* frag tiles in registers */
   uint8_t mma[TS_GPU_MAX_TILES]; /* regs[i]'s layout: TS_ACC_* (gen.h) */
   bool wgmma;      /* the architecture has wgmma (sm_90a) */
+  const char *arch; /* its name (the tile plan's) */
   bool uses_wgmma; /* the kernel being built issues it */
   int nregs;
   const ts_gpu_tile *tiles; /* the plan */

@@ -629,7 +629,7 @@ static void unfold(cg *c, const ts_symbol *const *acc, int na) {
 
 bool cu_pipelined(cg *c, ts_node *n) {
   ts_node *body = n->kids[3];
-  int64_t stages = ts_pipe_stages(n);
+  int64_t stages = c->tiles ? ts_pipe_planned(n, c->tiles, c->ntiles) : 1;
   if (!cu_gpu_single(c) || stages < 2 || !c->tiles || !body) {
     unfold(c, NULL, 0);
     return false;

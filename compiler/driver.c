@@ -50,11 +50,6 @@ bool ts_target_parse(const char *s, ts_target *out) {
 
 const char *ts_target_name(ts_target t) { return targets[t]; }
 
-bool ts_arch_supported(const char *arch) {
-  return !strcmp(arch, "sm_90a") || !strcmp(arch, "sm_90") ||
-         !strcmp(arch, "sm_80");
-}
-
 const char *ts_compiler_version(void) {
   return "tessera " TS_VERSION_STRING " (LLVM/MLIR " TS_LLVM_VERSION ")";
 }
@@ -229,7 +224,7 @@ static ts_status lower_ptx(ts_unit *u, const ts_compile_options *opt,
           continue;
         ts_buf_printf(out, "// tessera kernel %.*s threads %lld smem %lld\n",
                       (int)k->name.len, k->name.ptr, (long long)k->threads,
-                      (long long)ts_gen_gpu_smem_bytes(k, ts_arch_wgmma(opt->arch)));
+                      (long long)ts_gen_gpu_smem_bytes(k, opt->arch));
       }
       st = ts_mlir_ptx(m, mod, opt->time_passes, out);
     }
@@ -327,7 +322,7 @@ ts_status ts_compile(const ts_allocator *alloc, const char *path,
   /* 4. mlir, 5. lowered, 6. llvm | ptx | cuda */
   if (opt->arch && !ts_arch_supported(opt->arch)) {
     st = ts_status_make(TS_ERR_INVALID,
-                        "unknown GPU architecture '%s' (sm_90a, sm_90 or sm_80)",
+                        "unknown GPU architecture '%s' (sm_90a, sm_90, sm_80 or sm_86)",
                         opt->arch);
     goto done;
   }

@@ -1217,6 +1217,10 @@ static void gen_kernel_gpu(gen *g, MlirModule m, const ts_kernel_info *k) {
   arg_name(name, sizeof name, k->name, g->emu ? "__gpu" : "");
   g->kernel = k;
   g->in_fn = false;
+  if (!ts_gpu_smem_check(k, g->arch, &g->u->src, g->d)) {
+    g->failed = true;
+    return;
+  }
   b->loc = loc_of(g, k->node);
   MlirType types[180];
   intptr_t n = kernel_args(g, k, true, types);
@@ -1365,6 +1369,7 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
   MlirModule m = mlirModuleCreateEmpty(g->b.loc);
   g->fn_parent = mlirModuleGetBody(m);
   g->wgmma = chip && !strcmp(chip, "sm_90a");
+  g->arch = chip;
   if (mode == GEN_GPU) {
     g->gpu = true;
     g->fn_parent = gpu_module(g, m, chip);

@@ -42,12 +42,13 @@ typedef struct ts_gpu_tile {
   int64_t off;        /* shared memory byte offset */
   int64_t per_thread; /* registers: elements per thread */
   int stages;         /* shared buffers, one per stage of a pipelined copy */
+  const ts_node *pipe; /* ... of this `pipelined` loop (ts_pipe_plan) */
   int swz;            /* shared, swizzled: the atom's row bytes (32, 64, 128),
                        * else 0 (below) */
   bool rows;          /* registers, asked for in TS_ACC_ROWS (a vector [M]
                        * whose layout follows wgmma's rows; sm_90a) */
 } ts_gpu_tile;
-int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
+int ts_gpu_tile_plan(const ts_kernel_info *k, const char *arch, ts_gpu_tile *out,
                      int64_t *smem_total);
 /* The entry of tile `s` in a plan of `nt` tiles, or NULL (gpu_mma.c). */
 const ts_gpu_tile *ts_gpu_tile_of(const ts_gpu_tile *t, int nt, const ts_symbol *s);
@@ -160,7 +161,9 @@ bool ts_expr_pure(const ts_node *e);
 /* Whether the subtree `n` mentions symbol `s` (gen_gpu.c). */
 bool ts_node_mentions(const ts_node *n, const ts_symbol *s);
 
-/* Pipelined loops (gpu_pipe.c): the stage count of a `pipelined` node;
+/* Pipelined loops (gpu_pipe.c): the stage count of a `pipelined` node
+ * (as written; ts_pipe_planned: as the plan keeps it, fewer where shared
+ * memory is short, the same for every staged tile of the loop);
  * whether statement `st` of its body is a copy the loop can run ahead (a
  * whole `shared` tile of constant shape filled from a tensor slice of the
  * same dtype, or rows gathered through an index tensor the kernel never
@@ -169,6 +172,7 @@ bool ts_node_mentions(const ts_node *n, const ts_symbol *s);
  * one to write it); ts_pipe_plan sets `stages` of those tiles (the plan
  * then gives them one buffer per stage, each align16(bytes) apart). */
 int64_t ts_pipe_stages(const ts_node *pipe);
+int64_t ts_pipe_planned(const ts_node *pipe, const ts_gpu_tile *plan, int nt);
 bool ts_pipe_staged_copy(const ts_kernel_info *k, const ts_node *pipe,
                          const ts_node *st);
 void ts_pipe_plan(const ts_kernel_info *k, ts_gpu_tile *tiles, int nt);
@@ -202,11 +206,11 @@ typedef struct ts_tma {
   int esize, swz;      /* bytes an element; swizzle span in bytes */
 } ts_tma;
 #define TS_TMA_MAX TS_TMA_MAPS
-int ts_pipe_tma(const ts_kernel_info *k, bool wgmma, ts_tma *out);
+int ts_pipe_tma(const ts_kernel_info *k, const char *arch, ts_tma *out);
 /* Bytes of mbarriers the TMA rings need past the plan's shared memory (its
  * `nt` tiles, `total` bytes): 8 per stage of each pipelined loop with a
  * TMA copy. */
-int64_t ts_pipe_tma_bar_bytes(const ts_kernel_info *k, bool wgmma, const ts_gpu_tile *plan,
+int64_t ts_pipe_tma_bar_bytes(const ts_kernel_info *k, const char *arch, const ts_gpu_tile *plan,
                               int nt, int64_t total);
 
 /* Whether `st`, a statement of `pipe`'s body, is a gemm whose wgmma may
@@ -251,11 +255,15 @@ extern const char *const ts_cuda_prelude;
 ts_status ts_gen_cuda(ts_unit *u, const char *only, const char *arch,
                       ts_diags *diags, ts_buf *out);
 
-/* Bytes of shared memory a block of the GPU kernel uses (a launch passes
- * them as dynamic shared memory); `wgmma`: built for sm_90a. */
-int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k, bool wgmma);
+/* Bytes of shared memory a block of the GPU kernel for `arch` uses (a
+ * launch passes them as dynamic shared memory). */
+int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k, const char *arch);
+/* Whether they fit what a block may use on `arch`; if not, an error at
+ * the kernel in `d`. */
+bool ts_gpu_smem_check(const ts_kernel_info *k, const char *arch, const ts_source *src,
+                       ts_diags *d);
 /* Whether code for architecture `arch` (NULL: the default, sm_90a) has
- * wgmma. */
+ * wgmma (gen_gpu.c, with the other facts of each architecture). */
 bool ts_arch_wgmma(const char *arch);
 
 #endif

@@ -299,40 +299,97 @@ bool gen_gpu_private(gen *g, const ts_node *n) {
   return g->gpu && ts_stmt_private(n, g->plan, g->nplan);
 }
 
-bool ts_arch_wgmma(const char *arch) { return !arch || !strcmp(arch, "sm_90a"); }
+/* The GPU architectures the PTX target supports and what their code may
+ * assume: wgmma (sm_90a only), and the shared memory a block may opt into,
+ * the tile plan's ceiling. sm_80 PTX is for the parts with an A100's
+ * 163 KiB (compute capability 8.0, 8.7; the runtime also gives it to 10.x),
+ * sm_86 for those with 99 KiB (8.6, 8.9, 12.x); sm_90a and sm_90 for
+ * Hopper's 227 KiB. */
+static const struct {
+  const char *name;
+  bool wgmma;
+  int64_t smem_max;
+} archs[] = {{"sm_90a", true, 232448},
+             {"sm_90", false, 232448},
+             {"sm_80", false, 166912},
+             {"sm_86", false, 101376}};
 
-/* Shared bytes the tiles placed after tile i of the plan may take (shared
- * tiles later in the first pass, then every frag not in registers that
- * could fit; swizzled ones 1024-aligned): a pipelined copy's further
- * buffers must leave room for them, or a frag such as an accumulator would
- * end up in global scratch. */
-static int64_t later_bytes(ts_node **tiles, const ts_gpu_tile *out, int n, int i) {
+static int arch_index(const char *arch) {
+  for (int i = 0; arch && i < (int)(sizeof archs / sizeof *archs); i++)
+    if (!strcmp(arch, archs[i].name))
+      return i;
+  return 0; /* NULL: the default, sm_90a */
+}
+
+bool ts_arch_supported(const char *arch) {
+  return arch && !strcmp(archs[arch_index(arch)].name, arch);
+}
+bool ts_arch_wgmma(const char *arch) { return archs[arch_index(arch)].wgmma; }
+int64_t ts_arch_smem_max(const char *arch) { return archs[arch_index(arch)].smem_max; }
+
+/* Shared bytes the tiles placed after tile i of the plan would take if
+ * placing went on from byte `at` (shared tiles later in the first pass,
+ * then the frags not in registers that fit within `max`; swizzled ones
+ * 1024-aligned): a pipelined copy's further buffers must leave room for
+ * them, or a frag such as an accumulator would end up in global scratch.
+ * A frag too large to fit anyway leaves the room to the buffers. */
+static int64_t later_bytes(ts_node **tiles, const ts_gpu_tile *out, int n, int i,
+                           int64_t at, int64_t max) {
   int64_t sum = 0;
-  for (int j = 0; j < n; j++) {
-    bool shared = tiles[j]->sym->type->scope == TS_SCOPE_SHARED;
-    int64_t b = const_bytes(tiles[j]->sym->type);
-    if ((shared && j <= i) || out[j].home == TS_TILE_REGS || b < 0 || b > GPU_SMEM_MAX)
-      continue;
-    sum += out[j].swz ? (b + 1023) & ~(int64_t)1023 : align16(b);
-  }
+  bool i_shared = tiles[i]->sym->type->scope == TS_SCOPE_SHARED;
+  for (int pass = i_shared ? 0 : 1; pass < 2; pass++)
+    for (int j = 0; j < n; j++) {
+      bool shared = tiles[j]->sym->type->scope == TS_SCOPE_SHARED;
+      int64_t b = const_bytes(tiles[j]->sym->type);
+      if (shared != (pass == 0) || (shared == i_shared && j <= i) ||
+          out[j].home == TS_TILE_REGS || b < 0)
+        continue;
+      b = out[j].swz ? (b + 1023) & ~(int64_t)1023 : align16(b);
+      if (!shared && at + sum + b > max - GPU_SMEM_ALIGN)
+        continue;
+      sum += b;
+    }
   return sum;
+}
+
+static int64_t buffer_bytes(const ts_node *tile, const ts_gpu_tile *t) {
+  int64_t b = const_bytes(tile->sym->type);
+  return t->swz ? (b + 1023) & ~(int64_t)1023 : align16(b);
+}
+
+/* The stage count of the pipelined loop whose first staged tile, tile i,
+ * was just placed (its buffer `one` bytes, shared memory now at `smem`):
+ * the most, up to the count written, whose further buffers for all the
+ * loop's staged tiles (placed after i) leave room for the tiles still to
+ * place; 1 if none does. */
+static int loop_stages(ts_node **tiles, const ts_gpu_tile *out, int n, int i, int64_t one,
+                       int64_t smem, int64_t max) {
+  int64_t per = one; /* bytes of one more stage */
+  for (int j = i + 1; j < n; j++)
+    if (out[j].pipe == out[i].pipe && out[j].stages > 1 && out[j].home != TS_TILE_REGS)
+      per += buffer_bytes(tiles[j], &out[j]);
+  for (int s = out[i].stages; s > 1; s--) {
+    int64_t extra = per * (s - 1);
+    if (smem + extra + later_bytes(tiles, out, n, i, smem + extra, max) <= max - GPU_SMEM_ALIGN)
+      return s;
+  }
+  return 1;
 }
 
 /* Places the tiles not in registers: `shared` ones in shared memory, then
  * frags while they fit, the rest in global scratch; the block's shared
- * bytes. */
-static int64_t place(ts_node **tiles, ts_gpu_tile *out, int n) {
+ * bytes. `max`: the most a block of the architecture may opt into. */
+static int64_t place(ts_node **tiles, ts_gpu_tile *out, int n, int64_t max) {
   int64_t smem = 16; /* the broadcast slot */
   /* frags join shared memory within 48 KiB; once the shared tiles alone
-   * pass that (the block opts into more anyway), up to a Hopper block's
-   * 227 KiB */
+   * pass that (the block opts into more anyway), up to `max` */
   int64_t limit = GPU_SMEM_LIMIT;
-  bool swizzled = false;
+  bool swizzled = false, decided[TS_GPU_MAX_TILES] = {false};
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < n; i++) {
       bool shared = tiles[i]->sym->type->scope == TS_SCOPE_SHARED;
       if (pass == 1 && i == 0 && smem > GPU_SMEM_LIMIT)
-        limit = GPU_SMEM_MAX;
+        limit = max - GPU_SMEM_ALIGN;
       if (shared != (pass == 0) || out[i].home == TS_TILE_REGS)
         continue;
       int64_t before = smem;
@@ -345,15 +402,19 @@ static int64_t place(ts_node **tiles, ts_gpu_tile *out, int n) {
           smem = (smem + 1023) & ~(int64_t)1023;
           swizzled = true;
         }
-        /* a pipelined copy's further buffers, while a Hopper block has
-         * room (227 KiB) after the tiles still to place */
+        /* a pipelined copy's further buffers: its loop's stage count,
+         * decided at its first staged tile for all of them (a loop whose
+         * copies had different counts would wait for the shortest) */
         int64_t one = smem - out[i].off;
-        if (out[i].stages > 1 &&
-            smem + one * (out[i].stages - 1) + later_bytes(tiles, out, n, i) <=
-                GPU_SMEM_MAX - GPU_SMEM_ALIGN)
-          smem += one * (out[i].stages - 1);
-        else
-          out[i].stages = 1;
+        if (out[i].stages > 1 && !decided[i]) {
+          int s = loop_stages(tiles, out, n, i, one, smem, max);
+          for (int j = i; j < n; j++)
+            if (out[j].pipe == out[i].pipe && out[j].stages > 1) {
+              out[j].stages = s;
+              decided[j] = true;
+            }
+        }
+        smem += one * (out[i].stages - 1);
       } else {
         smem = before;
         out[i].stages = 1;
@@ -407,13 +468,15 @@ static bool try_regs(const ts_kernel_info *k, ts_node **tiles, ts_gpu_tile *firs
   return ok;
 }
 
-int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
+int ts_gpu_tile_plan(const ts_kernel_info *k, const char *arch, ts_gpu_tile *out,
                      int64_t *smem_total) {
+  bool wgmma = ts_arch_wgmma(arch);
+  int64_t max = ts_arch_smem_max(arch);
   ts_node *tiles[TS_GPU_MAX_TILES];
   int n = 0;
   collect(k->node->kids[4], tiles, &n);
   for (int i = 0; i < n; i++) {
-    out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0, 1, 0, false};
+    out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0, 1, NULL, 0, false};
     if (in_registers(k, tiles[i], 64, &out[i].per_thread, false))
       out[i].home = TS_TILE_REGS;
   }
@@ -436,7 +499,7 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
    * swizzled tiles), then placed again */
   ts_gpu_tile first[TS_GPU_MAX_TILES];
   memcpy(first, out, (size_t)n * sizeof *out);
-  int64_t smem = place(tiles, first, n);
+  int64_t smem = place(tiles, first, n, max);
   bool moved = false, again = wgmma;
   while (again) { /* a move may let an earlier tile move too */
     again = false;
@@ -449,20 +512,38 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, bool wgmma, ts_gpu_tile *out,
     if (first[i].home == TS_TILE_REGS)
       out[i] = first[i];
   if (moved)
-    smem = place(tiles, out, n);
+    smem = place(tiles, out, n, max);
   else
     memcpy(out, first, (size_t)n * sizeof *out);
   *smem_total = smem;
   return n;
 }
 
-int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k, bool wgmma) {
+int64_t ts_gen_gpu_smem_bytes(const ts_kernel_info *k, const char *arch) {
   ts_gpu_tile tiles[TS_GPU_MAX_TILES];
   int64_t total;
-  int nt = ts_gpu_tile_plan(k, wgmma, tiles, &total);
+  int nt = ts_gpu_tile_plan(k, arch, tiles, &total);
   /* then the TMA rings' mbarriers, 8-byte aligned */
-  int64_t bars = ts_pipe_tma_bar_bytes(k, wgmma, tiles, nt, total);
+  int64_t bars = ts_pipe_tma_bar_bytes(k, arch, tiles, nt, total);
   return bars ? ((total + 7) & ~(int64_t)7) + bars : total;
+}
+
+bool ts_gpu_smem_check(const ts_kernel_info *k, const char *arch, const ts_source *src,
+                       ts_diags *d) {
+  int64_t need = ts_gen_gpu_smem_bytes(k, arch), max = ts_arch_smem_max(arch);
+  if (need <= max)
+    return true;
+  ts_diag *dg = ts_diag_error(d, src, k->node->span,
+                              "kernel '%.*s' needs %lld bytes of shared memory a block, "
+                              "more than the %lld (%lld KiB) a block may use on %s",
+                              (int)k->name.len, k->name.ptr, (long long)need,
+                              (long long)max, (long long)max / 1024,
+                              arch ? arch : "sm_90a");
+  ts_diag_hint(d, dg, "its shared tiles (%lld bytes, and what aligning and a pipelined "
+               "copy's first buffer add) must fit: smaller tile params, or an "
+               "architecture with more (sm_90a: 227 KiB)",
+               (long long)k->shared_size);
+  return false;
 }
 
 /* Bytes of a tile with a symbolic shape (at least one element). */
@@ -484,7 +565,7 @@ static MlirValue tile_bytes(gen *g, ts_node *tile, MlirValue *count) {
 MlirValue gen_gpu_scratch_bytes(gen *g, const ts_kernel_info *k) {
   ts_gpu_tile tiles[TS_GPU_MAX_TILES];
   int64_t total;
-  int n = ts_gpu_tile_plan(k, g->wgmma, tiles, &total);
+  int n = ts_gpu_tile_plan(k, g->arch, tiles, &total);
   MlirValue sum = gen_i64(g, 0), count;
   for (int i = 0; i < n; i++)
     if (tiles[i].home == TS_TILE_SCRATCH)
@@ -542,7 +623,7 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
   mb *b = &g->b;
   ts_gpu_tile *tiles = g->plan;
   int64_t total;
-  int n = ts_gpu_tile_plan(k, g->wgmma, tiles, &total);
+  int n = ts_gpu_tile_plan(k, g->arch, tiles, &total);
   g->nplan = n;
   g->bar_at = (total + 7) & ~(int64_t)7; /* the TMA rings' mbarriers */
   uint8_t mma[TS_GPU_MAX_TILES];
@@ -608,6 +689,8 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
       ts_buf_printf(&where, "shared +%lld", (long long)tiles[i].off);
       if (tiles[i].swz)
         ts_buf_printf(&where, " (%dB swizzle)", tiles[i].swz);
+      if (tiles[i].stages > 1)
+        ts_buf_printf(&where, " x %d stages", tiles[i].stages);
     } else {
       MlirValue bytes = tile_bytes(g, decl, &count);
       v = gen_gpu_view_at(g, g->scratch, g->scratch_at, st, -1, count,

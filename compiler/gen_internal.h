@@ -53,6 +53,7 @@ typedef struct gen {
                          * async proxy first (fence.proxy.async) */
   MlirOperation fenced; /* the last such barrier */
   bool wgmma;           /* the target (or the simulated one) is sm_90a */
+  const char *arch;     /* ... its name (the tile plan's) */
   MlirValue smem_pad;   /* i64: bytes from smem_base to the 1024-aligned
                          * base the plan's offsets count from */
   int nregs;
@@ -109,9 +110,8 @@ struct view {
  * Tessera supports): constant-shape tiles are placed there, in order,
  * `shared` tiles first; what does not fit goes to global scratch. */
 #define GPU_SMEM_LIMIT (48 * 1024)
-/* A Hopper block's shared memory when it opts in (227 KiB); the plan
- * reserves GPU_SMEM_ALIGN of it to align swizzled tiles at run time. */
-#define GPU_SMEM_MAX 232448
+/* Of the shared memory a block may opt into (ts_arch_smem_max), the plan
+ * reserves GPU_SMEM_ALIGN to align swizzled tiles at run time. */
 #define GPU_SMEM_ALIGN 1024
 
 void gen_unsupported(gen *g, ts_node *n, const char *what);

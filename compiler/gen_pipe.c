@@ -128,7 +128,7 @@ bool gen_copy_async(gen *g, ts_node *call) {
 /* ---- TMA (gen.h ts_tma) ------------------------------------------------ */
 
 int gen_tma_types(gen *g, const ts_kernel_info *k, MlirType *types) {
-  g->ntma = ts_pipe_tma(k, g->wgmma, g->tma);
+  g->ntma = ts_pipe_tma(k, g->arch, g->tma);
   if (!g->ntma)
     return 0;
   MlirType ptr = mlirTypeParseGet(g->b.ctx, mb_str("!llvm.ptr"));
@@ -309,7 +309,7 @@ static void unfold(gen *g, const ts_symbol *const *acc, int na) {
 
 bool gen_pipelined(gen *g, ts_node *n) {
   ts_node *body = n->kids[3];
-  int64_t stages = ts_pipe_stages(n);
+  int64_t stages = ts_pipe_planned(n, g->plan, g->nplan);
   if (!ring_form(g, n)) {
     unfold(g, NULL, 0);
     return false;

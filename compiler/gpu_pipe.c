@@ -11,6 +11,13 @@ int64_t ts_pipe_stages(const ts_node *pipe) {
   return s && s->cval.kind == TS_CONST_INT ? s->cval.i : 2;
 }
 
+int64_t ts_pipe_planned(const ts_node *pipe, const ts_gpu_tile *plan, int nt) {
+  for (int i = 0; i < nt; i++)
+    if (plan[i].pipe == pipe)
+      return plan[i].stages;
+  return ts_pipe_stages(pipe);
+}
+
 static int count_mentions(const ts_node *n, const ts_symbol *s) {
   if (!n)
     return 0;
@@ -154,8 +161,10 @@ static void walk(const ts_kernel_info *k, const ts_node *n, ts_gpu_tile *tiles,
     for (uint32_t i = 0; body && i < body->kid_count; i++)
       if (ts_pipe_staged_copy(k, n, body->kids[i]))
         for (int j = 0; j < nt; j++)
-          if (tiles[j].decl->sym == body->kids[i]->kids[0]->kids[1]->sym)
+          if (tiles[j].decl->sym == body->kids[i]->kids[0]->kids[1]->sym) {
             tiles[j].stages = (int)ts_pipe_stages(n);
+            tiles[j].pipe = n;
+          }
   }
   for (uint32_t i = 0; i < n->kid_count; i++)
     walk(k, n->kids[i], tiles, nt);
@@ -168,7 +177,7 @@ const ts_gpu_tile *ts_pipe_buffers(const ts_kernel_info *k, const ts_node *pipe,
     return NULL;
   const ts_symbol *t = st->kids[0]->kids[1]->sym;
   const ts_gpu_tile *p = ts_gpu_tile_of(plan, nt, t);
-  if (!p || p->home != TS_TILE_SMEM || p->stages != ts_pipe_stages(pipe))
+  if (!p || p->home != TS_TILE_SMEM || p->pipe != pipe || p->stages < 2)
     return NULL;
   int64_t bytes = ts_dtype_bits(t->type->dtype) / 8;
   for (uint32_t d = 0; d < t->type->rank; d++)
@@ -241,7 +250,7 @@ static void tma_walk(const ts_kernel_info *k, const ts_node *n, const ts_gpu_til
       if (tma_copy(k, n, n->kids[3]->kids[i], plan, nt, &out[*count]))
         ++*count, any = true;
     if (any)
-      *bars += 8 * ts_pipe_stages(n);
+      *bars += 8 * ts_pipe_planned(n, plan, nt);
   }
   for (uint32_t i = 0; i < n->kid_count; i++)
     tma_walk(k, n->kids[i], plan, nt, out, count, bars);
@@ -255,25 +264,25 @@ static int tma_scan(const ts_kernel_info *k, const ts_gpu_tile *plan, int nt, in
   int n = 0;
   *bars = 0;
   tma_walk(k, k->node->kids[4], plan, nt, out, &n, bars);
-  if (total + *bars > 232448) /* a Hopper block's 227 KiB */
+  if (total + *bars > ts_arch_smem_max("sm_90a")) /* TMA is sm_90a's */
     n = 0, *bars = 0;
   return n;
 }
 
-int ts_pipe_tma(const ts_kernel_info *k, bool wgmma, ts_tma *out) {
+int ts_pipe_tma(const ts_kernel_info *k, const char *arch, ts_tma *out) {
   ts_gpu_tile plan[TS_GPU_MAX_TILES];
   int64_t total, bars;
-  if (!wgmma)
+  if (!ts_arch_wgmma(arch))
     return 0;
-  int nt = ts_gpu_tile_plan(k, wgmma, plan, &total);
+  int nt = ts_gpu_tile_plan(k, arch, plan, &total);
   return tma_scan(k, plan, nt, total, out, &bars);
 }
 
-int64_t ts_pipe_tma_bar_bytes(const ts_kernel_info *k, bool wgmma, const ts_gpu_tile *plan,
+int64_t ts_pipe_tma_bar_bytes(const ts_kernel_info *k, const char *arch, const ts_gpu_tile *plan,
                               int nt, int64_t total) {
   ts_tma t[TS_TMA_MAX];
   int64_t bars = 0;
-  if (wgmma)
+  if (ts_arch_wgmma(arch))
     tma_scan(k, plan, nt, total, t, &bars);
   return bars;
 }
@@ -296,7 +305,7 @@ static bool staged_tile(const ts_kernel_info *k, const ts_node *pipe, const ts_n
 bool ts_pipe_async_gemm(const ts_kernel_info *k, const ts_node *pipe, const ts_node *st,
                         const ts_gpu_tile *plan, int nt) {
   const ts_node *body = pipe->kids[3];
-  if (ts_pipe_stages(pipe) < 3 || !body || !st || st->kind != TS_NODE_EXPR_STMT)
+  if (ts_pipe_planned(pipe, plan, nt) < 3 || !body || !st || st->kind != TS_NODE_EXPR_STMT)
     return false;
   const ts_node *c = st->kids[0];
   if (c->kind != TS_NODE_CALL || c->builtin != TS_BUILTIN_GEMM || c->kid_count < 3 ||

@@ -124,11 +124,11 @@ ts_packed_fn ts_cpu_program_scratch(const ts_cpu_program *p) {
 }
 ts_packed_fn ts_cpu_program_gpu(const ts_cpu_program *p) { return p->gpu; }
 int64_t ts_kernel_smem_bytes(const ts_kernel_info *k, const char *arch) {
-  return ts_gen_gpu_smem_bytes(k, ts_arch_wgmma(arch));
+  return ts_gen_gpu_smem_bytes(k, arch);
 }
 int ts_kernel_tensor_maps(const ts_kernel_info *k, const char *arch, ts_tensor_map_spec *out) {
   ts_tma t[TS_TMA_MAX];
-  int n = ts_pipe_tma(k, ts_arch_wgmma(arch), t);
+  int n = ts_pipe_tma(k, arch, t);
   for (int i = 0; i < n; i++)
     out[i] = (ts_tensor_map_spec){t[i].arg, t[i].rows, t[i].box_cols, t[i].esize, t[i].swz};
   return n;

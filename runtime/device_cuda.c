@@ -109,6 +109,7 @@ typedef struct cuda_device {
   CUcontext ctx;
   CUstream stream;
   int cc_major, cc_minor;
+  int smem_optin; /* the most shared memory a block may opt into */
   char name[128];
 } cuda_device;
 
@@ -229,6 +230,10 @@ static ts_status open_device(cuda_device *c, int ordinal) {
                               CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
                               c->dev),
      "cuDeviceGetAttribute");
+  CU(a, a->DeviceGetAttribute(&c->smem_optin,
+                              CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                              c->dev),
+     "cuDeviceGetAttribute");
   CU(a, a->DevicePrimaryCtxRetain(&c->ctx, c->dev), "cuDevicePrimaryCtxRetain");
   CU(a, a->CtxSetCurrent(c->ctx), "cuCtxSetCurrent");
   CU(a, a->StreamCreate(&c->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
@@ -257,12 +262,17 @@ ts_status ts_device_create_cuda(int ordinal, ts_device **out) {
 }
 
 /* The PTX architecture for this GPU: sm_90a PTX runs on compute capability
- * 9.0 only; sm_80 PTX on 8.0 and later (the driver JIT-compiles it). */
+ * 9.0 only; sm_80 and sm_86 PTX on 8.0 and later (the driver JIT-compiles
+ * it): sm_80's tile plans take up to an A100's 163 KiB of shared memory a
+ * block, sm_86's up to 99 KiB (8.6, 8.9, 12.x), so a part gets the one
+ * whose plans it can launch. */
 const char *ts_cuda_arch(const ts_device *d) {
   const cuda_device *c = (const cuda_device *)d;
   if (c->cc_major == 9 && c->cc_minor == 0)
     return "sm_90a";
-  return c->cc_major >= 8 ? "sm_80" : NULL;
+  if (c->cc_major < 8)
+    return NULL;
+  return c->smem_optin >= ts_arch_smem_max("sm_80") ? "sm_80" : "sm_86";
 }
 
 ts_status ts_cuda_module_load(ts_device *d, const char *ptx, const char *name,
@@ -280,6 +290,13 @@ ts_status ts_cuda_module_load(ts_device *d, const char *ptx, const char *name,
     return ts_status_annotate(cu_fail(a, r, "cuModuleLoadDataEx"), "%s", log);
   CUfunction f;
   r = a->ModuleGetFunction(&f, m, name);
+  if (r == CUDA_SUCCESS && smem > c->smem_optin) {
+    a->ModuleUnload(m);
+    return ts_status_make(TS_ERR_UNSUPPORTED,
+                          "%s: a block takes %lld bytes of shared memory, more than "
+                          "the %d this GPU (%s) allows",
+                          name, (long long)smem, c->smem_optin, c->name);
+  }
   if (r == CUDA_SUCCESS && smem > 48 * 1024)
     r = a->FuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                             (int)smem);

@@ -19,7 +19,7 @@ struct ts_device {
 };
 
 /* The CUDA device's pieces kernel.c uses (device_cuda.c). */
-const char *ts_cuda_arch(const ts_device *d); /* "sm_90a", "sm_80", NULL */
+const char *ts_cuda_arch(const ts_device *d); /* "sm_90a", "sm_80", "sm_86", NULL */
 ts_status ts_cuda_module_load(ts_device *d, const char *ptx, const char *name,
                               int64_t smem, void **module, void **fn);
 void ts_cuda_module_unload(ts_device *d, void *module);

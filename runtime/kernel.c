@@ -26,11 +26,12 @@ struct ts_kernel {
   int ntma;
 };
 
-/* The architecture the GPU simulator stands for: sm_90a, or sm_80 with
- * TESSERA_GPUSIM_ARCH=sm_80 (mma.sync where sm_90a has wgmma). */
+/* The architecture the GPU simulator stands for: sm_90a, or sm_80 or
+ * sm_86 with TESSERA_GPUSIM_ARCH (mma.sync where sm_90a has wgmma; less
+ * shared memory a block). */
 static const char *sim_arch(void) {
   const char *a = getenv("TESSERA_GPUSIM_ARCH");
-  return a && !strcmp(a, "sm_80") ? "sm_80" : "sm_90a";
+  return a && (!strcmp(a, "sm_80") || !strcmp(a, "sm_86")) ? a : "sm_90a";
 }
 
 static bool cuda_lowering(void) {

@@ -6,7 +6,11 @@
  * kernel's parameter list from the PTX's .entry, and cuLaunchKernel checks
  * every parameter against it (a pointer parameter must point into a live
  * allocation) and records the launch instead of running it. MOCK_CUDA_FAIL
- * names one entry point that fails with CUDA_ERROR_OUT_OF_MEMORY. */
+ * names one entry point that fails with CUDA_ERROR_OUT_OF_MEMORY. The
+ * device is a compute capability 9.0 part with 227 KiB of shared memory a
+ * block, or what MOCK_CUDA_CC ("86") and MOCK_CUDA_SMEM (bytes) say; as
+ * the real driver, a function's dynamic shared memory may be raised up to
+ * that (cuFuncSetAttribute), and a launch past what was set fails. */
 #define _GNU_SOURCE
 #include <stdbool.h>
 #include <stddef.h>
@@ -91,6 +95,7 @@ typedef struct fn {
   int size[256];
   bool ptr[256];
   bool tmap[256]; /* a by-value tensor map (.param .align 64 .b8 p[128]) */
+  int smem_max;   /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES */
 } fn;
 
 typedef struct module {
@@ -107,7 +112,17 @@ struct mock_launch {
   int launches;
   int tmaps;     /* tensor-map parameters, each a map the mock encoded */
   int last_i32;  /* the last parameter, when 4 bytes (the TMA flag) */
+  char target[16]; /* the .target of the last module loaded */
 } mock_last;
+
+static int env_int(const char *name, int dflt) {
+  const char *v = getenv(name);
+  return v && *v ? atoi(v) : dflt;
+}
+/* The device's compute capability (major * 10 + minor) and the most
+ * shared memory a block may opt into. */
+static int mock_cc(void) { return env_int("MOCK_CUDA_CC", 90); }
+static int mock_smem(void) { return env_int("MOCK_CUDA_SMEM", 232448); }
 
 /* ---- tensor maps ----------------------------------------------------------- */
 
@@ -162,6 +177,8 @@ static CUresult load(module **out, const void *image, unsigned n, void *o,
   const char *ptx = image;
   if (!strstr(ptx, ".entry") || !strstr(ptx, ".target"))
     return 218; /* CUDA_ERROR_INVALID_PTX */
+  const char *t = strstr(ptx, ".target ");
+  sscanf(t + 8, "%15[a-z0-9_]", mock_last.target);
   module *m = calloc(1, sizeof *m);
   m->ptx = strdup(ptx);
   *out = m;
@@ -183,6 +200,7 @@ static CUresult get_function(fn **out, module *m, const char *name) {
     return ERR_NOT_FOUND;
   fn *f = &m->fns[m->nfns++];
   snprintf(f->name, sizeof f->name, "%s", name);
+  f->smem_max = 48 * 1024;
   const char *end = strchr(p, ')');
   for (const char *q = strstr(p, ".param"); q && q < end;
        q = strstr(q + 1, ".param")) {
@@ -203,7 +221,11 @@ static CUresult get_function(fn **out, module *m, const char *name) {
 }
 
 static CUresult set_attribute(fn *f, int attr, int v) {
-  (void)f, (void)attr, (void)v;
+  if (attr == 8) { /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES */
+    if (v < 0 || v > mock_smem())
+      return ERR_INVALID;
+    f->smem_max = v;
+  }
   return OK;
 }
 
@@ -213,6 +235,8 @@ static CUresult launch(fn *f, unsigned gx, unsigned gy, unsigned gz,
   (void)stream, (void)extra;
   if (fails("cuLaunchKernel"))
     return ERR_OOM;
+  if (smem > (unsigned)f->smem_max)
+    return ERR_INVALID;
   snprintf(mock_last.name, sizeof mock_last.name, "%s", f->name);
   mock_last.grid[0] = gx, mock_last.grid[1] = gy, mock_last.grid[2] = gz;
   mock_last.block[0] = bx, mock_last.block[1] = by, mock_last.block[2] = bz;
@@ -265,7 +289,8 @@ static CUresult device_name(char *s, int n, int d) {
 }
 static CUresult device_attr(int *v, int a, int d) {
   (void)d;
-  *v = a == 75 ? 9 : a == 76 ? 0 : 1;
+  /* compute capability major, minor; shared memory a block may opt into */
+  *v = a == 75 ? mock_cc() / 10 : a == 76 ? mock_cc() % 10 : a == 97 ? mock_smem() : 1;
   return OK;
 }
 static CUresult ctx_retain(void **c, int d) { (void)d; *c = &dummy; return OK; }
@@ -284,7 +309,8 @@ static CUresult event_elapsed(float *ms, void *a, void *b) {
 }
 static CUresult event_destroy(void *e) { (void)e; return OK; }
 static CUresult error_name(CUresult r, const char **s) {
-  *s = r == ERR_OOM ? "CUDA_ERROR_OUT_OF_MEMORY"
+  *s = r == ERR_OOM       ? "CUDA_ERROR_OUT_OF_MEMORY"
+       : r == ERR_INVALID ? "CUDA_ERROR_INVALID_VALUE"
        : r == 100   ? "CUDA_ERROR_NO_DEVICE"
        : r == 218   ? "CUDA_ERROR_INVALID_PTX"
                     : "CUDA_ERROR_UNKNOWN";

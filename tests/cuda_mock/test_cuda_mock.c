@@ -21,6 +21,7 @@ struct mock_launch {
   int nparams, bad_params;
   int launches;
   int tmaps, last_i32;
+  char target[16];
 };
 
 struct mock_tmap {
@@ -96,6 +97,95 @@ static void launch_gemm_tma(ts_device *d, const char *lowering, int64_t K, bool 
   ts_tensor_release(b);
   ts_tensor_release(c);
   ts_kernel_release(k);
+}
+
+/* A part other than Hopper (MOCK_CUDA_CC, MOCK_CUDA_SMEM: compute
+ * capability and the shared memory a block may opt into) gets the PTX
+ * `arch` whose tile plans fit it: gemm_nt and, at V4 width, sparse_attn_tc
+ * launch within `smem` bytes (on sm_80 before the plan had a per-arch
+ * ceiling: 133 and 212 KiB, past an 8.6's 99 KiB and an A100's 163 KiB);
+ * where its shared tiles alone do not fit (sparse_attn_tc on sm_86) the
+ * compile says so, naming the kernel and the limit. */
+static void launch_small_part(const char *cc, int smem, const char *arch,
+                              const char *lowering, bool attn_fits) {
+  char s[32];
+  snprintf(s, sizeof s, "%d", smem);
+  setenv("MOCK_CUDA_CC", cc, 1);
+  setenv("MOCK_CUDA_SMEM", s, 1);
+  setenv("TESSERA_GPU_LOWERING", lowering, 1);
+  ts_device *d = NULL;
+  ts_status st = ts_device_create_cuda(0, &d);
+  CHECK(st == NULL);
+  ts_status_free(st);
+  if (!d)
+    goto done;
+  ts_kernel *k = kernel_in(d, "gemm.tile", "gemm_nt", NULL, 0);
+  if (k) {
+    CHECK(!strcmp(last->target, arch));
+    int64_t sa[2] = {130, 64}, sb[2] = {72, 64}, sc[2] = {130, 72};
+    ts_tensor *a, *b, *c;
+    CHECK(!ts_tensor_create(d, TS_DTYPE_BF16, 2, sa, &a));
+    CHECK(!ts_tensor_create(d, TS_DTYPE_BF16, 2, sb, &b));
+    CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, sc, &c));
+    ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
+    st = ts_kernel_launch(k, args, 3);
+    CHECK(st == NULL);
+    if (st)
+      fprintf(stderr, "%s\n", ts_status_message(st));
+    ts_status_free(st);
+    CHECK(last->smem <= (unsigned)smem && last->tmaps == 0);
+    ts_tensor_release(a);
+    ts_tensor_release(b);
+    ts_tensor_release(c);
+    ts_kernel_release(k);
+  }
+  char path[1024];
+  const char *root = getenv("TS_SOURCE_DIR");
+  snprintf(path, sizeof path, "%s/kernels/sparse_attn.tile", root ? root : ".");
+  ts_diags diags;
+  ts_diags_init(&diags, ts_allocator_system());
+  k = NULL;
+  st = ts_kernel_create(d, path, "sparse_attn_tc", NULL, 0, &diags, &k);
+  if (attn_fits) {
+    CHECK(st == NULL && k != NULL);
+    if (st)
+      fprintf(stderr, "%s\n", ts_status_message(st));
+    int64_t sq[3] = {1, 64, 512}, skv[2] = {40, 512}, si[2] = {1, 16}, sh = 64;
+    ts_tensor *q, *kv, *idx, *sink, *o;
+    CHECK(!ts_tensor_create(d, TS_DTYPE_BF16, 3, sq, &q));
+    CHECK(!ts_tensor_create(d, TS_DTYPE_BF16, 2, skv, &kv));
+    CHECK(!ts_tensor_create(d, TS_DTYPE_I32, 2, si, &idx));
+    CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 1, &sh, &sink));
+    CHECK(!ts_tensor_create(d, TS_DTYPE_BF16, 3, sq, &o));
+    ts_arg args[5] = {ts_arg_tensor(q), ts_arg_tensor(kv), ts_arg_tensor(idx),
+                      ts_arg_tensor(sink), ts_arg_tensor(o)};
+    ts_status_free(st);
+    st = k ? ts_kernel_launch(k, args, 5) : NULL;
+    CHECK(st == NULL);
+    if (st)
+      fprintf(stderr, "%s\n", ts_status_message(st));
+    CHECK(!strcmp(last->name, "sparse_attn_tc") && last->smem <= (unsigned)smem);
+    ts_tensor_release(q);
+    ts_tensor_release(kv);
+    ts_tensor_release(idx);
+    ts_tensor_release(sink);
+    ts_tensor_release(o);
+  } else {
+    CHECK(st != NULL && k == NULL && diags.error_count >= 1);
+    char msg[200];
+    snprintf(msg, sizeof msg, "bytes of shared memory a block, more than the %d (%d KiB) "
+             "a block may use on %s", smem, smem / 1024, arch);
+    /* at the kernel */
+    CHECK(diags.head && strstr(diags.head->message, msg) && diags.head->snippet &&
+          memmem(diags.head->snippet, diags.head->snippet_len, "kernel sparse_attn_tc", 21));
+  }
+  ts_status_free(st);
+  ts_diags_deinit(&diags);
+  ts_kernel_release(k);
+  ts_device_release(d);
+done:
+  unsetenv("MOCK_CUDA_CC");
+  unsetenv("MOCK_CUDA_SMEM");
 }
 
 static void launch_softmax(ts_device *d, const char *lowering) {
@@ -219,6 +309,11 @@ int main(void) {
   launch_gemm_tma(d, "mlir", 64, true, 0, 27);
   launch_gemm_tma(d, "cuda", 64, false, 2, 27);
   launch_gemm_tma(d, "cuda", 29, false, 0, 27);
+  /* an A100 (163 KiB) gets sm_80, an 8.6 part (99 KiB) sm_86 */
+  launch_small_part("80", 166912, "sm_80", "mlir", true);
+  launch_small_part("86", 101376, "sm_86", "mlir", false);
+  launch_small_part("80", 166912, "sm_80", "cuda", true);
+  launch_small_part("89", 101376, "sm_86", "cuda", false);
 
   ts_device_release(d);
   char cmd[128];
