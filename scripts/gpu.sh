@@ -18,6 +18,14 @@
 #     differential test of the two;
 #   - with TS_SANITIZERS=1, compute-sanitizer memcheck and racecheck over the
 #     kernel suite, each lowering (slow).
+# First, each lowering's GEMM check (TMA and cp.async shapes) under a
+# timeout: TMA has never run on hardware before this script, so if it fails
+# or hangs and the check passes with TESSERA_TMA=0, everything after runs
+# with TMA off and the report says so. Every stage has a time limit
+# (TS_BENCH_SECONDS, TS_CTEST_SECONDS) and the report is rewritten after
+# each one, and copied into $OUT when set (the `run` tool's folder), so a run
+# cut short keeps what it measured:
+#   run: scripts/gpu.sh   timeout_s: 600
 # Without a GPU it stops after saying so.
 #
 # The lent GPU machine reaches nothing outside it, so it may not be able to
@@ -31,10 +39,16 @@
 # gpu.sh unpacks .gpu-debs/*.deb into / when it finds them, and uses a
 # carried build/ as it is when its tessera runs.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 if [[ -d .gpu-debs ]]; then
   for f in .gpu-debs/*.deb; do dpkg -x "$f" /; done
   ldconfig
+fi
+# a carried build names the source and build folders of the machine it was
+# configured on (ctest's commands, rpaths): make that path lead here
+src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' build/CMakeCache.txt 2>/dev/null)
+if [[ -n $src && ! -e $src ]]; then
+  mkdir -p "$(dirname "$src")" && ln -s "$PWD" "$src"
 fi
 if ! build/tessera --version >/dev/null 2>&1; then
   scripts/setup.sh build || exit 2
@@ -50,30 +64,94 @@ slug=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1
 out=bench/results/gpu-${slug:-unknown}.md
 export TESSERA_CACHE=$log/cache
 status=0
-# the GPU benchmark suite first
-build/tessera bench --device cuda >"$log/bench" 2>&1 || status=1
+# Every stage runs under a timeout (a hung kernel must not take the lease)
+# and the report is rewritten after each, into $OUT too when the `run`
+# tool set it, so a run cut short still leaves what it measured.
+stage() { # SECONDS LOGFILE COMMAND...: 0, or 124 on a timeout, else 1
+  local t=$1 f=$2
+  shift 2
+  timeout -k 10 "$t" "$@" >"$f" 2>&1
+  local rc=$?
+  ((rc == 0)) && return 0
+  status=1
+  ((rc == 124 || rc == 137)) && { echo "(timed out after ${t} s)" >>"$f"; return 124; }
+  return 1
+}
+# TMA has not run on hardware before this script: the GEMM's check (K 191 by
+# cp.async, K 192 by TMA) comes first, each lowering; if it fails or hangs
+# and passes with TESSERA_TMA=0, the rest runs with TMA off and says so
+tma="on (the GEMM check passed with TMA, both lowerings)"
+for lowering in mlir cuda; do
+  if ! TESSERA_GPU_LOWERING=$lowering stage 120 "$log/smoke-$lowering" build/bench/gpu_gemm --sizes 256; then
+    tma="OFF: gpu_gemm --sizes 256 ($lowering lowering) failed or hung with TMA (log below)"
+    if TESSERA_TMA=0 TESSERA_GPU_LOWERING=$lowering stage 120 "$log/smoke0" build/bench/gpu_gemm --sizes 256; then
+      export TESSERA_TMA=0
+    else
+      tma="$tma; it fails with TESSERA_TMA=0 too"
+    fi
+    break
+  fi
+done
+report() {
+  {
+    echo "# GPU run ($(date -u +%Y-%m-%d), scripts/gpu.sh)"
+    echo
+    echo '```'
+    cat "$log/devices"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
+    echo '```'
+    echo
+    echo "TMA: $tma"
+    if [[ $tma == OFF* ]]; then
+      echo
+      echo '```'
+      tail -n 30 "$log/smoke-mlir" "$log/smoke-cuda" 2>/dev/null
+      echo '```'
+    fi
+    echo
+    echo "## Benchmarks (tessera bench --device cuda)"
+    echo
+    bench_md=$(ls -t bench/results/bench-cuda-*.md 2>/dev/null | head -n 1)
+    if [[ -n $bench_md && $bench_md -nt $log/devices ]]; then
+      sed '1,/^$/d' "$bench_md"
+    elif [[ -f $log/bench ]]; then
+      echo '```'
+      tail -n 60 "$log/bench"
+      echo '```'
+    else
+      echo "(not run yet)"
+    fi
+    echo
+    echo "## SASS"
+    echo
+    echo "$sass"
+    echo
+    echo "## Cold compile time (bench/compile_time)"
+    echo
+    cat "$log/compile" 2>/dev/null || echo "(not run yet)"
+    echo
+    echo "## Numerics on the GPU, both lowerings (ctest cuda/*, cuda-c/*)"
+    echo
+    echo '```'
+    grep -E "Test +#|tests passed|FAILED|timed out" "$log/ctest" 2>/dev/null || echo "(not run yet)"
+    echo '```'
+    echo
+    echo "## compute-sanitizer over tests/numerics/test_kernels.c"
+    echo
+    echo "| tool | lowering | result | |"
+    echo "| --- | --- | --- | --- |"
+    printf '%s\n' "${san[@]}"
+  } >"$out"
+  [[ -n ${OUT:-} ]] && cp "$out" "$OUT/" 2>/dev/null
+  true
+}
+sass="(not run yet)"
+san=("| compute-sanitizer | - | not run yet | |")
+report
+# the GPU benchmark suite first (TS_BENCH_SECONDS: its time limit)
+stage "${TS_BENCH_SECONDS:-360}" "$log/bench" build/tessera bench --device cuda
 tail -n 5 "$log/bench"
-bench_md=$(ls -t bench/results/bench-cuda-*.md 2>/dev/null | head -n 1)
-build/bench/compile_time >"$log/compile" 2>&1 || status=1
-tail -n 3 "$log/compile"
-ctest --test-dir build -R '^(cuda|cuda-c)/' --output-on-failure >"$log/ctest" 2>&1 || status=1
-tail -n 30 "$log/ctest"
-san=()
-if [[ ${TS_SANITIZERS:-0} != 1 ]]; then
-  san+=("| compute-sanitizer | - | not run (TS_SANITIZERS=1 runs it) | |")
-elif command -v compute-sanitizer >/dev/null 2>&1; then
-  for tool in memcheck racecheck; do
-    for lowering in mlir cuda; do
-      r=pass
-      TS_SOURCE_DIR=$PWD TS_TEST_DEVICE=cuda TESSERA_GPU_LOWERING=$lowering \
-        compute-sanitizer --tool "$tool" --error-exitcode 9 build/tests/num_kernels \
-        >"$log/$tool-$lowering" 2>&1 || { r=FAIL; status=1; }
-      san+=("| $tool | $lowering | $r | $(grep -c 'ERROR SUMMARY: 0' "$log/$tool-$lowering") clean summaries |")
-    done
-  done
-else
-  san+=("| compute-sanitizer | - | not installed | |")
-fi
+report
 sass="(cuobjdump not found)"
 if command -v cuobjdump >/dev/null 2>&1; then
   sass=""
@@ -89,37 +167,28 @@ if command -v cuobjdump >/dev/null 2>&1; then
   done
   sass="| SASS (sm_90a) | HGMMA | HMMA | LDGSTS (cp.async) | UTMALDG (TMA) | FFMA |"$'\n'"|---|---|---|---|---|---|"$'\n'"$sass"
 fi
-{
-  echo "# GPU run ($(date -u +%Y-%m-%d), scripts/gpu.sh)"
-  echo
-  echo '```'
-  cat "$log/devices"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
-  echo '```'
-  echo
-  echo "## Benchmarks (tessera bench --device cuda)"
-  echo
-  [[ -n $bench_md ]] && sed '1,/^$/d' "$bench_md"
-  echo
-  echo "## Cold compile time (bench/compile_time)"
-  echo
-  cat "$log/compile"
-  echo
-  echo "## Numerics on the GPU, both lowerings (ctest cuda/*, cuda-c/*)"
-  echo
-  echo '```'
-  grep -E "Test +#|tests passed|FAILED" "$log/ctest"
-  echo '```'
-  echo
-  echo "## compute-sanitizer over tests/numerics/test_kernels.c"
-  echo
-  echo "| tool | lowering | result | |"
-  echo "| --- | --- | --- | --- |"
-  printf '%s\n' "${san[@]}"
-  echo
-  echo "## SASS"
-  echo
-  echo "$sass"
-} >"$out"
+stage 120 "$log/compile" build/bench/compile_time
+tail -n 3 "$log/compile"
+report
+stage "${TS_CTEST_SECONDS:-240}" "$log/ctest" ctest --test-dir build -R '^(cuda|cuda-c)/' --timeout 120 --output-on-failure
+tail -n 30 "$log/ctest"
+report
+san=()
+if [[ ${TS_SANITIZERS:-0} != 1 ]]; then
+  san+=("| compute-sanitizer | - | not run (TS_SANITIZERS=1 runs it) | |")
+elif command -v compute-sanitizer >/dev/null 2>&1; then
+  for tool in memcheck racecheck; do
+    for lowering in mlir cuda; do
+      r=pass
+      TS_SOURCE_DIR=$PWD TS_TEST_DEVICE=cuda TESSERA_GPU_LOWERING=$lowering \
+        stage 300 "$log/$tool-$lowering" compute-sanitizer --tool "$tool" --error-exitcode 9 \
+        build/tests/num_kernels || r=FAIL
+      san+=("| $tool | $lowering | $r | $(grep -c 'ERROR SUMMARY: 0' "$log/$tool-$lowering") clean summaries |")
+    done
+  done
+else
+  san+=("| compute-sanitizer | - | not installed | |")
+fi
+report
 echo "gpu.sh: wrote $out"
 exit $status
