@@ -1051,9 +1051,11 @@ static void test_compress_random(void) {
                              "OVERLAP=true", NULL);
   if (!kh || !kc)
     return;
-  /* T not a multiple of m: the last partial window makes no entry */
+  /* T not a multiple of m: the last partial window makes no entry; E past
+   * one block's BE = 64 channels and not a multiple of it */
   struct { int64_t T, E, m; int overlap; ts_kernel *k; } cases[] = {
-      {23, 12, 4, 1, kc}, {3, 5, 4, 1, kc}, {300, 7, 128, 0, kh}, {9, 3, 4, 0, kh}};
+      {23, 12, 4, 1, kc}, {3, 5, 4, 1, kc}, {300, 7, 128, 0, kh}, {9, 3, 4, 0, kh},
+      {41, 70, 4, 1, kc}, {270, 130, 128, 0, kh}};
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     int64_t T = cases[c].T, E = cases[c].E, m = cases[c].m;
     int64_t KE = cases[c].overlap ? 2 * E : E, N = T / m;

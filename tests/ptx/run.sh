@@ -28,6 +28,20 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$src" || exit 2
 files=(kernels/*.tile tests/numerics/ops.tile tests/golden/mlir/scale.tile tests/ptx/*.tile tests/lua/debug.tile bench/gpu.tile)
+# ptx_resources ARCH PTX PTXAS_OUTPUT FILE: a line of tests/ptx/resources.txt
+# per kernel, from the PTX's "// tessera kernel K threads T smem S" lines
+# (the dynamic shared memory a launch gives), then from ptxas: entry, "N
+# bytes stack frame, S bytes spill stores, L bytes spill loads", "Used R
+# registers"
+ptx_resources() {
+  awk -v arch="$1" -v file="$4" '
+    FNR == NR { if ($2 == "tessera" && $3 == "kernel") smem[$4] = $8; next }
+    /Compiling entry function/ { match($0, /'"'"'[^'"'"']*'"'"'/); k = substr($0, RSTART + 1, RLENGTH - 2) }
+    /bytes stack frame/ { stack = $1; spill = $5 + $9 }
+    /Used [0-9]+ registers/ { for (i = 1; i <= NF; i++) if ($i == "Used") r = $(i + 1);
+                             print arch, file, k, "registers", r, "spill", spill, "stack", stack, "smem", smem[k] }
+  ' "$2" "$3" >>"$tmp/now.txt"
+}
 pass=0 fail=0
 : >"$tmp/now.txt"
 for arch in sm_90a sm_80; do
@@ -148,16 +162,7 @@ for arch in sm_90a sm_80; do
       grep -m3 -E "(ld|st|atom|red|cp\.async[a-z.]*|ldmatrix[a-z0-9.]*)\.shared[a-z0-9.:]*[[:space:]]*\[%rd" "$out"
       fail=$((fail + 1)); continue
     fi
-    # the PTX's "// tessera kernel K threads T smem S" lines (the dynamic
-    # shared memory a launch gives), then from ptxas: entry, "N bytes stack
-    # frame, S bytes spill stores, L bytes spill loads", "Used R registers"
-    awk -v arch="$arch" -v file="$f" '
-      FNR == NR { if ($2 == "tessera" && $3 == "kernel") smem[$4] = $8; next }
-      /Compiling entry function/ { match($0, /'"'"'[^'"'"']*'"'"'/); k = substr($0, RSTART + 1, RLENGTH - 2) }
-      /bytes stack frame/ { stack = $1; spill = $5 + $9 }
-      /Used [0-9]+ registers/ { for (i = 1; i <= NF; i++) if ($i == "Used") r = $(i + 1);
-                               print arch, file, k, "registers", r, "spill", spill, "stack", stack, "smem", smem[k] }
-    ' "$out" "$tmp/info" >>"$tmp/now.txt"
+    ptx_resources "$arch" "$out" "$tmp/info" "$f"
     pass=$((pass + 1))
   done
 done
@@ -309,15 +314,6 @@ done
 # records it), except the tensor-core attention kernels at V4 width, whose
 # shared tiles alone pass it: their compile fails at the kernel, naming the
 # limit, and the file's other kernels are built one by one
-ptx_resources() { # PTX, ptxas -v output, file: resource lines of each kernel
-  awk -v arch=sm_86 -v file="$3" '
-    FNR == NR { if ($2 == "tessera" && $3 == "kernel") smem[$4] = $8; next }
-    /Compiling entry function/ { match($0, /'"'"'[^'"'"']*'"'"'/); k = substr($0, RSTART + 1, RLENGTH - 2) }
-    /bytes stack frame/ { stack = $1; spill = $5 + $9 }
-    /Used [0-9]+ registers/ { for (i = 1; i <= NF; i++) if ($i == "Used") r = $(i + 1);
-                             print arch, file, k, "registers", r, "spill", spill, "stack", stack, "smem", smem[k] }
-  ' "$1" "$2" >>"$tmp/now.txt"
-}
 too_big=""
 big_msg="needs [0-9]+ bytes of shared memory a block, more than the 101376 \\(99 KiB\\) a block may use on sm_86"
 for f in kernels/*.tile; do
@@ -342,7 +338,7 @@ for f in kernels/*.tile; do
       echo "FAIL: ptxas -arch=sm_86 on $f $k:"; grep -v "^ptxas info" "$tmp/info" | head -20
       fail=$((fail + 1)); continue
     fi
-    ptx_resources "$out" "$tmp/info" "$f"
+    ptx_resources sm_86 "$out" "$tmp/info" "$f"
     pass=$((pass + 1))
   done
 done
