@@ -7,8 +7,9 @@
  *     kernel is judged against ("of copy"), beside the device's nominal HBM
  *     figure when its name says it;
  *   - sparse attention decode (64 heads x 512, 512 selected + 128 window
- *     entries, batch 1-64): bytes moved / time as a fraction of the copy's;
- *     prefill (4096 queries) as a fraction of the dense bf16 peak;
+ *     entries, batch 1-64): bytes moved / time as a fraction of the copy's,
+ *     and the split-KV form's range count swept at batch 1 and 8; prefill
+ *     (4096 queries) as a fraction of the dense bf16 peak;
  *   - the indexer's scores and top-k at 128K and 1M compressed entries, and
  *     the MoE layer (256 experts, top-6, d 4096, width 2048): against
  *     PyTorch references timed in the same run (bench/gpu_torch.py), when
@@ -310,6 +311,24 @@ static void attention(void) {
     if (k)
       ts_kernel_release(k);
   }
+  /* the split count at small batches: more ranges fill more SMs, but each
+   * block loads the query (64 KiB) for its range's few KV blocks (32
+   * entries, 32 KiB each) and the merge reads more partial states */
+  printf("\n| sparse_attn_split + merge: ranges P | queries | ms | GB/s | of copy |\n"
+         "|---|---|---|---|---|\n");
+  int64_t sizes[2] = {1, 8};
+  for (int b = 0; b < 2; b++)
+    for (int i = 0; i < 5; i++) {
+      int64_t T = sizes[b], ps[5] = {1, 2, 5, 10, splits_for(T, K)};
+      attn_args(gpu, T, H, C, S, K, a);
+      double t = split_attn("kernels/sparse_attn.tile", "sparse_attn_split", a, 5, ps[i]);
+      double bytes = (double)T * ((double)K * C * 2 + 2.0 * H * C * 2 + K * 4.0);
+      char r1[32];
+      printf("| %lld%s | %lld | %.4f | %.0f | %s |\n", (long long)ps[i],
+             ps[i] == splits_for(T, K) ? " (used above)" : "", (long long)T, t * 1e3,
+             bytes / t / 1e9, ratio(r1, copy_bps > 0 ? bytes / t / copy_bps : 0));
+      release_args(a, 5);
+    }
 }
 
 /* Seconds of the top-K of one row of S scores on the GPU: one block
