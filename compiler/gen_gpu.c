@@ -315,10 +315,11 @@ static const struct {
              {"sm_86", false, 101376}};
 
 static int arch_index(const char *arch) {
-  for (int i = 0; arch && i < (int)(sizeof archs / sizeof *archs); i++)
+  int n = (int)(sizeof archs / sizeof *archs);
+  for (int i = 0; arch && i < n; i++)
     if (!strcmp(arch, archs[i].name))
       return i;
-  return 0; /* NULL: the default, sm_90a */
+  return arch ? n - 1 : 0; /* NULL: the default, sm_90a; unknown: the least */
 }
 
 bool ts_arch_supported(const char *arch) {
