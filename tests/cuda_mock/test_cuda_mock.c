@@ -314,6 +314,29 @@ int main(void) {
   launch_small_part("86", 101376, "sm_86", "mlir", false);
   launch_small_part("80", 166912, "sm_80", "cuda", true);
   launch_small_part("89", 101376, "sm_86", "cuda", false);
+  /* a part that lets a block have less than any plan assumes: the kernel
+   * is refused when it is loaded, naming both figures */
+  setenv("MOCK_CUDA_CC", "86", 1);
+  setenv("MOCK_CUDA_SMEM", "65536", 1);
+  ts_device *small = NULL;
+  CHECK(!ts_device_create_cuda(0, &small));
+  if (small) {
+    char path[1024];
+    const char *root = getenv("TS_SOURCE_DIR");
+    snprintf(path, sizeof path, "%s/kernels/gemm.tile", root ? root : ".");
+    ts_kernel *k = NULL;
+    ts_diags diags;
+    ts_diags_init(&diags, ts_allocator_system());
+    st = ts_kernel_create(small, path, "gemm_nt", NULL, 0, &diags, &k);
+    ts_diags_deinit(&diags);
+    CHECK(st && k == NULL &&
+          strstr(ts_status_message(st), "gemm_nt: a block takes 100352 bytes of shared "
+                                        "memory, more than the 65536 this GPU"));
+    ts_status_free(st);
+    ts_device_release(small);
+  }
+  unsetenv("MOCK_CUDA_CC");
+  unsetenv("MOCK_CUDA_SMEM");
 
   ts_device_release(d);
   char cmd[128];
