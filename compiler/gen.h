@@ -31,7 +31,7 @@ ts_status ts_gen_gpu(mb_ctx_t ctx, ts_unit *u, const char *only,
  *    e % threads, at register e / threads): whole-tile copies, fills and
  *    gemm results, and `t[i, j]` in a `parallel` over exactly its shape;
  *  - shared memory at `off` (`shared` tiles, then other constant shapes
- *    while the block's total stays within 48 KiB);
+ *    while the block's total stays within ts_arch_smem_max);
  *  - global scratch, in order, each rounded up to 16 bytes.
  * Returns the tile count; *smem_total is the block's shared bytes. */
 #define TS_GPU_MAX_TILES 256

@@ -11,7 +11,8 @@
  * value reaches the other threads through 8 bytes at the start of shared
  * memory). Tiles are block-wide: constant-shape tiles in shared memory
  * (after those 16 bytes; `shared` tiles first,
- * then `frag` tiles while the block's total stays within GPU_SMEM_LIMIT),
+ * then `frag` tiles while the block's total stays within what the
+ * architecture lets a block opt into),
  * the rest in a per-block slice of a global scratch buffer the runtime
  * passes. `frag` tiles owned element by element live in registers. */
 #include "compiler/gen_internal.h"
@@ -382,15 +383,15 @@ static int loop_stages(ts_node **tiles, const ts_gpu_tile *out, int n, int i, in
  * bytes. `max`: the most a block of the architecture may opt into. */
 static int64_t place(ts_node **tiles, ts_gpu_tile *out, int n, int64_t max) {
   int64_t smem = 16; /* the broadcast slot */
-  /* frags join shared memory within 48 KiB; once the shared tiles alone
-   * pass that (the block opts into more anyway), up to `max` */
-  int64_t limit = GPU_SMEM_LIMIT;
+  /* frags join shared memory up to `max` (past 48 KiB the runtime opts the
+   * block in: a frag in global scratch costs more than the occupancy; it
+   * was 48 KiB unless the shared tiles alone passed that, which put
+   * sm_80's indexer scores in scratch) */
+  int64_t limit = max - GPU_SMEM_ALIGN;
   bool swizzled = false, decided[TS_GPU_MAX_TILES] = {false};
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < n; i++) {
       bool shared = tiles[i]->sym->type->scope == TS_SCOPE_SHARED;
-      if (pass == 1 && i == 0 && smem > GPU_SMEM_LIMIT)
-        limit = max - GPU_SMEM_ALIGN;
       if (shared != (pass == 0) || out[i].home == TS_TILE_REGS)
         continue;
       int64_t before = smem;

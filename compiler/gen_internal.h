@@ -106,10 +106,6 @@ struct view {
   int skip_dim;   /* an underlying dim left out of the check, or -1 */
 };
 
-/* Shared memory a block may use without opting in (48 KiB on every target
- * Tessera supports): constant-shape tiles are placed there, in order,
- * `shared` tiles first; what does not fit goes to global scratch. */
-#define GPU_SMEM_LIMIT (48 * 1024)
 /* Of the shared memory a block may opt into (ts_arch_smem_max), the plan
  * reserves GPU_SMEM_ALIGN to align swizzled tiles at run time. */
 #define GPU_SMEM_ALIGN 1024

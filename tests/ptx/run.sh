@@ -197,9 +197,6 @@ for arch in sm_90a sm_80; do
   for fk in sparse_attn:sparse_attn_tc sparse_attn:sparse_attn_split hca_attn:hca_attn_tc \
             hca_attn:hca_attn_split gemm:gemm_nt gemm:gemm_splitk indexer:indexer_scores_tc; do
     f=kernels/${fk%%:*}.tile k=${fk##*:}
-    # (the indexer's 16 KiB of scores do not fit beside its 34 KiB of shared
-    # tiles under sm_80's 48 KiB for frags: global scratch there, known)
-    [[ $k == indexer_scores_tc && $arch == sm_80 ]] && continue
     def=()
     [[ $arch == sm_80 && $k == *attn* ]] && def=(-D CH=128)
     "$tessera" compile "$src/$f" --kernel "$k" "${def[@]}" --target ptx --arch $arch --emit mlir \
