@@ -311,6 +311,27 @@ static void attention(void) {
     if (k)
       ts_kernel_release(k);
   }
+  /* a query's two column blocks as neighbours in the grid (ADJ), so the
+   * second finds the rows the first gathers in L2, against T blocks apart */
+  printf("\n| sparse_attn_tc grid | queries | ms | GB/s | of copy | default / this |\n"
+         "|---|---|---|---|---|---|\n");
+  ts_kernel *kd = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_tc", NULL);
+  ts_kernel *ka = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_tc", "ADJ=true");
+  for (int b = 2; b < 4; b++) {
+    int64_t T = batches[b];
+    attn_args(gpu, T, H, C, S, K, a);
+    double t0 = timed(kd, a, 5), t1 = timed(ka, a, 5);
+    double bytes = (double)T * ((double)K * C * 2 + 2.0 * H * C * 2 + K * 4.0);
+    char r1[32], r2[32];
+    printf("| (T, 2) | %lld | %.3f | %.0f | %s | |\n", (long long)T, t0 * 1e3, bytes / t0 / 1e9,
+           ratio(r1, copy_bps > 0 ? bytes / t0 / copy_bps : 0));
+    printf("| ADJ: (2 T) | %lld | %.3f | %.0f | %s | %s |\n", (long long)T, t1 * 1e3,
+           bytes / t1 / 1e9, ratio(r1, copy_bps > 0 ? bytes / t1 / copy_bps : 0),
+           ratio(r2, t0 / t1));
+    release_args(a, 5);
+  }
+  ts_kernel_release(kd);
+  ts_kernel_release(ka);
   /* the split count at small batches: more ranges fill more SMs, but each
    * block loads the query (64 KiB) for its range's few KV blocks (32
    * entries, 32 KiB each) and the merge reads more partial states */

@@ -832,6 +832,9 @@ static void test_attn_tc_at(const char *defs, int64_t H, int64_t C, int64_t P) {
 static void test_attn_tc(void) {
   test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64, 0);
   test_attn_tc_at("NH=64 DC=128 CH=64 BK=32", 64, 128, 0);
+  /* a query's column blocks neighbours in the grid (4 and 2 of them) */
+  test_attn_tc_at("NH=16 DC=64 CH=16 BK=16 ADJ=true", 16, 64, 0);
+  test_attn_tc_at("NH=64 DC=128 CH=64 BK=32 ADJ=true", 64, 128, 0);
   test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64, 1);
   test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64, 3);
   test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64, 8);
