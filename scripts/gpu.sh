@@ -142,7 +142,12 @@ report() {
     echo "| --- | --- | --- | --- |"
     printf '%s\n' "${san[@]}"
   } >"$out"
-  [[ -n ${OUT:-} ]] && cp "$out" "$OUT/" 2>/dev/null
+  if [[ -n ${OUT:-} ]]; then # and the whole logs, for what the report cuts
+    cp "$out" "$OUT/" 2>/dev/null
+    for f in bench ctest smoke-mlir smoke-cuda; do
+      [[ -f $log/$f ]] && cp "$log/$f" "$OUT/$f.log" 2>/dev/null
+    done
+  fi
   true
 }
 sass="(not run yet)"
