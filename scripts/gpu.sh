@@ -28,27 +28,36 @@
 #   run: scripts/gpu.sh   timeout_s: 600
 # Without a GPU it stops after saying so.
 #
-# The lent GPU machine reaches nothing outside it, so it may not be able to
-# install MLIR 22 and Lua. Then build here and carry the build and the
-# runtime packages (the `run` tool carries ignored paths, 64 MiB in all):
-#   mkdir -p .gpu-debs && (cd .gpu-debs && apt-get download libllvm22 \
-#     libmlir-22 liblua5.4-0)            # about 46 MB
-#   echo /.gpu-debs/ >> .git/info/exclude
-#   scripts/setup.sh build && strip --strip-unneeded build/libtessera.so
-#   run: scripts/gpu.sh   carry: build .gpu-debs
-# gpu.sh unpacks .gpu-debs/*.deb into / when it finds them, and uses a
-# carried build/ as it is when its tessera runs.
+# The lent GPU machine reaches nothing outside it, so it cannot install
+# MLIR 22 and Lua: scripts/gpu-pack.sh prepares here a trimmed build/ and the
+# runtime packages (.gpu-debs), which go in two calls (64 MiB a call):
+#   run: scripts/gpu.sh --libs   carry: .gpu-debs   (unpacks them, stops)
+#   run: scripts/gpu.sh          carry: build       (within 30 s: still warm)
+# The packages go into /opt/tessera-libs, not into / (unpacking over the
+# image's own libraries can break it), and on LD_LIBRARY_PATH from there; a
+# library tessera still cannot find is named before anything runs.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
+libs=/opt/tessera-libs
 if [[ -d .gpu-debs ]]; then
-  for f in .gpu-debs/*.deb; do dpkg -x "$f" /; done
-  ldconfig
+  mkdir -p "$libs"
+  for f in .gpu-debs/*.deb; do dpkg -x "$f" "$libs"; done
+  echo "gpu.sh: unpacked $(ls .gpu-debs | wc -l) packages into $libs"
+fi
+[[ ${1:-} == --libs ]] && exit 0
+if [[ -d $libs ]]; then
+  export LD_LIBRARY_PATH=$libs/usr/lib/x86_64-linux-gnu:$libs/usr/lib/llvm-22/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 # a carried build names the source and build folders of the machine it was
 # configured on (ctest's commands, rpaths): make that path lead here
 src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' build/CMakeCache.txt 2>/dev/null)
 if [[ -n $src && ! -e $src ]]; then
   mkdir -p "$(dirname "$src")" && ln -s "$PWD" "$src"
+fi
+if [[ -x build/tessera ]] && ldd build/tessera | grep -q "not found"; then
+  echo "gpu.sh: build/tessera cannot find:"; ldd build/tessera | grep "not found"
+  echo "(carry them as packages: scripts/gpu-pack.sh, then run scripts/gpu.sh --libs first)"
+  exit 2
 fi
 if ! build/tessera --version >/dev/null 2>&1; then
   scripts/setup.sh build || exit 2
