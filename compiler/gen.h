@@ -50,6 +50,9 @@ typedef struct ts_gpu_tile {
 } ts_gpu_tile;
 int ts_gpu_tile_plan(const ts_kernel_info *k, const char *arch, ts_gpu_tile *out,
                      int64_t *smem_total);
+/* Bytes of one shared buffer of tile `t` (a constant shape; -1 if not):
+ * 16-byte aligned, swizzled ones 1024 (gen_gpu.c). */
+int64_t ts_gpu_buffer_bytes(const ts_gpu_tile *t);
 /* The entry of tile `s` in a plan of `nt` tiles, or NULL (gpu_mma.c). */
 const ts_gpu_tile *ts_gpu_tile_of(const ts_gpu_tile *t, int nt, const ts_symbol *s);
 

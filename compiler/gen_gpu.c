@@ -329,6 +329,11 @@ bool ts_arch_supported(const char *arch) {
 bool ts_arch_wgmma(const char *arch) { return archs[arch_index(arch)].wgmma; }
 int64_t ts_arch_smem_max(const char *arch) { return archs[arch_index(arch)].smem_max; }
 
+int64_t ts_gpu_buffer_bytes(const ts_gpu_tile *t) {
+  int64_t b = const_bytes(t->decl->sym->type);
+  return b < 0 ? -1 : t->swz ? (b + 1023) & ~(int64_t)1023 : align16(b);
+}
+
 /* Shared bytes the tiles placed after tile i of the plan would take if
  * placing went on from byte `at` (shared tiles later in the first pass,
  * then the frags not in registers that fit within `max`; swizzled ones
@@ -342,21 +347,15 @@ static int64_t later_bytes(ts_node **tiles, const ts_gpu_tile *out, int n, int i
   for (int pass = i_shared ? 0 : 1; pass < 2; pass++)
     for (int j = 0; j < n; j++) {
       bool shared = tiles[j]->sym->type->scope == TS_SCOPE_SHARED;
-      int64_t b = const_bytes(tiles[j]->sym->type);
+      int64_t b = ts_gpu_buffer_bytes(&out[j]);
       if (shared != (pass == 0) || (shared == i_shared && j <= i) ||
           out[j].home == TS_TILE_REGS || b < 0)
         continue;
-      b = out[j].swz ? (b + 1023) & ~(int64_t)1023 : align16(b);
       if (!shared && at + sum + b > max - GPU_SMEM_ALIGN)
         continue;
       sum += b;
     }
   return sum;
-}
-
-static int64_t buffer_bytes(const ts_node *tile, const ts_gpu_tile *t) {
-  int64_t b = const_bytes(tile->sym->type);
-  return t->swz ? (b + 1023) & ~(int64_t)1023 : align16(b);
 }
 
 /* The stage count of the pipelined loop whose first staged tile, tile i,
@@ -369,7 +368,7 @@ static int loop_stages(ts_node **tiles, const ts_gpu_tile *out, int n, int i, in
   int64_t per = one; /* bytes of one more stage */
   for (int j = i + 1; j < n; j++)
     if (out[j].pipe == out[i].pipe && out[j].stages > 1 && out[j].home != TS_TILE_REGS)
-      per += buffer_bytes(tiles[j], &out[j]);
+      per += ts_gpu_buffer_bytes(&out[j]);
   for (int s = out[i].stages; s > 1; s--) {
     int64_t extra = per * (s - 1);
     if (smem + extra + later_bytes(tiles, out, n, i, smem + extra, max) <= max - GPU_SMEM_ALIGN)

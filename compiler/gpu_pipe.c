@@ -179,10 +179,7 @@ const ts_gpu_tile *ts_pipe_buffers(const ts_kernel_info *k, const ts_node *pipe,
   const ts_gpu_tile *p = ts_gpu_tile_of(plan, nt, t);
   if (!p || p->home != TS_TILE_SMEM || p->pipe != pipe || p->stages < 2)
     return NULL;
-  int64_t bytes = ts_dtype_bits(t->type->dtype) / 8;
-  for (uint32_t d = 0; d < t->type->rank; d++)
-    bytes *= t->type->dims[d].c;
-  *stride = p->swz ? (bytes + 1023) & ~(int64_t)1023 : (bytes + 15) & ~(int64_t)15;
+  *stride = ts_gpu_buffer_bytes(p);
   return p;
 }
 
