@@ -266,21 +266,26 @@ static double split_attn(const char *file, const char *name, const ts_arg *a, si
   return t;
 }
 
-/* Ranges for the split-KV decode: about two blocks per SM of an H100 (132)
- * over the T x 2 column halves, at most one range per 32 entries. */
+/* Ranges for the split-KV decode: a block per SM of an H100 (132; a block
+ * is two warpgroups with 133 KiB of shared memory, the kernel's default)
+ * over the T queries, at most one range per 32 entries. */
 static int64_t splits_for(int64_t T, int64_t K) {
-  int64_t p = (264 + 2 * T - 1) / (2 * T), most = (K + 31) / 32;
+  int64_t p = (132 + T - 1) / T, most = (K + 31) / 32;
   return p < 1 ? 1 : p > most ? most : p;
 }
 
 static void attention(void) {
   ts_arg a[5];
   attn_args(host, 3, 16, 64, 57, 70, a);
-  differential("kernels/sparse_attn.tile", "sparse_attn_tc", "NH=16 DC=64 CH=32 BK=16", a, 5, 4,
-               2e-2);
+  differential("kernels/sparse_attn.tile", "sparse_attn_tc", "NH=16 DC=64 CH=32 BK=16 WG=1", a, 5,
+               4, 2e-2);
   release_args(a, 5);
   attn_args(host, 3, 64, 128, 57, 70, a);
-  differential("kernels/sparse_attn.tile", "sparse_attn_tc", "NH=64 DC=128 CH=64", a, 5, 4, 2e-2);
+  differential("kernels/sparse_attn.tile", "sparse_attn_tc", "NH=64 DC=128 CH=64 WG=1", a, 5, 4,
+               2e-2);
+  /* two warpgroups splitting the columns (the default form) */
+  differential("kernels/sparse_attn.tile", "sparse_attn_tc", "NH=64 DC=128 CH=128 WG=2", a, 5, 4,
+               2e-2);
   differential("kernels/sparse_attn.tile", "sparse_attn", NULL, a, 5, 4, 2e-2);
   release_args(a, 5);
   if (check_only)
@@ -311,27 +316,37 @@ static void attention(void) {
     if (k)
       ts_kernel_release(k);
   }
-  /* a query's two column blocks as neighbours in the grid (ADJ), so the
-   * second finds the rows the first gathers in L2, against T blocks apart */
-  printf("\n| sparse_attn_tc grid | queries | ms | GB/s | of copy | default / this |\n"
+  /* the block's shape: the default, two warpgroups splitting all 512
+   * columns (one block a query: each KV row gathered and the scores
+   * computed once), against one warpgroup on each half of them (two blocks
+   * a query, T blocks apart or, ADJ, neighbours that may share the
+   * gathered rows in L2) */
+  printf("\n| sparse_attn_tc block | queries | ms | GB/s | of copy | default ms / this ms |\n"
          "|---|---|---|---|---|---|\n");
-  ts_kernel *kd = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_tc", NULL);
-  ts_kernel *ka = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_tc", "ADJ=true");
+  const char *forms[3] = {NULL, "CH=256 WG=1", "CH=256 WG=1 ADJ=true"};
+  const char *form_names[3] = {"2 warpgroups x 256 columns, grid T (default)",
+                               "1 warpgroup x 256, grid (T, 2)", "1 warpgroup x 256, grid 2 T (ADJ)"};
+  ts_kernel *kf[3];
+  for (int f = 0; f < 3; f++)
+    kf[f] = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_tc", forms[f]);
   for (int b = 2; b < 4; b++) {
     int64_t T = batches[b];
     attn_args(gpu, T, H, C, S, K, a);
-    double t0 = timed(kd, a, 5), t1 = timed(ka, a, 5);
-    double bytes = (double)T * ((double)K * C * 2 + 2.0 * H * C * 2 + K * 4.0);
-    char r1[32], r2[32];
-    printf("| (T, 2) | %lld | %.3f | %.0f | %s | |\n", (long long)T, t0 * 1e3, bytes / t0 / 1e9,
-           ratio(r1, copy_bps > 0 ? bytes / t0 / copy_bps : 0));
-    printf("| ADJ: (2 T) | %lld | %.3f | %.0f | %s | %s |\n", (long long)T, t1 * 1e3,
-           bytes / t1 / 1e9, ratio(r1, copy_bps > 0 ? bytes / t1 / copy_bps : 0),
-           ratio(r2, t0 / t1));
+    double t0 = 0;
+    for (int f = 0; f < 3; f++) {
+      double t = timed(kf[f], a, 5);
+      double bytes = (double)T * ((double)K * C * 2 + 2.0 * H * C * 2 + K * 4.0);
+      char r1[32], r2[32];
+      if (f == 0)
+        t0 = t;
+      printf("| %s | %lld | %.3f | %.0f | %s | %s |\n", form_names[f], (long long)T, t * 1e3,
+             bytes / t / 1e9, ratio(r1, copy_bps > 0 ? bytes / t / copy_bps : 0),
+             f ? ratio(r2, t > 0 ? t0 / t : 0) : "1");
+    }
     release_args(a, 5);
   }
-  ts_kernel_release(kd);
-  ts_kernel_release(ka);
+  for (int f = 0; f < 3; f++)
+    ts_kernel_release(kf[f]);
   /* the split count at small batches: more ranges fill more SMs, but each
    * block loads the query (64 KiB) for its range's few KV blocks (32
    * entries, 32 KiB each) and the merge reads more partial states */
@@ -447,7 +462,8 @@ static void hca_args(ts_device *d, int64_t T, int64_t H, int64_t C, int64_t W, i
 static void hca_prefill(void) {
   ts_arg a[7];
   hca_args(host, 3, 64, 128, 70, 150, a);
-  differential("kernels/hca_attn.tile", "hca_attn_tc", "NH=64 DC=128 CH=64", a, 7, 6, 2e-2);
+  differential("kernels/hca_attn.tile", "hca_attn_tc", "NH=64 DC=128 CH=64 WG=1", a, 7, 6, 2e-2);
+  differential("kernels/hca_attn.tile", "hca_attn_tc", "NH=64 DC=128 CH=128 WG=2", a, 7, 6, 2e-2);
   release_args(a, 7);
   if (check_only)
     return;

@@ -1174,6 +1174,7 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   c->bar_at = (total + 7) & ~(int64_t)7; /* the TMA rings' mbarriers */
   uint8_t mma[TS_GPU_MAX_TILES];
   ts_mma_layouts(k, tiles, nt, c->wgmma, mma);
+  c->ns = ts_wgmma_nsplit(k);
   c->uses_wgmma = false;
   bool swizzled = false;
   for (int i = 0; i < nt; i++) {

@@ -23,6 +23,7 @@ typedef struct cg {
                      * now fence the async proxy first */
   size_t fenced_at; /* the output's length after the last such barrier */
   bool failed;
+  int64_t ns;      /* warpgroups splitting wgmma's columns (gen.h ts_wgmma_nsplit) */
   int64_t threads;
   int tmp;
   ctype fn_result; /* in a helper */

@@ -48,7 +48,7 @@ static int cu_mma_shape(cg *c, const ts_node *x, int64_t *m, int64_t *n) {
 /* The wgmma layout (gen.h): every register holds an element. */
 static void cu_wgmma_begin(cg *c, int64_t m, int64_t n, const char **k) {
   int id = c->tmp++;
-  int64_t groups = c->threads / 128, half = n / 2;
+  int64_t groups = c->threads / 128 / c->ns, half = n / c->ns / 2;
   cu_line(c, "#pragma unroll");
   cu_line(c, "for (int r%d_ = 0; r%d_ < %lld; r%d_++) {", id, id,
           (long long)(m * n / c->threads), id);
@@ -57,11 +57,13 @@ static void cu_wgmma_begin(cg *c, int64_t m, int64_t n, const char **k) {
   k[0] = cu_str(c, "k%d_0_", id);
   k[1] = cu_str(c, "k%d_1_", id);
   cu_line(c, "const long long %s = ((long long)(r%d_ / %lld) * %lldLL + (long long)(threadIdx.x "
-          ">> 7)) * 64 + (long long)((threadIdx.x >> 5) & 3) * 16 + (long long)((threadIdx.x & "
+          "/ %lld)) * 64 + (long long)((threadIdx.x >> 5) & 3) * 16 + (long long)((threadIdx.x & "
           "31) >> 2) + (q%d_ >> 1) * 8;",
-          k[0], id, (long long)half, (long long)groups, id);
+          k[0], id, (long long)half, (long long)groups, (long long)(128 * c->ns), id);
+  /* with the warpgroups splitting N, this one's columns (gen.h) */
   cu_line(c, "const long long %s = (long long)(i%d_ >> 2) * 8 + (long long)(threadIdx.x & 3) "
-          "* 2 + (q%d_ & 1);", k[1], id, id);
+          "* 2 + (q%d_ & 1) + (long long)((threadIdx.x >> 7) %% %lld) * %lld;", k[1], id, id,
+          (long long)c->ns, (long long)(n / c->ns));
   c->mma_reg = cu_str(c, "r%d_", id);
   /* a vector's row beside it (gen.h TS_ACC_ROWS) */
   c->rows_reg = cu_str(c, "(r%d_ / %lld * 2 + (r%d_ & 3) / 2)", id, (long long)half, id);
@@ -74,13 +76,13 @@ static void cu_rows_begin(cg *c, int64_t m, const char **k) {
   int id = c->tmp++;
   cu_line(c, "#pragma unroll");
   cu_line(c, "for (int r%d_ = 0; r%d_ < %lld; r%d_++) {", id, id,
-          (long long)(4 * m / c->threads), id);
+          (long long)(4 * m * c->ns / c->threads), id);
   c->ind++;
   k[0] = cu_str(c, "k%d_0_", id);
   cu_line(c, "const long long %s = ((long long)(r%d_ >> 1) * %lldLL + (long long)(threadIdx.x "
-          ">> 7)) * 64 + (long long)((threadIdx.x >> 5) & 3) * 16 + (long long)((threadIdx.x & "
+          "/ %lld)) * 64 + (long long)((threadIdx.x >> 5) & 3) * 16 + (long long)((threadIdx.x & "
           "31) >> 2) + (r%d_ & 1) * 8;",
-          k[0], id, (long long)(c->threads / 128), id);
+          k[0], id, (long long)(c->threads / 128 / c->ns), (long long)(128 * c->ns), id);
   c->rows_reg = cu_str(c, "r%d_", id);
   c->rows_lead = true;
 }
@@ -294,7 +296,9 @@ bool cu_wgmma_row_reduce(cg *c, ts_node *call) {
   int np = 0;
   if (!wg || !cu_view_of(c, call->kids[1], &dst, pool, &np))
     return wg;
-  int64_t M = s->type->dims[0].c, N = s->type->dims[1].c, groups = c->threads / 128;
+  /* N: this warpgroup's columns (gen.h ts_wgmma_nsplit) */
+  int64_t M = s->type->dims[0].c, N = s->type->dims[1].c / c->ns,
+          groups = c->threads / 128 / c->ns, slabs = M / (64 * groups);
   const char *t = cu_name_of(c, "t_", s->name);
   bool sum = call->builtin == TS_BUILTIN_REDUCE_SUM, abs = call->builtin == TS_BUILTIN_REDUCE_ABSMAX;
   int id = c->tmp++;
@@ -302,7 +306,7 @@ bool cu_wgmma_row_reduce(cg *c, ts_node *call) {
    * of warp q, then the quad's four lanes (xor 1, 2); its first lane writes */
   cu_line(c, "const long long rr%d_ = (long long)(threadIdx.x >> 5 & 3) * 16 + "
           "(long long)(threadIdx.x & 31) / 4;", id);
-  for (int64_t sl = 0; sl < M / (64 * groups); sl++)
+  for (int64_t sl = 0; sl < slabs; sl++)
     for (int64_t h = 0; h < 2; h++) {
       const char *acc = cu_str(c, "rd%d_%lld_%lld", id, (long long)sl, (long long)h);
       cu_line(c, "float %s = %s;", acc, sum ? "0.0f" : "__int_as_float(0xff800000)");
@@ -318,11 +322,45 @@ bool cu_wgmma_row_reduce(cg *c, ts_node *call) {
         cu_line(c, "%s = %s;", acc,
                 sum ? cu_str(c, "%s + __shfl_xor_sync(0xffffffffu, %s, %d)", acc, acc, o)
                     : cu_str(c, "ts_max(%s, __shfl_xor_sync(0xffffffffu, %s, %d))", acc, acc, o));
-      /* into wgmma's rows (gen.h TS_ACC_ROWS): every lane has the value */
-      cu_line(c, dst.rows ? "{" : "if ((threadIdx.x & 3) == 0) {");
+    }
+  if (c->ns > 1) {
+    /* the warpgroups' parts of rows rr, rr + 8 of the one slab through
+     * shared memory after the broadcast slot (gen.h), once every thread
+     * has read the last reduction's */
+    cu_line(c, "{");
+    c->ind++;
+    cu_line(c, "float *const x_ = (float *)(ts_smem + 16);");
+    cu_line(c, "__syncthreads();");
+    cu_line(c, "if ((threadIdx.x & 3) == 0) {");
+    for (int64_t h = 0; h < 2; h++)
+      cu_line(c, "  x_[(threadIdx.x >> 7) %% %lld * 64 + rr%d_ + %lld] = rd%d_0_%lld;",
+              (long long)c->ns, id, (long long)(8 * h), id, (long long)h);
+    cu_line(c, "}");
+    cu_line(c, "__syncthreads();");
+    for (int64_t h = 0; h < 2; h++) {
+      const char *acc = cu_str(c, "rd%d_0_%lld", id, (long long)h);
+      cu_line(c, "%s = %s;", acc, sum ? "0.0f" : "__int_as_float(0xff800000)");
+      for (int64_t w = 0; w < c->ns; w++) {
+        const char *x = cu_str(c, "x_[rr%d_ + %lld]", id, (long long)(64 * w + 8 * h));
+        cu_line(c, "%s = %s;", acc, sum ? cu_str(c, "%s + %s", acc, x)
+                                        : cu_str(c, "ts_max(%s, %s)", acc, x));
+      }
+    }
+    c->ind--;
+    cu_line(c, "}");
+  }
+  for (int64_t sl = 0; sl < slabs; sl++)
+    for (int64_t h = 0; h < 2; h++) {
+      const char *acc = cu_str(c, "rd%d_%lld_%lld", id, (long long)sl, (long long)h);
+      /* into wgmma's rows (gen.h TS_ACC_ROWS): every lane has the value;
+       * else (a tile in memory) the first lane of the quad, and with the
+       * warpgroups splitting N the first warpgroup's */
+      cu_line(c, dst.rows ? "{" : c->ns > 1 ? "if ((threadIdx.x & 3) == 0 && threadIdx.x < 128) {"
+                                            : "if ((threadIdx.x & 3) == 0) {");
       c->ind++;
-      const char *row = cu_str(c, "((%lld + (long long)(threadIdx.x >> 7)) * 64 + rr%d_ + %lld)",
-                               (long long)(sl * groups), id, (long long)(8 * h));
+      const char *row = cu_str(c, "((%lld + (long long)(threadIdx.x / %lld)) * 64 + rr%d_ + %lld)",
+                               (long long)(sl * groups), (long long)(128 * c->ns), id,
+                               (long long)(8 * h));
       c->rows_reg = cu_str(c, "%lld", (long long)(2 * sl + h));
       cu_view_store(c, &dst, &row, acc, CT_F32);
       c->rows_reg = NULL;
@@ -359,7 +397,9 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
     for (size_t i = c->fenced_at; i < c->o->len; i++)
       ready &= c->o->ptr[i] == '{' || c->o->ptr[i] == ' ' || c->o->ptr[i] == '\n';
   }
-  int64_t M = mnk[0], N = mnk[1], K = mnk[2], groups = c->threads / 128;
+  /* with the warpgroups splitting N (gen.h ts_wgmma_nsplit), each runs an
+   * m64n(N / ns) on its columns of B and C */
+  int64_t M = mnk[0], N = mnk[1] / c->ns, K = mnk[2], groups = c->threads / 128 / c->ns;
   int64_t slabs = M / (64 * groups), half = N / 2;
   const ts_node *c0;
   const ts_symbol *sa = call->kids[0]->sym, *sb = ts_gemm_b(call, &c0),
@@ -404,8 +444,12 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
   int id = c->tmp++;
   cu_line(c, "const unsigned long long da%d_ = ts_wgmma_desc(&%s[%lld], %d, %lld);", id, a,
           (long long)ua0, swa, (long long)lboa);
-  cu_line(c, "const unsigned long long db%d_ = ts_wgmma_desc(&%s[%lld%s], %d, %lld);", id, b,
-          (long long)ub0, bcol, swb, (long long)lbo);
+  const char *bn = c->ns > 1 ? cu_str(c, " + (long long)((threadIdx.x >> 7) %% %lld) * %lldLL",
+                                      (long long)c->ns,
+                                      (long long)ts_wgmma_nstart(sb, swb, N, mn))
+                             : "";
+  cu_line(c, "const unsigned long long db%d_ = ts_wgmma_desc(&%s[%lld%s%s], %d, %lld);", id, b,
+          (long long)ub0, bcol, bn, swb, (long long)lbo);
   for (int64_t kk = 0; kk < K; kk += kstep) {
     /* this step's start, in the descriptor's 16-byte units */
     long long offa = (long long)((ts_wgmma_start(sa, swa, kk, false, &lboa) - ua0) * eba / 16);
@@ -415,8 +459,8 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
       c->ind++;
       /* 8 rows of swa bytes an atom (the descriptor's SBO), in 16 B units */
       cu_line(c, "const unsigned long long da_ = da%d_ + "
-              "(unsigned long long)(((%lld + (long long)(threadIdx.x >> 7)) * 8) * %lld);",
-              id, (long long)(s * groups), (long long)(8 * swa / 16));
+              "(unsigned long long)(((%lld + (long long)(threadIdx.x / %lld)) * 8) * %lld);",
+              id, (long long)(s * groups), (long long)(128 * c->ns), (long long)(8 * swa / 16));
       cu_line(c, "const unsigned long long db_ = db%d_;", id);
       /* scale-d 0 (the simulator's kind | 8) in the first step of the
        * first iteration */

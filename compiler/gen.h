@@ -117,6 +117,17 @@ bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
  * 0 bf16, 1 f16 (m64nNk16), 2 e4m3 (m64nNk32, no transpose flags), plus 4
  * when B is not transposed (MN-major: imm-trans-b 1). */
 int ts_wgmma_kind(const ts_node *call);
+/* How many of the block's G warpgroups split a wgmma accumulator's columns
+ * (FlashMLA's decode: 64 heads, one 64-row slab, the output's columns over
+ * two warpgroups): G when the block has G >= 2 warpgroups and every gemm of
+ * the kernel accumulates 64 rows, else 1 (the warpgroups split the rows).
+ * With it, warpgroup w holds columns w N / G .. of every wgmma tile, each
+ * in the layout below for an [64, N / G] tile, and each holds all the rows
+ * of a TS_ACC_ROWS vector (the same values in every warpgroup); a row
+ * reduction combines the warpgroups' parts through shared memory
+ * (ts_wgmma_xchg_bytes, after the broadcast slot). */
+int ts_wgmma_nsplit(const ts_kernel_info *k);
+int64_t ts_wgmma_xchg_bytes(const ts_kernel_info *k);
 /* Where a wgmma operand's descriptor for the k step at k0 starts in the
  * swizzled tile `s` [R, C] (swizzle swz; the layout below): K-major (A, or
  * B transposed) at row 0, column k0; MN-major (mn: a B not transposed, K
@@ -127,6 +138,10 @@ int ts_wgmma_kind(const ts_node *call);
  * K-major swizzled layouts do not use it (16 bytes: the field's 1). The
  * stride byte offset is 8 rows of swz bytes either way. */
 int64_t ts_wgmma_start(const ts_symbol *s, int swz, int64_t k0, bool mn, int64_t *lbo);
+/* ... and where B's column n0 starts (n0 a multiple of 8, and MN-major of
+ * 128 / eb: whole panels): K-major row n0, MN-major column n0; the offset
+ * from column 0, in elements. */
+int64_t ts_wgmma_nstart(const ts_symbol *s, int swz, int64_t n0, bool mn);
 /* layout[i] for each register tile of the plan; `wgmma`: the target has
  * wgmma (sm_90a). */
 void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,

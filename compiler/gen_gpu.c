@@ -380,8 +380,8 @@ static int loop_stages(ts_node **tiles, const ts_gpu_tile *out, int n, int i, in
 /* Places the tiles not in registers: `shared` ones in shared memory, then
  * frags while they fit, the rest in global scratch; the block's shared
  * bytes. `max`: the most a block of the architecture may opt into. */
-static int64_t place(ts_node **tiles, ts_gpu_tile *out, int n, int64_t max) {
-  int64_t smem = 16; /* the broadcast slot */
+static int64_t place(ts_node **tiles, ts_gpu_tile *out, int n, int64_t max, int64_t xchg) {
+  int64_t smem = 16 + xchg; /* the broadcast slot, the warpgroups' exchange (gen.h) */
   /* frags join shared memory up to `max` (past 48 KiB the runtime opts the
    * block in: a frag in global scratch costs more than the occupancy; it
    * was 48 KiB unless the shared tiles alone passed that, which put
@@ -456,7 +456,7 @@ static bool try_regs(const ts_kernel_info *k, ts_node **tiles, ts_gpu_tile *firs
   for (int j = 0; j < n; j++)
     if (flip[j]) {
       first[j].home = TS_TILE_REGS;
-      first[j].per_thread = vec ? 4 * t->dims[0].c / k->threads : per;
+      first[j].per_thread = vec ? 4 * t->dims[0].c * ts_wgmma_nsplit(k) / k->threads : per;
       first[j].swz = 0;
       first[j].rows = vec;
     }
@@ -500,7 +500,7 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, const char *arch, ts_gpu_tile *out
    * swizzled tiles), then placed again */
   ts_gpu_tile first[TS_GPU_MAX_TILES];
   memcpy(first, out, (size_t)n * sizeof *out);
-  int64_t smem = place(tiles, first, n, max);
+  int64_t smem = place(tiles, first, n, max, ts_wgmma_xchg_bytes(k));
   bool moved = false, again = wgmma;
   while (again) { /* a move may let an earlier tile move too */
     again = false;
@@ -513,7 +513,7 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, const char *arch, ts_gpu_tile *out
     if (first[i].home == TS_TILE_REGS)
       out[i] = first[i];
   if (moved)
-    smem = place(tiles, out, n, max);
+    smem = place(tiles, out, n, max, ts_wgmma_xchg_bytes(k));
   else
     memcpy(out, first, (size_t)n * sizeof *out);
   *smem_total = smem;
@@ -629,6 +629,7 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
   g->bar_at = (total + 7) & ~(int64_t)7; /* the TMA rings' mbarriers */
   uint8_t mma[TS_GPU_MAX_TILES];
   ts_mma_layouts(k, tiles, n, g->wgmma, mma);
+  g->ns = ts_wgmma_nsplit(k);
   g->uses_wgmma = false;
   for (int i = 0; i < n; i++)
     g->uses_wgmma |= tiles[i].home == TS_TILE_REGS && mma[i] == TS_ACC_WGMMA;
@@ -760,21 +761,27 @@ static MlirValue shuffle_xor(gen *g, MlirValue v, int offset) {
 static void wgmma_row_reduce(gen *g, ts_node *call, MlirValue init, bool f) {
   mb *b = &g->b;
   const ts_symbol *s = call->kids[0]->sym;
-  int64_t M = s->type->dims[0].c, N = s->type->dims[1].c, groups = g->threads / 128;
+  /* N: this warpgroup's columns (gen.h ts_wgmma_nsplit) */
+  int64_t M = s->type->dims[0].c, N = s->type->dims[1].c / g->ns;
+  int64_t groups = g->threads / 128 / g->ns, slabs = M / (64 * groups);
   view pool[8], dst;
   int np = 0;
-  if (!gen_view_of(g, call->kids[1], &dst, pool, &np))
+  MlirValue *part = calloc((size_t)(2 * slabs), sizeof *part);
+  if (!part || !gen_view_of(g, call->kids[1], &dst, pool, &np)) {
+    free(part);
     return;
+  }
   MlirValue cm = {s->user};
   MlirValue lane = mb_bin(b, "arith.remsi", g->tid, gen_i64(g, 32));
   MlirValue q = mb_bin(b, "arith.remsi", mb_bin(b, "arith.divsi", g->tid, gen_i64(g, 32)),
                        gen_i64(g, 4));
-  MlirValue wg = mb_bin(b, "arith.divsi", g->tid, gen_i64(g, 128));
+  MlirValue wgi = mb_bin(b, "arith.divsi", g->tid, gen_i64(g, 128));
+  MlirValue wg = mb_bin(b, "arith.divsi", wgi, gen_i64(g, g->ns));
   MlirValue lead = mb_cmpi(b, CMPI_EQ, mb_bin(b, "arith.remsi", lane, gen_i64(g, 4)),
                            gen_i64(g, 0));
   MlirValue r0 = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", q, gen_i64(g, 16)),
                         mb_bin(b, "arith.divsi", lane, gen_i64(g, 4)));
-  for (int64_t sl = 0; sl < M / (64 * groups); sl++)
+  for (int64_t sl = 0; sl < slabs; sl++)
     for (int64_t h = 0; h < 2; h++) {
       MlirValue acc = init;
       for (int64_t j = 0; j < N / 8; j++)
@@ -786,20 +793,56 @@ static void wgmma_row_reduce(gen *g, ts_node *call, MlirValue init, bool f) {
         }
       for (int o = 1; o <= 2; o *= 2)
         acc = combine(g, call->builtin, f, acc, shuffle_xor(g, acc, o));
+      part[2 * sl + h] = acc;
+    }
+  if (g->ns > 1) {
+    /* the warpgroups' parts of rows r0, r0 + 8 of the one slab through
+     * shared memory: [ns][64] f32 after the broadcast slot (gen.h), once
+     * every thread has read the last reduction's */
+    MlirType ft = mlirValueGetType(part[0]);
+    MlirAttribute sp = g->emu ? mlirAttributeGetNull()
+                              : mlirAttributeParseGet(b->ctx, mb_str("#gpu.address_space<workgroup>"));
+    MlirValue none = {0};
+    MlirValue x = gen_gpu_view_at(g, g->smem_base, gen_i64(g, 16), ft, 64 * g->ns, none, sp);
+    MlirValue mine = mb_bin(b, "arith.muli", mb_bin(b, "arith.remsi", wgi, gen_i64(g, g->ns)),
+                            gen_i64(g, 64));
+    gen_barrier(g);
+    MlirBlock join = gen_if_begin(g, lead);
+    for (int64_t h = 0; h < 2; h++)
+      mb_store(b, part[h], x,
+               mb_bin(b, "arith.addi", mine, mb_bin(b, "arith.addi", r0, gen_i64(g, 8 * h))));
+    gen_if_end(g, join);
+    gen_barrier(g);
+    for (int64_t h = 0; h < 2; h++) {
+      MlirValue acc = init;
+      for (int64_t w = 0; w < g->ns; w++)
+        acc = combine(g, call->builtin, f, acc,
+                      mb_load(b, x, mb_bin(b, "arith.addi", r0, gen_i64(g, 64 * w + 8 * h))));
+      part[h] = acc;
+    }
+  }
+  for (int64_t sl = 0; sl < slabs; sl++)
+    for (int64_t h = 0; h < 2; h++) {
       /* rows (sl groups + wg) 64 + r0 (+ 8) */
       MlirValue row = mb_bin(
           b, "arith.addi",
           mb_bin(b, "arith.muli", mb_bin(b, "arith.addi", wg, gen_i64(g, sl * groups)),
                  gen_i64(g, 64)),
           mb_bin(b, "arith.addi", r0, gen_i64(g, 8 * h)));
-      /* into wgmma's rows (gen.h TS_ACC_ROWS): every lane has the value */
+      /* into wgmma's rows (gen.h TS_ACC_ROWS): every lane has the value;
+       * else (a tile in memory) the first lane of the quad, and with the
+       * warpgroups splitting N the first warpgroup's */
       g->rows_reg = gen_i64(g, 2 * sl + h);
-      MlirBlock join = dst.rows ? (MlirBlock){NULL} : gen_if_begin(g, lead);
-      gen_view_store(g, &dst, &row, gen_convert(g, acc, gen_compute_type(g, dst.dt)));
+      MlirValue who = g->ns > 1 ? mb_bin(b, "arith.andi", lead,
+                                         mb_cmpi(b, CMPI_EQ, wgi, gen_i64(g, 0)))
+                                : lead;
+      MlirBlock join = dst.rows ? (MlirBlock){NULL} : gen_if_begin(g, who);
+      gen_view_store(g, &dst, &row, gen_convert(g, part[2 * sl + h], gen_compute_type(g, dst.dt)));
       if (join.ptr)
         gen_if_end(g, join);
       g->rows_reg.ptr = NULL;
     }
+  free(part);
 }
 
 void gen_gpu_reduce(gen *g, ts_node *call) {

@@ -39,6 +39,7 @@ typedef struct gen {
   MlirOperation fn_op;  /* the kernel function being built */
   MlirValue tid;        /* i64 thread index in the block */
   int64_t threads;      /* the block's thread count */
+  int64_t ns;           /* warpgroups splitting wgmma's columns (gen.h ts_wgmma_nsplit) */
   int par;              /* depth of `parallel` statements being generated */
   bool single;          /* inside a statement only thread 0 runs */
   bool synced;          /* the last statement ended with a barrier */

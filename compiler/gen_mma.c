@@ -90,10 +90,11 @@ static int mma_shape(gen *g, const ts_node *x, int64_t *m, int64_t *n) {
 /* The wgmma layout (gen.h): register r of this thread holds row k[0],
  * column k[1]. */
 static void wgmma_elem(gen *g, MlirValue r, int64_t n, MlirValue *k) {
-  int64_t groups = g->threads / 128, half = n / 2;
+  int64_t groups = g->threads / 128 / g->ns, half = n / g->ns / 2;
   MlirValue s = gen_bin(g, "arith.divsi", r, gen_i64(g, half));
   MlirValue i = gen_bin(g, "arith.remsi", r, gen_i64(g, half));
-  MlirValue wg = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 128));
+  MlirValue wgi = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 128));
+  MlirValue wg = gen_bin(g, "arith.divsi", wgi, gen_i64(g, g->ns));
   MlirValue w = gen_bin(g, "arith.remsi", gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 32)),
                         gen_i64(g, 4));
   MlirValue lane = gen_bin(g, "arith.remsi", g->tid, gen_i64(g, 32));
@@ -112,14 +113,18 @@ static void wgmma_elem(gen *g, MlirValue r, int64_t n, MlirValue *k) {
                          gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", lane, gen_i64(g, 4)),
                                  gen_i64(g, 2))),
                  gen_bin(g, "arith.remsi", q, gen_i64(g, 2)));
+  if (g->ns > 1) /* this warpgroup's columns */
+    k[1] = gen_bin(g, "arith.addi", k[1],
+                   gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", wgi, gen_i64(g, g->ns)),
+                           gen_i64(g, n / g->ns)));
 }
 
 /* The rows layout (gen.h TS_ACC_ROWS): register r of this thread holds
  * row (r / 2 G + wg) 64 + 16 q + l / 4 + 8 (r % 2), as does every lane of
  * its quad. */
 static MlirValue rows_elem(gen *g, MlirValue r) {
-  int64_t groups = g->threads / 128;
-  MlirValue wg = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 128));
+  int64_t groups = g->threads / 128 / g->ns;
+  MlirValue wg = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 128 * g->ns));
   MlirValue w = gen_bin(g, "arith.remsi", gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 32)),
                         gen_i64(g, 4));
   MlirValue lane = gen_bin(g, "arith.remsi", g->tid, gen_i64(g, 32));
@@ -143,7 +148,7 @@ void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
   int layout = g->gpu && rank == 2 ? mma_shape(g, stmt, &m, &n) : TS_ACC_CYCLIC;
   int64_t rows = g->gpu && rank == 1 ? ts_rows_len(stmt, g->regs, g->mma, g->nregs) : 0;
   if (rows) { /* this thread's rows: 2 registers a slab */
-    gen_loop_begin(g, &L[0], gen_i64(g, 0), gen_i64(g, 4 * rows / g->threads));
+    gen_loop_begin(g, &L[0], gen_i64(g, 0), gen_i64(g, 4 * rows * g->ns / g->threads));
     L[0].unroll = true;
     L[1].exit = (MlirBlock){NULL};
     k[0] = rows_elem(g, L[0].iv);
@@ -160,10 +165,11 @@ void gen_elem_begin(gen *g, loop *L, const ts_node *stmt, const MlirValue *ext,
     wgmma_elem(g, L[0].iv, n, k);
     L[1].exit = (MlirBlock){NULL};
     g->mma_reg = L[0].iv;
-    /* a vector's row beside it: 2 (r / (n / 2)) + (r % 4) / 2 */
+    /* a vector's row beside it: 2 (r / (n / 2)) + (r % 4) / 2 (n: this
+     * warpgroup's columns) */
     g->rows_reg = gen_bin(
         g, "arith.addi",
-        gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", L[0].iv, gen_i64(g, n / 2)),
+        gen_bin(g, "arith.muli", gen_bin(g, "arith.divsi", L[0].iv, gen_i64(g, n / g->ns / 2)),
                 gen_i64(g, 2)),
         gen_bin(g, "arith.divsi", gen_bin(g, "arith.remsi", L[0].iv, gen_i64(g, 4)),
                 gen_i64(g, 2)));
@@ -426,7 +432,9 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
   const ts_symbol *sa = call->kids[0]->sym, *sb = ts_gemm_b(call, &c0),
                   *sc = call->kids[2]->sym;
   MlirValue col0 = c0 ? gen_expr_as(g, (ts_node *)c0, b->i64) : (MlirValue){NULL};
-  int64_t M = mnk[0], N = mnk[1], K = mnk[2], groups = g->threads / 128;
+  /* with the warpgroups splitting N (gen.h ts_wgmma_nsplit), each runs an
+   * m64n(N / ns) on its columns of B and C */
+  int64_t M = mnk[0], N = mnk[1] / g->ns, K = mnk[2], groups = g->threads / 128 / g->ns;
   int64_t slabs = M / (64 * groups), half = N / 2;
   int full = ts_wgmma_kind(call), kind = full & 3; /* gen.h */
   bool mn = full & 4;
@@ -445,7 +453,8 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
     gen_barrier(g);
   }
   ptx(g, "wgmma.fence.sync.aligned;");
-  MlirValue wg = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 128));
+  MlirValue wgi = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 128));
+  MlirValue wg = gen_bin(g, "arith.divsi", wgi, gen_i64(g, g->ns));
   /* the instruction and the struct of its accumulators */
   ts_buf text, cons, st;
   ts_buf_init(&text, ts_allocator_system());
@@ -481,6 +490,10 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
   int64_t ua0 = ts_wgmma_start(sa, swa, 0, false, &lbo), ub0 = ts_wgmma_start(sb, swb, 0, mn, &lbo);
   int eba = ts_dtype_bits(sa->type->dtype) / 8, ebb = ts_dtype_bits(sb->type->dtype) / 8;
   MlirValue db0 = descriptor(g, sb, 0, mn, col0), da0 = descriptor(g, sa, 0, false, (MlirValue){NULL});
+  if (g->ns > 1) /* this warpgroup's N columns of B: whole panels (MN-major), or rows */
+    db0 = gen_bin(g, "arith.addi", db0,
+                  gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", wgi, gen_i64(g, g->ns)),
+                          gen_i64(g, ts_wgmma_nstart(sb, swb, N, mn) * ebb / 16)));
   for (int64_t kk = 0; kk < K && ops; kk += kstep) {
     /* this step's start, in the descriptor's 16-byte units */
     int64_t offa = (ts_wgmma_start(sa, swa, kk, false, &lbo) - ua0) * eba / 16;

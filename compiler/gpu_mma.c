@@ -116,15 +116,58 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   return true;
 }
 
+/* Whether every gemm under `n` has a constant 64-row accumulator (*any:
+ * some gemm has one). */
+static bool all_m64(const ts_node *n, bool *any) {
+  if (!n)
+    return true;
+  if (n->kind == TS_NODE_CALL && n->builtin == TS_BUILTIN_GEMM) {
+    const ts_type *c = n->kid_count >= 3 ? n->kids[2]->type : NULL;
+    if (!c || c->rank != 2 || c->dims[0].term_count || c->dims[0].c != 64)
+      return false;
+    *any = true;
+    return true;
+  }
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (!all_m64(n->kids[i], any))
+      return false;
+  return true;
+}
+
+int ts_wgmma_nsplit(const ts_kernel_info *k) {
+  bool any = false;
+  if (k->threads % 128 || k->threads < 256 || !all_m64(k->node->kids[4], &any) || !any)
+    return 1;
+  return (int)(k->threads / 128);
+}
+
+int64_t ts_wgmma_xchg_bytes(const ts_kernel_info *k) {
+  int ns = ts_wgmma_nsplit(k);
+  return ns > 1 ? 64 * 4 * ns : 0;
+}
+
 /* A tensor-core gemm of wgmma's shape: A K-major, B K-major (transposed)
  * or, 16-bit, MN-major (not transposed; fp8 is K-major only, which
  * ts_mma_gemm requires), whole warpgroups, M % (64 warpgroups) == 0,
- * N <= 256 (where its tiles live aside). */
+ * N <= 256 (where its tiles live aside); or, the warpgroups splitting N
+ * (ts_wgmma_nsplit), M 64 and each warpgroup's N / G columns at most 256
+ * and a multiple of 8 (an MN-major B's, of whole 128-byte panels). */
 static bool wgmma_shaped(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                          const ts_node *call, int64_t mnk[3]) {
-  return ts_mma_gemm(k, tiles, nt, call, mnk) && k->threads % 128 == 0 &&
-         !ts_call_named_bool(call, "trans_a", false) &&
-         mnk[0] % (64 * (k->threads / 128)) == 0 && mnk[1] <= 256;
+  if (!ts_mma_gemm(k, tiles, nt, call, mnk) || k->threads % 128 != 0 ||
+      ts_call_named_bool(call, "trans_a", false))
+    return false;
+  int64_t ns = ts_wgmma_nsplit(k), groups = k->threads / 128, n = mnk[1] / ns;
+  if (ns == 1)
+    return mnk[0] % (64 * groups) == 0 && mnk[1] <= 256;
+  if (mnk[1] % (8 * ns) || n > 256)
+    return false;
+  if (ts_call_named_bool(call, "trans_b", false))
+    return true;
+  const ts_node *col0;
+  const ts_symbol *sb = ts_gemm_b(call, &col0);
+  int64_t eb = ts_dtype_bits(sb->type->dtype) / 8, c = sb->type->dims[1].c;
+  return (n * eb) % 128 == 0 && c * eb > 128 && (c * eb) % 128 == 0;
 }
 
 bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
@@ -176,6 +219,14 @@ int64_t ts_wgmma_start(const ts_symbol *s, int swz, int64_t k0, bool mn, int64_t
   if (mn)
     return one ? k0 * C : k0 * p;
   return one ? k0 : k0 / p * (R * p) + k0 % p;
+}
+
+int64_t ts_wgmma_nstart(const ts_symbol *s, int swz, int64_t n0, bool mn) {
+  int64_t R = s->type->dims[0].c, C = s->type->dims[1].c;
+  int64_t eb = ts_dtype_bits(s->type->dtype) / 8;
+  if (mn) /* whole panels of 128 / eb columns, R rows each */
+    return n0 * R;
+  return n0 * (C * eb == swz ? C : 128 / eb);
 }
 
 /* ---- swizzled operands --------------------------------------------------- */
@@ -538,7 +589,8 @@ void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   for (int i = 0; wgmma && k->threads % 128 == 0 && i < nt; i++) {
     const ts_type *t = tiles[i].decl->sym->type;
     if (tiles[i].rows && tiles[i].home == TS_TILE_REGS && t->rank == 1 &&
-        !t->dims[0].term_count && t->dims[0].c > 0 && t->dims[0].c % (k->threads / 2) == 0)
+        !t->dims[0].term_count && t->dims[0].c > 0 &&
+        t->dims[0].c % (k->threads / 2 / ts_wgmma_nsplit(k)) == 0)
       mma[i] = TS_ACC_ROWS;
   }
   do {

@@ -739,13 +739,17 @@ static void test_hca(void) {
                &zeros, NULL);
   CHECK_ERR(e, 1e-2, "hca_attn V4-Flash size");
   /* the tensor-core form: 16 heads x 64 (mma.sync) and 64 x 128 (the
-   * scores by wgmma on the simulator's sm_90a), the same tokens (window
-   * tails, invalid entries, no compressed entry, a row with nothing) */
+   * scores by wgmma on the simulator's sm_90a), one warpgroup, then two
+   * splitting the columns of all 128 (gen.h ts_wgmma_nsplit), the same
+   * tokens (window tails, invalid entries, no compressed entry, a row with
+   * nothing) */
   const struct {
     const char *defs;
     int64_t H, C;
-  } tc[2] = {{"NH=16 DC=64 CH=32 BK=16", 16, 64}, {"NH=64 DC=128 CH=64 BK=32", 64, 128}};
-  for (int i = 0; i < 2; i++) {
+  } tc[3] = {{"NH=16 DC=64 CH=32 BK=16 WG=1", 16, 64},
+             {"NH=64 DC=128 CH=64 BK=32 WG=1", 64, 128},
+             {"NH=64 DC=128 CH=128 BK=32 WG=2", 64, 128}};
+  for (int i = 0; i < 3; i++) {
     ts_kernel *kt = num_kernel("kernels/hca_attn.tile", "hca_attn_tc", tc[i].defs, NULL);
     if (!kt)
       break;
@@ -758,9 +762,9 @@ static void test_hca(void) {
   /* the split-KV form over 1, 3 and 8 ranges (with 8, the tokens with few
    * entries leave ranges empty), then sparse_attn_merge */
   ts_kernel *km = num_kernel("kernels/sparse_attn.tile", "sparse_attn_merge", NULL, NULL);
-  int64_t Ps[4] = {1, 3, 8, 2};
-  for (int i = 0; km && i < 4; i++) {
-    int v = i == 3; /* 64 heads: the scores by wgmma */
+  int64_t Ps[5] = {1, 3, 8, 2, 3};
+  for (int i = 0; km && i < 5; i++) {
+    int v = i < 3 ? 0 : i - 2; /* 64 heads: the scores by wgmma */
     ts_kernel *ks = num_kernel("kernels/hca_attn.tile", "hca_attn_split", tc[v].defs, NULL);
     if (!ks)
       break;
@@ -830,15 +834,24 @@ static void test_attn_tc_at(const char *defs, int64_t H, int64_t C, int64_t P) {
 }
 
 static void test_attn_tc(void) {
-  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64, 0);
-  test_attn_tc_at("NH=64 DC=128 CH=64 BK=32", 64, 128, 0);
+  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16 WG=1", 16, 64, 0);
+  test_attn_tc_at("NH=64 DC=128 CH=64 BK=32 WG=1", 64, 128, 0);
   /* a query's column blocks neighbours in the grid (4 and 2 of them) */
-  test_attn_tc_at("NH=16 DC=64 CH=16 BK=16 ADJ=true", 16, 64, 0);
-  test_attn_tc_at("NH=64 DC=128 CH=64 BK=32 ADJ=true", 64, 128, 0);
-  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64, 1);
-  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64, 3);
-  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16", 16, 64, 8);
-  test_attn_tc_at("NH=64 DC=128 CH=64 BK=32", 64, 128, 2);
+  test_attn_tc_at("NH=16 DC=64 CH=16 BK=16 ADJ=true WG=1", 16, 64, 0);
+  test_attn_tc_at("NH=64 DC=128 CH=64 BK=32 ADJ=true WG=1", 64, 128, 0);
+  /* two warpgroups splitting the columns of one 64-head slab (gen.h
+   * ts_wgmma_nsplit): all of a query's columns in one block, the scores'
+   * row reductions across the warpgroups; with BK 16 each takes 8 score
+   * columns; with two column blocks a warpgroup's 32 are not a whole
+   * panel of B, and the gemm leaves wgmma */
+  test_attn_tc_at("NH=64 DC=128 CH=128 BK=32 WG=2", 64, 128, 0);
+  test_attn_tc_at("NH=64 DC=128 CH=128 BK=16 WG=2", 64, 128, 0);
+  test_attn_tc_at("NH=64 DC=128 CH=64 BK=32 WG=2 ADJ=true", 64, 128, 0);
+  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16 WG=1", 16, 64, 1);
+  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16 WG=1", 16, 64, 3);
+  test_attn_tc_at("NH=16 DC=64 CH=32 BK=16 WG=1", 16, 64, 8);
+  test_attn_tc_at("NH=64 DC=128 CH=64 BK=32 WG=1", 64, 128, 2);
+  test_attn_tc_at("NH=64 DC=128 CH=128 BK=32 WG=2", 64, 128, 3);
 }
 
 /* V4-Flash-sized calls: 64 heads of 512 over 512 selected + 128 window

@@ -225,6 +225,27 @@ for arch in sm_90a sm_80; do
     fi
   done
 done
+# the attention kernels' default block: two warpgroups splitting the
+# columns of one 64-head slab (gen.h ts_wgmma_nsplit), each an m64n256 of
+# P V and an m64n16 of the scores, in both lowerings; the scores' row
+# reductions meet in shared memory after the broadcast slot
+for fk in sparse_attn:sparse_attn_tc hca_attn:hca_attn_tc; do
+  for how in "--target ptx" "--target cuda --emit ptx"; do
+    # shellcheck disable=SC2086
+    if ! "$tessera" compile "$src/kernels/${fk%%:*}.tile" --kernel "${fk##*:}" $how --arch sm_90a \
+         --no-cache -o "$tmp/ns.ptx" 2>"$tmp/err" ||
+       ! grep -q "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16" "$tmp/ns.ptx" ||
+       ! grep -q "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16" "$tmp/ns.ptx" ||
+       grep -q "wgmma.mma_async.sync.aligned.m64n\(512\|32\)k" "$tmp/ns.ptx" ||
+       ! grep -qE "\.maxntid 256, 1, 1|\.reqntid 256" "$tmp/ns.ptx"; then
+      echo "FAIL: ${fk##*:} ($how) is not two warpgroups splitting N:"; cat "$tmp/err"
+      grep -o "wgmma.mma_async[^ ]*\|\.maxntid.*\|\.reqntid.*" "$tmp/ns.ptx" | sort | uniq -c
+      fail=$((fail + 1))
+    else
+      pass=$((pass + 1))
+    fi
+  done
+done
 # B as whole panels of a wider tile (gen.h ts_gemm_b) stays on tensor
 # cores: wgmma with B MN-major from the column offset on sm_90a, mma.sync on
 # sm_80, both lowerings (else the gemm of a slice is the scalar one)
