@@ -1175,6 +1175,8 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   uint8_t mma[TS_GPU_MAX_TILES];
   ts_mma_layouts(k, tiles, nt, c->wgmma, mma);
   c->ns = ts_wgmma_nsplit(k);
+  if (c->ns > 1) /* which exchange buffer the next row reduction takes (gen.h) */
+    cu_line(c, "int ts_xpar = 0;");
   c->uses_wgmma = false;
   bool swizzled = false;
   for (int i = 0; i < nt; i++) {

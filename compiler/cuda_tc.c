@@ -325,12 +325,13 @@ bool cu_wgmma_row_reduce(cg *c, ts_node *call) {
     }
   if (c->ns > 1) {
     /* the warpgroups' parts of rows rr, rr + 8 of the one slab through
-     * shared memory after the broadcast slot (gen.h), once every thread
-     * has read the last reduction's */
+     * shared memory: buffer ts_xpar of two after the broadcast slot, the
+     * other one the last reduction's (gen.h) */
     cu_line(c, "{");
     c->ind++;
-    cu_line(c, "float *const x_ = (float *)(ts_smem + 16);");
-    cu_line(c, "__syncthreads();");
+    cu_line(c, "float *const x_ = (float *)(ts_smem + 16) + ts_xpar * %lld;",
+            (long long)(64 * c->ns));
+    cu_line(c, "ts_xpar ^= 1;");
     cu_line(c, "if ((threadIdx.x & 3) == 0) {");
     for (int64_t h = 0; h < 2; h++)
       cu_line(c, "  x_[(threadIdx.x >> 7) %% %lld * 64 + rr%d_ + %lld] = rd%d_0_%lld;",

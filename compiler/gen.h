@@ -125,7 +125,10 @@ int ts_wgmma_kind(const ts_node *call);
  * in the layout below for an [64, N / G] tile, and each holds all the rows
  * of a TS_ACC_ROWS vector (the same values in every warpgroup); a row
  * reduction combines the warpgroups' parts through shared memory
- * (ts_wgmma_xchg_bytes, after the broadcast slot). */
+ * (ts_wgmma_xchg_bytes, after the broadcast slot): two buffers of [G][64]
+ * f32 used in turn by the reductions as they run, so that one barrier a
+ * reduction (after its writes) suffices: the buffer it writes was last read
+ * before the previous reduction's barrier. */
 int ts_wgmma_nsplit(const ts_kernel_info *k);
 int64_t ts_wgmma_xchg_bytes(const ts_kernel_info *k);
 /* Where a wgmma operand's descriptor for the k step at k0 starts in the

@@ -472,7 +472,7 @@ static bool try_regs(const ts_kernel_info *k, ts_node **tiles, ts_gpu_tile *firs
 int ts_gpu_tile_plan(const ts_kernel_info *k, const char *arch, ts_gpu_tile *out,
                      int64_t *smem_total) {
   bool wgmma = ts_arch_wgmma(arch);
-  int64_t max = ts_arch_smem_max(arch);
+  int64_t max = ts_arch_smem_max(arch), xchg = wgmma ? ts_wgmma_xchg_bytes(k) : 0;
   ts_node *tiles[TS_GPU_MAX_TILES];
   int n = 0;
   collect(k->node->kids[4], tiles, &n);
@@ -500,7 +500,7 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, const char *arch, ts_gpu_tile *out
    * swizzled tiles), then placed again */
   ts_gpu_tile first[TS_GPU_MAX_TILES];
   memcpy(first, out, (size_t)n * sizeof *out);
-  int64_t smem = place(tiles, first, n, max, ts_wgmma_xchg_bytes(k));
+  int64_t smem = place(tiles, first, n, max, xchg);
   bool moved = false, again = wgmma;
   while (again) { /* a move may let an earlier tile move too */
     again = false;
@@ -513,7 +513,7 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, const char *arch, ts_gpu_tile *out
     if (first[i].home == TS_TILE_REGS)
       out[i] = first[i];
   if (moved)
-    smem = place(tiles, out, n, max, ts_wgmma_xchg_bytes(k));
+    smem = place(tiles, out, n, max, xchg);
   else
     memcpy(out, first, (size_t)n * sizeof *out);
   *smem_total = smem;
@@ -630,6 +630,11 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
   uint8_t mma[TS_GPU_MAX_TILES];
   ts_mma_layouts(k, tiles, n, g->wgmma, mma);
   g->ns = ts_wgmma_nsplit(k);
+  g->xpar.ptr = NULL;
+  if (g->ns > 1) {
+    g->xpar = mb_alloca_entry(b, b->i64, 1);
+    mb_store(b, gen_i64(g, 0), g->xpar, gen_i64(g, 0));
+  }
   g->uses_wgmma = false;
   for (int i = 0; i < n; i++)
     g->uses_wgmma |= tiles[i].home == TS_TILE_REGS && mma[i] == TS_ACC_WGMMA;
@@ -797,27 +802,30 @@ static void wgmma_row_reduce(gen *g, ts_node *call, MlirValue init, bool f) {
     }
   if (g->ns > 1) {
     /* the warpgroups' parts of rows r0, r0 + 8 of the one slab through
-     * shared memory: [ns][64] f32 after the broadcast slot (gen.h), once
-     * every thread has read the last reduction's */
+     * shared memory: buffer xpar of two [ns][64] f32 after the broadcast
+     * slot, the other one the last reduction's (gen.h) */
     MlirType ft = mlirValueGetType(part[0]);
     MlirAttribute sp = g->emu ? mlirAttributeGetNull()
                               : mlirAttributeParseGet(b->ctx, mb_str("#gpu.address_space<workgroup>"));
     MlirValue none = {0};
-    MlirValue x = gen_gpu_view_at(g, g->smem_base, gen_i64(g, 16), ft, 64 * g->ns, none, sp);
+    MlirValue x = gen_gpu_view_at(g, g->smem_base, gen_i64(g, 16), ft, 2 * 64 * g->ns, none, sp);
+    MlirValue par = mb_load(b, g->xpar, gen_i64(g, 0));
+    mb_store(b, mb_bin(b, "arith.xori", par, gen_i64(g, 1)), g->xpar, gen_i64(g, 0));
+    MlirValue buf = mb_bin(b, "arith.muli", par, gen_i64(g, 64 * g->ns));
+    MlirValue xr = mb_bin(b, "arith.addi", r0, buf);
     MlirValue mine = mb_bin(b, "arith.muli", mb_bin(b, "arith.remsi", wgi, gen_i64(g, g->ns)),
                             gen_i64(g, 64));
-    gen_barrier(g);
     MlirBlock join = gen_if_begin(g, lead);
     for (int64_t h = 0; h < 2; h++)
       mb_store(b, part[h], x,
-               mb_bin(b, "arith.addi", mine, mb_bin(b, "arith.addi", r0, gen_i64(g, 8 * h))));
+               mb_bin(b, "arith.addi", mine, mb_bin(b, "arith.addi", xr, gen_i64(g, 8 * h))));
     gen_if_end(g, join);
     gen_barrier(g);
     for (int64_t h = 0; h < 2; h++) {
       MlirValue acc = init;
       for (int64_t w = 0; w < g->ns; w++)
         acc = combine(g, call->builtin, f, acc,
-                      mb_load(b, x, mb_bin(b, "arith.addi", r0, gen_i64(g, 64 * w + 8 * h))));
+                      mb_load(b, x, mb_bin(b, "arith.addi", xr, gen_i64(g, 64 * w + 8 * h))));
       part[h] = acc;
     }
   }

@@ -40,6 +40,7 @@ typedef struct gen {
   MlirValue tid;        /* i64 thread index in the block */
   int64_t threads;      /* the block's thread count */
   int64_t ns;           /* warpgroups splitting wgmma's columns (gen.h ts_wgmma_nsplit) */
+  MlirValue xpar;       /* ... with ns > 1: which exchange buffer the next reduction takes */
   int par;              /* depth of `parallel` statements being generated */
   bool single;          /* inside a statement only thread 0 runs */
   bool synced;          /* the last statement ended with a barrier */

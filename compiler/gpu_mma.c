@@ -143,7 +143,7 @@ int ts_wgmma_nsplit(const ts_kernel_info *k) {
 
 int64_t ts_wgmma_xchg_bytes(const ts_kernel_info *k) {
   int ns = ts_wgmma_nsplit(k);
-  return ns > 1 ? 64 * 4 * ns : 0;
+  return ns > 1 ? 2 * 64 * 4 * ns : 0; /* two buffers (gen.h) */
 }
 
 /* A tensor-core gemm of wgmma's shape: A K-major, B K-major (transposed)
