@@ -318,22 +318,24 @@ static void attention(void) {
   }
   /* the block's shape: the default, two warpgroups splitting all 512
    * columns (one block a query: each KV row gathered and the scores
-   * computed once), against one warpgroup on each half of them (two blocks
+   * computed once), four (127 registers: 16 warps an SM, four parts to
+   * each row reduction), against one warpgroup on each half of them (two blocks
    * a query, T blocks apart or, ADJ, neighbours that may share the
    * gathered rows in L2) */
   printf("\n| sparse_attn_tc block | queries | ms | GB/s | of copy | default ms / this ms |\n"
          "|---|---|---|---|---|---|\n");
-  const char *forms[3] = {NULL, "CH=256 WG=1", "CH=256 WG=1 ADJ=true"};
-  const char *form_names[3] = {"2 warpgroups x 256 columns, grid T (default)",
+  const char *forms[4] = {NULL, "WG=4", "CH=256 WG=1", "CH=256 WG=1 ADJ=true"};
+  const char *form_names[4] = {"2 warpgroups x 256 columns, grid T (default)",
+                               "4 warpgroups x 128 columns, grid T",
                                "1 warpgroup x 256, grid (T, 2)", "1 warpgroup x 256, grid 2 T (ADJ)"};
-  ts_kernel *kf[3];
-  for (int f = 0; f < 3; f++)
+  ts_kernel *kf[4];
+  for (int f = 0; f < 4; f++)
     kf[f] = kern(gpu, "kernels/sparse_attn.tile", "sparse_attn_tc", forms[f]);
   for (int b = 2; b < 4; b++) {
     int64_t T = batches[b];
     attn_args(gpu, T, H, C, S, K, a);
     double t0 = 0;
-    for (int f = 0; f < 3; f++) {
+    for (int f = 0; f < 4; f++) {
       double t = timed(kf[f], a, 5);
       double bytes = (double)T * ((double)K * C * 2 + 2.0 * H * C * 2 + K * 4.0);
       char r1[32], r2[32];
@@ -345,7 +347,7 @@ static void attention(void) {
     }
     release_args(a, 5);
   }
-  for (int f = 0; f < 3; f++)
+  for (int f = 0; f < 4; f++)
     ts_kernel_release(kf[f]);
   /* the split count at small batches: more ranges fill more SMs, but each
    * block loads the query (64 KiB) for its range's few KV blocks (32
