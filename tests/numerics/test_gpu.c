@@ -195,8 +195,9 @@ static void test_two_rings(void) {
 }
 
 /* The wgmma forms: each swizzle width and the panel layout, one and two
- * warpgroups, one and two slabs per warpgroup, N = 8 .. 128, tails in every
- * dim; then f16 with accumulate=false. On the simulator (sm_90a unless
+ * warpgroups, one and two slabs per warpgroup, two and four warpgroups
+ * splitting N, N = 8 .. 128, tails in every dim; then f16 with
+ * accumulate=false. On the simulator (sm_90a unless
  * TESSERA_GPUSIM_ARCH=sm_80) the instruction is emulated from its
  * descriptors, so a wrong swizzle, descriptor or register layout fails. */
 static void test_wg_gemm(void) {
@@ -216,7 +217,15 @@ static void test_wg_gemm(void) {
                {"wg_mn", "BM=128 BN=128 BK=32", "T=256", 140, 130, 50},
                {"wg_mn", "BM=64 BN=256 BK=16", "T=128", 64, 300, 33},
                {"wg_cols", "BM=64 BN=64 BK=16", "T=128", 70, 300, 40},
-               {"wg_cols", "BM=128 BN=128 BK=32", "T=256", 130, 520, 70}};
+               {"wg_cols", "BM=128 BN=128 BK=32", "T=256", 130, 520, 70},
+               /* warpgroups splitting N (gen.h ts_wgmma_nsplit): B's rows
+                * (K-major, 128B and 32B swizzles), whole panels of B
+                * (MN-major, in place from a wider tile), four warpgroups */
+               {"wg_gemm", "BM=64 BN=48 BK=64", "T=256", 70, 100, 70},
+               {"wg_gemm", "BM=64 BN=32 BK=16", "T=256", 70, 45, 40},
+               {"wg_gemm", "BM=64 BN=64 BK=32", "T=512", 70, 100, 70},
+               {"wg_mn", "BM=64 BN=128 BK=32", "T=256", 70, 200, 70},
+               {"wg_cols", "BM=64 BN=128 BK=16", "T=256", 70, 520, 40}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     ts_kernel *k = num_kernel(GPU_TILE, cases[i].kernel, cases[i].d0, cases[i].d1);
     if (!k)
@@ -244,7 +253,11 @@ static void test_wg_rows(void) {
     int64_t M, N;
   } cases[] = {{"BM=64 BN=32", "T=128", 70, 32},
                {"BM=128 BN=8", "T=128", 130, 8},
-               {"BM=128 BN=64", "T=256", 200, 64}};
+               {"BM=128 BN=64", "T=256", 200, 64},
+               /* warpgroups splitting N: each row's parts meet in shared
+                * memory, three reductions in a row (the buffers in turn) */
+               {"BM=64 BN=32", "T=256", 70, 32},
+               {"BM=64 BN=64", "T=512", 70, 64}};
   for (size_t q = 0; q < sizeof cases / sizeof cases[0]; q++) {
     ts_kernel *k = num_kernel(GPU_TILE, "wg_rows", cases[q].d0, cases[q].d1);
     if (!k)
