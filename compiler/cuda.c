@@ -354,7 +354,10 @@ void cu_view_store(cg *c, cview *v, const char *const *k, const char *x,
   const char *lin, *ok;
   cu_view_elem(c, v, k, &lin, &ok);
   const char *s = to_storage(c, x, t, v->dt);
-  if (c->rows_lead && !v->regs) /* a loop over wgmma's rows (gen.h TS_ACC_ROWS) */
+  if (c->rows_lead && !v->regs && c->ns > 1) /* ... held by every warpgroup: the first's */
+    cu_line(c, "if ((threadIdx.x & 3) == 0 && threadIdx.x < 128 && %s) %s[%s] = %s;", ok, v->base,
+            lin, s);
+  else if (c->rows_lead && !v->regs) /* a loop over wgmma's rows (gen.h TS_ACC_ROWS) */
     cu_line(c, "if ((threadIdx.x & 3) == 0 && %s) %s[%s] = %s;", ok, v->base, lin, s);
   else if (v->in_range)
     cu_line(c, "%s[%s] = %s;", v->base, lin, s);

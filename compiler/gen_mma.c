@@ -137,6 +137,9 @@ static MlirValue rows_elem(gen *g, MlirValue r) {
   row = gen_bin(g, "arith.addi", row, gen_bin(g, "arith.divsi", lane, gen_i64(g, 4)));
   g->rows_lead = mb_cmpi(&g->b, CMPI_EQ, gen_bin(g, "arith.remsi", lane, gen_i64(g, 4)),
                          gen_i64(g, 0));
+  if (g->ns > 1) /* every warpgroup holds the rows: the first one's lanes store */
+    g->rows_lead = gen_bin(g, "arith.andi", g->rows_lead,
+                           mb_cmpi(&g->b, CMPI_SLT, g->tid, gen_i64(g, 128)));
   return gen_bin(g, "arith.addi", row,
                  gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", r, gen_i64(g, 2)),
                          gen_i64(g, 8)));

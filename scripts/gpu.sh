@@ -17,7 +17,8 @@
 #     cuda-c/*: MLIR's PTX, and the CUDA C through NVRTC), which is the
 #     differential test of the two;
 #   - with TS_SANITIZERS=1, compute-sanitizer memcheck and racecheck over the
-#     kernel suite, each lowering (slow).
+#     kernel suite, and racecheck over num_v4's attention cases
+#     (TS_NUM_ONLY), each lowering (slow).
 # First, each lowering's GEMM check (TMA and cp.async shapes) under a
 # timeout: TMA has never run on hardware before this script, so if it fails
 # or hangs and the check passes with TESSERA_TMA=0, everything after runs
@@ -199,6 +200,15 @@ elif command -v compute-sanitizer >/dev/null 2>&1; then
         build/tests/num_kernels || r=FAIL
       san+=("| $tool | $lowering | $r | $(grep -c 'ERROR SUMMARY: 0' "$log/$tool-$lowering") clean summaries |")
     done
+  done
+  # the attention kernels' warpgroups meet in shared memory (docs/abi.md
+  # "Warpgroups splitting N"): racecheck their cases alone
+  for lowering in mlir cuda; do
+    r=pass
+    TS_SOURCE_DIR=$PWD TS_TEST_DEVICE=cuda TESSERA_GPU_LOWERING=$lowering TS_NUM_ONLY=attn_tc,hca \
+      stage 300 "$log/racecheck-attn-$lowering" compute-sanitizer --tool racecheck \
+      --error-exitcode 9 build/tests/num_v4 || r=FAIL
+    san+=("| racecheck (num_v4 attn_tc, hca) | $lowering | $r | $(grep -c 'ERROR SUMMARY: 0' "$log/racecheck-attn-$lowering") clean summaries |")
   done
 else
   san+=("| compute-sanitizer | - | not installed | |")

@@ -32,6 +32,20 @@ void num_init(void) {
   }
 }
 
+bool num_want(const char *name) {
+  const char *only = getenv("TS_NUM_ONLY");
+  size_t n = strlen(name);
+  if (!only || !*only)
+    return true;
+  for (const char *p = only; *p;) {
+    size_t len = strcspn(p, ",");
+    if (len == n && !strncmp(p, name, n))
+      return true;
+    p += len + (p[len] == ',');
+  }
+  return false;
+}
+
 void num_finish(void) {
   ts_device_release(num_kdev);
   ts_device_release(num_dev);

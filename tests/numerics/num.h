@@ -17,6 +17,10 @@ extern ts_device *num_dev, *num_kdev;
 
 void num_init(void);
 void num_finish(void);
+/* Whether test group `name` runs: TS_NUM_ONLY unset or empty, or a
+ * comma-separated list naming it (a GPU run that wants the attention cases
+ * alone, under compute-sanitizer: TS_NUM_ONLY=attn_tc,hca). */
+bool num_want(const char *name);
 /* Compiles kernel `name` of file `rel` (relative to the source root), with
  * the "NAME=VALUE" defines of def0 and def1 (each may hold several,
  * space-separated; 16 at most); NULL on failure (reported). */

@@ -1358,38 +1358,49 @@ static void test_golden_mhc_layer0(void) {
 
 int main(void) {
   num_init();
-  ts_kernel *k8 = num_kernel("kernels/quant.tile", "fp8_sim", NULL, NULL);
-  ts_kernel *k4 = num_kernel("kernels/quant.tile", "fp4_sim", NULL, NULL);
-  ts_kernel *kh = num_kernel("kernels/hadamard.tile", "hadamard", NULL, NULL);
-  ts_kernel *khf = num_kernel("kernels/hadamard.tile", "hadamard_f32", NULL, NULL);
+  ts_kernel *k8 = NULL, *k4 = NULL, *kh = NULL, *khf = NULL;
+  if (num_want("quant")) {
+    k8 = num_kernel("kernels/quant.tile", "fp8_sim", NULL, NULL);
+    k4 = num_kernel("kernels/quant.tile", "fp4_sim", NULL, NULL);
+    kh = num_kernel("kernels/hadamard.tile", "hadamard", NULL, NULL);
+    khf = num_kernel("kernels/hadamard.tile", "hadamard_f32", NULL, NULL);
+  }
   if (k8 && k4 && kh && khf) {
     test_sim_random(k8, true);
     test_sim_random(k4, false);
     test_hadamard_random(kh, khf);
     test_golden(k8, k4, kh, khf);
   }
-  ts_kernel *kb = num_kernel("kernels/sparse_attn.tile", "sparse_attn", NULL, NULL);
-  ts_kernel *kf = num_kernel("kernels/sparse_attn.tile", "sparse_attn_f32", NULL, NULL);
-  ts_kernel *ks = num_kernel("kernels/mhc.tile", "hc_split_sinkhorn", NULL, NULL);
-  if (kb && kf && ks) {
-    test_attn_random(kb, kf);
-    test_sinkhorn_random(ks);
+  if (num_want("attn")) {
+    ts_kernel *kb = num_kernel("kernels/sparse_attn.tile", "sparse_attn", NULL, NULL);
+    ts_kernel *kf = num_kernel("kernels/sparse_attn.tile", "sparse_attn_f32", NULL, NULL);
+    ts_kernel *ks = num_kernel("kernels/mhc.tile", "hc_split_sinkhorn", NULL, NULL);
+    if (kb && kf && ks) {
+      test_attn_random(kb, kf);
+      test_sinkhorn_random(ks);
+    }
+    ts_kernel_release(kb);
+    ts_kernel_release(kf);
+    ts_kernel_release(ks);
   }
-  ts_kernel_release(kb);
-  ts_kernel_release(kf);
-  ts_kernel_release(ks);
-  test_golden_attn_mhc();
-  test_topk();
-  test_indexer();
-  test_attn_tc();
-  test_flash_sizes();
-  test_hca();
-  test_argmax();
-  test_hc_head();
-  test_rope();
-  test_compress_random();
-  test_golden_compressor();
-  test_golden_mhc_layer0();
+  static const struct {
+    const char *name;
+    void (*run)(void);
+  } groups[] = {{"golden_attn_mhc", test_golden_attn_mhc},
+                {"topk", test_topk},
+                {"indexer", test_indexer},
+                {"attn_tc", test_attn_tc},
+                {"flash_sizes", test_flash_sizes},
+                {"hca", test_hca},
+                {"argmax", test_argmax},
+                {"hc_head", test_hc_head},
+                {"rope", test_rope},
+                {"compress", test_compress_random},
+                {"golden_compressor", test_golden_compressor},
+                {"golden_mhc_layer0", test_golden_mhc_layer0}};
+  for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
+    if (num_want(groups[i].name))
+      groups[i].run();
   ts_kernel_release(k8);
   ts_kernel_release(k4);
   ts_kernel_release(kh);
