@@ -79,8 +79,8 @@ const ts_symbol *ts_gemm_b(const ts_node *call, const ts_node **col0);
 /* Whether tile `s` is the accumulator of a gemm shaped for wgmma (one that
  * qualifies for tensor cores with A K-major, whole warpgroups, M % (64
  * warpgroups) == 0, N <= 256; B K-major, or with `wgmma` (the target has
- * it) also MN-major); such a frag tile may take 128 registers a thread
- * instead of 64. */
+ * it) or 256 threads or more also MN-major); such a frag tile may take 128
+ * registers a thread instead of 64. */
 bool ts_mma_accumulator(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                         const ts_symbol *s, bool wgmma);
 /* Accumulator layouts of register tiles. TS_ACC_WGMMA (sm_90a): the block's

@@ -182,9 +182,11 @@ bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
          (!col0 || b->swz == 128) && c->home == TS_TILE_REGS;
 }
 
-/* Off wgmma targets only the K-major form takes the 128 registers (its
- * mma.sync layout fits them; an MN-major B's P V accumulator stays in
- * shared memory there, as ptxas would spill it). */
+/* Off wgmma targets the K-major form takes the 128 registers (its mma.sync
+ * layout fits them), an MN-major B's only in blocks of 256 threads or more:
+ * at 128 ptxas spilled the attention's P V accumulator 236 bytes (it stays
+ * in memory there), at 256 24 bytes, where the [64, 512] accumulator would
+ * otherwise be in global scratch on sm_80 (read and written each KV block). */
 static bool accumulates(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                         const ts_node *n, const ts_symbol *s, bool wgmma) {
   if (!n)
@@ -193,7 +195,7 @@ static bool accumulates(const ts_kernel_info *k, const ts_gpu_tile *tiles, int n
   if (n->kind == TS_NODE_CALL && n->builtin == TS_BUILTIN_GEMM && n->kid_count >= 3 &&
       n->kids[2]->sym == s)
     return wgmma_shaped(k, tiles, nt, n, mnk) &&
-           (wgmma || ts_call_named_bool(n, "trans_b", false));
+           (wgmma || k->threads >= 256 || ts_call_named_bool(n, "trans_b", false));
   for (uint32_t i = 0; i < n->kid_count; i++)
     if (accumulates(k, tiles, nt, n->kids[i], s, wgmma))
       return true;

@@ -849,6 +849,9 @@ static void test_attn_tc(void) {
   test_attn_tc_at("NH=64 DC=128 CH=64 BK=32 WG=2 ADJ=true", 64, 128, 0);
   /* four: 8 score columns and 64 output columns each, four parts a row */
   test_attn_tc_at("NH=64 DC=256 CH=256 BK=32 WG=4", 64, 256, 0);
+  /* the default at V4 width: [64, 512] on two warpgroups, 128 accumulator
+   * registers a thread (on sm_80 mma.sync's, B MN-major: gpu_mma.c) */
+  test_attn_tc_at(NULL, 64, 512, 0);
   test_attn_tc_at("NH=16 DC=64 CH=32 BK=16 WG=1", 16, 64, 1);
   test_attn_tc_at("NH=16 DC=64 CH=32 BK=16 WG=1", 16, 64, 3);
   test_attn_tc_at("NH=16 DC=64 CH=32 BK=16 WG=1", 16, 64, 8);
