@@ -188,18 +188,15 @@ else
   pass=$((pass + 1))
 fi
 # the tensor-core attention kernels keep every tile on chip on both
-# architectures (a tile the plan cannot fit goes to global scratch: a
-# pipelined copy's ring once pushed the sm_80 accumulator there). On sm_80
-# at CH = 128: at V4's CH = 256 the query (64 KiB), the KV ring and the
-# 64 KiB accumulator (128 registers a thread, too many for mma.sync's
-# layout) pass an A100's 163 KiB, and the accumulator goes to scratch.
+# architectures at V4 width (a tile the plan cannot fit goes to global
+# scratch: a pipelined copy's ring once pushed the sm_80 accumulator there,
+# and on sm_80 the [64, 512] P V accumulator was there until blocks of 256
+# threads gave it mma.sync's 128 registers a thread, gpu_mma.c)
 for arch in sm_90a sm_80; do
   for fk in sparse_attn:sparse_attn_tc sparse_attn:sparse_attn_split hca_attn:hca_attn_tc \
             hca_attn:hca_attn_split gemm:gemm_nt gemm:gemm_splitk indexer:indexer_scores_tc; do
     f=kernels/${fk%%:*}.tile k=${fk##*:}
-    def=()
-    [[ $arch == sm_80 && $k == *attn* ]] && def=(-D CH=128)
-    "$tessera" compile "$src/$f" --kernel "$k" "${def[@]}" --target ptx --arch $arch --emit mlir \
+    "$tessera" compile "$src/$f" --kernel "$k" --target ptx --arch $arch --emit mlir \
       --no-cache -o "$tmp/plan.mlir" 2>"$tmp/err"
     if grep -o 'tessera.tiles = "[^"]*"' "$tmp/plan.mlir" | grep -q "global scratch"; then
       echo "FAIL: $arch $f $k puts a tile in global scratch:"
