@@ -780,8 +780,8 @@ static void wgmma_row_reduce(gen *g, ts_node *call, MlirValue init, bool f) {
   MlirValue lane = mb_bin(b, "arith.remsi", g->tid, gen_i64(g, 32));
   MlirValue q = mb_bin(b, "arith.remsi", mb_bin(b, "arith.divsi", g->tid, gen_i64(g, 32)),
                        gen_i64(g, 4));
-  MlirValue wgi = mb_bin(b, "arith.divsi", g->tid, gen_i64(g, 128));
-  MlirValue wg = mb_bin(b, "arith.divsi", wgi, gen_i64(g, g->ns));
+  MlirValue wg, wn;
+  gen_warpgroups(g, &wg, &wn);
   MlirValue lead = mb_cmpi(b, CMPI_EQ, mb_bin(b, "arith.remsi", lane, gen_i64(g, 4)),
                            gen_i64(g, 0));
   MlirValue r0 = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", q, gen_i64(g, 16)),
@@ -813,8 +813,7 @@ static void wgmma_row_reduce(gen *g, ts_node *call, MlirValue init, bool f) {
     mb_store(b, mb_bin(b, "arith.xori", par, gen_i64(g, 1)), g->xpar, gen_i64(g, 0));
     MlirValue buf = mb_bin(b, "arith.muli", par, gen_i64(g, 64 * g->ns));
     MlirValue xr = mb_bin(b, "arith.addi", r0, buf);
-    MlirValue mine = mb_bin(b, "arith.muli", mb_bin(b, "arith.remsi", wgi, gen_i64(g, g->ns)),
-                            gen_i64(g, 64));
+    MlirValue mine = mb_bin(b, "arith.muli", wn, gen_i64(g, 64));
     MlirBlock join = gen_if_begin(g, lead);
     for (int64_t h = 0; h < 2; h++)
       mb_store(b, part[h], x,
@@ -842,7 +841,7 @@ static void wgmma_row_reduce(gen *g, ts_node *call, MlirValue init, bool f) {
        * warpgroups splitting N the first warpgroup's */
       g->rows_reg = gen_i64(g, 2 * sl + h);
       MlirValue who = g->ns > 1 ? mb_bin(b, "arith.andi", lead,
-                                         mb_cmpi(b, CMPI_EQ, wgi, gen_i64(g, 0)))
+                                         mb_cmpi(b, CMPI_EQ, wn, gen_i64(g, 0)))
                                 : lead;
       MlirBlock join = dst.rows ? (MlirBlock){NULL} : gen_if_begin(g, who);
       gen_view_store(g, &dst, &row, gen_convert(g, part[2 * sl + h], gen_compute_type(g, dst.dt)));

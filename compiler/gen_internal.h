@@ -229,6 +229,10 @@ MlirValue gen_reduce_init(gen *g, ts_builtin op, MlirType t);
 
 /* gen_gpu.c: the GPU pieces. */
 void gen_barrier(gen *g);
+/* This thread's warpgroup along M (whose 64-row slabs it takes) and along
+ * N (its share of the columns: 0 unless the warpgroups split N, gen.h
+ * ts_wgmma_nsplit, which is 1 or all of them, so that then wm is 0). */
+void gen_warpgroups(gen *g, MlirValue *wm, MlirValue *wn);
 /* gen_debug.c: print and assert */
 void gen_print(gen *g, ts_node *call);
 void gen_assert(gen *g, ts_node *call);

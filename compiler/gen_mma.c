@@ -87,14 +87,20 @@ static int mma_shape(gen *g, const ts_node *x, int64_t *m, int64_t *n) {
   return TS_ACC_CYCLIC;
 }
 
+void gen_warpgroups(gen *g, MlirValue *wm, MlirValue *wn) {
+  MlirValue w = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 128));
+  *wm = gen_bin(g, "arith.divsi", w, gen_i64(g, g->ns));
+  *wn = gen_bin(g, "arith.remsi", w, gen_i64(g, g->ns));
+}
+
 /* The wgmma layout (gen.h): register r of this thread holds row k[0],
  * column k[1]. */
 static void wgmma_elem(gen *g, MlirValue r, int64_t n, MlirValue *k) {
   int64_t groups = g->threads / 128 / g->ns, half = n / g->ns / 2;
   MlirValue s = gen_bin(g, "arith.divsi", r, gen_i64(g, half));
   MlirValue i = gen_bin(g, "arith.remsi", r, gen_i64(g, half));
-  MlirValue wgi = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 128));
-  MlirValue wg = gen_bin(g, "arith.divsi", wgi, gen_i64(g, g->ns));
+  MlirValue wg, wn;
+  gen_warpgroups(g, &wg, &wn);
   MlirValue w = gen_bin(g, "arith.remsi", gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 32)),
                         gen_i64(g, 4));
   MlirValue lane = gen_bin(g, "arith.remsi", g->tid, gen_i64(g, 32));
@@ -115,8 +121,7 @@ static void wgmma_elem(gen *g, MlirValue r, int64_t n, MlirValue *k) {
                  gen_bin(g, "arith.remsi", q, gen_i64(g, 2)));
   if (g->ns > 1) /* this warpgroup's columns */
     k[1] = gen_bin(g, "arith.addi", k[1],
-                   gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", wgi, gen_i64(g, g->ns)),
-                           gen_i64(g, n / g->ns)));
+                   gen_bin(g, "arith.muli", wn, gen_i64(g, n / g->ns)));
 }
 
 /* The rows layout (gen.h TS_ACC_ROWS): register r of this thread holds
@@ -456,8 +461,8 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
     gen_barrier(g);
   }
   ptx(g, "wgmma.fence.sync.aligned;");
-  MlirValue wgi = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 128));
-  MlirValue wg = gen_bin(g, "arith.divsi", wgi, gen_i64(g, g->ns));
+  MlirValue wg, wn;
+  gen_warpgroups(g, &wg, &wn);
   /* the instruction and the struct of its accumulators */
   ts_buf text, cons, st;
   ts_buf_init(&text, ts_allocator_system());
@@ -495,7 +500,7 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
   MlirValue db0 = descriptor(g, sb, 0, mn, col0), da0 = descriptor(g, sa, 0, false, (MlirValue){NULL});
   if (g->ns > 1) /* this warpgroup's N columns of B: whole panels (MN-major), or rows */
     db0 = gen_bin(g, "arith.addi", db0,
-                  gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", wgi, gen_i64(g, g->ns)),
+                  gen_bin(g, "arith.muli", wn,
                           gen_i64(g, ts_wgmma_nstart(sb, swb, N, mn) * ebb / 16)));
   for (int64_t kk = 0; kk < K && ops; kk += kstep) {
     /* this step's start, in the descriptor's 16-byte units */
