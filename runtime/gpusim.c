@@ -21,6 +21,65 @@
 #include <string.h>
 #include <ucontext.h>
 
+/* Switching fibers: glibc's swapcontext saves and restores the signal mask
+ * with a system call each time, which made the barrier-heavy kernels (the
+ * radix top-k: 4 barriers a digit pass) spend half their time in the
+ * kernel. On x86-64 a switch of the callee-saved registers and the stack
+ * pointer does it (fiber_switch, below); under AddressSanitizer, which
+ * follows stacks through swapcontext, and elsewhere, swapcontext. The JIT's
+ * code never changes the MXCSR or x87 control words, so they are not
+ * switched. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TS_ASAN 1
+#endif
+#endif
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(TS_ASAN)
+#define FAST_SWITCH 1
+typedef struct fctx {
+  void *sp;
+} fctx;
+/* fiber_switch(from, to): pushes rbp, rbx, r12-r15, saves rsp in *from,
+ * loads to's rsp, pops its registers and returns where it switched away
+ * (or, the first time, into the fiber's function: fctx_make). */
+void ts_gpusim_fiber_switch(void **from, void *to);
+__asm__(".text\n"
+        ".globl ts_gpusim_fiber_switch\n"
+        ".type ts_gpusim_fiber_switch, @function\n"
+        "ts_gpusim_fiber_switch:\n"
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n"
+        "  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  movq %rsp, (%rdi)\n"
+        "  movq %rsi, %rsp\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n"
+        "  popq %r12\n  popq %rbx\n  popq %rbp\n"
+        "  ret\n"
+        ".size ts_gpusim_fiber_switch, .-ts_gpusim_fiber_switch\n");
+static void fctx_switch(fctx *from, fctx *to) { ts_gpusim_fiber_switch(&from->sp, to->sp); }
+/* The fiber's stack as fiber_switch leaves one: six registers (zero), then
+ * `fn` to return into, entered as if called (rsp + 8 a multiple of 16). */
+static void fctx_make(fctx *c, void *stack, size_t size, void (*fn)(void)) {
+  void **sp = (void **)(((uintptr_t)stack + size) & ~(uintptr_t)15);
+  *--sp = NULL;
+  *--sp = (void *)(uintptr_t)fn;
+  for (int i = 0; i < 6; i++)
+    *--sp = NULL;
+  c->sp = sp;
+}
+#else
+typedef struct fctx {
+  ucontext_t uc;
+} fctx;
+static void fctx_switch(fctx *from, fctx *to) { swapcontext(&from->uc, &to->uc); }
+static void fctx_make(fctx *c, void *stack, size_t size, void (*fn)(void)) {
+  getcontext(&c->uc);
+  c->uc.uc_stack.ss_sp = stack;
+  c->uc.uc_stack.ss_size = size;
+  c->uc.uc_link = NULL;
+  makecontext(&c->uc, fn, 0);
+}
+#endif
+
 #define MAX_THREADS 1024
 #define GATHER_WORDS 8
 #define STACK_SIZE (256 * 1024)
@@ -54,7 +113,7 @@ typedef struct inflight {
 } inflight;
 
 typedef struct fiber {
-  ucontext_t ctx;
+  fctx ctx;
   void *stack;
   int state;
   uint32_t rounds; /* shuffles done: the exchange buffer by parity */
@@ -67,7 +126,7 @@ typedef struct team {
   int threads;
   fiber *f;
   int cur;
-  ucontext_t sched;
+  fctx sched;
   int32_t xchg[2][MAX_THREADS];
   uint32_t gather[2][MAX_THREADS][GATHER_WORDS];
   float mma_d[MAX_THREADS][4]; /* ts_gpusim_mma's results, per thread */
@@ -93,7 +152,7 @@ int32_t ts_gpusim_shuffle(int64_t ctx, int64_t tid, int32_t v, int32_t off);
 static void wait_as(team *t, int state) {
   fiber *f = &t->f[t->cur];
   f->state = state;
-  swapcontext(&f->ctx, &t->sched);
+  fctx_switch(&f->ctx, &t->sched);
 }
 
 void ts_gpusim_barrier(int64_t ctx) { wait_as((team *)(intptr_t)ctx, AT_BARRIER); }
@@ -486,7 +545,7 @@ static void fiber_main(void) {
   if (t->f[tid].nq)
     wgmma_error(t, tid, "the thread ended with a wgmma not waited for");
   t->f[tid].state = DONE;
-  swapcontext(&t->f[tid].ctx, &t->sched);
+  fctx_switch(&t->f[tid].ctx, &t->sched);
 }
 
 /* Runs one block to the end; an error when threads diverge at a barrier. */
@@ -494,11 +553,7 @@ static ts_status run_block(team *t) {
   t->nbars = 0;
   for (int i = 0; i < t->threads; i++) {
     fiber *f = &t->f[i];
-    getcontext(&f->ctx);
-    f->ctx.uc_stack.ss_sp = f->stack;
-    f->ctx.uc_stack.ss_size = STACK_SIZE;
-    f->ctx.uc_link = NULL;
-    makecontext(&f->ctx, fiber_main, 0);
+    fctx_make(&f->ctx, f->stack, STACK_SIZE, fiber_main);
     f->state = RUN;
     f->rounds = 0;
     f->nq = 0;
@@ -509,7 +564,7 @@ static ts_status run_block(team *t) {
     for (int i = 0; i < t->threads; i++)
       if (t->f[i].state == RUN) {
         t->cur = i;
-        swapcontext(&t->sched, &t->f[i].ctx);
+        fctx_switch(&t->sched, &t->f[i].ctx);
         ran = true;
       }
     if (ran)
