@@ -1289,7 +1289,9 @@ body:
   g->nloops = 0;
   g->par = 0;
   gen_gpu_tiles(g, k);
+  gen_gpu_race_check(g, g->emu);
   gen_block(g, k->node->kids[4]);
+  gen_gpu_race_check(g, false);
   b->loc = loc_of(g, k->node);
   gen_return(g);
 }
@@ -1380,7 +1382,7 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
         {"ts_gpusim_mma", "lliiiiiiffffi", ""}, {"ts_gpusim_mma_d", "lli", "f"},
         {"ts_gpusim_ldmatrix", "llli", ""}, {"ts_gpusim_ldmatrix_r", "lli", "i"},
         {"ts_gpusim_tma", "lllllll", ""},   {"ts_gpusim_mbar", "llili", ""},
-        {"ts_gpusim_cp16", "ll", ""}};
+        {"ts_gpusim_cp16", "ll", ""},       {"ts_gpusim_access", "llli", ""}};
     for (size_t i = 0; i < sizeof sim / sizeof sim[0]; i++) {
       MlirType t[16];
       intptr_t n = 0;

@@ -17,6 +17,7 @@
  * passes. `frag` tiles owned element by element live in registers. */
 #include "compiler/gen_internal.h"
 
+#include <stddef.h>
 #include <string.h>
 
 MlirOperation gen_call(gen *g, const char *fn, intptr_t n, const MlirValue *args,
@@ -605,6 +606,50 @@ MlirValue gen_gpu_address(gen *g, MlirValue mem, MlirValue lin, int bytes) {
   return mb_bin(b, "arith.addi", mb_cast(b, "arith.index_cast", base, b->i64),
              mb_bin(b, "arith.muli", lin, gen_i64(g, bytes)));
 }
+
+/* ---- the simulator's race check (runtime/gpusim.c) ---------------------
+ *
+ * In the CPU form of the GPU kernel every load and store of the block's
+ * shared memory (a memref viewing the smem argument) is preceded by a call
+ * ts_gpusim_access(ctx, tid, address, bytes | 256 store | line << 9). */
+
+static bool views_smem(gen *g, MlirValue m) {
+  for (int depth = 0; depth < 8; depth++) {
+    if (mlirValueEqual(m, g->emu_smem))
+      return true;
+    if (!mlirValueIsAOpResult(m))
+      return false;
+    MlirOperation op = mlirOpResultGetOwner(m);
+    MlirStringRef name = mlirIdentifierStr(mlirOperationGetName(op));
+    if (name.length != 11 || memcmp(name.data, "memref.view", 11))
+      return false; /* (a view's aligned pointer is its first element's) */
+    m = mlirOperationGetOperand(op, 0);
+  }
+  return false;
+}
+
+static void check_access(mb *b, MlirValue mem, MlirValue idx, bool write) {
+  gen *g = (gen *)(void *)((char *)b - offsetof(gen, b));
+  if (!views_smem(g, mem))
+    return;
+  MlirType et = mlirShapedTypeGetElementType(mlirValueGetType(mem));
+  int bits = mlirTypeIsAInteger(et) ? (int)mlirIntegerTypeGetWidth(et)
+             : mlirTypeIsAFloat(et) ? (int)mlirFloatTypeGetWidth(et)
+                                     : 64;
+  int bytes = (bits + 7) / 8;
+  int line = mlirLocationIsAFileLineColRange(b->loc)
+                 ? (int)mlirLocationFileLineColRangeGetStartLine(b->loc)
+                 : 0;
+  if (line < 0 || line >= (1 << 22))
+    line = 0;
+  b->access = NULL; /* (the call's own operands are no accesses) */
+  MlirValue args[4] = {g->emu_ctx, g->emu_tid, gen_gpu_address(g, mem, idx, bytes),
+                       mb_const_int(b, b->i32, bytes | (write ? 256 : 0) | line << 9)};
+  gen_call(g, "ts_gpusim_access", 4, args, 0, NULL);
+  b->access = check_access;
+}
+
+void gen_gpu_race_check(gen *g, bool on) { g->b.access = on ? check_access : NULL; }
 
 /* The same for shared memory, as the i32 an instruction's .shared operand
  * takes (the shared window is 32-bit; the pipeline makes shared pointers

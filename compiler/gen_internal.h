@@ -163,6 +163,9 @@ MlirValue gen_gpu_view_at(gen *g, MlirValue buf, MlirValue at, MlirType elem,
 /* The address of element `lin` (of `bytes` each) of a 1-d memref, as an
  * i64 (gen_gpu.c). */
 MlirValue gen_gpu_address(gen *g, MlirValue mem, MlirValue lin, int bytes);
+/* The simulator's CPU form: a race check call before each shared memory
+ * load and store built while on (runtime/gpusim.c). */
+void gen_gpu_race_check(gen *g, bool on);
 MlirValue gen_gpu_shared_address(gen *g, MlirValue mem, MlirValue lin, int bytes);
 /* TMA (gen_pipe.c): the kernel's tensor-map parameters after the scratch
  * ones (their types into `types`; how many), and binding them from the

@@ -92,12 +92,16 @@ MlirValue mb_cast(mb *b, const char *name, MlirValue x, MlirType to) {
 }
 
 MlirValue mb_load(mb *b, MlirValue mem, MlirValue idx) {
+  if (b->access)
+    b->access(b, mem, idx, false);
   MlirValue ops[2] = {mem, mb_cast(b, "arith.index_cast", idx, b->index)};
   MlirType elem = mlirShapedTypeGetElementType(mlirValueGetType(mem));
   return mb_op1(b, "memref.load", 2, ops, elem);
 }
 
 void mb_store(mb *b, MlirValue v, MlirValue mem, MlirValue idx) {
+  if (b->access)
+    b->access(b, mem, idx, true);
   MlirValue ops[3] = {v, mem, mb_cast(b, "arith.index_cast", idx, b->index)};
   mb_op(b, "memref.store", 3, ops, 0, NULL, 0, NULL);
 }

@@ -19,6 +19,9 @@ typedef struct mb {
   MlirRegion region; /* the function body being built */
   MlirBlock entry;   /* its entry block (allocas go first) */
   MlirType i1, i8, i16, i32, i64, f16, f32, f64, index;
+  /* when set, called before mb_load and mb_store build a memref.load or
+   * memref.store of `mem` (the GPU simulator's race check: gen_gpu.c) */
+  void (*access)(struct mb *b, MlirValue mem, MlirValue idx, bool write);
 } mb;
 
 void mb_init_types(mb *b);

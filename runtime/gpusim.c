@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include "runtime/internal.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,8 @@ typedef struct tma_pending {
   uint8_t *dst;
   const ts_sim_tmap *m;
   int64_t x, y;
+  uint32_t epoch; /* when it was issued, and by whom */
+  int16_t tid;
 } tma_pending;
 typedef struct mbar {
   uintptr_t addr;
@@ -120,7 +123,17 @@ typedef struct fiber {
   inflight *q;     /* this thread's wgmma in flight, oldest first */
   int nq, cap;
   uint32_t commits; /* wgmma.commit_group done */
+  uint32_t seen[MAX_MBARS]; /* the phases of each mbarrier it waited for */
 } fiber;
+
+/* A byte of shared memory in the race check: the epoch and thread of its
+ * last write, and of its last read (reader -2: more than one thread read
+ * it in that epoch); writer -3 - i: a TMA box that landed on phase ph of
+ * mbarrier i. */
+typedef struct shadow {
+  uint32_t wep, rep, ph;
+  int16_t wt, rt;
+} shadow;
 
 typedef struct team {
   int threads;
@@ -142,12 +155,17 @@ typedef struct team {
   uint8_t *scratch, *smem;
   int64_t scratch_size, smem_size, per_block;
   int64_t grid[3], block[3];
-  char err[320]; /* the block's first wgmma or mbarrier error */
+  char err[512]; /* the block's first wgmma or mbarrier error */
+  /* the shared memory race check: a shadow of each byte, and the epoch
+   * (barriers released since the launch began, counting from 1) */
+  struct shadow *sh;
+  uint32_t epoch;
   mbar bars[MAX_MBARS]; /* the block's mbarriers (ts_gpusim_mbar) */
   int nbars;
 } team;
 
 int32_t ts_gpusim_shuffle(int64_t ctx, int64_t tid, int32_t v, int32_t off);
+static void race_access(team *t, int64_t tid, uintptr_t addr, int64_t n, bool write, int line);
 
 static void wait_as(team *t, int state) {
   fiber *f = &t->f[t->cur];
@@ -228,6 +246,8 @@ void ts_gpusim_ldmatrix(int64_t ctx, int64_t tid, int64_t addr, int32_t n) {
   int lane = (int)(tid & 31);
   bool trans = n & 8;
   n &= 7;
+  if (lane < 8 * n) /* this lane's row: 8 b16 */
+    race_access(t, tid, (uintptr_t)addr, 16, false, 0);
 #define ROW(j) ((const uint16_t *)(uintptr_t)((uint64_t)all[(j) * 2] | ((uint64_t)all[(j) * 2 + 1] << 32)))
   for (int m = 0; m < n && m < 4; m++) {
     if (trans) {
@@ -259,7 +279,7 @@ float ts_gpusim_mma_d(int64_t ctx, int64_t tid, int32_t r) {
  * elements of a swizzle row. Then the swizzle of the shared address's bits
  * (128B: bits 4-6 ^= 7-9; 64B: 4-5 ^= 7-8; 32B: 4 ^= 7). Swizzled modes
  * only. */
-static float wgmma_elem(const team *t, uint64_t desc, int i, int k, int kind, bool mn) {
+static uintptr_t wgmma_addr(const team *t, uint64_t desc, int i, int k, int kind, bool mn) {
   uint64_t start = (desc & 0x3fff) << 4, sbo = ((desc >> 32) & 0x3fff) << 4,
            lbo = ((desc >> 16) & 0x3fff) << 4;
   int mode = (int)(desc >> 62), swz = mode == 1 ? 128 : mode == 2 ? 64 : 32;
@@ -270,7 +290,11 @@ static float wgmma_elem(const team *t, uint64_t desc, int i, int k, int kind, bo
          (uint64_t)i % w * eb;
   else
     a += (uint64_t)(i / 8) * sbo + (uint64_t)(i % 8) * (uint64_t)swz + (uint64_t)k * eb;
-  a ^= (a >> 3) & (uintptr_t)(swz - 16);
+  return a ^ ((a >> 3) & (uintptr_t)(swz - 16));
+}
+
+static float wgmma_elem(const team *t, uint64_t desc, int i, int k, int kind, bool mn) {
+  uintptr_t a = wgmma_addr(t, desc, i, k, kind, mn);
   if (kind == 2)
     return ts_e4m3_to_f32(*(const uint8_t *)a);
   uint16_t h;
@@ -309,9 +333,113 @@ static void wgmma_error(team *t, int64_t tid, const char *what) {
              (long long)tid, what);
 }
 
+/* ---- the shared memory race check -------------------------------------
+ *
+ * Between two barriers of the block (an epoch) two threads may not both
+ * touch a byte of shared memory if one of them writes it: on the GPU the
+ * order of the two is undefined. The simulator runs the threads one after
+ * another, so such a race gives one answer here and may give another
+ * there; the check makes it an error with the line of the access. Thread
+ * accesses of the MLIR lowering's CPU form (a ts_gpusim_access before each
+ * load and store of shared memory: compiler/gen_gpu.c), the 16 bytes of a
+ * cp.async (written when issued) and the rows of an ldmatrix are checked
+ * against one another; a wgmma's operands against the writes of the
+ * epoch it is issued in (in flight, the operands are checked by value:
+ * ts_gpusim_wgmma_sync); a TMA box, when it lands, against the reads and
+ * writes of the epoch (the ring's buffers are refilled only after a
+ * barrier). The CUDA C lowering's own loads and stores are not seen. */
+
+static void race_error(team *t, int64_t tid, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void race_error(team *t, int64_t tid, int line, const char *fmt, ...) {
+  char what[200], msg[260];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  if (line > 0)
+    snprintf(msg, sizeof msg, "shared memory race at line %d: %s", line, what);
+  else
+    snprintf(msg, sizeof msg, "shared memory race: %s", what);
+  wgmma_error(t, tid, msg);
+}
+
+/* Byte offset of `addr` in the block's shared memory, or -1 (an error) when
+ * [addr, addr + n) is not inside it. */
+static int64_t smem_offset(team *t, int64_t tid, uintptr_t addr, int64_t n, int line) {
+  int64_t off = (int64_t)(addr - (uintptr_t)t->smem);
+  if (addr < (uintptr_t)t->smem || off + n > t->smem_size) {
+    char where[40] = "";
+    if (line > 0)
+      snprintf(where, sizeof where, " at line %d", line);
+    char msg[160];
+    snprintf(msg, sizeof msg, "a shared memory access%s outside the block's %lld bytes "
+             "(offset %lld, %lld bytes)", where, (long long)t->smem_size,
+             (long long)off, (long long)n);
+    wgmma_error(t, tid, msg);
+    return -1;
+  }
+  return off;
+}
+
+static const char *who(int16_t other, char *buf, size_t n) {
+  if (other == -2)
+    return "other threads";
+  snprintf(buf, n, "thread %d", other);
+  return buf;
+}
+
+/* Thread `tid` reads or writes n bytes at addr. */
+static void race_access(team *t, int64_t tid, uintptr_t addr, int64_t n, bool write, int line) {
+  if (t->err[0])
+    return; /* the block's first error is the one reported */
+  int64_t off = smem_offset(t, tid, addr, n, line);
+  if (off < 0)
+    return;
+  uint32_t ep = t->epoch;
+  char b[24];
+  for (int64_t i = 0; i < n; i++) {
+    shadow *s = &t->sh[off + i];
+    if (s->wep == ep && s->wt <= -3) { /* a TMA box's, since the barrier */
+      if (t->f[tid].seen[-3 - s->wt] < s->ph) {
+        race_error(t, tid, line, "it %s byte %lld, where a TMA box landed, without waiting "
+                   "for the box's mbarrier", write ? "writes" : "reads", (long long)(off + i));
+        return;
+      }
+    } else if (s->wep == ep && s->wt != tid) {
+      race_error(t, tid, line, "it %s byte %lld, which thread %d wrote since the last barrier",
+                 write ? "writes" : "reads", (long long)(off + i), s->wt);
+      return;
+    }
+    if (write && s->rep == ep && s->rt != tid) {
+      race_error(t, tid, line, "it writes byte %lld, which %s read since the last barrier",
+                 (long long)(off + i), who(s->rt, b, sizeof b));
+      return;
+    }
+    if (write) {
+      s->wep = ep;
+      s->wt = (int16_t)tid;
+    } else if (s->rep != ep) {
+      s->rep = ep;
+      s->rt = (int16_t)tid;
+    } else if (s->rt != tid) {
+      s->rt = -2;
+    }
+  }
+}
+
+/* A load or store of the MLIR lowering's CPU form: info is the bytes, 256
+ * for a store, and the source line times 512. */
+void ts_gpusim_access(int64_t ctx, int64_t tid, int64_t addr, int32_t info) {
+  race_access((team *)(intptr_t)ctx, tid, (uintptr_t)addr, info & 255, (info & 256) != 0,
+              (int)((uint32_t)info >> 9));
+}
+
 /* cp.async of 16 bytes, done at once (the copy's chunking and predicates
  * are the generated code's). */
 void ts_gpusim_cp16(int64_t dst, int64_t src) {
+  team *t = the_team;
+  race_access(t, t->cur, (uintptr_t)dst, 16, true, 0);
   memcpy((void *)(intptr_t)dst, (const void *)(intptr_t)src, 16);
 }
 
@@ -334,6 +462,31 @@ static void tma_box(uint8_t *dst, const ts_sim_tmap *m, int64_t x, int64_t y) {
       else
         memset((void *)a, 0, (size_t)m->esize);
     }
+}
+
+/* A box lands (the first wait for its phase): a race if a thread touched
+ * its bytes since it was issued, other than its issuer before it did; the
+ * bytes then hold what the async proxy wrote, which the waiters read. */
+static void tma_land(team *t, int64_t tid, const tma_pending *p, int bar, uint32_t phase) {
+  int64_t n = (int64_t)p->m->box_rows * p->m->box_cols * p->m->esize;
+  int64_t off = t->err[0] ? -1 : smem_offset(t, tid, (uintptr_t)p->dst, n, 0);
+  for (int64_t i = 0; off >= 0 && i < n; i++) {
+    shadow *s = &t->sh[off + i];
+    bool w = s->wep > p->epoch || (s->wep == p->epoch && s->wt != p->tid);
+    bool r = s->rep > p->epoch || (s->rep == p->epoch && s->rt != p->tid);
+    if (w || r) {
+      char b[24];
+      race_error(t, tid, 0, "a TMA box issued by thread %d lands on byte %lld, which %s %s "
+                 "after the barrier before it was issued", p->tid, (long long)(off + i),
+                 w ? who(s->wt, b, sizeof b) : who(s->rt, b, sizeof b), w ? "wrote" : "read");
+      break;
+    }
+    s->wep = t->epoch;
+    s->wt = (int16_t)(-3 - bar);
+    s->ph = phase;
+    s->rep = 0;
+  }
+  tma_box(p->dst, p->m, p->x, p->y);
 }
 
 static mbar *mbar_at(team *t, int64_t tid, uintptr_t addr, bool create) {
@@ -382,13 +535,15 @@ void ts_gpusim_mbar(int64_t ctx, int64_t tid, int32_t op, int64_t addr, int32_t 
   } else {
     if (b->armed) {
       for (int i = 0; i < b->n; i++)
-        tma_box(b->box[i].dst, b->box[i].m, b->box[i].x, b->box[i].y);
+        tma_land(t, tid, &b->box[i], (int)(b - t->bars), b->done + 1);
       b->n = 0;
       b->armed = false;
       b->done++;
     }
     if (!b->done || (b->done & 1) == (uint32_t)(parity & 1))
       wgmma_error(t, tid, "a wait for an mbarrier phase that never completes");
+    else
+      t->f[tid].seen[b - t->bars] = b->done;
   }
 }
 
@@ -405,7 +560,7 @@ void ts_gpusim_tma(int64_t ctx, int64_t tid, int64_t dst, int64_t map, int64_t x
     return;
   }
   b->box[b->n++] = (tma_pending){(uint8_t *)(intptr_t)dst, (const ts_sim_tmap *)(intptr_t)map,
-                                 x, y};
+                                 x, y, t->epoch, (int16_t)tid};
 }
 
 void ts_sim_mbar(int op, void *bar, unsigned parity);
@@ -417,6 +572,40 @@ void ts_sim_tma(void *dst, long long map, long long x, long long y, void *bar);
 void ts_sim_tma(void *dst, long long map, long long x, long long y, void *bar) {
   ts_gpusim_tma((int64_t)(intptr_t)the_team, the_team->cur, (int64_t)(intptr_t)dst, map, x, y,
                 (int64_t)(intptr_t)bar);
+}
+
+/* The race check of a wgmma, at its issue by the warpgroup's last thread:
+ * its operands' bytes may not have been written since the last barrier,
+ * and are read by that thread (a write by another thread before the next
+ * barrier is a race: the wgmma reads them asynchronously). */
+static void wgmma_reads(team *t, int64_t tid, uint64_t da, uint64_t db, int n, int kind) {
+  bool mn = (kind & 4) != 0;
+  kind &= 3;
+  int kk = kind == 2 ? 32 : 16, eb = kind == 2 ? 1 : 2;
+  for (int op = 0; op < 2 && !t->err[0]; op++)
+    for (int i = 0; i < (op ? n : 64) && !t->err[0]; i++)
+      for (int k = 0; k < kk; k++) {
+        uintptr_t a = wgmma_addr(t, op ? db : da, i, k, kind, op && mn);
+        int64_t off = smem_offset(t, tid, a, eb, 0);
+        if (off < 0)
+          return;
+        for (int j = 0; j < eb; j++) {
+          shadow *s = &t->sh[off + j];
+          if (s->wep == t->epoch && (s->wt > -3 || t->f[tid].seen[-3 - s->wt] < s->ph)) {
+            char b[24];
+            race_error(t, tid, 0, "a wgmma reads byte %lld of its %s, which %s wrote since "
+                       "the last barrier", (long long)(off + j), op ? "B" : "A",
+                       s->wt > -3 ? who(s->wt, b, sizeof b) : "a TMA box not waited for");
+            return;
+          }
+          if (s->rep != t->epoch) {
+            s->rep = t->epoch;
+            s->rt = (int16_t)tid;
+          } else if (s->rt != tid) {
+            s->rt = -2;
+          }
+        }
+      }
 }
 
 /* kind | 8: scale-d 0 (D = A B, the accumulators' old values unread). The
@@ -444,6 +633,8 @@ void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
     f->q = q;
     f->cap = cap;
   }
+  if (tid % 128 == 127)
+    wgmma_reads(t, tid, (uint64_t)desc_a, (uint64_t)desc_b, n, kind);
   inflight *e = &f->q[f->nq++];
   *e = (inflight){(uint64_t)desc_a, (uint64_t)desc_b, (float *)(intptr_t)acc, n, kind,
                   f->commits, {0}};
@@ -508,6 +699,13 @@ int ts_sim_shuffle(int v, int off) {
 
 unsigned char *ts_sim_smem(void) { return the_team->smem; }
 
+/* The race check for a kernel in C (tests/unit/test_gpusim.c): this
+ * thread reads (write 0) or writes `bytes` at `addr`. */
+void ts_sim_access(const void *addr, int bytes, int write);
+void ts_sim_access(const void *addr, int bytes, int write) {
+  race_access(the_team, the_team->cur, (uintptr_t)addr, bytes, write != 0, 0);
+}
+
 /* One GPU thread running one block. */
 static void fiber_main(void) {
   team *t = the_team;
@@ -551,6 +749,7 @@ static void fiber_main(void) {
 /* Runs one block to the end; an error when threads diverge at a barrier. */
 static ts_status run_block(team *t) {
   t->nbars = 0;
+  t->epoch++;
   for (int i = 0; i < t->threads; i++) {
     fiber *f = &t->f[i];
     fctx_make(&f->ctx, f->stack, STACK_SIZE, fiber_main);
@@ -558,6 +757,7 @@ static ts_status run_block(team *t) {
     f->rounds = 0;
     f->nq = 0;
     f->commits = 0;
+    memset(f->seen, 0, sizeof f->seen);
   }
   for (;;) {
     bool ran = false;
@@ -595,6 +795,7 @@ static ts_status run_block(team *t) {
     if (done == t->threads)
       return t->err[0] ? ts_status_make(TS_ERR_INTERNAL, "%s", t->err) : NULL;
     if (bar == t->threads) {
+      t->epoch++;
       for (int i = 0; i < t->threads; i++)
         t->f[i].state = RUN;
       continue;
@@ -632,7 +833,8 @@ ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
   t->f = calloc((size_t)threads, sizeof *t->f);
   t->scratch = calloc(1, (size_t)(scratch > 0 ? scratch : 16));
   t->smem = calloc(1, (size_t)(smem > 0 ? smem : 16));
-  bool ok = t->f && t->scratch && t->smem;
+  t->sh = calloc((size_t)(smem > 0 ? smem : 16), sizeof *t->sh);
+  bool ok = t->f && t->scratch && t->smem && t->sh;
   for (int i = 0; ok && i < threads; i++)
     ok = (t->f[i].stack = malloc(STACK_SIZE)) != NULL;
   if (!ok) {
@@ -665,6 +867,7 @@ out:
   free(t->f);
   free(t->scratch);
   free(t->smem);
+  free(t->sh);
   free(t);
   return st;
 }

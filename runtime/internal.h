@@ -50,6 +50,7 @@ void ts_gpusim_tma(int64_t ctx, int64_t tid, int64_t dst, int64_t map, int64_t x
                    int64_t y, int64_t bar);
 void ts_gpusim_mbar(int64_t ctx, int64_t tid, int32_t op, int64_t addr, int32_t parity);
 void ts_gpusim_cp16(int64_t dst, int64_t src);
+void ts_gpusim_access(int64_t ctx, int64_t tid, int64_t addr, int32_t info);
 /* The simulator's tensor map (what ts_gpusim_tma reads; a CUtensorMap on
  * the GPU): a row-major [rows, cols] tensor at `base`, boxes of
  * box_rows x box_cols elements of `esize` bytes, swizzled by `swz` bytes. */
@@ -80,7 +81,7 @@ void ts_cudasim_close(void *handle);
  * shuffle, print and assert. A launch on the CPU or the simulator sets its
  * state on each thread that runs its blocks; a failed assert records the
  * first message there. */
-#define TS_RT_SYMBOLS 13
+#define TS_RT_SYMBOLS 14
 extern const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS];
 typedef struct ts_launch_state {
   _Atomic int failed;

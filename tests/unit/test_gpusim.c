@@ -7,7 +7,11 @@
  * newest groups in flight; kind | 8, scale-d 0, ignores the old
  * accumulators), and an error, not a silent result, when the
  * shared memory a wgmma reads changes while it is in flight or a thread
- * ends with one not waited for. The "kernels" here are C functions run on
+ * ends with one not waited for. Then the shared memory race check: two
+ * threads touching a byte between two barriers, one of them writing; a
+ * wgmma reading what a thread wrote since the barrier; a TMA box read
+ * before its mbarrier was waited for, or landing on bytes read after it
+ * was issued; an access outside the block's shared memory. The "kernels" here are C functions run on
  * the simulator's threads directly (runtime/gpusim.c's CUDA C shim). */
 #include "runtime/internal.h"
 #include "tests/unit/harness.h"
@@ -21,6 +25,7 @@ void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int 
 void ts_sim_wgmma_sync(int n);
 void ts_sim_tma(void *dst, long long map, long long x, long long y, void *bar);
 void ts_sim_mbar(int op, void *bar, unsigned parity);
+void ts_sim_access(const void *addr, int bytes, int write);
 
 enum { THREADS = 128, SMEM = 8192 };
 
@@ -91,9 +96,98 @@ static void tma_scenario(int tid) {
   got[tid][3] = *tile_at(7, 9);
 }
 
+/* The shared memory race check (runtime/gpusim.c): the accesses a kernel's
+ * CPU form reports, here by hand; threads run in order of tid between two
+ * barriers. X: a word of shared memory. */
+enum { X_OFF = 512 };
+
+static void race_scenario(int tid) {
+  unsigned char *base = (unsigned char *)(((unsigned long long)ts_sim_smem() + 1023) & ~1023ull);
+  unsigned char *x = base + X_OFF;
+  switch (scenario) {
+  case 10: /* written by 3, read by 7 with no barrier between */
+  case 11: /* the same with one */
+    if (tid == 3)
+      ts_sim_access(x, 4, 1);
+    if (scenario == 11)
+      ts_sim_barrier();
+    if (tid == 7)
+      ts_sim_access(x + 2, 2, 0);
+    break;
+  case 12: /* read by 1 and 2, then written by 5 */
+    if (tid == 1 || tid == 2)
+      ts_sim_access(x, 4, 0);
+    if (tid == 5)
+      ts_sim_access(x, 4, 1);
+    break;
+  case 13: /* written by 2 and by 4 */
+    if (tid == 2 || tid == 4)
+      ts_sim_access(x + 1, 1, 1);
+    break;
+  case 14: /* no race: one thread reads and writes; a broadcast slot written
+            * by thread 0, read by all, written again after a barrier */
+    ts_sim_access(x + 16 + 4 * tid, 4, 0);
+    ts_sim_access(x + 16 + 4 * tid, 4, 1);
+    for (int r = 0; r < 3; r++) {
+      if (tid == 0)
+        ts_sim_access(x, 4, 1);
+      ts_sim_barrier();
+      ts_sim_access(x, 4, 0);
+      ts_sim_barrier();
+    }
+    break;
+  case 15: /* past the end of the block's shared memory */
+    if (tid == 9)
+      ts_sim_access(ts_sim_smem() + SMEM - 2, 4, 0);
+    break;
+  case 16: /* a wgmma's B written by thread 5 since the barrier */
+  case 17: { /* the same after a barrier: no race */
+    float acc[4] = {0};
+    if (tid == 0) {
+      fill(A_OFF, 64 * 16, 0x3f80);
+      fill(B_OFF, 8 * 16, 0x4000);
+    }
+    ts_sim_barrier();
+    if (tid == 5)
+      ts_sim_access(base + B_OFF + 6, 2, 1);
+    if (scenario == 17)
+      ts_sim_barrier();
+    ts_sim_wgmma(desc(A_OFF), desc(B_OFF), acc, 8, 0);
+    ts_sim_wgmma_sync(-1);
+    ts_sim_wgmma_sync(0);
+    break;
+  }
+  case 18:   /* a TMA box read by thread 3 before it waited (thread 0 waited) */
+  case 19:   /* read by all after their own waits: no race */
+  case 20: { /* read by thread 2 after the box was issued, before it landed */
+    void *bar = base + BAR_OFF;
+    if (tid == 0) {
+      ts_sim_mbar(0, bar, 0);
+      ts_sim_mbar(1, bar, 0);
+      ts_sim_tma(base + T_OFF, (long long)(intptr_t)&tmap, 40, 4, bar);
+    }
+    ts_sim_barrier();
+    if (scenario == 20) {
+      if (tid == 2)
+        ts_sim_access(base + T_OFF + 130, 2, 0);
+      ts_sim_barrier();
+    }
+    if (tid == 3 && scenario == 18)
+      ts_sim_access(base + T_OFF + 130, 2, 0);
+    ts_sim_mbar(2, bar, 0);
+    ts_sim_access(base + T_OFF + 130, 2, 0);
+    break;
+  }
+  }
+}
+
 static void kernel(void **args) {
   (void)args;
   int tid = (int)ts_sim_index(0, 0);
+  if (scenario >= 10) {
+    race_scenario(tid);
+    return;
+  }
   if (scenario >= 5) {
     tma_scenario(tid);
     return;
@@ -206,5 +300,24 @@ int main(void) {
   CHECK(says(run(7), "no thread waited for"));
   CHECK(says(run(8), "used before mbarrier.init"));
   CHECK(says(run(9), "never completes"));
+
+  /* the race check: the block's first race, with the thread, the byte and
+   * the other thread */
+  CHECK(says(run(10), "thread 7: shared memory race: it reads byte"));
+  CHECK(says(run(10), "which thread 3 wrote since the last barrier"));
+  CHECK(run(11) == NULL);
+  CHECK(says(run(12), "thread 5: shared memory race: it writes byte"));
+  CHECK(says(run(12), "which other threads read since the last barrier"));
+  CHECK(says(run(13), "thread 4: shared memory race: it writes byte"));
+  CHECK(run(14) == NULL);
+  CHECK(says(run(15), "thread 9: a shared memory access outside the block's 8192 bytes"));
+  CHECK(says(run(16), "a wgmma reads byte"));
+  CHECK(says(run(16), "of its B, which thread 5 wrote"));
+  CHECK(run(17) == NULL);
+  CHECK(says(run(18), "thread 3: shared memory race: it reads byte"));
+  CHECK(says(run(18), "where a TMA box landed, without waiting for the box's mbarrier"));
+  CHECK(run(19) == NULL);
+  CHECK(says(run(20), "a TMA box issued by thread 0 lands on byte"));
+  CHECK(says(run(20), "which thread 2 read after the barrier before it was issued"));
   return ts_test_finish();
 }
