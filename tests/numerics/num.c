@@ -46,6 +46,20 @@ bool num_want(const char *name) {
   return false;
 }
 
+void num_want_known(const char *const *names, size_t n) {
+  const char *only = getenv("TS_NUM_ONLY");
+  for (const char *p = only ? only : ""; *p;) {
+    size_t len = strcspn(p, ",");
+    bool known = false;
+    for (size_t i = 0; i < n && !known; i++)
+      known = strlen(names[i]) == len && !strncmp(p, names[i], len);
+    if (!known)
+      fprintf(stderr, "TS_NUM_ONLY: this suite has no group '%.*s'\n", (int)len, p);
+    CHECK(known);
+    p += len + (p[len] == ',');
+  }
+}
+
 void num_finish(void) {
   ts_device_release(num_kdev);
   ts_device_release(num_dev);

@@ -21,6 +21,9 @@ void num_finish(void);
  * comma-separated list naming it (a GPU run that wants the attention cases
  * alone, under compute-sanitizer: TS_NUM_ONLY=attn_tc,hca). */
 bool num_want(const char *name);
+/* Every name in TS_NUM_ONLY is one of the suite's `n` groups (a misspelt
+ * one would run nothing and pass); a failed check otherwise. */
+void num_want_known(const char *const *names, size_t n);
 /* Compiles kernel `name` of file `rel` (relative to the source root), with
  * the "NAME=VALUE" defines of def0 and def1 (each may hold several,
  * space-separated; 16 at most); NULL on failure (reported). */

@@ -1401,6 +1401,10 @@ int main(void) {
                 {"compress", test_compress_random},
                 {"golden_compressor", test_golden_compressor},
                 {"golden_mhc_layer0", test_golden_mhc_layer0}};
+  const char *names[2 + sizeof groups / sizeof groups[0]] = {"quant", "attn"};
+  for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
+    names[2 + i] = groups[i].name;
+  num_want_known(names, sizeof names / sizeof names[0]);
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
     if (num_want(groups[i].name))
       groups[i].run();
