@@ -541,7 +541,7 @@ static const char *atomic(cg *c, ts_node *n, ctype *rt) {
     return call;
   /* thread 0 does it; the old value reaches every thread through the
    * first bytes of shared memory */
-  const char *slot = cu_str(c, "(*(%s *)ts_smem)", ctype_c(cu_compute_of(dt)));
+  const char *slot = cu_str(c, "TS_SLOT(%s)", ctype_c(cu_compute_of(dt)));
   cu_line(c, "__syncthreads();");
   cu_line(c, "if (threadIdx.x == 0) %s = %s;", slot, call);
   cu_line(c, "__syncthreads();");
@@ -1223,8 +1223,8 @@ static void kernel(cg *c, const ts_kernel_info *k) {
       continue;
     }
     if (tiles[i].home == TS_TILE_SMEM) {
-      cu_line(c, "%s *%s = (%s *)(%s + %lld);", s, n, s, swizzled ? "ts_base" : "ts_smem",
-              (long long)tiles[i].off);
+      cu_line(c, "TS_SHARED(%s) %s = (%s *)(%s + %lld);", s, n, s,
+              swizzled ? "ts_base" : "ts_smem", (long long)tiles[i].off);
       continue;
     }
     const char *count = "1LL";

@@ -329,8 +329,8 @@ bool cu_wgmma_row_reduce(cg *c, ts_node *call) {
      * other one the last reduction's (gen.h) */
     cu_line(c, "{");
     c->ind++;
-    cu_line(c, "float *const x_ = (float *)(ts_smem + 16) + ts_xpar * %lld;",
-            (long long)(64 * c->ns));
+    cu_line(c, "TS_SHARED(float) x_ = (float *)(ts_smem + %d) + ts_xpar * %lld;",
+            TS_GPU_XCHG_AT, (long long)(64 * c->ns));
     cu_line(c, "ts_xpar ^= 1;");
     cu_line(c, "if ((threadIdx.x & 3) == 0) {");
     for (int64_t h = 0; h < 2; h++)

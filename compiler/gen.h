@@ -131,6 +131,9 @@ int ts_wgmma_kind(const ts_node *call);
  * before the previous reduction's barrier. */
 int ts_wgmma_nsplit(const ts_kernel_info *k);
 int64_t ts_wgmma_xchg_bytes(const ts_kernel_info *k);
+/* Shared memory starts with the broadcast slot (16 bytes: a scalar one
+ * thread gives the block), then the exchange buffers at TS_GPU_XCHG_AT. */
+#define TS_GPU_XCHG_AT 16
 /* Where a wgmma operand's descriptor for the k step at k0 starts in the
  * swizzled tile `s` [R, C] (swizzle swz; the layout below): K-major (A, or
  * B transposed) at row 0, column k0; MN-major (mn: a B not transposed, K

@@ -382,7 +382,7 @@ static int loop_stages(ts_node **tiles, const ts_gpu_tile *out, int n, int i, in
  * frags while they fit, the rest in global scratch; the block's shared
  * bytes. `max`: the most a block of the architecture may opt into. */
 static int64_t place(ts_node **tiles, ts_gpu_tile *out, int n, int64_t max, int64_t xchg) {
-  int64_t smem = 16 + xchg; /* the broadcast slot, the warpgroups' exchange (gen.h) */
+  int64_t smem = TS_GPU_XCHG_AT + xchg; /* the broadcast slot, the warpgroups' exchange */
   /* frags join shared memory up to `max` (past 48 KiB the runtime opts the
    * block in: a frag in global scratch costs more than the occupancy; it
    * was 48 KiB unless the shared tiles alone passed that, which put
@@ -853,7 +853,8 @@ static void wgmma_row_reduce(gen *g, ts_node *call, MlirValue init, bool f) {
     MlirAttribute sp = g->emu ? mlirAttributeGetNull()
                               : mlirAttributeParseGet(b->ctx, mb_str("#gpu.address_space<workgroup>"));
     MlirValue none = {0};
-    MlirValue x = gen_gpu_view_at(g, g->smem_base, gen_i64(g, 16), ft, 2 * 64 * g->ns, none, sp);
+    MlirValue x = gen_gpu_view_at(g, g->smem_base, gen_i64(g, TS_GPU_XCHG_AT), ft, 2 * 64 * g->ns,
+                                  none, sp);
     MlirValue par = mb_load(b, g->xpar, gen_i64(g, 0));
     mb_store(b, mb_bin(b, "arith.xori", par, gen_i64(g, 1)), g->xpar, gen_i64(g, 0));
     MlirValue buf = mb_bin(b, "arith.muli", par, gen_i64(g, 64 * g->ns));

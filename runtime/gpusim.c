@@ -347,7 +347,9 @@ static void wgmma_error(team *t, int64_t tid, const char *what) {
  * epoch it is issued in (in flight, the operands are checked by value:
  * ts_gpusim_wgmma_sync); a TMA box, when it lands, against the reads and
  * writes of the epoch (the ring's buffers are refilled only after a
- * barrier). The CUDA C lowering's own loads and stores are not seen. */
+ * barrier). The CUDA C lowering built for the CPU reports its loads and
+ * stores of shared tiles through ts_sim_access (TS_SHARED in its prelude,
+ * compiler/cuda_prelude.c), without their lines. */
 
 static void race_error(team *t, int64_t tid, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
