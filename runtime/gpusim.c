@@ -160,6 +160,7 @@ typedef struct team {
    * (barriers released since the launch began, counting from 1) */
   struct shadow *sh;
   uint32_t epoch;
+  ts_banks *banks; /* bank conflicts counted (gpusim_banks.c), or NULL */
   mbar bars[MAX_MBARS]; /* the block's mbarriers (ts_gpusim_mbar) */
   int nbars;
 } team;
@@ -398,6 +399,8 @@ static void race_access(team *t, int64_t tid, uintptr_t addr, int64_t n, bool wr
   int64_t off = smem_offset(t, tid, addr, n, line);
   if (off < 0)
     return;
+  if (t->banks)
+    ts_banks_access(t->banks, (int)tid, off, (int)n, write, line);
   uint32_t ep = t->epoch;
   char b[24];
   for (int64_t i = 0; i < n; i++) {
@@ -794,9 +797,13 @@ static ts_status run_block(team *t) {
     for (int i = 0; done == t->threads && i < t->nbars; i++)
       if (t->bars[i].armed)
         wgmma_error(t, 0, "the block ended with TMA copies no thread waited for");
+    if (done == t->threads && t->banks)
+      ts_banks_epoch(t->banks);
     if (done == t->threads)
       return t->err[0] ? ts_status_make(TS_ERR_INTERNAL, "%s", t->err) : NULL;
     if (bar == t->threads) {
+      if (t->banks)
+        ts_banks_epoch(t->banks);
       t->epoch++;
       for (int i = 0; i < t->threads; i++)
         t->f[i].state = RUN;
@@ -836,7 +843,8 @@ ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
   t->scratch = calloc(1, (size_t)(scratch > 0 ? scratch : 16));
   t->smem = calloc(1, (size_t)(smem > 0 ? smem : 16));
   t->sh = calloc((size_t)(smem > 0 ? smem : 16), sizeof *t->sh);
-  bool ok = t->f && t->scratch && t->smem && t->sh;
+  t->banks = ts_gpusim_banks_on() ? ts_banks_new(threads) : NULL;
+  bool ok = t->f && t->scratch && t->smem && t->sh && (t->banks || !ts_gpusim_banks_on());
   for (int i = 0; ok && i < threads; i++)
     ok = (t->f[i].stack = malloc(STACK_SIZE)) != NULL;
   if (!ok) {
@@ -870,6 +878,10 @@ out:
   free(t->scratch);
   free(t->smem);
   free(t->sh);
+  if (t->banks && !st)
+    ts_banks_finish(t->banks);
+  else
+    ts_banks_free(t->banks);
   free(t);
   return st;
 }

@@ -6,6 +6,7 @@
 #include "runtime/runtime.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 
 typedef struct ts_pool ts_pool;
 
@@ -59,6 +60,25 @@ typedef struct ts_sim_tmap {
   int64_t rows, cols;
   int32_t box_rows, box_cols, esize, swz;
 } ts_sim_tmap;
+/* Shared memory bank conflicts on the simulator (gpusim_banks.c): counted
+ * when on (TESSERA_GPUSIM_BANKS set, or ts_gpusim_banks(true)) per source
+ * line: a warp's requests, their wavefronts and the ideal (one a phase). */
+typedef struct ts_bank_line {
+  int line;
+  int64_t req[2], wave[2], ideal[2]; /* [0] loads, [1] stores */
+} ts_bank_line;
+typedef struct ts_banks ts_banks;
+void ts_gpusim_banks(bool on);
+bool ts_gpusim_banks_on(void);
+ts_banks *ts_banks_new(int threads);
+void ts_banks_free(ts_banks *b);
+void ts_banks_access(ts_banks *b, int tid, int64_t off, int bytes, bool store, int line);
+void ts_banks_epoch(ts_banks *b); /* at a barrier: the epoch's requests counted */
+void ts_banks_finish(ts_banks *b); /* frees b; its counts become the last launch's */
+/* The calling thread's last counted launch: loads' requests, wavefronts,
+ * ideal, then stores'; and its worst lines on `f`. */
+void ts_gpusim_bank_totals(int64_t out[6]);
+void ts_gpusim_bank_report(FILE *f, const char *name);
 /* `tail` (ntail slots: the kernel's tensor maps and their flag) follow the
  * scratch parameters. */
 ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,

@@ -474,6 +474,9 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
         (int)info->threads, p->slots, p->n, m->slots, m->n, g, total, per_block,
         ts_kernel_smem_bytes(info, sim_arch()));
     ts_launch_state_set(old);
+    const char *banks = getenv("TESSERA_GPUSIM_BANKS");
+    if (!st && banks && *banks && strcmp(banks, "0"))
+      ts_gpusim_bank_report(stderr, k->name);
     free(m);
     free(p);
     return launch_result(k, &state, st);

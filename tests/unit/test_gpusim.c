@@ -178,6 +178,19 @@ static void race_scenario(int tid) {
     ts_sim_access(base + T_OFF + 130, 2, 0);
     break;
   }
+  case 21: /* bank conflicts: 4 warps each load a word of stride 1, 32, 0
+            * (broadcast) and 33 words, store 16 bytes a lane (four phases)
+            * and 2 bytes at a stride of 64 bytes (lanes l, l + 2, ... share
+            * a bank: 16 words in bank 0, 16 in bank 16); each warp its own
+            * bytes to store (no race) */
+    ts_sim_access(base + 4 * tid, 4, 0);
+    ts_sim_access(base + 128 * (tid % 32), 4, 0);
+    ts_sim_access(base + 64, 4, 0);
+    ts_sim_access(base + 132 * (tid % 32), 4, 0);
+    ts_sim_barrier();
+    ts_sim_access(base + 512 * (tid / 32) + 16 * (tid % 32), 16, 1);
+    ts_sim_access(base + 2048 + 2 * (tid / 32) + 64 * (tid % 32), 2, 1);
+    break;
   }
 }
 
@@ -319,5 +332,19 @@ int main(void) {
   CHECK(run(19) == NULL);
   CHECK(says(run(20), "a TMA box issued by thread 0 lands on byte"));
   CHECK(says(run(20), "which thread 2 read after the barrier before it was issued"));
+
+  /* bank conflicts (runtime/gpusim_banks.c): 4 warps, loads 1 + 32 + 1 + 1
+   * wavefronts (ideal 1 each), stores 4 (ideal 4) + 16 (ideal 1) */
+  ts_gpusim_banks(true);
+  CHECK(run(21) == NULL);
+  ts_gpusim_banks(false);
+  int64_t bk[6];
+  ts_gpusim_bank_totals(bk);
+  CHECK(bk[0] == 4 * 4 && bk[1] == 4 * 35 && bk[2] == 4 * 4);
+  CHECK(bk[3] == 4 * 2 && bk[4] == 4 * 20 && bk[5] == 4 * 5);
+  if (bk[1] != 4 * 35 || bk[4] != 4 * 20)
+    fprintf(stderr, "banks: %lld %lld %lld / %lld %lld %lld\n", (long long)bk[0],
+            (long long)bk[1], (long long)bk[2], (long long)bk[3], (long long)bk[4],
+            (long long)bk[5]);
   return ts_test_finish();
 }
