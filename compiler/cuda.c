@@ -849,6 +849,11 @@ void cu_stmt(cg *c, ts_node *n) {
   if (!n || c->failed)
     return;
   c->at = n;
+  if (n->kind != TS_NODE_BLOCK) { /* the simulator's errors name the line */
+    uint32_t line, col;
+    ts_source_position(&c->u->src, n->span.lo, &line, &col);
+    cu_line(c, "TS_LINE(%u);", line);
+  }
   bool synced = c->synced;
   c->synced = false;
   switch (n->kind) {

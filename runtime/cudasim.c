@@ -36,6 +36,7 @@ static const char *const shim =
     "void ts_sim_tma(void *dst, long long map, long long x, long long y, void *bar);\n"
     "void ts_sim_mbar(int op, void *bar, unsigned parity);\n"
     "void ts_sim_access(const void *addr, int bytes, int write);\n"
+    "void ts_sim_line(int line);\n"
     "}\n"
     "#define TS_ASSERT_FAIL(...) ts_sim_assert_fail(__VA_ARGS__)\n"
     "struct ts_sim_dim3 { unsigned x, y, z; };\n"

@@ -124,6 +124,7 @@ typedef struct fiber {
   int nq, cap;
   uint32_t commits; /* wgmma.commit_group done */
   uint32_t seen[MAX_MBARS]; /* the phases of each mbarrier it waited for */
+  int line; /* the CUDA C lowering's statement (ts_sim_line) */
 } fiber;
 
 /* A byte of shared memory in the race check: the epoch and thread of its
@@ -350,7 +351,7 @@ static void wgmma_error(team *t, int64_t tid, const char *what) {
  * writes of the epoch (the ring's buffers are refilled only after a
  * barrier). The CUDA C lowering built for the CPU reports its loads and
  * stores of shared tiles through ts_sim_access (TS_SHARED in its prelude,
- * compiler/cuda_prelude.c), without their lines. */
+ * compiler/cuda_prelude.c), with the line of the statement (TS_LINE). */
 
 static void race_error(team *t, int64_t tid, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -708,8 +709,14 @@ unsigned char *ts_sim_smem(void) { return the_team->smem; }
  * thread reads (write 0) or writes `bytes` at `addr`. */
 void ts_sim_access(const void *addr, int bytes, int write);
 void ts_sim_access(const void *addr, int bytes, int write) {
-  race_access(the_team, the_team->cur, (uintptr_t)addr, bytes, write != 0, 0);
+  team *t = the_team;
+  race_access(t, t->cur, (uintptr_t)addr, bytes, write != 0, t->f[t->cur].line);
 }
+
+/* The CUDA C lowering's statement at `line` of the kernel's source begins
+ * (TS_LINE): the line its accesses report. */
+void ts_sim_line(int line);
+void ts_sim_line(int line) { the_team->f[the_team->cur].line = line; }
 
 /* One GPU thread running one block. */
 static void fiber_main(void) {
@@ -762,6 +769,7 @@ static ts_status run_block(team *t) {
     f->rounds = 0;
     f->nq = 0;
     f->commits = 0;
+    f->line = 0;
     memset(f->seen, 0, sizeof f->seen);
   }
   for (;;) {

@@ -196,7 +196,7 @@ void ts_gpusim_bank_report(FILE *f, const char *name) {
     int64_t ex = s[i].wave[0] + s[i].wave[1] - s[i].ideal[0] - s[i].ideal[1];
     if (ex <= 0)
       break;
-    char where[32] = "no line (runtime, CUDA C)";
+    char where[32] = "no line (runtime)";
     if (s[i].line)
       snprintf(where, sizeof where, "line %d", s[i].line);
     fprintf(f, "  %s: loads %lld wavefronts for %lld ideal, stores %lld for %lld\n", where,

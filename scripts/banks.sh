@@ -63,7 +63,7 @@ summarise() {
   echo "wavefront per distinct word its busiest bank serves, per phase; the ideal is one a phase."
   echo "wgmma and TMA reads are not counted (the async proxy). Kernels within 5% of the ideal on"
   echo "both loads and stores are left out. The worst line is the kernel source line (or \"no line\":"
-  echo "ldmatrix rows and cp.async chunks) with the most wavefronts over its ideal."
+  echo "ldmatrix rows and cp.async chunks of the MLIR lowering) with the most wavefronts over its ideal."
   echo
   echo "| arch | kernel | launches | load wavefronts / ideal | store wavefronts / ideal | worst line (excess) |"
   echo "|---|---|---|---|---|---|"

@@ -26,6 +26,7 @@ void ts_sim_wgmma_sync(int n);
 void ts_sim_tma(void *dst, long long map, long long x, long long y, void *bar);
 void ts_sim_mbar(int op, void *bar, unsigned parity);
 void ts_sim_access(const void *addr, int bytes, int write);
+void ts_sim_line(int line);
 
 enum { THREADS = 128, SMEM = 8192 };
 
@@ -105,6 +106,9 @@ static void race_scenario(int tid) {
   unsigned char *base = (unsigned char *)(((unsigned long long)ts_sim_smem() + 1023) & ~1023ull);
   unsigned char *x = base + X_OFF;
   switch (scenario) {
+  case 22: /* as 10, in a statement at line 42 (the CUDA C lowering's TS_LINE) */
+    ts_sim_line(42);
+    /* fall through */
   case 10: /* written by 3, read by 7 with no barrier between */
   case 11: /* the same with one */
     if (tid == 3)
@@ -319,6 +323,7 @@ int main(void) {
   CHECK(says(run(10), "thread 7: shared memory race: it reads byte"));
   CHECK(says(run(10), "which thread 3 wrote since the last barrier"));
   CHECK(run(11) == NULL);
+  CHECK(says(run(22), "thread 7: shared memory race at line 42: it reads byte"));
   CHECK(says(run(12), "thread 5: shared memory race: it writes byte"));
   CHECK(says(run(12), "which other threads read since the last barrier"));
   CHECK(says(run(13), "thread 4: shared memory race: it writes byte"));
