@@ -393,6 +393,22 @@ static const char *who(int16_t other, char *buf, size_t n) {
   return buf;
 }
 
+/* Whether byte s, written by a TMA box since the barrier, landed on an
+ * mbarrier phase thread `tid` has not waited for. */
+static bool tma_unseen(const team *t, int64_t tid, const shadow *s) {
+  return t->f[tid].seen[-3 - s->wt] < s->ph;
+}
+
+/* Byte s is read by thread `tid` in epoch `ep` (-2: by several threads). */
+static void mark_read(shadow *s, uint32_t ep, int64_t tid) {
+  if (s->rep != ep) {
+    s->rep = ep;
+    s->rt = (int16_t)tid;
+  } else if (s->rt != tid) {
+    s->rt = -2;
+  }
+}
+
 /* Thread `tid` reads or writes n bytes at addr. */
 static void race_access(team *t, int64_t tid, uintptr_t addr, int64_t n, bool write, int line) {
   if (t->err[0])
@@ -407,7 +423,7 @@ static void race_access(team *t, int64_t tid, uintptr_t addr, int64_t n, bool wr
   for (int64_t i = 0; i < n; i++) {
     shadow *s = &t->sh[off + i];
     if (s->wep == ep && s->wt <= -3) { /* a TMA box's, since the barrier */
-      if (t->f[tid].seen[-3 - s->wt] < s->ph) {
+      if (tma_unseen(t, tid, s)) {
         race_error(t, tid, line, "it %s byte %lld, where a TMA box landed, without waiting "
                    "for the box's mbarrier", write ? "writes" : "reads", (long long)(off + i));
         return;
@@ -425,11 +441,8 @@ static void race_access(team *t, int64_t tid, uintptr_t addr, int64_t n, bool wr
     if (write) {
       s->wep = ep;
       s->wt = (int16_t)tid;
-    } else if (s->rep != ep) {
-      s->rep = ep;
-      s->rt = (int16_t)tid;
-    } else if (s->rt != tid) {
-      s->rt = -2;
+    } else {
+      mark_read(s, ep, tid);
     }
   }
 }
@@ -597,19 +610,14 @@ static void wgmma_reads(team *t, int64_t tid, uint64_t da, uint64_t db, int n, i
           return;
         for (int j = 0; j < eb; j++) {
           shadow *s = &t->sh[off + j];
-          if (s->wep == t->epoch && (s->wt > -3 || t->f[tid].seen[-3 - s->wt] < s->ph)) {
+          if (s->wep == t->epoch && (s->wt > -3 || tma_unseen(t, tid, s))) {
             char b[24];
             race_error(t, tid, 0, "a wgmma reads byte %lld of its %s, which %s wrote since "
                        "the last barrier", (long long)(off + j), op ? "B" : "A",
                        s->wt > -3 ? who(s->wt, b, sizeof b) : "a TMA box not waited for");
             return;
           }
-          if (s->rep != t->epoch) {
-            s->rep = t->epoch;
-            s->rt = (int16_t)tid;
-          } else if (s->rt != tid) {
-            s->rt = -2;
-          }
+          mark_read(s, t->epoch, tid);
         }
       }
 }
@@ -851,8 +859,9 @@ ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
   t->scratch = calloc(1, (size_t)(scratch > 0 ? scratch : 16));
   t->smem = calloc(1, (size_t)(smem > 0 ? smem : 16));
   t->sh = calloc((size_t)(smem > 0 ? smem : 16), sizeof *t->sh);
-  t->banks = ts_gpusim_banks_on() ? ts_banks_new(threads) : NULL;
-  bool ok = t->f && t->scratch && t->smem && t->sh && (t->banks || !ts_gpusim_banks_on());
+  bool banks = ts_gpusim_banks_on();
+  t->banks = banks ? ts_banks_new(threads) : NULL;
+  bool ok = t->f && t->scratch && t->smem && t->sh && (t->banks || !banks);
   for (int i = 0; ok && i < threads; i++)
     ok = (t->f[i].stack = malloc(STACK_SIZE)) != NULL;
   if (!ok) {

@@ -38,10 +38,12 @@ static _Thread_local int64_t last_dropped;
 
 void ts_gpusim_banks(bool on) { forced = on; }
 
-bool ts_gpusim_banks_on(void) {
+bool ts_gpusim_banks_env(void) {
   const char *e = getenv("TESSERA_GPUSIM_BANKS");
-  return forced || (e && *e && strcmp(e, "0"));
+  return e && *e && strcmp(e, "0");
 }
+
+bool ts_gpusim_banks_on(void) { return forced || ts_gpusim_banks_env(); }
 
 ts_banks *ts_banks_new(int threads) {
   ts_banks *b = calloc(1, sizeof *b);

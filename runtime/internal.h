@@ -69,7 +69,8 @@ typedef struct ts_bank_line {
 } ts_bank_line;
 typedef struct ts_banks ts_banks;
 void ts_gpusim_banks(bool on);
-bool ts_gpusim_banks_on(void);
+bool ts_gpusim_banks_env(void); /* TESSERA_GPUSIM_BANKS set (and not "0") */
+bool ts_gpusim_banks_on(void);  /* that, or ts_gpusim_banks(true) */
 ts_banks *ts_banks_new(int threads);
 void ts_banks_free(ts_banks *b);
 void ts_banks_access(ts_banks *b, int tid, int64_t off, int bytes, bool store, int line);

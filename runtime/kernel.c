@@ -474,8 +474,7 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
         (int)info->threads, p->slots, p->n, m->slots, m->n, g, total, per_block,
         ts_kernel_smem_bytes(info, sim_arch()));
     ts_launch_state_set(old);
-    const char *banks = getenv("TESSERA_GPUSIM_BANKS");
-    if (!st && banks && *banks && strcmp(banks, "0"))
+    if (!st && ts_gpusim_banks_env())
       ts_gpusim_bank_report(stderr, k->name);
     free(m);
     free(p);
