@@ -214,6 +214,23 @@ int main(int argc, char **argv) {
    * (128 accumulators a thread). Each config is checked before it is
    * timed; one that fails says so and the sweep goes on. */
   if (!ndefs) {
+    /* the grouped order of output tiles (GM tile rows a group, the
+     * default 8) against row by row (GM 1) at the largest size, where B
+     * does not fit in L2 */
+    int64_t big = sizes[0];
+    for (int s = 1; s < nsizes; s++)
+      big = sizes[s] > big ? sizes[s] : big;
+    ts_define g1 = {"GM", "1"};
+    ts_kernel *kr;
+    if (!(st = ts_kernel_create(gpu, "kernels/gemm.tile", "gemm_nt", &g1, 1, &diags, &kr))) {
+      double grouped = time_at(k, gpu, big), rows = time_at(kr, gpu, big);
+      printf("\nOrder of output tiles at %lld^3:\n\n| grouped (GM 8) ms | row by row "
+             "(GM 1) ms | row by row / grouped |\n|---|---|---|\n| %.3f | %.3f | %.2f |\n",
+             (long long)big, grouped * 1e3, rows * 1e3, grouped > 0 ? rows / grouped : 0);
+      ts_kernel_release(kr);
+    } else {
+      ts_status_free(st);
+    }
     static const char *const sweep[][3] = {
         {"128", "128", "2"}, {"128", "128", "3"}, {"128", "128", "4"}, {"128", "128", "5"},
         {"128", "128", "6"}, {"128", "256", "3"}, {"128", "256", "4"}, {"256", "128", "3"},

@@ -134,7 +134,7 @@ static double swiglu(double g, double u, double lim) {
  * for B), tails in M, N and K, against f64 from the stored values; the
  * default tile (wgmma k32 on the simulator's sm_90a) and a 64 x 64 one. */
 static void test_gemm_fp8(void) {
-  const char *defs[2] = {NULL, "BM=64 BN=64"};
+  const char *defs[2] = {NULL, "BM=64 BN=64 GM=2"}; /* 3 x 4 tiles: groups of 2, 1 rows */
   int64_t M = 130, N = 200, K = 300, KB = 3, NB = 2;
   int64_t sa[2] = {M, K}, sb[2] = {N, K}, ssa[2] = {M, KB}, ssb[2] = {NB, KB}, sc[2] = {M, N};
   uint64_t seed = 808;
@@ -192,10 +192,13 @@ static void test_gemm(void) {
   ts_kernel *k2 = num_kernel("kernels/gemm.tile", "gemm_nt", "BM=16", "BK=7");
   ts_kernel *k4 = num_kernel("kernels/gemm.tile", "gemm_nt", "STAGES=3", NULL);
   ts_kernel *k5 = num_kernel("kernels/gemm.tile", "gemm_nt", "BM=256", "STAGES=3");
+  /* the grouped tile order: at 130 x 72, 5 x 3 tiles in groups of 2, 2, 1
+   * rows */
+  ts_kernel *k6 = num_kernel("kernels/gemm.tile", "gemm_nt", "BM=32 BN=32", "GM=2");
   ts_kernel *ks = num_kernel("kernels/gemm.tile", "gemm_swiglu", "BN=32", NULL);
   ts_kernel *kp = num_kernel("kernels/gemm.tile", "gemm_splitk", "BK=32", NULL);
   ts_kernel *kps = num_kernel("kernels/gemm.tile", "gemm_splitk_sum", NULL, NULL);
-  if (!k || !k2 || !k4 || !k5 || !ks)
+  if (!k || !k2 || !k4 || !k5 || !k6 || !ks)
     return;
   for (size_t s = 0; s < sizeof mnk / sizeof mnk[0]; s++) {
     int64_t M = mnk[s][0], N = mnk[s][1], K = mnk[s][2];
@@ -220,8 +223,8 @@ static void test_gemm(void) {
         want[i * N + j] = acc;
         wh[i * N + j] = swiglu(acc, acc2, 7.0) * 0.5;
       }
-    ts_kernel *ks2[4] = {k, k2, k4, k5};
-    for (int v = 0; v < 4; v++) {
+    ts_kernel *ks2[5] = {k, k2, k4, k5, k6};
+    for (int v = 0; v < 5; v++) {
       free(num_fill(c, 5, 6, &seed)); /* every element must be written */
       ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
       num_launch(ks2[v], args, 3);
