@@ -8,19 +8,26 @@ local rows, from_rows, concat_rows = O.rows, O.from_rows, O.concat_rows
 
 return function(M)
 
+-- hc_mix_split's slices of the mixing logits of the streams X [T, 4, d]
+-- over fn [n, 4 d]: part [KS, T, n + 1] (kernels/mhc.tile).
+function M:mix_slices(X, fn, n)
+  local T, d = X:shape()[1], X:shape()[3]
+  local KS = O.slices((T + 7) // 8, (4 * d + 127) // 128)
+  local part = f32{KS, T, n + 1}
+  kernel("mhc.tile", "hc_mix_split", {MM = n}):launch{X:reshape{T, 4 * d}, fn, part}
+  return part
+end
+
 -- One mHC-wrapped sub-block: returns the new streams, the sub-layer's input
 -- and output.
 function M:mhc_block(L, side, X, norm, fn)
   local T, d = X:shape()[1], X:shape()[3]
   local p = self:prefix(L) .. "hc_" .. side .. "_"
-  local mixes = f32{T, 24}
-  kernel("mhc.tile", "hc_mix"):launch{X:reshape{T, 4 * d}, self:weight(p .. "fn"), mixes}
-  local pre, post, comb = f32{T, 4}, f32{T, 4}, f32{T, 4, 4}
-  kernel("mhc.tile", "hc_split_sinkhorn", {ITERS = self.cfg.hc_sinkhorn_iters,
-                                           EPS = self.cfg.hc_eps * 1.0})
-    :launch{mixes, self:weight(p .. "scale"), self:weight(p .. "base"), pre, post, comb}
-  local u = f32{T, d}
-  kernel("mhc.tile", "hc_pre"):launch{X, pre, u}
+  local pre, post, comb, u = f32{T, 4}, f32{T, 4}, f32{T, 4, 4}, f32{T, d}
+  kernel("mhc.tile", "hc_pre_fused", {ITERS = self.cfg.hc_sinkhorn_iters,
+                                      EPS = self.cfg.hc_eps * 1.0})
+    :launch{self:mix_slices(X, self:weight(p .. "fn"), 24), X, self:weight(p .. "scale"),
+            self:weight(p .. "base"), pre, post, comb, u}
   local xin = rmsnorm(u, self:weight(self:prefix(L) .. side .. "_norm.weight"))
   local out, extra = fn(xin)
   local Y = f32(X:shape())
@@ -34,12 +41,11 @@ end
 function M:head(X, pre)
   pre = pre or ""
   local cfg, T, d = self.cfg, X:shape()[1], X:shape()[3]
-  local mixes = f32{T, 4}
-  kernel("mhc.tile", "hc_mix"):launch{X:reshape{T, 4 * d}, self:weight(pre .. "hc_head_fn"), mixes}
+  local last = X:slice(0, T - 1, 1)
   local y = f32{1, d}
   kernel("mhc.tile", "hc_head", {EPS = cfg.hc_eps * 1.0}):launch{
-    X:slice(0, T - 1, 1), mixes:slice(0, T - 1, 1), self:weight(pre .. "hc_head_scale"),
-    self:weight(pre .. "hc_head_base"), y}
+    last, self:mix_slices(last, self:weight(pre .. "hc_head_fn"), 4),
+    self:weight(pre .. "hc_head_scale"), self:weight(pre .. "hc_head_base"), y}
   return linear(rmsnorm(y, self:weight(pre .. "norm.weight")), self:weight("head.weight"))
 end
 

@@ -87,6 +87,15 @@ function O.topk(scores, len, K)
   return out
 end
 
+-- The slices of a split-K reduction whose grid has `tiles` blocks a slice,
+-- at most `most`: about two blocks an SM of an H100 (132) on a GPU, so that
+-- a decode step's few tokens fill it; one on the CPU, whose blocks gain
+-- nothing from more.
+function O.slices(tiles, most)
+  if dev():name() == "cpu" then return 1 end
+  return math.max(1, math.min(most, (264 + tiles - 1) // tiles))
+end
+
 -- A [n, w] tensor as a list of rows (tables), and back.
 function O.rows(t)
   local s, v, out = t:shape(), t:to_table(), {}
