@@ -662,6 +662,16 @@ static void tile_fill(cg *c, ts_node *call, bool clear, bool dist) {
   cu_loop_end(c, dist);
 }
 
+/* The k of step `kk` rotated by `rot` (NULL: kk itself), as a new name. */
+static const char *rotated_k(cg *c, const char *kk, const char *rot, const char *K) {
+  if (!rot)
+    return kk;
+  const char *k = cu_str(c, "kr%d_", c->tmp++);
+  cu_line(c, "const long long %s = %s + %s >= %s ? %s + %s - %s : %s + %s;", k, kk, rot, K, kk,
+          rot, K, kk, rot);
+  return k;
+}
+
 static void tile_gemm(cg *c, ts_node *call, bool dist) {
   int64_t mnk[3];
   if (dist && cu_wgmma_call(c, call, mnk)) {
@@ -690,6 +700,12 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
   bool acc = ts_call_named_bool(call, "accumulate", true);
   ctype t = cu_compute_of(C.dt);
   const char *ij[2];
+  /* thread t reads from k = t mod K on (gen.h ts_gemm_rotates) */
+  const char *K = A.vext[ta ? 0 : 1], *rot = NULL;
+  if (dist && c->tiles && ts_gemm_rotates(call, c->tiles, c->ntiles)) {
+    rot = cu_str(c, "r%d_", c->tmp++);
+    cu_line(c, "const long long %s = (long long)threadIdx.x %% (%s > 0 ? %s : 1LL);", rot, K, K);
+  }
   if (C.regs && dist) { /* k outermost: c stays in registers (gen_gpu.c) */
     if (!acc) {
       cu_each_begin(c, C.vext, 2, dist, false, ij);
@@ -697,9 +713,9 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
       cu_each_end(c);
     }
     const char *kk = cu_str(c, "kk%d_", c->tmp++);
-    cu_line(c, "for (long long %s = 0; %s < %s; %s++) {", kk, kk,
-         A.vext[ta ? 0 : 1], kk);
+    cu_line(c, "for (long long %s = 0; %s < %s; %s++) {", kk, kk, K, kk);
     c->ind++;
+    kk = rotated_k(c, kk, rot, K);
     cu_each_begin(c, C.vext, 2, dist, false, ij);
     const char *ak[2] = {ta ? kk : ij[0], ta ? ij[0] : kk};
     const char *bk[2] = {tb ? ij[1] : kk, tb ? kk : ij[1]};
@@ -716,9 +732,9 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
   cu_each_begin(c, C.vext, 2, dist, false, ij);
   const char *s = cu_str(c, "s%d_", c->tmp++), *kk = cu_str(c, "kk%d_", c->tmp++);
   cu_line(c, "%s %s = 0;", ctype_c(t), s);
-  cu_line(c, "for (long long %s = 0; %s < %s; %s++) {", kk, kk, A.vext[ta ? 0 : 1],
-       kk);
+  cu_line(c, "for (long long %s = 0; %s < %s; %s++) {", kk, kk, K, kk);
   c->ind++;
+  kk = rotated_k(c, kk, rot, K);
   const char *ak[2] = {ta ? kk : ij[0], ta ? ij[0] : kk};
   const char *bk[2] = {tb ? ij[1] : kk, tb ? kk : ij[1]};
   cu_line(c, "%s += %s * %s;", s,

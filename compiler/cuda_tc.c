@@ -567,11 +567,15 @@ typedef struct staged {
   int tma;            /* its entry in c->tma, or -1 */
 } staged;
 
-/* The staged tiles' pointers at the buffer of iteration `v`. */
+/* The staged tiles' pointers at the buffer of iteration `v` (shared
+ * pointers as the tiles' own: the simulator's race check and bank count see
+ * their accesses). */
 static void buffers(cg *c, const staged *s, int ns, int id, const char *v,
                     const char *lo, int64_t stages) {
   for (int i = 0; i < ns; i++)
-    cu_line(c, "%s *%s = (%s *)((unsigned char *)%s_b%d + ((%s - %s) %% %lldLL) * %lldLL);",
+    cu_line(c,
+            "TS_SHARED(%s) %s = (%s *)((unsigned char *)%s_b%d + ((%s - %s) %% %lldLL) * "
+            "%lldLL);",
             s[i].type, s[i].tile, s[i].type, s[i].tile, id, v, lo, (long long)stages,
             (long long)s[i].stride);
 }

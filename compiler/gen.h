@@ -76,6 +76,18 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
  * tensor cores read them in place (the attention's P V from the gathered
  * block, no copy). NULL: neither. */
 const ts_symbol *ts_gemm_b(const ts_node *call, const ts_node **col0);
+/* Whether a gemm that runs as scalar code on the GPU (neither tensor-core
+ * form) has each thread read its k steps from k = thread id mod K on,
+ * wrapping: when A is not transposed and B is (both read along k), the
+ * lanes of a warp then read different words at each step instead of the
+ * same column of rows whose length is a multiple of 32 words (one bank:
+ * up to 32-way conflicts). Elsewhere the lanes sharing a column of B read
+ * one word (a broadcast), which a rotation would spread over rows. Only
+ * for an accumulator in registers, one element a thread: with more, or
+ * with the dot products of a tile in memory, the wrapped index costs each
+ * element its own address arithmetic (up to 32 registers more, and spills
+ * in the scalar attention kernels). Both lowerings (gpu_mma.c). */
+bool ts_gemm_rotates(const ts_node *call, const ts_gpu_tile *tiles, int nt);
 /* Whether tile `s` is the accumulator of a gemm shaped for wgmma (one that
  * qualifies for tensor cores with A K-major, whole warpgroups, M % (64
  * warpgroups) == 0, N <= 256; B K-major, or with `wgmma` (the target has

@@ -966,11 +966,22 @@ void gen_gpu_reduce(gen *g, ts_node *call) {
 
 /* ---- gemm ---------------------------------------------------------------- */
 
+/* The k a thread reads at step `k` of K (gen.h ts_gemm_rotates): k + its
+ * rotation `rot`, wrapped. */
+static MlirValue rotated_k(gen *g, MlirValue k, MlirValue rot, MlirValue K) {
+  mb *b = &g->b;
+  MlirValue kr = mb_bin(b, "arith.addi", k, rot);
+  return mb_op1(b, "arith.select", 3,
+                (MlirValue[]){mb_cmpi(b, CMPI_SGE, kr, K), mb_bin(b, "arith.subi", kr, K), kr},
+                b->i64);
+}
+
 /* c (+)= a · b with each thread computing whole elements of c: a dot
  * product over k each; or, when c is in registers, k outermost and the
  * thread's elements of c updated in an inner loop of constant trip count,
  * which unrolls so that they stay in registers; on tensor cores when it
- * qualifies (gen_mma.c). */
+ * qualifies (gen_mma.c). With a and b both read along k (b transposed),
+ * thread t starts its k loop at t mod K (ts_gemm_rotates). */
 void gen_gpu_gemm(gen *g, ts_node *call) {
   if (gen_gpu_mma(g, call))
     return;
@@ -989,7 +1000,11 @@ void gen_gpu_gemm(gen *g, ts_node *call) {
   MlirValue zero = f ? mb_const_f32(b, 0.0) : mb_const_int(b, ct, 0);
   MlirValue K = A.vext[ta ? 0 : 1];
   loop L[2], lk;
-  MlirValue ij[2], ak[2], bk[2];
+  MlirValue ij[2], ak[2], bk[2], kk;
+  bool rot = ts_gemm_rotates(call, g->plan, g->nplan);
+  MlirValue r0 = rot ? mb_bin(b, "arith.remsi", g->tid,
+                              mb_op1(b, "arith.maxsi", 2, (MlirValue[]){K, gen_i64(g, 1)}, b->i64))
+                     : (MlirValue){0};
   if (C.regs) {
     if (!acc) {
       gen_each_begin(g, L, C.vext, 2, ij);
@@ -997,11 +1012,12 @@ void gen_gpu_gemm(gen *g, ts_node *call) {
       gen_each_end(g, L, 2);
     }
     gen_loop_begin(g, &lk, gen_i64(g, 0), K);
+    kk = rot ? rotated_k(g, lk.iv, r0, K) : lk.iv;
     gen_each_begin(g, L, C.vext, 2, ij);
-    ak[0] = ta ? lk.iv : ij[0];
-    ak[1] = ta ? ij[0] : lk.iv;
-    bk[0] = tb ? ij[1] : lk.iv;
-    bk[1] = tb ? lk.iv : ij[1];
+    ak[0] = ta ? kk : ij[0];
+    ak[1] = ta ? ij[0] : kk;
+    bk[0] = tb ? ij[1] : kk;
+    bk[1] = tb ? kk : ij[1];
     MlirValue x, y, c0;
     gen_view_load(g, &A, ak, &x);
     gen_view_load(g, &B, bk, &y);
@@ -1023,10 +1039,11 @@ void gen_gpu_gemm(gen *g, ts_node *call) {
   MlirValue slot = mb_alloca_entry(b, ct, 1);
   mb_store(b, zero, slot, gen_i64(g, 0));
   gen_loop_begin(g, &lk, gen_i64(g, 0), K);
-  ak[0] = ta ? lk.iv : ij[0];
-  ak[1] = ta ? ij[0] : lk.iv;
-  bk[0] = tb ? ij[1] : lk.iv;
-  bk[1] = tb ? lk.iv : ij[1];
+  kk = rot ? rotated_k(g, lk.iv, r0, K) : lk.iv;
+  ak[0] = ta ? kk : ij[0];
+  ak[1] = ta ? ij[0] : kk;
+  bk[0] = tb ? ij[1] : kk;
+  bk[1] = tb ? kk : ij[1];
   MlirValue x, y;
   gen_view_load(g, &A, ak, &x);
   gen_view_load(g, &B, bk, &y);

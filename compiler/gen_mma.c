@@ -612,10 +612,13 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
   MlirValue warp = gen_bin(g, "arith.divsi", g->tid, gen_i64(g, 32));
   MlirValue gq = gen_bin(g, "arith.divsi", lane, gen_i64(g, 4));
   MlirValue q = gen_bin(g, "arith.muli", gen_bin(g, "arith.remsi", lane, gen_i64(g, 4)), gen_i64(g, 2));
-  /* K outermost, then the pieces: the fragments of one step are live only
-   * for their instruction, and the accumulators are C's own registers */
+  /* C in registers: K outermost, then the pieces (the fragments of one
+   * step are live only for their instruction, and the accumulators are C's
+   * own registers). C in memory: the pieces outermost, each one's four
+   * accumulators in registers over K, so that C is read (when it
+   * accumulates) and written once, not once a k step. */
   loop ls, lk;
-  if (!acc) {
+  if (!acc && regs) {
     gen_loop_begin(g, &ls, gen_i64(g, 0), gen_i64(g, slots));
     ls.unroll = true;
     MlirValue cl[4];
@@ -625,12 +628,23 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     gen_if_end(g, join);
     gen_loop_end(g, &ls);
   }
-  gen_loop_begin_step(g, &lk, gen_i64(g, 0), gen_i64(g, K), gen_i64(g, 16));
-  lk.unroll = K / 16 <= 8;
+  MlirValue dm = {0}; /* C in memory: the piece's accumulators over K */
+  if (regs) {
+    gen_loop_begin_step(g, &lk, gen_i64(g, 0), gen_i64(g, K), gen_i64(g, 16));
+    lk.unroll = K / 16 <= 8;
+  } else {
+    dm = mb_alloca_entry(b, b->f32, 4);
+  }
   gen_loop_begin(g, &ls, gen_i64(g, 0), gen_i64(g, slots));
-  ls.unroll = true;
+  ls.unroll = regs;
   MlirValue cl[4], m0, n0;
   MlirBlock join = piece(g, ls.iv, warp, gq, q, warps, pieces, N, regs, cl, &m0, &n0);
+  if (!regs) {
+    for (int r = 0; r < 4; r++)
+      mb_store(b, acc ? mb_load(b, cm, cl[r]) : mb_const_f32(b, 0.0), dm, gen_i64(g, r));
+    gen_loop_begin_step(g, &lk, gen_i64(g, 0), gen_i64(g, K), gen_i64(g, 16));
+    lk.unroll = K / 16 <= 8;
+  }
   MlirValue k0 = gen_bin(g, "arith.addi", lk.iv, q);
   MlirValue k8 = gen_bin(g, "arith.addi", k0, gen_i64(g, 8));
   MlirValue m8 = gen_bin(g, "arith.addi", m0, gen_i64(g, 8));
@@ -678,14 +692,20 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
       bw[r] = word(g, sb, lin, tb ? 1 : bn);
     }
   }
-  MlirValue d[4];
+  MlirValue d[4], dmem = regs ? cm : dm;
   for (int r = 0; r < 4; r++)
-    d[r] = mb_load(b, cm, cl[r]);
+    d[r] = mb_load(b, dmem, regs ? cl[r] : gen_i64(g, r));
   mma(g, aw, bw, d, f16);
   for (int r = 0; r < 4; r++)
-    mb_store(b, d[r], cm, cl[r]);
+    mb_store(b, d[r], dmem, regs ? cl[r] : gen_i64(g, r));
+  if (!regs) {
+    gen_loop_end(g, &lk);
+    for (int r = 0; r < 4; r++)
+      mb_store(b, mb_load(b, dm, gen_i64(g, r)), cm, cl[r]);
+  }
   gen_if_end(g, join);
   gen_loop_end(g, &ls);
-  gen_loop_end(g, &lk);
+  if (regs)
+    gen_loop_end(g, &lk);
   return true;
 }

@@ -56,6 +56,13 @@ static bool all_of(const ts_node *k, int64_t n) {
          (!k->kids[1] || (k->kids[1]->cval.kind == TS_CONST_INT && k->kids[1]->cval.i == n));
 }
 
+bool ts_gemm_rotates(const ts_node *call, const ts_gpu_tile *tiles, int nt) {
+  const ts_gpu_tile *c = ts_gpu_tile_of(tiles, nt, call->kids[2]->sym);
+  return !ts_call_named_bool(call, "trans_a", false) &&
+         ts_call_named_bool(call, "trans_b", false) &&
+         c && c->home == TS_TILE_REGS && c->per_thread == 1;
+}
+
 const ts_symbol *ts_gemm_b(const ts_node *call, const ts_node **col0) {
   const ts_node *n = call->kids[1];
   *col0 = NULL;
