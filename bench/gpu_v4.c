@@ -268,9 +268,12 @@ static double split_attn(const char *file, const char *name, const ts_arg *a, si
 
 /* Ranges for the split-KV decode: a block per SM of an H100 (132; a block
  * is two warpgroups with 133 KiB of shared memory, the kernel's default)
- * over the T queries, at most one range per 32 entries. */
+ * over the T queries, at most one range per 128 entries: a range's partial
+ * state (64 x 512 f32, written and read back by the merge) is then no more
+ * bytes than the KV rows it reads (128 x 512 bf16). At one range per 32
+ * entries a batch-1 CSA step wrote 20 states, 4x its KV. */
 static int64_t splits_for(int64_t T, int64_t K) {
-  int64_t p = (132 + T - 1) / T, most = (K + 31) / 32;
+  int64_t p = (132 + T - 1) / T, most = (K + 127) / 128;
   return p < 1 ? 1 : p > most ? most : p;
 }
 
@@ -350,14 +353,14 @@ static void attention(void) {
   for (int f = 0; f < 4; f++)
     ts_kernel_release(kf[f]);
   /* the split count at small batches: more ranges fill more SMs, but each
-   * block loads the query (64 KiB) for its range's few KV blocks (32
-   * entries, 32 KiB each) and the merge reads more partial states */
+   * block loads the query (64 KiB) for its range's KV blocks (32 entries,
+   * 32 KiB each) and writes a partial state (128 KiB) that the merge reads */
   printf("\n| sparse_attn_split + merge: ranges P | queries | ms | GB/s | of copy |\n"
          "|---|---|---|---|---|\n");
   int64_t sizes[2] = {1, 8};
   for (int b = 0; b < 2; b++)
     for (int i = 0; i < 5; i++) {
-      int64_t T = sizes[b], ps[5] = {1, 2, 5, 10, splits_for(T, K)};
+      int64_t T = sizes[b], ps[5] = {1, 2, 5, 10, 20}; /* 20: the old policy's at T = 1 */
       attn_args(gpu, T, H, C, S, K, a);
       double t = split_attn("kernels/sparse_attn.tile", "sparse_attn_split", a, 5, ps[i]);
       double bytes = (double)T * ((double)K * C * 2 + 2.0 * H * C * 2 + K * 4.0);
