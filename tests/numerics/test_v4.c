@@ -655,11 +655,11 @@ static void test_argmax(void) {
   ts_kernel_release(k);
 }
 
-/* hc_head, the final head mix, against f64: 3 tokens, 4 streams of 40,
- * from finished logits (part [1, T, 4]) and from hc_mix_split's slices
- * over the head's fn [4, 160] (MM 4, 2 slices). */
+/* hc_head, the final head mix, against f64: 3 tokens, 4 streams of 40 (d
+ * in blocks of 16), from finished logits (part [1, T, 4]) and from
+ * hc_mix_split's slices over the head's fn [4, 160] (MM 4, 2 slices). */
 static void test_hc_head(void) {
-  ts_kernel *k = num_kernel("kernels/mhc.tile", "hc_head", NULL, NULL);
+  ts_kernel *k = num_kernel("kernels/mhc.tile", "hc_head", "BD=16", NULL); /* 3 blocks of d */
   ts_kernel *km = num_kernel("kernels/mhc.tile", "hc_mix_split", "MM=4 BK=32", NULL);
   if (!k || !km)
     return;
@@ -1430,7 +1430,8 @@ static void test_golden_mhc_layer0(void) {
     ts_kernel *ks[4] = {num_kernel("kernels/mhc.tile", "hc_mix_split", NULL, NULL),
                         num_kernel("kernels/mhc.tile", "hc_pre_fused", NULL, NULL),
                         num_kernel("kernels/rmsnorm.tile", "rmsnorm_f32", NULL, NULL),
-                        num_kernel("kernels/mhc.tile", "hc_post", NULL, NULL)};
+                        /* d in 3 blocks, the last partial */
+                        num_kernel("kernels/mhc.tile", "hc_post", "BD=96", NULL)};
     ts_kernel *ke = kernel_defs("kernels/embed.tile", "embed", NULL, 0);
     const ts_st_tensor *ids = ts_safetensors_find(f, "input_ids");
     ts_tensor *table = num_golden_tensor(w, "embed.weight");
