@@ -267,6 +267,7 @@ static void test_gemm(void) {
   ts_kernel_release(k2);
   ts_kernel_release(k4);
   ts_kernel_release(k5);
+  ts_kernel_release(k6);
   ts_kernel_release(ks);
   ts_kernel_release(kp);
   ts_kernel_release(kps);
