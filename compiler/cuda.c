@@ -243,8 +243,10 @@ static bool view_base(cg *c, ts_node *b, cview *v) {
       v->mma = c->mma[i] == TS_ACC_MMA || c->mma[i] == TS_ACC_WGMMA;
       v->rows = c->mma[i] == TS_ACC_ROWS;
     }
-  if (s->kind == TS_SYM_TILE)
+  if (s->kind == TS_SYM_TILE) {
     v->swz = cu_swizzle_of(c, s, &v->swz_r, &v->swz_c);
+    v->pad = cu_pad_of(c, s, &v->swz_c);
+  }
   v->dt = s->type->dtype;
   v->rank = s->type->rank;
   for (uint32_t i = 0; i < v->rank; i++)
@@ -322,7 +324,11 @@ void cu_view_elem(cg *c, cview *v, const char *const *k, const char **lin,
     /* an index expression is evaluated once per use: keep it simple */
     if (!v->in_range)
       okv = cu_str(c, "%s && (%s) >= 0 && (%s) < %s", okv, idx, idx, v->dims[d]);
-    l = cu_str(c, "(%s * %s + %s)", l, v->dims[d], idx);
+    /* a padded tile's rows are pad elements longer (gen.h ts_pad_elems) */
+    if (v->pad && d + 1 == v->rank)
+      l = cu_str(c, "(%s * (%s + %dLL) + %s)", l, v->dims[d], v->pad, idx);
+    else
+      l = cu_str(c, "(%s * %s + %s)", l, v->dims[d], idx);
   }
   if (v->swz)
     l = cu_str(c, "ts_swz(%s, %lldLL, %lldLL, %d, %d)", l, (long long)v->swz_r,

@@ -241,7 +241,11 @@ void gen_view_elem(gen *g, view *v, const MlirValue *k, MlirValue *lin,
     MlirValue lt = mb_cmpi(b, CMPI_SLT, idx, v->dims[d]);
     if (!v->in_range && !v->unchecked && (int)d != v->skip_dim)
       ok = mb_bin(b, "arith.andi", ok, mb_bin(b, "arith.andi", ge, lt));
-    l = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", l, v->dims[d]), idx);
+    /* a padded tile's rows are pad elements longer (gen.h ts_pad_elems) */
+    MlirValue stride = v->pad && d + 1 == v->rank
+                           ? mb_bin(b, "arith.addi", v->dims[d], gen_i64(g, v->pad))
+                           : v->dims[d];
+    l = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", l, stride), idx);
   }
   *lin = v->swz ? gen_swizzle(g, l, v->swz_r, v->swz_c, v->swz, ts_dtype_bits(v->dt) / 8) : l;
   *valid = ok;

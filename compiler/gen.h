@@ -47,6 +47,7 @@ typedef struct ts_gpu_tile {
                        * else 0 (below) */
   bool rows;          /* registers, asked for in TS_ACC_ROWS (a vector [M]
                        * whose layout follows wgmma's rows; sm_90a) */
+  int pad;            /* shared: elements after each row (ts_pad_elems) */
 } ts_gpu_tile;
 int ts_gpu_tile_plan(const ts_kernel_info *k, const char *arch, ts_gpu_tile *out,
                      int64_t *smem_total);
@@ -160,6 +161,20 @@ int64_t ts_wgmma_start(const ts_symbol *s, int swz, int64_t k0, bool mn, int64_t
  * 128 / eb: whole panels): K-major row n0, MN-major column n0; the offset
  * from column 0, in elements. */
 int64_t ts_wgmma_nstart(const ts_symbol *s, int swz, int64_t n0, bool mn);
+/* Padded shared tiles (gpu_mma.c decides, the plan places them): an f32
+ * tile [R, C] with C a multiple of 32, not a pipelined copy's, that is the
+ * accumulator of an mma.sync gemm (so in shared memory: the indexer's
+ * scores on sm_80) has TS_PAD more elements after each row: element (i, j)
+ * at i (C + TS_PAD) + j. mma.sync's accumulators go to rows lane / 4 at
+ * columns 2 (lane % 4): eight rows whose starts share a bank, 8 lanes a
+ * bank; padded, 2. Rows stay 16-byte aligned. Both lowerings use the
+ * longer rows in their element views and the mma accumulators' stores. Not
+ * for a copy's destination from accumulators in registers (attention's
+ * scores on sm_80, 8x): in those kernels, at 255 registers, the padded
+ * addresses spilled (sparse_attn_split 24 -> 128 bytes), as a 128-byte
+ * swizzle had. */
+enum { TS_PAD = 4 };
+int ts_pad_elems(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt, const ts_symbol *s);
 /* layout[i] for each register tile of the plan; `wgmma`: the target has
  * wgmma (sm_90a). */
 void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,

@@ -330,9 +330,15 @@ bool ts_arch_supported(const char *arch) {
 bool ts_arch_wgmma(const char *arch) { return archs[arch_index(arch)].wgmma; }
 int64_t ts_arch_smem_max(const char *arch) { return archs[arch_index(arch)].smem_max; }
 
+/* The bytes of a padded tile's row paddings (gen.h ts_pad_elems). */
+static int64_t pad_bytes(const ts_gpu_tile *t) {
+  const ts_type *ty = t->decl->sym->type;
+  return t->pad ? ty->dims[0].c * t->pad * ts_dtype_bits(ty->dtype) / 8 : 0;
+}
+
 int64_t ts_gpu_buffer_bytes(const ts_gpu_tile *t) {
   int64_t b = const_bytes(t->decl->sym->type);
-  return b < 0 ? -1 : t->swz ? (b + 1023) & ~(int64_t)1023 : align16(b);
+  return b < 0 ? -1 : t->swz ? (b + 1023) & ~(int64_t)1023 : align16(b + pad_bytes(t));
 }
 
 /* Shared bytes the tiles placed after tile i of the plan would take if
@@ -398,8 +404,9 @@ static int64_t place(ts_node **tiles, ts_gpu_tile *out, int n, int64_t max, int6
       if (out[i].swz) /* 1024-aligned, buffers 1024-aligned apart */
         smem = (smem + 1023) & ~(int64_t)1023;
       out[i].off = smem;
-      if (gen_gpu_tile_in_smem(tiles[i]->sym->type, shared, limit, &smem)) {
+      if (gen_gpu_tile_in_smem(tiles[i]->sym->type, shared, limit - pad_bytes(&out[i]), &smem)) {
         out[i].home = TS_TILE_SMEM;
+        smem += pad_bytes(&out[i]);
         if (out[i].swz) {
           smem = (smem + 1023) & ~(int64_t)1023;
           swizzled = true;
@@ -421,6 +428,7 @@ static int64_t place(ts_node **tiles, ts_gpu_tile *out, int n, int64_t max, int6
         smem = before;
         out[i].stages = 1;
         out[i].swz = 0;
+        out[i].pad = 0;
       }
     }
   /* room to align the base of the swizzled tiles at run time */
@@ -459,6 +467,7 @@ static bool try_regs(const ts_kernel_info *k, ts_node **tiles, ts_gpu_tile *firs
       first[j].home = TS_TILE_REGS;
       first[j].per_thread = vec ? 4 * t->dims[0].c * ts_wgmma_nsplit(k) / k->threads : per;
       first[j].swz = 0;
+      first[j].pad = 0;
       first[j].rows = vec;
     }
   ts_mma_layouts(k, first, n, true, after);
@@ -478,7 +487,7 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, const char *arch, ts_gpu_tile *out
   int n = 0;
   collect(k->node->kids[4], tiles, &n);
   for (int i = 0; i < n; i++) {
-    out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0, 1, NULL, 0, false};
+    out[i] = (ts_gpu_tile){tiles[i], TS_TILE_SCRATCH, 0, 0, 1, NULL, 0, false, 0};
     if (in_registers(k, tiles[i], 64, &out[i].per_thread, false))
       out[i].home = TS_TILE_REGS;
   }
@@ -492,6 +501,8 @@ int ts_gpu_tile_plan(const ts_kernel_info *k, const char *arch, ts_gpu_tile *out
   for (int i = 0; i < n; i++)
     if (out[i].home != TS_TILE_REGS)
       out[i].swz = ts_swizzle_bytes(k, out, n, tiles[i]->sym, wgmma);
+  for (int i = 0; i < n; i++)
+    out[i].pad = ts_pad_elems(k, out, n, tiles[i]->sym);
   /* on sm_90a, a frag otherwise used by its owners only but reduced along
    * its rows (attention's scores: reduce_max(s, m, dim=1)) stays in
    * registers when it then takes wgmma's layout, where a row is the
@@ -735,12 +746,14 @@ void gen_gpu_tiles(gen *g, const ts_kernel_info *k) {
                     : mma[i]               ? ", mma.sync layout"
                                            : "");
     } else if (tiles[i].home == TS_TILE_SMEM) {
-      int64_t elems = const_bytes(t) * 8 / ts_dtype_bits(t->dtype);
+      int64_t elems = (const_bytes(t) + pad_bytes(&tiles[i])) * 8 / ts_dtype_bits(t->dtype);
       v = gen_gpu_view_at(g, smem, mb_bin(b, "arith.addi", g->smem_pad, gen_i64(g, tiles[i].off)),
                           st, elems < 1 ? 1 : elems, count, wg);
       ts_buf_printf(&where, "shared +%lld", (long long)tiles[i].off);
       if (tiles[i].swz)
         ts_buf_printf(&where, " (%dB swizzle)", tiles[i].swz);
+      if (tiles[i].pad)
+        ts_buf_printf(&where, " (rows padded by %d)", tiles[i].pad);
       if (tiles[i].stages > 1)
         ts_buf_printf(&where, " x %d stages", tiles[i].stages);
     } else {

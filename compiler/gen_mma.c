@@ -17,9 +17,21 @@ void gen_gpu_view_layout(gen *g, const ts_symbol *s, view *v) {
   int l = v->regs ? layout_of(g, s) : TS_ACC_CYCLIC;
   v->mma = l == TS_ACC_MMA || l == TS_ACC_WGMMA;
   v->rows = l == TS_ACC_ROWS;
-  if (g->gpu && s->kind == TS_SYM_TILE)
+  if (g->gpu && s->kind == TS_SYM_TILE) {
     v->swz = gen_swizzle_of(g, s, &v->swz_r, &v->swz_c);
+    v->pad = gen_pad_of(g, s, &v->swz_c);
+  }
 }
+
+int gen_pad_of(gen *g, const ts_symbol *s, int64_t *c) {
+  const ts_gpu_tile *t = ts_gpu_tile_of(g->plan, g->nplan, s);
+  if (!t || t->home != TS_TILE_SMEM || !t->pad)
+    return 0;
+  *c = s->type->dims[1].c;
+  return t->pad;
+}
+
+
 
 MlirValue gen_reg_index(gen *g, const view *v, MlirValue lin) {
   MlirValue r = v->rows ? g->rows_reg : v->mma ? g->mma_reg : (MlirValue){NULL};
@@ -313,10 +325,10 @@ static MlirValue word(gen *g, const ts_symbol *t, MlirValue lin, int64_t step) {
 /* Piece s * warps + warp of an [.., N] accumulator, when it exists (the
  * caller closes the returned if): the indices of its four elements in C's
  * memory (registers 4 s .. 4 s + 3, or rows m0, m0 + 8 and columns n0 + q,
- * + 1 of a tile in memory), and the piece's first row + lane / 4 and
- * first column. */
+ * + 1 of a tile in memory whose rows are ld elements apart), and the
+ * piece's first row + lane / 4 and first column. */
 static MlirBlock piece(gen *g, MlirValue s, MlirValue warp, MlirValue gq, MlirValue q,
-                       int64_t warps, int64_t pieces, int64_t N, bool regs,
+                       int64_t warps, int64_t pieces, int64_t N, int64_t ld, bool regs,
                        MlirValue *cl, MlirValue *m0_out, MlirValue *n0_out) {
   mb *b = &g->b;
   MlirValue p = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", s, gen_i64(g, warps)), warp);
@@ -332,7 +344,7 @@ static MlirBlock piece(gen *g, MlirValue s, MlirValue warp, MlirValue gq, MlirVa
     } else {
       MlirValue i = gen_bin(g, "arith.addi", m0, gen_i64(g, (r >> 1) * 8));
       MlirValue j = gen_bin(g, "arith.addi", gen_bin(g, "arith.addi", n0, q), gen_i64(g, r & 1));
-      cl[r] = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", i, gen_i64(g, N)), j);
+      cl[r] = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", i, gen_i64(g, ld)), j);
     }
   }
   if (m0_out)
@@ -622,7 +634,7 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     gen_loop_begin(g, &ls, gen_i64(g, 0), gen_i64(g, slots));
     ls.unroll = true;
     MlirValue cl[4];
-    MlirBlock join = piece(g, ls.iv, warp, gq, q, warps, pieces, N, regs, cl, NULL, NULL);
+    MlirBlock join = piece(g, ls.iv, warp, gq, q, warps, pieces, N, N, regs, cl, NULL, NULL);
     for (int r = 0; r < 4; r++)
       mb_store(b, mb_const_f32(b, 0.0), cm, cl[r]);
     gen_if_end(g, join);
@@ -638,7 +650,9 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
   gen_loop_begin(g, &ls, gen_i64(g, 0), gen_i64(g, slots));
   ls.unroll = regs;
   MlirValue cl[4], m0, n0;
-  MlirBlock join = piece(g, ls.iv, warp, gq, q, warps, pieces, N, regs, cl, &m0, &n0);
+  int64_t cc;
+  int pad = regs ? 0 : gen_pad_of(g, sc, &cc); /* a padded C (gen.h ts_pad_elems) */
+  MlirBlock join = piece(g, ls.iv, warp, gq, q, warps, pieces, N, N + pad, regs, cl, &m0, &n0);
   if (!regs) {
     for (int r = 0; r < 4; r++)
       mb_store(b, acc ? mb_load(b, cm, cl[r]) : mb_const_f32(b, 0.0), dm, gen_i64(g, r));

@@ -289,6 +289,30 @@ int ts_swizzle_bytes(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   return row <= 128 ? (int)row : 128;
 }
 
+/* Whether `s` is, under `n`, a tensor-core gemm's accumulator. */
+static bool mma_target(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                       const ts_node *n, const ts_symbol *s) {
+  if (!n || n->kind == TS_NODE_PARALLEL)
+    return false;
+  int64_t mnk[3];
+  if (n->kind == TS_NODE_EXPR_STMT && n->kids[0]->kind == TS_NODE_CALL &&
+      n->kids[0]->builtin == TS_BUILTIN_GEMM)
+    return n->kids[0]->kids[2]->sym == s && ts_mma_gemm(k, tiles, nt, n->kids[0], mnk);
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (mma_target(k, tiles, nt, n->kids[i], s))
+      return true;
+  return false;
+}
+
+int ts_pad_elems(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt, const ts_symbol *s) {
+  int64_t r, c;
+  const ts_gpu_tile *t = ts_gpu_tile_of(tiles, nt, s);
+  if (!t || t->home == TS_TILE_REGS || t->pipe || t->swz || s->type->dtype != TS_DTYPE_F32 ||
+      !const_dims2(s->type, &r, &c) || r < 8 || c <= 0 || c % 32)
+    return 0;
+  return mma_target(k, tiles, nt, k->node->kids[4], s) ? TS_PAD : 0;
+}
+
 /* ---- the accumulator layout -------------------------------------------- */
 
 typedef struct walk {
