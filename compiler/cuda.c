@@ -245,7 +245,7 @@ static bool view_base(cg *c, ts_node *b, cview *v) {
     }
   if (s->kind == TS_SYM_TILE) {
     v->swz = cu_swizzle_of(c, s, &v->swz_r, &v->swz_c);
-    v->pad = cu_pad_of(c, s, &v->swz_c);
+    v->pad = cu_pad_of(c, s);
   }
   v->dt = s->type->dtype;
   v->rank = s->type->rank;

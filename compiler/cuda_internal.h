@@ -71,7 +71,7 @@ struct cview {
   bool rows; /* ... a vector in wgmma's rows: at c->rows_reg */
   int swz;   /* a swizzled shared tile [swz_r, swz_c] (gen.h) */
   int64_t swz_r, swz_c;
-  int pad;   /* a padded one: elements after each row of swz_c (gen.h) */
+  int pad;   /* a padded shared tile: elements after each row (gen.h) */
 };
 
 /* output: one line of code at the current indent; a formatted string kept
@@ -121,8 +121,8 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
 /* The swizzle of tile `s` in the plan (its atom's row bytes) or 0, with its
  * shape in r, c. */
 int cu_swizzle_of(cg *c, const ts_symbol *s, int64_t *r, int64_t *cols);
-/* A padded shared tile's row padding (0 if none) and row length *cols. */
-int cu_pad_of(cg *c, const ts_symbol *s, int64_t *cols);
+/* A padded shared tile's row padding, or 0 (gen.h ts_pad_elems). */
+int cu_pad_of(cg *c, const ts_symbol *s);
 bool cu_pipelined(cg *c, ts_node *n);
 /* A copy outside a ring by cp.async (gen.h ts_copy_async_ok), waited for
  * at once; false (nothing emitted) when it does not qualify. */

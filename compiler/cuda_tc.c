@@ -13,12 +13,9 @@ int cu_swizzle_of(cg *c, const ts_symbol *s, int64_t *r, int64_t *cols) {
   return t->swz;
 }
 
-int cu_pad_of(cg *c, const ts_symbol *s, int64_t *cols) {
+int cu_pad_of(cg *c, const ts_symbol *s) {
   const ts_gpu_tile *t = c->tiles ? ts_gpu_tile_of(c->tiles, c->ntiles, s) : NULL;
-  if (!t || t->home != TS_TILE_SMEM || !t->pad)
-    return 0;
-  *cols = s->type->dims[1].c;
-  return t->pad;
+  return t && t->home == TS_TILE_SMEM ? t->pad : 0;
 }
 
 /* `lin` of tile `s` as stored: swizzled when the tile is. */
@@ -217,8 +214,7 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
              *g = cu_str(c, "g%d_", id), *q = cu_str(c, "q%d_", id);
   /* the accumulator's four elements: rows m, m + 8; columns n + q, + 1 */
   const char *ci[4], *cj[4], *creg[4];
-  int64_t ccols;
-  int pad = regs ? 0 : cu_pad_of(c, sc, &ccols); /* a padded C (gen.h ts_pad_elems) */
+  int pad = regs ? 0 : cu_pad_of(c, sc); /* a padded C (gen.h ts_pad_elems) */
   for (int r = 0; r < 4; r++) {
     ci[r] = cu_str(c, "(%s + %d)", mr, (r >> 1) * 8);
     cj[r] = cu_str(c, "(%s + %s + %d)", nr, q, r & 1);

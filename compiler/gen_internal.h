@@ -104,7 +104,7 @@ struct view {
   bool rows;      /* ... a vector in wgmma's rows: at g->rows_reg */
   int swz;        /* a swizzled shared tile [swz_r, swz_c] (gen.h) */
   int64_t swz_r, swz_c;
-  int pad;        /* a padded one: elements after each row of swz_c (gen.h) */
+  int pad;        /* a padded shared tile: elements after each row (gen.h) */
   bool unchecked; /* the caller has made sure the indices are in range */
   int skip_dim;   /* an underlying dim left out of the check, or -1 */
 };
@@ -133,9 +133,8 @@ MlirValue gen_reg_index(gen *g, const view *v, MlirValue lin);
  * `lin` when it is not swizzled (the map in gen.h; gen_mma.c). */
 int gen_swizzle_of(gen *g, const ts_symbol *s, int64_t *r, int64_t *c);
 MlirValue gen_swizzle(gen *g, MlirValue lin, int64_t r, int64_t c, int swz, int eb);
-/* A padded shared tile's row padding (0 if none) and row length *c
- * (gen.h ts_pad_elems). */
-int gen_pad_of(gen *g, const ts_symbol *s, int64_t *c);
+/* A padded shared tile's row padding, or 0 (gen.h ts_pad_elems). */
+int gen_pad_of(gen *g, const ts_symbol *s);
 /* A binary arith op on the current block. */
 static inline MlirValue gen_bin(gen *g, const char *name, MlirValue x, MlirValue y) {
   return mb_bin(&g->b, name, x, y);

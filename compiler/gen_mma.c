@@ -19,19 +19,14 @@ void gen_gpu_view_layout(gen *g, const ts_symbol *s, view *v) {
   v->rows = l == TS_ACC_ROWS;
   if (g->gpu && s->kind == TS_SYM_TILE) {
     v->swz = gen_swizzle_of(g, s, &v->swz_r, &v->swz_c);
-    v->pad = gen_pad_of(g, s, &v->swz_c);
+    v->pad = gen_pad_of(g, s);
   }
 }
 
-int gen_pad_of(gen *g, const ts_symbol *s, int64_t *c) {
+int gen_pad_of(gen *g, const ts_symbol *s) {
   const ts_gpu_tile *t = ts_gpu_tile_of(g->plan, g->nplan, s);
-  if (!t || t->home != TS_TILE_SMEM || !t->pad)
-    return 0;
-  *c = s->type->dims[1].c;
-  return t->pad;
+  return t && t->home == TS_TILE_SMEM ? t->pad : 0;
 }
-
-
 
 MlirValue gen_reg_index(gen *g, const view *v, MlirValue lin) {
   MlirValue r = v->rows ? g->rows_reg : v->mma ? g->mma_reg : (MlirValue){NULL};
@@ -650,8 +645,7 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
   gen_loop_begin(g, &ls, gen_i64(g, 0), gen_i64(g, slots));
   ls.unroll = regs;
   MlirValue cl[4], m0, n0;
-  int64_t cc;
-  int pad = regs ? 0 : gen_pad_of(g, sc, &cc); /* a padded C (gen.h ts_pad_elems) */
+  int pad = regs ? 0 : gen_pad_of(g, sc); /* a padded C (gen.h ts_pad_elems) */
   MlirBlock join = piece(g, ls.iv, warp, gq, q, warps, pieces, N, N + pad, regs, cl, &m0, &n0);
   if (!regs) {
     for (int r = 0; r < 4; r++)
