@@ -678,6 +678,14 @@ static const char *rotated_k(cg *c, const char *kk, const char *rot, const char 
   return k;
 }
 
+/* A gemm operand `x` (f32), truncated to TensorFloat-32 with tf32=true, as
+ * the tensor cores read it (gen_internal.h gen_gemm_operand). */
+static const char *operand(cg *c, const ts_node *call, const char *x) {
+  return ts_call_named_bool(call, "tf32", false)
+             ? cu_str(c, "__uint_as_float(__float_as_uint(%s) & 0xffffe000u)", x)
+             : x;
+}
+
 static void tile_gemm(cg *c, ts_node *call, bool dist) {
   int64_t mnk[3];
   if (dist && cu_wgmma_call(c, call, mnk)) {
@@ -727,8 +735,8 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
     const char *bk[2] = {tb ? ij[1] : kk, tb ? kk : ij[1]};
     cu_view_store(c, &C, ij,
                cu_str(c, "%s + %s * %s", cu_view_load(c, &C, ij),
-                   convert(c, cu_view_load(c, &A, ak), cu_compute_of(A.dt), t),
-                   convert(c, cu_view_load(c, &B, bk), cu_compute_of(B.dt), t)),
+                   operand(c, call, convert(c, cu_view_load(c, &A, ak), cu_compute_of(A.dt), t)),
+                   operand(c, call, convert(c, cu_view_load(c, &B, bk), cu_compute_of(B.dt), t))),
                t);
     cu_each_end(c);
     c->ind--;
@@ -744,8 +752,8 @@ static void tile_gemm(cg *c, ts_node *call, bool dist) {
   const char *ak[2] = {ta ? kk : ij[0], ta ? ij[0] : kk};
   const char *bk[2] = {tb ? ij[1] : kk, tb ? kk : ij[1]};
   cu_line(c, "%s += %s * %s;", s,
-       convert(c, cu_view_load(c, &A, ak), cu_compute_of(A.dt), t),
-       convert(c, cu_view_load(c, &B, bk), cu_compute_of(B.dt), t));
+       operand(c, call, convert(c, cu_view_load(c, &A, ak), cu_compute_of(A.dt), t)),
+       operand(c, call, convert(c, cu_view_load(c, &B, bk), cu_compute_of(B.dt), t)));
   c->ind--;
   cu_line(c, "}");
   const char *sum = acc ? cu_str(c, "%s + %s", cu_view_load(c, &C, ij), s) : s;

@@ -188,6 +188,10 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   for (int i = 0; i < c->nregs; i++)
     regs |= c->regs[i] == sc && c->mma[i];
   const char *f16 = sa->type->dtype == TS_DTYPE_F16 ? "true" : "false";
+  /* tf32: m16n8k8, whose fragments are m16n8k16's 16-bit ones read as
+   * 32-bit words (k steps of 8, halves 4 apart; gen_mma.c) */
+  bool tf32 = sa->type->dtype == TS_DTYPE_F32;
+  int kh = tf32 ? 4 : 8;
   int64_t warps = c->threads / 32, pieces = (M / 16) * (N / 8);
   int64_t slots = (pieces + warps - 1) / warps;
   int id = c->tmp++;
@@ -224,10 +228,10 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   }
   cu_line(c, "float d%d_[4] = {%s, %s, %s, %s};", id, acc ? creg[0] : "0.0f",
        acc ? creg[1] : "0.0f", acc ? creg[2] : "0.0f", acc ? creg[3] : "0.0f");
-  cu_line(c, "for (int k%d_ = 0; k%d_ < %lld; k%d_ += 16) {", id, id, (long long)K,
-       id);
+  cu_line(c, "for (int k%d_ = 0; k%d_ < %lld; k%d_ += %d) {", id, id, (long long)K,
+       id, 2 * kh);
   c->ind++;
-  const char *k0 = cu_str(c, "(k%d_ + %s)", id, q), *k8 = cu_str(c, "(k%d_ + %s + 8)", id, q);
+  const char *k0 = cu_str(c, "(k%d_ + %s)", id, q), *k8 = cu_str(c, "(k%d_ + %s + %d)", id, q, kh);
   const char *m8 = cu_str(c, "(%s + 8)", mr), *col = cu_str(c, "(%s + %s)", nr, g);
   /* two consecutive k of one row (A) or one column (B) in a word */
   const char *ak[4][2] = {{mr, k0}, {m8, k0}, {mr, k8}, {m8, k8}};
@@ -251,8 +255,8 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
     cu_line(c, "ts_u32 a%d_[4];", id);
     cu_line(c, "ts_ldmatrix_x4(a%d_, &%s[%s]);", id, a,
             phys(c, sa, cu_str(c, "((p%d_ / %lld) * 16 + (int)(threadIdx.x & 15)) * %lldLL + k%d_ "
-                               "+ (int)((threadIdx.x >> 4) & 1) * 8", id, (long long)(N / 8),
-                               (long long)K, id)));
+                               "+ (int)((threadIdx.x >> 4) & 1) * %d", id, (long long)(N / 8),
+                               (long long)K, id, kh)));
   } else {
     cu_line(c, "const ts_u32 a%d_[4] = {%s, %s, %s, %s};", id, aw[0], aw[1], aw[2], aw[3]);
   }
@@ -260,7 +264,7 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
     cu_line(c, "ts_u32 b%d_[2];", id);
     cu_line(c, "ts_ldmatrix_x2(b%d_, &%s[%s]);", id, b,
             phys(c, sb, cu_str(c, "(%s + (int)(threadIdx.x & 7)) * %lldLL + k%d_ + "
-                               "(int)((threadIdx.x >> 3) & 1) * 8", nr, (long long)K, id)));
+                               "(int)((threadIdx.x >> 3) & 1) * %d", nr, (long long)K, id, kh)));
   } else if (!tb && bn % 8 == 0 && in_smem(c, sb)) {
     /* B not transposed (K down its rows): ldmatrix .trans of the rows k ..
      * k + 15 at the piece's 8 columns, lane l giving row k + l % 16 */
@@ -271,7 +275,10 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   } else {
     cu_line(c, "const ts_u32 b%d_[2] = {%s, %s};", id, bw[0], bw[1]);
   }
-  cu_line(c, "ts_mma_16816(d%d_, a%d_, b%d_, %s);", id, id, id, f16);
+  if (tf32)
+    cu_line(c, "ts_mma_1688_tf32(d%d_, a%d_, b%d_);", id, id, id);
+  else
+    cu_line(c, "ts_mma_16816(d%d_, a%d_, b%d_, %s);", id, id, id, f16);
   c->ind--;
   cu_line(c, "}");
   for (int r = 0; r < 4; r++)
@@ -419,8 +426,8 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
                         : "";
   int full = ts_wgmma_kind(call), kind = full & 3; /* gen.h */
   bool mn = full & 4;
-  int64_t kstep = kind == 2 ? 32 : 16;
-  const char *ty = kind == 2 ? "e4m3" : kind == 1 ? "f16" : "bf16";
+  int64_t kstep = kind == 3 ? 8 : kind == 2 ? 32 : 16; /* 32 bytes */
+  const char *ty = kind == 3 ? "tf32" : kind == 2 ? "e4m3" : kind == 1 ? "f16" : "bf16";
   int64_t ra, ca, rb, cb;
   int swa = cu_swizzle_of(c, sa, &ra, &ca), swb = cu_swizzle_of(c, sb, &rb, &cb);
   /* accumulate=false: the first k step ignores the old accumulators
@@ -442,7 +449,7 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
   for (int64_t i = 0; i < half; i++)
     text = cu_str(c, "%s%s%%%lld", text, i ? ", " : "", (long long)i);
   text = cu_str(c, "%s}, da, db, p, 1, 1%s;\\n}\\n", text,
-                kind == 2 ? "" : mn ? ", 0, 1" : ", 0, 0");
+                kind >= 2 ? "" : mn ? ", 0, 1" : ", 0, 0");
   /* where the first k step's descriptors start (gen.h ts_wgmma_start); a
    * slab's rows start whole 8-row atoms further into A (SBO apart) */
   int64_t lboa, lbo;

@@ -61,7 +61,10 @@ const ts_gpu_tile *ts_gpu_tile_of(const ts_gpu_tile *t, int nt, const ts_symbol 
  * level of two bf16 (or two f16) tiles that are not in registers into an
  * f32 tile, whole tiles with constant shapes M % 16 == 0, N % 8 == 0,
  * K % 16 == 0, in a block of whole warps, runs as mma.sync m16n8k16
- * (`mnk` gets M, N, K). ts_mma_layouts sets mma[i] for the register tiles
+ * (`mnk` gets M, N, K); two f32 tiles with tf32=true, A not transposed and
+ * B transposed, both in shared memory, K % 8 == 0, as mma.sync m16n8k8
+ * .tf32 (its fragments are a 16-bit m16n8k16's, read as 32-bit words:
+ * ldmatrix serves both). ts_mma_layouts sets mma[i] for the register tiles
  * of the plan that hold such a gemm's accumulator in the instruction's
  * layout: the 16x8 pieces in row-major order, piece p on warp p % warps at
  * registers 4 (p / warps) .. +3, lane l holding rows l / 4 and l / 4 + 8,
@@ -127,8 +130,9 @@ int64_t ts_rows_len(const ts_node *x, const ts_symbol *const *regs, const uint8_
 bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                    const ts_node *call, int64_t mnk[3]);
 /* A wgmma gemm's operand kind as both lowerings and the simulator count it:
- * 0 bf16, 1 f16 (m64nNk16), 2 e4m3 (m64nNk32, no transpose flags), plus 4
- * when B is not transposed (MN-major: imm-trans-b 1). */
+ * 0 bf16, 1 f16 (m64nNk16), 2 e4m3 (m64nNk32, no transpose flags), 3 tf32
+ * (f32 with tf32=true: m64nNk8, no transpose flags), plus 4 when B is not
+ * transposed (MN-major: imm-trans-b 1). Every kind's k step is 32 bytes. */
 int ts_wgmma_kind(const ts_node *call);
 /* How many of the block's G warpgroups split a wgmma accumulator's columns
  * (FlashMLA's decode: 64 heads, one 64-row slab, the output's columns over
@@ -179,7 +183,7 @@ int ts_pad_elems(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt, cons
  * wgmma (sm_90a). */
 void ts_mma_layouts(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                     bool wgmma, uint8_t *layout);
-/* Swizzled shared tiles (gpu_mma.c decides, the plan places them): a 16-bit
+/* Swizzled shared tiles (gpu_mma.c decides, the plan places them): a 32-bit (tf32), 16-bit
  * or 8-bit [R, C] tile (R % 8 == 0) read by tensor-core gemms only with K
  * along its rows (A, or B transposed), or on sm_90a (`wgmma`) also as a
  * 16-bit B not transposed (K down its rows: wgmma's MN-major B, the same

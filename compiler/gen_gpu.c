@@ -1036,7 +1036,7 @@ void gen_gpu_gemm(gen *g, ts_node *call) {
     gen_view_load(g, &B, bk, &y);
     gen_view_load(g, &C, ij, &c0);
     MlirValue p = mb_bin(b, f ? "arith.mulf" : "arith.muli",
-                         gen_convert(g, x, ct), gen_convert(g, y, ct));
+                         gen_gemm_operand(g, call, x, ct), gen_gemm_operand(g, call, y, ct));
     MlirValue s =
         mb_bin(b, f ? "arith.addf" : "arith.addi", gen_convert(g, c0, ct), p);
     if (f) {
@@ -1061,7 +1061,7 @@ void gen_gpu_gemm(gen *g, ts_node *call) {
   gen_view_load(g, &A, ak, &x);
   gen_view_load(g, &B, bk, &y);
   MlirValue p = mb_bin(b, f ? "arith.mulf" : "arith.muli",
-                       gen_convert(g, x, ct), gen_convert(g, y, ct));
+                       gen_gemm_operand(g, call, x, ct), gen_gemm_operand(g, call, y, ct));
   MlirValue s = mb_bin(b, f ? "arith.addf" : "arith.addi",
                        mb_load(b, slot, gen_i64(g, 0)), p);
   if (f) {

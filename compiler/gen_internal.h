@@ -212,6 +212,12 @@ void gen_view_store(gen *g, view *v, const MlirValue *k, MlirValue x);
 void gen_view_elem(gen *g, view *v, const MlirValue *k, MlirValue *lin,
                    MlirValue *valid);
 MlirValue gen_convert(gen *g, MlirValue v, MlirType to);
+/* f32 `x` truncated to TensorFloat-32 (the low 13 mantissa bits cleared),
+ * as the tensor cores read a tf32 operand */
+MlirValue gen_tf32(gen *g, MlirValue x);
+/* A gemm operand `x` converted to the compute type, truncated to tf32 with
+ * tf32=true (so that every lowering multiplies the same values) */
+MlirValue gen_gemm_operand(gen *g, const ts_node *call, MlirValue x, MlirType ct);
 /* A compute value -> the storage of dtype `dt`, and back (gen_types.c). */
 MlirValue gen_to_storage(gen *g, MlirValue v, ts_dtype dt);
 MlirValue gen_from_storage(gen *g, MlirValue v, ts_dtype dt);

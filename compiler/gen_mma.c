@@ -60,7 +60,8 @@ MlirValue gen_swizzle(gen *g, MlirValue lin, int64_t r, int64_t c, int swz, int 
                 gen_bin(g, "arith.remsi", col, gen_i64(g, p)));
   }
   /* gen.h's map: the 16-byte chunk ^= bits 7.. of the byte offset */
-  int shift = eb == 2 ? 6 : 7, up = eb == 2 ? 3 : 4;
+  int lg = eb == 4 ? 2 : eb == 2 ? 1 : 0; /* log2 eb */
+  int shift = 7 - lg, up = 4 - lg;
   MlirValue x = gen_bin(g, "arith.andi", gen_bin(g, "arith.shrsi", u, gen_i64(g, shift)),
                         gen_i64(g, swz / 16 - 1));
   return gen_bin(g, "arith.xori", u, gen_bin(g, "arith.shli", x, gen_i64(g, up)));
@@ -230,14 +231,15 @@ void gen_elem_end(gen *g, loop *L, uint32_t rank) {
 
 /* ---- the instruction ------------------------------------------------------ */
 
-/* d[0..3] += A B for this lane's words a[4], bw[2]. */
+/* d[0..3] += A B for this lane's words a[4], bw[2]: m16n8k16 bf16 (kind
+ * 0) or f16 (1), or m16n8k8 tf32 (3; gen.h ts_wgmma_kind's numbers). */
 static void mma(gen *g, const MlirValue *a, const MlirValue *bw, MlirValue *d,
-                bool f16) {
+                int kind) {
   mb *b = &g->b;
   if (g->emu) {
     MlirValue args[13] = {g->emu_ctx, g->tid, a[0], a[1], a[2], a[3], bw[0],
                           bw[1], d[0], d[1], d[2], d[3],
-                          mb_const_int(b, b->i32, f16)};
+                          mb_const_int(b, b->i32, kind)};
     gen_call(g, "ts_gpusim_mma", 13, args, 0, NULL);
     for (int r = 0; r < 4; r++) {
       MlirValue q[3] = {g->emu_ctx, g->tid, mb_const_int(b, b->i32, r)};
@@ -247,10 +249,12 @@ static void mma(gen *g, const MlirValue *a, const MlirValue *bw, MlirValue *d,
   }
   MlirType st = mlirTypeParseGet(b->ctx, mb_str("!llvm.struct<(f32, f32, f32, f32)>"));
   const char *text =
-      f16 ? "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {$0, $1, $2, $3}, "
-            "{$4, $5, $6, $7}, {$8, $9}, {$10, $11, $12, $13};"
-          : "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {$0, $1, $2, $3}, "
-            "{$4, $5, $6, $7}, {$8, $9}, {$10, $11, $12, $13};";
+      kind == 3 ? "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {$0, $1, $2, $3}, "
+                  "{$4, $5, $6, $7}, {$8, $9}, {$10, $11, $12, $13};"
+      : kind == 1 ? "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {$0, $1, $2, $3}, "
+                    "{$4, $5, $6, $7}, {$8, $9}, {$10, $11, $12, $13};"
+                  : "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {$0, $1, $2, $3}, "
+                    "{$4, $5, $6, $7}, {$8, $9}, {$10, $11, $12, $13};";
   MlirNamedAttribute attrs[3] = {
       mb_attr(b, "asm_string", mlirStringAttrGet(b->ctx, mb_str(text))),
       mb_attr(b, "constraints",
@@ -268,12 +272,14 @@ static void mma(gen *g, const MlirValue *a, const MlirValue *bw, MlirValue *d,
   }
 }
 
-/* ldmatrix .x`n` (b16) of the shared tile `mem` with this lane's row at
- * element `lin`: the n words of this lane's fragment into w. */
-static void ldmatrix(gen *g, MlirValue mem, MlirValue lin, int n, bool trans, MlirValue *w) {
+/* ldmatrix .x`n` (b16) of the shared tile `mem` (eb-byte elements) with
+ * this lane's row at element `lin`: the n words of this lane's fragment
+ * into w. */
+static void ldmatrix(gen *g, MlirValue mem, MlirValue lin, int eb, int n, bool trans,
+                     MlirValue *w) {
   mb *b = &g->b;
   if (g->emu) {
-    MlirValue args[4] = {g->emu_ctx, g->tid, gen_gpu_address(g, mem, lin, 2), mb_const_int(b, b->i32, n | (trans ? 8 : 0))};
+    MlirValue args[4] = {g->emu_ctx, g->tid, gen_gpu_address(g, mem, lin, eb), mb_const_int(b, b->i32, n | (trans ? 8 : 0))};
     gen_call(g, "ts_gpusim_ldmatrix", 4, args, 0, NULL);
     for (int r = 0; r < n; r++) {
       MlirValue q[3] = {g->emu_ctx, g->tid, mb_const_int(b, b->i32, r)};
@@ -291,7 +297,7 @@ static void ldmatrix(gen *g, MlirValue mem, MlirValue lin, int n, bool trans, Ml
       mb_attr(b, "constraints",
               mlirStringAttrGet(b->ctx, mb_str(n == 4 ? "=r,=r,=r,=r,r" : "=r,=r,r"))),
       mb_attr(b, "has_side_effects", mlirUnitAttrGet(b->ctx))};
-  MlirValue addr = gen_gpu_shared_address(g, mem, lin, 2);
+  MlirValue addr = gen_gpu_shared_address(g, mem, lin, eb);
   MlirValue s = mlirOperationGetResult(mb_op(b, "llvm.inline_asm", 1, &addr, 1, &st, 3, attrs), 0);
   for (int r = 0; r < n; r++) {
     int64_t pos = r;
@@ -453,8 +459,8 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
   int64_t slabs = M / (64 * groups), half = N / 2;
   int full = ts_wgmma_kind(call), kind = full & 3; /* gen.h */
   bool mn = full & 4;
-  int64_t kstep = kind == 2 ? 32 : 16;
-  const char *ty = kind == 2 ? "e4m3" : kind == 1 ? "f16" : "bf16";
+  int64_t kstep = kind == 3 ? 8 : kind == 2 ? 32 : 16; /* 32 bytes */
+  const char *ty = kind == 3 ? "tf32" : kind == 2 ? "e4m3" : kind == 1 ? "f16" : "bf16";
   MlirValue cm = {sc->user};
   /* the operands visible to the async proxy: by the loop (async), by the
    * fenced barrier just before (gen_ahead), or here */
@@ -490,7 +496,7 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
     ts_buf_printf(&cons, "=f,");
     ts_buf_printf(&st, "%sf32", i ? ", " : "");
   }
-  ts_buf_printf(&text, "}, da, db, p, 1, 1%s;\n}", kind == 2 ? "" : mn ? ", 0, 1" : ", 0, 0");
+  ts_buf_printf(&text, "}, da, db, p, 1, 1%s;\n}", kind >= 2 ? "" : mn ? ", 0, 1" : ", 0, 0");
   ts_buf_puts(&cons, "l,l,r");
   for (int64_t i = 0; i < half; i++)
     ts_buf_printf(&cons, ",%lld", (long long)i);
@@ -611,7 +617,11 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
   bool ta = ts_call_named_bool(call_node, "trans_a", false);
   bool tb = ts_call_named_bool(call_node, "trans_b", false);
   bool acc = ts_call_named_bool(call_node, "accumulate", true);
-  bool f16 = sa->type->dtype == TS_DTYPE_F16;
+  /* tf32: m16n8k8, whose fragments are m16n8k16's 16-bit ones read as
+   * 32-bit words (half the elements a 16-byte row: k steps of 8, halves 4
+   * apart) */
+  int kind = ts_wgmma_kind(call_node) & 3, eb = kind == 3 ? 4 : 2;
+  int64_t ks = 32 / eb, kh = ks / 2;
   MlirValue am = {sa->user}, bm = {sb->user}, cm = {sc->user};
   int64_t warps = g->threads / 32, pieces = (M / 16) * (N / 8);
   int64_t slots = (pieces + warps - 1) / warps;
@@ -637,8 +647,8 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
   }
   MlirValue dm = {0}; /* C in memory: the piece's accumulators over K */
   if (regs) {
-    gen_loop_begin_step(g, &lk, gen_i64(g, 0), gen_i64(g, K), gen_i64(g, 16));
-    lk.unroll = K / 16 <= 8;
+    gen_loop_begin_step(g, &lk, gen_i64(g, 0), gen_i64(g, K), gen_i64(g, ks));
+    lk.unroll = K / ks <= 8;
   } else {
     dm = mb_alloca_entry(b, b->f32, 4);
   }
@@ -650,11 +660,11 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
   if (!regs) {
     for (int r = 0; r < 4; r++)
       mb_store(b, acc ? mb_load(b, cm, cl[r]) : mb_const_f32(b, 0.0), dm, gen_i64(g, r));
-    gen_loop_begin_step(g, &lk, gen_i64(g, 0), gen_i64(g, K), gen_i64(g, 16));
-    lk.unroll = K / 16 <= 8;
+    gen_loop_begin_step(g, &lk, gen_i64(g, 0), gen_i64(g, K), gen_i64(g, ks));
+    lk.unroll = K / ks <= 8;
   }
   MlirValue k0 = gen_bin(g, "arith.addi", lk.iv, q);
-  MlirValue k8 = gen_bin(g, "arith.addi", k0, gen_i64(g, 8));
+  MlirValue k8 = gen_bin(g, "arith.addi", k0, gen_i64(g, kh));
   MlirValue m8 = gen_bin(g, "arith.addi", m0, gen_i64(g, 8));
   MlirValue col = gen_bin(g, "arith.addi", n0, gq);
   /* A (i, k) at i K + k, or k M + i transposed; B (k, j) at k N + j, or
@@ -669,8 +679,8 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
   if (!ta && K % 8 == 0 && in_smem(g, sa)) {
     MlirValue row = gen_bin(g, "arith.addi", gen_bin(g, "arith.subi", m0, gq), lane16);
     MlirValue lin = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", row, gen_i64(g, K)),
-                        gen_bin(g, "arith.addi", lk.iv, gen_bin(g, "arith.muli", half, gen_i64(g, 8))));
-    ldmatrix(g, am, phys(g, sa, lin), 4, false, aw);
+                        gen_bin(g, "arith.addi", lk.iv, gen_bin(g, "arith.muli", half, gen_i64(g, kh))));
+    ldmatrix(g, am, phys(g, sa, lin), eb, 4, false, aw);
   } else {
     for (int r = 0; r < 4; r++) {
       MlirValue lin = ta ? gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", ak[r], gen_i64(g, M)), ai[r])
@@ -680,17 +690,17 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
   }
   if (tb && K % 8 == 0 && in_smem(g, sb)) {
     MlirValue row = gen_bin(g, "arith.addi", n0, gen_bin(g, "arith.remsi", lane, gen_i64(g, 8)));
-    MlirValue kh = gen_bin(g, "arith.remsi", gen_bin(g, "arith.divsi", lane, gen_i64(g, 8)), gen_i64(g, 2));
+    MlirValue kb = gen_bin(g, "arith.remsi", gen_bin(g, "arith.divsi", lane, gen_i64(g, 8)), gen_i64(g, 2));
     MlirValue lin = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", row, gen_i64(g, K)),
-                        gen_bin(g, "arith.addi", lk.iv, gen_bin(g, "arith.muli", kh, gen_i64(g, 8))));
-    ldmatrix(g, bm, phys(g, sb, lin), 2, false, bw);
+                        gen_bin(g, "arith.addi", lk.iv, gen_bin(g, "arith.muli", kb, gen_i64(g, kh))));
+    ldmatrix(g, bm, phys(g, sb, lin), eb, 2, false, bw);
   } else if (!tb && bn % 8 == 0 && in_smem(g, sb)) {
     /* B not transposed (K down its rows): ldmatrix .trans of the rows k ..
      * k + 15 at the piece's 8 columns, lane l giving row k + l % 16 */
     MlirValue row = gen_bin(g, "arith.addi", lk.iv, lane16);
     MlirValue lin = gen_bin(g, "arith.addi", gen_bin(g, "arith.muli", row, gen_i64(g, bn)),
                             gen_bin(g, "arith.addi", n0, bc0));
-    ldmatrix(g, bm, phys(g, sb, lin), 2, true, bw);
+    ldmatrix(g, bm, phys(g, sb, lin), eb, 2, true, bw);
   } else {
     MlirValue bk[2] = {k0, k8};
     for (int r = 0; r < 2; r++) {
@@ -703,7 +713,7 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
   MlirValue d[4], dmem = regs ? cm : dm;
   for (int r = 0; r < 4; r++)
     d[r] = mb_load(b, dmem, regs ? cl[r] : gen_i64(g, r));
-  mma(g, aw, bw, d, f16);
+  mma(g, aw, bw, d, kind);
   for (int r = 0; r < 4; r++)
     mb_store(b, d[r], dmem, regs ? cl[r] : gen_i64(g, r));
   if (!regs) {

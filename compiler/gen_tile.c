@@ -200,6 +200,18 @@ static bool gemm_vector(gen *g, ts_node *call, view *A, view *B, view *C,
   return true;
 }
 
+MlirValue gen_tf32(gen *g, MlirValue x) {
+  mb *b = &g->b;
+  MlirValue w = mb_cast(b, "arith.bitcast", x, b->i32);
+  w = mb_bin(b, "arith.andi", w, mb_const_int(b, b->i32, (int32_t)0xffffe000u));
+  return mb_cast(b, "arith.bitcast", w, b->f32);
+}
+
+MlirValue gen_gemm_operand(gen *g, const ts_node *call, MlirValue x, MlirType ct) {
+  MlirValue v = gen_convert(g, x, ct);
+  return ts_call_named_bool(call, "tf32", false) ? gen_tf32(g, v) : v;
+}
+
 void gen_gemm(gen *g, ts_node *call) {
   mb *b = &g->b;
   view pool[8], A, B, C;
@@ -211,7 +223,7 @@ void gen_gemm(gen *g, ts_node *call) {
   bool ta = ts_call_named_bool(call, "trans_a", false);
   bool tb = ts_call_named_bool(call, "trans_b", false);
   bool acc = ts_call_named_bool(call, "accumulate", true);
-  if (gemm_vector(g, call, &A, &B, &C, ta, tb, acc))
+  if (!ts_call_named_bool(call, "tf32", false) && gemm_vector(g, call, &A, &B, &C, ta, tb, acc))
     return;
   MlirType ct = gen_compute_type(g, C.dt);
   bool f = gen_is_float(g, ct);
@@ -236,7 +248,7 @@ void gen_gemm(gen *g, ts_node *call) {
     MlirValue x, y;
     gen_view_load(g, &A, ak, &x);
     gen_view_load(g, &B, bk, &y);
-    MlirValue p = mb_bin(b, mul, gen_convert(g, x, ct), gen_convert(g, y, ct));
+    MlirValue p = mb_bin(b, mul, gen_gemm_operand(g, call, x, ct), gen_gemm_operand(g, call, y, ct));
     MlirValue s = mb_bin(b, add, mb_load(b, slot, gen_i64(g, 0)), p);
     if (f) {
       gen_fastmath(g, p, "reassoc,contract");
@@ -281,14 +293,14 @@ void gen_gemm(gen *g, ts_node *call) {
     ak[0] = ta ? lk.iv : rows[r];
     ak[1] = ta ? rows[r] : lk.iv;
     gen_view_load(g, &A, ak, &xs[r]);
-    xs[r] = gen_convert(g, xs[r], ct);
+    xs[r] = gen_gemm_operand(g, call, xs[r], ct);
   }
   gen_loop_begin(g, &lj, gen_i64(g, 0), N);
   bk[0] = tb ? lj.iv : lk.iv;
   bk[1] = tb ? lk.iv : lj.iv;
   MlirValue y;
   gen_view_load(g, &B, bk, &y);
-  y = gen_convert(g, y, ct);
+  y = gen_gemm_operand(g, call, y, ct);
   for (int r = 0; r < R; r++) {
     ij[0] = rows[r];
     ij[1] = lj.iv;

@@ -100,10 +100,18 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   /* B's shape: the tile's, or its columns' */
   const ts_type *ta = a->decl->sym->type, *tb = col0 ? call->kids[1]->type : sb->type,
                 *tc = c->decl->sym->type;
+  /* f32 operands with tf32=true: A K-major and B transposed, both
+   * declared `shared` (placed there whatever else fits: ldmatrix and wgmma
+   * read them as 16-byte rows along K) */
+  bool tf32 = ta->dtype == TS_DTYPE_F32 && ts_call_named_bool(call, "tf32", false);
   if (ta->dtype != tb->dtype ||
       (ta->dtype != TS_DTYPE_BF16 && ta->dtype != TS_DTYPE_F16 &&
-       ta->dtype != TS_DTYPE_FP8E4M3) ||
+       ta->dtype != TS_DTYPE_FP8E4M3 && !tf32) ||
       tc->dtype != TS_DTYPE_F32)
+    return false;
+  if (tf32 && (ta->scope != TS_SCOPE_SHARED || tb->scope != TS_SCOPE_SHARED || col0 ||
+               ts_call_named_bool(call, "trans_a", false) ||
+               !ts_call_named_bool(call, "trans_b", false)))
     return false;
   int64_t a0, a1, b0, b1, m, n;
   if (!const_dims2(ta, &a0, &a1) || !const_dims2(tb, &b0, &b1) ||
@@ -114,7 +122,7 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   int64_t kk = tra ? a0 : a1;
   if ((tra ? a1 : a0) != m || (trb ? b0 : b1) != n || (trb ? b1 : b0) != kk)
     return false;
-  if (m <= 0 || n <= 0 || kk <= 0 || m % 16 || n % 8 || kk % 16 ||
+  if (m <= 0 || n <= 0 || kk <= 0 || m % 16 || n % 8 || kk % (tf32 ? 8 : 16) ||
       (ta->dtype == TS_DTYPE_FP8E4M3 && (kk % 32 || tra || !trb)))
     return false;
   mnk[0] = m;
@@ -216,7 +224,7 @@ bool ts_mma_accumulator(const ts_kernel_info *k, const ts_gpu_tile *tiles, int n
 
 int ts_wgmma_kind(const ts_node *call) {
   ts_dtype dt = call->kids[0]->sym->type->dtype;
-  int kind = dt == TS_DTYPE_F16 ? 1 : dt == TS_DTYPE_FP8E4M3 ? 2 : 0;
+  int kind = dt == TS_DTYPE_F16 ? 1 : dt == TS_DTYPE_FP8E4M3 ? 2 : dt == TS_DTYPE_F32 ? 3 : 0;
   return kind | (ts_call_named_bool(call, "trans_b", false) ? 0 : 4);
 }
 
@@ -277,7 +285,7 @@ int ts_swizzle_bytes(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                      const ts_symbol *s, bool wgmma) {
   int64_t r, c;
   int bits = ts_dtype_bits(s->type->dtype);
-  if (k->threads % 32 != 0 || !const_dims2(s->type, &r, &c) || (bits != 16 && bits != 8) ||
+  if (k->threads % 32 != 0 || !const_dims2(s->type, &r, &c) || (bits != 16 && bits != 8 && bits != 32) ||
       r <= 0 || r % 8)
     return 0;
   int64_t row = c * bits / 8;

@@ -368,14 +368,15 @@ static void check_fill(sema *s, ts_node *call, bool clear) {
 }
 
 static void check_gemm(sema *s, ts_node *call) {
-  static const char *const names[] = {"trans_a", "trans_b", "accumulate"};
-  ts_node *a[3], *named[3];
-  if (!split_args(s, call, "gemm", a, 3, names, named, 3))
+  static const char *const names[] = {"trans_a", "trans_b", "accumulate", "tf32"};
+  ts_node *a[3], *named[4];
+  if (!split_args(s, call, "gemm", a, 3, names, named, 4))
     return;
-  bool ta = false, tb = false, acc = true;
+  bool ta = false, tb = false, acc = true, tf32 = false;
   bool ok = const_bool(s, named[0], "trans_a", &ta) &
             const_bool(s, named[1], "trans_b", &tb) &
-            const_bool(s, named[2], "accumulate", &acc);
+            const_bool(s, named[2], "accumulate", &acc) &
+            const_bool(s, named[3], "tf32", &tf32);
   const ts_type *A = tile_ref(s, a[0], "gemm");
   const ts_type *B = tile_ref(s, a[1], "gemm");
   const ts_type *C = tile_ref(s, a[2], "gemm");
@@ -403,6 +404,13 @@ static void check_gemm(sema *s, ts_node *call) {
                "'gemm' operands differ in type: 'a' is '%s' and "
                "'b' is '%s'",
                ts_dtype_name(A->dtype), ts_dtype_name(B->dtype));
+    return;
+  }
+  if (tf32 && A->dtype != TS_DTYPE_F32) {
+    ts_diag *d = sema_error(s, named[3]->span, "'gemm' with tf32=true needs 'f32' operands, "
+                            "but they are '%s'", ts_dtype_name(A->dtype));
+    ts_diag_hint(s->d, d, "tf32 truncates f32 operands to TensorFloat-32 (10-bit mantissa) "
+                 "so that they run on tensor cores; other types need no such option");
     return;
   }
   bool int_in = ts_dtype_is_int(A->dtype);

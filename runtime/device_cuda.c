@@ -328,8 +328,9 @@ ts_status ts_cuda_tensor_map(ts_device *d, void *map, void *base, int esize, int
                                       : CU_TENSOR_MAP_SWIZZLE_32B;
   CU(a,
      a->TensorMapEncodeTiled((CUtensorMap *)map,
-                             esize == 2 ? CU_TENSOR_MAP_DATA_TYPE_UINT16
-                                        : CU_TENSOR_MAP_DATA_TYPE_UINT8,
+                             esize == 4   ? CU_TENSOR_MAP_DATA_TYPE_UINT32
+                             : esize == 2 ? CU_TENSOR_MAP_DATA_TYPE_UINT16
+                                          : CU_TENSOR_MAP_DATA_TYPE_UINT8,
                              2, base, dim, stride, box, one, CU_TENSOR_MAP_INTERLEAVE_NONE, sw,
                              CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
                              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),

@@ -191,6 +191,14 @@ static _Thread_local team *the_team; /* the launch a starting fiber belongs to *
 /* What a warp-collective instruction (mma.sync) needs: every lane's `n`
  * words, lane by lane, after the whole warp has given its own (one warp
  * rendezvous, like a shuffle). */
+/* The value the tensor cores read from a tf32 operand's word. */
+static float tf32_of(uint32_t w) {
+  float f;
+  w &= 0xffffe000u;
+  memcpy(&f, &w, 4);
+  return f;
+}
+
 static void warp_gather(team *t, int tid, const uint32_t *mine, int n,
                         uint32_t *all) {
   fiber *f = &t->f[tid];
@@ -208,12 +216,14 @@ void ts_sim_warp_gather(const uint32_t *mine, int n, uint32_t *all) {
   warp_gather(the_team, the_team->cur, mine, n, all);
 }
 
-/* mma.sync m16n8k16 (bf16 or f16 into f32) for the MLIR lowering's CPU
- * form: this lane's A words a0..a3, B words b0, b1 and accumulators
- * c0..c3; the results are read back with ts_gpusim_mma_d (docs/abi.md). */
+/* mma.sync m16n8k16 (bf16 or f16 into f32; kind 0, 1) or m16n8k8 (tf32,
+ * kind 3: f32 words whose low 13 bits the tensor cores ignore) for the
+ * MLIR lowering's CPU form: this lane's A words a0..a3, B words b0, b1 and
+ * accumulators c0..c3; the results are read back with ts_gpusim_mma_d
+ * (docs/abi.md). */
 void ts_gpusim_mma(int64_t ctx, int64_t tid, int32_t a0, int32_t a1,
                    int32_t a2, int32_t a3, int32_t b0, int32_t b1, float c0,
-                   float c1, float c2, float c3, int32_t f16) {
+                   float c1, float c2, float c3, int32_t kind) {
   team *t = (team *)(intptr_t)ctx;
   uint32_t mine[6] = {(uint32_t)a0, (uint32_t)a1, (uint32_t)a2,
                       (uint32_t)a3, (uint32_t)b0, (uint32_t)b1};
@@ -224,6 +234,16 @@ void ts_gpusim_mma(int64_t ctx, int64_t tid, int32_t a0, int32_t a1,
   for (int r = 0; r < 4; r++) {
     int row = (lane >> 2) + (r >> 1) * 8, col = (lane & 3) * 2 + (r & 1);
     float s = c[r];
+    if (kind == 3) {
+      for (int k = 0; k < 8; k++) {
+        uint32_t aw = all[((row & 7) * 4 + (k & 3)) * 6 + (row >> 3) + (k >> 2) * 2];
+        uint32_t bw = all[(col * 4 + (k & 3)) * 6 + 4 + (k >> 2)];
+        s += tf32_of(aw) * tf32_of(bw);
+      }
+      t->mma_d[tid][r] = s;
+      continue;
+    }
+    bool f16 = kind == 1;
     for (int k = 0; k < 16; k++) {
       uint32_t aw = all[((row & 7) * 4 + ((k & 7) >> 1)) * 6 + (row >> 3) + (k >> 3) * 2];
       uint32_t bw = all[(col * 4 + ((k & 7) >> 1)) * 6 + 4 + (k >> 3)];
@@ -285,7 +305,7 @@ static uintptr_t wgmma_addr(const team *t, uint64_t desc, int i, int k, int kind
   uint64_t start = (desc & 0x3fff) << 4, sbo = ((desc >> 32) & 0x3fff) << 4,
            lbo = ((desc >> 16) & 0x3fff) << 4;
   int mode = (int)(desc >> 62), swz = mode == 1 ? 128 : mode == 2 ? 64 : 32;
-  uint64_t eb = kind == 2 ? 1 : 2, w = (uint64_t)swz / eb;
+  uint64_t eb = kind == 3 ? 4 : kind == 2 ? 1 : 2, w = (uint64_t)swz / eb;
   uintptr_t a = ((uintptr_t)t->smem & ~(uintptr_t)1023) + start;
   if (mn)
     a += (uint64_t)i / w * lbo + (uint64_t)(k / 8) * sbo + (uint64_t)(k % 8) * (uint64_t)swz +
@@ -299,13 +319,18 @@ static float wgmma_elem(const team *t, uint64_t desc, int i, int k, int kind, bo
   uintptr_t a = wgmma_addr(t, desc, i, k, kind, mn);
   if (kind == 2)
     return ts_e4m3_to_f32(*(const uint8_t *)a);
+  if (kind == 3) {
+    uint32_t w;
+    memcpy(&w, (const void *)a, 4);
+    return tf32_of(w);
+  }
   uint16_t h;
   memcpy(&h, (const void *)a, 2);
   return kind == 1 ? ts_f16_to_f32(h) : ts_bf16_to_f32(h);
 }
 
-/* wgmma.mma_async m64nNk16 (bf16 or f16 into f32; kind 0, 1) or m64nNk32
- * (e4m3; kind 2), A K-major and B K-major or (kind | 4: imm-trans-b 1)
+/* wgmma.mma_async m64nNk16 (bf16 or f16 into f32; kind 0, 1), m64nNk32
+ * (e4m3; kind 2) or m64nNk8 (tf32; kind 3), A K-major and B K-major or (kind | 4: imm-trans-b 1)
  * MN-major in swizzled shared memory, for the MLIR lowering's CPU form:
  * this thread's N / 2 accumulators at `acc` in the instruction's layout
  * (gen.h TS_ACC_WGMMA): register 4 j + q at row 16 (warp % 4) + lane / 4 +
@@ -320,7 +345,7 @@ static void wgmma_product(const team *t, int64_t tid, uint64_t da, uint64_t db, 
     int j = r / 4, q = r % 4;
     int row = 16 * w + lane / 4 + 8 * (q / 2), col = 8 * j + 2 * (lane % 4) + q % 2;
     float s = 0.0f;
-    for (int k = 0; k < (kind == 2 ? 32 : 16); k++)
+    for (int k = 0; k < 32 / (kind == 3 ? 4 : kind == 2 ? 1 : 2); k++)
       s += wgmma_elem(t, da, row, k, kind, false) * wgmma_elem(t, db, col, k, kind, mn);
     sum[r] = s;
   }
@@ -600,7 +625,7 @@ void ts_sim_tma(void *dst, long long map, long long x, long long y, void *bar) {
 static void wgmma_reads(team *t, int64_t tid, uint64_t da, uint64_t db, int n, int kind) {
   bool mn = (kind & 4) != 0;
   kind &= 3;
-  int kk = kind == 2 ? 32 : 16, eb = kind == 2 ? 1 : 2;
+  int eb = kind == 3 ? 4 : kind == 2 ? 1 : 2, kk = 32 / eb;
   for (int op = 0; op < 2 && !t->err[0]; op++)
     for (int i = 0; i < (op ? n : 64) && !t->err[0]; i++)
       for (int k = 0; k < kk; k++) {

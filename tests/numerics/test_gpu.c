@@ -79,11 +79,23 @@ static void test_threads_atomics(void) {
   ts_kernel_release(k);
 }
 
+/* The value of f32 x as the tensor cores read a tf32 operand (the low 13
+ * bits of its mantissa cleared). */
+static double tf32_of(double x) {
+  float f = (float)x;
+  uint32_t w;
+  memcpy(&w, &f, 4);
+  w &= 0xffffe000u;
+  memcpy(&f, &w, 4);
+  return f;
+}
+
 /* Launches kernel k(a, b, c) on random a ([M, K], or [K, M] with ta) and b
  * ([K, N], or [N, K] with tb) of dtype dt and checks c = scale a b against
- * f64. */
-static void check_gemm(ts_kernel *k, ts_dtype dt, int64_t M, int64_t N, int64_t K,
-                       bool ta, bool tb, double scale, uint64_t seed, const char *what) {
+ * f64 (with tf32, of the operands truncated to tf32). */
+static void check_gemm_tf32(ts_kernel *k, ts_dtype dt, int64_t M, int64_t N, int64_t K,
+                            bool ta, bool tb, double scale, uint64_t seed, const char *what,
+                            bool tf32) {
   int64_t sa[2] = {ta ? K : M, ta ? M : K}, sb[2] = {tb ? N : K, tb ? K : N};
   int64_t sc[2] = {M, N};
   ts_tensor *a = num_tensor(dt, 2, sa), *b = num_tensor(dt, 2, sb);
@@ -96,7 +108,8 @@ static void check_gemm(ts_kernel *k, ts_dtype dt, int64_t M, int64_t N, int64_t 
     for (int64_t j = 0; j < N; j++) {
       double acc = 0;
       for (int64_t x = 0; x < K; x++)
-        acc += av[ta ? x * M + i : i * K + x] * bv[tb ? j * K + x : x * N + j];
+        acc += tf32 ? tf32_of(av[ta ? x * M + i : i * K + x]) * tf32_of(bv[tb ? j * K + x : x * N + j])
+                    : av[ta ? x * M + i : i * K + x] * bv[tb ? j * K + x : x * N + j];
       want[i * N + j] = scale * acc;
     }
   CHECK_ERR(num_relerr(got, want, M * N), 1e-6, what);
@@ -107,6 +120,37 @@ static void check_gemm(ts_kernel *k, ts_dtype dt, int64_t M, int64_t N, int64_t 
   ts_tensor_release(a);
   ts_tensor_release(b);
   ts_tensor_release(c);
+}
+
+static void check_gemm(ts_kernel *k, ts_dtype dt, int64_t M, int64_t N, int64_t K, bool ta,
+                       bool tb, double scale, uint64_t seed, const char *what) {
+  check_gemm_tf32(k, dt, M, N, K, ta, tb, scale, seed, what, false);
+}
+
+/* tf32_gemm: f32 operands on tensor cores as tf32, against f64 of the
+ * truncated operands (so a lowering that rounded, or read a word's halves
+ * as 16-bit elements, fails): each swizzle width (BK 8: 32-byte rows; 16,
+ * 32; 128: four panels), one and two warpgroups, two slabs a warpgroup,
+ * mma.sync where wgmma does not apply (BM 32), tails in every dim. The
+ * truncation itself: the same kernel, off tensor cores (its operands in
+ * frags), in test_v4_mhc.c on the CPU. */
+static void test_tf32_gemm(void) {
+  static const struct {
+    const char *d0, *d1;
+    int64_t M, N, K;
+  } cases[] = {{"BM=64 BN=24 BK=32", "T=128", 70, 50, 70},
+               {"BM=64 BN=8 BK=8", "T=128", 64, 17, 20},
+               {"BM=128 BN=32 BK=128", "T=256", 130, 45, 300},
+               {"BM=128 BN=16 BK=16", "T=128", 150, 20, 45},
+               {"BM=32 BN=16 BK=16", "T=64", 40, 33, 50}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    ts_kernel *k = num_kernel(GPU_TILE, "tf32_gemm", cases[i].d0, cases[i].d1);
+    if (!k)
+      return;
+    check_gemm_tf32(k, TS_DTYPE_F32, cases[i].M, cases[i].N, cases[i].K, false, true, 1.0,
+                    41 + i, cases[i].d0, true);
+    ts_kernel_release(k);
+  }
 }
 
 /* c = 0.5 a^T b (f16 inputs; a [K, M], b [K, N]) on shapes with tails in
@@ -333,6 +377,7 @@ int main(void) {
   test_pipe_gemm();
   test_two_rings();
   test_wg_gemm();
+  test_tf32_gemm();
   test_wg_rows();
   num_finish();
   return ts_test_finish();
