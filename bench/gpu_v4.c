@@ -545,11 +545,19 @@ static void indexer(void) {
 }
 
 /* Slices for hc_mix_split (model/ops.lua O.slices): about two blocks an SM of an H100
- * over its ceil(T / 8) token tiles, at most one BK step (128) a slice. */
-static int64_t mix_slices_for(int64_t T, int64_t KD) {
-  int64_t tiles = (T + 7) / 8, ks = (264 + tiles - 1) / tiles, most = (KD + 127) / 128;
+ * over its ceil(T / BT) token tiles, at most one BK step (128) a slice. */
+static int64_t mix_slices_for(int64_t T, int64_t KD, int64_t BT) {
+  int64_t tiles = (T + BT - 1) / BT, ks = (264 + tiles - 1) / tiles, most = (KD + 127) / 128;
   return ks < 1 ? 1 : ks > most ? most : ks;
 }
+
+/* hc_mix_split's two forms (kernels/mhc.tile): the products' operands in
+ * TF32 on tensor cores, 64 tokens a block (the model's on a GPU), and the
+ * scalar f32 GEMM, 8 tokens a block. */
+static const struct {
+  const char *what, *defs;
+  int64_t bt;
+} mix_forms[2] = {{"TF32", "TF32=1 BT=64 NT=128", 64}, {"f32", NULL, 8}};
 
 static void mhc_and_compressor(void) {
   int64_t DM = 4096, NS = 4, KD = NS * DM;
@@ -561,7 +569,8 @@ static void mhc_and_compressor(void) {
     ts_arg a[3] = {ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, s2, 8, 1)),
                    ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, sf, 9, 0.1)),
                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sp))};
-    differential("kernels/mhc.tile", "hc_mix_split", NULL, a, 3, 2, 1e-5);
+    for (int f = 0; f < 2; f++) /* the CPU form truncates the same operands */
+      differential("kernels/mhc.tile", "hc_mix_split", mix_forms[f].defs, a, 3, 2, 1e-5);
     /* from the slices the CPU just made (a sum of squares is positive) */
     ts_arg b[8] = {a[2],
                    ts_arg_tensor(rnd(host, TS_DTYPE_F32, 3, sx, 11, 1)),
@@ -586,22 +595,21 @@ static void mhc_and_compressor(void) {
          "it).\n\n");
   printf("| kernel | tokens | ms | GB/s | of copy | hc_mix_split ms (KS) | hc_pre_fused ms |\n"
          "|---|---|---|---|---|---|---|\n");
-  ts_kernel *km = kern(gpu, "kernels/mhc.tile", "hc_mix_split", NULL);
+  ts_kernel *km[2] = {kern(gpu, "kernels/mhc.tile", "hc_mix_split", mix_forms[0].defs),
+                      kern(gpu, "kernels/mhc.tile", "hc_mix_split", mix_forms[1].defs)};
   ts_kernel *kp = kern(gpu, "kernels/mhc.tile", "hc_pre_fused", NULL);
   ts_kernel *kq = kern(gpu, "kernels/mhc.tile", "hc_post", NULL);
   int64_t toks[3] = {1, 64, quick ? 256 : 4096};
   char r[32];
   for (int i = 0; i < 3; i++) {
-    int64_t T = toks[i], KS = mix_slices_for(T, KD), sx[3] = {T, NS, DM}, s2[2] = {T, KD},
-            sf[2] = {24, KD}, sp[3] = {KS, T, 25}, s3 = 3, s24 = 24, s4[2] = {T, NS},
-            sc[3] = {T, NS, NS}, su[2] = {T, DM};
+    int64_t T = toks[i], sx[3] = {T, NS, DM}, s2[2] = {T, KD}, sf[2] = {24, KD}, s3 = 3,
+            s24 = 24, s4[2] = {T, NS}, sc[3] = {T, NS, NS}, su[2] = {T, DM};
     ts_tensor *x = rnd(gpu, TS_DTYPE_F32, 3, sx, 8, 1), *flat;
     ts_status st = ts_tensor_reshape(x, 2, s2, &flat);
     if (st)
       die(st, "hc_mix_split");
-    ts_arg a[3] = {ts_arg_tensor(flat), ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, sf, 9, 0.01)),
-                   ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sp))};
-    ts_arg b[8] = {a[2],
+    ts_tensor *fn = rnd(gpu, TS_DTYPE_F32, 2, sf, 9, 0.01);
+    ts_arg b[8] = {{0},
                    ts_arg_tensor(x),
                    ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 1, &s3, 10, 1)),
                    ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 1, &s24, 11, 1)),
@@ -609,21 +617,31 @@ static void mhc_and_compressor(void) {
                    ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, s4)),
                    ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sc)),
                    ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, su))};
-    double tm = timed(km, a, 3), tp = timed(kp, b, 8), t = tm + tp;
-    double bytes = ((double)T * (KD + DM) + 24.0 * KD) * 4;
-    printf("| mHC pre | %lld | %.3f | %.0f | %s | %.3f (%lld) | %.3f |\n", (long long)T,
-           t * 1e3, bytes / t / 1e9, ratio(r, copy_bps > 0 ? bytes / t / copy_bps : 0),
-           tm * 1e3, (long long)KS, tp * 1e3);
+    for (int f = 0; f < 2; f++) {
+      int64_t KS = mix_slices_for(T, KD, mix_forms[f].bt), sp[3] = {KS, T, 25};
+      ts_arg a[3] = {ts_arg_tensor(flat), ts_arg_tensor(fn),
+                     ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sp))};
+      b[0] = a[2];
+      double tm = timed(km[f], a, 3), tp = timed(kp, b, 8), t = tm + tp;
+      double bytes = ((double)T * (KD + DM) + 24.0 * KD) * 4;
+      printf("| mHC pre (%s) | %lld | %.3f | %.0f | %s | %.3f (%lld) | %.3f |\n",
+             mix_forms[f].what, (long long)T, t * 1e3, bytes / t / 1e9,
+             ratio(r, copy_bps > 0 ? bytes / t / copy_bps : 0), tm * 1e3, (long long)KS,
+             tp * 1e3);
+      ts_tensor_release(a[2].tensor);
+    }
     ts_arg c[5] = {b[1], b[7], b[4], b[6], ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sx))};
-    t = timed(kq, c, 5);
-    bytes = (double)T * (2 * NS * DM + DM + NS + NS * NS) * 4;
+    double t = timed(kq, c, 5);
+    double bytes = (double)T * (2 * NS * DM + DM + NS + NS * NS) * 4;
     printf("| hc_post | %lld | %.3f | %.0f | %s | | |\n", (long long)T, t * 1e3,
            bytes / t / 1e9, ratio(r, copy_bps > 0 ? bytes / t / copy_bps : 0));
-    release_args(a, 3);
+    ts_tensor_release(flat);
+    ts_tensor_release(fn);
     release_args(b + 1, 7);
     ts_tensor_release(c[4].tensor);
   }
-  ts_kernel_release(km);
+  ts_kernel_release(km[0]);
+  ts_kernel_release(km[1]);
   ts_kernel_release(kp);
   ts_kernel_release(kq);
   /* compress_pool: CSA (M = 4, overlapping, 2 x 512 channels) and HCA

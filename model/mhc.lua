@@ -9,12 +9,19 @@ local rows, from_rows, concat_rows = O.rows, O.from_rows, O.concat_rows
 return function(M)
 
 -- hc_mix_split's slices of the mixing logits of the streams X [T, 4, d]
--- over fn [n, 4 d]: part [KS, T, n + 1] (kernels/mhc.tile).
+-- over fn [n, 4 d]: part [KS, T, n + 1] (kernels/mhc.tile). On a GPU its
+-- products run on tensor cores in TF32, 64 tokens a block, as DeepSeek's
+-- production kernel does (DeepGEMM tf32_hc_prenorm_gemm), unless the model
+-- was loaded with hc_tf32 = false; on the CPU in f32.
 function M:mix_slices(X, fn, n)
   local T, d = X:shape()[1], X:shape()[3]
-  local KS = O.slices((T + 7) // 8, (4 * d + 127) // 128)
+  local defs, BT = {MM = n}, 8
+  if self.hc_tf32 and O.on_gpu() then
+    defs, BT = {MM = (n + 7) // 8 * 8, TF32 = 1, BT = 64, NT = 128}, 64
+  end
+  local KS = O.slices((T + BT - 1) // BT, (4 * d + 127) // 128)
   local part = f32{KS, T, n + 1}
-  kernel("mhc.tile", "hc_mix_split", {MM = n}):launch{X:reshape{T, 4 * d}, fn, part}
+  kernel("mhc.tile", "hc_mix_split", defs):launch{X:reshape{T, 4 * d}, fn, part}
   return part
 end
 

@@ -87,6 +87,9 @@ function O.topk(scores, len, K)
   return out
 end
 
+-- Whether the model's kernels run on a GPU (the CUDA device or the simulator).
+function O.on_gpu() return dev():name() ~= "cpu" end
+
 -- The slices of a split-K reduction whose grid has `tiles` blocks a slice,
 -- at most `most`: about two blocks an SM of an H100 (132) on a GPU, so that
 -- a decode step's few tokens fill it; one on the CPU, whose blocks gain

@@ -12,7 +12,9 @@
 --                      indexer FP4 simulations applied, as in the released
 --                      model; rope dims held in bf16.
 -- The linears run in f32 either way (the checkpoint's FP8/FP4 weight
--- formats are not simulated). The concepts live in their own files (rope,
+-- formats are not simulated). On a GPU the mHC logits' GEMM takes its
+-- operands in TF32 on tensor cores, as DeepSeek's production kernel does,
+-- unless opts.hc_tf32 is false (then f32, the CPU's numbers). The concepts live in their own files (rope,
 -- compressor, attention, moe, mhc, mtp), installed as methods at the end.
 -- Run from the source root.
 local ts = require "tessera"
@@ -31,7 +33,7 @@ function M.load(dir, weights_path, opts)
   local cfg = type(dir) == "table" and dir or json.read(dir .. "/config.json")
   opts = opts or {}
   local self = {cfg = cfg, file = ts.load(weights_path or dir .. "/weights.safetensors"),
-                w = {}, kv_format = opts.kv_format or "f32"}
+                w = {}, kv_format = opts.kv_format or "f32", hc_tf32 = opts.hc_tf32 ~= false}
   local d = opts.device or ts.default_device()
   self.dev = type(d) == "string" and ts.device(d) or d
   if self.kv_format ~= "f32" and self.kv_format ~= "fp8" then

@@ -1123,6 +1123,7 @@ int main(void) {
                 {"hca", test_hca},
                 {"argmax", test_argmax},
                 {"hc_head", test_hc_head},
+                {"mhc_tf32", test_mhc_mix_tf32},
                 {"rope", test_rope},
                 {"compress", test_compress_random},
                 {"golden_compressor", test_golden_compressor},

@@ -204,6 +204,73 @@ void test_mhc_pre_random(void) {
   ts_kernel_release(kpre);
 }
 
+/* The value of f32 x as the tensor cores read a tf32 operand. */
+static double tf32_of(double x) {
+  float f = (float)x;
+  uint32_t w;
+  memcpy(&w, &f, 4);
+  w &= 0xffffe000u;
+  memcpy(&f, &w, 4);
+  return f;
+}
+
+/* hc_mix_split with TF32 = 1 (the GPU's tensor-core form: 64 tokens a block
+ * on 128 threads) against f64 of the operands truncated to tf32, the sum
+ * of squares of the f32 values: 70 tokens (a full tile of 64 and a partial
+ * one) of 4 streams of 37 in BK 32 steps (a tail of KD), 1 and 3 slices,
+ * the sub-layer's 24 logits and the head's 4 (MM 8: rows past NM zeros). On
+ * the CPU the scalar gemm truncates the same operands; on the simulator
+ * wgmma (sm_90a) reads them. Also against the f32 logits, within tf32's
+ * error (about 1e-3 of the logits' scale). */
+void test_mhc_mix_tf32(void) {
+  enum { T = 70, DM = 37, KD = 4 * DM };
+  for (int head = 0; head < 2; head++) {
+    int NM = head ? 4 : 24, NP = NM + 1;
+    ts_kernel *k = num_kernel("kernels/mhc.tile", "hc_mix_split", "TF32=1 BT=64 NT=128 BK=32",
+                              head ? "MM=8" : NULL);
+    if (!k)
+      return;
+    int64_t sx[2] = {T, KD}, sf[2] = {NM, KD};
+    uint64_t seed = 77 + (uint64_t)head;
+    ts_tensor *x = num_tensor(TS_DTYPE_F32, 2, sx), *fn = num_tensor(TS_DTYPE_F32, 2, sf);
+    double *xv = num_fill(x, -2, 2, &seed), *fv = num_fill(fn, -0.3, 0.3, &seed);
+    double *want = malloc(sizeof(double) * T * NP), *full = malloc(sizeof(double) * T * NP);
+    for (int t = 0; t < T; t++) {
+      want[t * NP + NM] = full[t * NP + NM] = 0;
+      for (int q = 0; q < KD; q++)
+        want[t * NP + NM] += xv[t * KD + q] * xv[t * KD + q];
+      full[t * NP + NM] = want[t * NP + NM];
+      for (int n = 0; n < NM; n++) {
+        want[t * NP + n] = full[t * NP + n] = 0;
+        for (int q = 0; q < KD; q++) {
+          want[t * NP + n] += tf32_of(fv[n * KD + q]) * tf32_of(xv[t * KD + q]);
+          full[t * NP + n] += fv[n * KD + q] * xv[t * KD + q];
+        }
+      }
+    }
+    for (int64_t KS = 1; KS <= 3; KS += 2) {
+      int64_t sp[3] = {KS, T, NP};
+      ts_tensor *part = num_tensor(TS_DTYPE_F32, 3, sp);
+      free(num_fill(part, 5, 6, &seed)); /* every element must be written */
+      ts_arg a[3] = {ts_arg_tensor(x), ts_arg_tensor(fn), ts_arg_tensor(part)};
+      num_launch(k, a, 3);
+      double *pv = num_get(part), *got = calloc((size_t)(T * NP), sizeof(double));
+      for (int64_t q = 0; q < KS; q++)
+        for (int i = 0; i < T * NP; i++)
+          got[i] += pv[q * T * NP + i];
+      CHECK_ERR(num_relerr(got, want, T * NP), 1e-5, head ? "hc_mix_split tf32 head" : "hc_mix_split tf32");
+      CHECK_ERR(num_relerr(got, full, T * NP), 3e-3, "hc_mix_split tf32 against f32");
+      free(pv);
+      free(got);
+      ts_tensor_release(part);
+    }
+    free(want);
+    free(full);
+    drop((double *[]){xv, fv}, (ts_tensor *[]){x, fn}, 2);
+    ts_kernel_release(k);
+  }
+}
+
 /* hc_head, the final head mix, against f64: 3 tokens, 4 streams of 40 (d
  * in blocks of 16), from finished logits (part [1, T, 4]) and from
  * hc_mix_split's slices over the head's fn [4, 160] (MM 4, 2 slices). */

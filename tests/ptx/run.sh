@@ -187,6 +187,31 @@ elif ! grep -q "wgmma.mma_async" "$tmp/wgprint.ptx" || ! grep -q "vprintf" "$tmp
 else
   pass=$((pass + 1))
 fi
+# tf32 (gemm(..., tf32=true)): the test kernel and mHC's logits in the
+# model's GPU form issue wgmma m64nNk8 .tf32 on sm_90a and mma.sync m16n8k8
+# .tf32 on sm_80, both lowerings, and ptxas neither warns nor serializes
+for arch in sm_90a sm_80; do
+  if [[ $arch == sm_90a ]]; then want="wgmma.mma_async.sync.aligned.m64n[0-9]*k8.f32.tf32.tf32"
+  else want="mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"; fi
+  for fk in "tests/ptx/gpu.tile tf32_gemm" "kernels/mhc.tile hc_mix_split -D TF32=1 -D BT=64 -D NT=128"; do
+    read -r f k defs <<<"$fk"
+    ok=1
+    for target in ptx cuda; do
+      o=$tmp/tf32.$target.ptx
+      emit=(); [[ $target == cuda ]] && emit=(--emit ptx)
+      # shellcheck disable=SC2086
+      if ! "$tessera" compile "$f" --kernel "$k" $defs --target $target "${emit[@]}" --arch $arch \
+           --no-cache -o "$o" 2>"$tmp/err" ||
+         ! "$ptxas" -arch=$arch -v "$o" -o "$tmp/tf32.cubin" 2>"$tmp/info" ||
+         grep -qi "warning\|serialized\|Performance Loss\|injected" "$tmp/info" ||
+         ! grep -q "$want" "$o"; then
+        echo "FAIL: $k ($f $defs, $target, $arch): no clean $want"; cat "$tmp/err"
+        ok=0
+      fi
+    done
+    if ((ok)); then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+  done
+done
 # the tensor-core attention kernels keep every tile on chip on both
 # architectures at V4 width (a tile the plan cannot fit goes to global
 # scratch: a pipelined copy's ring once pushed the sm_80 accumulator there,
