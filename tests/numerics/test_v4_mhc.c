@@ -107,11 +107,12 @@ void test_golden_sinkhorn(void) {
 /* mHC pre against f64 on odd shapes: 9 tokens of 4 streams of 37 (KD 148),
  * hc_mix_split in BK 32 steps over 1, 3 and 7 slices (the last a short
  * one, then empty ones; BT 8: a partial tile of tokens), hc_pre_fused over
- * DM in three blocks of 16 (the last partial); and hc_pre_fused from
+ * DM in three blocks of 16 (the last partial) and the tokens in blocks of
+ * 4 (the last partial); and hc_pre_fused from
  * finished logits (part [1, T, 24]). */
 void test_mhc_pre_random(void) {
   ts_kernel *kmix = num_kernel("kernels/mhc.tile", "hc_mix_split", "BK=32", NULL);
-  ts_kernel *kpre = num_kernel("kernels/mhc.tile", "hc_pre_fused", "BD=16", NULL);
+  ts_kernel *kpre = num_kernel("kernels/mhc.tile", "hc_pre_fused", "BD=16", "BT=4");
   if (!kmix || !kpre)
     return;
   enum { T = 9, DM = 37, KD = 4 * DM };
