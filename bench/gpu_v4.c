@@ -581,6 +581,19 @@ static void mhc_and_compressor(void) {
                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, s44)),
                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 2, su))};
     differential("kernels/mhc.tile", "hc_pre_fused", NULL, b, 8, 7, 1e-5);
+    /* hc_post_mix: 5 tokens, d 96 in blocks of 64 (the last partial) */
+    int64_t sd[2] = {5, 96}, sq2[3] = {2, 5, 25};
+    ts_arg e[7] = {b[1], ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, sd, 14, 1)), b[4], b[6],
+                   ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sx)), a[1],
+                   ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sq2))};
+    for (int f = 0; f < 2; f++) {
+      const char *d = f ? "BD=64" : "TF32=1 BT=64 NT=128 BD=64";
+      differential("kernels/mhc.tile", "hc_post_mix", d, e, 7, 4, 1e-5);
+      differential("kernels/mhc.tile", "hc_post_mix", d, e, 7, 6, 1e-5);
+    }
+    ts_tensor_release(e[1].tensor);
+    ts_tensor_release(e[4].tensor);
+    ts_tensor_release(e[6].tensor);
     release_args(a, 3);
     release_args(b + 1, 7);
   }
@@ -592,14 +605,18 @@ static void mhc_and_compressor(void) {
   printf("\n## mHC and the compressor (memory-bound: against the copy)\n\n");
   printf("mHC pre = hc_mix_split (KS slices) + hc_pre_fused; its bytes count the streams "
          "once (the second read, in hc_pre_fused, is not counted: at decode sizes L2 holds "
-         "it).\n\n");
+         "it). Between sub-layers the model runs hc_post_mix (hc_post and the next "
+         "logits' slices, d / 64 of them, in one pass) and then hc_pre_fused alone, one read "
+         "of the streams; the first mHC pre of a pass is the two-launch form.\n\n");
   printf("| kernel | tokens | ms | GB/s | of copy | hc_mix_split ms (KS) | hc_pre_fused ms |\n"
          "|---|---|---|---|---|---|---|\n");
   ts_kernel *km[2] = {kern(gpu, "kernels/mhc.tile", "hc_mix_split", mix_forms[0].defs),
                       kern(gpu, "kernels/mhc.tile", "hc_mix_split", mix_forms[1].defs)};
   ts_kernel *kp = kern(gpu, "kernels/mhc.tile", "hc_pre_fused", NULL);
   ts_kernel *kq = kern(gpu, "kernels/mhc.tile", "hc_post", NULL);
+  ts_kernel *kpm = kern(gpu, "kernels/mhc.tile", "hc_post_mix", "TF32=1 BT=64 NT=128 BD=64");
   int64_t toks[3] = {1, 64, quick ? 256 : 4096};
+  double tm_tf32 = 0;
   char r[32];
   for (int i = 0; i < 3; i++) {
     int64_t T = toks[i], sx[3] = {T, NS, DM}, s2[2] = {T, KD}, sf[2] = {24, KD}, s3 = 3,
@@ -623,6 +640,8 @@ static void mhc_and_compressor(void) {
                      ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sp))};
       b[0] = a[2];
       double tm = timed(km[f], a, 3), tp = timed(kp, b, 8), t = tm + tp;
+      if (f == 0)
+        tm_tf32 = tm;
       double bytes = ((double)T * (KD + DM) + 24.0 * KD) * 4;
       printf("| mHC pre (%s) | %lld | %.3f | %.0f | %s | %.3f (%lld) | %.3f |\n",
              mix_forms[f].what, (long long)T, t * 1e3, bytes / t / 1e9,
@@ -635,6 +654,24 @@ static void mhc_and_compressor(void) {
     double bytes = (double)T * (2 * NS * DM + DM + NS + NS * NS) * 4;
     printf("| hc_post | %lld | %.3f | %.0f | %s | | |\n", (long long)T, t * 1e3,
            bytes / t / 1e9, ratio(r, copy_bps > 0 ? bytes / t / copy_bps : 0));
+    /* hc_post with the next sub-layer's logits (the model's path between
+     * sub-layers): its bytes add fn once and the slices; then that mHC pre
+     * is hc_pre_fused alone, one read of the streams */
+    int64_t KSp = (DM + 63) / 64, spp[3] = {KSp, T, 25};
+    ts_tensor *pp = tensor(gpu, TS_DTYPE_F32, 3, spp);
+    ts_arg e[7] = {c[0], c[1], c[2], c[3], c[4], ts_arg_tensor(fn), ts_arg_tensor(pp)};
+    double tpm = timed(kpm, e, 7);
+    double bpm = bytes + (24.0 * KD + (double)KSp * T * 25) * 4;
+    printf("| hc_post_mix (TF32) | %lld | %.3f | %.0f | %s | hc_post + hc_mix_split: %.3f | |\n",
+           (long long)T, tpm * 1e3, bpm / tpm / 1e9,
+           ratio(r, copy_bps > 0 ? bpm / tpm / copy_bps : 0), (t + tm_tf32) * 1e3);
+    b[0] = e[6];
+    double tp1 = timed(kp, b, 8);
+    double bp1 = ((double)T * (KD + DM) + (double)KSp * T * 25) * 4;
+    printf("| mHC pre after hc_post_mix (hc_pre_fused) | %lld | %.3f | %.0f | %s | | %.3f |\n",
+           (long long)T, tp1 * 1e3, bp1 / tp1 / 1e9,
+           ratio(r, copy_bps > 0 ? bp1 / tp1 / copy_bps : 0), tp1 * 1e3);
+    ts_tensor_release(pp);
     ts_tensor_release(flat);
     ts_tensor_release(fn);
     release_args(b + 1, 7);
@@ -644,6 +681,7 @@ static void mhc_and_compressor(void) {
   ts_kernel_release(km[1]);
   ts_kernel_release(kp);
   ts_kernel_release(kq);
+  ts_kernel_release(kpm);
   /* compress_pool: CSA (M = 4, overlapping, 2 x 512 channels) and HCA
    * (M = 128, 512 channels) over a prefill of T tokens */
   const struct {

@@ -25,20 +25,41 @@ function M:mix_slices(X, fn, n)
   return part
 end
 
+-- The fn of the sub-block after block L's `side` in the main layers (the
+-- attention's is followed by the MoE's, the MoE's by the next layer's
+-- attention), or nil after the last layer and in the MTP block.
+function M:next_fn(L, side)
+  if side == "attn" then return self:weight(self:prefix(L) .. "hc_ffn_fn") end
+  if L + 1 < self.cfg.n_layers then return self:weight(self:prefix(L + 1) .. "hc_attn_fn") end
+end
+
 -- One mHC-wrapped sub-block: returns the new streams, the sub-layer's input
--- and output.
+-- and output. Its pre takes the logits' slices that the previous sub-block's
+-- post made from these very streams (hc_post_mix, self.hc_next), else makes
+-- them (hc_mix_split); its post makes the next sub-block's the same way.
 function M:mhc_block(L, side, X, norm, fn)
   local T, d = X:shape()[1], X:shape()[3]
   local p = self:prefix(L) .. "hc_" .. side .. "_"
   local pre, post, comb, u = f32{T, 4}, f32{T, 4}, f32{T, 4, 4}, f32{T, d}
+  local nx = self.hc_next
+  self.hc_next = nil
+  local part = nx and rawequal(nx.X, X) and nx.part or self:mix_slices(X, self:weight(p .. "fn"), 24)
   kernel("mhc.tile", "hc_pre_fused", {ITERS = self.cfg.hc_sinkhorn_iters,
                                       EPS = self.cfg.hc_eps * 1.0})
-    :launch{self:mix_slices(X, self:weight(p .. "fn"), 24), X, self:weight(p .. "scale"),
-            self:weight(p .. "base"), pre, post, comb, u}
+    :launch{part, X, self:weight(p .. "scale"), self:weight(p .. "base"), pre, post, comb, u}
   local xin = rmsnorm(u, self:weight(self:prefix(L) .. side .. "_norm.weight"))
   local out, extra = fn(xin)
-  local Y = f32(X:shape())
-  kernel("mhc.tile", "hc_post"):launch{X, out, post, comb, Y}
+  local Y, nfn = f32(X:shape()), L < self.cfg.n_layers and self:next_fn(L, side)
+  if not nfn then
+    kernel("mhc.tile", "hc_post"):launch{X, out, post, comb, Y}
+    return Y, xin, out, extra
+  end
+  -- hc_post and the next logits' slices (KS = d / BD) in one pass
+  local defs, BD = {BD = 64}, 64
+  if self.hc_tf32 and O.on_gpu() then defs = {BD = BD, TF32 = 1, BT = 64, NT = 128} end
+  local next_part = f32{(d + BD - 1) // BD, T, 25}
+  kernel("mhc.tile", "hc_post_mix", defs):launch{X, out, post, comb, Y, nfn, next_part}
+  self.hc_next = {X = Y, part = next_part}
   return Y, xin, out, extra
 end
 

@@ -272,6 +272,71 @@ void test_mhc_mix_tf32(void) {
   }
 }
 
+/* hc_post_mix against f64: y = post F + M^T X as hc_post, and the slices of
+ * the next logits over y (the sum of squares exact, the products of the
+ * operands as the form reads them: f32, or truncated to tf32), for the
+ * sub-layer's 24 logits and the head's 4. f32: 9 tokens in blocks of 4, d
+ * 37 in blocks of 16 (KS 3, the last partial); TF32: 70 tokens in blocks of
+ * 64 on 128 threads (the simulator's wgmma). */
+void test_hc_post_mix(void) {
+  enum { DM = 37, KD = 4 * DM, BD = 16, KS = 3 };
+  for (int form = 0; form < 2; form++)
+    for (int head = 0; head < 2; head++) {
+      bool tf32 = form == 1;
+      int T = tf32 ? 70 : 9, NM = head ? 4 : 24, NP = NM + 1;
+      ts_kernel *k = num_kernel("kernels/mhc.tile", "hc_post_mix",
+                                tf32 ? "TF32=1 BT=64 NT=128 BD=16" : "BT=4 BD=16",
+                                head ? (tf32 ? "MM=8" : "MM=4") : NULL);
+      if (!k)
+        return;
+      int64_t sx[3] = {T, 4, DM}, sfv[2] = {T, DM}, s4[2] = {T, 4}, s44[3] = {T, 4, 4},
+              sw[2] = {NM, KD}, sp[3] = {KS, T, NP};
+      uint64_t seed = 91 + (uint64_t)(2 * form + head);
+      ts_tensor *x = num_tensor(TS_DTYPE_F32, 3, sx), *f = num_tensor(TS_DTYPE_F32, 2, sfv);
+      ts_tensor *post = num_tensor(TS_DTYPE_F32, 2, s4), *comb = num_tensor(TS_DTYPE_F32, 3, s44);
+      ts_tensor *fn = num_tensor(TS_DTYPE_F32, 2, sw), *y = num_tensor(TS_DTYPE_F32, 3, sx);
+      ts_tensor *part = num_tensor(TS_DTYPE_F32, 3, sp);
+      double *xv = num_fill(x, -2, 2, &seed), *fv = num_fill(f, -1, 1, &seed);
+      double *pv = num_fill(post, 0, 2, &seed), *cv = num_fill(comb, 0, 1, &seed);
+      double *wv = num_fill(fn, -0.3, 0.3, &seed);
+      free(num_fill(part, 5, 6, &seed)); /* every element must be written */
+      ts_arg a[7] = {ts_arg_tensor(x),    ts_arg_tensor(f),  ts_arg_tensor(post),
+                     ts_arg_tensor(comb), ts_arg_tensor(y),  ts_arg_tensor(fn),
+                     ts_arg_tensor(part)};
+      num_launch(k, a, 7);
+      double *wy = malloc(sizeof(double) * (size_t)(T * KD));
+      double *want = calloc((size_t)(T * NP), sizeof(double));
+      for (int t = 0; t < T; t++)
+        for (int j = 0; j < 4; j++)
+          for (int d = 0; d < DM; d++) {
+            double v = pv[t * 4 + j] * fv[t * DM + d];
+            for (int q = 0; q < 4; q++)
+              v += cv[(t * 4 + q) * 4 + j] * xv[(t * 4 + q) * DM + d];
+            wy[(t * 4 + j) * DM + d] = v;
+            want[t * NP + NM] += v * v;
+            for (int n = 0; n < NM; n++)
+              want[t * NP + n] += tf32 ? tf32_of(wv[n * KD + j * DM + d]) * tf32_of(v)
+                                       : wv[n * KD + j * DM + d] * v;
+          }
+      double *gy = num_get(y), *gp = num_get(part), *got = calloc((size_t)(T * NP), sizeof(double));
+      for (int q = 0; q < KS; q++)
+        for (int i = 0; i < T * NP; i++)
+          got[i] += gp[q * T * NP + i];
+      CHECK_ERR(num_relerr(gy, wy, T * KD), 1e-6, "hc_post_mix: y");
+      CHECK_ERR(num_relerr(got, want, T * NP), 1e-5, tf32 ? "hc_post_mix tf32: slices"
+                                                          : "hc_post_mix: slices");
+      free(gy);
+      free(gp);
+      free(got);
+      free(wy);
+      free(want);
+      drop((double *[]){xv, fv, pv, cv, wv}, (ts_tensor *[]){x, f, post, comb, fn}, 5);
+      ts_tensor_release(y);
+      ts_tensor_release(part);
+      ts_kernel_release(k);
+    }
+}
+
 /* hc_head, the final head mix, against f64: 3 tokens, 4 streams of 40 (d
  * in blocks of 16), from finished logits (part [1, T, 4]) and from
  * hc_mix_split's slices over the head's fn [4, 160] (MM 4, 2 slices). */

@@ -17,7 +17,8 @@
 # below). TS_UPDATE_GOLDEN=1 rewrites resources.txt.
 # Without ptxas the test is skipped (exit 77).
 set -u
-tessera=$1 src=$2
+# absolute paths: the script works from the source root
+tessera=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") src=$(cd "$2" && pwd)
 ptxas=${PTXAS:-/usr/local/cuda/bin/ptxas}
 if [[ ! -x $ptxas ]]; then
   echo "skipped: no ptxas at $ptxas"
@@ -193,7 +194,8 @@ fi
 for arch in sm_90a sm_80; do
   if [[ $arch == sm_90a ]]; then want="wgmma.mma_async.sync.aligned.m64n[0-9]*k8.f32.tf32.tf32"
   else want="mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"; fi
-  for fk in "tests/ptx/gpu.tile tf32_gemm" "kernels/mhc.tile hc_mix_split -D TF32=1 -D BT=64 -D NT=128"; do
+  for fk in "tests/ptx/gpu.tile tf32_gemm" "kernels/mhc.tile hc_mix_split -D TF32=1 -D BT=64 -D NT=128" \
+            "kernels/mhc.tile hc_post_mix -D TF32=1 -D BT=64 -D NT=128"; do
     read -r f k defs <<<"$fk"
     ok=1
     for target in ptx cuda; do
@@ -417,9 +419,13 @@ else
 fi
 sort -o "$tmp/now.txt" "$tmp/now.txt"
 if [[ ${TS_UPDATE_GOLDEN:-0} == 1 ]]; then
+  if ((fail > 0)); then
+    echo "not updating $expected: $fail checks failed"
+    exit 1
+  fi
   { echo "# per kernel: arch file kernel registers N spill BYTES stack BYTES (ptxas -v) smem BYTES (dynamic shared memory)"
     echo "# (tests/ptx/run.sh; TS_UPDATE_GOLDEN=1 rewrites it)"
-    cat "$tmp/now.txt"; } >"$expected"
+    cat "$tmp/now.txt"; } >"$expected" || exit 1
   echo "updated $expected"
   exit 0
 fi
