@@ -54,9 +54,12 @@ function M:mhc_block(L, side, X, norm, fn)
     kernel("mhc.tile", "hc_post"):launch{X, out, post, comb, Y}
     return Y, xin, out, extra
   end
-  -- hc_post and the next logits' slices (KS = d / BD) in one pass
+  -- hc_post and the next logits' slices (KS = d / BD) in one pass; on a GPU
+  -- 32 tokens a block on 256 threads (mma.sync): about 64 KiB of shared
+  -- memory, three blocks an SM, where 64 tokens (wgmma) took 108 KiB and
+  -- left an SM two blocks of 4 warps to stream the tensors
   local defs, BD = {BD = 64}, 64
-  if self.hc_tf32 and O.on_gpu() then defs = {BD = BD, TF32 = 1, BT = 64, NT = 128} end
+  if self.hc_tf32 and O.on_gpu() then defs = {BD = BD, TF32 = 1, BT = 32, NT = 256} end
   local next_part = f32{(d + BD - 1) // BD, T, 25}
   kernel("mhc.tile", "hc_post_mix", defs):launch{X, out, post, comb, Y, nfn, next_part}
   self.hc_next = {X = Y, part = next_part}
