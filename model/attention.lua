@@ -13,7 +13,7 @@ return function(M)
 -- Attention of layer L on its input x [T, d]; returns [T, d] and what it
 -- made (for the golden comparisons).
 function M:attention(L, x, pos)
-  O.use(self.dev)
+  O.use(self.dev, self.tf32)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:prefix(L) .. "attn."
   local ratio = cfg.compress_ratios[L + 1]

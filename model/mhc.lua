@@ -12,11 +12,11 @@ return function(M)
 -- over fn [n, 4 d]: part [KS, T, n + 1] (kernels/mhc.tile). On a GPU its
 -- products run on tensor cores in TF32, 64 tokens a block, as DeepSeek's
 -- production kernel does (DeepGEMM tf32_hc_prenorm_gemm), unless the model
--- was loaded with hc_tf32 = false; on the CPU in f32.
+-- was loaded with tf32 = false; on the CPU in f32.
 function M:mix_slices(X, fn, n)
   local T, d = X:shape()[1], X:shape()[3]
   local defs, BT = {MM = n}, 8
-  if self.hc_tf32 and O.on_gpu() then
+  if O.tf32 and O.on_gpu() then
     defs, BT = {MM = (n + 7) // 8 * 8, TF32 = 1, BT = 64, NT = 128}, 64
   end
   local KS = O.slices((T + BT - 1) // BT, (4 * d + 127) // 128)
@@ -59,7 +59,7 @@ function M:mhc_block(L, side, X, norm, fn)
   -- memory, three blocks an SM, where 64 tokens (wgmma) took 108 KiB and
   -- left an SM two blocks of 4 warps to stream the tensors
   local defs, BD = {BD = 64}, 64
-  if self.hc_tf32 and O.on_gpu() then defs = {BD = BD, TF32 = 1, BT = 32, NT = 256} end
+  if O.tf32 and O.on_gpu() then defs = {BD = BD, TF32 = 1, BT = 32, NT = 256} end
   local next_part = f32{(d + BD - 1) // BD, T, 25}
   kernel("mhc.tile", "hc_post_mix", defs):launch{X, out, post, comb, Y, nfn, next_part}
   self.hc_next = {X = Y, part = next_part}

@@ -16,7 +16,7 @@ return function(M)
 function M:mtp(next_ids)
   local cfg, d, L = self.cfg, self.cfg.dim, self.cfg.n_layers
   local n, pre = next_ids:numel(), "mtp.0."
-  O.use(self.dev)
+  O.use(self.dev, self.tf32)
   next_ids = O.on_device(next_ids)
   local e = f32{n, d}
   kernel("embed.tile", "embed"):launch{next_ids, self:raw("embed.weight"), e}

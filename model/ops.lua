@@ -10,7 +10,10 @@ local O = {}
 -- The device the model's kernels run on and its new tensors live on (the
 -- model's entry points set it; ts.default_device() until then).
 O.device = nil
-function O.use(device) O.device = device end
+-- Whether GEMMs on a GPU may take their operands in TF32 (the model's
+-- `tf32` option; O.linear and model/mhc.lua read it).
+O.tf32 = false
+function O.use(device, tf32) O.device, O.tf32 = device, tf32 == true end
 local function dev() return O.device or ts.default_device() end
 
 local cache = {}
@@ -36,9 +39,13 @@ function O.on_device(t)
   return t:copy_to(dev())
 end
 
+-- y = x w^T in f32; on a GPU with O.tf32 and at least 8 rows (a prefill) on
+-- tensor cores in TF32 (linear_tf32), else linear_f32 (whose 32-column
+-- blocks serve a decode step's row better).
 function O.linear(x, w)
   local y = O.f32{x:shape()[1], w:shape()[1]}
-  O.kernel("gemm.tile", "linear_f32"):launch{x, w, y}
+  local k = O.tf32 and O.on_gpu() and x:shape()[1] >= 8 and "linear_tf32" or "linear_f32"
+  O.kernel("gemm.tile", k):launch{x, w, y}
   return y
 end
 

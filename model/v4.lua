@@ -12,10 +12,12 @@
 --                      indexer FP4 simulations applied, as in the released
 --                      model; rope dims held in bf16.
 -- The linears run in f32 either way (the checkpoint's FP8/FP4 weight
--- formats are not simulated). On a GPU the mHC logits' GEMM takes its
--- operands in TF32 on tensor cores, as DeepSeek's production kernel does,
--- unless opts.hc_tf32 is false (then f32, the CPU's numbers). The concepts live in their own files (rope,
--- compressor, attention, moe, mhc, mtp), installed as methods at the end.
+-- formats are not simulated). On a GPU the mHC logits' GEMMs and the
+-- linears of prefill-sized inputs take their operands in TF32 on tensor
+-- cores (as DeepSeek's production mHC kernel does) unless opts.tf32 is
+-- false (then f32, the CPU's numbers). The concepts live in their own files
+-- (rope, compressor, attention, moe, mhc, mtp), installed as methods at the
+-- end.
 -- Run from the source root.
 local ts = require "tessera"
 local json = require "model.json"
@@ -33,7 +35,7 @@ function M.load(dir, weights_path, opts)
   local cfg = type(dir) == "table" and dir or json.read(dir .. "/config.json")
   opts = opts or {}
   local self = {cfg = cfg, file = ts.load(weights_path or dir .. "/weights.safetensors"),
-                w = {}, kv_format = opts.kv_format or "f32", hc_tf32 = opts.hc_tf32 ~= false}
+                w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false}
   local d = opts.device or ts.default_device()
   self.dev = type(d) == "string" and ts.device(d) or d
   if self.kv_format ~= "f32" and self.kv_format ~= "fp8" then
@@ -71,7 +73,7 @@ end
 -- record of what each layer made.
 function M:prefill(ids)
   local cfg, T, d = self.cfg, ids:numel(), self.cfg.dim
-  O.use(self.dev)
+  O.use(self.dev, self.tf32)
   ids = O.on_device(ids)
   self:reset()
   local h0 = f32{T, d}
@@ -119,7 +121,7 @@ end
 function M:decode(id)
   local cfg, d, t = self.cfg, self.cfg.dim, self.next_pos
   if not t or t == 0 then error("decode needs a prefill first", 2) end
-  O.use(self.dev)
+  O.use(self.dev, self.tf32)
   local ids = O.tensor("i32", {1}, {id})
   local h0 = f32{1, d}
   kernel("embed.tile", "embed"):launch{ids, self:raw("embed.weight"), h0}

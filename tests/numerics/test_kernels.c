@@ -273,12 +273,68 @@ static void test_gemm(void) {
   ts_kernel_release(kps);
 }
 
+/* The value of f32 x as the tensor cores read a tf32 operand. */
+static double tf32_of(double x) {
+  float f = (float)x;
+  uint32_t w;
+  memcpy(&w, &f, 4);
+  w &= 0xffffe000u;
+  memcpy(&f, &w, 4);
+  return f;
+}
+
+/* linear_tf32 against f64 of the operands truncated to tf32 (and within
+ * tf32's error of the f32 product): tails in every dim, one k step and
+ * many, the default tile and a 128-row one on 128 threads, a ring of two. */
+static void test_linear_tf32(void) {
+  static const int64_t mnk[][3] = {{1, 1, 1}, {70, 45, 100}, {130, 130, 33}, {64, 64, 256}};
+  const char *defs[3] = {NULL, "BM=128 NT=128", "BK=16 STAGES=2"};
+  for (int v = 0; v < 3; v++) {
+    ts_kernel *k = num_kernel("kernels/gemm.tile", "linear_tf32", defs[v], NULL);
+    if (!k)
+      return;
+    for (size_t s = 0; s < sizeof mnk / sizeof mnk[0]; s++) {
+      int64_t M = mnk[s][0], N = mnk[s][1], K = mnk[s][2], sa[2] = {M, K}, sb[2] = {N, K},
+              sc[2] = {M, N};
+      uint64_t seed = 7 + s;
+      ts_tensor *a = num_tensor(TS_DTYPE_F32, 2, sa), *b = num_tensor(TS_DTYPE_F32, 2, sb);
+      ts_tensor *c = num_tensor(TS_DTYPE_F32, 2, sc);
+      double *av = num_fill(a, -1, 1, &seed), *bv = num_fill(b, -1, 1, &seed);
+      free(num_fill(c, 5, 6, &seed)); /* every element must be written */
+      double *want = malloc(M * N * sizeof *want), *full = malloc(M * N * sizeof *full);
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+          want[i * N + j] = full[i * N + j] = 0;
+          for (int64_t q = 0; q < K; q++) {
+            want[i * N + j] += tf32_of(av[i * K + q]) * tf32_of(bv[j * K + q]);
+            full[i * N + j] += av[i * K + q] * bv[j * K + q];
+          }
+        }
+      ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
+      num_launch(k, args, 3);
+      double *got = num_get(c);
+      CHECK_ERR(num_relerr(got, want, M * N), 1e-5, "linear_tf32");
+      CHECK_ERR(num_relerr(got, full, M * N), 3e-3, "linear_tf32 against f32");
+      free(got);
+      free(av);
+      free(bv);
+      free(want);
+      free(full);
+      ts_tensor_release(a);
+      ts_tensor_release(b);
+      ts_tensor_release(c);
+    }
+    ts_kernel_release(k);
+  }
+}
+
 int main(void) {
   num_init();
   test_softmax();
   test_rmsnorm();
   test_gemm();
   test_gemm_fp8();
+  test_linear_tf32();
   num_finish();
   return ts_test_finish();
 }

@@ -188,14 +188,14 @@ elif ! grep -q "wgmma.mma_async" "$tmp/wgprint.ptx" || ! grep -q "vprintf" "$tmp
 else
   pass=$((pass + 1))
 fi
-# tf32 (gemm(..., tf32=true)): the test kernel and mHC's logits in the
-# model's GPU form issue wgmma m64nNk8 .tf32 on sm_90a and mma.sync m16n8k8
+# tf32 (gemm(..., tf32=true)): the test kernel, mHC's logits and the TF32
+# linear issue wgmma m64nNk8 .tf32 on sm_90a and mma.sync m16n8k8
 # .tf32 on sm_80, both lowerings, and ptxas neither warns nor serializes
 for arch in sm_90a sm_80; do
   if [[ $arch == sm_90a ]]; then want="wgmma.mma_async.sync.aligned.m64n[0-9]*k8.f32.tf32.tf32"
   else want="mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"; fi
   for fk in "tests/ptx/gpu.tile tf32_gemm" "kernels/mhc.tile hc_mix_split -D TF32=1 -D BT=64 -D NT=128" \
-            "kernels/mhc.tile hc_post_mix -D TF32=1 -D BT=64 -D NT=128"; do
+            "kernels/mhc.tile hc_post_mix -D TF32=1 -D BT=64 -D NT=128" "kernels/gemm.tile linear_tf32"; do
     read -r f k defs <<<"$fk"
     ok=1
     for target in ptx cuda; do
