@@ -15,6 +15,7 @@
  *     PyTorch references timed in the same run (bench/gpu_torch.py), when
  *     python3 has torch and the GPU;
  *   - mHC pre/post and the compressor's pooling against the copy;
+ *   - the f32 linear in TF32 on tensor cores against the scalar f32 one;
  *   - the million-token layer: one decode step of a V4-Flash CSA, HCA and
  *     dense attention layer at 128K, 512K and 1M tokens of context, with
  *     the KV bytes each allocates.
@@ -859,6 +860,40 @@ static void fp8_gemm(void) {
   ts_kernel_release(kb);
 }
 
+/* The f32 linears (the model's, and the mHC logits' kind of GEMM) in TF32 on
+ * tensor cores (linear_tf32) against the scalar f32 kernel (linear_f32) at a
+ * prefill's shape, as TFLOP/s and a fraction of the dense TF32 peak (half
+ * the bf16 one). */
+static void tf32_linear(void) {
+  {
+    int64_t sa[2] = {70, 100}, sb[2] = {45, 100}, sc[2] = {70, 45};
+    ts_arg a[3] = {ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, sa, 81, 1)),
+                   ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, sb, 82, 1)),
+                   ts_arg_tensor(tensor(host, TS_DTYPE_F32, 2, sc))};
+    differential("kernels/gemm.tile", "linear_tf32", NULL, a, 3, 2, 1e-5);
+    release_args(a, 3);
+  }
+  if (check_only)
+    return;
+  printf("\n## f32 linears in TF32 (linear_tf32) against the scalar f32 kernel (linear_f32)\n\n");
+  printf("| M x N x K | linear_tf32 ms | TFLOP/s | of TF32 peak | linear_f32 ms | f32 / tf32 |\n"
+         "|---|---|---|---|---|---|\n");
+  int64_t n = quick ? 512 : 4096, sa[2] = {n, n}, sc[2] = {n, n};
+  ts_arg a[3] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, sa, 83, 1)),
+                 ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, sa, 84, 1)),
+                 ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, sc))};
+  ts_kernel *kt = kern(gpu, "kernels/gemm.tile", "linear_tf32", NULL);
+  ts_kernel *kf = kern(gpu, "kernels/gemm.tile", "linear_f32", NULL);
+  double tt = timed(kt, a, 3), tf = timed(kf, a, 3), flops = 2.0 * n * n * n;
+  char r1[32], r2[32];
+  printf("| %lld^3 | %.3f | %.1f | %s | %.3f | %s |\n", (long long)n, tt * 1e3,
+         flops / tt / 1e12, ratio(r1, peak_flops > 0 ? flops / tt / (peak_flops / 2) : 0),
+         tf * 1e3, ratio(r2, tf / tt));
+  ts_kernel_release(kt);
+  ts_kernel_release(kf);
+  release_args(a, 3);
+}
+
 /* ---- the million-token layer ---------------------------------------------- */
 
 /* Slices for gemm_splitk's decode GEMV: about two blocks an SM of an H100
@@ -1083,6 +1118,7 @@ int main(int argc, char **argv) {
   hca_prefill();
   indexer();
   mhc_and_compressor();
+  tf32_linear();
   if (!check_only) {
     moe();
     decode_gemv();
