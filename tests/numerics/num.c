@@ -142,6 +142,29 @@ double *num_fill(ts_tensor *t, double lo, double hi, uint64_t *seed) {
   return v;
 }
 
+double num_tf32(double x) {
+  float f = (float)x;
+  uint32_t w;
+  memcpy(&w, &f, 4);
+  w &= 0xffffe000u;
+  memcpy(&f, &w, 4);
+  return f;
+}
+
+bool num_real_gpu(void) {
+  const char *dev = getenv("TS_TEST_DEVICE");
+  return dev && !strcmp(dev, "cuda");
+}
+
+double *num_fill_tf32(ts_tensor *t, double lo, double hi, uint64_t *seed) {
+  double *v = num_fill(t, lo, hi, seed);
+  for (int64_t i = 0; num_real_gpu() && i < ts_tensor_count(t); i++) {
+    v[i] = num_tf32(v[i]);
+    ts_tensor_set(t, i, v[i]);
+  }
+  return v;
+}
+
 double *num_get(ts_tensor *t) {
   int64_t n = ts_tensor_count(t);
   double *v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);

@@ -38,6 +38,16 @@ double *num_get(ts_tensor *t);
 /* ||got - want|| / max(||want||, tiny) */
 double num_relerr(const double *got, const double *want, int64_t n);
 double num_round(ts_dtype dt, double v);
+/* f32 x as a tf32=true gemm reads it: the low 13 mantissa bits cleared
+ * (how the CPU, the simulator and the scalar GPU gemm take the operand). */
+double num_tf32(double x);
+/* Whether the kernels run on a real GPU (TS_TEST_DEVICE=cuda). */
+bool num_real_gpu(void);
+/* num_fill for the operands of a tf32=true gemm: on a real GPU the values
+ * are made TF32-exact, since whether its tensor cores truncate a raw f32
+ * word or round it is the hardware's (bench/gpu_v4 reports which); on the
+ * CPU and the simulator they stay f32, so the tests check the truncation. */
+double *num_fill_tf32(ts_tensor *t, double lo, double hi, uint64_t *seed);
 bool num_launch(ts_kernel *k, const ts_arg *args, size_t n);
 /* A file of ../shared/golden/tiny (says "skipped" and gives NULL when the
  * folder is absent), and one of its tensors as a Tessera tensor of the

@@ -79,17 +79,6 @@ static void test_threads_atomics(void) {
   ts_kernel_release(k);
 }
 
-/* The value of f32 x as the tensor cores read a tf32 operand (the low 13
- * bits of its mantissa cleared). */
-static double tf32_of(double x) {
-  float f = (float)x;
-  uint32_t w;
-  memcpy(&w, &f, 4);
-  w &= 0xffffe000u;
-  memcpy(&f, &w, 4);
-  return f;
-}
-
 /* Launches kernel k(a, b, c) on random a ([M, K], or [K, M] with ta) and b
  * ([K, N], or [N, K] with tb) of dtype dt and checks c = scale a b against
  * f64 (with tf32, of the operands truncated to tf32). */
@@ -108,7 +97,7 @@ static void check_gemm_tf32(ts_kernel *k, ts_dtype dt, int64_t M, int64_t N, int
     for (int64_t j = 0; j < N; j++) {
       double acc = 0;
       for (int64_t x = 0; x < K; x++)
-        acc += tf32 ? tf32_of(av[ta ? x * M + i : i * K + x]) * tf32_of(bv[tb ? j * K + x : x * N + j])
+        acc += tf32 ? num_tf32(av[ta ? x * M + i : i * K + x]) * num_tf32(bv[tb ? j * K + x : x * N + j])
                     : av[ta ? x * M + i : i * K + x] * bv[tb ? j * K + x : x * N + j];
       want[i * N + j] = scale * acc;
     }

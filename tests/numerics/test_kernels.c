@@ -273,16 +273,6 @@ static void test_gemm(void) {
   ts_kernel_release(kps);
 }
 
-/* The value of f32 x as the tensor cores read a tf32 operand. */
-static double tf32_of(double x) {
-  float f = (float)x;
-  uint32_t w;
-  memcpy(&w, &f, 4);
-  w &= 0xffffe000u;
-  memcpy(&f, &w, 4);
-  return f;
-}
-
 /* linear_tf32 against f64 of the operands truncated to tf32 (and within
  * tf32's error of the f32 product): tails in every dim, one k step and
  * many, the default tile and a 128-row one on 128 threads, a ring of two. */
@@ -299,14 +289,14 @@ static void test_linear_tf32(void) {
       uint64_t seed = 7 + s;
       ts_tensor *a = num_tensor(TS_DTYPE_F32, 2, sa), *b = num_tensor(TS_DTYPE_F32, 2, sb);
       ts_tensor *c = num_tensor(TS_DTYPE_F32, 2, sc);
-      double *av = num_fill(a, -1, 1, &seed), *bv = num_fill(b, -1, 1, &seed);
+      double *av = num_fill_tf32(a, -1, 1, &seed), *bv = num_fill_tf32(b, -1, 1, &seed);
       free(num_fill(c, 5, 6, &seed)); /* every element must be written */
       double *want = malloc(M * N * sizeof *want), *full = malloc(M * N * sizeof *full);
       for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++) {
           want[i * N + j] = full[i * N + j] = 0;
           for (int64_t q = 0; q < K; q++) {
-            want[i * N + j] += tf32_of(av[i * K + q]) * tf32_of(bv[j * K + q]);
+            want[i * N + j] += num_tf32(av[i * K + q]) * num_tf32(bv[j * K + q]);
             full[i * N + j] += av[i * K + q] * bv[j * K + q];
           }
         }

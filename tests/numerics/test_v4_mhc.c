@@ -205,16 +205,6 @@ void test_mhc_pre_random(void) {
   ts_kernel_release(kpre);
 }
 
-/* The value of f32 x as the tensor cores read a tf32 operand. */
-static double tf32_of(double x) {
-  float f = (float)x;
-  uint32_t w;
-  memcpy(&w, &f, 4);
-  w &= 0xffffe000u;
-  memcpy(&f, &w, 4);
-  return f;
-}
-
 /* hc_mix_split with TF32 = 1 (the GPU's tensor-core form: 64 tokens a block
  * on 128 threads) against f64 of the operands truncated to tf32, the sum
  * of squares of the f32 values: 70 tokens (a full tile of 64 and a partial
@@ -234,7 +224,7 @@ void test_mhc_mix_tf32(void) {
     int64_t sx[2] = {T, KD}, sf[2] = {NM, KD};
     uint64_t seed = 77 + (uint64_t)head;
     ts_tensor *x = num_tensor(TS_DTYPE_F32, 2, sx), *fn = num_tensor(TS_DTYPE_F32, 2, sf);
-    double *xv = num_fill(x, -2, 2, &seed), *fv = num_fill(fn, -0.3, 0.3, &seed);
+    double *xv = num_fill_tf32(x, -2, 2, &seed), *fv = num_fill_tf32(fn, -0.3, 0.3, &seed);
     double *want = malloc(sizeof(double) * T * NP), *full = malloc(sizeof(double) * T * NP);
     for (int t = 0; t < T; t++) {
       want[t * NP + NM] = full[t * NP + NM] = 0;
@@ -244,7 +234,7 @@ void test_mhc_mix_tf32(void) {
       for (int n = 0; n < NM; n++) {
         want[t * NP + n] = full[t * NP + n] = 0;
         for (int q = 0; q < KD; q++) {
-          want[t * NP + n] += tf32_of(fv[n * KD + q]) * tf32_of(xv[t * KD + q]);
+          want[t * NP + n] += num_tf32(fv[n * KD + q]) * num_tf32(xv[t * KD + q]);
           full[t * NP + n] += fv[n * KD + q] * xv[t * KD + q];
         }
       }
@@ -300,7 +290,7 @@ void test_hc_post_mix(void) {
       ts_tensor *part = num_tensor(TS_DTYPE_F32, 3, sp);
       double *xv = num_fill(x, -2, 2, &seed), *fv = num_fill(f, -1, 1, &seed);
       double *pv = num_fill(post, 0, 2, &seed), *cv = num_fill(comb, 0, 1, &seed);
-      double *wv = num_fill(fn, -0.3, 0.3, &seed);
+      double *wv = num_fill_tf32(fn, -0.3, 0.3, &seed);
       free(num_fill(part, 5, 6, &seed)); /* every element must be written */
       ts_arg a[7] = {ts_arg_tensor(x),    ts_arg_tensor(f),  ts_arg_tensor(post),
                      ts_arg_tensor(comb), ts_arg_tensor(y),  ts_arg_tensor(fn),
@@ -317,7 +307,7 @@ void test_hc_post_mix(void) {
             wy[(t * 4 + j) * DM + d] = v;
             want[t * NP + NM] += v * v;
             for (int n = 0; n < NM; n++)
-              want[t * NP + n] += tf32 ? tf32_of(wv[n * KD + j * DM + d]) * tf32_of(v)
+              want[t * NP + n] += tf32 ? num_tf32(wv[n * KD + j * DM + d]) * num_tf32(v)
                                        : wv[n * KD + j * DM + d] * v;
           }
       double *gy = num_get(y), *gp = num_get(part), *got = calloc((size_t)(T * NP), sizeof(double));
@@ -325,8 +315,10 @@ void test_hc_post_mix(void) {
         for (int i = 0; i < T * NP; i++)
           got[i] += gp[q * T * NP + i];
       CHECK_ERR(num_relerr(gy, wy, T * KD), 1e-6, "hc_post_mix: y");
-      CHECK_ERR(num_relerr(got, want, T * NP), 1e-5, tf32 ? "hc_post_mix tf32: slices"
-                                                          : "hc_post_mix: slices");
+      /* y, made in the kernel, is no TF32-exact operand: on a real GPU
+       * within TF32's error whatever the tensor cores do with raw words */
+      CHECK_ERR(num_relerr(got, want, T * NP), tf32 && num_real_gpu() ? 2e-3 : 1e-5,
+                tf32 ? "hc_post_mix tf32: slices" : "hc_post_mix: slices");
       free(gy);
       free(gp);
       free(got);
