@@ -304,5 +304,10 @@ float ts_f16_to_f32(uint16_t h);
 /* fp8 e4m3fn: saturating at +-448, NaN kept. */
 uint8_t ts_f32_to_e4m3(float f);
 float ts_e4m3_to_f32(uint8_t b);
+/* TensorFloat-32 as a tf32=true gemm takes an operand: the low 13 mantissa
+ * bits cleared (truncation, not rounding); and rounded to nearest, ties
+ * away (PTX's cvt.rna.tf32.f32). Both still f32. */
+float ts_f32_tf32(float f);
+float ts_f32_tf32_rna(float f);
 
 #endif

@@ -30,6 +30,12 @@ uint16_t ts_f32_to_bf16(float f) {
 
 float ts_bf16_to_f32(uint16_t h) { return float_of((uint32_t)h << 16); }
 
+float ts_f32_tf32(float f) { return float_of(bits_of(f) & 0xffffe000u); }
+
+float ts_f32_tf32_rna(float f) {
+  return isnan(f) ? f : float_of((bits_of(f) + 0x1000u) & 0xffffe000u);
+}
+
 uint16_t ts_f32_to_f16(float f) {
   uint32_t x = bits_of(f);
   uint16_t sign = (uint16_t)((x >> 16) & 0x8000);

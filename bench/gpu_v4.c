@@ -128,32 +128,12 @@ static ts_tensor *rnd(ts_device *d, ts_dtype dt, uint32_t rank, const int64_t *s
   return t;
 }
 
-/* f32 x truncated to TF32 (the low 13 mantissa bits cleared), and rounded
- * to nearest (ties away, cvt.rna.tf32.f32). */
-static double tf32_trunc(double x) {
-  float f = (float)x;
-  uint32_t w;
-  memcpy(&w, &f, 4);
-  w &= 0xffffe000u;
-  memcpy(&f, &w, 4);
-  return f;
-}
-
-static double tf32_rna(double x) {
-  float f = (float)x;
-  uint32_t w;
-  memcpy(&w, &f, 4);
-  w = (w + 0x1000u) & 0xffffe000u;
-  memcpy(&f, &w, 4);
-  return f;
-}
-
 /* A host tensor's f32 values made TF32-exact (the operands of a check of a
  * tf32=true gemm, which then does not depend on how the tensor cores
  * convert a raw f32 word: tf32_probe measures that). */
 static ts_tensor *tf32_exact(ts_tensor *t) {
   for (int64_t i = 0; i < ts_tensor_count(t); i++)
-    ts_tensor_set(t, i, tf32_trunc(ts_tensor_get(t, i)));
+    ts_tensor_set(t, i, ts_f32_tf32((float)ts_tensor_get(t, i)));
   return t;
 }
 
@@ -914,8 +894,8 @@ static void tf32_probe(void) {
       double t = 0, r = 0;
       for (int q = 0; q < n; q++) {
         double x = ts_tensor_get(ha, i * n + q), y = ts_tensor_get(hb, j * n + q);
-        t += tf32_trunc(x) * tf32_trunc(y);
-        r += tf32_rna(x) * tf32_rna(y);
+        t += (double)ts_f32_tf32((float)x) * ts_f32_tf32((float)y);
+        r += (double)ts_f32_tf32_rna((float)x) * ts_f32_tf32_rna((float)y);
       }
       double g = ts_tensor_get(back, i * n + j);
       et += (g - t) * (g - t);

@@ -191,12 +191,11 @@ static _Thread_local team *the_team; /* the launch a starting fiber belongs to *
 /* What a warp-collective instruction (mma.sync) needs: every lane's `n`
  * words, lane by lane, after the whole warp has given its own (one warp
  * rendezvous, like a shuffle). */
-/* The value the tensor cores read from a tf32 operand's word. */
+/* The value the simulator's tensor cores take from a tf32 operand's word. */
 static float tf32_of(uint32_t w) {
   float f;
-  w &= 0xffffe000u;
   memcpy(&f, &w, 4);
-  return f;
+  return ts_f32_tf32(f);
 }
 
 static void warp_gather(team *t, int tid, const uint32_t *mine, int n,
@@ -254,6 +253,18 @@ void ts_gpusim_mma(int64_t ctx, int64_t tid, int32_t a0, int32_t a1,
     }
     t->mma_d[tid][r] = s;
   }
+}
+
+/* The same for the CUDA C lowering built for the CPU (cudasim.c's shim):
+ * d[0..3] += A B from this lane's words a[4], b[2]. */
+void ts_sim_mma(const uint32_t *a, const uint32_t *b, float *d, int kind);
+void ts_sim_mma(const uint32_t *a, const uint32_t *b, float *d, int kind) {
+  team *t = the_team;
+  int64_t tid = t->cur;
+  ts_gpusim_mma((int64_t)(intptr_t)t, tid, (int32_t)a[0], (int32_t)a[1], (int32_t)a[2],
+                (int32_t)a[3], (int32_t)b[0], (int32_t)b[1], d[0], d[1], d[2], d[3], kind);
+  for (int r = 0; r < 4; r++)
+    d[r] = t->mma_d[tid][r];
 }
 
 /* ldmatrix .x1/.x2/.x4 (b16) for the MLIR lowering's CPU form: `addr` is

@@ -142,14 +142,7 @@ double *num_fill(ts_tensor *t, double lo, double hi, uint64_t *seed) {
   return v;
 }
 
-double num_tf32(double x) {
-  float f = (float)x;
-  uint32_t w;
-  memcpy(&w, &f, 4);
-  w &= 0xffffe000u;
-  memcpy(&f, &w, 4);
-  return f;
-}
+double num_tf32(double x) { return ts_f32_tf32((float)x); }
 
 bool num_real_gpu(void) {
   const char *dev = getenv("TS_TEST_DEVICE");

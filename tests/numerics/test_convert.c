@@ -1,8 +1,8 @@
 /* test_convert.c - the narrow-float conversions of base/numeric.c against
  * independent references: fp8 e4m3 and bf16 by brute force over every code
  * (nearest value, ties to the even code), f16 against the compiler's
- * _Float16; on special values, every boundary between two codes, and
- * random bit patterns. */
+ * _Float16, TF32 truncated and rounded by value; on special values, every
+ * boundary between two codes, and random bit patterns. */
 #include "tests/unit/harness.h"
 
 #include <math.h>
@@ -108,5 +108,22 @@ int main(void) {
   CHECK(ts_f32_to_e4m3(INFINITY) == 0x7e && ts_f32_to_e4m3(-1e9f) == 0xfe);
   CHECK(ts_f32_to_e4m3(NAN) == 0x7f && isnan(ts_e4m3_to_f32(0xff)));
   CHECK(ts_f32_to_f16(65520.0f) == 0x7c00 && ts_f32_to_f16(65519.0f) == 0x7bff);
+  /* TF32 (10 mantissa bits kept): truncation toward zero, and rounding to
+   * nearest with ties away, by value against the two neighbours; specials */
+  bad = 0;
+  for (int i = 0; i < 100000; i++) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    float f = (float)((double)(int32_t)(s >> 32) / 2147483648.0 * 1e3);
+    int e;
+    frexp((double)f, &e);
+    double ulp = ldexp(1.0, e - 11); /* 11 significant bits: 1 + 10 */
+    double lo = trunc((double)f / ulp) * ulp, hi = lo + (f < 0 ? -ulp : ulp);
+    double near = fabs((double)f - lo) < fabs(hi - (double)f) ? lo : hi;
+    bad += (double)ts_f32_tf32(f) != lo || (double)ts_f32_tf32_rna(f) != near;
+  }
+  CHECK(bad == 0);
+  CHECK(ts_f32_tf32(1.0f + 0x1p-11f) == 1.0f && ts_f32_tf32_rna(1.0f + 0x1p-11f) == 1.0f + 0x1p-10f);
+  CHECK(ts_f32_tf32(-1.0f - 0x1p-11f) == -1.0f && ts_f32_tf32_rna(1.0f + 0x1p-12f) == 1.0f);
+  CHECK(isinf(ts_f32_tf32(INFINITY)) && isnan(ts_f32_tf32(NAN)) && isnan(ts_f32_tf32_rna(NAN)));
   return ts_test_finish();
 }
