@@ -11,6 +11,8 @@
 #   - cuobjdump --dump-sass of the GEMM, sparse and HCA attention kernels from
 #     each lowering, counting HGMMA (wgmma), HMMA (mma.sync), UTMALDG (TMA), LDGSTS
 #     (cp.async) and FFMA;
+#   - the memory-bound figures under 0.7 of the copy, listed apart
+#     (scripts/misses.awk);
 #   - cold compile time of every kernel (bench/compile_time, this machine's
 #     CPU);
 #   - the numerics suites on the GPU with each lowering (ctest cuda/*,
@@ -124,6 +126,14 @@ report() {
     bench_md=$(ls -t bench/results/bench-cuda-*.md 2>/dev/null | head -n 1)
     if [[ -n $bench_md && $bench_md -nt $log/devices ]]; then
       sed '1,/^$/d' "$bench_md"
+      echo
+      echo "## Memory-bound figures under 0.7 of the copy (scripts/misses.awk)"
+      echo
+      echo "Issue 8's target for them; the GEMM against torch.matmul (0.7x), the decode"
+      echo "roofline and the compute-bound figures are read from the tables above."
+      echo
+      misses=$(awk -f scripts/misses.awk "$bench_md")
+      echo "${misses:-(none)}"
     elif [[ -f $log/bench ]]; then
       echo '```'
       tail -n 60 "$log/bench"
