@@ -1,5 +1,5 @@
 /* cuda_tc.c - the CUDA C lowering's fast paths: tensor-core GEMMs
- * (mma.sync m16n8k16; gpu_mma.c decides) with register accumulators in the
+ * (mma.sync m16n8k16, m16n8k8 for tf32, and wgmma; gpu_mma.c decides) with register accumulators in the
  * instruction's layout, and `pipelined` loops as rings of asynchronous
  * copies (cp.async; gpu_pipe.c decides). docs/abi.md describes both. */
 #include "compiler/cuda_internal.h"

@@ -1,5 +1,6 @@
 /* gen_mma.c - tensor cores in the MLIR lowering of the GPU kernel:
- * mma.sync m16n8k16 (bf16 or f16 into f32) for the gemms gpu_mma.c picks,
+ * mma.sync m16n8k16 (bf16 or f16 into f32; m16n8k8 for tf32) and, on
+ * sm_90a, wgmma for the gemms gpu_mma.c picks,
  * register accumulators in the instruction's layout, and the loops over
  * such tiles (docs/abi.md "Tensor cores"). On the GPU the instruction is
  * inline PTX; in the simulator's CPU form a call to ts_gpusim_mma

@@ -1,5 +1,6 @@
-/* gpu_mma.c - which GEMMs of a kernel run on tensor cores in the CUDA C
- * lowering (mma.sync m16n8k16, sm_80 and up), and which register tiles
+/* gpu_mma.c - which GEMMs of a kernel run on tensor cores in both GPU
+ * lowerings (mma.sync m16n8k16 or, tf32, m16n8k8, sm_80 and up; wgmma on
+ * sm_90a), and which register tiles
  * then hold their elements in the accumulator layout of that instruction
  * instead of the cyclic one (gen.h). Pure analysis of the typed AST and
  * the tile plan; cuda.c emits the code. */
