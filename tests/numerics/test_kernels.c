@@ -275,10 +275,11 @@ static void test_gemm(void) {
 
 /* linear_tf32 against f64 of the operands truncated to tf32 (and within
  * tf32's error of the f32 product): tails in every dim, one k step and
- * many, the default tile and a 128-row one on 128 threads, a ring of two. */
+ * many, the default tile (128 x 128 x 16, two warpgroups), 64 x 64 x 32 on
+ * one, and 64 x 32 in a ring of two. */
 static void test_linear_tf32(void) {
   static const int64_t mnk[][3] = {{1, 1, 1}, {70, 45, 100}, {130, 130, 33}, {64, 64, 256}};
-  const char *defs[3] = {NULL, "BM=128 NT=128", "BK=16 STAGES=2"};
+  const char *defs[3] = {NULL, "BM=64 BN=64 BK=32 STAGES=3 NT=128", "BM=64 BN=32 BK=32 STAGES=2"};
   for (int v = 0; v < 3; v++) {
     ts_kernel *k = num_kernel("kernels/gemm.tile", "linear_tf32", defs[v], NULL);
     if (!k)
