@@ -710,8 +710,10 @@ void ts_gpusim_wgmma_sync(int64_t ctx, int64_t tid, int32_t n) {
     for (int r = 0; r < e->n / 2; r++) /* kind | 8: scale-d 0, D = A B */
       e->acc[r] = (e->kind & 8 ? 0.0f : e->acc[r]) + now[r];
   }
-  memmove(f->q, f->q + done, (size_t)(f->nq - done) * sizeof *f->q);
-  f->nq -= done;
+  if (done > 0) { /* (a thread that issued none has no queue: f->q NULL) */
+    memmove(f->q, f->q + done, (size_t)(f->nq - done) * sizeof *f->q);
+    f->nq -= done;
+  }
 }
 
 /* The same for the CUDA C lowering built for the CPU (cudasim.c's shim). */
