@@ -572,9 +572,11 @@ static const struct {
 /* hc_post_mix's tiles: the model's (32 tokens a block on 256 threads,
  * mma.sync), then the bench's sweep at the largest size (64 tokens: wgmma,
  * two blocks an SM; narrower d blocks: more blocks an SM, more slices). */
-static const char *const post_mix_defs[4] = {
-    "TF32=1 BT=32 NT=256 BD=64", "TF32=1 BT=64 NT=128 BD=64", "TF32=1 BT=32 NT=256 BD=32",
-    "TF32=1 BT=16 NT=256 BD=64"};
+static const struct {
+  const char *defs;
+  int64_t bd; /* its BD: d / BD slices */
+} post_mix_forms[4] = {{"TF32=1 BT=32 NT=256 BD=64", 64}, {"TF32=1 BT=64 NT=128 BD=64", 64},
+                       {"TF32=1 BT=32 NT=256 BD=32", 32}, {"TF32=1 BT=16 NT=256 BD=64", 64}};
 
 static void mhc_and_compressor(void) {
   int64_t DM = 4096, NS = 4, KD = NS * DM;
@@ -606,7 +608,7 @@ static void mhc_and_compressor(void) {
                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sx)), a[1],
                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sq2))};
     for (int f = 0; f < 3; f++) {
-      const char *d = f == 2 ? "BD=64" : f ? "TF32=1 BT=64 NT=128 BD=64" : post_mix_defs[0];
+      const char *d = f == 2 ? "BD=64" : post_mix_forms[f].defs;
       /* its y, made in the kernel, is no TF32-exact operand: within TF32's
        * error whatever the tensor cores do with raw words */
       differential("kernels/mhc.tile", "hc_post_mix", d, e, 7, 4, 1e-5);
@@ -635,7 +637,7 @@ static void mhc_and_compressor(void) {
                       kern(gpu, "kernels/mhc.tile", "hc_mix_split", mix_forms[1].defs)};
   ts_kernel *kp = kern(gpu, "kernels/mhc.tile", "hc_pre_fused", NULL);
   ts_kernel *kq = kern(gpu, "kernels/mhc.tile", "hc_post", NULL);
-  ts_kernel *kpm = kern(gpu, "kernels/mhc.tile", "hc_post_mix", post_mix_defs[0]);
+  ts_kernel *kpm = kern(gpu, "kernels/mhc.tile", "hc_post_mix", post_mix_forms[0].defs);
   int64_t toks[3] = {1, 64, quick ? 256 : 4096};
   double tm_tf32 = 0;
   char r[32];
@@ -678,13 +680,13 @@ static void mhc_and_compressor(void) {
     /* hc_post with the next sub-layer's logits (the model's path between
      * sub-layers): its bytes add fn once and the slices; then that mHC pre
      * is hc_pre_fused alone, one read of the streams */
-    int64_t KSp = (DM + 63) / 64, spp[3] = {KSp, T, 25};
+    int64_t KSp = (DM + post_mix_forms[0].bd - 1) / post_mix_forms[0].bd, spp[3] = {KSp, T, 25};
     ts_tensor *pp = tensor(gpu, TS_DTYPE_F32, 3, spp);
     ts_arg e[7] = {c[0], c[1], c[2], c[3], c[4], ts_arg_tensor(fn), ts_arg_tensor(pp)};
     double tpm = timed(kpm, e, 7);
     double bpm = bytes + (24.0 * KD + (double)KSp * T * 25) * 4;
     printf("| hc_post_mix %s (the model's) | %lld | %.3f | %.0f | %s | hc_post + hc_mix_split: "
-           "%.3f | |\n", post_mix_defs[0], (long long)T, tpm * 1e3, bpm / tpm / 1e9,
+           "%.3f | |\n", post_mix_forms[0].defs, (long long)T, tpm * 1e3, bpm / tpm / 1e9,
            ratio(r, copy_bps > 0 ? bpm / tpm / copy_bps : 0), (t + tm_tf32) * 1e3);
     b[0] = e[6];
     double tp1 = timed(kp, b, 8);
@@ -695,12 +697,12 @@ static void mhc_and_compressor(void) {
     ts_tensor_release(pp);
     /* the tile sweep (the first row is the model's, timed above) */
     for (int v = 1; v < 4 && i == 2; v++) {
-      int64_t bd = strstr(post_mix_defs[v], "BD=32") ? 32 : 64, sv[3] = {(DM + bd - 1) / bd, T, 25};
-      ts_kernel *kv = kern(gpu, "kernels/mhc.tile", "hc_post_mix", post_mix_defs[v]);
+      int64_t bd = post_mix_forms[v].bd, sv[3] = {(DM + bd - 1) / bd, T, 25};
+      ts_kernel *kv = kern(gpu, "kernels/mhc.tile", "hc_post_mix", post_mix_forms[v].defs);
       ts_tensor *pv = tensor(gpu, TS_DTYPE_F32, 3, sv);
       e[6] = ts_arg_tensor(pv);
       double tv = timed(kv, e, 7), bv = bytes + (24.0 * KD + (double)sv[0] * T * 25) * 4;
-      printf("| hc_post_mix %s | %lld | %.3f | %.0f | %s | | |\n", post_mix_defs[v],
+      printf("| hc_post_mix %s | %lld | %.3f | %.0f | %s | | |\n", post_mix_forms[v].defs,
              (long long)T, tv * 1e3, bv / tv / 1e9, ratio(r, copy_bps > 0 ? bv / tv / copy_bps : 0));
       ts_tensor_release(pv);
       ts_kernel_release(kv);

@@ -110,7 +110,7 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
        ta->dtype != TS_DTYPE_FP8E4M3 && !tf32) ||
       tc->dtype != TS_DTYPE_F32)
     return false;
-  if (tf32 && (ta->scope != TS_SCOPE_SHARED || tb->scope != TS_SCOPE_SHARED || col0 ||
+  if (tf32 && (ta->scope != TS_SCOPE_SHARED || tb->scope != TS_SCOPE_SHARED ||
                ts_call_named_bool(call, "trans_a", false) ||
                !ts_call_named_bool(call, "trans_b", false)))
     return false;
