@@ -44,8 +44,10 @@ function M:mhc_block(L, side, X, norm, fn)
   local nx = self.hc_next
   self.hc_next = nil
   local part = nx and rawequal(nx.X, X) and nx.part or self:mix_slices(X, self:weight(p .. "fn"), 24)
+  -- a decode step's token on the CPU one a block (16 would be 15 of padding)
+  local one = T == 1 and not O.on_gpu()
   kernel("mhc.tile", "hc_pre_fused", {ITERS = self.cfg.hc_sinkhorn_iters,
-                                      EPS = self.cfg.hc_eps * 1.0})
+                                      EPS = self.cfg.hc_eps * 1.0, BT = one and 1 or nil})
     :launch{part, X, self:weight(p .. "scale"), self:weight(p .. "base"), pre, post, comb, u}
   local xin = rmsnorm(u, self:weight(self:prefix(L) .. side .. "_norm.weight"))
   local out, extra = fn(xin)
@@ -58,7 +60,7 @@ function M:mhc_block(L, side, X, norm, fn)
   -- 32 tokens a block on 256 threads (mma.sync): about 64 KiB of shared
   -- memory, three blocks an SM, where 64 tokens (wgmma) took 108 KiB and
   -- left an SM two blocks of 4 warps to stream the tensors
-  local defs, BD = {BD = 64}, 64
+  local defs, BD = {BD = 64, BT = one and 1 or nil}, 64
   if O.tf32 and O.on_gpu() then defs = {BD = BD, TF32 = 1, BT = 32, NT = 256} end
   local next_part = f32{(d + BD - 1) // BD, T, 25}
   kernel("mhc.tile", "hc_post_mix", defs):launch{X, out, post, comb, Y, nfn, next_part}

@@ -41,11 +41,20 @@ end
 
 -- y = x w^T in f32; on a GPU with O.tf32 and at least 8 rows (a prefill) on
 -- tensor cores in TF32 (linear_tf32), else linear_f32 (whose 32-column
--- blocks serve a decode step's row better).
+-- blocks serve a decode step's row better). A single row on the CPU (a
+-- decode step) takes 1 x 32 tiles with 128-wide k steps: the default's 32
+-- rows would multiply 31 rows of padding (a decode step's linears ran ~5x
+-- slower).
+O.gemv_tiles = {BM = 1, BN = 32, BK = 128}
 function O.linear(x, w)
-  local y = O.f32{x:shape()[1], w:shape()[1]}
-  local k = O.tf32 and O.on_gpu() and x:shape()[1] >= 8 and "linear_tf32" or "linear_f32"
-  O.kernel("gemm.tile", k):launch{x, w, y}
+  local rows = x:shape()[1]
+  local y = O.f32{rows, w:shape()[1]}
+  if O.tf32 and O.on_gpu() and rows >= 8 then
+    O.kernel("gemm.tile", "linear_tf32"):launch{x, w, y}
+  else
+    O.kernel("gemm.tile", "linear_f32", rows == 1 and not O.on_gpu() and O.gemv_tiles or nil)
+      :launch{x, w, y}
+  end
   return y
 end
 
