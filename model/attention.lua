@@ -73,38 +73,33 @@ function M:attention(L, x, pos)
   if ratio == 128 then
     -- HCA: the window gathered from kv, then the complete compressed
     -- entries read in place (hca_attn.tile)
-    local win, nc = {}, {}
-    for t = 0, T - 1 do
-      local j = 0
-      for s = math.max(0, t - W + 1), t do win[#win + 1] = s; j = j + 1 end
-      for _ = j + 1, W do win[#win + 1] = -1 end
-      nc[t + 1] = math.min((t + 1) // ratio, N)
-    end
+    local nc = {}
+    for t = 0, T - 1 do nc[t + 1] = math.min((t + 1) // ratio, N) end
     kernel("hca_attn.tile", "hca_attn_f32", {SCALE = c ^ -0.5}):launch{
-      q, kvs, O.tensor("i32", {T, W}, win), comps or f32{0, c}, O.tensor("i32", {T}, nc),
+      q, kvs, self:index_lists(T, W), comps or f32{0, c}, O.tensor("i32", {T}, nc),
       self:weight(p .. "attn_sink"), o}
     return self:attention_out(L, o, tab, pos, T), made
   end
   -- index lists: the window (token t and the W - 1 before it), then the
   -- selected (CSA) compressed entries, -1 padded
-  local extra = ratio == 4 and cfg.index_topk or 0
-  local K = W + extra
-  local idx, selv = {}, sel and sel:to_table()
-  for t = 0, T - 1 do
-    local row = {}
-    for s = math.max(0, t - W + 1), t do row[#row + 1] = s end
-    if ratio == 4 and selv then
-      for k = 1, extra do
-        local e = selv[t * extra + k]
-        if e >= 0 then row[#row + 1] = T + e end
-      end
-    end
-    for k = 1, K do idx[#idx + 1] = row[k] or -1 end
-  end
-  local idx_t = O.tensor("i32", {T, K}, idx)
+  local K = W + (ratio == 4 and cfg.index_topk or 0)
   kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5})
-    :launch{q, list, idx_t, self:weight(p .. "attn_sink"), o}
+    :launch{q, list, self:index_lists(T, K, sel), self:weight(p .. "attn_sink"), o}
   return self:attention_out(L, o, tab, pos, T), made
+end
+
+-- The [T, K] index lists of a prefill of T tokens: token t's window, then
+-- the rows T + e of the selected compressed entries e (sel, topk's [T, k]
+-- output) if any, -1 padded (kernels/sparse_attn.tile sparse_index).
+function M:index_lists(T, K, sel)
+  if not sel then
+    local none = {}
+    for i = 1, T do none[i] = -1 end
+    sel = O.tensor("i32", {T, 1}, none)
+  end
+  local idx = O.tensor("i32", {T, K})
+  kernel("sparse_attn.tile", "sparse_index", {W = self.cfg.window_size}):launch{sel, idx}
+  return idx
 end
 
 -- The attention output o [T, H, c] of layer L: inverse RoPE, then the
@@ -157,13 +152,10 @@ function M:hand_off(L, made, T)
     if made.indexer_keys then st.keys:put(made.indexer_keys, 0) end
   end
   for which, cz in pairs(made.projected or {}) do
-    local cr, zr = O.rows(cz[1]), O.rows(cz[2])
-    local keep = self.buffer_rows(ratio)
-    st.buf[which] = {c = {}, z = {}}
-    for q = math.max(1, T - keep + 1), T do
-      st.buf[which].c[#st.buf[which].c + 1] = cr[q]
-      st.buf[which].z[#st.buf[which].z + 1] = zr[q]
-    end
+    -- the last rows only (as Lua rows: the buffer is a Lua list)
+    local first = math.max(0, T - self.buffer_rows(ratio))
+    st.buf[which] = {c = O.rows(cz[1]:slice(0, first, T - first)),
+                     z = O.rows(cz[2]:slice(0, first, T - first))}
   end
   return st
 end
@@ -187,7 +179,7 @@ function M:attention_step(L, x, t)
                      self:weight(p .. "kv_norm.weight"))
   kv = rope(kv:reshape{1, 1, c}, tab, pos):reshape{1, c}
   st.ring:put(kv, t % W)
-  local selected = {}
+  local sel, nsel = nil, 0
   if ratio == 4 then
     local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x)
     if key then st.keys:append(hadamard(key)) end
@@ -205,9 +197,9 @@ function M:attention_step(L, x, t)
       kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio})
         :launch{qi, st.keys:get(0, N), w, pos, scores}
       local len = O.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
-      local sel = O.topk(scores, len, cfg.index_topk)
+      sel = O.topk(scores, len, cfg.index_topk)
       for _, e in ipairs(sel:to_table()) do
-        if e >= 0 then selected[#selected + 1] = e end
+        if e >= 0 then nsel = nsel + 1 end
       end
     end
   end
@@ -232,15 +224,13 @@ function M:attention_step(L, x, t)
       self:weight(p .. "attn_sink"), o}
     return self:attention_out(L, o, tab, pos, 1)
   end
-  -- the KV list: the ring's W slots, then the compressed entries
-  local list = f32{W + N, c}
+  -- the KV list: the ring's W slots, then for CSA the selected compressed
+  -- entries (topk's valid entries come first), read from the cache alone
+  local extra = ratio == 4 and cfg.index_topk or 0
+  local list = f32{W + extra, c}
   st.ring:get(0, st.ring.n, list:slice(0, 0, st.ring.n))
-  if N > 0 then st.comp:get(0, N, list:slice(0, W, N)) end
-  local extra = 0
-  if ratio == 4 then
-    extra = cfg.index_topk
-    for _, e in ipairs(selected) do idx[#idx + 1] = W + e end
-  end
+  if sel then st.comp:gather(sel:reshape{extra}, list:slice(0, W, extra)) end
+  for j = 0, nsel - 1 do idx[#idx + 1] = W + j end
   local K = W + extra
   for k = #idx + 1, K do idx[k] = -1 end
   local idx_t = O.tensor("i32", {1, K}, idx)

@@ -86,6 +86,19 @@ function Cache:get(first, n, out)
   return out
 end
 
+-- The rows rows[r] (an i32 tensor [R]; -1: none, a row of zeros) as f32
+-- into out [R, width]: a decode step reads only the entries it attends to.
+function Cache:gather(rows, out)
+  if self.format == "f32" then
+    O.kernel("embed.tile", "rows_f32"):launch{self.data, rows, out}
+  elseif self.kind == "kv" then
+    O.kernel("quant.tile", "kv_unpack_rows", {ROPE = self.rope}):launch{self.data, rows, out}
+  else
+    error("Cache:gather: KV caches only")
+  end
+  return out
+end
+
 -- x [n, width] as it reads back from a cache of this format (the FP8/FP4
 -- simulation in "fp8"; x itself in "f32").
 function Cache.simulate(format, kind, x, rope)

@@ -135,11 +135,10 @@ end
 
 -- rows of a after the rows of b, as one new tensor
 function O.concat_rows(a, b)
-  local sa, sb = a:shape(), b:shape()
-  local out = O.f32{sa[1] + sb[1], sa[2]}
-  local v = a:to_table()
-  for _, x in ipairs(b:to_table()) do v[#v + 1] = x end
-  out:set(v)
+  local na, nb = a:shape()[1], b:shape()[1]
+  local out = O.f32{na + nb, a:shape()[2]}
+  if na > 0 then out:slice(0, 0, na):assign(a) end
+  if nb > 0 then out:slice(0, na, nb):assign(b) end
   return out
 end
 

@@ -76,15 +76,8 @@ function M:prefill(ids)
   O.use(self.dev, self.tf32)
   ids = O.on_device(ids)
   self:reset()
-  local h0 = f32{T, d}
-  kernel("embed.tile", "embed"):launch{ids, self:raw("embed.weight"), h0}
-  local hv, xv = h0:to_table(), {}
-  for t = 0, T - 1 do
-    for j = 1, 4 do
-      for c = 1, d do xv[#xv + 1] = hv[t * d + c] end
-    end
-  end
-  local X = O.tensor("f32", {T, 4, d}, xv)
+  local X = f32{T, 4, d}
+  kernel("embed.tile", "embed_streams"):launch{ids, self:raw("embed.weight"), X}
   local pos_v = {}
   for t = 0, T - 1 do pos_v[t + 1] = t end
   local pos = O.tensor("i32", {T}, pos_v)
@@ -123,11 +116,8 @@ function M:decode(id)
   if not t or t == 0 then error("decode needs a prefill first", 2) end
   O.use(self.dev, self.tf32)
   local ids = O.tensor("i32", {1}, {id})
-  local h0 = f32{1, d}
-  kernel("embed.tile", "embed"):launch{ids, self:raw("embed.weight"), h0}
-  local hv, xv = h0:to_table(), {}
-  for j = 1, 4 do table.move(hv, 1, d, #xv + 1, xv) end
-  local X = O.tensor("f32", {1, 4, d}, xv)
+  local X = f32{1, 4, d}
+  kernel("embed.tile", "embed_streams"):launch{ids, self:raw("embed.weight"), X}
   for L = 0, cfg.n_layers - 1 do
     X = self:mhc_block(L, "attn", X, nil, function(x)
       return self:attention_step(L, x, t)

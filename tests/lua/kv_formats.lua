@@ -1,7 +1,8 @@
 -- kv_formats.lua - the caches' production byte formats (kernels/quant.tile
 -- kv_pack/kv_unpack, fp4_pack/fp4_unpack): the byte layout on hand-made
 -- rows, unpack(pack(x)) equal bit for bit to the fp8_sim/fp4_sim kernels at
--- the tiny and the V4-Flash widths, to DeepSeek's recorded simulations
+-- the tiny and the V4-Flash widths (and the gathers kv_unpack_rows and
+-- embed.tile's rows_f32 to unpack's rows), to DeepSeek's recorded simulations
 -- (../shared/golden/tiny/bf16.safetensors, when present), and the row
 -- sizes checked by the kernels.
 local ts = require "tessera"
@@ -97,7 +98,7 @@ for _, case in ipairs{{37, 128, "cpu"}, {19, 512, "cpu"}, {5, 512, "gpusim"}} do
   end
   local xb = ts.tensor("f32", {n, c}, v):cast("bf16")
   local x = xb:cast("f32")
-  local _, y = pack_kv(x, 64)
+  local kb, y = pack_kv(x, 64)
   local sim = ts.tensor("bf16", {n, c})
   kernel("fp8_sim"):launch{xb, sim}
   local yv, sv, xv = y:to_table(), sim:cast("f32"):to_table(), x:to_table()
@@ -108,6 +109,19 @@ for _, case in ipairs{{37, 128, "cpu"}, {19, 512, "cpu"}, {5, 512, "gpusim"}} do
     end
   end
   same(yv, want, string.format("kv %dx%d against fp8_sim (%s)", n, c, case[3]))
+  -- a decode step's gathers: kv_unpack_rows of the packed rows and rows_f32
+  -- of the f32 ones give kv_unpack's rows (repeats, -1 a row of zeros)
+  local list = {n - 1, 0, -1, n // 2, n // 2, -1}
+  local rows = ts.tensor("i32", {#list}, list)
+  local g, g2 = ts.tensor("f32", {#list, c}), ts.tensor("f32", {#list, c})
+  kernel("kv_unpack_rows", {ROPE = 64}):launch{kb, rows, g}
+  ts.kernel("kernels/embed.tile", "rows_f32", {}, dev):launch{y, rows, g2}
+  local rw = {}
+  for k, r in ipairs(list) do
+    for j = 1, c do rw[(k - 1) * c + j] = r >= 0 and yv[r * c + j] or 0.0 end
+  end
+  same(g:to_table(), rw, string.format("kv_unpack_rows %dx%d (%s)", n, c, case[3]))
+  same(g2:to_table(), rw, string.format("rows_f32 %dx%d (%s)", n, c, case[3]))
   local _, fy = pack_fp4(x)
   local fsim = ts.tensor("bf16", {n, c})
   kernel("fp4_sim"):launch{xb, fsim}
