@@ -33,10 +33,40 @@ function M:moe(L, x, ids)
     end
   end
   local y = f32(x:shape())
-  kernel("moe.tile", "moe_experts", {LIMIT = cfg.swiglu_limit * 1.0}):launch{
-    x, experts, weights, self.w[p .. "w1"], self.w[p .. "w2"], self.w[p .. "w3"],
-    self:raw(p .. "shared_experts.w1.weight"), self:raw(p .. "shared_experts.w2.weight"),
-    self:raw(p .. "shared_experts.w3.weight"), y}
+  local s1, s2, s3 = self:raw(p .. "shared_experts.w1.weight"),
+    self:raw(p .. "shared_experts.w2.weight"), self:raw(p .. "shared_experts.w3.weight")
+  local LIMIT = cfg.swiglu_limit * 1.0
+  if T < O.moe_grouped_at then
+    kernel("moe.tile", "moe_experts", {LIMIT = LIMIT}):launch{
+      x, experts, weights, self.w[p .. "w1"], self.w[p .. "w2"], self.w[p .. "w3"], s1, s2, s3, y}
+    return y, experts, weights
+  end
+  -- the grouped form (kernels/moe.tile): the routed slots sorted by expert,
+  -- BM of one expert's rows a block, so that a block converts an expert's
+  -- weights once for its rows, not once a token; the shared expert the same
+  -- way as one expert that every token chose with weight 1. Same sums in the
+  -- same order as moe_experts: shared + slot 0 + slot 1 + ...
+  local BM, TK, DM = O.moe_rows, T * K, x:shape()[2]
+  local MT = (TK + BM - 1) // BM + E
+  local counts, offsets, cursor = O.tensor("i32", {E}), O.tensor("i32", {E}), O.tensor("i32", {E})
+  local tiles, sorted = O.tensor("i32", {MT, 3}), O.tensor("i32", {TK})
+  kernel("moe.tile", "moe_count"):launch{experts, counts}
+  kernel("moe.tile", "moe_offsets", {BM = BM}):launch{counts, offsets, tiles}
+  kernel("moe.tile", "moe_scatter"):launch{experts, offsets, cursor, sorted}
+  local out, sh = f32{TK, DM}, f32{T, DM}
+  kernel("moe.tile", "moe_grouped", {BM = BM, LIMIT = LIMIT}):launch{
+    x, sorted, offsets, tiles, weights, self.w[p .. "w1"], self.w[p .. "w2"], self.w[p .. "w3"], out}
+  local all, ones, st = {}, {}, {}
+  for t = 1, T do all[t], ones[t] = t - 1, 1.0 end
+  for r0 = 0, T - 1, BM do
+    table.move({0, r0, math.min(BM, T - r0)}, 1, 3, #st + 1, st)
+  end
+  local I = s1:shape()[1]
+  kernel("moe.tile", "moe_grouped", {BM = BM, LIMIT = LIMIT}):launch{
+    x, O.tensor("i32", {T}, all), O.tensor("i32", {1}, {0}),
+    O.tensor("i32", {#st // 3, 3}, st), O.tensor("f32", {T, 1}, ones),
+    s1:reshape{1, I, DM}, s2:reshape{1, DM, I}, s3:reshape{1, I, DM}, sh}
+  kernel("moe.tile", "moe_combine", {K = K}):launch{sh, out, y}
   return y, experts, weights
 end
 
