@@ -41,10 +41,10 @@ end
 
 -- y = x w^T in f32; on a GPU with O.tf32 and at least 8 rows (a prefill) on
 -- tensor cores in TF32 (linear_tf32), else linear_f32 (whose 32-column
--- blocks serve a decode step's row better). A single row on the CPU (a
--- decode step) takes 1 x 32 tiles with 128-wide k steps: the default's 32
--- rows would multiply 31 rows of padding (a decode step's linears ran ~5x
--- slower).
+-- blocks serve a decode step's row better). A single row (a decode step)
+-- takes 1 x 32 tiles with 128-wide k steps: the default's 32 rows would
+-- multiply 31 rows of padding (on the CPU a decode step's linears ran ~5x
+-- slower; on a GPU the padding made the weight stream compute-bound).
 O.gemv_tiles = {BM = 1, BN = 32, BK = 128}
 function O.linear(x, w)
   local rows = x:shape()[1]
@@ -52,7 +52,7 @@ function O.linear(x, w)
   if O.tf32 and O.on_gpu() and rows >= 8 then
     O.kernel("gemm.tile", "linear_tf32"):launch{x, w, y}
   else
-    O.kernel("gemm.tile", "linear_f32", rows == 1 and not O.on_gpu() and O.gemv_tiles or nil)
+    O.kernel("gemm.tile", "linear_f32", rows == 1 and O.gemv_tiles or nil)
       :launch{x, w, y}
   end
   return y
