@@ -160,6 +160,21 @@ function M:hand_off(L, made, T)
   return st
 end
 
+-- The window ring's slots of positions max(0, t - W + 1) .. t in order (a
+-- new list): position p is at slot p mod W, so a full window is the slots
+-- after t's, then those up to it.
+function M:ring_slots(t)
+  local W = self.cfg.window_size
+  if not self.all_slots then
+    self.all_slots = {}
+    for s = 0, W - 1 do self.all_slots[s + 1] = s end
+  end
+  if t < W then return table.move(self.all_slots, 1, t + 1, 1, {}) end
+  local s = t % W
+  local idx = table.move(self.all_slots, s + 2, W, 1, {})
+  return table.move(self.all_slots, 1, s + 1, #idx + 1, idx)
+end
+
 -- Attention of layer L for one token at position t (x [1, d]), updating the
 -- layer's state.
 function M:attention_step(L, x, t)
@@ -209,8 +224,7 @@ function M:attention_step(L, x, t)
   end
   -- the window ring's slots (slot = position mod W) of positions
   -- t - W + 1 .. t, then for CSA the selected compressed entries
-  local idx = {}
-  for q_ = math.max(0, t - W + 1), t do idx[#idx + 1] = q_ % W end
+  local idx = self:ring_slots(t)
   local N = ratio > 0 and st.comp.n or 0
   local o = f32{1, H, c}
   if ratio == 128 then

@@ -13,20 +13,37 @@ O.device = nil
 -- Whether GEMMs on a GPU may take their operands in TF32 (the model's
 -- `tf32` option; O.linear and model/mhc.lua read it).
 O.tf32 = false
-function O.use(device, tf32) O.device, O.tf32 = device, tf32 == true end
+local device_name
+function O.use(device, tf32)
+  O.device, O.tf32 = device, tf32 == true
+  device_name = device and device:name()
+end
 local function dev() return O.device or ts.default_device() end
 
+-- (a decode step asks for ~100 kernels: each (file, name, device) keeps its
+-- few compiled param sets, matched by value without building strings)
 local cache = {}
-function O.kernel(file, name, params)
-  local key = {file, name}
-  for k, v in pairs(params or {}) do key[#key + 1] = k .. "=" .. tostring(v) end
-  table.sort(key)
-  key[#key + 1] = "@" .. dev():name()
-  key = table.concat(key, ";")
-  if not cache[key] then
-    cache[key] = ts.kernel("kernels/" .. file, name, params or {}, dev())
+local function same_params(e, b)
+  local a, n = e.params, 0
+  for k, v in pairs(b) do
+    if a[k] ~= v then return false end
+    n = n + 1
   end
-  return cache[key]
+  return n == e.count
+end
+function O.kernel(file, name, params)
+  params = params or {}
+  local key = file .. ";" .. name .. "@" .. (device_name or dev():name())
+  local list = cache[key]
+  if not list then list = {}; cache[key] = list end
+  for i = 1, #list do
+    if same_params(list[i], params) then return list[i].kernel end
+  end
+  local copy, n = {}, 0
+  for k, v in pairs(params) do copy[k], n = v, n + 1 end
+  local k = ts.kernel("kernels/" .. file, name, params, dev())
+  list[#list + 1] = {params = copy, count = n, kernel = k}
+  return k
 end
 
 -- New tensors on the model's device (zeros, or the values of a flat table).
