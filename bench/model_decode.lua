@@ -1,6 +1,7 @@
 -- model_decode.lua - prefill and decode speed of the tiny V4 config on the
--- CPU (kernels compiled before timing), with the time per layer kind of a
--- decode step; run from the source root:
+-- CPU (kernels compiled before timing), of sequences decoding together
+-- (decode_batch), and the time per layer kind of a decode step; run from
+-- the source root:
 --   build/tessera run bench/model_decode.lua [weights.safetensors]
 local ts = require "tessera"
 local json = require "model.json"
@@ -19,7 +20,7 @@ local function ids(n)
   return ts.tensor("i32", {n}, v)
 end
 
-local results, layers = {}, {}
+local results, layers, batches = {}, {}, {}
 for _, fmt in ipairs{"fp8", "f32"} do
   local model = V4.load(cfg, weights, {kv_format = fmt})
   -- warm up: compiles every kernel once (256 tokens make HCA entries)
@@ -34,6 +35,28 @@ for _, fmt in ipairs{"fp8", "f32"} do
     local t2 = ts.clock()
     results[#results + 1] = string.format("| %s | %d | %.1f | %.1f |", fmt, n, n / (t1 - t0),
                                           steps / (t2 - t1))
+  end
+  -- B sequences (64-token prompts) decoding together: tokens/s of all of
+  -- them against B decoding one at a time
+  for _, B in ipairs{4, 8} do
+    local seqs, id = {}, {}
+    for b = 1, B do
+      seqs[b] = model:sequence()
+      seqs[b]:prefill(ids(64))
+      id[b] = b
+    end
+    model:decode_batch(seqs, id) -- warm-up: compiles the batch's tilings
+    local steps = 16
+    local t0 = ts.clock()
+    for s = 1, steps do model:decode_batch(seqs, id) end
+    local t1 = ts.clock()
+    for s = 1, steps do
+      for b = 1, B do seqs[b]:decode(b) end
+    end
+    local t2 = ts.clock()
+    batches[#batches + 1] = string.format("| %s | %d | %.1f | %.1f | %.2fx |", fmt, B,
+                                          B * steps / (t1 - t0), B * steps / (t2 - t1),
+                                          (t2 - t1) / (t1 - t0))
   end
   -- time per layer of one decode step (after a 256-token prefill)
   model:prefill(ids(256))
@@ -58,6 +81,10 @@ print("")
 print("| caches | prompt tokens | prefill tokens/s | decode tokens/s (32 steps) |")
 print("|---|---|---|---|")
 for _, r in ipairs(results) do print(r) end
+print("")
+print("| caches | sequences | decode_batch tokens/s | one at a time tokens/s | ratio |")
+print("|---|---|---|---|---|")
+for _, r in ipairs(batches) do print(r) end
 print("")
 print("| layer | ratio | attention per decode step, fp8 (ms) | f32 (ms) |")
 print("|---|---|---|---|")

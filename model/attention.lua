@@ -178,21 +178,59 @@ end
 -- Attention of layer L for one token at position t (x [1, d]), updating the
 -- layer's state.
 function M:attention_step(L, x, t)
+  return self:attention_steps(L, x, {self}, {t})
+end
+
+-- Attention of layer L for one new token of each sequence seqs[b] (x [B, d]:
+-- row b at position pos_v[b]), updating each sequence's state of layer L
+-- (seqs[b].state[L]). The projections run over the B rows at once; each
+-- sequence's caches, compressors, indexer and attention one at a time.
+function M:attention_steps(L, x, seqs, pos_v)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:prefix(L) .. "attn."
   local ratio = cfg.compress_ratios[L + 1]
-  local H, W, st = cfg.n_heads, cfg.window_size, self.state[L]
+  local B, H, W = #seqs, cfg.n_heads, cfg.window_size
   local tab = self:rope_table(ratio)
-  local pos = O.tensor("i32", {1}, {t})
+  local pos = O.tensor("i32", {B}, pos_v)
   local qr = rmsnorm(linear(x, self:weight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
-  local q = linear(qr, self:weight(p .. "wq_b.weight")):reshape{1, H, c}
-  local qn = f32{1, H, c}
+  local q = linear(qr, self:weight(p .. "wq_b.weight")):reshape{B, H, c}
+  local qn = f32{B, H, c}
   kernel("rmsnorm.tile", "head_rmsnorm_f32"):launch{q, qn}
   q = rope(qn, tab, pos)
   local kv = rmsnorm(linear(x, self:weight(p .. "wkv.weight")),
                      self:weight(p .. "kv_norm.weight"))
-  kv = rope(kv:reshape{1, 1, c}, tab, pos):reshape{1, c}
+  kv = rope(kv:reshape{B, 1, c}, tab, pos):reshape{B, c}
+  local qi, w
+  if ratio == 4 then -- the indexer's queries and head weights, every row
+    local HI, DI = cfg.index_n_heads, cfg.index_head_dim
+    qi = linear(qr, self:weight(p .. "indexer.wq_b.weight")):reshape{B, HI, DI}
+    qi = self:index_query(hadamard(rope(qi, tab, pos)))
+    w = linear(x, self:weight(p .. "indexer.weights_proj.weight"))
+    local scale = DI ^ -0.5 * HI ^ -0.5
+    local wv = w:to_table()
+    for i = 1, #wv do wv[i] = wv[i] * scale end
+    w:set(wv)
+  end
+  local o = f32{B, H, c}
+  for b = 1, B do
+    local t, st, r = pos_v[b], seqs[b].state[L], b - 1
+    self:attend_step(L, st, t, x:slice(0, r, 1), q:slice(0, r, 1), kv:slice(0, r, 1),
+                     qi and qi:slice(0, r, 1), w and w:slice(0, r, 1), o:slice(0, r, 1))
+  end
+  return self:attention_out(L, o, tab, pos, B)
+end
+
+-- One token's part of attention_steps that reads and writes its sequence's
+-- state st of layer L (token at position t; its rows of x, q, kv, the
+-- indexer's qi and w): the window ring, the compressors, the indexer's
+-- top-k, then attention into o [1, H, c].
+function M:attend_step(L, st, t, x, q, kv, qi, w, o)
+  local c, cfg = self.cfg.head_dim, self.cfg
+  local p = self:prefix(L) .. "attn."
+  local ratio = cfg.compress_ratios[L + 1]
+  local W = cfg.window_size
+  local tab = self:rope_table(ratio)
   st.ring:put(kv, t % W)
   local sel, nsel = nil, 0
   if ratio == 4 then
@@ -200,17 +238,9 @@ function M:attention_step(L, x, t)
     if key then st.keys:append(hadamard(key)) end
     local N = st.keys.n
     if N > 0 then
-      local HI, DI = cfg.index_n_heads, cfg.index_head_dim
-      local qi = linear(qr, self:weight(p .. "indexer.wq_b.weight")):reshape{1, HI, DI}
-      qi = self:index_query(hadamard(rope(qi, tab, pos)))
-      local w = linear(x, self:weight(p .. "indexer.weights_proj.weight"))
-      local scale = DI ^ -0.5 * HI ^ -0.5
-      local wv = w:to_table()
-      for i = 1, #wv do wv[i] = wv[i] * scale end
-      w:set(wv)
       local scores = f32{1, N}
       kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio})
-        :launch{qi, st.keys:get(0, N), w, pos, scores}
+        :launch{qi, st.keys:get(0, N), w, O.tensor("i32", {1}, {t}), scores}
       local len = O.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
       sel = O.topk(scores, len, cfg.index_topk)
       for _, e in ipairs(sel:to_table()) do
@@ -226,7 +256,6 @@ function M:attention_step(L, x, t)
   -- t - W + 1 .. t, then for CSA the selected compressed entries
   local idx = self:ring_slots(t)
   local N = ratio > 0 and st.comp.n or 0
-  local o = f32{1, H, c}
   if ratio == 128 then
     -- HCA: the ring gathered by slot, the compressed entries in place
     for k = #idx + 1, W do idx[k] = -1 end
@@ -236,7 +265,7 @@ function M:attention_step(L, x, t)
       q, ring, O.tensor("i32", {1, W}, idx),
       N > 0 and st.comp:get(0, N) or f32{0, c}, O.tensor("i32", {1}, {N}),
       self:weight(p .. "attn_sink"), o}
-    return self:attention_out(L, o, tab, pos, 1)
+    return
   end
   -- the KV list: the ring's W slots, then for CSA the selected compressed
   -- entries (topk's valid entries come first), read from the cache alone
@@ -247,11 +276,8 @@ function M:attention_step(L, x, t)
   for j = 0, nsel - 1 do idx[#idx + 1] = W + j end
   local K = W + extra
   for k = #idx + 1, K do idx[k] = -1 end
-  local idx_t = O.tensor("i32", {1, K}, idx)
   kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5})
-    :launch{q, list, idx_t, self:weight(p .. "attn_sink"), o}
-  return self:attention_out(L, o, tab, pos, 1)
+    :launch{q, list, O.tensor("i32", {1, K}, idx), self:weight(p .. "attn_sink"), o}
 end
-
 
 end

@@ -69,13 +69,14 @@ function M:mhc_block(L, side, X, norm, fn)
 end
 
 
--- The logits of the last position of the streams X [T, 4, d]: the
--- sigmoid-weighted sum of the streams, the final norm, the LM head.
-function M:head(X, pre)
+-- The logits of the last position of the streams X [T, 4, d] (of every
+-- position with `all`: [T, vocab]): the sigmoid-weighted sum of the
+-- streams, the final norm, the LM head.
+function M:head(X, pre, all)
   pre = pre or ""
   local cfg, T, d = self.cfg, X:shape()[1], X:shape()[3]
-  local last = X:slice(0, T - 1, 1)
-  local y = f32{1, d}
+  local last = all and X or X:slice(0, T - 1, 1)
+  local y = f32{last:shape()[1], d}
   kernel("mhc.tile", "hc_head", {EPS = cfg.hc_eps * 1.0}):launch{
     last, self:mix_slices(last, self:weight(pre .. "hc_head_fn"), 4),
     self:weight(pre .. "hc_head_scale"), self:weight(pre .. "hc_head_base"), y}

@@ -63,13 +63,15 @@ end
 -- multiply 31 rows of padding (on the CPU a decode step's linears ran ~5x
 -- slower; on a GPU the padding made the weight stream compute-bound).
 O.gemv_tiles = {BM = 1, BN = 32, BK = 128}
+O.few_rows_tiles = {BM = 8, BN = 32, BK = 128} -- 2 to 8 rows (a batch's decode step)
 function O.linear(x, w)
   local rows = x:shape()[1]
   local y = O.f32{rows, w:shape()[1]}
   if O.tf32 and O.on_gpu() and rows >= 8 then
     O.kernel("gemm.tile", "linear_tf32"):launch{x, w, y}
   else
-    O.kernel("gemm.tile", "linear_f32", rows == 1 and O.gemv_tiles or nil)
+    O.kernel("gemm.tile", "linear_f32",
+             rows == 1 and O.gemv_tiles or rows <= 8 and O.few_rows_tiles or nil)
       :launch{x, w, y}
   end
   return y

@@ -110,6 +110,50 @@ function M:reset()
   self.next_pos = 0
 end
 
+-- A new sequence of this model: its own caches and position (prefill,
+-- decode, reset, cache_bytes as the model's), the weights shared. Sequences
+-- decode together with decode_batch.
+function M:sequence()
+  local root = rawget(self, "root") or self
+  return setmetatable({root = root, state = {}, next_pos = 0}, {__index = root})
+end
+
+-- One decode step of several sequences at once: token ids[b] at the next
+-- position of seqs[b] (each prefilled, none twice); returns the logits
+-- [B, vocab], row b for seqs[b]. The linears, mHC, MoE and the head run
+-- over the B tokens together (the weights are read once for all); each
+-- sequence's caches and attention apart. Row b equals seqs[b]:decode(ids[b])
+-- up to the linears' rounding (tests/lua/decode_batch.lua).
+function M:decode_batch(seqs, ids)
+  local cfg, d, B = self.cfg, self.cfg.dim, #seqs
+  if B == 0 or #ids ~= B then error("decode_batch: one id for each of 1 or more sequences", 2) end
+  local root, pos_v, seen = rawget(self, "root") or self, {}, {}
+  for b, s in ipairs(seqs) do
+    if (rawget(s, "root") or s) ~= root then
+      error("decode_batch: sequence " .. b .. " belongs to another model", 2)
+    end
+    if not s.next_pos or s.next_pos == 0 then
+      error("decode_batch: sequence " .. b .. " needs a prefill first", 2)
+    end
+    if seen[s] then error("decode_batch: sequence " .. b .. " appears twice", 2) end
+    seen[s], pos_v[b] = true, s.next_pos
+  end
+  O.use(self.dev, self.tf32)
+  local id_t = O.tensor("i32", {B}, ids)
+  local X = f32{B, 4, d}
+  kernel("embed.tile", "embed_streams"):launch{id_t, self:raw("embed.weight"), X}
+  for L = 0, cfg.n_layers - 1 do
+    X = self:mhc_block(L, "attn", X, nil, function(x)
+      return self:attention_steps(L, x, seqs, pos_v)
+    end)
+    X = self:mhc_block(L, "ffn", X, nil, function(x)
+      return self:moe(L, x, id_t)
+    end)
+  end
+  for _, s in ipairs(seqs) do s.next_pos = s.next_pos + 1 end
+  return self:head(X, "", true)
+end
+
 -- One decode step: token `id` at the next position; returns its logits.
 function M:decode(id)
   local cfg, d, t = self.cfg, self.cfg.dim, self.next_pos
