@@ -2,9 +2,10 @@
 -- (model:decode_batch, model:sequence): three sequences of DeepSeek's tiny
 -- golden model prefilled with prompts of 3, 126 and 37 tokens (inside the
 -- window, at its edge, past a CSA window), then 10 steps decoded as one
--- batch (crossing the window and CSA/HCA entry boundaries) give each
--- step's logits of the same sequences decoded one at a time (1e-5
--- relative: the batch's linears take other tiles), in both cache formats;
+-- batch (crossing the window and CSA/HCA entry boundaries) give exactly
+-- each step's logits of the same sequences decoded one at a time, in both
+-- cache formats (on the CPU a batch of up to 8 tokens takes tilings that
+-- round as one token's; a GPU's batch may differ by rounding);
 -- a sequence's state is its own (a fourth, untouched one still decodes as
 -- a fresh model would); bad batches are refused. Skips without
 -- ../shared/golden.
@@ -59,8 +60,9 @@ for _, fmt in ipairs{"f32", "fp8"} do
       worst = math.max(worst, relerr(row, want))
     end
   end
-  check(worst <= 1e-5, string.format("%s: batch of 3 vs one at a time, 10 steps: worst %.3e", fmt,
-                                     worst))
+  local exact = ts.default_device():name() == "cpu"
+  check(worst <= (exact and 0 or 1e-5),
+        string.format("%s: batch of 3 vs one at a time, 10 steps: worst %.3e", fmt, worst))
   print(string.format("%s: batch of 3 vs one at a time over 10 steps: worst %.3e", fmt, worst))
   -- the untouched sequence decodes as a fresh model prefilled the same way
   local fresh = V4.load(dir, nil, {kv_format = fmt})
