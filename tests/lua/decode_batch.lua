@@ -11,32 +11,15 @@
 -- ../shared/golden.
 local ts = require "tessera"
 local V4 = require "model.v4"
-local dir = "../shared/golden/tiny"
-local probe = io.open(dir .. "/config.json", "rb")
-if not probe then
-  print("skipped: no golden folder at " .. dir)
-  print("0 passed, 0 failed")
-  return
-end
-probe:close()
+local C = require "tests.lua.lib.check"
+local check, relerr = C.check, C.relerr
+local dir = C.golden()
+if not dir then return end
 
 local ids = ts.load(dir .. "/f32.safetensors"):get("input_ids"):to_table()
-local passed, failed = 0, 0
-local function check(ok, what)
-  if ok then passed = passed + 1 else failed = failed + 1; print("FAIL: " .. what) end
-end
 local function prompt(first, n)
   return ts.tensor("i32", {n}, table.move(ids, first, first + n - 1, 1, {}))
 end
-local function relerr(a, b)
-  local num, den = 0, 0
-  for i = 1, #b do
-    num = num + (a[i] - b[i]) ^ 2
-    den = den + b[i] ^ 2
-  end
-  return math.sqrt(num / den)
-end
-
 for _, fmt in ipairs{"f32", "fp8"} do
   local model = V4.load(dir, nil, {kv_format = fmt})
   local V = model.cfg.vocab_size
@@ -80,5 +63,4 @@ for _, fmt in ipairs{"f32", "fp8"} do
   refused(function() model:decode_batch({batch[1], fresh}, {1, 2}) end, "another model")
   refused(function() model:decode_batch({batch[1]}, {1, 2}) end, "one id for each")
 end
-print(string.format("%d passed, %d failed", passed, failed))
-if failed > 0 then os.exit(1) end
+C.finish()

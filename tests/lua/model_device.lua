@@ -8,23 +8,10 @@
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
 local V4 = require "model.v4"
-local dir = "../shared/golden/tiny"
-local probe = io.open(dir .. "/config.json", "rb")
-if not probe then
-  print("skipped: no golden folder at " .. dir)
-  print("0 passed, 0 failed")
-  return
-end
-probe:close()
-local passed, failed = 0, 0
-local function check(ok, what)
-  if ok then passed = passed + 1 else failed = failed + 1; print("FAIL: " .. what) end
-end
-local function relerr(a, b)
-  local num, den = 0, 0
-  for i = 1, #b do num = num + (a[i] - b[i]) ^ 2; den = den + b[i] ^ 2 end
-  return math.sqrt(num / den)
-end
+local C = require "tests.lua.lib.check"
+local check, relerr = C.check, C.relerr
+local dir = C.golden()
+if not dir then return end
 
 local ids = ts.load(dir .. "/f32.safetensors"):get("input_ids"):to_table()
 local N = 9 -- 9 tokens: two CSA entries, indexer keys, the decode step completes none
@@ -68,5 +55,4 @@ else
     check(t > 0 and t < 2e-2, fmt .. ": TF32 logits within 2e-2 of the f32 ones")
   end
 end
-print(string.format("%d passed, %d failed", passed, failed))
-if failed > 0 then os.exit(1) end
+C.finish()

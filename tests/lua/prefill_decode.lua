@@ -6,29 +6,15 @@
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
 local V4 = require "model.v4"
-local dir = "../shared/golden/tiny"
-local probe = io.open(dir .. "/config.json", "rb")
-if not probe then
-  print("skipped: no golden folder at " .. dir)
-  print("0 passed, 0 failed")
-  return
-end
-probe:close()
+local C = require "tests.lua.lib.check"
+local check, relerr = C.check, C.relerr
+local dir = C.golden()
+if not dir then return end
 
 local ids = ts.load(dir .. "/f32.safetensors"):get("input_ids"):to_table()
-local passed, failed = 0, 0
 
 local function prefix(n)
   return ts.tensor("i32", {n}, table.move(ids, 1, n, 1, {}))
-end
-
-local function relerr(a, b)
-  local num, den = 0, 0
-  for i = 1, #b do
-    num = num + (a[i] - b[i]) ^ 2
-    den = den + b[i] ^ 2
-  end
-  return math.sqrt(num / den)
 end
 
 local last = {}
@@ -44,25 +30,17 @@ for _, fmt in ipairs{"f32", "fp8"} do
     local ok = err <= 1e-4
     print(string.format("%s: prefill %3d + decode %2d vs prefill %3d: %.3e %s", fmt, N, M,
                         N + M, err, ok and "ok" or "FAIL"))
-    if ok then passed = passed + 1 else failed = failed + 1 end
+    check(ok, string.format("%s: prefill %d + decode %d", fmt, N, M))
     last[fmt] = want
   end
 end
 -- the simulations change the logits a little, not wholesale
 local d = relerr(last.fp8, last.f32)
 print(string.format("fp8 vs f32 caches, logits after 257 tokens: %.3e", d))
-if d > 1e-5 and d < 0.2 then passed = passed + 1 else
-  failed = failed + 1
-  print("FAIL: the fp8 caches should move the logits by a small amount")
-end
+check(d > 1e-5 and d < 0.2, "the fp8 caches should move the logits by a small amount")
 
 local ok, err = pcall(function() V4.load(dir):decode(1) end)
-if not ok and tostring(err):find("decode needs a prefill first") then
-  passed = passed + 1
-else
-  failed = failed + 1
-  print("FAIL: decode without prefill: " .. tostring(err))
-end
+check(not ok and tostring(err):find("decode needs a prefill first") ~= nil,
+      "decode without prefill: " .. tostring(err))
 
-print(string.format("%d passed, %d failed", passed, failed))
-if failed > 0 then os.exit(1) end
+C.finish()

@@ -1,0 +1,44 @@
+-- check.lua - what the Lua tests share (tests/lua/lib is not itself a
+-- test): counting checks, the relative error of two flat tables, and the
+-- golden tiny model's folder (a test that needs it skips without it).
+local C = {passed = 0, failed = 0}
+
+function C.check(ok, what)
+  if ok then
+    C.passed = C.passed + 1
+  else
+    C.failed = C.failed + 1
+    print("FAIL: " .. what)
+  end
+end
+
+-- Prints the counts; exits 1 when a check failed.
+function C.finish()
+  print(string.format("%d passed, %d failed", C.passed, C.failed))
+  if C.failed > 0 then os.exit(1) end
+end
+
+-- ||a - b|| / ||b|| over the entries of b
+function C.relerr(a, b)
+  local num, den = 0, 0
+  for i = 1, #b do
+    num = num + (a[i] - b[i]) ^ 2
+    den = den + b[i] ^ 2
+  end
+  return math.sqrt(num / den)
+end
+
+-- The golden tiny model's folder, or nil after saying that the test skips.
+function C.golden()
+  local dir = "../shared/golden/tiny"
+  local probe = io.open(dir .. "/config.json", "rb")
+  if not probe then
+    print("skipped: no golden folder at " .. dir)
+    print("0 passed, 0 failed")
+    return nil
+  end
+  probe:close()
+  return dir
+end
+
+return C
