@@ -44,9 +44,10 @@ function M:mhc_block(L, side, X, norm, fn)
   local nx = self.hc_next
   self.hc_next = nil
   local part = nx and rawequal(nx.X, X) and nx.part or self:mix_slices(X, self:weight(p .. "fn"), 24)
-  -- a decode step's tokens on the CPU one a block (16 would be 15 of padding;
-  -- and a batch of up to 8 then rounds as each token alone)
-  local one = T <= 8 and not O.on_gpu()
+  -- on the CPU one token a block, whatever T: a decode step's token is not
+  -- padded to 16, and every token takes the same code path (BT 8 took the
+  -- vector micro-kernel's), so that prefill and decode round alike
+  local one = not O.on_gpu()
   kernel("mhc.tile", "hc_pre_fused", {ITERS = self.cfg.hc_sinkhorn_iters,
                                       EPS = self.cfg.hc_eps * 1.0, BT = one and 1 or nil})
     :launch{part, X, self:weight(p .. "scale"), self:weight(p .. "base"), pre, post, comb, u}

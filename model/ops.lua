@@ -57,13 +57,16 @@ function O.on_device(t)
 end
 
 -- y = x w^T in f32; on a GPU with O.tf32 and at least 8 rows (a prefill) on
--- tensor cores in TF32 (linear_tf32), else linear_f32 (whose 32-column
--- blocks serve a decode step's row better). A single row (a decode step)
--- takes 1 x 32 tiles with 128-wide k steps: the default's 32 rows would
--- multiply 31 rows of padding (on the CPU a decode step's linears ran ~5x
--- slower; on a GPU the padding made the weight stream compute-bound).
+-- tensor cores in TF32 (linear_tf32), else linear_f32. A single row (a
+-- decode step) takes 1 x 32 tiles, 2 to 8 rows (a batch's step) 8 x 32: the
+-- default's 32 rows would multiply the rest as padding (on the CPU a decode
+-- step's linears ran ~5x slower; on a GPU the padding made the weight
+-- stream compute-bound). Every form steps K by 128 on the CPU, where a row's
+-- sums then do not depend on the tiling: prefill N + decode M gives the
+-- logits of prefill N + M bit for bit (tests/lua/prefill_decode.lua).
 O.gemv_tiles = {BM = 1, BN = 32, BK = 128}
-O.few_rows_tiles = {BM = 8, BN = 32, BK = 128} -- 2 to 8 rows (a batch's decode step)
+O.few_rows_tiles = {BM = 8, BN = 32, BK = 128}
+O.rows_tiles = {BM = 32, BN = 32, BK = 128} -- the CPU's, 9 rows or more
 function O.linear(x, w)
   local rows = x:shape()[1]
   local y = O.f32{rows, w:shape()[1]}
@@ -71,7 +74,8 @@ function O.linear(x, w)
     O.kernel("gemm.tile", "linear_tf32"):launch{x, w, y}
   else
     O.kernel("gemm.tile", "linear_f32",
-             rows == 1 and O.gemv_tiles or rows <= 8 and O.few_rows_tiles or nil)
+             rows == 1 and O.gemv_tiles or rows <= 8 and O.few_rows_tiles
+               or not O.on_gpu() and O.rows_tiles or nil)
       :launch{x, w, y}
   end
   return y

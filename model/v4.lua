@@ -123,7 +123,7 @@ end
 -- [B, vocab], row b for seqs[b]. The linears, mHC, MoE and the head run
 -- over the B tokens together (the weights are read once for all); each
 -- sequence's caches and attention apart. Row b equals seqs[b]:decode(ids[b])
--- (on the CPU exactly for up to 8 sequences; tests/lua/decode_batch.lua).
+-- (bit for bit on the CPU; tests/lua/decode_batch.lua).
 function M:decode_batch(seqs, ids)
   local cfg, d, B = self.cfg, self.cfg.dim, #seqs
   if B == 0 or #ids ~= B then error("decode_batch: one id for each of 1 or more sequences", 2) end

@@ -4,8 +4,8 @@
 -- window, at its edge, past a CSA window), then 10 steps decoded as one
 -- batch (crossing the window and CSA/HCA entry boundaries) give exactly
 -- each step's logits of the same sequences decoded one at a time, in both
--- cache formats (on the CPU a batch of up to 8 tokens takes tilings that
--- round as one token's; a GPU's batch may differ by rounding);
+-- cache formats (on the CPU a row's sums do not depend on the batch; a
+-- GPU's batch may differ by rounding);
 -- a sequence's state is its own (a fourth, untouched one still decodes as
 -- a fresh model would); bad batches are refused. Skips without
 -- ../shared/golden.
