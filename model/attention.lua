@@ -49,18 +49,11 @@ function M:attention(L, x, pos)
   end
   if ratio == 4 and N > 0 then
     -- the lightning indexer: scores over the indexer's keys, top-k
-    local HI, DI = cfg.index_n_heads, cfg.index_head_dim
-    local qi = linear(qr, self:weight(p .. "indexer.wq_b.weight")):reshape{T, HI, DI}
-    qi = self:index_query(hadamard(rope(qi, tab, pos)))
+    local qi, w = self:indexer_inputs(L, qr, x, tab, pos)
     local ic, iz = table.unpack(made.projected["indexer.compressor"])
     local keys = hadamard(self:pool(L, "indexer.compressor", ic, iz, ratio, tab, 0))
     made.indexer_keys = keys
     keys = Cache.simulate(F, "key", keys)
-    local w = linear(x, self:weight(p .. "indexer.weights_proj.weight"))
-    local scale = DI ^ -0.5 * HI ^ -0.5
-    local wv = w:to_table()
-    for i = 1, #wv do wv[i] = wv[i] * scale end
-    w:set(wv)
     local scores = f32{T, N}
     kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio}):launch{qi, keys, w, pos, scores}
     local lens = {}
@@ -118,6 +111,23 @@ function M:attention_out(L, o, tab, pos, T)
   return linear(z:reshape{T, G * dg}, self:weight(p .. "wo_b.weight"))
 end
 
+
+-- The lightning indexer's inputs for the rows of x [T, d] (qr its query
+-- LoRA rows, at positions pos): the queries [T, HI, DI] (RoPE, Hadamard, the
+-- FP4 simulation in "fp8") and the head weights [T, HI] scaled by
+-- DI^-1/2 HI^-1/2.
+function M:indexer_inputs(L, qr, x, tab, pos)
+  local cfg, p = self.cfg, self:prefix(L) .. "attn.indexer."
+  local HI, DI = cfg.index_n_heads, cfg.index_head_dim
+  local qi = linear(qr, self:weight(p .. "wq_b.weight")):reshape{x:shape()[1], HI, DI}
+  qi = self:index_query(hadamard(rope(qi, tab, pos)))
+  local w = linear(x, self:weight(p .. "weights_proj.weight"))
+  local scale = DI ^ -0.5 * HI ^ -0.5
+  local wv = w:to_table()
+  for i = 1, #wv do wv[i] = wv[i] * scale end
+  w:set(wv)
+  return qi, w
+end
 
 -- The indexer queries qi [n, HI, DI] as the model scores with them (the
 -- FP4 simulation in the "fp8" format).
@@ -202,16 +212,7 @@ function M:attention_steps(L, x, seqs, pos_v)
                      self:weight(p .. "kv_norm.weight"))
   kv = rope(kv:reshape{B, 1, c}, tab, pos):reshape{B, c}
   local qi, w
-  if ratio == 4 then -- the indexer's queries and head weights, every row
-    local HI, DI = cfg.index_n_heads, cfg.index_head_dim
-    qi = linear(qr, self:weight(p .. "indexer.wq_b.weight")):reshape{B, HI, DI}
-    qi = self:index_query(hadamard(rope(qi, tab, pos)))
-    w = linear(x, self:weight(p .. "indexer.weights_proj.weight"))
-    local scale = DI ^ -0.5 * HI ^ -0.5
-    local wv = w:to_table()
-    for i = 1, #wv do wv[i] = wv[i] * scale end
-    w:set(wv)
-  end
+  if ratio == 4 then qi, w = self:indexer_inputs(L, qr, x, tab, pos) end
   local o = f32{B, H, c}
   for b = 1, B do
     local t, st, r = pos_v[b], seqs[b].state[L], b - 1

@@ -56,15 +56,14 @@ function M:moe(L, x, ids)
   local out, sh = f32{TK, DM}, f32{T, DM}
   kernel("moe.tile", "moe_grouped", {BM = BM, LIMIT = LIMIT}):launch{
     x, sorted, offsets, tiles, weights, self.w[p .. "w1"], self.w[p .. "w2"], self.w[p .. "w3"], out}
-  local all, ones, st = {}, {}, {}
+  -- the shared expert: every token's one slot, in token order
+  local all, ones = {}, {}
   for t = 1, T do all[t], ones[t] = t - 1, 1.0 end
-  for r0 = 0, T - 1, BM do
-    table.move({0, r0, math.min(BM, T - r0)}, 1, 3, #st + 1, st)
-  end
+  local soff, stiles = O.tensor("i32", {1}), O.tensor("i32", {(T + BM - 1) // BM + 1, 3})
+  kernel("moe.tile", "moe_offsets", {BM = BM}):launch{O.tensor("i32", {1}, {T}), soff, stiles}
   local I = s1:shape()[1]
   kernel("moe.tile", "moe_grouped", {BM = BM, LIMIT = LIMIT}):launch{
-    x, O.tensor("i32", {T}, all), O.tensor("i32", {1}, {0}),
-    O.tensor("i32", {#st // 3, 3}, st), O.tensor("f32", {T, 1}, ones),
+    x, O.tensor("i32", {T}, all), soff, stiles, O.tensor("f32", {T, 1}, ones),
     s1:reshape{1, I, DM}, s2:reshape{1, DM, I}, s3:reshape{1, I, DM}, sh}
   kernel("moe.tile", "moe_combine", {K = K}):launch{sh, out, y}
   return y, experts, weights
