@@ -13,10 +13,9 @@ local ts = require "tessera"
 local V4 = require "model.v4"
 local C = require "tests.lua.lib.check"
 local check, relerr = C.check, C.relerr
-local dir = C.golden()
+local dir, ids = C.golden()
 if not dir then return end
 
-local ids = ts.load(dir .. "/f32.safetensors"):get("input_ids"):to_table()
 local function prompt(first, n)
   return ts.tensor("i32", {n}, table.move(ids, first, first + n - 1, 1, {}))
 end

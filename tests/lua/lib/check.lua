@@ -1,6 +1,7 @@
 -- check.lua - what the Lua tests share (tests/lua/lib is not itself a
 -- test): counting checks, the relative error of two flat tables, and the
 -- golden tiny model's folder (a test that needs it skips without it).
+local ts = require "tessera"
 local C = {passed = 0, failed = 0}
 
 function C.check(ok, what)
@@ -28,7 +29,8 @@ function C.relerr(a, b)
   return math.sqrt(num / den)
 end
 
--- The golden tiny model's folder, or nil after saying that the test skips.
+-- The golden tiny model's folder and its recorded prompt (input_ids as a
+-- Lua list), or nil after saying that the test skips.
 function C.golden()
   local dir = "../shared/golden/tiny"
   local probe = io.open(dir .. "/config.json", "rb")
@@ -38,7 +40,7 @@ function C.golden()
     return nil
   end
   probe:close()
-  return dir
+  return dir, ts.load(dir .. "/f32.safetensors"):get("input_ids"):to_table()
 end
 
 return C
