@@ -207,7 +207,19 @@ typedef struct ts_source {
   uint32_t len;
   uint32_t *line_starts; /* byte offset of each line's first byte */
   uint32_t line_count;
+  /* A unit's text may join several files (a `.tile` file and those it
+   * `use`s, each starting on a line of its own): where each starts. NULL
+   * when the text is one file, `name`. */
+  struct ts_source_file *files;
+  uint32_t file_count;
 } ts_source;
+
+/* A file of a joined source: its name, its first byte and its first line
+ * (0-based) in the joined text. */
+typedef struct ts_source_file {
+  const char *name;
+  uint32_t lo, line0;
+} ts_source_file;
 
 /* Builds the line table ("\n", "\r\n" end a line). The text is borrowed and
  * must outlive the source. Fails for memory or if the text exceeds 2 GiB. */
@@ -215,11 +227,17 @@ TS_MUST_USE ts_status ts_source_init(ts_source *s, const ts_allocator *alloc,
                                      const char *name, const char *text,
                                      size_t len);
 void ts_source_deinit(ts_source *s, const ts_allocator *alloc);
-/* 1-based line and column (column counts UTF-8 characters; a tab is one). */
+/* 1-based line and column (column counts UTF-8 characters; a tab is one),
+ * within the file that holds the offset. */
 void ts_source_position(const ts_source *s, uint32_t offset, uint32_t *out_line,
                         uint32_t *out_col);
-/* The line's text without its end-of-line bytes. */
+/* The name of the file that holds the offset. */
+const char *ts_source_name(const ts_source *s, uint32_t offset);
+/* The text of line `line` (1-based, of the whole joined text) without its
+ * end-of-line bytes. */
 ts_str ts_source_line(const ts_source *s, uint32_t line);
+/* The same of the line holding the offset. */
+ts_str ts_source_line_at(const ts_source *s, uint32_t offset);
 
 /* Length in bytes of the UTF-8 character at p (1 for an invalid byte). */
 size_t ts_utf8_char_len(const char *p, size_t left);

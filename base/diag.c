@@ -72,8 +72,9 @@ static bool locate(ts_diags *d, ts_diag *dg, const ts_source *src,
                    ts_span span) {
   dg->has_location = true;
   ts_source_position(src, span.lo, &dg->line, &dg->col);
-  dg->path = dup_bytes(d->alloc, src->name, strlen(src->name));
-  ts_str text = ts_source_line(src, dg->line);
+  const char *name = ts_source_name(src, span.lo);
+  dg->path = dup_bytes(d->alloc, name, strlen(name));
+  ts_str text = ts_source_line_at(src, span.lo);
   uint32_t start = (uint32_t)(text.ptr - src->text);
   uint32_t lo = span.lo - start;
   /* A span may start past the line's visible text (after a trailing '\r',

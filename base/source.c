@@ -49,10 +49,8 @@ static size_t char_len(const unsigned char *p, size_t left) {
   return n;
 }
 
-void ts_source_position(const ts_source *s, uint32_t offset, uint32_t *out_line,
-                        uint32_t *out_col) {
-  if (offset > s->len)
-    offset = s->len;
+/* The 0-based line of the joined text holding the offset. */
+static uint32_t line_index(const ts_source *s, uint32_t offset) {
   uint32_t lo = 0, hi = s->line_count;
   while (hi - lo > 1) {
     uint32_t mid = lo + (hi - lo) / 2;
@@ -61,14 +59,48 @@ void ts_source_position(const ts_source *s, uint32_t offset, uint32_t *out_line,
     else
       hi = mid;
   }
+  return lo;
+}
+
+/* The file holding the offset (NULL for a single-file source). */
+static const ts_source_file *file_of(const ts_source *s, uint32_t offset) {
+  if (!s->files)
+    return NULL;
+  uint32_t lo = 0, hi = s->file_count;
+  while (hi - lo > 1) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (s->files[mid].lo <= offset)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return &s->files[lo];
+}
+
+const char *ts_source_name(const ts_source *s, uint32_t offset) {
+  const ts_source_file *f = file_of(s, offset);
+  return f ? f->name : s->name;
+}
+
+void ts_source_position(const ts_source *s, uint32_t offset, uint32_t *out_line,
+                        uint32_t *out_col) {
+  if (offset > s->len)
+    offset = s->len;
+  uint32_t lo = line_index(s, offset);
+  const ts_source_file *f = file_of(s, offset);
   uint32_t col = 1;
   const unsigned char *t = (const unsigned char *)s->text;
   for (uint32_t i = s->line_starts[lo]; i < offset;) {
     i += (uint32_t)char_len(t + i, s->len - i);
     col++;
   }
-  *out_line = lo + 1;
+  *out_line = lo + 1 - (f ? f->line0 : 0);
   *out_col = col;
+}
+
+ts_str ts_source_line_at(const ts_source *s, uint32_t offset) {
+  return ts_source_line(s,
+                        line_index(s, offset > s->len ? s->len : offset) + 1);
 }
 
 ts_str ts_source_line(const ts_source *s, uint32_t line) {

@@ -34,8 +34,8 @@ void gen_unsupported(gen *g, ts_node *n, const char *what) {
 static MlirLocation loc_of(gen *g, ts_node *n) {
   uint32_t line, col;
   ts_source_position(&g->u->src, n->span.lo, &line, &col);
-  return mlirLocationFileLineColGet(g->b.ctx, mb_str(g->u->src.name), line,
-                                    col);
+  return mlirLocationFileLineColGet(
+      g->b.ctx, mb_str(ts_source_name(&g->u->src, n->span.lo)), line, col);
 }
 
 /* ---- types --------------------------------------------------------------- */

@@ -70,8 +70,8 @@ void ts_assert_format(const ts_unit *u, const ts_node *call, ts_buf *out) {
   ts_source_position(&u->src, call->span.lo, &line, &col);
   ts_buf m;
   ts_buf_init(&m, ts_allocator_system());
-  ts_buf_printf(&m, "tessera: %s:%u:%u: assertion failed: ", u->src.name, line,
-                col);
+  ts_buf_printf(&m, "tessera: %s:%u:%u: assertion failed: ",
+                ts_source_name(&u->src, call->span.lo), line, col);
   ts_assert_message(call, &m);
   for (size_t i = 0; !m.failed && i < m.len; i++) {
     if (m.ptr[i] == '%')
@@ -163,8 +163,8 @@ void gen_print(gen *g, ts_node *call) {
   } else {
     args[0] = node_addr(g, call);
     for (uint32_t i = 0; i < PRINT_MAX_VALUES; i++)
-      args[1 + i] = i < nv ? print_value(g, call->kids[1 + i], true)
-                           : gen_i64(g, 0);
+      args[1 + i] =
+          i < nv ? print_value(g, call->kids[1 + i], true) : gen_i64(g, 0);
     call_rt(g, "ts_rt_print", PRINT_MAX_VALUES + 1, args, &g->declared_print);
   }
   if (join.ptr)
@@ -196,11 +196,12 @@ void gen_assert(gen *g, ts_node *call) {
   } else {
     uint32_t line, col;
     ts_source_position(&g->u->src, call->span.lo, &line, &col);
-    MlirValue args[8] = {node_addr(g, call), node_addr(g, g->u->src.name),
-                         gen_i64(g, line), gen_i64(g, col)};
+    MlirValue args[8] = {
+        node_addr(g, call),
+        node_addr(g, ts_source_name(&g->u->src, call->span.lo)),
+        gen_i64(g, line), gen_i64(g, col)};
     where(g, args + 4);
     call_rt(g, "ts_rt_assert", 8, args, &g->declared_assert);
   }
   gen_if_end(g, join);
 }
-

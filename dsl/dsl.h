@@ -33,11 +33,13 @@ typedef struct ts_token {
 typedef struct ts_lexer {
   const ts_source *src;
   ts_diags *diags;
-  uint32_t pos;
+  uint32_t pos, end;  /* the next byte; the end of the text lexed */
   bool keep_comments; /* return TS_TOK_COMMENT tokens (the formatter) */
 } ts_lexer;
 
 void ts_lex_init(ts_lexer *lx, const ts_source *src, ts_diags *diags);
+/* Lexes [lo, hi) of the source only (one file of a joined source). */
+void ts_lex_range(ts_lexer *lx, uint32_t lo, uint32_t hi);
 /* The next token; reports lexical errors into the sink and returns a
  * TS_TOK_ERROR token for them. Returns TS_TOK_EOF forever at the end. */
 ts_token ts_lex_next(ts_lexer *lx);
@@ -82,6 +84,7 @@ const char *ts_builtin_signature(ts_builtin b);
   X(FILE, "file")                                                              \
   X(KERNEL, "kernel")                                                          \
   X(FN, "fn")                                                                  \
+  X(USE, "use")                                                                \
   X(LIST, "list")                                                              \
   X(ARG, "arg")                                                                \
   X(TYPE, "type")                                                              \
@@ -135,7 +138,8 @@ typedef struct ts_const {
 } ts_const;
 
 /* One node shape for the whole tree; what `kids` hold per kind:
- *   FILE      items (KERNEL | FN)
+ *   FILE      items (USE | KERNEL | FN; then the FNs of the files used)
+ *   USE       name = the path as written (no kids)
  *   KERNEL    name; [LIST args, LIST params, LIST grid | NULL,
  *                    threads expr | NULL, BLOCK, LIST tune | NULL]
  *   TUNE      param name; [LIST values | NULL, lo | NULL, hi | NULL]
@@ -294,6 +298,13 @@ typedef struct ts_unit {
    * keep their defaults, so that one kernel's -D cannot break another's
    * `require`); NULL: every kernel with a param of the name. */
   const char *define_kernel;
+  /* Set before ts_unit_parse: do not read the files a `use` names (the
+   * formatter, which looks at one file). */
+  bool no_use;
+  /* The joined text of the file and the files it uses (owned; NULL when
+   * it uses none and src.text is the caller's). */
+  char *joined;
+  size_t joined_size;
   bool parsed, checked;
 } ts_unit;
 
@@ -303,6 +314,12 @@ TS_MUST_USE ts_status ts_unit_init(ts_unit *u, const ts_allocator *alloc,
                                    const char *name, const char *text,
                                    size_t len, ts_diags *diags);
 void ts_unit_deinit(ts_unit *u);
+/* Reads the files the unit's `use` items name (dsl/use.c): each is looked
+ * for next to the file naming it, read once, and joined after the unit's
+ * text (src then spans every file; its `files` say which is where). Reports
+ * files that cannot be read. ts_unit_parse calls it unless no_use is set;
+ * false only for memory. */
+bool ts_unit_load_uses(ts_unit *u);
 /* Parses the file; returns true when no error was reported. The tree is
  * built even with errors (error nodes where recovery skipped input). */
 bool ts_unit_parse(ts_unit *u);

@@ -146,6 +146,7 @@ bool ts_format(const ts_source *src, ts_diags *diags, ts_buf *out) {
     diags->nomem = true;
     return false;
   }
+  u.no_use = true; /* the layout of this file alone */
   bool ok = ts_unit_parse(&u);
   ts_unit_deinit(&u);
   if (!ok)

@@ -13,11 +13,17 @@ void ts_lex_init(ts_lexer *lx, const ts_source *src, ts_diags *diags) {
   memset(lx, 0, sizeof *lx);
   lx->src = src;
   lx->diags = diags;
+  lx->end = src->len;
+}
+
+void ts_lex_range(ts_lexer *lx, uint32_t lo, uint32_t hi) {
+  lx->pos = lo;
+  lx->end = hi;
 }
 
 static int peek(const ts_lexer *lx, uint32_t ahead) {
   uint32_t p = lx->pos + ahead;
-  return p < lx->src->len ? (unsigned char)lx->src->text[p] : -1;
+  return p < lx->end ? (unsigned char)lx->src->text[p] : -1;
 }
 
 static bool is_ident_start(int c) {
@@ -237,17 +243,17 @@ static ts_token lex_bad(ts_lexer *lx) {
   uint32_t lo = lx->pos;
   const char *text = lx->src->text;
   int c = peek(lx, 0);
-  size_t n = ts_utf8_char_len(text + lx->pos, lx->src->len - lx->pos);
+  size_t n = ts_utf8_char_len(text + lx->pos, lx->end - lx->pos);
   bool invalid_utf8 = c >= 0x80 && n == 1;
   lx->pos += (uint32_t)n;
   /* Swallow the rest of a run of the same sort of junk, so that a binary
    * file gives one error per run, not one per byte. */
-  while (lx->pos < lx->src->len) {
+  while (lx->pos < lx->end) {
     int d = peek(lx, 0);
     if (is_space(d) || is_ident_char(d) || (d >= 0x20 && d < 0x7f))
       break;
     lx->pos +=
-        (uint32_t)ts_utf8_char_len(text + lx->pos, lx->src->len - lx->pos);
+        (uint32_t)ts_utf8_char_len(text + lx->pos, lx->end - lx->pos);
   }
   char what[32];
   if (c == 0)
@@ -277,7 +283,7 @@ ts_token ts_lex_next(ts_lexer *lx) {
   uint32_t lo = lx->pos;
   int c = peek(lx, 0);
   if (c == -1)
-    return make(TS_TOK_EOF, lx->src->len, lx->src->len);
+    return make(TS_TOK_EOF, lx->end, lx->end);
   if (is_ident_start(c)) {
     while (is_ident_char(peek(lx, 0)))
       lx->pos++;

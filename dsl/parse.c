@@ -276,12 +276,12 @@ static void sync_stmt(parser *p) {
   p->panic = false;
 }
 
-/* Skips to the next 'kernel' or 'fn' outside any braces. */
+/* Skips to the next 'kernel', 'fn' or 'use' outside any braces. */
 static void sync_item(parser *p) {
   uint32_t depth = 0;
   while (!check(p, TS_TOK_EOF)) {
     ts_tok_kind k = p->tok.kind;
-    if (depth == 0 && (k == TS_TOK_KERNEL || k == TS_TOK_FN))
+    if (depth == 0 && (k == TS_TOK_KERNEL || k == TS_TOK_FN || k == TS_TOK_USE))
       break;
     if (k == TS_TOK_LBRACE)
       depth++;
@@ -1164,29 +1164,87 @@ static ts_node *parse_fn(parser *p) {
   return finish(p, n, base);
 }
 
-/* file = { kernel | fn } EOF */
-static ts_node *parse_file(parser *p) {
-  ts_node *file = new_node(p, TS_NODE_FILE, (ts_span){0, p->u->src.len});
-  uint32_t base = p->top;
+/* use = "use" STRING ";" */
+static ts_node *parse_use(parser *p) {
+  ts_token kw = p->tok;
+  advance(p);
+  ts_node *n = new_node(p, TS_NODE_USE, kw.span);
+  if (check(p, TS_TOK_STRING)) {
+    uint32_t len = p->tok.span.hi - p->tok.span.lo;
+    bool closed = len >= 2 && p->u->src.text[p->tok.span.hi - 1] == '"';
+    n->name = (ts_str){p->u->src.text + p->tok.span.lo + 1,
+                       len - 1 - (closed ? 1 : 0)};
+    n->span = join(kw.span, p->tok.span);
+    advance(p);
+  } else {
+    error_expected(p, "the path of a .tile file, in quotes");
+  }
+  expect(p, TS_TOK_SEMI, "after the 'use'");
+  return n;
+}
+
+/* The items of one file of the source, [lo, hi); pushed onto the stack:
+ * all of them for the unit's own file, the functions only for a file it
+ * uses (its kernels and uses are parsed, for their errors, and dropped). */
+static void parse_items(parser *p, uint32_t lo, uint32_t hi, bool used) {
+  ts_lex_range(&p->lx, lo, hi);
+  p->has_ahead = false;
+  p->panic = false;
+  advance(p);
+  uint32_t first = p->top;
+  bool items = false; /* a kernel or fn seen in this file */
   while (!check(p, TS_TOK_EOF) && !p->stop) {
+    ts_node *it = NULL;
     if (check(p, TS_TOK_KERNEL)) {
-      push(p, parse_kernel(p));
+      it = parse_kernel(p);
+      items = true;
     } else if (check(p, TS_TOK_FN)) {
-      push(p, parse_fn(p));
+      it = parse_fn(p);
+      items = true;
+    } else if (check(p, TS_TOK_USE)) {
+      ts_span at = p->tok.span;
+      it = parse_use(p);
+      if (items) {
+        ts_diag *d = ts_diag_error(p->u->diags, &p->u->src, at,
+                                   "a 'use' after the file's kernels or "
+                                   "functions");
+        ts_diag_hint(p->u->diags, d,
+                     "put the file's 'use' lines first, before any kernel "
+                     "or fn");
+        check_stop(p);
+      }
     } else {
-      ts_diag *d = error_expected(p, "'kernel' or 'fn'");
+      ts_diag *d = error_expected(p, "'kernel', 'fn' or 'use'");
       if (starts_stmt(p->tok.kind) || check(p, TS_TOK_IDENT))
         ts_diag_hint(p->u->diags, d,
                      "statements belong inside a kernel's or a function's "
                      "body");
       advance(p);
     }
+    if (it && (!used || it->kind == TS_NODE_FN))
+      push(p, it);
     if (p->panic)
       sync_item(p);
     p->panic = false;
   }
-  if (p->top == base && !p->stop && p->u->diags->error_count == 0)
+  if (!used && p->top == first && !p->stop && p->u->diags->error_count == 0)
     error_expected(p, "'kernel' or 'fn'");
+}
+
+/* file = { use } { kernel | fn } EOF, then the functions of the files it
+ * uses (each a file of the joined source) */
+static ts_node *parse_file(parser *p) {
+  const ts_source *src = &p->u->src;
+  ts_node *file = new_node(p, TS_NODE_FILE, (ts_span){0, src->len});
+  uint32_t base = p->top;
+  uint32_t nf = src->files ? src->file_count : 1;
+  for (uint32_t i = 0; i < nf && !p->stop; i++) {
+    uint32_t lo = src->files ? src->files[i].lo : 0;
+    uint32_t hi = i + 1 < nf ? src->files[i + 1].lo : src->len;
+    parse_items(p, lo, hi, i > 0);
+  }
+  if (src->files)
+    file->span.hi = src->files[1].lo;
   return finish(p, file, base);
 }
 
@@ -1194,10 +1252,11 @@ bool ts_unit_parse(ts_unit *u) {
   parser p;
   memset(&p, 0, sizeof p);
   p.u = u;
-  ts_lex_init(&p.lx, &u->src, u->diags);
   uint32_t errors_before = u->diags->error_count;
+  if (!u->no_use && !ts_unit_load_uses(u))
+    u->diags->nomem = true;
+  ts_lex_init(&p.lx, &u->src, u->diags);
   check_stop(&p);
-  advance(&p);
   u->root = parse_file(&p);
   ts_release(u->alloc, p.stack, p.cap * sizeof *p.stack);
   if (u->root == &p.dummy || u->diags->nomem)

@@ -1225,6 +1225,7 @@ ts_status ts_unit_init(ts_unit *u, const ts_allocator *alloc, const char *name,
 
 void ts_unit_deinit(ts_unit *u) {
   ts_source_deinit(&u->src, u->alloc);
+  ts_release(u->alloc, u->joined, u->joined_size);
   ts_release(u->alloc, u->atom_names, u->atom_cap * sizeof *u->atom_names);
   ts_arena_deinit(&u->arena);
 }

@@ -430,7 +430,8 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
                                ax[i].name.ptr,
                                (long long)k->params[j]->cval.i);
   ts_tune_bucket(k, o->values, o->nvalues, out->bucket, sizeof out->bucket);
-  ts_tune_source_hash(text, len, out->source_hash);
+  /* the joined text: a file it uses changes the hash too */
+  ts_tune_source_hash(u.src.text, u.src.len, out->source_hash);
   snprintf(out->device, sizeof out->device, "%s", ts_device_name(o->device));
 
   /* enumerate and prune */
@@ -602,7 +603,7 @@ ts_status ts_tune_lookup(const char *db_path, const char *path,
   if (k && k->tune) {
     char bucket[256], hash[17];
     ts_tune_bucket(k, values, nvalues, bucket, sizeof bucket);
-    ts_tune_source_hash(text, len, hash);
+    ts_tune_source_hash(u.src.text, u.src.len, hash);
     ts_tunedb *db = NULL;
     const char *warning = NULL;
     st = ts_tunedb_open(db_path, &db, &warning);

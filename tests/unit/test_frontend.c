@@ -1,10 +1,12 @@
 /* test_frontend.c - the front end on malformed input (nothing crashes, hangs
  * or overflows the stack; each input gets located errors), on every
  * out-of-memory point of a real kernel, and the facts sema derives. */
+#define _XOPEN_SOURCE 700
 #include "tests/unit/harness.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static const ts_allocator *sys(void) { return ts_allocator_system(); }
@@ -64,7 +66,8 @@ static void test_bad_input(void) {
   /* an error at the end of a file whose last line ends in a lone '\r'
    * (found by the fuzzer: the snippet window read past the line) */
   expect_errors("cr at eof", "kernel k(x: f32[N]) {\r", 22);
-  expect_errors("cr cr at eof", "// x\r\nkernel k(x: f32[N]) t\r\n  var a =\r", 39);
+  expect_errors("cr cr at eof", "// x\r\nkernel k(x: f32[N]) t\r\n  var a =\r",
+                39);
 
   srand(7);
   for (int round = 0; round < 50; round++) {
@@ -264,9 +267,115 @@ static void test_facts(void) {
   }
 }
 
+static void put(const char *dir, const char *name, const char *text) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  if (f) {
+    fputs(text, f);
+    fclose(f);
+  }
+}
+
+/* Parses and checks dir/name as the compiler does (from its path). */
+static bool check_file(ts_unit *u, ts_diags *d, const char *dir,
+                       const char *name, char **text) {
+  static char path[512]; /* the unit's name: outlives it */
+  size_t len;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  ts_diags_init(d, sys());
+  CHECK(ts_file_read(sys(), path, text, &len) == NULL);
+  CHECK(ts_unit_init(u, sys(), path, *text, len, d) == NULL);
+  return ts_unit_parse(u) && ts_unit_check(u, NULL, 0);
+}
+
+static void done_file(ts_unit *u, ts_diags *d, char *text) {
+  ts_unit_deinit(u);
+  ts_diags_deinit(d);
+  free(text);
+}
+
+/* `use`: the functions of other files, found next to the file naming them,
+ * each read once (cycles too); their kernels not listed; messages name the
+ * file and line of the code they are about. */
+static void test_use(void) {
+  char dir[] = "/tmp/tessera-use-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char lib[600];
+  snprintf(lib, sizeof lib, "%s/lib", dir);
+  CHECK(mkdir(lib, 0700) == 0);
+  put(dir, "lib/a.tile",
+      "use \"../b.tile\";\n"
+      "fn fa(x: f32) -> f32 {\n  return fb(x) + 1.0;\n}\n"
+      "kernel hidden(x: f32[N]) grid(1) {\n  x[0] = 1.0;\n}");
+  put(dir, "b.tile",
+      "use \"lib/a.tile\"; // a cycle\n"
+      "fn fb(x: f32) -> f32 {\n  return 2.0 * x;\n}\n");
+  put(dir, "main.tile",
+      "use \"lib/a.tile\";\nuse \"b.tile\";\nuse \"lib/../b.tile\";\n"
+      "kernel k(x: f32[N]) grid(N) {\n  let i = block_id(0);\n"
+      "  x[i] = fa(x[i]);\n}\n");
+  ts_unit u;
+  ts_diags d;
+  char *text;
+  bool ok = check_file(&u, &d, dir, "main.tile", &text);
+  CHECK(ok && d.error_count == 0);
+  CHECK(u.kernel_count == 1 && ts_unit_kernel(&u, TS_STR_LIT("k")));
+  CHECK(!ts_unit_kernel(&u, TS_STR_LIT("hidden")));
+  CHECK(u.src.file_count == 3); /* main, lib/a, b once */
+  CHECK(strstr(u.src.text, "return 2.0 * x;") != NULL);
+  if (u.src.file_count == 3) {
+    CHECK(strstr(u.src.files[1].name, "lib/a.tile") != NULL);
+    CHECK(!strcmp(ts_source_name(&u.src, u.src.files[2].lo),
+                  u.src.files[2].name));
+    uint32_t line, col;
+    ts_source_position(&u.src, u.src.files[2].lo + 20, &line, &col);
+    CHECK(line == 1 && col == 21);
+  }
+  done_file(&u, &d, text);
+
+  /* an error in a used file is located there */
+  put(dir, "lib/c.tile", "fn fc(x: f32) -> f32 {\n  return x + q;\n}\n");
+  put(dir, "bad.tile",
+      "use \"lib/c.tile\";\nkernel k(x: f32[N]) grid(N) {\n"
+      "  x[0] = fc(1.0);\n}\n");
+  ok = check_file(&u, &d, dir, "bad.tile", &text);
+  CHECK(!ok && d.head && d.head->line == 2 && d.head->col == 14);
+  CHECK(d.head && strstr(d.head->path, "lib/c.tile") != NULL);
+  CHECK(ts_test_has_error(&d, "unknown name 'q'"));
+  done_file(&u, &d, text);
+
+  /* one scope: a function in two files is already defined */
+  put(dir, "dup.tile",
+      "use \"b.tile\";\nfn fb(x: f32) -> f32 {\n  return x;\n}\n");
+  ok = check_file(&u, &d, dir, "dup.tile", &text);
+  CHECK(!ok && ts_test_has_error(&d, "'fb' is already defined"));
+  done_file(&u, &d, text);
+
+  /* a missing file is reported at its `use`, and only there (no unknown
+   * names for its functions: the checks after parsing do not run) */
+  put(dir, "miss.tile",
+      "use \"nope.tile\";\nfn f(x: f32) -> f32 {\n  return nope(x);\n}\n");
+  ok = check_file(&u, &d, dir, "miss.tile", &text);
+  CHECK(!ok && d.error_count == 1 && ts_test_has_error(&d, "cannot read"));
+  CHECK(d.head && d.head->line == 1 && d.head->col == 5);
+  done_file(&u, &d, text);
+
+  const char *names[] = {"lib/a.tile", "lib/c.tile", "b.tile",    "main.tile",
+                         "bad.tile",   "dup.tile",   "miss.tile", "lib"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+    remove(p);
+  }
+  remove(dir);
+}
+
 int main(void) {
   test_bad_input();
   test_out_of_memory();
   test_facts();
+  test_use();
   return ts_test_finish();
 }
