@@ -8,9 +8,11 @@
  *     figure when its name says it;
  *   - sparse attention decode (64 heads x 512, 512 selected + 128 window
  *     entries, batch 1-64): bytes moved / time as a fraction of the copy's,
- *     and the split-KV form's range count swept at batch 1 and 8; prefill
- *     (4096 queries) as a fraction of the dense bf16 peak;
- *   - the indexer's scores and top-k at 128K and 1M compressed entries, and
+ *     and the split-KV form's range count swept at batch 1 and 8; the
+ *     split form reading the fp8 KV cache's bytes against the bf16 one;
+ *     prefill (4096 queries) as a fraction of the dense bf16 peak;
+ *   - the indexer's scores and top-k at 128K and 1M compressed entries (and
+ *     the scores reading FP4 keys against bf16 ones), and
  *     the MoE layer (256 experts, top-6, d 4096, width 2048): against
  *     PyTorch references timed in the same run (bench/gpu_torch.py), when
  *     python3 has torch and the GPU;
@@ -382,6 +384,69 @@ static void attention(void) {
     }
 }
 
+/* Random rows [S, C] on device d in a cache's byte format: quant.tile's
+ * `pack` kernel (kv_pack: the KV cache, 64 rope dims; fp4_pack: the
+ * indexer's keys), E bytes a row. */
+static ts_tensor *packed(ts_device *d, const char *pack, int64_t S, int64_t C, int64_t E,
+                         int seed) {
+  int64_t sx[2] = {S, C}, sb[2] = {S, E};
+  ts_tensor *x = rnd(d, TS_DTYPE_F32, 2, sx, seed, 1), *b = tensor(d, TS_DTYPE_I8, 2, sb);
+  ts_kernel *k = d == gpu ? gpu_kern("kernels/quant.tile", pack, NULL)
+                          : kern(host, "kernels/quant.tile", pack, NULL);
+  ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(b)};
+  ts_status st = ts_kernel_launch(k, a, 2);
+  if (st)
+    die(st, pack);
+  if (d != gpu)
+    ts_kernel_release(k);
+  ts_tensor_release(x);
+  return b;
+}
+
+/* Decode attention reading the fp8 KV cache's bytes (sparse_attn_split_kv8,
+ * then the merge): 584 bytes a row at V4-Flash width where the bf16 rows
+ * are 1024, so at the same fraction of the copy it is 1.75x faster. */
+static void attention_kv8(void) {
+  ts_arg a[6];
+  if (check) {
+    int64_t T = 3, H = 16, C = 128, S = 57, K = 70, sp[4] = {T, 2, H, C}, sm[3] = {T, 2, H};
+    attn_args(host, T, H, C, S, K, a);
+    ts_tensor_release(a[1].tensor);
+    ts_tensor_release(a[3].tensor);
+    ts_tensor_release(a[4].tensor);
+    a[1] = ts_arg_tensor(packed(host, "kv_pack", S, C, 200, 3));
+    a[3] = ts_arg_tensor(tensor(host, TS_DTYPE_F32, 4, sp));
+    a[4] = ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sm));
+    a[5] = ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sm));
+    differential("kernels/sparse_attn.tile", "sparse_attn_split_kv8",
+                 "NH=16 DC=128 CH=64 BK=16 WG=1", a, 6, 3, 2e-2);
+    release_args(a, 6);
+  }
+  if (check_only)
+    return;
+  int64_t H = 64, C = 512, K = 640, S = quick ? 4096 : 65536, E = 584;
+  printf("\n## Decode attention over the fp8 KV cache (64 heads x 512, %lld-byte rows)\n\n"
+         "| sparse_attn_split_kv8 + merge | queries | ms | GB/s | of copy | bf16 split ms | "
+         "bf16 ms / fp8 ms |\n|---|---|---|---|---|---|---|\n",
+         (long long)E);
+  ts_tensor *kv = packed(gpu, "kv_pack", S, C, E, 3);
+  int64_t batches[3] = {1, 8, 64};
+  for (int b = 0; b < 3; b++) {
+    int64_t T = batches[b], P = splits_for(T, K);
+    attn_args(gpu, T, H, C, S, K, a);
+    double t16 = split_attn("kernels/sparse_attn.tile", "sparse_attn_split", a, 5, P);
+    ts_arg f[5] = {a[0], ts_arg_tensor(kv), a[2], a[3], a[4]};
+    double t8 = split_attn("kernels/sparse_attn.tile", "sparse_attn_split_kv8", f, 5, P);
+    double bytes = (double)T * ((double)K * E + 2.0 * H * C * 2 + K * 4.0);
+    char r1[32], r2[32];
+    printf("| P = %lld | %lld | %.4f | %.0f | %s | %.4f | %s |\n", (long long)P, (long long)T,
+           t8 * 1e3, bytes / t8 / 1e9, ratio(r1, copy_bps > 0 ? bytes / t8 / copy_bps : 0),
+           t16 * 1e3, ratio(r2, t8 > 0 ? t16 / t8 : 0));
+    release_args(a, 5);
+  }
+  ts_tensor_release(kv);
+}
+
 /* Seconds of the top-K of one row of S scores on the GPU: one block
  * (CH 0), or the two levels of model/ops.lua O.topk with chunks of CH
  * (topk, topk_gather, topk, topk_pick; their times summed). *out gets the
@@ -509,6 +574,9 @@ static void indexer(void) {
                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 2, so))};
     differential("kernels/indexer.tile", "indexer_scores_tc", "RATIO=1", a, 4, 3, 1e-2);
     differential("kernels/indexer.tile", "indexer_scores_tc", "RATIO=1 BS=128", a, 4, 3, 1e-2);
+    ts_tensor_release(a[1].tensor);
+    a[1] = ts_arg_tensor(packed(host, "fp4_pack", 133, D, D / 2 + D / 32, 6));
+    differential("kernels/indexer.tile", "indexer_scores_fp4_tc", "RATIO=1", a, 4, 3, 1e-2);
     release_args(a, 4);
   }
   if (check_only)
@@ -522,6 +590,8 @@ static void indexer(void) {
   printf("|---|---|---|---|---|---|---|---|---|---|\n");
   ts_kernel *ks = gpu_kern("kernels/indexer.tile", "indexer_scores_tc", "RATIO=1");
   ts_kernel *ks2 = gpu_kern("kernels/indexer.tile", "indexer_scores_tc", "RATIO=1 BS=128");
+  ts_kernel *ks4 = gpu_kern("kernels/indexer.tile", "indexer_scores_fp4_tc", "RATIO=1");
+  double fp4_ms[2] = {0, 0}, bf16_ms[2] = {0, 0};
   int64_t sizes[2] = {quick ? 4096 : 131072, quick ? 8192 : 1048576};
   for (int i = 0; i < 2; i++) {
     int64_t S = sizes[i], sq[3] = {T, HI, D}, sk[2] = {S, D}, sw[2] = {T, HI}, so[2] = {T, S};
@@ -550,7 +620,22 @@ static void indexer(void) {
     ts_tensor *done[5] = {len, sc, glen, o1, o2};
     for (int j = 0; j < 5; j++)
       ts_tensor_release(done[j]);
+    /* the keys in their cache format: 68 bytes a key against 256 */
+    ts_tensor_release(a[1].tensor);
+    a[1] = ts_arg_tensor(packed(gpu, "fp4_pack", S, D, D / 2 + D / 32, 6));
+    fp4_ms[i] = timed(ks4, a, 4) * 1e3;
+    bf16_ms[i] = ts * 1e3;
     release_args(a, 4);
+  }
+  printf("\n| indexer_scores_fp4_tc (FP4 keys, %lld bytes each) | entries | ms | GB/s | of copy "
+         "| bf16 keys ms | bf16 ms / FP4 ms |\n|---|---|---|---|---|---|---|\n",
+         (long long)(D / 2 + D / 32));
+  for (int i = 0; i < 2; i++) {
+    double bytes = (double)sizes[i] * (D / 2 + D / 32 + 4), t = fp4_ms[i] / 1e3;
+    char r1[32], r2[32];
+    printf("| BS 64 | %lld | %.3f | %.0f | %s | %.3f | %s |\n", (long long)sizes[i], fp4_ms[i],
+           bytes / t / 1e9, ratio(r1, copy_bps > 0 ? bytes / t / copy_bps : 0), bf16_ms[i],
+           ratio(r2, fp4_ms[i] > 0 ? bf16_ms[i] / fp4_ms[i] : 0));
   }
 }
 
@@ -1173,6 +1258,7 @@ int main(int argc, char **argv) {
   fp8_gemm();
   gemv_check();
   attention();
+  attention_kv8();
   hca_prefill();
   indexer();
   mhc_and_compressor();

@@ -1,0 +1,150 @@
+-- packed_reads.lua - the GPU kernels that read the caches' bytes
+-- (kernels/quant.tile formats) and decode them into bf16 tiles on the way:
+-- sparse_attn_split_kv8 (the KV cache, kv_pack) and indexer_scores_fp4_tc
+-- (the indexer's keys, fp4_pack). Each equals its bf16 twin over the
+-- unpacked rows rounded to bf16, bit for bit (the decoded values are exact
+-- in bf16), on the CPU and the GPU simulator: attention over ranges,
+-- invalid (-1) entries, a K that is no multiple of the block and blocks of
+-- two warpgroups (merged, it also agrees with sparse_attn); the indexer
+-- over a key count that is no multiple of its block. Rows too short are
+-- refused.
+package.path = "tests/lua/lib/?.lua;" .. package.path
+local ts = require "tessera"
+local C = require "check"
+
+local function rand(seed)
+  local s = seed
+  return function()
+    s = (s * 1103515245 + 12345) % 2147483648
+    return s / 2147483648
+  end
+end
+
+-- x [S, c] with each 64-wide block at its own magnitude (its own scale)
+local function rows(S, c, seed)
+  local r, v = rand(seed), {}
+  for i = 0, S - 1 do
+    for j = 0, c - 1 do
+      local mag = 2 ^ ((i * 7 + j // 64 * 3) % 11 - 5)
+      v[#v + 1] = (r() * 2 - 1) * mag
+    end
+  end
+  return ts.tensor("f32", {S, c}, v)
+end
+
+local function bitwise(a, b)
+  a, b = a:to_table(), b:to_table()
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if a[i] ~= b[i] and not (a[i] ~= a[i] and b[i] ~= b[i]) then return false end
+  end
+  return true
+end
+
+local cases = {
+  -- device, heads, head dim, CH, WG, T, S, K, P
+  {"cpu", 16, 128, 64, 1, 3, 70, 45, 2},
+  {"cpu", 16, 128, 128, 2, 2, 33, 64, 3},
+  {"gpusim", 16, 128, 64, 1, 2, 40, 45, 2},
+  {"gpusim", 16, 128, 128, 2, 1, 37, 35, 1},
+}
+for n, cs in ipairs(cases) do
+  local dev = ts.device(cs[1])
+  local H, c, CH, WG, T, S, K, P = table.unpack(cs, 2)
+  local rope, what = 64, string.format("case %d (%s, WG %d, P %d)", n, cs[1], WG, P)
+  local nope = c - rope
+  local E = (nope + 2 * rope + nope // 64 + 7) // 8 * 8
+  local function kernel(file, name, params)
+    return ts.kernel("kernels/" .. file, name, params or {}, dev)
+  end
+  local x = rows(S, c, 11 + n):copy_to(dev)
+  local bytes = ts.tensor("i8", {S, E}, nil, dev)
+  kernel("quant.tile", "kv_pack", {ROPE = rope}):launch{x, bytes}
+  local unpacked = ts.tensor("f32", {S, c}, nil, dev)
+  kernel("quant.tile", "kv_unpack", {ROPE = rope}):launch{bytes, unpacked}
+  local kvb = unpacked:cast("bf16")
+  local r, qv, iv, sv = rand(97 + n), {}, {}, {}
+  for i = 1, T * H * c do qv[i] = r() * 2 - 1 end
+  for i = 1, T * K do iv[i] = r() < 0.15 and -1 or math.floor(r() * S) end
+  for i = 1, H do sv[i] = r() - 0.5 end
+  local q = ts.tensor("f32", {T, H, c}, qv):cast("bf16", dev)
+  local idx = ts.tensor("i32", {T, K}, iv):copy_to(dev)
+  local sink = ts.tensor("f32", {H}, sv):copy_to(dev)
+  local params = {NH = H, DC = c, CH = CH, BK = 16, WG = WG}
+  local function run(name, kv)
+    local po = ts.tensor("f32", {T, P, H, c}, nil, dev)
+    local pm = ts.tensor("f32", {T, P, H}, nil, dev)
+    local pl = ts.tensor("f32", {T, P, H}, nil, dev)
+    kernel("sparse_attn.tile", name, params):launch{q, kv, idx, po, pm, pl}
+    local o = ts.tensor("bf16", {T, H, c}, nil, dev)
+    kernel("sparse_attn.tile", "sparse_attn_merge"):launch{po, pm, pl, sink, o}
+    return po, pm, pl, o
+  end
+  local a = {run("sparse_attn_split", kvb)}
+  local b = {run("sparse_attn_split_kv8", bytes)}
+  C.check(bitwise(b[1], a[1]) and bitwise(b[2], a[2]) and bitwise(b[3], a[3]),
+          what .. ": partial states differ from sparse_attn_split's")
+  C.check(bitwise(b[4], a[4]), what .. ": merged outputs differ")
+  -- merged, against the one-pass bf16 kernel (other rescaling order)
+  local o1 = ts.tensor("bf16", {T, H, c}, nil, dev)
+  kernel("sparse_attn.tile", "sparse_attn"):launch{q, kvb, idx, sink, o1}
+  local err = C.relerr(b[4]:to_table(), o1:to_table())
+  C.check(err < 1e-2, string.format("%s: merged vs sparse_attn %.2e", what, err))
+end
+
+-- a row too short for C and ROPE is refused by the kernel's assert
+do
+  local dev = ts.device("cpu")
+  local q = ts.tensor("bf16", {1, 16, 128})
+  local ok, msg = pcall(function()
+    ts.kernel("kernels/sparse_attn.tile", "sparse_attn_split_kv8",
+              {NH = 16, DC = 128, CH = 64, BK = 16, WG = 1}, dev):launch{
+      q, ts.tensor("i8", {8, 150}), ts.tensor("i32", {1, 8}),
+      ts.tensor("f32", {1, 1, 16, 128}), ts.tensor("f32", {1, 1, 16}),
+      ts.tensor("f32", {1, 1, 16})}
+  end)
+  C.check(not ok and tostring(msg):find("too short"), "short rows: " .. tostring(msg))
+end
+
+-- the indexer over FP4 keys against indexer_scores_tc over the unpacked
+-- keys in bf16 (tensor-core sizes: 64 heads x 128); query t sees keys
+-- s <= t (RATIO 1), so T = S queries score every key
+for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 75, 64}} do
+  local dev = ts.device(cs[1])
+  local T, S, BS = cs[2], cs[3], cs[4]
+  local HI, D = 64, 128
+  local what = string.format("indexer case %d (%s, S %d, BS %d)", n, cs[1], S, BS)
+  local function kernel(file, name, params)
+    return ts.kernel("kernels/" .. file, name, params or {}, dev)
+  end
+  local x = rows(S, D, 40 + n):copy_to(dev)
+  local bytes = ts.tensor("i8", {S, D // 2 + D // 32}, nil, dev)
+  kernel("quant.tile", "fp4_pack"):launch{x, bytes}
+  local unpacked = ts.tensor("f32", {S, D}, nil, dev)
+  kernel("quant.tile", "fp4_unpack"):launch{bytes, unpacked}
+  local r, qv, wv = rand(7 + n), {}, {}
+  for i = 1, T * HI * D do qv[i] = r() * 2 - 1 end
+  for i = 1, T * HI do wv[i] = r() - 0.3 end
+  local q = ts.tensor("f32", {T, HI, D}, qv):cast("bf16", dev)
+  local w = ts.tensor("f32", {T, HI}, wv):copy_to(dev)
+  local params = {RATIO = 1, BS = BS}
+  local o16 = ts.tensor("f32", {T, S}, nil, dev)
+  kernel("indexer.tile", "indexer_scores_tc", params):launch{q, unpacked:cast("bf16"), w, o16}
+  local o4 = ts.tensor("f32", {T, S}, nil, dev)
+  kernel("indexer.tile", "indexer_scores_fp4_tc", params):launch{q, bytes, w, o4}
+  C.check(bitwise(o4, o16), what .. ": scores differ from indexer_scores_tc's")
+  local finite = 0
+  for _, v in ipairs(o4:to_table()) do if v > -math.huge then finite = finite + 1 end end
+  C.check(finite == T * (T + 1) // 2, what .. ": " .. finite .. " scores")
+end
+
+do
+  local ok, msg = pcall(function()
+    ts.kernel("kernels/indexer.tile", "indexer_scores_fp4_tc", {RATIO = 1}, ts.device("cpu")):launch{
+      ts.tensor("bf16", {1, 64, 128}), ts.tensor("i8", {4, 64}), ts.tensor("f32", {1, 64}),
+      ts.tensor("f32", {1, 4})}
+  end)
+  C.check(not ok and tostring(msg):find("FP4 key"), "short FP4 keys: " .. tostring(msg))
+end
+
+C.finish()
