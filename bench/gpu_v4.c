@@ -20,7 +20,7 @@
  *   - the f32 linear in TF32 on tensor cores against the scalar f32 one;
  *   - the million-token layer: one decode step of a V4-Flash CSA, HCA and
  *     dense attention layer at 128K, 512K and 1M tokens of context, with
- *     the KV bytes each allocates.
+ *     the KV bytes each allocates, with bf16 caches and in V4's formats.
  * Before timing, each kernel's output on a small odd shape is compared with
  * the same kernel on the CPU (the CPU form is checked against C references
  * by the test suites); a mismatch stops the run. Markdown on stdout; without
@@ -1128,9 +1128,14 @@ static ts_tensor *indices(int64_t n, int64_t hi, bool dense) {
  * sparse kernel given every index). The caches are synthesized at their sizes (random contents: a
  * prefill's values do not change a decode step's work); the kernels run on
  * inputs of the right shapes, not chained, so launch gaps are not counted.
- * Returns the milliseconds; *kv gets the cache bytes allocated (bf16). */
-static double layer_step(int kind, int64_t L, double *kv) {
-  int64_t d = 4096, H = 64, C = 512, W = 128, topk = 512;
+ * packed: the caches in V4's formats (quant.tile: KV entries of E = 584
+ * bytes read by sparse_attn_split_kv8, also for HCA and dense as one list of
+ * every entry; the indexer's keys in FP4, 68 bytes, read by
+ * indexer_scores_fp4_tc); else bf16 rows (HCA by hca_attn_split).
+ * Returns the milliseconds; *kv gets the cache bytes allocated. */
+static double layer_step(int kind, int64_t L, bool packed_kv, double *kv) {
+  int64_t d = 4096, H = 64, C = 512, W = 128, topk = 512, E = 584, P4 = 128 / 2 + 128 / 32;
+  const char *attn = packed_kv ? "sparse_attn_split_kv8" : "sparse_attn_split";
   double wb = 0, t = 0;
   t += gemv(1024, d, 40, &wb);      /* q_a */
   t += gemv(H * C, 1024, 42, &wb);  /* q_b */
@@ -1147,9 +1152,11 @@ static double layer_step(int kind, int64_t L, double *kv) {
     t += gemv(64 * 128, 1024, 56, &wb) + gemv(64, d, 58, &wb); /* indexer q, weights */
     t += gemv(2 * 128, d, 60, &wb) + gemv(2 * 128, d, 62, &wb); /* its compressor */
     int64_t siq[3] = {1, 64, 128}, sk[2] = {n, 128}, sw[2] = {1, 64}, so[2] = {1, n};
-    ts_kernel *ks = gpu_kern("kernels/indexer.tile", "indexer_scores_tc", "RATIO=1");
+    ts_kernel *ks = gpu_kern("kernels/indexer.tile",
+                             packed_kv ? "indexer_scores_fp4_tc" : "indexer_scores_tc", "RATIO=1");
     ts_arg a[4] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 3, siq, 64, 1)),
-                   ts_arg_tensor(rnd(gpu, TS_DTYPE_BF16, 2, sk, 65, 1)),
+                   ts_arg_tensor(packed_kv ? packed(gpu, "fp4_pack", n, 128, P4, 65)
+                                           : rnd(gpu, TS_DTYPE_BF16, 2, sk, 65, 1)),
                    ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, sw, 66, 1)),
                    ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 2, so, 67, 1))};
     t += timed(ks, a, 4);
@@ -1158,16 +1165,28 @@ static double layer_step(int kind, int64_t L, double *kv) {
     ts_tensor *sc = rnd(gpu, TS_DTYPE_F32, 2, so, 68, 1), *glen = to_gpu(len), *sel;
     t += topk_seconds(sc, glen, n, topk, n >= 32768 ? topk_chunk(n, topk) : 0, &sel);
     int64_t skv[2] = {n + W, C};
-    ts_tensor *cache = rnd(gpu, TS_DTYPE_BF16, 2, skv, 69, 1);
+    ts_tensor *cache = packed_kv ? packed(gpu, "kv_pack", n + W, C, E, 69)
+                                 : rnd(gpu, TS_DTYPE_BF16, 2, skv, 69, 1);
     ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(topk + W, n + W, false)),
                    ts_arg_tensor(sink), ts_arg_tensor(o)};
-    t += split_attn("kernels/sparse_attn.tile", "sparse_attn_split", c, 5,
-                    splits_for(1, topk + W));
-    *kv = (double)(n + W) * C * 2 + (double)n * 128 * 2; /* + the indexer's keys */
+    t += split_attn("kernels/sparse_attn.tile", attn, c, 5, splits_for(1, topk + W));
+    /* + the indexer's keys */
+    *kv = packed_kv ? (double)(n + W) * E + (double)n * P4
+                    : (double)(n + W) * C * 2 + (double)n * 128 * 2;
     release_args(a, 4);
     ts_tensor *done[6] = {c[1].tensor, c[2].tensor, len, sc, glen, sel};
     for (int i = 0; i < 6; i++)
       ts_tensor_release(done[i]);
+  } else if (kind == 1 && packed_kv) { /* HCA over one list: the window, then every entry */
+    int64_t n = L / 128;
+    t += gemv(C, d, 70, &wb) + gemv(C, d, 72, &wb); /* compressor wkv, wgate */
+    ts_tensor *cache = packed(gpu, "kv_pack", n + W, C, E, 75);
+    ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(n + W, n + W, true)),
+                   ts_arg_tensor(sink), ts_arg_tensor(o)};
+    t += split_attn("kernels/sparse_attn.tile", attn, c, 5, splits_for(1, W + n));
+    *kv = (double)(n + W) * E;
+    ts_tensor_release(cache);
+    ts_tensor_release(c[2].tensor);
   } else if (kind == 1) { /* HCA */
     int64_t n = L / 128;
     t += gemv(C, d, 70, &wb) + gemv(C, d, 72, &wb); /* compressor wkv, wgate */
@@ -1185,11 +1204,12 @@ static double layer_step(int kind, int64_t L, double *kv) {
     ts_tensor_release(nc);
   } else { /* dense: every token's entry */
     int64_t skv[2] = {L, C};
-    ts_tensor *cache = rnd(gpu, TS_DTYPE_BF16, 2, skv, 76, 1);
+    ts_tensor *cache = packed_kv ? packed(gpu, "kv_pack", L, C, E, 76)
+                                 : rnd(gpu, TS_DTYPE_BF16, 2, skv, 76, 1);
     ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(L, L, true)),
                    ts_arg_tensor(sink), ts_arg_tensor(o)};
-    t += split_attn("kernels/sparse_attn.tile", "sparse_attn_split", c, 5, splits_for(1, L));
-    *kv = (double)L * C * 2;
+    t += split_attn("kernels/sparse_attn.tile", attn, c, 5, splits_for(1, L));
+    *kv = packed_kv ? (double)L * E : (double)L * C * 2;
     ts_tensor_release(cache);
     ts_tensor_release(c[2].tensor);
   }
@@ -1201,19 +1221,24 @@ static double layer_step(int kind, int64_t L, double *kv) {
 
 static void million_token_layer(void) {
   printf("\n## The million-token layer (V4-Flash attention layer, one decode step, batch 1)\n\n");
-  printf("Caches synthesized at each context (bf16 entries; V4's FP8 format would be 584 B an "
-         "entry and the indexer's FP4 keys 68 B); the step is the sum of its kernels' times.\n\n");
-  printf("| context | CSA ms | CSA KV MiB | HCA ms | HCA KV MiB | dense ms | dense KV MiB | "
-         "dense / CSA time | dense / CSA KV |\n|---|---|---|---|---|---|---|---|---|\n");
+  printf("Caches synthesized at each context; the step is the sum of its kernels' times. First "
+         "with bf16 entries and keys, then in V4's own formats (KV entries of 584 B: e4m3, bf16 "
+         "rope dims, ue8m0 scales; the indexer's keys in FP4, 68 B), which the dense layer "
+         "uses too.\n");
   int64_t ctx[3] = {quick ? 4096 : 131072, quick ? 8192 : 524288, quick ? 16384 : 1048576};
-  for (int i = 0; i < 3; i++) {
-    double kc, kh, kd;
-    double tc = layer_step(0, ctx[i], &kc), th = layer_step(1, ctx[i], &kh);
-    double td = layer_step(2, ctx[i], &kd);
-    char r1[32], r2[32];
-    printf("| %lld | %.3f | %.1f | %.3f | %.1f | %.3f | %.1f | %s | %s |\n", (long long)ctx[i], tc,
-           kc / 1048576, th, kh / 1048576, td, kd / 1048576, ratio(r1, tc > 0 ? td / tc : 0),
-           ratio(r2, kc > 0 ? kd / kc : 0));
+  for (int f = 0; f < 2; f++) {
+    printf("\n| context (%s) | CSA ms | CSA KV MiB | HCA ms | HCA KV MiB | dense ms | dense KV MiB | "
+           "dense / CSA time | dense / CSA KV |\n|---|---|---|---|---|---|---|---|---|\n",
+           f ? "V4 formats" : "bf16");
+    for (int i = 0; i < 3; i++) {
+      double kc, kh, kd;
+      double tc = layer_step(0, ctx[i], f, &kc), th = layer_step(1, ctx[i], f, &kh);
+      double td = layer_step(2, ctx[i], f, &kd);
+      char r1[32], r2[32];
+      printf("| %lld | %.3f | %.1f | %.3f | %.1f | %.3f | %.1f | %s | %s |\n", (long long)ctx[i],
+             tc, kc / 1048576, th, kh / 1048576, td, kd / 1048576,
+             ratio(r1, tc > 0 ? td / tc : 0), ratio(r2, kc > 0 ? kd / kc : 0));
+    }
   }
 }
 
