@@ -419,7 +419,7 @@ static void attention_kv8(void) {
     a[4] = ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sm));
     a[5] = ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sm));
     differential("kernels/sparse_attn.tile", "sparse_attn_split_kv8",
-                 "NH=16 DC=128 CH=64 BK=16 WG=1", a, 6, 3, 2e-2);
+                 "NH=16 DC=128 CH=64 BK=16 WG=1 EB=200", a, 6, 3, 2e-2);
     release_args(a, 6);
   }
   if (check_only)

@@ -507,8 +507,9 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
 
 /* ---- pipelined loops: a ring of asynchronous copies ----------------------- */
 
-/* A staged copy into the current buffer: 16-byte cp.async chunks along the
- * last dim where a chunk is in bounds and aligned, element copies (zeros
+/* A staged copy into the current buffer: cp.async chunks (16 bytes, or 8 or
+ * 4: ts_pipe_chunk_bytes) along the last dim where a chunk is in bounds and
+ * aligned, element copies (zeros
  * out of bounds) where not; without a chunked form, the plain tile copy. */
 static void cp_async_copy(cg *c, ts_node *call) {
   cview pool[16], src, dst;
@@ -518,9 +519,10 @@ static void cp_async_copy(cg *c, ts_node *call) {
     return;
   const ts_type *t = call->kids[1]->sym->type;
   uint32_t rank = dst.vrank;
-  int chunk = 16 / (ts_dtype_bits(t->dtype) / 8);
   int64_t cols = t->dims[t->rank - 1].c;
-  if (rank < 1 || src.vrank != rank || cols % chunk ||
+  int cb = ts_pipe_chunk_bytes(cols, ts_dtype_bits(t->dtype) / 8);
+  int chunk = cb / (ts_dtype_bits(t->dtype) / 8);
+  if (rank < 1 || src.vrank != rank || cb == 0 ||
       src.sub[src.rank - 1].kind != SUB_SLICE ||
       src.sub[src.rank - 1].vdim != rank - 1) {
     cu_tile_copy(c, call, true);
@@ -541,10 +543,10 @@ static void cp_async_copy(cg *c, ts_node *call) {
   cu_view_elem(c, &dst, kf, &dlin, &dok);
   (void)llin;
   (void)dok;
-  cu_line(c, "if ((%s) && (%s) && ((unsigned long long)&%s[%s] & 15ULL) == 0) {", sok,
-          lok, src.base, slin);
+  cu_line(c, "if ((%s) && (%s) && ((unsigned long long)&%s[%s] & %dULL) == 0) {", sok,
+          lok, src.base, slin, cb - 1);
   c->ind++;
-  cu_line(c, "ts_cp_async16(&%s[%s], &%s[%s]);", dst.base, dlin, src.base, slin);
+  cu_line(c, "ts_cp_async%d(&%s[%s], &%s[%s]);", cb, dst.base, dlin, src.base, slin);
   c->ind--;
   cu_line(c, "} else {");
   c->ind++;

@@ -63,7 +63,7 @@ void gen_loop_begin_step(gen *g, loop *L, MlirValue lo, MlirValue hi,
                          MlirValue step) {
   mb *b = &g->b;
   L->step = step;
-  L->unroll = false;
+  L->unroll = L->keep = false;
   L->header = mb_block(b, 1, &b->i64);
   L->body = mb_block(b, 0, NULL);
   L->latch = mb_block(b, 0, NULL);
@@ -81,12 +81,13 @@ void gen_loop_end(gen *g, loop *L) {
   b->cur = L->latch;
   MlirValue next = mb_bin(b, "arith.addi", L->iv, L->step);
   mb_br(b, L->header, 1, &next);
-  if (L->unroll) /* becomes llvm.loop metadata on the back edge */
+  if (L->unroll || L->keep) /* becomes llvm.loop metadata on the back edge */
     mlirOperationSetAttributeByName(
         mlirBlockGetTerminator(b->cur), mb_str("loop_annotation"),
-        mlirAttributeParseGet(b->ctx,
-                              mb_str("#llvm.loop_annotation<unroll = "
-                                     "#llvm.loop_unroll<full = true>>")));
+        mlirAttributeParseGet(b->ctx, mb_str(L->unroll ? "#llvm.loop_annotation<unroll = "
+                                                         "#llvm.loop_unroll<full = true>>"
+                                                       : "#llvm.loop_annotation<unroll = "
+                                                         "#llvm.loop_unroll<disable = true>>")));
   b->cur = L->exit;
 }
 
@@ -1386,7 +1387,7 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
         {"ts_gpusim_mma", "lliiiiiiffffi", ""}, {"ts_gpusim_mma_d", "lli", "f"},
         {"ts_gpusim_ldmatrix", "llli", ""}, {"ts_gpusim_ldmatrix_r", "lli", "i"},
         {"ts_gpusim_tma", "lllllll", ""},   {"ts_gpusim_mbar", "llili", ""},
-        {"ts_gpusim_cp16", "ll", ""},       {"ts_gpusim_access", "llli", ""}};
+        {"ts_gpusim_cp", "lll", ""},       {"ts_gpusim_access", "llli", ""}};
     for (size_t i = 0; i < sizeof sim / sizeof sim[0]; i++) {
       MlirType t[16];
       intptr_t n = 0;

@@ -237,6 +237,11 @@ void ts_pipe_plan(const ts_kernel_info *k, ts_gpu_tile *tiles, int nt);
 const ts_gpu_tile *ts_pipe_buffers(const ts_kernel_info *k, const ts_node *pipe,
                                    const ts_node *st, const ts_gpu_tile *plan, int nt,
                                    int64_t *stride);
+/* The bytes of each cp.async of a copy into a tile whose rows are `cols`
+ * elements of `elem` bytes: 16 (cp.async.cg) when a row is a multiple of
+ * 16 bytes, else 8 or 4 (cp.async.ca: a KV cache row of 584 bytes goes by
+ * 8); 0 when no size divides the row (the copy is then element by element). */
+int ts_pipe_chunk_bytes(int64_t cols, int elem);
 /* Whether copy `call`, outside any ring, can go by cp.async (both
  * lowerings then copy 16-byte chunks and wait for them at once, where the
  * element loop converted each element through its compute type): a tensor

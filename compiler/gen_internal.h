@@ -14,6 +14,7 @@ typedef struct loop {
   MlirBlock header, body, latch, exit;
   MlirValue iv, step;
   bool unroll; /* ask LLVM to unroll it fully (its trip count is constant) */
+  bool keep;   /* ask LLVM not to unroll it (a cold path: code size, registers) */
 } loop;
 
 typedef struct gen {

@@ -3,8 +3,8 @@
  * PTX), one shared buffer per stage, as cuda_tc.c does for the CUDA C
  * lowering (docs/abi.md "Pipelined loops"), and the wgmma of the gemms
  * ts_pipe_async_gemm allows stays in flight into the next iteration. In
- * the simulator's CPU form each 16-byte chunk is copied at once
- * (ts_gpusim_cp16), which checks the chunks and the ring's indexing, and a
+ * the simulator's CPU form each chunk is copied at once
+ * (ts_gpusim_cp), which checks the chunks and the ring's indexing, and a
  * wgmma still reading a buffer being refilled is an error
  * (runtime/gpusim.c). */
 #include "compiler/gen_internal.h"
@@ -47,8 +47,9 @@ static void point(gen *g, staged *s, int ns, MlirValue v, MlirValue lo, int64_t 
   }
 }
 
-/* One staged copy into the current buffer: cp.async chunks of 16 bytes
- * along the last dim where the source row is in range and aligned (the
+/* One staged copy into the current buffer: cp.async chunks along the last
+ * dim (16 bytes, or 8 or 4 where the row is no multiple of 16:
+ * ts_pipe_chunk_bytes) where the source chunk is in range and aligned (the
  * part past the row's end zero-filled), element copies where not. */
 static void copy_ahead(gen *g, ts_node *call) {
   mb *b = &g->b;
@@ -59,9 +60,10 @@ static void copy_ahead(gen *g, ts_node *call) {
     return;
   const ts_type *t = call->kids[1]->sym->type;
   uint32_t rank = dst.vrank;
-  int bytes = ts_dtype_bits(t->dtype) / 8, chunk = 16 / bytes;
+  int bytes = ts_dtype_bits(t->dtype) / 8;
   int64_t cols = t->dims[t->rank - 1].c;
-  if (rank < 1 || src.vrank != rank || cols % chunk ||
+  int cb = ts_pipe_chunk_bytes(cols, bytes), chunk = cb / bytes;
+  if (rank < 1 || src.vrank != rank || cb == 0 ||
       src.sub[src.rank - 1].kind != SUB_SLICE || src.sub[src.rank - 1].vdim != rank - 1) {
     gen_copy(g, call);
     return;
@@ -82,22 +84,29 @@ static void copy_ahead(gen *g, ts_node *call) {
   gen_view_elem(g, &dst, kf, &dlin, &dok);
   MlirValue saddr = gen_gpu_address(g, src.mem, slin, bytes);
   MlirValue aligned =
-      mb_cmpi(b, CMPI_EQ, gen_bin(g, "arith.remsi", saddr, gen_i64(g, 16)), gen_i64(g, 0));
+      mb_cmpi(b, CMPI_EQ, gen_bin(g, "arith.remsi", saddr, gen_i64(g, cb)), gen_i64(g, 0));
   MlirValue fast = gen_bin(g, "arith.andi", gen_bin(g, "arith.andi", sok, lok), aligned);
   (void)llin;
   (void)dok;
   MlirBlock join = gen_if_begin(g, fast);
-  if (g->emu) { /* the simulator: the 16 bytes at once */
-    MlirValue args[2] = {gen_gpu_address(g, dst.mem, dlin, bytes), saddr};
-    gen_call(g, "ts_gpusim_cp16", 2, args, 0, NULL);
+  if (g->emu) { /* the simulator: the chunk at once */
+    MlirValue args[3] = {gen_gpu_address(g, dst.mem, dlin, bytes), saddr, gen_i64(g, cb)};
+    gen_call(g, "ts_gpusim_cp", 3, args, 0, NULL);
   } else {
     MlirValue ops[2] = {gen_gpu_shared_address(g, dst.mem, dlin, bytes), saddr};
-    inline_asm(g, "cp.async.cg.shared.global [$0], [$1], 16;", "r,l,~{memory}", 2, ops);
+    char text[64]; /* .cg (L2 only) takes 16 bytes alone */
+    snprintf(text, sizeof text, "cp.async.%s.shared.global [$0], [$1], %d;", cb == 16 ? "cg" : "ca",
+             cb);
+    inline_asm(g, text, "r,l,~{memory}", 2, ops);
   }
   gen_if_end(g, join);
   join = gen_if_begin(g, gen_bin(g, "arith.xori", fast, mb_const_int(b, b->i1, 1)));
   loop le;
   gen_loop_begin(g, &le, gen_i64(g, 0), gen_i64(g, chunk));
+  /* the rare path (a chunk partly out of range or misaligned) stays a loop:
+   * unrolled, its loads cost sparse_attn_split_kv8 (8-byte chunks) 23
+   * registers and 292 bytes of spill */
+  le.keep = true;
   MlirValue ke[TS_MAX_RANK];
   for (uint32_t i = 0; i < rank; i++)
     ke[i] = kf[i];

@@ -11,6 +11,13 @@ int64_t ts_pipe_stages(const ts_node *pipe) {
   return s && s->cval.kind == TS_CONST_INT ? s->cval.i : 2;
 }
 
+int ts_pipe_chunk_bytes(int64_t cols, int elem) {
+  for (int cb = 16; cb >= 4 && cb >= elem; cb /= 2)
+    if (cols * elem % cb == 0)
+      return cb;
+  return 0;
+}
+
 int64_t ts_pipe_planned(const ts_node *pipe, const ts_gpu_tile *plan, int nt) {
   for (int i = 0; i < nt; i++)
     if (plan[i].pipe == pipe)

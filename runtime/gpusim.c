@@ -490,12 +490,17 @@ void ts_gpusim_access(int64_t ctx, int64_t tid, int64_t addr, int32_t info) {
               (int)((uint32_t)info >> 9));
 }
 
-/* cp.async of 16 bytes, done at once (the copy's chunking and predicates
- * are the generated code's). */
-void ts_gpusim_cp16(int64_t dst, int64_t src) {
+/* cp.async of n (16, 8 or 4) bytes, done at once (the copy's chunking and
+ * predicates are the generated code's); a chunk not aligned to its size is
+ * an error, as the hardware's. */
+void ts_gpusim_cp(int64_t dst, int64_t src, int64_t n) {
   team *t = the_team;
-  race_access(t, t->cur, (uintptr_t)dst, 16, true, 0);
-  memcpy((void *)(intptr_t)dst, (const void *)(intptr_t)src, 16);
+  if ((n != 16 && n != 8 && n != 4) || (dst | src) % n) {
+    wgmma_error(t, t->cur, "a cp.async chunk that is not aligned to its size");
+    return;
+  }
+  race_access(t, t->cur, (uintptr_t)dst, (int)n, true, 0);
+  memcpy((void *)(intptr_t)dst, (const void *)(intptr_t)src, (size_t)n);
 }
 
 /* ---- TMA and mbarriers ------------------------------------------------- */

@@ -50,7 +50,7 @@ void ts_gpusim_wgmma_sync(int64_t ctx, int64_t tid, int32_t n);
 void ts_gpusim_tma(int64_t ctx, int64_t tid, int64_t dst, int64_t map, int64_t x,
                    int64_t y, int64_t bar);
 void ts_gpusim_mbar(int64_t ctx, int64_t tid, int32_t op, int64_t addr, int32_t parity);
-void ts_gpusim_cp16(int64_t dst, int64_t src);
+void ts_gpusim_cp(int64_t dst, int64_t src, int64_t n);
 void ts_gpusim_access(int64_t ctx, int64_t tid, int64_t addr, int32_t info);
 /* The simulator's tensor map (what ts_gpusim_tma reads; a CUtensorMap on
  * the GPU): a row-major [rows, cols] tensor at `base`, boxes of

@@ -120,7 +120,7 @@ const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS] = {
     {"ts_gpusim_ldmatrix", (void *)ts_gpusim_ldmatrix},
     {"ts_gpusim_tma", (void *)ts_gpusim_tma},
     {"ts_gpusim_mbar", (void *)ts_gpusim_mbar},
-    {"ts_gpusim_cp16", (void *)ts_gpusim_cp16},
+    {"ts_gpusim_cp", (void *)ts_gpusim_cp},
     {"ts_gpusim_access", (void *)ts_gpusim_access},
     {"ts_gpusim_ldmatrix_r", (void *)ts_gpusim_ldmatrix_r},
     {"ts_gpusim_wgmma", (void *)ts_gpusim_wgmma},

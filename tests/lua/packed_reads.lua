@@ -70,8 +70,9 @@ for n, cs in ipairs(cases) do
   local q = ts.tensor("f32", {T, H, c}, qv):cast("bf16", dev)
   local idx = ts.tensor("i32", {T, K}, iv):copy_to(dev)
   local sink = ts.tensor("f32", {H}, sv):copy_to(dev)
-  local params = {NH = H, DC = c, CH = CH, BK = 16, WG = WG}
   local function run(name, kv)
+    local params = {NH = H, DC = c, CH = CH, BK = 16, WG = WG}
+    if name == "sparse_attn_split_kv8" then params.EB = E end
     local po = ts.tensor("f32", {T, P, H, c}, nil, dev)
     local pm = ts.tensor("f32", {T, P, H}, nil, dev)
     local pl = ts.tensor("f32", {T, P, H}, nil, dev)
@@ -98,7 +99,7 @@ do
   local q = ts.tensor("bf16", {1, 16, 128})
   local ok, msg = pcall(function()
     ts.kernel("kernels/sparse_attn.tile", "sparse_attn_split_kv8",
-              {NH = 16, DC = 128, CH = 64, BK = 16, WG = 1}, dev):launch{
+              {NH = 16, DC = 128, CH = 64, BK = 16, WG = 1, EB = 150}, dev):launch{
       q, ts.tensor("i8", {8, 150}), ts.tensor("i32", {1, 8}),
       ts.tensor("f32", {1, 1, 16, 128}), ts.tensor("f32", {1, 1, 16}),
       ts.tensor("f32", {1, 1, 16})}

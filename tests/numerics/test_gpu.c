@@ -198,13 +198,17 @@ static void test_mma_shared(void) {
 
 /* c = a b^T through a pipelined loop with 2-4 stages: K with a tail and
  * odd (rows not 16-byte aligned: element copies), K aligned (16-byte
- * asynchronous copies), fewer iterations than stages. */
+ * asynchronous copies), fewer iterations than stages; tiles of 8- and
+ * 4-byte rows (BK 4, 2: cp.async.ca chunks of 8 and 4 bytes), aligned or
+ * not (K 37: every other row's chunks element by element). */
 static void test_pipe_gemm(void) {
   static const struct {
     int64_t M, N, K;
     const char *stages;
   } cases[] = {{45, 21, 37, "STAGES=3"}, {32, 32, 64, "STAGES=3"},
-               {33, 17, 32, "STAGES=4"}, {40, 16, 80, "STAGES=2"}};
+               {33, 17, 32, "STAGES=4"}, {40, 16, 80, "STAGES=2"},
+               {45, 21, 40, "STAGES=3 BK=4"}, {33, 17, 22, "STAGES=2 BK=2"},
+               {35, 19, 37, "STAGES=2 BK=4"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     ts_kernel *k = num_kernel(GPU_TILE, "pipe_gemm", cases[i].stages, NULL);
     if (!k)
