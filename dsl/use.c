@@ -14,8 +14,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* The most files one unit may join (itself included). */
+/* The most files one unit may join (itself included), and the largest. */
 #define MAX_FILES 64
+#define MAX_BYTES ((off_t)64 << 20)
 
 typedef struct used {
   const char *name; /* as messages show it: the folder of its user + path */
@@ -59,6 +60,10 @@ static bool read_file(loader *l, const char *path, char *real, uint32_t from,
   struct stat sb;
   if (stat(real, &sb) != 0 || !S_ISREG(sb.st_mode)) {
     fail(l, from, span, false, "'%s' is not a file%s", path, "");
+    return false;
+  }
+  if (sb.st_size > MAX_BYTES) {
+    fail(l, from, span, false, "'%s' is larger than %s", path, "64 MiB");
     return false;
   }
   char *text = NULL;

@@ -24,6 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ts_unit u;
     ts_status st = ts_unit_init(&u, a, "fuzz.tile", text, size, &d);
     if (!st) {
+      u.no_use = true; /* hermetic: a `use` the fuzzer writes reads no file */
       if (stage == 0) {
         ts_dump_tokens(&u.src, &d, &out);
       } else if (ts_unit_parse(&u)) {
