@@ -16,7 +16,7 @@
 
 /* The most files one unit may join (itself included), and the largest. */
 #define MAX_FILES 64
-#define MAX_BYTES ((off_t)64 << 20)
+#define MAX_BYTES ((off_t)16 << 20) /* x MAX_FILES: under the 2 GiB of a source */
 
 typedef struct used {
   const char *name; /* as messages show it: the folder of its user + path */
@@ -63,7 +63,7 @@ static bool read_file(loader *l, const char *path, char *real, uint32_t from,
     return false;
   }
   if (sb.st_size > MAX_BYTES) {
-    fail(l, from, span, false, "'%s' is larger than %s", path, "64 MiB");
+    fail(l, from, span, false, "'%s' is larger than %s", path, "16 MiB");
     return false;
   }
   char *text = NULL;

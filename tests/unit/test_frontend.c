@@ -363,17 +363,17 @@ static void test_use(void) {
   CHECK(d.head && d.head->line == 1 && d.head->col == 5);
   done_file(&u, &d, text);
 
-  /* a file larger than 64 MiB is refused unread (a sparse one here) */
+  /* a file larger than 16 MiB is refused unread (a sparse one here) */
   char big[600];
   snprintf(big, sizeof big, "%s/big.tile", dir);
   FILE *bf = fopen(big, "w");
-  CHECK(bf && ftruncate(fileno(bf), (off_t)65 << 20) == 0);
+  CHECK(bf && ftruncate(fileno(bf), (off_t)17 << 20) == 0);
   if (bf)
     fclose(bf);
   put(dir, "usebig.tile",
       "use \"big.tile\";\nfn f(x: f32) -> f32 {\n  return x;\n}\n");
   ok = check_file(&u, &d, dir, "usebig.tile", &text);
-  CHECK(!ok && ts_test_has_error(&d, "is larger than 64 MiB"));
+  CHECK(!ok && ts_test_has_error(&d, "is larger than 16 MiB"));
   done_file(&u, &d, text);
 
   const char *names[] = {"lib/a.tile",  "lib/c.tile", "b.tile",    "main.tile",
