@@ -239,9 +239,12 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o)
     if key then st.keys:append(hadamard(key)) end
     local N = st.keys.n
     if N > 0 then
+      -- every key scored where it lies: the packed FP4 rows read as they
+      -- are (no f32 copy of all N keys each step)
       local scores = f32{1, N}
-      kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio})
-        :launch{qi, st.keys:get(0, N), w, O.tensor("i32", {1}, {t}), scores}
+      local name = st.keys.format == "f32" and "indexer_scores_f32" or "indexer_scores_fp4_f32"
+      kernel("indexer.tile", name, {RATIO = ratio})
+        :launch{qi, st.keys:view(0, N), w, O.tensor("i32", {1}, {t}), scores}
       local len = O.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
       sel = O.topk(scores, len, cfg.index_topk)
       for _, e in ipairs(sel:to_table()) do

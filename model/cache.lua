@@ -86,6 +86,12 @@ function Cache:get(first, n, out)
   return out
 end
 
+-- Rows first .. first + n - 1 as they are held (f32, or the packed bytes):
+-- a view, for kernels that read the format itself.
+function Cache:view(first, n)
+  return self.data:slice(0, first, n)
+end
+
 -- The rows rows[r] (an i32 tensor [R]; -1: none, a row of zeros) as f32
 -- into out [R, width]: a decode step reads only the entries it attends to.
 function Cache:gather(rows, out)

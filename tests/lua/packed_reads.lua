@@ -1,8 +1,9 @@
 -- packed_reads.lua - the GPU kernels that read the caches' bytes
 -- (kernels/quant.tile formats) and decode them into bf16 tiles on the way:
 -- sparse_attn_split_kv8 (the KV cache, kv_pack) and indexer_scores_fp4_tc
--- (the indexer's keys, fp4_pack). Each equals its bf16 twin over the
--- unpacked rows rounded to bf16, bit for bit (the decoded values are exact
+-- (the indexer's keys, fp4_pack), and the exact model's
+-- indexer_scores_fp4_f32. Each equals its twin over the unpacked rows
+-- (rounded to bf16 for the tensor-core forms), bit for bit (the decoded values are exact
 -- in bf16), on the CPU and the GPU simulator: attention over ranges,
 -- invalid (-1) entries, a K that is no multiple of the block and blocks of
 -- two warpgroups (merged, it also agrees with sparse_attn); the indexer
@@ -134,6 +135,16 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
   local o4 = ts.tensor("f32", {T, S}, nil, dev)
   kernel("indexer.tile", "indexer_scores_fp4_tc", params):launch{q, bytes, w, o4}
   C.check(bitwise(o4, o16), what .. ": scores differ from indexer_scores_tc's")
+  -- the exact model's f32 form (decode: queries at their positions)
+  local qf = ts.tensor("f32", {T, HI, D}, qv):copy_to(dev)
+  local pv = {}
+  for i = 1, T do pv[i] = (i * 37) % (S + 9) end
+  local pos = ts.tensor("i32", {T}, pv):copy_to(dev)
+  local f1 = ts.tensor("f32", {T, S}, nil, dev)
+  kernel("indexer.tile", "indexer_scores_f32", params):launch{qf, unpacked, w, pos, f1}
+  local f2 = ts.tensor("f32", {T, S}, nil, dev)
+  kernel("indexer.tile", "indexer_scores_fp4_f32", params):launch{qf, bytes, w, pos, f2}
+  C.check(bitwise(f2, f1), what .. ": fp4_f32 scores differ from indexer_scores_f32's")
   local finite = 0
   for _, v in ipairs(o4:to_table()) do if v > -math.huge then finite = finite + 1 end end
   C.check(finite == T * (T + 1) // 2, what .. ": " .. finite .. " scores")
