@@ -520,8 +520,8 @@ static void cp_async_copy(cg *c, ts_node *call) {
   const ts_type *t = call->kids[1]->sym->type;
   uint32_t rank = dst.vrank;
   int64_t cols = t->dims[t->rank - 1].c;
-  int cb = ts_pipe_chunk_bytes(cols, ts_dtype_bits(t->dtype) / 8);
-  int chunk = cb / (ts_dtype_bits(t->dtype) / 8);
+  int bytes = ts_dtype_bits(t->dtype) / 8;
+  int cb = ts_pipe_chunk_bytes(cols, bytes), chunk = cb / bytes;
   if (rank < 1 || src.vrank != rank || cb == 0 ||
       src.sub[src.rank - 1].kind != SUB_SLICE ||
       src.sub[src.rank - 1].vdim != rank - 1) {

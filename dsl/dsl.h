@@ -40,6 +40,10 @@ typedef struct ts_lexer {
 void ts_lex_init(ts_lexer *lx, const ts_source *src, ts_diags *diags);
 /* Lexes [lo, hi) of the source only (one file of a joined source). */
 void ts_lex_range(ts_lexer *lx, uint32_t lo, uint32_t hi);
+/* A string token's text between its quotes (escapes as written); *closed
+ * says whether it has its closing quote (an unterminated one, reported by
+ * the lexer, runs to the end of its line). */
+ts_str ts_tok_string(const ts_source *src, ts_span span, bool *closed);
 /* The next token; reports lexical errors into the sink and returns a
  * TS_TOK_ERROR token for them. Returns TS_TOK_EOF forever at the end. */
 ts_token ts_lex_next(ts_lexer *lx);

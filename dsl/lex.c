@@ -21,6 +21,12 @@ void ts_lex_range(ts_lexer *lx, uint32_t lo, uint32_t hi) {
   lx->end = hi;
 }
 
+ts_str ts_tok_string(const ts_source *src, ts_span span, bool *closed) {
+  uint32_t len = span.hi - span.lo;
+  *closed = len >= 2 && src->text[span.hi - 1] == '"';
+  return (ts_str){src->text + span.lo + 1, len - 1 - (*closed ? 1 : 0)};
+}
+
 static int peek(const ts_lexer *lx, uint32_t ahead) {
   uint32_t p = lx->pos + ahead;
   return p < lx->end ? (unsigned char)lx->src->text[p] : -1;

@@ -414,12 +414,8 @@ static ts_node *parse_primary(parser *p) {
   case TS_TOK_STRING:
     n = new_node(p, TS_NODE_STRING, t.span);
     {
-      /* Without the quotes; an unterminated string (reported) has no
-       * closing one. */
-      uint32_t len = t.span.hi - t.span.lo;
-      bool closed = len >= 2 && p->u->src.text[t.span.hi - 1] == '"';
-      n->name =
-          (ts_str){p->u->src.text + t.span.lo + 1, len - 1 - (closed ? 1 : 0)};
+      bool closed; /* an unterminated string (reported) has no closing one */
+      n->name = ts_tok_string(&p->u->src, t.span, &closed);
     }
     advance(p);
     return n;
@@ -1170,10 +1166,8 @@ static ts_node *parse_use(parser *p) {
   advance(p);
   ts_node *n = new_node(p, TS_NODE_USE, kw.span);
   if (check(p, TS_TOK_STRING)) {
-    uint32_t len = p->tok.span.hi - p->tok.span.lo;
-    bool closed = len >= 2 && p->u->src.text[p->tok.span.hi - 1] == '"';
-    n->name = (ts_str){p->u->src.text + p->tok.span.lo + 1,
-                       len - 1 - (closed ? 1 : 0)};
+    bool closed;
+    n->name = ts_tok_string(&p->u->src, p->tok.span, &closed);
     n->span = join(kw.span, p->tok.span);
     advance(p);
   } else {

@@ -108,11 +108,12 @@ static void scan(loader *l, uint32_t i) {
     ts_token path = ts_lex_next(&lx);
     if (path.kind != TS_TOK_STRING || ts_lex_next(&lx).kind != TS_TOK_SEMI)
       break;
-    uint32_t n = path.span.hi - path.span.lo;
-    const char *p = src.text + path.span.lo + 1;
-    if (n < 2 || p[n - 2] != '"')
+    bool closed;
+    ts_str body = ts_tok_string(&src, path.span, &closed);
+    if (!closed)
       break;
-    n -= 2;
+    const char *p = body.ptr;
+    size_t n = body.len;
     char want[PATH_MAX];
     if (n == 0 || memchr(p, '\\', n) || memchr(p, 0, n)) {
       fail(l, i, path.span, true, "'use' takes a plain path%s%s", "", "");
