@@ -1119,6 +1119,25 @@ static ts_tensor *indices(int64_t n, int64_t hi, bool dense) {
   return g;
 }
 
+/* Seconds of split-KV decode attention of query q over all R rows of a
+ * synthesized cache (bf16 rows, or packed: V4's 584-byte entries through
+ * sparse_attn_split_kv8), one list of every index; *kv gets its bytes. */
+static double every_entry(ts_tensor *q, ts_tensor *sink, ts_tensor *o, int64_t R, bool packed_kv,
+                          int seed, double *kv) {
+  int64_t C = ts_tensor_dim(q, 2), E = 584, skv[2] = {R, C};
+  ts_tensor *cache = packed_kv ? packed(gpu, "kv_pack", R, C, E, seed)
+                               : rnd(gpu, TS_DTYPE_BF16, 2, skv, seed, 1);
+  ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(R, R, true)),
+                 ts_arg_tensor(sink), ts_arg_tensor(o)};
+  double t = split_attn("kernels/sparse_attn.tile",
+                        packed_kv ? "sparse_attn_split_kv8" : "sparse_attn_split", c, 5,
+                        splits_for(1, R));
+  *kv = packed_kv ? (double)R * E : (double)R * C * 2;
+  ts_tensor_release(cache);
+  ts_tensor_release(c[2].tensor);
+  return t;
+}
+
 /* One decode step of a V4-Flash attention layer (d 4096, 64 heads x 512,
  * q_lora 1024, 8 output groups of 1024, window 128) at context L, as the
  * sum of its kernels' CUDA-event times: the projections (GEMVs), then CSA
@@ -1180,13 +1199,7 @@ static double layer_step(int kind, int64_t L, bool packed_kv, double *kv) {
   } else if (kind == 1 && packed_kv) { /* HCA over one list: the window, then every entry */
     int64_t n = L / 128;
     t += gemv(C, d, 70, &wb) + gemv(C, d, 72, &wb); /* compressor wkv, wgate */
-    ts_tensor *cache = packed(gpu, "kv_pack", n + W, C, E, 75);
-    ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(n + W, n + W, true)),
-                   ts_arg_tensor(sink), ts_arg_tensor(o)};
-    t += split_attn("kernels/sparse_attn.tile", attn, c, 5, splits_for(1, W + n));
-    *kv = (double)(n + W) * E;
-    ts_tensor_release(cache);
-    ts_tensor_release(c[2].tensor);
+    t += every_entry(q, sink, o, n + W, true, 75, kv);
   } else if (kind == 1) { /* HCA */
     int64_t n = L / 128;
     t += gemv(C, d, 70, &wb) + gemv(C, d, 72, &wb); /* compressor wkv, wgate */
@@ -1203,15 +1216,7 @@ static double layer_step(int kind, int64_t L, bool packed_kv, double *kv) {
       ts_tensor_release(c[i].tensor);
     ts_tensor_release(nc);
   } else { /* dense: every token's entry */
-    int64_t skv[2] = {L, C};
-    ts_tensor *cache = packed_kv ? packed(gpu, "kv_pack", L, C, E, 76)
-                                 : rnd(gpu, TS_DTYPE_BF16, 2, skv, 76, 1);
-    ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(L, L, true)),
-                   ts_arg_tensor(sink), ts_arg_tensor(o)};
-    t += split_attn("kernels/sparse_attn.tile", attn, c, 5, splits_for(1, L));
-    *kv = packed_kv ? (double)L * E : (double)L * C * 2;
-    ts_tensor_release(cache);
-    ts_tensor_release(c[2].tensor);
+    t += every_entry(q, sink, o, L, packed_kv, 76, kv);
   }
   ts_tensor_release(q);
   ts_tensor_release(o);
