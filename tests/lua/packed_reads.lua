@@ -3,15 +3,14 @@
 -- sparse_attn_split_kv8 (the KV cache, kv_pack) and indexer_scores_fp4_tc
 -- (the indexer's keys, fp4_pack), and the exact model's
 -- indexer_scores_fp4_f32. Each equals its twin over the unpacked rows
--- (rounded to bf16 for the tensor-core forms), bit for bit (the decoded values are exact
--- in bf16), on the CPU and the GPU simulator: attention over ranges,
+-- (rounded to bf16 for the tensor-core forms: the decoded values are exact
+-- in bf16), bit for bit, on the CPU and the GPU simulator: attention over ranges,
 -- invalid (-1) entries, a K that is no multiple of the block and blocks of
 -- two warpgroups (merged, it also agrees with sparse_attn); the indexer
 -- over a key count that is no multiple of its block. Rows too short are
 -- refused.
-package.path = "tests/lua/lib/?.lua;" .. package.path
 local ts = require "tessera"
-local C = require "check"
+local C = require "tests.lua.lib.check"
 
 local function rand(seed)
   local s = seed
