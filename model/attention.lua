@@ -68,9 +68,8 @@ function M:attention(L, x, pos)
     -- entries read in place (hca_attn.tile)
     local nc = {}
     for t = 0, T - 1 do nc[t + 1] = math.min((t + 1) // ratio, N) end
-    kernel("hca_attn.tile", "hca_attn_f32", {SCALE = c ^ -0.5}):launch{
-      q, kvs, self:index_lists(T, W), comps or f32{0, c}, O.tensor("i32", {T}, nc),
-      self:weight(p .. "attn_sink"), o}
+    self:hca_attend(L, q, kvs, self:index_lists(T, W), comps or f32{0, c},
+                    O.tensor("i32", {T}, nc), o)
     return self:attention_out(L, o, tab, pos, T), made
   end
   -- index lists: the window (token t and the W - 1 before it), then the
@@ -79,6 +78,31 @@ function M:attention(L, x, pos)
   kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5})
     :launch{q, list, self:index_lists(T, K, sel), self:weight(p .. "attn_sink"), o}
   return self:attention_out(L, o, tab, pos, T), made
+end
+
+-- HCA attention of layer L into o [T, H, c]: the queries q [T, H, c] over
+-- their windows (win [T, W], rows of kv, -1 = none) and over the first
+-- ncomp[t] compressed entries (comp: [N, c] f32, or [N, E] bytes as the
+-- "fp8" cache holds them, read in place). Split over ranges of
+-- O.attn_range() entries (hca_attn_split_f32, then the merge; blocks of
+-- up to 64 entries dividing a range), so that a
+-- long context's decode step runs on every core (one block otherwise); the
+-- ranges are fixed by their size, so a prefill and a decode step agree bit
+-- for bit, and with one range (the tiny model) it is hca_attn_f32's output.
+function M:hca_attend(L, q, kv, win, comp, ncomp, o)
+  local cfg, sh = self.cfg, q:shape()
+  local T, H, c = sh[1], sh[2], sh[3]
+  local N, R = comp:shape()[1], O.attn_range()
+  local P = math.max(1, (N + R - 1) // R)
+  local kv8 = comp:dtype() == "i8"
+  local po, pm, pl = f32{T, P, H, c}, f32{T, P, H}, f32{T, P, H}
+  kernel("hca_attn.tile", "hca_attn_split_f32",
+         {SCALE = c ^ -0.5, R = R, BK = math.min(R, 64), KV8 = kv8, ROPE = cfg.rope_head_dim})
+    :launch{
+    q, kv, win, kv8 and f32{0, c} or comp, kv8 and comp or O.tensor("i8", {0, 8}), ncomp,
+    po, pm, pl}
+  kernel("sparse_attn.tile", "sparse_attn_merge_f32")
+    :launch{po, pm, pl, self:weight(self:prefix(L) .. "attn.attn_sink"), o}
 end
 
 -- The [T, K] index lists of a prefill of T tokens: token t's window, then
@@ -261,14 +285,13 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o)
   local idx = self:ring_slots(t)
   local N = ratio > 0 and st.comp.n or 0
   if ratio == 128 then
-    -- HCA: the ring gathered by slot, the compressed entries in place
+    -- HCA: the ring gathered by slot, the compressed entries read where
+    -- they lie (the cache's rows as they are held: no copy of all N)
     for k = #idx + 1, W do idx[k] = -1 end
     local ring = f32{W, c}
     st.ring:get(0, st.ring.n, ring:slice(0, 0, st.ring.n))
-    kernel("hca_attn.tile", "hca_attn_f32", {SCALE = c ^ -0.5}):launch{
-      q, ring, O.tensor("i32", {1, W}, idx),
-      N > 0 and st.comp:get(0, N) or f32{0, c}, O.tensor("i32", {1}, {N}),
-      self:weight(p .. "attn_sink"), o}
+    self:hca_attend(L, q, ring, O.tensor("i32", {1, W}, idx),
+                    N > 0 and st.comp:view(0, N) or f32{0, c}, O.tensor("i32", {1}, {N}), o)
     return
   end
   -- the KV list: the ring's W slots, then for CSA the selected compressed

@@ -142,6 +142,12 @@ function O.slices(tiles, most)
   return math.max(1, math.min(most, (264 + tiles - 1) // tiles))
 end
 
+-- The compressed entries a range of the split HCA attention holds
+-- (model/attention.lua hca_attend): on the CPU a decode step's attention
+-- over 1M tokens (8192 entries) is 16 ranges for its cores; on a GPU 64,
+-- each a block.
+function O.attn_range() return dev():name() == "cpu" and 512 or 128 end
+
 -- A [n, w] tensor as a list of rows (tables), and back.
 function O.rows(t)
   local s, v, out = t:shape(), t:to_table(), {}

@@ -1,0 +1,176 @@
+-- long_context.lua - the model's decode step of one attention layer at
+-- V4-Flash width (d 4096, 64 heads of 512, top-k 512, window 128) on the CPU,
+-- over long contexts: a CSA layer, an HCA layer, and dense attention of the
+-- same width over the same context (the HCA layer's step with every
+-- position's KV as an entry, no compression) - issue 8's million-token
+-- layer, measured where there is no GPU. The caches are in V4's formats
+-- ("fp8": 584-byte entries, 68-byte FP4 indexer keys) filled with random
+-- rows, not prefilled (a million-token prefill at V4-Flash width would take
+-- this CPU days), and the weights are random; the step itself is the model's
+-- own (model/attention.lua attention_steps: projections, compressors,
+-- indexer, top-k, attention, output projection). Prints the time per token
+-- by kernel and the KV bytes the caches allocate; run from the source root:
+--   build/tessera run bench/long_context.lua [--tokens 131072,1048576]
+--     [--steps 4] [--dense-max 1048576]
+local ts = require "tessera"
+local json = require "model.json"
+local O = require "model.ops"
+
+local opts = {tokens = "131072,524288,1048576", steps = "4", ["dense-max"] = "1048576"}
+local i = 1
+while i <= #arg do
+  local k = arg[i]:match("^%-%-(.+)$")
+  if not k or opts[k] == nil or arg[i + 1] == nil then
+    error("usage: long_context.lua [--tokens N,N,...] [--steps N] [--dense-max N]", 0)
+  end
+  opts[k] = arg[i + 1]
+  i = i + 2
+end
+local contexts = {}
+for n in opts.tokens:gmatch("%d+") do contexts[#contexts + 1] = math.tointeger(n) end
+local steps, dense_max = math.tointeger(opts.steps), math.tointeger(opts["dense-max"])
+
+-- Each launch timed by kernel name. The model's files copy O.kernel when
+-- they load, so it is wrapped before they are required. (CPU launches
+-- return when the kernel is done.)
+local spent, wrapped = {}, {}
+local compile = O.kernel
+O.kernel = function(file, name, params)
+  local k = compile(file, name, params)
+  if not wrapped[k] then
+    wrapped[k] = {launch = function(_, args)
+      local t0 = ts.clock()
+      k:launch(args)
+      spent[name] = (spent[name] or 0) + ts.clock() - t0
+    end}
+  end
+  return wrapped[k]
+end
+local V4 = require "model.v4"
+local Cache = require "model.cache"
+local weights = require "model.weights"
+
+local cfg = json.read("model/configs/v4-flash.json")
+cfg.n_layers, cfg.n_mtp_layers, cfg.compress_ratios = 2, 0, {4, 128}
+local dev = ts.device("cpu")
+local model = setmetatable({cfg = cfg, w = {}, kv_format = "fp8", tf32 = false, dev = dev},
+                           {__index = V4})
+O.use(dev, false)
+local c, rd, W, DI = cfg.head_dim, cfg.rope_head_dim, cfg.window_size, cfg.index_head_dim
+
+-- random values in [-scale, scale) into a new f32 tensor (bench/gpu.tile)
+local rand = ts.kernel("bench/gpu.tile", "rand_f32", {}, dev)
+local seed = 0
+local function random(shape, scale)
+  local t, n = O.f32(shape), 1
+  for _, s in ipairs(shape) do n = n * s end
+  seed = seed + 1
+  rand:launch{t:reshape{n}, seed, scale}
+  return t
+end
+
+-- the attention weights of both layers, as model/init.lua makes them
+for _, w in ipairs(weights.list(cfg)) do
+  local name, shape = w[1], w[3]
+  if name:find("^layers%.%d%.attn%.") then
+    if name:find("norm%.weight$") then
+      local ones = {}
+      for k = 1, shape[1] do ones[k] = 1.0 end
+      model.w[name] = O.tensor("f32", shape, ones)
+    elseif name:find("attn_sink$") then
+      model.w[name] = random(shape, 0.05)
+    else
+      model.w[name] = random(shape, name:find("ape$") and 0.1 or shape[#shape] ^ -0.5)
+    end
+  end
+end
+
+-- rows of random entries into a cache, a chunk at a time
+local function fill(cache, rows)
+  local chunk = 16384
+  for at = 0, rows - 1, chunk do
+    local n = math.min(chunk, rows - at)
+    cache:put(random({n, cache.width}, 1.0), at)
+  end
+end
+
+-- Layer L's decode state after T tokens (V4-SPEC 4.1), with `entries`
+-- compressed entries: a full window ring, the entries, for CSA T / 4
+-- indexer keys, and full compressor buffers.
+local function state(L, T, entries)
+  local ratio = cfg.compress_ratios[L + 1]
+  local st = {ring = Cache.new("fp8", "kv", c, rd, W), buf = {}}
+  fill(st.ring, W)
+  st.comp = Cache.new("fp8", "kv", c, rd, entries + 64)
+  fill(st.comp, entries)
+  local which = {compressor = c}
+  if ratio == 4 then
+    st.keys = Cache.new("fp8", "key", DI, 0, T // 4 + 64)
+    fill(st.keys, T // 4)
+    which["indexer.compressor"] = DI
+  end
+  for name, width in pairs(which) do
+    local KE, b = (ratio == 4 and 2 or 1) * width, {c = {}, z = {}}
+    for r = 1, model.buffer_rows(ratio) do
+      b.c[r] = random({1, KE}, 1.0):to_table()
+      b.z[r] = random({1, KE}, 1.0):to_table()
+    end
+    st.buf[name] = b
+  end
+  return st
+end
+
+local function mib(b) return b / 2 ^ 20 end
+
+-- `steps` decode steps of layer L at positions T, T + 1, ...: ms per token
+-- in all and by kernel, and the KV bytes allocated
+local function run(L, T, entries)
+  local seq = setmetatable({state = {}}, {__index = model})
+  seq.state[L] = state(L, T, entries)
+  local x = random({1, cfg.dim}, 1.0)
+  seq:attention_steps(L, x, {seq}, {T}) -- warm-up: compiles the step's kernels
+  for k in pairs(spent) do spent[k] = nil end
+  local t0 = ts.clock()
+  for s = 1, steps do seq:attention_steps(L, x, {seq}, {T + s}) end
+  local total = (ts.clock() - t0) / steps
+  local st, alloc = seq.state[L], 0
+  for _, cache in ipairs{st.ring, st.comp, st.keys or false} do
+    if cache then alloc = alloc + select(2, cache:bytes()) end
+  end
+  local parts = {}
+  for name, secs in pairs(spent) do parts[#parts + 1] = {name, secs / steps} end
+  table.sort(parts, function(a, b) return a[2] > b[2] end)
+  seq.state[L] = nil
+  collectgarbage()
+  return total, alloc, parts
+end
+
+print(string.format("# one V4-Flash-width attention layer's decode step on the CPU (%d threads)",
+                    dev:threads()))
+print("caches in V4's formats (fp8 entries 584 B, FP4 indexer keys 68 B), random rows and weights;")
+print(string.format("%d steps a row after one warm-up; dense = every position's entry", steps))
+print("")
+print("| context | layer | entries attended | ms / token | vs dense | KV MiB allocated | top kernels (ms) |")
+print("|---|---|---|---|---|---|---|")
+for _, T in ipairs(contexts) do
+  local rows = {}
+  local dense_ms
+  if T <= dense_max then
+    local ms, alloc, parts = run(1, T, T)
+    dense_ms = ms * 1e3
+    rows[#rows + 1] = {"dense", T + W, ms, alloc, parts}
+  end
+  local csa = {run(0, T, T // 4)}
+  table.insert(rows, 1, {"CSA", cfg.index_topk + W, csa[1], csa[2], csa[3]})
+  local hca = {run(1, T, T // 128)}
+  table.insert(rows, 2, {"HCA", T // 128 + W, hca[1], hca[2], hca[3]})
+  for _, r in ipairs(rows) do
+    local top = {}
+    for k = 1, math.min(4, #r[5]) do
+      top[k] = string.format("%s %.1f", r[5][k][1], r[5][k][2] * 1e3)
+    end
+    print(string.format("| %d | %s | %d | %.1f | %s | %.1f | %s |", T, r[1], r[2], r[3] * 1e3,
+                        dense_ms and string.format("%.3f", r[3] * 1e3 / dense_ms) or "-",
+                        mib(r[4]), table.concat(top, ", ")))
+  end
+end

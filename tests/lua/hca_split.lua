@@ -1,0 +1,107 @@
+-- hca_split.lua - the exact model's split HCA attention
+-- (kernels/hca_attn.tile hca_attn_split_f32 + sparse_attn.tile
+-- sparse_attn_merge_f32), on the CPU and the GPU simulator, on odd shapes
+-- (a window of 70 with holes, entries no multiple of the block, tokens that
+-- see none, all, more than exist, a negative count, a token with nothing at
+-- all): with one range it equals hca_attn_f32 bit for bit; over several
+-- within rounding; a token's output does not depend on how many ranges the
+-- call has (empty ranges change nothing: a prefill and a decode step agree
+-- bit for bit); reading the entries as KV cache bytes (KV8) equals reading
+-- them unpacked, bit for bit. R no multiple of BK is refused.
+local ts = require "tessera"
+local C = require "tests.lua.lib.check"
+
+local function rand(seed)
+  local s = seed
+  return function()
+    s = (s * 1103515245 + 12345) % 2147483648
+    return s / 2147483648
+  end
+end
+
+local function bitwise(a, b)
+  a, b = a:to_table(), b:to_table()
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if a[i] ~= b[i] then return false end
+  end
+  return true
+end
+
+local T, H, c, S, W, N, rope = 6, 4, 128, 31, 70, 150, 64
+local nope = c - rope
+local E = (nope + 2 * rope + nope // 64 + 7) // 8 * 8
+for _, name in ipairs{"cpu", "gpusim"} do
+  local dev = ts.device(name)
+  local function kernel(file, k, params)
+    return ts.kernel("kernels/" .. file, k, params or {}, dev)
+  end
+  local r = rand(name == "cpu" and 5 or 9)
+  local function tensor(dtype, shape, f)
+    local v, n = {}, 1
+    for _, s in ipairs(shape) do n = n * s end
+    for i = 1, n do v[i] = f(i) end
+    return ts.tensor(dtype, shape, v):copy_to(dev)
+  end
+  local q = tensor("f32", {T, H, c}, function() return r() * 2 - 1 end)
+  local kv = tensor("f32", {S, c}, function() return r() * 2 - 1 end)
+  local win = tensor("i32", {T, W}, function(i)
+    local t, j = (i - 1) // W, (i - 1) % W
+    return (t == 5 or j % 9 == 4) and -1 or (j * 3 + t) % S
+  end)
+  local ncomp = ts.tensor("i32", {T}, {0, 150, 77, 400, -5, 0}):copy_to(dev)
+  local sink = tensor("f32", {H}, function() return r() - 0.5 end)
+  -- the entries as the cache holds them, and unpacked (exactly those values)
+  local x = tensor("f32", {N, c}, function(i) return (r() * 2 - 1) * 2 ^ ((i // 64) % 7 - 3) end)
+  local bytes = ts.tensor("i8", {N, E}, nil, dev)
+  kernel("quant.tile", "kv_pack", {ROPE = rope}):launch{x, bytes}
+  local comp = ts.tensor("f32", {N, c}, nil, dev)
+  kernel("quant.tile", "kv_unpack", {ROPE = rope}):launch{bytes, comp}
+
+  local function split(R, P, kv8)
+    local po = ts.tensor("f32", {T, P, H, c}, nil, dev)
+    local pm = ts.tensor("f32", {T, P, H}, nil, dev)
+    local pl = ts.tensor("f32", {T, P, H}, nil, dev)
+    kernel("hca_attn.tile", "hca_attn_split_f32", {BK = 32, R = R, KV8 = kv8, ROPE = rope})
+      :launch{q, kv, win, kv8 and ts.tensor("f32", {0, c}, nil, dev) or comp,
+              kv8 and bytes or ts.tensor("i8", {0, E}, nil, dev), ncomp, po, pm, pl}
+    local o = ts.tensor("f32", {T, H, c}, nil, dev)
+    kernel("sparse_attn.tile", "sparse_attn_merge_f32"):launch{po, pm, pl, sink, o}
+    return o, po, pm, pl
+  end
+  local ref = ts.tensor("f32", {T, H, c}, nil, dev)
+  kernel("hca_attn.tile", "hca_attn_f32", {BK = 32}):launch{q, kv, win, comp, ncomp, sink, ref}
+
+  local one = split(160, 1, false)
+  C.check(bitwise(one, ref), name .. ": one range differs from hca_attn_f32")
+  -- ranges of 64 entries: 3 hold the 150; 5 leave two empty for every token
+  local o3 = split(64, 3, false)
+  local err = C.relerr(o3:to_table(), ref:to_table())
+  C.check(err < 1e-6, string.format("%s: 3 ranges vs hca_attn_f32 %.2e", name, err))
+  local o5 = split(64, 5, false)
+  C.check(bitwise(o5, o3), name .. ": empty ranges changed the output")
+  local zero = true
+  for i, v in ipairs(o3:to_table()) do
+    if (i - 1) // (H * c) == 5 and v ~= 0 then zero = false end
+  end
+  C.check(zero, name .. ": a token with nothing to attend to is not zero")
+  -- the cache's bytes read in place: the same partial states and outputs
+  local a = {split(64, 3, false)}
+  local b = {split(64, 3, true)}
+  C.check(bitwise(b[1], a[1]) and bitwise(b[2], a[2]) and bitwise(b[3], a[3])
+            and bitwise(b[4], a[4]), name .. ": KV8 differs from the unpacked entries")
+  C.check(bitwise(split(256, 1, true), ref), name .. ": KV8, one range, differs from hca_attn_f32")
+end
+
+do
+  local ok, msg = pcall(function()
+    ts.kernel("kernels/hca_attn.tile", "hca_attn_split_f32", {BK = 64, R = 100}, ts.device("cpu"))
+      :launch{ts.tensor("f32", {1, 2, 128}), ts.tensor("f32", {4, 128}),
+              ts.tensor("i32", {1, 4}), ts.tensor("f32", {8, 128}), ts.tensor("i8", {0, 8}),
+              ts.tensor("i32", {1}), ts.tensor("f32", {1, 1, 2, 128}),
+              ts.tensor("f32", {1, 1, 2}), ts.tensor("f32", {1, 1, 2})}
+  end)
+  C.check(not ok and tostring(msg):find("multiple of BK"), "R % BK: " .. tostring(msg))
+end
+
+C.finish()
