@@ -128,9 +128,8 @@ function M:attention_out(L, o, tab, pos, T)
   o = rope(o, tab, pos, true)
   local G, dg = cfg.o_groups, cfg.o_lora_rank
   local z = f32{T, G, dg}
-  -- on the CPU one token a block (a decode step's not padded to 16; prefill
-  -- and decode round alike)
-  kernel("gemm.tile", "grouped_linear_f32", not O.on_gpu() and {BT = 1} or nil):launch{
+  -- the tiles O.linear takes for T rows (prefill and decode round alike)
+  kernel("gemm.tile", "grouped_linear_f32", O.linear_tiles(T)):launch{
     o:reshape{T, G, H // G * c}, self:weight(p .. "wo_a.weight"):reshape{G, dg, H // G * c}, z}
   return linear(z:reshape{T, G * dg}, self:weight(p .. "wo_b.weight"))
 end

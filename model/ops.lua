@@ -67,16 +67,17 @@ end
 O.gemv_tiles = {BM = 1, BN = 32, BK = 128}
 O.few_rows_tiles = {BM = 8, BN = 32, BK = 128}
 O.rows_tiles = {BM = 32, BN = 32, BK = 128} -- the CPU's, 9 rows or more
+function O.linear_tiles(rows)
+  return rows == 1 and O.gemv_tiles or rows <= 8 and O.few_rows_tiles
+    or not O.on_gpu() and O.rows_tiles or nil
+end
 function O.linear(x, w)
   local rows = x:shape()[1]
   local y = O.f32{rows, w:shape()[1]}
   if O.tf32 and O.on_gpu() and rows >= 8 then
     O.kernel("gemm.tile", "linear_tf32"):launch{x, w, y}
   else
-    O.kernel("gemm.tile", "linear_f32",
-             rows == 1 and O.gemv_tiles or rows <= 8 and O.few_rows_tiles
-               or not O.on_gpu() and O.rows_tiles or nil)
-      :launch{x, w, y}
+    O.kernel("gemm.tile", "linear_f32", O.linear_tiles(rows)):launch{x, w, y}
   end
   return y
 end
