@@ -879,7 +879,11 @@ void cu_stmt(cg *c, ts_node *n) {
   if (!n || c->failed)
     return;
   c->at = n;
-  if (n->kind != TS_NODE_BLOCK) { /* the simulator's errors name the line */
+  /* the simulator's errors name the statement's line; not a helper's own
+   * (c->k is NULL there): a helper touches no memory, and its line, of
+   * another file perhaps, would stay set for the rest of the caller's
+   * statement */
+  if (n->kind != TS_NODE_BLOCK && c->k) {
     uint32_t line, col;
     ts_source_position(&c->u->src, n->span.lo, &line, &col);
     cu_line(c, "TS_LINE(%u);", line);
