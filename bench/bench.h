@@ -68,12 +68,12 @@ static inline double bench_gpu_median(ts_kernel *k, const ts_arg *a, size_t n, i
   return t[reps / 2];
 }
 
-static inline ts_kernel *bench_kernel(ts_device *d, const char *path,
-                                      const char *name) {
+static inline ts_kernel *bench_kernel_with(ts_device *d, const char *path, const char *name,
+                                           const ts_define *defs, size_t ndefs) {
   ts_diags diags;
   ts_diags_init(&diags, ts_allocator_system());
   ts_kernel *k = NULL;
-  ts_status st = ts_kernel_create(d, path, name, NULL, 0, &diags, &k);
+  ts_status st = ts_kernel_create(d, path, name, defs, ndefs, &diags, &k);
   if (st) {
     ts_diags_render(&diags, stderr, (ts_render_options){false, true});
     fprintf(stderr, "%s: %s\n", name, ts_status_message(st));
@@ -81,6 +81,10 @@ static inline ts_kernel *bench_kernel(ts_device *d, const char *path,
   }
   ts_diags_deinit(&diags);
   return k;
+}
+
+static inline ts_kernel *bench_kernel(ts_device *d, const char *path, const char *name) {
+  return bench_kernel_with(d, path, name, NULL, 0);
 }
 
 #endif

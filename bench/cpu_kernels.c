@@ -325,20 +325,6 @@ static void bench_select(ts_device *d, ts_kernel *k, const char *name,
   ts_tensor_release(out);
 }
 
-static ts_kernel *kernel_with(ts_device *d, const char *path, const char *name,
-                              const char *def, const char *value) {
-  ts_diags diags;
-  ts_diags_init(&diags, ts_allocator_system());
-  ts_define df = {def, value};
-  ts_kernel *k = NULL;
-  if (ts_kernel_create(d, path, name, &df, def ? 1 : 0, &diags, &k)) {
-    ts_diags_render(&diags, stderr, (ts_render_options){false, true});
-    exit(2);
-  }
-  ts_diags_deinit(&diags);
-  return k;
-}
-
 int main(void) {
   ts_device *dev;
   if (ts_device_create_cpu(0, &dev))
@@ -356,8 +342,12 @@ int main(void) {
   bench_hca(dev, ha, "tiny: 16 tok, 4 x 128, 128 + 8", 16, 4, 128, 128, 8);
   bench_hca(dev, ha, "Flash decode: 2 tok, 64 x 512, 128 + 2048", 2, 64, 512,
             128, 2048);
-  ts_kernel *ix = bench_kernel(dev, "kernels/indexer.tile", "indexer_scores_f32");
+  /* its heads and head dim are params (constant tile shapes) */
+  ts_kernel *ix = bench_kernel_with(dev, "kernels/indexer.tile", "indexer_scores_f32",
+                                    (ts_define[]){{"NH", "4"}, {"DK", "64"}}, 2);
   bench_indexer(dev, ix, "tiny: 16 q, 4 x 64, 128 keys", 16, 4, 64, 128);
+  ts_kernel_release(ix);
+  ix = bench_kernel(dev, "kernels/indexer.tile", "indexer_scores_f32");
   bench_indexer(dev, ix, "Flash decode: 1 q, 64 x 128, 32768 keys (128K tokens)", 1,
                 64, 128, 32768);
   ts_kernel *rp = bench_kernel(dev, "kernels/rope.tile", "rope");
@@ -369,8 +359,10 @@ int main(void) {
   ts_kernel *f8 = bench_kernel(dev, "kernels/quant.tile", "fp8_sim");
   bench_rows(dev, f8, "fp8_sim bf16", "tiny: 64 x 512", 64, 512, false);
   bench_rows(dev, f8, "fp8_sim bf16", "Flash: 1024 x 4096", 1024, 4096, false);
-  ts_kernel *t64 = kernel_with(dev, "kernels/topk.tile", "topk", "K", "64");
-  ts_kernel *t512 = kernel_with(dev, "kernels/topk.tile", "topk", "K", "512");
+  ts_kernel *t64 = bench_kernel_with(dev, "kernels/topk.tile", "topk",
+                                     (ts_define[]){{"K", "64"}}, 1);
+  ts_kernel *t512 = bench_kernel_with(dev, "kernels/topk.tile", "topk",
+                                      (ts_define[]){{"K", "512"}}, 1);
   bench_select(dev, t64, "topk", "tiny: 4 rows, 64 of 512", 4, 512, 64);
   bench_select(dev, t512, "topk", "Flash: 2 rows, 512 of 131072", 2, 131072, 512);
   ts_kernel *am = bench_kernel(dev, "kernels/argmax.tile", "argmax");

@@ -55,7 +55,9 @@ function M:attention(L, x, pos)
     made.indexer_keys = keys
     keys = Cache.simulate(F, "key", keys)
     local scores = f32{T, N}
-    kernel("indexer.tile", "indexer_scores_f32", {RATIO = ratio}):launch{qi, keys, w, pos, scores}
+    kernel("indexer.tile", "indexer_scores_f32",
+           {RATIO = ratio, NH = cfg.index_n_heads, DK = cfg.index_head_dim})
+      :launch{qi, keys, w, pos, scores}
     local lens = {}
     for t = 0, T - 1 do lens[t + 1] = (t + 1) // ratio end
     local len = O.tensor("i32", {T}, lens)
@@ -266,7 +268,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o)
       -- are (no f32 copy of all N keys each step)
       local scores = f32{1, N}
       local name = st.keys.format == "f32" and "indexer_scores_f32" or "indexer_scores_fp4_f32"
-      kernel("indexer.tile", name, {RATIO = ratio})
+      kernel("indexer.tile", name, {RATIO = ratio, NH = cfg.index_n_heads, DK = cfg.index_head_dim})
         :launch{qi, st.keys:view(0, N), w, O.tensor("i32", {1}, {t}), scores}
       local len = O.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
       sel = O.topk(scores, len, cfg.index_topk)

@@ -144,6 +144,27 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
   local f2 = ts.tensor("f32", {T, S}, nil, dev)
   kernel("indexer.tile", "indexer_scores_fp4_f32", params):launch{qf, bytes, w, pos, f2}
   C.check(bitwise(f2, f1), what .. ": fp4_f32 scores differ from indexer_scores_f32's")
+  -- and against f64 sums over the unpacked keys, at every 7th score
+  local kv, fv, worst = unpacked:to_table(), f1:to_table(), 0
+  for i = 0, T * S - 1, 7 do
+    local t, s = i // S, i % S
+    local want = -math.huge
+    if s < pv[t + 1] + 1 then
+      want = 0
+      for h = 0, HI - 1 do
+        local dot = 0
+        for c = 0, D - 1 do dot = dot + qv[(t * HI + h) * D + c + 1] * kv[s * D + c + 1] end
+        want = want + wv[t * HI + h + 1] * math.max(dot, 0)
+      end
+    end
+    local got = fv[i + 1]
+    if want == -math.huge then
+      if got ~= want then worst = math.huge end
+    else
+      worst = math.max(worst, math.abs(got - want) / (math.abs(want) + 1e-3))
+    end
+  end
+  C.check(worst < 1e-4, string.format("%s: indexer_scores_f32 vs f64: %.2e", what, worst))
   local finite = 0
   for _, v in ipairs(o4:to_table()) do if v > -math.huge then finite = finite + 1 end end
   C.check(finite == T * (T + 1) // 2, what .. ": " .. finite .. " scores")
