@@ -1032,6 +1032,8 @@ void cu_stmt(cg *c, ts_node *n) {
     if (n->kids[2]) {
       cu_line(c, "} else {");
       c->ind++;
+      /* as the `if` began, not after a barrier ending the first branch */
+      c->synced = false;
       if (n->kids[2]->kind == TS_NODE_IF)
         cu_stmt(c, n->kids[2]);
       else

@@ -940,6 +940,9 @@ void gen_stmt(gen *g, ts_node *n) {
     gen_block(g, n->kids[1]);
     mb_br(b, join, 0, NULL);
     b->cur = other;
+    /* the other branch starts where the `if` did, not after a barrier that
+     * ended the first (a copy opening it needs its own) */
+    g->synced = false;
     if (n->kids[2]) {
       if (n->kids[2]->kind == TS_NODE_IF)
         gen_stmt(g, n->kids[2]);

@@ -99,7 +99,8 @@ function M:hca_attend(L, q, kv, win, comp, ncomp, o)
   local kv8 = comp:dtype() == "i8"
   local po, pm, pl = f32{T, P, H, c}, f32{T, P, H}, f32{T, P, H}
   kernel("hca_attn.tile", "hca_attn_split_f32",
-         {SCALE = c ^ -0.5, R = R, BK = math.min(R, 64), KV8 = kv8, ROPE = cfg.rope_head_dim})
+         {SCALE = c ^ -0.5, R = R, BK = math.min(R, 64), KV8 = kv8, ROPE = cfg.rope_head_dim,
+          NH = H, DC = c})
     :launch{
     q, kv, win, kv8 and f32{0, c} or comp, kv8 and comp or O.tensor("i8", {0, 8}), ncomp,
     po, pm, pl}

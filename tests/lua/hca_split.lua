@@ -3,8 +3,7 @@
 -- sparse_attn_merge_f32), on the CPU and the GPU simulator, on odd shapes
 -- (a window of 70 with holes, entries no multiple of the block, tokens that
 -- see none, all, more than exist, a negative count, a token with nothing at
--- all): with one range it equals hca_attn_f32 bit for bit; over several
--- within rounding; a token's output does not depend on how many ranges the
+-- all): within rounding of hca_attn_f32, with one range and several; a token's output does not depend on how many ranges the
 -- call has (empty ranges change nothing: a prefill and a decode step agree
 -- bit for bit); reading the entries as KV cache bytes (KV8) equals reading
 -- them unpacked, bit for bit. R no multiple of BK is refused.
@@ -62,7 +61,8 @@ for _, name in ipairs{"cpu", "gpusim"} do
     local po = ts.tensor("f32", {T, P, H, c}, nil, dev)
     local pm = ts.tensor("f32", {T, P, H}, nil, dev)
     local pl = ts.tensor("f32", {T, P, H}, nil, dev)
-    kernel("hca_attn.tile", "hca_attn_split_f32", {BK = 32, R = R, KV8 = kv8, ROPE = rope})
+    kernel("hca_attn.tile", "hca_attn_split_f32",
+           {BK = 32, R = R, KV8 = kv8, ROPE = rope, NH = H, DC = c})
       :launch{q, kv, win, kv8 and ts.tensor("f32", {0, c}, nil, dev) or comp,
               kv8 and bytes or ts.tensor("i8", {0, E}, nil, dev), ncomp, po, pm, pl}
     local o = ts.tensor("f32", {T, H, c}, nil, dev)
@@ -72,11 +72,14 @@ for _, name in ipairs{"cpu", "gpusim"} do
   local ref = ts.tensor("f32", {T, H, c}, nil, dev)
   kernel("hca_attn.tile", "hca_attn_f32", {BK = 32}):launch{q, kv, win, comp, ncomp, sink, ref}
 
+  -- (hca_attn_f32's tiles have the tensors' dims as shapes, its scores a
+  -- transposed-B GEMM: other sums, the same to rounding)
   local one = split(160, 1, false)
-  C.check(bitwise(one, ref), name .. ": one range differs from hca_attn_f32")
+  local err = C.relerr(one:to_table(), ref:to_table())
+  C.check(err < 1e-6, string.format("%s: one range vs hca_attn_f32 %.2e", name, err))
   -- ranges of 64 entries: 3 hold the 150; 5 leave two empty for every token
   local o3 = split(64, 3, false)
-  local err = C.relerr(o3:to_table(), ref:to_table())
+  err = C.relerr(o3:to_table(), ref:to_table())
   C.check(err < 1e-6, string.format("%s: 3 ranges vs hca_attn_f32 %.2e", name, err))
   local o5 = split(64, 5, false)
   C.check(bitwise(o5, o3), name .. ": empty ranges changed the output")
@@ -90,12 +93,13 @@ for _, name in ipairs{"cpu", "gpusim"} do
   local b = {split(64, 3, true)}
   C.check(bitwise(b[1], a[1]) and bitwise(b[2], a[2]) and bitwise(b[3], a[3])
             and bitwise(b[4], a[4]), name .. ": KV8 differs from the unpacked entries")
-  C.check(bitwise(split(256, 1, true), ref), name .. ": KV8, one range, differs from hca_attn_f32")
+  C.check(bitwise(split(256, 1, true), one), name .. ": KV8, one range, differs from f32 entries")
 end
 
 do
   local ok, msg = pcall(function()
-    ts.kernel("kernels/hca_attn.tile", "hca_attn_split_f32", {BK = 64, R = 100}, ts.device("cpu"))
+    ts.kernel("kernels/hca_attn.tile", "hca_attn_split_f32", {BK = 64, R = 100, NH = 2, DC = 128},
+              ts.device("cpu"))
       :launch{ts.tensor("f32", {1, 2, 128}), ts.tensor("f32", {4, 128}),
               ts.tensor("i32", {1, 4}), ts.tensor("f32", {8, 128}), ts.tensor("i8", {0, 8}),
               ts.tensor("i32", {1}), ts.tensor("f32", {1, 1, 2, 128}),
