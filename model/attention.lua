@@ -87,10 +87,9 @@ end
 -- ncomp[t] compressed entries (comp: [N, c] f32, or [N, E] bytes as the
 -- "fp8" cache holds them, read in place). Split over ranges of
 -- O.attn_range() entries (hca_attn_split_f32, then the merge; blocks of
--- up to 64 entries dividing a range), so that a
--- long context's decode step runs on every core (one block otherwise); the
--- ranges are fixed by their size, so a prefill and a decode step agree bit
--- for bit, and with one range (the tiny model) it is hca_attn_f32's output.
+-- up to 64 entries dividing a range), so that a long context's decode step
+-- runs on every core (one block otherwise); the ranges are fixed by their
+-- size, so a prefill and a decode step agree bit for bit.
 function M:hca_attend(L, q, kv, win, comp, ncomp, o)
   local cfg, sh = self.cfg, q:shape()
   local T, H, c = sh[1], sh[2], sh[3]
