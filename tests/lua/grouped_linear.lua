@@ -8,11 +8,8 @@ local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
 local T, G, KI, NO = 11, 3, 300, 70
-local s = 7
-local function r()
-  s = (s * 1103515245 + 12345) % 2147483648
-  return s / 2147483648 * 2 - 1
-end
+local u = C.lcg(7)
+local function r() return u() * 2 - 1 end
 local xv, wv = {}, {}
 for i = 1, T * G * KI do xv[i] = r() end
 for i = 1, G * NO * KI do wv[i] = r() end

@@ -10,13 +10,7 @@
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
-local function rand(seed)
-  local s = seed
-  return function()
-    s = (s * 1103515245 + 12345) % 2147483648
-    return s / 2147483648
-  end
-end
+local rand = C.lcg
 
 local function bitwise(a, b)
   a, b = a:to_table(), b:to_table()

@@ -12,13 +12,7 @@
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
-local function rand(seed)
-  local s = seed
-  return function()
-    s = (s * 1103515245 + 12345) % 2147483648
-    return s / 2147483648
-  end
-end
+local rand = C.lcg
 
 -- x [S, c] with each 64-wide block at its own magnitude (its own scale)
 local function rows(S, c, seed)

@@ -17,16 +17,22 @@ local function prefix(n)
   return ts.tensor("i32", {n}, table.move(ids, 1, n, 1, {}))
 end
 
+-- the logits of prefill N + decode M against those of prefill N + M: the
+-- relative error and the latter
+local function decode_vs_prefill(model, N, M)
+  model:prefill(prefix(N))
+  local got
+  for s = 1, M do got = model:decode(ids[N + s]):to_table() end
+  local want = model:prefill(prefix(N + M)):to_table()
+  return relerr(got, want), want
+end
+
 local last = {}
 for _, fmt in ipairs{"f32", "fp8"} do
   local model = V4.load(dir, nil, {kv_format = fmt})
   for _, case in ipairs{{126, 3}, {127, 2}, {120, 10}, {31, 2}, {3, 2}, {250, 7}} do
     local N, M = case[1], case[2]
-    model:prefill(prefix(N))
-    local got
-    for s = 1, M do got = model:decode(ids[N + s]):to_table() end
-    local want = model:prefill(prefix(N + M)):to_table()
-    local err = relerr(got, want)
+    local err, want = decode_vs_prefill(model, N, M)
     local ok = err == 0
     print(string.format("%s: prefill %3d + decode %2d vs prefill %3d: %.3e %s", fmt, N, M,
                         N + M, err, ok and "ok" or "FAIL"))
@@ -44,11 +50,7 @@ for _, fmt in ipairs{"f32", "fp8"} do
   local model = V4.load(dir, nil, {kv_format = fmt})
   for _, case in ipairs{{126, 3}, {250, 7}} do
     local N, M = case[1], case[2]
-    model:prefill(prefix(N))
-    local got
-    for s = 1, M do got = model:decode(ids[N + s]):to_table() end
-    local want = model:prefill(prefix(N + M)):to_table()
-    local err = relerr(got, want)
+    local err, want = decode_vs_prefill(model, N, M)
     print(string.format("%s, HCA ranges of 1: prefill %3d + decode %2d: %.3e", fmt, N, M, err))
     check(err == 0, string.format("%s, HCA ranges of 1: prefill %d + decode %d", fmt, N, M))
     if N + M > 256 then

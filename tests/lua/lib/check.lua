@@ -19,6 +19,16 @@ function C.finish()
   if C.failed > 0 then os.exit(1) end
 end
 
+-- A seeded generator of numbers in [0, 1) (an LCG: the same sequence on
+-- every machine), for the tests' random inputs.
+function C.lcg(seed)
+  local s = seed
+  return function()
+    s = (s * 1103515245 + 12345) % 2147483648
+    return s / 2147483648
+  end
+end
+
 -- ||a - b|| / ||b|| over the entries of b
 function C.relerr(a, b)
   local num, den = 0, 0
