@@ -77,7 +77,7 @@ function M:attention(L, x, pos)
   -- index lists: the window (token t and the W - 1 before it), then the
   -- selected (CSA) compressed entries, -1 padded
   local K = W + (ratio == 4 and cfg.index_topk or 0)
-  kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5})
+  kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5, NH = H, DC = c})
     :launch{q, list, self:index_lists(T, K, sel), self:weight(p .. "attn_sink"), o}
   return self:attention_out(L, o, tab, pos, T), made
 end
@@ -255,7 +255,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:prefix(L) .. "attn."
   local ratio = cfg.compress_ratios[L + 1]
-  local W = cfg.window_size
+  local W, H = cfg.window_size, cfg.n_heads
   local tab = self:rope_table(ratio)
   st.ring:put(kv, t % W)
   local sel, nsel = nil, 0
@@ -304,7 +304,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o)
   for j = 0, nsel - 1 do idx[#idx + 1] = W + j end
   local K = W + extra
   for k = #idx + 1, K do idx[k] = -1 end
-  kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5})
+  kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5, NH = H, DC = c})
     :launch{q, list, O.tensor("i32", {1, K}, idx), self:weight(p .. "attn_sink"), o}
 end
 

@@ -284,7 +284,7 @@ static void test_golden_attn_mhc(void) {
   ts_kernel *kb = num_kernel("kernels/sparse_attn.tile", "sparse_attn",
                              "SCALE=0.08838834764831845", NULL);
   ts_kernel *kf = num_kernel("kernels/sparse_attn.tile", "sparse_attn_f32",
-                             "SCALE=0.08838834764831845", NULL);
+                             "SCALE=0.08838834764831845 NH=4 DC=128", NULL);
   const char *files[2] = {"f32.safetensors", "bf16.safetensors"};
   for (int i = 0; i < 2 && kb && kf; i++) {
     ts_safetensors *f = num_golden_open(files[i]);
@@ -1105,7 +1105,7 @@ int main(void) {
   }
   if (num_want("attn")) {
     ts_kernel *kb = num_kernel("kernels/sparse_attn.tile", "sparse_attn", NULL, NULL);
-    ts_kernel *kf = num_kernel("kernels/sparse_attn.tile", "sparse_attn_f32", NULL, NULL);
+    ts_kernel *kf = num_kernel("kernels/sparse_attn.tile", "sparse_attn_f32", "NH=3 DC=40", NULL);
     if (kb && kf)
       test_attn_random(kb, kf);
     test_mhc_pre_random();
