@@ -1,6 +1,8 @@
-/* cpu_gemm.c - f32 GEMM C = A·B on the CPU: Tessera's sgemm (bench/cpu.tile)
- * against a plain C loop and OpenBLAS sgemm, on the same cores, at sizes 64
- * to 2048. Prints GFLOP/s and the ratios; run from the source root:
+/* cpu_gemm.c - f32 GEMM on the CPU against a plain C loop and OpenBLAS
+ * sgemm, on the same cores, at sizes 64 to 2048: C = A·B (bench/cpu.tile's
+ * sgemm), then C = A·Bᵀ (kernels/gemm.tile's linear_f32 at its default
+ * tiles, the model's linear layers: a tile gemm with trans_b). Prints
+ * GFLOP/s and the ratios; run from the source root:
  *   build/bench/cpu_gemm [max_size] */
 #include "bench/bench.h"
 
@@ -10,6 +12,7 @@
 
 typedef struct job {
   int n;
+  bool nt; /* C = A·Bᵀ */
   float *a, *b, *c;
   ts_kernel *k;
   ts_tensor *ta, *tb, *tc;
@@ -30,6 +33,16 @@ static void run_plain(void *v) {
   job *j = v;
   int n = j->n;
   memset(j->c, 0, sizeof(float) * n * n);
+  if (j->nt) {
+    for (int i = 0; i < n; i++)
+      for (int q = 0; q < n; q++) {
+        float s = 0;
+        for (int k = 0; k < n; k++)
+          s += j->a[i * n + k] * j->b[q * n + k];
+        j->c[i * n + q] = s;
+      }
+    return;
+  }
   for (int i = 0; i < n; i++)
     for (int k = 0; k < n; k++) {
       float aik = j->a[i * n + k];
@@ -40,23 +53,16 @@ static void run_plain(void *v) {
 
 static void run_blas(void *v) {
   job *j = v;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->n, j->n, j->n, 1.0f,
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, j->nt ? CblasTrans : CblasNoTrans, j->n, j->n, j->n, 1.0f,
               j->a, j->n, j->b, j->n, 0.0f, j->c, j->n);
 }
 
-int main(int argc, char **argv) {
-  int max = argc > 1 ? atoi(argv[1]) : 2048;
-  ts_device *dev;
-  if (ts_device_create_cpu(0, &dev))
-    return 2;
-  ts_kernel *k = bench_kernel(dev, "bench/cpu.tile", "sgemm");
-  printf("# f32 GEMM C = A·B, %d threads; compile %.0f ms\n",
-         ts_device_thread_count(dev), ts_kernel_compile_seconds(k) * 1e3);
+static int table(ts_device *dev, ts_kernel *k, bool nt, int max) {
   printf("| n | Tessera GFLOP/s | plain C GFLOP/s | OpenBLAS GFLOP/s | "
          "Tessera / OpenBLAS | Tessera / plain C | rel. error vs OpenBLAS |\n");
   printf("|---|---|---|---|---|---|---|\n");
   for (int n = 64; n <= max; n *= 2) {
-    job j = {.n = n, .k = k};
+    job j = {.n = n, .nt = nt, .k = k};
     int64_t sh[2] = {n, n};
     if (ts_tensor_create(dev, TS_DTYPE_F32, 2, sh, &j.ta) ||
         ts_tensor_create(dev, TS_DTYPE_F32, 2, sh, &j.tb) ||
@@ -93,6 +99,25 @@ int main(int argc, char **argv) {
     ts_tensor_release(j.tb);
     ts_tensor_release(j.tc);
   }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  int max = argc > 1 ? atoi(argv[1]) : 2048;
+  ts_device *dev;
+  if (ts_device_create_cpu(0, &dev))
+    return 2;
+  ts_kernel *k = bench_kernel(dev, "bench/cpu.tile", "sgemm");
+  printf("# f32 GEMM C = A·B, %d threads; compile %.0f ms\n",
+         ts_device_thread_count(dev), ts_kernel_compile_seconds(k) * 1e3);
+  if (table(dev, k, false, max))
+    return 2;
+  ts_kernel_release(k);
+  k = bench_kernel(dev, "kernels/gemm.tile", "linear_f32");
+  printf("\n# f32 GEMM C = A·Bᵀ (linear_f32), %d threads; compile %.0f ms\n",
+         ts_device_thread_count(dev), ts_kernel_compile_seconds(k) * 1e3);
+  if (table(dev, k, true, max))
+    return 2;
   ts_kernel_release(k);
   ts_device_release(dev);
   return 0;

@@ -200,6 +200,139 @@ static bool gemm_vector(gen *g, ts_node *call, view *A, view *B, view *C,
   return true;
 }
 
+/* The transposed-b f32 micro-kernel: c[i, j] = sum_k a[i, k] b[j, k] for
+ * RA x RB elements of c at a time (RA * RB <= 16), each with DOT_VW lanes of
+ * k in a vector register across the k loop: a step loads RA rows of a and RB
+ * of b (contiguous pieces) for RA * RB FMAs. The lanes are then summed by a
+ * halving tree (lane l plus lane l + w/2, for w = 8, 4, 2) that packs two
+ * vectors' halves into one at each level, so RA * RB sums take about
+ * RA * RB / 8 * 3 shuffles and adds a level rather than a reduction each.
+ * An element's sum depends on K alone, not on the tile shape or on where
+ * it sits in the block: a row of c gets the same bits at any M or N (the
+ * model's decode step and its prefill agree). Needs whole f32 tiles with
+ * constant shapes, a not transposed and K % DOT_VW == 0. */
+enum { DOT_VW = 8, DOT_MAX = 16 };
+
+static MlirValue vec_shuffle(mb *b, MlirValue x, MlirValue y, const int64_t *mask,
+                             intptr_t n, MlirType vt) {
+  MlirNamedAttribute a = mb_attr(b, "mask", mlirDenseI64ArrayGet(b->ctx, n, mask));
+  MlirValue ops[2] = {x, y};
+  return mlirOperationGetResult(mb_op(b, "vector.shuffle", 2, ops, 1, &vt, 1, &a), 0);
+}
+
+static MlirValue vec_extract(mb *b, MlirValue v, int64_t lane) {
+  MlirNamedAttribute a =
+      mb_attr(b, "static_position", mlirDenseI64ArrayGet(b->ctx, 1, &lane));
+  return mlirOperationGetResult(mb_op(b, "vector.extract", 1, &v, 1, &b->f32, 1, &a), 0);
+}
+
+/* The lanes of v[0..n) summed, acc[q] holding which element of the block
+ * vector q is (-1: none). On return v[0..*n) hold one sum a lane, lane l of
+ * v[q] the sum of element acc[q][l]. */
+static void dot_tree(mb *b, MlirType vt, MlirValue *v, int *n,
+                     int acc[DOT_MAX][DOT_VW]) {
+  for (int w = DOT_VW; w > 1; w /= 2) {
+    int segs = DOT_VW / w, m = 0;
+    for (int q = 0; q < *n; q += 2) {
+      bool pair = q + 1 < *n;
+      int64_t lo[DOT_VW], hi[DOT_VW];
+      int nacc[DOT_VW];
+      for (int s = 0; s < 2 * segs; s++) {
+        int64_t base = (s < segs ? 0 : DOT_VW) + (s % segs) * w;
+        for (int l = 0; l < w / 2; l++) {
+          lo[s * (w / 2) + l] = base + l;
+          hi[s * (w / 2) + l] = base + w / 2 + l;
+        }
+        nacc[s] = s < segs ? acc[q][s] : pair ? acc[q + 1][s - segs] : -1;
+      }
+      MlirValue y = pair ? v[q + 1] : v[q];
+      MlirValue sum = mb_bin(b, "arith.addf", vec_shuffle(b, v[q], y, lo, DOT_VW, vt),
+                             vec_shuffle(b, v[q], y, hi, DOT_VW, vt));
+      v[m] = sum;
+      memcpy(acc[m], nacc, sizeof nacc);
+      m++;
+    }
+    *n = m;
+  }
+}
+
+static int dot_block(int64_t extent, int most) {
+  for (int r = most; r > 1; r /= 2)
+    if (extent % r == 0)
+      return r;
+  return 1;
+}
+
+static bool gemm_dot_vector(gen *g, ts_node *call, view *A, view *B, view *C,
+                            bool ta, bool tb, bool acc) {
+  mb *b = &g->b;
+  ts_node *na = call->kids[0], *nb = call->kids[1], *nc = call->kids[2];
+  if (!tb || ta || A->dt != TS_DTYPE_F32 || B->dt != TS_DTYPE_F32 ||
+      C->dt != TS_DTYPE_F32 || !A->in_range || !B->in_range || !C->in_range)
+    return false;
+  int64_t M = const_dim(nc, 0), N = const_dim(nc, 1), K = const_dim(na, 1);
+  if (M <= 0 || N <= 0 || K <= 0 || K % DOT_VW || const_dim(nb, 1) != K ||
+      const_dim(na, 0) != M || const_dim(nb, 0) != N)
+    return false;
+  int RA = dot_block(M, 4), RB = dot_block(N, DOT_MAX / RA);
+  int64_t shape[1] = {DOT_VW};
+  MlirType vt = mlirVectorTypeGet(1, shape, b->f32);
+  MlirValue slots = mb_alloca_entry(b, vt, RA * RB);
+  MlirValue zero =
+      mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_f32(b, 0.0)}, vt);
+  loop li, lj, lk;
+  gen_loop_begin(g, &li, gen_i64(g, 0), gen_i64(g, M / RA));
+  MlirValue i0 = mb_bin(b, "arith.muli", li.iv, gen_i64(g, RA));
+  gen_loop_begin(g, &lj, gen_i64(g, 0), gen_i64(g, N / RB));
+  MlirValue j0 = mb_bin(b, "arith.muli", lj.iv, gen_i64(g, RB));
+  for (int q = 0; q < RA * RB; q++)
+    mb_store(b, zero, slots, gen_i64(g, q));
+  gen_loop_begin(g, &lk, gen_i64(g, 0), gen_i64(g, K / DOT_VW));
+  MlirValue k0 = mb_bin(b, "arith.muli", lk.iv, gen_i64(g, DOT_VW));
+  MlirValue av[4], bv[DOT_MAX];
+  for (int r = 0; r < RA + RB; r++) {
+    bool isa = r < RA;
+    MlirValue row = mb_bin(b, "arith.addi", isa ? i0 : j0, gen_i64(g, isa ? r : r - RA));
+    MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, gen_i64(g, K)), k0);
+    MlirValue ops[2] = {isa ? A->mem : B->mem, mb_cast(b, "arith.index_cast", at, b->index)};
+    MlirValue x = mb_op1(b, "vector.load", 2, ops, vt);
+    if (isa)
+      av[r] = x;
+    else
+      bv[r - RA] = x;
+  }
+  for (int r = 0; r < RA; r++)
+    for (int s = 0; s < RB; s++) {
+      MlirValue q = gen_i64(g, r * RB + s);
+      MlirValue fops[3] = {av[r], bv[s], mb_load(b, slots, q)};
+      mb_store(b, mb_op1(b, "vector.fma", 3, fops, vt), slots, q);
+    }
+  gen_loop_end(g, &lk);
+  MlirValue v[DOT_MAX];
+  int n = RA * RB, which[DOT_MAX][DOT_VW];
+  for (int q = 0; q < n; q++) {
+    v[q] = mb_load(b, slots, gen_i64(g, q));
+    which[q][0] = q;
+  }
+  dot_tree(b, vt, v, &n, which);
+  for (int q = 0; q < n; q++)
+    for (int l = 0; l < DOT_VW; l++) {
+      int e = which[q][l];
+      if (e < 0)
+        continue;
+      MlirValue row = mb_bin(b, "arith.addi", i0, gen_i64(g, e / RB));
+      MlirValue col = mb_bin(b, "arith.addi", j0, gen_i64(g, e % RB));
+      MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, gen_i64(g, N)), col);
+      MlirValue x = vec_extract(b, v[q], l);
+      if (acc)
+        x = mb_bin(b, "arith.addf", mb_load(b, C->mem, at), x);
+      mb_store(b, x, C->mem, at);
+    }
+  gen_loop_end(g, &lj);
+  gen_loop_end(g, &li);
+  return true;
+}
+
 MlirValue gen_tf32(gen *g, MlirValue x) {
   mb *b = &g->b;
   MlirValue w = mb_cast(b, "arith.bitcast", x, b->i32);
@@ -223,7 +356,9 @@ void gen_gemm(gen *g, ts_node *call) {
   bool ta = ts_call_named_bool(call, "trans_a", false);
   bool tb = ts_call_named_bool(call, "trans_b", false);
   bool acc = ts_call_named_bool(call, "accumulate", true);
-  if (!ts_call_named_bool(call, "tf32", false) && gemm_vector(g, call, &A, &B, &C, ta, tb, acc))
+  if (!ts_call_named_bool(call, "tf32", false) &&
+      (gemm_vector(g, call, &A, &B, &C, ta, tb, acc) ||
+       gemm_dot_vector(g, call, &A, &B, &C, ta, tb, acc)))
     return;
   MlirType ct = gen_compute_type(g, C.dt);
   bool f = gen_is_float(g, ct);

@@ -43,6 +43,9 @@ end
 -- the HCA layers' attention split into ranges of one entry (a range holds
 -- 512 on the CPU, more than the tiny model makes): still bit for bit, the
 -- cache's bytes read in place in "fp8"; and within rounding of one range
+-- (f32 caches 1e-5; "fp8" 1e-3: there an ulp's difference in one layer's
+-- attention can flip a later layer's fp8 or FP4 rounding of its entries and
+-- indexer keys, where the two cache formats differ by ~1e-1)
 local O = require "model.ops"
 local range = O.attn_range
 O.attn_range = function() return 1 end
@@ -56,7 +59,7 @@ for _, fmt in ipairs{"f32", "fp8"} do
     if N + M > 256 then
       local d = relerr(want, last[fmt])
       print(string.format("%s, HCA ranges of 1 vs 512, logits after 257 tokens: %.3e", fmt, d))
-      check(d < 1e-5, fmt .. ": ranges of 1 vs 512")
+      check(d < (fmt == "f32" and 1e-5 or 1e-3), fmt .. ": ranges of 1 vs 512")
     end
   end
 end

@@ -164,6 +164,98 @@ static void test_gemms(void) {
   ts_kernel_release(k);
 }
 
+/* gemm_nt_const at shapes that take each block of the CPU's transposed-B
+ * micro-kernel (rows 1, 2, 4 by columns 1 to 16; K 8 to 64) and its
+ * fallback (K % 8 != 0), accumulating and not, against f64; and, on the
+ * CPU, the rows of c bit-equal whether computed 4 or 1 rows at a time and in
+ * 32 or 5 columns (an element's sum must not depend on the block it sits
+ * in; a GPU's gemm splits its threads' work by the tile's shape). */
+static ts_tensor *nt_run(int64_t M, int64_t N, int64_t K, int acc, const double *av,
+                         const double *bv) {
+  char defs[64];
+  snprintf(defs, sizeof defs, "TM=%lld TN=%lld TK=%lld ACC=%d", (long long)M,
+           (long long)N, (long long)K, acc);
+  ts_kernel *k = num_kernel(OPS, "gemm_nt_const", defs, NULL);
+  int64_t sa[2] = {M, K}, sb[2] = {N, K}, sc[2] = {M, N};
+  ts_tensor *a = num_tensor(TS_DTYPE_F32, 2, sa), *b = num_tensor(TS_DTYPE_F32, 2, sb);
+  ts_tensor *c = num_tensor(TS_DTYPE_F32, 2, sc);
+  for (int64_t i = 0; i < M * K; i++)
+    ts_tensor_set(a, i, av[i]);
+  for (int64_t i = 0; i < N * K; i++)
+    ts_tensor_set(b, i, bv[i]);
+  if (k) {
+    ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
+    num_launch(k, args, 3);
+    ts_kernel_release(k);
+  }
+  ts_tensor_release(a);
+  ts_tensor_release(b);
+  return c;
+}
+
+static void test_gemm_nt_blocks(void) {
+  static const int64_t shapes[][3] = {{1, 32, 16}, {1, 3, 8}, {3, 5, 24}, {6, 10, 40},
+                                      {4, 4, 64},  {8, 12, 8}, {2, 16, 16}, {4, 6, 12}};
+  uint64_t seed = 5;
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+    int64_t sa[2] = {M, K}, sb[2] = {N, K};
+    ts_tensor *ta = num_tensor(TS_DTYPE_F32, 2, sa), *tb = num_tensor(TS_DTYPE_F32, 2, sb);
+    double *av = num_fill(ta, -2, 2, &seed), *bv = num_fill(tb, -2, 2, &seed);
+    for (int acc = 0; acc < 2; acc++) {
+      ts_tensor *c = nt_run(M, N, K, acc, av, bv);
+      double *got = num_get(c), *want = malloc(sizeof(double) * (size_t)(M * N));
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+          double d = acc ? 0.5 : 0;
+          for (int64_t q = 0; q < K; q++)
+            d += av[i * K + q] * bv[j * K + q];
+          want[i * N + j] = d;
+        }
+      char what[64];
+      snprintf(what, sizeof what, "gemm trans_b %lldx%lldx%lld acc %d", (long long)M,
+               (long long)N, (long long)K, acc);
+      CHECK_ERR(num_relerr(got, want, M * N), 1e-6, what);
+      free(got);
+      free(want);
+      ts_tensor_release(c);
+    }
+    free(av);
+    free(bv);
+    ts_tensor_release(ta);
+    ts_tensor_release(tb);
+  }
+  if (strcmp(ts_device_name(num_kdev), "cpu") != 0)
+    return;
+  /* the same element in blocks of other shapes: bit for bit */
+  int64_t M = 4, N = 32, K = 48, sa[2] = {M, K}, sb[2] = {N, K};
+  ts_tensor *ta = num_tensor(TS_DTYPE_F32, 2, sa), *tb = num_tensor(TS_DTYPE_F32, 2, sb);
+  double *av = num_fill(ta, -2, 2, &seed), *bv = num_fill(tb, -2, 2, &seed);
+  ts_tensor *whole = nt_run(M, N, K, 1, av, bv);
+  double *w = num_get(whole);
+  bool same = true;
+  for (int64_t i = 0; i < M; i++) {
+    ts_tensor *row = nt_run(1, N, K, 1, av + i * K, bv);
+    ts_tensor *part = nt_run(1, 5, K, 1, av + i * K, bv + 3 * K);
+    double *r = num_get(row), *p = num_get(part);
+    for (int64_t j = 0; j < N; j++)
+      same = same && r[j] == w[i * N + j];
+    for (int64_t j = 0; j < 5; j++)
+      same = same && p[j] == w[i * N + 3 + j];
+    free(r);
+    free(p);
+    ts_tensor_release(row);
+    ts_tensor_release(part);
+  }
+  CHECK(same);
+  free(w);
+  free(av);
+  free(bv);
+  ts_tensor_release(whole);
+  ts_tensor_release(ta);
+  ts_tensor_release(tb);
+}
+
 static int64_t collatz(int64_t v) {
   int64_t steps = 0;
   for (int i = 0; i < 1000; i++) {
@@ -460,6 +552,7 @@ int main(void) {
   test_gather();
   test_reductions();
   test_gemms();
+  test_gemm_nt_blocks();
   test_control();
   test_histogram();
   test_max_all();
