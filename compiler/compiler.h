@@ -117,6 +117,10 @@ typedef struct ts_tensor_map_spec {
 int ts_kernel_tensor_maps(const ts_kernel_info *k, const char *arch, ts_tensor_map_spec *out);
 /* Seconds the compile took (front end through JIT). */
 double ts_cpu_program_compile_seconds(const ts_cpu_program *p);
+/* The checked unit the kernel was compiled from. */
+const ts_unit *ts_cpu_program_unit(const ts_cpu_program *p);
+/* Whether the code came from the cache of compiled code (program.c). */
+bool ts_cpu_program_cached(const ts_cpu_program *p);
 
 /* Compiles `text` (named `path` in messages) up to the stage asked for and
  * appends that stage's output to `out`. Program errors go to `diags` and
@@ -136,5 +140,8 @@ const char *ts_nvrtc_version(char *buf, size_t size);
 
 /* "tessera 0.1.0 (LLVM/MLIR 22.1.8)" */
 const char *ts_compiler_version(void);
+/* Adds which build of Tessera this is to a cache key: its version and the
+ * path, size and modification time of the library holding the compiler. */
+void ts_compile_build_key(ts_cache_key *k);
 
 #endif

@@ -98,7 +98,7 @@ static ts_status lower_cpu(ts_unit *u, const ts_compile_options *opt,
       st = ts_mlir_print_llvm(mod, out);
     } else {
       ts_jit *j;
-      if (!(st = ts_jit_create(m, mod, opt->symbols, opt->symbol_count, &j))) {
+      if (!(st = ts_jit_create(m, mod, opt->symbols, opt->symbol_count, false, &j))) {
         uint32_t n = 0;
         for (uint32_t i = 0; i < u->kernel_count; i++) {
           char name[300];
@@ -129,7 +129,7 @@ static ts_status lower_cpu(ts_unit *u, const ts_compile_options *opt,
 /* Which build of Tessera this is: its version, and the path, size and
  * modification time of the library holding the compiler, so that a rebuilt
  * compiler does not reuse what an older one cached. */
-static void add_build(ts_cache_key *k) {
+void ts_compile_build_key(ts_cache_key *k) {
   ts_cache_key_add_str(k, ts_compiler_version());
   Dl_info info;
   struct stat sb;
@@ -157,7 +157,7 @@ static ts_cache_key artifact_key(const ts_unit *u, const ts_compile_options *opt
   }
   ts_cache_key_add_str(&k, ts_target_name(opt->target));
   ts_cache_key_add_str(&k, opt->arch ? opt->arch : "sm_90a");
-  add_build(&k);
+  ts_compile_build_key(&k);
   return k;
 }
 

@@ -308,6 +308,9 @@ bool ts_pipe_folded(ts_node *const *folded, int n, const ts_symbol *t);
 void ts_print_format(const ts_node *call, ts_buf *out);
 void ts_assert_message(const ts_node *call, ts_buf *out);
 void ts_assert_format(const ts_unit *u, const ts_node *call, ts_buf *out);
+/* The print or assert call at offset `lo` of the unit's text (the id the
+ * CPU code passes the runtime); NULL when there is none. */
+const ts_node *ts_debug_call_at(const ts_unit *u, uint32_t lo);
 
 /* The typed AST to CUDA C (cuda.c), for NVRTC; every file starts with
  * ts_cuda_prelude (cuda_prelude.c). */

@@ -2,9 +2,11 @@
  *
  * On the CPU (and in the simulator's CPU form of a GPU kernel) both become
  * calls into the runtime (runtime/rtcall.c): the call's first argument is
- * the address of its AST node, which lives as long as the compiled code
- * (the program keeps its unit), and the runtime reads the format, the value
- * types and the message from it. On the GPU, `print` is gpu.printf (vprintf
+ * its offset in the unit's text, which names it in any process that
+ * checked the same text (compiled code is cached across processes:
+ * program.c), and the runtime finds the call in the launching kernel's unit
+ * (ts_debug_call_at) and reads the format, the value types and the message
+ * from it. On the GPU, `print` is gpu.printf (vprintf
  * in PTX) and a failed `assert` prints its message and traps, which ends
  * the launch with an error. The format is the same C printf format on both
  * (ts_print_format), so a kernel prints the same text everywhere. */
@@ -84,8 +86,24 @@ void ts_assert_format(const ts_unit *u, const ts_node *call, ts_buf *out) {
   ts_buf_puts(out, " (block (%lld, %lld, %lld), thread %lld)\n");
 }
 
-static MlirValue node_addr(gen *g, const void *p) {
-  return gen_i64(g, (int64_t)(uintptr_t)p);
+static MlirValue node_id(gen *g, const ts_node *call) { return gen_i64(g, call->span.lo); }
+
+static const ts_node *call_at(const ts_node *n, uint32_t lo) {
+  if (!n) /* (a parent's span need not cover its kids': a kernel's is its name) */
+    return NULL;
+  if (n->kind == TS_NODE_CALL && n->span.lo == lo &&
+      (n->builtin == TS_BUILTIN_PRINT || n->builtin == TS_BUILTIN_ASSERT))
+    return n;
+  for (uint32_t i = 0; i < n->kid_count; i++) {
+    const ts_node *f = call_at(n->kids[i], lo);
+    if (f)
+      return f;
+  }
+  return NULL;
+}
+
+const ts_node *ts_debug_call_at(const ts_unit *u, uint32_t lo) {
+  return u ? call_at(u->root, lo) : NULL;
 }
 
 /* Calls a runtime function of n i64 arguments, declaring it in the module
@@ -161,7 +179,7 @@ void gen_print(gen *g, ts_node *call) {
       gpu_printf(g, f.ptr, nv, args);
     ts_buf_deinit(&f);
   } else {
-    args[0] = node_addr(g, call);
+    args[0] = node_id(g, call);
     for (uint32_t i = 0; i < PRINT_MAX_VALUES; i++)
       args[1 + i] =
           i < nv ? print_value(g, call->kids[1 + i], true) : gen_i64(g, 0);
@@ -196,10 +214,7 @@ void gen_assert(gen *g, ts_node *call) {
   } else {
     uint32_t line, col;
     ts_source_position(&g->u->src, call->span.lo, &line, &col);
-    MlirValue args[8] = {
-        node_addr(g, call),
-        node_addr(g, ts_source_name(&g->u->src, call->span.lo)),
-        gen_i64(g, line), gen_i64(g, col)};
+    MlirValue args[8] = {node_id(g, call), gen_i64(g, 0), gen_i64(g, line), gen_i64(g, col)};
     where(g, args + 4);
     call_rt(g, "ts_rt_assert", 8, args, &g->declared_assert);
   }

@@ -14,6 +14,8 @@
 #include <mlir-c/Target/LLVMIR.h>
 #include <llvm-c/Support.h>
 #include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -303,12 +305,12 @@ struct ts_jit {
 };
 
 ts_status ts_jit_create(ts_mlir *m, MlirModule lowered,
-                        const ts_jit_symbol *syms, size_t nsyms,
+                        const ts_jit_symbol *syms, size_t nsyms, bool dumpable,
                         ts_jit **out) {
   ts_jit *j = calloc(1, sizeof *j);
   if (!j)
     return ts_status_nomem();
-  j->engine = mlirExecutionEngineCreate(lowered, 3, 0, NULL, false, false);
+  j->engine = mlirExecutionEngineCreate(lowered, 3, 0, NULL, dumpable, dumpable);
   if (mlirExecutionEngineIsNull(j->engine)) {
     free(j);
     return ts_status_make(TS_ERR_INTERNAL, "the JIT could not be created: %s",
@@ -326,6 +328,13 @@ ts_status ts_jit_create(ts_mlir *m, MlirModule lowered,
 ts_packed_fn ts_jit_lookup(ts_jit *j, const char *name) {
   void *p = mlirExecutionEngineLookupPacked(j->engine, mb_str(name));
   return (ts_packed_fn)p;
+}
+
+bool ts_jit_dump_object(ts_jit *j, const char *path) {
+  unlink(path);
+  mlirExecutionEngineDumpToObjectFile(j->engine, mb_str(path));
+  struct stat sb;
+  return stat(path, &sb) == 0 && sb.st_size > 0;
 }
 
 void ts_jit_destroy(ts_jit *j) {

@@ -29,9 +29,15 @@ void ts_mlir_print(MlirModule mod, ts_buf *out);
 ts_status ts_mlir_print_llvm(MlirModule mod, ts_buf *out);
 
 /* JIT-compiles a lowered module (the module must outlive the JIT); the
- * module's external functions named in `syms` resolve to them. */
+ * module's external functions named in `syms` resolve to them. With
+ * `dumpable` the code is position-independent and kept for
+ * ts_jit_dump_object. */
 ts_status ts_jit_create(ts_mlir *m, MlirModule lowered,
-                        const ts_jit_symbol *syms, size_t nsyms, ts_jit **out);
+                        const ts_jit_symbol *syms, size_t nsyms, bool dumpable,
+                        ts_jit **out);
+/* Writes the compiled code as an object file (a dumpable JIT whose
+ * functions have been looked up); false when none was written. */
+bool ts_jit_dump_object(ts_jit *j, const char *path);
 ts_packed_fn ts_jit_lookup(ts_jit *j, const char *name);
 void ts_jit_destroy(ts_jit *j);
 

@@ -1,12 +1,34 @@
 /* program.c - a kernel compiled for the CPU and loaded into the JIT, kept
- * with the unit whose checked signature the runtime binds arguments by. */
-#define _POSIX_C_SOURCE 200809L
+ * with the unit whose checked signature the runtime binds arguments by.
+ *
+ * The compiled code is cached across processes: after a JIT compile the
+ * object code is linked into a shared object (`cc -shared`) stored in the
+ * kernel cache's folder under a key of everything it depends on (the
+ * source, kernel, -D values, simulator architecture, the Tessera build and
+ * the host CPU), and a later process dlopens it instead of compiling. The
+ * front end still checks the unit (the runtime binds arguments by its
+ * signature, and the diagnostics stay the same). Anything failing on the
+ * way (no compiler, a full disk) leaves the kernel JIT-compiled, as before;
+ * TESSERA_CPU_CACHE=0 turns the cache off. */
+#define _GNU_SOURCE
 #include "compiler/gen.h"
 #include "compiler/pipeline.h"
 
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+#include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
+
+extern char **environ;
 
 struct ts_cpu_program {
   const ts_allocator *alloc;
@@ -17,9 +39,98 @@ struct ts_cpu_program {
   ts_mlir *mlir;
   MlirModule module;
   ts_jit *jit;
+  void *so; /* the cached shared object, when loaded from the cache */
   ts_packed_fn run, grid, scratch, gpu;
   double seconds;
+  bool cached; /* loaded from the cache */
 };
+
+/* ---- the cache of compiled code ------------------------------------------------------------ */
+
+static bool cache_on(void) {
+  const char *v = getenv("TESSERA_CPU_CACHE");
+  return !v || strcmp(v, "0") != 0;
+}
+
+/* The key's file, <dir>/<hex>.so; false without a cache folder. */
+static bool cache_path(const ts_unit *u, const char *kernel, const ts_define *defs, size_t ndefs,
+                       const char *gpu_arch, char *path, size_t size) {
+  char dir[4096];
+  if (!cache_on() || !ts_cache_dir(dir, sizeof dir))
+    return false;
+  ts_cache_key k;
+  ts_cache_key_init(&k);
+  ts_cache_key_add_str(&k, "cpu-so");
+  ts_cache_key_add(&k, u->src.text, u->src.len);
+  ts_cache_key_add_str(&k, kernel);
+  for (size_t i = 0; i < ndefs; i++) {
+    ts_cache_key_add_str(&k, defs[i].name);
+    ts_cache_key_add_str(&k, defs[i].value);
+  }
+  ts_cache_key_add_str(&k, gpu_arch);
+  ts_compile_build_key(&k);
+  char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
+  ts_cache_key_add_str(&k, cpu);
+  ts_cache_key_add_str(&k, features);
+  LLVMDisposeMessage(cpu);
+  LLVMDisposeMessage(features);
+  char hex[33];
+  ts_cache_key_hex(&k, hex);
+  return (size_t)snprintf(path, size, "%s/%s.so", dir, hex) < size;
+}
+
+/* The packed entry point `name` of a loaded shared object. */
+static ts_packed_fn so_lookup(void *so, const char *name) {
+  char sym[340];
+  snprintf(sym, sizeof sym, "_mlir_%s", name);
+  return (ts_packed_fn)dlsym(so, sym);
+}
+
+static ts_packed_fn jit_lookup(void *j, const char *name) { return ts_jit_lookup(j, name); }
+
+/* Runs argv (argv[0] looked up in PATH); true when it exited with 0. */
+static bool run_quiet(char *const argv[]) {
+  posix_spawn_file_actions_t fa;
+  if (posix_spawn_file_actions_init(&fa))
+    return false;
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc)
+    return false;
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR)
+      return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* Stores the JIT's code as `path`: dumped, linked into a shared object
+ * beside it under a temporary name, then renamed into place, so that a
+ * reader never sees half a file. */
+static void cache_store(ts_jit *j, const char *path) {
+  char dir[4400], obj[4400], so[4400];
+  if ((size_t)snprintf(dir, sizeof dir, "%s", path) >= sizeof dir ||
+      (size_t)snprintf(obj, sizeof obj, "%s.%ld.o", path, (long)getpid()) >= sizeof obj ||
+      (size_t)snprintf(so, sizeof so, "%s.%ld.tmp", path, (long)getpid()) >= sizeof so)
+    return;
+  char *slash = strrchr(dir, '/');
+  if (!slash)
+    return;
+  *slash = 0;
+  if (ts_make_dirs(dir))
+    return;
+  const char *cc = getenv("CC");
+  char *argv[] = {(char *)(cc && *cc ? cc : "cc"), "-shared", "-o", so, obj, "-lm", NULL};
+  if (ts_jit_dump_object(j, obj) && run_quiet(argv) && rename(so, path) == 0) {
+    unlink(obj);
+    return;
+  }
+  unlink(obj);
+  unlink(so);
+}
 
 ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
                                 const char *text, size_t len,
@@ -63,34 +174,49 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
     st = ts_status_make(TS_ERR_INVALID, "no kernel '%s' in '%s'", kernel, path);
     goto fail;
   }
-  if ((st = ts_mlir_create(&p->unit.src, diags, &p->mlir)))
-    goto fail;
   bool sim = gpu_arch != NULL;
-  if ((st = ts_mlir_gen(p->mlir, &p->unit, kernel, TS_TARGET_CPU, gpu_arch, sim, &p->module)))
-    goto fail;
-  if ((st = ts_mlir_lower(p->mlir, p->module, TS_TARGET_CPU, false)) ||
-      (st = ts_jit_create(p->mlir, p->module, syms, nsyms, &p->jit))) {
-    mlirModuleDestroy(p->module);
-    p->module.ptr = NULL;
-    goto fail;
+  char so_path[4200];
+  bool cacheable = cache_path(&p->unit, kernel, defines, define_count, gpu_arch, so_path,
+                              sizeof so_path);
+  ts_packed_fn (*lookup)(void *, const char *) = NULL;
+  void *from = NULL;
+  if (cacheable && (p->so = dlopen(so_path, RTLD_NOW | RTLD_LOCAL))) {
+    p->cached = true;
+    lookup = so_lookup;
+    from = p->so;
+  } else {
+    if ((st = ts_mlir_create(&p->unit.src, diags, &p->mlir)))
+      goto fail;
+    if ((st = ts_mlir_gen(p->mlir, &p->unit, kernel, TS_TARGET_CPU, gpu_arch, sim, &p->module)))
+      goto fail;
+    if ((st = ts_mlir_lower(p->mlir, p->module, TS_TARGET_CPU, false)) ||
+        (st = ts_jit_create(p->mlir, p->module, syms, nsyms, cacheable, &p->jit))) {
+      mlirModuleDestroy(p->module);
+      p->module.ptr = NULL;
+      goto fail;
+    }
+    lookup = jit_lookup;
+    from = p->jit;
   }
   char name[320];
   snprintf(name, sizeof name, "%s", kernel);
   if (!sim)
-    p->run = ts_jit_lookup(p->jit, name);
+    p->run = lookup(from, name);
   snprintf(name, sizeof name, "%s__grid", kernel);
-  p->grid = ts_jit_lookup(p->jit, name);
+  p->grid = lookup(from, name);
   snprintf(name, sizeof name, "%s__scratch", kernel);
-  p->scratch = ts_jit_lookup(p->jit, name);
+  p->scratch = lookup(from, name);
   if (sim) {
     snprintf(name, sizeof name, "%s__gpu", kernel);
-    p->gpu = ts_jit_lookup(p->jit, name);
+    p->gpu = lookup(from, name);
   }
   if ((!sim && !p->run) || !p->grid || !p->scratch || (sim && !p->gpu)) {
-    st = ts_status_make(TS_ERR_INTERNAL, "kernel '%s' is missing from the JIT",
-                        kernel);
+    st = ts_status_make(TS_ERR_INTERNAL, "kernel '%s' is missing from the %s", kernel,
+                        p->cached ? "cached code" : "JIT");
     goto fail;
   }
+  if (cacheable && !p->cached)
+    cache_store(p->jit, so_path);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   p->seconds = (double)(t1.tv_sec - t0.tv_sec) +
                (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
@@ -105,6 +231,8 @@ void ts_cpu_program_destroy(ts_cpu_program *p) {
   if (!p)
     return;
   ts_jit_destroy(p->jit);
+  if (p->so)
+    dlclose(p->so);
   if (p->module.ptr)
     mlirModuleDestroy(p->module);
   ts_mlir_destroy(p->mlir);
@@ -136,3 +264,5 @@ int ts_kernel_tensor_maps(const ts_kernel_info *k, const char *arch, ts_tensor_m
 double ts_cpu_program_compile_seconds(const ts_cpu_program *p) {
   return p->seconds;
 }
+bool ts_cpu_program_cached(const ts_cpu_program *p) { return p->cached; }
+const ts_unit *ts_cpu_program_unit(const ts_cpu_program *p) { return &p->unit; }

@@ -5,7 +5,9 @@
  * __syncthreads, __shfl_xor_sync, shared memory; atomics are plain updates,
  * since fibers switch only at barriers and shuffles), then loaded with
  * dlopen. Running both GPU lowerings on the same tests is the differential
- * test that needs no GPU. */
+ * test that needs no GPU. The built shared object is kept in the kernel
+ * cache's folder under a key of the text and the Tessera build, as the CPU
+ * code is (compiler/program.c; TESSERA_CPU_CACHE=0 turns both off). */
 #define _GNU_SOURCE
 #include "runtime/internal.h"
 
@@ -69,7 +71,7 @@ static ts_status compile(const char *src, const char *so) {
   const char *cxx = getenv("CXX");
   if (!cxx || !*cxx)
     cxx = "c++";
-  char errpath[4400];
+  char errpath[4500];
   snprintf(errpath, sizeof errpath, "%s.err", so);
   pid_t pid = fork();
   if (pid < 0)
@@ -102,8 +104,43 @@ static ts_status compile(const char *src, const char *so) {
   return st;
 }
 
+/* The cache file of this text, <dir>/<hex>.sim.so; false without a cache. */
+static bool cache_path(const char *cuda, char *path, size_t size) {
+  const char *on = getenv("TESSERA_CPU_CACHE");
+  char dir[4096];
+  if ((on && !strcmp(on, "0")) || !ts_cache_dir(dir, sizeof dir) || ts_make_dirs(dir))
+    return false;
+  ts_cache_key k;
+  ts_cache_key_init(&k);
+  ts_cache_key_add_str(&k, "cudasim-so");
+  ts_cache_key_add_str(&k, shim);
+  ts_cache_key_add_str(&k, cuda);
+  ts_cache_key_add_str(&k, getenv("CXX"));
+  ts_compile_build_key(&k);
+  char hex[33];
+  ts_cache_key_hex(&k, hex);
+  return (size_t)snprintf(path, size, "%s/%s.sim.so", dir, hex) < size;
+}
+
+static ts_status lookup(void *lib, const char *name, void **handle, ts_packed_fn *fn) {
+  char sym[300];
+  snprintf(sym, sizeof sym, "%s__packed", name);
+  *fn = (ts_packed_fn)dlsym(lib, sym);
+  if (!*fn) {
+    dlclose(lib);
+    return ts_status_make(TS_ERR_INTERNAL, "no %s in the built CUDA C", sym);
+  }
+  *handle = lib;
+  return NULL;
+}
+
 ts_status ts_cudasim_build(const char *cuda, const char *name, void **handle,
                            ts_packed_fn *fn) {
+  char cached[4200];
+  bool cacheable = cache_path(cuda, cached, sizeof cached);
+  void *hit = cacheable ? dlopen(cached, RTLD_NOW | RTLD_LOCAL) : NULL;
+  if (hit)
+    return lookup(hit, name, handle, fn);
   const char *tmp = getenv("TMPDIR");
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/tessera-cudasim-XXXXXX",
@@ -111,9 +148,12 @@ ts_status ts_cudasim_build(const char *cuda, const char *name, void **handle,
   if (!mkdtemp(dir))
     return ts_status_make(TS_ERR_IO, "cannot create a folder in %s",
                           tmp && *tmp ? tmp : "/tmp");
-  char src[4200], so[4200];
+  char src[4200], so[4400];
   snprintf(src, sizeof src, "%s/k.cpp", dir);
-  snprintf(so, sizeof so, "%s/k.so", dir);
+  if (cacheable) /* built beside its cache file, then renamed into place */
+    snprintf(so, sizeof so, "%s.%ld.tmp", cached, (long)getpid());
+  else
+    snprintf(so, sizeof so, "%s/k.so", dir);
   ts_buf text;
   ts_buf_init(&text, ts_allocator_system());
   ts_buf_puts(&text, shim);
@@ -124,25 +164,21 @@ ts_status ts_cudasim_build(const char *cuda, const char *name, void **handle,
   if (!st)
     st = compile(src, so);
   void *lib = NULL;
+  const char *load = so;
+  if (!st && cacheable && rename(so, cached) == 0)
+    load = cached;
   if (!st) {
-    lib = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    lib = dlopen(load, RTLD_NOW | RTLD_LOCAL);
     if (!lib)
-      st = ts_status_make(TS_ERR_INTERNAL, "cannot load %s: %s", so, dlerror());
+      st = ts_status_make(TS_ERR_INTERNAL, "cannot load %s: %s", load, dlerror());
   }
   unlink(src);
-  unlink(so);
+  if (load == so)
+    unlink(so);
   rmdir(dir);
   if (st)
     return st;
-  char sym[300];
-  snprintf(sym, sizeof sym, "%s__packed", name);
-  *fn = (ts_packed_fn)dlsym(lib, sym);
-  if (!*fn) {
-    dlclose(lib);
-    return ts_status_make(TS_ERR_INTERNAL, "no %s in the built CUDA C", sym);
-  }
-  *handle = lib;
-  return NULL;
+  return lookup(lib, name, handle, fn);
 }
 
 void ts_cudasim_close(void *handle) {

@@ -105,6 +105,7 @@ void ts_cudasim_close(void *handle);
 #define TS_RT_SYMBOLS 14
 extern const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS];
 typedef struct ts_launch_state {
+  const ts_unit *unit; /* the kernel's: where its print and assert calls are */
   _Atomic int failed;
   char message[1024];
 } ts_launch_state;

@@ -160,6 +160,8 @@ double ts_kernel_compile_seconds(const ts_kernel *k) {
   return ts_cpu_program_compile_seconds(k->prog);
 }
 
+bool ts_kernel_cached(const ts_kernel *k) { return ts_cpu_program_cached(k->prog); }
+
 double ts_kernel_last_seconds(const ts_kernel *k) { return k->last_seconds; }
 
 void *ts_tensor_device_ptr(ts_tensor *t);
@@ -457,7 +459,7 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     free(p);
     return st;
   }
-  ts_launch_state state = {0};
+  ts_launch_state state = {.unit = ts_cpu_program_unit(k->prog)};
   if (k->device->gpusim) {
     int64_t per_block = 0;
     gslots[ng] = &per_block;

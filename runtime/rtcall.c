@@ -1,7 +1,8 @@
 /* rtcall.c - what compiled CPU kernels call back into: `print` and `assert`
  * (compiler/gen_debug.c emits the calls). The first argument of each is the
- * address of the call's AST node in the kernel's program, which outlives
- * the compiled code; the format and the message are read from it. A failed
+ * call's offset in the kernel's text, found in the unit of the launch
+ * (which may run code a process before compiled: the cache of compiled
+ * code); the format and the message are read from that call. A failed
  * assert is recorded in the launch that runs it (the first one wins, the
  * rest of the launch still runs) and the launch returns it as an error. */
 #define _POSIX_C_SOURCE 200809L
@@ -14,6 +15,7 @@
 
 void ts_print_format(const ts_node *call, ts_buf *out);
 void ts_assert_message(const ts_node *call, ts_buf *out);
+const ts_node *ts_debug_call_at(const ts_unit *u, uint32_t lo);
 
 static _Thread_local ts_launch_state *current;
 
@@ -25,7 +27,7 @@ ts_launch_state *ts_launch_state_set(ts_launch_state *s) {
 
 /* The C format from ts_print_format has three kinds of conversion: %%,
  * %lld (an integer) and %.9g (a float, as f64 bits). */
-static void ts_rt_print(int64_t node, int64_t v0, int64_t v1, int64_t v2,
+void ts_rt_print(int64_t node, int64_t v0, int64_t v1, int64_t v2,
                         int64_t v3, int64_t v4, int64_t v5, int64_t v6,
                         int64_t v7, int64_t v8, int64_t v9, int64_t v10,
                         int64_t v11, int64_t v12, int64_t v13, int64_t v14,
@@ -35,7 +37,11 @@ static void ts_rt_print(int64_t node, int64_t v0, int64_t v1, int64_t v2,
   ts_buf f, out;
   ts_buf_init(&f, ts_allocator_system());
   ts_buf_init(&out, ts_allocator_system());
-  ts_print_format((const ts_node *)(uintptr_t)node, &f);
+  const ts_node *call = current ? ts_debug_call_at(current->unit, (uint32_t)node) : NULL;
+  if (call)
+    ts_print_format(call, &f);
+  else
+    ts_buf_puts(&f, "(a print whose call was not found)\n");
   int k = 0;
   for (size_t i = 0; !f.failed && i < f.len; i++) {
     if (f.ptr[i] != '%') {
@@ -65,7 +71,7 @@ static void ts_rt_print(int64_t node, int64_t v0, int64_t v1, int64_t v2,
   ts_buf_deinit(&out);
 }
 
-static void ts_rt_assert(int64_t node, int64_t file, int64_t line, int64_t col,
+void ts_rt_assert(int64_t node, int64_t file, int64_t line, int64_t col,
                          int64_t bx, int64_t by, int64_t bz, int64_t tid) {
   ts_launch_state *s = current;
   if (!s) { /* not inside a launch: say it at least */
@@ -77,10 +83,13 @@ static void ts_rt_assert(int64_t node, int64_t file, int64_t line, int64_t col,
     return;
   ts_buf m;
   ts_buf_init(&m, ts_allocator_system());
+  (void)file;
+  const ts_node *call = ts_debug_call_at(s->unit, (uint32_t)node);
   ts_buf_printf(&m, "%s:%lld:%lld: assertion failed: ",
-                (const char *)(uintptr_t)file, (long long)line,
+                s->unit ? ts_source_name(&s->unit->src, (uint32_t)node) : "?", (long long)line,
                 (long long)col);
-  ts_assert_message((const ts_node *)(uintptr_t)node, &m);
+  if (call)
+    ts_assert_message(call, &m);
   ts_buf_printf(&m, " (block (%lld, %lld, %lld)", (long long)bx,
                 (long long)by, (long long)bz);
   if (tid >= 0)

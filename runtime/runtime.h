@@ -116,7 +116,13 @@ TS_MUST_USE ts_status ts_kernel_create_from_source(
     const char *name, const ts_define *defines, size_t ndefs, ts_diags *diags,
     ts_kernel **out);
 void ts_kernel_release(ts_kernel *k);
+/* Seconds the kernel took to compile, or to load from the cache of
+ * compiled CPU code (a later process's kernel of the same source, params,
+ * Tessera build and CPU: compiler/program.c; TESSERA_CPU_CACHE=0 turns it
+ * off). */
 double ts_kernel_compile_seconds(const ts_kernel *k);
+/* Whether its CPU code came from that cache. */
+bool ts_kernel_cached(const ts_kernel *k);
 /* The params it was compiled with, as "NAME=VALUE ..." ("" for defaults). */
 const char *ts_kernel_config(const ts_kernel *k);
 /* Seconds the last launch took on the GPU (CUDA events); 0 elsewhere. */

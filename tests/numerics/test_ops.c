@@ -2,7 +2,9 @@
  * (tests/numerics/ops.tile) against a C reference: tails predicated in
  * every dim, gathers with invalid indices, reductions on each dim, every
  * gemm transpose, scalar control flow, atomics across blocks, the math
- * functions with NaN and Inf, and conversions. */
+ * functions with NaN and Inf, conversions, and the cache of compiled CPU
+ * code. */
+#define _GNU_SOURCE
 #include "tests/numerics/num.h"
 
 #define OPS "tests/numerics/ops.tile"
@@ -254,6 +256,147 @@ static void test_gemm_nt_blocks(void) {
   ts_tensor_release(whole);
   ts_tensor_release(ta);
   ts_tensor_release(tb);
+}
+
+/* The cache of compiled CPU code, in a folder of its own: a first kernel
+ * is compiled and stored as a shared object, a second of the same source
+ * and params is loaded from it and computes the same bits, other params
+ * are another entry, a damaged entry is compiled again (and replaced),
+ * TESSERA_CPU_CACHE=0 neither reads nor writes; and the simulator's build
+ * of the CUDA C is stored once. */
+static int count_files(const char *dir, const char *pattern) {
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "ls %s/%s 2>/dev/null | wc -l", dir, pattern);
+  FILE *f = popen(cmd, "r");
+  int n = -1;
+  if (f) {
+    if (fscanf(f, "%d", &n) != 1)
+      n = -1;
+    pclose(f);
+  }
+  return n;
+}
+
+static ts_kernel *cache_kernel(ts_device *d, const char *defs, double *out) {
+  ts_diags diags;
+  ts_diags_init(&diags, ts_allocator_system());
+  ts_define def[1];
+  char name[16] = "", value[16] = "";
+  size_t nd = 0;
+  if (defs && sscanf(defs, "%15[^=]=%15s", name, value) == 2) {
+    def[0] = (ts_define){name, value};
+    nd = 1;
+  }
+  const char *root = getenv("TS_SOURCE_DIR");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", root ? root : ".", OPS);
+  ts_kernel *k = NULL;
+  ts_status st = ts_kernel_create(d, path, "gemm_nt_const", def, nd, &diags, &k);
+  ts_diags_deinit(&diags);
+  CHECK(st == NULL);
+  ts_status_free(st);
+  if (!k)
+    return NULL;
+  int64_t sa[2] = {4, 8}, sb[2] = {4, 8}, sc[2] = {4, 4};
+  ts_tensor *a, *b, *c;
+  if (ts_tensor_create(d, TS_DTYPE_F32, 2, sa, &a) || ts_tensor_create(d, TS_DTYPE_F32, 2, sb, &b) ||
+      ts_tensor_create(d, TS_DTYPE_F32, 2, sc, &c))
+    exit(2);
+  for (int i = 0; i < 32; i++) {
+    ts_tensor_set(a, i, 0.25 * i - 3);
+    ts_tensor_set(b, i, 1.0 / (i + 1));
+  }
+  ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
+  CHECK(ts_kernel_launch(k, args, 3) == NULL);
+  for (int i = 0; i < 16; i++)
+    out[i] = ts_tensor_get(c, i);
+  ts_tensor_release(a);
+  ts_tensor_release(b);
+  ts_tensor_release(c);
+  return k;
+}
+
+static void test_cpu_cache(void) {
+  if (strcmp(ts_device_name(num_kdev), "cpu") != 0)
+    return;
+  const char *old_cache = getenv("TESSERA_CACHE");
+  char *saved = old_cache ? strdup(old_cache) : NULL;
+  char dir[] = "/tmp/ts_cpu_cacheXXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  setenv("TESSERA_CACHE", dir, 1);
+  unsetenv("TESSERA_CPU_CACHE");
+  ts_device *d;
+  CHECK(ts_device_create_cpu(1, &d) == NULL);
+  double first[16], again[16], other[16], want[16];
+  ts_kernel *k1 = cache_kernel(d, NULL, first);
+  CHECK(k1 && !ts_kernel_cached(k1) && count_files(dir, "*.so") == 1);
+  ts_kernel *k2 = cache_kernel(d, NULL, again);
+  CHECK(k2 && ts_kernel_cached(k2) && count_files(dir, "*.so") == 1);
+  CHECK(memcmp(first, again, sizeof first) == 0);
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 4; j++) {
+      double s = 0.5;
+      for (int q = 0; q < 8; q++)
+        s += (0.25 * (i * 8 + q) - 3) * (1.0 / (j * 8 + q + 1));
+      want[i * 4 + j] = s;
+    }
+  CHECK_ERR(num_relerr(again, want, 16), 1e-6, "a kernel from the cache");
+  ts_kernel *k3 = cache_kernel(d, "ACC=0", other);
+  CHECK(k3 && !ts_kernel_cached(k3) && count_files(dir, "*.so") == 2);
+  CHECK(other[0] == first[0] - 0.5);
+  /* every entry damaged (replaced, as the cache itself replaces a file: a
+   * loaded one is mapped), once no kernel holds it (the loader would hand
+   * back the loaded one): compiled again, and the entries stored anew */
+  ts_kernel_release(k1);
+  ts_kernel_release(k2);
+  ts_kernel_release(k3);
+  k1 = k2 = k3 = NULL;
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "for f in %s/*.so; do echo junk > $f.new && mv $f.new $f; done", dir);
+  CHECK(system(cmd) == 0);
+  ts_kernel *k4 = cache_kernel(d, NULL, again);
+  CHECK(k4 && !ts_kernel_cached(k4) && memcmp(first, again, sizeof first) == 0);
+  ts_kernel *k5 = cache_kernel(d, NULL, again);
+  CHECK(k5 && ts_kernel_cached(k5) && memcmp(first, again, sizeof first) == 0);
+  /* turned off: compiled, nothing stored */
+  setenv("TESSERA_CPU_CACHE", "0", 1);
+  ts_kernel *k6 = cache_kernel(d, "ACC=2", other);
+  CHECK(k6 && !ts_kernel_cached(k6) && count_files(dir, "*.so") == 2);
+  unsetenv("TESSERA_CPU_CACHE");
+  ts_kernel *ks[6] = {k1, k2, k3, k4, k5, k6};
+  for (int i = 0; i < 6; i++)
+    if (ks[i])
+      ts_kernel_release(ks[i]);
+  ts_device_release(d);
+  /* the simulator's build of the CUDA C lowering: stored once, then loaded */
+  const char *old_lowering = getenv("TESSERA_GPU_LOWERING");
+  char *saved_lowering = old_lowering ? strdup(old_lowering) : NULL;
+  setenv("TESSERA_GPU_LOWERING", "cuda", 1);
+  CHECK(ts_device_create_gpusim(&d) == NULL);
+  ts_kernel *s1 = cache_kernel(d, NULL, again);
+  CHECK(s1 && count_files(dir, "*.sim.so") == 1);
+  CHECK_ERR(num_relerr(again, want, 16), 1e-6, "the simulated CUDA C, built");
+  ts_kernel *s2 = cache_kernel(d, NULL, other);
+  CHECK(s2 && count_files(dir, "*.sim.so") == 1 && memcmp(again, other, sizeof again) == 0);
+  if (s1)
+    ts_kernel_release(s1);
+  if (s2)
+    ts_kernel_release(s2);
+  ts_device_release(d);
+  if (saved_lowering) {
+    setenv("TESSERA_GPU_LOWERING", saved_lowering, 1);
+    free(saved_lowering);
+  } else {
+    unsetenv("TESSERA_GPU_LOWERING");
+  }
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  CHECK(system(cmd) == 0);
+  if (saved) {
+    setenv("TESSERA_CACHE", saved, 1);
+    free(saved);
+  } else {
+    unsetenv("TESSERA_CACHE");
+  }
 }
 
 static int64_t collatz(int64_t v) {
@@ -553,6 +696,7 @@ int main(void) {
   test_reductions();
   test_gemms();
   test_gemm_nt_blocks();
+  test_cpu_cache();
   test_control();
   test_histogram();
   test_max_all();
