@@ -117,6 +117,11 @@ typedef struct ts_tensor_map_spec {
 int ts_kernel_tensor_maps(const ts_kernel_info *k, const char *arch, ts_tensor_map_spec *out);
 /* Seconds the compile took (front end through JIT). */
 double ts_cpu_program_compile_seconds(const ts_cpu_program *p);
+/* The file of key `k` (with `suffix`) in the cache of compiled CPU code:
+ * a folder per Tessera build and host CPU in the kernel cache's folder
+ * (others unused for a day are removed); false when the cache is off
+ * (TESSERA_CPU_CACHE=0) or has no folder. */
+bool ts_cpu_cache_file(const ts_cache_key *k, const char *suffix, char *path, size_t size);
 /* The checked unit the kernel was compiled from. */
 const ts_unit *ts_cpu_program_unit(const ts_cpu_program *p);
 /* Whether the code came from the cache of compiled code (program.c). */

@@ -14,12 +14,14 @@
 #include "compiler/gen.h"
 #include "compiler/pipeline.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/TargetMachine.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,17 +49,69 @@ struct ts_cpu_program {
 
 /* ---- the cache of compiled code ------------------------------------------------------------ */
 
-static bool cache_on(void) {
-  const char *v = getenv("TESSERA_CPU_CACHE");
-  return !v || strcmp(v, "0") != 0;
+/* The folder of this build's shared objects, <cache>/cpu-<build>, made on
+ * first use; then (once a process) every other build's folder untouched
+ * for a day is removed: a rebuilt Tessera never reads an older build's
+ * entries, so without this the cache would grow with every build. */
+static bool build_dir(char *out, size_t size) {
+  const char *on = getenv("TESSERA_CPU_CACHE");
+  char root[4096];
+  if ((on && !strcmp(on, "0")) || !ts_cache_dir(root, sizeof root))
+    return false;
+  ts_cache_key k;
+  ts_cache_key_init(&k);
+  ts_cache_key_add_str(&k, "cpu-build");
+  ts_compile_build_key(&k);
+  char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
+  ts_cache_key_add_str(&k, cpu);
+  ts_cache_key_add_str(&k, features);
+  LLVMDisposeMessage(cpu);
+  LLVMDisposeMessage(features);
+  char hex[33];
+  ts_cache_key_hex(&k, hex);
+  if ((size_t)snprintf(out, size, "%s/cpu-%s", root, hex) >= size || ts_make_dirs(out))
+    return false;
+  static atomic_flag swept = ATOMIC_FLAG_INIT;
+  if (!atomic_flag_test_and_set(&swept)) {
+    DIR *d = opendir(root);
+    struct dirent *e;
+    time_t old = time(NULL) - 24 * 3600;
+    while (d && (e = readdir(d))) {
+      char sub[4400];
+      struct stat sb;
+      if (strncmp(e->d_name, "cpu-", 4) || !strcmp(e->d_name + 4, hex) ||
+          (size_t)snprintf(sub, sizeof sub, "%s/%s", root, e->d_name) >= sizeof sub ||
+          stat(sub, &sb) || !S_ISDIR(sb.st_mode) || sb.st_mtime > old)
+        continue;
+      DIR *f = opendir(sub);
+      struct dirent *x;
+      while (f && (x = readdir(f))) {
+        char file[4700];
+        if (x->d_name[0] != '.' &&
+            (size_t)snprintf(file, sizeof file, "%s/%s", sub, x->d_name) < sizeof file)
+          unlink(file);
+      }
+      if (f)
+        closedir(f);
+      rmdir(sub);
+    }
+    if (d)
+      closedir(d);
+  }
+  return true;
 }
 
-/* The key's file, <dir>/<hex>.so; false without a cache folder. */
+bool ts_cpu_cache_file(const ts_cache_key *k, const char *suffix, char *path, size_t size) {
+  char dir[4200], hex[33];
+  if (!build_dir(dir, sizeof dir))
+    return false;
+  ts_cache_key_hex(k, hex);
+  return (size_t)snprintf(path, size, "%s/%s%s", dir, hex, suffix) < size;
+}
+
+/* The key's file; false without a cache folder. */
 static bool cache_path(const ts_unit *u, const char *kernel, const ts_define *defs, size_t ndefs,
                        const char *gpu_arch, char *path, size_t size) {
-  char dir[4096];
-  if (!cache_on() || !ts_cache_dir(dir, sizeof dir))
-    return false;
   ts_cache_key k;
   ts_cache_key_init(&k);
   ts_cache_key_add_str(&k, "cpu-so");
@@ -68,15 +122,7 @@ static bool cache_path(const ts_unit *u, const char *kernel, const ts_define *de
     ts_cache_key_add_str(&k, defs[i].value);
   }
   ts_cache_key_add_str(&k, gpu_arch);
-  ts_compile_build_key(&k);
-  char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
-  ts_cache_key_add_str(&k, cpu);
-  ts_cache_key_add_str(&k, features);
-  LLVMDisposeMessage(cpu);
-  LLVMDisposeMessage(features);
-  char hex[33];
-  ts_cache_key_hex(&k, hex);
-  return (size_t)snprintf(path, size, "%s/%s.so", dir, hex) < size;
+  return ts_cpu_cache_file(&k, ".so", path, size);
 }
 
 /* The packed entry point `name` of a loaded shared object. */

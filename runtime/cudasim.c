@@ -104,22 +104,16 @@ static ts_status compile(const char *src, const char *so) {
   return st;
 }
 
-/* The cache file of this text, <dir>/<hex>.sim.so; false without a cache. */
+/* The cache file of this text (compiler/program.c's folder of the build);
+ * false without a cache. */
 static bool cache_path(const char *cuda, char *path, size_t size) {
-  const char *on = getenv("TESSERA_CPU_CACHE");
-  char dir[4096];
-  if ((on && !strcmp(on, "0")) || !ts_cache_dir(dir, sizeof dir) || ts_make_dirs(dir))
-    return false;
   ts_cache_key k;
   ts_cache_key_init(&k);
   ts_cache_key_add_str(&k, "cudasim-so");
   ts_cache_key_add_str(&k, shim);
   ts_cache_key_add_str(&k, cuda);
   ts_cache_key_add_str(&k, getenv("CXX"));
-  ts_compile_build_key(&k);
-  char hex[33];
-  ts_cache_key_hex(&k, hex);
-  return (size_t)snprintf(path, size, "%s/%s.sim.so", dir, hex) < size;
+  return ts_cpu_cache_file(&k, ".sim.so", path, size);
 }
 
 static ts_status lookup(void *lib, const char *name, void **handle, ts_packed_fn *fn) {

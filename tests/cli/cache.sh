@@ -4,7 +4,11 @@
 # the source, kernel, params and architecture; a damaged entry (changed,
 # truncated, not an entry) is rebuilt with a warning; eight processes
 # compiling the same kernel at once all succeed and agree; --no-cache and
-# an unwritable cache still compile.
+# an unwritable cache still compile. Then the cache of compiled CPU code
+# (`tessera run`): one shared object a kernel in this build's folder,
+# reused by the next process with the same output, other builds' folders
+# unused for a day removed, concurrent processes agreeing, and
+# TESSERA_CPU_CACHE=0 writing nothing.
 set -u
 t=$1 root=$2
 cd "$root" || exit 2
@@ -66,6 +70,37 @@ check '[[ $? == 0 ]] && grep -q "not stored" "$tmp/err" && cmp -s "$tmp/a.ptx" "
 # the default folder follows XDG_CACHE_HOME
 env -u TESSERA_CACHE XDG_CACHE_HOME="$tmp/xdg" "$t" compile kernels/softmax.tile --target ptx -o "$tmp/i.ptx"
 check '[[ $(ls "$tmp/xdg/tessera" | wc -l) == 1 ]]' "XDG_CACHE_HOME/tessera is the default"
+
+# the CPU code
+cat >"$tmp/run.lua" <<'LUA'
+local ts = require("tessera")
+local x = ts.tensor("f32", {2, 5}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10.5})
+local y = ts.tensor("f32", {2, 5})
+ts.kernel("kernels/softmax.tile", "softmax_rows"):launch{x, y}
+print(table.concat(y:to_table(), " "))
+LUA
+rm -rf "$TESSERA_CACHE"
+mkdir -p "$TESSERA_CACHE/cpu-old" "$TESSERA_CACHE/cpu-recent"
+echo x >"$TESSERA_CACHE/cpu-old/0.so"
+touch -d '2 days ago' "$TESSERA_CACHE/cpu-old"
+TESSERA_CPU_CACHE=0 "$t" run "$tmp/run.lua" >"$tmp/r0.out"
+check '[[ $? == 0 && -s $tmp/r0.out && -d $TESSERA_CACHE/cpu-old ]] && [[ $(ls -d "$TESSERA_CACHE"/cpu-* | wc -l) == 2 ]]' "TESSERA_CPU_CACHE=0: nothing stored or swept"
+"$t" run "$tmp/run.lua" >"$tmp/r1.out"
+check '[[ $? == 0 ]] && cmp -s "$tmp/r0.out" "$tmp/r1.out"' "first run: the same output"
+check '[[ ! -e $TESSERA_CACHE/cpu-old && -d $TESSERA_CACHE/cpu-recent ]]' "another build's folder unused for a day is removed, a recent one kept"
+build=$(ls -d "$TESSERA_CACHE"/cpu-* | grep -v cpu-recent)
+check '[[ $(echo "$build" | wc -l) == 1 && $(ls "$build" | wc -l) == 1 && $(ls "$build"/*.so | wc -l) == 1 ]]' "one shared object in this build's folder"
+"$t" run "$tmp/run.lua" >"$tmp/r2.out"
+check '[[ $? == 0 ]] && cmp -s "$tmp/r0.out" "$tmp/r2.out" && [[ $(ls "$build" | wc -l) == 1 ]]' "second run: loaded, the same output, nothing added"
+rm -rf "$TESSERA_CACHE"
+for i in 1 2 3 4; do
+  ("$t" run "$tmp/run.lua" >"$tmp/c$i.out" 2>"$tmp/c$i.err"; echo $? >"$tmp/c$i.rc") &
+done
+wait
+for i in 1 2 3 4; do
+  check '[[ $(cat "$tmp/c$i.rc") == 0 && ! -s $tmp/c$i.err ]] && cmp -s "$tmp/r0.out" "$tmp/c$i.out"' "concurrent run $i succeeds and agrees"
+done
+check '[[ $(ls "$TESSERA_CACHE"/cpu-*/ | wc -l) == 1 ]]' "one shared object and no temp files after concurrent runs"
 
 echo "$pass passed, $fail failed"
 ((fail == 0))

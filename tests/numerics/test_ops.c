@@ -329,9 +329,9 @@ static void test_cpu_cache(void) {
   CHECK(ts_device_create_cpu(1, &d) == NULL);
   double first[16], again[16], other[16], want[16];
   ts_kernel *k1 = cache_kernel(d, NULL, first);
-  CHECK(k1 && !ts_kernel_cached(k1) && count_files(dir, "*.so") == 1);
+  CHECK(k1 && !ts_kernel_cached(k1) && count_files(dir, "cpu-*/*[0-9a-f].so") == 1);
   ts_kernel *k2 = cache_kernel(d, NULL, again);
-  CHECK(k2 && ts_kernel_cached(k2) && count_files(dir, "*.so") == 1);
+  CHECK(k2 && ts_kernel_cached(k2) && count_files(dir, "cpu-*/*[0-9a-f].so") == 1);
   CHECK(memcmp(first, again, sizeof first) == 0);
   for (int i = 0; i < 4; i++)
     for (int j = 0; j < 4; j++) {
@@ -342,7 +342,7 @@ static void test_cpu_cache(void) {
     }
   CHECK_ERR(num_relerr(again, want, 16), 1e-6, "a kernel from the cache");
   ts_kernel *k3 = cache_kernel(d, "ACC=0", other);
-  CHECK(k3 && !ts_kernel_cached(k3) && count_files(dir, "*.so") == 2);
+  CHECK(k3 && !ts_kernel_cached(k3) && count_files(dir, "cpu-*/*[0-9a-f].so") == 2);
   CHECK(other[0] == first[0] - 0.5);
   /* every entry damaged (replaced, as the cache itself replaces a file: a
    * loaded one is mapped), once no kernel holds it (the loader would hand
@@ -352,7 +352,7 @@ static void test_cpu_cache(void) {
   ts_kernel_release(k3);
   k1 = k2 = k3 = NULL;
   char cmd[300];
-  snprintf(cmd, sizeof cmd, "for f in %s/*.so; do echo junk > $f.new && mv $f.new $f; done", dir);
+  snprintf(cmd, sizeof cmd, "for f in %s/cpu-*/*.so; do echo junk > $f.new && mv $f.new $f; done", dir);
   CHECK(system(cmd) == 0);
   ts_kernel *k4 = cache_kernel(d, NULL, again);
   CHECK(k4 && !ts_kernel_cached(k4) && memcmp(first, again, sizeof first) == 0);
@@ -361,7 +361,7 @@ static void test_cpu_cache(void) {
   /* turned off: compiled, nothing stored */
   setenv("TESSERA_CPU_CACHE", "0", 1);
   ts_kernel *k6 = cache_kernel(d, "ACC=2", other);
-  CHECK(k6 && !ts_kernel_cached(k6) && count_files(dir, "*.so") == 2);
+  CHECK(k6 && !ts_kernel_cached(k6) && count_files(dir, "cpu-*/*[0-9a-f].so") == 2);
   unsetenv("TESSERA_CPU_CACHE");
   ts_kernel *ks[6] = {k1, k2, k3, k4, k5, k6};
   for (int i = 0; i < 6; i++)
@@ -374,10 +374,10 @@ static void test_cpu_cache(void) {
   setenv("TESSERA_GPU_LOWERING", "cuda", 1);
   CHECK(ts_device_create_gpusim(&d) == NULL);
   ts_kernel *s1 = cache_kernel(d, NULL, again);
-  CHECK(s1 && count_files(dir, "*.sim.so") == 1);
+  CHECK(s1 && count_files(dir, "cpu-*/*.sim.so") == 1);
   CHECK_ERR(num_relerr(again, want, 16), 1e-6, "the simulated CUDA C, built");
   ts_kernel *s2 = cache_kernel(d, NULL, other);
-  CHECK(s2 && count_files(dir, "*.sim.so") == 1 && memcmp(again, other, sizeof again) == 0);
+  CHECK(s2 && count_files(dir, "cpu-*/*.sim.so") == 1 && memcmp(again, other, sizeof again) == 0);
   if (s1)
     ts_kernel_release(s1);
   if (s2)
