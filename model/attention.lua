@@ -97,11 +97,13 @@ function M:hca_attend(L, q, kv, win, comp, ncomp, o)
   local P = math.max(1, (N + R - 1) // R)
   local kv8 = comp:dtype() == "i8"
   local po, pm, pl = f32{T, P, H, c}, f32{T, P, H}, f32{T, P, H}
+  -- the input of the other format: no rows (made once)
+  self.no_rows = self.no_rows or {f32 = f32{0, c}, i8 = O.tensor("i8", {0, 8})}
   kernel("hca_attn.tile", "hca_attn_split_f32",
          {SCALE = c ^ -0.5, R = R, BK = math.min(R, 64), KV8 = kv8, ROPE = cfg.rope_head_dim,
           NH = H, DC = c})
     :launch{
-    q, kv, win, kv8 and f32{0, c} or comp, kv8 and comp or O.tensor("i8", {0, 8}), ncomp,
+    q, kv, win, kv8 and self.no_rows.f32 or comp, kv8 and comp or self.no_rows.i8, ncomp,
     po, pm, pl}
   kernel("sparse_attn.tile", "sparse_attn_merge_f32")
     :launch{po, pm, pl, self:weight(self:prefix(L) .. "attn.attn_sink"), o}
