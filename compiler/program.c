@@ -73,6 +73,7 @@ static bool build_dir(char *out, size_t size) {
     return false;
   static atomic_flag swept = ATOMIC_FLAG_INIT;
   if (!atomic_flag_test_and_set(&swept)) {
+    utimensat(AT_FDCWD, out, NULL, 0); /* in use: a build that only loads stays */
     DIR *d = opendir(root);
     struct dirent *e;
     time_t old = time(NULL) - 24 * 3600;
@@ -157,10 +158,12 @@ static bool run_quiet(char *const argv[]) {
  * beside it under a temporary name, then renamed into place, so that a
  * reader never sees half a file. */
 static void cache_store(ts_jit *j, const char *path) {
+  static atomic_uint serial;
+  unsigned n = atomic_fetch_add(&serial, 1); /* (threads of one process may store at once) */
   char dir[4400], obj[4400], so[4400];
   if ((size_t)snprintf(dir, sizeof dir, "%s", path) >= sizeof dir ||
-      (size_t)snprintf(obj, sizeof obj, "%s.%ld.o", path, (long)getpid()) >= sizeof obj ||
-      (size_t)snprintf(so, sizeof so, "%s.%ld.tmp", path, (long)getpid()) >= sizeof so)
+      (size_t)snprintf(obj, sizeof obj, "%s.%ld-%u.o", path, (long)getpid(), n) >= sizeof obj ||
+      (size_t)snprintf(so, sizeof so, "%s.%ld-%u.tmp", path, (long)getpid(), n) >= sizeof so)
     return;
   char *slash = strrchr(dir, '/');
   if (!slash)

@@ -12,6 +12,7 @@
 #include "runtime/internal.h"
 
 #include <dlfcn.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -144,8 +145,9 @@ ts_status ts_cudasim_build(const char *cuda, const char *name, void **handle,
                           tmp && *tmp ? tmp : "/tmp");
   char src[4200], so[4400];
   snprintf(src, sizeof src, "%s/k.cpp", dir);
+  static atomic_uint serial;
   if (cacheable) /* built beside its cache file, then renamed into place */
-    snprintf(so, sizeof so, "%s.%ld.tmp", cached, (long)getpid());
+    snprintf(so, sizeof so, "%s.%ld-%u.tmp", cached, (long)getpid(), atomic_fetch_add(&serial, 1));
   else
     snprintf(so, sizeof so, "%s/k.so", dir);
   ts_buf text;
