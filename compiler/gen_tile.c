@@ -126,6 +126,34 @@ static int64_t const_dim(ts_node *n, uint32_t d) {
   return t->dims[d].c;
 }
 
+/* The frame of a register-blocked f32 micro-kernel: the vector type of
+ * `lanes`, `nslots` accumulator slots, a zero vector, and the loops over the
+ * blocks of bm rows and bn columns of an M x N c (i0, j0: a block's first
+ * row and column), closed by ukernel_end. */
+typedef struct ukernel {
+  MlirType vt;
+  MlirValue slots, zero, i0, j0;
+  loop li, lj;
+} ukernel;
+
+static void ukernel_begin(gen *g, ukernel *u, int64_t lanes, int nslots, int64_t M, int64_t N,
+                          int64_t bm, int64_t bn) {
+  mb *b = &g->b;
+  int64_t shape[1] = {lanes};
+  u->vt = mlirVectorTypeGet(1, shape, b->f32);
+  u->slots = mb_alloca_entry(b, u->vt, nslots);
+  u->zero = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_f32(b, 0.0)}, u->vt);
+  gen_loop_begin(g, &u->li, gen_i64(g, 0), gen_i64(g, M / bm));
+  u->i0 = mb_bin(b, "arith.muli", u->li.iv, gen_i64(g, bm));
+  gen_loop_begin(g, &u->lj, gen_i64(g, 0), gen_i64(g, N / bn));
+  u->j0 = mb_bin(b, "arith.muli", u->lj.iv, gen_i64(g, bn));
+}
+
+static void ukernel_end(gen *g, ukernel *u) {
+  gen_loop_end(g, &u->lj);
+  gen_loop_end(g, &u->li);
+}
+
 /* The register-blocked f32 micro-kernel, in the vector dialect: for R = 4
  * rows of c and VW columns at a time, the accumulators stay in vector
  * registers for the whole k loop; each k loads one row piece of b and
@@ -147,16 +175,11 @@ static bool gemm_vector(gen *g, ts_node *call, view *A, view *B, view *C,
   if (!VW)
     return false;
   enum { R = 4 };
-  int64_t shape[1] = {VW};
-  MlirType vt = mlirVectorTypeGet(1, shape, b->f32);
-  MlirValue slots = mb_alloca_entry(b, vt, R);
-  MlirValue zero =
-      mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_f32(b, 0.0)}, vt);
-  loop li, lj, lk;
-  gen_loop_begin(g, &li, gen_i64(g, 0), gen_i64(g, M / R));
-  MlirValue i0 = mb_bin(b, "arith.muli", li.iv, gen_i64(g, R));
-  gen_loop_begin(g, &lj, gen_i64(g, 0), gen_i64(g, N / VW));
-  MlirValue j0 = mb_bin(b, "arith.muli", lj.iv, gen_i64(g, VW));
+  ukernel u;
+  ukernel_begin(g, &u, VW, R, M, N, R, VW);
+  MlirType vt = u.vt;
+  MlirValue slots = u.slots, zero = u.zero, i0 = u.i0, j0 = u.j0;
+  loop lk;
   MlirValue cidx[R];
   for (int r = 0; r < R; r++) {
     MlirValue row = mb_bin(b, "arith.addi", i0, gen_i64(g, r));
@@ -195,8 +218,7 @@ static bool gemm_vector(gen *g, ts_node *call, view *A, view *B, view *C,
                         mb_cast(b, "arith.index_cast", cidx[r], b->index)};
     mb_op(b, "vector.store", 3, ops, 0, NULL, 0, NULL);
   }
-  gen_loop_end(g, &lj);
-  gen_loop_end(g, &li);
+  ukernel_end(g, &u);
   return true;
 }
 
@@ -275,16 +297,11 @@ static bool gemm_dot_vector(gen *g, ts_node *call, view *A, view *B, view *C,
       const_dim(na, 0) != M || const_dim(nb, 0) != N)
     return false;
   int RA = dot_block(M, 4), RB = dot_block(N, DOT_MAX / RA);
-  int64_t shape[1] = {DOT_VW};
-  MlirType vt = mlirVectorTypeGet(1, shape, b->f32);
-  MlirValue slots = mb_alloca_entry(b, vt, RA * RB);
-  MlirValue zero =
-      mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_f32(b, 0.0)}, vt);
-  loop li, lj, lk;
-  gen_loop_begin(g, &li, gen_i64(g, 0), gen_i64(g, M / RA));
-  MlirValue i0 = mb_bin(b, "arith.muli", li.iv, gen_i64(g, RA));
-  gen_loop_begin(g, &lj, gen_i64(g, 0), gen_i64(g, N / RB));
-  MlirValue j0 = mb_bin(b, "arith.muli", lj.iv, gen_i64(g, RB));
+  ukernel u;
+  ukernel_begin(g, &u, DOT_VW, RA * RB, M, N, RA, RB);
+  MlirType vt = u.vt;
+  MlirValue slots = u.slots, zero = u.zero, i0 = u.i0, j0 = u.j0;
+  loop lk;
   for (int q = 0; q < RA * RB; q++)
     mb_store(b, zero, slots, gen_i64(g, q));
   gen_loop_begin(g, &lk, gen_i64(g, 0), gen_i64(g, K / DOT_VW));
@@ -328,8 +345,7 @@ static bool gemm_dot_vector(gen *g, ts_node *call, view *A, view *B, view *C,
         x = mb_bin(b, "arith.addf", mb_load(b, C->mem, at), x);
       mb_store(b, x, C->mem, at);
     }
-  gen_loop_end(g, &lj);
-  gen_loop_end(g, &li);
+  ukernel_end(g, &u);
   return true;
 }
 
