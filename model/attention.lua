@@ -20,13 +20,13 @@ function M:attention(L, x, pos)
   local T, H, W = x:shape()[1], cfg.n_heads, cfg.window_size
   local tab = self:rope_table(ratio)
   local made = {}
-  local qr = rmsnorm(linear(x, self:weight(p .. "wq_a.weight")),
+  local qr = rmsnorm(linear(x, self:lweight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
-  local q = linear(qr, self:weight(p .. "wq_b.weight")):reshape{T, H, c}
+  local q = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{T, H, c}
   local qn = f32{T, H, c}
   kernel("rmsnorm.tile", "head_rmsnorm_f32"):launch{q, qn}
   q = rope(qn, tab, pos)
-  local kv = rmsnorm(linear(x, self:weight(p .. "wkv.weight")),
+  local kv = rmsnorm(linear(x, self:lweight(p .. "wkv.weight")),
                      self:weight(p .. "kv_norm.weight"))
   kv = rope(kv:reshape{T, 1, c}, tab, pos):reshape{T, c}
   made.kv = kv
@@ -135,7 +135,7 @@ function M:attention_out(L, o, tab, pos, T)
   -- the tiles O.linear takes for T rows (prefill and decode round alike)
   kernel("gemm.tile", "grouped_linear_f32", O.linear_tiles(T)):launch{
     o:reshape{T, G, H // G * c}, self:weight(p .. "wo_a.weight"):reshape{G, dg, H // G * c}, z}
-  return linear(z:reshape{T, G * dg}, self:weight(p .. "wo_b.weight"))
+  return linear(z:reshape{T, G * dg}, self:lweight(p .. "wo_b.weight"))
 end
 
 
@@ -146,9 +146,9 @@ end
 function M:indexer_inputs(L, qr, x, tab, pos)
   local cfg, p = self.cfg, self:prefix(L) .. "attn.indexer."
   local HI, DI = cfg.index_n_heads, cfg.index_head_dim
-  local qi = linear(qr, self:weight(p .. "wq_b.weight")):reshape{x:shape()[1], HI, DI}
+  local qi = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{x:shape()[1], HI, DI}
   qi = self:index_query(hadamard(rope(qi, tab, pos)))
-  local w = linear(x, self:weight(p .. "weights_proj.weight"))
+  local w = linear(x, self:lweight(p .. "weights_proj.weight"))
   local scale = DI ^ -0.5 * HI ^ -0.5
   local wv = w:to_table()
   for i = 1, #wv do wv[i] = wv[i] * scale end
@@ -229,13 +229,13 @@ function M:attention_steps(L, x, seqs, pos_v)
   local B, H, W = #seqs, cfg.n_heads, cfg.window_size
   local tab = self:rope_table(ratio)
   local pos = O.tensor("i32", {B}, pos_v)
-  local qr = rmsnorm(linear(x, self:weight(p .. "wq_a.weight")),
+  local qr = rmsnorm(linear(x, self:lweight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
-  local q = linear(qr, self:weight(p .. "wq_b.weight")):reshape{B, H, c}
+  local q = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{B, H, c}
   local qn = f32{B, H, c}
   kernel("rmsnorm.tile", "head_rmsnorm_f32"):launch{q, qn}
   q = rope(qn, tab, pos)
-  local kv = rmsnorm(linear(x, self:weight(p .. "wkv.weight")),
+  local kv = rmsnorm(linear(x, self:lweight(p .. "wkv.weight")),
                      self:weight(p .. "kv_norm.weight"))
   kv = rope(kv:reshape{B, 1, c}, tab, pos):reshape{B, c}
   local qi, w

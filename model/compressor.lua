@@ -13,7 +13,7 @@ return function(M)
 -- scores z, [T, KE] each.
 function M:project(L, which, x)
   local p = self:prefix(L) .. "attn." .. which .. "."
-  return linear(x, self:weight(p .. "wkv.weight")), linear(x, self:weight(p .. "wgate.weight"))
+  return linear(x, self:lweight(p .. "wkv.weight")), linear(x, self:lweight(p .. "wgate.weight"))
 end
 
 -- The entries of every complete window of the projected rows c, z (the

@@ -82,7 +82,7 @@ function M:head(X, pre, all)
   kernel("mhc.tile", "hc_head", {EPS = cfg.hc_eps * 1.0}):launch{
     last, self:mix_slices(last, self:weight(pre .. "hc_head_fn"), 4),
     self:weight(pre .. "hc_head_scale"), self:weight(pre .. "hc_head_base"), y}
-  return linear(rmsnorm(y, self:weight(pre .. "norm.weight")), self:weight("head.weight"))
+  return linear(rmsnorm(y, self:weight(pre .. "norm.weight")), self:lweight("head.weight"))
 end
 
 end

@@ -21,10 +21,10 @@ function M:mtp(next_ids)
   local e = f32{n, d}
   kernel("embed.tile", "embed"):launch{next_ids, self:raw("embed.weight"), e}
   local ep = linear(rmsnorm(e, self:weight(pre .. "enorm.weight")),
-                    self:weight(pre .. "e_proj.weight")):to_table()
+                    self:lweight(pre .. "e_proj.weight")):to_table()
   local main = self.final_streams:slice(0, 0, n):reshape{n * 4, d}
   local hp = linear(rmsnorm(main, self:weight(pre .. "hnorm.weight")),
-                    self:weight(pre .. "h_proj.weight")):to_table()
+                    self:lweight(pre .. "h_proj.weight")):to_table()
   for i = 0, n - 1 do
     for j = 0, 3 do
       for c = 1, d do

@@ -57,7 +57,9 @@ function O.on_device(t)
 end
 
 -- y = x w^T in f32; on a GPU with O.tf32 and at least 8 rows (a prefill) on
--- tensor cores in TF32 (linear_tf32), else linear_f32. A single row (a
+-- tensor cores in TF32 (linear_tf32), else linear_f32, or linear_w16 when w
+-- is bf16 (the checkpoint's weights as stored: the same bits from half the
+-- bytes). A single row (a
 -- decode step) takes 1 x 32 tiles, 2 to 8 rows (a batch's step) 8 x 32: the
 -- default's 32 rows would multiply the rest as padding (on the CPU a decode
 -- step's linears ran ~5x slower; on a GPU the padding made the weight
@@ -74,7 +76,9 @@ end
 function O.linear(x, w)
   local rows = x:shape()[1]
   local y = O.f32{rows, w:shape()[1]}
-  if O.tf32 and O.on_gpu() and rows >= 8 then
+  if w:dtype() == "bf16" then
+    O.kernel("gemm.tile", "linear_w16", O.linear_tiles(rows)):launch{x, w, y}
+  elseif O.tf32 and O.on_gpu() and rows >= 8 then
     O.kernel("gemm.tile", "linear_tf32"):launch{x, w, y}
   else
     O.kernel("gemm.tile", "linear_f32", O.linear_tiles(rows)):launch{x, w, y}

@@ -62,6 +62,19 @@ function M:weight(name)
   return self.w[name]
 end
 
+-- The weight of a linear layer (O.linear): on the CPU a bf16 one as stored
+-- (linear_w16 reads half the bytes and gives linear_f32's bits), else as
+-- M:weight gives it (a GPU's TF32 prefill takes f32).
+function M:lweight(name)
+  if O.on_gpu() then return self:weight(name) end
+  local key = "lin:" .. name
+  if not self.w[key] then
+    local t = self.file:get(name)
+    self.w[key] = t:dtype() == "bf16" and t or self:weight(name)
+  end
+  return self.w[key]
+end
+
 -- A weight as stored in the file, on the model's device.
 function M:raw(name)
   local key = "raw:" .. name

@@ -24,6 +24,12 @@ if gh then
   local f = ts.load(golden .. "/weights.safetensors")
   check(#W.list(cfg) == #f:names(), "the list names every tensor of the checkpoint")
   check(pcall(W.validate, cfg, f), "the golden checkpoint validates")
+  -- on the CPU the linears take their bf16 weights as stored, the f32 ones
+  -- (the head) as f32; the others (norms, the grouped projection) get f32
+  local model = V4.load(golden)
+  check(model:lweight("layers.0.attn.wq_a.weight"):dtype() == "bf16", "a bf16 linear weight stays bf16")
+  check(model:lweight("head.weight"):dtype() == "f32", "an f32 linear weight stays f32")
+  check(model:weight("layers.0.attn.wq_a.weight"):dtype() == "f32", "M:weight still gives f32")
 else
   print("skipped: no golden folder")
 end
