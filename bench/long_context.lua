@@ -82,7 +82,7 @@ for _, w in ipairs(weights.list(cfg)) do
     else
       model.w[name] = random(shape, name:find("ape$") and 0.1 or shape[#shape] ^ -0.5)
       -- a linear layer's weight as the checkpoint stores it (M:lweight)
-      model.w["lin:" .. name] = w[2] == "bf16" and model.w[name]:cast("bf16") or model.w[name]
+      model.w["raw:" .. name] = w[2] == "bf16" and model.w[name]:cast("bf16") or model.w[name]
     end
   end
 end

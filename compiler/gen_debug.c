@@ -214,9 +214,9 @@ void gen_assert(gen *g, ts_node *call) {
   } else {
     uint32_t line, col;
     ts_source_position(&g->u->src, call->span.lo, &line, &col);
-    MlirValue args[8] = {node_id(g, call), gen_i64(g, 0), gen_i64(g, line), gen_i64(g, col)};
-    where(g, args + 4);
-    call_rt(g, "ts_rt_assert", 8, args, &g->declared_assert);
+    MlirValue args[7] = {node_id(g, call), gen_i64(g, line), gen_i64(g, col)};
+    where(g, args + 3);
+    call_rt(g, "ts_rt_assert", 7, args, &g->declared_assert);
   }
   gen_if_end(g, join);
 }

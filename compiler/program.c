@@ -15,6 +15,7 @@
 #include "compiler/pipeline.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -49,15 +50,10 @@ struct ts_cpu_program {
 
 /* ---- the cache of compiled code ------------------------------------------------------------ */
 
-/* The folder of this build's shared objects, <cache>/cpu-<build>, made on
- * first use; then (once a process) every other build's folder untouched
- * for a day is removed: a rebuilt Tessera never reads an older build's
- * entries, so without this the cache would grow with every build. */
-static bool build_dir(char *out, size_t size) {
-  const char *on = getenv("TESSERA_CPU_CACHE");
-  char root[4096];
-  if ((on && !strcmp(on, "0")) || !ts_cache_dir(root, sizeof root))
-    return false;
+/* This build's and CPU's key: the same all process long. */
+static char build_hex[33];
+
+static void make_build_hex(void) {
   ts_cache_key k;
   ts_cache_key_init(&k);
   ts_cache_key_add_str(&k, "cpu-build");
@@ -67,8 +63,21 @@ static bool build_dir(char *out, size_t size) {
   ts_cache_key_add_str(&k, features);
   LLVMDisposeMessage(cpu);
   LLVMDisposeMessage(features);
-  char hex[33];
-  ts_cache_key_hex(&k, hex);
+  ts_cache_key_hex(&k, build_hex);
+}
+
+/* The folder of this build's shared objects, <cache>/cpu-<build>, made on
+ * first use; then (once a process) every other build's folder untouched
+ * for a day is removed: a rebuilt Tessera never reads an older build's
+ * entries, so without this the cache would grow with every build. */
+static bool build_dir(char *out, size_t size) {
+  const char *on = getenv("TESSERA_CPU_CACHE");
+  char root[4096];
+  if ((on && !strcmp(on, "0")) || !ts_cache_dir(root, sizeof root))
+    return false;
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, make_build_hex);
+  const char *hex = build_hex;
   if ((size_t)snprintf(out, size, "%s/cpu-%s", root, hex) >= size || ts_make_dirs(out))
     return false;
   static atomic_flag swept = ATOMIC_FLAG_INIT;
@@ -160,16 +169,9 @@ static bool run_quiet(char *const argv[]) {
 static void cache_store(ts_jit *j, const char *path) {
   static atomic_uint serial;
   unsigned n = atomic_fetch_add(&serial, 1); /* (threads of one process may store at once) */
-  char dir[4400], obj[4400], so[4400];
-  if ((size_t)snprintf(dir, sizeof dir, "%s", path) >= sizeof dir ||
-      (size_t)snprintf(obj, sizeof obj, "%s.%ld-%u.o", path, (long)getpid(), n) >= sizeof obj ||
+  char obj[4400], so[4400]; /* (the folder is made: ts_cpu_cache_file) */
+  if ((size_t)snprintf(obj, sizeof obj, "%s.%ld-%u.o", path, (long)getpid(), n) >= sizeof obj ||
       (size_t)snprintf(so, sizeof so, "%s.%ld-%u.tmp", path, (long)getpid(), n) >= sizeof so)
-    return;
-  char *slash = strrchr(dir, '/');
-  if (!slash)
-    return;
-  *slash = 0;
-  if (ts_make_dirs(dir))
     return;
   const char *cc = getenv("CC");
   char *argv[] = {(char *)(cc && *cc ? cc : "cc"), "-shared", "-o", so, obj, "-lm", NULL};

@@ -67,12 +67,8 @@ end
 -- M:weight gives it (a GPU's TF32 prefill takes f32).
 function M:lweight(name)
   if O.on_gpu() then return self:weight(name) end
-  local key = "lin:" .. name
-  if not self.w[key] then
-    local t = self.file:get(name)
-    self.w[key] = t:dtype() == "bf16" and t or self:weight(name)
-  end
-  return self.w[key]
+  local t = self:raw(name)
+  return t:dtype() == "bf16" and t or self:weight(name)
 end
 
 -- A weight as stored in the file, on the model's device.

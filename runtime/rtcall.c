@@ -71,7 +71,7 @@ void ts_rt_print(int64_t node, int64_t v0, int64_t v1, int64_t v2,
   ts_buf_deinit(&out);
 }
 
-void ts_rt_assert(int64_t node, int64_t file, int64_t line, int64_t col,
+void ts_rt_assert(int64_t node, int64_t line, int64_t col,
                          int64_t bx, int64_t by, int64_t bz, int64_t tid) {
   ts_launch_state *s = current;
   if (!s) { /* not inside a launch: say it at least */
@@ -83,7 +83,6 @@ void ts_rt_assert(int64_t node, int64_t file, int64_t line, int64_t col,
     return;
   ts_buf m;
   ts_buf_init(&m, ts_allocator_system());
-  (void)file;
   const ts_node *call = ts_debug_call_at(s->unit, (uint32_t)node);
   ts_buf_printf(&m, "%s:%lld:%lld: assertion failed: ",
                 s->unit ? ts_source_name(&s->unit->src, (uint32_t)node) : "?", (long long)line,
