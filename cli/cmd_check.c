@@ -24,6 +24,8 @@ static void summary(const ts_unit *u) {
         ts_buf_printf(&b, "%lld", (long long)p->cval.i);
       else if (p->cval.kind == TS_CONST_FLOAT)
         ts_buf_printf(&b, "%g", p->cval.f);
+      else if (p->cval.kind == TS_CONST_DTYPE)
+        ts_buf_puts(&b, ts_dtype_name(p->cval.dt));
       else
         ts_buf_puts(&b, p->cval.b ? "true" : "false");
     }

@@ -62,6 +62,8 @@ const char *ts_dtype_name(ts_dtype d);
 int ts_dtype_bits(ts_dtype d);
 bool ts_dtype_is_float(ts_dtype d);
 bool ts_dtype_is_int(ts_dtype d);
+/* The dtype spelled `name` ("bf16"), or TS_DTYPE_COUNT. */
+ts_dtype ts_dtype_from_name(const char *name);
 /* The type arithmetic happens in: narrow floats -> f32, i8 -> i32. */
 ts_dtype ts_dtype_promote(ts_dtype d);
 
@@ -135,10 +137,17 @@ typedef struct ts_symbol ts_symbol;
 
 /* A compile-time value (params, literals, folded expressions). */
 typedef struct ts_const {
-  enum { TS_CONST_NONE, TS_CONST_INT, TS_CONST_FLOAT, TS_CONST_BOOL } kind;
+  enum {
+    TS_CONST_NONE,
+    TS_CONST_INT,
+    TS_CONST_FLOAT,
+    TS_CONST_BOOL,
+    TS_CONST_DTYPE /* a dtype param's value: `dt` */
+  } kind;
   int64_t i;
   double f;
   bool b;
+  ts_dtype dt;
 } ts_const;
 
 /* One node shape for the whole tree; what `kids` hold per kind:

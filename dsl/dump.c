@@ -107,6 +107,7 @@ static void put_const(const ts_const *c, ts_buf *out) {
   case TS_CONST_INT: ts_buf_printf(out, "%lld", (long long)c->i); break;
   case TS_CONST_FLOAT: ts_buf_printf(out, "%.9g", c->f); break;
   case TS_CONST_BOOL: ts_buf_puts(out, c->b ? "true" : "false"); break;
+  case TS_CONST_DTYPE: ts_buf_puts(out, ts_dtype_name(c->dt)); break;
   default: break;
   }
 }
@@ -130,8 +131,11 @@ static void dump_node(const ts_unit *u, const ts_node *n, int depth, bool typed,
     ts_buf_putc(out, '"');
     break;
   case TS_NODE_TYPE:
-    if (n->op == TS_TOK_INT_T || n->op == TS_TOK_FLOAT_T)
+    if (n->op == TS_TOK_INT_T || n->op == TS_TOK_FLOAT_T ||
+        n->op == TS_TOK_DTYPE_T)
       ts_buf_printf(out, " %s", ts_tok_spelling((ts_tok_kind)n->op));
+    else if (n->op == TS_TOK_IDENT)
+      ts_buf_printf(out, " %.*s", (int)n->name.len, n->name.ptr);
     else if (n->dtype < TS_DTYPE_COUNT)
       ts_buf_printf(out, " %s", ts_dtype_name(n->dtype));
     if (n->has_shape)
@@ -188,6 +192,7 @@ static void dump_kernel_info(const ts_unit *u, const ts_kernel_info *k,
     ts_buf_printf(out, "  param %.*s: %s = ", (int)p->name.len, p->name.ptr,
                   p->cval.kind == TS_CONST_INT     ? "int"
                   : p->cval.kind == TS_CONST_FLOAT ? "float"
+                  : p->cval.kind == TS_CONST_DTYPE ? "dtype"
                                                    : "bool");
     put_const(&p->cval, out);
     ts_buf_putc(out, '\n');

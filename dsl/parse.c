@@ -584,18 +584,34 @@ static ts_node *parse_expr(parser *p) {
  * ------------------------------------------------------------------------------
  */
 
-/* type = dtype [ '[' expr { ',' expr } ']' ]   (also 'int' and 'float' for
- * params: dtype i64 / f32 with op set to the keyword) */
+/* type = ( dtype | NAME ) [ '[' expr { ',' expr } ']' ]
+ * A NAME is a dtype param (op IDENT, dtype TS_DTYPE_COUNT until sema
+ * resolves it). Params also take 'int' and 'float' (dtype i64 / f32) and
+ * 'dtype' (TS_DTYPE_COUNT), op set to the keyword. */
 static ts_node *parse_type(parser *p, bool allow_param_types) {
   ts_token t = p->tok;
   ts_node *n = new_node(p, TS_NODE_TYPE, t.span);
   if (is_dtype_tok(t.kind)) {
     n->dtype = dtype_of_tok(t.kind);
     n->op = t.kind;
-  } else if (allow_param_types &&
-             (t.kind == TS_TOK_INT_T || t.kind == TS_TOK_FLOAT_T)) {
-    n->dtype = t.kind == TS_TOK_INT_T ? TS_DTYPE_I64 : TS_DTYPE_F32;
+  } else if (t.kind == TS_TOK_IDENT && !allow_param_types) {
+    n->dtype = TS_DTYPE_COUNT;
     n->op = t.kind;
+    n->name = tok_text(p, &t);
+  } else if (allow_param_types &&
+             (t.kind == TS_TOK_INT_T || t.kind == TS_TOK_FLOAT_T ||
+              t.kind == TS_TOK_DTYPE_T)) {
+    n->dtype = t.kind == TS_TOK_INT_T     ? TS_DTYPE_I64
+               : t.kind == TS_TOK_FLOAT_T ? TS_DTYPE_F32
+                                          : TS_DTYPE_COUNT;
+    n->op = t.kind;
+  } else if (t.kind == TS_TOK_DTYPE_T) {
+    ts_diag *d = error_at(p, t.span, "'dtype' is a param type");
+    ts_diag_hint(p->u->diags, d,
+                 "declare it in 'params(W: dtype = bf16)', then write 'W' "
+                 "where a type goes");
+    advance(p);
+    return n;
   } else if (t.kind == TS_TOK_INT_T || t.kind == TS_TOK_FLOAT_T) {
     ts_diag *d = error_at(p, t.span, "'int' and 'float' are param types");
     ts_diag_hint(p->u->diags, d, "use an element type such as 'i64' or 'f32'");
@@ -950,7 +966,7 @@ static ts_node *parse_arg(parser *p) {
   return finish(p, n, base);
 }
 
-/* param = NAME ':' ('int' | 'float' | 'bool') '=' expr */
+/* param = NAME ':' ('int' | 'float' | 'bool' | 'dtype') '=' expr */
 static ts_node *parse_param(parser *p) {
   ts_node *name = expect_name(p, "a param name");
   uint32_t base = p->top;

@@ -205,8 +205,43 @@ static void check_stmt(sema *s, ts_node *n);
 
 static bool stopped(sema *s) { return ts_diags_full(s->d) || s->nomem; }
 
+/* A type written as a name (`x: W[N, K]`, `frag t: W[BM]`) is a dtype
+ * param of the kernel: its value (default or -D) becomes the node's dtype.
+ * Anything else is reported and the node stays unresolved (dtype
+ * TS_DTYPE_COUNT), which the callers skip. */
+static void resolve_type(sema *s, ts_node *tn) {
+  if (!tn || tn->op != TS_TOK_IDENT)
+    return;
+  ts_symbol *sym = sema_lookup(s, tn->name);
+  if (sym && sym->kind == TS_SYM_PARAM && sym->cval.kind == TS_CONST_DTYPE) {
+    sym->used = true;
+    tn->sym = sym;
+    tn->dtype = sym->cval.dt;
+    return;
+  }
+  if (sym && sym->type == &sema_error_type)
+    return; /* a param whose error is already reported */
+  ts_span at = {tn->span.lo, tn->span.lo + (uint32_t)tn->name.len};
+  ts_diag *d;
+  if (sym) {
+    d = sema_error(s, at, "'%.*s' is a %s, not a type",
+                   (int)tn->name.len, tn->name.ptr,
+                   sema_sym_kind_name(sym->kind));
+    sema_note_decl(s, d, sym);
+  } else {
+    d = sema_error(s, at, "unknown type '%.*s'", (int)tn->name.len,
+                   tn->name.ptr);
+  }
+  ts_diag_hint(s->d, d,
+               s->kernel ? "a type is an element type such as 'f32', or a "
+                           "param of the kernel declared 'W: dtype = bf16'"
+                         : "a function's types are element types such as "
+                           "'f32' (dtype params belong to kernels)");
+}
+
 static void check_let(sema *s, ts_node *n) {
   ts_node *tn = n->kids[0], *v = n->kids[1];
+  resolve_type(s, tn);
   const ts_type *t = sema_expr(s, v);
   const ts_type *vt = t;
   if (t->kind == TS_TYPE_TILE || t->kind == TS_TYPE_TENSOR) {
@@ -258,6 +293,7 @@ static void check_tile_decl(sema *s, ts_node *n) {
     sema_error(s, n->span, "a tile cannot be declared inside 'parallel'");
     return;
   }
+  resolve_type(s, tn);
   if (!tn || tn->dtype >= TS_DTYPE_COUNT)
     return;
   if (!tn->has_shape || tn->kid_count == 0) {
@@ -696,6 +732,11 @@ static const ts_define *find_define(sema *s, ts_str name, size_t *index) {
 static bool parse_define(const char *text, ts_node *tn, ts_const *out) {
   char *end;
   errno = 0;
+  if (tn->op == TS_TOK_DTYPE_T) {
+    out->kind = TS_CONST_DTYPE;
+    out->dt = ts_dtype_from_name(text);
+    return out->dt < TS_DTYPE_COUNT;
+  }
   if (tn->op == TS_TOK_INT_T) {
     long long v = strtoll(text, &end, 0);
     if (!text[0] || *end || errno)
@@ -725,49 +766,82 @@ static bool parse_define(const char *text, ts_node *tn, ts_const *out) {
   return false;
 }
 
+/* The default of a dtype param: a type name, or an earlier dtype param. */
+static bool dtype_default(sema *s, ts_node *n, ts_node *v, ts_const *out) {
+  memset(out, 0, sizeof *out);
+  out->kind = TS_CONST_DTYPE;
+  if (v->kind == TS_NODE_DTYPE) {
+    v->type = &sema_dtype_type;
+    out->dt = v->dtype;
+    return true;
+  }
+  ts_symbol *sym = v->kind == TS_NODE_NAME ? sema_lookup(s, v->name) : NULL;
+  if (sym && sym->kind == TS_SYM_PARAM && sym->cval.kind == TS_CONST_DTYPE) {
+    sym->used = true;
+    v->sym = sym;
+    v->type = &sema_dtype_type;
+    out->dt = sym->cval.dt;
+    return true;
+  }
+  ts_diag *d = sema_error(s, v->span, "the default of '%.*s' must be a type",
+                          (int)n->name.len, n->name.ptr);
+  ts_diag_hint(s->d, d, "e.g. '%.*s: dtype = bf16'", (int)n->name.len,
+               n->name.ptr);
+  return false;
+}
+
 static void check_param(sema *s, ts_node *n, ts_kernel_info *k) {
   ts_node *tn = n->kids[0], *v = n->kids[1];
+  ts_symbol *sym;
   if (!tn || !v)
     return;
   const char *tname = tn->op == TS_TOK_INT_T     ? "int"
                       : tn->op == TS_TOK_FLOAT_T ? "float"
                       : tn->op == TS_TOK_BOOL    ? "bool"
+                      : tn->op == TS_TOK_DTYPE_T ? "dtype"
                                                  : NULL;
   if (!tname) {
     ts_diag *d = sema_error(s, tn->span,
-                            "a param's type is 'int', 'float' or "
-                            "'bool', found '%s'",
+                            "a param's type is 'int', 'float', 'bool' "
+                            "or 'dtype', found '%s'",
                             ts_dtype_name(tn->dtype));
     ts_diag_hint(s->d, d,
                  "params are compile-time values; element types "
                  "belong to tensors");
-    return;
+    goto bad;
   }
   if (tn->has_shape) {
     sema_error(s, tn->span, "a param is a single value and has no shape");
-    return;
+    goto bad;
   }
-  const ts_type *vt = sema_expr(s, v);
-  if (vt->kind == TS_TYPE_ERROR)
-    return;
-  ts_const c = v->cval;
+  ts_const c;
+  if (tn->op == TS_TOK_DTYPE_T) {
+    if (!dtype_default(s, n, v, &c))
+      goto bad;
+  } else {
+    const ts_type *vt = sema_expr(s, v);
+    if (vt->kind == TS_TYPE_ERROR)
+      goto bad;
+    c = v->cval;
+  }
   bool kind_ok = (tn->op == TS_TOK_INT_T && c.kind == TS_CONST_INT) ||
                  (tn->op == TS_TOK_FLOAT_T &&
                   (c.kind == TS_CONST_FLOAT || c.kind == TS_CONST_INT)) ||
-                 (tn->op == TS_TOK_BOOL && c.kind == TS_CONST_BOOL);
+                 (tn->op == TS_TOK_BOOL && c.kind == TS_CONST_BOOL) ||
+                 (tn->op == TS_TOK_DTYPE_T && c.kind == TS_CONST_DTYPE);
   if (c.kind == TS_CONST_NONE) {
     ts_diag *d = sema_error(s, v->span,
                             "the default of '%.*s' must be known "
                             "at compile time",
                             (int)n->name.len, n->name.ptr);
     ts_diag_hint(s->d, d, "use literals and earlier params");
-    return;
+    goto bad;
   }
   if (!kind_ok) {
     sema_error(s, v->span, "the default of '%.*s' must be %s '%s'",
                (int)n->name.len, n->name.ptr,
                tn->op == TS_TOK_INT_T ? "an" : "a", tname);
-    return;
+    goto bad;
   }
   if (tn->op == TS_TOK_FLOAT_T && c.kind == TS_CONST_INT) {
     c.kind = TS_CONST_FLOAT;
@@ -788,17 +862,26 @@ static void check_param(sema *s, ts_node *n, ts_kernel_info *k) {
                         def->value, tn->op == TS_TOK_INT_T ? "an" : "a", tname);
       ts_diag_note(s->d, d, s->src, n->span, "'%.*s' is declared here",
                    (int)n->name.len, n->name.ptr);
+      if (tn->op == TS_TOK_DTYPE_T)
+        ts_diag_hint(s->d, d, "a dtype is one of f32, f16, bf16, fp8e4m3, "
+                              "i8, i32, i64, bool");
     } else {
       c = o;
     }
   }
-  ts_symbol *sym = declare(s, TS_SYM_PARAM, n->name, n, sema_scalar(tn->dtype));
+  sym = declare(s, TS_SYM_PARAM, n->name, n,
+                tn->op == TS_TOK_DTYPE_T ? &sema_dtype_type : sema_scalar(tn->dtype));
   if (!sym)
     return;
   sym->cval = c;
   n->sym = sym;
   n->type = sym->type;
   k->params[k->param_count++] = sym;
+  return;
+bad:
+  /* declared all the same, with no value: its uses report nothing more */
+  if (n->name.len && (sym = declare(s, TS_SYM_PARAM, n->name, n, &sema_error_type)))
+    n->sym = sym;
 }
 
 /* ---- kernels and functions
@@ -806,11 +889,16 @@ static void check_param(sema *s, ts_node *n, ts_kernel_info *k) {
 
 static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
   ts_node *tn = n->kids[0];
-  if (!tn || tn->dtype >= TS_DTYPE_COUNT)
+  resolve_type(s, tn);
+  /* A type name that did not resolve (reported): the dims are declared all
+   * the same and the argument has no type, so nothing more is reported. */
+  bool unresolved = tn && tn->op == TS_TOK_IDENT && tn->dtype >= TS_DTYPE_COUNT;
+  if (!tn || (tn->dtype >= TS_DTYPE_COUNT && !unresolved))
     return;
+  ts_dtype dt = unresolved ? TS_DTYPE_F32 : tn->dtype;
   if (!tn->has_shape) {
-    ts_symbol *sym =
-        declare(s, TS_SYM_SCALAR, n->name, n, sema_scalar(tn->dtype));
+    ts_symbol *sym = declare(s, TS_SYM_SCALAR, n->name, n,
+                             unresolved ? &sema_error_type : sema_scalar(dt));
     if (sym) {
       sym->atom = sema_new_atom(s, n->name);
       n->sym = sym;
@@ -823,7 +911,7 @@ static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
     ts_diag_hint(s->d, d,
                  "write a scalar argument without brackets: '%.*s: "
                  "%s'",
-                 (int)n->name.len, n->name.ptr, ts_dtype_name(tn->dtype));
+                 (int)n->name.len, n->name.ptr, ts_dtype_name(dt));
     return;
   }
   if (tn->kid_count > TS_MAX_RANK) {
@@ -831,11 +919,11 @@ static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
                TS_MAX_RANK, tn->kid_count);
     return;
   }
-  ts_type *t = new_type(s, TS_TYPE_TENSOR, tn->dtype);
+  ts_type *t = new_type(s, TS_TYPE_TENSOR, dt);
   if (!t)
     return;
   t->scope = TS_SCOPE_GLOBAL;
-  bool ok = true;
+  bool ok = !unresolved;
   for (uint32_t i = 0; i < tn->kid_count; i++) {
     ts_node *e = tn->kids[i];
     if (e->kind == TS_NODE_INT) {
@@ -1031,6 +1119,7 @@ static void check_fn(sema *s, ts_node *n) {
   s->loop = LOOP_NONE;
   s->in_parallel = false;
   s->result = NULL;
+  resolve_type(s, result);
   if (result && result->dtype < TS_DTYPE_COUNT) {
     if (result->has_shape)
       sema_error(s, result->span,
@@ -1042,6 +1131,7 @@ static void check_fn(sema *s, ts_node *n) {
   for (uint32_t i = 0; i < params->kid_count; i++) {
     ts_node *p = params->kids[i];
     ts_node *tn = p->kids ? p->kids[0] : NULL;
+    resolve_type(s, tn);
     if (!tn || tn->dtype >= TS_DTYPE_COUNT)
       continue;
     if (tn->has_shape) {

@@ -507,6 +507,13 @@ static const ts_type *check_name(sema *s, ts_node *n) {
                  n->name.ptr);
     return &sema_error_type;
   }
+  if (sym->cval.kind == TS_CONST_DTYPE) {
+    ts_diag *d = sema_error(s, n->span, "'%.*s' is a dtype param: a type, not a value",
+                            (int)n->name.len, n->name.ptr);
+    ts_diag_hint(s->d, d, "convert with '%.*s(x)'; declare with 'frag t: %.*s[...]'",
+                 (int)n->name.len, n->name.ptr, (int)n->name.len, n->name.ptr);
+    return &sema_error_type;
+  }
   if (sym->cval.kind != TS_CONST_NONE)
     n->cval = sym->cval;
   return sym->type ? sym->type : &sema_error_type;
@@ -863,6 +870,13 @@ static const ts_type *check_builtin(sema *s, ts_node *n, ts_builtin b) {
     const ts_type *a = sema_expr(s, k[0]);
     if (!want_scalar(s, k[0], a))
       return &sema_error_type;
+    ts_symbol *ps = k[1]->kind == TS_NODE_NAME ? sema_lookup(s, k[1]->name) : NULL;
+    if (ps && ps->kind == TS_SYM_PARAM && ps->cval.kind == TS_CONST_DTYPE) {
+      /* a dtype param names its value */
+      ps->used = true;
+      k[1]->kind = TS_NODE_DTYPE;
+      k[1]->dtype = ps->cval.dt;
+    }
     if (k[1]->kind != TS_NODE_DTYPE) {
       sema_error(s, k[1]->span,
                  "the second argument of 'bitcast' is a type "
@@ -930,6 +944,12 @@ static const ts_type *check_call(sema *s, ts_node *n) {
   if (n->name.len == 0)
     return &sema_error_type;
   ts_symbol *sym = sema_lookup(s, n->name);
+  if (sym && sym->kind == TS_SYM_PARAM && sym->cval.kind == TS_CONST_DTYPE) {
+    /* W(x) with W a dtype param: the conversion to its value */
+    sym->used = true;
+    n->dtype = sym->cval.dt;
+    return check_cast(s, n);
+  }
   if (sym && sym->kind == TS_SYM_FN && sym->decl &&
       sym->decl->kind == TS_NODE_KERNEL) {
     ts_diag *d = sema_error(s, n->span,

@@ -44,6 +44,12 @@ static const struct {
 const char *ts_dtype_name(ts_dtype d) {
   return (unsigned)d < TS_DTYPE_COUNT ? dtypes[d].name : "?";
 }
+ts_dtype ts_dtype_from_name(const char *name) {
+  for (int d = 0; d < TS_DTYPE_COUNT; d++)
+    if (!strcmp(name, dtypes[d].name))
+      return (ts_dtype)d;
+  return TS_DTYPE_COUNT;
+}
 int ts_dtype_bits(ts_dtype d) {
   return (unsigned)d < TS_DTYPE_COUNT ? dtypes[d].bits : 0;
 }

@@ -61,9 +61,9 @@ static void *check_box(lua_State *L, int i, const char *mt) {
 
 static ts_dtype check_dtype(lua_State *L, int i) {
   const char *s = luaL_checkstring(L, i);
-  for (int d = 0; d < TS_DTYPE_COUNT; d++)
-    if (!strcmp(s, ts_dtype_name((ts_dtype)d)))
-      return (ts_dtype)d;
+  ts_dtype d = ts_dtype_from_name(s);
+  if (d < TS_DTYPE_COUNT)
+    return d;
   return (ts_dtype)luaL_argerror(L, i, lua_pushfstring(L, "unknown dtype '%s'", s));
 }
 

@@ -24,7 +24,7 @@ function M:attention(L, x, pos)
                      self:weight(p .. "q_norm.weight"))
   local q = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{T, H, c}
   local qn = f32{T, H, c}
-  kernel("rmsnorm.tile", "head_rmsnorm_f32"):launch{q, qn}
+  kernel("rmsnorm.tile", "head_rmsnorm", O.f32_params):launch{q, qn}
   q = rope(qn, tab, pos)
   local kv = rmsnorm(linear(x, self:lweight(p .. "wkv.weight")),
                      self:weight(p .. "kv_norm.weight"))
@@ -105,7 +105,7 @@ function M:hca_attend(L, q, kv, win, comp, ncomp, o)
     :launch{
     q, kv, win, kv8 and self.no_rows.f32 or comp, kv8 and comp or self.no_rows.i8, ncomp,
     po, pm, pl}
-  kernel("sparse_attn.tile", "sparse_attn_merge_f32")
+  kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_f32)
     :launch{po, pm, pl, self:weight(self:prefix(L) .. "attn.attn_sink"), o}
 end
 
@@ -233,7 +233,7 @@ function M:attention_steps(L, x, seqs, pos_v)
                      self:weight(p .. "q_norm.weight"))
   local q = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{B, H, c}
   local qn = f32{B, H, c}
-  kernel("rmsnorm.tile", "head_rmsnorm_f32"):launch{q, qn}
+  kernel("rmsnorm.tile", "head_rmsnorm", O.f32_params):launch{q, qn}
   q = rope(qn, tab, pos)
   local kv = rmsnorm(linear(x, self:lweight(p .. "wkv.weight")),
                      self:weight(p .. "kv_norm.weight"))

@@ -57,15 +57,19 @@ function O.on_device(t)
 end
 
 -- y = x w^T in f32; on a GPU with O.tf32 and at least 8 rows (a prefill) on
--- tensor cores in TF32 (linear_tf32), else linear_f32, or linear_w16 when w
--- is bf16 (the checkpoint's weights as stored: the same bits from half the
--- bytes). A single row (a
+-- tensor cores in TF32 (linear_tf32), else linear_f32, compiled with W =
+-- bf16 when w is bf16 (the checkpoint's weights as stored: the same bits
+-- from half the bytes). A single row (a
 -- decode step) takes 1 x 32 tiles, 2 to 8 rows (a batch's step) 8 x 32: the
 -- default's 32 rows would multiply the rest as padding (on the CPU a decode
 -- step's linears ran ~5x slower; on a GPU the padding made the weight
 -- stream compute-bound). Every form steps K by 128 on the CPU, where a row's
 -- sums then do not depend on the tiling: prefill N + decode M gives the
 -- logits of prefill N + M bit for bit (tests/lua/prefill_decode.lua).
+-- the params that compile the kernels whose tensors are bf16 by default for
+-- the model's f32 (head_rmsnorm, hadamard; the merge's output)
+O.f32_params = {XT = "f32"}
+O.merge_f32 = {OT = "f32"}
 O.gemv_tiles = {BM = 1, BN = 32, BK = 128}
 O.few_rows_tiles = {BM = 8, BN = 32, BK = 128}
 O.rows_tiles = {BM = 32, BN = 32, BK = 128} -- the CPU's, 9 rows or more
@@ -73,11 +77,22 @@ function O.linear_tiles(rows)
   return rows == 1 and O.gemv_tiles or rows <= 8 and O.few_rows_tiles
     or not O.on_gpu() and O.rows_tiles or nil
 end
+local w16_params = {} -- a tiling's params with W = bf16, made once
+local function with_w16(tiles)
+  local key = tiles or w16_params
+  local p = w16_params[key]
+  if not p then
+    p = {W = "bf16"}
+    for k, v in pairs(tiles or {}) do p[k] = v end
+    w16_params[key] = p
+  end
+  return p
+end
 function O.linear(x, w)
   local rows = x:shape()[1]
   local y = O.f32{rows, w:shape()[1]}
   if w:dtype() == "bf16" then
-    O.kernel("gemm.tile", "linear_w16", O.linear_tiles(rows)):launch{x, w, y}
+    O.kernel("gemm.tile", "linear_f32", with_w16(O.linear_tiles(rows))):launch{x, w, y}
   elseif O.tf32 and O.on_gpu() and rows >= 8 then
     O.kernel("gemm.tile", "linear_tf32"):launch{x, w, y}
   else
@@ -92,9 +107,12 @@ function O.rmsnorm(x, w)
   return y
 end
 
+O.rope_forward = {XT = "f32", INVERSE = false}
+O.rope_inverse = {XT = "f32", INVERSE = true}
 function O.rope(x, tab, pos, inverse)
   local y = O.f32(x:shape())
-  O.kernel("rope.tile", "rope_f32", {INVERSE = inverse or false}):launch{x, tab, pos, y}
+  O.kernel("rope.tile", "rope", inverse and O.rope_inverse or O.rope_forward)
+    :launch{x, tab, pos, y}
   return y
 end
 
@@ -102,7 +120,7 @@ function O.hadamard(x)
   local n = x:numel() // 128
   local flat = x:reshape{n, 128}
   local y = O.f32{n, 128}
-  O.kernel("hadamard.tile", "hadamard_f32"):launch{flat, y}
+  O.kernel("hadamard.tile", "hadamard", O.f32_params):launch{flat, y}
   return y:reshape(x:shape())
 end
 

@@ -63,7 +63,7 @@ function M:weight(name)
 end
 
 -- The weight of a linear layer (O.linear): on the CPU a bf16 one as stored
--- (linear_w16 reads half the bytes and gives linear_f32's bits), else as
+-- (linear_f32 with W = bf16 reads half the bytes, the same bits), else as
 -- M:weight gives it (a GPU's TF32 prefill takes f32).
 function M:lweight(name)
   if O.on_gpu() then return self:weight(name) end

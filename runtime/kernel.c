@@ -311,11 +311,22 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
                             i + 1, an, k->name);
     const ts_tensor *t = a->tensor;
     const ts_type *ty = s->type;
-    if (ts_tensor_dtype(t) != ty->dtype)
+    if (ts_tensor_dtype(t) != ty->dtype) {
+      /* declared with a dtype param: say how to compile it for this dtype */
+      const ts_node *tn = s->decl && s->decl->kid_count ? s->decl->kids[0] : NULL;
+      if (tn && tn->op == TS_TOK_IDENT)
+        return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is "
+                              "%s (its dtype param %.*s), given %s: create "
+                              "the kernel with %.*s=%s",
+                              i + 1, an, k->name, ts_dtype_name(ty->dtype),
+                              (int)tn->name.len, tn->name.ptr,
+                              ts_dtype_name(ts_tensor_dtype(t)), (int)tn->name.len,
+                              tn->name.ptr, ts_dtype_name(ts_tensor_dtype(t)));
       return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' must be "
                             "%s, given %s",
                             i + 1, an, k->name, ts_dtype_name(ty->dtype),
                             ts_dtype_name(ts_tensor_dtype(t)));
+    }
     /* a GPU kernel takes its own device's memory; the others host memory */
     ts_device *td = ts_tensor_device(t);
     if (k->device->cuda ? td != k->device : !ts_device_is_host(td))

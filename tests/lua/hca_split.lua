@@ -1,6 +1,6 @@
 -- hca_split.lua - the exact model's split HCA attention
 -- (kernels/hca_attn.tile hca_attn_split_f32 + sparse_attn.tile
--- sparse_attn_merge_f32), on the CPU and the GPU simulator, on odd shapes
+-- sparse_attn_merge with OT = f32), on the CPU and the GPU simulator, on odd shapes
 -- (a window of 70 with holes, entries no multiple of the block, tokens that
 -- see none, all, more than exist, a negative count, a token with nothing at
 -- all): within rounding of hca_attn_f32, with one range and several; a token's output does not depend on how many ranges the
@@ -60,7 +60,7 @@ for _, name in ipairs{"cpu", "gpusim"} do
       :launch{q, kv, win, kv8 and ts.tensor("f32", {0, c}, nil, dev) or comp,
               kv8 and bytes or ts.tensor("i8", {0, E}, nil, dev), ncomp, po, pm, pl}
     local o = ts.tensor("f32", {T, H, c}, nil, dev)
-    kernel("sparse_attn.tile", "sparse_attn_merge_f32"):launch{po, pm, pl, sink, o}
+    kernel("sparse_attn.tile", "sparse_attn_merge", {OT = "f32"}):launch{po, pm, pl, sink, o}
     return o, po, pm, pl
   end
   local ref = ts.tensor("f32", {T, H, c}, nil, dev)

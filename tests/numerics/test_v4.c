@@ -84,7 +84,7 @@ static void test_hadamard_random(ts_kernel *k, ts_kernel *kf) {
   ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(y)};
   num_launch(kf, a, 2);
   double *got = num_get(y);
-  CHECK_ERR(num_relerr(got, want, n), 1e-6, "hadamard_f32");
+  CHECK_ERR(num_relerr(got, want, n), 1e-6, "hadamard XT=f32");
   free(got);
   ts_tensor *xb = num_tensor(TS_DTYPE_BF16, 2, sh), *yb = num_tensor(TS_DTYPE_BF16, 2, sh);
   double *xbv = num_fill(xb, -3, 3, &seed);
@@ -1031,8 +1031,8 @@ static void golden_compressor(ts_safetensors *w, ts_safetensors *f, int layer,
     ts_status_free(st2);
     ts_diags_deinit(&dg);
   }
-  ts_kernel *had = hadamard ? num_kernel("kernels/hadamard.tile", "hadamard_f32",
-                                         NULL, NULL) : NULL;
+  ts_kernel *had = hadamard ? num_kernel("kernels/hadamard.tile", "hadamard",
+                                         "XT=f32", NULL) : NULL;
   if (lin && pool && fin && yt && (!hadamard || had)) {
     ts_arg a1[3] = {ts_arg_tensor(x), ts_arg_tensor(wkv), ts_arg_tensor(c)};
     num_launch(lin, a1, 3);
@@ -1095,7 +1095,7 @@ int main(void) {
     k8 = num_kernel("kernels/quant.tile", "fp8_sim", NULL, NULL);
     k4 = num_kernel("kernels/quant.tile", "fp4_sim", NULL, NULL);
     kh = num_kernel("kernels/hadamard.tile", "hadamard", NULL, NULL);
-    khf = num_kernel("kernels/hadamard.tile", "hadamard_f32", NULL, NULL);
+    khf = num_kernel("kernels/hadamard.tile", "hadamard", "XT=f32", NULL);
   }
   if (k8 && k4 && kh && khf) {
     test_sim_random(k8, true);
