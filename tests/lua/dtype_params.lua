@@ -90,6 +90,38 @@ for _, name in ipairs{"cpu", "gpusim"} do
   both("rmsnorm.tile", "head_rmsnorm", {}, {xbd, n16}, {xfd, n32}, n16, n32)
 end
 
+-- dtype_params.tile: a dtype param as a tile's, a let's and a tensor's type,
+-- a conversion and bitcast's type, against the runtime's casts and the f32
+-- bits, for two values of each; a U that changes bitcast's size is refused
+local N = 150 -- no multiple of the block
+local xs = {}
+for i = 1, N do xs[i] = (r() * 300) * (i % 7 == 0 and 1e-3 or 1) end
+for _, name in ipairs{"cpu", "gpusim"} do
+  local dev = ts.device(name)
+  local x = ts.tensor("f32", {N}, xs):copy_to(dev)
+  for _, p in ipairs{{S = "bf16", U = "i32"}, {S = "f16", U = "i32"}, {S = "fp8e4m3", U = "f32"}} do
+    local y1, y2 = ts.tensor("f32", {N}, nil, dev), ts.tensor("f32", {N}, nil, dev)
+    local bits = ts.tensor(p.U, {N}, nil, dev)
+    ts.kernel("tests/lua/dtype_params.tile", "narrow", p, dev):launch{x, y1, y2, bits}
+    local want = ts.tensor("f32", {N}, xs):cast(p.S):cast("f32"):to_table()
+    local a, b, w = y1:to_table(), y2:to_table(), bits:to_table()
+    local ok, bits_ok, narrowed = true, true, false
+    for i = 1, N do
+      if a[i] ~= want[i] or b[i] ~= want[i] then ok = false end
+      if want[i] ~= xs[i] then narrowed = true end
+      local fbits = string.unpack("<i4", string.pack("<f", xs[i]))
+      local got = p.U == "i32" and w[i] or string.unpack("<i4", string.pack("<f", w[i]))
+      if got ~= fbits then bits_ok = false end
+    end
+    local what = name .. " S = " .. p.S .. ", U = " .. p.U
+    C.check(ok and narrowed, what .. ": narrowed as the runtime's cast")
+    C.check(bits_ok, what .. ": bitcast(x, U) keeps x's bits")
+  end
+end
+local okb, errb = pcall(ts.kernel, "tests/lua/dtype_params.tile", "narrow", {U = "i64"})
+C.check(not okb and tostring(errb):find("changes the size", 1, true) ~= nil,
+        "U = i64 makes bitcast change the size: " .. tostring(errb))
+
 -- a dtype param's value must name a dtype
 local ok, err = pcall(ts.kernel, "kernels/gemm.tile", "linear_f32", {W = "f31"})
 C.check(not ok and tostring(err):find("'f31' is not a 'dtype'", 1, true) ~= nil,
