@@ -132,9 +132,11 @@ function M:attention_out(L, o, tab, pos, T)
   o = rope(o, tab, pos, true)
   local G, dg = cfg.o_groups, cfg.o_lora_rank
   local z = f32{T, G, dg}
-  -- the tiles O.linear takes for T rows (prefill and decode round alike)
-  kernel("gemm.tile", "grouped_linear_f32", O.linear_tiles(T)):launch{
-    o:reshape{T, G, H // G * c}, self:weight(p .. "wo_a.weight"):reshape{G, dg, H // G * c}, z}
+  -- the tiles O.linear takes for T rows (prefill and decode round alike),
+  -- the weights as M:lweight gives them (bf16 on the CPU)
+  local w, tiles = self:lweight(p .. "wo_a.weight"), O.linear_tiles(T)
+  kernel("gemm.tile", "grouped_linear_f32", w:dtype() == "bf16" and O.with_w16(tiles) or tiles)
+    :launch{o:reshape{T, G, H // G * c}, w:reshape{G, dg, H // G * c}, z}
   return linear(z:reshape{T, G * dg}, self:lweight(p .. "wo_b.weight"))
 end
 

@@ -78,7 +78,7 @@ function O.linear_tiles(rows)
     or not O.on_gpu() and O.rows_tiles or nil
 end
 local w16_params = {} -- a tiling's params with W = bf16, made once
-local function with_w16(tiles)
+function O.with_w16(tiles)
   local key = tiles or w16_params
   local p = w16_params[key]
   if not p then
@@ -92,7 +92,7 @@ function O.linear(x, w)
   local rows = x:shape()[1]
   local y = O.f32{rows, w:shape()[1]}
   if w:dtype() == "bf16" then
-    O.kernel("gemm.tile", "linear_f32", with_w16(O.linear_tiles(rows))):launch{x, w, y}
+    O.kernel("gemm.tile", "linear_f32", O.with_w16(O.linear_tiles(rows))):launch{x, w, y}
   elseif O.tf32 and O.on_gpu() and rows >= 8 then
     O.kernel("gemm.tile", "linear_tf32"):launch{x, w, y}
   else
