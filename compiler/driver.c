@@ -142,6 +142,29 @@ void ts_compile_build_key(ts_cache_key *k) {
   }
 }
 
+void ts_compile_params_key(ts_cache_key *k, const ts_unit *u, const char *kernel) {
+  for (uint32_t i = 0; i < u->kernel_count; i++) {
+    const ts_kernel_info *ki = &u->kernels[i];
+    if (kernel && !ts_str_eq_cstr(ki->name, kernel))
+      continue;
+    ts_cache_key_add(k, ki->name.ptr, ki->name.len);
+    for (uint32_t j = 0; j < ki->param_count; j++) {
+      const ts_symbol *p = ki->params[j];
+      const ts_const *c = &p->cval;
+      char v[48];
+      switch (c->kind) {
+      case TS_CONST_INT: snprintf(v, sizeof v, "i%lld", (long long)c->i); break;
+      case TS_CONST_FLOAT: snprintf(v, sizeof v, "f%a", c->f); break;
+      case TS_CONST_BOOL: snprintf(v, sizeof v, "b%d", c->b); break;
+      case TS_CONST_DTYPE: snprintf(v, sizeof v, "t%s", ts_dtype_name(c->dt)); break;
+      default: snprintf(v, sizeof v, "-"); break;
+      }
+      ts_cache_key_add(k, p->name.ptr, p->name.len);
+      ts_cache_key_add_str(k, v);
+    }
+  }
+}
+
 /* The key of a final artifact: everything it depends on. Runtime shapes
  * are not in it: they are launch arguments. */
 static ts_cache_key artifact_key(const ts_unit *u, const ts_compile_options *opt,
@@ -151,10 +174,7 @@ static ts_cache_key artifact_key(const ts_unit *u, const ts_compile_options *opt
   ts_cache_key_add_str(&k, what);
   ts_cache_key_add(&k, u->src.text, u->src.len);
   ts_cache_key_add_str(&k, opt->kernel);
-  for (size_t i = 0; i < opt->define_count; i++) {
-    ts_cache_key_add_str(&k, opt->defines[i].name);
-    ts_cache_key_add_str(&k, opt->defines[i].value);
-  }
+  ts_compile_params_key(&k, u, opt->kernel);
   ts_cache_key_add_str(&k, ts_target_name(opt->target));
   ts_cache_key_add_str(&k, opt->arch ? opt->arch : "sm_90a");
   ts_compile_build_key(&k);

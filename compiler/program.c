@@ -120,17 +120,14 @@ bool ts_cpu_cache_file(const ts_cache_key *k, const char *suffix, char *path, si
 }
 
 /* The key's file; false without a cache folder. */
-static bool cache_path(const ts_unit *u, const char *kernel, const ts_define *defs, size_t ndefs,
-                       const char *gpu_arch, char *path, size_t size) {
+static bool cache_path(const ts_unit *u, const char *kernel, const char *gpu_arch, char *path,
+                       size_t size) {
   ts_cache_key k;
   ts_cache_key_init(&k);
   ts_cache_key_add_str(&k, "cpu-so");
   ts_cache_key_add(&k, u->src.text, u->src.len);
   ts_cache_key_add_str(&k, kernel);
-  for (size_t i = 0; i < ndefs; i++) {
-    ts_cache_key_add_str(&k, defs[i].name);
-    ts_cache_key_add_str(&k, defs[i].value);
-  }
+  ts_compile_params_key(&k, u, kernel);
   ts_cache_key_add_str(&k, gpu_arch);
   return ts_cpu_cache_file(&k, ".so", path, size);
 }
@@ -227,8 +224,7 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
   }
   bool sim = gpu_arch != NULL;
   char so_path[4200];
-  bool cacheable = cache_path(&p->unit, kernel, defines, define_count, gpu_arch, so_path,
-                              sizeof so_path);
+  bool cacheable = cache_path(&p->unit, kernel, gpu_arch, so_path, sizeof so_path);
   ts_packed_fn (*lookup)(void *, const char *) = NULL;
   void *from = NULL;
   if (cacheable && (p->so = dlopen(so_path, RTLD_NOW | RTLD_LOCAL))) {

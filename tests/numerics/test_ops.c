@@ -280,12 +280,14 @@ static int count_files(const char *dir, const char *pattern) {
 static ts_kernel *cache_kernel(ts_device *d, const char *defs, double *out) {
   ts_diags diags;
   ts_diags_init(&diags, ts_allocator_system());
-  ts_define def[1];
-  char name[16] = "", value[16] = "";
+  /* defs: "A=1" or "A=1 B=2" */
+  ts_define def[2];
+  char name[2][16], value[2][16];
   size_t nd = 0;
-  if (defs && sscanf(defs, "%15[^=]=%15s", name, value) == 2) {
-    def[0] = (ts_define){name, value};
-    nd = 1;
+  for (const char *at = defs; at && nd < 2 && sscanf(at, "%15[^=]=%15s", name[nd], value[nd]) == 2;
+       at = strchr(at, ' ') ? strchr(at, ' ') + 1 : NULL) {
+    def[nd] = (ts_define){name[nd], value[nd]};
+    nd++;
   }
   const char *root = getenv("TS_SOURCE_DIR");
   char path[4096];
@@ -344,6 +346,17 @@ static void test_cpu_cache(void) {
   ts_kernel *k3 = cache_kernel(d, "ACC=0", other);
   CHECK(k3 && !ts_kernel_cached(k3) && count_files(dir, "cpu-*/*[0-9a-f].so") == 2);
   CHECK(other[0] == first[0] - 0.5);
+  /* the key is the params' values: a default spelled out, or the same
+   * values in another order or spelling, is the same entry */
+  const char *same[4] = {"ACC=1", "TN=4 ACC=0", "ACC=0x0 TN=4", "ACC=0 TK=8"};
+  for (int i = 0; i < 4; i++) {
+    double o[16];
+    ts_kernel *ki = cache_kernel(d, same[i], o);
+    CHECK(ki && ts_kernel_cached(ki) && count_files(dir, "cpu-*/*[0-9a-f].so") == 2);
+    CHECK(memcmp(o, i ? other : first, sizeof o) == 0);
+    if (ki)
+      ts_kernel_release(ki);
+  }
   /* every entry damaged (replaced, as the cache itself replaces a file: a
    * loaded one is mapped), once no kernel holds it (the loader would hand
    * back the loaded one): compiled again, and the entries stored anew */
