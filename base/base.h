@@ -170,6 +170,12 @@ TS_MUST_USE ts_status ts_file_read(const ts_allocator *alloc, const char *path,
 TS_MUST_USE ts_status ts_file_write_atomic(const char *path, const void *data,
                                            size_t len);
 
+/* Runs the tool argv[0] (looked up in PATH) with argv to completion, its
+ * standard output discarded. With `err`, its standard error is appended
+ * there (the first 64 KiB), else discarded. Returns its exit status, or -1
+ * when it could not be started or did not exit (a signal). (proc.c) */
+int ts_run_tool(char *const argv[], ts_buf *err);
+
 /* ---- the on-disk cache of compiled artifacts (cache.c) ---------------------
  * One file per entry in a folder, named by a 128-bit key hashed from
  * everything the artifact depends on (not cryptographic: for telling builds

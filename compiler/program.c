@@ -17,21 +17,17 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <dlfcn.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/TargetMachine.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
 
 struct ts_cpu_program {
   const ts_allocator *alloc;
@@ -141,25 +137,6 @@ static ts_packed_fn so_lookup(void *so, const char *name) {
 
 static ts_packed_fn jit_lookup(void *j, const char *name) { return ts_jit_lookup(j, name); }
 
-/* Runs argv (argv[0] looked up in PATH); true when it exited with 0. */
-static bool run_quiet(char *const argv[]) {
-  posix_spawn_file_actions_t fa;
-  if (posix_spawn_file_actions_init(&fa))
-    return false;
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc)
-    return false;
-  int status;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR)
-      return false;
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
 /* Stores the JIT's code as `path`: dumped, linked into a shared object
  * beside it under a temporary name, then renamed into place, so that a
  * reader never sees half a file. */
@@ -172,7 +149,7 @@ static void cache_store(ts_jit *j, const char *path) {
     return;
   const char *cc = getenv("CC");
   char *argv[] = {(char *)(cc && *cc ? cc : "cc"), "-shared", "-o", so, obj, "-lm", NULL};
-  if (ts_jit_dump_object(j, obj) && run_quiet(argv) && rename(so, path) == 0) {
+  if (ts_jit_dump_object(j, obj) && ts_run_tool(argv, NULL) == 0 && rename(so, path) == 0) {
     unlink(obj);
     return;
   }

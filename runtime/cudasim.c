@@ -15,7 +15,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *const shim =
@@ -72,36 +71,19 @@ static ts_status compile(const char *src, const char *so) {
   const char *cxx = getenv("CXX");
   if (!cxx || !*cxx)
     cxx = "c++";
-  char errpath[4500];
-  snprintf(errpath, sizeof errpath, "%s.err", so);
-  pid_t pid = fork();
-  if (pid < 0)
-    return ts_status_make(TS_ERR_IO, "cannot start %s", cxx);
-  if (pid == 0) {
-    FILE *err = freopen(errpath, "w", stderr);
-    (void)err;
-    execlp(cxx, cxx, "-std=c++17", "-O1", "-fPIC", "-shared", "-w", "-x",
-           "c++", src, "-o", so, (char *)NULL);
-    _exit(127);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0)
-    ;
+  char *argv[] = {(char *)cxx, "-std=c++17", "-O1", "-fPIC", "-shared", "-w", "-x", "c++",
+                  (char *)src, "-o", (char *)so, NULL};
+  ts_buf err;
+  ts_buf_init(&err, ts_allocator_system());
+  int rc = ts_run_tool(argv, &err);
   ts_status st = NULL;
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    char *text = NULL;
-    size_t len = 0;
-    ts_status rs = ts_file_read(ts_allocator_system(), errpath, &text, &len);
+  if (rc != 0)
     st = ts_status_make(TS_ERR_INTERNAL,
                         "the CUDA C of the kernel does not build for the GPU "
-                        "simulator with %s (exit %d): %.2000s",
-                        cxx, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                        rs ? "" : text);
-    ts_status_free(rs);
-    if (text)
-      ts_release(ts_allocator_system(), text, len + 1);
-  }
-  unlink(errpath);
+                        "simulator with %s (%s %d): %.2000s",
+                        cxx, rc < 0 ? "not run or killed," : "exit", rc,
+                        err.len ? err.ptr : "");
+  ts_buf_deinit(&err);
   return st;
 }
 

@@ -3,7 +3,7 @@
 -- sparse_attn_merge with OT = f32), on the CPU and the GPU simulator, on odd shapes
 -- (a window of 70 with holes, entries no multiple of the block, tokens that
 -- see none, all, more than exist, a negative count, a token with nothing at
--- all): within rounding of hca_attn_f32, with one range and several; a token's output does not depend on how many ranges the
+-- all): within rounding of hca_attn (XT = f32), with one range and several; a token's output does not depend on how many ranges the
 -- call has (empty ranges change nothing: a prefill and a decode step agree
 -- bit for bit); reading the entries as KV cache bytes (KV8) equals reading
 -- them unpacked, bit for bit. R no multiple of BK is refused.
@@ -64,17 +64,17 @@ for _, name in ipairs{"cpu", "gpusim"} do
     return o, po, pm, pl
   end
   local ref = ts.tensor("f32", {T, H, c}, nil, dev)
-  kernel("hca_attn.tile", "hca_attn_f32", {BK = 32}):launch{q, kv, win, comp, ncomp, sink, ref}
+  kernel("hca_attn.tile", "hca_attn", {XT = "f32", BK = 32}):launch{q, kv, win, comp, ncomp, sink, ref}
 
-  -- (hca_attn_f32's tiles have the tensors' dims as shapes, its scores a
+  -- (hca_attn (XT = f32)'s tiles have the tensors' dims as shapes, its scores a
   -- transposed-B GEMM: other sums, the same to rounding)
   local one = split(160, 1, false)
   local err = C.relerr(one:to_table(), ref:to_table())
-  C.check(err < 1e-6, string.format("%s: one range vs hca_attn_f32 %.2e", name, err))
+  C.check(err < 1e-6, string.format("%s: one range vs hca_attn (XT = f32) %.2e", name, err))
   -- ranges of 64 entries: 3 hold the 150; 5 leave two empty for every token
   local o3 = split(64, 3, false)
   err = C.relerr(o3:to_table(), ref:to_table())
-  C.check(err < 1e-6, string.format("%s: 3 ranges vs hca_attn_f32 %.2e", name, err))
+  C.check(err < 1e-6, string.format("%s: 3 ranges vs hca_attn (XT = f32) %.2e", name, err))
   local o5 = split(64, 5, false)
   C.check(bitwise(o5, o3), name .. ": empty ranges changed the output")
   local zero = true

@@ -7,6 +7,8 @@
 #define _GNU_SOURCE
 #include "tests/numerics/num.h"
 
+#include <sys/stat.h>
+
 #define OPS "tests/numerics/ops.tile"
 
 static void test_copy_tail(void) {
@@ -395,6 +397,44 @@ static void test_cpu_cache(void) {
     ts_kernel_release(s1);
   if (s2)
     ts_kernel_release(s2);
+  /* a C++ compiler that fails: its exit status and standard error are in
+   * the error; one that cannot be started says so */
+  char script[400];
+  snprintf(script, sizeof script, "%s/failing-cxx", dir);
+  FILE *f = fopen(script, "w");
+  CHECK(f != NULL);
+  if (f) {
+    fputs("#!/bin/sh\necho 'boom: no such header' >&2\nexit 3\n", f);
+    fclose(f);
+    chmod(script, 0755);
+  }
+  const char *old_cxx = getenv("CXX");
+  char *saved_cxx = old_cxx ? strdup(old_cxx) : NULL;
+  setenv("TESSERA_CPU_CACHE", "0", 1);
+  const char *cxxs[2] = {script, "/nonexistent/c++"};
+  const char *says[2] = {"(exit 3): boom: no such header", "not run"};
+  for (int i = 0; i < 2; i++) {
+    setenv("CXX", cxxs[i], 1);
+    ts_diags dg;
+    ts_diags_init(&dg, ts_allocator_system());
+    const char *root = getenv("TS_SOURCE_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", root ? root : ".", OPS);
+    ts_kernel *kx = NULL;
+    ts_status sx = ts_kernel_create(d, path, "gemm_nt_const", NULL, 0, &dg, &kx);
+    CHECK(sx && !kx && strstr(ts_status_message(sx), says[i]));
+    if (sx && !strstr(ts_status_message(sx), says[i]))
+      fprintf(stderr, "got: %s\n", ts_status_message(sx));
+    ts_status_free(sx);
+    ts_diags_deinit(&dg);
+  }
+  unsetenv("TESSERA_CPU_CACHE");
+  if (saved_cxx) {
+    setenv("CXX", saved_cxx, 1);
+    free(saved_cxx);
+  } else {
+    unsetenv("CXX");
+  }
   ts_device_release(d);
   if (saved_lowering) {
     setenv("TESSERA_GPU_LOWERING", saved_lowering, 1);

@@ -580,7 +580,7 @@ static double hca_case(ts_kernel *k, ts_kernel *km, int64_t P, ts_dtype dt, int6
  * and a token with nothing to attend to (o = 0); then a V4-Flash-sized
  * call, 64 heads of 512 over a window of 128 and 2048 entries. */
 static void test_hca(void) {
-  ts_kernel *kf = num_kernel("kernels/hca_attn.tile", "hca_attn_f32", NULL, NULL);
+  ts_kernel *kf = num_kernel("kernels/hca_attn.tile", "hca_attn", "XT=f32", NULL);
   ts_kernel *kb = num_kernel("kernels/hca_attn.tile", "hca_attn", NULL, NULL);
   if (!kf || !kb)
     return;
