@@ -103,20 +103,20 @@ int cmd_compile(int argc, char **argv) {
   if (!file)
     return cli_usage_error("compile", "no input file");
   char config[256], buf[256];
-  if (nshapes && !ndefs && !no_tune_db) {
+  if (nshapes && !no_tune_db) {
     if (!opt.kernel)
       return cli_usage_error("compile", "--shape needs --kernel");
     if (!device)
       device = opt.target == TS_TARGET_CPU ? "cpu" : NULL;
     bool found = false;
     ts_status ls = device ? ts_tune_lookup(NULL, file, opt.kernel, shapes,
-                                           nshapes, device, config,
+                                           nshapes, defs, ndefs, device, config,
                                            sizeof config, &found)
                           : NULL;
     if (ls)
       return cli_fail("compile", ls);
     if (found) {
-      ndefs = ts_tune_config_defines(config, buf, sizeof buf, defs, 64);
+      ndefs += ts_tune_config_defines(config, buf, sizeof buf, defs + ndefs, 64 - ndefs);
       fprintf(stderr, "tessera compile: tuned params %s (the tuning "
               "database's best on %s)\n", config, device);
     } else if (verbose) {

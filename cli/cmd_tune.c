@@ -1,6 +1,7 @@
 /* cmd_tune.c - `tessera tune FILE --kernel NAME --shape NAME=VALUE...
  * [--device cpu|gpusim|cuda] [--budget SECONDS] [--jobs N] [--repeats N]
- * [--db PATH] [--no-tune-db]` runs the sweep of runtime/tune.c, prints the
+ * [--db PATH] [--no-tune-db] [-D NAME=VALUE...]` runs the sweep of
+ * runtime/tune.c (the -D params held), prints the
  * ranked table and records the timings in the tuning database;
  * `tessera tune --show [--db PATH]` lists what the database knows. */
 #define _POSIX_C_SOURCE 200809L
@@ -55,8 +56,8 @@ int cmd_tune(int argc, char **argv) {
   double budget = 0;
   int jobs = 0, repeats = 0;
   bool show = false, no_db = false;
-  ts_define values[64];
-  size_t nvalues = 0;
+  ts_define values[64], fixed[16];
+  size_t nvalues = 0, nfixed = 0;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -64,6 +65,11 @@ int cmd_tune(int argc, char **argv) {
       show = true;
     } else if (!strcmp(a, "--no-tune-db")) {
       no_db = true;
+    } else if (!strncmp(a, "-D", 2)) {
+      char *v = a[2] ? argv[i] + 2 : (i + 1 < argc ? argv[++i] : NULL);
+      if (!v || nfixed == 16 || !cli_parse_define(v, &fixed[nfixed]))
+        return cli_usage_error("tune", "-D takes NAME=VALUE (at most 16)");
+      nfixed++;
     } else if (a[0] == '-' && a[1] == '-' && !next) {
       return cli_usage_error("tune", "%s needs a value", a);
     } else if (!strcmp(a, "--kernel")) {
@@ -128,6 +134,8 @@ int cmd_tune(int argc, char **argv) {
                        .kernel = kernel,
                        .values = values,
                        .nvalues = nvalues,
+                       .fixed = fixed,
+                       .nfixed = nfixed,
                        .device = dev,
                        .budget = budget,
                        .jobs = jobs,

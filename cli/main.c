@@ -33,8 +33,9 @@ const cli_command cli_commands[] = {
      "                   the target's own (JIT-compile for the CPU)\n"
      "  --time-passes    print where MLIR's pass pipeline spends its time\n"
      "  -D NAME=VALUE    override a kernel param (repeatable)\n"
-     "  --shape NAME=VALUE  with --kernel and no -D: the params the tuning\n"
-     "                   database holds for this shape (repeatable)\n"
+     "  --shape NAME=VALUE  with --kernel: the params the tuning database\n"
+     "                   holds for this shape, with the -D values held\n"
+     "                   (none of them tuned; repeatable)\n"
      "  --device NAME    ... on this device (default cpu for the CPU target)\n"
      "  --no-tune-db     ignore the tuning database\n"
      "  --no-cache       do not read or write the kernel cache (PTX)\n"
@@ -69,6 +70,7 @@ const cli_command cli_commands[] = {
      "usage: tessera tune FILE --kernel NAME --shape NAME=VALUE...\n"
      "                    [--device cpu|gpusim|cuda] [--budget SECONDS]\n"
      "                    [--jobs N] [--repeats N] [--db PATH] [--no-tune-db]\n"
+     "                    [-D NAME=VALUE...]\n"
      "       tessera tune --show [--db PATH]\n"
      "\n"
      "Tries every config of the kernel's `tune(...)` clause: configs that\n"
@@ -78,10 +80,12 @@ const cli_command cli_commands[] = {
      "config (a wrong one is rejected), then timed (a warm-up and --repeats\n"
      "runs, 7 by default: median and spread). Prints the ranked table and\n"
      "records the timings in the tuning database (tune.db next to the\n"
-     "kernel cache, or --db); `ts.kernel` with shapes and no params then\n"
-     "picks the best known config. --shape gives each dim of the kernel's\n"
-     "tensors, and scalar arguments (default 1). --budget stops timing\n"
-     "when the seconds are spent. --show lists the database.\n",
+     "kernel cache, or --db); `ts.kernel` with shapes (and no tuned params)\n"
+     "then picks the best known config. --shape gives each dim of the\n"
+     "kernel's tensors, and scalar arguments (default 1). -D holds a param\n"
+     "the sweep leaves alone (a dtype param: -D W=bf16) at a value, recorded\n"
+     "with the shapes. --budget stops timing when the seconds are spent.\n"
+     "--show lists the database.\n",
      cmd_tune},
     {"bench", "run the benchmarks and record their figures",
      "usage: tessera bench [NAME...] [--device cpu|cuda] [--out DIR] [--list]\n"

@@ -455,9 +455,11 @@ size_t ts_lua_defines(lua_State *L, int t, int keep, ts_define *defs,
   return nd;
 }
 
-/* ts.kernel(path, name [, params [, device [, shapes]]]): with no params
- * and the shapes it will run at, the best config the tuning database knows
- * for them on the device (the defaults when it knows none). */
+/* ts.kernel(path, name [, params [, device [, shapes]]]): with the shapes
+ * it will run at, the best config the tuning database knows for them on
+ * the device (the defaults when it knows none), holding the params given
+ * (a dtype param, say) when none of them is one the sweep tunes; explicit
+ * tuned params win. */
 static int l_kernel(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   const char *name = luaL_checkstring(L, 2);
@@ -467,14 +469,14 @@ static int l_kernel(lua_State *L) {
   lua_newtable(L); /* 6: keeps the define strings alive */
   ts_device *d = ts_lua_opt_device(L, 4);
   char config[256], buf[256];
-  if (!lua_isnil(L, 3)) {
-    nd = ts_lua_defines(L, 3, 6, defs, 32);
-  } else if (!lua_isnil(L, 5)) {
+  if (!lua_isnil(L, 3))
+    nd = ts_lua_defines(L, 3, 6, defs, 16);
+  if (!lua_isnil(L, 5)) {
     ts_define shapes[32];
     lua_newtable(L); /* 7 */
     size_t ns = ts_lua_defines(L, 5, 7, shapes, 32);
     bool found = false;
-    ts_status st = ts_tune_lookup(NULL, path, name, shapes, ns,
+    ts_status st = ts_tune_lookup(NULL, path, name, shapes, ns, defs, nd,
                                   ts_device_name(d), config, sizeof config,
                                   &found);
     if (st) {
@@ -483,7 +485,7 @@ static int l_kernel(lua_State *L) {
       return lua_error(L);
     }
     if (found)
-      nd = ts_tune_config_defines(config, buf, sizeof buf, defs, 32);
+      nd += ts_tune_config_defines(config, buf, sizeof buf, defs + nd, 32 - nd);
   }
   ts_diags diags;
   ts_diags_init(&diags, ts_allocator_system());

@@ -1,13 +1,15 @@
 /* tune.c - the tuner from Lua:
  *   ts.tune{file = F, kernel = K, shapes = {M = 1024, ...} [, device = d]
  *           [, budget = s] [, jobs = n] [, repeats = n] [, db = path]
- *           [, record = true]}
+ *           [, record = true] [, params = {W = "bf16", ...}]}
  * runs the sweep of runtime/tune.c and returns {best = "BM=64 ...",
  * default = ..., bucket = ..., pruned = n, results = {{config, state,
  * median, spread, reason}, ...} ranked}, recording the timings in the
- * tuning database unless record = false;
- *   ts.tuned(F, K, shapes [, device [, db]]) -> {BM = 64, ...} or nil
- * is the best known config, as params for ts.kernel. */
+ * tuning database unless record = false; `params` are held through the
+ * sweep (none of them tuned) and recorded with the bucket;
+ *   ts.tuned(F, K, shapes [, device [, db [, params]]]) -> {BM = 64, ...}
+ * or nil is the best known config (with `params` held), as params for
+ * ts.kernel. */
 #include "lua/internal.h"
 #include "runtime/tune.h"
 
@@ -63,6 +65,13 @@ int ts_lua_tune(lua_State *L) {
   if (!lua_isnil(L, 3)) {
     o.values = values;
     o.nvalues = ts_lua_defines(L, 3, 4, values, 64);
+  }
+  lua_getfield(L, 1, "params"); /* 5 */
+  lua_newtable(L);              /* 6 */
+  ts_define fixed[16];
+  if (!lua_isnil(L, 5)) {
+    o.fixed = fixed;
+    o.nfixed = ts_lua_defines(L, 5, 6, fixed, 16);
   }
   ts_diags d;
   ts_diags_init(&d, ts_allocator_system());
@@ -134,15 +143,17 @@ int ts_lua_tune(lua_State *L) {
 int ts_lua_tuned(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   const char *kernel = luaL_checkstring(L, 2);
-  lua_settop(L, 5);
+  lua_settop(L, 6);
   const char *db_path = luaL_optstring(L, 5, NULL);
   ts_device *dev = ts_lua_opt_device(L, 4);
-  lua_newtable(L); /* 6 */
-  ts_define values[64];
-  size_t n = ts_lua_defines(L, 3, 6, values, 64);
+  lua_newtable(L); /* 7 */
+  lua_newtable(L); /* 8 */
+  ts_define values[64], fixed[16];
+  size_t n = ts_lua_defines(L, 3, 7, values, 64);
+  size_t nf = lua_isnil(L, 6) ? 0 : ts_lua_defines(L, 6, 8, fixed, 16);
   char config[256], buf[256];
   bool found = false;
-  ts_status st = ts_tune_lookup(db_path, path, kernel, values, n,
+  ts_status st = ts_tune_lookup(db_path, path, kernel, values, n, fixed, nf,
                                 ts_device_name(dev), config, sizeof config,
                                 &found);
   if (st)

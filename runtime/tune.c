@@ -19,6 +19,7 @@
 #include <time.h>
 
 #define MAX_AXES 16
+#define MAX_FIXED 16
 #define MAX_CONFIGS 100000
 
 typedef struct axis {
@@ -28,7 +29,7 @@ typedef struct axis {
 } axis;
 
 typedef struct job {
-  ts_define defs[MAX_AXES];
+  ts_define defs[MAX_AXES + MAX_FIXED];
   char buf[256];
   size_t ndefs;
   ts_kernel *k;
@@ -65,6 +66,41 @@ void ts_tune_bucket(const ts_kernel_info *k, const ts_define *values,
                            (int)k->dims[i]->name.len, k->dims[i]->name.ptr,
                            x > 0 ? p : x);
   }
+}
+
+/* Appends the held params to a bucket, " NAME=VALUE" each at its checked
+ * value in the kernel's order of params (so that the order and spelling
+ * of the -D list do not matter). */
+static void fixed_bucket(const ts_kernel_info *k, const ts_define *fixed, size_t n, char *out,
+                         size_t size) {
+  size_t at = strlen(out);
+  for (uint32_t i = 0; i < k->param_count && at < size; i++) {
+    const ts_symbol *p = k->params[i];
+    if (!value_of(fixed, n, p->name))
+      continue;
+    const ts_const *c = &p->cval;
+    char v[64];
+    switch (c->kind) {
+    case TS_CONST_INT: snprintf(v, sizeof v, "%lld", (long long)c->i); break;
+    case TS_CONST_FLOAT: snprintf(v, sizeof v, "%.17g", c->f); break;
+    case TS_CONST_BOOL: snprintf(v, sizeof v, "%s", c->b ? "true" : "false"); break;
+    case TS_CONST_DTYPE: snprintf(v, sizeof v, "%s", ts_dtype_name(c->dt)); break;
+    default: snprintf(v, sizeof v, "?"); break;
+    }
+    at += (size_t)snprintf(out + at, size - at, "%s%.*s=%s", at ? " " : "", (int)p->name.len,
+                           p->name.ptr, v);
+  }
+}
+
+/* The first held param that is a tune axis of k, or NULL. */
+static const char *fixed_axis(const ts_kernel_info *k, const ts_define *fixed, size_t n) {
+  for (uint32_t i = 0; k->tune && i < k->tune->kid_count; i++) {
+    const ts_node *it = k->tune->kids[i];
+    for (size_t j = 0; it->kind == TS_NODE_TUNE && j < n; j++)
+      if (ts_str_eq_cstr(it->name, fixed[j].name))
+        return fixed[j].name;
+  }
+  return NULL;
 }
 
 size_t ts_tune_config_defines(const char *config, char *buf, size_t size,
@@ -374,7 +410,12 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
   if ((st = ts_unit_init(&u, ts_allocator_system(), o->path, text, len, diags)))
     goto done;
   unit_ok = true;
-  if (!ts_unit_parse(&u) || !ts_unit_check(&u, NULL, 0)) {
+  if (o->nfixed > MAX_FIXED) {
+    st = ts_status_make(TS_ERR_UNSUPPORTED, "more than %d held params", MAX_FIXED);
+    goto done;
+  }
+  u.define_kernel = o->kernel;
+  if (!ts_unit_parse(&u) || !ts_unit_check(&u, o->fixed, o->nfixed)) {
     st = ts_status_make(TS_ERR_PROGRAM, "'%s' has errors", o->path);
     goto done;
   }
@@ -387,6 +428,13 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
   if (!k->tune) {
     st = ts_status_make(TS_ERR_INVALID, "kernel '%s' has no 'tune(...)' "
                         "clause: nothing to tune", o->kernel);
+    goto done;
+  }
+  const char *tuned = fixed_axis(k, o->fixed, o->nfixed);
+  if (tuned) {
+    st = ts_status_make(TS_ERR_INVALID, "'%s' is swept by the kernel's 'tune(...)': it "
+                        "cannot also be held (-D holds the params the sweep leaves alone)",
+                        tuned);
     goto done;
   }
   /* the axes and the default config */
@@ -430,6 +478,7 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
                                ax[i].name.ptr,
                                (long long)k->params[j]->cval.i);
   ts_tune_bucket(k, o->values, o->nvalues, out->bucket, sizeof out->bucket);
+  fixed_bucket(k, o->fixed, o->nfixed, out->bucket, sizeof out->bucket);
   /* the joined text: a file it uses changes the hash too */
   ts_tune_source_hash(u.src.text, u.src.len, out->source_hash);
   snprintf(out->device, sizeof out->device, "%s", ts_device_name(o->device));
@@ -456,6 +505,8 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
                              ax[i].name.ptr, (long long)ax[i].v[idx[i]]);
     j->ndefs = ts_tune_config_defines(r->config, j->buf, sizeof j->buf,
                                       j->defs, MAX_AXES);
+    for (size_t f = 0; f < o->nfixed; f++)
+      j->defs[j->ndefs++] = o->fixed[f];
     if (!check_config(o->path, text, len, o->kernel, j->defs, j->ndefs, r->reason,
                       sizeof r->reason)) {
       r->state = TS_TUNE_PRUNED;
@@ -467,7 +518,7 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
   if ((st = make_inputs(o, k, &in)))
     goto done;
   if ((st = ts_kernel_create_from_source(o->device, o->path, text, len,
-                                         o->kernel, NULL, 0, diags, &base)) ||
+                                         o->kernel, o->fixed, o->nfixed, diags, &base)) ||
       (st = reset_inputs(&in)) ||
       (st = ts_kernel_launch(base, in.args, in.n)))
     goto done;
@@ -582,8 +633,8 @@ done:
 
 ts_status ts_tune_lookup(const char *db_path, const char *path,
                          const char *kernel, const ts_define *values,
-                         size_t nvalues, const char *device, char *config,
-                         size_t size, bool *found) {
+                         size_t nvalues, const ts_define *fixed, size_t nfixed,
+                         const char *device, char *config, size_t size, bool *found) {
   *found = false;
   char *text;
   size_t len;
@@ -598,11 +649,13 @@ ts_status ts_tune_lookup(const char *db_path, const char *path,
     return st;
   }
   const ts_kernel_info *k = NULL;
-  if (ts_unit_parse(&u) && ts_unit_check(&u, NULL, 0))
+  u.define_kernel = kernel;
+  if (ts_unit_parse(&u) && ts_unit_check(&u, fixed, nfixed))
     k = ts_unit_kernel(&u, ts_str_from(kernel));
-  if (k && k->tune) {
+  if (k && k->tune && !fixed_axis(k, fixed, nfixed)) {
     char bucket[256], hash[17];
     ts_tune_bucket(k, values, nvalues, bucket, sizeof bucket);
+    fixed_bucket(k, fixed, nfixed, bucket, sizeof bucket);
     ts_tune_source_hash(u.src.text, u.src.len, hash);
     ts_tunedb *db = NULL;
     const char *warning = NULL;

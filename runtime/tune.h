@@ -30,6 +30,10 @@ typedef struct ts_tune_options {
   const char *kernel;
   const ts_define *values; /* NAME=VALUE: the dims, and scalar arguments */
   size_t nvalues;
+  /* params held at these values through the sweep (NAME=VALUE, as -D; a
+   * dtype param such as W=bf16), none of them tuned: part of the bucket */
+  const ts_define *fixed;
+  size_t nfixed;
   ts_device *device;
   double budget; /* seconds for the whole run; 0: no limit */
   int jobs;      /* compile threads; 0: the device's thread count */
@@ -55,7 +59,8 @@ TS_MUST_USE ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
 void ts_tune_report_free(ts_tune_report *r);
 
 /* The shape bucket of dim values: each dim named, its value rounded up to a
- * power of two ("M=1024 N=4096"), in the kernel's order of dims. */
+ * power of two ("M=1024 N=4096"), in the kernel's order of dims. (A sweep
+ * or lookup with params held appends them: "M=1024 N=4096 W=bf16".) */
 void ts_tune_bucket(const ts_kernel_info *k, const ts_define *values,
                     size_t nvalues, char *out, size_t size);
 /* A 16-hex-digit hash of a kernel file's text. */
@@ -86,12 +91,15 @@ TS_MUST_USE ts_status ts_tunedb_best(ts_tunedb *db, const char *source_hash,
 TS_MUST_USE ts_status ts_tunedb_show(ts_tunedb *db, FILE *out);
 
 /* The best known config of `kernel` in the file at `path` for the dims in
- * `values` on the device named `device` (ts_device_name), from the database at `db_path` (NULL: the default
- * one): *found is false when nothing is known (or the file does not
- * check). A damaged database is set aside with a warning on stderr. */
+ * `values` with the params `fixed` held (none of them tuned; NULL, 0 for
+ * none) on the device named `device` (ts_device_name), from the database
+ * at `db_path` (NULL: the default one): *found is false when nothing is
+ * known (or the file does not check with `fixed`, or one of them is
+ * tuned). A damaged database is set aside with a warning on stderr. */
 TS_MUST_USE ts_status ts_tune_lookup(const char *db_path, const char *path,
                                      const char *kernel,
                                      const ts_define *values, size_t nvalues,
+                                     const ts_define *fixed, size_t nfixed,
                                      const char *device, char *config,
                                      size_t size, bool *found);
 

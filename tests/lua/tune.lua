@@ -65,6 +65,31 @@ local same = true
 for i = 1, #a do same = same and a[i] == b[i] end
 check(same, "the tuned config computes the same")
 
+-- a dtype param held through the sweep: a bucket of its own, looked up
+-- with the same value held (ts.tuned, ts.kernel), not without it
+local rt = ts.tune{file = tile, kernel = "scale_typed", shapes = shapes, repeats = 3,
+                   params = {XT = "bf16"}}
+check(rt.bucket == "M=256 N=64 XT=bf16", "held params in the bucket: " .. tostring(rt.bucket))
+check(rt.best and #rt.results == 3 and rt.results[3].state == "ok", "three bf16 configs timed")
+local tb = ts.tuned(tile, "scale_typed", shapes, nil, nil, {XT = "bf16"})
+check(tb and "BM=" .. tb.BM == rt.best, "ts.tuned with XT held")
+check(ts.tuned(tile, "scale_typed", shapes) == nil, "XT = f32 (the default) is another bucket")
+local kt = ts.kernel(tile, "scale_typed", {XT = "bf16"}, nil, shapes)
+check(kt:config() == "XT=bf16 " .. rt.best, "ts.kernel holds XT and takes the best: " .. kt:config())
+local kf = ts.kernel(tile, "scale_typed", {XT = "f32"}, nil, shapes)
+check(kf:config() == "XT=f32", "nothing known for XT = f32: " .. kf:config())
+local kx = ts.kernel(tile, "scale_typed", {BM = 4}, nil, shapes)
+check(kx:config() == "BM=4", "a tuned param given: no lookup: " .. kx:config())
+local xb = ts.tensor("f32", {250, 40}, v):cast("bf16")
+local yb = ts.tensor("bf16", {250, 40})
+kt:launch{xb, yb, 0.5}
+local yv, okb = yb:to_table(), true
+for i = 1, #yv do okb = okb and yv[i] == v[i] * 0.5 end
+check(okb, "the tuned bf16 kernel computes x * s")
+local okh, errh = pcall(ts.tune, {file = tile, kernel = "scale_typed", shapes = shapes,
+                                  params = {BM = 2}, record = false})
+check(not okh and errh:find("'BM' is swept", 1, true), "a tuned param cannot be held: " .. tostring(errh))
+
 -- a file without a tune clause is an error
 local ok, err = pcall(ts.tune, {file = "kernels/rmsnorm.tile", kernel = "rmsnorm_f32",
                                 shapes = {T = 4, D = 4}})

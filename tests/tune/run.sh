@@ -37,6 +37,21 @@ grep -q "tuned params" "$tmp/err" && bad "--no-tune-db ignores the database" || 
 "$t" compile $tile --kernel scale_rows --shape M=9000 --shape N=100 --emit mlir >/dev/null 2>"$tmp/err"
 grep -q "tuned params" "$tmp/err" && bad "another bucket keeps the defaults" || ok
 
+# -D holds a param the sweep leaves alone (a dtype param): recorded with the
+# shapes, and compile with the same -D and shapes takes the best config
+"$t" tune $tile --kernel scale_typed --shape M=333 --shape N=77 --shape s=0.5 --repeats 2 \
+  -D XT=bf16 >"$tmp/out" 2>&1 && ok || bad "tune -D exits 0"
+has "$tmp/out" "shapes M=512 N=128 XT=bf16 (bucket)" "the held param is in the bucket"
+has "$tmp/out" "3 configs: 0 pruned before compiling, 3 timed, 0 wrong" "bf16 configs timed"
+best=$(grep -m1 '^| 1 |' "$tmp/out" | cut -d'|' -f3 | sed 's/^ *//; s/ *$//')
+"$t" compile $tile --kernel scale_typed --shape M=400 --shape N=100 -D XT=bf16 --emit mlir \
+  >/dev/null 2>"$tmp/err"
+has "$tmp/err" "tuned params $best (the tuning database's best on cpu)" "compile -D takes the tuned config"
+"$t" compile $tile --kernel scale_typed --shape M=400 --shape N=100 --emit mlir >/dev/null 2>"$tmp/err"
+grep -q "tuned params" "$tmp/err" && bad "XT = f32 is another bucket" || ok
+"$t" tune $tile --kernel scale_typed --shape M=3 --shape N=3 -D BM=2 >"$tmp/out" 2>&1
+has "$tmp/out" "'BM' is swept by the kernel's 'tune(...)'" "a swept param cannot be held"
+
 # --no-tune-db leaves the database alone; --db puts it elsewhere
 "$t" tune $tile "${args[@]}" --no-tune-db >"$tmp/out" 2>&1 && ok || bad "--no-tune-db"
 grep -q "recorded" "$tmp/out" && bad "--no-tune-db records nothing" || ok
