@@ -228,6 +228,32 @@ for arch in sm_90a sm_80; do
     if ((ok)); then pass=$((pass + 1)); else fail=$((fail + 1)); fi
   done
 done
+# the dtype-param values the model and the benches compile besides the
+# defaults (the exact model's f32 forms, bf16 linear weights): both
+# lowerings, ptxas clean, resources recorded as FILE[DEFINES]
+for arch in sm_90a sm_80; do
+  for fk in "kernels/gemm.tile linear_f32 W=bf16" "kernels/gemm.tile grouped_linear_f32 W=bf16" \
+            "kernels/hadamard.tile hadamard XT=f32" "kernels/rope.tile rope XT=f32" \
+            "kernels/rmsnorm.tile head_rmsnorm XT=f32" "kernels/hca_attn.tile hca_attn XT=f32" \
+            "kernels/sparse_attn.tile sparse_attn_merge OT=f32"; do
+    read -r f k def <<<"$fk"
+    o=$tmp/variant.ptx
+    if ! "$tessera" compile "$f" --kernel "$k" -D "$def" --target ptx --arch $arch --no-cache \
+         -o "$o" 2>"$tmp/err" ||
+       ! "$ptxas" -arch=$arch -v "$o" -o "$tmp/variant.cubin" 2>"$tmp/info" ||
+       grep -qi "warning" "$tmp/info" ||
+       ! "$tessera" compile "$f" --kernel "$k" -D "$def" --target cuda --emit ptx --arch $arch \
+         --no-cache -o "$o.nvrtc" 2>>"$tmp/err" ||
+       ! "$ptxas" -arch=$arch "$o.nvrtc" -o "$tmp/variant2.cubin" 2>"$tmp/info2" ||
+       grep -qi "warning" "$tmp/info2"; then
+      echo "FAIL: $k ($f -D $def, $arch) does not build cleanly:"; cat "$tmp/err" "$tmp/info" "$tmp/info2"
+      fail=$((fail + 1))
+    else
+      ptx_resources "$arch" "$o" "$tmp/info" "$f[$def]"
+      pass=$((pass + 1))
+    fi
+  done
+done
 # the tensor-core attention kernels keep every tile on chip on both
 # architectures at V4 width (a tile the plan cannot fit goes to global
 # scratch: a pipelined copy's ring once pushed the sm_80 accumulator there,
