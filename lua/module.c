@@ -463,14 +463,14 @@ size_t ts_lua_defines(lua_State *L, int t, int keep, ts_define *defs,
 static int l_kernel(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   const char *name = luaL_checkstring(L, 2);
-  ts_define defs[32];
+  ts_define defs[48]; /* the params given, then a tuned config's */
   size_t nd = 0;
   lua_settop(L, 5);
   lua_newtable(L); /* 6: keeps the define strings alive */
   ts_device *d = ts_lua_opt_device(L, 4);
   char config[256], buf[256];
   if (!lua_isnil(L, 3))
-    nd = ts_lua_defines(L, 3, 6, defs, 16);
+    nd = ts_lua_defines(L, 3, 6, defs, 32);
   if (!lua_isnil(L, 5)) {
     ts_define shapes[32];
     lua_newtable(L); /* 7 */
@@ -485,7 +485,7 @@ static int l_kernel(lua_State *L) {
       return lua_error(L);
     }
     if (found)
-      nd += ts_tune_config_defines(config, buf, sizeof buf, defs + nd, 32 - nd);
+      nd += ts_tune_config_defines(config, buf, sizeof buf, defs + nd, 48 - nd);
   }
   ts_diags diags;
   ts_diags_init(&diags, ts_allocator_system());
