@@ -150,15 +150,8 @@ void ts_compile_params_key(ts_cache_key *k, const ts_unit *u, const char *kernel
     ts_cache_key_add(k, ki->name.ptr, ki->name.len);
     for (uint32_t j = 0; j < ki->param_count; j++) {
       const ts_symbol *p = ki->params[j];
-      const ts_const *c = &p->cval;
-      char v[48];
-      switch (c->kind) {
-      case TS_CONST_INT: snprintf(v, sizeof v, "i%lld", (long long)c->i); break;
-      case TS_CONST_FLOAT: snprintf(v, sizeof v, "f%a", c->f); break;
-      case TS_CONST_BOOL: snprintf(v, sizeof v, "b%d", c->b); break;
-      case TS_CONST_DTYPE: snprintf(v, sizeof v, "t%s", ts_dtype_name(c->dt)); break;
-      default: snprintf(v, sizeof v, "-"); break;
-      }
+      char v[64];
+      ts_const_text(&p->cval, v, sizeof v);
       ts_cache_key_add(k, p->name.ptr, p->name.len);
       ts_cache_key_add_str(k, v);
     }

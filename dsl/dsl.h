@@ -150,6 +150,11 @@ typedef struct ts_const {
   ts_dtype dt;
 } ts_const;
 
+/* A param value as exact text: 32, 1.0000000000000001e-06, true, bf16
+ * (floats round-trip; "-" for none). For keys and records that must not
+ * depend on how a -D value was spelled. */
+void ts_const_text(const ts_const *c, char *out, size_t size);
+
 /* One node shape for the whole tree; what `kids` hold per kind:
  *   FILE      items (USE | KERNEL | FN; then the FNs of the files used)
  *   USE       name = the path as written (no kids)

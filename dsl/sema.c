@@ -205,6 +205,14 @@ static void check_stmt(sema *s, ts_node *n);
 
 static bool stopped(sema *s) { return ts_diags_full(s->d) || s->nomem; }
 
+ts_symbol *sema_dtype_param(sema *s, ts_str name) {
+  ts_symbol *sym = sema_lookup(s, name);
+  if (!sym || sym->kind != TS_SYM_PARAM || sym->cval.kind != TS_CONST_DTYPE)
+    return NULL;
+  sym->used = true;
+  return sym;
+}
+
 /* A type written as a name (`x: W[N, K]`, `frag t: W[BM]`) is a dtype
  * param of the kernel: its value (default or -D) becomes the node's dtype.
  * Anything else is reported and the node stays unresolved (dtype
@@ -212,13 +220,13 @@ static bool stopped(sema *s) { return ts_diags_full(s->d) || s->nomem; }
 static void resolve_type(sema *s, ts_node *tn) {
   if (!tn || tn->op != TS_TOK_IDENT)
     return;
-  ts_symbol *sym = sema_lookup(s, tn->name);
-  if (sym && sym->kind == TS_SYM_PARAM && sym->cval.kind == TS_CONST_DTYPE) {
-    sym->used = true;
+  ts_symbol *sym = sema_dtype_param(s, tn->name);
+  if (sym) {
     tn->sym = sym;
     tn->dtype = sym->cval.dt;
     return;
   }
+  sym = sema_lookup(s, tn->name);
   if (sym && sym->type == &sema_error_type)
     return; /* a param whose error is already reported */
   ts_span at = {tn->span.lo, tn->span.lo + (uint32_t)tn->name.len};
@@ -775,9 +783,8 @@ static bool dtype_default(sema *s, ts_node *n, ts_node *v, ts_const *out) {
     out->dt = v->dtype;
     return true;
   }
-  ts_symbol *sym = v->kind == TS_NODE_NAME ? sema_lookup(s, v->name) : NULL;
-  if (sym && sym->kind == TS_SYM_PARAM && sym->cval.kind == TS_CONST_DTYPE) {
-    sym->used = true;
+  ts_symbol *sym = v->kind == TS_NODE_NAME ? sema_dtype_param(s, v->name) : NULL;
+  if (sym) {
     v->sym = sym;
     v->type = &sema_dtype_type;
     out->dt = sym->cval.dt;

@@ -50,6 +50,9 @@ typedef struct sema {
 
 /* sema.c */
 ts_symbol *sema_lookup(sema *s, ts_str name);
+/* The dtype param named `name` (marked used), or NULL: a name written
+ * where a type goes, a conversion W(x), bitcast's type, a default. */
+ts_symbol *sema_dtype_param(sema *s, ts_str name);
 void sema_unknown_name(sema *s, ts_node *n);
 ts_diag *sema_error(sema *s, ts_span sp, const char *fmt, ...) TS_PRINTF(3, 4);
 void sema_note_decl(sema *s, ts_diag *d, const ts_symbol *sym);

@@ -870,10 +870,8 @@ static const ts_type *check_builtin(sema *s, ts_node *n, ts_builtin b) {
     const ts_type *a = sema_expr(s, k[0]);
     if (!want_scalar(s, k[0], a))
       return &sema_error_type;
-    ts_symbol *ps = k[1]->kind == TS_NODE_NAME ? sema_lookup(s, k[1]->name) : NULL;
-    if (ps && ps->kind == TS_SYM_PARAM && ps->cval.kind == TS_CONST_DTYPE) {
-      /* a dtype param names its value */
-      ps->used = true;
+    ts_symbol *ps = k[1]->kind == TS_NODE_NAME ? sema_dtype_param(s, k[1]->name) : NULL;
+    if (ps) { /* a dtype param names its value */
       k[1]->kind = TS_NODE_DTYPE;
       k[1]->dtype = ps->cval.dt;
     }
@@ -943,13 +941,12 @@ static const ts_type *check_call(sema *s, ts_node *n) {
     return check_cast(s, n);
   if (n->name.len == 0)
     return &sema_error_type;
-  ts_symbol *sym = sema_lookup(s, n->name);
-  if (sym && sym->kind == TS_SYM_PARAM && sym->cval.kind == TS_CONST_DTYPE) {
-    /* W(x) with W a dtype param: the conversion to its value */
-    sym->used = true;
-    n->dtype = sym->cval.dt;
+  ts_symbol *dp = sema_dtype_param(s, n->name);
+  if (dp) { /* W(x) with W a dtype param: the conversion to its value */
+    n->dtype = dp->cval.dt;
     return check_cast(s, n);
   }
+  ts_symbol *sym = sema_lookup(s, n->name);
   if (sym && sym->kind == TS_SYM_FN && sym->decl &&
       sym->decl->kind == TS_NODE_KERNEL) {
     ts_diag *d = sema_error(s, n->span,

@@ -2,6 +2,7 @@
  * turned into lookup functions. */
 #include "dsl/dsl.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static const char *const tok_text[] = {
@@ -44,6 +45,16 @@ static const struct {
 const char *ts_dtype_name(ts_dtype d) {
   return (unsigned)d < TS_DTYPE_COUNT ? dtypes[d].name : "?";
 }
+void ts_const_text(const ts_const *c, char *out, size_t size) {
+  switch (c->kind) {
+  case TS_CONST_INT: snprintf(out, size, "%lld", (long long)c->i); break;
+  case TS_CONST_FLOAT: snprintf(out, size, "%.17g", c->f); break;
+  case TS_CONST_BOOL: snprintf(out, size, "%s", c->b ? "true" : "false"); break;
+  case TS_CONST_DTYPE: snprintf(out, size, "%s", ts_dtype_name(c->dt)); break;
+  default: snprintf(out, size, "-"); break;
+  }
+}
+
 ts_dtype ts_dtype_from_name(const char *name) {
   for (int d = 0; d < TS_DTYPE_COUNT; d++)
     if (!strcmp(name, dtypes[d].name))

@@ -78,15 +78,8 @@ static void fixed_bucket(const ts_kernel_info *k, const ts_define *fixed, size_t
     const ts_symbol *p = k->params[i];
     if (!value_of(fixed, n, p->name))
       continue;
-    const ts_const *c = &p->cval;
     char v[64];
-    switch (c->kind) {
-    case TS_CONST_INT: snprintf(v, sizeof v, "%lld", (long long)c->i); break;
-    case TS_CONST_FLOAT: snprintf(v, sizeof v, "%.17g", c->f); break;
-    case TS_CONST_BOOL: snprintf(v, sizeof v, "%s", c->b ? "true" : "false"); break;
-    case TS_CONST_DTYPE: snprintf(v, sizeof v, "%s", ts_dtype_name(c->dt)); break;
-    default: snprintf(v, sizeof v, "?"); break;
-    }
+    ts_const_text(&p->cval, v, sizeof v);
     at += (size_t)snprintf(out + at, size - at, "%s%.*s=%s", at ? " " : "", (int)p->name.len,
                            p->name.ptr, v);
   }
