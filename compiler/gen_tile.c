@@ -3,6 +3,9 @@
  * out-of-range rules are described in gen.c. */
 #include "compiler/gen_internal.h"
 
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+#include <pthread.h>
 #include <string.h>
 
 /* ---- tile operations ----------------------------------------------------- */
@@ -349,6 +352,186 @@ static bool gemm_dot_vector(gen *g, ts_node *call, view *A, view *B, view *C,
   return true;
 }
 
+/* ---- the i8 micro-kernel (AVX-512 VNNI) ---------------------------------- */
+
+/* Whether the host CPU (the JIT's target) has AVX-512 VNNI: vpdpbusd adds
+ * four u8 x s8 products a 32-bit lane, 64 a 512-bit instruction. */
+static bool host_vnni;
+static void probe_vnni(void) {
+  char *f = LLVMGetHostCPUFeatures();
+  host_vnni = f && strstr(f, "+avx512vnni") && strstr(f, "+avx512bw") &&
+              strstr(f, "+avx512f");
+  LLVMDisposeMessage(f);
+}
+
+/* A whole i8 tile's memref read as 32-bit words (memref.view), or a null
+ * value when it is not a plain static 1-d i8 buffer. */
+static MlirValue words_of(gen *g, MlirValue mem, int64_t n) {
+  mb *b = &g->b;
+  MlirType t = mlirValueGetType(mem);
+  if (!mlirTypeIsAMemRef(t) || mlirShapedTypeGetRank(t) != 1 ||
+      !mlirShapedTypeHasStaticShape(t) || mlirShapedTypeGetDimSize(t, 0) < n ||
+      !mlirTypeEqual(mlirShapedTypeGetElementType(t), b->i8) ||
+      !mlirAffineMapIsIdentity(mlirMemRefTypeGetAffineMap(t)))
+    return (MlirValue){NULL};
+  int64_t shape[1] = {n / 4};
+  MlirType wt = mlirMemRefTypeContiguousGet(b->i32, 1, shape, mlirAttributeGetNull());
+  MlirValue ops[2] = {mem, mb_cast(b, "arith.index_cast", gen_i64(g, 0), b->index)};
+  return mb_op1(b, "memref.view", 2, ops, wt);
+}
+
+static MlirValue vnni_dot(mb *b, MlirValue acc, MlirValue u8, MlirValue s8) {
+  int64_t w = 64;
+  MlirType bt = mlirVectorTypeGet(1, &w, b->i8);
+  MlirValue ops[3] = {acc, mb_cast(b, "vector.bitcast", u8, bt),
+                      mb_cast(b, "vector.bitcast", s8, bt)};
+  int32_t seg[2] = {3, 0};
+  MlirNamedAttribute at[3] = {
+      mb_attr(b, "intrin", mlirStringAttrGet(b->ctx, mb_str("llvm.x86.avx512.vpdpbusd.512"))),
+      mb_attr(b, "op_bundle_sizes", mlirDenseI32ArrayGet(b->ctx, 0, NULL)),
+      mb_attr(b, "operandSegmentSizes", mlirDenseI32ArrayGet(b->ctx, 2, seg))};
+  MlirType rt = mlirValueGetType(acc);
+  return mlirOperationGetResult(mb_op(b, "llvm.call_intrinsic", 3, ops, 1, &rt, 3, at), 0);
+}
+
+/* c (+)= a . b for i8 a [M, K] and b ([K, N], or [N, K] with trans_b) into
+ * i32 c, whole tiles of constant shapes, on a host with AVX-512 VNNI.
+ * vpdpbusd multiplies unsigned bytes by signed ones, so b is first packed
+ * into a [K / 4, N] array of 4-byte groups (b[k..k+3, n] a word) with 128
+ * added to each byte (x ^ 0x80); a step broadcasts a[i, k..k+3] and adds
+ * into R rows by NV vectors of 16 columns held in registers, and one more
+ * vpdpbusd a row with bytes of 128 accumulates 128 * sum_k a[i, k], taken
+ * off at the end. Integer sums: the result is exactly the plain loops'
+ * (wrapping as they do). Needs K % 4 == 0, N % 16 == 0. */
+static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool ta, bool tb,
+                         bool acc) {
+  mb *b = &g->b;
+  ts_node *na = call->kids[0], *nb = call->kids[1], *nc = call->kids[2];
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, probe_vnni);
+  if (!host_vnni || ta || A->dt != TS_DTYPE_I8 || B->dt != TS_DTYPE_I8 ||
+      C->dt != TS_DTYPE_I32 || !A->in_range || !B->in_range || !C->in_range)
+    return false;
+  int64_t M = const_dim(nc, 0), N = const_dim(nc, 1), K = const_dim(na, 1);
+  if (M <= 0 || N <= 0 || K <= 0 || K % 4 || N % 16 || const_dim(na, 0) != M ||
+      const_dim(nb, tb ? 0 : 1) != N || const_dim(nb, tb ? 1 : 0) != K)
+    return false;
+  MlirValue aw = words_of(g, A->mem, M * K), bw = words_of(g, B->mem, N * K);
+  if (mlirValueIsNull(aw) || mlirValueIsNull(bw))
+    return false;
+  int64_t KW = K / 4, L = 16;
+  int NV = N % 64 == 0 ? 4 : N % 32 == 0 ? 2 : 1, R = M % 4 == 0 ? 4 : M % 2 == 0 ? 2 : 1;
+  MlirType vt = mlirVectorTypeGet(1, &L, b->i32);
+  MlirValue flip = mb_op1(b, "vector.broadcast", 1,
+                          (MlirValue[]){mb_const_int(b, b->i32, (int32_t)0x80808080u)}, vt);
+  /* b packed: word (p, n) = b[4p..4p+3, n] ^ 0x80 each byte */
+  MlirValue bp = mb_alloca_entry(b, b->i32, KW * N);
+  loop lp, ln;
+  gen_loop_begin(g, &lp, gen_i64(g, 0), gen_i64(g, KW));
+  gen_loop_begin(g, &ln, gen_i64(g, 0), gen_i64(g, N / L));
+  MlirValue n0 = mb_bin(b, "arith.muli", ln.iv, gen_i64(g, L)), packed;
+  if (tb) { /* words b[n, 4p..4p+3] of 16 rows: a gather of one word a row */
+    int32_t idx[16];
+    for (int l = 0; l < L; l++)
+      idx[l] = (int32_t)(l * KW);
+    MlirType it = mlirVectorTypeGet(1, &L, b->i32);
+    MlirNamedAttribute va = mb_attr(b, "value", mlirDenseElementsAttrInt32Get(it, L, idx));
+    MlirValue offs =
+        mlirOperationGetResult(mb_op(b, "arith.constant", 0, NULL, 1, &it, 1, &va), 0);
+    MlirValue base = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", n0, gen_i64(g, KW)), lp.iv);
+    MlirType mt = mlirVectorTypeGet(1, &L, b->i1);
+    MlirValue mask = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i1, 1)}, mt);
+    MlirValue zero = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i32, 0)}, vt);
+    MlirValue gops[5] = {bw, mb_cast(b, "arith.index_cast", base, b->index), offs, mask, zero};
+    packed = mb_op1(b, "vector.gather", 5, gops, vt);
+  } else { /* rows 4p..4p+3 of 16 bytes interleaved a byte at a time */
+    int64_t w16 = 16, w32 = 32;
+    MlirType v16 = mlirVectorTypeGet(1, &w16, b->i8), v32 = mlirVectorTypeGet(1, &w32, b->i8);
+    MlirValue rows[4];
+    for (int r = 0; r < 4; r++) {
+      MlirValue at = mb_bin(b, "arith.addi",
+                            mb_bin(b, "arith.muli",
+                                   mb_bin(b, "arith.addi",
+                                          mb_bin(b, "arith.muli", lp.iv, gen_i64(g, 4)),
+                                          gen_i64(g, r)),
+                                   gen_i64(g, N)),
+                            n0);
+      MlirValue ops[2] = {B->mem, mb_cast(b, "arith.index_cast", at, b->index)};
+      rows[r] = mb_op1(b, "vector.load", 2, ops, v16);
+    }
+    int64_t m2[32], m4[64];
+    for (int l = 0; l < 32; l++)
+      m2[l] = (l % 2) * 16 + l / 2;
+    for (int l = 0; l < 64; l++)
+      m4[l] = (l % 4 / 2) * 32 + (l / 4) * 2 + l % 2;
+    MlirValue lo = vec_shuffle(b, rows[0], rows[1], m2, 32, v32);
+    MlirValue hi = vec_shuffle(b, rows[2], rows[3], m2, 32, v32);
+    int64_t w64 = 64;
+    packed = mb_cast(b, "vector.bitcast",
+                     vec_shuffle(b, lo, hi, m4, 64, mlirVectorTypeGet(1, &w64, b->i8)), vt);
+  }
+  packed = mb_bin(b, "arith.xori", packed, flip);
+  MlirValue sops[3] = {packed, bp,
+                       mb_cast(b, "arith.index_cast",
+                               mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", lp.iv, gen_i64(g, N)), n0),
+                               b->index)};
+  mb_op(b, "vector.store", 3, sops, 0, NULL, 0, NULL);
+  gen_loop_end(g, &ln);
+  gen_loop_end(g, &lp);
+  /* the register blocks */
+  MlirValue c128 = mb_op1(b, "vector.broadcast", 1,
+                          (MlirValue[]){mb_const_int(b, b->i32, (int32_t)0x80808080u)}, vt);
+  int nslots = R * NV + R;
+  MlirValue slots = mb_alloca_entry(b, vt, nslots);
+  MlirValue zero = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i32, 0)}, vt);
+  loop li, lj, lk;
+  gen_loop_begin(g, &li, gen_i64(g, 0), gen_i64(g, M / R));
+  MlirValue i0 = mb_bin(b, "arith.muli", li.iv, gen_i64(g, R));
+  gen_loop_begin(g, &lj, gen_i64(g, 0), gen_i64(g, N / (L * NV)));
+  MlirValue j0 = mb_bin(b, "arith.muli", lj.iv, gen_i64(g, L * NV));
+  for (int q = 0; q < nslots; q++)
+    mb_store(b, zero, slots, gen_i64(g, q));
+  gen_loop_begin(g, &lk, gen_i64(g, 0), gen_i64(g, KW));
+  MlirValue bv[4];
+  for (int v = 0; v < NV; v++) {
+    MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", lk.iv, gen_i64(g, N)),
+                          mb_bin(b, "arith.addi", j0, gen_i64(g, v * L)));
+    MlirValue ops[2] = {bp, mb_cast(b, "arith.index_cast", at, b->index)};
+    bv[v] = mb_op1(b, "vector.load", 2, ops, vt);
+  }
+  for (int r = 0; r < R; r++) {
+    MlirValue row = mb_bin(b, "arith.addi", i0, gen_i64(g, r));
+    MlirValue w = mb_load(b, aw, mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, gen_i64(g, KW)), lk.iv));
+    MlirValue av = mb_op1(b, "vector.broadcast", 1, &w, vt);
+    for (int v = 0; v < NV; v++) {
+      MlirValue q = gen_i64(g, r * NV + v);
+      mb_store(b, vnni_dot(b, mb_load(b, slots, q), bv[v], av), slots, q);
+    }
+    MlirValue q = gen_i64(g, R * NV + r);
+    mb_store(b, vnni_dot(b, mb_load(b, slots, q), c128, av), slots, q);
+  }
+  gen_loop_end(g, &lk);
+  for (int r = 0; r < R; r++) {
+    MlirValue row = mb_bin(b, "arith.addi", i0, gen_i64(g, r));
+    MlirValue corr = mb_load(b, slots, gen_i64(g, R * NV + r));
+    for (int v = 0; v < NV; v++) {
+      MlirValue x = mb_bin(b, "arith.subi", mb_load(b, slots, gen_i64(g, r * NV + v)), corr);
+      MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, gen_i64(g, N)),
+                            mb_bin(b, "arith.addi", j0, gen_i64(g, v * L)));
+      MlirValue idx = mb_cast(b, "arith.index_cast", at, b->index);
+      if (acc) {
+        MlirValue ops[2] = {C->mem, idx};
+        x = mb_bin(b, "arith.addi", mb_op1(b, "vector.load", 2, ops, vt), x);
+      }
+      MlirValue ops[3] = {x, C->mem, idx};
+      mb_op(b, "vector.store", 3, ops, 0, NULL, 0, NULL);
+    }
+  }
+  gen_loop_end(g, &lj);
+  gen_loop_end(g, &li);
+  return true;
+}
+
 MlirValue gen_tf32(gen *g, MlirValue x) {
   mb *b = &g->b;
   MlirValue w = mb_cast(b, "arith.bitcast", x, b->i32);
@@ -374,7 +557,8 @@ void gen_gemm(gen *g, ts_node *call) {
   bool acc = ts_call_named_bool(call, "accumulate", true);
   if (!ts_call_named_bool(call, "tf32", false) &&
       (gemm_vector(g, call, &A, &B, &C, ta, tb, acc) ||
-       gemm_dot_vector(g, call, &A, &B, &C, ta, tb, acc)))
+       gemm_dot_vector(g, call, &A, &B, &C, ta, tb, acc) ||
+       gemm_i8_vnni(g, call, &A, &B, &C, ta, tb, acc)))
     return;
   MlirType ct = gen_compute_type(g, C.dt);
   bool f = gen_is_float(g, ct);

@@ -53,11 +53,9 @@ function M:attention(L, x, pos)
     local ic, iz = table.unpack(made.projected["indexer.compressor"])
     local keys = hadamard(self:pool(L, "indexer.compressor", ic, iz, ratio, tab, 0))
     made.indexer_keys = keys
-    keys = Cache.simulate(F, "key", keys)
     local scores = f32{T, N}
-    kernel("indexer.tile", "indexer_scores_f32",
-           {RATIO = ratio, NH = cfg.index_n_heads, DK = cfg.index_head_dim})
-      :launch{qi, keys, w, pos, scores}
+    self:index_scores(ratio, qi, F == "f32" and keys or Cache.packed(F, "key", keys), w, pos,
+                      scores)
     local lens = {}
     for t = 0, T - 1 do lens[t + 1] = (t + 1) // ratio end
     local len = O.tensor("i32", {T}, lens)
@@ -166,6 +164,25 @@ function M:index_query(qi)
   return Cache.simulate(self.kv_format, "key", qi:reshape{sh[1] * sh[2], sh[3]}):reshape(sh)
 end
 
+-- The indexer's scores [T, N] (compression ratio `ratio`) of the queries qi
+-- [T, HI, DI] (as index_query
+-- makes them) at positions pos over N keys as the key cache holds them
+-- (f32 rows, or in "fp8" the FP4 bytes: the queries are packed the same
+-- way, which holds their FP4-simulated values exactly, and the scores are
+-- exact integer sums a scale block, indexer_scores_fp4). Prefill and decode
+-- both score here, so a decode step's scores are the prefill's.
+function M:index_scores(ratio, qi, keys, w, pos, scores)
+  local cfg, sh = self.cfg, qi:shape()
+  local params = {RATIO = ratio, NH = cfg.index_n_heads, DK = cfg.index_head_dim}
+  if self.kv_format == "f32" then
+    kernel("indexer.tile", "indexer_scores_f32", params):launch{qi, keys, w, pos, scores}
+    return
+  end
+  local q = Cache.packed(self.kv_format, "key", qi:reshape{sh[1] * sh[2], sh[3]})
+  kernel("indexer.tile", "indexer_scores_fp4", params)
+    :launch{q:reshape{sh[1], sh[2], q:shape()[2]}, keys, w, pos, scores}
+end
+
 -- The decode caches of layer L after a prefill (V4-SPEC 4.4's hand-off):
 -- the window ring holds the last W KV rows at slot position mod W; the
 -- compressed entries and indexer keys all made; each compressor's
@@ -271,9 +288,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o)
       -- every key scored where it lies: the packed FP4 rows read as they
       -- are (no f32 copy of all N keys each step)
       local scores = f32{1, N}
-      local name = st.keys.format == "f32" and "indexer_scores_f32" or "indexer_scores_fp4_f32"
-      kernel("indexer.tile", name, {RATIO = ratio, NH = cfg.index_n_heads, DK = cfg.index_head_dim})
-        :launch{qi, st.keys:view(0, N), w, O.tensor("i32", {1}, {t}), scores}
+      self:index_scores(ratio, qi, st.keys:view(0, N), w, O.tensor("i32", {1}, {t}), scores)
       local len = O.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
       sel = O.topk(scores, len, cfg.index_topk)
       for _, e in ipairs(sel:to_table()) do

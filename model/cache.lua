@@ -114,6 +114,15 @@ function Cache.simulate(format, kind, x, rope)
   return tmp:get(0, x:shape()[1])
 end
 
+-- x [n, width] in `format`'s rows as a cache holds them ([n, row bytes] for
+-- "fp8"), in a tensor of its own.
+function Cache.packed(format, kind, x, rope)
+  local n = x:shape()[1]
+  local c = Cache.new(format, kind, x:shape()[2], rope, n)
+  c:put(x, 0)
+  return n > 0 and c.data or c:view(0, 0)
+end
+
 -- The bytes of the rows held, and of the allocation.
 function Cache:bytes()
   return self.n * self.rb, self.data:shape()[1] * self.rb

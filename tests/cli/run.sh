@@ -99,6 +99,21 @@ expect 2 "--emit needs a value" "$t" compile kernels/softmax.tile --emit
 expect 0 "emit mlir" "$t" compile kernels/softmax.tile --kernel softmax_rows --emit mlir
 has out "func.func @softmax_rows(" "mlir has the kernel entry"
 has out "memref<?xf32>" "mlir has memref arguments"
+# an i8 GEMM of whole tiles (K % 4 == 0, N % 16 == 0) takes the VNNI
+# micro-kernel on a host that has AVX-512 VNNI; N = 20 takes the plain loops
+if grep -qw avx512_vnni /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then
+  expect 0 "i8 gemm emit llvm" "$t" compile tests/lua/int8_gemm.tile --kernel gemm_i8_t \
+    -D TM=4 -D TN=16 -D TK=8 --emit llvm
+  has out "@llvm.x86.avx512.vpdpbusd.512(" "the i8 GEMM takes vpdpbusd on a VNNI host"
+  expect 0 "i8 gemm N = 20" "$t" compile tests/lua/int8_gemm.tile --kernel gemm_i8_t \
+    -D TM=4 -D TN=20 -D TK=8 --emit llvm
+  if grep -qF "vpdpbusd" "$tmp/out"; then
+    fail=$((fail + 1))
+    echo "FAIL: an i8 GEMM with N = 20 took the VNNI micro-kernel"
+  else
+    pass=$((pass + 1))
+  fi
+fi
 expect 0 "emit lowered" "$t" compile kernels/softmax.tile --kernel softmax_rows --emit lowered
 has out "llvm.func @softmax_rows(" "lowered is the LLVM dialect"
 expect 0 "emit llvm" "$t" compile kernels/gemm.tile --emit llvm

@@ -159,6 +159,45 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
     end
   end
   C.check(worst < 1e-4, string.format("%s: indexer_scores_f32 vs f64: %.2e", what, worst))
+  -- the queries in FP4 too (indexer_scores_fp4: exact integer sums a scale
+  -- block): against f64 sums of the packed queries' and keys' values, and
+  -- against indexer_scores_fp4_f32 over the same query values, equal bit
+  -- for bit here (these values' f32 sums need at most ~22 bits: exact)
+  local P = D // 2 + D // 32
+  local qb = ts.tensor("i8", {T * HI, P}, nil, dev)
+  kernel("quant.tile", "fp4_pack"):launch{qf:reshape{T * HI, D}, qb}
+  local qu = ts.tensor("f32", {T * HI, D}, nil, dev)
+  kernel("quant.tile", "fp4_unpack"):launch{qb, qu}
+  local f3 = ts.tensor("f32", {T, S}, nil, dev)
+  kernel("indexer.tile", "indexer_scores_fp4", params):launch{qb:reshape{T, HI, P}, bytes, w, pos, f3}
+  local f4 = ts.tensor("f32", {T, S}, nil, dev)
+  kernel("indexer.tile", "indexer_scores_fp4_f32", params)
+    :launch{qu:reshape{T, HI, D}, bytes, w, pos, f4}
+  local quv, f3v, f4v = qu:to_table(), f3:to_table(), f4:to_table()
+  local worst3, worst4, same = 0, 0, 0
+  for i = 0, T * S - 1 do
+    local t, s = i // S, i % S
+    if f3v[i + 1] == f4v[i + 1] then same = same + 1 end
+    if i % 7 == 0 then
+      if s < pv[t + 1] + 1 then
+        local want = 0
+        for h = 0, HI - 1 do
+          local dot = 0
+          for c = 0, D - 1 do dot = dot + quv[(t * HI + h) * D + c + 1] * kv[s * D + c + 1] end
+          want = want + wv[t * HI + h + 1] * math.max(dot, 0)
+        end
+        local den = math.abs(want) + 1e-3
+        worst3 = math.max(worst3, math.abs(f3v[i + 1] - want) / den)
+        worst4 = math.max(worst4, math.abs(f4v[i + 1] - want) / den)
+      elseif f3v[i + 1] ~= -math.huge then
+        worst3 = math.huge
+      end
+    end
+  end
+  C.check(worst3 < 1e-5, string.format("%s: indexer_scores_fp4 vs f64: %.2e (fp4_f32 %.2e)",
+                                       what, worst3, worst4))
+  C.check(same == T * S, string.format("%s: indexer_scores_fp4 equals fp4_f32 at %d of %d",
+                                            what, same, T * S))
   local finite = 0
   for _, v in ipairs(o4:to_table()) do if v > -math.huge then finite = finite + 1 end end
   C.check(finite == T * (T + 1) // 2, what .. ": " .. finite .. " scores")

@@ -1,0 +1,56 @@
+-- int8_gemm.lua - i8 GEMMs into i32 equal the plain integer sums exactly,
+-- b as [K, N] and transposed, with and without accumulating into c, on
+-- the CPU and the GPU simulator. The shapes include ones the CPU's VNNI
+-- micro-kernel takes where the host has it (K % 4 == 0, N % 16 == 0: b
+-- packed with 128 added to each byte and the row sums taken off again,
+-- R = 1, 2, 4 rows a block, 1, 2, 4 vectors of columns) and ones it leaves
+-- to the plain loops; the operands hold -128 and 127 (the packing's and
+-- the correction's edges). tests/cli/run.sh checks that the micro-kernel
+-- is the one compiled on a VNNI host.
+local ts = require "tessera"
+local C = require "tests.lua.lib.check"
+
+local shapes = {
+  {8, 32, 12}, {4, 16, 4}, {12, 64, 128}, {5, 48, 36}, {3, 16, 8},
+  {64, 64, 32}, {6, 96, 20}, {7, 20, 12}, {4, 16, 6}, {1, 1, 1},
+}
+for _, devname in ipairs{"cpu", "gpusim"} do
+  local dev = ts.device(devname)
+  for n, cs in ipairs(shapes) do
+    if devname == "cpu" or n <= 3 then
+      local M, N, K = table.unpack(cs)
+      local r = C.lcg(n * 31 + 7)
+      for _, tb in ipairs{false, true} do
+        for acc = 0, 1 do
+          local av, bv, cv = {}, {}, {}
+          for i = 1, M * K do
+            av[i] = i % 11 == 0 and -128 or i % 13 == 0 and 127 or math.floor(r() * 256) - 128
+          end
+          for i = 1, N * K do
+            bv[i] = i % 7 == 0 and -128 or i % 5 == 0 and 127 or math.floor(r() * 256) - 128
+          end
+          for i = 1, M * N do cv[i] = math.floor(r() * 2001) - 1000 end
+          local c = ts.tensor("i32", {M, N}, cv):copy_to(dev)
+          ts.kernel("tests/lua/int8_gemm.tile", tb and "gemm_i8_t" or "gemm_i8",
+                    {TM = M, TN = N, TK = K, ACC = acc}, dev)
+            :launch{ts.tensor("i8", {M, K}, av):copy_to(dev),
+                    ts.tensor("i8", tb and {N, K} or {K, N}, bv):copy_to(dev), c}
+          local out, bad = c:to_table(), 0
+          for i = 0, M - 1 do
+            for j = 0, N - 1 do
+              local s = acc == 1 and cv[i * N + j + 1] or 0
+              for k = 0, K - 1 do
+                s = s + av[i * K + k + 1] * (tb and bv[j * K + k + 1] or bv[k * N + j + 1])
+              end
+              if out[i * N + j + 1] ~= s then bad = bad + 1 end
+            end
+          end
+          C.check(bad == 0, string.format("%s %dx%dx%d%s%s: %d of %d wrong", devname, M, N, K,
+                                          tb and " trans_b" or "", acc == 1 and " acc" or "",
+                                          bad, M * N))
+        end
+      end
+    end
+  end
+end
+C.finish()
