@@ -6,10 +6,15 @@
 #define _POSIX_C_SOURCE 200809L
 #include "base.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #define MAGIC "TSCACHE1"
 
@@ -125,9 +130,88 @@ ts_status ts_cache_get(const char *dir, const ts_cache_key *k, ts_buf *out,
   } else {
     ts_buf_append(out, data + HEADER, len - HEADER);
     *hit = true;
+    utimensat(AT_FDCWD, path, NULL, 0); /* its time is its last use (ts_cache_sweep) */
   }
   ts_release(ts_allocator_system(), data, len + 1);
   return out->failed ? ts_status_nomem() : NULL;
+}
+
+/* ---- eviction ------------------------------------------------------------- */
+
+typedef struct swept {
+  time_t t;
+  off_t size;
+  char name[40];
+} swept;
+
+static int older_first(const void *a, const void *b) {
+  time_t x = ((const swept *)a)->t, y = ((const swept *)b)->t;
+  return x < y ? -1 : x > y;
+}
+
+/* A non-negative number from the environment, else dflt (also when the
+ * value is not one). */
+static double env_limit(const char *name, double dflt) {
+  const char *v = getenv(name);
+  char *end;
+  if (!v || !*v)
+    return dflt;
+  double x = strtod(v, &end);
+  return *end || !(x >= 0) ? dflt : x;
+}
+
+void ts_cache_limits(double *max_days, double *max_mib) {
+  *max_days = env_limit("TESSERA_CACHE_MAX_DAYS", 30);
+  *max_mib = env_limit("TESSERA_CACHE_MAX_MB", 1024);
+}
+
+void ts_cache_sweep(const char *dir, const char *suffix) {
+  double days, mib;
+  ts_cache_limits(&days, &mib);
+  DIR *d = opendir(dir);
+  if (!d)
+    return;
+  swept *e = NULL;
+  size_t n = 0, cap = 0;
+  off_t total = 0;
+  time_t old = time(NULL) - (time_t)(days * 86400);
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    size_t len = strlen(de->d_name), sl = strlen(suffix);
+    char path[4400];
+    struct stat sb;
+    if (len <= sl || len >= sizeof e->name || strcmp(de->d_name + len - sl, suffix) ||
+        (size_t)snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= sizeof path ||
+        stat(path, &sb) || !S_ISREG(sb.st_mode))
+      continue;
+    if (sb.st_mtime < old) {
+      unlink(path);
+      continue;
+    }
+    if (n == cap) {
+      swept *g = realloc(e, (cap = cap ? 2 * cap : 64) * sizeof *e);
+      if (!g)
+        break;
+      e = g;
+    }
+    e[n].t = sb.st_mtime;
+    e[n].size = sb.st_size;
+    memcpy(e[n].name, de->d_name, len + 1);
+    total += sb.st_size;
+    n++;
+  }
+  closedir(d);
+  off_t limit = (off_t)(mib * 1048576.0);
+  if (total > limit) { /* the least recently used go first */
+    qsort(e, n, sizeof *e, older_first);
+    for (size_t i = 0; i < n && total > limit; i++) {
+      char path[4400];
+      if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, e[i].name) < sizeof path &&
+          unlink(path) == 0)
+        total -= e[i].size;
+    }
+  }
+  free(e);
 }
 
 ts_status ts_cache_put(const char *dir, const ts_cache_key *k, const void *data,
@@ -145,5 +229,8 @@ ts_status ts_cache_put(const char *dir, const ts_cache_key *k, const void *data,
   entry_path(dir, k, path, sizeof path);
   ts_status st = ts_file_write_atomic(path, buf, HEADER + len);
   free(buf);
+  static atomic_flag swept_once = ATOMIC_FLAG_INIT;
+  if (!st && !atomic_flag_test_and_set(&swept_once))
+    ts_cache_sweep(dir, ".tsc");
   return st;
 }

@@ -62,10 +62,29 @@ static void make_build_hex(void) {
   ts_cache_key_hex(&k, build_hex);
 }
 
+/* A folder of the cache and the files in it. */
+static void remove_folder(const char *sub) {
+  DIR *f = opendir(sub);
+  struct dirent *x;
+  while (f && (x = readdir(f))) {
+    char file[4700];
+    if (x->d_name[0] != '.' &&
+        (size_t)snprintf(file, sizeof file, "%s/%s", sub, x->d_name) < sizeof file)
+      unlink(file);
+  }
+  if (f)
+    closedir(f);
+  rmdir(sub);
+}
+
+/* Other builds' folders kept besides this one's: the most recently used. */
+enum { KEEP_BUILDS = 4 };
+
 /* The folder of this build's shared objects, <cache>/cpu-<build>, made on
  * first use; then (once a process) every other build's folder untouched
- * for a day is removed: a rebuilt Tessera never reads an older build's
- * entries, so without this the cache would grow with every build. */
+ * for a day is removed, and all but the KEEP_BUILDS most recently used of
+ * the rest: a rebuilt Tessera never reads an older build's entries, so
+ * without this the cache would grow with every build. */
 static bool build_dir(char *out, size_t size) {
   const char *on = getenv("TESSERA_CPU_CACHE");
   char root[4096];
@@ -82,24 +101,42 @@ static bool build_dir(char *out, size_t size) {
     DIR *d = opendir(root);
     struct dirent *e;
     time_t old = time(NULL) - 24 * 3600;
+    struct {
+      char name[48];
+      time_t t;
+    } kept[KEEP_BUILDS + 1];
+    int nkept = 0;
     while (d && (e = readdir(d))) {
       char sub[4400];
       struct stat sb;
       if (strncmp(e->d_name, "cpu-", 4) || !strcmp(e->d_name + 4, hex) ||
+          strlen(e->d_name) >= sizeof kept[0].name ||
           (size_t)snprintf(sub, sizeof sub, "%s/%s", root, e->d_name) >= sizeof sub ||
-          stat(sub, &sb) || !S_ISDIR(sb.st_mode) || sb.st_mtime > old)
+          stat(sub, &sb) || !S_ISDIR(sb.st_mode))
         continue;
-      DIR *f = opendir(sub);
-      struct dirent *x;
-      while (f && (x = readdir(f))) {
-        char file[4700];
-        if (x->d_name[0] != '.' &&
-            (size_t)snprintf(file, sizeof file, "%s/%s", sub, x->d_name) < sizeof file)
-          unlink(file);
+      if (sb.st_mtime <= old) {
+        remove_folder(sub);
+        continue;
       }
-      if (f)
-        closedir(f);
-      rmdir(sub);
+      /* kept: the newest KEEP_BUILDS, newest first; the one pushed out goes */
+      int at = nkept;
+      while (at > 0 && kept[at - 1].t < sb.st_mtime)
+        at--;
+      if (at == KEEP_BUILDS) {
+        remove_folder(sub);
+        continue;
+      }
+      if (nkept == KEEP_BUILDS) {
+        char gone[4400];
+        if ((size_t)snprintf(gone, sizeof gone, "%s/%s", root, kept[nkept - 1].name) <
+            sizeof gone)
+          remove_folder(gone);
+        nkept--;
+      }
+      memmove(&kept[at + 1], &kept[at], (size_t)(nkept - at) * sizeof kept[0]);
+      snprintf(kept[at].name, sizeof kept[at].name, "%s", e->d_name);
+      kept[at].t = sb.st_mtime;
+      nkept++;
     }
     if (d)
       closedir(d);
@@ -151,6 +188,14 @@ static void cache_store(ts_jit *j, const char *path) {
   char *argv[] = {(char *)(cc && *cc ? cc : "cc"), "-shared", "-o", so, obj, "-lm", NULL};
   if (ts_jit_dump_object(j, obj) && ts_run_tool(argv, NULL) == 0 && rename(so, path) == 0) {
     unlink(obj);
+    static atomic_flag swept = ATOMIC_FLAG_INIT;
+    char dir[4400];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && !atomic_flag_test_and_set(&swept)) { /* this build's limits: ts_cache_limits */
+      *slash = 0;
+      ts_cache_sweep(dir, ".so");
+    }
     return;
   }
   unlink(obj);
@@ -206,6 +251,7 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
   void *from = NULL;
   if (cacheable && (p->so = dlopen(so_path, RTLD_NOW | RTLD_LOCAL))) {
     p->cached = true;
+    utimensat(AT_FDCWD, so_path, NULL, 0); /* used now (ts_cache_sweep) */
     lookup = so_lookup;
     from = p->so;
   } else {

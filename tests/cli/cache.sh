@@ -8,7 +8,9 @@
 # (`tessera run`): one shared object a kernel in this build's folder,
 # reused by the next process with the same output, other builds' folders
 # unused for a day removed, concurrent processes agreeing, and
-# TESSERA_CPU_CACHE=0 writing nothing.
+# TESSERA_CPU_CACHE=0 writing nothing. Then the limits: at most 4 other
+# builds' folders, entries unused for 30 days and the least recently used
+# past TESSERA_CACHE_MAX_MB removed.
 set -u
 t=$1 root=$2
 cd "$root" || exit 2
@@ -101,6 +103,49 @@ for i in 1 2 3 4; do
   check '[[ $(cat "$tmp/c$i.rc") == 0 && ! -s $tmp/c$i.err ]] && cmp -s "$tmp/r0.out" "$tmp/c$i.out"' "concurrent run $i succeeds and agrees"
 done
 check '[[ $(ls "$TESSERA_CACHE"/cpu-*/ | wc -l) == 1 ]]' "one shared object and no temp files after concurrent runs"
+
+# limits: other builds' folders beyond the 4 most recently used go (even
+# within a day); a loaded shared object is marked used; past
+# TESSERA_CACHE_MAX_MB the least recently used shared objects go
+for i in 1 2 3 4 5 6; do
+  mkdir -p "$TESSERA_CACHE/cpu-b$i"
+  touch -d "$i hours ago" "$TESSERA_CACHE/cpu-b$i"
+done
+touch -d '3 days ago' "$build"/*.so
+"$t" run "$tmp/run.lua" >"$tmp/r3.out"
+check '[[ -d $TESSERA_CACHE/cpu-b4 && ! -e $TESSERA_CACHE/cpu-b5 && ! -e $TESSERA_CACHE/cpu-b6 ]]' "other builds: the 4 most recently used kept"
+check '[[ -n $(find "$build" -name "*.so" -newermt "1 hour ago") ]]' "a loaded shared object is marked used"
+head -c 700000 /dev/zero >"$build/old1.so"
+head -c 700000 /dev/zero >"$build/old2.so"
+touch -d '2 hours ago' "$build/old1.so"
+touch -d '1 hour ago' "$build/old2.so"
+printf 'kernel twice(x: f32[N]) grid(N) {\n  x[block_id(0)] = 2.0 * x[block_id(0)];\n}\n' >"$tmp/twice.tile"
+printf 'local ts = require("tessera")\nts.kernel(arg[1], "twice"):launch{ts.tensor("f32", {3})}\n' \
+  >"$tmp/run2.lua"
+TESSERA_CACHE_MAX_MB=1 "$t" run "$tmp/run2.lua" "$tmp/twice.tile" >"$tmp/r4.out"
+check '[[ $? == 0 && ! -e $build/old1.so && -e $build/old2.so && $(ls "$build"/*.so | wc -l) == 3 ]]' "past TESSERA_CACHE_MAX_MB the least recently used shared objects go, until under it"
+
+# the PTX entries: unused for TESSERA_CACHE_MAX_DAYS (30) days they go at a
+# process's first store; a hit marks an entry used; past TESSERA_CACHE_MAX_MB
+# the least recently used go
+rm -rf "$TESSERA_CACHE"
+compile -o "$tmp/a.ptx" 2>/dev/null
+entry=$(ls "$TESSERA_CACHE"/*.tsc)
+touch -d '10 days ago' "$entry"
+compile -o "$tmp/a.ptx" 2>/dev/null
+check '[[ -n $(find "$entry" -newermt "1 hour ago") ]]' "a hit marks the entry used"
+echo old >"$TESSERA_CACHE/0123456789abcdef0123456789abcdef.tsc"
+touch -d '40 days ago' "$TESSERA_CACHE/0123456789abcdef0123456789abcdef.tsc"
+compile -D BM=4 -o "$tmp/j.ptx" 2>/dev/null
+check '[[ ! -e $TESSERA_CACHE/0123456789abcdef0123456789abcdef.tsc && -e $entry ]]' "an entry unused for 30 days goes, a recent one stays"
+for i in 1 2 3; do
+  head -c 500000 /dev/zero >"$TESSERA_CACHE/big$i.tsc"
+  touch -d "$((4 - i)) hours ago" "$TESSERA_CACHE/big$i.tsc"
+done
+TESSERA_CACHE_MAX_MB=1 compile -D BM=8 -o "$tmp/k.ptx" 2>/dev/null
+check '[[ ! -e $TESSERA_CACHE/big1.tsc && ! -e $TESSERA_CACHE/big2.tsc && -e $TESSERA_CACHE/big3.tsc && $(du -sk "$TESSERA_CACHE" | cut -f1) -le 1100 ]]' "past TESSERA_CACHE_MAX_MB the least recently used entries go"
+TESSERA_CACHE_MAX_MB=1 compile -D BM=8 -o "$tmp/k2.ptx" 2>"$tmp/err"
+check 'cmp -s "$tmp/k.ptx" "$tmp/k2.ptx"' "the entry just stored is kept"
 
 echo "$pass passed, $fail failed"
 ((fail == 0))
