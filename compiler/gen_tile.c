@@ -1,6 +1,7 @@
 /* gen_tile.c - the tile ops (copy, fill, clear, gemm, reductions) as loops
- * over views, and the vector-dialect GEMM micro-kernel. The ABI and the
- * out-of-range rules are described in gen.c. */
+ * over views, and the CPU's GEMM micro-kernels (f32 in the vector dialect,
+ * i8 on AVX-512 VNNI). The ABI and the out-of-range rules are described in
+ * gen.c. */
 #include "compiler/gen_internal.h"
 
 #include <llvm-c/Core.h>
@@ -479,8 +480,6 @@ static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool 
   gen_loop_end(g, &ln);
   gen_loop_end(g, &lp);
   /* the register blocks */
-  MlirValue c128 = mb_op1(b, "vector.broadcast", 1,
-                          (MlirValue[]){mb_const_int(b, b->i32, (int32_t)0x80808080u)}, vt);
   int nslots = R * NV + R;
   MlirValue slots = mb_alloca_entry(b, vt, nslots);
   MlirValue zero = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i32, 0)}, vt);
@@ -508,7 +507,7 @@ static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool 
       mb_store(b, vnni_dot(b, mb_load(b, slots, q), bv[v], av), slots, q);
     }
     MlirValue q = gen_i64(g, R * NV + r);
-    mb_store(b, vnni_dot(b, mb_load(b, slots, q), c128, av), slots, q);
+    mb_store(b, vnni_dot(b, mb_load(b, slots, q), flip, av), slots, q); /* bytes of 128 */
   }
   gen_loop_end(g, &lk);
   for (int r = 0; r < R; r++) {
