@@ -207,6 +207,80 @@ static void bench_hca(ts_device *d, ts_kernel *k, const char *shape, int64_t T,
   ts_tensor_release(sink);
 }
 
+/* Launches k on two tensors or exits. */
+static void launch2(ts_kernel *k, ts_tensor *a, ts_tensor *b) {
+  ts_arg args[2] = {ts_arg_tensor(a), ts_arg_tensor(b)};
+  ts_status st = ts_kernel_launch(k, args, 2);
+  if (st) {
+    fprintf(stderr, "%s\n", ts_status_message(st));
+    exit(1);
+  }
+}
+
+/* x [n, D] f32 in the indexer's FP4 format (quant.tile fp4_pack), and its
+ * values as they decode into mirror (the reference reads those). */
+static ts_tensor *fp4_rows(ts_device *d, ts_kernel *pack, ts_kernel *unpack, ts_tensor *x,
+                           double *mirror) {
+  int64_t n = ts_tensor_dim(x, 0), D = ts_tensor_dim(x, 1);
+  int64_t sb[2] = {n, D / 2 + D / 32};
+  ts_tensor *b = tensor(d, TS_DTYPE_I8, 2, sb), *u = tensor(d, TS_DTYPE_F32, 2, (int64_t[]){n, D});
+  launch2(pack, x, b);
+  launch2(unpack, b, u);
+  for (int64_t i = 0; i < n * D; i++)
+    mirror[i] = ts_tensor_get(u, i);
+  ts_tensor_release(u);
+  return b;
+}
+
+/* The indexer over FP4 keys, T queries at a position past every key:
+ * indexer_scores_fp4_f32 (f32 queries) or indexer_scores_fp4 (FP4 queries,
+ * i8 GEMMs), the reference over the same decoded values. */
+static void bench_indexer_fp4(ts_device *d, ts_kernel *k, bool fp4_q, const char *shape,
+                              int64_t T, int64_t HI, int64_t D, int64_t S) {
+  ts_kernel *pack = bench_kernel(d, "kernels/quant.tile", "fp4_pack");
+  ts_kernel *unpack = bench_kernel(d, "kernels/quant.tile", "fp4_unpack");
+  job j = {.k = k, .n = 5, .ref = ref_idx, .T = T, .H = HI, .D = D, .S = S};
+  int64_t sq[2] = {T * HI, D}, sk[2] = {S, D}, sw[2] = {T, HI}, so[2] = {T, S};
+  ts_tensor *q = tensor(d, TS_DTYPE_F32, 2, sq), *kk = tensor(d, TS_DTYPE_F32, 2, sk);
+  ts_tensor *w = tensor(d, TS_DTYPE_F32, 2, sw), *pos = tensor(d, TS_DTYPE_I32, 1, &T);
+  ts_tensor *o = tensor(d, TS_DTYPE_F32, 2, so);
+  j.q = malloc(sizeof(double) * (size_t)(T * HI * D));
+  j.kv = malloc(sizeof(double) * (size_t)(S * D));
+  j.sink = malloc(sizeof(double) * (size_t)(T * HI));
+  j.o = malloc(sizeof(double) * (size_t)(T * S));
+  fill(q, NULL, 1);
+  fill(kk, NULL, 1);
+  fill(w, j.sink, 1);
+  ts_tensor *qb = fp4_rows(d, pack, unpack, q, j.q), *kb = fp4_rows(d, pack, unpack, kk, j.kv);
+  ts_tensor *qa;
+  if (fp4_q) {
+    int64_t s3[3] = {T, HI, D / 2 + D / 32};
+    if (ts_tensor_reshape(qb, 3, s3, &qa))
+      exit(2);
+  } else {
+    int64_t s3[3] = {T, HI, D};
+    qa = tensor(d, TS_DTYPE_F32, 3, s3);
+    for (int64_t i = 0; i < T * HI * D; i++)
+      ts_tensor_set(qa, i, j.q[i]);
+  }
+  for (int64_t t = 0; t < T; t++)
+    ((int32_t *)ts_tensor_data(pos))[t] = (int32_t)(4 * S + t);
+  ts_arg a[5] = {ts_arg_tensor(qa), ts_arg_tensor(kb), ts_arg_tensor(w),
+                 ts_arg_tensor(pos), ts_arg_tensor(o)};
+  memcpy(j.a, a, sizeof a);
+  report(fp4_q ? "indexer_scores_fp4 (i8)" : "indexer_scores_fp4_f32", shape, &j,
+         2.0 * (double)(T * HI * D * S), "GFLOP/s");
+  free(j.q);
+  free(j.kv);
+  free(j.sink);
+  free(j.o);
+  ts_tensor *ts[] = {q, kk, w, pos, o, qb, kb, qa};
+  for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+    ts_tensor_release(ts[i]);
+  ts_kernel_release(pack);
+  ts_kernel_release(unpack);
+}
+
 /* indexer_scores_f32 for T queries at a position past every key. */
 static void bench_indexer(ts_device *d, ts_kernel *k, const char *shape,
                           int64_t T, int64_t HI, int64_t D, int64_t S) {
@@ -350,6 +424,13 @@ int main(void) {
   ix = bench_kernel(dev, "kernels/indexer.tile", "indexer_scores_f32");
   bench_indexer(dev, ix, "Flash decode: 1 q, 64 x 128, 32768 keys (128K tokens)", 1,
                 64, 128, 32768);
+  for (int fq = 0; fq < 2; fq++) {
+    ts_kernel *k4 = bench_kernel(dev, "kernels/indexer.tile",
+                                 fq ? "indexer_scores_fp4" : "indexer_scores_fp4_f32");
+    bench_indexer_fp4(dev, k4, fq, "Flash decode: 1 q, 64 x 128, 32768 FP4 keys (128K tokens)",
+                      1, 64, 128, 32768);
+    ts_kernel_release(k4);
+  }
   ts_kernel *rp = bench_kernel(dev, "kernels/rope.tile", "rope");
   bench_rope(dev, rp, "tiny: 16 tok, 4 x 128, rope 64", 16, 4, 128, 32);
   bench_rope(dev, rp, "Flash: 64 tok, 64 x 512, rope 64", 64, 64, 512, 32);
