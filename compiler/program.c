@@ -134,7 +134,7 @@ static bool build_dir(char *out, size_t size) {
         nkept--;
       }
       memmove(&kept[at + 1], &kept[at], (size_t)(nkept - at) * sizeof kept[0]);
-      snprintf(kept[at].name, sizeof kept[at].name, "%s", e->d_name);
+      memcpy(kept[at].name, e->d_name, strlen(e->d_name) + 1); /* (its length: checked) */
       kept[at].t = sb.st_mtime;
       nkept++;
     }
