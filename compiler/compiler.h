@@ -43,6 +43,7 @@ typedef struct ts_compile_options {
   ts_emit emit;
   const ts_define *defines;
   size_t define_count;
+  const char *define_label; /* how messages name them: "-D" (NULL) or "param" */
   bool time_passes; /* print MLIR's pass timing to stderr */
   const char *arch; /* PTX: "sm_90a" (NULL), "sm_90", "sm_80" or "sm_86" */
   /* The kernel cache folder for final artifacts (PTX), or NULL for none;

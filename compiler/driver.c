@@ -322,6 +322,7 @@ ts_status ts_compile(const ts_allocator *alloc, const char *path,
   }
   /* 3. typed (the defines are for the chosen kernel, when there is one) */
   u.define_kernel = opt->kernel;
+  u.define_label = opt->define_label;
   if (!ts_unit_check(&u, opt->defines, opt->define_count)) {
     st = diags->nomem ? ts_status_nomem() : program_errors(diags);
     goto done;

@@ -233,6 +233,7 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
     return st;
   }
   p->unit.define_kernel = kernel;
+  p->unit.define_label = "param"; /* the runtime's params table */
   if (!ts_unit_parse(&p->unit) ||
       !ts_unit_check(&p->unit, defines, define_count)) {
     st = diags->nomem ? ts_status_nomem()

@@ -316,6 +316,9 @@ typedef struct ts_unit {
    * keep their defaults, so that one kernel's -D cannot break another's
    * `require`); NULL: every kernel with a param of the name. */
   const char *define_kernel;
+  /* How messages name an override: "-D" (NULL: the command line's) or
+   * "param" (a params table from Lua or the C API). */
+  const char *define_label;
   /* Set before ts_unit_parse: do not read the files a `use` names (the
    * formatter, which looks at one file). */
   bool no_use;

@@ -865,7 +865,8 @@ static void check_param(sema *s, ts_node *n, ts_kernel_info *k) {
     if (!parse_define(def->value, tn, &o)) {
       ts_diag *d =
           ts_diag_error(s->d, NULL, (ts_span){0, 0},
-                        "-D %s=%s: '%s' is not %s '%s'", def->name, def->value,
+                        "%s %s=%s: '%s' is not %s '%s'",
+                        s->u->define_label ? s->u->define_label : "-D", def->name, def->value,
                         def->value, tn->op == TS_TOK_INT_T ? "an" : "a", tname);
       ts_diag_note(s->d, d, s->src, n->span, "'%.*s' is declared here",
                    (int)n->name.len, n->name.ptr);
@@ -1277,16 +1278,17 @@ bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
   check_recursion(&s);
   /* (defines for a kernel the file lacks: the caller reports the kernel) */
   bool for_none = u->define_kernel && !ts_unit_kernel(u, ts_str_from(u->define_kernel));
+  const char *label = u->define_label ? u->define_label : "-D";
   for (size_t i = 0; i < define_count && !stopped(&s) && !for_none; i++)
     if (!s.define_used[i]) {
       ts_diag *d =
           u->define_kernel
               ? ts_diag_error(u->diags, NULL, (ts_span){0, 0},
-                              "-D %s: kernel '%s' in '%s' has no param '%s'", defines[i].name,
-                              u->define_kernel, u->src.name, defines[i].name)
+                              "%s %s: kernel '%s' in '%s' has no param '%s'", label,
+                              defines[i].name, u->define_kernel, u->src.name, defines[i].name)
               : ts_diag_error(u->diags, NULL, (ts_span){0, 0},
-                              "-D %s: no kernel in '%s' has a param '%s'", defines[i].name,
-                              u->src.name, defines[i].name);
+                              "%s %s: no kernel in '%s' has a param '%s'", label,
+                              defines[i].name, u->src.name, defines[i].name);
       ts_diag_hint(u->diags, d,
                    "'tessera compile --emit typed' lists the "
                    "params");

@@ -786,7 +786,7 @@ static int l_check(lua_State *L) {
   ts_diags d;
   ts_diags_init(&d, a);
   ts_compile_options opt = {
-      .emit = TS_EMIT_TYPED, .defines = defs, .define_count = ndefs};
+      .emit = TS_EMIT_TYPED, .defines = defs, .define_count = ndefs, .define_label = "param"};
   ts_buf out, msgs;
   ts_buf_init(&out, a);
   ts_buf_init(&msgs, a);

@@ -49,7 +49,8 @@ static ts_status load_cudasim(ts_kernel *k, const char *path, const char *text,
                             .emit = TS_EMIT_CUDA,
                             .arch = sim_arch(),
                             .defines = defines,
-                            .define_count = ndefs};
+                            .define_count = ndefs,
+                            .define_label = "param"};
   ts_buf cu;
   ts_buf_init(&cu, ts_allocator_system());
   ts_status st =
@@ -80,6 +81,7 @@ static ts_status load_cuda(ts_kernel *k, const char *path, const char *text,
                             .emit = nvrtc ? TS_EMIT_PTX : TS_EMIT_DEFAULT,
                             .defines = defines,
                             .define_count = ndefs,
+                            .define_label = "param",
                             .arch = arch,
                             .cache_dir = ts_cache_dir(cache, sizeof cache)};
   ts_buf ptx;

@@ -129,7 +129,7 @@ errors_with(function() k:launch{xs, ts.tensor("f32", {2, 4})} end,
             "but 'N' is 3 from argument 'x'", "dims bound consistently")
 errors_with(function() k:launch{xs, "y"} end, "tensors and numbers only", "arg type")
 errors_with(function() ts.kernel("kernels/softmax.tile", "softmax_rows", {NOPE = 1}) end,
-            "kernel 'softmax_rows' in 'kernels/softmax.tile' has no param 'NOPE'", "bad param")
+            "param NOPE: kernel 'softmax_rows' in 'kernels/softmax.tile' has no param 'NOPE'", "bad param")
 errors_with(function() ts.kernel("kernels/none.tile", "k") end, "cannot open", "no file")
 local kb = ts.kernel("kernels/softmax.tile", "softmax_rows_bf16")
 local xb, yb = xs:cast("bf16"), ts.tensor("bf16", {2, 3})

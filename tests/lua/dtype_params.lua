@@ -124,7 +124,7 @@ C.check(not okb and tostring(errb):find("changes the size", 1, true) ~= nil,
 
 -- a dtype param's value must name a dtype
 local ok, err = pcall(ts.kernel, "kernels/gemm.tile", "linear_f32", {W = "f31"})
-C.check(not ok and tostring(err):find("'f31' is not a 'dtype'", 1, true) ~= nil,
+C.check(not ok and tostring(err):find("param W=f31: 'f31' is not a 'dtype'", 1, true) ~= nil,
         "W = f31 is refused: " .. tostring(err))
 
 C.finish()
