@@ -232,13 +232,14 @@ static ts_tensor *fp4_rows(ts_device *d, ts_kernel *pack, ts_kernel *unpack, ts_
   return b;
 }
 
-/* The indexer over FP4 keys, T queries at a position past every key:
- * indexer_scores_fp4_f32 (f32 queries) or indexer_scores_fp4 (FP4 queries,
- * i8 GEMMs), the reference over the same decoded values. */
-static void bench_indexer_fp4(ts_device *d, ts_kernel *k, bool fp4_q, const char *shape,
-                              int64_t T, int64_t HI, int64_t D, int64_t S) {
-  ts_kernel *pack = bench_kernel(d, "kernels/quant.tile", "fp4_pack");
-  ts_kernel *unpack = bench_kernel(d, "kernels/quant.tile", "fp4_unpack");
+/* The indexer for T queries at a position past every key, its keys f32
+ * (fp4 0: indexer_scores_f32) or FP4 bytes with f32 queries (1:
+ * indexer_scores_fp4_f32) or FP4 queries (2: indexer_scores_fp4, i8
+ * GEMMs); the reference over the same (decoded) values. */
+static void bench_indexer(ts_device *d, ts_kernel *k, int fp4, const char *shape, int64_t T,
+                          int64_t HI, int64_t D, int64_t S) {
+  static const char *names[3] = {"indexer_scores f32", "indexer_scores_fp4_f32",
+                                 "indexer_scores_fp4 (i8)"};
   job j = {.k = k, .n = 5, .ref = ref_idx, .T = T, .H = HI, .D = D, .S = S};
   int64_t sq[2] = {T * HI, D}, sk[2] = {S, D}, sw[2] = {T, HI}, so[2] = {T, S};
   ts_tensor *q = tensor(d, TS_DTYPE_F32, 2, sq), *kk = tensor(d, TS_DTYPE_F32, 2, sk);
@@ -248,69 +249,44 @@ static void bench_indexer_fp4(ts_device *d, ts_kernel *k, bool fp4_q, const char
   j.kv = malloc(sizeof(double) * (size_t)(S * D));
   j.sink = malloc(sizeof(double) * (size_t)(T * HI));
   j.o = malloc(sizeof(double) * (size_t)(T * S));
-  fill(q, NULL, 1);
-  fill(kk, NULL, 1);
-  fill(w, j.sink, 1);
-  ts_tensor *qb = fp4_rows(d, pack, unpack, q, j.q), *kb = fp4_rows(d, pack, unpack, kk, j.kv);
-  ts_tensor *qa;
-  if (fp4_q) {
-    int64_t s3[3] = {T, HI, D / 2 + D / 32};
-    if (ts_tensor_reshape(qb, 3, s3, &qa))
-      exit(2);
-  } else {
-    int64_t s3[3] = {T, HI, D};
-    qa = tensor(d, TS_DTYPE_F32, 3, s3);
-    for (int64_t i = 0; i < T * HI * D; i++)
-      ts_tensor_set(qa, i, j.q[i]);
-  }
-  for (int64_t t = 0; t < T; t++)
-    ((int32_t *)ts_tensor_data(pos))[t] = (int32_t)(4 * S + t);
-  ts_arg a[5] = {ts_arg_tensor(qa), ts_arg_tensor(kb), ts_arg_tensor(w),
-                 ts_arg_tensor(pos), ts_arg_tensor(o)};
-  memcpy(j.a, a, sizeof a);
-  report(fp4_q ? "indexer_scores_fp4 (i8)" : "indexer_scores_fp4_f32", shape, &j,
-         2.0 * (double)(T * HI * D * S), "GFLOP/s");
-  free(j.q);
-  free(j.kv);
-  free(j.sink);
-  free(j.o);
-  ts_tensor *ts[] = {q, kk, w, pos, o, qb, kb, qa};
-  for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
-    ts_tensor_release(ts[i]);
-  ts_kernel_release(pack);
-  ts_kernel_release(unpack);
-}
-
-/* indexer_scores_f32 for T queries at a position past every key. */
-static void bench_indexer(ts_device *d, ts_kernel *k, const char *shape,
-                          int64_t T, int64_t HI, int64_t D, int64_t S) {
-  job j = {.k = k, .n = 5, .ref = ref_idx, .T = T, .H = HI, .D = D, .S = S};
-  int64_t sq[3] = {T, HI, D}, sk[2] = {S, D}, sw[2] = {T, HI}, so[2] = {T, S};
-  ts_tensor *q = tensor(d, TS_DTYPE_F32, 3, sq), *kk = tensor(d, TS_DTYPE_F32, 2, sk);
-  ts_tensor *w = tensor(d, TS_DTYPE_F32, 2, sw), *pos = tensor(d, TS_DTYPE_I32, 1, &T);
-  ts_tensor *o = tensor(d, TS_DTYPE_F32, 2, so);
-  j.q = malloc(sizeof(double) * (size_t)(T * HI * D));
-  j.kv = malloc(sizeof(double) * (size_t)(S * D));
-  j.sink = malloc(sizeof(double) * (size_t)(T * HI));
-  j.o = malloc(sizeof(double) * (size_t)(T * S));
   fill(q, j.q, 1);
   fill(kk, j.kv, 1);
   fill(w, j.sink, 1);
+  ts_tensor *qa = ts_tensor_retain(q), *ka = ts_tensor_retain(kk);
+  if (fp4) { /* the values as the FP4 bytes hold them */
+    ts_kernel *pack = bench_kernel(d, "kernels/quant.tile", "fp4_pack");
+    ts_kernel *unpack = bench_kernel(d, "kernels/quant.tile", "fp4_unpack");
+    ts_tensor *qb = fp4_rows(d, pack, unpack, q, j.q);
+    ts_tensor_release(ka);
+    ka = fp4_rows(d, pack, unpack, kk, j.kv);
+    if (fp4 == 2) {
+      ts_tensor_release(qa);
+      qa = qb;
+    } else {
+      for (int64_t i = 0; i < T * HI * D; i++)
+        ts_tensor_set(qa, i, j.q[i]);
+      ts_tensor_release(qb);
+    }
+    ts_kernel_release(pack);
+    ts_kernel_release(unpack);
+  }
+  ts_tensor *q3;
+  int64_t s3[3] = {T, HI, ts_tensor_dim(qa, 1)};
+  if (ts_tensor_reshape(qa, 3, s3, &q3))
+    exit(2);
   for (int64_t t = 0; t < T; t++)
     ((int32_t *)ts_tensor_data(pos))[t] = (int32_t)(4 * S + t);
-  ts_arg a[5] = {ts_arg_tensor(q), ts_arg_tensor(kk), ts_arg_tensor(w),
+  ts_arg a[5] = {ts_arg_tensor(q3), ts_arg_tensor(ka), ts_arg_tensor(w),
                  ts_arg_tensor(pos), ts_arg_tensor(o)};
   memcpy(j.a, a, sizeof a);
-  report("indexer_scores f32", shape, &j, 2.0 * (double)(T * HI * D * S), "GFLOP/s");
+  report(names[fp4], shape, &j, 2.0 * (double)(T * HI * D * S), "GFLOP/s");
   free(j.q);
   free(j.kv);
   free(j.sink);
   free(j.o);
-  ts_tensor_release(q);
-  ts_tensor_release(kk);
-  ts_tensor_release(w);
-  ts_tensor_release(pos);
-  ts_tensor_release(o);
+  ts_tensor *ts[] = {q, kk, w, pos, o, qa, ka, q3};
+  for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+    ts_tensor_release(ts[i]);
 }
 
 /* rope (bf16) on T tokens of H heads of D, the last 2 HALF dims rotated. */
@@ -419,16 +395,16 @@ int main(void) {
   /* its heads and head dim are params (constant tile shapes) */
   ts_kernel *ix = bench_kernel_with(dev, "kernels/indexer.tile", "indexer_scores_f32",
                                     (ts_define[]){{"NH", "4"}, {"DK", "64"}}, 2);
-  bench_indexer(dev, ix, "tiny: 16 q, 4 x 64, 128 keys", 16, 4, 64, 128);
+  bench_indexer(dev, ix, 0, "tiny: 16 q, 4 x 64, 128 keys", 16, 4, 64, 128);
   ts_kernel_release(ix);
   ix = bench_kernel(dev, "kernels/indexer.tile", "indexer_scores_f32");
-  bench_indexer(dev, ix, "Flash decode: 1 q, 64 x 128, 32768 keys (128K tokens)", 1,
+  bench_indexer(dev, ix, 0, "Flash decode: 1 q, 64 x 128, 32768 keys (128K tokens)", 1,
                 64, 128, 32768);
   for (int fq = 0; fq < 2; fq++) {
     ts_kernel *k4 = bench_kernel(dev, "kernels/indexer.tile",
                                  fq ? "indexer_scores_fp4" : "indexer_scores_fp4_f32");
-    bench_indexer_fp4(dev, k4, fq, "Flash decode: 1 q, 64 x 128, 32768 FP4 keys (128K tokens)",
-                      1, 64, 128, 32768);
+    bench_indexer(dev, k4, 1 + fq, "Flash decode: 1 q, 64 x 128, 32768 FP4 keys (128K tokens)",
+                  1, 64, 128, 32768);
     ts_kernel_release(k4);
   }
   ts_kernel *rp = bench_kernel(dev, "kernels/rope.tile", "rope");
