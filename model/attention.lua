@@ -140,14 +140,14 @@ end
 
 
 -- The lightning indexer's inputs for the rows of x [T, d] (qr its query
--- LoRA rows, at positions pos): the queries [T, HI, DI] (RoPE, Hadamard, the
--- FP4 simulation in "fp8") and the head weights [T, HI] scaled by
--- DI^-1/2 HI^-1/2.
+-- LoRA rows, at positions pos): the queries [T, HI, DI] (RoPE, Hadamard; the
+-- FP4 simulation, in "fp8", is index_scores' packing) and the head weights
+-- [T, HI] scaled by DI^-1/2 HI^-1/2.
 function M:indexer_inputs(L, qr, x, tab, pos)
   local cfg, p = self.cfg, self:prefix(L) .. "attn.indexer."
   local HI, DI = cfg.index_n_heads, cfg.index_head_dim
   local qi = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{x:shape()[1], HI, DI}
-  qi = self:index_query(hadamard(rope(qi, tab, pos)))
+  qi = hadamard(rope(qi, tab, pos))
   local w = linear(x, self:lweight(p .. "weights_proj.weight"))
   local scale = DI ^ -0.5 * HI ^ -0.5
   local wv = w:to_table()
@@ -156,19 +156,10 @@ function M:indexer_inputs(L, qr, x, tab, pos)
   return qi, w
 end
 
--- The indexer queries qi [n, HI, DI] as the model scores with them (the
--- FP4 simulation in the "fp8" format).
-function M:index_query(qi)
-  if self.kv_format == "f32" then return qi end
-  local sh = qi:shape()
-  return Cache.simulate(self.kv_format, "key", qi:reshape{sh[1] * sh[2], sh[3]}):reshape(sh)
-end
-
 -- The indexer's scores [T, N] (compression ratio `ratio`) of the queries qi
--- [T, HI, DI] (as index_query
--- makes them) at positions pos over N keys as the key cache holds them
--- (f32 rows, or in "fp8" the FP4 bytes: the queries are packed the same
--- way, which holds their FP4-simulated values exactly, and the scores are
+-- [T, HI, DI] (from indexer_inputs) at positions pos over N keys as the key
+-- cache holds them (f32 rows, or in "fp8" the FP4 bytes: the queries are
+-- packed the same way, which is their FP4 simulation, and the scores are
 -- exact integer sums a scale block, indexer_scores_fp4). Prefill and decode
 -- both score here, so a decode step's scores are the prefill's.
 function M:index_scores(ratio, qi, keys, w, pos, scores)
