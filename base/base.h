@@ -205,13 +205,11 @@ TS_MUST_USE ts_status ts_cache_get(const char *dir, const ts_cache_key *k,
  * then sweeps the folder (ts_cache_sweep). */
 TS_MUST_USE ts_status ts_cache_put(const char *dir, const ts_cache_key *k,
                                    const void *data, size_t len);
-/* The cache's limits: entries unused for $TESSERA_CACHE_MAX_DAYS days
- * (default 30) are removed, and the least recently used beyond
- * $TESSERA_CACHE_MAX_MB MiB (default 1024) of entries; a hit marks an
- * entry used (its modification time). */
-void ts_cache_limits(double *max_days, double *max_mib);
-/* Applies the limits to the files of `dir` named *`suffix` (the entries,
- * ".tsc"; the CPU code's shared objects, ".so"). */
+/* The cache's limits, applied to the files of `dir` named *`suffix` (the
+ * entries, ".tsc"; the CPU code's shared objects, ".so"): those unused for
+ * $TESSERA_CACHE_MAX_DAYS days (default 30) are removed, and the least
+ * recently used beyond $TESSERA_CACHE_MAX_MB MiB (default 1024); a hit
+ * marks an entry used (its modification time). */
 void ts_cache_sweep(const char *dir, const char *suffix);
 
 /* ---- sources: text plus a line table ------------------------------------- */

@@ -160,14 +160,9 @@ static double env_limit(const char *name, double dflt) {
   return *end || !(x >= 0) ? dflt : x;
 }
 
-void ts_cache_limits(double *max_days, double *max_mib) {
-  *max_days = env_limit("TESSERA_CACHE_MAX_DAYS", 30);
-  *max_mib = env_limit("TESSERA_CACHE_MAX_MB", 1024);
-}
-
 void ts_cache_sweep(const char *dir, const char *suffix) {
-  double days, mib;
-  ts_cache_limits(&days, &mib);
+  double days = env_limit("TESSERA_CACHE_MAX_DAYS", 30);
+  double mib = env_limit("TESSERA_CACHE_MAX_MB", 1024);
   DIR *d = opendir(dir);
   if (!d)
     return;

@@ -425,6 +425,7 @@ static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool 
   MlirType vt = mlirVectorTypeGet(1, &L, b->i32);
   MlirValue flip = mb_op1(b, "vector.broadcast", 1,
                           (MlirValue[]){mb_const_int(b, b->i32, (int32_t)0x80808080u)}, vt);
+  MlirValue zero = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i32, 0)}, vt);
   /* b packed: word (p, n) = b[4p..4p+3, n] ^ 0x80 each byte */
   MlirValue bp = mb_alloca_entry(b, b->i32, KW * N);
   loop lp, ln;
@@ -442,7 +443,6 @@ static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool 
     MlirValue base = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", n0, gen_i64(g, KW)), lp.iv);
     MlirType mt = mlirVectorTypeGet(1, &L, b->i1);
     MlirValue mask = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i1, 1)}, mt);
-    MlirValue zero = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i32, 0)}, vt);
     MlirValue gops[5] = {bw, mb_cast(b, "arith.index_cast", base, b->index), offs, mask, zero};
     packed = mb_op1(b, "vector.gather", 5, gops, vt);
   } else { /* rows 4p..4p+3 of 16 bytes interleaved a byte at a time */
@@ -482,7 +482,6 @@ static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool 
   /* the register blocks */
   int nslots = R * NV + R;
   MlirValue slots = mb_alloca_entry(b, vt, nslots);
-  MlirValue zero = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i32, 0)}, vt);
   loop li, lj, lk;
   gen_loop_begin(g, &li, gen_i64(g, 0), gen_i64(g, M / R));
   MlirValue i0 = mb_bin(b, "arith.muli", li.iv, gen_i64(g, R));

@@ -192,7 +192,7 @@ static void cache_store(ts_jit *j, const char *path) {
     char dir[4400];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash && !atomic_flag_test_and_set(&swept)) { /* this build's limits: ts_cache_limits */
+    if (slash && !atomic_flag_test_and_set(&swept)) { /* this build's limits: ts_cache_sweep */
       *slash = 0;
       ts_cache_sweep(dir, ".so");
     }

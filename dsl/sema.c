@@ -205,6 +205,11 @@ static void check_stmt(sema *s, ts_node *n);
 
 static bool stopped(sema *s) { return ts_diags_full(s->d) || s->nomem; }
 
+/* How messages name a param override (-D on the command line). */
+static const char *define_label(const ts_unit *u) {
+  return u->define_label ? u->define_label : "-D";
+}
+
 ts_symbol *sema_dtype_param(sema *s, ts_str name) {
   ts_symbol *sym = sema_lookup(s, name);
   if (!sym || sym->kind != TS_SYM_PARAM || sym->cval.kind != TS_CONST_DTYPE)
@@ -866,7 +871,7 @@ static void check_param(sema *s, ts_node *n, ts_kernel_info *k) {
       ts_diag *d =
           ts_diag_error(s->d, NULL, (ts_span){0, 0},
                         "%s %s=%s: '%s' is not %s '%s'",
-                        s->u->define_label ? s->u->define_label : "-D", def->name, def->value,
+                        define_label(s->u), def->name, def->value,
                         def->value, tn->op == TS_TOK_INT_T ? "an" : "a", tname);
       ts_diag_note(s->d, d, s->src, n->span, "'%.*s' is declared here",
                    (int)n->name.len, n->name.ptr);
@@ -1278,7 +1283,7 @@ bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
   check_recursion(&s);
   /* (defines for a kernel the file lacks: the caller reports the kernel) */
   bool for_none = u->define_kernel && !ts_unit_kernel(u, ts_str_from(u->define_kernel));
-  const char *label = u->define_label ? u->define_label : "-D";
+  const char *label = define_label(u);
   for (size_t i = 0; i < define_count && !stopped(&s) && !for_none; i++)
     if (!s.define_used[i]) {
       ts_diag *d =
