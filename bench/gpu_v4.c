@@ -564,6 +564,26 @@ static void hca_prefill(void) {
   ts_kernel_release(k);
 }
 
+/* indexer_scores_fp4's query and position arguments: T queries of HI
+ * heads x D in FP4 bytes ([T, HI, P]: fp4_pack of random rows), and
+ * positions that let query t see keys 0 .. S - 1 (RATIO 1). */
+static void fp4_queries(ts_device *d, int64_t T, int64_t HI, int64_t D, int64_t S, ts_arg *q,
+                        ts_arg *pos) {
+  int64_t P = D / 2 + D / 32, sq[3] = {T, HI, P};
+  ts_tensor *rows = packed(d, "fp4_pack", T * HI, D, P, 9), *v;
+  ts_status st = ts_tensor_reshape(rows, 3, sq, &v);
+  if (st)
+    die(st, "fp4 queries");
+  ts_tensor_release(rows);
+  ts_tensor *p = tensor(host, TS_DTYPE_I32, 1, &T);
+  for (int64_t t = 0; t < T; t++)
+    ts_tensor_set(p, t, (double)(S - 1));
+  *q = ts_arg_tensor(v);
+  *pos = ts_arg_tensor(d == host ? p : to_gpu(p));
+  if (d != host)
+    ts_tensor_release(p);
+}
+
 static void indexer(void) {
   int64_t T = 1, HI = 64, D = 128;
   {
@@ -577,6 +597,13 @@ static void indexer(void) {
     ts_tensor_release(a[1].tensor);
     a[1] = ts_arg_tensor(packed(host, "fp4_pack", 133, D, D / 2 + D / 32, 6));
     differential("kernels/indexer.tile", "indexer_scores_fp4_tc", "RATIO=1", a, 4, 3, 1e-2);
+    /* FP4 queries too: the i8 tensor cores (exact integer products; the
+     * head sum's order is the GPU's own) */
+    ts_arg f[5] = {{0}, a[1], a[2], {0}, a[3]};
+    fp4_queries(host, 2, HI, D, 133, &f[0], &f[3]);
+    differential("kernels/indexer.tile", "indexer_scores_fp4", "RATIO=1", f, 5, 4, 1e-5);
+    ts_tensor_release(f[0].tensor);
+    ts_tensor_release(f[3].tensor);
     release_args(a, 4);
   }
   if (check_only)
@@ -591,7 +618,8 @@ static void indexer(void) {
   ts_kernel *ks = gpu_kern("kernels/indexer.tile", "indexer_scores_tc", "RATIO=1");
   ts_kernel *ks2 = gpu_kern("kernels/indexer.tile", "indexer_scores_tc", "RATIO=1 BS=128");
   ts_kernel *ks4 = gpu_kern("kernels/indexer.tile", "indexer_scores_fp4_tc", "RATIO=1");
-  double fp4_ms[2] = {0, 0}, bf16_ms[2] = {0, 0};
+  ts_kernel *ks8 = gpu_kern("kernels/indexer.tile", "indexer_scores_fp4", "RATIO=1");
+  double fp4_ms[2] = {0, 0}, bf16_ms[2] = {0, 0}, i8_ms[2] = {0, 0};
   int64_t sizes[2] = {quick ? 4096 : 131072, quick ? 8192 : 1048576};
   for (int i = 0; i < 2; i++) {
     int64_t S = sizes[i], sq[3] = {T, HI, D}, sk[2] = {S, D}, sw[2] = {T, HI}, so[2] = {T, S};
@@ -625,18 +653,29 @@ static void indexer(void) {
     a[1] = ts_arg_tensor(packed(gpu, "fp4_pack", S, D, D / 2 + D / 32, 6));
     fp4_ms[i] = timed(ks4, a, 4) * 1e3;
     bf16_ms[i] = ts * 1e3;
+    ts_arg f[5] = {{0}, a[1], a[2], {0}, a[3]};
+    fp4_queries(gpu, T, HI, D, S, &f[0], &f[3]);
+    i8_ms[i] = timed(ks8, f, 5) * 1e3;
+    ts_tensor_release(f[0].tensor);
+    ts_tensor_release(f[3].tensor);
     release_args(a, 4);
   }
-  printf("\n| indexer_scores_fp4_tc (FP4 keys, %lld bytes each) | entries | ms | GB/s | of copy "
-         "| bf16 keys ms | bf16 ms / FP4 ms |\n|---|---|---|---|---|---|---|\n",
+  /* indexer_scores_fp4_tc: FP4 keys decoded to bf16, bf16 wgmma;
+   * indexer_scores_fp4: FP4 queries and keys, s8 wgmma into i32 */
+  printf("\n| FP4 keys (%lld bytes each), BS 64 | entries | ms | GB/s | of copy "
+         "| bf16 keys ms | bf16 ms / this ms |\n|---|---|---|---|---|---|---|\n",
          (long long)(D / 2 + D / 32));
-  for (int i = 0; i < 2; i++) {
-    double bytes = (double)sizes[i] * (D / 2 + D / 32 + 4), t = fp4_ms[i] / 1e3;
-    char r1[32], r2[32];
-    printf("| BS 64 | %lld | %.3f | %.0f | %s | %.3f | %s |\n", (long long)sizes[i], fp4_ms[i],
-           bytes / t / 1e9, ratio(r1, copy_bps > 0 ? bytes / t / copy_bps : 0), bf16_ms[i],
-           ratio(r2, fp4_ms[i] > 0 ? bf16_ms[i] / fp4_ms[i] : 0));
-  }
+  for (int f = 0; f < 2; f++)
+    for (int i = 0; i < 2; i++) {
+      double ms = f ? i8_ms[i] : fp4_ms[i];
+      double bytes = (double)sizes[i] * (D / 2 + D / 32 + 4), t = ms / 1e3;
+      char r1[32], r2[32];
+      printf("| %s | %lld | %.3f | %.0f | %s | %.3f | %s |\n",
+             f ? "indexer_scores_fp4 (FP4 queries, s8 wgmma)" : "indexer_scores_fp4_tc (bf16 wgmma)",
+             (long long)sizes[i], ms, t > 0 ? bytes / t / 1e9 : 0,
+             ratio(r1, copy_bps > 0 && t > 0 ? bytes / t / copy_bps : 0), bf16_ms[i],
+             ratio(r2, ms > 0 ? bf16_ms[i] / ms : 0));
+    }
 }
 
 /* Slices for hc_mix_split (model/ops.lua O.slices): about two blocks an SM of an H100

@@ -1,8 +1,9 @@
 /* cuda_tc.c - the CUDA C lowering's fast paths: tensor-core GEMMs
- * (mma.sync m16n8k16, m16n8k8 for tf32, and wgmma; gpu_mma.c decides) with register accumulators in the
+ * (mma.sync m16n8k16, m16n8k8 for tf32, m16n8k32 for s8, and wgmma; gpu_mma.c decides) with register accumulators in the
  * instruction's layout, and `pipelined` loops as rings of asynchronous
  * copies (cp.async; gpu_pipe.c decides). docs/abi.md describes both. */
 #include "compiler/cuda_internal.h"
+#include <string.h>
 
 int cu_swizzle_of(cg *c, const ts_symbol *s, int64_t *r, int64_t *cols) {
   const ts_gpu_tile *t = c->tiles ? ts_gpu_tile_of(c->tiles, c->ntiles, s) : NULL;
@@ -191,7 +192,10 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   /* tf32: m16n8k8, whose fragments are m16n8k16's 16-bit ones read as
    * 32-bit words (k steps of 8, halves 4 apart; gen_mma.c) */
   bool tf32 = sa->type->dtype == TS_DTYPE_F32;
-  int kh = tf32 ? 4 : 8;
+  /* s8: m16n8k32 into i32, the 16-bit fragments' words read as 4 bytes
+   * (k steps of 32, halves 16 apart; A K-major, B transposed: gpu_mma.c) */
+  bool s8 = sa->type->dtype == TS_DTYPE_I8;
+  int kh = tf32 ? 4 : s8 ? 16 : 8;
   int64_t warps = c->threads / 32, pieces = (M / 16) * (N / 8);
   int64_t slots = (pieces + warps - 1) / warps;
   int id = c->tmp++;
@@ -226,12 +230,16 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
                    : cu_str(c, "%s[%s * %lldLL + %s]", cc, ci[r], (long long)(N + pad),
                          cj[r]);
   }
-  cu_line(c, "float d%d_[4] = {%s, %s, %s, %s};", id, acc ? creg[0] : "0.0f",
-       acc ? creg[1] : "0.0f", acc ? creg[2] : "0.0f", acc ? creg[3] : "0.0f");
+  const char *zero = s8 ? "0" : "0.0f";
+  cu_line(c, "%s d%d_[4] = {%s, %s, %s, %s};", s8 ? "int" : "float", id, acc ? creg[0] : zero,
+          acc ? creg[1] : zero, acc ? creg[2] : zero, acc ? creg[3] : zero);
   cu_line(c, "for (int k%d_ = 0; k%d_ < %lld; k%d_ += %d) {", id, id, (long long)K,
        id, 2 * kh);
   c->ind++;
-  const char *k0 = cu_str(c, "(k%d_ + %s)", id, q), *k8 = cu_str(c, "(k%d_ + %s + %d)", id, q, kh);
+  /* this lane's first k of a word: 2 (l % 4) 16-bit elements, 4 (l % 4)
+   * bytes */
+  const char *qk = s8 ? cu_str(c, "2 * %s", q) : q;
+  const char *k0 = cu_str(c, "(k%d_ + %s)", id, qk), *k8 = cu_str(c, "(k%d_ + %s + %d)", id, qk, kh);
   const char *m8 = cu_str(c, "(%s + 8)", mr), *col = cu_str(c, "(%s + %s)", nr, g);
   /* two consecutive k of one row (A) or one column (B) in a word */
   const char *ak[4][2] = {{mr, k0}, {m8, k0}, {mr, k8}, {m8, k8}};
@@ -277,6 +285,8 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   }
   if (tf32)
     cu_line(c, "ts_mma_1688_tf32(d%d_, a%d_, b%d_);", id, id, id);
+  else if (s8)
+    cu_line(c, "ts_mma_16832_s8(d%d_, a%d_, b%d_);", id, id, id);
   else
     cu_line(c, "ts_mma_16816(d%d_, a%d_, b%d_, %s);", id, id, id, f16);
   c->ind--;
@@ -404,12 +414,20 @@ static void fence_regs(cg *c, const ts_node *call) {
  * ts_pipe_clear_folds). */
 void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const char *first) {
   /* the operands visible to the async proxy: by the loop (async), by the
-   * fenced barrier just before (only braces and blanks since), or below */
+   * fenced barrier just before (only braces, blanks and statement line
+   * marks since: TS_LINE is empty on the GPU), or below */
   bool ready = async;
   if (c->fenced_at && c->fenced_at <= c->o->len) {
     ready = true;
-    for (size_t i = c->fenced_at; i < c->o->len; i++)
-      ready &= c->o->ptr[i] == '{' || c->o->ptr[i] == ' ' || c->o->ptr[i] == '\n';
+    const char *o = c->o->ptr;
+    for (size_t i = c->fenced_at; ready && i < c->o->len; i++) {
+      if (!strncmp(o + i, "TS_LINE(", 8)) {
+        const char *e = strstr(o + i, ");");
+        i = e ? (size_t)(e - o) + 1 : c->o->len;
+        continue;
+      }
+      ready = o[i] == '{' || o[i] == ' ' || o[i] == '\n';
+    }
   }
   /* with the warpgroups splitting N (gen.h ts_wgmma_nsplit), each runs an
    * m64n(N / ns) on its columns of B and C */
@@ -425,9 +443,13 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
                                  (long long)sb->type->dims[0].c)
                         : "";
   int full = ts_wgmma_kind(call), kind = full & 3; /* gen.h */
-  bool mn = full & 4;
+  bool mn = full & 4, s8 = full & TS_KIND_S8; /* s8: i32 accumulators */
   int64_t kstep = kind == 3 ? 8 : kind == 2 ? 32 : 16; /* 32 bytes */
-  const char *ty = kind == 3 ? "tf32" : kind == 2 ? "e4m3" : kind == 1 ? "f16" : "bf16";
+  const char *ty = s8          ? "s8"
+                   : kind == 3 ? "tf32"
+                   : kind == 2 ? "e4m3"
+                   : kind == 1 ? "f16"
+                               : "bf16";
   int64_t ra, ca, rb, cb;
   int swa = cu_swizzle_of(c, sa, &ra, &ca), swb = cu_swizzle_of(c, sb, &rb, &cb);
   /* accumulate=false: the first k step ignores the old accumulators
@@ -444,12 +466,14 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
    * the asm, so that nothing hoists one descriptor a step out of a loop
    * (as gen_mma.c gen_wgmma) */
   const char *text = cu_str(c, "setp.ne.b32 p, %%%lld, 0;\\n"
-                            "wgmma.mma_async.sync.aligned.m64n%lldk%lld.f32.%s.%s {",
-                            (long long)half + 2, (long long)N, (long long)kstep, ty, ty);
+                            "wgmma.mma_async.sync.aligned.m64n%lldk%lld.%s.%s.%s {",
+                            (long long)half + 2, (long long)N, (long long)kstep,
+                            s8 ? "s32" : "f32", ty, ty);
   for (int64_t i = 0; i < half; i++)
     text = cu_str(c, "%s%s%%%lld", text, i ? ", " : "", (long long)i);
-  text = cu_str(c, "%s}, da, db, p, 1, 1%s;\\n}\\n", text,
-                kind >= 2 ? "" : mn ? ", 0, 1" : ", 0, 0");
+  /* integer wgmma has no scale-a/b or transpose operands */
+  text = cu_str(c, "%s}, da, db, p%s;\\n}\\n", text,
+                s8 ? "" : kind >= 2 ? ", 1, 1" : mn ? ", 1, 1, 0, 1" : ", 1, 1, 0, 0");
   /* where the first k step's descriptors start (gen.h ts_wgmma_start); a
    * slab's rows start whole 8-row atoms further into A (SBO apart) */
   int64_t lboa, lbo;
@@ -487,7 +511,7 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
       ts_buf_puts(c->o, "#else\n");
       const char *outs = "";
       for (int64_t i = 0; i < half; i++)
-        outs = cu_str(c, "%s%s\"+f\"(%s[%lld])", outs, i ? ", " : "", cc,
+        outs = cu_str(c, "%s%s\"+%s\"(%s[%lld])", outs, i ? ", " : "", s8 ? "r" : "f", cc,
                       (long long)(s * half + i));
       cu_line(c, "asm volatile(\"{\\n.reg .pred p;\\n.reg .b64 da, db;\\nadd.s64 da, %%%lld, "
               "%lld;\\nadd.s64 db, %%%lld, %lld;\\n%s\" : %s : \"l\"(da_), \"l\"(db_), "

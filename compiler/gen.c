@@ -1388,6 +1388,7 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
         {"ts_gpusim_wgmma", "lllllii", ""}, {"ts_gpusim_wgmma_sync", "lli", ""},
         {"ts_gpusim_barrier", "l", ""},     {"ts_gpusim_shuffle", "llii", "i"},
         {"ts_gpusim_mma", "lliiiiiiffffi", ""}, {"ts_gpusim_mma_d", "lli", "f"},
+        {"ts_gpusim_mma_s8", "lliiiiiiiiii", ""}, {"ts_gpusim_mma_di", "lli", "i"},
         {"ts_gpusim_ldmatrix", "llli", ""}, {"ts_gpusim_ldmatrix_r", "lli", "i"},
         {"ts_gpusim_tma", "lllllll", ""},   {"ts_gpusim_mbar", "llili", ""},
         {"ts_gpusim_cp", "lll", ""},       {"ts_gpusim_access", "llli", ""}};

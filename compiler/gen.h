@@ -64,7 +64,9 @@ const ts_gpu_tile *ts_gpu_tile_of(const ts_gpu_tile *t, int nt, const ts_symbol 
  * (`mnk` gets M, N, K); two f32 tiles with tf32=true, A not transposed and
  * B transposed, both in shared memory, K % 8 == 0, as mma.sync m16n8k8
  * .tf32 (its fragments are a 16-bit m16n8k16's, read as 32-bit words:
- * ldmatrix serves both). ts_mma_layouts sets mma[i] for the register tiles
+ * ldmatrix serves both); two i8 tiles into an i32 one, A not transposed
+ * and B transposed, K % 32 == 0, as mma.sync m16n8k32 .s8 (the same words
+ * read as bytes). ts_mma_layouts sets mma[i] for the register tiles
  * of the plan that hold such a gemm's accumulator in the instruction's
  * layout: the 16x8 pieces in row-major order, piece p on warp p % warps at
  * registers 4 (p / warps) .. +3, lane l holding rows l / 4 and l / 4 + 8,
@@ -121,7 +123,8 @@ enum { TS_ACC_CYCLIC, TS_ACC_MMA, TS_ACC_WGMMA, TS_ACC_ROWS };
  * `layout`), or 0. */
 int64_t ts_rows_len(const ts_node *x, const ts_symbol *const *regs, const uint8_t *layout,
                     int nregs);
-/* A tensor-core gemm that runs as wgmma.mma_async m64nNk16 (k32 for fp8;
+/* A tensor-core gemm that runs as wgmma.mma_async m64nNk16 (k32 for fp8
+ * and s8;
  * a B not transposed is MN-major: imm-trans-b 1)
  * on sm_90a: ts_mma_gemm's conditions, A not transposed and B transposed
  * (both K contiguous) in swizzled shared memory, C in registers, whole
@@ -129,10 +132,14 @@ int64_t ts_rows_len(const ts_node *x, const ts_symbol *const *regs, const uint8_
  * (K % 32 == 0) qualify for wgmma only: elsewhere their gemm is scalar. */
 bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                    const ts_node *call, int64_t mnk[3]);
-/* A wgmma gemm's operand kind as both lowerings and the simulator count it:
- * 0 bf16, 1 f16 (m64nNk16), 2 e4m3 (m64nNk32, no transpose flags), 3 tf32
- * (f32 with tf32=true: m64nNk8, no transpose flags), plus 4 when B is not
- * transposed (MN-major: imm-trans-b 1). Every kind's k step is 32 bytes. */
+/* A tensor-core gemm's operand kind as both lowerings and the simulator
+ * count it: 0 bf16, 1 f16 (m64nNk16), 2 e4m3 (m64nNk32, no transpose
+ * flags), 3 tf32 (f32 with tf32=true: m64nNk8, no transpose flags), plus 4
+ * when B is not transposed (MN-major: imm-trans-b 1); i8 operands into i32
+ * accumulators are 2 | TS_KIND_S8 (8-bit like e4m3, integer products:
+ * m16n8k32 / m64nNk32 .s32.s8.s8). Every kind's k step is 32 bytes (the
+ * simulator's wgmma adds 8 for scale-d 0). */
+enum { TS_KIND_S8 = 16 };
 int ts_wgmma_kind(const ts_node *call);
 /* How many of the block's G warpgroups split a wgmma accumulator's columns
  * (FlashMLA's decode: 64 heads, one 64-row slab, the output's columns over

@@ -1,5 +1,6 @@
 /* gen_mma.c - tensor cores in the MLIR lowering of the GPU kernel:
- * mma.sync m16n8k16 (bf16 or f16 into f32; m16n8k8 for tf32) and, on
+ * mma.sync m16n8k16 (bf16 or f16 into f32; m16n8k8 for tf32, m16n8k32 for
+ * s8 into s32) and, on
  * sm_90a, wgmma for the gemms gpu_mma.c picks,
  * register accumulators in the instruction's layout, and the loops over
  * such tiles (docs/abi.md "Tensor cores"). On the GPU the instruction is
@@ -233,10 +234,22 @@ void gen_elem_end(gen *g, loop *L, uint32_t rank) {
 /* ---- the instruction ------------------------------------------------------ */
 
 /* d[0..3] += A B for this lane's words a[4], bw[2]: m16n8k16 bf16 (kind
- * 0) or f16 (1), or m16n8k8 tf32 (3; gen.h ts_wgmma_kind's numbers). */
+ * 0) or f16 (1), m16n8k8 tf32 (3), or m16n8k32 s8 into s32 (2 |
+ * TS_KIND_S8; gen.h ts_wgmma_kind's numbers). */
 static void mma(gen *g, const MlirValue *a, const MlirValue *bw, MlirValue *d,
                 int kind) {
   mb *b = &g->b;
+  bool s8 = kind & TS_KIND_S8;
+  if (g->emu && s8) {
+    MlirValue args[12] = {g->emu_ctx, g->tid, a[0], a[1], a[2], a[3],
+                          bw[0],      bw[1],  d[0], d[1], d[2], d[3]};
+    gen_call(g, "ts_gpusim_mma_s8", 12, args, 0, NULL);
+    for (int r = 0; r < 4; r++) {
+      MlirValue q[3] = {g->emu_ctx, g->tid, mb_const_int(b, b->i32, r)};
+      d[r] = mlirOperationGetResult(gen_call(g, "ts_gpusim_mma_di", 3, q, 1, &b->i32), 0);
+    }
+    return;
+  }
   if (g->emu) {
     MlirValue args[13] = {g->emu_ctx, g->tid, a[0], a[1], a[2], a[3], bw[0],
                           bw[1], d[0], d[1], d[2], d[3],
@@ -248,9 +261,12 @@ static void mma(gen *g, const MlirValue *a, const MlirValue *bw, MlirValue *d,
     }
     return;
   }
-  MlirType st = mlirTypeParseGet(b->ctx, mb_str("!llvm.struct<(f32, f32, f32, f32)>"));
+  MlirType st = mlirTypeParseGet(
+      b->ctx, mb_str(s8 ? "!llvm.struct<(i32, i32, i32, i32)>" : "!llvm.struct<(f32, f32, f32, f32)>"));
   const char *text =
-      kind == 3 ? "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {$0, $1, $2, $3}, "
+      s8 ? "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {$0, $1, $2, $3}, "
+           "{$4, $5, $6, $7}, {$8, $9}, {$10, $11, $12, $13};"
+      : kind == 3 ? "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {$0, $1, $2, $3}, "
                   "{$4, $5, $6, $7}, {$8, $9}, {$10, $11, $12, $13};"
       : kind == 1 ? "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {$0, $1, $2, $3}, "
                     "{$4, $5, $6, $7}, {$8, $9}, {$10, $11, $12, $13};"
@@ -259,7 +275,8 @@ static void mma(gen *g, const MlirValue *a, const MlirValue *bw, MlirValue *d,
   MlirNamedAttribute attrs[3] = {
       mb_attr(b, "asm_string", mlirStringAttrGet(b->ctx, mb_str(text))),
       mb_attr(b, "constraints",
-              mlirStringAttrGet(b->ctx, mb_str("=f,=f,=f,=f,r,r,r,r,r,r,0,1,2,3"))),
+              mlirStringAttrGet(b->ctx, mb_str(s8 ? "=r,=r,=r,=r,r,r,r,r,r,r,0,1,2,3"
+                                                  : "=f,=f,=f,=f,r,r,r,r,r,r,0,1,2,3"))),
       mb_attr(b, "has_side_effects", mlirUnitAttrGet(b->ctx))};
   MlirValue ops[10] = {a[0], a[1], a[2], a[3], bw[0], bw[1], d[0], d[1], d[2], d[3]};
   MlirValue s = mlirOperationGetResult(
@@ -268,8 +285,8 @@ static void mma(gen *g, const MlirValue *a, const MlirValue *bw, MlirValue *d,
     int64_t pos = r;
     MlirNamedAttribute pa =
         mb_attr(b, "position", mlirDenseI64ArrayGet(b->ctx, 1, &pos));
-    d[r] = mlirOperationGetResult(mb_op(b, "llvm.extractvalue", 1, &s, 1, &b->f32, 1, &pa),
-                                  0);
+    d[r] = mlirOperationGetResult(
+        mb_op(b, "llvm.extractvalue", 1, &s, 1, s8 ? &b->i32 : &b->f32, 1, &pa), 0);
   }
 }
 
@@ -312,16 +329,20 @@ static bool in_smem(gen *g, const ts_symbol *s) {
   return t && t->home == TS_TILE_SMEM;
 }
 
-/* Two consecutive 16-bit elements of a tile (lin and lin + step) in a word,
- * the first in the low half. */
+/* The 32 / bits consecutive elements of a tile (16-bit or 8-bit: lin,
+ * lin + step, ..) in a word, the first in the low bits. */
 static MlirValue word(gen *g, const ts_symbol *t, MlirValue lin, int64_t step) {
   mb *b = &g->b;
-  MlirValue mem = {t->user};
-  MlirValue lo = mb_cast(b, "arith.extui", mb_load(b, mem, phys(g, t, lin)), b->i32);
-  MlirValue hi = mb_cast(b, "arith.extui",
-                         mb_load(b, mem, phys(g, t, gen_bin(g, "arith.addi", lin, gen_i64(g, step)))),
-                         b->i32);
-  return gen_bin(g, "arith.ori", lo, gen_bin(g, "arith.shli", hi, mb_const_int(b, b->i32, 16)));
+  MlirValue mem = {t->user}, w = {NULL};
+  int bits = ts_dtype_bits(t->type->dtype);
+  for (int e = 0; e < 32 / bits; e++) {
+    MlirValue at = e ? gen_bin(g, "arith.addi", lin, gen_i64(g, e * step)) : lin;
+    MlirValue x = mb_cast(b, "arith.extui", mb_load(b, mem, phys(g, t, at)), b->i32);
+    if (e)
+      x = gen_bin(g, "arith.shli", x, mb_const_int(b, b->i32, e * bits));
+    w = e ? gen_bin(g, "arith.ori", w, x) : x;
+  }
+  return w;
 }
 
 /* Piece s * warps + warp of an [.., N] accumulator, when it exists (the
@@ -429,9 +450,11 @@ void gen_wgmma_wait(gen *g, int64_t n, ts_node *const *calls, int nc) {
   for (int i = 0; n == 0 && i < nc; i++) {
     const ts_gpu_tile *p = ts_gpu_tile_of(g->plan, g->nplan, calls[i]->kids[2]->sym);
     MlirValue cm = {calls[i]->kids[2]->sym->user};
+    bool s8 = ts_wgmma_kind(calls[i]) & TS_KIND_S8; /* i32 accumulators */
     for (int64_t r = 0; p && r < p->per_thread; r++) {
       MlirValue x = mb_load(b, cm, gen_i64(g, r));
-      mb_store(b, asm_op(g, "", "=f,0", 1, &x, b->f32, true), cm, gen_i64(g, r));
+      mb_store(b, asm_op(g, "", s8 ? "=r,0" : "=f,0", 1, &x, s8 ? b->i32 : b->f32, true), cm,
+               gen_i64(g, r));
     }
   }
 }
@@ -459,9 +482,14 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
   int64_t M = mnk[0], N = mnk[1] / g->ns, K = mnk[2], groups = g->threads / 128 / g->ns;
   int64_t slabs = M / (64 * groups), half = N / 2;
   int full = ts_wgmma_kind(call), kind = full & 3; /* gen.h */
-  bool mn = full & 4;
+  bool mn = full & 4, s8 = full & TS_KIND_S8; /* s8: i32 accumulators */
   int64_t kstep = kind == 3 ? 8 : kind == 2 ? 32 : 16; /* 32 bytes */
-  const char *ty = kind == 3 ? "tf32" : kind == 2 ? "e4m3" : kind == 1 ? "f16" : "bf16";
+  const char *ty = s8          ? "s8"
+                   : kind == 3 ? "tf32"
+                   : kind == 2 ? "e4m3"
+                   : kind == 1 ? "f16"
+                               : "bf16";
+  MlirType ct = s8 ? b->i32 : b->f32;
   MlirValue cm = {sc->user};
   /* the operands visible to the async proxy: by the loop (async), by the
    * fenced barrier just before (gen_ahead), or here */
@@ -488,16 +516,18 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
    * 64 registers) */
   ts_buf_printf(&text, "{\n.reg .pred p;\n.reg .b64 da, db;\nadd.s64 da, $%lld, %%lld;\n"
                 "add.s64 db, $%lld, %%lld;\nsetp.ne.b32 p, $%lld, 0;\n"
-                "wgmma.mma_async.sync.aligned.m64n%lldk%lld.f32.%s.%s {",
+                "wgmma.mma_async.sync.aligned.m64n%lldk%lld.%s.%s.%s {",
                 (long long)half, (long long)half + 1, (long long)half + 2, (long long)N,
-                (long long)kstep, ty, ty);
+                (long long)kstep, s8 ? "s32" : "f32", ty, ty);
   ts_buf_puts(&st, "!llvm.struct<(");
   for (int64_t i = 0; i < half; i++) {
     ts_buf_printf(&text, "%s$%lld", i ? ", " : "", (long long)i);
-    ts_buf_printf(&cons, "=f,");
-    ts_buf_printf(&st, "%sf32", i ? ", " : "");
+    ts_buf_printf(&cons, s8 ? "=r," : "=f,");
+    ts_buf_printf(&st, "%s%s", i ? ", " : "", s8 ? "i32" : "f32");
   }
-  ts_buf_printf(&text, "}, da, db, p, 1, 1%s;\n}", kind >= 2 ? "" : mn ? ", 0, 1" : ", 0, 0");
+  /* integer wgmma has no scale-a/b or transpose operands */
+  ts_buf_printf(&text, "}, da, db, p%s;\n}",
+                s8 ? "" : kind >= 2 ? ", 1, 1" : mn ? ", 1, 1, 0, 1" : ", 1, 1, 0, 0");
   ts_buf_puts(&cons, "l,l,r");
   for (int64_t i = 0; i < half; i++)
     ts_buf_printf(&cons, ",%lld", (long long)i);
@@ -558,7 +588,7 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
       MlirValue res = asm_op(g, step.ptr, cons.ptr, half + 3, ops, sty, true);
       for (int64_t i = 0; i < half; i++) {
         MlirNamedAttribute pa = mb_attr(b, "position", mlirDenseI64ArrayGet(b->ctx, 1, &i));
-        mb_store(b, mlirOperationGetResult(mb_op(b, "llvm.extractvalue", 1, &res, 1, &b->f32, 1, &pa), 0),
+        mb_store(b, mlirOperationGetResult(mb_op(b, "llvm.extractvalue", 1, &res, 1, &ct, 1, &pa), 0),
                  cm, gen_i64(g, s * half + i));
       }
     }
@@ -600,6 +630,9 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     return false;
   if (call_node->kids[0]->sym->type->dtype == TS_DTYPE_FP8E4M3)
     return false; /* no mma.sync for fp8 here: the scalar gemm */
+  int full = ts_wgmma_kind(call_node);
+  bool s8 = full & TS_KIND_S8; /* i32 accumulators */
+  MlirType ct = s8 ? g->b.i32 : g->b.f32;
   const ts_node *c0;
   const ts_symbol *sa = call_node->kids[0]->sym, *sb = ts_gemm_b(call_node, &c0),
                   *sc = call_node->kids[2]->sym;
@@ -620,8 +653,9 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
   bool acc = ts_call_named_bool(call_node, "accumulate", true);
   /* tf32: m16n8k8, whose fragments are m16n8k16's 16-bit ones read as
    * 32-bit words (half the elements a 16-byte row: k steps of 8, halves 4
-   * apart) */
-  int kind = ts_wgmma_kind(call_node) & 3, eb = kind == 3 ? 4 : 2;
+   * apart); s8: m16n8k32, the same words read as 4 bytes (k steps of 32,
+   * halves 16 apart) */
+  int kind = full & 3, eb = kind == 3 ? 4 : s8 ? 1 : 2;
   int64_t ks = 32 / eb, kh = ks / 2;
   MlirValue am = {sa->user}, bm = {sb->user}, cm = {sc->user};
   int64_t warps = g->threads / 32, pieces = (M / 16) * (N / 8);
@@ -642,7 +676,7 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     MlirValue cl[4];
     MlirBlock join = piece(g, ls.iv, warp, gq, q, warps, pieces, N, N, regs, cl, NULL, NULL);
     for (int r = 0; r < 4; r++)
-      mb_store(b, mb_const_f32(b, 0.0), cm, cl[r]);
+      mb_store(b, s8 ? mb_const_int(b, ct, 0) : mb_const_f32(b, 0.0), cm, cl[r]);
     gen_if_end(g, join);
     gen_loop_end(g, &ls);
   }
@@ -651,7 +685,7 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
     gen_loop_begin_step(g, &lk, gen_i64(g, 0), gen_i64(g, K), gen_i64(g, ks));
     lk.unroll = K / ks <= 8;
   } else {
-    dm = mb_alloca_entry(b, b->f32, 4);
+    dm = mb_alloca_entry(b, ct, 4);
   }
   gen_loop_begin(g, &ls, gen_i64(g, 0), gen_i64(g, slots));
   ls.unroll = regs;
@@ -660,11 +694,15 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
   MlirBlock join = piece(g, ls.iv, warp, gq, q, warps, pieces, N, N + pad, regs, cl, &m0, &n0);
   if (!regs) {
     for (int r = 0; r < 4; r++)
-      mb_store(b, acc ? mb_load(b, cm, cl[r]) : mb_const_f32(b, 0.0), dm, gen_i64(g, r));
+      mb_store(b, acc ? mb_load(b, cm, cl[r]) : s8 ? mb_const_int(b, ct, 0) : mb_const_f32(b, 0.0),
+               dm, gen_i64(g, r));
     gen_loop_begin_step(g, &lk, gen_i64(g, 0), gen_i64(g, K), gen_i64(g, ks));
     lk.unroll = K / ks <= 8;
   }
-  MlirValue k0 = gen_bin(g, "arith.addi", lk.iv, q);
+  /* this lane's first k of a word: 2 (l % 4) 16-bit elements, 4 (l % 4)
+   * bytes */
+  MlirValue k0 = gen_bin(g, "arith.addi", lk.iv,
+                         s8 ? gen_bin(g, "arith.muli", q, gen_i64(g, 2)) : q);
   MlirValue k8 = gen_bin(g, "arith.addi", k0, gen_i64(g, kh));
   MlirValue m8 = gen_bin(g, "arith.addi", m0, gen_i64(g, 8));
   MlirValue col = gen_bin(g, "arith.addi", n0, gq);
@@ -714,7 +752,7 @@ bool gen_gpu_mma(gen *g, ts_node *call_node) {
   MlirValue d[4], dmem = regs ? cm : dm;
   for (int r = 0; r < 4; r++)
     d[r] = mb_load(b, dmem, regs ? cl[r] : gen_i64(g, r));
-  mma(g, aw, bw, d, kind);
+  mma(g, aw, bw, d, full & (3 | TS_KIND_S8));
   for (int r = 0; r < 4; r++)
     mb_store(b, d[r], dmem, regs ? cl[r] : gen_i64(g, r));
   if (!regs) {

@@ -1,5 +1,5 @@
 /* gpu_mma.c - which GEMMs of a kernel run on tensor cores in both GPU
- * lowerings (mma.sync m16n8k16 or, tf32, m16n8k8, sm_80 and up; wgmma on
+ * lowerings (mma.sync m16n8k16 or, tf32, m16n8k8, s8 m16n8k32, sm_80 and up; wgmma on
  * sm_90a), and which register tiles
  * then hold their elements in the accumulator layout of that instruction
  * instead of the cyclic one (gen.h). Pure analysis of the typed AST and
@@ -105,10 +105,13 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
    * declared `shared` (placed there whatever else fits: ldmatrix and wgmma
    * read them as 16-byte rows along K) */
   bool tf32 = ta->dtype == TS_DTYPE_F32 && ts_call_named_bool(call, "tf32", false);
+  /* i8 operands into i32: exact integer products (m16n8k32 / m64nNk32
+   * s8), K-major both like fp8 */
+  bool s8 = ta->dtype == TS_DTYPE_I8;
   if (ta->dtype != tb->dtype ||
       (ta->dtype != TS_DTYPE_BF16 && ta->dtype != TS_DTYPE_F16 &&
-       ta->dtype != TS_DTYPE_FP8E4M3 && !tf32) ||
-      tc->dtype != TS_DTYPE_F32)
+       ta->dtype != TS_DTYPE_FP8E4M3 && !tf32 && !s8) ||
+      tc->dtype != (s8 ? TS_DTYPE_I32 : TS_DTYPE_F32))
     return false;
   if (tf32 && (ta->scope != TS_SCOPE_SHARED || tb->scope != TS_SCOPE_SHARED ||
                ts_call_named_bool(call, "trans_a", false) ||
@@ -124,7 +127,7 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
   if ((tra ? a1 : a0) != m || (trb ? b0 : b1) != n || (trb ? b1 : b0) != kk)
     return false;
   if (m <= 0 || n <= 0 || kk <= 0 || m % 16 || n % 8 || kk % (tf32 ? 8 : 16) ||
-      (ta->dtype == TS_DTYPE_FP8E4M3 && (kk % 32 || tra || !trb)))
+      (ts_dtype_bits(ta->dtype) == 8 && (kk % 32 || tra || !trb)))
     return false;
   mnk[0] = m;
   mnk[1] = n;
@@ -225,7 +228,11 @@ bool ts_mma_accumulator(const ts_kernel_info *k, const ts_gpu_tile *tiles, int n
 
 int ts_wgmma_kind(const ts_node *call) {
   ts_dtype dt = call->kids[0]->sym->type->dtype;
-  int kind = dt == TS_DTYPE_F16 ? 1 : dt == TS_DTYPE_FP8E4M3 ? 2 : dt == TS_DTYPE_F32 ? 3 : 0;
+  int kind = dt == TS_DTYPE_F16       ? 1
+             : dt == TS_DTYPE_FP8E4M3 ? 2
+             : dt == TS_DTYPE_I8      ? 2 | TS_KIND_S8
+             : dt == TS_DTYPE_F32     ? 3
+                                      : 0;
   return kind | (ts_call_named_bool(call, "trans_b", false) ? 0 : 4);
 }
 

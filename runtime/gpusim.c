@@ -109,7 +109,7 @@ typedef struct mbar {
 /* A wgmma.mma_async issued and not yet waited for (ts_gpusim_wgmma). */
 typedef struct inflight {
   uint64_t da, db;
-  float *acc;
+  void *acc; /* f32, or i32 with kind | 16 (s8) */
   int n, kind;
   uint32_t group;  /* the thread's commits before it was issued */
   float sum[128];  /* its product from the operands as they were at issue */
@@ -144,6 +144,7 @@ typedef struct team {
   int32_t xchg[2][MAX_THREADS];
   uint32_t gather[2][MAX_THREADS][GATHER_WORDS];
   float mma_d[MAX_THREADS][4]; /* ts_gpusim_mma's results, per thread */
+  int32_t mma_i[MAX_THREADS][4]; /* ts_gpusim_mma_s8's */
   uint32_t ldm[MAX_THREADS][4]; /* ts_gpusim_ldmatrix's */
   /* the launch */
   bool direct; /* CUDA C built for the CPU: `gpu` takes the launch's
@@ -255,16 +256,56 @@ void ts_gpusim_mma(int64_t ctx, int64_t tid, int32_t a0, int32_t a1,
   }
 }
 
+/* mma.sync m16n8k32 s8 into s32 (kind 2 | 16 in gen.h's numbers): the
+ * fragments are m16n8k16's words read as 4 bytes (this lane's a0..a3: rows
+ * lane / 4 and + 8, k 4 (lane % 4) .. + 3 and + 16; b0, b1 the same k of
+ * column lane / 4); exact integer sums, wrapping as the hardware's do
+ * without .satfinite; read back with ts_gpusim_mma_di. */
+void ts_gpusim_mma_s8(int64_t ctx, int64_t tid, int32_t a0, int32_t a1, int32_t a2, int32_t a3,
+                      int32_t b0, int32_t b1, int32_t c0, int32_t c1, int32_t c2, int32_t c3) {
+  team *t = (team *)(intptr_t)ctx;
+  uint32_t mine[6] = {(uint32_t)a0, (uint32_t)a1, (uint32_t)a2,
+                      (uint32_t)a3, (uint32_t)b0, (uint32_t)b1};
+  uint32_t all[32 * 6];
+  warp_gather(t, (int)tid, mine, 6, all);
+  int lane = (int)(tid & 31);
+  int32_t c[4] = {c0, c1, c2, c3};
+  for (int r = 0; r < 4; r++) {
+    int row = (lane >> 2) + (r >> 1) * 8, col = (lane & 3) * 2 + (r & 1);
+    uint32_t s = (uint32_t)c[r];
+    for (int k = 0; k < 32; k++) {
+      uint32_t aw = all[((row & 7) * 4 + ((k & 15) >> 2)) * 6 + (row >> 3) + (k >> 4) * 2];
+      uint32_t bw = all[(col * 4 + ((k & 15) >> 2)) * 6 + 4 + (k >> 4)];
+      int8_t ab = (int8_t)(uint8_t)(aw >> 8 * (k & 3)), bb = (int8_t)(uint8_t)(bw >> 8 * (k & 3));
+      s += (uint32_t)((int32_t)ab * (int32_t)bb);
+    }
+    t->mma_i[tid][r] = (int32_t)s;
+  }
+}
+
+int32_t ts_gpusim_mma_di(int64_t ctx, int64_t tid, int32_t r) {
+  return ((team *)(intptr_t)ctx)->mma_i[tid][r & 3];
+}
+
 /* The same for the CUDA C lowering built for the CPU (cudasim.c's shim):
- * d[0..3] += A B from this lane's words a[4], b[2]. */
-void ts_sim_mma(const uint32_t *a, const uint32_t *b, float *d, int kind);
-void ts_sim_mma(const uint32_t *a, const uint32_t *b, float *d, int kind) {
+ * d[0..3] += A B from this lane's words a[4], b[2]; d is f32, or with kind
+ * 2 | 16 (s8) i32. */
+void ts_sim_mma(const uint32_t *a, const uint32_t *b, void *d, int kind);
+void ts_sim_mma(const uint32_t *a, const uint32_t *b, void *d, int kind) {
   team *t = the_team;
   int64_t tid = t->cur;
+  if (kind & 16) {
+    int32_t *di = d;
+    ts_gpusim_mma_s8((int64_t)(intptr_t)t, tid, (int32_t)a[0], (int32_t)a[1], (int32_t)a[2],
+                     (int32_t)a[3], (int32_t)b[0], (int32_t)b[1], di[0], di[1], di[2], di[3]);
+    memcpy(di, t->mma_i[tid], sizeof t->mma_i[tid]);
+    return;
+  }
+  float *df = d;
   ts_gpusim_mma((int64_t)(intptr_t)t, tid, (int32_t)a[0], (int32_t)a[1], (int32_t)a[2],
-                (int32_t)a[3], (int32_t)b[0], (int32_t)b[1], d[0], d[1], d[2], d[3], kind);
+                (int32_t)a[3], (int32_t)b[0], (int32_t)b[1], df[0], df[1], df[2], df[3], kind);
   for (int r = 0; r < 4; r++)
-    d[r] = t->mma_d[tid][r];
+    df[r] = t->mma_d[tid][r];
 }
 
 /* ldmatrix .x1/.x2/.x4 (b16) for the MLIR lowering's CPU form: `addr` is
@@ -327,7 +368,10 @@ static uintptr_t wgmma_addr(const team *t, uint64_t desc, int i, int k, int kind
 }
 
 static float wgmma_elem(const team *t, uint64_t desc, int i, int k, int kind, bool mn) {
-  uintptr_t a = wgmma_addr(t, desc, i, k, kind, mn);
+  uintptr_t a = wgmma_addr(t, desc, i, k, kind & 3, mn);
+  if (kind & 16) /* s8 */
+    return (float)*(const int8_t *)a;
+  kind &= 3;
   if (kind == 2)
     return ts_e4m3_to_f32(*(const uint8_t *)a);
   if (kind == 3) {
@@ -341,7 +385,9 @@ static float wgmma_elem(const team *t, uint64_t desc, int i, int k, int kind, bo
 }
 
 /* wgmma.mma_async m64nNk16 (bf16 or f16 into f32; kind 0, 1), m64nNk32
- * (e4m3; kind 2) or m64nNk8 (tf32; kind 3), A K-major and B K-major or (kind | 4: imm-trans-b 1)
+ * (e4m3; kind 2; s8 into s32, kind 2 | 16: each step's sum of 32 products
+ * of bytes is exact in f32, and is added to the i32 accumulators at the
+ * wait) or m64nNk8 (tf32; kind 3), A K-major and B K-major or (kind | 4: imm-trans-b 1)
  * MN-major in swizzled shared memory, for the MLIR lowering's CPU form:
  * this thread's N / 2 accumulators at `acc` in the instruction's layout
  * (gen.h TS_ACC_WGMMA): register 4 j + q at row 16 (warp % 4) + lane / 4 +
@@ -351,12 +397,13 @@ static void wgmma_product(const team *t, int64_t tid, uint64_t da, uint64_t db, 
                           int kind, float *sum) {
   int w = (int)((tid / 32) % 4), lane = (int)(tid % 32);
   bool mn = (kind & 4) != 0;
-  kind &= 3;
+  kind &= 3 | 16;
+  int eb = (kind & 3) == 3 ? 4 : (kind & 3) == 2 ? 1 : 2;
   for (int r = 0; r < n / 2; r++) {
     int j = r / 4, q = r % 4;
     int row = 16 * w + lane / 4 + 8 * (q / 2), col = 8 * j + 2 * (lane % 4) + q % 2;
     float s = 0.0f;
-    for (int k = 0; k < 32 / (kind == 3 ? 4 : kind == 2 ? 1 : 2); k++)
+    for (int k = 0; k < 32 / eb; k++)
       s += wgmma_elem(t, da, row, k, kind, false) * wgmma_elem(t, db, col, k, kind, mn);
     sum[r] = s;
   }
@@ -691,7 +738,7 @@ void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
   if (tid % 128 == 127)
     wgmma_reads(t, tid, (uint64_t)desc_a, (uint64_t)desc_b, n, kind);
   inflight *e = &f->q[f->nq++];
-  *e = (inflight){(uint64_t)desc_a, (uint64_t)desc_b, (float *)(intptr_t)acc, n, kind,
+  *e = (inflight){(uint64_t)desc_a, (uint64_t)desc_b, (void *)(intptr_t)acc, n, kind,
                   f->commits, {0}};
   wgmma_product(t, tid, e->da, e->db, n, kind, e->sum);
 }
@@ -712,8 +759,15 @@ void ts_gpusim_wgmma_sync(int64_t ctx, int64_t tid, int32_t n) {
     wgmma_product(t, tid, e->da, e->db, e->n, e->kind, now);
     if (memcmp(now, e->sum, (size_t)(e->n / 2) * sizeof *now))
       wgmma_error(t, tid, "shared memory a wgmma reads changed while it was in flight");
-    for (int r = 0; r < e->n / 2; r++) /* kind | 8: scale-d 0, D = A B */
-      e->acc[r] = (e->kind & 8 ? 0.0f : e->acc[r]) + now[r];
+    for (int r = 0; r < e->n / 2; r++) { /* kind | 8: scale-d 0, D = A B */
+      if (e->kind & 16) { /* s8: i32, wrapping */
+        int32_t *acc = e->acc;
+        acc[r] = (int32_t)((e->kind & 8 ? 0u : (uint32_t)acc[r]) + (uint32_t)(int32_t)now[r]);
+      } else {
+        float *acc = e->acc;
+        acc[r] = (e->kind & 8 ? 0.0f : acc[r]) + now[r];
+      }
+    }
   }
   if (done > 0) { /* (a thread that issued none has no queue: f->q NULL) */
     memmove(f->q, f->q + done, (size_t)(f->nq - done) * sizeof *f->q);
@@ -722,8 +776,8 @@ void ts_gpusim_wgmma_sync(int64_t ctx, int64_t tid, int32_t n) {
 }
 
 /* The same for the CUDA C lowering built for the CPU (cudasim.c's shim). */
-void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int n, int kind);
-void ts_sim_wgmma(unsigned long long da, unsigned long long db, float *acc, int n, int kind) {
+void ts_sim_wgmma(unsigned long long da, unsigned long long db, void *acc, int n, int kind);
+void ts_sim_wgmma(unsigned long long da, unsigned long long db, void *acc, int n, int kind) {
   ts_gpusim_wgmma((int64_t)(intptr_t)the_team, the_team->cur, (int64_t)da, (int64_t)db,
                   (int64_t)(intptr_t)acc, n, kind);
 }

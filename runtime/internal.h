@@ -42,6 +42,9 @@ void ts_gpusim_mma(int64_t ctx, int64_t tid, int32_t a0, int32_t a1,
                    int32_t a2, int32_t a3, int32_t b0, int32_t b1, float c0,
                    float c1, float c2, float c3, int32_t f16);
 float ts_gpusim_mma_d(int64_t ctx, int64_t tid, int32_t r);
+void ts_gpusim_mma_s8(int64_t ctx, int64_t tid, int32_t a0, int32_t a1, int32_t a2, int32_t a3,
+                      int32_t b0, int32_t b1, int32_t c0, int32_t c1, int32_t c2, int32_t c3);
+int32_t ts_gpusim_mma_di(int64_t ctx, int64_t tid, int32_t r);
 void ts_gpusim_ldmatrix(int64_t ctx, int64_t tid, int64_t addr, int32_t n);
 int32_t ts_gpusim_ldmatrix_r(int64_t ctx, int64_t tid, int32_t r);
 void ts_gpusim_wgmma(int64_t ctx, int64_t tid, int64_t desc_a, int64_t desc_b,
@@ -102,7 +105,7 @@ void ts_cudasim_close(void *handle);
  * shuffle, print and assert. A launch on the CPU or the simulator sets its
  * state on each thread that runs its blocks; a failed assert records the
  * first message there. */
-#define TS_RT_SYMBOLS 14
+#define TS_RT_SYMBOLS 16
 extern const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS];
 typedef struct ts_launch_state {
   const ts_unit *unit; /* the kernel's: where its print and assert calls are */

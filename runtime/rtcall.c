@@ -125,6 +125,8 @@ const ts_jit_symbol ts_rt_symbols[TS_RT_SYMBOLS] = {
     {"ts_gpusim_shuffle", (void *)ts_gpusim_shuffle},
     {"ts_gpusim_mma", (void *)ts_gpusim_mma},
     {"ts_gpusim_mma_d", (void *)ts_gpusim_mma_d},
+    {"ts_gpusim_mma_s8", (void *)ts_gpusim_mma_s8},
+    {"ts_gpusim_mma_di", (void *)ts_gpusim_mma_di},
     {"ts_gpusim_ldmatrix", (void *)ts_gpusim_ldmatrix},
     {"ts_gpusim_tma", (void *)ts_gpusim_tma},
     {"ts_gpusim_mbar", (void *)ts_gpusim_mbar},

@@ -53,4 +53,38 @@ for _, devname in ipairs{"cpu", "gpusim"} do
     end
   end
 end
+-- the tensor-core forms on the GPU simulator (tests/CMakeLists.txt runs
+-- this file in both GPU lowerings, for sm_90a and sm_80): wgmma m64nNk32
+-- s8 where the tiles are swizzled (rows of 32, 64 or 128k bytes) and c
+-- fits in registers, mma.sync m16n8k32 s8 otherwise (sm_80: always), c
+-- in shared memory past 128 registers a thread ({128, 256, 32})
+local tc = {{64, 32, 64}, {128, 64, 128}, {128, 48, 96}, {128, 256, 32}, {64, 8, 32}}
+local dev = ts.device("gpusim")
+for n, cs in ipairs(tc) do
+  local M, N, K = table.unpack(cs)
+  local r = C.lcg(n * 17 + 3)
+  for acc = 0, 1 do
+    local av, bv, cv = {}, {}, {}
+    for i = 1, M * K do
+      av[i] = i % 11 == 0 and -128 or i % 13 == 0 and 127 or math.floor(r() * 256) - 128
+    end
+    for i = 1, N * K do
+      bv[i] = i % 7 == 0 and -128 or i % 5 == 0 and 127 or math.floor(r() * 256) - 128
+    end
+    for i = 1, M * N do cv[i] = math.floor(r() * 2000001) - 1000000 end
+    local c = ts.tensor("i32", {M, N}, cv):copy_to(dev)
+    ts.kernel("tests/lua/int8_gemm.tile", "gemm_i8_tc", {TM = M, TN = N, TK = K, ACC = acc}, dev)
+      :launch{ts.tensor("i8", {M, K}, av):copy_to(dev), ts.tensor("i8", {N, K}, bv):copy_to(dev), c}
+    local out, bad = c:to_table(), 0
+    for i = 0, M - 1 do
+      for j = 0, N - 1 do
+        local s = acc == 1 and cv[i * N + j + 1] or 0
+        for k = 0, K - 1 do s = s + av[i * K + k + 1] * bv[j * K + k + 1] end
+        if out[i * N + j + 1] ~= s then bad = bad + 1 end
+      end
+    end
+    C.check(bad == 0, string.format("gpusim tensor cores %dx%dx%d%s: %d of %d wrong", M, N, K,
+                                    acc == 1 and " acc" or "", bad, M * N))
+  end
+end
 C.finish()

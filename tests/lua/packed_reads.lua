@@ -161,8 +161,12 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
   C.check(worst < 1e-4, string.format("%s: indexer_scores_f32 vs f64: %.2e", what, worst))
   -- the queries in FP4 too (indexer_scores_fp4: exact integer sums a scale
   -- block): against f64 sums of the packed queries' and keys' values, and
-  -- against indexer_scores_fp4_f32 over the same query values, equal bit
-  -- for bit here (these values' f32 sums need at most ~22 bits: exact)
+  -- against indexer_scores_fp4_f32 over the same query values: each head's
+  -- score is exact in both (these values' f32 sums need at most ~22 bits),
+  -- so on the CPU, where both sum the heads in one order, they are equal
+  -- bit for bit; on the GPU the tensor-core form sums the heads in wgmma's
+  -- register layout (sm_90a), so there the two differ by at most the two
+  -- orders' rounding: 2 (HI - 1) 2^-24 of the sum of the terms' sizes
   local P = D // 2 + D // 32
   local qb = ts.tensor("i8", {T * HI, P}, nil, dev)
   kernel("quant.tile", "fp4_pack"):launch{qf:reshape{T * HI, D}, qb}
@@ -174,19 +178,21 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
   kernel("indexer.tile", "indexer_scores_fp4_f32", params)
     :launch{qu:reshape{T, HI, D}, bytes, w, pos, f4}
   local quv, f3v, f4v = qu:to_table(), f3:to_table(), f4:to_table()
-  local worst3, worst4, same = 0, 0, 0
+  local worst3, worst4, same, order = 0, 0, 0, 0
   for i = 0, T * S - 1 do
     local t, s = i // S, i % S
     if f3v[i + 1] == f4v[i + 1] then same = same + 1 end
     if i % 7 == 0 then
       if s < pv[t + 1] + 1 then
-        local want = 0
+        local want, size = 0, 0
         for h = 0, HI - 1 do
           local dot = 0
           for c = 0, D - 1 do dot = dot + quv[(t * HI + h) * D + c + 1] * kv[s * D + c + 1] end
           want = want + wv[t * HI + h + 1] * math.max(dot, 0)
+          size = size + math.abs(wv[t * HI + h + 1] * math.max(dot, 0))
         end
         local den = math.abs(want) + 1e-3
+        order = math.max(order, math.abs(f3v[i + 1] - f4v[i + 1]) / (2 * (HI - 1) * 2 ^ -24 * size + 1e-30))
         worst3 = math.max(worst3, math.abs(f3v[i + 1] - want) / den)
         worst4 = math.max(worst4, math.abs(f4v[i + 1] - want) / den)
       elseif f3v[i + 1] ~= -math.huge then
@@ -196,8 +202,12 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
   end
   C.check(worst3 < 1e-5, string.format("%s: indexer_scores_fp4 vs f64: %.2e (fp4_f32 %.2e)",
                                        what, worst3, worst4))
-  C.check(same == T * S, string.format("%s: indexer_scores_fp4 equals fp4_f32 at %d of %d",
-                                            what, same, T * S))
+  if cs[1] == "cpu" then
+    C.check(same == T * S, string.format("%s: indexer_scores_fp4 equals fp4_f32 at %d of %d",
+                                         what, same, T * S))
+  end
+  C.check(order <= 1, string.format("%s: indexer_scores_fp4 vs fp4_f32: %.2f of the head sums' "
+                                    .. "rounding (%d of %d equal)", what, order, same, T * S))
   local finite = 0
   for _, v in ipairs(o4:to_table()) do if v > -math.huge then finite = finite + 1 end end
   C.check(finite == T * (T + 1) // 2, what .. ": " .. finite .. " scores")

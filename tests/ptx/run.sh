@@ -4,7 +4,8 @@
 # NVRTC), and ptxas assembles each with no warning; both lowerings of the
 # bf16/f16 GEMMs issue tensor-core instructions and pipeline their copies
 # with cp.async: on sm_90a the GEMMs (bf16 and fp8) and the sparse and HCA
-# attention issue wgmma.mma_async in both lowerings and ptxas may not
+# attention and the FP4 indexer (s8) issue wgmma.mma_async in both
+# lowerings and ptxas may not
 # serialize them; elsewhere
 # mma.sync (with ldmatrix for the GEMMs).
 # For the MLIR PTX,
@@ -219,6 +220,33 @@ for arch in sm_90a sm_80; do
       if ! "$tessera" compile "$f" --kernel "$k" $defs --target $target "${emit[@]}" --arch $arch \
            --no-cache -o "$o" 2>"$tmp/err" ||
          ! "$ptxas" -arch=$arch -v "$o" -o "$tmp/tf32.cubin" 2>"$tmp/info" ||
+         grep -qi "warning\|serialized\|Performance Loss\|injected" "$tmp/info" ||
+         ! grep -q "$want" "$o"; then
+        echo "FAIL: $k ($f $defs, $target, $arch): no clean $want"; cat "$tmp/err"
+        ok=0
+      fi
+    done
+    if ((ok)); then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+  done
+done
+# i8 into i32 (exact integer products): the FP4 indexer and the test
+# kernel issue wgmma m64nNk32 .s32.s8.s8 on sm_90a and mma.sync m16n8k32
+# .s32.s8.s8.s32 on sm_80, both lowerings, and ptxas neither warns nor
+# serializes
+for arch in sm_90a sm_80; do
+  if [[ $arch == sm_90a ]]; then want="wgmma.mma_async.sync.aligned.m64n[0-9]*k32.s32.s8.s8"
+  else want="mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32"; fi
+  for fk in "kernels/indexer.tile indexer_scores_fp4" \
+            "tests/lua/int8_gemm.tile gemm_i8_tc -D TM=128 -D TN=64 -D TK=128"; do
+    read -r f k defs <<<"$fk"
+    ok=1
+    for target in ptx cuda; do
+      o=$tmp/s8.$target.ptx
+      emit=(); [[ $target == cuda ]] && emit=(--emit ptx)
+      # shellcheck disable=SC2086
+      if ! "$tessera" compile "$f" --kernel "$k" $defs --target $target "${emit[@]}" --arch $arch \
+           --no-cache -o "$o" 2>"$tmp/err" ||
+         ! "$ptxas" -arch=$arch -v "$o" -o "$tmp/s8.cubin" 2>"$tmp/info" ||
          grep -qi "warning\|serialized\|Performance Loss\|injected" "$tmp/info" ||
          ! grep -q "$want" "$o"; then
         echo "FAIL: $k ($f $defs, $target, $arch): no clean $want"; cat "$tmp/err"
