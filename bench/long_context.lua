@@ -11,17 +11,21 @@
 -- indexer, top-k, attention, output projection). Prints the time per token
 -- by kernel and the KV bytes the caches allocate; run from the source root:
 --   build/tessera run bench/long_context.lua [--tokens 131072,1048576]
---     [--steps 4] [--dense-max 1048576]
+--     [--steps 4] [--dense-max 1048576] [--linears f32|fp8]
+-- (--linears fp8: the projections the checkpoint holds in FP8 run as V4's
+-- FP8 linear, model/v4.lua, half the weight bytes of bf16)
 local ts = require "tessera"
 local json = require "model.json"
 local O = require "model.ops"
 
-local opts = {tokens = "131072,524288,1048576", steps = "4", ["dense-max"] = "1048576"}
+local opts = {tokens = "131072,524288,1048576", steps = "4", ["dense-max"] = "1048576",
+              linears = "f32"}
 local i = 1
 while i <= #arg do
   local k = arg[i]:match("^%-%-(.+)$")
   if not k or opts[k] == nil or arg[i + 1] == nil then
-    error("usage: long_context.lua [--tokens N,N,...] [--steps N] [--dense-max N]", 0)
+    error("usage: long_context.lua [--tokens N,N,...] [--steps N] [--dense-max N] "
+          .. "[--linears f32|fp8]", 0)
   end
   opts[k] = arg[i + 1]
   i = i + 2
@@ -53,8 +57,11 @@ local weights = require "model.weights"
 local cfg = json.read("model/configs/v4-flash.json")
 cfg.n_layers, cfg.n_mtp_layers, cfg.compress_ratios = 2, 0, {4, 128}
 local dev = ts.device("cpu")
-local model = setmetatable({cfg = cfg, w = {}, kv_format = "fp8", tf32 = false, dev = dev},
-                           {__index = V4})
+if opts.linears ~= "f32" and opts.linears ~= "fp8" then
+  error("--linears " .. opts.linears .. ": f32 or fp8", 0)
+end
+local model = setmetatable({cfg = cfg, w = {}, kv_format = "fp8", tf32 = false, dev = dev,
+                            linears = opts.linears}, {__index = V4})
 O.use(dev, false)
 local c, rd, W, DI = cfg.head_dim, cfg.rope_head_dim, cfg.window_size, cfg.index_head_dim
 
@@ -155,6 +162,8 @@ end
 print(string.format("# one V4-Flash-width attention layer's decode step on the CPU (%d threads)",
                     dev:threads()))
 print("caches in V4's formats (fp8 entries 584 B, FP4 indexer keys 68 B), random rows and weights;")
+print(opts.linears == "fp8" and "the projections as V4's FP8 linears (e4m3 weights, 128 x 128 scales);"
+      or "the projections' weights in bf16 as the checkpoint's BF16 form stores them;")
 print(string.format("%d steps a row (positions T + 1 ..) after two warm-up steps; dense = every", steps))
 print("position's entry; a CSA step completes an entry one step in 4, an HCA one in 128")
 print("")

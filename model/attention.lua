@@ -132,9 +132,13 @@ function M:attention_out(L, o, tab, pos, T)
   local z = f32{T, G, dg}
   -- the tiles O.linear takes for T rows (prefill and decode round alike),
   -- the weights as M:lweight gives them (bf16 on the CPU)
-  local w, tiles = self:lweight(p .. "wo_a.weight"), O.linear_tiles(T)
-  kernel("gemm.tile", "grouped_linear_f32", w:dtype() == "bf16" and O.with_w16(tiles) or tiles)
-    :launch{o:reshape{T, G, H // G * c}, w:reshape{G, dg, H // G * c}, z}
+  local w, tiles = self:lweight(p .. "wo_a.weight", G), O.linear_tiles(T)
+  if O.is_fp8(w) then
+    O.linear_fp8(o:reshape{T, G, H // G * c}, w, z)
+  else
+    kernel("gemm.tile", "grouped_linear_f32", w:dtype() == "bf16" and O.with_w16(tiles) or tiles)
+      :launch{o:reshape{T, G, H // G * c}, w:reshape{G, dg, H // G * c}, z}
+  end
   return linear(z:reshape{T, G * dg}, self:lweight(p .. "wo_b.weight"))
 end
 

@@ -88,10 +88,53 @@ function O.with_w16(tiles)
   end
   return p
 end
+-- A weight [N, K] (as f32 on the model's device) in the FP8 format of V4's
+-- checkpoints (quant.tile fp8_block_quant): e4m3 codes q [G, N / G, K] and
+-- a ue8m0 scale per 128 x 128 block of each of the G row groups, s [G,
+-- ceil(N / G / 128), ceil(K / 128)]. O.linear and the grouped output
+-- projection take it (gemm.tile linear_fp8).
+local FP8 = {}
+FP8.__index = FP8
+function FP8:shape() return {self.n, self.k} end
+function FP8:dtype() return "fp8e4m3" end
+function O.fp8_weight(w, groups)
+  local N, K = w:shape()[1], w:shape()[2]
+  local n = N // groups
+  assert(n * groups == N, "fp8_weight: the groups must split the rows evenly")
+  local q = O.tensor("fp8e4m3", {groups, n, K})
+  local s = O.f32{groups, (n + 127) // 128, (K + 127) // 128}
+  O.kernel("quant.tile", "fp8_block_quant"):launch{w:reshape{groups, n, K}, q, s}
+  return setmetatable({q = q, s = s, n = N, k = K}, FP8)
+end
+function O.is_fp8(w) return getmetatable(w) == FP8 end
+
+-- y[t, g] = x[t, g] w[g]^T for an FP8 weight w of G groups (x [T, G, K],
+-- y [T, G, N / G]): the activations quantised per 1 x 128 block
+-- (quant.tile act_quant), then linear_fp8 with O.linear's row tiles (its K
+-- step is the scale block's 128 whatever the tiles, so a row's sums again
+-- do not depend on how many rows go together).
+local fp8_tiles = {}
+function O.linear_fp8(x, w, y)
+  local T, G, K = x:shape()[1], x:shape()[2], x:shape()[3]
+  local xq, sx = O.f32{T, G, K}, O.f32{T, G, (K + 127) // 128}
+  O.kernel("quant.tile", "act_quant"):launch{x, xq, sx}
+  local t = O.linear_tiles(T)
+  local p = t and fp8_tiles[t]
+  if t and not p then
+    p = {BM = t.BM, BN = t.BN}
+    fp8_tiles[t] = p
+  end
+  O.kernel("gemm.tile", "linear_fp8", p):launch{xq, sx, w.q, w.s, y}
+  return y
+end
+
 function O.linear(x, w)
   local rows = x:shape()[1]
   local y = O.f32{rows, w:shape()[1]}
-  if w:dtype() == "bf16" then
+  if O.is_fp8(w) then
+    local K = x:shape()[2]
+    O.linear_fp8(x:reshape{rows, 1, K}, w, y:reshape{rows, 1, w.n})
+  elseif w:dtype() == "bf16" then
     O.kernel("gemm.tile", "linear_f32", O.with_w16(O.linear_tiles(rows))):launch{x, w, y}
   elseif O.tf32 and O.on_gpu() and rows >= 8 then
     O.kernel("gemm.tile", "linear_tf32"):launch{x, w, y}

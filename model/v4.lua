@@ -11,8 +11,14 @@
 --                      width, 68-byte FP4 indexer keys): the KV FP8 and the
 --                      indexer FP4 simulations applied, as in the released
 --                      model; rope dims held in bf16.
--- The linears run in f32 either way (the checkpoint's FP8/FP4 weight
--- formats are not simulated). On a GPU the mHC logits' GEMMs and the
+-- The linears run in f32 (bf16 weights read as stored on the CPU), or with
+-- opts.linears = "fp8" those the released checkpoint holds in FP8 (the
+-- attention's wq_a, wq_b, wkv, wo_a, wo_b, the indexer's wq_b, MTP's
+-- e_proj and h_proj: V4-SPEC 1.11) run as its FP8 linear does: the weights
+-- as e4m3 codes with a ue8m0 scale per 128 x 128 block (quantised from the
+-- file's values at first use; wo_a's per group), the activations
+-- quantised per 1 x 128 block (gemm.tile linear_fp8). The experts' FP4
+-- and the rest stay as they are. On a GPU the mHC logits' GEMMs and the
 -- linears of prefill-sized inputs take their operands in TF32 on tensor
 -- cores (as DeepSeek's production mHC kernel does) unless opts.tf32 is
 -- false (then f32, the CPU's numbers). The concepts live in their own files
@@ -35,11 +41,15 @@ function M.load(dir, weights_path, opts)
   local cfg = type(dir) == "table" and dir or json.read(dir .. "/config.json")
   opts = opts or {}
   local self = {cfg = cfg, file = ts.load(weights_path or dir .. "/weights.safetensors"),
-                w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false}
+                w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
+                linears = opts.linears or "f32"}
   local d = opts.device or ts.default_device()
   self.dev = type(d) == "string" and ts.device(d) or d
   if self.kv_format ~= "f32" and self.kv_format ~= "fp8" then
     error("kv_format '" .. tostring(self.kv_format) .. "': 'f32' or 'fp8'", 2)
+  end
+  if self.linears ~= "f32" and self.linears ~= "fp8" then
+    error("linears '" .. tostring(self.linears) .. "': 'f32' or 'fp8'", 2)
   end
   require("model.weights").validate(cfg, self.file)
   return setmetatable(self, {__index = M})
@@ -62,10 +72,29 @@ function M:weight(name)
   return self.w[name]
 end
 
--- The weight of a linear layer (O.linear): on the CPU a bf16 one as stored
--- (linear_f32 with W = bf16 reads half the bytes, the same bits), else as
--- M:weight gives it (a GPU's TF32 prefill takes f32).
-function M:lweight(name)
+-- Whether weight `name` is one the released checkpoint holds in FP8 (V4-SPEC
+-- 1.11: its BF16 modules are the compressors, weights_proj, the router,
+-- norms, ape, attn_sink, mHC, embed and head; the experts are FP4).
+local function fp8_in_checkpoint(name)
+  return name:match("%.attn%.w[^.]+%.weight$") or name:match("%.indexer%.wq_b%.weight$") or
+    name:match("%.[eh]_proj%.weight$")
+end
+
+-- The weight of a linear layer (O.linear): with linears = "fp8" and a weight
+-- the checkpoint holds in FP8, that format (O.fp8_weight: e4m3 codes and
+-- block scales, `groups` groups of rows quantised apart); else on the CPU
+-- a bf16 one as stored (linear_f32 with W = bf16 reads half the bytes, the
+-- same bits), else as M:weight gives it (a GPU's TF32 prefill takes f32).
+function M:lweight(name, groups)
+  if self.linears == "fp8" and fp8_in_checkpoint(name) then
+    local key = "fp8:" .. name
+    if not self.w[key] then
+      local t = self.w[name] or self.file:get(name) -- (f32 already, when held)
+      self.w[key] = O.fp8_weight(O.on_device(t:dtype() == "f32" and t or t:cast("f32")),
+                                 groups or 1)
+    end
+    return self.w[key]
+  end
   if O.on_gpu() then return self:weight(name) end
   local t = self:raw(name)
   return t:dtype() == "bf16" and t or self:weight(name)

@@ -3,7 +3,8 @@
 -- row's sums independent of how many rows go together), for N and M crossing
 -- the window (32), the CSA ratio (4) and the HCA ratio (128); and a second
 -- sequence after reset matches a fresh model; both cache formats ("f32",
--- and "fp8" with the FP8/FP4 simulations, which must also move the logits).
+-- and "fp8" with the FP8/FP4 simulations, which must also move the logits),
+-- and the FP8 linears.
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
 local V4 = require "model.v4"
@@ -69,6 +70,27 @@ O.attn_range = range
 local d = relerr(last.fp8, last.f32)
 print(string.format("fp8 vs f32 caches, logits after 257 tokens: %.3e", d))
 check(d > 1e-5 and d < 0.2, "the fp8 caches should move the logits by a small amount")
+
+-- the checkpoint's FP8 linears (linears = "fp8": e4m3 weights with block
+-- scales, activations quantised per 1 x 128): prefill and decode still
+-- agree bit for bit, and the logits move by FP8's rounding, not wholesale
+do
+  local model = V4.load(dir, nil, {kv_format = "fp8", linears = "fp8"})
+  for _, case in ipairs{{31, 2}, {126, 3}, {250, 7}} do
+    local N, M = case[1], case[2]
+    local err, want = decode_vs_prefill(model, N, M)
+    print(string.format("fp8 linears: prefill %3d + decode %2d vs prefill %3d: %.3e", N, M,
+                        N + M, err))
+    check(err == 0, string.format("fp8 linears: prefill %d + decode %d", N, M))
+    if N + M > 256 then
+      local d8 = relerr(want, last.fp8)
+      print(string.format("fp8 vs f32 linears, logits after 257 tokens: %.3e", d8))
+      check(d8 > 1e-3 and d8 < 0.25, "the fp8 linears should move the logits by a small amount")
+    end
+  end
+  local bad = pcall(V4.load, dir, nil, {linears = "fp4"})
+  check(not bad, "linears = 'fp4' is refused")
+end
 
 local ok, err = pcall(function() V4.load(dir):decode(1) end)
 check(not ok and tostring(err):find("decode needs a prefill first") ~= nil,
