@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -149,20 +150,27 @@ static int older_first(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* A non-negative number from the environment, else dflt (also when the
- * value is not one). */
-static double env_limit(const char *name, double dflt) {
+/* A non-negative number from the environment, else dflt; a value that is
+ * not one is reported on stderr (once a process for each variable, `warned`)
+ * and the default used. */
+static double env_limit(const char *name, double dflt, atomic_bool *warned) {
   const char *v = getenv(name);
   char *end;
   if (!v || !*v)
     return dflt;
   double x = strtod(v, &end);
-  return *end || !(x >= 0) ? dflt : x;
+  if (!*end && x >= 0)
+    return x;
+  if (!atomic_exchange(warned, true))
+    fprintf(stderr, "tessera: warning: %s='%s' is not a number >= 0; using %g\n", name, v,
+            dflt);
+  return dflt;
 }
 
 void ts_cache_sweep(const char *dir, const char *suffix) {
-  double days = env_limit("TESSERA_CACHE_MAX_DAYS", 30);
-  double mib = env_limit("TESSERA_CACHE_MAX_MB", 1024);
+  static atomic_bool warned_days, warned_mb;
+  double days = env_limit("TESSERA_CACHE_MAX_DAYS", 30, &warned_days);
+  double mib = env_limit("TESSERA_CACHE_MAX_MB", 1024, &warned_mb);
   DIR *d = opendir(dir);
   if (!d)
     return;

@@ -112,11 +112,26 @@ function O.is_fp8(w) return getmetatable(w) == FP8 end
 -- y [T, G, N / G]): the activations quantised per 1 x 128 block
 -- (quant.tile act_quant), then linear_fp8 with O.linear's row tiles (its K
 -- step is the scale block's 128 whatever the tiles, so a row's sums again
--- do not depend on how many rows go together).
+-- do not depend on how many rows go together). On a GPU, a plain linear
+-- of at least 8 rows (a prefill) takes the activations as e4m3 codes into
+-- gemm_fp8 instead: the FP8 tensor cores (wgmma e4m3 on sm_90a), the same
+-- block sums and scaling.
 local fp8_tiles = {}
+O.codes_params = {XQ = "fp8e4m3"}
 function O.linear_fp8(x, w, y)
   local T, G, K = x:shape()[1], x:shape()[2], x:shape()[3]
-  local xq, sx = O.f32{T, G, K}, O.f32{T, G, (K + 127) // 128}
+  local KB = (K + 127) // 128
+  local sx = O.f32{T, G, KB}
+  if G == 1 and T >= 8 and O.on_gpu() then
+    local codes = O.tensor("fp8e4m3", {T, 1, K})
+    O.kernel("quant.tile", "act_quant", O.codes_params):launch{x, codes, sx}
+    local N = w.n
+    O.kernel("gemm.tile", "gemm_fp8"):launch{codes:reshape{T, K}, sx:reshape{T, KB},
+                                               w.q:reshape{N, K}, w.s:reshape{w.s:shape()[2], KB},
+                                               y:reshape{T, N}}
+    return y
+  end
+  local xq = O.f32{T, G, K}
   O.kernel("quant.tile", "act_quant"):launch{x, xq, sx}
   local t = O.linear_tiles(T)
   local p = t and fp8_tiles[t]

@@ -146,6 +146,9 @@ TESSERA_CACHE_MAX_MB=1 compile -D BM=8 -o "$tmp/k.ptx" 2>/dev/null
 check '[[ ! -e $TESSERA_CACHE/big1.tsc && ! -e $TESSERA_CACHE/big2.tsc && -e $TESSERA_CACHE/big3.tsc && $(du -sk "$TESSERA_CACHE" | cut -f1) -le 1100 ]]' "past TESSERA_CACHE_MAX_MB the least recently used entries go"
 TESSERA_CACHE_MAX_MB=1 compile -D BM=8 -o "$tmp/k2.ptx" 2>"$tmp/err"
 check 'cmp -s "$tmp/k.ptx" "$tmp/k2.ptx"' "the entry just stored is kept"
+# a limit that is not a number is reported, and the default used
+TESSERA_CACHE_MAX_MB=lots compile -D BM=16 -o "$tmp/k3.ptx" 2>"$tmp/err"
+check '[[ $? == 0 ]] && grep -q "TESSERA_CACHE_MAX_MB=.lots. is not a number >= 0; using 1024" "$tmp/err"' "a bad TESSERA_CACHE_MAX_MB is reported"
 
 echo "$pass passed, $fail failed"
 ((fail == 0))

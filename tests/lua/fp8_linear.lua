@@ -104,6 +104,12 @@ local function run(devname)
       local y = ts.tensor("f32", {M, G, N}, nil, dev)
       ts.kernel("kernels/gemm.tile", "linear_fp8", tiles, dev):launch{xq, sx, q, s, y}
       local yv, worst, xqv, sxv, qbad = y:to_table(), 0, xq:to_table(), sx:to_table(), 0
+      -- the same activations as e4m3 codes (XQ = fp8e4m3, gemm_fp8's input)
+      local codes, sx2 = ts.tensor("fp8e4m3", {M, G, K}, nil, dev), ts.tensor("f32", {M, G, KB}, nil, dev)
+      ts.kernel("kernels/quant.tile", "act_quant", {XQ = "fp8e4m3"}, dev):launch{x, codes, sx2}
+      local cv, s2v = codes:cast("f32"):to_table(), sx2:to_table()
+      for i = 1, M * G * K do if cv[i] ~= xqv[i] then qbad = qbad + 1 end end
+      for i = 1, M * G * KB do if s2v[i] ~= sxv[i] then qbad = qbad + 1 end end
       for m = 0, M - 1 do
         for g = 0, G - 1 do
           local row = (m * G + g) * K -- x[m, g, :]

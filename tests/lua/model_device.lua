@@ -4,7 +4,8 @@
 -- formats' tensors on that device. With the argument "cuda" (ctest runs it
 -- against tests/cuda_mock's stand-in driver, which checks that every
 -- pointer a launch passes is live device memory but runs nothing) it
--- checks that the whole model keeps its tensors on the GPU. Also a batch of
+-- checks that the whole model keeps its tensors on the GPU. Also the FP8
+-- linears (gemm_fp8 for the prefill) and a batch of
 -- two sequences (decode_batch) on the simulator.
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
@@ -33,6 +34,13 @@ if arg[1] == "cuda" then
   check(ok2, "the model runs with every tensor on the GPU: " .. tostring(err))
   local held = m:cache_bytes()
   check(held > 0, "cache bytes on the GPU")
+  -- and with the FP8 linears (act_quant + gemm_fp8 for the prefill)
+  local m8 = V4.load(dir, nil, {kv_format = "fp8", device = dev, linears = "fp8"})
+  local ok3, err3 = pcall(function()
+    m8:prefill(prompt)
+    return m8:decode(ids[N + 1]):shape()
+  end)
+  check(ok3, "the FP8 linears run on the GPU: " .. tostring(err3))
 else
   local out = {}
   local function run(fmt, d, tf32)
@@ -54,6 +62,20 @@ else
     print(string.format("%s caches, TF32: gpusim vs cpu logits: %.3e", fmt, t))
     check(t > 0 and t < 2e-2, fmt .. ": TF32 logits within 2e-2 of the f32 ones")
   end
+  -- the FP8 linears in the GPU form: the prefill's through gemm_fp8 (e4m3
+  -- codes on the tensor cores), the decode steps' through linear_fp8. With
+  -- f32 caches and f32 elsewhere only the sums' order differs (1e-6
+  -- measured); with fp8 caches too, an ulp can flip one of the many e4m3
+  -- roundings (activations, KV) and the logits differ by ~1e-2
+  local function run8(d)
+    local m = V4.load(dir, nil, {kv_format = "f32", device = d, linears = "fp8", tf32 = false})
+    m:prefill(prompt)
+    m:decode(ids[N + 1])
+    return m:decode(ids[N + 2]):to_table()
+  end
+  local e8 = relerr(run8("gpusim"), run8("cpu"))
+  print(string.format("fp8 linears: gpusim vs cpu logits after prefill %d + decode 2: %.3e", N, e8))
+  check(e8 < 1e-4, "fp8 linears: the GPU form gives the CPU's logits")
   -- sequences decoding together in the GPU form: a batch of two (prompts of
   -- 9 and 5 tokens) gives each one's logits decoded alone (1e-3: two rows
   -- take other linear tiles than one, and the fp8 caches amplify the
