@@ -221,15 +221,22 @@ void ts_sim_warp_gather(const uint32_t *mine, int n, uint32_t *all) {
  * MLIR lowering's CPU form: this lane's A words a0..a3, B words b0, b1 and
  * accumulators c0..c3; the results are read back with ts_gpusim_mma_d
  * (docs/abi.md). */
+/* The warp's mma.sync fragments: this lane's words a0..a3, b0, b1 (frag)
+ * into all[lane * 6 ..] for every lane; this lane's index. */
+static int mma_gather(team *t, int64_t tid, const int32_t frag[6], uint32_t *all) {
+  uint32_t mine[6];
+  for (int i = 0; i < 6; i++)
+    mine[i] = (uint32_t)frag[i];
+  warp_gather(t, (int)tid, mine, 6, all);
+  return (int)(tid & 31);
+}
+
 void ts_gpusim_mma(int64_t ctx, int64_t tid, int32_t a0, int32_t a1,
                    int32_t a2, int32_t a3, int32_t b0, int32_t b1, float c0,
                    float c1, float c2, float c3, int32_t kind) {
   team *t = (team *)(intptr_t)ctx;
-  uint32_t mine[6] = {(uint32_t)a0, (uint32_t)a1, (uint32_t)a2,
-                      (uint32_t)a3, (uint32_t)b0, (uint32_t)b1};
   uint32_t all[32 * 6];
-  warp_gather(t, (int)tid, mine, 6, all);
-  int lane = (int)(tid & 31);
+  int lane = mma_gather(t, tid, (const int32_t[6]){a0, a1, a2, a3, b0, b1}, all);
   float c[4] = {c0, c1, c2, c3};
   for (int r = 0; r < 4; r++) {
     int row = (lane >> 2) + (r >> 1) * 8, col = (lane & 3) * 2 + (r & 1);
@@ -264,11 +271,8 @@ void ts_gpusim_mma(int64_t ctx, int64_t tid, int32_t a0, int32_t a1,
 void ts_gpusim_mma_s8(int64_t ctx, int64_t tid, int32_t a0, int32_t a1, int32_t a2, int32_t a3,
                       int32_t b0, int32_t b1, int32_t c0, int32_t c1, int32_t c2, int32_t c3) {
   team *t = (team *)(intptr_t)ctx;
-  uint32_t mine[6] = {(uint32_t)a0, (uint32_t)a1, (uint32_t)a2,
-                      (uint32_t)a3, (uint32_t)b0, (uint32_t)b1};
   uint32_t all[32 * 6];
-  warp_gather(t, (int)tid, mine, 6, all);
-  int lane = (int)(tid & 31);
+  int lane = mma_gather(t, tid, (const int32_t[6]){a0, a1, a2, a3, b0, b1}, all);
   int32_t c[4] = {c0, c1, c2, c3};
   for (int r = 0; r < 4; r++) {
     int row = (lane >> 2) + (r >> 1) * 8, col = (lane & 3) * 2 + (r & 1);

@@ -14,6 +14,36 @@ local shapes = {
   {8, 32, 12}, {4, 16, 4}, {12, 64, 128}, {5, 48, 36}, {3, 16, 8},
   {64, 64, 32}, {6, 96, 20}, {7, 20, 12}, {4, 16, 6}, {1, 1, 1},
 }
+
+-- a [M, K], b (N x K values) with -128 and 127 among them, c in +-cmax
+local function operands(r, M, N, K, cmax)
+  local av, bv, cv = {}, {}, {}
+  for i = 1, M * K do
+    av[i] = i % 11 == 0 and -128 or i % 13 == 0 and 127 or math.floor(r() * 256) - 128
+  end
+  for i = 1, N * K do
+    bv[i] = i % 7 == 0 and -128 or i % 5 == 0 and 127 or math.floor(r() * 256) - 128
+  end
+  for i = 1, M * N do cv[i] = math.floor(r() * (2 * cmax + 1)) - cmax end
+  return av, bv, cv
+end
+
+-- how many of c's M x N entries differ from (c +) a b, b as [K, N] or
+-- (tb) [N, K]
+local function wrong(out, av, bv, cv, M, N, K, tb, acc)
+  local bad = 0
+  for i = 0, M - 1 do
+    for j = 0, N - 1 do
+      local s = acc == 1 and cv[i * N + j + 1] or 0
+      for k = 0, K - 1 do
+        s = s + av[i * K + k + 1] * (tb and bv[j * K + k + 1] or bv[k * N + j + 1])
+      end
+      if out[i * N + j + 1] ~= s then bad = bad + 1 end
+    end
+  end
+  return bad
+end
+
 for _, devname in ipairs{"cpu", "gpusim"} do
   local dev = ts.device(devname)
   for n, cs in ipairs(shapes) do
@@ -22,29 +52,13 @@ for _, devname in ipairs{"cpu", "gpusim"} do
       local r = C.lcg(n * 31 + 7)
       for _, tb in ipairs{false, true} do
         for acc = 0, 1 do
-          local av, bv, cv = {}, {}, {}
-          for i = 1, M * K do
-            av[i] = i % 11 == 0 and -128 or i % 13 == 0 and 127 or math.floor(r() * 256) - 128
-          end
-          for i = 1, N * K do
-            bv[i] = i % 7 == 0 and -128 or i % 5 == 0 and 127 or math.floor(r() * 256) - 128
-          end
-          for i = 1, M * N do cv[i] = math.floor(r() * 2001) - 1000 end
+          local av, bv, cv = operands(r, M, N, K, 1000)
           local c = ts.tensor("i32", {M, N}, cv):copy_to(dev)
           ts.kernel("tests/lua/int8_gemm.tile", tb and "gemm_i8_t" or "gemm_i8",
                     {TM = M, TN = N, TK = K, ACC = acc}, dev)
             :launch{ts.tensor("i8", {M, K}, av):copy_to(dev),
                     ts.tensor("i8", tb and {N, K} or {K, N}, bv):copy_to(dev), c}
-          local out, bad = c:to_table(), 0
-          for i = 0, M - 1 do
-            for j = 0, N - 1 do
-              local s = acc == 1 and cv[i * N + j + 1] or 0
-              for k = 0, K - 1 do
-                s = s + av[i * K + k + 1] * (tb and bv[j * K + k + 1] or bv[k * N + j + 1])
-              end
-              if out[i * N + j + 1] ~= s then bad = bad + 1 end
-            end
-          end
+          local bad = wrong(c:to_table(), av, bv, cv, M, N, K, tb, acc)
           C.check(bad == 0, string.format("%s %dx%dx%d%s%s: %d of %d wrong", devname, M, N, K,
                                           tb and " trans_b" or "", acc == 1 and " acc" or "",
                                           bad, M * N))
@@ -53,6 +67,7 @@ for _, devname in ipairs{"cpu", "gpusim"} do
     end
   end
 end
+
 -- the tensor-core forms on the GPU simulator (tests/CMakeLists.txt runs
 -- this file in both GPU lowerings, for sm_90a and sm_80): wgmma m64nNk32
 -- s8 where the tiles are swizzled (rows of 32, 64 or 128k bytes) and c
@@ -64,25 +79,11 @@ for n, cs in ipairs(tc) do
   local M, N, K = table.unpack(cs)
   local r = C.lcg(n * 17 + 3)
   for acc = 0, 1 do
-    local av, bv, cv = {}, {}, {}
-    for i = 1, M * K do
-      av[i] = i % 11 == 0 and -128 or i % 13 == 0 and 127 or math.floor(r() * 256) - 128
-    end
-    for i = 1, N * K do
-      bv[i] = i % 7 == 0 and -128 or i % 5 == 0 and 127 or math.floor(r() * 256) - 128
-    end
-    for i = 1, M * N do cv[i] = math.floor(r() * 2000001) - 1000000 end
+    local av, bv, cv = operands(r, M, N, K, 1000000)
     local c = ts.tensor("i32", {M, N}, cv):copy_to(dev)
     ts.kernel("tests/lua/int8_gemm.tile", "gemm_i8_tc", {TM = M, TN = N, TK = K, ACC = acc}, dev)
       :launch{ts.tensor("i8", {M, K}, av):copy_to(dev), ts.tensor("i8", {N, K}, bv):copy_to(dev), c}
-    local out, bad = c:to_table(), 0
-    for i = 0, M - 1 do
-      for j = 0, N - 1 do
-        local s = acc == 1 and cv[i * N + j + 1] or 0
-        for k = 0, K - 1 do s = s + av[i * K + k + 1] * bv[j * K + k + 1] end
-        if out[i * N + j + 1] ~= s then bad = bad + 1 end
-      end
-    end
+    local bad = wrong(c:to_table(), av, bv, cv, M, N, K, true, acc)
     C.check(bad == 0, string.format("gpusim tensor cores %dx%dx%d%s: %d of %d wrong", M, N, K,
                                     acc == 1 and " acc" or "", bad, M * N))
   end

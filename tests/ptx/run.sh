@@ -203,59 +203,43 @@ elif ! grep -q "wgmma.mma_async" "$tmp/wgprint.ptx" || ! grep -q "vprintf" "$tmp
 else
   pass=$((pass + 1))
 fi
+# tc_clean ARCH WANT "FILE KERNEL [DEFS]"...: each kernel, in both
+# lowerings, issues WANT and ptxas neither warns nor serializes
+tc_clean() {
+  local arch=$1 want=$2 fk f k defs ok target o emit
+  shift 2
+  for fk in "$@"; do
+    read -r f k defs <<<"$fk"
+    ok=1
+    for target in ptx cuda; do
+      o=$tmp/tc.$target.ptx
+      emit=(); [[ $target == cuda ]] && emit=(--emit ptx)
+      # shellcheck disable=SC2086
+      if ! "$tessera" compile "$f" --kernel "$k" $defs --target $target "${emit[@]}" --arch $arch \
+           --no-cache -o "$o" 2>"$tmp/err" ||
+         ! "$ptxas" -arch=$arch -v "$o" -o "$tmp/tc.cubin" 2>"$tmp/info" ||
+         grep -qi "warning\|serialized\|Performance Loss\|injected" "$tmp/info" ||
+         ! grep -q "$want" "$o"; then
+        echo "FAIL: $k ($f $defs, $target, $arch): no clean $want"; cat "$tmp/err"
+        ok=0
+      fi
+    done
+    if ((ok)); then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+  done
+}
 # tf32 (gemm(..., tf32=true)): the test kernel, mHC's logits and the TF32
-# linear issue wgmma m64nNk8 .tf32 on sm_90a and mma.sync m16n8k8
-# .tf32 on sm_80, both lowerings, and ptxas neither warns nor serializes
-for arch in sm_90a sm_80; do
-  if [[ $arch == sm_90a ]]; then want="wgmma.mma_async.sync.aligned.m64n[0-9]*k8.f32.tf32.tf32"
-  else want="mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"; fi
-  for fk in "tests/ptx/gpu.tile tf32_gemm" "kernels/mhc.tile hc_mix_split -D TF32=1 -D BT=64 -D NT=128" \
-            "kernels/mhc.tile hc_post_mix -D TF32=1 -D BT=64 -D NT=128" "kernels/gemm.tile linear_tf32"; do
-    read -r f k defs <<<"$fk"
-    ok=1
-    for target in ptx cuda; do
-      o=$tmp/tf32.$target.ptx
-      emit=(); [[ $target == cuda ]] && emit=(--emit ptx)
-      # shellcheck disable=SC2086
-      if ! "$tessera" compile "$f" --kernel "$k" $defs --target $target "${emit[@]}" --arch $arch \
-           --no-cache -o "$o" 2>"$tmp/err" ||
-         ! "$ptxas" -arch=$arch -v "$o" -o "$tmp/tf32.cubin" 2>"$tmp/info" ||
-         grep -qi "warning\|serialized\|Performance Loss\|injected" "$tmp/info" ||
-         ! grep -q "$want" "$o"; then
-        echo "FAIL: $k ($f $defs, $target, $arch): no clean $want"; cat "$tmp/err"
-        ok=0
-      fi
-    done
-    if ((ok)); then pass=$((pass + 1)); else fail=$((fail + 1)); fi
-  done
-done
-# i8 into i32 (exact integer products): the FP4 indexer and the test
+# linear issue wgmma m64nNk8 .tf32 on sm_90a and mma.sync m16n8k8 .tf32 on
+# sm_80; i8 into i32 (exact integer products): the FP4 indexer and the test
 # kernel issue wgmma m64nNk32 .s32.s8.s8 on sm_90a and mma.sync m16n8k32
-# .s32.s8.s8.s32 on sm_80, both lowerings, and ptxas neither warns nor
-# serializes
-for arch in sm_90a sm_80; do
-  if [[ $arch == sm_90a ]]; then want="wgmma.mma_async.sync.aligned.m64n[0-9]*k32.s32.s8.s8"
-  else want="mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32"; fi
-  for fk in "kernels/indexer.tile indexer_scores_fp4" \
-            "tests/lua/int8_gemm.tile gemm_i8_tc -D TM=128 -D TN=64 -D TK=128"; do
-    read -r f k defs <<<"$fk"
-    ok=1
-    for target in ptx cuda; do
-      o=$tmp/s8.$target.ptx
-      emit=(); [[ $target == cuda ]] && emit=(--emit ptx)
-      # shellcheck disable=SC2086
-      if ! "$tessera" compile "$f" --kernel "$k" $defs --target $target "${emit[@]}" --arch $arch \
-           --no-cache -o "$o" 2>"$tmp/err" ||
-         ! "$ptxas" -arch=$arch -v "$o" -o "$tmp/s8.cubin" 2>"$tmp/info" ||
-         grep -qi "warning\|serialized\|Performance Loss\|injected" "$tmp/info" ||
-         ! grep -q "$want" "$o"; then
-        echo "FAIL: $k ($f $defs, $target, $arch): no clean $want"; cat "$tmp/err"
-        ok=0
-      fi
-    done
-    if ((ok)); then pass=$((pass + 1)); else fail=$((fail + 1)); fi
-  done
-done
+# .s32.s8.s8.s32 on sm_80
+tf32_kernels=("tests/ptx/gpu.tile tf32_gemm" "kernels/mhc.tile hc_mix_split -D TF32=1 -D BT=64 -D NT=128"
+              "kernels/mhc.tile hc_post_mix -D TF32=1 -D BT=64 -D NT=128" "kernels/gemm.tile linear_tf32")
+s8_kernels=("kernels/indexer.tile indexer_scores_fp4"
+            "tests/lua/int8_gemm.tile gemm_i8_tc -D TM=128 -D TN=64 -D TK=128")
+tc_clean sm_90a "wgmma.mma_async.sync.aligned.m64n[0-9]*k8.f32.tf32.tf32" "${tf32_kernels[@]}"
+tc_clean sm_80 "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" "${tf32_kernels[@]}"
+tc_clean sm_90a "wgmma.mma_async.sync.aligned.m64n[0-9]*k32.s32.s8.s8" "${s8_kernels[@]}"
+tc_clean sm_80 "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32" "${s8_kernels[@]}"
 # the dtype-param values the model and the benches compile besides the
 # defaults (the exact model's f32 forms, bf16 linear weights): both
 # lowerings, ptxas clean, resources recorded as FILE[DEFINES]
@@ -278,7 +262,7 @@ for arch in sm_90a sm_80; do
       echo "FAIL: $k ($f -D $def, $arch) does not build cleanly:"; cat "$tmp/err" "$tmp/info" "$tmp/info2"
       fail=$((fail + 1))
     else
-      ptx_resources "$arch" "$o" "$tmp/info" "$f[$def]"
+      ptx_resources "$arch" "$o" "$tmp/info" "${f}[$def]"
       pass=$((pass + 1))
     fi
   done
