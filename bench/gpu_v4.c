@@ -1111,8 +1111,37 @@ static double gemv_with(int64_t N, int64_t K, int64_t KS, int seed, double *byte
   return t;
 }
 
+/* The FP8 decode GEMV (V4's FP8 linear, the model's linears = "fp8"): the
+ * activation's quantisation (act_quant) plus linear_fp8 at the model's
+ * one-row tiles, over e4m3 weights with 128 x 128 block scales
+ * (fp8_block_quant, outside the timing); *bytes gets the weights' and
+ * scales' bytes. */
+static double gemv_fp8(int64_t N, int64_t K, int seed, double *bytes) {
+  int64_t KB = (K + 127) / 128, NB = (N + 127) / 128;
+  int64_t sx[3] = {1, 1, K}, ss[3] = {1, 1, KB}, sw[3] = {1, N, K}, sws[3] = {1, NB, KB},
+          sy[3] = {1, 1, N};
+  ts_tensor *wf = rnd(gpu, TS_DTYPE_F32, 3, sw, seed + 1, 0.02);
+  ts_arg w[3] = {ts_arg_tensor(wf), ts_arg_tensor(tensor(gpu, TS_DTYPE_FP8E4M3, 3, sw)),
+                 ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sws))};
+  ts_status st = ts_kernel_launch(gpu_kern("kernels/quant.tile", "fp8_block_quant", NULL), w, 3);
+  if (st)
+    die(st, "fp8_block_quant");
+  ts_arg q[3] = {ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 3, sx, seed, 1)),
+                 ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sx)),
+                 ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, ss))};
+  ts_arg l[5] = {q[1], q[2], w[1], w[2], ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sy))};
+  double t = timed(gpu_kern("kernels/quant.tile", "act_quant", NULL), q, 3) +
+             timed(gpu_kern("kernels/gemm.tile", "linear_fp8", "BM=1 BN=32"), l, 5);
+  *bytes += (double)N * K + (double)NB * KB * 4;
+  ts_tensor_release(l[4].tensor);
+  release_args(q, 3);
+  release_args(w, 3);
+  return t;
+}
+
 /* gemm_splitk's partial products on the GPU against the CPU (5 slices of a
- * K of 200 in steps of 32: the last ones empty). */
+ * K of 200 in steps of 32: the last ones empty), and linear_fp8's (odd
+ * shapes: partial scale blocks, two groups). */
 static void gemv_check(void) {
   int64_t sa[2] = {3, 200}, sb[2] = {70, 200}, sp[3] = {5, 3, 70};
   ts_arg a[3] = {ts_arg_tensor(rnd(host, TS_DTYPE_BF16, 2, sa, 91, 1)),
@@ -1120,6 +1149,16 @@ static void gemv_check(void) {
                  ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sp))};
   differential("kernels/gemm.tile", "gemm_splitk", "BK=32", a, 3, 2, 1e-5);
   release_args(a, 3);
+  int64_t sx[3] = {3, 2, 200}, ss[3] = {3, 2, 2}, sw[3] = {2, 70, 200}, sws[3] = {2, 1, 2},
+          sy[3] = {3, 2, 70};
+  ts_arg f[5] = {ts_arg_tensor(rnd(host, TS_DTYPE_F32, 3, sx, 93, 1)),
+                 ts_arg_tensor(rnd(host, TS_DTYPE_F32, 3, ss, 94, 1)),
+                 ts_arg_tensor(rnd(host, TS_DTYPE_FP8E4M3, 3, sw, 95, 1)),
+                 ts_arg_tensor(rnd(host, TS_DTYPE_F32, 3, sws, 96, 1)),
+                 ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sy))};
+  differential("kernels/gemm.tile", "linear_fp8", "BM=1 BN=32", f, 5, 4, 1e-5);
+  differential("kernels/gemm.tile", "linear_fp8", NULL, f, 5, 4, 1e-5);
+  release_args(f, 5);
 }
 
 /* The decode GEMV of the layer steps: split-K. */
@@ -1130,17 +1169,21 @@ static double gemv(int64_t N, int64_t K, int seed, double *bytes) {
 /* Decode's projections at batch 1 (V4-Flash's shapes): gemm_nt's grid of
  * N / 32 blocks against gemm_splitk, both as a fraction of the copy. */
 static void decode_gemv(void) {
-  printf("\n## Decode projections (one token: [1, K] x [N, K]^T, bf16)\n\n");
-  printf("| N x K | gemm_nt ms | split-K ms (slices) | split-K GB/s | of copy | gemm_nt / split-K |\n");
-  printf("|---|---|---|---|---|---|\n");
+  printf("\n## Decode projections (one token: [1, K] x [N, K]^T, bf16; FP8: V4's FP8 linear, "
+         "act_quant + linear_fp8, e4m3 weights with 128 x 128 scales)\n\n");
+  printf("| N x K | gemm_nt ms | split-K ms (slices) | split-K GB/s | of copy | gemm_nt / split-K "
+         "| FP8 ms | FP8 GB/s | split-K / FP8 |\n");
+  printf("|---|---|---|---|---|---|---|---|---|\n");
   static const int64_t nk[5][2] = {{512, 4096}, {1024, 4096}, {32768, 1024}, {4096, 8192}, {8192, 4096}};
   for (int i = 0; i < 5; i++) {
     int64_t N = nk[i][0], K = nk[i][1], KS = splitk_for(N, K);
-    double b0 = 0, b1 = 0, t0 = gemv_with(N, K, 0, 90, &b0), t1 = gemv_with(N, K, KS, 90, &b1);
-    char r1[32], r2[32];
-    printf("| %lld x %lld | %.4f | %.4f (%lld) | %.0f | %s | %s |\n", (long long)N, (long long)K,
-           t0 * 1e3, t1 * 1e3, (long long)KS, b1 / t1 / 1e9,
-           ratio(r1, copy_bps > 0 ? b1 / t1 / copy_bps : 0), ratio(r2, t0 / t1));
+    double b0 = 0, b1 = 0, b8 = 0, t0 = gemv_with(N, K, 0, 90, &b0),
+           t1 = gemv_with(N, K, KS, 90, &b1), t8 = gemv_fp8(N, K, 90, &b8);
+    char r1[32], r2[32], r3[32];
+    printf("| %lld x %lld | %.4f | %.4f (%lld) | %.0f | %s | %s | %.4f | %.0f | %s |\n",
+           (long long)N, (long long)K, t0 * 1e3, t1 * 1e3, (long long)KS, b1 / t1 / 1e9,
+           ratio(r1, copy_bps > 0 ? b1 / t1 / copy_bps : 0), ratio(r2, t0 / t1), t8 * 1e3,
+           b8 / t8 / 1e9, ratio(r3, t1 / t8));
   }
 }
 
