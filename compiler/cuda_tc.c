@@ -445,11 +445,8 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
   int full = ts_wgmma_kind(call), kind = full & 3; /* gen.h */
   bool mn = full & 4, s8 = full & TS_KIND_S8; /* s8: i32 accumulators */
   int64_t kstep = kind == 3 ? 8 : kind == 2 ? 32 : 16; /* 32 bytes */
-  const char *ty = s8          ? "s8"
-                   : kind == 3 ? "tf32"
-                   : kind == 2 ? "e4m3"
-                   : kind == 1 ? "f16"
-                               : "bf16";
+  const char *dtype, *ty, *tail;
+  ts_wgmma_text(full, &dtype, &ty, &tail);
   int64_t ra, ca, rb, cb;
   int swa = cu_swizzle_of(c, sa, &ra, &ca), swb = cu_swizzle_of(c, sb, &rb, &cb);
   /* accumulate=false: the first k step ignores the old accumulators
@@ -467,13 +464,10 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
    * (as gen_mma.c gen_wgmma) */
   const char *text = cu_str(c, "setp.ne.b32 p, %%%lld, 0;\\n"
                             "wgmma.mma_async.sync.aligned.m64n%lldk%lld.%s.%s.%s {",
-                            (long long)half + 2, (long long)N, (long long)kstep,
-                            s8 ? "s32" : "f32", ty, ty);
+                            (long long)half + 2, (long long)N, (long long)kstep, dtype, ty, ty);
   for (int64_t i = 0; i < half; i++)
     text = cu_str(c, "%s%s%%%lld", text, i ? ", " : "", (long long)i);
-  /* integer wgmma has no scale-a/b or transpose operands */
-  text = cu_str(c, "%s}, da, db, p%s;\\n}\\n", text,
-                s8 ? "" : kind >= 2 ? ", 1, 1" : mn ? ", 1, 1, 0, 1" : ", 1, 1, 0, 0");
+  text = cu_str(c, "%s}, da, db, p%s;\\n}\\n", text, tail);
   /* where the first k step's descriptors start (gen.h ts_wgmma_start); a
    * slab's rows start whole 8-row atoms further into A (SBO apart) */
   int64_t lboa, lbo;

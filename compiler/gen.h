@@ -141,6 +141,11 @@ bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
  * simulator's wgmma adds 8 for scale-d 0). */
 enum { TS_KIND_S8 = 16 };
 int ts_wgmma_kind(const ts_node *call);
+/* The pieces of kind `kind`'s wgmma.mma_async text both lowerings write:
+ * the accumulator type (*dtype, "f32" or "s32"), the operands' (*ty), and
+ * what follows "d, da, db, p" (*tail: the scale-a/b and transpose
+ * immediates; none for e4m3 and tf32's transposes, none at all for s8). */
+void ts_wgmma_text(int kind, const char **dtype, const char **ty, const char **tail);
 /* How many of the block's G warpgroups split a wgmma accumulator's columns
  * (FlashMLA's decode: 64 heads, one 64-row slab, the output's columns over
  * two warpgroups): G when the block has G >= 2 warpgroups and every gemm of

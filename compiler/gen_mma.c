@@ -484,11 +484,8 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
   int full = ts_wgmma_kind(call), kind = full & 3; /* gen.h */
   bool mn = full & 4, s8 = full & TS_KIND_S8; /* s8: i32 accumulators */
   int64_t kstep = kind == 3 ? 8 : kind == 2 ? 32 : 16; /* 32 bytes */
-  const char *ty = s8          ? "s8"
-                   : kind == 3 ? "tf32"
-                   : kind == 2 ? "e4m3"
-                   : kind == 1 ? "f16"
-                               : "bf16";
+  const char *dtype, *ty, *tail;
+  ts_wgmma_text(full, &dtype, &ty, &tail);
   MlirType ct = s8 ? b->i32 : b->f32;
   MlirValue cm = {sc->user};
   /* the operands visible to the async proxy: by the loop (async), by the
@@ -518,16 +515,14 @@ static void gen_wgmma(gen *g, ts_node *call, const int64_t *mnk, bool async,
                 "add.s64 db, $%lld, %%lld;\nsetp.ne.b32 p, $%lld, 0;\n"
                 "wgmma.mma_async.sync.aligned.m64n%lldk%lld.%s.%s.%s {",
                 (long long)half, (long long)half + 1, (long long)half + 2, (long long)N,
-                (long long)kstep, s8 ? "s32" : "f32", ty, ty);
+                (long long)kstep, dtype, ty, ty);
   ts_buf_puts(&st, "!llvm.struct<(");
   for (int64_t i = 0; i < half; i++) {
     ts_buf_printf(&text, "%s$%lld", i ? ", " : "", (long long)i);
     ts_buf_printf(&cons, s8 ? "=r," : "=f,");
     ts_buf_printf(&st, "%s%s", i ? ", " : "", s8 ? "i32" : "f32");
   }
-  /* integer wgmma has no scale-a/b or transpose operands */
-  ts_buf_printf(&text, "}, da, db, p%s;\n}",
-                s8 ? "" : kind >= 2 ? ", 1, 1" : mn ? ", 1, 1, 0, 1" : ", 1, 1, 0, 0");
+  ts_buf_printf(&text, "}, da, db, p%s;\n}", tail);
   ts_buf_puts(&cons, "l,l,r");
   for (int64_t i = 0; i < half; i++)
     ts_buf_printf(&cons, ",%lld", (long long)i);

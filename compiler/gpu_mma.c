@@ -236,6 +236,14 @@ int ts_wgmma_kind(const ts_node *call) {
   return kind | (ts_call_named_bool(call, "trans_b", false) ? 0 : 4);
 }
 
+void ts_wgmma_text(int kind, const char **dtype, const char **ty, const char **tail) {
+  bool s8 = kind & TS_KIND_S8, mn = kind & 4;
+  int k = kind & 3;
+  *dtype = s8 ? "s32" : "f32";
+  *ty = s8 ? "s8" : k == 3 ? "tf32" : k == 2 ? "e4m3" : k == 1 ? "f16" : "bf16";
+  *tail = s8 ? "" : k >= 2 ? ", 1, 1" : mn ? ", 1, 1, 0, 1" : ", 1, 1, 0, 0";
+}
+
 int64_t ts_wgmma_start(const ts_symbol *s, int swz, int64_t k0, bool mn, int64_t *lbo) {
   int64_t R = s->type->dims[0].c, C = s->type->dims[1].c;
   int64_t eb = ts_dtype_bits(s->type->dtype) / 8, p = 128 / eb;
