@@ -1,0 +1,200 @@
+-- fp4_experts.lua - V4's FP4 routed experts (V4-SPEC 1.9, 1.11): the weight
+-- format (quant.tile fp4_block_quant: e2m1 codes two a byte, the lower K
+-- index in the low nibble, a ue8m0 scale per 1 x 32 block of a row) and
+-- the grouped expert GEMMs that read it (moe.tile moe_up_fp4, moe_down_fp4),
+-- against references written here from the spec: codes and scales equal,
+-- each 32-wide block's products summed and scaled by the activation's and
+-- the weight row's scales, within the f32 rounding of those sums. Widths
+-- with partial 128-wide activation blocks, tile tables made with BM 1, 4
+-- and 16, a slot routed nowhere (-1); the CPU and the GPU simulator
+-- (tests/CMakeLists.txt runs it in the CUDA C lowering too).
+local ts = require "tessera"
+local C = require "tests.lua.lib.check"
+
+local function f32(x) return (string.unpack("f", string.pack("f", x))) end
+
+-- 2^ceil(log2(r)) for r > 0 (r an f32: exact powers of two stay)
+local function ue8m0(r)
+  local e = math.ceil(math.log(r, 2))
+  if 2.0 ^ (e - 1) >= r then e = e - 1 end
+  if 2.0 ^ e < r then e = e + 1 end
+  return 2.0 ^ e
+end
+
+-- v (|v| <= 6) rounded to the nearest e2m1 magnitude, ties to the even code
+local E2M1 = {0, 0.5, 1, 1.5, 2, 3, 4, 6}
+local function e2m1(v)
+  local a, best = math.abs(v), 1
+  for i = 2, 8 do
+    local d, bd = math.abs(a - E2M1[i]), math.abs(a - E2M1[best])
+    if d < bd or (d == bd and (i - 1) % 2 == 0) then best = i end
+  end
+  return (v < 0 and -1 or 1) * E2M1[best]
+end
+
+-- the value of a 4-bit code (bit 3 the sign)
+local function decode(c) return (c & 8 ~= 0 and -1 or 1) * E2M1[(c & 7) + 1] end
+
+-- w [G, N, K] (flat) as the spec quantises it: values q (code values) and
+-- scales s [G, N, K / 32]
+local function quant_ref(w, G, N, K)
+  local q, s = {}, {}
+  for r = 0, G * N - 1 do
+    for b = 0, K // 32 - 1 do
+      local amax = 0
+      for k = b * 32, b * 32 + 31 do amax = math.max(amax, math.abs(w[r * K + k + 1])) end
+      local sc = ue8m0(f32(math.max(amax, f32(6 * 2.0 ^ -126)) / 6))
+      s[r * (K // 32) + b + 1] = sc
+      for k = b * 32, b * 32 + 31 do
+        q[r * K + k + 1] = e2m1(math.max(-6, math.min(6, w[r * K + k + 1] / sc)))
+      end
+    end
+  end
+  return q, s
+end
+
+local function randoms(n, seed, scale)
+  local r, v = C.lcg(seed), {}
+  for i = 1, n do v[i] = f32((r() * 2 - 1) * scale * 2.0 ^ math.floor(r() * 6 - 3)) end
+  return v
+end
+
+-- a weight [G, N, K] quantised by the kernel: the codes and scales (device
+-- tensors), the count of codes and scales that differ from the reference,
+-- and the reference's values and scales
+local function quantise(dev, wv, G, N, K, params)
+  local q = ts.tensor("i8", {G, N, K // 2}, nil, dev)
+  local s = ts.tensor("f32", {G, N, K // 32}, nil, dev)
+  ts.kernel("kernels/quant.tile", "fp4_block_quant", params or {}, dev):launch{
+    ts.tensor("f32", {G, N, K}, wv):copy_to(dev), q, s}
+  local qr, sr = quant_ref(wv, G, N, K)
+  local qv, sv, bad = q:to_table(), s:to_table(), 0
+  for i = 1, G * N * K // 2 do
+    local b = qv[i] & 255
+    if decode(b & 15) ~= qr[2 * i - 1] or decode(b >> 4) ~= qr[2 * i] then bad = bad + 1 end
+  end
+  for i = 1, G * N * K // 32 do if sv[i] ~= sr[i] then bad = bad + 1 end end
+  return q, s, bad, qr, sr
+end
+
+local function silu(x) return x / (1 + math.exp(-x)) end
+local LIMIT = 10.0
+
+-- y[j] = sum over 32-blocks of (x[b] . w[j, b]) * sx[b // 4] * sw[j, b], and
+-- the same over |products| (the size its f32 rounding is bounded by)
+local function blocks(x, xo, sx, so, w, wo, sw, swo, K)
+  local y, size = 0, 0
+  for b = 0, K // 32 - 1 do
+    local part, psize = 0, 0
+    for k = b * 32, b * 32 + 31 do
+      local p = x[xo + k + 1] * w[wo + k + 1]
+      part, psize = part + p, psize + math.abs(p)
+    end
+    local sc = sx[so + b // 4 + 1] * sw[swo + b + 1]
+    y, size = y + part * sc, size + psize * sc
+  end
+  return y, size
+end
+
+local function run(devname)
+  local dev = ts.device(devname)
+  local function T_(dtype, shape, v) return ts.tensor(dtype, shape, v):copy_to(dev) end
+  -- the weight format alone: rows that are not a whole block of BR
+  for n, cs in ipairs{{3, 37, 96, 32}, {1, 64, 64, 8}} do
+    local G, N, K, BR = cs[1], cs[2], cs[3], cs[4]
+    local _, _, bad = quantise(dev, randoms(G * N * K, 5 * n, 0.3), G, N, K, {BR = BR})
+    C.check(bad == 0, string.format("%s fp4_block_quant %dx%dx%d BR %d: %d bytes or scales differ",
+                                    devname, G, N, K, BR, bad))
+  end
+  -- the experts: DM = 160 and I = 288 (partial 128-wide activation blocks)
+  local E, K, DM, I = 5, 3, 160, 288
+  local IB = (I + 127) // 128
+  local q1, s1, b1, r1, t1 = quantise(dev, randoms(E * I * DM, 21, 0.2), E, I, DM)
+  local q3, s3, b3, r3, t3 = quantise(dev, randoms(E * I * DM, 22, 0.2), E, I, DM)
+  local q2, s2, b2, r2, t2 = quantise(dev, randoms(E * DM * I, 23, 0.2), E, DM, I)
+  C.check(b1 + b2 + b3 == 0, devname .. " fp4_block_quant of the experts' weights")
+  for n, cs in ipairs{{1, 1}, {5, 4}, {19, 16}} do
+    local T, BM = cs[1], cs[2]
+    local TK = T * K
+    -- each token's K distinct experts (token 1's last slot routed nowhere)
+    local r, ev, wv = C.lcg(100 + n), {}, {}
+    for t = 0, T - 1 do
+      local pick = {}
+      for k = 0, K - 1 do
+        local e
+        repeat e = math.floor(r() * E) until not pick[e]
+        pick[e] = true
+        ev[t * K + k + 1] = (t == 1 and k == K - 1) and -1 or e
+        wv[t * K + k + 1] = f32(0.2 + r())
+      end
+    end
+    local experts, weights = T_("i32", {T, K}, ev), T_("f32", {T, K}, wv)
+    local MT = (TK + BM - 1) // BM + E
+    local counts, offsets, cursor = ts.tensor("i32", {E}, nil, dev), ts.tensor("i32", {E}, nil, dev),
+      ts.tensor("i32", {E}, nil, dev)
+    local tiles, sorted = ts.tensor("i32", {MT, 3}, nil, dev), ts.tensor("i32", {TK}, nil, dev)
+    ts.kernel("kernels/moe.tile", "moe_count", {}, dev):launch{experts, counts}
+    ts.kernel("kernels/moe.tile", "moe_offsets", {BM = BM}, dev):launch{counts, offsets, tiles}
+    ts.kernel("kernels/moe.tile", "moe_scatter", {}, dev):launch{experts, offsets, cursor, sorted}
+    local x = T_("f32", {T, 1, DM}, randoms(T * DM, 30 + n, 2))
+    local xq, sx = ts.tensor("f32", {T, 1, DM}, nil, dev), ts.tensor("f32", {T, 1, 2}, nil, dev)
+    ts.kernel("kernels/quant.tile", "act_quant", {}, dev):launch{x, xq, sx}
+    local h = ts.tensor("f32", {TK, I}, nil, dev)
+    ts.kernel("kernels/moe.tile", "moe_up_fp4", {BM = BM}, dev):launch{
+      xq:reshape{T, DM}, sx:reshape{T, 2}, sorted, offsets, tiles, weights, q1, s1, q3, s3, h}
+    local hq, sh = ts.tensor("f32", {TK, 1, I}, nil, dev), ts.tensor("f32", {TK, 1, IB}, nil, dev)
+    ts.kernel("kernels/quant.tile", "act_quant", {}, dev):launch{h:reshape{TK, 1, I}, hq, sh}
+    local out = ts.tensor("f32", {TK, DM}, nil, dev)
+    ts.kernel("kernels/moe.tile", "moe_down_fp4", {BM = BM}, dev):launch{
+      hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, q2, s2, out}
+    local xqv, sxv, hv, hqv, shv, ov = xq:to_table(), sx:to_table(), h:to_table(), hq:to_table(),
+      sh:to_table(), out:to_table()
+    local hworst, oworst, zeros = 0, 0, 0
+    for slot = 0, TK - 1 do
+      local t, e = slot // K, ev[slot + 1]
+      if e < 0 then
+        for j = 0, I - 1 do if hv[slot * I + j + 1] ~= 0 then zeros = zeros + 1 end end
+        for c = 0, DM - 1 do if ov[slot * DM + c + 1] ~= 0 then zeros = zeros + 1 end end
+      else
+        for j = 0, I - 1 do
+          local row = (e * I + j)
+          local g, gs = blocks(xqv, t * DM, sxv, t * 2, r1, row * DM, t1, row * (DM // 32), DM)
+          local u, us = blocks(xqv, t * DM, sxv, t * 2, r3, row * DM, t3, row * (DM // 32), DM)
+          local w = wv[slot + 1]
+          local gc, uc = math.min(g, LIMIT), math.max(-LIMIT, math.min(LIMIT, u))
+          local want = silu(gc) * uc * w
+          -- the sums' f32 rounding through swiglu (silu' <= 1.1), and the
+          -- result's own few roundings
+          local bound = w * (1.1 * math.abs(uc) * gs + math.abs(silu(gc)) * us) * 2 ^ -24 * 64
+            + math.abs(want) * 2 ^ -20 + 1e-30
+          hworst = math.max(hworst, math.abs(hv[slot * I + j + 1] - want) / bound)
+        end
+        for c = 0, DM - 1 do
+          local row = e * DM + c
+          local want, size = blocks(hqv, slot * I, shv, slot * IB, r2, row * I, t2, row * (I // 32), I)
+          local err = math.abs(ov[slot * DM + c + 1] - want)
+          oworst = math.max(oworst, err / (size * 2 ^ -24 * 64 + 1e-30))
+        end
+      end
+    end
+    C.check(zeros == 0, string.format("%s T %d: %d values written for the slot routed nowhere",
+                                      devname, T, zeros))
+    C.check(hworst <= 1, string.format("%s moe_up_fp4 T %d BM %d: %.3g of the bound",
+                                       devname, T, BM, hworst))
+    C.check(oworst <= 1, string.format("%s moe_down_fp4 T %d BM %d: %.3g of the bound",
+                                       devname, T, BM, oworst))
+  end
+  -- scales of the wrong shape are refused, named
+  local ok, msg = pcall(function()
+    ts.kernel("kernels/moe.tile", "moe_down_fp4", {}, dev):launch{
+      ts.tensor("f32", {3, I}, nil, dev), ts.tensor("f32", {3, 1}, nil, dev),
+      ts.tensor("i32", {3}, nil, dev), ts.tensor("i32", {E}, nil, dev),
+      ts.tensor("i32", {E + 1, 3}, nil, dev), q2, ts.tensor("f32", {E, DM, I // 128 + 1}, nil, dev),
+      ts.tensor("f32", {3, DM}, nil, dev)}
+  end)
+  C.check(not ok and tostring(msg):find("moe_down_fp4: w2"), devname .. " bad scales: " .. tostring(msg))
+end
+
+run("cpu")
+run("gpusim")
+C.finish()
