@@ -5,7 +5,110 @@ local kernel, f32, linear, rmsnorm, rope, hadamard = O.kernel, O.f32, O.linear, 
   O.rope, O.hadamard
 local rows, from_rows, concat_rows = O.rows, O.from_rows, O.concat_rows
 
+-- The routed experts' matrix m (1 = w1, 2 = w2, 3 = w3) stacked [E, ...]:
+-- the values of the file's experts.0 .. experts.E-1, and the shape.
+local function stack(self, p, m, E)
+  local first = self.file:get(p .. "experts.0.w" .. m .. ".weight")
+  local s, v = first:shape(), {}
+  for e = 0, E - 1 do
+    for _, x in ipairs(self.file:get(p .. "experts." .. e .. ".w" .. m .. ".weight"):to_table()) do
+      v[#v + 1] = x
+    end
+  end
+  return v, {E, s[1], s[2]}
+end
+
+-- The slots (t, k) of T tokens sorted by expert and the tile table of BM
+-- rows of one expert (moe.tile's grouped form): sorted, offsets, tiles.
+local function route(experts, E, BM)
+  local T, K = experts:shape()[1], experts:shape()[2]
+  local TK = T * K
+  local counts, offsets, cursor = O.tensor("i32", {E}), O.tensor("i32", {E}), O.tensor("i32", {E})
+  local tiles, sorted = O.tensor("i32", {(TK + BM - 1) // BM + E, 3}), O.tensor("i32", {TK})
+  kernel("moe.tile", "moe_count"):launch{experts, counts}
+  kernel("moe.tile", "moe_offsets", {BM = BM}):launch{counts, offsets, tiles}
+  kernel("moe.tile", "moe_scatter"):launch{experts, offsets, cursor, sorted}
+  return sorted, offsets, tiles
+end
+
 return function(M)
+
+-- The routed experts' weights stacked [E, ...] in bf16, as the file holds
+-- them: w1, w2, w3.
+function M:bf16_experts(p, E)
+  if not self.w[p .. "w1"] then
+    for m = 1, 3 do
+      local v, shape = stack(self, p, m, E)
+      local stacked = O.tensor("bf16", shape)
+      stacked:set(v)
+      self.w[p .. "w" .. m] = stacked
+    end
+  end
+  return self.w[p .. "w1"], self.w[p .. "w2"], self.w[p .. "w3"]
+end
+
+-- The routed experts in the FP4 format of V4's released instruct
+-- checkpoints (quant.tile fp4_block_quant: e2m1 codes, a ue8m0 scale per
+-- 1 x 32 block of a row), quantised from the file's values at first use:
+-- {q1, s1, q2, s2, q3, s3}.
+function M:fp4_experts(p, E)
+  local key = "fp4:" .. p
+  if not self.w[key] then
+    local t = {}
+    for m = 1, 3 do
+      local v, shape = stack(self, p, m, E)
+      local q = O.tensor("i8", {shape[1], shape[2], shape[3] // 2})
+      local s = O.f32{shape[1], shape[2], shape[3] // 32}
+      kernel("quant.tile", "fp4_block_quant"):launch{O.on_device(ts.tensor("f32", shape, v)), q, s}
+      t[2 * m - 1], t[2 * m] = q, s
+    end
+    self.w[key] = t
+  end
+  return self.w[key]
+end
+
+-- The experts with the shared one's linears run apart (O.linear: FP8 with
+-- linears = "fp8", as the checkpoint holds them, V4-SPEC 1.11) and the
+-- routed ones in the grouped form: with experts = "fp4" moe.tile's FP4
+-- GEMMs, the activations quantised per 1 x 128 block before each (x once
+-- for W1 and W3, each slot's swiglu output for W2), else moe_grouped's
+-- bf16. A single token's table has one-row tiles (each expert has at most
+-- one of its rows). y = shared + slot 0 + ... + slot K - 1, as moe_combine
+-- adds them.
+function M:moe_apart(p, x, experts, weights, LIMIT)
+  local T, DM = x:shape()[1], x:shape()[2]
+  local K, E = experts:shape()[2], self.cfg.n_routed_experts
+  local g = O.linear(x, self:lweight(p .. "shared_experts.w1.weight"))
+  local u = O.linear(x, self:lweight(p .. "shared_experts.w3.weight"))
+  local I = g:shape()[2]
+  local hs = f32{T, I}
+  kernel("moe.tile", "moe_swiglu", {LIMIT = LIMIT}):launch{g, u, hs}
+  local sh = O.linear(hs, self:lweight(p .. "shared_experts.w2.weight"))
+  local BM, TK = T == 1 and 1 or O.moe_rows, T * K
+  local sorted, offsets, tiles = route(experts, E, BM)
+  local out = f32{TK, DM}
+  if self.experts == "fp4" then
+    local w = self:fp4_experts(p, E)
+    local RI = w[1]:shape()[2]
+    local DB, IB = (DM + 127) // 128, (RI + 127) // 128
+    local xq, sx = f32{T, 1, DM}, f32{T, 1, DB}
+    kernel("quant.tile", "act_quant"):launch{x:reshape{T, 1, DM}, xq, sx}
+    local h = f32{TK, RI}
+    kernel("moe.tile", "moe_up_fp4", {BM = BM, LIMIT = LIMIT}):launch{
+      xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, w[1], w[2], w[5], w[6], h}
+    local hq, shq = f32{TK, 1, RI}, f32{TK, 1, IB}
+    kernel("quant.tile", "act_quant"):launch{h:reshape{TK, 1, RI}, hq, shq}
+    kernel("moe.tile", "moe_down_fp4", {BM = BM}):launch{
+      hq:reshape{TK, RI}, shq:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}
+  else
+    local w1, w2, w3 = self:bf16_experts(p, E)
+    kernel("moe.tile", "moe_grouped", {BM = BM, LIMIT = LIMIT}):launch{
+      x, sorted, offsets, tiles, weights, w1, w2, w3, out}
+  end
+  local y = f32{T, DM}
+  kernel("moe.tile", "moe_combine", {K = K}):launch{sh, out, y}
+  return y
+end
 
 function M:moe(L, x, ids)
   local cfg, p = self.cfg, self:prefix(L) .. "ffn."
@@ -17,28 +120,17 @@ function M:moe(L, x, ids)
   local experts, weights = O.tensor("i32", {T, K}), f32{T, K}
   kernel("moe.tile", "moe_router", {HASH = hash, ROUTE_SCALE = cfg.route_scale * 1.0})
     :launch{x, self:raw(p .. "gate.weight"), bias, ids, t2e, experts, weights}
-  if not self.w[p .. "w1"] then
-    for m = 1, 3 do
-      local first = self.file:get(p .. "experts.0.w" .. m .. ".weight")
-      local s = first:shape()
-      local stacked = O.tensor("bf16", {E, s[1], s[2]})
-      local v = {}
-      for e = 0, E - 1 do
-        for _, x in ipairs(self.file:get(p .. "experts." .. e .. ".w" .. m .. ".weight"):to_table()) do
-          v[#v + 1] = x
-        end
-      end
-      stacked:set(v)
-      self.w[p .. "w" .. m] = stacked
-    end
+  local LIMIT = cfg.swiglu_limit * 1.0
+  if self.experts == "fp4" or self.linears == "fp8" then
+    return self:moe_apart(p, x, experts, weights, LIMIT), experts, weights
   end
+  local w1, w2, w3 = self:bf16_experts(p, E)
   local y = f32(x:shape())
   local s1, s2, s3 = self:raw(p .. "shared_experts.w1.weight"),
     self:raw(p .. "shared_experts.w2.weight"), self:raw(p .. "shared_experts.w3.weight")
-  local LIMIT = cfg.swiglu_limit * 1.0
   if T < O.moe_grouped_at then
     kernel("moe.tile", "moe_experts", {LIMIT = LIMIT}):launch{
-      x, experts, weights, self.w[p .. "w1"], self.w[p .. "w2"], self.w[p .. "w3"], s1, s2, s3, y}
+      x, experts, weights, w1, w2, w3, s1, s2, s3, y}
     return y, experts, weights
   end
   -- the grouped form (kernels/moe.tile): the routed slots sorted by expert,
@@ -47,15 +139,10 @@ function M:moe(L, x, ids)
   -- way as one expert that every token chose with weight 1. Same sums in the
   -- same order as moe_experts: shared + slot 0 + slot 1 + ...
   local BM, TK, DM = O.moe_rows, T * K, x:shape()[2]
-  local MT = (TK + BM - 1) // BM + E
-  local counts, offsets, cursor = O.tensor("i32", {E}), O.tensor("i32", {E}), O.tensor("i32", {E})
-  local tiles, sorted = O.tensor("i32", {MT, 3}), O.tensor("i32", {TK})
-  kernel("moe.tile", "moe_count"):launch{experts, counts}
-  kernel("moe.tile", "moe_offsets", {BM = BM}):launch{counts, offsets, tiles}
-  kernel("moe.tile", "moe_scatter"):launch{experts, offsets, cursor, sorted}
+  local sorted, offsets, tiles = route(experts, E, BM)
   local out, sh = f32{TK, DM}, f32{T, DM}
   kernel("moe.tile", "moe_grouped", {BM = BM, LIMIT = LIMIT}):launch{
-    x, sorted, offsets, tiles, weights, self.w[p .. "w1"], self.w[p .. "w2"], self.w[p .. "w3"], out}
+    x, sorted, offsets, tiles, weights, w1, w2, w3, out}
   -- the shared expert: every token's one slot, in token order
   local all, ones = {}, {}
   for t = 1, T do all[t], ones[t] = t - 1, 1.0 end

@@ -17,8 +17,14 @@
 -- e_proj and h_proj: V4-SPEC 1.11) run as its FP8 linear does: the weights
 -- as e4m3 codes with a ue8m0 scale per 128 x 128 block (quantised from the
 -- file's values at first use; wo_a's per group), the activations
--- quantised per 1 x 128 block (gemm.tile linear_fp8). The experts' FP4
--- and the rest stay as they are. On a GPU the mHC logits' GEMMs and the
+-- quantised per 1 x 128 block (gemm.tile linear_fp8); so do the shared
+-- experts' w1, w2, w3 (their linears then run apart from the routed
+-- experts, model/moe.lua). With opts.experts = "fp4" the routed experts
+-- run as the released instruct checkpoints hold them (V4-SPEC 1.9, 1.11):
+-- e2m1 codes with a ue8m0 scale per 1 x 32 block of a row (quantised from
+-- the file's values at first use), activations quantised per 1 x 128
+-- block (moe.tile moe_up_fp4, moe_down_fp4); "bf16" (the default) keeps
+-- the file's values. The rest stays as it is. On a GPU the mHC logits' GEMMs and the
 -- linears of prefill-sized inputs take their operands in TF32 on tensor
 -- cores (as DeepSeek's production mHC kernel does) unless opts.tf32 is
 -- false (then f32, the CPU's numbers). The concepts live in their own files
@@ -42,7 +48,7 @@ function M.load(dir, weights_path, opts)
   opts = opts or {}
   local self = {cfg = cfg, file = ts.load(weights_path or dir .. "/weights.safetensors"),
                 w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
-                linears = opts.linears or "f32"}
+                linears = opts.linears or "f32", experts = opts.experts or "bf16"}
   local d = opts.device or ts.default_device()
   self.dev = type(d) == "string" and ts.device(d) or d
   if self.kv_format ~= "f32" and self.kv_format ~= "fp8" then
@@ -50,6 +56,13 @@ function M.load(dir, weights_path, opts)
   end
   if self.linears ~= "f32" and self.linears ~= "fp8" then
     error("linears '" .. tostring(self.linears) .. "': 'f32' or 'fp8'", 2)
+  end
+  if self.experts ~= "bf16" and self.experts ~= "fp4" then
+    error("experts '" .. tostring(self.experts) .. "': 'bf16' or 'fp4'", 2)
+  end
+  if self.experts == "fp4" and (cfg.dim % 32 ~= 0 or cfg.moe_inter_dim % 32 ~= 0) then
+    error(string.format("experts 'fp4': dim (%d) and moe_inter_dim (%d) must be multiples " ..
+                        "of 32, the FP4 scale block", cfg.dim, cfg.moe_inter_dim), 2)
   end
   require("model.weights").validate(cfg, self.file)
   return setmetatable(self, {__index = M})
@@ -74,10 +87,11 @@ end
 
 -- Whether weight `name` is one the released checkpoint holds in FP8 (V4-SPEC
 -- 1.11: its BF16 modules are the compressors, weights_proj, the router,
--- norms, ape, attn_sink, mHC, embed and head; the experts are FP4).
+-- norms, ape, attn_sink, mHC, embed and head; the routed experts are FP4,
+-- the shared ones FP8).
 local function fp8_in_checkpoint(name)
   return name:match("%.attn%.w[^.]+%.weight$") or name:match("%.indexer%.wq_b%.weight$") or
-    name:match("%.[eh]_proj%.weight$")
+    name:match("%.[eh]_proj%.weight$") or name:match("%.shared_experts%.w[123]%.weight$")
 end
 
 -- The weight of a linear layer (O.linear): with linears = "fp8" and a weight

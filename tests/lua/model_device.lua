@@ -5,7 +5,7 @@
 -- against tests/cuda_mock's stand-in driver, which checks that every
 -- pointer a launch passes is live device memory but runs nothing) it
 -- checks that the whole model keeps its tensors on the GPU. Also the FP8
--- linears (gemm_fp8 for the prefill) and a batch of
+-- linears (gemm_fp8 for the prefill), the FP4 experts, and a batch of
 -- two sequences (decode_batch) on the simulator.
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
@@ -41,6 +41,13 @@ if arg[1] == "cuda" then
     return m8:decode(ids[N + 1]):shape()
   end)
   check(ok3, "the FP8 linears run on the GPU: " .. tostring(err3))
+  -- and with the FP4 routed experts
+  local m4 = V4.load(dir, nil, {kv_format = "fp8", device = dev, linears = "fp8", experts = "fp4"})
+  local ok4, err4 = pcall(function()
+    m4:prefill(prompt)
+    return m4:decode(ids[N + 1]):shape()
+  end)
+  check(ok4, "the FP4 experts run on the GPU: " .. tostring(err4))
 else
   local out = {}
   local function run(fmt, d, tf32)
@@ -67,15 +74,20 @@ else
   -- f32 caches and f32 elsewhere only the sums' order differs (1e-6
   -- measured); with fp8 caches too, an ulp can flip one of the many e4m3
   -- roundings (activations, KV) and the logits differ by ~1e-2
-  local function run8(d)
-    local m = V4.load(dir, nil, {kv_format = "f32", device = d, linears = "fp8", tf32 = false})
+  -- (the same with the FP4 routed experts, moe_up_fp4 / moe_down_fp4)
+  local function run8(d, experts)
+    local m = V4.load(dir, nil, {kv_format = "f32", device = d, linears = "fp8", tf32 = false,
+                                 experts = experts})
     m:prefill(prompt)
     m:decode(ids[N + 1])
     return m:decode(ids[N + 2]):to_table()
   end
-  local e8 = relerr(run8("gpusim"), run8("cpu"))
-  print(string.format("fp8 linears: gpusim vs cpu logits after prefill %d + decode 2: %.3e", N, e8))
-  check(e8 < 1e-4, "fp8 linears: the GPU form gives the CPU's logits")
+  for _, experts in ipairs{"bf16", "fp4"} do
+    local e8 = relerr(run8("gpusim", experts), run8("cpu", experts))
+    print(string.format("fp8 linears, %s experts: gpusim vs cpu logits after prefill %d + " ..
+                        "decode 2: %.3e", experts, N, e8))
+    check(e8 < 1e-4, "fp8 linears, " .. experts .. " experts: the GPU form gives the CPU's logits")
+  end
   -- sequences decoding together in the GPU form: a batch of two (prompts of
   -- 9 and 5 tokens) gives each one's logits decoded alone (1e-3: two rows
   -- take other linear tiles than one, and the fp8 caches amplify the
