@@ -1,0 +1,134 @@
+-- moe_fp4.lua - the routed experts of one MoE layer at V4-Flash width (d
+-- 4096, expert width 2048, top-6) on the CPU, with the weights as the
+-- released checkpoints hold them: FP4 (e2m1 codes, a ue8m0 scale per 1 x 32
+-- block; moe.tile moe_up_fp4 + moe_down_fp4, the activations quantised
+-- per 1 x 128 block before each, as model/moe.lua runs them with experts =
+-- "fp4") against bf16 (moe_grouped, the same tile table), for a decode
+-- step (1 token) and a 64-token prefill. 16 experts with random weights
+-- (the time depends on the experts chosen, not on how many there are);
+-- runs alternate, best and worst of five printed, and how far the FP4
+-- outputs are from the bf16 ones (the quantisation's error on random
+-- weights, not a kernel's: tests/lua/fp4_experts.lua checks those). Run
+-- from the source root:
+--   build/tessera run bench/moe_fp4.lua [--experts 16] [--runs 5]
+--     [--dim 4096] [--width 2048]
+local ts = require "tessera"
+
+local opts = {experts = "16", runs = "5", dim = "4096", width = "2048"}
+local i = 1
+while i <= #arg do
+  local k = arg[i]:match("^%-%-(.+)$")
+  if not k or opts[k] == nil or arg[i + 1] == nil then
+    error("usage: moe_fp4.lua [--experts N] [--runs N] [--dim N] [--width N]", 0)
+  end
+  opts[k] = arg[i + 1]
+  i = i + 2
+end
+local E, runs = math.tointeger(tonumber(opts.experts)), math.tointeger(tonumber(opts.runs))
+local K, DM, I = 6, math.tointeger(tonumber(opts.dim)), math.tointeger(tonumber(opts.width))
+if not E or E < K or not runs or runs < 1 or not DM or DM % 128 ~= 0 or not I or I % 128 ~= 0 then
+  error("--experts >= 6, --runs >= 1, --dim and --width multiples of 128", 0)
+end
+local dev = ts.device("cpu")
+local function kern(file, name, params) return ts.kernel("kernels/" .. file, name, params or {}, dev) end
+
+local rand, seed = ts.kernel("bench/gpu.tile", "rand_f32", {}, dev), 0
+local function random(shape, scale)
+  local t, n = ts.tensor("f32", shape, nil, dev), 1
+  for _, s in ipairs(shape) do n = n * s end
+  seed = seed + 1
+  rand:launch{t:reshape{n}, seed, scale}
+  return t
+end
+
+-- the three matrices in both formats
+local bf, fp4 = {}, {}
+for m, shape in ipairs{{E, I, DM}, {E, DM, I}, {E, I, DM}} do
+  local w = random(shape, shape[3] ^ -0.5)
+  bf[m] = w:cast("bf16")
+  local q = ts.tensor("i8", {shape[1], shape[2], shape[3] // 2}, nil, dev)
+  local s = ts.tensor("f32", {shape[1], shape[2], shape[3] // 32}, nil, dev)
+  kern("quant.tile", "fp4_block_quant"):launch{w, q, s}
+  fp4[2 * m - 1], fp4[2 * m] = q, s
+end
+
+local results = {}
+for _, T in ipairs{1, 64} do
+  local BM, TK = T == 1 and 1 or 16, T * K
+  -- each token's K distinct experts
+  local ev, wv, r = {}, {}, 7
+  for t = 0, T - 1 do
+    local pick = {}
+    for k = 0, K - 1 do
+      local e
+      repeat
+        r = (r * 1103515245 + 12345) % 2147483648
+        e = r % E
+      until not pick[e]
+      pick[e] = true
+      ev[t * K + k + 1], wv[t * K + k + 1] = e, 1.0 / K
+    end
+  end
+  local experts = ts.tensor("i32", {T, K}, ev)
+  local weights = ts.tensor("f32", {T, K}, wv)
+  local counts, offsets = ts.tensor("i32", {E}), ts.tensor("i32", {E})
+  local cursor, sorted = ts.tensor("i32", {E}), ts.tensor("i32", {TK})
+  local tiles = ts.tensor("i32", {(TK + BM - 1) // BM + E, 3})
+  kern("moe.tile", "moe_count"):launch{experts, counts}
+  kern("moe.tile", "moe_offsets", {BM = BM}):launch{counts, offsets, tiles}
+  kern("moe.tile", "moe_scatter"):launch{experts, offsets, cursor, sorted}
+  local x = random({T, DM}, 1.0)
+  local out = ts.tensor("f32", {TK, DM})
+  local grouped = kern("moe.tile", "moe_grouped", {BM = BM})
+  local up, down = kern("moe.tile", "moe_up_fp4", {BM = BM}), kern("moe.tile", "moe_down_fp4", {BM = BM})
+  local act = kern("quant.tile", "act_quant")
+  local DB, IB = DM // 128, I // 128
+  local xq, sx = ts.tensor("f32", {T, 1, DM}), ts.tensor("f32", {T, 1, DB})
+  local h, hq, sh = ts.tensor("f32", {TK, I}), ts.tensor("f32", {TK, 1, I}), ts.tensor("f32", {TK, 1, IB})
+  local forms = {
+    bf16 = function()
+      grouped:launch{x, sorted, offsets, tiles, weights, bf[1], bf[2], bf[3], out}
+    end,
+    fp4 = function()
+      act:launch{x:reshape{T, 1, DM}, xq, sx}
+      up:launch{xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights,
+                fp4[1], fp4[2], fp4[5], fp4[6], h}
+      act:launch{h:reshape{TK, 1, I}, hq, sh}
+      down:launch{hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, fp4[3], fp4[4], out}
+    end,
+  }
+  local best, worst, outs = {}, {}, {}
+  for _, f in ipairs{"bf16", "fp4"} do -- warm up, and the outputs
+    forms[f]()
+    outs[f] = out:to_table()
+  end
+  local num, den = 0, 0
+  for j = 1, #outs.bf16 do
+    num, den = num + (outs.fp4[j] - outs.bf16[j]) ^ 2, den + outs.bf16[j] ^ 2
+  end
+  for _ = 1, runs do
+    for _, f in ipairs{"bf16", "fp4"} do
+      local t0 = ts.clock()
+      forms[f]()
+      local dt = ts.clock() - t0
+      best[f], worst[f] = math.min(best[f] or dt, dt), math.max(worst[f] or dt, dt)
+    end
+  end
+  -- the weight bytes the chosen experts read: bf16 2 a weight, FP4 half a
+  -- weight and a 4-byte scale a 32 (as held here; the checkpoint's are 1)
+  local used = {}
+  for _, e in ipairs(ev) do used[e] = true end
+  local n = 0
+  for _ in pairs(used) do n = n + 1 end
+  local wts = n * 3 * I * DM
+  results[#results + 1] = string.format("| %d | %d | %.2f-%.2f | %.2f-%.2f | %.2f | %.1f | %.1f | %.3f |",
+    T, n, best.bf16 * 1e3, worst.bf16 * 1e3, best.fp4 * 1e3, worst.fp4 * 1e3,
+    best.bf16 / best.fp4, wts * 2 / best.bf16 / 1e9, wts * (0.5 + 4 / 32) / best.fp4 / 1e9,
+    math.sqrt(num / den))
+end
+print(string.format("MoE routed experts, d %d, width %d, top-%d, %d experts, CPU (%d runs " ..
+                    "alternating; ms best-worst)", DM, I, K, E, runs))
+print("| tokens | experts used | bf16 ms | fp4 ms | bf16 / fp4 (best) | bf16 GB/s | fp4 GB/s " ..
+      "| fp4 vs bf16 outputs (rel.) |")
+print("|---|---|---|---|---|---|---|---|")
+for _, l in ipairs(results) do print(l) end
