@@ -3,8 +3,10 @@
 -- released checkpoints hold them: FP4 (e2m1 codes, a ue8m0 scale per 1 x 32
 -- block; moe.tile moe_up_fp4 + moe_down_fp4, the activations quantised
 -- per 1 x 128 block before each, as model/moe.lua runs them with experts =
--- "fp4") against bf16 (moe_grouped, the same tile table), for a decode
--- step (1 token) and a 64-token prefill. 16 experts with random weights
+-- "fp4") against bf16 (moe_up + moe_down, the model's form otherwise, over
+-- the same tile table; and moe_grouped, the form that copies a whole
+-- expert into a block's frags), for a decode step (1 token) and a 64-token
+-- prefill. 16 experts with random weights
 -- (the time depends on the experts chosen, not on how many there are);
 -- runs alternate, best and worst of five printed, and how far the FP4
 -- outputs are from the bf16 ones (the quantisation's error on random
@@ -85,9 +87,15 @@ for _, T in ipairs{1, 64} do
   local DB, IB = DM // 128, I // 128
   local xq, sx = ts.tensor("f32", {T, 1, DM}), ts.tensor("f32", {T, 1, DB})
   local h, hq, sh = ts.tensor("f32", {TK, I}), ts.tensor("f32", {TK, 1, I}), ts.tensor("f32", {TK, 1, IB})
+  local hb = ts.tensor("f32", {TK, I})
+  local upb, downb = kern("moe.tile", "moe_up", {BM = BM}), kern("moe.tile", "moe_down", {BM = BM})
   local forms = {
-    bf16 = function()
+    whole = function()
       grouped:launch{x, sorted, offsets, tiles, weights, bf[1], bf[2], bf[3], out}
+    end,
+    bf16 = function()
+      upb:launch{x, sorted, offsets, tiles, weights, bf[1], bf[3], hb}
+      downb:launch{hb, sorted, offsets, tiles, bf[2], out}
     end,
     fp4 = function()
       act:launch{x:reshape{T, 1, DM}, xq, sx}
@@ -98,16 +106,17 @@ for _, T in ipairs{1, 64} do
     end,
   }
   local best, worst, outs = {}, {}, {}
-  for _, f in ipairs{"bf16", "fp4"} do -- warm up, and the outputs
+  for _, f in ipairs{"whole", "bf16", "fp4"} do -- warm up, and the outputs
     forms[f]()
     outs[f] = out:to_table()
   end
-  local num, den = 0, 0
+  local num, den, same = 0, 0, 0
   for j = 1, #outs.bf16 do
+    same = same + (outs.whole[j] - outs.bf16[j]) ^ 2
     num, den = num + (outs.fp4[j] - outs.bf16[j]) ^ 2, den + outs.bf16[j] ^ 2
   end
   for _ = 1, runs do
-    for _, f in ipairs{"bf16", "fp4"} do
+    for _, f in ipairs{"whole", "bf16", "fp4"} do
       local t0 = ts.clock()
       forms[f]()
       local dt = ts.clock() - t0
@@ -121,14 +130,20 @@ for _, T in ipairs{1, 64} do
   local n = 0
   for _ in pairs(used) do n = n + 1 end
   local wts = n * 3 * I * DM
-  results[#results + 1] = string.format("| %d | %d | %.2f-%.2f | %.2f-%.2f | %.2f | %.1f | %.1f | %.3f |",
-    T, n, best.bf16 * 1e3, worst.bf16 * 1e3, best.fp4 * 1e3, worst.fp4 * 1e3,
-    best.bf16 / best.fp4, wts * 2 / best.bf16 / 1e9, wts * (0.5 + 4 / 32) / best.fp4 / 1e9,
-    math.sqrt(num / den))
+  -- (the two bf16 forms: the same sums in another order)
+  if math.sqrt(same / den) > 1e-5 then
+    error(string.format("moe_grouped and moe_up + moe_down differ by %.3g", math.sqrt(same / den)))
+  end
+  results[#results + 1] = string.format(
+    "| %d | %d | %.2f-%.2f | %.2f-%.2f | %.2f-%.2f | %.2f | %.2f | %.1f | %.1f | %.3f |",
+    T, n, best.whole * 1e3, worst.whole * 1e3, best.bf16 * 1e3, worst.bf16 * 1e3,
+    best.fp4 * 1e3, worst.fp4 * 1e3, best.whole / best.bf16, best.bf16 / best.fp4,
+    wts * 2 / best.bf16 / 1e9, wts * (0.5 + 4 / 32) / best.fp4 / 1e9, math.sqrt(num / den))
 end
 print(string.format("MoE routed experts, d %d, width %d, top-%d, %d experts, CPU (%d runs " ..
                     "alternating; ms best-worst)", DM, I, K, E, runs))
-print("| tokens | experts used | bf16 ms | fp4 ms | bf16 / fp4 (best) | bf16 GB/s | fp4 GB/s " ..
+print("| tokens | experts used | bf16 moe_grouped ms | bf16 moe_up + down ms | fp4 ms " ..
+      "| grouped / up + down (best) | bf16 / fp4 (best) | bf16 GB/s | fp4 GB/s " ..
       "| fp4 vs bf16 outputs (rel.) |")
-print("|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for _, l in ipairs(results) do print(l) end

@@ -1,9 +1,7 @@
 -- moe.lua - DeepSeekMoE (V4-SPEC 1.9): the router and the experts.
 local ts = require "tessera"
 local O = require "model.ops"
-local kernel, f32, linear, rmsnorm, rope, hadamard = O.kernel, O.f32, O.linear, O.rmsnorm,
-  O.rope, O.hadamard
-local rows, from_rows, concat_rows = O.rows, O.from_rows, O.concat_rows
+local kernel, f32 = O.kernel, O.f32
 
 -- The routed experts' matrix m (1 = w1, 2 = w2, 3 = w3) stacked [E, ...]:
 -- the values of the file's experts.0 .. experts.E-1, and the shape.
@@ -67,52 +65,56 @@ function M:fp4_experts(p, E)
   return self.w[key]
 end
 
--- The experts with the shared one's linears run apart (O.linear: FP8 with
--- linears = "fp8", as the checkpoint holds them, V4-SPEC 1.11) and the
--- routed ones in the grouped form: with experts = "fp4" moe.tile's FP4
--- GEMMs, the activations quantised per 1 x 128 block before each (x once
--- for W1 and W3, each slot's swiglu output for W2), else moe_grouped's
--- bf16. A single token's table has one-row tiles (each expert has at most
--- one of its rows). y = shared + slot 0 + ... + slot K - 1, as moe_combine
--- adds them.
-function M:moe_apart(p, x, experts, weights, LIMIT)
+-- The shared expert: every token's one slot, weight 1, through the
+-- routed experts' kernels (one expert, tiles of BM tokens); or with
+-- linears = "fp8" its linears as the checkpoint holds them in FP8
+-- (O.linear, V4-SPEC 1.11) and moe_swiglu between.
+function M:shared_expert(p, x, BM, LIMIT)
   local T, DM = x:shape()[1], x:shape()[2]
-  local K, E = experts:shape()[2], self.cfg.n_routed_experts
-  local g = O.linear(x, self:lweight(p .. "shared_experts.w1.weight"))
-  local u = O.linear(x, self:lweight(p .. "shared_experts.w3.weight"))
-  local I = g:shape()[2]
-  local hs = f32{T, I}
-  kernel("moe.tile", "moe_swiglu", {LIMIT = LIMIT}):launch{g, u, hs}
-  local sh = O.linear(hs, self:lweight(p .. "shared_experts.w2.weight"))
-  local BM, TK = T == 1 and 1 or O.moe_rows, T * K
-  local sorted, offsets, tiles = route(experts, E, BM)
-  local out = f32{TK, DM}
-  if self.experts == "fp4" then
-    local w = self:fp4_experts(p, E)
-    local RI = w[1]:shape()[2]
-    local DB, IB = (DM + 127) // 128, (RI + 127) // 128
-    local xq, sx = f32{T, 1, DM}, f32{T, 1, DB}
-    kernel("quant.tile", "act_quant"):launch{x:reshape{T, 1, DM}, xq, sx}
-    local h = f32{TK, RI}
-    kernel("moe.tile", "moe_up_fp4", {BM = BM, LIMIT = LIMIT}):launch{
-      xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, w[1], w[2], w[5], w[6], h}
-    local hq, shq = f32{TK, 1, RI}, f32{TK, 1, IB}
-    kernel("quant.tile", "act_quant"):launch{h:reshape{TK, 1, RI}, hq, shq}
-    kernel("moe.tile", "moe_down_fp4", {BM = BM}):launch{
-      hq:reshape{TK, RI}, shq:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}
-  else
-    local w1, w2, w3 = self:bf16_experts(p, E)
-    kernel("moe.tile", "moe_grouped", {BM = BM, LIMIT = LIMIT}):launch{
-      x, sorted, offsets, tiles, weights, w1, w2, w3, out}
+  if self.linears == "fp8" then
+    local g = O.linear(x, self:lweight(p .. "shared_experts.w1.weight"))
+    local u = O.linear(x, self:lweight(p .. "shared_experts.w3.weight"))
+    local h = f32(g:shape())
+    kernel("moe.tile", "moe_swiglu", {LIMIT = LIMIT}):launch{g, u, h}
+    return O.linear(h, self:lweight(p .. "shared_experts.w2.weight"))
   end
-  local y = f32{T, DM}
-  kernel("moe.tile", "moe_combine", {K = K}):launch{sh, out, y}
-  return y
+  local s1, s2, s3 = self:raw(p .. "shared_experts.w1.weight"),
+    self:raw(p .. "shared_experts.w2.weight"), self:raw(p .. "shared_experts.w3.weight")
+  local I = s1:shape()[1]
+  -- (the table of T tokens, kept for the few-token calls of decode steps)
+  local key = T <= 64 and "shared-table:" .. T .. ":" .. BM
+  local tab = key and self.w[key]
+  if not tab then
+    local all, ones = {}, {}
+    for t = 1, T do all[t], ones[t] = t - 1, 1.0 end
+    tab = {O.tensor("i32", {T}, all), O.tensor("f32", {T, 1}, ones), O.tensor("i32", {1}),
+           O.tensor("i32", {(T + BM - 1) // BM + 1, 3})}
+    kernel("moe.tile", "moe_offsets", {BM = BM}):launch{O.tensor("i32", {1}, {T}), tab[3], tab[4]}
+    if key then self.w[key] = tab end
+  end
+  local sorted, weights, offsets, tiles = tab[1], tab[2], tab[3], tab[4]
+  local h, sh = f32{T, I}, f32{T, DM}
+  kernel("moe.tile", "moe_up", {BM = BM, LIMIT = LIMIT, W = s1:dtype()}):launch{
+    x, sorted, offsets, tiles, weights, s1:reshape{1, I, DM}, s3:reshape{1, I, DM}, h}
+  kernel("moe.tile", "moe_down", {BM = BM, W = s2:dtype()}):launch{
+    h, sorted, offsets, tiles, s2:reshape{1, DM, I}, sh}
+  return sh
 end
 
+-- DeepSeekMoE (V4-SPEC 1.9): the router's K experts and weights of each
+-- token, then the grouped form (kernels/moe.tile): the routed slots sorted
+-- by expert, BM rows of one expert a tile (one-row tiles for a single
+-- token: each expert has at most one of its rows), moe_up + moe_down over
+-- the bf16 weights (K in steps of 128, so that a row's sums do not depend
+-- on the tiles: prefill + decode gives prefill's bits), or with experts =
+-- "fp4" moe_up_fp4 + moe_down_fp4 over the FP4 weights, the activations
+-- quantised per 1 x 128 block before each (x once for W1 and W3, each
+-- slot's swiglu output for W2), as the reference's linears do. y = shared
+-- + slot 0 + ... + slot K - 1, as moe_combine adds them. Returns y, the
+-- experts and their weights.
 function M:moe(L, x, ids)
   local cfg, p = self.cfg, self:prefix(L) .. "ffn."
-  local T, K = x:shape()[1], cfg.n_activated_experts
+  local T, K, DM = x:shape()[1], cfg.n_activated_experts, x:shape()[2]
   local hash = L < cfg.n_hash_layers and L < cfg.n_layers
   local E = cfg.n_routed_experts
   local bias = hash and f32{E} or self:weight(p .. "gate.bias")
@@ -121,38 +123,31 @@ function M:moe(L, x, ids)
   kernel("moe.tile", "moe_router", {HASH = hash, ROUTE_SCALE = cfg.route_scale * 1.0})
     :launch{x, self:raw(p .. "gate.weight"), bias, ids, t2e, experts, weights}
   local LIMIT = cfg.swiglu_limit * 1.0
-  if self.experts == "fp4" or self.linears == "fp8" then
-    return self:moe_apart(p, x, experts, weights, LIMIT), experts, weights
-  end
-  local w1, w2, w3 = self:bf16_experts(p, E)
-  local y = f32(x:shape())
-  local s1, s2, s3 = self:raw(p .. "shared_experts.w1.weight"),
-    self:raw(p .. "shared_experts.w2.weight"), self:raw(p .. "shared_experts.w3.weight")
-  if T < O.moe_grouped_at then
-    kernel("moe.tile", "moe_experts", {LIMIT = LIMIT}):launch{
-      x, experts, weights, w1, w2, w3, s1, s2, s3, y}
-    return y, experts, weights
-  end
-  -- the grouped form (kernels/moe.tile): the routed slots sorted by expert,
-  -- BM of one expert's rows a block, so that a block converts an expert's
-  -- weights once for its rows, not once a token; the shared expert the same
-  -- way as one expert that every token chose with weight 1. Same sums in the
-  -- same order as moe_experts: shared + slot 0 + slot 1 + ...
-  local BM, TK, DM = O.moe_rows, T * K, x:shape()[2]
+  local BM, TK = T == 1 and 1 or O.moe_rows, T * K
   local sorted, offsets, tiles = route(experts, E, BM)
-  local out, sh = f32{TK, DM}, f32{T, DM}
-  kernel("moe.tile", "moe_grouped", {BM = BM, LIMIT = LIMIT}):launch{
-    x, sorted, offsets, tiles, weights, w1, w2, w3, out}
-  -- the shared expert: every token's one slot, in token order
-  local all, ones = {}, {}
-  for t = 1, T do all[t], ones[t] = t - 1, 1.0 end
-  local soff, stiles = O.tensor("i32", {1}), O.tensor("i32", {(T + BM - 1) // BM + 1, 3})
-  kernel("moe.tile", "moe_offsets", {BM = BM}):launch{O.tensor("i32", {1}, {T}), soff, stiles}
-  local I = s1:shape()[1]
-  kernel("moe.tile", "moe_grouped", {BM = BM, LIMIT = LIMIT}):launch{
-    x, O.tensor("i32", {T}, all), soff, stiles, O.tensor("f32", {T, 1}, ones),
-    s1:reshape{1, I, DM}, s2:reshape{1, DM, I}, s3:reshape{1, I, DM}, sh}
-  kernel("moe.tile", "moe_combine", {K = K}):launch{sh, out, y}
+  local out = f32{TK, DM}
+  if self.experts == "fp4" then
+    local w = self:fp4_experts(p, E)
+    local I = w[1]:shape()[2]
+    local DB, IB = (DM + 127) // 128, (I + 127) // 128
+    local xq, sx = f32{T, 1, DM}, f32{T, 1, DB}
+    kernel("quant.tile", "act_quant"):launch{x:reshape{T, 1, DM}, xq, sx}
+    local h = f32{TK, I}
+    kernel("moe.tile", "moe_up_fp4", {BM = BM, LIMIT = LIMIT}):launch{
+      xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, w[1], w[2], w[5], w[6], h}
+    local hq, sh = f32{TK, 1, I}, f32{TK, 1, IB}
+    kernel("quant.tile", "act_quant"):launch{h:reshape{TK, 1, I}, hq, sh}
+    kernel("moe.tile", "moe_down_fp4", {BM = BM}):launch{
+      hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}
+  else
+    local w1, w2, w3 = self:bf16_experts(p, E)
+    local h = f32{TK, w1:shape()[2]}
+    kernel("moe.tile", "moe_up", {BM = BM, LIMIT = LIMIT}):launch{
+      x, sorted, offsets, tiles, weights, w1, w3, h}
+    kernel("moe.tile", "moe_down", {BM = BM}):launch{h, sorted, offsets, tiles, w2, out}
+  end
+  local y = f32{T, DM}
+  kernel("moe.tile", "moe_combine", {K = K}):launch{self:shared_expert(p, x, BM, LIMIT), out, y}
   return y, experts, weights
 end
 

@@ -207,9 +207,9 @@ function O.topk(scores, len, K)
   return out
 end
 
--- The MoE of at least this many tokens (a prefill) runs grouped by expert
--- (model/moe.lua), in blocks of O.moe_rows rows of one expert.
-O.moe_grouped_at, O.moe_rows = 8, 16
+-- The MoE of more than one token runs in tiles of O.moe_rows rows of one
+-- expert (model/moe.lua; one-row tiles for a single token).
+O.moe_rows = 16
 
 -- Whether the model's kernels run on a GPU (the CUDA device or the simulator).
 function O.on_gpu() return dev():name() ~= "cpu" end

@@ -426,6 +426,57 @@ static void test_moe_grouped(void) {
   }
   ts_kernel_release(ku);
   ts_kernel_release(kd);
+  /* the model's form (f32 activations, bf16 weights, K in steps of 128):
+   * BM 4 x BN 16 over the BM 4 table, and the same rows in one-row tiles
+   * (a decode step's) give the same bits on the CPU */
+  ku = num_kernel("kernels/moe.tile", "moe_up", "BM=4", "BN=16");
+  kd = num_kernel("kernels/moe.tile", "moe_down", "BM=4", "BN=16");
+  ts_kernel *ko1 = num_kernel("kernels/moe.tile", "moe_offsets", "BM=1", NULL);
+  ts_kernel *ku1 = num_kernel("kernels/moe.tile", "moe_up", "BM=1", "BN=16");
+  ts_kernel *kd1 = num_kernel("kernels/moe.tile", "moe_down", "BM=1", "BN=16");
+  if (ku && kd && ko1 && ku1 && kd1) {
+    int64_t sh_[2] = {TK, I}, st1[2] = {TK + E, 3};
+    ts_tensor *tiles1 = num_tensor(TS_DTYPE_I32, 2, st1), *h = num_tensor(TS_DTYPE_F32, 2, sh_);
+    ts_tensor *h1 = num_tensor(TS_DTYPE_F32, 2, sh_), *out1 = num_tensor(TS_DTYPE_F32, 2, so);
+    ts_tensor *out3 = num_tensor(TS_DTYPE_F32, 2, so), *y3 = num_tensor(TS_DTYPE_F32, 2, sx);
+    ao[2] = ts_arg_tensor(tiles1);
+    num_launch(ko1, ao, 3);
+    ts_arg au[8] = {ts_arg_tensor(x),  ts_arg_tensor(sorted), ts_arg_tensor(offs),
+                    ts_arg_tensor(tiles), ts_arg_tensor(wt), ts_arg_tensor(w1),
+                    ts_arg_tensor(w3), ts_arg_tensor(h)};
+    num_launch(ku, au, 8);
+    ts_arg ad[6] = {ts_arg_tensor(h), ts_arg_tensor(sorted), ts_arg_tensor(offs),
+                    ts_arg_tensor(tiles), ts_arg_tensor(w2), ts_arg_tensor(out3)};
+    num_launch(kd, ad, 6);
+    ts_arg ab3[3] = {ts_arg_tensor(shared), ts_arg_tensor(out3), ts_arg_tensor(y3)};
+    num_launch(kb, ab3, 3);
+    double *got3 = num_get(y3);
+    CHECK_ERR(num_relerr(got3, ref, T * DM), 1e-5, "moe_up + moe_down vs moe_experts");
+    free(got3);
+    au[3] = ts_arg_tensor(tiles1);
+    au[7] = ts_arg_tensor(h1);
+    num_launch(ku1, au, 8);
+    ad[0] = ts_arg_tensor(h1);
+    ad[3] = ts_arg_tensor(tiles1);
+    ad[5] = ts_arg_tensor(out1);
+    num_launch(kd1, ad, 6);
+    if (strcmp(ts_device_name(num_kdev), "cpu") == 0) {
+      CHECK(memcmp(ts_tensor_data(h), ts_tensor_data(h1), sizeof(float) * (size_t)(TK * I)) == 0);
+      CHECK(memcmp(ts_tensor_data(out3), ts_tensor_data(out1), sizeof(float) * (size_t)(TK * DM)) ==
+            0);
+    } else { /* a GPU's threads split a tile's sums by its shape */
+      double *a = num_get(out3), *b = num_get(out1);
+      CHECK_ERR(num_relerr(b, a, TK * DM), 1e-6, "moe_up + moe_down, one-row tiles");
+      free(a);
+      free(b);
+    }
+    ts_tensor *t3[] = {tiles1, h, h1, out1, out3, y3};
+    for (size_t i = 0; i < sizeof t3 / sizeof t3[0]; i++)
+      ts_tensor_release(t3[i]);
+  }
+  ts_kernel *k3[] = {ku, kd, ko1, ku1, kd1};
+  for (size_t i = 0; i < sizeof k3 / sizeof k3[0]; i++)
+    ts_kernel_release(k3[i]);
   free(ref);
   for (int i = 0; fr[i]; i++)
     free(fr[i]);
