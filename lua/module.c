@@ -658,8 +658,24 @@ static int cmp_names(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* ts.save(path, {name = tensor, ...} [, {key = "value"}]): written
- * atomically, names sorted. */
+/* The safetensors dtype of tensor `name` as ts.save writes it: its own, or
+ * "F8_E8M0" where the overrides table (argument 4) says so; l_save checked
+ * the overrides before. */
+static const char *saved_dtype(lua_State *L, const char *name, ts_tensor *t) {
+  const char *dn = st_dtype_name(ts_tensor_dtype(t));
+  if (lua_istable(L, 4)) {
+    lua_getfield(L, 4, name);
+    if (lua_isstring(L, -1))
+      dn = "F8_E8M0";
+    lua_pop(L, 1);
+  }
+  return dn;
+}
+
+/* ts.save(path, {name = tensor, ...} [, {key = "value"}] [, {name =
+ * "F8_E8M0"}]): written atomically, names sorted. The last table writes i8
+ * tensors under the dtype of ue8m0 scale bytes (V4's checkpoints), which
+ * ts.load reads back as i8. */
 static int l_save(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -674,6 +690,21 @@ static int l_save(lua_State *L) {
       return luaL_error(L, "at most 4096 tensors");
     names[n++] = lua_tostring(L, -2);
     lua_pop(L, 1);
+  }
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 4)) {
+      const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+      if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "F8_E8M0") != 0)
+        return luaL_error(L, "ts.save: dtype of '%s': only \"F8_E8M0\" may be given", name);
+      lua_getfield(L, 2, name);
+      ts_tensor *t = lua_isnil(L, -1) ? NULL : check_tensor(L, -1);
+      if (!t || ts_tensor_dtype(t) != TS_DTYPE_I8)
+        return luaL_error(L, "ts.save: '%s' written as F8_E8M0 must be an i8 tensor of the file",
+                          name);
+      lua_pop(L, 2);
+    }
   }
   qsort(names, n, sizeof *names, cmp_names);
   ts_buf h, all;
@@ -700,7 +731,7 @@ static int l_save(lua_State *L) {
     ts_tensor *t = check_tensor(L, -1);
     lua_pop(L, 1);
     ts_buf_printf(&h, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", first ? "" : ",",
-                  names[i], st_dtype_name(ts_tensor_dtype(t)));
+                  names[i], saved_dtype(L, names[i], t));
     for (uint32_t d = 0; d < ts_tensor_rank(t); d++)
       ts_buf_printf(&h, "%s%lld", d ? "," : "", (long long)ts_tensor_dim(t, d));
     uint64_t size = ts_tensor_size(t);

@@ -45,20 +45,38 @@ function M:bf16_experts(p, E)
   return self.w[p .. "w1"], self.w[p .. "w2"], self.w[p .. "w3"]
 end
 
+-- Whether the routed experts of ffn prefix p run in FP4: the file holds
+-- them so, or experts = "fp4".
+function M:fp4_routed(p)
+  return self.experts == "fp4" or (self.quant and self.quant[p .. "experts.0.w1.weight"]) == "fp4"
+end
+
 -- The routed experts in the FP4 format of V4's released instruct
 -- checkpoints (quant.tile fp4_block_quant: e2m1 codes, a ue8m0 scale per
--- 1 x 32 block of a row), quantised from the file's values at first use:
--- {q1, s1, q2, s2, q3, s3}.
+-- 1 x 32 block of a row): the file's codes and scales when it holds them,
+-- else quantised from its values at first use: {q1, s1, q2, s2, q3, s3}.
 function M:fp4_experts(p, E)
   local key = "fp4:" .. p
   if not self.w[key] then
     local t = {}
     for m = 1, 3 do
-      local v, shape = stack(self, p, m, E)
-      local q = O.tensor("i8", {shape[1], shape[2], shape[3] // 2})
-      local s = O.f32{shape[1], shape[2], shape[3] // 32}
-      kernel("quant.tile", "fp4_block_quant"):launch{O.on_device(ts.tensor("f32", shape, v)), q, s}
-      t[2 * m - 1], t[2 * m] = q, s
+      local name = p .. "experts.0.w" .. m .. ".weight"
+      if self.quant and self.quant[name] == "fp4" then
+        local codes, shape = stack(self, p, m, E)
+        local scales = {}
+        for e = 0, E - 1 do
+          local v = self:file_scales(p .. "experts." .. e .. ".w" .. m .. ".weight")
+          table.move(v, 1, #v, #scales + 1, scales)
+        end
+        t[2 * m - 1] = O.tensor("i8", shape, codes)
+        t[2 * m] = O.tensor("f32", {shape[1], shape[2], shape[3] * 2 // 32}, scales)
+      else
+        local v, shape = stack(self, p, m, E)
+        local q = O.tensor("i8", {shape[1], shape[2], shape[3] // 2})
+        local s = O.f32{shape[1], shape[2], shape[3] // 32}
+        kernel("quant.tile", "fp4_block_quant"):launch{O.on_device(ts.tensor("f32", shape, v)), q, s}
+        t[2 * m - 1], t[2 * m] = q, s
+      end
     end
     self.w[key] = t
   end
@@ -66,12 +84,12 @@ function M:fp4_experts(p, E)
 end
 
 -- The shared expert: every token's one slot, weight 1, through the
--- routed experts' kernels (one expert, tiles of BM tokens); or with
--- linears = "fp8" its linears as the checkpoint holds them in FP8
--- (O.linear, V4-SPEC 1.11) and moe_swiglu between.
+-- routed experts' kernels (one expert, tiles of BM tokens); or in FP8
+-- (M:is_fp8: the file holds it so, or linears = "fp8"), its linears as the
+-- checkpoint holds them (O.linear, V4-SPEC 1.11) with moe_swiglu between.
 function M:shared_expert(p, x, BM, LIMIT)
   local T, DM = x:shape()[1], x:shape()[2]
-  if self.linears == "fp8" then
+  if self:is_fp8(p .. "shared_experts.w1.weight") then
     local g = O.linear(x, self:lweight(p .. "shared_experts.w1.weight"))
     local u = O.linear(x, self:lweight(p .. "shared_experts.w3.weight"))
     local h = f32(g:shape())
@@ -107,9 +125,10 @@ end
 -- token: each expert has at most one of its rows), moe_up + moe_down over
 -- the bf16 weights (K in steps of 128, so that a row's sums do not depend
 -- on the tiles: prefill + decode gives prefill's bits), or with experts =
--- "fp4" moe_up_fp4 + moe_down_fp4 over the FP4 weights, the activations
--- quantised per 1 x 128 block before each (x once for W1 and W3, each
--- slot's swiglu output for W2), as the reference's linears do. y = shared
+-- "fp4" (or FP4 experts in the file) moe_up_fp4 + moe_down_fp4 over the
+-- FP4 weights, the activations quantised per 1 x 128 block before each (x
+-- once for W1 and W3, each slot's swiglu output for W2), as the
+-- reference's linears do. y = shared
 -- + slot 0 + ... + slot K - 1, as moe_combine adds them. Returns y, the
 -- experts and their weights.
 function M:moe(L, x, ids)
@@ -126,7 +145,7 @@ function M:moe(L, x, ids)
   local BM, TK = T == 1 and 1 or O.moe_rows, T * K
   local sorted, offsets, tiles = route(experts, E, BM)
   local out = f32{TK, DM}
-  if self.experts == "fp4" then
+  if self:fp4_routed(p) then
     local w = self:fp4_experts(p, E)
     local I = w[1]:shape()[2]
     local DB, IB = (DM + 127) // 128, (I + 127) // 128

@@ -88,23 +88,58 @@ function O.with_w16(tiles)
   end
   return p
 end
--- A weight [N, K] (as f32 on the model's device) in the FP8 format of V4's
--- checkpoints (quant.tile fp8_block_quant): e4m3 codes q [G, N / G, K] and
--- a ue8m0 scale per 128 x 128 block of each of the G row groups, s [G,
--- ceil(N / G / 128), ceil(K / 128)]. O.linear and the grouped output
--- projection take it (gemm.tile linear_fp8).
+-- A weight [N, K] in the FP8 format of V4's checkpoints (quant.tile
+-- fp8_block_quant): e4m3 codes q [G, N / G, K] and a ue8m0 scale per 128 x
+-- 128 block of each of the G row groups, s [G, ceil(N / G / 128), ceil(K /
+-- 128)]. O.linear and the grouped output projection take it (gemm.tile
+-- linear_fp8). A checkpoint's scales are per block of the whole weight;
+-- regroup maps them onto the groups' blocks (flat values and shape), which
+-- it can when each group block lies in one whole block (N / G a multiple of
+-- 128, or 128 of N / G), nil otherwise.
 local FP8 = {}
 FP8.__index = FP8
 function FP8:shape() return {self.n, self.k} end
 function FP8:dtype() return "fp8e4m3" end
+local function aligned(n) return n % 128 == 0 or 128 % n == 0 end
+local function regroup(sv, N, K, G)
+  local n, KB = N // G, (K + 127) // 128
+  if not aligned(n) then return nil end
+  local nb, v = (n + 127) // 128, {}
+  for g = 0, G - 1 do
+    for j = 0, nb - 1 do
+      local b = (g * n + 128 * j) // 128
+      for kb = 0, KB - 1 do v[#v + 1] = sv[b * KB + kb + 1] end
+    end
+  end
+  return v, {G, nb, KB}
+end
+-- From a checkpoint: codes q [N, K] (fp8e4m3, on the model's device) and
+-- the whole weight's block scales (flat f32 values, [ceil(N / 128),
+-- ceil(K / 128)]); `name` for the error when the groups do not align.
+function O.fp8_weight_of(q, scales, groups, name)
+  local N, K = q:shape()[1], q:shape()[2]
+  local v, shape = regroup(scales, N, K, groups)
+  if not v then
+    error(string.format("%s: an FP8 weight of %d groups of %d rows: a group's rows must " ..
+                        "lie in the 128-row blocks of the file's scales", name, groups, N // groups), 0)
+  end
+  return setmetatable({q = q:reshape{groups, N // groups, K}, s = O.tensor("f32", shape, v),
+                       n = N, k = K}, FP8)
+end
+-- From an f32 weight w [N, K] on the model's device, quantised as a
+-- checkpoint is (the whole weight's blocks), then regrouped; groups whose
+-- rows do not align with the blocks are quantised each on its own.
 function O.fp8_weight(w, groups)
   local N, K = w:shape()[1], w:shape()[2]
   local n = N // groups
   assert(n * groups == N, "fp8_weight: the groups must split the rows evenly")
-  local q = O.tensor("fp8e4m3", {groups, n, K})
-  local s = O.f32{groups, (n + 127) // 128, (K + 127) // 128}
-  O.kernel("quant.tile", "fp8_block_quant"):launch{w:reshape{groups, n, K}, q, s}
-  return setmetatable({q = q, s = s, n = N, k = K}, FP8)
+  local whole = groups == 1 or aligned(n)
+  local G, rows = whole and 1 or groups, whole and N or n
+  local q = O.tensor("fp8e4m3", {G, rows, K})
+  local s = O.f32{G, (rows + 127) // 128, (K + 127) // 128}
+  O.kernel("quant.tile", "fp8_block_quant"):launch{w:reshape{G, rows, K}, q, s}
+  if G == groups then return setmetatable({q = q, s = s, n = N, k = K}, FP8) end
+  return O.fp8_weight_of(q:reshape{N, K}, s:to_table(), groups, "fp8_weight")
 end
 function O.is_fp8(w) return getmetatable(w) == FP8 end
 

@@ -24,7 +24,10 @@
 -- e2m1 codes with a ue8m0 scale per 1 x 32 block of a row (quantised from
 -- the file's values at first use), activations quantised per 1 x 128
 -- block (moe.tile moe_up_fp4, moe_down_fp4); "bf16" (the default) keeps
--- the file's values. The rest stays as it is. On a GPU the mHC logits' GEMMs and the
+-- the file's values. The rest stays as it is. A file that holds these
+-- weights quantised (a released checkpoint's FP8 linears and FP4 experts,
+-- with their `.scale`s; model/quantize.lua writes one) runs them in that
+-- format whatever the options. On a GPU the mHC logits' GEMMs and the
 -- linears of prefill-sized inputs take their operands in TF32 on tensor
 -- cores (as DeepSeek's production mHC kernel does) unless opts.tf32 is
 -- false (then f32, the CPU's numbers). The concepts live in their own files
@@ -35,6 +38,7 @@ local ts = require "tessera"
 local json = require "model.json"
 local O = require "model.ops"
 local kernel, f32 = O.kernel, O.f32
+local weights = require "model.weights"
 
 local M = {}
 
@@ -64,7 +68,9 @@ function M.load(dir, weights_path, opts)
     error(string.format("experts 'fp4': dim (%d) and moe_inter_dim (%d) must be multiples " ..
                         "of 32, the FP4 scale block", cfg.dim, cfg.moe_inter_dim), 2)
   end
-  require("model.weights").validate(cfg, self.file)
+  -- (the weights the file holds in FP8 or FP4 run in that format whatever
+  -- the options: a released checkpoint's)
+  self.quant = weights.validate(cfg, self.file)
   return setmetatable(self, {__index = M})
 end
 
@@ -85,27 +91,42 @@ function M:weight(name)
   return self.w[name]
 end
 
--- Whether weight `name` is one the released checkpoint holds in FP8 (V4-SPEC
--- 1.11: its BF16 modules are the compressors, weights_proj, the router,
--- norms, ape, attn_sink, mHC, embed and head; the routed experts are FP4,
--- the shared ones FP8).
-local function fp8_in_checkpoint(name)
-  return name:match("%.attn%.w[^.]+%.weight$") or name:match("%.indexer%.wq_b%.weight$") or
-    name:match("%.[eh]_proj%.weight$") or name:match("%.shared_experts%.w[123]%.weight$")
+-- Whether linear `name` runs as V4's FP8 linear: the file holds it in FP8,
+-- or linears = "fp8" and the released checkpoint does.
+function M:is_fp8(name)
+  return (self.quant and self.quant[name]) == "fp8" or
+    (self.linears == "fp8" and weights.fp8_in_checkpoint(name) ~= nil)
 end
 
--- The weight of a linear layer (O.linear): with linears = "fp8" and a weight
--- the checkpoint holds in FP8, that format (O.fp8_weight: e4m3 codes and
--- block scales, `groups` groups of rows quantised apart); else on the CPU
--- a bf16 one as stored (linear_f32 with W = bf16 reads half the bytes, the
--- same bits), else as M:weight gives it (a GPU's TF32 prefill takes f32).
+-- A quantised weight's scales from the file as f32 values (flat): ue8m0
+-- bytes (F8_E8M0, read as i8) are 2^(byte - 127).
+function M:file_scales(name)
+  local t = self.file:get(weights.scale_name(name))
+  local v = t:to_table()
+  if t:dtype() == "i8" then
+    for i = 1, #v do v[i] = 2.0 ^ ((v[i] & 255) - 127) end
+  end
+  return v
+end
+
+-- The weight of a linear layer (O.linear): in FP8 when M:is_fp8 (O.fp8_weight:
+-- e4m3 codes and block scales, `groups` groups of rows; the file's codes
+-- and scales when it holds them, else quantised from its values at first
+-- use); else on the CPU a bf16 one as stored (linear_f32 with W = bf16
+-- reads half the bytes, the same bits), else as M:weight gives it (a GPU's
+-- TF32 prefill takes f32).
 function M:lweight(name, groups)
-  if self.linears == "fp8" and fp8_in_checkpoint(name) then
+  if self:is_fp8(name) then
     local key = "fp8:" .. name
     if not self.w[key] then
-      local t = self.w[name] or self.file:get(name) -- (f32 already, when held)
-      self.w[key] = O.fp8_weight(O.on_device(t:dtype() == "f32" and t or t:cast("f32")),
-                                 groups or 1)
+      if (self.quant and self.quant[name]) == "fp8" then
+        self.w[key] = O.fp8_weight_of(O.on_device(self.file:get(name)), self:file_scales(name),
+                                      groups or 1, name)
+      else
+        local t = self.w[name] or self.file:get(name) -- (f32 already, when held)
+        self.w[key] = O.fp8_weight(O.on_device(t:dtype() == "f32" and t or t:cast("f32")),
+                                   groups or 1)
+      end
     end
     return self.w[key]
   end

@@ -82,23 +82,89 @@ function M.list(cfg)
   return out
 end
 
+-- Whether weight `name` is one the released checkpoints hold in FP8 (V4-SPEC
+-- 1.11: its BF16 modules are the compressors, weights_proj, the router,
+-- norms, ape, attn_sink, mHC, embed and head; the routed experts are FP4 in
+-- the instruct checkpoints, the shared ones FP8).
+function M.fp8_in_checkpoint(name)
+  return name:match("%.attn%.w[^.]+%.weight$") or name:match("%.indexer%.wq_b%.weight$") or
+    name:match("%.[eh]_proj%.weight$") or name:match("%.shared_experts%.w[123]%.weight$")
+end
+
+-- Whether `name` is a routed expert's matrix (FP4 in the instruct checkpoints).
+function M.routed_expert(name)
+  return name:match("%.experts%.%d+%.w[123]%.weight$") ~= nil
+end
+
+-- The scale tensor of a quantised weight: "x.weight" -> "x.scale".
+function M.scale_name(name) return (name:gsub("%.weight$", ".scale")) end
+
+local function same(s, shape)
+  local ok = #s == #shape
+  for i = 1, #shape do ok = ok and s[i] == shape[i] end
+  return ok
+end
+
+local function wrong(name, t, dtype, shape)
+  error(string.format("weights: tensor '%s' is %s[%s], the config needs %s[%s]", name,
+                      t:dtype(), table.concat(t:shape(), ", "), dtype, table.concat(shape, ", ")), 0)
+end
+
 -- Checks that a loaded file holds every tensor of the config with its
--- dtype and shape; raises an error naming the first that does not.
+-- dtype and shape; raises an error naming the first that does not. A
+-- linear the released checkpoints hold in FP8 may be there in that format
+-- (V4-SPEC 1.11): e4m3 codes of the same shape and a scale per 128 x 128
+-- block, `.scale` [ceil(N / 128), ceil(K / 128)]; a routed expert's matrix
+-- in FP4: e2m1 codes two a byte (i8 [N, K / 2], the lower K index in the
+-- low nibble) and a scale per 1 x 32 block, `.scale` [N, K / 32]. Scales
+-- are f32, or ue8m0 bytes (safetensors F8_E8M0, read as i8). Returns the
+-- names held quantised: {name = "fp8" | "fp4"} (one format for all of a
+-- layer's routed experts).
 function M.validate(cfg, file)
-  local have = {}
+  local have, quant, layer_fmt = {}, {}, {}
   for _, n in ipairs(file:names()) do have[n] = true end
   for _, w in ipairs(M.list(cfg)) do
     local name, dtype, shape = w[1], w[2], w[3]
     if not have[name] then error("weights: tensor '" .. name .. "' is missing", 0) end
     local t = file:get(name)
     local s = t:shape()
-    local ok = #s == #shape and t:dtype() == dtype
-    for i = 1, #shape do ok = ok and s[i] == shape[i] end
-    if not ok then
-      error(string.format("weights: tensor '%s' is %s[%s], the config needs %s[%s]", name,
-                          t:dtype(), table.concat(s, ", "), dtype, table.concat(shape, ", ")), 0)
+    local fmt, sshape
+    if t:dtype() == dtype and same(s, shape) then
+      fmt = dtype
+    elseif dtype == "bf16" and t:dtype() == "fp8e4m3" and M.fp8_in_checkpoint(name) and
+           same(s, shape) then
+      fmt, sshape = "fp8", {(shape[1] + 127) // 128, (shape[2] + 127) // 128}
+    elseif dtype == "bf16" and t:dtype() == "i8" and M.routed_expert(name) and shape[2] % 32 == 0
+           and same(s, {shape[1], shape[2] // 2}) then
+      fmt, sshape = "fp4", {shape[1], shape[2] // 32}
+    else
+      wrong(name, t, dtype, shape)
+    end
+    if sshape then
+      local sn = M.scale_name(name)
+      if not have[sn] then
+        error(string.format("weights: tensor '%s' is %s, its scales '%s' are missing", name,
+                            fmt == "fp8" and "FP8 (e4m3)" or "FP4 (packed e2m1)", sn), 0)
+      end
+      local st = file:get(sn)
+      if not ((st:dtype() == "f32" or st:dtype() == "i8") and same(st:shape(), sshape)) then
+        error(string.format("weights: tensor '%s' is %s[%s], the scales of %s weight '%s' are " ..
+                            "f32 or F8_E8M0[%s]", sn, st:dtype(), table.concat(st:shape(), ", "),
+                            fmt == "fp8" and "FP8" or "FP4", name, table.concat(sshape, ", ")), 0)
+      end
+      quant[name] = fmt
+    end
+    if M.routed_expert(name) then
+      local layer = name:match("^(.-)experts%.")
+      local prev = layer_fmt[layer]
+      if prev and prev ~= fmt then
+        error(string.format("weights: tensor '%s' is %s, another expert of '%s' %s: one " ..
+                            "format for a layer's routed experts", name, fmt, layer, prev), 0)
+      end
+      layer_fmt[layer] = fmt
     end
   end
+  return quant
 end
 
 return M

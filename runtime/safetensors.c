@@ -220,6 +220,8 @@ static const struct {
     {"F32", TS_DTYPE_F32},  {"F16", TS_DTYPE_F16},         {"BF16", TS_DTYPE_BF16},
     {"I8", TS_DTYPE_I8},    {"I32", TS_DTYPE_I32},         {"I64", TS_DTYPE_I64},
     {"BOOL", TS_DTYPE_BOOL}, {"F8_E4M3", TS_DTYPE_FP8E4M3},
+    /* ue8m0 scale bytes (V4's checkpoints): read as their bytes, i8 */
+    {"F8_E8M0", TS_DTYPE_I8},
 };
 
 static int cmp_range(const void *a, const void *b) {
