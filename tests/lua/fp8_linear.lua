@@ -8,16 +8,7 @@
 -- (tests/CMakeLists.txt runs it in the CUDA C lowering too).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
-
-local function f32(x) return (string.unpack("f", string.pack("f", x))) end
-
--- 2^ceil(log2(r)) for r > 0 (r an f32: exact powers of two stay)
-local function ue8m0(r)
-  local e = math.ceil(math.log(r, 2))
-  if 2.0 ^ (e - 1) >= r then e = e - 1 end
-  if 2.0 ^ e < r then e = e + 1 end
-  return 2.0 ^ e
-end
+local f32, ue8m0, randoms = C.f32, C.ue8m0, C.spread
 
 -- v rounded to e4m3 (|v| <= 448): 3 mantissa bits, exponents from -6
 local function e4m3(v)
@@ -61,14 +52,6 @@ local function quant_ref(w, N, K)
   return q, s
 end
 
-local function randoms(n, seed, scale)
-  local r, v = C.lcg(seed), {}
-  for i = 1, n do
-    -- a spread of magnitudes, so that blocks get different scales
-    v[i] = f32((r() * 2 - 1) * scale * 2.0 ^ math.floor(r() * 6 - 3))
-  end
-  return v
-end
 
 local function run(devname)
   local dev = ts.device(devname)

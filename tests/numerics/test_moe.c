@@ -294,6 +294,36 @@ static void test_experts(void) {
   ts_kernel_release(k);
 }
 
+/* The grouped MoE's routing and weights, and its two GEMMs as the tiled
+ * kernels take them (moe_up_tc/moe_down_tc, moe_up/moe_down): up gathers
+ * x's rows by the tile table tu into h, down h into out by td. */
+typedef struct {
+  ts_tensor *sorted, *offs, *wt, *w1, *w2, *w3;
+} grouped;
+
+static void up_down(ts_kernel *ku, ts_kernel *kd, const grouped *g, ts_tensor *x, ts_tensor *tu,
+                    ts_tensor *td, ts_tensor *h, ts_tensor *out) {
+  ts_arg au[8] = {ts_arg_tensor(x),     ts_arg_tensor(g->sorted), ts_arg_tensor(g->offs),
+                  ts_arg_tensor(tu),    ts_arg_tensor(g->wt),     ts_arg_tensor(g->w1),
+                  ts_arg_tensor(g->w3), ts_arg_tensor(h)};
+  num_launch(ku, au, 8);
+  ts_arg ad[6] = {ts_arg_tensor(h),  ts_arg_tensor(g->sorted), ts_arg_tensor(g->offs),
+                  ts_arg_tensor(td), ts_arg_tensor(g->w2),     ts_arg_tensor(out)};
+  num_launch(kd, ad, 6);
+}
+
+/* y = the shared expert's rows + each token's slots of out (moe_combine,
+ * kb), and its distance from ref */
+static double combined_err(ts_kernel *kb, ts_tensor *shared, ts_tensor *out, ts_tensor *y,
+                           const double *ref) {
+  ts_arg ab[3] = {ts_arg_tensor(shared), ts_arg_tensor(out), ts_arg_tensor(y)};
+  num_launch(kb, ab, 3);
+  double *got = num_get(y);
+  double e = num_relerr(got, ref, ts_tensor_count(y));
+  free(got);
+  return e;
+}
+
 /* The grouped MoE (count, offsets, scatter, grouped GEMM, combine) against
  * the per-token moe_experts on the same inputs: 37 tokens, 3 of 5 experts
  * each (some slots -1, an expert nobody chose), blocks of 4 rows so that
@@ -397,6 +427,7 @@ static void test_moe_grouped(void) {
   double *got = num_get(y), *ref = num_get(want);
   CHECK_ERR(num_relerr(got, ref, T * DM), 1e-5, "grouped MoE vs moe_experts");
   free(got);
+  grouped g = {sorted, offs, wt, w1, w2, w3};
   /* the tensor-core form (bf16 activations and hidden rows), 16 x 16 x 16
    * tiles over DM = 48 and I = 24 (a tail block of the hidden dim) */
   ts_kernel *ku = num_kernel("kernels/moe.tile", "moe_up_tc", "BM=16", "BN=16");
@@ -407,18 +438,8 @@ static void test_moe_grouped(void) {
     ts_tensor *out2 = num_tensor(TS_DTYPE_F32, 2, so), *y2 = num_tensor(TS_DTYPE_F32, 2, sx);
     for (int64_t i = 0; i < T * DM; i++)
       ts_tensor_set(xb, i, fr[0][i]);
-    ts_arg au[8] = {ts_arg_tensor(xb), ts_arg_tensor(sorted), ts_arg_tensor(offs),
-                    ts_arg_tensor(tiles16), ts_arg_tensor(wt), ts_arg_tensor(w1),
-                    ts_arg_tensor(w3), ts_arg_tensor(h)};
-    num_launch(ku, au, 8);
-    ts_arg ad[6] = {ts_arg_tensor(h), ts_arg_tensor(sorted), ts_arg_tensor(offs),
-                    ts_arg_tensor(tiles), ts_arg_tensor(w2), ts_arg_tensor(out2)};
-    num_launch(kd, ad, 6);
-    ts_arg ab2[3] = {ts_arg_tensor(shared), ts_arg_tensor(out2), ts_arg_tensor(y2)};
-    num_launch(kb, ab2, 3);
-    double *got2 = num_get(y2);
-    CHECK_ERR(num_relerr(got2, ref, T * DM), 1e-2, "tensor-core MoE vs moe_experts");
-    free(got2);
+    up_down(ku, kd, &g, xb, tiles16, tiles, h, out2);
+    CHECK_ERR(combined_err(kb, shared, out2, y2, ref), 1e-2, "tensor-core MoE vs moe_experts");
     ts_tensor_release(xb);
     ts_tensor_release(h);
     ts_tensor_release(out2);
@@ -441,25 +462,9 @@ static void test_moe_grouped(void) {
     ts_tensor *out3 = num_tensor(TS_DTYPE_F32, 2, so), *y3 = num_tensor(TS_DTYPE_F32, 2, sx);
     ao[2] = ts_arg_tensor(tiles1);
     num_launch(ko1, ao, 3);
-    ts_arg au[8] = {ts_arg_tensor(x),  ts_arg_tensor(sorted), ts_arg_tensor(offs),
-                    ts_arg_tensor(tiles), ts_arg_tensor(wt), ts_arg_tensor(w1),
-                    ts_arg_tensor(w3), ts_arg_tensor(h)};
-    num_launch(ku, au, 8);
-    ts_arg ad[6] = {ts_arg_tensor(h), ts_arg_tensor(sorted), ts_arg_tensor(offs),
-                    ts_arg_tensor(tiles), ts_arg_tensor(w2), ts_arg_tensor(out3)};
-    num_launch(kd, ad, 6);
-    ts_arg ab3[3] = {ts_arg_tensor(shared), ts_arg_tensor(out3), ts_arg_tensor(y3)};
-    num_launch(kb, ab3, 3);
-    double *got3 = num_get(y3);
-    CHECK_ERR(num_relerr(got3, ref, T * DM), 1e-5, "moe_up + moe_down vs moe_experts");
-    free(got3);
-    au[3] = ts_arg_tensor(tiles1);
-    au[7] = ts_arg_tensor(h1);
-    num_launch(ku1, au, 8);
-    ad[0] = ts_arg_tensor(h1);
-    ad[3] = ts_arg_tensor(tiles1);
-    ad[5] = ts_arg_tensor(out1);
-    num_launch(kd1, ad, 6);
+    up_down(ku, kd, &g, x, tiles, tiles, h, out3);
+    CHECK_ERR(combined_err(kb, shared, out3, y3, ref), 1e-5, "moe_up + moe_down vs moe_experts");
+    up_down(ku1, kd1, &g, x, tiles1, tiles1, h1, out1);
     if (strcmp(ts_device_name(num_kdev), "cpu") == 0) {
       CHECK(memcmp(ts_tensor_data(h), ts_tensor_data(h1), sizeof(float) * (size_t)(TK * I)) == 0);
       CHECK(memcmp(ts_tensor_data(out3), ts_tensor_data(out1), sizeof(float) * (size_t)(TK * DM)) ==

@@ -29,6 +29,26 @@ function C.lcg(seed)
   end
 end
 
+-- x rounded to f32
+function C.f32(x) return (string.unpack("f", string.pack("f", x))) end
+
+-- 2^ceil(log2(r)) for r > 0 (r an f32: exact powers of two stay): the
+-- ue8m0 scale of V4-SPEC 1.11, written from its definition
+function C.ue8m0(r)
+  local e = math.ceil(math.log(r, 2))
+  if 2.0 ^ (e - 1) >= r then e = e - 1 end
+  if 2.0 ^ e < r then e = e + 1 end
+  return 2.0 ^ e
+end
+
+-- n f32 values in (-scale, scale) times 2^-3 .. 2^2: a spread of
+-- magnitudes, so that quantisation blocks get different scales
+function C.spread(n, seed, scale)
+  local r, v = C.lcg(seed), {}
+  for i = 1, n do v[i] = C.f32((r() * 2 - 1) * scale * 2.0 ^ math.floor(r() * 6 - 3)) end
+  return v
+end
+
 -- ||a - b|| / ||b|| over the entries of b
 function C.relerr(a, b)
   local num, den = 0, 0
