@@ -1,15 +1,16 @@
 -- moe_fp4.lua - the routed experts of one MoE layer at V4-Flash width (d
 -- 4096, expert width 2048, top-6) on the CPU, with the weights as the
--- released checkpoints hold them: FP4 (e2m1 codes, a ue8m0 scale per 1 x 32
--- block; moe.tile moe_up_fp4 + moe_down_fp4, the activations quantised
--- per 1 x 128 block before each, as model/moe.lua runs them with experts =
--- "fp4") against bf16 (moe_up + moe_down, the model's form otherwise, over
--- the same tile table; and moe_grouped, the form that copies a whole
--- expert into a block's frags), for a decode step (1 token) and a 64-token
--- prefill. 16 experts with random weights
+-- released checkpoints hold them: FP4 (the instruct checkpoints: e2m1
+-- codes, a ue8m0 scale per 1 x 32 block; moe.tile moe_up_fp4 +
+-- moe_down_fp4) and FP8 (the Base ones: a scale per 128 x 128 block;
+-- moe_up_fp8 + moe_down_fp8), the activations quantised per 1 x 128 block
+-- before each as model/moe.lua runs them, against bf16 (moe_up + moe_down,
+-- the model's form otherwise, over the same tile table; and moe_grouped,
+-- the form that copies a whole expert into a block's frags), for a decode
+-- step (1 token) and a 64-token prefill. 16 experts with random weights
 -- (the time depends on the experts chosen, not on how many there are);
--- runs alternate, best and worst of five printed, and how far the FP4
--- outputs are from the bf16 ones (the quantisation's error on random
+-- runs alternate, best and worst of five printed, and how far the FP4 and
+-- FP8 outputs are from the bf16 ones (the quantisation's error on random
 -- weights, not a kernel's: tests/lua/fp4_experts.lua checks those). Run
 -- from the source root:
 --   build/tessera run bench/moe_fp4.lua [--experts 16] [--runs 5]
@@ -43,8 +44,8 @@ local function random(shape, scale)
   return t
 end
 
--- the three matrices in both formats
-local bf, fp4 = {}, {}
+-- the three matrices in the three formats
+local bf, fp4, fp8 = {}, {}, {}
 for m, shape in ipairs{{E, I, DM}, {E, DM, I}, {E, I, DM}} do
   local w = random(shape, shape[3] ^ -0.5)
   bf[m] = w:cast("bf16")
@@ -52,6 +53,10 @@ for m, shape in ipairs{{E, I, DM}, {E, DM, I}, {E, I, DM}} do
   local s = ts.tensor("f32", {shape[1], shape[2], shape[3] // 32}, nil, dev)
   kern("quant.tile", "fp4_block_quant"):launch{w, q, s}
   fp4[2 * m - 1], fp4[2 * m] = q, s
+  local q8 = ts.tensor("fp8e4m3", shape, nil, dev)
+  local s8 = ts.tensor("f32", {shape[1], shape[2] // 128, shape[3] // 128}, nil, dev)
+  kern("quant.tile", "fp8_block_quant"):launch{w, q8, s8}
+  fp8[2 * m - 1], fp8[2 * m] = q8, s8
 end
 
 local results = {}
@@ -83,6 +88,7 @@ for _, T in ipairs{1, 64} do
   local out = ts.tensor("f32", {TK, DM})
   local grouped = kern("moe.tile", "moe_grouped", {BM = BM})
   local up, down = kern("moe.tile", "moe_up_fp4", {BM = BM}), kern("moe.tile", "moe_down_fp4", {BM = BM})
+  local up8, down8 = kern("moe.tile", "moe_up_fp8", {BM = BM}), kern("moe.tile", "moe_down_fp8", {BM = BM})
   local act = kern("quant.tile", "act_quant")
   local DB, IB = DM // 128, I // 128
   local xq, sx = ts.tensor("f32", {T, 1, DM}), ts.tensor("f32", {T, 1, DB})
@@ -104,46 +110,52 @@ for _, T in ipairs{1, 64} do
       act:launch{h:reshape{TK, 1, I}, hq, sh}
       down:launch{hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, fp4[3], fp4[4], out}
     end,
+    fp8 = function()
+      act:launch{x:reshape{T, 1, DM}, xq, sx}
+      up8:launch{xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights,
+                 fp8[1], fp8[2], fp8[5], fp8[6], h}
+      act:launch{h:reshape{TK, 1, I}, hq, sh}
+      down8:launch{hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, fp8[3], fp8[4], out}
+    end,
   }
   local best, worst, outs = {}, {}, {}
-  for _, f in ipairs{"whole", "bf16", "fp4"} do -- warm up, and the outputs
+  for _, f in ipairs{"whole", "bf16", "fp4", "fp8"} do -- warm up, and the outputs
     forms[f]()
     outs[f] = out:to_table()
   end
-  local num, den, same = 0, 0, 0
+  local num, num8, den, same = 0, 0, 0, 0
   for j = 1, #outs.bf16 do
     same = same + (outs.whole[j] - outs.bf16[j]) ^ 2
     num, den = num + (outs.fp4[j] - outs.bf16[j]) ^ 2, den + outs.bf16[j] ^ 2
+    num8 = num8 + (outs.fp8[j] - outs.bf16[j]) ^ 2
   end
   for _ = 1, runs do
-    for _, f in ipairs{"whole", "bf16", "fp4"} do
+    for _, f in ipairs{"whole", "bf16", "fp4", "fp8"} do
       local t0 = ts.clock()
       forms[f]()
       local dt = ts.clock() - t0
       best[f], worst[f] = math.min(best[f] or dt, dt), math.max(worst[f] or dt, dt)
     end
   end
-  -- the weight bytes the chosen experts read: bf16 2 a weight, FP4 half a
-  -- weight and a 4-byte scale a 32 (as held here; the checkpoint's are 1)
+  -- the experts the tokens chose
   local used = {}
   for _, e in ipairs(ev) do used[e] = true end
   local n = 0
   for _ in pairs(used) do n = n + 1 end
-  local wts = n * 3 * I * DM
   -- (the two bf16 forms: the same sums in another order)
   if math.sqrt(same / den) > 1e-5 then
     error(string.format("moe_grouped and moe_up + moe_down differ by %.3g", math.sqrt(same / den)))
   end
   results[#results + 1] = string.format(
-    "| %d | %d | %.2f-%.2f | %.2f-%.2f | %.2f-%.2f | %.2f | %.2f | %.1f | %.1f | %.3f |",
+    "| %d | %d | %.2f-%.2f | %.2f-%.2f | %.2f-%.2f | %.2f-%.2f | %.2f | %.2f | %.2f | %.3f | %.3f |",
     T, n, best.whole * 1e3, worst.whole * 1e3, best.bf16 * 1e3, worst.bf16 * 1e3,
-    best.fp4 * 1e3, worst.fp4 * 1e3, best.whole / best.bf16, best.bf16 / best.fp4,
-    wts * 2 / best.bf16 / 1e9, wts * (0.5 + 4 / 32) / best.fp4 / 1e9, math.sqrt(num / den))
+    best.fp4 * 1e3, worst.fp4 * 1e3, best.fp8 * 1e3, worst.fp8 * 1e3, best.whole / best.bf16,
+    best.bf16 / best.fp4, best.bf16 / best.fp8, math.sqrt(num / den), math.sqrt(num8 / den))
 end
 print(string.format("MoE routed experts, d %d, width %d, top-%d, %d experts, CPU (%d runs " ..
                     "alternating; ms best-worst)", DM, I, K, E, runs))
-print("| tokens | experts used | bf16 moe_grouped ms | bf16 moe_up + down ms | fp4 ms " ..
-      "| grouped / up + down (best) | bf16 / fp4 (best) | bf16 GB/s | fp4 GB/s " ..
-      "| fp4 vs bf16 outputs (rel.) |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| tokens | experts used | bf16 moe_grouped ms | bf16 moe_up + down ms | fp4 ms | fp8 ms " ..
+      "| grouped / up + down (best) | bf16 / fp4 (best) | bf16 / fp8 (best) " ..
+      "| fp4 vs bf16 outputs (rel.) | fp8 vs bf16 |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for _, l in ipairs(results) do print(l) end

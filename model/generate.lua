@@ -1,7 +1,7 @@
 -- generate.lua - text generation with a V4 model from kernels/ on the CPU:
 --   tessera run model/generate.lua --config tiny [--weights FILE]
 --       [--prompt TEXT] [--tokens N] [--temperature T] [--top-p P] [--seed S]
---       [--kv fp8|f32] [--linears f32|fp8] [--experts bf16|fp4]
+--       [--kv fp8|f32] [--linears f32|fp8] [--experts bf16|fp8|fp4]
 --       [--device cpu|cuda|gpusim]
 -- Byte-level tokens (ids 0-255 are bytes; the tiny vocab's other ids print
 -- as '?'). Greedy when the temperature is 0, else temperature + top-p
@@ -11,7 +11,8 @@
 -- caches are in V4's production formats by default (--kv fp8: the FP8/FP4
 -- simulations on, as released); --kv f32 is the exact-math model.
 -- --linears fp8 runs the linears the checkpoint holds in FP8 as V4's FP8
--- linear, --experts fp4 the routed experts as its FP4 ones (model/v4.lua).
+-- linear, --experts fp4 (fp8) the routed experts as its instruct (Base)
+-- checkpoints hold them (model/v4.lua).
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
@@ -25,7 +26,7 @@ while i <= #arg do
   if not k or arg[i + 1] == nil then
     error("usage: generate.lua --config NAME [--weights F] [--prompt T] [--tokens N] " ..
           "[--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
-          "[--experts bf16|fp4] [--device D]", 0)
+          "[--experts bf16|fp8|fp4] [--device D]", 0)
   end
   opts[k] = arg[i + 1]
   i = i + 2
@@ -43,7 +44,9 @@ else
 end
 if opts.kv ~= "fp8" and opts.kv ~= "f32" then error("--kv: fp8 or f32", 0) end
 if opts.linears ~= "fp8" and opts.linears ~= "f32" then error("--linears: f32 or fp8", 0) end
-if opts.experts ~= "bf16" and opts.experts ~= "fp4" then error("--experts: bf16 or fp4", 0) end
+if opts.experts ~= "bf16" and opts.experts ~= "fp8" and opts.experts ~= "fp4" then
+  error("--experts: bf16, fp8 or fp4", 0)
+end
 local device = ts.device(opts.device)
 local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
                                      experts = opts.experts})

@@ -45,36 +45,42 @@ function M:bf16_experts(p, E)
   return self.w[p .. "w1"], self.w[p .. "w2"], self.w[p .. "w3"]
 end
 
--- Whether the routed experts of ffn prefix p run in FP4: the file holds
--- them so, or experts = "fp4".
-function M:fp4_routed(p)
-  return self.experts == "fp4" or (self.quant and self.quant[p .. "experts.0.w1.weight"]) == "fp4"
+-- The format the routed experts of ffn prefix p run in: the file's when it
+-- holds them quantised, else the experts option ("bf16", "fp8", "fp4").
+function M:routed_format(p)
+  return (self.quant and self.quant[p .. "experts.0.w1.weight"]) or self.experts or "bf16"
 end
 
--- The routed experts in the FP4 format of V4's released instruct
--- checkpoints (quant.tile fp4_block_quant: e2m1 codes, a ue8m0 scale per
--- 1 x 32 block of a row): the file's codes and scales when it holds them,
--- else quantised from its values at first use: {q1, s1, q2, s2, q3, s3}.
-function M:fp4_experts(p, E)
-  local key = "fp4:" .. p
+-- The routed experts quantised (fmt "fp4": the released instruct
+-- checkpoints' format, quant.tile fp4_block_quant: e2m1 codes, a ue8m0
+-- scale per 1 x 32 block of a row; "fp8": the Base checkpoints',
+-- fp8_block_quant per expert: e4m3 codes, a scale per 128 x 128 block):
+-- the file's codes and scales when it holds them, else quantised from its
+-- values at first use: {q1, s1, q2, s2, q3, s3}, stacked [E, ...].
+function M:quant_experts(p, E, fmt)
+  local key = fmt .. ":" .. p
   if not self.w[key] then
     local t = {}
     for m = 1, 3 do
-      local name = p .. "experts.0.w" .. m .. ".weight"
-      if self.quant and self.quant[name] == "fp4" then
-        local codes, shape = stack(self, p, m, E)
+      local v, shape = stack(self, p, m, E)
+      local held = self.quant and self.quant[p .. "experts.0.w" .. m .. ".weight"]
+      -- (the file's FP4 codes are two a byte)
+      local N, K = shape[2], (held and fmt == "fp4") and shape[3] * 2 or shape[3]
+      local sshape = fmt == "fp4" and {E, N, K // 32} or {E, (N + 127) // 128, (K + 127) // 128}
+      if held then
         local scales = {}
         for e = 0, E - 1 do
-          local v = self:file_scales(p .. "experts." .. e .. ".w" .. m .. ".weight")
-          table.move(v, 1, #v, #scales + 1, scales)
+          local sv = self:file_scales(p .. "experts." .. e .. ".w" .. m .. ".weight")
+          table.move(sv, 1, #sv, #scales + 1, scales)
         end
-        t[2 * m - 1] = O.tensor("i8", shape, codes)
-        t[2 * m] = O.tensor("f32", {shape[1], shape[2], shape[3] * 2 // 32}, scales)
+        t[2 * m - 1] = O.tensor(fmt == "fp4" and "i8" or "fp8e4m3", shape, v)
+        t[2 * m] = O.tensor("f32", sshape, scales)
       else
-        local v, shape = stack(self, p, m, E)
-        local q = O.tensor("i8", {shape[1], shape[2], shape[3] // 2})
-        local s = O.f32{shape[1], shape[2], shape[3] // 32}
-        kernel("quant.tile", "fp4_block_quant"):launch{O.on_device(ts.tensor("f32", shape, v)), q, s}
+        local q = O.tensor(fmt == "fp4" and "i8" or "fp8e4m3",
+                           fmt == "fp4" and {E, N, K // 2} or shape)
+        local s = O.f32(sshape)
+        kernel("quant.tile", fmt .. "_block_quant"):launch{
+          O.on_device(ts.tensor("f32", shape, v)), q, s}
         t[2 * m - 1], t[2 * m] = q, s
       end
     end
@@ -125,10 +131,10 @@ end
 -- token: each expert has at most one of its rows), moe_up + moe_down over
 -- the bf16 weights (K in steps of 128, so that a row's sums do not depend
 -- on the tiles: prefill + decode gives prefill's bits), or with experts =
--- "fp4" (or FP4 experts in the file) moe_up_fp4 + moe_down_fp4 over the
--- FP4 weights, the activations quantised per 1 x 128 block before each (x
--- once for W1 and W3, each slot's swiglu output for W2), as the
--- reference's linears do. y = shared
+-- "fp4" / "fp8" (or such experts in the file) moe_up_FMT + moe_down_FMT
+-- over the quantised weights, the activations quantised per 1 x 128 block
+-- before each (x once for W1 and W3, each slot's swiglu output for W2), as
+-- the reference's linears do. y = shared
 -- + slot 0 + ... + slot K - 1, as moe_combine adds them. Returns y, the
 -- experts and their weights.
 function M:moe(L, x, ids)
@@ -145,18 +151,19 @@ function M:moe(L, x, ids)
   local BM, TK = T == 1 and 1 or O.moe_rows, T * K
   local sorted, offsets, tiles = route(experts, E, BM)
   local out = f32{TK, DM}
-  if self:fp4_routed(p) then
-    local w = self:fp4_experts(p, E)
+  local fmt = self:routed_format(p)
+  if fmt ~= "bf16" then
+    local w = self:quant_experts(p, E, fmt)
     local I = w[1]:shape()[2]
     local DB, IB = (DM + 127) // 128, (I + 127) // 128
     local xq, sx = f32{T, 1, DM}, f32{T, 1, DB}
     kernel("quant.tile", "act_quant"):launch{x:reshape{T, 1, DM}, xq, sx}
     local h = f32{TK, I}
-    kernel("moe.tile", "moe_up_fp4", {BM = BM, LIMIT = LIMIT}):launch{
+    kernel("moe.tile", "moe_up_" .. fmt, {BM = BM, LIMIT = LIMIT}):launch{
       xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, w[1], w[2], w[5], w[6], h}
     local hq, sh = f32{TK, 1, I}, f32{TK, 1, IB}
     kernel("quant.tile", "act_quant"):launch{h:reshape{TK, 1, I}, hq, sh}
-    kernel("moe.tile", "moe_down_fp4", {BM = BM}):launch{
+    kernel("moe.tile", "moe_down_" .. fmt, {BM = BM}):launch{
       hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}
   else
     local w1, w2, w3 = self:bf16_experts(p, E)

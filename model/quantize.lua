@@ -4,24 +4,26 @@
 -- e4m3 codes with a ue8m0 scale per 128 x 128 block of the whole weight
 -- (quant.tile fp8_block_quant), the routed experts as FP4 (e2m1 codes two
 -- a byte, the lower K index in the low nibble, a ue8m0 scale per 1 x 32
--- block of a row: fp4_block_quant), each with its `.scale`; every other
--- tensor as it is. The scales are written as F8_E8M0 bytes (the instruct
+-- block of a row: fp4_block_quant), or with --experts fp8 as the Base
+-- checkpoints hold them (FP8 as the linears), each with its `.scale`;
+-- every other tensor as it is. The scales are written as F8_E8M0 bytes (the instruct
 -- checkpoints' scale_dtype fp8) or f32 (--scales f32). V4.load runs such a
 -- file in its formats, with the same logits as the bf16 file loaded with
--- linears = "fp8" and experts = "fp4" (tests/lua/quantized_checkpoint.lua).
+-- linears = "fp8" and experts = "fp4" / "fp8"
+-- (tests/lua/quantized_checkpoint.lua).
 --   tessera run model/quantize.lua -c CONFIG.json -i IN.safetensors
---       -o OUT.safetensors [--scales e8m0|f32]
+--       -o OUT.safetensors [--scales e8m0|f32] [--experts fp4|fp8]
 local ts = require "tessera"
 local json = require "model.json"
 local weights = require "model.weights"
 
-local opts = {scales = "e8m0"}
+local opts = {scales = "e8m0", experts = "fp4"}
 local i = 1
 while i <= #arg do
   local k = arg[i]:match("^%-%-?(.+)$")
-  if not k or arg[i + 1] == nil or not ({c = 1, i = 1, o = 1, scales = 1})[k] then
+  if not k or arg[i + 1] == nil or not ({c = 1, i = 1, o = 1, scales = 1, experts = 1})[k] then
     error("usage: quantize.lua -c CONFIG.json -i IN.safetensors -o OUT.safetensors " ..
-          "[--scales e8m0|f32]", 0)
+          "[--scales e8m0|f32] [--experts fp4|fp8]", 0)
   end
   opts[k] = arg[i + 1]
   i = i + 2
@@ -30,6 +32,7 @@ if not opts.c or not opts.i or not opts.o then
   error("quantize.lua: -c, -i and -o are needed", 0)
 end
 if opts.scales ~= "e8m0" and opts.scales ~= "f32" then error("--scales: e8m0 or f32", 0) end
+if opts.experts ~= "fp4" and opts.experts ~= "fp8" then error("--experts: fp4 or fp8", 0) end
 local cfg = json.read(opts.c)
 local file = ts.load(opts.i)
 local held = weights.validate(cfg, file)
@@ -54,7 +57,9 @@ end
 local out, dtypes, n8, n4 = {}, {}, 0, 0
 for _, name in ipairs(file:names()) do
   local t = file:get(name)
-  local fp8, fp4 = weights.fp8_in_checkpoint(name), weights.routed_expert(name)
+  local expert = weights.routed_expert(name)
+  local fp8 = weights.fp8_in_checkpoint(name) or (expert and opts.experts == "fp8")
+  local fp4 = expert and opts.experts == "fp4"
   if fp8 or fp4 then
     local N, K = t:shape()[1], t:shape()[2]
     local w = (t:dtype() == "f32" and t or t:cast("f32")):reshape{1, N, K}
@@ -80,6 +85,6 @@ for _, name in ipairs(file:names()) do
     out[name] = t
   end
 end
-ts.save(opts.o, out, {format = "v4-instruct", scales = opts.scales}, dtypes)
-print(string.format("%s: %d FP8 linears, %d FP4 expert matrices, scales %s", opts.o, n8, n4,
-                    opts.scales))
+ts.save(opts.o, out, {format = opts.experts == "fp4" and "v4-instruct" or "v4-base",
+                      scales = opts.scales}, dtypes)
+print(string.format("%s: %d FP8 matrices, %d FP4 ones, scales %s", opts.o, n8, n4, opts.scales))

@@ -23,7 +23,9 @@
 -- run as the released instruct checkpoints hold them (V4-SPEC 1.9, 1.11):
 -- e2m1 codes with a ue8m0 scale per 1 x 32 block of a row (quantised from
 -- the file's values at first use), activations quantised per 1 x 128
--- block (moe.tile moe_up_fp4, moe_down_fp4); "bf16" (the default) keeps
+-- block (moe.tile moe_up_fp4, moe_down_fp4); "fp8" as the Base
+-- checkpoints hold them (e4m3, a scale per 128 x 128 block of each
+-- expert's matrix; moe_up_fp8, moe_down_fp8); "bf16" (the default) keeps
 -- the file's values. The rest stays as it is. A file that holds these
 -- weights quantised (a released checkpoint's FP8 linears and FP4 experts,
 -- with their `.scale`s; model/quantize.lua writes one) runs them in that
@@ -61,8 +63,8 @@ function M.load(dir, weights_path, opts)
   if self.linears ~= "f32" and self.linears ~= "fp8" then
     error("linears '" .. tostring(self.linears) .. "': 'f32' or 'fp8'", 2)
   end
-  if self.experts ~= "bf16" and self.experts ~= "fp4" then
-    error("experts '" .. tostring(self.experts) .. "': 'bf16' or 'fp4'", 2)
+  if self.experts ~= "bf16" and self.experts ~= "fp4" and self.experts ~= "fp8" then
+    error("experts '" .. tostring(self.experts) .. "': 'bf16', 'fp8' or 'fp4'", 2)
   end
   if self.experts == "fp4" and (cfg.dim % 32 ~= 0 or cfg.moe_inter_dim % 32 ~= 0) then
     error(string.format("experts 'fp4': dim (%d) and moe_inter_dim (%d) must be multiples " ..

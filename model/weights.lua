@@ -91,7 +91,8 @@ function M.fp8_in_checkpoint(name)
     name:match("%.[eh]_proj%.weight$") or name:match("%.shared_experts%.w[123]%.weight$")
 end
 
--- Whether `name` is a routed expert's matrix (FP4 in the instruct checkpoints).
+-- Whether `name` is a routed expert's matrix (FP4 in the instruct
+-- checkpoints, FP8 in the Base ones).
 function M.routed_expert(name)
   return name:match("%.experts%.%d+%.w[123]%.weight$") ~= nil
 end
@@ -115,8 +116,9 @@ end
 -- linear the released checkpoints hold in FP8 may be there in that format
 -- (V4-SPEC 1.11): e4m3 codes of the same shape and a scale per 128 x 128
 -- block, `.scale` [ceil(N / 128), ceil(K / 128)]; a routed expert's matrix
--- in FP4: e2m1 codes two a byte (i8 [N, K / 2], the lower K index in the
--- low nibble) and a scale per 1 x 32 block, `.scale` [N, K / 32]. Scales
+-- in FP4 (the instruct checkpoints): e2m1 codes two a byte (i8 [N, K / 2],
+-- the lower K index in the low nibble) and a scale per 1 x 32 block,
+-- `.scale` [N, K / 32], or in FP8 as a linear (the Base checkpoints). Scales
 -- are f32, or ue8m0 bytes (safetensors F8_E8M0, read as i8). Returns the
 -- names held quantised: {name = "fp8" | "fp4"} (one format for all of a
 -- layer's routed experts).
@@ -131,8 +133,8 @@ function M.validate(cfg, file)
     local fmt, sshape
     if t:dtype() == dtype and same(s, shape) then
       fmt = dtype
-    elseif dtype == "bf16" and t:dtype() == "fp8e4m3" and M.fp8_in_checkpoint(name) and
-           same(s, shape) then
+    elseif dtype == "bf16" and t:dtype() == "fp8e4m3" and same(s, shape) and
+           (M.fp8_in_checkpoint(name) or M.routed_expert(name)) then
       fmt, sshape = "fp8", {(shape[1] + 127) // 128, (shape[2] + 127) // 128}
     elseif dtype == "bf16" and t:dtype() == "i8" and M.routed_expert(name) and shape[2] % 32 == 0
            and same(s, {shape[1], shape[2] // 2}) then

@@ -1,12 +1,14 @@
--- fp4_experts.lua - V4's FP4 routed experts (V4-SPEC 1.9, 1.11): the weight
--- format (quant.tile fp4_block_quant: e2m1 codes two a byte, the lower K
--- index in the low nibble, a ue8m0 scale per 1 x 32 block of a row) and
--- the grouped expert GEMMs that read it (moe.tile moe_up_fp4, moe_down_fp4),
--- against references written here from the spec: codes and scales equal,
--- each 32-wide block's products summed and scaled by the activation's and
--- the weight row's scales, within the f32 rounding of those sums. Widths
--- with partial 128-wide activation blocks, tile tables made with BM 1, 4
--- and 16, a slot routed nowhere (-1); the CPU and the GPU simulator
+-- fp4_experts.lua - V4's quantised routed experts (V4-SPEC 1.9, 1.11): the
+-- FP4 weight format (quant.tile fp4_block_quant: e2m1 codes two a byte, the
+-- lower K index in the low nibble, a ue8m0 scale per 1 x 32 block of a row)
+-- and the grouped expert GEMMs that read it (moe.tile moe_up_fp4,
+-- moe_down_fp4), and the Base checkpoints' FP8 experts (fp8_block_quant per
+-- expert, moe_up_fp8, moe_down_fp8), against references written here from
+-- the spec: FP4 codes and scales equal, each block's products summed and
+-- scaled by the activation's and the weight's scales, within the f32
+-- rounding of those sums. Widths with partial 128-wide activation blocks,
+-- weights whose 128 x 128 blocks differ in magnitude, tile tables made with
+-- BM 1, 4 and 16, a slot routed nowhere (-1); the CPU and the GPU simulator
 -- (tests/CMakeLists.txt runs it in the CUDA C lowering too).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
@@ -66,20 +68,31 @@ end
 local function silu(x) return x / (1 + math.exp(-x)) end
 local LIMIT = 10.0
 
--- y[j] = sum over 32-blocks of (x[b] . w[j, b]) * sx[b // 4] * sw[j, b], and
--- the same over |products| (the size its f32 rounding is bounded by)
-local function blocks(x, xo, sx, so, w, wo, sw, swo, K)
+-- y[j] = sum over B-wide blocks b of (x[b] . w[j, b]) * sx[b * B // 128] *
+-- sw(b), and the same over |products| (the size its f32 rounding is
+-- bounded by)
+local function blocks(x, xo, sx, so, w, wo, sw, K, B)
   local y, size = 0, 0
-  for b = 0, K // 32 - 1 do
+  for b = 0, (K + B - 1) // B - 1 do
     local part, psize = 0, 0
-    for k = b * 32, b * 32 + 31 do
+    for k = b * B, math.min(K, b * B + B) - 1 do
       local p = x[xo + k + 1] * w[wo + k + 1]
       part, psize = part + p, psize + math.abs(p)
     end
-    local sc = sx[so + b // 4 + 1] * sw[swo + b + 1]
+    local sc = sx[so + b * B // 128 + 1] * sw(b)
     y, size = y + part * sc, size + psize * sc
   end
   return y, size
+end
+
+-- a weight [G, N, K] in the FP8 format (fp8_block_quant, checked against
+-- the spec by fp8_linear.lua): codes, scales, and their values as tables
+local function quantise8(dev, wv, G, N, K)
+  local q = ts.tensor("fp8e4m3", {G, N, K}, nil, dev)
+  local s = ts.tensor("f32", {G, (N + 127) // 128, (K + 127) // 128}, nil, dev)
+  ts.kernel("kernels/quant.tile", "fp8_block_quant", {}, dev):launch{
+    ts.tensor("f32", {G, N, K}, wv):copy_to(dev), q, s}
+  return q, s, q:cast("f32"):to_table(), s:to_table()
 end
 
 local function run(devname)
@@ -92,18 +105,52 @@ local function run(devname)
     C.check(bad == 0, string.format("%s fp4_block_quant %dx%dx%d BR %d: %d bytes or scales differ",
                                     devname, G, N, K, BR, bad))
   end
-  -- the experts: DM = 160 and I = 288 (partial 128-wide activation blocks)
+  -- the experts: DM = 160 and I = 288 (partial 128-wide activation blocks),
+  -- in FP4 and in FP8 (the Base checkpoints': 128 x 128 blocks per expert)
   local E, K, DM, I = 5, 3, 160, 288
-  local IB = (I + 127) // 128
-  local q1, s1, b1, r1, t1 = quantise(dev, randoms(E * I * DM, 21, 0.2), E, I, DM)
-  local q3, s3, b3, r3, t3 = quantise(dev, randoms(E * I * DM, 22, 0.2), E, I, DM)
-  local q2, s2, b2, r2, t2 = quantise(dev, randoms(E * DM * I, 23, 0.2), E, DM, I)
-  C.check(b1 + b2 + b3 == 0, devname .. " fp4_block_quant of the experts' weights")
+  local IB, DB = (I + 127) // 128, (DM + 127) // 128
+  local wv = {randoms(E * I * DM, 21, 0.2), randoms(E * DM * I, 23, 0.2), randoms(E * I * DM, 22, 0.2)}
+  -- magnitudes by 128 x 128 block too, so that FP8's block scales differ
+  for m = 1, 3 do
+    local N, KK = m == 2 and DM or I, m == 2 and I or DM
+    for e = 0, E - 1 do
+      for j = 0, N - 1 do
+        for k = 0, KK - 1 do
+          local at = (e * N + j) * KK + k + 1
+          wv[m][at] = f32(wv[m][at] * 2.0 ^ ((e + j // 128 + 2 * (k // 128)) % 4 - 1))
+        end
+      end
+    end
+  end
+  local forms, bad = {}, 0
+  do -- FP4: a scale per 1 x 32 block of a row
+    local f = {name = "fp4", B = 32, q = {}, s = {}, r = {}, t = {}}
+    for m = 1, 3 do
+      local N, KK = m == 2 and DM or I, m == 2 and I or DM
+      local b
+      f.q[m], f.s[m], b, f.r[m], f.t[m] = quantise(dev, wv[m], E, N, KK)
+      bad = bad + b
+      local t, kb = f.t[m], KK // 32
+      f[m] = function(e, j) return function(b) return t[(e * N + j) * kb + b + 1] end end
+    end
+    forms[1] = f
+  end
+  do -- FP8: a scale per 128 x 128 block of an expert's matrix
+    local f = {name = "fp8", B = 128, q = {}, s = {}, r = {}, t = {}}
+    for m = 1, 3 do
+      local N, KK = m == 2 and DM or I, m == 2 and I or DM
+      f.q[m], f.s[m], f.r[m], f.t[m] = quantise8(dev, wv[m], E, N, KK)
+      local t, nb, kb = f.t[m], (N + 127) // 128, (KK + 127) // 128
+      f[m] = function(e, j) return function(b) return t[(e * nb + j // 128) * kb + b + 1] end end
+    end
+    forms[2] = f
+  end
+  C.check(bad == 0, devname .. " fp4_block_quant of the experts' weights")
   for n, cs in ipairs{{1, 1}, {5, 4}, {19, 16}} do
     local T, BM = cs[1], cs[2]
     local TK = T * K
     -- each token's K distinct experts (token 1's last slot routed nowhere)
-    local r, ev, wv = C.lcg(100 + n), {}, {}
+    local r, ev, wt = C.lcg(100 + n), {}, {}
     for t = 0, T - 1 do
       local pick = {}
       for k = 0, K - 1 do
@@ -111,10 +158,10 @@ local function run(devname)
         repeat e = math.floor(r() * E) until not pick[e]
         pick[e] = true
         ev[t * K + k + 1] = (t == 1 and k == K - 1) and -1 or e
-        wv[t * K + k + 1] = f32(0.2 + r())
+        wt[t * K + k + 1] = f32(0.2 + r())
       end
     end
-    local experts, weights = T_("i32", {T, K}, ev), T_("f32", {T, K}, wv)
+    local experts, weights = T_("i32", {T, K}, ev), T_("f32", {T, K}, wt)
     local MT = (TK + BM - 1) // BM + E
     local counts, offsets, cursor = ts.tensor("i32", {E}, nil, dev), ts.tensor("i32", {E}, nil, dev),
       ts.tensor("i32", {E}, nil, dev)
@@ -123,53 +170,56 @@ local function run(devname)
     ts.kernel("kernels/moe.tile", "moe_offsets", {BM = BM}, dev):launch{counts, offsets, tiles}
     ts.kernel("kernels/moe.tile", "moe_scatter", {}, dev):launch{experts, offsets, cursor, sorted}
     local x = T_("f32", {T, 1, DM}, randoms(T * DM, 30 + n, 2))
-    local xq, sx = ts.tensor("f32", {T, 1, DM}, nil, dev), ts.tensor("f32", {T, 1, 2}, nil, dev)
+    local xq, sx = ts.tensor("f32", {T, 1, DM}, nil, dev), ts.tensor("f32", {T, 1, DB}, nil, dev)
     ts.kernel("kernels/quant.tile", "act_quant", {}, dev):launch{x, xq, sx}
-    local h = ts.tensor("f32", {TK, I}, nil, dev)
-    ts.kernel("kernels/moe.tile", "moe_up_fp4", {BM = BM}, dev):launch{
-      xq:reshape{T, DM}, sx:reshape{T, 2}, sorted, offsets, tiles, weights, q1, s1, q3, s3, h}
-    local hq, sh = ts.tensor("f32", {TK, 1, I}, nil, dev), ts.tensor("f32", {TK, 1, IB}, nil, dev)
-    ts.kernel("kernels/quant.tile", "act_quant", {}, dev):launch{h:reshape{TK, 1, I}, hq, sh}
-    local out = ts.tensor("f32", {TK, DM}, nil, dev)
-    ts.kernel("kernels/moe.tile", "moe_down_fp4", {BM = BM}, dev):launch{
-      hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, q2, s2, out}
-    local xqv, sxv, hv, hqv, shv, ov = xq:to_table(), sx:to_table(), h:to_table(), hq:to_table(),
-      sh:to_table(), out:to_table()
-    local hworst, oworst, zeros = 0, 0, 0
-    for slot = 0, TK - 1 do
-      local t, e = slot // K, ev[slot + 1]
-      if e < 0 then
-        for j = 0, I - 1 do if hv[slot * I + j + 1] ~= 0 then zeros = zeros + 1 end end
-        for c = 0, DM - 1 do if ov[slot * DM + c + 1] ~= 0 then zeros = zeros + 1 end end
-      else
-        for j = 0, I - 1 do
-          local row = (e * I + j)
-          local g, gs = blocks(xqv, t * DM, sxv, t * 2, r1, row * DM, t1, row * (DM // 32), DM)
-          local u, us = blocks(xqv, t * DM, sxv, t * 2, r3, row * DM, t3, row * (DM // 32), DM)
-          local w = wv[slot + 1]
-          local gc, uc = math.min(g, LIMIT), math.max(-LIMIT, math.min(LIMIT, u))
-          local want = silu(gc) * uc * w
-          -- the sums' f32 rounding through swiglu (silu' <= 1.1), and the
-          -- result's own few roundings
-          local bound = w * (1.1 * math.abs(uc) * gs + math.abs(silu(gc)) * us) * 2 ^ -24 * 64
-            + math.abs(want) * 2 ^ -20 + 1e-30
-          hworst = math.max(hworst, math.abs(hv[slot * I + j + 1] - want) / bound)
-        end
-        for c = 0, DM - 1 do
-          local row = e * DM + c
-          local want, size = blocks(hqv, slot * I, shv, slot * IB, r2, row * I, t2, row * (I // 32), I)
-          local err = math.abs(ov[slot * DM + c + 1] - want)
-          oworst = math.max(oworst, err / (size * 2 ^ -24 * 64 + 1e-30))
+    local xqv, sxv = xq:to_table(), sx:to_table()
+    for _, f in ipairs(forms) do
+      local h = ts.tensor("f32", {TK, I}, nil, dev)
+      ts.kernel("kernels/moe.tile", "moe_up_" .. f.name, {BM = BM}, dev):launch{
+        xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, f.q[1], f.s[1],
+        f.q[3], f.s[3], h}
+      local hq, sh = ts.tensor("f32", {TK, 1, I}, nil, dev), ts.tensor("f32", {TK, 1, IB}, nil, dev)
+      ts.kernel("kernels/quant.tile", "act_quant", {}, dev):launch{h:reshape{TK, 1, I}, hq, sh}
+      local out = ts.tensor("f32", {TK, DM}, nil, dev)
+      ts.kernel("kernels/moe.tile", "moe_down_" .. f.name, {BM = BM}, dev):launch{
+        hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, f.q[2], f.s[2], out}
+      local hv, hqv, shv, ov = h:to_table(), hq:to_table(), sh:to_table(), out:to_table()
+      local hworst, oworst, zeros = 0, 0, 0
+      for slot = 0, TK - 1 do
+        local t, e = slot // K, ev[slot + 1]
+        if e < 0 then
+          for j = 0, I - 1 do if hv[slot * I + j + 1] ~= 0 then zeros = zeros + 1 end end
+          for c = 0, DM - 1 do if ov[slot * DM + c + 1] ~= 0 then zeros = zeros + 1 end end
+        else
+          for j = 0, I - 1 do
+            local row = (e * I + j) * DM
+            local g, gs = blocks(xqv, t * DM, sxv, t * DB, f.r[1], row, f[1](e, j), DM, f.B)
+            local u, us = blocks(xqv, t * DM, sxv, t * DB, f.r[3], row, f[3](e, j), DM, f.B)
+            local w = wt[slot + 1]
+            local gc, uc = math.min(g, LIMIT), math.max(-LIMIT, math.min(LIMIT, u))
+            local want = silu(gc) * uc * w
+            -- the sums' f32 rounding through swiglu (silu' <= 1.1), and the
+            -- result's own few roundings
+            local bound = w * (1.1 * math.abs(uc) * gs + math.abs(silu(gc)) * us) * 2 ^ -24 * 64
+              + math.abs(want) * 2 ^ -20 + 1e-30
+            hworst = math.max(hworst, math.abs(hv[slot * I + j + 1] - want) / bound)
+          end
+          for c = 0, DM - 1 do
+            local want, size = blocks(hqv, slot * I, shv, slot * IB, f.r[2], (e * DM + c) * I,
+                                      f[2](e, c), I, f.B)
+            local err = math.abs(ov[slot * DM + c + 1] - want)
+            oworst = math.max(oworst, err / (size * 2 ^ -24 * 64 + 1e-30))
+          end
         end
       end
+      local what = string.format("%s %s T %d BM %d", devname, f.name, T, BM)
+      C.check(zeros == 0, string.format("%s: %d values written for the slot routed nowhere",
+                                        what, zeros))
+      C.check(hworst <= 1, string.format("%s: moe_up: %.3g of the bound", what, hworst))
+      C.check(oworst <= 1, string.format("%s: moe_down: %.3g of the bound", what, oworst))
     end
-    C.check(zeros == 0, string.format("%s T %d: %d values written for the slot routed nowhere",
-                                      devname, T, zeros))
-    C.check(hworst <= 1, string.format("%s moe_up_fp4 T %d BM %d: %.3g of the bound",
-                                       devname, T, BM, hworst))
-    C.check(oworst <= 1, string.format("%s moe_down_fp4 T %d BM %d: %.3g of the bound",
-                                       devname, T, BM, oworst))
   end
+  local q2 = forms[1].q[2]
   -- scales of the wrong shape are refused, named
   local ok, msg = pcall(function()
     ts.kernel("kernels/moe.tile", "moe_down_fp4", {}, dev):launch{

@@ -74,7 +74,7 @@ else
   -- f32 caches and f32 elsewhere only the sums' order differs (1e-6
   -- measured); with fp8 caches too, an ulp can flip one of the many e4m3
   -- roundings (activations, KV) and the logits differ by ~1e-2
-  -- (the same with the FP4 routed experts, moe_up_fp4 / moe_down_fp4)
+  -- (the same with the FP8 and FP4 routed experts, moe_up_fp8 / _fp4 ...)
   local function run8(d, experts)
     local m = V4.load(dir, nil, {kv_format = "f32", device = d, linears = "fp8", tf32 = false,
                                  experts = experts})
@@ -82,7 +82,7 @@ else
     m:decode(ids[N + 1])
     return m:decode(ids[N + 2]):to_table()
   end
-  for _, experts in ipairs{"bf16", "fp4"} do
+  for _, experts in ipairs{"bf16", "fp8", "fp4"} do
     local e8 = relerr(run8("gpusim", experts), run8("cpu", experts))
     print(string.format("fp8 linears, %s experts: gpusim vs cpu logits after prefill %d + " ..
                         "decode 2: %.3e", experts, N, e8))

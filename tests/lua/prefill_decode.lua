@@ -4,7 +4,7 @@
 -- the window (32), the CSA ratio (4) and the HCA ratio (128); and a second
 -- sequence after reset matches a fresh model; both cache formats ("f32",
 -- and "fp8" with the FP8/FP4 simulations, which must also move the logits),
--- the FP8 linears, and those with the FP4 routed experts.
+-- the FP8 linears, and those with the FP4 or FP8 routed experts.
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
 local V4 = require "model.v4"
@@ -92,27 +92,31 @@ do
   check(not bad, "linears = 'fp4' is refused")
 end
 
--- the released instruct checkpoint's formats: FP8 linears (the shared
--- experts' among them) and FP4 routed experts (e2m1 weights with a scale
--- per 1 x 32 block): still bit for bit, and the logits again move by the
--- rounding, not wholesale
-do
-  local model = V4.load(dir, nil, {kv_format = "fp8", linears = "fp8", experts = "fp4"})
+-- the released checkpoints' formats: FP8 linears (the shared experts'
+-- among them) and the routed experts in FP4 (the instruct checkpoints:
+-- e2m1 weights with a scale per 1 x 32 block) or FP8 (the Base ones: e4m3
+-- with a scale per 128 x 128 block): still bit for bit, and the logits again
+-- move by the rounding, not wholesale (FP4's one mantissa bit more)
+for _, experts in ipairs{"fp4", "fp8"} do
+  local model = V4.load(dir, nil, {kv_format = "fp8", linears = "fp8", experts = experts})
   for _, case in ipairs{{3, 2}, {126, 3}, {250, 7}} do
     local N, M = case[1], case[2]
     local err, want = decode_vs_prefill(model, N, M)
-    print(string.format("fp4 experts: prefill %3d + decode %2d vs prefill %3d: %.3e", N, M,
+    print(string.format("%s experts: prefill %3d + decode %2d vs prefill %3d: %.3e", experts, N, M,
                         N + M, err))
-    check(err == 0, string.format("fp4 experts: prefill %d + decode %d", N, M))
+    check(err == 0, string.format("%s experts: prefill %d + decode %d", experts, N, M))
     if N + M > 256 then
       local d4 = relerr(want, last.fp8)
-      print(string.format("fp8 linears + fp4 experts vs f32 linears, bf16 experts, " ..
-                          "logits after 257 tokens: %.3e", d4))
-      check(d4 > 1e-3 and d4 < 0.3, "the fp4 experts should move the logits by a small amount")
+      print(string.format("fp8 linears + %s experts vs f32 linears, bf16 experts, " ..
+                          "logits after 257 tokens: %.3e", experts, d4))
+      check(d4 > 1e-3 and d4 < (experts == "fp4" and 0.3 or 0.2),
+            "the " .. experts .. " experts should move the logits by a small amount")
     end
   end
-  local bad, msg = pcall(V4.load, dir, nil, {experts = "fp8"})
-  check(not bad and tostring(msg):find("experts 'fp8'"), "experts = 'fp8' is refused: " .. tostring(msg))
+end
+do
+  local bad, msg = pcall(V4.load, dir, nil, {experts = "fp16"})
+  check(not bad and tostring(msg):find("experts 'fp16'"), "experts = 'fp16' is refused: " .. tostring(msg))
 end
 
 local ok, err = pcall(function() V4.load(dir):decode(1) end)

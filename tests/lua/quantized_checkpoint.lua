@@ -5,7 +5,8 @@
 -- its options, with the scales as F8_E8M0 bytes or f32, and its logits
 -- (a prefill, then decode steps) equal those of the bf16 file loaded with
 -- linears = "fp8" and experts = "fp4" bit for bit (both quantise the same
--- way: the whole weight's blocks, then mapped onto wo_a's groups). Files
+-- way: the whole weight's blocks, then mapped onto wo_a's groups); the
+-- same for the Base checkpoints' format (FP8 routed experts). Files
 -- with missing or misshapen scales, or a layer's experts in two formats,
 -- are refused naming the tensor; ts.save refuses an F8_E8M0 that is not i8.
 -- Uses the golden tiny model (skips without ../shared/golden).
@@ -16,9 +17,9 @@ local check = C.check
 local dir, ids = C.golden()
 if not dir then return end
 
-local function quantize(scales, out)
+local function quantize(scales, out, experts)
   arg = {[0] = "model/quantize.lua", "-c", dir .. "/config.json", "-i",
-         dir .. "/weights.safetensors", "-o", out, "--scales", scales}
+         dir .. "/weights.safetensors", "-o", out, "--scales", scales, "--experts", experts}
   dofile("model/quantize.lua")
 end
 
@@ -43,9 +44,19 @@ local want = logits(V4.load(dir, nil, {kv_format = "fp8", linears = "fp8", exper
 local bf16 = logits(V4.load(dir, nil, {kv_format = "fp8"}))
 check(differ(want, bf16) > 0, "the quantised formats change the logits")
 
+-- the Base checkpoints' format: the routed experts in FP8 too
 local path = os.tmpname()
+quantize("e8m0", path, "fp8")
+check(ts.load(path):get("layers.2.ffn.experts.4.w3.weight"):dtype() == "fp8e4m3" and
+      ts.load(path):get("layers.2.ffn.experts.4.w3.scale"):dtype() == "i8",
+      "the Base format's experts are FP8")
+local n8 = differ(logits(V4.load(dir, path, {kv_format = "fp8"})),
+                  logits(V4.load(dir, nil, {kv_format = "fp8", linears = "fp8", experts = "fp8"})))
+print(string.format("FP8 experts: the quantised file vs quantising at load: %d logits differ", n8))
+check(n8 == 0, "FP8 experts: the quantised checkpoint gives the logits of quantising at load")
+
 for _, sc in ipairs{"e8m0", "f32"} do
-  quantize(sc, path)
+  quantize(sc, path, "fp4")
   local f = ts.load(path)
   local sdt = sc == "e8m0" and "i8" or "f32"
   check(f:get("layers.1.attn.wq_a.weight"):dtype() == "fp8e4m3" and
