@@ -87,8 +87,6 @@ for _, T in ipairs{1, 64} do
   local x = random({T, DM}, 1.0)
   local out = ts.tensor("f32", {TK, DM})
   local grouped = kern("moe.tile", "moe_grouped", {BM = BM})
-  local up, down = kern("moe.tile", "moe_up_fp4", {BM = BM}), kern("moe.tile", "moe_down_fp4", {BM = BM})
-  local up8, down8 = kern("moe.tile", "moe_up_fp8", {BM = BM}), kern("moe.tile", "moe_down_fp8", {BM = BM})
   local act = kern("quant.tile", "act_quant")
   local DB, IB = DM // 128, I // 128
   local xq, sx = ts.tensor("f32", {T, 1, DM}), ts.tensor("f32", {T, 1, DB})
@@ -103,21 +101,19 @@ for _, T in ipairs{1, 64} do
       upb:launch{x, sorted, offsets, tiles, weights, bf[1], bf[3], hb}
       downb:launch{hb, sorted, offsets, tiles, bf[2], out}
     end,
-    fp4 = function()
-      act:launch{x:reshape{T, 1, DM}, xq, sx}
-      up:launch{xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights,
-                fp4[1], fp4[2], fp4[5], fp4[6], h}
-      act:launch{h:reshape{TK, 1, I}, hq, sh}
-      down:launch{hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, fp4[3], fp4[4], out}
-    end,
-    fp8 = function()
-      act:launch{x:reshape{T, 1, DM}, xq, sx}
-      up8:launch{xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights,
-                 fp8[1], fp8[2], fp8[5], fp8[6], h}
-      act:launch{h:reshape{TK, 1, I}, hq, sh}
-      down8:launch{hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, fp8[3], fp8[4], out}
-    end,
   }
+  -- a quantised form: x quantised, up, each slot's row quantised, down
+  for f, w in pairs{fp4 = fp4, fp8 = fp8} do
+    local upk = kern("moe.tile", "moe_up_" .. f, {BM = BM})
+    local downk = kern("moe.tile", "moe_down_" .. f, {BM = BM})
+    forms[f] = function()
+      act:launch{x:reshape{T, 1, DM}, xq, sx}
+      upk:launch{xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights,
+                 w[1], w[2], w[5], w[6], h}
+      act:launch{h:reshape{TK, 1, I}, hq, sh}
+      downk:launch{hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}
+    end
+  end
   local best, worst, outs = {}, {}, {}
   for _, f in ipairs{"whole", "bf16", "fp4", "fp8"} do -- warm up, and the outputs
     forms[f]()
