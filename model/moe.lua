@@ -134,9 +134,8 @@ end
 -- "fp4" / "fp8" (or such experts in the file) moe_up_FMT + moe_down_FMT
 -- over the quantised weights, the activations quantised per 1 x 128 block
 -- before each (x once for W1 and W3, each slot's swiglu output for W2), as
--- the reference's linears do. y = shared
--- + slot 0 + ... + slot K - 1, as moe_combine adds them. Returns y, the
--- experts and their weights.
+-- the reference's linears do. y = shared + slot 0 + ... + slot K - 1, as
+-- moe_combine adds them. Returns y, the experts and their weights.
 function M:moe(L, x, ids)
   local cfg, p = self.cfg, self:prefix(L) .. "ffn."
   local T, K, DM = x:shape()[1], cfg.n_activated_experts, x:shape()[2]
