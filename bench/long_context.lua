@@ -61,7 +61,8 @@ if opts.linears ~= "f32" and opts.linears ~= "fp8" then
   error("--linears " .. opts.linears .. ": f32 or fp8", 0)
 end
 local model = setmetatable({cfg = cfg, w = {}, kv_format = "fp8", tf32 = false, dev = dev,
-                            linears = opts.linears}, {__index = V4})
+                            linears = opts.linears, experts = "bf16", quant = {}},
+                           {__index = V4})
 O.use(dev, false)
 local c, rd, W, DI = cfg.head_dim, cfg.rope_head_dim, cfg.window_size, cfg.index_head_dim
 

@@ -48,7 +48,7 @@ end
 -- The format the routed experts of ffn prefix p run in: the file's when it
 -- holds them quantised, else the experts option ("bf16", "fp8", "fp4").
 function M:routed_format(p)
-  return (self.quant and self.quant[p .. "experts.0.w1.weight"]) or self.experts or "bf16"
+  return self.quant[p .. "experts.0.w1.weight"] or self.experts
 end
 
 -- The routed experts quantised (fmt "fp4": the released instruct
@@ -63,7 +63,7 @@ function M:quant_experts(p, E, fmt)
     local t = {}
     for m = 1, 3 do
       local v, shape = stack(self, p, m, E)
-      local held = self.quant and self.quant[p .. "experts.0.w" .. m .. ".weight"]
+      local held = self.quant[p .. "experts.0.w" .. m .. ".weight"]
       -- (the file's FP4 codes are two a byte)
       local N, K = shape[2], (held and fmt == "fp4") and shape[3] * 2 or shape[3]
       local sshape = fmt == "fp4" and {E, N, K // 32} or {E, (N + 127) // 128, (K + 127) // 128}

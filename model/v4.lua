@@ -16,7 +16,8 @@
 -- attention's wq_a, wq_b, wkv, wo_a, wo_b, the indexer's wq_b, MTP's
 -- e_proj and h_proj: V4-SPEC 1.11) run as its FP8 linear does: the weights
 -- as e4m3 codes with a ue8m0 scale per 128 x 128 block (quantised from the
--- file's values at first use; wo_a's per group), the activations
+-- file's values at first use; wo_a's by the whole weight's blocks, mapped
+-- onto its groups), the activations
 -- quantised per 1 x 128 block (gemm.tile linear_fp8); so do the shared
 -- experts' w1, w2, w3 (their linears then run apart from the routed
 -- experts, model/moe.lua). With opts.experts = "fp4" the routed experts
@@ -96,7 +97,7 @@ end
 -- Whether linear `name` runs as V4's FP8 linear: the file holds it in FP8,
 -- or linears = "fp8" and the released checkpoint does.
 function M:is_fp8(name)
-  return (self.quant and self.quant[name]) == "fp8" or
+  return self.quant[name] == "fp8" or
     (self.linears == "fp8" and weights.fp8_in_checkpoint(name) ~= nil)
 end
 
@@ -121,7 +122,7 @@ function M:lweight(name, groups)
   if self:is_fp8(name) then
     local key = "fp8:" .. name
     if not self.w[key] then
-      if (self.quant and self.quant[name]) == "fp8" then
+      if self.quant[name] == "fp8" then
         self.w[key] = O.fp8_weight_of(O.on_device(self.file:get(name)), self:file_scales(name),
                                       groups or 1, name)
       else
