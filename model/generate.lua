@@ -1,5 +1,7 @@
 -- generate.lua - text generation with a V4 model from kernels/ on the CPU:
 --   tessera run model/generate.lua --config tiny [--weights FILE]
+--   tessera run model/generate.lua --model FOLDER   (its config and weights,
+--       DeepSeek's released layout too: model/checkpoint.lua)
 --       [--prompt TEXT] [--tokens N] [--temperature T] [--top-p P] [--seed S]
 --       [--kv fp8|f32] [--linears f32|fp8] [--experts bf16|fp8|fp4]
 --       [--device cpu|cuda|gpusim]
@@ -16,6 +18,7 @@
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
+local checkpoint = require "model.checkpoint"
 
 local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
               tokens = "32", temperature = "0", ["top-p"] = "0.9", seed = "1",
@@ -24,20 +27,23 @@ local i = 1
 while i <= #arg do
   local k = arg[i]:match("^%-%-(.+)$")
   if not k or arg[i + 1] == nil then
-    error("usage: generate.lua --config NAME [--weights F] [--prompt T] [--tokens N] " ..
-          "[--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
+    error("usage: generate.lua --config NAME | --model FOLDER [--weights F] [--prompt T] " ..
+          "[--tokens N] [--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
           "[--experts bf16|fp8|fp4] [--device D]", 0)
   end
   opts[k] = arg[i + 1]
   i = i + 2
 end
-local cfg_path = "model/configs/" .. opts.config .. ".json"
-local cfg = json.read(cfg_path)
-local weights = opts.weights or ("build/" .. opts.config .. ".safetensors")
-local probe = io.open(weights, "rb")
-if probe then
-  probe:close()
+local cfg, weights
+if opts.model then
+  cfg, weights = checkpoint.config(opts.model), opts.weights or opts.model
 else
+  cfg = json.read("model/configs/" .. opts.config .. ".json")
+  weights = opts.weights or ("build/" .. opts.config .. ".safetensors")
+end
+local probe = not opts.model and io.open(weights, "rb")
+if probe then probe:close() end
+if not (probe or opts.model) then
   print("creating " .. weights .. " (model/init.lua, seed 1)")
   arg = {[0] = "model/init.lua", "--config", opts.config, "--seed", "1", "-o", weights}
   dofile("model/init.lua")

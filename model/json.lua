@@ -13,23 +13,22 @@ end
 
 local parse_value
 
+local escapes = {n = "\n", t = "\t", r = "\r", b = "\b", f = "\f", ["/"] = "/",
+                 ["\\"] = "\\", ['"'] = '"'}
+
+-- (runs without escapes are taken whole: a checkpoint's index holds tens
+-- of thousands of names)
 local function parse_string(s, i)
   local out, j = {}, i + 1
   while true do
-    local c = s:sub(j, j)
-    if c == "" then decode_error(s, i, "unterminated string") end
-    if c == '"' then return table.concat(out), j + 1 end
-    if c == "\\" then
-      local e = s:sub(j + 1, j + 1)
-      local map = {n = "\n", t = "\t", r = "\r", b = "\b", f = "\f", ["/"] = "/",
-                   ["\\"] = "\\", ['"'] = '"'}
-      if map[e] then out[#out + 1] = map[e]; j = j + 2
-      elseif e == "u" then out[#out + 1] = "?"; j = j + 6
-      else decode_error(s, j, "bad escape") end
-    else
-      out[#out + 1] = c
-      j = j + 1
-    end
+    local k = s:find('["\\]', j)
+    if not k then decode_error(s, i, "unterminated string") end
+    out[#out + 1] = s:sub(j, k - 1)
+    if s:sub(k, k) == '"' then return table.concat(out), k + 1 end
+    local e = s:sub(k + 1, k + 1)
+    if escapes[e] then out[#out + 1] = escapes[e]; j = k + 2
+    elseif e == "u" then out[#out + 1] = "?"; j = k + 6
+    else decode_error(s, k, "bad escape") end
   end
 end
 

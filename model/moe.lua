@@ -3,17 +3,18 @@ local ts = require "tessera"
 local O = require "model.ops"
 local kernel, f32 = O.kernel, O.f32
 
--- The routed experts' matrix m (1 = w1, 2 = w2, 3 = w3) stacked [E, ...]:
--- the values of the file's experts.0 .. experts.E-1, and the shape.
-local function stack(self, p, m, E)
-  local first = self.file:get(p .. "experts.0.w" .. m .. ".weight")
-  local s, v = first:shape(), {}
-  for e = 0, E - 1 do
-    for _, x in ipairs(self.file:get(p .. "experts." .. e .. ".w" .. m .. ".weight"):to_table()) do
-      v[#v + 1] = x
-    end
+-- The tensors `suffix` of a layer's routed experts (p .. "experts.E." ..
+-- suffix for E = 0 .. n - 1) stacked [n, ...] on the model's device, in
+-- the file's dtype: each copied into its slice, not through Lua values (a
+-- V4-Flash layer's experts are 3 x 256 matrices of 8M weights).
+local function stack(self, p, suffix, n)
+  local first = self.file:get(p .. "experts.0." .. suffix)
+  local s = first:shape()
+  local out = O.tensor(first:dtype(), {n, s[1], s[2]})
+  for e = 0, n - 1 do
+    out:slice(0, e, 1):assign(e == 0 and first or self.file:get(p .. "experts." .. e .. "." .. suffix))
   end
-  return v, {E, s[1], s[2]}
+  return out
 end
 
 -- The slots (t, k) of T tokens sorted by expert and the tile table of BM
@@ -35,12 +36,7 @@ return function(M)
 -- them: w1, w2, w3.
 function M:bf16_experts(p, E)
   if not self.w[p .. "w1"] then
-    for m = 1, 3 do
-      local v, shape = stack(self, p, m, E)
-      local stacked = O.tensor("bf16", shape)
-      stacked:set(v)
-      self.w[p .. "w" .. m] = stacked
-    end
+    for m = 1, 3 do self.w[p .. "w" .. m] = stack(self, p, "w" .. m .. ".weight", E) end
   end
   return self.w[p .. "w1"], self.w[p .. "w2"], self.w[p .. "w3"]
 end
@@ -62,25 +58,24 @@ function M:quant_experts(p, E, fmt)
   if not self.w[key] then
     local t = {}
     for m = 1, 3 do
-      local v, shape = stack(self, p, m, E)
-      local held = self.quant[p .. "experts.0.w" .. m .. ".weight"]
-      -- (the file's FP4 codes are two a byte)
-      local N, K = shape[2], (held and fmt == "fp4") and shape[3] * 2 or shape[3]
-      local sshape = fmt == "fp4" and {E, N, K // 32} or {E, (N + 127) // 128, (K + 127) // 128}
-      if held then
-        local scales = {}
-        for e = 0, E - 1 do
-          local sv = self:file_scales(p .. "experts." .. e .. ".w" .. m .. ".weight")
-          table.move(sv, 1, #sv, #scales + 1, scales)
+      local w = "w" .. m .. ".weight"
+      local codes = stack(self, p, w, E)
+      local shape = codes:shape()
+      if self.quant[p .. "experts.0." .. w] then
+        -- the file's codes and scales (ue8m0 bytes decoded)
+        local s = stack(self, p, (w:gsub("weight$", "scale")), E)
+        if s:dtype() == "i8" then
+          local v = O.f32(s:shape())
+          kernel("quant.tile", "ue8m0_scales"):launch{s:reshape{s:numel()}, v:reshape{s:numel()}}
+          s = v
         end
-        t[2 * m - 1] = O.tensor(fmt == "fp4" and "i8" or "fp8e4m3", shape, v)
-        t[2 * m] = O.tensor("f32", sshape, scales)
+        t[2 * m - 1], t[2 * m] = codes, s
       else
+        local N, K = shape[2], shape[3]
         local q = O.tensor(fmt == "fp4" and "i8" or "fp8e4m3",
                            fmt == "fp4" and {E, N, K // 2} or shape)
-        local s = O.f32(sshape)
-        kernel("quant.tile", fmt .. "_block_quant"):launch{
-          O.on_device(ts.tensor("f32", shape, v)), q, s}
+        local s = O.f32(fmt == "fp4" and {E, N, K // 32} or {E, (N + 127) // 128, (K + 127) // 128})
+        kernel("quant.tile", fmt .. "_block_quant"):launch{codes:cast("f32", self.dev), q, s}
         t[2 * m - 1], t[2 * m] = q, s
       end
     end
@@ -142,7 +137,7 @@ function M:moe(L, x, ids)
   local hash = L < cfg.n_hash_layers and L < cfg.n_layers
   local E = cfg.n_routed_experts
   local bias = hash and f32{E} or self:weight(p .. "gate.bias")
-  local t2e = hash and self:raw(p .. "gate.tid2eid") or O.tensor("i32", {1, K})
+  local t2e = hash and self:ints(p .. "gate.tid2eid") or O.tensor("i32", {1, K})
   local experts, weights = O.tensor("i32", {T, K}), f32{T, K}
   kernel("moe.tile", "moe_router", {HASH = hash, ROUTE_SCALE = cfg.route_scale * 1.0})
     :launch{x, self:raw(p .. "gate.weight"), bias, ids, t2e, experts, weights}

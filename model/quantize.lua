@@ -13,9 +13,11 @@
 -- (tests/lua/quantized_checkpoint.lua).
 --   tessera run model/quantize.lua -c CONFIG.json -i IN.safetensors
 --       -o OUT.safetensors [--scales e8m0|f32] [--experts fp4|fp8]
+-- (IN may also be a safetensors index or a folder: model/checkpoint.lua)
 local ts = require "tessera"
 local json = require "model.json"
 local weights = require "model.weights"
+local checkpoint = require "model.checkpoint"
 
 local opts = {scales = "e8m0", experts = "fp4"}
 local i = 1
@@ -34,7 +36,7 @@ end
 if opts.scales ~= "e8m0" and opts.scales ~= "f32" then error("--scales: e8m0 or f32", 0) end
 if opts.experts ~= "fp4" and opts.experts ~= "fp8" then error("--experts: fp4 or fp8", 0) end
 local cfg = json.read(opts.c)
-local file = ts.load(opts.i)
+local file = checkpoint.open(opts.i)
 local held = weights.validate(cfg, file)
 if next(held) then
   error(string.format("quantize.lua: %s already holds quantised weights ('%s')", opts.i,

@@ -38,7 +38,7 @@
 -- end.
 -- Run from the source root.
 local ts = require "tessera"
-local json = require "model.json"
+local checkpoint = require "model.checkpoint"
 local O = require "model.ops"
 local kernel, f32 = O.kernel, O.f32
 local weights = require "model.weights"
@@ -47,13 +47,15 @@ local M = {}
 
 -- ---- the model ------------------------------------------------------------------------
 
--- Loads a model folder (config.json + weights.safetensors), or a config and
--- a weights file given apart; every tensor the config needs is checked
--- (name, dtype, shape) before use.
+-- Loads a model folder (config.json + weights.safetensors, or DeepSeek's
+-- released layout: inference/config.json + the shards of
+-- model.safetensors.index.json; model/checkpoint.lua), or a config and
+-- weights given apart (a file, an index or such a folder); every tensor
+-- the config needs is checked (name, dtype, shape) before use.
 function M.load(dir, weights_path, opts)
-  local cfg = type(dir) == "table" and dir or json.read(dir .. "/config.json")
+  local cfg = type(dir) == "table" and dir or checkpoint.config(dir)
   opts = opts or {}
-  local self = {cfg = cfg, file = ts.load(weights_path or dir .. "/weights.safetensors"),
+  local self = {cfg = cfg, file = checkpoint.open(weights_path or dir),
                 w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
                 linears = opts.linears or "f32", experts = opts.experts or "bf16"}
   local d = opts.device or ts.default_device()
@@ -92,6 +94,15 @@ function M:weight(name)
     self.w[name] = O.on_device(t:dtype() == "f32" and t or t:cast("f32"))
   end
   return self.w[name]
+end
+
+-- An integer table as i32 (a checkpoint may hold it as i64), on the
+-- model's device.
+function M:ints(name)
+  local t, key = self:raw(name), "i32:" .. name
+  if t:dtype() == "i32" then return t end
+  self.w[key] = self.w[key] or t:cast("i32", self.dev)
+  return self.w[key]
 end
 
 -- Whether linear `name` runs as V4's FP8 linear: the file holds it in FP8,

@@ -106,13 +106,20 @@ local function same(s, shape)
   return ok
 end
 
+-- Stored dtypes the model converts to the listed one exactly: the released
+-- checkpoints hold their f32 modules' weights in BF16 (V4-SPEC 1.11: the
+-- compressors, norms, ape, attn_sink, head; M:weight widens them), and an
+-- index table (tid2eid: expert ids) may be i64.
+local converts = {["f32<bf16"] = true, ["f32<f16"] = true, ["i32<i64"] = true}
+
 local function wrong(name, t, dtype, shape)
   error(string.format("weights: tensor '%s' is %s[%s], the config needs %s[%s]", name,
                       t:dtype(), table.concat(t:shape(), ", "), dtype, table.concat(shape, ", ")), 0)
 end
 
 -- Checks that a loaded file holds every tensor of the config with its
--- dtype and shape; raises an error naming the first that does not. A
+-- dtype (or one converted to it exactly: bf16 or f16 for f32, i64 for
+-- i32) and shape; raises an error naming the first that does not. A
 -- linear the released checkpoints hold in FP8 may be there in that format
 -- (V4-SPEC 1.11): e4m3 codes of the same shape and a scale per 128 x 128
 -- block, `.scale` [ceil(N / 128), ceil(K / 128)]; a routed expert's matrix
@@ -131,7 +138,7 @@ function M.validate(cfg, file)
     local t = file:get(name)
     local s = t:shape()
     local fmt, sshape
-    if t:dtype() == dtype and same(s, shape) then
+    if same(s, shape) and (t:dtype() == dtype or converts[dtype .. "<" .. t:dtype()]) then
       fmt = dtype
     elseif dtype == "bf16" and t:dtype() == "fp8e4m3" and same(s, shape) and
            (M.fp8_in_checkpoint(name) or M.routed_expert(name)) then
