@@ -630,6 +630,24 @@ static int file_get(lua_State *L) {
   return 1;
 }
 
+/* f:info(name) -> dtype, {shape}: from the header, nothing read or copied
+ * (a checkpoint is checked before any weight is loaded); nil when absent */
+static int file_info(lua_State *L) {
+  ts_safetensors *f = check_box(L, 1, FILE_MT);
+  const ts_st_tensor *s = ts_safetensors_find(f, luaL_checkstring(L, 2));
+  if (!s) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushstring(L, ts_dtype_name(s->dtype));
+  lua_createtable(L, (int)s->rank, 0);
+  for (uint32_t i = 0; i < s->rank; i++) {
+    lua_pushinteger(L, s->shape[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 2;
+}
+
 /* f:meta(key) -> string or nil */
 static int file_meta(lua_State *L) {
   ts_safetensors *f = check_box(L, 1, FILE_MT);
@@ -867,6 +885,7 @@ int luaopen_tessera(lua_State *L) {
       {"close", kernel_gc},      {NULL, NULL}};
   static const luaL_Reg file_methods[] = {{"names", file_names},
                                           {"get", file_get},
+                                          {"info", file_info},
                                           {"meta", file_meta},
                                           {"close", file_gc},
                                           {NULL, NULL}};

@@ -2,7 +2,8 @@
 -- file or the shards of a released one (DeepSeek's HuggingFace layout: a
 -- folder of model-000NN-of-000MM.safetensors and model.safetensors.index.json,
 -- whose weight_map names each tensor's shard). C.open(path) gives an object
--- with the file's methods the model uses: names() and get(name [, device]).
+-- with the file's methods the model uses: names(), get(name [, device]) and
+-- info(name) (dtype and shape from the header).
 -- Every shard is opened (mapped, headers read) at once and every name of
 -- the index is checked to be in its shard, so a missing or truncated
 -- download fails here, naming the file, before any weight is used.
@@ -29,6 +30,11 @@ function Sharded:get(name, device)
   local f = self.where[name]
   if not f then error("no tensor '" .. name .. "' in " .. self.index, 2) end
   return f:get(name, device)
+end
+
+function Sharded:info(name)
+  local f = self.where[name]
+  if f then return f:info(name) end
 end
 
 function Sharded:meta(key) return self.first:meta(key) end

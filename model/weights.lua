@@ -112,9 +112,9 @@ end
 -- index table (tid2eid: expert ids) may be i64.
 local converts = {["f32<bf16"] = true, ["f32<f16"] = true, ["i32<i64"] = true}
 
-local function wrong(name, t, dtype, shape)
+local function wrong(name, dt, s, dtype, shape)
   error(string.format("weights: tensor '%s' is %s[%s], the config needs %s[%s]", name,
-                      t:dtype(), table.concat(t:shape(), ", "), dtype, table.concat(shape, ", ")), 0)
+                      dt, table.concat(s, ", "), dtype, table.concat(shape, ", ")), 0)
 end
 
 -- Checks that a loaded file holds every tensor of the config with its
@@ -135,19 +135,19 @@ function M.validate(cfg, file)
   for _, w in ipairs(M.list(cfg)) do
     local name, dtype, shape = w[1], w[2], w[3]
     if not have[name] then error("weights: tensor '" .. name .. "' is missing", 0) end
-    local t = file:get(name)
-    local s = t:shape()
+    -- (dtypes and shapes from the headers: no weight is read here)
+    local dt, s = file:info(name)
     local fmt, sshape
-    if same(s, shape) and (t:dtype() == dtype or converts[dtype .. "<" .. t:dtype()]) then
+    if same(s, shape) and (dt == dtype or converts[dtype .. "<" .. dt]) then
       fmt = dtype
-    elseif dtype == "bf16" and t:dtype() == "fp8e4m3" and same(s, shape) and
+    elseif dtype == "bf16" and dt == "fp8e4m3" and same(s, shape) and
            (M.fp8_in_checkpoint(name) or M.routed_expert(name)) then
       fmt, sshape = "fp8", {(shape[1] + 127) // 128, (shape[2] + 127) // 128}
-    elseif dtype == "bf16" and t:dtype() == "i8" and M.routed_expert(name) and shape[2] % 32 == 0
+    elseif dtype == "bf16" and dt == "i8" and M.routed_expert(name) and shape[2] % 32 == 0
            and same(s, {shape[1], shape[2] // 2}) then
       fmt, sshape = "fp4", {shape[1], shape[2] // 32}
     else
-      wrong(name, t, dtype, shape)
+      wrong(name, dt, s, dtype, shape)
     end
     if sshape then
       local sn = M.scale_name(name)
@@ -155,10 +155,10 @@ function M.validate(cfg, file)
         error(string.format("weights: tensor '%s' is %s, its scales '%s' are missing", name,
                             fmt == "fp8" and "FP8 (e4m3)" or "FP4 (packed e2m1)", sn), 0)
       end
-      local st = file:get(sn)
-      if not ((st:dtype() == "f32" or st:dtype() == "i8") and same(st:shape(), sshape)) then
+      local sdt, ss = file:info(sn)
+      if not ((sdt == "f32" or sdt == "i8") and same(ss, sshape)) then
         error(string.format("weights: tensor '%s' is %s[%s], the scales of %s weight '%s' are " ..
-                            "f32 or F8_E8M0[%s]", sn, st:dtype(), table.concat(st:shape(), ", "),
+                            "f32 or F8_E8M0[%s]", sn, sdt, table.concat(ss, ", "),
                             fmt == "fp8" and "FP8" or "FP4", name, table.concat(sshape, ", ")), 0)
       end
       quant[name] = fmt
