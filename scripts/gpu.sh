@@ -134,6 +134,13 @@ report() {
       echo
       misses=$(awk -f scripts/misses.awk "$bench_md")
       echo "${misses:-(none)}"
+      echo
+      echo "## Theoretical occupancy on sm_90a (scripts/occupancy.awk, ptxas figures)"
+      echo
+      echo "What the registers, shared memory and threads of each block allow an SM to hold"
+      echo "(from tests/ptx/resources.txt): one of the limits to read the misses against."
+      echo
+      awk -v arch=sm_90a -f scripts/occupancy.awk tests/ptx/resources.txt
     elif [[ -f $log/bench ]]; then
       echo '```'
       tail -n 60 "$log/bench"

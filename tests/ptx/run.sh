@@ -32,16 +32,18 @@ cd "$src" || exit 2
 files=(kernels/*.tile tests/numerics/ops.tile tests/golden/mlir/scale.tile tests/ptx/*.tile tests/lua/debug.tile bench/gpu.tile)
 # ptx_resources ARCH PTX PTXAS_OUTPUT FILE: a line of tests/ptx/resources.txt
 # per kernel, from the PTX's "// tessera kernel K threads T smem S" lines
-# (the dynamic shared memory a launch gives), then from ptxas: entry, "N
+# (the dynamic shared memory a launch gives, the block's threads), then
+# from ptxas: entry, "N
 # bytes stack frame, S bytes spill stores, L bytes spill loads", "Used R
 # registers"
 ptx_resources() {
   awk -v arch="$1" -v file="$4" '
-    FNR == NR { if ($2 == "tessera" && $3 == "kernel") smem[$4] = $8; next }
+    FNR == NR { if ($2 == "tessera" && $3 == "kernel") { thr[$4] = $6; smem[$4] = $8 }; next }
     /Compiling entry function/ { match($0, /'"'"'[^'"'"']*'"'"'/); k = substr($0, RSTART + 1, RLENGTH - 2) }
     /bytes stack frame/ { stack = $1; spill = $5 + $9 }
     /Used [0-9]+ registers/ { for (i = 1; i <= NF; i++) if ($i == "Used") r = $(i + 1);
-                             print arch, file, k, "registers", r, "spill", spill, "stack", stack, "smem", smem[k] }
+                             print arch, file, k, "registers", r, "spill", spill, "stack", stack, "smem", smem[k],
+                                   "threads", thr[k] }
   ' "$2" "$3" >>"$tmp/now.txt"
 }
 pass=0 fail=0
@@ -478,15 +480,15 @@ if [[ ${TS_UPDATE_GOLDEN:-0} == 1 ]]; then
     echo "not updating $expected: $fail checks failed"
     exit 1
   fi
-  { echo "# per kernel: arch file kernel registers N spill BYTES stack BYTES (ptxas -v) smem BYTES (dynamic shared memory)"
-    echo "# (tests/ptx/run.sh; TS_UPDATE_GOLDEN=1 rewrites it)"
+  { echo "# per kernel: arch file kernel registers N spill BYTES stack BYTES (ptxas -v) smem BYTES (dynamic shared memory) threads N (a block's)"
+    echo "# (tests/ptx/run.sh; TS_UPDATE_GOLDEN=1 rewrites it; scripts/occupancy.awk reads it)"
     cat "$tmp/now.txt"; } >"$expected" || exit 1
   echo "updated $expected"
   exit 0
 fi
 # the most shared memory a block may take on each architecture
 declare -A smem_max=([sm_90a]=232448 [sm_80]=166912 [sm_86]=101376)
-while read -r arch file k _ regs _ spill _ stack _ smem; do
+while read -r arch file k _ regs _ spill _ stack _ smem _ threads; do
   # the dynamic shared memory must fit a block (sm_90a 227 KiB, sm_80 an
   # A100's 163 KiB, sm_86 99 KiB)
   if ((smem > smem_max[$arch])); then
@@ -498,7 +500,7 @@ while read -r arch file k _ regs _ spill _ stack _ smem; do
     echo "FAIL: $arch $file $k is not in tests/ptx/resources.txt (TS_UPDATE_GOLDEN=1 to record it)"
     fail=$((fail + 1)); continue
   fi
-  read -r _ _ _ _ oregs _ ospill _ ostack _ osmem <<<"$old"
+  read -r _ _ _ _ oregs _ ospill _ ostack _ osmem _ othreads <<<"$old"
   if ((spill > ospill)); then
     echo "FAIL: $arch $file $k spills $spill bytes, $ospill recorded"
     fail=$((fail + 1)); continue
@@ -510,6 +512,7 @@ while read -r arch file k _ regs _ spill _ stack _ smem; do
   fi
   [[ $regs != "$oregs" ]] && echo "note: $arch $file $k uses $regs registers ($oregs recorded)"
   [[ $smem != "$osmem" ]] && echo "note: $arch $file $k uses $smem bytes of shared memory ($osmem recorded)"
+  [[ $threads != "$othreads" ]] && echo "note: $arch $file $k runs $threads threads a block ($othreads recorded)"
   pass=$((pass + 1))
 done <"$tmp/now.txt"
 echo "$pass passed, $fail failed"
