@@ -177,7 +177,11 @@ void differential(const char *file, const char *name, const char *defs, ts_arg *
   }
   double err = sqrt(num / (den > 0 ? den : 1));
   printf("check: %s %s on the GPU against the CPU: %.2e\n", name, defs ? defs : "", err);
-  if (!(err <= tol)) {
+  if (den == 0) { /* nothing compared: the inputs made no output */
+    printf("check FAILED: %s %s: the CPU's result is all zeros, so the check compares nothing\n",
+           name, defs ? defs : "");
+    failed_checks++;
+  } else if (!(err <= tol)) {
     printf("check FAILED: %s %s differs from the CPU (%.2e > %.0e): its timings are not valid\n",
            name, defs ? defs : "", err, tol);
     failed_checks++;

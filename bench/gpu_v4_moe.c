@@ -1,6 +1,7 @@
 /* gpu_v4_moe.c - bench/gpu_v4's MoE sections: the layer's grouped GEMMs on
- * tensor cores against PyTorch's per-expert loop, and a decode step's
- * routed experts in bf16, FP4 and FP8 against the same run's copy. */
+ * tensor cores against PyTorch's per-expert loop (bf16, and V4's FP4
+ * experts through e4m3 tensor cores), and a decode step's routed experts in
+ * bf16, FP4 and FP8 against the same run's copy. */
 #include "bench/gpu_v4.h"
 
 #include <stdio.h>
@@ -41,6 +42,82 @@ static void route(int64_t T, int64_t E, int64_t K, ts_tensor **sorted, ts_tensor
   free(ex);
   free(cnt);
   free(cur);
+}
+
+/* t (rank 2 or 3) seen as `rank` dims (a reshape that the caller releases) */
+static ts_tensor *as(ts_tensor *t, uint32_t rank, const int64_t *shape) {
+  ts_tensor *v;
+  ts_status st = ts_tensor_reshape(t, rank, shape, &v);
+  if (st)
+    die(st, "a reshape");
+  return v;
+}
+
+/* The same layer with V4's FP4 experts on tensor cores (model/moe.lua's
+ * prefill on a GPU): a row of the table above, `tb` the bf16 row's time. */
+static void fp4_prefill(int64_t T, double tb) {
+  int64_t E = 256, K = 6, DM = quick ? 256 : 4096, I = quick ? 128 : 2048, tk = T * K;
+  int64_t w13[3] = {E, I, DM}, w2s[3] = {E, DM, I}, q13[3] = {E, I, DM / 2},
+          s13[3] = {E, I, DM / 32}, q2[3] = {E, DM, I / 2}, s2[3] = {E, DM, I / 32};
+  ts_kernel *kq = kern(gpu, "kernels/quant.tile", "fp4_block_quant", NULL);
+  ts_tensor *fq[3], *fs[3];
+  for (int m = 0; m < 3; m++) {
+    ts_tensor *w = rnd(gpu, TS_DTYPE_F32, 3, m == 1 ? w2s : w13, 44 + m, 0.02);
+    fq[m] = tensor(gpu, TS_DTYPE_I8, 3, m == 1 ? q2 : q13);
+    fs[m] = tensor(gpu, TS_DTYPE_F32, 3, m == 1 ? s2 : s13);
+    ts_arg a[3] = {ts_arg_tensor(w), ts_arg_tensor(fq[m]), ts_arg_tensor(fs[m])};
+    ts_status err = ts_kernel_launch(kq, a, 3);
+    if (err)
+      die(err, "the experts' FP4 quantisation");
+    ts_tensor_release(w);
+  }
+  int64_t st[2] = {(tk + 63) / 64 + E, 3}, sx3[3] = {T, 1, DM}, sb3[3] = {T, 1, DM / 128},
+          sx[2] = {T, DM}, sb[2] = {T, DM / 128}, sw[2] = {T, K}, sh3[3] = {tk, 1, I},
+          shb3[3] = {tk, 1, I / 128}, sh[2] = {tk, I}, shb[2] = {tk, I / 128}, so[2] = {tk, DM};
+  ts_tensor *sorted, *offsets, *counts;
+  route(T, E, K, &sorted, &offsets, &counts);
+  ts_tensor *gs = to_gpu(sorted), *go = to_gpu(offsets), *gc = to_gpu(counts);
+  ts_tensor *tiles = tensor(gpu, TS_DTYPE_I32, 2, st);
+  ts_kernel *ko = kern(gpu, "kernels/moe.tile", "moe_offsets", "BM=64");
+  ts_kernel *ka = kern(gpu, "kernels/quant.tile", "act_quant", "XQ=fp8e4m3");
+  ts_kernel *ku = kern(gpu, "kernels/moe.tile", "moe_up_fp4_tc", NULL);
+  ts_kernel *kd = kern(gpu, "kernels/moe.tile", "moe_down_fp4_tc", NULL);
+  ts_arg o[3] = {ts_arg_tensor(gc), ts_arg_tensor(go), ts_arg_tensor(tiles)};
+  ts_status err = ts_kernel_launch(ko, o, 3);
+  if (err)
+    die(err, "moe_offsets");
+  ts_tensor *x3 = rnd(gpu, TS_DTYPE_F32, 3, sx3, 48, 1), *wt = rnd(gpu, TS_DTYPE_F32, 2, sw, 49, 0.2);
+  ts_tensor *xc3 = tensor(gpu, TS_DTYPE_FP8E4M3, 3, sx3), *sx3t = tensor(gpu, TS_DTYPE_F32, 3, sb3);
+  ts_tensor *h = tensor(gpu, TS_DTYPE_F32, 2, sh), *hc3 = tensor(gpu, TS_DTYPE_FP8E4M3, 3, sh3);
+  ts_tensor *sh3t = tensor(gpu, TS_DTYPE_F32, 3, shb3), *out = tensor(gpu, TS_DTYPE_F32, 2, so);
+  ts_tensor *xc = as(xc3, 2, sx), *sxt = as(sx3t, 2, sb), *h3 = as(h, 3, sh3), *hc = as(hc3, 2, sh);
+  ts_tensor *sht = as(sh3t, 2, shb);
+  ts_arg a1[3] = {ts_arg_tensor(x3), ts_arg_tensor(xc3), ts_arg_tensor(sx3t)};
+  ts_arg a2[3] = {ts_arg_tensor(h3), ts_arg_tensor(hc3), ts_arg_tensor(sh3t)};
+  ts_arg u[11] = {ts_arg_tensor(xc),    ts_arg_tensor(sxt),   ts_arg_tensor(gs),
+                  ts_arg_tensor(go),    ts_arg_tensor(tiles), ts_arg_tensor(wt),
+                  ts_arg_tensor(fq[0]), ts_arg_tensor(fs[0]), ts_arg_tensor(fq[2]),
+                  ts_arg_tensor(fs[2]), ts_arg_tensor(h)};
+  ts_arg d[8] = {ts_arg_tensor(hc),    ts_arg_tensor(sht),   ts_arg_tensor(gs),
+                 ts_arg_tensor(go),    ts_arg_tensor(tiles), ts_arg_tensor(fq[1]),
+                 ts_arg_tensor(fs[1]), ts_arg_tensor(out)};
+  double tq = timed(ka, a1, 3) + timed(ka, a2, 3), tu = timed(ku, u, 11), td = timed(kd, d, 8);
+  double tall = tq + tu + td, flops = (double)tk * DM * I * 2 * 3;
+  char r1[32], r2[32];
+  printf("| %lld FP4 | (act_quant %.3f) | %.3f | %.3f | %.1f | %s | - | %s (bf16 / FP4) |\n",
+         (long long)T, tq * 1e3, tu * 1e3, td * 1e3, flops / tall / 1e12,
+         ratio(r1, peak_flops > 0 ? flops / tall / peak_flops : 0), ratio(r2, tb / tall));
+  ts_tensor *all[] = {sorted, offsets, counts, gs, go, gc, tiles, x3, wt, xc3, sx3t, h, hc3,
+                      sh3t, out, xc, sxt, h3, hc, sht};
+  for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
+    ts_tensor_release(all[j]);
+  for (int m = 0; m < 3; m++) {
+    ts_tensor_release(fq[m]);
+    ts_tensor_release(fs[m]);
+  }
+  ts_kernel *ks[] = {kq, ko, ka, ku, kd};
+  for (size_t j = 0; j < sizeof ks / sizeof ks[0]; j++)
+    ts_kernel_release(ks[j]);
 }
 
 void moe(void) {
@@ -88,6 +165,7 @@ void moe(void) {
     ts_tensor *all[] = {sorted, offsets, counts, x, wt, gs, go, gc, h, out, tiles};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
       ts_tensor_release(all[j]);
+    fp4_prefill(T, tall);
   }
   ts_tensor_release(w1);
   ts_tensor_release(w2);
@@ -95,15 +173,10 @@ void moe(void) {
   ts_kernel_release(ku);
   ts_kernel_release(kd);
   ts_kernel_release(ko);
-}
-
-/* t (rank 2 or 3) seen as `rank` dims (a reshape that the caller releases) */
-static ts_tensor *as(ts_tensor *t, uint32_t rank, const int64_t *shape) {
-  ts_tensor *v;
-  ts_status st = ts_tensor_reshape(t, rank, shape, &v);
-  if (st)
-    die(st, "a reshape");
-  return v;
+  printf("\n(FP4: the model's prefill form of V4's FP4 experts, model/moe.lua: act_quant of x "
+         "into e4m3 codes, moe_up_fp4_tc, act_quant of each slot's row, moe_down_fp4_tc; each "
+         "32-wide step's codes decoded into e4m3 tiles for wgmma k32, its sum promoted with "
+         "both scales; tiles of 64 rows. \"bf16 / FP4\" is the bf16 row's time over this one.)\n");
 }
 
 /* The routed experts of a few tokens as the model runs them (model/moe.lua):
@@ -159,6 +232,16 @@ void moe_decode(void) {
                     ts_arg_tensor(rnd(host, TS_DTYPE_FP8E4M3, 3, w2, 105, 4)),
                     ts_arg_tensor(rnd(host, TS_DTYPE_F32, 3, b2, 106, 0.05)), d[7]};
     differential("kernels/moe.tile", "moe_down_fp8", "BM=4", d8, 8, 7, 1e-5);
+    /* the FP4 experts' prefill form: e4m3 codes in, tensor cores (its BM
+     * 64 over the BM-4 table) */
+    ts_arg uc[11] = {ts_arg_tensor(rnd(host, TS_DTYPE_FP8E4M3, 2, sx, 107, 4)),
+                     u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10]};
+    differential("kernels/moe.tile", "moe_up_fp4_tc", NULL, uc, 11, 10, 1e-5);
+    ts_arg dc[8] = {ts_arg_tensor(rnd(host, TS_DTYPE_FP8E4M3, 2, sh, 108, 4)),
+                    d[1], d[2], d[3], d[4], d[5], d[6], d[7]};
+    differential("kernels/moe.tile", "moe_down_fp4_tc", NULL, dc, 8, 7, 1e-5);
+    release_args(uc, 1);
+    release_args(dc, 1);
     release_args(u, 11);
     ts_arg dd[5] = {d[0], d[1], d[5], d[6], d[7]};
     release_args(dd, 5);

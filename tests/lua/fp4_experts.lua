@@ -8,8 +8,10 @@
 -- scaled by the activation's and the weight's scales, within the f32
 -- rounding of those sums. Widths with partial 128-wide activation blocks,
 -- weights whose 128 x 128 blocks differ in magnitude, tile tables made with
--- BM 1, 4 and 16, a slot routed nowhere (-1); the CPU and the GPU simulator
--- (tests/CMakeLists.txt runs it in the CUDA C lowering too).
+-- BM 1, 4 and 16, a slot routed nowhere (-1); the FP4 experts' tensor-core
+-- form (moe_up_fp4_tc, moe_down_fp4_tc: e4m3 codes, 32-wide steps) within
+-- the same bounds; the CPU and the GPU simulator (tests/CMakeLists.txt runs
+-- it in the CUDA C lowering too).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 local f32, ue8m0, randoms = C.f32, C.ue8m0, C.spread
@@ -173,16 +175,34 @@ local function run(devname)
     local xq, sx = ts.tensor("f32", {T, 1, DM}, nil, dev), ts.tensor("f32", {T, 1, DB}, nil, dev)
     ts.kernel("kernels/quant.tile", "act_quant", {}, dev):launch{x, xq, sx}
     local xqv, sxv = xq:to_table(), sx:to_table()
+    -- the activations as e4m3 codes, for the tensor-core forms
+    local codes = ts.kernel("kernels/quant.tile", "act_quant", {XQ = "fp8e4m3"}, dev)
+    local xc = ts.tensor("fp8e4m3", {T, 1, DM}, nil, dev)
+    codes:launch{x, xc, ts.tensor("f32", {T, 1, DB}, nil, dev)}
+    -- each format's kernels, and FP4's tensor-core ones (moe_up_fp4_tc:
+    -- e4m3 GEMMs of 32-wide steps, wgmma on sm_90a; their own BM, 64,
+    -- over tables of any smaller BM)
+    local variants = {}
     for _, f in ipairs(forms) do
+      variants[#variants + 1] = {f = f, name = f.name, params = {BM = BM}}
+      if f.name == "fp4" then variants[#variants + 1] = {f = f, name = "fp4_tc", params = {}} end
+    end
+    for _, v in ipairs(variants) do
+      local f, tc = v.f, v.name:match("_tc$")
       local h = ts.tensor("f32", {TK, I}, nil, dev)
-      ts.kernel("kernels/moe.tile", "moe_up_" .. f.name, {BM = BM}, dev):launch{
-        xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, f.q[1], f.s[1],
-        f.q[3], f.s[3], h}
+      ts.kernel("kernels/moe.tile", "moe_up_" .. v.name, v.params, dev):launch{
+        (tc and xc or xq):reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights,
+        f.q[1], f.s[1], f.q[3], f.s[3], h}
       local hq, sh = ts.tensor("f32", {TK, 1, I}, nil, dev), ts.tensor("f32", {TK, 1, IB}, nil, dev)
       ts.kernel("kernels/quant.tile", "act_quant", {}, dev):launch{h:reshape{TK, 1, I}, hq, sh}
+      local hin = hq
+      if tc then
+        hin = ts.tensor("fp8e4m3", {TK, 1, I}, nil, dev)
+        codes:launch{h:reshape{TK, 1, I}, hin, ts.tensor("f32", {TK, 1, IB}, nil, dev)}
+      end
       local out = ts.tensor("f32", {TK, DM}, nil, dev)
-      ts.kernel("kernels/moe.tile", "moe_down_" .. f.name, {BM = BM}, dev):launch{
-        hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, f.q[2], f.s[2], out}
+      ts.kernel("kernels/moe.tile", "moe_down_" .. v.name, v.params, dev):launch{
+        hin:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, f.q[2], f.s[2], out}
       local hv, hqv, shv, ov = h:to_table(), hq:to_table(), sh:to_table(), out:to_table()
       local hworst, oworst, zeros = 0, 0, 0
       for slot = 0, TK - 1 do
@@ -212,7 +232,7 @@ local function run(devname)
           end
         end
       end
-      local what = string.format("%s %s T %d BM %d", devname, f.name, T, BM)
+      local what = string.format("%s %s T %d BM %d", devname, v.name, T, BM)
       C.check(zeros == 0, string.format("%s: %d values written for the slot routed nowhere",
                                         what, zeros))
       C.check(hworst <= 1, string.format("%s: moe_up: %.3g of the bound", what, hworst))
