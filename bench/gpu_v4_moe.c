@@ -1,5 +1,5 @@
 /* gpu_v4_moe.c - bench/gpu_v4's MoE sections: the layer's grouped GEMMs on
- * tensor cores against PyTorch's per-expert loop (bf16, and V4's FP4
+ * tensor cores against PyTorch's per-expert loop (bf16, and V4's FP4 and FP8
  * experts through e4m3 tensor cores), and a decode step's routed experts in
  * bf16, FP4 and FP8 against the same run's copy. */
 #include "bench/gpu_v4.h"
@@ -44,6 +44,17 @@ static void route(int64_t T, int64_t E, int64_t K, ts_tensor **sorted, ts_tensor
   free(cur);
 }
 
+/* The grouped table of tiles of up to BM rows (defs "BM=N") from the
+ * counts and offsets on the GPU, as the model's moe_offsets makes it. */
+static void tile_table(ts_tensor *counts, ts_tensor *offsets, ts_tensor *tiles, const char *defs) {
+  ts_kernel *ko = kern(gpu, "kernels/moe.tile", "moe_offsets", defs);
+  ts_arg o[3] = {ts_arg_tensor(counts), ts_arg_tensor(offsets), ts_arg_tensor(tiles)};
+  ts_status err = ts_kernel_launch(ko, o, 3);
+  if (err)
+    die(err, "moe_offsets");
+  ts_kernel_release(ko);
+}
+
 /* t (rank 2 or 3) seen as `rank` dims (a reshape that the caller releases) */
 static ts_tensor *as(ts_tensor *t, uint32_t rank, const int64_t *shape) {
   ts_tensor *v;
@@ -53,22 +64,25 @@ static ts_tensor *as(ts_tensor *t, uint32_t rank, const int64_t *shape) {
   return v;
 }
 
-/* The same layer with V4's FP4 experts on tensor cores (model/moe.lua's
- * prefill on a GPU): a row of the table above, `tb` the bf16 row's time. */
-static void fp4_prefill(int64_t T, double tb) {
+/* The same layer with V4's FP4 (fp8: false) or FP8 experts on tensor cores
+ * (model/moe.lua's prefill on a GPU): a row of the table above, `tb` the
+ * bf16 row's time. */
+static void quant_prefill(bool fp8, int64_t T, double tb) {
   int64_t E = 256, K = 6, DM = quick ? 256 : 4096, I = quick ? 128 : 2048, tk = T * K;
   int64_t w13[3] = {E, I, DM}, w2s[3] = {E, DM, I}, q13[3] = {E, I, DM / 2},
-          s13[3] = {E, I, DM / 32}, q2[3] = {E, DM, I / 2}, s2[3] = {E, DM, I / 32};
-  ts_kernel *kq = kern(gpu, "kernels/quant.tile", "fp4_block_quant", NULL);
+          s13[3] = {E, I, DM / 32}, q2[3] = {E, DM, I / 2}, s2[3] = {E, DM, I / 32},
+          b13[3] = {E, I / 128, DM / 128}, b2[3] = {E, DM / 128, I / 128};
+  ts_kernel *kq = kern(gpu, "kernels/quant.tile", fp8 ? "fp8_block_quant" : "fp4_block_quant", NULL);
   ts_tensor *fq[3], *fs[3];
   for (int m = 0; m < 3; m++) {
     ts_tensor *w = rnd(gpu, TS_DTYPE_F32, 3, m == 1 ? w2s : w13, 44 + m, 0.02);
-    fq[m] = tensor(gpu, TS_DTYPE_I8, 3, m == 1 ? q2 : q13);
-    fs[m] = tensor(gpu, TS_DTYPE_F32, 3, m == 1 ? s2 : s13);
+    fq[m] = fp8 ? tensor(gpu, TS_DTYPE_FP8E4M3, 3, m == 1 ? w2s : w13)
+                : tensor(gpu, TS_DTYPE_I8, 3, m == 1 ? q2 : q13);
+    fs[m] = tensor(gpu, TS_DTYPE_F32, 3, fp8 ? (m == 1 ? b2 : b13) : (m == 1 ? s2 : s13));
     ts_arg a[3] = {ts_arg_tensor(w), ts_arg_tensor(fq[m]), ts_arg_tensor(fs[m])};
     ts_status err = ts_kernel_launch(kq, a, 3);
     if (err)
-      die(err, "the experts' FP4 quantisation");
+      die(err, "the experts' quantisation");
     ts_tensor_release(w);
   }
   int64_t st[2] = {(tk + 63) / 64 + E, 3}, sx3[3] = {T, 1, DM}, sb3[3] = {T, 1, DM / 128},
@@ -78,14 +92,10 @@ static void fp4_prefill(int64_t T, double tb) {
   route(T, E, K, &sorted, &offsets, &counts);
   ts_tensor *gs = to_gpu(sorted), *go = to_gpu(offsets), *gc = to_gpu(counts);
   ts_tensor *tiles = tensor(gpu, TS_DTYPE_I32, 2, st);
-  ts_kernel *ko = kern(gpu, "kernels/moe.tile", "moe_offsets", "BM=64");
+  tile_table(gc, go, tiles, "BM=64");
   ts_kernel *ka = kern(gpu, "kernels/quant.tile", "act_quant", "XQ=fp8e4m3");
-  ts_kernel *ku = kern(gpu, "kernels/moe.tile", "moe_up_fp4_tc", NULL);
-  ts_kernel *kd = kern(gpu, "kernels/moe.tile", "moe_down_fp4_tc", NULL);
-  ts_arg o[3] = {ts_arg_tensor(gc), ts_arg_tensor(go), ts_arg_tensor(tiles)};
-  ts_status err = ts_kernel_launch(ko, o, 3);
-  if (err)
-    die(err, "moe_offsets");
+  ts_kernel *ku = kern(gpu, "kernels/moe.tile", fp8 ? "moe_up_fp8_tc" : "moe_up_fp4_tc", NULL);
+  ts_kernel *kd = kern(gpu, "kernels/moe.tile", fp8 ? "moe_down_fp8_tc" : "moe_down_fp4_tc", NULL);
   ts_tensor *x3 = rnd(gpu, TS_DTYPE_F32, 3, sx3, 48, 1), *wt = rnd(gpu, TS_DTYPE_F32, 2, sw, 49, 0.2);
   ts_tensor *xc3 = tensor(gpu, TS_DTYPE_FP8E4M3, 3, sx3), *sx3t = tensor(gpu, TS_DTYPE_F32, 3, sb3);
   ts_tensor *h = tensor(gpu, TS_DTYPE_F32, 2, sh), *hc3 = tensor(gpu, TS_DTYPE_FP8E4M3, 3, sh3);
@@ -104,8 +114,8 @@ static void fp4_prefill(int64_t T, double tb) {
   double tq = timed(ka, a1, 3) + timed(ka, a2, 3), tu = timed(ku, u, 11), td = timed(kd, d, 8);
   double tall = tq + tu + td, flops = (double)tk * DM * I * 2 * 3;
   char r1[32], r2[32];
-  printf("| %lld FP4 | (act_quant %.3f) | %.3f | %.3f | %.1f | %s | - | %s (bf16 / FP4) |\n",
-         (long long)T, tq * 1e3, tu * 1e3, td * 1e3, flops / tall / 1e12,
+  printf("| %lld %s | (act_quant %.3f) | %.3f | %.3f | %.1f | %s | - | %s (bf16 / this) |\n",
+         (long long)T, fp8 ? "FP8" : "FP4", tq * 1e3, tu * 1e3, td * 1e3, flops / tall / 1e12,
          ratio(r1, peak_flops > 0 ? flops / tall / peak_flops : 0), ratio(r2, tb / tall));
   ts_tensor *all[] = {sorted, offsets, counts, gs, go, gc, tiles, x3, wt, xc3, sx3t, h, hc3,
                       sh3t, out, xc, sxt, h3, hc, sht};
@@ -115,7 +125,7 @@ static void fp4_prefill(int64_t T, double tb) {
     ts_tensor_release(fq[m]);
     ts_tensor_release(fs[m]);
   }
-  ts_kernel *ks[] = {kq, ko, ka, ku, kd};
+  ts_kernel *ks[] = {kq, ka, ku, kd};
   for (size_t j = 0; j < sizeof ks / sizeof ks[0]; j++)
     ts_kernel_release(ks[j]);
 }
@@ -165,7 +175,8 @@ void moe(void) {
     ts_tensor *all[] = {sorted, offsets, counts, x, wt, gs, go, gc, h, out, tiles};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
       ts_tensor_release(all[j]);
-    fp4_prefill(T, tall);
+    quant_prefill(false, T, tall);
+    quant_prefill(true, T, tall);
   }
   ts_tensor_release(w1);
   ts_tensor_release(w2);
@@ -173,10 +184,12 @@ void moe(void) {
   ts_kernel_release(ku);
   ts_kernel_release(kd);
   ts_kernel_release(ko);
-  printf("\n(FP4: the model's prefill form of V4's FP4 experts, model/moe.lua: act_quant of x "
-         "into e4m3 codes, moe_up_fp4_tc, act_quant of each slot's row, moe_down_fp4_tc; each "
-         "32-wide step's codes decoded into e4m3 tiles for wgmma k32, its sum promoted with "
-         "both scales; tiles of 64 rows. \"bf16 / FP4\" is the bf16 row's time over this one.)\n");
+  printf("\n(FP4, FP8: the model's prefill form of V4's quantised experts, model/moe.lua: "
+         "act_quant of x into e4m3 codes, moe_up_FMT_tc, act_quant of each slot's row, "
+         "moe_down_FMT_tc, tiles of 64 rows; FP4 decodes each 32-wide step's codes into e4m3 "
+         "tiles for wgmma k32 and promotes its sum with both scales, FP8 copies 128-wide blocks "
+         "of codes and promotes per block. \"bf16 / this\" is the bf16 row's time over the "
+         "row's.)\n");
 }
 
 /* The routed experts of a few tokens as the model runs them (model/moe.lua):
@@ -240,6 +253,10 @@ void moe_decode(void) {
     ts_arg dc[8] = {ts_arg_tensor(rnd(host, TS_DTYPE_FP8E4M3, 2, sh, 108, 4)),
                     d[1], d[2], d[3], d[4], d[5], d[6], d[7]};
     differential("kernels/moe.tile", "moe_down_fp4_tc", NULL, dc, 8, 7, 1e-5);
+    ts_arg uc8[11] = {uc[0], u8[1], u8[2], u8[3], u8[4], u8[5], u8[6], u8[7], u8[8], u8[9], u8[10]};
+    differential("kernels/moe.tile", "moe_up_fp8_tc", NULL, uc8, 11, 10, 1e-5);
+    ts_arg dc8[8] = {dc[0], d8[1], d8[2], d8[3], d8[4], d8[5], d8[6], d8[7]};
+    differential("kernels/moe.tile", "moe_down_fp8_tc", NULL, dc8, 8, 7, 1e-5);
     release_args(uc, 1);
     release_args(dc, 1);
     release_args(u, 11);
@@ -289,11 +306,7 @@ void moe_decode(void) {
     route(T, E, K, &sorted, &offsets, &counts);
     ts_tensor *gs = to_gpu(sorted), *go = to_gpu(offsets), *gc = to_gpu(counts);
     ts_tensor *tiles = tensor(gpu, TS_DTYPE_I32, 2, st);
-    ts_kernel *ko = kern(gpu, "kernels/moe.tile", "moe_offsets", bm);
-    ts_arg o[3] = {ts_arg_tensor(gc), ts_arg_tensor(go), ts_arg_tensor(tiles)};
-    ts_status err = ts_kernel_launch(ko, o, 3);
-    if (err)
-      die(err, "moe_offsets");
+    tile_table(gc, go, tiles, bm);
     ts_tensor *x = rnd(gpu, TS_DTYPE_F32, 2, sx, 40, 1), *wt = rnd(gpu, TS_DTYPE_F32, 2, sw, 41, 0.2);
     ts_tensor *h = tensor(gpu, TS_DTYPE_F32, 2, sh), *out = tensor(gpu, TS_DTYPE_F32, 2, so);
     ts_tensor *xq = tensor(gpu, TS_DTYPE_F32, 2, sx), *sxq = tensor(gpu, TS_DTYPE_F32, 2, sb);
@@ -347,7 +360,7 @@ void moe_decode(void) {
                         hq, shq, x3, xq3, sx3t, h3, hq3, sh3t};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
       ts_tensor_release(all[j]);
-    ts_kernel *ks[] = {ko, ku, kd, ku4, kd4, ku8, kd8, ka};
+    ts_kernel *ks[] = {ku, kd, ku4, kd4, ku8, kd8, ka};
     for (size_t j = 0; j < sizeof ks / sizeof ks[0]; j++)
       ts_kernel_release(ks[j]);
   }

@@ -130,10 +130,10 @@ end
 -- over the quantised weights, the activations quantised per 1 x 128 block
 -- before each (x once for W1 and W3, each slot's swiglu output for W2), as
 -- the reference's linears do; on a GPU a prefill (8 tokens or more) runs
--- FP4 experts through moe_up_fp4_tc + moe_down_fp4_tc instead (the
--- activations as e4m3 codes, tensor-core GEMMs of 32-wide steps over tiles
--- of 64 rows: the same exact products, summed per scale block as the
--- reference's fp4_gemm does). y = shared + slot 0 + ... + slot K - 1, as
+-- them through moe_up_FMT_tc + moe_down_FMT_tc instead (the activations as
+-- e4m3 codes, tensor-core GEMMs over tiles of 64 rows: the same exact
+-- products, summed per scale block as the reference's fp4_gemm and
+-- fp8_gemm do). y = shared + slot 0 + ... + slot K - 1, as
 -- moe_combine adds them. Returns y, the experts and their weights.
 function M:moe(L, x, ids)
   local cfg, p = self.cfg, self:prefix(L) .. "ffn."
@@ -148,9 +148,9 @@ function M:moe(L, x, ids)
   local LIMIT = cfg.swiglu_limit * 1.0
   local BM, TK = T == 1 and 1 or O.moe_rows, T * K
   local fmt = self:routed_format(p)
-  -- a GPU's prefill runs FP4 experts on the tensor cores (moe_up_fp4_tc:
-  -- e4m3 GEMMs of 32-wide steps, tiles of 64 rows, wgmma's M)
-  local tc = fmt == "fp4" and T >= 8 and O.on_gpu()
+  -- a GPU's prefill runs FP4 and FP8 experts on the tensor cores
+  -- (moe_up_fp4_tc, _fp8_tc: e4m3 GEMMs, tiles of 64 rows, wgmma's M)
+  local tc = fmt ~= "bf16" and T >= 8 and O.on_gpu()
   local sorted, offsets, tiles = route(experts, E, tc and 64 or BM)
   local out = f32{TK, DM}
   if tc then
@@ -160,11 +160,11 @@ function M:moe(L, x, ids)
     local xc, sx = O.tensor("fp8e4m3", {T, 1, DM}), f32{T, 1, DB}
     kernel("quant.tile", "act_quant", O.codes_params):launch{x:reshape{T, 1, DM}, xc, sx}
     local h = f32{TK, I}
-    kernel("moe.tile", "moe_up_fp4_tc", {LIMIT = LIMIT}):launch{
+    kernel("moe.tile", "moe_up_" .. fmt .. "_tc", {LIMIT = LIMIT}):launch{
       xc:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, w[1], w[2], w[5], w[6], h}
     local hc, sh = O.tensor("fp8e4m3", {TK, 1, I}), f32{TK, 1, IB}
     kernel("quant.tile", "act_quant", O.codes_params):launch{h:reshape{TK, 1, I}, hc, sh}
-    kernel("moe.tile", "moe_down_fp4_tc"):launch{
+    kernel("moe.tile", "moe_down_" .. fmt .. "_tc"):launch{
       hc:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}
   elseif fmt ~= "bf16" then
     local w = self:quant_experts(p, E, fmt)

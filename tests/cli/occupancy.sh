@@ -8,6 +8,7 @@
 # other architectures' lines ignored; a line without threads and an
 # unknown arch are refused.
 set -u
+src=$1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cat >"$tmp/r.txt" <<'TXT'
@@ -34,20 +35,18 @@ else
   printf 'FAIL: occupancy.awk printed\n%s\nwant\n%s\n' "$got" "$want"
   fail=$((fail + 1))
 fi
+# refused ARCH FILE EXPECT WHAT: occupancy.awk fails, saying EXPECT
+refused() {
+  if awk -v arch="$1" -f "$src/scripts/occupancy.awk" "$2" >/dev/null 2>"$tmp/err" ||
+     ! grep -q "$3" "$tmp/err"; then
+    echo "FAIL: $4 is not refused: $(cat "$tmp/err")"
+    fail=$((fail + 1))
+  else
+    pass=$((pass + 1))
+  fi
+}
 echo "sm_90a k.tile old registers 40 spill 0 stack 0 smem 16" >"$tmp/old.txt"
-if awk -v arch=sm_90a -f "$1/scripts/occupancy.awk" "$tmp/old.txt" >/dev/null 2>"$tmp/err" ||
-   ! grep -q "old: no threads figure" "$tmp/err"; then
-  echo "FAIL: a line without threads is not refused: $(cat "$tmp/err")"
-  fail=$((fail + 1))
-else
-  pass=$((pass + 1))
-fi
-if awk -v arch=sm_70 -f "$1/scripts/occupancy.awk" "$tmp/r.txt" >/dev/null 2>"$tmp/err" ||
-   ! grep -q "arch sm_70" "$tmp/err"; then
-  echo "FAIL: an unknown arch is not refused: $(cat "$tmp/err")"
-  fail=$((fail + 1))
-else
-  pass=$((pass + 1))
-fi
+refused sm_90a "$tmp/old.txt" "old: no threads figure" "a line without threads"
+refused sm_70 "$tmp/r.txt" "arch sm_70" "an unknown arch"
 echo "$pass passed, $fail failed"
 ((fail == 0))

@@ -8,9 +8,9 @@
 -- scaled by the activation's and the weight's scales, within the f32
 -- rounding of those sums. Widths with partial 128-wide activation blocks,
 -- weights whose 128 x 128 blocks differ in magnitude, tile tables made with
--- BM 1, 4 and 16, a slot routed nowhere (-1); the FP4 experts' tensor-core
--- form (moe_up_fp4_tc, moe_down_fp4_tc: e4m3 codes, 32-wide steps) within
--- the same bounds; the CPU and the GPU simulator (tests/CMakeLists.txt runs
+-- BM 1, 4 and 16, a slot routed nowhere (-1); both formats' tensor-core
+-- forms (moe_up_fp4_tc, moe_up_fp8_tc and their down GEMMs: e4m3 codes)
+-- within the same bounds; the CPU and the GPU simulator (tests/CMakeLists.txt runs
 -- it in the CUDA C lowering too).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
@@ -179,13 +179,13 @@ local function run(devname)
     local codes = ts.kernel("kernels/quant.tile", "act_quant", {XQ = "fp8e4m3"}, dev)
     local xc = ts.tensor("fp8e4m3", {T, 1, DM}, nil, dev)
     codes:launch{x, xc, ts.tensor("f32", {T, 1, DB}, nil, dev)}
-    -- each format's kernels, and FP4's tensor-core ones (moe_up_fp4_tc:
-    -- e4m3 GEMMs of 32-wide steps, wgmma on sm_90a; their own BM, 64,
-    -- over tables of any smaller BM)
+    -- each format's kernels, and their tensor-core forms (moe_up_fp4_tc:
+    -- e4m3 GEMMs of 32-wide steps; moe_up_fp8_tc: of 128-wide blocks;
+    -- wgmma on sm_90a; their own BM, 64, over tables of any smaller BM)
     local variants = {}
     for _, f in ipairs(forms) do
       variants[#variants + 1] = {f = f, name = f.name, params = {BM = BM}}
-      if f.name == "fp4" then variants[#variants + 1] = {f = f, name = "fp4_tc", params = {}} end
+      variants[#variants + 1] = {f = f, name = f.name .. "_tc", params = {}}
     end
     for _, v in ipairs(variants) do
       local f, tc = v.f, v.name:match("_tc$")

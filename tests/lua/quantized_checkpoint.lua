@@ -24,21 +24,8 @@ local function quantize(scales, out, experts)
 end
 
 local N = 40
-local prompt = ts.tensor("i32", {N}, table.move(ids, 1, N, 1, {}))
-local function logits(m)
-  local out = {m:prefill(prompt):to_table()}
-  for s = 1, 3 do out[#out + 1] = m:decode(ids[N + s]):to_table() end
-  return out
-end
-local function differ(a, b)
-  local n = 0
-  for s = 1, #b do
-    for j = 1, #b[s] do
-      if a[s][j] ~= b[s][j] then n = n + 1 end
-    end
-  end
-  return n
-end
+local function logits(m) return C.logits(m, ids, N) end
+local function differ(a, b) return (C.differ(a, b)) end
 
 local want = logits(V4.load(dir, nil, {kv_format = "fp8", linears = "fp8", experts = "fp4"}))
 local bf16 = logits(V4.load(dir, nil, {kv_format = "fp8"}))

@@ -89,11 +89,6 @@ check(n_rounded >= 10, "the f32 modules to store in BF16: " .. n_rounded)
 -- 3. the same logits, bit for bit
 local N = 40
 local prompt = ts.tensor("i32", {N}, table.move(ids, 1, N, 1, {}))
-local function logits(m)
-  local out = {m:prefill(prompt):to_table()}
-  for s = 1, 3 do out[#out + 1] = m:decode(ids[N + s]):to_table() end
-  return out
-end
 local released = V4.load(root, nil, {kv_format = "fp8"})
 check(released.file:get("head.weight"):dtype() == "bf16" and
       released.file:get("layers.0.ffn.gate.tid2eid"):dtype() == "i64" and
@@ -102,15 +97,8 @@ check(released.file:get("head.weight"):dtype() == "bf16" and
       "the folder holds the release's dtypes")
 check(released.quant["layers.1.ffn.experts.3.w2.weight"] == "fp4" and
       released.quant["layers.1.attn.wq_a.weight"] == "fp8", "the folder's formats are found")
-local a = logits(released)
-local b = logits(V4.load(cfg, single, {kv_format = "fp8"}))
-local n, total = 0, 0
-for s = 1, #b do
-  for j = 1, #b[s] do
-    total = total + 1
-    if a[s][j] ~= b[s][j] then n = n + 1 end
-  end
-end
+local n, total = C.differ(C.logits(released, ids, N),
+                          C.logits(V4.load(cfg, single, {kv_format = "fp8"}), ids, N))
 print(string.format("release layout (3 shards, BF16 modules, i64 tid2eid) vs one file: " ..
                     "%d of %d logits differ", n, total))
 check(total > 0 and n == 0, "the release layout gives the one file's logits")

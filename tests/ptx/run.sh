@@ -4,7 +4,7 @@
 # NVRTC), and ptxas assembles each with no warning; both lowerings of the
 # bf16/f16 GEMMs issue tensor-core instructions and pipeline their copies
 # with cp.async: on sm_90a the GEMMs (bf16 and fp8) and the sparse and HCA
-# attention, the FP4 indexer (s8) and the FP4 experts' prefill (e4m3)
+# attention, the FP4 indexer (s8) and the quantised experts' prefill (e4m3)
 # issue wgmma.mma_async in both lowerings and ptxas may not serialize
 # them; elsewhere mma.sync (with ldmatrix for the GEMMs).
 # For the MLIR PTX,
@@ -241,9 +241,10 @@ tc_clean sm_90a "wgmma.mma_async.sync.aligned.m64n[0-9]*k8.f32.tf32.tf32" "${tf3
 tc_clean sm_80 "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" "${tf32_kernels[@]}"
 tc_clean sm_90a "wgmma.mma_async.sync.aligned.m64n[0-9]*k32.s32.s8.s8" "${s8_kernels[@]}"
 tc_clean sm_80 "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32" "${s8_kernels[@]}"
-# e4m3 (sm_90a only; elsewhere the scalar gemm): the FP4 experts' prefill
-# form, each 32-wide step's codes decoded into e4m3 tiles
-e4m3_kernels=("kernels/moe.tile moe_up_fp4_tc" "kernels/moe.tile moe_down_fp4_tc")
+# e4m3 (sm_90a only; elsewhere the scalar gemm): the quantised experts'
+# prefill forms (FP4: each 32-wide step's codes decoded into e4m3 tiles)
+e4m3_kernels=("kernels/moe.tile moe_up_fp4_tc" "kernels/moe.tile moe_down_fp4_tc"
+              "kernels/moe.tile moe_up_fp8_tc" "kernels/moe.tile moe_down_fp8_tc")
 tc_clean sm_90a "wgmma.mma_async.sync.aligned.m64n[0-9]*k32.f32.e4m3.e4m3" "${e4m3_kernels[@]}"
 # the dtype-param values the model and the benches compile besides the
 # defaults (the exact model's f32 forms, bf16 linear weights): both

@@ -49,6 +49,27 @@ function C.spread(n, seed, scale)
   return v
 end
 
+-- A model's logits for the first N ids as a prompt, then `steps` decode
+-- steps (3 by default) of the ids after them: a list of flat tables.
+function C.logits(m, ids, N, steps)
+  local prompt = ts.tensor("i32", {N}, table.move(ids, 1, N, 1, {}))
+  local out = {m:prefill(prompt):to_table()}
+  for s = 1, steps or 3 do out[#out + 1] = m:decode(ids[N + s]):to_table() end
+  return out
+end
+
+-- How many entries of two such lists differ, and how many there are.
+function C.differ(a, b)
+  local n, total = 0, 0
+  for s = 1, #b do
+    for j = 1, #b[s] do
+      total = total + 1
+      if a[s][j] ~= b[s][j] then n = n + 1 end
+    end
+  end
+  return n, total
+end
+
 -- ||a - b|| / ||b|| over the entries of b
 function C.relerr(a, b)
   local num, den = 0, 0
