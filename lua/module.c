@@ -132,6 +132,17 @@ static int device_name(lua_State *L) {
   return 1;
 }
 
+/* d:arch() -> "sm_90a" | "sm_80" | "sm_86" for a GPU (what its kernels
+ * compile for), nil for the CPU */
+static int device_arch(lua_State *L) {
+  const char *a = ts_device_arch(check_box(L, 1, DEVICE_MT));
+  if (a)
+    lua_pushstring(L, a);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
 static int device_threads(lua_State *L) {
   ts_device *d = check_box(L, 1, DEVICE_MT);
   lua_pushinteger(L, ts_device_thread_count(d));
@@ -871,7 +882,8 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
 
 int luaopen_tessera(lua_State *L) {
   static const luaL_Reg device_methods[] = {
-      {"name", device_name}, {"threads", device_threads}, {NULL, NULL}};
+      {"name", device_name}, {"threads", device_threads}, {"arch", device_arch},
+      {NULL, NULL}};
   static const luaL_Reg tensor_methods[] = {
       {"shape", tensor_shape},   {"dtype", tensor_dtype},
       {"numel", tensor_numel},   {"to_table", tensor_to_table},

@@ -129,8 +129,9 @@ end
 -- "fp4" / "fp8" (or such experts in the file) moe_up_FMT + moe_down_FMT
 -- over the quantised weights, the activations quantised per 1 x 128 block
 -- before each (x once for W1 and W3, each slot's swiglu output for W2), as
--- the reference's linears do; on a GPU a prefill (8 tokens or more) runs
--- them through moe_up_FMT_tc + moe_down_FMT_tc instead (the activations as
+-- the reference's linears do; on a GPU with FP8 tensor cores
+-- (O.fp8_tensor_cores) a prefill (8 tokens or more) runs them through
+-- moe_up_FMT_tc + moe_down_FMT_tc instead (the activations as
 -- e4m3 codes, tensor-core GEMMs over tiles of 64 rows: the same exact
 -- products, summed per scale block as the reference's fp4_gemm and
 -- fp8_gemm do). y = shared + slot 0 + ... + slot K - 1, as
@@ -150,7 +151,7 @@ function M:moe(L, x, ids)
   local fmt = self:routed_format(p)
   -- a GPU's prefill runs FP4 and FP8 experts on the tensor cores
   -- (moe_up_fp4_tc, _fp8_tc: e4m3 GEMMs, tiles of 64 rows, wgmma's M)
-  local tc = fmt ~= "bf16" and T >= 8 and O.on_gpu()
+  local tc = fmt ~= "bf16" and T >= 8 and O.fp8_tensor_cores()
   local sorted, offsets, tiles = route(experts, E, tc and 64 or BM)
   local out = f32{TK, DM}
   if tc then

@@ -147,17 +147,17 @@ function O.is_fp8(w) return getmetatable(w) == FP8 end
 -- y [T, G, N / G]): the activations quantised per 1 x 128 block
 -- (quant.tile act_quant), then linear_fp8 with O.linear's row tiles (its K
 -- step is the scale block's 128 whatever the tiles, so a row's sums again
--- do not depend on how many rows go together). On a GPU, a plain linear
--- of at least 8 rows (a prefill) takes the activations as e4m3 codes into
--- gemm_fp8 instead: the FP8 tensor cores (wgmma e4m3 on sm_90a), the same
--- block sums and scaling.
+-- do not depend on how many rows go together). On a GPU with FP8 tensor
+-- cores (O.fp8_tensor_cores), a plain linear of at least 8 rows (a
+-- prefill) takes the activations as e4m3 codes into gemm_fp8 instead
+-- (wgmma e4m3), the same block sums and scaling.
 local fp8_tiles = {}
 O.codes_params = {XQ = "fp8e4m3"}
 function O.linear_fp8(x, w, y)
   local T, G, K = x:shape()[1], x:shape()[2], x:shape()[3]
   local KB = (K + 127) // 128
   local sx = O.f32{T, G, KB}
-  if G == 1 and T >= 8 and O.on_gpu() then
+  if G == 1 and T >= 8 and O.fp8_tensor_cores() then
     local codes = O.tensor("fp8e4m3", {T, 1, K})
     O.kernel("quant.tile", "act_quant", O.codes_params):launch{x, codes, sx}
     local N = w.n
@@ -248,6 +248,11 @@ O.moe_rows = 16
 
 -- Whether the model's kernels run on a GPU (the CUDA device or the simulator).
 function O.on_gpu() return dev():name() ~= "cpu" end
+
+-- Whether that GPU has e4m3 tensor cores the kernels use (wgmma on sm_90a;
+-- on sm_80/86 the e4m3 GEMMs would be scalar loops): where the FP8
+-- linears' and the quantised experts' prefill take their tensor-core forms.
+function O.fp8_tensor_cores() return dev():arch() == "sm_90a" end
 
 -- The slices of a split-K reduction whose grid has `tiles` blocks a slice,
 -- at most `most`: about two blocks an SM of an H100 (132) on a GPU, so that

@@ -34,6 +34,10 @@ static const char *sim_arch(void) {
   return a && (!strcmp(a, "sm_80") || !strcmp(a, "sm_86")) ? a : "sm_90a";
 }
 
+const char *ts_device_arch(const ts_device *d) {
+  return d->cuda ? ts_cuda_arch(d) : d->gpusim ? sim_arch() : NULL;
+}
+
 static bool cuda_lowering(void) {
   const char *l = getenv("TESSERA_GPU_LOWERING");
   return l && !strcmp(l, "cuda");
@@ -115,7 +119,7 @@ ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
   }
   k->device = ts_device_retain(d);
   k->info = ts_cpu_program_kernel(k->prog);
-  const char *arch = d->cuda ? ts_cuda_arch(d) : d->gpusim ? sim_arch() : NULL;
+  const char *arch = ts_device_arch(d);
   k->ntma = arch ? ts_kernel_tensor_maps(k->info, arch, k->tma) : 0;
   snprintf(k->name, sizeof k->name, "%s", name);
   size_t at = 0;

@@ -48,6 +48,9 @@ const ts_jit_symbol *ts_runtime_symbols(size_t *count);
 /* The hardware: the GPU's name from the driver ("NVIDIA H100 80GB HBM3"),
  * else the device's name. */
 const char *ts_device_model(const ts_device *d);
+/* The PTX architecture a GPU's kernels compile for ("sm_90a", "sm_80",
+ * "sm_86"; the simulator's, TESSERA_GPUSIM_ARCH), NULL for the CPU. */
+const char *ts_device_arch(const ts_device *d);
 int ts_device_thread_count(const ts_device *d);
 
 /* ---- tensors -------------------------------------------------------------------- */
