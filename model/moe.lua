@@ -152,33 +152,24 @@ function M:moe(L, x, ids)
   -- a GPU's prefill runs FP4 and FP8 experts on the tensor cores
   -- (moe_up_fp4_tc, _fp8_tc: e4m3 GEMMs, tiles of 64 rows, wgmma's M)
   local tc = fmt ~= "bf16" and T >= 8 and O.fp8_tensor_cores()
-  local sorted, offsets, tiles = route(experts, E, tc and 64 or BM)
+  local RB = tc and 64 or BM
+  local sorted, offsets, tiles = route(experts, E, RB)
   local out = f32{TK, DM}
-  if tc then
+  if fmt ~= "bf16" then
     local w = self:quant_experts(p, E, fmt)
     local I = w[1]:shape()[2]
     local DB, IB = (DM + 127) // 128, (I + 127) // 128
-    local xc, sx = O.tensor("fp8e4m3", {T, 1, DM}), f32{T, 1, DB}
-    kernel("quant.tile", "act_quant", O.codes_params):launch{x:reshape{T, 1, DM}, xc, sx}
+    -- (the tensor-core forms take the activations as e4m3 codes)
+    local name, aq, dt = tc and fmt .. "_tc" or fmt, tc and O.codes_params or nil,
+      tc and "fp8e4m3" or "f32"
+    local xq, sx = O.tensor(dt, {T, 1, DM}), f32{T, 1, DB}
+    kernel("quant.tile", "act_quant", aq):launch{x:reshape{T, 1, DM}, xq, sx}
     local h = f32{TK, I}
-    kernel("moe.tile", "moe_up_" .. fmt .. "_tc", {LIMIT = LIMIT}):launch{
-      xc:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, w[1], w[2], w[5], w[6], h}
-    local hc, sh = O.tensor("fp8e4m3", {TK, 1, I}), f32{TK, 1, IB}
-    kernel("quant.tile", "act_quant", O.codes_params):launch{h:reshape{TK, 1, I}, hc, sh}
-    kernel("moe.tile", "moe_down_" .. fmt .. "_tc"):launch{
-      hc:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}
-  elseif fmt ~= "bf16" then
-    local w = self:quant_experts(p, E, fmt)
-    local I = w[1]:shape()[2]
-    local DB, IB = (DM + 127) // 128, (I + 127) // 128
-    local xq, sx = f32{T, 1, DM}, f32{T, 1, DB}
-    kernel("quant.tile", "act_quant"):launch{x:reshape{T, 1, DM}, xq, sx}
-    local h = f32{TK, I}
-    kernel("moe.tile", "moe_up_" .. fmt, {BM = BM, LIMIT = LIMIT}):launch{
+    kernel("moe.tile", "moe_up_" .. name, {BM = RB, LIMIT = LIMIT}):launch{
       xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, w[1], w[2], w[5], w[6], h}
-    local hq, sh = f32{TK, 1, I}, f32{TK, 1, IB}
-    kernel("quant.tile", "act_quant"):launch{h:reshape{TK, 1, I}, hq, sh}
-    kernel("moe.tile", "moe_down_" .. fmt, {BM = BM}):launch{
+    local hq, sh = O.tensor(dt, {TK, 1, I}), f32{TK, 1, IB}
+    kernel("quant.tile", "act_quant", aq):launch{h:reshape{TK, 1, I}, hq, sh}
+    kernel("moe.tile", "moe_down_" .. name, {BM = RB}):launch{
       hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}
   else
     local w1, w2, w3 = self:bf16_experts(p, E)
