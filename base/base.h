@@ -326,6 +326,76 @@ void ts_diag_render_one(const ts_diag *dg, ts_buf *out, ts_render_options opt);
 /* Whether to use colour on this stream: a terminal and no NO_COLOR. */
 bool ts_color_wanted(FILE *stream);
 
+/* ---- JSON (json.c): a document tree in an arena ------------------------- */
+
+typedef enum ts_json_kind {
+  TS_JSON_NULL, TS_JSON_BOOL, TS_JSON_NUMBER, TS_JSON_STRING, TS_JSON_ARRAY, TS_JSON_OBJECT,
+} ts_json_kind;
+
+typedef struct ts_json ts_json;
+struct ts_json {
+  ts_json_kind kind;
+  bool boolean;
+  double number;
+  const char *str; /* TS_JSON_STRING: UTF-8, NUL-terminated (may hold NULs) */
+  size_t len;
+  ts_json *items;  /* TS_JSON_ARRAY, TS_JSON_OBJECT (members carry their key) */
+  size_t count;
+  const char *key; /* a member's name */
+  size_t key_len;
+  size_t offset;   /* where the value starts in the text */
+};
+
+typedef struct ts_json_doc {
+  ts_arena arena;
+  ts_json *root;
+} ts_json_doc;
+
+/* Errors say "JSON line:col: what". */
+TS_MUST_USE ts_status ts_json_parse(const char *text, size_t len, ts_json_doc *out);
+void ts_json_doc_deinit(ts_json_doc *d);
+/* An object's member (the first of that name); NULL when absent or when
+ * obj is not an object. */
+const ts_json *ts_json_get(const ts_json *obj, const char *key);
+
+/* ---- Unicode (unicode.c) ---------------------------------------------------- */
+
+/* General categories; TS_UCAT_CN (unassigned) is 0. */
+typedef enum ts_ucat {
+  TS_UCAT_CN, TS_UCAT_LU, TS_UCAT_LL, TS_UCAT_LT, TS_UCAT_LM, TS_UCAT_LO,
+  TS_UCAT_MN, TS_UCAT_MC, TS_UCAT_ME, TS_UCAT_ND, TS_UCAT_NL, TS_UCAT_NO,
+  TS_UCAT_PC, TS_UCAT_PD, TS_UCAT_PS, TS_UCAT_PE, TS_UCAT_PI, TS_UCAT_PF,
+  TS_UCAT_PO, TS_UCAT_SM, TS_UCAT_SC, TS_UCAT_SK, TS_UCAT_SO, TS_UCAT_ZS,
+  TS_UCAT_ZL, TS_UCAT_ZP, TS_UCAT_CC, TS_UCAT_CF, TS_UCAT_CS, TS_UCAT_CO,
+} ts_ucat;
+
+ts_ucat ts_unicode_category(uint32_t cp);
+/* The categories a name stands for as a mask of (1 << ts_ucat): "L", "Lu",
+ * "Letter", ...; 0 for an unknown name. */
+uint32_t ts_unicode_category_mask(const char *name, size_t len);
+/* The White_Space property (what a regex's \s matches). */
+bool ts_unicode_is_space(uint32_t cp);
+/* One code point from s[0, len): its length in bytes, or 0 when the bytes
+ * there are not valid UTF-8 (overlong, a surrogate, truncated). */
+size_t ts_utf8_decode(const char *s, size_t len, uint32_t *out_cp);
+/* Writes cp (at most U+10FFFF) and returns its length, 1 to 4. */
+size_t ts_utf8_encode(uint32_t cp, char out[4]);
+
+/* ---- regular expressions over code points (regex.c) ---------------------- */
+
+/* Backtracking, leftmost-first (Oniguruma's semantics, what tokenizer.json
+ * patterns assume); the supported syntax is listed at the top of regex.c.
+ * A pattern outside it is refused with its offset. */
+typedef struct ts_regex ts_regex;
+TS_MUST_USE ts_status ts_regex_compile(const char *pattern, size_t len, ts_regex **out);
+void ts_regex_destroy(ts_regex *r);
+/* The leftmost match in cps[from, count): *out_found, and when found its
+ * code points [*out_start, *out_end). Fails only when the backtracking gets
+ * too deep for the stack. */
+TS_MUST_USE ts_status ts_regex_find(const ts_regex *r, const uint32_t *cps, size_t count,
+                                    size_t from, bool *out_found, size_t *out_start,
+                                    size_t *out_end);
+
 /* ---- narrow floats (numeric.c): round to nearest even ------------------- */
 
 uint16_t ts_f32_to_bf16(float f);

@@ -16,4 +16,7 @@ size_t ts_lua_defines(lua_State *L, int t, int keep, ts_define *defs,
 int ts_lua_tune(lua_State *L);
 int ts_lua_tuned(lua_State *L);
 
+/* Adds ts.tokenizer to the module table on the stack top (tokenizer.c). */
+void ts_lua_open_tokenizer(lua_State *L);
+
 #endif

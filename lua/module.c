@@ -917,6 +917,7 @@ int luaopen_tessera(lua_State *L) {
                                  {"tuned", ts_lua_tuned},
                                  {NULL, NULL}};
   luaL_newlib(L, fns);
+  ts_lua_open_tokenizer(L);
   lua_pushstring(L, ts_compiler_version());
   lua_setfield(L, -2, "version");
   return 1;

@@ -196,6 +196,34 @@ const ts_st_tensor *ts_safetensors_find(const ts_safetensors *f,
 /* A __metadata__ value, or NULL. */
 const char *ts_safetensors_meta(const ts_safetensors *f, const char *key);
 
+/* ---- tokenizers (tokenizer.c) --------------------------------------------------------
+ * A byte-level BPE tokenizer from a Hugging Face tokenizer.json (DeepSeek's
+ * release ships one): added tokens, the pre-tokenizer's Split regexes and
+ * ByteLevel step, BPE merges, the post-processor's template. A part of the
+ * file this does not implement is refused at load, naming it. */
+typedef struct ts_tokenizer ts_tokenizer;
+TS_MUST_USE ts_status ts_tokenizer_load(const char *path, ts_tokenizer **out);
+void ts_tokenizer_destroy(ts_tokenizer *t);
+/* Token ids of any bytes (invalid UTF-8 too), added tokens recognised in the
+ * text; add_special puts the post-processor's template around them (BOS).
+ * *out_ids is malloc'd. */
+TS_MUST_USE ts_status ts_tokenizer_encode(const ts_tokenizer *t, const char *text, size_t len,
+                                          bool add_special, int32_t **out_ids,
+                                          size_t *out_count);
+/* The pre-tokenizer's pieces (byte ranges start, end in pairs; malloc'd). */
+TS_MUST_USE ts_status ts_tokenizer_pieces(const ts_tokenizer *t, const char *text, size_t len,
+                                          size_t **out_offsets, size_t *out_count);
+/* Appends the tokens' bytes; an id not in the vocabulary fails. */
+TS_MUST_USE ts_status ts_tokenizer_decode(const ts_tokenizer *t, const int32_t *ids,
+                                          size_t count, bool skip_special, ts_buf *out);
+/* One past the largest id. */
+size_t ts_tokenizer_vocab_count(const ts_tokenizer *t);
+/* A token's bytes (borrowed), or NULL for an unused id. */
+const char *ts_tokenizer_token(const ts_tokenizer *t, int32_t id, size_t *out_len,
+                               bool *out_special);
+/* The id of an added token's content or of a vocabulary token's bytes; -1. */
+int32_t ts_tokenizer_id(const ts_tokenizer *t, const char *s, size_t len);
+
 /* ---- probe -------------------------------------------------------------------------- */
 
 typedef struct ts_device_probe {
