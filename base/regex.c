@@ -13,6 +13,7 @@
  * at compile time with its offset in the pattern. */
 #include "base/base.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,7 +38,17 @@ struct node {
   size_t alt_count;
   node *child;                 /* N_REPEAT, N_LOOK: a sequence head */
   uint32_t min, max;           /* N_REPEAT */
+  uint64_t ascii[2];           /* N_CHAR, N_CLASS, N_ANY: which of 0-127 match */
+  bool ascii_ready;
+  struct first *firsts;        /* N_ALT: what each branch can start with */
 };
+
+/* The code points a sequence's match can start with: ASCII ones by bit,
+ * any non-ASCII one, or anything (it can match empty). A superset. */
+typedef struct first {
+  uint64_t ascii[2];
+  bool other, always;
+} first;
 
 struct ts_regex {
   ts_arena arena;
@@ -150,6 +161,10 @@ static bool parse_escape(parser *ps, uint32_t *out_cp, item *out_item) {
   case 'p': case 'P': {
     const char *name = ps->p;
     size_t len = 1;
+    if (ps->p >= ps->end) {
+      fail(ps, "pattern ends in '\\p'");
+      return true;
+    }
     if (at(ps, '{')) {
       name = ++ps->p;
       while (ps->p < ps->end && *ps->p != '}')
@@ -456,6 +471,92 @@ static node *parse_alt(parser *ps, bool icase) {
   return n;
 }
 
+static bool test_one(const node *n, uint32_t c);
+
+/* Each single-character node's answers for ASCII, computed once (most text
+ * is ASCII, and a class's items are otherwise tried one by one). */
+static void fill_ascii(node *n) {
+  for (; n; n = n->next) {
+    if (n->kind == N_CHAR || n->kind == N_CLASS || n->kind == N_ANY) {
+      for (uint32_t c = 0; c < 128; c++)
+        if (test_one(n, c))
+          n->ascii[c >> 6] |= 1ull << (c & 63);
+      n->ascii_ready = true;
+    }
+    for (size_t i = 0; i < n->alt_count; i++)
+      fill_ascii(n->alts[i]);
+    if (n->child)
+      fill_ascii(n->child);
+  }
+}
+
+static void first_of(const node *n, first *f);
+
+/* A sequence from n on: its nodes' starts while the ones before can be
+ * empty. */
+static void first_seq(const node *n, first *f) {
+  *f = (first){{0, 0}, false, true};
+  for (; n; n = n->next) {
+    first g;
+    first_of(n, &g);
+    f->ascii[0] |= g.ascii[0];
+    f->ascii[1] |= g.ascii[1];
+    f->other |= g.other;
+    if (!g.always)
+      return (void)(f->always = false);
+  }
+}
+
+/* One node (its `next` not followed); always = it can match empty. */
+static void first_of(const node *n, first *f) {
+  *f = (first){{0, 0}, false, false};
+  switch (n->kind) {
+  case N_CHAR:
+  case N_CLASS:
+  case N_ANY:
+    f->ascii[0] = n->ascii[0];
+    f->ascii[1] = n->ascii[1];
+    f->other = n->kind != N_CHAR || n->cp >= 128;
+    return;
+  case N_REPEAT:
+    first_seq(n->child, f);
+    f->always |= n->min == 0;
+    return;
+  case N_ALT:
+    for (size_t i = 0; i < n->alt_count; i++) {
+      first g;
+      first_seq(n->alts[i], &g);
+      f->ascii[0] |= g.ascii[0];
+      f->ascii[1] |= g.ascii[1];
+      f->other |= g.other;
+      f->always |= g.always;
+    }
+    return;
+  default: /* zero-width: look-ahead, ^, $ */
+    f->always = true;
+    return;
+  }
+}
+
+/* Each alternation's branches' first sets (after fill_ascii). */
+static bool fill_firsts(ts_arena *arena, node *n) {
+  for (; n; n = n->next) {
+    if (n->kind == N_ALT) {
+      n->firsts = ts_arena_alloc(arena, n->alt_count * sizeof *n->firsts);
+      if (!n->firsts)
+        return false;
+      for (size_t i = 0; i < n->alt_count; i++) {
+        first_seq(n->alts[i], &n->firsts[i]);
+        if (!fill_firsts(arena, n->alts[i]))
+          return false;
+      }
+    }
+    if (n->child && !fill_firsts(arena, n->child))
+      return false;
+  }
+  return true;
+}
+
 ts_status ts_regex_compile(const char *pattern, size_t len, ts_regex **out) {
   ts_regex *r = calloc(1, sizeof *r);
   if (!r)
@@ -463,6 +564,11 @@ ts_status ts_regex_compile(const char *pattern, size_t len, ts_regex **out) {
   ts_arena_init(&r->arena, ts_allocator_system());
   parser ps = {pattern, pattern, pattern + len, &r->arena, NULL, 0, 0};
   r->root = parse_alt(&ps, false);
+  if (!ps.err) {
+    fill_ascii(r->root);
+    if (!fill_firsts(&r->arena, r->root))
+      fail(&ps, "out of memory");
+  }
   if (!ps.err && ps.p < ps.end)
     fail(&ps, "unbalanced ')'");
   if (!ps.err && r->arena.failed)
@@ -514,6 +620,8 @@ static bool test_item(const item *it, uint32_t c, bool icase) {
 
 /* One code point against a single-character node. */
 static bool test_one(const node *n, uint32_t c) {
+  if (c < 128 && n->ascii_ready)
+    return (n->ascii[c >> 6] >> (c & 63)) & 1;
   if (n->kind == N_CHAR)
     return n->icase ? fold(c) == fold(n->cp) : c == n->cp;
   if (n->kind == N_ANY)
@@ -542,13 +650,18 @@ typedef struct mctx {
   const uint32_t *s;
   size_t n;
   int depth;
-  bool too_deep;
+  bool too_deep;      /* out of stack depth or of steps: give up */
+  uint64_t steps, budget;
 } mctx;
 
 static bool match(mctx *c, const node *nd, size_t pos, const frame *k, size_t *end);
 
 static bool repeat(mctx *c, const node *r, size_t pos, uint32_t count, size_t last,
                    const frame *k, size_t *end) {
+  if (++c->steps > c->budget) {
+    c->too_deep = true;
+    return false;
+  }
   const node *ch = r->child;
   if (ch && ch->kind == N_ALT && ch->alt_count == 1)
     ch = ch->alts[0];
@@ -584,7 +697,9 @@ static bool repeat(mctx *c, const node *r, size_t pos, uint32_t count, size_t la
 }
 
 static bool match(mctx *c, const node *nd, size_t pos, const frame *k, size_t *end) {
-  if (++c->depth > MATCH_DEPTH) {
+  if (++c->steps > c->budget)
+    c->too_deep = true;
+  if (++c->depth > MATCH_DEPTH || c->too_deep) {
     c->too_deep = true;
     c->depth--;
     return false;
@@ -624,8 +739,14 @@ static bool match(mctx *c, const node *nd, size_t pos, const frame *k, size_t *e
       break;
     } else { /* N_ALT */
       frame f = {nd->next, NULL, 0, 0, k};
-      for (size_t i = 0; i < nd->alt_count && !ok && !c->too_deep; i++)
+      uint32_t ch = pos < c->n ? c->s[pos] : 0;
+      for (size_t i = 0; i < nd->alt_count && !ok && !c->too_deep; i++) {
+        const first *fs = &nd->firsts[i];
+        if (!fs->always && (pos >= c->n || (ch < 128 ? !((fs->ascii[ch >> 6] >> (ch & 63)) & 1)
+                                                      : !fs->other)))
+          continue; /* this branch cannot start here */
         ok = match(c, nd->alts[i], pos, &f, end);
+      }
       break;
     }
   }
@@ -635,7 +756,9 @@ static bool match(mctx *c, const node *nd, size_t pos, const frame *k, size_t *e
 
 ts_status ts_regex_find(const ts_regex *r, const uint32_t *cps, size_t count, size_t from,
                         bool *out_found, size_t *out_start, size_t *out_end) {
-  mctx c = {cps, count, 0, false};
+  /* a budget of steps: nested repeats can backtrack exponentially (a
+   * real pre-tokenizer pattern takes tens of steps a code point) */
+  mctx c = {cps, count, 0, false, 0, 1000000 + 1024 * (uint64_t)(count - from)};
   for (size_t start = from; start <= count; start++) {
     size_t e;
     if (match(&c, r->root, start, NULL, &e)) {
@@ -644,6 +767,10 @@ ts_status ts_regex_find(const ts_regex *r, const uint32_t *cps, size_t count, si
       *out_end = e;
       return NULL;
     }
+    if (c.too_deep && c.steps > c.budget)
+      return ts_status_make(TS_ERR_UNSUPPORTED,
+                            "regex: backtracking past %" PRIu64 " steps at code point %zu "
+                            "(nested repeats?)", c.budget, start);
     if (c.too_deep)
       return ts_status_make(TS_ERR_UNSUPPORTED,
                             "regex: backtracking deeper than %d levels at code point %zu",

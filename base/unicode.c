@@ -12,12 +12,24 @@ typedef struct range {
 } range;
 
 #define R(a, b, c) {a, b, TS_UCAT_##c},
+#define A(c)
 static const range ranges[] = {
 #include "base/unicode_categories.def"
 };
 #undef R
+#undef A
+
+#define R(a, b, c)
+#define A(c) TS_UCAT_##c,
+static const uint8_t ascii[128] = {
+#include "base/unicode_categories.def"
+};
+#undef R
+#undef A
 
 ts_ucat ts_unicode_category(uint32_t cp) {
+  if (cp < 128)
+    return (ts_ucat)ascii[cp];
   size_t lo = 0, hi = TS_ARRAY_COUNT(ranges);
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;

@@ -4,9 +4,11 @@
 --       DeepSeek's released layout too: model/checkpoint.lua)
 --       [--prompt TEXT] [--tokens N] [--temperature T] [--top-p P] [--seed S]
 --       [--kv fp8|f32] [--linears f32|fp8] [--experts bf16|fp8|fp4]
---       [--device cpu|cuda|gpusim]
--- Byte-level tokens (ids 0-255 are bytes; the tiny vocab's other ids print
--- as '?'). Greedy when the temperature is 0, else temperature + top-p
+--       [--device cpu|cuda|gpusim] [--tokenizer FILE|FOLDER]
+-- Tokens from the model folder's tokenizer.json (or --tokenizer's; BOS from
+-- its template or tokenizer_config.json, generation stops at its EOS:
+-- model/tokenizer.lua), else byte-level (ids 0-255 are bytes; the tiny
+-- vocab's other ids print as '?'). Greedy when the temperature is 0, else temperature + top-p
 -- sampling from a seeded generator. Creates the tiny weights with init.lua
 -- when the weights file is missing. Prints the text, prefill and decode
 -- tokens/s, and the cache the model holds against dense attention's. The
@@ -19,6 +21,7 @@ local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
 local checkpoint = require "model.checkpoint"
+local tokenizer = require "model.tokenizer"
 
 local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
               tokens = "32", temperature = "0", ["top-p"] = "0.9", seed = "1",
@@ -29,7 +32,7 @@ while i <= #arg do
   if not k or arg[i + 1] == nil then
     error("usage: generate.lua --config NAME | --model FOLDER [--weights F] [--prompt T] " ..
           "[--tokens N] [--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
-          "[--experts bf16|fp8|fp4] [--device D]", 0)
+          "[--experts bf16|fp8|fp4] [--device D] [--tokenizer F]", 0)
   end
   opts[k] = arg[i + 1]
   i = i + 2
@@ -58,8 +61,9 @@ local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linea
                                      experts = opts.experts})
 
 -- tokens
-local ids = {}
-for c in opts.prompt:gmatch(".") do ids[#ids + 1] = c:byte() end
+local tk = tokenizer.open(opts.tokenizer or opts.model, cfg.vocab_size)
+local ids = tk.encode(opts.prompt)
+if #ids == 0 then error("the prompt has no tokens", 0) end
 local n_new = math.tointeger(tonumber(opts.tokens))
 if #ids + n_new > cfg.max_seq_len then error("prompt + tokens exceed max_seq_len", 0) end
 
@@ -103,12 +107,6 @@ local function pick(logits)
   return kept[#kept][1]
 end
 
-local function text(list)
-  local out = {}
-  for _, t in ipairs(list) do out[#out + 1] = t < 256 and string.char(t) or "?" end
-  return (table.concat(out):gsub("[%z\1-\8\11-\31\127-\255]", "?"))
-end
-
 -- compile the kernels first (a warm-up prefill of the prompt and a decode
 -- step), so that the figures below time the model, not the compiler
 local tc = ts.clock()
@@ -122,15 +120,17 @@ local new = {}
 for s = 1, n_new do
   local tok = pick(logits)
   new[#new + 1] = tok
+  if tok == tk.eos then break end
   if s < n_new then logits = model:decode(tok) end
 end
 local t2 = ts.clock()
 
 print("prompt: " .. opts.prompt .. " (device " .. device:name() .. ")")
-print("output: " .. text(new))
+print(string.format("tokens: %s; prompt %d tokens", tk.name, #ids))
+print("output: " .. tk.decode(new))
 print(string.format("prefill %d tokens: %.1f tokens/s; decode %d tokens: %.1f tokens/s " ..
-                    "(kernels compiled in a warm-up run first: %.2f s)", #ids, #ids / (t1 - t0), n_new,
-                    (n_new - 1) / math.max(t2 - t1, 1e-9), compile))
+                    "(kernels compiled in a warm-up run first: %.2f s)", #ids, #ids / (t1 - t0), #new,
+                    (#new - 1) / math.max(t2 - t1, 1e-9), compile))
 -- the cache the model holds at the end, and what dense attention would
 local held, dense, alloc = model:cache_bytes()
 print(string.format("KV cache (%s): %d bytes held in its tensors (window rings + compressed " ..

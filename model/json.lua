@@ -27,7 +27,17 @@ local function parse_string(s, i)
     if s:sub(k, k) == '"' then return table.concat(out), k + 1 end
     local e = s:sub(k + 1, k + 1)
     if escapes[e] then out[#out + 1] = escapes[e]; j = k + 2
-    elseif e == "u" then out[#out + 1] = "?"; j = k + 6
+    elseif e == "u" then -- \uXXXX, a surrogate pair as one code point
+      local cp = tonumber(s:sub(k + 2, k + 5):match("^%x%x%x%x$") or "", 16)
+      if not cp or (cp >= 0xDC00 and cp <= 0xDFFF) then decode_error(s, k, "bad \\u escape") end
+      j = k + 6
+      if cp >= 0xD800 and cp <= 0xDBFF then
+        local lo = s:sub(j, j + 1) == "\\u" and tonumber(s:sub(j + 2, j + 5):match("^%x%x%x%x$") or "", 16)
+        if not lo or lo < 0xDC00 or lo > 0xDFFF then decode_error(s, k, "unpaired surrogate") end
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00)
+        j = j + 6
+      end
+      out[#out + 1] = utf8.char(cp)
     else decode_error(s, k, "bad escape") end
   end
 end

@@ -158,6 +158,14 @@ static void test_regex(void) {
   CHECK(s && strstr(ts_status_message(s), "deeper than"));
   ts_status_free(s);
   ts_regex_destroy(r);
+  /* nested repeats that would backtrack exponentially give up on a budget */
+  for (size_t i = 0; i < 40; i++)
+    cps[i] = 'a';
+  CHECK(ts_regex_compile("(a*)*b", 6, &r) == NULL);
+  s = ts_regex_find(r, cps, 40, 0, &found, &a, &b);
+  CHECK(s && strstr(ts_status_message(s), "backtracking past"));
+  ts_status_free(s);
+  ts_regex_destroy(r);
   free(cps);
 }
 

@@ -1,0 +1,73 @@
+-- model_tokenizer.lua - model/tokenizer.lua and generate.lua with a model
+-- folder that holds a tokenizer.json and tokenizer_config.json, as
+-- DeepSeek's releases do: the BOS the config asks for goes first, the EOS
+-- is the config's, decode leaves special tokens out; generate.lua encodes
+-- the prompt with it (the prompt's token count printed is the tokenizer's)
+-- and prints decoded text. Refused: a tokenizer with more ids than the
+-- embedding has rows, a config naming a token the tokenizer lacks, a
+-- --tokenizer file that is not there. Without a tokenizer.json: byte ids.
+local T = require "model.tokenizer"
+local TJ = require "tests.lua.lib.tokenizer_json"
+local C = require "tests.lua.lib.check"
+local check = C.check
+
+local dir = os.tmpname()
+os.remove(dir)
+assert(os.execute("mkdir -p " .. dir))
+local BOS, EOS = "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>", "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>"
+local merges = {{" ", "t"}, {"h", "e"}, {" t", "he"}, {"e", "r"}, {" ", "a"}, {"i", "n"}, {"o", "n"}}
+local vocab, added = TJ.write(dir .. "/tokenizer.json", {pre = TJ.pre("deepseek"), merges = merges,
+                                                         added = {{content = BOS}, {content = EOS}}})
+local function write(path, text)
+  local f = assert(io.open(path, "wb")); f:write(text); f:close()
+end
+write(dir .. "/tokenizer_config.json", string.format(
+  '{"add_bos_token": true, "add_eos_token": false, "bos_token": {"__type": "AddedToken", "content": %s}, ' ..
+  '"eos_token": %s, "model_max_length": 131072}', TJ.str(BOS), TJ.str(EOS)))
+
+local tk = T.open(dir, 512)
+local ids = tk.encode("the other one")
+-- "the" | " other" | " one": t he | ' ' o t he r | ' ' on e
+local want = {added[BOS], vocab.t, vocab.he, vocab[" "], vocab.o, vocab.t, vocab.he, vocab.r, vocab[" "],
+              vocab.on, vocab.e}
+local same = #ids == #want
+for i = 1, #want do same = same and ids[i] == want[i] end
+check(same, "encode: BOS (tokenizer_config's add_bos_token), then the merges")
+check(tk.eos == added[EOS], "eos: tokenizer_config's eos_token")
+check(tk.decode(ids) == "the other one", "decode leaves the BOS out")
+-- the embedding's rows past the tokenizer's ids (DeepSeek pads 129280): U+FFFD
+check(tk.decode({vocab.t, 300, vocab.he}) == "t\u{fffd}he", "an id past the tokenizer's decodes as U+FFFD")
+check(T.open(dir .. "/tokenizer.json", 512).eos == added[EOS], "a tokenizer.json path works as the folder")
+local ok, err = pcall(T.open, dir, 200)
+check(not ok and err:find("265 token ids, but the model's embedding has 200 rows", 1, true),
+      "a tokenizer larger than the embedding is refused: " .. tostring(err))
+local bytes = T.open(nil, 512)
+check(#bytes.encode("hi") == 2 and bytes.encode("hi")[1] == 104 and bytes.eos == nil, "no tokenizer: byte ids")
+ok, err = pcall(T.open, dir .. "/nothing.json", 512)
+check(not ok and err:find("nothing.json", 1, true), "a missing --tokenizer file is refused")
+
+-- generate.lua with the folder as a model: tiny config + weights + tokenizer
+local json = require "model.json"
+local cfg_text = assert(io.open("model/configs/tiny.json")):read("a")
+write(dir .. "/config.json", cfg_text)
+arg = {[0] = "model/init.lua", "--config", "tiny", "--seed", "3", "-o", dir .. "/model.safetensors"}
+local real_print = print
+local lines = {}
+print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
+dofile("model/init.lua")
+lines = {}
+arg = {[0] = "model/generate.lua", "--model", dir, "--prompt", "the other one", "--tokens", "4"}
+ok, err = pcall(dofile, "model/generate.lua")
+print = real_print
+check(ok, "generate.lua --model with a tokenizer: " .. tostring(err))
+local out = table.concat(lines, "\n")
+check(out:find("tokens: " .. dir .. "/tokenizer.json (265 ids); prompt 11 tokens", 1, true) ~= nil,
+      "generate.lua encodes the prompt with the folder's tokenizer:\n" .. out)
+check(out:find("\noutput: ", 1, true) ~= nil and json ~= nil, "generate.lua prints decoded output")
+
+-- a config naming a token the tokenizer does not have
+write(dir .. "/tokenizer_config.json", '{"eos_token": "</s>"}')
+ok, err = pcall(T.open, dir, 512)
+check(not ok and err:find("'</s>' is not a token", 1, true), "a config's unknown eos_token is refused")
+os.execute("rm -rf " .. dir)
+C.finish()
