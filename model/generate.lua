@@ -5,10 +5,14 @@
 --       [--prompt TEXT] [--tokens N] [--temperature T] [--top-p P] [--seed S]
 --       [--kv fp8|f32] [--linears f32|fp8] [--experts bf16|fp8|fp4]
 --       [--device cpu|cuda|gpusim] [--tokenizer FILE|FOLDER]
+--       [--chat chat|thinking [--system TEXT]]
 -- Tokens from the model folder's tokenizer.json (or --tokenizer's; BOS from
 -- its template or tokenizer_config.json, generation stops at its EOS:
 -- model/tokenizer.lua), else byte-level (ids 0-255 are bytes; the tiny
--- vocab's other ids print as '?'). Greedy when the temperature is 0, else temperature + top-p
+-- vocab's other ids print as '?'). --chat puts the prompt in V4's chat
+-- format as the user's turn (model/tokenizer.lua's chat: BOS, --system's
+-- text, <｜User｜>, <｜Assistant｜>, then </think> or, thinking, <think>).
+-- Greedy when the temperature is 0, else temperature + top-p
 -- sampling from a seeded generator. Creates the tiny weights with init.lua
 -- when the weights file is missing. Prints the text, prefill and decode
 -- tokens/s, and the cache the model holds against dense attention's. The
@@ -32,7 +36,7 @@ while i <= #arg do
   if not k or arg[i + 1] == nil then
     error("usage: generate.lua --config NAME | --model FOLDER [--weights F] [--prompt T] " ..
           "[--tokens N] [--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
-          "[--experts bf16|fp8|fp4] [--device D] [--tokenizer F]", 0)
+          "[--experts bf16|fp8|fp4] [--device D] [--tokenizer F] [--chat chat|thinking] [--system T]", 0)
   end
   opts[k] = arg[i + 1]
   i = i + 2
@@ -62,7 +66,15 @@ local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linea
 
 -- tokens
 local tk = tokenizer.open(opts.tokenizer or opts.model, cfg.vocab_size)
-local ids = tk.encode(opts.prompt)
+local ids
+if opts.chat then
+  if not tk.tokenizer then error("--chat needs a tokenizer.json (the model folder's or --tokenizer)", 0) end
+  local messages = {{role = "user", content = opts.prompt}}
+  if opts.system then table.insert(messages, 1, {role = "system", content = opts.system}) end
+  ids = tk.encode(tokenizer.chat(messages, opts.chat), true)
+else
+  ids = tk.encode(opts.prompt)
+end
 if #ids == 0 then error("the prompt has no tokens", 0) end
 local n_new = math.tointeger(tonumber(opts.tokens))
 if #ids + n_new > cfg.max_seq_len then error("prompt + tokens exceed max_seq_len", 0) end

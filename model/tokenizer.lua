@@ -4,13 +4,58 @@
 -- (0-255 are the bytes) for the tiny configs, which have no tokenizer.
 --   local T = require "model.tokenizer"
 --   local tk = T.open(path_or_nil, vocab_size)   -- a folder or a tokenizer.json
---   tk.encode(text) -> ids (BOS first when the tokenizer adds one)
+--   tk.encode(text [, raw]) -> ids (BOS first when the tokenizer adds one,
+--     unless raw), T.chat(messages, "chat"|"thinking") -> V4's chat prompt
 --   tk.decode(ids) -> text (special tokens left out), tk.eos (id or nil),
 --   tk.name (what it is, for messages)
 local ts = require "tessera"
 local json = require "model.json"
 
 local M = {}
+
+-- DeepSeek V4's special tokens of its chat format (encoding/encoding_dsv4.py
+-- of the release)
+M.BOS = "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>"
+M.EOS = "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>"
+M.USER = "<\u{ff5c}User\u{ff5c}>"
+M.ASSISTANT = "<\u{ff5c}Assistant\u{ff5c}>"
+
+-- A conversation as V4's chat format writes it, for mode "chat" or
+-- "thinking": BOS, a system message's text as is, each user turn after
+-- <｜User｜>, each assistant turn as its content and EOS (its reasoning kept
+-- only after the last user turn, "drop thinking"), and after a user turn
+-- that an assistant turn follows or that ends the list <｜Assistant｜> then
+-- </think> (chat, or a turn before the last user one) or <think> (thinking:
+-- the model reasons first). Messages are {role = "system"|"user"|
+-- "assistant", content = TEXT [, reasoning = TEXT]}; tools, tasks and
+-- reasoning-effort prompts are not written.
+function M.chat(messages, mode)
+  if mode ~= "chat" and mode ~= "thinking" then error("chat: mode is 'chat' or 'thinking'", 0) end
+  local last_user = 0
+  for i, m in ipairs(messages) do
+    if m.role == "user" then last_user = i end
+  end
+  local out = {M.BOS}
+  for i, m in ipairs(messages) do
+    local content = m.content or ""
+    if m.role == "system" then
+      out[#out + 1] = content
+    elseif m.role == "user" then
+      out[#out + 1] = M.USER .. content
+      local next_msg = messages[i + 1]
+      if not next_msg or next_msg.role == "assistant" then
+        out[#out + 1] = M.ASSISTANT .. ((mode == "thinking" and i >= last_user) and "<think>" or "</think>")
+      end
+    elseif m.role == "assistant" then
+      local reasoning = ""
+      if mode == "thinking" and i > last_user then reasoning = (m.reasoning or "") .. "</think>" end
+      out[#out + 1] = reasoning .. content .. M.EOS
+    else
+      error("chat: message " .. i .. " has role '" .. tostring(m.role) .. "'", 0)
+    end
+  end
+  return table.concat(out)
+end
 
 local function exists(path)
   local f = io.open(path, "rb")
@@ -69,15 +114,16 @@ function M.open(path, vocab_size)
   end
   local bos = cfg.add_bos_token and id_of(cfg.bos_token)
   -- DeepSeek's end of sentence when the config does not name one
-  local eos = id_of(cfg.eos_token) or tok:id("<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>")
+  local eos = id_of(cfg.eos_token) or tok:id(M.EOS)
   return {
     name = string.format("%s (%d ids)", file, n),
     tokenizer = tok,
     eos = eos,
     vocab_size = vocab_size,
-    encode = function(text)
-      local ids = tok:encode(text, true)
-      if bos and ids[1] ~= bos then table.insert(ids, 1, bos) end
+    -- (raw: the text as it is, no BOS added: a chat prompt carries its own)
+    encode = function(text, raw)
+      local ids = tok:encode(text, not raw)
+      if bos and not raw and ids[1] ~= bos then table.insert(ids, 1, bos) end
       return ids
     end,
     -- (ids the tokenizer does not have, as the embedding's padding rows

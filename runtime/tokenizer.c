@@ -57,27 +57,14 @@ struct ts_tokenizer {
 };
 
 /* GPT-2's byte <-> code point map: printable bytes stand for themselves,
- * the others (controls, space, 127-160, 173) for 256 + n in order. */
-static uint32_t byte_cp(int b) {
-  if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)
-    return (uint32_t)b;
-  int n = 0;
-  for (int i = 0; i < b; i++)
-    n += !((i >= 33 && i <= 126) || (i >= 161 && i <= 172) || i >= 174);
-  return 256u + (uint32_t)n;
-}
+ * the other 68 (0-32, 127-160, 173) for 256 + n in order. */
+static bool printable(unsigned b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174; }
 
 static int cp_byte(uint32_t cp) {
-  static int16_t inverse[324];
-  static bool ready;
-  if (!ready) { /* idempotent: every thread writes the same values */
-    for (int i = 0; i < 324; i++)
-      inverse[i] = -1;
-    for (int b = 0; b < 256; b++)
-      inverse[byte_cp(b)] = (int16_t)b;
-    ready = true;
-  }
-  return cp < 324 ? inverse[cp] : -1;
+  if (cp < 256)
+    return printable(cp) ? (int)cp : -1;
+  uint32_t n = cp - 256;
+  return n < 33 ? (int)n : n < 67 ? (int)(127 + n - 33) : n == 67 ? 173 : -1;
 }
 
 /* A byte-level string's bytes into dst (as long as s at most); false when a

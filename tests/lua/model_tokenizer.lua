@@ -17,7 +17,10 @@ assert(os.execute("mkdir -p " .. dir))
 local BOS, EOS = "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>", "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>"
 local merges = {{" ", "t"}, {"h", "e"}, {" t", "he"}, {"e", "r"}, {" ", "a"}, {"i", "n"}, {"o", "n"}}
 local vocab, added = TJ.write(dir .. "/tokenizer.json", {pre = TJ.pre("deepseek"), merges = merges,
-                                                         added = {{content = BOS}, {content = EOS}}})
+                                                         added = {{content = BOS}, {content = EOS},
+                                                                  {content = T.USER}, {content = T.ASSISTANT},
+                                                                  {content = "<think>", special = false},
+                                                                  {content = "</think>", special = false}}})
 local function write(path, text)
   local f = assert(io.open(path, "wb")); f:write(text); f:close()
 end
@@ -39,7 +42,7 @@ check(tk.decode(ids) == "the other one", "decode leaves the BOS out")
 check(tk.decode({vocab.t, 300, vocab.he}) == "t\u{fffd}he", "an id past the tokenizer's decodes as U+FFFD")
 check(T.open(dir .. "/tokenizer.json", 512).eos == added[EOS], "a tokenizer.json path works as the folder")
 local ok, err = pcall(T.open, dir, 200)
-check(not ok and err:find("265 token ids, but the model's embedding has 200 rows", 1, true),
+check(not ok and err:find("269 token ids, but the model's embedding has 200 rows", 1, true),
       "a tokenizer larger than the embedding is refused: " .. tostring(err))
 local bytes = T.open(nil, 512)
 check(#bytes.encode("hi") == 2 and bytes.encode("hi")[1] == 104 and bytes.eos == nil, "no tokenizer: byte ids")
@@ -61,9 +64,42 @@ ok, err = pcall(dofile, "model/generate.lua")
 print = real_print
 check(ok, "generate.lua --model with a tokenizer: " .. tostring(err))
 local out = table.concat(lines, "\n")
-check(out:find("tokens: " .. dir .. "/tokenizer.json (265 ids); prompt 11 tokens", 1, true) ~= nil,
+check(out:find("tokens: " .. dir .. "/tokenizer.json (269 ids); prompt 11 tokens", 1, true) ~= nil,
       "generate.lua encodes the prompt with the folder's tokenizer:\n" .. out)
 check(out:find("\noutput: ", 1, true) ~= nil and json ~= nil, "generate.lua prints decoded output")
+
+-- V4's chat format (encoding_dsv4.py's rules for system, user and assistant turns)
+local U, A = T.USER, T.ASSISTANT
+check(T.chat({{role = "system", content = "S"}, {role = "user", content = "hello"}}, "chat") ==
+      BOS .. "S" .. U .. "hello" .. A .. "</think>", "chat: BOS, system, user, assistant, </think>")
+check(T.chat({{role = "user", content = "hello"}}, "thinking") == BOS .. U .. "hello" .. A .. "<think>",
+      "thinking: the model reasons first")
+local turns = {{role = "user", content = "hello"}, {role = "assistant", content = "Hi.", reasoning = "r1"},
+               {role = "user", content = "1+1=?"}}
+check(T.chat(turns, "thinking") == BOS .. U .. "hello" .. A .. "</think>Hi." .. EOS .. U .. "1+1=?" .. A .. "<think>",
+      "thinking, two turns: the earlier turn's reasoning dropped")
+check(T.chat(turns, "chat") == BOS .. U .. "hello" .. A .. "</think>Hi." .. EOS .. U .. "1+1=?" .. A .. "</think>",
+      "chat, two turns")
+check(T.chat({{role = "user", content = "q"}, {role = "assistant", content = "a", reasoning = "r"}}, "thinking") ==
+      BOS .. U .. "q" .. A .. "<think>r</think>a" .. EOS, "thinking: an answer after the last user turn keeps its reasoning")
+check(T.chat({{role = "user", content = "a"}, {role = "user", content = "b"}}, "chat") == BOS .. U .. "a" .. U .. "b" .. A .. "</think>",
+      "two user messages in a row: one assistant marker")
+check(not pcall(T.chat, {{role = "tool", content = "x"}}, "chat"), "chat: an unknown role is refused")
+local chat_ids = tk.encode(T.chat({{role = "system", content = "be brief"}, {role = "user", content = "the one"}}, "thinking"), true)
+check(chat_ids[1] == added[BOS] and chat_ids[2] ~= added[BOS] and chat_ids[#chat_ids] == added["<think>"] and
+      chat_ids[#chat_ids - 1] == added[A], "a chat prompt encodes with its markers as single tokens, one BOS")
+lines = {}
+print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
+arg = {[0] = "model/generate.lua", "--model", dir, "--prompt", "the one", "--system", "be brief", "--chat", "thinking",
+       "--tokens", "2"}
+ok, err = pcall(dofile, "model/generate.lua")
+print = real_print
+check(ok and table.concat(lines, "\n"):find("prompt " .. #chat_ids .. " tokens", 1, true) ~= nil,
+      "generate.lua --chat thinking --system: the chat prompt's tokens (" .. #chat_ids .. ")\n" ..
+      tostring(err) .. "\n" .. table.concat(lines, "\n"))
+arg = {[0] = "model/generate.lua", "--config", "tiny", "--chat", "chat", "--tokens", "1"}
+ok, err = pcall(dofile, "model/generate.lua")
+check(not ok and tostring(err):find("--chat needs a tokenizer.json", 1, true), "--chat without a tokenizer is refused")
 
 -- a config naming a token the tokenizer does not have
 write(dir .. "/tokenizer_config.json", '{"eos_token": "</s>"}')
