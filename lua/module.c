@@ -641,6 +641,29 @@ static int file_get(lua_State *L) {
   return 1;
 }
 
+/* f:read_into(name, t): the tensor's bytes straight into t (a tensor of the
+ * same dtype and element count on any device, a slice of a stack too), one
+ * copy from the mapped file where f:get + assign makes two */
+static int file_read_into(lua_State *L) {
+  ts_safetensors *f = check_box(L, 1, FILE_MT);
+  const char *name = luaL_checkstring(L, 2);
+  ts_tensor *t = check_tensor(L, 3);
+  const ts_st_tensor *s = ts_safetensors_find(f, name);
+  if (!s)
+    return luaL_error(L, "no tensor '%s' in the file", name);
+  int64_t count = 1;
+  for (uint32_t i = 0; i < s->rank; i++)
+    count *= s->shape[i];
+  if (s->dtype != ts_tensor_dtype(t) || count != ts_tensor_count(t))
+    return luaL_error(L, "read_into: '%s' is %s[%I], the tensor %s[%I]", name,
+                      ts_dtype_name(s->dtype), (lua_Integer)count,
+                      ts_dtype_name(ts_tensor_dtype(t)), (lua_Integer)ts_tensor_count(t));
+  ts_status st = ts_tensor_write(t, s->data, s->size);
+  if (st)
+    return fail(L, st);
+  return 0;
+}
+
 /* f:info(name) -> dtype, {shape}: from the header, nothing read or copied
  * (a checkpoint is checked before any weight is loaded); nil when absent */
 static int file_info(lua_State *L) {
@@ -898,6 +921,7 @@ int luaopen_tessera(lua_State *L) {
   static const luaL_Reg file_methods[] = {{"names", file_names},
                                           {"get", file_get},
                                           {"info", file_info},
+                                          {"read_into", file_read_into},
                                           {"meta", file_meta},
                                           {"close", file_gc},
                                           {NULL, NULL}};

@@ -32,6 +32,12 @@ function Sharded:get(name, device)
   return f:get(name, device)
 end
 
+function Sharded:read_into(name, t)
+  local f = self.where[name]
+  if not f then error("no tensor '" .. name .. "' in " .. self.index, 2) end
+  return f:read_into(name, t)
+end
+
 function Sharded:info(name)
   local f = self.where[name]
   if f then return f:info(name) end

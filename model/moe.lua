@@ -8,11 +8,10 @@ local kernel, f32 = O.kernel, O.f32
 -- the file's dtype: each copied into its slice, not through Lua values (a
 -- V4-Flash layer's experts are 3 x 256 matrices of 8M weights).
 local function stack(self, p, suffix, n)
-  local first = self.file:get(p .. "experts.0." .. suffix)
-  local s = first:shape()
-  local out = O.tensor(first:dtype(), {n, s[1], s[2]})
-  for e = 0, n - 1 do
-    out:slice(0, e, 1):assign(e == 0 and first or self.file:get(p .. "experts." .. e .. "." .. suffix))
+  local dtype, s = self.file:info(p .. "experts.0." .. suffix)
+  local out = O.tensor(dtype, {n, s[1], s[2]})
+  for e = 0, n - 1 do -- (from the mapped file into the slice: one copy)
+    self.file:read_into(p .. "experts." .. e .. "." .. suffix, out:slice(0, e, 1))
   end
   return out
 end

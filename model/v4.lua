@@ -116,11 +116,13 @@ end
 -- bytes (F8_E8M0, read as i8) are 2^(byte - 127).
 function M:file_scales(name)
   local t = self.file:get(weights.scale_name(name))
-  local v = t:to_table()
-  if t:dtype() == "i8" then
-    for i = 1, #v do v[i] = 2.0 ^ ((v[i] & 255) - 127) end
+  if t:dtype() == "i8" then -- F8_E8M0 bytes: the one decoder the experts' scales use too
+    local b = O.on_device(t)
+    local v = O.f32(b:shape())
+    O.kernel("quant.tile", "ue8m0_scales"):launch{b:reshape{b:numel()}, v:reshape{v:numel()}}
+    t = v
   end
-  return v
+  return t:to_table()
 end
 
 -- The weight of a linear layer (O.linear): in FP8 when M:is_fp8 (O.fp8_weight:

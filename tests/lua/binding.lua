@@ -150,6 +150,19 @@ errors_with(function() f:get("b") end, "no tensor 'b'", "missing tensor")
 local dt, sh = f:info("a")
 check(dt == "f32" and #sh == 2 and sh[1] == xs:shape()[1] and sh[2] == xs:shape()[2] and
       f:info("ids") == i:dtype() and f:info("b") == nil, "info: dtype and shape from the header")
+-- read_into: straight into a slice of a stack, on the CPU and the simulator
+for _, dn in ipairs{"cpu", "gpusim"} do
+  local stack = ts.tensor("f32", {3, xs:shape()[1], xs:shape()[2]}, nil, ts.device(dn))
+  f:read_into("a", stack:slice(0, 1, 1))
+  local v, n = stack:to_table(), xs:numel()
+  check(v[n + 2] == a[2] and v[2 * n] == a[n] and v[1] == 0 and v[2 * n + 1] == 0,
+        dn .. ": read_into fills the slice, nothing else")
+end
+errors_with(function() f:read_into("a", ts.tensor("f32", {5})) end, "'a' is f32[6], the tensor f32[5]",
+            "read_into: the element count must agree")
+errors_with(function() f:read_into("a", ts.tensor("bf16", {2, 3})) end, "the tensor bf16[6]",
+            "read_into: the dtype must agree")
+errors_with(function() f:read_into("b", ts.tensor("f32", {6})) end, "no tensor 'b'", "read_into: missing")
 f:close()
 errors_with(function() f:names() end, "closed", "closed file")
 local h = io.open(path, "wb")
