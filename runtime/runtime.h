@@ -203,6 +203,8 @@ const char *ts_safetensors_meta(const ts_safetensors *f, const char *key);
  * file this does not implement is refused at load, naming it. */
 typedef struct ts_tokenizer ts_tokenizer;
 TS_MUST_USE ts_status ts_tokenizer_load(const char *path, ts_tokenizer **out);
+/* The same from a tokenizer.json's text. */
+TS_MUST_USE ts_status ts_tokenizer_parse(const char *text, size_t len, ts_tokenizer **out);
 void ts_tokenizer_destroy(ts_tokenizer *t);
 /* Token ids of any bytes (invalid UTF-8 too), added tokens recognised in the
  * text; add_special puts the post-processor's template around them (BOS).

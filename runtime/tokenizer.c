@@ -158,7 +158,7 @@ static ts_status set_token(ts_tokenizer *t, double idd, const char *bytes, size_
   if (!copy)
     return ts_status_nomem();
   token *tk = &t->tokens[id];
-  if (tk->bytes && !added && !tk->added)
+  if (tk->bytes && added == tk->added) /* (an added token may repeat a vocabulary id) */
     return ts_status_make(TS_ERR_INVALID, "%s: id %zu given twice", where, id);
   if (!tk->bytes || added) {
     tk->bytes = copy;
@@ -460,15 +460,9 @@ static ts_status load_doc(ts_tokenizer *t, const ts_json *root) {
   return load_post(t, ts_json_get(root, "post_processor"));
 }
 
-ts_status ts_tokenizer_load(const char *path, ts_tokenizer **out) {
-  char *text;
-  size_t len;
-  TS_TRY(ts_file_read(ts_allocator_system(), path, &text, &len));
+ts_status ts_tokenizer_parse(const char *text, size_t len, ts_tokenizer **out) {
   ts_json_doc doc;
-  ts_status s = ts_json_parse(text, len, &doc);
-  ts_release(ts_allocator_system(), text, len + 1);
-  if (s)
-    return ts_status_annotate(s, "%s", path);
+  TS_TRY(ts_json_parse(text, len, &doc));
   ts_tokenizer *t = calloc(1, sizeof *t);
   if (!t) {
     ts_json_doc_deinit(&doc);
@@ -476,21 +470,25 @@ ts_status ts_tokenizer_load(const char *path, ts_tokenizer **out) {
   }
   ts_arena_init(&t->arena, ts_allocator_system());
   ts_map_init(&t->vocab, ts_allocator_system());
-  s = load_doc(t, doc.root);
-  if (!s) { /* the added tokens' contents live in the document: copy them */
-    for (size_t i = 0; i < t->added_count && !s; i++) {
-      t->added[i].content = t->tokens[t->added[i].id].bytes;
-      if (t->tokens[t->added[i].id].len != t->added[i].len)
-        s = ts_status_make(TS_ERR_INVALID, "added_tokens: id %d given twice", t->added[i].id);
-    }
-  }
+  ts_status s = load_doc(t, doc.root);
+  for (size_t i = 0; !s && i < t->added_count; i++) /* (the document's strings go next) */
+    t->added[i].content = t->tokens[t->added[i].id].bytes;
   ts_json_doc_deinit(&doc);
   if (s) {
     ts_tokenizer_destroy(t);
-    return ts_status_annotate(s, "%s", path);
+    return s;
   }
   *out = t;
   return NULL;
+}
+
+ts_status ts_tokenizer_load(const char *path, ts_tokenizer **out) {
+  char *text;
+  size_t len;
+  TS_TRY(ts_file_read(ts_allocator_system(), path, &text, &len));
+  ts_status s = ts_tokenizer_parse(text, len, out);
+  ts_release(ts_allocator_system(), text, len + 1);
+  return s ? ts_status_annotate(s, "%s", path) : NULL;
 }
 
 void ts_tokenizer_destroy(ts_tokenizer *t) {

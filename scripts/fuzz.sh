@@ -2,9 +2,9 @@
 # fuzz.sh BUILD_DIR SECONDS - builds the libFuzzer target over the front end
 # with clang (-fsanitize=fuzzer,address,undefined) and runs it (seed 1,
 # TS_FUZZ_RUNS inputs, at most SECONDS) with the seed corpus from kernels/
-# and tests/; then the one over base/'s JSON reader and regex matcher (what
-# a tokenizer.json feeds; tests/fuzz/text_corpus) the same way. A crash
-# leaves its input in BUILD_DIR and exits non-zero.
+# and tests/; then the one over what a tokenizer.json feeds (base/'s JSON
+# reader and regex matcher, runtime/tokenizer.c; tests/fuzz/text_corpus)
+# the same way. A crash leaves its input in BUILD_DIR and exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-build-fuzz}
@@ -26,13 +26,13 @@ for f in tests/golden/*/*.tile; do cp -f "$f" "$dir/corpus/golden_$(basename "$(
   -artifact_prefix="$dir/" -print_final_stats=1 "$dir/corpus" 2>&1 | tail -n 15
 
 text_bin=$dir/fuzz_text
-newest=$(ls -t base/*.c base/*.h base/*.def tests/fuzz/fuzz_text.c | head -n 1)
+newest=$(ls -t base/*.c base/*.h base/*.def runtime/tokenizer.c tests/fuzz/fuzz_text.c | head -n 1)
 if [[ ! -x $text_bin || $newest -nt $text_bin ]]; then
   clang -std=c11 -O1 -g -I. -fsanitize=fuzzer,address,undefined \
-    -fno-sanitize-recover=all base/*.c tests/fuzz/fuzz_text.c -lm -o "$text_bin"
+    -fno-sanitize-recover=all base/*.c runtime/tokenizer.c tests/fuzz/fuzz_text.c -lm -o "$text_bin"
 fi
 mkdir -p "$dir/text_corpus"
 cp -f tests/fuzz/text_corpus/* "$dir/text_corpus/"
 "$text_bin" -seed=1 -runs="${TS_FUZZ_RUNS:-15000}" -max_total_time="$seconds" \
-  -max_len=1024 -timeout=10 -rss_limit_mb=2048 \
+  -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
   -artifact_prefix="$dir/" -print_final_stats=1 "$dir/text_corpus" 2>&1 | tail -n 15
