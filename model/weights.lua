@@ -91,6 +91,18 @@ function M.fp8_in_checkpoint(name)
     name:match("%.[eh]_proj%.weight$") or name:match("%.shared_experts%.w[123]%.weight$")
 end
 
+-- Whether the released checkpoints hold weight `name` in F32: the attention
+-- sinks, the compressors' (and the indexer's compressor's) positional
+-- biases `ape`, the router's bias and every mHC tensor (hc_attn_*, hc_ffn_*,
+-- hc_head_*). The model's other f32 tensors (the compressors' projections
+-- and norms, the norms, head) are BF16 there; validate accepts both.
+-- (The tensor listing of a V4-Flash download shows exactly these:
+-- tests/lua/release_names.lua.)
+function M.f32_in_checkpoint(name)
+  return name:match("%.attn_sink$") ~= nil or name:match("compressor%.ape$") ~= nil or
+    name:match("%.gate%.bias$") ~= nil or name:match("^hc_") ~= nil or name:match("%.hc_") ~= nil
+end
+
 -- Whether `name` is a routed expert's matrix (FP4 in the instruct
 -- checkpoints, FP8 in the Base ones).
 function M.routed_expert(name)

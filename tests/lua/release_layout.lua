@@ -1,8 +1,9 @@
 -- release_layout.lua - a model folder laid out as DeepSeek's released
 -- checkpoints are (model/checkpoint.lua): shards named by
 -- model.safetensors.index.json, the config at inference/config.json beside
--- a HuggingFace-style config.json, the f32 modules' weights stored in BF16
--- (compressors, norms, ape, attn_sink, head; V4-SPEC 1.11), tid2eid as
+-- a HuggingFace-style config.json, the f32 modules the release does not
+-- keep in F32 stored in BF16 (compressors' projections and norms, norms,
+-- head: weights.f32_in_checkpoint), tid2eid as
 -- i64, FP8 linears and FP4 experts with F8_E8M0 scales. V4.load(folder)
 -- gives the logits of the same values in one file, bit for bit (a prefill
 -- and decode steps). A shard missing, a tensor not in the shard the index
@@ -23,7 +24,7 @@ local cfg = json.read(dir .. "/config.json")
 local listed = {}
 for _, w in ipairs(weights.list(cfg)) do listed[w[1]] = w[2] end
 local function bf16_module(name)
-  return listed[name] == "f32" and not name:match("hc_") and not name:match("gate%.bias$")
+  return listed[name] == "f32" and not weights.f32_in_checkpoint(name)
 end
 
 -- 1. one file of the golden weights with those rounded to bf16 (as f32),
