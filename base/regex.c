@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum kind { N_CHAR, N_CLASS, N_ANY, N_ALT, N_REPEAT, N_LOOK, N_BOL, N_EOL } kind;
+/* N_SET: alternatives that are each one character ((?:\p{L}|\p{M}|x)),
+ * matched as one character, so that a repeat of them loops, not recurses */
+typedef enum kind { N_CHAR, N_CLASS, N_ANY, N_SET, N_ALT, N_REPEAT, N_LOOK, N_BOL, N_EOL } kind;
 typedef enum item_kind { I_RANGE, I_CATS, I_SPACE, I_WORD } item_kind;
 
 typedef struct item {
@@ -34,7 +36,7 @@ struct node {
   uint32_t cp;                 /* N_CHAR */
   item *items;                 /* N_CLASS */
   size_t item_count;
-  node **alts;                 /* N_ALT: sequence heads (NULL: empty) */
+  node **alts;                 /* N_ALT: sequence heads (NULL: empty); N_SET: nodes */
   size_t alt_count;
   node *child;                 /* N_REPEAT, N_LOOK: a sequence head */
   uint32_t min, max;           /* N_REPEAT */
@@ -55,7 +57,9 @@ struct ts_regex {
   node *root;
 };
 
-enum { MAX_ITEMS = 256, MAX_DEPTH = 200, MATCH_DEPTH = 10000 };
+enum { MAX_ITEMS = 256, MAX_DEPTH = 64, MATCH_DEPTH = 10000 };
+
+static bool one_char(kind k) { return k == N_CHAR || k == N_CLASS || k == N_ANY || k == N_SET; }
 
 /* ---- compiling -------------------------------------------------------------- */
 
@@ -458,7 +462,10 @@ static node *parse_alt(parser *ps, bool icase) {
     ps->p++;
   }
   ps->depth--;
-  node *n = new_node(ps, N_ALT, false);
+  bool set = count > 1;
+  for (size_t i = 0; i < count && set; i++)
+    set = branches[i] && !branches[i]->next && one_char(branches[i]->kind);
+  node *n = new_node(ps, set ? N_SET : N_ALT, false);
   if (!n)
     return NULL;
   n->alts = ts_arena_alloc(ps->arena, count * sizeof *branches);
@@ -477,7 +484,7 @@ static bool test_one(const node *n, uint32_t c);
  * is ASCII, and a class's items are otherwise tried one by one). */
 static void fill_ascii(node *n) {
   for (; n; n = n->next) {
-    if (n->kind == N_CHAR || n->kind == N_CLASS || n->kind == N_ANY) {
+    if (one_char(n->kind)) {
       for (uint32_t c = 0; c < 128; c++)
         if (test_one(n, c))
           n->ascii[c >> 6] |= 1ull << (c & 63);
@@ -514,6 +521,7 @@ static void first_of(const node *n, first *f) {
   case N_CHAR:
   case N_CLASS:
   case N_ANY:
+  case N_SET:
     f->ascii[0] = n->ascii[0];
     f->ascii[1] = n->ascii[1];
     f->other = n->kind != N_CHAR || n->cp >= 128;
@@ -626,6 +634,12 @@ static bool test_one(const node *n, uint32_t c) {
     return n->icase ? fold(c) == fold(n->cp) : c == n->cp;
   if (n->kind == N_ANY)
     return c != '\n';
+  if (n->kind == N_SET) {
+    for (size_t i = 0; i < n->alt_count; i++)
+      if (test_one(n->alts[i], c))
+        return true;
+    return false;
+  }
   bool in = false;
   for (size_t i = 0; i < n->item_count && !in; i++)
     in = test_item(&n->items[i], c, n->icase);
@@ -633,7 +647,7 @@ static bool test_one(const node *n, uint32_t c) {
 }
 
 static bool single_char(const node *n) {
-  return n && !n->next && (n->kind == N_CHAR || n->kind == N_CLASS || n->kind == N_ANY);
+  return n && !n->next && one_char(n->kind);
 }
 
 /* What is left to match after a node's sequence ends: the rest of an
@@ -720,7 +734,7 @@ static bool match(mctx *c, const node *nd, size_t pos, const frame *k, size_t *e
       k = k->up;
       continue;
     }
-    if (nd->kind == N_CHAR || nd->kind == N_CLASS || nd->kind == N_ANY) {
+    if (one_char(nd->kind)) {
       if (pos >= c->n || !test_one(nd, c->s[pos]))
         break;
       pos++;

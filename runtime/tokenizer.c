@@ -122,8 +122,9 @@ static void pair_put(ts_tokenizer *t, int32_t a, int32_t b, uint32_t rank, int32
 
 /* ---- loading ------------------------------------------------------------------------ */
 
-static ts_status bad(const char *part, const char *fmt, const char *what) {
-  return ts_status_make(TS_ERR_INVALID, "%s: %s", part, what ? what : fmt);
+/* "part: what is wrong" */
+static ts_status bad(const char *part, const char *what) {
+  return ts_status_make(TS_ERR_INVALID, "%s: %s", part, what);
 }
 
 static const char *str_of(const ts_json *obj, const char *key) {
@@ -171,7 +172,7 @@ static ts_status set_token(ts_tokenizer *t, double idd, const char *bytes, size_
 
 static ts_status load_model(ts_tokenizer *t, const ts_json *model) {
   if (!model || model->kind != TS_JSON_OBJECT)
-    return bad("model", "missing", NULL);
+    return bad("model", "missing");
   const char *type = str_of(model, "type");
   if (type && strcmp(type, "BPE"))
     return ts_status_make(TS_ERR_UNSUPPORTED, "model: type '%s' (only BPE is supported)", type);
@@ -186,7 +187,7 @@ static ts_status load_model(ts_tokenizer *t, const ts_json *model) {
   t->ignore_merges = flag_of(model, "ignore_merges");
   const ts_json *vocab = ts_json_get(model, "vocab");
   if (!vocab || vocab->kind != TS_JSON_OBJECT)
-    return bad("model.vocab", "missing or not an object", NULL);
+    return bad("model.vocab", "missing or not an object");
   for (int b = 0; b < 256; b++)
     t->byte_ids[b] = -1;
   char *buf = malloc(1024);
@@ -231,7 +232,7 @@ static ts_status load_model(ts_tokenizer *t, const ts_json *model) {
                          b);
   const ts_json *merges = ts_json_get(model, "merges");
   if (!s && merges && merges->kind != TS_JSON_ARRAY)
-    s = bad("model.merges", "not an array", NULL);
+    s = bad("model.merges", "not an array");
   size_t count = merges && !s ? merges->count : 0;
   if (count) {
     t->pair_cap = 16;
@@ -296,7 +297,7 @@ static ts_status load_added(ts_tokenizer *t, const ts_json *list) {
   if (is_null(list))
     return NULL;
   if (list->kind != TS_JSON_ARRAY)
-    return bad("added_tokens", "not an array", NULL);
+    return bad("added_tokens", "not an array");
   t->added = ts_arena_alloc(&t->arena, (list->count ? list->count : 1) * sizeof *t->added);
   if (!t->added)
     return ts_status_nomem();
@@ -411,20 +412,20 @@ static ts_status load_post(ts_tokenizer *t, const ts_json *p) {
                           type ? type : "(none)");
   const ts_json *single = ts_json_get(p, "single"), *special = ts_json_get(p, "special_tokens");
   if (!single || single->kind != TS_JSON_ARRAY)
-    return bad("post_processor", "a template without 'single'", NULL);
+    return bad("post_processor", "a template without 'single'");
   bool seen_text = false;
   for (size_t i = 0; i < single->count; i++) {
     const ts_json *piece = &single->items[i];
     const ts_json *sp = ts_json_get(piece, "SpecialToken");
     if (ts_json_get(piece, "Sequence")) {
       if (seen_text)
-        return bad("post_processor", "two sequences in 'single'", NULL);
+        return bad("post_processor", "two sequences in 'single'");
       seen_text = true;
     } else if (str_of(sp, "id")) {
       TS_TRY(template_ids(special, str_of(sp, "id"), seen_text ? t->suffix : t->prefix,
                           seen_text ? &t->suffix_count : &t->prefix_count));
     } else {
-      return bad("post_processor", "a 'single' entry neither SpecialToken nor Sequence", NULL);
+      return bad("post_processor", "a 'single' entry neither SpecialToken nor Sequence");
     }
   }
   return NULL;
@@ -432,7 +433,7 @@ static ts_status load_post(ts_tokenizer *t, const ts_json *p) {
 
 static ts_status load_doc(ts_tokenizer *t, const ts_json *root) {
   if (root->kind != TS_JSON_OBJECT)
-    return bad("tokenizer", "not a JSON object", NULL);
+    return bad("tokenizer", "not a JSON object");
   const ts_json *norm = ts_json_get(root, "normalizer");
   if (!is_null(norm)) {
     const char *type = str_of(norm, "type");

@@ -121,6 +121,9 @@ static void test_regex(void) {
   FIND("(a|b)*c", "abbac", "0-5");
   FIND("(a*)*b", "aaab", "0-4");             /* an empty iteration ends the loop */
   FIND("(?:)", "x", "0-0");
+  FIND("(?:a|[0-9]|\\p{Lu})+", "-a1Bc", "1-4");  /* one-character branches as a set */
+  FIND("x|y", "zzy", "2-3");
+  FIND("(?:a|bc)+", "abcab", "0-4");
   FIND("\\p{Lu}\\p{Ll}", "aBc", "1-3");
   FIND("\\P{L}", "ab1", "2-3");
   FIND("\\p{^L}", "ab1", "2-3");
@@ -151,6 +154,9 @@ static void test_regex(void) {
   CHECK(ts_regex_find(r, cps, N, 0, &found, &a, &b) == NULL && found && a == 0 && b == N);
   ts_regex_destroy(r);
   CHECK(ts_regex_compile("(?: )+", 6, &r) == NULL); /* one character a turn: a loop too */
+  CHECK(ts_regex_find(r, cps, N, 0, &found, &a, &b) == NULL && found && b == N);
+  ts_regex_destroy(r);
+  CHECK(ts_regex_compile("(?:\\p{L}|\\p{M}| )+", 18, &r) == NULL); /* one-character branches */
   CHECK(ts_regex_find(r, cps, N, 0, &found, &a, &b) == NULL && found && b == N);
   ts_regex_destroy(r);
   CHECK(ts_regex_compile("(?:ab|  )+", 10, &r) == NULL);
