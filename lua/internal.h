@@ -4,6 +4,7 @@
 
 #include "runtime/runtime.h"
 
+#include <lauxlib.h>
 #include <lua.h>
 
 /* The device at stack index i, or the default device when it is nil. */
@@ -16,6 +17,12 @@ size_t ts_lua_defines(lua_State *L, int t, int keep, ts_define *defs,
 int ts_lua_tune(lua_State *L);
 int ts_lua_tuned(lua_State *L);
 
+/* Raises the status as a Lua error (frees it first). (module.c) */
+int ts_lua_fail(lua_State *L, ts_status st);
+/* A userdata metatable: the methods as __index, gc as __gc and __close,
+ * tostring as __tostring when given. (module.c) */
+void ts_lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                      lua_CFunction gc, lua_CFunction tostring);
 /* Adds ts.tokenizer to the module table on the stack top (tokenizer.c). */
 void ts_lua_open_tokenizer(lua_State *L);
 

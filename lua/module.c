@@ -22,7 +22,7 @@
 #define FILE_MT "tessera.File"
 
 /* Raises the status as a Lua error (frees it first). */
-static int fail(lua_State *L, ts_status st) {
+int ts_lua_fail(lua_State *L, ts_status st) {
   lua_pushstring(L, ts_status_message(st));
   ts_status_free(st);
   return lua_error(L);
@@ -75,7 +75,7 @@ static int push_cpu_device(lua_State *L, bool gpusim) {
   ts_status st =
       gpusim ? ts_device_create_gpusim(&d) : ts_device_create_cpu(0, &d);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   *box = d;
   return 1;
 }
@@ -90,7 +90,7 @@ static int l_device(lua_State *L) {
     void **box = new_box(L, DEVICE_MT);
     ts_status st = ts_device_create_cuda(ordinal, (ts_device **)box);
     if (st)
-      return fail(L, st);
+      return ts_lua_fail(L, st);
     return 1;
   }
   return luaL_argerror(L, 1, "'cpu', 'cuda' or 'gpusim'");
@@ -197,7 +197,7 @@ static ts_tensor *host_tensor(lua_State *L, ts_tensor *t) {
   void **box = new_box(L, TENSOR_MT);
   ts_status st = ts_tensor_copy(t, h, (ts_tensor **)box);
   if (st)
-    fail(L, st);
+    ts_lua_fail(L, st);
   gc_account(L, box);
   return *box;
 }
@@ -209,7 +209,7 @@ static void fill_from_table(lua_State *L, int i, ts_tensor *t) {
     fill_from_table(L, i, h);
     ts_status st = ts_tensor_write(t, ts_tensor_data(h), ts_tensor_size(h));
     if (st)
-      fail(L, st);
+      ts_lua_fail(L, st);
     lua_pop(L, 1);
     return;
   }
@@ -240,7 +240,7 @@ static int l_tensor(lua_State *L) {
   ts_tensor *t;
   ts_status st = ts_tensor_create(d, dt, rank, shape, &t);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   *box = t;
   gc_account(L, box);
   if (!lua_isnoneornil(L, 3))
@@ -313,7 +313,7 @@ static int tensor_assign(lua_State *L) {
   ts_tensor *d = check_tensor(L, 1), *src = check_tensor(L, 2);
   ts_status st = ts_tensor_assign(d, src);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   lua_settop(L, 1);
   return 1;
 }
@@ -329,7 +329,7 @@ static int tensor_slice(lua_State *L) {
   ts_tensor *v;
   ts_status st = ts_tensor_slice(t, (uint32_t)dim, start, len, &v);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   *box = v;
   return 1;
 }
@@ -343,7 +343,7 @@ static int tensor_reshape(lua_State *L) {
   ts_tensor *v;
   ts_status st = ts_tensor_reshape(t, rank, shape, &v);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   *box = v;
   return 1;
 }
@@ -371,7 +371,7 @@ static int cast_to(lua_State *L, ts_tensor *t, ts_dtype dt, ts_device *d) {
     void **box = new_box(L, TENSOR_MT);
     ts_status st = ts_tensor_copy(h, d, (ts_tensor **)box);
     if (st)
-      return fail(L, st);
+      return ts_lua_fail(L, st);
     gc_account(L, box);
     return keep_result(L, top);
   }
@@ -383,7 +383,7 @@ static int cast_to(lua_State *L, ts_tensor *t, ts_dtype dt, ts_device *d) {
   ts_tensor *c;
   ts_status st = ts_tensor_create(d, dt, ts_tensor_rank(t), shape, &c);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   *box = c;
   gc_account(L, box);
   for (int64_t i = 0; i < ts_tensor_count(t); i++)
@@ -583,7 +583,7 @@ static int kernel_launch(lua_State *L) {
   ts_status st = has_grid ? ts_kernel_launch_grid(k, args, (size_t)n, grid)
                           : ts_kernel_launch(k, args, (size_t)n);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   return 0;
 }
 
@@ -596,7 +596,7 @@ static int l_load(lua_State *L) {
   ts_safetensors *f;
   ts_status st = ts_safetensors_open(path, &f);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   *box = f;
   return 1;
 }
@@ -633,11 +633,11 @@ static int file_get(lua_State *L) {
   ts_tensor *t;
   ts_status st = ts_tensor_create(d, s->dtype, s->rank, s->shape, &t);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   *box = t;
   gc_account(L, box);
   if ((st = ts_tensor_write(t, s->data, s->size)))
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   return 1;
 }
 
@@ -660,7 +660,7 @@ static int file_read_into(lua_State *L) {
                       ts_dtype_name(ts_tensor_dtype(t)), (lua_Integer)ts_tensor_count(t));
   ts_status st = ts_tensor_write(t, s->data, s->size);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   return 0;
 }
 
@@ -816,7 +816,7 @@ static int l_save(lua_State *L) {
   ts_buf_deinit(&h);
   ts_buf_deinit(&all);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   return 0;
 }
 
@@ -865,7 +865,7 @@ static int l_check(lua_State *L) {
   size_t len;
   ts_status st = ts_file_read(a, path, &text, &len);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   ts_diags d;
   ts_diags_init(&d, a);
   ts_compile_options opt = {
@@ -886,7 +886,7 @@ static int l_check(lua_State *L) {
   return 2;
 }
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+void ts_lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
                       lua_CFunction gc, lua_CFunction tostring) {
   luaL_newmetatable(L, name);
   lua_newtable(L);
@@ -925,10 +925,10 @@ int luaopen_tessera(lua_State *L) {
                                           {"meta", file_meta},
                                           {"close", file_gc},
                                           {NULL, NULL}};
-  new_class(L, DEVICE_MT, device_methods, device_gc, NULL);
-  new_class(L, TENSOR_MT, tensor_methods, tensor_gc, tensor_tostring);
-  new_class(L, KERNEL_MT, kernel_methods, kernel_gc, NULL);
-  new_class(L, FILE_MT, file_methods, file_gc, NULL);
+  ts_lua_new_class(L, DEVICE_MT, device_methods, device_gc, NULL);
+  ts_lua_new_class(L, TENSOR_MT, tensor_methods, tensor_gc, tensor_tostring);
+  ts_lua_new_class(L, KERNEL_MT, kernel_methods, kernel_gc, NULL);
+  ts_lua_new_class(L, FILE_MT, file_methods, file_gc, NULL);
   static const luaL_Reg fns[] = {{"check", l_check},
                                  {"device", l_device},
                                  {"default_device", l_default_device},

@@ -11,12 +11,6 @@
 
 #define TOKENIZER_MT "tessera.Tokenizer"
 
-static int fail(lua_State *L, ts_status st) {
-  lua_pushstring(L, ts_status_message(st));
-  ts_status_free(st);
-  return lua_error(L);
-}
-
 static ts_tokenizer *check(lua_State *L) {
   ts_tokenizer **box = luaL_checkudata(L, 1, TOKENIZER_MT);
   if (!*box)
@@ -31,7 +25,7 @@ static int l_tokenizer(lua_State *L) {
   luaL_setmetatable(L, TOKENIZER_MT);
   ts_status st = ts_tokenizer_load(path, box);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   return 1;
 }
 
@@ -50,7 +44,7 @@ static int tok_encode(lua_State *L) {
   size_t n;
   ts_status st = ts_tokenizer_encode(t, text, len, lua_toboolean(L, 3), &ids, &n);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   lua_createtable(L, n < INT32_MAX ? (int)n : 0, 0);
   for (size_t i = 0; i < n; i++) {
     lua_pushinteger(L, ids[i]);
@@ -67,7 +61,7 @@ static int tok_pieces(lua_State *L) {
   size_t *offs, n;
   ts_status st = ts_tokenizer_pieces(t, text, len, &offs, &n);
   if (st)
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   lua_createtable(L, n < INT32_MAX ? (int)n : 0, 0);
   for (size_t i = 0; i < n; i++) {
     lua_pushlstring(L, text + offs[2 * i], offs[2 * i + 1] - offs[2 * i]);
@@ -101,7 +95,7 @@ static int tok_decode(lua_State *L) {
   free(ids);
   if (st) {
     ts_buf_deinit(&b);
-    return fail(L, st);
+    return ts_lua_fail(L, st);
   }
   lua_pushlstring(L, b.ptr ? b.ptr : "", b.len);
   ts_buf_deinit(&b);
@@ -146,15 +140,7 @@ void ts_lua_open_tokenizer(lua_State *L) {
                                      {"pieces", tok_pieces},   {"token", tok_token},
                                      {"id", tok_id},           {"vocab_count", tok_vocab_count},
                                      {"close", tok_gc},        {NULL, NULL}};
-  luaL_newmetatable(L, TOKENIZER_MT);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, tok_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, tok_gc);
-  lua_setfield(L, -2, "__close");
-  lua_pop(L, 1);
+  ts_lua_new_class(L, TOKENIZER_MT, methods, tok_gc, NULL);
   lua_pushcfunction(L, l_tokenizer);
   lua_setfield(L, -2, "tokenizer");
 }

@@ -62,13 +62,7 @@ function M:quant_experts(p, E, fmt)
       local shape = codes:shape()
       if self.quant[p .. "experts.0." .. w] then
         -- the file's codes and scales (ue8m0 bytes decoded)
-        local s = stack(self, p, (w:gsub("weight$", "scale")), E)
-        if s:dtype() == "i8" then
-          local v = O.f32(s:shape())
-          kernel("quant.tile", "ue8m0_scales"):launch{s:reshape{s:numel()}, v:reshape{s:numel()}}
-          s = v
-        end
-        t[2 * m - 1], t[2 * m] = codes, s
+        t[2 * m - 1], t[2 * m] = codes, O.scale_values(stack(self, p, (w:gsub("weight$", "scale")), E))
       else
         local N, K = shape[2], shape[3]
         local q = O.tensor(fmt == "fp4" and "i8" or "fp8e4m3",

@@ -56,6 +56,17 @@ function O.on_device(t)
   return t:copy_to(dev())
 end
 
+-- A checkpoint's scales as f32 on the model's device: F8_E8M0 bytes (read as
+-- i8) decoded by quant.tile ue8m0_scales, the one decoder of them; f32
+-- scales as they are.
+function O.scale_values(t)
+  if t:dtype() ~= "i8" then return t end
+  local b = O.on_device(t)
+  local v = O.f32(b:shape())
+  O.kernel("quant.tile", "ue8m0_scales"):launch{b:reshape{b:numel()}, v:reshape{v:numel()}}
+  return v
+end
+
 -- y = x w^T in f32; on a GPU with O.tf32 and at least 8 rows (a prefill) on
 -- tensor cores in TF32 (linear_tf32), else linear_f32, compiled with W =
 -- bf16 when w is bf16 (the checkpoint's weights as stored: the same bits

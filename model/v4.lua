@@ -115,14 +115,7 @@ end
 -- A quantised weight's scales from the file as f32 values (flat): ue8m0
 -- bytes (F8_E8M0, read as i8) are 2^(byte - 127).
 function M:file_scales(name)
-  local t = self.file:get(weights.scale_name(name))
-  if t:dtype() == "i8" then -- F8_E8M0 bytes: the one decoder the experts' scales use too
-    local b = O.on_device(t)
-    local v = O.f32(b:shape())
-    O.kernel("quant.tile", "ue8m0_scales"):launch{b:reshape{b:numel()}, v:reshape{v:numel()}}
-    t = v
-  end
-  return t:to_table()
+  return O.scale_values(self.file:get(weights.scale_name(name))):to_table()
 end
 
 -- The weight of a linear layer (O.linear): in FP8 when M:is_fp8 (O.fp8_weight:
