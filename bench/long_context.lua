@@ -15,8 +15,6 @@
 -- (--linears fp8: the projections the checkpoint holds in FP8 run as V4's
 -- FP8 linear, model/v4.lua, half the weight bytes of bf16)
 local ts = require "tessera"
-local json = require "model.json"
-local O = require "model.ops"
 
 local opts = {tokens = "131072,524288,1048576", steps = "4", ["dense-max"] = "1048576",
               linears = "f32"}
@@ -34,66 +32,18 @@ local contexts = {}
 for n in opts.tokens:gmatch("%d+") do contexts[#contexts + 1] = math.tointeger(n) end
 local steps, dense_max = math.tointeger(opts.steps), math.tointeger(opts["dense-max"])
 
--- Each launch timed by kernel name. The model's files copy O.kernel when
--- they load, so it is wrapped before they are required. (CPU launches
--- return when the kernel is done.)
-local spent, wrapped = {}, {}
-local compile = O.kernel
-O.kernel = function(file, name, params)
-  local k = compile(file, name, params)
-  if not wrapped[k] then
-    wrapped[k] = {launch = function(_, args)
-      local t0 = ts.clock()
-      k:launch(args)
-      spent[name] = (spent[name] or 0) + ts.clock() - t0
-    end}
-  end
-  return wrapped[k]
-end
-local V4 = require "model.v4"
+-- Each launch timed by kernel name (before the model's files take O.kernel).
+local layers = require "bench.v4_layers"
+local spent = {}
+layers.time_kernels(spent)
 local Cache = require "model.cache"
-local weights = require "model.weights"
 
-local cfg = json.read("model/configs/v4-flash.json")
-cfg.n_layers, cfg.n_mtp_layers, cfg.compress_ratios = 2, 0, {4, 128}
-local dev = ts.device("cpu")
 if opts.linears ~= "f32" and opts.linears ~= "fp8" then
   error("--linears " .. opts.linears .. ": f32 or fp8", 0)
 end
-local model = setmetatable({cfg = cfg, w = {}, kv_format = "fp8", tf32 = false, dev = dev,
-                            linears = opts.linears, experts = "bf16", quant = {}},
-                           {__index = V4})
-O.use(dev, false)
+local dev = ts.device("cpu")
+local model, cfg, random = layers.model({4, 128}, dev, {linears = opts.linears})
 local c, rd, W, DI = cfg.head_dim, cfg.rope_head_dim, cfg.window_size, cfg.index_head_dim
-
--- random values in [-scale, scale) into a new f32 tensor (bench/gpu.tile)
-local rand = ts.kernel("bench/gpu.tile", "rand_f32", {}, dev)
-local seed = 0
-local function random(shape, scale)
-  local t, n = O.f32(shape), 1
-  for _, s in ipairs(shape) do n = n * s end
-  seed = seed + 1
-  rand:launch{t:reshape{n}, seed, scale}
-  return t
-end
-
--- the attention weights of both layers, as model/init.lua makes them
-for _, w in ipairs(weights.list(cfg)) do
-  local name, shape = w[1], w[3]
-  if name:find("^layers%.%d%.attn%.") then
-    if name:find("norm%.weight$") then
-      local ones = {}
-      for k = 1, shape[1] do ones[k] = 1.0 end
-      model.w[name] = O.tensor("f32", shape, ones)
-    elseif name:find("attn_sink$") then
-      model.w[name] = random(shape, 0.05)
-    else
-      model.w[name] = random(shape, name:find("ape$") and 0.1 or shape[#shape] ^ -0.5)
-      -- a linear layer's weight as the checkpoint stores it (M:lweight)
-      model.w["raw:" .. name] = w[2] == "bf16" and model.w[name]:cast("bf16") or model.w[name]
-    end
-  end
-end
 
 -- rows of random entries into a cache, a chunk at a time
 local function fill(cache, rows)

@@ -10,6 +10,31 @@ local Cache = require "model.cache"
 
 return function(M)
 
+-- Whether the attention of a prefill of T tokens runs on tensor cores with
+-- bf16 queries and KV rows (sparse_attn_tc, hca_attn_tc; the softmax and
+-- the sums in f32, the output rounded to bf16, as the reference's bf16
+-- kernels), for 8 tokens or more (a decode step keeps the f32 split
+-- kernels): by default on a GPU whose tensor cores take them
+-- (O.attn_tensor_cores) unless the model was loaded with tf32 = false;
+-- the option attention = "f32" turns them off, "bf16" on, on any device
+-- (the CPU runs the same kernels: tests/lua/bf16_attention.lua). In the
+-- "fp8" cache format the KV rows are exact in bf16 (e4m3 values times a
+-- power of two, rope dims bf16), so only the queries round.
+function M:bf16_attention(T)
+  if T < 8 then return false end
+  local a = self.attn_dtype
+  if a == nil then return self.tf32 and O.attn_tensor_cores() end
+  return a == "bf16"
+end
+
+-- The tensor-core attention kernels' params at this model's width: NH
+-- heads as the GEMMs' M, all DC output dims a block on two warpgroups.
+function M:tc_params()
+  local c, H = self.cfg.head_dim, self.cfg.n_heads
+  self.tc_attn = self.tc_attn or {NH = H, DC = c, CH = math.min(c, 512), SCALE = c ^ -0.5}
+  return self.tc_attn
+end
+
 -- Attention of layer L on its input x [T, d]; returns [T, d] and what it
 -- made (for the golden comparisons).
 function M:attention(L, x, pos)
@@ -62,21 +87,40 @@ function M:attention(L, x, pos)
     sel = O.topk(scores, len, cfg.index_topk)
     made.topk = sel
   end
-  local o = f32{T, H, c}
+  local o
   if ratio == 128 then
     -- HCA: the window gathered from kv, then the complete compressed
     -- entries read in place (hca_attn.tile)
     local nc = {}
     for t = 0, T - 1 do nc[t + 1] = math.min((t + 1) // ratio, N) end
-    self:hca_attend(L, q, kvs, self:index_lists(T, W), comps or f32{0, c},
-                    O.tensor("i32", {T}, nc), o)
+    local win, ncomp = self:index_lists(T, W), O.tensor("i32", {T}, nc)
+    comps = comps or f32{0, c}
+    if self:bf16_attention(T) then
+      local o16 = O.tensor("bf16", {T, H, c})
+      kernel("hca_attn.tile", "hca_attn_tc", self:tc_params()):launch{
+        O.convert(q, "bf16"), O.convert(kvs, "bf16"), win, O.convert(comps, "bf16"), ncomp,
+        self:weight(p .. "attn_sink"), o16}
+      o = O.convert(o16, "f32")
+    else
+      o = f32{T, H, c}
+      self:hca_attend(L, q, kvs, win, comps, ncomp, o)
+    end
     return self:attention_out(L, o, tab, pos, T), made
   end
   -- index lists: the window (token t and the W - 1 before it), then the
   -- selected (CSA) compressed entries, -1 padded
   local K = W + (ratio == 4 and cfg.index_topk or 0)
-  kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5, NH = H, DC = c})
-    :launch{q, list, self:index_lists(T, K, sel), self:weight(p .. "attn_sink"), o}
+  local idx, sink = self:index_lists(T, K, sel), self:weight(p .. "attn_sink")
+  if self:bf16_attention(T) then
+    local o16 = O.tensor("bf16", {T, H, c})
+    kernel("sparse_attn.tile", "sparse_attn_tc", self:tc_params())
+      :launch{O.convert(q, "bf16"), O.convert(list, "bf16"), idx, sink, o16}
+    o = O.convert(o16, "f32")
+  else
+    o = f32{T, H, c}
+    kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5, NH = H, DC = c})
+      :launch{q, list, idx, sink, o}
+  end
   return self:attention_out(L, o, tab, pos, T), made
 end
 

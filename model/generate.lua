@@ -4,7 +4,7 @@
 --       DeepSeek's released layout too: model/checkpoint.lua)
 --       [--prompt TEXT] [--tokens N] [--temperature T] [--top-p P] [--seed S]
 --       [--kv fp8|f32] [--linears f32|fp8] [--experts bf16|fp8|fp4]
---       [--device cpu|cuda|gpusim] [--tokenizer FILE|FOLDER]
+--       [--device cpu|cuda|gpusim] [--attention bf16|f32] [--tokenizer FILE|FOLDER]
 --       [--chat chat|thinking [--system TEXT]]
 -- Tokens from the model folder's tokenizer.json (or --tokenizer's; BOS from
 -- its template or tokenizer_config.json, generation stops at its EOS:
@@ -20,7 +20,9 @@
 -- simulations on, as released); --kv f32 is the exact-math model.
 -- --linears fp8 runs the linears the checkpoint holds in FP8 as V4's FP8
 -- linear, --experts fp4 (fp8) the routed experts as its instruct (Base)
--- checkpoints hold them (model/v4.lua).
+-- checkpoints hold them (model/v4.lua). --attention picks the prefill
+-- attention's precision (by default bf16 on tensor cores on a GPU that has
+-- them, f32 elsewhere: model/attention.lua).
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
@@ -36,7 +38,8 @@ while i <= #arg do
   if not k or arg[i + 1] == nil then
     error("usage: generate.lua --config NAME | --model FOLDER [--weights F] [--prompt T] " ..
           "[--tokens N] [--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
-          "[--experts bf16|fp8|fp4] [--device D] [--tokenizer F] [--chat chat|thinking] [--system T]", 0)
+          "[--experts bf16|fp8|fp4] [--device D] [--attention bf16|f32] [--tokenizer F] " ..
+          "[--chat chat|thinking] [--system T]", 0)
   end
   opts[k] = arg[i + 1]
   i = i + 2
@@ -60,9 +63,12 @@ if opts.linears ~= "fp8" and opts.linears ~= "f32" then error("--linears: f32 or
 if opts.experts ~= "bf16" and opts.experts ~= "fp8" and opts.experts ~= "fp4" then
   error("--experts: bf16, fp8 or fp4", 0)
 end
+if opts.attention and opts.attention ~= "bf16" and opts.attention ~= "f32" then
+  error("--attention: bf16 or f32", 0)
+end
 local device = ts.device(opts.device)
 local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
-                                     experts = opts.experts})
+                                     experts = opts.experts, attention = opts.attention})
 
 -- tokens
 local tk = tokenizer.open(opts.tokenizer or opts.model, cfg.vocab_size)

@@ -265,6 +265,34 @@ function O.on_gpu() return dev():name() ~= "cpu" end
 -- linears' and the quantised experts' prefill take their tensor-core forms.
 function O.fp8_tensor_cores() return dev():arch() == "sm_90a" end
 
+-- Whether that GPU's tensor cores take the attention kernels' bf16 forms
+-- (sparse_attn_tc, hca_attn_tc; model/attention.lua): sm_90a (wgmma) and
+-- sm_80 (mma.sync), whose shared memory holds their tiles at V4 width
+-- (135 and 143 KiB); an sm_86's 99 KiB does not.
+function O.attn_tensor_cores()
+  local a = dev():arch()
+  return a == "sm_90a" or a == "sm_80"
+end
+
+-- x [..., D] as a new tensor of dtype dt on the model's device (rounding to
+-- nearest even into bf16), converted there (embed.tile convert_rows).
+local convert_params = {}
+function O.convert(x, dt)
+  local sh, from = x:shape(), x:dtype()
+  local y = O.tensor(dt, sh)
+  local D = sh[#sh]
+  if x:numel() == 0 then return y end
+  local key = from .. ">" .. dt
+  local p = convert_params[key]
+  if not p then
+    p = {XT = from, YT = dt}
+    convert_params[key] = p
+  end
+  local rows = x:numel() // D
+  O.kernel("embed.tile", "convert_rows", p):launch{x:reshape{rows, D}, y:reshape{rows, D}}
+  return y
+end
+
 -- The slices of a split-K reduction whose grid has `tiles` blocks a slice,
 -- at most `most`: about two blocks an SM of an H100 (132) on a GPU, so that
 -- a decode step's few tokens fill it; one on the CPU, whose blocks gain

@@ -33,7 +33,12 @@
 -- format whatever the options. On a GPU the mHC logits' GEMMs and the
 -- linears of prefill-sized inputs take their operands in TF32 on tensor
 -- cores (as DeepSeek's production mHC kernel does) unless opts.tf32 is
--- false (then f32, the CPU's numbers). The concepts live in their own files
+-- false (then f32, the CPU's numbers), and on a GPU whose tensor cores the
+-- attention kernels fit (sm_80, sm_90a) a prefill's sparse and HCA
+-- attention take bf16 queries and KV rows (sparse_attn_tc, hca_attn_tc, as
+-- the reference's bf16 kernels do) unless tf32 is false or opts.attention
+-- is "f32"; attention = "bf16" asks for them on any device, the CPU too.
+-- The concepts live in their own files
 -- (rope, compressor, attention, moe, mhc, mtp), installed as methods at the
 -- end.
 -- Run from the source root.
@@ -57,7 +62,8 @@ function M.load(dir, weights_path, opts)
   opts = opts or {}
   local self = {cfg = cfg, file = checkpoint.open(weights_path or dir),
                 w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
-                linears = opts.linears or "f32", experts = opts.experts or "bf16"}
+                linears = opts.linears or "f32", experts = opts.experts or "bf16",
+                attn_dtype = opts.attention}
   local d = opts.device or ts.default_device()
   self.dev = type(d) == "string" and ts.device(d) or d
   if self.kv_format ~= "f32" and self.kv_format ~= "fp8" then
@@ -65,6 +71,9 @@ function M.load(dir, weights_path, opts)
   end
   if self.linears ~= "f32" and self.linears ~= "fp8" then
     error("linears '" .. tostring(self.linears) .. "': 'f32' or 'fp8'", 2)
+  end
+  if self.attn_dtype ~= nil and self.attn_dtype ~= "bf16" and self.attn_dtype ~= "f32" then
+    error("attention '" .. tostring(self.attn_dtype) .. "': 'bf16' or 'f32'", 2)
   end
   if self.experts ~= "bf16" and self.experts ~= "fp4" and self.experts ~= "fp8" then
     error("experts '" .. tostring(self.experts) .. "': 'bf16', 'fp8' or 'fp4'", 2)

@@ -15,6 +15,9 @@
 #     (scripts/misses.awk);
 #   - cold compile time of every kernel (bench/compile_time, this machine's
 #     CPU);
+#   - the model's prefill of one V4-Flash-width attention layer (window, CSA,
+#     HCA) with f32 attention against bf16 on tensor cores, the same run
+#     (bench/prefill_attention.lua at 1024 and 4096 tokens);
 #   - the numerics suites on the GPU with each lowering (ctest cuda/*,
 #     cuda-c/*: MLIR's PTX, and the CUDA C through NVRTC), which is the
 #     differential test of the two;
@@ -153,6 +156,14 @@ report() {
     echo
     echo "$sass"
     echo
+    echo "## The model's prefill attention: f32 against bf16 on tensor cores (bench/prefill_attention.lua)"
+    echo
+    if [[ -f $log/prefill ]]; then
+      grep -E '^(#|\||random|attention|merge|outputs)' "$log/prefill" || tail -n 20 "$log/prefill"
+    else
+      echo "(not run yet)"
+    fi
+    echo
     echo "## Cold compile time (bench/compile_time)"
     echo
     cat "$log/compile" 2>/dev/null || echo "(not run yet)"
@@ -201,6 +212,9 @@ if command -v cuobjdump >/dev/null 2>&1; then
 fi
 stage 120 "$log/compile" build/bench/compile_time
 tail -n 3 "$log/compile"
+report
+stage 180 "$log/prefill" build/tessera run bench/prefill_attention.lua --device cuda --tokens 1024,4096
+tail -n 4 "$log/prefill"
 report
 stage "${TS_CTEST_SECONDS:-240}" "$log/ctest" ctest --test-dir build -R '^(cuda|cuda-c)/' --timeout 120 --output-on-failure
 tail -n 30 "$log/ctest"

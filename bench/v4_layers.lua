@@ -1,0 +1,74 @@
+-- v4_layers.lua - attention layers at V4-Flash width (d 4096, 64 heads of
+-- 512, top-k 512, window 128) with random weights, as model/init.lua makes
+-- them, for the benchmarks that run the model's own attention
+-- (long_context.lua's decode steps, prefill_attention.lua's prefill).
+-- model/v4.lua is required on the first call, so that a benchmark can wrap
+-- O.kernel before the model's files copy it.
+local ts = require "tessera"
+local json = require "model.json"
+local O = require "model.ops"
+
+local L = {}
+
+-- A model of layers with the compression ratios `ratios` (0 window-only, 4
+-- CSA, 128 HCA) on device dev; `fields` are set on it (kv_format, tf32,
+-- linears, attn_dtype: model/v4.lua's load options as its fields). Returns
+-- the model, its config and random(shape, scale): a new f32 tensor of
+-- values in [-scale, scale) (bench/gpu.tile rand_f32, a new seed a call).
+function L.model(ratios, dev, fields)
+  local V4 = require "model.v4"
+  local weights = require "model.weights"
+  local cfg = json.read("model/configs/v4-flash.json")
+  cfg.n_layers, cfg.n_mtp_layers, cfg.compress_ratios = #ratios, 0, ratios
+  local model = {cfg = cfg, w = {}, kv_format = "fp8", tf32 = false, dev = dev,
+                 linears = "f32", experts = "bf16", quant = {}}
+  for k, v in pairs(fields or {}) do model[k] = v end
+  setmetatable(model, {__index = V4})
+  O.use(dev, model.tf32)
+  local rand = ts.kernel("bench/gpu.tile", "rand_f32", {}, dev)
+  local seed = 0
+  local function random(shape, scale)
+    local t, n = O.f32(shape), 1
+    for _, s in ipairs(shape) do n = n * s end
+    seed = seed + 1
+    rand:launch{t:reshape{n}, seed, scale}
+    return t
+  end
+  for _, w in ipairs(weights.list(cfg)) do
+    local name, shape = w[1], w[3]
+    if name:find("^layers%.%d+%.attn%.") then
+      if name:find("norm%.weight$") then
+        local ones = {}
+        for k = 1, shape[1] do ones[k] = 1.0 end
+        model.w[name] = O.tensor("f32", shape, ones)
+      elseif name:find("attn_sink$") then
+        model.w[name] = random(shape, 0.05)
+      else
+        model.w[name] = random(shape, name:find("ape$") and 0.1 or shape[#shape] ^ -0.5)
+        -- a linear layer's weight as the checkpoint stores it (M:lweight)
+        model.w["raw:" .. name] = w[2] == "bf16" and model.w[name]:cast("bf16") or model.w[name]
+      end
+    end
+  end
+  return model, cfg, random
+end
+
+-- Wraps O.kernel so that every launch's time is added to spent[name]
+-- (seconds; CPU and CUDA launches return when the kernel is done). Call
+-- before model/v4.lua is first required.
+function L.time_kernels(spent)
+  local compile, wrapped = O.kernel, {}
+  O.kernel = function(file, name, params)
+    local k = compile(file, name, params)
+    if not wrapped[k] then
+      wrapped[k] = {launch = function(_, args)
+        local t0 = ts.clock()
+        k:launch(args)
+        spent[name] = (spent[name] or 0) + ts.clock() - t0
+      end}
+    end
+    return wrapped[k]
+  end
+end
+
+return L
