@@ -12,18 +12,21 @@
 -- by kernel and the KV bytes the caches allocate; run from the source root:
 --   build/tessera run bench/long_context.lua [--tokens 131072,1048576]
 --     [--steps 4] [--dense-max 1048576] [--linears f32|fp8]
+--     [--device cpu|cuda|gpusim] [--attention f32|bf16]
 -- (--linears fp8: the projections the checkpoint holds in FP8 run as V4's
--- FP8 linear, model/v4.lua, half the weight bytes of bf16)
+-- FP8 linear, model/v4.lua, half the weight bytes of bf16; --attention bf16:
+-- the window/CSA attention through sparse_attn_split on tensor cores, as a
+-- GPU's default, model/attention.lua; scripts/gpu.sh runs both on a GPU)
 local ts = require "tessera"
 
 local opts = {tokens = "131072,524288,1048576", steps = "4", ["dense-max"] = "1048576",
-              linears = "f32"}
+              linears = "f32", device = "cpu", attention = "f32"}
 local i = 1
 while i <= #arg do
   local k = arg[i]:match("^%-%-(.+)$")
   if not k or opts[k] == nil or arg[i + 1] == nil then
     error("usage: long_context.lua [--tokens N,N,...] [--steps N] [--dense-max N] "
-          .. "[--linears f32|fp8]", 0)
+          .. "[--linears f32|fp8] [--device D] [--attention f32|bf16]", 0)
   end
   opts[k] = arg[i + 1]
   i = i + 2
@@ -41,8 +44,12 @@ local Cache = require "model.cache"
 if opts.linears ~= "f32" and opts.linears ~= "fp8" then
   error("--linears " .. opts.linears .. ": f32 or fp8", 0)
 end
-local dev = ts.device("cpu")
-local model, cfg, random = layers.model({4, 128}, dev, {linears = opts.linears})
+if opts.attention ~= "f32" and opts.attention ~= "bf16" then
+  error("--attention " .. opts.attention .. ": f32 or bf16", 0)
+end
+local dev = ts.device(opts.device)
+local model, cfg, random = layers.model({4, 128}, dev, {linears = opts.linears,
+                                                        attn_dtype = opts.attention})
 local c, rd, W, DI = cfg.head_dim, cfg.rope_head_dim, cfg.window_size, cfg.index_head_dim
 
 -- rows of random entries into a cache, a chunk at a time
@@ -110,8 +117,8 @@ local function run(L, T, entries)
   return total, alloc, parts
 end
 
-print(string.format("# one V4-Flash-width attention layer's decode step on the CPU (%d threads)",
-                    dev:threads()))
+print(string.format("# one V4-Flash-width attention layer's decode step on %s (%s), %s attention",
+                    dev:name(), dev:arch() or (dev:threads() .. " threads"), opts.attention))
 print("caches in V4's formats (fp8 entries 584 B, FP4 indexer keys 68 B), random rows and weights;")
 print(opts.linears == "fp8" and "the projections as V4's FP8 linears (e4m3 weights, 128 x 128 scales);"
       or "the projections' weights in bf16 as the checkpoint's BF16 form stores them;")

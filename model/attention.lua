@@ -10,18 +10,20 @@ local Cache = require "model.cache"
 
 return function(M)
 
--- Whether the attention of a prefill of T tokens runs on tensor cores with
--- bf16 queries and KV rows (sparse_attn_tc, hca_attn_tc; the softmax and
--- the sums in f32, the output rounded to bf16, as the reference's bf16
--- kernels), for 8 tokens or more (a decode step keeps the f32 split
--- kernels): by default on a GPU whose tensor cores take them
--- (O.attn_tensor_cores) unless the model was loaded with tf32 = false;
--- the option attention = "f32" turns them off, "bf16" on, on any device
--- (the CPU runs the same kernels: tests/lua/bf16_attention.lua). In the
--- "fp8" cache format the KV rows are exact in bf16 (e4m3 values times a
--- power of two, rope dims bf16), so only the queries round.
-function M:bf16_attention(T)
-  if T < 8 then return false end
+-- Whether the attention runs on tensor cores with bf16 queries and KV rows
+-- (the softmax and the sums in f32, as the reference's bf16 kernels): a
+-- prefill's window/CSA attention through sparse_attn_tc and its HCA
+-- attention through hca_attn_tc (the output rounded to bf16), a decode
+-- step's window/CSA attention through sparse_attn_split + the f32 merge
+-- (its HCA attention stays on hca_attn_split_f32, which reads the "fp8"
+-- cache's bytes where they lie and is split already). By default on a GPU
+-- whose tensor cores take them (O.attn_tensor_cores) unless the model was
+-- loaded with tf32 = false; the option attention = "f32" turns them off,
+-- "bf16" on, on any device (the CPU runs the same kernels:
+-- tests/lua/bf16_attention.lua). In the "fp8" cache format the KV rows are
+-- exact in bf16 (e4m3 values times a power of two, rope dims bf16), so
+-- only the queries and the probabilities round.
+function M:bf16_attention()
   local a = self.attn_dtype
   if a == nil then return self.tf32 and O.attn_tensor_cores() end
   return a == "bf16"
@@ -95,7 +97,7 @@ function M:attention(L, x, pos)
     for t = 0, T - 1 do nc[t + 1] = math.min((t + 1) // ratio, N) end
     local win, ncomp = self:index_lists(T, W), O.tensor("i32", {T}, nc)
     comps = comps or f32{0, c}
-    if self:bf16_attention(T) then
+    if self:bf16_attention() then
       local o16 = O.tensor("bf16", {T, H, c})
       kernel("hca_attn.tile", "hca_attn_tc", self:tc_params()):launch{
         O.convert(q, "bf16"), O.convert(kvs, "bf16"), win, O.convert(comps, "bf16"), ncomp,
@@ -111,7 +113,7 @@ function M:attention(L, x, pos)
   -- selected (CSA) compressed entries, -1 padded
   local K = W + (ratio == 4 and cfg.index_topk or 0)
   local idx, sink = self:index_lists(T, K, sel), self:weight(p .. "attn_sink")
-  if self:bf16_attention(T) then
+  if self:bf16_attention() then
     local o16 = O.tensor("bf16", {T, H, c})
     kernel("sparse_attn.tile", "sparse_attn_tc", self:tc_params())
       :launch{O.convert(q, "bf16"), O.convert(list, "bf16"), idx, sink, o16}
@@ -179,6 +181,10 @@ function M:attention_out(L, o, tab, pos, T)
   local w, tiles = self:lweight(p .. "wo_a.weight", G), O.linear_tiles(T)
   if O.is_fp8(w) then
     O.linear_fp8(o:reshape{T, G, H // G * c}, w, z)
+  elseif O.tf32 and O.on_gpu() and T >= 8 and w:dtype() == "f32" then
+    -- a GPU prefill's, as O.linear's: TF32 on tensor cores
+    kernel("gemm.tile", "grouped_linear_tf32")
+      :launch{o:reshape{T, G, H // G * c}, w:reshape{G, dg, H // G * c}, z}
   else
     kernel("gemm.tile", "grouped_linear_f32", w:dtype() == "bf16" and O.with_w16(tiles) or tiles)
       :launch{o:reshape{T, G, H // G * c}, w:reshape{G, dg, H // G * c}, z}
@@ -362,8 +368,19 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o)
   for j = 0, nsel - 1 do idx[#idx + 1] = W + j end
   local K = W + extra
   for k = #idx + 1, K do idx[k] = -1 end
+  local sink, ids = self:weight(p .. "attn_sink"), O.tensor("i32", {1, K}, idx)
+  if self:bf16_attention() then
+    -- split into ranges of at least 128 entries (FlashDecoding: a block
+    -- each instead of one for the token), merged in f32 with the sink
+    local P = math.max(1, K // 128)
+    local po, pm, pl = f32{1, P, H, c}, f32{1, P, H}, f32{1, P, H}
+    kernel("sparse_attn.tile", "sparse_attn_split", self:tc_params())
+      :launch{O.convert(q, "bf16"), O.convert(list, "bf16"), ids, po, pm, pl}
+    kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_f32):launch{po, pm, pl, sink, o}
+    return
+  end
   kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5, NH = H, DC = c})
-    :launch{q, list, O.tensor("i32", {1, K}, idx), self:weight(p .. "attn_sink"), o}
+    :launch{q, list, ids, sink, o}
 end
 
 end

@@ -20,7 +20,7 @@
 -- simulations on, as released); --kv f32 is the exact-math model.
 -- --linears fp8 runs the linears the checkpoint holds in FP8 as V4's FP8
 -- linear, --experts fp4 (fp8) the routed experts as its instruct (Base)
--- checkpoints hold them (model/v4.lua). --attention picks the prefill
+-- checkpoints hold them (model/v4.lua). --attention picks the
 -- attention's precision (by default bf16 on tensor cores on a GPU that has
 -- them, f32 elsewhere: model/attention.lua).
 local ts = require "tessera"

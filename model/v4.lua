@@ -34,10 +34,10 @@
 -- linears of prefill-sized inputs take their operands in TF32 on tensor
 -- cores (as DeepSeek's production mHC kernel does) unless opts.tf32 is
 -- false (then f32, the CPU's numbers), and on a GPU whose tensor cores the
--- attention kernels fit (sm_80, sm_90a) a prefill's sparse and HCA
--- attention take bf16 queries and KV rows (sparse_attn_tc, hca_attn_tc, as
--- the reference's bf16 kernels do) unless tf32 is false or opts.attention
--- is "f32"; attention = "bf16" asks for them on any device, the CPU too.
+-- attention kernels fit (sm_80, sm_90a) the attention takes bf16 queries
+-- and KV rows on tensor cores (model/attention.lua, as the reference's bf16
+-- kernels do) unless tf32 is false or opts.attention is "f32"; attention =
+-- "bf16" asks for that on any device, the CPU too.
 -- The concepts live in their own files
 -- (rope, compressor, attention, moe, mhc, mtp), installed as methods at the
 -- end.

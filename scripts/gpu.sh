@@ -17,7 +17,8 @@
 #     CPU);
 #   - the model's prefill of one V4-Flash-width attention layer (window, CSA,
 #     HCA) with f32 attention against bf16 on tensor cores, the same run
-#     (bench/prefill_attention.lua at 1024 and 4096 tokens);
+#     (bench/prefill_attention.lua at 1024 and 4096 tokens), and its decode
+#     step at 128K and 1M tokens, both ways (bench/long_context.lua);
 #   - the numerics suites on the GPU with each lowering (ctest cuda/*,
 #     cuda-c/*: MLIR's PTX, and the CUDA C through NVRTC), which is the
 #     differential test of the two;
@@ -164,6 +165,16 @@ report() {
       echo "(not run yet)"
     fi
     echo
+    echo "## The model's decode step of one layer at 128K and 1M tokens, f32 and bf16 attention (bench/long_context.lua)"
+    echo
+    for a in f32 bf16; do
+      if [[ -f $log/long-$a ]]; then
+        grep -E '^(#|\|)' "$log/long-$a" || tail -n 20 "$log/long-$a"
+        echo
+      fi
+    done
+    [[ -f $log/long-f32 ]] || echo "(not run yet)"
+    echo
     echo "## Cold compile time (bench/compile_time)"
     echo
     cat "$log/compile" 2>/dev/null || echo "(not run yet)"
@@ -215,6 +226,11 @@ tail -n 3 "$log/compile"
 report
 stage 180 "$log/prefill" build/tessera run bench/prefill_attention.lua --device cuda --tokens 1024,4096
 tail -n 4 "$log/prefill"
+report
+for a in f32 bf16; do
+  stage 120 "$log/long-$a" build/tessera run bench/long_context.lua --device cuda --attention $a \
+    --tokens 131072,1048576 --steps 3 --dense-max 131072
+done
 report
 stage "${TS_CTEST_SECONDS:-240}" "$log/ctest" ctest --test-dir build -R '^(cuda|cuda-c)/' --timeout 120 --output-on-failure
 tail -n 30 "$log/ctest"

@@ -1,11 +1,13 @@
--- bf16_attention.lua - a prefill's sparse and HCA attention on tensor cores
--- in bf16 (sparse_attn_tc, hca_attn_tc; model/attention.lua): taken by
+-- bf16_attention.lua - the attention on tensor cores in bf16
+-- (model/attention.lua: a prefill's through sparse_attn_tc and hca_attn_tc,
+-- a decode step's window/CSA attention through sparse_attn_split): taken by
 -- default on a GPU whose tensor cores take them (the simulator's sm_90a,
 -- and sm_80: tests/CMakeLists.txt runs this file as both and as an sm_86,
--- which takes none), for 8 tokens or more, not by a decode step, not with
--- tf32 = false or attention = "f32"; attention = "bf16" asks for them on
--- the CPU too. The logits stay within bf16's rounding of the f32
--- attention's, and the CPU's and the simulator's bf16 runs agree.
+-- which takes none), not with tf32 = false or attention = "f32";
+-- attention = "bf16" asks for them on the CPU too. The logits stay within bf16's rounding of the f32
+-- attention's, and the CPU's and the simulator's bf16 runs agree. Also
+-- the grouped output projection's TF32 form (grouped_linear_tf32), taken
+-- where the prefill's other linears take linear_tf32.
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
 local O = require "model.ops"
@@ -32,18 +34,19 @@ local function prompt(n) return ts.tensor("i32", {n}, table.move(ids, 1, n, 1, {
 local P9 = prompt(9)
 
 -- the launches of sparse_attn_tc and hca_attn_tc in a prefill of n tokens
--- (the tiny model has window, CSA and HCA layers) and, with `decode`, in
--- one decode step after it, and the prefill's logits
+-- (the tiny model has window, CSA and HCA layers) and, with `decode`, of
+-- sparse_attn_split in one decode step after it; the prefill's logits
 local function run(d, opts, n, decode)
   opts.device, opts.kv_format = d, opts.kv_format or "f32"
   local m = V4.load(dir, nil, opts)
   seen = {}
   local logits = m:prefill(n and prompt(n) or P9):to_table()
-  local pre = {sparse = seen.sparse_attn_tc or 0, hca = seen.hca_attn_tc or 0}
+  local pre = {sparse = seen.sparse_attn_tc or 0, hca = seen.hca_attn_tc or 0,
+               grouped = seen.grouped_linear_tf32 or 0}
   if not decode then return logits, pre end
   seen = {}
   m:decode(ids[(n or 9) + 1])
-  return logits, pre, (seen.sparse_attn_tc or 0) + (seen.hca_attn_tc or 0)
+  return logits, pre, seen.sparse_attn_split or 0
 end
 
 local function none(pre) return pre.sparse == 0 and pre.hca == 0 end
@@ -83,15 +86,21 @@ local cpu32, pre = run("cpu", {})
 check(none(pre), "the CPU's default takes the f32 attention")
 local sim, spre, sdec = run("gpusim", {}, 9, true)
 print(string.format("%s default: prefill of 9 launched sparse_attn_tc %d, hca_attn_tc %d; " ..
-                    "decode %d", arch, spre.sparse, spre.hca, sdec))
+                    "a decode step sparse_attn_split %d", arch, spre.sparse, spre.hca, sdec))
 check(tc_gpu and some(spre) or not tc_gpu and none(spre),
       arch .. ": the prefill takes the tensor-core attention " ..
       (tc_gpu and "by default" or "never (its shared memory)"))
-check(sdec == 0, "a decode step keeps the f32 split kernels")
+check(sdec == (tc_gpu and 3 or 0), "a decode step's window/CSA attention takes " ..
+      (tc_gpu and "sparse_attn_split" or "the f32 kernel") .. ": " .. sdec)
+-- the grouped output projection in TF32, as the prefill's other linears
+-- (any GPU; not with tf32 = false, nor on the CPU, nor for 5 tokens)
+check(spre.grouped == 5 and pre.grouped == 0,
+      "the prefill's grouped output projections run grouped_linear_tf32: " .. spre.grouped)
 local _, p5 = run("gpusim", {}, 5)
-check(none(p5), "a prefill of 5 tokens keeps the f32 kernels")
+check((tc_gpu and some(p5) or not tc_gpu and none(p5)) and p5.grouped == 0,
+      "a prefill of 5 tokens: the attention as for 9, the projection not in TF32 (< 8 rows)")
 local _, poff = run("gpusim", {tf32 = false})
-check(none(poff), "tf32 = false keeps the f32 attention")
+check(none(poff) and poff.grouped == 0, "tf32 = false keeps the f32 attention and projection")
 local _, pf32 = run("gpusim", {attention = "f32"})
 check(none(pf32), "attention = 'f32' keeps the f32 attention")
 local ok, err = pcall(V4.load, dir, nil, {attention = "fp16"})
@@ -113,6 +122,22 @@ if arch == "sm_90a" then
   local e8 = relerr(fp8_16, fp8_32)
   print(string.format("CPU, fp8 caches: bf16 attention vs f32 logits %.3e", e8))
   check(e8 > 0 and e8 < 2e-2, "fp8 caches: bf16 attention's logits within 2e-2")
+  -- decode steps (sparse_attn_split + merge) continue a prefill
+  -- (sparse_attn_tc) as a longer prefill would: the same rounding points
+  -- but the ranges' rescaling order
+  local function steps(att)
+    local m = V4.load(dir, nil, {kv_format = "f32", attention = att})
+    m:prefill(P9)
+    m:decode(ids[10])
+    return m:decode(ids[11]):to_table()
+  end
+  local d16, d32 = steps("bf16"), steps("f32")
+  local long = run("cpu", {attention = "bf16"}, 11)
+  local el, ed32 = relerr(d16, long), relerr(d16, d32)
+  print(string.format("CPU, bf16 attention: prefill 9 + decode 2 vs prefill 11 %.3e; " ..
+                      "vs f32 attention %.3e", el, ed32))
+  check(el < 1e-2, "bf16 decode steps continue the bf16 prefill")
+  check(ed32 > 0 and ed32 < 2e-2, "bf16 decode within 2e-2 of the f32 decode")
 end
 
 -- the simulator's (tf32 = false: only the attention rounds) against the

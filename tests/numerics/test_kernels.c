@@ -276,36 +276,50 @@ static void test_gemm(void) {
 /* linear_tf32 against f64 of the operands truncated to tf32 (and within
  * tf32's error of the f32 product): tails in every dim, one k step and
  * many, the default tile (128 x 128 x 16, two warpgroups), 64 x 64 x 32 on
- * one, and 64 x 32 in a ring of two. */
-static void test_linear_tf32(void) {
+ * one, and 64 x 32 in a ring of two. With G > 0 grouped_linear_tf32 over G
+ * groups (x [M, G, K], w [G, N, K], y [M, G, N]): each group's product. */
+static void test_linear_tf32(int G) {
   static const int64_t mnk[][3] = {{1, 1, 1}, {70, 45, 100}, {130, 130, 33}, {64, 64, 256}};
   const char *defs[3] = {NULL, "BM=64 BN=64 BK=32 STAGES=3 NT=128", "BM=64 BN=32 BK=32 STAGES=2"};
+  const char *name = G ? "grouped_linear_tf32" : "linear_tf32";
+  int64_t g_n = G ? G : 1;
   for (int v = 0; v < 3; v++) {
-    ts_kernel *k = num_kernel("kernels/gemm.tile", "linear_tf32", defs[v], NULL);
+    ts_kernel *k = num_kernel("kernels/gemm.tile", name, defs[v], NULL);
     if (!k)
       return;
     for (size_t s = 0; s < sizeof mnk / sizeof mnk[0]; s++) {
-      int64_t M = mnk[s][0], N = mnk[s][1], K = mnk[s][2], sa[2] = {M, K}, sb[2] = {N, K},
-              sc[2] = {M, N};
+      int64_t M = mnk[s][0], N = mnk[s][1], K = mnk[s][2];
+      int64_t sa[3] = {M, g_n, K}, sb[3] = {g_n, N, K}, sc[3] = {M, g_n, N};
+      if (!G) { /* the plain linear's 2-d tensors */
+        sa[1] = K;
+        sb[0] = N, sb[1] = K;
+        sc[1] = N;
+      }
+      int rank = G ? 3 : 2;
       uint64_t seed = 7 + s;
-      ts_tensor *a = num_tensor(TS_DTYPE_F32, 2, sa), *b = num_tensor(TS_DTYPE_F32, 2, sb);
-      ts_tensor *c = num_tensor(TS_DTYPE_F32, 2, sc);
+      ts_tensor *a = num_tensor(TS_DTYPE_F32, rank, sa), *b = num_tensor(TS_DTYPE_F32, rank, sb);
+      ts_tensor *c = num_tensor(TS_DTYPE_F32, rank, sc);
       double *av = num_fill_tf32(a, -1, 1, &seed), *bv = num_fill_tf32(b, -1, 1, &seed);
       free(num_fill(c, 5, 6, &seed)); /* every element must be written */
-      double *want = malloc(M * N * sizeof *want), *full = malloc(M * N * sizeof *full);
+      int64_t out = M * g_n * N;
+      double *want = malloc(out * sizeof *want), *full = malloc(out * sizeof *full);
       for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < N; j++) {
-          want[i * N + j] = full[i * N + j] = 0;
-          for (int64_t q = 0; q < K; q++) {
-            want[i * N + j] += num_tf32(av[i * K + q]) * num_tf32(bv[j * K + q]);
-            full[i * N + j] += av[i * K + q] * bv[j * K + q];
+        for (int64_t g = 0; g < g_n; g++)
+          for (int64_t j = 0; j < N; j++) {
+            int64_t o = (i * g_n + g) * N + j;
+            want[o] = full[o] = 0;
+            for (int64_t q = 0; q < K; q++) {
+              double x = av[(i * g_n + g) * K + q], w = bv[(g * N + j) * K + q];
+              want[o] += num_tf32(x) * num_tf32(w);
+              full[o] += x * w;
+            }
           }
-        }
       ts_arg args[3] = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)};
       num_launch(k, args, 3);
       double *got = num_get(c);
-      CHECK_ERR(num_relerr(got, want, M * N), 1e-5, "linear_tf32");
-      CHECK_ERR(num_relerr(got, full, M * N), 3e-3, "linear_tf32 against f32");
+      CHECK_ERR(num_relerr(got, want, out), 1e-5, name);
+      CHECK_ERR(num_relerr(got, full, out), 3e-3, G ? "grouped_linear_tf32 against f32"
+                                                     : "linear_tf32 against f32");
       free(got);
       free(av);
       free(bv);
@@ -325,7 +339,8 @@ int main(void) {
   test_rmsnorm();
   test_gemm();
   test_gemm_fp8();
-  test_linear_tf32();
+  test_linear_tf32(0);
+  test_linear_tf32(3);
   num_finish();
   return ts_test_finish();
 }

@@ -229,12 +229,13 @@ tc_clean() {
   done
 }
 # tf32 (gemm(..., tf32=true)): the test kernel, mHC's logits and the TF32
-# linear issue wgmma m64nNk8 .tf32 on sm_90a and mma.sync m16n8k8 .tf32 on
-# sm_80; i8 into i32 (exact integer products): the FP4 indexer and the test
-# kernel issue wgmma m64nNk32 .s32.s8.s8 on sm_90a and mma.sync m16n8k32
-# .s32.s8.s8.s32 on sm_80
+# linears (plain and grouped) issue wgmma m64nNk8 .tf32 on sm_90a and
+# mma.sync m16n8k8 .tf32 on sm_80; i8 into i32 (exact integer products):
+# the FP4 indexer and the test kernel issue wgmma m64nNk32 .s32.s8.s8 on
+# sm_90a and mma.sync m16n8k32 .s32.s8.s8.s32 on sm_80
 tf32_kernels=("tests/ptx/gpu.tile tf32_gemm" "kernels/mhc.tile hc_mix_split -D TF32=1 -D BT=64 -D NT=128"
-              "kernels/mhc.tile hc_post_mix -D TF32=1 -D BT=64 -D NT=128" "kernels/gemm.tile linear_tf32")
+              "kernels/mhc.tile hc_post_mix -D TF32=1 -D BT=64 -D NT=128" "kernels/gemm.tile linear_tf32"
+              "kernels/gemm.tile grouped_linear_tf32")
 s8_kernels=("kernels/indexer.tile indexer_scores_fp4"
             "tests/lua/int8_gemm.tile gemm_i8_tc -D TM=128 -D TN=64 -D TK=128")
 tc_clean sm_90a "wgmma.mma_async.sync.aligned.m64n[0-9]*k8.f32.tf32.tf32" "${tf32_kernels[@]}"
