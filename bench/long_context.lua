@@ -19,24 +19,17 @@
 -- GPU's default, model/attention.lua; scripts/gpu.sh runs both on a GPU)
 local ts = require "tessera"
 
-local opts = {tokens = "131072,524288,1048576", steps = "4", ["dense-max"] = "1048576",
-              linears = "f32", device = "cpu", attention = "f32"}
-local i = 1
-while i <= #arg do
-  local k = arg[i]:match("^%-%-(.+)$")
-  if not k or opts[k] == nil or arg[i + 1] == nil then
-    error("usage: long_context.lua [--tokens N,N,...] [--steps N] [--dense-max N] "
-          .. "[--linears f32|fp8] [--device D] [--attention f32|bf16]", 0)
-  end
-  opts[k] = arg[i + 1]
-  i = i + 2
-end
+local layers = require "bench.v4_layers"
+local opts = layers.options({tokens = "131072,524288,1048576", steps = "4",
+                             ["dense-max"] = "1048576", linears = "f32", device = "cpu",
+                             attention = "f32"},
+                            "long_context.lua [--tokens N,N,...] [--steps N] [--dense-max N] "
+                            .. "[--linears f32|fp8] [--device D] [--attention f32|bf16]")
 local contexts = {}
 for n in opts.tokens:gmatch("%d+") do contexts[#contexts + 1] = math.tointeger(n) end
 local steps, dense_max = math.tointeger(opts.steps), math.tointeger(opts["dense-max"])
 
 -- Each launch timed by kernel name (before the model's files take O.kernel).
-local layers = require "bench.v4_layers"
 local spent = {}
 layers.time_kernels(spent)
 local Cache = require "model.cache"

@@ -14,21 +14,13 @@
 -- nothing about a GPU; scripts/gpu.sh runs this with --device cuda)
 local ts = require "tessera"
 
-local opts = {tokens = "256", device = "cpu", runs = "2"}
-local i = 1
-while i <= #arg do
-  local k = arg[i]:match("^%-%-(.+)$")
-  if not k or opts[k] == nil or arg[i + 1] == nil then
-    error("usage: prefill_attention.lua [--tokens N,N,...] [--device D] [--runs N]", 0)
-  end
-  opts[k] = arg[i + 1]
-  i = i + 2
-end
+local layers = require "bench.v4_layers"
+local opts = layers.options({tokens = "256", device = "cpu", runs = "2"},
+                            "prefill_attention.lua [--tokens N,N,...] [--device D] [--runs N]")
 local contexts = {}
 for n in opts.tokens:gmatch("%d+") do contexts[#contexts + 1] = math.tointeger(n) end
 local runs = math.tointeger(opts.runs)
 
-local layers = require "bench.v4_layers"
 local spent = {}
 layers.time_kernels(spent)
 local O = require "model.ops"

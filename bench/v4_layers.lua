@@ -10,6 +10,19 @@ local O = require "model.ops"
 
 local L = {}
 
+-- The options of a benchmark's command line: arg's "--name value" pairs
+-- over `opts` (the defaults; a name not in it is refused with `usage`).
+function L.options(opts, usage)
+  local i = 1
+  while i <= #arg do
+    local k = arg[i]:match("^%-%-(.+)$")
+    if not k or opts[k] == nil or arg[i + 1] == nil then error("usage: " .. usage, 0) end
+    opts[k] = arg[i + 1]
+    i = i + 2
+  end
+  return opts
+end
+
 -- A model of layers with the compression ratios `ratios` (0 window-only, 4
 -- CSA, 128 HCA) on device dev; `fields` are set on it (kv_format, tf32,
 -- linears, attn_dtype: model/v4.lua's load options as its fields). Returns

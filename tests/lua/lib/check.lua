@@ -19,6 +19,24 @@ function C.finish()
   if C.failed > 0 then os.exit(1) end
 end
 
+-- Counts the launches of each kernel by name, for the tests of which forms
+-- the model takes: wraps model/ops.lua's O.kernel, so call it before the
+-- model's files are required (they keep the function they find). Returns
+-- take(): the counts since the last take (name -> launches), starting anew.
+function C.launch_counter()
+  local O = require "model.ops"
+  local seen, kernel = {}, O.kernel
+  O.kernel = function(file, name, ...)
+    seen[name] = (seen[name] or 0) + 1
+    return kernel(file, name, ...)
+  end
+  return function()
+    local got = seen
+    seen = {}
+    return got
+  end
+end
+
 -- A seeded generator of numbers in [0, 1) (an LCG: the same sequence on
 -- every machine), for the tests' random inputs.
 function C.lcg(seed)
