@@ -2,8 +2,9 @@
  * header length, a JSON header naming each tensor's dtype, shape and byte
  * range, then the data. The file is mapped read-only; everything in the
  * header is validated before use (JSON syntax, known dtypes, shapes whose
- * size matches the byte range, ranges inside the data and not overlapping)
- * and a problem names the tensor. */
+ * size matches the byte range, ranges inside the data and not overlapping,
+ * no name twice) and a problem names the tensor; the JSON is read by
+ * base/json.c (syntax errors give line:col, names may use any escape). */
 #define _POSIX_C_SOURCE 200809L
 #include "runtime/runtime.h"
 
@@ -28,188 +29,6 @@ struct ts_safetensors {
   char **meta_keys, **meta_values;
   size_t meta_count;
 };
-
-/* ---- a small JSON reader (enough for safetensors headers) ------------------ */
-
-typedef struct json {
-  const char *p, *end;
-  const char *err;
-  int depth;
-} json;
-
-static void skip_ws(json *j) {
-  while (j->p < j->end &&
-         (*j->p == ' ' || *j->p == '\n' || *j->p == '\r' || *j->p == '\t'))
-    j->p++;
-}
-
-static bool expect_ch(json *j, char c) {
-  skip_ws(j);
-  if (j->p < j->end && *j->p == c) {
-    j->p++;
-    return true;
-  }
-  if (!j->err)
-    j->err = "malformed JSON";
-  return false;
-}
-
-/* A string, unescaped into a new allocation (NULL on error). */
-static char *parse_string(json *j) {
-  skip_ws(j);
-  if (j->p >= j->end || *j->p != '"') {
-    j->err = "expected a JSON string";
-    return NULL;
-  }
-  j->p++;
-  size_t cap = 32, n = 0;
-  char *s = malloc(cap);
-  if (!s) {
-    j->err = "out of memory";
-    return NULL;
-  }
-  while (j->p < j->end && *j->p != '"') {
-    char c = *j->p++;
-    if ((unsigned char)c < 0x20) {
-      j->err = "control character in a JSON string";
-      free(s);
-      return NULL;
-    }
-    if (c == '\\') {
-      if (j->p >= j->end)
-        break;
-      char e = *j->p++;
-      switch (e) {
-      case 'n': c = '\n'; break;
-      case 't': c = '\t'; break;
-      case 'r': c = '\r'; break;
-      case 'b': c = '\b'; break;
-      case 'f': c = '\f'; break;
-      case '/': case '\\': case '"': c = e; break;
-      case 'u':
-        if (j->end - j->p < 4) {
-          j->err = "bad \\u escape";
-          free(s);
-          return NULL;
-        }
-        j->p += 4; /* kept as '?': names in Tessera's files are ASCII */
-        c = '?';
-        break;
-      default:
-        j->err = "bad escape in a JSON string";
-        free(s);
-        return NULL;
-      }
-    }
-    if (n + 2 > cap) {
-      char *t = realloc(s, cap *= 2);
-      if (!t) {
-        free(s);
-        j->err = "out of memory";
-        return NULL;
-      }
-      s = t;
-    }
-    s[n++] = c;
-  }
-  if (j->p >= j->end) {
-    j->err = "unterminated JSON string";
-    free(s);
-    return NULL;
-  }
-  j->p++;
-  s[n] = 0;
-  return s;
-}
-
-static bool parse_uint(json *j, uint64_t *out) {
-  skip_ws(j);
-  if (j->p >= j->end || *j->p < '0' || *j->p > '9') {
-    j->err = "expected a non-negative integer";
-    return false;
-  }
-  uint64_t v = 0;
-  while (j->p < j->end && *j->p >= '0' && *j->p <= '9') {
-    if (v > (UINT64_MAX - 9) / 10) {
-      j->err = "integer too large";
-      return false;
-    }
-    v = v * 10 + (uint64_t)(*j->p++ - '0');
-  }
-  *out = v;
-  return true;
-}
-
-/* [u, u, ...] into out (at most max). */
-static bool parse_uint_array(json *j, uint64_t *out, size_t max, size_t *n) {
-  if (!expect_ch(j, '['))
-    return false;
-  *n = 0;
-  skip_ws(j);
-  if (j->p < j->end && *j->p == ']') {
-    j->p++;
-    return true;
-  }
-  do {
-    if (*n == max) {
-      j->err = "too many dims";
-      return false;
-    }
-    if (!parse_uint(j, &out[(*n)++]))
-      return false;
-    skip_ws(j);
-  } while (j->p < j->end && *j->p == ',' && j->p++);
-  return expect_ch(j, ']');
-}
-
-/* Skips any JSON value (for unknown keys), depth-limited. */
-static bool skip_value(json *j) {
-  skip_ws(j);
-  if (j->p >= j->end) {
-    j->err = "truncated JSON";
-    return false;
-  }
-  if (++j->depth > 64) {
-    j->err = "JSON nested too deep";
-    return false;
-  }
-  bool ok = true;
-  char c = *j->p;
-  if (c == '"') {
-    free(parse_string(j));
-    ok = !j->err;
-  } else if (c == '{' || c == '[') {
-    char close = c == '{' ? '}' : ']';
-    j->p++;
-    skip_ws(j);
-    if (j->p < j->end && *j->p == close) {
-      j->p++;
-    } else {
-      do {
-        if (c == '{') {
-          free(parse_string(j));
-          if (j->err || !expect_ch(j, ':'))
-            return false;
-        }
-        if (!skip_value(j))
-          return false;
-        skip_ws(j);
-      } while (j->p < j->end && *j->p == ',' && j->p++);
-      ok = expect_ch(j, close);
-    }
-  } else {
-    const char *s = j->p;
-    while (j->p < j->end && (strchr("+-.eE", *j->p) || (*j->p >= '0' && *j->p <= '9') ||
-                             (*j->p >= 'a' && *j->p <= 'z')))
-      j->p++;
-    if (j->p == s) {
-      j->err = "malformed JSON value";
-      ok = false;
-    }
-  }
-  j->depth--;
-  return ok;
-}
 
 /* ---- the header ---------------------------------------------------------------- */
 
@@ -238,185 +57,214 @@ static ts_status header_error(const char *path, const char *tensor,
   return ts_status_make(TS_ERR_INVALID, "%s: %s", path, what);
 }
 
-static ts_status parse_header(ts_safetensors *f, const char *text, size_t len) {
-  json j = {text, text + len, NULL, 0};
-  if (!expect_ch(&j, '{'))
-    return header_error(f->path, NULL, "the header is not a JSON object");
-  size_t cap = 16;
-  f->tensors = calloc(cap, sizeof *f->tensors);
-  if (!f->tensors)
-    return ts_status_nomem();
-  skip_ws(&j);
-  bool empty = j.p < j.end && *j.p == '}';
-  while (!empty) {
-    char *name = parse_string(&j);
-    if (!name || !expect_ch(&j, ':')) {
-      free(name);
-      return header_error(f->path, NULL, j.err ? j.err : "malformed JSON");
-    }
-    if (!strcmp(name, "__metadata__")) {
-      free(name);
-      if (!expect_ch(&j, '{'))
-        return header_error(f->path, NULL, "__metadata__ is not an object");
-      skip_ws(&j);
-      if (j.p < j.end && *j.p == '}') {
-        j.p++;
-      } else {
-        do {
-          char *k = parse_string(&j);
-          char *v = k && expect_ch(&j, ':') ? parse_string(&j) : NULL;
-          if (!k || !v) {
-            free(k);
-            free(v);
-            return header_error(f->path, NULL,
-                                "__metadata__ values must be strings");
-          }
-          char **nk = realloc(f->meta_keys, (f->meta_count + 1) * sizeof *nk);
-          if (nk)
-            f->meta_keys = nk;
-          char **nv = realloc(f->meta_values, (f->meta_count + 1) * sizeof *nv);
-          if (nv)
-            f->meta_values = nv;
-          if (!nk || !nv) {
-            free(k);
-            free(v);
-            return ts_status_nomem();
-          }
-          f->meta_keys[f->meta_count] = k;
-          f->meta_values[f->meta_count++] = v;
-          skip_ws(&j);
-        } while (j.p < j.end && *j.p == ',' && j.p++);
-        if (!expect_ch(&j, '}'))
-          return header_error(f->path, NULL, "malformed __metadata__");
-      }
-    } else {
-      if (f->count == cap) {
-        ts_st_tensor *t = realloc(f->tensors, (cap *= 2) * sizeof *t);
-        if (!t) {
-          free(name);
-          return ts_status_nomem();
-        }
-        f->tensors = t;
-      }
-      ts_st_tensor *t = &f->tensors[f->count++];
-      memset(t, 0, sizeof *t);
-      t->name = name;
-      bool have_dtype = false, have_shape = false, have_range = false;
-      if (!expect_ch(&j, '{'))
-        return header_error(f->path, name, "its entry is not an object");
-      do {
-        char *key = parse_string(&j);
-        if (!key || !expect_ch(&j, ':')) {
-          free(key);
-          return header_error(f->path, name, "malformed entry");
-        }
-        if (!strcmp(key, "dtype")) {
-          char *d = parse_string(&j);
-          size_t i = 0;
-          while (d && i < TS_ARRAY_COUNT(st_dtypes) && strcmp(d, st_dtypes[i].name))
-            i++;
-          if (!d || i == TS_ARRAY_COUNT(st_dtypes)) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "unsupported dtype '%.40s'", d ? d : "?");
-            free(d);
-            free(key);
-            return header_error(f->path, name, msg);
-          }
-          free(d);
-          t->dtype = st_dtypes[i].dtype;
-          have_dtype = true;
-        } else if (!strcmp(key, "shape")) {
-          uint64_t dims[TS_MAX_RANK];
-          size_t n;
-          if (!parse_uint_array(&j, dims, TS_MAX_RANK, &n)) {
-            free(key);
-            return header_error(f->path, name, "bad shape");
-          }
-          t->rank = (uint32_t)n;
-          for (size_t i = 0; i < n; i++) {
-            if (dims[i] > (uint64_t)INT64_MAX) {
-              free(key);
-              return header_error(f->path, name, "bad shape");
-            }
-            t->shape[i] = (int64_t)dims[i];
-          }
-          have_shape = true;
-        } else if (!strcmp(key, "data_offsets")) {
-          uint64_t r[2];
-          size_t n;
-          if (!parse_uint_array(&j, r, 2, &n) || n != 2 || r[1] < r[0]) {
-            free(key);
-            return header_error(f->path, name, "bad data_offsets");
-          }
-          t->offset = r[0];
-          t->size = r[1] - r[0];
-          have_range = true;
-        } else if (!skip_value(&j)) {
-          free(key);
-          return header_error(f->path, name, "malformed entry");
-        }
-        free(key);
-        skip_ws(&j);
-      } while (j.p < j.end && *j.p == ',' && j.p++);
-      if (!expect_ch(&j, '}'))
-        return header_error(f->path, name, "malformed entry");
-      if (!have_dtype || !have_shape || !have_range)
-        return header_error(f->path, name,
-                            "needs dtype, shape and data_offsets");
-      uint64_t count = 1;
-      for (uint32_t i = 0; i < t->rank; i++)
-        if (__builtin_mul_overflow(count, (uint64_t)t->shape[i], &count))
-          return header_error(f->path, name, "the shape is too large");
-      uint64_t bytes;
-      if (__builtin_mul_overflow(count, (uint64_t)ts_dtype_bits(t->dtype) / 8,
-                                 &bytes) ||
-          bytes != t->size) {
-        char msg[160];
-        snprintf(msg, sizeof msg,
-                 "its shape and dtype make %llu bytes but data_offsets "
-                 "give %llu",
-                 (unsigned long long)bytes, (unsigned long long)t->size);
-        return header_error(f->path, name, msg);
-      }
-      if (t->offset > f->data_size || t->size > f->data_size - t->offset)
-        return header_error(f->path, name,
-                            "data_offsets run past the end of the file");
-      t->data = f->data + t->offset;
-    }
-    skip_ws(&j);
-    if (j.p < j.end && *j.p == ',') {
-      j.p++;
-      continue;
-    }
-    break;
+/* A copy of a JSON string (a member's name or a string value) as a C
+ * string; NULL when it holds a NUL byte (a \u0000 escape), which a C string
+ * cannot carry, or when out of memory (*nomem set). */
+static char *c_string(const char *s, size_t len, bool *nomem) {
+  if (memchr(s, 0, len))
+    return NULL;
+  char *c = malloc(len + 1);
+  if (!c) {
+    *nomem = true;
+    return NULL;
   }
-  if (!expect_ch(&j, '}'))
-    return header_error(f->path, NULL, "malformed JSON header");
-  skip_ws(&j);
-  if (j.p != j.end)
-    return header_error(f->path, NULL, "bytes after the JSON header");
-  /* Ranges must not overlap (duplicate names are overlaps too). */
-  if (f->count > 1) {
-    const ts_st_tensor **order = malloc(f->count * sizeof *order);
-    if (!order)
-      return ts_status_nomem();
-    for (size_t i = 0; i < f->count; i++)
-      order[i] = &f->tensors[i];
-    qsort(order, f->count, sizeof *order, cmp_range);
-    ts_status st = NULL;
-    for (size_t i = 1; i < f->count && !st; i++) {
-      const ts_st_tensor *a = order[i - 1], *b = order[i];
-      if (a->size && b->size && a->offset + a->size > b->offset) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "its data overlaps tensor '%.60s'", a->name);
-        st = header_error(f->path, b->name, msg);
-      }
+  memcpy(c, s, len);
+  c[len] = 0;
+  return c;
+}
+
+/* A non-negative integer value, read exactly from the header's text (the
+ * tree holds numbers as doubles, which round past 2^53). */
+static bool exact_uint(const ts_json *v, const char *text, size_t len,
+                       uint64_t *out) {
+  if (!v || v->kind != TS_JSON_NUMBER)
+    return false;
+  const char *p = text + v->offset, *end = text + len;
+  if (p >= end || *p < '0' || *p > '9')
+    return false;
+  uint64_t x = 0;
+  while (p < end && *p >= '0' && *p <= '9') {
+    if (x > (UINT64_MAX - 9) / 10)
+      return false;
+    x = x * 10 + (uint64_t)(*p++ - '0');
+  }
+  if (p < end && (*p == '.' || *p == 'e' || *p == 'E'))
+    return false;
+  *out = x;
+  return true;
+}
+
+/* An array of at most max such integers into out. */
+static bool exact_uints(const ts_json *v, const char *text, size_t len,
+                        uint64_t *out, size_t max, size_t *n) {
+  if (!v || v->kind != TS_JSON_ARRAY || v->count > max)
+    return false;
+  for (size_t i = 0; i < v->count; i++)
+    if (!exact_uint(&v->items[i], text, len, &out[i]))
+      return false;
+  *n = v->count;
+  return true;
+}
+
+static ts_status read_metadata(ts_safetensors *f, const ts_json *m) {
+  if (m->kind != TS_JSON_OBJECT)
+    return header_error(f->path, NULL, "__metadata__ is not an object");
+  if (f->meta_keys)
+    return header_error(f->path, NULL, "__metadata__ given twice");
+  f->meta_keys = calloc(m->count + 1, sizeof *f->meta_keys);
+  f->meta_values = calloc(m->count + 1, sizeof *f->meta_values);
+  if (!f->meta_keys || !f->meta_values)
+    return ts_status_nomem();
+  for (size_t i = 0; i < m->count; i++) {
+    const ts_json *v = &m->items[i];
+    if (v->kind != TS_JSON_STRING)
+      return header_error(f->path, NULL, "__metadata__ values must be strings");
+    bool nomem = false;
+    char *k = c_string(v->key, v->key_len, &nomem);
+    char *s = k ? c_string(v->str, v->len, &nomem) : NULL;
+    if (!s) {
+      free(k);
+      return nomem ? ts_status_nomem()
+                   : header_error(f->path, NULL,
+                                  "__metadata__ holds a NUL character");
     }
-    free(order);
-    if (st)
-      return st;
+    f->meta_keys[f->meta_count] = k;
+    f->meta_values[f->meta_count++] = s;
   }
   return NULL;
+}
+
+/* Tensor t's entry e ({"dtype", "shape", "data_offsets"}, other members
+ * ignored), validated against the data. */
+static ts_status read_entry(ts_safetensors *f, ts_st_tensor *t,
+                            const ts_json *e, const char *text, size_t len) {
+  const char *name = t->name;
+  if (e->kind != TS_JSON_OBJECT)
+    return header_error(f->path, name, "its entry is not an object");
+  const ts_json *dt = ts_json_get(e, "dtype"), *sh = ts_json_get(e, "shape"),
+                *off = ts_json_get(e, "data_offsets");
+  if (!dt || !sh || !off)
+    return header_error(f->path, name, "needs dtype, shape and data_offsets");
+  size_t i = 0;
+  if (dt->kind == TS_JSON_STRING)
+    while (i < TS_ARRAY_COUNT(st_dtypes) &&
+           (strlen(st_dtypes[i].name) != dt->len ||
+            memcmp(dt->str, st_dtypes[i].name, dt->len)))
+      i++;
+  if (dt->kind != TS_JSON_STRING || i == TS_ARRAY_COUNT(st_dtypes)) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "unsupported dtype '%.40s'",
+             dt->kind == TS_JSON_STRING ? dt->str : "?");
+    return header_error(f->path, name, msg);
+  }
+  t->dtype = st_dtypes[i].dtype;
+  uint64_t dims[TS_MAX_RANK], r[2];
+  size_t n;
+  if (!exact_uints(sh, text, len, dims, TS_MAX_RANK, &n))
+    return header_error(f->path, name, "bad shape");
+  t->rank = (uint32_t)n;
+  for (i = 0; i < n; i++) {
+    if (dims[i] > (uint64_t)INT64_MAX)
+      return header_error(f->path, name, "bad shape");
+    t->shape[i] = (int64_t)dims[i];
+  }
+  if (!exact_uints(off, text, len, r, 2, &n) || n != 2 || r[1] < r[0])
+    return header_error(f->path, name, "bad data_offsets");
+  t->offset = r[0];
+  t->size = r[1] - r[0];
+  uint64_t count = 1;
+  for (uint32_t d = 0; d < t->rank; d++)
+    if (__builtin_mul_overflow(count, (uint64_t)t->shape[d], &count))
+      return header_error(f->path, name, "the shape is too large");
+  uint64_t bytes;
+  if (__builtin_mul_overflow(count, (uint64_t)ts_dtype_bits(t->dtype) / 8,
+                             &bytes) ||
+      bytes != t->size) {
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "its shape and dtype make %llu bytes but data_offsets give %llu",
+             (unsigned long long)bytes, (unsigned long long)t->size);
+    return header_error(f->path, name, msg);
+  }
+  if (t->offset > f->data_size || t->size > f->data_size - t->offset)
+    return header_error(f->path, name,
+                        "data_offsets run past the end of the file");
+  t->data = f->data + t->offset;
+  return NULL;
+}
+
+static int cmp_name(const void *a, const void *b) {
+  return strcmp((*(const ts_st_tensor *const *)a)->name,
+                (*(const ts_st_tensor *const *)b)->name);
+}
+
+/* No name twice, and no ranges that overlap. */
+static ts_status check_overlaps(ts_safetensors *f) {
+  if (f->count < 2)
+    return NULL;
+  const ts_st_tensor **order = malloc(f->count * sizeof *order);
+  if (!order)
+    return ts_status_nomem();
+  for (size_t i = 0; i < f->count; i++)
+    order[i] = &f->tensors[i];
+  ts_status st = NULL;
+  qsort(order, f->count, sizeof *order, cmp_name);
+  for (size_t i = 1; i < f->count && !st; i++)
+    if (!strcmp(order[i - 1]->name, order[i]->name))
+      st = header_error(f->path, order[i]->name, "named twice");
+  qsort(order, f->count, sizeof *order, cmp_range);
+  for (size_t i = 1; i < f->count && !st; i++) {
+    const ts_st_tensor *a = order[i - 1], *b = order[i];
+    if (a->size && b->size && a->offset + a->size > b->offset) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "its data overlaps tensor '%.60s'", a->name);
+      st = header_error(f->path, b->name, msg);
+    }
+  }
+  free(order);
+  return st;
+}
+
+/* The header: a JSON object (base/json.c; its syntax errors give line:col)
+ * of tensor entries by name and an optional __metadata__ of strings. */
+static ts_status parse_header(ts_safetensors *f, const char *text, size_t len) {
+  ts_json_doc doc;
+  ts_status st = ts_json_parse(text, len, &doc);
+  if (st) {
+    ts_status e = header_error(f->path, NULL, ts_status_message(st));
+    ts_status_free(st);
+    return e;
+  }
+  const ts_json *root = doc.root;
+  if (root->kind != TS_JSON_OBJECT) {
+    ts_json_doc_deinit(&doc);
+    return header_error(f->path, NULL, "the header is not a JSON object");
+  }
+  f->tensors = calloc(root->count + 1, sizeof *f->tensors);
+  if (!f->tensors) {
+    ts_json_doc_deinit(&doc);
+    return ts_status_nomem();
+  }
+  for (size_t i = 0; i < root->count && !st; i++) {
+    const ts_json *e = &root->items[i];
+    if (e->key_len == 12 && !memcmp(e->key, "__metadata__", 12)) {
+      st = read_metadata(f, e);
+      continue;
+    }
+    bool nomem = false;
+    ts_st_tensor *t = &f->tensors[f->count];
+    t->name = c_string(e->key, e->key_len, &nomem);
+    if (!t->name) {
+      st = nomem ? ts_status_nomem()
+                 : header_error(f->path, NULL,
+                                "a tensor name holds a NUL character");
+      break;
+    }
+    f->count++;
+    st = read_entry(f, t, e, text, len);
+  }
+  ts_json_doc_deinit(&doc);
+  return st ? st : check_overlaps(f);
 }
 
 ts_status ts_safetensors_open(const char *path, ts_safetensors **out) {

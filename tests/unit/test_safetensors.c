@@ -77,9 +77,53 @@ int main(void) {
                "needs dtype, shape and data_offsets");
   expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}",
                8, "bad data_offsets");
-  expect_error("{\"a\": [1, 2", 8, "tensor 'a'");
+  /* JSON syntax errors say where (base/json.c) */
+  expect_error("{\"a\": [1, 2", 8, "JSON 1:12: ");
   expect_error("[]", 0, "not a JSON object");
-  expect_error("{} trailing", 0, "bytes after the JSON header");
+  expect_error("{} trailing", 0, "JSON 1:4: text after the value");
+  expect_error("{\"a\":{\"dtype\":\"F32\",\n \"shape\":[2,]}}", 8, "JSON 2:13: ");
+  /* integers exactly as written (a double would give ...992), and only
+   * integers */
+  expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,9007199254740993]}}",
+               8, "data_offsets give 9007199254740993");
+  expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2.0],\"data_offsets\":[0,8]}}", 8,
+               "tensor 'a': bad shape");
+  expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8,
+               "tensor 'a': bad shape");
+  expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8e0]}}", 8,
+               "tensor 'a': bad data_offsets");
+  expect_error("{\"a\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
+               "tensor 'a': unsupported dtype '?'");
+  expect_error("{\"a\":5}", 8, "tensor 'a': its entry is not an object");
+  /* a name twice (even of empty tensors, which cannot overlap), a NUL in a
+   * name, __metadata__ twice or not of strings */
+  expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
+               "\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}",
+               0, "tensor 'a': named twice");
+  expect_error("{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0,
+               "a tensor name holds a NUL character");
+  expect_error("{\"__metadata__\":{},\"__metadata__\":{}}", 0, "__metadata__ given twice");
+  expect_error("{\"__metadata__\":{\"n\":1}}", 0, "__metadata__ values must be strings");
+
+  /* names and metadata with escapes read as their characters (they were
+   * '?' before the header moved onto base/json.c) */
+  write_file("{\"__metadata__\":{\"note\":\"caf\\u00e9 \\\"x\\\"\"},"
+             "\"w\\u00e9ight.\\ud83d\\ude00\":{\"dtype\":\"I8\",\"shape\":[2],"
+             "\"data_offsets\":[0,2],\"extra\":[{\"x\":null}]},"
+             "\"q\\\"uote\\/\":{\"dtype\":\"I8\",\"shape\":[1],\"data_offsets\":[2,3]}}",
+             3);
+  st = ts_safetensors_open(path, &f);
+  CHECK(st == NULL);
+  if (!st) {
+    CHECK(ts_safetensors_count(f) == 2);
+    const ts_st_tensor *w = ts_safetensors_find(f, "w\xc3\xa9ight.\xf0\x9f\x98\x80");
+    CHECK(w && w->shape[0] == 2 && ((const unsigned char *)w->data)[1] == 1);
+    CHECK(ts_safetensors_find(f, "q\"uote/") != NULL);
+    const char *note = ts_safetensors_meta(f, "note");
+    CHECK(note && !strcmp(note, "caf\xc3\xa9 \"x\""));
+    ts_safetensors_close(f);
+  }
+  ts_status_free(st);
   /* a header length past the end */
   FILE *fp = fopen(path, "wb");
   unsigned char big[8] = {0xff, 0xff, 0, 0, 0, 0, 0, 0};
