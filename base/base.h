@@ -357,6 +357,9 @@ void ts_json_doc_deinit(ts_json_doc *d);
 /* An object's member (the first of that name); NULL when absent or when
  * obj is not an object. */
 const ts_json *ts_json_get(const ts_json *obj, const char *key);
+/* Appends s as a JSON string: quotes, '"' and '\\' escaped, control
+ * characters as \u00XX, other bytes as they are (UTF-8 passes through). */
+void ts_json_put_string(ts_buf *b, const char *s, size_t len);
 
 /* ---- Unicode (unicode.c) ---------------------------------------------------- */
 

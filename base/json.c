@@ -313,3 +313,19 @@ const ts_json *ts_json_get(const ts_json *obj, const char *key) {
       return &obj->items[i];
   return NULL;
 }
+
+void ts_json_put_string(ts_buf *b, const char *s, size_t len) {
+  ts_buf_putc(b, '"');
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') {
+      ts_buf_putc(b, '\\');
+      ts_buf_putc(b, (char)c);
+    } else if (c < 0x20) {
+      ts_buf_printf(b, "\\u%04x", c);
+    } else {
+      ts_buf_putc(b, (char)c);
+    }
+  }
+  ts_buf_putc(b, '"');
+}

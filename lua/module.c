@@ -724,10 +724,20 @@ static const char *saved_dtype(lua_State *L, const char *name, ts_tensor *t) {
   return dn;
 }
 
+/* A name or metadata string that ts.save can write and ts.load read back
+ * (its JSON escapes any byte but NUL, which the reader refuses). */
+static void check_savable(lua_State *L, int idx, const char *what) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  if (memchr(s, 0, len))
+    luaL_error(L, "ts.save: %s '%s' holds a NUL byte", what, s);
+}
+
 /* ts.save(path, {name = tensor, ...} [, {key = "value"}] [, {name =
- * "F8_E8M0"}]): written atomically, names sorted. The last table writes i8
- * tensors under the dtype of ue8m0 scale bytes (V4's checkpoints), which
- * ts.load reads back as i8. */
+ * "F8_E8M0"}]): written atomically, names sorted, names and metadata as
+ * JSON strings (any bytes but NUL). The last table writes i8 tensors under
+ * the dtype of ue8m0 scale bytes (V4's checkpoints), which ts.load reads
+ * back as i8. */
 static int l_save(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -737,11 +747,23 @@ static int l_save(lua_State *L) {
   while (lua_next(L, 2)) {
     if (lua_type(L, -2) != LUA_TSTRING)
       return luaL_error(L, "tensor names must be strings");
+    check_savable(L, -2, "tensor name");
     check_tensor(L, -1);
     if (n == 4096)
       return luaL_error(L, "at most 4096 tensors");
     names[n++] = lua_tostring(L, -2);
     lua_pop(L, 1);
+  }
+  if (lua_istable(L, 3)) { /* metadata: strings (checked before any buffer) */
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
+        return luaL_error(L, "ts.save: metadata keys must be strings, values strings "
+                             "or numbers");
+      check_savable(L, -2, "metadata key");
+      check_savable(L, -1, "metadata value");
+      lua_pop(L, 1);
+    }
   }
   if (!lua_isnoneornil(L, 4)) {
     luaL_checktype(L, 4, LUA_TTABLE);
@@ -769,8 +791,13 @@ static int l_save(lua_State *L) {
     lua_pushnil(L);
     bool f2 = true;
     while (lua_next(L, 3)) {
-      ts_buf_printf(&h, "%s\"%s\":\"%s\"", f2 ? "" : ",", luaL_checkstring(L, -2),
-                    luaL_checkstring(L, -1));
+      size_t kl, vl;
+      const char *k = lua_tolstring(L, -2, &kl), *v = lua_tolstring(L, -1, &vl);
+      if (!f2)
+        ts_buf_putc(&h, ',');
+      ts_json_put_string(&h, k, kl);
+      ts_buf_putc(&h, ':');
+      ts_json_put_string(&h, v, vl);
       f2 = false;
       lua_pop(L, 1);
     }
@@ -782,8 +809,10 @@ static int l_save(lua_State *L) {
     lua_getfield(L, 2, names[i]);
     ts_tensor *t = check_tensor(L, -1);
     lua_pop(L, 1);
-    ts_buf_printf(&h, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", first ? "" : ",",
-                  names[i], saved_dtype(L, names[i], t));
+    if (!first)
+      ts_buf_putc(&h, ',');
+    ts_json_put_string(&h, names[i], strlen(names[i]));
+    ts_buf_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", saved_dtype(L, names[i], t));
     for (uint32_t d = 0; d < ts_tensor_rank(t); d++)
       ts_buf_printf(&h, "%s%lld", d ? "," : "", (long long)ts_tensor_dim(t, d));
     uint64_t size = ts_tensor_size(t);

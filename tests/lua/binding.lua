@@ -165,6 +165,30 @@ errors_with(function() f:read_into("a", ts.tensor("bf16", {2, 3})) end, "the ten
 errors_with(function() f:read_into("b", ts.tensor("f32", {6})) end, "no tensor 'b'", "read_into: missing")
 f:close()
 errors_with(function() f:names() end, "closed", "closed file")
+-- names and metadata written as JSON strings: quotes, backslashes, control
+-- characters and UTF-8 come back as they went in; NUL is refused
+local odd = {'q"uote', "back\\slash", "line\nbreak\ttab\1", "caf\u{e9}.\u{1F600}"}
+local ts_odd, meta_odd = {}, {}
+for k, name in ipairs(odd) do
+  ts_odd[name] = ts.tensor("i32", {1}, {k})
+  meta_odd[name] = name .. "=" .. k
+end
+ts.save(path, ts_odd, meta_odd)
+local fo = ts.load(path)
+local all = true
+for k, name in ipairs(odd) do
+  all = all and fo:get(name):to_table()[1] == k and fo:meta(name) == name .. "=" .. k
+end
+check(all and #fo:names() == #odd, "names and metadata with quotes, escapes, UTF-8 round trip")
+fo:close()
+errors_with(function() ts.save(path, {["a\0b"] = xs}) end, "holds a NUL byte", "save: NUL in a name")
+errors_with(function() ts.save(path, {a = xs}, {k = "v\0"}) end, "metadata value", "save: NUL in metadata")
+errors_with(function() ts.save(path, {a = xs}, {k = {}}) end, "values strings or numbers",
+            "save: metadata not strings")
+ts.save(path, {a = xs}, {k = 1.5})
+fo = ts.load(path)
+check(fo:meta("k") == "1.5", "save: a number in metadata is written as its text")
+fo:close()
 local h = io.open(path, "wb")
 h:write("\16\0\0\0\0\0\0\0{\"a\":{\"dtype\":1}")
 h:close()

@@ -218,7 +218,36 @@ static void test_json(void) {
   ts_status_free(st);
 }
 
+/* ts_json_put_string writes what ts_json_parse reads back: every byte
+ * value (control characters escaped, NUL included; bytes that are not
+ * UTF-8 pass through) and the quoting characters. */
+static void test_json_write(void) {
+  char bytes[256 + 4];
+  size_t n = 0;
+  for (int c = 0; c < 256; c++)
+    bytes[n++] = (char)c;
+  memcpy(bytes + n, "\"\\/", 3);
+  n += 3;
+  ts_buf b;
+  ts_buf_init(&b, ts_allocator_system());
+  ts_buf_putc(&b, '[');
+  ts_json_put_string(&b, bytes, n);
+  ts_buf_putc(&b, ']');
+  CHECK(!b.failed && !memchr(b.ptr, 0, b.len) && !memchr(b.ptr, '\n', b.len));
+  ts_json_doc d;
+  ts_status st = ts_json_parse(b.ptr, b.len, &d);
+  CHECK(st == NULL);
+  if (!st) {
+    const ts_json *v = &d.root->items[0];
+    CHECK(v->kind == TS_JSON_STRING && v->len == n && !memcmp(v->str, bytes, n));
+    ts_json_doc_deinit(&d);
+  }
+  ts_status_free(st);
+  ts_buf_deinit(&b);
+}
+
 int main(void) {
+  test_json_write();
   test_utf8();
   test_categories();
   test_regex();
