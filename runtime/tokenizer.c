@@ -755,9 +755,77 @@ static void try_pair(const ts_tokenizer *t, const int32_t *sym, size_t a, size_t
     heap_push(h, n, (merge){rank, id, a});
 }
 
+/* What one encode call reuses across its pieces: the merge arrays, grown to
+ * the longest piece so far (they were allocated for every piece), and a
+ * cache of the pieces already merged, as HF's BPE keeps one: a text repeats
+ * its words, and a piece's tokens depend on its bytes alone. The cache
+ * holds pieces of 2..CACHE_MAX_LEN bytes, at most CACHE_ENTRIES of them (a
+ * fixed open-addressing table of twice that, keys and tokens in two
+ * growing arrays); when full it is used but no longer grown. */
+enum { CACHE_MAX_LEN = 256, CACHE_ENTRIES = 1 << 15, CACHE_SLOTS = 2 * CACHE_ENTRIES };
+
+typedef struct cached {
+  uint64_t hash;
+  uint32_t key, key_len, val, val_len; /* offsets into keys and vals */
+} cached;
+
+typedef struct work {
+  int32_t *sym;
+  size_t *next, *prev;
+  bool *dead;
+  merge *heap;
+  size_t cap;
+  cached *slots; /* CACHE_SLOTS, allocated at the first insert */
+  size_t entries;
+  ts_buf keys;
+  ids vals;
+} work;
+
+static void work_deinit(work *w) {
+  free(w->sym), free(w->next), free(w->prev), free(w->dead), free(w->heap);
+  free(w->slots);
+  ts_buf_deinit(&w->keys);
+  free(w->vals.v);
+}
+
+static bool work_reserve(work *w, size_t n) {
+  if (n <= w->cap)
+    return true;
+  size_t cap = n < 64 ? 64 : n;
+  int32_t *sym = realloc(w->sym, cap * sizeof *sym);
+  if (sym)
+    w->sym = sym;
+  size_t *next = realloc(w->next, cap * sizeof *next);
+  if (next)
+    w->next = next;
+  size_t *prev = realloc(w->prev, cap * sizeof *prev);
+  if (prev)
+    w->prev = prev;
+  bool *dead = realloc(w->dead, cap * sizeof *dead);
+  if (dead)
+    w->dead = dead;
+  merge *heap = realloc(w->heap, 3 * cap * sizeof *heap);
+  if (heap)
+    w->heap = heap;
+  if (!sym || !next || !prev || !dead || !heap)
+    return false;
+  w->cap = cap;
+  return true;
+}
+
+/* The cache's slot for piece s[0..n) of hash h: its entry, or the empty
+ * slot where it would go. */
+static cached *cache_slot(work *w, const char *s, size_t n, uint64_t h) {
+  for (size_t i = h & (CACHE_SLOTS - 1);; i = (i + 1) & (CACHE_SLOTS - 1)) {
+    cached *c = &w->slots[i];
+    if (!c->key_len || (c->hash == h && c->key_len == n && !memcmp(w->keys.ptr + c->key, s, n)))
+      return c;
+  }
+}
+
 /* One piece's bytes to tokens: start from its bytes, apply the merges lowest
  * rank first (leftmost first among equals), as HF's BPE::merge_word does. */
-static ts_status bpe(const ts_tokenizer *t, const char *s, size_t n, ids *out) {
+static ts_status bpe(const ts_tokenizer *t, const char *s, size_t n, ids *out, work *w) {
   if (n == 0)
     return NULL;
   if (t->ignore_merges || n == 1) {
@@ -767,19 +835,26 @@ static ts_status bpe(const ts_tokenizer *t, const char *s, size_t n, ids *out) {
       return NULL;
     }
   }
-  int32_t *sym = malloc(n * sizeof *sym);
-  size_t *next = malloc(n * sizeof *next), *prev = malloc(n * sizeof *prev);
-  bool *dead = calloc(n, sizeof *dead);
-  merge *heap = malloc(3 * n * sizeof *heap);
-  if (!sym || !next || !prev || !dead || !heap) {
-    free(sym), free(next), free(prev), free(dead), free(heap);
-    return ts_status_nomem();
+  bool cacheable = n <= CACHE_MAX_LEN;
+  uint64_t h = cacheable ? ts_hash_bytes(s, n, 0x9e3779b97f4a7c15u) : 0;
+  cached *slot = cacheable && w->slots ? cache_slot(w, s, n, h) : NULL;
+  if (slot && slot->key_len) {
+    for (uint32_t i = 0; i < slot->val_len; i++)
+      push_id(out, w->vals.v[slot->val + i]);
+    return out->failed ? ts_status_nomem() : NULL;
   }
+  if (!work_reserve(w, n))
+    return ts_status_nomem();
+  int32_t *sym = w->sym;
+  size_t *next = w->next, *prev = w->prev;
+  bool *dead = w->dead;
+  merge *heap = w->heap;
   size_t hn = 0;
   for (size_t i = 0; i < n; i++) {
     sym[i] = t->byte_ids[(unsigned char)s[i]];
     next[i] = i + 1 < n ? i + 1 : SIZE_MAX;
     prev[i] = i ? i - 1 : SIZE_MAX;
+    dead[i] = false;
   }
   for (size_t i = 0; i + 1 < n; i++)
     try_pair(t, sym, i, i + 1, heap, &hn);
@@ -801,10 +876,32 @@ static ts_status bpe(const ts_tokenizer *t, const char *s, size_t n, ids *out) {
     if (next[m.pos] != SIZE_MAX)
       try_pair(t, sym, m.pos, next[m.pos], heap, &hn);
   }
+  size_t first = out->count;
   for (size_t i = 0; i != SIZE_MAX; i = next[i])
     push_id(out, sym[i]);
-  free(sym), free(next), free(prev), free(dead), free(heap);
-  return out->failed ? ts_status_nomem() : NULL;
+  if (out->failed)
+    return ts_status_nomem();
+  if (!cacheable || w->entries == CACHE_ENTRIES)
+    return NULL;
+  if (!w->slots) { /* the first insert (an allocation failure only skips caching) */
+    w->slots = calloc(CACHE_SLOTS, sizeof *w->slots);
+    if (!w->slots)
+      return NULL;
+    ts_buf_init(&w->keys, ts_allocator_system());
+    slot = cache_slot(w, s, n, h);
+  }
+  size_t key = w->keys.len, val = w->vals.count;
+  ts_buf_append(&w->keys, s, n);
+  for (size_t i = first; i < out->count; i++)
+    push_id(&w->vals, out->v[i]);
+  if (w->keys.failed || w->vals.failed || w->keys.len > UINT32_MAX ||
+      w->vals.count > UINT32_MAX) {
+    w->entries = CACHE_ENTRIES; /* stop caching; what is cached stays valid */
+    return NULL;
+  }
+  *slot = (cached){h, (uint32_t)key, (uint32_t)n, (uint32_t)val, (uint32_t)(out->count - first)};
+  w->entries++;
+  return NULL;
 }
 
 /* ---- encoding ---------------------------------------------------------------------------- */
@@ -836,7 +933,7 @@ static const added *added_at(const ts_tokenizer *t, const char *text, size_t len
 /* Text outside the added tokens, pre-tokenized and merged (or, with
  * `pieces`, only pre-tokenized). */
 static ts_status encode_text(const ts_tokenizer *t, const char *text, size_t start, size_t end,
-                             ids *out, spans *pieces) {
+                             ids *out, spans *pieces, work *w) {
   if (start >= end)
     return NULL;
   char *own = NULL;
@@ -855,7 +952,7 @@ static ts_status encode_text(const ts_tokenizer *t, const char *text, size_t sta
   size_t from = sp->count;
   ts_status s = pre_tokenize(t, text, start, end, sp);
   for (size_t i = from; i < sp->count && !s && !pieces; i++)
-    s = bpe(t, text + sp->v[i].start, sp->v[i].end - sp->v[i].start, out);
+    s = bpe(t, text + sp->v[i].start, sp->v[i].end - sp->v[i].start, out, w);
   if (pieces && own) /* offsets into the caller's text: the added space is at -1 */
     for (size_t i = from; i < sp->count; i++)
       sp->v[i].start = sp->v[i].start ? sp->v[i].start - 1 : 0, sp->v[i].end--;
@@ -864,8 +961,8 @@ static ts_status encode_text(const ts_tokenizer *t, const char *text, size_t sta
   return s;
 }
 
-static ts_status run(const ts_tokenizer *t, const char *text, size_t len, bool add_special,
-                     ids *out, spans *pieces) {
+static ts_status run_with(const ts_tokenizer *t, const char *text, size_t len, bool add_special,
+                          ids *out, spans *pieces, work *w) {
   for (size_t k = 0; add_special && k < t->prefix_count; k++)
     push_id(out, t->prefix[k]);
   size_t seg = 0, i = 0;
@@ -879,7 +976,7 @@ static ts_status run(const ts_tokenizer *t, const char *text, size_t len, bool a
     if (a->lstrip)
       while (seg_end > seg && space_byte(text[seg_end - 1]))
         seg_end--;
-    TS_TRY(encode_text(t, text, seg, seg_end, out, pieces));
+    TS_TRY(encode_text(t, text, seg, seg_end, out, pieces, w));
     push_id(out, a->id);
     i += a->len;
     if (a->rstrip)
@@ -887,10 +984,18 @@ static ts_status run(const ts_tokenizer *t, const char *text, size_t len, bool a
         i++;
     seg = i;
   }
-  TS_TRY(encode_text(t, text, seg, len, out, pieces));
+  TS_TRY(encode_text(t, text, seg, len, out, pieces, w));
   for (size_t k = 0; add_special && k < t->suffix_count; k++)
     push_id(out, t->suffix[k]);
   return out->failed ? ts_status_nomem() : NULL;
+}
+
+static ts_status run(const ts_tokenizer *t, const char *text, size_t len, bool add_special,
+                     ids *out, spans *pieces) {
+  work w = {0};
+  ts_status s = run_with(t, text, len, add_special, out, pieces, &w);
+  work_deinit(&w);
+  return s;
 }
 
 ts_status ts_tokenizer_encode(const ts_tokenizer *t, const char *text, size_t len,

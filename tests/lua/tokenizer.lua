@@ -155,6 +155,14 @@ end
 check(#merges == 300 and differ == 0 and merged > 2000,
       string.format("trained merges: the reference's ids on %d texts (%d differ, %d merges, %d bytes merged)",
                     total, differ, #merges, merged))
+-- all the texts as one, three times: one encode call that meets most of its
+-- pieces again (runtime/tokenizer.c's per-call cache of merged pieces
+-- answers them) gives the reference's ids
+local all = table.concat(texts, "\n")
+all = all .. "\n" .. all .. "\n" .. all
+local got_all, want_all = trained:encode(all), reference(all)
+check(#want_all > 10000 and same(got_all, want_all),
+      string.format("one long text of repeated pieces: the reference's %d ids", #want_all))
 
 -- 3. added tokens, the template, ignore_merges, behaviors
 local BOS, EOS = "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>", "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>"
