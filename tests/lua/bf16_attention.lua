@@ -45,7 +45,7 @@ end
 local function none(pre) return pre.sparse == 0 and pre.hca == 0 end
 local function some(pre) return pre.sparse > 0 and pre.hca > 0 end
 
--- ---- the conversion (embed.tile convert_rows) ----------------------------------------------
+-- ---- the conversion (embed.tile convert_rows) -------------------------------------------
 
 -- f32 -> bf16 on the device rounds as the host's cast does (to nearest,
 -- ties to even; infinities, NaN, -0, subnormals, the largest finite values)
@@ -69,6 +69,12 @@ do
           d .. ": ties go to even and bf16 -> f32 is exact")
     check(O.convert(ts.tensor("f32", {0, 8}, nil, dev), "bf16"):numel() == 0,
           d .. ": an empty tensor converts")
+    -- with a SCALE (the indexer's head weights): the f32 product
+    local y = ts.tensor("f32", {3, 37}, nil, dev)
+    O.kernel("embed.tile", "convert_rows", {XT = "f32", YT = "f32", SCALE = 0.1}):launch{x, y}
+    local yv, ok_s = y:to_table(), true
+    for i = 13, #v do ok_s = ok_s and yv[i] == C.f32(C.f32(v[i]) * C.f32(0.1)) end
+    check(ok_s, d .. ": convert_rows with SCALE multiplies in f32")
   end
   O.use(nil, false)
 end
