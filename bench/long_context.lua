@@ -70,12 +70,8 @@ local function state(L, T, entries)
     which["indexer.compressor"] = DI
   end
   for name, width in pairs(which) do
-    local KE, b = (ratio == 4 and 2 or 1) * width, {c = {}, z = {}}
-    for r = 1, model.buffer_rows(ratio) do
-      b.c[r] = random({1, KE}, 1.0):to_table()
-      b.z[r] = random({1, KE}, 1.0):to_table()
-    end
-    st.buf[name] = b
+    local KE, R = (ratio == 4 and 2 or 1) * width, model.buffer_rows(ratio)
+    st.buf[name] = {c = random({R, KE}, 1.0), z = random({R, KE}, 1.0)}
   end
   return st
 end

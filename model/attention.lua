@@ -254,10 +254,14 @@ function M:hand_off(L, made, T)
     if made.indexer_keys then st.keys:put(made.indexer_keys, 0) end
   end
   for which, cz in pairs(made.projected or {}) do
-    -- the last rows only (as Lua rows: the buffer is a Lua list)
-    local first = math.max(0, T - self.buffer_rows(ratio))
-    st.buf[which] = {c = O.rows(cz[1]:slice(0, first, T - first)),
-                     z = O.rows(cz[2]:slice(0, first, T - first))}
+    -- the last rows, each in its ring row (position p in row p mod R)
+    local R = self.buffer_rows(ratio)
+    local b = self.new_buffer(ratio, cz[1]:shape()[2])
+    for p = math.max(0, T - R), T - 1 do
+      b.c:slice(0, p % R, 1):assign(cz[1]:slice(0, p, 1))
+      b.z:slice(0, p % R, 1):assign(cz[2]:slice(0, p, 1))
+    end
+    st.buf[which] = b
   end
   return st
 end

@@ -4,7 +4,6 @@ local ts = require "tessera"
 local O = require "model.ops"
 local kernel, f32, linear, rmsnorm, rope, hadamard = O.kernel, O.f32, O.linear, O.rmsnorm,
   O.rope, O.hadamard
-local rows, from_rows, concat_rows = O.rows, O.from_rows, O.concat_rows
 
 return function(M)
 
@@ -45,27 +44,35 @@ end
 
 -- One decode step of the compressor `which` of layer L for the input x
 -- [1, d] at position t: its projections join the partial-window buffer
--- st.buf[which] (the last buffer_rows rows); when t completes a window,
--- the new entry [1, E] (from the window, and for CSA the previous one),
--- else nil.
+-- st.buf[which] (a ring of the last buffer_rows rows on the device, c and z
+-- [R, KE], position p in row p mod R: no round trip through the host);
+-- when t completes a window, the new entry [1, E] (from the window, and
+-- for CSA the previous one), else nil.
 function M:compress_step(L, which, st, t, ratio, tab, x)
-  local buf = st.buf[which]
+  local buf, R = st.buf[which], M.buffer_rows(ratio)
   local c, z = self:project(L, which, x)
-  buf.c[#buf.c + 1] = c:to_table()
-  buf.z[#buf.z + 1] = z:to_table()
-  while #buf.c > M.buffer_rows(ratio) do
-    table.remove(buf.c, 1)
-    table.remove(buf.z, 1)
-  end
+  buf.c:slice(0, t % R, 1):assign(c)
+  buf.z:slice(0, t % R, 1):assign(z)
   if (t + 1) % ratio ~= 0 then return nil end
   local g = (t + 1) // ratio - 1
   local n = (ratio == 4 and g > 0) and 2 * ratio or ratio
-  local KE = #buf.c[1]
-  local out = self:pool(L, which, from_rows(buf.c, #buf.c - n + 1, #buf.c, KE),
-                        from_rows(buf.z, #buf.z - n + 1, #buf.z, KE), ratio, tab,
-                        g - (n // ratio - 1))
+  -- the window's rows in order: positions t - n + 1 .. t
+  local idx = {}
+  for k = 1, n do idx[k] = (t - n + k) % R end
+  local rows_of = O.tensor("i32", {n}, idx)
+  local KE = buf.c:shape()[2]
+  local wc, wz = f32{n, KE}, f32{n, KE}
+  kernel("embed.tile", "rows_f32"):launch{buf.c, rows_of, wc}
+  kernel("embed.tile", "rows_f32"):launch{buf.z, rows_of, wz}
+  local out = self:pool(L, which, wc, wz, ratio, tab, g - (n // ratio - 1))
   return out:slice(0, out:shape()[1] - 1, 1)
 end
 
+-- A compressor's empty decode buffer (the ring compress_step fills) for
+-- projections KE wide.
+function M.new_buffer(ratio, KE)
+  local R = M.buffer_rows(ratio)
+  return {c = f32{R, KE}, z = f32{R, KE}}
+end
 
 end
