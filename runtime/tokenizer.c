@@ -518,6 +518,17 @@ typedef struct spans {
   bool failed;
 } spans;
 
+/* p resized to n elements of `size` bytes; on failure p as it was and *ok
+ * false (so that several arrays can grow before one check). */
+static void *grow(void *p, size_t n, size_t size, bool *ok) {
+  void *q = realloc(p, n * size);
+  if (!q) {
+    *ok = false;
+    return p;
+  }
+  return q;
+}
+
 static void push_span(spans *s, size_t start, size_t end, bool match) {
   if (s->count == s->cap) {
     size_t cap = s->cap ? s->cap * 2 : 64;
@@ -562,13 +573,10 @@ static ts_status find_all(const step *st, const char *text, size_t start, size_t
   size_t n = 0;
   if (end - start + 1 > sc->cap) {
     size_t cap = end - start + 1;
-    uint32_t *c = realloc(sc->cps, cap * sizeof *c);
-    if (c)
-      sc->cps = c;
-    size_t *o = realloc(sc->offs, cap * sizeof *o);
-    if (o)
-      sc->offs = o;
-    if (!c || !o)
+    bool ok = true;
+    sc->cps = grow(sc->cps, cap, sizeof *sc->cps, &ok);
+    sc->offs = grow(sc->offs, cap, sizeof *sc->offs, &ok);
+    if (!ok)
       return ts_status_nomem();
     sc->cap = cap;
   }
@@ -792,25 +800,15 @@ static bool work_reserve(work *w, size_t n) {
   if (n <= w->cap)
     return true;
   size_t cap = n < 64 ? 64 : n;
-  int32_t *sym = realloc(w->sym, cap * sizeof *sym);
-  if (sym)
-    w->sym = sym;
-  size_t *next = realloc(w->next, cap * sizeof *next);
-  if (next)
-    w->next = next;
-  size_t *prev = realloc(w->prev, cap * sizeof *prev);
-  if (prev)
-    w->prev = prev;
-  bool *dead = realloc(w->dead, cap * sizeof *dead);
-  if (dead)
-    w->dead = dead;
-  merge *heap = realloc(w->heap, 3 * cap * sizeof *heap);
-  if (heap)
-    w->heap = heap;
-  if (!sym || !next || !prev || !dead || !heap)
-    return false;
-  w->cap = cap;
-  return true;
+  bool ok = true;
+  w->sym = grow(w->sym, cap, sizeof *w->sym, &ok);
+  w->next = grow(w->next, cap, sizeof *w->next, &ok);
+  w->prev = grow(w->prev, cap, sizeof *w->prev, &ok);
+  w->dead = grow(w->dead, cap, sizeof *w->dead, &ok);
+  w->heap = grow(w->heap, 3 * cap, sizeof *w->heap, &ok);
+  if (ok)
+    w->cap = cap;
+  return ok;
 }
 
 /* The cache's slot for piece s[0..n) of hash h: its entry, or the empty
