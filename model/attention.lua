@@ -25,15 +25,25 @@ return function(M)
 -- only the queries and the probabilities round.
 function M:bf16_attention()
   local a = self.attn_dtype
-  if a == nil then return self.tf32 and O.attn_tensor_cores() end
+  if a == nil then
+    return self.tf32 and O.attn_tensor_cores(self.cfg.n_heads, self.cfg.head_dim)
+  end
   return a == "bf16"
 end
 
 -- The tensor-core attention kernels' params at this model's width: NH
--- heads as the GEMMs' M, all DC output dims a block on two warpgroups.
+-- heads as the GEMMs' M, CH of the DC output dims a block on two
+-- warpgroups: all of them while the [NH, CH] f32 accumulator is at most
+-- 128 KiB (V4-Flash: 64 x 512, in registers), else halves (V4-Pro's 128
+-- heads: two blocks a query, each 128 x 256; at 128 x 512 the accumulator
+-- would not fit the registers).
 function M:tc_params()
-  local c, H = self.cfg.head_dim, self.cfg.n_heads
-  self.tc_attn = self.tc_attn or {NH = H, DC = c, CH = math.min(c, 512), SCALE = c ^ -0.5}
+  if not self.tc_attn then
+    local c, H = self.cfg.head_dim, self.cfg.n_heads
+    local CH = c
+    while H * CH > 32768 and CH % 2 == 0 and CH > 64 do CH = CH // 2 end
+    self.tc_attn = {NH = H, DC = c, CH = CH, SCALE = c ^ -0.5}
+  end
   return self.tc_attn
 end
 

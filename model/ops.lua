@@ -266,12 +266,13 @@ function O.on_gpu() return dev():name() ~= "cpu" end
 function O.fp8_tensor_cores() return dev():arch() == "sm_90a" end
 
 -- Whether that GPU's tensor cores take the attention kernels' bf16 forms
--- (sparse_attn_tc, hca_attn_tc; model/attention.lua): sm_90a (wgmma) and
--- sm_80 (mma.sync), whose shared memory holds their tiles at V4 width
--- (135 and 143 KiB); an sm_86's 99 KiB does not.
-function O.attn_tensor_cores()
+-- (sparse_attn_tc, hca_attn_tc; model/attention.lua) for H heads of c
+-- dims: their shared tiles hold all H x c queries. sm_90a (wgmma, 227 KiB)
+-- up to V4-Pro's 128 x 512 (hca_attn_tc then 200 KiB); sm_80 (mma.sync,
+-- 163 KiB) up to V4-Flash's 64 x 512 (143 KiB); an sm_86's 99 KiB not.
+function O.attn_tensor_cores(H, c)
   local a = dev():arch()
-  return a == "sm_90a" or a == "sm_80"
+  return a == "sm_90a" and H * c <= 65536 or a == "sm_80" and H * c <= 32768
 end
 
 -- x [..., D] as a new tensor of dtype dt on the model's device (rounding to

@@ -95,6 +95,17 @@ check(sdec == (tc_gpu and 3 or 0), "a decode step's window/CSA attention takes "
 -- (any GPU; not with tf32 = false, nor on the CPU, nor for 5 tokens)
 check(spre.grouped == 5 and pre.grouped == 0,
       "the prefill's grouped output projections run grouped_linear_tf32: " .. spre.grouped)
+-- at V4 widths: all 512 dims a block for V4-Flash's 64 heads, halves for
+-- V4-Pro's 128 (the accumulator); sm_80's shared memory takes Flash's
+-- width, not Pro's (the queries' tile alone is 128 KiB); sm_90a both
+local function ch(H) return V4.tc_params({cfg = {n_heads = H, head_dim = 512}}).CH end
+check(ch(64) == 512 and ch(128) == 256 and ch(4) == 512, "tc_params: CH by the accumulator")
+O.use(ts.device("gpusim"), true)
+local flash, pro = O.attn_tensor_cores(64, 512), O.attn_tensor_cores(128, 512)
+O.use(nil, false)
+check(flash == tc_gpu and pro == (arch == "sm_90a"),
+      string.format("%s takes the tensor-core attention at V4-Flash's width: %s, V4-Pro's: %s",
+                    arch, flash, pro))
 local _, p5 = run("gpusim", {}, 5)
 check((tc_gpu and some(p5) or not tc_gpu and none(p5)) and p5.grouped == 0,
       "a prefill of 5 tokens: the attention as for 9, the projection not in TF32 (< 8 rows)")
