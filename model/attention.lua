@@ -215,10 +215,7 @@ function M:indexer_inputs(L, qr, x, tab, pos)
   local w = linear(x, self:lweight(p .. "weights_proj.weight"))
   -- scaled on the device (a Lua loop over a 128K-token prefill's [T, HI]
   -- took 0.5 s a layer, and a round trip through the host on a GPU)
-  self.index_scale = self.index_scale or {XT = "f32", YT = "f32", SCALE = DI ^ -0.5 * HI ^ -0.5}
-  local ws = f32(w:shape())
-  kernel("embed.tile", "convert_rows", self.index_scale):launch{w, ws}
-  return qi, ws
+  return qi, O.convert(w, "f32", DI ^ -0.5 * HI ^ -0.5)
 end
 
 -- The indexer's scores [T, N] (compression ratio `ratio`) of the queries qi

@@ -3,7 +3,6 @@ local ts = require "tessera"
 local O = require "model.ops"
 local kernel, f32, linear, rmsnorm, rope, hadamard = O.kernel, O.f32, O.linear, O.rmsnorm,
   O.rope, O.hadamard
-local rows, from_rows, concat_rows = O.rows, O.from_rows, O.concat_rows
 
 return function(M)
 

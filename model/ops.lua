@@ -275,18 +275,19 @@ function O.attn_tensor_cores(H, c)
   return a == "sm_90a" and H * c <= 65536 or a == "sm_80" and H * c <= 32768
 end
 
--- x [..., D] as a new tensor of dtype dt on the model's device (rounding to
--- nearest even into bf16), converted there (embed.tile convert_rows).
+-- x [..., D] (times scale, if given: the product in f32) as a new tensor
+-- of dtype dt on the model's device (rounding to nearest even into bf16),
+-- converted there (embed.tile convert_rows).
 local convert_params = {}
-function O.convert(x, dt)
+function O.convert(x, dt, scale)
   local sh, from = x:shape(), x:dtype()
   local y = O.tensor(dt, sh)
   local D = sh[#sh]
   if x:numel() == 0 then return y end
-  local key = from .. ">" .. dt
+  local key = from .. ">" .. dt .. "*" .. (scale or 1)
   local p = convert_params[key]
   if not p then
-    p = {XT = from, YT = dt}
+    p = {XT = from, YT = dt, SCALE = scale}
     convert_params[key] = p
   end
   local rows = x:numel() // D
@@ -308,24 +309,6 @@ end
 -- over 1M tokens (8192 entries) is 16 ranges for its cores; on a GPU 64,
 -- each a block.
 function O.attn_range() return dev():name() == "cpu" and 512 or 128 end
-
--- A [n, w] tensor as a list of rows (tables), and back.
-function O.rows(t)
-  local s, v, out = t:shape(), t:to_table(), {}
-  local w = s[#s]
-  for r = 0, t:numel() // w - 1 do
-    out[r + 1] = table.move(v, r * w + 1, r * w + w, 1, {})
-  end
-  return out
-end
-
-function O.from_rows(list, first, last, width)
-  local v = {}
-  for r = first, last do
-    table.move(list[r], 1, width, #v + 1, v)
-  end
-  return O.tensor("f32", {last - first + 1, width}, v)
-end
 
 -- rows of a after the rows of b, as one new tensor
 function O.concat_rows(a, b)
