@@ -57,6 +57,7 @@ static inline ts_tensor *bench_copy(ts_tensor *t, ts_device *d, const char *prog
 static inline double bench_gpu_median(ts_kernel *k, const ts_arg *a, size_t n, int reps,
                                       const char *prog) {
   double t[32];
+  ts_kernel_set_timing(k, true);
   bench_check(ts_kernel_launch(k, a, n), prog, "a launch");
   if (reps > 32)
     reps = 32;

@@ -143,6 +143,15 @@ static int device_arch(lua_State *L) {
   return 1;
 }
 
+/* d:sync(): waits until the work queued on the device is done (on a GPU
+ * launches return once queued; the CPU's are done when they return), and
+ * raises the error of that work if it failed. Time a GPU's work from a
+ * sync to a sync. */
+static int device_sync(lua_State *L) {
+  ts_status st = ts_device_sync(check_box(L, 1, DEVICE_MT));
+  return st ? ts_lua_fail(L, st) : 0;
+}
+
 static int device_threads(lua_State *L) {
   ts_device *d = check_box(L, 1, DEVICE_MT);
   lua_pushinteger(L, ts_device_thread_count(d));
@@ -935,7 +944,7 @@ void ts_lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
 int luaopen_tessera(lua_State *L) {
   static const luaL_Reg device_methods[] = {
       {"name", device_name}, {"threads", device_threads}, {"arch", device_arch},
-      {NULL, NULL}};
+      {"sync", device_sync}, {NULL, NULL}};
   static const luaL_Reg tensor_methods[] = {
       {"shape", tensor_shape},   {"dtype", tensor_dtype},
       {"numel", tensor_numel},   {"to_table", tensor_to_table},

@@ -16,8 +16,8 @@ static ts_status cpu_alloc(ts_device *d, size_t size, void **out) {
   return NULL;
 }
 
-static void cpu_free(ts_device *d, void *p) {
-  (void)d;
+static void cpu_free(ts_device *d, void *p, size_t size) {
+  (void)d, (void)size;
   free(p);
 }
 
@@ -40,12 +40,12 @@ static void cpu_destroy(ts_device *d) {
   free(d);
 }
 
-static const ts_device_ops cpu_ops = {"cpu",    cpu_alloc,   cpu_free,
-                                      cpu_copy, cpu_copy,    cpu_destroy,
-                                      cpu_zero};
-static const ts_device_ops gpusim_ops = {"gpusim", cpu_alloc,   cpu_free,
-                                         cpu_copy, cpu_copy,    cpu_destroy,
-                                         cpu_zero};
+static const ts_device_ops cpu_ops = {"cpu",    cpu_alloc,   cpu_free, cpu_copy,
+                                      cpu_copy, cpu_destroy, cpu_zero, cpu_copy,
+                                      NULL};
+static const ts_device_ops gpusim_ops = {"gpusim", cpu_alloc,   cpu_free, cpu_copy,
+                                         cpu_copy, cpu_destroy, cpu_zero, cpu_copy,
+                                         NULL};
 
 ts_status ts_device_create_gpusim(ts_device **out) {
   TS_TRY(ts_device_create_cpu(1, out));
@@ -89,6 +89,8 @@ void ts_device_release(ts_device *d) {
 }
 
 const char *ts_device_name(const ts_device *d) { return d->ops->name; }
+
+ts_status ts_device_sync(ts_device *d) { return d->ops->sync ? d->ops->sync(d) : NULL; }
 bool ts_device_is_host(const ts_device *d) { return !d->cuda; }
 
 ts_status ts_device_create_default(ts_device **out) {

@@ -9,21 +9,27 @@
  * global scratch memref and its bytes per block. Errors carry
  * cuGetErrorName's name and cuGetErrorString's text.
  *
+ * Work is queued on one stream and not waited for: launches, copies into
+ * the device (from pageable memory the driver stages them before it
+ * returns), zeroing and copies within the device; a read from the device
+ * and ts_device_sync wait. Freed memory is kept for reuse in a cache of
+ * blocks (the stream orders a block's old and new users), returned to the
+ * driver only when an allocation fails or the device closes.
+ *
  * Built only where the CUDA headers are (TS_HAVE_CUDA); elsewhere creating
  * the device says so. Without a driver or GPU it says why, in one line. */
 #define _GNU_SOURCE
 #include "runtime/internal.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #ifndef TS_HAVE_CUDA
 
-const char *ts_device_model(const ts_device *d) {
-  return d->cuda ? ((const cuda_device *)d)->name : ts_device_name(d);
-}
+const char *ts_device_model(const ts_device *d) { return ts_device_name(d); }
 
 ts_status ts_device_create_cuda(int ordinal, ts_device **out) {
   (void)ordinal;
@@ -41,11 +47,16 @@ void ts_cuda_module_unload(ts_device *d, void *module) { (void)d, (void)module; 
 ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
                          int threads, int64_t smem, void **params,
                          int64_t scratch_bytes, void **scratch_slot,
-                         double *seconds) {
+                         ts_cuda_timer **timer) {
   (void)d, (void)fn, (void)grid, (void)threads, (void)smem, (void)params;
-  (void)scratch_bytes, (void)scratch_slot, (void)seconds;
+  (void)scratch_bytes, (void)scratch_slot, (void)timer;
   return ts_status_make(TS_ERR_UNSUPPORTED, "no CUDA device");
 }
+ts_status ts_cuda_timer_seconds(ts_device *d, ts_cuda_timer *t, double *seconds) {
+  (void)d, (void)t, (void)seconds;
+  return ts_status_make(TS_ERR_UNSUPPORTED, "no CUDA device");
+}
+void ts_cuda_timer_destroy(ts_device *d, ts_cuda_timer *t) { (void)d, (void)t; }
 const char *ts_cuda_arch(const ts_device *d) {
   (void)d;
   return NULL;
@@ -78,9 +89,10 @@ ts_status ts_cuda_tensor_map(ts_device *d, void *map, void *base, int esize, int
   X(StreamSynchronize, cuStreamSynchronize, 2000)                              \
   X(MemAlloc, cuMemAlloc, 3020)                                                \
   X(MemFree, cuMemFree, 3020)                                                  \
-  X(MemcpyHtoD, cuMemcpyHtoD, 3020)                                            \
-  X(MemcpyDtoH, cuMemcpyDtoH, 3020)                                            \
-  X(MemsetD8, cuMemsetD8, 3020)                                                \
+  X(MemcpyHtoDAsync, cuMemcpyHtoDAsync, 3020)                                  \
+  X(MemcpyDtoHAsync, cuMemcpyDtoHAsync, 3020)                                  \
+  X(MemcpyDtoDAsync, cuMemcpyDtoDAsync, 3020)                                  \
+  X(MemsetD8Async, cuMemsetD8Async, 3020)                                      \
   X(ModuleLoadDataEx, cuModuleLoadDataEx, 2010)                                \
   X(ModuleUnload, cuModuleUnload, 2000)                                        \
   X(ModuleGetFunction, cuModuleGetFunction, 2000)                              \
@@ -102,6 +114,12 @@ typedef struct cuda_api {
 #undef X
 } cuda_api;
 
+/* A freed block kept for reuse. */
+typedef struct cached_block {
+  CUdeviceptr p;
+  size_t size;
+} cached_block;
+
 typedef struct cuda_device {
   ts_device base; /* first: a ts_device * is a cuda_device * */
   cuda_api api;
@@ -111,7 +129,17 @@ typedef struct cuda_device {
   int cc_major, cc_minor;
   int smem_optin; /* the most shared memory a block may opt into */
   char name[128];
+  bool sync_each; /* TESSERA_CUDA_SYNC=1: every launch waits */
+  pthread_mutex_t mu; /* the block cache and the scratch buffer */
+  cached_block *cache;
+  size_t ncache, cache_cap;
+  CUdeviceptr scratch; /* the launches' global scratch, shared */
+  size_t scratch_size;
 } cuda_device;
+
+struct ts_cuda_timer {
+  CUevent start, end;
+};
 
 static ts_status cu_fail(const cuda_api *a, CUresult r, const char *what) {
   const char *name = NULL, *text = NULL;
@@ -154,49 +182,141 @@ static ts_status load_api(cuda_api *a) {
   return NULL;
 }
 
+/* The hint on an error found where the device is waited for: the work
+ * queued before it may have failed, not the call that reported it. */
+static ts_status queued_fail(const cuda_api *a, CUresult r, const char *what) {
+  return ts_status_annotate(cu_fail(a, r, what),
+                            "the work queued on the GPU failed (TESSERA_CUDA_SYNC=1 "
+                            "waits for each launch and names its kernel)");
+}
+
+static ts_status cuda_sync(ts_device *d) {
+  cuda_device *c = (cuda_device *)d;
+  CUresult r = c->api.StreamSynchronize(c->stream);
+  return r == CUDA_SUCCESS ? NULL : queued_fail(&c->api, r, "cuStreamSynchronize");
+}
+
+/* Blocks are rounded so that a freed one fits requests of nearby sizes:
+ * to 512 bytes up to 1 MiB, past that to an eighth of the size's power of
+ * two (at most 12.5% more). */
+static size_t block_size(size_t n) {
+  if (n == 0)
+    n = 64;
+  if (n <= ((size_t)1 << 20))
+    return (n + 511) & ~(size_t)511;
+  size_t p = (size_t)1 << 20;
+  while (p <= n / 2)
+    p *= 2;
+  size_t step = p / 8;
+  return (n + step - 1) / step * step;
+}
+
+/* Waits for the queue and returns every cached block to the driver. Called
+ * with c->mu held. */
+static void release_cache(cuda_device *c) {
+  if (c->ncache == 0)
+    return;
+  c->api.StreamSynchronize(c->stream);
+  for (size_t i = 0; i < c->ncache; i++)
+    c->api.MemFree(c->cache[i].p);
+  c->ncache = 0;
+}
+
 static ts_status cuda_alloc(ts_device *d, size_t size, void **out) {
   cuda_device *c = (cuda_device *)d;
+  size_t n = block_size(size);
+  pthread_mutex_lock(&c->mu);
+  for (size_t i = c->ncache; i-- > 0;)
+    if (c->cache[i].size == n) {
+      *out = (void *)(uintptr_t)c->cache[i].p;
+      c->cache[i] = c->cache[--c->ncache];
+      pthread_mutex_unlock(&c->mu);
+      return NULL;
+    }
   CUdeviceptr p;
-  CU(&c->api, c->api.MemAlloc(&p, size ? size : 64), "cuMemAlloc");
+  CUresult r = c->api.MemAlloc(&p, n);
+  if (r == CUDA_ERROR_OUT_OF_MEMORY && c->ncache > 0) {
+    release_cache(c);
+    r = c->api.MemAlloc(&p, n);
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (r != CUDA_SUCCESS)
+    return cu_fail(&c->api, r, "cuMemAlloc");
   *out = (void *)(uintptr_t)p;
   return NULL;
 }
 
-static void cuda_free(ts_device *d, void *p) {
+static void cuda_free(ts_device *d, void *p, size_t size) {
   cuda_device *c = (cuda_device *)d;
-  c->api.MemFree((CUdeviceptr)(uintptr_t)p);
+  pthread_mutex_lock(&c->mu);
+  if (c->ncache == c->cache_cap) {
+    size_t cap = c->cache_cap ? 2 * c->cache_cap : 64;
+    cached_block *grown = realloc(c->cache, cap * sizeof *grown);
+    if (!grown) { /* no room to keep it: wait until no queued work uses it */
+      c->api.StreamSynchronize(c->stream);
+      c->api.MemFree((CUdeviceptr)(uintptr_t)p);
+      pthread_mutex_unlock(&c->mu);
+      return;
+    }
+    c->cache = grown;
+    c->cache_cap = cap;
+  }
+  c->cache[c->ncache++] = (cached_block){(CUdeviceptr)(uintptr_t)p, block_size(size)};
+  pthread_mutex_unlock(&c->mu);
 }
 
 static ts_status cuda_write(ts_device *d, void *dst, const void *src,
                             size_t size) {
   cuda_device *c = (cuda_device *)d;
   if (size)
-    CU(&c->api, c->api.MemcpyHtoD((CUdeviceptr)(uintptr_t)dst, src, size),
-       "cuMemcpyHtoD");
+    CU(&c->api,
+       c->api.MemcpyHtoDAsync((CUdeviceptr)(uintptr_t)dst, src, size, c->stream),
+       "cuMemcpyHtoDAsync");
   return NULL;
 }
 
 static ts_status cuda_read(ts_device *d, void *dst, const void *src,
                            size_t size) {
   cuda_device *c = (cuda_device *)d;
+  if (!size)
+    return NULL;
+  CUresult r = c->api.MemcpyDtoHAsync(dst, (CUdeviceptr)(uintptr_t)src, size, c->stream);
+  if (r != CUDA_SUCCESS)
+    return queued_fail(&c->api, r, "cuMemcpyDtoHAsync");
+  return cuda_sync(d);
+}
+
+static ts_status cuda_copy(ts_device *d, void *dst, const void *src,
+                           size_t size) {
+  cuda_device *c = (cuda_device *)d;
   if (size)
-    CU(&c->api, c->api.MemcpyDtoH(dst, (CUdeviceptr)(uintptr_t)src, size),
-       "cuMemcpyDtoH");
+    CU(&c->api,
+       c->api.MemcpyDtoDAsync((CUdeviceptr)(uintptr_t)dst, (CUdeviceptr)(uintptr_t)src,
+                              size, c->stream),
+       "cuMemcpyDtoDAsync");
   return NULL;
 }
 
 static ts_status cuda_zero(ts_device *d, void *p, size_t size) {
   cuda_device *c = (cuda_device *)d;
   if (size)
-    CU(&c->api, c->api.MemsetD8((CUdeviceptr)(uintptr_t)p, 0, size),
-       "cuMemsetD8");
+    CU(&c->api, c->api.MemsetD8Async((CUdeviceptr)(uintptr_t)p, 0, size, c->stream),
+       "cuMemsetD8Async");
   return NULL;
 }
 
 static void cuda_destroy(ts_device *d) {
   cuda_device *c = (cuda_device *)d;
-  if (c->stream)
+  if (c->stream) {
+    pthread_mutex_lock(&c->mu);
+    release_cache(c);
+    if (c->scratch)
+      c->api.MemFree(c->scratch);
+    pthread_mutex_unlock(&c->mu);
     c->api.StreamDestroy(c->stream);
+  }
+  free(c->cache);
+  pthread_mutex_destroy(&c->mu);
   if (c->ctx)
     c->api.DevicePrimaryCtxRelease(c->dev);
   if (c->api.lib)
@@ -204,9 +324,9 @@ static void cuda_destroy(ts_device *d) {
   free(c);
 }
 
-static const ts_device_ops cuda_ops = {"cuda",    cuda_alloc, cuda_free,
-                                       cuda_write, cuda_read, cuda_destroy,
-                                       cuda_zero};
+static const ts_device_ops cuda_ops = {"cuda",     cuda_alloc,   cuda_free, cuda_write,
+                                       cuda_read,  cuda_destroy, cuda_zero, cuda_copy,
+                                       cuda_sync};
 
 static ts_status open_device(cuda_device *c, int ordinal) {
   cuda_api *a = &c->api;
@@ -237,6 +357,8 @@ static ts_status open_device(cuda_device *c, int ordinal) {
   CU(a, a->DevicePrimaryCtxRetain(&c->ctx, c->dev), "cuDevicePrimaryCtxRetain");
   CU(a, a->CtxSetCurrent(c->ctx), "cuCtxSetCurrent");
   CU(a, a->StreamCreate(&c->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+  const char *each = getenv("TESSERA_CUDA_SYNC");
+  c->sync_each = each && each[0] && strcmp(each, "0") != 0;
   return NULL;
 }
 
@@ -252,6 +374,7 @@ ts_status ts_device_create_cuda(int ordinal, ts_device **out) {
   atomic_init(&c->base.refs, 1);
   c->base.threads = 1;
   c->base.cuda = true;
+  pthread_mutex_init(&c->mu, NULL);
   ts_status st = open_device(c, ordinal);
   if (st) {
     cuda_destroy(&c->base);
@@ -338,10 +461,35 @@ ts_status ts_cuda_tensor_map(ts_device *d, void *map, void *base, int esize, int
   return NULL;
 }
 
+/* The shared scratch buffer, at least `bytes` (c->mu held): a larger one
+ * replaces it once the launches queued with the old one are done. */
+static ts_status scratch_of(cuda_device *c, size_t bytes, CUdeviceptr *out) {
+  if (bytes > c->scratch_size) {
+    if (c->scratch) {
+      c->api.StreamSynchronize(c->stream);
+      c->api.MemFree(c->scratch);
+      c->scratch = 0, c->scratch_size = 0;
+    }
+    size_t n = block_size(bytes);
+    CUresult r = c->api.MemAlloc(&c->scratch, n);
+    if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+      release_cache(c);
+      r = c->api.MemAlloc(&c->scratch, n);
+    }
+    if (r != CUDA_SUCCESS) {
+      c->scratch = 0;
+      return cu_fail(&c->api, r, "cuMemAlloc (scratch)");
+    }
+    c->scratch_size = n;
+  }
+  *out = c->scratch;
+  return NULL;
+}
+
 ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
                          int threads, int64_t smem, void **params,
                          int64_t scratch_bytes, void **scratch_slot,
-                         double *seconds) {
+                         ts_cuda_timer **timer) {
   cuda_device *c = (cuda_device *)d;
   cuda_api *a = &c->api;
   if (grid[0] > 0x7fffffff || grid[1] > 65535 || grid[2] > 65535)
@@ -352,37 +500,69 @@ ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
   if (grid[0] * grid[1] * grid[2] == 0)
     return NULL;
   CU(a, a->CtxSetCurrent(c->ctx), "cuCtxSetCurrent");
+  ts_cuda_timer *t = NULL;
+  if (timer && !*timer) {
+    t = calloc(1, sizeof *t);
+    if (!t)
+      return ts_status_nomem();
+    CUresult r = a->EventCreate(&t->start, CU_EVENT_DEFAULT);
+    if (r == CUDA_SUCCESS)
+      r = a->EventCreate(&t->end, CU_EVENT_DEFAULT);
+    if (r != CUDA_SUCCESS) {
+      ts_cuda_timer_destroy(d, t);
+      return cu_fail(a, r, "cuEventCreate");
+    }
+    *timer = t;
+  }
+  t = timer ? *timer : NULL;
+  /* the scratch buffer is held from its choice to the launch's queueing:
+   * a larger one for another thread's launch waits for this one */
+  pthread_mutex_lock(&c->mu);
   CUdeviceptr scratch = 0;
+  ts_status st = NULL;
   if (scratch_bytes > 0)
-    CU(a, a->MemAlloc(&scratch, (size_t)scratch_bytes), "cuMemAlloc (scratch)");
+    st = scratch_of(c, (size_t)scratch_bytes, &scratch);
   *scratch_slot = (void *)(uintptr_t)scratch;
-  CUevent e0 = NULL, e1 = NULL;
-  CUresult r = a->EventCreate(&e0, CU_EVENT_DEFAULT);
-  if (r == CUDA_SUCCESS)
-    r = a->EventCreate(&e1, CU_EVENT_DEFAULT);
-  if (r == CUDA_SUCCESS)
-    r = a->EventRecord(e0, c->stream);
-  if (r == CUDA_SUCCESS)
+  CUresult r = CUDA_SUCCESS;
+  if (!st && t)
+    r = a->EventRecord(t->start, c->stream);
+  if (!st && r == CUDA_SUCCESS)
     r = a->LaunchKernel((CUfunction)fn, (unsigned)grid[0], (unsigned)grid[1],
                         (unsigned)grid[2], (unsigned)threads, 1, 1,
                         (unsigned)smem, c->stream, params, NULL);
-  if (r == CUDA_SUCCESS)
-    r = a->EventRecord(e1, c->stream);
-  if (r == CUDA_SUCCESS)
-    r = a->StreamSynchronize(c->stream);
-  float ms = 0;
-  if (r == CUDA_SUCCESS)
-    r = a->EventElapsedTime(&ms, e0, e1);
-  ts_status st = r == CUDA_SUCCESS ? NULL : cu_fail(a, r, "cuLaunchKernel");
-  if (e0)
-    a->EventDestroy(e0);
-  if (e1)
-    a->EventDestroy(e1);
-  if (scratch)
-    a->MemFree(scratch);
-  if (!st && seconds)
-    *seconds = ms / 1e3;
-  return st;
+  if (!st && r == CUDA_SUCCESS && t)
+    r = a->EventRecord(t->end, c->stream);
+  pthread_mutex_unlock(&c->mu);
+  if (st)
+    return st;
+  if (r != CUDA_SUCCESS)
+    return cu_fail(a, r, "cuLaunchKernel");
+  if (c->sync_each && (r = a->StreamSynchronize(c->stream)) != CUDA_SUCCESS)
+    return cu_fail(a, r, "the kernel (TESSERA_CUDA_SYNC=1)");
+  return NULL;
 }
+
+ts_status ts_cuda_timer_seconds(ts_device *d, ts_cuda_timer *t, double *seconds) {
+  cuda_api *a = &((cuda_device *)d)->api;
+  float ms = 0;
+  CUresult r = a->EventSynchronize(t->end);
+  if (r != CUDA_SUCCESS)
+    return queued_fail(a, r, "cuEventSynchronize");
+  CU(a, a->EventElapsedTime(&ms, t->start, t->end), "cuEventElapsedTime");
+  *seconds = ms / 1e3;
+  return NULL;
+}
+
+void ts_cuda_timer_destroy(ts_device *d, ts_cuda_timer *t) {
+  if (!t)
+    return;
+  cuda_api *a = &((cuda_device *)d)->api;
+  if (t->start)
+    a->EventDestroy(t->start);
+  if (t->end)
+    a->EventDestroy(t->end);
+  free(t);
+}
+
 
 #endif

@@ -24,13 +24,21 @@ const char *ts_cuda_arch(const ts_device *d); /* "sm_90a", "sm_80", "sm_86", NUL
 ts_status ts_cuda_module_load(ts_device *d, const char *ptx, const char *name,
                               int64_t smem, void **module, void **fn);
 void ts_cuda_module_unload(ts_device *d, void *module);
-/* Launches and waits; `params` are cuLaunchKernel's, and the scratch
- * memref's pointer slots point at *scratch_slot, which is set to a buffer
- * of scratch_bytes for the launch. */
+/* Queues a launch on the device's stream; `params` are cuLaunchKernel's,
+ * and the scratch memref's pointer slots point at *scratch_slot, which is
+ * set to the device's scratch buffer (at least scratch_bytes, shared by
+ * every launch: the stream runs them one after another). With `timer` (a
+ * kernel's; *timer is made at its first timed launch) CUDA events are
+ * recorded around the kernel. With TESSERA_CUDA_SYNC=1 it waits for the
+ * kernel, so that a fault is this launch's error. */
+typedef struct ts_cuda_timer ts_cuda_timer;
 ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
                          int threads, int64_t smem, void **params,
                          int64_t scratch_bytes, void **scratch_slot,
-                         double *seconds);
+                         ts_cuda_timer **timer);
+/* Waits for the last timed launch and gives its seconds. */
+ts_status ts_cuda_timer_seconds(ts_device *d, ts_cuda_timer *t, double *seconds);
+void ts_cuda_timer_destroy(ts_device *d, ts_cuda_timer *t);
 
 /* The GPU simulator (gpusim.c): the symbols its kernels call, and a launch
  * of `gpu` over `total` blocks of `threads` threads. `slots` are the

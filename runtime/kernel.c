@@ -16,7 +16,8 @@ struct ts_kernel {
   /* CUDA: the PTX module and function */
   void *cu_module, *cu_fn;
   int64_t smem;
-  double last_seconds;
+  bool timing;          /* record events around each launch */
+  ts_cuda_timer *timer; /* the events, made at the first timed launch */
   /* the GPU simulator running the CUDA C lowering */
   void *sim_lib;
   ts_packed_fn sim_fn;
@@ -151,6 +152,7 @@ ts_status ts_kernel_create(ts_device *d, const char *path, const char *name,
 void ts_kernel_release(ts_kernel *k) {
   if (!k)
     return;
+  ts_cuda_timer_destroy(k->device, k->timer);
   if (k->cu_module)
     ts_cuda_module_unload(k->device, k->cu_module);
   if (k->sim_lib)
@@ -168,7 +170,19 @@ double ts_kernel_compile_seconds(const ts_kernel *k) {
 
 bool ts_kernel_cached(const ts_kernel *k) { return ts_cpu_program_cached(k->prog); }
 
-double ts_kernel_last_seconds(const ts_kernel *k) { return k->last_seconds; }
+void ts_kernel_set_timing(ts_kernel *k, bool on) { k->timing = on; }
+
+double ts_kernel_last_seconds(ts_kernel *k) {
+  double s = 0;
+  if (!k->device->cuda || !k->timing || !k->timer)
+    return 0;
+  ts_status st = ts_cuda_timer_seconds(k->device, k->timer, &s);
+  if (st) {
+    ts_status_free(st);
+    return 0;
+  }
+  return s;
+}
 
 void *ts_tensor_device_ptr(ts_tensor *t);
 
@@ -471,7 +485,9 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     p->slots[p->n] = NULL; /* cuLaunchKernel reads exactly the kernel's count */
     if (!st)
       st = ts_cuda_launch(k->device, k->cu_fn, g, (int)info->threads, k->smem, p->slots, size,
-                          &scratch, &k->last_seconds);
+                          &scratch, k->timing ? &k->timer : NULL);
+    if (st)
+      st = ts_status_annotate(st, "kernel '%s'", k->name);
     free(m);
     free(p);
     return st;

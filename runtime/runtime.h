@@ -13,14 +13,25 @@
 
 typedef struct ts_device ts_device;
 
+/* A device's memory and its queue of work. On the CUDA device every
+ * operation but `read` and `sync` is queued on one stream and returns before
+ * it is done (kernels, copies into the device, zeroing, copies within it),
+ * in the order issued: `read` waits for the work before it, and so does
+ * `sync`. `free` (given the size `alloc` was asked for) may hand the memory
+ * to a later allocation while queued work still reads it: the queue orders
+ * them. */
 typedef struct ts_device_ops {
   const char *name; /* "cpu" */
   ts_status (*alloc)(ts_device *d, size_t size, void **out);
-  void (*free)(ts_device *d, void *p);
+  void (*free)(ts_device *d, void *p, size_t size);
   ts_status (*write)(ts_device *d, void *dst, const void *src, size_t size);
   ts_status (*read)(ts_device *d, void *dst, const void *src, size_t size);
   void (*destroy)(ts_device *d);
   ts_status (*zero)(ts_device *d, void *p, size_t size);
+  /* a copy within the device's memory (the regions do not overlap) */
+  ts_status (*copy)(ts_device *d, void *dst, const void *src, size_t size);
+  /* waits for the queued work; NULL where every call returns done */
+  ts_status (*sync)(ts_device *d);
 } ts_device_ops;
 
 /* The CPU device, running blocks on `threads` threads (0: every core, or
@@ -52,6 +63,12 @@ const char *ts_device_model(const ts_device *d);
  * "sm_86"; the simulator's, TESSERA_GPUSIM_ARCH), NULL for the CPU. */
 const char *ts_device_arch(const ts_device *d);
 int ts_device_thread_count(const ts_device *d);
+/* Waits until the work queued on the device is done (kernels launched,
+ * copies into it); an error of that work (a kernel that faulted) is
+ * returned here if no read reported it first. The CPU and the simulator
+ * run every call to its end, so there it returns at once. Time a GPU's
+ * work from a sync to a sync. */
+TS_MUST_USE ts_status ts_device_sync(ts_device *d);
 
 /* ---- tensors -------------------------------------------------------------------- */
 
@@ -128,8 +145,12 @@ double ts_kernel_compile_seconds(const ts_kernel *k);
 bool ts_kernel_cached(const ts_kernel *k);
 /* The params it was compiled with, as "NAME=VALUE ..." ("" for defaults). */
 const char *ts_kernel_config(const ts_kernel *k);
-/* Seconds the last launch took on the GPU (CUDA events); 0 elsewhere. */
-double ts_kernel_last_seconds(const ts_kernel *k);
+/* With timing on, each launch on a GPU records CUDA events around the
+ * kernel (off by default: a launch is then only queued). */
+void ts_kernel_set_timing(ts_kernel *k, bool on);
+/* Seconds the last launch took on the GPU by those events, waiting for it
+ * to finish; 0 elsewhere, without timing, or if the events failed. */
+double ts_kernel_last_seconds(ts_kernel *k);
 
 typedef enum ts_arg_kind {
   TS_ARG_TENSOR,
@@ -158,7 +179,11 @@ static inline ts_arg ts_arg_float(double f) {
 /* Runs the kernel over its grid. Checks every argument against the
  * kernel's signature first: count, tensor or scalar, dtype, rank, and the
  * symbolic dims bound consistently across tensors; a mismatch is a
- * TS_ERR_INVALID status naming the argument, and nothing runs. */
+ * TS_ERR_INVALID status naming the argument, and nothing runs. On the CPU
+ * and the simulator it returns when the kernel is done; on a CUDA device
+ * when it is queued (ts_device_sync, a read or timing waits for it;
+ * TESSERA_CUDA_SYNC=1 makes every launch wait and report its kernel's
+ * faults by name). */
 TS_MUST_USE ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args,
                                        size_t count);
 /* The same over an explicit grid (x, y, z >= 0) instead of the kernel's

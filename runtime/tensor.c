@@ -4,6 +4,7 @@
  * relies on for predicated-off reads. */
 #include "runtime/internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,7 @@ typedef struct ts_buffer {
 static void buffer_release(ts_buffer *b) {
   if (!b || atomic_fetch_sub(&b->refs, 1) != 1)
     return;
-  b->device->ops->free(b->device, b->data);
+  b->device->ops->free(b->device, b->data, b->size);
   ts_device_release(b->device);
   free(b);
 }
@@ -78,7 +79,7 @@ ts_status ts_tensor_create(ts_device *d, ts_dtype dtype, uint32_t rank,
   }
   st = d->ops->zero(d, b->data, (size_t)bytes);
   if (st) {
-    d->ops->free(d, b->data);
+    d->ops->free(d, b->data, (size_t)bytes);
     free(t);
     free(b);
     return ts_status_annotate(st, "zeroing a tensor");
@@ -271,6 +272,10 @@ ts_status ts_tensor_assign(ts_tensor *dst, const ts_tensor *src) {
     return ts_tensor_write(dst, from, size);
   if (ts_device_is_host(dd))
     return ts_tensor_read(src, ts_tensor_data(dst), size);
+  uintptr_t to = (uintptr_t)ts_tensor_data(dst), fr = (uintptr_t)from;
+  if (sd == dd && (to + size <= fr || fr + size <= to))
+    return sd->ops->copy(sd, (void *)to, from, size);
+  /* between devices, or overlapping: through the host */
   void *tmp = malloc(size ? size : 1);
   if (!tmp)
     return ts_status_make(TS_ERR_NOMEM, "staging %zu bytes", size);
@@ -291,6 +296,8 @@ ts_status ts_tensor_copy(ts_tensor *t, ts_device *d, ts_tensor **out) {
     st = ts_tensor_read(t, ts_tensor_data(c), size);
   } else if (ts_device_is_host(t->buffer->device)) {
     st = ts_tensor_write(c, ts_tensor_data(t), size);
+  } else if (t->buffer->device == d) {
+    st = d->ops->copy(d, ts_tensor_data(c), ts_tensor_data(t), size);
   } else {
     void *h = malloc(size ? size : 1);
     st = h ? ts_tensor_read(t, h, size) : ts_status_nomem();

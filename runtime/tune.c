@@ -338,10 +338,12 @@ static ts_status compare(inputs *in, const ts_kernel_info *k, double *worst,
 }
 
 /* One launch, its seconds (the GPU's own timing where there is one). */
-static ts_status timed(ts_kernel *k, inputs *in, double *s) {
+static ts_status timed(ts_device *d, ts_kernel *k, inputs *in, double *s) {
+  ts_kernel_set_timing(k, true);
   double t0 = now();
   TS_TRY(ts_kernel_launch(k, in->args, in->n));
   double gpu = ts_kernel_last_seconds(k);
+  TS_TRY(ts_device_sync(d));
   *s = gpu > 0 ? gpu : now() - t0;
   return NULL;
 }
@@ -579,9 +581,9 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
     double s[64], dummy;
     if (reps > 64)
       reps = 64;
-    ls = timed(jobs[c].k, &in, &dummy); /* warm-up */
+    ls = timed(o->device, jobs[c].k, &in, &dummy); /* warm-up */
     for (int i = 0; i < reps && !ls; i++)
-      ls = timed(jobs[c].k, &in, &s[i]);
+      ls = timed(o->device, jobs[c].k, &in, &s[i]);
     if (ls) {
       r->state = TS_TUNE_FAILED;
       snprintf(r->reason, sizeof r->reason, "launch: %s",

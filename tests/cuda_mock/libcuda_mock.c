@@ -6,7 +6,12 @@
  * kernel's parameter list from the PTX's .entry, and cuLaunchKernel checks
  * every parameter against it (a pointer parameter must point into a live
  * allocation) and records the launch instead of running it. MOCK_CUDA_FAIL
- * names one entry point that fails with CUDA_ERROR_OUT_OF_MEMORY. The
+ * names one entry point that fails with CUDA_ERROR_OUT_OF_MEMORY;
+ * MOCK_CUDA_FAULT names a kernel whose launches "fault": the launch
+ * succeeds, as on a GPU, and the next wait on the stream (a sync, a read
+ * from the device) returns CUDA_ERROR_ILLEGAL_ADDRESS, once. Copies and
+ * memsets run at once (the stream is in order anyway); mock_calls counts
+ * the calls that allocate, copy, wait and record events. The
  * device is a compute capability 9.0 part with 227 KiB of shared memory a
  * block, or what MOCK_CUDA_CC ("86") and MOCK_CUDA_SMEM (bytes) say; as
  * the real driver, a function's dynamic shared memory may be raised up to
@@ -27,6 +32,22 @@ static bool fails(const char *name) {
   return f && !strcmp(f, name);
 }
 
+/* Calls counted (read by the test through dlsym). */
+struct mock_calls {
+  int mem_allocs, mem_frees, htod, dtoh, dtod, memsets;
+  int stream_syncs, event_records, event_syncs;
+} mock_calls;
+
+/* A faulted launch waits for the next wait on the stream. */
+static bool fault_pending;
+enum { ERR_ILLEGAL_ADDRESS = 700 };
+static CUresult wait_stream(void) {
+  if (!fault_pending)
+    return 0;
+  fault_pending = false;
+  return ERR_ILLEGAL_ADDRESS;
+}
+
 /* ---- memory ------------------------------------------------------------- */
 
 #define MAX_ALLOCS 4096
@@ -44,6 +65,7 @@ static bool live(uintptr_t p, size_t n) {
 }
 
 static CUresult mem_alloc(uintptr_t *out, size_t n) {
+  mock_calls.mem_allocs++;
   if (fails("cuMemAlloc"))
     return ERR_OOM;
   for (int i = 0; i < MAX_ALLOCS; i++)
@@ -57,6 +79,7 @@ static CUresult mem_alloc(uintptr_t *out, size_t n) {
 }
 
 static CUresult mem_free(uintptr_t p) {
+  mock_calls.mem_frees++;
   for (int i = 0; i < MAX_ALLOCS; i++)
     if ((uintptr_t)allocs[i].p == p) {
       free(allocs[i].p);
@@ -66,21 +89,39 @@ static CUresult mem_free(uintptr_t p) {
   return ERR_INVALID;
 }
 
-static CUresult htod(uintptr_t d, const void *h, size_t n) {
+static CUresult htod(uintptr_t d, const void *h, size_t n, void *stream) {
+  (void)stream;
+  mock_calls.htod++;
   if (!live(d, n))
     return ERR_INVALID;
   memcpy((void *)d, h, n);
   return OK;
 }
 
-static CUresult dtoh(void *h, uintptr_t d, size_t n) {
+static CUresult dtoh(void *h, uintptr_t d, size_t n, void *stream) {
+  (void)stream;
+  mock_calls.dtoh++;
   if (!live(d, n))
     return ERR_INVALID;
+  CUresult r = wait_stream(); /* to pageable memory: waits */
+  if (r)
+    return r;
   memcpy(h, (void *)d, n);
   return OK;
 }
 
-static CUresult memset8(uintptr_t d, unsigned char v, size_t n) {
+static CUresult dtod(uintptr_t d, uintptr_t s, size_t n, void *stream) {
+  (void)stream;
+  mock_calls.dtod++;
+  if (!live(d, n) || !live(s, n) || (d < s + n && s < d + n))
+    return ERR_INVALID;
+  memcpy((void *)d, (const void *)s, n);
+  return OK;
+}
+
+static CUresult memset8(uintptr_t d, unsigned char v, size_t n, void *stream) {
+  (void)stream;
+  mock_calls.memsets++;
   if (!live(d, n))
     return ERR_INVALID;
   memset((void *)d, v, n);
@@ -269,6 +310,9 @@ static CUresult launch(fn *f, unsigned gx, unsigned gy, unsigned gz,
   if (params[f->nparams] != NULL)
     mock_last.bad_params++;
   mock_last.launches++;
+  const char *fault = getenv("MOCK_CUDA_FAULT");
+  if (fault && !strcmp(fault, f->name))
+    fault_pending = true;
   return OK;
 }
 
@@ -298,10 +342,22 @@ static CUresult ctx_release(int d) { (void)d; return OK; }
 static CUresult ctx_set(void *c) { (void)c; return OK; }
 static CUresult stream_create(void **s, unsigned f) { (void)f; *s = &dummy; return OK; }
 static CUresult stream_destroy(void *s) { (void)s; return OK; }
-static CUresult stream_sync(void *s) { (void)s; return OK; }
+static CUresult stream_sync(void *s) {
+  (void)s;
+  mock_calls.stream_syncs++;
+  return wait_stream();
+}
 static CUresult event_create(void **e, unsigned f) { (void)f; *e = &dummy; return OK; }
-static CUresult event_record(void *e, void *s) { (void)e, (void)s; return OK; }
-static CUresult event_sync(void *e) { (void)e; return OK; }
+static CUresult event_record(void *e, void *s) {
+  (void)e, (void)s;
+  mock_calls.event_records++;
+  return OK;
+}
+static CUresult event_sync(void *e) {
+  (void)e;
+  mock_calls.event_syncs++;
+  return wait_stream();
+}
 static CUresult event_elapsed(float *ms, void *a, void *b) {
   (void)a, (void)b;
   *ms = 0.25f;
@@ -312,6 +368,7 @@ static CUresult error_name(CUresult r, const char **s) {
   *s = r == ERR_OOM       ? "CUDA_ERROR_OUT_OF_MEMORY"
        : r == ERR_INVALID ? "CUDA_ERROR_INVALID_VALUE"
        : r == 100   ? "CUDA_ERROR_NO_DEVICE"
+       : r == ERR_ILLEGAL_ADDRESS ? "CUDA_ERROR_ILLEGAL_ADDRESS"
        : r == 218   ? "CUDA_ERROR_INVALID_PTX"
                     : "CUDA_ERROR_UNKNOWN";
   return OK;
@@ -339,9 +396,10 @@ static const struct {
     {"cuStreamSynchronize", (void *)stream_sync},
     {"cuMemAlloc", (void *)mem_alloc},
     {"cuMemFree", (void *)mem_free},
-    {"cuMemcpyHtoD", (void *)htod},
-    {"cuMemcpyDtoH", (void *)dtoh},
-    {"cuMemsetD8", (void *)memset8},
+    {"cuMemcpyHtoDAsync", (void *)htod},
+    {"cuMemcpyDtoHAsync", (void *)dtoh},
+    {"cuMemcpyDtoDAsync", (void *)dtod},
+    {"cuMemsetD8Async", (void *)memset8},
     {"cuModuleLoadDataEx", (void *)load},
     {"cuModuleUnload", (void *)unload},
     {"cuModuleGetFunction", (void *)get_function},

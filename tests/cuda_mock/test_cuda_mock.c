@@ -5,8 +5,11 @@
  * GPU lowering and loaded, launches whose every parameter matches the
  * PTX's .entry list (pointers into live allocations), the grid, block and
  * shared memory the kernel needs, event timing, argument checks before any
- * launch, and driver errors reported by name. It cannot check results: the
- * mock does not run PTX. */
+ * launch, and driver errors reported by name; work queued without waits
+ * (launches, copies in, zeroing, copies within the device), freed memory
+ * reused, a kernel's fault reported at the next wait (or at its launch
+ * with TESSERA_CUDA_SYNC=1). It cannot check results: the mock does not
+ * run PTX. */
 #define _GNU_SOURCE
 #include "runtime/runtime.h"
 #include "tests/unit/harness.h"
@@ -30,8 +33,14 @@ struct mock_tmap {
   unsigned box[5];
 };
 
+struct mock_calls {
+  int mem_allocs, mem_frees, htod, dtoh, dtod, memsets;
+  int stream_syncs, event_records, event_syncs;
+};
+
 static struct mock_launch *last;
 static struct mock_tmap *tmap;
+static struct mock_calls *calls;
 
 static ts_kernel *kernel_in(ts_device *d, const char *file, const char *name,
                             ts_define *def, size_t ndef) {
@@ -188,6 +197,129 @@ done:
   unsetenv("MOCK_CUDA_SMEM");
 }
 
+/* The queue: launches, copies into the device and zeroing return without
+ * waiting; a read, ts_device_sync and a timed kernel's time wait; freed
+ * blocks serve later allocations of the same rounded size; a copy within
+ * the device stays on it (an overlapping one goes through the host). */
+static void queued_work(ts_device *d) {
+  setenv("TESSERA_GPU_LOWERING", "mlir", 1);
+  ts_kernel *k = kernel(d, "softmax_rows", "4");
+  if (!k)
+    return;
+  int64_t s[2] = {10, 33}, n = 777;
+  ts_tensor *x, *y, *t;
+  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, s, &x));
+  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, s, &y));
+  ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(y)};
+  struct mock_calls c0 = *calls;
+  for (int i = 0; i < 5; i++)
+    CHECK(!ts_kernel_launch(k, a, 2));
+  float v[777];
+  for (int i = 0; i < 777; i++)
+    v[i] = (float)i;
+  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 1, &n, &t));
+  CHECK(!ts_tensor_write(t, v, sizeof v));
+  CHECK(calls->stream_syncs == c0.stream_syncs && calls->event_records == c0.event_records);
+  CHECK(calls->htod == c0.htod + 1 && calls->memsets == c0.memsets + 1);
+  CHECK(!ts_device_sync(d));
+  CHECK(calls->stream_syncs == c0.stream_syncs + 1);
+  /* the same rounded size again (777 and 800 floats: 3584 bytes) comes
+   * from the freed block, without the driver */
+  int allocs = calls->mem_allocs;
+  ts_tensor_release(t);
+  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 1, &n, &t));
+  ts_tensor *u;
+  int64_t n2 = 800;
+  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 1, &n2, &u));
+  CHECK(calls->mem_allocs == allocs + 1); /* u's: t took the freed block */
+  ts_tensor_release(u);
+  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 1, &n2, &u));
+  CHECK(calls->mem_allocs == allocs + 1 && calls->mem_frees == c0.mem_frees);
+  /* a copy within the device: on it, then read (which waits) */
+  CHECK(!ts_tensor_write(t, v, sizeof v));
+  ts_tensor *us, *ts;
+  CHECK(!ts_tensor_slice(u, 0, 0, 777, &us));
+  int dtoh = calls->dtoh, htod = calls->htod, syncs = calls->stream_syncs;
+  CHECK(!ts_tensor_assign(us, t));
+  CHECK(calls->dtod == c0.dtod + 1 && calls->dtoh == dtoh && calls->htod == htod);
+  CHECK(calls->stream_syncs == syncs);
+  float back[777];
+  CHECK(!ts_tensor_read(us, back, sizeof back));
+  CHECK(!memcmp(back, v, sizeof v) && calls->stream_syncs == syncs + 1);
+  /* overlapping (u[1..777] <- u[0..776]): staged through the host */
+  ts_tensor *lo, *hi;
+  CHECK(!ts_tensor_slice(u, 0, 0, 777, &lo));
+  CHECK(!ts_tensor_slice(u, 0, 1, 777, &hi));
+  CHECK(!ts_tensor_assign(hi, lo));
+  CHECK(calls->dtod == c0.dtod + 1);
+  CHECK(!ts_tensor_read(hi, back, sizeof back));
+  CHECK(!memcmp(back, v, sizeof v));
+  /* a copy to the same device: on it */
+  CHECK(!ts_tensor_copy(t, d, &ts));
+  CHECK(calls->dtod == c0.dtod + 2);
+  CHECK(!ts_tensor_read(ts, back, sizeof back) && !memcmp(back, v, sizeof v));
+  ts_tensor *rel[] = {x, y, t, u, us, ts, lo, hi};
+  for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++)
+    ts_tensor_release(rel[i]);
+  ts_kernel_release(k);
+}
+
+/* A kernel that faults: its launch returns, the next wait reports it (with
+ * the hint), once; with TESSERA_CUDA_SYNC=1 the launch itself fails, naming
+ * the kernel. */
+static void fault(ts_device *d) {
+  setenv("TESSERA_GPU_LOWERING", "mlir", 1);
+  ts_kernel *k = kernel(d, "softmax_rows", "4");
+  if (!k)
+    return;
+  int64_t s[2] = {10, 33};
+  ts_tensor *x, *y;
+  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, s, &x));
+  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, s, &y));
+  ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(y)};
+  float out[330];
+  setenv("MOCK_CUDA_FAULT", "softmax_rows", 1);
+  CHECK(!ts_kernel_launch(k, a, 2));
+  ts_status st = ts_tensor_read(y, out, sizeof out);
+  CHECK(st && strstr(ts_status_message(st), "CUDA_ERROR_ILLEGAL_ADDRESS") &&
+        strstr(ts_status_message(st), "TESSERA_CUDA_SYNC=1"));
+  ts_status_free(st);
+  CHECK(!ts_tensor_read(y, out, sizeof out));
+  CHECK(!ts_kernel_launch(k, a, 2));
+  st = ts_device_sync(d);
+  CHECK(st && strstr(ts_status_message(st), "CUDA_ERROR_ILLEGAL_ADDRESS"));
+  ts_status_free(st);
+  ts_tensor_release(x);
+  ts_tensor_release(y);
+  ts_kernel_release(k);
+
+  setenv("TESSERA_CUDA_SYNC", "1", 1);
+  ts_device *e = NULL;
+  CHECK(!ts_device_create_cuda(0, &e));
+  unsetenv("TESSERA_CUDA_SYNC");
+  ts_kernel *ke = e ? kernel(e, "softmax_rows", "4") : NULL;
+  if (ke) {
+    CHECK(!ts_tensor_create(e, TS_DTYPE_F32, 2, s, &x));
+    CHECK(!ts_tensor_create(e, TS_DTYPE_F32, 2, s, &y));
+    ts_arg b[2] = {ts_arg_tensor(x), ts_arg_tensor(y)};
+    int syncs = calls->stream_syncs;
+    st = ts_kernel_launch(ke, b, 2);
+    CHECK(st && strstr(ts_status_message(st), "kernel 'softmax_rows'") &&
+          strstr(ts_status_message(st), "CUDA_ERROR_ILLEGAL_ADDRESS"));
+    ts_status_free(st);
+    CHECK(calls->stream_syncs == syncs + 1);
+    unsetenv("MOCK_CUDA_FAULT");
+    CHECK(!ts_kernel_launch(ke, b, 2));
+    CHECK(calls->stream_syncs == syncs + 2);
+    ts_tensor_release(x);
+    ts_tensor_release(y);
+    ts_kernel_release(ke);
+  }
+  unsetenv("MOCK_CUDA_FAULT");
+  if (e)
+    ts_device_release(e);
+}
+
 static void launch_softmax(ts_device *d, const char *lowering) {
   setenv("TESSERA_GPU_LOWERING", lowering, 1);
   ts_kernel *k = kernel(d, "softmax_rows", "4");
@@ -213,7 +345,17 @@ static void launch_softmax(ts_device *d, const char *lowering) {
   /* x, y (5 each), M, N, the scratch memref (5) and its bytes per block */
   CHECK(last->nparams == 18);
   CHECK(last->bad_params == 0);
+  /* timing: off by default (no events, 0 s); on, events around each
+   * launch and the time waits for the last one */
+  CHECK(ts_kernel_last_seconds(k) == 0);
+  ts_kernel_set_timing(k, true);
+  int records = calls->event_records, esyncs = calls->event_syncs;
+  CHECK(!ts_kernel_launch(k, a, 2));
+  CHECK(calls->event_records == records + 2);
   CHECK(ts_kernel_last_seconds(k) == 0.25e-3);
+  CHECK(calls->event_syncs == esyncs + 1);
+  ts_kernel_set_timing(k, false);
+  before = last->launches - 1;
   /* argument checks come before the driver */
   ts_tensor *z;
   CHECK(!ts_tensor_create(d, TS_DTYPE_BF16, 2, s, &z));
@@ -264,8 +406,9 @@ int main(void) {
   CHECK(lib != NULL);
   last = lib ? dlsym(lib, "mock_last") : NULL;
   tmap = lib ? dlsym(lib, "mock_tmap") : NULL;
-  CHECK(last != NULL && tmap != NULL);
-  if (!last || !tmap)
+  calls = lib ? dlsym(lib, "mock_calls") : NULL;
+  CHECK(last != NULL && tmap != NULL && calls != NULL);
+  if (!last || !tmap || !calls)
     return ts_test_finish();
 
   /* tensors: zeroed on creation, written, read back, copied to the CPU */
@@ -292,9 +435,11 @@ int main(void) {
   ts_tensor_release(t);
   ts_device_release(cpu);
 
-  /* allocation failure is an error naming the driver's code */
+  /* allocation failure is an error naming the driver's code (a size no
+   * freed block has) */
+  int64_t n3 = 3000;
   setenv("MOCK_CUDA_FAIL", "cuMemAlloc", 1);
-  st = ts_tensor_create(d, TS_DTYPE_F32, 1, &n, &t);
+  st = ts_tensor_create(d, TS_DTYPE_F32, 1, &n3, &t);
   unsetenv("MOCK_CUDA_FAIL");
   CHECK(st && strstr(ts_status_message(st), "CUDA_ERROR_OUT_OF_MEMORY"));
   ts_status_free(st);
@@ -302,6 +447,8 @@ int main(void) {
   /* both GPU lowerings load and launch with the same parameter list */
   launch_softmax(d, "mlir");
   launch_softmax(d, "cuda");
+  queued_work(d);
+  fault(d);
   /* TMA: a, b, c (5 each), M, K, N, the scratch (5), its bytes a block,
    * then two maps and the flag, in both lowerings */
   launch_gemm_tma(d, "mlir", 64, false, 2, 27);
