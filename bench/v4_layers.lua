@@ -67,21 +67,30 @@ function L.model(ratios, dev, fields)
 end
 
 -- Wraps O.kernel so that every launch's time is added to spent[name]
--- (seconds; CPU and CUDA launches return when the kernel is done). Call
--- before model/v4.lua is first required.
+-- (seconds). A GPU's launch returns once queued, so there each timed
+-- launch waits for the device before and after it (dev:sync()): the sums
+-- are the kernels' own times, and such a run is slower than an untimed
+-- one. Returns timing(on): after timing(false) launches pass through
+-- untimed, for a run timed as a whole from sync to sync. Call before
+-- model/v4.lua is first required.
 function L.time_kernels(spent)
-  local compile, wrapped = O.kernel, {}
+  local compile, wrapped, on = O.kernel, {}, true
   O.kernel = function(file, name, params)
     local k = compile(file, name, params)
     if not wrapped[k] then
       wrapped[k] = {launch = function(_, args)
+        if not on then return k:launch(args) end
+        local dev = O.device or ts.default_device()
+        dev:sync()
         local t0 = ts.clock()
         k:launch(args)
+        dev:sync()
         spent[name] = (spent[name] or 0) + ts.clock() - t0
       end}
     end
     return wrapped[k]
   end
+  return function(v) on = v end
 end
 
 return L

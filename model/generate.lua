@@ -130,9 +130,11 @@ end
 local tc = ts.clock()
 model:prefill(ts.tensor("i32", {#ids}, ids))
 model:decode(ids[1])
+device:sync() -- (a GPU queues launches: time from sync to sync)
 local compile = ts.clock() - tc
 local t0 = ts.clock()
 local logits = model:prefill(ts.tensor("i32", {#ids}, ids))
+device:sync()
 local t1 = ts.clock()
 local new = {}
 for s = 1, n_new do
