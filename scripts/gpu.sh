@@ -91,6 +91,8 @@ stage() { # SECONDS LOGFILE COMMAND...: 0, or 124 on a timeout, else 1
   ((rc == 0)) && return 0
   status=1
   ((rc == 124 || rc == 137)) && { echo "(timed out after ${t} s)" >>"$f"; return 124; }
+  grep -q "the work queued on the GPU failed" "$f" &&
+    echo "(a queued kernel faulted: rerun this stage with TESSERA_CUDA_SYNC=1 to name it)" >>"$f"
   return 1
 }
 # TMA has not run on hardware before this script: the GEMM's check (K 191 by
@@ -232,7 +234,10 @@ for a in f32 bf16; do
     --tokens 131072,1048576 --steps 3 --dense-max 131072
 done
 report
-stage "${TS_CTEST_SECONDS:-240}" "$log/ctest" ctest --test-dir build -R '^(cuda|cuda-c)/' --timeout 120 --output-on-failure
+# (the numerics with every launch waited for: a kernel that faults is named
+# in its own check, not in whichever later read waits for the queue)
+TESSERA_CUDA_SYNC=1 \
+  stage "${TS_CTEST_SECONDS:-240}" "$log/ctest" ctest --test-dir build -R '^(cuda|cuda-c)/' --timeout 120 --output-on-failure
 tail -n 30 "$log/ctest"
 report
 san=()
