@@ -273,21 +273,6 @@ function M:hand_off(L, made, T)
   return st
 end
 
--- The window ring's slots of positions max(0, t - W + 1) .. t in order (a
--- new list): position p is at slot p mod W, so a full window is the slots
--- after t's, then those up to it.
-function M:ring_slots(t)
-  local W = self.cfg.window_size
-  if not self.all_slots then
-    self.all_slots = {}
-    for s = 0, W - 1 do self.all_slots[s + 1] = s end
-  end
-  if t < W then return table.move(self.all_slots, 1, t + 1, 1, {}) end
-  local s = t % W
-  local idx = table.move(self.all_slots, s + 2, W, 1, {})
-  return table.move(self.all_slots, 1, s + 1, #idx + 1, idx)
-end
-
 -- Attention of layer L for one token at position t (x [1, d]), updating the
 -- layer's state.
 function M:attention_step(L, x, t)
@@ -336,7 +321,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o)
   local W, H = cfg.window_size, cfg.n_heads
   local tab = self:rope_table(ratio)
   st.ring:put(kv, t % W)
-  local sel, nsel = nil, 0
+  local tp, sel = O.tensor("i32", {1}, {t}), nil
   if ratio == 4 then
     local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x)
     if key then st.keys:append(hadamard(key)) end
@@ -345,42 +330,40 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o)
       -- every key scored where it lies: the packed FP4 rows read as they
       -- are (no f32 copy of all N keys each step)
       local scores = f32{1, N}
-      self:index_scores(ratio, qi, st.keys:view(0, N), w, O.tensor("i32", {1}, {t}), scores)
+      self:index_scores(ratio, qi, st.keys:view(0, N), w, tp, scores)
       local len = O.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
       sel = O.topk(scores, len, cfg.index_topk)
-      for _, e in ipairs(sel:to_table()) do
-        if e >= 0 then nsel = nsel + 1 end
-      end
     end
   end
   if ratio > 0 then
     local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x)
     if entry then st.comp:append(entry) end
   end
-  -- the window ring's slots (slot = position mod W) of positions
-  -- t - W + 1 .. t, then for CSA the selected compressed entries
-  local idx = self:ring_slots(t)
+  -- the index list, built on the device (sparse_attn.tile ring_index): the
+  -- window ring's slots (slot = position mod W) of positions t - W + 1 ..
+  -- t, then for CSA the selected compressed entries, -1 padded
   local N = ratio > 0 and st.comp.n or 0
+  local extra = ratio == 4 and cfg.index_topk or 0
+  local K = W + extra
+  local ids = O.tensor("i32", {1, K})
+  if not self.no_sel then self.no_sel = O.tensor("i32", {1, 1}, {-1}) end
+  kernel("sparse_attn.tile", "ring_index", {W = W})
+    :launch{tp, sel or self.no_sel, ids}
   if ratio == 128 then
     -- HCA: the ring gathered by slot, the compressed entries read where
     -- they lie (the cache's rows as they are held: no copy of all N)
-    for k = #idx + 1, W do idx[k] = -1 end
     local ring = f32{W, c}
     st.ring:get(0, st.ring.n, ring:slice(0, 0, st.ring.n))
-    self:hca_attend(L, q, ring, O.tensor("i32", {1, W}, idx),
-                    N > 0 and st.comp:view(0, N) or f32{0, c}, O.tensor("i32", {1}, {N}), o)
+    self:hca_attend(L, q, ring, ids, N > 0 and st.comp:view(0, N) or f32{0, c},
+                    O.tensor("i32", {1}, {N}), o)
     return
   end
   -- the KV list: the ring's W slots, then for CSA the selected compressed
   -- entries (topk's valid entries come first), read from the cache alone
-  local extra = ratio == 4 and cfg.index_topk or 0
-  local list = f32{W + extra, c}
+  local list = f32{K, c}
   st.ring:get(0, st.ring.n, list:slice(0, 0, st.ring.n))
   if sel then st.comp:gather(sel:reshape{extra}, list:slice(0, W, extra)) end
-  for j = 0, nsel - 1 do idx[#idx + 1] = W + j end
-  local K = W + extra
-  for k = #idx + 1, K do idx[k] = -1 end
-  local sink, ids = self:weight(p .. "attn_sink"), O.tensor("i32", {1, K}, idx)
+  local sink = self:weight(p .. "attn_sink")
   if self:bf16_attention() then
     -- split into ranges of at least 128 entries (FlashDecoding: a block
     -- each instead of one for the token), merged in f32 with the sink

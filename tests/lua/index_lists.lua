@@ -3,7 +3,9 @@
 -- each row equals a plain Lua construction (the window, then the selected
 -- entries offset by T, then -1) for T below, at and above the window,
 -- selections with pads, without a selection, and a K too short for the
--- window and the selection together; on the CPU and the GPU simulator.
+-- window and the selection together; and a decode step's (ring_index: the
+-- ring's slots, then the selected entries) at positions below, at and past
+-- the window; on the CPU and the GPU simulator.
 local ts = require "tessera"
 local passed, failed = 0, 0
 local function check(ok, what)
@@ -52,6 +54,50 @@ for _, dev in ipairs{"cpu", "gpusim"} do
     local same = #got == #exp
     for i = 1, #exp do same = same and got[i] == exp[i] end
     check(same, string.format("%s T %d W %d K %d KS %d", dev, T, W, K, KS))
+  end
+end
+
+-- ring_index (a decode step's list, model/attention.lua attend_step): for
+-- the token at position t, the ring slots p mod W of positions max(0, t - W
+-- + 1) .. t in order, then W + k for the valid selected entries k, then -1
+local function want_ring(pos, W, K, KS, selv)
+  local out = {}
+  for b, t in ipairs(pos) do
+    local row = {}
+    for p = math.max(0, t - W + 1), t do row[#row + 1] = p % W end
+    for k = 0, KS - 1 do
+      if selv and selv[(b - 1) * KS + k + 1] >= 0 then row[#row + 1] = W + k end
+    end
+    for k = 1, K do out[#out + 1] = row[k] or -1 end
+  end
+  return out
+end
+
+for _, dev in ipairs{"cpu", "gpusim"} do
+  local d = ts.device(dev)
+  -- positions below, at and past the window, past it by more than a lap
+  local pos = {0, 5, 7, 8, 13, 37}
+  for _, case in ipairs{{W = 8, KS = 3}, {W = 8, KS = 0}, {W = 4, KS = 3, K = 5}} do
+    local W, KS, B = case.W, case.KS, #pos
+    local K = case.K or W + KS
+    local selv
+    if KS > 0 then
+      selv = {}
+      for b = 1, B do
+        local n = math.min(KS, (pos[b] + 1) // 4) -- valid first, -1 pads
+        for k = 0, KS - 1 do selv[(b - 1) * KS + k + 1] = k < n and 3 * k + b or -1 end
+      end
+    end
+    local none = {}
+    for b = 1, B do none[b] = -1 end
+    local sel = ts.tensor("i32", {B, math.max(KS, 1)}, selv or none, d)
+    local idx = ts.tensor("i32", {B, K}, nil, d)
+    ts.kernel("kernels/sparse_attn.tile", "ring_index", {W = W}, d)
+      :launch{ts.tensor("i32", {B}, pos, d), sel, idx}
+    local got, exp = idx:to_table(), want_ring(pos, W, K, KS, selv)
+    local same = #got == #exp
+    for i = 1, #exp do same = same and got[i] == exp[i] end
+    check(same, string.format("%s ring_index W %d K %d KS %d", dev, W, K, KS))
   end
 end
 print(string.format("%d passed, %d failed", passed, failed))
