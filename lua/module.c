@@ -152,6 +152,26 @@ static int device_sync(lua_State *L) {
   return st ? ts_lua_fail(L, st) : 0;
 }
 
+/* d:stats() -> {launches, waits, writes, reads, copies, zeroes,
+ * driver_allocs, cached_bytes}: what a GPU device was asked to do since it
+ * was made (all 0 on the CPU and the simulator) */
+static int device_stats(lua_State *L) {
+  ts_device_stats s;
+  ts_device_stats_get(check_box(L, 1, DEVICE_MT), &s);
+  lua_createtable(L, 0, 8);
+  const struct {
+    const char *name;
+    int64_t v;
+  } f[] = {{"launches", s.launches}, {"waits", s.waits},   {"writes", s.writes},
+           {"reads", s.reads},       {"copies", s.copies}, {"zeroes", s.zeroes},
+           {"driver_allocs", s.driver_allocs}, {"cached_bytes", s.cached_bytes}};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    lua_pushinteger(L, (lua_Integer)f[i].v);
+    lua_setfield(L, -2, f[i].name);
+  }
+  return 1;
+}
+
 static int device_threads(lua_State *L) {
   ts_device *d = check_box(L, 1, DEVICE_MT);
   lua_pushinteger(L, ts_device_thread_count(d));
@@ -211,12 +231,23 @@ static ts_tensor *host_tensor(lua_State *L, ts_tensor *t) {
   return *box;
 }
 
-/* Fills t from a flat table of numbers (its length must match). */
+/* Fills t from a flat table of numbers (its length must match). A device
+ * tensor's values are staged in a new host tensor (not a copy of t: that
+ * would wait for the device) and written in. */
 static void fill_from_table(lua_State *L, int i, ts_tensor *t) {
   if (!ts_device_is_host(ts_tensor_device(t))) {
-    ts_tensor *h = host_tensor(L, t);
+    void **box = new_box(L, TENSOR_MT);
+    int64_t shape[TS_MAX_RANK];
+    for (uint32_t k = 0; k < ts_tensor_rank(t); k++)
+      shape[k] = ts_tensor_dim(t, k);
+    ts_status st = ts_tensor_create_empty(host_device(L), ts_tensor_dtype(t),
+                                          ts_tensor_rank(t), shape, (ts_tensor **)box);
+    if (st)
+      ts_lua_fail(L, st);
+    gc_account(L, box);
+    ts_tensor *h = *box;
     fill_from_table(L, i, h);
-    ts_status st = ts_tensor_write(t, ts_tensor_data(h), ts_tensor_size(h));
+    st = ts_tensor_write(t, ts_tensor_data(h), ts_tensor_size(h));
     if (st)
       ts_lua_fail(L, st);
     lua_pop(L, 1);
@@ -238,7 +269,8 @@ static void fill_from_table(lua_State *L, int i, ts_tensor *t) {
   }
 }
 
-/* ts.tensor(dtype, shape [, values | nil] [, device]) */
+/* ts.tensor(dtype, shape [, values | nil] [, device]): zeros, or the
+ * values (a table of exactly its element count) */
 static int l_tensor(lua_State *L) {
   ts_dtype dt = check_dtype(L, 1);
   int64_t shape[TS_MAX_RANK];
@@ -247,13 +279,35 @@ static int l_tensor(lua_State *L) {
   ts_device *d = ts_lua_opt_device(L, 4);
   void **box = new_box(L, TENSOR_MT);
   ts_tensor *t;
-  ts_status st = ts_tensor_create(d, dt, rank, shape, &t);
+  /* every element of a tensor made from values is written: no zeros first */
+  ts_status st = lua_isnil(L, 3) ? ts_tensor_create(d, dt, rank, shape, &t)
+                                 : ts_tensor_create_empty(d, dt, rank, shape, &t);
   if (st)
     return ts_lua_fail(L, st);
   *box = t;
   gc_account(L, box);
   if (!lua_isnoneornil(L, 3))
     fill_from_table(L, 3, t);
+  return 1;
+}
+
+/* ts.empty(dtype, shape [, device]): a tensor whose every element is
+ * written before it is read (a kernel's output): no zeros queued on a GPU;
+ * 0xff bytes (NaN, -1) on the CPU and the simulator, so that an element
+ * left unwritten shows there */
+static int l_empty(lua_State *L) {
+  ts_dtype dt = check_dtype(L, 1);
+  int64_t shape[TS_MAX_RANK];
+  uint32_t rank = check_shape(L, 2, shape);
+  lua_settop(L, 3);
+  ts_device *d = ts_lua_opt_device(L, 3);
+  void **box = new_box(L, TENSOR_MT);
+  ts_tensor *t;
+  ts_status st = ts_tensor_create_empty(d, dt, rank, shape, &t);
+  if (st)
+    return ts_lua_fail(L, st);
+  *box = t;
+  gc_account(L, box);
   return 1;
 }
 
@@ -944,7 +998,7 @@ void ts_lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
 int luaopen_tessera(lua_State *L) {
   static const luaL_Reg device_methods[] = {
       {"name", device_name}, {"threads", device_threads}, {"arch", device_arch},
-      {"sync", device_sync}, {NULL, NULL}};
+      {"sync", device_sync}, {"stats", device_stats}, {NULL, NULL}};
   static const luaL_Reg tensor_methods[] = {
       {"shape", tensor_shape},   {"dtype", tensor_dtype},
       {"numel", tensor_numel},   {"to_table", tensor_to_table},
@@ -971,6 +1025,7 @@ int luaopen_tessera(lua_State *L) {
                                  {"device", l_device},
                                  {"default_device", l_default_device},
                                  {"tensor", l_tensor},
+                                 {"empty", l_empty},
                                  {"kernel", l_kernel},
                                  {"load", l_load},
                                  {"save", l_save},

@@ -60,7 +60,7 @@ function M:attention(L, x, pos)
   local qr = rmsnorm(linear(x, self:lweight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
   local q = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{T, H, c}
-  local qn = f32{T, H, c}
+  local qn = O.out{T, H, c}
   kernel("rmsnorm.tile", "head_rmsnorm", O.f32_params):launch{q, qn}
   q = rope(qn, tab, pos)
   local kv = rmsnorm(linear(x, self:lweight(p .. "wkv.weight")),
@@ -108,7 +108,7 @@ function M:attention(L, x, pos)
     local win, ncomp = self:index_lists(T, W), O.tensor("i32", {T}, nc)
     comps = comps or f32{0, c}
     if self:bf16_attention() then
-      local o16 = O.tensor("bf16", {T, H, c})
+      local o16 = O.out({T, H, c}, "bf16")
       kernel("hca_attn.tile", "hca_attn_tc", self:tc_params()):launch{
         O.convert(q, "bf16"), O.convert(kvs, "bf16"), win, O.convert(comps, "bf16"), ncomp,
         self:weight(p .. "attn_sink"), o16}
@@ -124,7 +124,7 @@ function M:attention(L, x, pos)
   local K = W + (ratio == 4 and cfg.index_topk or 0)
   local idx, sink = self:index_lists(T, K, sel), self:weight(p .. "attn_sink")
   if self:bf16_attention() then
-    local o16 = O.tensor("bf16", {T, H, c})
+    local o16 = O.out({T, H, c}, "bf16")
     kernel("sparse_attn.tile", "sparse_attn_tc", self:tc_params())
       :launch{O.convert(q, "bf16"), O.convert(list, "bf16"), idx, sink, o16}
     o = O.convert(o16, "f32")
@@ -150,7 +150,7 @@ function M:hca_attend(L, q, kv, win, comp, ncomp, o)
   local N, R = comp:shape()[1], O.attn_range()
   local P = math.max(1, (N + R - 1) // R)
   local kv8 = comp:dtype() == "i8"
-  local po, pm, pl = f32{T, P, H, c}, f32{T, P, H}, f32{T, P, H}
+  local po, pm, pl = O.out{T, P, H, c}, O.out{T, P, H}, O.out{T, P, H}
   -- the input of the other format: no rows (made once)
   self.no_rows = self.no_rows or {f32 = f32{0, c}, i8 = O.tensor("i8", {0, 8})}
   kernel("hca_attn.tile", "hca_attn_split_f32",
@@ -172,7 +172,7 @@ function M:index_lists(T, K, sel)
     for i = 1, T do none[i] = -1 end
     sel = O.tensor("i32", {T, 1}, none)
   end
-  local idx = O.tensor("i32", {T, K})
+  local idx = O.out({T, K}, "i32")
   kernel("sparse_attn.tile", "sparse_index", {W = self.cfg.window_size}):launch{sel, idx}
   return idx
 end
@@ -185,7 +185,7 @@ function M:attention_out(L, o, tab, pos, T)
   local H = cfg.n_heads
   o = rope(o, tab, pos, true)
   local G, dg = cfg.o_groups, cfg.o_lora_rank
-  local z = f32{T, G, dg}
+  local z = O.out{T, G, dg}
   -- the tiles O.linear takes for T rows (prefill and decode round alike),
   -- the weights as M:lweight gives them (bf16 on the CPU)
   local w, tiles = self:lweight(p .. "wo_a.weight", G), O.linear_tiles(T)
@@ -293,7 +293,7 @@ function M:attention_steps(L, x, seqs, pos_v)
   local qr = rmsnorm(linear(x, self:lweight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
   local q = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{B, H, c}
-  local qn = f32{B, H, c}
+  local qn = O.out{B, H, c}
   kernel("rmsnorm.tile", "head_rmsnorm", O.f32_params):launch{q, qn}
   q = rope(qn, tab, pos)
   local kv = rmsnorm(linear(x, self:lweight(p .. "wkv.weight")),
@@ -301,7 +301,7 @@ function M:attention_steps(L, x, seqs, pos_v)
   kv = rope(kv:reshape{B, 1, c}, tab, pos):reshape{B, c}
   local qi, w
   if ratio == 4 then qi, w = self:indexer_inputs(L, qr, x, tab, pos) end
-  local o = f32{B, H, c}
+  local o = O.out{B, H, c}
   for b = 1, B do
     local t, st, r = pos_v[b], seqs[b].state[L], b - 1
     self:attend_step(L, st, t, x:slice(0, r, 1), q:slice(0, r, 1), kv:slice(0, r, 1),
@@ -345,7 +345,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o)
   local N = ratio > 0 and st.comp.n or 0
   local extra = ratio == 4 and cfg.index_topk or 0
   local K = W + extra
-  local ids = O.tensor("i32", {1, K})
+  local ids = O.out({1, K}, "i32")
   if not self.no_sel then self.no_sel = O.tensor("i32", {1, 1}, {-1}) end
   kernel("sparse_attn.tile", "ring_index", {W = W})
     :launch{tp, sel or self.no_sel, ids}
@@ -368,7 +368,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o)
     -- split into ranges of at least 128 entries (FlashDecoding: a block
     -- each instead of one for the token), merged in f32 with the sink
     local P = math.max(1, K // 128)
-    local po, pm, pl = f32{1, P, H, c}, f32{1, P, H}, f32{1, P, H}
+    local po, pm, pl = O.out{1, P, H, c}, O.out{1, P, H}, O.out{1, P, H}
     kernel("sparse_attn.tile", "sparse_attn_split", self:tc_params())
       :launch{O.convert(q, "bf16"), O.convert(list, "bf16"), ids, po, pm, pl}
     kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_f32):launch{po, pm, pl, sink, o}

@@ -21,7 +21,7 @@ function M:pool(L, which, c, z, ratio, tab, first)
   local p = self:prefix(L) .. "attn." .. which .. "."
   local E = self:weight(p .. "norm.weight"):shape()[1]
   local N = c:shape()[1] // ratio
-  local comp, out = f32{N, E}, f32{N, E}
+  local comp, out = O.out{N, E}, O.out{N, E}
   kernel("compressor.tile", "compress_pool", {OVERLAP = ratio == 4})
     :launch{c, z, self:weight(p .. "ape"), comp}
   kernel("compressor.tile", "compress_norm_rope_f32", {RATIO = ratio})
@@ -61,7 +61,7 @@ function M:compress_step(L, which, st, t, ratio, tab, x)
   for k = 1, n do idx[k] = (t - n + k) % R end
   local rows_of = O.tensor("i32", {n}, idx)
   local KE = buf.c:shape()[2]
-  local wc, wz = f32{n, KE}, f32{n, KE}
+  local wc, wz = O.out{n, KE}, O.out{n, KE}
   kernel("embed.tile", "rows_f32"):launch{buf.c, rows_of, wc}
   kernel("embed.tile", "rows_f32"):launch{buf.z, rows_of, wz}
   local out = self:pool(L, which, wc, wz, ratio, tab, g - (n // ratio - 1))

@@ -19,7 +19,7 @@ function M:mix_slices(X, fn, n)
     defs, BT = {MM = (n + 7) // 8 * 8, TF32 = 1, BT = 64, NT = 128}, 64
   end
   local KS = O.slices((T + BT - 1) // BT, (4 * d + 127) // 128)
-  local part = f32{KS, T, n + 1}
+  local part = O.out{KS, T, n + 1}
   kernel("mhc.tile", "hc_mix_split", defs):launch{X:reshape{T, 4 * d}, fn, part}
   return part
 end
@@ -39,7 +39,7 @@ end
 function M:mhc_block(L, side, X, norm, fn)
   local T, d = X:shape()[1], X:shape()[3]
   local p = self:prefix(L) .. "hc_" .. side .. "_"
-  local pre, post, comb, u = f32{T, 4}, f32{T, 4}, f32{T, 4, 4}, f32{T, d}
+  local pre, post, comb, u = O.out{T, 4}, O.out{T, 4}, O.out{T, 4, 4}, O.out{T, d}
   local nx = self.hc_next
   self.hc_next = nil
   local part = nx and rawequal(nx.X, X) and nx.part or self:mix_slices(X, self:weight(p .. "fn"), 24)
@@ -52,7 +52,7 @@ function M:mhc_block(L, side, X, norm, fn)
     :launch{part, X, self:weight(p .. "scale"), self:weight(p .. "base"), pre, post, comb, u}
   local xin = rmsnorm(u, self:weight(self:prefix(L) .. side .. "_norm.weight"))
   local out, extra = fn(xin)
-  local Y, nfn = f32(X:shape()), L < self.cfg.n_layers and self:next_fn(L, side)
+  local Y, nfn = O.out(X:shape()), L < self.cfg.n_layers and self:next_fn(L, side)
   if not nfn then
     kernel("mhc.tile", "hc_post"):launch{X, out, post, comb, Y}
     return Y, xin, out, extra
@@ -63,7 +63,7 @@ function M:mhc_block(L, side, X, norm, fn)
   -- left an SM two blocks of 4 warps to stream the tensors
   local defs, BD = {BD = 64, BT = one and 1 or nil}, 64
   if O.tf32 and O.on_gpu() then defs = {BD = BD, TF32 = 1, BT = 32, NT = 256} end
-  local next_part = f32{(d + BD - 1) // BD, T, 25}
+  local next_part = O.out{(d + BD - 1) // BD, T, 25}
   kernel("mhc.tile", "hc_post_mix", defs):launch{X, out, post, comb, Y, nfn, next_part}
   self.hc_next = {X = Y, part = next_part}
   return Y, xin, out, extra
@@ -77,7 +77,7 @@ function M:head(X, pre, all)
   pre = pre or ""
   local cfg, T, d = self.cfg, X:shape()[1], X:shape()[3]
   local last = all and X or X:slice(0, T - 1, 1)
-  local y = f32{last:shape()[1], d}
+  local y = O.out{last:shape()[1], d}
   kernel("mhc.tile", "hc_head", {EPS = cfg.hc_eps * 1.0}):launch{
     last, self:mix_slices(last, self:weight(pre .. "hc_head_fn"), 4),
     self:weight(pre .. "hc_head_scale"), self:weight(pre .. "hc_head_base"), y}

@@ -105,7 +105,7 @@ function M:shared_expert(p, x, BM, LIMIT)
     if key then self.w[key] = tab end
   end
   local sorted, weights, offsets, tiles = tab[1], tab[2], tab[3], tab[4]
-  local h, sh = f32{T, I}, f32{T, DM}
+  local h, sh = O.out{T, I}, O.out{T, DM}
   kernel("moe.tile", "moe_up", {BM = BM, LIMIT = LIMIT, W = s1:dtype()}):launch{
     x, sorted, offsets, tiles, weights, s1:reshape{1, I, DM}, s3:reshape{1, I, DM}, h}
   kernel("moe.tile", "moe_down", {BM = BM, W = s2:dtype()}):launch{
@@ -136,7 +136,7 @@ function M:moe(L, x, ids)
   local E = cfg.n_routed_experts
   local bias = hash and f32{E} or self:weight(p .. "gate.bias")
   local t2e = hash and self:ints(p .. "gate.tid2eid") or O.tensor("i32", {1, K})
-  local experts, weights = O.tensor("i32", {T, K}), f32{T, K}
+  local experts, weights = O.out({T, K}, "i32"), O.out{T, K}
   kernel("moe.tile", "moe_router", {HASH = hash, ROUTE_SCALE = cfg.route_scale * 1.0})
     :launch{x, self:raw(p .. "gate.weight"), bias, ids, t2e, experts, weights}
   local LIMIT = cfg.swiglu_limit * 1.0
@@ -147,7 +147,7 @@ function M:moe(L, x, ids)
   local tc = fmt ~= "bf16" and T >= 8 and O.fp8_tensor_cores()
   local RB = tc and 64 or BM
   local sorted, offsets, tiles = route(experts, E, RB)
-  local out = f32{TK, DM}
+  local out = O.out{TK, DM}
   if fmt ~= "bf16" then
     local w = self:quant_experts(p, E, fmt)
     local I = w[1]:shape()[2]
@@ -166,12 +166,12 @@ function M:moe(L, x, ids)
       hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}
   else
     local w1, w2, w3 = self:bf16_experts(p, E)
-    local h = f32{TK, w1:shape()[2]}
+    local h = O.out{TK, w1:shape()[2]}
     kernel("moe.tile", "moe_up", {BM = BM, LIMIT = LIMIT}):launch{
       x, sorted, offsets, tiles, weights, w1, w3, h}
     kernel("moe.tile", "moe_down", {BM = BM}):launch{h, sorted, offsets, tiles, w2, out}
   end
-  local y = f32{T, DM}
+  local y = O.out{T, DM}
   kernel("moe.tile", "moe_combine", {K = K}):launch{self:shared_expert(p, x, BM, LIMIT), out, y}
   return y, experts, weights
 end

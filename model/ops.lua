@@ -49,6 +49,11 @@ end
 -- New tensors on the model's device (zeros, or the values of a flat table).
 function O.tensor(dtype, shape, values) return ts.tensor(dtype, shape, values, dev()) end
 function O.f32(shape) return ts.tensor("f32", shape, nil, dev()) end
+-- A kernel's output, every element of which it writes (ts.empty: no zeros
+-- queued on a GPU - a decode step made ~265 memsets - and NaN / -1 on the
+-- CPU and the simulator, so that an element left unwritten shows in every
+-- test there); f32 unless dtype is given.
+function O.out(shape, dtype) return ts.empty(dtype or "f32", shape, dev()) end
 
 -- t on the model's device: itself on the CPU, else a copy.
 function O.on_device(t)
@@ -191,7 +196,7 @@ end
 
 function O.linear(x, w)
   local rows = x:shape()[1]
-  local y = O.f32{rows, w:shape()[1]}
+  local y = O.out{rows, w:shape()[1]}
   if O.is_fp8(w) then
     local K = x:shape()[2]
     O.linear_fp8(x:reshape{rows, 1, K}, w, y:reshape{rows, 1, w.n})
@@ -206,7 +211,7 @@ function O.linear(x, w)
 end
 
 function O.rmsnorm(x, w)
-  local y = O.f32(x:shape())
+  local y = O.out(x:shape())
   O.kernel("rmsnorm.tile", "rmsnorm_f32"):launch{x, w, y}
   return y
 end
@@ -214,7 +219,7 @@ end
 O.rope_forward = {XT = "f32", INVERSE = false}
 O.rope_inverse = {XT = "f32", INVERSE = true}
 function O.rope(x, tab, pos, inverse)
-  local y = O.f32(x:shape())
+  local y = O.out(x:shape())
   O.kernel("rope.tile", "rope", inverse and O.rope_inverse or O.rope_forward)
     :launch{x, tab, pos, y}
   return y
@@ -223,7 +228,7 @@ end
 function O.hadamard(x)
   local n = x:numel() // 128
   local flat = x:reshape{n, 128}
-  local y = O.f32{n, 128}
+  local y = O.out{n, 128}
   O.kernel("hadamard.tile", "hadamard", O.f32_params):launch{flat, y}
   return y:reshape(x:shape())
 end
@@ -236,7 +241,7 @@ end
 O.topk_split_at = 32768
 function O.topk(scores, len, K)
   local R, N = scores:shape()[1], scores:shape()[2]
-  local out = O.tensor("i32", {R, K})
+  local out = O.out({R, K}, "i32")
   if N < O.topk_split_at or N <= 2 * K then
     O.kernel("topk.tile", "topk", {K = K}):launch{scores, len, out}
     return out

@@ -167,7 +167,7 @@ function M:prefill(ids)
   O.use(self.dev, self.tf32)
   ids = O.on_device(ids)
   self:reset()
-  local X = f32{T, 4, d}
+  local X = O.out{T, 4, d}
   kernel("embed.tile", "embed_streams"):launch{ids, self:raw("embed.weight"), X}
   local pos_v = {}
   for t = 0, T - 1 do pos_v[t + 1] = t end
@@ -231,7 +231,7 @@ function M:decode_batch(seqs, ids)
   end
   O.use(self.dev, self.tf32)
   local id_t = O.tensor("i32", {B}, ids)
-  local X = f32{B, 4, d}
+  local X = O.out{B, 4, d}
   kernel("embed.tile", "embed_streams"):launch{id_t, self:raw("embed.weight"), X}
   for L = 0, cfg.n_layers - 1 do
     X = self:mhc_block(L, "attn", X, nil, function(x)
@@ -251,7 +251,7 @@ function M:decode(id)
   if not t or t == 0 then error("decode needs a prefill first", 2) end
   O.use(self.dev, self.tf32)
   local ids = O.tensor("i32", {1}, {id})
-  local X = f32{1, 4, d}
+  local X = O.out{1, 4, d}
   kernel("embed.tile", "embed_streams"):launch{ids, self:raw("embed.weight"), X}
   for L = 0, cfg.n_layers - 1 do
     X = self:mhc_block(L, "attn", X, nil, function(x)

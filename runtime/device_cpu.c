@@ -91,6 +91,12 @@ void ts_device_release(ts_device *d) {
 const char *ts_device_name(const ts_device *d) { return d->ops->name; }
 
 ts_status ts_device_sync(ts_device *d) { return d->ops->sync ? d->ops->sync(d) : NULL; }
+
+void ts_device_stats_get(ts_device *d, ts_device_stats *out) {
+  memset(out, 0, sizeof *out);
+  if (d->cuda)
+    ts_cuda_stats(d, out);
+}
 bool ts_device_is_host(const ts_device *d) { return !d->cuda; }
 
 ts_status ts_device_create_default(ts_device **out) {

@@ -57,6 +57,7 @@ ts_status ts_cuda_timer_seconds(ts_device *d, ts_cuda_timer *t, double *seconds)
   return ts_status_make(TS_ERR_UNSUPPORTED, "no CUDA device");
 }
 void ts_cuda_timer_destroy(ts_device *d, ts_cuda_timer *t) { (void)d, (void)t; }
+void ts_cuda_stats(ts_device *d, ts_device_stats *out) { (void)d, (void)out; }
 const char *ts_cuda_arch(const ts_device *d) {
   (void)d;
   return NULL;
@@ -135,7 +136,16 @@ typedef struct cuda_device {
   size_t ncache, cache_cap;
   CUdeviceptr scratch; /* the launches' global scratch, shared */
   size_t scratch_size;
+  ts_device_stats stats; /* under mu */
 } cuda_device;
+
+/* One more of stats field `f`. */
+#define COUNT(c, f)                                                            \
+  do {                                                                         \
+    pthread_mutex_lock(&(c)->mu);                                              \
+    (c)->stats.f++;                                                            \
+    pthread_mutex_unlock(&(c)->mu);                                            \
+  } while (0)
 
 struct ts_cuda_timer {
   CUevent start, end;
@@ -192,6 +202,7 @@ static ts_status queued_fail(const cuda_api *a, CUresult r, const char *what) {
 
 static ts_status cuda_sync(ts_device *d) {
   cuda_device *c = (cuda_device *)d;
+  COUNT(c, waits);
   CUresult r = c->api.StreamSynchronize(c->stream);
   return r == CUDA_SUCCESS ? NULL : queued_fail(&c->api, r, "cuStreamSynchronize");
 }
@@ -220,6 +231,7 @@ static void release_cache(cuda_device *c) {
   for (size_t i = 0; i < c->ncache; i++)
     c->api.MemFree(c->cache[i].p);
   c->ncache = 0;
+  c->stats.cached_bytes = 0;
 }
 
 static ts_status cuda_alloc(ts_device *d, size_t size, void **out) {
@@ -229,11 +241,13 @@ static ts_status cuda_alloc(ts_device *d, size_t size, void **out) {
   for (size_t i = c->ncache; i-- > 0;)
     if (c->cache[i].size == n) {
       *out = (void *)(uintptr_t)c->cache[i].p;
+      c->stats.cached_bytes -= (int64_t)n;
       c->cache[i] = c->cache[--c->ncache];
       pthread_mutex_unlock(&c->mu);
       return NULL;
     }
   CUdeviceptr p;
+  c->stats.driver_allocs++;
   CUresult r = c->api.MemAlloc(&p, n);
   if (r == CUDA_ERROR_OUT_OF_MEMORY && c->ncache > 0) {
     release_cache(c);
@@ -262,12 +276,14 @@ static void cuda_free(ts_device *d, void *p, size_t size) {
     c->cache_cap = cap;
   }
   c->cache[c->ncache++] = (cached_block){(CUdeviceptr)(uintptr_t)p, block_size(size)};
+  c->stats.cached_bytes += (int64_t)block_size(size);
   pthread_mutex_unlock(&c->mu);
 }
 
 static ts_status cuda_write(ts_device *d, void *dst, const void *src,
                             size_t size) {
   cuda_device *c = (cuda_device *)d;
+  COUNT(c, writes);
   if (size)
     CU(&c->api,
        c->api.MemcpyHtoDAsync((CUdeviceptr)(uintptr_t)dst, src, size, c->stream),
@@ -280,6 +296,7 @@ static ts_status cuda_read(ts_device *d, void *dst, const void *src,
   cuda_device *c = (cuda_device *)d;
   if (!size)
     return NULL;
+  COUNT(c, reads);
   CUresult r = c->api.MemcpyDtoHAsync(dst, (CUdeviceptr)(uintptr_t)src, size, c->stream);
   if (r != CUDA_SUCCESS)
     return queued_fail(&c->api, r, "cuMemcpyDtoHAsync");
@@ -289,6 +306,7 @@ static ts_status cuda_read(ts_device *d, void *dst, const void *src,
 static ts_status cuda_copy(ts_device *d, void *dst, const void *src,
                            size_t size) {
   cuda_device *c = (cuda_device *)d;
+  COUNT(c, copies);
   if (size)
     CU(&c->api,
        c->api.MemcpyDtoDAsync((CUdeviceptr)(uintptr_t)dst, (CUdeviceptr)(uintptr_t)src,
@@ -299,6 +317,7 @@ static ts_status cuda_copy(ts_device *d, void *dst, const void *src,
 
 static ts_status cuda_zero(ts_device *d, void *p, size_t size) {
   cuda_device *c = (cuda_device *)d;
+  COUNT(c, zeroes);
   if (size)
     CU(&c->api, c->api.MemsetD8Async((CUdeviceptr)(uintptr_t)p, 0, size, c->stream),
        "cuMemsetD8Async");
@@ -532,19 +551,32 @@ ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
                         (unsigned)smem, c->stream, params, NULL);
   if (!st && r == CUDA_SUCCESS && t)
     r = a->EventRecord(t->end, c->stream);
+  if (!st && r == CUDA_SUCCESS)
+    c->stats.launches++;
   pthread_mutex_unlock(&c->mu);
   if (st)
     return st;
   if (r != CUDA_SUCCESS)
     return cu_fail(a, r, "cuLaunchKernel");
+  if (c->sync_each)
+    COUNT(c, waits);
   if (c->sync_each && (r = a->StreamSynchronize(c->stream)) != CUDA_SUCCESS)
     return cu_fail(a, r, "the kernel (TESSERA_CUDA_SYNC=1)");
   return NULL;
 }
 
+void ts_cuda_stats(ts_device *d, ts_device_stats *out) {
+  cuda_device *c = (cuda_device *)d;
+  pthread_mutex_lock(&c->mu);
+  *out = c->stats;
+  pthread_mutex_unlock(&c->mu);
+}
+
 ts_status ts_cuda_timer_seconds(ts_device *d, ts_cuda_timer *t, double *seconds) {
-  cuda_api *a = &((cuda_device *)d)->api;
+  cuda_device *c = (cuda_device *)d;
+  cuda_api *a = &c->api;
   float ms = 0;
+  COUNT(c, waits);
   CUresult r = a->EventSynchronize(t->end);
   if (r != CUDA_SUCCESS)
     return queued_fail(a, r, "cuEventSynchronize");

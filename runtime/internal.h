@@ -36,6 +36,7 @@ ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
                          int threads, int64_t smem, void **params,
                          int64_t scratch_bytes, void **scratch_slot,
                          ts_cuda_timer **timer);
+void ts_cuda_stats(ts_device *d, ts_device_stats *out);
 /* Waits for the last timed launch and gives its seconds. */
 ts_status ts_cuda_timer_seconds(ts_device *d, ts_cuda_timer *t, double *seconds);
 void ts_cuda_timer_destroy(ts_device *d, ts_cuda_timer *t);

@@ -69,6 +69,17 @@ int ts_device_thread_count(const ts_device *d);
  * run every call to its end, so there it returns at once. Time a GPU's
  * work from a sync to a sync. */
 TS_MUST_USE ts_status ts_device_sync(ts_device *d);
+/* What a GPU device was asked to do since it was made (all 0 on the CPU
+ * and the simulator, whose calls are done when they return): */
+typedef struct ts_device_stats {
+  int64_t launches;      /* kernels queued */
+  int64_t waits;         /* times the host waited for the queue (reads, syncs) */
+  int64_t writes, reads; /* copies from and to the host */
+  int64_t copies, zeroes; /* copies within the device; memsets */
+  int64_t driver_allocs; /* cuMemAlloc calls (the rest came from freed blocks) */
+  int64_t cached_bytes;  /* freed memory held for reuse now */
+} ts_device_stats;
+void ts_device_stats_get(ts_device *d, ts_device_stats *out);
 
 /* ---- tensors -------------------------------------------------------------------- */
 
@@ -79,6 +90,14 @@ typedef struct ts_tensor ts_tensor;
 TS_MUST_USE ts_status ts_tensor_create(ts_device *d, ts_dtype dtype,
                                        uint32_t rank, const int64_t *shape,
                                        ts_tensor **out);
+/* The same without the zeros, for a tensor every element of which is
+ * written before it is read (a kernel's output): on a GPU its memory is
+ * left as it was (no memset queued); on the CPU and the simulator it is
+ * filled with 0xff bytes (NaN floats, -1 integers) so that an element left
+ * unwritten shows in every test there. */
+TS_MUST_USE ts_status ts_tensor_create_empty(ts_device *d, ts_dtype dtype,
+                                             uint32_t rank, const int64_t *shape,
+                                             ts_tensor **out);
 /* A view of `len` elements of dim `dim` from `start`: it shares (and
  * retains) the buffer. Slicing the first dim keeps a tensor contiguous;
  * other dims give a strided view, which kernels do not take yet. */

@@ -45,8 +45,8 @@ static void contiguous_strides(ts_tensor *t) {
   }
 }
 
-ts_status ts_tensor_create(ts_device *d, ts_dtype dtype, uint32_t rank,
-                           const int64_t *shape, ts_tensor **out) {
+static ts_status create(ts_device *d, ts_dtype dtype, uint32_t rank,
+                        const int64_t *shape, bool empty, ts_tensor **out) {
   if (rank > TS_MAX_RANK)
     return ts_status_make(TS_ERR_INVALID, "a tensor has at most %d dims, not %u",
                           TS_MAX_RANK, rank);
@@ -77,7 +77,10 @@ ts_status ts_tensor_create(ts_device *d, ts_dtype dtype, uint32_t rank,
     free(b);
     return ts_status_annotate(st, "allocating a tensor");
   }
-  st = d->ops->zero(d, b->data, (size_t)bytes);
+  if (!empty)
+    st = d->ops->zero(d, b->data, (size_t)bytes);
+  else if (ts_device_is_host(d))
+    memset(b->data, 0xff, (size_t)bytes); /* poison: NaN, -1 */
   if (st) {
     d->ops->free(d, b->data, (size_t)bytes);
     free(t);
@@ -96,6 +99,16 @@ ts_status ts_tensor_create(ts_device *d, ts_dtype dtype, uint32_t rank,
   t->count = count;
   *out = t;
   return NULL;
+}
+
+ts_status ts_tensor_create(ts_device *d, ts_dtype dtype, uint32_t rank,
+                           const int64_t *shape, ts_tensor **out) {
+  return create(d, dtype, rank, shape, false, out);
+}
+
+ts_status ts_tensor_create_empty(ts_device *d, ts_dtype dtype, uint32_t rank,
+                                 const int64_t *shape, ts_tensor **out) {
+  return create(d, dtype, rank, shape, true, out);
 }
 
 ts_status ts_tensor_slice(ts_tensor *t, uint32_t dim, int64_t start,

@@ -38,6 +38,25 @@ do -- a GPU, or one line that says why there is none
     check(tostring(gpu):find("no GPU: ", 1, true) ~= nil, "no GPU says why: " .. tostring(gpu))
   end
 end
+do -- ts.empty: no zeros; on the CPU and the simulator 0xff bytes (NaN,
+   -- -1), so that an element a kernel leaves unwritten shows; sync and
+   -- stats where every call is done when it returns
+  for _, d in ipairs{dev, ts.device("gpusim")} do
+    local f, i = ts.empty("f32", {2, 3}, d):to_table(), ts.empty("i32", {4}, d):to_table()
+    check(#f == 6 and f[1] ~= f[1] and f[6] ~= f[6], d:name() .. ": empty f32 is NaN")
+    check(#i == 4 and i[1] == -1 and i[4] == -1, d:name() .. ": empty i32 is -1")
+    check(ts.empty("bf16", {3}, d):to_table()[2] ~= ts.empty("bf16", {3}, d):to_table()[2],
+          d:name() .. ": empty bf16 is NaN")
+    d:sync()
+    local st = d:stats()
+    check(st.launches == 0 and st.waits == 0 and st.zeroes == 0, d:name() .. ": no GPU stats")
+    -- values fill every element (the tensor is made without zeros)
+    local v = ts.tensor("f32", {2, 2}, {1, -2, 3, -4}, d):to_table()
+    check(v[1] == 1 and v[2] == -2 and v[4] == -4, d:name() .. ": a tensor from values")
+  end
+  errors_with(function() ts.empty("f32", {-2}) end, "integers >= 0", "empty: bad shape")
+  errors_with(function() ts.tensor("i32", {3}, {1, 2}) end, "2 values given", "too few values")
+end
 do -- an explicit grid replaces the kernel's: only its blocks run
   local x = ts.tensor("f32", {6, 5})
   x:set((function() local v = {} for i = 1, 30 do v[i] = i % 7 end return v end)())

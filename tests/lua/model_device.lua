@@ -32,6 +32,24 @@ if arg[1] == "cuda" then
     return m:decode(ids[N + 5]):shape()
   end)
   check(ok2, "the model runs with every tensor on the GPU: " .. tostring(err))
+  -- a decode step only queues work: it never waits for the GPU nor reads
+  -- from it (the CSA top-k's selection used to be read back to build the
+  -- index list), and its kernels' outputs are not zeroed first
+  if ok2 then
+    local a = dev:stats()
+    for s = 6, 9 do m:decode(ids[N + s]) end -- completes CSA and indexer entries
+    local b = dev:stats()
+    local launches, zeroes = b.launches - a.launches, b.zeroes - a.zeroes
+    print(string.format("4 decode steps on the GPU: %d launches, %d memsets, %d waits, " ..
+                        "%d reads, %d writes, %d copies within, %d cuMemAlloc", launches, zeroes,
+                        b.waits - a.waits, b.reads - a.reads, b.writes - a.writes,
+                        b.copies - a.copies, b.driver_allocs - a.driver_allocs))
+    check(launches > 0 and b.waits == a.waits and b.reads == a.reads,
+          "a decode step neither waits for the GPU nor reads from it")
+    check(zeroes < launches / 3, "a decode step's kernel outputs are not zeroed first")
+    m:decode(ids[N + 10]):to_table()
+    check(dev:stats().waits == b.waits + 1, "reading the logits waits, once")
+  end
   local held = m:cache_bytes()
   check(held > 0, "cache bytes on the GPU")
   -- and with the FP8 linears (act_quant + gemm_fp8 for the prefill)
