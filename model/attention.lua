@@ -264,9 +264,12 @@ function M:hand_off(L, made, T)
     -- the last rows, each in its ring row (position p in row p mod R)
     local R = self.buffer_rows(ratio)
     local b = self.new_buffer(ratio, cz[1]:shape()[2])
-    for p = math.max(0, T - R), T - 1 do
-      b.c:slice(0, p % R, 1):assign(cz[1]:slice(0, p, 1))
-      b.z:slice(0, p % R, 1):assign(cz[2]:slice(0, p, 1))
+    local p = math.max(0, T - R)
+    while p < T do -- (at most two runs of rows: before and after the wrap)
+      local n = math.min(T - p, R - p % R)
+      b.c:slice(0, p % R, n):assign(cz[1]:slice(0, p, n))
+      b.z:slice(0, p % R, n):assign(cz[2]:slice(0, p, n))
+      p = p + n
     end
     st.buf[which] = b
   end
