@@ -96,10 +96,15 @@ local function run(L, T, entries)
   local queued = dev:name() == "cuda"
   timing(not queued)
   dev:sync()
+  local n0, w0 = layers.launches, dev:stats().waits
   local t0 = ts.clock()
   for s = 1, steps do seq:attention_steps(L, x, {seq}, {T + s}) end
   dev:sync()
   local total = (ts.clock() - t0) / steps
+  -- kernels a step, and the host's waits for the GPU in one (the sync
+  -- after the steps aside; 0 on the CPU, whose calls are done on return)
+  local counts = {(layers.launches - n0) / steps,
+                  math.max(0, dev:stats().waits - w0 - (queued and 1 or 0)) / steps}
   timing(true)
   if queued then
     for s = 1, steps do seq:attention_steps(L, x, {seq}, {T + steps + s}) end
@@ -113,7 +118,7 @@ local function run(L, T, entries)
   table.sort(parts, function(a, b) return a[2] > b[2] end)
   seq.state[L] = nil
   collectgarbage()
-  return total, alloc, parts
+  return total, alloc, parts, counts
 end
 
 print(string.format("# one V4-Flash-width attention layer's decode step on %s (%s), %s attention",
@@ -124,27 +129,29 @@ print(opts.linears == "fp8" and "the projections as V4's FP8 linears (e4m3 weigh
 print(string.format("%d steps a row (positions T + 1 ..) after two warm-up steps; dense = every", steps))
 print("position's entry; a CSA step completes an entry one step in 4, an HCA one in 128")
 print("")
-print("| context | layer | entries attended | ms / token | vs dense | KV MiB allocated | top kernels (ms) |")
-print("|---|---|---|---|---|---|---|")
+print("| context | layer | entries attended | ms / token | vs dense | KV MiB allocated | " ..
+      "launches (host waits) / token | top kernels (ms) |")
+print("|---|---|---|---|---|---|---|---|")
 for _, T in ipairs(contexts) do
   local rows = {}
   local dense_ms
   if T <= dense_max then
-    local ms, alloc, parts = run(1, T, T)
+    local ms, alloc, parts, counts = run(1, T, T)
     dense_ms = ms * 1e3
-    rows[#rows + 1] = {"dense", T + W, ms, alloc, parts}
+    rows[#rows + 1] = {"dense", T + W, ms, alloc, parts, counts}
   end
   local csa = {run(0, T, T // 4)}
-  table.insert(rows, 1, {"CSA", cfg.index_topk + W, csa[1], csa[2], csa[3]})
+  table.insert(rows, 1, {"CSA", cfg.index_topk + W, csa[1], csa[2], csa[3], csa[4]})
   local hca = {run(1, T, T // 128)}
-  table.insert(rows, 2, {"HCA", T // 128 + W, hca[1], hca[2], hca[3]})
+  table.insert(rows, 2, {"HCA", T // 128 + W, hca[1], hca[2], hca[3], hca[4]})
   for _, r in ipairs(rows) do
     local top = {}
     for k = 1, math.min(4, #r[5]) do
       top[k] = string.format("%s %.1f", r[5][k][1], r[5][k][2] * 1e3)
     end
-    print(string.format("| %d | %s | %d | %.1f | %s | %.1f | %s |", T, r[1], r[2], r[3] * 1e3,
+    print(string.format("| %d | %s | %d | %.1f | %s | %.1f | %.0f (%.0f) | %s |", T, r[1], r[2],
+                        r[3] * 1e3,
                         dense_ms and string.format("%.3f", r[3] * 1e3 / dense_ms) or "-",
-                        mib(r[4]), table.concat(top, ", ")))
+                        mib(r[4]), r[6][1], r[6][2], table.concat(top, ", ")))
   end
 end

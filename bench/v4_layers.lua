@@ -71,14 +71,17 @@ end
 -- launch waits for the device before and after it (dev:sync()): the sums
 -- are the kernels' own times, and such a run is slower than an untimed
 -- one. Returns timing(on): after timing(false) launches pass through
--- untimed, for a run timed as a whole from sync to sync. Call before
--- model/v4.lua is first required.
+-- untimed, for a run timed as a whole from sync to sync. Every launch,
+-- timed or not, counts in L.launches. Call before model/v4.lua is first
+-- required.
+L.launches = 0
 function L.time_kernels(spent)
   local compile, wrapped, on = O.kernel, {}, true
   O.kernel = function(file, name, params)
     local k = compile(file, name, params)
     if not wrapped[k] then
       wrapped[k] = {launch = function(_, args)
+        L.launches = L.launches + 1
         if not on then return k:launch(args) end
         local dev = O.device or ts.default_device()
         dev:sync()

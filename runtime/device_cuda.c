@@ -327,6 +327,7 @@ static ts_status cuda_zero(ts_device *d, void *p, size_t size) {
 static void cuda_destroy(ts_device *d) {
   cuda_device *c = (cuda_device *)d;
   if (c->stream) {
+    c->api.StreamSynchronize(c->stream); /* the queue may still use the memory */
     pthread_mutex_lock(&c->mu);
     release_cache(c);
     if (c->scratch)
@@ -453,8 +454,10 @@ ts_status ts_cuda_module_load(ts_device *d, const char *ptx, const char *name,
 
 void ts_cuda_module_unload(ts_device *d, void *module) {
   cuda_device *c = (cuda_device *)d;
-  if (module)
-    c->api.ModuleUnload((CUmodule)module);
+  if (!module)
+    return;
+  c->api.StreamSynchronize(c->stream); /* its launches may still be queued */
+  c->api.ModuleUnload((CUmodule)module);
 }
 
 ts_status ts_cuda_tensor_map(ts_device *d, void *map, void *base, int esize, int64_t rows,
