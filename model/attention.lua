@@ -308,23 +308,24 @@ function M:attention_steps(L, x, seqs, pos_v)
   for b = 1, B do
     local t, st, r = pos_v[b], seqs[b].state[L], b - 1
     self:attend_step(L, st, t, x:slice(0, r, 1), q:slice(0, r, 1), kv:slice(0, r, 1),
-                     qi and qi:slice(0, r, 1), w and w:slice(0, r, 1), o:slice(0, r, 1))
+                     qi and qi:slice(0, r, 1), w and w:slice(0, r, 1), o:slice(0, r, 1),
+                     pos:slice(0, r, 1))
   end
   return self:attention_out(L, o, tab, pos, B)
 end
 
 -- One token's part of attention_steps that reads and writes its sequence's
--- state st of layer L (token at position t; its rows of x, q, kv, the
--- indexer's qi and w): the window ring, the compressors, the indexer's
--- top-k, then attention into o [1, H, c].
-function M:attend_step(L, st, t, x, q, kv, qi, w, o)
+-- state st of layer L (token at position t, also as the device tensor tp
+-- [1]; its rows of x, q, kv, the indexer's qi and w): the window ring, the
+-- compressors, the indexer's top-k, then attention into o [1, H, c].
+function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:prefix(L) .. "attn."
   local ratio = cfg.compress_ratios[L + 1]
   local W, H = cfg.window_size, cfg.n_heads
   local tab = self:rope_table(ratio)
   st.ring:put(kv, t % W)
-  local tp, sel = O.tensor("i32", {1}, {t}), nil
+  local sel
   if ratio == 4 then
     local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x)
     if key then st.keys:append(hadamard(key)) end

@@ -56,11 +56,18 @@ static struct {
   size_t n;
 } allocs[MAX_ALLOCS];
 
+static int used; /* slots at and past it are free */
+
 static bool live(uintptr_t p, size_t n) {
-  for (int i = 0; i < MAX_ALLOCS; i++)
+  static int last; /* the slot of the last hit, tried first */
+  for (int k = 0; k < used; k++) {
+    int i = (last + k) % used;
     if (allocs[i].p && p >= (uintptr_t)allocs[i].p &&
-        p + n <= (uintptr_t)allocs[i].p + allocs[i].n)
+        p + n <= (uintptr_t)allocs[i].p + allocs[i].n) {
+      last = i;
       return true;
+    }
+  }
   return false;
 }
 
@@ -72,6 +79,8 @@ static CUresult mem_alloc(uintptr_t *out, size_t n) {
     if (!allocs[i].p) {
       allocs[i].p = calloc(1, n ? n : 1);
       allocs[i].n = n;
+      if (i >= used)
+        used = i + 1;
       *out = (uintptr_t)allocs[i].p;
       return OK;
     }
