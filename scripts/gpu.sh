@@ -18,7 +18,8 @@
 #   - the model's prefill of one V4-Flash-width attention layer (window, CSA,
 #     HCA) with f32 attention against bf16 on tensor cores, the same run
 #     (bench/prefill_attention.lua at 1024 and 4096 tokens), and its decode
-#     step at 128K and 1M tokens, both ways (bench/long_context.lua);
+#     step at 128K and 1M tokens, both ways (bench/long_context.lua), and a
+#     tiny-model decode step's launches, waits and time (bench/decode_queue.lua);
 #   - the numerics suites on the GPU with each lowering (ctest cuda/*,
 #     cuda-c/*: MLIR's PTX, and the CUDA C through NVRTC), which is the
 #     differential test of the two;
@@ -177,6 +178,14 @@ report() {
     done
     [[ -f $log/long-f32 ]] || echo "(not run yet)"
     echo
+    echo "## A tiny-model decode step's requests and time (bench/decode_queue.lua)"
+    echo
+    if [[ -f $log/decode-queue ]]; then
+      grep -E '^(#|\|)' "$log/decode-queue" || tail -n 20 "$log/decode-queue"
+    else
+      echo "(not run yet)"
+    fi
+    echo
     echo "## Cold compile time (bench/compile_time)"
     echo
     cat "$log/compile" 2>/dev/null || echo "(not run yet)"
@@ -233,6 +242,8 @@ for a in f32 bf16; do
   stage 120 "$log/long-$a" build/tessera run bench/long_context.lua --device cuda --attention $a \
     --tokens 131072,1048576 --steps 3 --dense-max 131072
 done
+report
+stage 120 "$log/decode-queue" build/tessera run bench/decode_queue.lua --device cuda --steps 32
 report
 # (the numerics with every launch waited for: a kernel that faults is named
 # in its own check, not in whichever later read waits for the queue)

@@ -1,0 +1,49 @@
+-- decode_queue.lua - what a decode step of the tiny V4 config asks of a
+-- device, and how long it takes the host: launches, waits for the GPU,
+-- reads, writes, copies within, memsets and driver allocations per step
+-- (dev:stats(); all 0 on the CPU, whose calls are done when they return),
+-- and the milliseconds a step from sync to sync. On the mock driver
+-- (tests/cuda_mock) the counts are the runtime's requests and the time is
+-- the host's alone; on a GPU the time is the step's. Run from the source
+-- root:
+--   build/tessera run bench/decode_queue.lua [--device cuda|cpu|gpusim] [--steps 16]
+--     [--kv fp8|f32] [--weights build/tiny.safetensors]
+-- (bench/results/decode-queue.md; scripts/gpu.sh runs it on a GPU)
+local ts = require "tessera"
+local json = require "model.json"
+local V4 = require "model.v4"
+local layers = require "bench.v4_layers"
+local opts = layers.options({device = "cuda", steps = "16", kv = "fp8",
+                             weights = "build/tiny.safetensors"},
+                            "decode_queue.lua [--device D] [--steps N] [--kv fp8|f32] " ..
+                            "[--weights F (made by model/init.lua when missing)]")
+
+local weights = opts.weights
+local probe = io.open(weights, "rb")
+if probe then probe:close() else
+  arg = {[0] = "model/init.lua", "--config", "tiny", "--seed", "1", "-o", weights}
+  dofile("model/init.lua")
+end
+local dev = ts.device(opts.device)
+local cfg = json.read("model/configs/tiny.json")
+local m = V4.load(cfg, weights, {kv_format = opts.kv, device = dev})
+local prompt = {}
+for i = 1, 64 do prompt[i] = (i * 37) % 256 end
+m:prefill(ts.tensor("i32", {#prompt}, prompt))
+for s = 1, 4 do m:decode(s) end -- compiles the step's kernels
+dev:sync()
+local steps = math.tointeger(opts.steps)
+local a, t0 = dev:stats(), ts.clock()
+for s = 1, steps do m:decode(s % 256) end
+dev:sync()
+local secs, b = (ts.clock() - t0) / steps, dev:stats()
+print(string.format("# tiny V4 config (%d layers), %s caches, decode steps on %s (%s)",
+                    cfg.n_layers, opts.kv, dev:name(), dev:arch() or
+                    (dev:threads() .. " threads")))
+print("")
+print("| per step | launches | waits | reads | writes | copies within | memsets | cuMemAlloc | ms |")
+print("|---|---|---|---|---|---|---|---|---|")
+local function per(k) return (b[k] - a[k]) / steps end
+print(string.format("| %d steps | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.3f |", steps,
+                    per("launches"), math.max(0, per("waits") - 1 / steps), per("reads"),
+                    per("writes"), per("copies"), per("zeroes"), per("driver_allocs"), secs * 1e3))
