@@ -197,19 +197,28 @@ done:
   unsetenv("MOCK_CUDA_SMEM");
 }
 
+/* softmax_rows (BM 4) on d with each lowering, and its x and y [10, 33]. */
+static ts_kernel *softmax_on(ts_device *d, const char *lowering, ts_tensor **x, ts_tensor **y) {
+  setenv("TESSERA_GPU_LOWERING", lowering, 1);
+  ts_kernel *k = kernel(d, "softmax_rows", "4");
+  if (!k)
+    return NULL;
+  int64_t s[2] = {10, 33};
+  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, s, x));
+  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, s, y));
+  return k;
+}
+
 /* The queue: launches, copies into the device and zeroing return without
  * waiting; a read, ts_device_sync and a timed kernel's time wait; freed
  * blocks serve later allocations of the same rounded size; a copy within
  * the device stays on it (an overlapping one goes through the host). */
 static void queued_work(ts_device *d) {
-  setenv("TESSERA_GPU_LOWERING", "mlir", 1);
-  ts_kernel *k = kernel(d, "softmax_rows", "4");
+  ts_tensor *x, *y, *t;
+  ts_kernel *k = softmax_on(d, "mlir", &x, &y);
   if (!k)
     return;
-  int64_t s[2] = {10, 33}, n = 777;
-  ts_tensor *x, *y, *t;
-  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, s, &x));
-  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, s, &y));
+  int64_t n = 777;
   ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(y)};
   struct mock_calls c0 = *calls;
   for (int i = 0; i < 5; i++)
@@ -268,14 +277,10 @@ static void queued_work(ts_device *d) {
  * the hint), once; with TESSERA_CUDA_SYNC=1 the launch itself fails, naming
  * the kernel. */
 static void fault(ts_device *d) {
-  setenv("TESSERA_GPU_LOWERING", "mlir", 1);
-  ts_kernel *k = kernel(d, "softmax_rows", "4");
+  ts_tensor *x, *y;
+  ts_kernel *k = softmax_on(d, "mlir", &x, &y);
   if (!k)
     return;
-  int64_t s[2] = {10, 33};
-  ts_tensor *x, *y;
-  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, s, &x));
-  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, s, &y));
   ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(y)};
   float out[330];
   setenv("MOCK_CUDA_FAULT", "softmax_rows", 1);
@@ -297,10 +302,8 @@ static void fault(ts_device *d) {
   ts_device *e = NULL;
   CHECK(!ts_device_create_cuda(0, &e));
   unsetenv("TESSERA_CUDA_SYNC");
-  ts_kernel *ke = e ? kernel(e, "softmax_rows", "4") : NULL;
+  ts_kernel *ke = e ? softmax_on(e, "mlir", &x, &y) : NULL;
   if (ke) {
-    CHECK(!ts_tensor_create(e, TS_DTYPE_F32, 2, s, &x));
-    CHECK(!ts_tensor_create(e, TS_DTYPE_F32, 2, s, &y));
     ts_arg b[2] = {ts_arg_tensor(x), ts_arg_tensor(y)};
     int syncs = calls->stream_syncs;
     st = ts_kernel_launch(ke, b, 2);
@@ -321,14 +324,11 @@ static void fault(ts_device *d) {
 }
 
 static void launch_softmax(ts_device *d, const char *lowering) {
-  setenv("TESSERA_GPU_LOWERING", lowering, 1);
-  ts_kernel *k = kernel(d, "softmax_rows", "4");
+  ts_tensor *x, *y;
+  ts_kernel *k = softmax_on(d, lowering, &x, &y);
   if (!k)
     return;
   int64_t s[2] = {10, 33};
-  ts_tensor *x, *y;
-  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, s, &x));
-  CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 2, s, &y));
   int before = last->launches;
   ts_arg a[2] = {ts_arg_tensor(x), ts_arg_tensor(y)};
   ts_status st = ts_kernel_launch(k, a, 2);

@@ -12,18 +12,35 @@ local function check(ok, what)
   if ok then passed = passed + 1 else failed = failed + 1; print("FAIL: " .. what) end
 end
 
-local function want(T, W, K, KS, selv)
+-- The lists of rows whose positions are ts_of[r]: the window's positions p
+-- as slot(p), then entry(e, k) for each valid selected entry e (the k-th of
+-- the row's KS), then -1 up to K.
+local function want_rows(ts_of, W, K, KS, selv, slot, entry)
   local out = {}
-  for t = 0, T - 1 do
+  for r, t in ipairs(ts_of) do
     local row = {}
-    for s = math.max(0, t - W + 1), t do row[#row + 1] = s end
-    for k = 1, KS do
-      local e = selv and selv[t * KS + k] or -1
-      if e >= 0 then row[#row + 1] = T + e end
+    for p = math.max(0, t - W + 1), t do row[#row + 1] = slot(p) end
+    for k = 0, KS - 1 do
+      local e = selv and selv[(r - 1) * KS + k + 1] or -1
+      if e >= 0 then row[#row + 1] = entry(e, k) end
     end
     for k = 1, K do out[#out + 1] = row[k] or -1 end
   end
   return out
+end
+
+-- a prefill's: position p is row p, entry e row T + e
+local function want(T, W, K, KS, selv)
+  local ts_of = {}
+  for t = 0, T - 1 do ts_of[t + 1] = t end
+  return want_rows(ts_of, W, K, KS, selv, function(p) return p end,
+                   function(e) return T + e end)
+end
+
+local function check_same(got, exp, what)
+  local same = #got == #exp
+  for i = 1, #exp do same = same and got[i] == exp[i] end
+  check(same, what)
 end
 
 for _, dev in ipairs{"cpu", "gpusim"} do
@@ -50,10 +67,8 @@ for _, dev in ipairs{"cpu", "gpusim"} do
     end)(), d)
     local idx = ts.tensor("i32", {T, K}, nil, d)
     ts.kernel("kernels/sparse_attn.tile", "sparse_index", {W = W}, d):launch{sel, idx}
-    local got, exp = idx:to_table(), want(T, W, K, KS, selv)
-    local same = #got == #exp
-    for i = 1, #exp do same = same and got[i] == exp[i] end
-    check(same, string.format("%s T %d W %d K %d KS %d", dev, T, W, K, KS))
+    check_same(idx:to_table(), want(T, W, K, KS, selv),
+               string.format("%s T %d W %d K %d KS %d", dev, T, W, K, KS))
   end
 end
 
@@ -61,16 +76,8 @@ end
 -- the token at position t, the ring slots p mod W of positions max(0, t - W
 -- + 1) .. t in order, then W + k for the valid selected entries k, then -1
 local function want_ring(pos, W, K, KS, selv)
-  local out = {}
-  for b, t in ipairs(pos) do
-    local row = {}
-    for p = math.max(0, t - W + 1), t do row[#row + 1] = p % W end
-    for k = 0, KS - 1 do
-      if selv and selv[(b - 1) * KS + k + 1] >= 0 then row[#row + 1] = W + k end
-    end
-    for k = 1, K do out[#out + 1] = row[k] or -1 end
-  end
-  return out
+  return want_rows(pos, W, K, KS, selv, function(p) return p % W end,
+                   function(_, k) return W + k end)
 end
 
 for _, dev in ipairs{"cpu", "gpusim"} do
@@ -94,10 +101,8 @@ for _, dev in ipairs{"cpu", "gpusim"} do
     local idx = ts.tensor("i32", {B, K}, nil, d)
     ts.kernel("kernels/sparse_attn.tile", "ring_index", {W = W}, d)
       :launch{ts.tensor("i32", {B}, pos, d), sel, idx}
-    local got, exp = idx:to_table(), want_ring(pos, W, K, KS, selv)
-    local same = #got == #exp
-    for i = 1, #exp do same = same and got[i] == exp[i] end
-    check(same, string.format("%s ring_index W %d K %d KS %d", dev, W, K, KS))
+    check_same(idx:to_table(), want_ring(pos, W, K, KS, selv),
+               string.format("%s ring_index W %d K %d KS %d", dev, W, K, KS))
   end
 end
 print(string.format("%d passed, %d failed", passed, failed))
