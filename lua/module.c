@@ -231,23 +231,31 @@ static ts_tensor *host_tensor(lua_State *L, ts_tensor *t) {
   return *box;
 }
 
+/* A new tensor on d pushed on the stack (zeros, or with `empty` none:
+ * ts_tensor_create_empty); an error is raised. */
+static ts_tensor *push_new_tensor(lua_State *L, ts_device *d, ts_dtype dt, uint32_t rank,
+                                  const int64_t *shape, bool empty) {
+  void **box = new_box(L, TENSOR_MT);
+  ts_status st = empty ? ts_tensor_create_empty(d, dt, rank, shape, (ts_tensor **)box)
+                       : ts_tensor_create(d, dt, rank, shape, (ts_tensor **)box);
+  if (st)
+    ts_lua_fail(L, st);
+  gc_account(L, box);
+  return *box;
+}
+
 /* Fills t from a flat table of numbers (its length must match). A device
  * tensor's values are staged in a new host tensor (not a copy of t: that
  * would wait for the device) and written in. */
 static void fill_from_table(lua_State *L, int i, ts_tensor *t) {
   if (!ts_device_is_host(ts_tensor_device(t))) {
-    void **box = new_box(L, TENSOR_MT);
     int64_t shape[TS_MAX_RANK];
     for (uint32_t k = 0; k < ts_tensor_rank(t); k++)
       shape[k] = ts_tensor_dim(t, k);
-    ts_status st = ts_tensor_create_empty(host_device(L), ts_tensor_dtype(t),
-                                          ts_tensor_rank(t), shape, (ts_tensor **)box);
-    if (st)
-      ts_lua_fail(L, st);
-    gc_account(L, box);
-    ts_tensor *h = *box;
+    ts_tensor *h = push_new_tensor(L, host_device(L), ts_tensor_dtype(t), ts_tensor_rank(t),
+                                   shape, true);
     fill_from_table(L, i, h);
-    st = ts_tensor_write(t, ts_tensor_data(h), ts_tensor_size(h));
+    ts_status st = ts_tensor_write(t, ts_tensor_data(h), ts_tensor_size(h));
     if (st)
       ts_lua_fail(L, st);
     lua_pop(L, 1);
@@ -276,17 +284,9 @@ static int l_tensor(lua_State *L) {
   int64_t shape[TS_MAX_RANK];
   uint32_t rank = check_shape(L, 2, shape);
   lua_settop(L, 4); /* values and device at fixed slots, nil when absent */
-  ts_device *d = ts_lua_opt_device(L, 4);
-  void **box = new_box(L, TENSOR_MT);
-  ts_tensor *t;
   /* every element of a tensor made from values is written: no zeros first */
-  ts_status st = lua_isnil(L, 3) ? ts_tensor_create(d, dt, rank, shape, &t)
-                                 : ts_tensor_create_empty(d, dt, rank, shape, &t);
-  if (st)
-    return ts_lua_fail(L, st);
-  *box = t;
-  gc_account(L, box);
-  if (!lua_isnoneornil(L, 3))
+  ts_tensor *t = push_new_tensor(L, ts_lua_opt_device(L, 4), dt, rank, shape, !lua_isnil(L, 3));
+  if (!lua_isnil(L, 3))
     fill_from_table(L, 3, t);
   return 1;
 }
@@ -300,14 +300,7 @@ static int l_empty(lua_State *L) {
   int64_t shape[TS_MAX_RANK];
   uint32_t rank = check_shape(L, 2, shape);
   lua_settop(L, 3);
-  ts_device *d = ts_lua_opt_device(L, 3);
-  void **box = new_box(L, TENSOR_MT);
-  ts_tensor *t;
-  ts_status st = ts_tensor_create_empty(d, dt, rank, shape, &t);
-  if (st)
-    return ts_lua_fail(L, st);
-  *box = t;
-  gc_account(L, box);
+  push_new_tensor(L, ts_lua_opt_device(L, 3), dt, rank, shape, true);
   return 1;
 }
 
