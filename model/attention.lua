@@ -333,7 +333,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
     if N > 0 then
       -- every key scored where it lies: the packed FP4 rows read as they
       -- are (no f32 copy of all N keys each step)
-      local scores = f32{1, N}
+      local scores = O.out{1, N}
       self:index_scores(ratio, qi, st.keys:view(0, N), w, tp, scores)
       local len = O.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
       sel = O.topk(scores, len, cfg.index_topk)

@@ -73,7 +73,7 @@ function Cache:append(x) self:put(x, self.n) end
 -- Rows first .. first + n - 1 as f32, into `out` ([n, width], e.g. a slice
 -- of a larger tensor) or a new tensor.
 function Cache:get(first, n, out)
-  out = out or O.f32{n, self.width}
+  out = out or O.out{n, self.width}
   if n == 0 then return out end
   local src = self.data:slice(0, first, n)
   if self.format == "f32" then

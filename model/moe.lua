@@ -86,7 +86,7 @@ function M:shared_expert(p, x, BM, LIMIT)
   if self:is_fp8(p .. "shared_experts.w1.weight") then
     local g = O.linear(x, self:lweight(p .. "shared_experts.w1.weight"))
     local u = O.linear(x, self:lweight(p .. "shared_experts.w3.weight"))
-    local h = f32(g:shape())
+    local h = O.out(g:shape())
     kernel("moe.tile", "moe_swiglu", {LIMIT = LIMIT}):launch{g, u, h}
     return O.linear(h, self:lweight(p .. "shared_experts.w2.weight"))
   end
@@ -155,12 +155,12 @@ function M:moe(L, x, ids)
     -- (the tensor-core forms take the activations as e4m3 codes)
     local name, aq, dt = tc and fmt .. "_tc" or fmt, tc and O.codes_params or nil,
       tc and "fp8e4m3" or "f32"
-    local xq, sx = O.tensor(dt, {T, 1, DM}), f32{T, 1, DB}
+    local xq, sx = O.out({T, 1, DM}, dt), O.out{T, 1, DB}
     kernel("quant.tile", "act_quant", aq):launch{x:reshape{T, 1, DM}, xq, sx}
-    local h = f32{TK, I}
+    local h = O.out{TK, I}
     kernel("moe.tile", "moe_up_" .. name, {BM = RB, LIMIT = LIMIT}):launch{
       xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, w[1], w[2], w[5], w[6], h}
-    local hq, sh = O.tensor(dt, {TK, 1, I}), f32{TK, 1, IB}
+    local hq, sh = O.out({TK, 1, I}, dt), O.out{TK, 1, IB}
     kernel("quant.tile", "act_quant", aq):launch{h:reshape{TK, 1, I}, hq, sh}
     kernel("moe.tile", "moe_down_" .. name, {BM = RB}):launch{
       hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}

@@ -20,9 +20,11 @@ function O.use(device, tf32)
 end
 local function dev() return O.device or ts.default_device() end
 
--- (a decode step asks for ~100 kernels: each (file, name, device) keeps its
--- few compiled param sets, matched by value without building strings)
+-- (a decode step asks for ~200 kernels, each lookup on the host's path
+-- between two launches: each device, file and name keeps its few compiled
+-- param sets, matched by value, with no string or table built per call)
 local cache = {}
+local no_params = {}
 local function same_params(e, b)
   local a, n = e.params, 0
   for k, v in pairs(b) do
@@ -31,13 +33,17 @@ local function same_params(e, b)
   end
   return n == e.count
 end
+local function sub(t, k)
+  local s = t[k]
+  if not s then s = {}; t[k] = s end
+  return s
+end
 function O.kernel(file, name, params)
-  params = params or {}
-  local key = file .. ";" .. name .. "@" .. (device_name or dev():name())
-  local list = cache[key]
-  if not list then list = {}; cache[key] = list end
+  params = params or no_params
+  local list = sub(sub(sub(cache, device_name or dev():name()), file), name)
   for i = 1, #list do
-    if same_params(list[i], params) then return list[i].kernel end
+    local e = list[i]
+    if same_params(e, params) then return e.kernel end
   end
   local copy, n = {}, 0
   for k, v in pairs(params) do copy[k], n = v, n + 1 end
@@ -172,9 +178,9 @@ O.codes_params = {XQ = "fp8e4m3"}
 function O.linear_fp8(x, w, y)
   local T, G, K = x:shape()[1], x:shape()[2], x:shape()[3]
   local KB = (K + 127) // 128
-  local sx = O.f32{T, G, KB}
+  local sx = O.out{T, G, KB}
   if G == 1 and T >= 8 and O.fp8_tensor_cores() then
-    local codes = O.tensor("fp8e4m3", {T, 1, K})
+    local codes = O.out({T, 1, K}, "fp8e4m3")
     O.kernel("quant.tile", "act_quant", O.codes_params):launch{x, codes, sx}
     local N = w.n
     O.kernel("gemm.tile", "gemm_fp8"):launch{codes:reshape{T, K}, sx:reshape{T, KB},
@@ -182,7 +188,7 @@ function O.linear_fp8(x, w, y)
                                                y:reshape{T, N}}
     return y
   end
-  local xq = O.f32{T, G, K}
+  local xq = O.out{T, G, K}
   O.kernel("quant.tile", "act_quant"):launch{x, xq, sx}
   local t = O.linear_tiles(T)
   local p = t and fp8_tiles[t]
@@ -286,7 +292,7 @@ end
 local convert_params = {}
 function O.convert(x, dt, scale)
   local sh, from = x:shape(), x:dtype()
-  local y = O.tensor(dt, sh)
+  local y = O.out(sh, dt)
   local D = sh[#sh]
   if x:numel() == 0 then return y end
   local key = from .. ">" .. dt .. "*" .. (scale or 1)
@@ -318,7 +324,7 @@ function O.attn_range() return dev():name() == "cpu" and 512 or 128 end
 -- rows of a after the rows of b, as one new tensor
 function O.concat_rows(a, b)
   local na, nb = a:shape()[1], b:shape()[1]
-  local out = O.f32{na + nb, a:shape()[2]}
+  local out = O.out{na + nb, a:shape()[2]}
   if na > 0 then out:slice(0, 0, na):assign(a) end
   if nb > 0 then out:slice(0, na, nb):assign(b) end
   return out

@@ -61,7 +61,7 @@ function M.load(dir, weights_path, opts)
   local cfg = type(dir) == "table" and dir or checkpoint.config(dir)
   opts = opts or {}
   local self = {cfg = cfg, file = checkpoint.open(weights_path or dir),
-                w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
+                w = {}, prefixes = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
                 linears = opts.linears or "f32", experts = opts.experts or "bf16",
                 attn_dtype = opts.attention}
   local d = opts.device or ts.default_device()
@@ -92,7 +92,9 @@ end
 -- the MTP block (L = n_layers), whose attention is window-only.
 function M:prefix(L)
   if L >= self.cfg.n_layers then return "mtp.0." end
-  return string.format("layers.%d.", L)
+  local p = self.prefixes[L] -- (made once: asked for ~60 times a decode step)
+  if not p then p = string.format("layers.%d.", L); self.prefixes[L] = p end
+  return p
 end
 
 -- A weight as f32 (bf16 checkpoints hold exactly representable values), on

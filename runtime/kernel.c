@@ -228,13 +228,6 @@ typedef struct tmaps {
   int n;
 } tmaps;
 
-static tmaps *new_tmaps(void) {
-  tmaps *m = aligned_alloc(64, (sizeof(tmaps) + 63) & ~(size_t)63);
-  if (m)
-    memset(m, 0, sizeof *m);
-  return m;
-}
-
 static ts_status tensor_maps(const ts_kernel *k, const ts_arg *args, tmaps *m) {
   const ts_tensor_map_spec *spec = k->tma;
   int n = k->ntma;
@@ -313,22 +306,21 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
   for (uint32_t i = 0; i < info->arg_count; i++) {
     const ts_symbol *s = info->args[i];
     const ts_arg *a = &args[i];
-    arg_name(s, an, sizeof an);
     if (s->kind == TS_SYM_SCALAR) {
       if (a->kind == TS_ARG_TENSOR)
         return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is a "
                               "scalar %s, given a tensor",
-                              i + 1, an, k->name, ts_dtype_name(s->type->dtype));
+                              i + 1, arg_name(s, an, sizeof an), k->name, ts_dtype_name(s->type->dtype));
       if (ts_dtype_is_int(s->type->dtype) && a->kind == TS_ARG_FLOAT)
         return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is "
                               "%s, given a float",
-                              i + 1, an, k->name, ts_dtype_name(s->type->dtype));
+                              i + 1, arg_name(s, an, sizeof an), k->name, ts_dtype_name(s->type->dtype));
       continue;
     }
     if (a->kind != TS_ARG_TENSOR || !a->tensor)
       return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is a "
                             "tensor, given a scalar",
-                            i + 1, an, k->name);
+                            i + 1, arg_name(s, an, sizeof an), k->name);
     const ts_tensor *t = a->tensor;
     const ts_type *ty = s->type;
     if (ts_tensor_dtype(t) != ty->dtype) {
@@ -338,13 +330,13 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
         return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is "
                               "%s (its dtype param %.*s), given %s: create "
                               "the kernel with %.*s=%s",
-                              i + 1, an, k->name, ts_dtype_name(ty->dtype),
+                              i + 1, arg_name(s, an, sizeof an), k->name, ts_dtype_name(ty->dtype),
                               (int)tn->name.len, tn->name.ptr,
                               ts_dtype_name(ts_tensor_dtype(t)), (int)tn->name.len,
                               tn->name.ptr, ts_dtype_name(ts_tensor_dtype(t)));
       return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' must be "
                             "%s, given %s",
-                            i + 1, an, k->name, ts_dtype_name(ty->dtype),
+                            i + 1, arg_name(s, an, sizeof an), k->name, ts_dtype_name(ty->dtype),
                             ts_dtype_name(ts_tensor_dtype(t)));
     }
     /* a GPU kernel takes its own device's memory; the others host memory */
@@ -353,17 +345,17 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
       return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is on "
                             "device '%s'; the kernel runs on '%s' (copy_to "
                             "moves a tensor)",
-                            i + 1, an, k->name, ts_device_name(td),
+                            i + 1, arg_name(s, an, sizeof an), k->name, ts_device_name(td),
                             ts_device_name(k->device));
     if (!ts_tensor_is_contiguous(t))
       return ts_status_make(TS_ERR_UNSUPPORTED, "argument %u ('%s') of '%s' is "
                             "a strided view; kernels take contiguous tensors "
                             "(slices of the first dim) for now",
-                            i + 1, an, k->name);
+                            i + 1, arg_name(s, an, sizeof an), k->name);
     if (ts_tensor_rank(t) != ty->rank)
       return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' has %u "
                             "dims, the kernel expects %u",
-                            i + 1, an, k->name, ts_tensor_rank(t), ty->rank);
+                            i + 1, arg_name(s, an, sizeof an), k->name, ts_tensor_rank(t), ty->rank);
     for (uint32_t d = 0; d < ty->rank; d++) {
       int64_t have = ts_tensor_dim(t, d);
       const ts_extent *e = &ty->dims[d];
@@ -371,7 +363,7 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
         if (have != e->c)
           return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s': "
                                 "dim %u is %lld, the kernel expects %lld",
-                                i + 1, an, k->name, d, (long long)have,
+                                i + 1, arg_name(s, an, sizeof an), k->name, d, (long long)have,
                                 (long long)e->c);
         continue;
       }
@@ -389,15 +381,17 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
         arg_name(info->dims[j], dn, sizeof dn);
         return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s': dim "
                               "%u is %lld, but '%s' is %lld from argument '%s'",
-                              i + 1, an, k->name, d, (long long)have, dn,
+                              i + 1, arg_name(s, an, sizeof an), k->name, d, (long long)have, dn,
                               (long long)dim_val[j], other);
       }
     }
   }
-  /* 2. pack: tensors (5 slots each), dims, scalars */
-  packed *p = calloc(1, sizeof *p);
-  if (!p)
-    return ts_status_nomem();
+  /* 2. pack: tensors (5 slots each), dims, scalars (on the stack: a
+   * launch is on the host's path between two kernels, and its slots are
+   * read before it returns - the CPU's blocks are run, the driver copies
+   * a GPU's parameters at the launch) */
+  packed pk, *p = &pk;
+  p->n = p->nints = p->nptrs = p->nfloats = p->ni32 = p->ni8 = 0;
   for (uint32_t i = 0; i < info->arg_count; i++)
     if (info->args[i]->kind == TS_SYM_TENSOR) {
       ts_tensor *t = args[i].tensor;
@@ -451,7 +445,6 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
   if (g[0] < 0 || g[1] < 0 || g[2] < 0 ||
       __builtin_mul_overflow(g[0], g[1], &total) ||
       __builtin_mul_overflow(total, g[2], &total)) {
-    free(p);
     return ts_status_make(TS_ERR_INVALID, "kernel '%s': the grid (%lld, %lld, "
                           "%lld) is invalid",
                           k->name, (long long)g[0], (long long)g[1],
@@ -467,7 +460,6 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     int64_t one = 1, zero = 0, size;
     if (__builtin_mul_overflow(per_block, total, &size) ||
         p->n + 7 + TS_TMA_MAPS + 1 > MAX_SLOTS) {
-      free(p);
       return ts_status_make(TS_ERR_INVALID, "kernel '%s': too much scratch",
                             k->name);
     }
@@ -478,18 +470,17 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     p->slots[p->n++] = &elems;
     p->slots[p->n++] = &one;
     p->slots[p->n++] = &per_block;
-    tmaps *m = new_tmaps();
-    ts_status st = m ? tensor_maps(k, args, m) : ts_status_nomem();
-    for (int i = 0; !st && i < m->n; i++)
-      p->slots[p->n++] = m->slots[i];
+    tmaps m;
+    memset(&m, 0, sizeof m);
+    ts_status st = tensor_maps(k, args, &m);
+    for (int i = 0; !st && i < m.n; i++)
+      p->slots[p->n++] = m.slots[i];
     p->slots[p->n] = NULL; /* cuLaunchKernel reads exactly the kernel's count */
     if (!st)
       st = ts_cuda_launch(k->device, k->cu_fn, g, (int)info->threads, k->smem, p->slots, size,
                           &scratch, k->timing ? &k->timer : NULL);
     if (st)
       st = ts_status_annotate(st, "kernel '%s'", k->name);
-    free(m);
-    free(p);
     return st;
   }
   ts_launch_state state = {.unit = ts_cpu_program_unit(k->prog)};
@@ -497,26 +488,20 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     int64_t per_block = 0;
     gslots[ng] = &per_block;
     ts_cpu_program_scratch(k->prog)(gslots);
-    tmaps *m = new_tmaps();
-    if (!m) {
-      free(p);
-      return ts_status_nomem();
-    }
-    tensor_maps(k, args, m); /* (the simulator's maps cannot fail) */
+    tmaps m;
+    memset(&m, 0, sizeof m);
+    tensor_maps(k, args, &m); /* (the simulator's maps cannot fail) */
     ts_launch_state *old = ts_launch_state_set(&state);
     ts_status st = ts_gpusim_launch(
         k->sim_fn ? k->sim_fn : ts_cpu_program_gpu(k->prog), k->sim_fn != NULL,
-        (int)info->threads, p->slots, p->n, m->slots, m->n, g, total, per_block,
+        (int)info->threads, p->slots, p->n, m.slots, m.n, g, total, per_block,
         ts_kernel_smem_bytes(info, sim_arch()));
     ts_launch_state_set(old);
     if (!st && ts_gpusim_banks_env())
       ts_gpusim_bank_report(stderr, k->name);
-    free(m);
-    free(p);
     return launch_result(k, &state, st);
   }
   run_ctx c = {ts_cpu_program_run(k->prog), p, &state};
   ts_pool_run(k->device->pool, run_blocks, &c, total);
-  free(p);
   return launch_result(k, &state, NULL);
 }
