@@ -61,7 +61,7 @@ function M.load(dir, weights_path, opts)
   local cfg = type(dir) == "table" and dir or checkpoint.config(dir)
   opts = opts or {}
   local self = {cfg = cfg, file = checkpoint.open(weights_path or dir),
-                w = {}, prefixes = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
+                w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
                 linears = opts.linears or "f32", experts = opts.experts or "bf16",
                 attn_dtype = opts.attention}
   local d = opts.device or ts.default_device()
@@ -90,10 +90,11 @@ end
 
 -- Weight names of block L: "layers.L." for the main layers, "mtp.0." for
 -- the MTP block (L = n_layers), whose attention is window-only.
+local prefixes = {} -- (made once: asked for ~60 times a decode step)
 function M:prefix(L)
   if L >= self.cfg.n_layers then return "mtp.0." end
-  local p = self.prefixes[L] -- (made once: asked for ~60 times a decode step)
-  if not p then p = string.format("layers.%d.", L); self.prefixes[L] = p end
+  local p = prefixes[L]
+  if not p then p = string.format("layers.%d.", L); prefixes[L] = p end
   return p
 end
 

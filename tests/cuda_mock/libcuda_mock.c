@@ -58,17 +58,39 @@ static struct {
 
 static int used; /* slots at and past it are free */
 
+/* The live slots by address, remade after an allocation or a free: a
+ * launch's every pointer is looked up (a linear scan made the mock most of
+ * a decode step's host time, which bench/decode_queue.lua reports). */
+static int by_addr[MAX_ALLOCS], nby_addr;
+static bool by_addr_stale = true;
+
+static int cmp_addr(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t)allocs[*(const int *)a].p;
+  uintptr_t y = (uintptr_t)allocs[*(const int *)b].p;
+  return x < y ? -1 : x > y;
+}
+
 static bool live(uintptr_t p, size_t n) {
-  static int last; /* the slot of the last hit, tried first */
-  for (int k = 0; k < used; k++) {
-    int i = (last + k) % used;
-    if (allocs[i].p && p >= (uintptr_t)allocs[i].p &&
-        p + n <= (uintptr_t)allocs[i].p + allocs[i].n) {
-      last = i;
-      return true;
-    }
+  if (by_addr_stale) {
+    nby_addr = 0;
+    for (int i = 0; i < used; i++)
+      if (allocs[i].p)
+        by_addr[nby_addr++] = i;
+    qsort(by_addr, (size_t)nby_addr, sizeof *by_addr, cmp_addr);
+    by_addr_stale = false;
   }
-  return false;
+  int lo = 0, hi = nby_addr; /* the first allocation starting past p */
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if ((uintptr_t)allocs[by_addr[mid]].p <= p)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo == 0)
+    return false;
+  int i = by_addr[lo - 1];
+  return p + n <= (uintptr_t)allocs[i].p + allocs[i].n;
 }
 
 static CUresult mem_alloc(uintptr_t *out, size_t n) {
@@ -81,6 +103,7 @@ static CUresult mem_alloc(uintptr_t *out, size_t n) {
       allocs[i].n = n;
       if (i >= used)
         used = i + 1;
+      by_addr_stale = true;
       *out = (uintptr_t)allocs[i].p;
       return OK;
     }
@@ -93,6 +116,7 @@ static CUresult mem_free(uintptr_t p) {
     if ((uintptr_t)allocs[i].p == p) {
       free(allocs[i].p);
       allocs[i].p = NULL;
+      by_addr_stale = true;
       return OK;
     }
   return ERR_INVALID;
