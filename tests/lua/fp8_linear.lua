@@ -87,6 +87,14 @@ local function run(devname)
       local y = ts.tensor("f32", {M, G, N}, nil, dev)
       ts.kernel("kernels/gemm.tile", "linear_fp8", tiles, dev):launch{xq, sx, q, s, y}
       local yv, worst, xqv, sxv, qbad = y:to_table(), 0, xq:to_table(), sx:to_table(), 0
+      -- the quantisation fused (linear_fp8_act, a decode step's form): the same bits
+      local y2 = ts.empty("f32", {M, G, N}, dev)
+      ts.kernel("kernels/gemm.tile", "linear_fp8_act", tiles, dev):launch{x, q, s, y2}
+      local y2v, fbad = y2:to_table(), 0
+      for i = 1, M * G * N do if y2v[i] ~= yv[i] then fbad = fbad + 1 end end
+      C.check(fbad == 0, string.format("%s linear_fp8_act %dx%dx%dx%d BM %d BN %d: %d of %d " ..
+                                       "outputs differ from act_quant + linear_fp8", devname, M, G,
+                                       N, K, tiles.BM, tiles.BN, fbad, M * G * N))
       -- the same activations as e4m3 codes (XQ = fp8e4m3, gemm_fp8's input)
       local codes, sx2 = ts.tensor("fp8e4m3", {M, G, K}, nil, dev), ts.tensor("f32", {M, G, KB}, nil, dev)
       ts.kernel("kernels/quant.tile", "act_quant", {XQ = "fp8e4m3"}, dev):launch{x, codes, sx2}
@@ -141,6 +149,13 @@ local function run(devname)
       ts.tensor("f32", {1, 1, 64}, nil, dev)}
   end)
   C.check(not ok and tostring(msg):find("linear_fp8: sx is"), devname .. " bad scales: " .. tostring(msg))
+  ok, msg = pcall(function()
+    ts.kernel("kernels/gemm.tile", "linear_fp8_act", {}, dev):launch{
+      ts.tensor("f32", {1, 1, 256}, nil, dev), ts.tensor("fp8e4m3", {1, 64, 256}, nil, dev),
+      ts.tensor("f32", {1, 2, 2}, nil, dev), ts.tensor("f32", {1, 1, 64}, nil, dev)}
+  end)
+  C.check(not ok and tostring(msg):find("linear_fp8_act: sw is"),
+          devname .. " linear_fp8_act bad scales: " .. tostring(msg))
 end
 
 run("cpu")

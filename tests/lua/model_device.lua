@@ -88,7 +88,7 @@ else
     check(t > 0 and t < 2e-2, fmt .. ": TF32 logits within 2e-2 of the f32 ones")
   end
   -- the FP8 linears in the GPU form: the prefill's through gemm_fp8 (e4m3
-  -- codes on the tensor cores), the decode steps' through linear_fp8. With
+  -- codes on the tensor cores), the decode steps' through linear_fp8_act. With
   -- f32 caches and f32 elsewhere only the sums' order differs (1e-6
   -- measured); with fp8 caches too, an ulp can flip one of the many e4m3
   -- roundings (activations, KV) and the logits differ by ~1e-2
