@@ -91,24 +91,21 @@ local function run(L, T, entries)
   seq:attention_steps(L, x, {seq}, {T})
   seq:attention_steps(L, x, {seq}, {T + ratio - 1 - T % ratio})
   for k in pairs(spent) do spent[k] = nil end
-  -- a GPU queues launches: the steps timed as a whole untimed by kernel,
-  -- then as many again timed by kernel (each launch waited for)
-  local queued = dev:name() == "cuda"
-  timing(not queued)
-  dev:sync()
-  local n0, w0 = layers.launches, dev:stats().waits
-  local t0 = ts.clock()
-  for s = 1, steps do seq:attention_steps(L, x, {seq}, {T + s}) end
-  dev:sync()
-  local total = (ts.clock() - t0) / steps
-  -- kernels a step, and the host's waits for the GPU in one (the sync
-  -- after the steps aside; 0 on the CPU, whose calls are done on return)
-  local counts = {(layers.launches - n0) / steps,
-                  math.max(0, dev:stats().waits - w0 - (queued and 1 or 0)) / steps}
-  timing(true)
-  if queued then
+  -- the steps timed as a whole; on a GPU as many again timed by kernel
+  local total, counts = layers.timed_runs(dev, timing, function(queued)
+    dev:sync()
+    local n0, w0 = layers.launches, dev:stats().waits
+    local t0 = ts.clock()
+    for s = 1, steps do seq:attention_steps(L, x, {seq}, {T + s}) end
+    dev:sync()
+    -- kernels a step, and the host's waits for the GPU in one (the sync
+    -- after the steps aside; 0 on the CPU, whose calls are done on return)
+    return (ts.clock() - t0) / steps,
+      {(layers.launches - n0) / steps,
+       math.max(0, dev:stats().waits - w0 - (queued and 1 or 0)) / steps}
+  end, function()
     for s = 1, steps do seq:attention_steps(L, x, {seq}, {T + steps + s}) end
-  end
+  end)
   local st, alloc = seq.state[L], 0
   for _, cache in ipairs{st.ring, st.comp, st.keys or false} do
     if cache then alloc = alloc + select(2, cache:bytes()) end

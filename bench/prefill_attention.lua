@@ -52,20 +52,18 @@ local function prefill(L, x, pos, dtype)
     end
     return s
   end
-  -- a GPU queues launches: its runs untimed by kernel, then one more with
-  -- each launch waited for and timed, for the attention kernels' part
-  local queued = dev:name() == "cuda"
+  -- the best of the runs; on a GPU one more timed by kernel, for the
+  -- attention kernels' part
   local best, best_attn = math.huge, 0
-  timing(not queued)
-  for _ = 1, runs do
-    local secs = run()
-    if secs < best then best, best_attn = secs, attn_time() end
-  end
-  timing(true)
-  if queued then
+  layers.timed_runs(dev, timing, function()
+    for _ = 1, runs do
+      local secs = run()
+      if secs < best then best, best_attn = secs, attn_time() end
+    end
+  end, function()
     run()
     best_attn = attn_time()
-  end
+  end)
   return best, best_attn, out
 end
 

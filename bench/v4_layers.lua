@@ -96,4 +96,19 @@ function L.time_kernels(spent)
   return function(v) on = v end
 end
 
+-- The runs of a benchmark timed both ways with timing (L.time_kernels's
+-- switch): on a GPU, which queues its launches, whole(true) runs untimed
+-- by kernel (for a time taken as a whole, sync to sync), then again()
+-- once more with each launch timed; elsewhere whole(false) alone, timed
+-- by kernel as it runs (a CPU's launch is done when it returns). Returns
+-- what whole returns.
+function L.timed_runs(dev, timing, whole, again)
+  local queued = dev:name() == "cuda"
+  timing(not queued)
+  local r = table.pack(whole(queued))
+  timing(true)
+  if queued then again() end
+  return table.unpack(r, 1, r.n)
+end
+
 return L
