@@ -21,12 +21,7 @@ local opts = layers.options({device = "cuda", steps = "16", kv = "fp8", linears 
                             "decode_queue.lua [--device D] [--steps N] [--kv fp8|f32] " ..
                             "[--linears f32|fp8] [--weights F (made by model/init.lua when missing)]")
 
-local weights = opts.weights
-local probe = io.open(weights, "rb")
-if probe then probe:close() else
-  arg = {[0] = "model/init.lua", "--config", "tiny", "--seed", "1", "-o", weights}
-  dofile("model/init.lua")
-end
+local weights = layers.tiny_weights(opts.weights)
 local dev = ts.device(opts.device)
 local cfg = json.read("model/configs/tiny.json")
 local m = V4.load(cfg, weights, {kv_format = opts.kv, linears = opts.linears, device = dev})

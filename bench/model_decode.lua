@@ -7,13 +7,10 @@ local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
 
+local layers = require "bench.v4_layers"
+
 local cfg = json.read("model/configs/tiny.json")
-local weights = arg[1] or "build/tiny.safetensors"
-local probe = io.open(weights, "rb")
-if probe then probe:close() else
-  arg = {[0] = "model/init.lua", "--config", "tiny", "--seed", "1", "-o", weights}
-  dofile("model/init.lua")
-end
+local weights = layers.tiny_weights(arg[1] or "build/tiny.safetensors")
 local function ids(n)
   local v = {}
   for i = 1, n do v[i] = (i * 37) % 256 end

@@ -96,6 +96,17 @@ function L.time_kernels(spent)
   return function(v) on = v end
 end
 
+-- The tiny config's weights at `path`, made by model/init.lua (seed 1)
+-- when the file is missing; returns path.
+function L.tiny_weights(path)
+  local probe = io.open(path, "rb")
+  if probe then probe:close() else
+    arg = {[0] = "model/init.lua", "--config", "tiny", "--seed", "1", "-o", path}
+    dofile("model/init.lua")
+  end
+  return path
+end
+
 -- The runs of a benchmark timed both ways with timing (L.time_kernels's
 -- switch): on a GPU, which queues its launches, whole(true) runs untimed
 -- by kernel (for a time taken as a whole, sync to sync), then again()
