@@ -18,11 +18,19 @@ end
 
 -- The slots (t, k) of T tokens sorted by expert and the tile table of BM
 -- rows of one expert (moe.tile's grouped form): sorted, offsets, tiles.
+-- Up to 64 slots (a decode step's, a batch's) in one launch (moe_route:
+-- a block scans them, no counters to zero), else three.
 local function route(experts, E, BM)
-  local T, K = experts:shape()[1], experts:shape()[2]
-  local TK = T * K
+  local sh = experts:shape()
+  local TK = sh[1] * sh[2]
+  local MT = (TK + BM - 1) // BM + E
+  if TK <= 64 then
+    local offsets, tiles, sorted = O.out({E}, "i32"), O.out({MT, 3}, "i32"), O.out({TK}, "i32")
+    kernel("moe.tile", "moe_route", {BM = BM}):launch{experts, offsets, tiles, sorted}
+    return sorted, offsets, tiles
+  end
   local counts, offsets, cursor = O.tensor("i32", {E}), O.tensor("i32", {E}), O.tensor("i32", {E})
-  local tiles, sorted = O.tensor("i32", {(TK + BM - 1) // BM + E, 3}), O.tensor("i32", {TK})
+  local tiles, sorted = O.tensor("i32", {MT, 3}), O.tensor("i32", {TK})
   kernel("moe.tile", "moe_count"):launch{experts, counts}
   kernel("moe.tile", "moe_offsets", {BM = BM}):launch{counts, offsets, tiles}
   kernel("moe.tile", "moe_scatter"):launch{experts, offsets, cursor, sorted}
