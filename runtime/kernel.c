@@ -310,11 +310,13 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
       if (a->kind == TS_ARG_TENSOR)
         return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is a "
                               "scalar %s, given a tensor",
-                              i + 1, arg_name(s, an, sizeof an), k->name, ts_dtype_name(s->type->dtype));
+                              i + 1, arg_name(s, an, sizeof an), k->name,
+                              ts_dtype_name(s->type->dtype));
       if (ts_dtype_is_int(s->type->dtype) && a->kind == TS_ARG_FLOAT)
         return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is "
                               "%s, given a float",
-                              i + 1, arg_name(s, an, sizeof an), k->name, ts_dtype_name(s->type->dtype));
+                              i + 1, arg_name(s, an, sizeof an), k->name,
+                              ts_dtype_name(s->type->dtype));
       continue;
     }
     if (a->kind != TS_ARG_TENSOR || !a->tensor)
@@ -355,7 +357,8 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     if (ts_tensor_rank(t) != ty->rank)
       return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' has %u "
                             "dims, the kernel expects %u",
-                            i + 1, arg_name(s, an, sizeof an), k->name, ts_tensor_rank(t), ty->rank);
+                            i + 1, arg_name(s, an, sizeof an), k->name,
+                            ts_tensor_rank(t), ty->rank);
     for (uint32_t d = 0; d < ty->rank; d++) {
       int64_t have = ts_tensor_dim(t, d);
       const ts_extent *e = &ty->dims[d];
