@@ -8,18 +8,11 @@
 -- small for the tiles, or a sorted list that is not a row a slot, is
 -- refused.
 local ts = require "tessera"
-local passed, failed = 0, 0
-local function check(ok, what)
-  if ok then passed = passed + 1 else failed = failed + 1; print("FAIL: " .. what) end
-end
+local C = require "tests.lua.lib.check"
+local check = C.check
 
-local function differ(got, want)
-  local n = 0
-  for i = 1, math.max(#got, #want) do
-    if got[i] ~= want[i] then n = n + 1 end
-  end
-  return n
-end
+-- How many entries of two flat tables of one length differ.
+local function differ(got, want) return (C.differ({got}, {want})) end
 
 -- The routing written out: offsets, the tile table (each expert's rows in
 -- tiles of BM, then (-1, 0, 0)) and the slots of each expert in order.
@@ -44,11 +37,8 @@ local function want_route(ev, E, BM, MT)
   return offsets, tiles, sorted
 end
 
-local seed = 7
-local function rand(n)
-  seed = (seed * 1103515245 + 12345) % 2147483648
-  return seed % n
-end
+local lcg = C.lcg(7)
+local function rand(n) return math.floor(lcg() * n) end
 
 for _, dev in ipairs{"cpu", "gpusim"} do
   local d = ts.device(dev)
@@ -109,5 +99,4 @@ for _, dev in ipairs{"cpu", "gpusim"} do
   end)
   check(not ok and tostring(msg):find("a row per slot"), dev .. " short sorted: " .. tostring(msg))
 end
-print(string.format("%d passed, %d failed", passed, failed))
-if failed > 0 then os.exit(1) end
+C.finish()
