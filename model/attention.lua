@@ -47,6 +47,24 @@ function M:tc_params()
   return self.tc_attn
 end
 
+-- Each head of x [T, H, c] RMS-normalised (times w, or unweighted: the
+-- queries), its rope dims rotated to positions pos: one launch
+-- (rope.tile head_norm_rope; the same bits as head_rmsnorm or rmsnorm_f32,
+-- then rope).
+function M:norm_rope(x, w, tab, pos)
+  if not w then
+    if not self.ones then
+      local v = {}
+      for i = 1, x:shape()[3] do v[i] = 1.0 end
+      self.ones = O.tensor("f32", {#v}, v)
+    end
+    w = self.ones
+  end
+  local y = O.out(x:shape())
+  kernel("rope.tile", "head_norm_rope", O.f32_params):launch{x, w, tab, pos, y}
+  return y
+end
+
 -- Attention of layer L on its input x [T, d]; returns [T, d] and what it
 -- made (for the golden comparisons).
 function M:attention(L, x, pos)
@@ -59,13 +77,10 @@ function M:attention(L, x, pos)
   local made = {}
   local qr = rmsnorm(linear(x, self:lweight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
-  local q = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{T, H, c}
-  local qn = O.out{T, H, c}
-  kernel("rmsnorm.tile", "head_rmsnorm", O.f32_params):launch{q, qn}
-  q = rope(qn, tab, pos)
-  local kv = rmsnorm(linear(x, self:lweight(p .. "wkv.weight")),
-                     self:weight(p .. "kv_norm.weight"))
-  kv = rope(kv:reshape{T, 1, c}, tab, pos):reshape{T, c}
+  local q = self:norm_rope(linear(qr, self:lweight(p .. "wq_b.weight")):reshape{T, H, c}, nil,
+                           tab, pos)
+  local kv = self:norm_rope(linear(x, self:lweight(p .. "wkv.weight")):reshape{T, 1, c},
+                            self:weight(p .. "kv_norm.weight"), tab, pos):reshape{T, c}
   made.kv = kv
   -- attention reads the entries as the caches hold them (in the "fp8"
   -- format: after the FP8 simulation, rope dims in bf16)
@@ -295,13 +310,10 @@ function M:attention_steps(L, x, seqs, pos_v)
   local pos = O.tensor("i32", {B}, pos_v)
   local qr = rmsnorm(linear(x, self:lweight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
-  local q = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{B, H, c}
-  local qn = O.out{B, H, c}
-  kernel("rmsnorm.tile", "head_rmsnorm", O.f32_params):launch{q, qn}
-  q = rope(qn, tab, pos)
-  local kv = rmsnorm(linear(x, self:lweight(p .. "wkv.weight")),
-                     self:weight(p .. "kv_norm.weight"))
-  kv = rope(kv:reshape{B, 1, c}, tab, pos):reshape{B, c}
+  local q = self:norm_rope(linear(qr, self:lweight(p .. "wq_b.weight")):reshape{B, H, c}, nil,
+                           tab, pos)
+  local kv = self:norm_rope(linear(x, self:lweight(p .. "wkv.weight")):reshape{B, 1, c},
+                            self:weight(p .. "kv_norm.weight"), tab, pos):reshape{B, c}
   local qi, w
   if ratio == 4 then qi, w = self:indexer_inputs(L, qr, x, tab, pos) end
   local o = O.out{B, H, c}

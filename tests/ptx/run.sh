@@ -254,7 +254,7 @@ for arch in sm_90a sm_80; do
   for fk in "kernels/gemm.tile linear_f32 W=bf16" "kernels/gemm.tile grouped_linear_f32 W=bf16" \
             "kernels/hadamard.tile hadamard XT=f32" "kernels/rope.tile rope XT=f32" \
             "kernels/rmsnorm.tile head_rmsnorm XT=f32" "kernels/hca_attn.tile hca_attn XT=f32" \
-            "kernels/quant.tile act_quant XQ=fp8e4m3" \
+            "kernels/quant.tile act_quant XQ=fp8e4m3" "kernels/rope.tile head_norm_rope XT=f32" \
             "kernels/sparse_attn.tile sparse_attn_merge OT=f32"; do
     read -r f k def <<<"$fk"
     o=$tmp/variant.ptx

@@ -1,0 +1,102 @@
+-- fused_norms.lua - the kernels that fuse a norm into its neighbour
+-- against the launches they replace and a plain Lua reference:
+-- rope.tile head_norm_rope (each head's RMSNorm times a weight, then rope)
+-- equal bit for bit to head_rmsnorm + rope (weight ones: the queries) and
+-- to rmsnorm_f32 + rope (one head, kv_norm's weight: the KV rows), on odd
+-- shapes (3 heads of 70 dims, 8 rope pairs), positions 0 .. P - 1; bf16
+-- within its rounding of the reference. On the CPU and the GPU simulator
+-- (tests/CMakeLists.txt runs it again in the CUDA C lowering).
+local ts = require "tessera"
+local C = require "tests.lua.lib.check"
+local check = C.check
+
+local function kern(file, name, params, d) return ts.kernel("kernels/" .. file, name, params, d) end
+
+-- The reference in doubles: x [T, H, D] flat, w [D], tab [P, HALF, 2] flat.
+local function want_norm_rope(x, w, tab, pos, T, H, D, HALF, eps)
+  local y, base = {}, D - 2 * HALF
+  for t = 0, T - 1 do
+    for h = 0, H - 1 do
+      local o, ss = (t * H + h) * D, 0
+      for j = 1, D do ss = ss + x[o + j] ^ 2 end
+      local r = 1 / math.sqrt(ss / D + eps)
+      for j = 1, D do y[o + j] = w[j] * x[o + j] * r end
+      for i = 0, HALF - 1 do
+        local j = o + base + 2 * i + 1
+        local c, s = tab[(pos[t + 1] * HALF + i) * 2 + 1], tab[(pos[t + 1] * HALF + i) * 2 + 2]
+        local a, b = y[j], y[j + 1]
+        y[j], y[j + 1] = a * c - b * s, a * s + b * c
+      end
+    end
+  end
+  return y
+end
+
+local F32 = {XT = "f32"}
+for _, dev in ipairs{"cpu", "gpusim"} do
+  local d = ts.device(dev)
+  for _, case in ipairs{{1, 4, 128, 32, 300}, {5, 3, 70, 8, 9}, {3, 1, 512, 32, 40},
+                        {2, 64, 128, 32, 7}, {4, 1, 130, 16, 5}} do
+    local T, H, D, HALF, P = table.unpack(case)
+    local what = string.format("%s T %d H %d D %d HALF %d", dev, T, H, D, HALF)
+    local xv, wv = C.spread(T * H * D, 11 + T, 3.0), C.spread(D, 5 + D, 1.5)
+    local ones = {}
+    for j = 1, D do ones[j] = 1.0 end
+    local tabv = {}
+    for p = 0, P - 1 do
+      for i = 0, HALF - 1 do
+        local a = p * 10000.0 ^ (-2 * i / (2 * HALF))
+        tabv[#tabv + 1], tabv[#tabv + 2] = C.f32(math.cos(a)), C.f32(math.sin(a))
+      end
+    end
+    local posv = {}
+    for t = 1, T do posv[t] = (t * 7 + 3) % P end
+    posv[1], posv[T] = 0, P - 1
+    local x, tab = ts.tensor("f32", {T, H, D}, xv, d), ts.tensor("f32", {P, HALF, 2}, tabv, d)
+    local pos = ts.tensor("i32", {T}, posv, d)
+    local function fused(w, xt)
+      local xi = xt and x:cast(xt) or x
+      local y = ts.empty(xt or "f32", {T, H, D}, d)
+      kern("rope.tile", "head_norm_rope", {XT = xt or "f32"}, d)
+        :launch{xi, ts.tensor("f32", {D}, w, d), tab, pos, y}
+      return y
+    end
+    -- the queries: head_rmsnorm + rope
+    local n = ts.empty("f32", {T, H, D}, d)
+    kern("rmsnorm.tile", "head_rmsnorm", F32, d):launch{x, n}
+    local two = ts.empty("f32", {T, H, D}, d)
+    kern("rope.tile", "rope", F32, d):launch{n, tab, pos, two}
+    local got = fused(ones):to_table()
+    local nd, total = C.differ({got}, {two:to_table()})
+    check(nd == 0, string.format("%s: ones == head_rmsnorm + rope (%d of %d differ)", what, nd,
+                                 total))
+    check(C.relerr(got, want_norm_rope(xv, ones, tabv, posv, T, H, D, HALF, 1e-6)) < 1e-6,
+          what .. ": ones against the reference")
+    -- weighted: rmsnorm_f32 over the T H rows + rope
+    local nw = ts.empty("f32", {T * H, D}, d)
+    kern("rmsnorm.tile", "rmsnorm_f32", {}, d)
+      :launch{x:reshape{T * H, D}, ts.tensor("f32", {D}, wv, d), nw}
+    kern("rope.tile", "rope", F32, d):launch{nw:reshape{T, H, D}, tab, pos, two}
+    got = fused(wv):to_table()
+    nd = C.differ({got}, {two:to_table()})
+    check(nd == 0, string.format("%s: weighted == rmsnorm_f32 + rope (%d of %d differ)", what,
+                                 nd, total))
+    local want = want_norm_rope(xv, wv, tabv, posv, T, H, D, HALF, 1e-6)
+    check(C.relerr(got, want) < 1e-6, what .. ": weighted against the reference")
+    -- bf16 in and out (f32 inside): within bf16's rounding
+    local g16 = fused(wv, "bf16"):cast("f32"):to_table()
+    local xr = x:cast("bf16"):cast("f32"):to_table()
+    check(C.relerr(g16, want_norm_rope(xr, wv, tabv, posv, T, H, D, HALF, 1e-6)) < 2 ^ -8,
+          what .. ": bf16 against the reference")
+  end
+end
+
+-- a position past the table, or a weight of the wrong length, is refused
+local d = ts.device("cpu")
+local k = kern("rope.tile", "head_norm_rope", F32, d)
+local x, tab = ts.tensor("f32", {1, 2, 16}, nil, d), ts.tensor("f32", {4, 4, 2}, nil, d)
+local ok, err = pcall(k.launch, k, {x, ts.tensor("f32", {15}, nil, d), tab,
+                                    ts.tensor("i32", {1}, {0}, d), ts.empty("f32", {1, 2, 16}, d)})
+check(not ok and tostring(err):find("w") ~= nil, "a weight of 15 for 16 dims refused: " ..
+      tostring(err))
+C.finish()
