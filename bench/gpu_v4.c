@@ -722,18 +722,21 @@ static void mhc_and_compressor(void) {
     for (int f = 0; f < 2; f++) /* the CPU form truncates the same operands */
       differential("kernels/mhc.tile", "hc_mix_split", mix_forms[f].defs, a, 3, 2, 1e-5);
     /* from the slices the CPU just made (a sum of squares is positive) */
-    ts_arg b[8] = {a[2],
+    ts_arg b[9] = {a[2],
                    ts_arg_tensor(rnd(host, TS_DTYPE_F32, 3, sx, 11, 1)),
                    ts_arg_tensor(rnd(host, TS_DTYPE_F32, 1, &s3, 12, 1)),
                    ts_arg_tensor(rnd(host, TS_DTYPE_F32, 1, &s24, 13, 1)),
+                   ts_arg_tensor(rnd(host, TS_DTYPE_F32, 1, &su[1], 15, 1)),
                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 2, s4)),
                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 2, s4)),
                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, s44)),
                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 2, su))};
-    differential("kernels/mhc.tile", "hc_pre_fused", NULL, b, 8, 7, 1e-5);
+    differential("kernels/mhc.tile", "hc_pre_fused", NULL, b, 9, 8, 1e-5);
+    /* with the sub-layer's norm (the model's decode form) */
+    differential("kernels/mhc.tile", "hc_pre_fused", "NORM=true BT=1 BD=96", b, 9, 8, 1e-5);
     /* hc_post_mix: 5 tokens, d 96 in blocks of 64 (the last partial) */
     int64_t sd[2] = {5, 96}, sq2[3] = {2, 5, 25};
-    ts_arg e[7] = {b[1], ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, sd, 14, 1)), b[4], b[6],
+    ts_arg e[7] = {b[1], ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, sd, 14, 1)), b[6], b[7],
                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sx)), a[1],
                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sq2))};
     for (int f = 0; f < 3; f++) {
@@ -747,7 +750,7 @@ static void mhc_and_compressor(void) {
     ts_tensor_release(e[4].tensor);
     ts_tensor_release(e[6].tensor);
     release_args(a, 3);
-    release_args(b + 1, 7);
+    release_args(b + 1, 8);
   }
   if (check_only)
     return;
@@ -765,6 +768,8 @@ static void mhc_and_compressor(void) {
   ts_kernel *km[2] = {kern(gpu, "kernels/mhc.tile", "hc_mix_split", mix_forms[0].defs),
                       kern(gpu, "kernels/mhc.tile", "hc_mix_split", mix_forms[1].defs)};
   ts_kernel *kp = kern(gpu, "kernels/mhc.tile", "hc_pre_fused", NULL);
+  ts_kernel *kpn = kern(gpu, "kernels/mhc.tile", "hc_pre_fused", "NORM=true BT=1 BD=4096");
+  ts_kernel *krms = kern(gpu, "kernels/rmsnorm.tile", "rmsnorm_f32", NULL);
   ts_kernel *kq = kern(gpu, "kernels/mhc.tile", "hc_post", NULL);
   ts_kernel *kpm = kern(gpu, "kernels/mhc.tile", "hc_post_mix", post_mix_forms[0].defs);
   int64_t toks[3] = {1, 64, quick ? 256 : 4096};
@@ -778,10 +783,11 @@ static void mhc_and_compressor(void) {
     if (st)
       die(st, "hc_mix_split");
     ts_tensor *fn = rnd(gpu, TS_DTYPE_F32, 2, sf, 9, 0.01);
-    ts_arg b[8] = {{0},
+    ts_arg b[9] = {{0},
                    ts_arg_tensor(x),
                    ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 1, &s3, 10, 1)),
                    ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 1, &s24, 11, 1)),
+                   ts_arg_tensor(rnd(gpu, TS_DTYPE_F32, 1, &DM, 12, 1)),
                    ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, s4)),
                    ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, s4)),
                    ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sc)),
@@ -791,7 +797,7 @@ static void mhc_and_compressor(void) {
       ts_arg a[3] = {ts_arg_tensor(flat), ts_arg_tensor(fn),
                      ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sp))};
       b[0] = a[2];
-      double tm = timed(km[f], a, 3), tp = timed(kp, b, 8), t = tm + tp;
+      double tm = timed(km[f], a, 3), tp = timed(kp, b, 9), t = tm + tp;
       if (f == 0)
         tm_tf32 = tm;
       double bytes = ((double)T * (KD + DM) + 24.0 * KD) * 4;
@@ -801,7 +807,7 @@ static void mhc_and_compressor(void) {
              tp * 1e3);
       ts_tensor_release(a[2].tensor);
     }
-    ts_arg c[5] = {b[1], b[7], b[4], b[6], ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sx))};
+    ts_arg c[5] = {b[1], b[8], b[6], b[7], ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sx))};
     double t = timed(kq, c, 5);
     double bytes = (double)T * (2 * NS * DM + DM + NS + NS * NS) * 4;
     printf("| hc_post | %lld | %.3f | %.0f | %s | | |\n", (long long)T, t * 1e3,
@@ -818,11 +824,21 @@ static void mhc_and_compressor(void) {
            "%.3f | |\n", post_mix_forms[0].defs, (long long)T, tpm * 1e3, bpm / tpm / 1e9,
            ratio(r, copy_bps > 0 ? bpm / tpm / copy_bps : 0), (t + tm_tf32) * 1e3);
     b[0] = e[6];
-    double tp1 = timed(kp, b, 8);
+    double tp1 = timed(kp, b, 9);
     double bp1 = ((double)T * (KD + DM) + (double)KSp * T * 25) * 4;
     printf("| mHC pre after hc_post_mix (hc_pre_fused) | %lld | %.3f | %.0f | %s | | %.3f |\n",
            (long long)T, tp1 * 1e3, bp1 / tp1 / 1e9,
            ratio(r, copy_bps > 0 ? bp1 / tp1 / copy_bps : 0), tp1 * 1e3);
+    if (T <= 64) {
+      /* with the sub-layer's norm in it (NORM: the model's decode form, one
+       * block a token) against hc_pre_fused + rmsnorm_f32 */
+      ts_arg n3[3] = {b[8], b[4], ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 2, su))};
+      double tn = timed(kpn, b, 9), two = tp1 + timed(krms, n3, 3);
+      printf("| mHC pre + norm, NORM (one launch; two: hc_pre_fused + rmsnorm_f32 %.3f ms, "
+             "%.2fx) | %lld | %.3f | %.0f | %s | | %.3f |\n", two * 1e3, two / tn, (long long)T,
+             tn * 1e3, bp1 / tn / 1e9, ratio(r, copy_bps > 0 ? bp1 / tn / copy_bps : 0), tn * 1e3);
+      ts_tensor_release(n3[2].tensor);
+    }
     ts_tensor_release(pp);
     /* the tile sweep (the first row is the model's, timed above) */
     for (int v = 1; v < 4 && i == 2; v++) {
@@ -838,12 +854,14 @@ static void mhc_and_compressor(void) {
     }
     ts_tensor_release(flat);
     ts_tensor_release(fn);
-    release_args(b + 1, 7);
+    release_args(b + 1, 8);
     ts_tensor_release(c[4].tensor);
   }
   ts_kernel_release(km[0]);
   ts_kernel_release(km[1]);
   ts_kernel_release(kp);
+  ts_kernel_release(kpn);
+  ts_kernel_release(krms);
   ts_kernel_release(kq);
   ts_kernel_release(kpm);
   /* compress_pool: CSA (M = 4, overlapping, 2 x 512 channels) and HCA

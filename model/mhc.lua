@@ -45,12 +45,28 @@ function M:mhc_block(L, side, X, norm, fn)
   local part = nx and rawequal(nx.X, X) and nx.part or self:mix_slices(X, self:weight(p .. "fn"), 24)
   -- on the CPU one token a block, whatever T: a decode step's token is not
   -- padded to 16, and every token takes the same code path (BT 8 took the
-  -- vector micro-kernel's), so that prefill and decode round alike
+  -- vector micro-kernel's), so that prefill and decode round alike. Up to
+  -- O.hc_norm_rows tokens (decode steps) the sub-layer's norm is in the
+  -- same launch (NORM, one token a block: the same bits as rmsnorm_f32
+  -- after it, which a prefill's BT tokens a block keeps).
   local one = not O.on_gpu()
-  kernel("mhc.tile", "hc_pre_fused", {ITERS = self.cfg.hc_sinkhorn_iters,
-                                      EPS = self.cfg.hc_eps * 1.0, BT = one and 1 or nil})
-    :launch{part, X, self:weight(p .. "scale"), self:weight(p .. "base"), pre, post, comb, u}
-  local xin = rmsnorm(u, self:weight(self:prefix(L) .. side .. "_norm.weight"))
+  local nw, xin = self:weight(self:prefix(L) .. side .. "_norm.weight")
+  local params = self.hc_pre_params
+  if not params then
+    local c = self.cfg
+    params = {ITERS = c.hc_sinkhorn_iters, EPS = c.hc_eps * 1.0, BT = one and 1 or nil}
+    self.hc_pre_params = params
+    self.hc_pre_norm = {ITERS = params.ITERS, EPS = params.EPS, BT = 1, BD = d, NORM = true}
+  end
+  local args = {part, X, self:weight(p .. "scale"), self:weight(p .. "base"), nw, pre, post, comb,
+                u}
+  if T <= O.hc_norm_rows then
+    kernel("mhc.tile", "hc_pre_fused", self.hc_pre_norm):launch(args)
+    xin = u
+  else
+    kernel("mhc.tile", "hc_pre_fused", params):launch(args)
+    xin = rmsnorm(u, nw)
+  end
   local out, extra = fn(xin)
   local Y, nfn = O.out(X:shape()), L < self.cfg.n_layers and self:next_fn(L, side)
   if not nfn then

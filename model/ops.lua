@@ -277,6 +277,9 @@ end
 -- The MoE of more than one token runs in tiles of O.moe_rows rows of one
 -- expert (model/moe.lua; one-row tiles for a single token).
 O.moe_rows = 16
+-- Up to this many tokens mHC's pre and the sub-layer's norm are one launch
+-- (model/mhc.lua).
+O.hc_norm_rows = 16
 
 -- Whether the model's kernels run on a GPU (the CUDA device or the simulator).
 function O.on_gpu() return dev():name() ~= "cpu" end

@@ -4,7 +4,9 @@
 -- equal bit for bit to head_rmsnorm + rope (weight ones: the queries) and
 -- to rmsnorm_f32 + rope (one head, kv_norm's weight: the KV rows), on odd
 -- shapes (3 heads of 70 dims, 8 rope pairs), positions 0 .. P - 1; bf16
--- within its rounding of the reference. On the CPU and the GPU simulator
+-- within its rounding of the reference. mhc.tile hc_pre_fused with NORM
+-- (mHC's pre and the sub-layer's RMSNorm) equal bit for bit to
+-- hc_pre_fused + rmsnorm_f32. On the CPU and the GPU simulator
 -- (tests/CMakeLists.txt runs it again in the CUDA C lowering).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
@@ -91,7 +93,70 @@ for _, dev in ipairs{"cpu", "gpusim"} do
   end
 end
 
--- a position past the table, or a weight of the wrong length, is refused
+-- mhc.tile hc_pre_fused with NORM (the model's decode form): pre, post,
+-- comb and the normalised u equal bit for bit to hc_pre_fused (one token
+-- a block, and the GPU's 16, d in blocks) + rmsnorm_f32; DM 37, 96, 256,
+-- 1-5 tokens, slices of 25 (with the sum of squares) and 24 (finished)
+for _, dev in ipairs{"cpu", "gpusim"} do
+  local d = ts.device(dev)
+  for _, case in ipairs{{1, 256, 25, 2}, {3, 37, 25, 3}, {5, 96, 24, 1}, {2, 256, 24, 1}} do
+    local T, DM, NP, KS = table.unpack(case)
+    local what = string.format("%s hc_pre_fused NORM T %d DM %d NP %d", dev, T, DM, NP)
+    local pv = C.spread(KS * T * NP, 3 + DM, 2.0)
+    if NP == 25 then -- sums of squares are positive
+      for i = 25, #pv, 25 do pv[i] = math.abs(pv[i]) * 40 end
+    end
+    local part = ts.tensor("f32", {KS, T, NP}, pv, d)
+    local x = ts.tensor("f32", {T, 4, DM}, C.spread(T * 4 * DM, 4 + T, 2.0), d)
+    local sc = ts.tensor("f32", {3}, {0.5, 0.7, 0.9}, d)
+    local bs = ts.tensor("f32", {24}, C.spread(24, 5, 1.0), d)
+    local wv = C.spread(DM, 6 + DM, 1.0)
+    local w = ts.tensor("f32", {DM}, wv, d)
+    local function run(p)
+      local o = {ts.empty("f32", {T, 4}, d), ts.empty("f32", {T, 4}, d),
+                 ts.empty("f32", {T, 4, 4}, d), ts.empty("f32", {T, DM}, d)}
+      kern("mhc.tile", "hc_pre_fused", p, d):launch{part, x, sc, bs, w, o[1], o[2], o[3], o[4]}
+      return o
+    end
+    local fused = run{BT = 1, BD = DM, NORM = true}
+    local fv = fused[4]:to_table()
+    for _, form in ipairs{{BT = 1}, {BT = 16, BD = 32}} do
+      local two = run(form)
+      local y = ts.empty("f32", {T, DM}, d)
+      kern("rmsnorm.tile", "rmsnorm_f32", {}, d):launch{two[4], w, y}
+      local nd, total = C.differ({fused[1]:to_table(), fused[2]:to_table(), fused[3]:to_table(),
+                                  fv}, {two[1]:to_table(), two[2]:to_table(),
+                                        two[3]:to_table(), y:to_table()})
+      check(nd == 0, string.format("%s == BT %d + rmsnorm_f32 (%d of %d differ)", what, form.BT,
+                                   nd, total))
+    end
+    -- u against the gates: sum_j pre_j x_j, normalised, times w (doubles)
+    local pre, xv, want = fused[1]:to_table(), x:to_table(), {}
+    for t = 0, T - 1 do
+      local ss, u = 0, {}
+      for j = 1, DM do
+        local v = 0
+        for s = 0, 3 do v = v + pre[t * 4 + s + 1] * xv[(t * 4 + s) * DM + j] end
+        u[j], ss = v, ss + v * v
+      end
+      for j = 1, DM do want[t * DM + j] = wv[j] * u[j] / math.sqrt(ss / DM + 1e-6) end
+    end
+    check(C.relerr(fv, want) < 1e-6, what .. ": u against the reference")
+  end
+end
+do -- NORM is one token a block
+  local d = ts.device("cpu")
+  local k = kern("mhc.tile", "hc_pre_fused", {BT = 4, BD = 64, NORM = true}, d)
+  local ok, err = pcall(k.launch, k, {
+    ts.tensor("f32", {1, 2, 25}, nil, d), ts.tensor("f32", {2, 4, 64}, nil, d),
+    ts.tensor("f32", {3}, nil, d), ts.tensor("f32", {24}, nil, d), ts.tensor("f32", {64}, nil, d),
+    ts.empty("f32", {2, 4}, d), ts.empty("f32", {2, 4}, d), ts.empty("f32", {2, 4, 4}, d),
+    ts.empty("f32", {2, 64}, d)})
+  check(not ok and tostring(err):find("one token a block") ~= nil,
+        "NORM with BT 4 refused: " .. tostring(err))
+end
+
+-- a weight of the wrong length is refused
 local d = ts.device("cpu")
 local k = kern("rope.tile", "head_norm_rope", F32, d)
 local x, tab = ts.tensor("f32", {1, 2, 16}, nil, d), ts.tensor("f32", {4, 4, 2}, nil, d)

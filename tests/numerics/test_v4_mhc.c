@@ -25,21 +25,24 @@ static ts_tensor *flat_of(ts_tensor *x) {
   return flat;
 }
 
-/* hc_pre_fused's launch: part [KS, T, 24 or 25], x [T, 4, DM]; pre, post,
- * comb and u made here (u [T, DM]). */
+/* hc_pre_fused's launch (without NORM: its norm weight, zeros here, is
+ * not read): part [KS, T, 24 or 25], x [T, 4, DM]; pre, post, comb and u
+ * made here (u [T, DM]). */
 static void run_pre_fused(ts_kernel *k, ts_tensor *part, ts_tensor *x, ts_tensor *scale,
                           ts_tensor *base, ts_tensor **pre, ts_tensor **post,
                           ts_tensor **comb, ts_tensor **u) {
   int64_t T = ts_tensor_dim(x, 0), s4[2] = {T, 4}, s44[3] = {T, 4, 4},
           su[2] = {T, ts_tensor_dim(x, 2)};
+  ts_tensor *w = num_tensor(TS_DTYPE_F32, 1, &su[1]);
   *pre = num_tensor(TS_DTYPE_F32, 2, s4);
   *post = num_tensor(TS_DTYPE_F32, 2, s4);
   *comb = num_tensor(TS_DTYPE_F32, 3, s44);
   *u = num_tensor(TS_DTYPE_F32, 2, su);
-  ts_arg a[8] = {ts_arg_tensor(part), ts_arg_tensor(x),     ts_arg_tensor(scale),
-                 ts_arg_tensor(base), ts_arg_tensor(*pre),  ts_arg_tensor(*post),
-                 ts_arg_tensor(*comb), ts_arg_tensor(*u)};
-  num_launch(k, a, 8);
+  ts_arg a[9] = {ts_arg_tensor(part), ts_arg_tensor(x),    ts_arg_tensor(scale),
+                 ts_arg_tensor(base), ts_arg_tensor(w),    ts_arg_tensor(*pre),
+                 ts_arg_tensor(*post), ts_arg_tensor(*comb), ts_arg_tensor(*u)};
+  num_launch(k, a, 9);
+  ts_tensor_release(w);
 }
 
 /* Finished logits [T, NM] as hc_pre_fused's and hc_head's part [1, T, NM]. */
