@@ -277,9 +277,14 @@ static double split_attn(const char *file, const char *name, const ts_arg *a, si
   b[n - 1] = ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, spm));
   b[n] = ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, spm));
   double t = timed(ks, b, n + 1);
-  ts_arg m[5] = {b[n - 2], b[n - 1], b[n], a[n - 2], a[n - 1]};
-  t += timed(km, m, 5);
+  /* the merge's rope table and positions (not read without ROPE) */
+  int64_t stab[3] = {1, 1, 2}, one = 1;
+  ts_arg m[7] = {b[n - 2], b[n - 1], b[n], a[n - 2],
+                 ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, stab)),
+                 ts_arg_tensor(tensor(gpu, TS_DTYPE_I32, 1, &one)), a[n - 1]};
+  t += timed(km, m, 7);
   release_args(b + n - 2, 3);
+  release_args(m + 4, 2);
   return t;
 }
 

@@ -130,7 +130,8 @@ function M:attention(L, x, pos)
       o = O.convert(o16, "f32")
     else
       o = f32{T, H, c}
-      self:hca_attend(L, q, kvs, win, comps, ncomp, o)
+      self:hca_attend(L, q, kvs, win, comps, ncomp, o, tab, pos)
+      return self:attention_out(L, o, tab, pos, T, true), made
     end
     return self:attention_out(L, o, tab, pos, T), made
   end
@@ -158,8 +159,10 @@ end
 -- O.attn_range() entries (hca_attn_split_f32, then the merge; blocks of
 -- up to 64 entries dividing a range), so that a long context's decode step
 -- runs on every core (one block otherwise); the ranges are fixed by their
--- size, so a prefill and a decode step agree bit for bit.
-function M:hca_attend(L, q, kv, win, comp, ncomp, o)
+-- size, so a prefill and a decode step agree bit for bit. The merge
+-- applies the output's inverse rope (tab, positions pos), which
+-- attention_out then skips.
+function M:hca_attend(L, q, kv, win, comp, ncomp, o, tab, pos)
   local cfg, sh = self.cfg, q:shape()
   local T, H, c = sh[1], sh[2], sh[3]
   local N, R = comp:shape()[1], O.attn_range()
@@ -174,8 +177,8 @@ function M:hca_attend(L, q, kv, win, comp, ncomp, o)
     :launch{
     q, kv, win, kv8 and self.no_rows.f32 or comp, kv8 and comp or self.no_rows.i8, ncomp,
     po, pm, pl}
-  kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_f32)
-    :launch{po, pm, pl, self:weight(self:prefix(L) .. "attn.attn_sink"), o}
+  kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_rope)
+    :launch{po, pm, pl, self:weight(self:prefix(L) .. "attn.attn_sink"), tab, pos, o}
 end
 
 -- The [T, K] index lists of a prefill of T tokens: token t's window, then
@@ -192,13 +195,13 @@ function M:index_lists(T, K, sel)
   return idx
 end
 
--- The attention output o [T, H, c] of layer L: inverse RoPE, then the
--- grouped output projection.
-function M:attention_out(L, o, tab, pos, T)
+-- The attention output o [T, H, c] of layer L: inverse RoPE (unless
+-- `roped`: the merge applied it), then the grouped output projection.
+function M:attention_out(L, o, tab, pos, T, roped)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:prefix(L) .. "attn."
   local H = cfg.n_heads
-  o = rope(o, tab, pos, true)
+  if not roped then o = rope(o, tab, pos, true) end
   local G, dg = cfg.o_groups, cfg.o_lora_rank
   local z = O.out{T, G, dg}
   -- the tiles O.linear takes for T rows (prefill and decode round alike),
@@ -316,20 +319,22 @@ function M:attention_steps(L, x, seqs, pos_v)
                             self:weight(p .. "kv_norm.weight"), tab, pos):reshape{B, c}
   local qi, w
   if ratio == 4 then qi, w = self:indexer_inputs(L, qr, x, tab, pos) end
-  local o = O.out{B, H, c}
+  local o, roped = O.out{B, H, c}, nil
   for b = 1, B do
     local t, st, r = pos_v[b], seqs[b].state[L], b - 1
-    self:attend_step(L, st, t, x:slice(0, r, 1), q:slice(0, r, 1), kv:slice(0, r, 1),
-                     qi and qi:slice(0, r, 1), w and w:slice(0, r, 1), o:slice(0, r, 1),
-                     pos:slice(0, r, 1))
+    roped = self:attend_step(L, st, t, x:slice(0, r, 1), q:slice(0, r, 1), kv:slice(0, r, 1),
+                             qi and qi:slice(0, r, 1), w and w:slice(0, r, 1), o:slice(0, r, 1),
+                             pos:slice(0, r, 1))
   end
-  return self:attention_out(L, o, tab, pos, B)
+  return self:attention_out(L, o, tab, pos, B, roped)
 end
 
 -- One token's part of attention_steps that reads and writes its sequence's
 -- state st of layer L (token at position t, also as the device tensor tp
 -- [1]; its rows of x, q, kv, the indexer's qi and w): the window ring, the
 -- compressors, the indexer's top-k, then attention into o [1, H, c].
+-- Returns true when o has had its inverse rope (a merge's), as the
+-- layer's every token does in one form.
 function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:prefix(L) .. "attn."
@@ -371,8 +376,8 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
     local ring = f32{W, c}
     st.ring:get(0, st.ring.n, ring:slice(0, 0, st.ring.n))
     self:hca_attend(L, q, ring, ids, N > 0 and st.comp:view(0, N) or f32{0, c},
-                    O.tensor("i32", {1}, {N}), o)
-    return
+                    O.tensor("i32", {1}, {N}), o, tab, tp)
+    return true
   end
   -- the KV list: the ring's W slots, then for CSA the selected compressed
   -- entries (topk's valid entries come first), read from the cache alone
@@ -387,8 +392,9 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
     local po, pm, pl = O.out{1, P, H, c}, O.out{1, P, H}, O.out{1, P, H}
     kernel("sparse_attn.tile", "sparse_attn_split", self:tc_params())
       :launch{O.convert(q, "bf16"), O.convert(list, "bf16"), ids, po, pm, pl}
-    kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_f32):launch{po, pm, pl, sink, o}
-    return
+    kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_rope)
+      :launch{po, pm, pl, sink, tab, tp, o}
+    return true
   end
   kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5, NH = H, DC = c})
     :launch{q, list, ids, sink, o}

@@ -89,9 +89,11 @@ end
 -- sums then do not depend on the tiling: prefill N + decode M gives the
 -- logits of prefill N + M bit for bit (tests/lua/prefill_decode.lua).
 -- the params that compile the kernels whose tensors are bf16 by default for
--- the model's f32 (head_rmsnorm, hadamard; the merge's output)
+-- the model's f32 (head_rmsnorm, hadamard, head_norm_rope)
 O.f32_params = {XT = "f32"}
-O.merge_f32 = {OT = "f32"}
+-- the merge with the attention output's inverse rope (sparse_attn_merge
+-- ROPE: attention_out then skips its own)
+O.merge_rope = {OT = "f32", ROPE = true}
 O.gemv_tiles = {BM = 1, BN = 32, BK = 128}
 O.few_rows_tiles = {BM = 8, BN = 32, BK = 128}
 O.rows_tiles = {BM = 32, BN = 32, BK = 128} -- the CPU's, 9 rows or more

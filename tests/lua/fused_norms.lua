@@ -6,7 +6,9 @@
 -- shapes (3 heads of 70 dims, 8 rope pairs), positions 0 .. P - 1; bf16
 -- within its rounding of the reference. mhc.tile hc_pre_fused with NORM
 -- (mHC's pre and the sub-layer's RMSNorm) equal bit for bit to
--- hc_pre_fused + rmsnorm_f32. On the CPU and the GPU simulator
+-- hc_pre_fused + rmsnorm_f32; sparse_attn.tile sparse_attn_merge with
+-- ROPE equal bit for bit to the merge + rope's inverse. On the CPU and
+-- the GPU simulator
 -- (tests/CMakeLists.txt runs it again in the CUDA C lowering).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
@@ -143,6 +145,61 @@ for _, dev in ipairs{"cpu", "gpusim"} do
     end
     check(C.relerr(fv, want) < 1e-6, what .. ": u against the reference")
   end
+end
+-- sparse_attn.tile sparse_attn_merge with ROPE (the attention output's
+-- inverse rope in the merge) equal bit for bit to the merge (OT f32) then
+-- rope.tile rope with INVERSE: 1-3 ranges (one with no valid entry), 3
+-- heads of 70 dims and 8 pairs, 2 of 128 and 32; bf16 output within its
+-- rounding of that
+for _, dev in ipairs{"cpu", "gpusim"} do
+  local d = ts.device(dev)
+  for _, case in ipairs{{2, 3, 3, 70, 8, 9}, {1, 1, 2, 128, 32, 300}, {4, 2, 1, 64, 4, 5}} do
+    local T, P, H, CD, HALF, TP = table.unpack(case)
+    local what = string.format("%s merge ROPE T %d P %d H %d C %d HALF %d", dev, T, P, H, CD, HALF)
+    local r = C.lcg(CD + P)
+    local mv, lv = {}, {}
+    for i = 1, T * P * H do
+      mv[i] = i == 2 and -math.huge or r() * 4 - 2 -- range 1 of head 1: no valid entry
+      lv[i] = r() * 3 + 0.1
+    end
+    local po = ts.tensor("f32", {T, P, H, CD}, C.spread(T * P * H * CD, 21 + CD, 2.0), d)
+    local pm, pl = ts.tensor("f32", {T, P, H}, mv, d), ts.tensor("f32", {T, P, H}, lv, d)
+    local sink = ts.tensor("f32", {H}, C.spread(H, 22, 1.0), d)
+    local tabv, posv = {}, {}
+    for p = 0, TP - 1 do
+      for i = 0, HALF - 1 do
+        local a = p * 10000.0 ^ (-2 * i / (2 * HALF))
+        tabv[#tabv + 1], tabv[#tabv + 2] = C.f32(math.cos(a)), C.f32(math.sin(a))
+      end
+    end
+    for t = 1, T do posv[t] = (t * 5 + 1) % TP end
+    posv[T] = TP - 1
+    local tab, pos = ts.tensor("f32", {TP, HALF, 2}, tabv, d), ts.tensor("i32", {T}, posv, d)
+    local function merge(params, dt)
+      local o = ts.empty(dt, {T, H, CD}, d)
+      kern("sparse_attn.tile", "sparse_attn_merge", params, d):launch{po, pm, pl, sink, tab, pos, o}
+      return o
+    end
+    local two = ts.empty("f32", {T, H, CD}, d)
+    kern("rope.tile", "rope", {XT = "f32", INVERSE = true}, d)
+      :launch{merge({OT = "f32"}, "f32"), tab, pos, two}
+    local want = two:to_table()
+    local nd, total = C.differ({merge({OT = "f32", ROPE = true}, "f32"):to_table()}, {want})
+    check(nd == 0, string.format("%s == merge + inverse rope (%d of %d differ)", what, nd, total))
+    local g16 = merge({ROPE = true}, "bf16"):cast("f32"):to_table()
+    check(C.relerr(g16, want) < 2 ^ -8, what .. ": bf16 within its rounding")
+  end
+end
+do -- ROPE's positions are one a query
+  local d = ts.device("cpu")
+  local k = kern("sparse_attn.tile", "sparse_attn_merge", {OT = "f32", ROPE = true}, d)
+  local ok, err = pcall(k.launch, k, {
+    ts.tensor("f32", {2, 1, 1, 8}, nil, d), ts.tensor("f32", {2, 1, 1}, nil, d),
+    ts.tensor("f32", {2, 1, 1}, nil, d), ts.tensor("f32", {1}, nil, d),
+    ts.tensor("f32", {4, 2, 2}, nil, d), ts.tensor("i32", {1}, nil, d),
+    ts.empty("f32", {2, 1, 8}, d)})
+  check(not ok and tostring(err):find("ROPE takes pos") ~= nil,
+        "ROPE with one position for 2 queries refused: " .. tostring(err))
 end
 do -- NORM is one token a block
   local d = ts.device("cpu")

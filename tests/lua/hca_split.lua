@@ -51,6 +51,8 @@ for _, name in ipairs{"cpu", "gpusim"} do
   local comp = ts.tensor("f32", {N, c}, nil, dev)
   kernel("quant.tile", "kv_unpack", {ROPE = rope}):launch{bytes, comp}
 
+  -- the merge's rope table and positions (not read without ROPE)
+  local no_tab, no_pos = ts.tensor("f32", {1, 1, 2}, nil, dev), ts.tensor("i32", {1}, nil, dev)
   local function split(R, P, kv8)
     local po = ts.tensor("f32", {T, P, H, c}, nil, dev)
     local pm = ts.tensor("f32", {T, P, H}, nil, dev)
@@ -60,7 +62,8 @@ for _, name in ipairs{"cpu", "gpusim"} do
       :launch{q, kv, win, kv8 and ts.tensor("f32", {0, c}, nil, dev) or comp,
               kv8 and bytes or ts.tensor("i8", {0, E}, nil, dev), ncomp, po, pm, pl}
     local o = ts.tensor("f32", {T, H, c}, nil, dev)
-    kernel("sparse_attn.tile", "sparse_attn_merge", {OT = "f32"}):launch{po, pm, pl, sink, o}
+    kernel("sparse_attn.tile", "sparse_attn_merge", {OT = "f32"})
+      :launch{po, pm, pl, sink, no_tab, no_pos, o}
     return o, po, pm, pl
   end
   local ref = ts.tensor("f32", {T, H, c}, nil, dev)

@@ -64,6 +64,8 @@ for n, cs in ipairs(cases) do
   local q = ts.tensor("f32", {T, H, c}, qv):cast("bf16", dev)
   local idx = ts.tensor("i32", {T, K}, iv):copy_to(dev)
   local sink = ts.tensor("f32", {H}, sv):copy_to(dev)
+  -- the merge's rope table and positions (not read without ROPE)
+  local no_tab, no_pos = ts.tensor("f32", {1, 1, 2}, nil, dev), ts.tensor("i32", {1}, nil, dev)
   local function run(name, kv)
     local params = {NH = H, DC = c, CH = CH, BK = 16, WG = WG}
     if name == "sparse_attn_split_kv8" then params.EB = E end
@@ -72,7 +74,8 @@ for n, cs in ipairs(cases) do
     local pl = ts.tensor("f32", {T, P, H}, nil, dev)
     kernel("sparse_attn.tile", name, params):launch{q, kv, idx, po, pm, pl}
     local o = ts.tensor("bf16", {T, H, c}, nil, dev)
-    kernel("sparse_attn.tile", "sparse_attn_merge"):launch{po, pm, pl, sink, o}
+    kernel("sparse_attn.tile", "sparse_attn_merge")
+      :launch{po, pm, pl, sink, no_tab, no_pos, o}
     return po, pm, pl, o
   end
   local a = {run("sparse_attn_split", kvb)}

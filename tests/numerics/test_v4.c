@@ -495,12 +495,15 @@ static void launch_split(ts_kernel *k, ts_kernel *km, const ts_arg *in, int n, i
   a[n + 1] = ts_arg_tensor(pm);
   a[n + 2] = ts_arg_tensor(pl);
   num_launch(k, a, (size_t)n + 3);
-  ts_arg b[5] = {ts_arg_tensor(po), ts_arg_tensor(pm), ts_arg_tensor(pl), ts_arg_tensor(sink),
-                 ts_arg_tensor(o)};
-  num_launch(km, b, 5);
-  ts_tensor_release(po);
-  ts_tensor_release(pm);
-  ts_tensor_release(pl);
+  /* the merge's rope table and positions, not read without ROPE */
+  int64_t stab[3] = {1, 1, 2}, one = 1;
+  ts_tensor *tab = num_tensor(TS_DTYPE_F32, 3, stab), *pos = num_tensor(TS_DTYPE_I32, 1, &one);
+  ts_arg b[7] = {ts_arg_tensor(po),   ts_arg_tensor(pm),  ts_arg_tensor(pl), ts_arg_tensor(sink),
+                 ts_arg_tensor(tab), ts_arg_tensor(pos), ts_arg_tensor(o)};
+  num_launch(km, b, 7);
+  ts_tensor *tr[5] = {po, pm, pl, tab, pos};
+  for (int i = 0; i < 5; i++)
+    ts_tensor_release(tr[i]);
 }
 
 /* hca_attn against the reference over the equivalent index list: the

@@ -247,22 +247,27 @@ tc_clean sm_80 "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32" "${s8_kernels[@
 e4m3_kernels=("kernels/moe.tile moe_up_fp4_tc" "kernels/moe.tile moe_down_fp4_tc"
               "kernels/moe.tile moe_up_fp8_tc" "kernels/moe.tile moe_down_fp8_tc")
 tc_clean sm_90a "wgmma.mma_async.sync.aligned.m64n[0-9]*k32.f32.e4m3.e4m3" "${e4m3_kernels[@]}"
-# the dtype-param values the model and the benches compile besides the
-# defaults (the exact model's f32 forms, bf16 linear weights): both
-# lowerings, ptxas clean, resources recorded as FILE[DEFINES]
+# the param values the model and the benches compile besides the defaults
+# (the exact model's f32 forms, bf16 linear weights, its fused norm and
+# rope forms): both lowerings, ptxas clean, resources recorded as
+# FILE[DEFINES] (defines joined by commas)
 for arch in sm_90a sm_80; do
   for fk in "kernels/gemm.tile linear_f32 W=bf16" "kernels/gemm.tile grouped_linear_f32 W=bf16" \
             "kernels/hadamard.tile hadamard XT=f32" "kernels/rope.tile rope XT=f32" \
             "kernels/rmsnorm.tile head_rmsnorm XT=f32" "kernels/hca_attn.tile hca_attn XT=f32" \
             "kernels/quant.tile act_quant XQ=fp8e4m3" "kernels/rope.tile head_norm_rope XT=f32" \
-            "kernels/sparse_attn.tile sparse_attn_merge OT=f32"; do
-    read -r f k def <<<"$fk"
+            "kernels/sparse_attn.tile sparse_attn_merge OT=f32 ROPE=true" \
+            "kernels/mhc.tile hc_pre_fused NORM=true BT=1 BD=4096"; do
+    read -r f k defs <<<"$fk"
+    dargs=()
+    for d in $defs; do dargs+=(-D "$d"); done
+    def=${defs// /,}
     o=$tmp/variant.ptx
-    if ! "$tessera" compile "$f" --kernel "$k" -D "$def" --target ptx --arch $arch --no-cache \
+    if ! "$tessera" compile "$f" --kernel "$k" "${dargs[@]}" --target ptx --arch $arch --no-cache \
          -o "$o" 2>"$tmp/err" ||
        ! "$ptxas" -arch=$arch -v "$o" -o "$tmp/variant.cubin" 2>"$tmp/info" ||
        grep -qi "warning" "$tmp/info" ||
-       ! "$tessera" compile "$f" --kernel "$k" -D "$def" --target cuda --emit ptx --arch $arch \
+       ! "$tessera" compile "$f" --kernel "$k" "${dargs[@]}" --target cuda --emit ptx --arch $arch \
          --no-cache -o "$o.nvrtc" 2>>"$tmp/err" ||
        ! "$ptxas" -arch=$arch "$o.nvrtc" -o "$tmp/variant2.cubin" 2>"$tmp/info2" ||
        grep -qi "warning" "$tmp/info2"; then
