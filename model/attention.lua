@@ -222,18 +222,20 @@ end
 
 
 -- The lightning indexer's inputs for the rows of x [T, d] (qr its query
--- LoRA rows, at positions pos): the queries [T, HI, DI] (RoPE, Hadamard; the
--- FP4 simulation, in "fp8", is index_scores' packing) and the head weights
+-- LoRA rows, at positions pos): the queries [T, HI, DI] (RoPE, Hadamard: one
+-- launch, hadamard.tile rope_hadamard; the FP4 simulation, in "fp8", is
+-- index_scores' packing) and the head weights
 -- [T, HI] scaled by DI^-1/2 HI^-1/2.
 function M:indexer_inputs(L, qr, x, tab, pos)
   local cfg, p = self.cfg, self:prefix(L) .. "attn.indexer."
   local HI, DI = cfg.index_n_heads, cfg.index_head_dim
   local qi = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{x:shape()[1], HI, DI}
-  qi = hadamard(rope(qi, tab, pos))
+  local qh = O.out(qi:shape())
+  kernel("hadamard.tile", "rope_hadamard", O.f32_params):launch{qi, tab, pos, qh}
   local w = linear(x, self:lweight(p .. "weights_proj.weight"))
   -- scaled on the device (a Lua loop over a 128K-token prefill's [T, HI]
   -- took 0.5 s a layer, and a round trip through the host on a GPU)
-  return qi, O.convert(w, "f32", DI ^ -0.5 * HI ^ -0.5)
+  return qh, O.convert(w, "f32", DI ^ -0.5 * HI ^ -0.5)
 end
 
 -- The indexer's scores [T, N] (compression ratio `ratio`) of the queries qi

@@ -89,7 +89,7 @@ end
 -- sums then do not depend on the tiling: prefill N + decode M gives the
 -- logits of prefill N + M bit for bit (tests/lua/prefill_decode.lua).
 -- the params that compile the kernels whose tensors are bf16 by default for
--- the model's f32 (head_rmsnorm, hadamard, head_norm_rope)
+-- the model's f32 (head_rmsnorm, hadamard, head_norm_rope, rope_hadamard)
 O.f32_params = {XT = "f32"}
 -- the merge with the attention output's inverse rope (sparse_attn_merge
 -- ROPE: attention_out then skips its own)

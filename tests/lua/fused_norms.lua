@@ -7,7 +7,8 @@
 -- within its rounding of the reference. mhc.tile hc_pre_fused with NORM
 -- (mHC's pre and the sub-layer's RMSNorm) equal bit for bit to
 -- hc_pre_fused + rmsnorm_f32; sparse_attn.tile sparse_attn_merge with
--- ROPE equal bit for bit to the merge + rope's inverse. On the CPU and
+-- ROPE equal bit for bit to the merge + rope's inverse; hadamard.tile
+-- rope_hadamard to rope + hadamard. On the CPU and
 -- the GPU simulator
 -- (tests/CMakeLists.txt runs it again in the CUDA C lowering).
 local ts = require "tessera"
@@ -200,6 +201,72 @@ do -- ROPE's positions are one a query
     ts.empty("f32", {2, 1, 8}, d)})
   check(not ok and tostring(err):find("ROPE takes pos") ~= nil,
         "ROPE with one position for 2 queries refused: " .. tostring(err))
+end
+-- hadamard.tile rope_hadamard (the indexer's queries) equal bit for bit to
+-- rope + hadamard (XT f32), within 1e-6 of a double reference; bf16
+-- within its rounding; 1, 3 and 64 heads, 8 and 32 rope pairs
+local function want_hadamard(v)
+  local a = table.move(v, 1, 128, 1, {})
+  local h = 1
+  while h < 128 do
+    local b = {}
+    for j = 0, 127 do
+      local p = a[(j ~ h) + 1]
+      b[j + 1] = (j & h) == 0 and a[j + 1] + p or p - a[j + 1]
+    end
+    a, h = b, h * 2
+  end
+  for j = 1, 128 do a[j] = a[j] / math.sqrt(128) end
+  return a
+end
+for _, dev in ipairs{"cpu", "gpusim"} do
+  local d = ts.device(dev)
+  for _, case in ipairs{{3, 3, 8, 11}, {1, 64, 32, 300}, {2, 1, 32, 4}} do
+    local T, H, HALF, P = table.unpack(case)
+    local what = string.format("%s rope_hadamard T %d H %d HALF %d", dev, T, H, HALF)
+    local xv = C.spread(T * H * 128, 31 + H, 3.0)
+    local tabv, posv = {}, {}
+    for p = 0, P - 1 do
+      for i = 0, HALF - 1 do
+        local a = p * 10000.0 ^ (-2 * i / (2 * HALF))
+        tabv[#tabv + 1], tabv[#tabv + 2] = C.f32(math.cos(a)), C.f32(math.sin(a))
+      end
+    end
+    for t = 1, T do posv[t] = (t * 3 + 2) % P end
+    posv[T] = P - 1
+    local x, tab = ts.tensor("f32", {T, H, 128}, xv, d), ts.tensor("f32", {P, HALF, 2}, tabv, d)
+    local pos = ts.tensor("i32", {T}, posv, d)
+    local function fused(xt)
+      local y = ts.empty(xt, {T, H, 128}, d)
+      kern("hadamard.tile", "rope_hadamard", {XT = xt}, d)
+        :launch{xt == "f32" and x or x:cast(xt), tab, pos, y}
+      return y
+    end
+    local r = ts.empty("f32", {T, H, 128}, d)
+    kern("rope.tile", "rope", F32, d):launch{x, tab, pos, r}
+    local two = ts.empty("f32", {T * H, 128}, d)
+    kern("hadamard.tile", "hadamard", F32, d):launch{r:reshape{T * H, 128}, two}
+    local got = fused("f32"):to_table()
+    local nd, total = C.differ({got}, {two:to_table()})
+    check(nd == 0, string.format("%s == rope + hadamard (%d of %d differ)", what, nd, total))
+    -- the reference: rope's rows transformed in doubles
+    local roped, want = r:to_table(), {}
+    for row = 0, T * H - 1 do
+      local hv = want_hadamard(table.move(roped, row * 128 + 1, row * 128 + 128, 1, {}))
+      for j = 1, 128 do want[row * 128 + j] = hv[j] end
+    end
+    check(C.relerr(got, want) < 1e-6, what .. ": against the reference")
+    check(C.relerr(fused("bf16"):cast("f32"):to_table(), want) < 2 ^ -7,
+          what .. ": bf16 within its rounding")
+  end
+end
+do -- heads of 128 only
+  local d = ts.device("cpu")
+  local k = kern("hadamard.tile", "rope_hadamard", F32, d)
+  local ok, err = pcall(k.launch, k, {ts.tensor("f32", {1, 2, 64}, nil, d),
+                                      ts.tensor("f32", {4, 4, 2}, nil, d),
+                                      ts.tensor("i32", {1}, {0}, d), ts.empty("f32", {1, 2, 64}, d)})
+  check(not ok, "rope_hadamard of heads of 64 refused: " .. tostring(err))
 end
 do -- NORM is one token a block
   local d = ts.device("cpu")
