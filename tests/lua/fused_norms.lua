@@ -37,6 +37,21 @@ local function want_norm_rope(x, w, tab, pos, T, H, D, HALF, eps)
   return y
 end
 
+-- A rope table [P, HALF, 2] (base 10000) and positions [T] on device d:
+-- (t * step + 1) mod P, the first 0 and the last P - 1; also their values.
+local function rope_inputs(T, P, HALF, step, d)
+  local tabv, posv = {}, {}
+  for p = 0, P - 1 do
+    for i = 0, HALF - 1 do
+      local a = p * 10000.0 ^ (-2 * i / (2 * HALF))
+      tabv[#tabv + 1], tabv[#tabv + 2] = C.f32(math.cos(a)), C.f32(math.sin(a))
+    end
+  end
+  for t = 1, T do posv[t] = (t * step + 1) % P end
+  posv[1], posv[T] = 0, P - 1
+  return ts.tensor("f32", {P, HALF, 2}, tabv, d), ts.tensor("i32", {T}, posv, d), tabv, posv
+end
+
 local F32 = {XT = "f32"}
 for _, dev in ipairs{"cpu", "gpusim"} do
   local d = ts.device(dev)
@@ -47,18 +62,8 @@ for _, dev in ipairs{"cpu", "gpusim"} do
     local xv, wv = C.spread(T * H * D, 11 + T, 3.0), C.spread(D, 5 + D, 1.5)
     local ones = {}
     for j = 1, D do ones[j] = 1.0 end
-    local tabv = {}
-    for p = 0, P - 1 do
-      for i = 0, HALF - 1 do
-        local a = p * 10000.0 ^ (-2 * i / (2 * HALF))
-        tabv[#tabv + 1], tabv[#tabv + 2] = C.f32(math.cos(a)), C.f32(math.sin(a))
-      end
-    end
-    local posv = {}
-    for t = 1, T do posv[t] = (t * 7 + 3) % P end
-    posv[1], posv[T] = 0, P - 1
-    local x, tab = ts.tensor("f32", {T, H, D}, xv, d), ts.tensor("f32", {P, HALF, 2}, tabv, d)
-    local pos = ts.tensor("i32", {T}, posv, d)
+    local tab, pos, tabv, posv = rope_inputs(T, P, HALF, 7, d)
+    local x = ts.tensor("f32", {T, H, D}, xv, d)
     local function fused(w, xt)
       local xi = xt and x:cast(xt) or x
       local y = ts.empty(xt or "f32", {T, H, D}, d)
@@ -166,16 +171,7 @@ for _, dev in ipairs{"cpu", "gpusim"} do
     local po = ts.tensor("f32", {T, P, H, CD}, C.spread(T * P * H * CD, 21 + CD, 2.0), d)
     local pm, pl = ts.tensor("f32", {T, P, H}, mv, d), ts.tensor("f32", {T, P, H}, lv, d)
     local sink = ts.tensor("f32", {H}, C.spread(H, 22, 1.0), d)
-    local tabv, posv = {}, {}
-    for p = 0, TP - 1 do
-      for i = 0, HALF - 1 do
-        local a = p * 10000.0 ^ (-2 * i / (2 * HALF))
-        tabv[#tabv + 1], tabv[#tabv + 2] = C.f32(math.cos(a)), C.f32(math.sin(a))
-      end
-    end
-    for t = 1, T do posv[t] = (t * 5 + 1) % TP end
-    posv[T] = TP - 1
-    local tab, pos = ts.tensor("f32", {TP, HALF, 2}, tabv, d), ts.tensor("i32", {T}, posv, d)
+    local tab, pos = rope_inputs(T, TP, HALF, 5, d)
     local function merge(params, dt)
       local o = ts.empty(dt, {T, H, CD}, d)
       kern("sparse_attn.tile", "sparse_attn_merge", params, d):launch{po, pm, pl, sink, tab, pos, o}
@@ -225,17 +221,8 @@ for _, dev in ipairs{"cpu", "gpusim"} do
     local T, H, HALF, P = table.unpack(case)
     local what = string.format("%s rope_hadamard T %d H %d HALF %d", dev, T, H, HALF)
     local xv = C.spread(T * H * 128, 31 + H, 3.0)
-    local tabv, posv = {}, {}
-    for p = 0, P - 1 do
-      for i = 0, HALF - 1 do
-        local a = p * 10000.0 ^ (-2 * i / (2 * HALF))
-        tabv[#tabv + 1], tabv[#tabv + 2] = C.f32(math.cos(a)), C.f32(math.sin(a))
-      end
-    end
-    for t = 1, T do posv[t] = (t * 3 + 2) % P end
-    posv[T] = P - 1
-    local x, tab = ts.tensor("f32", {T, H, 128}, xv, d), ts.tensor("f32", {P, HALF, 2}, tabv, d)
-    local pos = ts.tensor("i32", {T}, posv, d)
+    local tab, pos = rope_inputs(T, P, HALF, 3, d)
+    local x = ts.tensor("f32", {T, H, 128}, xv, d)
     local function fused(xt)
       local y = ts.empty(xt, {T, H, 128}, d)
       kern("hadamard.tile", "rope_hadamard", {XT = xt}, d)
