@@ -382,18 +382,22 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
     return true
   end
   -- the KV list: the ring's W slots, then for CSA the selected compressed
-  -- entries (topk's valid entries come first), read from the cache alone
-  local list = f32{K, c}
+  -- entries (topk's valid entries come first), read from the cache alone;
+  -- for the bf16 attention from the "fp8" caches unpacked into bf16 (the
+  -- values exact: no conversion launch)
+  local bf = self:bf16_attention()
+  local l16 = bf and self.kv_format == "fp8"
+  local list = l16 and O.tensor("bf16", {K, c}) or f32{K, c}
   st.ring:get(0, st.ring.n, list:slice(0, 0, st.ring.n))
   if sel then st.comp:gather(sel:reshape{extra}, list:slice(0, W, extra)) end
   local sink = self:weight(p .. "attn_sink")
-  if self:bf16_attention() then
+  if bf then
     -- split into ranges of at least 128 entries (FlashDecoding: a block
     -- each instead of one for the token), merged in f32 with the sink
     local P = math.max(1, K // 128)
     local po, pm, pl = O.out{1, P, H, c}, O.out{1, P, H}, O.out{1, P, H}
     kernel("sparse_attn.tile", "sparse_attn_split", self:tc_params())
-      :launch{O.convert(q, "bf16"), O.convert(list, "bf16"), ids, po, pm, pl}
+      :launch{O.convert(q, "bf16"), l16 and list or O.convert(list, "bf16"), ids, po, pm, pl}
     kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_rope)
       :launch{po, pm, pl, sink, tab, tp, o}
     return true

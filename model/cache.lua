@@ -70,8 +70,20 @@ end
 
 function Cache:append(x) self:put(x, self.n) end
 
+-- The unpacking kernels' params for an output of dtype dt (f32; bf16 from
+-- the "fp8" KV format, whose values bf16 holds exactly).
+function Cache:unpack_params(dt)
+  local p = self.unpack and self.unpack[dt]
+  if not p then
+    self.unpack = self.unpack or {}
+    p = {ROPE = self.rope, XT = dt}
+    self.unpack[dt] = p
+  end
+  return p
+end
+
 -- Rows first .. first + n - 1 as f32, into `out` ([n, width], e.g. a slice
--- of a larger tensor) or a new tensor.
+-- of a larger tensor; bf16 from an "fp8" KV cache) or a new tensor.
 function Cache:get(first, n, out)
   out = out or O.out{n, self.width}
   if n == 0 then return out end
@@ -79,7 +91,7 @@ function Cache:get(first, n, out)
   if self.format == "f32" then
     out:assign(src)
   elseif self.kind == "kv" then
-    O.kernel("quant.tile", "kv_unpack", {ROPE = self.rope}):launch{src, out}
+    O.kernel("quant.tile", "kv_unpack", self:unpack_params(out:dtype())):launch{src, out}
   else
     O.kernel("quant.tile", "fp4_unpack"):launch{src, out}
   end
@@ -93,12 +105,14 @@ function Cache:view(first, n)
 end
 
 -- The rows rows[r] (an i32 tensor [R]; -1: none, a row of zeros) as f32
--- into out [R, width]: a decode step reads only the entries it attends to.
+-- into out [R, width] (bf16 from an "fp8" KV cache): a decode step reads
+-- only the entries it attends to.
 function Cache:gather(rows, out)
   if self.format == "f32" then
     O.kernel("embed.tile", "rows_f32"):launch{self.data, rows, out}
   elseif self.kind == "kv" then
-    O.kernel("quant.tile", "kv_unpack_rows", {ROPE = self.rope}):launch{self.data, rows, out}
+    O.kernel("quant.tile", "kv_unpack_rows", self:unpack_params(out:dtype()))
+      :launch{self.data, rows, out}
   else
     error("Cache:gather: KV caches only")
   end

@@ -2,7 +2,8 @@
 -- kv_pack/kv_unpack, fp4_pack/fp4_unpack): the byte layout on hand-made
 -- rows, unpack(pack(x)) equal bit for bit to the fp8_sim/fp4_sim kernels at
 -- the tiny and the V4-Flash widths (and the gathers kv_unpack_rows and
--- embed.tile's rows_f32 to unpack's rows), to DeepSeek's recorded simulations
+-- embed.tile's rows_f32 to unpack's rows; both unpacks into bf16 exact), to
+-- DeepSeek's recorded simulations
 -- (../shared/golden/tiny/bf16.safetensors, when present), and the row
 -- sizes checked by the kernels.
 local ts = require "tessera"
@@ -122,6 +123,13 @@ for _, case in ipairs{{37, 128, "cpu"}, {19, 512, "cpu"}, {5, 512, "gpusim"}} do
   end
   same(g:to_table(), rw, string.format("kv_unpack_rows %dx%d (%s)", n, c, case[3]))
   same(g2:to_table(), rw, string.format("rows_f32 %dx%d (%s)", n, c, case[3]))
+  -- unpacked into bf16 (a bf16 attention's KV list): the same values, exact
+  local y16, g16 = ts.tensor("bf16", {n, c}), ts.tensor("bf16", {#list, c})
+  kernel("kv_unpack", {ROPE = 64, XT = "bf16"}):launch{kb, y16}
+  kernel("kv_unpack_rows", {ROPE = 64, XT = "bf16"}):launch{kb, rows, g16}
+  same(y16:cast("f32"):to_table(), yv, string.format("kv_unpack bf16 %dx%d (%s)", n, c, case[3]))
+  same(g16:cast("f32"):to_table(), rw,
+       string.format("kv_unpack_rows bf16 %dx%d (%s)", n, c, case[3]))
   local _, fy = pack_fp4(x)
   local fsim = ts.tensor("bf16", {n, c})
   kernel("fp4_sim"):launch{xb, fsim}

@@ -258,7 +258,8 @@ for arch in sm_90a sm_80; do
             "kernels/quant.tile act_quant XQ=fp8e4m3" "kernels/rope.tile head_norm_rope XT=f32" \
             "kernels/sparse_attn.tile sparse_attn_merge OT=f32 ROPE=true" \
             "kernels/mhc.tile hc_pre_fused NORM=true BT=1 BD=4096" \
-            "kernels/hadamard.tile rope_hadamard XT=f32"; do
+            "kernels/hadamard.tile rope_hadamard XT=f32" "kernels/quant.tile kv_unpack XT=bf16" \
+            "kernels/quant.tile kv_unpack_rows XT=bf16"; do
     read -r f k defs <<<"$fk"
     dargs=()
     for d in $defs; do dargs+=(-D "$d"); done
