@@ -8,8 +8,7 @@
 -- (mHC's pre and the sub-layer's RMSNorm) equal bit for bit to
 -- hc_pre_fused + rmsnorm_f32; sparse_attn.tile sparse_attn_merge with
 -- ROPE equal bit for bit to the merge + rope's inverse; hadamard.tile
--- rope_hadamard to rope + hadamard. On the CPU and
--- the GPU simulator
+-- rope_hadamard to rope + hadamard. On the CPU and the GPU simulator
 -- (tests/CMakeLists.txt runs it again in the CUDA C lowering).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
