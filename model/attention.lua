@@ -50,8 +50,9 @@ end
 -- Each head of x [T, H, c] RMS-normalised (times w, or unweighted: the
 -- queries), its rope dims rotated to positions pos: one launch
 -- (rope.tile head_norm_rope; the same bits as head_rmsnorm or rmsnorm_f32,
--- then rope).
-function M:norm_rope(x, w, tab, pos)
+-- then rope). In f32, or with bf16 true in bf16 (the bf16 attention's
+-- queries: the bits O.convert of the f32 result gives, without its launch).
+function M:norm_rope(x, w, tab, pos, bf16)
   if not w then
     if not self.ones then
       local v = {}
@@ -60,8 +61,9 @@ function M:norm_rope(x, w, tab, pos)
     end
     w = self.ones
   end
-  local y = O.out(x:shape())
-  kernel("rope.tile", "head_norm_rope", O.f32_params):launch{x, w, tab, pos, y}
+  local y = O.out(x:shape(), bf16 and "bf16" or "f32")
+  kernel("rope.tile", "head_norm_rope", bf16 and O.bf16_out_params or O.f32_params)
+    :launch{x, w, tab, pos, y}
   return y
 end
 
@@ -77,8 +79,10 @@ function M:attention(L, x, pos)
   local made = {}
   local qr = rmsnorm(linear(x, self:lweight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
+  -- (the queries in bf16 for the bf16 attention, which reads them so)
+  local bf = self:bf16_attention()
   local q = self:norm_rope(linear(qr, self:lweight(p .. "wq_b.weight")):reshape{T, H, c}, nil,
-                           tab, pos)
+                           tab, pos, bf)
   local kv = self:norm_rope(linear(x, self:lweight(p .. "wkv.weight")):reshape{T, 1, c},
                             self:weight(p .. "kv_norm.weight"), tab, pos):reshape{T, c}
   made.kv = kv
@@ -122,10 +126,10 @@ function M:attention(L, x, pos)
     for t = 0, T - 1 do nc[t + 1] = math.min((t + 1) // ratio, N) end
     local win, ncomp = self:index_lists(T, W), O.tensor("i32", {T}, nc)
     comps = comps or f32{0, c}
-    if self:bf16_attention() then
+    if bf then
       local o16 = O.out({T, H, c}, "bf16")
       kernel("hca_attn.tile", "hca_attn_tc", self:tc_params()):launch{
-        O.convert(q, "bf16"), O.convert(kvs, "bf16"), win, O.convert(comps, "bf16"), ncomp,
+        q, O.convert(kvs, "bf16"), win, O.convert(comps, "bf16"), ncomp,
         self:weight(p .. "attn_sink"), o16}
       o = O.convert(o16, "f32")
     else
@@ -139,10 +143,10 @@ function M:attention(L, x, pos)
   -- selected (CSA) compressed entries, -1 padded
   local K = W + (ratio == 4 and cfg.index_topk or 0)
   local idx, sink = self:index_lists(T, K, sel), self:weight(p .. "attn_sink")
-  if self:bf16_attention() then
+  if bf then
     local o16 = O.out({T, H, c}, "bf16")
     kernel("sparse_attn.tile", "sparse_attn_tc", self:tc_params())
-      :launch{O.convert(q, "bf16"), O.convert(list, "bf16"), idx, sink, o16}
+      :launch{q, O.convert(list, "bf16"), idx, sink, o16}
     o = O.convert(o16, "f32")
   else
     o = f32{T, H, c}
@@ -224,29 +228,32 @@ end
 -- The lightning indexer's inputs for the rows of x [T, d] (qr its query
 -- LoRA rows, at positions pos): the queries [T, HI, DI] (RoPE, Hadamard: one
 -- launch, hadamard.tile rope_hadamard; the FP4 simulation, in "fp8", is
--- index_scores' packing) and the head weights
--- [T, HI] scaled by DI^-1/2 HI^-1/2.
+-- index_scores' packing) and the head weights [T, HI] (index_scores
+-- scales them by DI^-1/2 HI^-1/2 as it reads them).
 function M:indexer_inputs(L, qr, x, tab, pos)
   local cfg, p = self.cfg, self:prefix(L) .. "attn.indexer."
   local HI, DI = cfg.index_n_heads, cfg.index_head_dim
   local qi = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{x:shape()[1], HI, DI}
   local qh = O.out(qi:shape())
   kernel("hadamard.tile", "rope_hadamard", O.f32_params):launch{qi, tab, pos, qh}
-  local w = linear(x, self:lweight(p .. "weights_proj.weight"))
-  -- scaled on the device (a Lua loop over a 128K-token prefill's [T, HI]
-  -- took 0.5 s a layer, and a round trip through the host on a GPU)
-  return qh, O.convert(w, "f32", DI ^ -0.5 * HI ^ -0.5)
+  return qh, linear(x, self:lweight(p .. "weights_proj.weight"))
 end
 
 -- The indexer's scores [T, N] (compression ratio `ratio`) of the queries qi
--- [T, HI, DI] (from indexer_inputs) at positions pos over N keys as the key
+-- [T, HI, DI] and head weights w [T, HI] (from indexer_inputs; the kernels
+-- scale w by DI^-1/2 HI^-1/2, WSCALE) at positions pos over N keys as the key
 -- cache holds them (f32 rows, or in "fp8" the FP4 bytes: the queries are
 -- packed the same way, which is their FP4 simulation, and the scores are
 -- exact integer sums a scale block, indexer_scores_fp4). Prefill and decode
 -- both score here, so a decode step's scores are the prefill's.
 function M:index_scores(ratio, qi, keys, w, pos, scores)
   local cfg, sh = self.cfg, qi:shape()
-  local params = {RATIO = ratio, NH = cfg.index_n_heads, DK = cfg.index_head_dim}
+  local params = self.index_params
+  if not params or params.RATIO ~= ratio then
+    local HI, DI = cfg.index_n_heads, cfg.index_head_dim
+    params = {RATIO = ratio, NH = HI, DK = DI, WSCALE = DI ^ -0.5 * HI ^ -0.5}
+    self.index_params = params
+  end
   if self.kv_format == "f32" then
     kernel("indexer.tile", "indexer_scores_f32", params):launch{qi, keys, w, pos, scores}
     return
@@ -315,8 +322,9 @@ function M:attention_steps(L, x, seqs, pos_v)
   local pos = O.tensor("i32", {B}, pos_v)
   local qr = rmsnorm(linear(x, self:lweight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
+  -- (in bf16 for the bf16 attention's split form; HCA's reads f32)
   local q = self:norm_rope(linear(qr, self:lweight(p .. "wq_b.weight")):reshape{B, H, c}, nil,
-                           tab, pos)
+                           tab, pos, ratio ~= 128 and self:bf16_attention())
   local kv = self:norm_rope(linear(x, self:lweight(p .. "wkv.weight")):reshape{B, 1, c},
                             self:weight(p .. "kv_norm.weight"), tab, pos):reshape{B, c}
   local qi, w
@@ -333,8 +341,9 @@ end
 
 -- One token's part of attention_steps that reads and writes its sequence's
 -- state st of layer L (token at position t, also as the device tensor tp
--- [1]; its rows of x, q, kv, the indexer's qi and w): the window ring, the
--- compressors, the indexer's top-k, then attention into o [1, H, c].
+-- [1]; its rows of x, q (bf16 for a window/CSA layer's bf16 attention),
+-- kv, the indexer's qi and w): the window ring, the compressors, the
+-- indexer's top-k, then attention into o [1, H, c].
 -- Returns true when o has had its inverse rope (a merge's), as the
 -- layer's every token does in one form.
 function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
@@ -397,7 +406,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
     local P = math.max(1, K // 128)
     local po, pm, pl = O.out{1, P, H, c}, O.out{1, P, H}, O.out{1, P, H}
     kernel("sparse_attn.tile", "sparse_attn_split", self:tc_params())
-      :launch{O.convert(q, "bf16"), l16 and list or O.convert(list, "bf16"), ids, po, pm, pl}
+      :launch{q, l16 and list or O.convert(list, "bf16"), ids, po, pm, pl}
     kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_rope)
       :launch{po, pm, pl, sink, tab, tp, o}
     return true

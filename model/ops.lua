@@ -91,6 +91,8 @@ end
 -- the params that compile the kernels whose tensors are bf16 by default for
 -- the model's f32 (head_rmsnorm, hadamard, head_norm_rope, rope_hadamard)
 O.f32_params = {XT = "f32"}
+-- head_norm_rope's queries for a bf16 attention: f32 in, bf16 out
+O.bf16_out_params = {XT = "f32", YT = "bf16"}
 -- the merge with the attention output's inverse rope (sparse_attn_merge
 -- ROPE: attention_out then skips its own)
 O.merge_rope = {OT = "f32", ROPE = true}

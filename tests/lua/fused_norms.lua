@@ -97,6 +97,17 @@ for _, dev in ipairs{"cpu", "gpusim"} do
     local xr = x:cast("bf16"):cast("f32"):to_table()
     check(C.relerr(g16, want_norm_rope(xr, wv, tabv, posv, T, H, D, HALF, 1e-6)) < 2 ^ -8,
           what .. ": bf16 against the reference")
+    -- f32 in, bf16 out (the bf16 attention's queries): the bits of the
+    -- f32 result converted by convert_rows
+    local q16 = ts.empty("bf16", {T, H, D}, d)
+    kern("rope.tile", "head_norm_rope", {XT = "f32", YT = "bf16"}, d)
+      :launch{x, ts.tensor("f32", {D}, wv, d), tab, pos, q16}
+    local c16 = ts.empty("bf16", {T * H, D}, d)
+    kern("embed.tile", "convert_rows", {XT = "f32", YT = "bf16"}, d)
+      :launch{ts.tensor("f32", {T * H, D}, got, d), c16}
+    nd = C.differ({q16:cast("f32"):to_table()}, {c16:cast("f32"):to_table()})
+    check(nd == 0, string.format("%s: YT bf16 == f32 + convert_rows (%d of %d differ)", what,
+                                 nd, total))
   end
 end
 

@@ -211,6 +211,19 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
   end
   C.check(order <= 1, string.format("%s: indexer_scores_fp4 vs fp4_f32: %.2f of the head sums' "
                                     .. "rounding (%d of %d equal)", what, order, same, T * S))
+  -- WSCALE (the model's DI^-1/2 HI^-1/2 on the weights as they are read):
+  -- the bits of the weights scaled by convert_rows' SCALE first, both forms
+  local sc = D ^ -0.5 * HI ^ -0.5
+  local ws = ts.tensor("f32", {T, HI}, nil, dev)
+  kernel("embed.tile", "convert_rows", {XT = "f32", YT = "f32", SCALE = sc}):launch{w, ws}
+  local scaled = {RATIO = 1, BS = BS, WSCALE = sc}
+  for _, form in ipairs{{"indexer_scores_f32", qf, unpacked},
+                        {"indexer_scores_fp4", qb:reshape{T, HI, P}, bytes}} do
+    local a, b = ts.tensor("f32", {T, S}, nil, dev), ts.tensor("f32", {T, S}, nil, dev)
+    kernel("indexer.tile", form[1], scaled):launch{form[2], form[3], w, pos, a}
+    kernel("indexer.tile", form[1], params):launch{form[2], form[3], ws, pos, b}
+    C.check(bitwise(a, b), what .. ": " .. form[1] .. " WSCALE differs from the scaled weights'")
+  end
   local finite = 0
   for _, v in ipairs(o4:to_table()) do if v > -math.huge then finite = finite + 1 end end
   C.check(finite == T * (T + 1) // 2, what .. ": " .. finite .. " scores")

@@ -259,7 +259,10 @@ for arch in sm_90a sm_80; do
             "kernels/sparse_attn.tile sparse_attn_merge OT=f32 ROPE=true" \
             "kernels/mhc.tile hc_pre_fused NORM=true BT=1 BD=4096" \
             "kernels/hadamard.tile rope_hadamard XT=f32" "kernels/quant.tile kv_unpack XT=bf16" \
-            "kernels/quant.tile kv_unpack_rows XT=bf16"; do
+            "kernels/quant.tile kv_unpack_rows XT=bf16" \
+            "kernels/rope.tile head_norm_rope XT=f32 YT=bf16" \
+            "kernels/indexer.tile indexer_scores_f32 WSCALE=0.011048543456039806" \
+            "kernels/indexer.tile indexer_scores_fp4 WSCALE=0.011048543456039806"; do
     read -r f k defs <<<"$fk"
     dargs=()
     for d in $defs; do dargs+=(-D "$d"); done
