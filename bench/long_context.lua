@@ -71,7 +71,7 @@ local function state(L, T, entries)
   end
   for name, width in pairs(which) do
     local KE, R = (ratio == 4 and 2 or 1) * width, model.buffer_rows(ratio)
-    st.buf[name] = {c = random({R, KE}, 1.0), z = random({R, KE}, 1.0)}
+    st.buf[name] = {cz = random({R, 2 * KE}, 1.0)} -- (c and z side by side)
   end
   return st
 end

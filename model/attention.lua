@@ -93,11 +93,11 @@ function M:attention(L, x, pos)
   -- the KV list: the T window entries, then the compressed entries
   local list, N, sel, comps = kvs, 0, nil, nil
   if ratio > 0 then
-    local comp, cc, cz = self:compress(L, "compressor", x, ratio, tab)
+    local comp, cz = self:compress(L, "compressor", x, ratio, tab)
     made.compressed = comp
-    made.projected = {compressor = {cc, cz}}
+    made.projected = {compressor = cz}
     if ratio == 4 then -- the indexer's buffer even before its first key
-      made.projected["indexer.compressor"] = {self:project(L, "indexer.compressor", x)}
+      made.projected["indexer.compressor"] = self:project(L, "indexer.compressor", x)
     end
     N = comp:shape()[1]
     comps = N > 0 and Cache.simulate(F, "kv", comp, rd) or comp
@@ -106,8 +106,8 @@ function M:attention(L, x, pos)
   if ratio == 4 and N > 0 then
     -- the lightning indexer: scores over the indexer's keys, top-k
     local qi, w = self:indexer_inputs(L, qr, x, tab, pos)
-    local ic, iz = table.unpack(made.projected["indexer.compressor"])
-    local keys = hadamard(self:pool(L, "indexer.compressor", ic, iz, ratio, tab, 0))
+    local keys = hadamard(self:pool(L, "indexer.compressor", made.projected["indexer.compressor"],
+                                    ratio, tab, 0))
     made.indexer_keys = keys
     local scores = f32{T, N}
     self:index_scores(ratio, qi, F == "f32" and keys or Cache.packed(F, "key", keys), w, pos,
@@ -290,12 +290,11 @@ function M:hand_off(L, made, T)
   for which, cz in pairs(made.projected or {}) do
     -- the last rows, each in its ring row (position p in row p mod R)
     local R = self.buffer_rows(ratio)
-    local b = self.new_buffer(ratio, cz[1]:shape()[2])
+    local b = self.new_buffer(ratio, cz:shape()[2] // 2)
     local p = math.max(0, T - R)
     while p < T do -- (at most two runs of rows: before and after the wrap)
       local n = math.min(T - p, R - p % R)
-      b.c:slice(0, p % R, n):assign(cz[1]:slice(0, p, n))
-      b.z:slice(0, p % R, n):assign(cz[2]:slice(0, p, n))
+      b.cz:slice(0, p % R, n):assign(cz:slice(0, p, n))
       p = p + n
     end
     st.buf[which] = b

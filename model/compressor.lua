@@ -5,35 +5,80 @@ local O = require "model.ops"
 local kernel, f32, linear, rmsnorm, rope, hadamard = O.kernel, O.f32, O.linear, O.rmsnorm,
   O.rope, O.hadamard
 
+-- compress_pool over M:project's joined rows: CSA's overlapping windows,
+-- HCA's apart
+local joined_csa, joined_hca = {OVERLAP = true, JOINED = true}, {OVERLAP = false, JOINED = true}
+
 return function(M)
 
--- The compressor of layer L (which: "compressor" or "indexer.compressor"):
--- its two projections of the inputs x [T, d]: the values c and the gate
--- scores z, [T, KE] each.
-function M:project(L, which, x)
-  local p = self:prefix(L) .. "attn." .. which .. "."
-  return linear(x, self:lweight(p .. "wkv.weight")), linear(x, self:lweight(p .. "wgate.weight"))
+-- The two projections wkv and wgate (names nc, nz, [KE, d] each) joined
+-- as one weight [2 KE, d], wkv's rows first, in the form M:lweight gives
+-- each (bf16 as stored on the CPU, else f32): the file's tensors read into
+-- its halves, so the separate weights are never held. false for FP8 ones
+-- (the released checkpoints hold the compressors in BF16; a file that
+-- holds them in FP8 runs them as two FP8 linears). A model made without a
+-- file (bench/v4_layers.lua's random weights) joins the tensors it holds.
+local function joined_weight(self, nc, nz)
+  if self:is_fp8(nc) or self:is_fp8(nz) then return false end
+  if not self.file then
+    local a, b = self:lweight(nc), self:lweight(nz)
+    local KE = a:shape()[1]
+    local w = O.tensor(a:dtype(), {2 * KE, a:shape()[2]})
+    w:slice(0, 0, KE):assign(a)
+    w:slice(0, KE, KE):assign(b)
+    return w
+  end
+  local dt, sh = self.file:info(nc)
+  local KE, d = sh[1], sh[2]
+  local w = O.tensor(dt, {2 * KE, d})
+  self.file:read_into(nc, w:slice(0, 0, KE))
+  self.file:read_into(nz, w:slice(0, KE, KE))
+  if dt == "f32" or (dt == "bf16" and not O.on_gpu()) then return w end
+  return w:cast("f32", self.dev)
 end
 
--- The entries of every complete window of the projected rows c, z (the
+-- The compressor of layer L (which: "compressor" or "indexer.compressor"):
+-- its two projections of the inputs x [T, d] side by side, cz [T, 2 KE]:
+-- the values c in columns [0, KE), the gate scores z in [KE, 2 KE). One
+-- linear over the joined weights (each output's sum is the separate
+-- linear's: the K steps do not depend on the columns), or where they
+-- cannot join the two linears and concat_cols.
+function M:project(L, which, x)
+  local p = self:prefix(L) .. "attn." .. which .. "."
+  local key = "joined:" .. p
+  local w = self.w[key]
+  if w == nil then
+    w = joined_weight(self, p .. "wkv.weight", p .. "wgate.weight")
+    self.w[key] = w
+  end
+  if w then return linear(x, w) end
+  local c = linear(x, self:lweight(p .. "wkv.weight"))
+  local z = linear(x, self:lweight(p .. "wgate.weight"))
+  local T, KE = c:shape()[1], c:shape()[2]
+  local cz = O.out{T, 2 * KE}
+  kernel("embed.tile", "concat_cols"):launch{c, z, cz}
+  return cz
+end
+
+-- The entries of every complete window of the projected rows cz (the
 -- first entry being number `first`), pooled, normalised and rotated.
-function M:pool(L, which, c, z, ratio, tab, first)
+function M:pool(L, which, cz, ratio, tab, first)
   local p = self:prefix(L) .. "attn." .. which .. "."
   local E = self:weight(p .. "norm.weight"):shape()[1]
-  local N = c:shape()[1] // ratio
+  local N = cz:shape()[1] // ratio
   local comp, out = O.out{N, E}, O.out{N, E}
-  kernel("compressor.tile", "compress_pool", {OVERLAP = ratio == 4})
-    :launch{c, z, self:weight(p .. "ape"), comp}
+  kernel("compressor.tile", "compress_pool", ratio == 4 and joined_csa or joined_hca)
+    :launch{cz, cz, self:weight(p .. "ape"), comp}
   kernel("compressor.tile", "compress_norm_rope_f32", {RATIO = ratio})
     :launch{comp, self:weight(p .. "norm.weight"), tab, out, first or 0}
   return out
 end
 
--- All entries of a prefill over x [T, d]; also the projections, whose last
--- rows seed the decode buffer.
+-- All entries of a prefill over x [T, d]; also the projections cz, whose
+-- last rows seed the decode buffer.
 function M:compress(L, which, x, ratio, tab)
-  local c, z = self:project(L, which, x)
-  return self:pool(L, which, c, z, ratio, tab, 0), c, z
+  local cz = self:project(L, which, x)
+  return self:pool(L, which, cz, ratio, tab, 0), cz
 end
 
 -- How many projected rows the decode buffer keeps (V4-SPEC 4.3): one window,
@@ -44,15 +89,13 @@ end
 
 -- One decode step of the compressor `which` of layer L for the input x
 -- [1, d] at position t: its projections join the partial-window buffer
--- st.buf[which] (a ring of the last buffer_rows rows on the device, c and z
--- [R, KE], position p in row p mod R: no round trip through the host);
--- when t completes a window, the new entry [1, E] (from the window, and
--- for CSA the previous one), else nil.
+-- st.buf[which] (a ring of the last buffer_rows rows on the device, cz
+-- [R, 2 KE] as M:project makes them, position p in row p mod R: no round
+-- trip through the host); when t completes a window, the new entry [1, E]
+-- (from the window, and for CSA the previous one), else nil.
 function M:compress_step(L, which, st, t, ratio, tab, x)
   local buf, R = st.buf[which], M.buffer_rows(ratio)
-  local c, z = self:project(L, which, x)
-  buf.c:slice(0, t % R, 1):assign(c)
-  buf.z:slice(0, t % R, 1):assign(z)
+  buf.cz:slice(0, t % R, 1):assign(self:project(L, which, x))
   if (t + 1) % ratio ~= 0 then return nil end
   local g = (t + 1) // ratio - 1
   local n = (ratio == 4 and g > 0) and 2 * ratio or ratio
@@ -60,19 +103,16 @@ function M:compress_step(L, which, st, t, ratio, tab, x)
   local idx = {}
   for k = 1, n do idx[k] = (t - n + k) % R end
   local rows_of = O.tensor("i32", {n}, idx)
-  local KE = buf.c:shape()[2]
-  local wc, wz = O.out{n, KE}, O.out{n, KE}
-  kernel("embed.tile", "rows_f32"):launch{buf.c, rows_of, wc}
-  kernel("embed.tile", "rows_f32"):launch{buf.z, rows_of, wz}
-  local out = self:pool(L, which, wc, wz, ratio, tab, g - (n // ratio - 1))
+  local win = O.out{n, buf.cz:shape()[2]}
+  kernel("embed.tile", "rows_f32"):launch{buf.cz, rows_of, win}
+  local out = self:pool(L, which, win, ratio, tab, g - (n // ratio - 1))
   return out:slice(0, out:shape()[1] - 1, 1)
 end
 
 -- A compressor's empty decode buffer (the ring compress_step fills) for
--- projections KE wide.
+-- projections KE wide (the ring's rows hold both, 2 KE).
 function M.new_buffer(ratio, KE)
-  local R = M.buffer_rows(ratio)
-  return {c = f32{R, KE}, z = f32{R, KE}}
+  return {cz = f32{M.buffer_rows(ratio), 2 * KE}}
 end
 
 end

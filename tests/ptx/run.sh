@@ -262,7 +262,9 @@ for arch in sm_90a sm_80; do
             "kernels/quant.tile kv_unpack_rows XT=bf16" \
             "kernels/rope.tile head_norm_rope XT=f32 YT=bf16" \
             "kernels/indexer.tile indexer_scores_f32 WSCALE=0.011048543456039806" \
-            "kernels/indexer.tile indexer_scores_fp4 WSCALE=0.011048543456039806"; do
+            "kernels/indexer.tile indexer_scores_fp4 WSCALE=0.011048543456039806" \
+            "kernels/compressor.tile compress_pool JOINED=true" \
+            "kernels/compressor.tile compress_pool JOINED=true OVERLAP=true"; do
     read -r f k defs <<<"$fk"
     dargs=()
     for d in $defs; do dargs+=(-D "$d"); done
