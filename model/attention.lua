@@ -47,6 +47,21 @@ function M:tc_params()
   return self.tc_attn
 end
 
+-- sparse_attn_split_kv8's params: tc_params' with the "fp8" cache's row
+-- bytes and rope dims (its blocks of 16 entries: sparse_attn_split's 32
+-- took it past 255 registers on sm_90a)
+function M:kv8_params()
+  if not self.kv8_attn then
+    local p = {}
+    for k, v in pairs(self:tc_params()) do p[k] = v end
+    local cfg = self.cfg
+    p.EB = Cache.row_bytes("fp8", "kv", cfg.head_dim, cfg.rope_head_dim)
+    p.ROPE = cfg.rope_head_dim
+    self.kv8_attn = p
+  end
+  return self.kv8_attn
+end
+
 -- Each head of x [T, H, c] RMS-normalised (times w, or unweighted: the
 -- queries), its rope dims rotated to positions pos: one launch
 -- (rope.tile head_norm_rope; the same bits as head_rmsnorm or rmsnorm_f32,
@@ -390,26 +405,40 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
     return true
   end
   -- the KV list: the ring's W slots, then for CSA the selected compressed
-  -- entries (topk's valid entries come first), read from the cache alone;
-  -- for the bf16 attention from the "fp8" caches unpacked into bf16 (the
-  -- values exact: no conversion launch)
-  local bf = self:bf16_attention()
-  local l16 = bf and self.kv_format == "fp8"
-  local list = l16 and O.tensor("bf16", {K, c}) or f32{K, c}
-  st.ring:get(0, st.ring.n, list:slice(0, 0, st.ring.n))
-  if sel then st.comp:gather(sel:reshape{extra}, list:slice(0, W, extra)) end
+  -- entries (topk's valid entries come first), read from the cache alone
   local sink = self:weight(p .. "attn_sink")
-  if bf then
+  if self:bf16_attention() then
     -- split into ranges of at least 128 entries (FlashDecoding: a block
-    -- each instead of one for the token), merged in f32 with the sink
+    -- each instead of one for the token), merged in f32 with the sink;
+    -- from the "fp8" caches the list in their bytes (the ring as it lies,
+    -- or with the selection gathered after it: quant.tile kv_list), read
+    -- by sparse_attn_split_kv8, which decodes them into the bf16 tile
+    -- sparse_attn_split would have read (the values exact in bf16)
     local P = math.max(1, K // 128)
     local po, pm, pl = O.out{1, P, H, c}, O.out{1, P, H}, O.out{1, P, H}
-    kernel("sparse_attn.tile", "sparse_attn_split", self:tc_params())
-      :launch{q, l16 and list or O.convert(list, "bf16"), ids, po, pm, pl}
+    if self.kv_format == "fp8" then
+      local kv = st.ring:view(0, W)
+      if sel then
+        kv = O.out({K, st.ring.rb}, "i8")
+        kernel("quant.tile", "kv_list"):launch{st.ring:view(0, W), st.comp:view(0, N),
+                                              sel:reshape{extra}, kv}
+      end
+      kernel("sparse_attn.tile", "sparse_attn_split_kv8", self:kv8_params())
+        :launch{q, kv, ids, po, pm, pl}
+    else
+      local list = f32{K, c}
+      st.ring:get(0, st.ring.n, list:slice(0, 0, st.ring.n))
+      if sel then st.comp:gather(sel:reshape{extra}, list:slice(0, W, extra)) end
+      kernel("sparse_attn.tile", "sparse_attn_split", self:tc_params())
+        :launch{q, O.convert(list, "bf16"), ids, po, pm, pl}
+    end
     kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_rope)
       :launch{po, pm, pl, sink, tab, tp, o}
     return true
   end
+  local list = f32{K, c}
+  st.ring:get(0, st.ring.n, list:slice(0, 0, st.ring.n))
+  if sel then st.comp:gather(sel:reshape{extra}, list:slice(0, W, extra)) end
   kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5, NH = H, DC = c})
     :launch{q, list, ids, sink, o}
 end

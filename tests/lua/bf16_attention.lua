@@ -133,11 +133,12 @@ if arch == "sm_90a" then
   -- decode steps (sparse_attn_split + merge) continue a prefill
   -- (sparse_attn_tc) as a longer prefill would: the same rounding points
   -- but the ranges' rescaling order
-  local function steps(att)
-    local m = V4.load(dir, nil, {kv_format = "f32", attention = att})
+  local function steps(att, kf)
+    local m = V4.load(dir, nil, {kv_format = kf or "f32", attention = att})
     m:prefill(P9)
     m:decode(ids[10])
-    return m:decode(ids[11]):to_table()
+    take()
+    return m:decode(ids[11]):to_table(), take(), m.cfg
   end
   local d16, d32 = steps("bf16"), steps("f32")
   local long = run("cpu", {attention = "bf16"}, 11)
@@ -146,6 +147,25 @@ if arch == "sm_90a" then
                       "vs f32 attention %.3e", el, ed32))
   check(el < 1e-2, "bf16 decode steps continue the bf16 prefill")
   check(ed32 > 0 and ed32 < 2e-2, "bf16 decode within 2e-2 of the f32 decode")
+  -- from "fp8" caches a step reads their bytes (kv_list, then
+  -- sparse_attn_split_kv8 in the window/CSA layers: no unpacking)
+  local d8, seen, cfg = steps("bf16", "fp8")
+  local win, csa, hca = 0, 0, 0 -- the layers of each kind
+  for L = 1, cfg.n_layers do
+    local r = cfg.compress_ratios[L]
+    if r == 4 then csa = csa + 1 elseif r == 128 then hca = hca + 1 else win = win + 1 end
+  end
+  local long8 = run("cpu", {attention = "bf16", kv_format = "fp8"}, 11)
+  local e8l = relerr(d8, long8)
+  print(string.format("CPU, bf16 attention, fp8 caches: prefill 9 + decode 2 vs prefill 11 %.3e",
+                      e8l))
+  check(e8l < 1e-2, "fp8 caches: the bf16 decode steps continue the prefill")
+  check(seen.sparse_attn_split_kv8 == win + csa and seen.kv_list == csa and
+        not seen.sparse_attn_split and seen.kv_unpack == hca and not seen.kv_unpack_rows,
+        string.format("fp8 caches: a step's window/CSA attention reads the bytes (kv8 %s, " ..
+                      "kv_list %s, split %s, kv_unpack %s for %d window, %d CSA, %d HCA " ..
+                      "layers)", seen.sparse_attn_split_kv8, seen.kv_list,
+                      seen.sparse_attn_split, seen.kv_unpack, win, csa, hca))
 end
 
 -- the simulator's (tf32 = false: only the attention rounds) against the

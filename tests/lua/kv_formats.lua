@@ -2,7 +2,8 @@
 -- kv_pack/kv_unpack, fp4_pack/fp4_unpack): the byte layout on hand-made
 -- rows, unpack(pack(x)) equal bit for bit to the fp8_sim/fp4_sim kernels at
 -- the tiny and the V4-Flash widths (and the gathers kv_unpack_rows and
--- embed.tile's rows_f32 to unpack's rows; both unpacks into bf16 exact), to
+-- embed.tile's rows_f32 to unpack's rows; both unpacks into bf16 exact;
+-- kv_list's byte rows, a decode step's list for sparse_attn_split_kv8), to
 -- DeepSeek's recorded simulations
 -- (../shared/golden/tiny/bf16.safetensors, when present), and the row
 -- sizes checked by the kernels.
@@ -130,6 +131,26 @@ for _, case in ipairs{{37, 128, "cpu"}, {19, 512, "cpu"}, {5, 512, "gpusim"}} do
   same(y16:cast("f32"):to_table(), yv, string.format("kv_unpack bf16 %dx%d (%s)", n, c, case[3]))
   same(g16:cast("f32"):to_table(), rw,
        string.format("kv_unpack_rows bf16 %dx%d (%s)", n, c, case[3]))
+  -- a decode step's KV list in the cache's bytes (kv_list: the ring's W
+  -- rows as they lie, then the selected rows, zero bytes for -1)
+  local W, E = 3, kv_bytes(c, 64)
+  local kl = ts.tensor("i8", {W + #list, E})
+  kernel("kv_list"):launch{kb:slice(0, 0, W), kb, rows, kl}
+  local kbv, wb = kb:to_table(), {}
+  for i = 1, W * E do wb[i] = kbv[i] end
+  for k, r in ipairs(list) do
+    for j = 1, E do wb[(W + k - 1) * E + j] = r >= 0 and kbv[r * E + j] or 0 end
+  end
+  same(kl:to_table(), wb, string.format("kv_list %dx%d (%s)", n, c, case[3]))
+  for _, bad in ipairs{{W + #list + 1, list, "y holds the ring's W rows"},
+                       {W + 1, {n}, "a row past the cache"}} do
+    local ok, msg = pcall(function()
+      kernel("kv_list"):launch{kb:slice(0, 0, W), kb, ts.tensor("i32", {#bad[2]}, bad[2]),
+                               ts.tensor("i8", {bad[1], E})}
+    end)
+    check(not ok and tostring(msg):find(bad[3], 1, true) ~= nil,
+          string.format("kv_list refuses (%s): %s", case[3], tostring(msg)))
+  end
   local _, fy = pack_fp4(x)
   local fsim = ts.tensor("bf16", {n, c})
   kernel("fp4_sim"):launch{xb, fsim}
