@@ -305,7 +305,7 @@ function M:hand_off(L, made, T)
   for which, cz in pairs(made.projected or {}) do
     -- the last rows, each in its ring row (position p in row p mod R)
     local R = self.buffer_rows(ratio)
-    local b = self.new_buffer(ratio, cz:shape()[2] // 2)
+    local b = self.new_buffer(ratio, cz:shape()[2])
     local p = math.max(0, T - R)
     while p < T do -- (at most two runs of rows: before and after the wrap)
       local n = math.min(T - p, R - p % R)
@@ -405,30 +405,34 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
     return true
   end
   -- the KV list: the ring's W slots, then for CSA the selected compressed
-  -- entries (topk's valid entries come first), read from the cache alone
-  local sink = self:weight(p .. "attn_sink")
-  if self:bf16_attention() then
+  -- entries (topk's valid entries come first), read from the cache alone:
+  -- in f32, or for the bf16 attention from the "fp8" caches in their bytes
+  -- (the ring as it lies, or with the selection gathered after it:
+  -- quant.tile kv_list), which sparse_attn_split_kv8 decodes into the bf16
+  -- tile sparse_attn_split would have read (the values exact in bf16)
+  local sink, bf = self:weight(p .. "attn_sink"), self:bf16_attention()
+  local bytes, list = bf and self.kv_format == "fp8", nil
+  if bytes then
+    list = st.ring:view(0, W)
+    if sel then
+      list = O.out({K, st.ring.rb}, "i8")
+      kernel("quant.tile", "kv_list"):launch{st.ring:view(0, W), st.comp:view(0, N),
+                                            sel:reshape{extra}, list}
+    end
+  else
+    list = f32{K, c}
+    st.ring:get(0, st.ring.n, list:slice(0, 0, st.ring.n))
+    if sel then st.comp:gather(sel:reshape{extra}, list:slice(0, W, extra)) end
+  end
+  if bf then
     -- split into ranges of at least 128 entries (FlashDecoding: a block
-    -- each instead of one for the token), merged in f32 with the sink;
-    -- from the "fp8" caches the list in their bytes (the ring as it lies,
-    -- or with the selection gathered after it: quant.tile kv_list), read
-    -- by sparse_attn_split_kv8, which decodes them into the bf16 tile
-    -- sparse_attn_split would have read (the values exact in bf16)
+    -- each instead of one for the token), merged in f32 with the sink
     local P = math.max(1, K // 128)
     local po, pm, pl = O.out{1, P, H, c}, O.out{1, P, H}, O.out{1, P, H}
-    if self.kv_format == "fp8" then
-      local kv = st.ring:view(0, W)
-      if sel then
-        kv = O.out({K, st.ring.rb}, "i8")
-        kernel("quant.tile", "kv_list"):launch{st.ring:view(0, W), st.comp:view(0, N),
-                                              sel:reshape{extra}, kv}
-      end
+    if bytes then
       kernel("sparse_attn.tile", "sparse_attn_split_kv8", self:kv8_params())
-        :launch{q, kv, ids, po, pm, pl}
+        :launch{q, list, ids, po, pm, pl}
     else
-      local list = f32{K, c}
-      st.ring:get(0, st.ring.n, list:slice(0, 0, st.ring.n))
-      if sel then st.comp:gather(sel:reshape{extra}, list:slice(0, W, extra)) end
       kernel("sparse_attn.tile", "sparse_attn_split", self:tc_params())
         :launch{q, O.convert(list, "bf16"), ids, po, pm, pl}
     end
@@ -436,9 +440,6 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
       :launch{po, pm, pl, sink, tab, tp, o}
     return true
   end
-  local list = f32{K, c}
-  st.ring:get(0, st.ring.n, list:slice(0, 0, st.ring.n))
-  if sel then st.comp:gather(sel:reshape{extra}, list:slice(0, W, extra)) end
   kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5, NH = H, DC = c})
     :launch{q, list, ids, sink, o}
 end

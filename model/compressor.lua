@@ -110,9 +110,9 @@ function M:compress_step(L, which, st, t, ratio, tab, x)
 end
 
 -- A compressor's empty decode buffer (the ring compress_step fills) for
--- projections KE wide (the ring's rows hold both, 2 KE).
-function M.new_buffer(ratio, KE)
-  return {cz = f32{M.buffer_rows(ratio), 2 * KE}}
+-- rows `width` wide as M:project makes them (both projections, 2 KE).
+function M.new_buffer(ratio, width)
+  return {cz = f32{M.buffer_rows(ratio), width}}
 end
 
 end
