@@ -339,8 +339,9 @@ function M:attention_steps(L, x, seqs, pos_v)
   -- (in bf16 for the bf16 attention's split form; HCA's reads f32)
   local q = self:norm_rope(linear(qr, self:lweight(p .. "wq_b.weight")):reshape{B, H, c}, nil,
                            tab, pos, ratio ~= 128 and self:bf16_attention())
-  local kv = self:norm_rope(linear(x, self:lweight(p .. "wkv.weight")):reshape{B, 1, c},
-                            self:weight(p .. "kv_norm.weight"), tab, pos):reshape{B, c}
+  -- (the KV rows before kv_norm and rope: each sequence's ring row is
+  -- normed, roped and stored in one launch, Cache:put_norm_rope)
+  local kv = linear(x, self:lweight(p .. "wkv.weight"))
   local qi, w
   if ratio == 4 then qi, w = self:indexer_inputs(L, qr, x, tab, pos) end
   local o, roped = O.out{B, H, c}, nil
@@ -356,8 +357,9 @@ end
 -- One token's part of attention_steps that reads and writes its sequence's
 -- state st of layer L (token at position t, also as the device tensor tp
 -- [1]; its rows of x, q (bf16 for a window/CSA layer's bf16 attention),
--- kv, the indexer's qi and w): the window ring, the compressors, the
--- indexer's top-k, then attention into o [1, H, c].
+-- kv (wkv's row, before kv_norm and rope), the indexer's qi and w): the
+-- window ring, the compressors, the indexer's top-k, then attention into o
+-- [1, H, c].
 -- Returns true when o has had its inverse rope (a merge's), as the
 -- layer's every token does in one form.
 function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
@@ -366,7 +368,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
   local ratio = cfg.compress_ratios[L + 1]
   local W, H = cfg.window_size, cfg.n_heads
   local tab = self:rope_table(ratio)
-  st.ring:put(kv, t % W)
+  st.ring:put_norm_rope(kv, self:weight(p .. "kv_norm.weight"), tab, tp, t % W)
   local sel
   if ratio == 4 then
     local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x)

@@ -70,6 +70,29 @@ end
 
 function Cache:append(x) self:put(x, self.n) end
 
+-- Stores KV rows x [n, width] (f32, before kv_norm and rope) as rows at ..
+-- at + n - 1 after each is RMS-normalised (times w) and its rope dims
+-- rotated to positions pos [n] by tab: rope.tile head_norm_rope into the
+-- rows (f32), or kv_norm_rope_pack straight into their bytes ("fp8"), one
+-- launch where the norm + rope and put made two (the same bits: the values
+-- head_norm_rope computes, packed as kv_pack packs them).
+function Cache:put_norm_rope(x, w, tab, pos, at)
+  local n = x:shape()[1]
+  if n == 0 then return end
+  if self.kind ~= "kv" or tab:shape()[2] * 2 ~= self.rope then
+    error("put_norm_rope: a KV cache whose rope dims are the table's", 2)
+  end
+  self:reserve(at + n)
+  local dst, xs = self.data:slice(0, at, n), x:reshape{n, 1, self.width}
+  if self.format == "f32" then
+    O.kernel("rope.tile", "head_norm_rope", O.f32_params)
+      :launch{xs, w, tab, pos, dst:reshape{n, 1, self.width}}
+  else
+    O.kernel("rope.tile", "kv_norm_rope_pack"):launch{xs, w, tab, pos, dst}
+  end
+  self.n = math.max(self.n, at + n)
+end
+
 -- The unpacking kernels' params for an output of dtype dt (f32; bf16 from
 -- the "fp8" KV format, whose values bf16 holds exactly).
 function Cache:unpack_params(dt)

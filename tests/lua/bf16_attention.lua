@@ -166,6 +166,13 @@ if arch == "sm_90a" then
                       "kv_list %s, split %s, kv_unpack %s for %d window, %d CSA, %d HCA " ..
                       "layers)", seen.sparse_attn_split_kv8, seen.kv_list,
                       seen.sparse_attn_split, seen.kv_unpack, win, csa, hca))
+  -- and each layer's new KV row goes into its ring normed, roped and
+  -- packed by one launch (no kv_pack: the step completes no entry)
+  check(seen.kv_norm_rope_pack == cfg.n_layers and seen.head_norm_rope == cfg.n_layers and
+        not seen.kv_pack,
+        string.format("fp8 caches: kv_norm_rope_pack %s, head_norm_rope %s (the queries), " ..
+                      "kv_pack %s in a step of %d layers", seen.kv_norm_rope_pack,
+                      seen.head_norm_rope, seen.kv_pack, cfg.n_layers))
 end
 
 -- the simulator's (tf32 = false: only the attention rounds) against the

@@ -8,7 +8,8 @@
 -- (mHC's pre and the sub-layer's RMSNorm) equal bit for bit to
 -- hc_pre_fused + rmsnorm_f32; sparse_attn.tile sparse_attn_merge with
 -- ROPE equal bit for bit to the merge + rope's inverse; hadamard.tile
--- rope_hadamard to rope + hadamard. On the CPU and the GPU simulator
+-- rope_hadamard to rope + hadamard; rope.tile kv_norm_rope_pack to
+-- head_norm_rope + quant.tile kv_pack. On the CPU and the GPU simulator
 -- (tests/CMakeLists.txt runs it again in the CUDA C lowering).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
@@ -275,6 +276,47 @@ do -- NORM is one token a block
     ts.empty("f32", {2, 64}, d)})
   check(not ok and tostring(err):find("one token a block") ~= nil,
         "NORM with BT 4 refused: " .. tostring(err))
+end
+
+-- rope.tile kv_norm_rope_pack (a decode step's KV row normed, roped and
+-- stored in the "fp8" cache's bytes): the bytes equal bit for bit those
+-- kv_pack writes of head_norm_rope's f32 rows, V4's 448 + 64 dims (1-3
+-- rows), odd widths (2 blocks of 32 + 16 rope dims, padding bytes after
+-- the scales), written into rows of a larger cache; a row of several
+-- heads, of dims no whole number of blocks, or too few bytes refused
+for _, dev in ipairs{"cpu", "gpusim"} do
+  local d = ts.device(dev)
+  for _, case in ipairs{{1, 512, 32, 64, 584, 300}, {3, 512, 32, 64, 584, 40},
+                        {2, 80, 8, 32, 104, 9}} do
+    local T, D, HALF, B, E, P = table.unpack(case)
+    local what = string.format("%s kv_norm_rope_pack T %d D %d HALF %d B %d E %d", dev, T, D,
+                               HALF, B, E)
+    local tab, pos = rope_inputs(T, P, HALF, 5, d)
+    local x = ts.tensor("f32", {T, 1, D}, C.spread(T * D, 17 + T, 4.0), d)
+    local w = ts.tensor("f32", {D}, C.spread(D, 3 + D, 1.5), d)
+    local y = ts.empty("f32", {T, 1, D}, d)
+    kern("rope.tile", "head_norm_rope", F32, d):launch{x, w, tab, pos, y}
+    local want = ts.tensor("i8", {T + 2, E}, nil, d)
+    kern("quant.tile", "kv_pack", {ROPE = 2 * HALF, B = B}, d)
+      :launch{y:reshape{T, D}, want:slice(0, 1, T)}
+    local got = ts.tensor("i8", {T + 2, E}, nil, d)
+    kern("rope.tile", "kv_norm_rope_pack", {B = B}, d):launch{x, w, tab, pos, got:slice(0, 1, T)}
+    local nd, total = C.differ({got:to_table()}, {want:to_table()})
+    check(nd == 0, string.format("%s: == head_norm_rope + kv_pack (%d of %d bytes differ)",
+                                 what, nd, total))
+  end
+  local k = kern("rope.tile", "kv_norm_rope_pack", {}, d)
+  local tab, pos = rope_inputs(1, 4, 32, 1, d)
+  for _, bad in ipairs{{2, 512, 584, "one head"}, {1, 520, 600, "whole blocks"},
+                       {1, 512, 582, "too short"}} do
+    local H, D, E, why = table.unpack(bad)
+    local ok, err = pcall(k.launch, k, {ts.tensor("f32", {1, H, D}, nil, d),
+                                        ts.tensor("f32", {D}, nil, d), tab, pos,
+                                        ts.empty("i8", {1, E}, d)})
+    check(not ok and tostring(err):find("kv_norm_rope_pack") ~= nil,
+          string.format("%s: %d heads of %d dims into %d bytes refused (%s): %s", dev, H, D, E,
+                        why, tostring(err)))
+  end
 end
 
 -- a weight of the wrong length is refused
