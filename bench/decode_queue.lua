@@ -10,21 +10,25 @@
 -- step cannot go below while its kernels are shorter; on a GPU the time
 -- is the step's. Run from the source root:
 --   build/tessera run bench/decode_queue.lua [--device cuda|cpu|gpusim] [--steps 16]
---     [--kv fp8|f32] [--linears f32|fp8] [--weights build/tiny.safetensors]
+--     [--kv fp8|f32] [--linears f32|fp8] [--experts bf16|fp4|fp8]
+--     [--weights build/tiny.safetensors]
+-- (--linears fp8 --experts fp4: the released checkpoints' formats)
 -- (bench/results/decode-queue.md; scripts/gpu.sh runs it on a GPU)
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
 local layers = require "bench.v4_layers"
 local opts = layers.options({device = "cuda", steps = "16", kv = "fp8", linears = "f32",
-                             weights = "build/tiny.safetensors"},
+                             experts = "bf16", weights = "build/tiny.safetensors"},
                             "decode_queue.lua [--device D] [--steps N] [--kv fp8|f32] " ..
-                            "[--linears f32|fp8] [--weights F (made by model/init.lua when missing)]")
+                            "[--linears f32|fp8] [--experts bf16|fp4|fp8] " ..
+                            "[--weights F (made by model/init.lua when missing)]")
 
 local weights = layers.tiny_weights(opts.weights)
 local dev = ts.device(opts.device)
 local cfg = json.read("model/configs/tiny.json")
-local m = V4.load(cfg, weights, {kv_format = opts.kv, linears = opts.linears, device = dev})
+local m = V4.load(cfg, weights, {kv_format = opts.kv, linears = opts.linears,
+                                 experts = opts.experts, device = dev})
 local prompt = {}
 for i = 1, 64 do prompt[i] = (i * 37) % 256 end
 m:prefill(ts.tensor("i32", {#prompt}, prompt))
@@ -42,8 +46,9 @@ for r = 1, runs do
   secs = math.min(secs, (ts.clock() - t0) / per_run)
 end
 local b = dev:stats()
-print(string.format("# tiny V4 config (%d layers), %s caches, %s linears, decode steps on %s (%s)",
-                    cfg.n_layers, opts.kv, opts.linears, dev:name(), dev:arch() or
+print(string.format("# tiny V4 config (%d layers), %s caches, %s linears, %s experts, " ..
+                    "decode steps on %s (%s)", cfg.n_layers, opts.kv, opts.linears,
+                    opts.experts, dev:name(), dev:arch() or
                     (dev:threads() .. " threads")))
 print("")
 print("| per step | launches | waits | reads | writes | copies within | memsets | cuMemAlloc | ms | us a launch |")

@@ -85,23 +85,10 @@ function M:quant_experts(p, E, fmt)
   return self.w[key]
 end
 
--- The shared expert: every token's one slot, weight 1, through the
--- routed experts' kernels (one expert, tiles of BM tokens); or in FP8
--- (M:is_fp8: the file holds it so, or linears = "fp8"), its linears as the
--- checkpoint holds them (O.linear, V4-SPEC 1.11) with moe_swiglu between.
-function M:shared_expert(p, x, BM, LIMIT)
-  local T, DM = x:shape()[1], x:shape()[2]
-  if self:is_fp8(p .. "shared_experts.w1.weight") then
-    local g = O.linear(x, self:lweight(p .. "shared_experts.w1.weight"))
-    local u = O.linear(x, self:lweight(p .. "shared_experts.w3.weight"))
-    local h = O.out(g:shape())
-    kernel("moe.tile", "moe_swiglu", {LIMIT = LIMIT}):launch{g, u, h}
-    return O.linear(h, self:lweight(p .. "shared_experts.w2.weight"))
-  end
-  local s1, s2, s3 = self:raw(p .. "shared_experts.w1.weight"),
-    self:raw(p .. "shared_experts.w2.weight"), self:raw(p .. "shared_experts.w3.weight")
-  local I = s1:shape()[1]
-  -- (the table of T tokens, kept for the few-token calls of decode steps)
+-- The table of T tokens' one slot each (weight 1) through one expert, in
+-- tiles of BM rows: sorted, weights, offsets, tiles (kept for the few-token
+-- calls of decode steps).
+function M:shared_table(T, BM)
   local key = T <= 64 and "shared-table:" .. T .. ":" .. BM
   local tab = key and self.w[key]
   if not tab then
@@ -112,7 +99,54 @@ function M:shared_expert(p, x, BM, LIMIT)
     kernel("moe.tile", "moe_offsets", {BM = BM}):launch{O.tensor("i32", {1}, {T}), tab[3], tab[4]}
     if key then self.w[key] = tab end
   end
-  local sorted, weights, offsets, tiles = tab[1], tab[2], tab[3], tab[4]
+  return tab[1], tab[2], tab[3], tab[4]
+end
+
+-- The shared expert: every token's one slot, weight 1, through the
+-- routed experts' kernels (one expert, tiles of BM tokens). In FP8
+-- (M:is_fp8: the file holds it so, or linears = "fp8") through the FP8
+-- experts' (moe_up_fp8, moe_down_fp8 over its linears' weights, which are
+-- one expert's format: the same bits as its three FP8 linears and
+-- moe_swiglu, a power-of-two scale applied before the block sums instead
+-- of after), with x's quantisation xq, sx when the routed experts made it
+-- (else its own, or with act true none: the kernels' ACT form quantises as
+-- it loads); a prefill on FP8 tensor cores keeps the linears (gemm_fp8).
+function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx)
+  local T, DM = x:shape()[1], x:shape()[2]
+  if self:is_fp8(p .. "shared_experts.w1.weight") then
+    if tc then
+      local g = O.linear(x, self:lweight(p .. "shared_experts.w1.weight"))
+      local u = O.linear(x, self:lweight(p .. "shared_experts.w3.weight"))
+      local h = O.out(g:shape())
+      kernel("moe.tile", "moe_swiglu", {LIMIT = LIMIT}):launch{g, u, h}
+      return O.linear(h, self:lweight(p .. "shared_experts.w2.weight"))
+    end
+    local w1, w2, w3 = self:lweight(p .. "shared_experts.w1.weight"),
+      self:lweight(p .. "shared_experts.w2.weight"), self:lweight(p .. "shared_experts.w3.weight")
+    local I, DB, IB = w1.n, (DM + 127) // 128, (w1.n + 127) // 128
+    local sorted, weights, offsets, tiles = self:shared_table(T, BM)
+    if not act and not xq then
+      xq, sx = O.out{T, 1, DM}, O.out{T, 1, DB}
+      kernel("quant.tile", "act_quant"):launch{x:reshape{T, 1, DM}, xq, sx}
+    end
+    -- (with act, x and h go in as they are; the scales' place is not read)
+    local h, sh = O.out{T, I}, O.out{T, DM}
+    kernel("moe.tile", "moe_up_fp8", {BM = BM, LIMIT = LIMIT, ACT = act}):launch{
+      act and x or xq:reshape{T, DM}, act and O.out{T, DB} or sx:reshape{T, DB}, sorted,
+      offsets, tiles, weights, w1.q, w1.s, w3.q, w3.s, h}
+    local hq, hs = h, O.out{T, 1, IB}
+    if not act then
+      hq = O.out{T, 1, I}
+      kernel("quant.tile", "act_quant"):launch{h:reshape{T, 1, I}, hq, hs}
+    end
+    kernel("moe.tile", "moe_down_fp8", {BM = BM, ACT = act}):launch{
+      hq:reshape{T, I}, hs:reshape{T, IB}, sorted, offsets, tiles, w2.q, w2.s, sh}
+    return sh
+  end
+  local s1, s2, s3 = self:raw(p .. "shared_experts.w1.weight"),
+    self:raw(p .. "shared_experts.w2.weight"), self:raw(p .. "shared_experts.w3.weight")
+  local I = s1:shape()[1]
+  local sorted, weights, offsets, tiles = self:shared_table(T, BM)
   local h, sh = O.out{T, I}, O.out{T, DM}
   kernel("moe.tile", "moe_up", {BM = BM, LIMIT = LIMIT, W = s1:dtype()}):launch{
     x, sorted, offsets, tiles, weights, s1:reshape{1, I, DM}, s3:reshape{1, I, DM}, h}
@@ -151,11 +185,17 @@ function M:moe(L, x, ids)
   local BM, TK = T == 1 and 1 or O.moe_rows, T * K
   local fmt = self:routed_format(p)
   -- a GPU's prefill runs FP4 and FP8 experts on the tensor cores
-  -- (moe_up_fp4_tc, _fp8_tc: e4m3 GEMMs, tiles of 64 rows, wgmma's M)
-  local tc = fmt ~= "bf16" and T >= 8 and O.fp8_tensor_cores()
+  -- (moe_up_fp4_tc, _fp8_tc: e4m3 GEMMs, tiles of 64 rows, wgmma's M); its
+  -- few rows otherwise (a decode step's, a batch's) quantise the
+  -- activations as the GEMMs load them (ACT: the same bits as act_quant
+  -- before, a launch fewer each), as O.linear_fp8 does
+  local tc8 = T >= 8 and O.fp8_tensor_cores()
+  local act = T <= 8 and not tc8 and O.on_gpu() or nil
+  local tc = fmt ~= "bf16" and tc8
   local RB = tc and 64 or BM
   local sorted, offsets, tiles = route(experts, E, RB)
   local out = O.out{TK, DM}
+  local xq, sx -- (x's quantisation in f32, which the shared expert may take)
   if fmt ~= "bf16" then
     local w = self:quant_experts(p, E, fmt)
     local I = w[1]:shape()[2]
@@ -163,15 +203,23 @@ function M:moe(L, x, ids)
     -- (the tensor-core forms take the activations as e4m3 codes)
     local name, aq, dt = tc and fmt .. "_tc" or fmt, tc and O.codes_params or nil,
       tc and "fp8e4m3" or "f32"
-    local xq, sx = O.out({T, 1, DM}, dt), O.out{T, 1, DB}
-    kernel("quant.tile", "act_quant", aq):launch{x:reshape{T, 1, DM}, xq, sx}
-    local h = O.out{TK, I}
-    kernel("moe.tile", "moe_up_" .. name, {BM = RB, LIMIT = LIMIT}):launch{
-      xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, w[1], w[2], w[5], w[6], h}
-    local hq, sh = O.out({TK, 1, I}, dt), O.out{TK, 1, IB}
-    kernel("quant.tile", "act_quant", aq):launch{h:reshape{TK, 1, I}, hq, sh}
-    kernel("moe.tile", "moe_down_" .. name, {BM = RB}):launch{
-      hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}
+    local h, xin, sin = O.out{TK, I}, x, O.out{T, DB}
+    if not act then
+      xq, sx = O.out({T, 1, DM}, dt), O.out{T, 1, DB}
+      kernel("quant.tile", "act_quant", aq):launch{x:reshape{T, 1, DM}, xq, sx}
+      xin, sin = xq:reshape{T, DM}, sx:reshape{T, DB}
+    end
+    kernel("moe.tile", "moe_up_" .. name, {BM = RB, LIMIT = LIMIT, ACT = act}):launch{
+      xin, sin, sorted, offsets, tiles, weights, w[1], w[2], w[5], w[6], h}
+    local hin, shin = h, O.out{TK, IB}
+    if not act then
+      local hq, sh = O.out({TK, 1, I}, dt), O.out{TK, 1, IB}
+      kernel("quant.tile", "act_quant", aq):launch{h:reshape{TK, 1, I}, hq, sh}
+      hin, shin = hq:reshape{TK, I}, sh:reshape{TK, IB}
+    end
+    kernel("moe.tile", "moe_down_" .. name, {BM = RB, ACT = act}):launch{
+      hin, shin, sorted, offsets, tiles, w[3], w[4], out}
+    if tc then xq = nil end
   else
     local w1, w2, w3 = self:bf16_experts(p, E)
     local h = O.out{TK, w1:shape()[2]}
@@ -180,7 +228,8 @@ function M:moe(L, x, ids)
     kernel("moe.tile", "moe_down", {BM = BM}):launch{h, sorted, offsets, tiles, w2, out}
   end
   local y = O.out{T, DM}
-  kernel("moe.tile", "moe_combine", {K = K}):launch{self:shared_expert(p, x, BM, LIMIT), out, y}
+  kernel("moe.tile", "moe_combine", {K = K})
+    :launch{self:shared_expert(p, x, BM, LIMIT, tc8, act, xq, sx), out, y}
   return y, experts, weights
 end
 

@@ -19,7 +19,8 @@
 #     HCA) with f32 attention against bf16 on tensor cores, the same run
 #     (bench/prefill_attention.lua at 1024 and 4096 tokens), and its decode
 #     step at 128K and 1M tokens, both ways (bench/long_context.lua), and a
-#     tiny-model decode step's launches, waits and time (bench/decode_queue.lua);
+#     tiny-model decode step's launches, waits and time (bench/decode_queue.lua,
+#     f32 linears and bf16 experts, then the released FP8 linears and FP4 experts);
 #   - the numerics suites on the GPU with each lowering (ctest cuda/*,
 #     cuda-c/*: MLIR's PTX, and the CUDA C through NVRTC), which is the
 #     differential test of the two;
@@ -185,6 +186,10 @@ report() {
     else
       echo "(not run yet)"
     fi
+    if [[ -f $log/decode-queue-release ]]; then
+      echo
+      grep -E '^(#|\|)' "$log/decode-queue-release" || tail -n 20 "$log/decode-queue-release"
+    fi
     echo
     echo "## Cold compile time (bench/compile_time)"
     echo
@@ -244,6 +249,9 @@ for a in f32 bf16; do
 done
 report
 stage 120 "$log/decode-queue" build/tessera run bench/decode_queue.lua --device cuda --steps 32
+# (the released checkpoints' formats: FP8 linears, FP4 routed experts)
+stage 120 "$log/decode-queue-release" build/tessera run bench/decode_queue.lua --device cuda \
+  --steps 32 --linears fp8 --experts fp4
 report
 # (the numerics with every launch waited for: a kernel that faults is named
 # in its own check, not in whichever later read waits for the queue)

@@ -10,7 +10,9 @@
 -- weights whose 128 x 128 blocks differ in magnitude, tile tables made with
 -- BM 1, 4 and 16, a slot routed nowhere (-1); both formats' tensor-core
 -- forms (moe_up_fp4_tc, moe_up_fp8_tc and their down GEMMs: e4m3 codes)
--- within the same bounds; the CPU and the GPU simulator (tests/CMakeLists.txt runs
+-- within the same bounds; the ACT forms (the activations quantised as
+-- they are loaded) equal act_quant + the GEMMs bit for bit; the CPU and
+-- the GPU simulator (tests/CMakeLists.txt runs
 -- it in the CUDA C lowering too).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
@@ -204,6 +206,22 @@ local function run(devname)
       ts.kernel("kernels/moe.tile", "moe_down_" .. v.name, v.params, dev):launch{
         hin:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, f.q[2], f.s[2], out}
       local hv, hqv, shv, ov = h:to_table(), hq:to_table(), sh:to_table(), out:to_table()
+      if not tc then
+        -- ACT (a GPU decode's form): x and h as they are, quantised as each
+        -- tile is loaded; the scales' place is not read: the same bits
+        local p = {BM = BM, ACT = true}
+        local ha, oa = ts.tensor("f32", {TK, I}, nil, dev), ts.tensor("f32", {TK, DM}, nil, dev)
+        ts.kernel("kernels/moe.tile", "moe_up_" .. v.name, {BM = BM, ACT = true}, dev):launch{
+          x:reshape{T, DM}, ts.empty("f32", {T, DB}, dev), sorted, offsets, tiles, weights,
+          f.q[1], f.s[1], f.q[3], f.s[3], ha}
+        ts.kernel("kernels/moe.tile", "moe_down_" .. v.name, p, dev):launch{
+          h, ts.empty("f32", {TK, IB}, dev), sorted, offsets, tiles, f.q[2], f.s[2], oa}
+        local nh, th = C.differ({ha:to_table()}, {hv})
+        local no, to = C.differ({oa:to_table()}, {ov})
+        C.check(nh == 0 and no == 0, string.format(
+          "%s %s T %d BM %d ACT: == act_quant + the GEMMs (%d of %d, %d of %d differ)", devname,
+          v.name, T, BM, nh, th, no, to))
+      end
       local hworst, oworst, zeros = 0, 0, 0
       for slot = 0, TK - 1 do
         local t, e = slot // K, ev[slot + 1]

@@ -249,8 +249,8 @@ e4m3_kernels=("kernels/moe.tile moe_up_fp4_tc" "kernels/moe.tile moe_down_fp4_tc
 tc_clean sm_90a "wgmma.mma_async.sync.aligned.m64n[0-9]*k32.f32.e4m3.e4m3" "${e4m3_kernels[@]}"
 # the param values the model and the benches compile besides the defaults
 # (the exact model's f32 forms, bf16 linear weights, its fused norm and
-# rope forms): both lowerings, ptxas clean, resources recorded as
-# FILE[DEFINES] (defines joined by commas)
+# rope forms, the MoE GEMMs' decode forms): both lowerings, ptxas clean,
+# resources recorded as FILE[DEFINES] (defines joined by commas)
 for arch in sm_90a sm_80; do
   for fk in "kernels/gemm.tile linear_f32 W=bf16" "kernels/gemm.tile grouped_linear_f32 W=bf16" \
             "kernels/hadamard.tile hadamard XT=f32" "kernels/rope.tile rope XT=f32" \
@@ -264,7 +264,9 @@ for arch in sm_90a sm_80; do
             "kernels/indexer.tile indexer_scores_f32 WSCALE=0.011048543456039806" \
             "kernels/indexer.tile indexer_scores_fp4 WSCALE=0.011048543456039806" \
             "kernels/compressor.tile compress_pool JOINED=true" \
-            "kernels/compressor.tile compress_pool JOINED=true OVERLAP=true"; do
+            "kernels/compressor.tile compress_pool JOINED=true OVERLAP=true" \
+            "kernels/moe.tile moe_up_fp4 ACT=true BM=1" "kernels/moe.tile moe_down_fp4 ACT=true BM=1" \
+            "kernels/moe.tile moe_up_fp8 ACT=true BM=1" "kernels/moe.tile moe_down_fp8 ACT=true BM=1"; do
     read -r f k defs <<<"$fk"
     dargs=()
     for d in $defs; do dargs+=(-D "$d"); done
