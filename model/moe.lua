@@ -125,16 +125,21 @@ function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx)
       self:lweight(p .. "shared_experts.w2.weight"), self:lweight(p .. "shared_experts.w3.weight")
     local I, DB, IB = w1.n, (DM + 127) // 128, (w1.n + 127) // 128
     local sorted, weights, offsets, tiles = self:shared_table(T, BM)
-    if not act and not xq then
-      xq, sx = O.out{T, 1, DM}, O.out{T, 1, DB}
-      kernel("quant.tile", "act_quant"):launch{x:reshape{T, 1, DM}, xq, sx}
+    -- (with act, x and h go in as they are and the scales' place is not
+    -- read; else act_quant makes them, or the routed experts' x)
+    local h, sh, hs = O.out{T, I}, O.out{T, DM}, O.out{T, 1, IB}
+    local xa, hq = x, h
+    sx = sx or O.out{T, 1, DB}
+    if not act then
+      if not xq then
+        xq = O.out{T, 1, DM}
+        kernel("quant.tile", "act_quant"):launch{x:reshape{T, 1, DM}, xq, sx}
+      end
+      xa = xq
     end
-    -- (with act, x and h go in as they are; the scales' place is not read)
-    local h, sh = O.out{T, I}, O.out{T, DM}
     kernel("moe.tile", "moe_up_fp8", {BM = BM, LIMIT = LIMIT, ACT = act}):launch{
-      act and x or xq:reshape{T, DM}, act and O.out{T, DB} or sx:reshape{T, DB}, sorted,
-      offsets, tiles, weights, w1.q, w1.s, w3.q, w3.s, h}
-    local hq, hs = h, O.out{T, 1, IB}
+      xa:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, w1.q, w1.s, w3.q,
+      w3.s, h}
     if not act then
       hq = O.out{T, 1, I}
       kernel("quant.tile", "act_quant"):launch{h:reshape{T, 1, I}, hq, hs}
@@ -203,23 +208,26 @@ function M:moe(L, x, ids)
     -- (the tensor-core forms take the activations as e4m3 codes)
     local name, aq, dt = tc and fmt .. "_tc" or fmt, tc and O.codes_params or nil,
       tc and "fp8e4m3" or "f32"
-    local h, xin, sin = O.out{TK, I}, x, O.out{T, DB}
+    -- (with act, x and h go in as they are and the scales' place is not
+    -- read; else act_quant makes them)
+    local h, sh = O.out{TK, I}, O.out{TK, 1, IB}
+    local xa, hq = x, h
+    sx = O.out{T, 1, DB}
     if not act then
-      xq, sx = O.out({T, 1, DM}, dt), O.out{T, 1, DB}
+      xq = O.out({T, 1, DM}, dt)
       kernel("quant.tile", "act_quant", aq):launch{x:reshape{T, 1, DM}, xq, sx}
-      xin, sin = xq:reshape{T, DM}, sx:reshape{T, DB}
+      xa = xq
     end
     kernel("moe.tile", "moe_up_" .. name, {BM = RB, LIMIT = LIMIT, ACT = act}):launch{
-      xin, sin, sorted, offsets, tiles, weights, w[1], w[2], w[5], w[6], h}
-    local hin, shin = h, O.out{TK, IB}
+      xa:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, w[1], w[2], w[5],
+      w[6], h}
     if not act then
-      local hq, sh = O.out({TK, 1, I}, dt), O.out{TK, 1, IB}
+      hq = O.out({TK, 1, I}, dt)
       kernel("quant.tile", "act_quant", aq):launch{h:reshape{TK, 1, I}, hq, sh}
-      hin, shin = hq:reshape{TK, I}, sh:reshape{TK, IB}
     end
     kernel("moe.tile", "moe_down_" .. name, {BM = RB, ACT = act}):launch{
-      hin, shin, sorted, offsets, tiles, w[3], w[4], out}
-    if tc then xq = nil end
+      hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}
+    if tc then xq = nil end -- (e4m3 codes: the shared expert keeps its linears then)
   else
     local w1, w2, w3 = self:bf16_experts(p, E)
     local h = O.out{TK, w1:shape()[2]}
