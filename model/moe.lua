@@ -37,6 +37,40 @@ local function route(experts, E, BM)
   return sorted, offsets, tiles
 end
 
+-- The quantised experts' grouped GEMMs moe_up_NAME + moe_down_NAME over
+-- the table g = {sorted, offsets, tiles, weights} into out [R, DM] (R
+-- slots): up = {w1, s1, w3, s3}, down = {w2, s2}. The activations are
+-- quantised per 1 x 128 block by act_quant first (x once, unless the
+-- caller hands its xq, sx in; then each slot's hidden row), as e4m3 codes
+-- for the tensor-core forms (codes); with act the kernels quantise them as
+-- they load them instead (ACT: the same bits, a launch fewer each, and the
+-- scales' place is not read). Returns x's quantisation xq, sx (xq nil with
+-- act).
+local function quant_up_down(name, BM, LIMIT, act, codes, x, xq, sx, g, up, down, out)
+  local T, DM, R, I = x:shape()[1], x:shape()[2], out:shape()[1], up[1]:shape()[2]
+  local DB, IB = (DM + 127) // 128, (I + 127) // 128
+  local aq, dt = codes and O.codes_params or nil, codes and "fp8e4m3" or "f32"
+  local h, sh = O.out{R, I}, O.out{R, 1, IB}
+  local xa, hq = x, h
+  sx = sx or O.out{T, 1, DB}
+  if not act then
+    if not xq then
+      xq = O.out({T, 1, DM}, dt)
+      kernel("quant.tile", "act_quant", aq):launch{x:reshape{T, 1, DM}, xq, sx}
+    end
+    xa = xq
+  end
+  kernel("moe.tile", "moe_up_" .. name, {BM = BM, LIMIT = LIMIT, ACT = act}):launch{
+    xa:reshape{T, DM}, sx:reshape{T, DB}, g[1], g[2], g[3], g[4], up[1], up[2], up[3], up[4], h}
+  if not act then
+    hq = O.out({R, 1, I}, dt)
+    kernel("quant.tile", "act_quant", aq):launch{h:reshape{R, 1, I}, hq, sh}
+  end
+  kernel("moe.tile", "moe_down_" .. name, {BM = BM, ACT = act}):launch{
+    hq:reshape{R, I}, sh:reshape{R, IB}, g[1], g[2], g[3], down[1], down[2], out}
+  return xq, sx
+end
+
 return function(M)
 
 -- The routed experts' weights stacked [E, ...] in bf16, as the file holds
@@ -123,29 +157,10 @@ function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx)
     end
     local w1, w2, w3 = self:lweight(p .. "shared_experts.w1.weight"),
       self:lweight(p .. "shared_experts.w2.weight"), self:lweight(p .. "shared_experts.w3.weight")
-    local I, DB, IB = w1.n, (DM + 127) // 128, (w1.n + 127) // 128
     local sorted, weights, offsets, tiles = self:shared_table(T, BM)
-    -- (with act, x and h go in as they are and the scales' place is not
-    -- read; else act_quant makes them, or the routed experts' x)
-    local h, sh, hs = O.out{T, I}, O.out{T, DM}, O.out{T, 1, IB}
-    local xa, hq = x, h
-    sx = sx or O.out{T, 1, DB}
-    if not act then
-      if not xq then
-        xq = O.out{T, 1, DM}
-        kernel("quant.tile", "act_quant"):launch{x:reshape{T, 1, DM}, xq, sx}
-      end
-      xa = xq
-    end
-    kernel("moe.tile", "moe_up_fp8", {BM = BM, LIMIT = LIMIT, ACT = act}):launch{
-      xa:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, w1.q, w1.s, w3.q,
-      w3.s, h}
-    if not act then
-      hq = O.out{T, 1, I}
-      kernel("quant.tile", "act_quant"):launch{h:reshape{T, 1, I}, hq, hs}
-    end
-    kernel("moe.tile", "moe_down_fp8", {BM = BM, ACT = act}):launch{
-      hq:reshape{T, I}, hs:reshape{T, IB}, sorted, offsets, tiles, w2.q, w2.s, sh}
+    local sh = O.out{T, DM}
+    quant_up_down("fp8", BM, LIMIT, act, false, x, xq, sx, {sorted, offsets, tiles, weights},
+                  {w1.q, w1.s, w3.q, w3.s}, {w2.q, w2.s}, sh)
     return sh
   end
   local s1, s2, s3 = self:raw(p .. "shared_experts.w1.weight"),
@@ -195,7 +210,7 @@ function M:moe(L, x, ids)
   -- activations as the GEMMs load them (ACT: the same bits as act_quant
   -- before, a launch fewer each), as O.linear_fp8 does
   local tc8 = T >= 8 and O.fp8_tensor_cores()
-  local act = T <= 8 and not tc8 and O.on_gpu() or nil
+  local act = O.quantise_in_gemm(T, tc8) or nil
   local tc = fmt ~= "bf16" and tc8
   local RB = tc and 64 or BM
   local sorted, offsets, tiles = route(experts, E, RB)
@@ -203,30 +218,9 @@ function M:moe(L, x, ids)
   local xq, sx -- (x's quantisation in f32, which the shared expert may take)
   if fmt ~= "bf16" then
     local w = self:quant_experts(p, E, fmt)
-    local I = w[1]:shape()[2]
-    local DB, IB = (DM + 127) // 128, (I + 127) // 128
-    -- (the tensor-core forms take the activations as e4m3 codes)
-    local name, aq, dt = tc and fmt .. "_tc" or fmt, tc and O.codes_params or nil,
-      tc and "fp8e4m3" or "f32"
-    -- (with act, x and h go in as they are and the scales' place is not
-    -- read; else act_quant makes them)
-    local h, sh = O.out{TK, I}, O.out{TK, 1, IB}
-    local xa, hq = x, h
-    sx = O.out{T, 1, DB}
-    if not act then
-      xq = O.out({T, 1, DM}, dt)
-      kernel("quant.tile", "act_quant", aq):launch{x:reshape{T, 1, DM}, xq, sx}
-      xa = xq
-    end
-    kernel("moe.tile", "moe_up_" .. name, {BM = RB, LIMIT = LIMIT, ACT = act}):launch{
-      xa:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights, w[1], w[2], w[5],
-      w[6], h}
-    if not act then
-      hq = O.out({TK, 1, I}, dt)
-      kernel("quant.tile", "act_quant", aq):launch{h:reshape{TK, 1, I}, hq, sh}
-    end
-    kernel("moe.tile", "moe_down_" .. name, {BM = RB, ACT = act}):launch{
-      hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}
+    xq, sx = quant_up_down(tc and fmt .. "_tc" or fmt, RB, LIMIT, act, tc, x, nil, nil,
+                           {sorted, offsets, tiles, weights}, {w[1], w[2], w[5], w[6]},
+                           {w[3], w[4]}, out)
     if tc then xq = nil end -- (e4m3 codes: the shared expert keeps its linears then)
   else
     local w1, w2, w3 = self:bf16_experts(p, E)

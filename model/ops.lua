@@ -183,6 +183,10 @@ function O.is_fp8(w) return getmetatable(w) == FP8 end
 -- its GEMV 17-24% slower).
 local fp8_tiles = {}
 O.codes_params = {XQ = "fp8e4m3"}
+-- Whether T rows' FP8 GEMMs quantise their activations as they load them
+-- (linear_fp8_act, the MoE GEMMs' ACT): on a GPU, up to 8 rows, where the
+-- tensor-core forms (tc) do not run.
+function O.quantise_in_gemm(T, tc) return T <= 8 and not tc and O.on_gpu() end
 function O.linear_fp8(x, w, y)
   local sh = x:shape()
   local T, G, K = sh[1], sh[2], sh[3]
@@ -193,7 +197,7 @@ function O.linear_fp8(x, w, y)
     fp8_tiles[t] = p
   end
   local tc = G == 1 and T >= 8 and O.fp8_tensor_cores()
-  if T <= 8 and not tc and O.on_gpu() then
+  if O.quantise_in_gemm(T, tc) then
     O.kernel("gemm.tile", "linear_fp8_act", p):launch{x, w.q, w.s, y}
     return y
   end
