@@ -171,6 +171,13 @@ function M:attention(L, x, pos)
   return self:attention_out(L, o, tab, pos, T), made
 end
 
+-- No rows of compressed entries, f32 [0, c] and i8 (the input of the
+-- format not read; made once).
+function M:no_rows(c)
+  if not self.none_rows then self.none_rows = {f32 = f32{0, c}, i8 = O.tensor("i8", {0, 8})} end
+  return self.none_rows
+end
+
 -- HCA attention of layer L into o [T, H, c]: the queries q [T, H, c] over
 -- their windows (win [T, W], rows of kv, -1 = none) and over the first
 -- ncomp[t] compressed entries (comp: [N, c] f32, or [N, E] bytes as the
@@ -188,13 +195,11 @@ function M:hca_attend(L, q, kv, win, comp, ncomp, o, tab, pos)
   local P = math.max(1, (N + R - 1) // R)
   local kv8 = comp:dtype() == "i8"
   local po, pm, pl = O.out{T, P, H, c}, O.out{T, P, H}, O.out{T, P, H}
-  -- the input of the other format: no rows (made once)
-  self.no_rows = self.no_rows or {f32 = f32{0, c}, i8 = O.tensor("i8", {0, 8})}
   kernel("hca_attn.tile", "hca_attn_split_f32",
          {SCALE = c ^ -0.5, R = R, BK = math.min(R, 64), KV8 = kv8, ROPE = cfg.rope_head_dim,
           NH = H, DC = c})
     :launch{
-    q, kv, win, kv8 and self.no_rows.f32 or comp, kv8 and comp or self.no_rows.i8, ncomp,
+    q, kv, win, kv8 and self:no_rows(c).f32 or comp, kv8 and comp or self:no_rows(c).i8, ncomp,
     po, pm, pl}
   kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_rope)
     :launch{po, pm, pl, self:weight(self:prefix(L) .. "attn.attn_sink"), tab, pos, o}
@@ -318,22 +323,44 @@ function M:hand_off(L, made, T)
 end
 
 -- Attention of layer L for one token at position t (x [1, d]), updating the
--- layer's state.
-function M:attention_step(L, x, t)
-  return self:attention_steps(L, x, {self}, {t})
+-- layer's state (step: as attention_steps').
+function M:attention_step(L, x, t, step)
+  return self:attention_steps(L, x, {self}, {t}, step)
+end
+
+-- A decode step's inputs that every layer would make alike, made once a
+-- step: the positions' device tensor, each position's index list without
+-- a selection (ring_index's, by length: the HCA and window-only layers'), and
+-- small i32 tensors by value (the indexer's lengths, HCA's entry counts).
+-- The decode loops make one (M.step_inputs()) and hand it to every layer;
+-- a layer run alone makes its own.
+function M.step_inputs() return {window = {}, ints = {}} end
+
+-- The i32 tensor [1] holding v, made once a step.
+local function step_int(step, v)
+  local t = step.ints[v]
+  if not t then
+    t = O.tensor("i32", {1}, {v})
+    step.ints[v] = t
+  end
+  return t
 end
 
 -- Attention of layer L for one new token of each sequence seqs[b] (x [B, d]:
 -- row b at position pos_v[b]), updating each sequence's state of layer L
 -- (seqs[b].state[L]). The projections run over the B rows at once; each
 -- sequence's caches, compressors, indexer and attention one at a time.
-function M:attention_steps(L, x, seqs, pos_v)
+-- step: the step's shared inputs (M.step_inputs; pos_v the same every
+-- layer), or nil.
+function M:attention_steps(L, x, seqs, pos_v, step)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:prefix(L) .. "attn."
   local ratio = cfg.compress_ratios[L + 1]
   local B, H, W = #seqs, cfg.n_heads, cfg.window_size
   local tab = self:rope_table(ratio)
-  local pos = O.tensor("i32", {B}, pos_v)
+  step = step or M.step_inputs()
+  local pos = step.pos or O.tensor("i32", {B}, pos_v)
+  step.pos = pos
   local qr = rmsnorm(linear(x, self:lweight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
   -- (in bf16 for the bf16 attention's split form; HCA's reads f32)
@@ -349,7 +376,7 @@ function M:attention_steps(L, x, seqs, pos_v)
     local t, st, r = pos_v[b], seqs[b].state[L], b - 1
     roped = self:attend_step(L, st, t, x:slice(0, r, 1), q:slice(0, r, 1), kv:slice(0, r, 1),
                              qi and qi:slice(0, r, 1), w and w:slice(0, r, 1), o:slice(0, r, 1),
-                             pos:slice(0, r, 1))
+                             pos:slice(0, r, 1), step)
   end
   return self:attention_out(L, o, tab, pos, B, roped)
 end
@@ -359,10 +386,10 @@ end
 -- [1]; its rows of x, q (bf16 for a window/CSA layer's bf16 attention),
 -- kv (wkv's row, before kv_norm and rope), the indexer's qi and w): the
 -- window ring, the compressors, the indexer's top-k, then attention into o
--- [1, H, c].
+-- [1, H, c]; step: the step's shared inputs (M.step_inputs).
 -- Returns true when o has had its inverse rope (a merge's), as the
 -- layer's every token does in one form.
-function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
+function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:prefix(L) .. "attn."
   local ratio = cfg.compress_ratios[L + 1]
@@ -379,7 +406,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
       -- are (no f32 copy of all N keys each step)
       local scores = O.out{1, N}
       self:index_scores(ratio, qi, st.keys:view(0, N), w, tp, scores)
-      local len = O.tensor("i32", {1}, {math.min((t + 1) // ratio, N)})
+      local len = step_int(step, math.min((t + 1) // ratio, N))
       sel = O.topk(scores, len, cfg.index_topk)
     end
   end
@@ -389,21 +416,31 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp)
   end
   -- the index list, built on the device (sparse_attn.tile ring_index): the
   -- window ring's slots (slot = position mod W) of positions t - W + 1 ..
-  -- t, then for CSA the selected compressed entries, -1 padded
+  -- t, then for CSA the selected compressed entries, -1 padded; without a
+  -- selection the same list for every layer, made once a step
   local N = ratio > 0 and st.comp.n or 0
   local extra = ratio == 4 and cfg.index_topk or 0
   local K = W + extra
-  local ids = O.out({1, K}, "i32")
-  if not self.no_sel then self.no_sel = O.tensor("i32", {1, 1}, {-1}) end
-  kernel("sparse_attn.tile", "ring_index", {W = W})
-    :launch{tp, sel or self.no_sel, ids}
+  local lists = not sel and step.window[K]
+  local ids = lists and lists[t]
+  if not ids then
+    ids = O.out({1, K}, "i32")
+    if not self.no_sel then self.no_sel = O.tensor("i32", {1, 1}, {-1}) end
+    kernel("sparse_attn.tile", "ring_index", {W = W})
+      :launch{tp, sel or self.no_sel, ids}
+    if not sel then
+      step.window[K] = lists or {}
+      step.window[K][t] = ids
+    end
+  end
   if ratio == 128 then
     -- HCA: the ring gathered by slot, the compressed entries read where
     -- they lie (the cache's rows as they are held: no copy of all N)
-    local ring = f32{W, c}
+    -- (zeros past the rows held until the ring is full)
+    local ring = st.ring.n < W and f32{W, c} or O.out{W, c}
     st.ring:get(0, st.ring.n, ring:slice(0, 0, st.ring.n))
-    self:hca_attend(L, q, ring, ids, N > 0 and st.comp:view(0, N) or f32{0, c},
-                    O.tensor("i32", {1}, {N}), o, tab, tp)
+    self:hca_attend(L, q, ring, ids, N > 0 and st.comp:view(0, N) or self:no_rows(c).f32,
+                    step_int(step, N), o, tab, tp)
     return true
   end
   -- the KV list: the ring's W slots, then for CSA the selected compressed

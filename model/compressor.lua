@@ -42,8 +42,9 @@ end
 -- the values c in columns [0, KE), the gate scores z in [KE, 2 KE). One
 -- linear over the joined weights (each output's sum is the separate
 -- linear's: the K steps do not depend on the columns), or where they
--- cannot join the two linears and concat_cols.
-function M:project(L, which, x)
+-- cannot join the two linears and concat_cols. Into cz when given (a
+-- decode step's row of the compressor's buffer: no copy after).
+function M:project(L, which, x, cz)
   local p = self:prefix(L) .. "attn." .. which .. "."
   local key = "joined:" .. p
   local w = self.w[key]
@@ -51,11 +52,11 @@ function M:project(L, which, x)
     w = joined_weight(self, p .. "wkv.weight", p .. "wgate.weight")
     self.w[key] = w
   end
-  if w then return linear(x, w) end
+  if w then return linear(x, w, cz) end
   local c = linear(x, self:lweight(p .. "wkv.weight"))
   local z = linear(x, self:lweight(p .. "wgate.weight"))
   local T, KE = c:shape()[1], c:shape()[2]
-  local cz = O.out{T, 2 * KE}
+  cz = cz or O.out{T, 2 * KE}
   kernel("embed.tile", "concat_cols"):launch{c, z, cz}
   return cz
 end
@@ -95,7 +96,7 @@ end
 -- (from the window, and for CSA the previous one), else nil.
 function M:compress_step(L, which, st, t, ratio, tab, x)
   local buf, R = st.buf[which], M.buffer_rows(ratio)
-  buf.cz:slice(0, t % R, 1):assign(self:project(L, which, x))
+  self:project(L, which, x, buf.cz:slice(0, t % R, 1))
   if (t + 1) % ratio ~= 0 then return nil end
   local g = (t + 1) // ratio - 1
   local n = (ratio == 4 and g > 0) and 2 * ratio or ratio

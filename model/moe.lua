@@ -196,8 +196,14 @@ function M:moe(L, x, ids)
   local T, K, DM = x:shape()[1], cfg.n_activated_experts, x:shape()[2]
   local hash = L < cfg.n_hash_layers and L < cfg.n_layers
   local E = cfg.n_routed_experts
-  local bias = hash and f32{E} or self:weight(p .. "gate.bias")
-  local t2e = hash and self:ints(p .. "gate.tid2eid") or O.tensor("i32", {1, K})
+  -- (a hash layer's bias: zeros; the table of the other layers: unread;
+  -- each made once)
+  if not self.router_none then
+    self.router_none = {bias = f32{E}, t2e = O.tensor("i32", {1, K})}
+  end
+  local none = self.router_none
+  local bias = hash and none.bias or self:weight(p .. "gate.bias")
+  local t2e = hash and self:ints(p .. "gate.tid2eid") or none.t2e
   local experts, weights = O.out({T, K}, "i32"), O.out{T, K}
   kernel("moe.tile", "moe_router", {HASH = hash, ROUTE_SCALE = cfg.route_scale * 1.0})
     :launch{x, self:raw(p .. "gate.weight"), bias, ids, t2e, experts, weights}

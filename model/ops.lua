@@ -218,9 +218,11 @@ function O.linear_fp8(x, w, y)
   return y
 end
 
-function O.linear(x, w)
+-- x [rows, K] times w [N, K] transposed into y [rows, N] (a new tensor,
+-- or the one given: a row of a buffer, where a copy would follow).
+function O.linear(x, w, y)
   local rows = x:shape()[1]
-  local y = O.out{rows, w:shape()[1]}
+  y = y or O.out{rows, w:shape()[1]}
   if O.is_fp8(w) then
     local K = x:shape()[2]
     O.linear_fp8(x:reshape{rows, 1, K}, w, y:reshape{rows, 1, w.n})

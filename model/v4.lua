@@ -233,12 +233,12 @@ function M:decode_batch(seqs, ids)
     seen[s], pos_v[b] = true, s.next_pos
   end
   O.use(self.dev, self.tf32)
-  local id_t = O.tensor("i32", {B}, ids)
+  local id_t, step = O.tensor("i32", {B}, ids), self.step_inputs()
   local X = O.out{B, 4, d}
   kernel("embed.tile", "embed_streams"):launch{id_t, self:raw("embed.weight"), X}
   for L = 0, cfg.n_layers - 1 do
     X = self:mhc_block(L, "attn", X, nil, function(x)
-      return self:attention_steps(L, x, seqs, pos_v)
+      return self:attention_steps(L, x, seqs, pos_v, step)
     end)
     X = self:mhc_block(L, "ffn", X, nil, function(x)
       return self:moe(L, x, id_t)
@@ -253,12 +253,12 @@ function M:decode(id)
   local cfg, d, t = self.cfg, self.cfg.dim, self.next_pos
   if not t or t == 0 then error("decode needs a prefill first", 2) end
   O.use(self.dev, self.tf32)
-  local ids = O.tensor("i32", {1}, {id})
+  local ids, step = O.tensor("i32", {1}, {id}), self.step_inputs()
   local X = O.out{1, 4, d}
   kernel("embed.tile", "embed_streams"):launch{ids, self:raw("embed.weight"), X}
   for L = 0, cfg.n_layers - 1 do
     X = self:mhc_block(L, "attn", X, nil, function(x)
-      return self:attention_step(L, x, t)
+      return self:attention_step(L, x, t, step)
     end)
     X = self:mhc_block(L, "ffn", X, nil, function(x)
       return self:moe(L, x, ids)

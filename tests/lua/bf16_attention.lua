@@ -168,6 +168,11 @@ if arch == "sm_90a" then
                       seen.sparse_attn_split, seen.kv_unpack, win, csa, hca))
   -- and each layer's new KV row goes into its ring normed, roped and
   -- packed by one launch (no kv_pack: the step completes no entry)
+  -- the window-only index list (HCA's and the window layers') made once a
+  -- step, a CSA layer's from its own selection
+  check(seen.ring_index == csa + ((win + hca > 0) and 1 or 0),
+        string.format("ring_index %s in a step of %d window, %d CSA, %d HCA layers",
+                      seen.ring_index, win, csa, hca))
   check(seen.kv_norm_rope_pack == cfg.n_layers and seen.head_norm_rope == cfg.n_layers and
         not seen.kv_pack,
         string.format("fp8 caches: kv_norm_rope_pack %s, head_norm_rope %s (the queries), " ..

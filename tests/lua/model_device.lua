@@ -47,6 +47,15 @@ if arg[1] == "cuda" then
     check(launches > 0 and b.waits == a.waits and b.reads == a.reads,
           "a decode step neither waits for the GPU nor reads from it")
     check(zeroes < launches / 3, "a decode step's kernel outputs are not zeroed first")
+    -- what every layer would make alike is made once a step (the
+    -- positions, their window lists, the indexer's length, HCA's count:
+    -- M.step_inputs), and a compressor's projected row is written into its
+    -- buffer by the linear: at most 5 uploads a step (with the token id
+    -- and a completed window's row list), no copy within the GPU
+    check(b.writes - a.writes <= 4 * 5 and b.copies == a.copies,
+          string.format("uploads once a step, not once a layer (%d writes, %d copies in 4 steps " ..
+                        "of %d layers)", b.writes - a.writes, b.copies - a.copies,
+                        m.cfg.n_layers))
     m:decode(ids[N + 10]):to_table()
     check(dev:stats().waits == b.waits + 1, "reading the logits waits, once")
   end
