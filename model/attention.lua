@@ -246,41 +246,46 @@ end
 
 
 -- The lightning indexer's inputs for the rows of x [T, d] (qr its query
--- LoRA rows, at positions pos): the queries [T, HI, DI] (RoPE, Hadamard: one
--- launch, hadamard.tile rope_hadamard; the FP4 simulation, in "fp8", is
--- index_scores' packing) and the head weights [T, HI] (index_scores
--- scales them by DI^-1/2 HI^-1/2 as it reads them).
+-- LoRA rows, at positions pos): the queries (RoPE, Hadamard) in the form
+-- the scores read, and the head weights [T, HI] (index_scores scales them
+-- by DI^-1/2 HI^-1/2 as it reads them). The queries: f32 [T, HI, DI] in
+-- the "f32" format (hadamard.tile rope_hadamard, one launch); in "fp8"
+-- the key cache's FP4 bytes [T, HI, DI / 2 + DI / 32], which is their
+-- FP4 simulation (rope_hadamard_fp4: the same bytes as rope_hadamard and
+-- fp4_pack, one launch where they made two).
 function M:indexer_inputs(L, qr, x, tab, pos)
   local cfg, p = self.cfg, self:prefix(L) .. "attn.indexer."
   local HI, DI = cfg.index_n_heads, cfg.index_head_dim
-  local qi = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{x:shape()[1], HI, DI}
-  local qh = O.out(qi:shape())
-  kernel("hadamard.tile", "rope_hadamard", O.f32_params):launch{qi, tab, pos, qh}
+  local T = x:shape()[1]
+  local qi = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{T, HI, DI}
+  local qh
+  if self.kv_format == "f32" then
+    qh = O.out(qi:shape())
+    kernel("hadamard.tile", "rope_hadamard", O.f32_params):launch{qi, tab, pos, qh}
+  else
+    qh = O.out({T, HI, Cache.row_bytes(self.kv_format, "key", DI)}, "i8")
+    kernel("hadamard.tile", "rope_hadamard_fp4"):launch{qi, tab, pos, qh}
+  end
   return qh, linear(x, self:lweight(p .. "weights_proj.weight"))
 end
 
 -- The indexer's scores [T, N] (compression ratio `ratio`) of the queries qi
--- [T, HI, DI] and head weights w [T, HI] (from indexer_inputs; the kernels
--- scale w by DI^-1/2 HI^-1/2, WSCALE) at positions pos over N keys as the key
--- cache holds them (f32 rows, or in "fp8" the FP4 bytes: the queries are
--- packed the same way, which is their FP4 simulation, and the scores are
--- exact integer sums a scale block, indexer_scores_fp4). Prefill and decode
--- both score here, so a decode step's scores are the prefill's.
+-- and head weights w [T, HI] (both from indexer_inputs; the kernels scale
+-- w by DI^-1/2 HI^-1/2, WSCALE) at positions pos over N keys as the key
+-- cache holds them (f32 rows, or in "fp8" the FP4 bytes, as the queries
+-- are: the scores are exact integer sums a scale block,
+-- indexer_scores_fp4). Prefill and decode both score here, so a decode
+-- step's scores are the prefill's.
 function M:index_scores(ratio, qi, keys, w, pos, scores)
-  local cfg, sh = self.cfg, qi:shape()
+  local cfg = self.cfg
   local params = self.index_params
   if not params or params.RATIO ~= ratio then
     local HI, DI = cfg.index_n_heads, cfg.index_head_dim
     params = {RATIO = ratio, NH = HI, DK = DI, WSCALE = DI ^ -0.5 * HI ^ -0.5}
     self.index_params = params
   end
-  if self.kv_format == "f32" then
-    kernel("indexer.tile", "indexer_scores_f32", params):launch{qi, keys, w, pos, scores}
-    return
-  end
-  local q = Cache.packed(self.kv_format, "key", qi:reshape{sh[1] * sh[2], sh[3]})
-  kernel("indexer.tile", "indexer_scores_fp4", params)
-    :launch{q:reshape{sh[1], sh[2], q:shape()[2]}, keys, w, pos, scores}
+  local name = self.kv_format == "f32" and "indexer_scores_f32" or "indexer_scores_fp4"
+  kernel("indexer.tile", name, params):launch{qi, keys, w, pos, scores}
 end
 
 -- The decode caches of layer L after a prefill (V4-SPEC 4.4's hand-off):

@@ -100,12 +100,18 @@ function M:compress_step(L, which, st, t, ratio, tab, x)
   if (t + 1) % ratio ~= 0 then return nil end
   local g = (t + 1) // ratio - 1
   local n = (ratio == 4 and g > 0) and 2 * ratio or ratio
-  -- the window's rows in order: positions t - n + 1 .. t
-  local idx = {}
-  for k = 1, n do idx[k] = (t - n + k) % R end
-  local rows_of = O.tensor("i32", {n}, idx)
-  local win = O.out{n, buf.cz:shape()[2]}
-  kernel("embed.tile", "rows_f32"):launch{buf.cz, rows_of, win}
+  -- the window's rows in order: positions t - n + 1 .. t (a view where
+  -- they lie in order: HCA's, a CSA window ending in the ring's last row;
+  -- else gathered)
+  local first, win = (t - n + 1) % R, nil
+  if first + n <= R then
+    win = buf.cz:slice(0, first, n)
+  else
+    local idx = {}
+    for k = 1, n do idx[k] = (t - n + k) % R end
+    win = O.out{n, buf.cz:shape()[2]}
+    kernel("embed.tile", "rows_f32"):launch{buf.cz, O.tensor("i32", {n}, idx), win}
+  end
   local out = self:pool(L, which, win, ratio, tab, g - (n // ratio - 1))
   return out:slice(0, out:shape()[1] - 1, 1)
 end

@@ -256,6 +256,30 @@ for _, dev in ipairs{"cpu", "gpusim"} do
     check(C.relerr(got, want) < 1e-6, what .. ": against the reference")
     check(C.relerr(fused("bf16"):cast("f32"):to_table(), want) < 2 ^ -7,
           what .. ": bf16 within its rounding")
+    -- rope_hadamard_fp4 (the "fp8" format's queries): the bytes fp4_pack
+    -- makes of rope_hadamard's f32 rows, into rows of a wider tensor's
+    -- slice (a head of zeros: the smallest scale)
+    for j = 1, 128 do xv[j] = 0 end
+    local xz = ts.tensor("f32", {T, H, 128}, xv, d)
+    local y = ts.empty("f32", {T, H, 128}, d)
+    kern("hadamard.tile", "rope_hadamard", F32, d):launch{xz, tab, pos, y}
+    local packed = ts.empty("i8", {T * H, 68}, d)
+    kern("quant.tile", "fp4_pack", nil, d):launch{y:reshape{T * H, 128}, packed}
+    local wide = ts.tensor("i8", {T + 2, H, 68}, nil, d)
+    kern("hadamard.tile", "rope_hadamard_fp4", nil, d):launch{xz, tab, pos, wide:slice(0, 1, T)}
+    local gb, wb = wide:slice(0, 1, T):to_table(), packed:to_table()
+    local nb = 0
+    for i = 1, #wb do
+      if gb[i] ~= wb[i] then nb = nb + 1 end
+    end
+    check(#gb == #wb and nb == 0,
+          string.format("%s: rope_hadamard_fp4 == rope_hadamard + fp4_pack (%d of %d bytes differ)",
+                        what, nb, #wb))
+    local rest = wide:slice(0, 0, 1):to_table()
+    for _, b in ipairs(wide:slice(0, T + 1, 1):to_table()) do rest[#rest + 1] = b end
+    local untouched = true
+    for _, b in ipairs(rest) do untouched = untouched and b == 0 end
+    check(untouched, what .. ": rope_hadamard_fp4 writes its rows only")
   end
 end
 do -- heads of 128 only
@@ -265,6 +289,13 @@ do -- heads of 128 only
                                       ts.tensor("f32", {4, 4, 2}, nil, d),
                                       ts.tensor("i32", {1}, {0}, d), ts.empty("f32", {1, 2, 64}, d)})
   check(not ok, "rope_hadamard of heads of 64 refused: " .. tostring(err))
+  local k4 = kern("hadamard.tile", "rope_hadamard_fp4", nil, d)
+  local ok4, err4 = pcall(k4.launch, k4, {ts.tensor("f32", {1, 2, 128}, nil, d),
+                                          ts.tensor("f32", {4, 4, 2}, nil, d),
+                                          ts.tensor("i32", {1}, {0}, d),
+                                          ts.empty("i8", {1, 2, 64}, d)})
+  check(not ok4 and tostring(err4):find("64 %+ 128 / B bytes") ~= nil,
+        "rope_hadamard_fp4 into rows of 64 bytes refused: " .. tostring(err4))
 end
 do -- NORM is one token a block
   local d = ts.device("cpu")
