@@ -171,13 +171,6 @@ function M:attention(L, x, pos)
   return self:attention_out(L, o, tab, pos, T), made
 end
 
--- No rows of compressed entries, f32 [0, c] and i8 (the input of the
--- format not read; made once).
-function M:no_rows(c)
-  if not self.none_rows then self.none_rows = {f32 = f32{0, c}, i8 = O.tensor("i8", {0, 8})} end
-  return self.none_rows
-end
-
 -- HCA attention of layer L into o [T, H, c]: the queries q [T, H, c] over
 -- their windows (win [T, W], rows of kv, -1 = none) and over the first
 -- ncomp[t] compressed entries (comp: [N, c] f32, or [N, E] bytes as the
@@ -195,11 +188,12 @@ function M:hca_attend(L, q, kv, win, comp, ncomp, o, tab, pos)
   local P = math.max(1, (N + R - 1) // R)
   local kv8 = comp:dtype() == "i8"
   local po, pm, pl = O.out{T, P, H, c}, O.out{T, P, H}, O.out{T, P, H}
+  local none = self:constants() -- (the input of the format not held)
   kernel("hca_attn.tile", "hca_attn_split_f32",
          {SCALE = c ^ -0.5, R = R, BK = math.min(R, 64), KV8 = kv8, ROPE = cfg.rope_head_dim,
           NH = H, DC = c})
     :launch{
-    q, kv, win, kv8 and self:no_rows(c).f32 or comp, kv8 and comp or self:no_rows(c).i8, ncomp,
+    q, kv, win, kv8 and none.rows_f32 or comp, kv8 and comp or none.rows_i8, ncomp,
     po, pm, pl}
   kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_rope)
     :launch{po, pm, pl, self:weight(self:prefix(L) .. "attn.attn_sink"), tab, pos, o}
@@ -430,9 +424,8 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
   local ids = lists and lists[t]
   if not ids then
     ids = O.out({1, K}, "i32")
-    if not self.no_sel then self.no_sel = O.tensor("i32", {1, 1}, {-1}) end
     kernel("sparse_attn.tile", "ring_index", {W = W})
-      :launch{tp, sel or self.no_sel, ids}
+      :launch{tp, sel or self:constants().no_sel, ids}
     if not sel then
       step.window[K] = lists or {}
       step.window[K][t] = ids
@@ -444,7 +437,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
     -- (zeros past the rows held until the ring is full)
     local ring = st.ring.n < W and f32{W, c} or O.out{W, c}
     st.ring:get(0, st.ring.n, ring:slice(0, 0, st.ring.n))
-    self:hca_attend(L, q, ring, ids, N > 0 and st.comp:view(0, N) or self:no_rows(c).f32,
+    self:hca_attend(L, q, ring, ids, N > 0 and st.comp:view(0, N) or self:constants().rows_f32,
                     step_int(step, N), o, tab, tp)
     return true
   end

@@ -1,7 +1,7 @@
 -- moe.lua - DeepSeekMoE (V4-SPEC 1.9): the router and the experts.
 local ts = require "tessera"
 local O = require "model.ops"
-local kernel, f32 = O.kernel, O.f32
+local kernel = O.kernel
 
 -- The tensors `suffix` of a layer's routed experts (p .. "experts.E." ..
 -- suffix for E = 0 .. n - 1) stacked [n, ...] on the model's device, in
@@ -196,14 +196,9 @@ function M:moe(L, x, ids)
   local T, K, DM = x:shape()[1], cfg.n_activated_experts, x:shape()[2]
   local hash = L < cfg.n_hash_layers and L < cfg.n_layers
   local E = cfg.n_routed_experts
-  -- (a hash layer's bias: zeros; the table of the other layers: unread;
-  -- each made once)
-  if not self.router_none then
-    self.router_none = {bias = f32{E}, t2e = O.tensor("i32", {1, K})}
-  end
-  local none = self.router_none
-  local bias = hash and none.bias or self:weight(p .. "gate.bias")
-  local t2e = hash and self:ints(p .. "gate.tid2eid") or none.t2e
+  local none = self:constants()
+  local bias = hash and none.zero_bias or self:weight(p .. "gate.bias")
+  local t2e = hash and self:ints(p .. "gate.tid2eid") or none.no_t2e
   local experts, weights = O.out({T, K}, "i32"), O.out{T, K}
   kernel("moe.tile", "moe_router", {HASH = hash, ROUTE_SCALE = cfg.route_scale * 1.0})
     :launch{x, self:raw(p .. "gate.weight"), bias, ids, t2e, experts, weights}

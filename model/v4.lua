@@ -212,6 +212,24 @@ function M:sequence()
   return setmetatable({root = root, state = {}, next_pos = 0}, {__index = root})
 end
 
+-- The inputs a kernel takes but does not read, or reads as constants,
+-- made once for the model and its sequences (on its device): no top-k
+-- selection (ring_index's -1), no compressed rows (hca_attn's input of the
+-- format not held, f32 and bytes), a hash layer's zero router bias, the
+-- other layers' unread token-to-expert table.
+function M:constants()
+  local root = rawget(self, "root") or self
+  local k = rawget(root, "consts")
+  if not k then
+    local cfg = root.cfg
+    k = {no_sel = O.tensor("i32", {1, 1}, {-1}), rows_f32 = f32{0, cfg.head_dim},
+         rows_i8 = O.tensor("i8", {0, 8}), zero_bias = f32{cfg.n_routed_experts},
+         no_t2e = O.tensor("i32", {1, cfg.n_activated_experts})}
+    root.consts = k
+  end
+  return k
+end
+
 -- One decode step of several sequences at once: token ids[b] at the next
 -- position of seqs[b] (each prefilled, none twice); returns the logits
 -- [B, vocab], row b for seqs[b]. The linears, mHC, MoE and the head run
