@@ -1,6 +1,8 @@
 /* status.c - errors of the system as values. A status carries a code and a
  * message; context is prefixed on the way up with ts_status_annotate. The
- * out-of-memory status is static and never allocates. */
+ * out-of-memory status is static and never allocates; an out-of-memory
+ * status made with a message (a device's: how much, which driver call)
+ * carries it when the host can still allocate it. */
 #include "base.h"
 
 #include <stdlib.h>
@@ -32,8 +34,6 @@ static char *vformat(const char *fmt, va_list ap) {
 }
 
 ts_status ts_status_make(ts_code code, const char *fmt, ...) {
-  if (code == TS_ERR_NOMEM)
-    return &nomem_status;
   struct ts_status_rec *s = malloc(sizeof *s);
   if (!s)
     return &nomem_status;

@@ -16,10 +16,13 @@
 #include <string.h>
 #include <time.h>
 
-#define DEVICE_MT "tessera.Device"
-#define TENSOR_MT "tessera.Tensor"
-#define KERNEL_MT "tessera.Kernel"
-#define FILE_MT "tessera.File"
+/* Each class's metatable is in the registry under its name (luaL_newmetatable)
+ * and under the address of that name here (lua_rawgetp): a box is made and
+ * checked without a string hashed, on the path of every launch argument. */
+static const char DEVICE_MT[] = "tessera.Device";
+static const char TENSOR_MT[] = "tessera.Tensor";
+static const char KERNEL_MT[] = "tessera.Kernel";
+static const char FILE_MT[] = "tessera.File";
 
 /* Raises the status as a Lua error (frees it first). */
 int ts_lua_fail(lua_State *L, ts_status st) {
@@ -31,27 +34,89 @@ int ts_lua_fail(lua_State *L, ts_status st) {
 static void **new_box(lua_State *L, const char *mt) {
   void **box = lua_newuserdatauv(L, sizeof(void *), 1);
   *box = NULL;
-  luaL_setmetatable(L, mt);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, mt);
+  lua_setmetatable(L, -2);
   return box;
 }
 
 /* A tensor box holds memory that Lua's collector does not see (its
- * userdata is one pointer): a new buffer counts as that many KiB of
- * allocation towards the next collection step, so that dropped tensors are
- * freed at the pace they are made. Without this, a loop making big
- * temporaries (the model's activations) grew the heap far past what it
- * held, each new buffer on fresh pages (a 512 KiB tensor cost ~80 us, not
- * ~12). */
+ * userdata is one pointer), so a dropped tensor waits for a collection the
+ * Lua objects alone would start much later: a loop making big temporaries
+ * (the model's activations) grew the heap far past what it held, each new
+ * buffer on fresh pages (a 512 KiB tensor cost ~80 us, not ~12). The
+ * bytes of the tensors made since the last full collection are counted,
+ * host and device apart; when either passes its budget, a full collection
+ * frees every tensor dropped since. The budgets bound what waits (64 MiB
+ * of host memory; 1 GiB of a GPU's, whose dropped blocks its cache keeps
+ * for reuse either way) and make a collection rare next to the tensors'
+ * own work. Before, each new buffer of 16 KiB or more was a collector
+ * step of its size: the whole Lua heap traversed every few hundred KiB of
+ * tensors, half a V4-Flash-width CSA layer's decode step on the host
+ * (204 -> 109 us a step on the mock driver). A creation that fails for
+ * want of memory collects and tries once more (CREATE). */
+#define GC_HOST_BUDGET ((size_t)64 << 20)
+#define GC_DEVICE_BUDGET ((size_t)1 << 30)
+
+typedef struct {
+  size_t host, device; /* bytes made since the last full collection */
+} gc_made;
+static const char gc_key = 0; /* the registry's key of a state's gc_made */
+
+static gc_made *made_of(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &gc_key) == LUA_TNIL) {
+    lua_pop(L, 1);
+    gc_made *m = lua_newuserdatauv(L, sizeof *m, 0);
+    m->host = m->device = 0;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &gc_key);
+    return m;
+  }
+  gc_made *m = lua_touserdata(L, -1);
+  lua_pop(L, 1); /* the registry keeps it */
+  return m;
+}
+
 static void gc_account(lua_State *L, void **box) {
-  if (*box) {
-    size_t kib = ts_tensor_size(*box) / 1024;
-    if (kib >= 16)
-      lua_gc(L, LUA_GCSTEP, (int)(kib < INT_MAX ? kib : INT_MAX));
+  if (!*box)
+    return;
+  gc_made *m = made_of(L);
+  size_t n = ts_tensor_size(*box);
+  bool host = ts_device_is_host(ts_tensor_device(*box));
+  size_t *c = host ? &m->host : &m->device;
+  *c += n;
+  if (*c >= (host ? GC_HOST_BUDGET : GC_DEVICE_BUDGET)) {
+    m->host = m->device = 0;
+    lua_gc(L, LUA_GCCOLLECT);
   }
 }
 
+/* st = call, a tensor's creation; when it fails for want of memory, every
+ * dropped tensor is freed (a full collection) and the call made again. */
+#define CREATE(L, st, call)                                                    \
+  do {                                                                         \
+    (st) = (call);                                                             \
+    if ((st) && ts_status_code(st) == TS_ERR_NOMEM) {                          \
+      ts_status_free(st);                                                      \
+      made_of(L)->host = made_of(L)->device = 0;                               \
+      lua_gc((L), LUA_GCCOLLECT);                                              \
+      (st) = (call);                                                           \
+    }                                                                          \
+  } while (0)
+
+/* The box at i, of class mt (else an argument error, luaL_checkudata's). */
+static void **class_box(lua_State *L, int i, const char *mt) {
+  void **box = lua_touserdata(L, i);
+  if (box && lua_getmetatable(L, i)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, mt);
+    bool same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same)
+      return box;
+  }
+  return luaL_checkudata(L, i, mt);
+}
+
 static void *check_box(lua_State *L, int i, const char *mt) {
-  void **box = luaL_checkudata(L, i, mt);
+  void **box = class_box(L, i, mt);
   if (!*box)
     luaL_error(L, "attempt to use a closed %s", mt + 8);
   return *box;
@@ -120,7 +185,7 @@ ts_device *ts_lua_opt_device(lua_State *L, int i) {
 }
 
 static int device_gc(lua_State *L) {
-  void **box = luaL_checkudata(L, 1, DEVICE_MT);
+  void **box = class_box(L, 1, DEVICE_MT);
   ts_device_release(*box);
   *box = NULL;
   return 0;
@@ -224,7 +289,8 @@ static ts_tensor *host_tensor(lua_State *L, ts_tensor *t) {
     return t;
   ts_device *h = host_device(L);
   void **box = new_box(L, TENSOR_MT);
-  ts_status st = ts_tensor_copy(t, h, (ts_tensor **)box);
+  ts_status st;
+  CREATE(L, st, ts_tensor_copy(t, h, (ts_tensor **)box));
   if (st)
     ts_lua_fail(L, st);
   gc_account(L, box);
@@ -236,8 +302,10 @@ static ts_tensor *host_tensor(lua_State *L, ts_tensor *t) {
 static ts_tensor *push_new_tensor(lua_State *L, ts_device *d, ts_dtype dt, uint32_t rank,
                                   const int64_t *shape, bool empty) {
   void **box = new_box(L, TENSOR_MT);
-  ts_status st = empty ? ts_tensor_create_empty(d, dt, rank, shape, (ts_tensor **)box)
-                       : ts_tensor_create(d, dt, rank, shape, (ts_tensor **)box);
+  ts_status st;
+  CREATE(L, st,
+         empty ? ts_tensor_create_empty(d, dt, rank, shape, (ts_tensor **)box)
+               : ts_tensor_create(d, dt, rank, shape, (ts_tensor **)box));
   if (st)
     ts_lua_fail(L, st);
   gc_account(L, box);
@@ -305,7 +373,7 @@ static int l_empty(lua_State *L) {
 }
 
 static int tensor_gc(lua_State *L) {
-  void **box = luaL_checkudata(L, 1, TENSOR_MT);
+  void **box = class_box(L, 1, TENSOR_MT);
   ts_tensor_release(*box);
   *box = NULL;
   return 0;
@@ -425,7 +493,8 @@ static int cast_to(lua_State *L, ts_tensor *t, ts_dtype dt, ts_device *d) {
       h = *(void **)lua_touserdata(L, -1);
     }
     void **box = new_box(L, TENSOR_MT);
-    ts_status st = ts_tensor_copy(h, d, (ts_tensor **)box);
+    ts_status st;
+    CREATE(L, st, ts_tensor_copy(h, d, (ts_tensor **)box));
     if (st)
       return ts_lua_fail(L, st);
     gc_account(L, box);
@@ -437,7 +506,8 @@ static int cast_to(lua_State *L, ts_tensor *t, ts_dtype dt, ts_device *d) {
     shape[i] = ts_tensor_dim(t, i);
   void **box = new_box(L, TENSOR_MT);
   ts_tensor *c;
-  ts_status st = ts_tensor_create(d, dt, ts_tensor_rank(t), shape, &c);
+  ts_status st;
+  CREATE(L, st, ts_tensor_create(d, dt, ts_tensor_rank(t), shape, &c));
   if (st)
     return ts_lua_fail(L, st);
   *box = c;
@@ -461,7 +531,7 @@ static int tensor_copy_to(lua_State *L) {
 }
 
 static int tensor_tostring(lua_State *L) {
-  ts_tensor *t = *(void **)luaL_checkudata(L, 1, TENSOR_MT);
+  ts_tensor *t = *(void **)class_box(L, 1, TENSOR_MT);
   if (!t) {
     lua_pushstring(L, "tensor (closed)");
     return 1;
@@ -588,7 +658,7 @@ static int kernel_config(lua_State *L) {
 }
 
 static int kernel_gc(lua_State *L) {
-  void **box = luaL_checkudata(L, 1, KERNEL_MT);
+  void **box = class_box(L, 1, KERNEL_MT);
   ts_kernel_release(*box);
   *box = NULL;
   return 0;
@@ -658,7 +728,7 @@ static int l_load(lua_State *L) {
 }
 
 static int file_gc(lua_State *L) {
-  void **box = luaL_checkudata(L, 1, FILE_MT);
+  void **box = class_box(L, 1, FILE_MT);
   ts_safetensors_close(*box);
   *box = NULL;
   return 0;
@@ -687,7 +757,8 @@ static int file_get(lua_State *L) {
   ts_device *d = ts_lua_opt_device(L, 3);
   void **box = new_box(L, TENSOR_MT);
   ts_tensor *t;
-  ts_status st = ts_tensor_create(d, s->dtype, s->rank, s->shape, &t);
+  ts_status st;
+  CREATE(L, st, ts_tensor_create(d, s->dtype, s->rank, s->shape, &t));
   if (st)
     return ts_lua_fail(L, st);
   *box = t;
@@ -974,6 +1045,8 @@ static int l_check(lua_State *L) {
 void ts_lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
                       lua_CFunction gc, lua_CFunction tostring) {
   luaL_newmetatable(L, name);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, name);
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);
   lua_setfield(L, -2, "__index");

@@ -20,11 +20,15 @@ function O.use(device, tf32)
 end
 local function dev() return O.device or ts.default_device() end
 
--- (a decode step asks for ~200 kernels, each lookup on the host's path
+-- (a decode step asks for ~140 kernels, each lookup on the host's path
 -- between two launches: each device, file and name keeps its few compiled
--- param sets, matched by value, with no string or table built per call)
+-- param sets, matched by value, with no string or table built per call;
+-- a params table met before is found by identity, in the list's weak-keyed
+-- `ids`, before any value is compared. So a params table is a constant: a
+-- caller never changes one it has passed)
 local cache = {}
 local no_params = {}
+local weak_keys = {__mode = "k"}
 local function same_params(e, b)
   local a, n = e.params, 0
   for k, v in pairs(b) do
@@ -38,18 +42,31 @@ local function sub(t, k)
   if not s then s = {}; t[k] = s end
   return s
 end
-function O.kernel(file, name, params)
-  params = params or no_params
+local function lookup(file, name, params)
   local list = sub(sub(sub(cache, device_name or dev():name()), file), name)
+  if not list.ids then list.ids = setmetatable({}, weak_keys) end
   for i = 1, #list do
     local e = list[i]
-    if same_params(e, params) then return e.kernel end
+    if same_params(e, params) then
+      list.ids[params] = e.kernel
+      return e.kernel
+    end
   end
   local copy, n = {}, 0
   for k, v in pairs(params) do copy[k], n = v, n + 1 end
   local k = ts.kernel("kernels/" .. file, name, params, dev())
   list[#list + 1] = {params = copy, count = n, kernel = k}
+  list.ids[params] = k
   return k
+end
+function O.kernel(file, name, params)
+  params = params or no_params
+  local d = cache[device_name or dev():name()]
+  local f = d and d[file]
+  local list = f and f[name]
+  local k = list and list.ids[params]
+  if k then return k end
+  return lookup(file, name, params)
 end
 
 -- New tensors on the model's device (zeros, or the values of a flat table).

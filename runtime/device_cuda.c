@@ -115,11 +115,15 @@ typedef struct cuda_api {
 #undef X
 } cuda_api;
 
-/* A freed block kept for reuse. */
-typedef struct cached_block {
-  CUdeviceptr p;
-  size_t size;
-} cached_block;
+/* The freed blocks of one size (block_size's), kept for reuse: a stack. */
+typedef struct block_stack {
+  CUdeviceptr *p;
+  size_t n, cap;
+} block_stack;
+
+/* block_size's sizes, each a class: 2048 of 512-byte steps up to 1 MiB,
+ * then 8 a power of two. */
+#define SIZE_CLASSES (2048 + 44 * 8)
 
 typedef struct cuda_device {
   ts_device base; /* first: a ts_device * is a cuda_device * */
@@ -132,8 +136,8 @@ typedef struct cuda_device {
   char name[128];
   bool sync_each; /* TESSERA_CUDA_SYNC=1: every launch waits */
   pthread_mutex_t mu; /* the block cache and the scratch buffer */
-  cached_block *cache;
-  size_t ncache, cache_cap;
+  block_stack cache[SIZE_CLASSES]; /* by size class: a request finds its blocks at once */
+  size_t ncache;                   /* the blocks cached, all classes */
   CUdeviceptr scratch; /* the launches' global scratch, shared */
   size_t scratch_size;
   ts_device_stats stats; /* under mu */
@@ -151,14 +155,17 @@ struct ts_cuda_timer {
   CUevent start, end;
 };
 
+/* The driver's error r from `what`, its name and text in the message: a
+ * TS_ERR_NOMEM when the driver is out of memory (whose caller may free
+ * memory and try again), else TS_ERR_IO. */
 static ts_status cu_fail(const cuda_api *a, CUresult r, const char *what) {
   const char *name = NULL, *text = NULL;
   if (a->GetErrorName)
     a->GetErrorName(r, &name);
   if (a->GetErrorString)
     a->GetErrorString(r, &text);
-  return ts_status_make(TS_ERR_IO, "%s: %s (%s)", what,
-                        name ? name : "CUDA error", text ? text : "no text");
+  return ts_status_make(r == CUDA_ERROR_OUT_OF_MEMORY ? TS_ERR_NOMEM : TS_ERR_IO, "%s: %s (%s)",
+                        what, name ? name : "CUDA error", text ? text : "no text");
 }
 
 #define CU(a, call, what)                                                      \
@@ -222,14 +229,28 @@ static size_t block_size(size_t n) {
   return (n + step - 1) / step * step;
 }
 
+/* The class of a block_size n: up to 1 MiB its 512-byte steps, past it
+ * (n = k / 8 of its power of two p, k in 8 .. 15) 8 a power of two. */
+static size_t size_class(size_t n) {
+  if (n <= ((size_t)1 << 20))
+    return n / 512 - 1;
+  int e = 63 - __builtin_clzll((unsigned long long)n);
+  size_t k = n / (((size_t)1 << e) / 8);
+  return 2048 + (size_t)(e - 20) * 8 + (k - 8);
+}
+
 /* Waits for the queue and returns every cached block to the driver. Called
  * with c->mu held. */
 static void release_cache(cuda_device *c) {
   if (c->ncache == 0)
     return;
   c->api.StreamSynchronize(c->stream);
-  for (size_t i = 0; i < c->ncache; i++)
-    c->api.MemFree(c->cache[i].p);
+  for (size_t k = 0; k < SIZE_CLASSES; k++) {
+    block_stack *b = &c->cache[k];
+    for (size_t i = 0; i < b->n; i++)
+      c->api.MemFree(b->p[i]);
+    b->n = 0;
+  }
   c->ncache = 0;
   c->stats.cached_bytes = 0;
 }
@@ -238,14 +259,14 @@ static ts_status cuda_alloc(ts_device *d, size_t size, void **out) {
   cuda_device *c = (cuda_device *)d;
   size_t n = block_size(size);
   pthread_mutex_lock(&c->mu);
-  for (size_t i = c->ncache; i-- > 0;)
-    if (c->cache[i].size == n) {
-      *out = (void *)(uintptr_t)c->cache[i].p;
-      c->stats.cached_bytes -= (int64_t)n;
-      c->cache[i] = c->cache[--c->ncache];
-      pthread_mutex_unlock(&c->mu);
-      return NULL;
-    }
+  block_stack *b = &c->cache[size_class(n)];
+  if (b->n > 0) {
+    *out = (void *)(uintptr_t)b->p[--b->n];
+    c->ncache--;
+    c->stats.cached_bytes -= (int64_t)n;
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+  }
   CUdeviceptr p;
   c->stats.driver_allocs++;
   CUresult r = c->api.MemAlloc(&p, n);
@@ -263,20 +284,23 @@ static ts_status cuda_alloc(ts_device *d, size_t size, void **out) {
 static void cuda_free(ts_device *d, void *p, size_t size) {
   cuda_device *c = (cuda_device *)d;
   pthread_mutex_lock(&c->mu);
-  if (c->ncache == c->cache_cap) {
-    size_t cap = c->cache_cap ? 2 * c->cache_cap : 64;
-    cached_block *grown = realloc(c->cache, cap * sizeof *grown);
+  size_t n = block_size(size);
+  block_stack *b = &c->cache[size_class(n)];
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? 2 * b->cap : 8;
+    CUdeviceptr *grown = realloc(b->p, cap * sizeof *grown);
     if (!grown) { /* no room to keep it: wait until no queued work uses it */
       c->api.StreamSynchronize(c->stream);
       c->api.MemFree((CUdeviceptr)(uintptr_t)p);
       pthread_mutex_unlock(&c->mu);
       return;
     }
-    c->cache = grown;
-    c->cache_cap = cap;
+    b->p = grown;
+    b->cap = cap;
   }
-  c->cache[c->ncache++] = (cached_block){(CUdeviceptr)(uintptr_t)p, block_size(size)};
-  c->stats.cached_bytes += (int64_t)block_size(size);
+  b->p[b->n++] = (CUdeviceptr)(uintptr_t)p;
+  c->ncache++;
+  c->stats.cached_bytes += (int64_t)n;
   pthread_mutex_unlock(&c->mu);
 }
 
@@ -335,7 +359,8 @@ static void cuda_destroy(ts_device *d) {
     pthread_mutex_unlock(&c->mu);
     c->api.StreamDestroy(c->stream);
   }
-  free(c->cache);
+  for (size_t k = 0; k < SIZE_CLASSES; k++)
+    free(c->cache[k].p);
   pthread_mutex_destroy(&c->mu);
   if (c->ctx)
     c->api.DevicePrimaryCtxRelease(c->dev);

@@ -6,7 +6,8 @@
  * kernel's parameter list from the PTX's .entry, and cuLaunchKernel checks
  * every parameter against it (a pointer parameter must point into a live
  * allocation) and records the launch instead of running it. MOCK_CUDA_FAIL
- * names one entry point that fails with CUDA_ERROR_OUT_OF_MEMORY;
+ * names one entry point that fails with CUDA_ERROR_OUT_OF_MEMORY, and
+ * cuMemAlloc fails so past MOCK_CUDA_MEM bytes allocated and not freed;
  * MOCK_CUDA_FAULT names a kernel whose launches "fault": the launch
  * succeeds, as on a GPU, and the next wait on the stream (a sync, a read
  * from the device) returns CUDA_ERROR_ILLEGAL_ADDRESS, once. Copies and
@@ -93,12 +94,20 @@ static bool live(uintptr_t p, size_t n) {
   return p + n <= (uintptr_t)allocs[i].p + allocs[i].n;
 }
 
+/* The bytes allocated and not freed; MOCK_CUDA_MEM (bytes) caps them, as a
+ * GPU's memory does. */
+static size_t live_bytes;
+
 static CUresult mem_alloc(uintptr_t *out, size_t n) {
   mock_calls.mem_allocs++;
   if (fails("cuMemAlloc"))
     return ERR_OOM;
+  const char *cap = getenv("MOCK_CUDA_MEM");
+  if (cap && live_bytes + n > strtoull(cap, NULL, 10))
+    return ERR_OOM;
   for (int i = 0; i < MAX_ALLOCS; i++)
     if (!allocs[i].p) {
+      live_bytes += n;
       allocs[i].p = calloc(1, n ? n : 1);
       allocs[i].n = n;
       if (i >= used)
@@ -116,6 +125,7 @@ static CUresult mem_free(uintptr_t p) {
     if ((uintptr_t)allocs[i].p == p) {
       free(allocs[i].p);
       allocs[i].p = NULL;
+      live_bytes -= allocs[i].n;
       by_addr_stale = true;
       return OK;
     }

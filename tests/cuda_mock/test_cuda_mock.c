@@ -244,6 +244,31 @@ static void queued_work(ts_device *d) {
   ts_tensor_release(u);
   CHECK(!ts_tensor_create(d, TS_DTYPE_F32, 1, &n2, &u));
   CHECK(calls->mem_allocs == allocs + 1 && calls->mem_frees == c0.mem_frees);
+  /* freed blocks of many sizes (either side of 1 MiB and of powers of
+   * two) are found again by size in any order, each big enough for its
+   * request (the mock checks a write's bytes lie in a live allocation) */
+  {
+    int64_t sizes[] = {1, 128, 129, 262144, 262145, 300000, 524288, 524289, 600000, 1 << 21};
+    enum { NS = sizeof sizes / sizeof sizes[0] };
+    ts_tensor *many[NS];
+    static float zeros[1 << 21];
+    for (int i = 0; i < NS; i++)
+      CHECK(!ts_tensor_create_empty(d, TS_DTYPE_F32, 1, &sizes[i], &many[i]));
+    int before = calls->mem_allocs;
+    for (int i = 0; i < NS; i++)
+      ts_tensor_release(many[i]);
+    for (int i = NS; i-- > 0;) {
+      CHECK(!ts_tensor_create_empty(d, TS_DTYPE_F32, 1, &sizes[i], &many[i]));
+      CHECK(!ts_tensor_write(many[i], zeros, (size_t)sizes[i] * sizeof(float)));
+    }
+    CHECK(calls->mem_allocs == before);
+    for (int i = 0; i < NS; i++)
+      ts_tensor_release(many[i]);
+    int64_t other = 700000; /* another class: the driver's */
+    CHECK(!ts_tensor_create_empty(d, TS_DTYPE_F32, 1, &other, &many[0]));
+    CHECK(calls->mem_allocs == before + 1);
+    ts_tensor_release(many[0]);
+  }
   /* a copy within the device: on it, then read (which waits) */
   CHECK(!ts_tensor_write(t, v, sizeof v));
   ts_tensor *us, *ts;

@@ -18,7 +18,13 @@ static void test_status(void) {
   CHECK(ts_status_code(m) == TS_ERR_NOMEM);
   CHECK(ts_status_annotate(m, "ctx") == m); /* static: unchanged */
   ts_status_free(m);
-  CHECK(ts_status_make(TS_ERR_NOMEM, "x") == ts_status_nomem());
+  /* a device's out-of-memory status keeps its message (the host could
+   * allocate it) */
+  m = ts_status_make(TS_ERR_NOMEM, "cuMemAlloc: %d bytes", 64);
+  CHECK(ts_status_code(m) == TS_ERR_NOMEM && !strcmp(ts_status_message(m), "cuMemAlloc: 64 bytes"));
+  m = ts_status_annotate(m, "ctx");
+  CHECK(!strcmp(ts_status_message(m), "ctx: cuMemAlloc: 64 bytes"));
+  ts_status_free(m);
 }
 
 static void test_arena(void) {
