@@ -47,7 +47,7 @@ static void **new_box(lua_State *L, const char *mt) {
  * bytes of the tensors made since the last full collection are counted,
  * host and device apart; when either passes its budget, a full collection
  * frees every tensor dropped since. The budgets bound what waits (64 MiB
- * of host memory; 1 GiB of a GPU's, whose dropped blocks its cache keeps
+ * of host memory; 256 MiB of a GPU's, whose dropped blocks its cache keeps
  * for reuse either way) and make a collection rare next to the tensors'
  * own work. Before, each new buffer of 16 KiB or more was a collector
  * step of its size: the whole Lua heap traversed every few hundred KiB of
@@ -55,7 +55,7 @@ static void **new_box(lua_State *L, const char *mt) {
  * (204 -> 109 us a step on the mock driver). A creation that fails for
  * want of memory collects and tries once more (CREATE). */
 #define GC_HOST_BUDGET ((size_t)64 << 20)
-#define GC_DEVICE_BUDGET ((size_t)1 << 30)
+#define GC_DEVICE_BUDGET ((size_t)256 << 20)
 
 typedef struct {
   size_t host, device; /* bytes made since the last full collection */

@@ -57,30 +57,17 @@ static struct {
   size_t n;
 } allocs[MAX_ALLOCS];
 
-static int used; /* slots at and past it are free */
 
-/* The live slots by address, remade after an allocation or a free: a
- * launch's every pointer is looked up (a linear scan made the mock most of
- * a decode step's host time, which bench/decode_queue.lua reports). */
+/* The live slots by address, kept in order as slots are allocated and
+ * freed: a launch's every pointer is looked up (a linear scan made the mock
+ * most of a decode step's host time, which bench/decode_queue.lua reports;
+ * a sort after each allocation, most of a step that grew the runtime's
+ * block cache). */
 static int by_addr[MAX_ALLOCS], nby_addr;
-static bool by_addr_stale = true;
 
-static int cmp_addr(const void *a, const void *b) {
-  uintptr_t x = (uintptr_t)allocs[*(const int *)a].p;
-  uintptr_t y = (uintptr_t)allocs[*(const int *)b].p;
-  return x < y ? -1 : x > y;
-}
-
-static bool live(uintptr_t p, size_t n) {
-  if (by_addr_stale) {
-    nby_addr = 0;
-    for (int i = 0; i < used; i++)
-      if (allocs[i].p)
-        by_addr[nby_addr++] = i;
-    qsort(by_addr, (size_t)nby_addr, sizeof *by_addr, cmp_addr);
-    by_addr_stale = false;
-  }
-  int lo = 0, hi = nby_addr; /* the first allocation starting past p */
+/* The first position in by_addr whose allocation starts past p. */
+static int after(uintptr_t p) {
+  int lo = 0, hi = nby_addr;
   while (lo < hi) {
     int mid = (lo + hi) / 2;
     if ((uintptr_t)allocs[by_addr[mid]].p <= p)
@@ -88,6 +75,24 @@ static bool live(uintptr_t p, size_t n) {
     else
       hi = mid;
   }
+  return lo;
+}
+
+static void track(int slot) {
+  int at = after((uintptr_t)allocs[slot].p);
+  memmove(&by_addr[at + 1], &by_addr[at], (size_t)(nby_addr - at) * sizeof *by_addr);
+  by_addr[at] = slot;
+  nby_addr++;
+}
+
+static void untrack(int slot) {
+  int at = after((uintptr_t)allocs[slot].p) - 1; /* its own entry */
+  memmove(&by_addr[at], &by_addr[at + 1], (size_t)(nby_addr - at - 1) * sizeof *by_addr);
+  nby_addr--;
+}
+
+static bool live(uintptr_t p, size_t n) {
+  int lo = after(p);
   if (lo == 0)
     return false;
   int i = by_addr[lo - 1];
@@ -110,9 +115,7 @@ static CUresult mem_alloc(uintptr_t *out, size_t n) {
       live_bytes += n;
       allocs[i].p = calloc(1, n ? n : 1);
       allocs[i].n = n;
-      if (i >= used)
-        used = i + 1;
-      by_addr_stale = true;
+      track(i);
       *out = (uintptr_t)allocs[i].p;
       return OK;
     }
@@ -123,10 +126,10 @@ static CUresult mem_free(uintptr_t p) {
   mock_calls.mem_frees++;
   for (int i = 0; i < MAX_ALLOCS; i++)
     if ((uintptr_t)allocs[i].p == p) {
+      untrack(i);
       free(allocs[i].p);
       allocs[i].p = NULL;
       live_bytes -= allocs[i].n;
-      by_addr_stale = true;
       return OK;
     }
   return ERR_INVALID;

@@ -2,7 +2,7 @@
 -- made: Lua's collector sees a tensor as a small box, so the bytes of the
 -- tensors made are counted and a full collection frees the dropped ones
 -- once they pass a budget (lua/module.c gc_account: 64 MiB of host
--- memory, 1 GiB of a GPU's). On the CPU, 2500 temporaries of 1 MiB from
+-- memory, 256 MiB of a GPU's). On the CPU, 2500 temporaries of 1 MiB from
 -- ts.tensor and 400 of 256 KiB from cast and copy_to must not raise the
 -- peak resident memory by more than 256 MiB (~450 MiB without the
 -- accounting); Linux only (VmHWM). With the argument "cuda" (the mock
