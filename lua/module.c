@@ -17,12 +17,39 @@
 #include <time.h>
 
 /* Each class's metatable is in the registry under its name (luaL_newmetatable)
- * and under the address of that name here (lua_rawgetp): a box is made and
- * checked without a string hashed, on the path of every launch argument. */
+ * and under the address of that name here (lua_rawgetp); the module's
+ * functions share one upvalue, the state's module_state, which holds the
+ * metatables' addresses: a box is made and checked without a table lookup
+ * (a string hashed each time, at first: ~8% of a decode step's host time),
+ * on the path of every launch argument. */
 static const char DEVICE_MT[] = "tessera.Device";
 static const char TENSOR_MT[] = "tessera.Tensor";
 static const char KERNEL_MT[] = "tessera.Kernel";
 static const char FILE_MT[] = "tessera.File";
+enum { DEVICE_C, TENSOR_C, KERNEL_C, FILE_C, CLASSES };
+
+static int class_of(const char *mt) {
+  return mt == DEVICE_MT ? DEVICE_C : mt == TENSOR_MT ? TENSOR_C : mt == KERNEL_MT ? KERNEL_C
+                                                                                   : FILE_C;
+}
+
+typedef struct module_state {
+  const void *mt[CLASSES]; /* the classes' metatables (lua_topointer) */
+  size_t host, device;     /* tensor bytes made since the last full collection */
+} module_state;
+static const char state_key = 0; /* the registry's key of the module_state */
+
+/* The state's module_state: the running function's upvalue (every function
+ * of the module has it), else from the registry. */
+static module_state *state_of(lua_State *L) {
+  module_state *m = lua_touserdata(L, lua_upvalueindex(1));
+  if (m)
+    return m;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key);
+  m = lua_touserdata(L, -1);
+  lua_pop(L, 1); /* the registry keeps it */
+  return m;
+}
 
 /* Raises the status as a Lua error (frees it first). */
 int ts_lua_fail(lua_State *L, ts_status st) {
@@ -57,28 +84,10 @@ static void **new_box(lua_State *L, const char *mt) {
 #define GC_HOST_BUDGET ((size_t)64 << 20)
 #define GC_DEVICE_BUDGET ((size_t)256 << 20)
 
-typedef struct {
-  size_t host, device; /* bytes made since the last full collection */
-} gc_made;
-static const char gc_key = 0; /* the registry's key of a state's gc_made */
-
-static gc_made *made_of(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &gc_key) == LUA_TNIL) {
-    lua_pop(L, 1);
-    gc_made *m = lua_newuserdatauv(L, sizeof *m, 0);
-    m->host = m->device = 0;
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &gc_key);
-    return m;
-  }
-  gc_made *m = lua_touserdata(L, -1);
-  lua_pop(L, 1); /* the registry keeps it */
-  return m;
-}
-
 static void gc_account(lua_State *L, void **box) {
   if (!*box)
     return;
-  gc_made *m = made_of(L);
+  module_state *m = state_of(L);
   size_t n = ts_tensor_size(*box);
   bool host = ts_device_is_host(ts_tensor_device(*box));
   size_t *c = host ? &m->host : &m->device;
@@ -96,7 +105,7 @@ static void gc_account(lua_State *L, void **box) {
     (st) = (call);                                                             \
     if ((st) && ts_status_code(st) == TS_ERR_NOMEM) {                          \
       ts_status_free(st);                                                      \
-      made_of(L)->host = made_of(L)->device = 0;                               \
+      state_of(L)->host = state_of(L)->device = 0;                             \
       lua_gc((L), LUA_GCCOLLECT);                                              \
       (st) = (call);                                                           \
     }                                                                          \
@@ -106,9 +115,8 @@ static void gc_account(lua_State *L, void **box) {
 static void **class_box(lua_State *L, int i, const char *mt) {
   void **box = lua_touserdata(L, i);
   if (box && lua_getmetatable(L, i)) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, mt);
-    bool same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
+    bool same = lua_topointer(L, -1) == state_of(L)->mt[class_of(mt)];
+    lua_pop(L, 1);
     if (same)
       return box;
   }
@@ -1042,23 +1050,47 @@ static int l_check(lua_State *L) {
   return 2;
 }
 
-void ts_lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
-                      lua_CFunction gc, lua_CFunction tostring) {
+/* The class `name`'s metatable, its functions closed over the nup values on
+ * the stack's top (popped), which every function of the class shares. */
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                      lua_CFunction gc, lua_CFunction tostring, int nup) {
+  int ups = lua_gettop(L) - nup;
   luaL_newmetatable(L, name);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, name);
   lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
+  for (int k = 1; k <= nup; k++)
+    lua_pushvalue(L, ups + k);
+  luaL_setfuncs(L, methods, nup);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, gc);
-  lua_setfield(L, -2, "__close");
-  if (tostring) {
-    lua_pushcfunction(L, tostring);
-    lua_setfield(L, -2, "__tostring");
+  const char *meta[] = {"__gc", "__close", "__tostring"};
+  lua_CFunction fn[] = {gc, gc, tostring};
+  for (int j = 0; j < 3; j++)
+    if (fn[j]) {
+      for (int k = 1; k <= nup; k++)
+        lua_pushvalue(L, ups + k);
+      lua_pushcclosure(L, fn[j], nup);
+      lua_setfield(L, -2, meta[j]);
+    }
+  lua_pop(L, 1 + nup);
+}
+
+void ts_lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                      lua_CFunction gc, lua_CFunction tostring) {
+  new_class(L, name, methods, gc, tostring, 0);
+}
+
+/* The module's classes, their functions sharing m (at the stack's top). */
+static void new_classes(lua_State *L, module_state *m, const char *const names[CLASSES],
+                        const luaL_Reg *const methods[CLASSES],
+                        const lua_CFunction gcs[CLASSES], const lua_CFunction tostrings[CLASSES]) {
+  for (int k = 0; k < CLASSES; k++) {
+    lua_pushvalue(L, -1);
+    new_class(L, names[k], methods[k], gcs[k], tostrings[k], 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, names[k]);
+    m->mt[k] = lua_topointer(L, -1);
+    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
 }
 
 int luaopen_tessera(lua_State *L) {
@@ -1083,10 +1115,16 @@ int luaopen_tessera(lua_State *L) {
                                           {"meta", file_meta},
                                           {"close", file_gc},
                                           {NULL, NULL}};
-  ts_lua_new_class(L, DEVICE_MT, device_methods, device_gc, NULL);
-  ts_lua_new_class(L, TENSOR_MT, tensor_methods, tensor_gc, tensor_tostring);
-  ts_lua_new_class(L, KERNEL_MT, kernel_methods, kernel_gc, NULL);
-  ts_lua_new_class(L, FILE_MT, file_methods, file_gc, NULL);
+  module_state *m = lua_newuserdatauv(L, sizeof *m, 0);
+  memset(m, 0, sizeof *m);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
+  static const char *const names[CLASSES] = {DEVICE_MT, TENSOR_MT, KERNEL_MT, FILE_MT};
+  static const luaL_Reg *const methods[CLASSES] = {device_methods, tensor_methods,
+                                                   kernel_methods, file_methods};
+  static const lua_CFunction gcs[CLASSES] = {device_gc, tensor_gc, kernel_gc, file_gc};
+  static const lua_CFunction tostrings[CLASSES] = {NULL, tensor_tostring, NULL, NULL};
+  new_classes(L, m, names, methods, gcs, tostrings);
   static const luaL_Reg fns[] = {{"check", l_check},
                                  {"device", l_device},
                                  {"default_device", l_default_device},
@@ -1099,7 +1137,10 @@ int luaopen_tessera(lua_State *L) {
                                  {"tune", ts_lua_tune},
                                  {"tuned", ts_lua_tuned},
                                  {NULL, NULL}};
-  luaL_newlib(L, fns);
+  luaL_newlibtable(L, fns);
+  lua_pushvalue(L, -2); /* the module_state */
+  luaL_setfuncs(L, fns, 1);
+  lua_remove(L, -2);
   ts_lua_open_tokenizer(L);
   lua_pushstring(L, ts_compiler_version());
   lua_setfield(L, -2, "version");
