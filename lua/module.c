@@ -387,8 +387,17 @@ static int tensor_gc(lua_State *L) {
   return 0;
 }
 
+/* t:shape() -> {d1, d2, ...}; t:shape(k) -> dim k (1-based), no table made
+ * (the model asks for one dim on the host's path between launches) */
 static int tensor_shape(lua_State *L) {
   ts_tensor *t = check_tensor(L, 1);
+  if (!lua_isnoneornil(L, 2)) {
+    lua_Integer k = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, k >= 1 && k <= (lua_Integer)ts_tensor_rank(t), 2,
+                  lua_pushfstring(L, "a dim of 1 .. %d", (int)ts_tensor_rank(t)));
+    lua_pushinteger(L, ts_tensor_dim(t, (uint32_t)k - 1));
+    return 1;
+  }
   lua_createtable(L, (int)ts_tensor_rank(t), 0);
   for (uint32_t i = 0; i < ts_tensor_rank(t); i++) {
     lua_pushinteger(L, ts_tensor_dim(t, i));

@@ -71,7 +71,7 @@ function M:norm_rope(x, w, tab, pos, bf16)
   if not w then
     if not self.ones then
       local v = {}
-      for i = 1, x:shape()[3] do v[i] = 1.0 end
+      for i = 1, x:shape(3) do v[i] = 1.0 end
       self.ones = O.tensor("f32", {#v}, v)
     end
     w = self.ones
@@ -89,7 +89,7 @@ function M:attention(L, x, pos)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:prefix(L) .. "attn."
   local ratio = cfg.compress_ratios[L + 1]
-  local T, H, W = x:shape()[1], cfg.n_heads, cfg.window_size
+  local T, H, W = x:shape(1), cfg.n_heads, cfg.window_size
   local tab = self:rope_table(ratio)
   local made = {}
   local qr = rmsnorm(linear(x, self:lweight(p .. "wq_a.weight")),
@@ -114,7 +114,7 @@ function M:attention(L, x, pos)
     if ratio == 4 then -- the indexer's buffer even before its first key
       made.projected["indexer.compressor"] = self:project(L, "indexer.compressor", x)
     end
-    N = comp:shape()[1]
+    N = comp:shape(1)
     comps = N > 0 and Cache.simulate(F, "kv", comp, rd) or comp
     if N > 0 and ratio ~= 128 then list = concat_rows(kvs, comps) end
   end
@@ -184,7 +184,7 @@ end
 function M:hca_attend(L, q, kv, win, comp, ncomp, o, tab, pos)
   local cfg, sh = self.cfg, q:shape()
   local T, H, c = sh[1], sh[2], sh[3]
-  local N, R = comp:shape()[1], O.attn_range()
+  local N, R = comp:shape(1), O.attn_range()
   local P = math.max(1, (N + R - 1) // R)
   local kv8 = comp:dtype() == "i8"
   local po, pm, pl = O.out{T, P, H, c}, O.out{T, P, H}, O.out{T, P, H}
@@ -250,7 +250,7 @@ end
 function M:indexer_inputs(L, qr, x, tab, pos)
   local cfg, p = self.cfg, self:prefix(L) .. "attn.indexer."
   local HI, DI = cfg.index_n_heads, cfg.index_head_dim
-  local T = x:shape()[1]
+  local T = x:shape(1)
   local qi = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{T, HI, DI}
   local qh
   if self.kv_format == "f32" then
@@ -299,7 +299,7 @@ function M:hand_off(L, made, T)
   end
   if ratio > 0 then
     local comp = made.compressed
-    st.comp = Cache.new(F, "kv", c, rd, comp:shape()[1] + 64)
+    st.comp = Cache.new(F, "kv", c, rd, comp:shape(1) + 64)
     st.comp:put(comp, 0)
   end
   if ratio == 4 then
@@ -309,7 +309,7 @@ function M:hand_off(L, made, T)
   for which, cz in pairs(made.projected or {}) do
     -- the last rows, each in its ring row (position p in row p mod R)
     local R = self.buffer_rows(ratio)
-    local b = self.new_buffer(ratio, cz:shape()[2])
+    local b = self.new_buffer(ratio, cz:shape(2))
     local p = math.max(0, T - R)
     while p < T do -- (at most two runs of rows: before and after the wrap)
       local n = math.min(T - p, R - p % R)

@@ -45,7 +45,7 @@ end
 
 -- Room for `rows` rows, keeping the rows held.
 function Cache:reserve(rows)
-  local cap = self.data:shape()[1]
+  local cap = self.data:shape(1)
   if rows <= cap then return end
   local grown = alloc(self, math.max(rows, 2 * cap))
   if self.n > 0 then grown:slice(0, 0, self.n):assign(self.data:slice(0, 0, self.n)) end
@@ -54,7 +54,7 @@ end
 
 -- Stores the rows of x [n, width] (f32) as rows at .. at + n - 1.
 function Cache:put(x, at)
-  local n = x:shape()[1]
+  local n = x:shape(1)
   if n == 0 then return end
   self:reserve(at + n)
   local dst = self.data:slice(0, at, n)
@@ -77,9 +77,9 @@ function Cache:append(x) self:put(x, self.n) end
 -- launch where the norm + rope and put made two (the same bits: the values
 -- head_norm_rope computes, packed as kv_pack packs them).
 function Cache:put_norm_rope(x, w, tab, pos, at)
-  local n = x:shape()[1]
+  local n = x:shape(1)
   if n == 0 then return end
-  if self.kind ~= "kv" or tab:shape()[2] * 2 ~= self.rope then
+  if self.kind ~= "kv" or tab:shape(2) * 2 ~= self.rope then
     error("put_norm_rope: a KV cache whose rope dims are the table's", 2)
   end
   self:reserve(at + n)
@@ -146,23 +146,23 @@ end
 -- simulation in "fp8"; x itself in "f32").
 function Cache.simulate(format, kind, x, rope)
   if format == "f32" then return x end
-  local tmp = Cache.new(format, kind, x:shape()[2], rope, x:shape()[1])
+  local tmp = Cache.new(format, kind, x:shape(2), rope, x:shape(1))
   tmp:put(x, 0)
-  return tmp:get(0, x:shape()[1])
+  return tmp:get(0, x:shape(1))
 end
 
 -- x [n, width] in `format`'s rows as a cache holds them ([n, row bytes] for
 -- "fp8"), in a tensor of its own.
 function Cache.packed(format, kind, x, rope)
-  local n = x:shape()[1]
-  local c = Cache.new(format, kind, x:shape()[2], rope, n)
+  local n = x:shape(1)
+  local c = Cache.new(format, kind, x:shape(2), rope, n)
   c:put(x, 0)
   return n > 0 and c.data or c:view(0, 0)
 end
 
 -- The bytes of the rows held, and of the allocation.
 function Cache:bytes()
-  return self.n * self.rb, self.data:shape()[1] * self.rb
+  return self.n * self.rb, self.data:shape(1) * self.rb
 end
 
 return Cache

@@ -46,10 +46,10 @@ end
 local function compare_sets(name, tensor, offset)
   local ok, want = pcall(golden.get, golden, name)
   if not ok then return end
-  local k = want:shape()[2]
+  local k = want:shape(2)
   local g, w = tensor:to_table(), want:to_table()
   local differ = 0
-  for t = 0, want:shape()[1] - 1 do
+  for t = 0, want:shape(1) - 1 do
     local set = {}
     for i = 1, k do
       local e = w[t * k + i]
@@ -90,10 +90,10 @@ end
 -- decode steps, teacher-forced: token ids[t] at position t
 local ok_dec, want_dec = pcall(golden.get, golden, "decode.logits")
 if ok_dec then
-  local steps = want_dec:shape()[1]
+  local steps = want_dec:shape(1)
   local all_ids = golden:get("input_ids"):to_table()
   local wv, worst, t1 = want_dec:to_table(), 0, ts.clock()
-  local vocab = want_dec:shape()[2]
+  local vocab = want_dec:shape(2)
   for s = 0, steps - 1 do
     local got = model:decode(all_ids[T + s + 1]):to_table()
     local num, den = 0, 0

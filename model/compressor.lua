@@ -22,8 +22,8 @@ local function joined_weight(self, nc, nz)
   if self:is_fp8(nc) or self:is_fp8(nz) then return false end
   if not self.file then
     local a, b = self:lweight(nc), self:lweight(nz)
-    local KE = a:shape()[1]
-    local w = O.tensor(a:dtype(), {2 * KE, a:shape()[2]})
+    local KE = a:shape(1)
+    local w = O.tensor(a:dtype(), {2 * KE, a:shape(2)})
     w:slice(0, 0, KE):assign(a)
     w:slice(0, KE, KE):assign(b)
     return w
@@ -55,7 +55,7 @@ function M:project(L, which, x, cz)
   if w then return linear(x, w, cz) end
   local c = linear(x, self:lweight(p .. "wkv.weight"))
   local z = linear(x, self:lweight(p .. "wgate.weight"))
-  local T, KE = c:shape()[1], c:shape()[2]
+  local T, KE = c:shape(1), c:shape(2)
   cz = cz or O.out{T, 2 * KE}
   kernel("embed.tile", "concat_cols"):launch{c, z, cz}
   return cz
@@ -65,8 +65,8 @@ end
 -- first entry being number `first`), pooled, normalised and rotated.
 function M:pool(L, which, cz, ratio, tab, first)
   local p = self:prefix(L) .. "attn." .. which .. "."
-  local E = self:weight(p .. "norm.weight"):shape()[1]
-  local N = cz:shape()[1] // ratio
+  local E = self:weight(p .. "norm.weight"):shape(1)
+  local N = cz:shape(1) // ratio
   local comp, out = O.out{N, E}, O.out{N, E}
   kernel("compressor.tile", "compress_pool", ratio == 4 and joined_csa or joined_hca)
     :launch{cz, cz, self:weight(p .. "ape"), comp}
@@ -109,11 +109,11 @@ function M:compress_step(L, which, st, t, ratio, tab, x)
   else
     local idx = {}
     for k = 1, n do idx[k] = (t - n + k) % R end
-    win = O.out{n, buf.cz:shape()[2]}
+    win = O.out{n, buf.cz:shape(2)}
     kernel("embed.tile", "rows_f32"):launch{buf.cz, O.tensor("i32", {n}, idx), win}
   end
   local out = self:pool(L, which, win, ratio, tab, g - (n // ratio - 1))
-  return out:slice(0, out:shape()[1] - 1, 1)
+  return out:slice(0, out:shape(1) - 1, 1)
 end
 
 -- A compressor's empty decode buffer (the ring compress_step fills) for

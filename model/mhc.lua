@@ -13,7 +13,7 @@ return function(M)
 -- production kernel does (DeepGEMM tf32_hc_prenorm_gemm), unless the model
 -- was loaded with tf32 = false; on the CPU in f32.
 function M:mix_slices(X, fn, n)
-  local T, d = X:shape()[1], X:shape()[3]
+  local T, d = X:shape(1), X:shape(3)
   local defs, BT = {MM = n}, 8
   if O.tf32 and O.on_gpu() then
     defs, BT = {MM = (n + 7) // 8 * 8, TF32 = 1, BT = 64, NT = 128}, 64
@@ -37,7 +37,7 @@ end
 -- post made from these very streams (hc_post_mix, self.hc_next), else makes
 -- them (hc_mix_split); its post makes the next sub-block's the same way.
 function M:mhc_block(L, side, X, norm, fn)
-  local T, d = X:shape()[1], X:shape()[3]
+  local T, d = X:shape(1), X:shape(3)
   local p = self:prefix(L) .. "hc_" .. side .. "_"
   local pre, post, comb, u = O.out{T, 4}, O.out{T, 4}, O.out{T, 4, 4}, O.out{T, d}
   local nx = self.hc_next
@@ -91,9 +91,9 @@ end
 -- streams, the final norm, the LM head.
 function M:head(X, pre, all)
   pre = pre or ""
-  local cfg, T, d = self.cfg, X:shape()[1], X:shape()[3]
+  local cfg, T, d = self.cfg, X:shape(1), X:shape(3)
   local last = all and X or X:slice(0, T - 1, 1)
-  local y = O.out{last:shape()[1], d}
+  local y = O.out{last:shape(1), d}
   kernel("mhc.tile", "hc_head", {EPS = cfg.hc_eps * 1.0}):launch{
     last, self:mix_slices(last, self:weight(pre .. "hc_head_fn"), 4),
     self:weight(pre .. "hc_head_scale"), self:weight(pre .. "hc_head_base"), y}

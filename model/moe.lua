@@ -47,7 +47,7 @@ end
 -- scales' place is not read). Returns x's quantisation xq, sx (xq nil with
 -- act).
 local function quant_up_down(name, BM, LIMIT, act, codes, x, xq, sx, g, up, down, out)
-  local T, DM, R, I = x:shape()[1], x:shape()[2], out:shape()[1], up[1]:shape()[2]
+  local T, DM, R, I = x:shape(1), x:shape(2), out:shape(1), up[1]:shape(2)
   local DB, IB = (DM + 127) // 128, (I + 127) // 128
   local aq, dt = codes and O.codes_params or nil, codes and "fp8e4m3" or "f32"
   local h, sh = O.out{R, I}, O.out{R, 1, IB}
@@ -146,7 +146,7 @@ end
 -- (else its own, or with act true none: the kernels' ACT form quantises as
 -- it loads); a prefill on FP8 tensor cores keeps the linears (gemm_fp8).
 function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx)
-  local T, DM = x:shape()[1], x:shape()[2]
+  local T, DM = x:shape(1), x:shape(2)
   if self:is_fp8(p .. "shared_experts.w1.weight") then
     if tc then
       local g = O.linear(x, self:lweight(p .. "shared_experts.w1.weight"))
@@ -165,7 +165,7 @@ function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx)
   end
   local s1, s2, s3 = self:raw(p .. "shared_experts.w1.weight"),
     self:raw(p .. "shared_experts.w2.weight"), self:raw(p .. "shared_experts.w3.weight")
-  local I = s1:shape()[1]
+  local I = s1:shape(1)
   local sorted, weights, offsets, tiles = self:shared_table(T, BM)
   local h, sh = O.out{T, I}, O.out{T, DM}
   kernel("moe.tile", "moe_up", {BM = BM, LIMIT = LIMIT, W = s1:dtype()}):launch{
@@ -193,7 +193,7 @@ end
 -- moe_combine adds them. Returns y, the experts and their weights.
 function M:moe(L, x, ids)
   local cfg, p = self.cfg, self:prefix(L) .. "ffn."
-  local T, K, DM = x:shape()[1], cfg.n_activated_experts, x:shape()[2]
+  local T, K, DM = x:shape(1), cfg.n_activated_experts, x:shape(2)
   local hash = L < cfg.n_hash_layers and L < cfg.n_layers
   local E = cfg.n_routed_experts
   local none = self:constants()
@@ -225,7 +225,7 @@ function M:moe(L, x, ids)
     if tc then xq = nil end -- (e4m3 codes: the shared expert keeps its linears then)
   else
     local w1, w2, w3 = self:bf16_experts(p, E)
-    local h = O.out{TK, w1:shape()[2]}
+    local h = O.out{TK, w1:shape(2)}
     kernel("moe.tile", "moe_up", {BM = BM, LIMIT = LIMIT}):launch{
       x, sorted, offsets, tiles, weights, w1, w3, h}
     kernel("moe.tile", "moe_down", {BM = BM}):launch{h, sorted, offsets, tiles, w2, out}

@@ -141,7 +141,10 @@ end
 -- 128, or 128 of N / G), nil otherwise.
 local FP8 = {}
 FP8.__index = FP8
-function FP8:shape() return {self.n, self.k} end
+function FP8:shape(k) -- as a tensor's: {N, K}, or dim k
+  if k then return k == 1 and self.n or k == 2 and self.k or error("FP8 weight: dim 1 or 2", 2) end
+  return {self.n, self.k}
+end
 function FP8:dtype() return "fp8e4m3" end
 local function aligned(n) return n % 128 == 0 or 128 % n == 0 end
 local function regroup(sv, N, K, G)
@@ -160,7 +163,7 @@ end
 -- the whole weight's block scales (flat f32 values, [ceil(N / 128),
 -- ceil(K / 128)]); `name` for the error when the groups do not align.
 function O.fp8_weight_of(q, scales, groups, name)
-  local N, K = q:shape()[1], q:shape()[2]
+  local N, K = q:shape(1), q:shape(2)
   local v, shape = regroup(scales, N, K, groups)
   if not v then
     error(string.format("%s: an FP8 weight of %d groups of %d rows: a group's rows must " ..
@@ -173,7 +176,7 @@ end
 -- checkpoint is (the whole weight's blocks), then regrouped; groups whose
 -- rows do not align with the blocks are quantised each on its own.
 function O.fp8_weight(w, groups)
-  local N, K = w:shape()[1], w:shape()[2]
+  local N, K = w:shape(1), w:shape(2)
   local n = N // groups
   assert(n * groups == N, "fp8_weight: the groups must split the rows evenly")
   local whole = groups == 1 or aligned(n)
@@ -225,7 +228,7 @@ function O.linear_fp8(x, w, y)
     O.kernel("quant.tile", "act_quant", O.codes_params):launch{x, codes, sx}
     local N = w.n
     O.kernel("gemm.tile", "gemm_fp8"):launch{codes:reshape{T, K}, sx:reshape{T, KB},
-                                               w.q:reshape{N, K}, w.s:reshape{w.s:shape()[2], KB},
+                                               w.q:reshape{N, K}, w.s:reshape{w.s:shape(2), KB},
                                                y:reshape{T, N}}
     return y
   end
@@ -238,10 +241,10 @@ end
 -- x [rows, K] times w [N, K] transposed into y [rows, N] (a new tensor,
 -- or the one given: a row of a buffer, where a copy would follow).
 function O.linear(x, w, y)
-  local rows = x:shape()[1]
-  y = y or O.out{rows, w:shape()[1]}
+  local rows = x:shape(1)
+  y = y or O.out{rows, w:shape(1)}
   if O.is_fp8(w) then
-    local K = x:shape()[2]
+    local K = x:shape(2)
     O.linear_fp8(x:reshape{rows, 1, K}, w, y:reshape{rows, 1, w.n})
   elseif w:dtype() == "bf16" then
     O.kernel("gemm.tile", "linear_f32", O.with_w16(O.linear_tiles(rows))):launch{x, w, y}
@@ -283,7 +286,7 @@ end
 -- are about as long. Returns out [R, K] (indices, increasing, -1 pads).
 O.topk_split_at = 32768
 function O.topk(scores, len, K)
-  local R, N = scores:shape()[1], scores:shape()[2]
+  local R, N = scores:shape(1), scores:shape(2)
   local out = O.out({R, K}, "i32")
   if N < O.topk_split_at or N <= 2 * K then
     O.kernel("topk.tile", "topk", {K = K}):launch{scores, len, out}
@@ -363,8 +366,8 @@ function O.attn_range() return dev():name() == "cpu" and 512 or 128 end
 
 -- rows of a after the rows of b, as one new tensor
 function O.concat_rows(a, b)
-  local na, nb = a:shape()[1], b:shape()[1]
-  local out = O.out{na + nb, a:shape()[2]}
+  local na, nb = a:shape(1), b:shape(1)
+  local out = O.out{na + nb, a:shape(2)}
   if na > 0 then out:slice(0, 0, na):assign(a) end
   if nb > 0 then out:slice(0, na, nb):assign(b) end
   return out

@@ -63,7 +63,7 @@ for _, name in ipairs(file:names()) do
   local fp8 = weights.fp8_in_checkpoint(name) or (expert and opts.experts == "fp8")
   local fp4 = expert and opts.experts == "fp4"
   if fp8 or fp4 then
-    local N, K = t:shape()[1], t:shape()[2]
+    local N, K = t:shape(1), t:shape(2)
     local w = (t:dtype() == "f32" and t or t:cast("f32")):reshape{1, N, K}
     local q, s
     if fp8 then
