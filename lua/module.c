@@ -84,18 +84,22 @@ static void **new_box(lua_State *L, const char *mt) {
 #define GC_HOST_BUDGET ((size_t)64 << 20)
 #define GC_DEVICE_BUDGET ((size_t)256 << 20)
 
+/* A full collection: every dropped tensor freed, the counts restarted. */
+static void collect_all(lua_State *L) {
+  module_state *m = state_of(L);
+  m->host = m->device = 0;
+  lua_gc(L, LUA_GCCOLLECT);
+}
+
 static void gc_account(lua_State *L, void **box) {
   if (!*box)
     return;
   module_state *m = state_of(L);
-  size_t n = ts_tensor_size(*box);
   bool host = ts_device_is_host(ts_tensor_device(*box));
   size_t *c = host ? &m->host : &m->device;
-  *c += n;
-  if (*c >= (host ? GC_HOST_BUDGET : GC_DEVICE_BUDGET)) {
-    m->host = m->device = 0;
-    lua_gc(L, LUA_GCCOLLECT);
-  }
+  *c += ts_tensor_size(*box);
+  if (*c >= (host ? GC_HOST_BUDGET : GC_DEVICE_BUDGET))
+    collect_all(L);
 }
 
 /* st = call, a tensor's creation; when it fails for want of memory, every
@@ -105,8 +109,7 @@ static void gc_account(lua_State *L, void **box) {
     (st) = (call);                                                             \
     if ((st) && ts_status_code(st) == TS_ERR_NOMEM) {                          \
       ts_status_free(st);                                                      \
-      state_of(L)->host = state_of(L)->device = 0;                             \
-      lua_gc((L), LUA_GCCOLLECT);                                              \
+      collect_all(L);                                                          \
       (st) = (call);                                                           \
     }                                                                          \
   } while (0)
@@ -1089,18 +1092,6 @@ void ts_lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
   new_class(L, name, methods, gc, tostring, 0);
 }
 
-/* The module's classes, their functions sharing m (at the stack's top). */
-static void new_classes(lua_State *L, module_state *m, const char *const names[CLASSES],
-                        const luaL_Reg *const methods[CLASSES],
-                        const lua_CFunction gcs[CLASSES], const lua_CFunction tostrings[CLASSES]) {
-  for (int k = 0; k < CLASSES; k++) {
-    lua_pushvalue(L, -1);
-    new_class(L, names[k], methods[k], gcs[k], tostrings[k], 1);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, names[k]);
-    m->mt[k] = lua_topointer(L, -1);
-    lua_pop(L, 1);
-  }
-}
 
 int luaopen_tessera(lua_State *L) {
   static const luaL_Reg device_methods[] = {
@@ -1128,12 +1119,21 @@ int luaopen_tessera(lua_State *L) {
   memset(m, 0, sizeof *m);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
-  static const char *const names[CLASSES] = {DEVICE_MT, TENSOR_MT, KERNEL_MT, FILE_MT};
-  static const luaL_Reg *const methods[CLASSES] = {device_methods, tensor_methods,
-                                                   kernel_methods, file_methods};
-  static const lua_CFunction gcs[CLASSES] = {device_gc, tensor_gc, kernel_gc, file_gc};
-  static const lua_CFunction tostrings[CLASSES] = {NULL, tensor_tostring, NULL, NULL};
-  new_classes(L, m, names, methods, gcs, tostrings);
+  static const struct {
+    const char *name;
+    const luaL_Reg *methods;
+    lua_CFunction gc, tostring;
+  } classes[CLASSES] = {[DEVICE_C] = {DEVICE_MT, device_methods, device_gc, NULL},
+                        [TENSOR_C] = {TENSOR_MT, tensor_methods, tensor_gc, tensor_tostring},
+                        [KERNEL_C] = {KERNEL_MT, kernel_methods, kernel_gc, NULL},
+                        [FILE_C] = {FILE_MT, file_methods, file_gc, NULL}};
+  for (int k = 0; k < CLASSES; k++) { /* their functions share m */
+    lua_pushvalue(L, -1);
+    new_class(L, classes[k].name, classes[k].methods, classes[k].gc, classes[k].tostring, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, classes[k].name);
+    m->mt[k] = lua_topointer(L, -1);
+    lua_pop(L, 1);
+  }
   static const luaL_Reg fns[] = {{"check", l_check},
                                  {"device", l_device},
                                  {"default_device", l_default_device},

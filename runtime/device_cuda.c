@@ -137,7 +137,6 @@ typedef struct cuda_device {
   bool sync_each; /* TESSERA_CUDA_SYNC=1: every launch waits */
   pthread_mutex_t mu; /* the block cache and the scratch buffer */
   block_stack cache[SIZE_CLASSES]; /* by size class: a request finds its blocks at once */
-  size_t ncache;                   /* the blocks cached, all classes */
   CUdeviceptr scratch; /* the launches' global scratch, shared */
   size_t scratch_size;
   ts_device_stats stats; /* under mu */
@@ -242,7 +241,7 @@ static size_t size_class(size_t n) {
 /* Waits for the queue and returns every cached block to the driver. Called
  * with c->mu held. */
 static void release_cache(cuda_device *c) {
-  if (c->ncache == 0)
+  if (c->stats.cached_bytes == 0)
     return;
   c->api.StreamSynchronize(c->stream);
   for (size_t k = 0; k < SIZE_CLASSES; k++) {
@@ -251,7 +250,6 @@ static void release_cache(cuda_device *c) {
       c->api.MemFree(b->p[i]);
     b->n = 0;
   }
-  c->ncache = 0;
   c->stats.cached_bytes = 0;
 }
 
@@ -262,7 +260,6 @@ static ts_status cuda_alloc(ts_device *d, size_t size, void **out) {
   block_stack *b = &c->cache[size_class(n)];
   if (b->n > 0) {
     *out = (void *)(uintptr_t)b->p[--b->n];
-    c->ncache--;
     c->stats.cached_bytes -= (int64_t)n;
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -270,7 +267,7 @@ static ts_status cuda_alloc(ts_device *d, size_t size, void **out) {
   CUdeviceptr p;
   c->stats.driver_allocs++;
   CUresult r = c->api.MemAlloc(&p, n);
-  if (r == CUDA_ERROR_OUT_OF_MEMORY && c->ncache > 0) {
+  if (r == CUDA_ERROR_OUT_OF_MEMORY && c->stats.cached_bytes > 0) {
     release_cache(c);
     r = c->api.MemAlloc(&p, n);
   }
@@ -299,7 +296,6 @@ static void cuda_free(ts_device *d, void *p, size_t size) {
     b->cap = cap;
   }
   b->p[b->n++] = (CUdeviceptr)(uintptr_t)p;
-  c->ncache++;
   c->stats.cached_bytes += (int64_t)n;
   pthread_mutex_unlock(&c->mu);
 }

@@ -57,7 +57,6 @@ static struct {
   size_t n;
 } allocs[MAX_ALLOCS];
 
-
 /* The live slots by address, kept in order as slots are allocated and
  * freed: a launch's every pointer is looked up (a linear scan made the mock
  * most of a decode step's host time, which bench/decode_queue.lua reports;
