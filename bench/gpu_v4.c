@@ -413,24 +413,55 @@ static ts_tensor *packed(ts_device *d, const char *pack, int64_t S, int64_t C, i
   return b;
 }
 
+/* A split attention's partial states on the host: po [T, P, H, C], pm and
+ * pl [T, P, H] into a[0 .. 2]. */
+static void host_states(ts_arg *a, int64_t T, int64_t P, int64_t H, int64_t C) {
+  int64_t sp[4] = {T, P, H, C};
+  a[0] = ts_arg_tensor(tensor(host, TS_DTYPE_F32, 4, sp));
+  a[1] = ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sp));
+  a[2] = ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sp));
+}
+
 /* Decode attention reading the fp8 KV cache's bytes (sparse_attn_split_kv8,
  * then the merge): 584 bytes a row at V4-Flash width where the bf16 rows
  * are 1024, so at the same fraction of the copy it is 1.75x faster. */
 static void attention_kv8(void) {
   ts_arg a[6];
   if (check) {
-    int64_t T = 3, H = 16, C = 128, S = 57, K = 70, sp[4] = {T, 2, H, C}, sm[3] = {T, 2, H};
+    int64_t T = 3, H = 16, C = 128, S = 57, K = 70;
     attn_args(host, T, H, C, S, K, a);
     ts_tensor_release(a[1].tensor);
     ts_tensor_release(a[3].tensor);
     ts_tensor_release(a[4].tensor);
     a[1] = ts_arg_tensor(packed(host, "kv_pack", S, C, 200, 3));
-    a[3] = ts_arg_tensor(tensor(host, TS_DTYPE_F32, 4, sp));
-    a[4] = ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sm));
-    a[5] = ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sm));
+    host_states(a + 3, T, 2, H, C);
     differential("kernels/sparse_attn.tile", "sparse_attn_split_kv8",
                  "NH=16 DC=128 CH=64 BK=16 WG=1 EB=200", a, 6, 3, 2e-2);
     release_args(a, 6);
+    /* HCA's form: the window from a ring's bytes by slot, 45 entries in
+     * place (tokens seeing 45, 20 and none of them), 3 ranges */
+    int64_t W = 21, N = 45, sq[3] = {T, H, C}, sw[2] = {T, W};
+    ts_tensor *win = tensor(host, TS_DTYPE_I32, 2, sw), *nc = tensor(host, TS_DTYPE_I32, 1, &T);
+    for (int64_t i = 0; i < T * W; i++)
+      ts_tensor_set(win, i, (double)(i % 5 == 3 ? -1 : (i * 7) % W));
+    for (int64_t t = 0; t < T; t++)
+      ts_tensor_set(nc, t, (double)(t == 0 ? N : t == 1 ? 20 : 0));
+    ts_arg h[8] = {ts_arg_tensor(rnd(host, TS_DTYPE_BF16, 3, sq, 5, 1)),
+                   ts_arg_tensor(packed(host, "kv_pack", W, C, 200, 6)), ts_arg_tensor(win),
+                   ts_arg_tensor(packed(host, "kv_pack", N, C, 200, 7)), ts_arg_tensor(nc)};
+    host_states(h + 5, T, 3, H, C);
+    differential("kernels/hca_attn.tile", "hca_attn_split_kv8",
+                 "NH=16 DC=128 CH=64 BK=16 WG=1 EB=200", h, 8, 5, 2e-2);
+    /* CSA's: the same ring, 21 entries of the 45 chosen by index (-1s) */
+    int64_t ss[2] = {T, 21};
+    ts_tensor *sel = tensor(host, TS_DTYPE_I32, 2, ss);
+    for (int64_t i = 0; i < T * 21; i++)
+      ts_tensor_set(sel, i, (double)(i % 7 == 2 ? -1 : (i * 11) % N));
+    ts_arg r[8] = {h[0], h[1], h[2], h[3], ts_arg_tensor(sel), h[5], h[6], h[7]};
+    differential("kernels/sparse_attn.tile", "sparse_attn_split_kv8_ring",
+                 "NH=16 DC=128 CH=64 BK=16 WG=1 EB=200", r, 8, 5, 2e-2);
+    ts_tensor_release(sel);
+    release_args(h, 8);
   }
   if (check_only)
     return;
@@ -1172,13 +1203,13 @@ static double every_entry(ts_tensor *q, ts_tensor *sink, ts_tensor *o, int64_t R
  * prefill's values do not change a decode step's work); the kernels run on
  * inputs of the right shapes, not chained, so launch gaps are not counted.
  * packed: the caches in V4's formats (quant.tile: KV entries of E = 584
- * bytes read by sparse_attn_split_kv8, also for HCA and dense as one list of
- * every entry; the indexer's keys in FP4, 68 bytes, read by
- * indexer_scores_fp4_tc); else bf16 rows (HCA by hca_attn_split).
+ * bytes, CSA's read where they lie by sparse_attn_split_kv8_ring, HCA's by
+ * hca_attn_split_kv8, dense's by sparse_attn_split_kv8 as one list of every
+ * entry; the indexer's keys in FP4, 68 bytes, read by indexer_scores_fp4_tc);
+ * else bf16 rows (CSA one list by sparse_attn_split, HCA by hca_attn_split).
  * Returns the milliseconds; *kv gets the cache bytes allocated. */
 static double layer_step(int kind, int64_t L, bool packed_kv, double *kv) {
   int64_t d = 4096, H = 64, C = 512, W = 128, topk = 512, E = 584, P4 = 128 / 2 + 128 / 32;
-  const char *attn = packed_kv ? "sparse_attn_split_kv8" : "sparse_attn_split";
   double wb = 0, t = 0;
   t += gemv(1024, d, 40, &wb);      /* q_a */
   t += gemv(H * C, 1024, 42, &wb);  /* q_b */
@@ -1208,34 +1239,46 @@ static double layer_step(int kind, int64_t L, bool packed_kv, double *kv) {
     ts_tensor *sc = rnd(gpu, TS_DTYPE_F32, 2, so, 68, 1), *glen = to_gpu(len), *sel;
     t += topk_seconds(sc, glen, n, topk, n >= 32768 ? topk_chunk(n, topk) : 0, &sel);
     int64_t skv[2] = {n + W, C};
-    ts_tensor *cache = packed_kv ? packed(gpu, "kv_pack", n + W, C, E, 69)
-                                 : rnd(gpu, TS_DTYPE_BF16, 2, skv, 69, 1);
-    ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache), ts_arg_tensor(indices(topk + W, n + W, false)),
-                   ts_arg_tensor(sink), ts_arg_tensor(o)};
-    t += split_attn("kernels/sparse_attn.tile", attn, c, 5, splits_for(1, topk + W));
+    if (packed_kv) { /* as the model: the ring by slot, the top-k's entries in place */
+      ts_arg c[7] = {ts_arg_tensor(q), ts_arg_tensor(packed(gpu, "kv_pack", W, C, E, 68)),
+                     ts_arg_tensor(indices(W, W, true)),
+                     ts_arg_tensor(packed(gpu, "kv_pack", n, C, E, 69)), ts_arg_tensor(sel),
+                     ts_arg_tensor(sink), ts_arg_tensor(o)};
+      t += split_attn("kernels/sparse_attn.tile", "sparse_attn_split_kv8_ring", c, 7,
+                      splits_for(1, topk + W));
+      release_args(c + 1, 3);
+    } else { /* one bf16 cache of the window and the entries, a list into it */
+      ts_tensor *cache = rnd(gpu, TS_DTYPE_BF16, 2, skv, 69, 1);
+      ts_arg c[5] = {ts_arg_tensor(q), ts_arg_tensor(cache),
+                     ts_arg_tensor(indices(topk + W, n + W, false)), ts_arg_tensor(sink),
+                     ts_arg_tensor(o)};
+      t += split_attn("kernels/sparse_attn.tile", "sparse_attn_split", c, 5,
+                      splits_for(1, topk + W));
+      release_args(c + 1, 2);
+    }
     /* + the indexer's keys */
     *kv = packed_kv ? (double)(n + W) * E + (double)n * P4
                     : (double)(n + W) * C * 2 + (double)n * 128 * 2;
     release_args(a, 4);
-    ts_tensor *done[6] = {c[1].tensor, c[2].tensor, len, sc, glen, sel};
-    for (int i = 0; i < 6; i++)
+    ts_tensor *done[4] = {len, sc, glen, sel};
+    for (int i = 0; i < 4; i++)
       ts_tensor_release(done[i]);
-  } else if (kind == 1 && packed_kv) { /* HCA over one list: the window, then every entry */
-    int64_t n = L / 128;
-    t += gemv(C, d, 70, &wb) + gemv(C, d, 72, &wb); /* compressor wkv, wgate */
-    t += every_entry(q, sink, o, n + W, true, 75, kv);
-  } else if (kind == 1) { /* HCA */
+  } else if (kind == 1) { /* HCA: the window's ring by slot, the entries in place */
     int64_t n = L / 128;
     t += gemv(C, d, 70, &wb) + gemv(C, d, 72, &wb); /* compressor wkv, wgate */
     int64_t sw2[2] = {W, C}, sc[2] = {n, C};
-    ts_tensor *win = rnd(gpu, TS_DTYPE_BF16, 2, sw2, 74, 1), *comp = rnd(gpu, TS_DTYPE_BF16, 2, sc, 75, 1);
+    ts_tensor *win = packed_kv ? packed(gpu, "kv_pack", W, C, E, 74)
+                               : rnd(gpu, TS_DTYPE_BF16, 2, sw2, 74, 1);
+    ts_tensor *comp = packed_kv ? packed(gpu, "kv_pack", n, C, E, 75)
+                                : rnd(gpu, TS_DTYPE_BF16, 2, sc, 75, 1);
     ts_tensor *nc = tensor(host, TS_DTYPE_I32, 1, (int64_t[]){1});
     ts_tensor_set(nc, 0, (double)n);
     ts_arg c[7] = {ts_arg_tensor(q), ts_arg_tensor(win), ts_arg_tensor(indices(W, W, true)),
                    ts_arg_tensor(comp), ts_arg_tensor(to_gpu(nc)), ts_arg_tensor(sink),
                    ts_arg_tensor(o)};
-    t += split_attn("kernels/hca_attn.tile", "hca_attn_split", c, 7, splits_for(1, W + n));
-    *kv = (double)(n + W) * C * 2;
+    t += split_attn("kernels/hca_attn.tile", packed_kv ? "hca_attn_split_kv8" : "hca_attn_split",
+                    c, 7, splits_for(1, W + n));
+    *kv = (double)(n + W) * (packed_kv ? E : C * 2);
     for (int i = 1; i < 5; i++)
       ts_tensor_release(c[i].tensor);
     ts_tensor_release(nc);

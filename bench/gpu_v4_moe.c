@@ -241,10 +241,11 @@ void moe_decode(void) {
                      ts_arg_tensor(rnd(host, TS_DTYPE_FP8E4M3, 3, w13, 103, 4)),
                      ts_arg_tensor(rnd(host, TS_DTYPE_F32, 3, b13, 104, 0.05)), u[10]};
     differential("kernels/moe.tile", "moe_up_fp8", "BM=4", u8, 11, 10, 1e-5);
-    ts_arg d8[8] = {d[0], d[1], d[2], d[3], d[4],
+    /* (its add: not read without ADD, d[0] stands in) */
+    ts_arg d8[9] = {d[0], d[1], d[2], d[3], d[4],
                     ts_arg_tensor(rnd(host, TS_DTYPE_FP8E4M3, 3, w2, 105, 4)),
-                    ts_arg_tensor(rnd(host, TS_DTYPE_F32, 3, b2, 106, 0.05)), d[7]};
-    differential("kernels/moe.tile", "moe_down_fp8", "BM=4", d8, 8, 7, 1e-5);
+                    ts_arg_tensor(rnd(host, TS_DTYPE_F32, 3, b2, 106, 0.05)), d[7], d[0]};
+    differential("kernels/moe.tile", "moe_down_fp8", "BM=4", d8, 9, 7, 1e-5);
     /* the FP4 experts' prefill form: e4m3 codes in, tensor cores (its BM
      * 64 over the BM-4 table) */
     ts_arg uc[11] = {ts_arg_tensor(rnd(host, TS_DTYPE_FP8E4M3, 2, sx, 107, 4)),
@@ -321,8 +322,10 @@ void moe_decode(void) {
     ts_arg u[8] = {ts_arg_tensor(x),     ts_arg_tensor(gs),    ts_arg_tensor(go),
                    ts_arg_tensor(tiles), ts_arg_tensor(wt),    ts_arg_tensor(bw[0]),
                    ts_arg_tensor(bw[2]), ts_arg_tensor(h)};
-    ts_arg d[6] = {ts_arg_tensor(h),     ts_arg_tensor(gs),    ts_arg_tensor(go),
-                   ts_arg_tensor(tiles), ts_arg_tensor(bw[1]), ts_arg_tensor(out)};
+    /* (moe_down's and moe_down_fp8's add: not read without ADD, x stands in) */
+    ts_arg d[7] = {ts_arg_tensor(h),     ts_arg_tensor(gs),    ts_arg_tensor(go),
+                   ts_arg_tensor(tiles), ts_arg_tensor(bw[1]), ts_arg_tensor(out),
+                   ts_arg_tensor(x)};
     ts_arg a1[3] = {ts_arg_tensor(x3), ts_arg_tensor(xq3), ts_arg_tensor(sx3t)};
     ts_arg u4[11] = {ts_arg_tensor(xq),    ts_arg_tensor(sxq),   ts_arg_tensor(gs),
                      ts_arg_tensor(go),    ts_arg_tensor(tiles), ts_arg_tensor(wt),
@@ -336,11 +339,11 @@ void moe_decode(void) {
     ts_kernel *kd8 = kern(gpu, "kernels/moe.tile", "moe_down_fp8", bm);
     ts_arg u8[11] = {u4[0], u4[1], u4[2], u4[3], u4[4], u4[5], ts_arg_tensor(eq[0]),
                      ts_arg_tensor(es[0]), ts_arg_tensor(eq[2]), ts_arg_tensor(es[2]), u4[10]};
-    ts_arg d8[8] = {d4[0], d4[1], d4[2], d4[3], d4[4], ts_arg_tensor(eq[1]), ts_arg_tensor(es[1]),
-                    d4[7]};
-    double tb = timed(ku, u, 8) + timed(kd, d, 6), tq = timed(ka, a1, 3) + timed(ka, a2, 3);
+    ts_arg d8[9] = {d4[0], d4[1], d4[2], d4[3], d4[4], ts_arg_tensor(eq[1]), ts_arg_tensor(es[1]),
+                    d4[7], ts_arg_tensor(x)};
+    double tb = timed(ku, u, 8) + timed(kd, d, 7), tq = timed(ka, a1, 3) + timed(ka, a2, 3);
     double t4 = tq + timed(ku4, u4, 11) + timed(kd4, d4, 8);
-    double t8 = tq + timed(ku8, u8, 11) + timed(kd8, d8, 8);
+    double t8 = tq + timed(ku8, u8, 11) + timed(kd8, d8, 9);
     /* the experts chosen (route's slots: at most tk distinct) */
     int64_t used = 0;
     for (int64_t e = 0; e < E; e++)

@@ -15,8 +15,9 @@
 --     [--device cpu|cuda|gpusim] [--attention f32|bf16]
 -- (--linears fp8: the projections the checkpoint holds in FP8 run as V4's
 -- FP8 linear, model/v4.lua, half the weight bytes of bf16; --attention bf16:
--- the window/CSA attention through sparse_attn_split on tensor cores, as a
--- GPU's default, model/attention.lua; scripts/gpu.sh runs both on a GPU)
+-- the attention on tensor cores over the caches' bytes, as a GPU's default
+-- (model/attention.lua: sparse_attn_split_kv8, and hca_attn_split_kv8 for
+-- the HCA and dense layers); scripts/gpu.sh runs both on a GPU)
 local ts = require "tessera"
 
 local layers = require "bench.v4_layers"

@@ -99,7 +99,7 @@ for _, T in ipairs{1, 64} do
     end,
     bf16 = function()
       upb:launch{x, sorted, offsets, tiles, weights, bf[1], bf[3], hb}
-      downb:launch{hb, sorted, offsets, tiles, bf[2], out}
+      downb:launch{hb, sorted, offsets, tiles, bf[2], out, x} -- (x: the unread add)
     end,
   }
   -- a quantised form: x quantised, up, each slot's row quantised, down
@@ -111,7 +111,9 @@ for _, T in ipairs{1, 64} do
       upk:launch{xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights,
                  w[1], w[2], w[5], w[6], h}
       act:launch{h:reshape{TK, 1, I}, hq, sh}
-      downk:launch{hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out}
+      -- (moe_down_fp8's add, not read without ADD: x stands in)
+      downk:launch{hq:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, w[3], w[4], out,
+                   f == "fp8" and x or nil}
     end
   end
   local best, worst, outs = {}, {}, {}

@@ -15,8 +15,9 @@ return function(M)
 -- prefill's window/CSA attention through sparse_attn_tc and its HCA
 -- attention through hca_attn_tc (the output rounded to bf16), a decode
 -- step's window/CSA attention through sparse_attn_split + the f32 merge
--- (its HCA attention stays on hca_attn_split_f32, which reads the "fp8"
--- cache's bytes where they lie and is split already). By default on a GPU
+-- and its HCA attention, over the "fp8" caches, through
+-- hca_attn_split_kv8 + the merge (over f32 caches it stays on
+-- hca_attn_split_f32, split already). By default on a GPU
 -- whose tensor cores take them (O.attn_tensor_cores) unless the model was
 -- loaded with tf32 = false; the option attention = "f32" turns them off,
 -- "bf16" on, on any device (the CPU runs the same kernels:
@@ -182,19 +183,28 @@ end
 -- applies the output's inverse rope (tab, positions pos), which
 -- attention_out then skips.
 function M:hca_attend(L, q, kv, win, comp, ncomp, o, tab, pos)
-  local cfg, sh = self.cfg, q:shape()
-  local T, H, c = sh[1], sh[2], sh[3]
+  local cfg, c = self.cfg, q:shape(3)
   local N, R = comp:shape(1), O.attn_range()
-  local P = math.max(1, (N + R - 1) // R)
   local kv8 = comp:dtype() == "i8"
-  local po, pm, pl = O.out{T, P, H, c}, O.out{T, P, H}, O.out{T, P, H}
   local none = self:constants() -- (the input of the format not held)
-  kernel("hca_attn.tile", "hca_attn_split_f32",
-         {SCALE = c ^ -0.5, R = R, BK = math.min(R, 64), KV8 = kv8, ROPE = cfg.rope_head_dim,
-          NH = H, DC = c})
-    :launch{
-    q, kv, win, kv8 and none.rows_f32 or comp, kv8 and comp or none.rows_i8, ncomp,
-    po, pm, pl}
+  self:split_attend(L, "hca_attn.tile", "hca_attn_split_f32",
+                    {SCALE = c ^ -0.5, R = R, BK = math.min(R, 64), KV8 = kv8,
+                     ROPE = cfg.rope_head_dim, NH = q:shape(2), DC = c},
+                    math.max(1, (N + R - 1) // R),
+                    {q, kv, win, kv8 and none.rows_f32 or comp, kv8 and comp or none.rows_i8, ncomp},
+                    o, tab, pos)
+end
+
+-- Split attention of layer L into o [T, H, c]: kernel `name` of `file`
+-- over P ranges of each query's entries (args, then its partial states
+-- po, pm, pl), merged with the layer's sink by sparse_attn_merge, which
+-- applies the inverse rope (tab, positions pos).
+function M:split_attend(L, file, name, params, P, args, o, tab, pos)
+  local T, H, c = o:shape(1), o:shape(2), o:shape(3)
+  local po, pm, pl = O.out{T, P, H, c}, O.out{T, P, H}, O.out{T, P, H}
+  local n = #args
+  args[n + 1], args[n + 2], args[n + 3] = po, pm, pl
+  kernel(file, name, params):launch(args)
   kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_rope)
     :launch{po, pm, pl, self:weight(self:prefix(L) .. "attn.attn_sink"), tab, pos, o}
 end
@@ -335,6 +345,21 @@ end
 -- a layer run alone makes its own.
 function M.step_inputs() return {window = {}, ints = {}} end
 
+-- The index list [1, K] of position t (tp its device tensor [1]) without a
+-- selection, made once a step (sparse_attn.tile ring_index: the window
+-- ring's slots of positions t - W + 1 .. t, -1 padded to K).
+local function window_list(step, W, K, t, tp, none)
+  local lists = step.window[K] or {}
+  step.window[K] = lists
+  local ids = lists[t]
+  if not ids then
+    ids = O.out({1, K}, "i32")
+    kernel("sparse_attn.tile", "ring_index", {W = W}):launch{tp, none.no_sel, ids}
+    lists[t] = ids
+  end
+  return ids
+end
+
 -- The i32 tensor [1] holding v, made once a step.
 local function step_int(step, v)
   local t = step.ints[v]
@@ -362,9 +387,11 @@ function M:attention_steps(L, x, seqs, pos_v, step)
   step.pos = pos
   local qr = rmsnorm(linear(x, self:lweight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
-  -- (in bf16 for the bf16 attention's split form; HCA's reads f32)
+  -- (in bf16 for the bf16 attention's split forms; HCA's over f32 caches
+  -- reads f32)
   local q = self:norm_rope(linear(qr, self:lweight(p .. "wq_b.weight")):reshape{B, H, c}, nil,
-                           tab, pos, ratio ~= 128 and self:bf16_attention())
+                           tab, pos, (ratio ~= 128 or self.kv_format == "fp8")
+                             and self:bf16_attention())
   -- (the KV rows before kv_norm and rope: each sequence's ring row is
   -- normed, roped and stored in one launch, Cache:put_norm_rope)
   local kv = linear(x, self:lweight(p .. "wkv.weight"))
@@ -413,23 +440,41 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
     local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x)
     if entry then st.comp:append(entry) end
   end
+  local N = ratio > 0 and st.comp.n or 0
+  local extra = ratio == 4 and cfg.index_topk or 0
+  local K = W + extra
+  local bf = self:bf16_attention()
+  local bytes = bf and self.kv_format == "fp8"
+  if sel and bytes then
+    -- CSA on tensor cores over the "fp8" caches' bytes where they lie: the
+    -- ring's rows by the step's window list, the selected entries' by
+    -- top-k's indices (sparse_attn_split_kv8_ring: no kv_list copy, no
+    -- ring_index of the selection)
+    self:split_attend(L, "sparse_attn.tile", "sparse_attn_split_kv8_ring", self:kv8_params(),
+                      math.max(1, K // 128),
+                      {q, st.ring:view(0, W), window_list(step, W, W, t, tp, self:constants()),
+                       st.comp:view(0, N), sel}, o, tab, tp)
+    return true
+  end
   -- the index list, built on the device (sparse_attn.tile ring_index): the
   -- window ring's slots (slot = position mod W) of positions t - W + 1 ..
   -- t, then for CSA the selected compressed entries, -1 padded; without a
   -- selection the same list for every layer, made once a step
-  local N = ratio > 0 and st.comp.n or 0
-  local extra = ratio == 4 and cfg.index_topk or 0
-  local K = W + extra
-  local lists = not sel and step.window[K]
-  local ids = lists and lists[t]
+  local ids = not sel and window_list(step, W, K, t, tp, self:constants())
   if not ids then
     ids = O.out({1, K}, "i32")
-    kernel("sparse_attn.tile", "ring_index", {W = W})
-      :launch{tp, sel or self:constants().no_sel, ids}
-    if not sel then
-      step.window[K] = lists or {}
-      step.window[K][t] = ids
-    end
+    kernel("sparse_attn.tile", "ring_index", {W = W}):launch{tp, sel, ids}
+  end
+  if ratio == 128 and bytes then
+    -- HCA on tensor cores over the "fp8" cache's bytes: the ring's rows
+    -- gathered by slot, the compressed entries read where they lie, each
+    -- block decoded into bf16 in the kernel (hca_attn_split_kv8), over
+    -- ranges of O.attn_range() entries
+    self:split_attend(L, "hca_attn.tile", "hca_attn_split_kv8", self:kv8_params(),
+                      math.max(1, (W + N) // O.attn_range()),
+                      {q, st.ring:view(0, W), ids, st.comp:view(0, N), step_int(step, N)},
+                      o, tab, tp)
+    return true
   end
   if ratio == 128 then
     -- HCA: the ring gathered by slot, the compressed entries read where
@@ -444,18 +489,12 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
   -- the KV list: the ring's W slots, then for CSA the selected compressed
   -- entries (topk's valid entries come first), read from the cache alone:
   -- in f32, or for the bf16 attention from the "fp8" caches in their bytes
-  -- (the ring as it lies, or with the selection gathered after it:
-  -- quant.tile kv_list), which sparse_attn_split_kv8 decodes into the bf16
-  -- tile sparse_attn_split would have read (the values exact in bf16)
-  local sink, bf = self:weight(p .. "attn_sink"), self:bf16_attention()
-  local bytes, list = bf and self.kv_format == "fp8", nil
+  -- (the ring as it lies: a CSA layer's selection took the kernel above),
+  -- which sparse_attn_split_kv8 decodes into the bf16 tile
+  -- sparse_attn_split would have read (the values exact in bf16)
+  local list
   if bytes then
     list = st.ring:view(0, W)
-    if sel then
-      list = O.out({K, st.ring.rb}, "i8")
-      kernel("quant.tile", "kv_list"):launch{st.ring:view(0, W), st.comp:view(0, N),
-                                            sel:reshape{extra}, list}
-    end
   else
     list = f32{K, c}
     st.ring:get(0, st.ring.n, list:slice(0, 0, st.ring.n))
@@ -464,21 +503,14 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
   if bf then
     -- split into ranges of at least 128 entries (FlashDecoding: a block
     -- each instead of one for the token), merged in f32 with the sink
-    local P = math.max(1, K // 128)
-    local po, pm, pl = O.out{1, P, H, c}, O.out{1, P, H}, O.out{1, P, H}
-    if bytes then
-      kernel("sparse_attn.tile", "sparse_attn_split_kv8", self:kv8_params())
-        :launch{q, list, ids, po, pm, pl}
-    else
-      kernel("sparse_attn.tile", "sparse_attn_split", self:tc_params())
-        :launch{q, O.convert(list, "bf16"), ids, po, pm, pl}
-    end
-    kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_rope)
-      :launch{po, pm, pl, sink, tab, tp, o}
+    self:split_attend(L, "sparse_attn.tile",
+                      bytes and "sparse_attn_split_kv8" or "sparse_attn_split",
+                      bytes and self:kv8_params() or self:tc_params(), math.max(1, K // 128),
+                      {q, bytes and list or O.convert(list, "bf16"), ids}, o, tab, tp)
     return true
   end
   kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5, NH = H, DC = c})
-    :launch{q, list, ids, sink, o}
+    :launch{q, list, ids, self:weight(p .. "attn_sink"), o}
 end
 
 end

@@ -44,9 +44,10 @@ end
 -- caller hands its xq, sx in; then each slot's hidden row), as e4m3 codes
 -- for the tensor-core forms (codes); with act the kernels quantise them as
 -- they load them instead (ACT: the same bits, a launch fewer each, and the
--- scales' place is not read). Returns x's quantisation xq, sx (xq nil with
--- act).
-local function quant_up_down(name, BM, LIMIT, act, codes, x, xq, sx, g, up, down, out)
+-- scales' place is not read). With add (moe_down_fp8's: the routed slots'
+-- rows, K a slot) the down GEMM adds them to each row (moe_combine's
+-- sums). Returns x's quantisation xq, sx (xq nil with act).
+local function quant_up_down(name, BM, LIMIT, act, codes, x, xq, sx, g, up, down, out, add, K)
   local T, DM, R, I = x:shape(1), x:shape(2), out:shape(1), up[1]:shape(2)
   local DB, IB = (DM + 127) // 128, (I + 127) // 128
   local aq, dt = codes and O.codes_params or nil, codes and "fp8e4m3" or "f32"
@@ -66,8 +67,11 @@ local function quant_up_down(name, BM, LIMIT, act, codes, x, xq, sx, g, up, down
     hq = O.out({R, 1, I}, dt)
     kernel("quant.tile", "act_quant", aq):launch{h:reshape{R, 1, I}, hq, sh}
   end
-  kernel("moe.tile", "moe_down_" .. name, {BM = BM, ACT = act}):launch{
-    hq:reshape{R, I}, sh:reshape{R, IB}, g[1], g[2], g[3], down[1], down[2], out}
+  local args = {hq:reshape{R, I}, sh:reshape{R, IB}, g[1], g[2], g[3], down[1], down[2], out}
+  -- (moe_down_fp8 takes an add, read only with ADD > 0: else x stands in)
+  if name == "fp8" then args[9] = add or x end
+  kernel("moe.tile", "moe_down_" .. name, add and {BM = BM, ACT = act, ADD = K}
+                                           or {BM = BM, ACT = act}):launch(args)
   return xq, sx
 end
 
@@ -145,7 +149,11 @@ end
 -- of after), with x's quantisation xq, sx when the routed experts made it
 -- (else its own, or with act true none: the kernels' ACT form quantises as
 -- it loads); a prefill on FP8 tensor cores keeps the linears (gemm_fp8).
-function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx)
+-- With out (the routed slots' rows [T K, DM], K a token) the down GEMM
+-- adds each token's K rows to its row, as moe_combine would (the same
+-- bits, a launch fewer): returns the layer's y and true; the linears' form
+-- returns the shared expert's rows alone.
+function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx, out, K)
   local T, DM = x:shape(1), x:shape(2)
   if self:is_fp8(p .. "shared_experts.w1.weight") then
     if tc then
@@ -153,26 +161,26 @@ function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx)
       local u = O.linear(x, self:lweight(p .. "shared_experts.w3.weight"))
       local h = O.out(g:shape())
       kernel("moe.tile", "moe_swiglu", {LIMIT = LIMIT}):launch{g, u, h}
-      return O.linear(h, self:lweight(p .. "shared_experts.w2.weight"))
+      return O.linear(h, self:lweight(p .. "shared_experts.w2.weight")), false
     end
     local w1, w2, w3 = self:lweight(p .. "shared_experts.w1.weight"),
       self:lweight(p .. "shared_experts.w2.weight"), self:lweight(p .. "shared_experts.w3.weight")
     local sorted, weights, offsets, tiles = self:shared_table(T, BM)
-    local sh = O.out{T, DM}
+    local y = O.out{T, DM}
     quant_up_down("fp8", BM, LIMIT, act, false, x, xq, sx, {sorted, offsets, tiles, weights},
-                  {w1.q, w1.s, w3.q, w3.s}, {w2.q, w2.s}, sh)
-    return sh
+                  {w1.q, w1.s, w3.q, w3.s}, {w2.q, w2.s}, y, out, K)
+    return y, out ~= nil
   end
   local s1, s2, s3 = self:raw(p .. "shared_experts.w1.weight"),
     self:raw(p .. "shared_experts.w2.weight"), self:raw(p .. "shared_experts.w3.weight")
   local I = s1:shape(1)
   local sorted, weights, offsets, tiles = self:shared_table(T, BM)
-  local h, sh = O.out{T, I}, O.out{T, DM}
+  local h, y = O.out{T, I}, O.out{T, DM}
   kernel("moe.tile", "moe_up", {BM = BM, LIMIT = LIMIT, W = s1:dtype()}):launch{
     x, sorted, offsets, tiles, weights, s1:reshape{1, I, DM}, s3:reshape{1, I, DM}, h}
-  kernel("moe.tile", "moe_down", {BM = BM, W = s2:dtype()}):launch{
-    h, sorted, offsets, tiles, s2:reshape{1, DM, I}, sh}
-  return sh
+  kernel("moe.tile", "moe_down", {BM = BM, W = s2:dtype(), ADD = out and K or nil}):launch{
+    h, sorted, offsets, tiles, s2:reshape{1, DM, I}, y, out or x}
+  return y, out ~= nil
 end
 
 -- DeepSeekMoE (V4-SPEC 1.9): the router's K experts and weights of each
@@ -189,8 +197,9 @@ end
 -- moe_up_FMT_tc + moe_down_FMT_tc instead (the activations as
 -- e4m3 codes, tensor-core GEMMs over tiles of 64 rows: the same exact
 -- products, summed per scale block as the reference's fp4_gemm and
--- fp8_gemm do). y = shared + slot 0 + ... + slot K - 1, as
--- moe_combine adds them. Returns y, the experts and their weights.
+-- fp8_gemm do). y = shared + slot 0 + ... + slot K - 1, which the shared
+-- expert's down GEMM adds (ADD) where it runs in the grouped form, else
+-- moe_combine. Returns y, the experts and their weights.
 function M:moe(L, x, ids)
   local cfg, p = self.cfg, self:prefix(L) .. "ffn."
   local T, K, DM = x:shape(1), cfg.n_activated_experts, x:shape(2)
@@ -228,11 +237,15 @@ function M:moe(L, x, ids)
     local h = O.out{TK, w1:shape(2)}
     kernel("moe.tile", "moe_up", {BM = BM, LIMIT = LIMIT}):launch{
       x, sorted, offsets, tiles, weights, w1, w3, h}
-    kernel("moe.tile", "moe_down", {BM = BM}):launch{h, sorted, offsets, tiles, w2, out}
+    kernel("moe.tile", "moe_down", {BM = BM}):launch{h, sorted, offsets, tiles, w2, out, x}
   end
-  local y = O.out{T, DM}
-  kernel("moe.tile", "moe_combine", {K = K})
-    :launch{self:shared_expert(p, x, BM, LIMIT, tc8, act, xq, sx), out, y}
+  -- the shared expert's down GEMM adds the routed rows (else moe_combine)
+  local y, combined = self:shared_expert(p, x, BM, LIMIT, tc8, act, xq, sx, out, K)
+  if not combined then
+    local sh = y
+    y = O.out{T, DM}
+    kernel("moe.tile", "moe_combine", {K = K}):launch{sh, out, y}
+  end
   return y, experts, weights
 end
 

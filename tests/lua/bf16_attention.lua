@@ -1,6 +1,7 @@
 -- bf16_attention.lua - the attention on tensor cores in bf16
 -- (model/attention.lua: a prefill's through sparse_attn_tc and hca_attn_tc,
--- a decode step's window/CSA attention through sparse_attn_split): taken by
+-- a decode step's through sparse_attn_split, or over "fp8" caches through
+-- sparse_attn_split_kv8 and hca_attn_split_kv8): taken by
 -- default on a GPU whose tensor cores take them (the simulator's sm_90a,
 -- and sm_80: tests/CMakeLists.txt runs this file as both and as an sm_86,
 -- which takes none), not with tf32 = false or attention = "f32";
@@ -147,8 +148,10 @@ if arch == "sm_90a" then
                       "vs f32 attention %.3e", el, ed32))
   check(el < 1e-2, "bf16 decode steps continue the bf16 prefill")
   check(ed32 > 0 and ed32 < 2e-2, "bf16 decode within 2e-2 of the f32 decode")
-  -- from "fp8" caches a step reads their bytes (kv_list, then
-  -- sparse_attn_split_kv8 in the window/CSA layers: no unpacking)
+  -- from "fp8" caches a step reads their bytes where they lie
+  -- (sparse_attn_split_kv8 in the window layers, sparse_attn_split_kv8_ring
+  -- in the CSA layers, hca_attn_split_kv8 in the HCA layers: no unpacking,
+  -- no kv_list copy)
   local d8, seen, cfg = steps("bf16", "fp8")
   local win, csa, hca = 0, 0, 0 -- the layers of each kind
   for L = 1, cfg.n_layers do
@@ -160,17 +163,22 @@ if arch == "sm_90a" then
   print(string.format("CPU, bf16 attention, fp8 caches: prefill 9 + decode 2 vs prefill 11 %.3e",
                       e8l))
   check(e8l < 1e-2, "fp8 caches: the bf16 decode steps continue the prefill")
-  check(seen.sparse_attn_split_kv8 == win + csa and seen.kv_list == csa and
-        not seen.sparse_attn_split and seen.kv_unpack == hca and not seen.kv_unpack_rows,
-        string.format("fp8 caches: a step's window/CSA attention reads the bytes (kv8 %s, " ..
-                      "kv_list %s, split %s, kv_unpack %s for %d window, %d CSA, %d HCA " ..
-                      "layers)", seen.sparse_attn_split_kv8, seen.kv_list,
-                      seen.sparse_attn_split, seen.kv_unpack, win, csa, hca))
+  check(hca > 0 and csa > 0 and seen.sparse_attn_split_kv8 == win and
+        seen.sparse_attn_split_kv8_ring == csa and not seen.kv_list and
+        seen.hca_attn_split_kv8 == hca and not seen.sparse_attn_split and
+        not seen.hca_attn_split_f32 and not seen.kv_unpack and not seen.kv_unpack_rows and
+        seen.sparse_attn_merge == win + csa + hca,
+        string.format("fp8 caches: a step's attention reads the bytes (kv8 %s, ring %s, " ..
+                      "kv_list %s, HCA kv8 %s, split %s, HCA f32 %s, kv_unpack %s, merges %s " ..
+                      "for %d window, %d CSA, %d HCA layers)", seen.sparse_attn_split_kv8,
+                      seen.sparse_attn_split_kv8_ring, seen.kv_list, seen.hca_attn_split_kv8,
+                      seen.sparse_attn_split, seen.hca_attn_split_f32, seen.kv_unpack,
+                      seen.sparse_attn_merge, win, csa, hca))
   -- and each layer's new KV row goes into its ring normed, roped and
   -- packed by one launch (no kv_pack: the step completes no entry)
-  -- the window-only index list (HCA's and the window layers') made once a
-  -- step, a CSA layer's from its own selection
-  check(seen.ring_index == csa + ((win + hca > 0) and 1 or 0),
+  -- the window-only index list (every layer's: the CSA layers read their
+  -- selection as top-k gives it) made once a step
+  check(seen.ring_index == 1,
         string.format("ring_index %s in a step of %d window, %d CSA, %d HCA layers",
                       seen.ring_index, win, csa, hca))
   check(seen.kv_norm_rope_pack == cfg.n_layers and seen.head_norm_rope == cfg.n_layers and

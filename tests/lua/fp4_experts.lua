@@ -203,9 +203,28 @@ local function run(devname)
         codes:launch{h:reshape{TK, 1, I}, hin, ts.tensor("f32", {TK, 1, IB}, nil, dev)}
       end
       local out = ts.tensor("f32", {TK, DM}, nil, dev)
+      -- (moe_down_fp8's add, not read without ADD)
+      local fp8 = v.name == "fp8" and x:reshape{T, DM} or nil
       ts.kernel("kernels/moe.tile", "moe_down_" .. v.name, v.params, dev):launch{
-        hin:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, f.q[2], f.s[2], out}
+        hin:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, f.q[2], f.s[2], out, fp8}
       local hv, hqv, shv, ov = h:to_table(), hq:to_table(), sh:to_table(), out:to_table()
+      if fp8 then
+        -- with ADD = 3 each slot's row plus its 3 rows of add, in order:
+        -- moe_combine's sums of out and add, bit for bit
+        local add = T_("f32", {TK * 3, DM}, randoms(TK * 3 * DM, 60 + n, 4))
+        local oadd, want = ts.tensor("f32", {TK, DM}, nil, dev), ts.tensor("f32", {TK, DM}, nil, dev)
+        ts.kernel("kernels/moe.tile", "moe_down_fp8", {BM = BM, ADD = 3}, dev):launch{
+          hin:reshape{TK, I}, sh:reshape{TK, IB}, sorted, offsets, tiles, f.q[2], f.s[2], oadd,
+          add}
+        ts.kernel("kernels/moe.tile", "moe_combine", {K = 3}, dev):launch{out, add, want}
+        local got, exp = oadd:to_table(), want:to_table()
+        for c = 1, T > 1 and DM or 0 do -- (the unrouted slot's row is not written)
+          got[(K + K - 1) * DM + c], exp[(K + K - 1) * DM + c] = 0, 0
+        end
+        local nd, td = C.differ({got}, {exp})
+        C.check(nd == 0, string.format("%s fp8 T %d BM %d ADD: == moe_combine (%d of %d differ)",
+                                       devname, T, BM, nd, td))
+      end
       if not tc then
         -- ACT (a GPU decode's form): x and h as they are, quantised as each
         -- tile is loaded; the scales' place is not read: the same bits
@@ -215,7 +234,7 @@ local function run(devname)
           x:reshape{T, DM}, ts.empty("f32", {T, DB}, dev), sorted, offsets, tiles, weights,
           f.q[1], f.s[1], f.q[3], f.s[3], ha}
         ts.kernel("kernels/moe.tile", "moe_down_" .. v.name, p, dev):launch{
-          h, ts.empty("f32", {TK, IB}, dev), sorted, offsets, tiles, f.q[2], f.s[2], oa}
+          h, ts.empty("f32", {TK, IB}, dev), sorted, offsets, tiles, f.q[2], f.s[2], oa, fp8}
         local nh, th = C.differ({ha:to_table()}, {hv})
         local no, to = C.differ({oa:to_table()}, {ov})
         C.check(nh == 0 and no == 0, string.format(

@@ -1,6 +1,7 @@
 -- packed_reads.lua - the GPU kernels that read the caches' bytes
 -- (kernels/quant.tile formats) and decode them into bf16 tiles on the way:
--- sparse_attn_split_kv8 (the KV cache, kv_pack) and indexer_scores_fp4_tc
+-- sparse_attn_split_kv8, sparse_attn_split_kv8_ring and hca_attn_split_kv8
+-- (the KV cache, kv_pack) and indexer_scores_fp4_tc
 -- (the indexer's keys, fp4_pack), and the exact model's
 -- indexer_scores_fp4_f32. Each equals its twin over the unpacked rows
 -- (rounded to bf16 for the tensor-core forms: the decoded values are exact
@@ -35,6 +36,28 @@ local function bitwise(a, b)
   return true
 end
 
+local ROPE = 64
+-- A KV row's bytes at head dim c (kv_pack's, rounded up to 8).
+local function row_bytes(c)
+  local nope = c - ROPE
+  return (nope + 2 * ROPE + nope // 64 + 7) // 8 * 8
+end
+
+-- ts.kernel on dev, by file under kernels/
+local function kernels_on(dev)
+  return function(file, name, params) return ts.kernel("kernels/" .. file, name, params or {}, dev) end
+end
+
+-- S rows of c dims packed by kv_pack on dev, and kv_unpack's XT of them
+local function kv_rows(dev, S, c, seed, XT)
+  local kernel = kernels_on(dev)
+  local bytes = ts.tensor("i8", {S, row_bytes(c)}, nil, dev)
+  kernel("quant.tile", "kv_pack", {ROPE = ROPE}):launch{rows(S, c, seed):copy_to(dev), bytes}
+  local unpacked = ts.tensor(XT, {S, c}, nil, dev)
+  kernel("quant.tile", "kv_unpack", {ROPE = ROPE, XT = XT}):launch{bytes, unpacked}
+  return bytes, unpacked
+end
+
 local cases = {
   -- device, heads, head dim, CH, WG, T, S, K, P
   {"cpu", 16, 128, 64, 1, 3, 70, 45, 2},
@@ -45,17 +68,9 @@ local cases = {
 for n, cs in ipairs(cases) do
   local dev = ts.device(cs[1])
   local H, c, CH, WG, T, S, K, P = table.unpack(cs, 2)
-  local rope, what = 64, string.format("case %d (%s, WG %d, P %d)", n, cs[1], WG, P)
-  local nope = c - rope
-  local E = (nope + 2 * rope + nope // 64 + 7) // 8 * 8
-  local function kernel(file, name, params)
-    return ts.kernel("kernels/" .. file, name, params or {}, dev)
-  end
-  local x = rows(S, c, 11 + n):copy_to(dev)
-  local bytes = ts.tensor("i8", {S, E}, nil, dev)
-  kernel("quant.tile", "kv_pack", {ROPE = rope}):launch{x, bytes}
-  local unpacked = ts.tensor("f32", {S, c}, nil, dev)
-  kernel("quant.tile", "kv_unpack", {ROPE = rope}):launch{bytes, unpacked}
+  local what = string.format("case %d (%s, WG %d, P %d)", n, cs[1], WG, P)
+  local E, kernel = row_bytes(c), kernels_on(dev)
+  local bytes, unpacked = kv_rows(dev, S, c, 11 + n, "f32")
   local kvb = unpacked:cast("bf16")
   local r, qv, iv, sv = rand(97 + n), {}, {}, {}
   for i = 1, T * H * c do qv[i] = r() * 2 - 1 end
@@ -88,6 +103,108 @@ for n, cs in ipairs(cases) do
   kernel("sparse_attn.tile", "sparse_attn"):launch{q, kvb, idx, sink, o1}
   local err = C.relerr(b[4]:to_table(), o1:to_table())
   C.check(err < 1e-2, string.format("%s: merged vs sparse_attn %.2e", what, err))
+end
+
+-- HCA's: hca_attn_split_kv8 (the window gathered from a ring's bytes by
+-- slot, the compressed entries read in place from theirs) against
+-- hca_attn_split over the same rows unpacked in bf16; tokens with fewer
+-- complete entries than the cache holds, a window with unused (-1) slots
+-- and W no multiple of the block, more ranges than blocks (empty ranges)
+local hcases = {
+  -- device, heads, head dim, CH, WG, T, W, N, P
+  {"cpu", 16, 128, 64, 1, 3, 21, 50, 3},
+  {"cpu", 16, 128, 128, 2, 2, 16, 7, 9},
+  {"gpusim", 16, 128, 64, 1, 2, 21, 37, 2},
+  {"gpusim", 16, 128, 128, 2, 1, 40, 19, 1},
+}
+for n, cs in ipairs(hcases) do
+  local dev = ts.device(cs[1])
+  local H, c, CH, WG, T, W, N, P = table.unpack(cs, 2)
+  local what = string.format("HCA case %d (%s, WG %d, P %d)", n, cs[1], WG, P)
+  local E, kernel = row_bytes(c), kernels_on(dev)
+  local ring8, ring = kv_rows(dev, W, c, 31 + n, "bf16")
+  local comp8, comp = kv_rows(dev, N, c, 41 + n, "bf16")
+  local r, qv, wv, nv = rand(57 + n), {}, {}, {}
+  for i = 1, T * H * c do qv[i] = r() * 2 - 1 end
+  for i = 1, T * W do wv[i] = r() < 0.2 and -1 or math.floor(r() * W) end
+  for t = 1, T do nv[t] = t == 1 and N or math.floor(r() * N) end
+  local q = ts.tensor("f32", {T, H, c}, qv):cast("bf16", dev)
+  local win = ts.tensor("i32", {T, W}, wv):copy_to(dev)
+  local ncomp = ts.tensor("i32", {T}, nv):copy_to(dev)
+  local function run(name, kv, cm)
+    local params = {NH = H, DC = c, CH = CH, BK = 16, WG = WG}
+    if name == "hca_attn_split_kv8" then params.EB, params.ROPE = E, ROPE end
+    local po = ts.tensor("f32", {T, P, H, c}, nil, dev)
+    local pm = ts.tensor("f32", {T, P, H}, nil, dev)
+    local pl = ts.tensor("f32", {T, P, H}, nil, dev)
+    kernel("hca_attn.tile", name, params):launch{q, kv, win, cm, ncomp, po, pm, pl}
+    return po, pm, pl
+  end
+  local a = {run("hca_attn_split", ring, comp)}
+  local b = {run("hca_attn_split_kv8", ring8, comp8)}
+  C.check(bitwise(b[1], a[1]) and bitwise(b[2], a[2]) and bitwise(b[3], a[3]),
+          what .. ": partial states differ from hca_attn_split's")
+  -- and not all empty: every token has valid entries in range 0
+  local m = b[2]:to_table()
+  C.check(m[1] > -math.huge and m[1] == m[1], what .. ": range 0 of token 0 saw no entry")
+end
+
+-- CSA's: sparse_attn_split_kv8_ring (the window gathered from a ring's
+-- bytes by slot, the selected entries from the cache's bytes by index)
+-- against sparse_attn_split_kv8 over the one list quant.tile kv_list
+-- makes of them, with ring_index's list (window slots, then W + k for a
+-- valid selection k): W a multiple of the block, a selection of no multiple
+-- of it with unused (-1) entries, 1-3 ranges, one and two warpgroups
+local rcases = {
+  -- device, heads, head dim, CH, WG, T, W, N, KS, P
+  {"cpu", 16, 128, 64, 1, 2, 32, 50, 21, 3},
+  {"cpu", 16, 128, 128, 2, 1, 16, 9, 40, 2},
+  {"gpusim", 16, 128, 64, 1, 2, 16, 37, 21, 2},
+  {"gpusim", 16, 128, 128, 2, 1, 32, 19, 16, 1},
+}
+for n, cs in ipairs(rcases) do
+  local dev = ts.device(cs[1])
+  local H, c, CH, WG, T, W, N, KS, P = table.unpack(cs, 2)
+  local what = string.format("ring case %d (%s, WG %d, P %d)", n, cs[1], WG, P)
+  local E, kernel = row_bytes(c), kernels_on(dev)
+  local ring = kv_rows(dev, W, c, 71 + n, "bf16")
+  local comp = kv_rows(dev, N, c, 81 + n, "bf16")
+  local r, qv, wv, sv = rand(91 + n), {}, {}, {}
+  for i = 1, T * H * c do qv[i] = r() * 2 - 1 end
+  for i = 1, T * W do wv[i] = r() < 0.2 and -1 or math.floor(r() * W) end
+  for i = 1, T * KS do sv[i] = r() < 0.25 and -1 or math.floor(r() * N) end
+  local q = ts.tensor("f32", {T, H, c}, qv):cast("bf16", dev)
+  local win = ts.tensor("i32", {T, W}, wv):copy_to(dev)
+  local sel = ts.tensor("i32", {T, KS}, sv):copy_to(dev)
+  local params = {NH = H, DC = c, CH = CH, BK = 16, WG = WG, EB = E, ROPE = ROPE}
+  local function states(rows)
+    return ts.tensor("f32", {rows, P, H, c}, nil, dev), ts.tensor("f32", {rows, P, H}, nil, dev),
+      ts.tensor("f32", {rows, P, H}, nil, dev)
+  end
+  local po, pm, pl = states(T)
+  kernel("sparse_attn.tile", "sparse_attn_split_kv8_ring", params)
+    :launch{q, ring, win, comp, sel, po, pm, pl}
+  local got = {po:to_table(), pm:to_table(), pl:to_table()}
+  for t = 0, T - 1 do
+    local list = ts.tensor("i8", {W + KS, E}, nil, dev)
+    kernel("quant.tile", "kv_list"):launch{ring, comp, sel:slice(0, t, 1):reshape{KS}, list}
+    local iv = {}
+    for j = 1, W do iv[j] = wv[t * W + j] end
+    for k = 1, KS do iv[W + k] = sv[t * KS + k] >= 0 and W + k - 1 or -1 end
+    local a, b, d = states(1)
+    kernel("sparse_attn.tile", "sparse_attn_split_kv8", params):launch{
+      q:slice(0, t, 1), list, ts.tensor("i32", {1, W + KS}, iv):copy_to(dev), a, b, d}
+    local want, same = {a:to_table(), b:to_table(), d:to_table()}, true
+    for k = 1, 3 do
+      local per = #want[k]
+      for i = 1, per do
+        local x, y = got[k][t * per + i], want[k][i]
+        if x ~= y and not (x ~= x and y ~= y) then same = false end
+      end
+    end
+    C.check(same, string.format("%s token %d: partial states differ from sparse_attn_split_kv8 " ..
+                                "over kv_list's list", what, t))
+  end
 end
 
 -- a row too short for C and ROPE is refused by the kernel's assert

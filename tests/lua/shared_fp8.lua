@@ -8,9 +8,11 @@
 -- and 7 tokens (9 on the CPU; 8 or more take the FP8 tensor cores on the
 -- simulator, as a prefill does, where the model keeps the linears), on
 -- the CPU and the GPU simulator (tests/CMakeLists.txt runs it in the CUDA
--- C lowering too). Then a decode step in the released formats (FP8
--- linears, FP4 experts) on the simulator launches no act_quant, no
--- moe_swiglu and no linear for the shared expert: the ACT forms.
+-- C lowering too). Its down GEMM adds the routed slots' rows as
+-- moe_combine would, bit for bit (FP8 and bf16 weights). Then a decode
+-- step in the released formats (FP8 linears, FP4 experts) on the simulator
+-- launches no act_quant, no moe_swiglu, no linear for the shared expert
+-- (the ACT forms) and no moe_combine.
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
@@ -47,6 +49,37 @@ for _, dev in ipairs{"cpu", "gpusim"} do
   end
 end
 
+-- with the routed slots' rows handed in, the shared expert's down GEMM
+-- (moe_down_fp8, moe_down over the bf16 weights of f32 linears) adds them
+-- to its rows: moe_combine's sums of its rows and them, bit for bit
+for _, dev in ipairs{"cpu", "gpusim"} do
+  for _, lin in ipairs{"fp8", "f32"} do
+    local m = V4.load(dir, nil, {kv_format = "f32", device = dev, linears = lin})
+    local cfg = m.cfg
+    local LIMIT, K = cfg.swiglu_limit * 1.0, cfg.n_activated_experts
+    O.use(m.dev, m.tf32)
+    for _, T in ipairs{1, 3} do
+      local BM = T == 1 and 1 or O.moe_rows
+      local x = O.tensor("f32", {T, cfg.dim}, C.spread(T * cfg.dim, 50 + T, 3.0))
+      local out = O.tensor("f32", {T * K, cfg.dim}, C.spread(T * K * cfg.dim, 60 + T, 2.0))
+      for L = 0, cfg.n_layers - 1 do
+        local p = m:prefix(L) .. "ffn."
+        for _, act in ipairs{false, true} do
+          local sh = m:shared_expert(p, x, BM, LIMIT, false, act)
+          local want = O.out{T, cfg.dim}
+          O.kernel("moe.tile", "moe_combine", {K = K}):launch{sh, out, want}
+          local got, fused = m:shared_expert(p, x, BM, LIMIT, false, act, nil, nil, out, K)
+          local nd, total = C.differ({got:to_table()}, {want:to_table()})
+          check(fused and nd == 0,
+                string.format("%s %s linears T %d layer %d%s: the down GEMM's sums == " ..
+                              "moe_combine's (%d of %d differ)", dev, lin, T, L,
+                              act and " ACT" or "", nd, total))
+        end
+      end
+    end
+  end
+end
+
 -- a decode step in the released formats on the simulator
 local m = V4.load(dir, nil, {kv_format = "fp8", device = "gpusim", linears = "fp8",
                              experts = "fp4"})
@@ -55,9 +88,10 @@ take()
 m:decode(ids[10])
 local seen, n = take(), m.cfg.n_layers
 check(not seen.act_quant and not seen.moe_swiglu and seen.moe_up_fp4 == n and
-      seen.moe_down_fp4 == n and seen.moe_up_fp8 == n and seen.moe_down_fp8 == n,
+      seen.moe_down_fp4 == n and seen.moe_up_fp8 == n and seen.moe_down_fp8 == n and
+      not seen.moe_combine,
       string.format("a GPU decode step's MoE: act_quant %s, moe_swiglu %s, moe_up_fp4 %s, " ..
-                    "moe_down_fp4 %s, moe_up_fp8 %s, moe_down_fp8 %s for %d layers",
-                    seen.act_quant, seen.moe_swiglu, seen.moe_up_fp4, seen.moe_down_fp4,
-                    seen.moe_up_fp8, seen.moe_down_fp8, n))
+                    "moe_down_fp4 %s, moe_up_fp8 %s, moe_down_fp8 %s, moe_combine %s for %d " ..
+                    "layers", seen.act_quant, seen.moe_swiglu, seen.moe_up_fp4,
+                    seen.moe_down_fp4, seen.moe_up_fp8, seen.moe_down_fp8, seen.moe_combine, n))
 C.finish()

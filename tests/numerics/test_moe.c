@@ -307,9 +307,13 @@ static void up_down(ts_kernel *ku, ts_kernel *kd, const grouped *g, ts_tensor *x
                   ts_arg_tensor(tu),    ts_arg_tensor(g->wt),     ts_arg_tensor(g->w1),
                   ts_arg_tensor(g->w3), ts_arg_tensor(h)};
   num_launch(ku, au, 8);
-  ts_arg ad[6] = {ts_arg_tensor(h),  ts_arg_tensor(g->sorted), ts_arg_tensor(g->offs),
-                  ts_arg_tensor(td), ts_arg_tensor(g->w2),     ts_arg_tensor(out)};
-  num_launch(kd, ad, 6);
+  /* moe_down's add (not read without ADD; x stands in), which
+   * moe_down_tc does not take */
+  bool tc = ts_tensor_dtype(x) == TS_DTYPE_BF16;
+  ts_arg ad[7] = {ts_arg_tensor(h),  ts_arg_tensor(g->sorted), ts_arg_tensor(g->offs),
+                  ts_arg_tensor(td), ts_arg_tensor(g->w2),     ts_arg_tensor(out),
+                  ts_arg_tensor(x)};
+  num_launch(kd, ad, tc ? 6 : 7);
 }
 
 /* y = the shared expert's rows + each token's slots of out (moe_combine,

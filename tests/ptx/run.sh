@@ -69,19 +69,22 @@ for arch in sm_90a sm_80; do
       grep -i "serialized\|Performance Loss\|injected" "$tmp/info"
       fail=$((fail + 1)); continue
     fi
-# sparse_attn_split_kv8 gathers its 584-byte cache rows by a cp.async ring of
-# 8-byte chunks (gpu_pipe.c ts_pipe_chunk_bytes) in both lowerings, not by
-# element copies
-for low in ptx cuda; do
-  "$tessera" compile "$src/kernels/sparse_attn.tile" --kernel sparse_attn_split_kv8 --target $low \
-    --arch sm_90a --emit ptx --no-cache -o "$tmp/kv8.ptx" 2>"$tmp/err"
-  if grep -q "cp.async.ca.shared.global \[[^]]*\], \[[^]]*\], 8;" "$tmp/kv8.ptx" &&
-     grep -q "cp.async.wait_group 1;" "$tmp/kv8.ptx"; then
-    pass=$((pass + 1))
-  else
-    echo "FAIL: sparse_attn_split_kv8 ($low) has no 8-byte cp.async ring"; cat "$tmp/err"
-    fail=$((fail + 1))
-  fi
+# sparse_attn_split_kv8, sparse_attn_split_kv8_ring and hca_attn_split_kv8
+# gather their 584-byte cache rows by a cp.async ring of 8-byte chunks
+# (gpu_pipe.c ts_pipe_chunk_bytes) in both lowerings, not by element copies
+for fk in sparse_attn:sparse_attn_split_kv8 sparse_attn:sparse_attn_split_kv8_ring \
+          hca_attn:hca_attn_split_kv8; do
+  for low in ptx cuda; do
+    "$tessera" compile "$src/kernels/${fk%%:*}.tile" --kernel "${fk##*:}" --target $low \
+      --arch sm_90a --emit ptx --no-cache -o "$tmp/kv8.ptx" 2>"$tmp/err"
+    if grep -q "cp.async.ca.shared.global \[[^]]*\], \[[^]]*\], 8;" "$tmp/kv8.ptx" &&
+       grep -q "cp.async.wait_group 1;" "$tmp/kv8.ptx"; then
+      pass=$((pass + 1))
+    else
+      echo "FAIL: ${fk##*:} ($low) has no 8-byte cp.async ring"; cat "$tmp/err"
+      fail=$((fail + 1))
+    fi
+  done
 done
 
     # the second lowering: CUDA C, through NVRTC, then ptxas
@@ -295,7 +298,9 @@ done
 # threads gave it mma.sync's 128 registers a thread, gpu_mma.c)
 for arch in sm_90a sm_80; do
   for fk in sparse_attn:sparse_attn_tc sparse_attn:sparse_attn_split sparse_attn:sparse_attn_split_kv8 \
-            hca_attn:hca_attn_tc hca_attn:hca_attn_split gemm:gemm_nt gemm:gemm_splitk \
+            sparse_attn:sparse_attn_split_kv8_ring \
+            hca_attn:hca_attn_tc hca_attn:hca_attn_split hca_attn:hca_attn_split_kv8 \
+            gemm:gemm_nt gemm:gemm_splitk \
             indexer:indexer_scores_tc indexer:indexer_scores_fp4_tc; do
     f=kernels/${fk%%:*}.tile k=${fk##*:}
     "$tessera" compile "$src/$f" --kernel "$k" --target ptx --arch $arch --emit mlir \
@@ -486,9 +491,11 @@ else
   grep -ho 'tessera.tiles = "[^"]*"' "$tmp/ix80.mlir" "$tmp/sa80.mlir"; fail=$((fail + 1))
 fi
 too_big=$(tr ' ' '\n' <<<"$too_big" | grep . | sort | tr '\n' ' ')
-# (sparse_attn_split_kv8 fits: blocks of 16 entries, a one-stage ring there)
-if [[ $too_big != "hca_attn_split hca_attn_tc sparse_attn_split sparse_attn_tc " ]]; then
-  echo "FAIL: on sm_86 the kernels too big for a block are '$too_big', not the four attention kernels"
+# (sparse_attn_split_kv8 fits: blocks of 16 entries, a one-stage ring there;
+# hca_attn_split_kv8 and sparse_attn_split_kv8_ring hold a byte ring for
+# each of their two loops)
+if [[ $too_big != "hca_attn_split hca_attn_split_kv8 hca_attn_tc sparse_attn_split sparse_attn_split_kv8_ring sparse_attn_tc " ]]; then
+  echo "FAIL: on sm_86 the kernels too big for a block are '$too_big', not the six attention kernels"
   fail=$((fail + 1))
 else
   pass=$((pass + 1))
