@@ -25,7 +25,7 @@ end
 
 -- A model of layers with the compression ratios `ratios` (0 window-only, 4
 -- CSA, 128 HCA) on device dev; `fields` are set on it (kv_format, tf32,
--- linears, attn_dtype: model/v4.lua's load options as its fields). Returns
+-- linears, attn_dtype, join: model/v4.lua's load options as its fields). Returns
 -- the model, its config and random(shape, scale): a new f32 tensor of
 -- values in [-scale, scale) (bench/gpu.tile rand_f32, a new seed a call).
 function L.model(ratios, dev, fields)
@@ -34,7 +34,7 @@ function L.model(ratios, dev, fields)
   local cfg = json.read("model/configs/v4-flash.json")
   cfg.n_layers, cfg.n_mtp_layers, cfg.compress_ratios = #ratios, 0, ratios
   local model = {cfg = cfg, w = {}, kv_format = "fp8", tf32 = false, dev = dev,
-                 linears = "f32", experts = "bf16", quant = {}}
+                 linears = "f32", experts = "bf16", quant = {}, join = true, joined = {}}
   for k, v in pairs(fields or {}) do model[k] = v end
   setmetatable(model, {__index = V4})
   O.use(dev, model.tf32)

@@ -256,12 +256,13 @@ end
 -- the "f32" format (hadamard.tile rope_hadamard, one launch); in "fp8"
 -- the key cache's FP4 bytes [T, HI, DI / 2 + DI / 32], which is their
 -- FP4 simulation (rope_hadamard_fp4: the same bytes as rope_hadamard and
--- fp4_pack, one launch where they made two).
-function M:indexer_inputs(L, qr, x, tab, pos)
+-- fp4_pack, one launch where they made two). qrows and wrows: wq_b's
+-- and weights_proj's rows when made already (M:linear_set').
+function M:indexer_inputs(L, qr, x, tab, pos, qrows, wrows)
   local cfg, p = self.cfg, self:prefix(L) .. "attn.indexer."
   local HI, DI = cfg.index_n_heads, cfg.index_head_dim
   local T = x:shape(1)
-  local qi = linear(qr, self:lweight(p .. "wq_b.weight")):reshape{T, HI, DI}
+  local qi = (qrows or linear(qr, self:lweight(p .. "wq_b.weight"))):reshape{T, HI, DI}
   local qh
   if self.kv_format == "f32" then
     qh = O.out(qi:shape())
@@ -270,7 +271,7 @@ function M:indexer_inputs(L, qr, x, tab, pos)
     qh = O.out({T, HI, Cache.row_bytes(self.kv_format, "key", DI)}, "i8")
     kernel("hadamard.tile", "rope_hadamard_fp4"):launch{qi, tab, pos, qh}
   end
-  return qh, linear(x, self:lweight(p .. "weights_proj.weight"))
+  return qh, wrows or linear(x, self:lweight(p .. "weights_proj.weight"))
 end
 
 -- The indexer's scores [T, N] (compression ratio `ratio`) of the queries qi
@@ -337,6 +338,52 @@ function M:attention_step(L, x, t, step)
   return self:attention_steps(L, x, {self}, {t}, step)
 end
 
+-- The weight names of layer L's linears over one input, made once: its
+-- x's (wq_a, wkv, and a CSA layer's indexer weights_proj) and its query
+-- LoRA rows' (wq_b, and a CSA layer's indexer wq_b), M:linear_set' lists.
+local names = {}
+function M:names(L)
+  local p = self:prefix(L) .. "attn."
+  local n = names[p]
+  if not n then
+    n = {x = {p .. "wq_a.weight", p .. "wkv.weight"}, qr = {p .. "wq_b.weight"}}
+    n.x_csa = {n.x[1], n.x[2], p .. "indexer.weights_proj.weight"}
+    n.qr_csa = {n.qr[1], p .. "indexer.wq_b.weight"}
+    names[p] = n
+  end
+  return n
+end
+
+-- The linears of x [T, K] over the weights `names` (M:lweight's), a list
+-- of their outputs [T, N_i]. For one row (a decode step's token) as one
+-- linear over the joined weights (M:joined_lweight), the outputs views of
+-- its columns: the same values, a launch (and FP8's act_quant) where
+-- there were #names; where all do not join, the first #names - 1 joined
+-- if they do, the last apart (a CSA layer's weights_proj is no FP8 weight
+-- in the released format, its wq_a and wkv are).
+function M:linear_set(x, names)
+  local n, one = #names, x:shape(1) == 1
+  local j = n > 1 and one and self:joined_lweight(names)
+  local outs = {}
+  if j then
+    local y, at = linear(x, j), 0
+    for i, name in ipairs(names) do
+      local r = self:lweight(name):shape(1)
+      outs[i] = O.row_cols(y, at, r)
+      at = at + r
+    end
+    return outs
+  end
+  if n > 2 and one then
+    names.head = names.head or {table.unpack(names, 1, n - 1)}
+    outs = self:linear_set(x, names.head)
+  else
+    for i = 1, n - 1 do outs[i] = linear(x, self:lweight(names[i])) end
+  end
+  outs[n] = linear(x, self:lweight(names[n]))
+  return outs
+end
+
 -- A decode step's inputs that every layer would make alike, made once a
 -- step: the positions' device tensor, each position's index list without
 -- a selection (ring_index's, by length: the HCA and window-only layers'), and
@@ -385,18 +432,21 @@ function M:attention_steps(L, x, seqs, pos_v, step)
   step = step or M.step_inputs()
   local pos = step.pos or O.tensor("i32", {B}, pos_v)
   step.pos = pos
-  local qr = rmsnorm(linear(x, self:lweight(p .. "wq_a.weight")),
-                     self:weight(p .. "q_norm.weight"))
+  -- the linears over x, and over the query LoRA rows qr, each set one
+  -- linear for a single token (M:linear_set); the KV rows before kv_norm and
+  -- rope (each sequence's ring row is normed, roped and stored in one
+  -- launch, Cache:put_norm_rope)
+  local n = self:names(L)
+  local xs = self:linear_set(x, ratio == 4 and n.x_csa or n.x)
+  local qr = rmsnorm(xs[1], self:weight(p .. "q_norm.weight"))
+  local kv = xs[2]
+  local qs = self:linear_set(qr, ratio == 4 and n.qr_csa or n.qr)
   -- (in bf16 for the bf16 attention's split forms; HCA's over f32 caches
   -- reads f32)
-  local q = self:norm_rope(linear(qr, self:lweight(p .. "wq_b.weight")):reshape{B, H, c}, nil,
-                           tab, pos, (ratio ~= 128 or self.kv_format == "fp8")
-                             and self:bf16_attention())
-  -- (the KV rows before kv_norm and rope: each sequence's ring row is
-  -- normed, roped and stored in one launch, Cache:put_norm_rope)
-  local kv = linear(x, self:lweight(p .. "wkv.weight"))
+  local q = self:norm_rope(qs[1]:reshape{B, H, c}, nil, tab, pos,
+                           (ratio ~= 128 or self.kv_format == "fp8") and self:bf16_attention())
   local qi, w
-  if ratio == 4 then qi, w = self:indexer_inputs(L, qr, x, tab, pos) end
+  if ratio == 4 then qi, w = self:indexer_inputs(L, qr, x, tab, pos, qs[2], xs[3]) end
   local o, roped = O.out{B, H, c}, nil
   for b = 1, B do
     local t, st, r = pos_v[b], seqs[b].state[L], b - 1

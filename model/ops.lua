@@ -189,6 +189,54 @@ function O.fp8_weight(w, groups)
 end
 function O.is_fp8(w) return getmetatable(w) == FP8 end
 
+-- Linear weights over the same input joined along N: ws[i] [N_i, K] (all
+-- plain tensors of one dtype, or all FP8 of one group) as one weight w
+-- [sum N_i, K] holding their rows in order, and parts[i], a view of w's
+-- rows of ws[i] (the form O.linear takes), so the pieces can be dropped
+-- and each held once. A linear over w gives each output as the piece's
+-- linear does, bit for bit: an output's K steps do not depend on the
+-- columns (FP8's are its 128-blocks), and with every piece but the last a
+-- multiple of 128 rows, each column keeps its place in a tile of up to 128
+-- columns (a GPU's GEMV sums a tile's columns by their place in it) and an
+-- FP8 piece its own scale blocks. nil where they cannot join: mixed forms
+-- or dtypes, K apart, a piece before the last of rows no multiple of 128.
+function O.join_rows(ws)
+  local fp8, K, N = O.is_fp8(ws[1]), ws[1]:shape(2), 0
+  for i, w in ipairs(ws) do
+    if O.is_fp8(w) ~= fp8 or w:shape(2) ~= K or (not fp8 and w:dtype() ~= ws[1]:dtype()) or
+       (fp8 and w.q:shape(1) ~= 1) or (i < #ws and w:shape(1) % 128 ~= 0) then
+      return nil
+    end
+    N = N + w:shape(1)
+  end
+  local parts, at = {}, 0
+  if not fp8 then
+    local w = O.tensor(ws[1]:dtype(), {N, K})
+    for i, p in ipairs(ws) do
+      parts[i] = w:slice(0, at, p:shape(1)):assign(p)
+      at = at + p:shape(1)
+    end
+    return w, parts
+  end
+  local KB, NB = ws[1].s:shape(3), (N + 127) // 128
+  local q, s = O.tensor("fp8e4m3", {N, K}), O.f32{NB, KB}
+  local sat = 0
+  for i, p in ipairs(ws) do
+    local nb = p.s:shape(2)
+    local pq = q:slice(0, at, p.n):assign(p.q:reshape{p.n, K})
+    local ps = s:slice(0, sat, nb):assign(p.s:reshape{nb, KB})
+    parts[i] = setmetatable({q = pq:reshape{1, p.n, K}, s = ps:reshape{1, nb, KB}, n = p.n, k = K},
+                            FP8)
+    at, sat = at + p.n, sat + nb
+  end
+  return setmetatable({q = q:reshape{1, N, K}, s = s:reshape{1, NB, KB}, n = N, k = K}, FP8),
+    parts
+end
+
+-- Columns [at, at + n) of a one-row y [1, N] as a tensor [1, n] (a view:
+-- one row's columns lie together).
+function O.row_cols(y, at, n) return y:reshape{y:shape(2)}:slice(0, at, n):reshape{1, n} end
+
 -- y[t, g] = x[t, g] w[g]^T for an FP8 weight w of G groups (x [T, G, K],
 -- y [T, G, N / G]): the activations quantised per 1 x 128 block
 -- (quant.tile act_quant), then linear_fp8 with O.linear's row tiles (its K

@@ -37,7 +37,9 @@
 -- attention kernels fit (sm_80, sm_90a) the attention takes bf16 queries
 -- and KV rows on tensor cores (model/attention.lua, as the reference's bf16
 -- kernels do) unless tf32 is false or opts.attention is "f32"; attention =
--- "bf16" asks for that on any device, the CPU too.
+-- "bf16" asks for that on any device, the CPU too. A decode step's token
+-- runs the linears over one input as one over their joined weights
+-- (M:joined_lweight; the same outputs) unless opts.join is false.
 -- The concepts live in their own files
 -- (rope, compressor, attention, moe, mhc, mtp), installed as methods at the
 -- end.
@@ -63,7 +65,7 @@ function M.load(dir, weights_path, opts)
   local self = {cfg = cfg, file = checkpoint.open(weights_path or dir),
                 w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
                 linears = opts.linears or "f32", experts = opts.experts or "bf16",
-                attn_dtype = opts.attention}
+                attn_dtype = opts.attention, join = opts.join ~= false, joined = {}}
   local d = opts.device or ts.default_device()
   self.dev = type(d) == "string" and ts.device(d) or d
   if self.kv_format ~= "f32" and self.kv_format ~= "fp8" then
@@ -154,6 +156,40 @@ function M:lweight(name, groups)
   if O.on_gpu() then return self:weight(name) end
   local t = self:raw(name)
   return t:dtype() == "bf16" and t or self:weight(name)
+end
+
+-- The weights of the linears `names` over one input joined into one
+-- (O.join_rows: their rows in order; a decode step's token runs one
+-- linear where it ran #names, and reads its output's columns), each
+-- name's weight (M:lweight's) then a view of its rows, so that every
+-- weight is held once and a prefill's separate linears read the same
+-- memory. false where they do not join (O.join_rows) or opts.join was
+-- false at load.
+function M:joined_lweight(names)
+  local key = table.concat(names, "+")
+  local j = self.joined[key]
+  if j ~= nil then return j end
+  j = false
+  if self.join then
+    local ws = {}
+    for i, name in ipairs(names) do ws[i] = self:lweight(name) end
+    local w, parts = O.join_rows(ws)
+    if w then
+      j = w
+      for i, name in ipairs(names) do
+        -- (under each key that held it: lweight's FP8 form, M:raw's
+        -- tensor, M:weight's; a model made without a file may hold one
+        -- tensor as both)
+        local held = false
+        for _, k in ipairs{"fp8:" .. name, "raw:" .. name, name} do
+          if self.w[k] == ws[i] then self.w[k], held = parts[i], true end
+        end
+        assert(held, "joined_lweight: lweight's weight is held")
+      end
+    end
+  end
+  self.joined[key] = j
+  return j
 end
 
 -- A weight as stored in the file, on the model's device.
