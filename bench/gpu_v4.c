@@ -1361,6 +1361,7 @@ int main(int argc, char **argv) {
   mhc_and_compressor();
   tf32_linear();
   moe_decode();
+  moe_gating();
   if (!check_only) {
     moe();
     decode_gemv();

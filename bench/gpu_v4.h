@@ -37,5 +37,6 @@ double torch_seconds(const char *what);
 /* gpu_v4_moe.c */
 void moe(void);
 void moe_decode(void);
+void moe_gating(void);
 
 #endif

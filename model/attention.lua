@@ -363,14 +363,14 @@ end
 -- in the released format, its wq_a and wkv are).
 function M:linear_set(x, names)
   local n, one = #names, x:shape(1) == 1
-  local j = n > 1 and one and self:joined_lweight(names)
+  local j, rows
+  if n > 1 and one then j, rows = self:joined_lweight(names) end
   local outs = {}
   if j then
     local y, at = linear(x, j), 0
-    for i, name in ipairs(names) do
-      local r = self:lweight(name):shape(1)
-      outs[i] = O.row_cols(y, at, r)
-      at = at + r
+    for i = 1, n do
+      outs[i] = O.row_cols(y, at, rows[i])
+      at = at + rows[i]
     end
     return outs
   end

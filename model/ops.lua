@@ -233,9 +233,9 @@ function O.join_rows(ws)
     parts
 end
 
--- Columns [at, at + n) of a one-row y [1, N] as a tensor [1, n] (a view:
--- one row's columns lie together).
-function O.row_cols(y, at, n) return y:reshape{y:shape(2)}:slice(0, at, n):reshape{1, n} end
+-- Columns [at, at + n) of a one-row y [1, N] as a tensor [1, n] (a view
+-- that kernels take: one row's columns lie together).
+function O.row_cols(y, at, n) return y:slice(1, at, n) end
 
 -- y[t, g] = x[t, g] w[g]^T for an FP8 weight w of G groups (x [T, G, K],
 -- y [T, G, N / G]): the activations quantised per 1 x 128 block

@@ -163,19 +163,29 @@ end
 -- linear where it ran #names, and reads its output's columns), each
 -- name's weight (M:lweight's) then a view of its rows, so that every
 -- weight is held once and a prefill's separate linears read the same
--- memory. false where they do not join (O.join_rows) or opts.join was
--- false at load.
+-- memory. Returns it and the pieces' row counts, or false where they do
+-- not join (O.join_rows) or opts.join was false at load.
 function M:joined_lweight(names)
   local key = table.concat(names, "+")
   local j = self.joined[key]
-  if j ~= nil then return j end
-  j = false
+  if j == nil then j = self:join_weights(names); self.joined[key] = j end
+  if j then return j.w, j.rows end
+  return false
+end
+
+-- joined_lweight's join: {w = the joined weight, rows = the pieces'
+-- row counts}, or false.
+function M:join_weights(names)
+  local j = false
   if self.join then
-    local ws = {}
-    for i, name in ipairs(names) do ws[i] = self:lweight(name) end
+    local ws, rows = {}, {}
+    for i, name in ipairs(names) do
+      ws[i] = self:lweight(name)
+      rows[i] = ws[i]:shape(1)
+    end
     local w, parts = O.join_rows(ws)
     if w then
-      j = w
+      j = {w = w, rows = rows}
       for i, name in ipairs(names) do
         -- (under each key that held it: lweight's FP8 form, M:raw's
         -- tensor, M:weight's; a model made without a file may hold one
@@ -188,7 +198,6 @@ function M:joined_lweight(names)
       end
     end
   end
-  self.joined[key] = j
   return j
 end
 

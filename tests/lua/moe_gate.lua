@@ -4,9 +4,9 @@
 -- argmax over the block's threads), against moe_router (one block a token
 -- reading all of the weight): the same experts, the weights to rounding
 -- (the logits' sums round apart), and given the same logits (moe_router's
--- over an identity weight) the same bits, hash layers too; one token, a few, a prefill's; fewer experts than
--- threads, more, and no multiple of them (E 8, 256, 300), 1, 32 and 128
--- threads; on the CPU and the GPU simulator. Ties go to the smaller
+-- over an identity weight) the same bits, hash layers too; one token, a
+-- few, a prefill's; fewer experts than threads, more, and no multiple of
+-- them (E 8, 256, 300), 1, 32 and 128 threads; on the CPU and the GPU simulator. Ties go to the smaller
 -- expert (logits with repeated values against a sort), experts left out
 -- by a -inf bias are never picked, and a TH that is no power of two is
 -- refused. (The model's router through them: the golden check.)
