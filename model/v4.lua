@@ -164,9 +164,12 @@ end
 -- name's weight (M:lweight's) then a view of its rows, so that every
 -- weight is held once and a prefill's separate linears read the same
 -- memory. Returns it and the pieces' row counts, or false where they do
--- not join (O.join_rows) or opts.join was false at load.
+-- not join (O.join_rows) or opts.join was false at load. (A names list is
+-- a constant: its key is kept by the table.)
+local join_keys = setmetatable({}, {__mode = "k"}) -- a names list's key, made once
 function M:joined_lweight(names)
-  local key = table.concat(names, "+")
+  local key = join_keys[names]
+  if not key then key = table.concat(names, "+"); join_keys[names] = key end
   local j = self.joined[key]
   if j == nil then j = self:join_weights(names); self.joined[key] = j end
   if j then return j.w, j.rows end
