@@ -338,12 +338,12 @@ function M:attention_step(L, x, t, step)
   return self:attention_steps(L, x, {self}, {t}, step)
 end
 
--- The weight names of layer L's linears over one input, made once: its
+-- The weight names of the linears over one input of the layer whose
+-- attention weights are p .. NAME (prefix(L) .. "attn."), made once: its
 -- x's (wq_a, wkv, and a CSA layer's indexer weights_proj) and its query
 -- LoRA rows' (wq_b, and a CSA layer's indexer wq_b), M:linear_set' lists.
 local names = {}
-function M:names(L)
-  local p = self:prefix(L) .. "attn."
+function M.names(p)
   local n = names[p]
   if not n then
     n = {x = {p .. "wq_a.weight", p .. "wkv.weight"}, qr = {p .. "wq_b.weight"}}
@@ -436,7 +436,7 @@ function M:attention_steps(L, x, seqs, pos_v, step)
   -- linear for a single token (M:linear_set); the KV rows before kv_norm and
   -- rope (each sequence's ring row is normed, roped and stored in one
   -- launch, Cache:put_norm_rope)
-  local n = self:names(L)
+  local n = M.names(p)
   local xs = self:linear_set(x, ratio == 4 and n.x_csa or n.x)
   local qr = rmsnorm(xs[1], self:weight(p .. "q_norm.weight"))
   local kv = xs[2]

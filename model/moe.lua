@@ -208,13 +208,11 @@ function M:moe(L, x, ids)
   local none = self:constants()
   local bias = hash and none.zero_bias or self:weight(p .. "gate.bias")
   local t2e = hash and self:ints(p .. "gate.tid2eid") or none.no_t2e
-  -- the router: its logits by a GEMM (in f32, over the weight as stored:
-  -- many blocks, where moe_router's one a token read all of it), then
-  -- moe_gate's selection and weights
-  local experts, weights, lg = O.out({T, K}, "i32"), O.out{T, K}, O.out{T, E}
-  local wg, tiles = self:raw(p .. "gate.weight"), O.linear_tiles(T)
-  kernel("gemm.tile", "linear_f32", wg:dtype() == "bf16" and O.with_w16(tiles) or tiles)
-    :launch{x, wg, lg}
+  -- the router: its logits by a GEMM (O.linear over the bf16 weight as
+  -- stored: linear_f32, f32 sums, many blocks, where moe_router's one a
+  -- token read all of it), then moe_gate's selection and weights
+  local experts, weights = O.out({T, K}, "i32"), O.out{T, K}
+  local lg = O.linear(x, self:raw(p .. "gate.weight"))
   kernel("moe.tile", "moe_gate", {HASH = hash, ROUTE_SCALE = cfg.route_scale * 1.0})
     :launch{lg, bias, ids, t2e, experts, weights}
   local LIMIT = cfg.swiglu_limit * 1.0

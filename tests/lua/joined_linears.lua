@@ -137,7 +137,7 @@ for _, dev in ipairs{"cpu", "gpusim"} do
     -- to the joined wq_a + wkv shows in wkv's)
     local m = runs[true].m
     local p = m:prefix(0) .. "attn."
-    local j = m:joined_lweight(m:names(0).x)
+    local j = m:joined_lweight(m.names(p).x)
     local wkv = m:lweight(p .. "wkv.weight")
     local whole = O.is_fp8(j) and j.q:reshape{j.n, j.k} or j
     whole:slice(0, whole:shape(1) - 1, 1):assign(O.tensor(whole:dtype(), {1, whole:shape(2)}))

@@ -194,8 +194,9 @@ for n, cs in ipairs(rcases) do
     kernel("sparse_attn.tile", "sparse_attn_split_kv8", params):launch{
       q:slice(0, t, 1), list, ts.tensor("i32", {1, W + KS}, iv):copy_to(dev), a, b, d}
     C.check(bitwise(po:slice(0, t, 1), a) and bitwise(pm:slice(0, t, 1), b) and
-            bitwise(pl:slice(0, t, 1), d), string.format("%s token %d: partial states differ from sparse_attn_split_kv8 " ..
-                                "over kv_list's list", what, t))
+            bitwise(pl:slice(0, t, 1), d),
+            string.format("%s token %d: partial states differ from sparse_attn_split_kv8 " ..
+                          "over kv_list's list", what, t))
   end
 end
 
