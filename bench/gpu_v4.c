@@ -1100,10 +1100,12 @@ static double gemv_fp8(int64_t N, int64_t K, int seed, double *bytes, double *tw
   ts_arg l[5] = {q[1], q[2], w[1], w[2], ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 3, sy))};
   *two = timed(gpu_kern("kernels/quant.tile", "act_quant", NULL), q, 3) +
          timed(gpu_kern("kernels/gemm.tile", "linear_fp8", "BM=1 BN=32"), l, 5);
-  ts_arg f[4] = {q[0], w[1], w[2], l[4]};
-  double t = timed(gpu_kern("kernels/gemm.tile", "linear_fp8_act", "BM=1 BN=32"), f, 4);
+  int64_t one[1] = {1};
+  ts_arg f[5] = {q[0], w[1], w[2], l[4], ts_arg_tensor(tensor(gpu, TS_DTYPE_F32, 1, one))};
+  double t = timed(gpu_kern("kernels/gemm.tile", "linear_fp8_act", "BM=1 BN=32"), f, 5);
   *bytes += (double)N * K + (double)NB * KB * 4;
   ts_tensor_release(l[4].tensor);
+  ts_tensor_release(f[4].tensor);
   release_args(q, 3);
   release_args(w, 3);
   return t;
@@ -1128,9 +1130,21 @@ static void gemv_check(void) {
                  ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sy))};
   differential("kernels/gemm.tile", "linear_fp8", "BM=1 BN=32", f, 5, 4, 1e-5);
   differential("kernels/gemm.tile", "linear_fp8", NULL, f, 5, 4, 1e-5);
-  ts_arg fa[4] = {f[0], f[2], f[3], f[4]};
-  differential("kernels/gemm.tile", "linear_fp8_act", NULL, fa, 4, 3, 1e-5);
+  int64_t one[1] = {1};
+  ts_arg fa[5] = {f[0], f[2], f[3], f[4], ts_arg_tensor(tensor(host, TS_DTYPE_F32, 1, one))};
+  differential("kernels/gemm.tile", "linear_fp8_act", NULL, fa, 5, 3, 1e-5);
   release_args(f, 5);
+  ts_tensor_release(fa[4].tensor);
+  /* with NORM (one row, one group: a decode step's qr into wq_b) */
+  int64_t nx[3] = {1, 1, 200}, nws[1] = {200}, nwt[3] = {1, 70, 200}, nsc[3] = {1, 1, 2},
+          ny[3] = {1, 1, 70};
+  ts_arg n[5] = {ts_arg_tensor(rnd(host, TS_DTYPE_F32, 3, nx, 97, 1)),
+                 ts_arg_tensor(rnd(host, TS_DTYPE_FP8E4M3, 3, nwt, 98, 1)),
+                 ts_arg_tensor(rnd(host, TS_DTYPE_F32, 3, nsc, 99, 1)),
+                 ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, ny)),
+                 ts_arg_tensor(rnd(host, TS_DTYPE_F32, 1, nws, 100, 1))};
+  differential("kernels/gemm.tile", "linear_fp8_act", "NORM=true", n, 5, 3, 1e-5);
+  release_args(n, 5);
 }
 
 /* The decode GEMV of the layer steps: split-K. */

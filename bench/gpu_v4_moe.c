@@ -378,25 +378,31 @@ void moe_decode(void) {
 }
 
 /* The router as the model runs it (model/moe.lua: linear_f32 over the bf16
- * gate weight, then moe_gate) against moe_router, which it replaced (one
- * block a token, which copies all of the weight into an f32 frag in global
- * scratch and reads it back), for a decode step's token and 64 tokens, d
- * 4096, 256 experts, top-6: the gate weight's bytes (2 MiB) over the time,
- * against the same run's copy. The check runs moe_gate on an odd shape
- * (37 experts, 32 threads) against the CPU first. */
+ * gate weight, then moe_gate; a decode step's token with ROUTE, which also
+ * makes the grouped GEMMs' routing in the same block) against moe_router,
+ * which it replaced (one block a token, which copies all of the weight into
+ * an f32 frag in global scratch and reads it back), for a decode step's
+ * token and 64 tokens, d 4096, 256 experts, top-6: the gate weight's bytes
+ * (2 MiB) over the time, against the same run's copy. The check runs
+ * moe_gate on an odd shape (37 experts, 32 threads) against the CPU
+ * first, with ROUTE: the weights, then the sorted slots. */
 void moe_gating(void) {
   int64_t E = 256, K = 6, DM = quick ? 256 : 4096, V = 64;
   if (check) {
     int64_t T = 3, e = 37, sl[2] = {T, e}, sb[1] = {e}, si[1] = {T}, st[2] = {V, K},
-            so[2] = {T, K};
-    ts_arg a[6] = {ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, sl, 80, 3)),
+            so[2] = {T, K}, mt[2] = {(T * K + 3) / 4 + e, 3}, tk[1] = {T * K};
+    ts_arg a[9] = {ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, sl, 80, 3)),
                    ts_arg_tensor(rnd(host, TS_DTYPE_F32, 1, sb, 81, 0.1)),
                    ts_arg_tensor(tensor(host, TS_DTYPE_I32, 1, si)),
                    ts_arg_tensor(tensor(host, TS_DTYPE_I32, 2, st)),
                    ts_arg_tensor(tensor(host, TS_DTYPE_I32, 2, so)),
-                   ts_arg_tensor(tensor(host, TS_DTYPE_F32, 2, so))};
-    differential("kernels/moe.tile", "moe_gate", "TH=32", a, 6, 5, 1e-6);
-    release_args(a, 6);
+                   ts_arg_tensor(tensor(host, TS_DTYPE_F32, 2, so)),
+                   ts_arg_tensor(tensor(host, TS_DTYPE_I32, 1, sb)),
+                   ts_arg_tensor(tensor(host, TS_DTYPE_I32, 2, mt)),
+                   ts_arg_tensor(tensor(host, TS_DTYPE_I32, 1, tk))};
+    differential("kernels/moe.tile", "moe_gate", "TH=32 ROUTE=true BM=4", a, 9, 5, 1e-6);
+    differential("kernels/moe.tile", "moe_gate", "TH=32 ROUTE=true BM=4", a, 9, 8, 0);
+    release_args(a, 9);
   }
   if (check_only)
     return;
@@ -408,28 +414,32 @@ void moe_gating(void) {
   ts_tensor *wg = rnd(gpu, TS_DTYPE_BF16, 2, sw, 82, 0.02);
   ts_tensor *bias = rnd(gpu, TS_DTYPE_F32, 1, sb, 83, 0.1), *t2e = tensor(gpu, TS_DTYPE_I32, 2, st);
   for (int64_t T = 1; T <= 64; T *= 64) {
-    int64_t sx[2] = {T, DM}, sl[2] = {T, E}, si[1] = {T}, so[2] = {T, K};
+    int64_t sx[2] = {T, DM}, sl[2] = {T, E}, si[1] = {T}, so[2] = {T, K},
+            mt[2] = {T * K + E, 3}, tk[1] = {T * K};
     ts_tensor *x = rnd(gpu, TS_DTYPE_F32, 2, sx, 84, 1), *lg = tensor(gpu, TS_DTYPE_F32, 2, sl);
     ts_tensor *ids = tensor(gpu, TS_DTYPE_I32, 1, si), *ex = tensor(gpu, TS_DTYPE_I32, 2, so);
-    ts_tensor *w = tensor(gpu, TS_DTYPE_F32, 2, so);
+    ts_tensor *w = tensor(gpu, TS_DTYPE_F32, 2, so), *off = tensor(gpu, TS_DTYPE_I32, 1, sb);
+    ts_tensor *tiles = tensor(gpu, TS_DTYPE_I32, 2, mt), *sorted = tensor(gpu, TS_DTYPE_I32, 1, tk);
     /* (the model's tiles: O.linear_tiles, one-row for a token) */
     ts_kernel *kr = kern(gpu, "kernels/moe.tile", "moe_router", NULL);
     ts_kernel *kl = kern(gpu, "kernels/gemm.tile", "linear_f32",
                          T == 1 ? "W=bf16 BM=1 BN=32 BK=128" : "W=bf16");
-    ts_kernel *kg = kern(gpu, "kernels/moe.tile", "moe_gate", NULL);
+    ts_kernel *kg = kern(gpu, "kernels/moe.tile", "moe_gate", T == 1 ? "ROUTE=true BM=1" : NULL);
     ts_arg r[7] = {ts_arg_tensor(x),   ts_arg_tensor(wg), ts_arg_tensor(bias), ts_arg_tensor(ids),
                    ts_arg_tensor(t2e), ts_arg_tensor(ex), ts_arg_tensor(w)};
     ts_arg l[3] = {ts_arg_tensor(x), ts_arg_tensor(wg), ts_arg_tensor(lg)};
-    ts_arg g[6] = {ts_arg_tensor(lg), r[2], r[3], r[4], r[5], r[6]};
-    double tr = timed(kr, r, 7), tl = timed(kl, l, 3), tg = timed(kg, g, 6), bytes = 2.0 * E * DM;
+    ts_arg g[9] = {ts_arg_tensor(lg), r[2], r[3], r[4], r[5], r[6], ts_arg_tensor(off),
+                   ts_arg_tensor(tiles), ts_arg_tensor(sorted)};
+    double tr = timed(kr, r, 7), tl = timed(kl, l, 3), tg = timed(kg, g, 9), bytes = 2.0 * E * DM;
     char q[4][32];
     printf("| %lld | moe_router | %.4f | %.0f | %s | 1.00 |\n", (long long)T, tr * 1e3,
            bytes / tr / 1e9, ratio(q[0], copy_bps > 0 ? bytes / tr / copy_bps : 0));
-    printf("| %lld | linear_f32 W=bf16 + moe_gate (%.4f + %.4f) | %.4f | %.0f | %s | %s |\n",
-           (long long)T, tl * 1e3, tg * 1e3, (tl + tg) * 1e3, bytes / (tl + tg) / 1e9,
+    printf("| %lld | linear_f32 W=bf16 + moe_gate%s (%.4f + %.4f) | %.4f | %.0f | %s | %s |\n",
+           (long long)T, T == 1 ? " ROUTE" : "", tl * 1e3, tg * 1e3, (tl + tg) * 1e3,
+           bytes / (tl + tg) / 1e9,
            ratio(q[1], copy_bps > 0 ? bytes / (tl + tg) / copy_bps : 0),
            ratio(q[2], tr / (tl + tg)));
-    ts_tensor *all[] = {x, lg, ids, ex, w};
+    ts_tensor *all[] = {x, lg, ids, ex, w, off, tiles, sorted};
     for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
       ts_tensor_release(all[j]);
     ts_kernel_release(kr);
@@ -440,5 +450,6 @@ void moe_gating(void) {
   ts_tensor_release(bias);
   ts_tensor_release(t2e);
   printf("\n(moe_router's scratch is E x DM f32 a block: 4 MiB a token. The GEMM's rows are "
-         "memory-bound; moe_gate's K argmaxes over the block are its fixed cost.)\n");
+         "memory-bound; moe_gate's K argmaxes over the block are its fixed cost, and with "
+         "ROUTE its scans of the slots.)\n");
 }

@@ -257,7 +257,8 @@ end
 -- the key cache's FP4 bytes [T, HI, DI / 2 + DI / 32], which is their
 -- FP4 simulation (rope_hadamard_fp4: the same bytes as rope_hadamard and
 -- fp4_pack, one launch where they made two). qrows and wrows: wq_b's
--- and weights_proj's rows when made already (M:linear_set').
+-- and weights_proj's rows when made already (M:linear_set'; qr is then
+-- not read).
 function M:indexer_inputs(L, qr, x, tab, pos, qrows, wrows)
   local cfg, p = self.cfg, self:prefix(L) .. "attn.indexer."
   local HI, DI = cfg.index_n_heads, cfg.index_head_dim
@@ -355,25 +356,36 @@ function M.names(p)
 end
 
 -- The linears of x [T, K] over the weights `names` (M:lweight's), a list
--- of their outputs [T, N_i]. For one row (a decode step's token) as one
--- linear over the joined weights (M:joined_lweight), the outputs views of
--- its columns: the same values, a launch (and FP8's act_quant) where
--- there were #names; where all do not join, the first #names - 1 joined
--- if they do, the last apart (a CSA layer's weights_proj is no FP8 weight
--- in the released format, its wq_a and wkv are).
-function M:linear_set(x, names)
+-- of their outputs [T, N_i]; with nw, of RMSNorm(x) with that weight. For
+-- one row (a decode step's token) as one linear over the joined weights
+-- (M:joined_lweight), the outputs views of its columns: the same values, a
+-- launch (and FP8's act_quant) where there were #names; where all do not
+-- join, the first #names - 1 joined if they do, the last apart (a CSA
+-- layer's weights_proj is no FP8 weight in the released format, its wq_a
+-- and wkv are). One row's norm goes into its joined (or only) linear
+-- where O.norm_linear can (FP8 on a GPU: a launch fewer).
+function M:linear_set(x, names, nw)
   local n, one = #names, x:shape(1) == 1
   local j, rows
-  if n > 1 and one then j, rows = self:joined_lweight(names) end
-  local outs = {}
+  if one then
+    if n > 1 then
+      j, rows = self:joined_lweight(names)
+    else
+      j = self:lweight(names[1])
+    end
+  end
   if j then
-    local y, at = linear(x, j), 0
+    local y = nw and O.norm_linear(x, nw, j) or linear(x, j)
+    if not rows then return {y} end
+    local outs, at = {}, 0
     for i = 1, n do
       outs[i] = O.row_cols(y, at, rows[i])
       at = at + rows[i]
     end
     return outs
   end
+  if nw then x = rmsnorm(x, nw) end
+  local outs = {}
   if n > 2 and one then
     names.head = names.head or {table.unpack(names, 1, n - 1)}
     outs = self:linear_set(x, names.head)
@@ -438,15 +450,16 @@ function M:attention_steps(L, x, seqs, pos_v, step)
   -- launch, Cache:put_norm_rope)
   local n = M.names(p)
   local xs = self:linear_set(x, ratio == 4 and n.x_csa or n.x)
-  local qr = rmsnorm(xs[1], self:weight(p .. "q_norm.weight"))
   local kv = xs[2]
-  local qs = self:linear_set(qr, ratio == 4 and n.qr_csa or n.qr)
+  -- (the query LoRA rows qr = RMSNorm(xs[1]) made by the linears over them)
+  local qs = self:linear_set(xs[1], ratio == 4 and n.qr_csa or n.qr,
+                             self:weight(p .. "q_norm.weight"))
   -- (in bf16 for the bf16 attention's split forms; HCA's over f32 caches
   -- reads f32)
   local q = self:norm_rope(qs[1]:reshape{B, H, c}, nil, tab, pos,
                            (ratio ~= 128 or self.kv_format == "fp8") and self:bf16_attention())
   local qi, w
-  if ratio == 4 then qi, w = self:indexer_inputs(L, qr, x, tab, pos, qs[2], xs[3]) end
+  if ratio == 4 then qi, w = self:indexer_inputs(L, nil, x, tab, pos, qs[2], xs[3]) end
   local o, roped = O.out{B, H, c}, nil
   for b = 1, B do
     local t, st, r = pos_v[b], seqs[b].state[L], b - 1

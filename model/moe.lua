@@ -16,25 +16,44 @@ local function stack(self, p, suffix, n)
   return out
 end
 
--- The slots (t, k) of T tokens sorted by expert and the tile table of BM
--- rows of one expert (moe.tile's grouped form): sorted, offsets, tiles.
--- Up to 64 slots (a decode step's, a batch's) in one launch (moe_route:
--- a block scans them, no counters to zero), else three.
-local function route(experts, E, BM)
-  local sh = experts:shape()
-  local TK = sh[1] * sh[2]
+-- The router and the routing of x's T tokens: their logits by a GEMM
+-- (O.linear over the bf16 gate weight as stored: linear_f32, f32 sums,
+-- many blocks, where moe_router's one a token read all of it), moe_gate's
+-- experts and weights, and the slots (t, k) sorted by expert with the tile
+-- table of BM rows of one expert (moe.tile's grouped form). One token (a
+-- decode step's) is gated and routed by one launch of moe_gate (GATE and
+-- ROUTE: one block); more are gated a block a token, and up to 64 slots (a
+-- batch's) routed by a second launch (ROUTE alone: a block scans them, no
+-- counters to zero; gating several tokens one after another in that block
+-- would cost more than the launch), more by moe_count, moe_offsets and
+-- moe_scatter. Returns experts, weights, sorted, offsets, tiles.
+local function route(x, gate, bias, ids, t2e, hash, scale, K, E, BM)
+  local T = x:shape(1)
+  local TK = T * K
   local MT = (TK + BM - 1) // BM + E
-  if TK <= 64 then
-    local offsets, tiles, sorted = O.out({E}, "i32"), O.out({MT, 3}, "i32"), O.out({TK}, "i32")
-    kernel("moe.tile", "moe_route", {BM = BM}):launch{experts, offsets, tiles, sorted}
-    return sorted, offsets, tiles
+  local experts, weights = O.out({T, K}, "i32"), O.out{T, K}
+  local lg = O.linear(x, gate)
+  local args = {lg, bias, ids, t2e, experts, weights}
+  local few = TK <= 64
+  local offsets, tiles, sorted
+  if few then
+    offsets, tiles, sorted = O.out({E}, "i32"), O.out({MT, 3}, "i32"), O.out({TK}, "i32")
+  else
+    offsets, tiles, sorted = O.tensor("i32", {E}), O.tensor("i32", {MT, 3}), O.tensor("i32", {TK})
   end
-  local counts, offsets, cursor = O.tensor("i32", {E}), O.tensor("i32", {E}), O.tensor("i32", {E})
-  local tiles, sorted = O.tensor("i32", {MT, 3}), O.tensor("i32", {TK})
-  kernel("moe.tile", "moe_count"):launch{experts, counts}
-  kernel("moe.tile", "moe_offsets", {BM = BM}):launch{counts, offsets, tiles}
-  kernel("moe.tile", "moe_scatter"):launch{experts, offsets, cursor, sorted}
-  return sorted, offsets, tiles
+  args[7], args[8], args[9] = offsets, tiles, sorted
+  local p = {HASH = hash, ROUTE_SCALE = scale, ROUTE = T == 1, BM = BM}
+  kernel("moe.tile", "moe_gate", p):launch(args)
+  if T == 1 then return experts, weights, sorted, offsets, tiles end
+  if few then
+    kernel("moe.tile", "moe_gate", {GATE = false, ROUTE = true, BM = BM}):launch(args)
+  else
+    local counts, cursor = O.tensor("i32", {E}), O.tensor("i32", {E})
+    kernel("moe.tile", "moe_count"):launch{experts, counts}
+    kernel("moe.tile", "moe_offsets", {BM = BM}):launch{counts, offsets, tiles}
+    kernel("moe.tile", "moe_scatter"):launch{experts, offsets, cursor, sorted}
+  end
+  return experts, weights, sorted, offsets, tiles
 end
 
 -- The quantised experts' grouped GEMMs moe_up_NAME + moe_down_NAME over
@@ -208,13 +227,6 @@ function M:moe(L, x, ids)
   local none = self:constants()
   local bias = hash and none.zero_bias or self:weight(p .. "gate.bias")
   local t2e = hash and self:ints(p .. "gate.tid2eid") or none.no_t2e
-  -- the router: its logits by a GEMM (O.linear over the bf16 weight as
-  -- stored: linear_f32, f32 sums, many blocks, where moe_router's one a
-  -- token read all of it), then moe_gate's selection and weights
-  local experts, weights = O.out({T, K}, "i32"), O.out{T, K}
-  local lg = O.linear(x, self:raw(p .. "gate.weight"))
-  kernel("moe.tile", "moe_gate", {HASH = hash, ROUTE_SCALE = cfg.route_scale * 1.0})
-    :launch{lg, bias, ids, t2e, experts, weights}
   local LIMIT = cfg.swiglu_limit * 1.0
   local BM, TK = T == 1 and 1 or O.moe_rows, T * K
   local fmt = self:routed_format(p)
@@ -227,7 +239,8 @@ function M:moe(L, x, ids)
   local act = O.quantise_in_gemm(T, tc8) or nil
   local tc = fmt ~= "bf16" and tc8
   local RB = tc and 64 or BM
-  local sorted, offsets, tiles = route(experts, E, RB)
+  local experts, weights, sorted, offsets, tiles =
+    route(x, self:raw(p .. "gate.weight"), bias, ids, t2e, hash, cfg.route_scale * 1.0, K, E, RB)
   local out = O.out{TK, DM}
   local xq, sx -- (x's quantisation in f32, which the shared expert may take)
   if fmt ~= "bf16" then

@@ -266,7 +266,7 @@ function O.linear_fp8(x, w, y)
   end
   local tc = G == 1 and T >= 8 and O.fp8_tensor_cores()
   if O.quantise_in_gemm(T, tc) then
-    O.kernel("gemm.tile", "linear_fp8_act", p):launch{x, w.q, w.s, y}
+    O.kernel("gemm.tile", "linear_fp8_act", p):launch{x, w.q, w.s, y, O.no_norm()}
     return y
   end
   local KB = (K + 127) // 128
@@ -308,6 +308,36 @@ function O.rmsnorm(x, w)
   local y = O.out(x:shape())
   O.kernel("rmsnorm.tile", "rmsnorm_f32"):launch{x, w, y}
   return y
+end
+
+-- linear_fp8_act's norm weight where it has none (NORM off: not read), one
+-- a device
+local no_norms = {}
+function O.no_norm()
+  local d = device_name or dev():name()
+  local t = no_norms[d]
+  if not t then
+    t = O.f32{1}
+    no_norms[d] = t
+  end
+  return t
+end
+
+-- O.linear(O.rmsnorm(x, nw), w), for one row and an FP8 weight on a GPU (a
+-- decode step's query LoRA row into wq_b) in one launch: linear_fp8_act
+-- with NORM, which makes the row's RMS factor in each block by
+-- rmsnorm_f32's statements (its sums in that kernel's order) and
+-- normalises each tile of x as it loads it, so the same bits as the two.
+local norm_gemv = {BM = 1, BN = 32, NORM = true}
+function O.norm_linear(x, nw, w)
+  local rows, K = x:shape(1), x:shape(2)
+  if rows == 1 and O.is_fp8(w) and O.quantise_in_gemm(1) then
+    local y = O.out{1, w.n}
+    O.kernel("gemm.tile", "linear_fp8_act", norm_gemv):launch{x:reshape{1, 1, K}, w.q, w.s,
+                                                              y:reshape{1, 1, w.n}, nw}
+    return y
+  end
+  return O.linear(O.rmsnorm(x, nw), w)
 end
 
 O.rope_forward = {XT = "f32", INVERSE = false}

@@ -5,7 +5,10 @@
 -- products summed and scaled by both scales. Shapes with N and K no
 -- multiple of 128 (partial blocks), one and three groups, 1, 3 and 37 rows
 -- with the tilings the model uses; the CPU and the GPU simulator
--- (tests/CMakeLists.txt runs it in the CUDA C lowering too).
+-- (tests/CMakeLists.txt runs it in the CUDA C lowering too). The fused
+-- forms: linear_fp8_act (the quantisation as the tiles load) equal to
+-- act_quant + linear_fp8 bit for bit, and with NORM to rmsnorm_f32 +
+-- linear_fp8_act.
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 local f32, ue8m0, randoms = C.f32, C.ue8m0, C.spread
@@ -53,8 +56,29 @@ local function quant_ref(w, N, K)
 end
 
 
+-- A norm weight [K] for the row x [1, K] under which rmsnorm_f32's
+-- outputs lie on e4m3 rounding midpoints (2^e (1 + (m + 1/2) / 8), e 0..7,
+-- each 128-block's first 248: an absmax that gives the block scale 1):
+-- x's normalised values a (rmsnorm_f32 with a weight of ones: 1 (v r))
+-- divided into them, rounded to f32.
+local function midpoints(dev, x, K)
+  local a, ones = ts.empty("f32", {1, K}, dev), {}
+  for k = 1, K do ones[k] = 1.0 end
+  ts.kernel("kernels/rmsnorm.tile", "rmsnorm_f32", {}, dev):launch{
+    x, ts.tensor("f32", {K}, ones):copy_to(dev), a}
+  local av, w, lcg = a:to_table(), {}, C.lcg(K)
+  for k = 1, K do
+    local e, m = math.floor(lcg() * 8), math.floor(lcg() * 8)
+    if (k - 1) % 128 == 0 then e, m = 7, 7 end
+    local t = 2.0 ^ e * (1 + (m + 0.5) / 8) * (lcg() < 0.5 and -1 or 1)
+    w[k] = f32(t / av[k])
+  end
+  return ts.tensor("f32", {K}, w):copy_to(dev)
+end
+
 local function run(devname)
   local dev = ts.device(devname)
+  local none = ts.tensor("f32", {1}, nil, dev) -- (linear_fp8_act's norm weight, NORM off)
   -- {N, K, G}: the groups quantised and multiplied each on its own (the
   -- model's wo_a, whose groups' rows need not be whole blocks)
   for n, cs in ipairs{{200, 300, 1}, {128, 256, 1}, {96, 130, 1}, {64, 200, 3}} do
@@ -89,12 +113,35 @@ local function run(devname)
       local yv, worst, xqv, sxv, qbad = y:to_table(), 0, xq:to_table(), sx:to_table(), 0
       -- the quantisation fused (linear_fp8_act, a decode step's form): the same bits
       local y2 = ts.empty("f32", {M, G, N}, dev)
-      ts.kernel("kernels/gemm.tile", "linear_fp8_act", tiles, dev):launch{x, q, s, y2}
+      ts.kernel("kernels/gemm.tile", "linear_fp8_act", tiles, dev):launch{x, q, s, y2, none}
       local y2v, fbad = y2:to_table(), 0
       for i = 1, M * G * N do if y2v[i] ~= yv[i] then fbad = fbad + 1 end end
       C.check(fbad == 0, string.format("%s linear_fp8_act %dx%dx%dx%d BM %d BN %d: %d of %d " ..
                                        "outputs differ from act_quant + linear_fp8", devname, M, G,
                                        N, K, tiles.BM, tiles.BN, fbad, M * G * N))
+      -- with NORM (one row a block, one group: a decode step's query LoRA
+      -- row into wq_b) the same bits as rmsnorm_f32, then linear_fp8_act
+      -- (and with R 1 a weight that puts each normalised value on an e4m3
+      -- rounding midpoint, so that an ulp of difference in the row's
+      -- factor changes codes: nearby ones would round alike)
+      if G == 1 and tiles.BM == 1 then
+        for _, R in ipairs{1, 3} do
+          local xr = ts.tensor("f32", {R, K}, randoms(R * K, 5 * n + R, 2)):copy_to(dev)
+          local nw = ts.tensor("f32", {K}, randoms(K, 3 * n, 1)):copy_to(dev)
+          if R == 1 then nw = midpoints(dev, xr, K) end
+          local xn = ts.empty("f32", {R, K}, dev)
+          ts.kernel("kernels/rmsnorm.tile", "rmsnorm_f32", {}, dev):launch{xr, nw, xn}
+          local ya, yb = ts.empty("f32", {R, 1, N}, dev), ts.empty("f32", {R, 1, N}, dev)
+          ts.kernel("kernels/gemm.tile", "linear_fp8_act", tiles, dev):launch{
+            xn:reshape{R, 1, K}, q, s, ya, none}
+          ts.kernel("kernels/gemm.tile", "linear_fp8_act", {BM = 1, BN = 32, NORM = true}, dev)
+            :launch{xr:reshape{R, 1, K}, q, s, yb, nw}
+          local nb, total = C.differ({yb:to_table()}, {ya:to_table()})
+          C.check(nb == 0 and total == R * N, string.format(
+            "%s linear_fp8_act NORM %d rows N %d K %d: %d of %d outputs differ from " ..
+            "rmsnorm_f32 + linear_fp8_act", devname, R, N, K, nb, total))
+        end
+      end
       -- the same activations as e4m3 codes (XQ = fp8e4m3, gemm_fp8's input)
       local codes, sx2 = ts.tensor("fp8e4m3", {M, G, K}, nil, dev), ts.tensor("f32", {M, G, KB}, nil, dev)
       ts.kernel("kernels/quant.tile", "act_quant", {XQ = "fp8e4m3"}, dev):launch{x, codes, sx2}
@@ -149,13 +196,23 @@ local function run(devname)
       ts.tensor("f32", {1, 1, 64}, nil, dev)}
   end)
   C.check(not ok and tostring(msg):find("linear_fp8: sx is"), devname .. " bad scales: " .. tostring(msg))
-  ok, msg = pcall(function()
-    ts.kernel("kernels/gemm.tile", "linear_fp8_act", {}, dev):launch{
-      ts.tensor("f32", {1, 1, 256}, nil, dev), ts.tensor("fp8e4m3", {1, 64, 256}, nil, dev),
-      ts.tensor("f32", {1, 2, 2}, nil, dev), ts.tensor("f32", {1, 1, 64}, nil, dev)}
-  end)
+  local function act(p, sw, nw, rows)
+    return pcall(function()
+      ts.kernel("kernels/gemm.tile", "linear_fp8_act", p, dev):launch{
+        ts.tensor("f32", {rows or 1, 1, 256}, nil, dev),
+        ts.tensor("fp8e4m3", {1, 64, 256}, nil, dev), ts.tensor("f32", sw, nil, dev),
+        ts.tensor("f32", {rows or 1, 1, 64}, nil, dev), ts.tensor("f32", {nw}, nil, dev)}
+    end)
+  end
+  ok, msg = act({}, {1, 2, 2}, 1)
   C.check(not ok and tostring(msg):find("linear_fp8_act: sw is"),
           devname .. " linear_fp8_act bad scales: " .. tostring(msg))
+  -- NORM: a norm weight of K, one row a block
+  for _, case in ipairs{{{NORM = true}, 200}, {{NORM = true, BM = 2}, 256, 2}} do
+    ok, msg = act(case[1], {1, 1, 2}, case[2], case[3])
+    C.check(not ok and tostring(msg):find("NORM is one row", 1, true),
+            devname .. " linear_fp8_act NORM refused: " .. tostring(msg))
+  end
 end
 
 run("cpu")

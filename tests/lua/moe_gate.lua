@@ -9,7 +9,12 @@
 -- them (E 8, 256, 300), 1, 32 and 128 threads; on the CPU and the GPU simulator. Ties go to the smaller
 -- expert (logits with repeated values against a sort), experts left out
 -- by a -inf bias are never picked, and a TH that is no power of two is
--- refused. (The model's router through them: the golden check.)
+-- refused. With ROUTE (a decode step's token: one block gates and routes
+-- the slots) the experts and weights are the same bits as a block a
+-- token's, and the routing that of ROUTE alone over those experts
+-- (tests/lua/moe_route.lua checks that against the three kernels and a
+-- plain construction). (The model's router through them: the golden
+-- check.)
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 local check = C.check
@@ -19,6 +24,15 @@ local lcg = C.lcg(11)
 for _, dev in ipairs{"cpu", "gpusim"} do
   local d = ts.device(dev)
   local function kern(name, p) return ts.kernel("kernels/" .. name[1], name[2], p or {}, d) end
+  -- moe_gate's launch: its route outputs (tiles of 4 rows) made here;
+  -- returns them
+  local function gate(p, lg, bias, ids, t2e, ge, gw)
+    local T, E, K = lg:shape(1), lg:shape(2), ge:shape(2)
+    local r = {ts.empty("i32", {E}, d), ts.empty("i32", {(T * K + 3) // 4 + E, 3}, d),
+               ts.empty("i32", {T * K}, d)}
+    kern({"moe.tile", "moe_gate"}, p):launch{lg, bias, ids, t2e, ge, gw, r[1], r[2], r[3]}
+    return r
+  end
   for _, case in ipairs{{1, 8, 256, 2, 128}, {3, 256, 512, 6, 128}, {1, 300, 96, 6, 32},
                         {11, 256, 64, 8, 1}, {2, 8, 64, 2, 32}} do
     local T, E, DM, K, TH = table.unpack(case)
@@ -41,7 +55,7 @@ for _, dev in ipairs{"cpu", "gpusim"} do
       kern({"gemm.tile", "linear_f32"}, {W = "bf16", BM = 1, BN = 32, BK = 128})
         :launch{x, wg, lg}
       local ge, gw = ts.empty("i32", {T, K}, d), ts.empty("f32", {T, K}, d)
-      kern({"moe.tile", "moe_gate"}, pg):launch{lg, bias, ids_t, t2e_t, ge, gw}
+      gate(pg, lg, bias, ids_t, t2e_t, ge, gw)
       -- the logits' sums round apart (the GEMM's tiles, the frag's one
       -- gemm): the same experts, weights to rounding
       local ne = C.differ({ge:to_table()}, {we:to_table()})
@@ -60,6 +74,19 @@ for _, dev in ipairs{"cpu", "gpusim"} do
       check(ne == 0 and nw == 0 and total == T * K, string.format(
         "%s: moe_gate == moe_router over the same logits (%d experts, %d weights of %d differ)",
         what, ne, nw, total))
+      -- GATE and ROUTE in one block: the same bits, the routing of ROUTE
+      -- alone over the experts
+      local re, rw = ts.empty("i32", {T, K}, d), ts.empty("f32", {T, K}, d)
+      local pr = {HASH = hash, ROUTE_SCALE = 2.5, TH = TH, ROUTE = true, BM = 4}
+      local got = gate(pr, lg, bias, ids_t, t2e_t, re, rw)
+      ne = C.differ({re:to_table()}, {ge:to_table()})
+      nw = C.differ({rw:to_table()}, {gw:to_table()})
+      local want = gate({GATE = false, ROUTE = true, BM = 4}, lg, bias, ids_t, t2e_t, ge, gw)
+      local nr = 0
+      for i = 1, 3 do nr = nr + C.differ({got[i]:to_table()}, {want[i]:to_table()}) end
+      check(ne == 0 and nw == 0 and nr == 0, string.format(
+        "%s: ROUTE == a block a token, then ROUTE alone (%d experts, %d weights, %d of the " ..
+        "routing differ)", what, ne, nw, nr))
     end
   end
 
@@ -74,8 +101,8 @@ for _, dev in ipairs{"cpu", "gpusim"} do
     for e = 1, E do bv[e] = e % 3 == 0 and -math.huge or 0.0 end
     local lg = ts.tensor("f32", {T, E}, v, d)
     local ge, gw = ts.empty("i32", {T, K}, d), ts.empty("f32", {T, K}, d)
-    kern({"moe.tile", "moe_gate"}, {TH = TH}):launch{lg, ts.tensor("f32", {E}, bv, d),
-      ts.tensor("i32", {T}, {0, 0, 0}, d), ts.tensor("i32", {1, K}, nil, d), ge, gw}
+    gate({TH = TH}, lg, ts.tensor("f32", {E}, bv, d), ts.tensor("i32", {T}, {0, 0, 0}, d),
+         ts.tensor("i32", {1, K}, nil, d), ge, gw)
     local got, bad = ge:to_table(), 0
     for t = 0, T - 1 do
       local order = {}
@@ -94,13 +121,13 @@ for _, dev in ipairs{"cpu", "gpusim"} do
                                   "-expert) (%d differ)", dev, E, K, TH, bad))
   end
 
-  local ok, msg = pcall(function()
-    kern({"moe.tile", "moe_gate"}, {TH = 96}):launch{ts.empty("f32", {1, 8}, d),
-      ts.empty("f32", {8}, d), ts.empty("i32", {1}, d), ts.empty("i32", {1, 2}, d),
-      ts.empty("i32", {1, 2}, d), ts.empty("f32", {1, 2}, d)}
-  end)
-  check(not ok and tostring(msg):find("power of two", 1, true),
-        dev .. ": TH 96 refused: " .. tostring(msg))
+  for _, case in ipairs{{{TH = 96}, "power of two"}, {{GATE = false}, "GATE, ROUTE or both"}} do
+    local ok, msg = pcall(gate, case[1], ts.empty("f32", {1, 8}, d), ts.empty("f32", {8}, d),
+                          ts.empty("i32", {1}, d), ts.empty("i32", {1, 2}, d),
+                          ts.empty("i32", {1, 2}, d), ts.empty("f32", {1, 2}, d))
+    check(not ok and tostring(msg):find(case[2], 1, true),
+          dev .. ": " .. case[2] .. " refused: " .. tostring(msg))
+  end
 end
 
 C.finish()

@@ -1,6 +1,7 @@
--- moe_route.lua - a decode step's MoE routing in one launch (kernels/
--- moe.tile moe_route) against the three kernels it replaces (moe_count,
--- moe_offsets, moe_scatter) and a plain Lua construction: the offsets and
+-- moe_route.lua - a batch's MoE routing in one launch (kernels/moe.tile
+-- moe_gate with ROUTE and not GATE: the experts given) against the three
+-- kernels it replaces (moe_count, moe_offsets, moe_scatter) and a plain
+-- Lua construction: the offsets and
 -- the tile table equal, the sorted slots each expert's in slot order; for
 -- one token and a few, slots routed nowhere (-1) or past the experts,
 -- experts chosen by nobody, more experts than the block's threads, tiles
@@ -37,6 +38,16 @@ local function want_route(ev, E, BM, MT)
   return offsets, tiles, sorted
 end
 
+-- moe_gate routing the slots of experts [T, K] alone, into offsets
+-- [E], tiles [MT, 3] and sorted (the gate's inputs and weights, not read,
+-- made to their shapes)
+local function route(d, BM, experts, offsets, tiles, sorted)
+  local T, K, E = experts:shape(1), experts:shape(2), offsets:shape(1)
+  ts.kernel("kernels/moe.tile", "moe_gate", {GATE = false, ROUTE = true, BM = BM}, d):launch{
+    ts.empty("f32", {T, E}, d), ts.empty("f32", {E}, d), ts.empty("i32", {T}, d),
+    ts.empty("i32", {1, K}, d), experts, ts.empty("f32", {T, K}, d), offsets, tiles, sorted}
+end
+
 local lcg = C.lcg(7)
 local function rand(n) return math.floor(lcg() * n) end
 
@@ -57,8 +68,7 @@ for _, dev in ipairs{"cpu", "gpusim"} do
     local experts = ts.tensor("i32", {T, K}, ev, d)
     local offsets, tiles = ts.empty("i32", {E}, d), ts.empty("i32", {MT, 3}, d)
     local sorted = ts.tensor("i32", {TK}, nil, d)
-    ts.kernel("kernels/moe.tile", "moe_route", {BM = BM}, d)
-      :launch{experts, offsets, tiles, sorted}
+    route(d, BM, experts, offsets, tiles, sorted)
     local wo, wt, ws = want_route(ev, E, BM, MT)
     check(differ(offsets:to_table(), wo) == 0, what .. ": offsets")
     check(differ(tiles:to_table(), wt) == 0, what .. ": tile table")
@@ -86,17 +96,11 @@ for _, dev in ipairs{"cpu", "gpusim"} do
   end
   -- refused: a table with too few rows; a sorted list not a row a slot
   local ex = ts.tensor("i32", {1, 6}, {0, 1, 2, 3, 4, 5}, d)
-  local ok, msg = pcall(function()
-    ts.kernel("kernels/moe.tile", "moe_route", {BM = 4}, d)
-      :launch{ex, ts.tensor("i32", {8}, nil, d), ts.tensor("i32", {5, 3}, nil, d),
-              ts.tensor("i32", {6}, nil, d)}
-  end)
+  local ok, msg = pcall(route, d, 4, ex, ts.tensor("i32", {8}, nil, d),
+                        ts.tensor("i32", {5, 3}, nil, d), ts.tensor("i32", {6}, nil, d))
   check(not ok and tostring(msg):find("tiles has fewer rows"), dev .. " small table: " .. tostring(msg))
-  ok, msg = pcall(function()
-    ts.kernel("kernels/moe.tile", "moe_route", {BM = 4}, d)
-      :launch{ex, ts.tensor("i32", {8}, nil, d), ts.tensor("i32", {16, 3}, nil, d),
-              ts.tensor("i32", {5}, nil, d)}
-  end)
+  ok, msg = pcall(route, d, 4, ex, ts.tensor("i32", {8}, nil, d),
+                  ts.tensor("i32", {16, 3}, nil, d), ts.tensor("i32", {5}, nil, d))
   check(not ok and tostring(msg):find("a row per slot"), dev .. " short sorted: " .. tostring(msg))
 end
 C.finish()
