@@ -15,8 +15,11 @@
 --     formats, on the CPU; FP8 linears on the GPU simulator), a batch of
 --     two sequences (which runs the linears apart) too; a decode step
 --     launches exactly the linears (and FP8 act_quants) fewer that the
---     config's layers give; the weights are held once (lweight's are views
---     of the joined).
+--     config's layers give; on the simulator with FP8 linears the query
+--     LoRA row's RMSNorm is made by its wq_b linear (linear_fp8_act NORM),
+--     in a CSA layer when joined only: a rmsnorm_f32 launch fewer a CSA
+--     layer, with the same bits; the weights are held once (lweight's are
+--     views of the joined).
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
 local O = require "model.ops"
@@ -114,7 +117,7 @@ for _, dev in ipairs{"cpu", "gpusim"} do
         local lb = m:decode_batch({a, b}, {ids[s], ids[s + 3]})
         out[#out + 1] = lb:to_table()
       end
-      runs[join] = {m = m, out = out, gemms = gemms(seen)}
+      runs[join] = {m = m, out = out, gemms = gemms(seen), norms = seen.rmsnorm_f32 or 0}
     end
     local nd, total = C.differ(runs[true].out, runs[false].out)
     check(nd == 0 and total > 0, string.format("%s: joined == apart (%d of %d logits differ)",
@@ -133,6 +136,14 @@ for _, dev in ipairs{"cpu", "gpusim"} do
     local got = runs[false].gemms - runs[true].gemms
     check(got == want, string.format("%s: a step launches %d GEMMs fewer (%d -> %d), want %d",
                                      what, got, runs[false].gemms, runs[true].gemms, want))
+    -- the query LoRA row's norm made by its one wq_b linear (FP8 on a
+    -- GPU: linear_fp8_act with NORM), a window or HCA layer's either way, a
+    -- CSA layer's where its wq_b and the indexer's are joined
+    local fewer = runs[false].norms - runs[true].norms
+    want = (lin == "fp8" and dev ~= "cpu") and csa or 0
+    check(fewer == want, string.format("%s: a step launches %d rmsnorm_f32 fewer (%d -> %d), " ..
+                                       "want %d", what, fewer, runs[false].norms, runs[true].norms,
+                                       want))
     -- held once: lweight's weights are views of the joined one (a write
     -- to the joined wq_a + wkv shows in wkv's)
     local m = runs[true].m
