@@ -94,12 +94,12 @@ uint8_t ts_f32_to_e4m3(float f) {
   return sign | (uint8_t)code;
 }
 
+/* (1 + m / 8) 2^(e - 7) is the f32 of exponent e + 120 and mantissa m << 20;
+ * m 2^-9 (e 0) is exact too */
 float ts_e4m3_to_f32(uint8_t b) {
-  float sign = (b & 0x80) ? -1.0f : 1.0f;
   int e = (b >> 3) & 0xf, m = b & 7;
   if (e == 15 && m == 7)
     return NAN;
-  if (e == 0)
-    return sign * ldexpf((float)m, -9);
-  return sign * ldexpf(1.0f + (float)m / 8.0f, e - 7);
+  float v = e == 0 ? (float)m * 0x1p-9f : float_of((uint32_t)(e + 120) << 23 | (uint32_t)m << 20);
+  return (b & 0x80) ? -v : v;
 }

@@ -402,13 +402,21 @@ static void wgmma_product(const team *t, int64_t tid, uint64_t da, uint64_t db, 
   int w = (int)((tid / 32) % 4), lane = (int)(tid % 32);
   bool mn = (kind & 4) != 0;
   kind &= 3 | 16;
-  int eb = (kind & 3) == 3 ? 4 : (kind & 3) == 2 ? 1 : 2;
+  int kk = 32 / ((kind & 3) == 3 ? 4 : (kind & 3) == 2 ? 1 : 2);
+  /* the thread's two rows of A and n / 4 columns of B (2 j + q % 2), each
+   * element decoded once; then the sums, k in order */
+  float a[2][32], b[64][32];
+  for (int h = 0; h < 2; h++)
+    for (int k = 0; k < kk; k++)
+      a[h][k] = wgmma_elem(t, da, 16 * w + lane / 4 + 8 * h, k, kind, false);
+  for (int c = 0; c < n / 4; c++)
+    for (int k = 0; k < kk; k++)
+      b[c][k] = wgmma_elem(t, db, 8 * (c / 2) + 2 * (lane % 4) + c % 2, k, kind, mn);
   for (int r = 0; r < n / 2; r++) {
-    int j = r / 4, q = r % 4;
-    int row = 16 * w + lane / 4 + 8 * (q / 2), col = 8 * j + 2 * (lane % 4) + q % 2;
+    const float *x = a[(r % 4) / 2], *y = b[2 * (r / 4) + r % 2];
     float s = 0.0f;
-    for (int k = 0; k < 32 / eb; k++)
-      s += wgmma_elem(t, da, row, k, kind, false) * wgmma_elem(t, db, col, k, kind, mn);
+    for (int k = 0; k < kk; k++)
+      s += x[k] * y[k];
     sum[r] = s;
   }
 }

@@ -15,8 +15,8 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
 
 if command -v clang >/dev/null 2>&1; then
-  echo "== fuzz smoke: libFuzzer over lex+parse+sema (seed 1, at most ${TS_FUZZ_SECONDS:-180} s)"
-  if scripts/fuzz.sh build-fuzz "${TS_FUZZ_SECONDS:-180}"; then
+  echo "== fuzz smoke: libFuzzer over lex+parse+sema (seed 1, at most ${TS_FUZZ_SECONDS:-60} s)"
+  if scripts/fuzz.sh build-fuzz "${TS_FUZZ_SECONDS:-60}"; then
     echo "fuzz smoke: no crash"
   else
     echo "fuzz smoke: FAILED (crash input in build-fuzz/)"
