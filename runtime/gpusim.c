@@ -26,19 +26,30 @@
  * with a system call each time, which made the barrier-heavy kernels (the
  * radix top-k: 4 barriers a digit pass) spend half their time in the
  * kernel. On x86-64 a switch of the callee-saved registers and the stack
- * pointer does it (fiber_switch, below); under AddressSanitizer, which
- * follows stacks through swapcontext, and elsewhere, swapcontext. The JIT's
- * code never changes the MXCSR or x87 control words, so they are not
- * switched. */
+ * pointer does it (fiber_switch, below), elsewhere swapcontext. Under
+ * AddressSanitizer the switch tells it the stack it goes to
+ * (__sanitizer_start/finish_switch_fiber; the launching thread's stack is
+ * learnt when a fiber starts): with swapcontext the sanitizer run took
+ * 3-10x the simulator's normal time. The JIT's code never changes the
+ * MXCSR or x87 control words, so they are not switched. */
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define TS_ASAN 1
 #endif
 #endif
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(TS_ASAN)
+#if defined(__SANITIZE_ADDRESS__) && !defined(TS_ASAN)
+#define TS_ASAN 1
+#endif
+#ifdef TS_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if defined(__x86_64__)
 #define FAST_SWITCH 1
 typedef struct fctx {
   void *sp;
+  const void *bottom; /* the stack's lowest address and size, for ASan */
+  size_t size;
 } fctx;
 /* fiber_switch(from, to): pushes rbp, rbx, r12-r15, saves rsp in *from,
  * loads to's rsp, pops its registers and returns where it switched away
@@ -56,22 +67,52 @@ __asm__(".text\n"
         "  popq %r12\n  popq %rbx\n  popq %rbp\n"
         "  ret\n"
         ".size ts_gpusim_fiber_switch, .-ts_gpusim_fiber_switch\n");
-static void fctx_switch(fctx *from, fctx *to) { ts_gpusim_fiber_switch(&from->sp, to->sp); }
+/* `last`: `from` never runs again (its fiber ended) */
+static void fctx_switch(fctx *from, fctx *to, bool last) {
+#ifdef TS_ASAN
+  void *fake = NULL;
+  __sanitizer_start_switch_fiber(last ? NULL : &fake, to->bottom, to->size);
+  ts_gpusim_fiber_switch(&from->sp, to->sp);
+  __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#else
+  (void)last;
+  ts_gpusim_fiber_switch(&from->sp, to->sp);
+#endif
+}
+/* A fiber's first statement: under ASan the switch into it finishes, and
+ * tells the stack it came from (the launching thread's: `sched`). */
+static void fctx_enter(fctx *sched) {
+#ifdef TS_ASAN
+  __sanitizer_finish_switch_fiber(NULL, &sched->bottom, &sched->size);
+#else
+  (void)sched;
+#endif
+}
 /* The fiber's stack as fiber_switch leaves one: six registers (zero), then
  * `fn` to return into, entered as if called (rsp + 8 a multiple of 16). */
 static void fctx_make(fctx *c, void *stack, size_t size, void (*fn)(void)) {
+#ifdef TS_ASAN
+  /* the frames an ended fiber left there keep their redzones' poison */
+  __asan_unpoison_memory_region(stack, size);
+#endif
   void **sp = (void **)(((uintptr_t)stack + size) & ~(uintptr_t)15);
   *--sp = NULL;
   *--sp = (void *)(uintptr_t)fn;
   for (int i = 0; i < 6; i++)
     *--sp = NULL;
   c->sp = sp;
+  c->bottom = stack;
+  c->size = size;
 }
 #else
 typedef struct fctx {
   ucontext_t uc;
 } fctx;
-static void fctx_switch(fctx *from, fctx *to) { swapcontext(&from->uc, &to->uc); }
+static void fctx_switch(fctx *from, fctx *to, bool last) {
+  (void)last;
+  swapcontext(&from->uc, &to->uc);
+}
+static void fctx_enter(fctx *sched) { (void)sched; }
 static void fctx_make(fctx *c, void *stack, size_t size, void (*fn)(void)) {
   getcontext(&c->uc);
   c->uc.uc_stack.ss_sp = stack;
@@ -173,7 +214,7 @@ static void race_access(team *t, int64_t tid, uintptr_t addr, int64_t n, bool wr
 static void wait_as(team *t, int state) {
   fiber *f = &t->f[t->cur];
   f->state = state;
-  fctx_switch(&f->ctx, &t->sched);
+  fctx_switch(&f->ctx, &t->sched, false);
 }
 
 void ts_gpusim_barrier(int64_t ctx) { wait_as((team *)(intptr_t)ctx, AT_BARRIER); }
@@ -838,6 +879,7 @@ void ts_sim_line(int line) { the_team->f[the_team->cur].line = line; }
 /* One GPU thread running one block. */
 static void fiber_main(void) {
   team *t = the_team;
+  fctx_enter(&t->sched);
   int64_t tid = t->cur;
   /* the kernel's arguments, then the scratch memref (allocated, aligned,
    * offset, size, stride) and its bytes per block: what both forms take */
@@ -872,7 +914,7 @@ static void fiber_main(void) {
   if (t->f[tid].nq)
     wgmma_error(t, tid, "the thread ended with a wgmma not waited for");
   t->f[tid].state = DONE;
-  fctx_switch(&t->f[tid].ctx, &t->sched);
+  fctx_switch(&t->f[tid].ctx, &t->sched, true);
 }
 
 /* Runs one block to the end; an error when threads diverge at a barrier. */
@@ -894,7 +936,7 @@ static ts_status run_block(team *t) {
     for (int i = 0; i < t->threads; i++)
       if (t->f[i].state == RUN) {
         t->cur = i;
-        fctx_switch(&t->sched, &t->f[i].ctx);
+        fctx_switch(&t->sched, &t->f[i].ctx, false);
         ran = true;
       }
     if (ran)
