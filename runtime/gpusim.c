@@ -27,11 +27,10 @@
  * radix top-k: 4 barriers a digit pass) spend half their time in the
  * kernel. On x86-64 a switch of the callee-saved registers and the stack
  * pointer does it (fiber_switch, below), elsewhere swapcontext. Under
- * AddressSanitizer the switch tells it the stack it goes to
- * (__sanitizer_start/finish_switch_fiber; the launching thread's stack is
- * learnt when a fiber starts): with swapcontext the sanitizer run took
- * 3-10x the simulator's normal time. The JIT's code never changes the
- * MXCSR or x87 control words, so they are not switched. */
+ * AddressSanitizer too (it used swapcontext there), the switch telling it
+ * the stack it goes to (__sanitizer_start/finish_switch_fiber; the
+ * launching thread's stack is learnt when a fiber starts). The JIT's code
+ * never changes the MXCSR or x87 control words, so they are not switched. */
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define TS_ASAN 1
