@@ -14,7 +14,7 @@
 # recorded, or one over its architecture's shared memory a block (227 KiB,
 # sm_80 163 KiB) fails (registers and shared memory are reported when they
 # change). The library's kernels also build for sm_86 (99 KiB; MLIR only,
-# below). TS_UPDATE_GOLDEN=1 rewrites resources.txt.
+# tests/ptx/checks.sh). TS_UPDATE_GOLDEN=1 rewrites resources.txt.
 # PART (ctest runs the three side by side): sm_90a or sm_80, that
 # architecture's assembly of every file and of the param variants; checks,
 # the particular lowerings' checks and sm_86 (tests/ptx/checks.sh); all
