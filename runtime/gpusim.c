@@ -44,7 +44,6 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 #if defined(__x86_64__)
-#define FAST_SWITCH 1
 typedef struct fctx {
   void *sp;
   const void *bottom; /* the stack's lowest address and size, for ASan */

@@ -66,9 +66,9 @@ static void test_buf_and_map(void) {
 
   ts_map m;
   ts_map_init(&m, ts_allocator_system());
-  char keys[500][8];
+  char keys[500][16];
   for (int i = 0; i < 500; i++) {
-    snprintf(keys[i], 8, "k%d", i);
+    snprintf(keys[i], sizeof keys[i], "k%d", i);
     ts_status s = ts_map_put(&m, ts_str_from(keys[i]), keys[i]);
     CHECK(s == NULL);
   }

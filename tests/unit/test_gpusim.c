@@ -101,6 +101,7 @@ static void tma_scenario(int tid) {
  * CPU form reports, here by hand; threads run in order of tid between two
  * barriers. X: a word of shared memory. */
 enum { X_OFF = 512 };
+static long long race_byte; /* scenario 23's byte, from the block's shared memory */
 
 static void race_scenario(int tid) {
   unsigned char *base = (unsigned char *)(((unsigned long long)ts_sim_smem() + 1023) & ~1023ull);
@@ -117,6 +118,17 @@ static void race_scenario(int tid) {
       ts_sim_barrier();
     if (tid == 7)
       ts_sim_access(x + 2, 2, 0);
+    break;
+  case 23: /* one access over bytes of different histories: thread 7's own
+            * word, then two bytes thread 3 wrote (the race is at the
+            * first of those, past the bytes without one) */
+    if (tid == 3)
+      ts_sim_access(x + 4, 2, 1);
+    if (tid == 7) {
+      ts_sim_access(x, 4, 1);
+      race_byte = (long long)(x + 4 - ts_sim_smem());
+      ts_sim_access(x, 8, 0);
+    }
     break;
   case 12: /* read by 1 and 2, then written by 5 */
     if (tid == 1 || tid == 2)
@@ -324,6 +336,13 @@ int main(void) {
   CHECK(says(run(10), "which thread 3 wrote since the last barrier"));
   CHECK(run(11) == NULL);
   CHECK(says(run(22), "thread 7: shared memory race at line 42: it reads byte"));
+  {
+    char want[96];
+    ts_status st = run(23);
+    snprintf(want, sizeof want, "thread 7: shared memory race: it reads byte %lld, which thread 3",
+             race_byte);
+    CHECK(says(st, want));
+  }
   CHECK(says(run(12), "thread 5: shared memory race: it writes byte"));
   CHECK(says(run(12), "which other threads read since the last barrier"));
   CHECK(says(run(13), "thread 4: shared memory race: it writes byte"));
