@@ -48,6 +48,12 @@ function M:tc_params()
   return self.tc_attn
 end
 
+-- (the f32 attention kernels' params, each table made once)
+local f32_attn_params = O.memo(function(H, c) return {SCALE = c ^ -0.5, NH = H, DC = c} end)
+local hca_f32_params = O.memo(function(H, c, R, kv8, rope)
+  return {SCALE = c ^ -0.5, R = R, BK = math.min(R, 64), KV8 = kv8, ROPE = rope, NH = H, DC = c}
+end)
+
 -- sparse_attn_split_kv8's params: tc_params' with the "fp8" cache's row
 -- bytes and rope dims (its blocks of 16 entries: sparse_attn_split's 32
 -- took it past 255 registers on sm_90a)
@@ -166,7 +172,7 @@ function M:attention(L, x, pos)
     o = O.convert(o16, "f32")
   else
     o = f32{T, H, c}
-    kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5, NH = H, DC = c})
+    kernel("sparse_attn.tile", "sparse_attn_f32", f32_attn_params(H, c))
       :launch{q, list, idx, sink, o}
   end
   return self:attention_out(L, o, tab, pos, T), made
@@ -188,8 +194,7 @@ function M:hca_attend(L, q, kv, win, comp, ncomp, o, tab, pos)
   local kv8 = comp:dtype() == "i8"
   local none = self:constants() -- (the input of the format not held)
   self:split_attend(L, "hca_attn.tile", "hca_attn_split_f32",
-                    {SCALE = c ^ -0.5, R = R, BK = math.min(R, 64), KV8 = kv8,
-                     ROPE = cfg.rope_head_dim, NH = q:shape(2), DC = c},
+                    hca_f32_params(q:shape(2), c, R, kv8, cfg.rope_head_dim),
                     math.max(1, (N + R - 1) // R),
                     {q, kv, win, kv8 and none.rows_f32 or comp, kv8 and comp or none.rows_i8, ncomp},
                     o, tab, pos)
@@ -404,6 +409,8 @@ end
 -- a layer run alone makes its own.
 function M.step_inputs() return {window = {}, ints = {}} end
 
+local ring_params = O.memo(function(W) return {W = W} end)
+
 -- The index list [1, K] of position t (tp its device tensor [1]) without a
 -- selection, made once a step (sparse_attn.tile ring_index: the window
 -- ring's slots of positions t - W + 1 .. t, -1 padded to K).
@@ -413,7 +420,7 @@ local function window_list(step, W, K, t, tp, none)
   local ids = lists[t]
   if not ids then
     ids = O.out({1, K}, "i32")
-    kernel("sparse_attn.tile", "ring_index", {W = W}):launch{tp, none.no_sel, ids}
+    kernel("sparse_attn.tile", "ring_index", ring_params(W)):launch{tp, none.no_sel, ids}
     lists[t] = ids
   end
   return ids
@@ -526,7 +533,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
   local ids = not sel and window_list(step, W, K, t, tp, self:constants())
   if not ids then
     ids = O.out({1, K}, "i32")
-    kernel("sparse_attn.tile", "ring_index", {W = W}):launch{tp, sel, ids}
+    kernel("sparse_attn.tile", "ring_index", ring_params(W)):launch{tp, sel, ids}
   end
   if ratio == 128 and bytes then
     -- HCA on tensor cores over the "fp8" cache's bytes: the ring's rows
@@ -572,7 +579,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
                       {q, bytes and list or O.convert(list, "bf16"), ids}, o, tab, tp)
     return true
   end
-  kernel("sparse_attn.tile", "sparse_attn_f32", {SCALE = c ^ -0.5, NH = H, DC = c})
+  kernel("sparse_attn.tile", "sparse_attn_f32", f32_attn_params(H, c))
     :launch{q, list, ids, self:weight(p .. "attn_sink"), o}
 end
 

@@ -52,6 +52,8 @@ function Cache:reserve(rows)
   self.data = grown
 end
 
+local rope_params = O.memo(function(rope) return {ROPE = rope} end)
+
 -- Stores the rows of x [n, width] (f32) as rows at .. at + n - 1.
 function Cache:put(x, at)
   local n = x:shape(1)
@@ -61,7 +63,7 @@ function Cache:put(x, at)
   if self.format == "f32" then
     dst:assign(x)
   elseif self.kind == "kv" then
-    O.kernel("quant.tile", "kv_pack", {ROPE = self.rope}):launch{x, dst}
+    O.kernel("quant.tile", "kv_pack", rope_params(self.rope)):launch{x, dst}
   else
     O.kernel("quant.tile", "fp4_pack"):launch{x, dst}
   end

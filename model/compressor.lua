@@ -61,6 +61,8 @@ function M:project(L, which, x, cz)
   return cz
 end
 
+local ratio_params = O.memo(function(ratio) return {RATIO = ratio} end)
+
 -- The entries of every complete window of the projected rows cz (the
 -- first entry being number `first`), pooled, normalised and rotated.
 function M:pool(L, which, cz, ratio, tab, first)
@@ -70,7 +72,7 @@ function M:pool(L, which, cz, ratio, tab, first)
   local comp, out = O.out{N, E}, O.out{N, E}
   kernel("compressor.tile", "compress_pool", ratio == 4 and joined_csa or joined_hca)
     :launch{cz, cz, self:weight(p .. "ape"), comp}
-  kernel("compressor.tile", "compress_norm_rope_f32", {RATIO = ratio})
+  kernel("compressor.tile", "compress_norm_rope_f32", ratio_params(ratio))
     :launch{comp, self:weight(p .. "norm.weight"), tab, out, first or 0}
   return out
 end

@@ -7,6 +7,13 @@ local kernel, f32, linear, rmsnorm, rope, hadamard = O.kernel, O.f32, O.linear, 
 
 return function(M)
 
+-- (hc_mix_split's params: n logits, or on a GPU with TF32 padded to 8, 64
+-- tokens a block)
+local mix_params = O.memo(function(n, tc)
+  if tc then return {MM = (n + 7) // 8 * 8, TF32 = 1, BT = 64, NT = 128} end
+  return {MM = n}
+end)
+
 -- hc_mix_split's slices of the mixing logits of the streams X [T, 4, d]
 -- over fn [n, 4 d]: part [KS, T, n + 1] (kernels/mhc.tile). On a GPU its
 -- products run on tensor cores in TF32, 64 tokens a block, as DeepSeek's
@@ -14,10 +21,8 @@ return function(M)
 -- was loaded with tf32 = false; on the CPU in f32.
 function M:mix_slices(X, fn, n)
   local T, d = X:shape(1), X:shape(3)
-  local defs, BT = {MM = n}, 8
-  if O.tf32 and O.on_gpu() then
-    defs, BT = {MM = (n + 7) // 8 * 8, TF32 = 1, BT = 64, NT = 128}, 64
-  end
+  local tc = O.tf32 and O.on_gpu()
+  local defs, BT = mix_params(n, tc), tc and 64 or 8
   local KS = O.slices((T + BT - 1) // BT, (4 * d + 127) // 128)
   local part = O.out{KS, T, n + 1}
   kernel("mhc.tile", "hc_mix_split", defs):launch{X:reshape{T, 4 * d}, fn, part}
@@ -31,6 +36,14 @@ function M:next_fn(L, side)
   if side == "attn" then return self:weight(self:prefix(L) .. "hc_ffn_fn") end
   if L + 1 < self.cfg.n_layers then return self:weight(self:prefix(L + 1) .. "hc_attn_fn") end
 end
+
+-- (hc_post_mix's params: one token a block, or on a GPU with TF32 32 tokens
+-- a block on 256 threads; hc_head's by its eps)
+local post_mix_params = O.memo(function(one, tc)
+  if tc then return {BD = 64, TF32 = 1, BT = 32, NT = 256} end
+  return {BD = 64, BT = one and 1 or nil}
+end)
+local head_params = O.memo(function(eps) return {EPS = eps} end)
 
 -- One mHC-wrapped sub-block: returns the new streams, the sub-layer's input
 -- and output. Its pre takes the logits' slices that the previous sub-block's
@@ -77,8 +90,7 @@ function M:mhc_block(L, side, X, norm, fn)
   -- 32 tokens a block on 256 threads (mma.sync): about 64 KiB of shared
   -- memory, three blocks an SM, where 64 tokens (wgmma) took 108 KiB and
   -- left an SM two blocks of 4 warps to stream the tensors
-  local defs, BD = {BD = 64, BT = one and 1 or nil}, 64
-  if O.tf32 and O.on_gpu() then defs = {BD = BD, TF32 = 1, BT = 32, NT = 256} end
+  local defs, BD = post_mix_params(one and true or false, O.tf32 and O.on_gpu()), 64
   local next_part = O.out{(d + BD - 1) // BD, T, 25}
   kernel("mhc.tile", "hc_post_mix", defs):launch{X, out, post, comb, Y, nfn, next_part}
   self.hc_next = {X = Y, part = next_part}
@@ -94,7 +106,7 @@ function M:head(X, pre, all)
   local cfg, T, d = self.cfg, X:shape(1), X:shape(3)
   local last = all and X or X:slice(0, T - 1, 1)
   local y = O.out{last:shape(1), d}
-  kernel("mhc.tile", "hc_head", {EPS = cfg.hc_eps * 1.0}):launch{
+  kernel("mhc.tile", "hc_head", head_params(cfg.hc_eps * 1.0)):launch{
     last, self:mix_slices(last, self:weight(pre .. "hc_head_fn"), 4),
     self:weight(pre .. "hc_head_scale"), self:weight(pre .. "hc_head_base"), y}
   return linear(rmsnorm(y, self:weight(pre .. "norm.weight")), self:lweight("head.weight"))

@@ -16,6 +16,18 @@ local function stack(self, p, suffix, n)
   return out
 end
 
+-- (the kernels' params, each table made once: O.memo)
+local gate_params = O.memo(function(hash, scale, route, BM)
+  return {HASH = hash, ROUTE_SCALE = scale, ROUTE = route, BM = BM}
+end)
+local route_params = O.memo(function(BM) return {GATE = false, ROUTE = true, BM = BM} end)
+local up_params = O.memo(function(BM, LIMIT, act, W)
+  return {BM = BM, LIMIT = LIMIT, ACT = act, W = W}
+end)
+local down_params = O.memo(function(BM, act, ADD, W)
+  return {BM = BM, ACT = act, ADD = ADD, W = W}
+end)
+
 -- The router and the routing of x's T tokens: their logits by a GEMM
 -- (O.linear over the bf16 gate weight as stored: linear_f32, f32 sums,
 -- many blocks, where moe_router's one a token read all of it), moe_gate's
@@ -42,11 +54,10 @@ local function route(x, gate, bias, ids, t2e, hash, scale, K, E, BM)
     offsets, tiles, sorted = O.tensor("i32", {E}), O.tensor("i32", {MT, 3}), O.tensor("i32", {TK})
   end
   args[7], args[8], args[9] = offsets, tiles, sorted
-  local p = {HASH = hash, ROUTE_SCALE = scale, ROUTE = T == 1, BM = BM}
-  kernel("moe.tile", "moe_gate", p):launch(args)
+  kernel("moe.tile", "moe_gate", gate_params(hash, scale, T == 1, BM)):launch(args)
   if T == 1 then return experts, weights, sorted, offsets, tiles end
   if few then
-    kernel("moe.tile", "moe_gate", {GATE = false, ROUTE = true, BM = BM}):launch(args)
+    kernel("moe.tile", "moe_gate", route_params(BM)):launch(args)
   else
     local counts, cursor = O.tensor("i32", {E}), O.tensor("i32", {E})
     kernel("moe.tile", "moe_count"):launch{experts, counts}
@@ -80,7 +91,7 @@ local function quant_up_down(name, BM, LIMIT, act, codes, x, xq, sx, g, up, down
     end
     xa = xq
   end
-  kernel("moe.tile", "moe_up_" .. name, {BM = BM, LIMIT = LIMIT, ACT = act}):launch{
+  kernel("moe.tile", "moe_up_" .. name, up_params(BM, LIMIT, act)):launch{
     xa:reshape{T, DM}, sx:reshape{T, DB}, g[1], g[2], g[3], g[4], up[1], up[2], up[3], up[4], h}
   if not act then
     hq = O.out({R, 1, I}, dt)
@@ -89,8 +100,7 @@ local function quant_up_down(name, BM, LIMIT, act, codes, x, xq, sx, g, up, down
   local args = {hq:reshape{R, I}, sh:reshape{R, IB}, g[1], g[2], g[3], down[1], down[2], out}
   -- (moe_down_fp8 takes an add, read only with ADD > 0: else x stands in)
   if name == "fp8" then args[9] = add or x end
-  kernel("moe.tile", "moe_down_" .. name, add and {BM = BM, ACT = act, ADD = K}
-                                           or {BM = BM, ACT = act}):launch(args)
+  kernel("moe.tile", "moe_down_" .. name, down_params(BM, act, add and K or nil)):launch(args)
   return xq, sx
 end
 
@@ -195,9 +205,9 @@ function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx, out, K)
   local I = s1:shape(1)
   local sorted, weights, offsets, tiles = self:shared_table(T, BM)
   local h, y = O.out{T, I}, O.out{T, DM}
-  kernel("moe.tile", "moe_up", {BM = BM, LIMIT = LIMIT, W = s1:dtype()}):launch{
+  kernel("moe.tile", "moe_up", up_params(BM, LIMIT, nil, s1:dtype())):launch{
     x, sorted, offsets, tiles, weights, s1:reshape{1, I, DM}, s3:reshape{1, I, DM}, h}
-  kernel("moe.tile", "moe_down", {BM = BM, W = s2:dtype(), ADD = out and K or nil}):launch{
+  kernel("moe.tile", "moe_down", down_params(BM, nil, out and K or nil, s2:dtype())):launch{
     h, sorted, offsets, tiles, s2:reshape{1, DM, I}, y, out or x}
   return y, out ~= nil
 end
@@ -252,9 +262,9 @@ function M:moe(L, x, ids)
   else
     local w1, w2, w3 = self:bf16_experts(p, E)
     local h = O.out{TK, w1:shape(2)}
-    kernel("moe.tile", "moe_up", {BM = BM, LIMIT = LIMIT}):launch{
+    kernel("moe.tile", "moe_up", up_params(BM, LIMIT)):launch{
       x, sorted, offsets, tiles, weights, w1, w3, h}
-    kernel("moe.tile", "moe_down", {BM = BM}):launch{h, sorted, offsets, tiles, w2, out, x}
+    kernel("moe.tile", "moe_down", down_params(BM)):launch{h, sorted, offsets, tiles, w2, out, x}
   end
   -- the shared expert's down GEMM adds the routed rows (else moe_combine)
   local y, combined = self:shared_expert(p, x, BM, LIMIT, tc8, act, xq, sx, out, K)

@@ -69,6 +69,37 @@ function O.kernel(file, name, params)
   return lookup(file, name, params)
 end
 
+-- A call site whose params vary by a few values: O.memo(make) returns a
+-- function of up to six values (nil, booleans, numbers, strings) that
+-- returns make(a, b, c, d, e, f), made the first time and the same table
+-- after, which O.kernel finds by identity (a table built per call is
+-- compared by value against the kernel's params each time: a quarter of a
+-- decode step's Lua instructions on the mock driver before the sites used
+-- this; tests/lua/kernel_params.lua checks that a step builds none).
+local NIL = {}
+local function level(t, v)
+  if v == nil then v = NIL end
+  local s = t[v]
+  if not s then
+    s = {}
+    t[v] = s
+  end
+  return s
+end
+function O.memo(make)
+  local root = {}
+  return function(a, b, c, d, e, f)
+    local leaf = level(level(level(level(level(root, a), b), c), d), e)
+    local k = f == nil and NIL or f
+    local p = leaf[k]
+    if not p then
+      p = make(a, b, c, d, e, f)
+      leaf[k] = p
+    end
+    return p
+  end
+end
+
 -- New tensors on the model's device (zeros, or the values of a flat table).
 function O.tensor(dtype, shape, values) return ts.tensor(dtype, shape, values, dev()) end
 function O.f32(shape) return ts.tensor("f32", shape, nil, dev()) end
@@ -363,11 +394,12 @@ end
 -- then of those), CH the power of two nearest sqrt(N K) so that both levels
 -- are about as long. Returns out [R, K] (indices, increasing, -1 pads).
 O.topk_split_at = 32768
+local topk_params = O.memo(function(K, CH) return {K = K, CH = CH} end)
 function O.topk(scores, len, K)
   local R, N = scores:shape(1), scores:shape(2)
   local out = O.out({R, K}, "i32")
   if N < O.topk_split_at or N <= 2 * K then
-    O.kernel("topk.tile", "topk", {K = K}):launch{scores, len, out}
+    O.kernel("topk.tile", "topk", topk_params(K)):launch{scores, len, out}
     return out
   end
   local CH = 2 * K
@@ -375,9 +407,9 @@ function O.topk(scores, len, K)
   local M = K * ((N + CH - 1) // CH)
   local cand, val = O.tensor("i32", {R, M}), O.f32{R, M}
   local len2, pos = O.tensor("i32", {R}), O.tensor("i32", {R, K})
-  O.kernel("topk.tile", "topk", {K = K, CH = CH}):launch{scores, len, cand}
-  O.kernel("topk.tile", "topk_gather", {K = K, CH = CH}):launch{scores, len, cand, val, len2}
-  O.kernel("topk.tile", "topk", {K = K}):launch{val, len2, pos}
+  O.kernel("topk.tile", "topk", topk_params(K, CH)):launch{scores, len, cand}
+  O.kernel("topk.tile", "topk_gather", topk_params(K, CH)):launch{scores, len, cand, val, len2}
+  O.kernel("topk.tile", "topk", topk_params(K)):launch{val, len2, pos}
   O.kernel("topk.tile", "topk_pick"):launch{pos, cand, out}
   return out
 end

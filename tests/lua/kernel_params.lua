@@ -1,0 +1,78 @@
+-- kernel_params.lua - the params tables the model hands model/ops.lua's
+-- O.kernel: O.memo makes one table for each combination of its arguments
+-- (nil and false apart), the same kernel as a table of equal values finds;
+-- and a decode step meets no params table it has not met before (a table
+-- built per call is compared by value against each compiled form's params,
+-- on the host's path between two launches). Every table that arrives for
+-- the first time during the watched steps is named with its kernel. On the
+-- CPU, or on the device `cuda` (the mock driver in ctest: the GPU's forms),
+-- with "fp8" and "f32" caches and the released formats (FP8 linears, FP4
+-- experts).
+-- Uses the golden tiny model for the decode (skips that part without it).
+local ts = require "tessera"
+local C = require "tests.lua.lib.check"
+local O = require "model.ops"
+local check = C.check
+
+-- (wrapped before the model's files are required: they keep the function
+-- they find)
+local met, watching, fresh = setmetatable({}, {__mode = "k"}), false, {}
+local kernel = O.kernel
+O.kernel = function(file, name, params)
+  if params and not met[params] then
+    met[params] = true
+    if watching then fresh[#fresh + 1] = name end
+  end
+  return kernel(file, name, params)
+end
+local V4 = require "model.v4"
+
+-- O.memo
+local made = 0
+local m = O.memo(function(a, b, c, d)
+  made = made + 1
+  return {A = a, B = b, C = c, D = d}
+end)
+local t = m(1, nil)
+check(m(1, nil) == t and m(1) == t and made == 1, "memo: one table for the same values, made once")
+check(m(1, false) ~= t and m(1, false).B == false and made == 2, "memo: nil and false apart")
+check(m(2) ~= t and m(2).A == 2 and made == 3, "memo: another value, another table")
+local four = m("x", true, 3.5, 7)
+check(four ~= m("x", true, 3.5, 8) and four == m("x", true, 3.5, 7) and four.D == 7 and made == 5,
+      "memo: each of four arguments keys the table")
+O.use(ts.device("cpu"))
+local K8 = O.memo(function(k) return {K = k} end)
+check(O.kernel("topk.tile", "topk", K8(8)) == O.kernel("topk.tile", "topk", {K = 8}),
+      "memo: the kernel a table of equal values gives")
+check(O.kernel("topk.tile", "topk", K8(8)) ~= O.kernel("topk.tile", "topk", K8(16)),
+      "memo: another value, another kernel")
+
+local dir, ids = C.golden()
+if not dir then return C.finish() end
+local dev = ts.device("cpu")
+if arg[1] == "cuda" then
+  local ok, d = pcall(ts.device, "cuda")
+  if not ok then
+    print("skipped on cuda: " .. tostring(d))
+    return C.finish()
+  end
+  dev = d
+end
+local N = 9
+for _, opts in ipairs{{kv_format = "fp8"}, {kv_format = "f32"},
+                      {kv_format = "fp8", linears = "fp8", experts = "fp4"}} do
+  opts.device = dev
+  local model = V4.load(dir, nil, opts)
+  model:prefill(ts.tensor("i32", {N}, table.move(ids, 1, N, 1, {})))
+  for s = 1, 4 do model:decode(ids[N + s]) end -- each kernel's first form met
+  watching, fresh = true, {}
+  for s = 5, 12 do model:decode(ids[N + s]) end -- CSA and indexer entries completed
+  watching = false
+  dev:sync()
+  local what = string.format("%s, %s caches, %s linears, %s experts", dev:name(),
+                             opts.kv_format, opts.linears or "f32", opts.experts or "bf16")
+  check(#fresh == 0, string.format("%s: decode steps 5-12 met %d params tables anew (%s)", what,
+                                   #fresh, table.concat(fresh, ", ")))
+  print(string.format("%s: %d params tables met anew in 8 decode steps", what, #fresh))
+end
+C.finish()
