@@ -90,7 +90,8 @@ function M:mhc_block(L, side, X, norm, fn)
   -- 32 tokens a block on 256 threads (mma.sync): about 64 KiB of shared
   -- memory, three blocks an SM, where 64 tokens (wgmma) took 108 KiB and
   -- left an SM two blocks of 4 warps to stream the tensors
-  local defs, BD = post_mix_params(one and true or false, O.tf32 and O.on_gpu()), 64
+  local defs = post_mix_params(one, O.tf32 and O.on_gpu())
+  local BD = defs.BD
   local next_part = O.out{(d + BD - 1) // BD, T, 25}
   kernel("mhc.tile", "hc_post_mix", defs):launch{X, out, post, comb, Y, nfn, next_part}
   self.hc_next = {X = Y, part = next_part}

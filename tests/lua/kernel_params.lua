@@ -40,6 +40,10 @@ check(m(2) ~= t and m(2).A == 2 and made == 3, "memo: another value, another tab
 local four = m("x", true, 3.5, 7)
 check(four ~= m("x", true, 3.5, 8) and four == m("x", true, 3.5, 7) and four.D == 7 and made == 5,
       "memo: each of four arguments keys the table")
+local six = O.memo(function(a, b, c, d, e, f) return {a, b, c, d, e, f} end)
+local t6 = six(1, 2, 3, 4, 5, 6)
+check(six(1, 2, 3, 4, 5, 6) == t6 and six(1, 2, 3, 4, 9, 6) ~= t6 and six(1, 2, 3, 4, 5, 9) ~= t6
+      and six(1, 2, 3, 4, 5, 9)[6] == 9, "memo: the fifth and sixth arguments key the table")
 O.use(ts.device("cpu"))
 local K8 = O.memo(function(k) return {K = k} end)
 check(O.kernel("topk.tile", "topk", K8(8)) == O.kernel("topk.tile", "topk", {K = 8}),
