@@ -94,7 +94,7 @@ end
 function M:attention(L, x, pos)
   O.use(self.dev, self.tf32)
   local c, cfg = self.cfg.head_dim, self.cfg
-  local p = self:prefix(L) .. "attn."
+  local p = self:pname(L, "attn.")
   local ratio = cfg.compress_ratios[L + 1]
   local T, H, W = x:shape(1), cfg.n_heads, cfg.window_size
   local tab = self:rope_table(ratio)
@@ -211,7 +211,7 @@ function M:split_attend(L, file, name, params, P, args, o, tab, pos)
   args[n + 1], args[n + 2], args[n + 3] = po, pm, pl
   kernel(file, name, params):launch(args)
   kernel("sparse_attn.tile", "sparse_attn_merge", O.merge_rope)
-    :launch{po, pm, pl, self:weight(self:prefix(L) .. "attn.attn_sink"), tab, pos, o}
+    :launch{po, pm, pl, self:weight(self:pname(L, "attn.attn_sink")), tab, pos, o}
 end
 
 -- The [T, K] index lists of a prefill of T tokens: token t's window, then
@@ -232,7 +232,7 @@ end
 -- `roped`: the merge applied it), then the grouped output projection.
 function M:attention_out(L, o, tab, pos, T, roped)
   local c, cfg = self.cfg.head_dim, self.cfg
-  local p = self:prefix(L) .. "attn."
+  local p = self:pname(L, "attn.")
   local H = cfg.n_heads
   if not roped then o = rope(o, tab, pos, true) end
   local G, dg = cfg.o_groups, cfg.o_lora_rank
@@ -265,7 +265,7 @@ end
 -- and weights_proj's rows when made already (M:linear_set'; qr is then
 -- not read).
 function M:indexer_inputs(L, qr, x, tab, pos, qrows, wrows)
-  local cfg, p = self.cfg, self:prefix(L) .. "attn.indexer."
+  local cfg, p = self.cfg, self:pname(L, "attn.indexer.")
   local HI, DI = cfg.index_n_heads, cfg.index_head_dim
   local T = x:shape(1)
   local qi = (qrows or linear(qr, self:lweight(p .. "wq_b.weight"))):reshape{T, HI, DI}
@@ -444,7 +444,7 @@ end
 -- layer), or nil.
 function M:attention_steps(L, x, seqs, pos_v, step)
   local c, cfg = self.cfg.head_dim, self.cfg
-  local p = self:prefix(L) .. "attn."
+  local p = self:pname(L, "attn.")
   local ratio = cfg.compress_ratios[L + 1]
   local B, H, W = #seqs, cfg.n_heads, cfg.window_size
   local tab = self:rope_table(ratio)
@@ -487,7 +487,7 @@ end
 -- layer's every token does in one form.
 function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
   local c, cfg = self.cfg.head_dim, self.cfg
-  local p = self:prefix(L) .. "attn."
+  local p = self:pname(L, "attn.")
   local ratio = cfg.compress_ratios[L + 1]
   local W, H = cfg.window_size, cfg.n_heads
   local tab = self:rope_table(ratio)

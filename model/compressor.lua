@@ -44,13 +44,18 @@ end
 -- linear's: the K steps do not depend on the columns), or where they
 -- cannot join the two linears and concat_cols. Into cz when given (a
 -- decode step's row of the compressor's buffer: no copy after).
+local subs = {compressor = "attn.compressor.", ["indexer.compressor"] = "attn.indexer.compressor."}
 function M:project(L, which, x, cz)
-  local p = self:prefix(L) .. "attn." .. which .. "."
-  local key = "joined:" .. p
-  local w = self.w[key]
+  local p = self:pname(L, subs[which])
+  local joined = self.w["joined-compressors"] -- (by p)
+  if not joined then
+    joined = {}
+    self.w["joined-compressors"] = joined
+  end
+  local w = joined[p]
   if w == nil then
     w = joined_weight(self, p .. "wkv.weight", p .. "wgate.weight")
-    self.w[key] = w
+    joined[p] = w
   end
   if w then return linear(x, w, cz) end
   local c = linear(x, self:lweight(p .. "wkv.weight"))
@@ -66,7 +71,7 @@ local ratio_params = O.memo(function(ratio) return {RATIO = ratio} end)
 -- The entries of every complete window of the projected rows cz (the
 -- first entry being number `first`), pooled, normalised and rotated.
 function M:pool(L, which, cz, ratio, tab, first)
-  local p = self:prefix(L) .. "attn." .. which .. "."
+  local p = self:pname(L, subs[which])
   local E = self:weight(p .. "norm.weight"):shape(1)
   local N = cz:shape(1) // ratio
   local comp, out = O.out{N, E}, O.out{N, E}

@@ -37,6 +37,28 @@ function M:next_fn(L, side)
   if L + 1 < self.cfg.n_layers then return self:weight(self:prefix(L + 1) .. "hc_attn_fn") end
 end
 
+-- The weights of block L's `side` sub-block (mhc_block's, looked up once:
+-- it runs twice a layer each decode step): its fn, scale, base, the
+-- sub-layer's norm weight, and next_fn (M:next_fn's, false where none).
+function M:hc_weights(L, side)
+  local root = rawget(self, "root") or self -- (a sequence's are its model's)
+  local recs = rawget(root, "hc_recs")
+  if not recs then
+    recs = {attn = {}, ffn = {}}
+    root.hc_recs = recs
+  end
+  local r = recs[side][L]
+  if not r then
+    local p = self:prefix(L) .. "hc_" .. side .. "_"
+    r = {fn = self:weight(p .. "fn"), scale = self:weight(p .. "scale"),
+         base = self:weight(p .. "base"),
+         norm = self:weight(self:prefix(L) .. side .. "_norm.weight"),
+         next_fn = L < self.cfg.n_layers and self:next_fn(L, side) or false}
+    recs[side][L] = r
+  end
+  return r
+end
+
 -- (hc_post_mix's params: one token a block, or on a GPU with TF32 32 tokens
 -- a block on 256 threads; hc_head's by its eps)
 local post_mix_params = O.memo(function(one, tc)
@@ -51,11 +73,11 @@ local head_params = O.memo(function(eps) return {EPS = eps} end)
 -- them (hc_mix_split); its post makes the next sub-block's the same way.
 function M:mhc_block(L, side, X, norm, fn)
   local T, d = X:shape(1), X:shape(3)
-  local p = self:prefix(L) .. "hc_" .. side .. "_"
+  local w = self:hc_weights(L, side)
   local pre, post, comb, u = O.out{T, 4}, O.out{T, 4}, O.out{T, 4, 4}, O.out{T, d}
   local nx = self.hc_next
   self.hc_next = nil
-  local part = nx and rawequal(nx.X, X) and nx.part or self:mix_slices(X, self:weight(p .. "fn"), 24)
+  local part = nx and rawequal(nx.X, X) and nx.part or self:mix_slices(X, w.fn, 24)
   -- on the CPU one token a block, whatever T: a decode step's token is not
   -- padded to 16, and every token takes the same code path (BT 8 took the
   -- vector micro-kernel's), so that prefill and decode round alike. Up to
@@ -63,7 +85,7 @@ function M:mhc_block(L, side, X, norm, fn)
   -- same launch (NORM, one token a block: the same bits as rmsnorm_f32
   -- after it, which a prefill's BT tokens a block keeps).
   local one = not O.on_gpu()
-  local nw, xin = self:weight(self:prefix(L) .. side .. "_norm.weight")
+  local nw, xin = w.norm
   local params = self.hc_pre_params
   if not params then
     local c = self.cfg
@@ -71,8 +93,7 @@ function M:mhc_block(L, side, X, norm, fn)
     self.hc_pre_params = params
     self.hc_pre_norm = {ITERS = params.ITERS, EPS = params.EPS, BT = 1, BD = d, NORM = true}
   end
-  local args = {part, X, self:weight(p .. "scale"), self:weight(p .. "base"), nw, pre, post, comb,
-                u}
+  local args = {part, X, w.scale, w.base, nw, pre, post, comb, u}
   if T <= O.hc_norm_rows then
     kernel("mhc.tile", "hc_pre_fused", self.hc_pre_norm):launch(args)
     xin = u
@@ -81,7 +102,7 @@ function M:mhc_block(L, side, X, norm, fn)
     xin = rmsnorm(u, nw)
   end
   local out, extra = fn(xin)
-  local Y, nfn = O.out(X:shape()), L < self.cfg.n_layers and self:next_fn(L, side)
+  local Y, nfn = O.out(X:shape()), w.next_fn
   if not nfn then
     kernel("mhc.tile", "hc_post"):launch{X, out, post, comb, Y}
     return Y, xin, out, extra

@@ -154,17 +154,26 @@ end
 
 -- The table of T tokens' one slot each (weight 1) through one expert, in
 -- tiles of BM rows: sorted, weights, offsets, tiles (kept for the few-token
--- calls of decode steps).
+-- calls of decode steps, by BM then T).
 function M:shared_table(T, BM)
-  local key = T <= 64 and "shared-table:" .. T .. ":" .. BM
-  local tab = key and self.w[key]
+  local kept = T <= 64 and self.w["shared-tables"]
+  if T <= 64 and not kept then
+    kept = {}
+    self.w["shared-tables"] = kept
+  end
+  local by_T = kept and kept[BM]
+  if kept and not by_T then
+    by_T = {}
+    kept[BM] = by_T
+  end
+  local tab = by_T and by_T[T]
   if not tab then
     local all, ones = {}, {}
     for t = 1, T do all[t], ones[t] = t - 1, 1.0 end
     tab = {O.tensor("i32", {T}, all), O.tensor("f32", {T, 1}, ones), O.tensor("i32", {1}),
            O.tensor("i32", {(T + BM - 1) // BM + 1, 3})}
     kernel("moe.tile", "moe_offsets", {BM = BM}):launch{O.tensor("i32", {1}, {T}), tab[3], tab[4]}
-    if key then self.w[key] = tab end
+    if by_T then by_T[T] = tab end
   end
   return tab[1], tab[2], tab[3], tab[4]
 end
@@ -184,32 +193,80 @@ end
 -- returns the shared expert's rows alone.
 function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx, out, K)
   local T, DM = x:shape(1), x:shape(2)
-  if self:is_fp8(p .. "shared_experts.w1.weight") then
+  local r = self:shared_weights(p)
+  if r.fp8 then
     if tc then
-      local g = O.linear(x, self:lweight(p .. "shared_experts.w1.weight"))
-      local u = O.linear(x, self:lweight(p .. "shared_experts.w3.weight"))
+      local g, u = O.linear(x, r[1]), O.linear(x, r[3])
       local h = O.out(g:shape())
       kernel("moe.tile", "moe_swiglu", {LIMIT = LIMIT}):launch{g, u, h}
-      return O.linear(h, self:lweight(p .. "shared_experts.w2.weight")), false
+      return O.linear(h, r[2]), false
     end
-    local w1, w2, w3 = self:lweight(p .. "shared_experts.w1.weight"),
-      self:lweight(p .. "shared_experts.w2.weight"), self:lweight(p .. "shared_experts.w3.weight")
+    local w1, w2, w3 = r[1], r[2], r[3]
     local sorted, weights, offsets, tiles = self:shared_table(T, BM)
     local y = O.out{T, DM}
     quant_up_down("fp8", BM, LIMIT, act, false, x, xq, sx, {sorted, offsets, tiles, weights},
                   {w1.q, w1.s, w3.q, w3.s}, {w2.q, w2.s}, y, out, K)
     return y, out ~= nil
   end
-  local s1, s2, s3 = self:raw(p .. "shared_experts.w1.weight"),
-    self:raw(p .. "shared_experts.w2.weight"), self:raw(p .. "shared_experts.w3.weight")
+  local s1 = r[1]
   local I = s1:shape(1)
+  if not r.one then -- (the three as one expert's stack [1, ...], made once)
+    r.one = {s1:reshape{1, I, DM}, r[2]:reshape{1, DM, I}, r[3]:reshape{1, I, DM}}
+  end
   local sorted, weights, offsets, tiles = self:shared_table(T, BM)
   local h, y = O.out{T, I}, O.out{T, DM}
   kernel("moe.tile", "moe_up", up_params(BM, LIMIT, nil, s1:dtype())):launch{
-    x, sorted, offsets, tiles, weights, s1:reshape{1, I, DM}, s3:reshape{1, I, DM}, h}
-  kernel("moe.tile", "moe_down", down_params(BM, nil, out and K or nil, s2:dtype())):launch{
-    h, sorted, offsets, tiles, s2:reshape{1, DM, I}, y, out or x}
+    x, sorted, offsets, tiles, weights, r.one[1], r.one[3], h}
+  kernel("moe.tile", "moe_down", down_params(BM, nil, out and K or nil, r[2]:dtype())):launch{
+    h, sorted, offsets, tiles, r.one[2], y, out or x}
   return y, out ~= nil
+end
+
+-- Layer L's MoE weights, looked up once (M:moe runs once a layer each
+-- decode step; names built per call were a part of its host time): p (the
+-- ffn prefix), hash, fmt (M:routed_format's), the router's gate, bias and
+-- t2e (M:constants' stand-ins in the layers that do not read them), then
+-- at first use experts (the routed experts' tensors). Kept by the model (a
+-- sequence's are its model's).
+function M:moe_layer(L)
+  local root = rawget(self, "root") or self
+  local recs = rawget(root, "moe_recs")
+  if not recs then
+    recs = {}
+    root.moe_recs = recs
+  end
+  local r = recs[L]
+  if not r then
+    local cfg, p = self.cfg, self:prefix(L) .. "ffn."
+    local hash = L < cfg.n_hash_layers and L < cfg.n_layers
+    local none = self:constants()
+    r = {p = p, hash = hash, fmt = self:routed_format(p), gate = self:raw(p .. "gate.weight"),
+         bias = hash and none.zero_bias or self:weight(p .. "gate.bias"),
+         t2e = hash and self:ints(p .. "gate.tid2eid") or none.no_t2e}
+    recs[L] = r
+  end
+  return r
+end
+
+-- The shared expert of ffn prefix p, looked up once: {fp8 = M:is_fp8's
+-- answer, its w1, w2, w3} (M:lweight's FP8 weights, else M:raw's).
+function M:shared_weights(p)
+  local root = rawget(self, "root") or self
+  local recs = rawget(root, "shared_recs")
+  if not recs then
+    recs = {}
+    root.shared_recs = recs
+  end
+  local r = recs[p]
+  if not r then
+    local n = p .. "shared_experts.w"
+    local fp8 = self:is_fp8(n .. "1.weight")
+    local get = fp8 and self.lweight or self.raw
+    r = {fp8 = fp8, get(self, n .. "1.weight"), get(self, n .. "2.weight"),
+         get(self, n .. "3.weight")}
+    recs[p] = r
+  end
+  return r
 end
 
 -- DeepSeekMoE (V4-SPEC 1.9): the router's K experts and weights of each
@@ -230,16 +287,13 @@ end
 -- expert's down GEMM adds (ADD) where it runs in the grouped form, else
 -- moe_combine. Returns y, the experts and their weights.
 function M:moe(L, x, ids)
-  local cfg, p = self.cfg, self:prefix(L) .. "ffn."
+  local cfg, r = self.cfg, self:moe_layer(L)
+  local p = r.p
   local T, K, DM = x:shape(1), cfg.n_activated_experts, x:shape(2)
-  local hash = L < cfg.n_hash_layers and L < cfg.n_layers
   local E = cfg.n_routed_experts
-  local none = self:constants()
-  local bias = hash and none.zero_bias or self:weight(p .. "gate.bias")
-  local t2e = hash and self:ints(p .. "gate.tid2eid") or none.no_t2e
   local LIMIT = cfg.swiglu_limit * 1.0
   local BM, TK = T == 1 and 1 or O.moe_rows, T * K
-  local fmt = self:routed_format(p)
+  local fmt = r.fmt
   -- a GPU's prefill runs FP4 and FP8 experts on the tensor cores
   -- (moe_up_fp4_tc, _fp8_tc: e4m3 GEMMs, tiles of 64 rows, wgmma's M); its
   -- few rows otherwise (a decode step's, a batch's) quantise the
@@ -250,17 +304,19 @@ function M:moe(L, x, ids)
   local tc = fmt ~= "bf16" and tc8
   local RB = tc and 64 or BM
   local experts, weights, sorted, offsets, tiles =
-    route(x, self:raw(p .. "gate.weight"), bias, ids, t2e, hash, cfg.route_scale * 1.0, K, E, RB)
+    route(x, r.gate, r.bias, ids, r.t2e, r.hash, cfg.route_scale * 1.0, K, E, RB)
   local out = O.out{TK, DM}
   local xq, sx -- (x's quantisation in f32, which the shared expert may take)
   if fmt ~= "bf16" then
-    local w = self:quant_experts(p, E, fmt)
+    r.experts = r.experts or self:quant_experts(p, E, fmt)
+    local w = r.experts
     xq, sx = quant_up_down(tc and fmt .. "_tc" or fmt, RB, LIMIT, act, tc, x, nil, nil,
                            {sorted, offsets, tiles, weights}, {w[1], w[2], w[5], w[6]},
                            {w[3], w[4]}, out)
     if tc then xq = nil end -- (e4m3 codes: the shared expert keeps its linears then)
   else
-    local w1, w2, w3 = self:bf16_experts(p, E)
+    r.experts = r.experts or {self:bf16_experts(p, E)}
+    local w1, w2, w3 = r.experts[1], r.experts[2], r.experts[3]
     local h = O.out{TK, w1:shape(2)}
     kernel("moe.tile", "moe_up", up_params(BM, LIMIT)):launch{
       x, sorted, offsets, tiles, weights, w1, w3, h}

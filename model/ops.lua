@@ -13,10 +13,11 @@ O.device = nil
 -- Whether GEMMs on a GPU may take their operands in TF32 (the model's
 -- `tf32` option; O.linear and model/mhc.lua read it).
 O.tf32 = false
-local device_name
+local device_name, gpu
 function O.use(device, tf32)
   O.device, O.tf32 = device, tf32 == true
   device_name = device and device:name()
+  gpu = device_name ~= nil and device_name ~= "cpu"
 end
 local function dev() return O.device or ts.default_device() end
 
@@ -88,6 +89,43 @@ local function level(t, v)
 end
 function O.memo(make)
   local root = {}
+  local info = debug.getinfo(make, "u")
+  local n = info.isvararg and 6 or info.nparams
+  -- (make's own count of parameters picks the walk: a memo of one value
+  -- reads one table, not six; a vararg make takes the six-level walk)
+  if n == 1 then
+    return function(a)
+      local k = a == nil and NIL or a
+      local p = root[k]
+      if not p then
+        p = make(a)
+        root[k] = p
+      end
+      return p
+    end
+  elseif n == 2 then
+    return function(a, b)
+      local leaf = level(root, a)
+      local k = b == nil and NIL or b
+      local p = leaf[k]
+      if not p then
+        p = make(a, b)
+        leaf[k] = p
+      end
+      return p
+    end
+  elseif n <= 4 then
+    return function(a, b, c, d)
+      local leaf = level(level(level(root, a), b), c)
+      local k = d == nil and NIL or d
+      local p = leaf[k]
+      if not p then
+        p = make(a, b, c, d)
+        leaf[k] = p
+      end
+      return p
+    end
+  end
   return function(a, b, c, d, e, f)
     local leaf = level(level(level(level(level(root, a), b), c), d), e)
     local k = f == nil and NIL or f
@@ -422,7 +460,11 @@ O.moe_rows = 16
 O.hc_norm_rows = 16
 
 -- Whether the model's kernels run on a GPU (the CUDA device or the simulator).
-function O.on_gpu() return dev():name() ~= "cpu" end
+-- (asked ~10 times a layer of a decode step: O.use's answer, kept)
+function O.on_gpu()
+  if O.device then return gpu end
+  return ts.default_device():name() ~= "cpu"
+end
 
 -- Whether that GPU has e4m3 tensor cores the kernels use (wgmma on sm_90a;
 -- on sm_80/86 the e4m3 GEMMs would be scalar loops): where the FP8

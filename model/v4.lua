@@ -100,6 +100,24 @@ function M:prefix(L)
   return p
 end
 
+-- prefix(L) .. s, each made once (a decode step's names of its layers'
+-- weights: no string built per call); the MTP block's apart.
+local names = {}
+function M:pname(L, s)
+  local k = L >= self.cfg.n_layers and -1 or L
+  local t = names[k]
+  if not t then
+    t = {}
+    names[k] = t
+  end
+  local n = t[s]
+  if not n then
+    n = self:prefix(L) .. s
+    t[s] = n
+  end
+  return n
+end
+
 -- A weight as f32 (bf16 checkpoints hold exactly representable values), on
 -- the model's device.
 function M:weight(name)

@@ -81,13 +81,14 @@ for _, dev in ipairs{"cpu", "gpusim"} do
         for _, T in ipairs{1, 11} do
           local what = string.format("%s linears %s layer %d %s T %d", dev, linears, L, which, T)
           local x = O.tensor("f32", {T, cfg.dim}, C.spread(T * cfg.dim, 9 + L + T, 1.0))
-          local key = "joined:" .. m:prefix(L) .. "attn." .. which .. "."
+          local key = m:prefix(L) .. "attn." .. which .. "."
           local joined = m:project(L, which, x)
-          check(m.w[key], what .. ": the weights joined")
-          local held = m.w[key]
-          m.w[key] = false -- the fallback: two linears, concat_cols
+          local kept = m.w["joined-compressors"] -- (M:project's, by prefix)
+          check(kept and kept[key], what .. ": the weights joined")
+          local held = kept[key]
+          kept[key] = false -- the fallback: two linears, concat_cols
           local apart = m:project(L, which, x)
-          m.w[key] = held
+          kept[key] = held
           local ok, n, total = same(joined, apart)
           check(ok, string.format("%s: joined == apart (%d of %d differ)", what, n, total))
         end
@@ -105,7 +106,9 @@ for _, dev in ipairs{"cpu", "gpusim"} do
         if k:find("compressor.wkv", 1, true) or k:find("compressor.wgate", 1, true) then
           separate[#separate + 1] = k
         end
-        if k:find("^joined:") and v then joined = joined + 1 end
+      end
+      for _, v in pairs(m.w["joined-compressors"] or {}) do
+        if v then joined = joined + 1 end
       end
       check(#separate == 0 and joined == 6, string.format(
         "%s linears %s: %d joined weights held, separate ones: %s", dev, linears, joined,
