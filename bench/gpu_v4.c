@@ -771,20 +771,24 @@ static void mhc_and_compressor(void) {
     /* with the sub-layer's norm (the model's decode form) */
     differential("kernels/mhc.tile", "hc_pre_fused", "NORM=true BT=1 BD=96", b, 9, 8, 1e-5);
     /* hc_post_mix: 5 tokens, d 96 in blocks of 64 (the last partial) */
-    int64_t sd[2] = {5, 96}, sq2[3] = {2, 5, 25};
-    ts_arg e[7] = {b[1], ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, sd, 14, 1)), b[6], b[7],
-                   ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sx)), a[1],
-                   ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sq2))};
+    int64_t sd[2] = {5, 96}, sq2[3] = {2, 5, 25}, one = 1;
+    /* (count, then the next pre's tensors: b's, not touched without LAST) */
+    ts_arg e[15] = {b[1], ts_arg_tensor(rnd(host, TS_DTYPE_F32, 2, sd, 14, 1)), b[6], b[7],
+                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sx)), a[1],
+                    ts_arg_tensor(tensor(host, TS_DTYPE_F32, 3, sq2)),
+                    ts_arg_tensor(tensor(host, TS_DTYPE_I32, 1, &one)), b[2], b[3], b[4], b[5],
+                    b[6], b[7], b[8]};
     for (int f = 0; f < 3; f++) {
       const char *d = f == 2 ? "BD=64" : post_mix_forms[f].defs;
       /* its y, made in the kernel, is no TF32-exact operand: within TF32's
        * error whatever the tensor cores do with raw words */
-      differential("kernels/mhc.tile", "hc_post_mix", d, e, 7, 4, 1e-5);
-      differential("kernels/mhc.tile", "hc_post_mix", d, e, 7, 6, f == 2 ? 1e-5 : 2e-3);
+      differential("kernels/mhc.tile", "hc_post_mix", d, e, 15, 4, 1e-5);
+      differential("kernels/mhc.tile", "hc_post_mix", d, e, 15, 6, f == 2 ? 1e-5 : 2e-3);
     }
     ts_tensor_release(e[1].tensor);
     ts_tensor_release(e[4].tensor);
     ts_tensor_release(e[6].tensor);
+    ts_tensor_release(e[7].tensor);
     release_args(a, 3);
     release_args(b + 1, 8);
   }
@@ -808,6 +812,8 @@ static void mhc_and_compressor(void) {
   ts_kernel *krms = kern(gpu, "kernels/rmsnorm.tile", "rmsnorm_f32", NULL);
   ts_kernel *kq = kern(gpu, "kernels/mhc.tile", "hc_post", NULL);
   ts_kernel *kpm = kern(gpu, "kernels/mhc.tile", "hc_post_mix", post_mix_forms[0].defs);
+  ts_kernel *kpml = kern(gpu, "kernels/mhc.tile", "hc_post_mix",
+                         "TF32=1 BT=32 NT=256 BD=64 LAST=true");
   int64_t toks[3] = {1, 64, quick ? 256 : 4096};
   double tm_tf32 = 0;
   char r[32];
@@ -853,8 +859,11 @@ static void mhc_and_compressor(void) {
      * is hc_pre_fused alone, one read of the streams */
     int64_t KSp = (DM + post_mix_forms[0].bd - 1) / post_mix_forms[0].bd, spp[3] = {KSp, T, 25};
     ts_tensor *pp = tensor(gpu, TS_DTYPE_F32, 3, spp);
-    ts_arg e[7] = {c[0], c[1], c[2], c[3], c[4], ts_arg_tensor(fn), ts_arg_tensor(pp)};
-    double tpm = timed(kpm, e, 7);
+    int64_t one = 1;
+    ts_tensor *count = tensor(gpu, TS_DTYPE_I32, 1, &one);
+    ts_arg e[15] = {c[0], c[1], c[2], c[3], c[4], ts_arg_tensor(fn), ts_arg_tensor(pp),
+                    ts_arg_tensor(count), b[2], b[3], b[4], b[5], b[6], b[7], b[8]};
+    double tpm = timed(kpm, e, 15);
     double bpm = bytes + (24.0 * KD + (double)KSp * T * 25) * 4;
     printf("| hc_post_mix %s (the model's) | %lld | %.3f | %.0f | %s | hc_post + hc_mix_split: "
            "%.3f | |\n", post_mix_forms[0].defs, (long long)T, tpm * 1e3, bpm / tpm / 1e9,
@@ -874,15 +883,33 @@ static void mhc_and_compressor(void) {
              "%.2fx) | %lld | %.3f | %.0f | %s | | %.3f |\n", two * 1e3, two / tn, (long long)T,
              tn * 1e3, bp1 / tn / 1e9, ratio(r, copy_bps > 0 ? bp1 / tn / copy_bps : 0), tn * 1e3);
       ts_tensor_release(n3[2].tensor);
+      if (T == 1) {
+        /* a decode step's: hc_post_mix with LAST (its last block runs the
+         * next pre with NORM) against the two launches it replaces */
+        ts_tensor *o[4] = {tensor(gpu, TS_DTYPE_F32, 2, s4), tensor(gpu, TS_DTYPE_F32, 2, s4),
+                           tensor(gpu, TS_DTYPE_F32, 3, sc), tensor(gpu, TS_DTYPE_F32, 2, su)};
+        ts_arg el[15];
+        memcpy(el, e, sizeof el);
+        for (int j = 0; j < 4; j++)
+          el[11 + j] = ts_arg_tensor(o[j]);
+        double tl = timed(kpml, el, 15), sep = tpm + tn;
+        printf("| hc_post_mix LAST (+ the next mHC pre and norm: one launch; two: %.3f ms, "
+               "%.2fx) | %lld | %.3f | %.0f | %s | | |\n", sep * 1e3, sep / tl, (long long)T,
+               tl * 1e3, (bpm + bp1) / tl / 1e9,
+               ratio(r, copy_bps > 0 ? (bpm + bp1) / tl / copy_bps : 0));
+        for (int j = 0; j < 4; j++)
+          ts_tensor_release(o[j]);
+      }
     }
     ts_tensor_release(pp);
+    ts_tensor_release(count);
     /* the tile sweep (the first row is the model's, timed above) */
     for (int v = 1; v < 4 && i == 2; v++) {
       int64_t bd = post_mix_forms[v].bd, sv[3] = {(DM + bd - 1) / bd, T, 25};
       ts_kernel *kv = kern(gpu, "kernels/mhc.tile", "hc_post_mix", post_mix_forms[v].defs);
       ts_tensor *pv = tensor(gpu, TS_DTYPE_F32, 3, sv);
       e[6] = ts_arg_tensor(pv);
-      double tv = timed(kv, e, 7), bv = bytes + (24.0 * KD + (double)sv[0] * T * 25) * 4;
+      double tv = timed(kv, e, 15), bv = bytes + (24.0 * KD + (double)sv[0] * T * 25) * 4;
       printf("| hc_post_mix %s | %lld | %.3f | %.0f | %s | | |\n", post_mix_forms[v].defs,
              (long long)T, tv * 1e3, bv / tv / 1e9, ratio(r, copy_bps > 0 ? bv / tv / copy_bps : 0));
       ts_tensor_release(pv);
@@ -896,6 +923,7 @@ static void mhc_and_compressor(void) {
   ts_kernel_release(km[0]);
   ts_kernel_release(km[1]);
   ts_kernel_release(kp);
+  ts_kernel_release(kpml);
   ts_kernel_release(kpn);
   ts_kernel_release(krms);
   ts_kernel_release(kq);

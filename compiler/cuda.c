@@ -545,11 +545,12 @@ static const char *atomic(cg *c, ts_node *n, ctype *rt) {
                          lin, val, ctype_c(cu_compute_of(dt)));
   if (!cu_gpu_single(c))
     return call;
-  /* thread 0 does it; the old value reaches every thread through the
-   * first bytes of shared memory */
+  /* thread 0 does it, between device-scope fences (the block's point of
+   * order with the others: gen.c gen_atomic); the old value reaches every
+   * thread through the first bytes of shared memory */
   const char *slot = cu_str(c, "TS_SLOT(%s)", ctype_c(cu_compute_of(dt)));
   cu_line(c, "__syncthreads();");
-  cu_line(c, "if (threadIdx.x == 0) %s = %s;", slot, call);
+  cu_line(c, "if (threadIdx.x == 0) { __threadfence(); %s = %s; __threadfence(); }", slot, call);
   cu_line(c, "__syncthreads();");
   const char *tmp = cu_str(c, "old%d_", c->tmp++);
   cu_line(c, "%s %s = %s;", ctype_c(cu_compute_of(dt)), tmp, slot);

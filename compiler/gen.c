@@ -621,13 +621,21 @@ static void single_end(gen *g, MlirBlock join) {
 static MlirValue gen_atomic_rmw(gen *g, ts_node *n);
 
 /* An atomic outside `parallel` on the GPU: thread 0 does it and the old
- * value reaches every thread through shared memory. */
+ * value reaches every thread through shared memory. It is the block's
+ * point of order with the other blocks (docs/language.md, "the last
+ * block"): a device-scope fence before it (what the block wrote, which
+ * the barrier before gave thread 0, is seen by any block that sees the
+ * update) and after it (what the blocks that updated before wrote is seen
+ * by this block's reads after it). The simulator runs blocks one after
+ * another and needs neither; the CPU's atomics are acq_rel already. */
 static MlirValue gen_atomic(gen *g, ts_node *n) {
   if (!gpu_single(g))
     return gen_atomic_rmw(g, n);
   MlirValue slot = gen_gpu_broadcast_slot(g, repr(g, n->type));
   MlirBlock join = single_begin(g);
+  gen_ptx(g, "fence.acq_rel.gpu;");
   MlirValue r = gen_atomic_rmw(g, n);
+  gen_ptx(g, "fence.acq_rel.gpu;");
   mb_store(&g->b, gen_convert(g, r, repr(g, n->type)), slot, gen_i64(g, 0));
   single_end(g, join);
   MlirValue v = mb_load(&g->b, slot, gen_i64(g, 0));

@@ -39,31 +39,31 @@ end
 
 -- The weights of block L's `side` sub-block (mhc_block's, looked up once:
 -- it runs twice a layer each decode step): its fn, scale, base, the
--- sub-layer's norm weight, and next_fn (M:next_fn's, false where none).
+-- sub-layer's norm weight, next_fn (M:next_fn's, false where none), and
+-- where there is a next sub-block its L and side (next_L, next_side).
 function M:hc_weights(L, side)
-  local root = rawget(self, "root") or self -- (a sequence's are its model's)
-  local recs = rawget(root, "hc_recs")
-  if not recs then
-    recs = {attn = {}, ffn = {}}
-    root.hc_recs = recs
-  end
-  local r = recs[side][L]
+  local recs = self:records(side == "attn" and "hc_attn" or "hc_ffn")
+  local r = recs[L]
   if not r then
     local p = self:prefix(L) .. "hc_" .. side .. "_"
     r = {fn = self:weight(p .. "fn"), scale = self:weight(p .. "scale"),
          base = self:weight(p .. "base"),
          norm = self:weight(self:prefix(L) .. side .. "_norm.weight"),
          next_fn = L < self.cfg.n_layers and self:next_fn(L, side) or false}
-    recs[side][L] = r
+    if r.next_fn then
+      r.next_L, r.next_side = side == "attn" and L or L + 1, side == "attn" and "ffn" or "attn"
+    end
+    recs[L] = r
   end
   return r
 end
 
 -- (hc_post_mix's params: one token a block, or on a GPU with TF32 32 tokens
 -- a block on 256 threads; hc_head's by its eps)
-local post_mix_params = O.memo(function(one, tc)
-  if tc then return {BD = 64, TF32 = 1, BT = 32, NT = 256} end
-  return {BD = 64, BT = one and 1 or nil}
+local post_mix_params = O.memo(function(one, tc, iters, eps)
+  local p = tc and {BD = 64, TF32 = 1, BT = 32, NT = 256} or {BD = 64, BT = one and 1 or nil}
+  if iters then p.LAST, p.ITERS, p.EPS = true, iters, eps end -- (with the next pre)
+  return p
 end)
 local head_params = O.memo(function(eps) return {EPS = eps} end)
 
@@ -74,32 +74,18 @@ local head_params = O.memo(function(eps) return {EPS = eps} end)
 function M:mhc_block(L, side, X, norm, fn)
   local T, d = X:shape(1), X:shape(3)
   local w = self:hc_weights(L, side)
-  local pre, post, comb, u = O.out{T, 4}, O.out{T, 4}, O.out{T, 4, 4}, O.out{T, d}
   local nx = self.hc_next
   self.hc_next = nil
-  local part = nx and rawequal(nx.X, X) and nx.part or self:mix_slices(X, w.fn, 24)
-  -- on the CPU one token a block, whatever T: a decode step's token is not
-  -- padded to 16, and every token takes the same code path (BT 8 took the
-  -- vector micro-kernel's), so that prefill and decode round alike. Up to
-  -- O.hc_norm_rows tokens (decode steps) the sub-layer's norm is in the
-  -- same launch (NORM, one token a block: the same bits as rmsnorm_f32
-  -- after it, which a prefill's BT tokens a block keeps).
+  if not (nx and rawequal(nx.X, X) and nx.L == L and nx.side == side) then nx = nil end
   local one = not O.on_gpu()
-  local nw, xin = w.norm
-  local params = self.hc_pre_params
-  if not params then
-    local c = self.cfg
-    params = {ITERS = c.hc_sinkhorn_iters, EPS = c.hc_eps * 1.0, BT = one and 1 or nil}
-    self.hc_pre_params = params
-    self.hc_pre_norm = {ITERS = params.ITERS, EPS = params.EPS, BT = 1, BD = d, NORM = true}
-  end
-  local args = {part, X, w.scale, w.base, nw, pre, post, comb, u}
-  if T <= O.hc_norm_rows then
-    kernel("mhc.tile", "hc_pre_fused", self.hc_pre_norm):launch(args)
+  local pre, post, comb, u, xin
+  if nx and nx.u then
+    -- the previous sub-block's post made this pre (hc_post_mix's LAST)
+    pre, post, comb, u = nx.pre, nx.post, nx.comb, nx.u
     xin = u
   else
-    kernel("mhc.tile", "hc_pre_fused", params):launch(args)
-    xin = rmsnorm(u, nw)
+    pre, post, comb, u = O.out{T, 4}, O.out{T, 4}, O.out{T, 4, 4}, O.out{T, d}
+    xin = self:hc_pre(X, w, nx and nx.part or self:mix_slices(X, w.fn, 24), pre, post, comb, u)
   end
   local out, extra = fn(xin)
   local Y, nfn = O.out(X:shape()), w.next_fn
@@ -110,13 +96,57 @@ function M:mhc_block(L, side, X, norm, fn)
   -- hc_post and the next logits' slices (KS = d / BD) in one pass; on a GPU
   -- 32 tokens a block on 256 threads (mma.sync): about 64 KiB of shared
   -- memory, three blocks an SM, where 64 tokens (wgmma) took 108 KiB and
-  -- left an SM two blocks of 4 warps to stream the tensors
-  local defs = post_mix_params(one, O.tf32 and O.on_gpu())
+  -- left an SM two blocks of 4 warps to stream the tensors. One token (a
+  -- decode step's) gets the next sub-block's pre and norm from the same
+  -- launch (LAST: its last block runs them; the next mhc_block takes them
+  -- from self.hc_next), the next sub-block's weights; more tokens have
+  -- this sub-block's tensors in their places, which LAST's absence leaves
+  -- alone.
+  local c, tc = self.cfg, O.tf32 and O.on_gpu()
+  local last = T == 1
+  local defs = post_mix_params(one, tc, last and c.hc_sinkhorn_iters or nil,
+                               last and c.hc_eps * 1.0 or nil)
   local BD = defs.BD
   local next_part = O.out{(d + BD - 1) // BD, T, 25}
-  kernel("mhc.tile", "hc_post_mix", defs):launch{X, out, post, comb, Y, nfn, next_part}
-  self.hc_next = {X = Y, part = next_part}
+  local nw = last and self:hc_weights(w.next_L, w.next_side) or w
+  local nxt = {X = Y, part = next_part, L = w.next_L, side = w.next_side}
+  if last then
+    nxt.pre, nxt.post, nxt.comb, nxt.u = O.out{T, 4}, O.out{T, 4}, O.out{T, 4, 4}, O.out{T, d}
+  end
+  kernel("mhc.tile", "hc_post_mix", defs):launch{X, out, post, comb, Y, nfn, next_part,
+    self:constants().count, nw.scale, nw.base, nw.norm, nxt.pre or pre, nxt.post or post,
+    nxt.comb or comb, nxt.u or u}
+  self.hc_next = nxt
   return Y, xin, out, extra
+end
+
+-- mHC's pre of the streams X [T, 4, d] of the sub-block whose weights are
+-- w (M:hc_weights') from the logits' slices part: the gates pre, post, the
+-- Sinkhorn-normalised comb and u; returns the sub-layer's input.
+function M:hc_pre(X, w, part, pre, post, comb, u)
+  local T, d = X:shape(1), X:shape(3)
+  -- on the CPU one token a block, whatever T: a decode step's token is not
+  -- padded to 16, and every token takes the same code path (BT 8 took the
+  -- vector micro-kernel's), so that prefill and decode round alike. Up to
+  -- O.hc_norm_rows tokens (decode steps) the sub-layer's norm is in the
+  -- same launch (NORM, one token a block: the same bits as rmsnorm_f32
+  -- after it, which a prefill's BT tokens a block keeps).
+  local one = not O.on_gpu()
+  local nw = w.norm
+  local params = self.hc_pre_params
+  if not params then
+    local c = self.cfg
+    params = {ITERS = c.hc_sinkhorn_iters, EPS = c.hc_eps * 1.0, BT = one and 1 or nil}
+    self.hc_pre_params = params
+    self.hc_pre_norm = {ITERS = params.ITERS, EPS = params.EPS, BT = 1, BD = d, NORM = true}
+  end
+  local args = {part, X, w.scale, w.base, nw, pre, post, comb, u}
+  if T <= O.hc_norm_rows then
+    kernel("mhc.tile", "hc_pre_fused", self.hc_pre_norm):launch(args)
+    return u
+  end
+  kernel("mhc.tile", "hc_pre_fused", params):launch(args)
+  return rmsnorm(u, nw)
 end
 
 

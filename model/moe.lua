@@ -229,12 +229,7 @@ end
 -- at first use experts (the routed experts' tensors). Kept by the model (a
 -- sequence's are its model's).
 function M:moe_layer(L)
-  local root = rawget(self, "root") or self
-  local recs = rawget(root, "moe_recs")
-  if not recs then
-    recs = {}
-    root.moe_recs = recs
-  end
+  local recs = self:records("moe")
   local r = recs[L]
   if not r then
     local cfg, p = self.cfg, self:prefix(L) .. "ffn."
@@ -251,12 +246,7 @@ end
 -- The shared expert of ffn prefix p, looked up once: {fp8 = M:is_fp8's
 -- answer, its w1, w2, w3} (M:lweight's FP8 weights, else M:raw's).
 function M:shared_weights(p)
-  local root = rawget(self, "root") or self
-  local recs = rawget(root, "shared_recs")
-  if not recs then
-    recs = {}
-    root.shared_recs = recs
-  end
+  local recs = self:records("shared")
   local r = recs[p]
   if not r then
     local n = p .. "shared_experts.w"

@@ -118,6 +118,15 @@ function M:pname(L, s)
   return n
 end
 
+-- The model's records of `kind` (a layer's weights looked up once, by the
+-- functions that keep them), made at first use; a sequence's are its
+-- model's.
+function M:records(kind)
+  local root = rawget(self, "root") or self
+  if not rawget(root, "recs") then root.recs = {} end
+  return O.sub(root.recs, kind)
+end
+
 -- A weight as f32 (bf16 checkpoints hold exactly representable values), on
 -- the model's device.
 function M:weight(name)
@@ -282,7 +291,8 @@ end
 -- made once for the model and its sequences (on its device): no top-k
 -- selection (ring_index's -1), no compressed rows (hca_attn's input of the
 -- format not held, f32 and bytes), a hash layer's zero router bias, the
--- other layers' unread token-to-expert table.
+-- other layers' unread token-to-expert table, and the block counter of
+-- hc_post_mix's LAST (0 between launches: its last block sets it back).
 function M:constants()
   local root = rawget(self, "root") or self
   local k = rawget(root, "consts")
@@ -290,7 +300,8 @@ function M:constants()
     local cfg = root.cfg
     k = {no_sel = O.tensor("i32", {1, 1}, {-1}), rows_f32 = f32{0, cfg.head_dim},
          rows_i8 = O.tensor("i8", {0, 8}), zero_bias = f32{cfg.n_routed_experts},
-         no_t2e = O.tensor("i32", {1, cfg.n_activated_experts})}
+         no_t2e = O.tensor("i32", {1, cfg.n_activated_experts}),
+         count = O.tensor("i32", {1})}
     root.consts = k
   end
   return k

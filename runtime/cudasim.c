@@ -64,7 +64,8 @@ static const char *const shim =
     "static inline int __shfl_xor_sync(unsigned, int v, int o) { return ts_sim_shuffle(v, o); }\n"
     "template <class T> static inline T atomicAdd(T *p, T v) { T o = *p; *p = o + v; return o; }\n"
     "template <class T> static inline T atomicMax(T *p, T v) { T o = *p; if (v > o) *p = v; return o; }\n"
-    "static inline int atomicCAS(int *p, int cmp, int v) { int o = *p; if (o == cmp) *p = v; return o; }\n";
+    "static inline int atomicCAS(int *p, int cmp, int v) { int o = *p; if (o == cmp) *p = v; return o; }\n"
+    "static inline void __threadfence() {} /* blocks run one after another */\n";
 
 /* Runs `cc` on `src` into `so`; the compiler's messages on failure. */
 static ts_status compile(const char *src, const char *so) {

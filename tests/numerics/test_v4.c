@@ -1128,6 +1128,7 @@ int main(void) {
                 {"hc_head", test_hc_head},
                 {"mhc_tf32", test_mhc_mix_tf32},
                 {"hc_post_mix", test_hc_post_mix},
+                {"hc_post_mix_last", test_hc_post_mix_last},
                 {"rope", test_rope},
                 {"compress", test_compress_random},
                 {"golden_compressor", test_golden_compressor},

@@ -265,6 +265,20 @@ void test_mhc_mix_tf32(void) {
   }
 }
 
+/* hc_post_mix's arguments after part, for T tokens of width DM (zeros):
+ * count, hs, hb, nw, npre, npost, ncomb, u. */
+static void post_mix_rest(int64_t T, int64_t DM, ts_tensor *r[8]) {
+  int64_t one = 1, s3 = 3, s24 = 24, s4[2] = {T, 4}, s44[3] = {T, 4, 4}, su[2] = {T, DM};
+  r[0] = num_tensor(TS_DTYPE_I32, 1, &one);
+  r[1] = num_tensor(TS_DTYPE_F32, 1, &s3);
+  r[2] = num_tensor(TS_DTYPE_F32, 1, &s24);
+  r[3] = num_tensor(TS_DTYPE_F32, 1, &DM);
+  r[4] = num_tensor(TS_DTYPE_F32, 2, s4);
+  r[5] = num_tensor(TS_DTYPE_F32, 2, s4);
+  r[6] = num_tensor(TS_DTYPE_F32, 3, s44);
+  r[7] = num_tensor(TS_DTYPE_F32, 2, su);
+}
+
 /* hc_post_mix against f64: y = post F + M^T X as hc_post, and the slices of
  * the next logits over y (the sum of squares exact, the products of the
  * operands as the form reads them: f32, or truncated to tf32), for the
@@ -295,10 +309,20 @@ void test_hc_post_mix(void) {
       double *pv = num_fill(post, 0, 2, &seed), *cv = num_fill(comb, 0, 1, &seed);
       double *wv = num_fill_tf32(fn, -0.3, 0.3, &seed);
       free(num_fill(part, 5, 6, &seed)); /* every element must be written */
-      ts_arg a[7] = {ts_arg_tensor(x),    ts_arg_tensor(f),  ts_arg_tensor(post),
-                     ts_arg_tensor(comb), ts_arg_tensor(y),  ts_arg_tensor(fn),
-                     ts_arg_tensor(part)};
-      num_launch(k, a, 7);
+      ts_tensor *rest[8];
+      post_mix_rest(T, DM, rest);
+      ts_arg a[15] = {ts_arg_tensor(x),    ts_arg_tensor(f),  ts_arg_tensor(post),
+                      ts_arg_tensor(comb), ts_arg_tensor(y),  ts_arg_tensor(fn),
+                      ts_arg_tensor(part)};
+      for (int i = 0; i < 8; i++)
+        a[7 + i] = ts_arg_tensor(rest[i]);
+      num_launch(k, a, 15);
+      /* without LAST the next pre's tensors are not touched */
+      double *rv = num_get(rest[4]);
+      CHECK(rv[0] == 0.0 && rv[4 * T - 1] == 0.0);
+      free(rv);
+      for (int i = 0; i < 8; i++)
+        ts_tensor_release(rest[i]);
       double *wy = malloc(sizeof(double) * (size_t)(T * KD));
       double *want = calloc((size_t)(T * NP), sizeof(double));
       for (int t = 0; t < T; t++)
@@ -332,6 +356,107 @@ void test_hc_post_mix(void) {
       ts_tensor_release(part);
       ts_kernel_release(k);
     }
+}
+
+/* hc_post_mix with LAST (a decode step's token: the next sub-layer's mHC
+ * pre in its last block) against hc_post_mix + hc_pre_fused with NORM, the
+ * two launches it replaces: the same y and slices, the same gates, comb and
+ * normed u (bit for bit on the CPU, where both run the same statements in
+ * the same order; within 1e-6 on the GPU forms, whose block sums may take
+ * another thread count), and count back at 0, so that a second launch
+ * gives the same again. d 37 in blocks of 16 (3 blocks, the last partial),
+ * the f32 form and the model's GPU form (TF32, 32 tokens a block on 256
+ * threads). */
+void test_hc_post_mix_last(void) {
+  enum { DM = 37, KD = 4 * DM, KS = 3, T = 1 };
+  static const char *const forms[2] = {"BT=1 BD=16", "TF32=1 BT=32 NT=256 BD=16"};
+  ts_kernel *kpre = num_kernel("kernels/mhc.tile", "hc_pre_fused", "NORM=true BT=1 BD=37",
+                               "ITERS=7 EPS=1e-5");
+  if (!kpre)
+    return;
+  bool cpu = strcmp(ts_device_name(num_kdev), "cpu") == 0;
+  for (int form = 0; form < 2; form++) {
+    ts_kernel *k2 = num_kernel("kernels/mhc.tile", "hc_post_mix", forms[form], NULL);
+    ts_kernel *k1 = num_kernel("kernels/mhc.tile", "hc_post_mix", forms[form],
+                               "LAST=true ITERS=7 EPS=1e-5");
+    if (!k1 || !k2)
+      return;
+    int64_t sx[3] = {T, 4, DM}, sfv[2] = {T, DM}, s4[2] = {T, 4}, s44[3] = {T, 4, 4},
+            sw[2] = {24, KD}, sp[3] = {KS, T, 25};
+    uint64_t seed = 301 + (uint64_t)form;
+    ts_tensor *x = num_tensor(TS_DTYPE_F32, 3, sx), *f = num_tensor(TS_DTYPE_F32, 2, sfv);
+    ts_tensor *post = num_tensor(TS_DTYPE_F32, 2, s4), *comb = num_tensor(TS_DTYPE_F32, 3, s44);
+    ts_tensor *fn = num_tensor(TS_DTYPE_F32, 2, sw);
+    ts_tensor *y[2] = {num_tensor(TS_DTYPE_F32, 3, sx), num_tensor(TS_DTYPE_F32, 3, sx)};
+    ts_tensor *part[2] = {num_tensor(TS_DTYPE_F32, 3, sp), num_tensor(TS_DTYPE_F32, 3, sp)};
+    ts_tensor *r[2][8];
+    post_mix_rest(T, DM, r[0]);
+    post_mix_rest(T, DM, r[1]);
+    double *v[9] = {num_fill(x, -2, 2, &seed), num_fill(f, -1, 1, &seed),
+                    num_fill(post, 0, 2, &seed), num_fill(comb, 0, 1, &seed),
+                    num_fill(fn, -0.3, 0.3, &seed), num_fill(r[0][1], 0.1, 2, &seed),
+                    num_fill(r[0][2], -1, 1, &seed), num_fill(r[0][3], 0.5, 1.5, &seed), NULL};
+    for (int i = 1; i <= 3; i++) /* the same hs, hb, nw for both */
+      memcpy(ts_tensor_data(r[1][i]), ts_tensor_data(r[0][i]), ts_tensor_size(r[0][i]));
+    for (int w = 0; w < 2; w++) {
+      free(num_fill(part[w], 5, 6, &seed)); /* every element must be written */
+      for (int i = 4; i < 8; i++)
+        free(num_fill(r[w][i], 5, 6, &seed));
+    }
+    /* the two launches: hc_post_mix, then hc_pre_fused (NORM) over y */
+    ts_arg a[15] = {ts_arg_tensor(x), ts_arg_tensor(f),     ts_arg_tensor(post),
+                    ts_arg_tensor(comb), ts_arg_tensor(y[0]), ts_arg_tensor(fn),
+                    ts_arg_tensor(part[0])};
+    for (int i = 0; i < 8; i++)
+      a[7 + i] = ts_arg_tensor(r[0][i]);
+    num_launch(k2, a, 15);
+    ts_arg b[9] = {ts_arg_tensor(part[0]), ts_arg_tensor(y[0]), a[8], a[9], a[10],
+                   a[11], a[12], a[13], a[14]};
+    num_launch(kpre, b, 9);
+    /* the one launch, twice (count back at 0 after each) */
+    for (int rep = 0; rep < 2; rep++) {
+      a[4] = ts_arg_tensor(y[1]);
+      a[6] = ts_arg_tensor(part[1]);
+      for (int i = 0; i < 8; i++)
+        a[7 + i] = ts_arg_tensor(r[1][i]);
+      num_launch(k1, a, 15);
+      double *cnt = num_get(r[1][0]);
+      CHECK(cnt[0] == 0.0);
+      free(cnt);
+      ts_tensor *want[6] = {y[0], part[0], r[0][4], r[0][5], r[0][6], r[0][7]};
+      ts_tensor *got[6] = {y[1], part[1], r[1][4], r[1][5], r[1][6], r[1][7]};
+      const char *what[6] = {"LAST: y", "LAST: slices", "LAST: pre", "LAST: post",
+                             "LAST: comb", "LAST: u"};
+      for (int i = 0; i < 6; i++) {
+        int64_t n = ts_tensor_count(want[i]);
+        double *gw = num_get(want[i]), *gg = num_get(got[i]);
+        int differ = 0;
+        for (int64_t e = 0; e < n; e++)
+          differ += gw[e] != gg[e];
+        if (cpu && differ)
+          fprintf(stderr, "%s %s: %d of %lld differ\n", what[i], forms[form], differ,
+                  (long long)n);
+        CHECK(!cpu || differ == 0);
+        CHECK_ERR(num_relerr(gg, gw, n), 1e-6, what[i]);
+        free(gw);
+        free(gg);
+      }
+      free(num_fill(r[1][7], 5, 6, &seed)); /* the second launch writes u again */
+    }
+    for (int i = 0; i < 8; i++)
+      free(v[i]);
+    ts_tensor *all[7] = {x, f, post, comb, fn, y[0], y[1]};
+    for (int i = 0; i < 7; i++)
+      ts_tensor_release(all[i]);
+    for (int w = 0; w < 2; w++) {
+      ts_tensor_release(part[w]);
+      for (int i = 0; i < 8; i++)
+        ts_tensor_release(r[w][i]);
+    }
+    ts_kernel_release(k1);
+    ts_kernel_release(k2);
+  }
+  ts_kernel_release(kpre);
 }
 
 /* hc_head, the final head mix, against f64: 3 tokens, 4 streams of 40 (d

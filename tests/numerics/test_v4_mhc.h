@@ -7,6 +7,7 @@ void test_golden_sinkhorn(void);    /* group "golden_attn_mhc" */
 void test_hc_head(void);            /* group "hc_head" */
 void test_mhc_mix_tf32(void);       /* group "mhc_tf32" */
 void test_hc_post_mix(void);        /* group "hc_post_mix" */
+void test_hc_post_mix_last(void);   /* group "hc_post_mix_last" */
 void test_golden_mhc_layer0(void);  /* group "golden_mhc_layer0" */
 
 #endif

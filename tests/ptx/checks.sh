@@ -83,6 +83,13 @@ tc_clean sm_90a "wgmma.mma_async.sync.aligned.m64n[0-9]*k8.f32.tf32.tf32" "${tf3
 tc_clean sm_80 "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32" "${tf32_kernels[@]}"
 tc_clean sm_90a "wgmma.mma_async.sync.aligned.m64n[0-9]*k32.s32.s8.s8" "${s8_kernels[@]}"
 tc_clean sm_80 "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32" "${s8_kernels[@]}"
+# an atomic outside `parallel` orders the blocks' memory (hc_post_mix's
+# LAST: the last block to count runs the next mHC pre over what the others
+# wrote): device-scope fences around it in both lowerings, ptxas clean
+last_kernels=("kernels/mhc.tile hc_post_mix -D TF32=1 -D BT=32 -D NT=256 -D LAST=true"
+              "kernels/mhc.tile hc_post_mix -D BT=1 -D LAST=true")
+tc_clean sm_90a 'fence.acq_rel.gpu\|membar.gl' "${last_kernels[@]}"
+tc_clean sm_80 'fence.acq_rel.gpu\|membar.gl' "${last_kernels[@]}"
 # e4m3 (sm_90a only; elsewhere the scalar gemm): the quantised experts'
 # prefill forms (FP4: each 32-wide step's codes decoded into e4m3 tiles)
 e4m3_kernels=("kernels/moe.tile moe_up_fp4_tc" "kernels/moe.tile moe_down_fp4_tc"

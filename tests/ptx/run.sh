@@ -194,6 +194,7 @@ for arch in "${archs[@]}"; do
             "kernels/quant.tile act_quant XQ=fp8e4m3" "kernels/rope.tile head_norm_rope XT=f32" \
             "kernels/sparse_attn.tile sparse_attn_merge OT=f32 ROPE=true" \
             "kernels/mhc.tile hc_pre_fused NORM=true BT=1 BD=4096" \
+            "kernels/mhc.tile hc_post_mix TF32=1 BT=32 NT=256 LAST=true" \
             "kernels/hadamard.tile rope_hadamard XT=f32" "kernels/quant.tile kv_unpack XT=bf16" \
             "kernels/quant.tile kv_unpack_rows XT=bf16" \
             "kernels/rope.tile head_norm_rope XT=f32 YT=bf16" \
