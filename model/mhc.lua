@@ -108,13 +108,16 @@ function M:mhc_block(L, side, X, norm, fn)
                                last and c.hc_eps * 1.0 or nil)
   local BD = defs.BD
   local next_part = O.out{(d + BD - 1) // BD, T, 25}
-  local nw = last and self:hc_weights(w.next_L, w.next_side) or w
+  if last and not w.next then -- (the next sub-block's record, and the counter)
+    w.next, w.count = self:hc_weights(w.next_L, w.next_side), self:constants().count
+  end
+  local nw = last and w.next or w
   local nxt = {X = Y, part = next_part, L = w.next_L, side = w.next_side}
   if last then
     nxt.pre, nxt.post, nxt.comb, nxt.u = O.out{T, 4}, O.out{T, 4}, O.out{T, 4, 4}, O.out{T, d}
   end
   kernel("mhc.tile", "hc_post_mix", defs):launch{X, out, post, comb, Y, nfn, next_part,
-    self:constants().count, nw.scale, nw.base, nw.norm, nxt.pre or pre, nxt.post or post,
+    w.count or self:constants().count, nw.scale, nw.base, nw.norm, nxt.pre or pre, nxt.post or post,
     nxt.comb or comb, nxt.u or u}
   self.hc_next = nxt
   return Y, xin, out, extra

@@ -38,13 +38,11 @@ local function same_params(e, b)
   end
   return n == e.count
 end
--- t[k], a new table put there when absent.
 local function sub(t, k)
   local s = t[k]
   if not s then s = {}; t[k] = s end
   return s
 end
-O.sub = sub
 local function lookup(file, name, params)
   local list = sub(sub(sub(cache, device_name or dev():name()), file), name)
   if not list.ids then list.ids = setmetatable({}, weak_keys) end
@@ -80,7 +78,15 @@ end
 -- decode step's Lua instructions on the mock driver before the sites used
 -- this; tests/lua/kernel_params.lua checks that a step builds none).
 local NIL = {}
-local function level(t, v) return sub(t, v == nil and NIL or v) end
+local function level(t, v)
+  if v == nil then v = NIL end
+  local s = t[v]
+  if not s then
+    s = {}
+    t[v] = s
+  end
+  return s
+end
 function O.memo(make)
   local root = {}
   local info = debug.getinfo(make, "u")

@@ -122,9 +122,11 @@ end
 -- functions that keep them), made at first use; a sequence's are its
 -- model's.
 function M:records(kind)
-  local root = rawget(self, "root") or self
-  if not rawget(root, "recs") then root.recs = {} end
-  return O.sub(root.recs, kind)
+  local all = self.recs -- (a sequence reads its model's)
+  if not all then all = {}; (rawget(self, "root") or self).recs = all end
+  local r = all[kind]
+  if not r then r = {}; all[kind] = r end
+  return r
 end
 
 -- A weight as f32 (bf16 checkpoints hold exactly representable values), on
