@@ -47,11 +47,7 @@ end
 local subs = {compressor = "attn.compressor.", ["indexer.compressor"] = "attn.indexer.compressor."}
 function M:project(L, which, x, cz)
   local p = self:pname(L, subs[which])
-  local joined = self.w["joined-compressors"] -- (by p)
-  if not joined then
-    joined = {}
-    self.w["joined-compressors"] = joined
-  end
+  local joined = self:records("joined_compressors") -- (by p)
   local w = joined[p]
   if w == nil then
     w = joined_weight(self, p .. "wkv.weight", p .. "wgate.weight")

@@ -39,8 +39,9 @@ end
 
 -- The weights of block L's `side` sub-block (mhc_block's, looked up once:
 -- it runs twice a layer each decode step): its fn, scale, base, the
--- sub-layer's norm weight, next_fn (M:next_fn's, false where none), and
--- where there is a next sub-block its L and side (next_L, next_side).
+-- sub-layer's norm weight, next_fn (M:next_fn's, false where none), where
+-- there is a next sub-block its L and side (next_L, next_side; its record
+-- `next` at first use), and count, hc_post_mix LAST's block counter.
 function M:hc_weights(L, side)
   local recs = self:records(side == "attn" and "hc_attn" or "hc_ffn")
   local r = recs[L]
@@ -49,7 +50,8 @@ function M:hc_weights(L, side)
     r = {fn = self:weight(p .. "fn"), scale = self:weight(p .. "scale"),
          base = self:weight(p .. "base"),
          norm = self:weight(self:prefix(L) .. side .. "_norm.weight"),
-         next_fn = L < self.cfg.n_layers and self:next_fn(L, side) or false}
+         next_fn = L < self.cfg.n_layers and self:next_fn(L, side) or false,
+         count = self:constants().count}
     if r.next_fn then
       r.next_L, r.next_side = side == "attn" and L or L + 1, side == "attn" and "ffn" or "attn"
     end
@@ -108,16 +110,14 @@ function M:mhc_block(L, side, X, norm, fn)
                                last and c.hc_eps * 1.0 or nil)
   local BD = defs.BD
   local next_part = O.out{(d + BD - 1) // BD, T, 25}
-  if last and not w.next then -- (the next sub-block's record, and the counter)
-    w.next, w.count = self:hc_weights(w.next_L, w.next_side), self:constants().count
-  end
+  if last and not w.next then w.next = self:hc_weights(w.next_L, w.next_side) end
   local nw = last and w.next or w
   local nxt = {X = Y, part = next_part, L = w.next_L, side = w.next_side}
   if last then
     nxt.pre, nxt.post, nxt.comb, nxt.u = O.out{T, 4}, O.out{T, 4}, O.out{T, 4, 4}, O.out{T, d}
   end
   kernel("mhc.tile", "hc_post_mix", defs):launch{X, out, post, comb, Y, nfn, next_part,
-    w.count or self:constants().count, nw.scale, nw.base, nw.norm, nxt.pre or pre, nxt.post or post,
+    w.count, nw.scale, nw.base, nw.norm, nxt.pre or pre, nxt.post or post,
     nxt.comb or comb, nxt.u or u}
   self.hc_next = nxt
   return Y, xin, out, extra

@@ -156,16 +156,9 @@ end
 -- tiles of BM rows: sorted, weights, offsets, tiles (kept for the few-token
 -- calls of decode steps, by BM then T).
 function M:shared_table(T, BM)
-  local kept = T <= 64 and self.w["shared-tables"]
-  if T <= 64 and not kept then
-    kept = {}
-    self.w["shared-tables"] = kept
-  end
-  local by_T = kept and kept[BM]
-  if kept and not by_T then
-    by_T = {}
-    kept[BM] = by_T
-  end
+  local kept = T <= 64 and self:records("shared_tables")
+  local by_T = kept and (kept[BM] or {})
+  if kept then kept[BM] = by_T end
   local tab = by_T and by_T[T]
   if not tab then
     local all, ones = {}, {}

@@ -83,7 +83,7 @@ for _, dev in ipairs{"cpu", "gpusim"} do
           local x = O.tensor("f32", {T, cfg.dim}, C.spread(T * cfg.dim, 9 + L + T, 1.0))
           local key = m:prefix(L) .. "attn." .. which .. "."
           local joined = m:project(L, which, x)
-          local kept = m.w["joined-compressors"] -- (M:project's, by prefix)
+          local kept = m:records("joined_compressors") -- (M:project's, by prefix)
           check(kept and kept[key], what .. ": the weights joined")
           local held = kept[key]
           kept[key] = false -- the fallback: two linears, concat_cols
@@ -107,7 +107,7 @@ for _, dev in ipairs{"cpu", "gpusim"} do
           separate[#separate + 1] = k
         end
       end
-      for _, v in pairs(m.w["joined-compressors"] or {}) do
+      for _, v in pairs(m:records("joined_compressors")) do
         if v then joined = joined + 1 end
       end
       check(#separate == 0 and joined == 6, string.format(
