@@ -90,8 +90,14 @@ static void fctx_enter(fctx *sched) {
  * `fn` to return into, entered as if called (rsp + 8 a multiple of 16). */
 static void fctx_make(fctx *c, void *stack, size_t size, void (*fn)(void)) {
 #ifdef TS_ASAN
-  /* the frames an ended fiber left there keep their redzones' poison */
-  __asan_unpoison_memory_region(stack, size);
+  /* the frames an ended fiber left there keep their redzones' poison: its
+   * first ones, at the top (fiber_main's, the last switch's), as every call
+   * below them returned (a block's fibers all end before the next block's
+   * start on the same stacks; a failed block ends the launch). Only the
+   * top is made clean again: the whole stack, each block, was 11% of the
+   * sanitizer build's time in lua/model_device. */
+  size_t top = size < 65536 ? size : 65536;
+  __asan_unpoison_memory_region((char *)stack + size - top, top);
 #endif
   void **sp = (void **)(((uintptr_t)stack + size) & ~(uintptr_t)15);
   *--sp = NULL;
@@ -396,35 +402,62 @@ float ts_gpusim_mma_d(int64_t ctx, int64_t tid, int32_t r) {
  * elements of a swizzle row. Then the swizzle of the shared address's bits
  * (128B: bits 4-6 ^= 7-9; 64B: 4-5 ^= 7-8; 32B: 4 ^= 7). Swizzled modes
  * only. */
-static uintptr_t wgmma_addr(const team *t, uint64_t desc, int i, int k, int kind, bool mn) {
-  uint64_t start = (desc & 0x3fff) << 4, sbo = ((desc >> 32) & 0x3fff) << 4,
-           lbo = ((desc >> 16) & 0x3fff) << 4;
-  int mode = (int)(desc >> 62), swz = mode == 1 ? 128 : mode == 2 ? 64 : 32;
-  uint64_t eb = kind == 3 ? 4 : kind == 2 ? 1 : 2, w = (uint64_t)swz / eb;
-  uintptr_t a = ((uintptr_t)t->smem & ~(uintptr_t)1023) + start;
-  if (mn)
-    a += (uint64_t)i / w * lbo + (uint64_t)(k / 8) * sbo + (uint64_t)(k % 8) * (uint64_t)swz +
-         (uint64_t)i % w * eb;
-  else
-    a += (uint64_t)(i / 8) * sbo + (uint64_t)(i % 8) * (uint64_t)swz + (uint64_t)k * eb;
-  return a ^ ((a >> 3) & (uintptr_t)(swz - 16));
+typedef struct wg_op {
+  uintptr_t base;    /* the shared window plus the start address */
+  uint64_t sbo, lbo; /* in bytes */
+  uint64_t swz, eb;  /* the swizzle row's bytes, an element's bytes */
+  int wlog;          /* log2 of w = swz / eb (a power of 2) */
+  bool mn;
+} wg_op;
+
+/* The descriptor's fields, decoded once for an operand's elements. */
+static wg_op wg_decode(const team *t, uint64_t desc, int kind, bool mn) {
+  int mode = (int)(desc >> 62);
+  wg_op o = {.base = ((uintptr_t)t->smem & ~(uintptr_t)1023) + ((desc & 0x3fff) << 4),
+             .sbo = ((desc >> 32) & 0x3fff) << 4, .lbo = ((desc >> 16) & 0x3fff) << 4,
+             .swz = mode == 1 ? 128 : mode == 2 ? 64 : 32,
+             .eb = kind == 3 ? 4 : kind == 2 ? 1 : 2, .mn = mn};
+  o.wlog = __builtin_ctzll(o.swz / o.eb);
+  return o;
 }
 
-static float wgmma_elem(const team *t, uint64_t desc, int i, int k, int kind, bool mn) {
-  uintptr_t a = wgmma_addr(t, desc, i, k, kind & 3, mn);
-  if (kind & 16) /* s8 */
-    return (float)*(const int8_t *)a;
-  kind &= 3;
-  if (kind == 2)
-    return ts_e4m3_to_f32(*(const uint8_t *)a);
-  if (kind == 3) {
-    uint32_t w;
-    memcpy(&w, (const void *)a, 4);
-    return tf32_of(w);
+static inline uintptr_t wg_at(const wg_op *o, int i, int k) {
+  uintptr_t a = o->base;
+  uint64_t u = (uint64_t)i, v = (uint64_t)k;
+  if (o->mn)
+    a += (u >> o->wlog) * o->lbo + (v / 8) * o->sbo + (v % 8) * o->swz +
+         (u & ((1u << o->wlog) - 1)) * o->eb;
+  else
+    a += (u / 8) * o->sbo + (u % 8) * o->swz + v * o->eb;
+  return a ^ ((a >> 3) & (uintptr_t)(o->swz - 16));
+}
+
+/* Elements (i, 0 .. kk - 1) of an operand, decoded (kind as wgmma_product's). */
+static void wg_row(const wg_op *o, int i, int kk, int kind, float *out) {
+  if (kind & 16) { /* s8 */
+    for (int k = 0; k < kk; k++)
+      out[k] = (float)*(const int8_t *)wg_at(o, i, k);
+    return;
   }
-  uint16_t h;
-  memcpy(&h, (const void *)a, 2);
-  return kind == 1 ? ts_f16_to_f32(h) : ts_bf16_to_f32(h);
+  switch (kind & 3) {
+  case 2:
+    for (int k = 0; k < kk; k++)
+      out[k] = ts_e4m3_to_f32(*(const uint8_t *)wg_at(o, i, k));
+    break;
+  case 3:
+    for (int k = 0; k < kk; k++) {
+      uint32_t w;
+      memcpy(&w, (const void *)wg_at(o, i, k), 4);
+      out[k] = tf32_of(w);
+    }
+    break;
+  default:
+    for (int k = 0; k < kk; k++) {
+      uint16_t h;
+      memcpy(&h, (const void *)wg_at(o, i, k), 2);
+      out[k] = (kind & 3) == 1 ? ts_f16_to_f32(h) : ts_bf16_to_f32(h);
+    }
+  }
 }
 
 /* wgmma.mma_async m64nNk16 (bf16 or f16 into f32; kind 0, 1), m64nNk32
@@ -445,12 +478,11 @@ static void wgmma_product(const team *t, int64_t tid, uint64_t da, uint64_t db, 
   /* the thread's two rows of A and n / 4 columns of B (2 j + q % 2), each
    * element decoded once; then the sums, k in order */
   float a[2][32], b[64][32];
+  wg_op oa = wg_decode(t, da, kind & 3, false), ob = wg_decode(t, db, kind & 3, mn);
   for (int h = 0; h < 2; h++)
-    for (int k = 0; k < kk; k++)
-      a[h][k] = wgmma_elem(t, da, 16 * w + lane / 4 + 8 * h, k, kind, false);
+    wg_row(&oa, 16 * w + lane / 4 + 8 * h, kk, kind, a[h]);
   for (int c = 0; c < n / 4; c++)
-    for (int k = 0; k < kk; k++)
-      b[c][k] = wgmma_elem(t, db, 8 * (c / 2) + 2 * (lane % 4) + c % 2, k, kind, mn);
+    wg_row(&ob, 8 * (c / 2) + 2 * (lane % 4) + c % 2, kk, kind, b[c]);
   for (int r = 0; r < n / 2; r++) {
     const float *x = a[(r % 4) / 2], *y = b[2 * (r / 4) + r % 2];
     float s = 0.0f;
@@ -502,19 +534,25 @@ static void race_error(team *t, int64_t tid, int line, const char *fmt, ...) {
   wgmma_error(t, tid, msg);
 }
 
+/* An access outside the block's shared memory: the block's error. */
+static __attribute__((noinline, cold)) void smem_outside(team *t, int64_t tid, int64_t off,
+                                                          int64_t n, int line) {
+  char where[40] = "";
+  if (line > 0)
+    snprintf(where, sizeof where, " at line %d", line);
+  char msg[160];
+  snprintf(msg, sizeof msg, "a shared memory access%s outside the block's %lld bytes "
+           "(offset %lld, %lld bytes)", where, (long long)t->smem_size,
+           (long long)off, (long long)n);
+  wgmma_error(t, tid, msg);
+}
+
 /* Byte offset of `addr` in the block's shared memory, or -1 (an error) when
  * [addr, addr + n) is not inside it. */
-static int64_t smem_offset(team *t, int64_t tid, uintptr_t addr, int64_t n, int line) {
+static inline int64_t smem_offset(team *t, int64_t tid, uintptr_t addr, int64_t n, int line) {
   int64_t off = (int64_t)(addr - (uintptr_t)t->smem);
-  if (addr < (uintptr_t)t->smem || off + n > t->smem_size) {
-    char where[40] = "";
-    if (line > 0)
-      snprintf(where, sizeof where, " at line %d", line);
-    char msg[160];
-    snprintf(msg, sizeof msg, "a shared memory access%s outside the block's %lld bytes "
-             "(offset %lld, %lld bytes)", where, (long long)t->smem_size,
-             (long long)off, (long long)n);
-    wgmma_error(t, tid, msg);
+  if (__builtin_expect(addr < (uintptr_t)t->smem || off + n > t->smem_size, 0)) {
+    smem_outside(t, tid, off, n, line);
     return -1;
   }
   return off;
@@ -740,10 +778,11 @@ static void wgmma_reads(team *t, int64_t tid, uint64_t da, uint64_t db, int n, i
   bool mn = (kind & 4) != 0;
   kind &= 3;
   int eb = kind == 3 ? 4 : kind == 2 ? 1 : 2, kk = 32 / eb;
+  wg_op ops[2] = {wg_decode(t, da, kind, false), wg_decode(t, db, kind, mn)};
   for (int op = 0; op < 2 && !t->err[0]; op++)
     for (int i = 0; i < (op ? n : 64) && !t->err[0]; i++)
       for (int k = 0; k < kk; k++) {
-        uintptr_t a = wgmma_addr(t, op ? db : da, i, k, kind, op && mn);
+        uintptr_t a = wg_at(&ops[op], i, k);
         int64_t off = smem_offset(t, tid, a, eb, 0);
         if (off < 0)
           return;
