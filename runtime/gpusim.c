@@ -777,8 +777,8 @@ void ts_sim_tma(void *dst, long long map, long long x, long long y, void *bar) {
 static void wgmma_reads(team *t, int64_t tid, uint64_t da, uint64_t db, int n, int kind) {
   bool mn = (kind & 4) != 0;
   kind &= 3;
-  int eb = kind == 3 ? 4 : kind == 2 ? 1 : 2, kk = 32 / eb;
   wg_op ops[2] = {wg_decode(t, da, kind, false), wg_decode(t, db, kind, mn)};
+  int eb = (int)ops[0].eb, kk = 32 / eb;
   for (int op = 0; op < 2 && !t->err[0]; op++)
     for (int i = 0; i < (op ? n : 64) && !t->err[0]; i++)
       for (int k = 0; k < kk; k++) {

@@ -222,21 +222,20 @@ for arch in "${archs[@]}"; do
     for d in $defs; do dargs+=(-D "$d"); done
     def=${defs// /,}
     o=$tmp/variant.ptx
-    if ((only)); then
-      if ! "$tessera" compile "$f" --kernel "$k" "${dargs[@]}" --target ptx --arch $arch \
-           --no-cache -o "$o" 2>"$tmp/err" ||
-         ! "$tessera" compile "$f" --kernel "$k" "${dargs[@]}" --target cuda --emit cuda \
-           --arch $arch -o "$o.cu" 2>>"$tmp/err"; then
-        echo "FAIL: $k ($f -D $def, $arch) does not compile:"; cat "$tmp/err"
-        fail=$((fail + 1))
-      else
-        pass=$((pass + 1))
-      fi
-      continue
-    fi
     if ! "$tessera" compile "$f" --kernel "$k" "${dargs[@]}" --target ptx --arch $arch --no-cache \
-         -o "$o" 2>"$tmp/err" ||
-       ! "$ptxas" -arch=$arch -v "$o" -o "$tmp/variant.cubin" 2>"$tmp/info" ||
+         -o "$o" 2>"$tmp/err"; then
+      echo "FAIL: $k ($f -D $def, $arch) does not compile:"; cat "$tmp/err"
+      fail=$((fail + 1)); continue
+    fi
+    if ((only)); then
+      if ! "$tessera" compile "$f" --kernel "$k" "${dargs[@]}" --target cuda --emit cuda \
+           --arch $arch -o "$o.cu" 2>"$tmp/err"; then
+        echo "FAIL: $k ($f -D $def, $arch) has no CUDA C:"; cat "$tmp/err"
+        fail=$((fail + 1)); continue
+      fi
+      pass=$((pass + 1)); continue
+    fi
+    if ! "$ptxas" -arch=$arch -v "$o" -o "$tmp/variant.cubin" 2>"$tmp/info" ||
        grep -qi "warning" "$tmp/info" ||
        ! "$tessera" compile "$f" --kernel "$k" "${dargs[@]}" --target cuda --emit ptx --arch $arch \
          --no-cache -o "$o.nvrtc" 2>>"$tmp/err" ||
