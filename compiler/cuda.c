@@ -71,6 +71,17 @@ const char *cu_name_of(cg *c, const char *prefix, ts_str n) {
   return cu_str(c, "%s%.*s", prefix, (int)n.len, n.ptr);
 }
 
+/* A tile's C name: t_NAME, or tK_NAME for the K-th other tile of the same
+ * name in the kernel (sibling blocks, a tile function inlined twice). */
+const char *cu_tile_name(cg *c, const ts_symbol *s) {
+  int k = 0;
+  for (int i = 0; i < c->ntiles && c->tiles[i].decl->sym != s; i++)
+    k += ts_str_eq(c->tiles[i].decl->sym->name, s->name);
+  if (k == 0)
+    return cu_name_of(c, "t_", s->name);
+  return cu_str(c, "t%d_%.*s", k, (int)s->name.len, s->name.ptr);
+}
+
 /* ---- types --------------------------------------------------------------- */
 
 const char *cu_storage_c(ts_dtype dt) {
@@ -236,7 +247,7 @@ static bool view_base(cg *c, ts_node *b, cview *v) {
     return false;
   }
   memset(v, 0, sizeof *v);
-  v->base = cu_name_of(c, s->kind == TS_SYM_TENSOR ? "a_" : "t_", s->name);
+  v->base = s->kind == TS_SYM_TENSOR ? cu_name_of(c, "a_", s->name) : cu_tile_name(c, s);
   for (int i = 0; i < c->nregs && s->kind == TS_SYM_TILE; i++)
     if (c->regs[i] == s) {
       v->regs = true;
@@ -573,6 +584,8 @@ static const char *expr(cg *c, ts_node *n, ctype *t) {
     }
     if (s->kind == TS_SYM_DIM)
       return cu_name_of(c, "d_", s->name);
+    if (s->kind == TS_SYM_LET && s->decl && s->decl->op == TS_TOK_FN && s->user)
+      return s->user; /* a parameter's binding (cu_stmt) */
     return cu_name_of(c, "v_", s->name);
   }
   case TS_NODE_UNARY: return unary(c, n, t);
@@ -896,8 +909,13 @@ void cu_stmt(cg *c, ts_node *n) {
   case TS_NODE_VAR: {
     ctype t = repr(n->sym->type);
     const char *v = cu_expr_as(c, n->kids[1], t);
-    cu_line(c, "%s%s %s = %s;", n->kind == TS_NODE_LET ? "const " : "",
-         ctype_c(t), cu_name_of(c, "v_", n->sym->name), v);
+    /* a tile function's parameter bound at its call: a name of its own, as
+     * `p = p` or `a = b; b = a` would read the new variables in C */
+    const char *name = cu_name_of(c, "v_", n->sym->name);
+    if (n->kind == TS_NODE_LET && n->op == TS_TOK_FN)
+      n->sym->user = name = cu_str(c, "p%d_%.*s", c->tmp++, (int)n->sym->name.len,
+                                   n->sym->name.ptr);
+    cu_line(c, "%s%s %s = %s;", n->kind == TS_NODE_LET ? "const " : "", ctype_c(t), name, v);
     /* no memory read: the barrier before still holds */
     c->synced = synced && ts_expr_pure(n->kids[1]);
     break;
@@ -1051,7 +1069,8 @@ void cu_stmt(cg *c, ts_node *n) {
     else
       cu_line(c, "return;");
     break;
-  case TS_NODE_BLOCK:
+  case TS_NODE_BLOCK: /* (a tile function's inlined call): no barrier of its own */
+    c->synced = synced;
     cu_line(c, "{");
     c->ind++;
     cu_block(c, n);
@@ -1238,7 +1257,7 @@ static void kernel(cg *c, const ts_kernel_info *k) {
   for (int i = 0; i < nt; i++) {
     const ts_type *t = tiles[i].decl->sym->type;
     const char *s = cu_storage_c(t->dtype);
-    const char *n = cu_name_of(c, "t_", tiles[i].decl->sym->name);
+    const char *n = cu_tile_name(c, tiles[i].decl->sym);
     if (tiles[i].home == TS_TILE_REGS) {
       /* element e in thread e % threads, at e / threads; or the mma
        * layout: 4 registers per 16x8 piece the thread's warp takes */
@@ -1328,8 +1347,8 @@ ts_status ts_gen_cuda(ts_unit *u, const char *only, const char *arch,
   ts_node *root = u->root;
   for (int pass = 0; pass < 2; pass++)
     for (uint32_t i = 0; i < root->kid_count && !c.failed; i++)
-      if (root->kids[i]->kind == TS_NODE_FN)
-        helper(&c, root->kids[i], pass == 0);
+      if (root->kids[i]->kind == TS_NODE_FN && !ts_fn_is_tile(root->kids[i]))
+        helper(&c, root->kids[i], pass == 0); /* (tile functions are inlined) */
   for (uint32_t i = 0; i < u->kernel_count && !c.failed; i++) {
     const ts_kernel_info *k = &u->kernels[i];
     if (only && !ts_str_eq_cstr(k->name, only))

@@ -180,8 +180,8 @@ void cu_tile_gemm_mma(cg *c, ts_node *call, const int64_t *mnk) {
   const ts_node *c0;
   const ts_symbol *sa = call->kids[0]->sym, *sb = ts_gemm_b(call, &c0),
                   *sc = call->kids[2]->sym;
-  const char *a = cu_name_of(c, "t_", sa->name), *b = cu_name_of(c, "t_", sb->name),
-             *cc = cu_name_of(c, "t_", sc->name);
+  const char *a = cu_tile_name(c, sa), *b = cu_tile_name(c, sb),
+             *cc = cu_tile_name(c, sc);
   /* B's row length in memory and first column (gen.h ts_gemm_b) */
   long long bn = (long long)sb->type->dims[1].c;
   const char *bc0 = c0 ? cu_expr_as(c, (ts_node *)c0, CT_I64) : "0LL";
@@ -322,7 +322,7 @@ bool cu_wgmma_row_reduce(cg *c, ts_node *call) {
   /* N: this warpgroup's columns (gen.h ts_wgmma_nsplit) */
   int64_t M = s->type->dims[0].c, N = s->type->dims[1].c / c->ns,
           groups = c->threads / 128 / c->ns, slabs = M / (64 * groups);
-  const char *t = cu_name_of(c, "t_", s->name);
+  const char *t = cu_tile_name(c, s);
   bool sum = call->builtin == TS_BUILTIN_REDUCE_SUM, abs = call->builtin == TS_BUILTIN_REDUCE_ABSMAX;
   int id = c->tmp++;
   /* row 16 q + l / 4 (+ 8) of a slab: registers 4 j + 0, 1 (+ 2) of lane l
@@ -398,7 +398,7 @@ bool cu_wgmma_row_reduce(cg *c, ts_node *call) {
  * passes through an empty asm ordered after it. */
 static void fence_regs(cg *c, const ts_node *call) {
   const ts_gpu_tile *p = ts_gpu_tile_of(c->tiles, c->ntiles, call->kids[2]->sym);
-  const char *cc = cu_name_of(c, "t_", call->kids[2]->sym->name);
+  const char *cc = cu_tile_name(c, call->kids[2]->sym);
   for (int64_t r = 0; p && r < p->per_thread; r++)
     cu_line(c, "ts_fence_reg(%s[%lld]);", cc, (long long)r);
 }
@@ -436,8 +436,8 @@ void cu_tile_wgmma(cg *c, ts_node *call, const int64_t *mnk, bool async, const c
   const ts_node *c0;
   const ts_symbol *sa = call->kids[0]->sym, *sb = ts_gemm_b(call, &c0),
                   *sc = call->kids[2]->sym;
-  const char *a = cu_name_of(c, "t_", sa->name), *b = cu_name_of(c, "t_", sb->name),
-             *cc = cu_name_of(c, "t_", sc->name);
+  const char *a = cu_tile_name(c, sa), *b = cu_tile_name(c, sb),
+             *cc = cu_tile_name(c, sc);
   /* B's columns from c0: whole panels of its rows further (gen.h ts_gemm_b) */
   const char *bcol = c0 ? cu_str(c, " + (%s) * %lldLL", cu_expr_as(c, (ts_node *)c0, CT_I64),
                                  (long long)sb->type->dims[0].c)
@@ -727,7 +727,7 @@ bool cu_pipelined(cg *c, ts_node *n) {
     if (!p)
       continue;
     const ts_symbol *t = p->decl->sym;
-    s[ns++] = (staged){st, cu_name_of(c, "t_", t->name), cu_storage_c(t->type->dtype), stride,
+    s[ns++] = (staged){st, cu_tile_name(c, t), cu_storage_c(t->type->dtype), stride,
                        tma_of(c, st->kids[0])};
     skip[i] = true;
   }

@@ -980,7 +980,10 @@ void gen_stmt(gen *g, ts_node *n) {
     fresh_block(g);
     break;
   }
-  case TS_NODE_BLOCK: gen_block(g, n); break;
+  case TS_NODE_BLOCK: /* (a tile function's inlined call): no barrier of its own */
+    g->synced = synced;
+    gen_block(g, n);
+    break;
   default: break;
   }
   /* control flow joins paths that did not all end with a barrier */
@@ -1411,8 +1414,8 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
   }
   ts_node *root = u->root;
   for (uint32_t i = 0; i < root->kid_count && !g->failed; i++)
-    if (root->kids[i]->kind == TS_NODE_FN)
-      gen_helper(g, m, root->kids[i]);
+    if (root->kids[i]->kind == TS_NODE_FN && !ts_fn_is_tile(root->kids[i]))
+      gen_helper(g, m, root->kids[i]); /* (tile functions are inlined by sema) */
   for (uint32_t i = 0; i < u->kernel_count && !g->failed; i++) {
     const ts_kernel_info *k = &u->kernels[i];
     if (only && !ts_str_eq_cstr(k->name, only))

@@ -164,14 +164,18 @@ void ts_const_text(const ts_const *c, char *out, size_t size);
  *             (`BM in [32, 64]` or `S in 1..5`, half-open like `for`)
  *   REQUIRE   [bool expr over the params]
  *   FN        name; [LIST params (ARG), TYPE result | NULL, BLOCK]
- *   ARG       name; [TYPE]
+ *   ARG       name; [TYPE]; op TS_TOK_FRAG / TS_TOK_SHARED for a tile
+ *             function's tile parameter (`t: frag f32[B]`)
  *   TYPE      dtype (or TS_DTYPE_COUNT + 0/1 for int/float params),
  *             has_shape; kids = extents
  *   PARAM     name; [TYPE, default expr]
- *   LET/VAR   name; [TYPE | NULL, value]
+ *   LET/VAR   name; [TYPE | NULL, value]; a LET with op TS_TOK_FN binds a
+ *             tile function's scalar parameter at an inlined call (its
+ *             value may name a caller's variable of the same name)
  *   TILE      name, scope (TS_TOK_SHARED/FRAG in `op`); [TYPE]
  *   ASSIGN    op (=, +=, ...); [target, value]
- *   EXPR_STMT [CALL]
+ *   EXPR_STMT [CALL]; sema turns a tile function's call into a BLOCK of
+ *             `let`s for its scalar arguments and a copy of its body
  *   PARALLEL  [LIST of NAME (index vars), LIST of extents, BLOCK]
  *   PIPELINED name (loop var); [lo, hi, stages | NULL, BLOCK]
  *   FOR       name (loop var); [lo, hi, BLOCK]
@@ -271,6 +275,7 @@ struct ts_symbol {
   const void *user; /* scratch for the pass after sema (codegen) */
   bool has_range;   /* a loop index known to run over 0 .. range-1 */
   ts_extent range;
+  bool failed; /* a tile function whose own check failed (not inlined) */
 };
 
 /* One kernel after sema: what the compiler and the runtime need. */
@@ -348,6 +353,9 @@ bool ts_unit_parse(ts_unit *u);
  * Defines override params (of u->define_kernel only, when set); one that
  * names no such param is an error. */
 bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count);
+/* Whether a FN item is a tile function (a tensor or tile parameter): one
+ * that sema inlines at each call and the compiler never emits alone. */
+bool ts_fn_is_tile(const ts_node *fn);
 /* Kernel by name, or NULL. */
 const ts_kernel_info *ts_unit_kernel(const ts_unit *u, ts_str name);
 

@@ -953,15 +953,22 @@ static ts_node *parse_block(parser *p) {
  * -------------------------------------------------------------------------------
  */
 
-/* arg = NAME ':' type */
+/* arg = NAME ':' [ 'frag' | 'shared' ] type
+ * The scope keyword (in `op`) is a tile function's tile parameter; sema
+ * reports it anywhere else. */
 static ts_node *parse_arg(parser *p) {
   ts_node *name = expect_name(p, "an argument name");
   uint32_t base = p->top;
   ts_node *n = new_node(p, TS_NODE_ARG, name->span);
   n->name = name->name;
   ts_node *type = NULL;
-  if (expect(p, TS_TOK_COLON, "and the argument's type"))
+  if (expect(p, TS_TOK_COLON, "and the argument's type")) {
+    if (check(p, TS_TOK_FRAG) || check(p, TS_TOK_SHARED)) {
+      n->op = p->tok.kind;
+      advance(p);
+    }
     type = parse_type(p, false);
+  }
   push(p, type);
   return finish(p, n, base);
 }

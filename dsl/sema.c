@@ -59,14 +59,14 @@ void sema_note_decl(sema *s, ts_diag *d, const ts_symbol *sym) {
 /* ---- scopes
  * ------------------------------------------------------------------- */
 
-static void push_scope(sema *s, scope *sc, bool is_function) {
+void sema_push_scope(sema *s, scope *sc, bool is_function) {
   ts_map_init(&sc->names, s->u->alloc);
   sc->parent = s->sc;
   sc->is_function = is_function;
   s->sc = sc;
 }
 
-static void pop_scope(sema *s) {
+void sema_pop_scope(sema *s) {
   scope *sc = s->sc;
   s->sc = sc->parent;
   ts_map_deinit(&sc->names);
@@ -84,8 +84,8 @@ ts_symbol *sema_lookup(sema *s, ts_str name) {
 /* Declares a name in the current scope. A name already visible (other than
  * a global function seen from a kernel's inner scope) or a built-in's name
  * is an error. */
-static ts_symbol *declare(sema *s, ts_symbol_kind kind, ts_str name,
-                          ts_node *decl, const ts_type *type) {
+ts_symbol *sema_declare(sema *s, ts_symbol_kind kind, ts_str name,
+                        ts_node *decl, const ts_type *type) {
   if (name.len == 0)
     return NULL;
   ts_symbol *old = sema_lookup(s, name);
@@ -200,8 +200,6 @@ static ts_type *new_type(sema *s, ts_type_kind kind, ts_dtype dt) {
 /* ---- statements
  * -------------------------------------------------------------------- */
 
-static void check_block(sema *s, ts_node *b);
-static void check_stmt(sema *s, ts_node *n);
 
 static bool stopped(sema *s) { return ts_diags_full(s->d) || s->nomem; }
 
@@ -222,7 +220,7 @@ ts_symbol *sema_dtype_param(sema *s, ts_str name) {
  * param of the kernel: its value (default or -D) becomes the node's dtype.
  * Anything else is reported and the node stays unresolved (dtype
  * TS_DTYPE_COUNT), which the callers skip. */
-static void resolve_type(sema *s, ts_node *tn) {
+void sema_resolve_type(sema *s, ts_node *tn) {
   if (!tn || tn->op != TS_TOK_IDENT)
     return;
   ts_symbol *sym = sema_dtype_param(s, tn->name);
@@ -254,7 +252,7 @@ static void resolve_type(sema *s, ts_node *tn) {
 
 static void check_let(sema *s, ts_node *n) {
   ts_node *tn = n->kids[0], *v = n->kids[1];
-  resolve_type(s, tn);
+  sema_resolve_type(s, tn);
   const ts_type *t = sema_expr(s, v);
   const ts_type *vt = t;
   if (t->kind == TS_TYPE_TILE || t->kind == TS_TYPE_TENSOR) {
@@ -284,7 +282,7 @@ static void check_let(sema *s, ts_node *n) {
     t = sema_scalar(t->dtype);
   }
   bool is_let = n->kind == TS_NODE_LET;
-  ts_symbol *sym = declare(s, is_let ? TS_SYM_LET : TS_SYM_VAR, n->name, n, t);
+  ts_symbol *sym = sema_declare(s, is_let ? TS_SYM_LET : TS_SYM_VAR, n->name, n, t);
   if (!sym)
     return;
   n->sym = sym;
@@ -306,7 +304,7 @@ static void check_tile_decl(sema *s, ts_node *n) {
     sema_error(s, n->span, "a tile cannot be declared inside 'parallel'");
     return;
   }
-  resolve_type(s, tn);
+  sema_resolve_type(s, tn);
   if (!tn || tn->dtype >= TS_DTYPE_COUNT)
     return;
   if (!tn->has_shape || tn->kid_count == 0) {
@@ -383,7 +381,7 @@ static void check_tile_decl(sema *s, ts_node *n) {
     }
   }
   ts_symbol *sym =
-      declare(s, TS_SYM_TILE, n->name, n, ok ? t : &sema_error_type);
+      sema_declare(s, TS_SYM_TILE, n->name, n, ok ? t : &sema_error_type);
   if (!ok && sym)
     sym->type = t; /* keep the shape for later messages */
   n->sym = sym;
@@ -456,8 +454,13 @@ static void check_call_stmt(sema *s, ts_node *n) {
   ts_node *call = n->kids[0];
   if (!call || call->kind != TS_NODE_CALL)
     return;
+  ts_symbol *callee = call->dtype >= TS_DTYPE_COUNT ? sema_lookup(s, call->name) : NULL;
+  if (callee && callee->kind == TS_SYM_FN && ts_fn_is_tile(callee->decl)) {
+    sema_inline_call(s, n, call, callee);
+    return;
+  }
   ts_builtin b = TS_BUILTIN_NONE;
-  if (call->dtype >= TS_DTYPE_COUNT && !sema_lookup(s, call->name))
+  if (call->dtype >= TS_DTYPE_COUNT && !callee)
     b = ts_builtin_lookup(call->name);
   if (b != TS_BUILTIN_NONE && b <= TS_BUILTIN_ASSERT) {
     call->builtin = b;
@@ -509,7 +512,7 @@ static void check_call_stmt(sema *s, ts_node *n) {
 }
 
 static void check_loop_var(sema *s, ts_node *n, ts_str name) {
-  ts_symbol *sym = declare(s, TS_SYM_LOOP, name, n, sema_scalar(TS_DTYPE_I64));
+  ts_symbol *sym = sema_declare(s, TS_SYM_LOOP, name, n, sema_scalar(TS_DTYPE_I64));
   if (sym) {
     sym->atom = sema_new_atom(s, name);
     n->sym = sym;
@@ -549,7 +552,7 @@ static void check_parallel(sema *s, ts_node *n) {
                  (long long)e->cval.i);
   }
   scope sc;
-  push_scope(s, &sc, false);
+  sema_push_scope(s, &sc, false);
   for (uint32_t i = 0; i < vars->kid_count; i++) {
     check_loop_var(s, vars->kids[i], vars->kids[i]->name);
     ts_symbol *sym = vars->kids[i]->sym;
@@ -563,10 +566,10 @@ static void check_parallel(sema *s, ts_node *n) {
   loop_kind loop = s->loop;
   s->in_parallel = true;
   s->loop = LOOP_NONE;
-  check_block(s, body);
+  sema_check_block(s, body);
   s->in_parallel = was;
   s->loop = loop;
-  pop_scope(s);
+  sema_pop_scope(s);
 }
 
 static void check_range(sema *s, ts_node *lo, ts_node *hi, const char *what) {
@@ -593,19 +596,19 @@ static void check_pipelined(sema *s, ts_node *n) {
                  (long long)stages);
   }
   scope sc;
-  push_scope(s, &sc, false);
+  sema_push_scope(s, &sc, false);
   check_loop_var(s, n, n->name);
   loop_kind loop = s->loop;
   s->loop = LOOP_PIPELINED;
-  check_block(s, n->kids[3]);
+  sema_check_block(s, n->kids[3]);
   s->loop = loop;
-  pop_scope(s);
+  sema_pop_scope(s);
 }
 
 static void check_for(sema *s, ts_node *n) {
   check_range(s, n->kids[0], n->kids[1], "a loop bound");
   scope sc;
-  push_scope(s, &sc, false);
+  sema_push_scope(s, &sc, false);
   check_loop_var(s, n, n->name);
   if (n->sym && n->kids[0]->cval.kind == TS_CONST_INT && n->kids[0]->cval.i == 0 &&
       n->kids[1]->type && n->kids[1]->type->kind == TS_TYPE_SCALAR) {
@@ -614,9 +617,9 @@ static void check_for(sema *s, ts_node *n) {
   }
   loop_kind loop = s->loop;
   s->loop = LOOP_FOR;
-  check_block(s, n->kids[2]);
+  sema_check_block(s, n->kids[2]);
   s->loop = loop;
-  pop_scope(s);
+  sema_pop_scope(s);
 }
 
 static void check_if(sema *s, ts_node *n) {
@@ -630,17 +633,22 @@ static void check_if(sema *s, ts_node *n) {
     if (t->kind == TS_TYPE_SCALAR)
       ts_diag_hint(s->d, d, "compare it: 'x != 0'");
   }
-  check_block(s, n->kids[1]);
+  sema_check_block(s, n->kids[1]);
   if (n->kids[2]) {
     if (n->kids[2]->kind == TS_NODE_IF)
       check_if(s, n->kids[2]);
     else
-      check_block(s, n->kids[2]);
+      sema_check_block(s, n->kids[2]);
   }
 }
 
 static void check_return(sema *s, ts_node *n) {
   ts_node *v = n->kids ? n->kids[0] : NULL;
+  if (s->tile_fn) {
+    ts_diag *d = sema_error(s, n->span, "a tile function has no 'return'");
+    ts_diag_hint(s->d, d, "its body is inlined into the kernel and runs to its end");
+    return;
+  }
   if (s->in_parallel) {
     sema_error(s, n->span, "'return' cannot leave a 'parallel' loop");
     return;
@@ -667,7 +675,7 @@ static void check_return(sema *s, ts_node *n) {
     sema_mismatch(s, v->span, "'return'", s->result->dtype, t);
 }
 
-static void check_stmt(sema *s, ts_node *n) {
+void sema_check_stmt(sema *s, ts_node *n) {
   if (!n || stopped(s))
     return;
   switch (n->kind) {
@@ -690,19 +698,19 @@ static void check_stmt(sema *s, ts_node *n) {
     break;
   }
   case TS_NODE_RETURN: check_return(s, n); break;
-  case TS_NODE_BLOCK: check_block(s, n); break;
+  case TS_NODE_BLOCK: sema_check_block(s, n); break;
   default: break; /* error nodes and expressions the parser already reported */
   }
 }
 
-static void check_block(sema *s, ts_node *b) {
+void sema_check_block(sema *s, ts_node *b) {
   if (!b)
     return;
   scope sc;
-  push_scope(s, &sc, false);
+  sema_push_scope(s, &sc, false);
   for (uint32_t i = 0; i < b->kid_count && !stopped(s); i++)
-    check_stmt(s, b->kids[i]);
-  pop_scope(s);
+    sema_check_stmt(s, b->kids[i]);
+  sema_pop_scope(s);
 }
 
 /* Whether every path through a block ends in 'return'. */
@@ -882,7 +890,7 @@ static void check_param(sema *s, ts_node *n, ts_kernel_info *k) {
       c = o;
     }
   }
-  sym = declare(s, TS_SYM_PARAM, n->name, n,
+  sym = sema_declare(s, TS_SYM_PARAM, n->name, n,
                 tn->op == TS_TOK_DTYPE_T ? &sema_dtype_type : sema_scalar(tn->dtype));
   if (!sym)
     return;
@@ -893,24 +901,30 @@ static void check_param(sema *s, ts_node *n, ts_kernel_info *k) {
   return;
 bad:
   /* declared all the same, with no value: its uses report nothing more */
-  if (n->name.len && (sym = declare(s, TS_SYM_PARAM, n->name, n, &sema_error_type)))
+  if (n->name.len && (sym = sema_declare(s, TS_SYM_PARAM, n->name, n, &sema_error_type)))
     n->sym = sym;
 }
 
 /* ---- kernels and functions
  * ----------------------------------------------------------- */
 
-static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
+void sema_check_arg(sema *s, ts_node *n, ts_kernel_info *k) {
   ts_node *tn = n->kids[0];
-  resolve_type(s, tn);
+  sema_resolve_type(s, tn);
   /* A type name that did not resolve (reported): the dims are declared all
    * the same and the argument has no type, so nothing more is reported. */
   bool unresolved = tn && tn->op == TS_TOK_IDENT && tn->dtype >= TS_DTYPE_COUNT;
   if (!tn || (tn->dtype >= TS_DTYPE_COUNT && !unresolved))
     return;
   ts_dtype dt = unresolved ? TS_DTYPE_F32 : tn->dtype;
+  if (!tn->has_shape && (n->op == TS_TOK_FRAG || n->op == TS_TOK_SHARED)) {
+    ts_diag *d = sema_error(s, tn->span, "a tile parameter needs a shape");
+    ts_diag_hint(s->d, d, "e.g. '%.*s: frag %s[B, 64]'", (int)n->name.len, n->name.ptr,
+                 ts_dtype_name(dt));
+    return;
+  }
   if (!tn->has_shape) {
-    ts_symbol *sym = declare(s, TS_SYM_SCALAR, n->name, n,
+    ts_symbol *sym = sema_declare(s, TS_SYM_SCALAR, n->name, n,
                              unresolved ? &sema_error_type : sema_scalar(dt));
     if (sym) {
       sym->atom = sema_new_atom(s, n->name);
@@ -919,8 +933,14 @@ static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
     }
     return;
   }
+  bool tile = n->op == TS_TOK_FRAG || n->op == TS_TOK_SHARED;
+  if (tile && !s->tile_fn) {
+    ts_diag *d = sema_error(s, n->span, "a kernel's arguments are global tensors");
+    ts_diag_hint(s->d, d, "'frag' and 'shared' mark a tile function's tile parameters");
+    return;
+  }
   if (tn->kid_count == 0) {
-    ts_diag *d = sema_error(s, tn->span, "a tensor needs at least one dim");
+    ts_diag *d = sema_error(s, tn->span, "a %s needs at least one dim", tile ? "tile" : "tensor");
     ts_diag_hint(s->d, d,
                  "write a scalar argument without brackets: '%.*s: "
                  "%s'",
@@ -932,10 +952,12 @@ static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
                TS_MAX_RANK, tn->kid_count);
     return;
   }
-  ts_type *t = new_type(s, TS_TYPE_TENSOR, dt);
+  ts_type *t = new_type(s, tile ? TS_TYPE_TILE : TS_TYPE_TENSOR, dt);
   if (!t)
     return;
-  t->scope = TS_SCOPE_GLOBAL;
+  t->scope = !tile                    ? TS_SCOPE_GLOBAL
+             : n->op == TS_TOK_SHARED ? TS_SCOPE_SHARED
+                                      : TS_SCOPE_FRAG;
   bool ok = !unresolved;
   for (uint32_t i = 0; i < tn->kid_count; i++) {
     ts_node *e = tn->kids[i];
@@ -978,7 +1000,7 @@ static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
       continue;
     }
     if (!sym) {
-      sym = declare(s, TS_SYM_DIM, e->name, e, sema_scalar(TS_DTYPE_I64));
+      sym = sema_declare(s, TS_SYM_DIM, e->name, e, sema_scalar(TS_DTYPE_I64));
       if (!sym) {
         ok = false;
         continue;
@@ -990,8 +1012,8 @@ static void check_tensor_arg(sema *s, ts_node *n, ts_kernel_info *k) {
     e->type = sym->type;
     t->dims[t->rank++] = sema_extent_atom(sym->atom);
   }
-  ts_symbol *sym =
-      declare(s, TS_SYM_TENSOR, n->name, n, ok ? t : &sema_error_type);
+  ts_symbol *sym = sema_declare(s, tile ? TS_SYM_TILE : TS_SYM_TENSOR, n->name, n,
+                                ok ? t : &sema_error_type);
   if (sym) {
     n->sym = sym;
     k->args[k->arg_count++] = sym;
@@ -1014,7 +1036,7 @@ static void check_kernel(sema *s, ts_node *n, ts_kernel_info *k) {
   if (!k->params || !k->args || !k->dims)
     return;
   scope sc;
-  push_scope(s, &sc, true);
+  sema_push_scope(s, &sc, true);
   s->kernel = k;
   s->fn = NULL;
   s->result = NULL;
@@ -1024,7 +1046,7 @@ static void check_kernel(sema *s, ts_node *n, ts_kernel_info *k) {
   for (uint32_t i = 0; i < np; i++)
     check_param(s, params->kids[i], k);
   for (uint32_t i = 0; i < na; i++)
-    check_tensor_arg(s, args->kids[i], k);
+    sema_check_arg(s, args->kids[i], k);
   if (grid) {
     if (grid->kid_count == 0 || grid->kid_count > 3)
       sema_error(s, grid->span, "'grid' takes 1 to 3 extents, found %u",
@@ -1058,10 +1080,10 @@ static void check_kernel(sema *s, ts_node *n, ts_kernel_info *k) {
     check_tune(s, tune, k);
   if (body)
     for (uint32_t i = 0; i < body->kid_count && !stopped(s); i++)
-      check_stmt(s, body->kids[i]);
+      sema_check_stmt(s, body->kids[i]);
   k->shared_size = s->shared_size;
   s->kernel = NULL;
-  pop_scope(s);
+  sema_pop_scope(s);
 }
 
 /* tune(BM in [32, 64], S in 1..5, require BM * S <= 256): each name a
@@ -1124,15 +1146,19 @@ static void check_tune(sema *s, ts_node *tune, ts_kernel_info *k) {
 }
 
 static void check_fn(sema *s, ts_node *n) {
+  if (ts_fn_is_tile(n)) {
+    sema_check_tile_fn(s, n);
+    return;
+  }
   ts_node *params = n->kids[0], *result = n->kids[1], *body = n->kids[2];
   scope sc;
-  push_scope(s, &sc, true);
+  sema_push_scope(s, &sc, true);
   s->kernel = NULL;
   s->fn = n->sym;
   s->loop = LOOP_NONE;
   s->in_parallel = false;
   s->result = NULL;
-  resolve_type(s, result);
+  sema_resolve_type(s, result);
   if (result && result->dtype < TS_DTYPE_COUNT) {
     if (result->has_shape)
       sema_error(s, result->span,
@@ -1144,24 +1170,16 @@ static void check_fn(sema *s, ts_node *n) {
   for (uint32_t i = 0; i < params->kid_count; i++) {
     ts_node *p = params->kids[i];
     ts_node *tn = p->kids ? p->kids[0] : NULL;
-    resolve_type(s, tn);
+    sema_resolve_type(s, tn);
     if (!tn || tn->dtype >= TS_DTYPE_COUNT)
       continue;
-    if (tn->has_shape) {
-      ts_diag *d = sema_error(s, tn->span, "helper functions take scalars");
-      ts_diag_hint(s->d, d,
-                   "tensor and tile arguments of functions are not "
-                   "supported yet; write the tile code in the "
-                   "kernel");
-      continue;
-    }
-    ts_symbol *sym = declare(s, TS_SYM_LET, p->name, p, sema_scalar(tn->dtype));
+    ts_symbol *sym = sema_declare(s, TS_SYM_LET, p->name, p, sema_scalar(tn->dtype));
     if (sym) {
       sym->atom = sema_new_atom(s, p->name);
       p->sym = sym;
     }
   }
-  check_block(s, body);
+  sema_check_block(s, body);
   if (s->result && !stopped(s) && !always_returns(body)) {
     ts_diag *d = sema_error(s, n->span,
                             "function '%.*s' can reach its end "
@@ -1171,7 +1189,7 @@ static void check_fn(sema *s, ts_node *n) {
   }
   s->fn = NULL;
   s->result = NULL;
-  pop_scope(s);
+  sema_pop_scope(s);
 }
 
 /* Reports each call that closes a cycle in the call graph. */
@@ -1225,7 +1243,7 @@ bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
     u->diags->nomem = true;
     return false;
   }
-  push_scope(&s, &s.globals, false);
+  sema_push_scope(&s, &s.globals, false);
   static const struct {
     const char *name;
     double value;
@@ -1258,10 +1276,10 @@ bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
     ts_node *it = root->kids[i];
     if (it->kind != TS_NODE_FN && it->kind != TS_NODE_KERNEL)
       continue;
-    ts_symbol *sym = declare(&s, TS_SYM_FN, it->name, it, NULL);
+    ts_symbol *sym = sema_declare(&s, TS_SYM_FN, it->name, it, NULL);
     if (sym && it->kind == TS_NODE_FN) {
       ts_node *r = it->kids[1];
-      sym->type = r && r->dtype < TS_DTYPE_COUNT && !r->has_shape
+      sym->type = !ts_fn_is_tile(it) && r && r->dtype < TS_DTYPE_COUNT && !r->has_shape
                       ? sema_scalar(r->dtype)
                       : &sema_void_type;
     } else if (sym) {
@@ -1298,7 +1316,7 @@ bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
                    "'tessera compile --emit typed' lists the "
                    "params");
     }
-  pop_scope(&s);
+  sema_pop_scope(&s);
   ts_release(u->alloc, s.edges, s.edge_cap * sizeof *s.edges);
   ts_release(u->alloc, s.opaques, s.opaque_cap * sizeof *s.opaques);
   if (s.nomem)

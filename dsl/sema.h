@@ -34,6 +34,11 @@ typedef struct sema {
   const ts_type *result; /* fn result type, or NULL */
   loop_kind loop;
   bool in_parallel;
+  /* the tile function whose body is being checked (on its own or inlined
+   * into a kernel: sema_inline.c), and the ones around it */
+  ts_symbol *tile_fn;
+  ts_symbol *inlining[16];
+  int inline_depth;
   int64_t shared_size;
   /* call graph, for the recursion check */
   call_edge *edges;
@@ -49,7 +54,17 @@ typedef struct sema {
 } sema;
 
 /* sema.c */
+void sema_push_scope(sema *s, scope *sc, bool is_function);
+void sema_pop_scope(sema *s);
 ts_symbol *sema_lookup(sema *s, ts_str name);
+/* Declares a name in the current scope; NULL (reported) when it is taken. */
+ts_symbol *sema_declare(sema *s, ts_symbol_kind kind, ts_str name,
+                        ts_node *decl, const ts_type *type);
+void sema_resolve_type(sema *s, ts_node *tn);
+void sema_check_stmt(sema *s, ts_node *n);
+void sema_check_block(sema *s, ts_node *b);
+/* A kernel's argument, or a tile function's parameter, into `k`. */
+void sema_check_arg(sema *s, ts_node *n, ts_kernel_info *k);
 /* The dtype param named `name` (marked used), or NULL: a name written
  * where a type goes, a conversion W(x), bitcast's type, a default. */
 ts_symbol *sema_dtype_param(sema *s, ts_str name);
@@ -90,6 +105,10 @@ bool sema_extent_eq(const ts_extent *a, const ts_extent *b);
 bool sema_extent_is_const(const ts_extent *e);
 uint32_t sema_new_atom(sema *s, ts_str name);
 ts_extent sema_extent_atom(uint32_t atom);
+
+/* sema_inline.c: tile functions */
+void sema_check_tile_fn(sema *s, ts_node *n);
+void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn);
 
 /* sema_tile.c */
 void sema_tile_op(sema *s, ts_node *call);

@@ -655,6 +655,13 @@ static const ts_type *record_call(sema *s, ts_node *n, ts_symbol *fn) {
 static const ts_type *check_fn_call(sema *s, ts_node *n, ts_symbol *fn) {
   n->sym = fn;
   fn->used = true;
+  if (ts_fn_is_tile(fn->decl)) {
+    ts_diag *d = sema_error(s, n->span, "'%.*s' is a tile function and has no value",
+                            (int)n->name.len, n->name.ptr);
+    ts_diag_hint(s->d, d, "call it as a statement of its own: '%.*s(...);'",
+                 (int)n->name.len, n->name.ptr);
+    return &sema_error_type;
+  }
   ts_node *params = fn->decl->kids[0];
   uint32_t want = params ? params->kid_count : 0;
   if (n->kid_count != want) {

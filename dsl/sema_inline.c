@@ -1,0 +1,370 @@
+/* sema_inline.c - tile functions: `fn`s with tensor or tile parameters
+ * (docs/language.md, "Tile functions").
+ *
+ * A tile function is checked once on its own, as a kernel would be: its
+ * parameters' shape names are the dims of a kernel's tensors. Each call, a
+ * statement of its own, is then inlined: sema turns the call into a block
+ * of `let`s binding the scalar arguments and a copy of the body, and checks
+ * that copy in a scope that sees only the file's functions and constants,
+ * the tensor and tile parameters bound to the caller's tensors and tiles
+ * (by reference: writes go to the caller's), and the shape names bound to
+ * the arguments' extents. What reaches the compiler is ordinary kernel
+ * code, the same as if the body had been written at the call. */
+#include "dsl/sema.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* How deep tile functions may call tile functions. */
+#define MAX_INLINE_DEPTH ((int)TS_ARRAY_COUNT(((sema *)0)->inlining))
+
+static bool is_tile_param(const ts_node *p) {
+  return p->op == TS_TOK_FRAG || p->op == TS_TOK_SHARED;
+}
+
+static ts_node *param_type(const ts_node *p) {
+  return p && p->kid_count ? p->kids[0] : NULL;
+}
+
+bool ts_fn_is_tile(const ts_node *fn) {
+  if (!fn || fn->kind != TS_NODE_FN || !fn->kid_count || !fn->kids[0])
+    return false;
+  const ts_node *ps = fn->kids[0];
+  for (uint32_t i = 0; i < ps->kid_count; i++) {
+    const ts_node *p = ps->kids[i], *t = param_type(p);
+    if (p && (is_tile_param(p) || (t && t->has_shape)))
+      return true;
+  }
+  return false;
+}
+
+/* A copy of a subtree without what sema filled in. */
+static ts_node *copy_tree(sema *s, const ts_node *n) {
+  if (!n)
+    return NULL;
+  ts_node *c = sema_alloc(s, sizeof *c);
+  if (!c)
+    return NULL;
+  *c = *n;
+  c->type = NULL;
+  c->sym = NULL;
+  c->cval = (ts_const){0};
+  c->builtin = TS_BUILTIN_NONE;
+  if (n->kid_count) {
+    c->kids = sema_alloc(s, n->kid_count * sizeof *c->kids);
+    if (!c->kids)
+      return NULL;
+    for (uint32_t i = 0; i < n->kid_count; i++)
+      c->kids[i] = copy_tree(s, n->kids[i]);
+  }
+  return c;
+}
+
+/* The function on its own: its tensor and tile parameters declared as a
+ * kernel's arguments are (a kernel of its own whose grid may have 3 dims),
+ * then its body. Errors mark it failed, and its calls are not inlined. */
+void sema_check_tile_fn(sema *s, ts_node *n) {
+  ts_node *params = n->kids[0], *result = n->kids[1], *body = n->kids[2];
+  uint32_t before = s->d->error_count;
+  if (result) {
+    ts_diag *d = sema_error(s, result->span, "a tile function returns nothing");
+    ts_diag_hint(s->d, d, "write its results into a tensor or tile parameter");
+  }
+  uint32_t np = params->kid_count;
+  ts_kernel_info k;
+  memset(&k, 0, sizeof k);
+  k.node = n;
+  k.name = n->name;
+  k.grid_rank = 3;
+  k.threads = 128;
+  k.args = sema_alloc(s, (np + 1) * sizeof *k.args);
+  k.dims = sema_alloc(s, (np * TS_MAX_RANK + 1) * sizeof *k.dims);
+  if (!k.args || !k.dims)
+    return;
+  scope sc;
+  sema_push_scope(s, &sc, true);
+  s->kernel = &k;
+  s->fn = NULL;
+  s->tile_fn = n->sym;
+  s->inlining[0] = n->sym;
+  s->inline_depth = 1;
+  s->result = NULL;
+  s->loop = LOOP_NONE;
+  s->in_parallel = false;
+  s->shared_size = 0;
+  for (uint32_t i = 0; i < np; i++)
+    sema_check_arg(s, params->kids[i], &k);
+  /* a copy: the check inlines the calls in it, and each call of this
+   * function must copy the body as written */
+  ts_node *copy = copy_tree(s, body);
+  for (uint32_t i = 0; copy && i < copy->kid_count; i++)
+    sema_check_stmt(s, copy->kids[i]);
+  s->kernel = NULL;
+  s->tile_fn = NULL;
+  s->inline_depth = 0;
+  sema_pop_scope(s);
+  if (n->sym && s->d->error_count != before)
+    n->sym->failed = true;
+}
+
+typedef struct binding {
+  ts_str name;
+  ts_symbol *sym;      /* the caller's tensor or tile, or a dim's symbol */
+  ts_extent extent;    /* a shape name's value */
+  const ts_node *at;   /* where the shape name is declared */
+  bool shape;
+} binding;
+
+static const char *param_kind(const ts_node *p) {
+  return p->op == TS_TOK_FRAG ? "a frag tile" : p->op == TS_TOK_SHARED ? "a shared tile" : "a tensor";
+}
+
+static const char *arg_kind(const ts_type *t) {
+  if (t->kind == TS_TYPE_TENSOR)
+    return "a tensor";
+  if (t->kind == TS_TYPE_TILE)
+    return t->scope == TS_SCOPE_SHARED ? "a shared tile" : "a frag tile";
+  return "a scalar";
+}
+
+/* The caller's dim symbol whose atom is `atom`, or NULL. */
+static ts_symbol *dim_of_atom(sema *s, uint32_t atom) {
+  for (uint32_t i = 0; s->kernel && i < s->kernel->dim_count; i++)
+    if (s->kernel->dims[i]->atom == atom)
+      return s->kernel->dims[i];
+  return NULL;
+}
+
+/* Argument `i` (a tensor or tile by name) against parameter `p`: its kind,
+ * dtype and rank, constant extents, and the shape names bound (`b`). */
+static bool bind_tile_arg(sema *s, ts_node *call, uint32_t i, ts_node *p, binding *b,
+                          uint32_t *nb) {
+  ts_node *a = call->kids[i], *pt = param_type(p);
+  if (a->kind != TS_NODE_NAME) {
+    ts_diag *d = sema_error(s, a->span, "argument %u of '%.*s' must name %s", i + 1,
+                            (int)call->name.len, call->name.ptr, param_kind(p));
+    ts_diag_hint(s->d, d, "a tile function takes tensors and tiles by name, not slices");
+    return false;
+  }
+  const ts_type *t = sema_expr(s, a);
+  if (t->kind == TS_TYPE_ERROR)
+    return false;
+  ts_type_kind want = is_tile_param(p) ? TS_TYPE_TILE : TS_TYPE_TENSOR;
+  ts_scope scope = p->op == TS_TOK_SHARED ? TS_SCOPE_SHARED
+                   : p->op == TS_TOK_FRAG ? TS_SCOPE_FRAG
+                                          : TS_SCOPE_GLOBAL;
+  ts_diag *d = NULL;
+  if (t->kind != want || t->scope != scope)
+    d = sema_error(s, a->span, "'%.*s' is %s; parameter '%.*s' of '%.*s' is %s",
+                   (int)a->name.len, a->name.ptr, arg_kind(t), (int)p->name.len,
+                   p->name.ptr, (int)call->name.len, call->name.ptr, param_kind(p));
+  else if (t->dtype != pt->dtype)
+    d = sema_error(s, a->span, "'%.*s' holds %s; parameter '%.*s' takes %s",
+                   (int)a->name.len, a->name.ptr, ts_dtype_name(t->dtype),
+                   (int)p->name.len, p->name.ptr, ts_dtype_name(pt->dtype));
+  else if (t->rank != pt->kid_count)
+    d = sema_error(s, a->span, "'%.*s' has %u dim%s; parameter '%.*s' has %u",
+                   (int)a->name.len, a->name.ptr, t->rank, t->rank == 1 ? "" : "s",
+                   (int)p->name.len, p->name.ptr, pt->kid_count);
+  if (d) {
+    ts_diag_note(s->d, d, s->src, p->span, "the parameter is declared here");
+    return false;
+  }
+  for (uint32_t j = 0; j < t->rank; j++) {
+    ts_node *e = pt->kids[j];
+    const ts_extent *x = &t->dims[j];
+    if (e->kind == TS_NODE_INT) {
+      if (!sema_extent_is_const(x) || x->c != e->ival) {
+        ts_buf text;
+        ts_buf_init(&text, ts_allocator_system());
+        ts_extent_print(s->u, x, &text);
+        d = sema_error(s, a->span, "dim %u of '%.*s' is %s; parameter '%.*s' wants %lld",
+                       j + 1, (int)a->name.len, a->name.ptr, text.ptr ? text.ptr : "?",
+                       (int)p->name.len, p->name.ptr, (long long)e->ival);
+        ts_diag_note(s->d, d, s->src, e->span, "the extent is declared here");
+        ts_buf_deinit(&text);
+        return false;
+      }
+      continue;
+    }
+    binding *old = NULL;
+    for (uint32_t q = 0; q < *nb; q++)
+      if (b[q].shape && ts_str_eq(b[q].name, e->name))
+        old = &b[q];
+    if (old) {
+      if (!sema_extent_eq(&old->extent, x)) {
+        d = sema_error(s, a->span,
+                       "dim %u of '%.*s' differs from what '%.*s' is bound to "
+                       "by an earlier argument",
+                       j + 1, (int)a->name.len, a->name.ptr, (int)e->name.len, e->name.ptr);
+        ts_diag_note(s->d, d, s->src, e->span, "'%.*s' names both", (int)e->name.len,
+                     e->name.ptr);
+        return false;
+      }
+      continue;
+    }
+    b[(*nb)++] = (binding){.name = e->name, .extent = *x, .at = e, .shape = true};
+  }
+  b[(*nb)++] = (binding){.name = p->name, .sym = a->sym};
+  return true;
+}
+
+/* A shape name's value as a symbol: a constant, or the caller's dim. */
+static ts_symbol *shape_symbol(sema *s, ts_node *call, binding *b) {
+  const ts_extent *x = &b->extent;
+  if (sema_extent_is_const(x)) {
+    ts_symbol *sym = sema_alloc(s, sizeof *sym);
+    if (!sym)
+      return NULL;
+    sym->kind = TS_SYM_LET;
+    sym->name = b->name;
+    sym->decl = (ts_node *)b->at;
+    sym->type = sema_scalar(TS_DTYPE_I64);
+    sym->cval.kind = TS_CONST_INT;
+    sym->cval.i = x->c;
+    sym->atom = sema_new_atom(s, b->name);
+    return sym;
+  }
+  ts_symbol *dim = x->c == 0 && x->term_count == 1 && x->terms[0].coef == 1
+                       ? dim_of_atom(s, x->terms[0].atom)
+                       : NULL;
+  if (!dim) {
+    ts_buf text;
+    ts_buf_init(&text, ts_allocator_system());
+    ts_extent_print(s->u, x, &text);
+    ts_diag *d = sema_error(s, call->span,
+                            "'%.*s' would be %s: a shape name takes a constant or one "
+                            "dim of the kernel's tensors",
+                            (int)b->name.len, b->name.ptr, text.ptr ? text.ptr : "?");
+    ts_diag_note(s->d, d, s->src, b->at->span, "'%.*s' is declared here", (int)b->name.len,
+                 b->name.ptr);
+    ts_diag_hint(s->d, d, "pass the extent as a scalar parameter as well");
+    ts_buf_deinit(&text);
+  }
+  return dim;
+}
+
+void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
+  ts_node *decl = fn->decl, *params = decl->kids[0], *body = decl->kids[2];
+  call->sym = fn;
+  call->type = &sema_void_type;
+  fn->used = true;
+  uint32_t want = params->kid_count;
+  if (call->kid_count != want) {
+    ts_diag *d = sema_error(s, call->span, "'%.*s' takes %u argument%s, found %u",
+                            (int)call->name.len, call->name.ptr, want, want == 1 ? "" : "s",
+                            call->kid_count);
+    sema_note_decl(s, d, fn);
+    return;
+  }
+  bool cycle = false;
+  for (int i = 0; i < s->inline_depth; i++)
+    cycle |= s->inlining[i] == fn;
+  if (cycle || s->inline_depth >= MAX_INLINE_DEPTH) {
+    ts_diag *d = sema_error(s, call->span, cycle ? "'%.*s' is called recursively"
+                                                 : "'%.*s' is called %d tile functions deep",
+                            (int)call->name.len, call->name.ptr, MAX_INLINE_DEPTH);
+    ts_diag_hint(s->d, d, "tile functions are inlined; recursion is not supported");
+    fn->failed = true;
+    return;
+  }
+  binding *b = sema_alloc(s, (want * (TS_MAX_RANK + 1) + 1) * sizeof *b);
+  ts_node **kids = sema_alloc(s, (want + 1) * sizeof *kids);
+  if (!b || !kids)
+    return;
+  uint32_t nb = 0, nk = 0;
+  bool ok = true;
+  for (uint32_t i = 0; i < want; i++) {
+    ts_node *a = call->kids[i], *p = params->kids[i], *pt = param_type(p);
+    if (a->kind == TS_NODE_NAMED) {
+      sema_error(s, a->span, "tile functions take no named arguments");
+      ok = false;
+      continue;
+    }
+    if (!pt || pt->dtype >= TS_DTYPE_COUNT || fn->failed) {
+      sema_expr(s, a); /* the argument's own errors; the parameter's are reported */
+      ok = false;
+      continue;
+    }
+    if (pt->has_shape || is_tile_param(p)) {
+      ok = bind_tile_arg(s, call, i, p, b, &nb) && ok;
+      continue;
+    }
+    const ts_type *t = sema_expr(s, a);
+    if (t->kind == TS_TYPE_ERROR) {
+      ok = false;
+      continue;
+    }
+    if (t->kind != TS_TYPE_SCALAR || !sema_assignable(pt->dtype, t)) {
+      char ctx[96];
+      snprintf(ctx, sizeof ctx, "argument %u of '%.*s'", i + 1,
+               (int)call->name.len > 32 ? 32 : (int)call->name.len, call->name.ptr);
+      sema_mismatch(s, a->span, ctx, pt->dtype, t);
+      ok = false;
+      continue;
+    }
+    /* `let p = argument;`, the argument checked where it was written */
+    ts_node *let = sema_alloc(s, sizeof *let);
+    ts_node **lk = sema_alloc(s, 2 * sizeof *lk);
+    if (!let || !lk)
+      return;
+    let->kind = TS_NODE_LET;
+    let->op = TS_TOK_FN; /* (a parameter's binding: dsl.h) */
+    let->span = p->span;
+    let->name = p->name;
+    let->kids = lk;
+    let->kid_count = 2;
+    lk[1] = a;
+    let->type = sema_scalar(pt->dtype);
+    kids[nk++] = let;
+  }
+  if (!ok)
+    return;
+  for (uint32_t q = 0; q < nb; q++)
+    if (b[q].shape && !(b[q].sym = shape_symbol(s, call, &b[q])))
+      return;
+  ts_node *copy = copy_tree(s, body);
+  if (!copy)
+    return;
+  /* The body's scope: the globals, then the bindings and the lets. */
+  scope *caller = s->sc;
+  ts_symbol *outer = s->tile_fn;
+  s->sc = &s->globals;
+  scope sc;
+  sema_push_scope(s, &sc, false);
+  for (uint32_t q = 0; q < nb && !s->nomem; q++) {
+    ts_status st = ts_map_put(&sc.names, b[q].name, b[q].sym);
+    if (st) {
+      ts_status_free(st);
+      s->nomem = true;
+    }
+  }
+  for (uint32_t q = 0; q < nk; q++) {
+    ts_node *let = kids[q];
+    ts_symbol *sym = sema_declare(s, TS_SYM_LET, let->name, let, let->type);
+    if (!sym)
+      continue;
+    let->sym = sym;
+    ts_node *v = let->kids[1];
+    if (v->cval.kind != TS_CONST_NONE &&
+        ts_dtype_is_int(let->type->dtype) == (v->cval.kind == TS_CONST_INT))
+      sym->cval = v->cval;
+    sym->atom = sema_new_atom(s, let->name);
+  }
+  ts_diag *last = s->d->tail;
+  s->tile_fn = fn;
+  s->inlining[s->inline_depth++] = fn;
+  sema_check_block(s, copy);
+  s->inline_depth--;
+  s->tile_fn = outer;
+  sema_pop_scope(s);
+  s->sc = caller;
+  /* what the copy reported happened in this call */
+  for (ts_diag *d = last ? last->next : s->d->head; d; d = d->next)
+    ts_diag_note(s->d, d, s->src, call->span, "in this call of '%.*s'",
+                 (int)call->name.len, call->name.ptr);
+  kids[nk++] = copy;
+  stmt->kind = TS_NODE_BLOCK;
+  stmt->kids = kids;
+  stmt->kid_count = nk;
+}
