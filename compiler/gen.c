@@ -992,15 +992,53 @@ void gen_stmt(gen *g, ts_node *n) {
     g->synced = false;
 }
 
-void gen_block(gen *g, ts_node *blk) {
-  for (uint32_t i = 0; blk && i < blk->kid_count && !g->failed; i++)
+/* A tile function's parameter bound at its call to a value read from no
+ * memory (sema_inline.c): it may be made after what follows it. */
+static bool pure_binding(const ts_node *n) {
+  return n->kind == TS_NODE_LET && n->op == TS_TOK_FN && ts_expr_pure(n->kids[1]);
+}
+
+/* The statement a block begins with, its leading blocks (a tile function's
+ * inlined calls) entered and their pure bindings passed; NULL for none. */
+static ts_node *block_head(ts_node *b) {
+  while (b && b->kind == TS_NODE_BLOCK) {
+    uint32_t i = 0;
+    while (i < b->kid_count && pure_binding(b->kids[i]))
+      i++;
+    b = i < b->kid_count ? b->kids[i] : NULL;
+  }
+  return b;
+}
+
+static void gen_block_from(gen *g, ts_node *blk, uint32_t i);
+
+/* The rest of block b, whose head statement (block_head) is made: its
+ * bindings, then what follows the head at each level. */
+static void gen_after_head(gen *g, ts_node *b) {
+  uint32_t i = 0;
+  while (pure_binding(b->kids[i]))
+    gen_stmt(g, b->kids[i++]);
+  if (b->kids[i]->kind == TS_NODE_BLOCK)
+    gen_after_head(g, b->kids[i]);
+  gen_block_from(g, b, i + 1);
+}
+
+static void gen_block_from(gen *g, ts_node *blk, uint32_t i) {
+  for (; blk && i < blk->kid_count && !g->failed; i++) {
+    ts_node *next = i + 1 < blk->kid_count ? blk->kids[i + 1] : NULL, *head;
     if (gen_ahead(g, blk, i))
       continue; /* the pipelined loop after it zeroes the tile (gen_pipe.c) */
-    else if (i + 1 < blk->kid_count && gen_fused_reduce(g, blk->kids[i], blk->kids[i + 1]))
+    else if (next && gen_fused_reduce(g, blk->kids[i], next))
       i++; /* both statements in one pass (gen_tile.c) */
+    else if (next && next->kind == TS_NODE_BLOCK && (head = block_head(next)) &&
+             gen_fused_reduce(g, blk->kids[i], head))
+      gen_after_head(g, blk->kids[++i]); /* the same into an inlined call */
     else
       gen_stmt(g, blk->kids[i]);
+  }
 }
+
+void gen_block(gen *g, ts_node *blk) { gen_block_from(g, blk, 0); }
 
 /* ---- functions and the module -------------------------------------------- */
 

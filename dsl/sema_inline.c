@@ -116,7 +116,9 @@ typedef struct binding {
 } binding;
 
 static const char *param_kind(const ts_node *p) {
-  return p->op == TS_TOK_FRAG ? "a frag tile" : p->op == TS_TOK_SHARED ? "a shared tile" : "a tensor";
+  return p->op == TS_TOK_FRAG     ? "a frag tile"
+         : p->op == TS_TOK_SHARED ? "a shared tile"
+                                  : "a tensor";
 }
 
 static const char *arg_kind(const ts_type *t) {
@@ -303,7 +305,15 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
       ok = false;
       continue;
     }
-    /* `let p = argument;`, the argument checked where it was written */
+    /* an immutable scalar of the parameter's type is bound by name (no copy);
+     * else `let p = argument;`, the argument checked where it was written */
+    ts_symbol *as = a->kind == TS_NODE_NAME ? a->sym : NULL;
+    if (as && t->dtype == pt->dtype && !t->literal &&
+        (as->kind == TS_SYM_LET || as->kind == TS_SYM_LOOP || as->kind == TS_SYM_DIM ||
+         as->kind == TS_SYM_PARAM || as->kind == TS_SYM_SCALAR)) {
+      b[nb++] = (binding){.name = p->name, .sym = as};
+      continue;
+    }
     ts_node *let = sema_alloc(s, sizeof *let);
     ts_node **lk = sema_alloc(s, 2 * sizeof *lk);
     if (!let || !lk)

@@ -49,7 +49,8 @@ expected=$src/tests/ptx/resources.txt
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$src" || exit 2
-files=(kernels/*.tile tests/numerics/ops.tile tests/golden/mlir/scale.tile tests/ptx/*.tile tests/lua/debug.tile bench/gpu.tile)
+files=(kernels/*.tile tests/numerics/ops.tile tests/golden/mlir/scale.tile tests/ptx/*.tile tests/lua/debug.tile
+       tests/lua/tile_fns.tile bench/gpu.tile)
 # ptx_resources ARCH PTX PTXAS_OUTPUT FILE: a line of tests/ptx/resources.txt
 # per kernel, from the PTX's "// tessera kernel K threads T smem S" lines
 # (the dynamic shared memory a launch gives, the block's threads), then
