@@ -144,6 +144,10 @@ static void dump_node(const ts_unit *u, const ts_node *n, int depth, bool typed,
   case TS_NODE_TILE:
     ts_buf_printf(out, " %s", ts_tok_spelling((ts_tok_kind)n->op));
     break;
+  case TS_NODE_ARG: /* a tile function's tile parameter */
+    if (n->op == TS_TOK_FRAG || n->op == TS_TOK_SHARED)
+      ts_buf_printf(out, " %s", ts_tok_spelling((ts_tok_kind)n->op));
+    break;
   case TS_NODE_UNARY:
   case TS_NODE_BINARY:
   case TS_NODE_ASSIGN:
