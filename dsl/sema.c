@@ -1288,8 +1288,15 @@ bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
     }
     it->sym = sym;
   }
+  /* Tile functions first: a call is inlined only after the function's own
+   * check passed, wherever the two stand in the file. */
+  for (uint32_t i = 0; i < root->kid_count && !stopped(&s); i++)
+    if (ts_fn_is_tile(root->kids[i]))
+      check_fn(&s, root->kids[i]);
   for (uint32_t i = 0; i < root->kid_count && !stopped(&s); i++) {
     ts_node *it = root->kids[i];
+    if (ts_fn_is_tile(it))
+      continue;
     if (it->kind == TS_NODE_KERNEL && u->kernels) {
       ts_kernel_info *k = &u->kernels[u->kernel_count++];
       memset(k, 0, sizeof *k);

@@ -189,6 +189,8 @@ static bool bind_tile_arg(sema *s, ts_node *call, uint32_t i, ts_node *p, bindin
       }
       continue;
     }
+    if (e->kind != TS_NODE_NAME)
+      return false; /* (reported by the function's own check) */
     binding *old = NULL;
     for (uint32_t q = 0; q < *nb; q++)
       if (b[q].shape && ts_str_eq(b[q].name, e->name))
