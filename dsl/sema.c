@@ -200,7 +200,6 @@ static ts_type *new_type(sema *s, ts_type_kind kind, ts_dtype dt) {
 /* ---- statements
  * -------------------------------------------------------------------- */
 
-
 static bool stopped(sema *s) { return ts_diags_full(s->d) || s->nomem; }
 
 /* How messages name a param override (-D on the command line). */
@@ -908,8 +907,15 @@ bad:
 /* ---- kernels and functions
  * ----------------------------------------------------------- */
 
+ts_scope sema_arg_scope(const ts_node *arg) {
+  return arg->op == TS_TOK_FRAG     ? TS_SCOPE_FRAG
+         : arg->op == TS_TOK_SHARED ? TS_SCOPE_SHARED
+                                    : TS_SCOPE_GLOBAL;
+}
+
 void sema_check_arg(sema *s, ts_node *n, ts_kernel_info *k) {
   ts_node *tn = n->kids[0];
+  bool tile = sema_arg_scope(n) != TS_SCOPE_GLOBAL;
   sema_resolve_type(s, tn);
   /* A type name that did not resolve (reported): the dims are declared all
    * the same and the argument has no type, so nothing more is reported. */
@@ -917,7 +923,7 @@ void sema_check_arg(sema *s, ts_node *n, ts_kernel_info *k) {
   if (!tn || (tn->dtype >= TS_DTYPE_COUNT && !unresolved))
     return;
   ts_dtype dt = unresolved ? TS_DTYPE_F32 : tn->dtype;
-  if (!tn->has_shape && (n->op == TS_TOK_FRAG || n->op == TS_TOK_SHARED)) {
+  if (!tn->has_shape && tile) {
     ts_diag *d = sema_error(s, tn->span, "a tile parameter needs a shape");
     ts_diag_hint(s->d, d, "e.g. '%.*s: frag %s[B, 64]'", (int)n->name.len, n->name.ptr,
                  ts_dtype_name(dt));
@@ -933,7 +939,6 @@ void sema_check_arg(sema *s, ts_node *n, ts_kernel_info *k) {
     }
     return;
   }
-  bool tile = n->op == TS_TOK_FRAG || n->op == TS_TOK_SHARED;
   if (tile && !s->tile_fn) {
     ts_diag *d = sema_error(s, n->span, "a kernel's arguments are global tensors");
     ts_diag_hint(s->d, d, "'frag' and 'shared' mark a tile function's tile parameters");
@@ -955,9 +960,7 @@ void sema_check_arg(sema *s, ts_node *n, ts_kernel_info *k) {
   ts_type *t = new_type(s, tile ? TS_TYPE_TILE : TS_TYPE_TENSOR, dt);
   if (!t)
     return;
-  t->scope = !tile                    ? TS_SCOPE_GLOBAL
-             : n->op == TS_TOK_SHARED ? TS_SCOPE_SHARED
-                                      : TS_SCOPE_FRAG;
+  t->scope = sema_arg_scope(n);
   bool ok = !unresolved;
   for (uint32_t i = 0; i < tn->kid_count; i++) {
     ts_node *e = tn->kids[i];

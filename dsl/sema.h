@@ -65,6 +65,9 @@ void sema_check_stmt(sema *s, ts_node *n);
 void sema_check_block(sema *s, ts_node *b);
 /* A kernel's argument, or a tile function's parameter, into `k`. */
 void sema_check_arg(sema *s, ts_node *n, ts_kernel_info *k);
+/* Where an ARG's tensor or tile lives: frag or shared for a tile
+ * function's tile parameter (`t: frag f32[B]`), else global. */
+ts_scope sema_arg_scope(const ts_node *arg);
 /* The dtype param named `name` (marked used), or NULL: a name written
  * where a type goes, a conversion W(x), bitcast's type, a default. */
 ts_symbol *sema_dtype_param(sema *s, ts_str name);

@@ -19,7 +19,7 @@
 #define MAX_INLINE_DEPTH ((int)TS_ARRAY_COUNT(((sema *)0)->inlining))
 
 static bool is_tile_param(const ts_node *p) {
-  return p->op == TS_TOK_FRAG || p->op == TS_TOK_SHARED;
+  return sema_arg_scope(p) != TS_SCOPE_GLOBAL;
 }
 
 static ts_node *param_type(const ts_node *p) {
@@ -152,11 +152,8 @@ static bool bind_tile_arg(sema *s, ts_node *call, uint32_t i, ts_node *p, bindin
   if (t->kind == TS_TYPE_ERROR)
     return false;
   ts_type_kind want = is_tile_param(p) ? TS_TYPE_TILE : TS_TYPE_TENSOR;
-  ts_scope scope = p->op == TS_TOK_SHARED ? TS_SCOPE_SHARED
-                   : p->op == TS_TOK_FRAG ? TS_SCOPE_FRAG
-                                          : TS_SCOPE_GLOBAL;
   ts_diag *d = NULL;
-  if (t->kind != want || t->scope != scope)
+  if (t->kind != want || t->scope != sema_arg_scope(p))
     d = sema_error(s, a->span, "'%.*s' is %s; parameter '%.*s' of '%.*s' is %s",
                    (int)a->name.len, a->name.ptr, arg_kind(t), (int)p->name.len,
                    p->name.ptr, (int)call->name.len, call->name.ptr, param_kind(p));
@@ -326,8 +323,8 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
     let->name = p->name;
     let->kids = lk;
     let->kid_count = 2;
+    lk[0] = pt;
     lk[1] = a;
-    let->type = sema_scalar(pt->dtype);
     kids[nk++] = let;
   }
   if (!ok)
@@ -351,18 +348,10 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
       s->nomem = true;
     }
   }
-  for (uint32_t q = 0; q < nk; q++) {
-    ts_node *let = kids[q];
-    ts_symbol *sym = sema_declare(s, TS_SYM_LET, let->name, let, let->type);
-    if (!sym)
-      continue;
-    let->sym = sym;
-    ts_node *v = let->kids[1];
-    if (v->cval.kind != TS_CONST_NONE &&
-        ts_dtype_is_int(let->type->dtype) == (v->cval.kind == TS_CONST_INT))
-      sym->cval = v->cval;
-    sym->atom = sema_new_atom(s, let->name);
-  }
+  /* (check_let: the values keep the types they were checked with where
+   * they were written, as sema_expr checks a node once) */
+  for (uint32_t q = 0; q < nk; q++)
+    sema_check_stmt(s, kids[q]);
   ts_diag *last = s->d->tail;
   s->tile_fn = fn;
   s->inlining[s->inline_depth++] = fn;
