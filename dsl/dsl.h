@@ -165,9 +165,11 @@ void ts_const_text(const ts_const *c, char *out, size_t size);
  *   REQUIRE   [bool expr over the params]
  *   FN        name; [LIST params (ARG), TYPE result | NULL, BLOCK]
  *   ARG       name; [TYPE]; op TS_TOK_FRAG / TS_TOK_SHARED for a tile
- *             function's tile parameter (`t: frag f32[B]`)
+ *             function's tile parameter (`t: frag f32[B]`); a TYPE with
+ *             op TS_TOK_DTYPE_T for its dtype parameter (`T: dtype`)
  *   TYPE      dtype (or TS_DTYPE_COUNT + 0/1 for int/float params),
- *             has_shape; kids = extents
+ *             has_shape; kids = extents; op TS_TOK_IDENT and name for a
+ *             dtype param's name (`W[N]`)
  *   PARAM     name; [TYPE, default expr]
  *   LET/VAR   name; [TYPE | NULL, value]; a LET with op TS_TOK_FN binds a
  *             tile function's scalar parameter at an inlined call (its
@@ -353,7 +355,8 @@ bool ts_unit_parse(ts_unit *u);
  * Defines override params (of u->define_kernel only, when set); one that
  * names no such param is an error. */
 bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count);
-/* Whether a FN item is a tile function (a tensor or tile parameter): one
+/* Whether a FN item is a tile function (a tensor, tile or dtype
+ * parameter): one
  * that sema inlines at each call and the compiler never emits alone. */
 bool ts_fn_is_tile(const ts_node *fn);
 /* Kernel by name, or NULL. */

@@ -963,11 +963,21 @@ static ts_node *parse_arg(parser *p) {
   n->name = name->name;
   ts_node *type = NULL;
   if (expect(p, TS_TOK_COLON, "and the argument's type")) {
-    if (check(p, TS_TOK_FRAG) || check(p, TS_TOK_SHARED)) {
+    bool tile = check(p, TS_TOK_FRAG) || check(p, TS_TOK_SHARED);
+    if (tile) {
       n->op = p->tok.kind;
       advance(p);
     }
-    type = parse_type(p, false);
+    if (!tile && check(p, TS_TOK_DTYPE_T) && lookahead(p)->kind != TS_TOK_LBRACKET) {
+      /* `T: dtype`: a tile function's dtype parameter (sema refuses it
+       * elsewhere) */
+      type = new_node(p, TS_NODE_TYPE, p->tok.span);
+      type->op = TS_TOK_DTYPE_T;
+      type->dtype = TS_DTYPE_COUNT;
+      advance(p);
+    } else {
+      type = parse_type(p, false);
+    }
   }
   push(p, type);
   return finish(p, n, base);

@@ -243,10 +243,12 @@ void sema_resolve_type(sema *s, ts_node *tn) {
                    tn->name.ptr);
   }
   ts_diag_hint(s->d, d,
-               s->kernel ? "a type is an element type such as 'f32', or a "
-                           "param of the kernel declared 'W: dtype = bf16'"
-                         : "a function's types are element types such as "
-                           "'f32' (dtype params belong to kernels)");
+               s->tile_fn ? "a type is an element type such as 'f32', or a "
+                            "parameter of the function declared 'W: dtype'"
+               : s->kernel ? "a type is an element type such as 'f32', or a "
+                             "param of the kernel declared 'W: dtype = bf16'"
+                           : "a function's types are element types such as "
+                             "'f32' (dtype params belong to kernels and tile functions)");
 }
 
 static void check_let(sema *s, ts_node *n) {
@@ -916,6 +918,13 @@ ts_scope sema_arg_scope(const ts_node *arg) {
 void sema_check_arg(sema *s, ts_node *n, ts_kernel_info *k) {
   ts_node *tn = n->kids[0];
   bool tile = sema_arg_scope(n) != TS_SCOPE_GLOBAL;
+  if (tn && tn->op == TS_TOK_DTYPE_T) { /* (a tile function declares its own) */
+    ts_diag *d = sema_error(s, tn->span, "a kernel's dtype is a param, not an argument");
+    ts_diag_hint(s->d, d, "declare it in 'params(%.*s: dtype = bf16)', then write '%.*s' "
+                          "where a type goes", (int)n->name.len, n->name.ptr,
+                 (int)n->name.len, n->name.ptr);
+    return;
+  }
   sema_resolve_type(s, tn);
   /* A type name that did not resolve (reported): the dims are declared all
    * the same and the argument has no type, so nothing more is reported. */

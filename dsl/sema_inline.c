@@ -26,16 +26,37 @@ static ts_node *param_type(const ts_node *p) {
   return p && p->kid_count ? p->kids[0] : NULL;
 }
 
+/* `T: dtype`: a type bound at each call. */
+static bool is_dtype_param(const ts_node *p) {
+  const ts_node *t = param_type(p);
+  return t && t->op == TS_TOK_DTYPE_T;
+}
+
 bool ts_fn_is_tile(const ts_node *fn) {
   if (!fn || fn->kind != TS_NODE_FN || !fn->kid_count || !fn->kids[0])
     return false;
   const ts_node *ps = fn->kids[0];
   for (uint32_t i = 0; i < ps->kid_count; i++) {
     const ts_node *p = ps->kids[i], *t = param_type(p);
-    if (p && (is_tile_param(p) || (t && t->has_shape)))
+    if (p && (is_tile_param(p) || is_dtype_param(p) || (t && t->has_shape)))
       return true;
   }
   return false;
+}
+
+/* A dtype parameter's symbol: what `W` names in the body, as a kernel's
+ * dtype param would (a type, a conversion, bitcast's second argument). */
+static ts_symbol *dtype_symbol(sema *s, const ts_node *p, ts_dtype dt) {
+  ts_symbol *sym = sema_alloc(s, sizeof *sym);
+  if (!sym)
+    return NULL;
+  sym->kind = TS_SYM_PARAM;
+  sym->name = p->name;
+  sym->decl = (ts_node *)p;
+  sym->type = &sema_dtype_type;
+  sym->cval.kind = TS_CONST_DTYPE;
+  sym->cval.dt = dt;
+  return sym;
 }
 
 /* A copy of a subtree without what sema filled in. */
@@ -92,8 +113,23 @@ void sema_check_tile_fn(sema *s, ts_node *n) {
   s->loop = LOOP_NONE;
   s->in_parallel = false;
   s->shared_size = 0;
+  /* the dtype parameters first, as f32 (a call binds its own types), so
+   * that the others' types may name them wherever they stand */
+  for (uint32_t i = 0; i < np; i++) {
+    ts_node *p = params->kids[i];
+    if (!is_dtype_param(p))
+      continue;
+    ts_symbol *sym = sema_declare(s, TS_SYM_PARAM, p->name, p, &sema_dtype_type);
+    if (sym) {
+      sym->cval.kind = TS_CONST_DTYPE;
+      sym->cval.dt = TS_DTYPE_F32;
+      p->sym = sym;
+      p->type = sym->type;
+    }
+  }
   for (uint32_t i = 0; i < np; i++)
-    sema_check_arg(s, params->kids[i], &k);
+    if (!is_dtype_param(params->kids[i]))
+      sema_check_arg(s, params->kids[i], &k);
   /* a copy: the check inlines the calls in it, and each call of this
    * function must copy the body as written */
   ts_node *copy = copy_tree(s, body);
@@ -113,7 +149,20 @@ typedef struct binding {
   ts_extent extent;    /* a shape name's value */
   const ts_node *at;   /* where the shape name is declared */
   bool shape;
+  bool type;           /* a dtype parameter's */
 } binding;
+
+/* The element type a parameter's type `pt` stands for at this call: its
+ * own, or what its dtype parameter is bound to (TS_DTYPE_COUNT: unbound,
+ * its error reported). */
+static ts_dtype bound_dtype(const ts_node *pt, const binding *b, uint32_t nb) {
+  if (pt->op != TS_TOK_IDENT)
+    return pt->dtype;
+  for (uint32_t q = 0; q < nb; q++)
+    if (b[q].type && ts_str_eq(b[q].name, pt->name))
+      return b[q].sym->cval.dt;
+  return TS_DTYPE_COUNT;
+}
 
 static const char *param_kind(const ts_node *p) {
   return p->op == TS_TOK_FRAG     ? "a frag tile"
@@ -138,9 +187,10 @@ static ts_symbol *dim_of_atom(sema *s, uint32_t atom) {
 }
 
 /* Argument `i` (a tensor or tile by name) against parameter `p`: its kind,
- * dtype and rank, constant extents, and the shape names bound (`b`). */
-static bool bind_tile_arg(sema *s, ts_node *call, uint32_t i, ts_node *p, binding *b,
-                          uint32_t *nb) {
+ * dtype (`dt` at this call) and rank, constant extents, and the shape names
+ * bound (`b`). */
+static bool bind_tile_arg(sema *s, ts_node *call, uint32_t i, ts_node *p, ts_dtype dt,
+                          binding *b, uint32_t *nb) {
   ts_node *a = call->kids[i], *pt = param_type(p);
   if (a->kind != TS_NODE_NAME) {
     ts_diag *d = sema_error(s, a->span, "argument %u of '%.*s' must name %s", i + 1,
@@ -157,10 +207,15 @@ static bool bind_tile_arg(sema *s, ts_node *call, uint32_t i, ts_node *p, bindin
     d = sema_error(s, a->span, "'%.*s' is %s; parameter '%.*s' of '%.*s' is %s",
                    (int)a->name.len, a->name.ptr, arg_kind(t), (int)p->name.len,
                    p->name.ptr, (int)call->name.len, call->name.ptr, param_kind(p));
-  else if (t->dtype != pt->dtype)
+  else if (t->dtype != dt && pt->op == TS_TOK_IDENT)
+    d = sema_error(s, a->span, "'%.*s' holds %s; parameter '%.*s' takes %.*s, %s at this call",
+                   (int)a->name.len, a->name.ptr, ts_dtype_name(t->dtype),
+                   (int)p->name.len, p->name.ptr, (int)pt->name.len, pt->name.ptr,
+                   ts_dtype_name(dt));
+  else if (t->dtype != dt)
     d = sema_error(s, a->span, "'%.*s' holds %s; parameter '%.*s' takes %s",
                    (int)a->name.len, a->name.ptr, ts_dtype_name(t->dtype),
-                   (int)p->name.len, p->name.ptr, ts_dtype_name(pt->dtype));
+                   (int)p->name.len, p->name.ptr, ts_dtype_name(dt));
   else if (t->rank != pt->kid_count)
     d = sema_error(s, a->span, "'%.*s' has %u dim%s; parameter '%.*s' has %u",
                    (int)a->name.len, a->name.ptr, t->rank, t->rank == 1 ? "" : "s",
@@ -275,20 +330,48 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
     return;
   uint32_t nb = 0, nk = 0;
   bool ok = true;
+  /* the dtype parameters first: the others' types may name them */
+  for (uint32_t i = 0; i < want && !fn->failed; i++) {
+    ts_node *a = call->kids[i], *p = params->kids[i];
+    if (!is_dtype_param(p))
+      continue;
+    ts_symbol *ds = a->kind == TS_NODE_NAME ? sema_dtype_param(s, a->name) : NULL;
+    ts_dtype dt = a->kind == TS_NODE_DTYPE ? a->dtype
+                  : ds                     ? ds->cval.dt
+                                           : TS_DTYPE_COUNT;
+    ts_symbol *sym = dt < TS_DTYPE_COUNT ? dtype_symbol(s, p, dt) : NULL;
+    if (!sym) {
+      if (dt >= TS_DTYPE_COUNT) {
+        ts_diag *d = sema_error(s, a->span, "argument %u of '%.*s' must be a type", i + 1,
+                                (int)call->name.len, call->name.ptr);
+        ts_diag_note(s->d, d, s->src, p->span, "'%.*s' is declared 'dtype' here",
+                     (int)p->name.len, p->name.ptr);
+        ts_diag_hint(s->d, d, "an element type such as 'bf16', or a dtype param");
+      }
+      ok = false;
+      continue;
+    }
+    a->sym = ds;
+    a->type = &sema_dtype_type;
+    b[nb++] = (binding){.name = p->name, .sym = sym, .type = true};
+  }
   for (uint32_t i = 0; i < want; i++) {
     ts_node *a = call->kids[i], *p = params->kids[i], *pt = param_type(p);
+    if (is_dtype_param(p))
+      continue;
     if (a->kind == TS_NODE_NAMED) {
       sema_error(s, a->span, "tile functions take no named arguments");
       ok = false;
       continue;
     }
-    if (!pt || pt->dtype >= TS_DTYPE_COUNT || fn->failed) {
+    ts_dtype dt = pt && !fn->failed ? bound_dtype(pt, b, nb) : TS_DTYPE_COUNT;
+    if (dt >= TS_DTYPE_COUNT) {
       sema_expr(s, a); /* the argument's own errors; the parameter's are reported */
       ok = false;
       continue;
     }
     if (pt->has_shape || is_tile_param(p)) {
-      ok = bind_tile_arg(s, call, i, p, b, &nb) && ok;
+      ok = bind_tile_arg(s, call, i, p, dt, b, &nb) && ok;
       continue;
     }
     const ts_type *t = sema_expr(s, a);
@@ -296,18 +379,18 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
       ok = false;
       continue;
     }
-    if (t->kind != TS_TYPE_SCALAR || !sema_assignable(pt->dtype, t)) {
+    if (t->kind != TS_TYPE_SCALAR || !sema_assignable(dt, t)) {
       char ctx[96];
       snprintf(ctx, sizeof ctx, "argument %u of '%.*s'", i + 1,
                (int)call->name.len > 32 ? 32 : (int)call->name.len, call->name.ptr);
-      sema_mismatch(s, a->span, ctx, pt->dtype, t);
+      sema_mismatch(s, a->span, ctx, dt, t);
       ok = false;
       continue;
     }
     /* an immutable scalar of the parameter's type is bound by name (no copy);
      * else `let p = argument;`, the argument checked where it was written */
     ts_symbol *as = a->kind == TS_NODE_NAME ? a->sym : NULL;
-    if (as && t->dtype == pt->dtype && !t->literal &&
+    if (as && t->dtype == dt && !t->literal &&
         (as->kind == TS_SYM_LET || as->kind == TS_SYM_LOOP || as->kind == TS_SYM_DIM ||
          as->kind == TS_SYM_PARAM || as->kind == TS_SYM_SCALAR)) {
       b[nb++] = (binding){.name = p->name, .sym = as};
@@ -323,7 +406,8 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
     let->name = p->name;
     let->kids = lk;
     let->kid_count = 2;
-    lk[0] = pt;
+    /* (a type name is resolved in the body, to this call's type) */
+    lk[0] = pt->op == TS_TOK_IDENT ? copy_tree(s, pt) : pt;
     lk[1] = a;
     kids[nk++] = let;
   }

@@ -5,7 +5,9 @@
 -- gives the same bits as `by_hand`, the same statements written out, and
 -- both agree with a plain reference; on odd row counts (tail blocks), at two
 -- block sizes, on the CPU and the GPU simulator (run again with
--- TESSERA_GPU_LOWERING=cuda for the CUDA C lowering).
+-- TESSERA_GPU_LOWERING=cuda for the CUDA C lowering). `typed_fns`, made of
+-- tile functions with dtype parameters, against `typed_by_hand` and the
+-- reference for each pair of its kernel's dtype params.
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
@@ -44,6 +46,35 @@ for _, name in ipairs{"cpu", "gpusim"} do
               what .. ": with_fns differs from by_hand")
       C.check(C.relerr(a.y, yr) < 1e-5, what .. ": y against the reference")
       C.check(C.relerr(a.w, wr) < 1e-5, what .. ": w against the reference")
+    end
+  end
+end
+
+-- y = YT(bf16(x) * 0.5), rounded through tensors of those dtypes
+local function rounded(dt, v) return ts.tensor(dt, {#v}, v):to_table() end
+for _, name in ipairs{"cpu", "gpusim"} do
+  local dev = ts.device(name)
+  for _, n in ipairs{13, 40} do
+    local xv = {}
+    for i = 1, n * 24 do xv[i] = (u() * 2 - 1) * 3 end
+    for _, xt in ipairs{"f32", "bf16"} do
+      for _, yt in ipairs{"bf16", "f32"} do
+        local xr = rounded(xt, xv)
+        local yr = rounded(yt, rounded("bf16", xr))
+        for i = 1, #yr do yr[i] = yr[i] * 0.5 end
+        yr = rounded(yt, yr)
+        local x = ts.tensor(xt, {n, 24}, xv):copy_to(dev)
+        local out = {}
+        for _, k in ipairs{"typed_fns", "typed_by_hand"} do
+          local y = ts.tensor(yt, {n, 24}, nil, dev)
+          ts.kernel(file, k, {XT = xt, YT = yt, BM = 8}, dev):launch{x, y}
+          out[k] = y:to_table()
+        end
+        local what = string.format("%s N %d XT %s YT %s", name, n, xt, yt)
+        C.check(same(out.typed_fns, out.typed_by_hand),
+                what .. ": typed_fns differs from typed_by_hand")
+        C.check(same(out.typed_fns, yr), what .. ": typed_fns against the reference")
+      end
     end
   end
 end
