@@ -912,9 +912,12 @@ void cu_stmt(cg *c, ts_node *n) {
     /* a tile function's parameter bound at its call: a name of its own, as
      * `p = p` or `a = b; b = a` would read the new variables in C */
     const char *name = cu_name_of(c, "v_", n->sym->name);
-    if (n->kind == TS_NODE_LET && n->op == TS_TOK_FN)
-      n->sym->user = name = cu_str(c, "p%d_%.*s", c->tmp++, (int)n->sym->name.len,
-                                   n->sym->name.ptr);
+    if (n->kind == TS_NODE_LET && n->op == TS_TOK_FN) {
+      /* (a view's index is NAME#k: the C name stops at the '#') */
+      const char *hash = memchr(n->sym->name.ptr, '#', n->sym->name.len);
+      int len = hash ? (int)(hash - n->sym->name.ptr) : (int)n->sym->name.len;
+      n->sym->user = name = cu_str(c, "p%d_%.*s", c->tmp++, len, n->sym->name.ptr);
+    }
     cu_line(c, "%s%s %s = %s;", n->kind == TS_NODE_LET ? "const " : "", ctype_c(t), name, v);
     /* no memory read: the barrier before still holds */
     c->synced = synced && ts_expr_pure(n->kids[1]);

@@ -150,6 +150,8 @@ typedef struct binding {
   const ts_node *at;   /* where the shape name is declared */
   bool shape;
   bool type;           /* a dtype parameter's */
+  uint32_t fixed;      /* a view's leading indices (their names: NAME#k) */
+  uint32_t rank;       /* a view's rank (its trailing dims) */
 } binding;
 
 /* The element type a parameter's type `pt` stands for at this call: its
@@ -186,21 +188,12 @@ static ts_symbol *dim_of_atom(sema *s, uint32_t atom) {
   return NULL;
 }
 
-/* Argument `i` (a tensor or tile by name) against parameter `p`: its kind,
- * dtype (`dt` at this call) and rank, constant extents, and the shape names
- * bound (`b`). */
-static bool bind_tile_arg(sema *s, ts_node *call, uint32_t i, ts_node *p, ts_dtype dt,
-                          binding *b, uint32_t *nb) {
-  ts_node *a = call->kids[i], *pt = param_type(p);
-  if (a->kind != TS_NODE_NAME) {
-    ts_diag *d = sema_error(s, a->span, "argument %u of '%.*s' must name %s", i + 1,
-                            (int)call->name.len, call->name.ptr, param_kind(p));
-    ts_diag_hint(s->d, d, "a tile function takes tensors and tiles by name, not slices");
-    return false;
-  }
-  const ts_type *t = sema_expr(s, a);
-  if (t->kind == TS_TYPE_ERROR)
-    return false;
+/* Argument `a` of type `t` (a tensor or tile, or a view of a tensor)
+ * against parameter `p`: its kind, dtype (`dt` at this call) and rank,
+ * constant extents, and the shape names bound (`b`). */
+static bool check_tile_arg(sema *s, ts_node *call, ts_node *a, const ts_type *t, ts_node *p,
+                           ts_dtype dt, binding *b, uint32_t *nb) {
+  ts_node *pt = param_type(p);
   ts_type_kind want = is_tile_param(p) ? TS_TYPE_TILE : TS_TYPE_TENSOR;
   ts_diag *d = NULL;
   if (t->kind != want || t->scope != sema_arg_scope(p))
@@ -261,8 +254,164 @@ static bool bind_tile_arg(sema *s, ts_node *call, uint32_t i, ts_node *p, ts_dty
     }
     b[(*nb)++] = (binding){.name = e->name, .extent = *x, .at = e, .shape = true};
   }
-  b[(*nb)++] = (binding){.name = p->name, .sym = a->sym};
   return true;
+}
+
+/* The name of a view's k-th leading index in the body: NAME#k, which no
+ * source can write. */
+static ts_str fixed_name(sema *s, ts_str name, uint32_t k) {
+  char *text = sema_alloc(s, name.len + 12);
+  if (!text)
+    return (ts_str){0};
+  int n = snprintf(text, name.len + 12, "%.*s#%u", (int)name.len, name.ptr, k);
+  return (ts_str){text, (size_t)n};
+}
+
+/* Argument `i` for a tensor or tile parameter `p`: a tensor or tile by name,
+ * or a view of a tensor - fixed leading indices and whole trailing dims
+ * (`q[t, :, :]`), the indices bound to names of their own (by name when
+ * they are immutable values, else by `let`s added to `lets`). */
+static bool bind_tile_arg(sema *s, ts_node *call, uint32_t i, ts_node *p, ts_dtype dt,
+                          binding *b, uint32_t *nb, ts_node **lets, uint32_t *nl) {
+  ts_node *a = call->kids[i];
+  bool sliced = false;
+  for (uint32_t k = 1; a->kind == TS_NODE_INDEX && k < a->kid_count; k++)
+    sliced |= a->kids[k]->kind == TS_NODE_SLICE;
+  ts_node *base = sliced ? a->kids[0] : a;
+  if (base->kind != TS_NODE_NAME) {
+    ts_diag *d = sema_error(s, a->span, "argument %u of '%.*s' must name %s", i + 1,
+                            (int)call->name.len, call->name.ptr, param_kind(p));
+    ts_diag_hint(s->d, d, "a tile function takes tensors and tiles by name, or a tensor "
+                          "with fixed leading indices as 'q[t, :, :]'");
+    return false;
+  }
+  const ts_type *t = sema_expr(s, base);
+  if (t->kind == TS_TYPE_ERROR)
+    return false;
+  if (a == base) {
+    b[(*nb)++] = (binding){.name = p->name, .sym = a->sym};
+    return check_tile_arg(s, call, a, t, p, dt, b, nb);
+  }
+  /* a view: q[i, j, :, :] */
+  uint32_t nsub = a->kid_count - 1, fixed = 0;
+  while (fixed < nsub && a->kids[1 + fixed]->kind != TS_NODE_SLICE)
+    fixed++;
+  bool whole = t->kind == TS_TYPE_TENSOR && nsub == t->rank && fixed < nsub;
+  for (uint32_t k = fixed; whole && k < nsub; k++) {
+    const ts_node *sl = a->kids[1 + k];
+    whole = sl->kind == TS_NODE_SLICE && !sl->kids[0] && !sl->kids[1];
+  }
+  if (!whole || is_tile_param(p)) {
+    ts_diag *d = sema_error(s, a->span, "argument %u of '%.*s' is a slice %s cannot take",
+                            i + 1, (int)call->name.len, call->name.ptr,
+                            is_tile_param(p) ? "a tile parameter" : "a tile function");
+    ts_diag_hint(s->d, d, is_tile_param(p)
+                              ? "a tile parameter takes a tile by name"
+                              : "a tensor parameter takes a tensor by name, or with fixed "
+                                "leading indices and its other dims whole, as 'q[t, :, :]'");
+    return false;
+  }
+  bool ok = true;
+  for (uint32_t k = 0; k < fixed; k++) {
+    ts_node *e = a->kids[1 + k];
+    const ts_type *et = sema_expr(s, e);
+    if (et->kind == TS_TYPE_ERROR) {
+      ok = false;
+      continue;
+    }
+    if (!sema_is_int(et)) {
+      sema_error(s, e->span, "an index is an integer, found '%s'", sema_type_str(s, et));
+      ok = false;
+      continue;
+    }
+    ts_str name = fixed_name(s, p->name, k);
+    ts_symbol *es = e->kind == TS_NODE_NAME ? e->sym : NULL;
+    if (es && !et->literal &&
+        (es->kind == TS_SYM_LET || es->kind == TS_SYM_LOOP || es->kind == TS_SYM_DIM ||
+         es->kind == TS_SYM_PARAM || es->kind == TS_SYM_SCALAR)) {
+      b[(*nb)++] = (binding){.name = name, .sym = es};
+      continue;
+    }
+    ts_node *let = sema_alloc(s, sizeof *let);
+    ts_node **lk = sema_alloc(s, 2 * sizeof *lk);
+    if (!let || !lk || !name.len)
+      return false;
+    let->kind = TS_NODE_LET;
+    let->op = TS_TOK_FN; /* (a parameter's binding: dsl.h) */
+    let->span = e->span;
+    let->name = name;
+    let->kids = lk;
+    let->kid_count = 2;
+    lk[0] = NULL;
+    lk[1] = e;
+    lets[(*nl)++] = let;
+  }
+  if (!ok)
+    return false;
+  ts_type *view = sema_alloc(s, sizeof *view);
+  if (!view)
+    return false;
+  *view = *t;
+  view->rank = t->rank - fixed;
+  for (uint32_t k = 0; k < view->rank; k++)
+    view->dims[k] = t->dims[fixed + k];
+  b[(*nb)++] = (binding){.name = p->name, .sym = base->sym, .fixed = fixed,
+                         .rank = view->rank};
+  return check_tile_arg(s, call, base, view, p, dt, b, nb);
+}
+
+static ts_node *new_kid(sema *s, ts_node_kind kind, ts_span at, ts_str name) {
+  ts_node *n = sema_alloc(s, sizeof *n);
+  if (n) {
+    n->kind = kind;
+    n->span = at;
+    n->name = name;
+  }
+  return n;
+}
+
+/* The view `v` in a copy of the body: `x[e...]` becomes `x[x#0.., e...]` and
+ * `x` alone `x[x#0.., :, ...]`, x now naming the caller's whole tensor. */
+static void rewrite_view(sema *s, ts_node *n, const binding *v) {
+  for (uint32_t i = 0; n && i < n->kid_count; i++) {
+    ts_node *k = n->kids[i];
+    if (!k)
+      continue;
+    bool base = k->kind == TS_NODE_INDEX && k->kid_count && k->kids[0] &&
+                k->kids[0]->kind == TS_NODE_NAME && ts_str_eq(k->kids[0]->name, v->name);
+    bool alone = k->kind == TS_NODE_NAME && ts_str_eq(k->name, v->name);
+    if (!base && !alone) {
+      rewrite_view(s, k, v);
+      continue;
+    }
+    uint32_t old = base ? k->kid_count - 1 : 0, count = 1 + v->fixed + (base ? old : v->rank);
+    ts_node **kids = sema_alloc(s, count * sizeof *kids);
+    ts_node *idx = base ? k : new_kid(s, TS_NODE_INDEX, k->span, (ts_str){0});
+    if (!kids || !idx)
+      return;
+    kids[0] = base ? k->kids[0] : k;
+    for (uint32_t j = 0; j < v->fixed; j++)
+      if (!(kids[1 + j] = new_kid(s, TS_NODE_NAME, k->span, fixed_name(s, v->name, j))))
+        return;
+    for (uint32_t j = 0; j < count - 1 - v->fixed; j++) {
+      if (base) {
+        rewrite_view(s, k->kids[1 + j], v); /* (an index may read the view) */
+        kids[1 + v->fixed + j] = k->kids[1 + j];
+      } else {
+        ts_node *sl = new_kid(s, TS_NODE_SLICE, k->span, (ts_str){0});
+        ts_node **none = sema_alloc(s, 2 * sizeof *none);
+        if (!sl || !none)
+          return;
+        none[0] = none[1] = NULL; /* `:` */
+        sl->kids = none;
+        sl->kid_count = 2;
+        kids[1 + v->fixed + j] = sl;
+      }
+    }
+    idx->kids = kids;
+    idx->kid_count = count;
+    n->kids[i] = idx;
+  }
 }
 
 /* A shape name's value as a symbol: a constant, or the caller's dim. */
@@ -325,7 +474,7 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
     return;
   }
   binding *b = sema_alloc(s, (want * (TS_MAX_RANK + 1) + 1) * sizeof *b);
-  ts_node **kids = sema_alloc(s, (want + 1) * sizeof *kids);
+  ts_node **kids = sema_alloc(s, (want * (TS_MAX_RANK + 1) + 1) * sizeof *kids);
   if (!b || !kids)
     return;
   uint32_t nb = 0, nk = 0;
@@ -371,7 +520,7 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
       continue;
     }
     if (pt->has_shape || is_tile_param(p)) {
-      ok = bind_tile_arg(s, call, i, p, dt, b, &nb) && ok;
+      ok = bind_tile_arg(s, call, i, p, dt, b, &nb, kids, &nk) && ok;
       continue;
     }
     const ts_type *t = sema_expr(s, a);
@@ -419,6 +568,9 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
   ts_node *copy = copy_tree(s, body);
   if (!copy)
     return;
+  for (uint32_t q = 0; q < nb; q++)
+    if (b[q].fixed)
+      rewrite_view(s, copy, &b[q]);
   /* The body's scope: the globals, then the bindings and the lets. */
   scope *caller = s->sc;
   ts_symbol *outer = s->tile_fn;

@@ -7,7 +7,9 @@
 -- block sizes, on the CPU and the GPU simulator (run again with
 -- TESSERA_GPU_LOWERING=cuda for the CUDA C lowering). `typed_fns`, made of
 -- tile functions with dtype parameters, against `typed_by_hand` and the
--- reference for each pair of its kernel's dtype params.
+-- reference for each pair of its kernel's dtype params; `view_fns`, whose
+-- tile functions take views of tensors (`q[t, :, :]`), passed on to a
+-- nested call, against `view_by_hand` and the reference.
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
@@ -76,6 +78,31 @@ for _, name in ipairs{"cpu", "gpusim"} do
         C.check(same(out.typed_fns, yr), what .. ": typed_fns against the reference")
       end
     end
+  end
+end
+
+-- y[t, h] = 2 sum_c q[t, h, c] + q[t, h, 0]
+for _, name in ipairs{"cpu", "gpusim"} do
+  local dev = ts.device(name)
+  for _, n in ipairs{5, 13} do
+    local qv = {}
+    for i = 1, n * 4 * 24 do qv[i] = u() * 2 - 1 end
+    local yr = {}
+    for r = 0, n * 4 - 1 do
+      local sum = 0
+      for c = 0, 23 do sum = sum + qv[r * 24 + c + 1] end
+      yr[r + 1] = 2 * sum + qv[r * 24 + 1]
+    end
+    local q = ts.tensor("f32", {n, 4, 24}, qv):copy_to(dev)
+    local out = {}
+    for _, k in ipairs{"view_fns", "view_by_hand"} do
+      local y = ts.tensor("f32", {n, 4}, nil, dev)
+      ts.kernel(file, k, {}, dev):launch{q, y}
+      out[k] = y:to_table()
+    end
+    local what = string.format("%s T %d", name, n)
+    C.check(same(out.view_fns, out.view_by_hand), what .. ": view_fns differs from view_by_hand")
+    C.check(C.relerr(out.view_fns, yr) < 1e-5, what .. ": view_fns against the reference")
   end
 end
 C.finish()
