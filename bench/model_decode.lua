@@ -1,6 +1,7 @@
 -- model_decode.lua - prefill and decode speed of the tiny V4 config on the
--- CPU (kernels compiled before timing), of sequences decoding together
--- (decode_batch), and the time per layer kind of a decode step; run from
+-- CPU (kernels compiled before timing), of sequences prefilled together
+-- (prefill_batch) and decoding together (decode_batch), and the time per
+-- layer kind of a decode step; run from
 -- the source root:
 --   build/tessera run bench/model_decode.lua [weights.safetensors]
 local ts = require "tessera"
@@ -17,7 +18,7 @@ local function ids(n)
   return ts.tensor("i32", {n}, v)
 end
 
-local results, layers, batches = {}, {}, {}
+local results, layers, batches, prefills = {}, {}, {}, {}
 for _, fmt in ipairs{"fp8", "f32"} do
   local model = V4.load(cfg, weights, {kv_format = fmt})
   -- warm up: compiles every kernel once (256 tokens make HCA entries)
@@ -55,6 +56,26 @@ for _, fmt in ipairs{"fp8", "f32"} do
                                           B * steps / (t1 - t0), B * steps / (t2 - t1),
                                           (t2 - t1) / (t1 - t0))
   end
+  -- B prompts of n tokens prefilled together against one at a time
+  -- (tokens/s of all of them; best of 3 each, alternated)
+  for _, B in ipairs{4, 8} do
+    for _, n in ipairs{16, 64} do
+      local seqs, prompts = {}, {}
+      for b = 1, B do seqs[b], prompts[b] = model:sequence(), ids(n) end
+      model:prefill_batch(seqs, prompts) -- warm-up: compiles the batch's tilings
+      local tb, ta = math.huge, math.huge
+      for _ = 1, 3 do
+        local t0 = ts.clock()
+        model:prefill_batch(seqs, prompts)
+        local t1 = ts.clock()
+        for b = 1, B do seqs[b]:prefill(prompts[b]) end
+        local t2 = ts.clock()
+        tb, ta = math.min(tb, t1 - t0), math.min(ta, t2 - t1)
+      end
+      prefills[#prefills + 1] = string.format("| %s | %d | %d | %.1f | %.1f | %.2fx |", fmt, B, n,
+                                              B * n / tb, B * n / ta, ta / tb)
+    end
+  end
   -- time per layer of one decode step (after a 256-token prefill)
   model:prefill(ids(256))
   local layer_time = {}
@@ -78,6 +99,10 @@ print("")
 print("| caches | prompt tokens | prefill tokens/s | decode tokens/s (32 steps) |")
 print("|---|---|---|---|")
 for _, r in ipairs(results) do print(r) end
+print("")
+print("| caches | sequences | prompt tokens | prefill_batch tokens/s | one at a time tokens/s | ratio |")
+print("|---|---|---|---|---|---|")
+for _, r in ipairs(prefills) do print(r) end
 print("")
 print("| caches | sequences | decode_batch tokens/s | one at a time tokens/s | ratio |")
 print("|---|---|---|---|---|")

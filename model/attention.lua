@@ -89,16 +89,21 @@ function M:norm_rope(x, w, tab, pos, bf16)
   return y
 end
 
--- Attention of layer L on its input x [T, d]; returns [T, d] and what it
--- made (for the golden comparisons).
-function M:attention(L, x, pos)
+-- Attention of layer L over a prefill's rows x [T, d] at positions pos;
+-- returns [T, d] and what it made (for the golden comparisons and the
+-- decode caches, M:hand_off). With `spans` ({first row, rows} each) the
+-- rows are the prompts of several sequences, each from position 0
+-- (prefill_batch): the projections (queries, KV rows, the compressors',
+-- the indexer's, the output's) run over all the rows at once, the pooling
+-- into compressed entries, the indexer's scores and top-k and the attention
+-- over each span's own rows; what it made is then a list, one a span.
+function M:attention(L, x, pos, spans)
   O.use(self.dev, self.tf32)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:pname(L, "attn.")
   local ratio = cfg.compress_ratios[L + 1]
   local T, H, W = x:shape(1), cfg.n_heads, cfg.window_size
   local tab = self:rope_table(ratio)
-  local made = {}
   local qr = rmsnorm(linear(x, self:lweight(p .. "wq_a.weight")),
                      self:weight(p .. "q_norm.weight"))
   -- (the queries in bf16 for the bf16 attention, which reads them so)
@@ -107,75 +112,84 @@ function M:attention(L, x, pos)
                            tab, pos, bf)
   local kv = self:norm_rope(linear(x, self:lweight(p .. "wkv.weight")):reshape{T, 1, c},
                             self:weight(p .. "kv_norm.weight"), tab, pos):reshape{T, c}
-  made.kv = kv
   -- attention reads the entries as the caches hold them (in the "fp8"
   -- format: after the FP8 simulation, rope dims in bf16)
   local F, rd = self.kv_format, cfg.rope_head_dim
   local kvs = Cache.simulate(F, "kv", kv, rd)
-  -- the KV list: the T window entries, then the compressed entries
-  local list, N, sel, comps = kvs, 0, nil, nil
-  if ratio > 0 then
-    local comp, cz = self:compress(L, "compressor", x, ratio, tab)
-    made.compressed = comp
-    made.projected = {compressor = cz}
-    if ratio == 4 then -- the indexer's buffer even before its first key
-      made.projected["indexer.compressor"] = self:project(L, "indexer.compressor", x)
+  local one = spans == nil
+  spans = spans or {{0, T}}
+  local cz, icz, qi, w
+  if ratio > 0 then cz = self:project(L, "compressor", x) end
+  if ratio == 4 then -- the indexer's buffer even before its first key
+    icz = self:project(L, "indexer.compressor", x)
+    local keyed = false
+    for _, sp in ipairs(spans) do keyed = keyed or sp[2] >= ratio end
+    if keyed then qi, w = self:indexer_inputs(L, qr, x, tab, pos) end
+  end
+  local sink = self:weight(p .. "attn_sink")
+  local o = bf and O.out({T, H, c}, "bf16") or f32{T, H, c}
+  local roped, made = false, {}
+  for k, sp in ipairs(spans) do
+    local n = sp[2]
+    local function rows(t) return one and t or t:slice(0, sp[1], n) end
+    local m = {kv = rows(kv)}
+    made[k] = m
+    -- the KV list: the n window entries, then the compressed entries
+    local kvs_s, pos_s, q_s, o_s = rows(kvs), rows(pos), rows(q), rows(o)
+    local list, N, sel, comps = kvs_s, 0, nil, nil
+    if ratio > 0 then
+      m.projected = {compressor = rows(cz)}
+      local comp = self:pool(L, "compressor", m.projected.compressor, ratio, tab, 0)
+      m.compressed = comp
+      if ratio == 4 then m.projected["indexer.compressor"] = rows(icz) end
+      N = comp:shape(1)
+      comps = N > 0 and Cache.simulate(F, "kv", comp, rd) or comp
+      if N > 0 and ratio ~= 128 then list = concat_rows(kvs_s, comps) end
     end
-    N = comp:shape(1)
-    comps = N > 0 and Cache.simulate(F, "kv", comp, rd) or comp
-    if N > 0 and ratio ~= 128 then list = concat_rows(kvs, comps) end
-  end
-  if ratio == 4 and N > 0 then
-    -- the lightning indexer: scores over the indexer's keys, top-k
-    local qi, w = self:indexer_inputs(L, qr, x, tab, pos)
-    local keys = hadamard(self:pool(L, "indexer.compressor", made.projected["indexer.compressor"],
-                                    ratio, tab, 0))
-    made.indexer_keys = keys
-    local scores = f32{T, N}
-    self:index_scores(ratio, qi, F == "f32" and keys or Cache.packed(F, "key", keys), w, pos,
-                      scores)
-    local lens = {}
-    for t = 0, T - 1 do lens[t + 1] = (t + 1) // ratio end
-    local len = O.tensor("i32", {T}, lens)
-    sel = O.topk(scores, len, cfg.index_topk)
-    made.topk = sel
-  end
-  local o
-  if ratio == 128 then
-    -- HCA: the window gathered from kv, then the complete compressed
-    -- entries read in place (hca_attn.tile)
-    local nc = {}
-    for t = 0, T - 1 do nc[t + 1] = math.min((t + 1) // ratio, N) end
-    local win, ncomp = self:index_lists(T, W), O.tensor("i32", {T}, nc)
-    comps = comps or f32{0, c}
-    if bf then
-      local o16 = O.out({T, H, c}, "bf16")
-      kernel("hca_attn.tile", "hca_attn_tc", self:tc_params()):launch{
-        q, O.convert(kvs, "bf16"), win, O.convert(comps, "bf16"), ncomp,
-        self:weight(p .. "attn_sink"), o16}
-      o = O.convert(o16, "f32")
+    if ratio == 4 and N > 0 then
+      -- the lightning indexer: scores over the indexer's keys, top-k
+      local keys = hadamard(self:pool(L, "indexer.compressor", m.projected["indexer.compressor"],
+                                      ratio, tab, 0))
+      m.indexer_keys = keys
+      local scores = f32{n, N}
+      self:index_scores(ratio, rows(qi), F == "f32" and keys or Cache.packed(F, "key", keys),
+                        rows(w), pos_s, scores)
+      local lens = {}
+      for t = 0, n - 1 do lens[t + 1] = (t + 1) // ratio end
+      local len = O.tensor("i32", {n}, lens)
+      sel = O.topk(scores, len, cfg.index_topk)
+      m.topk = sel
+    end
+    if ratio == 128 then
+      -- HCA: the window gathered from kv, then the complete compressed
+      -- entries read in place (hca_attn.tile)
+      local nc = {}
+      for t = 0, n - 1 do nc[t + 1] = math.min((t + 1) // ratio, N) end
+      local win, ncomp = self:index_lists(n, W), O.tensor("i32", {n}, nc)
+      comps = comps or f32{0, c}
+      if bf then
+        kernel("hca_attn.tile", "hca_attn_tc", self:tc_params()):launch{
+          q_s, O.convert(kvs_s, "bf16"), win, O.convert(comps, "bf16"), ncomp, sink, o_s}
+      else
+        self:hca_attend(L, q_s, kvs_s, win, comps, ncomp, o_s, tab, pos_s)
+        roped = true
+      end
     else
-      o = f32{T, H, c}
-      self:hca_attend(L, q, kvs, win, comps, ncomp, o, tab, pos)
-      return self:attention_out(L, o, tab, pos, T, true), made
+      -- index lists: the window (token t and the W - 1 before it), then the
+      -- selected (CSA) compressed entries, -1 padded
+      local K = W + (ratio == 4 and cfg.index_topk or 0)
+      local idx = self:index_lists(n, K, sel)
+      if bf then
+        kernel("sparse_attn.tile", "sparse_attn_tc", self:tc_params())
+          :launch{q_s, O.convert(list, "bf16"), idx, sink, o_s}
+      else
+        kernel("sparse_attn.tile", "sparse_attn_f32", f32_attn_params(H, c))
+          :launch{q_s, list, idx, sink, o_s}
+      end
     end
-    return self:attention_out(L, o, tab, pos, T), made
   end
-  -- index lists: the window (token t and the W - 1 before it), then the
-  -- selected (CSA) compressed entries, -1 padded
-  local K = W + (ratio == 4 and cfg.index_topk or 0)
-  local idx, sink = self:index_lists(T, K, sel), self:weight(p .. "attn_sink")
-  if bf then
-    local o16 = O.out({T, H, c}, "bf16")
-    kernel("sparse_attn.tile", "sparse_attn_tc", self:tc_params())
-      :launch{q, O.convert(list, "bf16"), idx, sink, o16}
-    o = O.convert(o16, "f32")
-  else
-    o = f32{T, H, c}
-    kernel("sparse_attn.tile", "sparse_attn_f32", f32_attn_params(H, c))
-      :launch{q, list, idx, sink, o}
-  end
-  return self:attention_out(L, o, tab, pos, T), made
+  if bf then o = O.convert(o, "f32") end
+  return self:attention_out(L, o, tab, pos, T, roped), one and made[1] or made
 end
 
 -- HCA attention of layer L into o [T, H, c]: the queries q [T, H, c] over

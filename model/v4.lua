@@ -309,6 +309,18 @@ function M:constants()
   return k
 end
 
+-- The sequences of a batch, checked: each of this model, none twice.
+local function batch_of(self, seqs, what)
+  local root, seen = rawget(self, "root") or self, {}
+  for b, s in ipairs(seqs) do
+    if (rawget(s, "root") or s) ~= root then
+      error(what .. ": sequence " .. b .. " belongs to another model", 3)
+    end
+    if seen[s] then error(what .. ": sequence " .. b .. " appears twice", 3) end
+    seen[s] = true
+  end
+end
+
 -- One decode step of several sequences at once: token ids[b] at the next
 -- position of seqs[b] (each prefilled, none twice); returns the logits
 -- [B, vocab], row b for seqs[b]. The linears, mHC, MoE and the head run
@@ -318,16 +330,13 @@ end
 function M:decode_batch(seqs, ids)
   local cfg, d, B = self.cfg, self.cfg.dim, #seqs
   if B == 0 or #ids ~= B then error("decode_batch: one id for each of 1 or more sequences", 2) end
-  local root, pos_v, seen = rawget(self, "root") or self, {}, {}
+  batch_of(self, seqs, "decode_batch")
+  local pos_v = {}
   for b, s in ipairs(seqs) do
-    if (rawget(s, "root") or s) ~= root then
-      error("decode_batch: sequence " .. b .. " belongs to another model", 2)
-    end
     if not s.next_pos or s.next_pos == 0 then
       error("decode_batch: sequence " .. b .. " needs a prefill first", 2)
     end
-    if seen[s] then error("decode_batch: sequence " .. b .. " appears twice", 2) end
-    seen[s], pos_v[b] = true, s.next_pos
+    pos_v[b] = s.next_pos
   end
   O.use(self.dev, self.tf32)
   local id_t, step = O.tensor("i32", {B}, ids), self.step_inputs()
@@ -343,6 +352,57 @@ function M:decode_batch(seqs, ids)
   end
   for _, s in ipairs(seqs) do s.next_pos = s.next_pos + 1 end
   return self:head(X, "", true)
+end
+
+-- Prefill of several sequences at once: prompts[b] (an i32 tensor or a
+-- table of token ids, at least one) from position 0 of seqs[b], whose
+-- caches start afresh; returns the logits of each prompt's last position
+-- [B, vocab], row b for seqs[b]. The embedding, mHC, MoE, the head and
+-- the attention's projections run over all the prompts' tokens together
+-- (each weight read once for all); each sequence's compressed entries,
+-- indexer scores, top-k, attention and caches apart, on its rows (M:attention's
+-- spans). Row b equals seqs[b]:prefill(prompts[b]) (bit for bit on the CPU;
+-- tests/lua/prefill_batch.lua).
+function M:prefill_batch(seqs, prompts)
+  local cfg, d, B = self.cfg, self.cfg.dim, #seqs
+  if B == 0 or #prompts ~= B then
+    error("prefill_batch: one prompt for each of 1 or more sequences", 2)
+  end
+  batch_of(self, seqs, "prefill_batch")
+  local ids_v, pos_v, spans, len = {}, {}, {}, {}
+  for b = 1, B do
+    local p = prompts[b]
+    if type(p) ~= "table" then p = p:to_table() end
+    if #p == 0 then error("prefill_batch: prompt " .. b .. " is empty", 2) end
+    spans[b], len[b] = {#ids_v, #p}, #p
+    for t = 1, #p do
+      ids_v[#ids_v + 1], pos_v[#pos_v + 1] = p[t], t - 1
+    end
+  end
+  local T = #ids_v
+  O.use(self.dev, self.tf32)
+  local ids, pos = O.tensor("i32", {T}, ids_v), O.tensor("i32", {T}, pos_v)
+  local X = O.out{T, 4, d}
+  kernel("embed.tile", "embed_streams"):launch{ids, self:raw("embed.weight"), X}
+  for _, s in ipairs(seqs) do s:reset() end
+  for L = 0, cfg.n_layers - 1 do
+    local made
+    X, _, _, made = self:mhc_block(L, "attn", X, nil, function(x)
+      return self:attention(L, x, pos, spans)
+    end)
+    X = self:mhc_block(L, "ffn", X, nil, function(x)
+      return self:moe(L, x, ids)
+    end)
+    for b, s in ipairs(seqs) do s.state[L] = s:hand_off(L, made[b], len[b]) end
+  end
+  -- each prompt's last position, for the head
+  local last = O.out{B, 4, d}
+  for b, s in ipairs(seqs) do
+    s.next_pos = len[b]
+    s.final_streams = X:slice(0, spans[b][1], len[b])
+    last:slice(0, b - 1, 1):assign(X:slice(0, spans[b][1] + len[b] - 1, 1))
+  end
+  return self:head(last, "", true)
 end
 
 -- One decode step: token `id` at the next position; returns its logits.

@@ -6,7 +6,7 @@
 -- pointer a launch passes is live device memory but runs nothing) it
 -- checks that the whole model keeps its tensors on the GPU. Also the FP8
 -- linears (gemm_fp8 for the prefill), the FP4 experts, and a batch of
--- two sequences (decode_batch) on the simulator.
+-- two sequences (prefill_batch, then decode_batch) on the simulator.
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
 local V4 = require "model.v4"
@@ -61,6 +61,12 @@ if arg[1] == "cuda" then
   end
   local held = m:cache_bytes()
   check(held > 0, "cache bytes on the GPU")
+  -- a batch's prefill (the attention's projections over both prompts)
+  local okb, errb = pcall(function()
+    local p5 = ts.tensor("i32", {5}, table.move(ids, 20, 24, 1, {}))
+    return m:prefill_batch({m:sequence(), m:sequence()}, {prompt, p5}):shape()
+  end)
+  check(okb, "prefill_batch runs with every tensor on the GPU: " .. tostring(errb))
   -- and with the FP8 linears (act_quant + gemm_fp8 for the prefill)
   local m8 = V4.load(dir, nil, {kv_format = "fp8", device = dev, linears = "fp8"})
   local ok3, err3 = pcall(function()
@@ -115,15 +121,25 @@ else
                         "decode 2: %.3e", experts, N, e8))
     check(e8 < 1e-4, "fp8 linears, " .. experts .. " experts: the GPU form gives the CPU's logits")
   end
-  -- sequences decoding together in the GPU form: a batch of two (prompts of
-  -- 9 and 5 tokens) gives each one's logits decoded alone (1e-3: two rows
-  -- take other linear tiles than one, and the fp8 caches amplify the
-  -- rounding; 3e-5 measured)
-  local m = V4.load(dir, nil, {kv_format = "fp8", device = "gpusim"})
+  -- sequences prefilled and decoding together in the GPU form: a batch of
+  -- two (prompts of 9 and 5 tokens) gives each one's logits prefilled and
+  -- decoded alone (1e-3: more rows take other linear tiles, and the fp8
+  -- caches amplify the rounding; 8e-7 and 1e-6 measured). In f32:
+  -- with TF32 a prefill's linears of 8 rows or more (the batch's 14, not
+  -- the 5-token prompt alone) take the tensor cores, 1e-2 apart.
+  local m = V4.load(dir, nil, {kv_format = "fp8", device = "gpusim", tf32 = false})
   local seqs, alone = {m:sequence(), m:sequence()}, {m:sequence(), m:sequence()}
   local p5 = ts.tensor("i32", {5}, table.move(ids, 20, 24, 1, {}))
-  for k, p in ipairs{prompt, p5} do seqs[k]:prefill(p); alone[k]:prefill(p) end
+  local first = m:prefill_batch(seqs, {prompt, p5}):to_table()
   local worst = 0
+  for k, p in ipairs{prompt, p5} do
+    local want = alone[k]:prefill(p):to_table()
+    local V = #want
+    worst = math.max(worst, relerr(table.move(first, (k - 1) * V + 1, k * V, 1, {}), want))
+  end
+  print(string.format("gpusim: prefill_batch of 2 vs one at a time: %.3e", worst))
+  check(worst < 1e-3, "gpusim: a batch's prefill gives the sequences' prefilled alone")
+  worst = 0
   for s = 1, 2 do
     local next_ids = {ids[N + s], ids[24 + s]}
     local got = m:decode_batch(seqs, next_ids):to_table()
