@@ -22,7 +22,8 @@ typedef enum ts_target {
   X(LOWERED, "lowered", true)                                                  \
   X(LLVM, "llvm", true)                                                        \
   X(PTX, "ptx", true)                                                         \
-  X(CUDA, "cuda", true)
+  X(CUDA, "cuda", true)                                                        \
+  X(RESOURCES, "resources", true)
 
 typedef enum ts_emit {
 #define X(name, text, built) TS_EMIT_##name,
@@ -55,6 +56,15 @@ typedef struct ts_compile_options {
   const struct ts_jit_symbol *symbols;
   size_t symbol_count;
 } ts_compile_options;
+
+/* `--emit resources`: a Markdown table of each kernel of the PTX (either
+ * lowering's, with its "// tessera kernel" lines) as ptxas -v assembles it
+ * for `arch` (registers, spills, stack, shared memory) and the occupancy
+ * those allow on that architecture; ptxas's warnings after it. Runs ptxas
+ * ($PTXAS, $CUDA_HOME/bin, /usr/local/cuda/bin or PATH): TS_ERR_UNSUPPORTED
+ * without one. `file` names the source in the title. */
+ts_status ts_ptx_resources(const char *ptx, size_t len, const char *arch, const char *file,
+                           ts_buf *out);
 
 /* Whether `arch` is a GPU architecture the PTX target supports ("sm_90a",
  * "sm_90", "sm_80", "sm_86"), and the shared memory a block of its code

@@ -174,6 +174,20 @@ static ts_cache_key artifact_key(const ts_unit *u, const ts_compile_options *opt
   return k;
 }
 
+/* What a launch needs besides the PTX, as comments ptxas skips: a line
+ * "// tessera kernel K threads T smem S" a kernel (the dynamic shared
+ * memory, the same plan in both lowerings). */
+static void launch_comments(const ts_unit *u, const ts_compile_options *opt, ts_buf *out) {
+  for (uint32_t i = 0; i < u->kernel_count; i++) {
+    const ts_kernel_info *k = &u->kernels[i];
+    if (opt->kernel && !ts_str_eq_cstr(k->name, opt->kernel))
+      continue;
+    ts_buf_printf(out, "// tessera kernel %.*s threads %lld smem %lld\n", (int)k->name.len,
+                  k->name.ptr, (long long)k->threads,
+                  (long long)ts_gen_gpu_smem_bytes(k, opt->arch));
+  }
+}
+
 /* The PTX stages: generate (mlir), lower to NVVM (lowered), serialise
  * (ptx, the default; through the kernel cache when there is one). */
 static ts_status lower_ptx(ts_unit *u, const ts_compile_options *opt,
@@ -230,15 +244,7 @@ static ts_status lower_ptx(ts_unit *u, const ts_compile_options *opt,
     if (opt->emit == TS_EMIT_LOWERED)
       ts_mlir_print(mod, out);
     else {
-      /* what a launch needs besides the PTX, as comments ptxas skips */
-      for (uint32_t i = 0; i < u->kernel_count; i++) {
-        const ts_kernel_info *k = &u->kernels[i];
-        if (opt->kernel && !ts_str_eq_cstr(k->name, opt->kernel))
-          continue;
-        ts_buf_printf(out, "// tessera kernel %.*s threads %lld smem %lld\n",
-                      (int)k->name.len, k->name.ptr, (long long)k->threads,
-                      (long long)ts_gen_gpu_smem_bytes(k, opt->arch));
-      }
+      launch_comments(u, opt, out);
       st = ts_mlir_ptx(m, mod, opt->time_passes, out);
     }
   }
@@ -338,6 +344,29 @@ ts_status ts_compile(const ts_allocator *alloc, const char *path,
     st = ts_status_make(TS_ERR_INVALID,
                         "unknown GPU architecture '%s' (sm_90a, sm_90, sm_80 or sm_86)",
                         opt->arch);
+    goto done;
+  }
+  if (opt->emit == TS_EMIT_RESOURCES) {
+    if (opt->target == TS_TARGET_CPU) {
+      st = ts_status_make(TS_ERR_INVALID, "--emit resources is a GPU stage: --target ptx "
+                          "(the MLIR lowering's PTX) or cuda (NVRTC's)");
+      goto done;
+    }
+    ts_compile_options o = *opt;
+    o.emit = TS_EMIT_PTX;
+    ts_buf ptx;
+    ts_buf_init(&ptx, ts_allocator_system());
+    if (opt->target == TS_TARGET_CUDA) { /* (NVRTC's PTX has no launch lines) */
+      launch_comments(&u, opt, &ptx);
+      st = lower_cuda(&u, &o, diags, &ptx);
+    } else {
+      st = lower_ptx(&u, &o, diags, &ptx);
+    }
+    if (!st)
+      st = ptx.failed ? ts_status_nomem()
+                      : ts_ptx_resources(ptx.ptr ? ptx.ptr : "", ptx.len,
+                                         opt->arch ? opt->arch : "sm_90a", path, out);
+    ts_buf_deinit(&ptx);
     goto done;
   }
   if (opt->target == TS_TARGET_CUDA) {

@@ -184,5 +184,35 @@ expect 0 "devices" "$t" devices
 has out "cpu:" "devices lists the CPU"
 has out "cuda:" "devices says whether there is a GPU"
 
+# --emit resources: ptxas's figures of each kernel and its occupancy (the
+# registers those tests/ptx/resources.txt records for the MLIR lowering;
+# a kernel that spills shows it), both lowerings; without ptxas, says so
+expect 2 "--emit resources on the CPU target" "$t" compile kernels/softmax.tile --emit resources
+has err "a GPU stage" "resources needs a GPU target"
+if [[ -x ${PTXAS:-/usr/local/cuda/bin/ptxas} ]]; then
+  expect 0 "--emit resources" "$t" compile tests/lua/tile_fns.tile --target ptx --emit resources
+  for k in with_fns typed_fns view_fns; do
+    r=$(awk -v k=$k '$1 == "sm_90a" && $2 == "tests/lua/tile_fns.tile" && $3 == k { print $5 }' \
+      tests/ptx/resources.txt)
+    has out "| $k | 128 | $r | 0 / 0 |" "$k's registers as resources.txt has them"
+  done
+  has out "| 100.0% | threads |" "occupancy and its limit"
+  expect 0 "--emit resources, sm_80, a kernel that spills" "$t" compile kernels/hca_attn.tile \
+    --kernel hca_attn_split --target ptx --arch sm_80 --emit resources
+  if grep -qE '^\| hca_attn_split \| 256 \| 255 \| [1-9][0-9]* / [1-9][0-9]* \|' "$tmp/out"; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1))
+    echo "FAIL: hca_attn_split's spills on sm_80 not shown"
+    cat "$tmp/out"
+  fi
+  expect 0 "--emit resources of the CUDA C" "$t" compile tests/lua/tile_fns.tile --target cuda \
+    --kernel view_fns --emit resources
+  has out "| view_fns | 128 |" "NVRTC's PTX assembled and its launch known"
+  PTXAS=$tmp/no-ptxas expect 2 "--emit resources without ptxas" "$t" compile \
+    tests/lua/tile_fns.tile --target ptx --emit resources
+  has err "could not be run" "a missing ptxas is named"
+fi
+
 echo "$pass passed, $fail failed"
 ((fail == 0))
