@@ -63,7 +63,9 @@ end
 -- (hc_post_mix's params: one token a block, or on a GPU with TF32 32 tokens
 -- a block on 256 threads; hc_head's by its eps)
 local post_mix_params = O.memo(function(one, tc, iters, eps)
-  local p = tc and {BD = 64, TF32 = 1, BT = 32, NT = 256} or {BD = 64, BT = one and 1 or nil}
+  -- (the CPU: one token a group, 16 groups a block for a prefill's tokens)
+  local p = tc and {BD = 64, TF32 = 1, BT = 32, NT = 256}
+    or {BD = 64, BT = one and 1 or nil, TB = one and not iters and 16 or nil}
   if iters then p.LAST, p.ITERS, p.EPS = true, iters, eps end -- (with the next pre)
   return p
 end)

@@ -285,14 +285,16 @@ static void post_mix_rest(int64_t T, int64_t DM, ts_tensor *r[8]) {
  * sub-layer's 24 logits and the head's 4. f32: 9 tokens in blocks of 4, d
  * 37 in blocks of 16 (KS 3, the last partial); TF32: 70 tokens in blocks of
  * 64 on 128 threads (the simulator's wgmma), and in blocks of 32 on 256
- * (the model's GPU form: mma.sync). */
+ * (the model's GPU form: mma.sync); and the CPU's prefill form, one token a
+ * group and four groups a block (TB: the last block's tokens past the 9th
+ * masked). */
 void test_hc_post_mix(void) {
   enum { DM = 37, KD = 4 * DM, BD = 16, KS = 3 };
-  static const char *const forms[3] = {"BT=4 BD=16", "TF32=1 BT=64 NT=128 BD=16",
-                                       "TF32=1 BT=32 NT=256 BD=16"};
-  for (int form = 0; form < 3; form++)
+  static const char *const forms[4] = {"BT=4 BD=16", "TF32=1 BT=64 NT=128 BD=16",
+                                       "TF32=1 BT=32 NT=256 BD=16", "BT=1 TB=4 BD=16"};
+  for (int form = 0; form < 4; form++)
     for (int head = 0; head < 2; head++) {
-      bool tf32 = form > 0;
+      bool tf32 = form == 1 || form == 2;
       int T = tf32 ? 70 : 9, NM = head ? 4 : 24, NP = NM + 1;
       ts_kernel *k = num_kernel("kernels/mhc.tile", "hc_post_mix", forms[form],
                                 head ? (tf32 ? "MM=8" : "MM=4") : NULL);
