@@ -1,7 +1,8 @@
 /* cmd_run.c - `tessera run SCRIPT.lua [args...]`: runs a Lua script with
  * the tessera module (require "tessera") and `arg` set as lua.c does
  * (arg[0] the script, arg[1..] its arguments). A script error prints its
- * traceback with file:line and exits 1. */
+ * traceback with file:line and exits 1. With TESSERA_PROFILE set, the
+ * kernel profile (runtime/profile.c) goes to stderr at the end. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli/cli.h"
 #include "lua/tessera_lua.h"
@@ -67,5 +68,7 @@ int cmd_run(int argc, char **argv) {
     }
   }
   lua_close(L);
+  if (ts_profile_on())
+    ts_profile_print(stderr);
   return rc;
 }

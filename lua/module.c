@@ -1005,6 +1005,49 @@ static int l_clock(lua_State *L) {
   return 1;
 }
 
+/* tessera.profile(on) turns the kernel profile on or off;
+ * tessera.profile() -> its rows, most time first: {kernel, params, device,
+ * launches, seconds, min, max} (runtime/profile.c) */
+static int l_profile(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) {
+    ts_profile_enable(lua_toboolean(L, 1));
+    return 0;
+  }
+  size_t n = ts_profile_rows(NULL, 0);
+  ts_profile_row *rows = n ? malloc(n * sizeof *rows) : NULL;
+  if (n && !rows)
+    return luaL_error(L, "out of memory");
+  size_t now = ts_profile_rows(rows, n); /* (rows made since count too) */
+  n = now < n ? now : n;
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, rows[i].kernel);
+    lua_setfield(L, -2, "kernel");
+    lua_pushstring(L, rows[i].config);
+    lua_setfield(L, -2, "params");
+    lua_pushstring(L, rows[i].device);
+    lua_setfield(L, -2, "device");
+    lua_pushinteger(L, (lua_Integer)rows[i].launches);
+    lua_setfield(L, -2, "launches");
+    lua_pushnumber(L, rows[i].seconds);
+    lua_setfield(L, -2, "seconds");
+    lua_pushnumber(L, rows[i].min);
+    lua_setfield(L, -2, "min");
+    lua_pushnumber(L, rows[i].max);
+    lua_setfield(L, -2, "max");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  free(rows);
+  return 1;
+}
+
+static int l_profile_reset(lua_State *L) {
+  (void)L;
+  ts_profile_reset();
+  return 0;
+}
+
 /* tessera.check(path [, {NAME = value, ...}]) -> ok, messages */
 static int l_check(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
@@ -1143,6 +1186,8 @@ int luaopen_tessera(lua_State *L) {
                                  {"load", l_load},
                                  {"save", l_save},
                                  {"clock", l_clock},
+                                 {"profile", l_profile},
+                                 {"profile_reset", l_profile_reset},
                                  {"tune", ts_lua_tune},
                                  {"tuned", ts_lua_tuned},
                                  {NULL, NULL}};

@@ -3,10 +3,12 @@
  * kind, dtype, rank, symbolic dims bound consistently), packs them in the
  * order of the kernel ABI (compiler/gen.c) and runs the blocks on the
  * device's thread pool. */
+#define _POSIX_C_SOURCE 200809L
 #include "runtime/internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct ts_kernel {
   ts_device *device;
@@ -287,8 +289,31 @@ ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args, size_t count) {
   return ts_kernel_launch_grid(k, args, count, NULL);
 }
 
+static ts_status launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
+                             const int64_t grid[3]);
+
+/* Profiled (profile.c), a launch is timed: its own time here, a GPU's by
+ * the kernel's events (which wait for it). */
 ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
                                 const int64_t grid[3]) {
+  if (!ts_profile_on())
+    return launch_grid(k, args, count, grid);
+  bool timing = k->timing, gpu = k->device->cuda;
+  k->timing = timing || gpu;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  ts_status st = launch_grid(k, args, count, grid);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double s = gpu ? (st ? 0 : ts_kernel_last_seconds(k))
+                 : (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+  k->timing = timing;
+  if (!st)
+    ts_profile_add(ts_device_name(k->device), k->name, k->config, s);
+  return st;
+}
+
+static ts_status launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
+                             const int64_t grid[3]) {
   const ts_kernel_info *info = k->info;
   char an[64];
   if (count != info->arg_count)

@@ -211,6 +211,30 @@ TS_MUST_USE ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args,
                                             size_t count,
                                             const int64_t grid[3]);
 
+/* ---- the kernel profile (profile.c) ------------------------------------------------ */
+
+/* Whether launches are profiled: TESSERA_PROFILE set (not "0"), or as
+ * ts_profile_enable last said. Profiled, each launch is timed and added to
+ * its kernel's row (device, name, params): on the CPU and the simulator its
+ * own time; on a GPU the kernel's by CUDA events, waiting for it. */
+bool ts_profile_on(void);
+void ts_profile_enable(bool on);
+void ts_profile_reset(void);
+typedef struct ts_profile_row {
+  const char *device, *kernel, *config; /* config: "NAME=VALUE ..." or "" */
+  int64_t launches;
+  double seconds, min, max; /* total, and the shortest and longest launch */
+} ts_profile_row;
+/* The rows, most time first, into out[0 .. max); returns how many there
+ * are. The strings stay valid until the next launch or reset. */
+size_t ts_profile_rows(ts_profile_row *out, size_t max);
+/* A Markdown table of them (`tessera run` prints it at exit when
+ * TESSERA_PROFILE is set). */
+void ts_profile_print(FILE *f);
+/* (the launch's part: adds one launch of `seconds` to its row) */
+void ts_profile_add(const char *device, const char *kernel, const char *config,
+                    double seconds);
+
 /* ---- safetensors ------------------------------------------------------------------ */
 
 typedef struct ts_safetensors ts_safetensors;

@@ -178,6 +178,12 @@ expect 2 "a missing script" "$t" run "$tmp/none.lua"
 expect 2 "run without a script" "$t" run
 expect 2 "tune without --kernel" "$t" tune x.tile
 has err "give a FILE and --kernel NAME" "tune says what it needs"
+printf 'local ts = require "tessera"\nlocal k = ts.kernel("kernels/softmax.tile", "softmax_rows")\nlocal s = ts.tensor("f32", {3, 5})\nfor i = 1, 4 do k:launch{s, s} end\n' >"$tmp/prof.lua"
+TESSERA_PROFILE=1 expect 0 "run with TESSERA_PROFILE" "$t" run "$tmp/prof.lua"
+has err "# kernel profile (TESSERA_PROFILE): 4 launches" "the profile is printed at exit"
+has err "| softmax_rows | - | cpu | 4 |" "the kernel's row"
+TESSERA_PROFILE=0 expect 0 "run with TESSERA_PROFILE=0" "$t" run "$tmp/prof.lua"
+grep -q "kernel profile" "$tmp/err" && { fail=$((fail + 1)); echo "FAIL: TESSERA_PROFILE=0 prints no profile"; } || pass=$((pass + 1))
 expect 2 "bench with an unknown name" "$t" bench x
 has err "no benchmark 'x'" "bench names the unknown benchmark"
 expect 0 "devices" "$t" devices
