@@ -9,6 +9,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,9 +21,14 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
+static void print_profile(void) { ts_profile_print(stderr); }
+
 int cmd_run(int argc, char **argv) {
   if (argc < 1)
     return cli_usage_error("run", "no script");
+  /* at exit, so that a script's os.exit prints it too */
+  if (ts_profile_on())
+    atexit(print_profile);
   lua_State *L = luaL_newstate();
   if (!L) {
     fprintf(stderr, "tessera run: out of memory\n");
@@ -68,7 +74,5 @@ int cmd_run(int argc, char **argv) {
     }
   }
   lua_close(L);
-  if (ts_profile_on())
-    ts_profile_print(stderr);
   return rc;
 }
