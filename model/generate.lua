@@ -2,7 +2,7 @@
 --   tessera run model/generate.lua --config tiny [--weights FILE]
 --   tessera run model/generate.lua --model FOLDER   (its config and weights,
 --       DeepSeek's released layout too: model/checkpoint.lua)
---       [--prompt TEXT] [--tokens N] [--temperature T] [--top-p P] [--seed S]
+--       [--prompt TEXT]... [--tokens N] [--temperature T] [--top-p P] [--seed S]
 --       [--kv fp8|f32] [--linears f32|fp8] [--experts bf16|fp8|fp4]
 --       [--device cpu|cuda|gpusim] [--attention bf16|f32] [--tokenizer FILE|FOLDER]
 --       [--chat chat|thinking [--system TEXT]]
@@ -22,7 +22,12 @@
 -- linear, --experts fp4 (fp8) the routed experts as its instruct (Base)
 -- checkpoints hold them (model/v4.lua). --attention picks the
 -- attention's precision (by default bf16 on tensor cores on a GPU that has
--- them, f32 elsewhere: model/attention.lua).
+-- them, f32 elsewhere: model/attention.lua). Several --prompt options
+-- generate for all of them together: one sequence each (model:sequence),
+-- prefilled as a batch (model:prefill_batch) and decoded as a batch
+-- (model:decode_batch) until each has its tokens or its EOS; each output is
+-- what that prompt alone would give (greedy; sampling draws from one
+-- generator in prompt order).
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
@@ -32,6 +37,7 @@ local tokenizer = require "model.tokenizer"
 local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
               tokens = "32", temperature = "0", ["top-p"] = "0.9", seed = "1",
               kv = "fp8", linears = "f32", experts = "bf16", device = "cpu"}
+local prompts = {}
 local i = 1
 while i <= #arg do
   local k = arg[i]:match("^%-%-(.+)$")
@@ -42,8 +48,10 @@ while i <= #arg do
           "[--chat chat|thinking] [--system T]", 0)
   end
   opts[k] = arg[i + 1]
+  if k == "prompt" then prompts[#prompts + 1] = arg[i + 1] end
   i = i + 2
 end
+if #prompts == 0 then prompts[1] = opts.prompt end
 local cfg, weights
 if opts.model then
   cfg, weights = checkpoint.config(opts.model), opts.weights or opts.model
@@ -72,18 +80,26 @@ local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linea
 
 -- tokens
 local tk = tokenizer.open(opts.tokenizer or opts.model, cfg.vocab_size)
-local ids
-if opts.chat then
-  if not tk.tokenizer then error("--chat needs a tokenizer.json (the model folder's or --tokenizer)", 0) end
-  local messages = {{role = "user", content = opts.prompt}}
-  if opts.system then table.insert(messages, 1, {role = "system", content = opts.system}) end
-  ids = tk.encode(tokenizer.chat(messages, opts.chat), true)
-else
-  ids = tk.encode(opts.prompt)
+local function encode(prompt)
+  local ids
+  if opts.chat then
+    if not tk.tokenizer then error("--chat needs a tokenizer.json (the model folder's or --tokenizer)", 0) end
+    local messages = {{role = "user", content = prompt}}
+    if opts.system then table.insert(messages, 1, {role = "system", content = opts.system}) end
+    ids = tk.encode(tokenizer.chat(messages, opts.chat), true)
+  else
+    ids = tk.encode(prompt)
+  end
+  if #ids == 0 then error("the prompt has no tokens", 0) end
+  return ids
 end
-if #ids == 0 then error("the prompt has no tokens", 0) end
 local n_new = math.tointeger(tonumber(opts.tokens))
-if #ids + n_new > cfg.max_seq_len then error("prompt + tokens exceed max_seq_len", 0) end
+local all_ids = {}
+for b, p in ipairs(prompts) do
+  all_ids[b] = encode(p)
+  if #all_ids[b] + n_new > cfg.max_seq_len then error("prompt + tokens exceed max_seq_len", 0) end
+end
+local ids = all_ids[1]
 
 local temperature, top_p = tonumber(opts.temperature), tonumber(opts["top-p"])
 local state = math.tointeger(tonumber(opts.seed)) or 1
@@ -94,14 +110,25 @@ end
 
 local argmax = ts.kernel("kernels/argmax.tile", "argmax", {}, device)
 
-local function pick(logits)
-  if temperature <= 0 then -- greedy: kernels/argmax.tile
-    local shape = logits:shape()
-    local out = ts.tensor("i32", {1}, nil, device)
-    argmax:launch{logits:reshape{1, shape[#shape]}, out}
-    return out:to_table()[1]
+local sample -- (below)
+
+-- the next token of each row of logits [B, vocab] (or [vocab]): a list
+local function pick_rows(logits)
+  local shape = logits:shape()
+  local V = shape[#shape]
+  local B = logits:numel() // V
+  if temperature <= 0 then -- greedy: kernels/argmax.tile, a row a block
+    local out = ts.tensor("i32", {B}, nil, device)
+    argmax:launch{logits:reshape{B, V}, out}
+    return out:to_table()
   end
-  local v = logits:to_table()
+  local all, picks = logits:to_table(), {}
+  for b = 1, B do picks[b] = sample(table.move(all, (b - 1) * V + 1, b * V, 1, {})) end
+  return picks
+end
+local function pick(logits) return pick_rows(logits)[1] end
+
+function sample(v)
   local mx = -math.huge
   for k = 1, #v do mx = math.max(mx, v[k]) end
   local probs, sum = {}, 0
@@ -123,6 +150,53 @@ local function pick(logits)
     if acc >= r then return e[1] end
   end
   return kept[#kept][1]
+end
+
+if #prompts > 1 then
+  -- several prompts together: warm up (compiles the batch's kernels), then
+  -- the timed run
+  local function run()
+    local seqs, live, outs = {}, {}, {}
+    for b = 1, #prompts do seqs[b], live[b], outs[b] = model:sequence(), b, {} end
+    local logits = model:prefill_batch(seqs, all_ids)
+    device:sync()
+    local tp = ts.clock()
+    local steps = 0
+    for s = 1, n_new do
+      local toks = pick_rows(logits)
+      local next_live, next_seqs, next_ids = {}, {}, {}
+      for k, b in ipairs(live) do
+        outs[b][#outs[b] + 1] = toks[k]
+        if toks[k] ~= tk.eos and s < n_new then
+          next_live[#next_live + 1], next_seqs[#next_seqs + 1] = b, seqs[b]
+          next_ids[#next_ids + 1] = toks[k]
+        end
+      end
+      live = next_live
+      if #live == 0 then break end
+      logits = model:decode_batch(next_seqs, next_ids)
+      steps = steps + #live
+    end
+    return outs, tp, steps
+  end
+  local tc = ts.clock()
+  run()
+  device:sync()
+  local compile = ts.clock() - tc
+  local t0 = ts.clock()
+  local outs, tp, steps = run()
+  local t2 = ts.clock()
+  local total = 0
+  for b = 1, #prompts do
+    total = total + #all_ids[b]
+    print(string.format("prompt %d: %s", b, prompts[b]))
+    print(string.format("output %d: %s", b, tk.decode(outs[b])))
+  end
+  print(string.format("%d prompts together (device %s, tokens: %s): prefill %d tokens: %.1f " ..
+                      "tokens/s; decode %d tokens: %.1f tokens/s (kernels compiled in a warm-up " ..
+                      "run first: %.2f s)", #prompts, device:name(), tk.name, total,
+                      total / (tp - t0), steps, steps / math.max(t2 - tp, 1e-9), compile))
+  return
 end
 
 -- compile the kernels first (a warm-up prefill of the prompt and a decode

@@ -32,6 +32,11 @@ echo "== the main job: DeepSeek-V4 from Lua on the CPU, assembled from kernels/"
 echo "-- text generation with the tiny config (random weights, made if missing)"
 build/tessera run model/generate.lua --config tiny --prompt "DeepSeek-V4 on two cores:" --tokens 64
 echo
+echo "-- three prompts generated together (prefill_batch, then decode_batch; each output is"
+echo "   what its prompt alone gives)"
+build/tessera run model/generate.lua --config tiny --prompt "DeepSeek-V4 on two cores:" \
+  --prompt "Tessera" --prompt "A million tokens" --tokens 32
+echo
 echo "-- prefill, MTP and 72 decode steps of DeepSeek's tiny golden model, tensor by"
 echo "   tensor against what DeepSeek's reference code computed"
 build/tessera run model/check_golden.lua

@@ -67,6 +67,25 @@ local out = table.concat(lines, "\n")
 check(out:find("tokens: " .. dir .. "/tokenizer.json (269 ids); prompt 11 tokens", 1, true) ~= nil,
       "generate.lua encodes the prompt with the folder's tokenizer:\n" .. out)
 check(out:find("\noutput: ", 1, true) ~= nil and json ~= nil, "generate.lua prints decoded output")
+-- several prompts generate together (prefill_batch, decode_batch): each
+-- output is that prompt's alone
+local function generate(prompts)
+  lines = {}
+  print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
+  arg = {[0] = "model/generate.lua", "--model", dir, "--tokens", "5"}
+  for _, p in ipairs(prompts) do arg[#arg + 1], arg[#arg + 2] = "--prompt", p end
+  local ok2, err2 = pcall(dofile, "model/generate.lua")
+  print = real_print
+  check(ok2, "generate.lua with " .. #prompts .. " prompts: " .. tostring(err2))
+  return table.concat(lines, "\n")
+end
+local both = generate({"the other one", "the one"})
+local first = generate({"the other one"}):match("\noutput: ([^\n]*)")
+local second = generate({"the one"}):match("\noutput: ([^\n]*)")
+check(both:find("\noutput 1: " .. first .. "\n", 1, true) ~= nil and
+      both:find("\noutput 2: " .. second .. "\n", 1, true) ~= nil and
+      both:find("2 prompts together", 1, true) ~= nil,
+      "two prompts together give each one's output alone:\n" .. both)
 
 -- V4's chat format (encoding_dsv4.py's rules for system, user and assistant turns)
 local U, A = T.USER, T.ASSISTANT
