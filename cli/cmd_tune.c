@@ -1,6 +1,6 @@
 /* cmd_tune.c - `tessera tune FILE --kernel NAME --shape NAME=VALUE...
  * [--device cpu|gpusim|cuda] [--budget SECONDS] [--jobs N] [--repeats N]
- * [--db PATH] [--no-tune-db] [-D NAME=VALUE...]` runs the sweep of
+ * [--db PATH] [--no-tune-db] [--keep-spills] [-D NAME=VALUE...]` runs the sweep of
  * runtime/tune.c (the -D params held), prints the
  * ranked table and records the timings in the tuning database;
  * `tessera tune --show [--db PATH]` lists what the database knows. */
@@ -33,17 +33,27 @@ static void print_report(const char *kernel, const ts_tune_report *r) {
   }
   printf("# tune %s on %s, shapes %s (bucket)\n", kernel, r->device, r->bucket);
   printf("%zu configs: %zu pruned before compiling, %zu timed, %zu wrong, "
-         "%zu failed; the default is %s\n\n",
+         "%zu failed; the default is %s\n",
          r->count, r->pruned, ok, wrong, failed, r->default_config);
+  if (r->default_registers >= 0)
+    printf("ptxas -v: the default config %lld registers, %lld bytes of spill; %zu configs "
+           "that spill more pruned before running\n", r->default_registers, r->default_spill,
+           r->spilled);
+  else if (r->resources_note[0])
+    printf("registers and spills not checked: %s\n", r->resources_note);
+  printf("\n");
   double best = ok ? r->results[0].median : 0;
   printf("| rank | config | median ms | spread ms | vs best | result |\n"
          "|---|---|---|---|---|---|\n");
   for (size_t i = 0; i < r->count; i++) {
     const ts_tune_result *x = &r->results[i];
+    char regs[64] = "";
+    if (x->registers >= 0)
+      snprintf(regs, sizeof regs, ", %lld registers, %lld B spill", x->registers, x->spill);
     if (x->state == TS_TUNE_OK)
-      printf("| %zu | %s | %.4g | %.3g | %.2fx | ok%s |\n", i + 1, x->config,
+      printf("| %zu | %s | %.4g | %.3g | %.2fx | ok%s%s |\n", i + 1, x->config,
              x->median * 1e3, x->spread * 1e3, x->median / best,
-             strcmp(x->config, r->default_config) ? "" : " (default)");
+             strcmp(x->config, r->default_config) ? "" : " (default)", regs);
     else
       printf("| - | %s | %s | - | - | %s: %s |\n", x->config,
              x->state == TS_TUNE_NOT_TIMED ? "-" : "inf",
@@ -55,7 +65,7 @@ int cmd_tune(int argc, char **argv) {
   const char *file = NULL, *kernel = NULL, *dev_name = "cpu", *db_path = NULL;
   double budget = 0;
   int jobs = 0, repeats = 0;
-  bool show = false, no_db = false;
+  bool show = false, no_db = false, keep_spills = false;
   ts_define values[64], fixed[16];
   size_t nvalues = 0, nfixed = 0;
   for (int i = 0; i < argc; i++) {
@@ -65,6 +75,8 @@ int cmd_tune(int argc, char **argv) {
       show = true;
     } else if (!strcmp(a, "--no-tune-db")) {
       no_db = true;
+    } else if (!strcmp(a, "--keep-spills")) {
+      keep_spills = true;
     } else if (!strncmp(a, "-D", 2)) {
       char *v = a[2] ? argv[i] + 2 : (i + 1 < argc ? argv[++i] : NULL);
       if (!v || nfixed == 16 || !cli_parse_define(v, &fixed[nfixed]))
@@ -141,7 +153,8 @@ int cmd_tune(int argc, char **argv) {
                        .jobs = jobs,
                        .repeats = repeats,
                        .progress = isatty(2),
-                       .seed = 1};
+                       .seed = 1,
+                       .keep_spills = keep_spills};
   ts_diags d;
   ts_diags_init(&d, ts_allocator_system());
   ts_tune_report r;

@@ -72,7 +72,7 @@ const cli_command cli_commands[] = {
      "usage: tessera tune FILE --kernel NAME --shape NAME=VALUE...\n"
      "                    [--device cpu|gpusim|cuda] [--budget SECONDS]\n"
      "                    [--jobs N] [--repeats N] [--db PATH] [--no-tune-db]\n"
-     "                    [-D NAME=VALUE...]\n"
+     "                    [--keep-spills] [-D NAME=VALUE...]\n"
      "       tessera tune --show [--db PATH]\n"
      "\n"
      "Tries every config of the kernel's `tune(...)` clause: configs that\n"
@@ -87,6 +87,10 @@ const cli_command cli_commands[] = {
      "kernel's tensors, and scalar arguments (default 1). -D holds a param\n"
      "the sweep leaves alone (a dtype param: -D W=bf16) at a value, recorded\n"
      "with the shapes. --budget stops timing when the seconds are spent.\n"
+     "On a GPU device (cuda, gpusim) each compiled config's PTX goes\n"
+     "through ptxas -v: its registers and spills are shown, and a config\n"
+     "that spills more than the default config is pruned before it runs\n"
+     "(--keep-spills runs it all the same).\n"
      "--show lists the database.\n",
      cmd_tune},
     {"bench", "run the benchmarks and record their figures",

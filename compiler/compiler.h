@@ -65,6 +65,13 @@ typedef struct ts_compile_options {
  * without one. `file` names the source in the title. */
 ts_status ts_ptx_resources(const char *ptx, size_t len, const char *arch, const char *file,
                            ts_buf *out);
+/* The same for one kernel of the PTX, as numbers (bytes but registers):
+ * TS_ERR_NOT_FOUND when ptxas said nothing of it. */
+typedef struct ts_ptx_kernel_res {
+  long long registers, spill_stores, spill_loads, stack, static_smem;
+} ts_ptx_kernel_res;
+ts_status ts_ptx_kernel_resources(const char *ptx, size_t len, const char *arch,
+                                  const char *kernel, ts_ptx_kernel_res *out);
 
 /* Whether `arch` is a GPU architecture the PTX target supports ("sm_90a",
  * "sm_90", "sm_80", "sm_86"), and the shared memory a block of its code

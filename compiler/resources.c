@@ -80,8 +80,8 @@ static ts_status run_ptxas(const char *ptx, size_t len, const char *arch, ts_buf
     close(pipefd[0]);
     unlink(path);
     return ts_status_make(TS_ERR_UNSUPPORTED,
-                          "--emit resources runs ptxas, and '%s' could not be run (%s): "
-                          "set PTXAS or CUDA_HOME, or install the CUDA toolkit",
+                          "ptxas ('%s') could not be run (%s): set PTXAS or CUDA_HOME, or "
+                          "install the CUDA toolkit",
                           ptxas, strerror(rc));
   }
   char chunk[4096];
@@ -128,17 +128,10 @@ static long long before(const char *line, const char *word) {
 
 static long long ceil_to(long long x, long long u) { return (x + u - 1) / u * u; }
 
-ts_status ts_ptx_resources(const char *ptx, size_t len, const char *arch, const char *file,
-                           ts_buf *out) {
-  int warps_sm = 64, blocks_sm = 32;
-  long long smem_sm = 233472;
-  if (!strcmp(arch, "sm_80")) {
-    smem_sm = 167936;
-  } else if (!strcmp(arch, "sm_86")) {
-    warps_sm = 48, blocks_sm = 16, smem_sm = 102400;
-  }
-  /* the kernels and their launches, from the PTX's comments */
-  kres ks[256];
+/* The kernels of the PTX (its "// tessera kernel" lines) with what ptxas
+ * -v says of each (ks[i].seen), and its warnings appended to `warnings`. */
+static ts_status assemble(const char *ptx, size_t len, const char *arch, kres *ks, int *count,
+                          ts_buf *warnings) {
   int nk = 0;
   for (const char *p = ptx; p && p < ptx + len && nk < 256;) {
     const char *eol = memchr(p, '\n', (size_t)(ptx + len - p));
@@ -153,6 +146,7 @@ ts_status ts_ptx_resources(const char *ptx, size_t len, const char *arch, const 
     }
     p = eol ? eol + 1 : NULL;
   }
+  *count = nk;
   ts_buf log;
   ts_buf_init(&log, ts_allocator_system());
   ts_status st = run_ptxas(ptx, len, arch, &log);
@@ -162,8 +156,6 @@ ts_status ts_ptx_resources(const char *ptx, size_t len, const char *arch, const 
   }
   /* ptxas -v: "Compiling entry function 'K' for 'sm_90a'", then its stack
    * and spills, then "Used R registers, ..., S bytes smem" */
-  ts_buf warnings;
-  ts_buf_init(&warnings, ts_allocator_system());
   kres *cur = NULL;
   for (const char *p = log.ptr; p && *p;) {
     const char *eol = strchr(p, '\n');
@@ -186,11 +178,52 @@ ts_status ts_ptx_resources(const char *ptx, size_t len, const char *arch, const 
       long long s = before(line, "bytes smem");
       cur->static_smem = s > 0 ? s : 0;
     } else if (strstr(line, "warning")) {
-      ts_buf_printf(&warnings, "%s\n", line);
+      ts_buf_printf(warnings, "%s\n", line);
     }
     p = eol ? eol + 1 : NULL;
   }
   ts_buf_deinit(&log);
+  return NULL;
+}
+
+ts_status ts_ptx_kernel_resources(const char *ptx, size_t len, const char *arch,
+                                  const char *kernel, ts_ptx_kernel_res *out) {
+  static kres ks_none;
+  kres *ks = malloc(256 * sizeof *ks);
+  if (!ks)
+    return ts_status_nomem();
+  int nk = 0;
+  ts_buf warnings;
+  ts_buf_init(&warnings, ts_allocator_system());
+  ts_status st = assemble(ptx, len, arch, ks, &nk, &warnings);
+  ts_buf_deinit(&warnings);
+  const kres *k = st ? &ks_none : find(ks, nk, kernel, strlen(kernel));
+  if (!st && (!k || !k->seen || k->regs < 0))
+    st = ts_status_make(TS_ERR_NOT_FOUND, "ptxas reported nothing of kernel '%s'", kernel);
+  if (!st)
+    *out = (ts_ptx_kernel_res){k->regs, k->spill_st, k->spill_ld, k->stack, k->static_smem};
+  free(ks);
+  return st;
+}
+
+ts_status ts_ptx_resources(const char *ptx, size_t len, const char *arch, const char *file,
+                           ts_buf *out) {
+  int warps_sm = 64, blocks_sm = 32;
+  long long smem_sm = 233472;
+  if (!strcmp(arch, "sm_80")) {
+    smem_sm = 167936;
+  } else if (!strcmp(arch, "sm_86")) {
+    warps_sm = 48, blocks_sm = 16, smem_sm = 102400;
+  }
+  kres ks[256];
+  int nk = 0;
+  ts_buf warnings;
+  ts_buf_init(&warnings, ts_allocator_system());
+  ts_status st = assemble(ptx, len, arch, ks, &nk, &warnings);
+  if (st) {
+    ts_buf_deinit(&warnings);
+    return st;
+  }
   ts_buf_printf(out, "# %s on %s: ptxas -v, and the occupancy those allow (limits, not "
                 "measurements)\n\n", file, arch);
   ts_buf_printf(out, "| kernel | threads | registers | spill stores / loads (B) | stack (B) | "

@@ -1,10 +1,11 @@
 /* tune.c - the tuner from Lua:
  *   ts.tune{file = F, kernel = K, shapes = {M = 1024, ...} [, device = d]
  *           [, budget = s] [, jobs = n] [, repeats = n] [, db = path]
- *           [, record = true] [, params = {W = "bf16", ...}]}
+ *           [, record = true] [, params = {W = "bf16", ...}] [, keep_spills = true]}
  * runs the sweep of runtime/tune.c and returns {best = "BM=64 ...",
- * default = ..., bucket = ..., pruned = n, results = {{config, state,
- * median, spread, reason}, ...} ranked}, recording the timings in the
+ * default = ..., bucket = ..., pruned = n, spilled = n, results = {{config,
+ * state, median, spread, reason, registers, spill}, ...} ranked} (on a GPU
+ * device registers and spill from ptxas -v, else nil), recording the timings in the
  * tuning database unless record = false; `params` are held through the
  * sweep (none of them tuned) and recorded with the bucket;
  *   ts.tuned(F, K, shapes [, device [, db [, params]]]) -> {BM = 64, ...}
@@ -56,6 +57,9 @@ int ts_lua_tune(lua_State *L) {
   o.seed = 1;
   lua_getfield(L, 1, "record");
   bool record = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "keep_spills");
+  o.keep_spills = lua_toboolean(L, -1);
   lua_pop(L, 1);
   lua_getfield(L, 1, "device"); /* 2 */
   o.device = ts_lua_opt_device(L, 2);
@@ -119,6 +123,8 @@ int ts_lua_tune(lua_State *L) {
   lua_setfield(L, -2, "bucket");
   lua_pushinteger(L, (lua_Integer)r.pruned);
   lua_setfield(L, -2, "pruned");
+  lua_pushinteger(L, (lua_Integer)r.spilled);
+  lua_setfield(L, -2, "spilled");
   lua_createtable(L, (int)r.count, 0);
   for (size_t i = 0; i < r.count; i++) {
     const ts_tune_result *x = &r.results[i];
@@ -133,6 +139,12 @@ int ts_lua_tune(lua_State *L) {
     lua_setfield(L, -2, "spread");
     lua_pushstring(L, x->reason);
     lua_setfield(L, -2, "reason");
+    if (x->registers >= 0) {
+      lua_pushinteger(L, (lua_Integer)x->registers);
+      lua_setfield(L, -2, "registers");
+      lua_pushinteger(L, (lua_Integer)x->spill);
+      lua_setfield(L, -2, "spill");
+    }
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, -2, "results");

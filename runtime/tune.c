@@ -147,6 +147,43 @@ static bool check_config(const char *path, const char *text, size_t len, const c
   return ok;
 }
 
+/* A GPU config's registers and bytes of spill stores, from ptxas -v over
+ * its PTX for `arch` (the lowering the device runs, TESSERA_GPU_LOWERING;
+ * through the kernel cache, where the device's compile just put it); false
+ * with the reason in `why` when there is no ptxas or it fails. */
+static bool config_resources(const ts_tune_options *o, const char *text, size_t len,
+                             const ts_define *defs, size_t ndefs, const char *arch,
+                             long long *regs, long long *spill, char *why, size_t size) {
+  const char *l = getenv("TESSERA_GPU_LOWERING");
+  bool nvrtc = l && !strcmp(l, "cuda");
+  char cache[4096];
+  ts_compile_options opt = {.kernel = o->kernel,
+                            .target = nvrtc ? TS_TARGET_CUDA : TS_TARGET_PTX,
+                            .emit = TS_EMIT_PTX, .defines = defs, .define_count = ndefs,
+                            .define_label = "param", .arch = arch,
+                            .cache_dir = ts_cache_dir(cache, sizeof cache)};
+  ts_diags d;
+  ts_diags_init(&d, ts_allocator_system());
+  ts_buf ptx;
+  ts_buf_init(&ptx, ts_allocator_system());
+  ts_status st = ts_compile(ts_allocator_system(), o->path, text, len, &opt, &d, &ptx);
+  ts_ptx_kernel_res r;
+  if (!st)
+    st = ptx.failed ? ts_status_nomem()
+                    : ts_ptx_kernel_resources(ptx.ptr ? ptx.ptr : "", ptx.len, arch, o->kernel, &r);
+  ts_buf_deinit(&ptx);
+  ts_diags_deinit(&d);
+  if (st) {
+    snprintf(why, size, "%s", ts_status_message(st));
+    ts_status_free(st);
+    *regs = *spill = -1;
+    return false;
+  }
+  *regs = r.registers;
+  *spill = r.spill_stores;
+  return true;
+}
+
 /* ---- compiling on several threads ------------------------------------------ */
 
 typedef struct compile_ctx {
@@ -157,6 +194,7 @@ typedef struct compile_ctx {
   ts_tune_result *res;
   size_t n;
   atomic_size_t next;
+  const char *arch; /* a GPU device's: the configs' registers and spills */
 } compile_ctx;
 
 static void *compile_worker(void *v) {
@@ -183,6 +221,10 @@ static void *compile_worker(void *v) {
         snprintf(r->reason, sizeof r->reason, "compile: %s",
                  ts_status_message(st));
       ts_status_free(st);
+    } else if (c->arch) {
+      char why[256];
+      config_resources(c->o, c->text, c->len, c->jobs[i].defs, c->jobs[i].ndefs, c->arch,
+                       &r->registers, &r->spill, why, sizeof why);
     }
     ts_diags_deinit(&d);
   }
@@ -489,6 +531,7 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
   for (size_t c = 0; c < total; c++) {
     ts_tune_result *r = &out->results[c];
     job *j = &jobs[c];
+    r->registers = r->spill = -1;
     size_t rest = c, at = 0, idx[MAX_AXES]; /* the last axis varies fastest */
     for (size_t i = nax; i-- > 0;) {
       idx[i] = rest % ax[i].n;
@@ -534,7 +577,15 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
     nthreads = 1;
   if (nthreads > 64)
     nthreads = 64;
-  compile_ctx cc = {o, text, len, jobs, out->results, total, 0};
+  /* on a GPU, the default config's registers and spills (ptxas -v): the
+   * bar the configs' spills are held to */
+  const char *arch = ts_device_arch(o->device);
+  out->default_registers = out->default_spill = -1;
+  if (arch && !config_resources(o, text, len, o->fixed, o->nfixed, arch,
+                                &out->default_registers, &out->default_spill,
+                                out->resources_note, sizeof out->resources_note))
+    arch = NULL; /* (no ptxas: no config is checked) */
+  compile_ctx cc = {o, text, len, jobs, out->results, total, 0, arch};
   pthread_t th[64];
   int started = 0;
   for (int i = 1; i < nthreads; i++)
@@ -542,6 +593,18 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
   compile_worker(&cc);
   for (int i = 0; i < started; i++)
     pthread_join(th[i], NULL);
+  /* a config that spills more than the default is not run: the registers
+   * it lacks cost more than its tiles can win back, in all but odd cases
+   * (keep_spills times them all the same) */
+  for (size_t c = 0; arch && !o->keep_spills && c < total; c++) {
+    ts_tune_result *r = &out->results[c];
+    if (r->state != TS_TUNE_OK || r->spill <= out->default_spill)
+      continue;
+    r->state = TS_TUNE_PRUNED;
+    snprintf(r->reason, sizeof r->reason, "spills %lld bytes a thread (ptxas -v, %s; the "
+             "default config %lld)", r->spill, arch, out->default_spill);
+    out->spilled++;
+  }
 
   /* check and time */
   double t_start = now();

@@ -23,6 +23,8 @@ typedef struct ts_tune_result {
   double max_error; /* against the default config, relative to its largest */
   char reason[512]; /* why pruned, failed or wrong */
   double compile_seconds;
+  /* on a GPU device (its architecture's PTX, ptxas -v): -1 unknown */
+  long long registers, spill; /* spill: bytes of spill stores a thread */
 } ts_tune_result;
 
 typedef struct ts_tune_options {
@@ -40,12 +42,20 @@ typedef struct ts_tune_options {
   int repeats;   /* timed runs per config (after one warm-up); 0: 7 */
   bool progress; /* a progress bar with the best so far on stderr */
   unsigned seed; /* of the random inputs */
+  /* On a GPU device each compiled config's PTX goes through ptxas -v
+   * (compiler/resources.c) for its registers and spills, and a config that
+   * spills more than the default config is pruned before it is run, unless
+   * keep_spills. */
+  bool keep_spills;
 } ts_tune_options;
 
 typedef struct ts_tune_report {
   ts_tune_result *results; /* ranked: fastest correct first, then the rest */
   size_t count;
   size_t pruned;
+  size_t spilled; /* pruned after compiling: more spill than the default */
+  long long default_registers, default_spill; /* -1: unknown (not a GPU, no ptxas) */
+  char resources_note[256]; /* why the registers are unknown on a GPU, or "" */
   char bucket[256];    /* the shape bucket the timings stand for */
   char default_config[256];
   char device[128];

@@ -90,6 +90,24 @@ local okh, errh = pcall(ts.tune, {file = tile, kernel = "scale_typed", shapes = 
                                   params = {BM = 2}, record = false})
 check(not okh and errh:find("'BM' is swept", 1, true), "a tuned param cannot be held: " .. tostring(errh))
 
+-- a GPU device: each config's registers and spill from ptxas -v (nil on
+-- the CPU above), the spilling ones pruned unless keep_spills (a stand-in
+-- ptxas that says the configs over 4 KiB of shared memory spill)
+check(r.results[1].registers == nil, "no registers on the CPU")
+if os.getenv("PTXAS") then
+  local g = ts.tune{file = tile, kernel = "stage_rows", shapes = {M = 70}, repeats = 2,
+                    device = ts.device("gpusim"), record = false}
+  check(g.spilled == 2, "2 configs spill, got " .. tostring(g.spilled))
+  for _, x in ipairs(g.results) do
+    local big = x.config == "BM=16" or x.config == "BM=32"
+    check(x.state == (big and "pruned" or "ok") and x.registers == 40 and x.spill == (big and 64 or 0),
+          x.config .. ": " .. x.state .. ", " .. tostring(x.registers) .. " registers")
+  end
+  g = ts.tune{file = tile, kernel = "stage_rows", shapes = {M = 70}, repeats = 2,
+              device = ts.device("gpusim"), record = false, keep_spills = true}
+  check(g.spilled == 0 and g.results[4].state == "ok", "keep_spills times every config")
+end
+
 -- a file without a tune clause is an error
 local ok, err = pcall(ts.tune, {file = "kernels/rmsnorm.tile", kernel = "rmsnorm_f32",
                                 shapes = {T = 4, D = 4}})

@@ -82,6 +82,29 @@ for j in $(jobs -p); do wait "$j" || rcs=$((rcs + 1)); done
 [[ $(grep -c '^| scale_rows' "$tmp/show") == 16 ]] && ok ||
   { bad "4 buckets x 4 configs from concurrent tuners"; cat "$tmp/show"; }
 
+# a GPU device's sweep: each compiled config through ptxas -v (a stand-in
+# that reports a spill for the configs over 4 KiB of shared memory: pruned
+# after compiling, not run; --keep-spills runs them); with the real ptxas
+# their registers; without one, said so and everything runs
+gpu=(--kernel stage_rows --device gpusim --shape M=70 --repeats 2 --no-tune-db)
+PTXAS=$PWD/tests/tune/fake_ptxas.sh "$t" tune $tile "${gpu[@]}" >"$tmp/out" 2>&1 && ok ||
+  bad "gpusim tune exits 0"
+has "$tmp/out" "4 configs: 0 pruned before compiling, 2 timed, 0 wrong, 0 failed" "spilling configs not timed"
+has "$tmp/out" "ptxas -v: the default config 40 registers, 0 bytes of spill; 2 configs that spill more pruned before running" "the spill bar"
+has "$tmp/out" "| - | BM=32 | inf | - | - | pruned: spills 64 bytes a thread (ptxas -v, sm_90a; the default config 0) |" "a spilling config pruned"
+has "$tmp/out" "ok (default), 40 registers, 0 B spill |" "registers shown"
+PTXAS=$PWD/tests/tune/fake_ptxas.sh "$t" tune $tile "${gpu[@]}" --keep-spills >"$tmp/out" 2>&1
+has "$tmp/out" "4 configs: 0 pruned before compiling, 4 timed" "--keep-spills times them"
+if [[ -x /usr/local/cuda/bin/ptxas ]]; then
+  "$t" tune $tile "${gpu[@]}" >"$tmp/out" 2>&1
+  has "$tmp/out" "4 configs: 0 pruned before compiling, 4 timed" "no config spills with the real ptxas"
+  grep -qE '^\| [0-9] \| BM=32 \| .* ok, [0-9]+ registers, 0 B spill \|$' "$tmp/out" && ok ||
+    { bad "the real ptxas's registers"; cat "$tmp/out"; }
+fi
+PTXAS=$tmp/no-ptxas "$t" tune $tile "${gpu[@]}" >"$tmp/out" 2>&1
+has "$tmp/out" "registers and spills not checked: ptxas (" "no ptxas: said so"
+has "$tmp/out" "4 configs: 0 pruned before compiling, 4 timed" "no ptxas: all timed"
+
 # usage and program errors
 "$t" tune $tile --kernel scale_rows --shape M=3 >"$tmp/out" 2>&1
 [[ $? == 2 ]] && ok || bad "a missing dim exits 2"
