@@ -1021,21 +1021,22 @@ static int l_profile(lua_State *L) {
   n = now < n ? now : n;
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
+    const ts_profile_row *r = &rows[i];
     lua_createtable(L, 0, 7);
-    lua_pushstring(L, rows[i].kernel);
-    lua_setfield(L, -2, "kernel");
-    lua_pushstring(L, rows[i].config);
-    lua_setfield(L, -2, "params");
-    lua_pushstring(L, rows[i].device);
-    lua_setfield(L, -2, "device");
-    lua_pushinteger(L, (lua_Integer)rows[i].launches);
+    const char *text[3][2] = {{"kernel", r->kernel}, {"params", r->config},
+                              {"device", r->device}};
+    for (int f = 0; f < 3; f++) {
+      lua_pushstring(L, text[f][1]);
+      lua_setfield(L, -2, text[f][0]);
+    }
+    lua_pushinteger(L, (lua_Integer)r->launches);
     lua_setfield(L, -2, "launches");
-    lua_pushnumber(L, rows[i].seconds);
-    lua_setfield(L, -2, "seconds");
-    lua_pushnumber(L, rows[i].min);
-    lua_setfield(L, -2, "min");
-    lua_pushnumber(L, rows[i].max);
-    lua_setfield(L, -2, "max");
+    const struct { const char *k; double v; } num[3] = {
+        {"seconds", r->seconds}, {"min", r->min}, {"max", r->max}};
+    for (int f = 0; f < 3; f++) {
+      lua_pushnumber(L, num[f].v);
+      lua_setfield(L, -2, num[f].k);
+    }
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   free(rows);
