@@ -71,6 +71,21 @@ const char *cu_name_of(cg *c, const char *prefix, ts_str n) {
   return cu_str(c, "%s%.*s", prefix, (int)n.len, n.ptr);
 }
 
+/* A name sema made that no source can write (NAME#k: a view's index, a
+ * tile function's result) */
+static bool hidden_name(const ts_symbol *s) {
+  return s->name.len && memchr(s->name.ptr, '#', s->name.len);
+}
+
+/* A let's or var's C name: v_NAME, or the name of its own its declaration
+ * gave a tile function's parameter binding or a hidden name (cu_stmt) */
+const char *cu_var_name(cg *c, const ts_symbol *s) {
+  if (s->user && ((s->kind == TS_SYM_LET && s->decl && s->decl->op == TS_TOK_FN) ||
+                  hidden_name(s)))
+    return s->user;
+  return cu_name_of(c, "v_", s->name);
+}
+
 /* A tile's C name: t_NAME, or tK_NAME for the K-th other tile of the same
  * name in the kernel (sibling blocks, a tile function inlined twice). */
 const char *cu_tile_name(cg *c, const ts_symbol *s) {
@@ -584,9 +599,7 @@ static const char *expr(cg *c, ts_node *n, ctype *t) {
     }
     if (s->kind == TS_SYM_DIM)
       return cu_name_of(c, "d_", s->name);
-    if (s->kind == TS_SYM_LET && s->decl && s->decl->op == TS_TOK_FN && s->user)
-      return s->user; /* a parameter's binding (cu_stmt) */
-    return cu_name_of(c, "v_", s->name);
+    return cu_var_name(c, s);
   }
   case TS_NODE_UNARY: return unary(c, n, t);
   case TS_NODE_BINARY: return binary(c, n, t);
@@ -880,7 +893,7 @@ static void assign(cg *c, ts_node *n) {
     val = cu_str(c, "(%s %s %s)", cu_expr_as(c, t, ct), o, val);
   }
   if (t->kind == TS_NODE_NAME) {
-    cu_line(c, "%s = %s;", cu_name_of(c, "v_", t->sym->name), val);
+    cu_line(c, "%s = %s;", cu_var_name(c, t->sym), val);
     return;
   }
   cview pool[8], vw;
@@ -912,7 +925,7 @@ void cu_stmt(cg *c, ts_node *n) {
     /* a tile function's parameter bound at its call: a name of its own, as
      * `p = p` or `a = b; b = a` would read the new variables in C */
     const char *name = cu_name_of(c, "v_", n->sym->name);
-    if (n->kind == TS_NODE_LET && n->op == TS_TOK_FN) {
+    if ((n->kind == TS_NODE_LET && n->op == TS_TOK_FN) || hidden_name(n->sym)) {
       /* (a view's index is NAME#k: the C name stops at the '#') */
       const char *hash = memchr(n->sym->name.ptr, '#', n->sym->name.len);
       int len = hash ? (int)(hash - n->sym->name.ptr) : (int)n->sym->name.len;
@@ -1074,6 +1087,10 @@ void cu_stmt(cg *c, ts_node *n) {
     break;
   case TS_NODE_BLOCK: /* (a tile function's inlined call): no barrier of its own */
     c->synced = synced;
+    if (n->op == TS_TOK_LET) { /* (a let of a tile function's result: its names go on) */
+      cu_block(c, n);
+      break;
+    }
     cu_line(c, "{");
     c->ind++;
     cu_block(c, n);

@@ -80,6 +80,7 @@ void cu_line(cg *c, const char *fmt, ...) TS_PRINTF(2, 3);
 const char *cu_str(cg *c, const char *fmt, ...) TS_PRINTF(2, 3);
 void cu_unsupported(cg *c, ts_node *n, const char *what);
 const char *cu_name_of(cg *c, const char *prefix, ts_str n);
+const char *cu_var_name(cg *c, const ts_symbol *s);
 const char *cu_tile_name(cg *c, const ts_symbol *s);
 const char *cu_storage_c(ts_dtype dt);
 ctype cu_compute_of(ts_dtype dt);

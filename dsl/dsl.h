@@ -177,7 +177,10 @@ void ts_const_text(const ts_const *c, char *out, size_t size);
  *   TILE      name, scope (TS_TOK_SHARED/FRAG in `op`); [TYPE]
  *   ASSIGN    op (=, +=, ...); [target, value]
  *   EXPR_STMT [CALL]; sema turns a tile function's call into a BLOCK of
- *             `let`s for its scalar arguments and a copy of its body
+ *             `let`s for its scalar arguments and a copy of its body; a
+ *             LET/VAR of a tile function's result into a BLOCK with op
+ *             TS_TOK_LET (its names the enclosing scope's): the hidden
+ *             VAR NAME#r, that BLOCK ending `NAME#r = value`, the LET
  *   PARALLEL  [LIST of NAME (index vars), LIST of extents, BLOCK]
  *   PIPELINED name (loop var); [lo, hi, stages | NULL, BLOCK]
  *   FOR       name (loop var); [lo, hi, BLOCK]

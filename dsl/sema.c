@@ -253,6 +253,14 @@ void sema_resolve_type(sema *s, ts_node *tn) {
 
 static void check_let(sema *s, ts_node *n) {
   ts_node *tn = n->kids[0], *v = n->kids[1];
+  ts_symbol *callee = v && v->kind == TS_NODE_CALL && v->dtype >= TS_DTYPE_COUNT
+                          ? sema_lookup(s, v->name)
+                          : NULL;
+  if (callee && callee->kind == TS_SYM_FN && ts_fn_is_tile(callee->decl) &&
+      callee->decl->kids[1]) {
+    sema_inline_result(s, n, v, callee); /* (n becomes a block) */
+    return;
+  }
   sema_resolve_type(s, tn);
   const ts_type *t = sema_expr(s, v);
   const ts_type *vt = t;
@@ -645,16 +653,22 @@ static void check_if(sema *s, ts_node *n) {
 
 static void check_return(sema *s, ts_node *n) {
   ts_node *v = n->kids ? n->kids[0] : NULL;
-  if (s->tile_fn) {
+  if (s->tile_fn && !s->result) {
     ts_diag *d = sema_error(s, n->span, "a tile function has no 'return'");
-    ts_diag_hint(s->d, d, "its body is inlined into the kernel and runs to its end");
+    ts_diag_hint(s->d, d, "its body is inlined into the kernel and runs to its end; "
+                          "one with a result ('-> f32') ends with 'return VALUE;'");
+    return;
+  }
+  if (s->tile_fn && n != s->tile_return) {
+    ts_diag *d = sema_error(s, n->span, "a tile function returns once, as its last statement");
+    ts_diag_hint(s->d, d, "keep the value in a 'var' and return it at the end");
     return;
   }
   if (s->in_parallel) {
     sema_error(s, n->span, "'return' cannot leave a 'parallel' loop");
     return;
   }
-  if (s->kernel && !s->fn) {
+  if (s->kernel && !s->fn && !s->tile_fn) {
     if (v)
       sema_error(s, v->span, "a kernel returns no value");
     return;

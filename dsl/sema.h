@@ -39,6 +39,9 @@ typedef struct sema {
   ts_symbol *tile_fn;
   ts_symbol *inlining[16];
   int inline_depth;
+  /* the final `return` of the tile function checked on its own (the one
+   * return a tile function with a result has) */
+  const ts_node *tile_return;
   int64_t shared_size;
   /* call graph, for the recursion check */
   call_edge *edges;
@@ -112,6 +115,11 @@ ts_extent sema_extent_atom(uint32_t atom);
 /* sema_inline.c: tile functions */
 void sema_check_tile_fn(sema *s, ts_node *n);
 void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn);
+/* `let v = f(...);` (or var) for a tile function f with a result: the let
+ * becomes a block whose names are the enclosing scope's (op TS_TOK_LET):
+ * `var v#r: T = 0;`, the inlined call ending `v#r = VALUE;`, then the let
+ * of v#r. */
+void sema_inline_result(sema *s, ts_node *let, ts_node *call, ts_symbol *fn);
 
 /* sema_tile.c */
 void sema_tile_op(sema *s, ts_node *call);

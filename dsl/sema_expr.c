@@ -655,6 +655,13 @@ static const ts_type *record_call(sema *s, ts_node *n, ts_symbol *fn) {
 static const ts_type *check_fn_call(sema *s, ts_node *n, ts_symbol *fn) {
   n->sym = fn;
   fn->used = true;
+  if (ts_fn_is_tile(fn->decl) && fn->decl->kids[1]) {
+    ts_diag *d = sema_error(s, n->span, "the result of tile function '%.*s' initialises a "
+                            "'let' or 'var' of its own", (int)n->name.len, n->name.ptr);
+    ts_diag_hint(s->d, d, "write 'let v = %.*s(...);' and use v here", (int)n->name.len,
+                 n->name.ptr);
+    return &sema_error_type;
+  }
   if (ts_fn_is_tile(fn->decl)) {
     ts_diag *d = sema_error(s, n->span, "'%.*s' is a tile function and has no value",
                             (int)n->name.len, n->name.ptr);

@@ -87,10 +87,6 @@ static ts_node *copy_tree(sema *s, const ts_node *n) {
 void sema_check_tile_fn(sema *s, ts_node *n) {
   ts_node *params = n->kids[0], *result = n->kids[1], *body = n->kids[2];
   uint32_t before = s->d->error_count;
-  if (result) {
-    ts_diag *d = sema_error(s, result->span, "a tile function returns nothing");
-    ts_diag_hint(s->d, d, "write its results into a tensor or tile parameter");
-  }
   uint32_t np = params->kid_count;
   ts_kernel_info k;
   memset(&k, 0, sizeof k);
@@ -133,11 +129,31 @@ void sema_check_tile_fn(sema *s, ts_node *n) {
   /* a copy: the check inlines the calls in it, and each call of this
    * function must copy the body as written */
   ts_node *copy = copy_tree(s, body);
+  /* a scalar result, returned once, by the last statement */
+  ts_node *last = copy && copy->kid_count ? copy->kids[copy->kid_count - 1] : NULL;
+  if (result) {
+    sema_resolve_type(s, result);
+    if (result->dtype < TS_DTYPE_COUNT && result->has_shape)
+      sema_error(s, result->span, "a function returns a scalar; tiles are not supported "
+                                  "as results");
+    else if (result->dtype < TS_DTYPE_COUNT)
+      s->result = sema_scalar(result->dtype);
+    if (!last || last->kind != TS_NODE_RETURN) {
+      ts_diag *d = sema_error(s, n->span, "tile function '%.*s' must end with 'return VALUE;'",
+                              (int)n->name.len, n->name.ptr);
+      ts_diag_hint(s->d, d, "it has a result ('-> %.*s'), which its last statement returns",
+                   (int)(result->span.hi - result->span.lo),
+                   s->src->text + result->span.lo);
+    }
+    s->tile_return = last;
+  }
   for (uint32_t i = 0; copy && i < copy->kid_count; i++)
     sema_check_stmt(s, copy->kids[i]);
   s->kernel = NULL;
   s->tile_fn = NULL;
   s->inline_depth = 0;
+  s->result = NULL;
+  s->tile_return = NULL;
   sema_pop_scope(s);
   if (n->sym && s->d->error_count != before)
     n->sym->failed = true;
@@ -449,7 +465,25 @@ static ts_symbol *shape_symbol(sema *s, ts_node *call, binding *b) {
   return dim;
 }
 
-void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
+/* A scalar literal 0 of `dt` (false for bool): a result's first value. */
+static ts_node *zero_of(sema *s, ts_dtype dt, ts_span at) {
+  ts_node *z = sema_alloc(s, sizeof *z);
+  if (!z)
+    return NULL;
+  z->span = at;
+  z->kind = dt == TS_DTYPE_BOOL       ? TS_NODE_BOOL
+            : ts_dtype_is_int(dt)     ? TS_NODE_INT
+                                      : TS_NODE_FLOAT;
+  return z;
+}
+
+/* The call statement `stmt` of tile function fn inlined: stmt becomes a
+ * block. With `ret` (fn has a result), *ret is made the hidden var the
+ * value goes into - declared in the caller's scope, the body's final
+ * `return VALUE;` becoming `NAME = VALUE;` - named ret_name. False when
+ * nothing was inlined (reported). */
+static bool inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn, ts_str ret_name,
+                        ts_node **ret) {
   ts_node *decl = fn->decl, *params = decl->kids[0], *body = decl->kids[2];
   call->sym = fn;
   call->type = &sema_void_type;
@@ -460,7 +494,7 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
                             (int)call->name.len, call->name.ptr, want, want == 1 ? "" : "s",
                             call->kid_count);
     sema_note_decl(s, d, fn);
-    return;
+    return false;
   }
   bool cycle = false;
   for (int i = 0; i < s->inline_depth; i++)
@@ -471,12 +505,12 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
                             (int)call->name.len, call->name.ptr, MAX_INLINE_DEPTH);
     ts_diag_hint(s->d, d, "tile functions are inlined; recursion is not supported");
     fn->failed = true;
-    return;
+    return false;
   }
-  binding *b = sema_alloc(s, (want * (TS_MAX_RANK + 1) + 1) * sizeof *b);
+  binding *b = sema_alloc(s, (want * (TS_MAX_RANK + 1) + 2) * sizeof *b);
   ts_node **kids = sema_alloc(s, (want * (TS_MAX_RANK + 1) + 1) * sizeof *kids);
   if (!b || !kids)
-    return;
+    return false;
   uint32_t nb = 0, nk = 0;
   bool ok = true;
   /* the dtype parameters first: the others' types may name them */
@@ -548,7 +582,7 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
     ts_node *let = sema_alloc(s, sizeof *let);
     ts_node **lk = sema_alloc(s, 2 * sizeof *lk);
     if (!let || !lk)
-      return;
+      return false;
     let->kind = TS_NODE_LET;
     let->op = TS_TOK_FN; /* (a parameter's binding: dsl.h) */
     let->span = p->span;
@@ -561,13 +595,45 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
     kids[nk++] = let;
   }
   if (!ok)
-    return;
+    return false;
   for (uint32_t q = 0; q < nb; q++)
     if (b[q].shape && !(b[q].sym = shape_symbol(s, call, &b[q])))
-      return;
+      return false;
   ts_node *copy = copy_tree(s, body);
   if (!copy)
-    return;
+    return false;
+  if (ret) {
+    /* `var NAME#r: T = 0;` where the call stands, T the result's type at
+     * this call; the body's last statement (its return) assigns it */
+    ts_dtype dt = bound_dtype(decl->kids[1], b, nb);
+    ts_node *var = sema_alloc(s, sizeof *var), **vk = sema_alloc(s, 2 * sizeof *vk);
+    ts_node *tn = sema_alloc(s, sizeof *tn), *zero = zero_of(s, dt, call->span);
+    ts_node *last = copy->kid_count ? copy->kids[copy->kid_count - 1] : NULL;
+    ts_node **ak = sema_alloc(s, 2 * sizeof *ak), *target = sema_alloc(s, sizeof *target);
+    if (!var || !vk || !tn || !zero || !ak || !target || dt >= TS_DTYPE_COUNT || !last ||
+        last->kind != TS_NODE_RETURN || !last->kid_count)
+      return false;
+    tn->kind = TS_NODE_TYPE;
+    tn->span = call->span;
+    tn->dtype = dt;
+    tn->op = TS_TOK_F32; /* (a dtype's type node: resolved) */
+    *var = (ts_node){.kind = TS_NODE_VAR, .span = call->span, .name = ret_name, .kids = vk,
+                     .kid_count = 2};
+    vk[0] = tn;
+    vk[1] = zero;
+    sema_check_stmt(s, var); /* (in the caller's scope) */
+    if (!var->sym)
+      return false;
+    *target = (ts_node){.kind = TS_NODE_NAME, .span = last->span, .name = ret_name};
+    ak[0] = target;
+    ak[1] = last->kids[0];
+    last->kind = TS_NODE_ASSIGN;
+    last->op = TS_TOK_ASSIGN;
+    last->kids = ak;
+    last->kid_count = 2;
+    b[nb++] = (binding){.name = ret_name, .sym = var->sym};
+    *ret = var;
+  }
   for (uint32_t q = 0; q < nb; q++)
     if (b[q].fixed)
       rewrite_view(s, copy, &b[q]);
@@ -604,4 +670,51 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
   stmt->kind = TS_NODE_BLOCK;
   stmt->kids = kids;
   stmt->kid_count = nk;
+  return true;
+}
+
+void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn) {
+  if (fn->decl->kids[1]) {
+    ts_diag *d = sema_error(s, call->span, "the result of '%.*s' is not used",
+                            (int)call->name.len, call->name.ptr);
+    ts_diag_hint(s->d, d, "a tile function's result initialises a let: 'let v = %.*s(...);'",
+                 (int)call->name.len, call->name.ptr);
+    return;
+  }
+  inline_call(s, stmt, call, fn, (ts_str){0}, NULL);
+}
+
+void sema_inline_result(sema *s, ts_node *let, ts_node *call, ts_symbol *fn) {
+  /* the let itself goes last, its value the hidden var */
+  ts_node *final = sema_alloc(s, sizeof *final), *inl = sema_alloc(s, sizeof *inl);
+  ts_node *name = sema_alloc(s, sizeof *name), **kids = sema_alloc(s, 3 * sizeof *kids);
+  char *text = sema_alloc(s, let->name.len + 3);
+  if (!final || !inl || !name || !kids || !text)
+    return;
+  snprintf(text, let->name.len + 3, "%.*s#r", (int)let->name.len, let->name.ptr);
+  ts_str hidden = {text, let->name.len + 2};
+  *final = *let;
+  *inl = (ts_node){.kind = TS_NODE_EXPR_STMT, .span = call->span};
+  ts_node *var = NULL;
+  if (!inline_call(s, inl, call, fn, hidden, &var)) {
+    /* (reported) the name stays declared, so that its uses say no more */
+    ts_symbol *sym = sema_declare(s, let->kind == TS_NODE_LET ? TS_SYM_LET : TS_SYM_VAR,
+                                  let->name, let, &sema_error_type);
+    let->sym = sym;
+    return;
+  }
+  *name = (ts_node){.kind = TS_NODE_NAME, .span = call->span, .name = hidden};
+  final->kids = sema_alloc(s, 2 * sizeof *final->kids);
+  if (!final->kids)
+    return;
+  final->kids[0] = let->kids[0];
+  final->kids[1] = name;
+  kids[0] = var;
+  kids[1] = inl;
+  kids[2] = final;
+  let->kind = TS_NODE_BLOCK;
+  let->op = TS_TOK_LET; /* (its names are the enclosing scope's) */
+  let->kids = kids;
+  let->kid_count = 3;
+  sema_check_stmt(s, final);
 }

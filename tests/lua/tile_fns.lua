@@ -9,7 +9,9 @@
 -- tile functions with dtype parameters, against `typed_by_hand` and the
 -- reference for each pair of its kernel's dtype params; `view_fns`, whose
 -- tile functions take views of tensors (`q[t, :, :]`), passed on to a
--- nested call, against `view_by_hand` and the reference.
+-- nested call, against `view_by_hand` and the reference; `result_fns`, whose
+-- tile functions return values (a let and a var of them, one in a type the
+-- call names, one through a nested call), against `result_by_hand`.
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
@@ -103,6 +105,35 @@ for _, name in ipairs{"cpu", "gpusim"} do
     local what = string.format("%s T %d", name, n)
     C.check(same(out.view_fns, out.view_by_hand), what .. ": view_fns differs from view_by_hand")
     C.check(C.relerr(out.view_fns, yr) < 1e-5, what .. ": view_fns against the reference")
+  end
+end
+
+-- y[r] = 2 max |x[r, :]| + bf16(max |x[r, :]|)
+for _, name in ipairs{"cpu", "gpusim"} do
+  local dev = ts.device(name)
+  for _, n in ipairs{5, 13} do
+    local xv = {}
+    for i = 1, n * 24 do xv[i] = C.f32((u() * 2 - 1) * 3) end
+    local mx = {}
+    for r = 1, n do
+      local m = 0
+      for j = 1, 24 do m = math.max(m, math.abs(xv[(r - 1) * 24 + j])) end
+      mx[r] = m
+    end
+    local mb = ts.tensor("bf16", {n}, mx):to_table()
+    local yr = {}
+    for r = 1, n do yr[r] = 2 * mx[r] + mb[r] end
+    yr = ts.tensor("f32", {n}, yr):to_table()
+    local x = ts.tensor("f32", {n, 24}, xv):copy_to(dev)
+    local out = {}
+    for _, k in ipairs{"result_fns", "result_by_hand"} do
+      local y = ts.tensor("f32", {n}, nil, dev)
+      ts.kernel(file, k, {}, dev):launch{x, y}
+      out[k] = y:to_table()
+    end
+    local what = string.format("%s N %d", name, n)
+    C.check(same(out.result_fns, out.result_by_hand), what .. ": result_fns differs from result_by_hand")
+    C.check(same(out.result_fns, yr), what .. ": result_fns against the reference")
   end
 end
 C.finish()
