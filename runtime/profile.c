@@ -107,7 +107,8 @@ static int by_seconds(const void *a, const void *b) {
 
 size_t ts_profile_rows(ts_profile_row *out, size_t max) {
   pthread_mutex_lock(&mu);
-  qsort(rows, nrows, sizeof *rows, by_seconds);
+  if (nrows) /* (rows is NULL before the first) */
+    qsort(rows, nrows, sizeof *rows, by_seconds);
   size_t n = nrows < max ? nrows : max;
   for (size_t i = 0; i < n; i++)
     out[i] = (ts_profile_row){rows[i].device, rows[i].kernel, rows[i].config,
@@ -119,7 +120,8 @@ size_t ts_profile_rows(ts_profile_row *out, size_t max) {
 
 void ts_profile_print(FILE *f) {
   pthread_mutex_lock(&mu);
-  qsort(rows, nrows, sizeof *rows, by_seconds);
+  if (nrows) /* (rows is NULL before the first) */
+    qsort(rows, nrows, sizeof *rows, by_seconds);
   double all = 0;
   int64_t launches = 0;
   for (size_t i = 0; i < nrows; i++)
