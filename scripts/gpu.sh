@@ -20,7 +20,8 @@
 #     (bench/prefill_attention.lua at 1024 and 4096 tokens), and its decode
 #     step at 128K and 1M tokens, both ways (bench/long_context.lua), and a
 #     tiny-model decode step's launches, waits and time (bench/decode_queue.lua,
-#     f32 linears and bf16 experts, then the released FP8 linears and FP4 experts);
+#     f32 linears and bf16 experts, then the released FP8 linears and FP4 experts,
+#     then each kernel's own time in those steps: TESSERA_PROFILE=1);
 #   - the numerics suites on the GPU with each lowering (ctest cuda/*,
 #     cuda-c/*: MLIR's PTX, and the CUDA C through NVRTC), which is the
 #     differential test of the two;
@@ -190,6 +191,12 @@ report() {
       echo
       grep -E '^(#|\|)' "$log/decode-queue-release" || tail -n 20 "$log/decode-queue-release"
     fi
+    if [[ -f $log/decode-profile ]]; then
+      echo
+      echo "Each kernel's own GPU time in those decode steps (TESSERA_PROFILE=1: CUDA events"
+      echo "around every launch, which then waits, so the step's total is not the figure above):"
+      sed -n '/^# kernel profile/,$p' "$log/decode-profile" | head -n 40
+    fi
     echo
     echo "## Cold compile time (bench/compile_time)"
     echo
@@ -252,6 +259,9 @@ stage 120 "$log/decode-queue" build/tessera run bench/decode_queue.lua --device 
 # (the released checkpoints' formats: FP8 linears, FP4 routed experts)
 stage 120 "$log/decode-queue-release" build/tessera run bench/decode_queue.lua --device cuda \
   --steps 32 --linears fp8 --experts fp4
+# (the same steps' kernels by their own time: runtime/profile.c)
+TESSERA_PROFILE=1 stage 120 "$log/decode-profile" build/tessera run bench/decode_queue.lua \
+  --device cuda --steps 8 --linears fp8 --experts fp4
 report
 # (the numerics with every launch waited for: a kernel that faults is named
 # in its own check, not in whichever later read waits for the queue)
