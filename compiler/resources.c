@@ -188,7 +188,6 @@ static ts_status assemble(const char *ptx, size_t len, const char *arch, kres *k
 
 ts_status ts_ptx_kernel_resources(const char *ptx, size_t len, const char *arch,
                                   const char *kernel, ts_ptx_kernel_res *out) {
-  static kres ks_none;
   kres *ks = malloc(256 * sizeof *ks);
   if (!ks)
     return ts_status_nomem();
@@ -197,7 +196,7 @@ ts_status ts_ptx_kernel_resources(const char *ptx, size_t len, const char *arch,
   ts_buf_init(&warnings, ts_allocator_system());
   ts_status st = assemble(ptx, len, arch, ks, &nk, &warnings);
   ts_buf_deinit(&warnings);
-  const kres *k = st ? &ks_none : find(ks, nk, kernel, strlen(kernel));
+  const kres *k = st ? NULL : find(ks, nk, kernel, strlen(kernel));
   if (!st && (!k || !k->seen || k->regs < 0))
     st = ts_status_make(TS_ERR_NOT_FOUND, "ptxas reported nothing of kernel '%s'", kernel);
   if (!st)

@@ -251,13 +251,20 @@ void sema_resolve_type(sema *s, ts_node *tn) {
                              "'f32' (dtype params belong to kernels and tile functions)");
 }
 
+/* What a call names that is not a conversion (a function, a param, ...), or
+ * NULL; a tile function when is_tile_fn. */
+static ts_symbol *callee_of(sema *s, const ts_node *call) {
+  return call->dtype >= TS_DTYPE_COUNT ? sema_lookup(s, call->name) : NULL;
+}
+
+static bool is_tile_fn(const ts_symbol *fn) {
+  return fn && fn->kind == TS_SYM_FN && ts_fn_is_tile(fn->decl);
+}
+
 static void check_let(sema *s, ts_node *n) {
   ts_node *tn = n->kids[0], *v = n->kids[1];
-  ts_symbol *callee = v && v->kind == TS_NODE_CALL && v->dtype >= TS_DTYPE_COUNT
-                          ? sema_lookup(s, v->name)
-                          : NULL;
-  if (callee && callee->kind == TS_SYM_FN && ts_fn_is_tile(callee->decl) &&
-      callee->decl->kids[1]) {
+  ts_symbol *callee = v && v->kind == TS_NODE_CALL ? callee_of(s, v) : NULL;
+  if (is_tile_fn(callee) && callee->decl->kids[1]) {
     sema_inline_result(s, n, v, callee); /* (n becomes a block) */
     return;
   }
@@ -463,8 +470,8 @@ static void check_call_stmt(sema *s, ts_node *n) {
   ts_node *call = n->kids[0];
   if (!call || call->kind != TS_NODE_CALL)
     return;
-  ts_symbol *callee = call->dtype >= TS_DTYPE_COUNT ? sema_lookup(s, call->name) : NULL;
-  if (callee && callee->kind == TS_SYM_FN && ts_fn_is_tile(callee->decl)) {
+  ts_symbol *callee = callee_of(s, call);
+  if (is_tile_fn(callee)) {
     sema_inline_call(s, n, call, callee);
     return;
   }

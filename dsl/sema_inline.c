@@ -273,14 +273,43 @@ static bool check_tile_arg(sema *s, ts_node *call, ts_node *a, const ts_type *t,
   return true;
 }
 
-/* The name of a view's k-th leading index in the body: NAME#k, which no
- * source can write. */
-static ts_str fixed_name(sema *s, ts_str name, uint32_t k) {
-  char *text = sema_alloc(s, name.len + 12);
+/* A name sema makes that no source can write: NAME#SUFFIX (a view's k-th
+ * leading index NAME#k, a result's hidden var NAME#r). */
+static ts_str hidden_name(sema *s, ts_str name, const char *suffix) {
+  size_t size = name.len + strlen(suffix) + 2;
+  char *text = sema_alloc(s, size);
   if (!text)
     return (ts_str){0};
-  int n = snprintf(text, name.len + 12, "%.*s#%u", (int)name.len, name.ptr, k);
+  int n = snprintf(text, size, "%.*s#%s", (int)name.len, name.ptr, suffix);
   return (ts_str){text, (size_t)n};
+}
+
+static ts_str fixed_name(sema *s, ts_str name, uint32_t k) {
+  char suffix[12];
+  snprintf(suffix, sizeof suffix, "%u", k);
+  return hidden_name(s, name, suffix);
+}
+
+/* Whether a symbol is a value that cannot change while a call's body runs:
+ * a scalar or index argument naming one is bound by name, without a copy. */
+static bool immutable_value(const ts_symbol *sym) {
+  return sym && (sym->kind == TS_SYM_LET || sym->kind == TS_SYM_LOOP ||
+                 sym->kind == TS_SYM_DIM || sym->kind == TS_SYM_PARAM ||
+                 sym->kind == TS_SYM_SCALAR);
+}
+
+/* `let NAME: type = value;` binding a parameter (op TS_TOK_FN: dsl.h), the
+ * value checked where it was written; NULL without memory. */
+static ts_node *binding_let(sema *s, ts_str name, ts_span at, ts_node *type, ts_node *value) {
+  ts_node *let = sema_alloc(s, sizeof *let);
+  ts_node **lk = sema_alloc(s, 2 * sizeof *lk);
+  if (!let || !lk || !name.len)
+    return NULL;
+  *let = (ts_node){.kind = TS_NODE_LET, .op = TS_TOK_FN, .span = at, .name = name, .kids = lk,
+                   .kid_count = 2};
+  lk[0] = type;
+  lk[1] = value;
+  return let;
 }
 
 /* Argument `i` for a tensor or tile parameter `p`: a tensor or tile by name,
@@ -341,26 +370,13 @@ static bool bind_tile_arg(sema *s, ts_node *call, uint32_t i, ts_node *p, ts_dty
       continue;
     }
     ts_str name = fixed_name(s, p->name, k);
-    ts_symbol *es = e->kind == TS_NODE_NAME ? e->sym : NULL;
-    if (es && !et->literal &&
-        (es->kind == TS_SYM_LET || es->kind == TS_SYM_LOOP || es->kind == TS_SYM_DIM ||
-         es->kind == TS_SYM_PARAM || es->kind == TS_SYM_SCALAR)) {
-      b[(*nb)++] = (binding){.name = name, .sym = es};
+    if (e->kind == TS_NODE_NAME && immutable_value(e->sym) && !et->literal) {
+      b[(*nb)++] = (binding){.name = name, .sym = e->sym};
       continue;
     }
-    ts_node *let = sema_alloc(s, sizeof *let);
-    ts_node **lk = sema_alloc(s, 2 * sizeof *lk);
-    if (!let || !lk || !name.len)
+    if (!(lets[*nl] = binding_let(s, name, e->span, NULL, e)))
       return false;
-    let->kind = TS_NODE_LET;
-    let->op = TS_TOK_FN; /* (a parameter's binding: dsl.h) */
-    let->span = e->span;
-    let->name = name;
-    let->kids = lk;
-    let->kid_count = 2;
-    lk[0] = NULL;
-    lk[1] = e;
-    lets[(*nl)++] = let;
+    (*nl)++;
   }
   if (!ok)
     return false;
@@ -572,27 +588,15 @@ static bool inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn, ts
     }
     /* an immutable scalar of the parameter's type is bound by name (no copy);
      * else `let p = argument;`, the argument checked where it was written */
-    ts_symbol *as = a->kind == TS_NODE_NAME ? a->sym : NULL;
-    if (as && t->dtype == dt && !t->literal &&
-        (as->kind == TS_SYM_LET || as->kind == TS_SYM_LOOP || as->kind == TS_SYM_DIM ||
-         as->kind == TS_SYM_PARAM || as->kind == TS_SYM_SCALAR)) {
-      b[nb++] = (binding){.name = p->name, .sym = as};
+    if (a->kind == TS_NODE_NAME && immutable_value(a->sym) && t->dtype == dt && !t->literal) {
+      b[nb++] = (binding){.name = p->name, .sym = a->sym};
       continue;
     }
-    ts_node *let = sema_alloc(s, sizeof *let);
-    ts_node **lk = sema_alloc(s, 2 * sizeof *lk);
-    if (!let || !lk)
-      return false;
-    let->kind = TS_NODE_LET;
-    let->op = TS_TOK_FN; /* (a parameter's binding: dsl.h) */
-    let->span = p->span;
-    let->name = p->name;
-    let->kids = lk;
-    let->kid_count = 2;
     /* (a type name is resolved in the body, to this call's type) */
-    lk[0] = pt->op == TS_TOK_IDENT ? copy_tree(s, pt) : pt;
-    lk[1] = a;
-    kids[nk++] = let;
+    if (!(kids[nk] = binding_let(s, p->name, p->span,
+                                 pt->op == TS_TOK_IDENT ? copy_tree(s, pt) : pt, a)))
+      return false;
+    nk++;
   }
   if (!ok)
     return false;
@@ -688,11 +692,9 @@ void sema_inline_result(sema *s, ts_node *let, ts_node *call, ts_symbol *fn) {
   /* the let itself goes last, its value the hidden var */
   ts_node *final = sema_alloc(s, sizeof *final), *inl = sema_alloc(s, sizeof *inl);
   ts_node *name = sema_alloc(s, sizeof *name), **kids = sema_alloc(s, 3 * sizeof *kids);
-  char *text = sema_alloc(s, let->name.len + 3);
-  if (!final || !inl || !name || !kids || !text)
+  ts_str hidden = hidden_name(s, let->name, "r");
+  if (!final || !inl || !name || !kids || !hidden.len)
     return;
-  snprintf(text, let->name.len + 3, "%.*s#r", (int)let->name.len, let->name.ptr);
-  ts_str hidden = {text, let->name.len + 2};
   *final = *let;
   *inl = (ts_node){.kind = TS_NODE_EXPR_STMT, .span = call->span};
   ts_node *var = NULL;

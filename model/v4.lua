@@ -369,12 +369,12 @@ function M:prefill_batch(seqs, prompts)
     error("prefill_batch: one prompt for each of 1 or more sequences", 2)
   end
   batch_of(self, seqs, "prefill_batch")
-  local ids_v, pos_v, spans, len = {}, {}, {}, {}
+  local ids_v, pos_v, spans = {}, {}, {} -- spans[b]: {first row, rows}
   for b = 1, B do
     local p = prompts[b]
     if type(p) ~= "table" then p = p:to_table() end
     if #p == 0 then error("prefill_batch: prompt " .. b .. " is empty", 2) end
-    spans[b], len[b] = {#ids_v, #p}, #p
+    spans[b] = {#ids_v, #p}
     for t = 1, #p do
       ids_v[#ids_v + 1], pos_v[#pos_v + 1] = p[t], t - 1
     end
@@ -386,21 +386,22 @@ function M:prefill_batch(seqs, prompts)
   kernel("embed.tile", "embed_streams"):launch{ids, self:raw("embed.weight"), X}
   for _, s in ipairs(seqs) do s:reset() end
   for L = 0, cfg.n_layers - 1 do
-    local made
+    local _, made
     X, _, _, made = self:mhc_block(L, "attn", X, nil, function(x)
       return self:attention(L, x, pos, spans)
     end)
     X = self:mhc_block(L, "ffn", X, nil, function(x)
       return self:moe(L, x, ids)
     end)
-    for b, s in ipairs(seqs) do s.state[L] = s:hand_off(L, made[b], len[b]) end
+    for b, s in ipairs(seqs) do s.state[L] = s:hand_off(L, made[b], spans[b][2]) end
   end
   -- each prompt's last position, for the head
   local last = O.out{B, 4, d}
   for b, s in ipairs(seqs) do
-    s.next_pos = len[b]
-    s.final_streams = X:slice(0, spans[b][1], len[b])
-    last:slice(0, b - 1, 1):assign(X:slice(0, spans[b][1] + len[b] - 1, 1))
+    local first, n = spans[b][1], spans[b][2]
+    s.next_pos = n
+    s.final_streams = X:slice(0, first, n)
+    last:slice(0, b - 1, 1):assign(X:slice(0, first + n - 1, 1))
   end
   return self:head(last, "", true)
 end

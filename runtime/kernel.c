@@ -41,7 +41,7 @@ const char *ts_device_arch(const ts_device *d) {
   return d->cuda ? ts_cuda_arch(d) : d->gpusim ? sim_arch() : NULL;
 }
 
-static bool cuda_lowering(void) {
+bool ts_cuda_lowering(void) {
   const char *l = getenv("TESSERA_GPU_LOWERING");
   return l && !strcmp(l, "cuda");
 }
@@ -82,7 +82,7 @@ static ts_status load_cuda(ts_kernel *k, const char *path, const char *text,
     return ts_status_make(TS_ERR_UNSUPPORTED, "this GPU is older than sm_80, "
                           "which Tessera's PTX needs");
   char cache[4096];
-  bool nvrtc = cuda_lowering();
+  bool nvrtc = ts_cuda_lowering();
   ts_compile_options opt = {.kernel = k->name,
                             .target = nvrtc ? TS_TARGET_CUDA : TS_TARGET_PTX,
                             .emit = nvrtc ? TS_EMIT_PTX : TS_EMIT_DEFAULT,
@@ -130,7 +130,7 @@ ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
     at += (size_t)snprintf(k->config + at, sizeof k->config - at, "%s%s=%s",
                            i ? " " : "", defines[i].name, defines[i].value);
   if ((d->cuda && (st = load_cuda(k, path, text, len, defines, ndefs, diags))) ||
-      (d->gpusim && cuda_lowering() &&
+      (d->gpusim && ts_cuda_lowering() &&
        (st = load_cudasim(k, path, text, len, defines, ndefs, diags)))) {
     ts_kernel_release(k);
     return st;

@@ -62,6 +62,9 @@ const char *ts_device_model(const ts_device *d);
 /* The PTX architecture a GPU's kernels compile for ("sm_90a", "sm_80",
  * "sm_86"; the simulator's, TESSERA_GPUSIM_ARCH), NULL for the CPU. */
 const char *ts_device_arch(const ts_device *d);
+/* Whether a GPU's kernels compile through the CUDA C lowering and NVRTC
+ * (TESSERA_GPU_LOWERING=cuda) rather than MLIR's. */
+bool ts_cuda_lowering(void);
 int ts_device_thread_count(const ts_device *d);
 /* Waits until the work queued on the device is done (kernels launched,
  * copies into it); an error of that work (a kernel that faulted) is

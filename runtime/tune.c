@@ -154,8 +154,7 @@ static bool check_config(const char *path, const char *text, size_t len, const c
 static bool config_resources(const ts_tune_options *o, const char *text, size_t len,
                              const ts_define *defs, size_t ndefs, const char *arch,
                              long long *regs, long long *spill, char *why, size_t size) {
-  const char *l = getenv("TESSERA_GPU_LOWERING");
-  bool nvrtc = l && !strcmp(l, "cuda");
+  bool nvrtc = ts_cuda_lowering();
   char cache[4096];
   ts_compile_options opt = {.kernel = o->kernel,
                             .target = nvrtc ? TS_TARGET_CUDA : TS_TARGET_PTX,

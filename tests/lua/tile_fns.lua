@@ -54,6 +54,21 @@ for _, name in ipairs{"cpu", "gpusim"} do
   end
 end
 
+-- Runs NAME_fns and NAME_by_hand (an input x, an output y of dtype dt and
+-- shape, params) on dev, checks that they agree bit for bit and returns
+-- NAME_fns's y.
+local function pair(name, what, dev, x, dt, shape, params)
+  local out = {}
+  for _, k in ipairs{name .. "_fns", name .. "_by_hand"} do
+    local y = ts.tensor(dt, shape, nil, dev)
+    ts.kernel(file, k, params, dev):launch{x, y}
+    out[#out + 1] = y:to_table()
+  end
+  C.check(same(out[1], out[2]), what .. ": " .. name .. "_fns differs from " .. name ..
+          "_by_hand")
+  return out[1]
+end
+
 -- y = YT(bf16(x) * 0.5), rounded through tensors of those dtypes
 local function rounded(dt, v) return ts.tensor(dt, {#v}, v):to_table() end
 for _, name in ipairs{"cpu", "gpusim"} do
@@ -68,16 +83,9 @@ for _, name in ipairs{"cpu", "gpusim"} do
         for i = 1, #yr do yr[i] = yr[i] * 0.5 end
         yr = rounded(yt, yr)
         local x = ts.tensor(xt, {n, 24}, xv):copy_to(dev)
-        local out = {}
-        for _, k in ipairs{"typed_fns", "typed_by_hand"} do
-          local y = ts.tensor(yt, {n, 24}, nil, dev)
-          ts.kernel(file, k, {XT = xt, YT = yt, BM = 8}, dev):launch{x, y}
-          out[k] = y:to_table()
-        end
         local what = string.format("%s N %d XT %s YT %s", name, n, xt, yt)
-        C.check(same(out.typed_fns, out.typed_by_hand),
-                what .. ": typed_fns differs from typed_by_hand")
-        C.check(same(out.typed_fns, yr), what .. ": typed_fns against the reference")
+        local y = pair("typed", what, dev, x, yt, {n, 24}, {XT = xt, YT = yt, BM = 8})
+        C.check(same(y, yr), what .. ": typed_fns against the reference")
       end
     end
   end
@@ -96,15 +104,9 @@ for _, name in ipairs{"cpu", "gpusim"} do
       yr[r + 1] = 2 * sum + qv[r * 24 + 1]
     end
     local q = ts.tensor("f32", {n, 4, 24}, qv):copy_to(dev)
-    local out = {}
-    for _, k in ipairs{"view_fns", "view_by_hand"} do
-      local y = ts.tensor("f32", {n, 4}, nil, dev)
-      ts.kernel(file, k, {}, dev):launch{q, y}
-      out[k] = y:to_table()
-    end
     local what = string.format("%s T %d", name, n)
-    C.check(same(out.view_fns, out.view_by_hand), what .. ": view_fns differs from view_by_hand")
-    C.check(C.relerr(out.view_fns, yr) < 1e-5, what .. ": view_fns against the reference")
+    local y = pair("view", what, dev, q, "f32", {n, 4}, {})
+    C.check(C.relerr(y, yr) < 1e-5, what .. ": view_fns against the reference")
   end
 end
 
@@ -120,20 +122,14 @@ for _, name in ipairs{"cpu", "gpusim"} do
       for j = 1, 24 do m = math.max(m, math.abs(xv[(r - 1) * 24 + j])) end
       mx[r] = m
     end
-    local mb = ts.tensor("bf16", {n}, mx):to_table()
+    local mb = rounded("bf16", mx)
     local yr = {}
     for r = 1, n do yr[r] = 2 * mx[r] + mb[r] end
-    yr = ts.tensor("f32", {n}, yr):to_table()
+    yr = rounded("f32", yr)
     local x = ts.tensor("f32", {n, 24}, xv):copy_to(dev)
-    local out = {}
-    for _, k in ipairs{"result_fns", "result_by_hand"} do
-      local y = ts.tensor("f32", {n}, nil, dev)
-      ts.kernel(file, k, {}, dev):launch{x, y}
-      out[k] = y:to_table()
-    end
     local what = string.format("%s N %d", name, n)
-    C.check(same(out.result_fns, out.result_by_hand), what .. ": result_fns differs from result_by_hand")
-    C.check(same(out.result_fns, yr), what .. ": result_fns against the reference")
+    local y = pair("result", what, dev, x, "f32", {n}, {})
+    C.check(same(y, yr), what .. ": result_fns against the reference")
   end
 end
 C.finish()
