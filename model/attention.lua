@@ -50,6 +50,9 @@ end
 
 -- (the f32 attention kernels' params, each table made once)
 local f32_attn_params = O.memo(function(H, c) return {SCALE = c ^ -0.5, NH = H, DC = c} end)
+local f32_kv8_params = O.memo(function(H, c, rope)
+  return {SCALE = c ^ -0.5, NH = H, DC = c, ROPE = rope}
+end)
 local hca_f32_params = O.memo(function(H, c, R, kv8, rope)
   return {SCALE = c ^ -0.5, R = R, BK = math.min(R, 64), KV8 = kv8, ROPE = rope, NH = H, DC = c}
 end)
@@ -194,8 +197,8 @@ end
 
 -- HCA attention of layer L into o [T, H, c]: the queries q [T, H, c] over
 -- their windows (win [T, W], rows of kv, -1 = none) and over the first
--- ncomp[t] compressed entries (comp: [N, c] f32, or [N, E] bytes as the
--- "fp8" cache holds them, read in place). Split over ranges of
+-- ncomp[t] compressed entries (comp): kv [S, c] and comp [N, c] f32, or
+-- both [., E] bytes as the "fp8" caches hold them, read in place. Split over ranges of
 -- O.attn_range() entries (hca_attn_split_f32, then the merge; blocks of
 -- up to 64 entries dividing a range), so that a long context's decode step
 -- runs on every core (one block otherwise); the ranges are fixed by their
@@ -205,13 +208,14 @@ end
 function M:hca_attend(L, q, kv, win, comp, ncomp, o, tab, pos)
   local cfg, c = self.cfg, q:shape(3)
   local N, R = comp:shape(1), O.attn_range()
-  local kv8 = comp:dtype() == "i8"
-  local none = self:constants() -- (the input of the format not held)
+  local kv8 = kv:dtype() == "i8"
+  local none = self:constants() -- (the inputs of the format not held)
+  local f, b = none.rows_f32, none.rows_i8
   self:split_attend(L, "hca_attn.tile", "hca_attn_split_f32",
                     hca_f32_params(q:shape(2), c, R, kv8, cfg.rope_head_dim),
                     math.max(1, (N + R - 1) // R),
-                    {q, kv, win, kv8 and none.rows_f32 or comp, kv8 and comp or none.rows_i8, ncomp},
-                    o, tab, pos)
+                    {q, kv8 and f or kv, kv8 and kv or b, win, kv8 and f or comp, kv8 and comp or b,
+                     ncomp}, o, tab, pos)
 end
 
 -- Split attention of layer L into o [T, H, c]: kernel `name` of `file`
@@ -481,12 +485,23 @@ function M:attention_steps(L, x, seqs, pos_v, step)
                            (ratio ~= 128 or self.kv_format == "fp8") and self:bf16_attention())
   local qi, w
   if ratio == 4 then qi, w = self:indexer_inputs(L, nil, x, tab, pos, qs[2], xs[3]) end
+  -- a batch's compressor projections: each compressor's one linear over
+  -- the B rows (its weights read once a step, not once a sequence), each
+  -- row then copied into its sequence's buffer (one token's are made in
+  -- its buffer)
+  local czs = {}
+  if B > 1 and ratio > 0 then
+    czs.compressor = self:project(L, "compressor", x)
+    if ratio == 4 then czs["indexer.compressor"] = self:project(L, "indexer.compressor", x) end
+  end
   local o, roped = O.out{B, H, c}, nil
   for b = 1, B do
     local t, st, r = pos_v[b], seqs[b].state[L], b - 1
+    local cz = {}
+    for which, all in pairs(czs) do cz[which] = all:slice(0, r, 1) end
     roped = self:attend_step(L, st, t, x:slice(0, r, 1), q:slice(0, r, 1), kv:slice(0, r, 1),
                              qi and qi:slice(0, r, 1), w and w:slice(0, r, 1), o:slice(0, r, 1),
-                             pos:slice(0, r, 1), step)
+                             pos:slice(0, r, 1), step, cz)
   end
   return self:attention_out(L, o, tab, pos, B, roped)
 end
@@ -494,12 +509,13 @@ end
 -- One token's part of attention_steps that reads and writes its sequence's
 -- state st of layer L (token at position t, also as the device tensor tp
 -- [1]; its rows of x, q (bf16 for a window/CSA layer's bf16 attention),
--- kv (wkv's row, before kv_norm and rope), the indexer's qi and w): the
--- window ring, the compressors, the indexer's top-k, then attention into o
--- [1, H, c]; step: the step's shared inputs (M.step_inputs).
+-- kv (wkv's row, before kv_norm and rope), the indexer's qi and w, and
+-- the compressors' projected rows cz[which] where the batch made them):
+-- the window ring, the compressors, the indexer's top-k, then attention
+-- into o [1, H, c]; step: the step's shared inputs (M.step_inputs).
 -- Returns true when o has had its inverse rope (a merge's), as the
 -- layer's every token does in one form.
-function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
+function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, cz)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:pname(L, "attn.")
   local ratio = cfg.compress_ratios[L + 1]
@@ -508,7 +524,8 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
   st.ring:put_norm_rope(kv, self:weight(p .. "kv_norm.weight"), tab, tp, t % W)
   local sel
   if ratio == 4 then
-    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x)
+    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x,
+                                   cz["indexer.compressor"])
     if key then st.keys:append(hadamard(key)) end
     local N = st.keys.n
     if N > 0 then
@@ -521,7 +538,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
     end
   end
   if ratio > 0 then
-    local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x)
+    local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x, cz.compressor)
     if entry then st.comp:append(entry) end
   end
   local N = ratio > 0 and st.comp.n or 0
@@ -561,13 +578,11 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
     return true
   end
   if ratio == 128 then
-    -- HCA: the ring gathered by slot, the compressed entries read where
-    -- they lie (the cache's rows as they are held: no copy of all N)
-    -- (zeros past the rows held until the ring is full)
-    local ring = st.ring.n < W and f32{W, c} or O.out{W, c}
-    st.ring:get(0, st.ring.n, ring:slice(0, 0, st.ring.n))
-    self:hca_attend(L, q, ring, ids, N > 0 and st.comp:view(0, N) or self:constants().rows_f32,
-                    step_int(step, N), o, tab, tp)
+    -- HCA: the ring's rows by slot and the compressed entries, both read
+    -- where they lie in the cache's format (f32, or the "fp8" bytes decoded
+    -- in the kernel: no copy of the ring or of all N)
+    self:hca_attend(L, q, st.ring:view(0, W), ids, st.comp:view(0, N), step_int(step, N), o,
+                    tab, tp)
     return true
   end
   -- the KV list: the ring's W slots, then for CSA the selected compressed
@@ -576,6 +591,16 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step)
   -- (the ring as it lies: a CSA layer's selection took the kernel above),
   -- which sparse_attn_split_kv8 decodes into the bf16 tile
   -- sparse_attn_split would have read (the values exact in bf16)
+  if not bf and self.kv_format == "fp8" then
+    -- the exact model over the "fp8" caches where they lie: the ring's
+    -- rows by slot, the selected entries' by top-k's indices, decoded in
+    -- the kernel (no f32 list: the same bits as sparse_attn_f32 over one)
+    local ring = st.ring:view(0, W)
+    kernel("sparse_attn.tile", "sparse_attn_f32_kv8", f32_kv8_params(H, c, cfg.rope_head_dim))
+      :launch{q, ring, sel and st.comp:view(0, N) or ring, sel or self:constants().no_sel, ids,
+              self:weight(p .. "attn_sink"), o}
+    return
+  end
   local list
   if bytes then
     list = st.ring:view(0, W)

@@ -95,11 +95,16 @@ end
 -- [1, d] at position t: its projections join the partial-window buffer
 -- st.buf[which] (a ring of the last buffer_rows rows on the device, cz
 -- [R, 2 KE] as M:project makes them, position p in row p mod R: no round
--- trip through the host); when t completes a window, the new entry [1, E]
--- (from the window, and for CSA the previous one), else nil.
-function M:compress_step(L, which, st, t, ratio, tab, x)
+-- trip through the host), made there, or copied there from cz [1, 2 KE]
+-- where a batch's one linear made them; when t completes a window, the new
+-- entry [1, E] (from the window, and for CSA the previous one), else nil.
+function M:compress_step(L, which, st, t, ratio, tab, x, cz)
   local buf, R = st.buf[which], M.buffer_rows(ratio)
-  self:project(L, which, x, buf.cz:slice(0, t % R, 1))
+  if cz then
+    buf.cz:slice(0, t % R, 1):assign(cz)
+  else
+    self:project(L, which, x, buf.cz:slice(0, t % R, 1))
+  end
   if (t + 1) % ratio ~= 0 then return nil end
   local g = (t + 1) // ratio - 1
   local n = (ratio == 4 and g > 0) and 2 * ratio or ratio

@@ -174,6 +174,15 @@ if arch == "sm_90a" then
                       seen.sparse_attn_split_kv8_ring, seen.kv_list, seen.hca_attn_split_kv8,
                       seen.sparse_attn_split, seen.hca_attn_split_f32, seen.kv_unpack,
                       seen.sparse_attn_merge, win, csa, hca))
+  -- the exact model's (f32) attention over "fp8" caches reads their bytes
+  -- too (sparse_attn_f32_kv8, hca_attn_split_f32 with KV8: no unpacking)
+  local _, s32 = steps("f32", "fp8")
+  check(s32.sparse_attn_f32_kv8 == win + csa and s32.hca_attn_split_f32 == hca and
+        not s32.sparse_attn_f32 and not s32.kv_unpack and not s32.kv_unpack_rows,
+        string.format("fp8 caches, f32 attention: kv8 %s, HCA %s, f32 list %s, kv_unpack %s, " ..
+                      "kv_unpack_rows %s for %d window, %d CSA, %d HCA layers",
+                      s32.sparse_attn_f32_kv8, s32.hca_attn_split_f32, s32.sparse_attn_f32,
+                      s32.kv_unpack, s32.kv_unpack_rows, win, csa, hca))
   -- and each layer's new KV row goes into its ring normed, roped and
   -- packed by one launch (no kv_pack: the step completes no entry)
   -- the window-only index list (every layer's: the CSA layers read their

@@ -5,7 +5,8 @@
 -- see none, all, more than exist, a negative count, a token with nothing at
 -- all): within rounding of hca_attn (XT = f32), with one range and several; a token's output does not depend on how many ranges the
 -- call has (empty ranges change nothing: a prefill and a decode step agree
--- bit for bit); reading the entries as KV cache bytes (KV8) equals reading
+-- bit for bit); reading the window's rows and the entries as KV cache bytes
+-- (KV8) equals reading
 -- them unpacked, bit for bit. R no multiple of BK is refused.
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
@@ -50,6 +51,10 @@ for _, name in ipairs{"cpu", "gpusim"} do
   kernel("quant.tile", "kv_pack", {ROPE = rope}):launch{x, bytes}
   local comp = ts.tensor("f32", {N, c}, nil, dev)
   kernel("quant.tile", "kv_unpack", {ROPE = rope}):launch{bytes, comp}
+  -- the window's rows too, as a ring of the cache's bytes holds them
+  local ring8 = ts.tensor("i8", {S, E}, nil, dev)
+  kernel("quant.tile", "kv_pack", {ROPE = rope}):launch{kv, ring8}
+  kernel("quant.tile", "kv_unpack", {ROPE = rope}):launch{ring8, kv}
 
   -- the merge's rope table and positions (not read without ROPE)
   local no_tab, no_pos = ts.tensor("f32", {1, 1, 2}, nil, dev), ts.tensor("i32", {1}, nil, dev)
@@ -59,7 +64,9 @@ for _, name in ipairs{"cpu", "gpusim"} do
     local pl = ts.tensor("f32", {T, P, H}, nil, dev)
     kernel("hca_attn.tile", "hca_attn_split_f32",
            {BK = 32, R = R, KV8 = kv8, ROPE = rope, NH = H, DC = c})
-      :launch{q, kv, win, kv8 and ts.tensor("f32", {0, c}, nil, dev) or comp,
+      :launch{q, kv8 and ts.tensor("f32", {0, c}, nil, dev) or kv,
+              kv8 and ring8 or ts.tensor("i8", {0, E}, nil, dev), win,
+              kv8 and ts.tensor("f32", {0, c}, nil, dev) or comp,
               kv8 and bytes or ts.tensor("i8", {0, E}, nil, dev), ncomp, po, pm, pl}
     local o = ts.tensor("f32", {T, H, c}, nil, dev)
     kernel("sparse_attn.tile", "sparse_attn_merge", {OT = "f32"})
@@ -98,7 +105,7 @@ do
     ts.kernel("kernels/hca_attn.tile", "hca_attn_split_f32", {BK = 64, R = 100, NH = 2, DC = 128},
               ts.device("cpu"))
       :launch{ts.tensor("f32", {1, 2, 128}), ts.tensor("f32", {4, 128}),
-              ts.tensor("i32", {1, 4}), ts.tensor("f32", {8, 128}), ts.tensor("i8", {0, 8}),
+              ts.tensor("i8", {0, 8}), ts.tensor("i32", {1, 4}), ts.tensor("f32", {8, 128}), ts.tensor("i8", {0, 8}),
               ts.tensor("i32", {1}), ts.tensor("f32", {1, 1, 2, 128}),
               ts.tensor("f32", {1, 1, 2}), ts.tensor("f32", {1, 1, 2})}
   end)

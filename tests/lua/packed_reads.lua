@@ -3,7 +3,7 @@
 -- sparse_attn_split_kv8, sparse_attn_split_kv8_ring and hca_attn_split_kv8
 -- (the KV cache, kv_pack) and indexer_scores_fp4_tc
 -- (the indexer's keys, fp4_pack), and the exact model's
--- indexer_scores_fp4_f32. Each equals its twin over the unpacked rows
+-- indexer_scores_fp4_f32 and sparse_attn_f32_kv8. Each equals its twin over the unpacked rows
 -- (rounded to bf16 for the tensor-core forms: the decoded values are exact
 -- in bf16), bit for bit, on the CPU and the GPU simulator: attention over ranges,
 -- invalid (-1) entries, a K that is no multiple of the block and blocks of
@@ -198,6 +198,60 @@ for n, cs in ipairs(rcases) do
             string.format("%s token %d: partial states differ from sparse_attn_split_kv8 " ..
                           "over kv_list's list", what, t))
   end
+end
+
+-- The exact model's: sparse_attn_f32_kv8 (the window's rows from a ring's
+-- bytes by slot, the selected entries' from the cache's by index, decoded
+-- in f32) against sparse_attn_f32 over the f32 list a step made of them
+-- (kv_unpack of the ring, kv_unpack_rows of the selection) with the same
+-- index list: window slots with holes, W + k for a selection k (also one
+-- whose entry is -1: a row of zeros that counts), -1, K no multiple of
+-- the block; bit for bit
+local fcases = {
+  -- device, heads, head dim, T, W, N, KS, BK
+  {"cpu", 4, 128, 3, 24, 50, 21, 16},
+  {"cpu", 2, 192, 2, 16, 9, 40, 64},
+  {"gpusim", 4, 128, 2, 16, 37, 21, 16},
+}
+for n, cs in ipairs(fcases) do
+  local dev = ts.device(cs[1])
+  local H, c, T, W, N, KS, BK = table.unpack(cs, 2)
+  local what = string.format("f32 case %d (%s)", n, cs[1])
+  local kernel, K = kernels_on(dev), W + KS
+  local ring8, ring = kv_rows(dev, W, c, 61 + n, "f32")
+  local comp8 = kv_rows(dev, N, c, 67 + n, "f32")
+  local r, qv, sv, iv, hv = rand(73 + n), {}, {}, {}, {}
+  for i = 1, T * H * c do qv[i] = r() * 2 - 1 end
+  for i = 1, T * KS do sv[i] = r() < 0.25 and -1 or math.floor(r() * N) end
+  for t = 0, T - 1 do
+    for j = 1, W do iv[t * K + j] = r() < 0.2 and -1 or math.floor(r() * W) end
+    for k = 1, KS do
+      -- a selection of -1 listed now and then (its row zeros, counted)
+      local ok = sv[t * KS + k] >= 0 or r() < 0.3
+      iv[t * K + W + k] = ok and W + k - 1 or -1
+    end
+  end
+  for i = 1, H do hv[i] = r() - 0.5 end
+  local q = ts.tensor("f32", {T, H, c}, qv):copy_to(dev)
+  local sel = ts.tensor("i32", {T, KS}, sv):copy_to(dev)
+  local idx = ts.tensor("i32", {T, K}, iv):copy_to(dev)
+  local sink = ts.tensor("f32", {H}, hv):copy_to(dev)
+  local params = {NH = H, DC = c, BK = BK, SCALE = c ^ -0.5}
+  local want = ts.tensor("f32", {T, H, c}, nil, dev)
+  for t = 0, T - 1 do
+    local list = ts.tensor("f32", {K, c}, nil, dev)
+    list:slice(0, 0, W):assign(ring)
+    kernel("quant.tile", "kv_unpack_rows", {ROPE = ROPE})
+      :launch{comp8, sel:slice(0, t, 1):reshape{KS}, list:slice(0, W, KS)}
+    kernel("sparse_attn.tile", "sparse_attn_f32", params)
+      :launch{q:slice(0, t, 1), list, idx:slice(0, t, 1), sink, want:slice(0, t, 1)}
+  end
+  params.ROPE = ROPE
+  local got = ts.tensor("f32", {T, H, c}, nil, dev)
+  kernel("sparse_attn.tile", "sparse_attn_f32_kv8", params):launch{q, ring8, comp8, sel, idx, sink, got}
+  C.check(bitwise(got, want), what .. ": differs from sparse_attn_f32 over the unpacked list")
+  local g = got:to_table()
+  C.check(g[1] == g[1] and g[1] ~= 0, what .. ": no output")
 end
 
 -- a row too short for C and ROPE is refused by the kernel's assert
