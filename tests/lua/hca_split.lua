@@ -3,11 +3,12 @@
 -- sparse_attn_merge with OT = f32), on the CPU and the GPU simulator, on odd shapes
 -- (a window of 70 with holes, entries no multiple of the block, tokens that
 -- see none, all, more than exist, a negative count, a token with nothing at
--- all): within rounding of hca_attn (XT = f32), with one range and several; a token's output does not depend on how many ranges the
--- call has (empty ranges change nothing: a prefill and a decode step agree
--- bit for bit); reading the window's rows and the entries as KV cache bytes
--- (KV8) equals reading
--- them unpacked, bit for bit. R no multiple of BK is refused.
+-- all): within rounding of hca_attn (XT = f32), with one range and
+-- several; a token's output does not depend on how many ranges the call
+-- has (empty ranges change nothing: a prefill and a decode step agree bit
+-- for bit); reading the window's rows and the entries as KV cache bytes
+-- (KV8) equals reading them unpacked, bit for bit. R no multiple of BK is
+-- refused.
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
