@@ -325,7 +325,12 @@ function M:hand_off(L, made, T)
   local cfg, F = self.cfg, self.kv_format
   local c, rd, W = cfg.head_dim, cfg.rope_head_dim, cfg.window_size
   local ratio = cfg.compress_ratios[L + 1]
-  local st = {ring = Cache.new(F, "kv", c, rd, W), buf = {}}
+  -- (the ring and the compressors' buffers in this sequence's slot of
+  -- the model's pools: a batch's decode step writes them with one launch)
+  local slot = self:slot()
+  local rb = Cache.row_bytes(F, "kv", c, rd)
+  local ring = self:state_pool(L, "ring", F == "f32" and "f32" or "i8", W, F == "f32" and c or rb)
+  local st = {ring = Cache.pooled(ring, slot, F, "kv", c, rd), buf = {}}
   local p = math.max(0, T - W)
   while p < T do -- at most two runs of slots
     local n = math.min(T - p, W - p % W)
@@ -344,7 +349,8 @@ function M:hand_off(L, made, T)
   for which, cz in pairs(made.projected or {}) do
     -- the last rows, each in its ring row (position p in row p mod R)
     local R = self.buffer_rows(ratio)
-    local b = self.new_buffer(ratio, cz:shape(2))
+    local b = {pool = self:state_pool(L, which, "f32", R, cz:shape(2))}
+    b.pool:bind(slot, b, "cz")
     local p = math.max(0, T - R)
     while p < T do -- (at most two runs of rows: before and after the wrap)
       local n = math.min(T - p, R - p % R)
@@ -425,7 +431,7 @@ end
 -- small i32 tensors by value (the indexer's lengths, HCA's entry counts).
 -- The decode loops make one (M.step_inputs()) and hand it to every layer;
 -- a layer run alone makes its own.
-function M.step_inputs() return {window = {}, ints = {}} end
+function M.step_inputs() return {window = {}, ints = {}, pool_rows = {}} end
 
 local ring_params = O.memo(function(W) return {W = W} end)
 
@@ -454,10 +460,41 @@ local function step_int(step, v)
   return t
 end
 
+-- Whether the states of layer L of the sequences seqs lie in the model's
+-- pools (their rings and compressor buffers: each made by hand_off).
+function M:pooled_batch(L, seqs)
+  local ring = seqs[1].state[L].ring.pool
+  for _, s in ipairs(seqs) do
+    local st = s.state[L]
+    if not ring or st.ring.pool ~= ring then return false end
+    for _, b in pairs(st.buf) do
+      if not b.pool then return false end
+    end
+  end
+  return true
+end
+
+-- The rows of a step's sequences in pools of R rows a slot: slot s x R +
+-- position mod R, as a device tensor [B], made once a step.
+local function pool_rows(step, seqs, pos_v, R)
+  local rows = step.pool_rows[R]
+  if not rows then
+    local v = {}
+    for b, s in ipairs(seqs) do v[b] = s:slot() * R + pos_v[b] % R end
+    rows = O.tensor("i32", {#seqs}, v)
+    step.pool_rows[R] = rows
+  end
+  return rows
+end
+
+local main_compressor, both_compressors = {"compressor"}, {"compressor", "indexer.compressor"}
+
 -- Attention of layer L for one new token of each sequence seqs[b] (x [B, d]:
 -- row b at position pos_v[b]), updating each sequence's state of layer L
--- (seqs[b].state[L]). The projections run over the B rows at once; each
--- sequence's caches, compressors, indexer and attention one at a time.
+-- (seqs[b].state[L]). The projections run over the B rows at once, and
+-- where the states lie in the model's pools (hand_off's) the new ring rows
+-- and compressor projections are stored with one launch each; each
+-- sequence's pooling, indexer, top-k and attention run one at a time.
 -- step: the step's shared inputs (M.step_inputs; pos_v the same every
 -- layer), or nil.
 function M:attention_steps(L, x, seqs, pos_v, step)
@@ -485,23 +522,31 @@ function M:attention_steps(L, x, seqs, pos_v, step)
                            (ratio ~= 128 or self.kv_format == "fp8") and self:bf16_attention())
   local qi, w
   if ratio == 4 then qi, w = self:indexer_inputs(L, nil, x, tab, pos, qs[2], xs[3]) end
-  -- a batch's compressor projections: each compressor's one linear over
-  -- the B rows (its weights read once a step, not once a sequence), each
-  -- row then copied into its sequence's buffer (one token's are made in
-  -- its buffer)
-  local czs = {}
-  if B > 1 and ratio > 0 then
-    czs.compressor = self:project(L, "compressor", x)
-    if ratio == 4 then czs["indexer.compressor"] = self:project(L, "indexer.compressor", x) end
+  -- a batch whose states lie in the model's pools: each sequence's new
+  -- ring row, and each compressor's projections of the B rows (one linear:
+  -- its weights read once a step, not once a sequence), stored with one
+  -- launch each (the rows each sequence's attend_step stored before)
+  local stored = B > 1 and self:pooled_batch(L, seqs)
+  if stored then
+    local st, rings, at = seqs[1].state[L], {}, {}
+    for b = 1, B do rings[b], at[b] = seqs[b].state[L].ring, pos_v[b] % W end
+    Cache.put_norm_rope_batch(st.ring.pool, rings, kv, self:weight(p .. "kv_norm.weight"), tab,
+                              pos, at, pool_rows(step, seqs, pos_v, W))
+    if ratio > 0 then
+      local R = self.buffer_rows(ratio)
+      for _, which in ipairs(ratio == 4 and both_compressors or main_compressor) do
+        kernel("embed.tile", "put_rows"):launch{self:project(L, which, x),
+                                                pool_rows(step, seqs, pos_v, R),
+                                                st.buf[which].pool.data}
+      end
+    end
   end
   local o, roped = O.out{B, H, c}, nil
   for b = 1, B do
     local t, st, r = pos_v[b], seqs[b].state[L], b - 1
-    local cz = {}
-    for which, all in pairs(czs) do cz[which] = all:slice(0, r, 1) end
     roped = self:attend_step(L, st, t, x:slice(0, r, 1), q:slice(0, r, 1), kv:slice(0, r, 1),
                              qi and qi:slice(0, r, 1), w and w:slice(0, r, 1), o:slice(0, r, 1),
-                             pos:slice(0, r, 1), step, cz)
+                             pos:slice(0, r, 1), step, stored)
   end
   return self:attention_out(L, o, tab, pos, B, roped)
 end
@@ -509,23 +554,26 @@ end
 -- One token's part of attention_steps that reads and writes its sequence's
 -- state st of layer L (token at position t, also as the device tensor tp
 -- [1]; its rows of x, q (bf16 for a window/CSA layer's bf16 attention),
--- kv (wkv's row, before kv_norm and rope), the indexer's qi and w, and
--- the compressors' projected rows cz[which] where the batch made them):
--- the window ring, the compressors, the indexer's top-k, then attention
--- into o [1, H, c]; step: the step's shared inputs (M.step_inputs).
+-- kv (wkv's row, before kv_norm and rope), the indexer's qi and w): the
+-- window ring, the compressors, the indexer's top-k, then attention into o
+-- [1, H, c]; step: the step's shared inputs (M.step_inputs). stored: the
+-- batch has stored the token's ring row and compressor projections.
 -- Returns true when o has had its inverse rope (a merge's), as the
 -- layer's every token does in one form.
-function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, cz)
+function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, stored)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:pname(L, "attn.")
   local ratio = cfg.compress_ratios[L + 1]
   local W, H = cfg.window_size, cfg.n_heads
   local tab = self:rope_table(ratio)
-  st.ring:put_norm_rope(kv, self:weight(p .. "kv_norm.weight"), tab, tp, t % W)
+  if stored then
+    x = nil -- (the compressors' rows are in their buffers)
+  else
+    st.ring:put_norm_rope(kv, self:weight(p .. "kv_norm.weight"), tab, tp, t % W)
+  end
   local sel
   if ratio == 4 then
-    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x,
-                                   cz["indexer.compressor"])
+    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x)
     if key then st.keys:append(hadamard(key)) end
     local N = st.keys.n
     if N > 0 then
@@ -538,7 +586,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, cz)
     end
   end
   if ratio > 0 then
-    local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x, cz.compressor)
+    local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x)
     if entry then st.comp:append(entry) end
   end
   local N = ratio > 0 and st.comp.n or 0

@@ -43,10 +43,59 @@ function Cache.new(format, kind, width, rope, capacity)
   return self
 end
 
+-- ---- pools ---------------------------------------------------------------------------------
+
+-- A pool: the fixed-size state of one layer (its window rings, or one
+-- compressor's partial-window buffers) for every sequence of a model in
+-- one tensor [slots x rows, width] of dtype, sequence slot s's rows at s
+-- rows .. (s + 1) rows - 1, so that a batch's decode step writes each
+-- sequence's new row with one launch (embed.tile put_rows) where it made
+-- one a sequence. It grows by doubling; the views handed out are then
+-- re-pointed to the new tensor (the objects that hold them, weakly).
+local Pool = {}
+Pool.__index = Pool
+
+function Cache.pool(dtype, rows, width)
+  return setmetatable({dtype = dtype, rows = rows, width = width, slots = 0,
+                       holders = setmetatable({}, {__mode = "v"}), fields = {}}, Pool)
+end
+
+-- Sets holder[field] to the rows of slot s (a view [rows, width], zeroed),
+-- growing the pool to hold s.
+function Pool:bind(s, holder, field)
+  if s >= self.slots then
+    local slots = math.max(2 * self.slots, s + 1, 2)
+    local grown = O.tensor(self.dtype, {slots * self.rows, self.width})
+    if self.slots > 0 then
+      grown:slice(0, 0, self.slots * self.rows):assign(self.data)
+    end
+    self.data, self.slots = grown, slots
+    for slot, h in pairs(self.holders) do
+      h[self.fields[slot]] = grown:slice(0, slot * self.rows, self.rows)
+    end
+  end
+  local rows = self.data:slice(0, s * self.rows, self.rows)
+  rows:assign(O.tensor(self.dtype, {self.rows, self.width})) -- (a slot used before)
+  self.holders[s], self.fields[s] = holder, field
+  holder[field] = rows
+end
+
+-- A KV cache of `rows` rows (a window ring) in slot s of pool (its dtype
+-- and width this format's rows); it does not grow.
+function Cache.pooled(pool, s, format, kind, width, rope)
+  local self = setmetatable({format = format, kind = kind, width = width, rope = rope, n = 0,
+                             pool = pool, slot = s}, Cache)
+  self.rb = Cache.row_bytes(format, kind, width, rope)
+  assert(pool.width == (format == "f32" and width or self.rb), "Cache.pooled: the pool's width")
+  pool:bind(s, self, "data")
+  return self
+end
+
 -- Room for `rows` rows, keeping the rows held.
 function Cache:reserve(rows)
   local cap = self.data:shape(1)
   if rows <= cap then return end
+  if self.pool then error("a pooled cache holds " .. cap .. " rows, not " .. rows, 2) end
   local grown = alloc(self, math.max(rows, 2 * cap))
   if self.n > 0 then grown:slice(0, 0, self.n):assign(self.data:slice(0, 0, self.n)) end
   self.data = grown
@@ -93,6 +142,29 @@ function Cache:put_norm_rope(x, w, tab, pos, at)
     O.kernel("rope.tile", "kv_norm_rope_pack"):launch{xs, w, tab, pos, dst}
   end
   self.n = math.max(self.n, at + n)
+end
+
+-- put_norm_rope of row b of x [B, width] into caches[b] at row at[b], for
+-- pooled caches of one pool (rows: the pool's row of each, an i32 tensor
+-- [B]): the rows normed, roped (and packed) by one launch into a tensor of
+-- their own, then placed by one more (embed.tile put_rows), where each
+-- cache's put_norm_rope made one. The same bytes.
+local put_params = O.memo(function(dt) return {XT = dt} end)
+function Cache.put_norm_rope_batch(pool, caches, x, w, tab, pos, at, rows)
+  local B, c = x:shape(1), caches[1]
+  local ys = O.out({B, pool.width}, pool.dtype)
+  local xs = x:reshape{B, 1, c.width}
+  if c.format == "f32" then
+    O.kernel("rope.tile", "head_norm_rope", O.f32_params):launch{xs, w, tab, pos,
+                                                                  ys:reshape{B, 1, c.width}}
+  else
+    O.kernel("rope.tile", "kv_norm_rope_pack"):launch{xs, w, tab, pos, ys}
+  end
+  O.kernel("embed.tile", "put_rows", put_params(pool.dtype)):launch{ys, rows, pool.data}
+  for b, cache in ipairs(caches) do
+    assert(cache.pool == pool, "put_norm_rope_batch: caches of one pool")
+    cache.n = math.max(cache.n, at[b] + 1)
+  end
 end
 
 -- The unpacking kernels' params for an output of dtype dt (f32; bf16 from

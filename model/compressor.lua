@@ -95,16 +95,12 @@ end
 -- [1, d] at position t: its projections join the partial-window buffer
 -- st.buf[which] (a ring of the last buffer_rows rows on the device, cz
 -- [R, 2 KE] as M:project makes them, position p in row p mod R: no round
--- trip through the host), made there, or copied there from cz [1, 2 KE]
--- where a batch's one linear made them; when t completes a window, the new
--- entry [1, E] (from the window, and for CSA the previous one), else nil.
-function M:compress_step(L, which, st, t, ratio, tab, x, cz)
+-- trip through the host; x nil: a batch's step put them there); when t
+-- completes a window, the new entry [1, E] (from the window, and for CSA
+-- the previous one), else nil.
+function M:compress_step(L, which, st, t, ratio, tab, x)
   local buf, R = st.buf[which], M.buffer_rows(ratio)
-  if cz then
-    buf.cz:slice(0, t % R, 1):assign(cz)
-  else
-    self:project(L, which, x, buf.cz:slice(0, t % R, 1))
-  end
+  if x then self:project(L, which, x, buf.cz:slice(0, t % R, 1)) end
   if (t + 1) % ratio ~= 0 then return nil end
   local g = (t + 1) // ratio - 1
   local n = (ratio == 4 and g > 0) and 2 * ratio or ratio
@@ -122,12 +118,6 @@ function M:compress_step(L, which, st, t, ratio, tab, x, cz)
   end
   local out = self:pool(L, which, win, ratio, tab, g - (n // ratio - 1))
   return out:slice(0, out:shape(1) - 1, 1)
-end
-
--- A compressor's empty decode buffer (the ring compress_step fills) for
--- rows `width` wide as M:project makes them (both projections, 2 KE).
-function M.new_buffer(ratio, width)
-  return {cz = f32{M.buffer_rows(ratio), width}}
 end
 
 end

@@ -49,6 +49,7 @@ local checkpoint = require "model.checkpoint"
 local O = require "model.ops"
 local kernel, f32 = O.kernel, O.f32
 local weights = require "model.weights"
+local Cache = require "model.cache"
 
 local M = {}
 
@@ -65,7 +66,8 @@ function M.load(dir, weights_path, opts)
   local self = {cfg = cfg, file = checkpoint.open(weights_path or dir),
                 w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
                 linears = opts.linears or "f32", experts = opts.experts or "bf16",
-                attn_dtype = opts.attention, join = opts.join ~= false, joined = {}}
+                attn_dtype = opts.attention, join = opts.join ~= false, joined = {},
+                pools = {}, free_slots = {}, slots_taken = 0}
   local d = opts.device or ts.default_device()
   self.dev = type(d) == "string" and ts.device(d) or d
   if self.kv_format ~= "f32" and self.kv_format ~= "fp8" then
@@ -286,7 +288,41 @@ end
 -- decode together with decode_batch.
 function M:sequence()
   local root = rawget(self, "root") or self
-  return setmetatable({root = root, state = {}, next_pos = 0}, {__index = root})
+  return setmetatable({root = root, state = {}, next_pos = 0}, {__index = root, __gc = function(s)
+    local slot = rawget(s, "state_slot")
+    if slot then table.insert(root.free_slots, slot) end
+  end})
+end
+
+-- This sequence's slot in the model's pools (M:state_pool), taken at its first
+-- prefill and given back when the sequence is collected.
+function M:slot()
+  local s = rawget(self, "state_slot")
+  if not s then
+    local root = rawget(self, "root") or self
+    s = table.remove(root.free_slots)
+    if not s then
+      s = root.slots_taken
+      root.slots_taken = s + 1
+    end
+    rawset(self, "state_slot", s)
+  end
+  return s
+end
+
+-- The model's pool `name` of layer L (model/cache.lua Cache.pool: that
+-- state of every sequence in one tensor, `rows` rows of dtype and width a
+-- slot), made at first use.
+function M:state_pool(L, name, dtype, rows, width)
+  local root = rawget(self, "root") or self
+  local pools = root.pools[L] or {}
+  root.pools[L] = pools
+  local p = pools[name]
+  if not p then
+    p = Cache.pool(dtype, rows, width)
+    pools[name] = p
+  end
+  return p
 end
 
 -- The inputs a kernel takes but does not read, or reads as constants,

@@ -7,7 +7,9 @@
 -- cache formats (on the CPU a row's sums do not depend on the batch; a
 -- GPU's batch may differ by rounding);
 -- a sequence's state is its own (a fourth, untouched one still decodes as
--- a fresh model would); bad batches are refused. Skips without
+-- a fresh model would); a collected sequence's slot in the state pools is
+-- taken by a new one, which decodes as it would alone; bad batches are
+-- refused. Skips without
 -- ../shared/golden.
 local ts = require "tessera"
 local V4 = require "model.v4"
@@ -51,6 +53,33 @@ for _, fmt in ipairs{"f32", "fp8"} do
   fresh:prefill(prompt(5, 9))
   local e = relerr(untouched:decode(ids[14]):to_table(), fresh:decode(ids[14]):to_table())
   check(e == 0, string.format("%s: an untouched sequence's decode: %.3e", fmt, e))
+  -- the state pools: each sequence's ring and compressor buffers in its
+  -- slot of one tensor a layer (grown while the seven sequences above were
+  -- prefilled, the earlier ones' views re-pointed); a sequence collected
+  -- gives its slot back, a new one takes it (its rows zeroed) and decodes
+  -- in a batch as it does alone, beside a survivor
+  local ring = model.pools[0].ring
+  local gone = model:sequence()
+  gone:prefill(prompt(30, 50))
+  local slot, slots = gone:slot(), ring.slots
+  gone = nil
+  collectgarbage()
+  collectgarbage()
+  local again, twin = model:sequence(), model:sequence()
+  again:prefill(prompt(7, 40))
+  check(again:slot() == slot and ring.slots == slots,
+        string.format("%s: a collected sequence's slot is taken again (%s, %s; %d slots, %d)",
+                      fmt, again:slot(), slot, ring.slots, slots))
+  twin:prefill(prompt(7, 40))
+  local rows = {}
+  for step = 1, 5 do
+    local got = model:decode_batch({again, batch[2]}, {ids[46 + step], ids[140 + step]})
+    rows[#rows + 1] = relerr(table.move(got:to_table(), 1, V, 1, {}),
+                             twin:decode(ids[46 + step]):to_table())
+  end
+  check(math.max(table.unpack(rows)) <= (exact and 0 or 1e-5),
+        string.format("%s: a reused slot decodes as a fresh one: worst %.3e", fmt,
+                      math.max(table.unpack(rows))))
   -- bad batches
   local function refused(f, needle)
     local ok, err = pcall(f)

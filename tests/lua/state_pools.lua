@@ -1,0 +1,98 @@
+-- state_pools.lua - the decode state's pools (model/cache.lua Cache.pool:
+-- a layer's window rings or compressor buffers of every sequence in one
+-- tensor, a slot each) and the kernel that writes a batch's rows into them
+-- (kernels/embed.tile put_rows): rows in any order land in their rows of
+-- y and nowhere else, in f32 and as bytes, on the CPU and the GPU
+-- simulator; a row outside y is refused; a pool grows by doubling with the
+-- slots bound before re-pointed to the new tensor, their rows kept; a slot
+-- bound again starts zeroed; a pooled cache refuses to grow; the slots of
+-- a model's sequences (model/v4.lua M:slot) are taken once each and given
+-- back when a sequence is collected.
+local ts = require "tessera"
+local O = require "model.ops"
+local Cache = require "model.cache"
+local C = require "tests.lua.lib.check"
+local check = C.check
+
+for _, name in ipairs{"cpu", "gpusim"} do
+  local dev = ts.device(name)
+  local k = function(dt) return ts.kernel("kernels/embed.tile", "put_rows", {XT = dt}, dev) end
+  for _, dt in ipairs{"f32", "i8"} do
+    local N, D, R = 11, 37, 4
+    local xv = {}
+    for i = 1, R * D do xv[i] = dt == "i8" and (i * 7) % 251 - 125 or i * 0.25 - 3 end
+    local x = ts.tensor(dt, {R, D}, xv):copy_to(dev)
+    local y0 = {}
+    for i = 1, N * D do y0[i] = dt == "i8" and -(i % 100) or -i end
+    local y = ts.tensor(dt, {N, D}, y0):copy_to(dev)
+    local rows = {9, 0, 4, 10}
+    k(dt):launch{x, ts.tensor("i32", {R}, rows):copy_to(dev), y}
+    local got, want = y:to_table(), {}
+    for i = 1, N * D do want[i] = y0[i] end
+    for r = 1, R do
+      for j = 1, D do want[rows[r] * D + j] = xv[(r - 1) * D + j] end
+    end
+    local same = true
+    for i = 1, N * D do same = same and got[i] == want[i] end
+    check(same, string.format("%s put_rows %s: each row in its row of y, the others kept", name,
+                              dt))
+    local ok, err = pcall(function()
+      k(dt):launch{x, ts.tensor("i32", {R}, {1, 2, 11, 3}):copy_to(dev), y}
+      dev:sync()
+    end)
+    check(not ok and tostring(err):find("a row outside y", 1, true),
+          name .. " put_rows: a row past y refused: " .. tostring(err))
+  end
+end
+
+-- a pool: slots of 3 rows of 5 f32s, grown 2 -> 4 -> 8 slots
+O.use(ts.device("cpu"), false)
+local pool = Cache.pool("f32", 3, 5)
+local holders = {}
+local function fill(s, v)
+  local t = {}
+  for i = 1, 15 do t[i] = v + i end
+  holders[s].rows:assign(ts.tensor("f32", {3, 5}, t))
+end
+for s = 0, 4 do
+  holders[s] = {}
+  pool:bind(s, holders[s], "rows")
+  fill(s, 100 * s)
+end
+check(pool.slots == 8 and pool.data:shape(1) == 24, "the pool grew to 8 slots: " .. pool.slots)
+local kept = true
+for s = 0, 4 do
+  -- each holder's view is the new tensor's rows (a write through the pool
+  -- shows in the view) and still holds what was written before growing
+  local v = holders[s].rows:to_table()
+  kept = kept and v[1] == 100 * s + 1 and v[15] == 100 * s + 15
+  pool.data:slice(0, s * 3, 1):assign(ts.tensor("f32", {1, 5}, {-s, -s, -s, -s, -s}))
+  kept = kept and holders[s].rows:to_table()[1] == -s
+end
+check(kept, "after growing, every slot's view is the new tensor's rows, their values kept")
+local again = {}
+pool:bind(2, again, "rows")
+local zero = true
+for _, v in ipairs(again.rows:to_table()) do zero = zero and v == 0 end
+check(zero, "a slot bound again starts zeroed")
+
+local ring = Cache.pooled(Cache.pool("i8", 4, Cache.row_bytes("fp8", "kv", 128, 64)), 1, "fp8",
+                          "kv", 128, 64)
+check(ring.data:shape(1) == 4 and ring.data:shape(2) == ring.rb, "a pooled ring: its 4 rows")
+local ok, err = pcall(function() ring:reserve(5) end)
+check(not ok and tostring(err):find("a pooled cache holds 4 rows", 1, true),
+      "a pooled cache does not grow: " .. tostring(err))
+
+-- a model's slots (no weights read: the methods alone)
+local V4 = require "model.v4"
+local root = setmetatable({pools = {}, free_slots = {}, slots_taken = 0}, {__index = V4})
+local a, b = V4.sequence(root), V4.sequence(root)
+check(a:slot() == 0 and b:slot() == 1 and a:slot() == 0 and root:slot() == 2,
+      "slots taken once each, in order")
+local bs = b:slot()
+b = nil
+collectgarbage()
+collectgarbage()
+local c = V4.sequence(root)
+check(c:slot() == bs and root.slots_taken == 3, "a collected sequence's slot is taken again")
+C.finish()
