@@ -325,12 +325,16 @@ function M:hand_off(L, made, T)
   local cfg, F = self.cfg, self.kv_format
   local c, rd, W = cfg.head_dim, cfg.rope_head_dim, cfg.window_size
   local ratio = cfg.compress_ratios[L + 1]
-  -- (the ring and the compressors' buffers in this sequence's slot of
+  -- (each cache and compressor buffer in this sequence's slot of one of
   -- the model's pools: a batch's decode step writes them with one launch)
   local slot = self:slot()
-  local rb = Cache.row_bytes(F, "kv", c, rd)
-  local ring = self:state_pool(L, "ring", F == "f32" and "f32" or "i8", W, F == "f32" and c or rb)
-  local st = {ring = Cache.pooled(ring, slot, F, "kv", c, rd), buf = {}}
+  local function pooled(name, kind, width, rope, rows)
+    local rb = Cache.row_bytes(F, kind, width, rope)
+    local pool = self:state_pool(L, name, F == "f32" and "f32" or "i8", rows,
+                                 F == "f32" and width or rb)
+    return Cache.pooled(pool, slot, F, kind, width, rope)
+  end
+  local st = {ring = pooled("ring", "kv", c, rd, W), buf = {}}
   local p = math.max(0, T - W)
   while p < T do -- at most two runs of slots
     local n = math.min(T - p, W - p % W)
@@ -339,11 +343,13 @@ function M:hand_off(L, made, T)
   end
   if ratio > 0 then
     local comp = made.compressed
-    st.comp = Cache.new(F, "kv", c, rd, comp:shape(1) + 64)
+    st.comp = pooled("comp", "kv", c, rd, 64)
+    st.comp:reserve(comp:shape(1) + 64)
     st.comp:put(comp, 0)
   end
   if ratio == 4 then
-    st.keys = Cache.new(F, "key", cfg.index_head_dim, 0, T // ratio + 64)
+    st.keys = pooled("keys", "key", cfg.index_head_dim, 0, 64)
+    st.keys:reserve(T // ratio + 64)
     if made.indexer_keys then st.keys:put(made.indexer_keys, 0) end
   end
   for which, cz in pairs(made.projected or {}) do

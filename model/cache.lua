@@ -45,13 +45,16 @@ end
 
 -- ---- pools ---------------------------------------------------------------------------------
 
--- A pool: the fixed-size state of one layer (its window rings, or one
--- compressor's partial-window buffers) for every sequence of a model in
--- one tensor [slots x rows, width] of dtype, sequence slot s's rows at s
--- rows .. (s + 1) rows - 1, so that a batch's decode step writes each
--- sequence's new row with one launch (embed.tile put_rows) where it made
--- one a sequence. It grows by doubling; the views handed out are then
--- re-pointed to the new tensor (the objects that hold them, weakly).
+-- A pool: one kind of a layer's state (its window rings, compressed
+-- entries or indexer keys, or one compressor's partial-window buffers) for
+-- every sequence of a model in one tensor [slots x rows, width] of dtype,
+-- sequence slot s's rows at s rows .. (s + 1) rows - 1, so that a batch's
+-- decode step writes each sequence's new row with one launch (embed.tile
+-- put_rows) where it made one a sequence. It grows by doubling, in slots
+-- (bind) and in rows a slot (widen: every slot's rows move to their new
+-- place); the views handed out are then re-pointed to the new tensor (the
+-- objects that hold them, weakly). Every slot has the same rows: a
+-- growing cache's pool holds the longest sequence's rows for each.
 local Pool = {}
 Pool.__index = Pool
 
@@ -80,8 +83,24 @@ function Pool:bind(s, holder, field)
   holder[field] = rows
 end
 
--- A KV cache of `rows` rows (a window ring) in slot s of pool (its dtype
--- and width this format's rows); it does not grow.
+-- Room for `rows` rows a slot: the slots' rows moved to a tensor of more
+-- rows a slot (those past the old rows zero), the views re-pointed.
+function Pool:widen(rows)
+  if rows <= self.rows then return end
+  local old, R = self.data, math.max(rows, 2 * self.rows)
+  local grown = O.tensor(self.dtype, {self.slots * R, self.width})
+  for slot = 0, self.slots - 1 do
+    grown:slice(0, slot * R, self.rows):assign(old:slice(0, slot * self.rows, self.rows))
+  end
+  self.data, self.rows = grown, R
+  for slot, h in pairs(self.holders) do
+    h[self.fields[slot]] = grown:slice(0, slot * R, R)
+  end
+end
+
+-- A cache in slot s of pool (its dtype and width this format's rows,
+-- e.g. a layer's window rings: rows a slot = the window); it grows as the
+-- pool widens.
 function Cache.pooled(pool, s, format, kind, width, rope)
   local self = setmetatable({format = format, kind = kind, width = width, rope = rope, n = 0,
                              pool = pool, slot = s}, Cache)
@@ -95,7 +114,10 @@ end
 function Cache:reserve(rows)
   local cap = self.data:shape(1)
   if rows <= cap then return end
-  if self.pool then error("a pooled cache holds " .. cap .. " rows, not " .. rows, 2) end
+  if self.pool then
+    self.pool:widen(rows) -- (self.data re-pointed)
+    return
+  end
   local grown = alloc(self, math.max(rows, 2 * cap))
   if self.n > 0 then grown:slice(0, 0, self.n):assign(self.data:slice(0, 0, self.n)) end
   self.data = grown

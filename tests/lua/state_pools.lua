@@ -5,7 +5,8 @@
 -- y and nowhere else, in f32 and as bytes, on the CPU and the GPU
 -- simulator; a row outside y is refused; a pool grows by doubling with the
 -- slots bound before re-pointed to the new tensor, their rows kept; a slot
--- bound again starts zeroed; a pooled cache refuses to grow; the slots of
+-- bound again starts zeroed; pooled caches grow as their pool widens
+-- (every slot's rows moved, kept); the slots of
 -- a model's sequences (model/v4.lua M:slot) are taken once each and given
 -- back when a sequence is collected.
 local ts = require "tessera"
@@ -76,12 +77,31 @@ local zero = true
 for _, v in ipairs(again.rows:to_table()) do zero = zero and v == 0 end
 check(zero, "a slot bound again starts zeroed")
 
-local ring = Cache.pooled(Cache.pool("i8", 4, Cache.row_bytes("fp8", "kv", 128, 64)), 1, "fp8",
-                          "kv", 128, 64)
-check(ring.data:shape(1) == 4 and ring.data:shape(2) == ring.rb, "a pooled ring: its 4 rows")
-local ok, err = pcall(function() ring:reserve(5) end)
-check(not ok and tostring(err):find("a pooled cache holds 4 rows", 1, true),
-      "a pooled cache does not grow: " .. tostring(err))
+-- pooled caches grow as their pool widens: every slot's rows move to
+-- their new place (kept), the views re-pointed
+local kv = Cache.pool("i8", 2, Cache.row_bytes("fp8", "kv", 128, 64))
+local c0 = Cache.pooled(kv, 0, "fp8", "kv", 128, 64)
+local c1 = Cache.pooled(kv, 1, "fp8", "kv", 128, 64)
+check(c1.data:shape(1) == 2 and c1.data:shape(2) == c1.rb, "a pooled cache: its slot's 2 rows")
+local function rows_of(n, v)
+  local t = {}
+  for i = 1, n * 128 do t[i] = v * ((i % 7) - 3) end
+  return ts.tensor("f32", {n, 128}, t)
+end
+c0:put(rows_of(2, 1), 0)
+c1:put(rows_of(2, 2), 0)
+local before0, before1 = c0:get(0, 2):to_table(), c1:get(0, 2):to_table()
+c1:put(rows_of(3, 3), 2) -- rows 2 .. 4: the pool widens to 5 rows a slot
+local after0, after1 = c0:get(0, 2):to_table(), c1:get(0, 2):to_table()
+local same = #after0 == #before0
+for i = 1, #before0 do same = same and after0[i] == before0[i] and after1[i] == before1[i] end
+check(kv.rows == 5 and c0.data:shape(1) == 5 and c1.n == 5 and same,
+      string.format("a pool widened (%d rows a slot) keeps every slot's rows", kv.rows))
+local third = c1:get(2, 3):to_table()
+local want = Cache.simulate("fp8", "kv", rows_of(3, 3), 64):to_table()
+local ok3 = #third == #want
+for i = 1, #want do ok3 = ok3 and third[i] == want[i] end
+check(ok3, "the rows put past the old width read back")
 
 -- a model's slots (no weights read: the methods alone)
 local V4 = require "model.v4"
