@@ -437,9 +437,10 @@ end
 -- small i32 tensors by value (the indexer's lengths, HCA's entry counts).
 -- The decode loops make one (M.step_inputs()) and hand it to every layer;
 -- a layer run alone makes its own.
-function M.step_inputs() return {window = {}, ints = {}, pool_rows = {}} end
+function M.step_inputs() return {window = {}, ints = {}, pool_rows = {}, pool_base = {}} end
 
 local ring_params = O.memo(function(W) return {W = W} end)
+local lists_params = O.memo(function(W, sel) return {W = W, SEL = sel} end)
 
 -- The index list [1, K] of position t (tp its device tensor [1]) without a
 -- selection, made once a step (sparse_attn.tile ring_index: the window
@@ -491,6 +492,36 @@ local function pool_rows(step, seqs, pos_v, R)
     step.pool_rows[R] = rows
   end
   return rows
+end
+
+-- The first rows of a step's sequences' slots in pools of R rows a slot
+-- (slot s x R), as a device tensor [B], made once a step.
+local function pool_base(step, seqs, R)
+  local base = step.pool_base[R]
+  if not base then
+    local v = {}
+    for b, s in ipairs(seqs) do v[b] = s:slot() * R end
+    base = O.tensor("i32", {#seqs}, v)
+    step.pool_base[R] = base
+  end
+  return base
+end
+
+-- No selection: a row [1, KS] of -1 and B rows [B, 1] (attend_batch's
+-- selections of a sequence with no key yet, of a window-only layer), made
+-- once for the model and its sequences.
+function M:no_selection(KS, B)
+  local root = rawget(self, "root") or self
+  local k = root.no_sel or {}
+  root.no_sel = k
+  local function minus_ones(rows, cols)
+    local v = {}
+    for i = 1, rows * cols do v[i] = -1 end
+    return O.tensor("i32", {rows, cols}, v)
+  end
+  k[KS] = k[KS] or minus_ones(1, KS)
+  k[-B] = k[-B] or minus_ones(B, 1)
+  return {row = k[KS], rows = k[-B]}
 end
 
 local main_compressor, both_compressors = {"compressor"}, {"compressor", "indexer.compressor"}
@@ -548,6 +579,10 @@ function M:attention_steps(L, x, seqs, pos_v, step)
     end
   end
   local o, roped = O.out{B, H, c}, nil
+  if stored and self.kv_format == "fp8" and ratio ~= 128 then
+    roped = self:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
+    return self:attention_out(L, o, tab, pos, B, roped)
+  end
   for b = 1, B do
     local t, st, r = pos_v[b], seqs[b].state[L], b - 1
     roped = self:attend_step(L, st, t, x:slice(0, r, 1), q:slice(0, r, 1), kv:slice(0, r, 1),
@@ -555,6 +590,82 @@ function M:attention_steps(L, x, seqs, pos_v, step)
                              pos:slice(0, r, 1), step, stored)
   end
   return self:attention_out(L, o, tab, pos, B, roped)
+end
+
+-- The compressors' step of one token of a sequence (state st of layer L,
+-- position t, device tensor tp; its input row x, or nil where a batch put
+-- its projections in the buffers) and, in a CSA layer, the indexer's top-k
+-- of the entries so far (its queries qi and weights w: every key scored
+-- where it lies, the packed FP4 rows read as they are), into out [1, k]
+-- when given. Returns the selection, or nil before the first key.
+function M:step_entries(L, st, t, x, qi, w, tp, step, out)
+  local cfg = self.cfg
+  local ratio = cfg.compress_ratios[L + 1]
+  local tab = self:rope_table(ratio)
+  local sel
+  if ratio == 4 then
+    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x)
+    if key then st.keys:append(hadamard(key)) end
+    local N = st.keys.n
+    if N > 0 then
+      local scores = O.out{1, N}
+      self:index_scores(ratio, qi, st.keys:view(0, N), w, tp, scores)
+      local len = step_int(step, math.min((t + 1) // ratio, N))
+      sel = O.topk(scores, len, cfg.index_topk, out)
+    end
+  end
+  if ratio > 0 then
+    local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x)
+    if entry then st.comp:append(entry) end
+  end
+  return sel
+end
+
+-- attention_steps' window or CSA attention of a batch whose states lie in
+-- the model's pools, over "fp8" caches: each sequence's compressors and
+-- top-k (step_entries, over its own keys), then one launch making every
+-- token's lists as rows of the pools (sparse_attn.tile pool_lists) and one
+-- attention launch for the batch reading each sequence's rows where they
+-- lie (sparse_attn_f32_kv8; with the bf16 attention sparse_attn_split_kv8
+-- or _kv8_ring + the merge), where each sequence made its list and ran its
+-- attention. q, qi, w, o, pos: the batch's rows. The same bits as each
+-- sequence's attend_step. Returns whether o has had its inverse rope.
+function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
+  local cfg, c, H = self.cfg, self.cfg.head_dim, self.cfg.n_heads
+  local ratio, W, B = cfg.compress_ratios[L + 1], cfg.window_size, #seqs
+  local p = self:pname(L, "attn.")
+  local tab = self:rope_table(ratio)
+  local KS = ratio == 4 and cfg.index_topk or 1
+  local none = self:no_selection(KS, B)
+  local sel = ratio == 4 and O.out({B, KS}, "i32") or none.rows
+  for b, s in ipairs(seqs) do
+    local r = b - 1
+    local row = ratio == 4 and sel:slice(0, r, 1)
+    local got = self:step_entries(L, s.state[L], pos_v[b], nil, qi and qi:slice(0, r, 1),
+                                  w and w:slice(0, r, 1), pos:slice(0, r, 1), step, row)
+    if row and not got then row:assign(none.row) end
+  end
+  -- (the pools as the steps left them: an entry may have widened one)
+  local first = seqs[1].state[L]
+  local ring, comp = first.ring.pool, ratio == 4 and first.comp.pool or first.ring.pool
+  local cbase = {}
+  for b, s in ipairs(seqs) do cbase[b] = s:slot() * comp.rows end
+  local bf, K = self:bf16_attention(), W + (ratio == 4 and KS or 0)
+  local idx, selg = O.out({B, bf and W or K}, "i32"), O.out({B, KS}, "i32")
+  kernel("sparse_attn.tile", "pool_lists", lists_params(W, not bf)):launch{
+    pos, pool_base(step, seqs, W), sel, O.tensor("i32", {B}, cbase), idx, selg,
+    ring.slots * W}
+  if bf and ratio == 4 then
+    self:split_attend(L, "sparse_attn.tile", "sparse_attn_split_kv8_ring", self:kv8_params(),
+                      math.max(1, K // 128), {q, ring.data, idx, comp.data, selg}, o, tab, pos)
+  elseif bf then
+    self:split_attend(L, "sparse_attn.tile", "sparse_attn_split_kv8", self:kv8_params(),
+                      math.max(1, K // 128), {q, ring.data, idx}, o, tab, pos)
+  else
+    kernel("sparse_attn.tile", "sparse_attn_f32_kv8", f32_kv8_params(H, c, cfg.rope_head_dim))
+      :launch{q, ring.data, comp.data, selg, idx, self:weight(p .. "attn_sink"), o}
+  end
+  return bf
 end
 
 -- One token's part of attention_steps that reads and writes its sequence's
@@ -577,24 +688,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, stored)
   else
     st.ring:put_norm_rope(kv, self:weight(p .. "kv_norm.weight"), tab, tp, t % W)
   end
-  local sel
-  if ratio == 4 then
-    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x)
-    if key then st.keys:append(hadamard(key)) end
-    local N = st.keys.n
-    if N > 0 then
-      -- every key scored where it lies: the packed FP4 rows read as they
-      -- are (no f32 copy of all N keys each step)
-      local scores = O.out{1, N}
-      self:index_scores(ratio, qi, st.keys:view(0, N), w, tp, scores)
-      local len = step_int(step, math.min((t + 1) // ratio, N))
-      sel = O.topk(scores, len, cfg.index_topk)
-    end
-  end
-  if ratio > 0 then
-    local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x)
-    if entry then st.comp:append(entry) end
-  end
+  local sel = self:step_entries(L, st, t, x, qi, w, tp, step)
   local N = ratio > 0 and st.comp.n or 0
   local extra = ratio == 4 and cfg.index_topk or 0
   local K = W + extra

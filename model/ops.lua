@@ -430,12 +430,13 @@ end
 -- (kernels/topk.tile): one block a row, or, for rows of at least
 -- O.topk_split_at entries, two levels (the top K of each CH-entry chunk,
 -- then of those), CH the power of two nearest sqrt(N K) so that both levels
--- are about as long. Returns out [R, K] (indices, increasing, -1 pads).
+-- are about as long. Returns out [R, K] (indices, increasing, -1 pads;
+-- into out when given).
 O.topk_split_at = 32768
 local topk_params = O.memo(function(K, CH) return {K = K, CH = CH} end)
-function O.topk(scores, len, K)
+function O.topk(scores, len, K, out)
   local R, N = scores:shape(1), scores:shape(2)
-  local out = O.out({R, K}, "i32")
+  out = out or O.out({R, K}, "i32")
   if N < O.topk_split_at or N <= 2 * K then
     O.kernel("topk.tile", "topk", topk_params(K)):launch{scores, len, out}
     return out

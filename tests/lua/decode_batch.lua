@@ -21,8 +21,12 @@ if not dir then return end
 local function prompt(first, n)
   return ts.tensor("i32", {n}, table.move(ids, first, first + n - 1, 1, {}))
 end
-for _, fmt in ipairs{"f32", "fp8"} do
-  local model = V4.load(dir, nil, {kv_format = fmt})
+-- (the "fp8" caches' batch runs one attention launch a window or CSA
+-- layer, each sequence's rows read in the state pools: f32 attention, and
+-- the bf16 attention's split kernels)
+for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
+  local attention = fmt == "fp8+bf16" and "bf16" or nil
+  local model = V4.load(dir, nil, {kv_format = fmt:sub(1, 3), attention = attention})
   local V = model.cfg.vocab_size
   local starts, lens = {1, 20, 60}, {3, 126, 37}
   local batch, alone = {}, {}
@@ -49,7 +53,7 @@ for _, fmt in ipairs{"f32", "fp8"} do
         string.format("%s: batch of 3 vs one at a time, 10 steps: worst %.3e", fmt, worst))
   print(string.format("%s: batch of 3 vs one at a time over 10 steps: worst %.3e", fmt, worst))
   -- the untouched sequence decodes as a fresh model prefilled the same way
-  local fresh = V4.load(dir, nil, {kv_format = fmt})
+  local fresh = V4.load(dir, nil, {kv_format = fmt:sub(1, 3), attention = attention})
   fresh:prefill(prompt(5, 9))
   local e = relerr(untouched:decode(ids[14]):to_table(), fresh:decode(ids[14]):to_table())
   check(e == 0, string.format("%s: an untouched sequence's decode: %.3e", fmt, e))

@@ -5,7 +5,8 @@
 -- selections with pads, without a selection, and a K too short for the
 -- window and the selection together; and a decode step's (ring_index: the
 -- ring's slots, then the selected entries) at positions below, at and past
--- the window; on the CPU and the GPU simulator.
+-- the window; a batch's (pool_lists: the same as rows of the state pools);
+-- on the CPU and the GPU simulator.
 local ts = require "tessera"
 local passed, failed = 0, 0
 local function check(ok, what)
@@ -103,6 +104,43 @@ for _, dev in ipairs{"cpu", "gpusim"} do
       :launch{ts.tensor("i32", {B}, pos, d), sel, idx}
     check_same(idx:to_table(), want_ring(pos, W, K, KS, selv),
                string.format("%s ring_index W %d K %d KS %d", dev, W, K, KS))
+  end
+end
+-- pool_lists (a batch's lists over the state pools, model/attention.lua
+-- attend_batch): token b's ring_index list with the window's slots as rows
+-- rbase[b] + slot of the rings' pool and the selected entries as rr + k
+-- (with SEL; none without), and its selection as rows cbase[b] + e of the
+-- entries' pool (-1 kept)
+for _, dev in ipairs{"cpu", "gpusim"} do
+  local d = ts.device(dev)
+  local pos, rbase, cbase = {0, 5, 13, 37}, {16, 0, 40, 8}, {300, 0, 100, 200}
+  local W, KS, rr, B = 8, 3, 48, 4
+  local selv = {}
+  for b = 1, B do
+    local n = math.min(KS, (pos[b] + 1) // 4)
+    for k = 0, KS - 1 do selv[(b - 1) * KS + k + 1] = k < n and 3 * k + b or -1 end
+  end
+  for _, with_sel in ipairs{true, false} do
+    local K = with_sel and W + KS or W
+    local idx, selg = ts.tensor("i32", {B, K}, nil, d), ts.tensor("i32", {B, KS}, nil, d)
+    ts.kernel("kernels/sparse_attn.tile", "pool_lists", {W = W, SEL = with_sel}, d):launch{
+      ts.tensor("i32", {B}, pos, d), ts.tensor("i32", {B}, rbase, d),
+      ts.tensor("i32", {B, KS}, selv, d), ts.tensor("i32", {B}, cbase, d), idx, selg, rr}
+    local want_idx, want_sel = {}, {}
+    for b = 1, B do
+      local row = want_rows({pos[b]}, W, K, KS, with_sel and table.move(selv, (b - 1) * KS + 1,
+                            b * KS, 1, {}) or nil, function(p) return rbase[b] + p % W end,
+                            function(_, k) return rr + k end)
+      table.move(row, 1, K, (b - 1) * K + 1, want_idx)
+      for k = 1, KS do
+        local e = selv[(b - 1) * KS + k]
+        want_sel[(b - 1) * KS + k] = e >= 0 and cbase[b] + e or -1
+      end
+    end
+    check_same(idx:to_table(), want_idx, string.format("%s pool_lists SEL %s: the lists", dev,
+                                                       with_sel))
+    check_same(selg:to_table(), want_sel, string.format("%s pool_lists SEL %s: the selections",
+                                                        dev, with_sel))
   end
 end
 print(string.format("%d passed, %d failed", passed, failed))
