@@ -106,8 +106,8 @@ do
     ts.kernel("kernels/hca_attn.tile", "hca_attn_split_f32", {BK = 64, R = 100, NH = 2, DC = 128},
               ts.device("cpu"))
       :launch{ts.tensor("f32", {1, 2, 128}), ts.tensor("f32", {4, 128}),
-              ts.tensor("i8", {0, 8}), ts.tensor("i32", {1, 4}), ts.tensor("f32", {8, 128}), ts.tensor("i8", {0, 8}),
-              ts.tensor("i32", {1}), ts.tensor("f32", {1, 1, 2, 128}),
+              ts.tensor("i8", {0, 8}), ts.tensor("i32", {1, 4}), ts.tensor("f32", {8, 128}),
+              ts.tensor("i8", {0, 8}), ts.tensor("i32", {1}), ts.tensor("f32", {1, 1, 2, 128}),
               ts.tensor("f32", {1, 1, 2}), ts.tensor("f32", {1, 1, 2})}
   end)
   C.check(not ok and tostring(msg):find("multiple of BK"), "R % BK: " .. tostring(msg))

@@ -248,7 +248,8 @@ for n, cs in ipairs(fcases) do
   end
   params.ROPE = ROPE
   local got = ts.tensor("f32", {T, H, c}, nil, dev)
-  kernel("sparse_attn.tile", "sparse_attn_f32_kv8", params):launch{q, ring8, comp8, sel, idx, sink, got}
+  kernel("sparse_attn.tile", "sparse_attn_f32_kv8", params)
+    :launch{q, ring8, comp8, sel, idx, sink, got}
   C.check(bitwise(got, want), what .. ": differs from sparse_attn_f32 over the unpacked list")
   local g = got:to_table()
   C.check(g[1] == g[1] and g[1] ~= 0, what .. ": no output")
