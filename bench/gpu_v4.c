@@ -143,6 +143,15 @@ static ts_tensor *tf32_exact(ts_tensor *t) {
 /* Host i32 tensor -> a copy on the GPU. */
 ts_tensor *to_gpu(ts_tensor *t) { return bench_copy(t, gpu, "gpu_v4"); }
 
+/* An i32 tensor [1] holding v, on the GPU. */
+static ts_tensor *gpu_int(int64_t v) {
+  ts_tensor *h = tensor(host, TS_DTYPE_I32, 1, (int64_t[]){1});
+  ts_tensor_set(h, 0, (double)v);
+  ts_tensor *g = to_gpu(h);
+  ts_tensor_release(h);
+  return g;
+}
+
 /* Median seconds of 10 launches (3 with --quick) after a warm-up. */
 double timed(ts_kernel *k, const ts_arg *a, size_t n) {
   return bench_gpu_median(k, a, n, quick ? 3 : 10, "gpu_v4");
@@ -439,29 +448,35 @@ static void attention_kv8(void) {
                  "NH=16 DC=128 CH=64 BK=16 WG=1 EB=200", a, 6, 3, 2e-2);
     release_args(a, 6);
     /* HCA's form: the window from a ring's bytes by slot, 45 entries in
-     * place (tokens seeing 45, 20 and none of them), 3 ranges */
+     * place (tokens seeing 45, 20 and none of them; the second's from row
+     * 10, as a batch's state pool holds them), 3 ranges each */
     int64_t W = 21, N = 45, sq[3] = {T, H, C}, sw[2] = {T, W};
     ts_tensor *win = tensor(host, TS_DTYPE_I32, 2, sw), *nc = tensor(host, TS_DTYPE_I32, 1, &T);
+    ts_tensor *cb = tensor(host, TS_DTYPE_I32, 1, &T), *nr = tensor(host, TS_DTYPE_I32, 1, &T);
     for (int64_t i = 0; i < T * W; i++)
       ts_tensor_set(win, i, (double)(i % 5 == 3 ? -1 : (i * 7) % W));
-    for (int64_t t = 0; t < T; t++)
+    for (int64_t t = 0; t < T; t++) {
       ts_tensor_set(nc, t, (double)(t == 0 ? N : t == 1 ? 20 : 0));
-    ts_arg h[8] = {ts_arg_tensor(rnd(host, TS_DTYPE_BF16, 3, sq, 5, 1)),
-                   ts_arg_tensor(packed(host, "kv_pack", W, C, 200, 6)), ts_arg_tensor(win),
-                   ts_arg_tensor(packed(host, "kv_pack", N, C, 200, 7)), ts_arg_tensor(nc)};
-    host_states(h + 5, T, 3, H, C);
+      ts_tensor_set(cb, t, (double)(t == 1 ? 10 : 0));
+      ts_tensor_set(nr, t, 3.0);
+    }
+    ts_arg h[10] = {ts_arg_tensor(rnd(host, TS_DTYPE_BF16, 3, sq, 5, 1)),
+                    ts_arg_tensor(packed(host, "kv_pack", W, C, 200, 6)), ts_arg_tensor(win),
+                    ts_arg_tensor(packed(host, "kv_pack", N, C, 200, 7)), ts_arg_tensor(nc),
+                    ts_arg_tensor(cb), ts_arg_tensor(nr)};
+    host_states(h + 7, T, 3, H, C);
     differential("kernels/hca_attn.tile", "hca_attn_split_kv8",
-                 "NH=16 DC=128 CH=64 BK=16 WG=1 EB=200", h, 8, 5, 2e-2);
+                 "NH=16 DC=128 CH=64 BK=16 WG=1 EB=200", h, 10, 7, 2e-2);
     /* CSA's: the same ring, 21 entries of the 45 chosen by index (-1s) */
     int64_t ss[2] = {T, 21};
     ts_tensor *sel = tensor(host, TS_DTYPE_I32, 2, ss);
     for (int64_t i = 0; i < T * 21; i++)
       ts_tensor_set(sel, i, (double)(i % 7 == 2 ? -1 : (i * 11) % N));
-    ts_arg r[8] = {h[0], h[1], h[2], h[3], ts_arg_tensor(sel), h[5], h[6], h[7]};
+    ts_arg r[8] = {h[0], h[1], h[2], h[3], ts_arg_tensor(sel), h[7], h[8], h[9]};
     differential("kernels/sparse_attn.tile", "sparse_attn_split_kv8_ring",
                  "NH=16 DC=128 CH=64 BK=16 WG=1 EB=200", r, 8, 5, 2e-2);
     ts_tensor_release(sel);
-    release_args(h, 8);
+    release_args(h, 10);
   }
   if (check_only)
     return;
@@ -902,8 +917,8 @@ static void mhc_and_compressor(void) {
       }
     }
     ts_tensor_release(pp);
-    ts_tensor_release(count);
-    /* the tile sweep (the first row is the model's, timed above) */
+    /* the tile sweep (the first row is the model's, timed above; e holds
+     * count) */
     for (int v = 1; v < 4 && i == 2; v++) {
       int64_t bd = post_mix_forms[v].bd, sv[3] = {(DM + bd - 1) / bd, T, 25};
       ts_kernel *kv = kern(gpu, "kernels/mhc.tile", "hc_post_mix", post_mix_forms[v].defs);
@@ -915,6 +930,7 @@ static void mhc_and_compressor(void) {
       ts_tensor_release(pv);
       ts_kernel_release(kv);
     }
+    ts_tensor_release(count);
     ts_tensor_release(flat);
     ts_tensor_release(fn);
     release_args(b + 1, 8);
@@ -1313,17 +1329,16 @@ static double layer_step(int kind, int64_t L, bool packed_kv, double *kv) {
                                : rnd(gpu, TS_DTYPE_BF16, 2, sw2, 74, 1);
     ts_tensor *comp = packed_kv ? packed(gpu, "kv_pack", n, C, E, 75)
                                 : rnd(gpu, TS_DTYPE_BF16, 2, sc, 75, 1);
-    ts_tensor *nc = tensor(host, TS_DTYPE_I32, 1, (int64_t[]){1});
-    ts_tensor_set(nc, 0, (double)n);
-    ts_arg c[7] = {ts_arg_tensor(q), ts_arg_tensor(win), ts_arg_tensor(indices(W, W, true)),
-                   ts_arg_tensor(comp), ts_arg_tensor(to_gpu(nc)), ts_arg_tensor(sink),
-                   ts_arg_tensor(o)};
+    /* (the entry count, the first entry row 0, the token's ranges) */
+    int64_t P = splits_for(1, W + n);
+    ts_arg c[9] = {ts_arg_tensor(q), ts_arg_tensor(win), ts_arg_tensor(indices(W, W, true)),
+                   ts_arg_tensor(comp), ts_arg_tensor(gpu_int(n)), ts_arg_tensor(gpu_int(0)),
+                   ts_arg_tensor(gpu_int(P)), ts_arg_tensor(sink), ts_arg_tensor(o)};
     t += split_attn("kernels/hca_attn.tile", packed_kv ? "hca_attn_split_kv8" : "hca_attn_split",
-                    c, 7, splits_for(1, W + n));
+                    c, 9, P);
     *kv = (double)(n + W) * (packed_kv ? E : C * 2);
-    for (int i = 1; i < 5; i++)
+    for (int i = 1; i < 7; i++)
       ts_tensor_release(c[i].tensor);
-    ts_tensor_release(nc);
   } else { /* dense: every token's entry */
     t += every_entry(q, sink, o, L, packed_kv, 76, kv);
   }

@@ -204,10 +204,12 @@ end
 -- runs on every core (one block otherwise); the ranges are fixed by their
 -- size, so a prefill and a decode step agree bit for bit. The merge
 -- applies the output's inverse rope (tab, positions pos), which
--- attention_out then skips.
-function M:hca_attend(L, q, kv, win, comp, ncomp, o, tab, pos)
-  local cfg, c = self.cfg, q:shape(3)
-  local N, R = comp:shape(1), O.attn_range()
+-- attention_out then skips. Token t's entries are comp's rows from
+-- cbase[t] (a batch's state pools; nil: from row 0), at most nmax of them
+-- (nil: comp's rows).
+function M:hca_attend(L, q, kv, win, comp, ncomp, o, tab, pos, cbase, nmax)
+  local cfg, c, T = self.cfg, q:shape(3), q:shape(1)
+  local N, R = nmax or comp:shape(1), O.attn_range()
   local kv8 = kv:dtype() == "i8"
   local none = self:constants() -- (the inputs of the format not held)
   local f, b = none.rows_f32, none.rows_i8
@@ -215,8 +217,12 @@ function M:hca_attend(L, q, kv, win, comp, ncomp, o, tab, pos)
                     hca_f32_params(q:shape(2), c, R, kv8, cfg.rope_head_dim),
                     math.max(1, (N + R - 1) // R),
                     {q, kv8 and f or kv, kv8 and kv or b, win, kv8 and f or comp, kv8 and comp or b,
-                     ncomp}, o, tab, pos)
+                     ncomp, cbase or O.tensor("i32", {T})}, o, tab, pos)
 end
+
+-- hca_attn_split_kv8's ranges for a token over n compressed entries (and
+-- the window's W rows): ranges of about O.attn_range() entries.
+local function kv8_ranges(W, n) return math.max(1, (W + n) // O.attn_range()) end
 
 -- Split attention of layer L into o [T, H, c]: kernel `name` of `file`
 -- over P ranges of each query's entries (args, then its partial states
@@ -579,7 +585,7 @@ function M:attention_steps(L, x, seqs, pos_v, step)
     end
   end
   local o, roped = O.out{B, H, c}, nil
-  if stored and self.kv_format == "fp8" and ratio ~= 128 then
+  if stored and self.kv_format == "fp8" then
     roped = self:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
     return self:attention_out(L, o, tab, pos, B, roped)
   end
@@ -621,15 +627,18 @@ function M:step_entries(L, st, t, x, qi, w, tp, step, out)
   return sel
 end
 
--- attention_steps' window or CSA attention of a batch whose states lie in
--- the model's pools, over "fp8" caches: each sequence's compressors and
--- top-k (step_entries, over its own keys), then one launch making every
--- token's lists as rows of the pools (sparse_attn.tile pool_lists) and one
+-- attention_steps' attention of a batch whose states lie in the model's
+-- pools, over "fp8" caches: each sequence's compressors and top-k
+-- (step_entries, over its own keys), then one launch making every token's
+-- lists as rows of the pools (sparse_attn.tile pool_lists) and one
 -- attention launch for the batch reading each sequence's rows where they
--- lie (sparse_attn_f32_kv8; with the bf16 attention sparse_attn_split_kv8
--- or _kv8_ring + the merge), where each sequence made its list and ran its
--- attention. q, qi, w, o, pos: the batch's rows. The same bits as each
--- sequence's attend_step. Returns whether o has had its inverse rope.
+-- lie (sparse_attn_f32_kv8 in a window or CSA layer, hca_attn_split_f32
+-- in an HCA layer, + its merge; with the bf16 attention
+-- sparse_attn_split_kv8, _kv8_ring or hca_attn_split_kv8, + the merge),
+-- where each sequence made its list and ran its attention. q, qi, w, o,
+-- pos: the batch's rows. The same bits as each sequence's attend_step
+-- (each token's HCA ranges its own). Returns whether o has had its
+-- inverse rope.
 function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
   local cfg, c, H = self.cfg, self.cfg.head_dim, self.cfg.n_heads
   local ratio, W, B = cfg.compress_ratios[L + 1], cfg.window_size, #seqs
@@ -647,14 +656,32 @@ function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
   end
   -- (the pools as the steps left them: an entry may have widened one)
   local first = seqs[1].state[L]
-  local ring, comp = first.ring.pool, ratio == 4 and first.comp.pool or first.ring.pool
+  local ring, comp = first.ring.pool, ratio > 0 and first.comp.pool or first.ring.pool
   local cbase = {}
   for b, s in ipairs(seqs) do cbase[b] = s:slot() * comp.rows end
+  cbase = O.tensor("i32", {B}, cbase)
   local bf, K = self:bf16_attention(), W + (ratio == 4 and KS or 0)
-  local idx, selg = O.out({B, bf and W or K}, "i32"), O.out({B, KS}, "i32")
-  kernel("sparse_attn.tile", "pool_lists", lists_params(W, not bf)):launch{
-    pos, pool_base(step, seqs, W), sel, O.tensor("i32", {B}, cbase), idx, selg,
-    ring.slots * W}
+  local with_sel = ratio == 4 and not bf
+  local idx, selg = O.out({B, with_sel and K or W}, "i32"), O.out({B, KS}, "i32")
+  kernel("sparse_attn.tile", "pool_lists", lists_params(W, with_sel)):launch{
+    pos, pool_base(step, seqs, W), sel, cbase, idx, selg, ring.slots * W}
+  if ratio == 128 then
+    local n, nr, nmax, P = {}, {}, 0, 1
+    for b, s in ipairs(seqs) do
+      n[b] = s.state[L].comp.n
+      nr[b] = kv8_ranges(W, n[b])
+      nmax, P = math.max(nmax, n[b]), math.max(P, nr[b])
+    end
+    n = O.tensor("i32", {B}, n)
+    if bf then
+      self:split_attend(L, "hca_attn.tile", "hca_attn_split_kv8", self:kv8_params(), P,
+                        {q, ring.data, idx, comp.data, n, cbase, O.tensor("i32", {B}, nr)}, o,
+                        tab, pos)
+    else
+      self:hca_attend(L, q, ring.data, idx, comp.data, n, o, tab, pos, cbase, nmax)
+    end
+    return true
+  end
   if bf and ratio == 4 then
     self:split_attend(L, "sparse_attn.tile", "sparse_attn_split_kv8_ring", self:kv8_params(),
                       math.max(1, K // 128), {q, ring.data, idx, comp.data, selg}, o, tab, pos)
@@ -719,10 +746,10 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, stored)
     -- gathered by slot, the compressed entries read where they lie, each
     -- block decoded into bf16 in the kernel (hca_attn_split_kv8), over
     -- ranges of O.attn_range() entries
-    self:split_attend(L, "hca_attn.tile", "hca_attn_split_kv8", self:kv8_params(),
-                      math.max(1, (W + N) // O.attn_range()),
-                      {q, st.ring:view(0, W), ids, st.comp:view(0, N), step_int(step, N)},
-                      o, tab, tp)
+    local P = kv8_ranges(W, N)
+    self:split_attend(L, "hca_attn.tile", "hca_attn_split_kv8", self:kv8_params(), P,
+                      {q, st.ring:view(0, W), ids, st.comp:view(0, N), step_int(step, N),
+                       step_int(step, 0), step_int(step, P)}, o, tab, tp)
     return true
   end
   if ratio == 128 then
@@ -730,7 +757,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, stored)
     -- where they lie in the cache's format (f32, or the "fp8" bytes decoded
     -- in the kernel: no copy of the ring or of all N)
     self:hca_attend(L, q, st.ring:view(0, W), ids, st.comp:view(0, N), step_int(step, N), o,
-                    tab, tp)
+                    tab, tp, step_int(step, 0))
     return true
   end
   -- the KV list: the ring's W slots, then for CSA the selected compressed

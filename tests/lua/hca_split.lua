@@ -7,8 +7,9 @@
 -- several; a token's output does not depend on how many ranges the call
 -- has (empty ranges change nothing: a prefill and a decode step agree bit
 -- for bit); reading the window's rows and the entries as KV cache bytes
--- (KV8) equals reading them unpacked, bit for bit. R no multiple of BK is
--- refused.
+-- (KV8) equals reading them unpacked, bit for bit, and so does reading
+-- each token's entries at its own rows of a larger tensor (cbase). R no
+-- multiple of BK is refused.
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
@@ -59,7 +60,9 @@ for _, name in ipairs{"cpu", "gpusim"} do
 
   -- the merge's rope table and positions (not read without ROPE)
   local no_tab, no_pos = ts.tensor("f32", {1, 1, 2}, nil, dev), ts.tensor("i32", {1}, nil, dev)
-  local function split(R, P, kv8)
+  -- (cb: each token's first entry row of cm / cm8, else comp / bytes
+  -- from row 0; nc: the entry counts, else ncomp)
+  local function split(R, P, kv8, cb, cm, cm8, nc)
     local po = ts.tensor("f32", {T, P, H, c}, nil, dev)
     local pm = ts.tensor("f32", {T, P, H}, nil, dev)
     local pl = ts.tensor("f32", {T, P, H}, nil, dev)
@@ -67,8 +70,9 @@ for _, name in ipairs{"cpu", "gpusim"} do
            {BK = 32, R = R, KV8 = kv8, ROPE = rope, NH = H, DC = c})
       :launch{q, kv8 and ts.tensor("f32", {0, c}, nil, dev) or kv,
               kv8 and ring8 or ts.tensor("i8", {0, E}, nil, dev), win,
-              kv8 and ts.tensor("f32", {0, c}, nil, dev) or comp,
-              kv8 and bytes or ts.tensor("i8", {0, E}, nil, dev), ncomp, po, pm, pl}
+              kv8 and ts.tensor("f32", {0, c}, nil, dev) or cm or comp,
+              kv8 and (cm8 or bytes) or ts.tensor("i8", {0, E}, nil, dev), nc or ncomp,
+              ts.tensor("i32", {T}, cb, dev), po, pm, pl}
     local o = ts.tensor("f32", {T, H, c}, nil, dev)
     kernel("sparse_attn.tile", "sparse_attn_merge", {OT = "f32"})
       :launch{po, pm, pl, sink, no_tab, no_pos, o}
@@ -99,6 +103,24 @@ for _, name in ipairs{"cpu", "gpusim"} do
   C.check(bitwise(b[1], a[1]) and bitwise(b[2], a[2]) and bitwise(b[3], a[3])
             and bitwise(b[4], a[4]), name .. ": KV8 differs from the unpacked entries")
   C.check(bitwise(split(256, 1, true), one), name .. ": KV8, one range, differs from f32 entries")
+  -- each token's entries at its own rows of a larger tensor (a batch's
+  -- state pool: other rows around them), f32 and bytes: the same outputs
+  -- (the counts past N clamped, as the tensor's end no longer does)
+  local gap, bases = 7, {}
+  local nc = ts.tensor("i32", {T}, {0, 150, 77, 150, -5, 0}):copy_to(dev)
+  local rows = T * (N + gap) + gap
+  local big = tensor("f32", {rows, c}, function() return r() * 2 - 1 end)
+  local big8 = ts.tensor("i8", {rows, E}, nil, dev)
+  kernel("quant.tile", "kv_pack", {ROPE = rope}):launch{big, big8}
+  for t = 1, T do
+    bases[t] = gap + (t - 1) * (N + gap)
+    big:slice(0, bases[t], N):assign(comp)
+    big8:slice(0, bases[t], N):assign(bytes)
+  end
+  C.check(bitwise(split(64, 3, false, bases, big, nil, nc), o3),
+          name .. ": entries at their own rows of a pool differ (f32)")
+  C.check(bitwise(split(64, 3, true, bases, nil, big8, nc), b[1]),
+          name .. ": entries at their own rows of a pool differ (KV8)")
 end
 
 do
@@ -107,7 +129,7 @@ do
               ts.device("cpu"))
       :launch{ts.tensor("f32", {1, 2, 128}), ts.tensor("f32", {4, 128}),
               ts.tensor("i8", {0, 8}), ts.tensor("i32", {1, 4}), ts.tensor("f32", {8, 128}),
-              ts.tensor("i8", {0, 8}), ts.tensor("i32", {1}), ts.tensor("f32", {1, 1, 2, 128}),
+              ts.tensor("i8", {0, 8}), ts.tensor("i32", {1}), ts.tensor("i32", {1}), ts.tensor("f32", {1, 1, 2, 128}),
               ts.tensor("f32", {1, 1, 2}), ts.tensor("f32", {1, 1, 2})}
   end)
   C.check(not ok and tostring(msg):find("multiple of BK"), "R % BK: " .. tostring(msg))

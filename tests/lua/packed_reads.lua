@@ -109,7 +109,9 @@ end
 -- slot, the compressed entries read in place from theirs) against
 -- hca_attn_split over the same rows unpacked in bf16; tokens with fewer
 -- complete entries than the cache holds, a window with unused (-1) slots
--- and W no multiple of the block, more ranges than blocks (empty ranges)
+-- and W no multiple of the block, more ranges than blocks (empty ranges);
+-- and the entries at each token's own rows of a pool (cbase), in a grid
+-- with more ranges than the tokens' own (nr)
 local hcases = {
   -- device, heads, head dim, CH, WG, T, W, N, P
   {"cpu", 16, 128, 64, 1, 3, 21, 50, 3},
@@ -131,13 +133,19 @@ for n, cs in ipairs(hcases) do
   local q = ts.tensor("f32", {T, H, c}, qv):cast("bf16", dev)
   local win = ts.tensor("i32", {T, W}, wv):copy_to(dev)
   local ncomp = ts.tensor("i32", {T}, nv):copy_to(dev)
-  local function run(name, kv, cm)
+  -- (cb: each token's first entry row, zeros if nil; PG: the grid's
+  -- ranges, P if nil; each token's own ranges P)
+  local function run(name, kv, cm, cb, PG)
+    PG = PG or P
     local params = {NH = H, DC = c, CH = CH, BK = 16, WG = WG}
     if name == "hca_attn_split_kv8" then params.EB, params.ROPE = E, ROPE end
-    local po = ts.tensor("f32", {T, P, H, c}, nil, dev)
-    local pm = ts.tensor("f32", {T, P, H}, nil, dev)
-    local pl = ts.tensor("f32", {T, P, H}, nil, dev)
-    kernel("hca_attn.tile", name, params):launch{q, kv, win, cm, ncomp, po, pm, pl}
+    local po = ts.tensor("f32", {T, PG, H, c}, nil, dev)
+    local pm = ts.tensor("f32", {T, PG, H}, nil, dev)
+    local pl = ts.tensor("f32", {T, PG, H}, nil, dev)
+    local nr = {}
+    for t = 1, T do nr[t] = P end
+    kernel("hca_attn.tile", name, params):launch{q, kv, win, cm, ncomp,
+      ts.tensor("i32", {T}, cb, dev), ts.tensor("i32", {T}, nr, dev), po, pm, pl}
     return po, pm, pl
   end
   local a = {run("hca_attn_split", ring, comp)}
@@ -147,6 +155,35 @@ for n, cs in ipairs(hcases) do
   -- and not all empty: every token has valid entries in range 0
   local m = b[2]:to_table()
   C.check(m[1] > -math.huge and m[1] == m[1], what .. ": range 0 of token 0 saw no entry")
+  -- the entries where a batch's state pool holds them: token t's at its
+  -- own first row of a larger tensor (other rows around them), in a grid
+  -- of P + 2 ranges: the same states in its P ranges, the others empty
+  local gap, bases = 5, {}
+  local pool8 = kv_rows(dev, T * (N + gap) + gap, c, 51 + n, "bf16")
+  for t = 1, T do
+    bases[t] = gap + (t - 1) * (N + gap)
+    pool8:slice(0, bases[t], N):assign(comp8)
+  end
+  local g = {run("hca_attn_split_kv8", ring8, pool8, bases, P + 2)}
+  local same, empty = true, true
+  for k = 1, 3 do
+    local got, want = g[k]:to_table(), b[k]:to_table()
+    local per = #want // (T * P) -- (values a range)
+    for t = 0, T - 1 do
+      for p = 0, P + 1 do
+        for i = 1, per do
+          local v = got[(t * (P + 2) + p) * per + i]
+          if p < P then
+            same = same and v == want[(t * P + p) * per + i]
+          else
+            empty = empty and v == (k == 2 and -math.huge or 0)
+          end
+        end
+      end
+    end
+  end
+  C.check(same, what .. ": entries at their own rows of a pool: other partial states")
+  C.check(empty, what .. ": the ranges past a token's own are not empty")
 end
 
 -- CSA's: sparse_attn_split_kv8_ring (the window gathered from a ring's

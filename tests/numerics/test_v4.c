@@ -544,9 +544,17 @@ static double hca_case(ts_kernel *k, ts_kernel *km, int64_t P, ts_dtype dt, int6
   ref_sparse_attn(qv, all, idx, sink, want, T, H, C, S + N, K,
                   0.04419417382415922);
   if (km) {
-    ts_arg a[5] = {ts_arg_tensor(q), ts_arg_tensor(kv), ts_arg_tensor(tw), ts_arg_tensor(comp),
-                   ts_arg_tensor(tn)};
-    launch_split(k, km, a, 5, P, tsk, o);
+    /* (each token's entries from row 0, its blocks over all P ranges) */
+    ts_tensor *tb = num_tensor(TS_DTYPE_I32, 1, &T), *tr = num_tensor(TS_DTYPE_I32, 1, &T);
+    for (int64_t t = 0; t < T; t++) {
+      ((int32_t *)ts_tensor_data(tb))[t] = 0;
+      ((int32_t *)ts_tensor_data(tr))[t] = (int32_t)P;
+    }
+    ts_arg a[7] = {ts_arg_tensor(q),  ts_arg_tensor(kv), ts_arg_tensor(tw), ts_arg_tensor(comp),
+                   ts_arg_tensor(tn), ts_arg_tensor(tb), ts_arg_tensor(tr)};
+    launch_split(k, km, a, 7, P, tsk, o);
+    ts_tensor_release(tb);
+    ts_tensor_release(tr);
   } else {
     ts_arg a[7] = {ts_arg_tensor(q),    ts_arg_tensor(kv), ts_arg_tensor(tw),
                    ts_arg_tensor(comp), ts_arg_tensor(tn), ts_arg_tensor(tsk),
