@@ -655,11 +655,13 @@ static void indexer(void) {
     differential("kernels/indexer.tile", "indexer_scores_fp4_tc", "RATIO=1", a, 4, 3, 1e-2);
     /* FP4 queries too: the i8 tensor cores (exact integer products; the
      * head sum's order is the GPU's own) */
-    ts_arg f[5] = {{0}, a[1], a[2], {0}, a[3]};
+    ts_arg f[6] = {{0}, a[1], a[2], {0}, ts_arg_tensor(tensor(host, TS_DTYPE_I32, 1,
+                                                             (int64_t[]){2})), a[3]};
     fp4_queries(host, 2, HI, D, 133, &f[0], &f[3]);
-    differential("kernels/indexer.tile", "indexer_scores_fp4", "RATIO=1", f, 5, 4, 1e-5);
+    differential("kernels/indexer.tile", "indexer_scores_fp4", "RATIO=1", f, 6, 5, 1e-5);
     ts_tensor_release(f[0].tensor);
     ts_tensor_release(f[3].tensor);
+    ts_tensor_release(f[4].tensor);
     release_args(a, 4);
   }
   if (check_only)
@@ -709,11 +711,12 @@ static void indexer(void) {
     a[1] = ts_arg_tensor(packed(gpu, "fp4_pack", S, D, D / 2 + D / 32, 6));
     fp4_ms[i] = timed(ks4, a, 4) * 1e3;
     bf16_ms[i] = ts * 1e3;
-    ts_arg f[5] = {{0}, a[1], a[2], {0}, a[3]};
+    ts_arg f[6] = {{0}, a[1], a[2], {0}, ts_arg_tensor(gpu_int(0)), a[3]};
     fp4_queries(gpu, T, HI, D, S, &f[0], &f[3]);
-    i8_ms[i] = timed(ks8, f, 5) * 1e3;
+    i8_ms[i] = timed(ks8, f, 6) * 1e3;
     ts_tensor_release(f[0].tensor);
     ts_tensor_release(f[3].tensor);
+    ts_tensor_release(f[4].tensor);
     release_args(a, 4);
   }
   /* indexer_scores_fp4_tc: FP4 keys decoded to bf16, bf16 wgmma;

@@ -310,8 +310,9 @@ end
 -- cache holds them (f32 rows, or in "fp8" the FP4 bytes, as the queries
 -- are: the scores are exact integer sums a scale block,
 -- indexer_scores_fp4). Prefill and decode both score here, so a decode
--- step's scores are the prefill's.
-function M:index_scores(ratio, qi, keys, w, pos, scores)
+-- step's scores are the prefill's. In "fp8" query t's keys start at row
+-- kbase[t] of keys (a batch's state pool; nil: row 0).
+function M:index_scores(ratio, qi, keys, w, pos, scores, kbase)
   local cfg = self.cfg
   local params = self.index_params
   if not params or params.RATIO ~= ratio then
@@ -319,8 +320,12 @@ function M:index_scores(ratio, qi, keys, w, pos, scores)
     params = {RATIO = ratio, NH = HI, DK = DI, WSCALE = DI ^ -0.5 * HI ^ -0.5}
     self.index_params = params
   end
-  local name = self.kv_format == "f32" and "indexer_scores_f32" or "indexer_scores_fp4"
-  kernel("indexer.tile", name, params):launch{qi, keys, w, pos, scores}
+  if self.kv_format == "f32" then
+    kernel("indexer.tile", "indexer_scores_f32", params):launch{qi, keys, w, pos, scores}
+  else
+    kernel("indexer.tile", "indexer_scores_fp4", params)
+      :launch{qi, keys, w, pos, kbase or O.tensor("i32", {pos:shape(1)}), scores}
+  end
 end
 
 -- The decode caches of layer L after a prefill (V4-SPEC 4.4's hand-off):
@@ -513,21 +518,18 @@ local function pool_base(step, seqs, R)
   return base
 end
 
--- No selection: a row [1, KS] of -1 and B rows [B, 1] (attend_batch's
--- selections of a sequence with no key yet, of a window-only layer), made
--- once for the model and its sequences.
-function M:no_selection(KS, B)
+-- No selection for B tokens: [B, 1] of -1 (attend_batch's in a window or
+-- HCA layer), made once for the model and its sequences.
+function M:no_selection(B)
   local root = rawget(self, "root") or self
   local k = root.no_sel or {}
   root.no_sel = k
-  local function minus_ones(rows, cols)
+  if not k[B] then
     local v = {}
-    for i = 1, rows * cols do v[i] = -1 end
-    return O.tensor("i32", {rows, cols}, v)
+    for i = 1, B do v[i] = -1 end
+    k[B] = O.tensor("i32", {B, 1}, v)
   end
-  k[KS] = k[KS] or minus_ones(1, KS)
-  k[-B] = k[-B] or minus_ones(B, 1)
-  return {row = k[KS], rows = k[-B]}
+  return k[B]
 end
 
 local main_compressor, both_compressors = {"compressor"}, {"compressor", "indexer.compressor"}
@@ -599,63 +601,77 @@ function M:attention_steps(L, x, seqs, pos_v, step)
 end
 
 -- The compressors' step of one token of a sequence (state st of layer L,
--- position t, device tensor tp; its input row x, or nil where a batch put
--- its projections in the buffers) and, in a CSA layer, the indexer's top-k
--- of the entries so far (its queries qi and weights w: every key scored
--- where it lies, the packed FP4 rows read as they are), into out [1, k]
--- when given. Returns the selection, or nil before the first key.
-function M:step_entries(L, st, t, x, qi, w, tp, step, out)
-  local cfg = self.cfg
-  local ratio = cfg.compress_ratios[L + 1]
+-- position t; its input row x, or nil where a batch put its projections in
+-- the buffers): a new indexer key and compressed entry when t completes a
+-- window.
+function M:step_compress(L, st, t, x)
+  local ratio = self.cfg.compress_ratios[L + 1]
   local tab = self:rope_table(ratio)
-  local sel
   if ratio == 4 then
     local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x)
     if key then st.keys:append(hadamard(key)) end
-    local N = st.keys.n
-    if N > 0 then
-      local scores = O.out{1, N}
-      self:index_scores(ratio, qi, st.keys:view(0, N), w, tp, scores)
-      local len = step_int(step, math.min((t + 1) // ratio, N))
-      sel = O.topk(scores, len, cfg.index_topk, out)
-    end
   end
   if ratio > 0 then
     local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x)
     if entry then st.comp:append(entry) end
   end
-  return sel
+end
+
+-- step_compress, then in a CSA layer the indexer's top-k of the entries so
+-- far (its queries qi and weights w, device position tp: every key scored
+-- where it lies, the packed FP4 rows read as they are). Returns the
+-- selection, or nil before the first key.
+function M:step_entries(L, st, t, x, qi, w, tp, step)
+  local cfg = self.cfg
+  local ratio = cfg.compress_ratios[L + 1]
+  self:step_compress(L, st, t, x)
+  local N = ratio == 4 and st.keys.n or 0
+  if N == 0 then return nil end
+  local scores = O.out{1, N}
+  self:index_scores(ratio, qi, st.keys:view(0, N), w, tp, scores, step_int(step, 0))
+  local len = step_int(step, math.min((t + 1) // ratio, N))
+  return O.topk(scores, len, cfg.index_topk)
 end
 
 -- attention_steps' attention of a batch whose states lie in the model's
--- pools, over "fp8" caches: each sequence's compressors and top-k
--- (step_entries, over its own keys), then one launch making every token's
--- lists as rows of the pools (sparse_attn.tile pool_lists) and one
+-- pools, over "fp8" caches: each sequence's compressors (step_compress),
+-- then in a CSA layer one indexer launch scoring every sequence's keys where
+-- they lie and one top-k over the batch's rows, one launch making every
+-- token's lists as rows of the pools (sparse_attn.tile pool_lists) and one
 -- attention launch for the batch reading each sequence's rows where they
--- lie (sparse_attn_f32_kv8 in a window or CSA layer, hca_attn_split_f32
--- in an HCA layer, + its merge; with the bf16 attention
--- sparse_attn_split_kv8, _kv8_ring or hca_attn_split_kv8, + the merge),
--- where each sequence made its list and ran its attention. q, qi, w, o,
--- pos: the batch's rows. The same bits as each sequence's attend_step
--- (each token's HCA ranges its own). Returns whether o has had its
--- inverse rope.
+-- lie (sparse_attn_f32_kv8 in a window or CSA layer, hca_attn_split_f32 in
+-- an HCA layer, + its merge; with the bf16 attention sparse_attn_split_kv8,
+-- _kv8_ring or hca_attn_split_kv8, + the merge), where each sequence
+-- scored, selected, made its list and ran its attention. q, qi, w, o, pos:
+-- the batch's rows. The same bits as each sequence's attend_step (each
+-- token's HCA ranges its own; a top-k over a longer row than the
+-- sequence's keys picks the same entries: ties aside at 32K keys and more,
+-- where O.topk's two levels may break them otherwise). Returns whether o
+-- has had its inverse rope.
 function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
   local cfg, c, H = self.cfg, self.cfg.head_dim, self.cfg.n_heads
   local ratio, W, B = cfg.compress_ratios[L + 1], cfg.window_size, #seqs
   local p = self:pname(L, "attn.")
   local tab = self:rope_table(ratio)
   local KS = ratio == 4 and cfg.index_topk or 1
-  local none = self:no_selection(KS, B)
-  local sel = ratio == 4 and O.out({B, KS}, "i32") or none.rows
-  for b, s in ipairs(seqs) do
-    local r = b - 1
-    local row = ratio == 4 and sel:slice(0, r, 1)
-    local got = self:step_entries(L, s.state[L], pos_v[b], nil, qi and qi:slice(0, r, 1),
-                                  w and w:slice(0, r, 1), pos:slice(0, r, 1), step, row)
-    if row and not got then row:assign(none.row) end
-  end
+  for b, s in ipairs(seqs) do self:step_compress(L, s.state[L], pos_v[b]) end
   -- (the pools as the steps left them: an entry may have widened one)
   local first = seqs[1].state[L]
+  local sel = self:no_selection(B)
+  if ratio == 4 then
+    -- every sequence's keys scored where they lie in the keys' pool (from
+    -- its slot's first row), then one top-k over the batch's rows, each
+    -- over its own keys so far
+    local keys, kbase, len, SO = first.keys.pool, {}, {}, 1
+    for b, s in ipairs(seqs) do
+      local N = s.state[L].keys.n
+      kbase[b], len[b] = s:slot() * keys.rows, math.min((pos_v[b] + 1) // ratio, N)
+      SO = math.max(SO, N)
+    end
+    local scores = O.out{B, SO}
+    self:index_scores(ratio, qi, keys.data, w, pos, scores, O.tensor("i32", {B}, kbase))
+    sel = O.topk(scores, O.tensor("i32", {B}, len), KS)
+  end
   local ring, comp = first.ring.pool, ratio > 0 and first.comp.pool or first.ring.pool
   local cbase = {}
   for b, s in ipairs(seqs) do cbase[b] = s:slot() * comp.rows end

@@ -378,7 +378,25 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
   local qu = ts.tensor("f32", {T * HI, D}, nil, dev)
   kernel("quant.tile", "fp4_unpack"):launch{qb, qu}
   local f3 = ts.tensor("f32", {T, S}, nil, dev)
-  kernel("indexer.tile", "indexer_scores_fp4", params):launch{qb:reshape{T, HI, P}, bytes, w, pos, f3}
+  local kb0 = ts.tensor("i32", {T}, nil, dev) -- (each query's keys from row 0)
+  kernel("indexer.tile", "indexer_scores_fp4", params)
+    :launch{qb:reshape{T, HI, P}, bytes, w, pos, kb0, f3}
+  -- each query's keys at its own rows of a larger tensor (a batch's state
+  -- pool, other keys around them): the same scores
+  do
+    local gap, bases = 3, {}
+    local pool = ts.tensor("i8", {T * (S + gap) + gap, P}, nil, dev)
+    kernel("quant.tile", "fp4_pack"):launch{rows(T * (S + gap) + gap, D, 5):copy_to(dev), pool}
+    for t = 1, T do
+      bases[t] = gap + (t - 1) * (S + gap) + (t % 2) -- (odd rows too)
+      if bases[t] + S > T * (S + gap) + gap then bases[t] = bases[t] - 1 end
+      pool:slice(0, bases[t], S):assign(bytes)
+    end
+    local f5 = ts.tensor("f32", {T, S}, nil, dev)
+    kernel("indexer.tile", "indexer_scores_fp4", params)
+      :launch{qb:reshape{T, HI, P}, pool, w, pos, ts.tensor("i32", {T}, bases, dev), f5}
+    C.check(bitwise(f5, f3), what .. ": keys at each query's own rows of a pool: other scores")
+  end
   local f4 = ts.tensor("f32", {T, S}, nil, dev)
   kernel("indexer.tile", "indexer_scores_fp4_f32", params)
     :launch{qu:reshape{T, HI, D}, bytes, w, pos, f4}
@@ -420,10 +438,14 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
   kernel("embed.tile", "convert_rows", {XT = "f32", YT = "f32", SCALE = sc}):launch{w, ws}
   local scaled = {RATIO = 1, BS = BS, WSCALE = sc}
   for _, form in ipairs{{"indexer_scores_f32", qf, unpacked},
-                        {"indexer_scores_fp4", qb:reshape{T, HI, P}, bytes}} do
+                        {"indexer_scores_fp4", qb:reshape{T, HI, P}, bytes, kb0}} do
     local a, b = ts.tensor("f32", {T, S}, nil, dev), ts.tensor("f32", {T, S}, nil, dev)
-    kernel("indexer.tile", form[1], scaled):launch{form[2], form[3], w, pos, a}
-    kernel("indexer.tile", form[1], params):launch{form[2], form[3], ws, pos, b}
+    local function args(wt, o)
+      if form[4] then return {form[2], form[3], wt, pos, form[4], o} end
+      return {form[2], form[3], wt, pos, o}
+    end
+    kernel("indexer.tile", form[1], scaled):launch(args(w, a))
+    kernel("indexer.tile", form[1], params):launch(args(ws, b))
     C.check(bitwise(a, b), what .. ": " .. form[1] .. " WSCALE differs from the scaled weights'")
   end
   local finite = 0
