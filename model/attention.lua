@@ -452,6 +452,8 @@ function M.step_inputs() return {window = {}, ints = {}, pool_rows = {}, pool_ba
 
 local ring_params = O.memo(function(W) return {W = W} end)
 local lists_params = O.memo(function(W, sel) return {W = W, SEL = sel} end)
+local kv_pack_params = O.memo(function(rope) return {ROPE = rope} end)
+local put_params = O.memo(function(dt) return {XT = dt} end)
 
 -- The index list [1, K] of position t (tp its device tensor [1]) without a
 -- selection, made once a step (sparse_attn.tile ring_index: the window
@@ -586,6 +588,7 @@ function M:attention_steps(L, x, seqs, pos_v, step)
       end
     end
   end
+  if stored then self:compress_batch(L, seqs, pos_v) end
   local o, roped = O.out{B, H, c}, nil
   if stored and self.kv_format == "fp8" then
     roped = self:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
@@ -617,14 +620,76 @@ function M:step_compress(L, st, t, x)
   end
 end
 
--- step_compress, then in a CSA layer the indexer's top-k of the entries so
--- far (its queries qi and weights w, device position tp: every key scored
--- where it lies, the packed FP4 rows read as they are). Returns the
--- selection, or nil before the first key.
-function M:step_entries(L, st, t, x, qi, w, tp, step)
+-- step_compress for a batch whose states lie in the model's pools (its
+-- projections in the buffers): the sequences whose token completes a
+-- window pool it together, each compressor's windows gathered from the
+-- buffers' pool by one launch (embed.tile rows_f32), pooled, normed and
+-- roped (M:pool_at), packed ("fp8": quant.tile kv_pack, or hadamard +
+-- fp4_pack for the indexer's keys) and placed in each sequence's slot of
+-- the entries' (keys') pool (embed.tile put_rows), where each sequence made
+-- its entry alone. A CSA sequence's first window (no window before it) is
+-- pooled alone. The same bits.
+function M:compress_batch(L, seqs, pos_v)
+  local ratio = self.cfg.compress_ratios[L + 1]
+  if ratio == 0 then return end
+  local R, tab, done = self.buffer_rows(ratio), self:rope_table(ratio), {}
+  for b, s in ipairs(seqs) do
+    local t = pos_v[b]
+    if (t + 1) % ratio == 0 then
+      if ratio == 4 and t + 1 == ratio then
+        self:step_compress(L, s.state[L], t)
+      else
+        done[#done + 1] = b
+      end
+    end
+  end
+  if #done == 0 then return end
+  local n = ratio == 4 and 2 * ratio or ratio
+  for _, which in ipairs(ratio == 4 and both_compressors or main_compressor) do
+    local idx, epos = {}, {}
+    for k, b in ipairs(done) do
+      local slot, t = seqs[b]:slot(), pos_v[b]
+      for j = 1, n do idx[#idx + 1] = slot * R + (t - n + j) % R end
+      epos[k] = (t + 1) // ratio - 1
+    end
+    local bufs = seqs[done[1]].state[L].buf[which].pool
+    local win = O.out{#idx, bufs.width}
+    kernel("embed.tile", "rows_f32"):launch{bufs.data, O.tensor("i32", {#idx}, idx), win}
+    local entries = self:pool_at(L, which, win, ratio, tab, epos)
+    local key = which == "indexer.compressor"
+    if key then entries = hadamard(entries) end
+    local caches, rows = {}, {}
+    for k, b in ipairs(done) do
+      local c = key and seqs[b].state[L].keys or seqs[b].state[L].comp
+      c:reserve(c.n + 1) -- (the pool may widen: the rows below after)
+      caches[k] = c
+    end
+    local pool = caches[1].pool
+    for k, b in ipairs(done) do rows[k] = seqs[b]:slot() * pool.rows + caches[k].n end
+    local packed = entries
+    if self.kv_format == "fp8" then
+      packed = O.out({#done, pool.width}, "i8")
+      if key then
+        kernel("quant.tile", "fp4_pack"):launch{entries, packed}
+      else
+        kernel("quant.tile", "kv_pack", kv_pack_params(caches[1].rope)):launch{entries, packed}
+      end
+    end
+    kernel("embed.tile", "put_rows", put_params(pool.dtype))
+      :launch{packed, O.tensor("i32", {#done}, rows), pool.data}
+    for _, c in ipairs(caches) do c.n = c.n + 1 end
+  end
+end
+
+-- step_compress (unless compressed: a batch's compress_batch did it), then
+-- in a CSA layer the indexer's top-k of the entries so far (its queries qi
+-- and weights w, device position tp: every key scored where it lies, the
+-- packed FP4 rows read as they are). Returns the selection, or nil before
+-- the first key.
+function M:step_entries(L, st, t, x, qi, w, tp, step, compressed)
   local cfg = self.cfg
   local ratio = cfg.compress_ratios[L + 1]
-  self:step_compress(L, st, t, x)
+  if not compressed then self:step_compress(L, st, t, x) end
   local N = ratio == 4 and st.keys.n or 0
   if N == 0 then return nil end
   local scores = O.out{1, N}
@@ -654,8 +719,7 @@ function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
   local p = self:pname(L, "attn.")
   local tab = self:rope_table(ratio)
   local KS = ratio == 4 and cfg.index_topk or 1
-  for b, s in ipairs(seqs) do self:step_compress(L, s.state[L], pos_v[b]) end
-  -- (the pools as the steps left them: an entry may have widened one)
+  -- (the pools as compress_batch left them: an entry may have widened one)
   local first = seqs[1].state[L]
   local sel = self:no_selection(B)
   if ratio == 4 then
@@ -726,12 +790,10 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, stored)
   local ratio = cfg.compress_ratios[L + 1]
   local W, H = cfg.window_size, cfg.n_heads
   local tab = self:rope_table(ratio)
-  if stored then
-    x = nil -- (the compressors' rows are in their buffers)
-  else
+  if not stored then
     st.ring:put_norm_rope(kv, self:weight(p .. "kv_norm.weight"), tab, tp, t % W)
   end
-  local sel = self:step_entries(L, st, t, x, qi, w, tp, step)
+  local sel = self:step_entries(L, st, t, x, qi, w, tp, step, stored)
   local N = ratio > 0 and st.comp.n or 0
   local extra = ratio == 4 and cfg.index_topk or 0
   local K = W + extra

@@ -78,6 +78,32 @@ function M:pool(L, which, cz, ratio, tab, first)
   return out
 end
 
+-- M:pool for a batch's completed windows: cz holds each window's rows in
+-- turn (CSA's 2 RATIO rows: the previous window and this one; HCA's RATIO),
+-- pooled by one launch; of each CSA pair the second entry kept (its first
+-- pooled the rows of the window before, which belong to another sequence
+-- or were that sequence's discarded one); entry k normed and roped as the
+-- layer's entry number epos[k]. Returns [#epos, E].
+function M:pool_at(L, which, cz, ratio, tab, epos)
+  local p = self:pname(L, subs[which])
+  local E = self:weight(p .. "norm.weight"):shape(1)
+  local m, N = #epos, cz:shape(1) // ratio
+  local comp = O.out{N, E}
+  kernel("compressor.tile", "compress_pool", ratio == 4 and joined_csa or joined_hca)
+    :launch{cz, cz, self:weight(p .. "ape"), comp}
+  if N > m then
+    local last = {}
+    for k = 1, m do last[k] = 2 * k - 1 end
+    local kept = O.out{m, E}
+    kernel("embed.tile", "rows_f32"):launch{comp, O.tensor("i32", {m}, last), kept}
+    comp = kept
+  end
+  local out = O.out{m, E}
+  kernel("compressor.tile", "compress_norm_rope_at", ratio_params(ratio))
+    :launch{comp, self:weight(p .. "norm.weight"), tab, out, O.tensor("i32", {m}, epos)}
+  return out
+end
+
 -- All entries of a prefill over x [T, d]; also the projections cz, whose
 -- last rows seed the decode buffer.
 function M:compress(L, which, x, ratio, tab)

@@ -21,6 +21,17 @@ if not dir then return end
 local function prompt(first, n)
   return ts.tensor("i32", {n}, table.move(ids, first, first + n - 1, 1, {}))
 end
+
+-- The worst relative error of the batch's logits got (a table, V a row)
+-- against each of the sequences `alone` decoding its id next_ids[b], and
+-- worst so far.
+local function against(got, alone, next_ids, V, worst)
+  for b = 1, #alone do
+    local want = alone[b]:decode(next_ids[b]):to_table()
+    worst = math.max(worst, relerr(table.move(got, (b - 1) * V + 1, b * V, 1, {}), want))
+  end
+  return worst
+end
 -- (the "fp8" caches' batch runs one attention launch a window or CSA
 -- layer, each sequence's rows read in the state pools: f32 attention, and
 -- the bf16 attention's split kernels)
@@ -41,12 +52,7 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
   for step = 1, 10 do
     local next_ids = {}
     for b = 1, 3 do next_ids[b] = ids[starts[b] + lens[b] + step - 1] end
-    local got = model:decode_batch(batch, next_ids):to_table()
-    for b = 1, 3 do
-      local want = alone[b]:decode(next_ids[b]):to_table()
-      local row = table.move(got, (b - 1) * V + 1, b * V, 1, {})
-      worst = math.max(worst, relerr(row, want))
-    end
+    worst = against(model:decode_batch(batch, next_ids):to_table(), alone, next_ids, V, worst)
   end
   local exact = ts.default_device():name() == "cpu"
   check(worst <= (exact and 0 or 1e-5),
@@ -84,6 +90,43 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
   check(math.max(table.unpack(rows)) <= (exact and 0 or 1e-5),
         string.format("%s: a reused slot decodes as a fresh one: worst %.3e", fmt,
                       math.max(table.unpack(rows))))
+  -- sequences completing their windows at the same steps (prompts of 60,
+  -- 124 and 252: a CSA entry every 4 steps, an HCA entry at step 4 for two
+  -- of them) pool them together, one launch for all: as each alone
+  do
+    local lens, starts, together, apart = {60, 124, 252}, {9, 5, 1}, {}, {}
+    for b = 1, 3 do
+      together[b], apart[b] = model:sequence(), model:sequence()
+      together[b]:prefill(prompt(starts[b], lens[b]))
+      apart[b]:prefill(prompt(starts[b], lens[b]))
+    end
+    local worst, pools = 0, {}
+    for step = 1, 8 do
+      local next_ids = {}
+      for b = 1, 3 do next_ids[b] = ids[starts[b] + lens[b] + step - 1] end
+      ts.profile(true)
+      ts.profile_reset()
+      local got = model:decode_batch(together, next_ids):to_table()
+      local n = 0
+      for _, r in ipairs(ts.profile()) do
+        if r.kernel == "compress_pool" then n = n + r.launches end
+      end
+      ts.profile(false)
+      pools[step] = n
+      worst = against(got, apart, next_ids, V, worst)
+    end
+    check(worst <= (exact and 0 or 1e-5),
+          string.format("%s: windows completed together vs alone: worst %.3e", fmt, worst))
+    -- (a completing step: the CSA layers' two compressors a launch each, and
+    -- at step 4 the HCA layers' one; none between)
+    local csa, hca = 0, 0
+    for _, r in ipairs(model.cfg.compress_ratios) do
+      if r == 4 then csa = csa + 1 elseif r == 128 then hca = hca + 1 end
+    end
+    check(pools[1] == 0 and pools[4] == 2 * csa + hca and pools[8] == 2 * csa,
+          string.format("%s: compress_pool launches a step %s (CSA layers %d, HCA %d)", fmt,
+                        table.concat(pools, " "), csa, hca))
+  end
   -- bad batches
   local function refused(f, needle)
     local ok, err = pcall(f)
