@@ -448,12 +448,11 @@ end
 -- small i32 tensors by value (the indexer's lengths, HCA's entry counts).
 -- The decode loops make one (M.step_inputs()) and hand it to every layer;
 -- a layer run alone makes its own.
-function M.step_inputs() return {window = {}, ints = {}, pool_rows = {}, pool_base = {}} end
+function M.step_inputs() return {window = {}, ints = {}, pool_rows = {}} end
 
 local ring_params = O.memo(function(W) return {W = W} end)
 local lists_params = O.memo(function(W, sel) return {W = W, SEL = sel} end)
 local kv_pack_params = O.memo(function(rope) return {ROPE = rope} end)
-local put_params = O.memo(function(dt) return {XT = dt} end)
 
 -- The index list [1, K] of position t (tp its device tensor [1]) without a
 -- selection, made once a step (sparse_attn.tile ring_index: the window
@@ -495,29 +494,18 @@ function M:pooled_batch(L, seqs)
 end
 
 -- The rows of a step's sequences in pools of R rows a slot: slot s x R +
--- position mod R, as a device tensor [B], made once a step.
-local function pool_rows(step, seqs, pos_v, R)
-  local rows = step.pool_rows[R]
+-- position mod R (pos_v: the positions), or without pos_v each slot's
+-- first row, as a device tensor [B], made once a step.
+local function pool_rows(step, seqs, R, pos_v)
+  local key = pos_v and R or -R
+  local rows = step.pool_rows[key]
   if not rows then
     local v = {}
-    for b, s in ipairs(seqs) do v[b] = s:slot() * R + pos_v[b] % R end
+    for b, s in ipairs(seqs) do v[b] = s:slot() * R + (pos_v and pos_v[b] % R or 0) end
     rows = O.tensor("i32", {#seqs}, v)
-    step.pool_rows[R] = rows
+    step.pool_rows[key] = rows
   end
   return rows
-end
-
--- The first rows of a step's sequences' slots in pools of R rows a slot
--- (slot s x R), as a device tensor [B], made once a step.
-local function pool_base(step, seqs, R)
-  local base = step.pool_base[R]
-  if not base then
-    local v = {}
-    for b, s in ipairs(seqs) do v[b] = s:slot() * R end
-    base = O.tensor("i32", {#seqs}, v)
-    step.pool_base[R] = base
-  end
-  return base
 end
 
 -- No selection for B tokens: [B, 1] of -1 (attend_batch's in a window or
@@ -540,8 +528,10 @@ local main_compressor, both_compressors = {"compressor"}, {"compressor", "indexe
 -- row b at position pos_v[b]), updating each sequence's state of layer L
 -- (seqs[b].state[L]). The projections run over the B rows at once, and
 -- where the states lie in the model's pools (hand_off's) the new ring rows
--- and compressor projections are stored with one launch each; each
--- sequence's pooling, indexer, top-k and attention run one at a time.
+-- and compressor projections are stored with one launch each and the
+-- windows completed pooled together (compress_batch); over "fp8" caches the
+-- indexer, top-k and attention then run once for the batch (attend_batch),
+-- else a sequence at a time (attend_step).
 -- step: the step's shared inputs (M.step_inputs; pos_v the same every
 -- layer), or nil.
 function M:attention_steps(L, x, seqs, pos_v, step)
@@ -578,17 +568,15 @@ function M:attention_steps(L, x, seqs, pos_v, step)
     local st, rings, at = seqs[1].state[L], {}, {}
     for b = 1, B do rings[b], at[b] = seqs[b].state[L].ring, pos_v[b] % W end
     Cache.put_norm_rope_batch(st.ring.pool, rings, kv, self:weight(p .. "kv_norm.weight"), tab,
-                              pos, at, pool_rows(step, seqs, pos_v, W))
+                              pos, at, pool_rows(step, seqs, W, pos_v))
     if ratio > 0 then
       local R = self.buffer_rows(ratio)
       for _, which in ipairs(ratio == 4 and both_compressors or main_compressor) do
-        kernel("embed.tile", "put_rows"):launch{self:project(L, which, x),
-                                                pool_rows(step, seqs, pos_v, R),
-                                                st.buf[which].pool.data}
+        st.buf[which].pool:put(self:project(L, which, x), pool_rows(step, seqs, R, pos_v))
       end
     end
+    self:compress_batch(L, seqs, pos_v)
   end
-  if stored then self:compress_batch(L, seqs, pos_v) end
   local o, roped = O.out{B, H, c}, nil
   if stored and self.kv_format == "fp8" then
     roped = self:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
@@ -675,8 +663,7 @@ function M:compress_batch(L, seqs, pos_v)
         kernel("quant.tile", "kv_pack", kv_pack_params(caches[1].rope)):launch{entries, packed}
       end
     end
-    kernel("embed.tile", "put_rows", put_params(pool.dtype))
-      :launch{packed, O.tensor("i32", {#done}, rows), pool.data}
+    pool:put(packed, O.tensor("i32", {#done}, rows))
     for _, c in ipairs(caches) do c.n = c.n + 1 end
   end
 end
@@ -699,8 +686,8 @@ function M:step_entries(L, st, t, x, qi, w, tp, step, compressed)
 end
 
 -- attention_steps' attention of a batch whose states lie in the model's
--- pools, over "fp8" caches: each sequence's compressors (step_compress),
--- then in a CSA layer one indexer launch scoring every sequence's keys where
+-- pools, over "fp8" caches (its compressors' step done: compress_batch): in
+-- a CSA layer one indexer launch scoring every sequence's keys where
 -- they lie and one top-k over the batch's rows, one launch making every
 -- token's lists as rows of the pools (sparse_attn.tile pool_lists) and one
 -- attention launch for the batch reading each sequence's rows where they
@@ -726,25 +713,22 @@ function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
     -- every sequence's keys scored where they lie in the keys' pool (from
     -- its slot's first row), then one top-k over the batch's rows, each
     -- over its own keys so far
-    local keys, kbase, len, SO = first.keys.pool, {}, {}, 1
+    local keys, len, SO = first.keys.pool, {}, 1
     for b, s in ipairs(seqs) do
       local N = s.state[L].keys.n
-      kbase[b], len[b] = s:slot() * keys.rows, math.min((pos_v[b] + 1) // ratio, N)
-      SO = math.max(SO, N)
+      len[b], SO = math.min((pos_v[b] + 1) // ratio, N), math.max(SO, N)
     end
     local scores = O.out{B, SO}
-    self:index_scores(ratio, qi, keys.data, w, pos, scores, O.tensor("i32", {B}, kbase))
+    self:index_scores(ratio, qi, keys.data, w, pos, scores, pool_rows(step, seqs, keys.rows))
     sel = O.topk(scores, O.tensor("i32", {B}, len), KS)
   end
   local ring, comp = first.ring.pool, ratio > 0 and first.comp.pool or first.ring.pool
-  local cbase = {}
-  for b, s in ipairs(seqs) do cbase[b] = s:slot() * comp.rows end
-  cbase = O.tensor("i32", {B}, cbase)
+  local cbase = pool_rows(step, seqs, comp.rows)
   local bf, K = self:bf16_attention(), W + (ratio == 4 and KS or 0)
   local with_sel = ratio == 4 and not bf
   local idx, selg = O.out({B, with_sel and K or W}, "i32"), O.out({B, KS}, "i32")
   kernel("sparse_attn.tile", "pool_lists", lists_params(W, with_sel)):launch{
-    pos, pool_base(step, seqs, W), sel, cbase, idx, selg, ring.slots * W}
+    pos, pool_rows(step, seqs, W), sel, cbase, idx, selg, ring.slots * W}
   if ratio == 128 then
     local n, nr, nmax, P = {}, {}, 0, 1
     for b, s in ipairs(seqs) do

@@ -63,39 +63,41 @@ function Cache.pool(dtype, rows, width)
                        holders = setmetatable({}, {__mode = "v"}), fields = {}}, Pool)
 end
 
+-- The pool's tensor made [slots x rows, width]: each slot's rows held so
+-- far moved to their place in it (the rest zeros), the views handed out
+-- re-pointed.
+function Pool:regrow(slots, rows)
+  local grown = O.tensor(self.dtype, {slots * rows, self.width})
+  for slot = 0, self.slots - 1 do
+    grown:slice(0, slot * rows, self.rows):assign(self.data:slice(0, slot * self.rows, self.rows))
+  end
+  self.data, self.slots, self.rows = grown, slots, rows
+  for slot, h in pairs(self.holders) do
+    h[self.fields[slot]] = grown:slice(0, slot * rows, rows)
+  end
+end
+
 -- Sets holder[field] to the rows of slot s (a view [rows, width], zeroed),
 -- growing the pool to hold s.
 function Pool:bind(s, holder, field)
-  if s >= self.slots then
-    local slots = math.max(2 * self.slots, s + 1, 2)
-    local grown = O.tensor(self.dtype, {slots * self.rows, self.width})
-    if self.slots > 0 then
-      grown:slice(0, 0, self.slots * self.rows):assign(self.data)
-    end
-    self.data, self.slots = grown, slots
-    for slot, h in pairs(self.holders) do
-      h[self.fields[slot]] = grown:slice(0, slot * self.rows, self.rows)
-    end
-  end
+  if s >= self.slots then self:regrow(math.max(2 * self.slots, s + 1, 2), self.rows) end
   local rows = self.data:slice(0, s * self.rows, self.rows)
   rows:assign(O.tensor(self.dtype, {self.rows, self.width})) -- (a slot used before)
   self.holders[s], self.fields[s] = holder, field
   holder[field] = rows
 end
 
--- Room for `rows` rows a slot: the slots' rows moved to a tensor of more
--- rows a slot (those past the old rows zero), the views re-pointed.
+-- Room for `rows` rows a slot.
 function Pool:widen(rows)
-  if rows <= self.rows then return end
-  local old, R = self.data, math.max(rows, 2 * self.rows)
-  local grown = O.tensor(self.dtype, {self.slots * R, self.width})
-  for slot = 0, self.slots - 1 do
-    grown:slice(0, slot * R, self.rows):assign(old:slice(0, slot * self.rows, self.rows))
-  end
-  self.data, self.rows = grown, R
-  for slot, h in pairs(self.holders) do
-    h[self.fields[slot]] = grown:slice(0, slot * R, R)
-  end
+  if rows > self.rows then self:regrow(self.slots, math.max(rows, 2 * self.rows)) end
+end
+
+local put_params = O.memo(function(dt) return {XT = dt} end)
+
+-- x [B, width]'s rows into the pool's rows rows [B] (an i32 tensor), one
+-- launch (embed.tile put_rows).
+function Pool:put(x, rows)
+  O.kernel("embed.tile", "put_rows", put_params(self.dtype)):launch{x, rows, self.data}
 end
 
 -- A cache in slot s of pool (its dtype and width this format's rows,
@@ -103,7 +105,7 @@ end
 -- pool widens.
 function Cache.pooled(pool, s, format, kind, width, rope)
   local self = setmetatable({format = format, kind = kind, width = width, rope = rope, n = 0,
-                             pool = pool, slot = s}, Cache)
+                             pool = pool}, Cache)
   self.rb = Cache.row_bytes(format, kind, width, rope)
   assert(pool.width == (format == "f32" and width or self.rb), "Cache.pooled: the pool's width")
   pool:bind(s, self, "data")
@@ -171,7 +173,6 @@ end
 -- [B]): the rows normed, roped (and packed) by one launch into a tensor of
 -- their own, then placed by one more (embed.tile put_rows), where each
 -- cache's put_norm_rope made one. The same bytes.
-local put_params = O.memo(function(dt) return {XT = dt} end)
 function Cache.put_norm_rope_batch(pool, caches, x, w, tab, pos, at, rows)
   local B, c = x:shape(1), caches[1]
   local ys = O.out({B, pool.width}, pool.dtype)
@@ -182,7 +183,7 @@ function Cache.put_norm_rope_batch(pool, caches, x, w, tab, pos, at, rows)
   else
     O.kernel("rope.tile", "kv_norm_rope_pack"):launch{xs, w, tab, pos, ys}
   end
-  O.kernel("embed.tile", "put_rows", put_params(pool.dtype)):launch{ys, rows, pool.data}
+  pool:put(ys, rows)
   for b, cache in ipairs(caches) do
     assert(cache.pool == pool, "put_norm_rope_batch: caches of one pool")
     cache.n = math.max(cache.n, at[b] + 1)
