@@ -100,7 +100,12 @@ end
 -- the indexer's, the output's) run over all the rows at once, the pooling
 -- into compressed entries, the indexer's scores and top-k and the attention
 -- over each span's own rows; what it made is then a list, one a span.
-function M:attention(L, x, pos, spans)
+-- With `P` > 0 the rows continue this sequence after its first P positions
+-- (M:extend; pos P .. P + T - 1, no spans): its state of layer L is the
+-- prefix (M:prefix_rows): the window's rows before P, the entries and keys
+-- so far, and the compressors' buffered rows of the windows the new rows
+-- complete; what it made is then what the rows add to the state.
+function M:attention(L, x, pos, spans, P)
   O.use(self.dev, self.tf32)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:pname(L, "attn.")
@@ -121,12 +126,13 @@ function M:attention(L, x, pos, spans)
   local kvs = Cache.simulate(F, "kv", kv, rd)
   local one = spans == nil
   spans = spans or {{0, T}}
+  local pre = P and P > 0 and self:prefix_rows(L, P) or nil
   local cz, icz, qi, w
   if ratio > 0 then cz = self:project(L, "compressor", x) end
   if ratio == 4 then -- the indexer's buffer even before its first key
     icz = self:project(L, "indexer.compressor", x)
     local keyed = false
-    for _, sp in ipairs(spans) do keyed = keyed or sp[2] >= ratio end
+    for _, sp in ipairs(spans) do keyed = keyed or (P or 0) + sp[2] >= ratio end
     if keyed then qi, w = self:indexer_inputs(L, qr, x, tab, pos) end
   end
   local sink = self:weight(p .. "attn_sink")
@@ -137,38 +143,49 @@ function M:attention(L, x, pos, spans)
     local function rows(t) return one and t or t:slice(0, sp[1], n) end
     local m = {kv = rows(kv)}
     made[k] = m
-    -- the KV list: the n window entries, then the compressed entries
+    -- the KV list: the window's rows (the np before P, then the n new
+    -- ones), then the compressed entries (those before P, then the new)
     local kvs_s, pos_s, q_s, o_s = rows(kvs), rows(pos), rows(q), rows(o)
+    local P0, np = pre and P or 0, pre and pre.window:shape(1) or 0
+    if pre then kvs_s = concat_rows(pre.window, kvs_s) end
     local list, N, sel, comps = kvs_s, 0, nil, nil
     if ratio > 0 then
       m.projected = {compressor = rows(cz)}
-      local comp = self:pool(L, "compressor", m.projected.compressor, ratio, tab, 0)
+      local comp = pre and self:pool_after(L, "compressor", pre.buf, cz, P, ratio, tab)
+        or self:pool(L, "compressor", m.projected.compressor, ratio, tab, 0)
       m.compressed = comp
       if ratio == 4 then m.projected["indexer.compressor"] = rows(icz) end
-      N = comp:shape(1)
-      comps = N > 0 and Cache.simulate(F, "kv", comp, rd) or comp
+      comps = comp:shape(1) > 0 and Cache.simulate(F, "kv", comp, rd) or comp
+      if pre then comps = concat_rows(pre.entries, comps) end
+      N = comps:shape(1)
       if N > 0 and ratio ~= 128 then list = concat_rows(kvs_s, comps) end
     end
     if ratio == 4 and N > 0 then
       -- the lightning indexer: scores over the indexer's keys, top-k
-      local keys = hadamard(self:pool(L, "indexer.compressor", m.projected["indexer.compressor"],
-                                      ratio, tab, 0))
+      local keys = hadamard(pre and self:pool_after(L, "indexer.compressor", pre.buf, icz, P,
+                                                    ratio, tab)
+                              or self:pool(L, "indexer.compressor",
+                                           m.projected["indexer.compressor"], ratio, tab, 0))
       m.indexer_keys = keys
+      local held = F == "f32" and keys or Cache.packed(F, "key", keys)
+      if pre then held = concat_rows(pre.keys, held) end
       local scores = f32{n, N}
-      self:index_scores(ratio, rows(qi), F == "f32" and keys or Cache.packed(F, "key", keys),
-                        rows(w), pos_s, scores)
+      self:index_scores(ratio, rows(qi), held, rows(w), pos_s, scores)
       local lens = {}
-      for t = 0, n - 1 do lens[t + 1] = (t + 1) // ratio end
+      for t = 0, n - 1 do lens[t + 1] = (P0 + t + 1) // ratio end
       local len = O.tensor("i32", {n}, lens)
       sel = O.topk(scores, len, cfg.index_topk)
       m.topk = sel
+      -- (the lists below are made for the np + n rows of the window)
+      if pre then sel = concat_rows(self:no_selection(np, cfg.index_topk), sel) end
     end
     if ratio == 128 then
       -- HCA: the window gathered from kv, then the complete compressed
       -- entries read in place (hca_attn.tile)
       local nc = {}
-      for t = 0, n - 1 do nc[t + 1] = math.min((t + 1) // ratio, N) end
-      local win, ncomp = self:index_lists(n, W), O.tensor("i32", {n}, nc)
+      for t = 0, n - 1 do nc[t + 1] = math.min((P0 + t + 1) // ratio, N) end
+      local win = self:index_lists(np + n, W):slice(0, np, n)
+      local ncomp = O.tensor("i32", {n}, nc)
       comps = comps or f32{0, c}
       if bf then
         kernel("hca_attn.tile", "hca_attn_tc", self:tc_params()):launch{
@@ -181,7 +198,7 @@ function M:attention(L, x, pos, spans)
       -- index lists: the window (token t and the W - 1 before it), then the
       -- selected (CSA) compressed entries, -1 padded
       local K = W + (ratio == 4 and cfg.index_topk or 0)
-      local idx = self:index_lists(n, K, sel)
+      local idx = self:index_lists(np + n, K, sel):slice(0, np, n)
       if bf then
         kernel("sparse_attn.tile", "sparse_attn_tc", self:tc_params())
           :launch{q_s, O.convert(list, "bf16"), idx, sink, o_s}
@@ -331,52 +348,84 @@ end
 -- The decode caches of layer L after a prefill (V4-SPEC 4.4's hand-off):
 -- the window ring holds the last W KV rows at slot position mod W; the
 -- compressed entries and indexer keys all made; each compressor's
--- partial-window buffer the last projected rows (4.3).
-function M:hand_off(L, made, T)
+-- partial-window buffer the last projected rows (4.3). With P > 0 the T
+-- rows made continue the sequence after its first P positions (M:extend):
+-- the layer's state takes what they add.
+function M:hand_off(L, made, T, P)
   local cfg, F = self.cfg, self.kv_format
   local c, rd, W = cfg.head_dim, cfg.rope_head_dim, cfg.window_size
   local ratio = cfg.compress_ratios[L + 1]
+  P = P or 0
   -- (each cache and compressor buffer in this sequence's slot of one of
   -- the model's pools: a batch's decode step writes them with one launch)
   local slot = self:slot()
-  local function pooled(name, kind, width, rope, rows)
+  -- (rows: a slot's to begin with; R: the pool's rows a slot otherwise)
+  local function pooled(name, kind, width, rope, R, rows)
     local rb = Cache.row_bytes(F, kind, width, rope)
-    local pool = self:state_pool(L, name, F == "f32" and "f32" or "i8", rows,
+    local pool = self:state_pool(L, name, F == "f32" and "f32" or "i8", R,
                                  F == "f32" and width or rb)
-    return Cache.pooled(pool, slot, F, kind, width, rope)
+    return Cache.pooled(pool, slot, F, kind, width, rope, rows)
   end
-  local st = {ring = pooled("ring", "kv", c, rd, W), buf = {}}
-  local p = math.max(0, T - W)
-  while p < T do -- at most two runs of slots
-    local n = math.min(T - p, W - p % W)
-    st.ring:put(made.kv:slice(0, p, n), p % W)
-    p = p + n
+  -- rows of positions max(P, P + T - R) .. P + T - 1 of rows (made from
+  -- position P) into put(first row, count, at), each at its ring row p mod
+  -- R: at most two runs
+  local function last_rows(R, put)
+    local p = math.max(P, P + T - R)
+    while p < P + T do
+      local n = math.min(P + T - p, R - p % R)
+      put(p - P, n, p % R)
+      p = p + n
+    end
   end
+  local st = P > 0 and self.state[L] or {ring = pooled("ring", "kv", c, rd, W), buf = {}}
+  last_rows(W, function(first, n, at) st.ring:put(made.kv:slice(0, first, n), at) end)
   if ratio > 0 then
     local comp = made.compressed
-    st.comp = pooled("comp", "kv", c, rd, 64)
-    st.comp:reserve(comp:shape(1) + 64)
-    st.comp:put(comp, 0)
+    st.comp = st.comp or pooled("comp", "kv", c, rd, 64, comp:shape(1) + 64)
+    st.comp:put(comp, st.comp.n)
   end
   if ratio == 4 then
-    st.keys = pooled("keys", "key", cfg.index_head_dim, 0, 64)
-    st.keys:reserve(T // ratio + 64)
-    if made.indexer_keys then st.keys:put(made.indexer_keys, 0) end
+    st.keys = st.keys or pooled("keys", "key", cfg.index_head_dim, 0, 64, T // ratio + 64)
+    if made.indexer_keys then st.keys:put(made.indexer_keys, st.keys.n) end
   end
   for which, cz in pairs(made.projected or {}) do
     -- the last rows, each in its ring row (position p in row p mod R)
     local R = self.buffer_rows(ratio)
-    local b = {pool = self:state_pool(L, which, "f32", R, cz:shape(2))}
-    b.pool:bind(slot, b, "cz")
-    local p = math.max(0, T - R)
-    while p < T do -- (at most two runs of rows: before and after the wrap)
-      local n = math.min(T - p, R - p % R)
-      b.cz:slice(0, p % R, n):assign(cz:slice(0, p, n))
-      p = p + n
+    local b = st.buf[which]
+    if not b then
+      b = {pool = self:state_pool(L, which, "f32", R, cz:shape(2))}
+      b.pool:bind(slot, b, "cz")
+      st.buf[which] = b
     end
-    st.buf[which] = b
+    last_rows(R, function(first, n, at) b.cz:slice(0, at, n):assign(cz:slice(0, first, n)) end)
   end
   return st
+end
+
+-- What rows continuing a sequence after its first P positions read of its
+-- state of layer L (M:attention's prefix): the window's rows before P
+-- (window [np, c], positions P - np .. P - 1, np = min(P, W), as f32 the
+-- cache's values), the compressed entries so far (entries [n, c] f32) and
+-- the indexer's keys as held (keys: f32, or the packed FP4 rows), and the
+-- state itself (buf: its compressors' buffers, M:pool_after).
+function M:prefix_rows(L, P)
+  local st, W = self.state[L], self.cfg.window_size
+  if not st then error("extend: the sequence has no state of layer " .. L, 3) end
+  local np = math.min(P, W)
+  local window = O.out{np, self.cfg.head_dim}
+  local p = P - np
+  while p < P do -- (at most two runs of ring slots)
+    local n = math.min(P - p, W - p % W)
+    st.ring:get(p % W, n, window:slice(0, p - (P - np), n))
+    p = p + n
+  end
+  local pre = {window = window, buf = st}
+  if st.comp then
+    local n = st.comp.n
+    pre.entries = self.kv_format == "f32" and st.comp:view(0, n) or st.comp:get(0, n)
+  end
+  if st.keys then pre.keys = st.keys:view(0, st.keys.n) end
+  return pre
 end
 
 -- Attention of layer L for one token at position t (x [1, d]), updating the
@@ -493,33 +542,36 @@ function M:pooled_batch(L, seqs)
   return true
 end
 
--- The rows of a step's sequences in pools of R rows a slot: slot s x R +
--- position mod R (pos_v: the positions), or without pos_v each slot's
--- first row, as a device tensor [B], made once a step.
-local function pool_rows(step, seqs, R, pos_v)
-  local key = pos_v and R or -R
+-- The rows of a step's sequences in pool (model/cache.lua Cache.pool):
+-- each slot's first row + position mod R (pos_v: the positions; R: the
+-- pool's rows a slot, a ring's or a buffer's), or without pos_v each
+-- slot's first row, as a device tensor [B]; made once a step for the rows
+-- it holds (pools laid out alike share it).
+local function pool_rows(step, seqs, pool, pos_v)
+  local v = {}
+  for b, s in ipairs(seqs) do v[b] = pool:base(s:slot()) + (pos_v and pos_v[b] % pool.rows or 0) end
+  local key = table.concat(v, ",")
   local rows = step.pool_rows[key]
   if not rows then
-    local v = {}
-    for b, s in ipairs(seqs) do v[b] = s:slot() * R + (pos_v and pos_v[b] % R or 0) end
     rows = O.tensor("i32", {#seqs}, v)
     step.pool_rows[key] = rows
   end
   return rows
 end
 
--- No selection for B tokens: [B, 1] of -1 (attend_batch's in a window or
--- HCA layer), made once for the model and its sequences.
-function M:no_selection(B)
+-- No selection for B tokens: [B, K] of -1 (K 1 when nil: attend_batch's
+-- in a window or HCA layer), made once for the model and its sequences.
+function M:no_selection(B, K)
   local root = rawget(self, "root") or self
   local k = root.no_sel or {}
   root.no_sel = k
-  if not k[B] then
+  local key = B .. "x" .. (K or 1)
+  if not k[key] then
     local v = {}
-    for i = 1, B do v[i] = -1 end
-    k[B] = O.tensor("i32", {B, 1}, v)
+    for i = 1, B * (K or 1) do v[i] = -1 end
+    k[key] = O.tensor("i32", {B, K or 1}, v)
   end
-  return k[B]
+  return k[key]
 end
 
 local main_compressor, both_compressors = {"compressor"}, {"compressor", "indexer.compressor"}
@@ -568,11 +620,11 @@ function M:attention_steps(L, x, seqs, pos_v, step)
     local st, rings, at = seqs[1].state[L], {}, {}
     for b = 1, B do rings[b], at[b] = seqs[b].state[L].ring, pos_v[b] % W end
     Cache.put_norm_rope_batch(st.ring.pool, rings, kv, self:weight(p .. "kv_norm.weight"), tab,
-                              pos, at, pool_rows(step, seqs, W, pos_v))
+                              pos, at, pool_rows(step, seqs, st.ring.pool, pos_v))
     if ratio > 0 then
-      local R = self.buffer_rows(ratio)
       for _, which in ipairs(ratio == 4 and both_compressors or main_compressor) do
-        st.buf[which].pool:put(self:project(L, which, x), pool_rows(step, seqs, R, pos_v))
+        local bufs = st.buf[which].pool
+        bufs:put(self:project(L, which, x), pool_rows(step, seqs, bufs, pos_v))
       end
     end
     self:compress_batch(L, seqs, pos_v)
@@ -634,13 +686,12 @@ function M:compress_batch(L, seqs, pos_v)
   if #done == 0 then return end
   local n = ratio == 4 and 2 * ratio or ratio
   for _, which in ipairs(ratio == 4 and both_compressors or main_compressor) do
-    local idx, epos = {}, {}
+    local idx, epos, bufs = {}, {}, seqs[done[1]].state[L].buf[which].pool
     for k, b in ipairs(done) do
-      local slot, t = seqs[b]:slot(), pos_v[b]
-      for j = 1, n do idx[#idx + 1] = slot * R + (t - n + j) % R end
+      local base, t = bufs:base(seqs[b]:slot()), pos_v[b]
+      for j = 1, n do idx[#idx + 1] = base + (t - n + j) % R end
       epos[k] = (t + 1) // ratio - 1
     end
-    local bufs = seqs[done[1]].state[L].buf[which].pool
     local win = O.out{#idx, bufs.width}
     kernel("embed.tile", "rows_f32"):launch{bufs.data, O.tensor("i32", {#idx}, idx), win}
     local entries = self:pool_at(L, which, win, ratio, tab, epos)
@@ -649,11 +700,11 @@ function M:compress_batch(L, seqs, pos_v)
     local caches, rows = {}, {}
     for k, b in ipairs(done) do
       local c = key and seqs[b].state[L].keys or seqs[b].state[L].comp
-      c:reserve(c.n + 1) -- (the pool may widen: the rows below after)
+      c:reserve(c.n + 1) -- (its extent may move: the rows below after)
       caches[k] = c
     end
     local pool = caches[1].pool
-    for k, b in ipairs(done) do rows[k] = seqs[b]:slot() * pool.rows + caches[k].n end
+    for k, b in ipairs(done) do rows[k] = pool:base(caches[k].slot) + caches[k].n end
     local packed = entries
     if self.kv_format == "fp8" then
       packed = O.out({#done, pool.width}, "i8")
@@ -706,7 +757,8 @@ function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
   local p = self:pname(L, "attn.")
   local tab = self:rope_table(ratio)
   local KS = ratio == 4 and cfg.index_topk or 1
-  -- (the pools as compress_batch left them: an entry may have widened one)
+  -- (the pools as compress_batch left them: an entry may have moved a
+  -- slot's extent)
   local first = seqs[1].state[L]
   local sel = self:no_selection(B)
   if ratio == 4 then
@@ -719,16 +771,16 @@ function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
       len[b], SO = math.min((pos_v[b] + 1) // ratio, N), math.max(SO, N)
     end
     local scores = O.out{B, SO}
-    self:index_scores(ratio, qi, keys.data, w, pos, scores, pool_rows(step, seqs, keys.rows))
+    self:index_scores(ratio, qi, keys.data, w, pos, scores, pool_rows(step, seqs, keys))
     sel = O.topk(scores, O.tensor("i32", {B}, len), KS)
   end
   local ring, comp = first.ring.pool, ratio > 0 and first.comp.pool or first.ring.pool
-  local cbase = pool_rows(step, seqs, comp.rows)
+  local cbase = pool_rows(step, seqs, comp)
   local bf, K = self:bf16_attention(), W + (ratio == 4 and KS or 0)
   local with_sel = ratio == 4 and not bf
   local idx, selg = O.out({B, with_sel and K or W}, "i32"), O.out({B, KS}, "i32")
   kernel("sparse_attn.tile", "pool_lists", lists_params(W, with_sel)):launch{
-    pos, pool_rows(step, seqs, W), sel, cbase, idx, selg, ring.slots * W}
+    pos, pool_rows(step, seqs, ring), sel, cbase, idx, selg, ring:capacity()}
   if ratio == 128 then
     local n, nr, nmax, P = {}, {}, 0, 1
     for b, s in ipairs(seqs) do

@@ -47,49 +47,144 @@ end
 
 -- A pool: one kind of a layer's state (its window rings, compressed
 -- entries or indexer keys, or one compressor's partial-window buffers) for
--- every sequence of a model in one tensor [slots x rows, width] of dtype,
--- sequence slot s's rows at s rows .. (s + 1) rows - 1, so that a batch's
--- decode step writes each sequence's new row with one launch (embed.tile
--- put_rows) where it made one a sequence. It grows by doubling, in slots
--- (bind) and in rows a slot (widen: every slot's rows move to their new
--- place); the views handed out are then re-pointed to the new tensor (the
--- objects that hold them, weakly). Every slot has the same rows: a
--- growing cache's pool holds the longest sequence's rows for each.
+-- every sequence of a model in one tensor [rows, width] of dtype, so that a
+-- batch's decode step writes each sequence's new row with one launch
+-- (embed.tile put_rows) where it made one a sequence. Sequence slot s holds
+-- its own extent of rows base(s) .. base(s) + cap - 1: a growing cache's
+-- slot gets a new extent of twice its rows (its rows copied, the old
+-- extent freed for others), so a slot holds about its own sequence's rows,
+-- not the longest one's. Extents are taken first-fit from the freed ones,
+-- else past the last; when the tensor is full it is made again, twice as
+-- large, every extent moved down in slot order (the holes dropped). The
+-- views handed out are then re-pointed (the objects that hold them,
+-- weakly), and `moves` counts the times any extent moved.
 local Pool = {}
 Pool.__index = Pool
 
 function Cache.pool(dtype, rows, width)
-  return setmetatable({dtype = dtype, rows = rows, width = width, slots = 0,
-                       holders = setmetatable({}, {__mode = "v"}), fields = {}}, Pool)
+  return setmetatable({dtype = dtype, rows = rows, width = width, used = 0, moves = 0,
+                       ext = {}, free = {}, holders = setmetatable({}, {__mode = "v"}),
+                       fields = {}}, Pool)
 end
 
--- The pool's tensor made [slots x rows, width]: each slot's rows held so
--- far moved to their place in it (the rest zeros), the views handed out
--- re-pointed.
-function Pool:regrow(slots, rows)
-  local grown = O.tensor(self.dtype, {slots * rows, self.width})
-  for slot = 0, self.slots - 1 do
-    grown:slice(0, slot * rows, self.rows):assign(self.data:slice(0, slot * self.rows, self.rows))
+-- Rows in the pool's tensor (0 before the first bind).
+function Pool:capacity()
+  return self.data and self.data:shape(1) or 0
+end
+
+-- Slot s's first row.
+function Pool:base(s)
+  return assert(self.ext[s], "Pool:base: an unbound slot")[1]
+end
+
+-- Zeros rows at .. at + n - 1.
+function Pool:zero(at, n)
+  if n > 0 then self.data:slice(0, at, n):assign(O.tensor(self.dtype, {n, self.width})) end
+end
+
+-- Points slot s's holder at its extent.
+function Pool:point(s)
+  local h, e = self.holders[s], self.ext[s]
+  if h then h[self.fields[s]] = self.data:slice(0, e[1], e[2]) end
+end
+
+-- The tensor made again with room for `extra` more rows past its extents,
+-- which move down in slot order, their rows kept; the views re-pointed.
+function Pool:regrow(extra)
+  local slots, live = {}, 0
+  for s, e in pairs(self.ext) do
+    slots[#slots + 1] = s
+    live = live + e[2]
   end
-  self.data, self.slots, self.rows = grown, slots, rows
-  for slot, h in pairs(self.holders) do
-    h[self.fields[slot]] = grown:slice(0, slot * rows, rows)
+  table.sort(slots)
+  local rows = math.max(2 * self:capacity(), live + extra, 2 * self.rows)
+  local grown, at = O.tensor(self.dtype, {rows, self.width}), 0
+  for _, s in ipairs(slots) do
+    local e = self.ext[s]
+    grown:slice(0, at, e[2]):assign(self.data:slice(0, e[1], e[2]))
+    e[1], at = at, at + e[2]
+  end
+  self.data, self.used, self.free, self.moves = grown, at, {}, self.moves + 1
+  for _, s in ipairs(slots) do self:point(s) end
+end
+
+-- An extent of n rows: {base, n}, the first freed one that fits (split),
+-- else past the last (the tensor made again when full; the extents held
+-- may move).
+function Pool:take(n)
+  for i, f in ipairs(self.free) do
+    if f[2] >= n then
+      local e = {f[1], n}
+      if f[2] == n then table.remove(self.free, i) else f[1], f[2] = f[1] + n, f[2] - n end
+      return e
+    end
+  end
+  if self.used + n > self:capacity() then self:regrow(n) end
+  local e = {self.used, n}
+  self.used = self.used + n
+  return e
+end
+
+-- Gives back extent e: kept in base order, joined to its neighbours, and
+-- past the last one it lowers the end in use.
+function Pool:give(e)
+  local free, i = self.free, 1
+  while free[i] and free[i][1] < e[1] do i = i + 1 end
+  table.insert(free, i, {e[1], e[2]})
+  if free[i + 1] and free[i][1] + free[i][2] == free[i + 1][1] then
+    free[i][2] = free[i][2] + free[i + 1][2]
+    table.remove(free, i + 1)
+  end
+  if i > 1 and free[i - 1][1] + free[i - 1][2] == free[i][1] then
+    free[i - 1][2] = free[i - 1][2] + free[i][2]
+    table.remove(free, i)
+    i = i - 1
+  end
+  if free[i][1] + free[i][2] == self.used then
+    self.used = free[i][1]
+    table.remove(free, i)
   end
 end
 
--- Sets holder[field] to the rows of slot s (a view [rows, width], zeroed),
--- growing the pool to hold s.
-function Pool:bind(s, holder, field)
-  if s >= self.slots then self:regrow(math.max(2 * self.slots, s + 1, 2), self.rows) end
-  local rows = self.data:slice(0, s * self.rows, self.rows)
-  rows:assign(O.tensor(self.dtype, {self.rows, self.width})) -- (a slot used before)
-  self.holders[s], self.fields[s] = holder, field
-  holder[field] = rows
+-- Sets holder[field] to slot s's rows: a new extent of `rows` rows (the
+-- pool's rows a slot when nil; a view [rows, width], zeroed), the slot's
+-- earlier one given back.
+function Pool:bind(s, holder, field, rows)
+  self:release(s)
+  local e = self:take(rows or self.rows)
+  self.ext[s], self.holders[s], self.fields[s] = e, holder, field
+  self:zero(e[1], e[2])
+  self:point(s)
 end
 
--- Room for `rows` rows a slot.
-function Pool:widen(rows)
-  if rows > self.rows then self:regrow(self.slots, math.max(rows, 2 * self.rows)) end
+-- Gives slot s's extent back (a sequence gone; nothing when unbound).
+function Pool:release(s)
+  local e = self.ext[s]
+  if not e then return end
+  self.ext[s], self.holders[s], self.fields[s] = nil, nil, nil
+  self:give(e)
+end
+
+-- Room for `rows` rows in slot s (at least twice its rows when it grows):
+-- a new extent, the rows held copied (the rest zeros), the old one given
+-- back.
+function Pool:grow(s, rows)
+  local cap = self.ext[s][2]
+  if rows <= cap then return end
+  local e = self:take(math.max(rows, 2 * cap))
+  local old = self.ext[s] -- (after take: a regrow moves it)
+  self.data:slice(0, e[1], cap):assign(self.data:slice(0, old[1], cap))
+  self:zero(e[1] + cap, e[2] - cap)
+  self.ext[s], self.moves = e, self.moves + 1
+  self:give({old[1], cap})
+  self:point(s)
+end
+
+-- Rows held by slots, and rows of the tensor.
+function Pool:rows_held()
+  local n = 0
+  for _, e in pairs(self.ext) do n = n + e[2] end
+  return n, self:capacity()
 end
 
 local put_params = O.memo(function(dt) return {XT = dt} end)
@@ -101,14 +196,14 @@ function Pool:put(x, rows)
 end
 
 -- A cache in slot s of pool (its dtype and width this format's rows,
--- e.g. a layer's window rings: rows a slot = the window); it grows as the
--- pool widens.
-function Cache.pooled(pool, s, format, kind, width, rope)
+-- e.g. a layer's window rings: rows a slot = the window), `rows` rows
+-- (the pool's rows a slot when nil); it grows in its slot.
+function Cache.pooled(pool, s, format, kind, width, rope, rows)
   local self = setmetatable({format = format, kind = kind, width = width, rope = rope, n = 0,
-                             pool = pool}, Cache)
+                             pool = pool, slot = s}, Cache)
   self.rb = Cache.row_bytes(format, kind, width, rope)
   assert(pool.width == (format == "f32" and width or self.rb), "Cache.pooled: the pool's width")
-  pool:bind(s, self, "data")
+  pool:bind(s, self, "data", rows)
   return self
 end
 
@@ -117,7 +212,7 @@ function Cache:reserve(rows)
   local cap = self.data:shape(1)
   if rows <= cap then return end
   if self.pool then
-    self.pool:widen(rows) -- (self.data re-pointed)
+    self.pool:grow(self.slot, rows) -- (self.data re-pointed)
     return
   end
   local grown = alloc(self, math.max(rows, 2 * cap))

@@ -104,6 +104,30 @@ function M:pool_at(L, which, cz, ratio, tab, epos)
   return out
 end
 
+-- The entries that the projected rows cz [T, 2 KE] of positions P .. P +
+-- T - 1 complete, continuing a sequence after its first P positions (its
+-- state st: the buffered rows before P, M:compress_step's ring), numbered
+-- from P // ratio: pooled over the buffered rows of the window that P
+-- falls in (and for CSA the window before it, whose entry is dropped),
+-- then cz, as a prefill pools them. [n, E], n = (P + T) // ratio - P //
+-- ratio.
+function M:pool_after(L, which, st, cz, P, ratio, tab)
+  local R, first = M.buffer_rows(ratio), P // ratio * ratio
+  local start = (ratio == 4 and first >= ratio) and first - ratio or first
+  local rows = cz
+  if start < P then
+    local idx = {}
+    for p = start, P - 1 do idx[#idx + 1] = p % R end
+    local before = O.out{P - start, cz:shape(2)}
+    kernel("embed.tile", "rows_f32"):launch{st.buf[which].cz, O.tensor("i32", {#idx}, idx),
+                                             before}
+    rows = O.concat_rows(before, cz)
+  end
+  local out = self:pool(L, which, rows, ratio, tab, start // ratio)
+  local skip = (first - start) // ratio
+  return out:slice(0, skip, out:shape(1) - skip)
+end
+
 -- All entries of a prefill over x [T, d]; also the projections cz, whose
 -- last rows seed the decode buffer.
 function M:compress(L, which, x, ratio, tab)

@@ -15,6 +15,10 @@ return function(M)
 function M:mtp(next_ids)
   local cfg, d, L = self.cfg, self.cfg.dim, self.cfg.n_layers
   local n, pre = next_ids:numel(), "mtp.0."
+  if not self.final_streams or n > self.final_streams:shape(1) then
+    error("mtp: ids for at most the last prefill's positions (after a prefill, not an extend)",
+          2)
+  end
   O.use(self.dev, self.tf32)
   next_ids = O.on_device(next_ids)
   local e = f32{n, d}

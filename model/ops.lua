@@ -517,10 +517,10 @@ end
 -- each a block.
 function O.attn_range() return dev():name() == "cpu" and 512 or 128 end
 
--- rows of a after the rows of b, as one new tensor
+-- the rows of a, then the rows of b (of a's dtype), as one new tensor
 function O.concat_rows(a, b)
   local na, nb = a:shape(1), b:shape(1)
-  local out = O.out{na + nb, a:shape(2)}
+  local out = O.out({na + nb, a:shape(2)}, a:dtype())
   if na > 0 then out:slice(0, 0, na):assign(a) end
   if nb > 0 then out:slice(0, na, nb):assign(b) end
   return out

@@ -243,23 +243,58 @@ function M:raw(name)
 end
 
 -- Prefill of ids [T] (an i32 tensor): logits of the last position, and a
--- record of what each layer made.
-function M:prefill(ids)
+-- record of what each layer made. With `chunk`, the tokens go through the
+-- layers chunk at a time (the first chunk a prefill, then M:extend; the
+-- activations a chunk's; the record the last chunk's), with the same
+-- logits.
+function M:prefill(ids, chunk)
+  if chunk ~= nil and (math.type(chunk) ~= "integer" or chunk < 1) then
+    error("prefill: chunk " .. tostring(chunk) .. " must be a positive integer", 2)
+  end
+  self:reset()
+  local T = ids:numel()
+  if not chunk or chunk >= T then return self:run_tokens(ids, 0) end
+  local logits, record
+  for at = 0, T - 1, chunk do
+    local n = math.min(chunk, T - at)
+    logits, record = self:run_tokens(ids:slice(0, at, n), at)
+  end
+  return logits, record
+end
+
+-- Continues the sequence with the tokens ids [T] (an i32 tensor) at
+-- positions next_pos .. next_pos + T - 1, as a prefill of them would but
+-- against the state its earlier tokens left (V4-SPEC 4.4's hand-off,
+-- generalised: the window's rows, entries and keys so far, the
+-- compressors' partial windows): a long prompt in chunks, or the next turn
+-- of a conversation, without prefilling again. Returns the logits of the
+-- last position and the record (what each layer added). The same logits
+-- as one prefill of all the tokens (bit for bit on the CPU:
+-- tests/lua/extend.lua).
+function M:extend(ids)
+  local P = self.next_pos
+  if not P or P == 0 then error("extend needs a prefill first", 2) end
+  if ids:numel() == 0 then error("extend: no tokens", 2) end
+  return self:run_tokens(ids, P)
+end
+
+-- The layers over the tokens ids from position P (0: a prefill, whose
+-- state each layer makes; else its continuation).
+function M:run_tokens(ids, P)
   local cfg, T, d = self.cfg, ids:numel(), self.cfg.dim
   O.use(self.dev, self.tf32)
   ids = O.on_device(ids)
-  self:reset()
   local X = O.out{T, 4, d}
   kernel("embed.tile", "embed_streams"):launch{ids, self:raw("embed.weight"), X}
   local pos_v = {}
-  for t = 0, T - 1 do pos_v[t + 1] = t end
+  for t = 0, T - 1 do pos_v[t + 1] = P + t end
   local pos = O.tensor("i32", {T}, pos_v)
   local record = {}
   for L = 0, cfg.n_layers - 1 do
     local r = {}
     local made
     X, r.attn_in, r.attn_out, made = self:mhc_block(L, "attn", X, nil, function(x)
-      return self:attention(L, x, pos)
+      return self:attention(L, x, pos, nil, P)
     end)
     r.made = made
     X, r.ffn_in, r.ffn_out = self:mhc_block(L, "ffn", X, nil, function(x)
@@ -267,13 +302,13 @@ function M:prefill(ids)
     end)
     r.out = X
     record[L] = r
-    self.state[L] = self:hand_off(L, made, T)
+    self.state[L] = self:hand_off(L, made, T, P)
   end
-  self.next_pos = T
-  self.final_streams = X
+  self.next_pos = P + T
+  -- (the MTP block reads a prefill's streams from position 0)
+  self.final_streams = P == 0 and X or nil
   return self:head(X), record
 end
-
 
 -- ---- decode ------------------------------------------------------------------------------
 
@@ -295,11 +330,17 @@ function M:sequence()
 end
 
 -- This sequence's slot in the model's pools (M:state_pool), taken at its first
--- prefill and given back when the sequence is collected.
+-- prefill and given back when the sequence is collected (its rows in every
+-- pool freed when the next slot is taken).
 function M:slot()
   local s = rawget(self, "state_slot")
   if not s then
     local root = rawget(self, "root") or self
+    for _, f in ipairs(root.free_slots) do
+      for _, pools in pairs(root.pools) do
+        for _, p in pairs(pools) do p:release(f) end
+      end
+    end
     s = table.remove(root.free_slots)
     if not s then
       s = root.slots_taken

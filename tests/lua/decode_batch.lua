@@ -8,7 +8,8 @@
 -- GPU's batch may differ by rounding);
 -- a sequence's state is its own (a fourth, untouched one still decodes as
 -- a fresh model would); a collected sequence's slot in the state pools is
--- taken by a new one, which decodes as it would alone; bad batches are
+-- taken by a new one, which decodes as it would alone; a slot holds its
+-- own sequence's entries, not the longest one's; bad batches are
 -- refused. Skips without
 -- ../shared/golden.
 local ts = require "tessera"
@@ -71,15 +72,15 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
   local ring = model.pools[0].ring
   local gone = model:sequence()
   gone:prefill(prompt(30, 50))
-  local slot, slots = gone:slot(), ring.slots
+  local slot, rows = gone:slot(), ring:capacity()
   gone = nil
   collectgarbage()
   collectgarbage()
   local again, twin = model:sequence(), model:sequence()
   again:prefill(prompt(7, 40))
-  check(again:slot() == slot and ring.slots == slots,
-        string.format("%s: a collected sequence's slot is taken again (%s, %s; %d slots, %d)",
-                      fmt, again:slot(), slot, ring.slots, slots))
+  check(again:slot() == slot and ring:capacity() == rows,
+        string.format("%s: a collected sequence's slot is taken again (%s, %s; %d rows, %d)",
+                      fmt, again:slot(), slot, ring:capacity(), rows))
   twin:prefill(prompt(7, 40))
   local rows = {}
   for step = 1, 5 do
@@ -126,6 +127,21 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
     check(pools[1] == 0 and pools[4] == 2 * csa + hca and pools[8] == 2 * csa,
           string.format("%s: compress_pool launches a step %s (CSA layers %d, HCA %d)", fmt,
                         table.concat(pools, " "), csa, hca))
+    -- a CSA layer's entries and keys: each sequence's slot holds its own
+    -- rows (the 60-token prompt's fewer than the 252-token one's), not
+    -- every slot the longest one's
+    local L = 0
+    while model.cfg.compress_ratios[L + 1] ~= 4 do L = L + 1 end
+    for _, name in ipairs{"comp", "keys"} do
+      local pool = model.pools[L][name]
+      local short, long = together[1].state[L][name], together[3].state[L][name]
+      local held, n, widest = pool:rows_held(), 0, 0
+      for _, e in pairs(pool.ext) do n, widest = n + 1, math.max(widest, e[2]) end
+      check(short.data:shape(1) < long.data:shape(1) and held < n * widest and
+            long.data:shape(1) >= long.n, string.format(
+            "%s: layer %d's %s: %d rows for %d slots (the short prompt %d, the long %d of %d)",
+            fmt, L, name, held, n, short.data:shape(1), long.n, long.data:shape(1)))
+    end
   end
   -- bad batches
   local function refused(f, needle)

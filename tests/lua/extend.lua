@@ -1,0 +1,95 @@
+-- extend.lua - a sequence continued with more tokens (model:extend: the
+-- layers over the new tokens against the state its earlier ones left)
+-- gives the logits of one prefill of all the tokens bit for bit (the CPU's
+-- tilings make a row's sums independent of how many rows go together), for
+-- cuts and chunk lengths crossing the window (32), the CSA ratio (4) and
+-- the HCA ratio (128), in both cache formats and with the bf16 attention;
+-- the state is read (the chunk alone gives other logits); a prompt in
+-- several chunks then decode steps, and a prefill in chunks (prefill's
+-- `chunk`), match one prefill; an extended sequence decodes in a batch as
+-- alone; bad calls are refused. Uses the golden tiny model (skips without
+-- ../shared/golden).
+local ts = require "tessera"
+local V4 = require "model.v4"
+local C = require "tests.lua.lib.check"
+local check, relerr = C.check, C.relerr
+local dir, ids = C.golden()
+if not dir then return end
+
+local function part(first, n)
+  return ts.tensor("i32", {n}, table.move(ids, first, first + n - 1, 1, {}))
+end
+
+for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
+  local attention = fmt == "fp8+bf16" and "bf16" or nil
+  local model = V4.load(dir, nil, {kv_format = fmt:sub(1, 3), attention = attention})
+  -- one cut: prefill N, extend M
+  local worst, moved = 0, math.huge
+  for _, case in ipairs{{3, 2}, {31, 2}, {32, 1}, {126, 3}, {127, 2}, {120, 10}, {30, 100},
+                        {100, 60}, {5, 250}, {64, 64}, {1, 3}} do
+    local N, M = case[1], case[2]
+    local want = model:prefill(part(1, N + M)):to_table()
+    local alone = model:prefill(part(N + 1, M)):to_table()
+    model:prefill(part(1, N))
+    local got = model:extend(part(N + 1, M)):to_table()
+    local e = relerr(got, want)
+    worst, moved = math.max(worst, e), math.min(moved, relerr(alone, want))
+    if e ~= 0 then print(string.format("%s: prefill %d + extend %d: %.3e", fmt, N, M, e)) end
+  end
+  check(worst == 0, string.format("%s: prefill N + extend M vs prefill N + M: worst %.3e", fmt,
+                                  worst))
+  check(moved > 1e-3, string.format("%s: the chunk alone differs (least %.3e)", fmt, moved))
+  -- several chunks, then decode steps
+  local cuts = {7, 60, 1, 90}
+  local a = model:sequence()
+  local at = 1
+  for k, n in ipairs(cuts) do
+    if k == 1 then a:prefill(part(at, n)) else a:extend(part(at, n)) end
+    at = at + n
+  end
+  local b = model:sequence()
+  b:prefill(part(1, at - 1))
+  local e = 0
+  for s = 0, 3 do
+    e = math.max(e, relerr(a:decode(ids[at + s]):to_table(), b:decode(ids[at + s]):to_table()))
+  end
+  check(e == 0 and a.next_pos == at + 3, string.format(
+        "%s: chunks of %s then 4 decode steps vs one prefill: %.3e", fmt,
+        table.concat(cuts, ", "), e))
+  -- prefill in chunks
+  local c = model:sequence()
+  local got = c:prefill(part(1, 200), 48):to_table()
+  local want = b:prefill(part(1, 200)):to_table()
+  check(relerr(got, want) == 0 and c.next_pos == 200,
+        string.format("%s: prefill of 200 in chunks of 48: %.3e", fmt, relerr(got, want)))
+  -- an extended sequence in a batch (its entries grew in its pool slot)
+  local x, y, xa, ya = model:sequence(), model:sequence(), model:sequence(), model:sequence()
+  x:prefill(part(1, 40))
+  x:extend(part(41, 100))
+  xa:prefill(part(1, 140))
+  y:prefill(part(3, 70))
+  ya:prefill(part(3, 70))
+  local V, bw = model.cfg.vocab_size, 0
+  for s = 1, 5 do
+    local out = model:decode_batch({x, y}, {ids[140 + s], ids[72 + s]}):to_table()
+    bw = math.max(bw, relerr(table.move(out, 1, V, 1, {}), xa:decode(ids[140 + s]):to_table()),
+                  relerr(table.move(out, V + 1, 2 * V, 1, {}), ya:decode(ids[72 + s]):to_table()))
+  end
+  check(bw == 0, string.format("%s: an extended sequence decoding in a batch: %.3e", fmt, bw))
+end
+
+-- bad calls
+local model = V4.load(dir, nil, {kv_format = "fp8"})
+local function refused(f, needle)
+  local ok, err = pcall(f)
+  check(not ok and tostring(err):find(needle, 1, true) ~= nil,
+        "refused with '" .. needle .. "': " .. tostring(err))
+end
+refused(function() model:sequence():extend(part(1, 3)) end, "extend needs a prefill first")
+local s = model:sequence()
+s:prefill(part(1, 5))
+refused(function() s:extend(ts.tensor("i32", {0})) end, "extend: no tokens")
+s:extend(part(6, 4))
+refused(function() s:mtp(part(2, 3)) end, "not an extend")
+refused(function() s:prefill(part(1, 5), 0) end, "chunk")
+C.finish()
