@@ -5,7 +5,7 @@
 --       [--prompt TEXT]... [--tokens N] [--temperature T] [--top-p P] [--seed S]
 --       [--kv fp8|f32] [--linears f32|fp8] [--experts bf16|fp8|fp4]
 --       [--device cpu|cuda|gpusim] [--attention bf16|f32] [--tokenizer FILE|FOLDER]
---       [--chat chat|thinking [--system TEXT]]
+--       [--chat chat|thinking [--system TEXT]] [--chunk N]
 -- Tokens from the model folder's tokenizer.json (or --tokenizer's; BOS from
 -- its template or tokenizer_config.json, generation stops at its EOS:
 -- model/tokenizer.lua), else byte-level (ids 0-255 are bytes; the tiny
@@ -27,7 +27,8 @@
 -- prefilled as a batch (model:prefill_batch) and decoded as a batch
 -- (model:decode_batch) until each has its tokens or its EOS; each output is
 -- what that prompt alone would give (greedy; sampling draws from one
--- generator in prompt order).
+-- generator in prompt order). --chunk N prefills a prompt N tokens at a
+-- time (model:prefill's chunk: the same logits, a chunk's activations).
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
@@ -37,15 +38,19 @@ local tokenizer = require "model.tokenizer"
 local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
               tokens = "32", temperature = "0", ["top-p"] = "0.9", seed = "1",
               kv = "fp8", linears = "f32", experts = "bf16", device = "cpu"}
+local known = {model = true, weights = true, attention = true, tokenizer = true, chat = true,
+               system = true, chunk = true}
+for k in pairs(opts) do known[k] = true end
 local prompts = {}
 local i = 1
 while i <= #arg do
   local k = arg[i]:match("^%-%-(.+)$")
-  if not k or arg[i + 1] == nil then
-    error("usage: generate.lua --config NAME | --model FOLDER [--weights F] [--prompt T] " ..
+  if not k or arg[i + 1] == nil or not known[k] then
+    error((k and not known[k] and "unknown option --" .. k .. "; " or "") ..
+          "usage: generate.lua --config NAME | --model FOLDER [--weights F] [--prompt T] " ..
           "[--tokens N] [--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
           "[--experts bf16|fp8|fp4] [--device D] [--attention bf16|f32] [--tokenizer F] " ..
-          "[--chat chat|thinking] [--system T]", 0)
+          "[--chat chat|thinking] [--system T] [--chunk N]", 0)
   end
   opts[k] = arg[i + 1]
   if k == "prompt" then prompts[#prompts + 1] = arg[i + 1] end
@@ -74,6 +79,11 @@ end
 if opts.attention and opts.attention ~= "bf16" and opts.attention ~= "f32" then
   error("--attention: bf16 or f32", 0)
 end
+local chunk = opts.chunk and math.tointeger(tonumber(opts.chunk))
+if opts.chunk and not (chunk and chunk > 0) then
+  error("--chunk: a positive number of tokens", 0)
+end
+if chunk and #prompts > 1 then error("--chunk: one prompt (prompts together prefill whole)", 0) end
 local device = ts.device(opts.device)
 local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
                                      experts = opts.experts, attention = opts.attention})
@@ -202,12 +212,12 @@ end
 -- compile the kernels first (a warm-up prefill of the prompt and a decode
 -- step), so that the figures below time the model, not the compiler
 local tc = ts.clock()
-model:prefill(ts.tensor("i32", {#ids}, ids))
+model:prefill(ts.tensor("i32", {#ids}, ids), chunk)
 model:decode(ids[1])
 device:sync() -- (a GPU queues launches: time from sync to sync)
 local compile = ts.clock() - tc
 local t0 = ts.clock()
-local logits = model:prefill(ts.tensor("i32", {#ids}, ids))
+local logits = model:prefill(ts.tensor("i32", {#ids}, ids), chunk)
 device:sync()
 local t1 = ts.clock()
 local new = {}

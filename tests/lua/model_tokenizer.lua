@@ -86,6 +86,24 @@ check(both:find("\noutput 1: " .. first .. "\n", 1, true) ~= nil and
       both:find("\noutput 2: " .. second .. "\n", 1, true) ~= nil and
       both:find("2 prompts together", 1, true) ~= nil,
       "two prompts together give each one's output alone:\n" .. both)
+-- --chunk prefills the prompt a few tokens at a time: the same output; an
+-- option it does not know is refused by name
+local function run(extra)
+  lines = {}
+  print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
+  arg = {[0] = "model/generate.lua", "--model", dir, "--tokens", "5", "--prompt", "the other one"}
+  table.move(extra, 1, #extra, #arg + 1, arg)
+  local ok2, err2 = pcall(dofile, "model/generate.lua")
+  print = real_print
+  return ok2, ok2 and table.concat(lines, "\n") or tostring(err2)
+end
+local ok3, chunked = run{"--chunk", "3"}
+check(ok3 and chunked:match("\noutput: ([^\n]*)") == first,
+      "--chunk 3 gives the output of one prefill:\n" .. chunked)
+local ok4, bad = run{"--chunks", "3"}
+check(not ok4 and bad:find("unknown option --chunks", 1, true) ~= nil, "an unknown option: " .. bad)
+local ok5, zero = run{"--chunk", "0"}
+check(not ok5 and zero:find("--chunk: a positive number", 1, true) ~= nil, "--chunk 0: " .. zero)
 
 -- V4's chat format (encoding_dsv4.py's rules for system, user and assistant turns)
 local U, A = T.USER, T.ASSISTANT
