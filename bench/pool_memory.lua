@@ -1,0 +1,71 @@
+-- pool_memory.lua - the bytes a batch's decode state pools hold when its
+-- sequences differ in length: each slot an extent of its own rows
+-- (model/cache.lua Cache.pool) against every slot holding the longest
+-- sequence's rows (the pools' layout before extents: slots x the widest
+-- extent, a lower bound of what it allocated). Tiny config, "fp8" caches:
+--   build/tessera run bench/pool_memory.lua [--long N] [--short N] [--batch B]
+--       [--weights F]
+-- Exits non-zero if the extents hold more than the uniform layout would.
+local ts = require "tessera"
+local json = require "model.json"
+local V4 = require "model.v4"
+local layers = require "bench.v4_layers"
+
+local opts = {long = "2048", short = "64", batch = "8", weights = "build/tiny.safetensors"}
+for i = 1, #arg, 2 do
+  local k = arg[i]:match("^%-%-(.+)$")
+  if not k or opts[k] == nil or arg[i + 1] == nil then
+    error("usage: pool_memory.lua [--long N] [--short N] [--batch B] [--weights F]", 0)
+  end
+  opts[k] = arg[i + 1]
+end
+local long, short, B = tonumber(opts.long), tonumber(opts.short), tonumber(opts.batch)
+local cfg = json.read("model/configs/tiny.json")
+local model = V4.load(cfg, layers.tiny_weights(opts.weights), {kv_format = "fp8"})
+local function ids(n)
+  local v = {}
+  for i = 1, n do v[i] = (i * 37) % 256 end
+  return ts.tensor("i32", {n}, v)
+end
+local seqs = {}
+for b = 1, B do
+  seqs[b] = model:sequence()
+  seqs[b]:prefill(ids(b == 1 and long or short))
+end
+for s = 1, 4 do
+  local t = {}
+  for b = 1, B do t[b] = s end
+  model:decode_batch(seqs, t)
+end
+-- bytes a kind: rows held by the slots' extents, rows of the pools'
+-- tensors, and slots x the widest extent
+local kinds, names = {}, {}
+for _, pools in pairs(model.pools) do
+  for name, p in pairs(pools) do
+    local k = kinds[name]
+    if not k then
+      k = {held = 0, tensor = 0, uniform = 0}
+      kinds[name], names[#names + 1] = k, name
+    end
+    local row = p.width * (p.dtype == "f32" and 4 or 1)
+    local held, cap = p:rows_held()
+    local n, widest = 0, 0
+    for _, e in pairs(p.ext) do n, widest = n + 1, math.max(widest, e[2]) end
+    k.held, k.tensor = k.held + held * row, k.tensor + cap * row
+    k.uniform = k.uniform + n * widest * row
+  end
+end
+table.sort(names)
+print(string.format("# State pools, one %d-token and %d %d-token sequences (tiny config, fp8)\n",
+                    long, B - 1, short))
+print("| pool | held by the slots (B) | the pools' tensors (B) | every slot the widest (B) " ..
+      "| held / widest |")
+print("|---|---|---|---|---|")
+local worse = false
+for _, name in ipairs(names) do
+  local k = kinds[name]
+  print(string.format("| %s | %d | %d | %d | %.2f |", name, k.held, k.tensor, k.uniform,
+                      k.held / k.uniform))
+  worse = worse or k.held > k.uniform
+end
+if worse then error("a pool's extents hold more than every slot the widest would", 0) end
