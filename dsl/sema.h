@@ -53,6 +53,9 @@ typedef struct sema {
     uint32_t atom;
   } *opaques;
   uint32_t opaque_count, opaque_cap;
+  /* tile function results computed before their statements (sema.c
+   * hoist_results), numbered for their hidden names */
+  uint32_t hoists;
   bool nomem;
 } sema;
 
@@ -120,6 +123,8 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn);
  * `var v#r: T = 0;`, the inlined call ending `v#r = VALUE;`, then the let
  * of v#r. */
 void sema_inline_result(sema *s, ts_node *let, ts_node *call, ts_symbol *fn);
+ts_str sema_hidden_name(sema *s, ts_str name, const char *suffix);
+void sema_check_stmts(sema *s, ts_node *b);
 
 /* sema_tile.c */
 void sema_tile_op(sema *s, ts_node *call);

@@ -656,10 +656,10 @@ static const ts_type *check_fn_call(sema *s, ts_node *n, ts_symbol *fn) {
   n->sym = fn;
   fn->used = true;
   if (ts_fn_is_tile(fn->decl) && fn->decl->kids[1]) {
-    ts_diag *d = sema_error(s, n->span, "the result of tile function '%.*s' initialises a "
-                            "'let' or 'var' of its own", (int)n->name.len, n->name.ptr);
-    ts_diag_hint(s->d, d, "write 'let v = %.*s(...);' and use v here", (int)n->name.len,
-                 n->name.ptr);
+    ts_diag *d = sema_error(s, n->span, "the result of tile function '%.*s' cannot be "
+                            "computed here", (int)n->name.len, n->name.ptr);
+    ts_diag_hint(s->d, d, "a result is computed before the statement it is in; a tile's "
+                 "shape, the extents of 'parallel' and a kernel's header take constants");
     return &sema_error_type;
   }
   if (ts_fn_is_tile(fn->decl)) {

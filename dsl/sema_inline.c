@@ -147,8 +147,8 @@ void sema_check_tile_fn(sema *s, ts_node *n) {
     }
     s->tile_return = last;
   }
-  for (uint32_t i = 0; copy && i < copy->kid_count; i++)
-    sema_check_stmt(s, copy->kids[i]);
+  if (copy)
+    sema_check_stmts(s, copy);
   s->kernel = NULL;
   s->tile_fn = NULL;
   s->inline_depth = 0;
@@ -275,7 +275,7 @@ static bool check_tile_arg(sema *s, ts_node *call, ts_node *a, const ts_type *t,
 
 /* A name sema makes that no source can write: NAME#SUFFIX (a view's k-th
  * leading index NAME#k, a result's hidden var NAME#r). */
-static ts_str hidden_name(sema *s, ts_str name, const char *suffix) {
+ts_str sema_hidden_name(sema *s, ts_str name, const char *suffix) {
   size_t size = name.len + strlen(suffix) + 2;
   char *text = sema_alloc(s, size);
   if (!text)
@@ -287,7 +287,7 @@ static ts_str hidden_name(sema *s, ts_str name, const char *suffix) {
 static ts_str fixed_name(sema *s, ts_str name, uint32_t k) {
   char suffix[12];
   snprintf(suffix, sizeof suffix, "%u", k);
-  return hidden_name(s, name, suffix);
+  return sema_hidden_name(s, name, suffix);
 }
 
 /* Whether a symbol is a value that cannot change while a call's body runs:
@@ -692,7 +692,7 @@ void sema_inline_result(sema *s, ts_node *let, ts_node *call, ts_symbol *fn) {
   /* the let itself goes last, its value the hidden var */
   ts_node *final = sema_alloc(s, sizeof *final), *inl = sema_alloc(s, sizeof *inl);
   ts_node *name = sema_alloc(s, sizeof *name), **kids = sema_alloc(s, 3 * sizeof *kids);
-  ts_str hidden = hidden_name(s, let->name, "r");
+  ts_str hidden = sema_hidden_name(s, let->name, "r");
   if (!final || !inl || !name || !kids || !hidden.len)
     return;
   *final = *let;

@@ -11,7 +11,10 @@
 -- tile functions take views of tensors (`q[t, :, :]`), passed on to a
 -- nested call, against `view_by_hand` and the reference; `result_fns`, whose
 -- tile functions return values (a let and a var of them, one in a type the
--- call names, one through a nested call), against `result_by_hand`.
+-- call names, one through a nested call), against `result_by_hand`;
+-- `expr_fns`, whose results stand inside expressions (a value, conditions,
+-- an else-if's computed only where it is evaluated, a loop bound, an
+-- argument, a return), against `expr_by_hand`.
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
@@ -130,6 +133,41 @@ for _, name in ipairs{"cpu", "gpusim"} do
     local what = string.format("%s N %d", name, n)
     local y = pair("result", what, dev, x, "f32", {n}, {})
     C.check(same(y, yr), what .. ": result_fns against the reference")
+  end
+end
+
+-- results inside expressions: expr_fns against expr_by_hand (y and c bit
+-- for bit) and the reference; c[r] is written only by rows whose if's
+-- condition is false (the else-if's call computed there, not before)
+for _, name in ipairs{"cpu", "gpusim"} do
+  local dev = ts.device(name)
+  for _, n in ipairs{5, 13} do
+    local xv = {}
+    for i = 1, n * 24 do xv[i] = C.f32((u() * 2 - 1) * 3) end
+    local yr, cr = {}, {}
+    for r = 1, n do
+      local m, k = 0, 0
+      for j = 1, 24 do
+        local a = math.abs(xv[(r - 1) * 24 + j])
+        m = math.max(m, a)
+        if a > 2 then k = k + 1 end
+      end
+      local s = 2 * m + rounded("bf16", {m})[1]
+      s = s + (m > 2.5 and 1 or -1) + 0.25 * k + (2 * m - 1) * xv[(r - 1) * 24 + 1]
+      yr[r], cr[r] = s, m > 2.5 and 0 or 1
+    end
+    local what = string.format("%s N %d", name, n)
+    local out = {}
+    for _, k in ipairs{"expr_fns", "expr_by_hand"} do
+      local x = ts.tensor("f32", {n, 24}, xv):copy_to(dev)
+      local c, y = ts.tensor("i32", {n}, nil, dev), ts.tensor("f32", {n}, nil, dev)
+      ts.kernel(file, k, {}, dev):launch{x, c, y}
+      out[#out + 1] = {y = y:to_table(), c = c:to_table()}
+    end
+    C.check(same(out[1].y, out[2].y) and same(out[1].c, out[2].c),
+            what .. ": expr_fns gives expr_by_hand's bits")
+    C.check(C.relerr(out[1].y, yr) < 1e-5 and same(out[1].c, cr),
+            what .. ": expr_fns against the reference (c: the rows of the else-if)")
   end
 end
 C.finish()
