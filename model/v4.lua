@@ -251,8 +251,9 @@ function M:prefill(ids, chunk)
   if chunk ~= nil and (math.type(chunk) ~= "integer" or chunk < 1) then
     error("prefill: chunk " .. tostring(chunk) .. " must be a positive integer", 2)
   end
-  self:reset()
   local T = ids:numel()
+  self:check_room("prefill", 0, T, 2)
+  self:reset()
   if not chunk or chunk >= T then return self:run_tokens(ids, 0) end
   local logits, record
   for at = 0, T - 1, chunk do
@@ -275,6 +276,7 @@ function M:extend(ids)
   local P = self.next_pos
   if not P or P == 0 then error("extend needs a prefill first", 2) end
   if ids:numel() == 0 then error("extend: no tokens", 2) end
+  self:check_room("extend", P, ids:numel(), 2)
   return self:run_tokens(ids, P)
 end
 
@@ -386,6 +388,16 @@ function M:constants()
   return k
 end
 
+-- Refuses positions past the model's max_seq_len (its RoPE tables' rows):
+-- what (the caller), n positions from P.
+function M:check_room(what, P, n, level)
+  local max = self.cfg.max_seq_len
+  if P + n > max then
+    error(string.format("%s: position %d is past the model's max_seq_len (%d)", what,
+                        P + n - 1, max), (level or 1) + 1)
+  end
+end
+
 -- The sequences of a batch, checked: each of this model, none twice.
 local function batch_of(self, seqs, what)
   local root, seen = rawget(self, "root") or self, {}
@@ -413,6 +425,7 @@ function M:decode_batch(seqs, ids)
     if not s.next_pos or s.next_pos == 0 then
       error("decode_batch: sequence " .. b .. " needs a prefill first", 2)
     end
+    self:check_room("decode_batch: sequence " .. b, s.next_pos, 1, 2)
     pos_v[b] = s.next_pos
   end
   O.use(self.dev, self.tf32)
@@ -451,6 +464,7 @@ function M:prefill_batch(seqs, prompts)
     local p = prompts[b]
     if type(p) ~= "table" then p = p:to_table() end
     if #p == 0 then error("prefill_batch: prompt " .. b .. " is empty", 2) end
+    self:check_room("prefill_batch: prompt " .. b, 0, #p, 2)
     spans[b] = {#ids_v, #p}
     for t = 1, #p do
       ids_v[#ids_v + 1], pos_v[#pos_v + 1] = p[t], t - 1
@@ -487,6 +501,7 @@ end
 function M:decode(id)
   local cfg, d, t = self.cfg, self.cfg.dim, self.next_pos
   if not t or t == 0 then error("decode needs a prefill first", 2) end
+  self:check_room("decode", t, 1, 2)
   O.use(self.dev, self.tf32)
   local ids, step = O.tensor("i32", {1}, {id}), self.step_inputs()
   local X = O.out{1, 4, d}

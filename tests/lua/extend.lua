@@ -7,7 +7,7 @@
 -- the state is read (the chunk alone gives other logits); a prompt in
 -- several chunks then decode steps, and a prefill in chunks (prefill's
 -- `chunk`), match one prefill; an extended sequence decodes in a batch as
--- alone; bad calls are refused. Uses the golden tiny model (skips without
+-- alone; bad calls and positions past max_seq_len are refused. Uses the golden tiny model (skips without
 -- ../shared/golden).
 local ts = require "tessera"
 local V4 = require "model.v4"
@@ -92,4 +92,19 @@ refused(function() s:extend(ts.tensor("i32", {0})) end, "extend: no tokens")
 s:extend(part(6, 4))
 refused(function() s:mtp(part(2, 3)) end, "not an extend")
 refused(function() s:prefill(part(1, 5), 0) end, "chunk")
+-- positions past max_seq_len (the RoPE tables' rows) are refused, not read
+-- past the tables
+local max = model.cfg.max_seq_len
+local function some(n)
+  local v = {}
+  for i = 1, n do v[i] = ids[(i - 1) % #ids + 1] end
+  return ts.tensor("i32", {n}, v)
+end
+refused(function() s:prefill(some(max + 1)) end, "position " .. max .. " is past the model's")
+s:prefill(some(max - 2))
+refused(function() s:extend(some(3)) end, "extend: position " .. max)
+s:extend(some(1))
+s:decode(ids[1])
+refused(function() s:decode(ids[2]) end, "decode: position " .. max)
+refused(function() model:decode_batch({s}, {ids[2]}) end, "decode_batch: sequence 1: position")
 C.finish()
