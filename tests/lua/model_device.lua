@@ -5,8 +5,9 @@
 -- against tests/cuda_mock's stand-in driver, which checks that every
 -- pointer a launch passes is live device memory but runs nothing) it
 -- checks that the whole model keeps its tensors on the GPU. Also the FP8
--- linears (gemm_fp8 for the prefill), the FP4 experts, and a batch of
--- two sequences (prefill_batch, then decode_batch) on the simulator.
+-- linears (gemm_fp8 for the prefill), the FP4 experts, a batch of two
+-- sequences (prefill_batch, then decode_batch) and a prompt continued by
+-- extend on the simulator.
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
 local V4 = require "model.v4"
@@ -67,6 +68,13 @@ if arg[1] == "cuda" then
     return m:prefill_batch({m:sequence(), m:sequence()}, {prompt, p5}):shape()
   end)
   check(okb, "prefill_batch runs with every tensor on the GPU: " .. tostring(errb))
+  -- a sequence continued (extend: the state's rows read on the device)
+  local oke, erre = pcall(function()
+    local s = m:sequence()
+    s:prefill(ts.tensor("i32", {5}, table.move(ids, 1, 5, 1, {})))
+    return s:extend(ts.tensor("i32", {4}, table.move(ids, 6, 9, 1, {}))):shape()
+  end)
+  check(oke, "extend runs with every tensor on the GPU: " .. tostring(erre))
   -- and with the FP8 linears (act_quant + gemm_fp8 for the prefill)
   local m8 = V4.load(dir, nil, {kv_format = "fp8", device = dev, linears = "fp8"})
   local ok3, err3 = pcall(function()
@@ -151,5 +159,13 @@ else
   end
   print(string.format("gpusim: decode_batch of 2 vs one at a time, 2 steps: %.3e", worst))
   check(worst < 1e-3, "gpusim: a batch's rows are the sequences decoded alone")
+  -- a prompt of 9 as 5, then extend by 4 (the window's, entries' and keys'
+  -- rows read from the state on the device) gives its prefill's logits
+  local ext, whole = m:sequence(), m:sequence()
+  ext:prefill(ts.tensor("i32", {5}, table.move(ids, 1, 5, 1, {})))
+  local e = relerr(ext:extend(ts.tensor("i32", {4}, table.move(ids, 6, 9, 1, {}))):to_table(),
+                   whole:prefill(prompt):to_table())
+  print(string.format("gpusim: prefill 5 + extend 4 vs prefill 9: %.3e", e))
+  check(e < 1e-3, "gpusim: extend gives the prefill's logits")
 end
 C.finish()
