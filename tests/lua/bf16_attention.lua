@@ -24,7 +24,7 @@ local V4 = require "model.v4"
 local arch = ts.device("gpusim"):arch()
 local tc_gpu = arch ~= "sm_86"
 
-local function prompt(n) return ts.tensor("i32", {n}, table.move(ids, 1, n, 1, {})) end
+local function prompt(n) return C.ids(ids, 1, n) end
 local P9 = prompt(9)
 
 -- the launches of sparse_attn_tc and hca_attn_tc in a prefill of n tokens

@@ -17,7 +17,7 @@ local dir, ids = C.golden()
 if not dir then return end
 
 local function part(first, n)
-  return ts.tensor("i32", {n}, table.move(ids, first, first + n - 1, 1, {}))
+  return C.ids(ids, first, n)
 end
 
 for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do

@@ -21,7 +21,7 @@ check(ts.device("cpu"):arch() == nil, "the CPU has no arch")
 check(ts.device("gpusim"):arch() == want, "the simulator stands for " .. want .. ": " ..
       tostring(ts.device("gpusim"):arch()))
 
-local prompt = ts.tensor("i32", {9}, table.move(ids, 1, 9, 1, {}))
+local prompt = C.ids(ids, 1, 9)
 local function run(d)
   local m = V4.load(dir, nil, {kv_format = "f32", tf32 = false, device = d, linears = "fp8",
                                experts = "fp4"})

@@ -86,7 +86,7 @@ for _, opts in ipairs{{kv_format = "fp8"}, {kv_format = "f32"},
                       {kv_format = "fp8", linears = "fp8", experts = "fp4"}} do
   opts.device = dev
   local model = V4.load(dir, nil, opts)
-  model:prefill(ts.tensor("i32", {N}, table.move(ids, 1, N, 1, {})))
+  model:prefill(C.ids(ids, 1, N))
   for s = 1, 4 do model:decode(ids[N + s]) end -- each kernel's first form met
   watching, fresh = true, {}
   for s = 5, 12 do model:decode(ids[N + s]) end -- CSA and indexer entries completed

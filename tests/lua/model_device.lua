@@ -17,7 +17,7 @@ local dir, ids = C.golden()
 if not dir then return end
 
 local N = 9 -- 9 tokens: two CSA entries, indexer keys, the decode step completes none
-local prompt = ts.tensor("i32", {N}, table.move(ids, 1, N, 1, {}))
+local prompt = C.ids(ids, 1, N)
 
 if arg[1] == "cuda" then
   local ok, dev = pcall(ts.device, "cuda")
@@ -64,15 +64,15 @@ if arg[1] == "cuda" then
   check(held > 0, "cache bytes on the GPU")
   -- a batch's prefill (the attention's projections over both prompts)
   local okb, errb = pcall(function()
-    local p5 = ts.tensor("i32", {5}, table.move(ids, 20, 24, 1, {}))
+    local p5 = C.ids(ids, 20, 5)
     return m:prefill_batch({m:sequence(), m:sequence()}, {prompt, p5}):shape()
   end)
   check(okb, "prefill_batch runs with every tensor on the GPU: " .. tostring(errb))
   -- a sequence continued (extend: the state's rows read on the device)
   local oke, erre = pcall(function()
     local s = m:sequence()
-    s:prefill(ts.tensor("i32", {5}, table.move(ids, 1, 5, 1, {})))
-    return s:extend(ts.tensor("i32", {4}, table.move(ids, 6, 9, 1, {}))):shape()
+    s:prefill(C.ids(ids, 1, 5))
+    return s:extend(C.ids(ids, 6, 4)):shape()
   end)
   check(oke, "extend runs with every tensor on the GPU: " .. tostring(erre))
   -- and with the FP8 linears (act_quant + gemm_fp8 for the prefill)
@@ -137,7 +137,7 @@ else
   -- the 5-token prompt alone) take the tensor cores, 1e-2 apart.
   local m = V4.load(dir, nil, {kv_format = "fp8", device = "gpusim", tf32 = false})
   local seqs, alone = {m:sequence(), m:sequence()}, {m:sequence(), m:sequence()}
-  local p5 = ts.tensor("i32", {5}, table.move(ids, 20, 24, 1, {}))
+  local p5 = C.ids(ids, 20, 5)
   local first = m:prefill_batch(seqs, {prompt, p5}):to_table()
   local worst = 0
   for k, p in ipairs{prompt, p5} do
@@ -162,8 +162,8 @@ else
   -- a prompt of 9 as 5, then extend by 4 (the window's, entries' and keys'
   -- rows read from the state on the device) gives its prefill's logits
   local ext, whole = m:sequence(), m:sequence()
-  ext:prefill(ts.tensor("i32", {5}, table.move(ids, 1, 5, 1, {})))
-  local e = relerr(ext:extend(ts.tensor("i32", {4}, table.move(ids, 6, 9, 1, {}))):to_table(),
+  ext:prefill(C.ids(ids, 1, 5))
+  local e = relerr(ext:extend(C.ids(ids, 6, 4)):to_table(),
                    whole:prefill(prompt):to_table())
   print(string.format("gpusim: prefill 5 + extend 4 vs prefill 9: %.3e", e))
   check(e < 1e-3, "gpusim: extend gives the prefill's logits")

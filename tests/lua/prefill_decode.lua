@@ -15,7 +15,7 @@ if not dir then return end
 
 
 local function prefix(n)
-  return ts.tensor("i32", {n}, table.move(ids, 1, n, 1, {}))
+  return C.ids(ids, 1, n)
 end
 
 -- the logits of prefill N + decode M against those of prefill N + M: the

@@ -89,7 +89,7 @@ check(n_rounded >= 10, "the f32 modules to store in BF16: " .. n_rounded)
 
 -- 3. the same logits, bit for bit
 local N = 40
-local prompt = ts.tensor("i32", {N}, table.move(ids, 1, N, 1, {}))
+local prompt = C.ids(ids, 1, N)
 local released = V4.load(root, nil, {kv_format = "fp8"})
 check(released.file:get("head.weight"):dtype() == "bf16" and
       released.file:get("layers.0.ffn.gate.tid2eid"):dtype() == "i64" and

@@ -83,7 +83,7 @@ end
 -- a decode step in the released formats on the simulator
 local m = V4.load(dir, nil, {kv_format = "fp8", device = "gpusim", linears = "fp8",
                              experts = "fp4"})
-m:prefill(ts.tensor("i32", {9}, table.move(ids, 1, 9, 1, {})))
+m:prefill(C.ids(ids, 1, 9))
 take()
 m:decode(ids[10])
 local seen, n = take(), m.cfg.n_layers

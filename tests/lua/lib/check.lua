@@ -112,4 +112,10 @@ function C.golden()
   return dir, ts.load(dir .. "/f32.safetensors"):get("input_ids"):to_table()
 end
 
+-- ids[first .. first + n - 1] (a Lua list, e.g. golden's prompt) as an i32
+-- tensor [n].
+function C.ids(ids, first, n)
+  return ts.tensor("i32", {n}, table.move(ids, first, first + n - 1, 1, {}))
+end
+
 return C
