@@ -115,16 +115,6 @@ typedef struct cuda_api {
 #undef X
 } cuda_api;
 
-/* The freed blocks of one size (block_size's), kept for reuse: a stack. */
-typedef struct block_stack {
-  CUdeviceptr *p;
-  size_t n, cap;
-} block_stack;
-
-/* block_size's sizes, each a class: 2048 of 512-byte steps up to 1 MiB,
- * then 8 a power of two. */
-#define SIZE_CLASSES (2048 + 44 * 8)
-
 typedef struct cuda_device {
   ts_device base; /* first: a ts_device * is a cuda_device * */
   cuda_api api;
@@ -136,7 +126,7 @@ typedef struct cuda_device {
   char name[128];
   bool sync_each; /* TESSERA_CUDA_SYNC=1: every launch waits */
   pthread_mutex_t mu; /* the block cache and the scratch buffer */
-  block_stack cache[SIZE_CLASSES]; /* by size class: a request finds its blocks at once */
+  ts_blocks blocks; /* freed blocks, by size class: a request finds its blocks at once */
   CUdeviceptr scratch; /* the launches' global scratch, shared */
   size_t scratch_size;
   ts_device_stats stats; /* under mu */
@@ -213,61 +203,35 @@ static ts_status cuda_sync(ts_device *d) {
   return r == CUDA_SUCCESS ? NULL : queued_fail(&c->api, r, "cuStreamSynchronize");
 }
 
-/* Blocks are rounded so that a freed one fits requests of nearby sizes:
- * to 512 bytes up to 1 MiB, past that to an eighth of the size's power of
- * two (at most 12.5% more). */
-static size_t block_size(size_t n) {
-  if (n == 0)
-    n = 64;
-  if (n <= ((size_t)1 << 20))
-    return (n + 511) & ~(size_t)511;
-  size_t p = (size_t)1 << 20;
-  while (p <= n / 2)
-    p *= 2;
-  size_t step = p / 8;
-  return (n + step - 1) / step * step;
-}
-
-/* The class of a block_size n: up to 1 MiB its 512-byte steps, past it
- * (n = k / 8 of its power of two p, k in 8 .. 15) 8 a power of two. */
-static size_t size_class(size_t n) {
-  if (n <= ((size_t)1 << 20))
-    return n / 512 - 1;
-  int e = 63 - __builtin_clzll((unsigned long long)n);
-  size_t k = n / (((size_t)1 << e) / 8);
-  return 2048 + (size_t)(e - 20) * 8 + (k - 8);
+static void mem_free(void *ctx, uintptr_t p) {
+  ((cuda_device *)ctx)->api.MemFree((CUdeviceptr)p);
 }
 
 /* Waits for the queue and returns every cached block to the driver. Called
  * with c->mu held. */
 static void release_cache(cuda_device *c) {
-  if (c->stats.cached_bytes == 0)
+  if (c->blocks.bytes == 0)
     return;
   c->api.StreamSynchronize(c->stream);
-  for (size_t k = 0; k < SIZE_CLASSES; k++) {
-    block_stack *b = &c->cache[k];
-    for (size_t i = 0; i < b->n; i++)
-      c->api.MemFree(b->p[i]);
-    b->n = 0;
-  }
+  ts_blocks_drain(&c->blocks, mem_free, c);
   c->stats.cached_bytes = 0;
 }
 
 static ts_status cuda_alloc(ts_device *d, size_t size, void **out) {
   cuda_device *c = (cuda_device *)d;
-  size_t n = block_size(size);
+  size_t n = ts_block_size(size);
   pthread_mutex_lock(&c->mu);
-  block_stack *b = &c->cache[size_class(n)];
-  if (b->n > 0) {
-    *out = (void *)(uintptr_t)b->p[--b->n];
-    c->stats.cached_bytes -= (int64_t)n;
+  uintptr_t kept;
+  if (ts_blocks_take(&c->blocks, n, &kept)) {
+    *out = (void *)kept;
+    c->stats.cached_bytes = c->blocks.bytes;
     pthread_mutex_unlock(&c->mu);
     return NULL;
   }
   CUdeviceptr p;
   c->stats.driver_allocs++;
   CUresult r = c->api.MemAlloc(&p, n);
-  if (r == CUDA_ERROR_OUT_OF_MEMORY && c->stats.cached_bytes > 0) {
+  if (r == CUDA_ERROR_OUT_OF_MEMORY && c->blocks.bytes > 0) {
     release_cache(c);
     r = c->api.MemAlloc(&p, n);
   }
@@ -281,22 +245,12 @@ static ts_status cuda_alloc(ts_device *d, size_t size, void **out) {
 static void cuda_free(ts_device *d, void *p, size_t size) {
   cuda_device *c = (cuda_device *)d;
   pthread_mutex_lock(&c->mu);
-  size_t n = block_size(size);
-  block_stack *b = &c->cache[size_class(n)];
-  if (b->n == b->cap) {
-    size_t cap = b->cap ? 2 * b->cap : 8;
-    CUdeviceptr *grown = realloc(b->p, cap * sizeof *grown);
-    if (!grown) { /* no room to keep it: wait until no queued work uses it */
-      c->api.StreamSynchronize(c->stream);
-      c->api.MemFree((CUdeviceptr)(uintptr_t)p);
-      pthread_mutex_unlock(&c->mu);
-      return;
-    }
-    b->p = grown;
-    b->cap = cap;
+  if (!ts_blocks_keep(&c->blocks, ts_block_size(size), (uintptr_t)p)) {
+    /* no room to keep it: wait until no queued work uses it */
+    c->api.StreamSynchronize(c->stream);
+    c->api.MemFree((CUdeviceptr)(uintptr_t)p);
   }
-  b->p[b->n++] = (CUdeviceptr)(uintptr_t)p;
-  c->stats.cached_bytes += (int64_t)n;
+  c->stats.cached_bytes = c->blocks.bytes;
   pthread_mutex_unlock(&c->mu);
 }
 
@@ -355,8 +309,7 @@ static void cuda_destroy(ts_device *d) {
     pthread_mutex_unlock(&c->mu);
     c->api.StreamDestroy(c->stream);
   }
-  for (size_t k = 0; k < SIZE_CLASSES; k++)
-    free(c->cache[k].p);
+  ts_blocks_destroy(&c->blocks);
   pthread_mutex_destroy(&c->mu);
   if (c->ctx)
     c->api.DevicePrimaryCtxRelease(c->dev);
@@ -513,7 +466,7 @@ static ts_status scratch_of(cuda_device *c, size_t bytes, CUdeviceptr *out) {
       c->api.MemFree(c->scratch);
       c->scratch = 0, c->scratch_size = 0;
     }
-    size_t n = block_size(bytes);
+    size_t n = ts_block_size(bytes);
     CUresult r = c->api.MemAlloc(&c->scratch, n);
     if (r == CUDA_ERROR_OUT_OF_MEMORY) {
       release_cache(c);

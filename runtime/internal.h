@@ -19,6 +19,31 @@ struct ts_device {
   bool cuda;   /* a CUDA device (device_cuda.c) */
 };
 
+/* Freed device memory kept for reuse (blocks.c), by size class; the
+ * caller holds its device's lock. */
+typedef struct ts_block_stack {
+  uintptr_t *p;
+  size_t n, cap;
+} ts_block_stack;
+/* ts_block_size's sizes, each a class: 2048 of 512-byte steps up to 1 MiB,
+ * then 8 a power of two. */
+#define TS_BLOCK_CLASSES (2048 + 44 * 8)
+typedef struct ts_blocks {
+  ts_block_stack cls[TS_BLOCK_CLASSES];
+  int64_t bytes; /* kept now */
+} ts_blocks;
+/* The size of the block that holds n bytes (rounded, so that freed blocks
+ * fit requests of nearby sizes). */
+size_t ts_block_size(size_t n);
+/* A kept block of block size n into *p (true), or false. */
+bool ts_blocks_take(ts_blocks *c, size_t n, uintptr_t *p);
+/* Keeps block p of block size n (false: no room to, the caller frees it). */
+bool ts_blocks_keep(ts_blocks *c, size_t n, uintptr_t p);
+/* Every kept block to release(ctx, p); the cache then holds none. */
+void ts_blocks_drain(ts_blocks *c, void (*release)(void *ctx, uintptr_t p), void *ctx);
+/* Frees the cache's own stacks (not the blocks: drain them first). */
+void ts_blocks_destroy(ts_blocks *c);
+
 /* The CUDA device's pieces kernel.c uses (device_cuda.c). */
 const char *ts_cuda_arch(const ts_device *d); /* "sm_90a", "sm_80", "sm_86", NULL */
 ts_status ts_cuda_module_load(ts_device *d, const char *ptx, const char *name,
