@@ -5,7 +5,7 @@
 --       [--prompt TEXT]... [--tokens N] [--temperature T] [--top-p P] [--seed S]
 --       [--kv fp8|f32] [--linears f32|fp8] [--experts bf16|fp8|fp4]
 --       [--device cpu|cuda|gpusim] [--attention bf16|f32] [--tokenizer FILE|FOLDER]
---       [--chat chat|thinking [--system TEXT]] [--chunk N]
+--       [--chat chat|thinking [--system TEXT] [--turn TEXT]...] [--chunk N]
 -- Tokens from the model folder's tokenizer.json (or --tokenizer's; BOS from
 -- its template or tokenizer_config.json, generation stops at its EOS:
 -- model/tokenizer.lua), else byte-level (ids 0-255 are bytes; the tiny
@@ -29,6 +29,12 @@
 -- what that prompt alone would give (greedy; sampling draws from one
 -- generator in prompt order). --chunk N prefills a prompt N tokens at a
 -- time (model:prefill's chunk: the same logits, a chunk's activations).
+-- --turn TEXT (with --chat, repeatable) is the user's next turn after the
+-- model's reply: in chat mode the sequence continues with the new turn's
+-- tokens (model:extend: the reply's last token, EOS, <｜User｜>, the text,
+-- <｜Assistant｜></think>) instead of prefilling the conversation again; in
+-- thinking mode the conversation is prefilled again as V4's format writes
+-- it, which drops the earlier turns' reasoning.
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
@@ -39,9 +45,9 @@ local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
               tokens = "32", temperature = "0", ["top-p"] = "0.9", seed = "1",
               kv = "fp8", linears = "f32", experts = "bf16", device = "cpu"}
 local known = {model = true, weights = true, attention = true, tokenizer = true, chat = true,
-               system = true, chunk = true}
+               system = true, chunk = true, turn = true}
 for k in pairs(opts) do known[k] = true end
-local prompts = {}
+local prompts, turns = {}, {}
 local i = 1
 while i <= #arg do
   local k = arg[i]:match("^%-%-(.+)$")
@@ -54,6 +60,7 @@ while i <= #arg do
   end
   opts[k] = arg[i + 1]
   if k == "prompt" then prompts[#prompts + 1] = arg[i + 1] end
+  if k == "turn" then turns[#turns + 1] = arg[i + 1] end
   i = i + 2
 end
 if #prompts == 0 then prompts[1] = opts.prompt end
@@ -84,6 +91,9 @@ if opts.chunk and not (chunk and chunk > 0) then
   error("--chunk: a positive number of tokens", 0)
 end
 if chunk and #prompts > 1 then error("--chunk: one prompt (prompts together prefill whole)", 0) end
+if #turns > 0 and (not opts.chat or #prompts > 1) then
+  error("--turn: the next turns of one --chat conversation", 0)
+end
 local device = ts.device(opts.device)
 local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
                                      experts = opts.experts, attention = opts.attention})
@@ -220,13 +230,18 @@ local t0 = ts.clock()
 local logits = model:prefill(ts.tensor("i32", {#ids}, ids), chunk)
 device:sync()
 local t1 = ts.clock()
-local new = {}
-for s = 1, n_new do
-  local tok = pick(logits)
-  new[#new + 1] = tok
-  if tok == tk.eos then break end
-  if s < n_new then logits = model:decode(tok) end
+-- up to n_new tokens from logits, the last one (or the EOS) not decoded
+local function reply(logits)
+  local new = {}
+  for s = 1, n_new do
+    local tok = pick(logits)
+    new[#new + 1] = tok
+    if tok == tk.eos then break end
+    if s < n_new then logits = model:decode(tok) end
+  end
+  return new
 end
+local new = reply(logits)
 local t2 = ts.clock()
 
 print("prompt: " .. opts.prompt .. " (device " .. device:name() .. ")")
@@ -235,6 +250,41 @@ print("output: " .. tk.decode(new))
 print(string.format("prefill %d tokens: %.1f tokens/s; decode %d tokens: %.1f tokens/s " ..
                     "(kernels compiled in a warm-up run first: %.2f s)", #ids, #ids / (t1 - t0), #new,
                     (#new - 1) / math.max(t2 - t1, 1e-9), compile))
+-- the next turns: in chat mode the sequence goes on from its last token
+-- (model:extend), in thinking mode the conversation is prefilled again
+local messages = {{role = "user", content = opts.prompt}}
+if opts.system then table.insert(messages, 1, {role = "system", content = opts.system}) end
+local think_end = tk.tokenizer and tk.tokenizer:id("</think>")
+for k, text in ipairs(turns) do
+  -- (the reply's content: after its reasoning's </think> in thinking mode)
+  local from = 1
+  for j, id in ipairs(new) do
+    if id == think_end then from = j + 1 end
+  end
+  local content = {}
+  for j = from, #new do
+    if new[j] ~= tk.eos then content[#content + 1] = new[j] end
+  end
+  messages[#messages + 1] = {role = "assistant", content = tk.decode(content)}
+  messages[#messages + 1] = {role = "user", content = text}
+  local t3, n, how = ts.clock(), nil, nil
+  if opts.chat == "chat" then
+    local more = tk.encode((new[#new] == tk.eos and "" or tokenizer.EOS) .. tokenizer.USER .. text ..
+                           tokenizer.ASSISTANT .. "</think>", true)
+    table.insert(more, 1, new[#new])
+    n, how = #more, "extend"
+    logits = model:extend(ts.tensor("i32", {n}, more))
+  else
+    local all = tk.encode(tokenizer.chat(messages, opts.chat), true)
+    n, how = #all, "prefill"
+    logits = model:prefill(ts.tensor("i32", {n}, all), chunk)
+  end
+  new = reply(logits)
+  print(string.format("turn %d: %s", k + 1, text))
+  print(string.format("output %d: %s", k + 1, tk.decode(new)))
+  print(string.format("  (%s %d tokens, context %d: %.1f ms)", how, n, model.next_pos,
+                      (ts.clock() - t3) * 1e3))
+end
 -- the cache the model holds at the end, and what dense attention would
 local held, dense, alloc = model:cache_bytes()
 print(string.format("KV cache (%s): %d bytes held in its tensors (window rings + compressed " ..

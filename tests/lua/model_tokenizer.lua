@@ -6,6 +6,8 @@
 -- and prints decoded text. Refused: a tokenizer with more ids than the
 -- embedding has rows, a config naming a token the tokenizer lacks, a
 -- --tokenizer file that is not there. Without a tokenizer.json: byte ids.
+-- generate.lua --turn goes on with a chat's next turns (extend), each reply
+-- a prefill of the conversation's tokens would give.
 local T = require "model.tokenizer"
 local TJ = require "tests.lua.lib.tokenizer_json"
 local C = require "tests.lua.lib.check"
@@ -134,6 +136,60 @@ print = real_print
 check(ok and table.concat(lines, "\n"):find("prompt " .. #chat_ids .. " tokens", 1, true) ~= nil,
       "generate.lua --chat thinking --system: the chat prompt's tokens (" .. #chat_ids .. ")\n" ..
       tostring(err) .. "\n" .. table.concat(lines, "\n"))
+-- --turn: the conversation's next user turns; in chat mode the sequence
+-- goes on (model:extend) from the reply's last token, and the second reply
+-- is what a prefill of the same tokens gives (greedy, 3 tokens a reply)
+lines = {}
+print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
+arg = {[0] = "model/generate.lua", "--model", dir, "--chat", "chat", "--prompt", "the one",
+       "--turn", "the other one", "--turn", "on", "--tokens", "3"}
+ok, err = pcall(dofile, "model/generate.lua")
+print = real_print
+local talk = table.concat(lines, "\n")
+check(ok and talk:find("\nturn 2: the other one\n", 1, true) ~= nil and
+      talk:find("\nturn 3: on\n", 1, true) ~= nil and talk:find("(extend ", 1, true) ~= nil,
+      "generate.lua --turn continues the conversation:\n" .. tostring(err) .. "\n" .. talk)
+do
+  local V4 = require "model.v4"
+  local ts = require "tessera"
+  local m = V4.load(dir, nil, {kv_format = "fp8"})
+  local function greedy(seq, logits)
+    local out = {}
+    for s = 1, 3 do
+      local v, best = logits:to_table(), 1
+      for i = 2, #v do if v[i] > v[best] then best = i end end
+      out[s] = best - 1
+      if out[s] == tk.eos then break end
+      if s < 3 then logits = seq:decode(out[s]) end
+    end
+    return out
+  end
+  local ids1 = tk.encode(T.chat({{role = "user", content = "the one"}}, "chat"), true)
+  local a = m:sequence()
+  local r1 = greedy(a, a:prefill(ts.tensor("i32", {#ids1}, ids1)))
+  local all = table.move(r1, 1, #r1, #ids1 + 1, table.move(ids1, 1, #ids1, 1, {}))
+  local more = tk.encode((r1[#r1] == tk.eos and "" or EOS) .. T.USER .. "the other one" ..
+                         T.ASSISTANT .. "</think>", true)
+  table.move(more, 1, #more, #all + 1, all)
+  local b = m:sequence()
+  local r2 = greedy(b, b:prefill(ts.tensor("i32", {#all}, all)))
+  check(talk:find("\noutput 2: " .. tk.decode(r2) .. "\n", 1, true) ~= nil,
+        "the second reply is a prefill of the conversation's tokens: '" .. tk.decode(r2) .. "'\n" ..
+        talk)
+end
+lines = {}
+print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
+arg = {[0] = "model/generate.lua", "--model", dir, "--chat", "thinking", "--prompt", "the one",
+       "--turn", "on", "--tokens", "2"}
+ok, err = pcall(dofile, "model/generate.lua")
+print = real_print
+check(ok and table.concat(lines, "\n"):find("(prefill ", 1, true) ~= nil,
+      "--turn in thinking mode prefills the conversation again: " .. tostring(err) .. "\n" ..
+      table.concat(lines, "\n"))
+arg = {[0] = "model/generate.lua", "--config", "tiny", "--turn", "x", "--tokens", "1"}
+ok, err = pcall(dofile, "model/generate.lua")
+check(not ok and tostring(err):find("--turn: the next turns of one --chat", 1, true),
+      "--turn without --chat is refused: " .. tostring(err))
 arg = {[0] = "model/generate.lua", "--config", "tiny", "--chat", "chat", "--tokens", "1"}
 ok, err = pcall(dofile, "model/generate.lua")
 check(not ok and tostring(err):find("--chat needs a tokenizer.json", 1, true), "--chat without a tokenizer is refused")
