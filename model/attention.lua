@@ -748,9 +748,9 @@ end
 -- scored, selected, made its list and ran its attention. q, qi, w, o, pos:
 -- the batch's rows. The same bits as each sequence's attend_step (each
 -- token's HCA ranges its own; a top-k over a longer row than the
--- sequence's keys picks the same entries: ties aside at 32K keys and more,
--- where O.topk's two levels may break them otherwise). Returns whether o
--- has had its inverse rope.
+-- sequence's keys picks the same entries, ties included: O.topk's one and
+-- two levels both take the lower index, tests/lua/topk.lua). Returns
+-- whether o has had its inverse rope.
 function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
   local cfg, c, H = self.cfg, self.cfg.head_dim, self.cfg.n_heads
   local ratio, W, B = cfg.compress_ratios[L + 1], cfg.window_size, #seqs
