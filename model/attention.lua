@@ -581,9 +581,10 @@ local main_compressor, both_compressors = {"compressor"}, {"compressor", "indexe
 -- (seqs[b].state[L]). The projections run over the B rows at once, and
 -- where the states lie in the model's pools (hand_off's) the new ring rows
 -- and compressor projections are stored with one launch each and the
--- windows completed pooled together (compress_batch); over "fp8" caches the
--- indexer, top-k and attention then run once for the batch (attend_batch),
--- else a sequence at a time (attend_step).
+-- windows completed pooled together (compress_batch); the indexer, top-k
+-- and attention then run once for the batch (attend_batch) where
+-- M:attends_batch says so (every layer over "fp8" caches), else a sequence
+-- at a time (attend_step).
 -- step: the step's shared inputs (M.step_inputs; pos_v the same every
 -- layer), or nil.
 function M:attention_steps(L, x, seqs, pos_v, step)
@@ -630,7 +631,7 @@ function M:attention_steps(L, x, seqs, pos_v, step)
     self:compress_batch(L, seqs, pos_v)
   end
   local o, roped = O.out{B, H, c}, nil
-  if stored and self.kv_format == "fp8" then
+  if stored and self:attends_batch(ratio) then
     roped = self:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
     return self:attention_out(L, o, tab, pos, B, roped)
   end
@@ -641,6 +642,18 @@ function M:attention_steps(L, x, seqs, pos_v, step)
                              pos:slice(0, r, 1), step, stored)
   end
   return self:attention_out(L, o, tab, pos, B, roped)
+end
+
+-- Whether attend_batch runs the attention of a layer of this ratio for a
+-- batch whose states lie in the pools: over "fp8" caches always; over
+-- "f32" caches in HCA layers (hca_attn_split_f32 reads f32 entries in
+-- place from each token's base) and, with the f32 attention, window layers
+-- (sparse_attn_f32 over the rings' pool). A CSA layer over "f32" caches
+-- scores and attends a sequence at a time: indexer_scores_f32 takes no key
+-- base, and the f32 attention reads one list.
+function M:attends_batch(ratio)
+  if self.kv_format == "fp8" then return true end
+  return ratio == 128 or ratio == 0 and not self:bf16_attention()
 end
 
 -- The compressors' step of one token of a sequence (state st of layer L,
@@ -737,7 +750,9 @@ function M:step_entries(L, st, t, x, qi, w, tp, step, compressed)
 end
 
 -- attention_steps' attention of a batch whose states lie in the model's
--- pools, over "fp8" caches (its compressors' step done: compress_batch): in
+-- pools (M:attends_batch: over "fp8" caches; over "f32" ones an HCA layer
+-- and a window layer with the f32 attention, sparse_attn_f32 over the
+-- rings' pool then; its compressors' step done: compress_batch): in
 -- a CSA layer one indexer launch scoring every sequence's keys where
 -- they lie and one top-k over the batch's rows, one launch making every
 -- token's lists as rows of the pools (sparse_attn.tile pool_lists) and one
@@ -789,7 +804,7 @@ function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
       nmax, P = math.max(nmax, n[b]), math.max(P, nr[b])
     end
     n = O.tensor("i32", {B}, n)
-    if bf then
+    if bf and self.kv_format == "fp8" then
       self:split_attend(L, "hca_attn.tile", "hca_attn_split_kv8", self:kv8_params(), P,
                         {q, ring.data, idx, comp.data, n, cbase, O.tensor("i32", {B}, nr)}, o,
                         tab, pos)
@@ -804,6 +819,10 @@ function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
   elseif bf then
     self:split_attend(L, "sparse_attn.tile", "sparse_attn_split_kv8", self:kv8_params(),
                       math.max(1, K // 128), {q, ring.data, idx}, o, tab, pos)
+  elseif self.kv_format == "f32" then
+    -- (a window layer over "f32" caches: the rings' pool is the list)
+    kernel("sparse_attn.tile", "sparse_attn_f32", f32_attn_params(H, c))
+      :launch{q, ring.data, idx, self:weight(p .. "attn_sink"), o}
   else
     kernel("sparse_attn.tile", "sparse_attn_f32_kv8", f32_kv8_params(H, c, cfg.rope_head_dim))
       :launch{q, ring.data, comp.data, selg, idx, self:weight(p .. "attn_sink"), o}

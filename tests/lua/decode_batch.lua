@@ -4,8 +4,10 @@
 -- window, at its edge, past a CSA window), then 10 steps decoded as one
 -- batch (crossing the window and CSA/HCA entry boundaries) give exactly
 -- each step's logits of the same sequences decoded one at a time, in both
--- cache formats (on the CPU a row's sums do not depend on the batch; a
--- GPU's batch may differ by rounding);
+-- cache formats and both attentions (on the CPU a row's sums do not depend
+-- on the batch; a GPU's batch may differ by rounding), an HCA layer's
+-- attention one launch for the batch (a window layer's too over "f32"
+-- caches, where a CSA layer's runs a sequence at a time);
 -- a sequence's state is its own (a fourth, untouched one still decodes as
 -- a fresh model would); a collected sequence's slot in the state pools is
 -- taken by a new one, which decodes as it would alone; a slot holds its
@@ -36,8 +38,8 @@ end
 -- (the "fp8" caches' batch runs one attention launch a window or CSA
 -- layer, each sequence's rows read in the state pools: f32 attention, and
 -- the bf16 attention's split kernels)
-for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
-  local attention = fmt == "fp8+bf16" and "bf16" or nil
+for _, fmt in ipairs{"f32", "f32+bf16", "fp8", "fp8+bf16"} do
+  local attention = fmt:find("bf16", 1, true) and "bf16" or nil
   local model = V4.load(dir, nil, {kv_format = fmt:sub(1, 3), attention = attention})
   local V = model.cfg.vocab_size
   local starts, lens = {1, 20, 60}, {3, 126, 37}
@@ -49,11 +51,34 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
   end
   local untouched = model:sequence()
   untouched:prefill(prompt(5, 9))
-  local worst = 0
+  local worst, attn = 0, {}
   for step = 1, 10 do
     local next_ids = {}
     for b = 1, 3 do next_ids[b] = ids[starts[b] + lens[b] + step - 1] end
-    worst = against(model:decode_batch(batch, next_ids):to_table(), alone, next_ids, V, worst)
+    ts.profile(step == 1)
+    ts.profile_reset()
+    local got = model:decode_batch(batch, next_ids):to_table()
+    if step == 1 then
+      for _, r in ipairs(ts.profile()) do attn[r.kernel] = (attn[r.kernel] or 0) + r.launches end
+      ts.profile(false)
+    end
+    worst = against(got, alone, next_ids, V, worst)
+  end
+  -- the batch's attention: one launch a layer for all three sequences
+  -- (over "f32" caches, a CSA layer's a sequence at a time)
+  local kinds = {[0] = 0, [4] = 0, [128] = 0}
+  for L = 1, model.cfg.n_layers do
+    local r = model.cfg.compress_ratios[L]
+    kinds[r] = kinds[r] + 1
+  end
+  local want_hca = fmt == "fp8+bf16" and "hca_attn_split_kv8" or "hca_attn_split_f32"
+  check((attn[want_hca] or 0) == kinds[128], string.format(
+        "%s: %s launched %d times in a step of 3 (HCA layers %d)", fmt, want_hca,
+        attn[want_hca] or 0, kinds[128]))
+  if fmt == "f32" then
+    check(attn.sparse_attn_f32 == kinds[0] + 3 * kinds[4], string.format(
+          "f32: sparse_attn_f32 launched %d times (window layers %d once, CSA %d thrice)",
+          attn.sparse_attn_f32 or 0, kinds[0], kinds[4]))
   end
   local exact = ts.default_device():name() == "cpu"
   check(worst <= (exact and 0 or 1e-5),
