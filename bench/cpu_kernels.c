@@ -276,13 +276,13 @@ static void bench_indexer(ts_device *d, ts_kernel *k, int fp4, const char *shape
     exit(2);
   for (int64_t t = 0; t < T; t++)
     ((int32_t *)ts_tensor_data(pos))[t] = (int32_t)(4 * S + t);
-  /* (indexer_scores_fp4 also takes each query's first key row: 0) */
+  /* (indexer_scores_f32 and _fp4 also take each query's first key row: 0) */
   ts_tensor *kbase = tensor(d, TS_DTYPE_I32, 1, &T);
   for (int64_t t = 0; t < T; t++)
     ((int32_t *)ts_tensor_data(kbase))[t] = 0;
   ts_arg a[6] = {ts_arg_tensor(q3), ts_arg_tensor(ka), ts_arg_tensor(w), ts_arg_tensor(pos),
-                 ts_arg_tensor(fp4 == 2 ? kbase : o), ts_arg_tensor(o)};
-  j.n = fp4 == 2 ? 6 : 5;
+                 ts_arg_tensor(fp4 != 1 ? kbase : o), ts_arg_tensor(o)};
+  j.n = fp4 != 1 ? 6 : 5;
   memcpy(j.a, a, sizeof a);
   report(names[fp4], shape, &j, 2.0 * (double)(T * HI * D * S), "GFLOP/s");
   free(j.q);

@@ -337,12 +337,8 @@ function M:index_scores(ratio, qi, keys, w, pos, scores, kbase)
     params = {RATIO = ratio, NH = HI, DK = DI, WSCALE = DI ^ -0.5 * HI ^ -0.5}
     self.index_params = params
   end
-  if self.kv_format == "f32" then
-    kernel("indexer.tile", "indexer_scores_f32", params):launch{qi, keys, w, pos, scores}
-  else
-    kernel("indexer.tile", "indexer_scores_fp4", params)
-      :launch{qi, keys, w, pos, kbase or O.tensor("i32", {pos:shape(1)}), scores}
-  end
+  kernel("indexer.tile", self.kv_format == "f32" and "indexer_scores_f32" or "indexer_scores_fp4",
+         params):launch{qi, keys, w, pos, kbase or O.tensor("i32", {pos:shape(1)}), scores}
 end
 
 -- The decode caches of layer L after a prefill (V4-SPEC 4.4's hand-off):
@@ -647,13 +643,14 @@ end
 -- Whether attend_batch runs the attention of a layer of this ratio for a
 -- batch whose states lie in the pools: over "fp8" caches always; over
 -- "f32" caches in HCA layers (hca_attn_split_f32 reads f32 entries in
--- place from each token's base) and, with the f32 attention, window layers
--- (sparse_attn_f32 over the rings' pool). A CSA layer over "f32" caches
--- scores and attends a sequence at a time: indexer_scores_f32 takes no key
--- base, and the f32 attention reads one list.
+-- place from each token's base) and, with the f32 attention, window and
+-- CSA layers (indexer_scores_f32 from each token's key base,
+-- sparse_attn_f32_pool over the rings' and entries' pools). The bf16
+-- attention over "f32" caches converts each sequence's list (a sequence at
+-- a time).
 function M:attends_batch(ratio)
   if self.kv_format == "fp8" then return true end
-  return ratio == 128 or ratio == 0 and not self:bf16_attention()
+  return ratio == 128 or not self:bf16_attention()
 end
 
 -- The compressors' step of one token of a sequence (state st of layer L,
@@ -750,9 +747,9 @@ function M:step_entries(L, st, t, x, qi, w, tp, step, compressed)
 end
 
 -- attention_steps' attention of a batch whose states lie in the model's
--- pools (M:attends_batch: over "fp8" caches; over "f32" ones an HCA layer
--- and a window layer with the f32 attention, sparse_attn_f32 over the
--- rings' pool then; its compressors' step done: compress_batch): in
+-- pools (M:attends_batch: over "fp8" caches; over "f32" ones an HCA layer,
+-- and with the f32 attention the others, sparse_attn_f32_pool then; its
+-- compressors' step done: compress_batch): in
 -- a CSA layer one indexer launch scoring every sequence's keys where
 -- they lie and one top-k over the batch's rows, one launch making every
 -- token's lists as rows of the pools (sparse_attn.tile pool_lists) and one
@@ -820,9 +817,10 @@ function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
     self:split_attend(L, "sparse_attn.tile", "sparse_attn_split_kv8", self:kv8_params(),
                       math.max(1, K // 128), {q, ring.data, idx}, o, tab, pos)
   elseif self.kv_format == "f32" then
-    -- (a window layer over "f32" caches: the rings' pool is the list)
-    kernel("sparse_attn.tile", "sparse_attn_f32", f32_attn_params(H, c))
-      :launch{q, ring.data, idx, self:weight(p .. "attn_sink"), o}
+    -- (over "f32" caches: the window's rows of the rings' pool, the
+    -- selection's of the entries' pool, as f32)
+    kernel("sparse_attn.tile", "sparse_attn_f32_pool", f32_attn_params(H, c))
+      :launch{q, ring.data, comp.data, selg, idx, self:weight(p .. "attn_sink"), o}
   else
     kernel("sparse_attn.tile", "sparse_attn_f32_kv8", f32_kv8_params(H, c, cfg.rope_head_dim))
       :launch{q, ring.data, comp.data, selg, idx, self:weight(p .. "attn_sink"), o}

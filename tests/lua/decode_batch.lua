@@ -5,9 +5,9 @@
 -- batch (crossing the window and CSA/HCA entry boundaries) give exactly
 -- each step's logits of the same sequences decoded one at a time, in both
 -- cache formats and both attentions (on the CPU a row's sums do not depend
--- on the batch; a GPU's batch may differ by rounding), an HCA layer's
--- attention one launch for the batch (a window layer's too over "f32"
--- caches, where a CSA layer's runs a sequence at a time);
+-- on the batch; a GPU's batch may differ by rounding), each layer's
+-- attention one launch for the batch (over "f32" caches with the bf16
+-- attention an HCA layer's; the others convert a sequence's list);
 -- a sequence's state is its own (a fourth, untouched one still decodes as
 -- a fresh model would); a collected sequence's slot in the state pools is
 -- taken by a new one, which decodes as it would alone; a slot holds its
@@ -76,9 +76,11 @@ for _, fmt in ipairs{"f32", "f32+bf16", "fp8", "fp8+bf16"} do
         "%s: %s launched %d times in a step of 3 (HCA layers %d)", fmt, want_hca,
         attn[want_hca] or 0, kinds[128]))
   if fmt == "f32" then
-    check(attn.sparse_attn_f32 == kinds[0] + 3 * kinds[4], string.format(
-          "f32: sparse_attn_f32 launched %d times (window layers %d once, CSA %d thrice)",
-          attn.sparse_attn_f32 or 0, kinds[0], kinds[4]))
+    check(attn.sparse_attn_f32_pool == kinds[0] + kinds[4] and not attn.sparse_attn_f32 and
+          attn.indexer_scores_f32 == kinds[4], string.format(
+          "f32: sparse_attn_f32_pool %d, indexer_scores_f32 %d launches in a step of 3 (window " ..
+          "layers %d, CSA %d)", attn.sparse_attn_f32_pool or 0, attn.indexer_scores_f32 or 0,
+          kinds[0], kinds[4]))
   end
   local exact = ts.default_device():name() == "cpu"
   check(worst <= (exact and 0 or 1e-5),

@@ -243,7 +243,8 @@ end
 -- (kv_unpack of the ring, kv_unpack_rows of the selection) with the same
 -- index list: window slots with holes, W + k for a selection k (also one
 -- whose entry is -1: a row of zeros that counts), -1, K no multiple of
--- the block; bit for bit
+-- the block; bit for bit; and sparse_attn_f32_pool over the same rows as
+-- f32 at their rows of larger pools (the "f32" caches' batch), bit for bit
 local fcases = {
   -- device, heads, head dim, T, W, N, KS, BK
   {"cpu", 4, 128, 3, 24, 50, 21, 16},
@@ -290,6 +291,32 @@ for n, cs in ipairs(fcases) do
   C.check(bitwise(got, want), what .. ": differs from sparse_attn_f32 over the unpacked list")
   local g = got:to_table()
   C.check(g[1] == g[1] and g[1] ~= 0, what .. ": no output")
+  -- sparse_attn_f32_pool: the same rows in f32 where they lie in pools
+  -- (the ring's at rows rb .. of RR, the entries' from cb; the window's
+  -- list entries as pool rows, a selection k as RR + k with its entry
+  -- from cb on): the same bits
+  local rb, cb, RR = 3, 5, W + 7
+  local ringp = ts.tensor("f32", {RR, c}, nil, dev)
+  ringp:slice(0, rb, W):assign(ring)
+  local comp32 = ts.tensor("f32", {N, c}, nil, dev)
+  kernel("quant.tile", "kv_unpack", {ROPE = ROPE, XT = "f32"}):launch{comp8, comp32}
+  local compp = ts.tensor("f32", {N + cb + 2, c}, nil, dev)
+  compp:slice(0, cb, N):assign(comp32)
+  local iv2, sv2 = {}, {}
+  for t = 0, T - 1 do
+    for j = 1, W do
+      local e = iv[t * K + j]
+      iv2[t * K + j] = e >= 0 and e + rb or -1
+    end
+    for k = 1, KS do iv2[t * K + W + k] = iv[t * K + W + k] >= 0 and RR + k - 1 or -1 end
+  end
+  for i = 1, T * KS do sv2[i] = sv[i] >= 0 and sv[i] + cb or -1 end
+  local got2 = ts.tensor("f32", {T, H, c}, nil, dev)
+  kernel("sparse_attn.tile", "sparse_attn_f32_pool", {NH = H, DC = c, BK = BK, SCALE = c ^ -0.5})
+    :launch{q, ringp, compp, ts.tensor("i32", {T, KS}, sv2):copy_to(dev),
+            ts.tensor("i32", {T, K}, iv2):copy_to(dev), sink, got2}
+  C.check(bitwise(got2, want), what .. ": sparse_attn_f32_pool differs from sparse_attn_f32 " ..
+          "over the gathered list")
 end
 
 -- a row too short for C and ROPE is refused by the kernel's assert
@@ -339,7 +366,8 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
   for i = 1, T do pv[i] = (i * 37) % (S + 9) end
   local pos = ts.tensor("i32", {T}, pv):copy_to(dev)
   local f1 = ts.tensor("f32", {T, S}, nil, dev)
-  kernel("indexer.tile", "indexer_scores_f32", params):launch{qf, unpacked, w, pos, f1}
+  local kb0 = ts.tensor("i32", {T}, nil, dev) -- (each query's keys from row 0)
+  kernel("indexer.tile", "indexer_scores_f32", params):launch{qf, unpacked, w, pos, kb0, f1}
   local f2 = ts.tensor("f32", {T, S}, nil, dev)
   kernel("indexer.tile", "indexer_scores_fp4_f32", params):launch{qf, bytes, w, pos, f2}
   C.check(bitwise(f2, f1), what .. ": fp4_f32 scores differ from indexer_scores_f32's")
@@ -378,7 +406,6 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
   local qu = ts.tensor("f32", {T * HI, D}, nil, dev)
   kernel("quant.tile", "fp4_unpack"):launch{qb, qu}
   local f3 = ts.tensor("f32", {T, S}, nil, dev)
-  local kb0 = ts.tensor("i32", {T}, nil, dev) -- (each query's keys from row 0)
   kernel("indexer.tile", "indexer_scores_fp4", params)
     :launch{qb:reshape{T, HI, P}, bytes, w, pos, kb0, f3}
   -- each query's keys at its own rows of a larger tensor (a batch's state
@@ -396,6 +423,17 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
     kernel("indexer.tile", "indexer_scores_fp4", params)
       :launch{qb:reshape{T, HI, P}, pool, w, pos, ts.tensor("i32", {T}, bases, dev), f5}
     C.check(bitwise(f5, f3), what .. ": keys at each query's own rows of a pool: other scores")
+    -- and the f32 keys (the "f32" caches' pool) so, into a wider out
+    local pool32 = rows(T * (S + gap) + gap, D, 6):copy_to(dev)
+    for t = 1, T do pool32:slice(0, bases[t], S):assign(unpacked) end
+    local f6 = ts.tensor("f32", {T, S + 70}, nil, dev)
+    kernel("indexer.tile", "indexer_scores_f32", params)
+      :launch{qf, pool32, w, pos, ts.tensor("i32", {T}, bases, dev), f6}
+    local f1v, f6v, same32 = f1:to_table(), f6:to_table(), true
+    for t = 0, T - 1 do
+      for s = 0, S - 1 do same32 = same32 and f6v[t * (S + 70) + s + 1] == f1v[t * S + s + 1] end
+    end
+    C.check(same32, what .. ": f32 keys at each query's own rows of a pool: other scores")
   end
   local f4 = ts.tensor("f32", {T, S}, nil, dev)
   kernel("indexer.tile", "indexer_scores_fp4_f32", params)
@@ -437,7 +475,7 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
   local ws = ts.tensor("f32", {T, HI}, nil, dev)
   kernel("embed.tile", "convert_rows", {XT = "f32", YT = "f32", SCALE = sc}):launch{w, ws}
   local scaled = {RATIO = 1, BS = BS, WSCALE = sc}
-  for _, form in ipairs{{"indexer_scores_f32", qf, unpacked},
+  for _, form in ipairs{{"indexer_scores_f32", qf, unpacked, kb0},
                         {"indexer_scores_fp4", qb:reshape{T, HI, P}, bytes, kb0}} do
     local a, b = ts.tensor("f32", {T, S}, nil, dev), ts.tensor("f32", {T, S}, nil, dev)
     local function args(wt, o)
