@@ -5,13 +5,16 @@
 -- extent, a lower bound of what it allocated). Tiny config, "fp8" caches:
 --   build/tessera run bench/pool_memory.lua [--long N] [--short N] [--batch B]
 --       [--weights F]
--- Exits non-zero if the extents hold more than the uniform layout would.
+-- Then the long sequence is dropped and a new short one prefilled: the
+-- pools' bytes before and after (made smaller when their slots hold under
+-- a quarter of them). Exits non-zero if the extents hold more than the
+-- uniform layout would.
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
 local layers = require "bench.v4_layers"
 
-local opts = {long = "2048", short = "64", batch = "8", weights = "build/tiny.safetensors"}
+local opts = {long = "1000", short = "64", batch = "8", weights = "build/tiny.safetensors"}
 for i = 1, #arg, 2 do
   local k = arg[i]:match("^%-%-(.+)$")
   if not k or opts[k] == nil or arg[i + 1] == nil then
@@ -69,3 +72,22 @@ for _, name in ipairs(names) do
   worse = worse or k.held > k.uniform
 end
 if worse then error("a pool's extents hold more than every slot the widest would", 0) end
+-- the long sequence gone: its rows are freed when the next slot is taken,
+-- and the pools it had grown are made smaller (Pool:shrink)
+local function tensors(name)
+  local n = 0
+  for _, pools in pairs(model.pools) do
+    local p = pools[name]
+    if p then n = n + p:capacity() * p.width * (p.dtype == "f32" and 4 or 1) end
+  end
+  return n
+end
+local before = tensors("comp") + tensors("keys")
+seqs[1] = nil
+collectgarbage()
+collectgarbage()
+model:sequence():prefill(ids(short))
+local after = tensors("comp") + tensors("keys")
+print(string.format("\nthe %d-token sequence gone, a new %d-token one: entries' and keys' " ..
+                    "tensors %d -> %d B", long, short, before, after))
+print("(a pool is made smaller when its slots hold under a quarter of it)")

@@ -55,7 +55,8 @@ end
 -- extent freed for others), so a slot holds about its own sequence's rows,
 -- not the longest one's. Extents are taken first-fit from the freed ones,
 -- else past the last; when the tensor is full it is made again, twice as
--- large, every extent moved down in slot order (the holes dropped). The
+-- large, every extent moved down in slot order (the holes dropped), and
+-- smaller when its slots hold under a quarter of it (Pool:shrink). The
 -- views handed out are then re-pointed (the objects that hold them,
 -- weakly), and `moves` counts the times any extent moved.
 local Pool = {}
@@ -88,16 +89,17 @@ function Pool:point(s)
   if h then h[self.fields[s]] = self.data:slice(0, e[1], e[2]) end
 end
 
--- The tensor made again with room for `extra` more rows past its extents,
--- which move down in slot order, their rows kept; the views re-pointed.
-function Pool:regrow(extra)
+-- The tensor made again with `rows` rows (nil: room for `extra` more past
+-- its extents, at least twice as many as before), the extents moved down
+-- in slot order, their rows kept; the views re-pointed.
+function Pool:regrow(extra, rows)
   local slots, live = {}, 0
   for s, e in pairs(self.ext) do
     slots[#slots + 1] = s
     live = live + e[2]
   end
   table.sort(slots)
-  local rows = math.max(2 * self:capacity(), live + extra, 2 * self.rows)
+  rows = rows or math.max(2 * self:capacity(), live + extra, 2 * self.rows)
   local grown, at = O.tensor(self.dtype, {rows, self.width}), 0
   for _, s in ipairs(slots) do
     local e = self.ext[s]
@@ -106,6 +108,15 @@ function Pool:regrow(extra)
   end
   self.data, self.used, self.free, self.moves = grown, at, {}, self.moves + 1
   for _, s in ipairs(slots) do self:point(s) end
+end
+
+-- The tensor made again smaller when its extents hold under a quarter of
+-- it (a long sequence gone): twice their rows (at least two slots'), the
+-- rest given back to the device.
+function Pool:shrink()
+  local live = self:rows_held()
+  local floor = 2 * math.max(live, self.rows)
+  if self:capacity() > 2 * floor then self:regrow(0, floor) end
 end
 
 -- An extent of n rows: {base, n}, the first freed one that fits (split),

@@ -333,14 +333,18 @@ end
 
 -- This sequence's slot in the model's pools (M:state_pool), taken at its first
 -- prefill and given back when the sequence is collected (its rows in every
--- pool freed when the next slot is taken).
+-- pool freed when the next slot is taken, and a pool's tensor made smaller
+-- when it then holds under a quarter of it: Pool:shrink).
 function M:slot()
   local s = rawget(self, "state_slot")
   if not s then
     local root = rawget(self, "root") or self
-    for _, f in ipairs(root.free_slots) do
+    if #root.free_slots > 0 then
       for _, pools in pairs(root.pools) do
-        for _, p in pairs(pools) do p:release(f) end
+        for _, p in pairs(pools) do
+          for _, f in ipairs(root.free_slots) do p:release(f) end
+          p:shrink()
+        end
       end
     end
     s = table.remove(root.free_slots)

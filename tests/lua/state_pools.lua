@@ -7,8 +7,8 @@
 -- slots bound before re-pointed to it, their rows kept; a slot bound again
 -- starts zeroed; a slot grows alone (the others keep their rows), a
 -- released one's rows are taken again, and random binds, growths, releases
--- and writes keep every slot's rows; pooled caches grow in their slot; the
--- slots of
+-- and writes keep every slot's rows; a pool left mostly empty by a long
+-- slot is made smaller; pooled caches grow in their slot; the slots of
 -- a model's sequences (model/v4.lua M:slot) are taken once each and given
 -- back when a sequence is collected.
 local ts = require "tessera"
@@ -104,6 +104,33 @@ pool:bind(7, holders[7], "rows", 30)
 check(pool:capacity() == cap1 and holders[7].rows:shape(1) == 30,
       string.format("a released slot's rows taken again (%d rows, %d before)", pool:capacity(),
                     cap1))
+
+-- a long slot gone, the tensor is made smaller (Pool:shrink): the other
+-- slots' rows kept, their views re-pointed; a pool still mostly held is
+-- left as it is
+do
+  local P, views = Cache.pool("f32", 2, 3), {}
+  for s = 0, 3 do
+    views[s] = {}
+    P:bind(s, views[s], "v")
+    views[s].v:assign(ts.tensor("f32", {2, 3}, {s, s, s, s + 0.5, s + 0.5, s + 0.5}))
+  end
+  P:grow(1, 300)
+  local big = P:capacity()
+  P:shrink()
+  check(P:capacity() == big, "a pool mostly held is not made smaller")
+  P:release(1)
+  views[1] = nil
+  P:shrink()
+  local kept = P:capacity() < big / 4
+  for _, s in ipairs{0, 2, 3} do
+    local v = views[s].v:to_table()
+    kept = kept and #v == 6 and v[1] == s and v[6] == s + 0.5 and
+           P.data:slice(0, P:base(s), 1):to_table()[1] == s
+  end
+  check(kept, string.format("a long slot released: %d rows -> %d, the others' rows kept", big,
+                            P:capacity()))
+end
 
 -- many binds, growths, releases and writes in a random order: every bound
 -- slot's view holds exactly what was written to it (a row each value), its
@@ -201,4 +228,25 @@ collectgarbage()
 collectgarbage()
 local c = V4.sequence(root)
 check(c:slot() == bs and root.slots_taken == 3, "a collected sequence's slot is taken again")
+-- a collected sequence's rows are freed in the model's pools when the next
+-- slot is taken, and a pool it had grown is made smaller
+do
+  local pool = Cache.pool("f32", 4, 2)
+  root.pools[0] = {keys = pool}
+  local long, short = V4.sequence(root), V4.sequence(root)
+  local hl, hs = {}, {}
+  pool:bind(long:slot(), hl, "rows", 400)
+  pool:bind(short:slot(), hs, "rows")
+  hs.rows:assign(ts.tensor("f32", {4, 2}, {1, 2, 3, 4, 5, 6, 7, 8}))
+  local big = pool:capacity()
+  long, hl = nil, nil
+  collectgarbage()
+  collectgarbage()
+  local next_seq = V4.sequence(root)
+  next_seq:slot()
+  local v = hs.rows:to_table()
+  check(pool:rows_held() == 4 and pool:capacity() < big / 4 and v[1] == 1 and v[8] == 8,
+        string.format("a collected long sequence: the pool %d rows -> %d, a survivor's kept", big,
+                      pool:capacity()))
+end
 C.finish()
