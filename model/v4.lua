@@ -248,17 +248,25 @@ end
 -- activations a chunk's; the record the last chunk's), with the same
 -- logits.
 function M:prefill(ids, chunk)
-  if chunk ~= nil and (math.type(chunk) ~= "integer" or chunk < 1) then
-    error("prefill: chunk " .. tostring(chunk) .. " must be a positive integer", 2)
-  end
   local T = ids:numel()
   self:check_room("prefill", 0, T, 2)
-  self:reset()
-  if not chunk or chunk >= T then return self:run_tokens(ids, 0) end
+  return self:chunks("prefill", ids, 0, chunk)
+end
+
+-- The tokens ids through the layers from position P, chunk at a time
+-- (all at once when nil), after a check of chunk (for `what`, the
+-- caller's name).
+function M:chunks(what, ids, P, chunk)
+  if chunk ~= nil and (math.type(chunk) ~= "integer" or chunk < 1) then
+    error(what .. ": chunk " .. tostring(chunk) .. " must be a positive integer", 3)
+  end
+  if P == 0 then self:reset() end
+  local T = ids:numel()
+  if not chunk or chunk >= T then return self:run_tokens(ids, P) end
   local logits, record
   for at = 0, T - 1, chunk do
     local n = math.min(chunk, T - at)
-    logits, record = self:run_tokens(ids:slice(0, at, n), at)
+    logits, record = self:run_tokens(ids:slice(0, at, n), P + at)
   end
   return logits, record
 end
@@ -271,13 +279,14 @@ end
 -- of a conversation, without prefilling again. Returns the logits of the
 -- last position and the record (what each layer added). The same logits
 -- as one prefill of all the tokens (bit for bit on the CPU:
--- tests/lua/extend.lua).
-function M:extend(ids)
+-- tests/lua/extend.lua). With `chunk`, chunk tokens at a time (as
+-- prefill's).
+function M:extend(ids, chunk)
   local P = self.next_pos
   if not P or P == 0 then error("extend needs a prefill first", 2) end
   if ids:numel() == 0 then error("extend: no tokens", 2) end
   self:check_room("extend", P, ids:numel(), 2)
-  return self:run_tokens(ids, P)
+  return self:chunks("extend", ids, P, chunk)
 end
 
 -- The layers over the tokens ids from position P (0: a prefill, whose

@@ -5,8 +5,8 @@
 -- cuts and chunk lengths crossing the window (32), the CSA ratio (4) and
 -- the HCA ratio (128), in both cache formats and with the bf16 attention;
 -- the state is read (the chunk alone gives other logits); a prompt in
--- several chunks then decode steps, and a prefill in chunks (prefill's
--- `chunk`), match one prefill; an extended sequence decodes in a batch as
+-- several chunks then decode steps, an extend in chunks, and a prefill in
+-- chunks (`chunk`), match one prefill; an extended sequence decodes in a batch as
 -- alone; bad calls and positions past max_seq_len are refused. Uses the golden tiny model (skips without
 -- ../shared/golden).
 local ts = require "tessera"
@@ -47,11 +47,17 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
     if k == 1 then a:prefill(part(at, n)) else a:extend(part(at, n)) end
     at = at + n
   end
+  -- (and the same tokens as one extend in chunks of 20)
+  local a2 = model:sequence()
+  a2:prefill(part(1, 7))
+  a2:extend(part(8, at - 8), 20)
   local b = model:sequence()
   b:prefill(part(1, at - 1))
   local e = 0
   for s = 0, 3 do
-    e = math.max(e, relerr(a:decode(ids[at + s]):to_table(), b:decode(ids[at + s]):to_table()))
+    local want = b:decode(ids[at + s]):to_table()
+    e = math.max(e, relerr(a:decode(ids[at + s]):to_table(), want),
+                 relerr(a2:decode(ids[at + s]):to_table(), want))
   end
   check(e == 0 and a.next_pos == at + 3, string.format(
         "%s: chunks of %s then 4 decode steps vs one prefill: %.3e", fmt,
@@ -91,7 +97,8 @@ s:prefill(part(1, 5))
 refused(function() s:extend(ts.tensor("i32", {0})) end, "extend: no tokens")
 s:extend(part(6, 4))
 refused(function() s:mtp(part(2, 3)) end, "not an extend")
-refused(function() s:prefill(part(1, 5), 0) end, "chunk")
+refused(function() s:prefill(part(1, 5), 0) end, "prefill: chunk 0 must be")
+refused(function() s:extend(part(6, 5), 1.5) end, "extend: chunk 1.5 must be")
 -- positions past max_seq_len (the RoPE tables' rows) are refused, not read
 -- past the tables
 local max = model.cfg.max_seq_len
