@@ -12,23 +12,29 @@
 -- by kernel and the KV bytes the caches allocate; run from the source root:
 --   build/tessera run bench/long_context.lua [--tokens 131072,1048576]
 --     [--steps 4] [--dense-max 1048576] [--linears f32|fp8]
---     [--device cpu|cuda|gpusim] [--attention f32|bf16]
+--     [--device cpu|cuda|gpusim] [--attention f32|bf16] [--batch B]
 -- (--linears fp8: the projections the checkpoint holds in FP8 run as V4's
 -- FP8 linear, model/v4.lua, half the weight bytes of bf16; --attention bf16:
 -- the attention on tensor cores over the caches' bytes, as a GPU's default
 -- (model/attention.lua: sparse_attn_split_kv8, and hca_attn_split_kv8 for
--- the HCA and dense layers); scripts/gpu.sh runs both on a GPU)
+-- the HCA and dense layers); scripts/gpu.sh runs both on a GPU; --batch B:
+-- B sequences at the context decoding together, their states in the
+-- model's pools as a served batch's are (model:decode_batch's layer step:
+-- one launch a kernel for all B), the time a step and a token)
 local ts = require "tessera"
 
 local layers = require "bench.v4_layers"
 local opts = layers.options({tokens = "131072,524288,1048576", steps = "4",
                              ["dense-max"] = "1048576", linears = "f32", device = "cpu",
-                             attention = "f32"},
+                             attention = "f32", batch = "1"},
                             "long_context.lua [--tokens N,N,...] [--steps N] [--dense-max N] "
-                            .. "[--linears f32|fp8] [--device D] [--attention f32|bf16]")
+                            .. "[--linears f32|fp8] [--device D] [--attention f32|bf16] "
+                            .. "[--batch B]")
 local contexts = {}
 for n in opts.tokens:gmatch("%d+") do contexts[#contexts + 1] = math.tointeger(n) end
 local steps, dense_max = math.tointeger(opts.steps), math.tointeger(opts["dense-max"])
+local B = math.tointeger(tonumber(opts.batch))
+if not B or B < 1 then error("--batch " .. opts.batch .. ": a count of sequences", 0) end
 
 -- Each launch timed by kernel name (before the model's files take O.kernel).
 local spent = {}
@@ -43,7 +49,9 @@ if opts.attention ~= "f32" and opts.attention ~= "bf16" then
 end
 local dev = ts.device(opts.device)
 local model, cfg, random = layers.model({4, 128}, dev, {linears = opts.linears,
-                                                        attn_dtype = opts.attention})
+                                                        attn_dtype = opts.attention,
+                                                        pools = {}, free_slots = {},
+                                                        slots_taken = 0})
 local c, rd, W, DI = cfg.head_dim, cfg.rope_head_dim, cfg.window_size, cfg.index_head_dim
 
 -- rows of random entries into a cache, a chunk at a time
@@ -57,47 +65,64 @@ end
 
 -- Layer L's decode state after T tokens (V4-SPEC 4.1), with `entries`
 -- compressed entries: a full window ring, the entries, for CSA T / 4
--- indexer keys, and full compressor buffers.
-local function state(L, T, entries)
+-- indexer keys, and full compressor buffers; each in sequence seq's slot of
+-- the model's pools (as hand_off puts a prefill's).
+local function state(seq, L, T, entries)
   local ratio = cfg.compress_ratios[L + 1]
-  local st = {ring = Cache.new("fp8", "kv", c, rd, W), buf = {}}
+  local slot = seq:slot()
+  local function cache(name, kind, width, rope, R, rows)
+    local pool = seq:state_pool(L, name, "i8", R, Cache.row_bytes("fp8", kind, width, rope))
+    return Cache.pooled(pool, slot, "fp8", kind, width, rope, rows)
+  end
+  local st = {ring = cache("ring", "kv", c, rd, W), buf = {}}
   fill(st.ring, W)
-  st.comp = Cache.new("fp8", "kv", c, rd, entries + 64)
+  st.comp = cache("comp", "kv", c, rd, 64, entries + 64)
   fill(st.comp, entries)
   local which = {compressor = c}
   if ratio == 4 then
-    st.keys = Cache.new("fp8", "key", DI, 0, T // 4 + 64)
+    st.keys = cache("keys", "key", DI, 0, 64, T // 4 + 64)
     fill(st.keys, T // 4)
     which["indexer.compressor"] = DI
   end
   for name, width in pairs(which) do
     local KE, R = (ratio == 4 and 2 or 1) * width, model.buffer_rows(ratio)
-    st.buf[name] = {cz = random({R, 2 * KE}, 1.0)} -- (c and z side by side)
+    local b = {pool = seq:state_pool(L, name, "f32", R, 2 * KE)} -- (c and z side by side)
+    b.pool:bind(slot, b, "cz")
+    b.cz:assign(random({R, 2 * KE}, 1.0))
+    st.buf[name] = b
   end
   return st
 end
 
 local function mib(b) return b / 2 ^ 20 end
 
--- `steps` decode steps of layer L at positions T, T + 1, ...: ms per token
--- in all and by kernel, and the KV bytes allocated
+-- `steps` decode steps of layer L at positions T, T + 1, ... of B
+-- sequences together: ms per step in all and by kernel, and the KV bytes
+-- allocated
 local function run(L, T, entries)
-  local seq = setmetatable({state = {}}, {__index = model})
-  seq.state[L] = state(L, T, entries)
-  local x = random({1, cfg.dim}, 1.0)
+  local seqs, at = {}, {}
+  for b = 1, B do
+    seqs[b] = model:sequence()
+    seqs[b].state[L] = state(seqs[b], L, T, entries)
+  end
+  local x = random({B, cfg.dim}, 1.0)
+  local function step(t)
+    for b = 1, B do at[b] = t end
+    model:attention_steps(L, x, seqs, at)
+  end
   -- warm-up: compiles the step's kernels, those of a step that completes
   -- a compressed entry too (position t completes one when t + 1 is a
   -- multiple of the ratio)
   local ratio = cfg.compress_ratios[L + 1]
-  seq:attention_steps(L, x, {seq}, {T})
-  seq:attention_steps(L, x, {seq}, {T + ratio - 1 - T % ratio})
+  step(T)
+  step(T + ratio - 1 - T % ratio)
   for k in pairs(spent) do spent[k] = nil end
   -- the steps timed as a whole; on a GPU as many again timed by kernel
   local total, counts = layers.timed_runs(dev, timing, function(queued)
     dev:sync()
     local n0, w0 = layers.launches, dev:stats().waits
     local t0 = ts.clock()
-    for s = 1, steps do seq:attention_steps(L, x, {seq}, {T + s}) end
+    for s = 1, steps do step(T + s) end
     dev:sync()
     -- kernels a step, and the host's waits for the GPU in one (the sync
     -- after the steps aside; 0 on the CPU, whose calls are done on return)
@@ -105,16 +130,20 @@ local function run(L, T, entries)
       {(layers.launches - n0) / steps,
        math.max(0, dev:stats().waits - w0 - (queued and 1 or 0)) / steps}
   end, function()
-    for s = 1, steps do seq:attention_steps(L, x, {seq}, {T + steps + s}) end
+    for s = 1, steps do step(T + steps + s) end
   end)
-  local st, alloc = seq.state[L], 0
-  for _, cache in ipairs{st.ring, st.comp, st.keys or false} do
-    if cache then alloc = alloc + select(2, cache:bytes()) end
+  local alloc = 0
+  for _, seq in ipairs(seqs) do
+    local st = seq.state[L]
+    for _, cache in ipairs{st.ring, st.comp, st.keys or false} do
+      if cache then alloc = alloc + select(2, cache:bytes()) end
+    end
   end
   local parts = {}
   for name, secs in pairs(spent) do parts[#parts + 1] = {name, secs / steps} end
   table.sort(parts, function(a, b) return a[2] > b[2] end)
-  seq.state[L] = nil
+  seqs = nil
+  collectgarbage()
   collectgarbage()
   return total, alloc, parts, counts
 end
@@ -126,9 +155,13 @@ print(opts.linears == "fp8" and "the projections as V4's FP8 linears (e4m3 weigh
       or "the projections' weights in bf16 as the checkpoint's BF16 form stores them;")
 print(string.format("%d steps a row (positions T + 1 ..) after two warm-up steps; dense = every", steps))
 print("position's entry; a CSA step completes an entry one step in 4, an HCA one in 128")
+if B > 1 then
+  print(string.format("%d sequences at the context decode together (their states in the model's " ..
+                      "pools): ms / token is a step's time / %d, KV and launches a step's", B, B))
+end
 print("")
 print("| context | layer | entries attended | ms / token | vs dense | KV MiB allocated | " ..
-      "launches (host waits) / token | top kernels (ms) |")
+      "launches (host waits) / " .. (B > 1 and "step" or "token") .. " | top kernels (ms) |")
 print("|---|---|---|---|---|---|---|---|")
 for _, T in ipairs(contexts) do
   local rows = {}
@@ -147,7 +180,7 @@ for _, T in ipairs(contexts) do
     for k = 1, math.min(4, #r[5]) do
       top[k] = string.format("%s %.1f", r[5][k][1], r[5][k][2] * 1e3)
     end
-    local ms = r[3] * 1e3 -- (3 decimals below 10 ms: a step on the mock driver is the host's)
+    local ms = r[3] * 1e3 / B -- (3 decimals below 10 ms: the mock driver's step is the host's)
     print(string.format("| %d | %s | %d | " .. (ms < 10 and "%.3f" or "%.1f") ..
                         " | %s | %.1f | %.0f (%.0f) | %s |", T, r[1], r[2], ms,
                         dense_ms and string.format("%.3f", r[3] * 1e3 / dense_ms) or "-",

@@ -18,7 +18,8 @@
 #   - the model's prefill of one V4-Flash-width attention layer (window, CSA,
 #     HCA) with f32 attention against bf16 on tensor cores, the same run
 #     (bench/prefill_attention.lua at 1024 and 4096 tokens), and its decode
-#     step at 128K and 1M tokens, both ways (bench/long_context.lua), and a
+#     step at 128K and 1M tokens, both ways, and of 16 sequences at 128K
+#     decoding together (bench/long_context.lua), and a
 #     tiny-model decode step's launches, waits and time (bench/decode_queue.lua,
 #     f32 linears and bf16 experts, then the released FP8 linears and FP4 experts,
 #     then each kernel's own time in those steps: TESSERA_PROFILE=1);
@@ -172,9 +173,9 @@ report() {
     echo
     echo "## The model's decode step of one layer at 128K and 1M tokens, f32 and bf16 attention (bench/long_context.lua)"
     echo
-    for a in f32 bf16; do
+    for a in f32 bf16 bf16-batch; do
       if [[ -f $log/long-$a ]]; then
-        grep -E '^(#|\|)' "$log/long-$a" || tail -n 20 "$log/long-$a"
+        grep -E '^(#|\||[0-9]+ sequences)' "$log/long-$a" || tail -n 20 "$log/long-$a"
         echo
       fi
     done
@@ -254,6 +255,9 @@ for a in f32 bf16; do
   stage 120 "$log/long-$a" build/tessera run bench/long_context.lua --device cuda --attention $a \
     --tokens 131072,1048576 --steps 3 --dense-max 131072
 done
+# (a served batch: 16 sequences at 128K decoding together from the pools)
+stage 120 "$log/long-bf16-batch" build/tessera run bench/long_context.lua --device cuda \
+  --attention bf16 --tokens 131072 --steps 3 --dense-max 0 --batch 16
 report
 stage 120 "$log/decode-queue" build/tessera run bench/decode_queue.lua --device cuda --steps 32
 # (the released checkpoints' formats: FP8 linears, FP4 routed experts)
