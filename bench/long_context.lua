@@ -39,7 +39,6 @@ if not B or B < 1 then error("--batch " .. opts.batch .. ": a count of sequences
 -- Each launch timed by kernel name (before the model's files take O.kernel).
 local spent = {}
 local timing = layers.time_kernels(spent)
-local Cache = require "model.cache"
 
 if opts.linears ~= "f32" and opts.linears ~= "fp8" then
   error("--linears " .. opts.linears .. ": f32 or fp8", 0)
@@ -69,27 +68,20 @@ end
 -- the model's pools (as hand_off puts a prefill's).
 local function state(seq, L, T, entries)
   local ratio = cfg.compress_ratios[L + 1]
-  local slot = seq:slot()
-  local function cache(name, kind, width, rope, R, rows)
-    local pool = seq:state_pool(L, name, "i8", R, Cache.row_bytes("fp8", kind, width, rope))
-    return Cache.pooled(pool, slot, "fp8", kind, width, rope, rows)
-  end
-  local st = {ring = cache("ring", "kv", c, rd, W), buf = {}}
+  local st = {ring = seq:pooled_cache(L, "ring", "kv", c, rd, W), buf = {}}
   fill(st.ring, W)
-  st.comp = cache("comp", "kv", c, rd, 64, entries + 64)
+  st.comp = seq:pooled_cache(L, "comp", "kv", c, rd, 64, entries + 64)
   fill(st.comp, entries)
   local which = {compressor = c}
   if ratio == 4 then
-    st.keys = cache("keys", "key", DI, 0, 64, T // 4 + 64)
+    st.keys = seq:pooled_cache(L, "keys", "key", DI, 0, 64, T // 4 + 64)
     fill(st.keys, T // 4)
     which["indexer.compressor"] = DI
   end
   for name, width in pairs(which) do
     local KE, R = (ratio == 4 and 2 or 1) * width, model.buffer_rows(ratio)
-    local b = {pool = seq:state_pool(L, name, "f32", R, 2 * KE)} -- (c and z side by side)
-    b.pool:bind(slot, b, "cz")
-    b.cz:assign(random({R, 2 * KE}, 1.0))
-    st.buf[name] = b
+    st.buf[name] = seq:pooled_buffer(L, name, R, 2 * KE) -- (c and z side by side)
+    st.buf[name].cz:assign(random({R, 2 * KE}, 1.0))
   end
   return st
 end

@@ -341,6 +341,36 @@ function M:index_scores(ratio, qi, keys, w, pos, scores, kbase)
          params):launch{qi, keys, w, pos, kbase or O.tensor("i32", {pos:shape(1)}), scores}
 end
 
+-- fn(p, n) for each run of positions p .. p + n - 1 in a .. b - 1 whose
+-- ring rows (position p in row p mod R) are contiguous: at most two when
+-- b - a <= R.
+local function ring_runs(a, b, R, fn)
+  while a < b do
+    local n = math.min(b - a, R - a % R)
+    fn(a, n)
+    a = a + n
+  end
+end
+
+-- A cache of layer L in this sequence's slot of the model's pool `name`
+-- (model/cache.lua Cache.pooled, in the model's format): `rows` rows to
+-- begin with (R, the pool's rows a slot, when nil), so that a batch's
+-- decode step writes every sequence's rows with one launch.
+function M:pooled_cache(L, name, kind, width, rope, R, rows)
+  local F = self.kv_format
+  local pool = self:state_pool(L, name, F == "f32" and "f32" or "i8", R,
+                               F == "f32" and width or Cache.row_bytes(F, kind, width, rope))
+  return Cache.pooled(pool, self:slot(), F, kind, width, rope, rows)
+end
+
+-- A compressor's partial-window buffer of layer L (which) in this
+-- sequence's slot of the model's pool: {pool, cz [R, width]} (f32).
+function M:pooled_buffer(L, which, R, width)
+  local b = {pool = self:state_pool(L, which, "f32", R, width)}
+  b.pool:bind(self:slot(), b, "cz")
+  return b
+end
+
 -- The decode caches of layer L after a prefill (V4-SPEC 4.4's hand-off):
 -- the window ring holds the last W KV rows at slot position mod W; the
 -- compressed entries and indexer keys all made; each compressor's
@@ -348,51 +378,34 @@ end
 -- rows made continue the sequence after its first P positions (M:extend):
 -- the layer's state takes what they add.
 function M:hand_off(L, made, T, P)
-  local cfg, F = self.cfg, self.kv_format
+  local cfg = self.cfg
   local c, rd, W = cfg.head_dim, cfg.rope_head_dim, cfg.window_size
   local ratio = cfg.compress_ratios[L + 1]
   P = P or 0
-  -- (each cache and compressor buffer in this sequence's slot of one of
-  -- the model's pools: a batch's decode step writes them with one launch)
-  local slot = self:slot()
-  -- (rows: a slot's to begin with; R: the pool's rows a slot otherwise)
-  local function pooled(name, kind, width, rope, R, rows)
-    local rb = Cache.row_bytes(F, kind, width, rope)
-    local pool = self:state_pool(L, name, F == "f32" and "f32" or "i8", R,
-                                 F == "f32" and width or rb)
-    return Cache.pooled(pool, slot, F, kind, width, rope, rows)
-  end
   -- rows of positions max(P, P + T - R) .. P + T - 1 of rows (made from
   -- position P) into put(first row, count, at), each at its ring row p mod
-  -- R: at most two runs
+  -- R
   local function last_rows(R, put)
-    local p = math.max(P, P + T - R)
-    while p < P + T do
-      local n = math.min(P + T - p, R - p % R)
-      put(p - P, n, p % R)
-      p = p + n
-    end
+    ring_runs(math.max(P, P + T - R), P + T, R, function(p, n) put(p - P, n, p % R) end)
   end
-  local st = P > 0 and self.state[L] or {ring = pooled("ring", "kv", c, rd, W), buf = {}}
+  local st = P > 0 and self.state[L] or {ring = self:pooled_cache(L, "ring", "kv", c, rd, W),
+                                         buf = {}}
   last_rows(W, function(first, n, at) st.ring:put(made.kv:slice(0, first, n), at) end)
   if ratio > 0 then
     local comp = made.compressed
-    st.comp = st.comp or pooled("comp", "kv", c, rd, 64, comp:shape(1) + 64)
+    st.comp = st.comp or self:pooled_cache(L, "comp", "kv", c, rd, 64, comp:shape(1) + 64)
     st.comp:put(comp, st.comp.n)
   end
   if ratio == 4 then
-    st.keys = st.keys or pooled("keys", "key", cfg.index_head_dim, 0, 64, T // ratio + 64)
+    st.keys = st.keys or self:pooled_cache(L, "keys", "key", cfg.index_head_dim, 0, 64,
+                                           T // ratio + 64)
     if made.indexer_keys then st.keys:put(made.indexer_keys, st.keys.n) end
   end
   for which, cz in pairs(made.projected or {}) do
     -- the last rows, each in its ring row (position p in row p mod R)
     local R = self.buffer_rows(ratio)
+    st.buf[which] = st.buf[which] or self:pooled_buffer(L, which, R, cz:shape(2))
     local b = st.buf[which]
-    if not b then
-      b = {pool = self:state_pool(L, which, "f32", R, cz:shape(2))}
-      b.pool:bind(slot, b, "cz")
-      st.buf[which] = b
-    end
     last_rows(R, function(first, n, at) b.cz:slice(0, at, n):assign(cz:slice(0, first, n)) end)
   end
   return st
@@ -409,12 +422,9 @@ function M:prefix_rows(L, P)
   if not st then error("extend: the sequence has no state of layer " .. L, 3) end
   local np = math.min(P, W)
   local window = O.out{np, self.cfg.head_dim}
-  local p = P - np
-  while p < P do -- (at most two runs of ring slots)
-    local n = math.min(P - p, W - p % W)
+  ring_runs(P - np, P, W, function(p, n)
     st.ring:get(p % W, n, window:slice(0, p - (P - np), n))
-    p = p + n
-  end
+  end)
   local pre = {window = window, buf = st}
   if st.comp then
     local n = st.comp.n
