@@ -251,135 +251,18 @@ void sema_resolve_type(sema *s, ts_node *tn) {
                              "'f32' (dtype params belong to kernels and tile functions)");
 }
 
-/* What a call names that is not a conversion (a function, a param, ...), or
- * NULL; a tile function when is_tile_fn. */
-static ts_symbol *callee_of(sema *s, const ts_node *call) {
+ts_symbol *sema_callee(sema *s, const ts_node *call) {
   return call->dtype >= TS_DTYPE_COUNT ? sema_lookup(s, call->name) : NULL;
 }
 
-static bool is_tile_fn(const ts_symbol *fn) {
+bool sema_is_tile_fn(const ts_symbol *fn) {
   return fn && fn->kind == TS_SYM_FN && ts_fn_is_tile(fn->decl);
-}
-
-/* ---- tile function results inside expressions
- * A call of a tile function with a result that stands inside an expression
- * of a statement (`let v = 1.0 + f(x);`, `if f(x) > 0.0 {`, `y[i] = g(f(a),
- * b);`, a loop's bounds, a `return`'s value) is computed before the
- * statement, in the statement's block: each such call, inner before outer
- * and left before right, becomes `let f#hN = f(...);` (sema_inline_result's
- * form) and the call a use of that name. An `else if`'s condition is
- * computed where it is evaluated: the `if` becomes the block of the `else`.
- * Not in a tile's shape or a `parallel`'s extents (constants), where
- * check_fn_call reports the call. */
-
-typedef struct hoisted {
-  ts_node **calls;
-  uint32_t n, cap;
-  bool nomem;
-} hoisted;
-
-static bool is_result_call(sema *s, const ts_node *e) {
-  if (!e || e->kind != TS_NODE_CALL)
-    return false;
-  ts_symbol *fn = callee_of(s, e);
-  return is_tile_fn(fn) && fn->decl->kids[1];
-}
-
-/* The result calls in expression e, inner and left first (not e itself when
- * `top` is false: a let's value that is the call, a call statement). */
-static void collect_results(sema *s, ts_node *e, bool top, hoisted *h) {
-  if (!e)
-    return;
-  switch (e->kind) {
-  case TS_NODE_UNARY:
-  case TS_NODE_BINARY:
-  case TS_NODE_CALL:
-  case TS_NODE_NAMED:
-  case TS_NODE_INDEX:
-  case TS_NODE_SLICE: break;
-  default: return; /* (leaves, and nothing else holds an expression) */
-  }
-  for (uint32_t i = 0; i < e->kid_count; i++)
-    collect_results(s, e->kids[i], true, h);
-  if (!top || !is_result_call(s, e))
-    return;
-  if (h->n == h->cap) {
-    uint32_t cap = h->cap ? 2 * h->cap : 4;
-    ts_node **c = sema_alloc(s, cap * sizeof *c);
-    if (!c) {
-      h->nomem = true;
-      return;
-    }
-    if (h->n)
-      memcpy(c, h->calls, h->n * sizeof *c);
-    h->calls = c;
-    h->cap = cap;
-  }
-  h->calls[h->n++] = e;
-}
-
-/* The result calls that statement n computes first. */
-static void results_of(sema *s, ts_node *n, hoisted *h) {
-  switch (n ? n->kind : TS_NODE_ERROR) {
-  case TS_NODE_LET:
-  case TS_NODE_VAR: collect_results(s, n->kids[1], false, h); break;
-  case TS_NODE_ASSIGN:
-    collect_results(s, n->kids[0], true, h);
-    collect_results(s, n->kids[1], true, h);
-    break;
-  case TS_NODE_EXPR_STMT: collect_results(s, n->kids[0], false, h); break;
-  case TS_NODE_IF: collect_results(s, n->kids[0], true, h); break;
-  case TS_NODE_FOR:
-  case TS_NODE_PIPELINED:
-    collect_results(s, n->kids[0], true, h);
-    collect_results(s, n->kids[1], true, h);
-    break;
-  case TS_NODE_RETURN:
-    if (n->kid_count)
-      collect_results(s, n->kids[0], true, h);
-    break;
-  default: break;
-  }
-}
-
-/* Statement i of block b preceded by a let of each result call it computes
- * first (the calls become the lets' names). */
-static void hoist_results(sema *s, ts_node *b, uint32_t i) {
-  hoisted h = {0};
-  results_of(s, b->kids[i], &h);
-  if (h.nomem)
-    s->nomem = true;
-  if (!h.n || h.nomem)
-    return;
-  ts_node **kids = sema_alloc(s, (b->kid_count + h.n) * sizeof *kids);
-  if (!kids)
-    return;
-  memcpy(kids, b->kids, i * sizeof *kids);
-  for (uint32_t k = 0; k < h.n; k++) {
-    ts_node *call = h.calls[k], *moved = sema_alloc(s, sizeof *moved);
-    ts_node *let = sema_alloc(s, sizeof *let), **lk = sema_alloc(s, 2 * sizeof *lk);
-    char suffix[16];
-    snprintf(suffix, sizeof suffix, "h%u", ++s->hoists);
-    ts_str name = sema_hidden_name(s, call->name, suffix);
-    if (!moved || !let || !lk || !name.len)
-      return;
-    *moved = *call;
-    lk[0] = NULL;
-    lk[1] = moved;
-    *let = (ts_node){.kind = TS_NODE_LET, .span = call->span, .name = name, .kids = lk,
-                     .kid_count = 2};
-    *call = (ts_node){.kind = TS_NODE_NAME, .span = call->span, .name = name};
-    kids[i + k] = let;
-  }
-  memcpy(kids + i + h.n, b->kids + i, (b->kid_count - i) * sizeof *kids);
-  b->kids = kids;
-  b->kid_count += h.n;
 }
 
 static void check_let(sema *s, ts_node *n) {
   ts_node *tn = n->kids[0], *v = n->kids[1];
-  ts_symbol *callee = v && v->kind == TS_NODE_CALL ? callee_of(s, v) : NULL;
-  if (is_tile_fn(callee) && callee->decl->kids[1]) {
+  ts_symbol *callee = v && v->kind == TS_NODE_CALL ? sema_callee(s, v) : NULL;
+  if (sema_is_tile_fn(callee) && callee->decl->kids[1]) {
     sema_inline_result(s, n, v, callee); /* (n becomes a block) */
     return;
   }
@@ -585,8 +468,8 @@ static void check_call_stmt(sema *s, ts_node *n) {
   ts_node *call = n->kids[0];
   if (!call || call->kind != TS_NODE_CALL)
     return;
-  ts_symbol *callee = callee_of(s, call);
-  if (is_tile_fn(callee)) {
+  ts_symbol *callee = sema_callee(s, call);
+  if (sema_is_tile_fn(callee)) {
     sema_inline_call(s, n, call, callee);
     return;
   }
@@ -765,19 +648,8 @@ static void check_if(sema *s, ts_node *n) {
       ts_diag_hint(s->d, d, "compare it: 'x != 0'");
   }
   sema_check_block(s, n->kids[1]);
+  sema_else_results(s, n);
   ts_node *e = n->kids[2];
-  if (e && e->kind == TS_NODE_IF) {
-    /* an else-if whose condition computes results first: `else { if }` */
-    hoisted h = {0};
-    collect_results(s, e->kids[0], true, &h);
-    ts_node *blk = h.n ? sema_alloc(s, sizeof *blk) : NULL;
-    ts_node **bk = blk ? sema_alloc(s, sizeof *bk) : NULL;
-    if (bk) {
-      bk[0] = e;
-      *blk = (ts_node){.kind = TS_NODE_BLOCK, .span = e->span, .kids = bk, .kid_count = 1};
-      n->kids[2] = e = blk;
-    }
-  }
   if (e) {
     if (e->kind == TS_NODE_IF)
       check_if(s, e);
@@ -856,7 +728,7 @@ void sema_check_stmt(sema *s, ts_node *n) {
 /* The statements of block b, in the current scope. */
 void sema_check_stmts(sema *s, ts_node *b) {
   for (uint32_t i = 0; i < b->kid_count && !stopped(s); i++) {
-    hoist_results(s, b, i); /* (then kids[i] is the first let) */
+    sema_hoist_results(s, b, i); /* (then kids[i] is the first let) */
     sema_check_stmt(s, b->kids[i]);
   }
 }

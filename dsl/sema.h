@@ -124,7 +124,18 @@ void sema_inline_call(sema *s, ts_node *stmt, ts_node *call, ts_symbol *fn);
  * of v#r. */
 void sema_inline_result(sema *s, ts_node *let, ts_node *call, ts_symbol *fn);
 ts_str sema_hidden_name(sema *s, ts_str name, const char *suffix);
+/* What a call names that is not a conversion (a function, a param, ...), or
+ * NULL; whether a symbol is a tile function (sema.c). */
+ts_symbol *sema_callee(sema *s, const ts_node *call);
+bool sema_is_tile_fn(const ts_symbol *fn);
+/* The statements of block b, in the current scope (sema.c); each preceded
+ * first by a let of each tile function result inside its expressions
+ * (sema_hoist_results: statement i of b), and an if's else-if whose
+ * condition has one made the block of its else (sema_else_results;
+ * sema_inline.c). */
 void sema_check_stmts(sema *s, ts_node *b);
+void sema_hoist_results(sema *s, ts_node *b, uint32_t i);
+void sema_else_results(sema *s, ts_node *n);
 
 /* sema_tile.c */
 void sema_tile_op(sema *s, ts_node *call);

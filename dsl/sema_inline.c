@@ -9,7 +9,9 @@
  * the tensor and tile parameters bound to the caller's tensors and tiles
  * (by reference: writes go to the caller's), and the shape names bound to
  * the arguments' extents. What reaches the compiler is ordinary kernel
- * code, the same as if the body had been written at the call. */
+ * code, the same as if the body had been written at the call. A call with
+ * a result inside an expression is first made a `let` of its own before
+ * its statement (the end of this file). */
 #include "dsl/sema.h"
 
 #include <stdio.h>
@@ -719,4 +721,133 @@ void sema_inline_result(sema *s, ts_node *let, ts_node *call, ts_symbol *fn) {
   let->kids = kids;
   let->kid_count = 3;
   sema_check_stmt(s, final);
+}
+
+/* ---- tile function results inside expressions
+ * A call of a tile function with a result that stands inside an expression
+ * of a statement (`let v = 1.0 + f(x);`, `if f(x) > 0.0 {`, `y[i] = g(f(a),
+ * b);`, a loop's bounds, a `return`'s value) is computed before the
+ * statement, in the statement's block: each such call, inner before outer
+ * and left before right, becomes `let f#hN = f(...);` (sema_inline_result's
+ * form) and the call a use of that name. An `else if`'s condition is
+ * computed where it is evaluated: the `if` becomes the block of the `else`
+ * (sema_else_results).
+ * Not in a tile's shape or a `parallel`'s extents (constants), where
+ * check_fn_call reports the call. */
+
+typedef struct hoisted {
+  ts_node **calls;
+  uint32_t n, cap;
+  bool nomem;
+} hoisted;
+
+static bool is_result_call(sema *s, const ts_node *e) {
+  if (!e || e->kind != TS_NODE_CALL)
+    return false;
+  ts_symbol *fn = sema_callee(s, e);
+  return sema_is_tile_fn(fn) && fn->decl->kids[1];
+}
+
+/* The result calls in expression e, inner and left first (not e itself when
+ * `top` is false: a let's value that is the call, a call statement). */
+static void collect_results(sema *s, ts_node *e, bool top, hoisted *h) {
+  if (!e)
+    return;
+  switch (e->kind) {
+  case TS_NODE_UNARY:
+  case TS_NODE_BINARY:
+  case TS_NODE_CALL:
+  case TS_NODE_NAMED:
+  case TS_NODE_INDEX:
+  case TS_NODE_SLICE: break;
+  default: return; /* (leaves, and nothing else holds an expression) */
+  }
+  for (uint32_t i = 0; i < e->kid_count; i++)
+    collect_results(s, e->kids[i], true, h);
+  if (!top || !is_result_call(s, e))
+    return;
+  if (h->n == h->cap) {
+    uint32_t cap = h->cap ? 2 * h->cap : 4;
+    ts_node **c = sema_alloc(s, cap * sizeof *c);
+    if (!c) {
+      h->nomem = true;
+      return;
+    }
+    if (h->n)
+      memcpy(c, h->calls, h->n * sizeof *c);
+    h->calls = c;
+    h->cap = cap;
+  }
+  h->calls[h->n++] = e;
+}
+
+/* The result calls that statement n computes first. */
+static void results_of(sema *s, ts_node *n, hoisted *h) {
+  switch (n ? n->kind : TS_NODE_ERROR) {
+  case TS_NODE_LET:
+  case TS_NODE_VAR: collect_results(s, n->kids[1], false, h); break;
+  case TS_NODE_ASSIGN:
+    collect_results(s, n->kids[0], true, h);
+    collect_results(s, n->kids[1], true, h);
+    break;
+  case TS_NODE_EXPR_STMT: collect_results(s, n->kids[0], false, h); break;
+  case TS_NODE_IF: collect_results(s, n->kids[0], true, h); break;
+  case TS_NODE_FOR:
+  case TS_NODE_PIPELINED:
+    collect_results(s, n->kids[0], true, h);
+    collect_results(s, n->kids[1], true, h);
+    break;
+  case TS_NODE_RETURN:
+    if (n->kid_count)
+      collect_results(s, n->kids[0], true, h);
+    break;
+  default: break;
+  }
+}
+
+void sema_hoist_results(sema *s, ts_node *b, uint32_t i) {
+  hoisted h = {0};
+  results_of(s, b->kids[i], &h);
+  if (h.nomem)
+    s->nomem = true;
+  if (!h.n || h.nomem)
+    return;
+  ts_node **kids = sema_alloc(s, (b->kid_count + h.n) * sizeof *kids);
+  if (!kids)
+    return;
+  memcpy(kids, b->kids, i * sizeof *kids);
+  for (uint32_t k = 0; k < h.n; k++) {
+    ts_node *call = h.calls[k], *moved = sema_alloc(s, sizeof *moved);
+    ts_node *let = sema_alloc(s, sizeof *let), **lk = sema_alloc(s, 2 * sizeof *lk);
+    char suffix[16];
+    snprintf(suffix, sizeof suffix, "h%u", ++s->hoists);
+    ts_str name = sema_hidden_name(s, call->name, suffix);
+    if (!moved || !let || !lk || !name.len)
+      return;
+    *moved = *call;
+    lk[0] = NULL;
+    lk[1] = moved;
+    *let = (ts_node){.kind = TS_NODE_LET, .span = call->span, .name = name, .kids = lk,
+                     .kid_count = 2};
+    *call = (ts_node){.kind = TS_NODE_NAME, .span = call->span, .name = name};
+    kids[i + k] = let;
+  }
+  memcpy(kids + i + h.n, b->kids + i, (b->kid_count - i) * sizeof *kids);
+  b->kids = kids;
+  b->kid_count += h.n;
+}
+
+void sema_else_results(sema *s, ts_node *n) {
+  ts_node *e = n->kids[2];
+  if (!e || e->kind != TS_NODE_IF)
+    return;
+  hoisted h = {0};
+  collect_results(s, e->kids[0], true, &h);
+  ts_node *blk = h.n ? sema_alloc(s, sizeof *blk) : NULL;
+  ts_node **bk = blk ? sema_alloc(s, sizeof *bk) : NULL;
+  if (bk) {
+    bk[0] = e;
+    *blk = (ts_node){.kind = TS_NODE_BLOCK, .span = e->span, .kids = bk, .kid_count = 1};
+    n->kids[2] = blk;
+  }
 }
