@@ -584,8 +584,9 @@ static void hca_args(ts_device *d, int64_t T, int64_t H, int64_t C, int64_t W, i
   a[2] = ts_arg_tensor(d == host ? win : to_gpu(win));
   a[3] = ts_arg_tensor(rnd(d, TS_DTYPE_BF16, 2, sc, 14, 1));
   a[4] = ts_arg_tensor(d == host ? nc : to_gpu(nc));
-  a[5] = ts_arg_tensor(rnd(d, TS_DTYPE_F32, 1, &H, 15, 0.5));
-  a[6] = ts_arg_tensor(tensor(d, TS_DTYPE_BF16, 3, sq));
+  a[5] = ts_arg_tensor(tensor(d, TS_DTYPE_I32, 1, &T)); /* cbase: all from row 0 */
+  a[6] = ts_arg_tensor(rnd(d, TS_DTYPE_F32, 1, &H, 15, 0.5));
+  a[7] = ts_arg_tensor(tensor(d, TS_DTYPE_BF16, 3, sq));
   if (d != host) {
     ts_tensor_release(win);
     ts_tensor_release(nc);
@@ -596,11 +597,11 @@ static void hca_args(ts_device *d, int64_t T, int64_t H, int64_t C, int64_t W, i
  * n compressed entries, the compressed blocks through a cp.async ring) as
  * a fraction of the bf16 peak. */
 static void hca_prefill(void) {
-  ts_arg a[7];
+  ts_arg a[8];
   hca_args(host, 3, 64, 128, 70, 150, a);
-  differential("kernels/hca_attn.tile", "hca_attn_tc", "NH=64 DC=128 CH=64 WG=1", a, 7, 6, 2e-2);
-  differential("kernels/hca_attn.tile", "hca_attn_tc", "NH=64 DC=128 CH=128 WG=2", a, 7, 6, 2e-2);
-  release_args(a, 7);
+  differential("kernels/hca_attn.tile", "hca_attn_tc", "NH=64 DC=128 CH=64 WG=1", a, 8, 7, 2e-2);
+  differential("kernels/hca_attn.tile", "hca_attn_tc", "NH=64 DC=128 CH=128 WG=2", a, 8, 7, 2e-2);
+  release_args(a, 8);
   if (check_only)
     return;
   int64_t T = quick ? 64 : 4096, H = 64, C = 512, W = 128;
@@ -611,11 +612,11 @@ static void hca_prefill(void) {
   int64_t ns[3] = {1024, quick ? 2048 : 4096, quick ? 4096 : 8192};
   for (int i = 0; i < 3; i++) {
     hca_args(gpu, T, H, C, W, ns[i], a);
-    double t = timed(k, a, 7), flops = (double)T * H * (double)(ns[i] + W) * C * 4.0;
+    double t = timed(k, a, 8), flops = (double)T * H * (double)(ns[i] + W) * C * 4.0;
     char r[32];
     printf("| %lld | %.3f | %.1f | %s |\n", (long long)ns[i], t * 1e3, flops / t / 1e12,
            ratio(r, peak_flops > 0 ? flops / t / peak_flops : 0));
-    release_args(a, 7);
+    release_args(a, 8);
   }
   ts_kernel_release(k);
 }

@@ -92,19 +92,74 @@ function M:norm_rope(x, w, tab, pos, bf16)
   return y
 end
 
+-- Where a prefill's spans ({first row, rows} each; P > 0: one span
+-- continuing a sequence after P positions) put their compressed entries
+-- at compression ratio `ratio`: span k makes new[k] entries, rows eoff[k]
+-- .. of the layer's new ones, and its tokens see held[k] (those before P
+-- too); most: the largest held.
+local function span_layout(spans, ratio, P)
+  local lay = {P = P, eoff = {}, new = {}, held = {}, most = 0}
+  local e = 0
+  for k, sp in ipairs(spans) do
+    local n = ratio > 0 and (P + sp[2]) // ratio - P // ratio or 0
+    lay.eoff[k], lay.new[k], lay.held[k] = e, n, n + (ratio > 0 and P // ratio or 0)
+    lay.most = math.max(lay.most, lay.held[k])
+    e = e + n
+  end
+  return lay
+end
+
+-- An i32 tensor of f(k, t) for each token t (from 0) of each span k, in the
+-- spans' rows.
+local function span_tokens(spans, lay, f)
+  local v = {}
+  for k, sp in ipairs(spans) do
+    for t = 0, sp[2] - 1 do v[#v + 1] = f(k, t) end
+  end
+  return O.tensor("i32", {#v}, v)
+end
+
+-- The spans' runs (k0 .. k1, rows first .. first + rows - 1) whose indexer
+-- scores are one launch, [rows, N]: N the most keys of its spans; a run
+-- takes the next span while its padding (a row's scores past its own
+-- span's keys) stays within its own scores or O.score_pad of them.
+local function score_runs(spans, lay)
+  local runs, r = {}, nil
+  for k, sp in ipairs(spans) do
+    local n, N = sp[2], lay.held[k]
+    if r then
+      local rows, most, used = r.rows + n, math.max(r.N, N), r.used + n * N
+      if rows * most - used <= math.max(used, O.score_pad) then
+        r.rows, r.N, r.used, r.k1 = rows, most, used, k
+      else
+        r = nil
+      end
+    end
+    if not r then
+      r = {k0 = k, k1 = k, first = sp[1], rows = n, N = N, used = n * N}
+      runs[#runs + 1] = r
+    end
+  end
+  return runs
+end
+
 -- Attention of layer L over a prefill's rows x [T, d] at positions pos;
 -- returns [T, d] and what it made (for the golden comparisons and the
 -- decode caches, M:hand_off). With `spans` ({first row, rows} each) the
 -- rows are the prompts of several sequences, each from position 0
--- (prefill_batch): the projections (queries, KV rows, the compressors',
--- the indexer's, the output's) run over all the rows at once, the pooling
--- into compressed entries, the indexer's scores and top-k and the attention
--- over each span's own rows; what it made is then a list, one a span.
--- With `P` > 0 the rows continue this sequence after its first P positions
--- (M:extend; pos P .. P + T - 1, no spans): its state of layer L is the
--- prefix (M:prefix_rows): the window's rows before P, the entries and keys
--- so far, and the compressors' buffered rows of the windows the new rows
--- complete; what it made is then what the rows add to the state.
+-- (prefill_batch): every launch runs over all the rows at once (the
+-- projections; each compressor pools every prompt's windows, compress_pool_at;
+-- the indexer scores each prompt's queries against its own keys where
+-- they lie, kbase; one top-k; one index-list launch and one attention over
+-- one KV list of all the prompts' rows, then all their entries), each token
+-- reading only its own prompt's rows and entries, so that each prompt's
+-- results are its prefill's alone bit for bit; what it made is then a list,
+-- one a span (views of the batch's tensors). With `P` > 0 the rows
+-- continue this sequence after its first P positions (M:extend; pos P .. P
+-- + T - 1, no spans): its state of layer L is the prefix (M:prefix_rows):
+-- the window's rows before P, the entries and keys so far, and the
+-- compressors' buffered rows of the windows the new rows complete; what
+-- it made is then what the rows add to the state.
 function M:attention(L, x, pos, spans, P)
   O.use(self.dev, self.tf32)
   local c, cfg = self.cfg.head_dim, self.cfg
@@ -123,89 +178,74 @@ function M:attention(L, x, pos, spans, P)
   -- attention reads the entries as the caches hold them (in the "fp8"
   -- format: after the FP8 simulation, rope dims in bf16)
   local F, rd = self.kv_format, cfg.rope_head_dim
-  local kvs = Cache.simulate(F, "kv", kv, rd)
   local one = spans == nil
   spans = spans or {{0, T}}
   local pre = P and P > 0 and self:prefix_rows(L, P) or nil
-  local cz, icz, qi, w
-  if ratio > 0 then cz = self:project(L, "compressor", x) end
-  if ratio == 4 then -- the indexer's buffer even before its first key
-    icz = self:project(L, "indexer.compressor", x)
-    local keyed = false
-    for _, sp in ipairs(spans) do keyed = keyed or (P or 0) + sp[2] >= ratio end
-    if keyed then qi, w = self:indexer_inputs(L, qr, x, tab, pos) end
+  local lay = span_layout(spans, ratio, pre and P or 0)
+  local made = {}
+  local function rows(t, k) return one and t or t:slice(0, spans[k][1], spans[k][2]) end
+  local function entries(t, k) return t:slice(0, lay.eoff[k], lay.new[k]) end
+  for k in ipairs(spans) do made[k] = {kv = rows(kv, k)} end
+  -- the KV list: the window's rows (the np before P, then the T new ones),
+  -- then the compressed entries (those before P, then the new)
+  local np = pre and pre.window:shape(1) or 0
+  local list = Cache.simulate(F, "kv", kv, rd)
+  if pre then list = concat_rows(pre.window, list) end
+  local comps, sel
+  if ratio > 0 then
+    local cz = self:project(L, "compressor", x)
+    local comp = self:pool_spans(L, "compressor", cz, spans, ratio, tab, pre, P)
+    for k, m in ipairs(made) do
+      m.projected, m.compressed = {compressor = rows(cz, k)}, entries(comp, k)
+    end
+    comps = comp:shape(1) > 0 and Cache.simulate(F, "kv", comp, rd) or comp
+    if pre then comps = concat_rows(pre.entries, comps) end
+  end
+  if ratio == 4 then
+    -- the lightning indexer: each token's scores over its own keys, top-k
+    -- (its buffer even before its first key)
+    local icz = self:project(L, "indexer.compressor", x)
+    for k, m in ipairs(made) do m.projected["indexer.compressor"] = rows(icz, k) end
+    if comps:shape(1) > 0 then
+      local qi, w = self:indexer_inputs(L, qr, x, tab, pos)
+      local keys = hadamard(self:pool_spans(L, "indexer.compressor", icz, spans, ratio, tab,
+                                            pre, P))
+      local held = F == "f32" and keys or Cache.packed(F, "key", keys)
+      if pre then held = concat_rows(pre.keys, held) end
+      sel = self:select_spans(ratio, qi, held, w, pos, spans, lay)
+      for k, m in ipairs(made) do m.indexer_keys, m.topk = entries(keys, k), rows(sel, k) end
+      list = concat_rows(list, comps)
+    end
   end
   local sink = self:weight(p .. "attn_sink")
   local o = bf and O.out({T, H, c}, "bf16") or f32{T, H, c}
-  local roped, made = false, {}
-  for k, sp in ipairs(spans) do
-    local n = sp[2]
-    local function rows(t) return one and t or t:slice(0, sp[1], n) end
-    local m = {kv = rows(kv)}
-    made[k] = m
-    -- the KV list: the window's rows (the np before P, then the n new
-    -- ones), then the compressed entries (those before P, then the new)
-    local kvs_s, pos_s, q_s, o_s = rows(kvs), rows(pos), rows(q), rows(o)
-    local P0, np = pre and P or 0, pre and pre.window:shape(1) or 0
-    if pre then kvs_s = concat_rows(pre.window, kvs_s) end
-    local list, N, sel, comps = kvs_s, 0, nil, nil
-    if ratio > 0 then
-      m.projected = {compressor = rows(cz)}
-      local comp = pre and self:pool_after(L, "compressor", pre.buf, cz, P, ratio, tab)
-        or self:pool(L, "compressor", m.projected.compressor, ratio, tab, 0)
-      m.compressed = comp
-      if ratio == 4 then m.projected["indexer.compressor"] = rows(icz) end
-      comps = comp:shape(1) > 0 and Cache.simulate(F, "kv", comp, rd) or comp
-      if pre then comps = concat_rows(pre.entries, comps) end
-      N = comps:shape(1)
-      if N > 0 and ratio ~= 128 then list = concat_rows(kvs_s, comps) end
-    end
-    if ratio == 4 and N > 0 then
-      -- the lightning indexer: scores over the indexer's keys, top-k
-      local keys = hadamard(pre and self:pool_after(L, "indexer.compressor", pre.buf, icz, P,
-                                                    ratio, tab)
-                              or self:pool(L, "indexer.compressor",
-                                           m.projected["indexer.compressor"], ratio, tab, 0))
-      m.indexer_keys = keys
-      local held = F == "f32" and keys or Cache.packed(F, "key", keys)
-      if pre then held = concat_rows(pre.keys, held) end
-      local scores = f32{n, N}
-      self:index_scores(ratio, rows(qi), held, rows(w), pos_s, scores)
-      local lens = {}
-      for t = 0, n - 1 do lens[t + 1] = (P0 + t + 1) // ratio end
-      local len = O.tensor("i32", {n}, lens)
-      sel = O.topk(scores, len, cfg.index_topk)
-      m.topk = sel
-      -- (the lists below are made for the np + n rows of the window)
-      if pre then sel = concat_rows(self:no_selection(np, cfg.index_topk), sel) end
-    end
-    if ratio == 128 then
-      -- HCA: the window gathered from kv, then the complete compressed
-      -- entries read in place (hca_attn.tile)
-      local nc = {}
-      for t = 0, n - 1 do nc[t + 1] = math.min((P0 + t + 1) // ratio, N) end
-      local win = self:index_lists(np + n, W):slice(0, np, n)
-      local ncomp = O.tensor("i32", {n}, nc)
-      comps = comps or f32{0, c}
-      if bf then
-        kernel("hca_attn.tile", "hca_attn_tc", self:tc_params()):launch{
-          q_s, O.convert(kvs_s, "bf16"), win, O.convert(comps, "bf16"), ncomp, sink, o_s}
-      else
-        self:hca_attend(L, q_s, kvs_s, win, comps, ncomp, o_s, tab, pos_s)
-        roped = true
-      end
+  local roped = false
+  if ratio == 128 then
+    -- HCA: the window gathered from the list, then each token's complete
+    -- compressed entries read in place (hca_attn.tile) from its prompt's
+    local win = self:span_lists(pos, nil, nil, W, np)
+    local ncomp, cbase = span_tokens(spans, lay, function(k, t)
+      return math.min((lay.P + t + 1) // ratio, lay.held[k])
+    end), span_tokens(spans, lay, function(k) return lay.eoff[k] end)
+    if bf then
+      kernel("hca_attn.tile", "hca_attn_tc", self:tc_params()):launch{
+        q, O.convert(list, "bf16"), win, O.convert(comps, "bf16"), ncomp, cbase, sink, o}
     else
-      -- index lists: the window (token t and the W - 1 before it), then the
-      -- selected (CSA) compressed entries, -1 padded
-      local K = W + (ratio == 4 and cfg.index_topk or 0)
-      local idx = self:index_lists(np + n, K, sel):slice(0, np, n)
-      if bf then
-        kernel("sparse_attn.tile", "sparse_attn_tc", self:tc_params())
-          :launch{q_s, O.convert(list, "bf16"), idx, sink, o_s}
-      else
-        kernel("sparse_attn.tile", "sparse_attn_f32", f32_attn_params(H, c))
-          :launch{q_s, list, idx, sink, o_s}
-      end
+      self:hca_attend(L, q, list, win, comps, ncomp, o, tab, pos, cbase, lay.most)
+      roped = true
+    end
+  else
+    -- index lists: the window (token t and the W - 1 before it), then the
+    -- selected (CSA) compressed entries (rows from np + T on), -1 padded
+    local K = W + (ratio == 4 and cfg.index_topk or 0)
+    local ebase = sel and span_tokens(spans, lay, function(k) return np + T + lay.eoff[k] end)
+    local idx = self:span_lists(pos, sel, ebase, K, np)
+    if bf then
+      kernel("sparse_attn.tile", "sparse_attn_tc", self:tc_params())
+        :launch{q, O.convert(list, "bf16"), idx, sink, o}
+    else
+      kernel("sparse_attn.tile", "sparse_attn_f32", f32_attn_params(H, c))
+        :launch{q, list, idx, sink, o}
     end
   end
   if bf then o = O.convert(o, "f32") end
@@ -255,18 +295,45 @@ function M:split_attend(L, file, name, params, P, args, o, tab, pos)
     :launch{po, pm, pl, self:weight(self:pname(L, "attn.attn_sink")), tab, pos, o}
 end
 
--- The [T, K] index lists of a prefill of T tokens: token t's window, then
--- the rows T + e of the selected compressed entries e (sel, topk's [T, k]
--- output) if any, -1 padded (kernels/sparse_attn.tile sparse_index).
-function M:index_lists(T, K, sel)
+-- The [T, K] index lists of a prefill's T tokens at positions pos (row
+-- r0 + t of the KV list, its span's rows before it): token t's window,
+-- then the rows ebase[t] + e of the selected compressed entries e (sel,
+-- topk's [T, k] output) if any, -1 padded (kernels/sparse_attn.tile
+-- sparse_index).
+function M:span_lists(pos, sel, ebase, K, r0)
+  local T = pos:shape(1)
   if not sel then
     local none = {}
     for i = 1, T do none[i] = -1 end
     sel = O.tensor("i32", {T, 1}, none)
   end
   local idx = O.out({T, K}, "i32")
-  kernel("sparse_attn.tile", "sparse_index", {W = self.cfg.window_size}):launch{sel, idx}
+  kernel("sparse_attn.tile", "sparse_index", {W = self.cfg.window_size})
+    :launch{pos, sel, ebase or pos, idx, r0}
   return idx
+end
+
+-- The indexer's selection [T, index_topk] of a prefill's spans (lay:
+-- span_layout's): each token's queries (qi, w; positions pos) scored
+-- against its own span's keys where they lie in held (from row eoff[k]),
+-- the top k of the first (position + 1) / ratio; a run of spans
+-- (score_runs) one scores launch and one top-k.
+function M:select_spans(ratio, qi, held, w, pos, spans, lay)
+  local KS, T = self.cfg.index_topk, qi:shape(1)
+  local runs = score_runs(spans, lay)
+  local sel = #runs > 1 and O.out({T, KS}, "i32") or nil
+  for _, r in ipairs(runs) do
+    local part = {table.unpack(spans, r.k0, r.k1)}
+    local sub = {P = lay.P, eoff = {table.unpack(lay.eoff, r.k0, r.k1)}}
+    local function rows(t) return #runs > 1 and t:slice(0, r.first, r.rows) or t end
+    local scores = f32{r.rows, math.max(r.N, 1)}
+    self:index_scores(ratio, rows(qi), held, rows(w), rows(pos), scores,
+                      #spans > 1 and span_tokens(part, sub, function(k) return sub.eoff[k] end))
+    local len = span_tokens(part, sub, function(_, t) return (lay.P + t + 1) // ratio end)
+    local s = O.topk(scores, len, KS, sel and rows(sel))
+    sel = sel or s
+  end
+  return sel
 end
 
 -- The attention output o [T, H, c] of layer L: inverse RoPE (unless
@@ -682,39 +749,28 @@ end
 
 -- step_compress for a batch whose states lie in the model's pools (its
 -- projections in the buffers): the sequences whose token completes a
--- window pool it together, each compressor's windows gathered from the
--- buffers' pool by one launch (embed.tile rows_f32), pooled, normed and
--- roped (M:pool_at), packed ("fp8": quant.tile kv_pack, or hadamard +
+-- window pool it together, each compressor's windows read where they lie
+-- in the buffers' pool, pooled, normed and roped by one launch each
+-- (M:pool_windows), packed ("fp8": quant.tile kv_pack, or hadamard +
 -- fp4_pack for the indexer's keys) and placed in each sequence's slot of
 -- the entries' (keys') pool (embed.tile put_rows), where each sequence made
--- its entry alone. A CSA sequence's first window (no window before it) is
--- pooled alone. The same bits.
+-- its entry alone. The same bits.
 function M:compress_batch(L, seqs, pos_v)
   local ratio = self.cfg.compress_ratios[L + 1]
   if ratio == 0 then return end
-  local R, tab, done = self.buffer_rows(ratio), self:rope_table(ratio), {}
-  for b, s in ipairs(seqs) do
-    local t = pos_v[b]
-    if (t + 1) % ratio == 0 then
-      if ratio == 4 and t + 1 == ratio then
-        self:step_compress(L, s.state[L], t)
-      else
-        done[#done + 1] = b
-      end
-    end
+  local tab, done = self:rope_table(ratio), {}
+  for b in ipairs(seqs) do
+    if (pos_v[b] + 1) % ratio == 0 then done[#done + 1] = b end
   end
   if #done == 0 then return end
-  local n = ratio == 4 and 2 * ratio or ratio
   for _, which in ipairs(ratio == 4 and both_compressors or main_compressor) do
-    local idx, epos, bufs = {}, {}, seqs[done[1]].state[L].buf[which].pool
+    local wins, epos, bufs = {}, {}, seqs[done[1]].state[L].buf[which].pool
     for k, b in ipairs(done) do
-      local base, t = bufs:base(seqs[b]:slot()), pos_v[b]
-      for j = 1, n do idx[#idx + 1] = base + (t - n + j) % R end
+      local t = pos_v[b]
+      wins[2 * k - 1], wins[2 * k] = self.ring_windows(t, ratio, bufs:base(seqs[b]:slot()))
       epos[k] = (t + 1) // ratio - 1
     end
-    local win = O.out{#idx, bufs.width}
-    kernel("embed.tile", "rows_f32"):launch{bufs.data, O.tensor("i32", {#idx}, idx), win}
-    local entries = self:pool_at(L, which, win, ratio, tab, epos)
+    local entries = self:pool_windows(L, which, bufs.data, wins, epos, ratio, tab)
     local key = which == "indexer.compressor"
     if key then entries = hadamard(entries) end
     local caches, rows = {}, {}

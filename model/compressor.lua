@@ -78,30 +78,43 @@ function M:pool(L, which, cz, ratio, tab, first)
   return out
 end
 
--- M:pool for a batch's completed windows: cz holds each window's rows in
--- turn (CSA's 2 RATIO rows: the previous window and this one; HCA's RATIO),
--- pooled by one launch; of each CSA pair the second entry kept (its first
--- pooled the rows of the window before, which belong to another sequence
--- or were that sequence's discarded one); entry k normed and roped as the
--- layer's entry number epos[k]. Returns [#epos, E].
-function M:pool_at(L, which, cz, ratio, tab, epos)
+-- Entries pooled from windows that lie anywhere in the projected rows cz
+-- [., 2 KE] (a prefill's, or the buffers' ring or pool): entry k's own
+-- window from row wins[2k - 1], the window before it (CSA) from row
+-- wins[2k] (-1: none, a sequence's first entry), normed and roped as the
+-- layer's entry number epos[k]; one compress_pool_at and one
+-- compress_norm_rope_at. Returns [#epos, E].
+function M:pool_windows(L, which, cz, wins, epos, ratio, tab)
   local p = self:pname(L, subs[which])
   local E = self:weight(p .. "norm.weight"):shape(1)
-  local m, N = #epos, cz:shape(1) // ratio
-  local comp = O.out{N, E}
-  kernel("compressor.tile", "compress_pool", ratio == 4 and joined_csa or joined_hca)
-    :launch{cz, cz, self:weight(p .. "ape"), comp}
-  if N > m then
-    local last = {}
-    for k = 1, m do last[k] = 2 * k - 1 end
-    local kept = O.out{m, E}
-    kernel("embed.tile", "rows_f32"):launch{comp, O.tensor("i32", {m}, last), kept}
-    comp = kept
-  end
-  local out = O.out{m, E}
+  local N = #epos
+  local comp, out = O.out{N, E}, O.out{N, E}
+  if N == 0 then return out end
+  kernel("compressor.tile", "compress_pool_at", ratio == 4 and joined_csa or joined_hca)
+    :launch{cz, cz, self:weight(p .. "ape"), O.tensor("i32", {N, 2}, wins), comp}
   kernel("compressor.tile", "compress_norm_rope_at", ratio_params(ratio))
-    :launch{comp, self:weight(p .. "norm.weight"), tab, out, O.tensor("i32", {m}, epos)}
+    :launch{comp, self:weight(p .. "norm.weight"), tab, out, O.tensor("i32", {N}, epos)}
   return out
+end
+
+-- The entries of a prefill's spans ({first row, rows} each: prompts from
+-- position 0) from the projected rows cz [T, 2 KE] of all of them: every
+-- span's complete windows pooled where they lie by one launch
+-- (M:pool_windows), each its span's entry number; spans' entries in turn,
+-- [sum of rows // ratio, E]. One span: M:pool; with `pre` (M:attention's
+-- prefix of a sequence continued after P positions, one span) M:pool_after.
+function M:pool_spans(L, which, cz, spans, ratio, tab, pre, P)
+  if pre then return self:pool_after(L, which, pre.buf, cz, P, ratio, tab) end
+  if #spans == 1 then return self:pool(L, which, cz, ratio, tab, 0) end
+  local wins, epos = {}, {}
+  for _, sp in ipairs(spans) do
+    for e = 0, sp[2] // ratio - 1 do
+      wins[#wins + 1] = sp[1] + ratio * e
+      wins[#wins + 1] = e > 0 and sp[1] + ratio * (e - 1) or -1
+      epos[#epos + 1] = e
+    end
+  end
+  return self:pool_windows(L, which, cz, wins, epos, ratio, tab)
 end
 
 -- The entries that the projected rows cz [T, 2 KE] of positions P .. P +
@@ -152,22 +165,18 @@ function M:compress_step(L, which, st, t, ratio, tab, x)
   local buf, R = st.buf[which], M.buffer_rows(ratio)
   if x then self:project(L, which, x, buf.cz:slice(0, t % R, 1)) end
   if (t + 1) % ratio ~= 0 then return nil end
-  local g = (t + 1) // ratio - 1
-  local n = (ratio == 4 and g > 0) and 2 * ratio or ratio
-  -- the window's rows in order: positions t - n + 1 .. t (a view where
-  -- they lie in order: HCA's, a CSA window ending in the ring's last row;
-  -- else gathered)
-  local first, win = (t - n + 1) % R, nil
-  if first + n <= R then
-    win = buf.cz:slice(0, first, n)
-  else
-    local idx = {}
-    for k = 1, n do idx[k] = (t - n + k) % R end
-    win = O.out{n, buf.cz:shape(2)}
-    kernel("embed.tile", "rows_f32"):launch{buf.cz, O.tensor("i32", {n}, idx), win}
-  end
-  local out = self:pool(L, which, win, ratio, tab, g - (n // ratio - 1))
-  return out:slice(0, out:shape(1) - 1, 1)
+  return self:pool_windows(L, which, buf.cz, {M.ring_windows(t, ratio, 0)},
+                           {(t + 1) // ratio - 1}, ratio, tab)
+end
+
+-- The rows of the window that position t completes and (CSA) of the one
+-- before it (-1 for a sequence's first) in a compressor's ring of
+-- buffer_rows rows from row base (position p in row base + p mod R): a
+-- window is whole in the ring (R a multiple of the ratio).
+function M.ring_windows(t, ratio, base)
+  local R = M.buffer_rows(ratio)
+  local own = base + (t + 1 - ratio) % R
+  return own, (ratio == 4 and t + 1 > ratio) and base + (t + 1 - 2 * ratio) % R or -1
 end
 
 end

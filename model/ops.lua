@@ -453,6 +453,12 @@ function O.topk(scores, len, K, out)
   return out
 end
 
+-- A prefill of several prompts scores a run of them with one indexer
+-- launch ([rows, most keys of them]; model/attention.lua score_runs): the
+-- run takes the next prompt while its padding (a row's scores past its own
+-- prompt's keys) is at most its useful scores or O.score_pad of them.
+O.score_pad = 65536
+
 -- The MoE of more than one token runs in tiles of O.moe_rows rows of one
 -- expert (model/moe.lua; one-row tiles for a single token).
 O.moe_rows = 16

@@ -460,11 +460,11 @@ end
 -- Prefill of several sequences at once: prompts[b] (an i32 tensor or a
 -- table of token ids, at least one) from position 0 of seqs[b], whose
 -- caches start afresh; returns the logits of each prompt's last position
--- [B, vocab], row b for seqs[b]. The embedding, mHC, MoE, the head and
--- the attention's projections run over all the prompts' tokens together
--- (each weight read once for all); each sequence's compressed entries,
--- indexer scores, top-k, attention and caches apart, on its rows (M:attention's
--- spans). Row b equals seqs[b]:prefill(prompts[b]) (bit for bit on the CPU;
+-- [B, vocab], row b for seqs[b]. Every launch runs over all the prompts'
+-- tokens together (each weight read once for all; the attention's pooling,
+-- indexer, top-k and attention each token over its own prompt's rows:
+-- M:attention's spans); each sequence's caches are handed its own rows.
+-- Row b equals seqs[b]:prefill(prompts[b]) (bit for bit on the CPU;
 -- tests/lua/prefill_batch.lua).
 function M:prefill_batch(seqs, prompts)
   local cfg, d, B = self.cfg, self.cfg.dim, #seqs

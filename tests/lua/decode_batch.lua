@@ -137,7 +137,7 @@ for _, fmt in ipairs{"f32", "f32+bf16", "fp8", "fp8+bf16"} do
       local got = model:decode_batch(together, next_ids):to_table()
       local n = 0
       for _, r in ipairs(ts.profile()) do
-        if r.kernel == "compress_pool" then n = n + r.launches end
+        if r.kernel == "compress_pool_at" then n = n + r.launches end
       end
       ts.profile(false)
       pools[step] = n
@@ -152,7 +152,7 @@ for _, fmt in ipairs{"f32", "f32+bf16", "fp8", "fp8+bf16"} do
       if r == 4 then csa = csa + 1 elseif r == 128 then hca = hca + 1 end
     end
     check(pools[1] == 0 and pools[4] == 2 * csa + hca and pools[8] == 2 * csa,
-          string.format("%s: compress_pool launches a step %s (CSA layers %d, HCA %d)", fmt,
+          string.format("%s: compress_pool_at launches a step %s (CSA layers %d, HCA %d)", fmt,
                         table.concat(pools, " "), csa, hca))
     -- a CSA layer's entries and keys: each sequence's slot holds its own
     -- rows (the 60-token prompt's fewer than the 252-token one's), not

@@ -1,12 +1,15 @@
 -- index_lists.lua - the prefill's attention index lists (kernels/
--- sparse_attn.tile sparse_index, as the model builds them in M:index_lists):
+-- sparse_attn.tile sparse_index, as the model builds them in M:attention):
 -- each row equals a plain Lua construction (the window, then the selected
--- entries offset by T, then -1) for T below, at and above the window,
--- selections with pads, without a selection, and a K too short for the
--- window and the selection together; and a decode step's (ring_index: the
--- ring's slots, then the selected entries) at positions below, at and past
--- the window; a batch's (pool_lists: the same as rows of the state pools);
--- on the CPU and the GPU simulator.
+-- entries from the row ebase[t], then -1) for one prompt of T below, at
+-- and above the window, selections with pads, without a selection, and a
+-- K too short for the window and the selection together; for several
+-- prompts in one list (each from position 0, its entries from its own
+-- row) and a sequence continued after P positions (the window's rows
+-- before P first); and a decode step's (ring_index: the ring's slots, then
+-- the selected entries) at positions below, at and past the window; a
+-- batch's (pool_lists: the same as rows of the state pools); on the CPU
+-- and the GPU simulator.
 local ts = require "tessera"
 local passed, failed = 0, 0
 local function check(ok, what)
@@ -30,12 +33,18 @@ local function want_rows(ts_of, W, K, KS, selv, slot, entry)
   return out
 end
 
--- a prefill's: position p is row p, entry e row T + e
-local function want(T, W, K, KS, selv)
-  local ts_of = {}
-  for t = 0, T - 1 do ts_of[t + 1] = t end
-  return want_rows(ts_of, W, K, KS, selv, function(p) return p end,
-                   function(e) return T + e end)
+-- a prefill's lists: token t (at position pos[t]) is row r0 + t, its
+-- span's position p row r0 + t - pos[t] + p, entry e row ebase[t] + e
+local function want(pos, r0, ebase, W, K, KS, selv)
+  local out = {}
+  for t = 0, #pos - 1 do
+    local start = r0 + t - pos[t + 1]
+    local row = want_rows({pos[t + 1]}, W, K, KS, selv and table.move(selv, t * KS + 1,
+                          t * KS + KS, 1, {}) or nil, function(p) return start + p end,
+                          function(e) return ebase[t + 1] + e end)
+    table.move(row, 1, K, t * K + 1, out)
+  end
+  return out
 end
 
 local function check_same(got, exp, what)
@@ -44,20 +53,44 @@ local function check_same(got, exp, what)
   check(same, what)
 end
 
+-- the lists of prompts of lens[k] tokens in one KV list (the T rows, then
+-- every prompt's entries in turn: len // 4 each), or with P > 0 one prompt
+-- continuing after P positions (the window's min(P, W) rows before it,
+-- its rows, then the P // 4 entries before and its own)
+local function layout(lens, P, W)
+  local T = 0
+  for _, n in ipairs(lens) do T = T + n end
+  local r0 = P > 0 and math.min(P, W) or 0
+  local pos, ebase, e = {}, {}, r0 + T
+  for _, n in ipairs(lens) do
+    for t = 0, n - 1 do pos[#pos + 1], ebase[#ebase + 1] = P + t, e end
+    e = e + (P + n) // 4
+  end
+  return T, pos, r0, ebase
+end
+
 for _, dev in ipairs{"cpu", "gpusim"} do
   local d = ts.device(dev)
-  for _, case in ipairs{{T = 5, W = 8, KS = 3}, {T = 8, W = 8, KS = 2}, {T = 37, W = 8, KS = 4},
-                        {T = 37, W = 8, KS = 0}, {T = 20, W = 4, KS = 3, K = 5}} do
-    local T, W, KS = case.T, case.W, case.KS
+  for _, case in ipairs{{lens = {5}, W = 8, KS = 3}, {lens = {8}, W = 8, KS = 2},
+                        {lens = {37}, W = 8, KS = 4}, {lens = {37}, W = 8, KS = 0},
+                        {lens = {20}, W = 4, KS = 3, K = 5},
+                        {lens = {3, 17, 9, 1}, W = 8, KS = 3},
+                        {lens = {12, 6}, W = 4, KS = 0},
+                        {lens = {11}, P = 5, W = 8, KS = 3},
+                        {lens = {30}, P = 23, W = 8, KS = 2}} do
+    local W, KS, P = case.W, case.KS, case.P or 0
+    local T, pos, r0, ebase = layout(case.lens, P, W)
     local K = case.K or W + KS
-    -- token t selects entries below t / 4, increasing, -1 pads (topk's form)
+    -- token t selects entries below its (position + 1) / 4, increasing, -1
+    -- pads (topk's form)
     local selv
     local cols = math.max(KS, 1)
     if KS > 0 then
       selv = {}
       for t = 0, T - 1 do
-        local n, row = math.min(KS, (t + 1) // 4), {}
-        for k = 0, n - 1 do row[k + 1] = k * ((t + 1) // 4) // n end
+        local m = (pos[t + 1] + 1) // 4
+        local n, row = math.min(KS, m), {}
+        for k = 0, n - 1 do row[k + 1] = k * m // n end
         for k = 0, KS - 1 do selv[t * KS + k + 1] = row[k + 1] or -1 end
       end
     end
@@ -67,9 +100,11 @@ for _, dev in ipairs{"cpu", "gpusim"} do
       return none
     end)(), d)
     local idx = ts.tensor("i32", {T, K}, nil, d)
-    ts.kernel("kernels/sparse_attn.tile", "sparse_index", {W = W}, d):launch{sel, idx}
-    check_same(idx:to_table(), want(T, W, K, KS, selv),
-               string.format("%s T %d W %d K %d KS %d", dev, T, W, K, KS))
+    ts.kernel("kernels/sparse_attn.tile", "sparse_index", {W = W}, d):launch{
+      ts.tensor("i32", {T}, pos, d), sel, ts.tensor("i32", {T}, ebase, d), idx, r0}
+    check_same(idx:to_table(), want(pos, r0, ebase, W, K, KS, selv),
+               string.format("%s prompts %s P %d W %d K %d KS %d", dev,
+                             table.concat(case.lens, ","), P, W, K, KS))
   end
 end
 

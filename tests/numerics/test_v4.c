@@ -512,8 +512,8 @@ static void launch_split(ts_kernel *k, ts_kernel *km, const ts_arg *in, int n, i
  * then km. Returns the relative error. */
 static double hca_case(ts_kernel *k, ts_kernel *km, int64_t P, ts_dtype dt, int64_t T, int64_t H,
                        int64_t C, int64_t S, int64_t W, int64_t N,
-                       const int32_t *win, const int32_t *ncomp, uint64_t seed,
-                       bool *zero_rows_ok, const bool *zero_row) {
+                       const int32_t *win, const int32_t *ncomp, const int32_t *cbase,
+                       uint64_t seed, bool *zero_rows_ok, const bool *zero_row) {
   int64_t sq[3] = {T, H, C}, skv[2] = {S, C}, sw[2] = {T, W}, sc[2] = {N, C};
   ts_tensor *q = num_tensor(dt, 3, sq), *kv = num_tensor(dt, 2, skv);
   ts_tensor *comp = num_tensor(dt, 2, sc), *o = num_tensor(dt, 3, sq);
@@ -534,11 +534,12 @@ static double hca_case(ts_kernel *k, ts_kernel *km, int64_t P, ts_dtype dt, int6
   memcpy(all + S * C, cv, (size_t)(N * C) * sizeof *all);
   int32_t *idx = malloc((size_t)(T * K) * sizeof *idx);
   for (int64_t t = 0; t < T; t++) {
-    int64_t n = ncomp[t] < 0 ? 0 : ncomp[t] > N ? N : ncomp[t];
+    int64_t cb = cbase ? cbase[t] : 0, n = ncomp[t] < 0 ? 0 : ncomp[t];
+    n = n > N - cb ? N - cb : n;
     for (int64_t j = 0; j < W; j++)
       idx[t * K + j] = win[t * W + j];
     for (int64_t j = 0; j < N; j++)
-      idx[t * K + W + j] = j < n ? (int32_t)(S + j) : -1;
+      idx[t * K + W + j] = j < n ? (int32_t)(S + cb + j) : -1;
   }
   double *want = malloc((size_t)(T * H * C) * sizeof *want);
   ref_sparse_attn(qv, all, idx, sink, want, T, H, C, S + N, K,
@@ -555,6 +556,14 @@ static double hca_case(ts_kernel *k, ts_kernel *km, int64_t P, ts_dtype dt, int6
     launch_split(k, km, a, 7, P, tsk, o);
     ts_tensor_release(tb);
     ts_tensor_release(tr);
+  } else if (cbase) {
+    /* (hca_attn_tc: token t's entries from row cbase[t]) */
+    ts_tensor *tb = num_tensor(TS_DTYPE_I32, 1, &T);
+    memcpy(ts_tensor_data(tb), cbase, (size_t)T * sizeof *cbase);
+    ts_arg a[8] = {ts_arg_tensor(q),  ts_arg_tensor(kv), ts_arg_tensor(tw),  ts_arg_tensor(comp),
+                   ts_arg_tensor(tn), ts_arg_tensor(tb), ts_arg_tensor(tsk), ts_arg_tensor(o)};
+    num_launch(k, a, 8);
+    ts_tensor_release(tb);
   } else {
     ts_arg a[7] = {ts_arg_tensor(q),    ts_arg_tensor(kv), ts_arg_tensor(tw),
                    ts_arg_tensor(comp), ts_arg_tensor(tn), ts_arg_tensor(tsk),
@@ -603,11 +612,11 @@ static void test_hca(void) {
     for (int j = 0; j < W; j++)
       win[t * W + j] = t == 5 || j % 9 == 4 ? -1 : (j * 3 + t) % (int)S;
   bool zeros;
-  double e = hca_case(kf, NULL, 0, TS_DTYPE_F32, T, H, C, S, W, N, win, ncomp, 5, &zeros,
+  double e = hca_case(kf, NULL, 0, TS_DTYPE_F32, T, H, C, S, W, N, win, ncomp, NULL, 5, &zeros,
                       zero_row);
   CHECK_ERR(e, 1e-5, "hca_attn f32");
   CHECK(zeros);
-  e = hca_case(kb, NULL, 0, TS_DTYPE_BF16, T, H, C, S, W, N, win, ncomp, 6, &zeros,
+  e = hca_case(kb, NULL, 0, TS_DTYPE_BF16, T, H, C, S, W, N, win, ncomp, NULL, 6, &zeros,
                zero_row);
   CHECK_ERR(e, 1e-2, "hca_attn bf16");
   CHECK(zeros);
@@ -617,14 +626,16 @@ static void test_hca(void) {
   for (int t = 0; t < FT; t++)
     for (int j = 0; j < FW; j++)
       fwin[t * FW + j] = (j * 7 + t) % 300;
-  e = hca_case(kb, NULL, 0, TS_DTYPE_BF16, FT, 64, 512, 300, FW, 2048, fwin, fn, 8,
+  e = hca_case(kb, NULL, 0, TS_DTYPE_BF16, FT, 64, 512, 300, FW, 2048, fwin, fn, NULL, 8,
                &zeros, NULL);
   CHECK_ERR(e, 1e-2, "hca_attn V4-Flash size");
   /* the tensor-core form: 16 heads x 64 (mma.sync) and 64 x 128 (the
    * scores by wgmma on the simulator's sm_90a), one warpgroup, then two
    * splitting the columns of all 128 (gen.h ts_wgmma_nsplit), the same
    * tokens (window tails, invalid entries, no compressed entry, a row with
-   * nothing) */
+   * nothing), each token's entries from its own row of comp (cbase: a
+   * prefill of several prompts; a count past the rows left clamped) */
+  const int32_t cbase[T] = {0, 0, 13, 100, 7, 0};
   const struct {
     const char *defs;
     int64_t H, C;
@@ -635,7 +646,7 @@ static void test_hca(void) {
     ts_kernel *kt = num_kernel("kernels/hca_attn.tile", "hca_attn_tc", tc[i].defs, NULL);
     if (!kt)
       break;
-    e = hca_case(kt, NULL, 0, TS_DTYPE_BF16, T, tc[i].H, tc[i].C, S, W, N, win, ncomp, 9,
+    e = hca_case(kt, NULL, 0, TS_DTYPE_BF16, T, tc[i].H, tc[i].C, S, W, N, win, ncomp, cbase, 9,
                  &zeros, zero_row);
     CHECK_ERR(e, 1e-2, "hca_attn_tc");
     CHECK(zeros);
@@ -650,7 +661,7 @@ static void test_hca(void) {
     ts_kernel *ks = num_kernel("kernels/hca_attn.tile", "hca_attn_split", tc[v].defs, NULL);
     if (!ks)
       break;
-    e = hca_case(ks, km, Ps[i], TS_DTYPE_BF16, T, tc[v].H, tc[v].C, S, W, N, win, ncomp, 9,
+    e = hca_case(ks, km, Ps[i], TS_DTYPE_BF16, T, tc[v].H, tc[v].C, S, W, N, win, ncomp, NULL, 9,
                  &zeros, zero_row);
     CHECK_ERR(e, 1e-2, "hca_attn_split");
     CHECK(zeros);

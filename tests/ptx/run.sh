@@ -216,6 +216,8 @@ for arch in "${archs[@]}"; do
             "kernels/indexer.tile indexer_scores_fp4 WSCALE=0.011048543456039806" \
             "kernels/compressor.tile compress_pool JOINED=true" \
             "kernels/compressor.tile compress_pool JOINED=true OVERLAP=true" \
+            "kernels/compressor.tile compress_pool_at JOINED=true" \
+            "kernels/compressor.tile compress_pool_at JOINED=true OVERLAP=true" \
             "kernels/moe.tile moe_up_fp4 ACT=true BM=1" "kernels/moe.tile moe_down_fp4 ACT=true BM=1" \
             "kernels/moe.tile moe_up_fp8 ACT=true BM=1" "kernels/moe.tile moe_down_fp8 ACT=true BM=1"; do
     read -r f k defs <<<"$fk"
