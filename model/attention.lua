@@ -186,6 +186,7 @@ function M:attention(L, x, pos, spans, P)
   local function rows(t, k) return one and t or t:slice(0, spans[k][1], spans[k][2]) end
   local function entries(t, k) return t:slice(0, lay.eoff[k], lay.new[k]) end
   for k in ipairs(spans) do made[k] = {kv = rows(kv, k)} end
+  made.all = {kv = kv} -- (the batch's tensors, for M:hand_off_batch)
   -- the KV list: the window's rows (the np before P, then the T new ones),
   -- then the compressed entries (those before P, then the new)
   local np = pre and pre.window:shape(1) or 0
@@ -198,6 +199,7 @@ function M:attention(L, x, pos, spans, P)
     for k, m in ipairs(made) do
       m.projected, m.compressed = {compressor = rows(cz, k)}, entries(comp, k)
     end
+    made.all.comp, made.all.projected = comp, {compressor = cz}
     comps = comp:shape(1) > 0 and Cache.simulate(F, "kv", comp, rd) or comp
     if pre then comps = concat_rows(pre.entries, comps) end
   end
@@ -206,11 +208,13 @@ function M:attention(L, x, pos, spans, P)
     -- (its buffer even before its first key)
     local icz = self:project(L, "indexer.compressor", x)
     for k, m in ipairs(made) do m.projected["indexer.compressor"] = rows(icz, k) end
+    made.all.projected["indexer.compressor"] = icz
     if comps:shape(1) > 0 then
       local qi, w = self:indexer_inputs(L, qr, x, tab, pos)
       local keys = hadamard(self:pool_spans(L, "indexer.compressor", icz, spans, ratio, tab,
                                             pre, P))
       local held = F == "f32" and keys or Cache.packed(F, "key", keys)
+      made.all.keys = held
       if pre then held = concat_rows(pre.keys, held) end
       sel = self:select_spans(ratio, qi, held, w, pos, spans, lay)
       for k, m in ipairs(made) do m.indexer_keys, m.topk = entries(keys, k), rows(sel, k) end
@@ -476,6 +480,71 @@ function M:hand_off(L, made, T, P)
     last_rows(R, function(first, n, at) b.cz:slice(0, at, n):assign(cz:slice(0, first, n)) end)
   end
   return st
+end
+
+-- M:hand_off of a prefill_batch's prompts, layer L (made: M:attention's
+-- list over the spans, made.all the batch's tensors): each sequence's
+-- caches made in its slots of the pools first, then each kind of row put
+-- for all of them by one launch (embed.tile put_rows; the window's last
+-- rows and the buffers' gathered first, rows_f32, and packed as the caches
+-- hold them; the entries packed together, the keys as the indexer held
+-- them), where each sequence's hand_off made its own: the same bytes.
+function M:hand_off_batch(L, seqs, made, spans)
+  local cfg, all = self.cfg, made.all
+  local c, rd, W = cfg.head_dim, cfg.rope_head_dim, cfg.window_size
+  local ratio, F = cfg.compress_ratios[L + 1], self.kv_format
+  local R = self.buffer_rows(ratio)
+  for b, s in ipairs(seqs) do
+    local n, m = spans[b][2], made[b]
+    local st = {ring = s:pooled_cache(L, "ring", "kv", c, rd, W), buf = {}}
+    st.ring.n = math.min(n, W)
+    if ratio > 0 then
+      st.comp = s:pooled_cache(L, "comp", "kv", c, rd, 64, m.compressed:shape(1) + 64)
+      st.comp.n = m.compressed:shape(1)
+    end
+    if ratio == 4 then
+      st.keys = s:pooled_cache(L, "keys", "key", cfg.index_head_dim, 0, 64, n // ratio + 64)
+      st.keys.n = all.keys and m.indexer_keys:shape(1) or 0
+    end
+    for which, cz in pairs(m.projected or {}) do
+      st.buf[which] = s:pooled_buffer(L, which, R, cz:shape(2))
+    end
+    s.state[L] = st
+  end
+  -- (the pools' rows once every slot is bound: a bind may move a tensor)
+  -- each span's rows of positions max(0, n - ring) .. n - 1 of x into
+  -- row base + p mod ring of its slot in the pool of state field f
+  local function last_rows(x, ring, f, pack)
+    local src, dst = {}, {}
+    for b, s in ipairs(seqs) do
+      local first, n = spans[b][1], spans[b][2]
+      local base = f(s.state[L]).pool:base(s:slot())
+      for p = math.max(0, n - ring), n - 1 do
+        src[#src + 1], dst[#dst + 1] = first + p, base + p % ring
+      end
+    end
+    local rows = O.out{#src, x:shape(2)}
+    kernel("embed.tile", "rows_f32"):launch{x, O.tensor("i32", {#src}, src), rows}
+    f(seqs[1].state[L]).pool:put(pack and pack(rows) or rows, O.tensor("i32", {#dst}, dst))
+  end
+  last_rows(all.kv, W, function(st) return st.ring end,
+            F ~= "f32" and function(x) return Cache.packed(F, "kv", x, rd) end)
+  for which, cz in pairs(all.projected or {}) do
+    last_rows(cz, R, function(st) return st.buf[which] end)
+  end
+  -- the entries (and keys), each span's in turn, from its slot's row 0
+  local function entries(x, field)
+    local dst = {}
+    for b, s in ipairs(seqs) do
+      local cache = s.state[L][field]
+      for j = 0, cache.n - 1 do dst[#dst + 1] = cache.pool:base(cache.slot) + j end
+    end
+    if #dst > 0 then seqs[1].state[L][field].pool:put(x, O.tensor("i32", {#dst}, dst)) end
+  end
+  if ratio > 0 and all.comp:shape(1) > 0 then
+    entries(F == "f32" and all.comp or Cache.packed(F, "kv", all.comp, rd), "comp")
+  end
+  if all.keys then entries(all.keys, "keys") end
 end
 
 -- What rows continuing a sequence after its first P positions read of its

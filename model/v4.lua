@@ -497,7 +497,7 @@ function M:prefill_batch(seqs, prompts)
     X = self:mhc_block(L, "ffn", X, nil, function(x)
       return self:moe(L, x, ids)
     end)
-    for b, s in ipairs(seqs) do s.state[L] = s:hand_off(L, made[b], spans[b][2]) end
+    self:hand_off_batch(L, seqs, made, spans)
   end
   -- each prompt's last position, for the head
   local last = O.out{B, 4, d}

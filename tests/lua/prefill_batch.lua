@@ -6,8 +6,9 @@
 -- time, in both cache formats and with the bf16 attention (on the CPU a
 -- token's sums do not depend on the others; a GPU may differ by rounding);
 -- the batch's attention is one launch a layer for all the prompts (the
--- pooling, the indexer's scores and top-k, the lists, the attention); the
--- caches each sequence is handed are the same too: 6 steps decoded as a
+-- pooling, the indexer's scores and top-k, the lists, the attention), and
+-- so is each kind of row handed to the sequences' caches; the caches each
+-- sequence is handed are the same too: 6 steps decoded as a
 -- batch (decode_batch) equal the sequences prefilled alone and decoded one
 -- at a time; a sequence that was prefilled before starts afresh; 26
 -- prompts whose indexer scores take two launches a layer (the short ones',
@@ -75,6 +76,12 @@ for _, opt in ipairs{{"f32"}, {"fp8"}, {"fp8", "bf16"}} do
                         "scores %d, top-k %s (layers %d, CSA %d, HCA %d)", fmt, attn,
                       seen.sparse_index, seen.compress_pool, seen.compress_pool_at, scores,
                       seen.topk, layers, csa, hca))
+  -- and the hand-off: each kind of row put for every sequence by one launch
+  -- (the window's last rows, the entries, the keys, each compressor's
+  -- buffered rows)
+  check(seen.put_rows == layers + 4 * csa + 2 * hca,
+        string.format("%s: the caches handed off by %s put_rows launches (layers %d, CSA %d, " ..
+                        "HCA %d)", fmt, seen.put_rows, layers, csa, hca))
   -- the caches handed to each: decoding on from there
   worst = 0
   for step = 1, 6 do
