@@ -186,7 +186,7 @@ function M:attention(L, x, pos, spans, P)
   local function rows(t, k) return one and t or t:slice(0, spans[k][1], spans[k][2]) end
   local function entries(t, k) return t:slice(0, lay.eoff[k], lay.new[k]) end
   for k in ipairs(spans) do made[k] = {kv = rows(kv, k)} end
-  made.all = {kv = kv} -- (the batch's tensors, for M:hand_off_batch)
+  made.all = {kv = kv} -- (the batch's tensors, for M:hand_off_batch: entries and keys held)
   -- the KV list: the window's rows (the np before P, then the T new ones),
   -- then the compressed entries (those before P, then the new)
   local np = pre and pre.window:shape(1) or 0
@@ -199,8 +199,8 @@ function M:attention(L, x, pos, spans, P)
     for k, m in ipairs(made) do
       m.projected, m.compressed = {compressor = rows(cz, k)}, entries(comp, k)
     end
-    made.all.comp, made.all.projected = comp, {compressor = cz}
-    comps = comp:shape(1) > 0 and Cache.simulate(F, "kv", comp, rd) or comp
+    made.all.projected, comps = {compressor = cz}, comp
+    if comp:shape(1) > 0 then comps, made.all.comp = Cache.simulate(F, "kv", comp, rd) end
     if pre then comps = concat_rows(pre.entries, comps) end
   end
   if ratio == 4 then
@@ -487,8 +487,8 @@ end
 -- caches made in its slots of the pools first, then each kind of row put
 -- for all of them by one launch (embed.tile put_rows; the window's last
 -- rows and the buffers' gathered first, rows_f32, and packed as the caches
--- hold them; the entries packed together, the keys as the indexer held
--- them), where each sequence's hand_off made its own: the same bytes.
+-- hold them; the entries and the keys as the attention held them), where
+-- each sequence's hand_off made its own: the same bytes.
 function M:hand_off_batch(L, seqs, made, spans)
   local cfg, all = self.cfg, made.all
   local c, rd, W = cfg.head_dim, cfg.rope_head_dim, cfg.window_size
@@ -541,9 +541,7 @@ function M:hand_off_batch(L, seqs, made, spans)
     end
     if #dst > 0 then seqs[1].state[L][field].pool:put(x, O.tensor("i32", {#dst}, dst)) end
   end
-  if ratio > 0 and all.comp:shape(1) > 0 then
-    entries(F == "f32" and all.comp or Cache.packed(F, "kv", all.comp, rd), "comp")
-  end
+  if all.comp then entries(all.comp, "comp") end
   if all.keys then entries(all.keys, "keys") end
 end
 

@@ -346,12 +346,13 @@ function Cache:gather(rows, out)
 end
 
 -- x [n, width] as it reads back from a cache of this format (the FP8/FP4
--- simulation in "fp8"; x itself in "f32").
+-- simulation in "fp8"; x itself in "f32"), and the rows as the cache holds
+-- them (Cache.packed's).
 function Cache.simulate(format, kind, x, rope)
-  if format == "f32" then return x end
+  if format == "f32" then return x, x end
   local tmp = Cache.new(format, kind, x:shape(2), rope, x:shape(1))
   tmp:put(x, 0)
-  return tmp:get(0, x:shape(1))
+  return tmp:get(0, x:shape(1)), tmp.data
 end
 
 -- x [n, width] in `format`'s rows as a cache holds them ([n, row bytes] for
