@@ -722,9 +722,8 @@ local main_compressor, both_compressors = {"compressor"}, {"compressor", "indexe
 -- where the states lie in the model's pools (hand_off's) the new ring rows
 -- and compressor projections are stored with one launch each and the
 -- windows completed pooled together (compress_batch); the indexer, top-k
--- and attention then run once for the batch (attend_batch) where
--- M:attends_batch says so (every layer over "fp8" caches), else a sequence
--- at a time (attend_step).
+-- and attention then run once for the batch (attend_batch), else (one
+-- sequence) for the sequence (attend_step).
 -- step: the step's shared inputs (M.step_inputs; pos_v the same every
 -- layer), or nil.
 function M:attention_steps(L, x, seqs, pos_v, step)
@@ -771,7 +770,7 @@ function M:attention_steps(L, x, seqs, pos_v, step)
     self:compress_batch(L, seqs, pos_v)
   end
   local o, roped = O.out{B, H, c}, nil
-  if stored and self:attends_batch(ratio) then
+  if stored then
     roped = self:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
     return self:attention_out(L, o, tab, pos, B, roped)
   end
@@ -782,19 +781,6 @@ function M:attention_steps(L, x, seqs, pos_v, step)
                              pos:slice(0, r, 1), step, stored)
   end
   return self:attention_out(L, o, tab, pos, B, roped)
-end
-
--- Whether attend_batch runs the attention of a layer of this ratio for a
--- batch whose states lie in the pools: over "fp8" caches always; over
--- "f32" caches in HCA layers (hca_attn_split_f32 reads f32 entries in
--- place from each token's base) and, with the f32 attention, window and
--- CSA layers (indexer_scores_f32 from each token's key base,
--- sparse_attn_f32_pool over the rings' and entries' pools). The bf16
--- attention over "f32" caches converts each sequence's list (a sequence at
--- a time).
-function M:attends_batch(ratio)
-  if self.kv_format == "fp8" then return true end
-  return ratio == 128 or not self:bf16_attention()
 end
 
 -- The compressors' step of one token of a sequence (state st of layer L,
@@ -880,16 +866,17 @@ function M:step_entries(L, st, t, x, qi, w, tp, step, compressed)
 end
 
 -- attention_steps' attention of a batch whose states lie in the model's
--- pools (M:attends_batch: over "fp8" caches; over "f32" ones an HCA layer,
--- and with the f32 attention the others, sparse_attn_f32_pool then; its
--- compressors' step done: compress_batch): in
--- a CSA layer one indexer launch scoring every sequence's keys where
--- they lie and one top-k over the batch's rows, one launch making every
--- token's lists as rows of the pools (sparse_attn.tile pool_lists) and one
--- attention launch for the batch reading each sequence's rows where they
--- lie (sparse_attn_f32_kv8 in a window or CSA layer, hca_attn_split_f32 in
--- an HCA layer, + its merge; with the bf16 attention sparse_attn_split_kv8,
--- _kv8_ring or hca_attn_split_kv8, + the merge), where each sequence
+-- pools (its compressors' step done: compress_batch): in a CSA layer one
+-- indexer launch scoring every sequence's keys where they lie and one
+-- top-k over the batch's rows, one launch making every token's lists as
+-- rows of the pools (sparse_attn.tile pool_lists) and one attention launch
+-- for the batch reading each sequence's rows where they lie
+-- (sparse_attn_f32_kv8 over "fp8" caches, sparse_attn_f32_pool over "f32"
+-- ones in a window or CSA layer, hca_attn_split_f32 in an HCA layer, + its
+-- merge; with the bf16 attention sparse_attn_split_kv8, _kv8_ring or
+-- hca_attn_split_kv8 over "fp8" caches, + the merge, and over "f32" caches
+-- in a window or CSA layer pool_list_bf16 gathering every sequence's list
+-- into one bf16 list, then sparse_attn_split + the merge), where each sequence
 -- scored, selected, made its list and ran its attention. q, qi, w, o, pos:
 -- the batch's rows. The same bits as each sequence's attend_step (each
 -- token's HCA ranges its own; a top-k over a longer row than the
@@ -922,7 +909,8 @@ function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
   local ring, comp = first.ring.pool, ratio > 0 and first.comp.pool or first.ring.pool
   local cbase = pool_rows(step, seqs, comp)
   local bf, K = self:bf16_attention(), W + (ratio == 4 and KS or 0)
-  local with_sel = ratio == 4 and not bf
+  local f32_bf = bf and self.kv_format == "f32"
+  local with_sel = ratio == 4 and (not bf or f32_bf)
   local idx, selg = O.out({B, with_sel and K or W}, "i32"), O.out({B, KS}, "i32")
   kernel("sparse_attn.tile", "pool_lists", lists_params(W, with_sel)):launch{
     pos, pool_rows(step, seqs, ring), sel, cbase, idx, selg, ring:capacity()}
@@ -943,7 +931,15 @@ function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
     end
     return true
   end
-  if bf and ratio == 4 then
+  if f32_bf then
+    -- (every sequence's list gathered from the "f32" pools into one bf16
+    -- list, each in its list's order)
+    local list, lst = O.out({B * K, c}, "bf16"), O.out({B, K}, "i32")
+    kernel("sparse_attn.tile", "pool_list_bf16"):launch{ring.data, comp.data, idx, selg, list,
+                                                         lst}
+    self:split_attend(L, "sparse_attn.tile", "sparse_attn_split", self:tc_params(),
+                      math.max(1, K // 128), {q, list, lst}, o, tab, pos)
+  elseif bf and ratio == 4 then
     self:split_attend(L, "sparse_attn.tile", "sparse_attn_split_kv8_ring", self:kv8_params(),
                       math.max(1, K // 128), {q, ring.data, idx, comp.data, selg}, o, tab, pos)
   elseif bf then

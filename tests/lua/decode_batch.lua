@@ -7,7 +7,8 @@
 -- cache formats and both attentions (on the CPU a row's sums do not depend
 -- on the batch; a GPU's batch may differ by rounding), each layer's
 -- attention one launch for the batch (over "f32" caches with the bf16
--- attention an HCA layer's; the others convert a sequence's list);
+-- attention, a window or CSA layer's lists gathered into one bf16 list by
+-- one launch, then one split attention);
 -- a sequence's state is its own (a fourth, untouched one still decodes as
 -- a fresh model would); a collected sequence's slot in the state pools is
 -- taken by a new one, which decodes as it would alone; a slot holds its
@@ -65,7 +66,6 @@ for _, fmt in ipairs{"f32", "f32+bf16", "fp8", "fp8+bf16"} do
     worst = against(got, alone, next_ids, V, worst)
   end
   -- the batch's attention: one launch a layer for all three sequences
-  -- (over "f32" caches, a CSA layer's a sequence at a time)
   local kinds = {[0] = 0, [4] = 0, [128] = 0}
   for L = 1, model.cfg.n_layers do
     local r = model.cfg.compress_ratios[L]
@@ -81,6 +81,14 @@ for _, fmt in ipairs{"f32", "f32+bf16", "fp8", "fp8+bf16"} do
           "f32: sparse_attn_f32_pool %d, indexer_scores_f32 %d launches in a step of 3 (window " ..
           "layers %d, CSA %d)", attn.sparse_attn_f32_pool or 0, attn.indexer_scores_f32 or 0,
           kinds[0], kinds[4]))
+  end
+  if fmt == "f32+bf16" then
+    check(attn.pool_list_bf16 == kinds[0] + kinds[4] and
+          attn.sparse_attn_split == kinds[0] + kinds[4] and not attn.convert_rows,
+          string.format("f32+bf16: pool_list_bf16 %d, sparse_attn_split %d, convert_rows %d " ..
+                          "launches in a step of 3 (window layers %d, CSA %d)",
+                        attn.pool_list_bf16 or 0, attn.sparse_attn_split or 0,
+                        attn.convert_rows or 0, kinds[0], kinds[4]))
   end
   local exact = ts.default_device():name() == "cpu"
   check(worst <= (exact and 0 or 1e-5),

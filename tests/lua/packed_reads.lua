@@ -8,8 +8,9 @@
 -- in bf16), bit for bit, on the CPU and the GPU simulator: attention over ranges,
 -- invalid (-1) entries, a K that is no multiple of the block and blocks of
 -- two warpgroups (merged, it also agrees with sparse_attn); the indexer
--- over a key count that is no multiple of its block. Rows too short are
--- refused.
+-- over a key count that is no multiple of its block; sparse_attn_f32_pool
+-- and pool_list_bf16 over the same rows where they lie in "f32" pools (the
+-- batch's decode). Rows too short are refused.
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
@@ -317,6 +318,33 @@ for n, cs in ipairs(fcases) do
             ts.tensor("i32", {T, K}, iv2):copy_to(dev), sink, got2}
   C.check(bitwise(got2, want), what .. ": sparse_attn_f32_pool differs from sparse_attn_f32 " ..
           "over the gathered list")
+  -- pool_list_bf16 (the bf16 attention's batch over "f32" pools): token
+  -- t's list entries, in order, as rows t K + j of one bf16 list (each the
+  -- bf16 of the row it lists, zeros for a selection of -1), and its list
+  -- lst[t, j] = t K + j, -1 where it lists none
+  local list, lst = ts.tensor("bf16", {T * K, c}, nil, dev), ts.tensor("i32", {T, K}, nil, dev)
+  kernel("sparse_attn.tile", "pool_list_bf16"):launch{ringp, compp,
+    ts.tensor("i32", {T, K}, iv2):copy_to(dev), ts.tensor("i32", {T, KS}, sv2):copy_to(dev),
+    list, lst}
+  local lv, gv = list:to_table(), lst:to_table()
+  local rv, cv, same = ring:to_table(), comp32:to_table(), true
+  local function bf16(x) return ts.tensor("f32", {1}, {x}):cast("bf16"):to_table()[1] end
+  for t = 0, T - 1 do
+    for j = 1, K do
+      local e, at = iv[t * K + j], t * K + j - 1
+      same = same and gv[at + 1] == (e >= 0 and at or -1)
+      local src = nil -- (the listed row's values, or zeros)
+      if e >= 0 and j <= W then
+        src = function(d) return rv[e * c + d] end
+      elseif e >= 0 and sv[t * KS + j - W] >= 0 then
+        src = function(d) return cv[sv[t * KS + j - W] * c + d] end
+      end
+      for d = 1, c, 17 do
+        same = same and lv[at * c + d] == (src and bf16(src(d)) or 0)
+      end
+    end
+  end
+  C.check(same, what .. ": pool_list_bf16's list differs from the rows its tokens list")
 end
 
 -- a row too short for C and ROPE is refused by the kernel's assert
