@@ -725,8 +725,9 @@ local main_compressor, both_compressors = {"compressor"}, {"compressor", "indexe
 -- and attention then run once for the batch (attend_batch), else (one
 -- sequence) for the sequence (attend_step).
 -- step: the step's shared inputs (M.step_inputs; pos_v the same every
--- layer), or nil.
-function M:attention_steps(L, x, seqs, pos_v, step)
+-- layer), or nil. apart: each token's attention on its own, in turn (the
+-- tokens of one sequence: M:decode_tokens).
+function M:attention_steps(L, x, seqs, pos_v, step, apart)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:pname(L, "attn.")
   local ratio = cfg.compress_ratios[L + 1]
@@ -755,7 +756,7 @@ function M:attention_steps(L, x, seqs, pos_v, step)
   -- ring row, and each compressor's projections of the B rows (one linear:
   -- its weights read once a step, not once a sequence), stored with one
   -- launch each (the rows each sequence's attend_step stored before)
-  local stored = B > 1 and self:pooled_batch(L, seqs)
+  local stored = B > 1 and not apart and self:pooled_batch(L, seqs)
   if stored then
     local st, rings, at = seqs[1].state[L], {}, {}
     for b = 1, B do rings[b], at[b] = seqs[b].state[L].ring, pos_v[b] % W end
@@ -784,18 +785,18 @@ function M:attention_steps(L, x, seqs, pos_v, step)
 end
 
 -- The compressors' step of one token of a sequence (state st of layer L,
--- position t; its input row x, or nil where a batch put its projections in
--- the buffers): a new indexer key and compressed entry when t completes a
--- window.
-function M:step_compress(L, st, t, x)
+-- position t, tp its device tensor; its input row x, or nil where a batch
+-- put its projections in the buffers; step: M.step_inputs'): a new indexer
+-- key and compressed entry when t completes a window.
+function M:step_compress(L, st, t, x, tp, step)
   local ratio = self.cfg.compress_ratios[L + 1]
-  local tab = self:rope_table(ratio)
+  local tab, zero = self:rope_table(ratio), step_int(step, 0)
   if ratio == 4 then
-    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x)
+    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x, tp, zero)
     if key then st.keys:append(hadamard(key)) end
   end
   if ratio > 0 then
-    local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x)
+    local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x, tp, zero)
     if entry then st.comp:append(entry) end
   end
 end
@@ -856,7 +857,7 @@ end
 function M:step_entries(L, st, t, x, qi, w, tp, step, compressed)
   local cfg = self.cfg
   local ratio = cfg.compress_ratios[L + 1]
-  if not compressed then self:step_compress(L, st, t, x) end
+  if not compressed then self:step_compress(L, st, t, x, tp, step) end
   local N = ratio == 4 and st.keys.n or 0
   if N == 0 then return nil end
   local scores = O.out{1, N}

@@ -63,6 +63,10 @@ function M:project(L, which, x, cz)
 end
 
 local ratio_params = O.memo(function(ratio) return {RATIO = ratio} end)
+local from_pos_params = O.memo(function(ratio) return {RATIO = ratio, FROM_POS = true} end)
+local ring_pool_params = O.memo(function(ratio)
+  return {OVERLAP = ratio == 4, JOINED = true, R = M.buffer_rows(ratio)}
+end)
 
 -- The entries of every complete window of the projected rows cz (the
 -- first entry being number `first`), pooled, normalised and rotated.
@@ -159,14 +163,23 @@ end
 -- st.buf[which] (a ring of the last buffer_rows rows on the device, cz
 -- [R, 2 KE] as M:project makes them, position p in row p mod R: no round
 -- trip through the host; x nil: a batch's step put them there); when t
--- completes a window, the new entry [1, E] (from the window, and for CSA
--- the previous one), else nil.
-function M:compress_step(L, which, st, t, ratio, tab, x)
-  local buf, R = st.buf[which], M.buffer_rows(ratio)
-  if x then self:project(L, which, x, buf.cz:slice(0, t % R, 1)) end
+-- (tp: the device's [1] of it; zero: a device [1] of 0) completes a window,
+-- the new entry [1, E] (from the window, and for CSA the previous one),
+-- else nil.
+function M:compress_step(L, which, st, t, ratio, tab, x, tp, zero)
+  local buf = st.buf[which]
+  if x then self:project(L, which, x, buf.cz:slice(0, t % M.buffer_rows(ratio), 1)) end
   if (t + 1) % ratio ~= 0 then return nil end
-  return self:pool_windows(L, which, buf.cz, {M.ring_windows(t, ratio, 0)},
-                           {(t + 1) // ratio - 1}, ratio, tab)
+  -- the window's rows (and CSA's window before) where they lie in the
+  -- ring, found on the device from the position tp (compress_pool_ring)
+  local p = self:pname(L, subs[which])
+  local E = self:weight(p .. "norm.weight"):shape(1)
+  local comp, out = O.out{1, E}, O.out{1, E}
+  kernel("compressor.tile", "compress_pool_ring", ring_pool_params(ratio))
+    :launch{buf.cz, buf.cz, self:weight(p .. "ape"), tp, zero, comp}
+  kernel("compressor.tile", "compress_norm_rope_at", from_pos_params(ratio))
+    :launch{comp, self:weight(p .. "norm.weight"), tab, out, tp}
+  return out
 end
 
 -- The rows of the window that position t completes and (CSA) of the one

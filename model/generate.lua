@@ -34,7 +34,14 @@
 -- tokens (model:extend: the reply's last token, EOS, <｜User｜>, the text,
 -- <｜Assistant｜></think>) instead of prefilling the conversation again; in
 -- thinking mode the conversation is prefilled again as V4's format writes
--- it, which drops the earlier turns' reasoning.
+-- it, which drops the earlier turns' reasoning. --mtp on decodes
+-- speculatively with the MTP block's drafts (V4-SPEC 1.10; one prompt):
+-- each step verifies the last token and the block's draft of the next
+-- together (model:decode_tokens, two rows through every weight), keeps the
+-- draft when the main model picks the same token (else forgets it:
+-- model:forget_last), and drafts the next with the block (model:mtp_steps,
+-- greedy); the output is the plain run's, token for token, as each token
+-- is still the main model's pick from the same logits and draws.
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
@@ -45,7 +52,7 @@ local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
               tokens = "32", temperature = "0", ["top-p"] = "0.9", seed = "1",
               kv = "fp8", linears = "f32", experts = "bf16", device = "cpu"}
 local known = {model = true, weights = true, attention = true, tokenizer = true, chat = true,
-               system = true, chunk = true, turn = true}
+               system = true, chunk = true, turn = true, mtp = true}
 for k in pairs(opts) do known[k] = true end
 local prompts, turns = {}, {}
 local i = 1
@@ -56,7 +63,7 @@ while i <= #arg do
           "usage: generate.lua --config NAME | --model FOLDER [--weights F] [--prompt T] " ..
           "[--tokens N] [--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
           "[--experts bf16|fp8|fp4] [--device D] [--attention bf16|f32] [--tokenizer F] " ..
-          "[--chat chat|thinking] [--system T] [--chunk N]", 0)
+          "[--chat chat|thinking] [--system T] [--chunk N] [--turn T] [--mtp on|off]", 0)
   end
   opts[k] = arg[i + 1]
   if k == "prompt" then prompts[#prompts + 1] = arg[i + 1] end
@@ -93,6 +100,11 @@ end
 if chunk and #prompts > 1 then error("--chunk: one prompt (prompts together prefill whole)", 0) end
 if #turns > 0 and (not opts.chat or #prompts > 1) then
   error("--turn: the next turns of one --chat conversation", 0)
+end
+if opts.mtp and opts.mtp ~= "on" and opts.mtp ~= "off" then error("--mtp: on or off", 0) end
+local mtp = opts.mtp == "on"
+if mtp and (#prompts > 1 or #turns > 0 or chunk) then
+  error("--mtp: one prompt, without --turn or --chunk", 0)
 end
 local device = ts.device(opts.device)
 local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
@@ -219,17 +231,6 @@ if #prompts > 1 then
   return
 end
 
--- compile the kernels first (a warm-up prefill of the prompt and a decode
--- step), so that the figures below time the model, not the compiler
-local tc = ts.clock()
-model:prefill(ts.tensor("i32", {#ids}, ids), chunk)
-model:decode(ids[1])
-device:sync() -- (a GPU queues launches: time from sync to sync)
-local compile = ts.clock() - tc
-local t0 = ts.clock()
-local logits = model:prefill(ts.tensor("i32", {#ids}, ids), chunk)
-device:sync()
-local t1 = ts.clock()
 -- up to n_new tokens from logits, the last one (or the EOS) not decoded
 local function reply(logits)
   local new = {}
@@ -241,7 +242,38 @@ local function reply(logits)
   end
   return new
 end
-local new = reply(logits)
+
+-- reply's tokens decoded speculatively (--mtp on: model:speculate), the
+-- drafts made and kept
+local function reply_mtp(logits)
+  return model:speculate(logits, ids, n_new, pick, tk.eos)
+end
+
+-- compile the kernels first (a warm-up prefill of the prompt and a decode
+-- step; with --mtp the whole reply), so that the figures below time the
+-- model, not the compiler
+local tc = ts.clock()
+local warm = model:prefill(ts.tensor("i32", {#ids}, ids), chunk)
+if mtp then
+  local seed = state
+  reply_mtp(warm)
+  state = seed -- (the timed run draws the same)
+else
+  model:decode(ids[1])
+end
+device:sync() -- (a GPU queues launches: time from sync to sync)
+local compile = ts.clock() - tc
+local t0 = ts.clock()
+local logits = model:prefill(ts.tensor("i32", {#ids}, ids), chunk)
+device:sync()
+local t1 = ts.clock()
+local new, drafts, kept
+if mtp then
+  new, drafts, kept = reply_mtp(logits)
+else
+  new = reply(logits)
+end
+device:sync()
 local t2 = ts.clock()
 
 print("prompt: " .. opts.prompt .. " (device " .. device:name() .. ")")
@@ -250,6 +282,10 @@ print("output: " .. tk.decode(new))
 print(string.format("prefill %d tokens: %.1f tokens/s; decode %d tokens: %.1f tokens/s " ..
                     "(kernels compiled in a warm-up run first: %.2f s)", #ids, #ids / (t1 - t0), #new,
                     (#new - 1) / math.max(t2 - t1, 1e-9), compile))
+if mtp then
+  print(string.format("MTP drafts: %d, kept %d (%.0f%%): %d decode steps for %d tokens", drafts,
+                      kept, 100 * kept / math.max(drafts, 1), drafts, #new - 1))
+end
 -- the next turns: in chat mode the sequence goes on from its last token
 -- (model:extend), in thinking mode the conversation is prefilled again
 local messages = {{role = "user", content = opts.prompt}}

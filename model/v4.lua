@@ -326,7 +326,7 @@ end
 -- Forgets the sequence: a new prefill starts from position 0.
 function M:reset()
   self.state = {}
-  self.next_pos = 0
+  self.next_pos, self.mtp_pos, self.forgot, self.last_streams = 0, nil, nil, nil
 end
 
 -- A new sequence of this model: its own caches and position (prefill,
@@ -528,7 +528,63 @@ function M:decode(id)
     end)
   end
   self.next_pos = t + 1
+  self.last_streams = X -- (the MTP block's input: M:mtp_steps)
   return self:head(X)
+end
+
+-- k tokens of this sequence (ids: a table or i32 tensor [k]) at its next
+-- positions in one step: each layer's linears, mHC and MoE over the k rows
+-- at once (each weight read once for all), the attention a token at a
+-- time against the state the tokens before it left (attend_step). Returns
+-- the logits of each position [k, vocab], bit for bit k decode steps on
+-- the CPU: speculative decoding's verification of drafted tokens
+-- (model/generate.lua --mtp), with M:forget_last for a rejected one.
+function M:decode_tokens(ids)
+  local cfg, d, t = self.cfg, self.cfg.dim, self.next_pos
+  if not t or t == 0 then error("decode_tokens needs a prefill first", 2) end
+  if type(ids) == "table" then ids = O.tensor("i32", {#ids}, ids) end
+  local k = ids:numel()
+  if k == 0 then error("decode_tokens: no tokens", 2) end
+  self:check_room("decode_tokens", t, k, 2)
+  O.use(self.dev, self.tf32)
+  ids = O.on_device(ids)
+  local pos_v, seqs, step = {}, {}, self.step_inputs()
+  for i = 1, k do pos_v[i], seqs[i] = t + i - 1, self end
+  local X = O.out{k, 4, d}
+  kernel("embed.tile", "embed_streams"):launch{ids, self:raw("embed.weight"), X}
+  for L = 0, cfg.n_layers - 1 do
+    X = self:mhc_block(L, "attn", X, nil, function(x)
+      return self:attention_steps(L, x, seqs, pos_v, step, true)
+    end)
+    X = self:mhc_block(L, "ffn", X, nil, function(x)
+      return self:moe(L, x, ids)
+    end)
+  end
+  self.next_pos = t + k
+  self.last_streams = X
+  return self:head(X, "", true)
+end
+
+-- Forgets this sequence's last position (a rejected draft): its state as
+-- the position before left it. Only one: a position overwrote the window
+-- ring's row of the position W before it and a compressor buffer's row of
+-- the one R before, which no later token reads; the rows two positions
+-- overwrote would hold one that the next token's window reads. The entry
+-- (and key) the position completed is dropped.
+function M:forget_last()
+  local p, cfg = (self.next_pos or 0) - 1, self.cfg
+  if p < 1 or self.forgot == p + 1 then
+    error("forget_last: no position to forget (one, then a step)", 2)
+  end
+  for L = 0, cfg.n_layers - 1 do
+    local st, ratio = self.state[L], cfg.compress_ratios[L + 1]
+    st.ring.n = math.min(st.ring.n, p)
+    if ratio > 0 and (p + 1) % ratio == 0 then
+      st.comp.n = st.comp.n - 1
+      if st.keys then st.keys.n = st.keys.n - 1 end
+    end
+  end
+  self.next_pos, self.forgot, self.last_streams = p, p, nil
 end
 
 

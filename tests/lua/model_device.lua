@@ -7,7 +7,7 @@
 -- checks that the whole model keeps its tensors on the GPU. Also the FP8
 -- linears (gemm_fp8 for the prefill), the FP4 experts, a batch of two
 -- sequences (prefill_batch, then decode_batch) and a prompt continued by
--- extend on the simulator.
+-- extend on the simulator; speculative decoding on the stand-in driver.
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
 local V4 = require "model.v4"
@@ -75,6 +75,15 @@ if arg[1] == "cuda" then
     return s:extend(C.ids(ids, 6, 4)):shape()
   end)
   check(oke, "extend runs with every tensor on the GPU: " .. tostring(erre))
+  -- speculative decoding (the MTP block over the prompt and its steps, two
+  -- tokens a step, a forgotten draft)
+  local oks, errs = pcall(function()
+    local s = m:sequence()
+    local toks = s:speculate(s:prefill(prompt), prompt:to_table(), 6,
+                             function() return ids[2] end, -1)
+    return #toks
+  end)
+  check(oks and errs == 6, "speculate runs with every tensor on the GPU: " .. tostring(errs))
   -- and with the FP8 linears (act_quant + gemm_fp8 for the prefill)
   local m8 = V4.load(dir, nil, {kv_format = "fp8", device = dev, linears = "fp8"})
   local ok3, err3 = pcall(function()

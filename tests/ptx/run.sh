@@ -218,6 +218,9 @@ for arch in "${archs[@]}"; do
             "kernels/compressor.tile compress_pool JOINED=true OVERLAP=true" \
             "kernels/compressor.tile compress_pool_at JOINED=true" \
             "kernels/compressor.tile compress_pool_at JOINED=true OVERLAP=true" \
+            "kernels/compressor.tile compress_pool_ring JOINED=true OVERLAP=true R=8" \
+            "kernels/compressor.tile compress_pool_ring JOINED=true R=128" \
+            "kernels/compressor.tile compress_norm_rope_at FROM_POS=true" \
             "kernels/moe.tile moe_up_fp4 ACT=true BM=1" "kernels/moe.tile moe_down_fp4 ACT=true BM=1" \
             "kernels/moe.tile moe_up_fp8 ACT=true BM=1" "kernels/moe.tile moe_down_fp8 ACT=true BM=1"; do
     read -r f k defs <<<"$fk"

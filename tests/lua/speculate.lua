@@ -1,0 +1,163 @@
+-- speculate.lua - speculative decoding's parts and loop on DeepSeek's tiny
+-- golden model: k tokens decoded in one step (model:decode_tokens) give
+-- the logits of k decode steps bit for bit, crossing CSA and HCA window
+-- ends; a forgotten last position (model:forget_last, also one that
+-- completed a compressed entry) leaves the state a decode of the tokens
+-- kept would; the MTP block continued a position at a time or k at a time
+-- (model:mtp_steps) gives its prefill's logits (model:mtp; within 1e-3
+-- with the bf16 attention, whose prefill and decode kernels round apart);
+-- and
+-- model:speculate gives a plain decode's tokens, greedy and sampled, with
+-- the MTP block's drafts and with drafts that are always, never or every
+-- other time the main model's next token (drafts kept as many as were
+-- right), the state after it the plain decode's; in both cache formats and
+-- with the bf16 attention. Bad calls are refused. Skips without
+-- ../shared/golden.
+local ts = require "tessera"
+local V4 = require "model.v4"
+local C = require "tests.lua.lib.check"
+local check, relerr = C.check, C.relerr
+local dir, ids = C.golden()
+if not dir then return end
+
+-- row r (from 0) of logits [k, V] as a table
+local function row(logits, r)
+  local V = logits:shape(2)
+  return table.move(logits:to_table(), r * V + 1, r * V + V, 1, {})
+end
+
+-- a seeded pick (temperature: a draw from the logits' softmax; else greedy)
+local function picker(temperature, seed)
+  local state = seed
+  return function(logits)
+    local v = logits:to_table()
+    local best, mx = 0, -math.huge
+    for k = 1, #v do
+      if v[k] > mx then best, mx = k - 1, v[k] end
+    end
+    if not temperature then return best end
+    local sum, acc = 0, 0
+    for k = 1, #v do sum = sum + math.exp((v[k] - mx) / temperature) end
+    state = (state * 6364136223846793005 + 1442695040888963407) & 0x7fffffffffffffff
+    local r = (state >> 11) / 4503599627370496.0 * sum
+    for k = 1, #v do
+      acc = acc + math.exp((v[k] - mx) / temperature)
+      if acc >= r then return k - 1 end
+    end
+    return #v - 1
+  end
+end
+
+for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
+  local attention = fmt == "fp8+bf16" and "bf16" or nil
+  local model = V4.load(dir, nil, {kv_format = fmt:sub(1, 3), attention = attention})
+  -- decode_tokens: 1, 2 and 3 tokens a step against one token a step, from
+  -- 118 positions on (CSA entries every 4, the HCA entry at 128)
+  local a, b, n = model:sequence(), model:sequence(), 118
+  a:prefill(C.ids(ids, 1, n))
+  b:prefill(C.ids(ids, 1, n))
+  local worst, at = 0, n
+  for _, k in ipairs{2, 3, 1, 2, 2, 3} do
+    local got = b:decode_tokens(table.move(ids, at + 1, at + k, 1, {}))
+    for r = 0, k - 1 do
+      worst = math.max(worst, relerr(row(got, r), a:decode(ids[at + 1 + r]):to_table()))
+    end
+    at = at + k
+  end
+  check(worst == 0 and b.next_pos == at, string.format(
+        "%s: decode_tokens vs decode steps to position %d: worst %.3e", fmt, at, worst))
+  -- forget_last: every step decodes the next token and a wrong one, then
+  -- forgets that (positions 118 .. 133: the wrong one completes CSA
+  -- entries, the HCA entry once); the next step's logits are a decode's
+  local c, d = model:sequence(), model:sequence()
+  c:prefill(C.ids(ids, 1, n))
+  d:prefill(C.ids(ids, 1, n))
+  worst = 0
+  for s = 0, 15 do
+    local got = c:decode_tokens({ids[n + 1 + s], 7})
+    c:forget_last()
+    worst = math.max(worst, relerr(row(got, 0), d:decode(ids[n + 1 + s]):to_table()))
+  end
+  worst = math.max(worst, relerr(c:decode(ids[n + 17]):to_table(),
+                                 d:decode(ids[n + 17]):to_table()))
+  check(worst == 0, string.format("%s: a wrong token decoded and forgotten each step: worst " ..
+                                  "%.3e", fmt, worst))
+  -- the MTP block: its prefill over 140 positions against one over 125
+  -- continued a position at a time, and 15 at a time
+  local want = a:sequence()
+  want:prefill(C.ids(ids, 1, 140))
+  local wl = want:mtp(C.ids(ids, 2, 139)):to_table()
+  local e1, e2 = a:sequence(), a:sequence()
+  for _, s in ipairs{e1, e2} do
+    s:prefill(C.ids(ids, 1, 140))
+    s:mtp(C.ids(ids, 2, 125))
+  end
+  local one
+  for t = 125, 138 do one = e1:mtp_steps(e1.final_streams:slice(0, t, 1), {ids[t + 2]}) end
+  local many = e2:mtp_steps(e2.final_streams:slice(0, 125, 14), C.ids(ids, 127, 14))
+  -- (exact with the f32 attention; the bf16 attention's prefill and decode
+  -- kernels round apart, as the main model's)
+  local tol = attention and 1e-3 or 0
+  check(relerr(one:to_table(), wl) <= tol and relerr(many:to_table(), wl) <= tol,
+        string.format("%s: the MTP block continued vs its prefill: %.3e, %.3e", fmt,
+                      relerr(one:to_table(), wl), relerr(many:to_table(), wl)))
+  -- speculate against a plain decode: greedy and sampled, with the MTP
+  -- block's drafts and with drafts right always, never, every other time
+  local prompt, N = table.move(ids, 1, 40, 1, {}), 20
+  for _, how in ipairs{{nil, "mtp"}, {nil, "right"}, {nil, "wrong"}, {nil, "alternate"},
+                       {0.7, "mtp"}, {0.7, "alternate"}} do
+    local temp, drafts = how[1], how[2]
+    local plain = model:sequence()
+    local pick, toks = picker(temp, 5), {}
+    local logits = plain:prefill(ts.tensor("i32", {#prompt}, prompt))
+    for s = 1, N do
+      toks[s] = pick(logits)
+      if s < N then logits = plain:decode(toks[s]) end
+    end
+    local spec = model:sequence()
+    local draft
+    if drafts ~= "mtp" then
+      local k = 0
+      draft = function(new)
+        k = k + 1
+        local right = toks[#new + 1] or 0
+        local ok = drafts == "right" or (drafts == "alternate" and k % 2 == 1)
+        return ok and right or (right + 1) % model.cfg.vocab_size
+      end
+    end
+    local got, made, kept = spec:speculate(spec:prefill(ts.tensor("i32", {#prompt}, prompt)),
+                                           prompt, N, picker(temp, 5), -1, draft)
+    local same = #got == N
+    for s = 1, N do same = same and got[s] == toks[s] end
+    local want_kept = ({right = made, wrong = 0})[drafts]
+    local what = string.format("%s: speculate (%s, %s drafts): %d drafts, %d kept", fmt,
+                               temp and "sampled" or "greedy", drafts, made, kept)
+    print(what)
+    -- (each draft gives a token, each kept one the token after it, but for
+    -- a last kept draft at the end)
+    check(same and (want_kept == nil or kept == want_kept) and made + kept >= N - 1 and
+          made + kept <= N and
+          spec.next_pos == plain.next_pos, what .. ": the plain decode's tokens and position")
+    -- the state after it is the plain decode's
+    local nxt = toks[N]
+    check(relerr(spec:decode(nxt):to_table(), plain:decode(nxt):to_table()) == 0,
+          what .. ": the next decode step's logits")
+  end
+end
+
+-- bad calls
+local model = V4.load(dir)
+local s = model:sequence()
+local function refused(f, needle)
+  local ok, err = pcall(f)
+  check(not ok and tostring(err):find(needle, 1, true) ~= nil,
+        "refused with '" .. needle .. "': " .. tostring(err))
+end
+refused(function() s:decode_tokens({1, 2}) end, "needs a prefill")
+refused(function() s:mtp_steps(ts.tensor("f32", {1, 4, model.cfg.dim}), {1}) end, "M:mtp first")
+s:prefill(C.ids(ids, 1, 10))
+refused(function() s:decode_tokens({}) end, "no tokens")
+s:decode_tokens({1, 2})
+s:forget_last()
+refused(function() s:forget_last() end, "no position to forget")
+C.finish()
