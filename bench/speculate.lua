@@ -5,32 +5,29 @@
 -- cost side) and with drafts that are always right (the plain decode's
 -- tokens: every step keeps its draft, the bound a trained MTP block
 -- approaches), and the drafts kept; the same tokens each way (exits
--- non-zero otherwise). Best of --runs runs each, alternated.
+-- non-zero otherwise). Best of --runs runs each, alternated. On a GPU
+-- (--device cuda) the step is launches and weight reads, where two rows
+-- cost about one: scripts/gpu.sh runs it there.
 --   build/tessera run bench/speculate.lua [--tokens N] [--prompt N] [--runs R]
---       [--kv fp8|f32] [--weights F]
+--       [--kv fp8|f32] [--device cpu|cuda|gpusim] [--weights F]
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
 local layers = require "bench.v4_layers"
 
-local opts = {tokens = "48", prompt = "64", runs = "3", kv = "fp8",
-              weights = "build/tiny.safetensors"}
-for i = 1, #arg, 2 do
-  local k = arg[i]:match("^%-%-(.+)$")
-  if not k or opts[k] == nil or arg[i + 1] == nil then
-    error("usage: speculate.lua [--tokens N] [--prompt N] [--runs R] [--kv fp8|f32] " ..
-          "[--weights F]", 0)
-  end
-  opts[k] = arg[i + 1]
-end
+local opts = layers.options({tokens = "48", prompt = "64", runs = "3", kv = "fp8",
+                             device = "cpu", weights = "build/tiny.safetensors"},
+                            "speculate.lua [--tokens N] [--prompt N] [--runs R] [--kv fp8|f32] " ..
+                            "[--device D] [--weights F]")
 local N, P, runs = tonumber(opts.tokens), tonumber(opts.prompt), tonumber(opts.runs)
+local dev = ts.device(opts.device)
 local cfg = json.read("model/configs/tiny.json")
-local model = V4.load(cfg, layers.tiny_weights(opts.weights), {kv_format = opts.kv})
+local model = V4.load(cfg, layers.tiny_weights(opts.weights), {kv_format = opts.kv, device = dev})
 local prompt = {}
 for i = 1, P do prompt[i] = (i * 37) % 256 end
-local argmax = ts.kernel("kernels/argmax.tile", "argmax", {}, ts.default_device())
+local argmax = ts.kernel("kernels/argmax.tile", "argmax", {}, dev)
 local function pick(logits)
-  local out = ts.tensor("i32", {1})
+  local out = ts.tensor("i32", {1}, nil, dev)
   argmax:launch{logits:reshape{1, logits:numel()}, out}
   return out:to_table()[1]
 end
@@ -70,9 +67,8 @@ for _ = 1, runs do
     for i = 1, N do same = same and toks[i] == want[i] end
   end
 end
-print(string.format("# speculative decoding, tiny config, %s caches, CPU (%d threads): " ..
-                    "prompt %d, %d tokens, best of %d", opts.kv, ts.default_device():threads(),
-                    P, N, runs))
+print(string.format("# speculative decoding, tiny config, %s caches, %s: prompt %d, %d tokens, " ..
+                    "best of %d", opts.kv, dev:name(), P, N, runs))
 print("")
 print("| drafts | decode tokens/s | drafts made | kept | vs plain |")
 print("|---|---|---|---|---|")

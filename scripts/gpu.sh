@@ -22,7 +22,9 @@
 #     decoding together (bench/long_context.lua), and a
 #     tiny-model decode step's launches, waits and time (bench/decode_queue.lua,
 #     f32 linears and bf16 experts, then the released FP8 linears and FP4 experts,
-#     then each kernel's own time in those steps: TESSERA_PROFILE=1);
+#     then each kernel's own time in those steps: TESSERA_PROFILE=1), and
+#     speculative decoding's steps against plain ones (bench/speculate.lua:
+#     two rows a step where one was, with drafts always right);
 #   - the numerics suites on the GPU with each lowering (ctest cuda/*,
 #     cuda-c/*: MLIR's PTX, and the CUDA C through NVRTC), which is the
 #     differential test of the two;
@@ -199,6 +201,14 @@ report() {
       sed -n '/^# kernel profile/,$p' "$log/decode-profile" | head -n 40
     fi
     echo
+    echo "## Speculative decoding on the tiny model (bench/speculate.lua)"
+    echo
+    if [[ -f $log/speculate ]]; then
+      grep -E '^(#|\||FAILED)' "$log/speculate" || tail -n 20 "$log/speculate"
+    else
+      echo "(not run yet)"
+    fi
+    echo
     echo "## Cold compile time (bench/compile_time)"
     echo
     cat "$log/compile" 2>/dev/null || echo "(not run yet)"
@@ -266,6 +276,8 @@ stage 120 "$log/decode-queue-release" build/tessera run bench/decode_queue.lua -
 # (the same steps' kernels by their own time: runtime/profile.c)
 TESSERA_PROFILE=1 stage 120 "$log/decode-profile" build/tessera run bench/decode_queue.lua \
   --device cuda --steps 8 --linears fp8 --experts fp4
+# (speculative decoding: a two-row step against a one-row step on the GPU)
+stage 120 "$log/speculate" build/tessera run bench/speculate.lua --device cuda
 report
 # (the numerics with every launch waited for: a kernel that faults is named
 # in its own check, not in whichever later read waits for the queue)
