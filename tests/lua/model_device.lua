@@ -7,7 +7,7 @@
 -- checks that the whole model keeps its tensors on the GPU. Also the FP8
 -- linears (gemm_fp8 for the prefill), the FP4 experts, a batch of two
 -- sequences (prefill_batch, then decode_batch) and a prompt continued by
--- extend on the simulator; speculative decoding on the stand-in driver.
+-- extend on the simulator; speculative decoding's steps on both.
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
 local V4 = require "model.v4"
@@ -176,5 +176,23 @@ else
                    whole:prefill(prompt):to_table())
   print(string.format("gpusim: prefill 5 + extend 4 vs prefill 9: %.3e", e))
   check(e < 1e-3, "gpusim: extend gives the prefill's logits")
+  -- speculative decoding's parts in the GPU form: the MTP block over the
+  -- prompt (its input added on the device), a two-token step, the block
+  -- continued over those positions: the CPU's logits
+  local function spec(d)
+    -- (f32 caches: with "fp8" ones an ulp may flip an e4m3 rounding, as above)
+    local s = V4.load(dir, nil, {kv_format = "f32", device = d, tf32 = false})
+    s:prefill(prompt)
+    local a = s:mtp(C.ids(ids, 2, N)):to_table()
+    local two = s:decode_tokens({ids[N + 1], ids[N + 2]}):to_table()
+    local b = s:mtp_steps(s.last_streams, {ids[N + 2], ids[N + 3]}):to_table()
+    return {a, two, b}
+  end
+  local g, c = spec("gpusim"), spec("cpu")
+  e = math.max(relerr(g[1], c[1]), relerr(g[2], c[2]), relerr(g[3], c[3]))
+  print(string.format("gpusim: the MTP block, a two-token step, the block's steps vs cpu: " ..
+                      "%.3e, %.3e, %.3e", relerr(g[1], c[1]), relerr(g[2], c[2]),
+                      relerr(g[3], c[3])))
+  check(e < 1e-3, "gpusim: speculative decoding's steps give the CPU's logits")
 end
 C.finish()
