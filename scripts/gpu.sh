@@ -24,7 +24,9 @@
 #     f32 linears and bf16 experts, then the released FP8 linears and FP4 experts,
 #     then each kernel's own time in those steps: TESSERA_PROFILE=1), and
 #     speculative decoding's steps against plain ones (bench/speculate.lua:
-#     two rows a step where one was, with drafts always right);
+#     two rows a step where one was, with drafts always right), and prompts
+#     prefilled together against one at a time (bench/prefill_batch.lua:
+#     launches and time);
 #   - the numerics suites on the GPU with each lowering (ctest cuda/*,
 #     cuda-c/*: MLIR's PTX, and the CUDA C through NVRTC), which is the
 #     differential test of the two;
@@ -201,6 +203,14 @@ report() {
       sed -n '/^# kernel profile/,$p' "$log/decode-profile" | head -n 40
     fi
     echo
+    echo "## Prompts prefilled together on the tiny model (bench/prefill_batch.lua)"
+    echo
+    if [[ -f $log/prefill-batch ]]; then
+      grep -E '^(#|\||FAILED)' "$log/prefill-batch" || tail -n 20 "$log/prefill-batch"
+    else
+      echo "(not run yet)"
+    fi
+    echo
     echo "## Speculative decoding on the tiny model (bench/speculate.lua)"
     echo
     if [[ -f $log/speculate ]]; then
@@ -278,6 +288,8 @@ TESSERA_PROFILE=1 stage 120 "$log/decode-profile" build/tessera run bench/decode
   --device cuda --steps 8 --linears fp8 --experts fp4
 # (speculative decoding: a two-row step against a one-row step on the GPU)
 stage 120 "$log/speculate" build/tessera run bench/speculate.lua --device cuda
+# (prompts prefilled together: one launch a layer for all their attention)
+stage 120 "$log/prefill-batch" build/tessera run bench/prefill_batch.lua --device cuda
 report
 # (the numerics with every launch waited for: a kernel that faults is named
 # in its own check, not in whichever later read waits for the queue)
