@@ -725,9 +725,11 @@ local main_compressor, both_compressors = {"compressor"}, {"compressor", "indexe
 -- and attention then run once for the batch (attend_batch), else (one
 -- sequence) for the sequence (attend_step).
 -- step: the step's shared inputs (M.step_inputs; pos_v the same every
--- layer), or nil. apart: each token's attention on its own, in turn (the
--- tokens of one sequence: M:decode_tokens).
-function M:attention_steps(L, x, seqs, pos_v, step, apart)
+-- layer), or nil. rounds: the rows' rounds ({first row, rows} each, in
+-- turn; one round of all rows when nil), each round's sequences distinct:
+-- a sequence's later tokens in later rounds (M:decode_rounds), each round
+-- attending against the state the rounds before it left.
+function M:attention_steps(L, x, seqs, pos_v, step, rounds)
   local c, cfg = self.cfg.head_dim, self.cfg
   local p = self:pname(L, "attn.")
   local ratio = cfg.compress_ratios[L + 1]
@@ -752,34 +754,45 @@ function M:attention_steps(L, x, seqs, pos_v, step, apart)
                            (ratio ~= 128 or self.kv_format == "fp8") and self:bf16_attention())
   local qi, w
   if ratio == 4 then qi, w = self:indexer_inputs(L, nil, x, tab, pos, qs[2], xs[3]) end
-  -- a batch whose states lie in the model's pools: each sequence's new
-  -- ring row, and each compressor's projections of the B rows (one linear:
-  -- its weights read once a step, not once a sequence), stored with one
-  -- launch each (the rows each sequence's attend_step stored before)
-  local stored = B > 1 and not apart and self:pooled_batch(L, seqs)
-  if stored then
-    local st, rings, at = seqs[1].state[L], {}, {}
-    for b = 1, B do rings[b], at[b] = seqs[b].state[L].ring, pos_v[b] % W end
-    Cache.put_norm_rope_batch(st.ring.pool, rings, kv, self:weight(p .. "kv_norm.weight"), tab,
-                              pos, at, pool_rows(step, seqs, st.ring.pool, pos_v))
-    if ratio > 0 then
-      for _, which in ipairs(ratio == 4 and both_compressors or main_compressor) do
-        local bufs = st.buf[which].pool
-        bufs:put(self:project(L, which, x), pool_rows(step, seqs, bufs, pos_v))
+  -- a round of a batch whose states lie in the model's pools: each
+  -- sequence's new ring row, and each compressor's projections of the rows
+  -- (one linear over all the step's rows: its weights read once a step, not
+  -- once a sequence), stored with one launch each (the rows each sequence's
+  -- attend_step stored before), the attention once for the round
+  -- (attend_batch); else a token at a time (attend_step)
+  local o, roped, proj = O.out{B, H, c}, nil, {}
+  for _, rd in ipairs(rounds or {{0, B}}) do
+    local r0, m = rd[1], rd[2]
+    local whole = r0 == 0 and m == B
+    local function rows(t)
+      if whole or not t then return t end
+      return t:slice(0, r0, m)
+    end
+    local rs = whole and seqs or table.move(seqs, r0 + 1, r0 + m, 1, {})
+    local rp = whole and pos_v or table.move(pos_v, r0 + 1, r0 + m, 1, {})
+    if m > 1 and self:pooled_batch(L, rs) then
+      local st, rings, at = rs[1].state[L], {}, {}
+      for b = 1, m do rings[b], at[b] = rs[b].state[L].ring, rp[b] % W end
+      Cache.put_norm_rope_batch(st.ring.pool, rings, rows(kv), self:weight(p .. "kv_norm.weight"),
+                                tab, rows(pos), at, pool_rows(step, rs, st.ring.pool, rp))
+      if ratio > 0 then
+        for _, which in ipairs(ratio == 4 and both_compressors or main_compressor) do
+          local bufs = st.buf[which].pool
+          proj[which] = proj[which] or self:project(L, which, x)
+          bufs:put(rows(proj[which]), pool_rows(step, rs, bufs, rp))
+        end
+      end
+      self:compress_batch(L, rs, rp)
+      roped = self:attend_batch(L, rs, rp, rows(q), rows(qi), rows(w), rows(o), rows(pos), step)
+    else
+      for b = r0 + 1, r0 + m do
+        local t, st, r = pos_v[b], seqs[b].state[L], b - 1
+        roped = self:attend_step(L, st, t, x:slice(0, r, 1), q:slice(0, r, 1),
+                                 kv:slice(0, r, 1), qi and qi:slice(0, r, 1),
+                                 w and w:slice(0, r, 1), o:slice(0, r, 1), pos:slice(0, r, 1),
+                                 step, false)
       end
     end
-    self:compress_batch(L, seqs, pos_v)
-  end
-  local o, roped = O.out{B, H, c}, nil
-  if stored then
-    roped = self:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
-    return self:attention_out(L, o, tab, pos, B, roped)
-  end
-  for b = 1, B do
-    local t, st, r = pos_v[b], seqs[b].state[L], b - 1
-    roped = self:attend_step(L, st, t, x:slice(0, r, 1), q:slice(0, r, 1), kv:slice(0, r, 1),
-                             qi and qi:slice(0, r, 1), w and w:slice(0, r, 1), o:slice(0, r, 1),
-                             pos:slice(0, r, 1), step, stored)
   end
   return self:attention_out(L, o, tab, pos, B, roped)
 end

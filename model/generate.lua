@@ -41,7 +41,11 @@
 -- draft when the main model picks the same token (else forgets it:
 -- model:forget_last), and drafts the next with the block (model:mtp_steps,
 -- greedy); the output is the plain run's, token for token, as each token
--- is still the main model's pick from the same logits and draws.
+-- is still the main model's pick from the same logits and draws. With
+-- several prompts (model:speculate_batch) each step's two tokens of every
+-- sequence are two rounds of one step; greedy, each output is the plain
+-- run's; sampled, the draws come in another order (a sequence may pick two
+-- tokens a step), so the outputs are other samples.
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
@@ -103,9 +107,7 @@ if #turns > 0 and (not opts.chat or #prompts > 1) then
 end
 if opts.mtp and opts.mtp ~= "on" and opts.mtp ~= "off" then error("--mtp: on or off", 0) end
 local mtp = opts.mtp == "on"
-if mtp and (#prompts > 1 or #turns > 0 or chunk) then
-  error("--mtp: one prompt, without --turn or --chunk", 0)
-end
+if mtp and (#turns > 0 or chunk) then error("--mtp: without --turn or --chunk", 0) end
 local device = ts.device(opts.device)
 local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
                                      experts = opts.experts, attention = opts.attention})
@@ -194,6 +196,12 @@ if #prompts > 1 then
     device:sync()
     local tp = ts.clock()
     local steps = 0
+    if mtp then -- (speculatively: model:speculate_batch)
+      local drafts, kept
+      outs, drafts, kept = model:speculate_batch(seqs, logits, all_ids, n_new, pick, tk.eos)
+      for b = 1, #prompts do steps = steps + #outs[b] - 1 end
+      return outs, tp, steps, drafts, kept
+    end
     for s = 1, n_new do
       local toks = pick_rows(logits)
       local next_live, next_seqs, next_ids = {}, {}, {}
@@ -216,7 +224,7 @@ if #prompts > 1 then
   device:sync()
   local compile = ts.clock() - tc
   local t0 = ts.clock()
-  local outs, tp, steps = run()
+  local outs, tp, steps, drafts, kept = run()
   local t2 = ts.clock()
   local total = 0
   for b = 1, #prompts do
@@ -228,6 +236,10 @@ if #prompts > 1 then
                       "tokens/s; decode %d tokens: %.1f tokens/s (kernels compiled in a warm-up " ..
                       "run first: %.2f s)", #prompts, device:name(), tk.name, total,
                       total / (tp - t0), steps, steps / math.max(t2 - tp, 1e-9), compile))
+  if mtp then
+    print(string.format("MTP drafts: %d, kept %d (%.0f%%)", drafts, kept,
+                        100 * kept / math.max(drafts, 1)))
+  end
   return
 end
 

@@ -53,39 +53,55 @@ function M:mtp(next_ids)
   return self:head(X, "mtp.0.")
 end
 
--- The MTP block's next k positions (M:mtp's state from position
--- self.mtp_pos): h [k, 4, d] the main model's final streams at those
--- positions, ids (a table or i32 tensor [k]) the token after each; the
--- linears over the k rows at once, the attention a position at a time (as
--- M:decode_tokens). Returns the logits of the last (the draft of the token
--- two after its position).
-function M:mtp_steps(h, ids)
-  local cfg, L = self.cfg, self.cfg.n_layers
-  local t = self.mtp_pos
-  if not t then error("mtp_steps needs M:mtp first", 2) end
-  if type(ids) == "table" then ids = O.tensor("i32", {#ids}, ids) end
-  local k = ids:numel()
-  self:check_room("mtp_steps", t, k, 2)
+-- The MTP block's next positions of several sequences in rounds
+-- (rounds[r] = {seqs = {...}, h = the main model's final streams [n, 4, d]
+-- at those positions, ids = {...} the token after each}; M:flat_rounds'
+-- form, each sequence's state from M:mtp at its mtp_pos): the linears over
+-- all rows at once, the attention a round at a time (as M:decode_rounds).
+-- Returns the logits of every row [rows, vocab], round after round (each
+-- a draft of the token two after its position).
+function M:mtp_rounds(rounds)
+  local cfg, d, L = self.cfg, self.cfg.dim, self.cfg.n_layers
+  local seqs, idv, pos_v, rows, count = self:flat_rounds(rounds, "mtp_rounds",
+                                                         function(s) return s.mtp_pos end)
   O.use(self.dev, self.tf32)
-  ids = O.on_device(ids)
-  local pos_v, seqs = {}, {}
-  for i = 1, k do pos_v[i], seqs[i] = t + i - 1, self end
-  local X, step = self:mtp_inputs(h, ids), self.step_inputs()
+  local n = #idv
+  local h = rounds[1].h:reshape{rounds[1].h:shape(1), 4 * d}
+  for r = 2, #rounds do h = O.concat_rows(h, rounds[r].h:reshape{rounds[r].h:shape(1), 4 * d}) end
+  local ids, step = O.on_device(O.tensor("i32", {n}, idv)), self.step_inputs()
+  local X = self:mtp_inputs(h:reshape{n, 4, d}, ids)
   X = self:mhc_block(L, "attn", X, nil, function(x)
-    return self:attention_steps(L, x, seqs, pos_v, step, true)
+    return self:attention_steps(L, x, seqs, pos_v, step, rows)
   end)
   X = self:mhc_block(L, "ffn", X, nil, function(x) return self:moe(L, x, ids) end)
-  self.mtp_pos = t + k
-  return self:head(X, "mtp.0.")
+  for s, k in pairs(count) do s.mtp_pos = s.mtp_pos + k end
+  return self:head(X, "mtp.0.", true)
 end
 
-
--- The greedy pick of logits [1, vocab] (kernels/argmax.tile).
-local function greedy(logits)
-  local out = O.out({1}, "i32")
-  kernel("argmax.tile", "argmax"):launch{logits:reshape{1, logits:numel()}, out}
-  return out:to_table()[1]
+-- The MTP block's next k positions of this sequence (M:mtp's state from
+-- position self.mtp_pos): h [k, 4, d] the main model's final streams at
+-- those positions, ids (a table or i32 tensor [k]) the token after each
+-- (M:mtp_rounds: k rounds of one). Returns the logits of the last (the
+-- draft of the token two after its position).
+function M:mtp_steps(h, ids)
+  if not self.mtp_pos then error("mtp_steps needs M:mtp first", 2) end
+  if type(ids) ~= "table" then ids = ids:to_table() end
+  local rounds = {}
+  for i, id in ipairs(ids) do rounds[i] = {seqs = {self}, h = h:slice(0, i - 1, 1), ids = {id}} end
+  local logits = self:mtp_rounds(rounds)
+  return logits:slice(0, #ids - 1, 1)
 end
+
+-- The greedy picks of logits [R, vocab] (kernels/argmax.tile): a list; of
+-- [1, vocab] or [vocab] the one pick.
+local function greedy_rows(logits)
+  local V = logits:shape(logits:numel() == logits:shape(1) and 1 or 2)
+  local R = logits:numel() // V
+  local out = O.out({R}, "i32")
+  kernel("argmax.tile", "argmax"):launch{logits:reshape{R, V}, out}
+  return out:to_table()
+end
+local function greedy(logits) return greedy_rows(logits)[1] end
 
 -- Speculative decoding with the MTP block's drafts (V4-SPEC 1.10), after a
 -- prefill of `prompt` (a table of ids) whose last logits are `logits`: up
@@ -132,6 +148,93 @@ function M:speculate(logits, prompt, n, pick, eos, draft)
     end
   end
   return new, drafts, kept
+end
+
+
+-- M:speculate for several sequences together (each prefilled: seqs[b]'s
+-- prompt prompts[b], a table of ids, its last logits row b of logits [B,
+-- vocab], as prefill_batch gives them): each step decodes every live
+-- sequence's last token and draft in two rounds (M:decode_rounds: the
+-- linears once for all, the attention one launch a round), keeps or
+-- forgets each draft, and drafts the next with the MTP block in one or
+-- two rounds (M:mtp_rounds: a round of every sequence going on, one of
+-- those whose draft was kept). pick(logits [1, vocab], b) picks sequence
+-- b's token; draft(b, tokens so far), when given, overrides the block's
+-- drafts (as M:speculate's). Returns each sequence's tokens, the drafts
+-- made and kept.
+-- Greedy, each sequence's tokens are its plain decode's; sampled, the
+-- picks come in another order than a plain batch's (a sequence may pick
+-- two in a step), so the draws fall otherwise.
+function M:speculate_batch(seqs, logits, prompts, n, pick, eos, draft_of)
+  local B, d = #seqs, self.cfg.dim
+  local outs, tok, draft, live, drafts, kept = {}, {}, {}, {}, 0, 0
+  for b, s in ipairs(seqs) do
+    tok[b] = pick(logits:slice(0, b - 1, 1), b)
+    outs[b] = {tok[b]}
+    if tok[b] ~= eos and n > 1 then
+      local after = table.move(prompts[b], 2, #prompts[b], 1, {})
+      after[#after + 1] = tok[b]
+      draft[b] = greedy(s:mtp(O.tensor("i32", {#after}, after)))
+      if draft_of then draft[b] = draft_of(b, outs[b]) end
+      live[#live + 1] = b
+    end
+  end
+  while #live > 0 do
+    local ls, lt, ld, m = {}, {}, {}, #live
+    for k, b in ipairs(live) do ls[k], lt[k], ld[k] = seqs[b], tok[b], draft[b] end
+    local two, X = self:decode_rounds({{seqs = ls, ids = lt}, {seqs = ls, ids = ld}})
+    local flat = X:reshape{2 * m, 4 * d}
+    -- the MTP block's rounds: each sequence going on (its first decoded
+    -- position, the token picked after it), then those that kept their
+    -- draft (the draft's position, the token after it)
+    local r1, r2, going = {seqs = {}, ids = {}, rows = {}}, {seqs = {}, ids = {}, rows = {}}, {}
+    for k, b in ipairs(live) do
+      local s, out = seqs[b], outs[b]
+      local y = pick(two:slice(0, k - 1, 1), b)
+      out[#out + 1], drafts = y, drafts + 1
+      local on = y ~= eos and #out < n
+      if y == draft[b] then
+        kept = kept + 1
+        if on then
+          local z = pick(two:slice(0, m + k - 1, 1), b)
+          out[#out + 1] = z
+          if z ~= eos and #out < n then
+            table.insert(r1.seqs, s); table.insert(r1.ids, y); table.insert(r1.rows, k - 1)
+            table.insert(r2.seqs, s); table.insert(r2.ids, z); table.insert(r2.rows, m + k - 1)
+            going[#going + 1], tok[b] = b, z
+          end
+        else
+          s:forget_last() -- (the last token not decoded)
+        end
+      else
+        s:forget_last()
+        if on then
+          table.insert(r1.seqs, s); table.insert(r1.ids, y); table.insert(r1.rows, k - 1)
+          going[#going + 1], tok[b] = b, y
+        end
+      end
+    end
+    if #going > 0 then
+      local rounds = {}
+      for _, r in ipairs{r1, r2} do
+        if #r.seqs > 0 then
+          local h = O.out{#r.rows, 4 * d}
+          kernel("embed.tile", "rows_f32"):launch{flat, O.tensor("i32", {#r.rows}, r.rows), h}
+          rounds[#rounds + 1] = {seqs = r.seqs, ids = r.ids, h = h:reshape{#r.rows, 4, d}}
+        end
+      end
+      local picks = greedy_rows(self:mtp_rounds(rounds))
+      -- each sequence's last row: its round 2 row when it kept its draft
+      local last, n1 = {}, #r1.seqs
+      for k, s in ipairs(r1.seqs) do last[s] = picks[k] end
+      for k, s in ipairs(r2.seqs) do last[s] = picks[n1 + k] end
+      for _, b in ipairs(going) do
+        draft[b] = draft_of and draft_of(b, outs[b]) or last[seqs[b]]
+      end
+    end
+    live = going
+  end
+  return outs, drafts, kept
 end
 
 end

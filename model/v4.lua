@@ -532,37 +532,79 @@ function M:decode(id)
   return self:head(X)
 end
 
--- k tokens of this sequence (ids: a table or i32 tensor [k]) at its next
--- positions in one step: each layer's linears, mHC and MoE over the k rows
--- at once (each weight read once for all), the attention a token at a
--- time against the state the tokens before it left (attend_step). Returns
--- the logits of each position [k, vocab], bit for bit k decode steps on
--- the CPU: speculative decoding's verification of drafted tokens
--- (model/generate.lua --mtp), with M:forget_last for a rejected one.
-function M:decode_tokens(ids)
-  local cfg, d, t = self.cfg, self.cfg.dim, self.next_pos
-  if not t or t == 0 then error("decode_tokens needs a prefill first", 2) end
-  if type(ids) == "table" then ids = O.tensor("i32", {#ids}, ids) end
-  local k = ids:numel()
-  if k == 0 then error("decode_tokens: no tokens", 2) end
-  self:check_room("decode_tokens", t, k, 2)
+-- Rounds of tokens of several sequences (rounds[r] = {seqs = {...}, ids =
+-- {...}}: a token for each of round r's sequences, none twice in a round;
+-- a sequence's tokens at its next positions in the order of its rounds)
+-- flattened, round after round: the sequences, ids and positions of the
+-- rows, each round's rows {first row, rows}, and each sequence's count.
+-- pos(s): the sequence's next position (nil: not ready, refused).
+function M:flat_rounds(rounds, what, pos)
+  local seqs, ids, pos_v, rows, count = {}, {}, {}, {}, {}
+  if #rounds == 0 then error(what .. ": no rounds", 3) end
+  for r, rd in ipairs(rounds) do
+    if #rd.seqs == 0 or #rd.ids ~= #rd.seqs then
+      error(what .. ": round " .. r .. " needs one id for each of 1 or more sequences", 3)
+    end
+    batch_of(self, rd.seqs, what)
+    rows[r] = {#seqs, #rd.seqs}
+    for b, s in ipairs(rd.seqs) do
+      local t = pos(s)
+      if not t or t == 0 then error(what .. ": sequence " .. b .. " needs a prefill first", 3) end
+      local k = count[s] or 0
+      seqs[#seqs + 1], ids[#ids + 1], pos_v[#pos_v + 1] = s, rd.ids[b], t + k
+      count[s] = k + 1
+    end
+  end
+  for s, k in pairs(count) do self:check_room(what, pos(s), k, 3) end
+  return seqs, ids, pos_v, rows, count
+end
+
+-- Several sequences' tokens in rounds (M:flat_rounds' form: each
+-- sequence's later tokens in later rounds) in one step: each layer's
+-- linears, mHC and MoE over all the rows at once (each weight read once
+-- for all), the attention a round at a time (M:attention_steps' rounds:
+-- one launch for a round's sequences where their states lie in the pools,
+-- else a token at a time). Returns the logits of every row [rows, vocab],
+-- round after round, and the final streams [rows, 4, d] (the MTP block's
+-- input); each row's logits are its sequence's decode step's, bit for bit
+-- on the CPU. Speculative decoding's verification of drafted tokens
+-- (M:speculate_batch), with M:forget_last for a rejected one.
+function M:decode_rounds(rounds)
+  local cfg, d = self.cfg, self.cfg.dim
+  local seqs, idv, pos_v, rows, count = self:flat_rounds(rounds, "decode_rounds",
+                                                         function(s) return s.next_pos end)
   O.use(self.dev, self.tf32)
-  ids = O.on_device(ids)
-  local pos_v, seqs, step = {}, {}, self.step_inputs()
-  for i = 1, k do pos_v[i], seqs[i] = t + i - 1, self end
-  local X = O.out{k, 4, d}
+  local ids, step, n = O.tensor("i32", {#idv}, idv), self.step_inputs(), #idv
+  local X = O.out{n, 4, d}
   kernel("embed.tile", "embed_streams"):launch{ids, self:raw("embed.weight"), X}
   for L = 0, cfg.n_layers - 1 do
     X = self:mhc_block(L, "attn", X, nil, function(x)
-      return self:attention_steps(L, x, seqs, pos_v, step, true)
+      return self:attention_steps(L, x, seqs, pos_v, step, rows)
     end)
     X = self:mhc_block(L, "ffn", X, nil, function(x)
       return self:moe(L, x, ids)
     end)
   end
-  self.next_pos = t + k
+  for s, k in pairs(count) do s.next_pos = s.next_pos + k end
+  return self:head(X, "", true), X
+end
+
+-- k tokens of this sequence (ids: a table or i32 tensor [k]) at its next
+-- positions in one step (M:decode_rounds: k rounds of one token): the
+-- logits of each position [k, vocab], bit for bit k decode steps on the
+-- CPU: speculative decoding's verification (M:speculate), with
+-- M:forget_last for a rejected draft.
+function M:decode_tokens(ids)
+  if type(ids) ~= "table" then ids = ids:to_table() end
+  if #ids == 0 then error("decode_tokens: no tokens", 2) end
+  if not self.next_pos or self.next_pos == 0 then
+    error("decode_tokens needs a prefill first", 2)
+  end
+  local rounds = {}
+  for i, id in ipairs(ids) do rounds[i] = {seqs = {self}, ids = {id}} end
+  local logits, X = self:decode_rounds(rounds)
   self.last_streams = X
-  return self:head(X, "", true)
+  return logits
 end
 
 -- Forgets this sequence's last position (a rejected draft): its state as

@@ -6,7 +6,8 @@
 -- and prints decoded text. Refused: a tokenizer with more ids than the
 -- embedding has rows, a config naming a token the tokenizer lacks, a
 -- --tokenizer file that is not there. Without a tokenizer.json: byte ids.
--- generate.lua --turn goes on with a chat's next turns (extend), each reply
+-- generate.lua --mtp on gives the plain output (alone, sampled, with two
+-- prompts); generate.lua --turn goes on with a chat's next turns (extend), each reply
 -- a prefill of the conversation's tokens would give.
 local T = require "model.tokenizer"
 local TJ = require "tests.lua.lib.tokenizer_json"
@@ -71,11 +72,12 @@ check(out:find("tokens: " .. dir .. "/tokenizer.json (269 ids); prompt 11 tokens
 check(out:find("\noutput: ", 1, true) ~= nil and json ~= nil, "generate.lua prints decoded output")
 -- several prompts generate together (prefill_batch, decode_batch): each
 -- output is that prompt's alone
-local function generate(prompts)
+local function generate(prompts, extra)
   lines = {}
   print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
   arg = {[0] = "model/generate.lua", "--model", dir, "--tokens", "5"}
   for _, p in ipairs(prompts) do arg[#arg + 1], arg[#arg + 2] = "--prompt", p end
+  if extra then table.move(extra, 1, #extra, #arg + 1, arg) end
   local ok2, err2 = pcall(dofile, "model/generate.lua")
   print = real_print
   check(ok2, "generate.lua with " .. #prompts .. " prompts: " .. tostring(err2))
@@ -106,6 +108,24 @@ local ok4, bad = run{"--chunks", "3"}
 check(not ok4 and bad:find("unknown option --chunks", 1, true) ~= nil, "an unknown option: " .. bad)
 local ok5, zero = run{"--chunk", "0"}
 check(not ok5 and zero:find("--chunk: a positive number", 1, true) ~= nil, "--chunk 0: " .. zero)
+-- --mtp on (speculative decoding with the MTP block's drafts) gives the
+-- same output, alone, with two prompts and sampled; --mtp with --chunk is
+-- refused
+local ok6, spec = run{"--mtp", "on"}
+check(ok6 and spec:match("\noutput: ([^\n]*)") == first and spec:find("MTP drafts: ", 1, true),
+      "--mtp on gives the plain output:\n" .. spec)
+local ok7, sampled = run{"--mtp", "on", "--temperature", "0.8", "--seed", "7"}
+local ok8, plain = run{"--temperature", "0.8", "--seed", "7"}
+check(ok7 and ok8 and sampled:match("\noutput: ([^\n]*)") == plain:match("\noutput: ([^\n]*)"),
+      "--mtp on, sampled: the plain output:\n" .. sampled .. "\n" .. plain)
+local both_mtp = generate({"the other one", "the one"}, {"--mtp", "on"})
+check(both_mtp:find("\noutput 1: " .. first .. "\n", 1, true) ~= nil and
+      both_mtp:find("\noutput 2: " .. second .. "\n", 1, true) ~= nil and
+      both_mtp:find("MTP drafts: ", 1, true) ~= nil,
+      "two prompts with --mtp on give each one's output alone:\n" .. both_mtp)
+local ok9, bad9 = run{"--mtp", "on", "--chunk", "3"}
+check(not ok9 and bad9:find("--mtp: without --turn or --chunk", 1, true) ~= nil,
+      "--mtp with --chunk: " .. bad9)
 
 -- V4's chat format (encoding_dsv4.py's rules for system, user and assistant turns)
 local U, A = T.USER, T.ASSISTANT

@@ -10,9 +10,10 @@
 -- model:speculate gives a plain decode's tokens, greedy and sampled, with
 -- the MTP block's drafts and with drafts that are always, never or every
 -- other time the main model's next token (drafts kept as many as were
--- right), the state after it the plain decode's; in both cache formats and
--- with the bf16 attention. Bad calls are refused. Skips without
--- ../shared/golden.
+-- right), the state after it the plain decode's; and model:speculate_batch
+-- gives each of several sequences' plain decode (its steps' rounds one
+-- attention launch each); in both cache formats and with the bf16
+-- attention. Bad calls are refused. Skips without ../shared/golden.
 local ts = require "tessera"
 local V4 = require "model.v4"
 local C = require "tests.lua.lib.check"
@@ -142,6 +143,88 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
     local nxt = toks[N]
     check(relerr(spec:decode(nxt):to_table(), plain:decode(nxt):to_table()) == 0,
           what .. ": the next decode step's logits")
+  end
+end
+
+-- several sequences together (prompts of 3, 40, 126 and 9 tokens,
+-- prefill_batch): model:speculate_batch gives each one's plain greedy
+-- decode, with the MTP block's drafts and with drafts always right or
+-- right for some sequences and not others in a step (a round of the MTP
+-- block smaller than the one before it); a step's two rounds are one
+-- attention launch each for the four sequences
+local function greedy(l)
+  local v = l:to_table()
+  local best, mx = 0, -math.huge
+  for k = 1, #v do
+    if v[k] > mx then best, mx = k - 1, v[k] end
+  end
+  return best
+end
+for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
+  local attention = fmt == "fp8+bf16" and "bf16" or nil
+  local model = V4.load(dir, nil, {kv_format = fmt:sub(1, 3), attention = attention})
+  local lens, starts, N = {3, 40, 126, 9}, {1, 10, 20, 50}, 14
+  local prompts, want, ends = {}, {}, {}
+  for b = 1, #lens do
+    prompts[b] = table.move(ids, starts[b], starts[b] + lens[b] - 1, 1, {})
+    local s = model:sequence()
+    local l = s:prefill(ts.tensor("i32", {lens[b]}, prompts[b]))
+    want[b] = {}
+    for k = 1, N do
+      want[b][k] = greedy(l)
+      if k < N then l = s:decode(want[b][k]) end
+    end
+    ends[b] = {pos = s.next_pos, nxt = s:decode(want[b][N]):to_table()}
+  end
+  for _, drafts in ipairs{"mtp", "right", "some"} do
+    local seqs, calls = {}, {}
+    for b = 1, #lens do seqs[b], calls[b] = model:sequence(), 0 end
+    local logits = model:prefill_batch(seqs, prompts)
+    local oracle = drafts ~= "mtp" and function(b, new)
+      calls[b] = calls[b] + 1
+      local right = want[b][#new + 1] or 0
+      local ok = drafts == "right" or (calls[b] + b) % 3 ~= 0
+      return ok and right or (right + 1) % model.cfg.vocab_size
+    end
+    ts.profile(true)
+    ts.profile_reset()
+    local outs, made, kept = model:speculate_batch(seqs, logits, prompts, N, greedy, -1, oracle)
+    local seen = {}
+    for _, r in ipairs(ts.profile()) do seen[r.kernel] = (seen[r.kernel] or 0) + r.launches end
+    ts.profile(false)
+    local same = true
+    for b = 1, #lens do
+      same = same and #outs[b] == N and seqs[b].next_pos == ends[b].pos
+      for k = 1, N do same = same and outs[b][k] == want[b][k] end
+    end
+    local what = string.format("%s: speculate_batch (%s drafts): %d drafts, %d kept", fmt,
+                               drafts, made, kept)
+    print(what)
+    check(same and (drafts ~= "right" or kept == made) and (drafts ~= "some" or
+          (kept > 0 and kept < made)), what .. ": each sequence's plain decode")
+    -- the state after it: a batch step's logits are each plain one's
+    local nxt = {}
+    for b = 1, #lens do nxt[b] = want[b][N] end
+    local g, V = model:decode_batch(seqs, nxt):to_table(), model.cfg.vocab_size
+    local worst = 0
+    for b = 1, #lens do
+      worst = math.max(worst, relerr(table.move(g, (b - 1) * V + 1, b * V, 1, {}), ends[b].nxt))
+    end
+    check(worst == 0, what .. string.format(": the next batch step: %.3e", worst))
+    if fmt == "fp8" and drafts == "right" then
+      -- (the window and CSA layers' attention: one launch a round, two a
+      -- step, never a sequence at a time; the MTP block's layer two rounds
+      -- a step but the last)
+      local wc, steps, L = 0, made // #lens, model.cfg.n_layers
+      for l = 1, L do
+        if model.cfg.compress_ratios[l] ~= 128 then wc = wc + 1 end
+      end
+      local mw = model.cfg.compress_ratios[L + 1] ~= 128 and 1 or 0
+      check(seen.sparse_attn_f32_kv8 == 2 * wc * steps + 2 * mw * (steps - 1),
+            string.format("%s: sparse_attn_f32_kv8 launched %s times in %d steps (window and " ..
+                          "CSA layers %d, the MTP block's %d)", what, seen.sparse_attn_f32_kv8,
+                          steps, wc, mw))
+    end
   end
 end
 
