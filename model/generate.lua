@@ -6,6 +6,7 @@
 --       [--kv fp8|f32] [--linears f32|fp8] [--experts bf16|fp8|fp4]
 --       [--device cpu|cuda|gpusim] [--attention bf16|f32] [--tokenizer FILE|FOLDER]
 --       [--chat chat|thinking [--system TEXT] [--turn TEXT]...] [--chunk N]
+--       [--mtp on|off]
 -- Tokens from the model folder's tokenizer.json (or --tokenizer's; BOS from
 -- its template or tokenizer_config.json, generation stops at its EOS:
 -- model/tokenizer.lua), else byte-level (ids 0-255 are bytes; the tiny
@@ -67,7 +68,8 @@ while i <= #arg do
           "usage: generate.lua --config NAME | --model FOLDER [--weights F] [--prompt T] " ..
           "[--tokens N] [--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
           "[--experts bf16|fp8|fp4] [--device D] [--attention bf16|f32] [--tokenizer F] " ..
-          "[--chat chat|thinking] [--system T] [--chunk N] [--turn T] [--mtp on|off]", 0)
+          "[--chat chat|thinking] [--system T] [--chunk N] [--turn T] " ..
+          "[--mtp on|off]", 0)
   end
   opts[k] = arg[i + 1]
   if k == "prompt" then prompts[#prompts + 1] = arg[i + 1] end
