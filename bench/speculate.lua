@@ -8,23 +8,29 @@
 -- non-zero otherwise). Best of --runs runs each, alternated. On a GPU
 -- (--device cuda) the step is launches and weight reads, where two rows
 -- cost about one: scripts/gpu.sh runs it there.
+-- --batch B: B sequences together (prefill_batch, then decode_batch
+-- against speculate_batch).
 --   build/tessera run bench/speculate.lua [--tokens N] [--prompt N] [--runs R]
---       [--kv fp8|f32] [--device cpu|cuda|gpusim] [--weights F]
+--       [--kv fp8|f32] [--device cpu|cuda|gpusim] [--batch B] [--weights F]
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
 local layers = require "bench.v4_layers"
 
 local opts = layers.options({tokens = "48", prompt = "64", runs = "3", kv = "fp8",
-                             device = "cpu", weights = "build/tiny.safetensors"},
+                             device = "cpu", batch = "1", weights = "build/tiny.safetensors"},
                             "speculate.lua [--tokens N] [--prompt N] [--runs R] [--kv fp8|f32] " ..
-                            "[--device D] [--weights F]")
+                            "[--device D] [--batch B] [--weights F]")
 local N, P, runs = tonumber(opts.tokens), tonumber(opts.prompt), tonumber(opts.runs)
 local dev = ts.device(opts.device)
 local cfg = json.read("model/configs/tiny.json")
 local model = V4.load(cfg, layers.tiny_weights(opts.weights), {kv_format = opts.kv, device = dev})
-local prompt = {}
-for i = 1, P do prompt[i] = (i * 37) % 256 end
+local B = math.tointeger(tonumber(opts.batch))
+local prompts = {}
+for b = 1, B do
+  prompts[b] = {}
+  for i = 1, P do prompts[b][i] = (i * 37 + 11 * (b - 1)) % 256 end
+end
 local argmax = ts.kernel("kernels/argmax.tile", "argmax", {}, dev)
 local function pick(logits)
   local out = ts.tensor("i32", {1}, nil, dev)
@@ -32,25 +38,49 @@ local function pick(logits)
   return out:to_table()[1]
 end
 
--- each way's tokens, decode seconds (after the prefill), drafts, kept
+-- each way's tokens (a list a sequence), decode seconds (after the
+-- prefill), drafts, kept: one sequence (prefill, decode; speculate), or B
+-- together (prefill_batch, decode_batch; speculate_batch)
+local function start()
+  local seqs = {}
+  for b = 1, B do seqs[b] = model:sequence() end
+  if B == 1 then return seqs, seqs[1]:prefill(ts.tensor("i32", {P}, prompts[1])) end
+  return seqs, model:prefill_batch(seqs, prompts)
+end
 local function plain()
-  local s = model:sequence()
-  local logits, toks = s:prefill(ts.tensor("i32", {P}, prompt)), {}
+  local seqs, logits = start()
+  local toks = {}
+  for b = 1, B do toks[b] = {} end
+  dev:sync()
   local t0 = ts.clock()
   for k = 1, N do
-    toks[k] = pick(logits)
-    if k < N then logits = s:decode(toks[k]) end
+    local ids = {}
+    for b = 1, B do
+      toks[b][k] = pick(logits:slice(0, b - 1, 1))
+      ids[b] = toks[b][k]
+    end
+    if k < N then
+      logits = B == 1 and seqs[1]:decode(ids[1]) or model:decode_batch(seqs, ids)
+    end
   end
   return toks, ts.clock() - t0, 0, 0
 end
 local want
 local function spec(oracle)
-  local s = model:sequence()
-  local logits = s:prefill(ts.tensor("i32", {P}, prompt))
+  local seqs, logits = start()
+  dev:sync()
   local t0 = ts.clock()
-  local toks, made, kept = s:speculate(logits, prompt, N, pick, -1, oracle and function(new)
-    return want[#new + 1] or 0
-  end)
+  local toks, made, kept
+  if B == 1 then
+    toks, made, kept = seqs[1]:speculate(logits, prompts[1], N, pick, -1,
+                                         oracle and function(new) return want[1][#new + 1] or 0 end)
+    toks = {toks}
+  else
+    toks, made, kept = model:speculate_batch(seqs, logits, prompts, N, pick, -1,
+                                             oracle and function(b, new)
+                                               return want[b][#new + 1] or 0
+                                             end)
+  end
   return toks, ts.clock() - t0, made, kept
 end
 
@@ -64,16 +94,18 @@ for _ = 1, runs do
     local toks, secs, made, kept = w[2]()
     best[k] = math.min(best[k] or math.huge, secs)
     info[k] = {made, kept}
-    for i = 1, N do same = same and toks[i] == want[i] end
+    for b = 1, B do
+      for i = 1, N do same = same and toks[b][i] == want[b][i] end
+    end
   end
 end
-print(string.format("# speculative decoding, tiny config, %s caches, %s: prompt %d, %d tokens, " ..
-                    "best of %d", opts.kv, dev:name(), P, N, runs))
+print(string.format("# speculative decoding, tiny config, %s caches, %s: %d sequence(s), " ..
+                    "prompts %d, %d tokens each, best of %d", opts.kv, dev:name(), B, P, N, runs))
 print("")
 print("| drafts | decode tokens/s | drafts made | kept | vs plain |")
 print("|---|---|---|---|---|")
 for k, w in ipairs(ways) do
-  print(string.format("| %s | %.1f | %d | %d | %.2fx |", w[1], (N - 1) / best[k], info[k][1],
+  print(string.format("| %s | %.1f | %d | %d | %.2fx |", w[1], B * (N - 1) / best[k], info[k][1],
                       info[k][2], best[1] / best[k]))
 end
 if not same then

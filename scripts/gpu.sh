@@ -218,6 +218,10 @@ report() {
     else
       echo "(not run yet)"
     fi
+    if [[ -f $log/speculate-batch ]]; then
+      echo
+      grep -E '^(#|\||FAILED)' "$log/speculate-batch" || tail -n 20 "$log/speculate-batch"
+    fi
     echo
     echo "## Cold compile time (bench/compile_time)"
     echo
@@ -288,6 +292,7 @@ TESSERA_PROFILE=1 stage 120 "$log/decode-profile" build/tessera run bench/decode
   --device cuda --steps 8 --linears fp8 --experts fp4
 # (speculative decoding: a two-row step against a one-row step on the GPU)
 stage 120 "$log/speculate" build/tessera run bench/speculate.lua --device cuda
+stage 120 "$log/speculate-batch" build/tessera run bench/speculate.lua --device cuda --batch 16
 # (prompts prefilled together: one launch a layer for all their attention)
 stage 120 "$log/prefill-batch" build/tessera run bench/prefill_batch.lua --device cuda
 report
