@@ -110,13 +110,21 @@ local function span_layout(spans, ratio, P)
 end
 
 -- An i32 tensor of f(k, t) for each token t (from 0) of each span k, in the
--- spans' rows.
-local function span_tokens(spans, lay, f)
+-- spans' rows; made once for a prefill's layers when `key` names it (kept
+-- in the table `memo`: the prefill's spans, which every layer gets).
+local function span_tokens(spans, f, memo, key)
+  local made = memo and memo.tokens and memo.tokens[key]
+  if made then return made end
   local v = {}
   for k, sp in ipairs(spans) do
     for t = 0, sp[2] - 1 do v[#v + 1] = f(k, t) end
   end
-  return O.tensor("i32", {#v}, v)
+  made = O.tensor("i32", {#v}, v)
+  if memo then
+    memo.tokens = memo.tokens or {}
+    memo.tokens[key] = made
+  end
+  return made
 end
 
 -- The spans' runs (k0 .. k1, rows first .. first + rows - 1) whose indexer
@@ -228,9 +236,10 @@ function M:attention(L, x, pos, spans, P)
     -- HCA: the window gathered from the list, then each token's complete
     -- compressed entries read in place (hca_attn.tile) from its prompt's
     local win = self:span_lists(pos, nil, nil, W, np)
-    local ncomp, cbase = span_tokens(spans, lay, function(k, t)
+    local ncomp = span_tokens(spans, function(k, t)
       return math.min((lay.P + t + 1) // ratio, lay.held[k])
-    end), span_tokens(spans, lay, function(k) return lay.eoff[k] end)
+    end, spans, "ncomp" .. ratio)
+    local cbase = span_tokens(spans, function(k) return lay.eoff[k] end, spans, "cbase" .. ratio)
     if bf then
       kernel("hca_attn.tile", "hca_attn_tc", self:tc_params()):launch{
         q, O.convert(list, "bf16"), win, O.convert(comps, "bf16"), ncomp, cbase, sink, o}
@@ -242,7 +251,8 @@ function M:attention(L, x, pos, spans, P)
     -- index lists: the window (token t and the W - 1 before it), then the
     -- selected (CSA) compressed entries (rows from np + T on), -1 padded
     local K = W + (ratio == 4 and cfg.index_topk or 0)
-    local ebase = sel and span_tokens(spans, lay, function(k) return np + T + lay.eoff[k] end)
+    local ebase = sel and span_tokens(spans, function(k) return np + T + lay.eoff[k] end, spans,
+                                      "ebase" .. ratio)
     local idx = self:span_lists(pos, sel, ebase, K, np)
     if bf then
       kernel("sparse_attn.tile", "sparse_attn_tc", self:tc_params())
@@ -332,8 +342,10 @@ function M:select_spans(ratio, qi, held, w, pos, spans, lay)
     local function rows(t) return #runs > 1 and t:slice(0, r.first, r.rows) or t end
     local scores = f32{r.rows, math.max(r.N, 1)}
     self:index_scores(ratio, rows(qi), held, rows(w), rows(pos), scores,
-                      #spans > 1 and span_tokens(part, sub, function(k) return sub.eoff[k] end))
-    local len = span_tokens(part, sub, function(_, t) return (lay.P + t + 1) // ratio end)
+                      #spans > 1 and span_tokens(part, function(k) return sub.eoff[k] end, spans,
+                                                 "kbase" .. ratio .. ":" .. r.k0))
+    local len = span_tokens(part, function(_, t) return (lay.P + t + 1) // ratio end, spans,
+                            "len" .. ratio .. ":" .. r.k0)
     local s = O.topk(scores, len, KS, sel and rows(sel))
     sel = sel or s
   end

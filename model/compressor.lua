@@ -87,17 +87,21 @@ end
 -- window from row wins[2k - 1], the window before it (CSA) from row
 -- wins[2k] (-1: none, a sequence's first entry), normed and roped as the
 -- layer's entry number epos[k]; one compress_pool_at and one
--- compress_norm_rope_at. Returns [#epos, E].
-function M:pool_windows(L, which, cz, wins, epos, ratio, tab)
+-- compress_norm_rope_at. wins and epos: tables, or with N their i32
+-- tensors ([N, 2], [N]). Returns [N, E].
+function M:pool_windows(L, which, cz, wins, epos, ratio, tab, N)
   local p = self:pname(L, subs[which])
   local E = self:weight(p .. "norm.weight"):shape(1)
-  local N = #epos
+  N = N or #epos
   local comp, out = O.out{N, E}, O.out{N, E}
   if N == 0 then return out end
+  if type(wins) == "table" then
+    wins, epos = O.tensor("i32", {N, 2}, wins), O.tensor("i32", {N}, epos)
+  end
   kernel("compressor.tile", "compress_pool_at", ratio == 4 and joined_csa or joined_hca)
-    :launch{cz, cz, self:weight(p .. "ape"), O.tensor("i32", {N, 2}, wins), comp}
+    :launch{cz, cz, self:weight(p .. "ape"), wins, comp}
   kernel("compressor.tile", "compress_norm_rope_at", ratio_params(ratio))
-    :launch{comp, self:weight(p .. "norm.weight"), tab, out, O.tensor("i32", {N}, epos)}
+    :launch{comp, self:weight(p .. "norm.weight"), tab, out, epos}
   return out
 end
 
@@ -110,15 +114,25 @@ end
 function M:pool_spans(L, which, cz, spans, ratio, tab, pre, P)
   if pre then return self:pool_after(L, which, pre.buf, cz, P, ratio, tab) end
   if #spans == 1 then return self:pool(L, which, cz, ratio, tab, 0) end
-  local wins, epos = {}, {}
-  for _, sp in ipairs(spans) do
-    for e = 0, sp[2] // ratio - 1 do
-      wins[#wins + 1] = sp[1] + ratio * e
-      wins[#wins + 1] = e > 0 and sp[1] + ratio * (e - 1) or -1
-      epos[#epos + 1] = e
+  -- (the windows' rows and numbers, made once for the prefill's layers of
+  -- this ratio: kept in its spans)
+  spans.windows = spans.windows or {}
+  local w = spans.windows[ratio]
+  if not w then
+    local wins, epos = {}, {}
+    for _, sp in ipairs(spans) do
+      for e = 0, sp[2] // ratio - 1 do
+        wins[#wins + 1] = sp[1] + ratio * e
+        wins[#wins + 1] = e > 0 and sp[1] + ratio * (e - 1) or -1
+        epos[#epos + 1] = e
+      end
     end
+    local N = #epos
+    w = {N = N, wins = N > 0 and O.tensor("i32", {N, 2}, wins),
+         epos = N > 0 and O.tensor("i32", {N}, epos)}
+    spans.windows[ratio] = w
   end
-  return self:pool_windows(L, which, cz, wins, epos, ratio, tab)
+  return self:pool_windows(L, which, cz, w.wins, w.epos, ratio, tab, w.N)
 end
 
 -- The entries that the projected rows cz [T, 2 KE] of positions P .. P +
