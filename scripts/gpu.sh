@@ -91,6 +91,15 @@ status=0
 # Every stage runs under a timeout (a hung kernel must not take the lease)
 # and the report is rewritten after each, into $OUT too when the `run`
 # tool set it, so a run cut short still leaves what it measured.
+# a stage's log as the report shows it: its tables' lines (and a FAILED),
+# else its tail, or that it has not run
+tables_of() {
+  if [[ -f $1 ]]; then
+    grep -E '^(#|\||FAILED)' "$1" || tail -n 20 "$1"
+  else
+    echo "(not run yet)"
+  fi
+}
 stage() { # SECONDS LOGFILE COMMAND...: 0, or 124 on a timeout, else 1
   local t=$1 f=$2
   shift 2
@@ -205,22 +214,14 @@ report() {
     echo
     echo "## Prompts prefilled together on the tiny model (bench/prefill_batch.lua)"
     echo
-    if [[ -f $log/prefill-batch ]]; then
-      grep -E '^(#|\||FAILED)' "$log/prefill-batch" || tail -n 20 "$log/prefill-batch"
-    else
-      echo "(not run yet)"
-    fi
+    tables_of "$log/prefill-batch"
     echo
-    echo "## Speculative decoding on the tiny model (bench/speculate.lua)"
+    echo "## Speculative decoding on the tiny model (bench/speculate.lua: 1, then 16 sequences)"
     echo
-    if [[ -f $log/speculate ]]; then
-      grep -E '^(#|\||FAILED)' "$log/speculate" || tail -n 20 "$log/speculate"
-    else
-      echo "(not run yet)"
-    fi
+    tables_of "$log/speculate"
     if [[ -f $log/speculate-batch ]]; then
       echo
-      grep -E '^(#|\||FAILED)' "$log/speculate-batch" || tail -n 20 "$log/speculate-batch"
+      tables_of "$log/speculate-batch"
     fi
     echo
     echo "## Cold compile time (bench/compile_time)"
