@@ -338,12 +338,12 @@ function M:select_spans(ratio, qi, held, w, pos, spans, lay)
   local sel = #runs > 1 and O.out({T, KS}, "i32") or nil
   for _, r in ipairs(runs) do
     local part = {table.unpack(spans, r.k0, r.k1)}
-    local sub = {P = lay.P, eoff = {table.unpack(lay.eoff, r.k0, r.k1)}}
     local function rows(t) return #runs > 1 and t:slice(0, r.first, r.rows) or t end
     local scores = f32{r.rows, math.max(r.N, 1)}
     self:index_scores(ratio, rows(qi), held, rows(w), rows(pos), scores,
-                      #spans > 1 and span_tokens(part, function(k) return sub.eoff[k] end, spans,
-                                                 "kbase" .. ratio .. ":" .. r.k0))
+                      #spans > 1 and span_tokens(part, function(k)
+                        return lay.eoff[r.k0 + k - 1]
+                      end, spans, "kbase" .. ratio .. ":" .. r.k0))
     local len = span_tokens(part, function(_, t) return (lay.P + t + 1) // ratio end, spans,
                             "len" .. ratio .. ":" .. r.k0)
     local s = O.topk(scores, len, KS, sel and rows(sel))
@@ -454,6 +454,27 @@ function M:pooled_buffer(L, which, R, width)
   return b
 end
 
+-- A sequence's new state of layer L after a prefill of T tokens (made:
+-- M:attention's, for the entries' count and the compressors' widths): its
+-- window ring, compressed entries and indexer keys, and each compressor's
+-- buffer, in its slots of the model's pools, empty (M:hand_off and
+-- M:hand_off_batch put the rows).
+function M:new_state(L, T, made)
+  local cfg = self.cfg
+  local c, rd, ratio = cfg.head_dim, cfg.rope_head_dim, cfg.compress_ratios[L + 1]
+  local st = {ring = self:pooled_cache(L, "ring", "kv", c, rd, cfg.window_size), buf = {}}
+  if ratio > 0 then
+    st.comp = self:pooled_cache(L, "comp", "kv", c, rd, 64, made.compressed:shape(1) + 64)
+  end
+  if ratio == 4 then
+    st.keys = self:pooled_cache(L, "keys", "key", cfg.index_head_dim, 0, 64, T // ratio + 64)
+  end
+  for which, cz in pairs(made.projected or {}) do
+    st.buf[which] = self:pooled_buffer(L, which, self.buffer_rows(ratio), cz:shape(2))
+  end
+  return st
+end
+
 -- The decode caches of layer L after a prefill (V4-SPEC 4.4's hand-off):
 -- the window ring holds the last W KV rows at slot position mod W; the
 -- compressed entries and indexer keys all made; each compressor's
@@ -461,9 +482,7 @@ end
 -- rows made continue the sequence after its first P positions (M:extend):
 -- the layer's state takes what they add.
 function M:hand_off(L, made, T, P)
-  local cfg = self.cfg
-  local c, rd, W = cfg.head_dim, cfg.rope_head_dim, cfg.window_size
-  local ratio = cfg.compress_ratios[L + 1]
+  local W, ratio = self.cfg.window_size, self.cfg.compress_ratios[L + 1]
   P = P or 0
   -- rows of positions max(P, P + T - R) .. P + T - 1 of rows (made from
   -- position P) into put(first row, count, at), each at its ring row p mod
@@ -471,25 +490,16 @@ function M:hand_off(L, made, T, P)
   local function last_rows(R, put)
     ring_runs(math.max(P, P + T - R), P + T, R, function(p, n) put(p - P, n, p % R) end)
   end
-  local st = P > 0 and self.state[L] or {ring = self:pooled_cache(L, "ring", "kv", c, rd, W),
-                                         buf = {}}
+  local st = P > 0 and self.state[L] or self:new_state(L, T, made)
   last_rows(W, function(first, n, at) st.ring:put(made.kv:slice(0, first, n), at) end)
-  if ratio > 0 then
-    local comp = made.compressed
-    st.comp = st.comp or self:pooled_cache(L, "comp", "kv", c, rd, 64, comp:shape(1) + 64)
-    st.comp:put(comp, st.comp.n)
-  end
-  if ratio == 4 then
-    st.keys = st.keys or self:pooled_cache(L, "keys", "key", cfg.index_head_dim, 0, 64,
-                                           T // ratio + 64)
-    if made.indexer_keys then st.keys:put(made.indexer_keys, st.keys.n) end
-  end
+  if ratio > 0 then st.comp:put(made.compressed, st.comp.n) end
+  if ratio == 4 and made.indexer_keys then st.keys:put(made.indexer_keys, st.keys.n) end
   for which, cz in pairs(made.projected or {}) do
     -- the last rows, each in its ring row (position p in row p mod R)
-    local R = self.buffer_rows(ratio)
-    st.buf[which] = st.buf[which] or self:pooled_buffer(L, which, R, cz:shape(2))
     local b = st.buf[which]
-    last_rows(R, function(first, n, at) b.cz:slice(0, at, n):assign(cz:slice(0, first, n)) end)
+    last_rows(self.buffer_rows(ratio), function(first, n, at)
+      b.cz:slice(0, at, n):assign(cz:slice(0, first, n))
+    end)
   end
   return st
 end
@@ -503,24 +513,15 @@ end
 -- each sequence's hand_off made its own: the same bytes.
 function M:hand_off_batch(L, seqs, made, spans)
   local cfg, all = self.cfg, made.all
-  local c, rd, W = cfg.head_dim, cfg.rope_head_dim, cfg.window_size
+  local rd, W = cfg.rope_head_dim, cfg.window_size
   local ratio, F = cfg.compress_ratios[L + 1], self.kv_format
   local R = self.buffer_rows(ratio)
   for b, s in ipairs(seqs) do
     local n, m = spans[b][2], made[b]
-    local st = {ring = s:pooled_cache(L, "ring", "kv", c, rd, W), buf = {}}
+    local st = s:new_state(L, n, m)
     st.ring.n = math.min(n, W)
-    if ratio > 0 then
-      st.comp = s:pooled_cache(L, "comp", "kv", c, rd, 64, m.compressed:shape(1) + 64)
-      st.comp.n = m.compressed:shape(1)
-    end
-    if ratio == 4 then
-      st.keys = s:pooled_cache(L, "keys", "key", cfg.index_head_dim, 0, 64, n // ratio + 64)
-      st.keys.n = all.keys and m.indexer_keys:shape(1) or 0
-    end
-    for which, cz in pairs(m.projected or {}) do
-      st.buf[which] = s:pooled_buffer(L, which, R, cz:shape(2))
-    end
+    if st.comp then st.comp.n = m.compressed:shape(1) end
+    if st.keys then st.keys.n = all.keys and m.indexer_keys:shape(1) or 0 end
     s.state[L] = st
   end
   -- (the pools' rows once every slot is bound: a bind may move a tensor)

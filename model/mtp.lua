@@ -54,22 +54,19 @@ function M:mtp(next_ids)
 end
 
 -- The MTP block's next positions of several sequences in rounds
--- (rounds[r] = {seqs = {...}, h = the main model's final streams [n, 4, d]
--- at those positions, ids = {...} the token after each}; M:flat_rounds'
--- form, each sequence's state from M:mtp at its mtp_pos): the linears over
--- all rows at once, the attention a round at a time (as M:decode_rounds).
--- Returns the logits of every row [rows, vocab], round after round (each
--- a draft of the token two after its position).
-function M:mtp_rounds(rounds)
+-- (rounds[r] = {seqs = {...}, ids = {...} the token after each position};
+-- M:flat_rounds' form, each sequence's state from M:mtp at its mtp_pos),
+-- h [rows, 4, d] the main model's final streams at those positions, round
+-- after round: the linears over all rows at once, the attention a round
+-- at a time (as M:decode_rounds). Returns the logits of every row [rows,
+-- vocab] (each a draft of the token two after its position).
+function M:mtp_rounds(rounds, h)
   local cfg, d, L = self.cfg, self.cfg.dim, self.cfg.n_layers
   local seqs, idv, pos_v, rows, count = self:flat_rounds(rounds, "mtp_rounds",
                                                          function(s) return s.mtp_pos end)
   O.use(self.dev, self.tf32)
-  local n = #idv
-  local h = rounds[1].h:reshape{rounds[1].h:shape(1), 4 * d}
-  for r = 2, #rounds do h = O.concat_rows(h, rounds[r].h:reshape{rounds[r].h:shape(1), 4 * d}) end
-  local ids, step = O.on_device(O.tensor("i32", {n}, idv)), self.step_inputs()
-  local X = self:mtp_inputs(h:reshape{n, 4, d}, ids)
+  local ids, step = O.on_device(O.tensor("i32", {#idv}, idv)), self.step_inputs()
+  local X = self:mtp_inputs(h, ids)
   X = self:mhc_block(L, "attn", X, nil, function(x)
     return self:attention_steps(L, x, seqs, pos_v, step, rows)
   end)
@@ -87,8 +84,8 @@ function M:mtp_steps(h, ids)
   if not self.mtp_pos then error("mtp_steps needs M:mtp first", 2) end
   if type(ids) ~= "table" then ids = ids:to_table() end
   local rounds = {}
-  for i, id in ipairs(ids) do rounds[i] = {seqs = {self}, h = h:slice(0, i - 1, 1), ids = {id}} end
-  local logits = self:mtp_rounds(rounds)
+  for i, id in ipairs(ids) do rounds[i] = {seqs = {self}, ids = {id}} end
+  local logits = self:mtp_rounds(rounds, h)
   return logits:slice(0, #ids - 1, 1)
 end
 
@@ -108,46 +105,20 @@ local function greedy(logits) return greedy_rows(logits)[1] end
 -- to n tokens, each pick(logits [1, vocab]) of the main model's (the
 -- caller's: greedy, or a draw from its generator), stopping after `eos`.
 -- The block over the prompt drafts the token after the first pick; each
--- step then decodes the last token and the draft together
--- (M:decode_tokens), picks the token after the last and, when that is the
--- draft, the one after the draft too; else the draft is forgotten
--- (M:forget_last). The block drafts the next token (greedy, or draft(new)
--- when given: the tokens so far) from the main model's streams of the
--- positions decoded and the tokens picked after them (M:mtp_steps). The
--- tokens are a plain decode's (bit for bit on the CPU), as each is picked
--- from the same logits, the picks in the same order; the last is not
--- decoded, as a plain decode leaves it. Returns the tokens, the drafts
--- made and the drafts kept.
+-- step then decodes the last token and the draft together (two rounds of
+-- one token: M:decode_tokens' form), picks the token after the last and,
+-- when that is the draft, the one after the draft too; else the draft is
+-- forgotten (M:forget_last). The block drafts the next token (greedy, or
+-- draft(new) when given: the tokens so far) from the main model's streams
+-- of the positions decoded and the tokens picked after them (M:mtp_steps'
+-- form). The tokens are a plain decode's (bit for bit on the CPU), as each
+-- is picked from the same logits, the picks in the same order; the last
+-- is not decoded, as a plain decode leaves it. M:speculate_batch of this
+-- sequence alone. Returns the tokens, the drafts made and the drafts kept.
 function M:speculate(logits, prompt, n, pick, eos, draft)
-  local tok = pick(logits)
-  local new, drafts, kept = {tok}, 0, 0
-  if tok == eos or n <= 1 then return new, drafts, kept end
-  local after = table.move(prompt, 2, #prompt, 1, {})
-  after[#after + 1] = tok
-  local function next_draft(l) return draft and draft(new) or greedy(l) end
-  local d = next_draft(self:mtp(O.tensor("i32", {#after}, after)))
-  while true do
-    local two = self:decode_tokens({tok, d})
-    local h = self.last_streams
-    local y = pick(two:slice(0, 0, 1))
-    new[#new + 1], drafts = y, drafts + 1
-    if y == d then
-      kept = kept + 1
-      if y == eos or #new == n then
-        self:forget_last() -- (the last token not decoded)
-        break
-      end
-      local z = pick(two:slice(0, 1, 1))
-      new[#new + 1] = z
-      if z == eos or #new == n then break end
-      d, tok = next_draft(self:mtp_steps(h, {y, z})), z
-    else
-      self:forget_last()
-      if y == eos or #new == n then break end
-      d, tok = next_draft(self:mtp_steps(h:slice(0, 0, 1), {y})), y
-    end
-  end
-  return new, drafts, kept
+  local outs, drafts, kept = self:speculate_batch({self}, logits, {prompt}, n, pick, eos,
+                                                  draft and function(_, new) return draft(new) end)
+  return outs[1], drafts, kept
 end
 
 
@@ -215,15 +186,14 @@ function M:speculate_batch(seqs, logits, prompts, n, pick, eos, draft_of)
       end
     end
     if #going > 0 then
-      local rounds = {}
-      for _, r in ipairs{r1, r2} do
-        if #r.seqs > 0 then
-          local h = O.out{#r.rows, 4 * d}
-          kernel("embed.tile", "rows_f32"):launch{flat, O.tensor("i32", {#r.rows}, r.rows), h}
-          rounds[#rounds + 1] = {seqs = r.seqs, ids = r.ids, h = h:reshape{#r.rows, 4, d}}
-        end
-      end
-      local picks = greedy_rows(self:mtp_rounds(rounds))
+      -- (both rounds' streams gathered by one launch, round after round)
+      local rows = table.move(r2.rows, 1, #r2.rows, #r1.rows + 1, table.move(r1.rows, 1,
+                                                                              #r1.rows, 1, {}))
+      local h = O.out{#rows, 4 * d}
+      kernel("embed.tile", "rows_f32"):launch{flat, O.tensor("i32", {#rows}, rows), h}
+      local rounds = {r1}
+      if #r2.seqs > 0 then rounds[2] = r2 end
+      local picks = greedy_rows(self:mtp_rounds(rounds, h:reshape{#rows, 4, d}))
       -- each sequence's last row: its round 2 row when it kept its draft
       local last, n1 = {}, #r1.seqs
       for k, s in ipairs(r1.seqs) do last[s] = picks[k] end
