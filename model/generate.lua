@@ -28,21 +28,24 @@
 -- prefilled as a batch (model:prefill_batch) and decoded as a batch
 -- (model:decode_batch) until each has its tokens or its EOS; each output is
 -- what that prompt alone would give (greedy; sampling draws from one
--- generator in prompt order). --chunk N prefills a prompt N tokens at a
--- time (model:prefill's chunk: the same logits, a chunk's activations).
+-- generator in prompt order). --chunk N prefills a prompt (and extends a
+-- turn) N tokens at a time (model:prefill's chunk: the same logits, a
+-- chunk's activations).
 -- --turn TEXT (with --chat, repeatable) is the user's next turn after the
 -- model's reply: in chat mode the sequence continues with the new turn's
 -- tokens (model:extend: the reply's last token, EOS, <｜User｜>, the text,
 -- <｜Assistant｜></think>) instead of prefilling the conversation again; in
 -- thinking mode the conversation is prefilled again as V4's format writes
 -- it, which drops the earlier turns' reasoning. --mtp on decodes
--- speculatively with the MTP block's drafts (V4-SPEC 1.10; one prompt):
+-- speculatively with the MTP block's drafts (V4-SPEC 1.10):
 -- each step verifies the last token and the block's draft of the next
 -- together (model:decode_tokens, two rows through every weight), keeps the
 -- draft when the main model picks the same token (else forgets it:
 -- model:forget_last), and drafts the next with the block (model:mtp_steps,
 -- greedy); the output is the plain run's, token for token, as each token
--- is still the main model's pick from the same logits and draws. With
+-- is still the main model's pick from the same logits and draws. The
+-- block follows a chunked prefill chunk by chunk, and a reply's positions
+-- to its end, so that the next --turn (an extend) speculates too. With
 -- several prompts (model:speculate_batch) each step's two tokens of every
 -- sequence are two rounds of one step; greedy, each output is the plain
 -- run's; sampled, the draws come in another order (a sequence may pick two
@@ -109,7 +112,6 @@ if #turns > 0 and (not opts.chat or #prompts > 1) then
 end
 if opts.mtp and opts.mtp ~= "on" and opts.mtp ~= "off" then error("--mtp: on or off", 0) end
 local mtp = opts.mtp == "on"
-if mtp and (#turns > 0 or chunk) then error("--mtp: without --turn or --chunk", 0) end
 local device = ts.device(opts.device)
 local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
                                      experts = opts.experts, attention = opts.attention})
@@ -257,20 +259,20 @@ local function reply(logits)
   return new
 end
 
--- reply's tokens decoded speculatively (--mtp on: model:speculate), the
--- drafts made and kept
-local function reply_mtp(logits)
-  return model:speculate(logits, ids, n_new, pick, tk.eos)
+-- reply's tokens decoded speculatively (--mtp on: model:speculate, the
+-- sequence's last tokens `prompt`), the drafts made and kept
+local function reply_mtp(logits, prompt)
+  return model:speculate(logits, prompt, n_new, pick, tk.eos)
 end
 
 -- compile the kernels first (a warm-up prefill of the prompt and a decode
 -- step; with --mtp the whole reply), so that the figures below time the
 -- model, not the compiler
 local tc = ts.clock()
-local warm = model:prefill(ts.tensor("i32", {#ids}, ids), chunk)
+local warm = model:prefill(ts.tensor("i32", {#ids}, ids), chunk, mtp)
 if mtp then
   local seed = state
-  reply_mtp(warm)
+  reply_mtp(warm, ids)
   state = seed -- (the timed run draws the same)
 else
   model:decode(ids[1])
@@ -278,12 +280,12 @@ end
 device:sync() -- (a GPU queues launches: time from sync to sync)
 local compile = ts.clock() - tc
 local t0 = ts.clock()
-local logits = model:prefill(ts.tensor("i32", {#ids}, ids), chunk)
+local logits = model:prefill(ts.tensor("i32", {#ids}, ids), chunk, mtp)
 device:sync()
 local t1 = ts.clock()
 local new, drafts, kept
 if mtp then
-  new, drafts, kept = reply_mtp(logits)
+  new, drafts, kept = reply_mtp(logits, ids)
 else
   new = reply(logits)
 end
@@ -317,23 +319,29 @@ for k, text in ipairs(turns) do
   end
   messages[#messages + 1] = {role = "assistant", content = tk.decode(content)}
   messages[#messages + 1] = {role = "user", content = text}
-  local t3, n, how = ts.clock(), nil, nil
+  local t3, n, how, toks = ts.clock(), nil, nil, nil
   if opts.chat == "chat" then
-    local more = tk.encode((new[#new] == tk.eos and "" or tokenizer.EOS) .. tokenizer.USER .. text ..
-                           tokenizer.ASSISTANT .. "</think>", true)
-    table.insert(more, 1, new[#new])
-    n, how = #more, "extend"
-    logits = model:extend(ts.tensor("i32", {n}, more))
+    toks = tk.encode((new[#new] == tk.eos and "" or tokenizer.EOS) .. tokenizer.USER .. text ..
+                     tokenizer.ASSISTANT .. "</think>", true)
+    table.insert(toks, 1, new[#new])
+    n, how = #toks, "extend"
+    logits = model:extend(ts.tensor("i32", {n}, toks), chunk, mtp)
   else
-    local all = tk.encode(tokenizer.chat(messages, opts.chat), true)
-    n, how = #all, "prefill"
-    logits = model:prefill(ts.tensor("i32", {n}, all), chunk)
+    toks = tk.encode(tokenizer.chat(messages, opts.chat), true)
+    n, how = #toks, "prefill"
+    logits = model:prefill(ts.tensor("i32", {n}, toks), chunk, mtp)
   end
-  new = reply(logits)
+  local made = ""
+  if mtp then
+    new, drafts, kept = reply_mtp(logits, toks)
+    made = string.format("; MTP drafts %d, kept %d", drafts, kept)
+  else
+    new = reply(logits)
+  end
   print(string.format("turn %d: %s", k + 1, text))
   print(string.format("output %d: %s", k + 1, tk.decode(new)))
-  print(string.format("  (%s %d tokens, context %d: %.1f ms)", how, n, model.next_pos,
-                      (ts.clock() - t3) * 1e3))
+  print(string.format("  (%s %d tokens, context %d: %.1f ms%s)", how, n, model.next_pos,
+                      (ts.clock() - t3) * 1e3, made))
 end
 -- the cache the model holds at the end, and what dense attention would
 local held, dense, alloc = model:cache_bytes()

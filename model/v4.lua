@@ -246,17 +246,21 @@ end
 -- record of what each layer made. With `chunk`, the tokens go through the
 -- layers chunk at a time (the first chunk a prefill, then M:extend; the
 -- activations a chunk's; the record the last chunk's), with the same
--- logits.
-function M:prefill(ids, chunk)
+-- logits. With `mtp` true, the MTP block follows the chunks: each chunk but
+-- the last goes through it too (M:mtp, the token after its last position
+-- the next chunk's first), so that M:mtp of the last chunk's positions (the
+-- token after the last one the first pick: M:speculate) completes it.
+function M:prefill(ids, chunk, mtp)
   local T = ids:numel()
   self:check_room("prefill", 0, T, 2)
-  return self:chunks("prefill", ids, 0, chunk)
+  return self:chunks("prefill", ids, 0, chunk, mtp)
 end
 
 -- The tokens ids through the layers from position P, chunk at a time
 -- (all at once when nil), after a check of chunk (for `what`, the
--- caller's name).
-function M:chunks(what, ids, P, chunk)
+-- caller's name); with `mtp`, each chunk but the last through the MTP
+-- block too (M:prefill).
+function M:chunks(what, ids, P, chunk, mtp)
   if chunk ~= nil and (math.type(chunk) ~= "integer" or chunk < 1) then
     error(what .. ": chunk " .. tostring(chunk) .. " must be a positive integer", 3)
   end
@@ -267,6 +271,7 @@ function M:chunks(what, ids, P, chunk)
   for at = 0, T - 1, chunk do
     local n = math.min(chunk, T - at)
     logits, record = self:run_tokens(ids:slice(0, at, n), P + at)
+    if mtp and at + n < T then self:mtp(ids:slice(0, at + 1, n)) end
   end
   return logits, record
 end
@@ -281,12 +286,13 @@ end
 -- as one prefill of all the tokens (bit for bit on the CPU:
 -- tests/lua/extend.lua). With `chunk`, chunk tokens at a time (as
 -- prefill's).
-function M:extend(ids, chunk)
+-- With `mtp`, the MTP block follows the chunks (as M:prefill's).
+function M:extend(ids, chunk, mtp)
   local P = self.next_pos
   if not P or P == 0 then error("extend needs a prefill first", 2) end
   if ids:numel() == 0 then error("extend: no tokens", 2) end
   self:check_room("extend", P, ids:numel(), 2)
-  return self:chunks("extend", ids, P, chunk)
+  return self:chunks("extend", ids, P, chunk, mtp)
 end
 
 -- The layers over the tokens ids from position P (0: a prefill, whose
@@ -316,8 +322,8 @@ function M:run_tokens(ids, P)
     self.state[L] = self:hand_off(L, made, T, P)
   end
   self.next_pos = P + T
-  -- (the MTP block reads a prefill's streams from position 0)
-  self.final_streams = P == 0 and X or nil
+  -- (the MTP block's input: M:mtp reads these positions' streams)
+  self.final_streams, self.final_from = X, P
   return self:head(X), record
 end
 
@@ -327,6 +333,7 @@ end
 function M:reset()
   self.state = {}
   self.next_pos, self.mtp_pos, self.forgot, self.last_streams = 0, nil, nil, nil
+  self.final_streams, self.final_from = nil, nil
 end
 
 -- A new sequence of this model: its own caches and position (prefill,
@@ -504,7 +511,7 @@ function M:prefill_batch(seqs, prompts)
   for b, s in ipairs(seqs) do
     local first, n = spans[b][1], spans[b][2]
     s.next_pos = n
-    s.final_streams = X:slice(0, first, n)
+    s.final_streams, s.final_from = X:slice(0, first, n), 0
     last:slice(0, b - 1, 1):assign(X:slice(0, first + n - 1, 1))
   end
   return self:head(last, "", true)

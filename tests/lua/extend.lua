@@ -96,7 +96,7 @@ local s = model:sequence()
 s:prefill(part(1, 5))
 refused(function() s:extend(ts.tensor("i32", {0})) end, "extend: no tokens")
 s:extend(part(6, 4))
-refused(function() s:mtp(part(2, 3)) end, "not an extend")
+refused(function() s:mtp(part(2, 3)) end, "streams held: positions 5 .. 8")
 refused(function() s:prefill(part(1, 5), 0) end, "prefill: chunk 0 must be")
 refused(function() s:extend(part(6, 5), 1.5) end, "extend: chunk 1.5 must be")
 -- positions past max_seq_len (the RoPE tables' rows) are refused, not read

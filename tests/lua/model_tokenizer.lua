@@ -7,8 +7,9 @@
 -- embedding has rows, a config naming a token the tokenizer lacks, a
 -- --tokenizer file that is not there. Without a tokenizer.json: byte ids.
 -- generate.lua --mtp on gives the plain output (alone, sampled, with two
--- prompts); generate.lua --turn goes on with a chat's next turns (extend), each reply
--- a prefill of the conversation's tokens would give.
+-- prompts, with --chunk, through --turn's turns); generate.lua --turn goes
+-- on with a chat's next turns (extend), each reply a prefill of the
+-- conversation's tokens would give.
 local T = require "model.tokenizer"
 local TJ = require "tests.lua.lib.tokenizer_json"
 local C = require "tests.lua.lib.check"
@@ -109,8 +110,8 @@ check(not ok4 and bad:find("unknown option --chunks", 1, true) ~= nil, "an unkno
 local ok5, zero = run{"--chunk", "0"}
 check(not ok5 and zero:find("--chunk: a positive number", 1, true) ~= nil, "--chunk 0: " .. zero)
 -- --mtp on (speculative decoding with the MTP block's drafts) gives the
--- same output, alone, with two prompts and sampled; --mtp with --chunk is
--- refused
+-- same output, alone, with two prompts, sampled and with --chunk (the block
+-- following the chunks)
 local ok6, spec = run{"--mtp", "on"}
 check(ok6 and spec:match("\noutput: ([^\n]*)") == first and spec:find("MTP drafts: ", 1, true),
       "--mtp on gives the plain output:\n" .. spec)
@@ -123,9 +124,9 @@ check(both_mtp:find("\noutput 1: " .. first .. "\n", 1, true) ~= nil and
       both_mtp:find("\noutput 2: " .. second .. "\n", 1, true) ~= nil and
       both_mtp:find("MTP drafts: ", 1, true) ~= nil,
       "two prompts with --mtp on give each one's output alone:\n" .. both_mtp)
-local ok9, bad9 = run{"--mtp", "on", "--chunk", "3"}
-check(not ok9 and bad9:find("--mtp: without --turn or --chunk", 1, true) ~= nil,
-      "--mtp with --chunk: " .. bad9)
+local ok9, chunk9 = run{"--mtp", "on", "--chunk", "3"}
+check(ok9 and chunk9:match("\noutput: ([^\n]*)") == first and chunk9:find("MTP drafts: ", 1, true),
+      "--mtp on with --chunk 3: the plain output:\n" .. chunk9)
 
 -- V4's chat format (encoding_dsv4.py's rules for system, user and assistant turns)
 local U, A = T.USER, T.ASSISTANT
@@ -197,15 +198,39 @@ do
         "the second reply is a prefill of the conversation's tokens: '" .. tk.decode(r2) .. "'\n" ..
         talk)
 end
+-- --mtp on through the turns (each reply speculated; the block follows
+-- the extends, a reply's positions to its end): the same replies
 lines = {}
 print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
-arg = {[0] = "model/generate.lua", "--model", dir, "--chat", "thinking", "--prompt", "the one",
-       "--turn", "on", "--tokens", "2"}
+arg = {[0] = "model/generate.lua", "--model", dir, "--chat", "chat", "--prompt", "the one",
+       "--turn", "the other one", "--turn", "on", "--tokens", "3", "--mtp", "on", "--chunk", "4"}
 ok, err = pcall(dofile, "model/generate.lua")
 print = real_print
-check(ok and table.concat(lines, "\n"):find("(prefill ", 1, true) ~= nil,
-      "--turn in thinking mode prefills the conversation again: " .. tostring(err) .. "\n" ..
-      table.concat(lines, "\n"))
+local talk_mtp = table.concat(lines, "\n")
+local same_talk = ok
+for k = 2, 3 do
+  local want = talk:match("\noutput " .. k .. ": ([^\n]*)")
+  same_talk = same_talk and want ~= nil and talk_mtp:match("\noutput " .. k .. ": ([^\n]*)") == want
+end
+check(same_talk and talk_mtp:find("MTP drafts 2, kept", 1, true) ~= nil,
+      "--turn with --mtp on (and --chunk 4): the same replies:\n" .. tostring(err) .. "\n" ..
+      talk_mtp .. "\n" .. talk)
+local function thinking(extra)
+  lines = {}
+  print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
+  arg = {[0] = "model/generate.lua", "--model", dir, "--chat", "thinking", "--prompt", "the one",
+         "--turn", "on", "--tokens", "2"}
+  table.move(extra, 1, #extra, #arg + 1, arg)
+  local ok2, err2 = pcall(dofile, "model/generate.lua")
+  print = real_print
+  return ok2, tostring(err2), table.concat(lines, "\n")
+end
+local ok10, err10, think = thinking{}
+check(ok10 and think:find("(prefill ", 1, true) ~= nil,
+      "--turn in thinking mode prefills the conversation again: " .. err10 .. "\n" .. think)
+local ok11, err11, think_mtp = thinking{"--mtp", "on"}
+check(ok11 and think_mtp:match("\noutput 2: ([^\n]*)") == think:match("\noutput 2: ([^\n]*)"),
+      "--turn in thinking mode with --mtp on: the same reply: " .. err11 .. "\n" .. think_mtp)
 arg = {[0] = "model/generate.lua", "--config", "tiny", "--turn", "x", "--tokens", "1"}
 ok, err = pcall(dofile, "model/generate.lua")
 check(not ok and tostring(err):find("--turn: the next turns of one --chat", 1, true),

@@ -5,15 +5,18 @@
 -- completed a compressed entry) leaves the state a decode of the tokens
 -- kept would; the MTP block continued a position at a time or k at a time
 -- (model:mtp_steps) gives its prefill's logits (model:mtp; within 1e-3
--- with the bf16 attention, whose prefill and decode kernels round apart);
--- and
+-- with the bf16 attention, whose prefill and decode kernels round apart),
+-- and so does the block following a chunked prefill; speculate, extend
+-- (the next turn), speculate gives the plain replies, the block after it
+-- (caught up to the positions decoded) its prefill's over the sequence;
 -- model:speculate gives a plain decode's tokens, greedy and sampled, with
 -- the MTP block's drafts and with drafts that are always, never or every
 -- other time the main model's next token (drafts kept as many as were
 -- right), the state after it the plain decode's; and model:speculate_batch
 -- gives each of several sequences' plain decode (its steps' rounds one
 -- attention launch each); in both cache formats and with the bf16
--- attention. Bad calls are refused. Skips without ../shared/golden.
+-- attention. Bad calls are refused (the block without the main model's
+-- streams of its positions). Skips without ../shared/golden.
 local ts = require "tessera"
 local V4 = require "model.v4"
 local C = require "tests.lua.lib.check"
@@ -102,6 +105,63 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
   check(relerr(one:to_table(), wl) <= tol and relerr(many:to_table(), wl) <= tol,
         string.format("%s: the MTP block continued vs its prefill: %.3e, %.3e", fmt,
                       relerr(one:to_table(), wl), relerr(many:to_table(), wl)))
+  -- the block following a chunked prefill (37 tokens a chunk): its chunks
+  -- but the last as the prefill goes, then the last one's positions
+  local ch = a:sequence()
+  ch:prefill(C.ids(ids, 1, 140), 37, true)
+  local mp = ch.mtp_pos
+  local cl = ch:mtp(C.ids(ids, 113, 28)):to_table()
+  check(mp == 111 and relerr(cl, wl) <= tol, string.format("%s: the MTP block following a " ..
+        "chunked prefill (at %s after its chunks) vs its prefill: %.3e", fmt, mp, relerr(cl, wl)))
+  -- a turn after a speculation (model:extend): speculate over a prompt of
+  -- 30, extend by the reply's last token and 11 more (the next turn, as
+  -- generate.lua's chat), speculate again: the plain decode's tokens; the
+  -- block after it (caught up to the positions decoded, the next token the
+  -- reply's last) as its prefill over the whole sequence
+  do
+    local plain, spec = model:sequence(), model:sequence()
+    local pick, seq = picker(nil, 1), table.move(ids, 1, 30, 1, {})
+    local function plain_reply(logits)
+      local toks = {}
+      for s = 1, 8 do
+        toks[s] = pick(logits)
+        if s < 8 then logits = plain:decode(toks[s]) end
+      end
+      return toks
+    end
+    local p1 = plain_reply(plain:prefill(C.ids(ids, 1, 30)))
+    local turn = table.move(ids, 60, 70, 2, {p1[8]})
+    local p2 = plain_reply(plain:extend(ts.tensor("i32", {12}, turn)))
+    local s1 = spec:speculate(spec:prefill(C.ids(ids, 1, 30)), seq, 8, pick, -1)
+    local at1 = spec.mtp_pos
+    local s2 = spec:speculate(spec:extend(ts.tensor("i32", {12}, turn)), turn, 8, pick, -1)
+    local same = #s1 == 8 and #s2 == 8 and spec.next_pos == plain.next_pos
+    for k = 1, 8 do same = same and s1[k] == p1[k] and s2[k] == p2[k] end
+    check(same and at1 == 37, string.format("%s: speculate, extend, speculate: the plain " ..
+          "replies, the block at %s after the first (37)", fmt, at1))
+    -- (the whole sequence: prompt, reply 1 but its last token, the turn,
+    -- reply 2 but its last; its block over the main model's prefill)
+    table.move(s1, 1, 7, #seq + 1, seq)
+    table.move(turn, 1, #turn, #seq + 1, seq)
+    table.move(s2, 1, 7, #seq + 1, seq)
+    local whole = model:sequence()
+    whole:prefill(ts.tensor("i32", {#seq}, seq))
+    local after = table.move(seq, 2, #seq, 1, {})
+    after[#after + 1] = s2[8]
+    whole:mtp(ts.tensor("i32", {#after}, after))
+    local at = spec.mtp_pos
+    -- (the next step of both: a decode, the block's next position)
+    spec:decode(s2[8])
+    whole:decode(s2[8])
+    local e = relerr(spec:mtp_steps(spec.last_streams, {5}):to_table(),
+                     whole:mtp_steps(whole.last_streams, {5}):to_table())
+    -- (the bf16 attention's rounding apart now in the main model's streams
+    -- too: decoded positions against prefilled ones)
+    local ok = at == #seq and whole.mtp_pos == #seq + 1 and e <= (attention and 1e-2 or 0)
+    check(ok, string.format(
+          "%s: the block after speculate, extend, speculate vs its prefill over the sequence: " ..
+          "%.3e (at %s, want %d)", fmt, e, at, #seq))
+  end
   -- speculate against a plain decode: greedy and sampled, with the MTP
   -- block's drafts and with drafts right always, never, every other time
   local prompt, N = table.move(ids, 1, 40, 1, {}), 20
@@ -214,13 +274,14 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
     if fmt == "fp8" and drafts == "right" then
       -- (the window and CSA layers' attention: one launch a round, two a
       -- step, never a sequence at a time; the MTP block's layer two rounds
-      -- a step but the last)
+      -- a step, and one in the last, whose second token is not decoded:
+      -- the block catches up to the positions decoded)
       local wc, steps, L = 0, made // #lens, model.cfg.n_layers
       for l = 1, L do
         if model.cfg.compress_ratios[l] ~= 128 then wc = wc + 1 end
       end
       local mw = model.cfg.compress_ratios[L + 1] ~= 128 and 1 or 0
-      check(seen.sparse_attn_f32_kv8 == 2 * wc * steps + 2 * mw * (steps - 1),
+      check(seen.sparse_attn_f32_kv8 == 2 * wc * steps + mw * (2 * steps - 1),
             string.format("%s: sparse_attn_f32_kv8 launched %s times in %d steps (window and " ..
                           "CSA layers %d, the MTP block's %d)", what, seen.sparse_attn_f32_kv8,
                           steps, wc, mw))
@@ -243,4 +304,11 @@ refused(function() s:decode_tokens({}) end, "no tokens")
 s:decode_tokens({1, 2})
 s:forget_last()
 refused(function() s:forget_last() end, "no position to forget")
+-- (a plain decode step after the prefill: the block has no streams for it)
+refused(function() s:speculate(s:decode(3), C.ids(ids, 1, 11):to_table(), 4, greedy, -1) end,
+        "streams held: positions 0 .. 9")
+refused(function() s:speculate(s:decode(3), {1}, 4, greedy, -1) end, "the prompt 1 ids")
+local ch = model:sequence()
+refused(function() ch:prefill(C.ids(ids, 1, 10), 4, true); ch:mtp(C.ids(ids, 2, 3)) end,
+        "positions 8 .. 10")
 C.finish()
