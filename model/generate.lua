@@ -4,7 +4,8 @@
 --       DeepSeek's released layout too: model/checkpoint.lua)
 --       [--prompt TEXT]... [--tokens N] [--temperature T] [--top-p P] [--seed S]
 --       [--kv fp8|f32] [--linears f32|fp8] [--experts bf16|fp8|fp4]
---       [--device cpu|cuda|gpusim] [--attention bf16|f32] [--tokenizer FILE|FOLDER]
+--       [--device cpu|cuda|gpusim] [--attention bf16|f32] [--moe bf16|f32]
+--       [--tokenizer FILE|FOLDER]
 --       [--chat chat|thinking [--system TEXT] [--turn TEXT]...] [--chunk N]
 --       [--mtp on|off]
 -- Tokens from the model folder's tokenizer.json (or --tokenizer's; BOS from
@@ -23,7 +24,9 @@
 -- linear, --experts fp4 (fp8) the routed experts as its instruct (Base)
 -- checkpoints hold them (model/v4.lua). --attention picks the
 -- attention's precision (by default bf16 on tensor cores on a GPU that has
--- them, f32 elsewhere: model/attention.lua). Several --prompt options
+-- them, f32 elsewhere: model/attention.lua), --moe a prefill's bf16
+-- experts' (bf16 activations on tensor cores by default on such a GPU, f32
+-- elsewhere: model/moe.lua). Several --prompt options
 -- generate for all of them together: one sequence each (model:sequence),
 -- prefilled as a batch (model:prefill_batch) and decoded as a batch
 -- (model:decode_batch) until each has its tokens or its EOS; each output is
@@ -59,8 +62,8 @@ local tokenizer = require "model.tokenizer"
 local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
               tokens = "32", temperature = "0", ["top-p"] = "0.9", seed = "1",
               kv = "fp8", linears = "f32", experts = "bf16", device = "cpu"}
-local known = {model = true, weights = true, attention = true, tokenizer = true, chat = true,
-               system = true, chunk = true, turn = true, mtp = true}
+local known = {model = true, weights = true, attention = true, moe = true, tokenizer = true,
+               chat = true, system = true, chunk = true, turn = true, mtp = true}
 for k in pairs(opts) do known[k] = true end
 local prompts, turns = {}, {}
 local i = 1
@@ -70,8 +73,8 @@ while i <= #arg do
     error((k and not known[k] and "unknown option --" .. k .. "; " or "") ..
           "usage: generate.lua --config NAME | --model FOLDER [--weights F] [--prompt T] " ..
           "[--tokens N] [--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
-          "[--experts bf16|fp8|fp4] [--device D] [--attention bf16|f32] [--tokenizer F] " ..
-          "[--chat chat|thinking] [--system T] [--chunk N] [--turn T] " ..
+          "[--experts bf16|fp8|fp4] [--device D] [--attention bf16|f32] [--moe bf16|f32] " ..
+          "[--tokenizer F] [--chat chat|thinking] [--system T] [--chunk N] [--turn T] " ..
           "[--mtp on|off]", 0)
   end
   opts[k] = arg[i + 1]
@@ -102,6 +105,7 @@ end
 if opts.attention and opts.attention ~= "bf16" and opts.attention ~= "f32" then
   error("--attention: bf16 or f32", 0)
 end
+if opts.moe and opts.moe ~= "bf16" and opts.moe ~= "f32" then error("--moe: bf16 or f32", 0) end
 local chunk = opts.chunk and math.tointeger(tonumber(opts.chunk))
 if opts.chunk and not (chunk and chunk > 0) then
   error("--chunk: a positive number of tokens", 0)
@@ -114,7 +118,8 @@ if opts.mtp and opts.mtp ~= "on" and opts.mtp ~= "off" then error("--mtp: on or 
 local mtp = opts.mtp == "on"
 local device = ts.device(opts.device)
 local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
-                                     experts = opts.experts, attention = opts.attention})
+                                     experts = opts.experts, attention = opts.attention,
+                                     moe = opts.moe})
 
 -- tokens
 local tk = tokenizer.open(opts.tokenizer or opts.model, cfg.vocab_size)

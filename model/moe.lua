@@ -27,6 +27,9 @@ end)
 local down_params = O.memo(function(BM, act, ADD, W)
   return {BM = BM, ACT = act, ADD = ADD, W = W}
 end)
+local up_tc_params = O.memo(function(BM, LIMIT) return {BM = BM, LIMIT = LIMIT} end)
+local down_tc_params = O.memo(function(BM) return {BM = BM} end)
+local shared_one -- (below)
 
 -- The router and the routing of x's T tokens: their logits by a GEMM
 -- (O.linear over the bf16 gate weight as stored: linear_f32, f32 sums,
@@ -104,7 +107,43 @@ local function quant_up_down(name, BM, LIMIT, act, codes, x, xq, sx, g, up, down
   return xq, sx
 end
 
+-- The bf16 experts' grouped GEMMs on tensor cores (moe_up_tc + moe_down_tc:
+-- xb [T, DM] in bf16, the hidden rows rounded to bf16, the sums in f32)
+-- over the table g = {sorted, offsets, tiles of O.moe_tc_rows rows,
+-- weights} and the stacked w = {w1, w2, w3} into out [R, DM].
+local function tc_up_down(xb, g, w, out, LIMIT)
+  local h = O.out({out:shape(1), w[1]:shape(2)}, "bf16")
+  local BM = O.moe_tc_rows
+  kernel("moe.tile", "moe_up_tc", up_tc_params(BM, LIMIT)):launch{
+    xb, g[1], g[2], g[3], g[4], w[1], w[3], h}
+  kernel("moe.tile", "moe_down_tc", down_tc_params(BM)):launch{h, g[1], g[2], g[3], w[2], out}
+end
+
+-- The shared expert's three bf16 matrices as one expert's stack [1, ...]
+-- (made once, kept in its record r).
+function shared_one(r, DM)
+  if not r.one then
+    local I = r[1]:shape(1)
+    r.one = {r[1]:reshape{1, I, DM}, r[2]:reshape{1, DM, I}, r[3]:reshape{1, I, DM}}
+  end
+  return r.one
+end
+
 return function(M)
+
+-- Whether a prefill's bf16 experts (8 tokens or more) run on the tensor
+-- cores with bf16 activations (moe_up_tc + moe_down_tc, the shared expert
+-- too; the hidden rows rounded to bf16, the sums in f32, as the
+-- reference's bf16 experts): by default on a GPU with bf16 tensor cores
+-- (O.bf16_tensor_cores) unless the model was loaded with tf32 = false; the
+-- option moe = "f32" turns it off, "bf16" on, on any device (the CPU runs
+-- the same kernels). A decode step's few rows keep the f32 forms (read
+-- bound: the weights' bytes are the same).
+function M:bf16_moe()
+  local a = self.moe_dtype
+  if a == nil then return self.tf32 and O.bf16_tensor_cores() end
+  return a == "bf16"
+end
 
 -- The routed experts' weights stacked [E, ...] in bf16, as the file holds
 -- them: w1, w2, w3.
@@ -184,9 +223,15 @@ end
 -- adds each token's K rows to its row, as moe_combine would (the same
 -- bits, a launch fewer): returns the layer's y and true; the linears' form
 -- returns the shared expert's rows alone.
-function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx, out, K)
+function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx, out, K, xb)
   local T, DM = x:shape(1), x:shape(2)
   local r = self:shared_weights(p)
+  if xb and not r.fp8 then -- (bf16 on the tensor cores, as the routed experts)
+    local sorted, weights, offsets, tiles = self:shared_table(T, O.moe_tc_rows)
+    local y = O.out{T, DM}
+    tc_up_down(xb, {sorted, offsets, tiles, weights}, shared_one(r, DM), y, LIMIT)
+    return y, false
+  end
   if r.fp8 then
     if tc then
       local g, u = O.linear(x, r[1]), O.linear(x, r[3])
@@ -201,17 +246,13 @@ function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx, out, K)
                   {w1.q, w1.s, w3.q, w3.s}, {w2.q, w2.s}, y, out, K)
     return y, out ~= nil
   end
-  local s1 = r[1]
-  local I = s1:shape(1)
-  if not r.one then -- (the three as one expert's stack [1, ...], made once)
-    r.one = {s1:reshape{1, I, DM}, r[2]:reshape{1, DM, I}, r[3]:reshape{1, I, DM}}
-  end
+  local one = shared_one(r, DM)
   local sorted, weights, offsets, tiles = self:shared_table(T, BM)
-  local h, y = O.out{T, I}, O.out{T, DM}
-  kernel("moe.tile", "moe_up", up_params(BM, LIMIT, nil, s1:dtype())):launch{
-    x, sorted, offsets, tiles, weights, r.one[1], r.one[3], h}
-  kernel("moe.tile", "moe_down", down_params(BM, nil, out and K or nil, r[2]:dtype())):launch{
-    h, sorted, offsets, tiles, r.one[2], y, out or x}
+  local h, y = O.out{T, one[1]:shape(2)}, O.out{T, DM}
+  kernel("moe.tile", "moe_up", up_params(BM, LIMIT, nil, one[1]:dtype())):launch{
+    x, sorted, offsets, tiles, weights, one[1], one[3], h}
+  kernel("moe.tile", "moe_down", down_params(BM, nil, out and K or nil, one[2]:dtype())):launch{
+    h, sorted, offsets, tiles, one[2], y, out or x}
   return y, out ~= nil
 end
 
@@ -285,7 +326,10 @@ function M:moe(L, x, ids)
   local tc8 = T >= 8 and O.fp8_tensor_cores()
   local act = O.quantise_in_gemm(T, tc8) or nil
   local tc = fmt ~= "bf16" and tc8
-  local RB = tc and 64 or BM
+  -- and bf16 experts on the tensor cores with bf16 activations (M:bf16_moe)
+  local tc16 = fmt == "bf16" and T >= 8 and self:bf16_moe()
+  local RB = tc and 64 or tc16 and O.moe_tc_rows or BM
+  local xb -- (x in bf16, for the tensor-core forms)
   local experts, weights, sorted, offsets, tiles =
     route(x, r.gate, r.bias, ids, r.t2e, r.hash, cfg.route_scale * 1.0, K, E, RB)
   local out = O.out{TK, DM}
@@ -297,6 +341,10 @@ function M:moe(L, x, ids)
                            {sorted, offsets, tiles, weights}, {w[1], w[2], w[5], w[6]},
                            {w[3], w[4]}, out)
     if tc then xq = nil end -- (e4m3 codes: the shared expert keeps its linears then)
+  elseif tc16 then
+    r.experts = r.experts or {self:bf16_experts(p, E)}
+    xb = O.convert(x, "bf16")
+    tc_up_down(xb, {sorted, offsets, tiles, weights}, r.experts, out, LIMIT)
   else
     r.experts = r.experts or {self:bf16_experts(p, E)}
     local w1, w2, w3 = r.experts[1], r.experts[2], r.experts[3]
@@ -306,7 +354,7 @@ function M:moe(L, x, ids)
     kernel("moe.tile", "moe_down", down_params(BM)):launch{h, sorted, offsets, tiles, w2, out, x}
   end
   -- the shared expert's down GEMM adds the routed rows (else moe_combine)
-  local y, combined = self:shared_expert(p, x, BM, LIMIT, tc8, act, xq, sx, out, K)
+  local y, combined = self:shared_expert(p, x, BM, LIMIT, tc8, act, xq, sx, out, K, xb)
   if not combined then
     local sh = y
     y = O.out{T, DM}

@@ -462,6 +462,9 @@ O.score_pad = 65536
 -- The MoE of more than one token runs in tiles of O.moe_rows rows of one
 -- expert (model/moe.lua; one-row tiles for a single token).
 O.moe_rows = 16
+-- ... and on the tensor cores (moe_up_tc, moe_down_tc) of O.moe_tc_rows
+-- (their default BM)
+O.moe_tc_rows = 32
 -- Up to this many tokens mHC's pre and the sub-layer's norm are one launch
 -- (model/mhc.lua).
 O.hc_norm_rows = 16
@@ -477,6 +480,12 @@ end
 -- on sm_80/86 the e4m3 GEMMs would be scalar loops): where the FP8
 -- linears' and the quantised experts' prefill take their tensor-core forms.
 function O.fp8_tensor_cores() return dev():arch() == "sm_90a" end
+
+-- Whether that GPU has bf16 tensor cores (mma.sync from sm_80, wgmma on
+-- sm_90a): where a prefill's bf16 experts take moe_up_tc + moe_down_tc
+-- (model/moe.lua M:bf16_moe).
+local tc16_archs = {sm_80 = true, sm_86 = true, sm_89 = true, sm_90 = true, sm_90a = true}
+function O.bf16_tensor_cores() return tc16_archs[dev():arch()] == true end
 
 -- Whether that GPU's tensor cores take the attention kernels' bf16 forms
 -- (sparse_attn_tc, hca_attn_tc; model/attention.lua) for H heads of c

@@ -37,7 +37,10 @@
 -- attention kernels fit (sm_80, sm_90a) the attention takes bf16 queries
 -- and KV rows on tensor cores (model/attention.lua, as the reference's bf16
 -- kernels do) unless tf32 is false or opts.attention is "f32"; attention =
--- "bf16" asks for that on any device, the CPU too. A decode step's token
+-- "bf16" asks for that on any device, the CPU too. Likewise a prefill's
+-- bf16 experts take bf16 activations on the tensor cores (moe_up_tc,
+-- moe_down_tc; model/moe.lua M:bf16_moe) unless tf32 is false or opts.moe
+-- is "f32"; moe = "bf16" asks for it anywhere. A decode step's token
 -- runs the linears over one input as one over their joined weights
 -- (M:joined_lweight; the same outputs) unless opts.join is false.
 -- The concepts live in their own files
@@ -66,7 +69,7 @@ function M.load(dir, weights_path, opts)
   local self = {cfg = cfg, file = checkpoint.open(weights_path or dir),
                 w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
                 linears = opts.linears or "f32", experts = opts.experts or "bf16",
-                attn_dtype = opts.attention, join = opts.join ~= false, joined = {},
+                attn_dtype = opts.attention, moe_dtype = opts.moe, join = opts.join ~= false, joined = {},
                 pools = {}, free_slots = {}, slots_taken = 0}
   local d = opts.device or ts.default_device()
   self.dev = type(d) == "string" and ts.device(d) or d
@@ -78,6 +81,9 @@ function M.load(dir, weights_path, opts)
   end
   if self.attn_dtype ~= nil and self.attn_dtype ~= "bf16" and self.attn_dtype ~= "f32" then
     error("attention '" .. tostring(self.attn_dtype) .. "': 'bf16' or 'f32'", 2)
+  end
+  if self.moe_dtype ~= nil and self.moe_dtype ~= "bf16" and self.moe_dtype ~= "f32" then
+    error("moe '" .. tostring(self.moe_dtype) .. "': 'bf16' or 'f32'", 2)
   end
   if self.experts ~= "bf16" and self.experts ~= "fp4" and self.experts ~= "fp8" then
     error("experts '" .. tostring(self.experts) .. "': 'bf16', 'fp8' or 'fp4'", 2)
