@@ -141,7 +141,9 @@ void moe(void) {
   ts_tensor *w2 = rnd(gpu, TS_DTYPE_BF16, 3, w2s, 23, 0.02);
   ts_kernel *ku = kern(gpu, "kernels/moe.tile", "moe_up_tc", NULL);
   ts_kernel *kd = kern(gpu, "kernels/moe.tile", "moe_down_tc", NULL);
-  ts_kernel *ko = kern(gpu, "kernels/moe.tile", "moe_offsets", NULL); /* BM 32, as up and down */
+  /* the tile table in tiles of up and down's BM (their default: 64, a
+   * warpgroup's wgmma M on sm_90a) */
+  ts_kernel *ko = kern(gpu, "kernels/moe.tile", "moe_offsets", "BM=64");
   printf("| tokens | tile table ms | up ms | down ms | TFLOP/s | of bf16 peak | PyTorch per-expert loop ms "
          "| PyTorch / Tessera |\n");
   printf("|---|---|---|---|---|---|---|---|\n");
@@ -153,9 +155,9 @@ void moe(void) {
     ts_tensor *x = rnd(gpu, TS_DTYPE_BF16, 2, sx, 24, 1), *wt = rnd(gpu, TS_DTYPE_F32, 2, sw, 25, 0.2);
     ts_tensor *gs = to_gpu(sorted), *go = to_gpu(offsets), *gc = to_gpu(counts);
     ts_tensor *h = tensor(gpu, TS_DTYPE_BF16, 2, sh), *out = tensor(gpu, TS_DTYPE_F32, 2, so);
-    /* the grouped GEMMs' grid: the tile table's rows (one tile of up to 32
+    /* the grouped GEMMs' grid: the tile table's rows (one tile of up to 64
      * rows of one expert each), not experts x rows */
-    int64_t st[2] = {(tk + 31) / 32 + E, 3};
+    int64_t st[2] = {(tk + 63) / 64 + E, 3};
     ts_tensor *tiles = tensor(gpu, TS_DTYPE_I32, 2, st);
     ts_arg o[3] = {ts_arg_tensor(gc), ts_arg_tensor(go), ts_arg_tensor(tiles)};
     double tt = timed(ko, o, 3);

@@ -464,7 +464,7 @@ O.score_pad = 65536
 O.moe_rows = 16
 -- ... and on the tensor cores (moe_up_tc, moe_down_tc) of O.moe_tc_rows
 -- (their default BM)
-O.moe_tc_rows = 32
+O.moe_tc_rows = 64
 -- Up to this many tokens mHC's pre and the sub-layer's norm are one launch
 -- (model/mhc.lua).
 O.hc_norm_rows = 16

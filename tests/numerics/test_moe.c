@@ -432,30 +432,40 @@ static void test_moe_grouped(void) {
   CHECK_ERR(num_relerr(got, ref, T * DM), 1e-5, "grouped MoE vs moe_experts");
   free(got);
   grouped g = {sorted, offs, wt, w1, w2, w3};
-  /* the tensor-core form (bf16 activations and hidden rows), 16 x 16 x 16
-   * tiles over DM = 48 and I = 24 (a tail block of the hidden dim) */
-  ts_kernel *ku = num_kernel("kernels/moe.tile", "moe_up_tc", "BM=16", "BN=16");
-  ts_kernel *kd = num_kernel("kernels/moe.tile", "moe_down_tc", "BM=16", "BN=16");
-  if (ku && kd) {
-    int64_t sh_[2] = {TK, I};
-    ts_tensor *xb = num_tensor(TS_DTYPE_BF16, 2, sx), *h = num_tensor(TS_DTYPE_BF16, 2, sh_);
-    ts_tensor *out2 = num_tensor(TS_DTYPE_F32, 2, so), *y2 = num_tensor(TS_DTYPE_F32, 2, sx);
-    for (int64_t i = 0; i < T * DM; i++)
-      ts_tensor_set(xb, i, fr[0][i]);
-    up_down(ku, kd, &g, xb, tiles16, tiles, h, out2);
-    CHECK_ERR(combined_err(kb, shared, out2, y2, ref), 1e-2, "tensor-core MoE vs moe_experts");
-    ts_tensor_release(xb);
-    ts_tensor_release(h);
-    ts_tensor_release(out2);
-    ts_tensor_release(y2);
+  /* the tensor-core form (bf16 activations and hidden rows) over DM = 48
+   * and I = 24 (a tail block of the hidden dim): 16 x 16 tiles with K steps
+   * of 16 (a ring of 3 and 2 steps, 2 stages) and of the default 64 (one
+   * step, a tail); the defaults (64 x 64 tiles: wgmma on sm_90a); up over
+   * the table of 16-row tiles, down over the one of 4 */
+  const char *tc_defs[][2] = {{"BM=16 BN=16", "BK=16 STAGES=2"}, {"BM=16", "BN=16"},
+                              {NULL, NULL}};
+  for (int c = 0; c < 3; c++) {
+    ts_kernel *ku = num_kernel("kernels/moe.tile", "moe_up_tc", tc_defs[c][0], tc_defs[c][1]);
+    ts_kernel *kd = num_kernel("kernels/moe.tile", "moe_down_tc", tc_defs[c][0], tc_defs[c][1]);
+    if (ku && kd) {
+      int64_t sh_[2] = {TK, I};
+      ts_tensor *xb = num_tensor(TS_DTYPE_BF16, 2, sx), *h = num_tensor(TS_DTYPE_BF16, 2, sh_);
+      ts_tensor *out2 = num_tensor(TS_DTYPE_F32, 2, so), *y2 = num_tensor(TS_DTYPE_F32, 2, sx);
+      for (int64_t i = 0; i < T * DM; i++)
+        ts_tensor_set(xb, i, fr[0][i]);
+      up_down(ku, kd, &g, xb, tiles16, tiles, h, out2);
+      char what[96];
+      snprintf(what, sizeof what, "tensor-core MoE (%s %s) vs moe_experts",
+               tc_defs[c][0] ? tc_defs[c][0] : "defaults", tc_defs[c][1] ? tc_defs[c][1] : "");
+      CHECK_ERR(combined_err(kb, shared, out2, y2, ref), 1e-2, what);
+      ts_tensor_release(xb);
+      ts_tensor_release(h);
+      ts_tensor_release(out2);
+      ts_tensor_release(y2);
+    }
+    ts_kernel_release(ku);
+    ts_kernel_release(kd);
   }
-  ts_kernel_release(ku);
-  ts_kernel_release(kd);
   /* the model's form (f32 activations, bf16 weights, K in steps of 128):
    * BM 4 x BN 16 over the BM 4 table, and the same rows in one-row tiles
    * (a decode step's) give the same bits on the CPU */
-  ku = num_kernel("kernels/moe.tile", "moe_up", "BM=4", "BN=16");
-  kd = num_kernel("kernels/moe.tile", "moe_down", "BM=4", "BN=16");
+  ts_kernel *ku = num_kernel("kernels/moe.tile", "moe_up", "BM=4", "BN=16");
+  ts_kernel *kd = num_kernel("kernels/moe.tile", "moe_down", "BM=4", "BN=16");
   ts_kernel *ko1 = num_kernel("kernels/moe.tile", "moe_offsets", "BM=1", NULL);
   ts_kernel *ku1 = num_kernel("kernels/moe.tile", "moe_up", "BM=1", "BN=16");
   ts_kernel *kd1 = num_kernel("kernels/moe.tile", "moe_down", "BM=1", "BN=16");

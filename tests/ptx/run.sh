@@ -4,7 +4,8 @@
 # NVRTC), and ptxas assembles each with no warning; both lowerings of the
 # bf16/f16 GEMMs issue tensor-core instructions and pipeline their copies
 # with cp.async: on sm_90a the GEMMs (bf16 and fp8) and the sparse and HCA
-# attention, the FP4 indexer (s8) and the quantised experts' prefill (e4m3)
+# attention, the FP4 indexer (s8), the grouped MoE (bf16) and the quantised
+# experts' prefill (e4m3)
 # issue wgmma.mma_async in both lowerings and ptxas may not serialize
 # them; elsewhere mma.sync (with ldmatrix for the GEMMs).
 # For the MLIR PTX,
@@ -112,10 +113,10 @@ for arch in "${archs[@]}"; do
       fail=$((fail + 1)); continue
     fi
     # wgmma on sm_90a, both lowerings: the GEMMs, the tensor-core sparse and
-    # HCA attention and the wgmma test kernels
+    # HCA attention, the grouped MoE's bf16 GEMMs and the wgmma test kernels
     if [[ $arch == sm_90a && ( $f == kernels/gemm.tile || $f == kernels/sparse_attn.tile ||
           $f == kernels/hca_attn.tile || $f == kernels/indexer.tile ||
-          $f == tests/ptx/gpu.tile ) ]]; then
+          $f == kernels/moe.tile || $f == tests/ptx/gpu.tile ) ]]; then
       for p in "$out" "$out.nvrtc"; do
         n=$(grep -c "wgmma.mma_async.sync.aligned.m64n[0-9]*k16.f32.[bf]*16.[bf]*16" "$p")
         if ((n < 1)); then
@@ -135,7 +136,7 @@ for arch in "${archs[@]}"; do
           fail=$((fail + 1)); continue 2
         fi
         # and the attention's P V with B MN-major (imm-trans-b 1)
-        if [[ $f != kernels/gemm.tile && $f != kernels/indexer.tile ]] &&
+        if [[ $f != kernels/gemm.tile && $f != kernels/indexer.tile && $f != kernels/moe.tile ]] &&
            ! grep -q "p, 1, 1, 0, 1;" "$p"; then
           echo "FAIL: $p ($f, $arch) has no wgmma with B MN-major (imm-trans-b 1)"
           fail=$((fail + 1)); continue 2
@@ -148,10 +149,10 @@ for arch in "${archs[@]}"; do
           $f == kernels/sparse_attn.tile || $f == tests/ptx/gpu.tile ]]; then
       for p in "$out" "$out.nvrtc"; do
         n=$(grep -c "mma.sync.aligned.m16n8k16.row.col.f32.[bf]*16.[bf]*16.f32" "$p")
-        # gemm.tile's, the attention's and the indexer's GEMMs are all wgmma
-        # on sm_90a
+        # gemm.tile's, the attention's, the indexer's and the MoE's bf16
+        # GEMMs are all wgmma on sm_90a
         [[ $arch == sm_90a && ( $f == kernels/gemm.tile || $f == kernels/sparse_attn.tile ||
-           $f == kernels/indexer.tile ) ]] && n=1
+           $f == kernels/indexer.tile || $f == kernels/moe.tile ) ]] && n=1
         if ((n < 1)); then
           echo "FAIL: $p ($f, $arch) has $n mma.sync instructions"
           fail=$((fail + 1)); continue 2
@@ -164,8 +165,9 @@ for arch in "${archs[@]}"; do
       echo "FAIL: the PTX of $f for $arch has no ldmatrix (MLIR and NVRTC)"
       fail=$((fail + 1)); continue
     fi
-    # pipelined loops: both lowerings of the GEMMs copy ahead with cp.async
-    if [[ $f == kernels/gemm.tile ]] &&
+    # pipelined loops: both lowerings of the GEMMs and the grouped MoE's copy
+    # ahead with cp.async
+    if [[ $f == kernels/gemm.tile || $f == kernels/moe.tile ]] &&
        ! { grep -q "cp.async.wait_group" "$out" && grep -q "cp.async.wait_group" "$out.nvrtc"; }; then
       echo "FAIL: the PTX of $f for $arch has no cp.async ring (MLIR and NVRTC)"
       fail=$((fail + 1)); continue
