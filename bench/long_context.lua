@@ -20,21 +20,31 @@
 -- the HCA and dense layers); scripts/gpu.sh runs both on a GPU; --batch B:
 -- B sequences at the context decoding together, their states in the
 -- model's pools as a served batch's are (model:decode_batch's layer step:
--- one launch a kernel for all B), the time a step and a token)
+-- one launch a kernel for all B), the time a step and a token;
+-- --prefill N: the CSA and HCA layers' caches made by the model's own
+-- prefill of the T tokens, N at a time (model/attention.lua M:attention
+-- with P, M:hand_off: a chunked prefill's path, random inputs), timed, then
+-- their decode steps over that state (issue 8's "prefilled to 128K, 512K
+-- and 1M tokens on one GPU, then decoding"; scripts/gpu.sh runs it; one
+-- sequence; dense attention keeps random rows)
 local ts = require "tessera"
+local O = require "model.ops"
 
 local layers = require "bench.v4_layers"
 local opts = layers.options({tokens = "131072,524288,1048576", steps = "4",
                              ["dense-max"] = "1048576", linears = "f32", device = "cpu",
-                             attention = "f32", batch = "1"},
+                             attention = "f32", batch = "1", prefill = "0"},
                             "long_context.lua [--tokens N,N,...] [--steps N] [--dense-max N] "
                             .. "[--linears f32|fp8] [--device D] [--attention f32|bf16] "
-                            .. "[--batch B]")
+                            .. "[--batch B] [--prefill N]")
 local contexts = {}
 for n in opts.tokens:gmatch("%d+") do contexts[#contexts + 1] = math.tointeger(n) end
 local steps, dense_max = math.tointeger(opts.steps), math.tointeger(opts["dense-max"])
 local B = math.tointeger(tonumber(opts.batch))
 if not B or B < 1 then error("--batch " .. opts.batch .. ": a count of sequences", 0) end
+local chunk = math.tointeger(tonumber(opts.prefill))
+if not chunk or chunk < 0 then error("--prefill " .. opts.prefill .. ": a chunk of tokens", 0) end
+if chunk > 0 and B > 1 then error("--prefill: one sequence (--batch 1)", 0) end
 
 -- Each launch timed by kernel name (before the model's files take O.kernel).
 local spent = {}
@@ -88,14 +98,46 @@ end
 
 local function mib(b) return b / 2 ^ 20 end
 
+-- Layer L's state in seq after the model's own prefill of T tokens, `chunk`
+-- at a time (random inputs, the same chunk's each time: the values do not
+-- change the work): the first a prefill, the rest continuing it (M:extend's
+-- path, one layer). Returns the seconds (sync to sync, untimed by kernel)
+-- and the launches.
+local x_chunk
+local function prefilled(seq, L, T)
+  x_chunk = x_chunk or random({chunk, cfg.dim}, 1.0)
+  timing(false)
+  dev:sync()
+  local n0, t0 = layers.launches, ts.clock()
+  for P = 0, T - 1, chunk do
+    local n = math.min(chunk, T - P)
+    local pv = {}
+    for t = 1, n do pv[t] = P + t - 1 end
+    local _, made = seq:attention(L, n == chunk and x_chunk or x_chunk:slice(0, 0, n),
+                                  O.tensor("i32", {n}, pv), nil, P)
+    seq.state[L] = seq:hand_off(L, made, n, P)
+  end
+  dev:sync()
+  local secs = ts.clock() - t0
+  timing(true)
+  return secs, layers.launches - n0
+end
+
 -- `steps` decode steps of layer L at positions T, T + 1, ... of B
 -- sequences together: ms per step in all and by kernel, and the KV bytes
 -- allocated
-local function run(L, T, entries)
+local function run(L, T, entries, prefill)
   local seqs, at = {}, {}
+  local pre -- (with prefill: {seconds, launches})
   for b = 1, B do
     seqs[b] = model:sequence()
-    seqs[b].state[L] = state(seqs[b], L, T, entries)
+    if prefill then
+      -- (a warm-up prefill of two chunks first: compiles its kernels)
+      prefilled(model:sequence(), L, 2 * chunk)
+      pre = {prefilled(seqs[b], L, T)}
+    else
+      seqs[b].state[L] = state(seqs[b], L, T, entries)
+    end
   end
   local x = random({B, cfg.dim}, 1.0)
   local function step(t)
@@ -137,12 +179,17 @@ local function run(L, T, entries)
   seqs = nil
   collectgarbage()
   collectgarbage()
-  return total, alloc, parts, counts
+  return total, alloc, parts, counts, pre
 end
 
 print(string.format("# one V4-Flash-width attention layer's decode step on %s (%s), %s attention",
                     dev:name(), dev:arch() or (dev:threads() .. " threads"), opts.attention))
-print("caches in V4's formats (fp8 entries 584 B, FP4 indexer keys 68 B), random rows and weights;")
+print("caches in V4's formats (fp8 entries 584 B, FP4 indexer keys 68 B), " ..
+      (chunk > 0 and string.format("CSA's and HCA's prefilled by the model, %d tokens at a " ..
+                                   "time (random inputs; dense's random rows: no prefill " ..
+                                   "column), timed sync to sync after a warm-up of two " ..
+                                   "chunks; random weights;", chunk)
+                 or "random rows and weights;"))
 print(opts.linears == "fp8" and "the projections as V4's FP8 linears (e4m3 weights, 128 x 128 scales);"
       or "the projections' weights in bf16 as the checkpoint's BF16 form stores them;")
 print(string.format("%d steps a row (positions T + 1 ..) after two warm-up steps; dense = every", steps))
@@ -153,8 +200,9 @@ if B > 1 then
 end
 print("")
 print("| context | layer | entries attended | ms / token | vs dense | KV MiB allocated | " ..
-      "launches (host waits) / " .. (B > 1 and "step" or "token") .. " | top kernels (ms) |")
-print("|---|---|---|---|---|---|---|---|")
+      "launches (host waits) / " .. (B > 1 and "step" or "token") .. " | top kernels (ms) |" ..
+      (chunk > 0 and " prefill s (tokens/s, launches) |" or ""))
+print("|---|---|---|---|---|---|---|---|" .. (chunk > 0 and "---|" or ""))
 for _, T in ipairs(contexts) do
   local rows = {}
   local dense_ms
@@ -163,19 +211,23 @@ for _, T in ipairs(contexts) do
     dense_ms = ms * 1e3
     rows[#rows + 1] = {"dense", T + W, ms, alloc, parts, counts}
   end
-  local csa = {run(0, T, T // 4)}
+  local csa = {run(0, T, T // 4, chunk > 0)}
   table.insert(rows, 1, {"CSA", cfg.index_topk + W, csa[1], csa[2], csa[3], csa[4]})
-  local hca = {run(1, T, T // 128)}
+  local hca = {run(1, T, T // 128, chunk > 0)}
   table.insert(rows, 2, {"HCA", T // 128 + W, hca[1], hca[2], hca[3], hca[4]})
+  rows[1][7], rows[2][7] = csa[5], hca[5]
   for _, r in ipairs(rows) do
     local top = {}
     for k = 1, math.min(4, #r[5]) do
       top[k] = string.format("%s %.1f", r[5][k][1], r[5][k][2] * 1e3)
     end
     local ms = r[3] * 1e3 / B -- (3 decimals below 10 ms: the mock driver's step is the host's)
+    local pre = chunk == 0 and "" or r[7] and string.format(" %.2f (%.0f, %d) |", r[7][1],
+                                                           T / r[7][1], r[7][2]) or " - |"
     print(string.format("| %d | %s | %d | " .. (ms < 10 and "%.3f" or "%.1f") ..
-                        " | %s | %.1f | %.0f (%.0f) | %s |", T, r[1], r[2], ms,
+                        " | %s | %.1f | %.0f (%.0f) | %s |%s", T, r[1], r[2], ms,
                         dense_ms and string.format("%.3f", r[3] * 1e3 / dense_ms) or "-",
-                        mib(r[4]), r[6][1], r[6][2], table.concat(top, ", ")))
+                        mib(r[4]), r[6][1], r[6][2], table.concat(top, ", "), pre))
+    io.stdout:flush()
   end
 end

@@ -26,7 +26,9 @@
 #     speculative decoding's steps against plain ones (bench/speculate.lua:
 #     two rows a step where one was, with drafts always right), and prompts
 #     prefilled together against one at a time (bench/prefill_batch.lua:
-#     launches and time);
+#     launches and time), and last the CSA and HCA layers prefilled by the
+#     model itself to 128K, 512K and 1M tokens, 8192 a chunk, then decoding
+#     from that state (bench/long_context.lua --prefill);
 #   - the numerics suites on the GPU with each lowering (ctest cuda/*,
 #     cuda-c/*: MLIR's PTX, and the CUDA C through NVRTC), which is the
 #     differential test of the two;
@@ -184,9 +186,9 @@ report() {
       echo "(not run yet)"
     fi
     echo
-    echo "## The model's decode step of one layer at 128K and 1M tokens, f32 and bf16 attention (bench/long_context.lua)"
+    echo "## The model's decode step of one layer at 128K and 1M tokens, f32 and bf16 attention; prefilled by the model to 128K, 512K and 1M (bench/long_context.lua)"
     echo
-    for a in f32 bf16 bf16-batch; do
+    for a in f32 bf16 bf16-batch bf16-prefill; do
       if [[ -f $log/long-$a ]]; then
         grep -E '^(#|\||[0-9]+ sequences)' "$log/long-$a" || tail -n 20 "$log/long-$a"
         echo
@@ -296,6 +298,12 @@ stage 120 "$log/speculate" build/tessera run bench/speculate.lua --device cuda
 stage 120 "$log/speculate-batch" build/tessera run bench/speculate.lua --device cuda --batch 16
 # (prompts prefilled together: one launch a layer for all their attention)
 stage 120 "$log/prefill-batch" build/tessera run bench/prefill_batch.lua --device cuda
+report
+# (the million-token layer prefilled by the model itself, 8192 tokens a
+# chunk, then decoding from that state; each context's rows print as it
+# ends, so a timeout still leaves the shorter contexts')
+stage 300 "$log/long-bf16-prefill" build/tessera run bench/long_context.lua --device cuda \
+  --attention bf16 --tokens 131072,524288,1048576 --steps 3 --dense-max 0 --prefill 8192
 report
 # (the numerics with every launch waited for: a kernel that faults is named
 # in its own check, not in whichever later read waits for the queue)
