@@ -353,6 +353,44 @@ function M:sequence()
   end})
 end
 
+-- A new sequence whose state is a copy of this one's (a shared prefix's
+-- state, made once: a system prompt's, a conversation's so far): every
+-- layer's caches and the MTP block's copied into the new sequence's own
+-- slots of the model's pools (the rows as held, byte for byte: window
+-- rings, compressed entries, indexer keys, the compressors' partial
+-- windows), its position and the MTP block's, and the main model's streams
+-- of its last run (shared, as nothing writes them). The two then go on
+-- apart: a fork extended or decoded gives what the original would
+-- (tests/lua/fork.lua: bit for bit on the CPU), and neither's steps touch
+-- the other's rows. A copy a cache (a tensor assign), no launch.
+function M:fork()
+  if not self.next_pos or self.next_pos == 0 then error("fork needs a prefill first", 2) end
+  local f = self:sequence()
+  local slot = f:slot()
+  local function cache(src)
+    if not src then return nil end
+    local c = Cache.pooled(src.pool, slot, src.format, src.kind, src.width, src.rope,
+                           src.data:shape(1))
+    c.data:assign(src.data) -- (src.data after the bind: a regrow re-points it)
+    c.n = src.n
+    return c
+  end
+  for L, st in pairs(self.state) do
+    local c = {ring = cache(st.ring), comp = cache(st.comp), keys = cache(st.keys), buf = {}}
+    for which, b in pairs(st.buf) do
+      local nb = {pool = b.pool}
+      nb.pool:bind(slot, nb, "cz", b.cz:shape(1))
+      nb.cz:assign(b.cz)
+      c.buf[which] = nb
+    end
+    f.state[L] = c
+  end
+  f.next_pos, f.mtp_pos, f.forgot = self.next_pos, self.mtp_pos, self.forgot
+  f.final_streams, f.final_from, f.last_streams = self.final_streams, self.final_from,
+    self.last_streams
+  return f
+end
+
 -- This sequence's slot in the model's pools (M:state_pool), taken at its first
 -- prefill and given back when the sequence is collected (its rows in every
 -- pool freed when the next slot is taken, and a pool's tensor made smaller

@@ -26,7 +26,8 @@
 #     speculative decoding's steps against plain ones (bench/speculate.lua:
 #     two rows a step where one was, with drafts always right), and prompts
 #     prefilled together against one at a time (bench/prefill_batch.lua:
-#     launches and time), and last the CSA and HCA layers prefilled by the
+#     launches and time), a shared prefix prefilled once and forked
+#     (bench/fork.lua), and last the CSA and HCA layers prefilled by the
 #     model itself to 128K, 512K and 1M tokens, 8192 a chunk, then decoding
 #     from that state (bench/long_context.lua --prefill);
 #   - the numerics suites on the GPU with each lowering (ctest cuda/*,
@@ -218,6 +219,10 @@ report() {
     echo
     tables_of "$log/prefill-batch"
     echo
+    echo "## A shared prefix forked on the tiny model (bench/fork.lua)"
+    echo
+    tables_of "$log/fork"
+    echo
     echo "## Speculative decoding on the tiny model (bench/speculate.lua: 1, then 16 sequences)"
     echo
     tables_of "$log/speculate"
@@ -298,6 +303,8 @@ stage 120 "$log/speculate" build/tessera run bench/speculate.lua --device cuda
 stage 120 "$log/speculate-batch" build/tessera run bench/speculate.lua --device cuda --batch 16
 # (prompts prefilled together: one launch a layer for all their attention)
 stage 120 "$log/prefill-batch" build/tessera run bench/prefill_batch.lua --device cuda
+# (a shared prefix prefilled once and forked, against prefilling it again)
+stage 120 "$log/fork" build/tessera run bench/fork.lua --device cuda
 report
 # (the million-token layer prefilled by the model itself, 8192 tokens a
 # chunk, then decoding from that state; each context's rows print as it
