@@ -25,13 +25,7 @@ local M, B = math.tointeger(tonumber(opts.tokens)), math.tointeger(tonumber(opts
 local runs = math.tointeger(tonumber(opts.runs))
 local tol = dev:name() == "cpu" and 0 or 1e-5
 
-local function timed(f)
-  dev:sync()
-  local t0 = ts.clock()
-  local out = f()
-  dev:sync()
-  return ts.clock() - t0, out
-end
+local function timed(f) return layers.timed(dev, f) end
 
 print(string.format("# a shared prefix forked for %d continuations of %d tokens (%s, %s " ..
                     "caches, tiny config)", B, M, dev:name(), opts.kv))

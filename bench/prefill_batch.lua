@@ -38,13 +38,7 @@ local function launches(f)
   ts.profile(false)
   return n
 end
-local function timed(f)
-  dev:sync()
-  local t0 = ts.clock()
-  local out = f()
-  dev:sync()
-  return ts.clock() - t0, out
-end
+local function timed(f) return layers.timed(dev, f) end
 
 local rows, same = {}, true
 for _, B in ipairs(list(opts.prompts)) do

@@ -4,7 +4,9 @@
 -- drafts are almost never the main model's next token, so this is the
 -- cost side) and with drafts that are always right (the plain decode's
 -- tokens: every step keeps its draft, the bound a trained MTP block
--- approaches), and the drafts kept; the same tokens each way (exits
+-- approaches), three right drafts a step (four rows a step: the bound of
+-- several drafts), prompt lookup's drafts (model.prompt_lookup, else the
+-- block's), and the drafts kept; the same tokens each way (exits
 -- non-zero otherwise). Best of --runs runs each, alternated. On a GPU
 -- (--device cuda) the step is launches and weight reads, where two rows
 -- cost about one: scripts/gpu.sh runs it there.
@@ -66,26 +68,38 @@ local function plain()
   return toks, ts.clock() - t0, 0, 0
 end
 local want
-local function spec(oracle)
+-- drafts: nil (the MTP block's), k (k right drafts a step: the plain
+-- decode's next tokens) or "lookup" (prompt lookup's, 3 at most, else the
+-- block's)
+local function spec(drafts)
   local seqs, logits = start()
   dev:sync()
   local t0 = ts.clock()
+  local draft_of = drafts and function(b, new, m)
+    if drafts == "lookup" then
+      local h = table.move(new, 1, #new, P + 1, table.move(prompts[b], 1, P, 1, {}))
+      local d = model.prompt_lookup(h, 3)
+      return #d > 0 and d or m
+    end
+    local d = {}
+    for i = 1, drafts do d[i] = want[b][#new + i] or 0 end
+    return d
+  end
   local toks, made, kept
   if B == 1 then
-    toks, made, kept = seqs[1]:speculate(logits, prompts[1], N, pick, -1,
-                                         oracle and function(new) return want[1][#new + 1] or 0 end)
+    local one = draft_of and function(new, m) return draft_of(1, new, m) end
+    toks, made, kept = seqs[1]:speculate(logits, prompts[1], N, pick, -1, one)
     toks = {toks}
   else
-    toks, made, kept = model:speculate_batch(seqs, logits, prompts, N, pick, -1,
-                                             oracle and function(b, new)
-                                               return want[b][#new + 1] or 0
-                                             end)
+    toks, made, kept = model:speculate_batch(seqs, logits, prompts, N, pick, -1, draft_of)
   end
   return toks, ts.clock() - t0, made, kept
 end
 
-local ways = {{"plain decode", plain}, {"MTP drafts", function() return spec(false) end},
-              {"drafts always right", function() return spec(true) end}}
+local ways = {{"plain decode", plain}, {"MTP drafts", function() return spec(nil) end},
+              {"drafts always right", function() return spec(1) end},
+              {"3 drafts a step, always right", function() return spec(3) end},
+              {"prompt lookup (3), else MTP", function() return spec("lookup") end}}
 want = plain() -- (warm-up: compiles; the tokens the others must give)
 for _, w in ipairs(ways) do w[2]() end
 local best, info, same = {}, {}, true

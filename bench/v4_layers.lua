@@ -122,4 +122,14 @@ function L.timed_runs(dev, timing, whole, again)
   return table.unpack(r, 1, r.n)
 end
 
+-- f()'s seconds on dev, synchronised before and after (a GPU queues its
+-- launches), and what it returns.
+function L.timed(dev, f)
+  dev:sync()
+  local t0 = ts.clock()
+  local out = f()
+  dev:sync()
+  return ts.clock() - t0, out
+end
+
 return L

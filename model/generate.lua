@@ -7,7 +7,7 @@
 --       [--device cpu|cuda|gpusim] [--attention bf16|f32] [--moe bf16|f32]
 --       [--tokenizer FILE|FOLDER]
 --       [--chat chat|thinking [--system TEXT] [--turn TEXT]...] [--chunk N]
---       [--mtp on|off]
+--       [--mtp on|off [--lookup K]]
 -- Tokens from the model folder's tokenizer.json (or --tokenizer's; BOS from
 -- its template or tokenizer_config.json, generation stops at its EOS:
 -- model/tokenizer.lua), else byte-level (ids 0-255 are bytes; the tiny
@@ -52,7 +52,11 @@
 -- several prompts (model:speculate_batch) each step's two tokens of every
 -- sequence are two rounds of one step; greedy, each output is the plain
 -- run's; sampled, the draws come in another order (a sequence may pick two
--- tokens a step), so the outputs are other samples.
+-- tokens a step), so the outputs are other samples. --lookup K (with --mtp
+-- on) drafts up to K tokens a step by prompt lookup (model.prompt_lookup:
+-- what followed the latest earlier occurrence of the last tokens in the
+-- conversation so far), the MTP block's draft where there is none; a step
+-- verifies them all (model:snapshot, model:rewind past the first wrong one).
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
@@ -63,7 +67,8 @@ local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
               tokens = "32", temperature = "0", ["top-p"] = "0.9", seed = "1",
               kv = "fp8", linears = "f32", experts = "bf16", device = "cpu"}
 local known = {model = true, weights = true, attention = true, moe = true, tokenizer = true,
-               chat = true, system = true, chunk = true, turn = true, mtp = true}
+               chat = true, system = true, chunk = true, turn = true, mtp = true,
+               lookup = true}
 for k in pairs(opts) do known[k] = true end
 local prompts, turns = {}, {}
 local i = 1
@@ -75,7 +80,7 @@ while i <= #arg do
           "[--tokens N] [--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
           "[--experts bf16|fp8|fp4] [--device D] [--attention bf16|f32] [--moe bf16|f32] " ..
           "[--tokenizer F] [--chat chat|thinking] [--system T] [--chunk N] [--turn T] " ..
-          "[--mtp on|off]", 0)
+          "[--mtp on|off] [--lookup K]", 0)
   end
   opts[k] = arg[i + 1]
   if k == "prompt" then prompts[#prompts + 1] = arg[i + 1] end
@@ -116,6 +121,11 @@ if #turns > 0 and (not opts.chat or #prompts > 1) then
 end
 if opts.mtp and opts.mtp ~= "on" and opts.mtp ~= "off" then error("--mtp: on or off", 0) end
 local mtp = opts.mtp == "on"
+local lookup = opts.lookup and math.tointeger(tonumber(opts.lookup))
+if opts.lookup and not (lookup and lookup >= 1) then
+  error("--lookup: a count of draft tokens", 0)
+end
+if lookup and not mtp then error("--lookup: with --mtp on (a speculation's drafts)", 0) end
 local device = ts.device(opts.device)
 local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
                                      experts = opts.experts, attention = opts.attention,
@@ -152,6 +162,15 @@ local function rnd()
 end
 
 local argmax = ts.kernel("kernels/argmax.tile", "argmax", {}, device)
+
+-- --lookup's drafts after `history` and the reply's tokens so far `new`:
+-- prompt lookup's, else the MTP block's draft m
+local function lookup_drafts(history, new, m)
+  local h = table.move(new, 1, #new, #history + 1, table.move(history, 1, #history, 1, {}))
+  local d = model.prompt_lookup(h, lookup)
+  return #d > 0 and d or m
+end
+local drafts_name = lookup and "drafts (prompt lookup, else the MTP block's)" or "MTP drafts"
 
 local sample -- (below)
 
@@ -207,7 +226,8 @@ if #prompts > 1 then
     local steps = 0
     if mtp then -- (speculatively: model:speculate_batch)
       local drafts, kept
-      outs, drafts, kept = model:speculate_batch(seqs, logits, all_ids, n_new, pick, tk.eos)
+      outs, drafts, kept = model:speculate_batch(seqs, logits, all_ids, n_new, pick, tk.eos,
+        lookup and function(b, new, m) return lookup_drafts(all_ids[b], new, m) end)
       for b = 1, #prompts do steps = steps + #outs[b] - 1 end
       return outs, tp, steps, drafts, kept
     end
@@ -246,7 +266,7 @@ if #prompts > 1 then
                       "run first: %.2f s)", #prompts, device:name(), tk.name, total,
                       total / (tp - t0), steps, steps / math.max(t2 - tp, 1e-9), compile))
   if mtp then
-    print(string.format("MTP drafts: %d, kept %d (%.0f%%)", drafts, kept,
+    print(string.format("%s: %d, kept %d (%.0f%%)", drafts_name, drafts, kept,
                         100 * kept / math.max(drafts, 1)))
   end
   return
@@ -265,9 +285,12 @@ local function reply(logits)
 end
 
 -- reply's tokens decoded speculatively (--mtp on: model:speculate, the
--- sequence's last tokens `prompt`), the drafts made and kept
+-- sequence's last tokens `prompt`; with --lookup the drafts from the
+-- conversation so far, `history`), the drafts made and kept, the steps
+local history = ids
 local function reply_mtp(logits, prompt)
-  return model:speculate(logits, prompt, n_new, pick, tk.eos)
+  return model:speculate(logits, prompt, n_new, pick, tk.eos,
+                         lookup and function(new, m) return lookup_drafts(history, new, m) end)
 end
 
 -- compile the kernels first (a warm-up prefill of the prompt and a decode
@@ -288,9 +311,9 @@ local t0 = ts.clock()
 local logits = model:prefill(ts.tensor("i32", {#ids}, ids), chunk, mtp)
 device:sync()
 local t1 = ts.clock()
-local new, drafts, kept
+local new, drafts, kept, steps
 if mtp then
-  new, drafts, kept = reply_mtp(logits, ids)
+  new, drafts, kept, steps = reply_mtp(logits, ids)
 else
   new = reply(logits)
 end
@@ -304,8 +327,8 @@ print(string.format("prefill %d tokens: %.1f tokens/s; decode %d tokens: %.1f to
                     "(kernels compiled in a warm-up run first: %.2f s)", #ids, #ids / (t1 - t0), #new,
                     (#new - 1) / math.max(t2 - t1, 1e-9), compile))
 if mtp then
-  print(string.format("MTP drafts: %d, kept %d (%.0f%%): %d decode steps for %d tokens", drafts,
-                      kept, 100 * kept / math.max(drafts, 1), drafts, #new - 1))
+  print(string.format("%s: %d, kept %d (%.0f%%): %d decode steps for %d tokens", drafts_name,
+                      drafts, kept, 100 * kept / math.max(drafts, 1), steps, #new - 1))
 end
 -- the next turns: in chat mode the sequence goes on from its last token
 -- (model:extend), in thinking mode the conversation is prefilled again
@@ -331,15 +354,20 @@ for k, text in ipairs(turns) do
     table.insert(toks, 1, new[#new])
     n, how = #toks, "extend"
     logits = model:extend(ts.tensor("i32", {n}, toks), chunk, mtp)
+    -- (the conversation's tokens: the reply's, then the turn's after its
+    -- last, which the turn's tokens begin with)
+    local was = table.move(history, 1, #history, 1, {})
+    history = table.move(toks, 2, #toks, #was + #new + 1, table.move(new, 1, #new, #was + 1, was))
   else
     toks = tk.encode(tokenizer.chat(messages, opts.chat), true)
     n, how = #toks, "prefill"
     logits = model:prefill(ts.tensor("i32", {n}, toks), chunk, mtp)
+    history = toks
   end
   local made = ""
   if mtp then
     new, drafts, kept = reply_mtp(logits, toks)
-    made = string.format("; MTP drafts %d, kept %d", drafts, kept)
+    made = string.format("; %s %d, kept %d", drafts_name, drafts, kept)
   else
     new = reply(logits)
   end

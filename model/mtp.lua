@@ -122,12 +122,36 @@ local function greedy(logits) return greedy_rows(logits)[1] end
 -- (the next turn) can go on speculating. The tokens are a plain decode's
 -- (bit for bit on the CPU), as each is picked from the same logits, the
 -- picks in the same order; the last is not decoded, as a plain decode
--- leaves it. M:speculate_batch of this sequence alone. Returns the tokens,
--- the drafts made and the drafts kept.
+-- leaves it. M:speculate_batch of this sequence alone (draft(new, the
+-- block's draft) may give several drafts, as its draft_of). Returns the
+-- tokens, the drafts made and kept, and the steps.
 function M:speculate(logits, prompt, n, pick, eos, draft)
-  local outs, drafts, kept = self:speculate_batch({self}, logits, {prompt}, n, pick, eos,
-                                                  draft and function(_, new) return draft(new) end)
-  return outs[1], drafts, kept
+  local outs, drafts, kept, steps = self:speculate_batch({self}, logits, {prompt}, n, pick, eos,
+    draft and function(_, new, m) return draft(new, m) end)
+  return outs[1], drafts, kept, steps
+end
+
+-- Prompt lookup drafts (drafting without a model): the tokens that
+-- followed the latest earlier occurrence of the last g tokens of `tokens`
+-- (a list: the prompt and the tokens so far), g from `ngram` (3 by
+-- default) down to 1, at most k of them; none when the tail never
+-- occurred before. Repetitive text (code, quotes, lists, a summary of the
+-- prompt) drafts several right tokens a step.
+function M.prompt_lookup(tokens, k, ngram)
+  local n = #tokens
+  for g = math.min(ngram or 3, n - 1), 1, -1 do
+    for start = n - g, 1, -1 do
+      local same = true
+      for i = 0, g - 1 do
+        if tokens[start + i] ~= tokens[n - g + 1 + i] then same = false; break end
+      end
+      if same and start + g <= n then
+        local out = table.move(tokens, start + g, math.min(start + g + k - 1, n), 1, {})
+        if #out > 0 then return out end
+      end
+    end
+  end
+  return {}
 end
 
 -- The tokens after the positions of s's last run from the MTP block's
@@ -152,67 +176,104 @@ end
 -- (M:mtp_rounds: a round of every sequence, one of those whose draft was
 -- kept), whose last rows draft the next tokens of those going on.
 -- pick(logits [1, vocab], b) picks sequence b's token; draft(b, tokens so
--- far), when given, overrides the block's drafts (as M:speculate's).
--- Returns each sequence's tokens, the drafts made and kept.
+-- far, the block's draft), when given, gives the drafts instead: one id or
+-- a list of up to M:max_step_positions() - 1 (more are cut), decoded as
+-- that many more rounds of the step, the positions past the first wrong
+-- one taken back by M:rewind (M:snapshot before the step; one draft:
+-- M:forget_last, no copies); the tokens stay the plain decode's, each
+-- right draft one more token for the step. Returns each sequence's tokens,
+-- the drafts made and kept, and the steps.
 -- Greedy, each sequence's tokens are its plain decode's; sampled, the
 -- picks come in another order than a plain batch's (a sequence may pick
 -- two in a step), so the draws fall otherwise.
 function M:speculate_batch(seqs, logits, prompts, n, pick, eos, draft_of)
-  local B, d = #seqs, self.cfg.dim
-  local outs, tok, draft, live, drafts, kept = {}, {}, {}, {}, 0, 0
+  local d, most = self.cfg.dim, self:max_step_positions() - 1
+  local outs, tok, draft, live, drafts, kept, steps = {}, {}, {}, {}, 0, 0, 0
+  -- (a draft_of's answer as a list of at most `most` drafts)
+  local function list(v)
+    if type(v) ~= "table" then return {v} end
+    return #v > most and table.move(v, 1, most, 1, {}) or v
+  end
   for b, s in ipairs(seqs) do
     tok[b] = pick(logits:slice(0, b - 1, 1), b)
     outs[b] = {tok[b]}
-    draft[b] = greedy(s:mtp(tokens_after(s, prompts[b], tok[b], b)))
+    draft[b] = {greedy(s:mtp(tokens_after(s, prompts[b], tok[b], b)))}
     if tok[b] ~= eos and n > 1 then
-      if draft_of then draft[b] = draft_of(b, outs[b]) end
+      if draft_of then draft[b] = list(draft_of(b, outs[b], draft[b][1])) end
       live[#live + 1] = b
     end
   end
   while #live > 0 do
-    local ls, lt, ld, m = {}, {}, {}, #live
-    for k, b in ipairs(live) do ls[k], lt[k], ld[k] = seqs[b], tok[b], draft[b] end
-    local two, X = self:decode_rounds({{seqs = ls, ids = lt}, {seqs = ls, ids = ld}})
-    local flat = X:reshape{2 * m, 4 * d}
-    -- the MTP block's rounds: each sequence (its first decoded position,
-    -- the token picked after it), then those that kept their draft and
-    -- picked after it (the draft's position, the token after it)
-    local r1, r2, going = {seqs = {}, ids = {}, rows = {}}, {seqs = {}, ids = {}, rows = {}}, {}
-    for k, b in ipairs(live) do
-      local s, out = seqs[b], outs[b]
-      local y = pick(two:slice(0, k - 1, 1), b)
-      out[#out + 1], drafts = y, drafts + 1
-      table.insert(r1.seqs, s); table.insert(r1.ids, y); table.insert(r1.rows, k - 1)
-      tok[b] = y
-      if y == draft[b] then kept = kept + 1 end
-      if y == draft[b] and y ~= eos and #out < n then
-        local z = pick(two:slice(0, m + k - 1, 1), b)
-        out[#out + 1], tok[b] = z, z
-        table.insert(r2.seqs, s); table.insert(r2.ids, z); table.insert(r2.rows, m + k - 1)
-      else
-        s:forget_last() -- (the draft wrong, or the last token: not decoded)
+    steps = steps + 1
+    -- round 1: every live sequence's last token; round r + 1: the r-th
+    -- drafts of those that have as many (at[r][b]: b's row)
+    local rounds, at, total = {}, {}, 0
+    for r = 1, most + 1 do
+      local rd, rows = {seqs = {}, ids = {}}, {}
+      for _, b in ipairs(live) do
+        local id = r == 1 and tok[b] or draft[b][r - 1]
+        if id then
+          rd.seqs[#rd.seqs + 1], rd.ids[#rd.ids + 1], rows[b] = seqs[b], id, total + #rd.seqs
+        end
       end
-      if tok[b] ~= eos and #out < n then going[#going + 1] = b end
+      if #rd.seqs == 0 then break end
+      rounds[r], at[r], total = rd, rows, total + #rd.seqs
     end
-    -- (both rounds' streams gathered by one launch, round after round)
-    local rows = table.move(r2.rows, 1, #r2.rows, #r1.rows + 1, table.move(r1.rows, 1,
-                                                                            #r1.rows, 1, {}))
+    for _, b in ipairs(live) do -- (more than one draft: a rewind may follow)
+      if #draft[b] > 1 then seqs[b]:snapshot(#draft[b] + 1) end
+    end
+    local logits_all, X = self:decode_rounds(rounds)
+    local flat = X:reshape{total, 4 * d}
+    -- each sequence's picks while its drafts are right; the MTP block's
+    -- round r: each sequence's r-th position decoded and kept, the token
+    -- picked after it
+    local mrounds, mrows, going, last_round = {}, {}, {}, {}
+    for _, b in ipairs(live) do
+      local s, out, D = seqs[b], outs[b], draft[b]
+      local t0, r = s.next_pos - #D - 1, 1
+      local y = pick(logits_all:slice(0, at[1][b], 1), b)
+      out[#out + 1], drafts = y, drafts + #D
+      while r <= #D and y == D[r] do
+        kept = kept + 1
+        if y == eos or #out >= n then break end
+        r = r + 1
+        y = pick(logits_all:slice(0, at[r][b], 1), b)
+        out[#out + 1] = y
+      end
+      -- positions t0 .. t0 + r - 1 kept (their tokens the last and the
+      -- drafts picked after), the rest forgotten
+      if r <= #D then
+        if #D == 1 then s:forget_last() else s:rewind(t0 + r) end
+      end
+      for k = 1, r do
+        local mr = mrounds[k] or {seqs = {}, ids = {}}
+        mrounds[k], mrows[k] = mr, mrows[k] or {}
+        mr.seqs[#mr.seqs + 1], mr.ids[#mr.ids + 1] = s, out[#out - r + k]
+        table.insert(mrows[k], at[k][b])
+      end
+      last_round[s], tok[b] = r, y
+      if y ~= eos and #out < n then going[#going + 1] = b end
+    end
+    -- (every round's streams gathered by one launch, round after round)
+    local rows = {}
+    for k = 1, #mrounds do table.move(mrows[k], 1, #mrows[k], #rows + 1, rows) end
     local h = O.out{#rows, 4 * d}
     kernel("embed.tile", "rows_f32"):launch{flat, O.tensor("i32", {#rows}, rows), h}
-    local rounds = {r1}
-    if #r2.seqs > 0 then rounds[2] = r2 end
-    local picks = greedy_rows(self:mtp_rounds(rounds, h:reshape{#rows, 4, d}))
-    -- each sequence's last row: its round 2 row when it kept its draft
-    local last, n1 = {}, #r1.seqs
-    for k, s in ipairs(r1.seqs) do last[s] = picks[k] end
-    for k, s in ipairs(r2.seqs) do last[s] = picks[n1 + k] end
+    local picks = greedy_rows(self:mtp_rounds(mrounds, h:reshape{#rows, 4, d}))
+    -- each sequence's last row: the one of its last round
+    local last, first = {}, 0
+    for k = 1, #mrounds do
+      for i, s in ipairs(mrounds[k].seqs) do
+        if last_round[s] == k then last[s] = picks[first + i] end
+      end
+      first = first + #mrounds[k].seqs
+    end
     for _, b in ipairs(going) do
-      draft[b] = draft_of and draft_of(b, outs[b]) or last[seqs[b]]
+      draft[b] = draft_of and list(draft_of(b, outs[b], last[seqs[b]])) or {last[seqs[b]]}
     end
     live = going
   end
-  return outs, drafts, kept
-
+  return outs, drafts, kept, steps
 end
 
 end

@@ -69,7 +69,8 @@ function M.load(dir, weights_path, opts)
   local self = {cfg = cfg, file = checkpoint.open(weights_path or dir),
                 w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
                 linears = opts.linears or "f32", experts = opts.experts or "bf16",
-                attn_dtype = opts.attention, moe_dtype = opts.moe, join = opts.join ~= false, joined = {},
+                attn_dtype = opts.attention, moe_dtype = opts.moe, join = opts.join ~= false,
+                joined = {},
                 pools = {}, free_slots = {}, slots_taken = 0}
   local d = opts.device or ts.default_device()
   self.dev = type(d) == "string" and ts.device(d) or d
@@ -681,6 +682,85 @@ function M:forget_last()
 end
 
 
+-- Up to how many positions a step may decode and M:rewind take back
+-- (M:snapshot's k): the rows a position overwrites in a window ring or a
+-- compressor buffer (position p in row p mod R) must not be ones a kept
+-- position of the same step wrote, so k <= the smallest ring (W, and R =
+-- 8 for CSA's overlapping windows, 128 for HCA's).
+function M:max_step_positions()
+  local cfg, k = self.cfg, self.cfg.window_size
+  for L = 0, cfg.n_layers - 1 do
+    local ratio = cfg.compress_ratios[L + 1]
+    if ratio > 0 then k = math.min(k, self.buffer_rows(ratio)) end
+  end
+  return k
+end
+
+local function copy(t)
+  local c = O.out(t:shape(), t:dtype())
+  c:assign(t)
+  return c
+end
+
+-- Keeps what a step of this sequence's next k positions (next_pos .. +
+-- k - 1: M:decode_tokens of k tokens, or its rows in M:decode_rounds)
+-- overwrites that the positions before them still read: each layer's
+-- window ring and compressor buffers (copies: their rows of those
+-- positions held positions W and R before) and the counts of its rows,
+-- entries and keys, so that M:rewind(q) can take it back to any q in
+-- next_pos .. next_pos + k - 1 (speculative decoding's several drafts: the
+-- positions past the last kept draft forgotten). k at most
+-- M:max_step_positions().
+function M:snapshot(k)
+  local t, cfg = self.next_pos or 0, self.cfg
+  if t < 1 then error("snapshot needs a prefill first", 2) end
+  if k < 1 or k > self:max_step_positions() then
+    error(string.format("snapshot: %s positions (1 .. %d: the smallest ring's rows)", k,
+                        self:max_step_positions()), 2)
+  end
+  local snap = {from = t, to = t + k, layers = {}}
+  for L = 0, cfg.n_layers - 1 do
+    local st = self.state[L]
+    local l = {ring = copy(st.ring.data), ring_n = st.ring.n, comp_n = st.comp and st.comp.n,
+               keys_n = st.keys and st.keys.n, buf = {}}
+    for which, b in pairs(st.buf) do l.buf[which] = copy(b.cz) end
+    snap.layers[L] = l
+  end
+  self.snap = snap
+end
+
+-- Takes this sequence back to position q (its next position; q in the
+-- snapshot's from .. next_pos - 1): its state as a decode of the tokens
+-- before q alone would have left it. The ring and buffer rows of the
+-- positions q .. next_pos - 1 come back from M:snapshot's copies, the
+-- entries and keys those positions completed are dropped. The snapshot is
+-- then used up.
+function M:rewind(q)
+  local snap, cfg, W = self.snap, self.cfg, self.cfg.window_size
+  local t, to = snap and snap.from, self.next_pos
+  if not snap or to > snap.to or q < t or q >= to then
+    error(string.format("rewind to %s: %s", q, snap and string.format("positions %d .. %d " ..
+                        "(the snapshot's first to the last decoded)", t, to - 1) or
+                        "no snapshot (M:snapshot before the step)"), 2)
+  end
+  for L = 0, cfg.n_layers - 1 do
+    local st, l, ratio = self.state[L], snap.layers[L], cfg.compress_ratios[L + 1]
+    local R = ratio > 0 and self.buffer_rows(ratio)
+    for p = q, to - 1 do
+      st.ring.data:slice(0, p % W, 1):assign(l.ring:slice(0, p % W, 1))
+      for which, b in pairs(st.buf) do
+        b.cz:slice(0, p % R, 1):assign(l.buf[which]:slice(0, p % R, 1))
+      end
+    end
+    st.ring.n = math.min(l.ring_n + q - t, W)
+    if ratio > 0 then -- (positions t .. q - 1 completed q // ratio - t // ratio)
+      local done = q // ratio - t // ratio
+      st.comp.n = l.comp_n + done
+      if st.keys then st.keys.n = l.keys_n + done end
+    end
+  end
+  self.next_pos, self.forgot, self.last_streams, self.snap = q, nil, nil, nil
+end
 
 -- The bytes the caches hold after the positions so far (window rings,
 -- compressed entries, indexer keys: the rows held, in the model's format;

@@ -7,9 +7,9 @@
 -- embedding has rows, a config naming a token the tokenizer lacks, a
 -- --tokenizer file that is not there. Without a tokenizer.json: byte ids.
 -- generate.lua --mtp on gives the plain output (alone, sampled, with two
--- prompts, with --chunk, through --turn's turns); generate.lua --turn goes
--- on with a chat's next turns (extend), each reply a prefill of the
--- conversation's tokens would give.
+-- prompts, with --chunk, through --turn's turns, with --lookup's drafts);
+-- generate.lua --turn goes on with a chat's next turns (extend), each
+-- reply a prefill of the conversation's tokens would give.
 local T = require "model.tokenizer"
 local TJ = require "tests.lua.lib.tokenizer_json"
 local C = require "tests.lua.lib.check"
@@ -128,6 +128,12 @@ check(both_mtp:find("\noutput 1: " .. first .. "\n", 1, true) ~= nil and
       both_mtp:find("\noutput 2: " .. second .. "\n", 1, true) ~= nil and
       both_mtp:find("MTP drafts: ", 1, true) ~= nil,
       "two prompts with --mtp on give each one's output alone:\n" .. both_mtp)
+local okl, looked = run{"--mtp", "on", "--lookup", "3"}
+check(okl and looked:match("\noutput: ([^\n]*)") == first and
+      looked:find("drafts (prompt lookup, else the MTP block's): ", 1, true),
+      "--mtp on --lookup 3: the plain output:\n" .. looked)
+local okl2, bad_l = run{"--lookup", "3"}
+check(not okl2 and bad_l:find("--lookup: with --mtp on", 1, true) ~= nil, "--lookup alone: " .. bad_l)
 local ok9, chunk9 = run{"--mtp", "on", "--chunk", "3"}
 check(ok9 and chunk9:match("\noutput: ([^\n]*)") == first and chunk9:find("MTP drafts: ", 1, true),
       "--mtp on with --chunk 3: the plain output:\n" .. chunk9)
@@ -202,12 +208,14 @@ do
         "the second reply is a prefill of the conversation's tokens: '" .. tk.decode(r2) .. "'\n" ..
         talk)
 end
--- --mtp on through the turns (each reply speculated; the block follows
--- the extends, a reply's positions to its end): the same replies
+-- --mtp on through the turns (each reply speculated, prompt lookup's
+-- drafts of the conversation so far first; the block follows the extends,
+-- a reply's positions to its end): the same replies
 lines = {}
 print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
 arg = {[0] = "model/generate.lua", "--model", dir, "--chat", "chat", "--prompt", "the one",
-       "--turn", "the other one", "--turn", "on", "--tokens", "3", "--mtp", "on", "--chunk", "4"}
+       "--turn", "the other one", "--turn", "on", "--tokens", "3", "--mtp", "on", "--chunk", "4",
+       "--lookup", "2"}
 ok, err = pcall(dofile, "model/generate.lua")
 print = real_print
 local talk_mtp = table.concat(lines, "\n")
@@ -216,8 +224,8 @@ for k = 2, 3 do
   local want = talk:match("\noutput " .. k .. ": ([^\n]*)")
   same_talk = same_talk and want ~= nil and talk_mtp:match("\noutput " .. k .. ": ([^\n]*)") == want
 end
-check(same_talk and talk_mtp:find("MTP drafts 2, kept", 1, true) ~= nil,
-      "--turn with --mtp on (and --chunk 4): the same replies:\n" .. tostring(err) .. "\n" ..
+check(same_talk and talk_mtp:find("MTP block's%) [0-9]+, kept") ~= nil,
+      "--turn with --mtp on (and --chunk 4, --lookup 2): the same replies:\n" .. tostring(err) .. "\n" ..
       talk_mtp .. "\n" .. talk)
 local function thinking(extra)
   lines = {}

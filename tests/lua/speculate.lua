@@ -15,8 +15,13 @@
 -- right), the state after it the plain decode's; and model:speculate_batch
 -- gives each of several sequences' plain decode (its steps' rounds one
 -- attention launch each); in both cache formats and with the bf16
--- attention. Bad calls are refused (the block without the main model's
--- streams of its positions). Skips without ../shared/golden.
+-- attention. Several drafts a step: model:snapshot + model:rewind take a
+-- sequence back past its first wrong draft as a decode of the kept tokens
+-- alone would have left it, and speculate with lists of drafts (right,
+-- partly right, prompt lookup's) gives the plain decode's tokens and state
+-- in the steps the right drafts save. Bad calls are refused (the block
+-- without the main model's streams of its positions, a rewind without a
+-- snapshot or out of its range). Skips without ../shared/golden.
 local ts = require "tessera"
 local V4 = require "model.v4"
 local C = require "tests.lua.lib.check"
@@ -206,6 +211,77 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
   end
 end
 
+-- several drafts a step: model:snapshot + model:rewind take a sequence back
+-- past its first wrong draft (positions 118 .. 140: CSA entries, the HCA
+-- entry at 128, the compressors' partial windows), the next step's logits
+-- a plain decode's; speculate with drafts lists (right for 3, 5, 7 and 9
+-- tokens, which is cut to M:max_step_positions() - 1; right for some of
+-- them; prompt lookup's) gives the plain decode's tokens and state
+for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
+  local attention = fmt == "fp8+bf16" and "bf16" or nil
+  local model = V4.load(dir, nil, {kv_format = fmt:sub(1, 3), attention = attention})
+  local a, b, n = model:sequence(), model:sequence(), 118
+  a:prefill(C.ids(ids, 1, n))
+  b:prefill(C.ids(ids, 1, n))
+  local worst, at = 0, n
+  for step = 1, 6 do
+    local keep = step % 5 + 1 -- (2 .. 5 and 1 of 6 positions kept)
+    a:snapshot(6)
+    local toks = {}
+    for i = 1, 6 do toks[i] = i <= keep and ids[at + i] or (7 * i) % 256 end
+    a:decode_tokens(toks)
+    a:rewind(at + keep)
+    for i = 1, keep do b:decode(ids[at + i]) end
+    at = at + keep
+    worst = math.max(worst, relerr(a:decode_tokens({ids[at + 1]}):to_table(),
+                                   b:decode(ids[at + 1]):to_table()))
+    at = at + 1
+  end
+  check(worst == 0 and a.next_pos == at, string.format("%s: six positions decoded, the ones " ..
+        "past the kept taken back (model:rewind), to %d: %.3e", fmt, at, worst))
+  local prompt, N = table.move(ids, 1, 40, 1, {}), 20
+  local plain, toks = model:sequence(), {}
+  local pick = picker(nil, 1)
+  local l = plain:prefill(ts.tensor("i32", {#prompt}, prompt))
+  for k = 1, N do
+    toks[k] = pick(l)
+    if k < N then l = plain:decode(toks[k]) end
+  end
+  local most = model:max_step_positions() - 1
+  for _, how in ipairs{{3, "right"}, {5, "right"}, {7, "right"}, {9, "right"}, {4, "some"},
+                       {3, "lookup"}} do
+    local k, kind = how[1], how[2]
+    local draft = function(new, m)
+      if kind == "lookup" then
+        local h = table.move(new, 1, #new, #prompt + 1, table.move(prompt, 1, #prompt, 1, {}))
+        local d = model.prompt_lookup(h, k)
+        return #d > 0 and d or m
+      end
+      local d = {}
+      for i = 1, k do
+        local right = toks[#new + i] or 0
+        d[i] = (kind == "right" or i <= (#new % k)) and right or (right + 1) % 256
+      end
+      return d
+    end
+    local spec = model:sequence()
+    local got, made, kept, steps = spec:speculate(spec:prefill(ts.tensor("i32", {#prompt},
+                                                                           prompt)),
+                                                  prompt, N, pick, -1, draft)
+    local same = #got == N and spec.next_pos == plain.next_pos
+    for i = 1, N do same = same and got[i] == toks[i] end
+    local what = string.format("%s: speculate with %d %s drafts a step: %d made, %d kept, " ..
+                               "%d steps", fmt, k, kind, made, kept, steps)
+    print(what)
+    -- (right drafts: every step but the last takes min(k, most) + 1 tokens)
+    local want_steps = kind == "right" and 1 + (N - 2) // (math.min(k, most) + 1) or nil
+    check(same and (want_steps == nil or steps == want_steps) and kept <= made,
+          what .. ": the plain decode's tokens and position")
+    check(relerr(spec:decode(toks[N]):to_table(), plain:fork():decode(toks[N]):to_table()) == 0,
+          what .. ": the next decode step's logits")
+  end
+end
+
 -- several sequences together (prompts of 3, 40, 126 and 9 tokens,
 -- prefill_batch): model:speculate_batch gives each one's plain greedy
 -- decode, with the MTP block's drafts and with drafts always right or
@@ -236,12 +312,20 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
     end
     ends[b] = {pos = s.next_pos, nxt = s:decode(want[b][N]):to_table()}
   end
-  for _, drafts in ipairs{"mtp", "right", "some"} do
+  for _, drafts in ipairs{"mtp", "right", "some", "lists"} do
     local seqs, calls = {}, {}
     for b = 1, #lens do seqs[b], calls[b] = model:sequence(), 0 end
     local logits = model:prefill_batch(seqs, prompts)
     local oracle = drafts ~= "mtp" and function(b, new)
       calls[b] = calls[b] + 1
+      if drafts == "lists" then -- (b + 1 drafts, the first calls % (b + 2) of them right)
+        local d = {}
+        for i = 1, b + 1 do
+          local right = want[b][#new + i] or 0
+          d[i] = i <= calls[b] % (b + 2) and right or (right + 1) % model.cfg.vocab_size
+        end
+        return d
+      end
       local right = want[b][#new + 1] or 0
       local ok = drafts == "right" or (calls[b] + b) % 3 ~= 0
       return ok and right or (right + 1) % model.cfg.vocab_size
@@ -260,8 +344,8 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
     local what = string.format("%s: speculate_batch (%s drafts): %d drafts, %d kept", fmt,
                                drafts, made, kept)
     print(what)
-    check(same and (drafts ~= "right" or kept == made) and (drafts ~= "some" or
-          (kept > 0 and kept < made)), what .. ": each sequence's plain decode")
+    check(same and (drafts ~= "right" or kept == made) and ((drafts ~= "some" and
+          drafts ~= "lists") or (kept > 0 and kept < made)), what .. ": each sequence's plain decode")
     -- the state after it: a batch step's logits are each plain one's
     local nxt = {}
     for b = 1, #lens do nxt[b] = want[b][N] end
@@ -304,6 +388,7 @@ refused(function() s:decode_tokens({}) end, "no tokens")
 s:decode_tokens({1, 2})
 s:forget_last()
 refused(function() s:forget_last() end, "no position to forget")
+
 -- (a plain decode step after the prefill: the block has no streams for it)
 refused(function() s:speculate(s:decode(3), C.ids(ids, 1, 11):to_table(), 4, greedy, -1) end,
         "streams held: positions 0 .. 9")
@@ -311,4 +396,12 @@ refused(function() s:speculate(s:decode(3), {1}, 4, greedy, -1) end, "the prompt
 local ch = model:sequence()
 refused(function() ch:prefill(C.ids(ids, 1, 10), 4, true); ch:mtp(C.ids(ids, 2, 3)) end,
         "positions 8 .. 10")
+local r = model:sequence()
+r:prefill(C.ids(ids, 1, 10))
+refused(function() r:rewind(5) end, "no snapshot")
+refused(function() r:snapshot(model:max_step_positions() + 1) end, "the smallest ring's rows")
+r:snapshot(3)
+r:decode_tokens({1, 2, 3})
+refused(function() r:rewind(r.next_pos) end, "the snapshot's first to the last decoded")
+refused(function() r:rewind(9) end, "positions 10 .. 12")
 C.finish()
