@@ -324,6 +324,40 @@ O.codes_params = {XQ = "fp8e4m3"}
 -- (linear_fp8_act, the MoE GEMMs' ACT): on a GPU, up to 8 rows, where the
 -- tensor-core forms (tc) do not run.
 function O.quantise_in_gemm(T, tc) return T <= 8 and not tc and O.on_gpu() end
+-- A decode step's linears on a GPU (a few rows) split K when their blocks
+-- (N / BN a tile of rows and a group) would be fewer than O.gemv_blocks,
+-- about two an SM of an H100's 132, and their weights are at least
+-- O.gemv_split_bytes: with one block an SM each streaming its weights
+-- tile after tile the weight read is latency-bound, not bandwidth-bound
+-- (V4-Flash's joined input projections, 17 MB in FP8, and wo_b, 33 MB,
+-- are 130 and 128 blocks). SPLIT slices of the K steps write partial sums
+-- that gemm_splitk_sum adds in order (deterministic; a launch more, which a
+-- small weight's read does not pay back: the tiny model's are not split).
+-- The CPU never splits (its tiles keep prefill + decode bit for bit).
+O.gemv_blocks, O.gemv_split_bytes = 256, 4 * 2 ^ 20
+local function gemv_split(blocks, steps, bytes)
+  if blocks >= O.gemv_blocks or bytes < O.gemv_split_bytes or not O.on_gpu() then return 1 end
+  return math.max(1, math.min(steps, (O.gemv_blocks + blocks - 1) // blocks))
+end
+local split_params = O.memo(function(p, S)
+  local q = {SPLIT = S}
+  for k, v in pairs(p or {}) do q[k] = v end
+  return q
+end)
+-- kernel k's launch over args (its output y [rows, ...] at index `out`,
+-- params p) split into S slices: partial sums [S rows, ...], then their sum
+local function split_launch(file, name, p, args, out, S)
+  local y = args[out]
+  local sh = y:shape()
+  local rows, rest = sh[1], y:numel() // sh[1]
+  sh[1] = S * rows
+  local part = O.out(sh)
+  args[out] = part
+  O.kernel(file, name, split_params(p, S)):launch(args)
+  O.kernel("gemm.tile", "gemm_splitk_sum"):launch{part:reshape{S, rows, rest},
+                                                  y:reshape{rows, rest}}
+end
+
 function O.linear_fp8(x, w, y)
   local sh = x:shape()
   local T, G, K = sh[1], sh[2], sh[3]
@@ -335,7 +369,14 @@ function O.linear_fp8(x, w, y)
   end
   local tc = G == 1 and T >= 8 and O.fp8_tensor_cores()
   if O.quantise_in_gemm(T, tc) then
-    O.kernel("gemm.tile", "linear_fp8_act", p):launch{x, w.q, w.s, y, O.no_norm()}
+    local S = gemv_split((w.n + p.BN - 1) // p.BN * ((T + p.BM - 1) // p.BM) * G, (K + 127) // 128,
+                         G * w.n * K)
+    local args = {x, w.q, w.s, y, O.no_norm()}
+    if S > 1 then
+      split_launch("gemm.tile", "linear_fp8_act", p, args, 4, S)
+    else
+      O.kernel("gemm.tile", "linear_fp8_act", p):launch(args)
+    end
     return y
   end
   local KB = (K + 127) // 128
@@ -363,12 +404,19 @@ function O.linear(x, w, y)
   if O.is_fp8(w) then
     local K = x:shape(2)
     O.linear_fp8(x:reshape{rows, 1, K}, w, y:reshape{rows, 1, w.n})
-  elseif w:dtype() == "bf16" then
-    O.kernel("gemm.tile", "linear_f32", O.with_w16(O.linear_tiles(rows))):launch{x, w, y}
-  elseif O.tf32 and O.on_gpu() and rows >= 8 then
+  elseif O.tf32 and O.on_gpu() and rows >= 8 and w:dtype() ~= "bf16" then
     O.kernel("gemm.tile", "linear_tf32"):launch{x, w, y}
   else
-    O.kernel("gemm.tile", "linear_f32", O.linear_tiles(rows)):launch{x, w, y}
+    local t = O.linear_tiles(rows)
+    local p = w:dtype() == "bf16" and O.with_w16(t) or t
+    local S = t and gemv_split((w:shape(1) + t.BN - 1) // t.BN * ((rows + t.BM - 1) // t.BM),
+                               (x:shape(2) + t.BK - 1) // t.BK,
+                               w:numel() * (w:dtype() == "bf16" and 2 or 4)) or 1
+    if S > 1 then
+      split_launch("gemm.tile", "linear_f32", p, {x, w, y}, 3, S)
+    else
+      O.kernel("gemm.tile", "linear_f32", p):launch{x, w, y}
+    end
   end
   return y
 end

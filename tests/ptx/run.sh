@@ -200,11 +200,14 @@ for arch in "${archs[@]}"; do
   done
 done
 # the param values the model and the benches compile besides the defaults
-# (the exact model's f32 forms, bf16 linear weights, its fused norm and
-# rope forms, the MoE GEMMs' decode forms): both lowerings, ptxas clean,
+# (the exact model's f32 forms, bf16 linear weights, a decode step's
+# split-K linears on a GPU, its fused norm and rope forms, the MoE GEMMs'
+# decode forms): both lowerings, ptxas clean,
 # resources recorded as FILE[DEFINES] (defines joined by commas)
 for arch in "${archs[@]}"; do
   for fk in "kernels/gemm.tile linear_f32 W=bf16" "kernels/gemm.tile grouped_linear_f32 W=bf16" \
+            "kernels/gemm.tile linear_f32 W=bf16 BM=1 BN=32 BK=128 SPLIT=4" \
+            "kernels/gemm.tile linear_fp8_act BM=1 BN=32 SPLIT=4" \
             "kernels/hadamard.tile hadamard XT=f32" "kernels/rope.tile rope XT=f32" \
             "kernels/rmsnorm.tile head_rmsnorm XT=f32" "kernels/hca_attn.tile hca_attn XT=f32" \
             "kernels/quant.tile act_quant XQ=fp8e4m3" "kernels/rope.tile head_norm_rope XT=f32" \
