@@ -21,15 +21,31 @@ local gate_params = O.memo(function(hash, scale, route, BM)
   return {HASH = hash, ROUTE_SCALE = scale, ROUTE = route, BM = BM}
 end)
 local route_params = O.memo(function(BM) return {GATE = false, ROUTE = true, BM = BM} end)
-local up_params = O.memo(function(BM, LIMIT, act, W)
-  return {BM = BM, LIMIT = LIMIT, ACT = act, W = W}
+local up_params = O.memo(function(BM, LIMIT, act, W, BN)
+  return {BM = BM, LIMIT = LIMIT, ACT = act, W = W, BN = BN}
 end)
-local down_params = O.memo(function(BM, act, ADD, W)
-  return {BM = BM, ACT = act, ADD = ADD, W = W}
+local down_params = O.memo(function(BM, act, ADD, W, BN)
+  return {BM = BM, ACT = act, ADD = ADD, W = W, BN = BN}
 end)
 local up_tc_params = O.memo(function(BM, LIMIT) return {BM = BM, LIMIT = LIMIT} end)
 local down_tc_params = O.memo(function(BM) return {BM = BM} end)
 local shared_one -- (below)
+
+-- The shared expert's tile columns for a decode step's few rows (T) on a
+-- GPU, its matrices I x DM of `bytes` a weight: 8 where the default 32
+-- would leave it too few blocks for its weight stream (one expert: I / 32
+-- blocks, 64 at V4-Flash's width 2048, each reading its rows tile after
+-- tile; the routed experts' K of them are K times as many) and the
+-- weights are large (O.gemv_blocks, O.gemv_split_bytes: a GPU's decode
+-- linears split K instead, model/ops.lua); else nil (the default). The
+-- sums step K by 128 whatever BN: the same bits.
+local function shared_bn(T, I, DM, bytes)
+  if T > 8 or not O.on_gpu() or I * DM * bytes < O.gemv_split_bytes or
+     (I + 31) // 32 >= O.gemv_blocks then
+    return nil
+  end
+  return 8
+end
 
 -- The router and the routing of x's T tokens: their logits by a GEMM
 -- (O.linear over the bf16 gate weight as stored: linear_f32, f32 sums,
@@ -79,8 +95,10 @@ end
 -- they load them instead (ACT: the same bits, a launch fewer each, and the
 -- scales' place is not read). With add (moe_down_fp8's: the routed slots'
 -- rows, K a slot) the down GEMM adds them to each row (moe_combine's
--- sums). Returns x's quantisation xq, sx (xq nil with act).
-local function quant_up_down(name, BM, LIMIT, act, codes, x, xq, sx, g, up, down, out, add, K)
+-- sums). BN: the GEMMs' tile columns (nil: their default). Returns x's
+-- quantisation xq, sx (xq nil with act).
+local function quant_up_down(name, BM, LIMIT, act, codes, x, xq, sx, g, up, down, out, add, K,
+                             BN)
   local T, DM, R, I = x:shape(1), x:shape(2), out:shape(1), up[1]:shape(2)
   local DB, IB = (DM + 127) // 128, (I + 127) // 128
   local aq, dt = codes and O.codes_params or nil, codes and "fp8e4m3" or "f32"
@@ -94,7 +112,7 @@ local function quant_up_down(name, BM, LIMIT, act, codes, x, xq, sx, g, up, down
     end
     xa = xq
   end
-  kernel("moe.tile", "moe_up_" .. name, up_params(BM, LIMIT, act)):launch{
+  kernel("moe.tile", "moe_up_" .. name, up_params(BM, LIMIT, act, nil, BN)):launch{
     xa:reshape{T, DM}, sx:reshape{T, DB}, g[1], g[2], g[3], g[4], up[1], up[2], up[3], up[4], h}
   if not act then
     hq = O.out({R, 1, I}, dt)
@@ -103,7 +121,8 @@ local function quant_up_down(name, BM, LIMIT, act, codes, x, xq, sx, g, up, down
   local args = {hq:reshape{R, I}, sh:reshape{R, IB}, g[1], g[2], g[3], down[1], down[2], out}
   -- (moe_down_fp8 takes an add, read only with ADD > 0: else x stands in)
   if name == "fp8" then args[9] = add or x end
-  kernel("moe.tile", "moe_down_" .. name, down_params(BM, act, add and K or nil)):launch(args)
+  kernel("moe.tile", "moe_down_" .. name, down_params(BM, act, add and K or nil, nil, BN))
+    :launch(args)
   return xq, sx
 end
 
@@ -243,16 +262,18 @@ function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx, out, K, xb)
     local sorted, weights, offsets, tiles = self:shared_table(T, BM)
     local y = O.out{T, DM}
     quant_up_down("fp8", BM, LIMIT, act, false, x, xq, sx, {sorted, offsets, tiles, weights},
-                  {w1.q, w1.s, w3.q, w3.s}, {w2.q, w2.s}, y, out, K)
+                  {w1.q, w1.s, w3.q, w3.s}, {w2.q, w2.s}, y, out, K, shared_bn(T, w1.n, DM, 1))
     return y, out ~= nil
   end
   local one = shared_one(r, DM)
   local sorted, weights, offsets, tiles = self:shared_table(T, BM)
-  local h, y = O.out{T, one[1]:shape(2)}, O.out{T, DM}
-  kernel("moe.tile", "moe_up", up_params(BM, LIMIT, nil, one[1]:dtype())):launch{
+  local I, W = one[1]:shape(2), one[1]:dtype()
+  local BN = shared_bn(T, I, DM, W == "bf16" and 2 or 4)
+  local h, y = O.out{T, I}, O.out{T, DM}
+  kernel("moe.tile", "moe_up", up_params(BM, LIMIT, nil, W, BN)):launch{
     x, sorted, offsets, tiles, weights, one[1], one[3], h}
-  kernel("moe.tile", "moe_down", down_params(BM, nil, out and K or nil, one[2]:dtype())):launch{
-    h, sorted, offsets, tiles, one[2], y, out or x}
+  kernel("moe.tile", "moe_down", down_params(BM, nil, out and K or nil, one[2]:dtype(), BN))
+    :launch{h, sorted, offsets, tiles, one[2], y, out or x}
   return y, out ~= nil
 end
 

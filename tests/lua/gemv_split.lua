@@ -7,7 +7,8 @@
 -- split result equals the unsplit one to the sums' order (1e-6) and the
 -- CPU's; the split form is taken (gemm_splitk_sum launched) below the
 -- blocks' threshold and not above it nor for a weight under
--- O.gemv_split_bytes, never on the CPU.
+-- O.gemv_split_bytes, never on the CPU. The model's decode steps with the
+-- split linears and the shared expert's narrower tiles give its logits.
 local ts = require "tessera"
 local O = require "model.ops"
 local C = require "tests.lua.lib.check"
@@ -89,4 +90,45 @@ local small = take().gemm_splitk_sum or 0
 O.linear(O.tensor("f32", {1, 1024}, values(1024, 1)), O.tensor("f32", {1024, 1024}))
 check(small == 0 and (take().gemm_splitk_sum or 0) == 1,
       "a weight just under 4 MiB is not split, one of 4 MiB is")
+-- the model's decode steps on the simulator with every weight counted
+-- large (O.gemv_split_bytes = 0: the linears split, the shared expert's
+-- GEMMs in 8-column tiles) against none: within the sums' order, and the
+-- shared expert's moe_up / moe_up_fp8 launched with BN 8 (the bf16 shared
+-- expert with f32 linears, the FP8 one with FP8 linears)
+local dir, ids = C.golden()
+if dir then
+  -- (the params the MoE's GEMMs are compiled with: O.kernel wrapped before
+  -- the model's files take it)
+  local seen = {}
+  local kernel = O.kernel
+  O.kernel = function(file, name, params)
+    if name == "moe_up" or name == "moe_up_fp8" then
+      seen[name .. ":" .. tostring(params and params.BN)] = true
+    end
+    return kernel(file, name, params)
+  end
+  local V4 = require "model.v4"
+  for _, lin in ipairs{"f32", "fp8"} do
+    local function steps(bytes)
+      O.gemv_split_bytes = bytes
+      local m = V4.load(dir, nil, {kv_format = "f32", device = "gpusim", tf32 = false,
+                                   linears = lin})
+      m:prefill(C.ids(ids, 1, 9))
+      m:decode(ids[10])
+      return m:decode(ids[11]):to_table()
+    end
+    seen = {}
+    local narrow = steps(0)
+    local up = lin == "fp8" and "moe_up_fp8" or "moe_up"
+    local took = seen[up .. ":8"]
+    seen = {}
+    local whole = steps(math.huge)
+    local e = relerr(narrow, whole)
+    check(took and not seen[up .. ":8"] and e < 1e-5, string.format(
+          "%s linears: decode steps with the split linears and the shared expert's 8-column " ..
+          "tiles (%s) vs none: %.3e", lin, tostring(took), e))
+  end
+  O.kernel = kernel
+  O.gemv_split_bytes = 4 * 2 ^ 20
+end
 C.finish()

@@ -227,7 +227,9 @@ for arch in "${archs[@]}"; do
             "kernels/compressor.tile compress_pool_ring JOINED=true R=128" \
             "kernels/compressor.tile compress_norm_rope_at FROM_POS=true" \
             "kernels/moe.tile moe_up_fp4 ACT=true BM=1" "kernels/moe.tile moe_down_fp4 ACT=true BM=1" \
-            "kernels/moe.tile moe_up_fp8 ACT=true BM=1" "kernels/moe.tile moe_down_fp8 ACT=true BM=1"; do
+            "kernels/moe.tile moe_up_fp8 ACT=true BM=1" "kernels/moe.tile moe_down_fp8 ACT=true BM=1" \
+            "kernels/moe.tile moe_up BM=1 BN=8" "kernels/moe.tile moe_down BM=1 BN=8 ADD=6" \
+            "kernels/moe.tile moe_up_fp8 ACT=true BM=1 BN=8"; do
     read -r f k defs <<<"$fk"
     dargs=()
     for d in $defs; do dargs+=(-D "$d"); done
