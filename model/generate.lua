@@ -7,7 +7,7 @@
 --       [--device cpu|cuda|gpusim] [--attention bf16|f32] [--moe bf16|f32]
 --       [--tokenizer FILE|FOLDER]
 --       [--chat chat|thinking [--system TEXT] [--turn TEXT]...] [--chunk N]
---       [--mtp on|off [--lookup K]]
+--       [--mtp on|off [--lookup K]] [--stream on|off]
 -- Tokens from the model folder's tokenizer.json (or --tokenizer's; BOS from
 -- its template or tokenizer_config.json, generation stops at its EOS:
 -- model/tokenizer.lua), else byte-level (ids 0-255 are bytes; the tiny
@@ -57,6 +57,8 @@
 -- what followed the latest earlier occurrence of the last tokens in the
 -- conversation so far), the MTP block's draft where there is none; a step
 -- verifies them all (model:snapshot, model:rewind past the first wrong one).
+-- --stream on (one prompt) writes each reply's text as its tokens are
+-- picked (the same text; the figures after it).
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
@@ -68,7 +70,7 @@ local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
               kv = "fp8", linears = "f32", experts = "bf16", device = "cpu"}
 local known = {model = true, weights = true, attention = true, moe = true, tokenizer = true,
                chat = true, system = true, chunk = true, turn = true, mtp = true,
-               lookup = true}
+               lookup = true, stream = true}
 for k in pairs(opts) do known[k] = true end
 local prompts, turns = {}, {}
 local i = 1
@@ -80,7 +82,7 @@ while i <= #arg do
           "[--tokens N] [--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
           "[--experts bf16|fp8|fp4] [--device D] [--attention bf16|f32] [--moe bf16|f32] " ..
           "[--tokenizer F] [--chat chat|thinking] [--system T] [--chunk N] [--turn T] " ..
-          "[--mtp on|off] [--lookup K]", 0)
+          "[--mtp on|off] [--lookup K] [--stream on|off]", 0)
   end
   opts[k] = arg[i + 1]
   if k == "prompt" then prompts[#prompts + 1] = arg[i + 1] end
@@ -126,6 +128,11 @@ if opts.lookup and not (lookup and lookup >= 1) then
   error("--lookup: a count of draft tokens", 0)
 end
 if lookup and not mtp then error("--lookup: with --mtp on (a speculation's drafts)", 0) end
+if opts.stream and opts.stream ~= "on" and opts.stream ~= "off" then
+  error("--stream: on or off", 0)
+end
+local stream = opts.stream == "on"
+if stream and #prompts > 1 then error("--stream: one prompt", 0) end
 local device = ts.device(opts.device)
 local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
                                      experts = opts.experts, attention = opts.attention,
@@ -272,11 +279,37 @@ if #prompts > 1 then
   return
 end
 
+-- --stream on: pick, writing each token's text after `label` as it is
+-- picked (the tokens so far decoded again, written past what is shown:
+-- a character of several tokens once whole), and the call that ends the
+-- line; else pick and a no-op
+local function streaming(label)
+  if not stream then return pick, function() end end
+  local toks, shown = {}, ""
+  io.write(label)
+  io.stdout:flush()
+  return function(logits)
+    local tok = pick(logits)
+    toks[#toks + 1] = tok
+    local text = tk.decode(toks)
+    if #text > #shown and text:sub(1, #shown) == shown then
+      io.write(text:sub(#shown + 1))
+      io.stdout:flush()
+      shown = text
+    end
+    return tok
+  end, function()
+    local text = tk.decode(toks)
+    io.write(text:sub(1, #shown) == shown and text:sub(#shown + 1) or "\n" .. text, "\n")
+  end
+end
+
 -- up to n_new tokens from logits, the last one (or the EOS) not decoded
-local function reply(logits)
+-- (each picked by pick_tok: pick or streaming's)
+local function reply(logits, pick_tok)
   local new = {}
   for s = 1, n_new do
-    local tok = pick(logits)
+    local tok = (pick_tok or pick)(logits)
     new[#new + 1] = tok
     if tok == tk.eos then break end
     if s < n_new then logits = model:decode(tok) end
@@ -288,8 +321,8 @@ end
 -- sequence's last tokens `prompt`; with --lookup the drafts from the
 -- conversation so far, `history`), the drafts made and kept, the steps
 local history = ids
-local function reply_mtp(logits, prompt)
-  return model:speculate(logits, prompt, n_new, pick, tk.eos,
+local function reply_mtp(logits, prompt, pick_tok)
+  return model:speculate(logits, prompt, n_new, pick_tok or pick, tk.eos,
                          lookup and function(new, m) return lookup_drafts(history, new, m) end)
 end
 
@@ -307,22 +340,30 @@ else
 end
 device:sync() -- (a GPU queues launches: time from sync to sync)
 local compile = ts.clock() - tc
+local function heading()
+  print("prompt: " .. opts.prompt .. " (device " .. device:name() .. ")")
+  print(string.format("tokens: %s; prompt %d tokens", tk.name, #ids))
+end
+if stream then heading() end
 local t0 = ts.clock()
 local logits = model:prefill(ts.tensor("i32", {#ids}, ids), chunk, mtp)
 device:sync()
 local t1 = ts.clock()
 local new, drafts, kept, steps
+local pick_tok, done = streaming("output: ")
 if mtp then
-  new, drafts, kept, steps = reply_mtp(logits, ids)
+  new, drafts, kept, steps = reply_mtp(logits, ids, pick_tok)
 else
-  new = reply(logits)
+  new = reply(logits, pick_tok)
 end
 device:sync()
 local t2 = ts.clock()
+done()
 
-print("prompt: " .. opts.prompt .. " (device " .. device:name() .. ")")
-print(string.format("tokens: %s; prompt %d tokens", tk.name, #ids))
-print("output: " .. tk.decode(new))
+if not stream then
+  heading()
+  print("output: " .. tk.decode(new))
+end
 print(string.format("prefill %d tokens: %.1f tokens/s; decode %d tokens: %.1f tokens/s " ..
                     "(kernels compiled in a warm-up run first: %.2f s)", #ids, #ids / (t1 - t0), #new,
                     (#new - 1) / math.max(t2 - t1, 1e-9), compile))
@@ -365,14 +406,19 @@ for k, text in ipairs(turns) do
     history = toks
   end
   local made = ""
+  if stream then print(string.format("turn %d: %s", k + 1, text)) end
+  local pick_turn, turn_done = streaming(string.format("output %d: ", k + 1))
   if mtp then
-    new, drafts, kept = reply_mtp(logits, toks)
+    new, drafts, kept = reply_mtp(logits, toks, pick_turn)
     made = string.format("; %s %d, kept %d", drafts_name, drafts, kept)
   else
-    new = reply(logits)
+    new = reply(logits, pick_turn)
   end
-  print(string.format("turn %d: %s", k + 1, text))
-  print(string.format("output %d: %s", k + 1, tk.decode(new)))
+  turn_done()
+  if not stream then
+    print(string.format("turn %d: %s", k + 1, text))
+    print(string.format("output %d: %s", k + 1, tk.decode(new)))
+  end
   print(string.format("  (%s %d tokens, context %d: %.1f ms%s)", how, n, model.next_pos,
                       (ts.clock() - t3) * 1e3, made))
 end

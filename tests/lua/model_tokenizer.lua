@@ -8,6 +8,7 @@
 -- --tokenizer file that is not there. Without a tokenizer.json: byte ids.
 -- generate.lua --mtp on gives the plain output (alone, sampled, with two
 -- prompts, with --chunk, through --turn's turns, with --lookup's drafts);
+-- --stream on writes the same output a token at a time;
 -- generate.lua --turn goes on with a chat's next turns (extend), each
 -- reply a prefill of the conversation's tokens would give.
 local T = require "model.tokenizer"
@@ -134,6 +135,29 @@ check(okl and looked:match("\noutput: ([^\n]*)") == first and
       "--mtp on --lookup 3: the plain output:\n" .. looked)
 local okl2, bad_l = run{"--lookup", "3"}
 check(not okl2 and bad_l:find("--lookup: with --mtp on", 1, true) ~= nil, "--lookup alone: " .. bad_l)
+-- --stream on: the same output, written a token at a time (io.write's
+-- pieces collected); refused with two prompts
+local function streamed(extra)
+  local pieces, write = {}, io.write
+  io.write = function(...)
+    for _, v in ipairs{...} do pieces[#pieces + 1] = tostring(v) end
+  end
+  local ok2, out2 = run(extra)
+  io.write = write
+  return ok2, out2, table.concat(pieces), #pieces
+end
+local oks, _, text, writes = streamed{"--stream", "on"}
+check(oks and text == "output: " .. first .. "\n" and writes > 3,
+      string.format("--stream on writes the plain output in pieces (%d): %q", writes, text))
+local oks2, _, text2 = streamed{"--stream", "on", "--mtp", "on", "--lookup", "2"}
+check(oks2 and text2 == "output: " .. first .. "\n", "--stream with --mtp on --lookup 2: " .. text2)
+local oks3, err_s = pcall(function()
+  arg = {[0] = "model/generate.lua", "--model", dir, "--prompt", "a", "--prompt", "b",
+         "--stream", "on"}
+  dofile("model/generate.lua")
+end)
+check(not oks3 and tostring(err_s):find("--stream: one prompt", 1, true) ~= nil,
+      "--stream with two prompts: " .. tostring(err_s))
 local ok9, chunk9 = run{"--mtp", "on", "--chunk", "3"}
 check(ok9 and chunk9:match("\noutput: ([^\n]*)") == first and chunk9:find("MTP drafts: ", 1, true),
       "--mtp on with --chunk 3: the plain output:\n" .. chunk9)
@@ -227,6 +251,27 @@ end
 check(same_talk and talk_mtp:find("MTP block's%) [0-9]+, kept") ~= nil,
       "--turn with --mtp on (and --chunk 4, --lookup 2): the same replies:\n" .. tostring(err) .. "\n" ..
       talk_mtp .. "\n" .. talk)
+-- and streamed (--stream on): each turn's output written as it comes
+do
+  local pieces, write = {}, io.write
+  io.write = function(...)
+    for _, v in ipairs{...} do pieces[#pieces + 1] = tostring(v) end
+  end
+  lines = {}
+  print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
+  arg = {[0] = "model/generate.lua", "--model", dir, "--chat", "chat", "--prompt", "the one",
+         "--turn", "the other one", "--turn", "on", "--tokens", "3", "--stream", "on"}
+  local ok_t, err_t = pcall(dofile, "model/generate.lua")
+  print, io.write = real_print, write
+  local text, same = table.concat(pieces), ok_t
+  for k = 2, 3 do
+    local want = talk:match("\noutput " .. k .. ": ([^\n]*)")
+    local line = want and "output " .. k .. ": " .. want .. "\n"
+    same = same and line ~= nil and text:find(line, 1, true) ~= nil
+  end
+  check(same and table.concat(lines, "\n"):find("turn 3: on", 1, true) ~= nil,
+        "--turn with --stream on: the same replies streamed: " .. tostring(err_t) .. "\n" .. text)
+end
 local function thinking(extra)
   lines = {}
   print = function(...) lines[#lines + 1] = table.concat({...}, "\t") end
