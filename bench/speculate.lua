@@ -76,11 +76,7 @@ local function spec(drafts)
   dev:sync()
   local t0 = ts.clock()
   local draft_of = drafts and function(b, new, m)
-    if drafts == "lookup" then
-      local h = table.move(new, 1, #new, P + 1, table.move(prompts[b], 1, P, 1, {}))
-      local d = model.prompt_lookup(h, 3)
-      return #d > 0 and d or m
-    end
+    if drafts == "lookup" then return model.lookup_drafts(prompts[b], new, m, 3) end
     local d = {}
     for i = 1, drafts do d[i] = want[b][#new + i] or 0 end
     return d

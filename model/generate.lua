@@ -173,9 +173,7 @@ local argmax = ts.kernel("kernels/argmax.tile", "argmax", {}, device)
 -- --lookup's drafts after `history` and the reply's tokens so far `new`:
 -- prompt lookup's, else the MTP block's draft m
 local function lookup_drafts(history, new, m)
-  local h = table.move(new, 1, #new, #history + 1, table.move(history, 1, #history, 1, {}))
-  local d = model.prompt_lookup(h, lookup)
-  return #d > 0 and d or m
+  return model.lookup_drafts(history, new, m, lookup)
 end
 local drafts_name = lookup and "drafts (prompt lookup, else the MTP block's)" or "MTP drafts"
 

@@ -154,6 +154,15 @@ function M.prompt_lookup(tokens, k, ngram)
   return {}
 end
 
+-- The drafts of a speculation that continues `history` (a list of ids) with
+-- the reply's tokens so far `new`: prompt lookup's over both (up to k),
+-- else m (the MTP block's draft: a draft function's third argument).
+function M.lookup_drafts(history, new, m, k)
+  local h = table.move(new, 1, #new, #history + 1, table.move(history, 1, #history, 1, {}))
+  local d = M.prompt_lookup(h, k)
+  return #d > 0 and d or m
+end
+
 -- The tokens after the positions of s's last run from the MTP block's
 -- position (the prompt's last ones, then tok, the first pick).
 local function tokens_after(s, prompt, tok, b)
@@ -227,7 +236,7 @@ function M:speculate_batch(seqs, logits, prompts, n, pick, eos, draft_of)
     -- each sequence's picks while its drafts are right; the MTP block's
     -- round r: each sequence's r-th position decoded and kept, the token
     -- picked after it
-    local mrounds, mrows, going, last_round = {}, {}, {}, {}
+    local mrounds, going, last_round = {}, {}, {}
     for _, b in ipairs(live) do
       local s, out, D = seqs[b], outs[b], draft[b]
       local t0, r = s.next_pos - #D - 1, 1
@@ -245,18 +254,18 @@ function M:speculate_batch(seqs, logits, prompts, n, pick, eos, draft_of)
       if r <= #D then
         if #D == 1 then s:forget_last() else s:rewind(t0 + r) end
       end
-      for k = 1, r do
-        local mr = mrounds[k] or {seqs = {}, ids = {}}
-        mrounds[k], mrows[k] = mr, mrows[k] or {}
-        mr.seqs[#mr.seqs + 1], mr.ids[#mr.ids + 1] = s, out[#out - r + k]
-        table.insert(mrows[k], at[k][b])
+      for k = 1, r do -- (rows: each position's row of the step's streams)
+        local mr = mrounds[k] or {seqs = {}, ids = {}, rows = {}}
+        mrounds[k] = mr
+        table.insert(mr.seqs, s); table.insert(mr.ids, out[#out - r + k])
+        table.insert(mr.rows, at[k][b])
       end
       last_round[s], tok[b] = r, y
       if y ~= eos and #out < n then going[#going + 1] = b end
     end
     -- (every round's streams gathered by one launch, round after round)
     local rows = {}
-    for k = 1, #mrounds do table.move(mrows[k], 1, #mrows[k], #rows + 1, rows) end
+    for _, mr in ipairs(mrounds) do table.move(mr.rows, 1, #mr.rows, #rows + 1, rows) end
     local h = O.out{#rows, 4 * d}
     kernel("embed.tile", "rows_f32"):launch{flat, O.tensor("i32", {#rows}, rows), h}
     local picks = greedy_rows(self:mtp_rounds(mrounds, h:reshape{#rows, 4, d}))

@@ -252,11 +252,7 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
                        {3, "lookup"}} do
     local k, kind = how[1], how[2]
     local draft = function(new, m)
-      if kind == "lookup" then
-        local h = table.move(new, 1, #new, #prompt + 1, table.move(prompt, 1, #prompt, 1, {}))
-        local d = model.prompt_lookup(h, k)
-        return #d > 0 and d or m
-      end
+      if kind == "lookup" then return model.lookup_drafts(prompt, new, m, k) end
       local d = {}
       for i = 1, k do
         local right = toks[#new + i] or 0
