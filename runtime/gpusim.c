@@ -6,7 +6,8 @@
  * the same way for the warp's 32 threads. The schedule is fixed (round
  * robin by thread index), so a run is reproducible, and threads that
  * diverge at a barrier (some wait, others have finished) are reported as
- * an error instead of hanging. Blocks run one after another. wgmma is
+ * an error instead of hanging. Blocks run one after another, in the order
+ * of their linear index unless TESSERA_GPUSIM_ORDER says another. wgmma is
  * asynchronous here as on the GPU, and a wgmma whose shared operands
  * change while it is in flight is reported as an error (a race).
  *
@@ -1023,6 +1024,71 @@ static ts_status run_block(team *t) {
   }
 }
 
+/* The order blocks run in: TESSERA_GPUSIM_ORDER is "forward" (the
+ * default: linear block index 0, 1, ...), "reverse", or "shuffle" /
+ * "shuffle:SEED" (i -> (a i + c) mod total with a coprime to total, both
+ * drawn from the seed: every block once, in a scattered order). Blocks of a
+ * GPU grid run in no set order, at once; a kernel whose result depends on
+ * the order (blocks writing the same element, one block reading what
+ * another writes) runs right forward and fails in another order. */
+typedef struct {
+  int kind; /* 0 forward, 1 reverse, 2 shuffle */
+  int64_t total, a, c;
+} block_order;
+
+static int64_t gcd64(int64_t a, int64_t b) {
+  while (b) {
+    int64_t r = a % b;
+    a = b, b = r;
+  }
+  return a;
+}
+
+static ts_status order_from_env(block_order *o, int64_t total) {
+  const char *e = getenv("TESSERA_GPUSIM_ORDER");
+  *o = (block_order){0, total, 1, 0};
+  if (!e || !*e || !strcmp(e, "forward"))
+    return NULL;
+  if (!strcmp(e, "reverse")) {
+    o->kind = 1;
+    return NULL;
+  }
+  uint64_t seed = 1;
+  char *end = NULL;
+  if (!strncmp(e, "shuffle", 7) && (e[7] == 0 || e[7] == ':')) {
+    if (e[7] == ':')
+      seed = strtoull(e + 8, &end, 10);
+    if (e[7] == 0 || (end != e + 8 && *end == 0)) {
+      /* splitmix64 of the seed: the stride near a golden-ratio fraction of
+       * the grid (scattered, never 1 for grids of 3 and more), the start */
+      uint64_t z = seed * 0x9E3779B97F4A7C15ull;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      z ^= z >> 31;
+      o->kind = 2;
+      o->c = (int64_t)(z % (uint64_t)total);
+      o->a = (int64_t)((double)total * (0.55 + 0.1 * (double)(z >> 40) / (1 << 24)));
+      if (o->a < 1)
+        o->a = 1;
+      while (gcd64(o->a, total) != 1)
+        o->a++;
+      return NULL;
+    }
+  }
+  return ts_status_make(TS_ERR_INVALID, "TESSERA_GPUSIM_ORDER=%s: expected forward, "
+                        "reverse, shuffle or shuffle:SEED (a decimal number)", e);
+}
+
+static int64_t order_at(const block_order *o, int64_t i) {
+  if (o->kind == 1)
+    return o->total - 1 - i;
+  if (o->kind == 2) {
+    __int128 v = (__int128)o->a * i + o->c;
+    return (int64_t)(v % o->total);
+  }
+  return i;
+}
+
 ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
                            void *const *slots, int nslots, void *const *tail, int ntail,
                            const int64_t grid[3], int64_t total,
@@ -1068,7 +1134,10 @@ ts_status ts_gpusim_launch(ts_packed_fn gpu, bool direct, int threads,
   t->per_block = per_block;
   memcpy(t->grid, grid, sizeof t->grid);
   the_team = t;
-  for (int64_t blk = 0; blk < total && !st; blk++) {
+  block_order ord;
+  st = order_from_env(&ord, total);
+  for (int64_t i = 0; i < total && !st; i++) {
+    int64_t blk = order_at(&ord, i);
     t->block[0] = blk % grid[0];
     t->block[1] = blk / grid[0] % grid[1];
     t->block[2] = blk / grid[0] / grid[1];

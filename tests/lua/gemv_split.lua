@@ -9,6 +9,8 @@
 -- blocks' threshold and not above it nor for a weight under
 -- O.gemv_split_bytes, never on the CPU. The model's decode steps with the
 -- split linears and the shared expert's narrower tiles give its logits.
+-- Run reversed too (lua-reverse/gemv_split): a slice's stores that spill
+-- past its M rows onto the next slice's are overwritten forward, not so.
 local ts = require "tessera"
 local O = require "model.ops"
 local C = require "tests.lua.lib.check"

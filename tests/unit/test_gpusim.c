@@ -11,11 +11,14 @@
  * threads touching a byte between two barriers, one of them writing; a
  * wgmma reading what a thread wrote since the barrier; a TMA box read
  * before its mbarrier was waited for, or landing on bytes read after it
- * was issued; an access outside the block's shared memory. The "kernels" here are C functions run on
+ * was issued; an access outside the block's shared memory. The block order
+ * (TESSERA_GPUSIM_ORDER). The "kernels" here are C functions run on
  * the simulator's threads directly (runtime/gpusim.c's CUDA C shim). */
+#define _GNU_SOURCE
 #include "runtime/internal.h"
 #include "tests/unit/harness.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 long long ts_sim_index(int what, int dim);
@@ -31,6 +34,7 @@ void ts_sim_line(int line);
 enum { THREADS = 128, SMEM = 8192 };
 
 static int scenario;
+static int order[64], norder; /* scenario 99's blocks, as they ran */
 static float seen[THREADS][3]; /* accumulator 0 at the points each scenario reads */
 
 /* A [64, 16] and B [8, 16] bf16 K-major with 32-byte rows (32B swizzle) at
@@ -213,6 +217,11 @@ static void race_scenario(int tid) {
 static void kernel(void **args) {
   (void)args;
   int tid = (int)ts_sim_index(0, 0);
+  if (scenario == 99) { /* the block order: each block's linear index */
+    if (tid == 0 && norder < 64)
+      order[norder++] = (int)(ts_sim_index(1, 0) + 7 * ts_sim_index(1, 1));
+    return;
+  }
   if (scenario >= 10) {
     race_scenario(tid);
     return;
@@ -274,6 +283,25 @@ static void kernel(void **args) {
     seen[tid][0] = acc[0];
     break;
   }
+}
+
+/* The blocks of a 7 x 3 grid in the order TESSERA_GPUSIM_ORDER = `how`
+ * runs them; true when each ran once. */
+static bool run_order(const char *how, ts_status *st) {
+  setenv("TESSERA_GPUSIM_ORDER", how, 1);
+  scenario = 99;
+  norder = 0;
+  int64_t grid[3] = {7, 3, 1};
+  void *none[1] = {NULL};
+  *st = ts_gpusim_launch(kernel, true, 32, none, 0, none, 0, grid, 21, 0, SMEM);
+  unsetenv("TESSERA_GPUSIM_ORDER");
+  int seen_once[21] = {0};
+  for (int i = 0; i < norder; i++)
+    seen_once[order[i]]++;
+  bool all = norder == 21;
+  for (int i = 0; i < 21; i++)
+    all &= seen_once[i] == 1;
+  return all;
 }
 
 static ts_status run(int which) {
@@ -356,6 +384,32 @@ int main(void) {
   CHECK(run(19) == NULL);
   CHECK(says(run(20), "a TMA box issued by thread 0 lands on byte"));
   CHECK(says(run(20), "which thread 2 read after the barrier before it was issued"));
+
+  /* the block order: forward by default, reverse, two shuffles that differ
+   * (each block once), and a bad value refused before any block runs */
+  ts_status st = NULL;
+  CHECK(run_order("", &st) && st == NULL);
+  bool fwd = true, rev = true;
+  for (int i = 0; i < 21; i++)
+    fwd &= order[i] == i;
+  CHECK(fwd);
+  CHECK(run_order("reverse", &st) && st == NULL);
+  for (int i = 0; i < 21; i++)
+    rev &= order[i] == 20 - i;
+  CHECK(rev);
+  int first[21];
+  CHECK(run_order("shuffle", &st) && st == NULL);
+  memcpy(first, order, sizeof first);
+  int in_place = 0;
+  for (int i = 0; i < 21; i++)
+    in_place += order[i] == i;
+  CHECK(in_place < 5);
+  CHECK(run_order("shuffle:12345", &st) && st == NULL);
+  CHECK(memcmp(first, order, sizeof first) != 0);
+  CHECK(!run_order("sideways", &st) && norder == 0);
+  CHECK(says(st, "TESSERA_GPUSIM_ORDER=sideways: expected forward, reverse, shuffle"));
+  CHECK(!run_order("shuffle:x", &st));
+  CHECK(says(st, "shuffle:SEED"));
 
   /* bank conflicts (runtime/gpusim_banks.c): 4 warps, loads 1 + 32 + 1 + 1
    * wavefronts (ideal 1 each), stores 4 (ideal 4) + 16 (ideal 1) */
