@@ -75,8 +75,10 @@ local function spec(drafts)
   local seqs, logits = start()
   dev:sync()
   local t0 = ts.clock()
+  local lookups = {}
+  for b = 1, B do lookups[b] = drafts == "lookup" and model.lookup_drafter(prompts[b], 3) end
   local draft_of = drafts and function(b, new, m)
-    if drafts == "lookup" then return model.lookup_drafts(prompts[b], new, m, 3) end
+    if drafts == "lookup" then return lookups[b](new, m) end
     local d = {}
     for i = 1, drafts do d[i] = want[b][#new + i] or 0 end
     return d

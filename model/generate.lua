@@ -170,10 +170,10 @@ end
 
 local argmax = ts.kernel("kernels/argmax.tile", "argmax", {}, device)
 
--- --lookup's drafts after `history` and the reply's tokens so far `new`:
--- prompt lookup's, else the MTP block's draft m
-local function lookup_drafts(history, new, m)
-  return model.lookup_drafts(history, new, m, lookup)
+-- --lookup's draft function for a reply after `history`: prompt lookup's
+-- drafts over the history and the reply so far, else the MTP block's
+local function drafter(history)
+  return model.lookup_drafter(history, lookup)
 end
 local drafts_name = lookup and "drafts (prompt lookup, else the MTP block's)" or "MTP drafts"
 
@@ -231,8 +231,10 @@ if #prompts > 1 then
     local steps = 0
     if mtp then -- (speculatively: model:speculate_batch)
       local drafts, kept
+      local each = {}
+      for b = 1, #prompts do each[b] = lookup and drafter(all_ids[b]) end
       outs, drafts, kept = model:speculate_batch(seqs, logits, all_ids, n_new, pick, tk.eos,
-        lookup and function(b, new, m) return lookup_drafts(all_ids[b], new, m) end)
+        lookup and function(b, new, m) return each[b](new, m) end)
       for b = 1, #prompts do steps = steps + #outs[b] - 1 end
       return outs, tp, steps, drafts, kept
     end
@@ -321,7 +323,7 @@ end
 local history = ids
 local function reply_mtp(logits, prompt, pick_tok)
   return model:speculate(logits, prompt, n_new, pick_tok or pick, tk.eos,
-                         lookup and function(new, m) return lookup_drafts(history, new, m) end)
+                         lookup and drafter(history))
 end
 
 -- compile the kernels first (a warm-up prefill of the prompt and a decode

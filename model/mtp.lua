@@ -154,13 +154,60 @@ function M.prompt_lookup(tokens, k, ngram)
   return {}
 end
 
--- The drafts of a speculation that continues `history` (a list of ids) with
--- the reply's tokens so far `new`: prompt lookup's over both (up to k),
--- else m (the MTP block's draft: a draft function's third argument).
-function M.lookup_drafts(history, new, m, k)
-  local h = table.move(new, 1, #new, #history + 1, table.move(history, 1, #history, 1, {}))
-  local d = M.prompt_lookup(h, k)
-  return #d > 0 and d or m
+-- Prompt lookup over a list that grows (M.lookup_index(tokens, ngram)):
+-- x:push(list, from) appends list[from ..], x:draft(k) gives what
+-- M.prompt_lookup(all the tokens pushed, k, ngram) gives, without the scan:
+-- for each g <= ngram a map from a g-gram to the latest start of it that a
+-- token follows (registered when that token is pushed), so a push costs
+-- `ngram` map stores and a draft `ngram` lookups, not a pass over the
+-- history (a long conversation's drafts, a step at a time).
+local Index = {}
+Index.__index = Index
+local grams = {}
+local function gram(t, s, g)
+  if g == 1 then return t[s] end
+  grams[g] = grams[g] or string.rep("j", g)
+  return string.pack(grams[g], table.unpack(t, s, s + g - 1))
+end
+
+function M.lookup_index(tokens, ngram)
+  local x = setmetatable({t = {}, n = 0, g = ngram or 3, at = {}}, Index)
+  for g = 1, x.g do x.at[g] = {} end
+  if tokens then x:push(tokens) end
+  return x
+end
+
+function Index:push(list, from)
+  local t, at = self.t, self.at
+  for i = from or 1, #list do
+    local n = self.n + 1
+    t[n], self.n = list[i], n
+    for g = 1, math.min(self.g, n - 1) do at[g][gram(t, n - g, g)] = n - g end
+  end
+end
+
+function Index:draft(k)
+  local t, n = self.t, self.n
+  for g = math.min(self.g, n - 1), 1, -1 do
+    local s = self.at[g][gram(t, n - g + 1, g)]
+    if s then return table.move(t, s + g, math.min(s + g + k - 1, n), 1, {}) end
+  end
+  return {}
+end
+
+-- A draft function for M:speculate (new, m) that continues `history` (a
+-- list of ids, read once) with the reply's tokens so far `new` (the same
+-- list, growing): prompt lookup's drafts over both (up to k), else m (the
+-- MTP block's draft). One for each reply.
+function M.lookup_drafter(history, k, ngram)
+  local x, seen = M.lookup_index(history, ngram), 0
+  return function(new, m)
+    if #new < seen then error("lookup_drafter: the reply's tokens went back (one a reply)", 2) end
+    x:push(new, seen + 1)
+    seen = #new
+    local d = x:draft(k)
+    return #d > 0 and d or m
+  end
 end
 
 -- The tokens after the positions of s's last run from the MTP block's

@@ -696,17 +696,32 @@ function M:max_step_positions()
   return k
 end
 
-local function copy(t)
-  local c = O.out(t:shape(), t:dtype())
-  c:assign(t)
+-- The rows of positions p .. p + n - 1 in a ring of R rows (position p in
+-- row p mod R, n <= R): one or two runs {first row, rows, the run's first
+-- position - p}.
+local function runs(p, n, R)
+  local r = p % R
+  local a = math.min(n, R - r)
+  if a == n then return {{r, n, 0}} end
+  return {{r, a, 0}, {0, n - a, a}}
+end
+
+-- A copy of ring t's rows of positions p .. p + k - 1 (its rows 0 .. k - 1).
+local function keep_rows(t, p, k, R)
+  local shape = t:shape()
+  shape[1] = k
+  local c = O.out(shape, t:dtype())
+  for _, run in ipairs(runs(p, k, R)) do
+    c:slice(0, run[3], run[2]):assign(t:slice(0, run[1], run[2]))
+  end
   return c
 end
 
 -- Keeps what a step of this sequence's next k positions (next_pos .. +
 -- k - 1: M:decode_tokens of k tokens, or its rows in M:decode_rounds)
 -- overwrites that the positions before them still read: each layer's
--- window ring and compressor buffers (copies: their rows of those
--- positions held positions W and R before) and the counts of its rows,
+-- window ring and compressor buffer rows of those positions (copies of
+-- those k rows alone: they held positions W and R before) and the counts of its rows,
 -- entries and keys, so that M:rewind(q) can take it back to any q in
 -- next_pos .. next_pos + k - 1 (speculative decoding's several drafts: the
 -- positions past the last kept draft forgotten). k at most
@@ -718,12 +733,14 @@ function M:snapshot(k)
     error(string.format("snapshot: %s positions (1 .. %d: the smallest ring's rows)", k,
                         self:max_step_positions()), 2)
   end
-  local snap = {from = t, to = t + k, layers = {}}
+  local snap, W = {from = t, to = t + k, layers = {}}, cfg.window_size
   for L = 0, cfg.n_layers - 1 do
-    local st = self.state[L]
-    local l = {ring = copy(st.ring.data), ring_n = st.ring.n, comp_n = st.comp and st.comp.n,
-               keys_n = st.keys and st.keys.n, buf = {}}
-    for which, b in pairs(st.buf) do l.buf[which] = copy(b.cz) end
+    local st, ratio = self.state[L], cfg.compress_ratios[L + 1]
+    local l = {ring = keep_rows(st.ring.data, t, k, W), ring_n = st.ring.n,
+               comp_n = st.comp and st.comp.n, keys_n = st.keys and st.keys.n, buf = {}}
+    for which, b in pairs(st.buf) do
+      l.buf[which] = keep_rows(b.cz, t, k, self.buffer_rows(ratio))
+    end
     snap.layers[L] = l
   end
   self.snap = snap
@@ -746,10 +763,13 @@ function M:rewind(q)
   for L = 0, cfg.n_layers - 1 do
     local st, l, ratio = self.state[L], snap.layers[L], cfg.compress_ratios[L + 1]
     local R = ratio > 0 and self.buffer_rows(ratio)
-    for p = q, to - 1 do
-      st.ring.data:slice(0, p % W, 1):assign(l.ring:slice(0, p % W, 1))
-      for which, b in pairs(st.buf) do
-        b.cz:slice(0, p % R, 1):assign(l.buf[which]:slice(0, p % R, 1))
+    -- (positions q .. to - 1: the snapshot's rows q - t ..)
+    for _, run in ipairs(runs(q, to - q, W)) do
+      st.ring.data:slice(0, run[1], run[2]):assign(l.ring:slice(0, q - t + run[3], run[2]))
+    end
+    for which, b in pairs(st.buf) do
+      for _, run in ipairs(runs(q, to - q, R)) do
+        b.cz:slice(0, run[1], run[2]):assign(l.buf[which]:slice(0, q - t + run[3], run[2]))
       end
     end
     st.ring.n = math.min(l.ring_n + q - t, W)

@@ -251,8 +251,9 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
   for _, how in ipairs{{3, "right"}, {5, "right"}, {7, "right"}, {9, "right"}, {4, "some"},
                        {3, "lookup"}} do
     local k, kind = how[1], how[2]
+    local lookup = kind == "lookup" and model.lookup_drafter(prompt, k)
     local draft = function(new, m)
-      if kind == "lookup" then return model.lookup_drafts(prompt, new, m, k) end
+      if lookup then return lookup(new, m) end
       local d = {}
       for i = 1, k do
         local right = toks[#new + i] or 0
