@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test.sh - the same set-up as demo.sh, then every test: ctest on the normal
-# build, ctest again on an AddressSanitizer + UBSan build, and a bounded
-# libFuzzer run over the front end when clang can build one.
+# build, ctest again on an AddressSanitizer + UBSan build, a bounded run of
+# scripts/fuzz_compile.py (mutated kernels through the whole compiler) over
+# that build's tessera, and a bounded libFuzzer run over the front end when
+# clang can build one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -13,6 +15,10 @@ echo "== sanitizers: ASan + UBSan"
 scripts/setup.sh build-asan -DTS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+echo "== compile fuzz smoke: scripts/fuzz_compile.py over the ASan build's tessera (seed 1, ${TS_FUZZ_COMPILE_RUNS:-300} runs)"
+ASAN_OPTIONS=detect_leaks=1 python3 scripts/fuzz_compile.py --tessera build-asan/tessera \
+  --seed 1 --runs "${TS_FUZZ_COMPILE_RUNS:-300}" --seconds 300 --out build-asan/fuzz-compile
 
 if command -v clang >/dev/null 2>&1; then
   echo "== fuzz smoke: libFuzzer over lex+parse+sema (seed 1, at most ${TS_FUZZ_SECONDS:-60} s)"
