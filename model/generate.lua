@@ -7,7 +7,7 @@
 --       [--device cpu|cuda|gpusim] [--attention bf16|f32] [--moe bf16|f32]
 --       [--tokenizer FILE|FOLDER]
 --       [--chat chat|thinking [--system TEXT] [--turn TEXT]...] [--chunk N]
---       [--mtp on|off [--lookup K]] [--stream on|off]
+--       [--mtp on|off [--lookup K]] [--stream on|off] [--samples N]
 -- Tokens from the model folder's tokenizer.json (or --tokenizer's; BOS from
 -- its template or tokenizer_config.json, generation stops at its EOS:
 -- model/tokenizer.lua), else byte-level (ids 0-255 are bytes; the tiny
@@ -59,6 +59,11 @@
 -- verifies them all (model:snapshot, model:rewind past the first wrong one).
 -- --stream on (one prompt) writes each reply's text as its tokens are
 -- picked (the same text; the figures after it).
+-- --samples N: N replies to one prompt, prefilled once and forked
+-- (model:fork: each sample's state a copy of the prompt's) into N
+-- sequences decoded together (model:decode_batch); sample b draws from its
+-- own generator seeded --seed + b - 1, so that each output is what
+-- --seed (seed + b - 1) alone gives.
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
@@ -70,7 +75,7 @@ local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
               kv = "fp8", linears = "f32", experts = "bf16", device = "cpu"}
 local known = {model = true, weights = true, attention = true, moe = true, tokenizer = true,
                chat = true, system = true, chunk = true, turn = true, mtp = true,
-               lookup = true, stream = true}
+               lookup = true, stream = true, samples = true}
 for k in pairs(opts) do known[k] = true end
 local prompts, turns = {}, {}
 local i = 1
@@ -82,7 +87,7 @@ while i <= #arg do
           "[--tokens N] [--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
           "[--experts bf16|fp8|fp4] [--device D] [--attention bf16|f32] [--moe bf16|f32] " ..
           "[--tokenizer F] [--chat chat|thinking] [--system T] [--chunk N] [--turn T] " ..
-          "[--mtp on|off] [--lookup K] [--stream on|off]", 0)
+          "[--mtp on|off] [--lookup K] [--stream on|off] [--samples N]", 0)
   end
   opts[k] = arg[i + 1]
   if k == "prompt" then prompts[#prompts + 1] = arg[i + 1] end
@@ -133,6 +138,11 @@ if opts.stream and opts.stream ~= "on" and opts.stream ~= "off" then
 end
 local stream = opts.stream == "on"
 if stream and #prompts > 1 then error("--stream: one prompt", 0) end
+local samples = math.tointeger(tonumber(opts.samples or "1"))
+if not (samples and samples >= 1) then error("--samples: a number of replies", 0) end
+if samples > 1 and (#prompts > 1 or #turns > 0 or mtp or stream) then
+  error("--samples: of one prompt, without --turn, --mtp or --stream", 0)
+end
 local device = ts.device(opts.device)
 local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
                                      experts = opts.experts, attention = opts.attention,
@@ -162,11 +172,16 @@ end
 local ids = all_ids[1]
 
 local temperature, top_p = tonumber(opts.temperature), tonumber(opts["top-p"])
-local state = math.tointeger(tonumber(opts.seed)) or 1
-local function rnd()
-  state = state * 6364136223846793005 + 1442695040888963407
-  return ((state >> 11) & ((1 << 53) - 1)) / 9007199254740992.0
+local seed0 = math.tointeger(tonumber(opts.seed)) or 1
+-- a generator of numbers in [0, 1) from a seed (an LCG's top 53 bits)
+local function generator(seed)
+  local state = seed
+  return function()
+    state = state * 6364136223846793005 + 1442695040888963407
+    return ((state >> 11) & ((1 << 53) - 1)) / 9007199254740992.0
+  end
 end
+local rnd = generator(seed0)
 
 local argmax = ts.kernel("kernels/argmax.tile", "argmax", {}, device)
 
@@ -179,8 +194,9 @@ local drafts_name = lookup and "drafts (prompt lookup, else the MTP block's)" or
 
 local sample -- (below)
 
--- the next token of each row of logits [B, vocab] (or [vocab]): a list
-local function pick_rows(logits)
+-- the next token of each row of logits [B, vocab] (or [vocab]): a list;
+-- sampled, row b draws from gens[b] (else the one generator)
+local function pick_rows(logits, gens)
   local shape = logits:shape()
   local V = shape[#shape]
   local B = logits:numel() // V
@@ -190,12 +206,14 @@ local function pick_rows(logits)
     return out:to_table()
   end
   local all, picks = logits:to_table(), {}
-  for b = 1, B do picks[b] = sample(table.move(all, (b - 1) * V + 1, b * V, 1, {})) end
+  for b = 1, B do
+    picks[b] = sample(table.move(all, (b - 1) * V + 1, b * V, 1, {}), gens and gens[b])
+  end
   return picks
 end
 local function pick(logits) return pick_rows(logits)[1] end
 
-function sample(v)
+function sample(v, gen)
   local mx = -math.huge
   for k = 1, #v do mx = math.max(mx, v[k]) end
   local probs, sum = {}, 0
@@ -211,7 +229,7 @@ function sample(v)
     cum = cum + e[2] / sum
     if cum >= top_p then break end
   end
-  local r, acc = rnd() * cum * sum, 0
+  local r, acc = (gen or rnd)() * cum * sum, 0
   for _, e in ipairs(kept) do
     acc = acc + e[2]
     if acc >= r then return e[1] end
@@ -219,40 +237,51 @@ function sample(v)
   return kept[#kept][1]
 end
 
+-- seqs decoded together from logits (model:decode_batch) until each has
+-- n_new tokens or its EOS: picker(logits, live, s) picks step s's tokens
+-- of the live sequences (their indices), a row each. Returns each
+-- sequence's tokens and the rows decoded.
+local function decode_together(seqs, logits, picker)
+  local outs, live, steps = {}, {}, 0
+  for b = 1, #seqs do outs[b], live[b] = {}, b end
+  for s = 1, n_new do
+    local toks = picker(logits, live, s)
+    local next_live, next_seqs, next_ids = {}, {}, {}
+    for k, b in ipairs(live) do
+      outs[b][#outs[b] + 1] = toks[k]
+      if toks[k] ~= tk.eos and s < n_new then
+        next_live[#next_live + 1], next_seqs[#next_seqs + 1] = b, seqs[b]
+        next_ids[#next_ids + 1] = toks[k]
+      end
+    end
+    live = next_live
+    if #live == 0 then break end
+    logits = model:decode_batch(next_seqs, next_ids)
+    steps = steps + #live
+  end
+  return outs, steps
+end
+
 if #prompts > 1 then
   -- several prompts together: warm up (compiles the batch's kernels), then
   -- the timed run
   local function run()
-    local seqs, live, outs = {}, {}, {}
-    for b = 1, #prompts do seqs[b], live[b], outs[b] = model:sequence(), b, {} end
+    local seqs = {}
+    for b = 1, #prompts do seqs[b] = model:sequence() end
     local logits = model:prefill_batch(seqs, all_ids)
     device:sync()
     local tp = ts.clock()
-    local steps = 0
     if mtp then -- (speculatively: model:speculate_batch)
-      local drafts, kept
       local each = {}
       for b = 1, #prompts do each[b] = lookup and drafter(all_ids[b]) end
-      outs, drafts, kept = model:speculate_batch(seqs, logits, all_ids, n_new, pick, tk.eos,
-        lookup and function(b, new, m) return each[b](new, m) end)
+      local outs, drafts, kept = model:speculate_batch(seqs, logits, all_ids, n_new, pick,
+        tk.eos, lookup and function(b, new, m) return each[b](new, m) end)
+      local steps = 0
       for b = 1, #prompts do steps = steps + #outs[b] - 1 end
       return outs, tp, steps, drafts, kept
     end
-    for s = 1, n_new do
-      local toks = pick_rows(logits)
-      local next_live, next_seqs, next_ids = {}, {}, {}
-      for k, b in ipairs(live) do
-        outs[b][#outs[b] + 1] = toks[k]
-        if toks[k] ~= tk.eos and s < n_new then
-          next_live[#next_live + 1], next_seqs[#next_seqs + 1] = b, seqs[b]
-          next_ids[#next_ids + 1] = toks[k]
-        end
-      end
-      live = next_live
-      if #live == 0 then break end
-      logits = model:decode_batch(next_seqs, next_ids)
-      steps = steps + #live
-    end
+    -- (sampled: one generator, the rows in prompt order)
+    local outs, steps = decode_together(seqs, logits, function(l) return pick_rows(l) end)
     return outs, tp, steps
   end
   local tc = ts.clock()
@@ -276,6 +305,47 @@ if #prompts > 1 then
     print(string.format("%s: %d, kept %d (%.0f%%)", drafts_name, drafts, kept,
                         100 * kept / math.max(drafts, 1)))
   end
+  return
+end
+
+if samples > 1 then
+  -- one prompt's samples: prefilled once, forked, decoded together; each
+  -- sample's picks from its own generator (the first from the prompt's
+  -- logits, one row for all)
+  local function run()
+    local base = model:sequence()
+    local logits = base:prefill(ts.tensor("i32", {#ids}, ids), chunk)
+    local seqs, gens = {base}, {}
+    for b = 2, samples do seqs[b] = base:fork() end
+    for b = 1, samples do gens[b] = generator(seed0 + b - 1) end
+    device:sync()
+    local tp = ts.clock()
+    local outs, steps = decode_together(seqs, logits, function(l, live, s)
+      local g = {}
+      for k, b in ipairs(live) do g[k] = gens[b] end
+      if s > 1 then return pick_rows(l, g) end
+      local toks = {}
+      for k in ipairs(live) do toks[k] = pick_rows(l, {g[k]})[1] end
+      return toks
+    end)
+    return outs, tp, steps
+  end
+  local tc = ts.clock()
+  run()
+  device:sync()
+  local compile = ts.clock() - tc
+  local t0 = ts.clock()
+  local outs, tp, steps = run()
+  local t2 = ts.clock()
+  print("prompt: " .. opts.prompt)
+  for b = 1, samples do
+    print(string.format("sample %d (seed %d): %s", b, seed0 + b - 1, tk.decode(outs[b])))
+  end
+  print(string.format("%d samples of one prompt (device %s, tokens: %s): prefill %d tokens " ..
+                      "once, forked: %.1f ms; decode %d tokens together: %.1f tokens/s " ..
+                      "(kernels compiled in a warm-up run first: %.2f s)", samples, device:name(),
+                      tk.name, #ids, (tp - t0) * 1e3, steps, steps / math.max(t2 - tp, 1e-9),
+                      compile))
   return
 end
 
@@ -332,9 +402,8 @@ end
 local tc = ts.clock()
 local warm = model:prefill(ts.tensor("i32", {#ids}, ids), chunk, mtp)
 if mtp then
-  local seed = state
   reply_mtp(warm, ids)
-  state = seed -- (the timed run draws the same)
+  rnd = generator(seed0) -- (the timed run draws the same)
 else
   model:decode(ids[1])
 end

@@ -37,6 +37,11 @@ echo "   what its prompt alone gives)"
 build/tessera run model/generate.lua --config tiny --prompt "DeepSeek-V4 on two cores:" \
   --prompt "Tessera" --prompt "A million tokens" --tokens 32
 echo
+echo "-- three samples of one prompt (prefilled once and forked: model:fork; decoded together;"
+echo "   sample b is what --seed b alone gives)"
+build/tessera run model/generate.lua --config tiny --prompt "DeepSeek-V4 on two cores:" \
+  --tokens 24 --temperature 0.8 --samples 3
+echo
 echo "-- prefill, MTP and 72 decode steps of DeepSeek's tiny golden model, tensor by"
 echo "   tensor against what DeepSeek's reference code computed"
 build/tessera run model/check_golden.lua

@@ -8,7 +8,8 @@
 -- --tokenizer file that is not there. Without a tokenizer.json: byte ids.
 -- generate.lua --mtp on gives the plain output (alone, sampled, with two
 -- prompts, with --chunk, through --turn's turns, with --lookup's drafts);
--- --stream on writes the same output a token at a time;
+-- --stream on writes the same output a token at a time; --samples N
+-- gives each seed's output alone, from one prefill forked;
 -- generate.lua --turn goes on with a chat's next turns (extend), each
 -- reply a prefill of the conversation's tokens would give.
 local T = require "model.tokenizer"
@@ -151,6 +152,28 @@ check(oks and text == "output: " .. first .. "\n" and writes > 3,
       string.format("--stream on writes the plain output in pieces (%d): %q", writes, text))
 local oks2, _, text2 = streamed{"--stream", "on", "--mtp", "on", "--lookup", "2"}
 check(oks2 and text2 == "output: " .. first .. "\n", "--stream with --mtp on --lookup 2: " .. text2)
+-- --samples N: N replies of one prompt (prefilled once, forked, decoded
+-- together), sample b the run with --seed (seed + b - 1) alone; greedy,
+-- every sample the plain output; refused with what it does not combine with
+local oksm, sm = run{"--samples", "3", "--temperature", "0.8", "--seed", "5"}
+local each_alone = oksm and sm:find("3 samples of one prompt", 1, true) ~= nil
+for b = 1, 3 do
+  local okb, one = run{"--temperature", "0.8", "--seed", tostring(4 + b)}
+  local want = okb and one:match("\noutput: ([^\n]*)")
+  each_alone = each_alone and want and
+               sm:find(string.format("\nsample %d (seed %d): %s\n", b, 4 + b, want), 1, true) ~= nil
+end
+check(each_alone, "--samples 3, sampled: each sample the run with its seed alone:\n" .. sm)
+local okg, greedy = run{"--samples", "2"}
+check(okg and greedy:find("\nsample 1 (seed 1): " .. first .. "\nsample 2 (seed 2): " .. first ..
+                          "\n", 1, true) ~= nil, "--samples 2, greedy: the plain output twice:\n" ..
+      greedy)
+local okz, zero_s = run{"--samples", "0"}
+check(not okz and zero_s:find("--samples: a number of replies", 1, true) ~= nil,
+      "--samples 0: " .. zero_s)
+local okm, mtp_s = run{"--samples", "2", "--mtp", "on"}
+check(not okm and mtp_s:find("--samples: of one prompt, without --turn, --mtp or --stream", 1,
+                             true) ~= nil, "--samples with --mtp on: " .. mtp_s)
 local oks3, err_s = pcall(function()
   arg = {[0] = "model/generate.lua", "--model", dir, "--prompt", "a", "--prompt", "b",
          "--stream", "on"}
