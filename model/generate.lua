@@ -237,6 +237,17 @@ function sample(v, gen)
   return kept[#kept][1]
 end
 
+-- run() once to compile the kernels (a warm-up), then again, timed: the
+-- warm-up's seconds, the second run's start and its results
+local function warm_then_timed(run)
+  local tc = ts.clock()
+  run()
+  device:sync()
+  local compile = ts.clock() - tc
+  local t0 = ts.clock()
+  return compile, t0, run()
+end
+
 -- seqs decoded together from logits (model:decode_batch) until each has
 -- n_new tokens or its EOS: picker(logits, live, s) picks step s's tokens
 -- of the live sequences (their indices), a row each. Returns each
@@ -284,12 +295,7 @@ if #prompts > 1 then
     local outs, steps = decode_together(seqs, logits, function(l) return pick_rows(l) end)
     return outs, tp, steps
   end
-  local tc = ts.clock()
-  run()
-  device:sync()
-  local compile = ts.clock() - tc
-  local t0 = ts.clock()
-  local outs, tp, steps, drafts, kept = run()
+  local compile, t0, outs, tp, steps, drafts, kept = warm_then_timed(run)
   local t2 = ts.clock()
   local total = 0
   for b = 1, #prompts do
@@ -330,12 +336,7 @@ if samples > 1 then
     end)
     return outs, tp, steps
   end
-  local tc = ts.clock()
-  run()
-  device:sync()
-  local compile = ts.clock() - tc
-  local t0 = ts.clock()
-  local outs, tp, steps = run()
+  local compile, t0, outs, tp, steps = warm_then_timed(run)
   local t2 = ts.clock()
   print("prompt: " .. opts.prompt)
   for b = 1, samples do

@@ -15,15 +15,6 @@ local C = require "tests.lua.lib.check"
 
 local rand = C.lcg
 
-local function bitwise(a, b)
-  a, b = a:to_table(), b:to_table()
-  if #a ~= #b then return false end
-  for i = 1, #a do
-    if a[i] ~= b[i] then return false end
-  end
-  return true
-end
-
 local T, H, c, S, W, N, rope = 6, 4, 128, 31, 70, 150, 64
 local nope = c - rope
 local E = (nope + 2 * rope + nope // 64 + 7) // 8 * 8
@@ -91,7 +82,7 @@ for _, name in ipairs{"cpu", "gpusim"} do
   err = C.relerr(o3:to_table(), ref:to_table())
   C.check(err < 1e-6, string.format("%s: 3 ranges vs hca_attn (XT = f32) %.2e", name, err))
   local o5 = split(64, 5, false)
-  C.check(bitwise(o5, o3), name .. ": empty ranges changed the output")
+  C.check(C.same(o5, o3), name .. ": empty ranges changed the output")
   local zero = true
   for i, v in ipairs(o3:to_table()) do
     if (i - 1) // (H * c) == 5 and v ~= 0 then zero = false end
@@ -100,9 +91,9 @@ for _, name in ipairs{"cpu", "gpusim"} do
   -- the cache's bytes read in place: the same partial states and outputs
   local a = {split(64, 3, false)}
   local b = {split(64, 3, true)}
-  C.check(bitwise(b[1], a[1]) and bitwise(b[2], a[2]) and bitwise(b[3], a[3])
-            and bitwise(b[4], a[4]), name .. ": KV8 differs from the unpacked entries")
-  C.check(bitwise(split(256, 1, true), one), name .. ": KV8, one range, differs from f32 entries")
+  C.check(C.same(b[1], a[1]) and C.same(b[2], a[2]) and C.same(b[3], a[3])
+            and C.same(b[4], a[4]), name .. ": KV8 differs from the unpacked entries")
+  C.check(C.same(split(256, 1, true), one), name .. ": KV8, one range, differs from f32 entries")
   -- each token's entries at its own rows of a larger tensor (a batch's
   -- state pool: other rows around them), f32 and bytes: the same outputs
   -- (the counts past N clamped, as the tensor's end no longer does)
@@ -117,9 +108,9 @@ for _, name in ipairs{"cpu", "gpusim"} do
     big:slice(0, bases[t], N):assign(comp)
     big8:slice(0, bases[t], N):assign(bytes)
   end
-  C.check(bitwise(split(64, 3, false, bases, big, nil, nc), o3),
+  C.check(C.same(split(64, 3, false, bases, big, nil, nc), o3),
           name .. ": entries at their own rows of a pool differ (f32)")
-  C.check(bitwise(split(64, 3, true, bases, nil, big8, nc), b[1]),
+  C.check(C.same(split(64, 3, true, bases, nil, big8, nc), b[1]),
           name .. ": entries at their own rows of a pool differ (KV8)")
 end
 

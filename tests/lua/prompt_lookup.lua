@@ -10,13 +10,6 @@ local V4 = require "model.v4"
 local C = require "tests.lua.lib.check"
 local check = C.check
 
-local function same(a, b)
-  if #a ~= #b then return false end
-  for i = 1, #a do
-    if a[i] ~= b[i] then return false end
-  end
-  return true
-end
 local function show(t) return "{" .. table.concat(t, ", ") .. "}" end
 
 -- hand-made: the latest occurrence, the longest gram first, the list's end
@@ -36,7 +29,7 @@ for _, c in ipairs(cases) do
   local scan = V4.prompt_lookup(tokens, k, g)
   local x = V4.lookup_index(tokens, g)
   local got = x:draft(k)
-  check(same(scan, want) and same(got, want),
+  check(C.same(scan, want) and C.same(got, want),
         string.format("%s, k %d, ngram %d: %s (scan %s, index %s)", show(tokens), k, g,
                       show(want), show(scan), show(got)))
 end
@@ -63,7 +56,7 @@ for trial = 1, 40 do
       local want, got = V4.prompt_lookup(prefix, k, g), x:draft(k)
       drafts = drafts + 1
       nonempty = nonempty + (#want > 0 and 1 or 0)
-      if not same(want, got) then
+      if not C.same(want, got) then
         bad = bad + 1
         if bad <= 3 then
           print(string.format("prefix %s ngram %d k %d: scan %s, index %s", show(prefix), g, k,
@@ -79,7 +72,7 @@ check(bad == 0 and nonempty > drafts // 2,
 -- push(list, from): the list's tokens from `from` on
 local x = V4.lookup_index({1, 2, 3}, 2)
 x:push({9, 9, 1, 2}, 3)
-check(same(x:draft(3), {3, 1, 2}), "push from an index: " .. show(x:draft(3)))
+check(C.same(x:draft(3), {3, 1, 2}), "push from an index: " .. show(x:draft(3)))
 
 -- the drafter: a history, then the reply's tokens as they come (the same
 -- list growing); none found: the MTP block's draft
@@ -88,9 +81,9 @@ local drafter = V4.lookup_drafter(history, 2)
 local reply = {9}
 check(drafter(reply, 42) == 42, "no occurrence: the block's draft")
 reply[2] = 5
-check(same(drafter(reply, 42), {6, 7}), "the history's continuation of the reply's last token")
+check(C.same(drafter(reply, 42), {6, 7}), "the history's continuation of the reply's last token")
 reply[3], reply[4] = 6, 9
-check(same(drafter(reply, 42), {5, 6}), "the reply's own earlier tokens: " ..
+check(C.same(drafter(reply, 42), {5, 6}), "the reply's own earlier tokens: " ..
       show(drafter(reply, 42)))
 check(#history == 6, "the history is not changed")
 local ok, err = pcall(drafter, {9}, 42)
@@ -115,6 +108,6 @@ end
 local scan_s = (os.clock() - t0) / 5
 print(string.format("200K-token history: 200 drafts by the index %.3f s in all (its build " ..
                     "included), one scan %.3f s", index_s, scan_s))
-check(same(d(r, 0), {long[1201], long[1202], long[1203], long[1204]}),
+check(C.same(d(r, 0), {long[1201], long[1202], long[1203], long[1204]}),
       "the long history's continuation")
 C.finish()

@@ -19,10 +19,6 @@ local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
 local file = "tests/lua/tile_fns.tile"
-local function same(a, b)
-  for i = 1, #b do if a[i] ~= b[i] then return false end end
-  return #a == #b
-end
 local u = C.lcg(5)
 for _, name in ipairs{"cpu", "gpusim"} do
   local dev = ts.device(name)
@@ -49,7 +45,7 @@ for _, name in ipairs{"cpu", "gpusim"} do
       end
       local what = string.format("%s N %d BM %d", name, n, bm)
       local a, b = out.with_fns, out.by_hand
-      C.check(same(a.y, b.y) and same(a.w, b.w),
+      C.check(C.same(a.y, b.y) and C.same(a.w, b.w),
               what .. ": with_fns differs from by_hand")
       C.check(C.relerr(a.y, yr) < 1e-5, what .. ": y against the reference")
       C.check(C.relerr(a.w, wr) < 1e-5, what .. ": w against the reference")
@@ -67,7 +63,7 @@ local function pair(name, what, dev, x, dt, shape, params)
     ts.kernel(file, k, params, dev):launch{x, y}
     out[#out + 1] = y:to_table()
   end
-  C.check(same(out[1], out[2]), what .. ": " .. name .. "_fns differs from " .. name ..
+  C.check(C.same(out[1], out[2]), what .. ": " .. name .. "_fns differs from " .. name ..
           "_by_hand")
   return out[1]
 end
@@ -88,7 +84,7 @@ for _, name in ipairs{"cpu", "gpusim"} do
         local x = ts.tensor(xt, {n, 24}, xv):copy_to(dev)
         local what = string.format("%s N %d XT %s YT %s", name, n, xt, yt)
         local y = pair("typed", what, dev, x, yt, {n, 24}, {XT = xt, YT = yt, BM = 8})
-        C.check(same(y, yr), what .. ": typed_fns against the reference")
+        C.check(C.same(y, yr), what .. ": typed_fns against the reference")
       end
     end
   end
@@ -132,7 +128,7 @@ for _, name in ipairs{"cpu", "gpusim"} do
     local x = ts.tensor("f32", {n, 24}, xv):copy_to(dev)
     local what = string.format("%s N %d", name, n)
     local y = pair("result", what, dev, x, "f32", {n}, {})
-    C.check(same(y, yr), what .. ": result_fns against the reference")
+    C.check(C.same(y, yr), what .. ": result_fns against the reference")
   end
 end
 
@@ -164,9 +160,9 @@ for _, name in ipairs{"cpu", "gpusim"} do
       ts.kernel(file, k, {}, dev):launch{x, c, y}
       out[#out + 1] = {y = y:to_table(), c = c:to_table()}
     end
-    C.check(same(out[1].y, out[2].y) and same(out[1].c, out[2].c),
+    C.check(C.same(out[1].y, out[2].y) and C.same(out[1].c, out[2].c),
             what .. ": expr_fns gives expr_by_hand's bits")
-    C.check(C.relerr(out[1].y, yr) < 1e-5 and same(out[1].c, cr),
+    C.check(C.relerr(out[1].y, yr) < 1e-5 and C.same(out[1].c, cr),
             what .. ": expr_fns against the reference (c: the rows of the else-if)")
   end
 end

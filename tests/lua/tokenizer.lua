@@ -15,6 +15,7 @@
 local ts = require "tessera"
 local TJ = require "tests.lua.lib.tokenizer_json"
 local C = require "tests.lua.lib.check"
+local same = C.same
 local check = C.check
 
 local tmp = os.tmpname()
@@ -33,11 +34,6 @@ local function show(list)
   local out = {}
   for i, s in ipairs(list) do out[i] = string.format("%q", s) end
   return "{" .. table.concat(out, ", ") .. "}"
-end
-local function same(a, b)
-  if #a ~= #b then return false end
-  for i = 1, #a do if a[i] ~= b[i] then return false end end
-  return true
 end
 
 -- 1. pre-tokenization against Python's re

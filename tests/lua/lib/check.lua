@@ -88,6 +88,18 @@ function C.differ(a, b)
   return n, total
 end
 
+-- Whether two flat lists (or tensors: their values) have the same length
+-- and entries (==: a NaN equals nothing).
+function C.same(a, b)
+  if type(a) == "userdata" then a = a:to_table() end
+  if type(b) == "userdata" then b = b:to_table() end
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if a[i] ~= b[i] then return false end
+  end
+  return true
+end
+
 -- ||a - b|| / ||b|| over the entries of b
 function C.relerr(a, b)
   local num, den = 0, 0
