@@ -61,9 +61,10 @@
 -- picked (the same text; the figures after it).
 -- --samples N: N replies to one prompt, prefilled once and forked
 -- (model:fork: each sample's state a copy of the prompt's) into N
--- sequences decoded together (model:decode_batch); sample b draws from its
--- own generator seeded --seed + b - 1, so that each output is what
--- --seed (seed + b - 1) alone gives.
+-- sequences decoded together (model:decode_batch; with --mtp on
+-- speculatively, model:speculate_batch); sample b draws from its own
+-- generator seeded --seed + b - 1, so that each output is what --seed
+-- (seed + b - 1) alone gives.
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
@@ -140,8 +141,8 @@ local stream = opts.stream == "on"
 if stream and #prompts > 1 then error("--stream: one prompt", 0) end
 local samples = math.tointeger(tonumber(opts.samples or "1"))
 if not (samples and samples >= 1) then error("--samples: a number of replies", 0) end
-if samples > 1 and (#prompts > 1 or #turns > 0 or mtp or stream) then
-  error("--samples: of one prompt, without --turn, --mtp or --stream", 0)
+if samples > 1 and (#prompts > 1 or #turns > 0 or stream) then
+  error("--samples: of one prompt, without --turn or --stream", 0)
 end
 local device = ts.device(opts.device)
 local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
@@ -320,12 +321,27 @@ if samples > 1 then
   -- logits, one row for all)
   local function run()
     local base = model:sequence()
-    local logits = base:prefill(ts.tensor("i32", {#ids}, ids), chunk)
+    local logits = base:prefill(ts.tensor("i32", {#ids}, ids), chunk, mtp)
     local seqs, gens = {base}, {}
     for b = 2, samples do seqs[b] = base:fork() end
     for b = 1, samples do gens[b] = generator(seed0 + b - 1) end
     device:sync()
     local tp = ts.clock()
+    if mtp then -- (the prompt's logits a row each; the forks keep the MTP block's state)
+      local V = logits:numel()
+      local rows = ts.empty("f32", {samples, V}, device)
+      local prompts, each = {}, {}
+      for b = 1, samples do
+        rows:slice(0, b - 1, 1):assign(logits:reshape{1, V})
+        prompts[b], each[b] = ids, lookup and drafter(ids)
+      end
+      local outs, drafts, kept = model:speculate_batch(seqs, rows, prompts, n_new,
+        function(l, b) return pick_rows(l, {gens[b]})[1] end, tk.eos,
+        lookup and function(b, new, m) return each[b](new, m) end)
+      local steps = 0
+      for b = 1, samples do steps = steps + #outs[b] - 1 end
+      return outs, tp, steps, drafts, kept
+    end
     local outs, steps = decode_together(seqs, logits, function(l, live, s)
       local g = {}
       for k, b in ipairs(live) do g[k] = gens[b] end
@@ -336,7 +352,7 @@ if samples > 1 then
     end)
     return outs, tp, steps
   end
-  local compile, t0, outs, tp, steps = warm_then_timed(run)
+  local compile, t0, outs, tp, steps, drafts, kept = warm_then_timed(run)
   local t2 = ts.clock()
   print("prompt: " .. opts.prompt)
   for b = 1, samples do
@@ -347,6 +363,10 @@ if samples > 1 then
                       "(kernels compiled in a warm-up run first: %.2f s)", samples, device:name(),
                       tk.name, #ids, (tp - t0) * 1e3, steps, steps / math.max(t2 - tp, 1e-9),
                       compile))
+  if mtp then
+    print(string.format("%s: %d, kept %d (%.0f%%)", drafts_name, drafts, kept,
+                        100 * kept / math.max(drafts, 1)))
+  end
   return
 end
 

@@ -9,7 +9,8 @@
 -- generate.lua --mtp on gives the plain output (alone, sampled, with two
 -- prompts, with --chunk, through --turn's turns, with --lookup's drafts);
 -- --stream on writes the same output a token at a time; --samples N
--- gives each seed's output alone, from one prefill forked;
+-- gives each seed's output alone, from one prefill forked (also with
+-- --mtp on);
 -- generate.lua --turn goes on with a chat's next turns (extend), each
 -- reply a prefill of the conversation's tokens would give.
 local T = require "model.tokenizer"
@@ -171,9 +172,22 @@ check(okg and greedy:find("\nsample 1 (seed 1): " .. first .. "\nsample 2 (seed 
 local okz, zero_s = run{"--samples", "0"}
 check(not okz and zero_s:find("--samples: a number of replies", 1, true) ~= nil,
       "--samples 0: " .. zero_s)
-local okm, mtp_s = run{"--samples", "2", "--mtp", "on"}
-check(not okm and mtp_s:find("--samples: of one prompt, without --turn, --mtp or --stream", 1,
-                             true) ~= nil, "--samples with --mtp on: " .. mtp_s)
+-- ... and speculatively (--mtp on: speculate_batch over the forks, which
+-- keep the MTP block's state; with --lookup's drafts too) the same samples
+for _, extra in ipairs{{"--mtp", "on"}, {"--mtp", "on", "--lookup", "2"}} do
+  local oksp, spec_s = run{"--samples", "3", "--temperature", "0.8", "--seed", "5",
+                           table.unpack(extra)}
+  local same_samples = oksp
+  for b = 1, 3 do
+    local line = sm:match(string.format("\n(sample %d %%(seed %d%%): [^\n]*)\n", b, 4 + b))
+    same_samples = same_samples and line and spec_s:find("\n" .. line .. "\n", 1, true) ~= nil
+  end
+  check(same_samples and spec_s:find("drafts", 1, true) ~= nil,
+        "--samples 3 " .. table.concat(extra, " ") .. ": the same samples:\n" .. spec_s)
+end
+local okm, stream_s = run{"--samples", "2", "--stream", "on"}
+check(not okm and stream_s:find("--samples: of one prompt, without --turn or --stream", 1,
+                                true) ~= nil, "--samples with --stream on: " .. stream_s)
 local oks3, err_s = pcall(function()
   arg = {[0] = "model/generate.lua", "--model", dir, "--prompt", "a", "--prompt", "b",
          "--stream", "on"}
