@@ -274,6 +274,26 @@ local function decode_together(seqs, logits, picker)
   return outs, steps
 end
 
+-- seqs speculated together (model:speculate_batch) from logits [B, vocab]
+-- after prompts[b], seqs[b]'s tokens (--lookup's drafts over them);
+-- pick(logits, b) picks sequence b's tokens. Returns the tokens, the rows
+-- decoded (a token each after the first), the drafts made and kept.
+local function speculate_together(seqs, logits, prompts, pick_b)
+  local each = {}
+  for b = 1, #seqs do each[b] = lookup and drafter(prompts[b]) end
+  local outs, drafts, kept = model:speculate_batch(seqs, logits, prompts, n_new, pick_b, tk.eos,
+    lookup and function(b, new, m) return each[b](new, m) end)
+  local steps = 0
+  for b = 1, #seqs do steps = steps + #outs[b] - 1 end
+  return outs, steps, drafts, kept
+end
+
+-- the drafts line of a speculative run
+local function print_drafts(drafts, kept)
+  print(string.format("%s: %d, kept %d (%.0f%%)", drafts_name, drafts, kept,
+                      100 * kept / math.max(drafts, 1)))
+end
+
 if #prompts > 1 then
   -- several prompts together: warm up (compiles the batch's kernels), then
   -- the timed run
@@ -284,19 +304,12 @@ if #prompts > 1 then
     device:sync()
     local tp = ts.clock()
     if mtp then -- (speculatively: model:speculate_batch)
-      local each = {}
-      for b = 1, #prompts do each[b] = lookup and drafter(all_ids[b]) end
-      local outs, drafts, kept = model:speculate_batch(seqs, logits, all_ids, n_new, pick,
-        tk.eos, lookup and function(b, new, m) return each[b](new, m) end)
-      local steps = 0
-      for b = 1, #prompts do steps = steps + #outs[b] - 1 end
-      return outs, tp, steps, drafts, kept
+      return tp, speculate_together(seqs, logits, all_ids, pick)
     end
     -- (sampled: one generator, the rows in prompt order)
-    local outs, steps = decode_together(seqs, logits, function(l) return pick_rows(l) end)
-    return outs, tp, steps
+    return tp, decode_together(seqs, logits, function(l) return pick_rows(l) end)
   end
-  local compile, t0, outs, tp, steps, drafts, kept = warm_then_timed(run)
+  local compile, t0, tp, outs, steps, drafts, kept = warm_then_timed(run)
   local t2 = ts.clock()
   local total = 0
   for b = 1, #prompts do
@@ -308,10 +321,7 @@ if #prompts > 1 then
                       "tokens/s; decode %d tokens: %.1f tokens/s (kernels compiled in a warm-up " ..
                       "run first: %.2f s)", #prompts, device:name(), tk.name, total,
                       total / (tp - t0), steps, steps / math.max(t2 - tp, 1e-9), compile))
-  if mtp then
-    print(string.format("%s: %d, kept %d (%.0f%%)", drafts_name, drafts, kept,
-                        100 * kept / math.max(drafts, 1)))
-  end
+  if mtp then print_drafts(drafts, kept) end
   return
 end
 
@@ -330,19 +340,15 @@ if samples > 1 then
     if mtp then -- (the prompt's logits a row each; the forks keep the MTP block's state)
       local V = logits:numel()
       local rows = ts.empty("f32", {samples, V}, device)
-      local prompts, each = {}, {}
+      local prompts = {}
       for b = 1, samples do
         rows:slice(0, b - 1, 1):assign(logits:reshape{1, V})
-        prompts[b], each[b] = ids, lookup and drafter(ids)
+        prompts[b] = ids
       end
-      local outs, drafts, kept = model:speculate_batch(seqs, rows, prompts, n_new,
-        function(l, b) return pick_rows(l, {gens[b]})[1] end, tk.eos,
-        lookup and function(b, new, m) return each[b](new, m) end)
-      local steps = 0
-      for b = 1, samples do steps = steps + #outs[b] - 1 end
-      return outs, tp, steps, drafts, kept
+      return tp, speculate_together(seqs, rows, prompts,
+                                    function(l, b) return pick_rows(l, {gens[b]})[1] end)
     end
-    local outs, steps = decode_together(seqs, logits, function(l, live, s)
+    return tp, decode_together(seqs, logits, function(l, live, s)
       local g = {}
       for k, b in ipairs(live) do g[k] = gens[b] end
       if s > 1 then return pick_rows(l, g) end
@@ -350,9 +356,8 @@ if samples > 1 then
       for k in ipairs(live) do toks[k] = pick_rows(l, {g[k]})[1] end
       return toks
     end)
-    return outs, tp, steps
   end
-  local compile, t0, outs, tp, steps, drafts, kept = warm_then_timed(run)
+  local compile, t0, tp, outs, steps, drafts, kept = warm_then_timed(run)
   local t2 = ts.clock()
   print("prompt: " .. opts.prompt)
   for b = 1, samples do
@@ -363,10 +368,7 @@ if samples > 1 then
                       "(kernels compiled in a warm-up run first: %.2f s)", samples, device:name(),
                       tk.name, #ids, (tp - t0) * 1e3, steps, steps / math.max(t2 - tp, 1e-9),
                       compile))
-  if mtp then
-    print(string.format("%s: %d, kept %d (%.0f%%)", drafts_name, drafts, kept,
-                        100 * kept / math.max(drafts, 1)))
-  end
+  if mtp then print_drafts(drafts, kept) end
   return
 end
 
