@@ -42,6 +42,7 @@ function M:mtp(next_ids)
                         "run's)", from, from + held - 1) or "none (mtp follows a prefill or an " ..
                         "extend)"), 2)
   end
+  self:check_ids("mtp", next_ids, 2)
   O.use(self.dev, self.tf32)
   next_ids = O.on_device(next_ids)
   local X = self:mtp_inputs(self.final_streams:slice(0, P - from, n), next_ids)

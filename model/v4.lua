@@ -259,6 +259,7 @@ end
 -- token after the last one the first pick: M:speculate) completes it.
 function M:prefill(ids, chunk, mtp)
   local T = ids:numel()
+  self:check_ids("prefill", ids, 2)
   self:check_room("prefill", 0, T, 2)
   return self:chunks("prefill", ids, 0, chunk, mtp)
 end
@@ -298,6 +299,7 @@ function M:extend(ids, chunk, mtp)
   local P = self.next_pos
   if not P or P == 0 then error("extend needs a prefill first", 2) end
   if ids:numel() == 0 then error("extend: no tokens", 2) end
+  self:check_ids("extend", ids, 2)
   self:check_room("extend", P, ids:numel(), 2)
   return self:chunks("extend", ids, P, chunk, mtp)
 end
@@ -455,6 +457,23 @@ end
 
 -- Refuses positions past the model's max_seq_len (its RoPE tables' rows):
 -- what (the caller), n positions from P.
+-- Token ids index the embedding (and a hash layer's expert table): one
+-- that does not (not an integer, < 0, >= vocab_size) is an error naming
+-- it and its place, not a row read out of range. ids: a table of ids, an
+-- i32 tensor (read on the host: a device's tensor waits for the device)
+-- or one id; level: error's.
+function M:check_ids(what, ids, level)
+  local V = self.cfg.vocab_size
+  local list = type(ids) == "table" and ids or type(ids) == "number" and {ids} or ids:to_table()
+  for i, id in ipairs(list) do
+    local n = math.tointeger(id)
+    if not n or n < 0 or n >= V then
+      error(string.format("%s: token id %s (id %d of %d) is not in the vocabulary (0 .. %d)",
+                          what, tostring(id), i, #list, V - 1), level + 1)
+    end
+  end
+end
+
 function M:check_room(what, P, n, level)
   local max = self.cfg.max_seq_len
   if P + n > max then
@@ -484,6 +503,7 @@ end
 function M:decode_batch(seqs, ids)
   local cfg, d, B = self.cfg, self.cfg.dim, #seqs
   if B == 0 or #ids ~= B then error("decode_batch: one id for each of 1 or more sequences", 2) end
+  self:check_ids("decode_batch", ids, 2)
   batch_of(self, seqs, "decode_batch")
   local pos_v = {}
   for b, s in ipairs(seqs) do
@@ -529,6 +549,7 @@ function M:prefill_batch(seqs, prompts)
     local p = prompts[b]
     if type(p) ~= "table" then p = p:to_table() end
     if #p == 0 then error("prefill_batch: prompt " .. b .. " is empty", 2) end
+    self:check_ids("prefill_batch: prompt " .. b, p, 2)
     self:check_room("prefill_batch: prompt " .. b, 0, #p, 2)
     spans[b] = {#ids_v, #p}
     for t = 1, #p do
@@ -566,6 +587,7 @@ end
 function M:decode(id)
   local cfg, d, t = self.cfg, self.cfg.dim, self.next_pos
   if not t or t == 0 then error("decode needs a prefill first", 2) end
+  self:check_ids("decode", id, 2)
   self:check_room("decode", t, 1, 2)
   O.use(self.dev, self.tf32)
   local ids, step = O.tensor("i32", {1}, {id}), self.step_inputs()
@@ -608,6 +630,7 @@ function M:flat_rounds(rounds, what, pos)
     end
   end
   for s, k in pairs(count) do self:check_room(what, pos(s), k, 3) end
+  self:check_ids(what, ids, 3)
   return seqs, ids, pos_v, rows, count
 end
 

@@ -4,7 +4,8 @@
 -- the window (32), the CSA ratio (4) and the HCA ratio (128); and a second
 -- sequence after reset matches a fresh model; both cache formats ("f32",
 -- and "fp8" with the FP8/FP4 simulations, which must also move the logits),
--- the FP8 linears, and those with the FP4 or FP8 routed experts.
+-- the FP8 linears, and those with the FP4 or FP8 routed experts. Token ids
+-- outside the vocabulary refused by every entry point.
 -- Uses the golden tiny model (skips without ../shared/golden).
 local ts = require "tessera"
 local V4 = require "model.v4"
@@ -122,5 +123,37 @@ end
 local ok, err = pcall(function() V4.load(dir):decode(1) end)
 check(not ok and tostring(err):find("decode needs a prefill first") ~= nil,
       "decode without prefill: " .. tostring(err))
+
+-- token ids outside the vocabulary are refused by every entry point, with
+-- the id and its place, before the state changes (the embedding's and the
+-- hash layers' tables were read out of range: a zero row, no error)
+do
+  local model = V4.load(dir)
+  local V = model.cfg.vocab_size
+  local logits = model:prefill(prefix(9)):to_table()
+  local at = model.next_pos
+  local calls = {
+    {"prefill", function() model:prefill(ts.tensor("i32", {3}, {1, V, 2})) end,
+     "prefill: token id " .. V .. " (id 2 of 3) is not in the vocabulary (0 .. " .. (V - 1) .. ")"},
+    {"extend", function() model:extend(ts.tensor("i32", {2}, {3, -1})) end,
+     "extend: token id -1 (id 2 of 2)"},
+    {"decode", function() model:decode(V + 7) end, "decode: token id " .. (V + 7) .. " (id 1 of 1)"},
+    {"decode 2.5", function() model:decode(2.5) end, "decode: token id 2.5"},
+    {"decode_batch", function() model:decode_batch({model}, {-3}) end,
+     "decode_batch: token id -3"},
+    {"decode_tokens", function() model:decode_tokens({4, V}) end,
+     "decode_rounds: token id " .. V .. " (id 2 of 2)"},
+    {"prefill_batch", function() model:prefill_batch({model:sequence()}, {{5, 6, V * 2}}) end,
+     "prefill_batch: prompt 1: token id " .. (2 * V) .. " (id 3 of 3)"},
+    {"mtp", function() model:mtp(ts.tensor("i32", {1}, {V})) end, "mtp: token id " .. V},
+  }
+  for _, c in ipairs(calls) do
+    local okc, errc = pcall(c[2])
+    check(not okc and tostring(errc):find(c[3], 1, true) ~= nil and model.next_pos == at,
+          c[1] .. " with an id out of the vocabulary: " .. tostring(errc))
+  end
+  local again = model:prefill(prefix(9)):to_table()
+  check(relerr(again, logits) == 0, "the model works after the refusals")
+end
 
 C.finish()
