@@ -79,7 +79,7 @@ function M:mhc_block(L, side, X, norm, fn)
   local T, d = X:shape(1), X:shape(3)
   local w = self:hc_weights(L, side)
   local nx = self.hc_next
-  self.hc_next = nil
+  self.hc_next = false
   if not (nx and rawequal(nx.X, X) and nx.L == L and nx.side == side) then nx = nil end
   local one = not O.on_gpu()
   local pre, post, comb, u, xin

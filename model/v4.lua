@@ -338,11 +338,19 @@ end
 
 -- ---- decode ------------------------------------------------------------------------------
 
+-- A sequence's own fields without a value are false, not nil: a sequence
+-- looks up what it lacks in its model (M:sequence's __index), so a nil
+-- there read the model's own (a new sequence's MTP block at the model's
+-- position, a rewind of the model's snapshot).
+local function clear_own(s)
+  s.mtp_pos, s.forgot, s.last_streams, s.final_streams, s.final_from, s.snap =
+    false, false, false, false, false, false
+end
+
 -- Forgets the sequence: a new prefill starts from position 0.
 function M:reset()
-  self.state = {}
-  self.next_pos, self.mtp_pos, self.forgot, self.last_streams = 0, nil, nil, nil
-  self.final_streams, self.final_from = nil, nil
+  self.state, self.next_pos = {}, 0
+  clear_own(self)
 end
 
 -- A new sequence of this model: its own caches and position (prefill,
@@ -350,7 +358,9 @@ end
 -- decode together with decode_batch.
 function M:sequence()
   local root = rawget(self, "root") or self
-  return setmetatable({root = root, state = {}, next_pos = 0}, {__index = root, __gc = function(s)
+  local seq = {root = root, state = {}, next_pos = 0}
+  clear_own(seq)
+  return setmetatable(seq, {__index = root, __gc = function(s)
     local slot = rawget(s, "state_slot")
     if slot then table.insert(root.free_slots, slot) end
   end})
@@ -701,7 +711,7 @@ function M:forget_last()
       if st.keys then st.keys.n = st.keys.n - 1 end
     end
   end
-  self.next_pos, self.forgot, self.last_streams = p, p, nil
+  self.next_pos, self.forgot, self.last_streams = p, p, false
 end
 
 
@@ -802,7 +812,7 @@ function M:rewind(q)
       if st.keys then st.keys.n = l.keys_n + done end
     end
   end
-  self.next_pos, self.forgot, self.last_streams, self.snap = q, nil, nil, nil
+  self.next_pos, self.forgot, self.last_streams, self.snap = q, false, false, false
 end
 
 -- The bytes the caches hold after the positions so far (window rings,

@@ -401,4 +401,24 @@ r:snapshot(3)
 r:decode_tokens({1, 2, 3})
 refused(function() r:rewind(r.next_pos) end, "the snapshot's first to the last decoded")
 refused(function() r:rewind(9) end, "positions 10 .. 12")
+
+-- a sequence's own state is its own: after the model itself speculated
+-- (its MTP block far along) and kept a snapshot, a new sequence speculates
+-- as a fresh model does and has no snapshot to rewind (its MTP position and
+-- snapshot were looked up in the model's while they had no value)
+do
+  local m2 = V4.load(dir)
+  local p1, p2 = C.ids(ids, 1, 40), C.ids(ids, 50, 9)
+  m2:speculate(m2:prefill(p1, nil, true), p1:to_table(), 20, greedy, -1)
+  m2:snapshot(2)
+  local fresh = V4.load(dir)
+  local want = fresh:speculate(fresh:prefill(p2, nil, true), p2:to_table(), 10, greedy, -1)
+  local s2 = m2:sequence()
+  local okq, got = pcall(function()
+    return s2:speculate(s2:prefill(p2, nil, true), p2:to_table(), 10, greedy, -1)
+  end)
+  check(okq and C.same(got, want), "a new sequence speculates as a fresh model after the " ..
+        "model's own speculation: " .. tostring(okq and table.concat(got, ",") or got))
+  refused(function() m2:sequence():rewind(1) end, "no snapshot")
+end
 C.finish()
