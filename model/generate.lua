@@ -139,6 +139,15 @@ if opts.stream and opts.stream ~= "on" and opts.stream ~= "off" then
 end
 local stream = opts.stream == "on"
 if stream and #prompts > 1 then error("--stream: one prompt", 0) end
+local n_new = math.tointeger(tonumber(opts.tokens))
+if not (n_new and n_new >= 1) then error("--tokens: a positive number of tokens", 0) end
+local temperature, top_p = tonumber(opts.temperature), tonumber(opts["top-p"])
+if not (temperature and temperature >= 0) then
+  error("--temperature: a number, 0 (greedy) or more", 0)
+end
+if not (top_p and top_p > 0 and top_p <= 1) then error("--top-p: a number in (0, 1]", 0) end
+local seed0 = math.tointeger(tonumber(opts.seed))
+if not seed0 then error("--seed: an integer", 0) end
 local samples = math.tointeger(tonumber(opts.samples or "1"))
 if not (samples and samples >= 1) then error("--samples: a number of replies", 0) end
 if samples > 1 and (#prompts > 1 or #turns > 0 or stream) then
@@ -164,7 +173,6 @@ local function encode(prompt)
   if #ids == 0 then error("the prompt has no tokens", 0) end
   return ids
 end
-local n_new = math.tointeger(tonumber(opts.tokens))
 local all_ids = {}
 for b, p in ipairs(prompts) do
   all_ids[b] = encode(p)
@@ -172,8 +180,6 @@ for b, p in ipairs(prompts) do
 end
 local ids = all_ids[1]
 
-local temperature, top_p = tonumber(opts.temperature), tonumber(opts["top-p"])
-local seed0 = math.tointeger(tonumber(opts.seed)) or 1
 -- a generator of numbers in [0, 1) from a seed (an LCG's top 53 bits)
 local function generator(seed)
   local state = seed

@@ -112,6 +112,16 @@ local ok4, bad = run{"--chunks", "3"}
 check(not ok4 and bad:find("unknown option --chunks", 1, true) ~= nil, "an unknown option: " .. bad)
 local ok5, zero = run{"--chunk", "0"}
 check(not ok5 and zero:find("--chunk: a positive number", 1, true) ~= nil, "--chunk 0: " .. zero)
+for _, bad_opt in ipairs{{"--tokens", "0", "--tokens: a positive number"},
+                         {"--tokens", "x", "--tokens: a positive number"},
+                         {"--temperature", "-1", "--temperature: a number, 0 (greedy) or more"},
+                         {"--top-p", "0", "--top-p: a number in (0, 1]"},
+                         {"--top-p", "1.5", "--top-p: a number in (0, 1]"},
+                         {"--seed", "abc", "--seed: an integer"}} do
+  local okb, msg = run{bad_opt[1], bad_opt[2]}
+  check(not okb and msg:find(bad_opt[3], 1, true) ~= nil,
+        bad_opt[1] .. " " .. bad_opt[2] .. " is refused: " .. msg)
+end
 local ok5m, moe = run{"--moe", "fp8"}
 check(not ok5m and moe:find("--moe: bf16 or f32", 1, true) ~= nil, "--moe fp8: " .. moe)
 local ok5b, moe16 = run{"--moe", "bf16"} -- (a prompt of 11 tokens: the tensor-core MoE)
