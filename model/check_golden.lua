@@ -1,8 +1,10 @@
 -- check_golden.lua - runs the V4 prefill of a golden folder's model
 -- (../shared/golden/tiny by default) in the exact-math form and compares
--- every prefill tensor of f32.safetensors that it computes: one line per
--- tensor with its relative error; exits 1 if any is over 1e-4 or any
--- top-k set differs. Decode steps and the MTP block are not built yet.
+-- every prefill tensor of f32.safetensors that it computes, then the MTP
+-- block's logits and the teacher-forced decode steps' (where the folder
+-- has them): one line per tensor with its relative error; exits 1 if any
+-- is over its limit or any top-k set differs. Without the default folder
+-- it skips (exit 0); a folder named that is not there is an error.
 --   build/tessera run model/check_golden.lua [folder]
 local ts = require "tessera"
 local V4 = require "model.v4"
@@ -10,6 +12,7 @@ local V4 = require "model.v4"
 local dir = arg[1] or "../shared/golden/tiny"
 local probe = io.open(dir .. "/config.json", "rb")
 if not probe then
+  if arg[1] then error("check_golden.lua: no golden model at " .. dir .. " (its config.json)", 0) end
   print("skipped: no golden folder at " .. dir)
   print("0 passed, 0 failed")
   os.exit(0)

@@ -8,19 +8,24 @@ local json = require "model.json"
 local W = require "model.weights"
 
 local opts = {config = "tiny", seed = 1, o = nil}
+local known = {config = true, seed = true, o = true}
 local i = 1
 while i <= #arg do
   local k = arg[i]:match("^%-%-?(.+)$")
-  if not k or not arg[i + 1] then error("usage: init.lua --config NAME --seed N -o FILE", 0) end
+  if not k or not arg[i + 1] or not known[k] then
+    error((k and not known[k] and "unknown option " .. arg[i] .. "; " or "") ..
+          "usage: init.lua --config NAME --seed N -o FILE", 0)
+  end
   opts[k] = arg[i + 1]
   i = i + 2
 end
+if not math.tointeger(tonumber(opts.seed)) then error("--seed: an integer", 0) end
 local path = opts.config:find("/") and opts.config or ("model/configs/" .. opts.config .. ".json")
 local cfg = json.read(path)
 local out = opts.o or (opts.config .. ".safetensors")
 
 -- a 64-bit LCG, as the tests' C helpers use, from the seed
-local state = math.tointeger(tonumber(opts.seed)) or 1
+local state = math.tointeger(tonumber(opts.seed))
 local function rnd()
   state = state * 6364136223846793005 + 1442695040888963407
   return ((state >> 11) & ((1 << 53) - 1)) / 9007199254740992.0

@@ -146,10 +146,14 @@ end
 
 if arg and arg[0] and arg[0]:find("kv_report") then
   local opts = {tokens = "1000000"}
+  local known = {config = true, tokens = true, svg = true}
   local i = 1
   while i <= #arg do
     local k = arg[i]:match("^%-%-(.+)$")
-    if not k or arg[i + 1] == nil then error("usage: kv_report.lua [--config NAME] [--tokens N] [--svg FILE]", 0) end
+    if not k or arg[i + 1] == nil or not known[k] then
+      error((k and not known[k] and "unknown option --" .. k .. "; " or "") ..
+            "usage: kv_report.lua [--config NAME] [--tokens N] [--svg FILE]", 0)
+    end
     opts[k] = arg[i + 1]
     i = i + 2
   end
@@ -157,6 +161,7 @@ if arg and arg[0] and arg[0]:find("kv_report") then
   local names = opts.config and {opts.config} or {"v4-flash", "v4-pro"}
   local cfgs = {}
   local T = math.tointeger(tonumber(opts.tokens))
+  if not (T and T >= 1) then error("--tokens: a positive number of tokens", 0) end
   print(string.format("context %d tokens; V3.2: %d KV bytes/token", T, M.v32_kv_bytes_per_token(v)))
   for _, n in ipairs(names) do
     local c = json.read("model/configs/" .. n .. ".json")

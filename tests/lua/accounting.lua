@@ -2,7 +2,8 @@
 -- ../shared/tools/v4_cost.py (run with python3 when both are present) on
 -- KV bytes per token and precision-weighted FLOPs, for V4-Flash and V4-Pro
 -- at several context lengths; and the 1M-token ratios are the published
--- ones (Flash 7.3% KV / 10.1% FLOPs, Pro 10.5% / 26.9%).
+-- ones (Flash 7.3% KV / 10.1% FLOPs, Pro 10.5% / 26.9%). The scripts'
+-- bad options are refused.
 local json = require "model.json"
 local R = dofile("model/kv_report.lua")
 local passed, failed = 0, 0
@@ -82,6 +83,22 @@ for _, fmt in ipairs{"fp8", "f32"} do
   end
 end
 os.remove(wpath)
+
+-- the scripts' options: bad values and unknown names are refused by name
+local never = os.tmpname()
+for _, case in ipairs{
+    {"model/kv_report.lua", {"--tokens", "x"}, "--tokens: a positive number of tokens"},
+    {"model/kv_report.lua", {"--tokens", "-5"}, "--tokens: a positive number of tokens"},
+    {"model/kv_report.lua", {"--bogus", "1"}, "unknown option --bogus"},
+    {"model/init.lua", {"--seed", "q", "-o", never}, "--seed: an integer"},
+    {"model/init.lua", {"--cfg", "tiny"}, "unknown option --cfg"},
+    {"model/check_golden.lua", {"/nonexistent/golden"}, "no golden model at /nonexistent/golden"}} do
+  arg = {[0] = case[1], table.unpack(case[2])}
+  local ok, err = pcall(dofile, case[1])
+  check(not ok and tostring(err):find(case[3], 1, true) ~= nil,
+        case[1] .. " " .. table.concat(case[2], " ") .. ": " .. tostring(err))
+end
+os.remove(never)
 
 print(string.format("%d passed, %d failed", passed, failed))
 if failed > 0 then os.exit(1) end
