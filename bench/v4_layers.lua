@@ -11,12 +11,17 @@ local O = require "model.ops"
 local L = {}
 
 -- The options of a benchmark's command line: arg's "--name value" pairs
--- over `opts` (the defaults; a name not in it is refused with `usage`).
+-- over `opts` (the defaults; a name not in it is refused with `usage`, and
+-- so is a value that is not whole numbers where the default is).
 function L.options(opts, usage)
   local i = 1
   while i <= #arg do
     local k = arg[i]:match("^%-%-(.+)$")
     if not k or opts[k] == nil or arg[i + 1] == nil then error("usage: " .. usage, 0) end
+    -- (a number's default: whole numbers, a list of them where the usage says)
+    if tostring(opts[k]):match("^[%d,]+$") and not arg[i + 1]:match("^%d+[%d,]*$") then
+      error("--" .. k .. ": whole numbers, not " .. arg[i + 1] .. "; usage: " .. usage, 0)
+    end
     opts[k] = arg[i + 1]
     i = i + 2
   end
