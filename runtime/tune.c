@@ -53,6 +53,49 @@ static const char *value_of(const ts_define *v, size_t n, ts_str name) {
   return NULL;
 }
 
+/* The --shape values against kernel k: each names a dim of its tensor
+ * arguments (a whole number, 0 or more) or a scalar argument (a number of
+ * its type); anything else is an error naming it, not a value read as 0 or
+ * left unused. */
+static ts_status check_values(const ts_kernel_info *k, const ts_define *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    ts_str name = ts_str_from(v[i].name);
+    const char *val = v[i].value;
+    char *end = NULL;
+    bool dim = false, scalar_float = false, scalar = false;
+    for (uint32_t q = 0; q < k->dim_count; q++)
+      dim |= ts_str_eq(k->dims[q]->name, name);
+    for (uint32_t q = 0; q < k->arg_count && !dim; q++)
+      if (k->args[q]->kind != TS_SYM_TENSOR && ts_str_eq(k->args[q]->name, name)) {
+        scalar = true;
+        scalar_float = ts_dtype_is_float(k->args[q]->type->dtype);
+      }
+    if (!dim && !scalar) {
+      char dims[256];
+      size_t at = 0;
+      dims[0] = 0;
+      for (uint32_t q = 0; q < k->dim_count && at < sizeof dims; q++)
+        at += (size_t)snprintf(dims + at, sizeof dims - at, "%s%.*s", q ? ", " : "",
+                               (int)k->dims[q]->name.len, k->dims[q]->name.ptr);
+      return ts_status_make(TS_ERR_INVALID, "--shape %s=%s: '%.*s' has no dim or scalar "
+                            "argument '%s' (its dims: %s)", v[i].name, val,
+                            (int)k->name.len, k->name.ptr, v[i].name, at ? dims : "none");
+    }
+    if (scalar_float) {
+      (void)strtod(val, &end);
+      if (!*val || *end)
+        return ts_status_make(TS_ERR_INVALID, "--shape %s=%s: not a number", v[i].name, val);
+      continue;
+    }
+    long long x = strtoll(val, &end, 10);
+    if (!*val || *end || (dim && x < 0))
+      return ts_status_make(TS_ERR_INVALID, "--shape %s=%s: %s", v[i].name, val,
+                            dim ? "a dim's size is a whole number, 0 or more"
+                                : "not a whole number");
+  }
+  return NULL;
+}
+
 void ts_tune_bucket(const ts_kernel_info *k, const ts_define *values,
                     size_t nvalues, char *out, size_t size) {
   size_t at = 0;
@@ -461,6 +504,8 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
                         o->path);
     goto done;
   }
+  if ((st = check_values(k, o->values, o->nvalues)))
+    goto done;
   if (!k->tune) {
     st = ts_status_make(TS_ERR_INVALID, "kernel '%s' has no 'tune(...)' "
                         "clause: nothing to tune", o->kernel);
@@ -709,7 +754,9 @@ ts_status ts_tune_lookup(const char *db_path, const char *path,
   u.define_kernel = kernel;
   if (ts_unit_parse(&u) && ts_unit_check(&u, fixed, nfixed))
     k = ts_unit_kernel(&u, ts_str_from(kernel));
-  if (k && k->tune && !fixed_axis(k, fixed, nfixed)) {
+  if (k)
+    st = check_values(k, values, nvalues);
+  if (!st && k && k->tune && !fixed_axis(k, fixed, nfixed)) {
     char bucket[256], hash[17];
     ts_tune_bucket(k, values, nvalues, bucket, sizeof bucket);
     fixed_bucket(k, fixed, nfixed, bucket, sizeof bucket);

@@ -115,6 +115,20 @@ has "$tmp/out" "has no 'tune(...)' clause" "no tune clause"
 has "$tmp/out" "unknown device 'tpu'" "unknown device"
 "$t" tune $tile --kernel scale_rows --jobs 0 >"$tmp/out" 2>&1
 [[ $? == 2 ]] && ok || bad "--jobs 0 is a usage error"
+# --shape values the kernel cannot take: named, not read as 0 nor left unused
+"$t" tune $tile --kernel scale_rows --shape M=x --shape N=4 >"$tmp/out" 2>&1
+[[ $? == 2 ]] && ok || bad "a size that is not a number exits 2"
+has "$tmp/out" "--shape M=x: a dim's size is a whole number, 0 or more" "a bad size"
+"$t" tune $tile --kernel scale_rows --shape M=-3 --shape N=4 >"$tmp/out" 2>&1
+has "$tmp/out" "--shape M=-3: a dim's size is a whole number, 0 or more" "a negative size"
+"$t" tune $tile --kernel scale_rows --shape M=3 --shape N=4 --shape s=half >"$tmp/out" 2>&1
+has "$tmp/out" "--shape s=half: not a number" "a scalar argument that is not a number"
+"$t" tune $tile --kernel scale_rows --shape M=3 --shape N=4 --shape Q=4 >"$tmp/out" 2>&1
+has "$tmp/out" "--shape Q=4: 'scale_rows' has no dim or scalar argument 'Q' (its dims: M, N)" \
+  "an unknown name"
+"$t" compile $tile --kernel scale_rows --shape Q=4 --emit mlir >"$tmp/out" 2>&1
+has "$tmp/out" "--shape Q=4: 'scale_rows' has no dim or scalar argument 'Q'" \
+  "compile --shape with an unknown name"
 
 echo "$pass passed, $fail failed"
 ((fail == 0))
