@@ -63,8 +63,32 @@ local M = {}
 -- model.safetensors.index.json; model/checkpoint.lua), or a config and
 -- weights given apart (a file, an index or such a folder); every tensor
 -- the config needs is checked (name, dtype, shape) before use.
+-- The config's layer structure: n_layers (1 or more) and a compression
+-- ratio for each layer and MTP block, 0 (the window alone), 4 (CSA) or 128
+-- (HCA), what the kernels and caches are built for; else an error naming
+-- the field (a short list failed inside the weights' names).
+local function check_config(cfg)
+  local n, mtp = math.tointeger(cfg.n_layers), math.tointeger(cfg.n_mtp_layers or 0)
+  if not (n and n >= 1 and mtp and mtp >= 0) then
+    error(string.format("config: n_layers %s and n_mtp_layers %s: whole numbers, n_layers 1 " ..
+                        "or more", tostring(cfg.n_layers), tostring(cfg.n_mtp_layers)), 3)
+  end
+  local r = cfg.compress_ratios
+  if type(r) ~= "table" or #r < n + mtp then
+    error(string.format("config: compress_ratios has %d entries, n_layers + n_mtp_layers " ..
+                        "(%d) need one each", type(r) == "table" and #r or 0, n + mtp), 3)
+  end
+  for i = 1, n + mtp do
+    if r[i] ~= 0 and r[i] ~= 4 and r[i] ~= 128 then
+      error(string.format("config: compress_ratios[%d] is %s: 0 (the window), 4 (CSA) or " ..
+                          "128 (HCA)", i, tostring(r[i])), 3)
+    end
+  end
+end
+
 function M.load(dir, weights_path, opts)
   local cfg = type(dir) == "table" and dir or checkpoint.config(dir)
+  check_config(cfg)
   opts = opts or {}
   local self = {cfg = cfg, file = checkpoint.open(weights_path or dir),
                 w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,

@@ -1,8 +1,9 @@
 -- model_weights.lua - the weight list of a config matches DeepSeek's
 -- checkpoint layout (the golden tiny model, when present); init.lua is
 -- deterministic and its files load and validate; a weights file that lacks
--- a tensor or has a wrong shape, and a malformed config, are refused with
--- the tensor or the byte named.
+-- a tensor or has a wrong shape, and a malformed config (its JSON, its
+-- layers' compression ratios), are refused with the tensor, the byte or the
+-- field named.
 local ts = require "tessera"
 local json = require "model.json"
 local W = require "model.weights"
@@ -60,6 +61,20 @@ errors_with(function() V4.load(cfg, path) end,
 os.remove(path)
 errors_with(function() json.decode('{"dim": 256,,}') end, "at byte 13", "bad config JSON")
 errors_with(function() json.decode('{"dim": 256') end, "expected ',' or '}'", "truncated JSON")
+-- a config whose layers and compression ratios do not agree, or a ratio
+-- the kernels are not built for, is refused by name before any weight
+local more = json.read("model/configs/tiny.json")
+more.n_layers = 9
+errors_with(function() V4.load(more, "/nonexistent") end,
+            "config: compress_ratios has 6 entries, n_layers + n_mtp_layers (10) need one each",
+            "fewer ratios than layers")
+local odd = json.read("model/configs/tiny.json")
+odd.compress_ratios[2] = 7
+errors_with(function() V4.load(odd, "/nonexistent") end,
+            "config: compress_ratios[2] is 7: 0 (the window), 4 (CSA) or 128 (HCA)", "ratio 7")
+local none = json.read("model/configs/tiny.json")
+none.n_layers = 0
+errors_with(function() V4.load(none, "/nonexistent") end, "n_layers 1 or more", "no layers")
 
 print(string.format("%d passed, %d failed", passed, failed))
 if failed > 0 then os.exit(1) end
