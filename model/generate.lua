@@ -159,7 +159,7 @@ local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linea
                                      moe = opts.moe})
 
 -- tokens
-local tk = tokenizer.open(opts.tokenizer or opts.model, cfg.vocab_size)
+local tk = tokenizer.open(opts.tokenizer or opts.model, cfg.vocab_size, opts.tokenizer ~= nil)
 local function encode(prompt)
   local ids
   if opts.chat then

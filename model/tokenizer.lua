@@ -3,7 +3,8 @@
 -- releases it, with tokenizer_config.json's BOS and EOS), or byte-level ids
 -- (0-255 are the bytes) for the tiny configs, which have no tokenizer.
 --   local T = require "model.tokenizer"
---   local tk = T.open(path_or_nil, vocab_size)   -- a folder or a tokenizer.json
+--   local tk = T.open(path_or_nil, vocab_size [, required])   -- a folder or a
+--     tokenizer.json; a folder without one is byte-level ids unless required
 --   tk.encode(text [, raw]) -> ids (BOS first when the tokenizer adds one,
 --     unless raw), T.chat(messages, "chat"|"thinking") -> V4's chat prompt
 --   tk.decode(ids) -> text (special tokens left out), tk.eos (id or nil),
@@ -63,10 +64,15 @@ local function exists(path)
   return f ~= nil
 end
 
+local function text_of(text)
+  if type(text) ~= "string" then error("encode: a string, not a " .. type(text), 3) end
+end
+
 local function bytes(vocab_size)
   return {
     name = "byte-level ids (no tokenizer.json)",
     encode = function(text)
+      text_of(text)
       local ids = {}
       for k = 1, #text do ids[k] = text:byte(k) end
       return ids
@@ -75,7 +81,10 @@ local function bytes(vocab_size)
     -- and bytes past ASCII (a random model's are rarely UTF-8)
     decode = function(ids)
       local out = {}
-      for k, t in ipairs(ids) do out[k] = t < 256 and string.char(t) or "?" end
+      for k, t in ipairs(ids) do
+        local b = math.tointeger(t)
+        out[k] = b and b >= 0 and b < 256 and string.char(b) or "?"
+      end
       return (table.concat(out):gsub("[%z\1-\8\11-\31\127-\255]", "?"))
     end,
     vocab_size = vocab_size,
@@ -88,11 +97,11 @@ local function token_name(v)
   return v
 end
 
-function M.open(path, vocab_size)
+function M.open(path, vocab_size, required)
   local file = path
   if path and not path:match("%.json$") then file = path .. "/tokenizer.json" end
   if not file or not exists(file) then
-    if path and path:match("%.json$") then error("tokenizer: no file " .. path, 0) end
+    if path and (path:match("%.json$") or required) then error("tokenizer: no file " .. file, 0) end
     return bytes(vocab_size)
   end
   local tok = ts.tokenizer(file)
@@ -122,6 +131,7 @@ function M.open(path, vocab_size)
     vocab_size = vocab_size,
     -- (raw: the text as it is, no BOS added: a chat prompt carries its own)
     encode = function(text, raw)
+      text_of(text)
       local ids = tok:encode(text, not raw)
       if bos and not raw and ids[1] ~= bos then table.insert(ids, 1, bos) end
       return ids

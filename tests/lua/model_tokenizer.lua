@@ -55,6 +55,15 @@ local bytes = T.open(nil, 512)
 check(#bytes.encode("hi") == 2 and bytes.encode("hi")[1] == 104 and bytes.eos == nil, "no tokenizer: byte ids")
 ok, err = pcall(T.open, dir .. "/nothing.json", 512)
 check(not ok and err:find("nothing.json", 1, true), "a missing --tokenizer file is refused")
+ok, err = pcall(T.open, dir .. "/none", 512, true)
+check(not ok and err:find("no file " .. dir .. "/none/tokenizer.json", 1, true),
+      "a folder without tokenizer.json, when one is required: " .. tostring(err))
+check(bytes.decode({-1, 600, 65, 1.5}) == "??A?", "byte ids: out of range or not whole show as '?'")
+for _, t in ipairs{bytes, tk} do
+  ok, err = pcall(t.encode, 42)
+  check(not ok and tostring(err):find("encode: a string, not a number", 1, true),
+        "encode of a number: " .. tostring(err))
+end
 
 -- generate.lua with the folder as a model: tiny config + weights + tokenizer
 local json = require "model.json"
