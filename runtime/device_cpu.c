@@ -110,7 +110,12 @@ ts_status ts_device_create_gpusim(ts_device **out) {
 ts_status ts_device_create_cpu(int threads, ts_device **out) {
   if (threads <= 0) {
     const char *env = getenv("TESSERA_THREADS");
-    threads = env ? atoi(env) : 0;
+    char *end = NULL;
+    long v = env && *env ? strtol(env, &end, 10) : 0;
+    if (env && *env && (*end || v < 1 || v > 4096))
+      return ts_status_make(TS_ERR_INVALID, "TESSERA_THREADS=%s: a number of threads, 1 to "
+                            "4096 (or unset: one a core)", env);
+    threads = (int)v;
   }
   if (threads <= 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

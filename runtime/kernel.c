@@ -105,11 +105,37 @@ static ts_status load_cuda(ts_kernel *k, const char *path, const char *text,
   return st;
 }
 
+/* The GPU forms' environment, checked where a GPU device compiles a
+ * kernel: a value none of these is an error, not the default (a typo in
+ * TESSERA_GPU_LOWERING made the differential test compare a lowering with
+ * itself). Unset or empty: the default. */
+static ts_status gpu_env(void) {
+  static const struct {
+    const char *name, *values[4], *say;
+  } vars[] = {
+      {"TESSERA_GPUSIM_ARCH", {"sm_90a", "sm_80", "sm_86", NULL}, "sm_90a, sm_80 or sm_86"},
+      {"TESSERA_GPU_LOWERING", {"mlir", "cuda", NULL, NULL}, "mlir or cuda"},
+      {"TESSERA_TMA", {"0", "1", NULL, NULL}, "0 or 1"},
+  };
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    const char *v = getenv(vars[i].name);
+    bool ok = !v || !*v;
+    for (int j = 0; !ok && j < 4 && vars[i].values[j]; j++)
+      ok = !strcmp(v, vars[i].values[j]);
+    if (!ok)
+      return ts_status_make(TS_ERR_INVALID, "%s=%s: expected %s (or unset)", vars[i].name, v,
+                            vars[i].say);
+  }
+  return NULL;
+}
+
 ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
                                        const char *text, size_t len,
                                        const char *name,
                                        const ts_define *defines, size_t ndefs,
                                        ts_diags *diags, ts_kernel **out) {
+  if (d->cuda || d->gpusim)
+    TS_TRY(gpu_env());
   ts_kernel *k = calloc(1, sizeof *k);
   if (!k)
     return ts_status_nomem();

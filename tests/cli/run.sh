@@ -220,5 +220,24 @@ if [[ -x ${PTXAS:-/usr/local/cuda/bin/ptxas} ]]; then
   has err "could not be run" "a missing ptxas is named"
 fi
 
+# the GPU forms' environment: a value it does not know is an error where a
+# GPU device compiles a kernel (a typo made the default silently)
+cat >"$tmp/sim.lua" <<'LUA'
+local ts = require "tessera"
+local d = ts.device("gpusim")
+ts.kernel("kernels/softmax.tile", "softmax_rows", {}, d)
+print("loaded")
+LUA
+for e in TESSERA_GPU_LOWERING=cuda-c TESSERA_GPUSIM_ARCH=sm_99 TESSERA_TMA=off; do
+  expect 1 "$e on the simulator" env "$e" "$t" run "$tmp/sim.lua"
+  has err "$e: expected" "$e named"
+done
+printf 'local ts = require "tessera"\nprint(ts.device("cpu"):threads())\n' >"$tmp/cpu.lua"
+expect 1 "TESSERA_THREADS=0" env TESSERA_THREADS=0 "$t" run "$tmp/cpu.lua"
+has err "TESSERA_THREADS=0: a number of threads, 1 to 4096" "a thread count of 0 named"
+expect 0 "TESSERA_GPU_LOWERING=mlir on the simulator" env TESSERA_GPU_LOWERING=mlir "$t" run \
+  "$tmp/sim.lua"
+has out "loaded" "the simulator's kernel loads with a known lowering"
+
 echo "$pass passed, $fail failed"
 ((fail == 0))
