@@ -256,14 +256,14 @@ local function warm_then_timed(run)
 end
 
 -- seqs decoded together from logits (model:decode_batch) until each has
--- n_new tokens or its EOS: picker(logits, live, s) picks step s's tokens
--- of the live sequences (their indices), a row each. Returns each
+-- n_new tokens or its EOS: picker(logits, live) picks the live sequences'
+-- tokens (live: their indices), a row each. Returns each
 -- sequence's tokens and the rows decoded.
 local function decode_together(seqs, logits, picker)
   local outs, live, steps = {}, {}, 0
   for b = 1, #seqs do outs[b], live[b] = {}, b end
   for s = 1, n_new do
-    local toks = picker(logits, live, s)
+    local toks = picker(logits, live)
     local next_live, next_seqs, next_ids = {}, {}, {}
     for k, b in ipairs(live) do
       outs[b][#outs[b] + 1] = toks[k]
@@ -333,8 +333,7 @@ end
 
 if samples > 1 then
   -- one prompt's samples: prefilled once, forked, decoded together; each
-  -- sample's picks from its own generator (the first from the prompt's
-  -- logits, one row for all)
+  -- sample's picks from its own generator
   local function run()
     local base = model:sequence()
     local logits = base:prefill(ts.tensor("i32", {#ids}, ids), chunk, mtp)
@@ -343,24 +342,20 @@ if samples > 1 then
     for b = 1, samples do gens[b] = generator(seed0 + b - 1) end
     device:sync()
     local tp = ts.clock()
-    if mtp then -- (the prompt's logits a row each; the forks keep the MTP block's state)
-      local V = logits:numel()
-      local rows = ts.empty("f32", {samples, V}, device)
+    -- (the prompt's logits a row each, as a batch step's)
+    local V = logits:numel()
+    local rows = ts.empty("f32", {samples, V}, device)
+    for b = 1, samples do rows:slice(0, b - 1, 1):assign(logits:reshape{1, V}) end
+    if mtp then -- (the forks keep the MTP block's state)
       local prompts = {}
-      for b = 1, samples do
-        rows:slice(0, b - 1, 1):assign(logits:reshape{1, V})
-        prompts[b] = ids
-      end
+      for b = 1, samples do prompts[b] = ids end
       return tp, speculate_together(seqs, rows, prompts,
                                     function(l, b) return pick_rows(l, {gens[b]})[1] end)
     end
-    return tp, decode_together(seqs, logits, function(l, live, s)
+    return tp, decode_together(seqs, rows, function(l, live)
       local g = {}
       for k, b in ipairs(live) do g[k] = gens[b] end
-      if s > 1 then return pick_rows(l, g) end
-      local toks = {}
-      for k in ipairs(live) do toks[k] = pick_rows(l, {g[k]})[1] end
-      return toks
+      return pick_rows(l, g)
     end)
   end
   local compile, t0, tp, outs, steps, drafts, kept = warm_then_timed(run)

@@ -19,13 +19,14 @@ while i <= #arg do
   opts[k] = arg[i + 1]
   i = i + 2
 end
-if not math.tointeger(tonumber(opts.seed)) then error("--seed: an integer", 0) end
+local seed = math.tointeger(tonumber(opts.seed))
+if not seed then error("--seed: an integer", 0) end
 local path = opts.config:find("/") and opts.config or ("model/configs/" .. opts.config .. ".json")
 local cfg = json.read(path)
 local out = opts.o or (opts.config .. ".safetensors")
 
 -- a 64-bit LCG, as the tests' C helpers use, from the seed
-local state = math.tointeger(tonumber(opts.seed))
+local state = seed
 local function rnd()
   state = state * 6364136223846793005 + 1442695040888963407
   return ((state >> 11) & ((1 << 53) - 1)) / 9007199254740992.0

@@ -64,7 +64,7 @@ local function exists(path)
   return f ~= nil
 end
 
-local function text_of(text)
+local function check_text(text)
   if type(text) ~= "string" then error("encode: a string, not a " .. type(text), 3) end
 end
 
@@ -72,7 +72,7 @@ local function bytes(vocab_size)
   return {
     name = "byte-level ids (no tokenizer.json)",
     encode = function(text)
-      text_of(text)
+      check_text(text)
       local ids = {}
       for k = 1, #text do ids[k] = text:byte(k) end
       return ids
@@ -131,7 +131,7 @@ function M.open(path, vocab_size, required)
     vocab_size = vocab_size,
     -- (raw: the text as it is, no BOS added: a chat prompt carries its own)
     encode = function(text, raw)
-      text_of(text)
+      check_text(text)
       local ids = tok:encode(text, not raw)
       if bos and not raw and ids[1] ~= bos then table.insert(ids, 1, bos) end
       return ids

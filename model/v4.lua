@@ -58,11 +58,6 @@ local M = {}
 
 -- ---- the model ------------------------------------------------------------------------
 
--- Loads a model folder (config.json + weights.safetensors, or DeepSeek's
--- released layout: inference/config.json + the shards of
--- model.safetensors.index.json; model/checkpoint.lua), or a config and
--- weights given apart (a file, an index or such a folder); every tensor
--- the config needs is checked (name, dtype, shape) before use.
 -- The config's layer structure: n_layers (1 or more) and a compression
 -- ratio for each layer and MTP block, 0 (the window alone), 4 (CSA) or 128
 -- (HCA), what the kernels and caches are built for; else an error naming
@@ -86,6 +81,11 @@ local function check_config(cfg)
   end
 end
 
+-- Loads a model folder (config.json + weights.safetensors, or DeepSeek's
+-- released layout: inference/config.json + the shards of
+-- model.safetensors.index.json; model/checkpoint.lua), or a config and
+-- weights given apart (a file, an index or such a folder); every tensor
+-- the config needs is checked (name, dtype, shape) before use.
 function M.load(dir, weights_path, opts)
   local cfg = type(dir) == "table" and dir or checkpoint.config(dir)
   check_config(cfg)
@@ -489,8 +489,6 @@ function M:constants()
   return k
 end
 
--- Refuses positions past the model's max_seq_len (its RoPE tables' rows):
--- what (the caller), n positions from P.
 -- Token ids index the embedding (and a hash layer's expert table): one
 -- that does not (not an integer, < 0, >= vocab_size) is an error naming
 -- it and its place, not a row read out of range. ids: a table of ids, an
@@ -508,6 +506,8 @@ function M:check_ids(what, ids, level)
   end
 end
 
+-- Refuses positions past the model's max_seq_len (its RoPE tables' rows):
+-- what (the caller), n positions from P.
 function M:check_room(what, P, n, level)
   local max = self.cfg.max_seq_len
   if P + n > max then
