@@ -493,15 +493,17 @@ end
 -- that does not (not an integer, < 0, >= vocab_size) is an error naming
 -- it and its place, not a row read out of range. ids: a table of ids, an
 -- i32 tensor (read on the host: a device's tensor waits for the device)
--- or one id; level: error's.
+-- or one id (anything else, nil too, is that one bad id); level: error's.
 function M:check_ids(what, ids, level)
   local V = self.cfg.vocab_size
-  local list = type(ids) == "table" and ids or type(ids) == "number" and {ids} or ids:to_table()
-  for i, id in ipairs(list) do
+  local list = type(ids) == "table" and ids or type(ids) == "userdata" and ids:to_table() or
+               {ids, n = 1}
+  for i = 1, list.n or #list do
+    local id = list[i]
     local n = math.tointeger(id)
     if not n or n < 0 or n >= V then
       error(string.format("%s: token id %s (id %d of %d) is not in the vocabulary (0 .. %d)",
-                          what, tostring(id), i, #list, V - 1), level + 1)
+                          what, tostring(id), i, list.n or #list, V - 1), level + 1)
     end
   end
 end

@@ -139,6 +139,7 @@ do
      "extend: token id -1 (id 2 of 2)"},
     {"decode", function() model:decode(V + 7) end, "decode: token id " .. (V + 7) .. " (id 1 of 1)"},
     {"decode 2.5", function() model:decode(2.5) end, "decode: token id 2.5"},
+    {"decode nil", function() model:decode(nil) end, "decode: token id nil (id 1 of 1)"},
     {"decode_batch", function() model:decode_batch({model}, {-3}) end,
      "decode_batch: token id -3"},
     {"decode_tokens", function() model:decode_tokens({4, V}) end,
