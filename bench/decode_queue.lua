@@ -13,6 +13,12 @@
 --     [--kv fp8|f32] [--linears f32|fp8] [--experts bf16|fp4|fp8]
 --     [--weights build/tiny.safetensors]
 -- (--linears fp8 --experts fp4: the released checkpoints' formats)
+-- Then one step recorded as a graph (ts.capture) and replayed: the same
+-- kernels over the same tensors without the Lua between them (a replay
+-- recomputes the step it recorded, writing the same rows again: its logits
+-- must be the step's, bit for bit, which is checked), a CUDA graph launch
+-- on a GPU - what a step costs once the host's part is gone, against the
+-- steps above in the same run.
 -- (bench/results/decode-queue.md; scripts/gpu.sh runs it on a GPU)
 local ts = require "tessera"
 local json = require "model.json"
@@ -59,3 +65,33 @@ print(string.format("| %d steps | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f
                     launches, math.max(0, per("waits") - runs / steps), per("reads"),
                     per("writes"), per("copies"), per("zeroes"), per("driver_allocs"), secs * 1e3,
                     launches > 0 and string.format("%.2f", secs * 1e6 / launches) or "-"))
+
+-- one step as a graph, replayed (the same counts; its time against the
+-- steps' above)
+local g, logits = ts.capture(function() return m:decode(7) end, dev)
+local want = logits:to_table()
+local c, gsecs = dev:stats(), math.huge
+for r = 1, runs do
+  local t0 = ts.clock()
+  for s = 1, per_run do g:replay() end
+  dev:sync()
+  gsecs = math.min(gsecs, (ts.clock() - t0) / per_run)
+end
+local d = dev:stats()
+local got = logits:to_table()
+for i = 1, #want do
+  if got[i] ~= want[i] then error("a replay's logits differ from the recorded step's at " .. i) end
+end
+local n = g:counts()
+local function gper(k) return (d[k] - c[k]) / steps end
+print(string.format("| one step replayed as a graph (%d launches, %d writes of %d bytes) | " ..
+                    "%.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.3f | %.2f |", n.launches,
+                    n.writes, n.write_bytes, gper("launches"), math.max(0, gper("waits") - runs / steps),
+                    gper("reads"), gper("writes"), gper("copies"), gper("zeroes"),
+                    gper("driver_allocs"), gsecs * 1e3, gsecs * 1e6 / n.launches))
+print("")
+print(string.format("A replayed step takes %.2fx the time of a step (%.3f against %.3f ms); " ..
+                    "%s; its logits are the recorded step's, bit for bit.", gsecs / secs,
+                    gsecs * 1e3, secs * 1e3, dev:name() == "cuda" and
+                    string.format("%d CUDA graph launches", d.graphs - c.graphs) or
+                    "the graph's nodes run in a loop in C"))

@@ -25,5 +25,7 @@ void ts_lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
                       lua_CFunction gc, lua_CFunction tostring);
 /* Adds ts.tokenizer to the module table on the stack top (tokenizer.c). */
 void ts_lua_open_tokenizer(lua_State *L);
+/* Adds ts.capture (graphs) to the module table on the stack top (graph.c). */
+void ts_lua_open_graph(lua_State *L);
 
 #endif

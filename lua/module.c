@@ -229,7 +229,7 @@ static int device_sync(lua_State *L) {
 }
 
 /* d:stats() -> {launches, waits, writes, reads, copies, zeroes,
- * driver_allocs, cached_bytes}: what a GPU device was asked to do since it
+ * driver_allocs, cached_bytes, graphs}: what a GPU device was asked to do since it
  * was made (all 0 on the CPU and the simulator) */
 static int device_stats(lua_State *L) {
   ts_device_stats s;
@@ -240,7 +240,8 @@ static int device_stats(lua_State *L) {
     int64_t v;
   } f[] = {{"launches", s.launches}, {"waits", s.waits},   {"writes", s.writes},
            {"reads", s.reads},       {"copies", s.copies}, {"zeroes", s.zeroes},
-           {"driver_allocs", s.driver_allocs}, {"cached_bytes", s.cached_bytes}};
+           {"driver_allocs", s.driver_allocs}, {"cached_bytes", s.cached_bytes},
+           {"graphs", s.graphs}};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
     lua_pushinteger(L, (lua_Integer)f[i].v);
     lua_setfield(L, -2, f[i].name);
@@ -296,8 +297,12 @@ static ts_device *host_device(lua_State *L) {
 /* `t` itself when its data is host memory; otherwise a copy in host
  * memory, left on the stack (collected with it). */
 static ts_tensor *host_tensor(lua_State *L, ts_tensor *t) {
-  if (ts_device_is_host(ts_tensor_device(t)))
+  if (ts_device_is_host(ts_tensor_device(t))) {
+    ts_status st = ts_graph_note_read(t); /* (refused while it records) */
+    if (st)
+      ts_lua_fail(L, st);
     return t;
+  }
   ts_device *h = host_device(L);
   void **box = new_box(L, TENSOR_MT);
   ts_status st;
@@ -354,6 +359,9 @@ static void fill_from_table(lua_State *L, int i, ts_tensor *t) {
     ts_tensor_set(t, k, v);
     lua_pop(L, 1);
   }
+  ts_status st = ts_graph_note_write(t); /* (recorded while its device records) */
+  if (st)
+    ts_lua_fail(L, st);
 }
 
 /* ts.tensor(dtype, shape [, values | nil] [, device]): zeros, or the
@@ -534,6 +542,8 @@ static int cast_to(lua_State *L, ts_tensor *t, ts_dtype dt, ts_device *d) {
   gc_account(L, box);
   for (int64_t i = 0; i < ts_tensor_count(t); i++)
     ts_tensor_set(c, i, ts_tensor_get(t, i));
+  if ((st = ts_graph_note_write(c)))
+    return ts_lua_fail(L, st);
   return keep_result(L, top);
 }
 
@@ -1197,6 +1207,7 @@ int luaopen_tessera(lua_State *L) {
   luaL_setfuncs(L, fns, 1);
   lua_remove(L, -2);
   ts_lua_open_tokenizer(L);
+  ts_lua_open_graph(L);
   lua_pushstring(L, ts_compiler_version());
   lua_setfield(L, -2, "version");
   return 1;

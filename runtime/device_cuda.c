@@ -62,6 +62,27 @@ const char *ts_cuda_arch(const ts_device *d) {
   (void)d;
   return NULL;
 }
+ts_status ts_cuda_capture_begin(ts_device *d) {
+  (void)d;
+  return ts_status_make(TS_ERR_UNSUPPORTED, "no CUDA device");
+}
+ts_status ts_cuda_capture_end(ts_device *d, bool ok, void **exec) {
+  (void)d, (void)ok, (void)exec;
+  return ts_status_make(TS_ERR_UNSUPPORTED, "no CUDA device");
+}
+ts_status ts_cuda_graph_launch(ts_device *d, void *exec, const ts_graph_counts *c) {
+  (void)d, (void)exec, (void)c;
+  return ts_status_make(TS_ERR_UNSUPPORTED, "no CUDA device");
+}
+void ts_cuda_graph_destroy(ts_device *d, void *exec) { (void)d, (void)exec; }
+uint64_t ts_cuda_scratch_generation(ts_device *d) {
+  (void)d;
+  return 0;
+}
+bool ts_cuda_sync_each(ts_device *d) {
+  (void)d;
+  return false;
+}
 ts_status ts_cuda_tensor_map(ts_device *d, void *map, void *base, int esize, int64_t rows,
                              int64_t cols, int64_t box_rows, int64_t box_cols, int swz) {
   (void)d, (void)map, (void)base, (void)esize, (void)rows, (void)cols;
@@ -106,7 +127,13 @@ ts_status ts_cuda_tensor_map(ts_device *d, void *map, void *base, int esize, int
   X(EventDestroy, cuEventDestroy, 4000)                                        \
   X(GetErrorName, cuGetErrorName, 6000)                                        \
   X(GetErrorString, cuGetErrorString, 6000)                                    \
-  X(TensorMapEncodeTiled, cuTensorMapEncodeTiled, 12000)
+  X(TensorMapEncodeTiled, cuTensorMapEncodeTiled, 12000)                      \
+  X(StreamBeginCapture, cuStreamBeginCapture, 10010)                           \
+  X(StreamEndCapture, cuStreamEndCapture, 10000)                               \
+  X(GraphInstantiateWithFlags, cuGraphInstantiateWithFlags, 11040)             \
+  X(GraphLaunch, cuGraphLaunch, 10000)                                         \
+  X(GraphExecDestroy, cuGraphExecDestroy, 10000)                               \
+  X(GraphDestroy, cuGraphDestroy, 10000)
 
 typedef struct cuda_api {
   void *lib;
@@ -129,6 +156,9 @@ typedef struct cuda_device {
   ts_blocks blocks; /* freed blocks, by size class: a request finds its blocks at once */
   CUdeviceptr scratch; /* the launches' global scratch, shared */
   size_t scratch_size;
+  uint64_t scratch_gen; /* bumped when scratch is replaced (a CUDA graph names it) */
+  bool capturing;       /* the stream is captured (ts_cuda_capture_begin) */
+  ts_device_stats saved; /* the stats when the capture began */
   ts_device_stats stats; /* under mu */
 } cuda_device;
 
@@ -461,6 +491,10 @@ ts_status ts_cuda_tensor_map(ts_device *d, void *map, void *base, int esize, int
  * replaces it once the launches queued with the old one are done. */
 static ts_status scratch_of(cuda_device *c, size_t bytes, CUdeviceptr *out) {
   if (bytes > c->scratch_size) {
+    if (c->capturing)
+      return ts_status_make(TS_ERR_INVALID, "the scratch buffer would grow while a "
+                            "graph is captured");
+    c->scratch_gen++;
     if (c->scratch) {
       c->api.StreamSynchronize(c->stream);
       c->api.MemFree(c->scratch);
@@ -535,12 +569,85 @@ ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
     return st;
   if (r != CUDA_SUCCESS)
     return cu_fail(a, r, "cuLaunchKernel");
-  if (c->sync_each)
+  if (c->sync_each && !c->capturing)
     COUNT(c, waits);
-  if (c->sync_each && (r = a->StreamSynchronize(c->stream)) != CUDA_SUCCESS)
+  if (c->sync_each && !c->capturing && (r = a->StreamSynchronize(c->stream)) != CUDA_SUCCESS)
     return cu_fail(a, r, "the kernel (TESSERA_CUDA_SYNC=1)");
   return NULL;
 }
+
+ts_status ts_cuda_capture_begin(ts_device *d) {
+  cuda_device *c = (cuda_device *)d;
+  cuda_api *a = &c->api;
+  CU(a, a->CtxSetCurrent(c->ctx), "cuCtxSetCurrent");
+  /* (thread-local: another thread's calls are not part of it) */
+  CU(a, a->StreamBeginCapture(c->stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL),
+     "cuStreamBeginCapture");
+  pthread_mutex_lock(&c->mu);
+  c->capturing = true;
+  c->saved = c->stats;
+  pthread_mutex_unlock(&c->mu);
+  return NULL;
+}
+
+ts_status ts_cuda_capture_end(ts_device *d, bool ok, void **exec) {
+  cuda_device *c = (cuda_device *)d;
+  cuda_api *a = &c->api;
+  CUgraph graph = NULL;
+  CUresult r = a->StreamEndCapture(c->stream, &graph);
+  pthread_mutex_lock(&c->mu);
+  c->capturing = false;
+  ts_device_stats now = c->stats;
+  c->stats = c->saved;
+  c->stats.driver_allocs = now.driver_allocs;
+  c->stats.cached_bytes = now.cached_bytes;
+  pthread_mutex_unlock(&c->mu);
+  if (r != CUDA_SUCCESS) {
+    if (graph)
+      a->GraphDestroy(graph);
+    return cu_fail(a, r, "cuStreamEndCapture");
+  }
+  if (!ok) {
+    a->GraphDestroy(graph);
+    return NULL;
+  }
+  CUgraphExec e = NULL;
+  r = a->GraphInstantiateWithFlags(&e, graph, 0);
+  a->GraphDestroy(graph); /* (the instance keeps what it needs) */
+  if (r != CUDA_SUCCESS)
+    return cu_fail(a, r, "cuGraphInstantiateWithFlags");
+  *exec = e;
+  return NULL;
+}
+
+ts_status ts_cuda_graph_launch(ts_device *d, void *exec, const ts_graph_counts *n) {
+  cuda_device *c = (cuda_device *)d;
+  cuda_api *a = &c->api;
+  CU(a, a->CtxSetCurrent(c->ctx), "cuCtxSetCurrent");
+  CU(a, a->GraphLaunch((CUgraphExec)exec, c->stream), "cuGraphLaunch");
+  pthread_mutex_lock(&c->mu);
+  c->stats.graphs++;
+  c->stats.launches += n->launches;
+  c->stats.zeroes += n->zeroes;
+  c->stats.copies += n->copies + n->writes; /* (writes are copies from the graph's bytes) */
+  pthread_mutex_unlock(&c->mu);
+  return NULL;
+}
+
+void ts_cuda_graph_destroy(ts_device *d, void *exec) {
+  if (exec)
+    ((cuda_device *)d)->api.GraphExecDestroy((CUgraphExec)exec);
+}
+
+uint64_t ts_cuda_scratch_generation(ts_device *d) {
+  cuda_device *c = (cuda_device *)d;
+  pthread_mutex_lock(&c->mu);
+  uint64_t g = c->scratch_gen;
+  pthread_mutex_unlock(&c->mu);
+  return g;
+}
+
+bool ts_cuda_sync_each(ts_device *d) { return ((cuda_device *)d)->sync_each; }
 
 void ts_cuda_stats(ts_device *d, ts_device_stats *out) {
   cuda_device *c = (cuda_device *)d;

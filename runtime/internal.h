@@ -17,7 +17,26 @@ struct ts_device {
   int threads;
   bool gpusim; /* the GPU simulator (gpusim.c) */
   bool cuda;   /* a CUDA device (device_cuda.c) */
+  ts_graph *rec; /* the graph being recorded (graph.c), or NULL */
 };
+
+/* What graph.c records while a device records (kernel.c, tensor.c): each
+ * a no-op when the device does not. A failure to record (memory) fails the
+ * recording, which ts_graph_end reports. */
+ts_status ts_graph_add_launch(ts_kernel *k, const ts_arg *args, size_t count,
+                              const int64_t grid[3]);
+void ts_graph_add_zero(ts_tensor *t);
+void ts_graph_add_write(ts_tensor *t, const void *src, size_t size);
+void ts_graph_add_copy(ts_tensor *dst, const ts_tensor *src);
+/* While d records: the error for `what` (a read into host memory, a copy
+ * through it), which also fails the recording; else NULL. */
+ts_status ts_graph_refuse(ts_device *d, const char *what);
+ts_kernel *ts_kernel_retain(ts_kernel *k);
+ts_device *ts_kernel_device(const ts_kernel *k);
+/* A launch neither profiled nor timed nor recorded (a graph's, while the
+ * CUDA stream is captured). */
+ts_status ts_kernel_launch_plain(ts_kernel *k, const ts_arg *args, size_t count,
+                                 const int64_t grid[3]);
 
 /* Freed device memory kept for reuse (blocks.c), by size class; the
  * caller holds its device's lock. */
@@ -62,6 +81,18 @@ ts_status ts_cuda_launch(ts_device *d, void *fn, const int64_t grid[3],
                          int64_t scratch_bytes, void **scratch_slot,
                          ts_cuda_timer **timer);
 void ts_cuda_stats(ts_device *d, ts_device_stats *out);
+/* CUDA graphs (graph.c's replay): the stream captured from begin to end
+ * (with ok false the capture is dropped), the work it queued then in *exec,
+ * an instantiated graph; the stats are as they were before the capture. A
+ * launch whose scratch buffer would have to grow while the stream is
+ * captured fails. graph_launch queues *exec and counts `c`'s work. */
+ts_status ts_cuda_capture_begin(ts_device *d);
+ts_status ts_cuda_capture_end(ts_device *d, bool ok, void **exec);
+ts_status ts_cuda_graph_launch(ts_device *d, void *exec, const ts_graph_counts *c);
+void ts_cuda_graph_destroy(ts_device *d, void *exec);
+/* Bumped each time the shared scratch buffer is replaced. */
+uint64_t ts_cuda_scratch_generation(ts_device *d);
+bool ts_cuda_sync_each(ts_device *d); /* TESSERA_CUDA_SYNC=1 */
 /* Waits for the last timed launch and gives its seconds. */
 ts_status ts_cuda_timer_seconds(ts_device *d, ts_cuda_timer *t, double *seconds);
 void ts_cuda_timer_destroy(ts_device *d, ts_cuda_timer *t);

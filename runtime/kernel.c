@@ -11,6 +11,7 @@
 #include <time.h>
 
 struct ts_kernel {
+  atomic_int refs; /* the owner's, and each graph's that launches it */
   ts_device *device;
   ts_cpu_program *prog; /* the CPU form, or on a GPU its grid and scratch */
   const ts_kernel_info *info;
@@ -146,6 +147,7 @@ ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
     free(k);
     return st;
   }
+  atomic_init(&k->refs, 1);
   k->device = ts_device_retain(d);
   k->info = ts_cpu_program_kernel(k->prog);
   const char *arch = ts_device_arch(d);
@@ -177,8 +179,15 @@ ts_status ts_kernel_create(ts_device *d, const char *path, const char *name,
   return st;
 }
 
+ts_kernel *ts_kernel_retain(ts_kernel *k) {
+  atomic_fetch_add(&k->refs, 1);
+  return k;
+}
+
+ts_device *ts_kernel_device(const ts_kernel *k) { return k->device; }
+
 void ts_kernel_release(ts_kernel *k) {
-  if (!k)
+  if (!k || atomic_fetch_sub(&k->refs, 1) != 1)
     return;
   ts_cuda_timer_destroy(k->device, k->timer);
   if (k->cu_module)
@@ -316,19 +325,24 @@ ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args, size_t count) {
 }
 
 static ts_status launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
-                             const int64_t grid[3]);
+                             const int64_t grid[3], bool timed);
+
+ts_status ts_kernel_launch_plain(ts_kernel *k, const ts_arg *args, size_t count,
+                                 const int64_t grid[3]) {
+  return launch_grid(k, args, count, grid, false);
+}
 
 /* Profiled (profile.c), a launch is timed: its own time here, a GPU's by
  * the kernel's events (which wait for it). */
-ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
-                                const int64_t grid[3]) {
+static ts_status profiled_launch(ts_kernel *k, const ts_arg *args, size_t count,
+                                 const int64_t grid[3]) {
   if (!ts_profile_on())
-    return launch_grid(k, args, count, grid);
+    return launch_grid(k, args, count, grid, true);
   bool timing = k->timing, gpu = k->device->cuda;
   k->timing = timing || gpu;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  ts_status st = launch_grid(k, args, count, grid);
+  ts_status st = launch_grid(k, args, count, grid, true);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   double s = gpu ? (st ? 0 : ts_kernel_last_seconds(k))
                  : (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
@@ -338,8 +352,17 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
   return st;
 }
 
+/* (recorded when it ran, where the device records a graph) */
+ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
+                                const int64_t grid[3]) {
+  ts_status st = profiled_launch(k, args, count, grid);
+  if (!st && k->device->rec)
+    st = ts_graph_add_launch(k, args, count, grid);
+  return st;
+}
+
 static ts_status launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
-                             const int64_t grid[3]) {
+                             const int64_t grid[3], bool timed) {
   const ts_kernel_info *info = k->info;
   char an[64];
   if (count != info->arg_count)
@@ -532,7 +555,7 @@ static ts_status launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     p->slots[p->n] = NULL; /* cuLaunchKernel reads exactly the kernel's count */
     if (!st)
       st = ts_cuda_launch(k->device, k->cu_fn, g, (int)info->threads, k->smem, p->slots, size,
-                          &scratch, k->timing ? &k->timer : NULL);
+                          &scratch, timed && k->timing ? &k->timer : NULL);
     if (st)
       st = ts_status_annotate(st, "kernel '%s'", k->name);
     return st;

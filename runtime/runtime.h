@@ -80,6 +80,8 @@ typedef struct ts_device_stats {
   int64_t writes, reads; /* copies from and to the host */
   int64_t copies, zeroes; /* copies within the device; memsets */
   int64_t driver_allocs; /* cuMemAlloc calls (the rest came from freed blocks) */
+  int64_t graphs;        /* graph replays launched as CUDA graphs (their
+                            kernels count as launches too) */
   int64_t cached_bytes;  /* freed memory held for reuse now */
 } ts_device_stats;
 void ts_device_stats_get(ts_device *d, ts_device_stats *out);
@@ -213,6 +215,52 @@ TS_MUST_USE ts_status ts_kernel_launch(ts_kernel *k, const ts_arg *args,
 TS_MUST_USE ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args,
                                             size_t count,
                                             const int64_t grid[3]);
+
+/* ---- graphs (graph.c) ------------------------------------------------------------- */
+
+/* A graph is the work that a stretch of host code gave one device, recorded
+ * as it ran: kernel launches (kernel, arguments, grid), the zeroing of new
+ * tensors, writes from the host (their bytes as they were then) and copies
+ * within the device. ts_graph_replay does that work again without the host
+ * code: a loop in C on the CPU and the simulator, one cuGraphLaunch on a
+ * CUDA device (the launch-bound decode step's cure: its Lua between ~100
+ * launches is half a tiny model's step on the CPU and more on a GPU).
+ * A replay repeats exactly what was recorded - the same kernels over the
+ * same tensors with the same scalars and grids, the same bytes written - so
+ * what differs between replays is only what the tensors hold when it starts
+ * (the inputs the caller wrote, the state earlier replays left). The graph
+ * holds every tensor and kernel it names: their memory is not reused while
+ * it lives, and a tensor made while recording is the graph's own, written
+ * anew by each replay. */
+typedef struct ts_graph ts_graph;
+/* Starts recording what the host gives device d (an error if d records
+ * already). While it records, a read of one of d's tensors into host memory
+ * fails (a replay could not repeat what the host does with the values), as
+ * does a copy between devices; either marks the recording failed. */
+TS_MUST_USE ts_status ts_graph_begin(ts_device *d);
+/* Stops recording: the graph in *out, or the error that failed the
+ * recording (then no graph). */
+TS_MUST_USE ts_status ts_graph_end(ts_device *d, ts_graph **out);
+/* Stops recording and drops what was recorded (nothing if d does not
+ * record). */
+void ts_graph_abort(ts_device *d);
+bool ts_graph_recording(const ts_device *d);
+/* Runs the graph's work again, in order (on a GPU, queued). An error if
+ * its device records now. */
+TS_MUST_USE ts_status ts_graph_replay(ts_graph *g);
+typedef struct ts_graph_counts {
+  int64_t launches, zeroes, writes, copies;
+  int64_t write_bytes; /* the host's bytes it writes each replay */
+} ts_graph_counts;
+void ts_graph_counts_get(const ts_graph *g, ts_graph_counts *out);
+void ts_graph_release(ts_graph *g);
+/* For code that reads or writes a host device's tensor through its data
+ * pointer (ts_tensor_data, ts_tensor_get/set: the Lua binding's element
+ * access): before a read, an error while t's device records; after a write
+ * of the whole tensor, the write recorded (its bytes now). Nothing when the
+ * device does not record. */
+TS_MUST_USE ts_status ts_graph_note_read(const ts_tensor *t);
+TS_MUST_USE ts_status ts_graph_note_write(ts_tensor *t);
 
 /* ---- the kernel profile (profile.c) ------------------------------------------------ */
 

@@ -97,6 +97,8 @@ static ts_status create(ts_device *d, ts_dtype dtype, uint32_t rank,
   memcpy(t->shape, shape, rank * sizeof *shape);
   contiguous_strides(t);
   t->count = count;
+  if (!empty && d->rec)
+    ts_graph_add_zero(t);
   *out = t;
   return NULL;
 }
@@ -251,7 +253,10 @@ ts_status ts_tensor_write(ts_tensor *t, const void *src, size_t size) {
     return ts_status_make(TS_ERR_INVALID, "writing %zu bytes into a tensor of "
                           "%zu", size, ts_tensor_size(t));
   ts_device *d = t->buffer->device;
-  return d->ops->write(d, ts_tensor_data(t), src, size);
+  TS_TRY(d->ops->write(d, ts_tensor_data(t), src, size));
+  if (d->rec)
+    ts_graph_add_write(t, src, size);
+  return NULL;
 }
 
 ts_status ts_tensor_read(const ts_tensor *t, void *dst, size_t size) {
@@ -260,6 +265,7 @@ ts_status ts_tensor_read(const ts_tensor *t, void *dst, size_t size) {
     return ts_status_make(TS_ERR_INVALID, "reading %zu bytes from a tensor of "
                           "%zu", size, ts_tensor_size(t));
   ts_device *d = t->buffer->device;
+  TS_TRY(ts_graph_refuse(d, "reading a tensor into host memory"));
   return d->ops->read(d, dst, ts_tensor_data((ts_tensor *)t), size);
 }
 
@@ -277,8 +283,16 @@ ts_status ts_tensor_assign(ts_tensor *dst, const ts_tensor *src) {
   size_t size = ts_tensor_size(src);
   ts_device *sd = src->buffer->device, *dd = dst->buffer->device;
   void *from = ts_tensor_data((ts_tensor *)src);
+  /* (recorded where dst's device records: a copy within it, or from
+   * another device a write of the bytes as they are now) */
+  if (sd != dd)
+    TS_TRY(ts_graph_refuse(sd, "a copy to another device"));
   if (ts_device_is_host(sd) && ts_device_is_host(dd)) {
     memmove(ts_tensor_data(dst), from, size);
+    if (dd->rec && sd == dd)
+      ts_graph_add_copy(dst, src);
+    else if (dd->rec)
+      ts_graph_add_write(dst, ts_tensor_data(dst), size);
     return NULL;
   }
   if (ts_device_is_host(sd))
@@ -286,8 +300,13 @@ ts_status ts_tensor_assign(ts_tensor *dst, const ts_tensor *src) {
   if (ts_device_is_host(dd))
     return ts_tensor_read(src, ts_tensor_data(dst), size);
   uintptr_t to = (uintptr_t)ts_tensor_data(dst), fr = (uintptr_t)from;
-  if (sd == dd && (to + size <= fr || fr + size <= to))
-    return sd->ops->copy(sd, (void *)to, from, size);
+  if (sd == dd && (to + size <= fr || fr + size <= to)) {
+    TS_TRY(sd->ops->copy(sd, (void *)to, from, size));
+    if (dd->rec)
+      ts_graph_add_copy(dst, src);
+    return NULL;
+  }
+  TS_TRY(ts_graph_refuse(dd, "an overlapping copy (through host memory)"));
   /* between devices, or overlapping: through the host */
   void *tmp = malloc(size ? size : 1);
   if (!tmp)
@@ -305,12 +324,20 @@ ts_status ts_tensor_copy(ts_tensor *t, ts_device *d, ts_tensor **out) {
   TS_TRY(ts_tensor_create(d, t->dtype, t->rank, t->shape, &c));
   size_t size = ts_tensor_size(t);
   ts_status st = NULL;
-  if (ts_device_is_host(d)) {
+  if (t->buffer->device == d) {
+    st = ts_device_is_host(d) ? (memcpy(ts_tensor_data(c), ts_tensor_data(t), size), NULL)
+                              : d->ops->copy(d, ts_tensor_data(c), ts_tensor_data(t), size);
+    if (!st && d->rec)
+      ts_graph_add_copy(c, t);
+  } else if ((st = ts_graph_refuse(t->buffer->device, ts_device_is_host(d)
+                                       ? "reading a tensor into host memory"
+                                       : "a copy to another device"))) {
+  } else if (ts_device_is_host(d)) {
     st = ts_tensor_read(t, ts_tensor_data(c), size);
+    if (!st && d->rec)
+      ts_graph_add_write(c, ts_tensor_data(c), size);
   } else if (ts_device_is_host(t->buffer->device)) {
     st = ts_tensor_write(c, ts_tensor_data(t), size);
-  } else if (t->buffer->device == d) {
-    st = d->ops->copy(d, ts_tensor_data(c), ts_tensor_data(t), size);
   } else {
     void *h = malloc(size ? size : 1);
     st = h ? ts_tensor_read(t, h, size) : ts_status_nomem();

@@ -37,7 +37,16 @@ static bool fails(const char *name) {
 struct mock_calls {
   int mem_allocs, mem_frees, htod, dtoh, dtod, memsets;
   int stream_syncs, event_records, event_syncs;
+  int captures, graph_launches, graph_ops; /* CUDA graphs: ops captured */
 } mock_calls;
+
+/* The stream is captured (cuStreamBeginCapture): launches, memsets and
+ * copies within the device are kept in the graph being captured, not run;
+ * what cannot be captured (a copy from or to the host, a wait) fails as
+ * the driver's CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED. */
+enum { ERR_CAPTURE = 900 };
+static struct graph *capturing;
+static CUresult capture_op(int kind, uintptr_t d, uintptr_t s, size_t n);
 
 /* A faulted launch waits for the next wait on the stream. */
 static bool fault_pending;
@@ -136,6 +145,8 @@ static CUresult mem_free(uintptr_t p) {
 
 static CUresult htod(uintptr_t d, const void *h, size_t n, void *stream) {
   (void)stream;
+  if (capturing)
+    return ERR_CAPTURE;
   mock_calls.htod++;
   if (!live(d, n))
     return ERR_INVALID;
@@ -145,6 +156,8 @@ static CUresult htod(uintptr_t d, const void *h, size_t n, void *stream) {
 
 static CUresult dtoh(void *h, uintptr_t d, size_t n, void *stream) {
   (void)stream;
+  if (capturing)
+    return ERR_CAPTURE;
   mock_calls.dtoh++;
   if (!live(d, n))
     return ERR_INVALID;
@@ -157,18 +170,22 @@ static CUresult dtoh(void *h, uintptr_t d, size_t n, void *stream) {
 
 static CUresult dtod(uintptr_t d, uintptr_t s, size_t n, void *stream) {
   (void)stream;
-  mock_calls.dtod++;
   if (!live(d, n) || !live(s, n) || (d < s + n && s < d + n))
     return ERR_INVALID;
+  if (capturing)
+    return capture_op(1, d, s, n);
+  mock_calls.dtod++;
   memcpy((void *)d, (const void *)s, n);
   return OK;
 }
 
 static CUresult memset8(uintptr_t d, unsigned char v, size_t n, void *stream) {
   (void)stream;
-  mock_calls.memsets++;
   if (!live(d, n))
     return ERR_INVALID;
+  if (capturing)
+    return capture_op(2, d, v, n);
+  mock_calls.memsets++;
   memset((void *)d, v, n);
   return OK;
 }
@@ -315,6 +332,9 @@ static CUresult set_attribute(fn *f, int attr, int v) {
   return OK;
 }
 
+static CUresult capture_launch(fn *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                               unsigned by, unsigned bz, unsigned smem, void **params);
+
 static CUresult launch(fn *f, unsigned gx, unsigned gy, unsigned gz,
                        unsigned bx, unsigned by, unsigned bz, unsigned smem,
                        void *stream, void **params, void **extra) {
@@ -323,6 +343,8 @@ static CUresult launch(fn *f, unsigned gx, unsigned gy, unsigned gz,
     return ERR_OOM;
   if (smem > (unsigned)f->smem_max)
     return ERR_INVALID;
+  if (capturing)
+    return capture_launch(f, gx, gy, gz, bx, by, bz, smem, params);
   snprintf(mock_last.name, sizeof mock_last.name, "%s", f->name);
   mock_last.grid[0] = gx, mock_last.grid[1] = gy, mock_last.grid[2] = gz;
   mock_last.block[0] = bx, mock_last.block[1] = by, mock_last.block[2] = bz;
@@ -361,6 +383,133 @@ static CUresult launch(fn *f, unsigned gx, unsigned gy, unsigned gz,
   return OK;
 }
 
+/* ---- CUDA graphs ---------------------------------------------------------- */
+
+/* A captured op: a launch (its parameters' values copied, as the driver
+ * copies them at the capture: the runtime's list lives on its stack), a
+ * copy within the device or a memset. */
+typedef struct op {
+  int kind; /* 0 launch, 1 copy, 2 memset */
+  fn *f;
+  unsigned dims[7]; /* grid, block, smem */
+  unsigned char *vals;
+  uintptr_t d, s;
+  size_t n;
+} op;
+typedef struct graph {
+  op *ops;
+  int n;
+} graph;
+
+static op *new_op(void) {
+  graph *g = capturing;
+  op *p = realloc(g->ops, (size_t)(g->n + 1) * sizeof *p);
+  if (!p)
+    abort();
+  g->ops = p;
+  mock_calls.graph_ops++;
+  op *o = &p[g->n++];
+  memset(o, 0, sizeof *o);
+  return o;
+}
+
+static CUresult capture_op(int kind, uintptr_t d, uintptr_t s, size_t n) {
+  op *o = new_op();
+  o->kind = kind, o->d = d, o->s = s, o->n = n;
+  return OK;
+}
+
+static CUresult capture_launch(fn *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                               unsigned by, unsigned bz, unsigned smem, void **params) {
+  size_t total = 0;
+  for (int i = 0; i < f->nparams; i++) {
+    if (!params[i])
+      return ERR_INVALID;
+    total += (size_t)f->size[i];
+  }
+  op *o = new_op();
+  o->f = f;
+  unsigned dims[7] = {gx, gy, gz, bx, by, bz, smem};
+  memcpy(o->dims, dims, sizeof dims);
+  o->vals = malloc(total ? total : 1);
+  size_t at = 0;
+  for (int i = 0; i < f->nparams; i++) {
+    memcpy(o->vals + at, params[i], (size_t)f->size[i]);
+    at += (size_t)f->size[i];
+  }
+  return OK;
+}
+
+static CUresult begin_capture(void *stream, int mode) {
+  (void)stream, (void)mode;
+  if (capturing)
+    return ERR_INVALID;
+  capturing = calloc(1, sizeof *capturing);
+  mock_calls.captures++;
+  return OK;
+}
+static CUresult end_capture(void *stream, graph **out) {
+  (void)stream;
+  if (!capturing)
+    return ERR_INVALID;
+  *out = capturing;
+  capturing = NULL;
+  return OK;
+}
+static void graph_free(graph *g) {
+  for (int i = 0; g && i < g->n; i++)
+    free(g->ops[i].vals);
+  if (g)
+    free(g->ops);
+  free(g);
+}
+/* The instance is the graph itself, moved (the mock's graphs are never
+ * launched uninstantiated). */
+static CUresult instantiate(graph **exec, graph *g, unsigned long long flags) {
+  (void)flags;
+  graph *e = calloc(1, sizeof *e);
+  e->n = g->n;
+  e->ops = malloc((size_t)(g->n ? g->n : 1) * sizeof *e->ops);
+  for (int i = 0; i < g->n; i++) {
+    e->ops[i] = g->ops[i];
+    g->ops[i].vals = NULL;
+  }
+  *exec = e;
+  return OK;
+}
+static CUresult graph_destroy(graph *g) {
+  graph_free(g);
+  return OK;
+}
+/* Runs the ops as the calls they were captured from would have. */
+static CUresult graph_launch(graph *g, void *stream) {
+  if (capturing)
+    return ERR_CAPTURE;
+  mock_calls.graph_launches++;
+  for (int i = 0; i < g->n; i++) {
+    op *o = &g->ops[i];
+    CUresult r;
+    if (o->kind == 1) {
+      r = dtod(o->d, o->s, o->n, stream);
+    } else if (o->kind == 2) {
+      r = memset8(o->d, (unsigned char)o->s, o->n, stream);
+    } else {
+      void *params[257];
+      size_t at = 0;
+      for (int k = 0; k < o->f->nparams; k++) {
+        params[k] = o->vals + at;
+        at += (size_t)o->f->size[k];
+      }
+      params[o->f->nparams] = NULL;
+      r = launch(o->f, o->dims[0], o->dims[1], o->dims[2], o->dims[3], o->dims[4],
+                 o->dims[5], o->dims[6], stream, params, NULL);
+    }
+    if (r)
+      return r;
+  }
+  return OK;
+}
+
 /* ---- the rest ------------------------------------------------------------ */
 
 static int dummy;
@@ -389,6 +538,8 @@ static CUresult stream_create(void **s, unsigned f) { (void)f; *s = &dummy; retu
 static CUresult stream_destroy(void *s) { (void)s; return OK; }
 static CUresult stream_sync(void *s) {
   (void)s;
+  if (capturing)
+    return ERR_CAPTURE;
   mock_calls.stream_syncs++;
   return wait_stream();
 }
@@ -400,6 +551,8 @@ static CUresult event_record(void *e, void *s) {
 }
 static CUresult event_sync(void *e) {
   (void)e;
+  if (capturing)
+    return ERR_CAPTURE;
   mock_calls.event_syncs++;
   return wait_stream();
 }
@@ -415,6 +568,7 @@ static CUresult error_name(CUresult r, const char **s) {
        : r == 100   ? "CUDA_ERROR_NO_DEVICE"
        : r == ERR_ILLEGAL_ADDRESS ? "CUDA_ERROR_ILLEGAL_ADDRESS"
        : r == 218   ? "CUDA_ERROR_INVALID_PTX"
+       : r == ERR_CAPTURE ? "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"
                     : "CUDA_ERROR_UNKNOWN";
   return OK;
 }
@@ -458,6 +612,12 @@ static const struct {
     {"cuGetErrorName", (void *)error_name},
     {"cuGetErrorString", (void *)error_string},
     {"cuTensorMapEncodeTiled", (void *)tmap_encode},
+    {"cuStreamBeginCapture", (void *)begin_capture},
+    {"cuStreamEndCapture", (void *)end_capture},
+    {"cuGraphInstantiateWithFlags", (void *)instantiate},
+    {"cuGraphLaunch", (void *)graph_launch},
+    {"cuGraphExecDestroy", (void *)graph_destroy},
+    {"cuGraphDestroy", (void *)graph_destroy},
 };
 
 CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int version,
