@@ -294,6 +294,7 @@ end
 -- hca_attn_split_kv8's ranges for a token over n compressed entries (and
 -- the window's W rows): ranges of about O.attn_range() entries.
 local function kv8_ranges(W, n) return math.max(1, (W + n) // O.attn_range()) end
+M.kv8_ranges = kv8_ranges
 
 -- Split attention of layer L into o [T, H, c]: kernel `name` of `file`
 -- over P ranges of each query's entries (args, then its partial states
@@ -671,8 +672,11 @@ local function window_list(step, W, K, t, tp, none)
   return ids
 end
 
--- The i32 tensor [1] holding v, made once a step.
-local function step_int(step, v)
+-- The i32 tensor [1] holding v, made once a step; in a recorded step
+-- (step.plan: model/graphs.lua) a value that changes with the position
+-- (`name`) is the plan's slot of it, which each replay writes anew.
+local function step_int(step, v, name)
+  if name and step.plan then return step.plan:int(name, v) end
   local t = step.ints[v]
   if not t then
     t = O.tensor("i32", {1}, {v})
@@ -816,14 +820,14 @@ end
 -- key and compressed entry when t completes a window.
 function M:step_compress(L, st, t, x, tp, step)
   local ratio = self.cfg.compress_ratios[L + 1]
-  local tab, zero = self:rope_table(ratio), step_int(step, 0)
+  local tab, zero, plan = self:rope_table(ratio), step_int(step, 0), step.plan
   if ratio == 4 then
-    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x, tp, zero)
-    if key then st.keys:append(hadamard(key)) end
+    local key = self:compress_step(L, "indexer.compressor", st, t, ratio, tab, x, tp, zero, plan)
+    if key then st.keys:append(hadamard(key), plan and plan:row("keys" .. ratio)) end
   end
   if ratio > 0 then
-    local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x, tp, zero)
-    if entry then st.comp:append(entry) end
+    local entry = self:compress_step(L, "compressor", st, t, ratio, tab, x, tp, zero, plan)
+    if entry then st.comp:append(entry, plan and plan:row("comp" .. ratio)) end
   end
 end
 
@@ -886,9 +890,12 @@ function M:step_entries(L, st, t, x, qi, w, tp, step, compressed)
   if not compressed then self:step_compress(L, st, t, x, tp, step) end
   local N = ratio == 4 and st.keys.n or 0
   if N == 0 then return nil end
-  local scores = O.out{1, N}
-  self:index_scores(ratio, qi, st.keys:view(0, N), w, tp, scores, step_int(step, 0))
-  local len = step_int(step, math.min((t + 1) // ratio, N))
+  -- (a recorded step scores the keys of its plan's bucket, which top-k's
+  -- length cuts to the N held: the same selection)
+  local NB = step.plan and step.plan:rows(ratio, N) or N
+  local scores = O.out{1, NB}
+  self:index_scores(ratio, qi, st.keys:view(0, NB), w, tp, scores, step_int(step, 0))
+  local len = step_int(step, math.min((t + 1) // ratio, N), "len" .. ratio)
   return O.topk(scores, len, cfg.index_topk)
 end
 
@@ -999,11 +1006,16 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, stored)
   local ratio = cfg.compress_ratios[L + 1]
   local W, H = cfg.window_size, cfg.n_heads
   local tab = self:rope_table(ratio)
+  local plan = step.plan
   if not stored then
-    st.ring:put_norm_rope(kv, self:weight(p .. "kv_norm.weight"), tab, tp, t % W)
+    st.ring:put_norm_rope(kv, self:weight(p .. "kv_norm.weight"), tab, tp, t % W,
+                          plan and plan:row("ring"))
   end
   local sel = self:step_entries(L, st, t, x, qi, w, tp, step, stored)
   local N = ratio > 0 and st.comp.n or 0
+  -- (a recorded step's views of the entries are its plan's bucket of rows,
+  -- the kernels reading the N held from the device: the same results)
+  local NB = plan and ratio > 0 and plan:rows(ratio, N) or N
   local extra = ratio == 4 and cfg.index_topk or 0
   local K = W + extra
   local bf = self:bf16_attention()
@@ -1016,7 +1028,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, stored)
     self:split_attend(L, "sparse_attn.tile", "sparse_attn_split_kv8_ring", self:kv8_params(),
                       math.max(1, K // 128),
                       {q, st.ring:view(0, W), window_list(step, W, W, t, tp, self:constants()),
-                       st.comp:view(0, N), sel}, o, tab, tp)
+                       st.comp:view(0, NB), sel}, o, tab, tp)
     return true
   end
   -- the index list, built on the device (sparse_attn.tile ring_index): the
@@ -1034,17 +1046,19 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, stored)
     -- block decoded into bf16 in the kernel (hca_attn_split_kv8), over
     -- ranges of O.attn_range() entries
     local P = kv8_ranges(W, N)
-    self:split_attend(L, "hca_attn.tile", "hca_attn_split_kv8", self:kv8_params(), P,
-                      {q, st.ring:view(0, W), ids, st.comp:view(0, N), step_int(step, N),
-                       step_int(step, 0), step_int(step, P)}, o, tab, tp)
+    self:split_attend(L, "hca_attn.tile", "hca_attn_split_kv8", self:kv8_params(),
+                      kv8_ranges(W, NB),
+                      {q, st.ring:view(0, W), ids, st.comp:view(0, NB),
+                       step_int(step, N, "n" .. ratio), step_int(step, 0),
+                       step_int(step, P, "p" .. ratio)}, o, tab, tp)
     return true
   end
   if ratio == 128 then
     -- HCA: the ring's rows by slot and the compressed entries, both read
     -- where they lie in the cache's format (f32, or the "fp8" bytes decoded
     -- in the kernel: no copy of the ring or of all N)
-    self:hca_attend(L, q, st.ring:view(0, W), ids, st.comp:view(0, N), step_int(step, N), o,
-                    tab, tp, step_int(step, 0))
+    self:hca_attend(L, q, st.ring:view(0, W), ids, st.comp:view(0, NB),
+                    step_int(step, N, "n" .. ratio), o, tab, tp, step_int(step, 0))
     return true
   end
   -- the KV list: the ring's W slots, then for CSA the selected compressed
@@ -1059,7 +1073,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, stored)
     -- the kernel (no f32 list: the same bits as sparse_attn_f32 over one)
     local ring = st.ring:view(0, W)
     kernel("sparse_attn.tile", "sparse_attn_f32_kv8", f32_kv8_params(H, c, cfg.rope_head_dim))
-      :launch{q, ring, sel and st.comp:view(0, N) or ring, sel or self:constants().no_sel, ids,
+      :launch{q, ring, sel and st.comp:view(0, NB) or ring, sel or self:constants().no_sel, ids,
               self:weight(p .. "attn_sink"), o}
     return
   end

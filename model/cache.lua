@@ -198,13 +198,9 @@ function Pool:rows_held()
   return n, self:capacity()
 end
 
-local put_params = O.memo(function(dt) return {XT = dt} end)
-
 -- x [B, width]'s rows into the pool's rows rows [B] (an i32 tensor), one
 -- launch (embed.tile put_rows).
-function Pool:put(x, rows)
-  O.kernel("embed.tile", "put_rows", put_params(self.dtype)):launch{x, rows, self.data}
-end
+function Pool:put(x, rows) O.put_rows(x, rows, self.data) end
 
 -- A cache in slot s of pool (its dtype and width this format's rows,
 -- e.g. a layer's window rings: rows a slot = the window), `rows` rows
@@ -233,12 +229,33 @@ end
 
 local rope_params = O.memo(function(rope) return {ROPE = rope} end)
 
--- Stores the rows of x [n, width] (f32) as rows at .. at + n - 1.
-function Cache:put(x, at)
+-- rows' form of a put: the rows made in a tensor of their own, then placed
+-- at the rows the device tensor `rows` [n] names (embed.tile put_rows):
+-- the same bytes, at rows a recorded step (model/graphs.lua) finds on the
+-- device, where a view at `at` would fix them in the graph.
+local function put_at_rows(self, make, n, rows)
+  local dst = O.out({n, self.format == "f32" and self.width or self.rb},
+                    self.format == "f32" and "f32" or "i8")
+  make(dst)
+  O.put_rows(dst, rows, self.data)
+end
+
+-- Stores the rows of x [n, width] (f32) as rows at .. at + n - 1 (with
+-- `rows`, a device i32 [n] holding those rows, put there by put_rows).
+function Cache:put(x, at, rows)
   local n = x:shape(1)
   if n == 0 then return end
   self:reserve(at + n)
-  local dst = self.data:slice(0, at, n)
+  if rows then
+    put_at_rows(self, function(dst) self:pack(x, dst) end, n, rows)
+  else
+    self:pack(x, self.data:slice(0, at, n))
+  end
+  self.n = math.max(self.n, at + n)
+end
+
+-- x [n, width] (f32) in the cache's format into dst [n, row].
+function Cache:pack(x, dst)
   if self.format == "f32" then
     dst:assign(x)
   elseif self.kind == "kv" then
@@ -246,10 +263,9 @@ function Cache:put(x, at)
   else
     O.kernel("quant.tile", "fp4_pack"):launch{x, dst}
   end
-  self.n = math.max(self.n, at + n)
 end
 
-function Cache:append(x) self:put(x, self.n) end
+function Cache:append(x, rows) self:put(x, self.n, rows) end
 
 -- Stores KV rows x [n, width] (f32, before kv_norm and rope) as rows at ..
 -- at + n - 1 after each is RMS-normalised (times w) and its rope dims
@@ -257,19 +273,26 @@ function Cache:append(x) self:put(x, self.n) end
 -- rows (f32), or kv_norm_rope_pack straight into their bytes ("fp8"), one
 -- launch where the norm + rope and put made two (the same bits: the values
 -- head_norm_rope computes, packed as kv_pack packs them).
-function Cache:put_norm_rope(x, w, tab, pos, at)
+function Cache:put_norm_rope(x, w, tab, pos, at, rows)
   local n = x:shape(1)
   if n == 0 then return end
   if self.kind ~= "kv" or tab:shape(2) * 2 ~= self.rope then
     error("put_norm_rope: a KV cache whose rope dims are the table's", 2)
   end
   self:reserve(at + n)
-  local dst, xs = self.data:slice(0, at, n), x:reshape{n, 1, self.width}
-  if self.format == "f32" then
-    O.kernel("rope.tile", "head_norm_rope", O.f32_params)
-      :launch{xs, w, tab, pos, dst:reshape{n, 1, self.width}}
+  local xs = x:reshape{n, 1, self.width}
+  local function make(dst)
+    if self.format == "f32" then
+      O.kernel("rope.tile", "head_norm_rope", O.f32_params)
+        :launch{xs, w, tab, pos, dst:reshape{n, 1, self.width}}
+    else
+      O.kernel("rope.tile", "kv_norm_rope_pack"):launch{xs, w, tab, pos, dst}
+    end
+  end
+  if rows then
+    put_at_rows(self, make, n, rows)
   else
-    O.kernel("rope.tile", "kv_norm_rope_pack"):launch{xs, w, tab, pos, dst}
+    make(self.data:slice(0, at, n))
   end
   self.n = math.max(self.n, at + n)
 end

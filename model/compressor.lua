@@ -179,10 +179,15 @@ end
 -- trip through the host; x nil: a batch's step put them there); when t
 -- (tp: the device's [1] of it; zero: a device [1] of 0) completes a window,
 -- the new entry [1, E] (from the window, and for CSA the previous one),
--- else nil.
-function M:compress_step(L, which, st, t, ratio, tab, x, tp, zero)
+-- else nil. plan: a recorded step's (model/graphs.lua), whose row of the
+-- buffer is found on the device (the projections made apart, then put).
+function M:compress_step(L, which, st, t, ratio, tab, x, tp, zero, plan)
   local buf = st.buf[which]
-  if x then self:project(L, which, x, buf.cz:slice(0, t % M.buffer_rows(ratio), 1)) end
+  if x and plan then
+    O.put_rows(self:project(L, which, x), plan:row("buf" .. ratio), buf.cz)
+  elseif x then
+    self:project(L, which, x, buf.cz:slice(0, t % M.buffer_rows(ratio), 1))
+  end
   if (t + 1) % ratio ~= 0 then return nil end
   -- the window's rows (and CSA's window before) where they lie in the
   -- ring, found on the device from the position tp (compress_pool_ring)

@@ -421,6 +421,12 @@ function O.linear(x, w, y)
   return y
 end
 
+-- y[rows[r], :] = x[r, :] (rows: a device i32 [R]; embed.tile put_rows)
+local put_rows_params = O.memo(function(dt) return {XT = dt} end)
+function O.put_rows(x, rows, y)
+  O.kernel("embed.tile", "put_rows", put_rows_params(x:dtype())):launch{x, rows, y}
+end
+
 function O.rmsnorm(x, w)
   local y = O.out(x:shape())
   O.kernel("rmsnorm.tile", "rmsnorm_f32"):launch{x, w, y}

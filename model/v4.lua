@@ -94,6 +94,7 @@ function M.load(dir, weights_path, opts)
                 w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
                 linears = opts.linears or "f32", experts = opts.experts or "bf16",
                 attn_dtype = opts.attention, moe_dtype = opts.moe, join = opts.join ~= false,
+                graphs = opts.graphs == true,
                 joined = {},
                 pools = {}, free_slots = {}, slots_taken = 0}
   local d = opts.device or ts.default_device()
@@ -367,8 +368,8 @@ end
 -- there read the model's own (a new sequence's MTP block at the model's
 -- position, a rewind of the model's snapshot).
 local function clear_own(s)
-  s.mtp_pos, s.forgot, s.last_streams, s.final_streams, s.final_from, s.snap =
-    false, false, false, false, false, false
+  s.mtp_pos, s.forgot, s.last_streams, s.final_streams, s.final_from, s.snap, s.gstate =
+    false, false, false, false, false, false, false
 end
 
 -- Forgets the sequence: a new prefill starts from position 0.
@@ -620,13 +621,28 @@ function M:prefill_batch(seqs, prompts)
 end
 
 -- One decode step: token `id` at the next position; returns its logits.
+-- With graphs on (opts.graphs at load; model/graphs.lua) a step of a
+-- phase and bucket recorded before is replayed: the same logits, in the
+-- graph's tensor, which the next such step writes again.
 function M:decode(id)
-  local cfg, d, t = self.cfg, self.cfg.dim, self.next_pos
+  local t = self.next_pos
   if not t or t == 0 then error("decode needs a prefill first", 2) end
   self:check_ids("decode", id, 2)
   self:check_room("decode", t, 1, 2)
   O.use(self.dev, self.tf32)
-  local ids, step = O.tensor("i32", {1}, {id}), self.step_inputs()
+  if self.graphs then
+    local logits = self:decode_graphed(id, t)
+    if logits then return logits end
+  end
+  return (self:decode_step(O.tensor("i32", {1}, {id}), t, self.step_inputs()))
+end
+
+-- The decode step of the token in ids (a device i32 [1]) at position t
+-- (step: M.step_inputs', or a recorded step's with its plan): the logits
+-- and the final streams [1, 4, d] (kept as the MTP block's input,
+-- M:mtp_steps).
+function M:decode_step(ids, t, step)
+  local cfg, d = self.cfg, self.cfg.dim
   local X = O.out{1, 4, d}
   kernel("embed.tile", "embed_streams"):launch{ids, self:raw("embed.weight"), X}
   for L = 0, cfg.n_layers - 1 do
@@ -638,8 +654,8 @@ function M:decode(id)
     end)
   end
   self.next_pos = t + 1
-  self.last_streams = X -- (the MTP block's input: M:mtp_steps)
-  return self:head(X)
+  self.last_streams = X
+  return self:head(X), X
 end
 
 -- Rounds of tokens of several sequences (rounds[r] = {seqs = {...}, ids =
@@ -863,7 +879,7 @@ function M:cache_bytes()
 end
 
 -- The methods of each concept, in their own files.
-for _, part in ipairs{"rope", "compressor", "attention", "moe", "mhc", "mtp"} do
+for _, part in ipairs{"rope", "compressor", "attention", "moe", "mhc", "mtp", "graphs"} do
   require("model." .. part)(M)
 end
 

@@ -1,0 +1,222 @@
+-- graphs.lua - a sequence's decode steps replayed as graphs (ts.capture,
+-- runtime/graph.c): the ~100 launches of a step without the Lua between
+-- them, as one loop in C on the CPU and one CUDA graph launch on a GPU.
+--
+-- A recorded step is the model's own decode step (M:decode_step), with
+-- what changes from one position to the next read from the device: each
+-- sequence has a plan, one i32 tensor whose slots hold the token id, the
+-- position, the rows the step writes (the window ring's t mod W, the
+-- compressors' buffers' t mod R, the new compressed entry's and indexer
+-- key's row) and the lengths it reads (the entries held, top-k's length,
+-- HCA's ranges); the step takes those slots' views (its ring and buffer
+-- rows placed by embed.tile put_rows, its lengths read by the kernels, as
+-- a batch's pooled step does), and the entries' views are a bucket of
+-- rows (the held count rounded up to a power of two, at least 64), which
+-- the kernels cut to the count they read. So the steps of one phase (which
+-- compressors complete a window) and one bucket launch the same kernels
+-- over the same tensors: recorded once, each later one is a write of the
+-- plan's values, a replay, and the bookkeeping the step's Lua would have
+-- done (the entries' counts, the position). Each output is the step's,
+-- bit for bit (tests/lua/graph_decode.lua against plain steps).
+--
+-- A step runs as it always did (and is not recorded) before the window
+-- fills (t < W: the f32 caches' list reads the ring's n rows), for a
+-- sequence whose layers' counts differ from the plan's (not one
+-- sequence's state), and when graphs are off (V4.load's opts.graphs, or
+-- model.graphs = false). The logits a replayed step returns, and its
+-- final streams, are its graph's tensors, written again by the next step
+-- of the same phase: read them before that (generate.lua does).
+local ts = require "tessera"
+local O = require "model.ops"
+
+return function(M)
+
+-- The bucket of rows a recorded step views for n entries.
+local function bucket(n)
+  if n == 0 then return 0 end
+  local b = 64
+  while b < n do b = 2 * b end
+  return b
+end
+
+local Plan = {}
+Plan.__index = Plan
+
+-- The view of slot `name`, holding v this step (an error if the plan
+-- holds another value: the step asked for a length the plan did not make).
+function Plan:int(name, v)
+  local view = self.views[name]
+  if not view then error("graph plan: no slot '" .. name .. "'", 2) end
+  if self.values[name] ~= v then
+    error(string.format("graph plan: '%s' is %s in the step, %s in the plan", name,
+                        tostring(v), tostring(self.values[name])), 2)
+  end
+  return view
+end
+
+-- The view of row slot `name` (a device i32 [1]).
+function Plan:row(name)
+  local view = self.views[name]
+  if not view then error("graph plan: no slot '" .. name .. "'", 2) end
+  return view
+end
+
+-- The rows the step views of the entries of compression ratio `ratio`,
+-- which hold n.
+function Plan:rows(ratio, n)
+  local nb = self.nb[ratio]
+  if not nb or nb < n then error("graph plan: no bucket for " .. n .. " entries", 2) end
+  return nb
+end
+
+-- The sequence's plan: a slot each for the id, the position, the ring's
+-- row and, for each compression ratio of its layers, the buffer's row,
+-- the new entry's (and key's) row, the entries held after the step, HCA's
+-- ranges and top-k's length.
+local function new_plan(self)
+  local names, seen = {"id", "pos", "ring"}, {}
+  for _, r in ipairs(self.cfg.compress_ratios) do
+    if r > 0 and not seen[r] then
+      seen[r] = true
+      for _, n in ipairs{"buf", "comp", "n", "p", "keys", "len"} do names[#names + 1] = n .. r end
+    end
+  end
+  local block = O.tensor("i32", {#names})
+  local plan = setmetatable({block = block, names = names, views = {}, values = {}, nb = {},
+                             vector = {}}, Plan)
+  for i, n in ipairs(names) do plan.views[n] = block:slice(0, i - 1, 1) end
+  return plan
+end
+
+-- The plan's values for token id at position t of this sequence, its
+-- buckets (the entries' caches made room for them first) and the step's
+-- key (its phase and buckets); nil when the sequence's layers do not all
+-- hold the counts of one sequence (then the step runs unrecorded).
+local function fill_plan(self, plan, id, t)
+  local cfg, W = self.cfg, self.cfg.window_size
+  local v, held, keys = plan.values, {}, {}
+  v.id, v.pos, v.ring = id, t, t % W
+  for L = 0, cfg.n_layers - 1 do
+    local r, st = cfg.compress_ratios[L + 1], self.state[L]
+    if not st or st.ring.n ~= W then return nil end
+    if r > 0 then
+      if held[r] and held[r] ~= st.comp.n then return nil end
+      held[r] = st.comp.n
+      if r == 4 then
+        if keys[r] and keys[r] ~= st.keys.n then return nil end
+        keys[r] = st.keys.n
+      end
+    end
+  end
+  local key = {}
+  for r, n in pairs(held) do
+    local done = (t + 1) % r == 0 and 1 or 0
+    local after = n + done
+    v["buf" .. r], v["comp" .. r], v["n" .. r] = t % self.buffer_rows(r), n, after
+    v["p" .. r] = self.kv8_ranges(W, after)
+    local nb = bucket(after)
+    if keys[r] then
+      local kafter = keys[r] + done
+      v["keys" .. r], v["len" .. r] = keys[r], math.min((t + 1) // r, kafter)
+      nb = math.max(nb, bucket(kafter))
+    end
+    plan.nb[r] = nb
+    key[#key + 1] = r .. ":" .. done .. ":" .. nb
+  end
+  -- (room for the bucket's rows, before the identity below is taken: a
+  -- recorded step must not grow a cache)
+  for L = 0, cfg.n_layers - 1 do
+    local r, st = cfg.compress_ratios[L + 1], self.state[L]
+    if r > 0 then
+      st.comp:reserve(plan.nb[r])
+      if st.keys then st.keys:reserve(plan.nb[r]) end
+    end
+  end
+  table.sort(key)
+  for i, n in ipairs(plan.names) do plan.vector[i] = v[n] or 0 end
+  return table.concat(key, " ")
+end
+
+-- The tensors a recorded step writes the state into (each layer's ring,
+-- entries, keys and compressor buffers), in order: a graph recorded over
+-- other tensors (a cache grown, the state replaced) is not replayed.
+local function state_tensors(self)
+  local list = {}
+  for L = 0, self.cfg.n_layers - 1 do
+    local st = self.state[L]
+    list[#list + 1] = st.ring.data
+    if st.comp then list[#list + 1] = st.comp.data end
+    if st.keys then list[#list + 1] = st.keys.data end
+    for _, which in ipairs{"compressor", "indexer.compressor"} do
+      if st.buf[which] then list[#list + 1] = st.buf[which].cz end
+    end
+  end
+  return list
+end
+
+local function same_list(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if not rawequal(a[i], b[i]) then return false end
+  end
+  return true
+end
+
+-- What a step's Lua does to the state besides its launches: the entries'
+-- and keys' counts of the layers whose window position t completes.
+local function advance(self, t)
+  local cfg = self.cfg
+  for L = 0, cfg.n_layers - 1 do
+    local r, st = cfg.compress_ratios[L + 1], self.state[L]
+    if r > 0 and (t + 1) % r == 0 then
+      st.comp.n = st.comp.n + 1
+      if st.keys then st.keys.n = st.keys.n + 1 end
+    end
+  end
+  self.next_pos = t + 1
+end
+
+-- Token id's decode step at position t as a graph: replayed when one of
+-- this phase and bucket was recorded over the same state tensors, else
+-- recorded (it runs as it records). Returns the logits and the final
+-- streams, or nil where the step runs unrecorded (above).
+function M:decode_graphed(id, t)
+  if t < self.cfg.window_size then return nil end
+  local g = rawget(self, "gstate")
+  if not g then
+    g = {graphs = {}, count = 0, plan = new_plan(self)}
+    rawset(self, "gstate", g)
+  end
+  local plan = g.plan
+  local key = fill_plan(self, plan, id, t)
+  if not key then return nil end
+  local tensors = state_tensors(self)
+  local e = g.graphs[key]
+  if e and not same_list(e.tensors, tensors) then e = nil end
+  plan.block:set(plan.vector)
+  if e then
+    e.graph:replay()
+    advance(self, t)
+    self.last_streams = e.X
+    g.replays = (g.replays or 0) + 1
+    return e.logits, e.X
+  end
+  -- (a few graphs kept: a bucket's phases; older buckets' are dropped)
+  if g.count >= 6 then g.graphs, g.count = {}, 0 end
+  local step = self.step_inputs()
+  step.plan, step.pos = plan, plan.views.pos
+  local graph, logits, X = ts.capture(function()
+    return self:decode_step(plan.views.id, t, step)
+  end, self.dev)
+  g.graphs[key] = {graph = graph, logits = logits, X = X, tensors = tensors}
+  g.count, g.recorded = g.count + 1, (g.recorded or 0) + 1
+  return logits, X
+end
+
+-- How many of this sequence's steps were recorded and replayed.
+function M:graph_counts()
+  local g = rawget(self, "gstate")
+  return {recorded = g and g.recorded or 0, replayed = g and g.replays or 0}
+end
+
+end
