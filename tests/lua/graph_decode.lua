@@ -1,0 +1,113 @@
+-- graph_decode.lua - decode steps replayed as graphs (model/graphs.lua,
+-- opts.graphs) against plain steps, on the golden tiny model: every step's logits bit for bit, the
+-- final streams and the state's counts alike; over 300 steps from a
+-- 130-token prompt (windows of 4 and of 128 completing, the entries'
+-- buckets growing from 64 to 128 rows) with each cache format and the f32
+-- and bf16 attention (the CPU's and a GPU's kernels for each: every path
+-- of a step that views the entries); most steps replayed, few recorded;
+-- a step before the window (32) fills, after forget_last, a reset and a new
+-- sequence all as plain steps. arg[1] "gpusim": one configuration for 10
+-- steps on the simulator (the GPU forms of the kernels, the plan's rows
+-- and lengths read there). arg[1] "mock": tests/cuda_mock's driver (no
+-- kernel runs: counts only): each replayed step is one CUDA graph launch,
+-- one write (the plan's) and no wait.
+local ts = require "tessera"
+local V4 = require "model.v4"
+local C = require "tests.lua.lib.check"
+
+local function prompt(n, k)
+  local v = {}
+  for i = 1, n do v[i] = (i * k) % 512 end
+  return ts.tensor("i32", {n}, v)
+end
+
+local sim, mock = arg[1] == "gpusim", arg[1] == "mock"
+local dev = ts.device(sim and "gpusim" or mock and "cuda" or "cpu")
+local dir = C.golden()
+if not dir then return end
+
+if mock then
+  local m = V4.load(dir, nil, {kv_format = "fp8", graphs = true, device = dev})
+  m:prefill(prompt(130, 37))
+  m:decode(1)
+  local before, n0 = dev:stats(), m:graph_counts()
+  for s = 1, 40 do m:decode(s) end
+  local after, n1 = dev:stats(), m:graph_counts()
+  local replayed = n1.replayed - n0.replayed
+  C.check(replayed >= 30, "mock: " .. replayed .. " of 40 steps replayed")
+  C.check(after.graphs - before.graphs == replayed, "mock: a CUDA graph launch a replayed step")
+  C.check(after.writes - before.writes <= 40 + 2 * (n1.recorded - n0.recorded),
+          "mock: one write a step (the plan's), " .. (after.writes - before.writes) .. " in all")
+  C.check(after.waits == before.waits, "mock: no wait")
+  C.finish()
+  return
+end
+
+local function counts(m)
+  local v = {m.next_pos}
+  for L = 0, m.cfg.n_layers - 1 do
+    local st = m.state[L]
+    v[#v + 1] = st.ring.n
+    v[#v + 1] = st.comp and st.comp.n or -1
+    v[#v + 1] = st.keys and st.keys.n or -1
+  end
+  return v
+end
+
+-- decodes ids ids(s), s = 1 .. steps, on a (plain) and b (graphs);
+-- returns how many steps' logits differed
+local function decode_both(a, b, steps, ids)
+  local bad = 0
+  for s = 1, steps do
+    local id = ids(s)
+    if not C.same(a:decode(id), b:decode(id)) then bad = bad + 1 end
+  end
+  return bad
+end
+
+local configs = sim and {{kv = "fp8"}}
+  or {{kv = "fp8", att = "f32"}, {kv = "f32", att = "f32"}, {kv = "fp8", att = "bf16"},
+      {kv = "f32", att = "bf16"}}
+local steps = sim and 10 or 300
+for _, c in ipairs(configs) do
+  local what = c.kv .. " caches, " .. (c.att or "default") .. " attention"
+  local function load(graphs)
+    return V4.load(dir, nil, {kv_format = c.kv, attention = c.att, graphs = graphs,
+                              device = dev})
+  end
+  local a, b = load(false), load(true)
+  a:prefill(prompt(130, 37))
+  b:prefill(prompt(130, 37))
+  local bad = decode_both(a, b, steps, function(s) return (s * 11 + 3) % 512 end)
+  C.check(bad == 0, what .. ": " .. bad .. " of " .. steps .. " steps' logits differ")
+  C.check(C.same(a.last_streams, b.last_streams), what .. ": the final streams alike")
+  C.check(C.same(counts(a), counts(b)), what .. ": the state's counts alike")
+  local n = b:graph_counts()
+  C.check(n.recorded + n.replayed == steps and n.recorded <= (sim and 3 or 12),
+          string.format("%s: %d steps recorded, %d replayed", what, n.recorded, n.replayed))
+  if not sim and c.att == "f32" then
+    -- a forgotten step, then steps again (the ring's count below W: plain)
+    a:forget_last()
+    b:forget_last()
+    bad = decode_both(a, b, 6, function(s) return s + 100 end)
+    C.check(bad == 0, what .. ": after forget_last, " .. bad .. " of 6 differ")
+    -- a reset drops the graphs; steps before the window fills run plain
+    a:reset()
+    b:reset()
+    a:prefill(prompt(20, 5))
+    b:prefill(prompt(20, 5))
+    local before = b:graph_counts()
+    bad = decode_both(a, b, 4, function(s) return s end)
+    local after = b:graph_counts()
+    C.check(bad == 0 and before.recorded == 0 and after.recorded == 0 and after.replayed == 0,
+            what .. ": after a reset, steps before the window fills are plain")
+    -- a sequence's own graphs, its steps alike
+    local sa, sb = a:sequence(), b:sequence()
+    sa:prefill(prompt(140, 13))
+    sb:prefill(prompt(140, 13))
+    bad = decode_both(sa, sb, 12, function(s) return 7 * s end)
+    C.check(bad == 0 and sb:graph_counts().replayed >= 8 and b:graph_counts().replayed == 0,
+            what .. ": a sequence's steps replay its own graphs, alike")
+  end
+end
+C.finish()
