@@ -59,6 +59,9 @@
 -- verifies them all (model:snapshot, model:rewind past the first wrong one).
 -- --stream on (one prompt) writes each reply's text as its tokens are
 -- picked (the same text; the figures after it).
+-- --graphs on (the default) replays a reply's decode steps as graphs once
+-- the window is full (model/graphs.lua: the same tokens, without the
+-- Lua between a step's launches); off runs every step plainly.
 -- --samples N: N replies to one prompt, prefilled once and forked
 -- (model:fork: each sample's state a copy of the prompt's) into N
 -- sequences decoded together (model:decode_batch; with --mtp on
@@ -76,7 +79,7 @@ local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
               kv = "fp8", linears = "f32", experts = "bf16", device = "cpu"}
 local known = {model = true, weights = true, attention = true, moe = true, tokenizer = true,
                chat = true, system = true, chunk = true, turn = true, mtp = true,
-               lookup = true, stream = true, samples = true}
+               lookup = true, stream = true, samples = true, graphs = true}
 for k in pairs(opts) do known[k] = true end
 local prompts, turns = {}, {}
 local i = 1
@@ -88,7 +91,7 @@ while i <= #arg do
           "[--tokens N] [--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
           "[--experts bf16|fp8|fp4] [--device D] [--attention bf16|f32] [--moe bf16|f32] " ..
           "[--tokenizer F] [--chat chat|thinking] [--system T] [--chunk N] [--turn T] " ..
-          "[--mtp on|off] [--lookup K] [--stream on|off] [--samples N]", 0)
+          "[--mtp on|off] [--lookup K] [--stream on|off] [--samples N] [--graphs on|off]", 0)
   end
   opts[k] = arg[i + 1]
   if k == "prompt" then prompts[#prompts + 1] = arg[i + 1] end
@@ -138,6 +141,9 @@ if opts.stream and opts.stream ~= "on" and opts.stream ~= "off" then
   error("--stream: on or off", 0)
 end
 local stream = opts.stream == "on"
+if opts.graphs and opts.graphs ~= "on" and opts.graphs ~= "off" then
+  error("--graphs: on or off", 0)
+end
 if stream and #prompts > 1 then error("--stream: one prompt", 0) end
 local n_new = math.tointeger(tonumber(opts.tokens))
 if not (n_new and n_new >= 1) then error("--tokens: a positive number of tokens", 0) end
@@ -156,7 +162,7 @@ end
 local device = ts.device(opts.device)
 local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
                                      experts = opts.experts, attention = opts.attention,
-                                     moe = opts.moe})
+                                     moe = opts.moe, graphs = opts.graphs ~= "off"})
 
 -- tokens
 local tk = tokenizer.open(opts.tokenizer or opts.model, cfg.vocab_size, opts.tokenizer ~= nil)

@@ -132,9 +132,9 @@ void ts_graph_counts_get(const ts_graph *g, ts_graph_counts *out) { *out = g->co
 
 /* ---- recording (kernel.c, tensor.c, the binding) ---------------------------------- */
 
-ts_status ts_graph_add_launch(ts_kernel *k, const ts_arg *args, size_t count,
+ts_status ts_graph_add_launch(ts_device *d, ts_kernel *k, const ts_arg *args, size_t count,
                               const int64_t grid[3]) {
-  ts_graph *g = recording(ts_kernel_device(k));
+  ts_graph *g = recording(d);
   if (!g)
     return NULL;
   node *e = add(g);

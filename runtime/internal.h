@@ -23,7 +23,7 @@ struct ts_device {
 /* What graph.c records while a device records (kernel.c, tensor.c): each
  * a no-op when the device does not. A failure to record (memory) fails the
  * recording, which ts_graph_end reports. */
-ts_status ts_graph_add_launch(ts_kernel *k, const ts_arg *args, size_t count,
+ts_status ts_graph_add_launch(ts_device *d, ts_kernel *k, const ts_arg *args, size_t count,
                               const int64_t grid[3]);
 void ts_graph_add_zero(ts_tensor *t);
 void ts_graph_add_write(ts_tensor *t, const void *src, size_t size);
@@ -32,7 +32,6 @@ void ts_graph_add_copy(ts_tensor *dst, const ts_tensor *src);
  * through it), which also fails the recording; else NULL. */
 ts_status ts_graph_refuse(ts_device *d, const char *what);
 ts_kernel *ts_kernel_retain(ts_kernel *k);
-ts_device *ts_kernel_device(const ts_kernel *k);
 /* A launch neither profiled nor timed nor recorded (a graph's, while the
  * CUDA stream is captured). */
 ts_status ts_kernel_launch_plain(ts_kernel *k, const ts_arg *args, size_t count,

@@ -184,8 +184,6 @@ ts_kernel *ts_kernel_retain(ts_kernel *k) {
   return k;
 }
 
-ts_device *ts_kernel_device(const ts_kernel *k) { return k->device; }
-
 void ts_kernel_release(ts_kernel *k) {
   if (!k || atomic_fetch_sub(&k->refs, 1) != 1)
     return;
@@ -352,12 +350,18 @@ static ts_status profiled_launch(ts_kernel *k, const ts_arg *args, size_t count,
   return st;
 }
 
-/* (recorded when it ran, where the device records a graph) */
+/* (recorded when it ran, where its device records a graph, or the device
+ * of one of its tensors does: a CPU kernel runs over any host device's
+ * tensors, and the model's kernels are made once for every CPU device) */
 ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
                                 const int64_t grid[3]) {
   ts_status st = profiled_launch(k, args, count, grid);
-  if (!st && k->device->rec)
-    st = ts_graph_add_launch(k, args, count, grid);
+  ts_device *rec = k->device->rec ? k->device : NULL;
+  for (size_t i = 0; !rec && i < count; i++)
+    if (args[i].kind == TS_ARG_TENSOR && args[i].tensor && ts_tensor_device(args[i].tensor)->rec)
+      rec = ts_tensor_device(args[i].tensor);
+  if (!st && rec)
+    st = ts_graph_add_launch(rec, k, args, count, grid);
   return st;
 }
 

@@ -91,6 +91,14 @@ for _, name in ipairs(devices) do
   C.check(mock or C.same(y:to_table(), O.rmsnorm(h, nw):to_table()),
           name .. ": a closed kernel's launch replays")
 
+  -- a CPU kernel made for another CPU device (the model's kernels are made
+  -- once for every CPU device) is recorded where its tensors' device records
+  if name == "cpu" then
+    local k2 = ts.kernel("kernels/rmsnorm.tile", "rmsnorm_f32", {}, ts.device("cpu"))
+    local g4 = ts.capture(function() k2:launch{h, nw, y} end, dev)
+    C.check(g4:counts().launches == 1, name .. ": another CPU device's kernel is recorded")
+  end
+
   -- what cannot be recorded fails the recording and leaves the device free
   local ok, err = pcall(ts.capture, function()
     O.linear(x, w):to_table()

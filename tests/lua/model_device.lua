@@ -76,11 +76,13 @@ if arg[1] == "cuda" then
   end)
   check(oke, "extend runs with every tensor on the GPU: " .. tostring(erre))
   -- speculative decoding (the MTP block over the prompt and its steps, two
-  -- tokens a step, a forgotten draft)
+  -- tokens a step, a forgotten draft; the drafts given, as the mock's
+  -- argmax runs no kernel: its output is whatever bytes its block held)
   local oks, errs = pcall(function()
     local s = m:sequence()
     local toks = s:speculate(s:prefill(prompt), prompt:to_table(), 6,
-                             function() return ids[2] end, -1)
+                             function() return ids[2] end, -1,
+                             function() return ids[3] end)
     return #toks
   end)
   check(oks and errs == 6, "speculate runs with every tensor on the GPU: " .. tostring(errs))

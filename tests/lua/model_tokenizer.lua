@@ -131,6 +131,16 @@ for _, bad_opt in ipairs{{"--tokens", "0", "--tokens: a positive number"},
   check(not okb and msg:find(bad_opt[3], 1, true) ~= nil,
         bad_opt[1] .. " " .. bad_opt[2] .. " is refused: " .. msg)
 end
+-- --graphs (on by default): a reply past the window (128 tokens) replays
+-- its steps as graphs, the same output as plain steps; a bad value refused
+local long = string.rep("the other one ", 16)
+local graphed = generate({long}, {"--tokens", "12"})
+local plain = generate({long}, {"--tokens", "12", "--graphs", "off"})
+local gout, held = graphed:match("\noutput: ([^\n]*)"), graphed:match("prompt (%d+) tokens")
+check(gout and gout == plain:match("\noutput: ([^\n]*)") and tonumber(held) > 128,
+      "--graphs on and off give one output past the window:\n" .. graphed .. "\n" .. plain)
+local okx, gbad = run{"--graphs", "x"}
+check(not okx and gbad:find("--graphs: on or off", 1, true) ~= nil, "--graphs x: " .. gbad)
 local ok5m, moe = run{"--moe", "fp8"}
 check(not ok5m and moe:find("--moe: bf16 or f32", 1, true) ~= nil, "--moe fp8: " .. moe)
 local ok5b, moe16 = run{"--moe", "bf16"} -- (a prompt of 11 tokens: the tensor-core MoE)
