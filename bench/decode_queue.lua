@@ -35,23 +35,19 @@ local dev = ts.device(opts.device)
 local cfg = json.read("model/configs/tiny.json")
 local m = V4.load(cfg, weights, {kv_format = opts.kv, linears = opts.linears,
                                  experts = opts.experts, device = dev})
-local prompt = {}
-for i = 1, 64 do prompt[i] = (i * 37) % 256 end
-m:prefill(ts.tensor("i32", {#prompt}, prompt))
+local function prefill(model, n)
+  local v = {}
+  for i = 1, n do v[i] = (i * 37) % 256 end
+  return model:prefill(ts.tensor("i32", {n}, v))
+end
+prefill(m, 64)
 for s = 1, 4 do m:decode(s) end -- compiles the step's kernels
 dev:sync()
 local steps = math.tointeger(opts.steps)
 local runs = steps >= 4 and 4 or 1
 local per_run = steps // runs
 steps = per_run * runs
-local a, secs = dev:stats(), math.huge
-for r = 1, runs do
-  local t0 = ts.clock()
-  for s = 1, per_run do m:decode((r * per_run + s) % 256) end
-  dev:sync()
-  secs = math.min(secs, (ts.clock() - t0) / per_run)
-end
-local b = dev:stats()
+
 print(string.format("# tiny V4 config (%d layers), %s caches, %s linears, %s experts, " ..
                     "decode steps on %s (%s)", cfg.n_layers, opts.kv, opts.linears,
                     opts.experts, dev:name(), dev:arch() or
@@ -59,39 +55,60 @@ print(string.format("# tiny V4 config (%d layers), %s caches, %s linears, %s exp
 print("")
 print("| per step | launches | waits | reads | writes | copies within | memsets | cuMemAlloc | ms | us a launch |")
 print("|---|---|---|---|---|---|---|---|---|---|")
-local function per(k) return (b[k] - a[k]) / steps end
-local launches = per("launches")
-print(string.format("| %d steps | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.3f | %s |", steps,
-                    launches, math.max(0, per("waits") - runs / steps), per("reads"),
-                    per("writes"), per("copies"), per("zeroes"), per("driver_allocs"), secs * 1e3,
-                    launches > 0 and string.format("%.2f", secs * 1e6 / launches) or "-"))
+-- `step()` `steps` times (runs of per_run, the best run's time a step) and
+-- the row of the counts a step; returns the seconds a step
+local function row(what, step, nlaunch)
+  local a, secs = dev:stats(), math.huge
+  for r = 1, runs do
+    local t0 = ts.clock()
+    for s = 1, per_run do step(r * per_run + s) end
+    dev:sync()
+    secs = math.min(secs, (ts.clock() - t0) / per_run)
+  end
+  local b = dev:stats()
+  local function per(k) return (b[k] - a[k]) / steps end
+  local launches = nlaunch or per("launches")
+  print(string.format("| %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.3f | %s |", what,
+                      per("launches"), math.max(0, per("waits") - runs / steps), per("reads"),
+                      per("writes"), per("copies"), per("zeroes"), per("driver_allocs"),
+                      secs * 1e3,
+                      launches > 0 and string.format("%.2f", secs * 1e6 / launches) or "-"))
+  return secs
+end
+local secs = row(steps .. " steps", function(s) m:decode(s % 256) end)
 
--- one step as a graph, replayed (the same counts; its time against the
--- steps' above)
+-- one step as a graph, replayed (its logits checked against the step's)
 local g, logits = ts.capture(function() return m:decode(7) end, dev)
 local want = logits:to_table()
-local c, gsecs = dev:stats(), math.huge
-for r = 1, runs do
-  local t0 = ts.clock()
-  for s = 1, per_run do g:replay() end
-  dev:sync()
-  gsecs = math.min(gsecs, (ts.clock() - t0) / per_run)
-end
-local d = dev:stats()
+local n = g:counts()
+local gsecs = row(string.format("one step replayed as a graph (%d launches, %d writes of %d " ..
+                                "bytes)", n.launches, n.writes, n.write_bytes),
+                  function() g:replay() end, n.launches)
 local got = logits:to_table()
 for i = 1, #want do
   if got[i] ~= want[i] then error("a replay's logits differ from the recorded step's at " .. i) end
 end
-local n = g:counts()
-local function gper(k) return (d[k] - c[k]) / steps end
-print(string.format("| one step replayed as a graph (%d launches, %d writes of %d bytes) | " ..
-                    "%.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.3f | %.2f |", n.launches,
-                    n.writes, n.write_bytes, gper("launches"), math.max(0, gper("waits") - runs / steps),
-                    gper("reads"), gper("writes"), gper("copies"), gper("zeroes"),
-                    gper("driver_allocs"), gsecs * 1e3, gsecs * 1e6 / n.launches))
+
+-- steps past the window (a 130-token prompt), plain and with graphs
+-- (model/graphs.lua: each a plan write and a replay once its phase is
+-- recorded), the two models at the same positions
+local mg = V4.load(cfg, weights, {kv_format = opts.kv, linears = opts.linears,
+                                  experts = opts.experts, device = dev, graphs = true})
+prefill(m, 130)
+prefill(mg, 130)
+for s = 1, 8 do m:decode(s); mg:decode(s) end -- (the phases recorded)
+local psecs = row(steps .. " steps past the window", function(s) m:decode(s % 256) end)
+local before = mg:graph_counts()
+local dsecs = row(steps .. " steps past the window, graphs on",
+                  function(s) mg:decode(s % 256) end)
+local after = mg:graph_counts()
 print("")
 print(string.format("A replayed step takes %.2fx the time of a step (%.3f against %.3f ms); " ..
-                    "%s; its logits are the recorded step's, bit for bit.", gsecs / secs,
-                    gsecs * 1e3, secs * 1e3, dev:name() == "cuda" and
-                    string.format("%d CUDA graph launches", d.graphs - c.graphs) or
-                    "the graph's nodes run in a loop in C"))
+                    "%s; its logits are the recorded step's, bit for bit. Past the window, a " ..
+                    "step with graphs on takes %.2fx a plain step's time (%.3f against %.3f ms; " ..
+                    "%d of its %d steps replayed).", gsecs / secs, gsecs * 1e3, secs * 1e3,
+                    dev:name() == "cuda" and "a CUDA graph launch each"
+                    or "the graph's nodes run in a loop in C", dsecs / psecs, dsecs * 1e3,
+                    psecs * 1e3, after.replayed - before.replayed,
+                    after.replayed + after.recorded + after.planned - before.replayed -
+                    before.recorded - before.planned))

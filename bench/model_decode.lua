@@ -1,6 +1,7 @@
 -- model_decode.lua - prefill and decode speed of the tiny V4 config on the
 -- CPU (kernels compiled before timing), of sequences prefilled together
--- (prefill_batch) and decoding together (decode_batch), and the time per
+-- (prefill_batch) and decoding together (decode_batch), decode steps
+-- past the window plain and replayed as graphs, and the time per
 -- layer kind of a decode step; run from
 -- the source root:
 --   build/tessera run bench/model_decode.lua [weights.safetensors]
@@ -18,7 +19,7 @@ local function ids(n)
   return ts.tensor("i32", {n}, v)
 end
 
-local results, layers, batches, prefills = {}, {}, {}, {}
+local results, layers, batches, prefills, graphs = {}, {}, {}, {}, {}
 for _, fmt in ipairs{"fp8", "f32"} do
   local model = V4.load(cfg, weights, {kv_format = fmt})
   -- warm up: compiles every kernel once (256 tokens make HCA entries)
@@ -76,6 +77,29 @@ for _, fmt in ipairs{"fp8", "f32"} do
                                               B * n / tb, B * n / ta, ta / tb)
     end
   end
+  -- decode steps past the window plain and replayed as graphs
+  -- (model/graphs.lua), the two models at the same positions: tokens/s,
+  -- best of 3 runs of 48 steps each, alternated (each replayed step's
+  -- logits the plain step's, tests/lua/graph_decode.lua)
+  do
+    local g = V4.load(cfg, weights, {kv_format = fmt, graphs = true})
+    model:prefill(ids(256))
+    g:prefill(ids(256))
+    for s = 1, 8 do model:decode(s); g:decode(s) end -- (records the phases' graphs)
+    local tp, tg = math.huge, math.huge
+    for _ = 1, 3 do
+      local t0 = ts.clock()
+      for s = 1, 48 do model:decode(s) end
+      local t1 = ts.clock()
+      for s = 1, 48 do g:decode(s) end
+      local t2 = ts.clock()
+      tp, tg = math.min(tp, t1 - t0), math.min(tg, t2 - t1)
+    end
+    local n = g:graph_counts()
+    graphs[#graphs + 1] = string.format("| %s | %.1f | %.1f | %.2fx | %d / %d |", fmt, 48 / tp,
+                                        48 / tg, tp / tg, n.recorded,
+                                        n.recorded + n.replayed + n.planned)
+  end
   -- time per layer of one decode step (after a 256-token prefill)
   model:prefill(ids(256))
   local layer_time = {}
@@ -107,6 +131,10 @@ print("")
 print("| caches | sequences | decode_batch tokens/s | one at a time tokens/s | ratio |")
 print("|---|---|---|---|---|")
 for _, r in ipairs(batches) do print(r) end
+print("")
+print("| caches | decode tokens/s past the window (256 + 8 tokens on) | replayed as graphs | ratio | steps recorded / all |")
+print("|---|---|---|---|---|")
+for _, r in ipairs(graphs) do print(r) end
 print("")
 print("| layer | ratio | attention per decode step, fp8 (ms) | f32 (ms) |")
 print("|---|---|---|---|")

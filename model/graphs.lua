@@ -184,7 +184,7 @@ function M:decode_graphed(id, t)
   if t < self.cfg.window_size then return nil end
   local g = rawget(self, "gstate")
   if not g then
-    g = {graphs = {}, count = 0, plan = new_plan(self)}
+    g = {graphs = {}, seen = {}, count = 0, plan = new_plan(self)}
     rawset(self, "gstate", g)
   end
   local plan = g.plan
@@ -201,10 +201,17 @@ function M:decode_graphed(id, t)
     g.replays = (g.replays or 0) + 1
     return e.logits, e.X
   end
-  -- (a few graphs kept: a bucket's phases; older buckets' are dropped)
-  if g.count >= 6 then g.graphs, g.count = {}, 0 end
   local step = self.step_inputs()
   step.plan, step.pos = plan, plan.views.pos
+  -- a key's first step runs with its plan unrecorded: what the model makes
+  -- at first use (joined weights, tables, constants) is made then, not in
+  -- the graph, whose replays would make it again each time
+  if not g.seen[key] then
+    g.seen[key], g.planned = true, (g.planned or 0) + 1
+    return self:decode_step(plan.views.id, t, step)
+  end
+  -- (a few graphs kept: a bucket's phases; older buckets' are dropped)
+  if g.count >= 6 then g.graphs, g.count = {}, 0 end
   local graph, logits, X = ts.capture(function()
     return self:decode_step(plan.views.id, t, step)
   end, self.dev)
@@ -213,10 +220,12 @@ function M:decode_graphed(id, t)
   return logits, X
 end
 
--- How many of this sequence's steps were recorded and replayed.
+-- How many of this sequence's steps were recorded and replayed, and run
+-- with a plan unrecorded (a key's first).
 function M:graph_counts()
   local g = rawget(self, "gstate")
-  return {recorded = g and g.recorded or 0, replayed = g and g.replays or 0}
+  return {recorded = g and g.recorded or 0, replayed = g and g.replays or 0,
+          planned = g and g.planned or 0}
 end
 
 end
