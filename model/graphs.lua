@@ -190,9 +190,13 @@ function M:decode_graphed(id, t)
   local plan = g.plan
   local key = fill_plan(self, plan, id, t)
   if not key then return nil end
+  -- (graphs recorded over other state tensors - a cache grown, moved - are
+  -- dropped, all of them: they would hold the old tensors' memory)
   local tensors = state_tensors(self)
+  if not (g.tensors and same_list(g.tensors, tensors)) then
+    g.graphs, g.count, g.tensors = {}, 0, tensors
+  end
   local e = g.graphs[key]
-  if e and not same_list(e.tensors, tensors) then e = nil end
   plan.block:set(plan.vector)
   if e then
     e.graph:replay()
@@ -215,7 +219,7 @@ function M:decode_graphed(id, t)
   local graph, logits, X = ts.capture(function()
     return self:decode_step(plan.views.id, t, step)
   end, self.dev)
-  g.graphs[key] = {graph = graph, logits = logits, X = X, tensors = tensors}
+  g.graphs[key] = {graph = graph, logits = logits, X = X}
   g.count, g.recorded = g.count + 1, (g.recorded or 0) + 1
   return logits, X
 end
