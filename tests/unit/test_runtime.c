@@ -1,6 +1,7 @@
 /* test_runtime.c - the runtime without the compiler: the CPU device,
  * tensors and views sharing (and keeping alive) their buffer, strides,
- * reads and writes, and bad shapes. */
+ * reads and writes, and bad shapes; graphs of zeroing, writes and copies
+ * (runtime/graph.c: what they record and replay, what they refuse). */
 #include "tests/unit/harness.h"
 
 #include <string.h>
@@ -55,6 +56,53 @@ int main(void) {
   CHECK(ts_tensor_create(d, TS_DTYPE_BF16, 1, zero, &bad) == NULL);
   CHECK(ts_tensor_count(bad) == 0 && ts_tensor_size(bad) == 0);
   ts_tensor_release(bad);
+
+  /* a graph: a tensor made zeroed, a write from the host (its bytes as they
+   * were), a copy; the replay does them again */
+  ts_graph *g = NULL;
+  st = ts_graph_end(d, &g);
+  CHECK(ts_status_code(st) == TS_ERR_INVALID && !g); /* not recording */
+  ts_status_free(st);
+  ts_graph_abort(d); /* (nothing recorded: nothing done) */
+  int64_t four[1] = {4};
+  ts_tensor *src, *z, *dst;
+  CHECK(ts_tensor_create(d, TS_DTYPE_F32, 1, four, &dst) == NULL);
+  CHECK(ts_graph_begin(d) == NULL && ts_graph_recording(d));
+  st = ts_graph_begin(d);
+  CHECK(ts_status_code(st) == TS_ERR_INVALID); /* one at a time */
+  ts_status_free(st);
+  CHECK(ts_tensor_create(d, TS_DTYPE_F32, 1, four, &z) == NULL);
+  CHECK(ts_tensor_create_empty(d, TS_DTYPE_F32, 1, four, &src) == NULL);
+  float w4[4] = {1, 2, 3, 4};
+  CHECK(ts_tensor_write(src, w4, sizeof w4) == NULL);
+  w4[0] = 99; /* (the graph keeps the bytes written) */
+  CHECK(ts_tensor_assign(dst, src) == NULL);
+  CHECK(ts_graph_end(d, &g) == NULL && g && !ts_graph_recording(d));
+  ts_graph_counts n;
+  ts_graph_counts_get(g, &n);
+  CHECK(n.launches == 0 && n.zeroes == 1 && n.writes == 1 && n.copies == 1 &&
+        n.write_bytes == 16);
+  float *zp = ts_tensor_data(z), *sp = ts_tensor_data(src), *dp = ts_tensor_data(dst);
+  zp[1] = 5, sp[2] = -1, dp[3] = -1;
+  ts_tensor_release(z); /* (the graph keeps what it names) */
+  CHECK(ts_graph_replay(g) == NULL);
+  CHECK(zp[1] == 0 && sp[0] == 1 && sp[2] == 3 && dp[3] == 4);
+  /* a read into host memory while recording fails it */
+  CHECK(ts_graph_begin(d) == NULL);
+  st = ts_tensor_read(dst, w4, sizeof w4);
+  CHECK(ts_status_code(st) == TS_ERR_INVALID &&
+        strstr(ts_status_message(st), "reading a tensor into host memory"));
+  ts_status_free(st);
+  st = ts_graph_replay(g);
+  CHECK(ts_status_code(st) == TS_ERR_INVALID); /* not while recording */
+  ts_status_free(st);
+  ts_graph *g2 = NULL;
+  st = ts_graph_end(d, &g2);
+  CHECK(st && !g2 && !ts_graph_recording(d));
+  ts_status_free(st);
+  ts_graph_release(g);
+  ts_tensor_release(src);
+  ts_tensor_release(dst);
   ts_device_release(d);
 
   ts_device_probe p;
