@@ -804,6 +804,7 @@ function M:attention_steps(L, x, seqs, pos_v, step, rounds)
     else
       for b = r0 + 1, r0 + m do
         local t, st, r = pos_v[b], seqs[b].state[L], b - 1
+        if step.plan then step.plan.round = b end
         roped = self:attend_step(L, st, t, x:slice(0, r, 1), q:slice(0, r, 1),
                                  kv:slice(0, r, 1), qi and qi:slice(0, r, 1),
                                  w and w:slice(0, r, 1), o:slice(0, r, 1), pos:slice(0, r, 1),

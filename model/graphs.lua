@@ -42,22 +42,25 @@ end
 local Plan = {}
 Plan.__index = Plan
 
--- The view of slot `name`, holding v this step (an error if the plan
--- holds another value: the step asked for a length the plan did not make).
+-- The view of slot `name` of the round being run (self.round: the step's
+-- token, M:attention_steps sets it), holding v (an error if the plan holds
+-- another value: the step asked for a length the plan did not make).
 function Plan:int(name, v)
-  local view = self.views[name]
-  if not view then error("graph plan: no slot '" .. name .. "'", 2) end
-  if self.values[name] ~= v then
-    error(string.format("graph plan: '%s' is %s in the step, %s in the plan", name,
-                        tostring(v), tostring(self.values[name])), 2)
+  local key = name .. "@" .. self.round
+  local view = self.views[key]
+  if not view then error("graph plan: no slot '" .. key .. "'", 2) end
+  if self.values[key] ~= v then
+    error(string.format("graph plan: '%s' is %s in the step, %s in the plan", key,
+                        tostring(v), tostring(self.values[key])), 2)
   end
   return view
 end
 
--- The view of row slot `name` (a device i32 [1]).
+-- The view of row slot `name` of the round being run (a device i32 [1]).
 function Plan:row(name)
-  local view = self.views[name]
-  if not view then error("graph plan: no slot '" .. name .. "'", 2) end
+  local key = name .. "@" .. self.round
+  local view = self.views[key]
+  if not view then error("graph plan: no slot '" .. key .. "'", 2) end
   return view
 end
 
@@ -69,33 +72,45 @@ function Plan:rows(ratio, n)
   return nb
 end
 
--- The sequence's plan: a slot each for the id, the position, the ring's
--- row and, for each compression ratio of its layers, the buffer's row,
--- the new entry's (and key's) row, the entries held after the step, HCA's
--- ranges and top-k's length.
-local function new_plan(self)
-  local names, seen = {"id", "pos", "ring"}, {}
+-- The sequence's plan for steps of k tokens (k rounds: a decode step's
+-- one, a speculative step's k): the ids and the positions (k slots each,
+-- together: the step's tensors of them), then for each round the ring's
+-- row and, for each compression ratio of the layers, the buffer's row,
+-- the new entry's (and key's) row, the entries held after the round,
+-- HCA's ranges and top-k's length.
+local function new_plan(self, k)
+  local names, seen, per = {}, {}, {"ring"}
   for _, r in ipairs(self.cfg.compress_ratios) do
     if r > 0 and not seen[r] then
       seen[r] = true
-      for _, n in ipairs{"buf", "comp", "n", "p", "keys", "len"} do names[#names + 1] = n .. r end
+      for _, n in ipairs{"buf", "comp", "n", "p", "keys", "len"} do per[#per + 1] = n .. r end
     end
+  end
+  for _, n in ipairs{"id", "pos"} do
+    for i = 1, k do names[#names + 1] = n .. "@" .. i end
+  end
+  for i = 1, k do
+    for _, n in ipairs(per) do names[#names + 1] = n .. "@" .. i end
   end
   local block = O.tensor("i32", {#names})
   local plan = setmetatable({block = block, names = names, views = {}, values = {}, nb = {},
-                             vector = {}}, Plan)
+                             vector = {}, k = k, round = 1}, Plan)
   for i, n in ipairs(names) do plan.views[n] = block:slice(0, i - 1, 1) end
+  plan.ids, plan.pos = block:slice(0, 0, k), block:slice(0, k, k)
   return plan
 end
 
--- The plan's values for token id at position t of this sequence, its
--- buckets (the entries' caches made room for them first) and the step's
--- key (its phase and buckets); nil when the sequence's layers do not all
--- hold the counts of one sequence (then the step runs unrecorded).
-local function fill_plan(self, plan, id, t)
-  local cfg, W = self.cfg, self.cfg.window_size
+-- The plan's values for tokens ids[1 .. k] at positions t .. t + k - 1 of
+-- this sequence, its buckets (the entries' caches made room for them
+-- first) and the step's key (each round's phase, the buckets); nil when
+-- the sequence's layers do not all hold the counts of one sequence (then
+-- the step runs unrecorded).
+local function fill_plan(self, plan, ids, t)
+  local cfg, W, k = self.cfg, self.cfg.window_size, plan.k
   local v, held, keys = plan.values, {}, {}
-  v.id, v.pos, v.ring = id, t, t % W
+  for i = 1, k do
+    v["id@" .. i], v["pos@" .. i], v["ring@" .. i] = ids[i], t + i - 1, (t + i - 1) % W
+  end
   for L = 0, cfg.n_layers - 1 do
     local r, st = cfg.compress_ratios[L + 1], self.state[L]
     if not st or st.ring.n ~= W then return nil end
@@ -110,18 +125,23 @@ local function fill_plan(self, plan, id, t)
   end
   local key = {}
   for r, n in pairs(held) do
-    local done = (t + 1) % r == 0 and 1 or 0
-    local after = n + done
-    v["buf" .. r], v["comp" .. r], v["n" .. r] = t % self.buffer_rows(r), n, after
-    v["p" .. r] = self.kv8_ranges(W, after)
-    local nb = bucket(after)
-    if keys[r] then
-      local kafter = keys[r] + done
-      v["keys" .. r], v["len" .. r] = keys[r], math.min((t + 1) // r, kafter)
-      nb = math.max(nb, bucket(kafter))
+    local kn, phase = keys[r], {}
+    for i = 1, k do
+      local ti, at = t + i - 1, "@" .. i
+      local done = (ti + 1) % r == 0 and 1 or 0
+      v["buf" .. r .. at], v["comp" .. r .. at] = ti % self.buffer_rows(r), n
+      n = n + done
+      v["n" .. r .. at], v["p" .. r .. at] = n, self.kv8_ranges(W, n)
+      if kn then
+        v["keys" .. r .. at] = kn
+        kn = kn + done
+        v["len" .. r .. at] = math.min((ti + 1) // r, kn)
+      end
+      phase[i] = done
     end
+    local nb = math.max(bucket(n), kn and bucket(kn) or 0)
     plan.nb[r] = nb
-    key[#key + 1] = r .. ":" .. done .. ":" .. nb
+    key[#key + 1] = r .. ":" .. table.concat(phase) .. ":" .. nb
   end
   -- (room for the bucket's rows, before the identity below is taken: a
   -- recorded step must not grow a cache)
@@ -163,33 +183,44 @@ local function same_list(a, b)
 end
 
 -- What a step's Lua does to the state besides its launches: the entries'
--- and keys' counts of the layers whose window position t completes.
-local function advance(self, t)
+-- and keys' counts of the layers whose window the positions t .. t + k - 1
+-- complete, and the position.
+local function advance(self, t, k)
   local cfg = self.cfg
   for L = 0, cfg.n_layers - 1 do
     local r, st = cfg.compress_ratios[L + 1], self.state[L]
-    if r > 0 and (t + 1) % r == 0 then
-      st.comp.n = st.comp.n + 1
-      if st.keys then st.keys.n = st.keys.n + 1 end
+    for ti = t, t + k - 1 do
+      if r > 0 and (ti + 1) % r == 0 then
+        st.comp.n = st.comp.n + 1
+        if st.keys then st.keys.n = st.keys.n + 1 end
+      end
     end
   end
-  self.next_pos = t + 1
+  self.next_pos = t + k
 end
 
--- Token id's decode step at position t as a graph: replayed when one of
--- this phase and bucket was recorded over the same state tensors, else
--- recorded (it runs as it records). Returns the logits and the final
--- streams, or nil where the step runs unrecorded (above).
-function M:decode_graphed(id, t)
+-- The step of tokens ids[1 .. k] at positions t .. (a decode step's one,
+-- M:decode_step; a speculative step's k rounds of this sequence,
+-- M:rounds_step) as a graph: replayed when one of its key was recorded
+-- over the same state tensors, else recorded (it runs as it records).
+-- Returns the logits and the final streams, or nil where the step runs
+-- unrecorded (the module's comment).
+function M:graphed_step(ids, t)
+  local k = #ids
   if t < self.cfg.window_size then return nil end
   local g = rawget(self, "gstate")
   if not g then
-    g = {graphs = {}, seen = {}, count = 0, plan = new_plan(self)}
+    g = {graphs = {}, seen = {}, count = 0, plans = {}}
     rawset(self, "gstate", g)
   end
-  local plan = g.plan
-  local key = fill_plan(self, plan, id, t)
+  local plan = g.plans[k]
+  if not plan then
+    plan = new_plan(self, k)
+    g.plans[k] = plan
+  end
+  local key = fill_plan(self, plan, ids, t)
   if not key then return nil end
+  key = k .. " " .. key
   -- (graphs recorded over other state tensors - a cache grown, moved - are
   -- dropped, all of them: they would hold the old tensors' memory)
   local tensors = state_tensors(self)
@@ -200,25 +231,31 @@ function M:decode_graphed(id, t)
   plan.block:set(plan.vector)
   if e then
     e.graph:replay()
-    advance(self, t)
+    advance(self, t, k)
     self.last_streams = e.X
     g.replays = (g.replays or 0) + 1
     return e.logits, e.X
   end
-  local step = self.step_inputs()
-  step.plan, step.pos = plan, plan.views.pos
+  local function run()
+    local step = self.step_inputs()
+    step.plan, step.pos = plan, plan.pos
+    if k == 1 then return self:decode_step(plan.ids, t, step) end
+    local seqs, pos_v, rows = {}, {}, {}
+    for i = 1, k do seqs[i], pos_v[i], rows[i] = self, t + i - 1, {i - 1, 1} end
+    local logits, X = self:rounds_step(plan.ids, seqs, pos_v, rows, step)
+    self.next_pos = t + k
+    return logits, X
+  end
   -- a key's first step runs with its plan unrecorded: what the model makes
   -- at first use (joined weights, tables, constants) is made then, not in
   -- the graph, whose replays would make it again each time
   if not g.seen[key] then
     g.seen[key], g.planned = true, (g.planned or 0) + 1
-    return self:decode_step(plan.views.id, t, step)
+    return run()
   end
   -- (a few graphs kept: a bucket's phases; older buckets' are dropped)
-  if g.count >= 6 then g.graphs, g.count = {}, 0 end
-  local graph, logits, X = ts.capture(function()
-    return self:decode_step(plan.views.id, t, step)
-  end, self.dev)
+  if g.count >= 8 then g.graphs, g.count = {}, 0 end
+  local graph, logits, X = ts.capture(run, self.dev)
   g.graphs[key] = {graph = graph, logits = logits, X = X}
   g.count, g.recorded = g.count + 1, (g.recorded or 0) + 1
   return logits, X

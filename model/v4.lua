@@ -631,7 +631,7 @@ function M:decode(id)
   self:check_room("decode", t, 1, 2)
   O.use(self.dev, self.tf32)
   if self.graphs then
-    local logits = self:decode_graphed(id, t)
+    local logits = self:graphed_step({id}, t)
     if logits then return logits end
   end
   return (self:decode_step(O.tensor("i32", {1}, {id}), t, self.step_inputs()))
@@ -697,11 +697,30 @@ end
 -- on the CPU. Speculative decoding's verification of drafted tokens
 -- (M:speculate_batch), with M:forget_last for a rejected one.
 function M:decode_rounds(rounds)
-  local cfg, d = self.cfg, self.cfg.dim
   local seqs, idv, pos_v, rows, count = self:flat_rounds(rounds, "decode_rounds",
                                                          function(s) return s.next_pos end)
   O.use(self.dev, self.tf32)
-  local ids, step, n = O.tensor("i32", {#idv}, idv), self.step_inputs(), #idv
+  -- (one sequence's tokens: with graphs on, its step replays a graph,
+  -- model/graphs.lua)
+  local one = seqs[1]
+  for _, s in ipairs(seqs) do
+    if s ~= one then one = nil; break end
+  end
+  if one and one.graphs then
+    local logits, X = one:graphed_step(idv, pos_v[1])
+    if logits then return logits, X end
+  end
+  local logits, X = self:rounds_step(O.tensor("i32", {#idv}, idv), seqs, pos_v, rows,
+                                     self.step_inputs())
+  for s, k in pairs(count) do s.next_pos = s.next_pos + k end
+  return logits, X
+end
+
+-- decode_rounds' step of the flat rows (ids: an i32 tensor of them; step:
+-- M.step_inputs', or a recorded step's with its plan): the logits of every
+-- row and the final streams.
+function M:rounds_step(ids, seqs, pos_v, rows, step)
+  local cfg, d, n = self.cfg, self.cfg.dim, #pos_v
   local X = O.out{n, 4, d}
   kernel("embed.tile", "embed_streams"):launch{ids, self:raw("embed.weight"), X}
   for L = 0, cfg.n_layers - 1 do
@@ -712,7 +731,6 @@ function M:decode_rounds(rounds)
       return self:moe(L, x, ids)
     end)
   end
-  for s, k in pairs(count) do s.next_pos = s.next_pos + k end
   return self:head(X, "", true), X
 end
 

@@ -7,7 +7,8 @@
 -- of a step that views the entries); most steps replayed, few recorded
 -- (each key's first step runs with its plan, unrecorded);
 -- a step before the window (32) fills, after forget_last, a reset and a new
--- sequence all as plain steps. arg[1] "gpusim": one configuration for 10
+-- sequence all as plain steps; speculative decoding's steps (k tokens of
+-- one sequence) replayed too, the same tokens. arg[1] "gpusim": one configuration for 10
 -- steps on the simulator (the GPU forms of the kernels, the plan's rows
 -- and lengths read there). arg[1] "mock": tests/cuda_mock's driver (no
 -- kernel runs: counts only): each replayed step is one CUDA graph launch,
@@ -37,7 +38,8 @@ if mock then
   local replayed = n1.replayed - n0.replayed
   C.check(replayed >= 30, "mock: " .. replayed .. " of 40 steps replayed")
   C.check(after.graphs - before.graphs == replayed, "mock: a CUDA graph launch a replayed step")
-  C.check(after.writes - before.writes <= 40 + 2 * (n1.recorded - n0.recorded),
+  C.check(after.writes - before.writes <=
+          40 + 4 * (n1.recorded - n0.recorded + n1.planned - n0.planned),
           "mock: one write a step (the plan's), " .. (after.writes - before.writes) .. " in all")
   C.check(after.waits == before.waits, "mock: no wait")
   C.finish()
@@ -111,6 +113,37 @@ for _, c in ipairs(configs) do
     bad = decode_both(sa, sb, 12, function(s) return 7 * s end)
     C.check(bad == 0 and sb:graph_counts().replayed >= 8 and b:graph_counts().replayed == 0,
             what .. ": a sequence's steps replay its own graphs, alike")
+  end
+end
+-- speculative decoding (a step of this sequence's k tokens: k rounds, one
+-- graph a phase): the MTP block's drafts, and drafts of two tokens from
+-- the plain decode's own tokens (always right, so steps of three tokens),
+-- the same tokens with graphs on as off
+if not sim then
+  local function greedy(l)
+    local t = l:to_table()
+    local bi = 1
+    for i = 2, #t do if t[i] > t[bi] then bi = i end end
+    return bi - 1
+  end
+  for _, kv in ipairs{"fp8", "f32"} do
+    local p = prompt(140, 37):to_table()
+    local runs = {}
+    for r, graphs in ipairs{false, true, false, true} do
+      local m = V4.load(dir, nil, {kv_format = kv, graphs = graphs, device = dev})
+      local logits = m:prefill(ts.tensor("i32", {#p}, p), nil, true)
+      local ref = runs[1] and runs[1].toks
+      local draft = r > 2 and function(new) return {ref[#new + 1], ref[#new + 2]} end or nil
+      local toks, drafts, kept, steps = m:speculate(logits, p, 60, greedy, -1, draft)
+      runs[r] = {toks = toks, kept = kept, steps = steps, n = m:graph_counts()}
+    end
+    local same = C.same(runs[1].toks, runs[2].toks) and C.same(runs[1].toks, runs[3].toks) and
+      C.same(runs[1].toks, runs[4].toks)
+    C.check(same and runs[2].n.replayed >= 40 and runs[4].n.replayed >= 10 and
+            runs[4].kept == runs[3].kept and runs[3].steps < 30,
+            string.format("%s caches: speculation's tokens alike with graphs (MTP drafts: %d " ..
+                          "steps replayed; right drafts: %d kept in %d steps, %d replayed)", kv,
+                          runs[2].n.replayed, runs[4].kept, runs[4].steps, runs[4].n.replayed))
   end
 end
 C.finish()
