@@ -11,22 +11,28 @@
 -- (--device cuda) the step is launches and weight reads, where two rows
 -- cost about one: scripts/gpu.sh runs it there.
 -- --batch B: B sequences together (prefill_batch, then decode_batch
--- against speculate_batch).
+-- against speculate_batch). --graphs on: one sequence's steps past the
+-- window (--prompt 130 or more) replay graphs, the plain decode's and the
+-- speculative ones' (model/graphs.lua).
 --   build/tessera run bench/speculate.lua [--tokens N] [--prompt N] [--runs R]
 --       [--kv fp8|f32] [--device cpu|cuda|gpusim] [--batch B] [--weights F]
+--       [--graphs on|off]
 local ts = require "tessera"
 local json = require "model.json"
 local V4 = require "model.v4"
 local layers = require "bench.v4_layers"
 
 local opts = layers.options({tokens = "48", prompt = "64", runs = "3", kv = "fp8",
-                             device = "cpu", batch = "1", weights = "build/tiny.safetensors"},
+                             device = "cpu", batch = "1", weights = "build/tiny.safetensors",
+                             graphs = "off"},
                             "speculate.lua [--tokens N] [--prompt N] [--runs R] [--kv fp8|f32] " ..
-                            "[--device D] [--batch B] [--weights F]")
+                            "[--device D] [--batch B] [--weights F] [--graphs on|off]")
+if opts.graphs ~= "on" and opts.graphs ~= "off" then error("--graphs: on or off", 0) end
 local N, P, runs = tonumber(opts.tokens), tonumber(opts.prompt), tonumber(opts.runs)
 local dev = ts.device(opts.device)
 local cfg = json.read("model/configs/tiny.json")
-local model = V4.load(cfg, layers.tiny_weights(opts.weights), {kv_format = opts.kv, device = dev})
+local model = V4.load(cfg, layers.tiny_weights(opts.weights), {kv_format = opts.kv, device = dev,
+                                                               graphs = opts.graphs == "on"})
 local B = math.tointeger(tonumber(opts.batch))
 local prompts = {}
 for b = 1, B do
@@ -112,7 +118,8 @@ for _ = 1, runs do
   end
 end
 print(string.format("# speculative decoding, tiny config, %s caches, %s: %d sequence(s), " ..
-                    "prompts %d, %d tokens each, best of %d", opts.kv, dev:name(), B, P, N, runs))
+                    "prompts %d, %d tokens each, best of %d%s", opts.kv, dev:name(), B, P, N, runs,
+                    opts.graphs == "on" and ", graphs on" or ""))
 print("")
 print("| drafts | decode tokens/s | drafts made | kept | vs plain |")
 print("|---|---|---|---|---|")

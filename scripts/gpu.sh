@@ -22,9 +22,12 @@
 #     decoding together (bench/long_context.lua), and a
 #     tiny-model decode step's launches, waits and time (bench/decode_queue.lua,
 #     f32 linears and bf16 experts, then the released FP8 linears and FP4 experts,
-#     then each kernel's own time in those steps: TESSERA_PROFILE=1), and
+#     then each kernel's own time in those steps: TESSERA_PROFILE=1; its last
+#     rows: a step replayed as a CUDA graph, and steps past the window with
+#     graphs on against plain ones), and
 #     speculative decoding's steps against plain ones (bench/speculate.lua:
-#     two rows a step where one was, with drafts always right), and prompts
+#     two rows a step where one was, with drafts always right; again past the
+#     window with graphs on), and prompts
 #     prefilled together against one at a time (bench/prefill_batch.lua:
 #     launches and time), a shared prefix prefilled once and forked
 #     (bench/fork.lua), and last the CSA and HCA layers prefilled by the
@@ -226,6 +229,10 @@ report() {
     echo "## Speculative decoding on the tiny model (bench/speculate.lua: 1, then 16 sequences)"
     echo
     tables_of "$log/speculate"
+    if [[ -f $log/speculate-graphs ]]; then
+      echo
+      tables_of "$log/speculate-graphs"
+    fi
     if [[ -f $log/speculate-batch ]]; then
       echo
       tables_of "$log/speculate-batch"
@@ -300,6 +307,8 @@ TESSERA_PROFILE=1 stage 120 "$log/decode-profile" build/tessera run bench/decode
   --device cuda --steps 8 --linears fp8 --experts fp4
 # (speculative decoding: a two-row step against a one-row step on the GPU)
 stage 120 "$log/speculate" build/tessera run bench/speculate.lua --device cuda
+stage 120 "$log/speculate-graphs" build/tessera run bench/speculate.lua --device cuda \
+  --prompt 140 --graphs on
 stage 120 "$log/speculate-batch" build/tessera run bench/speculate.lua --device cuda --batch 16
 # (prompts prefilled together: one launch a layer for all their attention)
 stage 120 "$log/prefill-batch" build/tessera run bench/prefill_batch.lua --device cuda
