@@ -132,7 +132,8 @@ print("| caches | sequences | decode_batch tokens/s | one at a time tokens/s | r
 print("|---|---|---|---|---|")
 for _, r in ipairs(batches) do print(r) end
 print("")
-print("| caches | decode tokens/s past the window (256 + 8 tokens on) | replayed as graphs | ratio | steps recorded / all |")
+print("| caches | decode tokens/s past the window (256 + 8 tokens on) | replayed as graphs | " ..
+      "ratio | steps recorded / all |")
 print("|---|---|---|---|---|")
 for _, r in ipairs(graphs) do print(r) end
 print("")

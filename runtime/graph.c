@@ -174,9 +174,11 @@ void ts_graph_add_write(ts_tensor *t, const void *src, size_t size) {
   ts_graph *g = recording(ts_tensor_device(t));
   if (!g || g->failed)
     return;
-  if (g->nconst + size > g->constcap) {
+  /* (16-byte steps: each write's device copy starts aligned) */
+  size_t padded = (size + 15) & ~(size_t)15;
+  if (g->nconst + padded > g->constcap) {
     size_t cap = g->constcap ? g->constcap : 4096;
-    while (cap < g->nconst + size)
+    while (cap < g->nconst + padded)
       cap *= 2;
     unsigned char *p = realloc(g->consts, cap);
     if (!p) {
@@ -192,8 +194,8 @@ void ts_graph_add_write(ts_tensor *t, const void *src, size_t size) {
   e->t = ts_tensor_retain(t);
   e->at = g->nconst;
   memcpy(g->consts + g->nconst, src, size);
-  /* (16-byte steps: each write's device copy starts aligned) */
-  g->nconst += (size + 15) & ~(size_t)15;
+  memset(g->consts + g->nconst + size, 0, padded - size);
+  g->nconst += padded;
   g->counts.writes++;
   g->counts.write_bytes += (int64_t)size;
 }

@@ -76,7 +76,9 @@ for _, name in ipairs(devices) do
   for i = 1, 8 do others[i] = O.tensor("f32", {1, N}, values(N, function() return i end)) end
   g:replay()
   local kept = true
-  for i = 1, 8 do kept = kept and C.same(others[i]:to_table(), values(N, function() return i end)) end
+  for i = 1, 8 do
+    kept = kept and C.same(others[i]:to_table(), values(N, function() return i end))
+  end
   C.check(kept, name .. ": the graph's temporaries are its own")
 
   -- a kernel closed after the recording still runs in the graph; an
