@@ -685,6 +685,16 @@ local function step_int(step, v, name)
   return t
 end
 
+-- An i32 tensor [#values] of a step's values; in a recorded batch step
+-- (step.vplan: model/graphs.lua) the plan's slot `name`, which f(c) fills
+-- before each replay from the batch (c.seqs, c.pos_v, c.ids) as it is
+-- before the step.
+function M.step_vals(step, name, values, f)
+  local vp = step.vplan
+  if not vp then return O.tensor("i32", {#values}, values) end
+  return vp:vals(step, name, values, f)
+end
+
 -- Whether the states of layer L of the sequences seqs lie in the model's
 -- pools (their rings and compressor buffers: each made by hand_off).
 function M:pooled_batch(L, seqs)
@@ -707,6 +717,16 @@ end
 local function pool_rows(step, seqs, pool, pos_v)
   local v = {}
   for b, s in ipairs(seqs) do v[b] = pool:base(s:slot()) + (pos_v and pos_v[b] % pool.rows or 0) end
+  if step.vplan then
+    local with = pos_v ~= nil
+    return M.step_vals(step, "rows " .. tostring(pool) .. (with and " p" or ""), v, function(c)
+      local r = {}
+      for b, s in ipairs(c.seqs) do
+        r[b] = pool:base(s:slot()) + (with and c.pos_v[b] % pool.rows or 0)
+      end
+      return r
+    end)
+  end
   local key = table.concat(v, ",")
   local rows = step.pool_rows[key]
   if not rows then
@@ -753,7 +773,7 @@ function M:attention_steps(L, x, seqs, pos_v, step, rounds)
   local B, H, W = #seqs, cfg.n_heads, cfg.window_size
   local tab = self:rope_table(ratio)
   step = step or M.step_inputs()
-  local pos = step.pos or O.tensor("i32", {B}, pos_v)
+  local pos = step.pos or M.step_vals(step, "pos", pos_v, function(c) return c.pos_v end)
   step.pos = pos
   -- the linears over x, and over the query LoRA rows qr, each set one
   -- linear for a single token (M:linear_set); the KV rows before kv_norm and
@@ -799,7 +819,7 @@ function M:attention_steps(L, x, seqs, pos_v, step, rounds)
           bufs:put(rows(proj[which]), pool_rows(step, rs, bufs, rp))
         end
       end
-      self:compress_batch(L, rs, rp)
+      self:compress_batch(L, rs, rp, step)
       roped = self:attend_batch(L, rs, rp, rows(q), rows(qi), rows(w), rows(o), rows(pos), step)
     else
       for b = r0 + 1, r0 + m do
@@ -840,22 +860,52 @@ end
 -- fp4_pack for the indexer's keys) and placed in each sequence's slot of
 -- the entries' (keys') pool (embed.tile put_rows), where each sequence made
 -- its entry alone. The same bits.
-function M:compress_batch(L, seqs, pos_v)
+local function completing(pos_v, ratio)
+  local done = {}
+  for b, t in ipairs(pos_v) do
+    if (t + 1) % ratio == 0 then done[#done + 1] = b end
+  end
+  return done
+end
+
+-- (compress_batch's windows' rows, entry numbers and new rows of one
+-- compressor, as its values or its plan's slots: step_vals)
+local function batch_windows(self, ratio, seqs, pos_v, bufs)
+  local wins, epos = {}, {}
+  for k, b in ipairs(completing(pos_v, ratio)) do
+    local t = pos_v[b]
+    wins[2 * k - 1], wins[2 * k] = self.ring_windows(t, ratio, bufs:base(seqs[b]:slot()))
+    epos[k] = (t + 1) // ratio - 1
+  end
+  return wins, epos
+end
+local function entry_rows(L, seqs, pos_v, ratio, key)
+  local rows = {}
+  for k, b in ipairs(completing(pos_v, ratio)) do
+    local c = key and seqs[b].state[L].keys or seqs[b].state[L].comp
+    rows[k] = c.pool:base(c.slot) + c.n
+  end
+  return rows
+end
+
+function M:compress_batch(L, seqs, pos_v, step)
   local ratio = self.cfg.compress_ratios[L + 1]
   if ratio == 0 then return end
-  local tab, done = self:rope_table(ratio), {}
-  for b in ipairs(seqs) do
-    if (pos_v[b] + 1) % ratio == 0 then done[#done + 1] = b end
-  end
+  local tab, done = self:rope_table(ratio), completing(pos_v, ratio)
   if #done == 0 then return end
+  step = step or M.step_inputs()
   for _, which in ipairs(ratio == 4 and both_compressors or main_compressor) do
-    local wins, epos, bufs = {}, {}, seqs[done[1]].state[L].buf[which].pool
-    for k, b in ipairs(done) do
-      local t = pos_v[b]
-      wins[2 * k - 1], wins[2 * k] = self.ring_windows(t, ratio, bufs:base(seqs[b]:slot()))
-      epos[k] = (t + 1) // ratio - 1
-    end
-    local entries = self:pool_windows(L, which, bufs.data, wins, epos, ratio, tab)
+    local bufs = seqs[done[1]].state[L].buf[which].pool
+    local wins, epos = batch_windows(self, ratio, seqs, pos_v, bufs)
+    local tag = " " .. L .. " " .. which
+    wins = M.step_vals(step, "wins" .. tag, wins, function(c)
+      return (batch_windows(self, ratio, c.seqs, c.pos_v, bufs))
+    end)
+    epos = M.step_vals(step, "epos" .. tag, epos, function(c)
+      return select(2, batch_windows(self, ratio, c.seqs, c.pos_v, bufs))
+    end)
+    local entries = self:pool_windows(L, which, bufs.data, wins:reshape{#done, 2}, epos, ratio,
+                                      tab, #done)
     local key = which == "indexer.compressor"
     if key then entries = hadamard(entries) end
     local caches, rows = {}, {}
@@ -865,7 +915,9 @@ function M:compress_batch(L, seqs, pos_v)
       caches[k] = c
     end
     local pool = caches[1].pool
-    for k, b in ipairs(done) do rows[k] = pool:base(caches[k].slot) + caches[k].n end
+    rows = M.step_vals(step, "erows" .. tag, entry_rows(L, seqs, pos_v, ratio, key), function(c)
+      return entry_rows(L, c.seqs, c.pos_v, ratio, key)
+    end)
     local packed = entries
     if self.kv_format == "fp8" then
       packed = O.out({#done, pool.width}, "i8")
@@ -875,7 +927,7 @@ function M:compress_batch(L, seqs, pos_v)
         kernel("quant.tile", "kv_pack", kv_pack_params(caches[1].rope)):launch{entries, packed}
       end
     end
-    pool:put(packed, O.tensor("i32", {#done}, rows))
+    pool:put(packed, rows)
     for _, c in ipairs(caches) do c.n = c.n + 1 end
   end
 end
@@ -937,9 +989,20 @@ function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
       local N = s.state[L].keys.n
       len[b], SO = math.min((pos_v[b] + 1) // ratio, N), math.max(SO, N)
     end
+    -- (a recorded step's: the bucket of its plan; the lengths from the
+    -- counts before the step, and the windows it completes)
+    if step.vplan then SO = step.vplan:rows(ratio, SO) end
+    len = M.step_vals(step, "len " .. L, len, function(c)
+      local v = {}
+      for b, s in ipairs(c.seqs) do
+        local t = c.pos_v[b]
+        v[b] = math.min((t + 1) // ratio, s.state[L].keys.n + ((t + 1) % ratio == 0 and 1 or 0))
+      end
+      return v
+    end)
     local scores = O.out{B, SO}
     self:index_scores(ratio, qi, keys.data, w, pos, scores, pool_rows(step, seqs, keys))
-    sel = O.topk(scores, O.tensor("i32", {B}, len), KS)
+    sel = O.topk(scores, len, KS)
   end
   local ring, comp = first.ring.pool, ratio > 0 and first.comp.pool or first.ring.pool
   local cbase = pool_rows(step, seqs, comp)
@@ -956,11 +1019,24 @@ function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
       nr[b] = kv8_ranges(W, n[b])
       nmax, P = math.max(nmax, n[b]), math.max(P, nr[b])
     end
-    n = O.tensor("i32", {B}, n)
+    if step.vplan then
+      nmax = step.vplan:rows(ratio, nmax)
+      P = kv8_ranges(W, nmax)
+    end
+    local function held(c, ranges)
+      local v = {}
+      for b, s in ipairs(c.seqs) do
+        local m = s.state[L].comp.n + ((c.pos_v[b] + 1) % ratio == 0 and 1 or 0)
+        v[b] = ranges and kv8_ranges(W, m) or m
+      end
+      return v
+    end
+    n = M.step_vals(step, "n " .. L, n, function(c) return held(c) end)
     if bf and self.kv_format == "fp8" then
       self:split_attend(L, "hca_attn.tile", "hca_attn_split_kv8", self:kv8_params(), P,
-                        {q, ring.data, idx, comp.data, n, cbase, O.tensor("i32", {B}, nr)}, o,
-                        tab, pos)
+                        {q, ring.data, idx, comp.data, n, cbase,
+                         M.step_vals(step, "nr " .. L, nr, function(c) return held(c, true) end)},
+                        o, tab, pos)
     else
       self:hca_attend(L, q, ring.data, idx, comp.data, n, o, tab, pos, cbase, nmax)
     end

@@ -261,6 +261,176 @@ function M:graphed_step(ids, t)
   return logits, X
 end
 
+-- ---- steps of several sequences (decode_batch) ---------------------------------------------
+
+-- A batch step's plan: slots its sites (M.step_vals: the ids, positions,
+-- the pools' rows, the completed windows' rows and numbers, the new
+-- entries' rows, the lengths) name in the key's first step (collected:
+-- each with its function of the batch, c.seqs, c.pos_v, c.ids, as it is
+-- before a step), filled from those functions before the later steps,
+-- recorded or replayed; and the buckets of rows the step reads.
+local VPlan = {}
+VPlan.__index = VPlan
+
+function VPlan:vals(step, name, values, f)
+  local memo = step.vals or {}
+  step.vals = memo
+  if memo[name] then return memo[name] end
+  local t
+  if self.mode == "collect" then
+    if self.regs[name] then error("graph plan: slot '" .. name .. "' twice", 3) end
+    self.regs[name] = {at = self.size, n = #values, f = f}
+    self.order[#self.order + 1] = name
+    self.size = self.size + #values
+    t = O.tensor("i32", {#values}, values)
+  else
+    local r = self.regs[name]
+    if not r or r.n ~= #values then
+      error("graph plan: the step's slot '" .. name .. "' is not the plan's", 3)
+    end
+    for i = 1, r.n do
+      if self.vector[r.at + i] ~= values[i] then
+        error(string.format("graph plan: '%s'[%d] is %s in the step, %s in the plan", name, i,
+                            tostring(values[i]), tostring(self.vector[r.at + i])), 3)
+      end
+    end
+    t = r.view
+  end
+  memo[name] = t
+  return t
+end
+
+function VPlan:rows(ratio, n)
+  local nb = self.nb[ratio]
+  if not nb or nb < n then error("graph plan: no bucket for " .. n .. " entries", 2) end
+  return nb
+end
+
+-- The slots' values for the batch c, written to the plan's tensor.
+function VPlan:fill(c)
+  local v = self.vector
+  for _, name in ipairs(self.order) do
+    local r = self.regs[name]
+    local got = r.f(c)
+    if #got ~= r.n then error("graph plan: slot '" .. name .. "' changed its size", 2) end
+    for i = 1, r.n do v[r.at + i] = got[i] end
+  end
+  self.block:set(v)
+end
+
+-- After the collecting step: the plan's tensor and its slots' views.
+function VPlan:finish()
+  self.block = O.tensor("i32", {math.max(self.size, 1)})
+  for i = 1, math.max(self.size, 1) do self.vector[i] = 0 end
+  for _, r in pairs(self.regs) do r.view = self.block:slice(0, r.at, r.n) end
+end
+
+-- The batch's key (its size, each ratio's completing sequences and bucket)
+-- and buckets, the caches made room for the step's entries; nil when a
+-- sequence's layer is not in the model's pools or its window not full.
+local function batch_key(self, seqs, pos_v)
+  local cfg, W = self.cfg, self.cfg.window_size
+  local key, nb, most = {#seqs}, {}, {}
+  for L = 0, cfg.n_layers - 1 do
+    if not self:pooled_batch(L, seqs) then return nil end
+    local r = cfg.compress_ratios[L + 1]
+    for b, s in ipairs(seqs) do
+      local st = s.state[L]
+      if st.ring.n ~= W then return nil end
+      if r > 0 then
+        local after = st.comp.n + ((pos_v[b] + 1) % r == 0 and 1 or 0)
+        st.comp:reserve(after)
+        if st.keys then st.keys:reserve(after) end
+        most[r] = math.max(most[r] or 0, after, st.keys and st.keys.n or 0)
+      end
+    end
+  end
+  local rs = {}
+  for r in pairs(most) do rs[#rs + 1] = r end
+  table.sort(rs)
+  for _, r in ipairs(rs) do
+    nb[r] = bucket(most[r])
+    local done = {}
+    for b, t in ipairs(pos_v) do done[b] = (t + 1) % r == 0 and 1 or 0 end
+    key[#key + 1] = r .. ":" .. table.concat(done) .. ":" .. nb[r]
+  end
+  return table.concat(key, " "), nb
+end
+
+-- The pools' tensors a recorded batch step names (each layer's).
+local function pool_tensors(self, seqs)
+  local list = {}
+  for L = 0, self.cfg.n_layers - 1 do
+    local st = seqs[1].state[L]
+    list[#list + 1] = st.ring.pool.data
+    if st.comp then list[#list + 1] = st.comp.pool.data end
+    if st.keys then list[#list + 1] = st.keys.pool.data end
+    for _, which in ipairs{"compressor", "indexer.compressor"} do
+      if st.buf[which] then list[#list + 1] = st.buf[which].pool.data end
+    end
+  end
+  return list
+end
+
+-- A decode_batch step of seqs (ids, positions pos_v) as a graph, in the
+-- model's graphs of batch steps (by key; any sequences of the model's
+-- pools): collected, then recorded, then replayed (M:graphed_step's
+-- order); nil where the step runs unrecorded.
+function M:graphed_batch(seqs, ids, pos_v)
+  if #seqs < 2 then return nil end
+  local key, nb = batch_key(self, seqs, pos_v)
+  if not key then return nil end
+  local root = rawget(self, "root") or self
+  local g = rawget(root, "gbatch")
+  if not g then
+    g = {graphs = {}, count = 0}
+    rawset(root, "gbatch", g)
+  end
+  local tensors = pool_tensors(self, seqs)
+  if not (g.tensors and same_list(g.tensors, tensors)) then
+    g.graphs, g.count, g.tensors = {}, 0, tensors
+  end
+  local c = {seqs = seqs, pos_v = pos_v, ids = ids}
+  local e = g.graphs[key]
+  if e and e.graph then
+    e.plan:fill(c)
+    e.graph:replay()
+    for _, s in ipairs(seqs) do advance(s, s.next_pos, 1) end
+    g.replays = (g.replays or 0) + 1
+    return e.logits
+  end
+  local step = self.step_inputs()
+  if not e then
+    -- the key's first step: run, its sites collected into a plan
+    if g.count >= 8 then g.graphs, g.count = {}, 0 end
+    local plan = setmetatable({mode = "collect", regs = {}, order = {}, size = 0, vector = {},
+                               nb = nb}, VPlan)
+    step.vplan = plan
+    local logits = self:batch_step(seqs, ids, pos_v, step)
+    plan:finish()
+    g.graphs[key], g.count = {plan = plan}, g.count + 1
+    g.planned = (g.planned or 0) + 1
+    return logits
+  end
+  local plan = e.plan
+  plan.mode, plan.nb = "record", nb
+  plan:fill(c)
+  step.vplan = plan
+  local graph, logits = ts.capture(function() return self:batch_step(seqs, ids, pos_v, step) end,
+                                   self.dev)
+  e.graph, e.logits = graph, logits
+  g.recorded = (g.recorded or 0) + 1
+  return logits
+end
+
+-- How many of the model's batch steps were recorded, replayed and
+-- collected (a key's first).
+function M:batch_graph_counts()
+  local g = rawget(rawget(self, "root") or self, "gbatch")
+  return {recorded = g and g.recorded or 0, replayed = g and g.replays or 0,
+          planned = g and g.planned or 0}
+end
+
 -- How many of this sequence's steps were recorded and replayed, and run
 -- with a plan unrecorded (a key's first).
 function M:graph_counts()

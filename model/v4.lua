@@ -538,7 +538,7 @@ end
 -- sequence's caches and attention apart. Row b equals seqs[b]:decode(ids[b])
 -- (bit for bit on the CPU; tests/lua/decode_batch.lua).
 function M:decode_batch(seqs, ids)
-  local cfg, d, B = self.cfg, self.cfg.dim, #seqs
+  local B = #seqs
   if B == 0 or #ids ~= B then error("decode_batch: one id for each of 1 or more sequences", 2) end
   self:check_ids("decode_batch", ids, 2)
   batch_of(self, seqs, "decode_batch")
@@ -551,7 +551,18 @@ function M:decode_batch(seqs, ids)
     pos_v[b] = s.next_pos
   end
   O.use(self.dev, self.tf32)
-  local id_t, step = O.tensor("i32", {B}, ids), self.step_inputs()
+  if self.graphs then
+    local logits = self:graphed_batch(seqs, ids, pos_v)
+    if logits then return logits end
+  end
+  return self:batch_step(seqs, ids, pos_v, self.step_inputs())
+end
+
+-- decode_batch's step (step: M.step_inputs', or a recorded step's with
+-- its plan, step.vplan): the logits [B, vocab].
+function M:batch_step(seqs, ids, pos_v, step)
+  local cfg, d, B = self.cfg, self.cfg.dim, #seqs
+  local id_t = self.step_vals(step, "ids", ids, function(c) return c.ids end)
   local X = O.out{B, 4, d}
   kernel("embed.tile", "embed_streams"):launch{id_t, self:raw("embed.weight"), X}
   for L = 0, cfg.n_layers - 1 do

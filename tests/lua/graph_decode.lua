@@ -1,18 +1,20 @@
 -- graph_decode.lua - decode steps replayed as graphs (model/graphs.lua,
--- opts.graphs) against plain steps, on the golden tiny model: every step's logits bit for bit, the
--- final streams and the state's counts alike; over 300 steps from a
--- 130-token prompt (windows of 4 and of 128 completing, the entries'
--- buckets growing from 64 to 128 rows) with each cache format and the f32
--- and bf16 attention (the CPU's and a GPU's kernels for each: every path
--- of a step that views the entries); most steps replayed, few recorded
--- (each key's first step runs with its plan, unrecorded);
--- a step before the window (32) fills, after forget_last, a reset and a new
--- sequence all as plain steps; speculative decoding's steps (k tokens of
--- one sequence) replayed too, the same tokens. arg[1] "gpusim": one configuration for 10
--- steps on the simulator (the GPU forms of the kernels, the plan's rows
--- and lengths read there). arg[1] "mock": tests/cuda_mock's driver (no
--- kernel runs: counts only): each replayed step is one CUDA graph launch,
--- one write (the plan's) and no wait.
+-- opts.graphs) against plain steps, on the golden tiny model: every
+-- step's logits bit for bit, the final streams and the state's counts
+-- alike; over 300 steps from a 130-token prompt (windows of 4 and of 128
+-- completing, the entries' buckets growing from 64 to 128 rows) with each
+-- cache format and the f32 and bf16 attention (the CPU's and a GPU's
+-- kernels for each: every path of a step that views the entries); most
+-- steps replayed, few recorded (each key's first step runs with its plan,
+-- unrecorded); a step before the window (32) fills, after forget_last, a
+-- reset and a new sequence all as plain steps; speculative decoding's
+-- steps (k tokens of one sequence) and steps of several sequences
+-- together (decode_batch) replayed too, the same tokens and logits.
+-- arg[1] "gpusim": one configuration for 10 steps on the simulator (the
+-- GPU forms of the kernels, the plan's rows and lengths read there).
+-- arg[1] "mock": tests/cuda_mock's driver (no kernel runs: counts only):
+-- each replayed step is one CUDA graph launch, one write (the plan's) and
+-- no wait, a batch's too.
 local ts = require "tessera"
 local V4 = require "model.v4"
 local C = require "tests.lua.lib.check"
@@ -42,6 +44,18 @@ if mock then
           40 + 4 * (n1.recorded - n0.recorded + n1.planned - n0.planned),
           "mock: one write a step (the plan's), " .. (after.writes - before.writes) .. " in all")
   C.check(after.waits == before.waits, "mock: no wait")
+  local seqs = {}
+  for b, n in ipairs{40, 45, 53} do
+    seqs[b] = m:sequence()
+    seqs[b]:prefill(prompt(n, 7 * b))
+  end
+  local b0, c0 = dev:stats(), m:batch_graph_counts()
+  for s = 1, 40 do m:decode_batch(seqs, {s, s + 1, s + 2}) end
+  local b1, c1 = dev:stats(), m:batch_graph_counts()
+  local rb = c1.replayed - c0.replayed
+  C.check(rb >= 25 and b1.graphs - b0.graphs == rb and b1.waits == b0.waits,
+          string.format("mock: %d of 40 batch steps replayed, %d graph launches", rb,
+                        b1.graphs - b0.graphs))
   C.finish()
   return
 end
@@ -115,6 +129,41 @@ for _, c in ipairs(configs) do
             what .. ": a sequence's steps replay its own graphs, alike")
   end
 end
+-- sequences decoding together (decode_batch: one graph a key of the
+-- batch's size, each ratio's completing sequences and bucket, its slots
+-- filled from the batch before each replay), three sequences at other
+-- positions: every step's logits alike, the counts alike
+if not sim then
+  for _, c in ipairs(configs) do
+    local what = c.kv .. " caches, " .. c.att .. " attention, 3 sequences"
+    local runs = {}
+    for i, graphs in ipairs{false, true} do
+      local m = V4.load(dir, nil, {kv_format = c.kv, attention = c.att, graphs = graphs,
+                                   device = dev})
+      local seqs = {}
+      for b, n in ipairs{40, 45, 53} do
+        seqs[b] = m:sequence()
+        seqs[b]:prefill(prompt(n, 7 * b))
+      end
+      runs[i] = {m = m, seqs = seqs}
+    end
+    local bad = 0
+    for s = 1, 150 do
+      local ids = {s % 500, (s * 3) % 500, (s * 7) % 500}
+      if not C.same(runs[1].m:decode_batch(runs[1].seqs, ids),
+                    runs[2].m:decode_batch(runs[2].seqs, ids)) then
+        bad = bad + 1
+      end
+    end
+    local same = true
+    for b = 1, 3 do same = same and C.same(counts(runs[1].seqs[b]), counts(runs[2].seqs[b])) end
+    local n = runs[2].m:batch_graph_counts()
+    C.check(bad == 0 and same and n.replayed >= 120,
+            string.format("%s: %d of 150 steps differ, counts alike: %s (%d recorded, %d " ..
+                          "replayed)", what, bad, tostring(same), n.recorded, n.replayed))
+  end
+end
+
 -- speculative decoding (a step of this sequence's k tokens: k rounds, one
 -- graph a phase): the MTP block's drafts, and drafts of two tokens from
 -- the plain decode's own tokens (always right, so steps of three tokens),
