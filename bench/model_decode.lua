@@ -79,8 +79,9 @@ for _, fmt in ipairs{"fp8", "f32"} do
   end
   -- decode steps past the window plain and replayed as graphs
   -- (model/graphs.lua), the two models at the same positions: tokens/s,
-  -- best of 3 runs of 48 steps each, alternated (each replayed step's
-  -- logits the plain step's, tests/lua/graph_decode.lua)
+  -- best of 3 runs of 48 steps each (one sequence, 256 + 8 tokens on), of
+  -- 24 (4 sequences together), alternated (each replayed step's logits the
+  -- plain step's, tests/lua/graph_decode.lua)
   do
     local g = V4.load(cfg, weights, {kv_format = fmt, graphs = true})
     model:prefill(ids(256))
@@ -96,8 +97,29 @@ for _, fmt in ipairs{"fp8", "f32"} do
       tp, tg = math.min(tp, t1 - t0), math.min(tg, t2 - t1)
     end
     local n = g:graph_counts()
-    graphs[#graphs + 1] = string.format("| %s | %.1f | %.1f | %.2fx | %d / %d |", fmt, 48 / tp,
-                                        48 / tg, tp / tg, n.recorded,
+    graphs[#graphs + 1] = string.format("| %s | 1 | %.1f | %.1f | %.2fx | %d / %d |", fmt,
+                                        48 / tp, 48 / tg, tp / tg, n.recorded,
+                                        n.recorded + n.replayed + n.planned)
+    -- 4 sequences decoding together (decode_batch), prompts of 130-190
+    local sp, sg, id = {}, {}, {}
+    for b = 1, 4 do
+      sp[b], sg[b], id[b] = model:sequence(), g:sequence(), b
+      sp[b]:prefill(ids(110 + 20 * b))
+      sg[b]:prefill(ids(110 + 20 * b))
+    end
+    for _ = 1, 8 do model:decode_batch(sp, id); g:decode_batch(sg, id) end
+    tp, tg = math.huge, math.huge
+    for _ = 1, 3 do
+      local t0 = ts.clock()
+      for _ = 1, 24 do model:decode_batch(sp, id) end
+      local t1 = ts.clock()
+      for _ = 1, 24 do g:decode_batch(sg, id) end
+      local t2 = ts.clock()
+      tp, tg = math.min(tp, t1 - t0), math.min(tg, t2 - t1)
+    end
+    n = g:batch_graph_counts()
+    graphs[#graphs + 1] = string.format("| %s | 4 | %.1f | %.1f | %.2fx | %d / %d |", fmt,
+                                        96 / tp, 96 / tg, tp / tg, n.recorded,
                                         n.recorded + n.replayed + n.planned)
   end
   -- time per layer of one decode step (after a 256-token prefill)
@@ -132,9 +154,9 @@ print("| caches | sequences | decode_batch tokens/s | one at a time tokens/s | r
 print("|---|---|---|---|---|")
 for _, r in ipairs(batches) do print(r) end
 print("")
-print("| caches | decode tokens/s past the window (256 + 8 tokens on) | replayed as graphs | " ..
+print("| caches | sequences | decode tokens/s past the window | replayed as graphs | " ..
       "ratio | steps recorded / all |")
-print("|---|---|---|---|---|")
+print("|---|---|---|---|---|---|")
 for _, r in ipairs(graphs) do print(r) end
 print("")
 print("| layer | ratio | attention per decode step, fp8 (ms) | f32 (ms) |")

@@ -233,10 +233,12 @@ report() {
       echo
       tables_of "$log/speculate-graphs"
     fi
-    if [[ -f $log/speculate-batch ]]; then
-      echo
-      tables_of "$log/speculate-batch"
-    fi
+    for f in speculate-batch speculate-batch-graphs; do
+      if [[ -f $log/$f ]]; then
+        echo
+        tables_of "$log/$f"
+      fi
+    done
     echo
     echo "## Cold compile time (bench/compile_time)"
     echo
@@ -310,6 +312,8 @@ stage 120 "$log/speculate" build/tessera run bench/speculate.lua --device cuda
 stage 120 "$log/speculate-graphs" build/tessera run bench/speculate.lua --device cuda \
   --prompt 140 --graphs on
 stage 120 "$log/speculate-batch" build/tessera run bench/speculate.lua --device cuda --batch 16
+stage 120 "$log/speculate-batch-graphs" build/tessera run bench/speculate.lua --device cuda \
+  --batch 16 --prompt 140 --graphs on
 # (prompts prefilled together: one launch a layer for all their attention)
 stage 120 "$log/prefill-batch" build/tessera run bench/prefill_batch.lua --device cuda
 # (a shared prefix prefilled once and forked, against prefilling it again)
