@@ -852,14 +852,7 @@ function M:step_compress(L, st, t, x, tp, step)
   end
 end
 
--- step_compress for a batch whose states lie in the model's pools (its
--- projections in the buffers): the sequences whose token completes a
--- window pool it together, each compressor's windows read where they lie
--- in the buffers' pool, pooled, normed and roped by one launch each
--- (M:pool_windows), packed ("fp8": quant.tile kv_pack, or hadamard +
--- fp4_pack for the indexer's keys) and placed in each sequence's slot of
--- the entries' (keys') pool (embed.tile put_rows), where each sequence made
--- its entry alone. The same bits.
+-- The batch's sequences whose position completes a window of `ratio`.
 local function completing(pos_v, ratio)
   local done = {}
   for b, t in ipairs(pos_v) do
@@ -888,6 +881,15 @@ local function entry_rows(L, seqs, pos_v, ratio, key)
   return rows
 end
 
+-- step_compress for a batch whose states lie in the model's pools (its
+-- projections in the buffers): the sequences whose token completes a
+-- window pool it together, each compressor's windows read where they lie
+-- in the buffers' pool, pooled, normed and roped by one launch each
+-- (M:pool_windows), packed ("fp8": quant.tile kv_pack, or hadamard +
+-- fp4_pack for the indexer's keys) and placed in each sequence's slot of
+-- the entries' (keys') pool (embed.tile put_rows), where each sequence made
+-- its entry alone. The same bits. step: M.step_inputs' (a recorded
+-- step's plan names the uploads: M.step_vals).
 function M:compress_batch(L, seqs, pos_v, step)
   local ratio = self.cfg.compress_ratios[L + 1]
   if ratio == 0 then return end

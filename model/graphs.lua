@@ -1,6 +1,8 @@
--- graphs.lua - a sequence's decode steps replayed as graphs (ts.capture,
+-- graphs.lua - decode steps replayed as graphs (ts.capture,
 -- runtime/graph.c): the ~100 launches of a step without the Lua between
 -- them, as one loop in C on the CPU and one CUDA graph launch on a GPU.
+-- A sequence's steps (decode, and speculation's steps of k tokens:
+-- M:graphed_step) and a batch's (decode_batch: M:graphed_batch, below).
 --
 -- A recorded step is the model's own decode step (M:decode_step), with
 -- what changes from one position to the next read from the device: each
