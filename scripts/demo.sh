@@ -42,7 +42,7 @@ echo "   sample b is what --seed b alone gives)"
 build/tessera run model/generate.lua --config tiny --prompt "DeepSeek-V4 on two cores:" \
   --tokens 24 --temperature 0.8 --samples 3
 echo
-echo "-- past the window (a 150-token prompt), decode steps replayed as graphs (model/graphs.lua:"
+echo "-- past the window (a 164-token prompt), decode steps replayed as graphs (model/graphs.lua:"
 echo "   each step's launches without the Lua between them; --graphs off: plain steps, the"
 echo "   same text)"
 long="$(printf 'DeepSeek-V4 on two cores, a long prompt. %.0s' 1 2 3 4)"
