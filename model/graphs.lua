@@ -302,11 +302,7 @@ function VPlan:vals(step, name, values, f)
   return t
 end
 
-function VPlan:rows(ratio, n)
-  local nb = self.nb[ratio]
-  if not nb or nb < n then error("graph plan: no bucket for " .. n .. " entries", 2) end
-  return nb
-end
+VPlan.rows = Plan.rows -- (the buckets, as a sequence's plan has them)
 
 -- The slots' values for the batch c, written to the plan's tensor.
 function VPlan:fill(c)
