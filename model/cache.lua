@@ -26,9 +26,11 @@ function Cache.row_bytes(format, kind, width, rope)
   return width // 2 + width // 32
 end
 
-local function alloc(self, rows)
-  if self.format == "f32" then return O.tensor("f32", {rows, self.width}) end
-  return O.tensor("i8", {rows, self.rb})
+-- Rows in the cache's format, zeroed (or with `empty` not: O.out's).
+local function alloc(self, rows, empty)
+  local make = empty and O.out or function(shape, dt) return O.tensor(dt, shape) end
+  if self.format == "f32" then return make({rows, self.width}, "f32") end
+  return make({rows, self.rb}, "i8")
 end
 
 -- An empty cache with room for `capacity` rows (it grows when needed).
@@ -234,8 +236,7 @@ local rope_params = O.memo(function(rope) return {ROPE = rope} end)
 -- the same bytes, at rows a recorded step (model/graphs.lua) finds on the
 -- device, where a view at `at` would fix them in the graph.
 local function put_at_rows(self, make, n, rows)
-  local dst = O.out({n, self.format == "f32" and self.width or self.rb},
-                    self.format == "f32" and "f32" or "i8")
+  local dst = alloc(self, n, true)
   make(dst)
   O.put_rows(dst, rows, self.data)
 end

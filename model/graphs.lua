@@ -159,18 +159,22 @@ local function fill_plan(self, plan, ids, t)
   return table.concat(key, " ")
 end
 
--- The tensors a recorded step writes the state into (each layer's ring,
--- entries, keys and compressor buffers), in order: a graph recorded over
--- other tensors (a cache grown, the state replaced) is not replayed.
-local function state_tensors(self)
+-- The tensors a recorded step names of each layer's state (st_of(L)'s
+-- ring, entries, keys and compressor buffers), in order: a sequence's own
+-- (`own`: each cache's data, each buffer's cz), or their pools' (a batch
+-- step's kernels take the pools). A graph recorded over other tensors (a
+-- cache grown, a pool moved, the state replaced) is not replayed.
+local function state_tensors(self, st_of, own)
   local list = {}
+  local function add(x, mine) list[#list + 1] = own and mine or x.pool.data end
   for L = 0, self.cfg.n_layers - 1 do
-    local st = self.state[L]
-    list[#list + 1] = st.ring.data
-    if st.comp then list[#list + 1] = st.comp.data end
-    if st.keys then list[#list + 1] = st.keys.data end
+    local st = st_of(L)
+    add(st.ring, st.ring.data)
+    if st.comp then add(st.comp, st.comp.data) end
+    if st.keys then add(st.keys, st.keys.data) end
     for _, which in ipairs{"compressor", "indexer.compressor"} do
-      if st.buf[which] then list[#list + 1] = st.buf[which].cz end
+      local b = st.buf[which]
+      if b then add(b, b.cz) end
     end
   end
   return list
@@ -225,7 +229,7 @@ function M:graphed_step(ids, t)
   key = k .. " " .. key
   -- (graphs recorded over other state tensors - a cache grown, moved - are
   -- dropped, all of them: they would hold the old tensors' memory)
-  local tensors = state_tensors(self)
+  local tensors = state_tensors(self, function(L) return self.state[L] end, true)
   if not (g.tensors and same_list(g.tensors, tensors)) then
     g.graphs, g.count, g.tensors = {}, 0, tensors
   end
@@ -355,21 +359,6 @@ local function batch_key(self, seqs, pos_v)
   return table.concat(key, " "), nb
 end
 
--- The pools' tensors a recorded batch step names (each layer's).
-local function pool_tensors(self, seqs)
-  local list = {}
-  for L = 0, self.cfg.n_layers - 1 do
-    local st = seqs[1].state[L]
-    list[#list + 1] = st.ring.pool.data
-    if st.comp then list[#list + 1] = st.comp.pool.data end
-    if st.keys then list[#list + 1] = st.keys.pool.data end
-    for _, which in ipairs{"compressor", "indexer.compressor"} do
-      if st.buf[which] then list[#list + 1] = st.buf[which].pool.data end
-    end
-  end
-  return list
-end
-
 -- A decode_batch step of seqs (ids, positions pos_v) as a graph, in the
 -- model's graphs of batch steps (by key; any sequences of the model's
 -- pools): collected, then recorded, then replayed (M:graphed_step's
@@ -384,7 +373,7 @@ function M:graphed_batch(seqs, ids, pos_v)
     g = {graphs = {}, count = 0}
     rawset(root, "gbatch", g)
   end
-  local tensors = pool_tensors(self, seqs)
+  local tensors = state_tensors(self, function(L) return seqs[1].state[L] end, false)
   if not (g.tensors and same_list(g.tensors, tensors)) then
     g.graphs, g.count, g.tensors = {}, 0, tensors
   end

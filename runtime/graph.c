@@ -132,20 +132,18 @@ void ts_graph_counts_get(const ts_graph *g, ts_graph_counts *out) { *out = g->co
 
 /* ---- recording (kernel.c, tensor.c, the binding) ---------------------------------- */
 
-ts_status ts_graph_add_launch(ts_device *d, ts_kernel *k, const ts_arg *args, size_t count,
-                              const int64_t grid[3]) {
+void ts_graph_add_launch(ts_device *d, ts_kernel *k, const ts_arg *args, size_t count,
+                         const int64_t grid[3]) {
   ts_graph *g = recording(d);
-  if (!g)
-    return NULL;
-  node *e = add(g);
+  node *e = g ? add(g) : NULL;
   if (!e)
-    return NULL; /* (the recording's failure is reported by ts_graph_end) */
+    return; /* (a recording's failure is reported by ts_graph_end) */
   e->kind = N_LAUNCH;
   e->args = malloc((count ? count : 1) * sizeof *args);
   if (!e->args) {
     g->n--;
     g->failed = ts_status_nomem();
-    return NULL;
+    return;
   }
   memcpy(e->args, args, count * sizeof *args);
   e->nargs = count;
@@ -157,7 +155,6 @@ ts_status ts_graph_add_launch(ts_device *d, ts_kernel *k, const ts_arg *args, si
   if (grid)
     memcpy(e->grid, grid, sizeof e->grid);
   g->counts.launches++;
-  return NULL;
 }
 
 void ts_graph_add_zero(ts_tensor *t) {

@@ -23,8 +23,8 @@ struct ts_device {
 /* What graph.c records while a device records (kernel.c, tensor.c): each
  * a no-op when the device does not. A failure to record (memory) fails the
  * recording, which ts_graph_end reports. */
-ts_status ts_graph_add_launch(ts_device *d, ts_kernel *k, const ts_arg *args, size_t count,
-                              const int64_t grid[3]);
+void ts_graph_add_launch(ts_device *d, ts_kernel *k, const ts_arg *args, size_t count,
+                         const int64_t grid[3]);
 void ts_graph_add_zero(ts_tensor *t);
 void ts_graph_add_write(ts_tensor *t, const void *src, size_t size);
 void ts_graph_add_copy(ts_tensor *dst, const ts_tensor *src);

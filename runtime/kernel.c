@@ -361,7 +361,7 @@ ts_status ts_kernel_launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
     if (args[i].kind == TS_ARG_TENSOR && args[i].tensor && ts_tensor_device(args[i].tensor)->rec)
       rec = ts_tensor_device(args[i].tensor);
   if (!st && rec)
-    st = ts_graph_add_launch(rec, k, args, count, grid);
+    ts_graph_add_launch(rec, k, args, count, grid);
   return st;
 }
 
