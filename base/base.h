@@ -175,6 +175,12 @@ TS_MUST_USE ts_status ts_file_write_atomic(const char *path, const void *data,
  * there (the first 64 KiB), else discarded. Returns its exit status, or -1
  * when it could not be started or did not exit (a signal). (proc.c) */
 int ts_run_tool(char *const argv[], ts_buf *err);
+/* A yes/no setting from the environment: 1, on, true or yes, and 0, off,
+ * false or no (any case); unset or empty: dflt. Another value is reported
+ * on stderr (once a process for each variable) and dflt used. (proc.c) */
+bool ts_env_flag(const char *name, bool dflt);
+/* Which of those words v is: 1 (yes), 0 (no), -1 (neither). */
+int ts_flag_word(const char *v);
 
 /* ---- the on-disk cache of compiled artifacts (cache.c) ---------------------
  * One file per entry in a folder, named by a 128-bit key hashed from

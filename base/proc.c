@@ -1,10 +1,16 @@
 /* proc.c - running a tool (a C compiler) to completion, its standard
- * output discarded and its standard error kept for the error message. */
+ * output discarded and its standard error kept for the error message; the
+ * yes/no settings of the environment. */
 #define _GNU_SOURCE
 #include "base.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -60,4 +66,40 @@ int ts_run_tool(char *const argv[], ts_buf *err) {
     if (errno != EINTR)
       return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int ts_flag_word(const char *v) {
+  static const char *const yes[] = {"1", "on", "true", "yes"}, *const no[] = {"0", "off", "false",
+                                                                                "no"};
+  for (int i = 0; v && i < 4; i++) {
+    if (!strcasecmp(v, yes[i]))
+      return 1;
+    if (!strcasecmp(v, no[i]))
+      return 0;
+  }
+  return -1;
+}
+
+bool ts_env_flag(const char *name, bool dflt) {
+  const char *v = getenv(name);
+  if (!v || !*v)
+    return dflt;
+  int w = ts_flag_word(v);
+  if (w >= 0)
+    return w == 1;
+  /* reported once for each variable */
+  static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  static char warned[16][64];
+  static int nwarned;
+  bool seen = false;
+  pthread_mutex_lock(&mu);
+  for (int i = 0; i < nwarned && !seen; i++)
+    seen = !strcmp(warned[i], name);
+  if (!seen && nwarned < 16)
+    snprintf(warned[nwarned++], sizeof warned[0], "%s", name);
+  pthread_mutex_unlock(&mu);
+  if (!seen)
+    fprintf(stderr, "tessera: warning: %s='%s' is not 1/0, on/off, true/false or yes/no; "
+                    "using %s\n", name, v, dflt ? "1" : "0");
+  return dflt;
 }

@@ -86,9 +86,8 @@ enum { KEEP_BUILDS = 4 };
  * the rest: a rebuilt Tessera never reads an older build's entries, so
  * without this the cache would grow with every build. */
 static bool build_dir(char *out, size_t size) {
-  const char *on = getenv("TESSERA_CPU_CACHE");
   char root[4096];
-  if ((on && !strcmp(on, "0")) || !ts_cache_dir(root, sizeof root))
+  if (!ts_env_flag("TESSERA_CPU_CACHE", true) || !ts_cache_dir(root, sizeof root))
     return false;
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, make_build_hex);

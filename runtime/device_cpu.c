@@ -125,12 +125,10 @@ ts_status ts_device_create_cpu(int threads, ts_device **out) {
   if (!c)
     return ts_status_nomem();
   ts_device *d = &c->base;
-  const char *keep = getenv("TESSERA_CPU_BLOCKS");
 #ifdef TS_ASAN
   c->keep = false;
-  (void)keep;
 #else
-  c->keep = !(keep && strcmp(keep, "0") == 0);
+  c->keep = ts_env_flag("TESSERA_CPU_BLOCKS", true);
 #endif
   pthread_mutex_init(&c->mu, NULL);
   d->ops = &cpu_ops;

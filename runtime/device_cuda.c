@@ -381,8 +381,7 @@ static ts_status open_device(cuda_device *c, int ordinal) {
   CU(a, a->DevicePrimaryCtxRetain(&c->ctx, c->dev), "cuDevicePrimaryCtxRetain");
   CU(a, a->CtxSetCurrent(c->ctx), "cuCtxSetCurrent");
   CU(a, a->StreamCreate(&c->stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
-  const char *each = getenv("TESSERA_CUDA_SYNC");
-  c->sync_each = each && each[0] && strcmp(each, "0") != 0;
+  c->sync_each = ts_env_flag("TESSERA_CUDA_SYNC", false);
   return NULL;
 }
 

@@ -39,8 +39,7 @@ static _Thread_local int64_t last_dropped;
 void ts_gpusim_banks(bool on) { forced = on; }
 
 bool ts_gpusim_banks_env(void) {
-  const char *e = getenv("TESSERA_GPUSIM_BANKS");
-  return e && *e && strcmp(e, "0");
+  return ts_env_flag("TESSERA_GPUSIM_BANKS", false);
 }
 
 bool ts_gpusim_banks_on(void) { return forced || ts_gpusim_banks_env(); }

@@ -116,11 +116,11 @@ static ts_status gpu_env(void) {
   } vars[] = {
       {"TESSERA_GPUSIM_ARCH", {"sm_90a", "sm_80", "sm_86", NULL}, "sm_90a, sm_80 or sm_86"},
       {"TESSERA_GPU_LOWERING", {"mlir", "cuda", NULL, NULL}, "mlir or cuda"},
-      {"TESSERA_TMA", {"0", "1", NULL, NULL}, "0 or 1"},
+      {"TESSERA_TMA", {NULL}, "1/0, on/off, true/false or yes/no"}, /* a flag */
   };
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
     const char *v = getenv(vars[i].name);
-    bool ok = !v || !*v;
+    bool ok = !v || !*v || (!vars[i].values[0] && ts_flag_word(v) >= 0);
     for (int j = 0; !ok && j < 4 && vars[i].values[j]; j++)
       ok = !strcmp(v, vars[i].values[j]);
     if (!ok)
@@ -269,8 +269,7 @@ static ts_status tensor_maps(const ts_kernel *k, const ts_arg *args, tmaps *m) {
   m->n = 0;
   if (!n)
     return NULL;
-  const char *env = getenv("TESSERA_TMA");
-  m->on = !(env && !strcmp(env, "0"));
+  m->on = ts_env_flag("TESSERA_TMA", true);
   for (int i = 0; i < n; i++) {
     ts_tensor *t = args[spec[i].arg].tensor;
     void *data = ts_tensor_device_ptr(t);

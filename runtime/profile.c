@@ -29,8 +29,7 @@ static atomic_int state; /* 0: not decided, 1: on, 2: off */
 bool ts_profile_on(void) {
   int s = atomic_load_explicit(&state, memory_order_relaxed);
   if (s == 0) {
-    const char *e = getenv("TESSERA_PROFILE");
-    s = e && *e && strcmp(e, "0") ? 1 : 2;
+    s = ts_env_flag("TESSERA_PROFILE", false) ? 1 : 2;
     int want = 0;
     atomic_compare_exchange_strong(&state, &want, s);
     s = atomic_load(&state);

@@ -182,8 +182,30 @@ printf 'local ts = require "tessera"\nlocal k = ts.kernel("kernels/softmax.tile"
 TESSERA_PROFILE=1 expect 0 "run with TESSERA_PROFILE" "$t" run "$tmp/prof.lua"
 has err "# kernel profile (TESSERA_PROFILE): 4 launches" "the profile is printed at exit"
 has err "| softmax_rows | - | cpu | 4 |" "the kernel's row"
-TESSERA_PROFILE=0 expect 0 "run with TESSERA_PROFILE=0" "$t" run "$tmp/prof.lua"
-grep -q "kernel profile" "$tmp/err" && { fail=$((fail + 1)); echo "FAIL: TESSERA_PROFILE=0 prints no profile"; } || pass=$((pass + 1))
+# yes/no settings (base/proc.c ts_env_flag): 1/0, on/off, true/false,
+# yes/no in any case; another value is reported once and the default used
+for v in 0 off False NO; do
+  TESSERA_PROFILE=$v expect 0 "run with TESSERA_PROFILE=$v" "$t" run "$tmp/prof.lua"
+  if grep -q "kernel profile" "$tmp/err"; then
+    fail=$((fail + 1))
+    echo "FAIL: TESSERA_PROFILE=$v prints no profile"
+  else
+    pass=$((pass + 1))
+  fi
+done
+for v in on TRUE yes; do
+  TESSERA_PROFILE=$v expect 0 "run with TESSERA_PROFILE=$v" "$t" run "$tmp/prof.lua"
+  has err "# kernel profile (TESSERA_PROFILE): 4 launches" "TESSERA_PROFILE=$v profiles"
+done
+TESSERA_PROFILE=maybe expect 0 "run with TESSERA_PROFILE=maybe" "$t" run "$tmp/prof.lua"
+has err "warning: TESSERA_PROFILE='maybe' is not 1/0, on/off, true/false or yes/no; using 0" \
+  "a value that is no flag is reported with the default"
+if [[ $(grep -c "TESSERA_PROFILE=" "$tmp/err") == 1 && ! $(grep "kernel profile" "$tmp/err") ]]; then
+  pass=$((pass + 1))
+else
+  fail=$((fail + 1))
+  echo "FAIL: reported once, no profile"
+fi
 expect 2 "bench with an unknown name" "$t" bench x
 has err "no benchmark 'x'" "bench names the unknown benchmark"
 expect 0 "devices" "$t" devices
@@ -228,7 +250,7 @@ local d = ts.device("gpusim")
 ts.kernel("kernels/softmax.tile", "softmax_rows", {}, d)
 print("loaded")
 LUA
-for e in TESSERA_GPU_LOWERING=cuda-c TESSERA_GPUSIM_ARCH=sm_99 TESSERA_TMA=off; do
+for e in TESSERA_GPU_LOWERING=cuda-c TESSERA_GPUSIM_ARCH=sm_99 TESSERA_TMA=maybe; do
   expect 1 "$e on the simulator" env "$e" "$t" run "$tmp/sim.lua"
   has err "$e: expected" "$e named"
 done
@@ -238,6 +260,8 @@ has err "TESSERA_THREADS=0: a number of threads, 1 to 4096" "a thread count of 0
 expect 0 "TESSERA_GPU_LOWERING=mlir on the simulator" env TESSERA_GPU_LOWERING=mlir "$t" run \
   "$tmp/sim.lua"
 has out "loaded" "the simulator's kernel loads with a known lowering"
+expect 0 "TESSERA_TMA=off on the simulator" env TESSERA_TMA=off "$t" run "$tmp/sim.lua"
+has out "loaded" "TESSERA_TMA takes the flag words"
 
 echo "$pass passed, $fail failed"
 ((fail == 0))

@@ -178,8 +178,32 @@ static void test_render(void) {
   ts_diags_deinit(&d);
 }
 
+/* yes/no settings (base/proc.c): the words, unset and empty, another value */
+static void test_env_flag(void) {
+  const char *yes[] = {"1", "on", "ON", "true", "True", "yes", "YES"};
+  const char *no[] = {"0", "off", "Off", "false", "FALSE", "no", "No"};
+  for (int i = 0; i < 7; i++) {
+    CHECK(ts_flag_word(yes[i]) == 1);
+    CHECK(ts_flag_word(no[i]) == 0);
+  }
+  CHECK(ts_flag_word("2") == -1 && ts_flag_word("onn") == -1 && ts_flag_word("") == -1 &&
+        ts_flag_word(NULL) == -1);
+  unsetenv("TS_TEST_FLAG");
+  CHECK(ts_env_flag("TS_TEST_FLAG", true) && !ts_env_flag("TS_TEST_FLAG", false));
+  setenv("TS_TEST_FLAG", "", 1);
+  CHECK(ts_env_flag("TS_TEST_FLAG", true) && !ts_env_flag("TS_TEST_FLAG", false));
+  setenv("TS_TEST_FLAG", "Off", 1);
+  CHECK(!ts_env_flag("TS_TEST_FLAG", true));
+  setenv("TS_TEST_FLAG", "yes", 1);
+  CHECK(ts_env_flag("TS_TEST_FLAG", false));
+  setenv("TS_TEST_FLAG", "maybe", 1); /* reported (stderr), the default used */
+  CHECK(ts_env_flag("TS_TEST_FLAG", true) && !ts_env_flag("TS_TEST_FLAG", false));
+  unsetenv("TS_TEST_FLAG");
+}
+
 int main(void) {
   test_status();
+  test_env_flag();
   test_arena();
   test_buf_and_map();
   test_files();
