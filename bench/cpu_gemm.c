@@ -2,7 +2,12 @@
  * sgemm, on the same cores, at sizes 64 to 2048: C = A·B (bench/cpu.tile's
  * sgemm), then C = A·Bᵀ (kernels/gemm.tile's linear_f32 at its default
  * tiles, the model's linear layers: a tile gemm with trans_b). Prints
- * GFLOP/s and the ratios; run from the source root:
+ * GFLOP/s and the ratios. Then a decode step's linear, one row times W^T
+ * (linear_f32 at the model's 1-row tiles, f32 and bf16 weights), whose gemm
+ * reads the weights in place (compiler/gen_tile.c gen_gemm_in_place),
+ * against the same loop copying each tile first
+ * (tests/lua/gemm_in_place.tile dot_copied) and OpenBLAS sgemv over f32
+ * weights. Run from the source root:
  *   build/bench/cpu_gemm [max_size] */
 #include "bench/bench.h"
 
@@ -102,6 +107,109 @@ static int table(ts_device *dev, ts_kernel *k, bool nt, int max) {
   return 0;
 }
 
+/* ---- one row: a decode step's linear ----------------------------------- */
+
+typedef struct gemv {
+  ts_kernel *k;
+  ts_arg a[4];
+  int n;
+  int N, K;
+  const float *x, *w;
+  float *y;
+} gemv;
+
+static void run_gemv(void *v) {
+  gemv *j = v;
+  ts_status st = ts_kernel_launch(j->k, j->a, (size_t)j->n);
+  if (st) {
+    fprintf(stderr, "%s\n", ts_status_message(st));
+    exit(1);
+  }
+}
+
+static void run_sgemv(void *v) {
+  gemv *j = v;
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, j->N, j->K, 1.0f, j->w, j->K, j->x, 1, 0.0f, j->y,
+              1);
+}
+
+static ts_tensor *tensor(ts_device *d, ts_dtype dt, int64_t a, int64_t b, int64_t c) {
+  int64_t sh[3] = {a, b, c};
+  ts_tensor *t;
+  if (ts_tensor_create(d, dt, 3, sh, &t))
+    exit(2);
+  return t;
+}
+
+static ts_tensor *as2(ts_tensor *t) {
+  int64_t sh[2] = {ts_tensor_dim(t, 1) * ts_tensor_dim(t, 0), ts_tensor_dim(t, 2)};
+  ts_tensor *r;
+  if (ts_tensor_reshape(t, 2, sh, &r))
+    exit(2);
+  return r;
+}
+
+static int gemv_table(ts_device *dev) {
+  static const int shapes[][2] = {{256, 256}, {1024, 1024}, {4096, 4096}, {1024, 4096},
+                                  {4096, 1024}};
+  printf("| W | N x K | Tessera us | Tessera GB/s | copied tiles us | OpenBLAS sgemv (f32 W) us "
+         "| copied / Tessera | OpenBLAS / Tessera | max rel. error vs OpenBLAS |\n");
+  printf("|---|---|---|---|---|---|---|---|---|\n");
+  for (int bf = 0; bf < 2; bf++)
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+      int N = shapes[s][0], K = shapes[s][1];
+      ts_dtype wt = bf ? TS_DTYPE_BF16 : TS_DTYPE_F32;
+      ts_define defs[4] = {{"BM", "1"}, {"BN", "32"}, {"BK", "128"}, {"W", "bf16"}};
+      ts_tensor *x = tensor(dev, TS_DTYPE_F32, 1, 1, K), *w = tensor(dev, wt, 1, N, K);
+      ts_tensor *y = tensor(dev, TS_DTYPE_F32, 1, 1, N), *seen = tensor(dev, TS_DTYPE_F32, 1, 1, 2);
+      ts_tensor *x2 = as2(x), *w2 = as2(w), *y2 = as2(y), *seen1;
+      int64_t two = 2;
+      if (ts_tensor_reshape(seen, 1, &two, &seen1))
+        return 2;
+      float *xf = malloc(sizeof(float) * K), *wf = malloc(sizeof(float) * N * K);
+      float *yb = malloc(sizeof(float) * N);
+      srand(2);
+      for (int i = 0; i < K; i++)
+        ts_tensor_set(x, i, xf[i] = (float)rand() / RAND_MAX - 0.5f);
+      for (int i = 0; i < N * K; i++) { /* the f32 weights hold the bf16 values */
+        ts_tensor_set(w, i, (float)rand() / RAND_MAX - 0.5f);
+        wf[i] = (float)ts_tensor_get(w, i);
+      }
+      gemv in = {bench_kernel_with(dev, "kernels/gemm.tile", "linear_f32", defs, 3 + bf),
+                 {ts_arg_tensor(x2), ts_arg_tensor(w2), ts_arg_tensor(y2)}, 3, N, K,
+                 xf, wf, yb};
+      gemv cp = {bench_kernel_with(dev, "tests/lua/gemm_in_place.tile", "dot_copied", defs,
+                                   3 + bf),
+                 {ts_arg_tensor(x), ts_arg_tensor(w), ts_arg_tensor(y), ts_arg_tensor(seen1)}, 4,
+                 N, K, xf, wf, yb};
+      double tc = bench_median(run_gemv, &cp, 9, 0.3);
+      double ti = bench_median(run_gemv, &in, 9, 0.3);
+      double tb = bench_median(run_sgemv, &in, 9, 0.3);
+      run_sgemv(&in);
+      run_gemv(&in);
+      double err = 0, big = 0;
+      for (int i = 0; i < N; i++) {
+        double d = fabs(ts_tensor_get(y, i) - yb[i]);
+        err = d > err ? d : err;
+        big = fabs(yb[i]) > big ? fabs(yb[i]) : big;
+      }
+      double bytes = (double)N * K * (bf ? 2 : 4);
+      printf("| %s | %d x %d | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.1e |\n",
+             bf ? "bf16" : "f32", N, K, ti * 1e6, bytes / ti * 1e-9, tc * 1e6, tb * 1e6,
+             tc / ti, tb / ti, err / big);
+      fflush(stdout);
+      ts_kernel_release(in.k);
+      ts_kernel_release(cp.k);
+      ts_tensor *all[] = {x, w, y, seen, x2, w2, y2, seen1};
+      for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        ts_tensor_release(all[i]);
+      free(xf);
+      free(wf);
+      free(yb);
+    }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   int max = argc > 1 ? atoi(argv[1]) : 2048;
   ts_device *dev;
@@ -121,6 +229,10 @@ int main(int argc, char **argv) {
   if (table(dev, k, true, max))
     return 2;
   ts_kernel_release(k);
+  printf("\n# one row: y = x·Wᵀ (linear_f32, 1 x 32 x 128 tiles: a decode step's), %d threads\n",
+         ts_device_thread_count(dev));
+  if (gemv_table(dev))
+    return 2;
   ts_device_release(dev);
   return 0;
 }

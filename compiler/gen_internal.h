@@ -195,6 +195,13 @@ void gen_ptx(gen *g, const char *text);
  * reduces as it writes; false if the pair does not have that form
  * (gen_tile.c). */
 bool gen_fused_reduce(gen *g, ts_node *first, ts_node *next);
+/* On the CPU, statements i .. of `blk` that copy tensor slices into tiles
+ * followed by a gemm on the dot micro-kernel, some of those tiles used by
+ * that gemm alone: the gemm reads those slices in place when they lie
+ * wholly inside their tensors (the same values in the same order: the same
+ * bits), the statements as written otherwise. *last: the gemm's index;
+ * false (nothing emitted) when they do not have that form (gen_tile.c). */
+bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last);
 void gen_if_end(gen *g, MlirBlock join);
 /* Every index of extents `ext`: on the CPU a loop nest; on the GPU one loop
  * over the linear index, strided by the block's threads (each thread does

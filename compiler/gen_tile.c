@@ -289,17 +289,55 @@ static int dot_block(int64_t extent, int most) {
   return 1;
 }
 
-static bool gemm_dot_vector(gen *g, ts_node *call, view *A, view *B, view *C,
-                            bool ta, bool tb, bool acc) {
-  mb *b = &g->b;
+/* Whether a gemm takes the dot micro-kernel: c (+)= a · b^T over whole f32
+ * tiles of constant shapes, K % DOT_VW == 0. */
+static bool dot_fits(const ts_node *call) {
   ts_node *na = call->kids[0], *nb = call->kids[1], *nc = call->kids[2];
-  if (!tb || ta || A->dt != TS_DTYPE_F32 || B->dt != TS_DTYPE_F32 ||
-      C->dt != TS_DTYPE_F32 || !A->in_range || !B->in_range || !C->in_range)
+  if (!ts_call_named_bool(call, "trans_b", false) || ts_call_named_bool(call, "trans_a", false) ||
+      ts_call_named_bool(call, "tf32", false))
     return false;
+  for (int i = 0; i < 3; i++)
+    if (const_dim(call->kids[i], 0) < 0 || call->kids[i]->type->dtype != TS_DTYPE_F32)
+      return false;
   int64_t M = const_dim(nc, 0), N = const_dim(nc, 1), K = const_dim(na, 1);
-  if (M <= 0 || N <= 0 || K <= 0 || K % DOT_VW || const_dim(nb, 1) != K ||
-      const_dim(na, 0) != M || const_dim(nb, 0) != N)
-    return false;
+  return M > 0 && N > 0 && K > 0 && K % DOT_VW == 0 && const_dim(nb, 1) == K &&
+         const_dim(na, 0) == M && const_dim(nb, 0) == N;
+}
+
+/* Where the dot micro-kernel reads an operand: element k of row r at
+ * mem[base + r * stride + k], stored as dt (f32, or bf16 widened as it is
+ * loaded: exact). A whole tile's is its memref, 0 and its row length; a
+ * tensor slice's (gen_gemm_in_place) the tensor's. */
+typedef struct dot_src {
+  MlirValue mem, base, stride;
+  ts_dtype dt;
+} dot_src;
+
+static dot_src tile_src(gen *g, view *v, int64_t K) {
+  return (dot_src){v->mem, gen_i64(g, 0), gen_i64(g, K), TS_DTYPE_F32};
+}
+
+/* DOT_VW elements of row `row` from k0 as an f32 vector of type vt. */
+static MlirValue dot_load(gen *g, const dot_src *s, MlirValue row, MlirValue k0, MlirType vt) {
+  mb *b = &g->b;
+  MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, s->stride), k0);
+  at = mb_bin(b, "arith.addi", s->base, at);
+  MlirValue ops[2] = {s->mem, mb_cast(b, "arith.index_cast", at, b->index)};
+  if (s->dt == TS_DTYPE_F32)
+    return mb_op1(b, "vector.load", 2, ops, vt);
+  int64_t shape[1] = {DOT_VW};
+  MlirValue h = mb_op1(b, "vector.load", 2, ops, mlirVectorTypeGet(1, shape, b->i16));
+  MlirType wt = mlirVectorTypeGet(1, shape, b->i32);
+  MlirValue w = mb_cast(b, "arith.extui", h, wt);
+  MlirValue sh = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i32, 16)}, wt);
+  return mb_cast(b, "arith.bitcast", mb_bin(b, "arith.shli", w, sh), vt);
+}
+
+static void dot_emit(gen *g, const ts_node *call, const dot_src *A, const dot_src *B, view *C,
+                     bool acc) {
+  mb *b = &g->b;
+  int64_t M = const_dim(call->kids[2], 0), N = const_dim(call->kids[2], 1);
+  int64_t K = const_dim(call->kids[0], 1);
   int RA = dot_block(M, 4), RB = dot_block(N, DOT_MAX / RA);
   ukernel u;
   ukernel_begin(g, &u, DOT_VW, RA * RB, M, N, RA, RB);
@@ -314,9 +352,7 @@ static bool gemm_dot_vector(gen *g, ts_node *call, view *A, view *B, view *C,
   for (int r = 0; r < RA + RB; r++) {
     bool isa = r < RA;
     MlirValue row = mb_bin(b, "arith.addi", isa ? i0 : j0, gen_i64(g, isa ? r : r - RA));
-    MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, gen_i64(g, K)), k0);
-    MlirValue ops[2] = {isa ? A->mem : B->mem, mb_cast(b, "arith.index_cast", at, b->index)};
-    MlirValue x = mb_op1(b, "vector.load", 2, ops, vt);
+    MlirValue x = dot_load(g, isa ? A : B, row, k0, vt);
     if (isa)
       av[r] = x;
     else
@@ -350,6 +386,146 @@ static bool gemm_dot_vector(gen *g, ts_node *call, view *A, view *B, view *C,
       mb_store(b, x, C->mem, at);
     }
   ukernel_end(g, &u);
+}
+
+static bool gemm_dot_vector(gen *g, ts_node *call, view *A, view *B, view *C, bool acc) {
+  if (!dot_fits(call))
+    return false;
+  int64_t K = const_dim(call->kids[0], 1);
+  dot_src a = tile_src(g, A, K), bs = tile_src(g, B, K);
+  dot_emit(g, call, &a, &bs, C, acc);
+  return true;
+}
+
+/* ---- a GEMM reading its operands where they lie -------------------------- */
+
+static int mentions(const ts_node *n, const ts_symbol *s) {
+  if (!n)
+    return 0;
+  int c = n->kind == TS_NODE_NAME && n->sym == s;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    c += mentions(n->kids[i], s);
+  return c;
+}
+
+/* The gemm call of statement st, or NULL. */
+static ts_node *gemm_of(ts_node *st) {
+  ts_node *c = st && st->kind == TS_NODE_EXPR_STMT ? st->kids[0] : NULL;
+  return c && c->kind == TS_NODE_CALL && c->builtin == TS_BUILTIN_GEMM ? c : NULL;
+}
+
+/* `copy(t[...], f)`: a slice of a tensor into a whole tile, or NULL. */
+static ts_node *tile_copy_of(ts_node *st) {
+  ts_node *c = st && st->kind == TS_NODE_EXPR_STMT ? st->kids[0] : NULL;
+  if (!c || c->kind != TS_NODE_CALL || c->builtin != TS_BUILTIN_COPY)
+    return NULL;
+  ts_node *src = c->kids[0], *dst = c->kids[1];
+  if (dst->kind != TS_NODE_NAME || !dst->sym || dst->sym->kind != TS_SYM_TILE ||
+      src->kind != TS_NODE_INDEX || !src->kids[0]->sym ||
+      src->kids[0]->sym->kind != TS_SYM_TENSOR)
+    return NULL;
+  return c;
+}
+
+/* Whether the copy `c` before `gemm` can be left out, the gemm reading the
+ * tensor slice in place: its tile is an operand a or b the kernel uses
+ * nowhere else, the slice is f32 or bf16 with the tile's constant shape,
+ * and the view `v` made of it has its rows along its tensor's last dim,
+ * gathering nothing. */
+static bool forwardable(gen *g, const ts_node *c, const ts_node *gemm) {
+  const ts_symbol *f = c->kids[1]->sym;
+  const ts_type *st = c->kids[0]->type, *ft = f->type;
+  if (gemm->kids[2]->sym == f || (gemm->kids[0]->sym != f && gemm->kids[1]->sym != f) ||
+      mentions(g->kernel->node, f) != mentions(c, f) + mentions(gemm, f) || !st ||
+      st->rank != 2 || (st->dtype != TS_DTYPE_F32 && st->dtype != TS_DTYPE_BF16))
+    return false;
+  for (int d = 0; d < 2; d++)
+    if (st->dims[d].term_count || st->dims[d].c != ft->dims[d].c)
+      return false;
+  /* bf16 is widened at each load: read in place only where the dot loads
+   * each element once (b's rows against all of a's rows in one block: a
+   * decode step's), as the copy widens it once; loaded again for each
+   * block of the other operand's rows it costs more than the copy saves */
+  int64_t M = const_dim(gemm->kids[2], 0), N = const_dim(gemm->kids[2], 1);
+  int RA = dot_block(M, 4), RB = dot_block(N, DOT_MAX / RA);
+  return st->dtype == TS_DTYPE_F32 || (gemm->kids[1]->sym == f ? RA == M : RB == N);
+}
+
+static bool forward_view(const view *v) {
+  if (v->vrank != 2 || v->sub[v->rank - 1].kind != SUB_SLICE || v->sub[v->rank - 1].vdim != 1)
+    return false;
+  for (uint32_t d = 0; d < v->rank; d++)
+    if (v->sub[d].kind == SUB_GATHER)
+      return false;
+  return true;
+}
+
+bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
+  enum { RUN = 4 };
+  if (g->gpu || g->par || g->in_fn || !g->kernel)
+    return false;
+  uint32_t j = i;
+  while (j < blk->kid_count && j - i < RUN && tile_copy_of(blk->kids[j]))
+    j++;
+  ts_node *gemm = j > i && j < blk->kid_count ? gemm_of(blk->kids[j]) : NULL;
+  if (!gemm || !dot_fits(gemm))
+    return false;
+  bool fwd[RUN] = {false}, any = false;
+  for (uint32_t r = i; r < j; r++)
+    any |= fwd[r - i] = forwardable(g, tile_copy_of(blk->kids[r]), gemm);
+  if (!any)
+    return false;
+  mb *b = &g->b;
+  view pool[16], src[RUN], A, B, C;
+  int np = 0;
+  MlirValue ok = mb_const_int(b, b->i1, 1);
+  int64_t K = const_dim(gemm->kids[0], 1);
+  dot_src ops[2];
+  if (!gen_view_of(g, gemm->kids[0], &A, pool, &np) ||
+      !gen_view_of(g, gemm->kids[1], &B, pool, &np) ||
+      !gen_view_of(g, gemm->kids[2], &C, pool, &np))
+    return false;
+  ops[0] = tile_src(g, &A, K);
+  ops[1] = tile_src(g, &B, K);
+  for (uint32_t r = i; r < j; r++) {
+    ts_node *c = tile_copy_of(blk->kids[r]);
+    view *v = &src[r - i];
+    if (!fwd[r - i])
+      continue;
+    if (!gen_view_of(g, c->kids[0], v, pool, &np))
+      return false;
+    if (!forward_view(v)) {
+      fwd[r - i] = false;
+      continue;
+    }
+    /* the first element, the next row's and the last: in range at both
+     * corners is in range everywhere (each index is start + k) */
+    MlirValue z = gen_i64(g, 0), one = gen_i64(g, 1), base, next, end, ok0, ok1, unused;
+    MlirValue k0[2] = {z, z}, k1[2] = {one, z};
+    MlirValue kn[2] = {gen_i64(g, const_dim(c->kids[1], 0) - 1), gen_i64(g, K - 1)};
+    gen_view_elem(g, v, k0, &base, &ok0);
+    gen_view_elem(g, v, k1, &next, &unused);
+    gen_view_elem(g, v, kn, &end, &ok1);
+    ok = mb_bin(b, "arith.andi", ok, mb_bin(b, "arith.andi", ok0, ok1));
+    dot_src s = {v->mem, base, mb_bin(b, "arith.subi", next, base), c->kids[0]->type->dtype};
+    ops[gemm->kids[0]->sym == c->kids[1]->sym ? 0 : 1] = s;
+  }
+  /* in range: the rest of the run, then the gemm from the tensors; else the
+   * statements as written */
+  MlirBlock in = mb_block(b, 0, NULL), out = mb_block(b, 0, NULL), join = mb_block(b, 0, NULL);
+  mb_cond_br(b, ok, in, out);
+  b->cur = in;
+  for (uint32_t r = i; r < j; r++)
+    if (!fwd[r - i])
+      gen_stmt(g, blk->kids[r]);
+  dot_emit(g, gemm, &ops[0], &ops[1], &C, ts_call_named_bool(gemm, "accumulate", true));
+  mb_br(b, join, 0, NULL);
+  b->cur = out;
+  for (uint32_t r = i; r <= j; r++)
+    gen_stmt(g, blk->kids[r]);
+  mb_br(b, join, 0, NULL);
+  b->cur = join;
+  *last = j;
   return true;
 }
 
@@ -555,7 +731,7 @@ void gen_gemm(gen *g, ts_node *call) {
   bool acc = ts_call_named_bool(call, "accumulate", true);
   if (!ts_call_named_bool(call, "tf32", false) &&
       (gemm_vector(g, call, &A, &B, &C, ta, tb, acc) ||
-       gemm_dot_vector(g, call, &A, &B, &C, ta, tb, acc) ||
+       gemm_dot_vector(g, call, &A, &B, &C, acc) ||
        gemm_i8_vnni(g, call, &A, &B, &C, ta, tb, acc)))
     return;
   MlirType ct = gen_compute_type(g, C.dt);
