@@ -1161,7 +1161,10 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, stored)
     list = st.ring:view(0, W)
   else
     list = f32{K, c}
-    st.ring:get(0, st.ring.n, list:slice(0, 0, st.ring.n))
+    -- (a recorded step copies all W rows: its replays' positions fill
+    -- more of the ring; the rows past the position are never read)
+    local n = plan and W or st.ring.n
+    st.ring:get(0, n, list:slice(0, 0, n))
     if sel then st.comp:gather(sel:reshape{extra}, list:slice(0, W, extra)) end
   end
   if bf then

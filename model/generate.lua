@@ -59,9 +59,9 @@
 -- verifies them all (model:snapshot, model:rewind past the first wrong one).
 -- --stream on (one prompt) writes each reply's text as its tokens are
 -- picked (the same text; the figures after it).
--- --graphs on (the default) replays a reply's decode steps as graphs once
--- the window is full (model/graphs.lua: the same tokens, without the
--- Lua between a step's launches); off runs every step plainly.
+-- --graphs on (the default) replays a reply's decode steps as graphs
+-- (model/graphs.lua: the same tokens, without the Lua between a step's
+-- launches); off runs every step plainly.
 -- --samples N: N replies to one prompt, prefilled once and forked
 -- (model:fork: each sample's state a copy of the prompt's) into N
 -- sequences decoded together (model:decode_batch; with --mtp on

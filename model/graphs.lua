@@ -21,11 +21,13 @@
 -- done (the entries' counts, the position). Each output is the step's,
 -- bit for bit (tests/lua/graph_decode.lua against plain steps).
 --
--- A step runs as it always did (and is not recorded) before the window
--- fills (t < W: the f32 caches' list reads the ring's n rows), for a
--- sequence whose layers' counts differ from the plan's (not one
--- sequence's state), and when graphs are off (V4.load's opts.graphs, or
--- model.graphs = false). The logits a replayed step returns, and its
+-- Steps before the window fills are replayed too (the ring's rows are
+-- found from the position on the device; the f32 caches' list, which a
+-- plain step copies ring.n rows of, copies all W in a recorded one, the
+-- rows past the position never read). A step runs as it always did (and
+-- is not recorded) for a sequence whose layers' counts differ from the
+-- plan's (not one sequence's state at its position), and when graphs are
+-- off (V4.load's opts.graphs, or model.graphs = false). The logits a replayed step returns, and its
 -- final streams, are its graph's tensors, written again by the next step
 -- of the same phase: read them before that (generate.lua does).
 local ts = require "tessera"
@@ -115,7 +117,7 @@ local function fill_plan(self, plan, ids, t)
   end
   for L = 0, cfg.n_layers - 1 do
     local r, st = cfg.compress_ratios[L + 1], self.state[L]
-    if not st or st.ring.n ~= W then return nil end
+    if not st or st.ring.n ~= math.min(t, W) then return nil end
     if r > 0 then
       if held[r] and held[r] ~= st.comp.n then return nil end
       held[r] = st.comp.n
@@ -188,14 +190,16 @@ local function same_list(a, b)
   return true
 end
 
--- What a step's Lua does to the state besides its launches: the entries'
+-- What a step's Lua does to the state besides its launches: the ring's
+-- count (Cache:put_norm_rope's, W once the window is full), the entries'
 -- and keys' counts of the layers whose window the positions t .. t + k - 1
 -- complete, and the position.
 local function advance(self, t, k)
-  local cfg = self.cfg
+  local cfg, W = self.cfg, self.cfg.window_size
   for L = 0, cfg.n_layers - 1 do
     local r, st = cfg.compress_ratios[L + 1], self.state[L]
     for ti = t, t + k - 1 do
+      st.ring.n = math.max(st.ring.n, ti % W + 1)
       if r > 0 and (ti + 1) % r == 0 then
         st.comp.n = st.comp.n + 1
         if st.keys then st.keys.n = st.keys.n + 1 end
@@ -213,7 +217,6 @@ end
 -- unrecorded (the module's comment).
 function M:graphed_step(ids, t)
   local k = #ids
-  if t < self.cfg.window_size then return nil end
   local g = rawget(self, "gstate")
   if not g then
     g = {graphs = {}, seen = {}, count = 0, plans = {}}
@@ -338,7 +341,7 @@ local function batch_key(self, seqs, pos_v)
     local r = cfg.compress_ratios[L + 1]
     for b, s in ipairs(seqs) do
       local st = s.state[L]
-      if st.ring.n ~= W then return nil end
+      if st.ring.n ~= math.min(pos_v[b], W) then return nil end
       if r > 0 then
         local after = st.comp.n + ((pos_v[b] + 1) % r == 0 and 1 or 0)
         st.comp:reserve(after)

@@ -42,13 +42,15 @@ echo "   sample b is what --seed b alone gives)"
 build/tessera run model/generate.lua --config tiny --prompt "DeepSeek-V4 on two cores:" \
   --tokens 24 --temperature 0.8 --samples 3
 echo
-echo "-- past the window (a 164-token prompt), decode steps replayed as graphs (model/graphs.lua:"
-echo "   each step's launches without the Lua between them; --graphs off: plain steps, the"
-echo "   same text)"
+echo "-- decode steps replayed as graphs (model/graphs.lua, on by default above: each step's"
+echo "   launches without the Lua between them) against --graphs off (plain steps, the same"
+echo "   text): the short prompt, then a 164-token one past the window"
 long="$(printf 'DeepSeek-V4 on two cores, a long prompt. %.0s' 1 2 3 4)"
-for g in off on; do
-  build/tessera run model/generate.lua --config tiny --prompt "$long" --tokens 96 --graphs $g |
-    grep -a -E '^(output|prefill)'
+for p in "DeepSeek-V4 on two cores:" "$long"; do
+  for g in off on; do
+    build/tessera run model/generate.lua --config tiny --prompt "$p" --tokens 96 --graphs $g |
+      grep -a -E '^(output|prefill)'
+  done
 done
 echo
 echo "-- prefill, MTP and 72 decode steps of DeepSeek's tiny golden model, tensor by"
