@@ -1030,7 +1030,7 @@ static void gen_block_from(gen *g, ts_node *blk, uint32_t i) {
     if (gen_ahead(g, blk, i))
       continue; /* the pipelined loop after it zeroes the tile (gen_pipe.c) */
     else if (gen_gemm_in_place(g, blk, i, &last))
-      i = last; /* copies and the gemm reading them (gen_tile.c) */
+      i = last; /* copies and the gemms reading them (gen_tile.c) */
     else if (next && gen_fused_reduce(g, blk->kids[i], next))
       i++; /* both statements in one pass (gen_tile.c) */
     else if (next && next->kind == TS_NODE_BLOCK && (head = block_head(next)) &&

@@ -196,11 +196,12 @@ void gen_ptx(gen *g, const char *text);
  * (gen_tile.c). */
 bool gen_fused_reduce(gen *g, ts_node *first, ts_node *next);
 /* On the CPU, statements i .. of `blk` that copy tensor slices into tiles
- * followed by a gemm on the dot micro-kernel, some of those tiles used by
- * that gemm alone: the gemm reads those slices in place when they lie
- * wholly inside their tensors (the same values in the same order: the same
- * bits), the statements as written otherwise. *last: the gemm's index;
- * false (nothing emitted) when they do not have that form (gen_tile.c). */
+ * followed by gemms on the dot micro-kernel, some of those tiles used by
+ * one of those gemms alone: the gemms read those slices in place when they
+ * lie wholly inside their tensors (the same values in the same order: the
+ * same bits), the statements as written otherwise. *last: the last gemm's
+ * index; false (nothing emitted) when they do not have that form
+ * (gen_tile.c). */
 bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last);
 void gen_if_end(gen *g, MlirBlock join);
 /* Every index of extents `ext`: on the CPU a loop nest; on the GPU one loop

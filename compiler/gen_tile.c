@@ -460,46 +460,67 @@ static bool forward_view(const view *v) {
   return true;
 }
 
+/* The gemm of gemms[0 .. n) taking tile f as its a or b, or -1. */
+static int gemm_taking(ts_node *const *gemms, int n, const ts_symbol *f) {
+  for (int q = 0; q < n; q++)
+    if (gemms[q]->kids[0]->sym == f || gemms[q]->kids[1]->sym == f)
+      return q;
+  return -1;
+}
+
 bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
   enum { RUN = 4 };
   if (g->gpu || g->par || g->in_fn || !g->kernel)
     return false;
-  uint32_t j = i;
+  /* copies i .. j - 1, then gemms j .. e - 1 */
+  uint32_t j = i, e;
   while (j < blk->kid_count && j - i < RUN && tile_copy_of(blk->kids[j]))
     j++;
-  ts_node *gemm = j > i && j < blk->kid_count ? gemm_of(blk->kids[j]) : NULL;
-  if (!gemm || !dot_fits(gemm))
-    return false;
-  bool fwd[RUN] = {false}, any = false;
-  for (uint32_t r = i; r < j; r++)
-    any |= fwd[r - i] = forwardable(g, tile_copy_of(blk->kids[r]), gemm);
+  ts_node *gemms[RUN];
+  for (e = j; j > i && e < blk->kid_count && e - j < RUN && gemm_of(blk->kids[e]) &&
+              dot_fits(gemm_of(blk->kids[e]));
+       e++)
+    gemms[e - j] = gemm_of(blk->kids[e]);
+  int ng = (int)(e - j), at[RUN];
+  bool any = false;
+  for (uint32_t r = i; r < j; r++) {
+    ts_node *c = tile_copy_of(blk->kids[r]);
+    int q = gemm_taking(gemms, ng, c->kids[1]->sym);
+    at[r - i] = q >= 0 && forwardable(g, c, gemms[q]) ? q : -1;
+    any |= at[r - i] >= 0;
+  }
   if (!any)
     return false;
   mb *b = &g->b;
-  view pool[16], src[RUN], A, B, C;
+  view pool[24], src[RUN], C[RUN];
   int np = 0;
   MlirValue ok = mb_const_int(b, b->i1, 1);
-  int64_t K = const_dim(gemm->kids[0], 1);
-  dot_src ops[2];
-  if (!gen_view_of(g, gemm->kids[0], &A, pool, &np) ||
-      !gen_view_of(g, gemm->kids[1], &B, pool, &np) ||
-      !gen_view_of(g, gemm->kids[2], &C, pool, &np))
-    return false;
-  ops[0] = tile_src(g, &A, K);
-  ops[1] = tile_src(g, &B, K);
+  dot_src ops[RUN][2];
+  for (int q = 0; q < ng; q++) {
+    view A, B;
+    int64_t K = const_dim(gemms[q]->kids[0], 1);
+    if (!gen_view_of(g, gemms[q]->kids[0], &A, pool, &np) ||
+        !gen_view_of(g, gemms[q]->kids[1], &B, pool, &np) ||
+        !gen_view_of(g, gemms[q]->kids[2], &C[q], pool, &np))
+      return false;
+    ops[q][0] = tile_src(g, &A, K);
+    ops[q][1] = tile_src(g, &B, K);
+  }
   for (uint32_t r = i; r < j; r++) {
     ts_node *c = tile_copy_of(blk->kids[r]);
     view *v = &src[r - i];
-    if (!fwd[r - i])
+    int q = at[r - i];
+    if (q < 0)
       continue;
     if (!gen_view_of(g, c->kids[0], v, pool, &np))
       return false;
     if (!forward_view(v)) {
-      fwd[r - i] = false;
+      at[r - i] = -1;
       continue;
     }
     /* the first element, the next row's and the last: in range at both
      * corners is in range everywhere (each index is start + k) */
+    int64_t K = const_dim(gemms[q]->kids[0], 1);
     MlirValue z = gen_i64(g, 0), one = gen_i64(g, 1), base, next, end, ok0, ok1, unused;
     MlirValue k0[2] = {z, z}, k1[2] = {one, z};
     MlirValue kn[2] = {gen_i64(g, const_dim(c->kids[1], 0) - 1), gen_i64(g, K - 1)};
@@ -508,24 +529,26 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
     gen_view_elem(g, v, kn, &end, &ok1);
     ok = mb_bin(b, "arith.andi", ok, mb_bin(b, "arith.andi", ok0, ok1));
     dot_src s = {v->mem, base, mb_bin(b, "arith.subi", next, base), c->kids[0]->type->dtype};
-    ops[gemm->kids[0]->sym == c->kids[1]->sym ? 0 : 1] = s;
+    ops[q][gemms[q]->kids[0]->sym == c->kids[1]->sym ? 0 : 1] = s;
   }
-  /* in range: the rest of the run, then the gemm from the tensors; else the
+  /* in range: the other copies, then the gemms from the tensors; else the
    * statements as written */
   MlirBlock in = mb_block(b, 0, NULL), out = mb_block(b, 0, NULL), join = mb_block(b, 0, NULL);
   mb_cond_br(b, ok, in, out);
   b->cur = in;
   for (uint32_t r = i; r < j; r++)
-    if (!fwd[r - i])
+    if (at[r - i] < 0)
       gen_stmt(g, blk->kids[r]);
-  dot_emit(g, gemm, &ops[0], &ops[1], &C, ts_call_named_bool(gemm, "accumulate", true));
+  for (int q = 0; q < ng; q++)
+    dot_emit(g, gemms[q], &ops[q][0], &ops[q][1], &C[q],
+             ts_call_named_bool(gemms[q], "accumulate", true));
   mb_br(b, join, 0, NULL);
   b->cur = out;
-  for (uint32_t r = i; r <= j; r++)
+  for (uint32_t r = i; r < e; r++)
     gen_stmt(g, blk->kids[r]);
   mb_br(b, join, 0, NULL);
   b->cur = join;
-  *last = j;
+  *last = e - 1;
   return true;
 }
 

@@ -8,7 +8,9 @@
 -- multiple of the tiles) and with a group stride (G > 1), for f32 and bf16
 -- weights, the decode, batch and prefill tilings, accumulating or not; and
 -- near an f64 reference. The copied form's tiles end as the last step left
--- them. The model's linears take the same path (gemm.tile linear_f32).
+-- them. Two gemms after three copies, each reading its own tiles in place
+-- (dot2_*: moe.tile moe_up's form). The model's linears take the same
+-- path (gemm.tile linear_f32).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
@@ -60,6 +62,47 @@ local function case(M, G, N, K, tiles, W, acc)
   C.check(sv[1] == x:to_table()[last + 1] and sv[2] == wq[last + 1], what .. ": the copied tiles")
 end
 
+-- two gemms after three copies (moe_up's form): x copied (both read it),
+-- each weight's tile read in place by its gemm
+local function case2(M, N, K, tiles, W)
+  local xv, v1, v3 = {}, {}, {}
+  for i = 1, M * K do xv[i] = r() end
+  for i = 1, N * K do v1[i], v3[i] = r(), r() end
+  local x = ts.tensor("f32", {M, K}, xv)
+  local w1, w3 = ts.tensor("f32", {N, K}, v1), ts.tensor("f32", {N, K}, v3)
+  if W == "bf16" then w1, w3 = w1:cast("bf16"), w3:cast("bf16") end
+  local p = {W = W}
+  for k, v in pairs(tiles) do p[k] = v end
+  local out = {}
+  for i = 1, 4 do out[i] = ts.tensor("f32", {M, N}, nil, cpu) end
+  ts.kernel(file, "dot2_in_place", p, cpu):launch{x, w1, w3, out[1], out[2]}
+  ts.kernel(file, "dot2_copied", p, cpu):launch{x, w1, w3, out[3], out[4],
+                                                ts.tensor("f32", {3}, nil, cpu)}
+  local what = string.format("two gemms: M %d N %d K %d BM %d %s", M, N, K, tiles.BM, W)
+  C.check(C.same(out[1], out[3]) and C.same(out[2], out[4]),
+          what .. ": read in place differs from copied")
+  local xq, q1, q3 = x:to_table(), w1:cast("f32"):to_table(), w3:cast("f32"):to_table()
+  local want1, want3 = {}, {}
+  for m = 0, M - 1 do
+    for n = 0, N - 1 do
+      local a, b = 0, 0
+      for k = 0, K - 1 do
+        a = a + xq[m * K + k + 1] * q1[n * K + k + 1]
+        b = b + xq[m * K + k + 1] * q3[n * K + k + 1]
+      end
+      want1[m * N + n + 1], want3[m * N + n + 1] = a, b
+    end
+  end
+  C.check(C.relerr(out[1]:to_table(), want1) < 1e-5 and C.relerr(out[2]:to_table(), want3) < 1e-5,
+          what .. ": against f64")
+end
+
+for _, W in ipairs{"f32", "bf16"} do
+  for _, tiles in ipairs{{BM = 1, BN = 32, BK = 128}, {BM = 8, BN = 32, BK = 128}} do
+    case2(tiles.BM * 2, 64, 256, tiles, W)
+    case2(7, 45, 200, tiles, W)
+  end
+end
 for _, W in ipairs{"f32", "bf16"} do
   for _, tiles in ipairs{{BM = 1, BN = 32, BK = 128}, {BM = 8, BN = 32, BK = 128},
                          {BM = 32, BN = 32, BK = 128}, {BM = 4, BN = 16, BK = 64}} do
