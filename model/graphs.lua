@@ -2,7 +2,9 @@
 -- runtime/graph.c): the ~100 launches of a step without the Lua between
 -- them, as one loop in C on the CPU and one CUDA graph launch on a GPU.
 -- A sequence's steps (decode, and speculation's steps of k tokens:
--- M:graphed_step) and a batch's (decode_batch: M:graphed_batch, below).
+-- M:graphed_step), its MTP block's steps of k positions (speculation's
+-- drafts: M:graphed_mtp) and a batch's (decode_batch: M:graphed_batch,
+-- below).
 --
 -- A recorded step is the model's own decode step (M:decode_step), with
 -- what changes from one position to the next read from the device: each
@@ -82,9 +84,9 @@ end
 -- row and, for each compression ratio of the layers, the buffer's row,
 -- the new entry's (and key's) row, the entries held after the round,
 -- HCA's ranges and top-k's length.
-local function new_plan(self, k)
+local function new_plan(self, k, ratios)
   local names, seen, per = {}, {}, {"ring"}
-  for _, r in ipairs(self.cfg.compress_ratios) do
+  for _, r in ipairs(ratios or self.cfg.compress_ratios) do
     if r > 0 and not seen[r] then
       seen[r] = true
       for _, n in ipairs{"buf", "comp", "n", "p", "keys", "len"} do per[#per + 1] = n .. r end
@@ -215,49 +217,37 @@ end
 -- over the same state tensors, else recorded (it runs as it records).
 -- Returns the logits and the final streams, or nil where the step runs
 -- unrecorded (the module's comment).
-function M:graphed_step(ids, t)
-  local k = #ids
-  local g = rawget(self, "gstate")
+-- A sequence's graphs of one kind (field `name`: its decode steps', its
+-- MTP block's), made at first use.
+local function graphs_of(self, name)
+  local g = rawget(self, name)
   if not g then
     g = {graphs = {}, seen = {}, count = 0, plans = {}}
-    rawset(self, "gstate", g)
+    rawset(self, name, g)
   end
-  local plan = g.plans[k]
-  if not plan then
-    plan = new_plan(self, k)
-    g.plans[k] = plan
-  end
-  local key = fill_plan(self, plan, ids, t)
-  if not key then return nil end
-  key = k .. " " .. key
+  return g
+end
+
+-- The step of `key` in the graphs g, recorded over the state's tensors
+-- `tensors`: replayed, then after() (the bookkeeping a replay skips), when
+-- the key was recorded over the same tensors; else run() (the step as
+-- written), unrecorded at the key's first step (what the model makes at
+-- first use - joined weights, tables, constants - is made then, not in the
+-- graph, whose replays would make it again each time) and recorded at its
+-- second. Returns run's results (a replay: the recorded ones).
+local function replay_or_record(self, g, key, tensors, run, after)
   -- (graphs recorded over other state tensors - a cache grown, moved - are
   -- dropped, all of them: they would hold the old tensors' memory)
-  local tensors = state_tensors(self, function(L) return self.state[L] end, true)
   if not (g.tensors and same_list(g.tensors, tensors)) then
     g.graphs, g.count, g.tensors = {}, 0, tensors
   end
   local e = g.graphs[key]
-  plan.block:set(plan.vector)
   if e then
     e.graph:replay()
-    advance(self, t, k)
-    self.last_streams = e.X
+    after(e)
     g.replays = (g.replays or 0) + 1
     return e.logits, e.X
   end
-  local function run()
-    local step = self.step_inputs()
-    step.plan, step.pos = plan, plan.pos
-    if k == 1 then return self:decode_step(plan.ids, t, step) end
-    local seqs, pos_v, rows = {}, {}, {}
-    for i = 1, k do seqs[i], pos_v[i], rows[i] = self, t + i - 1, {i - 1, 1} end
-    local logits, X = self:rounds_step(plan.ids, seqs, pos_v, rows, step)
-    self.next_pos = t + k
-    return logits, X
-  end
-  -- a key's first step runs with its plan unrecorded: what the model makes
-  -- at first use (joined weights, tables, constants) is made then, not in
-  -- the graph, whose replays would make it again each time
   if not g.seen[key] then
     g.seen[key], g.planned = true, (g.planned or 0) + 1
     return run()
@@ -268,6 +258,75 @@ function M:graphed_step(ids, t)
   g.graphs[key] = {graph = graph, logits = logits, X = X}
   g.count, g.recorded = g.count + 1, (g.recorded or 0) + 1
   return logits, X
+end
+
+function M:graphed_step(ids, t)
+  local k = #ids
+  local g = graphs_of(self, "gstate")
+  local plan = g.plans[k]
+  if not plan then
+    plan = new_plan(self, k)
+    g.plans[k] = plan
+  end
+  local key = fill_plan(self, plan, ids, t)
+  if not key then return nil end
+  plan.block:set(plan.vector)
+  local function run()
+    local step = self.step_inputs()
+    step.plan, step.pos = plan, plan.pos
+    if k == 1 then return self:decode_step(plan.ids, t, step) end
+    local seqs, pos_v, rows = {}, {}, {}
+    for i = 1, k do seqs[i], pos_v[i], rows[i] = self, t + i - 1, {i - 1, 1} end
+    local logits, X = self:rounds_step(plan.ids, seqs, pos_v, rows, step)
+    self.next_pos = t + k
+    return logits, X
+  end
+  local tensors = state_tensors(self, function(L) return self.state[L] end, true)
+  return replay_or_record(self, g, k .. " " .. key, tensors, run, function(e)
+    advance(self, t, k)
+    self.last_streams = e.X
+  end)
+end
+
+-- The MTP block's k positions of this sequence from position t (its
+-- tokens after them ids[1 .. k], the main model's streams there h [k, 4,
+-- d]: M:mtp_rounds of its own rounds) as a graph, keyed by k: the plan
+-- holds the ids, positions and ring rows (the block's layer is a window
+-- layer), h is copied into the plan's tensor, and the replay is followed
+-- by the ring's count and the block's position. The logits of every row
+-- [k, vocab] (the graph's tensor: read them before the next such step), or
+-- nil where the step runs unrecorded (the block's ring not the state of
+-- position t).
+function M:graphed_mtp(ids, t, h)
+  local k, L, W = #ids, self.cfg.n_layers, self.cfg.window_size
+  local st = self.state[L]
+  if not st or st.ring.n ~= math.min(t, W) then return nil end
+  local g = graphs_of(self, "gmtp")
+  local plan = g.plans[k]
+  if not plan then
+    plan = new_plan(self, k, {})
+    plan.h = O.out(h:shape())
+    g.plans[k] = plan
+  end
+  local v, seqs, pos_v, rows = plan.values, {}, {}, {}
+  for i = 1, k do
+    v["id@" .. i], v["pos@" .. i], v["ring@" .. i] = ids[i], t + i - 1, (t + i - 1) % W
+    seqs[i], pos_v[i], rows[i] = self, t + i - 1, {i - 1, 1}
+  end
+  for i, n in ipairs(plan.names) do plan.vector[i] = v[n] end
+  plan.block:set(plan.vector)
+  plan.h:assign(h)
+  local function run()
+    local step = self.step_inputs()
+    step.plan, step.pos = plan, plan.pos
+    local logits = self:mtp_step(plan.ids, plan.h, seqs, pos_v, rows, step)
+    self.mtp_pos = t + k
+    return logits
+  end
+  return (replay_or_record(self, g, k, {st.ring.data}, run, function()
+    for ti = t, t + k - 1 do st.ring.n = math.max(st.ring.n, ti % W + 1) end
+    self.mtp_pos = t + k
+  end))
 end
 
 -- ---- steps of several sequences (decode_batch) ---------------------------------------------
@@ -422,11 +481,16 @@ function M:batch_graph_counts()
 end
 
 -- How many of this sequence's steps were recorded and replayed, and run
--- with a plan unrecorded (a key's first).
+-- with a plan unrecorded (a key's first); `mtp`: the same of its MTP
+-- block's steps.
 function M:graph_counts()
-  local g = rawget(self, "gstate")
-  return {recorded = g and g.recorded or 0, replayed = g and g.replays or 0,
-          planned = g and g.planned or 0}
+  local function of(g)
+    return {recorded = g and g.recorded or 0, replayed = g and g.replays or 0,
+            planned = g and g.planned or 0}
+  end
+  local n = of(rawget(self, "gstate"))
+  n.mtp = of(rawget(self, "gmtp"))
+  return n
 end
 
 end

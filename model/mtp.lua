@@ -65,18 +65,36 @@ end
 -- after round: the linears over all rows at once, the attention a round
 -- at a time (as M:decode_rounds). Returns the logits of every row [rows,
 -- vocab] (each a draft of the token two after its position).
+-- (One sequence's rounds with graphs on replay a graph: M:graphed_mtp,
+-- model/graphs.lua.)
 function M:mtp_rounds(rounds, h)
-  local cfg, d, L = self.cfg, self.cfg.dim, self.cfg.n_layers
   local seqs, idv, pos_v, rows, count = self:flat_rounds(rounds, "mtp_rounds",
                                                          function(s) return s.mtp_pos end)
   O.use(self.dev, self.tf32)
-  local ids, step = O.on_device(O.tensor("i32", {#idv}, idv)), self.step_inputs()
+  local one = seqs[1]
+  for _, s in ipairs(seqs) do
+    if s ~= one then one = nil; break end
+  end
+  if one and one.graphs then
+    local logits = one:graphed_mtp(idv, pos_v[1], h)
+    if logits then return logits end
+  end
+  local logits = self:mtp_step(O.on_device(O.tensor("i32", {#idv}, idv)), h, seqs, pos_v, rows,
+                               self.step_inputs())
+  for s, k in pairs(count) do s.mtp_pos = s.mtp_pos + k end
+  return logits
+end
+
+-- mtp_rounds' step of the flat rows (ids: an i32 tensor of the tokens
+-- after them, h their main-model streams; step: M.step_inputs', or a
+-- recorded step's with its plan): the logits of every row.
+function M:mtp_step(ids, h, seqs, pos_v, rows, step)
+  local L = self.cfg.n_layers
   local X = self:mtp_inputs(h, ids)
   X = self:mhc_block(L, "attn", X, nil, function(x)
     return self:attention_steps(L, x, seqs, pos_v, step, rows)
   end)
   X = self:mhc_block(L, "ffn", X, nil, function(x) return self:moe(L, x, ids) end)
-  for s, k in pairs(count) do s.mtp_pos = s.mtp_pos + k end
   return self:head(X, "mtp.0.", true)
 end
 

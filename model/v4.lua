@@ -368,8 +368,8 @@ end
 -- there read the model's own (a new sequence's MTP block at the model's
 -- position, a rewind of the model's snapshot).
 local function clear_own(s)
-  s.mtp_pos, s.forgot, s.last_streams, s.final_streams, s.final_from, s.snap, s.gstate =
-    false, false, false, false, false, false, false
+  s.mtp_pos, s.forgot, s.last_streams, s.final_streams, s.final_from, s.snap, s.gstate, s.gmtp =
+    false, false, false, false, false, false, false, false
 end
 
 -- Forgets the sequence: a new prefill starts from position 0.

@@ -15,7 +15,8 @@
 -- GPU forms of the kernels, the plan's rows and lengths read there).
 -- arg[1] "mock": tests/cuda_mock's driver (no kernel runs: counts only):
 -- each replayed step is one CUDA graph launch, one write (the plan's) and
--- no wait, a batch's too.
+-- no wait, a batch's too; a speculative step's and its MTP block's one
+-- graph launch each.
 local ts = require "tessera"
 local V4 = require "model.v4"
 local C = require "tests.lua.lib.check"
@@ -57,6 +58,20 @@ if mock then
   C.check(rb >= 25 and b1.graphs - b0.graphs == rb and b1.waits == b0.waits,
           string.format("mock: %d of 40 batch steps replayed, %d graph launches", rb,
                         b1.graphs - b0.graphs))
+  -- speculation (picks and drafts given: the mock's logits are no
+  -- kernel's; every draft right, so steps of two positions): each replayed
+  -- step one graph launch, its MTP block's step too
+  local sq = m:sequence()
+  local p = prompt(60, 3):to_table()
+  local logits = sq:prefill(ts.tensor("i32", {#p}, p), nil, true)
+  local s0, g0 = dev:stats(), sq:graph_counts()
+  sq:speculate(logits, p, 40, function() return 7 end, -1, function() return {7} end)
+  local s1, g1 = dev:stats(), sq:graph_counts()
+  local rs = g1.replayed - g0.replayed + g1.mtp.replayed - g0.mtp.replayed
+  C.check(g1.mtp.replayed - g0.mtp.replayed >= 12 and s1.graphs - s0.graphs == rs,
+          string.format("mock: speculation's steps %d and MTP steps %d replayed, %d graph " ..
+                        "launches", g1.replayed - g0.replayed, g1.mtp.replayed - g0.mtp.replayed,
+                        s1.graphs - s0.graphs))
   C.finish()
   return
 end
@@ -172,7 +187,8 @@ if not sim then
 end
 
 -- speculative decoding (a step of this sequence's k tokens: k rounds, one
--- graph a phase): the MTP block's drafts, and drafts of two tokens from
+-- graph a phase): the MTP block's drafts (its steps of one or two
+-- positions replayed too: the same drafts), and drafts of two tokens from
 -- the plain decode's own tokens (always right, so steps of three tokens),
 -- the same tokens with graphs on as off
 if not sim then
@@ -189,9 +205,15 @@ if not sim then
       local m = V4.load(dir, nil, {kv_format = kv, graphs = graphs, device = dev})
       local logits = m:prefill(ts.tensor("i32", {#p}, p), nil, true)
       local ref = runs[1] and runs[1].toks
-      local draft = r > 2 and function(new) return {ref[#new + 1], ref[#new + 2]} end or nil
+      -- (the MTP block's drafts as made, each step's: its own graph's with
+      -- graphs on)
+      local made = {}
+      local draft = function(new, d)
+        made[#made + 1] = d
+        return r > 2 and {ref[#new + 1], ref[#new + 2]} or d
+      end
       local toks, drafts, kept, steps = m:speculate(logits, p, 60, greedy, -1, draft)
-      runs[r] = {toks = toks, kept = kept, steps = steps, n = m:graph_counts()}
+      runs[r] = {toks = toks, kept = kept, steps = steps, n = m:graph_counts(), made = made}
     end
     local same = C.same(runs[1].toks, runs[2].toks) and C.same(runs[1].toks, runs[3].toks) and
       C.same(runs[1].toks, runs[4].toks)
@@ -200,6 +222,15 @@ if not sim then
             string.format("%s caches: speculation's tokens alike with graphs (MTP drafts: %d " ..
                           "steps replayed; right drafts: %d kept in %d steps, %d replayed)", kv,
                           runs[2].n.replayed, runs[4].kept, runs[4].steps, runs[4].n.replayed))
+    -- (with the right drafts each MTP step is three positions)
+    local mtp, mtp3 = runs[2].n.mtp, runs[4].n.mtp
+    C.check(#runs[1].made >= 30 and C.same(runs[1].made, runs[2].made) and
+            mtp.replayed >= #runs[2].made - 8 and runs[1].n.mtp.replayed == 0 and
+            #runs[3].made >= 15 and C.same(runs[3].made, runs[4].made) and
+            mtp3.replayed >= #runs[4].made - 8,
+            string.format("%s caches: the MTP block's drafts alike with its steps replayed " ..
+                          "(%d drafts, %d replayed; three positions a step: %d, %d replayed)",
+                          kv, #runs[2].made, mtp.replayed, #runs[4].made, mtp3.replayed))
   end
 end
 C.finish()
