@@ -18,7 +18,9 @@
 -- recomputes the step it recorded, writing the same rows again: its logits
 -- must be the step's, bit for bit, which is checked), a CUDA graph launch
 -- on a GPU - what a step costs once the host's part is gone, against the
--- steps above in the same run.
+-- steps above in the same run. Then steps past the window and
+-- speculative steps (two positions and the MTP block's two a step), plain
+-- and with graphs on (model/graphs.lua).
 -- (bench/results/decode-queue.md; scripts/gpu.sh runs it on a GPU)
 local ts = require "tessera"
 local json = require "model.json"
@@ -112,3 +114,39 @@ print(string.format("A replayed step takes %.2fx the time of a step (%.3f agains
                     psecs * 1e3, after.replayed - before.replayed,
                     after.replayed + after.recorded + after.planned - before.replayed -
                     before.recorded - before.planned))
+
+-- speculative steps (M:speculate with its drafts given - each right, so
+-- two positions a step - and its picks fixed: the host's time and the
+-- device's calls, not the tokens), plain and with graphs on (the step and
+-- its MTP block's step each a replay once recorded): from a 130-token
+-- prompt, 2 x steps tokens a run (each run's prefill drops the graphs, so
+-- every run records its keys again, as a new reply does), the best run
+local function speculate(model)
+  local p = {}
+  for i = 1, 130 do p[i] = (i * 37) % 256 end
+  local best, calls = math.huge, nil
+  for _ = 1, runs do
+    local logits = model:prefill(ts.tensor("i32", {#p}, p), nil, true)
+    dev:sync()
+    local a, t0 = dev:stats(), ts.clock()
+    local _, _, _, n = model:speculate(logits, p, 2 * steps, function() return 7 end, -1,
+                                       function() return {7} end)
+    dev:sync()
+    local secs, b = (ts.clock() - t0) / n, dev:stats()
+    if secs < best then
+      best, calls = secs, {}
+      for _, k in ipairs{"launches", "graphs", "writes", "waits"} do calls[k] = (b[k] - a[k]) / n end
+    end
+  end
+  return best, calls
+end
+local sp, cp = speculate(m)
+local sg, cg = speculate(mg)
+local mn = mg:graph_counts().mtp
+print(string.format("Speculative steps (two positions each, drafts given; the last run's MTP " ..
+                    "steps %d replayed, %d recorded): %.3f ms a step plain (%.1f launches, " ..
+                    "%.1f writes, %.1f waits a step), %.3f ms with graphs on (%.1f launches " ..
+                    "counting the graphs' kernels, %.1f graph launches, %.1f writes, %.1f " ..
+                    "waits): %.2fx.", mn.replayed,
+                    mn.recorded, sp * 1e3, cp.launches, cp.writes, cp.waits, sg * 1e3,
+                    cg.launches, cg.graphs, cg.writes, cg.waits, sg / sp))
