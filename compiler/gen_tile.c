@@ -428,10 +428,9 @@ static ts_node *tile_copy_of(ts_node *st) {
 }
 
 /* Whether the copy `c` before `gemm` can be left out, the gemm reading the
- * tensor slice in place: its tile is an operand a or b the kernel uses
- * nowhere else, the slice is f32 or bf16 with the tile's constant shape,
- * and the view `v` made of it has its rows along its tensor's last dim,
- * gathering nothing. */
+ * tensor slice in place: its tile is an operand a or b of that gemm that
+ * the kernel uses nowhere else, and the slice is f32 or bf16 with the
+ * tile's constant shape (forward_view then checks the view made of it). */
 static bool forwardable(gen *g, const ts_node *c, const ts_node *gemm) {
   const ts_symbol *f = c->kids[1]->sym;
   const ts_type *st = c->kids[0]->type, *ft = f->type;
@@ -451,6 +450,8 @@ static bool forwardable(gen *g, const ts_node *c, const ts_node *gemm) {
   return st->dtype == TS_DTYPE_F32 || (gemm->kids[1]->sym == f ? RA == M : RB == N);
 }
 
+/* A slice view whose rows lie along its tensor's last dim (each row
+ * contiguous), gathering nothing. */
 static bool forward_view(const view *v) {
   if (v->vrank != 2 || v->sub[v->rank - 1].kind != SUB_SLICE || v->sub[v->rank - 1].vdim != 1)
     return false;

@@ -29,9 +29,10 @@
 -- rows past the position never read). A step runs as it always did (and
 -- is not recorded) for a sequence whose layers' counts differ from the
 -- plan's (not one sequence's state at its position), and when graphs are
--- off (V4.load's opts.graphs, or model.graphs = false). The logits a replayed step returns, and its
--- final streams, are its graph's tensors, written again by the next step
--- of the same phase: read them before that (generate.lua does).
+-- off (V4.load's opts.graphs, or model.graphs = false). The logits a
+-- replayed step returns, and its final streams, are its graph's tensors,
+-- written again by the next step of the same phase: read them before that
+-- (generate.lua does).
 local ts = require "tessera"
 local O = require "model.ops"
 
