@@ -87,39 +87,35 @@ for _, fmt in ipairs{"fp8", "f32"} do
     model:prefill(ids(256))
     g:prefill(ids(256))
     for s = 1, 8 do model:decode(s); g:decode(s) end -- (records the phases' graphs)
-    local tp, tg = math.huge, math.huge
-    for _ = 1, 3 do
-      local t0 = ts.clock()
-      for s = 1, 48 do model:decode(s) end
-      local t1 = ts.clock()
-      for s = 1, 48 do g:decode(s) end
-      local t2 = ts.clock()
-      tp, tg = math.min(tp, t1 - t0), math.min(tg, t2 - t1)
+    -- the table's row of `steps` steps of B sequences on each model
+    -- (plain(s), graphed(s); after prep()), alternated, the best of 3 runs
+    local function race(B, what, steps, plain, graphed, counts, prep)
+      local tp, tg = math.huge, math.huge
+      for _ = 1, 3 do
+        if prep then prep() end
+        local t0 = ts.clock()
+        for s = 1, steps do plain(s) end
+        local t1 = ts.clock()
+        for s = 1, steps do graphed(s) end
+        local t2 = ts.clock()
+        tp, tg = math.min(tp, t1 - t0), math.min(tg, t2 - t1)
+      end
+      local n = counts()
+      graphs[#graphs + 1] = string.format("| %s | %d | %s | %.1f | %.1f | %.2fx | %d / %d |", fmt,
+                                          B, what, B * steps / tp, B * steps / tg, tp / tg,
+                                          n.recorded, n.recorded + n.replayed + n.planned)
     end
-    local n = g:graph_counts()
-    graphs[#graphs + 1] = string.format("| %s | 1 | past the window | %.1f | %.1f | %.2fx | " ..
-                                        "%d / %d |", fmt, 48 / tp, 48 / tg, tp / tg, n.recorded,
-                                        n.recorded + n.replayed + n.planned)
+    local function plain(s) model:decode(s) end
+    local function graphed(s) g:decode(s) end
+    local function counts() return g:graph_counts() end
+    race(1, "past the window", 48, plain, graphed, counts)
     -- a short prompt's reply: 64 steps from a 20-token prompt, before the
-    -- window (128) fills, best of 3 (a prefill drops the sequence's
-    -- graphs: each run records its keys' graphs again, as a new prompt's
-    -- reply does)
-    tp, tg = math.huge, math.huge
-    for _ = 1, 3 do
+    -- window (128) fills (a prefill drops the sequence's graphs: each run
+    -- records its keys' graphs again, as a new prompt's reply does)
+    race(1, "64 steps from a 20-token prompt", 64, plain, graphed, counts, function()
       model:prefill(ids(20))
       g:prefill(ids(20))
-      local t0 = ts.clock()
-      for s = 1, 64 do model:decode(s) end
-      local t1 = ts.clock()
-      for s = 1, 64 do g:decode(s) end
-      local t2 = ts.clock()
-      tp, tg = math.min(tp, t1 - t0), math.min(tg, t2 - t1)
-    end
-    n = g:graph_counts()
-    graphs[#graphs + 1] = string.format("| %s | 1 | 64 steps from a 20-token prompt | %.1f | " ..
-                                        "%.1f | %.2fx | %d / %d |", fmt, 64 / tp, 64 / tg,
-                                        tp / tg, n.recorded,
-                                        n.recorded + n.replayed + n.planned)
+    end)
     -- 4 sequences decoding together (decode_batch), prompts of 130-190
     local sp, sg, id = {}, {}, {}
     for b = 1, 4 do
@@ -128,19 +124,8 @@ for _, fmt in ipairs{"fp8", "f32"} do
       sg[b]:prefill(ids(110 + 20 * b))
     end
     for _ = 1, 8 do model:decode_batch(sp, id); g:decode_batch(sg, id) end
-    tp, tg = math.huge, math.huge
-    for _ = 1, 3 do
-      local t0 = ts.clock()
-      for _ = 1, 24 do model:decode_batch(sp, id) end
-      local t1 = ts.clock()
-      for _ = 1, 24 do g:decode_batch(sg, id) end
-      local t2 = ts.clock()
-      tp, tg = math.min(tp, t1 - t0), math.min(tg, t2 - t1)
-    end
-    n = g:batch_graph_counts()
-    graphs[#graphs + 1] = string.format("| %s | 4 | past the window | %.1f | %.1f | %.2fx | " ..
-                                        "%d / %d |", fmt, 96 / tp, 96 / tg, tp / tg, n.recorded,
-                                        n.recorded + n.replayed + n.planned)
+    race(4, "past the window", 24, function() model:decode_batch(sp, id) end,
+         function() g:decode_batch(sg, id) end, function() return g:batch_graph_counts() end)
   end
   -- time per layer of one decode step (after a 256-token prefill)
   model:prefill(ids(256))

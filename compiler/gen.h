@@ -227,6 +227,8 @@ bool ts_stmt_private(const ts_node *n, const ts_gpu_tile *plan, int nt);
 bool ts_expr_pure(const ts_node *e);
 /* Whether the subtree `n` mentions symbol `s` (gen_gpu.c). */
 bool ts_node_mentions(const ts_node *n, const ts_symbol *s);
+/* How many names in n refer to s. */
+int ts_node_mention_count(const ts_node *n, const ts_symbol *s);
 
 /* Pipelined loops (gpu_pipe.c): the stage count of a `pipelined` node
  * (as written; ts_pipe_planned: as the plan keeps it, fewer where shared

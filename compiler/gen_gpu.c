@@ -112,6 +112,15 @@ bool ts_node_mentions(const ts_node *n, const ts_symbol *s) {
   return false;
 }
 
+int ts_node_mention_count(const ts_node *n, const ts_symbol *s) {
+  if (!n)
+    return 0;
+  int c = n->kind == TS_NODE_NAME && n->sym == s;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    c += ts_node_mention_count(n->kids[i], s);
+  return c;
+}
+
 static bool whole(const ts_node *n, const ts_symbol *s) {
   return n && n->kind == TS_NODE_NAME && n->sym == s;
 }

@@ -399,15 +399,6 @@ static bool gemm_dot_vector(gen *g, ts_node *call, view *A, view *B, view *C, bo
 
 /* ---- a GEMM reading its operands where they lie -------------------------- */
 
-static int mentions(const ts_node *n, const ts_symbol *s) {
-  if (!n)
-    return 0;
-  int c = n->kind == TS_NODE_NAME && n->sym == s;
-  for (uint32_t i = 0; i < n->kid_count; i++)
-    c += mentions(n->kids[i], s);
-  return c;
-}
-
 /* The gemm call of statement st, or NULL. */
 static ts_node *gemm_of(ts_node *st) {
   ts_node *c = st && st->kind == TS_NODE_EXPR_STMT ? st->kids[0] : NULL;
@@ -435,7 +426,8 @@ static bool forwardable(gen *g, const ts_node *c, const ts_node *gemm) {
   const ts_symbol *f = c->kids[1]->sym;
   const ts_type *st = c->kids[0]->type, *ft = f->type;
   if (gemm->kids[2]->sym == f || (gemm->kids[0]->sym != f && gemm->kids[1]->sym != f) ||
-      mentions(g->kernel->node, f) != mentions(c, f) + mentions(gemm, f) || !st ||
+      ts_node_mention_count(g->kernel->node, f) !=
+          ts_node_mention_count(c, f) + ts_node_mention_count(gemm, f) || !st ||
       st->rank != 2 || (st->dtype != TS_DTYPE_F32 && st->dtype != TS_DTYPE_BF16))
     return false;
   for (int d = 0; d < 2; d++)

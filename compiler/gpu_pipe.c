@@ -25,14 +25,6 @@ int64_t ts_pipe_planned(const ts_node *pipe, const ts_gpu_tile *plan, int nt) {
   return ts_pipe_stages(pipe);
 }
 
-static int count_mentions(const ts_node *n, const ts_symbol *s) {
-  if (!n)
-    return 0;
-  int c = n->kind == TS_NODE_NAME && n->sym == s;
-  for (uint32_t i = 0; i < n->kid_count; i++)
-    c += count_mentions(n->kids[i], s);
-  return c;
-}
 
 /* Whether `n` names a symbol declared under `scope` (other than the loop
  * variable `keep`). */
@@ -142,7 +134,7 @@ bool ts_pipe_staged_copy(const ts_kernel_info *k, const ts_node *pipe,
     return false;
   /* the tile lives in this body only, this copy is the first statement to
    * touch it and the only one to write it */
-  if (count_mentions(k->node->kids[4], t) != count_mentions(body, t))
+  if (ts_node_mention_count(k->node->kids[4], t) != ts_node_mention_count(body, t))
     return false;
   bool seen = false;
   for (uint32_t i = 0; i < body->kid_count; i++) {
