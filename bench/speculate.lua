@@ -11,9 +11,9 @@
 -- (--device cuda) the step is launches and weight reads, where two rows
 -- cost about one: scripts/gpu.sh runs it there.
 -- --batch B: B sequences together (prefill_batch, then decode_batch
--- against speculate_batch). --graphs on: steps past the window (--prompt
--- 130 or more) replay graphs (model/graphs.lua): one sequence's plain and
--- speculative steps, a batch's plain ones.
+-- against speculate_batch). --graphs on: steps replay graphs
+-- (model/graphs.lua): one sequence's plain and speculative steps and its
+-- MTP block's, a batch's plain ones.
 --   build/tessera run bench/speculate.lua [--tokens N] [--prompt N] [--runs R]
 --       [--kv fp8|f32] [--device cpu|cuda|gpusim] [--batch B] [--weights F]
 --       [--graphs on|off]
