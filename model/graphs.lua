@@ -107,6 +107,36 @@ local function new_plan(self, k, ratios)
   return plan
 end
 
+-- Each round's token ids[i], position t + i - 1 and ring row in the plan's
+-- values.
+local function set_rounds(plan, ids, t, W)
+  local v = plan.values
+  for i = 1, plan.k do
+    v["id@" .. i], v["pos@" .. i], v["ring@" .. i] = ids[i], t + i - 1, (t + i - 1) % W
+  end
+end
+
+-- The plan's values written to its tensor (a slot without one: 0).
+local function write_plan(plan)
+  for i, n in ipairs(plan.names) do plan.vector[i] = plan.values[n] or 0 end
+  plan.block:set(plan.vector)
+end
+
+-- The step inputs of a recorded step with this plan.
+local function plan_step(self, plan)
+  local step = self.step_inputs()
+  step.plan, step.pos = plan, plan.pos
+  return step
+end
+
+-- A sequence's k rounds of one row each from position t
+-- (attention_steps' seqs, pos_v and rounds).
+local function own_rounds(self, t, k)
+  local seqs, pos_v, rows = {}, {}, {}
+  for i = 1, k do seqs[i], pos_v[i], rows[i] = self, t + i - 1, {i - 1, 1} end
+  return seqs, pos_v, rows
+end
+
 -- The plan's values for tokens ids[1 .. k] at positions t .. t + k - 1 of
 -- this sequence, its buckets (the entries' caches made room for them
 -- first) and the step's key (each round's phase, the buckets); nil when
@@ -115,9 +145,7 @@ end
 local function fill_plan(self, plan, ids, t)
   local cfg, W, k = self.cfg, self.cfg.window_size, plan.k
   local v, held, keys = plan.values, {}, {}
-  for i = 1, k do
-    v["id@" .. i], v["pos@" .. i], v["ring@" .. i] = ids[i], t + i - 1, (t + i - 1) % W
-  end
+  set_rounds(plan, ids, t, W)
   for L = 0, cfg.n_layers - 1 do
     local r, st = cfg.compress_ratios[L + 1], self.state[L]
     if not st or st.ring.n ~= math.min(t, W) then return nil end
@@ -160,7 +188,6 @@ local function fill_plan(self, plan, ids, t)
     end
   end
   table.sort(key)
-  for i, n in ipairs(plan.names) do plan.vector[i] = v[n] or 0 end
   return table.concat(key, " ")
 end
 
@@ -193,6 +220,20 @@ local function same_list(a, b)
   return true
 end
 
+-- Graphs g kept while they were recorded over `tensors`; else dropped, all
+-- of them (a cache grown, moved: they would hold the old tensors' memory).
+local function keep_graphs(g, tensors)
+  if not (g.tensors and same_list(g.tensors, tensors)) then
+    g.graphs, g.count, g.tensors = {}, 0, tensors
+  end
+end
+
+-- The ring's count after positions t .. t + k - 1 (Cache:put_norm_rope's:
+-- W once the window is full).
+local function ring_advance(ring, t, k, W)
+  for ti = t, t + k - 1 do ring.n = math.max(ring.n, ti % W + 1) end
+end
+
 -- What a step's Lua does to the state besides its launches: the ring's
 -- count (Cache:put_norm_rope's, W once the window is full), the entries'
 -- and keys' counts of the layers whose window the positions t .. t + k - 1
@@ -201,8 +242,8 @@ local function advance(self, t, k)
   local cfg, W = self.cfg, self.cfg.window_size
   for L = 0, cfg.n_layers - 1 do
     local r, st = cfg.compress_ratios[L + 1], self.state[L]
+    ring_advance(st.ring, t, k, W)
     for ti = t, t + k - 1 do
-      st.ring.n = math.max(st.ring.n, ti % W + 1)
       if r > 0 and (ti + 1) % r == 0 then
         st.comp.n = st.comp.n + 1
         if st.keys then st.keys.n = st.keys.n + 1 end
@@ -237,11 +278,7 @@ end
 -- graph, whose replays would make it again each time) and recorded at its
 -- second. Returns run's results (a replay: the recorded ones).
 local function replay_or_record(self, g, key, tensors, run, after)
-  -- (graphs recorded over other state tensors - a cache grown, moved - are
-  -- dropped, all of them: they would hold the old tensors' memory)
-  if not (g.tensors and same_list(g.tensors, tensors)) then
-    g.graphs, g.count, g.tensors = {}, 0, tensors
-  end
+  keep_graphs(g, tensors)
   local e = g.graphs[key]
   if e then
     e.graph:replay()
@@ -271,13 +308,11 @@ function M:graphed_step(ids, t)
   end
   local key = fill_plan(self, plan, ids, t)
   if not key then return nil end
-  plan.block:set(plan.vector)
+  write_plan(plan)
   local function run()
-    local step = self.step_inputs()
-    step.plan, step.pos = plan, plan.pos
+    local step = plan_step(self, plan)
     if k == 1 then return self:decode_step(plan.ids, t, step) end
-    local seqs, pos_v, rows = {}, {}, {}
-    for i = 1, k do seqs[i], pos_v[i], rows[i] = self, t + i - 1, {i - 1, 1} end
+    local seqs, pos_v, rows = own_rounds(self, t, k)
     local logits, X = self:rounds_step(plan.ids, seqs, pos_v, rows, step)
     self.next_pos = t + k
     return logits, X
@@ -309,23 +344,17 @@ function M:graphed_mtp(ids, t, h)
     plan.h = O.out(h:shape())
     g.plans[k] = plan
   end
-  local v, seqs, pos_v, rows = plan.values, {}, {}, {}
-  for i = 1, k do
-    v["id@" .. i], v["pos@" .. i], v["ring@" .. i] = ids[i], t + i - 1, (t + i - 1) % W
-    seqs[i], pos_v[i], rows[i] = self, t + i - 1, {i - 1, 1}
-  end
-  for i, n in ipairs(plan.names) do plan.vector[i] = v[n] end
-  plan.block:set(plan.vector)
+  set_rounds(plan, ids, t, W)
+  write_plan(plan)
   plan.h:assign(h)
   local function run()
-    local step = self.step_inputs()
-    step.plan, step.pos = plan, plan.pos
-    local logits = self:mtp_step(plan.ids, plan.h, seqs, pos_v, rows, step)
+    local seqs, pos_v, rows = own_rounds(self, t, k)
+    local logits = self:mtp_step(plan.ids, plan.h, seqs, pos_v, rows, plan_step(self, plan))
     self.mtp_pos = t + k
     return logits
   end
   return (replay_or_record(self, g, k, {st.ring.data}, run, function()
-    for ti = t, t + k - 1 do st.ring.n = math.max(st.ring.n, ti % W + 1) end
+    ring_advance(st.ring, t, k, W)
     self.mtp_pos = t + k
   end))
 end
@@ -436,10 +465,7 @@ function M:graphed_batch(seqs, ids, pos_v)
     g = {graphs = {}, count = 0}
     rawset(root, "gbatch", g)
   end
-  local tensors = state_tensors(self, function(L) return seqs[1].state[L] end, false)
-  if not (g.tensors and same_list(g.tensors, tensors)) then
-    g.graphs, g.count, g.tensors = {}, 0, tensors
-  end
+  keep_graphs(g, state_tensors(self, function(L) return seqs[1].state[L] end, false))
   local c = {seqs = seqs, pos_v = pos_v, ids = ids}
   local e = g.graphs[key]
   if e and e.graph then

@@ -71,10 +71,7 @@ function M:mtp_rounds(rounds, h)
   local seqs, idv, pos_v, rows, count = self:flat_rounds(rounds, "mtp_rounds",
                                                          function(s) return s.mtp_pos end)
   O.use(self.dev, self.tf32)
-  local one = seqs[1]
-  for _, s in ipairs(seqs) do
-    if s ~= one then one = nil; break end
-  end
+  local one = self.one_sequence(seqs)
   if one and one.graphs then
     local logits = one:graphed_mtp(idv, pos_v[1], h)
     if logits then return logits end

@@ -697,6 +697,14 @@ function M:flat_rounds(rounds, what, pos)
   return seqs, ids, pos_v, rows, count
 end
 
+-- The sequence every entry of seqs is, or nil (several).
+function M.one_sequence(seqs)
+  for _, s in ipairs(seqs) do
+    if s ~= seqs[1] then return nil end
+  end
+  return seqs[1]
+end
+
 -- Several sequences' tokens in rounds (M:flat_rounds' form: each
 -- sequence's later tokens in later rounds) in one step: each layer's
 -- linears, mHC and MoE over all the rows at once (each weight read once
@@ -713,10 +721,7 @@ function M:decode_rounds(rounds)
   O.use(self.dev, self.tf32)
   -- (one sequence's tokens: with graphs on, its step replays a graph,
   -- model/graphs.lua)
-  local one = seqs[1]
-  for _, s in ipairs(seqs) do
-    if s ~= one then one = nil; break end
-  end
+  local one = M.one_sequence(seqs)
   if one and one.graphs then
     local logits, X = one:graphed_step(idv, pos_v[1])
     if logits then return logits, X end
