@@ -167,18 +167,8 @@ bool gen_view_of(gen *g, ts_node *n, view *v, view *pool, int *npool) {
   }
   if (!view_base(g, n->kids[0], v))
     return false;
-  /* t[i, j] with each index a loop over exactly that dim of a tile needs
-   * no check. */
-  ts_symbol *base = n->kids[0]->sym;
-  bool all_loops =
-      base && base->kind == TS_SYM_TILE && n->kid_count == v->rank + 1;
-  for (uint32_t i = 0; all_loops && i < v->rank; i++) {
-    ts_node *k = n->kids[i + 1];
-    all_loops = k->kind == TS_NODE_NAME && k->sym &&
-                k->sym->kind == TS_SYM_LOOP && k->sym->has_range &&
-                ts_extent_equal(&k->sym->range, &base->type->dims[i]);
-  }
-  v->in_range = all_loops;
+  v->in_range = gen_access_in_range(n);
+  v->unchecked = g->nproven && gen_access_unchecked(g, n); /* gen_bounds.c */
   for (uint32_t i = 0; i < v->rank; i++) {
     ts_node *k = n->kids[i + 1];
     bool gather = false;
@@ -792,6 +782,49 @@ static void gen_return(gen *g) {
         0, NULL, 0, NULL, 0, NULL);
 }
 
+void gen_parallel(gen *g, ts_node *n, bool synced) {
+  mb *b = &g->b;
+  ts_node *vars = n->kids[0], *exts = n->kids[1];
+  loop L[TS_MAX_RANK];
+  MlirValue ext[TS_MAX_RANK], k[TS_MAX_RANK];
+  uint32_t rank = vars->kid_count;
+  for (uint32_t i = 0; i < rank; i++)
+    ext[i] = gen_expr_as(g, exts->kids[i], b->i64);
+  /* nested parallel statements run inside one thread's element */
+  bool dist = gpu_single(g);
+  if (dist) {
+    sync_before(g, synced, n);
+    gen_elem_begin(g, L, n->kids[2], ext, rank, k);
+  } else {
+    for (uint32_t i = 0; i < rank; i++) {
+      gen_loop_begin(g, &L[i], gen_i64(g, 0), ext[i]);
+      k[i] = L[i].iv;
+    }
+  }
+  for (uint32_t i = 0; i < rank; i++)
+    vars->kids[i]->sym->user = k[i].ptr;
+  /* thread_id() on the CPU: the thread the GPU gives this element
+   * (element e of the outermost parallel on thread e % threads) */
+  bool cpu_tid = !g->gpu && !g->in_fn && g->par == 0 && g->kernel->simt;
+  if (cpu_tid) {
+    MlirValue e = k[0];
+    for (uint32_t i = 1; i < rank; i++)
+      e = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", e, ext[i]), k[i]);
+    g->tid = mb_bin(b, "arith.remsi", e, gen_i64(g, g->kernel->threads));
+  }
+  g->par++;
+  gen_block(g, n->kids[2]);
+  g->par--;
+  if (cpu_tid)
+    g->tid.ptr = NULL;
+  if (dist) {
+    gen_elem_end(g, L, rank);
+    sync_after(g, n);
+  } else {
+    gen_loops_end(g, L, rank);
+  }
+}
+
 void gen_stmt(gen *g, ts_node *n) {
   mb *b = &g->b;
   if (!n || g->failed)
@@ -874,48 +907,10 @@ void gen_stmt(gen *g, ts_node *n) {
       sync_after(g, n);
     break;
   }
-  case TS_NODE_PARALLEL: {
-    ts_node *vars = n->kids[0], *exts = n->kids[1];
-    loop L[TS_MAX_RANK];
-    MlirValue ext[TS_MAX_RANK], k[TS_MAX_RANK];
-    uint32_t rank = vars->kid_count;
-    for (uint32_t i = 0; i < rank; i++)
-      ext[i] = gen_expr_as(g, exts->kids[i], b->i64);
-    /* nested parallel statements run inside one thread's element */
-    bool dist = gpu_single(g);
-    if (dist) {
-      sync_before(g, synced, n);
-      gen_elem_begin(g, L, n->kids[2], ext, rank, k);
-    } else {
-      for (uint32_t i = 0; i < rank; i++) {
-        gen_loop_begin(g, &L[i], gen_i64(g, 0), ext[i]);
-        k[i] = L[i].iv;
-      }
-    }
-    for (uint32_t i = 0; i < rank; i++)
-      vars->kids[i]->sym->user = k[i].ptr;
-    /* thread_id() on the CPU: the thread the GPU gives this element
-     * (element e of the outermost parallel on thread e % threads) */
-    bool cpu_tid = !g->gpu && !g->in_fn && g->par == 0 && g->kernel->simt;
-    if (cpu_tid) {
-      MlirValue e = k[0];
-      for (uint32_t i = 1; i < rank; i++)
-        e = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", e, ext[i]), k[i]);
-      g->tid = mb_bin(b, "arith.remsi", e, gen_i64(g, g->kernel->threads));
-    }
-    g->par++;
-    gen_block(g, n->kids[2]);
-    g->par--;
-    if (cpu_tid)
-      g->tid.ptr = NULL;
-    if (dist) {
-      gen_elem_end(g, L, rank);
-      sync_after(g, n);
-    } else {
-      gen_loops_end(g, L, rank);
-    }
+  case TS_NODE_PARALLEL:
+    if (!gen_parallel_unchecked(g, n, synced))
+      gen_parallel(g, n, synced);
     break;
-  }
   case TS_NODE_PIPELINED:
     if (gen_pipelined(g, n))
       break;
@@ -1031,8 +1026,9 @@ static void gen_block_from(gen *g, ts_node *blk, uint32_t i) {
       continue; /* the pipelined loop after it zeroes the tile (gen_pipe.c) */
     else if (gen_gemm_in_place(g, blk, i, &last))
       i = last; /* copies and the gemms reading them (gen_tile.c) */
-    else if (next && gen_fused_reduce(g, blk->kids[i], next))
-      i++; /* both statements in one pass (gen_tile.c) */
+    else if (next && (gen_fused_unchecked(g, blk->kids[i], next) ||
+                      gen_fused_reduce(g, blk->kids[i], next)))
+      i++; /* both statements in one pass (gen_tile.c; gen_bounds.c) */
     else if (next && next->kind == TS_NODE_BLOCK && (head = block_head(next)) &&
              gen_fused_reduce(g, blk->kids[i], head))
       gen_after_head(g, blk->kids[++i]); /* the same into an inlined call */

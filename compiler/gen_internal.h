@@ -43,6 +43,8 @@ typedef struct gen {
   int64_t ns;           /* warpgroups splitting wgmma's columns (gen.h ts_wgmma_nsplit) */
   MlirValue xpar;       /* ... with ns > 1: which exchange buffer the next reduction takes */
   int par;              /* depth of `parallel` statements being generated */
+  ts_node *const *proven; /* element accesses made unchecked (gen_bounds.c) */
+  int nproven;
   bool single;          /* inside a statement only thread 0 runs */
   bool synced;          /* the last statement ended with a barrier */
   MlirValue smem_base;  /* memref<?xi8>: the block's shared memory */
@@ -195,6 +197,7 @@ void gen_ptx(gen *g, const char *text);
  * reduces as it writes; false if the pair does not have that form
  * (gen_tile.c). */
 bool gen_fused_reduce(gen *g, ts_node *first, ts_node *next);
+bool gen_fused_reduce_fits(gen *g, ts_node *first, ts_node *next);
 /* On the CPU, statements i .. of `blk` that copy tensor slices into tiles
  * followed by gemms on the dot micro-kernel, some of those tiles used by
  * one of those gemms alone: the gemms read those slices in place when they
@@ -203,6 +206,20 @@ bool gen_fused_reduce(gen *g, ts_node *first, ts_node *next);
  * index; false (nothing emitted) when they do not have that form
  * (gen_tile.c). */
 bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last);
+/* gen_bounds.c: on the CPU, parallel statement n as `if (its element
+ * accesses that interval arithmetic bounds lie inside their extents) { n
+ * with those unchecked } else { n }`; false (nothing made) where none is
+ * bounded. gen_fused_unchecked: the same for gen_fused_reduce's parallel
+ * statement and reduce. gen_access_unchecked: whether access n is one of
+ * those. */
+bool gen_parallel_unchecked(gen *g, ts_node *n, bool synced);
+bool gen_fused_unchecked(gen *g, ts_node *first, ts_node *next);
+bool gen_access_unchecked(const gen *g, const ts_node *n);
+/* Whether element access n is known in range as written: a tile's, each
+ * index a loop over exactly that dim (gen_bounds.c). */
+bool gen_access_in_range(const ts_node *n);
+/* gen.c: parallel statement n as written */
+void gen_parallel(gen *g, ts_node *n, bool synced);
 void gen_if_end(gen *g, MlirBlock join);
 /* Every index of extents `ext`: on the CPU a loop nest; on the GPU one loop
  * over the linear index, strided by the block's threads (each thread does

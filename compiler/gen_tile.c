@@ -961,7 +961,15 @@ static bool is_reduce(const ts_node *c) {
                                      c->builtin == TS_BUILTIN_REDUCE_ABSMAX);
 }
 
-bool gen_fused_reduce(gen *g, ts_node *first, ts_node *next) {
+/* What gen_fused_reduce fuses: the reduce call, its tiles t -> s, and the
+ * parallel statement's indices and body or the copy before it. */
+typedef struct fused {
+  ts_node *call, *vars, *body, *copy;
+  const ts_symbol *t, *s;
+  uint32_t rank;
+} fused;
+
+static bool fused_fits(gen *g, ts_node *first, ts_node *next, fused *f) {
   if (g->gpu || g->par || g->in_fn || !g->kernel || g->kernel->simt ||
       next->kind != TS_NODE_EXPR_STMT)
     return false;
@@ -1005,6 +1013,21 @@ bool gen_fused_reduce(gen *g, ts_node *first, ts_node *next) {
   } else {
     return false;
   }
+  *f = (fused){call, vars, body, copy, t, s, rank};
+  return true;
+}
+
+bool gen_fused_reduce_fits(gen *g, ts_node *first, ts_node *next) {
+  fused f;
+  return fused_fits(g, first, next, &f);
+}
+
+bool gen_fused_reduce(gen *g, ts_node *first, ts_node *next) {
+  fused f;
+  if (!fused_fits(g, first, next, &f))
+    return false;
+  ts_node *call = f.call, *vars = f.vars, *body = f.body, *copy = f.copy;
+  uint32_t rank = f.rank;
   mb *b = &g->b;
   view pool[16], tv, sv, src;
   int np = 0;
