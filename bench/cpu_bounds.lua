@@ -49,11 +49,7 @@ local function child()
   local layers = require "bench.v4_layers"
   local cfg = json.read("model/configs/tiny.json")
   local weights = layers.tiny_weights(arg[2] or "build/tiny.safetensors")
-  local function ids(n)
-    local v = {}
-    for i = 1, n do v[i] = (i * 37) % 256 end
-    return ts.tensor("i32", {n}, v)
-  end
+  local ids = layers.prompt
   for _, mode in ipairs{"decode", "prefill"} do
     local m = V4.load(cfg, weights, {kv_format = "fp8", graphs = mode == "decode"})
     m:prefill(ids(200))

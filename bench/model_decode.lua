@@ -13,11 +13,7 @@ local layers = require "bench.v4_layers"
 
 local cfg = json.read("model/configs/tiny.json")
 local weights = layers.tiny_weights(arg[1] or "build/tiny.safetensors")
-local function ids(n)
-  local v = {}
-  for i = 1, n do v[i] = (i * 37) % 256 end
-  return ts.tensor("i32", {n}, v)
-end
+local ids = layers.prompt
 
 local results, layers, batches, prefills, graphs = {}, {}, {}, {}, {}
 for _, fmt in ipairs{"fp8", "f32"} do

@@ -25,11 +25,7 @@ end
 local long, short, B = tonumber(opts.long), tonumber(opts.short), tonumber(opts.batch)
 local cfg = json.read("model/configs/tiny.json")
 local model = V4.load(cfg, layers.tiny_weights(opts.weights), {kv_format = "fp8"})
-local function ids(n)
-  local v = {}
-  for i = 1, n do v[i] = (i * 37) % 256 end
-  return ts.tensor("i32", {n}, v)
-end
+local ids = layers.prompt
 local seqs = {}
 for b = 1, B do
   seqs[b] = model:sequence()

@@ -101,6 +101,14 @@ function L.time_kernels(spent)
   return function(v) on = v end
 end
 
+-- The benchmarks' prompt of n tokens, (i * 37) % 256 for i = 1 .. n: an
+-- i32 tensor.
+function L.prompt(n)
+  local v = {}
+  for i = 1, n do v[i] = (i * 37) % 256 end
+  return ts.tensor("i32", {n}, v)
+end
+
 -- The tiny config's weights at `path`, made by model/init.lua (seed 1)
 -- when the file is missing; returns path.
 function L.tiny_weights(path)

@@ -18,9 +18,10 @@
  * statement with those accesses unchecked } else { the statement as
  * written }`. An access whose every index lies inside passes its check
  * anyway: the same values, the same bits. An `if` whose condition
- * compares an index or a let (`t < T && d < DM`) bounds it in its first
- * branch; other conditions are not used, so an edge block whose guarded
- * accesses would go past the end takes the checked copy. A parallel
+ * compares integers (`t0 + i < T && d < DM`, a conjunction) bounds each
+ * compared expression in its first branch, wherever an index is the same
+ * expression; other conditions are not used, so an edge block whose
+ * guarded accesses would go past the end may take the checked copy. A parallel
  * statement that gen_fused_reduce runs with the reduce after it is
  * versioned the same way, the pair in each copy. */
 #include "compiler/gen_internal.h"
@@ -35,7 +36,7 @@ typedef struct span {
 } span;
 
 typedef struct fact {
-  const ts_symbol *s;
+  const ts_node *e;  /* an expression an enclosing `if` compares */
   MlirValue lo, hi; /* (NULL: no bound that way) */
 } fact;
 
@@ -248,8 +249,41 @@ static bool bound_name(proof *p, const ts_symbol *s, span *out, int depth) {
   return ok;
 }
 
-/* Bounds of integer expression e over the statement's every index. */
+/* Whether a and b are the same expression (the same names, operators and
+ * constants). */
+static bool same_expr(const ts_node *a, const ts_node *b) {
+  if (a == b)
+    return true;
+  if (!a || !b || a->kind != b->kind || a->op != b->op || a->kid_count != b->kid_count ||
+      a->cval.kind != b->cval.kind || a->cval.i != b->cval.i || a->cval.b != b->cval.b ||
+      (a->cval.kind == TS_CONST_FLOAT && a->cval.f != b->cval.f) ||
+      (a->kind == TS_NODE_NAME && a->sym != b->sym) ||
+      (a->kind == TS_NODE_CALL && (a->builtin != b->builtin || a->dtype != b->dtype)))
+    return false;
+  for (uint32_t i = 0; i < a->kid_count; i++)
+    if (!same_expr(a->kids[i], b->kids[i]))
+      return false;
+  return true;
+}
+
+static bool bound_raw(proof *p, ts_node *e, span *out, int depth);
+
+/* Bounds of integer expression e over the statement's every index, within
+ * what the enclosing `if`s say of it. */
 static bool bound(proof *p, ts_node *e, span *out, int depth) {
+  if (!bound_raw(p, e, out, depth))
+    return false;
+  for (int f = 0; f < p->nfacts; f++)
+    if (same_expr(p->facts[f].e, e)) {
+      if (p->facts[f].lo.ptr)
+        out->lo = bin(p, "arith.maxsi", out->lo, p->facts[f].lo);
+      if (p->facts[f].hi.ptr)
+        out->hi = bin(p, "arith.minsi", out->hi, p->facts[f].hi);
+    }
+  return true;
+}
+
+static bool bound_raw(proof *p, ts_node *e, span *out, int depth) {
   int64_t c;
   if (depth > MAX_DEPTH)
     return false;
@@ -264,17 +298,7 @@ static bool bound(proof *p, ts_node *e, span *out, int depth) {
     return true;
   }
   switch (e->kind) {
-  case TS_NODE_NAME:
-    if (!bound_name(p, e->sym, out, depth))
-      return false;
-    for (int f = 0; f < p->nfacts; f++)
-      if (p->facts[f].s == e->sym) {
-        if (p->facts[f].lo.ptr)
-          out->lo = bin(p, "arith.maxsi", out->lo, p->facts[f].lo);
-        if (p->facts[f].hi.ptr)
-          out->hi = bin(p, "arith.minsi", out->hi, p->facts[f].hi);
-      }
-    return true;
+  case TS_NODE_NAME: return bound_name(p, e->sym, out, depth);
   case TS_NODE_UNARY: {
     span x;
     if (e->op != TS_TOK_MINUS || !bound(p, e->kids[0], &x, depth + 1))
@@ -329,22 +353,27 @@ static void try_access(proof *p, ts_node *n) {
   p->acc[p->nacc++] = n;
 }
 
-/* Whether the statement's index, an inner let or an inner loop index is
- * named by e (a `var` may change under an `if`). */
-static const ts_symbol *fact_name(const proof *p, const ts_node *e) {
-  const ts_symbol *s = e->kind == TS_NODE_NAME ? e->sym : NULL;
-  if (!s || s->kind == TS_SYM_VAR || (par_var(p, s) < 0 && inner_of(p, s) < 0))
-    return NULL;
-  return s;
+/* Whether e keeps its value through an `if`'s branch: no `var`, no
+ * memory read (the branch may write it). */
+static bool steady(const ts_node *e) {
+  if (e->kind == TS_NODE_NAME && e->sym && e->sym->kind == TS_SYM_VAR)
+    return false;
+  if (e->kind == TS_NODE_INDEX || (e->kind == TS_NODE_CALL && !ts_expr_pure(e)))
+    return false;
+  for (uint32_t i = 0; i < e->kid_count; i++)
+    if (e->kids[i] && !steady(e->kids[i]))
+      return false;
+  return ts_expr_pure(e);
 }
 
-static void add_fact(proof *p, const ts_symbol *s, MlirValue lo, MlirValue hi) {
-  if (p->nfacts < MAX_FACTS)
-    p->facts[p->nfacts++] = (fact){s, lo, hi};
+static void add_fact(proof *p, const ts_node *e, MlirValue lo, MlirValue hi) {
+  if (p->nfacts < MAX_FACTS && steady(e))
+    p->facts[p->nfacts++] = (fact){e, lo, hi};
 }
 
 /* The facts an `if`'s condition c gives its first branch: each comparison
- * of a conjunction with an index or let on one side bounds that side. */
+ * of a conjunction bounds each side by the other (`t0 + i < T`: the
+ * expression t0 + i, wherever an index is the same expression). */
 static void add_facts(proof *p, ts_node *c) {
   if (c->kind != TS_NODE_BINARY)
     return;
@@ -359,13 +388,13 @@ static void add_facts(proof *p, ts_node *c) {
   /* as `a < b` or `a <= b` */
   ts_node *a = c->kids[lt ? 0 : 1], *b = c->kids[lt ? 1 : 0];
   int64_t strict = c->op == TS_TOK_LT || c->op == TS_TOK_GT;
-  const ts_symbol *sa = fact_name(p, a), *sb = fact_name(p, b);
   span x, y;
   MlirValue none = {NULL};
-  if (sa && bound(p, b, &y, 0))
-    add_fact(p, sa, none, bin(p, "arith.subi", y.hi, gen_i64(p->g, strict)));
-  if (sb && bound(p, a, &x, 0))
-    add_fact(p, sb, bin(p, "arith.addi", x.lo, gen_i64(p->g, strict)), none);
+  bool ia = invariant(p, a), ib = invariant(p, b);
+  if (!ia && bound(p, b, &y, 0))
+    add_fact(p, a, none, bin(p, "arith.subi", y.hi, gen_i64(p->g, strict)));
+  if (!ib && bound(p, a, &x, 0))
+    add_fact(p, b, bin(p, "arith.addi", x.lo, gen_i64(p->g, strict)), none);
 }
 
 static void find_accesses(proof *p, ts_node *n) {

@@ -44,6 +44,8 @@ typedef struct gen {
   MlirValue xpar;       /* ... with ns > 1: which exchange buffer the next reduction takes */
   int par;              /* depth of `parallel` statements being generated */
   ts_node *const *proven; /* element accesses made unchecked (gen_bounds.c) */
+  const void *inplace;  /* gemms of a loop reading tensors in place (gen_tile.c) */
+  int ninplace;
   int nproven;
   bool single;          /* inside a statement only thread 0 runs */
   bool synced;          /* the last statement ended with a barrier */
@@ -199,12 +201,14 @@ void gen_ptx(gen *g, const char *text);
 bool gen_fused_reduce(gen *g, ts_node *first, ts_node *next);
 bool gen_fused_reduce_fits(gen *g, ts_node *first, ts_node *next);
 /* On the CPU, statements i .. of `blk` that copy tensor slices into tiles
- * followed by gemms on the dot micro-kernel, some of those tiles used by
- * one of those gemms alone: the gemms read those slices in place when they
- * lie wholly inside their tensors (the same values in the same order: the
- * same bits), the statements as written otherwise. *last: the last gemm's
- * index; false (nothing emitted) when they do not have that form
- * (gen_tile.c). */
+ * followed by gemms on the dot micro-kernel (or by a `for` loop with such
+ * gemms in its body that writes none of those tensors), some of those
+ * tiles used by one of those gemms alone: the gemms read those slices in
+ * place when they lie wholly inside their tensors (and, for a loop, apart
+ * from every tensor it writes) - the same values in the same order: the
+ * same bits - the statements as written otherwise. *last: the last gemm's
+ * (or the loop's) index; false (nothing emitted) when they do not have
+ * that form (gen_tile.c). */
 bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last);
 /* gen_bounds.c: on the CPU, parallel statement n as `if (its element
  * accesses that interval arithmetic bounds lie inside their extents) { n

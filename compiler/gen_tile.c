@@ -461,6 +461,103 @@ static int gemm_taking(ts_node *const *gemms, int n, const ts_symbol *f) {
   return -1;
 }
 
+/* The tensor that reference r (`t` or `t[...]`) names, or NULL. */
+static const ts_symbol *tensor_of(const ts_node *r) {
+  const ts_node *b = r && r->kind == TS_NODE_INDEX ? r->kids[0] : r;
+  return b && b->kind == TS_NODE_NAME && b->sym && b->sym->kind == TS_SYM_TENSOR ? b->sym
+                                                                                  : NULL;
+}
+
+static bool note_tensor(const ts_symbol *t, const ts_symbol **w, int *nw, int cap) {
+  if (!t)
+    return true;
+  for (int i = 0; i < *nw; i++)
+    if (w[i] == t)
+      return true;
+  if (*nw == cap)
+    return false;
+  w[(*nw)++] = t;
+  return true;
+}
+
+/* The tensors n may write into w[0 .. *nw): an assignment's target, a copy's
+ * destination, a fill's, an atomic's element (any tensor another tile op
+ * names, to be safe); false when more than cap. */
+static bool written_tensors(const ts_node *n, const ts_symbol **w, int *nw, int cap) {
+  if (!n)
+    return true;
+  bool ok = true;
+  if (n->kind == TS_NODE_ASSIGN)
+    ok = note_tensor(tensor_of(n->kids[0]), w, nw, cap);
+  else if (n->kind == TS_NODE_CALL) {
+    switch (n->builtin) {
+    case TS_BUILTIN_COPY:
+    case TS_BUILTIN_REDUCE_SUM:
+    case TS_BUILTIN_REDUCE_MAX:
+    case TS_BUILTIN_REDUCE_ABSMAX: ok = note_tensor(tensor_of(n->kids[1]), w, nw, cap); break;
+    case TS_BUILTIN_FILL:
+    case TS_BUILTIN_CLEAR:
+    case TS_BUILTIN_ATOMIC_ADD:
+    case TS_BUILTIN_ATOMIC_MAX: ok = note_tensor(tensor_of(n->kids[0]), w, nw, cap); break;
+    case TS_BUILTIN_GEMM:
+      for (uint32_t i = 0; i < n->kid_count; i++)
+        ok = ok && note_tensor(tensor_of(n->kids[i]), w, nw, cap);
+      break;
+    default: break;
+    }
+  }
+  for (uint32_t i = 0; ok && i < n->kid_count; i++)
+    ok = written_tensors(n->kids[i], w, nw, cap);
+  return ok;
+}
+
+/* i64 byte address of element lin of 1-d memref mem, and one past its
+ * last element (end). */
+static MlirValue address(gen *g, MlirValue mem, MlirValue lin, int bytes) {
+  return gen_gpu_address(g, mem, lin, bytes);
+}
+
+static MlirValue buffer_end(gen *g, MlirValue mem, int bytes) {
+  mb *b = &g->b;
+  MlirValue z = mb_cast(b, "arith.index_cast", gen_i64(g, 0), b->index);
+  MlirValue n = mb_op1(b, "memref.dim", 2, (MlirValue[]){mem, z}, b->index);
+  return address(g, mem, mb_cast(b, "arith.index_cast", n, b->i64), bytes);
+}
+
+/* A gemm of a loop gen_gemm_in_place runs from tensors: its operands'
+ * sources (gen_gemm takes them). */
+typedef struct inplace {
+  const ts_node *gemm;
+  dot_src op[2];
+  bool has[2];
+} inplace;
+
+/* Where gemm `call` reads a and b: the tiles A and B, but a tensor where an
+ * enclosing gen_gemm_in_place reads it in place; false where none does. */
+static bool gemm_sources(gen *g, const ts_node *call, view *A, view *B, dot_src op[2]) {
+  int64_t K = const_dim(call->kids[0], 1);
+  op[0] = tile_src(g, A, K);
+  op[1] = tile_src(g, B, K);
+  const inplace *ip = g->inplace;
+  for (int q = 0; q < g->ninplace; q++)
+    if (ip[q].gemm == call) {
+      for (int s = 0; s < 2; s++)
+        if (ip[q].has[s])
+          op[s] = ip[q].op[s];
+      return true;
+    }
+  return false;
+}
+
+/* gen_gemm: a gemm the enclosing gen_gemm_in_place reads in place. */
+static bool gemm_from_place(gen *g, ts_node *call, view *A, view *B, view *C, bool acc) {
+  dot_src op[2];
+  if (!gemm_sources(g, call, A, B, op))
+    return false;
+  dot_emit(g, call, &op[0], &op[1], C, acc);
+  return true;
+}
+
 bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
   enum { RUN = 4 };
   if (g->gpu || g->par || g->in_fn || !g->kernel)
@@ -474,12 +571,29 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
               dot_fits(gemm_of(blk->kids[e]));
        e++)
     gemms[e - j] = gemm_of(blk->kids[e]);
-  int ng = (int)(e - j), at[RUN];
+  int ng = (int)(e - j), at[RUN], nw = 0;
+  /* or a `for` loop after the copies with such gemms in its body (the
+   * slices' tensors written nowhere in it) */
+  ts_node *loop = NULL;
+  const ts_symbol *w[16];
+  if (ng == 0 && j > i && j < blk->kid_count && blk->kids[j]->kind == TS_NODE_FOR) {
+    loop = blk->kids[j];
+    ts_node *body = loop->kids[2];
+    for (uint32_t s = 0; body && s < body->kid_count && ng < RUN; s++)
+      if (gemm_of(body->kids[s]) && dot_fits(gemm_of(body->kids[s])))
+        gemms[ng++] = gemm_of(body->kids[s]);
+    if (!written_tensors(loop, w, &nw, 16))
+      return false;
+    e = j + 1;
+  }
   bool any = false;
   for (uint32_t r = i; r < j; r++) {
     ts_node *c = tile_copy_of(blk->kids[r]);
     int q = gemm_taking(gemms, ng, c->kids[1]->sym);
     at[r - i] = q >= 0 && forwardable(g, c, gemms[q]) ? q : -1;
+    for (int k = 0; loop && at[r - i] >= 0 && k < nw; k++)
+      if (w[k] == tensor_of(c->kids[0]))
+        at[r - i] = -1;
     any |= at[r - i] >= 0;
   }
   if (!any)
@@ -489,15 +603,18 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
   int np = 0;
   MlirValue ok = mb_const_int(b, b->i1, 1);
   dot_src ops[RUN][2];
+  inplace ip[RUN];
   for (int q = 0; q < ng; q++) {
+    memset(&ip[q], 0, sizeof ip[q]);
+    ip[q].gemm = gemms[q];
+    if (loop)
+      continue; /* (made where the loop has them) */
     view A, B;
-    int64_t K = const_dim(gemms[q]->kids[0], 1);
     if (!gen_view_of(g, gemms[q]->kids[0], &A, pool, &np) ||
         !gen_view_of(g, gemms[q]->kids[1], &B, pool, &np) ||
         !gen_view_of(g, gemms[q]->kids[2], &C[q], pool, &np))
       return false;
-    ops[q][0] = tile_src(g, &A, K);
-    ops[q][1] = tile_src(g, &B, K);
+    gemm_sources(g, gemms[q], &A, &B, ops[q]); /* (inside an outer one's loop: its sources) */
   }
   for (uint32_t r = i; r < j; r++) {
     ts_node *c = tile_copy_of(blk->kids[r]);
@@ -522,7 +639,21 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
     gen_view_elem(g, v, kn, &end, &ok1);
     ok = mb_bin(b, "arith.andi", ok, mb_bin(b, "arith.andi", ok0, ok1));
     dot_src s = {v->mem, base, mb_bin(b, "arith.subi", next, base), c->kids[0]->type->dtype};
-    ops[q][gemms[q]->kids[0]->sym == c->kids[1]->sym ? 0 : 1] = s;
+    int side = gemms[q]->kids[0]->sym == c->kids[1]->sym ? 0 : 1;
+    ops[q][side] = ip[q].op[side] = s;
+    ip[q].has[side] = true;
+    /* a loop: no tensor it writes overlaps the slice (arguments may share
+     * memory) */
+    int eb = ts_dtype_bits(c->kids[0]->type->dtype) / 8;
+    MlirValue lo = address(g, v->mem, base, eb);
+    MlirValue hi = address(g, v->mem, mb_bin(b, "arith.addi", end, one), eb);
+    for (int k = 0; loop && k < nw; k++) {
+      MlirValue wm = {w[k]->user}, wl = address(g, wm, z, 1);
+      MlirValue wh = buffer_end(g, wm, ts_dtype_bits(w[k]->type->dtype) / 8);
+      MlirValue apart = mb_bin(b, "arith.ori", mb_cmpi(b, CMPI_SLE, hi, wl),
+                               mb_cmpi(b, CMPI_SGE, lo, wh));
+      ok = mb_bin(b, "arith.andi", ok, apart);
+    }
   }
   /* in range: the other copies, then the gemms from the tensors; else the
    * statements as written */
@@ -532,7 +663,16 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
   for (uint32_t r = i; r < j; r++)
     if (at[r - i] < 0)
       gen_stmt(g, blk->kids[r]);
-  for (int q = 0; q < ng; q++)
+  if (loop) {
+    const void *outer = g->inplace;
+    int nouter = g->ninplace;
+    g->inplace = ip;
+    g->ninplace = ng;
+    gen_stmt(g, loop);
+    g->inplace = outer;
+    g->ninplace = nouter;
+  }
+  for (int q = 0; q < ng && !loop; q++)
     dot_emit(g, gemms[q], &ops[q][0], &ops[q][1], &C[q],
              ts_call_named_bool(gemms[q], "accumulate", true));
   mb_br(b, join, 0, NULL);
@@ -746,7 +886,7 @@ void gen_gemm(gen *g, ts_node *call) {
   bool tb = ts_call_named_bool(call, "trans_b", false);
   bool acc = ts_call_named_bool(call, "accumulate", true);
   if (!ts_call_named_bool(call, "tf32", false) &&
-      (gemm_vector(g, call, &A, &B, &C, ta, tb, acc) ||
+      (gemm_from_place(g, call, &A, &B, &C, acc) || gemm_vector(g, call, &A, &B, &C, ta, tb, acc) ||
        gemm_dot_vector(g, call, &A, &B, &C, acc) ||
        gemm_i8_vnni(g, call, &A, &B, &C, ta, tb, acc)))
     return;

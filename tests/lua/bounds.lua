@@ -20,7 +20,8 @@ local exe = arg[-1]
 
 -- the count of bounded accesses in each kernel's generated MLIR
 local counts = {neighbours = 4, forms = 11, window = 3, grid2 = 3, gather = 2, tile = 4,
-                past = 2, guards = 3}
+                past = 2, guards = 3,
+                exprs = 3}
 for k, want in pairs(counts) do
   local p = io.popen(exe .. " compile " .. file .. " --kernel " .. k .. " --emit mlir 2>&1")
   local out = p:read("a")
@@ -79,69 +80,45 @@ end
 -- element j (0-based) of x, 0 past either end
 local function at(x, n, j) return (j >= 0 and j < n) and x[j + 1] or 0 end
 
+-- element j of each kernel's y (B: its block's size; y0: y before)
 local ref = {}
-function ref.neighbours(x, n)
-  local y = {}
-  for j = 0, n - 1 do y[j + 1] = at(x, n, j - 1) + 2 * at(x, n, j) + 4 * at(x, n, j + 1) end
-  return y
+function ref.neighbours(x, n, j) return at(x, n, j - 1) + 2 * at(x, n, j) + 4 * at(x, n, j + 1) end
+function ref.forms(x, n, j)
+  local s = at(x, n, n - 1 - j) + 0.5 * at(x, n, 2 * j)
+  s = s + 0.25 * at(x, n, j // 2) + 0.125 * at(x, n, j % 5)
+  s = s + 3 * at(x, n, (j >> 1) << 1) + 5 * at(x, n, j & 7)
+  s = s + 7 * at(x, n, math.min(j + 3, n)) + 11 * at(x, n, math.max(j - 3, 0))
+  return s + 13 * at(x, n, j > 5 and j - 6 or j + 6) + 17 * at(x, n, j)
 end
-function ref.forms(x, n)
-  local y = {}
-  for j = 0, n - 1 do
-    local s = at(x, n, n - 1 - j) + 0.5 * at(x, n, 2 * j)
-    s = s + 0.25 * at(x, n, j // 2) + 0.125 * at(x, n, j % 5)
-    s = s + 3 * at(x, n, (j >> 1) << 1) + 5 * at(x, n, j & 7)
-    s = s + 7 * at(x, n, math.min(j + 3, n)) + 11 * at(x, n, math.max(j - 3, 0))
-    s = s + 13 * at(x, n, j > 5 and j - 6 or j + 6) + 17 * at(x, n, j)
-    y[j + 1] = s
-  end
-  return y
+function ref.window(x, n, j)
+  local s = 0
+  for k = 0, math.min(j, 3) do s = s + at(x, n, j - k) end
+  for k = 0, 3 do s = s + 0.5 * at(x, n, j - k) end
+  return s
 end
-function ref.window(x, n)
-  local y = {}
-  for j = 0, n - 1 do
-    local s = 0
-    for k = 0, math.min(j, 3) do s = s + at(x, n, j - k) end
-    for k = 0, 3 do s = s + 0.5 * at(x, n, j - k) end
-    y[j + 1] = s
-  end
-  return y
+-- (the tile holds x[i0 .. i0 + B), zeros past N)
+function ref.tile(x, n, j, B)
+  return j % B < B - 1 and at(x, n, j) * 10 + at(x, n, j + 1) + at(x, n, j) * 100 or -1
 end
-function ref.tile(x, n, B)
-  local y = {}
-  for j = 0, n - 1 do
-    local i, i0 = j % B, j - j % B
-    -- the tile holds x[i0 .. i0 + B), zeros past N
-    y[j + 1] = i < B - 1 and at(x, n, j) * 10 + at(x, n, j + 1) + at(x, n, j) * 100 or -1
-    assert(i0 >= 0)
-  end
-  return y
+function ref.past(x, n, j, B)
+  return at(x, n, j) + 10 * (j % B + 1 < B and at(x, n, j + 1) or 0)
 end
-function ref.past(x, n, B)
-  local y = {}
-  for j = 0, n - 1 do
-    local i = j % B
-    y[j + 1] = at(x, n, j) + 10 * (i + 1 < B and at(x, n, j + 1) or 0)
-  end
-  return y
-end
-function ref.guards(x, n)
-  local y = {}
-  for j = 0, n - 1 do y[j + 1] = 100 * at(x, n, j + 1) + 1000 * at(x, n, j - 1) end
-  return y
-end
+function ref.guards(x, n, j) return 100 * at(x, n, j + 1) + 1000 * at(x, n, j - 1) end
+function ref.exprs(x, n, j, _, y0) return j > 0 and x[j + 1] + 3 * x[j] or y0[1] end
 
 for _, B in ipairs{16, 5} do
   for _, n in ipairs{48, 45, 16, 3} do
-    for _, k in ipairs{"neighbours", "forms", "window", "tile", "past", "guards"} do
-      local xv = values(n)
+    for _, k in ipairs{"neighbours", "forms", "window", "tile", "past", "guards", "exprs"} do
+      local xv, yv = values(n), values(n)
       local xbig, x = framed(n, 1, xv, 1000)
-      local ybig, y = framed(n, 1, values(n), -5000)
+      local ybig, y = framed(n, 1, yv, -5000)
       x = x:reshape{n}
       y = y:reshape{n}
       ts.kernel(file, k, {B = B}, cpu):launch{x, y}
       local what = string.format("%s B %d N %d", k, B, n)
-      same(y:to_table(), ref[k](xv, n, B), what)
+      local want = {}
+      for j = 0, n - 1 do want[j + 1] = ref[k](xv, n, j, B, yv) end
+      same(y:to_table(), want, what)
       frame_kept(ybig, n, 1, -5000, what)
       frame_kept(xbig, n, 1, 1000, what .. " (x)")
     end

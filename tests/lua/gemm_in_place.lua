@@ -103,6 +103,51 @@ for _, W in ipairs{"f32", "bf16"} do
     case2(7, 45, 200, tiles, W)
   end
 end
+-- the copy before a loop of gemms (hc_post_mix's form): loop_in_place
+-- against loop_copied, bit for bit, and against f64; then with y sharing
+-- w's memory (rows of one tensor), where the tile must be the copy (the
+-- loop's writes to y change w's rows before later groups read them)
+local function loop_case(M, N, K, tiles, alias)
+  local p = {}
+  for k, v in pairs(tiles) do p[k] = v end
+  local xv = {}
+  for i = 1, M * K do xv[i] = r() end
+  local x = ts.tensor("f32", {M, K}, xv)
+  local rows, wv = alias and N + M - alias or N, {}
+  for i = 1, rows * K do wv[i] = r() end
+  -- w: rows 0 .. N - 1 of one tensor; y: its own, or rows N - alias ..
+  local function operands()
+    if not alias then
+      return ts.tensor("f32", {N, K}, wv, cpu), ts.tensor("f32", {M, N}, nil, cpu)
+    end
+    local big = ts.tensor("f32", {rows, K}, wv, cpu)
+    return big:slice(0, 0, N), big:slice(0, N - alias, M), big
+  end
+  local w1, y1, big1 = operands()
+  local w2, y2, big2 = operands()
+  ts.kernel(file, "loop_in_place", p, cpu):launch{x, w1, y1}
+  ts.kernel(file, "loop_copied", p, cpu):launch{x, w2, y2, ts.tensor("f32", {1}, nil, cpu)}
+  local what = string.format("loop: M %d N %d K %d BM %d TB %d%s", M, N, K, tiles.BM, tiles.TB,
+                             alias and (" (y shares " .. alias .. " rows of w)") or "")
+  C.check(C.same(big1 or y1, big2 or y2), what .. ": read in place differs from copied")
+  if alias then return end
+  local want = {}
+  for m = 0, M - 1 do
+    for n = 0, N - 1 do
+      local a = 0
+      for k = 0, math.min(K, tiles.BK) - 1 do a = a + xv[m * K + k + 1] * wv[n * K + k + 1] end
+      want[m * N + n + 1] = a
+    end
+  end
+  C.check(C.relerr(y1:to_table(), want) < 1e-5, what .. ": against f64")
+end
+
+for _, tiles in ipairs{{BM = 1, BN = 16, BK = 16, TB = 4}, {BM = 2, BN = 8, BK = 16, TB = 3}} do
+  loop_case(tiles.BM * tiles.TB * 2, 32, 16, tiles)  -- every tile inside
+  loop_case(13, 21, 16, tiles)                       -- edge tiles outside
+  loop_case(tiles.BM * tiles.TB * 2, 16, 16, tiles, 8)  -- y over w's last 8 rows
+end
+
 for _, W in ipairs{"f32", "bf16"} do
   for _, tiles in ipairs{{BM = 1, BN = 32, BK = 128}, {BM = 8, BN = 32, BK = 128},
                          {BM = 32, BN = 32, BK = 128}, {BM = 4, BN = 16, BK = 64}} do
