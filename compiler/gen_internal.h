@@ -44,9 +44,9 @@ typedef struct gen {
   MlirValue xpar;       /* ... with ns > 1: which exchange buffer the next reduction takes */
   int par;              /* depth of `parallel` statements being generated */
   ts_node *const *proven; /* element accesses made unchecked (gen_bounds.c) */
+  int nproven;
   const void *inplace;  /* gemms of a loop reading tensors in place (gen_tile.c) */
   int ninplace;
-  int nproven;
   bool single;          /* inside a statement only thread 0 runs */
   bool synced;          /* the last statement ended with a barrier */
   MlirValue smem_base;  /* memref<?xi8>: the block's shared memory */

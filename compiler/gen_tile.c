@@ -511,17 +511,12 @@ static bool written_tensors(const ts_node *n, const ts_symbol **w, int *nw, int 
   return ok;
 }
 
-/* i64 byte address of element lin of 1-d memref mem, and one past its
- * last element (end). */
-static MlirValue address(gen *g, MlirValue mem, MlirValue lin, int bytes) {
-  return gen_gpu_address(g, mem, lin, bytes);
-}
-
+/* i64 byte address one past the last element of 1-d memref mem. */
 static MlirValue buffer_end(gen *g, MlirValue mem, int bytes) {
   mb *b = &g->b;
   MlirValue z = mb_cast(b, "arith.index_cast", gen_i64(g, 0), b->index);
   MlirValue n = mb_op1(b, "memref.dim", 2, (MlirValue[]){mem, z}, b->index);
-  return address(g, mem, mb_cast(b, "arith.index_cast", n, b->i64), bytes);
+  return gen_gpu_address(g, mem, mb_cast(b, "arith.index_cast", n, b->i64), bytes);
 }
 
 /* A gemm of a loop gen_gemm_in_place runs from tensors: its operands'
@@ -645,10 +640,10 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
     /* a loop: no tensor it writes overlaps the slice (arguments may share
      * memory) */
     int eb = ts_dtype_bits(c->kids[0]->type->dtype) / 8;
-    MlirValue lo = address(g, v->mem, base, eb);
-    MlirValue hi = address(g, v->mem, mb_bin(b, "arith.addi", end, one), eb);
+    MlirValue lo = gen_gpu_address(g, v->mem, base, eb);
+    MlirValue hi = gen_gpu_address(g, v->mem, mb_bin(b, "arith.addi", end, one), eb);
     for (int k = 0; loop && k < nw; k++) {
-      MlirValue wm = {w[k]->user}, wl = address(g, wm, z, 1);
+      MlirValue wm = {w[k]->user}, wl = gen_gpu_address(g, wm, z, 1);
       MlirValue wh = buffer_end(g, wm, ts_dtype_bits(w[k]->type->dtype) / 8);
       MlirValue apart = mb_bin(b, "arith.ori", mb_cmpi(b, CMPI_SLE, hi, wl),
                                mb_cmpi(b, CMPI_SGE, lo, wh));
@@ -886,7 +881,8 @@ void gen_gemm(gen *g, ts_node *call) {
   bool tb = ts_call_named_bool(call, "trans_b", false);
   bool acc = ts_call_named_bool(call, "accumulate", true);
   if (!ts_call_named_bool(call, "tf32", false) &&
-      (gemm_from_place(g, call, &A, &B, &C, acc) || gemm_vector(g, call, &A, &B, &C, ta, tb, acc) ||
+      (gemm_from_place(g, call, &A, &B, &C, acc) ||
+       gemm_vector(g, call, &A, &B, &C, ta, tb, acc) ||
        gemm_dot_vector(g, call, &A, &B, &C, acc) ||
        gemm_i8_vnni(g, call, &A, &B, &C, ta, tb, acc)))
     return;
@@ -1101,11 +1097,10 @@ static bool is_reduce(const ts_node *c) {
                                      c->builtin == TS_BUILTIN_REDUCE_ABSMAX);
 }
 
-/* What gen_fused_reduce fuses: the reduce call, its tiles t -> s, and the
- * parallel statement's indices and body or the copy before it. */
+/* What gen_fused_reduce fuses: the reduce call, its source tile's rank,
+ * and the parallel statement's indices and body or the copy before it. */
 typedef struct fused {
   ts_node *call, *vars, *body, *copy;
-  const ts_symbol *t, *s;
   uint32_t rank;
 } fused;
 
@@ -1153,7 +1148,7 @@ static bool fused_fits(gen *g, ts_node *first, ts_node *next, fused *f) {
   } else {
     return false;
   }
-  *f = (fused){call, vars, body, copy, t, s, rank};
+  *f = (fused){call, vars, body, copy, rank};
   return true;
 }
 
