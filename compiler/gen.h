@@ -227,6 +227,10 @@ bool ts_stmt_private(const ts_node *n, const ts_gpu_tile *plan, int nt);
 bool ts_expr_pure(const ts_node *e);
 /* Whether the subtree `n` mentions symbol `s` (gen_gpu.c). */
 bool ts_node_mentions(const ts_node *n, const ts_symbol *s);
+/* Whether the subtree `n` writes symbol `s`: an assignment to it or its
+ * element, the destination of a copy, fill, clear or reduce, a gemm's
+ * accumulator, an atomic's element (in a statement or an expression). */
+bool ts_node_writes(const ts_node *n, const ts_symbol *s);
 /* How many names in n refer to s. */
 int ts_node_mention_count(const ts_node *n, const ts_symbol *s);
 

@@ -112,6 +112,40 @@ bool ts_node_mentions(const ts_node *n, const ts_symbol *s) {
   return false;
 }
 
+/* The symbol a written place names (`t`, `t[...]`); NULL for anything
+ * else (then every symbol it mentions counts as written). */
+static const ts_symbol *written_base(const ts_node *d) {
+  const ts_node *b = d && d->kind == TS_NODE_INDEX ? d->kids[0] : d;
+  return b && b->kind == TS_NODE_NAME ? b->sym : NULL;
+}
+
+bool ts_node_writes(const ts_node *n, const ts_symbol *s) {
+  if (!n)
+    return false;
+  const ts_node *d = NULL;
+  if (n->kind == TS_NODE_ASSIGN)
+    d = n->kids[0];
+  else if (n->kind == TS_NODE_CALL)
+    switch (n->builtin) {
+    case TS_BUILTIN_COPY:
+    case TS_BUILTIN_REDUCE_MAX:
+    case TS_BUILTIN_REDUCE_SUM:
+    case TS_BUILTIN_REDUCE_ABSMAX: d = n->kids[1]; break;
+    case TS_BUILTIN_FILL:
+    case TS_BUILTIN_CLEAR:
+    case TS_BUILTIN_ATOMIC_ADD:
+    case TS_BUILTIN_ATOMIC_MAX: d = n->kids[0]; break;
+    case TS_BUILTIN_GEMM: d = n->kids[2]; break;
+    default: break;
+    }
+  if (d && (written_base(d) ? written_base(d) == s : ts_node_mentions(d, s)))
+    return true;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (ts_node_writes(n->kids[i], s))
+      return true;
+  return false;
+}
+
 int ts_node_mention_count(const ts_node *n, const ts_symbol *s) {
   if (!n)
     return 0;

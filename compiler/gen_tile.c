@@ -468,47 +468,17 @@ static const ts_symbol *tensor_of(const ts_node *r) {
                                                                                   : NULL;
 }
 
-static bool note_tensor(const ts_symbol *t, const ts_symbol **w, int *nw, int cap) {
-  if (!t)
-    return true;
-  for (int i = 0; i < *nw; i++)
-    if (w[i] == t)
-      return true;
-  if (*nw == cap)
-    return false;
-  w[(*nw)++] = t;
-  return true;
-}
-
-/* The tensors n may write into w[0 .. *nw): an assignment's target, a copy's
- * destination, a fill's, an atomic's element (any tensor another tile op
- * names, to be safe); false when more than cap. */
-static bool written_tensors(const ts_node *n, const ts_symbol **w, int *nw, int cap) {
-  if (!n)
-    return true;
-  bool ok = true;
-  if (n->kind == TS_NODE_ASSIGN)
-    ok = note_tensor(tensor_of(n->kids[0]), w, nw, cap);
-  else if (n->kind == TS_NODE_CALL) {
-    switch (n->builtin) {
-    case TS_BUILTIN_COPY:
-    case TS_BUILTIN_REDUCE_SUM:
-    case TS_BUILTIN_REDUCE_MAX:
-    case TS_BUILTIN_REDUCE_ABSMAX: ok = note_tensor(tensor_of(n->kids[1]), w, nw, cap); break;
-    case TS_BUILTIN_FILL:
-    case TS_BUILTIN_CLEAR:
-    case TS_BUILTIN_ATOMIC_ADD:
-    case TS_BUILTIN_ATOMIC_MAX: ok = note_tensor(tensor_of(n->kids[0]), w, nw, cap); break;
-    case TS_BUILTIN_GEMM:
-      for (uint32_t i = 0; i < n->kid_count; i++)
-        ok = ok && note_tensor(tensor_of(n->kids[i]), w, nw, cap);
-      break;
-    default: break;
+/* The kernel's tensors that n may write, into w[0 .. *nw); false when
+ * more than cap. */
+static bool written_tensors(gen *g, const ts_node *n, const ts_symbol **w, int *nw, int cap) {
+  const ts_kernel_info *k = g->kernel;
+  for (uint32_t i = 0; i < k->arg_count; i++)
+    if (k->args[i]->kind == TS_SYM_TENSOR && ts_node_writes(n, k->args[i])) {
+      if (*nw == cap)
+        return false;
+      w[(*nw)++] = k->args[i];
     }
-  }
-  for (uint32_t i = 0; ok && i < n->kid_count; i++)
-    ok = written_tensors(n->kids[i], w, nw, cap);
-  return ok;
+  return true;
 }
 
 /* i64 byte address one past the last element of 1-d memref mem. */
@@ -577,7 +547,7 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
     for (uint32_t s = 0; body && s < body->kid_count && ng < RUN; s++)
       if (gemm_of(body->kids[s]) && dot_fits(gemm_of(body->kids[s])))
         gemms[ng++] = gemm_of(body->kids[s]);
-    if (!written_tensors(loop, w, &nw, 16))
+    if (!written_tensors(g, loop, w, &nw, 16))
       return false;
     e = j + 1;
   }

@@ -61,34 +61,6 @@ static bool declared_within(const ts_node *n, const ts_node *scope,
   return false;
 }
 
-/* Whether statement `st` writes tile `t` (or might). */
-static bool writes(const ts_node *st, const ts_symbol *t) {
-  if (!st)
-    return false;
-  if (st->kind == TS_NODE_ASSIGN) {
-    const ts_node *d = st->kids[0];
-    if (d->kind == TS_NODE_INDEX ? d->kids[0]->sym == t : d->sym == t)
-      return true;
-  }
-  if (st->kind == TS_NODE_EXPR_STMT && st->kids[0]->kind == TS_NODE_CALL) {
-    const ts_node *c = st->kids[0];
-    switch (c->builtin) {
-    case TS_BUILTIN_COPY: return ts_node_mentions(c->kids[1], t);
-    case TS_BUILTIN_FILL:
-    case TS_BUILTIN_CLEAR: return ts_node_mentions(c->kids[0], t);
-    case TS_BUILTIN_GEMM: return ts_node_mentions(c->kids[2], t);
-    case TS_BUILTIN_REDUCE_MAX:
-    case TS_BUILTIN_REDUCE_SUM:
-    case TS_BUILTIN_REDUCE_ABSMAX: return ts_node_mentions(c->kids[1], t);
-    default: return ts_node_mentions(c, t); /* atomics and the rest: be safe */
-    }
-  }
-  for (uint32_t i = 0; i < st->kid_count; i++)
-    if (writes(st->kids[i], t))
-      return true;
-  return false;
-}
-
 bool ts_pipe_staged_copy(const ts_kernel_info *k, const ts_node *pipe,
                          const ts_node *st) {
   const ts_node *body = pipe->kids[3];
@@ -118,7 +90,7 @@ bool ts_pipe_staged_copy(const ts_kernel_info *k, const ts_node *pipe,
        * indices are read when the copy is issued */
       if (x->kind == TS_NODE_INDEX) {
         const ts_symbol *g = x->kids[0]->sym;
-        if (!g || g->kind != TS_SYM_TENSOR || writes(k->node->kids[4], g))
+        if (!g || g->kind != TS_SYM_TENSOR || ts_node_writes(k->node->kids[4], g))
           return false;
         for (uint32_t j = 1; j < x->kid_count; j++)
           if (x->kids[j]->kind == TS_NODE_INDEX)
@@ -145,7 +117,7 @@ bool ts_pipe_staged_copy(const ts_kernel_info *k, const ts_node *pipe,
     }
     if (!ts_node_mentions(s, t))
       continue;
-    if (!seen || writes(s, t))
+    if (!seen || ts_node_writes(s, t))
       return false;
   }
   return seen;

@@ -188,16 +188,18 @@ function M:compress_step(L, which, st, t, ratio, tab, x, tp, zero, plan)
   elseif x then
     self:project(L, which, x, buf.cz:slice(0, t % M.buffer_rows(ratio), 1))
   end
+  -- (the kernels looked up at every step, so the first one compiles them,
+  -- not the first to complete a window: a run's warm-up step does)
+  local pool = kernel("compressor.tile", "compress_pool_ring", ring_pool_params(ratio))
+  local norm = kernel("compressor.tile", "compress_norm_rope_at", from_pos_params(ratio))
   if (t + 1) % ratio ~= 0 then return nil end
   -- the window's rows (and CSA's window before) where they lie in the
   -- ring, found on the device from the position tp (compress_pool_ring)
   local p = self:pname(L, subs[which])
   local E = self:weight(p .. "norm.weight"):shape(1)
   local comp, out = O.out{1, E}, O.out{1, E}
-  kernel("compressor.tile", "compress_pool_ring", ring_pool_params(ratio))
-    :launch{buf.cz, buf.cz, self:weight(p .. "ape"), tp, zero, comp}
-  kernel("compressor.tile", "compress_norm_rope_at", from_pos_params(ratio))
-    :launch{comp, self:weight(p .. "norm.weight"), tab, out, tp}
+  pool:launch{buf.cz, buf.cz, self:weight(p .. "ape"), tp, zero, comp}
+  norm:launch{comp, self:weight(p .. "norm.weight"), tab, out, tp}
   return out
 end
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # checks.sh - sourced by run.sh (its variables, ptx_resources, pass and
 # fail): the checks of particular lowerings that are not one architecture's
-# assembly of every file: the kv8 kernels' 8-byte cp.async rings, print
-# beside wgmma, the TF32, s8 and e4m3 tensor-core forms, tiles kept on
-# chip, the attention's two-warpgroup block, B panels, wgmma rows, barriers,
-# a fresh wgmma product, sm_86 (every library kernel within 99 KiB, its
-# resources recorded), its stage counts and sm_80's padded accumulators.
+# assembly of every file: the kv8 kernels' 8-byte cp.async rings, gathers
+# through a written index, print beside wgmma, the TF32, s8 and e4m3
+# tensor-core forms, tiles kept on chip, the attention's two-warpgroup
+# block, B panels, wgmma rows, barriers, a fresh wgmma product, sm_86
+# (every library kernel within 99 KiB, its resources recorded), its stage
+# counts and sm_80's padded accumulators.
 # shellcheck shell=bash disable=SC2154
 # sparse_attn_split_kv8, sparse_attn_split_kv8_ring and hca_attn_split_kv8
 # gather their 584-byte cache rows by a cp.async ring of 8-byte chunks
@@ -21,6 +22,38 @@ for fk in sparse_attn:sparse_attn_split_kv8 sparse_attn:sparse_attn_split_kv8_ri
     else
       echo "FAIL: ${fk##*:} ($low) has no 8-byte cp.async ring"; cat "$tmp/err"
       fail=$((fail + 1))
+    fi
+  done
+done
+# a gather runs ahead in a ring only through an index tensor nothing in the
+# kernel writes: an atomic on it, as a statement or inside a `let`, keeps
+# the copy in place (gpu_pipe.c, ts_node_writes)
+cat >"$tmp/gath.tile" <<'TILE'
+kernel gath(kv: f32[N, 64], idx: i32[T], out: f32[T, 64]) grid(1) threads(64) {
+  shared r: f32[8, 64];
+  pipelined (t in 0..T / 8, stages=2) {
+    copy(kv[idx[t * 8:t * 8 + 8], :], r);
+    parallel (i, j) in (8, 64) {
+      out[t * 8 + i, j] = r[i, j];
+    }
+    BUMP
+  }
+}
+TILE
+for bump in "" "atomic_add(idx[t * 8 + 8], 1);" "let d = atomic_add(idx[t * 8 + 8], 1);"; do
+  sed "s/BUMP/$bump/" "$tmp/gath.tile" >"$tmp/gath_b.tile"
+  for low in ptx cuda; do
+    rings=0
+    if "$tessera" compile "$tmp/gath_b.tile" --target $low --arch sm_90a --emit ptx --no-cache \
+         -o "$tmp/gath.ptx" 2>"$tmp/err"; then
+      rings=$(grep -c "cp.async.wait_group 1;" "$tmp/gath.ptx")
+    else
+      cat "$tmp/err"; rings=-1
+    fi
+    if { [[ -z $bump ]] && ((rings > 0)); } || { [[ -n $bump ]] && ((rings == 0)); }; then
+      pass=$((pass + 1))
+    else
+      echo "FAIL: gather ring with [$bump] ($low): $rings ring waits"; fail=$((fail + 1))
     fi
   done
 done
