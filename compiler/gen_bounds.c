@@ -415,6 +415,11 @@ static void find_accesses(proof *p, ts_node *n) {
     find_accesses(p, n->kids[i]);
 }
 
+void gen_version_br(gen *g, MlirValue ok, MlirBlock in, MlirBlock out) {
+  mb *b = &g->b;
+  mb_cond_br(b, mb_op1(b, "llvm.freeze", 1, &ok, b->i1), in, out);
+}
+
 /* Parallel statement par's accesses bounded; where any is, `if (they lie
  * inside) { make() with them unchecked } else { make() }` and true. */
 static bool versioned(gen *g, ts_node *par, void (*make)(gen *, void *), void *ctx) {
@@ -435,7 +440,7 @@ static bool versioned(gen *g, ts_node *par, void (*make)(gen *, void *), void *c
   }
   MlirBlock fast = mb_block(b, 0, NULL), slow = mb_block(b, 0, NULL);
   MlirBlock join = mb_block(b, 0, NULL);
-  mb_cond_br(b, p->ok, fast, slow);
+  gen_version_br(g, p->ok, fast, slow);
   /* (the count, for --emit mlir readers: tests/lua/bounds.lua) */
   mlirOperationSetAttributeByName(mlirBlockGetTerminator(b->cur), mb_str("tessera.unchecked"),
                                   mlirIntegerAttrGet(b->i64, p->nacc));

@@ -219,6 +219,14 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last);
 bool gen_parallel_unchecked(gen *g, ts_node *n, bool synced);
 bool gen_fused_unchecked(gen *g, ts_node *first, ts_node *next);
 bool gen_access_unchecked(const gen *g, const ts_node *n);
+/* The branch between a statement's two copies (gen_bounds.c): on `ok`,
+ * its condition passed through llvm.freeze, which MLIR's canonicalizer
+ * leaves alone and LLVM folds. MLIR 22's greedy rewriter can spin forever
+ * when a branch it folds leaves a loop unreachable while it is still
+ * working through that loop (llvm/llvm-project#221152): a versioning
+ * condition that folds (`j + (1 - (5 + i0))`: the origin cancels) did
+ * exactly that; LLVM's passes fold the branch and drop the dead copy. */
+void gen_version_br(gen *g, MlirValue ok, MlirBlock in, MlirBlock out);
 /* Whether element access n is known in range as written: a tile's, each
  * index a loop over exactly that dim (gen_bounds.c). */
 bool gen_access_in_range(const ts_node *n);

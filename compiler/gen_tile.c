@@ -623,7 +623,7 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
   /* in range: the other copies, then the gemms from the tensors; else the
    * statements as written */
   MlirBlock in = mb_block(b, 0, NULL), out = mb_block(b, 0, NULL), join = mb_block(b, 0, NULL);
-  mb_cond_br(b, ok, in, out);
+  gen_version_br(g, ok, in, out);
   b->cur = in;
   for (uint32_t r = i; r < j; r++)
     if (at[r - i] < 0)

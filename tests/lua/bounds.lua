@@ -3,7 +3,8 @@
 -- for every index of the statement (compiler/gen_bounds.c), and as written
 -- elsewhere. tests/lua/bounds.tile's kernels (neighbours, strided, halved,
 -- remainder, shifted, masked, min/max/select indices, a loop bounded by
--- the index, 2-d, a gather, tiles read under an `if` and past their end)
+-- the index, 2-d, a gather, tiles read under an `if` and past their end,
+-- an index whose block origin cancels)
 -- against a plain reference with the language's rule (out of range reads
 -- 0, writes nothing), on sizes where every block lies inside, where the
 -- first and last blocks' accesses go past either end, and single-block
@@ -20,8 +21,7 @@ local exe = arg[-1]
 
 -- the count of bounded accesses in each kernel's generated MLIR
 local counts = {neighbours = 4, forms = 11, window = 3, grid2 = 3, gather = 2, tile = 4,
-                past = 2, guards = 3,
-                exprs = 3}
+                past = 2, guards = 3, exprs = 3, cancel = 2}
 for k, want in pairs(counts) do
   local p = io.popen(exe .. " compile " .. file .. " --kernel " .. k .. " --emit mlir 2>&1")
   local out = p:read("a")
@@ -39,15 +39,7 @@ do
           "TESSERA_CPU_BOUNDS=off: no unchecked copy")
 end
 
--- a tensor of n rows (row length w) in the middle of one of 3 n rows;
--- the rows around hold `fill` + their index
-local function framed(n, w, vals, fill)
-  local all = {}
-  for i = 1, 3 * n * w do all[i] = fill + i end
-  for i = 1, n * w do all[n * w + i] = vals[i] end
-  local big = ts.tensor("f32", {3 * n, w}, all, cpu)
-  return big, big:slice(0, n, n)
-end
+local function framed(n, w, vals, fill) return C.framed(n, w, vals, fill, cpu) end
 
 local function frame_kept(big, n, w, fill, what)
   local v = big:to_table()
@@ -105,10 +97,12 @@ function ref.past(x, n, j, B)
 end
 function ref.guards(x, n, j) return 100 * at(x, n, j + 1) + 1000 * at(x, n, j - 1) end
 function ref.exprs(x, n, j, _, y0) return j > 0 and x[j + 1] + 3 * x[j] or y0[1] end
+function ref.cancel(x, n, j, B) return at(x, n, j % B - 4) end
 
 for _, B in ipairs{16, 5} do
   for _, n in ipairs{48, 45, 16, 3} do
-    for _, k in ipairs{"neighbours", "forms", "window", "tile", "past", "guards", "exprs"} do
+    for _, k in ipairs{"neighbours", "forms", "window", "tile", "past", "guards", "exprs",
+                       "cancel"} do
       local xv, yv = values(n), values(n)
       local xbig, x = framed(n, 1, xv, 1000)
       local ybig, y = framed(n, 1, yv, -5000)

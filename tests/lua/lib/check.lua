@@ -19,6 +19,19 @@ function C.finish()
   if C.failed > 0 then os.exit(1) end
 end
 
+-- An f32 tensor of n rows of w (values vals, flat) in the middle of one
+-- of 3 n rows on device dev, the rows around holding `fill` + their flat
+-- index (1-based): an access let through past either end of the middle
+-- reads those or writes over them. Returns the whole, the middle and the
+-- whole's values as a table.
+function C.framed(n, w, vals, fill, dev)
+  local all = {}
+  for i = 1, 3 * n * w do all[i] = fill + i end
+  for i = 1, n * w do all[n * w + i] = vals[i] end
+  local big = ts.tensor("f32", {3 * n, w}, all, dev)
+  return big, big:slice(0, n, n), all
+end
+
 -- Counts the launches of each kernel by name, for the tests of which forms
 -- the model takes: wraps model/ops.lua's O.kernel, so call it before the
 -- model's files are required (they keep the function they find). Returns
