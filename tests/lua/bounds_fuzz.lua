@@ -2,9 +2,10 @@
 -- pass (compiler/gen_bounds.c), which runs a parallel statement's element
 -- accesses unchecked where interval arithmetic proves them inside. Each
 -- seeded kernel has six parallel statements; each makes one access at a
--- random index (an x read, an x read in a loop, the tile read, a y write)
--- besides its row of z, maybe under an `if` comparing the index or a part
--- of it; an index is mostly the statement's own (j, or i for the tile)
+-- random index (an x read, an x read in a loop, the tile read, a y write,
+-- an x read into a tile a reduce then sums: the CPU runs that pair fused)
+-- besides its row of z, the first four maybe under an `if` comparing the
+-- index or a part of it; an index is mostly the statement's own (j, or i for the tile)
 -- plus one or two operations with constants over i, a `let` or the loop's
 -- index (+ - * / % >> << &, min, max, select, unary minus, the first
 -- mostly shifting the range across 0), else any expression of the names
@@ -186,7 +187,26 @@ end
 -- written), maybe under an `if`, besides z[q, j].
 local function statement(q)
   local a = expr({"i", "B", "i0"}, 2)
-  local kind = pick{"read", "loop", "tile", "write"}
+  local kind = pick{"read", "loop", "tile", "write", "reduce"}
+  if kind == "reduce" then
+    -- a parallel statement filling a tile that a reduce sums, which the
+    -- CPU runs fused (gen_fused_reduce) and versions as one: z[q, i0] =
+    -- 9 x the sum of the block's reads
+    local ix = index("j")
+    local text = table.concat({
+      "  parallel (r, i) in (2, B) {",
+      "    let j = i0 + i;",
+      "    let a = " .. a.s .. ";",
+      "    tt[r, i] = x[" .. ix.s .. "] * f32(r + 1);",
+      "  }",
+      "  reduce_sum(tt, rr, dim=1);",
+      "  z[" .. q .. ", i0] = rr[0] + 4.0 * rr[1];"}, "\n")
+    return text, function(e, xv, n)
+      e.a = a.f(e)
+      local p = ix.f(e)
+      return nil, nil, nil, (p >= 0 and p < n) and xv[p + 1] or 0
+    end
+  end
   local kk = pick{"1", "2", "3", "min(i, 2) + 1"}
   local kn = ({["1"] = function() return 1 end, ["2"] = function() return 2 end,
                ["3"] = function() return 3 end,
@@ -270,17 +290,22 @@ local function make(id)
     "  let i0 = block_id(0) * B;",
     "  frag t: f32[B];",
     "  copy(x[i0:i0 + B], t);",
+    "  frag tt: f32[2, B];",
+    "  frag rr: f32[2];",
     table.concat(texts, "\n"),
     "}", ""}, "\n")
   local function ref(xv, n, m, B, yv, zv)
     for q = 1, S do
       for i0 = 0, (m + B - 1) // B * B - 1, B do
+        local sum
         for i = 0, B - 1 do
           local e = {i = i, j = i0 + i, i0 = i0, N = n, M = m, B = B}
-          local zj, w, wv = refs[q](e, xv, n)
+          local zj, w, wv, part = refs[q](e, xv, n)
           if zj and e.j < m then zv[(q - 1) * m + e.j + 1] = zj end
           if w and w >= 0 and w < m then yv[(q - 1) * m + w + 1] = wv end
+          if part then sum = (sum or 0) + part end
         end
+        if sum then zv[(q - 1) * m + i0 + 1] = 9 * sum end
       end
     end
   end
