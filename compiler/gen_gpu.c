@@ -138,7 +138,8 @@ bool ts_node_writes(const ts_node *n, const ts_symbol *s) {
     case TS_BUILTIN_GEMM: d = n->kids[2]; break;
     default: break;
     }
-  if (d && (written_base(d) ? written_base(d) == s : ts_node_mentions(d, s)))
+  const ts_symbol *w = written_base(d);
+  if (d && (w ? w == s : ts_node_mentions(d, s)))
     return true;
   for (uint32_t i = 0; i < n->kid_count; i++)
     if (ts_node_writes(n->kids[i], s))

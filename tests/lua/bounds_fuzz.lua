@@ -35,75 +35,80 @@ end
 local function trem(a, b) return a - tdiv(a, b) * b end
 local function shr(a, s) return a // (1 << s) end
 
--- A random i64 expression over the names in `vars` (each with its value
--- in env): its text and a function of env computing it.
-local expr
-local function leaf(vars)
-  if rnd() < 0.7 then
-    local v = pick(vars)
-    return {s = v, f = function(env) return env[v] end}
-  end
-  local c = pick{-3, -2, -1, 0, 1, 2, 3, 5, 9}
+-- Expressions: their text and a function of env (the names' values)
+-- computing them as the language does.
+local function name(v) return {s = v, f = function(env) return env[v] end} end
+local function const(c)
   return {s = c < 0 and "(" .. c .. ")" or tostring(c), f = function() return c end}
 end
+local binary = {["+"] = function(p, q) return p + q end, ["-"] = function(p, q) return p - q end,
+                ["*"] = function(p, q) return p * q end, ["/"] = tdiv, ["%"] = trem,
+                [">>"] = shr, ["<<"] = function(p, q) return p << q end,
+                ["&"] = function(p, q) return p & q end}
+local function bin(op, a, b)
+  local fn = binary[op]
+  return {s = "(" .. a.s .. " " .. op .. " " .. b.s .. ")",
+          f = function(e) return fn(a.f(e), b.f(e)) end}
+end
+local function minmax(op, a, b)
+  local m = op == "min" and math.min or math.max
+  return {s = op .. "(" .. a.s .. ", " .. b.s .. ")", f = function(e) return m(a.f(e), b.f(e)) end}
+end
+local function neg(a) return {s = "(-" .. a.s .. ")", f = function(e) return -a.f(e) end} end
 local cmps = {
   ["<"] = function(a, b) return a < b end, ["<="] = function(a, b) return a <= b end,
   [">"] = function(a, b) return a > b end, [">="] = function(a, b) return a >= b end,
   ["=="] = function(a, b) return a == b end, ["!="] = function(a, b) return a ~= b end}
 local cmp_ops = {"<", "<=", ">", ">=", "==", "!="}
+local function compare(op, a, b)
+  local f = cmps[op]
+  return {s = a.s .. " " .. op .. " " .. b.s, f = function(e) return f(a.f(e), b.f(e)) end}
+end
+local function choose(c, a, b)
+  return {s = "select(" .. c.s .. ", " .. a.s .. ", " .. b.s .. ")",
+          f = function(e) if c.f(e) then return a.f(e) end return b.f(e) end}
+end
+
+-- A random i64 expression over the names in `vars`, of depth at most
+-- `depth`.
+local expr
+local function leaf(vars)
+  if rnd() < 0.7 then return name(pick(vars)) end
+  return const(pick{-3, -2, -1, 0, 1, 2, 3, 5, 9})
+end
 local function cond(vars, depth)
   local a, b, op = expr(vars, depth), expr(vars, depth), pick(cmp_ops)
-  local f = cmps[op]
-  return {s = a.s .. " " .. op .. " " .. b.s, f = function(env) return f(a.f(env), b.f(env)) end}
+  return compare(op, a, b)
 end
 local forms = {
   function(v, d) -- a + b, a - b
     local a, b, op = expr(v, d), expr(v, d), pick{"+", "-"}
-    return {s = "(" .. a.s .. " " .. op .. " " .. b.s .. ")", f = op == "+" and
-      function(e) return a.f(e) + b.f(e) end or function(e) return a.f(e) - b.f(e) end}
+    return bin(op, a, b)
   end,
-  function(v, d) -- a * b
-    local a, b = expr(v, d), expr(v, d)
-    return {s = "(" .. a.s .. " * " .. b.s .. ")", f = function(e) return a.f(e) * b.f(e) end}
-  end,
+  function(v, d) return bin("*", expr(v, d), expr(v, d)) end,
   function(v, d) -- a / c, a % c
     local a, c, op = expr(v, d), pick{1, 2, 3, 4, 7, -2, -3}, pick{"/", "%"}
-    local cs = c < 0 and "(" .. c .. ")" or tostring(c)
-    return {s = "(" .. a.s .. " " .. op .. " " .. cs .. ")", f = op == "/" and
-      function(e) return tdiv(a.f(e), c) end or function(e) return trem(a.f(e), c) end}
+    return bin(op, a, const(c))
   end,
   function(v, d) -- a >> c, a << c
     local a, c, op = expr(v, d), pick{0, 1, 2, 3}, pick{">>", "<<"}
-    return {s = "(" .. a.s .. " " .. op .. " " .. c .. ")", f = op == ">>" and
-      function(e) return shr(a.f(e), c) end or function(e) return a.f(e) << c end}
+    return bin(op, a, const(c))
   end,
-  function(v, d) -- a & c
-    local a, c = expr(v, d), pick{1, 3, 7, 15, 31, -4}
-    local cs = c < 0 and "(" .. c .. ")" or tostring(c)
-    return {s = "(" .. a.s .. " & " .. cs .. ")", f = function(e) return a.f(e) & c end}
-  end,
+  function(v, d) return bin("&", expr(v, d), const(pick{1, 3, 7, 15, 31, -4})) end,
   function(v, d) -- min, max
     local a, b, op = expr(v, d), expr(v, d), pick{"min", "max"}
-    local m = op == "min" and math.min or math.max
-    return {s = op .. "(" .. a.s .. ", " .. b.s .. ")",
-            f = function(e) return m(a.f(e), b.f(e)) end}
+    return minmax(op, a, b)
   end,
-  function(v, d) -- select
+  function(v, d)
     local c, a, b = cond(v, d), expr(v, d), expr(v, d)
-    return {s = "select(" .. c.s .. ", " .. a.s .. ", " .. b.s .. ")",
-            f = function(e) if c.f(e) then return a.f(e) end return b.f(e) end}
+    return choose(c, a, b)
   end,
-  function(v, d) -- -a
-    local a = expr(v, d)
-    return {s = "(-" .. a.s .. ")", f = function(e) return -a.f(e) end}
-  end,
+  function(v, d) return neg(expr(v, d)) end,
 }
 function expr(vars, depth)
   if depth <= 0 or rnd() < 0.35 then return leaf(vars) end
   return pick(forms)(vars, depth - 1)
 end
--- an index: `own` (j, or i for the tile) plus a small random expression
--- (over i, the let a, the loop's k, B and constants), mostly; else any
 -- op(x, c) or op(c, x) for a random operation and a constant suited to it
 -- (divisors and masks mostly positive, shifts 0 .. 3)
 local function with_const(x, ops)
@@ -112,30 +117,15 @@ local function with_const(x, ops)
   if op == "/" or op == "%" then c = pick{1, 2, 3, 4, 5, -2} end
   if op == ">>" or op == "<<" then c = pick{0, 1, 2, 3} end
   if op == "&" then c = pick{1, 3, 7, -4} end
-  local cs = c < 0 and "(" .. c .. ")" or tostring(c)
-  local k = {s = cs, f = function() return c end}
+  local k = const(c)
   local a, b = x, k
   if (op == "+" or op == "-" or op == "*" or op == "min" or op == "max") and rnd() < 0.4 then
     a, b = k, x
   end
-  if op == "neg" then
-    return {s = "(-" .. x.s .. ")", f = function(e) return -x.f(e) end}
-  elseif op == "select" then
-    local cmp = pick(cmp_ops)
-    local f = cmps[cmp]
-    return {s = "select(" .. x.s .. " " .. cmp .. " " .. cs .. ", " .. x.s .. ", " .. cs .. ")",
-            f = function(e) local v = x.f(e); if f(v, c) then return v end return c end}
-  elseif op == "min" or op == "max" then
-    local m = op == "min" and math.min or math.max
-    return {s = op .. "(" .. a.s .. ", " .. b.s .. ")",
-            f = function(e) return m(a.f(e), b.f(e)) end}
-  end
-  local fn = ({["+"] = function(p, q) return p + q end, ["-"] = function(p, q) return p - q end,
-               ["*"] = function(p, q) return p * q end, ["/"] = tdiv, ["%"] = trem,
-               [">>"] = shr, ["<<"] = function(p, q) return p << q end,
-               ["&"] = function(p, q) return p & q end})[op]
-  return {s = "(" .. a.s .. " " .. op .. " " .. b.s .. ")",
-          f = function(e) return fn(a.f(e), b.f(e)) end}
+  if op == "neg" then return neg(x) end
+  if op == "select" then return choose(compare(pick(cmp_ops), x, k), x, k) end
+  if op == "min" or op == "max" then return minmax(op, a, b) end
+  return bin(op, a, b)
 end
 -- an index: `own` (j, or i for the tile) plus one or two operations with
 -- constants over i (or the let a, or the loop's k), mostly: where a bound
@@ -145,24 +135,23 @@ end
 -- operation and its operand.
 local function index(own, var)
   local r = rnd()
-  local o = {s = own, f = function(e) return e[own] end}
+  local o = name(own)
   if r < 0.85 then
-    local v = var or pick{"i", "i", "i", "a"}
+    local v = name(var or pick{"i", "i", "i", "a"})
     -- (two: the first mostly shifts the range to straddle 0, where
     -- / % >> * & and select have their signs to get right)
-    local d1 = with_const({s = v, f = function(e) return e[v] end},
-                          r < 0.6 and rnd() < 0.6 and {"+", "-"} or nil)
+    local d1 = with_const(v, r < 0.6 and rnd() < 0.6 and {"+", "-"} or nil)
     local d = d1
     if r < 0.6 and rnd() < 0.25 then
       -- (times another straddling range: the product's four corners)
       local c = pick{-3, -2, -1, 1, 2}
-      local w = {s = "(" .. v .. " + (" .. c .. "))", f = function(e) return e[v] + c end}
-      d = {s = "(" .. d1.s .. " * " .. w.s .. ")", f = function(e) return d1.f(e) * w.f(e) end}
+      local w = {s = "(" .. v.s .. " + (" .. c .. "))", f = function(e) return v.f(e) + c end}
+      d = bin("*", d1, w)
     elseif r < 0.6 then
       d = with_const(d1)
     end
-    local ix = {s = own .. " + " .. d.s, f = function(e) return e[own] + d.f(e) end}
-    return ix, {ix, o, d1, {s = v, f = function(e) return e[v] end}}
+    local ix = {s = own .. " + " .. d.s, f = function(e) return o.f(e) + d.f(e) end}
+    return ix, {ix, o, d1, v}
   end
   local ix = expr({"i", "j", "i0", "N", "M", "B", "a"}, 3)
   return ix, {ix, o}
@@ -171,20 +160,20 @@ end
 local function guard_on(e)
   if rnd() < 0.3 then return cond({"i", "j", "i0", "N", "M", "B", "a"}, 1) end
   local op = pick(cmp_ops)
-  local rhs = pick{"N", "M", "0", "N - 1", "M - 1", "B", "1", "N - 2"}
-  local rv = ({N = function(v) return v.N end, M = function(v) return v.M end,
-               ["0"] = function() return 0 end, ["N - 1"] = function(v) return v.N - 1 end,
-               ["M - 1"] = function(v) return v.M - 1 end, B = function(v) return v.B end,
-               ["1"] = function() return 1 end, ["N - 2"] = function(v) return v.N - 2 end})[rhs]
-  local f = cmps[op]
-  return {s = e.s .. " " .. op .. " " .. rhs, f = function(v) return f(e.f(v), rv(v)) end}
+  local rhs = pick{name("N"), name("M"), {s = "0", f = function() return 0 end},
+                   {s = "N - 1", f = function(v) return v.N - 1 end},
+                   {s = "M - 1", f = function(v) return v.M - 1 end}, name("B"),
+                   {s = "1", f = function() return 1 end},
+                   {s = "N - 2", f = function(v) return v.N - 2 end}}
+  return compare(op, e, rhs)
 end
 
 -- One parallel statement (number q of its kernel): its text and its
 -- reference (e: the names' values; xv, n: x; the tile's origin i0): z[q,
--- j]'s value or nil, and y[q, w]'s index and value or nil. It makes one
--- access of a random index (x read, x read in a loop, the tile read, y
--- written), maybe under an `if`, besides z[q, j].
+-- j]'s value or nil, y[q, w]'s index and value or nil, and for the
+-- reduce's form element i's part of the block's sum. It makes one access
+-- of a random index (x read, x read in a loop, the tile read, y written,
+-- x read into the reduced tile), the first four maybe under an `if`.
 local function statement(q)
   local a = expr({"i", "B", "i0"}, 2)
   local kind = pick{"read", "loop", "tile", "write", "reduce"}
@@ -207,10 +196,9 @@ local function statement(q)
       return nil, nil, nil, (p >= 0 and p < n) and xv[p + 1] or 0
     end
   end
-  local kk = pick{"1", "2", "3", "min(i, 2) + 1"}
-  local kn = ({["1"] = function() return 1 end, ["2"] = function() return 2 end,
-               ["3"] = function() return 3 end,
-               ["min(i, 2) + 1"] = function(e) return math.min(e.i, 2) + 1 end})[kk]
+  -- (the loop's count)
+  local kk = pick{const(1), const(2), const(3),
+                  {s = "min(i, 2) + 1", f = function(e) return math.min(e.i, 2) + 1 end}}
   local ix, parts
   if kind == "tile" then
     ix, parts = index("i")
@@ -236,7 +224,7 @@ local function statement(q)
   if kind == "read" then
     body = {"z[" .. q .. ", j] = x[" .. ix.s .. "];"}
   elseif kind == "loop" then
-    body = {"var s = 0.0;", "for k in 0.." .. kk .. " {", "  s += x[" .. ix.s .. "];", "}",
+    body = {"var s = 0.0;", "for k in 0.." .. kk.s .. " {", "  s += x[" .. ix.s .. "];", "}",
             "z[" .. q .. ", j] = s;"}
   elseif kind == "tile" then
     body = {"z[" .. q .. ", j] = t[" .. ix.s .. "];"}
@@ -259,7 +247,7 @@ local function statement(q)
     if kind == "read" then return at(ix.f(e)) end
     if kind == "loop" then
       local v = 0
-      for k = 0, kn(e) - 1 do
+      for k = 0, kk.f(e) - 1 do
         e.k = k
         v = v + at(ix.f(e))
       end
