@@ -557,15 +557,19 @@ static const char *atomic(cg *c, ts_node *n, ctype *rt) {
   if (!cu_view_of(c, n->kids[0], &v, pool, &np))
     return "0";
   ts_dtype dt = v.dt;
-  if (dt != TS_DTYPE_F32 && dt != TS_DTYPE_I32 && dt != TS_DTYPE_I64) {
+  bool narrow = dt == TS_DTYPE_BF16 || dt == TS_DTYPE_F16;
+  if (dt != TS_DTYPE_F32 && dt != TS_DTYPE_I32 && dt != TS_DTYPE_I64 && !narrow) {
     cu_unsupported(c, n, "an atomic on this element type");
     return "0";
   }
   const char *lin, *ok;
   cu_view_elem(c, &v, NULL, &lin, &ok);
   const char *val = cu_expr_as(c, n->kids[1], cu_compute_of(dt));
-  const char *f = n->builtin == TS_BUILTIN_ATOMIC_ADD ? "ts_atomic_add"
-                                                      : "ts_atomic_max";
+  /* bf16 and f16: a 16-bit compare-and-swap loop (the prelude's
+   * ts_atomic_add_bf16 ...), the sum or max in f32, rounded as a store */
+  const char *f = cu_str(c, "%s%s%s",
+                         n->builtin == TS_BUILTIN_ATOMIC_ADD ? "ts_atomic_add" : "ts_atomic_max",
+                         narrow ? "_" : "", narrow ? ts_dtype_name(dt) : "");
   /* out of range: no update, the result is 0 */
   const char *call = cu_str(c, "((%s) ? %s(&%s[%s], %s) : (%s)0)", ok, f, v.base,
                          lin, val, ctype_c(cu_compute_of(dt)));

@@ -493,12 +493,9 @@ static void check_call_stmt(sema *s, ts_node *n) {
     if (b == TS_BUILTIN_PRINT || b == TS_BUILTIN_ASSERT ||
         b == TS_BUILTIN_BARRIER) {
       if (call->kid_count < lo || call->kid_count > hi) {
-        ts_diag *d = sema_error(s, call->span,
-                                "'%s' takes %s%u argument%s, "
-                                "found %u",
-                                ts_builtin_name(b), lo == hi ? "" : "at least ",
-                                lo, lo == 1 ? "" : "s", call->kid_count);
-        ts_diag_hint(s->d, d, "'%s'", ts_builtin_signature(b));
+        const char *name = ts_builtin_name(b);
+        sema_arg_count_error(s, call->span, name, strlen(name), lo, hi, call->kid_count,
+                             ts_builtin_signature(b));
         return;
       }
       for (uint32_t i = 0; i < call->kid_count; i++)
@@ -1093,8 +1090,11 @@ static void check_kernel(sema *s, ts_node *n, ts_kernel_info *k) {
                  grid->kid_count);
     for (uint32_t i = 0; i < grid->kid_count && i < 3; i++) {
       ts_node *e = grid->kids[i];
-      if (!sema_int_expr(s, e, "a grid extent"))
+      if (!sema_int_expr(s, e, "a grid extent")) {
+        /* still a dim: block_id(d) of the dims after it is not out of range */
+        k->grid[k->grid_rank++] = sema_extent_const(1);
         continue;
+      }
       if (e->cval.kind == TS_CONST_INT && e->cval.i <= 0)
         sema_error(s, e->span, "a grid extent must be positive, found %lld",
                    (long long)e->cval.i);

@@ -79,6 +79,10 @@ ts_scope sema_arg_scope(const ts_node *arg);
 ts_symbol *sema_dtype_param(sema *s, ts_str name);
 void sema_unknown_name(sema *s, ts_node *n);
 ts_diag *sema_error(sema *s, ts_span sp, const char *fmt, ...) TS_PRINTF(3, 4);
+/* "'name' takes N arguments, found C" (at least lo when C is below it, at
+ * most hi when above), with the signature as a hint. */
+void sema_arg_count_error(sema *s, ts_span sp, const char *name, size_t len, uint32_t lo,
+                          uint32_t hi, uint32_t c, const char *sig);
 void sema_note_decl(sema *s, ts_diag *d, const ts_symbol *sym);
 const char *sema_sym_kind_name(ts_symbol_kind k);
 void *sema_alloc(sema *s, size_t size);

@@ -610,11 +610,17 @@ static bool arg_count(sema *s, ts_node *n, uint32_t lo, uint32_t hi,
     }
   if (c >= lo && c <= hi)
     return true;
-  ts_diag *d = sema_error(s, n->span, "'%.*s' takes %u argument%s, found %u",
-                          (int)n->name.len, n->name.ptr, lo == hi ? lo : hi,
-                          (lo == hi ? lo : hi) == 1 ? "" : "s", c);
-  ts_diag_hint(s->d, d, "'%s'", sig);
+  sema_arg_count_error(s, n->span, n->name.ptr, n->name.len, lo, hi, c, sig);
   return false;
+}
+
+void sema_arg_count_error(sema *s, ts_span sp, const char *name, size_t len, uint32_t lo,
+                          uint32_t hi, uint32_t c, const char *sig) {
+  uint32_t k = c < lo ? lo : hi;
+  ts_diag *d = sema_error(s, sp, "'%.*s' takes %s%u argument%s, found %u", (int)len, name,
+                          lo == hi ? "" : c < lo ? "at least " : "at most ", k,
+                          k == 1 ? "" : "s", c);
+  ts_diag_hint(s->d, d, "'%s'", sig);
 }
 
 static const ts_type *check_cast(sema *s, ts_node *n) {

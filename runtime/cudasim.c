@@ -65,6 +65,10 @@ static const char *const shim =
     "template <class T> static inline T atomicAdd(T *p, T v) { T o = *p; *p = o + v; return o; }\n"
     "template <class T> static inline T atomicMax(T *p, T v) { T o = *p; if (v > o) *p = v; return o; }\n"
     "static inline int atomicCAS(int *p, int cmp, int v) { int o = *p; if (o == cmp) *p = v; return o; }\n"
+    "static inline unsigned short atomicCAS(unsigned short *p, unsigned short cmp,\n"
+    "                                       unsigned short v) {\n"
+    "  unsigned short o = *p; if (o == cmp) *p = v; return o;\n"
+    "}\n"
     "static inline void __threadfence() {} /* blocks run one after another */\n";
 
 /* Runs `cc` on `src` into `so`; the compiler's messages on failure. */

@@ -147,13 +147,16 @@ expect 2 "target ptx emit llvm" "$t" compile kernels/softmax.tile --target ptx -
 has err "CPU stage" "llvm is a CPU stage"
 expect 0 "target ptx -o" "$t" compile kernels/gemm.tile --target ptx -o "$tmp/gemm.ptx"
 if grep -q ".entry gemm_nt(" "$tmp/gemm.ptx" 2>/dev/null; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: -o k.ptx"; fi
-printf 'kernel k(x: bf16[N]) {\n  let o = atomic_add(x[0], 1.0);\n}\n' >"$tmp/gatomic.tile"
-expect 1 "unsupported on the GPU: located" "$t" compile --color=never "$tmp/gatomic.tile" --target ptx
-has err "gatomic.tile:2:11: error: an atomic on this element type is not supported on the GPU target yet" "located GPU lowering error"
+# (a GPU lowering error: the architecture's shared memory, sm_86's 99 KiB)
+printf 'kernel k(x: f32[N]) {\n  shared s: f32[32768];\n  fill(s, 0.0);\n}\n' >"$tmp/gsmem.tile"
+expect 1 "too big for the GPU: located" "$t" compile --color=never "$tmp/gsmem.tile" --target ptx --arch sm_86
+has err "gsmem.tile:1:1: error: kernel 'k' needs 131088 bytes of shared memory a block" "located GPU lowering error"
 expect 1 "program errors before lowering" "$t" compile "$tmp/bad.tile" --emit mlir
-printf 'kernel k(x: bf16[N]) {\n  let o = atomic_add(x[0], 1.0);\n}\n' >"$tmp/atomic.tile"
-expect 1 "unsupported on the CPU: located" "$t" compile --color=never "$tmp/atomic.tile" --emit mlir
-has err "atomic.tile:2:11: error: an atomic on this element type is not supported on the CPU target yet" "located lowering error"
+# (a CPU lowering limit: more than 128 tiles over 64 KiB)
+{ echo 'kernel k(x: f32[N]) {'; for i in $(seq 0 128); do echo "  frag t$i: f32[16385];"; done
+  echo '}'; } >"$tmp/tiles.tile"
+expect 1 "unsupported on the CPU: located" "$t" compile --color=never "$tmp/tiles.tile" --emit mlir
+has err "tiles.tile:130:3: error: this many large tiles is not supported on the CPU target yet" "located lowering error"
 expect 0 "-o" "$t" compile kernels/gemm.tile --emit typed -o "$tmp/gemm.typed"
 if [[ -s $tmp/gemm.typed ]] && grep -q "kernel gemm_nt" "$tmp/gemm.typed"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: -o wrote nothing"; fi
 expect 2 "-o into a missing folder" "$t" compile kernels/gemm.tile --emit typed -o "$tmp/no/such/dir/x"

@@ -613,6 +613,87 @@ static void test_max_all(void) {
   ts_kernel_release(k);
 }
 
+/* bf16 and f16 atomics (ops.tile narrow_atomics) from blocks running at
+ * once: sums and a counter exact in any order (a lost update shows), the
+ * maximum, one rounded add a slot with its old value, a block's shared
+ * tile, and indices out of range (-0.0 stays -0.0, the result is 0). */
+static void test_narrow_atomics(void) {
+  ts_kernel *k = num_kernel(OPS, "narrow_atomics", NULL, NULL);
+  if (!k)
+    return;
+  enum { N = 250, B = 16, NB = (N + B - 1) / B };
+  int64_t n = N, three = 3, one = 1, so[2] = {N, 6}, ss[2] = {NB, 4};
+  uint64_t seed = 31;
+  ts_tensor *v = num_tensor(TS_DTYPE_F32, 1, &n);
+  ts_tensor *ab = num_tensor(TS_DTYPE_BF16, 1, &three), *ah = num_tensor(TS_DTYPE_F16, 1, &three);
+  ts_tensor *rb = num_tensor(TS_DTYPE_BF16, 1, &n), *rh = num_tensor(TS_DTYPE_F16, 1, &n);
+  ts_tensor *old = num_tensor(TS_DTYPE_F32, 2, so), *sb = num_tensor(TS_DTYPE_BF16, 2, ss);
+  ts_tensor *z = num_tensor(TS_DTYPE_BF16, 1, &one), *zf = num_tensor(TS_DTYPE_F32, 1, &one);
+  double *vv = num_fill(v, -300, 300, &seed);
+  double *r0 = num_fill(rb, -50, 50, &seed), *h0 = num_fill(rh, -50, 50, &seed);
+  uint16_t *abb = ts_tensor_data(ab), *ahb = ts_tensor_data(ah);
+  uint16_t *rbb = ts_tensor_data(rb), *rhb = ts_tensor_data(rh);
+  uint16_t r0b[N], h0b[N];
+  memcpy(r0b, rbb, sizeof r0b);
+  memcpy(h0b, rhb, sizeof h0b);
+  for (int i = 0; i < 3; i++) {
+    abb[i] = ts_f32_to_bf16(i == 2 ? -1e30f : 0.0f);
+    ahb[i] = ts_f32_to_f16(i == 2 ? -60000.0f : 0.0f);
+  }
+  *(uint16_t *)ts_tensor_data(z) = 0x8000;
+  *(uint32_t *)ts_tensor_data(zf) = 0x80000000u;
+  ts_arg a[9] = {ts_arg_tensor(v),  ts_arg_tensor(ab), ts_arg_tensor(ah),
+                 ts_arg_tensor(rb), ts_arg_tensor(rh), ts_arg_tensor(old),
+                 ts_arg_tensor(sb), ts_arg_tensor(z),  ts_arg_tensor(zf)};
+  num_launch(k, a, 9);
+  double sum = 0, mx = -INFINITY;
+  for (int e = 0; e < N; e++) {
+    sum += e % 3;
+    mx = fmax(mx, vv[e]);
+  }
+  CHECK(ts_bf16_to_f32(abb[0]) == sum && ts_f16_to_f32(ahb[0]) == sum);
+  CHECK(ts_bf16_to_f32(abb[1]) == N && ts_f16_to_f32(ahb[1]) == N);
+  CHECK(abb[2] == ts_f32_to_bf16((float)mx) && ahb[2] == ts_f32_to_f16((float)mx));
+  const float *ov = ts_tensor_data(old);
+  const uint16_t *sbb = ts_tensor_data(sb);
+  bool seen[2][N] = {{false}};
+  int bad = 0;
+  for (int e = 0; e < N; e++) {
+    for (int c = 0; c < 2; c++) { /* the counters' old values: 0 .. N - 1, once each */
+      float o = ov[e * 6 + c];
+      int at = (int)o;
+      if (o != (float)at || at < 0 || at >= N || seen[c][at])
+        bad++;
+      else
+        seen[c][at] = true;
+    }
+    float x = (float)vv[e];
+    bad += rbb[e] != ts_f32_to_bf16(ts_bf16_to_f32(r0b[e]) + x);
+    bad += rhb[e] != ts_f32_to_f16(ts_f16_to_f32(h0b[e]) + x);
+    bad += ov[e * 6 + 2] != ts_bf16_to_f32(r0b[e]) || ov[e * 6 + 3] != ts_f16_to_f32(h0b[e]);
+    bad += ov[e * 6 + 4] != 0.0f || ov[e * 6 + 5] != 0.0f;
+  }
+  for (int blk = 0; blk < NB; blk++)
+    for (int j = 0; j < 4; j++) {
+      int want = 0;
+      for (int i = j; i < B; i += 4)
+        want += blk * B + i < N;
+      bad += ts_bf16_to_f32(sbb[blk * 4 + j]) != (float)want;
+    }
+  CHECK(bad == 0);
+  CHECK(*(uint16_t *)ts_tensor_data(z) == 0x8000);
+  CHECK(*(uint32_t *)ts_tensor_data(zf) == 0x80000000u);
+  if (bad)
+    fprintf(stderr, "narrow_atomics: %d wrong\n", bad);
+  free(vv);
+  free(r0);
+  free(h0);
+  ts_tensor *ts[] = {v, ab, ah, rb, rh, old, sb, z, zf};
+  for (size_t i = 0; i < TS_ARRAY_COUNT(ts); i++)
+    ts_tensor_release(ts[i]);
+  ts_kernel_release(k);
+}
+
 static void test_casts(void) {
   ts_kernel *k = num_kernel(OPS, "casts", NULL, NULL);
   if (!k)
@@ -753,6 +834,7 @@ int main(void) {
   test_control();
   test_histogram();
   test_max_all();
+  test_narrow_atomics();
   test_math();
   test_casts();
   test_launch_checks();

@@ -337,3 +337,24 @@ if [[ $too_big != "hca_attn_split hca_attn_split_kv8 hca_attn_tc sparse_attn_spl
 else
   pass=$((pass + 1))
 fi
+# bf16 and f16 atomics are compare-and-swap loops in both lowerings (the
+# MLIR one: LLVM's 32-bit CAS around the half-word; the CUDA C one:
+# atomicCAS on 16 bits), on global and shared memory, for sm_90a and sm_80
+for arch in sm_90a sm_80; do
+  for how in "--target ptx" "--target cuda --emit ptx"; do
+    # shellcheck disable=SC2086
+    "$tessera" compile "$src/tests/numerics/ops.tile" --kernel narrow_atomics $how --arch $arch \
+      --no-cache -o "$tmp/na.ptx" 2>"$tmp/err" &&
+      "$ptxas" -arch=$arch "$tmp/na.ptx" -o "$tmp/na.cubin" 2>>"$tmp/err"
+    if [[ $how == "--target ptx" ]]; then want="cas.b32"; else want="cas.b16"; fi
+    if [[ -s $tmp/err ]] || ! grep -qE "atom\.([a-z]+\.)*global\.([a-z]+\.)*cas\." "$tmp/na.ptx" ||
+       ! grep -qE "atom\.([a-z]+\.)*shared\.([a-z]+\.)*cas\." "$tmp/na.ptx" ||
+       ! grep -q "$want" "$tmp/na.ptx"; then
+      echo "FAIL: narrow_atomics ($how, $arch): no $want on global and shared memory:"
+      cat "$tmp/err"
+      grep -o "atom\.[a-z0-9.]*" "$tmp/na.ptx" | sort | uniq -c; fail=$((fail + 1))
+    else
+      pass=$((pass + 1))
+    fi
+  done
+done
