@@ -336,12 +336,18 @@ static void check_tile_decl(sema *s, ts_node *n) {
   if (!t)
     return;
   t->scope = n->op == TS_TOK_SHARED ? TS_SCOPE_SHARED : TS_SCOPE_FRAG;
-  bool ok = true, all_const = true;
+  /* bad: an extent in error, after which the shape means nothing (its
+   * uses are not checked against it); ok: no error at all */
+  bool ok = true, bad = false, all_const = true;
   int64_t count = 1;
   for (uint32_t i = 0; i < tn->kid_count; i++) {
     ts_node *e = tn->kids[i];
-    if (!sema_int_expr(s, e, "a tile extent")) {
+    uint32_t errors = s->d->error_count;
+    /* (an extent whose expression reported an error, a constant division
+     * by zero, is that error alone: not also "unknown at launch") */
+    if (!sema_int_expr(s, e, "a tile extent") || s->d->error_count != errors) {
       ok = false;
+      bad = true;
       continue;
     }
     ts_extent x = sema_extent_of(s, e);
@@ -359,6 +365,7 @@ static void check_tile_decl(sema *s, ts_node *n) {
                      "use params, literals and the dims of the "
                      "kernel's tensors");
         ok = false;
+        bad = true;
         break;
       }
     }
@@ -367,6 +374,7 @@ static void check_tile_decl(sema *s, ts_node *n) {
         sema_error(s, e->span, "a tile extent must be positive, found %lld",
                    (long long)x.c);
         ok = false;
+        bad = true;
       } else if (__builtin_mul_overflow(count, x.c, &count)) {
         count = INT64_MAX;
       }
@@ -396,8 +404,8 @@ static void check_tile_decl(sema *s, ts_node *n) {
   }
   ts_symbol *sym =
       sema_declare(s, TS_SYM_TILE, n->name, n, ok ? t : &sema_error_type);
-  if (!ok && sym)
-    sym->type = t; /* keep the shape for later messages */
+  if (!ok && !bad && sym)
+    sym->type = t; /* keep the shape for later messages (too big, but a shape) */
   n->sym = sym;
   n->type = t;
 }

@@ -136,6 +136,8 @@ static const ts_type *tile_ref_depth(sema *s, ts_node *n, const char *op,
   if (!sym)
     return &sema_error_type;
   const ts_type *bt = sym->type;
+  if (bt->kind == TS_TYPE_ERROR) /* (a declaration in error: reported there) */
+    return &sema_error_type;
   uint32_t subs = n->kid_count - 1;
   if (subs != bt->rank) {
     ts_diag *d =
