@@ -307,29 +307,43 @@ static void check_let(sema *s, ts_node *n) {
   sym->atom = sema_new_atom(s, n->name);
 }
 
+/* A tile declaration in error still declares its name, with no type to
+ * check its uses against: the error is reported once, not as "unknown
+ * name" at each use. */
+static void tile_in_error(sema *s, ts_node *n) {
+  n->sym = sema_declare(s, TS_SYM_TILE, n->name, n, &sema_error_type);
+  n->type = &sema_error_type;
+}
+
 static void check_tile_decl(sema *s, ts_node *n) {
   ts_node *tn = n->kids[0];
   const char *kw = n->op == TS_TOK_SHARED ? "shared" : "frag";
   if (!s->kernel) {
     sema_error(s, n->span, "'%s' tiles can only be declared in a kernel", kw);
+    tile_in_error(s, n);
     return;
   }
   if (s->in_parallel) {
     sema_error(s, n->span, "a tile cannot be declared inside 'parallel'");
+    tile_in_error(s, n);
     return;
   }
   sema_resolve_type(s, tn);
-  if (!tn || tn->dtype >= TS_DTYPE_COUNT)
+  if (!tn || tn->dtype >= TS_DTYPE_COUNT) {
+    tile_in_error(s, n);
     return;
+  }
   if (!tn->has_shape || tn->kid_count == 0) {
     ts_diag *d = sema_error(s, tn->span, "a tile needs a shape");
     ts_diag_hint(s->d, d, "e.g. '%s t: %s[64, 64]'", kw,
                  ts_dtype_name(tn->dtype));
+    tile_in_error(s, n);
     return;
   }
   if (tn->kid_count > TS_MAX_RANK) {
     sema_error(s, tn->span, "a tile has at most %d dims, found %u", TS_MAX_RANK,
                tn->kid_count);
+    tile_in_error(s, n);
     return;
   }
   ts_type *t = new_type(s, TS_TYPE_TILE, tn->dtype);
