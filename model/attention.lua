@@ -688,11 +688,19 @@ end
 -- An i32 tensor [#values] of a step's values; in a recorded batch step
 -- (step.vplan: model/graphs.lua) the plan's slot `name`, which f(c) fills
 -- before each replay from the batch (c.seqs, c.pos_v, c.ids) as it is
--- before the step.
+-- before the step. Inside round r of a step of several rounds
+-- (step.round_of, set by attention_steps: decode_rounds' rows) the slot
+-- is that round's, filled from c.rounds[r] (its sequences and positions)
+-- as the state is before that round.
 function M.step_vals(step, name, values, f)
   local vp = step.vplan
   if not vp then return O.tensor("i32", {#values}, values) end
-  return vp:vals(step, name, values, f)
+  local r = step.round_of
+  if r then
+    local of = f
+    name, f = name .. " @" .. r, function(c) return of(c.rounds[r]) end
+  end
+  return vp:vals(step, name, values, f, r)
 end
 
 -- Whether the states of layer L of the sequences seqs lie in the model's
@@ -798,8 +806,10 @@ function M:attention_steps(L, x, seqs, pos_v, step, rounds)
   -- attend_step stored before), the attention once for the round
   -- (attend_batch); else a token at a time (attend_step)
   local o, roped, proj = O.out{B, H, c}, nil, {}
-  for _, rd in ipairs(rounds or {{0, B}}) do
+  for r, rd in ipairs(rounds or {{0, B}}) do
     local r0, m = rd[1], rd[2]
+    -- (a recorded step of several rounds: each round's own plan slots)
+    step.round_of = step.vplan and rounds and #rounds > 1 and r or nil
     local whole = r0 == 0 and m == B
     local function rows(t)
       if whole or not t then return t end
@@ -832,6 +842,7 @@ function M:attention_steps(L, x, seqs, pos_v, step, rounds)
       end
     end
   end
+  step.round_of = nil
   return self:attention_out(L, o, tab, pos, B, roped)
 end
 

@@ -3,8 +3,9 @@
 -- them, as one loop in C on the CPU and one CUDA graph launch on a GPU.
 -- A sequence's steps (decode, and speculation's steps of k tokens:
 -- M:graphed_step), its MTP block's steps of k positions (speculation's
--- drafts: M:graphed_mtp) and a batch's (decode_batch: M:graphed_batch,
--- below).
+-- drafts: M:graphed_mtp), a batch's (decode_batch: M:graphed_batch,
+-- below) and several sequences' steps of rounds (speculate_batch's
+-- verification: M:graphed_rounds).
 --
 -- A recorded step is the model's own decode step (M:decode_step), with
 -- what changes from one position to the next read from the device: each
@@ -370,14 +371,14 @@ end
 local VPlan = {}
 VPlan.__index = VPlan
 
-function VPlan:vals(step, name, values, f)
+function VPlan:vals(step, name, values, f, round)
   local memo = step.vals or {}
   step.vals = memo
   if memo[name] then return memo[name] end
   local t
   if self.mode == "collect" then
     if self.regs[name] then error("graph plan: slot '" .. name .. "' twice", 3) end
-    self.regs[name] = {at = self.size, n = #values, f = f}
+    self.regs[name] = {at = self.size, n = #values, f = f, round = round}
     self.order[#self.order + 1] = name
     self.size = self.size + #values
     t = O.tensor("i32", {#values}, values)
@@ -400,14 +401,26 @@ end
 
 VPlan.rows = Plan.rows -- (the buckets, as a sequence's plan has them)
 
--- The slots' values for the batch c, written to the plan's tensor.
-function VPlan:fill(c)
+-- The slots' values for the batch c, written to the plan's tensor. A
+-- plan of several rounds (self.rounds) fills the step's own slots, then
+-- each round's in turn, after_round(r) bringing the state to what round r
+-- leaves (the next round's slots read it).
+function VPlan:fill(c, after_round)
   local v = self.vector
-  for _, name in ipairs(self.order) do
-    local r = self.regs[name]
-    local got = r.f(c)
-    if #got ~= r.n then error("graph plan: slot '" .. name .. "' changed its size", 2) end
-    for i = 1, r.n do v[r.at + i] = got[i] end
+  local function fill_round(round)
+    for _, name in ipairs(self.order) do
+      local r = self.regs[name]
+      if r.round == round then
+        local got = r.f(c)
+        if #got ~= r.n then error("graph plan: slot '" .. name .. "' changed its size", 3) end
+        for i = 1, r.n do v[r.at + i] = got[i] end
+      end
+    end
+  end
+  fill_round(nil)
+  for round = 1, self.rounds or 0 do
+    fill_round(round)
+    after_round(round)
   end
   self.block:set(v)
 end
@@ -419,20 +432,36 @@ function VPlan:finish()
   for _, r in pairs(self.regs) do r.view = self.block:slice(0, r.at, r.n) end
 end
 
--- The batch's key (its size, each ratio's completing sequences and bucket)
--- and buckets, the caches made room for the step's entries; nil when a
--- sequence's layer is not in the model's pools or its window not full.
-local function batch_key(self, seqs, pos_v)
+-- The sequences of seqs, each once, in order.
+local function distinct(seqs)
+  local out, seen = {}, {}
+  for _, s in ipairs(seqs) do
+    if not seen[s] then seen[s], out[#out + 1] = true, s end
+  end
+  return out
+end
+
+-- The key of a step of rows (seqs[b] at position pos_v[b]; a sequence's
+-- rows at its next positions, in order), `head` first, then each ratio's
+-- rows that complete a window and bucket; and its buckets, the caches made
+-- room for the step's entries. nil when a sequence's layer is not in the
+-- model's pools or its ring not the state of its first row's position.
+local function rows_key(self, seqs, pos_v, head)
   local cfg, W = self.cfg, self.cfg.window_size
-  local key, nb, most = {#seqs}, {}, {}
+  local key, nb, most, first = {head}, {}, {}, {}
+  for b, s in ipairs(seqs) do first[s] = first[s] or pos_v[b] end
+  local own = distinct(seqs)
   for L = 0, cfg.n_layers - 1 do
-    if not self:pooled_batch(L, seqs) then return nil end
+    if not self:pooled_batch(L, own) then return nil end
     local r = cfg.compress_ratios[L + 1]
-    for b, s in ipairs(seqs) do
+    for _, s in ipairs(own) do
       local st = s.state[L]
-      if st.ring.n ~= math.min(pos_v[b], W) then return nil end
+      if st.ring.n ~= math.min(first[s], W) then return nil end
       if r > 0 then
-        local after = st.comp.n + ((pos_v[b] + 1) % r == 0 and 1 or 0)
+        local after = st.comp.n
+        for b, t in ipairs(pos_v) do
+          if seqs[b] == s and (t + 1) % r == 0 then after = after + 1 end
+        end
         st.comp:reserve(after)
         if st.keys then st.keys:reserve(after) end
         most[r] = math.max(most[r] or 0, after, st.keys and st.keys.n or 0)
@@ -451,61 +480,163 @@ local function batch_key(self, seqs, pos_v)
   return table.concat(key, " "), nb
 end
 
--- A decode_batch step of seqs (ids, positions pos_v) as a graph, in the
--- model's graphs of batch steps (by key; any sequences of the model's
--- pools): collected, then recorded, then replayed (M:graphed_step's
--- order); nil where the step runs unrecorded.
-function M:graphed_batch(seqs, ids, pos_v)
-  if #seqs < 2 then return nil end
-  local key, nb = batch_key(self, seqs, pos_v)
-  if not key then return nil end
+-- A decode_batch step's key: its size, then rows_key's.
+local function batch_key(self, seqs, pos_v) return rows_key(self, seqs, pos_v, #seqs) end
+
+-- The step `key` (its buckets nb) in the model's graphs `field`, over the
+-- pools of the sequences own: at the key's first step run(step) with a
+-- plan collecting its sites (rounds: the step's rounds), unrecorded; at
+-- its second fill(plan, true) and run(step) recorded, the step's values
+-- checked against the plan's; then fill(plan), the replay and after() (the
+-- bookkeeping a replay skips). Returns run's results (a replay: the
+-- recorded ones). (M:graphed_step's order.)
+local function planned_step(self, field, key, nb, own, run, fill, after, rounds)
   local root = rawget(self, "root") or self
-  local g = rawget(root, "gbatch")
+  local g = rawget(root, field)
   if not g then
     g = {graphs = {}, count = 0}
-    rawset(root, "gbatch", g)
+    rawset(root, field, g)
   end
-  keep_graphs(g, state_tensors(self, function(L) return seqs[1].state[L] end, false))
-  local c = {seqs = seqs, pos_v = pos_v, ids = ids}
+  keep_graphs(g, state_tensors(self, function(L) return own[1].state[L] end, false))
   local e = g.graphs[key]
   if e and e.graph then
-    e.plan:fill(c)
+    fill(e.plan)
     e.graph:replay()
-    for _, s in ipairs(seqs) do advance(s, s.next_pos, 1) end
+    after()
     g.replays = (g.replays or 0) + 1
-    return e.logits
+    return e.logits, e.X
   end
   local step = self.step_inputs()
   if not e then
     -- the key's first step: run, its sites collected into a plan
     if g.count >= 8 then g.graphs, g.count = {}, 0 end
     local plan = setmetatable({mode = "collect", regs = {}, order = {}, size = 0, vector = {},
-                               nb = nb}, VPlan)
+                               nb = nb, rounds = rounds}, VPlan)
     step.vplan = plan
-    local logits = self:batch_step(seqs, ids, pos_v, step)
+    local logits, X = run(step)
     plan:finish()
     g.graphs[key], g.count = {plan = plan}, g.count + 1
     g.planned = (g.planned or 0) + 1
-    return logits
+    return logits, X
   end
   local plan = e.plan
   plan.mode, plan.nb = "record", nb
-  plan:fill(c)
+  fill(plan, true)
   step.vplan = plan
-  local graph, logits = ts.capture(function() return self:batch_step(seqs, ids, pos_v, step) end,
-                                   self.dev)
-  e.graph, e.logits = graph, logits
+  local graph, logits, X = ts.capture(function() return run(step) end, self.dev)
+  e.graph, e.logits, e.X = graph, logits, X
   g.recorded = (g.recorded or 0) + 1
-  return logits
+  return logits, X
 end
 
--- How many of the model's batch steps were recorded, replayed and
--- collected (a key's first).
-function M:batch_graph_counts()
-  local g = rawget(rawget(self, "root") or self, "gbatch")
+-- How many of the model's steps in its graphs `field` were recorded,
+-- replayed and collected (a key's first).
+local function planned_counts(self, field)
+  local g = rawget(rawget(self, "root") or self, field)
   return {recorded = g and g.recorded or 0, replayed = g and g.replays or 0,
           planned = g and g.planned or 0}
 end
+
+-- A decode_batch step of seqs (ids, positions pos_v) as a graph, in the
+-- model's graphs of batch steps (by key; any sequences of the model's
+-- pools); nil where the step runs unrecorded.
+function M:graphed_batch(seqs, ids, pos_v)
+  if #seqs < 2 then return nil end
+  local key, nb = batch_key(self, seqs, pos_v)
+  if not key then return nil end
+  local c = {seqs = seqs, pos_v = pos_v, ids = ids}
+  return (planned_step(self, "gbatch", key, nb, seqs,
+    function(step) return self:batch_step(seqs, ids, pos_v, step) end,
+    function(plan) plan:fill(c) end,
+    function() for _, s in ipairs(seqs) do advance(s, s.next_pos, 1) end end))
+end
+
+-- How many of the model's batch steps were recorded, replayed and
+-- collected.
+function M:batch_graph_counts() return planned_counts(self, "gbatch") end
+
+-- ---- steps of several sequences in rounds (decode_rounds: speculative decoding) ---------
+
+-- A step of rounds' key: each round's size, then rows_key's; nil when a
+-- round has one sequence (it runs that sequence's own attention step, not
+-- the pooled one).
+local function rounds_key(self, seqs, pos_v, rows)
+  local sizes = {}
+  for r, rd in ipairs(rows) do
+    if rd[2] < 2 then return nil end
+    sizes[r] = rd[2]
+  end
+  return rows_key(self, seqs, pos_v, "rounds " .. table.concat(sizes, ","))
+end
+
+-- The counts a step's Lua keeps of each sequence's state (its position,
+-- each layer's ring, entries and keys), and a function that puts them
+-- back.
+local function counts(self, seqs)
+  local kept = {}
+  for _, s in ipairs(seqs) do
+    local c = {s = s, pos = s.next_pos}
+    for L = 0, self.cfg.n_layers - 1 do
+      local st = s.state[L]
+      c[L] = {st.ring.n, st.comp and st.comp.n, st.keys and st.keys.n}
+    end
+    kept[#kept + 1] = c
+  end
+  return function()
+    for _, c in ipairs(kept) do
+      c.s.next_pos = c.pos
+      for L = 0, self.cfg.n_layers - 1 do
+        local st, n = c.s.state[L], c[L]
+        st.ring.n = n[1]
+        if st.comp then st.comp.n = n[2] end
+        if st.keys then st.keys.n = n[3] end
+      end
+    end
+  end
+end
+
+-- A decode_rounds step of several sequences (rows: the rounds' {first
+-- row, rows} of the flat seqs, ids, pos_v; count: each sequence's rows) as
+-- a graph, in the model's graphs of such steps (by key): collected,
+-- recorded, then replayed, as M:graphed_batch's. Its plan's slots are the
+-- step's (the ids, positions) and each round's (attention_steps: the
+-- pools' rows, windows, entries and lengths of the round's sequences as
+-- the rounds before leave them): a replay fills round r's from the state
+-- advanced through the rounds before it (as a step of one token each),
+-- which leaves the state as the step does. Returns the logits of every row
+-- and the final streams (the graph's tensors on a replay: read them before
+-- the next such step), or nil where the step runs unrecorded. The
+-- sequences' positions advanced by their rows' count.
+function M:graphed_rounds(seqs, ids, pos_v, rows, count)
+  local key, nb = rounds_key(self, seqs, pos_v, rows)
+  if not key then return nil end
+  local own = distinct(seqs)
+  local c = {seqs = seqs, pos_v = pos_v, ids = ids, rounds = {}}
+  for r, rd in ipairs(rows) do
+    c.rounds[r] = {seqs = table.move(seqs, rd[1] + 1, rd[1] + rd[2], 1, {}),
+                   pos_v = table.move(pos_v, rd[1] + 1, rd[1] + rd[2], 1, {})}
+  end
+  local function after_round(r)
+    for b, s in ipairs(c.rounds[r].seqs) do advance(s, c.rounds[r].pos_v[b], 1) end
+  end
+  -- (before a recording the counts go back: the step's Lua keeps them)
+  local function fill(plan, record)
+    local restore = record and counts(self, own)
+    plan:fill(c, after_round)
+    if restore then restore() end
+  end
+  local function run(step)
+    local id_t = self.step_vals(step, "ids", ids, function(cc) return cc.ids end)
+    local logits, X = self:rounds_step(id_t, seqs, pos_v, rows, step)
+    for s, k in pairs(count) do s.next_pos = s.next_pos + k end
+    return logits, X
+  end
+  return planned_step(self, "grounds", key, nb, own, run, fill, function() end, #rows)
+end
+
+-- How many of the model's steps of rounds were recorded, replayed and
+-- collected.
+function M:rounds_graph_counts() return planned_counts(self, "grounds") end
 
 -- How many of this sequence's steps were recorded and replayed, and run
 -- with a plan unrecorded (a key's first); `mtp`: the same of its MTP

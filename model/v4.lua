@@ -725,6 +725,9 @@ function M:decode_rounds(rounds)
   if one and one.graphs then
     local logits, X = one:graphed_step(idv, pos_v[1])
     if logits then return logits, X end
+  elseif not one and self.graphs then
+    local logits, X = self:graphed_rounds(seqs, idv, pos_v, rows, count)
+    if logits then return logits, X end
   end
   local logits, X = self:rounds_step(O.tensor("i32", {#idv}, idv), seqs, pos_v, rows,
                                      self.step_inputs())

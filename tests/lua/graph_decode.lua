@@ -9,8 +9,9 @@
 -- unrecorded); after forget_last, a reset (140 steps from a 20-token
 -- prompt: before and through the window's filling, replayed too) and in a
 -- new sequence all as plain steps; speculative decoding's
--- steps (k tokens of one sequence) and steps of several sequences
--- together (decode_batch) replayed too, the same tokens and logits.
+-- steps (k tokens of one sequence), steps of several sequences together
+-- (decode_batch) and several sequences' speculative steps (speculate_batch:
+-- rounds) replayed too, the same tokens and logits.
 -- arg[1] "gpusim": one configuration for 10 steps on the simulator (the
 -- GPU forms of the kernels, the plan's rows and lengths read there).
 -- arg[1] "mock": tests/cuda_mock's driver (no kernel runs: counts only):
@@ -72,6 +73,19 @@ if mock then
           string.format("mock: speculation's steps %d and MTP steps %d replayed, %d graph " ..
                         "launches", g1.replayed - g0.replayed, g1.mtp.replayed - g0.mtp.replayed,
                         s1.graphs - s0.graphs))
+  -- several sequences speculating together: each replayed step's rounds
+  -- one graph launch (the MTP block's rounds, not graphed, read their
+  -- drafts)
+  local ss, ps = {}, {}
+  for b, n in ipairs{12, 45, 20} do ss[b], ps[b] = m:sequence(), prompt(n, 5 * b):to_table() end
+  local lb = m:prefill_batch(ss, ps)
+  local t0, r0 = dev:stats(), m:rounds_graph_counts()
+  m:speculate_batch(ss, lb, ps, 40, function() return 7 end, -1, function() return 7 end)
+  local t1, r1 = dev:stats(), m:rounds_graph_counts()
+  local rr = r1.replayed - r0.replayed
+  C.check(rr >= 12 and t1.graphs - t0.graphs == rr,
+          string.format("mock: speculate_batch's steps %d replayed, %d graph launches", rr,
+                        t1.graphs - t0.graphs))
   C.finish()
   return
 end
@@ -192,12 +206,7 @@ end
 -- the plain decode's own tokens (always right, so steps of three tokens),
 -- the same tokens with graphs on as off
 if not sim then
-  local function greedy(l)
-    local t = l:to_table()
-    local bi = 1
-    for i = 2, #t do if t[i] > t[bi] then bi = i end end
-    return bi - 1
-  end
+  local greedy = C.greedy
   for _, kv in ipairs{"fp8", "f32"} do
     local p = prompt(140, 37):to_table()
     local runs = {}
@@ -231,6 +240,57 @@ if not sim then
             string.format("%s caches: the MTP block's drafts alike with its steps replayed " ..
                           "(%d drafts, %d replayed; three positions a step: %d, %d replayed)",
                           kv, #runs[2].made, mtp.replayed, #runs[4].made, mtp3.replayed))
+  end
+end
+-- several sequences speculating together (speculate_batch: a step's
+-- rounds as one graph, model/graphs.lua graphed_rounds, each round's slots
+-- filled from the state the rounds before it leave): drafts that are the
+-- plain decode's own next tokens (always right: two rounds of the four
+-- sequences a step) and right for some sequences only (rounds of other
+-- sizes, positions forgotten), the same tokens, the counts alike and the
+-- same next batch step, with graphs on as off; steps replayed
+if not sim then
+  local lens, N = {12, 45, 20, 130}, 40
+  for _, c in ipairs{{kv = "fp8", att = "f32"}, {kv = "f32", att = "bf16"}} do
+    for _, drafts in ipairs{"right", "some"} do
+      local runs, want = {}, {}
+      for r, graphs in ipairs{false, true} do
+        local m = V4.load(dir, nil, {kv_format = c.kv, attention = c.att, graphs = graphs,
+                                     device = dev})
+        local seqs, prompts, calls = {}, {}, {}
+        for b, n in ipairs(lens) do
+          seqs[b], prompts[b], calls[b] = m:sequence(), prompt(n, 7 * b):to_table(), 0
+        end
+        local logits = m:prefill_batch(seqs, prompts)
+        local draft = function(b, new)
+          calls[b] = calls[b] + 1
+          local right = want[b] and want[b][#new + 1] or 0
+          local ok = drafts == "right" or (calls[b] + b) % 3 ~= 0
+          return ok and right or (right + 1) % m.cfg.vocab_size
+        end
+        if r == 1 then -- (the plain run's tokens: decoded first, one sequence at a time)
+          for b = 1, #lens do want[b] = C.greedy_tokens(m, prompts[b], N) end
+        end
+        local outs, made, kept = m:speculate_batch(seqs, logits, prompts, N, C.greedy, -1, draft)
+        local nxt = {}
+        for b = 1, #lens do nxt[b] = outs[b][N] end
+        local st = {}
+        for b = 1, #lens do st[b] = counts(seqs[b]) end
+        runs[r] = {outs = outs, made = made, kept = kept, st = st,
+                   after = m:decode_batch(seqs, nxt):to_table(), n = m:rounds_graph_counts()}
+      end
+      local same = C.same(runs[1].after, runs[2].after) and runs[1].kept == runs[2].kept
+      for b = 1, #lens do
+        same = same and C.same(runs[1].outs[b], want[b]) and C.same(runs[2].outs[b], want[b]) and
+          C.same(runs[1].st[b], runs[2].st[b])
+      end
+      local n = runs[2].n
+      C.check(same and runs[1].n.planned == 0 and n.replayed >= (drafts == "right" and 12 or 1),
+              string.format("%s caches, %s attention, drafts %s: speculate_batch alike with " ..
+                            "graphs (%d drafts, %d kept; steps %d collected, %d recorded, %d " ..
+                            "replayed)", c.kv, c.att, drafts, runs[2].made, runs[2].kept,
+                            n.planned, n.recorded, n.replayed))
+    end
   end
 end
 C.finish()

@@ -285,14 +285,7 @@ end
 -- right for some sequences and not others in a step (a round of the MTP
 -- block smaller than the one before it); a step's two rounds are one
 -- attention launch each for the four sequences
-local function greedy(l)
-  local v = l:to_table()
-  local best, mx = 0, -math.huge
-  for k = 1, #v do
-    if v[k] > mx then best, mx = k - 1, v[k] end
-  end
-  return best
-end
+local greedy = C.greedy
 for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
   local attention = fmt == "fp8+bf16" and "bf16" or nil
   local model = V4.load(dir, nil, {kv_format = fmt:sub(1, 3), attention = attention})
@@ -300,13 +293,8 @@ for _, fmt in ipairs{"f32", "fp8", "fp8+bf16"} do
   local prompts, want, ends = {}, {}, {}
   for b = 1, #lens do
     prompts[b] = table.move(ids, starts[b], starts[b] + lens[b] - 1, 1, {})
-    local s = model:sequence()
-    local l = s:prefill(ts.tensor("i32", {lens[b]}, prompts[b]))
-    want[b] = {}
-    for k = 1, N do
-      want[b][k] = greedy(l)
-      if k < N then l = s:decode(want[b][k]) end
-    end
+    local s
+    want[b], s = C.greedy_tokens(model, prompts[b], N)
     ends[b] = {pos = s.next_pos, nxt = s:decode(want[b][N]):to_table()}
   end
   for _, drafts in ipairs{"mtp", "right", "some", "lists"} do

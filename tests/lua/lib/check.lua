@@ -89,6 +89,27 @@ function C.logits(m, ids, N, steps)
   return out
 end
 
+-- The greedy pick of logits [1, V] (the lowest index of the largest).
+function C.greedy(logits)
+  local t = logits:to_table()
+  local bi = 1
+  for i = 2, #t do if t[i] > t[bi] then bi = i end end
+  return bi - 1
+end
+
+-- A plain greedy decode's first n tokens after the prompt (a table of
+-- ids), in a new sequence of model m alone; and that sequence (its last
+-- token picked, not decoded).
+function C.greedy_tokens(m, prompt, n)
+  local s, out = m:sequence(), {}
+  local l = s:prefill(ts.tensor("i32", {#prompt}, prompt))
+  for k = 1, n do
+    out[k] = C.greedy(l)
+    if k < n then l = s:decode(out[k]) end
+  end
+  return out, s
+end
+
 -- How many entries of two such lists differ, and how many there are.
 function C.differ(a, b)
   local n, total = 0, 0
