@@ -14,7 +14,7 @@
 -- against speculate_batch). --graphs on: steps replay graphs
 -- (model/graphs.lua): one sequence's plain and speculative steps and its
 -- MTP block's, a batch's plain ones and its speculative steps' rounds
--- (not yet its MTP block's rounds).
+-- and MTP block's rounds.
 --   build/tessera run bench/speculate.lua [--tokens N] [--prompt N] [--runs R]
 --       [--kv fp8|f32] [--device cpu|cuda|gpusim] [--batch B] [--weights F]
 --       [--graphs on|off]

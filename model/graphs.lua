@@ -441,17 +441,26 @@ local function distinct(seqs)
   return out
 end
 
+-- The layers of a step: the main model's, or (mtp) the MTP block's.
+local function step_layers(self, mtp)
+  local n = self.cfg.n_layers
+  if mtp then return n, n end
+  return 0, n - 1
+end
+
 -- The key of a step of rows (seqs[b] at position pos_v[b]; a sequence's
--- rows at its next positions, in order), `head` first, then each ratio's
--- rows that complete a window and bucket; and its buckets, the caches made
--- room for the step's entries. nil when a sequence's layer is not in the
--- model's pools or its ring not the state of its first row's position.
-local function rows_key(self, seqs, pos_v, head)
+-- rows at its next positions, in order) of the main model's layers or
+-- (mtp) the MTP block's, `head` first, then each ratio's rows that
+-- complete a window and bucket; and its buckets, the caches made room for
+-- the step's entries. nil when a sequence's layer is not in the model's
+-- pools or its ring not the state of its first row's position.
+local function rows_key(self, seqs, pos_v, head, mtp)
   local cfg, W = self.cfg, self.cfg.window_size
   local key, nb, most, first = {head}, {}, {}, {}
   for b, s in ipairs(seqs) do first[s] = first[s] or pos_v[b] end
   local own = distinct(seqs)
-  for L = 0, cfg.n_layers - 1 do
+  local L0, L1 = step_layers(self, mtp)
+  for L = L0, L1 do
     if not self:pooled_batch(L, own) then return nil end
     local r = cfg.compress_ratios[L + 1]
     for _, s in ipairs(own) do
@@ -484,20 +493,20 @@ end
 local function batch_key(self, seqs, pos_v) return rows_key(self, seqs, pos_v, #seqs) end
 
 -- The step `key` (its buckets nb) in the model's graphs `field`, over the
--- pools of the sequences own: at the key's first step run(step) with a
+-- state's tensors `tensors` (its pools'): at the key's first step run(step) with a
 -- plan collecting its sites (rounds: the step's rounds), unrecorded; at
 -- its second fill(plan, true) and run(step) recorded, the step's values
 -- checked against the plan's; then fill(plan), the replay and after() (the
 -- bookkeeping a replay skips). Returns run's results (a replay: the
 -- recorded ones). (M:graphed_step's order.)
-local function planned_step(self, field, key, nb, own, run, fill, after, rounds)
+local function planned_step(self, field, key, nb, tensors, run, fill, after, rounds)
   local root = rawget(self, "root") or self
   local g = rawget(root, field)
   if not g then
     g = {graphs = {}, count = 0}
     rawset(root, field, g)
   end
-  keep_graphs(g, state_tensors(self, function(L) return own[1].state[L] end, false))
+  keep_graphs(g, tensors)
   local e = g.graphs[key]
   if e and e.graph then
     fill(e.plan)
@@ -545,7 +554,8 @@ function M:graphed_batch(seqs, ids, pos_v)
   local key, nb = batch_key(self, seqs, pos_v)
   if not key then return nil end
   local c = {seqs = seqs, pos_v = pos_v, ids = ids}
-  return (planned_step(self, "gbatch", key, nb, seqs,
+  return (planned_step(self, "gbatch", key, nb,
+    state_tensors(self, function(L) return seqs[1].state[L] end, false),
     function(step) return self:batch_step(seqs, ids, pos_v, step) end,
     function(plan) plan:fill(c) end,
     function() for _, s in ipairs(seqs) do advance(s, s.next_pos, 1) end end))
@@ -560,23 +570,23 @@ function M:batch_graph_counts() return planned_counts(self, "gbatch") end
 -- A step of rounds' key: each round's size, then rows_key's; nil when a
 -- round has one sequence (it runs that sequence's own attention step, not
 -- the pooled one).
-local function rounds_key(self, seqs, pos_v, rows)
+local function rounds_key(self, seqs, pos_v, rows, mtp)
   local sizes = {}
   for r, rd in ipairs(rows) do
     if rd[2] < 2 then return nil end
     sizes[r] = rd[2]
   end
-  return rows_key(self, seqs, pos_v, "rounds " .. table.concat(sizes, ","))
+  return rows_key(self, seqs, pos_v, "rounds " .. table.concat(sizes, ","), mtp)
 end
 
 -- The counts a step's Lua keeps of each sequence's state (its position,
--- each layer's ring, entries and keys), and a function that puts them
--- back.
-local function counts(self, seqs)
-  local kept = {}
+-- the main model's or the MTP block's: pos, and each of the step's layers'
+-- ring, entries and keys), and a function that puts them back.
+local function counts(self, seqs, pos, mtp)
+  local kept, L0, L1 = {}, step_layers(self, mtp)
   for _, s in ipairs(seqs) do
-    local c = {s = s, pos = s.next_pos}
-    for L = 0, self.cfg.n_layers - 1 do
+    local c = {s = s, pos = s[pos]}
+    for L = L0, L1 do
       local st = s.state[L]
       c[L] = {st.ring.n, st.comp and st.comp.n, st.keys and st.keys.n}
     end
@@ -584,8 +594,8 @@ local function counts(self, seqs)
   end
   return function()
     for _, c in ipairs(kept) do
-      c.s.next_pos = c.pos
-      for L = 0, self.cfg.n_layers - 1 do
+      c.s[pos] = c.pos
+      for L = L0, L1 do
         local st, n = c.s.state[L], c[L]
         st.ring.n = n[1]
         if st.comp then st.comp.n = n[2] end
@@ -598,45 +608,74 @@ end
 -- A decode_rounds step of several sequences (rows: the rounds' {first
 -- row, rows} of the flat seqs, ids, pos_v; count: each sequence's rows) as
 -- a graph, in the model's graphs of such steps (by key): collected,
--- recorded, then replayed, as M:graphed_batch's. Its plan's slots are the
--- step's (the ids, positions) and each round's (attention_steps: the
--- pools' rows, windows, entries and lengths of the round's sequences as
--- the rounds before leave them): a replay fills round r's from the state
+-- recorded, then replayed, as M:graphed_batch's; with h (the main model's
+-- streams of the rows [rows, 4, d]) an mtp_rounds step of the MTP block,
+-- h copied into the plan's tensor first. Its plan's slots are the step's
+-- (the ids, positions) and each round's (attention_steps: the pools'
+-- rows, windows, entries and lengths of the round's sequences as the
+-- rounds before leave them): a replay fills round r's from the state
 -- advanced through the rounds before it (as a step of one token each),
 -- which leaves the state as the step does. Returns the logits of every row
--- and the final streams (the graph's tensors on a replay: read them before
--- the next such step), or nil where the step runs unrecorded. The
--- sequences' positions advanced by their rows' count.
-function M:graphed_rounds(seqs, ids, pos_v, rows, count)
-  local key, nb = rounds_key(self, seqs, pos_v, rows)
+-- and (not the MTP block's) the final streams (the graph's tensors on a
+-- replay: read them before the next such step), or nil where the step
+-- runs unrecorded. The sequences' positions (next_pos, the MTP block's
+-- mtp_pos) advanced by their rows' count.
+function M:graphed_rounds(seqs, ids, pos_v, rows, count, h)
+  local mtp = h ~= nil
+  local key, nb = rounds_key(self, seqs, pos_v, rows, mtp)
   if not key then return nil end
-  local own = distinct(seqs)
+  local own, W, L = distinct(seqs), self.cfg.window_size, self.cfg.n_layers
+  local pos = mtp and "mtp_pos" or "next_pos"
   local c = {seqs = seqs, pos_v = pos_v, ids = ids, rounds = {}}
   for r, rd in ipairs(rows) do
     c.rounds[r] = {seqs = table.move(seqs, rd[1] + 1, rd[1] + rd[2], 1, {}),
                    pos_v = table.move(pos_v, rd[1] + 1, rd[1] + rd[2], 1, {})}
   end
   local function after_round(r)
-    for b, s in ipairs(c.rounds[r].seqs) do advance(s, c.rounds[r].pos_v[b], 1) end
+    for b, s in ipairs(c.rounds[r].seqs) do
+      local t = c.rounds[r].pos_v[b]
+      if mtp then
+        ring_advance(s.state[L].ring, t, 1, W)
+        s.mtp_pos = t + 1
+      else
+        advance(s, t, 1)
+      end
+    end
   end
   -- (before a recording the counts go back: the step's Lua keeps them)
   local function fill(plan, record)
-    local restore = record and counts(self, own)
+    local restore = record and counts(self, own, pos, mtp)
     plan:fill(c, after_round)
     if restore then restore() end
+    if mtp then
+      plan.h = plan.h or O.out(h:shape())
+      plan.h:assign(h)
+    end
   end
   local function run(step)
     local id_t = self.step_vals(step, "ids", ids, function(cc) return cc.ids end)
-    local logits, X = self:rounds_step(id_t, seqs, pos_v, rows, step)
-    for s, k in pairs(count) do s.next_pos = s.next_pos + k end
+    local logits, X
+    if mtp then
+      logits = self:mtp_step(id_t, step.vplan.h or h, seqs, pos_v, rows, step)
+    else
+      logits, X = self:rounds_step(id_t, seqs, pos_v, rows, step)
+    end
+    for s, k in pairs(count) do s[pos] = s[pos] + k end
     return logits, X
   end
-  return planned_step(self, "grounds", key, nb, own, run, fill, function() end, #rows)
+  local tensors = mtp and {own[1].state[L].ring.pool.data}
+    or state_tensors(self, function(l) return own[1].state[l] end, false)
+  return planned_step(self, mtp and "gmtprounds" or "grounds", key, nb, tensors, run, fill,
+                      function() end, #rows)
 end
 
 -- How many of the model's steps of rounds were recorded, replayed and
 -- collected.
-function M:rounds_graph_counts() return planned_counts(self, "grounds") end
+function M:rounds_graph_counts()
+  local n = planned_counts(self, "grounds")
+  n.mtp = planned_counts(self, "gmtprounds")
+  return n
+end
 
 -- How many of this sequence's steps were recorded and replayed, and run
 -- with a plan unrecorded (a key's first); `mtp`: the same of its MTP

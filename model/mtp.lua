@@ -65,8 +65,8 @@ end
 -- after round: the linears over all rows at once, the attention a round
 -- at a time (as M:decode_rounds). Returns the logits of every row [rows,
 -- vocab] (each a draft of the token two after its position).
--- (One sequence's rounds with graphs on replay a graph: M:graphed_mtp,
--- model/graphs.lua.)
+-- (With graphs on, one sequence's rounds replay a graph, M:graphed_mtp,
+-- and several sequences' too, M:graphed_rounds: model/graphs.lua.)
 function M:mtp_rounds(rounds, h)
   local seqs, idv, pos_v, rows, count = self:flat_rounds(rounds, "mtp_rounds",
                                                          function(s) return s.mtp_pos end)
@@ -74,6 +74,9 @@ function M:mtp_rounds(rounds, h)
   local one = self.one_sequence(seqs)
   if one and one.graphs then
     local logits = one:graphed_mtp(idv, pos_v[1], h)
+    if logits then return logits end
+  elseif not one and self.graphs then
+    local logits = self:graphed_rounds(seqs, idv, pos_v, rows, count, h)
     if logits then return logits end
   end
   local logits = self:mtp_step(O.on_device(O.tensor("i32", {#idv}, idv)), h, seqs, pos_v, rows,

@@ -74,18 +74,17 @@ if mock then
                         "launches", g1.replayed - g0.replayed, g1.mtp.replayed - g0.mtp.replayed,
                         s1.graphs - s0.graphs))
   -- several sequences speculating together: each replayed step's rounds
-  -- one graph launch (the MTP block's rounds, not graphed, read their
-  -- drafts)
+  -- one graph launch, its MTP block's rounds too
   local ss, ps = {}, {}
   for b, n in ipairs{12, 45, 20} do ss[b], ps[b] = m:sequence(), prompt(n, 5 * b):to_table() end
   local lb = m:prefill_batch(ss, ps)
   local t0, r0 = dev:stats(), m:rounds_graph_counts()
   m:speculate_batch(ss, lb, ps, 40, function() return 7 end, -1, function() return 7 end)
   local t1, r1 = dev:stats(), m:rounds_graph_counts()
-  local rr = r1.replayed - r0.replayed
-  C.check(rr >= 12 and t1.graphs - t0.graphs == rr,
-          string.format("mock: speculate_batch's steps %d replayed, %d graph launches", rr,
-                        t1.graphs - t0.graphs))
+  local rr, rm = r1.replayed - r0.replayed, r1.mtp.replayed - r0.mtp.replayed
+  C.check(rr >= 12 and rm >= 12 and t1.graphs - t0.graphs == rr + rm,
+          string.format("mock: speculate_batch's steps %d and MTP rounds %d replayed, %d graph " ..
+                        "launches", rr, rm, t1.graphs - t0.graphs))
   C.finish()
   return
 end
@@ -244,11 +243,13 @@ if not sim then
 end
 -- several sequences speculating together (speculate_batch: a step's
 -- rounds as one graph, model/graphs.lua graphed_rounds, each round's slots
--- filled from the state the rounds before it leave): drafts that are the
--- plain decode's own next tokens (always right: two rounds of the four
--- sequences a step) and right for some sequences only (rounds of other
--- sizes, positions forgotten), the same tokens, the counts alike and the
--- same next batch step, with graphs on as off; steps replayed
+-- filled from the state the rounds before it leave), and its MTP block's
+-- rounds: drafts that are the plain decode's own next tokens (always
+-- right: two rounds of the four sequences a step) and right for some
+-- sequences only (rounds of other sizes, positions forgotten), the same
+-- tokens, the MTP block's own drafts (made, then replaced), the counts
+-- alike and the same next batch step, with graphs on as off; steps of
+-- both replayed
 if not sim then
   local lens, N = {12, 45, 20, 130}, 40
   for _, c in ipairs{{kv = "fp8", att = "f32"}, {kv = "f32", att = "bf16"}} do
@@ -257,13 +258,14 @@ if not sim then
       for r, graphs in ipairs{false, true} do
         local m = V4.load(dir, nil, {kv_format = c.kv, attention = c.att, graphs = graphs,
                                      device = dev})
-        local seqs, prompts, calls = {}, {}, {}
+        local seqs, prompts, calls, mtp = {}, {}, {}, {}
         for b, n in ipairs(lens) do
           seqs[b], prompts[b], calls[b] = m:sequence(), prompt(n, 7 * b):to_table(), 0
         end
         local logits = m:prefill_batch(seqs, prompts)
-        local draft = function(b, new)
+        local draft = function(b, new, block)
           calls[b] = calls[b] + 1
+          mtp[#mtp + 1] = block -- (the MTP block's draft, replaced)
           local right = want[b] and want[b][#new + 1] or 0
           local ok = drafts == "right" or (calls[b] + b) % 3 ~= 0
           return ok and right or (right + 1) % m.cfg.vocab_size
@@ -276,20 +278,24 @@ if not sim then
         for b = 1, #lens do nxt[b] = outs[b][N] end
         local st = {}
         for b = 1, #lens do st[b] = counts(seqs[b]) end
-        runs[r] = {outs = outs, made = made, kept = kept, st = st,
+        runs[r] = {outs = outs, made = made, kept = kept, st = st, mtp = mtp,
                    after = m:decode_batch(seqs, nxt):to_table(), n = m:rounds_graph_counts()}
       end
-      local same = C.same(runs[1].after, runs[2].after) and runs[1].kept == runs[2].kept
+      local same = C.same(runs[1].after, runs[2].after) and runs[1].kept == runs[2].kept and
+        #runs[1].mtp >= N and C.same(runs[1].mtp, runs[2].mtp)
       for b = 1, #lens do
         same = same and C.same(runs[1].outs[b], want[b]) and C.same(runs[2].outs[b], want[b]) and
           C.same(runs[1].st[b], runs[2].st[b])
       end
       local n = runs[2].n
-      C.check(same and runs[1].n.planned == 0 and n.replayed >= (drafts == "right" and 12 or 1),
+      C.check(same and runs[1].n.planned == 0 and runs[1].n.mtp.planned == 0 and
+              n.replayed >= (drafts == "right" and 12 or 1) and
+              n.mtp.replayed >= (drafts == "right" and 12 or 1),
               string.format("%s caches, %s attention, drafts %s: speculate_batch alike with " ..
                             "graphs (%d drafts, %d kept; steps %d collected, %d recorded, %d " ..
-                            "replayed)", c.kv, c.att, drafts, runs[2].made, runs[2].kept,
-                            n.planned, n.recorded, n.replayed))
+                            "replayed; the MTP block's %d, %d, %d)", c.kv, c.att, drafts,
+                            runs[2].made, runs[2].kept, n.planned, n.recorded, n.replayed,
+                            n.mtp.planned, n.mtp.recorded, n.mtp.replayed))
     end
   end
 end
