@@ -399,7 +399,12 @@ function VPlan:vals(step, name, values, f, round)
   return t
 end
 
-VPlan.rows = Plan.rows -- (the buckets, as a sequence's plan has them)
+-- The buckets, as a sequence's plan has them; a collecting step (not
+-- recorded) reads the n held, as a plain step does.
+function VPlan:rows(ratio, n)
+  if self.mode == "collect" then return n end
+  return Plan.rows(self, ratio, n)
+end
 
 -- The slots' values for the batch c, written to the plan's tensor. A
 -- plan of several rounds (self.rounds) fills the step's own slots, then
@@ -493,12 +498,13 @@ end
 local function batch_key(self, seqs, pos_v) return rows_key(self, seqs, pos_v, #seqs) end
 
 -- The step `key` (its buckets nb) in the model's graphs `field`, over the
--- state's tensors `tensors` (its pools'): at the key's first step run(step) with a
--- plan collecting its sites (rounds: the step's rounds), unrecorded; at
--- its second fill(plan, true) and run(step) recorded, the step's values
--- checked against the plan's; then fill(plan), the replay and after() (the
+-- state's tensors `tensors` (its pools'): at the key's first step nil (the
+-- caller runs its plain step); at its second run(step) with a plan
+-- collecting its sites (rounds: the step's rounds), unrecorded; at its
+-- third fill(plan, true) and run(step) recorded, the step's values checked
+-- against the plan's; then fill(plan), the replay and after() (the
 -- bookkeeping a replay skips). Returns run's results (a replay: the
--- recorded ones). (M:graphed_step's order.)
+-- recorded ones).
 local function planned_step(self, field, key, nb, tensors, run, fill, after, rounds)
   local root = rawget(self, "root") or self
   local g = rawget(root, field)
@@ -515,9 +521,18 @@ local function planned_step(self, field, key, nb, tensors, run, fill, after, rou
     g.replays = (g.replays or 0) + 1
     return e.logits, e.X
   end
+  if not e and not (g.seen and g.seen[key]) then
+    -- the key's first step: the caller's plain step (a plan's step views
+    -- buckets of rows, more work than the plain one: a key that does not
+    -- come again, as prompt lookup's varied rounds, would cost that for
+    -- nothing); at its second the plan is collected
+    if not g.seen or g.nseen >= 256 then g.seen, g.nseen = {}, 0 end
+    g.seen[key], g.nseen = true, g.nseen + 1
+    return nil
+  end
   local step = self.step_inputs()
   if not e then
-    -- the key's first step: run, its sites collected into a plan
+    -- the key's second step: run, its sites collected into a plan
     if g.count >= 8 then g.graphs, g.count = {}, 0 end
     local plan = setmetatable({mode = "collect", regs = {}, order = {}, size = 0, vector = {},
                                nb = nb, rounds = rounds}, VPlan)
