@@ -311,8 +311,9 @@ static void check_let(sema *s, ts_node *n) {
  * check its uses against: the error is reported once, not as "unknown
  * name" at each use. */
 static void tile_in_error(sema *s, ts_node *n) {
-  n->sym = sema_declare(s, TS_SYM_TILE, n->name, n, &sema_error_type);
   n->type = &sema_error_type;
+  if (!sema_lookup(s, n->name)) /* (a name taken: not "already defined" too) */
+    n->sym = sema_declare(s, TS_SYM_TILE, n->name, n, &sema_error_type);
 }
 
 static void check_tile_decl(sema *s, ts_node *n) {
