@@ -269,6 +269,8 @@ MlirValue gen_math1(gen *g, const char *name, MlirValue x);
 MlirValue gen_exp(gen *g, MlirValue x, bool base2);
 int gen_int_width(MlirType t);
 MlirValue gen_expr_as(gen *g, ts_node *n, MlirType want);
+/* atomic_add / atomic_max's update of its element, the old value (gen_atomic.c). */
+MlirValue gen_atomic_rmw(gen *g, ts_node *n);
 void gen_copy(gen *g, ts_node *call);
 void gen_fill(gen *g, ts_node *call, bool clear);
 void gen_gemm(gen *g, ts_node *call);
