@@ -31,11 +31,10 @@ static const char *const cpu_pipeline =
     "convert-math-to-llvm,"
     "convert-math-to-libm,"
     "expand-strided-metadata,"
-    /* (arith first: memref.generic_atomic_rmw, a 16-bit float atomic,
-     * lowers only once its body is LLVM ops) */
+    /* (arith before memref: memref.generic_atomic_rmw, a 16-bit float
+     * atomic, lowers only once its body is LLVM ops) */
     "convert-arith-to-llvm,"
     "finalize-memref-to-llvm,"
-    "convert-arith-to-llvm,"
     "convert-cf-to-llvm,"
     "convert-func-to-llvm,"
     "convert-arith-to-llvm,"
