@@ -235,13 +235,24 @@ local function ring_advance(ring, t, k, W)
   for ti = t, t + k - 1 do ring.n = math.max(ring.n, ti % W + 1) end
 end
 
+-- The layers of a step: the main model's, or (mtp) the MTP block's; and
+-- the sequence's field of the position it is at.
+local function step_layers(self, mtp)
+  local n = self.cfg.n_layers
+  if mtp then return n, n end
+  return 0, n - 1
+end
+local function pos_field(mtp) return mtp and "mtp_pos" or "next_pos" end
+
 -- What a step's Lua does to the state besides its launches: the ring's
 -- count (Cache:put_norm_rope's, W once the window is full), the entries'
 -- and keys' counts of the layers whose window the positions t .. t + k - 1
--- complete, and the position.
-local function advance(self, t, k)
+-- complete, and the position: of the main model's layers, or (mtp) the MTP
+-- block's.
+local function advance(self, t, k, mtp)
   local cfg, W = self.cfg, self.cfg.window_size
-  for L = 0, cfg.n_layers - 1 do
+  local L0, L1 = step_layers(self, mtp)
+  for L = L0, L1 do
     local r, st = cfg.compress_ratios[L + 1], self.state[L]
     ring_advance(st.ring, t, k, W)
     for ti = t, t + k - 1 do
@@ -251,7 +262,7 @@ local function advance(self, t, k)
       end
     end
   end
-  self.next_pos = t + k
+  self[pos_field(mtp)] = t + k
 end
 
 -- The step of tokens ids[1 .. k] at positions t .. (a decode step's one,
@@ -355,8 +366,7 @@ function M:graphed_mtp(ids, t, h)
     return logits
   end
   return (replay_or_record(self, g, k, {st.ring.data}, run, function()
-    ring_advance(st.ring, t, k, W)
-    self.mtp_pos = t + k
+    advance(self, t, k, true)
   end))
 end
 
@@ -444,13 +454,6 @@ local function distinct(seqs)
     if not seen[s] then seen[s], out[#out + 1] = true, s end
   end
   return out
-end
-
--- The layers of a step: the main model's, or (mtp) the MTP block's.
-local function step_layers(self, mtp)
-  local n = self.cfg.n_layers
-  if mtp then return n, n end
-  return 0, n - 1
 end
 
 -- The key of a step of rows (seqs[b] at position pos_v[b]; a sequence's
@@ -553,12 +556,17 @@ local function planned_step(self, field, key, nb, tensors, run, fill, after, rou
   return logits, X
 end
 
--- How many of the model's steps in its graphs `field` were recorded,
--- replayed and collected (a key's first).
-local function planned_counts(self, field)
-  local g = rawget(rawget(self, "root") or self, field)
+-- How many of the steps of graphs g (nil: none yet) were recorded,
+-- replayed, and run with a plan unrecorded.
+local function counts_of(g)
   return {recorded = g and g.recorded or 0, replayed = g and g.replays or 0,
           planned = g and g.planned or 0}
+end
+
+-- counts_of the model's graphs `field` (a plan run unrecorded: a key's
+-- second step, which collects it).
+local function planned_counts(self, field)
+  return counts_of(rawget(rawget(self, "root") or self, field))
 end
 
 -- A decode_batch step of seqs (ids, positions pos_v) as a graph, in the
@@ -594,11 +602,11 @@ local function rounds_key(self, seqs, pos_v, rows, mtp)
   return rows_key(self, seqs, pos_v, "rounds " .. table.concat(sizes, ","), mtp)
 end
 
--- The counts a step's Lua keeps of each sequence's state (its position,
--- the main model's or the MTP block's: pos, and each of the step's layers'
--- ring, entries and keys), and a function that puts them back.
-local function counts(self, seqs, pos, mtp)
-  local kept, L0, L1 = {}, step_layers(self, mtp)
+-- The counts a step's Lua keeps of each sequence's state (its position
+-- and each of the step's layers' ring, entries and keys: the main model's,
+-- or (mtp) the MTP block's), and a function that puts them back.
+local function saved_counts(self, seqs, mtp)
+  local pos, kept, L0, L1 = pos_field(mtp), {}, step_layers(self, mtp)
   for _, s in ipairs(seqs) do
     local c = {s = s, pos = s[pos]}
     for L = L0, L1 do
@@ -639,27 +647,18 @@ function M:graphed_rounds(seqs, ids, pos_v, rows, count, h)
   local mtp = h ~= nil
   local key, nb = rounds_key(self, seqs, pos_v, rows, mtp)
   if not key then return nil end
-  local own, W, L = distinct(seqs), self.cfg.window_size, self.cfg.n_layers
-  local pos = mtp and "mtp_pos" or "next_pos"
+  local own, L, pos = distinct(seqs), self.cfg.n_layers, pos_field(mtp)
   local c = {seqs = seqs, pos_v = pos_v, ids = ids, rounds = {}}
   for r, rd in ipairs(rows) do
     c.rounds[r] = {seqs = table.move(seqs, rd[1] + 1, rd[1] + rd[2], 1, {}),
                    pos_v = table.move(pos_v, rd[1] + 1, rd[1] + rd[2], 1, {})}
   end
   local function after_round(r)
-    for b, s in ipairs(c.rounds[r].seqs) do
-      local t = c.rounds[r].pos_v[b]
-      if mtp then
-        ring_advance(s.state[L].ring, t, 1, W)
-        s.mtp_pos = t + 1
-      else
-        advance(s, t, 1)
-      end
-    end
+    for b, s in ipairs(c.rounds[r].seqs) do advance(s, c.rounds[r].pos_v[b], 1, mtp) end
   end
   -- (before a recording the counts go back: the step's Lua keeps them)
   local function fill(plan, record)
-    local restore = record and counts(self, own, pos, mtp)
+    local restore = record and saved_counts(self, own, mtp)
     plan:fill(c, after_round)
     if restore then restore() end
     if mtp then
@@ -696,12 +695,8 @@ end
 -- with a plan unrecorded (a key's first); `mtp`: the same of its MTP
 -- block's steps.
 function M:graph_counts()
-  local function of(g)
-    return {recorded = g and g.recorded or 0, replayed = g and g.replays or 0,
-            planned = g and g.planned or 0}
-  end
-  local n = of(rawget(self, "gstate"))
-  n.mtp = of(rawget(self, "gmtp"))
+  local n = counts_of(rawget(self, "gstate"))
+  n.mtp = counts_of(rawget(self, "gmtp"))
   return n
 end
 
