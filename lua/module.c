@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -51,10 +52,13 @@ static module_state *state_of(lua_State *L) {
   return m;
 }
 
-/* Raises the status as a Lua error (frees it first). */
+/* Raises the status as a Lua error (frees it first), at the calling Lua
+ * code's line as luaL_error's are. */
 int ts_lua_fail(lua_State *L, ts_status st) {
+  luaL_where(L, 1);
   lua_pushstring(L, ts_status_message(st));
   ts_status_free(st);
+  lua_concat(L, 2);
   return lua_error(L);
 }
 
@@ -328,6 +332,40 @@ static ts_tensor *push_new_tensor(lua_State *L, ts_device *d, ts_dtype dt, uint3
   return *box;
 }
 
+/* Element k of t (host memory) from the value at the top of the stack, the
+ * table's value k + 1: a number (a float dtype rounds it as a store does);
+ * for an integer dtype an integer in its range (2.0 is one, 1.5 is not),
+ * for bool true, false, 1 or 0. Anything else is an error naming it. */
+static void set_element(lua_State *L, ts_tensor *t, int64_t k) {
+  ts_dtype dt = ts_tensor_dtype(t);
+  int ok;
+  if (dt == TS_DTYPE_BOOL && lua_isboolean(L, -1)) {
+    ts_tensor_set(t, k, lua_toboolean(L, -1));
+    return;
+  }
+  if (!ts_dtype_is_int(dt) && dt != TS_DTYPE_BOOL) {
+    double v = lua_tonumberx(L, -1, &ok);
+    if (!ok)
+      luaL_error(L, "value %d is a %s, not a number", (int)(k + 1), luaL_typename(L, -1));
+    ts_tensor_set(t, k, v);
+    return;
+  }
+  lua_Integer v = lua_tointegerx(L, -1, &ok);
+  int64_t lo = dt == TS_DTYPE_I8 ? INT8_MIN : dt == TS_DTYPE_I32 ? INT32_MIN
+             : dt == TS_DTYPE_BOOL ? 0 : INT64_MIN;
+  int64_t hi = dt == TS_DTYPE_I8 ? INT8_MAX : dt == TS_DTYPE_I32 ? INT32_MAX
+             : dt == TS_DTYPE_BOOL ? 1 : INT64_MAX;
+  if (ok && v >= lo && v <= hi) {
+    ts_tensor_set_int(t, k, v);
+    return;
+  }
+  const char *shown = luaL_tolstring(L, -1, NULL);
+  if (dt == TS_DTYPE_BOOL)
+    luaL_error(L, "value %d (%s) is not a bool: true, false, 1 or 0", (int)(k + 1), shown);
+  luaL_error(L, "value %d (%s) is not an %s: integers from %I to %I", (int)(k + 1), shown,
+             ts_dtype_name(dt), (LUAI_UACINT)lo, (LUAI_UACINT)hi);
+}
+
 /* Fills t from a flat table of numbers (its length must match). A device
  * tensor's values are staged in a new host tensor (not a copy of t: that
  * would wait for the device) and written in. */
@@ -352,11 +390,7 @@ static void fill_from_table(lua_State *L, int i, ts_tensor *t) {
                (int)n);
   for (int64_t k = 0; k < n; k++) {
     lua_geti(L, i, k + 1);
-    int ok;
-    double v = lua_tonumberx(L, -1, &ok);
-    if (!ok)
-      luaL_error(L, "value %d is not a number", (int)(k + 1));
-    ts_tensor_set(t, k, v);
+    set_element(L, t, k);
     lua_pop(L, 1);
   }
   ts_status st = ts_graph_note_write(t); /* (recorded while its device records) */
@@ -441,11 +475,10 @@ static int tensor_to_table(lua_State *L) {
   int64_t n = ts_tensor_count(t);
   lua_createtable(L, (int)n, 0);
   for (int64_t i = 0; i < n; i++) {
-    double v = ts_tensor_get(t, i);
     if (ts_dtype_is_int(ts_tensor_dtype(t)))
-      lua_pushinteger(L, (lua_Integer)v);
+      lua_pushinteger(L, (lua_Integer)ts_tensor_get_int(t, i));
     else
-      lua_pushnumber(L, v);
+      lua_pushnumber(L, ts_tensor_get(t, i));
     lua_rawseti(L, -2, i + 1);
   }
   return 1;
@@ -646,11 +679,8 @@ static int l_kernel(lua_State *L) {
     ts_status st = ts_tune_lookup(NULL, path, name, shapes, ns, defs, nd,
                                   ts_device_name(d), config, sizeof config,
                                   &found);
-    if (st) {
-      lua_pushstring(L, ts_status_message(st));
-      ts_status_free(st);
-      return lua_error(L);
-    }
+    if (st)
+      return ts_lua_fail(L, st);
     if (found)
       nd += ts_tune_config_defines(config, buf, sizeof buf, defs + nd, 48 - nd);
   }

@@ -22,11 +22,6 @@ static const char *const state_names[] = {
     [TS_TUNE_FAILED] = "failed", [TS_TUNE_WRONG] = "wrong",
     [TS_TUNE_NOT_TIMED] = "not timed"};
 
-static int raise(lua_State *L, ts_status st) {
-  lua_pushstring(L, ts_status_message(st));
-  ts_status_free(st);
-  return lua_error(L);
-}
 
 static const char *field_string(lua_State *L, const char *name, bool need) {
   lua_getfield(L, 1, name);
@@ -109,7 +104,7 @@ int ts_lua_tune(lua_State *L) {
     ts_tunedb_close(db);
     if (st) {
       ts_tune_report_free(&r);
-      return raise(L, st);
+      return ts_lua_fail(L, st);
     }
   }
   lua_newtable(L);
@@ -169,7 +164,7 @@ int ts_lua_tuned(lua_State *L) {
                                 ts_device_name(dev), config, sizeof config,
                                 &found);
   if (st)
-    return raise(L, st);
+    return ts_lua_fail(L, st);
   if (!found) {
     lua_pushnil(L);
     return 1;

@@ -249,6 +249,37 @@ static const char *arg_name(const ts_symbol *s, char *buf, size_t size) {
   return buf;
 }
 
+/* Scalar argument a for param s (argument i of k): a number for a number
+ * param, a whole one in the dtype's range for an integer param (an i8 or
+ * i32 param given 2^32 would wrap), a boolean or 0 / 1 for a bool. */
+static ts_status check_scalar(const ts_kernel *k, uint32_t i, const ts_symbol *s,
+                              const ts_arg *a) {
+  char an[64];
+  ts_dtype dt = s->type->dtype;
+  const char *given = a->kind == TS_ARG_FLOAT ? "a float" : a->kind == TS_ARG_BOOL ? "a boolean"
+                                                                                   : NULL;
+  if (dt == TS_DTYPE_BOOL) {
+    if (a->kind == TS_ARG_BOOL || (a->kind == TS_ARG_INT && (a->i == 0 || a->i == 1)))
+      return NULL;
+    if (!given)
+      return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is bool, given %lld",
+                            i + 1, arg_name(s, an, sizeof an), k->name, (long long)a->i);
+  } else if (!ts_dtype_is_int(dt)) {
+    if (a->kind != TS_ARG_BOOL)
+      return NULL;
+  } else if (a->kind == TS_ARG_INT) {
+    int64_t lo = dt == TS_DTYPE_I8 ? INT8_MIN : dt == TS_DTYPE_I32 ? INT32_MIN : INT64_MIN;
+    int64_t hi = dt == TS_DTYPE_I8 ? INT8_MAX : dt == TS_DTYPE_I32 ? INT32_MAX : INT64_MAX;
+    if (a->i >= lo && a->i <= hi)
+      return NULL;
+    return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is %s, given %lld: "
+                          "outside %lld .. %lld", i + 1, arg_name(s, an, sizeof an), k->name,
+                          ts_dtype_name(dt), (long long)a->i, (long long)lo, (long long)hi);
+  }
+  return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is %s, given %s", i + 1,
+                        arg_name(s, an, sizeof an), k->name, ts_dtype_name(dt), given);
+}
+
 /* TMA: the tensor maps the kernel's GPU form takes after its scratch
  * parameters (compiler.h ts_kernel_tensor_maps), built for this launch,
  * and the flag the kernel reads: 1 when every map was built (a tensor
@@ -389,11 +420,7 @@ static ts_status launch_grid(ts_kernel *k, const ts_arg *args, size_t count,
                               "scalar %s, given a tensor",
                               i + 1, arg_name(s, an, sizeof an), k->name,
                               ts_dtype_name(s->type->dtype));
-      if (ts_dtype_is_int(s->type->dtype) && a->kind == TS_ARG_FLOAT)
-        return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is "
-                              "%s, given a float",
-                              i + 1, arg_name(s, an, sizeof an), k->name,
-                              ts_dtype_name(s->type->dtype));
+      TS_TRY(check_scalar(k, i, s, a));
       continue;
     }
     if (a->kind != TS_ARG_TENSOR || !a->tensor)

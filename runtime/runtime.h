@@ -126,10 +126,14 @@ size_t ts_tensor_size(const ts_tensor *t); /* bytes */
 void *ts_tensor_data(ts_tensor *t);
 ts_device *ts_tensor_device(const ts_tensor *t);
 /* Element `i` (flat, host-visible data) as a double, converted from or to the
- * storage format: floats round to nearest even, integers truncate, bool is
- * `v != 0`. */
+ * storage format: floats round to nearest even (e4m3 saturates at 448),
+ * integers truncate toward zero and clamp to the dtype's range (NaN is 0),
+ * bool is `v != 0`. The _int forms carry an integer exactly (an i64 past
+ * 2^53; clamped to a narrower dtype's range; a float dtype rounds it). */
 double ts_tensor_get(ts_tensor *t, int64_t i);
 void ts_tensor_set(ts_tensor *t, int64_t i, double v);
+int64_t ts_tensor_get_int(ts_tensor *t, int64_t i);
+void ts_tensor_set_int(ts_tensor *t, int64_t i, int64_t v);
 /* Copies `size` bytes in or out (any device). */
 TS_MUST_USE ts_status ts_tensor_write(ts_tensor *t, const void *src,
                                       size_t size);

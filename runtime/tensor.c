@@ -211,6 +211,17 @@ void *ts_tensor_data(ts_tensor *t) {
 }
 ts_device *ts_tensor_device(const ts_tensor *t) { return t->buffer->device; }
 
+/* v as an integer of [lo, hi]: truncated toward zero, clamped (NaN is 0) */
+static int64_t int_of(double v, int64_t lo, int64_t hi) {
+  if (!(v == v))
+    return 0;
+  if (v <= (double)lo)
+    return lo;
+  if (v >= (double)hi) /* (hi of i64 rounds up to 2^63: clamped here too) */
+    return hi;
+  return (int64_t)v;
+}
+
 void ts_tensor_set(ts_tensor *t, int64_t i, double v) {
   void *p = ts_tensor_data(t);
   switch (ts_tensor_dtype(t)) {
@@ -218,10 +229,24 @@ void ts_tensor_set(ts_tensor *t, int64_t i, double v) {
   case TS_DTYPE_BF16: ((uint16_t *)p)[i] = ts_f32_to_bf16((float)v); break;
   case TS_DTYPE_F16: ((uint16_t *)p)[i] = ts_f32_to_f16((float)v); break;
   case TS_DTYPE_FP8E4M3: ((uint8_t *)p)[i] = ts_f32_to_e4m3((float)v); break;
-  case TS_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)v; break;
-  case TS_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)v; break;
-  case TS_DTYPE_I64: ((int64_t *)p)[i] = (int64_t)v; break;
+  case TS_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)int_of(v, INT8_MIN, INT8_MAX); break;
+  case TS_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)int_of(v, INT32_MIN, INT32_MAX); break;
+  case TS_DTYPE_I64: ((int64_t *)p)[i] = int_of(v, INT64_MIN, INT64_MAX); break;
   default: ((uint8_t *)p)[i] = v != 0; break;
+  }
+}
+
+static int64_t clamp(int64_t v, int64_t lo, int64_t hi) {
+  return v < lo ? lo : v > hi ? hi : v;
+}
+
+void ts_tensor_set_int(ts_tensor *t, int64_t i, int64_t v) {
+  void *p = ts_tensor_data(t);
+  switch (ts_tensor_dtype(t)) {
+  case TS_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)clamp(v, INT8_MIN, INT8_MAX); break;
+  case TS_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)clamp(v, INT32_MIN, INT32_MAX); break;
+  case TS_DTYPE_I64: ((int64_t *)p)[i] = v; break;
+  default: ts_tensor_set(t, i, (double)v); break;
   }
 }
 
@@ -237,6 +262,12 @@ double ts_tensor_get(ts_tensor *t, int64_t i) {
   case TS_DTYPE_I64: return (double)((int64_t *)p)[i];
   default: return ((uint8_t *)p)[i];
   }
+}
+
+int64_t ts_tensor_get_int(ts_tensor *t, int64_t i) {
+  if (ts_tensor_dtype(t) == TS_DTYPE_I64)
+    return ((int64_t *)ts_tensor_data(t))[i];
+  return int_of(ts_tensor_get(t, i), INT64_MIN, INT64_MAX);
 }
 
 static ts_status need_contiguous(const ts_tensor *t, const char *what) {

@@ -20,6 +20,9 @@ local function errors_with(fn, needle, what)
         what .. " (got: " .. tostring(err) .. ")")
 end
 
+-- this file as error locations name it ("FILE:"), as ctest runs it
+local here = debug.getinfo(1, "S").short_src .. ":"
+
 local function near(a, b, tol) return math.abs(a - b) <= tol end
 
 -- devices
@@ -157,6 +160,69 @@ local kb = ts.kernel("kernels/softmax.tile", "softmax_rows_bf16")
 local xb, yb = xs:cast("bf16"), ts.tensor("bf16", {2, 3})
 kb:launch{xb, yb, 2.0}
 check(near(yb:to_table()[4], 1 / 3, 2e-3), "a scalar argument")
+
+do -- scalar arguments: a number for a number, a whole one in range for an
+   -- integer param (an i32 given 2^32 wrapped to 0 before), a boolean or
+   -- 0 / 1 for a bool; errors at the launching line
+  local ks, out = ts.kernel("tests/lua/scalars.tile", "scalars"), ts.tensor("f32", {5})
+  ks:launch{out, -128, 2147483647, 1 << 40, true, 0.5}
+  local v = out:to_table()
+  check(v[1] == -128 and v[2] == 2 ^ 31 and v[3] == 2 ^ 40 and v[4] == 1 and v[5] == 0.5,
+        "scalars at their ranges' ends (i32's in f32: 2^31): " .. table.concat(v, " "))
+  ks:launch{out, 127, -2147483648, -3, 0, 7}
+  v = out:to_table()
+  check(v[1] == 127 and v[2] == -2147483648 and v[3] == -3 and v[4] == 0 and v[5] == 7,
+        "scalars: the other ends, 0 for a bool, an integer for a float")
+  local line = debug.getinfo(1, "l").currentline
+  local ok, err = pcall(function() ks:launch{out, 1, 1 << 32, 1, true, 0} end)
+  check(not ok and err == here .. (line + 1) .. ": argument 3 ('b') of "
+        .. "'scalars' is i32, given 4294967296: outside -2147483648 .. 2147483647",
+        "i32 out of range, at the launching line (got: " .. tostring(err) .. ")")
+  errors_with(function() ks:launch{out, 128, 1, 1, true, 0} end,
+              "argument 2 ('a') of 'scalars' is i8, given 128: outside -128 .. 127", "i8 range")
+  errors_with(function() ks:launch{out, 1, 1.5, 1, true, 0} end, "is i32, given a float",
+              "a float for an int")
+  errors_with(function() ks:launch{out, 1, true, 1, true, 0} end, "is i32, given a boolean",
+              "a boolean for an int")
+  errors_with(function() ks:launch{out, 1, 1, 1, 2, 0} end, "is bool, given 2", "2 for a bool")
+  errors_with(function() ks:launch{out, 1, 1, 1, 0.5, 0} end, "is bool, given a float",
+              "a float for a bool")
+  errors_with(function() ks:launch{out, 1, 1, 1, true, false} end, "is f32, given a boolean",
+              "a boolean for a float")
+end
+do -- values: integers exactly, in their dtype's range; floats round as
+   -- stores do; a bool from true/false/1/0; a bad value named, at its line
+  local big = (1 << 62) + 1
+  local t = ts.tensor("i64", {3}, {big, -big, 2.0}):to_table()
+  check(t[1] == big and t[2] == -big and t[3] == 2 and math.type(t[3]) == "integer",
+        "i64 values exactly past 2^53")
+  local b = ts.tensor("bool", {4}, {true, false, 1, 0}):to_table()
+  check(b[1] == 1 and b[2] == 0 and b[3] == 1 and b[4] == 0, "bool values")
+  local e = ts.tensor("fp8e4m3", {2}, {1000, -0.3}):to_table()
+  check(e[1] == 448 and e[2] == -0.3125, "e4m3 values saturate and round")
+  local line = debug.getinfo(1, "l").currentline
+  local ok, err = pcall(function() return ts.tensor("i32", {2}, {1, 1.5}) end)
+  check(not ok and err == here .. (line + 1) .. ": value 2 (1.5) is not "
+        .. "an i32: integers from -2147483648 to 2147483647", "a fraction for an i32 (got: "
+        .. tostring(err) .. ")")
+  errors_with(function() ts.tensor("i8", {1}, {-129}) end, "value 1 (-129) is not an i8: "
+              .. "integers from -128 to 127", "i8 range")
+  errors_with(function() ts.tensor("i32", {1}, {1 << 31}) end, "value 1 (2147483648) is not",
+              "i32 range")
+  errors_with(function() ts.tensor("i64", {1}, {2 ^ 63}) end, "is not an i64", "i64 range")
+  errors_with(function() ts.tensor("i32", {1}, {0 / 0}) end, "value 1 (", "NaN for an i32")
+  errors_with(function() ts.tensor("bool", {2}, {1, 2}) end,
+              "value 2 (2) is not a bool: true, false, 1 or 0", "2 for a bool")
+  errors_with(function() ts.tensor("f32", {2}, {1, {}}) end, "value 2 is a table, not a number",
+              "a table for a float")
+  errors_with(function() ts.tensor("i32", {2}, {0, 0}):set{1, true} end, "value 2 (true) is not",
+              "set: a boolean for an i32")
+  -- runtime errors carry the launching line too
+  line = debug.getinfo(1, "l").currentline
+  ok, err = pcall(function() return ts.tensor("f32", {4}):slice(0, 3, 2) end)
+  check(not ok and err == here .. (line + 1) .. ": slice [3, 5) of a dim of 4",
+        "a slice out of range, at its line (got: " .. tostring(err) .. ")")
+end
 
 -- safetensors
 local path = os.tmpname()
