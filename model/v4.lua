@@ -58,29 +58,6 @@ local M = {}
 
 -- ---- the model ------------------------------------------------------------------------
 
--- The config's layer structure: n_layers (1 or more) and a compression
--- ratio for each layer and MTP block, 0 (the window alone), 4 (CSA) or 128
--- (HCA), what the kernels and caches are built for; else an error naming
--- the field (a short list failed inside the weights' names).
-local function check_config(cfg)
-  local n, mtp = math.tointeger(cfg.n_layers), math.tointeger(cfg.n_mtp_layers or 0)
-  if not (n and n >= 1 and mtp and mtp >= 0) then
-    error(string.format("config: n_layers %s and n_mtp_layers %s: whole numbers, n_layers 1 " ..
-                        "or more", tostring(cfg.n_layers), tostring(cfg.n_mtp_layers)), 3)
-  end
-  local r = cfg.compress_ratios
-  if type(r) ~= "table" or #r < n + mtp then
-    error(string.format("config: compress_ratios has %d entries, n_layers + n_mtp_layers " ..
-                        "(%d) need one each", type(r) == "table" and #r or 0, n + mtp), 3)
-  end
-  for i = 1, n + mtp do
-    if r[i] ~= 0 and r[i] ~= 4 and r[i] ~= 128 then
-      error(string.format("config: compress_ratios[%d] is %s: 0 (the window), 4 (CSA) or " ..
-                          "128 (HCA)", i, tostring(r[i])), 3)
-    end
-  end
-end
-
 -- Loads a model folder (config.json + weights.safetensors, or DeepSeek's
 -- released layout: inference/config.json + the shards of
 -- model.safetensors.index.json; model/checkpoint.lua), or a config and
@@ -88,7 +65,7 @@ end
 -- the config needs is checked (name, dtype, shape) before use.
 function M.load(dir, weights_path, opts)
   local cfg = type(dir) == "table" and dir or checkpoint.config(dir)
-  check_config(cfg)
+  weights.check_config(cfg, 2)
   opts = opts or {}
   local self = {cfg = cfg, file = checkpoint.open(weights_path or dir),
                 w = {}, kv_format = opts.kv_format or "f32", tf32 = opts.tf32 ~= false,
@@ -493,10 +470,20 @@ end
 -- Token ids index the embedding (and a hash layer's expert table): one
 -- that does not (not an integer, < 0, >= vocab_size) is an error naming
 -- it and its place, not a row read out of range. ids: a table of ids, an
--- i32 tensor (read on the host: a device's tensor waits for the device)
--- or one id (anything else, nil too, is that one bad id); level: error's.
+-- i32 tensor of one dim and at least one id (read on the host: a device's
+-- tensor waits for the device) or one id (anything else, nil too, is that
+-- one bad id); level: error's.
+local function check_id_tensor(what, ids, level)
+  if type(ids) == "userdata" and (ids:dtype() ~= "i32" or #ids:shape() ~= 1 or
+                                  ids:numel() == 0) then
+    error(string.format("%s: the token ids are an i32 tensor [T] of 1 or more, given %s", what,
+                        (tostring(ids):gsub("^tensor ", ""))), level + 1)
+  end
+end
+
 function M:check_ids(what, ids, level)
   local V = self.cfg.vocab_size
+  check_id_tensor(what, ids, level + 1)
   local list = type(ids) == "table" and ids or type(ids) == "userdata" and ids:to_table() or
                {ids, n = 1}
   for i = 1, list.n or #list do
@@ -595,7 +582,10 @@ function M:prefill_batch(seqs, prompts)
   local ids_v, pos_v, spans = {}, {}, {} -- spans[b]: {first row, rows}
   for b = 1, B do
     local p = prompts[b]
-    if type(p) ~= "table" then p = p:to_table() end
+    if type(p) ~= "table" then
+      check_id_tensor("prefill_batch: prompt " .. b, p, 2)
+      p = p:to_table()
+    end
     if #p == 0 then error("prefill_batch: prompt " .. b .. " is empty", 2) end
     self:check_ids("prefill_batch: prompt " .. b, p, 2)
     self:check_room("prefill_batch: prompt " .. b, 0, #p, 2)

@@ -5,7 +5,76 @@
 -- M.validate(cfg, file) names the first tensor that is missing or wrong.
 local M = {}
 
+-- The config checked against what the model and its kernels are built for,
+-- before anything is made from it: an error ("config: ...", at the caller's
+-- caller `level` up, 1 its own caller) naming the first field that is not.
+-- Every size a whole number (1 or more); 4 residual streams (the mHC
+-- weights' 24 logits), one shared expert, indexer heads of 128 (its
+-- Hadamard), the layers' compression ratios 0, 4 or 128.
+function M.check_config(cfg, level)
+  level = (level or 1) + 2
+  local function bad(fmt, ...) error("config: " .. string.format(fmt, ...), level) end
+  -- (the checks of one field: their errors one call deeper)
+  local function int(name, min, max, what)
+    local v = math.tointeger(cfg[name])
+    if not (v and v >= min and (not max or v <= max)) then
+      level = level + 1
+      bad("%s is %s: %s", name, tostring(cfg[name]), what or max and string.format(
+          "a whole number from %d to %d", min, max) or string.format("a whole number of %d or more",
+          min))
+    end
+    return v
+  end
+  local function real(name, what)
+    local v = cfg[name]
+    if not (type(v) == "number" and v > 0 and v < math.huge) then
+      level = level + 1
+      bad("%s is %s: %s", name, tostring(v), what or "a number above 0")
+    end
+  end
+  local n = int("n_layers", 1)
+  local mtp = cfg.n_mtp_layers == nil and 0 or int("n_mtp_layers", 0)
+  local r = cfg.compress_ratios
+  if type(r) ~= "table" or #r < n + mtp then
+    bad("compress_ratios has %d entries, n_layers + n_mtp_layers (%d) need one each",
+        type(r) == "table" and #r or 0, n + mtp)
+  end
+  for i = 1, n + mtp do
+    if r[i] ~= 0 and r[i] ~= 4 and r[i] ~= 128 then
+      bad("compress_ratios[%d] is %s: 0 (the window), 4 (CSA) or 128 (HCA)", i, tostring(r[i]))
+    end
+  end
+  for _, f in ipairs{"dim", "moe_inter_dim", "n_heads", "n_routed_experts", "q_lora_rank",
+                     "head_dim", "o_lora_rank", "window_size", "index_n_heads", "index_topk",
+                     "hc_sinkhorn_iters", "max_seq_len", "original_seq_len"} do
+    int(f, 1)
+  end
+  int("vocab_size", 1, 2147483647)
+  int("n_hash_layers", 0) -- (the first ones: every layer where it is n_layers or more)
+  int("n_activated_experts", 1, cfg.n_routed_experts)
+  int("index_head_dim", 128, 128, "128 (the indexer's Hadamard transform is built for it)")
+  int("rope_head_dim", 2, math.min(cfg.head_dim, 128))
+  if cfg.rope_head_dim % 2 ~= 0 then bad("rope_head_dim is %d: even", cfg.rope_head_dim) end
+  int("o_groups", 1, cfg.n_heads)
+  if cfg.n_heads % cfg.o_groups ~= 0 then
+    bad("o_groups is %d: a divisor of n_heads (%d)", cfg.o_groups, cfg.n_heads)
+  end
+  if cfg.hc_mult ~= nil then int("hc_mult", 4, 4, "4 (mHC's four residual streams)") end
+  if cfg.n_shared_experts ~= nil then
+    int("n_shared_experts", 1, 1, "1 (V4's one shared expert)")
+  end
+  if cfg.score_func ~= nil and cfg.score_func ~= "sqrtsoftplus" then
+    bad("score_func is %s: sqrtsoftplus (V4's router)", tostring(cfg.score_func))
+  end
+  for _, f in ipairs{"norm_eps", "hc_eps", "rope_theta", "compress_rope_theta", "route_scale",
+                     "swiglu_limit", "beta_fast", "beta_slow"} do
+    real(f)
+  end
+  real("rope_factor", "a number above 0 (1: no YaRN scaling)")
+end
+
 function M.list(cfg)
+  M.check_config(cfg, 2)
   local d, H, c = cfg.dim, cfg.n_heads, cfg.head_dim
   local q, G, dg = cfg.q_lora_rank, cfg.o_groups, cfg.o_lora_rank
   local E, I, K = cfg.n_routed_experts, cfg.moe_inter_dim, cfg.n_activated_experts

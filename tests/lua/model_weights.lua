@@ -74,7 +74,43 @@ errors_with(function() V4.load(odd, "/nonexistent") end,
             "config: compress_ratios[2] is 7: 0 (the window), 4 (CSA) or 128 (HCA)", "ratio 7")
 local none = json.read("model/configs/tiny.json")
 none.n_layers = 0
-errors_with(function() V4.load(none, "/nonexistent") end, "n_layers 1 or more", "no layers")
+errors_with(function() V4.load(none, "/nonexistent") end,
+            "config: n_layers is 0: a whole number of 1 or more", "no layers")
+-- each field the model and kernels are built for, refused by name (a hash
+-- layer's random routing table of more experts than there are looped
+-- forever in model/init.lua; a window of 0 failed inside the caches, 0
+-- indexer heads in a kernel's compile, 3 heads in 2 output groups in a
+-- reshape)
+for _, c in ipairs{
+    {"window_size", 0, "window_size is 0: a whole number of 1 or more"},
+    {"n_activated_experts", 9, "n_activated_experts is 9: a whole number from 1 to 8"},
+    {"index_n_heads", 0, "index_n_heads is 0: a whole number of 1 or more"},
+    {"index_topk", 0, "index_topk is 0"}, {"dim", 2.5, "dim is 2.5: a whole number"},
+    {"vocab_size", 1 << 31, "vocab_size is 2147483648: a whole number from 1 to 2147483647"},
+    {"n_hash_layers", -1, "n_hash_layers is -1: a whole number of 0 or more"},
+    {"index_head_dim", 64, "index_head_dim is 64: 128 (the indexer's Hadamard"},
+    {"rope_head_dim", 7, "rope_head_dim is 7: even"},
+    {"rope_head_dim", 130, "rope_head_dim is 130: a whole number from 2 to 128"},
+    {"n_heads", 3, "o_groups is 2: a divisor of n_heads (3)"},
+    {"hc_mult", 3, "hc_mult is 3: 4 (mHC's four residual streams)"},
+    {"n_shared_experts", 2, "n_shared_experts is 2: 1"},
+    {"score_func", "softmax", "score_func is softmax: sqrtsoftplus"},
+    {"norm_eps", -1, "norm_eps is -1: a number above 0"},
+    {"swiglu_limit", 0, "swiglu_limit is 0: a number above 0"},
+    {"rope_theta", "big", "rope_theta is big: a number above 0"},
+    {"hc_eps", 1 / 0, "hc_eps is inf"},
+    {"max_seq_len", nil, "max_seq_len is nil"}} do
+  local bent = json.read("model/configs/tiny.json")
+  bent[c[1]] = c[2]
+  errors_with(function() V4.load(bent, "/nonexistent") end, "config: " .. c[3],
+              c[1] .. " " .. tostring(c[2]))
+  -- (model/init.lua's list of weights checks it too, at the caller's line)
+  local ok, err = pcall(function() local l = W.list(bent); return l end)
+  check(not ok and err:find("model_weights.lua:%d+: config: ") ~= nil, "W.list: " .. tostring(err))
+end
+for _, name in ipairs{"tiny", "v4-flash", "v4-pro"} do
+  check(pcall(W.list, json.read("model/configs/" .. name .. ".json")), name .. " passes the checks")
+end
 
 print(string.format("%d passed, %d failed", passed, failed))
 if failed > 0 then os.exit(1) end

@@ -147,6 +147,17 @@ do
     {"prefill_batch", function() model:prefill_batch({model:sequence()}, {{5, 6, V * 2}}) end,
      "prefill_batch: prompt 1: token id " .. (2 * V) .. " (id 3 of 3)"},
     {"mtp", function() model:mtp(ts.tensor("i32", {1}, {V})) end, "mtp: token id " .. V},
+    -- (ids of another dtype or rank, or none: they failed inside the
+    -- kernels, "slice [-1, 0) of a dim of 0" for none)
+    {"prefill of none", function() model:prefill(ts.tensor("i32", {0})) end,
+     "prefill: the token ids are an i32 tensor [T] of 1 or more, given i32[0]"},
+    {"prefill f32", function() model:prefill(ts.tensor("f32", {2}, {1, 2})) end,
+     "prefill: the token ids are an i32 tensor [T] of 1 or more, given f32[2]"},
+    {"extend [1, 2]", function() model:extend(ts.tensor("i32", {1, 2}, {1, 2})) end,
+     "extend: the token ids are an i32 tensor [T] of 1 or more, given i32[1, 2]"},
+    {"prefill_batch i64", function()
+      model:prefill_batch({model:sequence()}, {ts.tensor("i64", {2}, {1, 2})})
+    end, "prefill_batch: prompt 1: the token ids are an i32 tensor [T] of 1 or more, given i64[2]"},
   }
   for _, c in ipairs(calls) do
     local okc, errc = pcall(c[2])
