@@ -935,6 +935,9 @@ static int l_save(lua_State *L) {
     if (lua_type(L, -2) != LUA_TSTRING)
       return luaL_error(L, "tensor names must be strings");
     check_savable(L, -2, "tensor name");
+    if (!luaL_testudata(L, -1, TENSOR_MT))
+      return luaL_error(L, "ts.save: '%s' is a %s, not a tensor", lua_tostring(L, -2),
+                        luaL_typename(L, -1));
     check_tensor(L, -1);
     if (n == 4096)
       return luaL_error(L, "at most 4096 tensors");

@@ -164,15 +164,20 @@ check(near(yb:to_table()[4], 1 / 3, 2e-3), "a scalar argument")
 do -- scalar arguments: a number for a number, a whole one in range for an
    -- integer param (an i32 given 2^32 wrapped to 0 before), a boolean or
    -- 0 / 1 for a bool; errors at the launching line
+  for _, dn in ipairs{"cpu", "gpusim"} do
+    local d = ts.device(dn)
+    local kd = ts.kernel("tests/lua/scalars.tile", "scalars", {}, d)
+    local o = ts.tensor("f32", {5}, nil, d)
+    kd:launch{o, -128, 2147483647, 1 << 40, true, 0.5}
+    local v = o:to_table()
+    check(v[1] == -128 and v[2] == 2 ^ 31 and v[3] == 2 ^ 40 and v[4] == 1 and v[5] == 0.5,
+          dn .. ": scalars at their ranges' ends (i32's in f32: 2^31): " .. table.concat(v, " "))
+    kd:launch{o, 127, -2147483648, -3, 0, 7}
+    v = o:to_table()
+    check(v[1] == 127 and v[2] == -2147483648 and v[3] == -3 and v[4] == 0 and v[5] == 7,
+          dn .. ": scalars: the other ends, 0 for a bool, an integer for a float")
+  end
   local ks, out = ts.kernel("tests/lua/scalars.tile", "scalars"), ts.tensor("f32", {5})
-  ks:launch{out, -128, 2147483647, 1 << 40, true, 0.5}
-  local v = out:to_table()
-  check(v[1] == -128 and v[2] == 2 ^ 31 and v[3] == 2 ^ 40 and v[4] == 1 and v[5] == 0.5,
-        "scalars at their ranges' ends (i32's in f32: 2^31): " .. table.concat(v, " "))
-  ks:launch{out, 127, -2147483648, -3, 0, 7}
-  v = out:to_table()
-  check(v[1] == 127 and v[2] == -2147483648 and v[3] == -3 and v[4] == 0 and v[5] == 7,
-        "scalars: the other ends, 0 for a bool, an integer for a float")
   local line = debug.getinfo(1, "l").currentline
   local ok, err = pcall(function() ks:launch{out, 1, 1 << 32, 1, true, 0} end)
   check(not ok and err == here .. (line + 1) .. ": argument 3 ('b') of "
@@ -253,6 +258,8 @@ errors_with(function() f:read_into("a", ts.tensor("bf16", {2, 3})) end, "the ten
 errors_with(function() f:read_into("b", ts.tensor("f32", {6})) end, "no tensor 'b'", "read_into: missing")
 f:close()
 errors_with(function() f:names() end, "closed", "closed file")
+errors_with(function() ts.save(path, {a = xs, b = 3}) end, "ts.save: 'b' is a number, not a tensor",
+            "save: a number for a tensor")
 -- names and metadata written as JSON strings: quotes, backslashes, control
 -- characters and UTF-8 come back as they went in; NUL is refused
 local odd = {'q"uote', "back\\slash", "line\nbreak\ttab\1", "caf\u{e9}.\u{1F600}"}
