@@ -10,7 +10,8 @@
 -- one sequence at a time): what the model promises on the CPU (each path's
 -- own test checks it one path at a time; here they interleave, so a state
 -- one sequence's step left in another's rows, a graph replayed over a
--- moved pool or a slot given to two sequences shows). Both cache formats.
+-- moved pool or a slot given to two sequences shows). The exact model and
+-- V4's production formats.
 -- `tessera run tests/lua/serve_fuzz.lua [seed] [events]`; skips without
 -- ../shared/golden.
 local ts = require "tessera"
@@ -24,9 +25,16 @@ local seed0 = math.tointeger(tonumber(arg and arg[1] or "")) or 52
 local events = math.tointeger(tonumber(arg and arg[2] or "")) or 40
 local MAXLEN = 420 -- (a history's tokens: the reference prefills it whole)
 
+-- (the exact model; and V4's production formats: fp8 caches, FP8 linears,
+-- FP4 routed experts, made from the bf16 weights at load)
+local forms = {f32 = {kv_format = "f32"},
+               fp8 = {kv_format = "fp8", linears = "fp8", experts = "fp4"}}
 for _, fmt in ipairs{"f32", "fp8"} do
-  local model = V4.load(dir, nil, {kv_format = fmt, graphs = true})
-  local ref = V4.load(dir, nil, {kv_format = fmt})
+  local opts = {}
+  for k, v in pairs(forms[fmt]) do opts[k] = v end
+  local ref = V4.load(dir, nil, opts)
+  opts.graphs = true
+  local model = V4.load(dir, nil, opts)
   local V = model.cfg.vocab_size
   local rnd = C.lcg(seed0 * 7 + (fmt == "fp8" and 1 or 0))
   local function int(lo, hi) return lo + math.floor(rnd() * (hi - lo + 1)) end
@@ -203,15 +211,25 @@ for _, fmt in ipairs{"f32", "fp8"} do
         group[b] = new_entry(tokens(int(1, 120)))
         seqs[b], prompts[b] = group[b].s, group[b].hist
       end
-      local n = int(2, 8)
-      log[#log + 1] = string.format("speculate %d x %d", #group, n)
-      local ids = {}
-      for b, e in ipairs(group) do ids[b] = C.ids(e.hist, 1, #e.hist) end
+      local n, ids, wants = int(2, 8), {}, {}
+      for b, e in ipairs(group) do
+        ids[b], wants[b] = C.ids(e.hist, 1, #e.hist), C.greedy_tokens(ref, e.hist, n)
+      end
+      -- (or 1-3 drafts a step, each the greedy token 7 times in 10, so
+      -- that steps keep all, some or none of them: M:rewind)
+      local drafts = rnd() < 0.5 and function(b, so_far)
+        local list = {}
+        for j = 1, int(1, 3) do
+          list[j] = rnd() < 0.7 and wants[b][#so_far + j] or int(0, V - 1)
+        end
+        return list
+      end
+      log[#log + 1] = string.format("speculate %d x %d%s", #group, n, drafts and " (drafts)" or "")
       local logits = model:prefill_batch(seqs, ids)
       local outs = model:speculate_batch(seqs, logits, prompts, n,
-                                         function(l) return C.greedy(l) end)
+                                         function(l) return C.greedy(l) end, nil, drafts or nil)
       for b, e in ipairs(group) do
-        local want = C.greedy_tokens(ref, e.hist, n)
+        local want = wants[b]
         local same = #outs[b] == n
         for i = 1, n do same = same and outs[b][i] == want[i] end
         check(same, string.format("%s: %s's speculated tokens %s, greedy %s", fmt, e.name,
@@ -233,27 +251,34 @@ for _, fmt in ipairs{"f32", "fp8"} do
       end
     end
   end
-  -- then every live sequence with room (at least two) 13 steps together,
-  -- and one of them 10 alone: whatever the events were, graphs of both
+  -- then every live sequence with room 13 steps together (a wide batch,
+  -- whose replays depend on the pools staying put), and two new ones 13
+  -- steps together and 10 alone: whatever the events were, graphs of both
   -- kinds replay
-  local group, seqs, ids = {}, {}, {}
-  for _, e in ipairs(live) do
-    if room(e, 23) then group[#group + 1], seqs[#seqs + 1] = e, e.s end
-  end
-  while #group < 2 do
-    local e = new_entry(tokens(int(1, 100)))
-    e.s:prefill(C.ids(e.hist, 1, #e.hist))
-    group[#group + 1], seqs[#seqs + 1] = e, e.s
-  end
-  for _ = 1, 13 do
-    for b = 1, #group do ids[b] = int(0, V - 1) end
-    local got = model:decode_batch(seqs, ids):to_table()
-    for b, e in ipairs(group) do
-      append(e, {ids[b]})
-      against(e, got, b, "the last batch")
+  local function together(group, steps, what)
+    local seqs, ids = {}, {}
+    for b, e in ipairs(group) do seqs[b] = e.s end
+    for _ = 1, #group > 1 and steps or 0 do
+      for b = 1, #group do ids[b] = int(0, V - 1) end
+      local got = model:decode_batch(seqs, ids):to_table()
+      for b, e in ipairs(group) do
+        append(e, {ids[b]})
+        against(e, got, b, what)
+      end
     end
   end
-  for _ = 1, 10 do step(group[1], "the last steps") end
+  local wide = {}
+  for _, e in ipairs(live) do
+    if room(e, 13) then wide[#wide + 1] = e end
+  end
+  together(wide, 13, "the wide batch")
+  local pair = {}
+  for b = 1, 2 do
+    pair[b] = new_entry(tokens(int(1, 60)))
+    pair[b].s:prefill(C.ids(pair[b].hist, 1, #pair[b].hist))
+  end
+  together(pair, 13, "the last batch")
+  for _ = 1, 10 do step(pair[1], "the last steps") end
   for _, e in ipairs(live) do solo(e) end
   local bc = model:batch_graph_counts()
   check(compared >= events, string.format("%s: %d comparisons in %d events", fmt, compared,
