@@ -62,6 +62,9 @@ const char *ts_dtype_name(ts_dtype d);
 int ts_dtype_bits(ts_dtype d);
 bool ts_dtype_is_float(ts_dtype d);
 bool ts_dtype_is_int(ts_dtype d);
+/* The values an integer dtype or bool holds, [lo, hi] (bool: 0 and 1);
+ * false for a float dtype. */
+bool ts_dtype_int_range(ts_dtype d, int64_t *lo, int64_t *hi);
 /* The dtype spelled `name` ("bf16"), or TS_DTYPE_COUNT. */
 ts_dtype ts_dtype_from_name(const char *name);
 /* The type arithmetic happens in: narrow floats -> f32, i8 -> i32. */

@@ -70,6 +70,18 @@ bool ts_dtype_is_float(ts_dtype d) {
 bool ts_dtype_is_int(ts_dtype d) {
   return (unsigned)d < TS_DTYPE_COUNT && dtypes[d].cls == 1;
 }
+bool ts_dtype_int_range(ts_dtype d, int64_t *lo, int64_t *hi) {
+  if (d == TS_DTYPE_BOOL) {
+    *lo = 0, *hi = 1;
+    return true;
+  }
+  if (!ts_dtype_is_int(d))
+    return false;
+  int bits = ts_dtype_bits(d); /* (8, 32, 64: two's complement) */
+  *hi = bits == 64 ? INT64_MAX : ((int64_t)1 << (bits - 1)) - 1;
+  *lo = -*hi - 1;
+  return true;
+}
 ts_dtype ts_dtype_promote(ts_dtype d) {
   switch (d) {
   case TS_DTYPE_F16:

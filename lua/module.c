@@ -343,7 +343,8 @@ static void set_element(lua_State *L, ts_tensor *t, int64_t k) {
     ts_tensor_set(t, k, lua_toboolean(L, -1));
     return;
   }
-  if (!ts_dtype_is_int(dt) && dt != TS_DTYPE_BOOL) {
+  int64_t lo, hi;
+  if (!ts_dtype_int_range(dt, &lo, &hi)) {
     double v = lua_tonumberx(L, -1, &ok);
     if (!ok)
       luaL_error(L, "value %d is a %s, not a number", (int)(k + 1), luaL_typename(L, -1));
@@ -351,10 +352,6 @@ static void set_element(lua_State *L, ts_tensor *t, int64_t k) {
     return;
   }
   lua_Integer v = lua_tointegerx(L, -1, &ok);
-  int64_t lo = dt == TS_DTYPE_I8 ? INT8_MIN : dt == TS_DTYPE_I32 ? INT32_MIN
-             : dt == TS_DTYPE_BOOL ? 0 : INT64_MIN;
-  int64_t hi = dt == TS_DTYPE_I8 ? INT8_MAX : dt == TS_DTYPE_I32 ? INT32_MAX
-             : dt == TS_DTYPE_BOOL ? 1 : INT64_MAX;
   if (ok && v >= lo && v <= hi) {
     ts_tensor_set_int(t, k, v);
     return;

@@ -22,7 +22,6 @@ static const char *const state_names[] = {
     [TS_TUNE_FAILED] = "failed", [TS_TUNE_WRONG] = "wrong",
     [TS_TUNE_NOT_TIMED] = "not timed"};
 
-
 static const char *field_string(lua_State *L, const char *name, bool need) {
   lua_getfield(L, 1, name);
   const char *s = lua_tostring(L, -1);

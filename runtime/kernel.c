@@ -268,8 +268,8 @@ static ts_status check_scalar(const ts_kernel *k, uint32_t i, const ts_symbol *s
     if (a->kind != TS_ARG_BOOL)
       return NULL;
   } else if (a->kind == TS_ARG_INT) {
-    int64_t lo = dt == TS_DTYPE_I8 ? INT8_MIN : dt == TS_DTYPE_I32 ? INT32_MIN : INT64_MIN;
-    int64_t hi = dt == TS_DTYPE_I8 ? INT8_MAX : dt == TS_DTYPE_I32 ? INT32_MAX : INT64_MAX;
+    int64_t lo, hi;
+    ts_dtype_int_range(dt, &lo, &hi);
     if (a->i >= lo && a->i <= hi)
       return NULL;
     return ts_status_make(TS_ERR_INVALID, "argument %u ('%s') of '%s' is %s, given %lld: "

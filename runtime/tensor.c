@@ -222,31 +222,36 @@ static int64_t int_of(double v, int64_t lo, int64_t hi) {
   return (int64_t)v;
 }
 
+void ts_tensor_set_int(ts_tensor *t, int64_t i, int64_t v) {
+  void *p = ts_tensor_data(t);
+  int64_t lo, hi;
+  ts_dtype dt = ts_tensor_dtype(t);
+  if (dt == TS_DTYPE_BOOL || !ts_dtype_int_range(dt, &lo, &hi)) {
+    ts_tensor_set(t, i, (double)v);
+    return;
+  }
+  v = v < lo ? lo : v > hi ? hi : v;
+  switch (dt) {
+  case TS_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)v; break;
+  case TS_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)v; break;
+  default: ((int64_t *)p)[i] = v; break;
+  }
+}
+
 void ts_tensor_set(ts_tensor *t, int64_t i, double v) {
   void *p = ts_tensor_data(t);
-  switch (ts_tensor_dtype(t)) {
+  int64_t lo, hi;
+  ts_dtype dt = ts_tensor_dtype(t);
+  if (dt != TS_DTYPE_BOOL && ts_dtype_int_range(dt, &lo, &hi)) {
+    ts_tensor_set_int(t, i, int_of(v, lo, hi));
+    return;
+  }
+  switch (dt) {
   case TS_DTYPE_F32: ((float *)p)[i] = (float)v; break;
   case TS_DTYPE_BF16: ((uint16_t *)p)[i] = ts_f32_to_bf16((float)v); break;
   case TS_DTYPE_F16: ((uint16_t *)p)[i] = ts_f32_to_f16((float)v); break;
   case TS_DTYPE_FP8E4M3: ((uint8_t *)p)[i] = ts_f32_to_e4m3((float)v); break;
-  case TS_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)int_of(v, INT8_MIN, INT8_MAX); break;
-  case TS_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)int_of(v, INT32_MIN, INT32_MAX); break;
-  case TS_DTYPE_I64: ((int64_t *)p)[i] = int_of(v, INT64_MIN, INT64_MAX); break;
   default: ((uint8_t *)p)[i] = v != 0; break;
-  }
-}
-
-static int64_t clamp(int64_t v, int64_t lo, int64_t hi) {
-  return v < lo ? lo : v > hi ? hi : v;
-}
-
-void ts_tensor_set_int(ts_tensor *t, int64_t i, int64_t v) {
-  void *p = ts_tensor_data(t);
-  switch (ts_tensor_dtype(t)) {
-  case TS_DTYPE_I8: ((int8_t *)p)[i] = (int8_t)clamp(v, INT8_MIN, INT8_MAX); break;
-  case TS_DTYPE_I32: ((int32_t *)p)[i] = (int32_t)clamp(v, INT32_MIN, INT32_MAX); break;
-  case TS_DTYPE_I64: ((int64_t *)p)[i] = v; break;
-  default: ts_tensor_set(t, i, (double)v); break;
   }
 }
 

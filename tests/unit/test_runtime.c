@@ -4,6 +4,7 @@
  * (runtime/graph.c: what they record and replay, what they refuse). */
 #include "tests/unit/harness.h"
 
+#include <math.h>
 #include <string.h>
 
 int main(void) {
@@ -42,6 +43,36 @@ int main(void) {
   ts_tensor_release(rows);
   CHECK(((const float *)ts_tensor_data(cols))[1] == 8.0f); /* still alive */
   ts_tensor_release(cols);
+
+  /* element values through the C API: integers clamped to their dtype's
+   * range and truncated (NaN is 0; the casts were undefined behaviour), an
+   * i64 exact past 2^53, the ranges of every integer dtype and bool */
+  int64_t n4[1] = {4};
+  ts_tensor *iv[3];
+  ts_dtype its[3] = {TS_DTYPE_I8, TS_DTYPE_I32, TS_DTYPE_I64};
+  for (int k = 0; k < 3; k++) {
+    CHECK(ts_tensor_create(d, its[k], 1, n4, &iv[k]) == NULL);
+    ts_tensor_set(iv[k], 0, 1e30);
+    ts_tensor_set(iv[k], 1, -1e30);
+    ts_tensor_set(iv[k], 2, -2.7);
+    ts_tensor_set(iv[k], 3, NAN);
+    int64_t rlo, rhi;
+    CHECK(ts_dtype_int_range(its[k], &rlo, &rhi));
+    CHECK(ts_tensor_get_int(iv[k], 0) == rhi && ts_tensor_get_int(iv[k], 1) == rlo);
+    CHECK(ts_tensor_get_int(iv[k], 2) == -2 && ts_tensor_get_int(iv[k], 3) == 0);
+    ts_tensor_set_int(iv[k], 0, INT64_MIN + 1);
+    CHECK(ts_tensor_get_int(iv[k], 0) == rlo + (k == 2));
+  }
+  int64_t lo, hi;
+  CHECK(ts_dtype_int_range(TS_DTYPE_I8, &lo, &hi) && lo == -128 && hi == 127);
+  CHECK(ts_dtype_int_range(TS_DTYPE_I32, &lo, &hi) && lo == INT32_MIN && hi == INT32_MAX);
+  CHECK(ts_dtype_int_range(TS_DTYPE_I64, &lo, &hi) && lo == INT64_MIN && hi == INT64_MAX);
+  CHECK(ts_dtype_int_range(TS_DTYPE_BOOL, &lo, &hi) && lo == 0 && hi == 1);
+  CHECK(!ts_dtype_int_range(TS_DTYPE_BF16, &lo, &hi));
+  ts_tensor_set_int(iv[2], 1, ((int64_t)1 << 62) + 1);
+  CHECK(ts_tensor_get_int(iv[2], 1) == ((int64_t)1 << 62) + 1);
+  for (int k = 0; k < 3; k++)
+    ts_tensor_release(iv[k]);
 
   ts_tensor *bad = NULL;
   int64_t neg[1] = {-1};
