@@ -74,6 +74,20 @@ for _, fmt in ipairs{"f32", "fp8"} do
     append(e, {id})
     against(e, got, 1, what)
   end
+  -- `steps` decode_batch steps of the entries `group` (none without one),
+  -- random tokens, checked
+  local function together(group, steps, what)
+    local seqs, ids = {}, {}
+    for b, e in ipairs(group) do seqs[b] = e.s end
+    for _ = 1, #group > 0 and steps or 0 do
+      for b = 1, #group do ids[b] = int(0, V - 1) end
+      local got = model:decode_batch(seqs, ids):to_table()
+      for b, e in ipairs(group) do
+        append(e, {ids[b]})
+        against(e, got, b, what)
+      end
+    end
+  end
   -- k random tokens given to e by call(list) (logits: the last one's at
   -- row `row`), checked; nothing without room for them
   local function give(e, k, what, row, call)
@@ -126,26 +140,17 @@ for _, fmt in ipairs{"f32", "fp8"} do
         for _ = 1, n do step(e, kind) end
       end
     elseif kind == "decode_batch" or kind == "batch_burst" then
-      local group, seqs, ids, seen = {}, {}, {}, {}
+      local group, seen = {}, {}
       local steps = kind == "batch_burst" and int(9, 18) or 1
       for _ = 1, int(1, math.min(#live, 5)) do
         local e = pick()
         if not seen[e] and room(e, steps) then
           seen[e] = true
-          group[#group + 1], seqs[#seqs + 1] = e, e.s
+          group[#group + 1] = e
         end
       end
-      if #group > 0 then
-        log[#log + 1] = string.format("%s %d x %d", kind, #group, steps)
-        for _ = 1, steps do
-          for b = 1, #group do ids[b] = int(0, V - 1) end
-          local got = model:decode_batch(seqs, ids):to_table()
-          for b, e in ipairs(group) do
-            append(e, {ids[b]})
-            against(e, got, b, kind)
-          end
-        end
-      end
+      log[#log + 1] = string.format("%s %d x %d", kind, #group, steps)
+      together(group, steps, kind)
     elseif kind == "tokens" then
       local e, k = pick(), int(2, 4)
       give(e, k, kind, k, function(list) return e.s:decode_tokens(list) end)
@@ -255,18 +260,6 @@ for _, fmt in ipairs{"f32", "fp8"} do
   -- whose replays depend on the pools staying put), and two new ones 13
   -- steps together and 10 alone: whatever the events were, graphs of both
   -- kinds replay
-  local function together(group, steps, what)
-    local seqs, ids = {}, {}
-    for b, e in ipairs(group) do seqs[b] = e.s end
-    for _ = 1, #group > 1 and steps or 0 do
-      for b = 1, #group do ids[b] = int(0, V - 1) end
-      local got = model:decode_batch(seqs, ids):to_table()
-      for b, e in ipairs(group) do
-        append(e, {ids[b]})
-        against(e, got, b, what)
-      end
-    end
-  end
   local wide = {}
   for _, e in ipairs(live) do
     if room(e, 13) then wide[#wide + 1] = e end
