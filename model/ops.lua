@@ -513,6 +513,12 @@ end
 -- prompt's keys) is at most its useful scores or O.score_pad of them.
 O.score_pad = 65536
 
+-- Keys a block of the FP4 indexer scores (indexer_scores_fp4's BS): on a
+-- GPU 64 (wgmma's M); on the CPU 256, where each block decodes and packs
+-- the query for its i8 GEMMs again (256K keys, one query, two cores:
+-- 18.3-19.2 -> 15.3-16.1 ms; the same scores)
+function O.fp4_index_keys() return O.on_gpu() and 64 or 256 end
+
 -- The MoE of more than one token runs in tiles of O.moe_rows rows of one
 -- expert (model/moe.lua; one-row tiles for a single token).
 O.moe_rows = 16
