@@ -11,26 +11,35 @@
 -- (the time depends on the experts chosen, not on how many there are);
 -- runs alternate, best and worst of five printed, and how far the FP4 and
 -- FP8 outputs are from the bf16 ones (the quantisation's error on random
--- weights, not a kernel's: tests/lua/fp4_experts.lua checks those). Run
--- from the source root:
+-- weights, not a kernel's: tests/lua/fp4_experts.lua checks those). The
+-- up and down GEMMs take the tile columns the model takes on the CPU
+-- (model/ops.lua O.experts_bn: 8 for a token, FP8's 8 for more) unless
+-- --bn N sets them for every form. Run from the source root:
 --   build/tessera run bench/moe_fp4.lua [--experts 16] [--runs 5]
---     [--dim 4096] [--width 2048]
+--     [--dim 4096] [--width 2048] [--bn N]
 local ts = require "tessera"
+local O = require "model.ops"
 
-local opts = {experts = "16", runs = "5", dim = "4096", width = "2048"}
+local opts = {experts = "16", runs = "5", dim = "4096", width = "2048", bn = "0"}
 local i = 1
 while i <= #arg do
   local k = arg[i]:match("^%-%-(.+)$")
   if not k or opts[k] == nil or arg[i + 1] == nil then
-    error("usage: moe_fp4.lua [--experts N] [--runs N] [--dim N] [--width N]", 0)
+    error("usage: moe_fp4.lua [--experts N] [--runs N] [--dim N] [--width N] [--bn N]", 0)
   end
   opts[k] = arg[i + 1]
   i = i + 2
 end
 local E, runs = math.tointeger(tonumber(opts.experts)), math.tointeger(tonumber(opts.runs))
 local K, DM, I = 6, math.tointeger(tonumber(opts.dim)), math.tointeger(tonumber(opts.width))
-if not E or E < K or not runs or runs < 1 or not DM or DM % 128 ~= 0 or not I or I % 128 ~= 0 then
-  error("--experts >= 6, --runs >= 1, --dim and --width multiples of 128", 0)
+local BN = math.tointeger(tonumber(opts.bn))
+if not E or E < K or not runs or runs < 1 or not DM or DM % 128 ~= 0 or not I or I % 128 ~= 0 or
+   not BN or BN < 0 or BN > 0 and 128 % BN ~= 0 then
+  error("--experts >= 6, --runs >= 1, --dim and --width multiples of 128, --bn dividing 128", 0)
+end
+-- the GEMMs' params for T tokens in format fmt
+local function gemm_params(BM, T, fmt)
+  return {BM = BM, BN = BN > 0 and BN or O.experts_bn(T, fmt)}
 end
 local dev = ts.device("cpu")
 local function kern(file, name, params) return ts.kernel("kernels/" .. file, name, params or {}, dev) end
@@ -92,7 +101,8 @@ for _, T in ipairs{1, 64} do
   local xq, sx = ts.tensor("f32", {T, 1, DM}), ts.tensor("f32", {T, 1, DB})
   local h, hq, sh = ts.tensor("f32", {TK, I}), ts.tensor("f32", {TK, 1, I}), ts.tensor("f32", {TK, 1, IB})
   local hb = ts.tensor("f32", {TK, I})
-  local upb, downb = kern("moe.tile", "moe_up", {BM = BM}), kern("moe.tile", "moe_down", {BM = BM})
+  local upb = kern("moe.tile", "moe_up", gemm_params(BM, T, "bf16"))
+  local downb = kern("moe.tile", "moe_down", gemm_params(BM, T, "bf16"))
   local forms = {
     whole = function()
       grouped:launch{x, sorted, offsets, tiles, weights, bf[1], bf[2], bf[3], out}
@@ -104,8 +114,8 @@ for _, T in ipairs{1, 64} do
   }
   -- a quantised form: x quantised, up, each slot's row quantised, down
   for f, w in pairs{fp4 = fp4, fp8 = fp8} do
-    local upk = kern("moe.tile", "moe_up_" .. f, {BM = BM})
-    local downk = kern("moe.tile", "moe_down_" .. f, {BM = BM})
+    local upk = kern("moe.tile", "moe_up_" .. f, gemm_params(BM, T, f))
+    local downk = kern("moe.tile", "moe_down_" .. f, gemm_params(BM, T, f))
     forms[f] = function()
       act:launch{x:reshape{T, 1, DM}, xq, sx}
       upk:launch{xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights,
@@ -151,7 +161,8 @@ for _, T in ipairs{1, 64} do
     best.bf16 / best.fp4, best.bf16 / best.fp8, math.sqrt(num / den), math.sqrt(num8 / den))
 end
 print(string.format("MoE routed experts, d %d, width %d, top-%d, %d experts, CPU (%d runs " ..
-                    "alternating; ms best-worst)", DM, I, K, E, runs))
+                    "alternating; ms best-worst; tile columns %s)", DM, I, K, E, runs,
+                    BN > 0 and tostring(BN) or "the model's"))
 print("| tokens | experts used | bf16 moe_grouped ms | bf16 moe_up + down ms | fp4 ms | fp8 ms " ..
       "| grouped / up + down (best) | bf16 / fp4 (best) | bf16 / fp8 (best) " ..
       "| fp4 vs bf16 outputs (rel.) | fp8 vs bf16 |")

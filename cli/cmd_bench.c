@@ -41,6 +41,8 @@ static const bench benches[] = {
      "bench/model_decode.lua", "cpu", NULL, NULL},
     {"cpu_bounds", "parallel statements with their range checks and without them",
      "bench/cpu_bounds.lua", "cpu", NULL, NULL},
+    {"cpu_gemv", "the model's linears: its tiles against 32-row ones",
+     "bench/cpu_gemv.lua", "cpu", NULL, NULL},
     {"gpu_gemm", "bf16 GEMM (MLIR lowering) against torch.matmul and the peak",
      NULL, "cuda", NULL, NULL},
     {"gpu_gemm_cuda_c", "bf16 GEMM (CUDA C lowering) against torch.matmul and "

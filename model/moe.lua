@@ -32,7 +32,8 @@ local down_tc_params = O.memo(function(BM) return {BM = BM} end)
 local shared_one -- (below)
 
 -- The shared expert's tile columns for a decode step's few rows (T) on a
--- GPU, its matrices I x DM of `bytes` a weight: 8 where the default 32
+-- GPU, its matrices I x DM of `bytes` a weight (on the CPU
+-- O.experts_bn's, the routed experts'): 8 where the default 32
 -- would leave it too few blocks for its weight stream (one expert: I / 32
 -- blocks, 64 at V4-Flash's width 2048, each reading its rows tile after
 -- tile; the routed experts' K of them are K times as many) and the
@@ -40,7 +41,8 @@ local shared_one -- (below)
 -- linears split K instead, model/ops.lua); else nil (the default). The
 -- sums step K by 128 whatever BN: the same bits.
 local function shared_bn(T, I, DM, bytes)
-  if T > 8 or not O.on_gpu() or I * DM * bytes < O.gemv_split_bytes or
+  if not O.on_gpu() then return O.experts_bn(T, bytes == 1 and "fp8" or "bf16") end
+  if T > 8 or I * DM * bytes < O.gemv_split_bytes or
      (I + 31) // 32 >= O.gemv_blocks then
     return nil
   end
@@ -360,7 +362,7 @@ function M:moe(L, x, ids)
     local w = r.experts
     xq, sx = quant_up_down(tc and fmt .. "_tc" or fmt, RB, LIMIT, act, tc, x, nil, nil,
                            {sorted, offsets, tiles, weights}, {w[1], w[2], w[5], w[6]},
-                           {w[3], w[4]}, out)
+                           {w[3], w[4]}, out, nil, nil, O.experts_bn(T, fmt))
     if tc then xq = nil end -- (e4m3 codes: the shared expert keeps its linears then)
   elseif tc16 then
     r.experts = r.experts or {self:bf16_experts(p, E)}
@@ -370,9 +372,11 @@ function M:moe(L, x, ids)
     r.experts = r.experts or {self:bf16_experts(p, E)}
     local w1, w2, w3 = r.experts[1], r.experts[2], r.experts[3]
     local h = O.out{TK, w1:shape(2)}
-    kernel("moe.tile", "moe_up", up_params(BM, LIMIT)):launch{
+    local BN = O.experts_bn(T, fmt)
+    kernel("moe.tile", "moe_up", up_params(BM, LIMIT, nil, nil, BN)):launch{
       x, sorted, offsets, tiles, weights, w1, w3, h}
-    kernel("moe.tile", "moe_down", down_params(BM)):launch{h, sorted, offsets, tiles, w2, out, x}
+    kernel("moe.tile", "moe_down", down_params(BM, nil, nil, nil, BN))
+      :launch{h, sorted, offsets, tiles, w2, out, x}
   end
   -- the shared expert's down GEMM adds the routed rows (else moe_combine)
   local y, combined = self:shared_expert(p, x, BM, LIMIT, tc8, act, xq, sx, out, K, xb)

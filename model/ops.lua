@@ -167,13 +167,19 @@ end
 -- y = x w^T in f32; on a GPU with O.tf32 and at least 8 rows (a prefill) on
 -- tensor cores in TF32 (linear_tf32), else linear_f32, compiled with W =
 -- bf16 when w is bf16 (the checkpoint's weights as stored: the same bits
--- from half the bytes). A single row (a
--- decode step) takes 1 x 32 tiles, 2 to 8 rows (a batch's step) 8 x 32: the
--- default's 32 rows would multiply the rest as padding (on the CPU a decode
--- step's linears ran ~5x slower; on a GPU the padding made the weight
--- stream compute-bound). Every form steps K by 128 on the CPU, where a row's
--- sums then do not depend on the tiling: prefill N + decode M gives the
--- logits of prefill N + M bit for bit (tests/lua/prefill_decode.lua).
+-- from half the bytes). On a GPU a single row (a decode step) takes 1 x 32
+-- tiles, 2 to 8 rows (a batch's step) 8 x 32: the default's 32 rows would
+-- multiply the rest as padding (on a GPU the padding made the weight stream
+-- compute-bound). On the CPU a block takes 8 weight rows (N) at a time and
+-- as many x rows as the step has, rounded up to 1, 2, 4 or 8, 32 for a
+-- prefill: a block's K step reads 8 runs of 128 weights rather than 32,
+-- which the hardware prefetchers follow (with 32 an FP8 GEMV read 3.3 G
+-- weights a second on two cores, a bf16 one 10 G: bench/results/cpu.md),
+-- and x rows past the step's would take the copies' bounds-checked path
+-- (4 rows in 8-row tiles took twice the time of 8). Every form steps K by
+-- 128 on the CPU, where a row's sums then do not depend on the tiling:
+-- prefill N + decode M gives the logits of prefill N + M bit for bit
+-- (tests/lua/prefill_decode.lua).
 -- the params that compile the kernels whose tensors are bf16 by default for
 -- the model's f32 (head_rmsnorm, hadamard, head_norm_rope, rope_hadamard)
 O.f32_params = {XT = "f32"}
@@ -184,10 +190,14 @@ O.bf16_out_params = {XT = "f32", YT = "bf16"}
 O.merge_rope = {OT = "f32", ROPE = true}
 O.gemv_tiles = {BM = 1, BN = 32, BK = 128}
 O.few_rows_tiles = {BM = 8, BN = 32, BK = 128}
-O.rows_tiles = {BM = 32, BN = 32, BK = 128} -- the CPU's, 9 rows or more
+-- the CPU's, by rows: 1, 2, 4 and 8 a step, 32 for 9 or more
+O.cpu_tiles = {}
+for _, m in ipairs{1, 2, 4, 8, 32} do O.cpu_tiles[m] = {BM = m, BN = 8, BK = 128} end
 function O.linear_tiles(rows)
-  return rows == 1 and O.gemv_tiles or rows <= 8 and O.few_rows_tiles
-    or not O.on_gpu() and O.rows_tiles or nil
+  if O.on_gpu() then return rows == 1 and O.gemv_tiles or rows <= 8 and O.few_rows_tiles or nil end
+  local m = 1
+  while m < rows and m < 8 do m = m * 2 end
+  return O.cpu_tiles[rows > 8 and 32 or m]
 end
 local w16_params = {} -- a tiling's params with W = bf16, made once
 function O.with_w16(tiles)
@@ -522,6 +532,18 @@ function O.fp4_index_keys() return O.on_gpu() and 64 or 256 end
 -- The MoE of more than one token runs in tiles of O.moe_rows rows of one
 -- expert (model/moe.lua; one-row tiles for a single token).
 O.moe_rows = 16
+-- The expert GEMMs' tile columns (BN) on the CPU for T tokens with weights
+-- in format fmt ("bf16", "fp8", "fp4"; nil: the kernels' default 32, and
+-- always on a GPU): 8 for a decode step's token, as O.linear_tiles (8 runs
+-- of 128 weights a K step, which the prefetchers follow: at V4-Flash width
+-- 6 experts' bf16 19 -> 12 ms, FP8 50 -> 16, FP4 21 -> 18), and for FP8
+-- experts at any T (64 tokens 435 -> 290 ms); the bf16 and FP4 forms'
+-- tiles of O.moe_rows gain nothing from it (bench/moe_fp4.lua,
+-- bench/results/cpu.md). The sums step K by 128 whatever BN: the same bits.
+function O.experts_bn(T, fmt)
+  if O.on_gpu() or T > 1 and fmt ~= "fp8" then return nil end
+  return 8
+end
 -- ... and on the tensor cores (moe_up_tc, moe_down_tc) of O.moe_tc_rows
 -- (their default BM)
 O.moe_tc_rows = 64
