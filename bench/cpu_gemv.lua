@@ -65,7 +65,9 @@ for _, shape in ipairs(shapes) do
           local t0 = ts.clock()
           O.linear(x, w, y[v])
           local dt = ts.clock() - t0
-          if r > 0 then best[v], worst[v] = math.min(best[v] or dt, dt), math.max(worst[v] or dt, dt) end
+          if r > 0 then
+            best[v], worst[v] = math.min(best[v] or dt, dt), math.max(worst[v] or dt, dt)
+          end
         end
       end
       O.linear_tiles = model_tiles
