@@ -694,13 +694,16 @@ static MlirValue vnni_dot(mb *b, MlirValue acc, MlirValue u8, MlirValue s8) {
 
 /* c (+)= a . b for i8 a [M, K] and b ([K, N], or [N, K] with trans_b) into
  * i32 c, whole tiles of constant shapes, on a host with AVX-512 VNNI.
- * vpdpbusd multiplies unsigned bytes by signed ones, so b is first packed
- * into a [K / 4, N] array of 4-byte groups (b[k..k+3, n] a word) with 128
- * added to each byte (x ^ 0x80); a step broadcasts a[i, k..k+3] and adds
- * into R rows by NV vectors of 16 columns held in registers, and one more
- * vpdpbusd a row with bytes of 128 accumulates 128 * sum_k a[i, k], taken
- * off at the end. Integer sums: the result is exactly the plain loops'
- * (wrapping as they do). Needs K % 4 == 0, N % 16 == 0. */
+ * vpdpbusd multiplies unsigned bytes by signed ones: b is first packed into
+ * a [K / 4, N] array of 4-byte groups (b[k..k+3, n] a word), the signed
+ * side; a step broadcasts a[i, k..k+3] with 128 added to each byte (x ^
+ * 0x80), the unsigned side, and adds into R rows by NV vectors of 16
+ * columns held in registers. The 128 * sum_k b[k, n] that adds to every
+ * row is summed once a call, as b is packed (vpdpbusd with bytes of 128),
+ * and taken off at the end: with it a row's (128 * sum_k a[i, k]) took one
+ * vpdpbusd more a row and step, 4 a step's 16. Integer sums: the result is
+ * exactly the plain loops' (wrapping as they do). Needs K % 4 == 0,
+ * N % 16 == 0. */
 static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool ta, bool tb,
                          bool acc) {
   mb *b = &g->b;
@@ -723,8 +726,12 @@ static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool 
   MlirValue flip = mb_op1(b, "vector.broadcast", 1,
                           (MlirValue[]){mb_const_int(b, b->i32, (int32_t)0x80808080u)}, vt);
   MlirValue zero = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i32, 0)}, vt);
-  /* b packed: word (p, n) = b[4p..4p+3, n] ^ 0x80 each byte */
-  MlirValue bp = mb_alloca_entry(b, b->i32, KW * N);
+  /* b packed: word (p, n) = b[4p..4p+3, n]; corr[n] = 128 * sum_k b[k, n] */
+  MlirValue bp = mb_alloca_entry(b, b->i32, KW * N), corr = mb_alloca_entry(b, b->i32, N);
+  for (int64_t n = 0; n < N; n += L) {
+    MlirValue ops[3] = {zero, corr, mb_cast(b, "arith.index_cast", gen_i64(g, n), b->index)};
+    mb_op(b, "vector.store", 3, ops, 0, NULL, 0, NULL);
+  }
   loop lp, ln;
   gen_loop_begin(g, &lp, gen_i64(g, 0), gen_i64(g, KW));
   gen_loop_begin(g, &ln, gen_i64(g, 0), gen_i64(g, N / L));
@@ -768,16 +775,40 @@ static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool 
     packed = mb_cast(b, "vector.bitcast",
                      vec_shuffle(b, lo, hi, m4, 64, mlirVectorTypeGet(1, &w64, b->i8)), vt);
   }
-  packed = mb_bin(b, "arith.xori", packed, flip);
   MlirValue sops[3] = {packed, bp,
                        mb_cast(b, "arith.index_cast",
                                mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", lp.iv, gen_i64(g, N)), n0),
                                b->index)};
   mb_op(b, "vector.store", 3, sops, 0, NULL, 0, NULL);
+  MlirValue cat = mb_cast(b, "arith.index_cast", n0, b->index);
+  MlirValue cops[3] = {corr, cat};
+  MlirValue csum = vnni_dot(b, mb_op1(b, "vector.load", 2, cops, vt), flip, packed);
+  MlirValue csops[3] = {csum, corr, cat};
+  mb_op(b, "vector.store", 3, csops, 0, NULL, 0, NULL);
   gen_loop_end(g, &ln);
   gen_loop_end(g, &lp);
+  /* a's words with 128 added to each byte, the unsigned side (a copy the
+   * size of a's tile: xor-ing each word as it was broadcast cost what the
+   * vpdpbusd it saves did) */
+  MlirValue af = mb_alloca_entry(b, b->i32, M * KW);
+  {
+    int64_t n = M * KW, n16 = n / L * L;
+    loop lf;
+    gen_loop_begin(g, &lf, gen_i64(g, 0), gen_i64(g, n16 / L));
+    MlirValue at = mb_cast(b, "arith.index_cast", mb_bin(b, "arith.muli", lf.iv, gen_i64(g, L)),
+                           b->index);
+    MlirValue lops[2] = {aw, at};
+    MlirValue x = mb_bin(b, "arith.xori", mb_op1(b, "vector.load", 2, lops, vt), flip);
+    MlirValue sops2[3] = {x, af, at};
+    mb_op(b, "vector.store", 3, sops2, 0, NULL, 0, NULL);
+    gen_loop_end(g, &lf);
+    for (int64_t i = n16; i < n; i++) /* (M * KW no multiple of 16) */
+      mb_store(b, mb_bin(b, "arith.xori", mb_load(b, aw, gen_i64(g, i)),
+                         mb_const_int(b, b->i32, (int32_t)0x80808080u)),
+               af, gen_i64(g, i));
+  }
   /* the register blocks */
-  int nslots = R * NV + R;
+  int nslots = R * NV;
   MlirValue slots = mb_alloca_entry(b, vt, nslots);
   loop li, lj, lk;
   gen_loop_begin(g, &li, gen_i64(g, 0), gen_i64(g, M / R));
@@ -796,21 +827,24 @@ static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool 
   }
   for (int r = 0; r < R; r++) {
     MlirValue row = mb_bin(b, "arith.addi", i0, gen_i64(g, r));
-    MlirValue w = mb_load(b, aw, mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, gen_i64(g, KW)), lk.iv));
+    MlirValue w = mb_load(b, af, mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, gen_i64(g, KW)), lk.iv));
     MlirValue av = mb_op1(b, "vector.broadcast", 1, &w, vt);
     for (int v = 0; v < NV; v++) {
       MlirValue q = gen_i64(g, r * NV + v);
-      mb_store(b, vnni_dot(b, mb_load(b, slots, q), bv[v], av), slots, q);
+      mb_store(b, vnni_dot(b, mb_load(b, slots, q), av, bv[v]), slots, q);
     }
-    MlirValue q = gen_i64(g, R * NV + r);
-    mb_store(b, vnni_dot(b, mb_load(b, slots, q), flip, av), slots, q); /* bytes of 128 */
   }
   gen_loop_end(g, &lk);
+  MlirValue cv[4];
+  for (int v = 0; v < NV; v++) {
+    MlirValue ops[2] = {corr, mb_cast(b, "arith.index_cast",
+                                      mb_bin(b, "arith.addi", j0, gen_i64(g, v * L)), b->index)};
+    cv[v] = mb_op1(b, "vector.load", 2, ops, vt);
+  }
   for (int r = 0; r < R; r++) {
     MlirValue row = mb_bin(b, "arith.addi", i0, gen_i64(g, r));
-    MlirValue corr = mb_load(b, slots, gen_i64(g, R * NV + r));
     for (int v = 0; v < NV; v++) {
-      MlirValue x = mb_bin(b, "arith.subi", mb_load(b, slots, gen_i64(g, r * NV + v)), corr);
+      MlirValue x = mb_bin(b, "arith.subi", mb_load(b, slots, gen_i64(g, r * NV + v)), cv[v]);
       MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, gen_i64(g, N)),
                             mb_bin(b, "arith.addi", j0, gen_i64(g, v * L)));
       MlirValue idx = mb_cast(b, "arith.index_cast", at, b->index);

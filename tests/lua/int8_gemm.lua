@@ -1,9 +1,10 @@
 -- int8_gemm.lua - i8 GEMMs into i32 equal the plain integer sums exactly,
 -- b as [K, N] and transposed, with and without accumulating into c, on
 -- the CPU and the GPU simulator. The shapes include ones the CPU's VNNI
--- micro-kernel takes where the host has it (K % 4 == 0, N % 16 == 0: b
--- packed with 128 added to each byte and the row sums taken off again,
--- R = 1, 2, 4 rows a block, 1, 2, 4 vectors of columns) and ones it leaves
+-- micro-kernel takes where the host has it (K % 4 == 0, N % 16 == 0: a's
+-- words with 128 added to each byte, M x K / 4 of them a multiple of 16 or
+-- not, and b's column sums taken off again, R = 1, 2, 4 rows a block, 1, 2,
+-- 4 vectors of columns) and ones it leaves
 -- to the plain loops; the operands hold -128 and 127 (the packing's and
 -- the correction's edges). tests/cli/run.sh checks that the micro-kernel
 -- is the one compiled on a VNNI host.
