@@ -2,21 +2,22 @@
 -- decode step's GEMV, a batch's few rows, a prefill's) with f32, bf16 and
 -- FP8 weights at two V4-Flash shapes (wo_b: 8192 -> 4096; wq_b: 1024 ->
 -- 32768), in the tiles the model takes (O.linear_tiles: 8 weight rows a
--- block, x rows rounded up to 1, 2, 4 or 8, 32 for a prefill) against the
+-- block, x rows rounded up to 1, 2, 4 or 8, blocks of 8 up to 31 rows and
+-- of 32 from 32) against the
 -- tiles it took before (32 weight rows a block; 1, 8 or 32 x rows), the
 -- same run, alternating. The two give the same bits (checked here; the sums
 -- step K by 128 either way). Prints ms best and worst, the ratio of the
 -- best, and the weight bytes a second of the model's tiles; run from the
 -- source root:
---   build/tessera run bench/cpu_gemv.lua [--rows 1,2,4,8,64] [--runs 5]
+--   build/tessera run bench/cpu_gemv.lua [--rows 1,2,4,8,16,24,64] [--runs 5]
 --     [--shapes 4096x8192,32768x1024]
 local ts = require "tessera"
 local layers = require "bench.v4_layers"
 local O = require "model.ops"
 
-local usage = "cpu_gemv.lua [--rows 1,2,4,8,64] [--runs 5] [--shapes NxK,...]"
-local opts = layers.options({rows = "1,2,4,8,64", runs = "5", shapes = "4096x8192,32768x1024"},
-                            usage)
+local usage = "cpu_gemv.lua [--rows 1,2,4,8,16,24,64] [--runs 5] [--shapes NxK,...]"
+local opts = layers.options({rows = "1,2,4,8,16,24,64", runs = "5",
+                             shapes = "4096x8192,32768x1024"}, usage)
 local runs = math.tointeger(tonumber(opts.runs))
 if not runs or runs < 1 then error("--runs: 1 or more", 0) end
 local rows, shapes = {}, {}
