@@ -7,39 +7,49 @@
 -- before each as model/moe.lua runs them, against bf16 (moe_up + moe_down,
 -- the model's form otherwise, over the same tile table; and moe_grouped,
 -- the form that copies a whole expert into a block's frags), for a decode
--- step (1 token) and a 64-token prefill. 16 experts with random weights
--- (the time depends on the experts chosen, not on how many there are);
--- runs alternate, best and worst of five printed, and how far the FP4 and
--- FP8 outputs are from the bf16 ones (the quantisation's error on random
--- weights, not a kernel's: tests/lua/fp4_experts.lua checks those). The
--- up and down GEMMs take the tile columns the model takes on the CPU
--- (model/ops.lua O.experts_bn: 8 for a token, FP8's 8 for more) unless
--- --bn N sets them for every form. Run from the source root:
+-- step (1 token), a batch's step (4) and a 64-token prefill, among 16
+-- experts with random weights by default (the tiles depend on how many
+-- slots an expert has: V4's 256 experts leave a batch's few tokens one
+-- slot an expert or none, as --experts 64 nearly does); runs alternate,
+-- best and worst of five printed, and how far the FP4 and FP8 outputs are
+-- from the bf16 ones (the quantisation's error on random weights, not a
+-- kernel's: tests/lua/fp4_experts.lua checks those). The up and down GEMMs
+-- take the tiles the model takes on the CPU (model/ops.lua: O.routed_rows'
+-- rows, about an expert's share of the slots; O.experts_bn's columns, 8
+-- for one-row tiles and FP8's) unless --bm / --bn set them for every form.
+-- Run from the source root:
 --   build/tessera run bench/moe_fp4.lua [--experts 16] [--runs 5]
---     [--dim 4096] [--width 2048] [--bn N]
+--     [--dim 4096] [--width 2048] [--tokens 1,4,64] [--bm N] [--bn N]
 local ts = require "tessera"
 local O = require "model.ops"
 
-local opts = {experts = "16", runs = "5", dim = "4096", width = "2048", bn = "0"}
+local opts = {experts = "16", runs = "5", dim = "4096", width = "2048", tokens = "1,4,64",
+              bm = "0", bn = "0"}
 local i = 1
 while i <= #arg do
   local k = arg[i]:match("^%-%-(.+)$")
   if not k or opts[k] == nil or arg[i + 1] == nil then
-    error("usage: moe_fp4.lua [--experts N] [--runs N] [--dim N] [--width N] [--bn N]", 0)
+    error("usage: moe_fp4.lua [--experts N] [--runs N] [--dim N] [--width N] [--tokens T,...] " ..
+          "[--bm N] [--bn N]", 0)
   end
   opts[k] = arg[i + 1]
   i = i + 2
 end
 local E, runs = math.tointeger(tonumber(opts.experts)), math.tointeger(tonumber(opts.runs))
 local K, DM, I = 6, math.tointeger(tonumber(opts.dim)), math.tointeger(tonumber(opts.width))
-local BN = math.tointeger(tonumber(opts.bn))
+local BM0, BN = math.tointeger(tonumber(opts.bm)), math.tointeger(tonumber(opts.bn))
+local tokens = {}
+for t in opts.tokens:gmatch("[^,]+") do tokens[#tokens + 1] = math.tointeger(tonumber(t)) or 0 end
 if not E or E < K or not runs or runs < 1 or not DM or DM % 128 ~= 0 or not I or I % 128 ~= 0 or
-   not BN or BN < 0 or BN > 0 and 128 % BN ~= 0 then
+   not BM0 or BM0 < 0 or not BN or BN < 0 or BN > 0 and 128 % BN ~= 0 then
   error("--experts >= 6, --runs >= 1, --dim and --width multiples of 128, --bn dividing 128", 0)
 end
--- the GEMMs' params for T tokens in format fmt
-local function gemm_params(BM, T, fmt)
-  return {BM = BM, BN = BN > 0 and BN or O.experts_bn(T, fmt)}
+for _, T in ipairs(tokens) do
+  if T < 1 then error("--tokens: whole numbers of 1 or more", 0) end
+end
+-- the GEMMs' params for tiles of BM rows in format fmt
+local function gemm_params(BM, fmt)
+  return {BM = BM, BN = BN > 0 and BN or O.experts_bn(BM, fmt)}
 end
 local dev = ts.device("cpu")
 local function kern(file, name, params) return ts.kernel("kernels/" .. file, name, params or {}, dev) end
@@ -69,8 +79,8 @@ for m, shape in ipairs{{E, I, DM}, {E, DM, I}, {E, I, DM}} do
 end
 
 local results = {}
-for _, T in ipairs{1, 64} do
-  local BM, TK = T == 1 and 1 or 16, T * K
+for _, T in ipairs(tokens) do
+  local BM, TK = BM0 > 0 and BM0 or O.routed_rows(T, K, E), T * K
   -- each token's K distinct experts
   local ev, wv, r = {}, {}, 7
   for t = 0, T - 1 do
@@ -101,8 +111,8 @@ for _, T in ipairs{1, 64} do
   local xq, sx = ts.tensor("f32", {T, 1, DM}), ts.tensor("f32", {T, 1, DB})
   local h, hq, sh = ts.tensor("f32", {TK, I}), ts.tensor("f32", {TK, 1, I}), ts.tensor("f32", {TK, 1, IB})
   local hb = ts.tensor("f32", {TK, I})
-  local upb = kern("moe.tile", "moe_up", gemm_params(BM, T, "bf16"))
-  local downb = kern("moe.tile", "moe_down", gemm_params(BM, T, "bf16"))
+  local upb = kern("moe.tile", "moe_up", gemm_params(BM, "bf16"))
+  local downb = kern("moe.tile", "moe_down", gemm_params(BM, "bf16"))
   local forms = {
     whole = function()
       grouped:launch{x, sorted, offsets, tiles, weights, bf[1], bf[2], bf[3], out}
@@ -114,8 +124,8 @@ for _, T in ipairs{1, 64} do
   }
   -- a quantised form: x quantised, up, each slot's row quantised, down
   for f, w in pairs{fp4 = fp4, fp8 = fp8} do
-    local upk = kern("moe.tile", "moe_up_" .. f, gemm_params(BM, T, f))
-    local downk = kern("moe.tile", "moe_down_" .. f, gemm_params(BM, T, f))
+    local upk = kern("moe.tile", "moe_up_" .. f, gemm_params(BM, f))
+    local downk = kern("moe.tile", "moe_down_" .. f, gemm_params(BM, f))
     forms[f] = function()
       act:launch{x:reshape{T, 1, DM}, xq, sx}
       upk:launch{xq:reshape{T, DM}, sx:reshape{T, DB}, sorted, offsets, tiles, weights,
@@ -155,16 +165,17 @@ for _, T in ipairs{1, 64} do
     error(string.format("moe_grouped and moe_up + moe_down differ by %.3g", math.sqrt(same / den)))
   end
   results[#results + 1] = string.format(
-    "| %d | %d | %.2f-%.2f | %.2f-%.2f | %.2f-%.2f | %.2f-%.2f | %.2f | %.2f | %.2f | %.3f | %.3f |",
-    T, n, best.whole * 1e3, worst.whole * 1e3, best.bf16 * 1e3, worst.bf16 * 1e3,
+    "| %d | %d | %d | %.2f-%.2f | %.2f-%.2f | %.2f-%.2f | %.2f-%.2f | %.2f | %.2f | %.2f | %.3f " ..
+    "| %.3f |", T, n, BM, best.whole * 1e3, worst.whole * 1e3, best.bf16 * 1e3, worst.bf16 * 1e3,
     best.fp4 * 1e3, worst.fp4 * 1e3, best.fp8 * 1e3, worst.fp8 * 1e3, best.whole / best.bf16,
     best.bf16 / best.fp4, best.bf16 / best.fp8, math.sqrt(num / den), math.sqrt(num8 / den))
 end
 print(string.format("MoE routed experts, d %d, width %d, top-%d, %d experts, CPU (%d runs " ..
                     "alternating; ms best-worst; tile columns %s)", DM, I, K, E, runs,
                     BN > 0 and tostring(BN) or "the model's"))
-print("| tokens | experts used | bf16 moe_grouped ms | bf16 moe_up + down ms | fp4 ms | fp8 ms " ..
+print("| tokens | experts used | tile rows | bf16 moe_grouped ms | bf16 moe_up + down ms " ..
+      "| fp4 ms | fp8 ms " ..
       "| grouped / up + down (best) | bf16 / fp4 (best) | bf16 / fp8 (best) " ..
       "| fp4 vs bf16 outputs (rel.) | fp8 vs bf16 |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for _, l in ipairs(results) do print(l) end

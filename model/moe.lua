@@ -41,7 +41,9 @@ local shared_one -- (below)
 -- linears split K instead, model/ops.lua); else nil (the default). The
 -- sums step K by 128 whatever BN: the same bits.
 local function shared_bn(T, I, DM, bytes)
-  if not O.on_gpu() then return O.experts_bn(T, bytes == 1 and "fp8" or "bf16") end
+  if not O.on_gpu() then
+    return O.experts_bn(T == 1 and 1 or O.moe_rows, bytes == 1 and "fp8" or "bf16")
+  end
   if T > 8 or I * DM * bytes < O.gemv_split_bytes or
      (I + 31) // 32 >= O.gemv_blocks then
     return nil
@@ -339,6 +341,7 @@ function M:moe(L, x, ids)
   local T, K, DM = x:shape(1), cfg.n_activated_experts, x:shape(2)
   local E = cfg.n_routed_experts
   local LIMIT = cfg.swiglu_limit * 1.0
+  -- (BM: the shared expert's tile rows, whose tiles every token fills)
   local BM, TK = T == 1 and 1 or O.moe_rows, T * K
   local fmt = r.fmt
   -- a GPU's prefill runs FP4 and FP8 experts on the tensor cores
@@ -351,7 +354,7 @@ function M:moe(L, x, ids)
   local tc = fmt ~= "bf16" and tc8
   -- and bf16 experts on the tensor cores with bf16 activations (M:bf16_moe)
   local tc16 = fmt == "bf16" and T >= 8 and self:bf16_moe()
-  local RB = tc and 64 or tc16 and O.moe_tc_rows or BM
+  local RB = tc and 64 or tc16 and O.moe_tc_rows or O.routed_rows(T, K, E)
   local xb -- (x in bf16, for the tensor-core forms)
   local experts, weights, sorted, offsets, tiles =
     route(x, r.gate, r.bias, ids, r.t2e, r.hash, cfg.route_scale * 1.0, K, E, RB)
@@ -362,7 +365,7 @@ function M:moe(L, x, ids)
     local w = r.experts
     xq, sx = quant_up_down(tc and fmt .. "_tc" or fmt, RB, LIMIT, act, tc, x, nil, nil,
                            {sorted, offsets, tiles, weights}, {w[1], w[2], w[5], w[6]},
-                           {w[3], w[4]}, out, nil, nil, O.experts_bn(T, fmt))
+                           {w[3], w[4]}, out, nil, nil, O.experts_bn(RB, fmt))
     if tc then xq = nil end -- (e4m3 codes: the shared expert keeps its linears then)
   elseif tc16 then
     r.experts = r.experts or {self:bf16_experts(p, E)}
@@ -372,10 +375,10 @@ function M:moe(L, x, ids)
     r.experts = r.experts or {self:bf16_experts(p, E)}
     local w1, w2, w3 = r.experts[1], r.experts[2], r.experts[3]
     local h = O.out{TK, w1:shape(2)}
-    local BN = O.experts_bn(T, fmt)
-    kernel("moe.tile", "moe_up", up_params(BM, LIMIT, nil, nil, BN)):launch{
+    local BN = O.experts_bn(RB, fmt)
+    kernel("moe.tile", "moe_up", up_params(RB, LIMIT, nil, nil, BN)):launch{
       x, sorted, offsets, tiles, weights, w1, w3, h}
-    kernel("moe.tile", "moe_down", down_params(BM, nil, nil, nil, BN))
+    kernel("moe.tile", "moe_down", down_params(RB, nil, nil, nil, BN))
       :launch{h, sorted, offsets, tiles, w2, out, x}
   end
   -- the shared expert's down GEMM adds the routed rows (else moe_combine)

@@ -532,18 +532,37 @@ O.score_pad = 65536
 function O.fp4_index_keys() return O.on_gpu() and 64 or 256 end
 
 -- The MoE of more than one token runs in tiles of O.moe_rows rows of one
--- expert (model/moe.lua; one-row tiles for a single token).
+-- expert (model/moe.lua; one-row tiles for a single token), on the CPU
+-- the routed experts in tiles of about an expert's share of the T K slots
+-- (O.routed_rows).
 O.moe_rows = 16
--- The expert GEMMs' tile columns (BN) on the CPU for T tokens with weights
--- in format fmt ("bf16", "fp8", "fp4"; nil: the kernels' default 32, and
--- always on a GPU): 8 for a decode step's token, as O.linear_tiles (8 runs
--- of 128 weights a K step, which the prefetchers follow: at V4-Flash width
--- 6 experts' bf16 19 -> 12 ms, FP8 50 -> 16, FP4 21 -> 18), and for FP8
--- experts at any T (64 tokens 435 -> 290 ms); the bf16 and FP4 forms'
--- tiles of O.moe_rows gain nothing from it (bench/moe_fp4.lua,
--- bench/results/cpu.md). The sums step K by 128 whatever BN: the same bits.
-function O.experts_bn(T, fmt)
-  if O.on_gpu() or T > 1 and fmt ~= "fp8" then return nil end
+-- The routed experts' tile rows for T tokens of K experts each among E: on
+-- a GPU O.moe_rows (1 for one token); on the CPU the T K / E slots an
+-- expert has on average, rounded up to a power of two, at most
+-- O.moe_rows. A batch's few tokens among V4's 256 experts are one-row
+-- tiles: in tiles of 16 each expert's one row took the gather's
+-- bounds-checked path and 15 padding rows' products (4 tokens, 6 of 64
+-- experts each, at V4-Flash width: bf16 262 -> 78 ms, FP8 281 -> 58 with
+-- one-row tiles, which read an expert's weights once a row: at 6 rows an
+-- expert they took twice the time of 16-row ones; bench/moe_fp4.lua).
+function O.routed_rows(T, K, E)
+  if T == 1 then return 1 end
+  if O.on_gpu() then return O.moe_rows end
+  local m = 1
+  while m * E < T * K and m < O.moe_rows do m = m * 2 end
+  return m
+end
+-- The expert GEMMs' tile columns (BN) on the CPU for tiles of BM rows with
+-- weights in format fmt ("bf16", "fp8", "fp4"; nil: the kernels' default
+-- 32, and always on a GPU): 8 for one-row tiles (a decode step's), as
+-- O.linear_tiles (8 runs of 128 weights a K step, which the prefetchers
+-- follow: at V4-Flash width 6 experts' bf16 19 -> 12 ms, FP8 50 -> 16, FP4
+-- 21 -> 18), and for FP8 experts at any BM (64 tokens 435 -> 290 ms); the
+-- bf16 and FP4 forms' tiles of several rows gain nothing from it
+-- (bench/moe_fp4.lua, bench/results/cpu.md). The sums step K by 128
+-- whatever BN: the same bits.
+function O.experts_bn(BM, fmt)
+  if O.on_gpu() or BM > 1 and fmt ~= "fp8" then return nil end
   return 8
 end
 -- ... and on the tensor cores (moe_up_tc, moe_down_tc) of O.moe_tc_rows
