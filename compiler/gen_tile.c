@@ -781,7 +781,7 @@ static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool 
                                b->index)};
   mb_op(b, "vector.store", 3, sops, 0, NULL, 0, NULL);
   MlirValue cat = mb_cast(b, "arith.index_cast", n0, b->index);
-  MlirValue cops[3] = {corr, cat};
+  MlirValue cops[2] = {corr, cat};
   MlirValue csum = vnni_dot(b, mb_op1(b, "vector.load", 2, cops, vt), flip, packed);
   MlirValue csops[3] = {csum, corr, cat};
   mb_op(b, "vector.store", 3, csops, 0, NULL, 0, NULL);

@@ -31,19 +31,17 @@ local up_tc_params = O.memo(function(BM, LIMIT) return {BM = BM, LIMIT = LIMIT} 
 local down_tc_params = O.memo(function(BM) return {BM = BM} end)
 local shared_one -- (below)
 
--- The shared expert's tile columns for a decode step's few rows (T) on a
--- GPU, its matrices I x DM of `bytes` a weight (on the CPU
--- O.experts_bn's, the routed experts'): 8 where the default 32
+-- The shared expert's tile columns for a decode step's few rows (T, in
+-- tiles of BM) on a GPU, its matrices I x DM of `bytes` a weight (on the
+-- CPU O.experts_bn's, the routed experts'): 8 where the default 32
 -- would leave it too few blocks for its weight stream (one expert: I / 32
 -- blocks, 64 at V4-Flash's width 2048, each reading its rows tile after
 -- tile; the routed experts' K of them are K times as many) and the
 -- weights are large (O.gemv_blocks, O.gemv_split_bytes: a GPU's decode
 -- linears split K instead, model/ops.lua); else nil (the default). The
 -- sums step K by 128 whatever BN: the same bits.
-local function shared_bn(T, I, DM, bytes)
-  if not O.on_gpu() then
-    return O.experts_bn(T == 1 and 1 or O.moe_rows, bytes == 1 and "fp8" or "bf16")
-  end
+local function shared_bn(T, BM, I, DM, bytes)
+  if not O.on_gpu() then return O.experts_bn(BM, bytes == 1 and "fp8" or "bf16") end
   if T > 8 or I * DM * bytes < O.gemv_split_bytes or
      (I + 31) // 32 >= O.gemv_blocks then
     return nil
@@ -266,13 +264,13 @@ function M:shared_expert(p, x, BM, LIMIT, tc, act, xq, sx, out, K, xb)
     local sorted, weights, offsets, tiles = self:shared_table(T, BM)
     local y = O.out{T, DM}
     quant_up_down("fp8", BM, LIMIT, act, false, x, xq, sx, {sorted, offsets, tiles, weights},
-                  {w1.q, w1.s, w3.q, w3.s}, {w2.q, w2.s}, y, out, K, shared_bn(T, w1.n, DM, 1))
+                  {w1.q, w1.s, w3.q, w3.s}, {w2.q, w2.s}, y, out, K, shared_bn(T, BM, w1.n, DM, 1))
     return y, out ~= nil
   end
   local one = shared_one(r, DM)
   local sorted, weights, offsets, tiles = self:shared_table(T, BM)
   local I, W = one[1]:shape(2), one[1]:dtype()
-  local BN = shared_bn(T, I, DM, W == "bf16" and 2 or 4)
+  local BN = shared_bn(T, BM, I, DM, W == "bf16" and 2 or 4)
   local h, y = O.out{T, I}, O.out{T, DM}
   kernel("moe.tile", "moe_up", up_params(BM, LIMIT, nil, W, BN)):launch{
     x, sorted, offsets, tiles, weights, one[1], one[3], h}

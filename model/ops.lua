@@ -173,12 +173,12 @@ end
 -- compute-bound). On the CPU a block takes 8 weight rows (N) at a time and
 -- as many x rows as the step has, rounded up to 1, 2, 4 or 8, blocks of 8
 -- up to 31 rows and of 32 from 32 (a prefill's): a block's K step reads 8
--- runs of 128 weights rather than 32,
--- which the hardware prefetchers follow (with 32 an FP8 GEMV read 3.3 G
--- weights a second on two cores, a bf16 one 10 G: bench/results/cpu.md),
--- and x rows past the step's would take the copies' bounds-checked path
--- (4 rows in 8-row tiles took twice the time of 8, 16 in 32-row ones of 32). Every form steps K by
--- 128 on the CPU, where a row's sums then do not depend on the tiling:
+-- runs of 128 weights rather than 32, which the hardware prefetchers
+-- follow (with 32 an FP8 GEMV read 3.3 G weights a second on two cores, a
+-- bf16 one 10 G: bench/results/cpu.md), and x rows past the step's would
+-- take the copies' bounds-checked path (4 rows in 8-row tiles took twice
+-- the time of 8, 16 in 32-row ones twice that of 32). Every form steps K
+-- by 128 on the CPU, where a row's sums then do not depend on the tiling:
 -- prefill N + decode M gives the logits of prefill N + M bit for bit
 -- (tests/lua/prefill_decode.lua).
 -- the params that compile the kernels whose tensors are bf16 by default for
@@ -191,15 +191,18 @@ O.bf16_out_params = {XT = "f32", YT = "bf16"}
 O.merge_rope = {OT = "f32", ROPE = true}
 O.gemv_tiles = {BM = 1, BN = 32, BK = 128}
 O.few_rows_tiles = {BM = 8, BN = 32, BK = 128}
+-- the least power of two >= n, at most cap
+local function pow2_up(n, cap)
+  local m = 1
+  while m < n and m < cap do m = m * 2 end
+  return m
+end
 -- the CPU's, by rows: 1, 2, 4 and 8 a step (8 up to 31), 32 from 32
 O.cpu_tiles = {}
 for _, m in ipairs{1, 2, 4, 8, 32} do O.cpu_tiles[m] = {BM = m, BN = 8, BK = 128} end
 function O.linear_tiles(rows)
   if O.on_gpu() then return rows == 1 and O.gemv_tiles or rows <= 8 and O.few_rows_tiles or nil end
-  if rows >= 32 then return O.cpu_tiles[32] end
-  local m = 1
-  while m < rows and m < 8 do m = m * 2 end
-  return O.cpu_tiles[m]
+  return O.cpu_tiles[rows >= 32 and 32 or pow2_up(rows, 8)]
 end
 local w16_params = {} -- a tiling's params with W = bf16, made once
 function O.with_w16(tiles)
@@ -548,9 +551,7 @@ O.moe_rows = 16
 function O.routed_rows(T, K, E)
   if T == 1 then return 1 end
   if O.on_gpu() then return O.moe_rows end
-  local m = 1
-  while m * E < T * K and m < O.moe_rows do m = m * 2 end
-  return m
+  return pow2_up((T * K + E - 1) // E, O.moe_rows)
 end
 -- The expert GEMMs' tile columns (BN) on the CPU for tiles of BM rows with
 -- weights in format fmt ("bf16", "fp8", "fp4"; nil: the kernels' default
