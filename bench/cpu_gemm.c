@@ -3,7 +3,8 @@
  * sgemm), then C = A·Bᵀ (kernels/gemm.tile's linear_f32 at its default
  * tiles, the model's linear layers: a tile gemm with trans_b). Prints
  * GFLOP/s and the ratios. Then a decode step's linear, one row times W^T
- * (linear_f32 at the model's 1-row tiles, f32 and bf16 weights), whose gemm
+ * (linear_f32 at the model's CPU tiles, 1 x 8 x 128, model/ops.lua
+ * O.linear_tiles; f32 and bf16 weights), whose gemm
  * reads the weights in place (compiler/gen_tile.c gen_gemm_in_place),
  * against the same loop copying each tile first
  * (tests/lua/gemm_in_place.tile dot_copied) and OpenBLAS sgemv over f32
@@ -159,7 +160,7 @@ static int gemv_table(ts_device *dev) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
       int N = shapes[s][0], K = shapes[s][1];
       ts_dtype wt = bf ? TS_DTYPE_BF16 : TS_DTYPE_F32;
-      ts_define defs[4] = {{"BM", "1"}, {"BN", "32"}, {"BK", "128"}, {"W", "bf16"}};
+      ts_define defs[4] = {{"BM", "1"}, {"BN", "8"}, {"BK", "128"}, {"W", "bf16"}};
       ts_tensor *x = tensor(dev, TS_DTYPE_F32, 1, 1, K), *w = tensor(dev, wt, 1, N, K);
       ts_tensor *y = tensor(dev, TS_DTYPE_F32, 1, 1, N), *seen = tensor(dev, TS_DTYPE_F32, 1, 1, 2);
       ts_tensor *x2 = as2(x), *w2 = as2(w), *y2 = as2(y), *seen1;
@@ -229,7 +230,7 @@ int main(int argc, char **argv) {
   if (table(dev, k, true, max))
     return 2;
   ts_kernel_release(k);
-  printf("\n# one row: y = x·Wᵀ (linear_f32, 1 x 32 x 128 tiles: a decode step's), %d threads\n",
+  printf("\n# one row: y = x·Wᵀ (linear_f32, 1 x 8 x 128 tiles: a decode step's on the CPU), %d threads\n",
          ts_device_thread_count(dev));
   if (gemv_table(dev))
     return 2;
