@@ -9,6 +9,35 @@
 #include <pthread.h>
 #include <string.h>
 
+/* ---- the host CPU's features (the JIT's target) -------------------------- */
+
+/* AVX-512 VNNI: vpdpbusd adds four u8 x s8 products a 32-bit lane, 64 a
+ * 512-bit instruction. VBMI (with F16C): vpermi2b looks up 64 bytes a
+ * step in a 128-byte table (the FP8 decode of dot_fp8_row). */
+static bool host_vnni, host_vbmi;
+
+/* Whether LLVM's feature string f ("+a,-b,...") turns feature name on. */
+static bool has_feature(const char *f, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = f; p && (p = strstr(p, name)) != NULL; p += n)
+    if (p > f && p[-1] == '+' && (p[n] == ',' || p[n] == '\0'))
+      return true;
+  return false;
+}
+
+static void probe_host_once(void) {
+  char *f = LLVMGetHostCPUFeatures();
+  bool avx512 = has_feature(f, "avx512f") && has_feature(f, "avx512bw");
+  host_vnni = avx512 && has_feature(f, "avx512vnni");
+  host_vbmi = avx512 && has_feature(f, "avx512vbmi") && has_feature(f, "f16c");
+  LLVMDisposeMessage(f);
+}
+
+static void probe_host(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, probe_host_once);
+}
+
 /* ---- tile operations ----------------------------------------------------- */
 
 static MlirValue clamp64(gen *g, MlirValue v, MlirValue lo, MlirValue hi) {
@@ -333,37 +362,178 @@ static MlirValue dot_load(gen *g, const dot_src *s, MlirValue row, MlirValue k0,
   return mb_cast(b, "arith.bitcast", mb_bin(b, "arith.shli", w, sh), vt);
 }
 
+/* An x86 intrinsic of three operands (llvm.call_intrinsic). */
+static MlirValue x86_intrinsic(mb *b, const char *name, MlirValue ops[3], MlirType rt) {
+  int32_t seg[2] = {3, 0};
+  MlirNamedAttribute at[3] = {
+      mb_attr(b, "intrin", mlirStringAttrGet(b->ctx, mb_str(name))),
+      mb_attr(b, "op_bundle_sizes", mlirDenseI32ArrayGet(b->ctx, 0, NULL)),
+      mb_attr(b, "operandSegmentSizes", mlirDenseI32ArrayGet(b->ctx, 2, seg))};
+  return mlirOperationGetResult(mb_op(b, "llvm.call_intrinsic", 3, ops, 1, &rt, 3, at), 0);
+}
+
+/* ---- FP8 operands decoded in registers (AVX-512 VBMI) -------------------- */
+
+/* An fp8e4m3 operand read where it lies (gen_gemm_in_place: a decode
+ * step's weights, each loaded once) is decoded 64 codes at a time by table
+ * lookups: every e4m3 value is exactly an f16 (subnormals become normal
+ * f16s, 448 is far below f16's largest, the NaN codes 0x7f and 0xff give
+ * f16 0x7e00, whose f32 is the 0x7fc00000 the copy's decode gives), so a
+ * code's f16 bits are two bytes of a table: the high byte by the code's
+ * low 7 bits from one 128-byte table or, for a negative code, another,
+ * the low byte from a third (the same either sign); vpermi2b looks 64
+ * codes up in a 128-byte table (two registers) at once. The bytes
+ * interleaved are 64 f16s, widened to f32 (vcvtph2ps) eight at a time: the
+ * same values as the copy's decode, 3 lookups, 2 shuffles and 8
+ * conversions for 64 codes against about 10 operations a 16. */
+typedef struct fp8_tables {
+  MlirValue hi_pos[2], hi_neg[2], lo[2], zero;
+} fp8_tables;
+
+static MlirValue bytes64(mb *b, const int8_t *v) {
+  int64_t n = 64;
+  MlirType t = mlirVectorTypeGet(1, &n, b->i8);
+  MlirNamedAttribute a = mb_attr(b, "value", mlirDenseElementsAttrInt8Get(t, 64, v));
+  return mlirOperationGetResult(mb_op(b, "arith.constant", 0, NULL, 1, &t, 1, &a), 0);
+}
+
+static fp8_tables fp8_tables_make(mb *b) {
+  int8_t hp[128], hn[128], lo[128], z[64] = {0};
+  for (int c = 0; c < 128; c++) {
+    uint16_t p = ts_f32_to_f16(ts_e4m3_to_f32((uint8_t)c));
+    uint16_t q = ts_f32_to_f16(ts_e4m3_to_f32((uint8_t)(c | 0x80)));
+    hp[c] = (int8_t)(p >> 8);
+    hn[c] = (int8_t)(q >> 8);
+    lo[c] = (int8_t)(p & 0xff); /* (q's low byte is p's) */
+  }
+  fp8_tables t;
+  for (int h = 0; h < 2; h++) {
+    t.hi_pos[h] = bytes64(b, hp + 64 * h);
+    t.hi_neg[h] = bytes64(b, hn + 64 * h);
+    t.lo[h] = bytes64(b, lo + 64 * h);
+  }
+  t.zero = bytes64(b, z);
+  return t;
+}
+
+/* vpermi2b: byte i = tab[idx[i] & 127] of the 128-byte table tab[0..1]. */
+static MlirValue lookup128(mb *b, const MlirValue tab[2], MlirValue idx) {
+  MlirValue ops[3] = {tab[0], idx, tab[1]};
+  return x86_intrinsic(b, "llvm.x86.avx512.vpermi2var.qi.512", ops, mlirValueGetType(idx));
+}
+
+/* The 64 e4m3 codes of row `row` from k0 as eight f32 vectors (type vt) of
+ * 8: out[u] holds k0 + 8u .. k0 + 8u + 7. */
+static void dot_fp8_row(gen *g, const fp8_tables *t, const dot_src *s, MlirValue row,
+                        MlirValue k0, MlirType vt, MlirValue out[8]) {
+  mb *b = &g->b;
+  int64_t n64 = 64, n8 = 8, one = 1;
+  MlirType bt = mlirVectorTypeGet(1, &n64, b->i8);
+  MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, s->stride), k0);
+  at = mb_bin(b, "arith.addi", s->base, at);
+  MlirValue ops[2] = {s->mem, mb_cast(b, "arith.index_cast", at, b->index)};
+  MlirValue code = mb_op1(b, "vector.load", 2, ops, bt);
+  MlirValue neg = mb_cmpi(b, CMPI_SLT, code, t->zero);
+  MlirValue hi = mb_select(b, neg, lookup128(b, t->hi_neg, code), lookup128(b, t->hi_pos, code));
+  MlirValue lo = lookup128(b, t->lo, code);
+  MlirType ht = mlirVectorTypeGet(1, &n8, b->f16);
+  for (int w = 0; w < 2; w++) { /* codes 32w .. 32w + 31: their f16s' bytes */
+    int64_t mask[64];
+    for (int l = 0; l < 64; l++)
+      mask[l] = (l % 2 ? 64 : 0) + 32 * w + l / 2;
+    MlirValue f16s = mb_cast(b, "vector.bitcast", vec_shuffle(b, lo, hi, mask, 64, bt),
+                             mlirVectorTypeGet(1, (int64_t[]){32}, b->f16));
+    for (int u = 0; u < 4; u++) {
+      int64_t off = 8 * u;
+      MlirNamedAttribute a[3] = {
+          mb_attr(b, "offsets", mlirArrayAttrGet(b->ctx, 1, (MlirAttribute[]){
+                                                              mlirIntegerAttrGet(b->i64, off)})),
+          mb_attr(b, "sizes", mlirArrayAttrGet(b->ctx, 1, (MlirAttribute[]){
+                                                            mlirIntegerAttrGet(b->i64, n8)})),
+          mb_attr(b, "strides", mlirArrayAttrGet(b->ctx, 1, (MlirAttribute[]){
+                                                              mlirIntegerAttrGet(b->i64, one)}))};
+      MlirValue part = mlirOperationGetResult(
+          mb_op(b, "vector.extract_strided_slice", 1, &f16s, 1, &ht, 3, a), 0);
+      out[4 * w + u] = mb_cast(b, "arith.extf", part, vt);
+    }
+  }
+}
+
+/* The products of one k step of the dot micro-kernel's RA x RB block (i0,
+ * j0 its first row and column) added to its accumulators: DOT_VW k, or 64
+ * when b is FP8 (each b row decoded once a step). Either way each
+ * accumulator takes its products in k order, the same sums. */
+typedef struct dot_block_at {
+  int RA, RB;
+  MlirType vt;
+  MlirValue slots, i0, j0;
+} dot_block_at;
+
+static void dot_fma(gen *g, const dot_block_at *d, int r, int s, MlirValue a, MlirValue bv) {
+  mb *b = &g->b;
+  MlirValue q = gen_i64(g, r * d->RB + s);
+  MlirValue fops[3] = {a, bv, mb_load(b, d->slots, q)};
+  mb_store(b, mb_op1(b, "vector.fma", 3, fops, d->vt), d->slots, q);
+}
+
+static void dot_step(gen *g, const dot_block_at *d, const dot_src *A, const dot_src *B,
+                     MlirValue k0) {
+  mb *b = &g->b;
+  MlirValue av[4], bv[DOT_MAX];
+  for (int r = 0; r < d->RA + d->RB; r++) {
+    bool isa = r < d->RA;
+    MlirValue row = mb_bin(b, "arith.addi", isa ? d->i0 : d->j0, gen_i64(g, isa ? r : r - d->RA));
+    MlirValue x = dot_load(g, isa ? A : B, row, k0, d->vt);
+    if (isa)
+      av[r] = x;
+    else
+      bv[r - d->RA] = x;
+  }
+  for (int r = 0; r < d->RA; r++)
+    for (int s = 0; s < d->RB; s++)
+      dot_fma(g, d, r, s, av[r], bv[s]);
+}
+
+static void dot_fp8_step(gen *g, const dot_block_at *d, const fp8_tables *t, const dot_src *A,
+                         const dot_src *B, MlirValue k0) {
+  mb *b = &g->b;
+  for (int s = 0; s < d->RB; s++) {
+    MlirValue bw[8];
+    dot_fp8_row(g, t, B, mb_bin(b, "arith.addi", d->j0, gen_i64(g, s)), k0, d->vt, bw);
+    for (int u = 0; u < 8; u++)
+      for (int r = 0; r < d->RA; r++) {
+        MlirValue ku = mb_bin(b, "arith.addi", k0, gen_i64(g, DOT_VW * u));
+        MlirValue row = mb_bin(b, "arith.addi", d->i0, gen_i64(g, r));
+        dot_fma(g, d, r, s, dot_load(g, A, row, ku, d->vt), bw[u]);
+      }
+  }
+}
+
 static void dot_emit(gen *g, const ts_node *call, const dot_src *A, const dot_src *B, view *C,
                      bool acc) {
   mb *b = &g->b;
   int64_t M = const_dim(call->kids[2], 0), N = const_dim(call->kids[2], 1);
   int64_t K = const_dim(call->kids[0], 1);
   int RA = dot_block(M, 4), RB = dot_block(N, DOT_MAX / RA);
+  bool fp8 = B->dt == TS_DTYPE_FP8E4M3;
+  int64_t step = fp8 ? 8 * DOT_VW : DOT_VW;
+  fp8_tables t;
+  if (fp8)
+    t = fp8_tables_make(b);
   ukernel u;
   ukernel_begin(g, &u, DOT_VW, RA * RB, M, N, RA, RB);
   MlirType vt = u.vt;
   MlirValue slots = u.slots, zero = u.zero, i0 = u.i0, j0 = u.j0;
+  dot_block_at d = {RA, RB, vt, slots, i0, j0};
   loop lk;
   for (int q = 0; q < RA * RB; q++)
     mb_store(b, zero, slots, gen_i64(g, q));
-  gen_loop_begin(g, &lk, gen_i64(g, 0), gen_i64(g, K / DOT_VW));
-  MlirValue k0 = mb_bin(b, "arith.muli", lk.iv, gen_i64(g, DOT_VW));
-  MlirValue av[4], bv[DOT_MAX];
-  for (int r = 0; r < RA + RB; r++) {
-    bool isa = r < RA;
-    MlirValue row = mb_bin(b, "arith.addi", isa ? i0 : j0, gen_i64(g, isa ? r : r - RA));
-    MlirValue x = dot_load(g, isa ? A : B, row, k0, vt);
-    if (isa)
-      av[r] = x;
-    else
-      bv[r - RA] = x;
-  }
-  for (int r = 0; r < RA; r++)
-    for (int s = 0; s < RB; s++) {
-      MlirValue q = gen_i64(g, r * RB + s);
-      MlirValue fops[3] = {av[r], bv[s], mb_load(b, slots, q)};
-      mb_store(b, mb_op1(b, "vector.fma", 3, fops, vt), slots, q);
-    }
+  gen_loop_begin(g, &lk, gen_i64(g, 0), gen_i64(g, K / step));
+  MlirValue k0 = mb_bin(b, "arith.muli", lk.iv, gen_i64(g, step));
+  if (fp8)
+    dot_fp8_step(g, &d, &t, A, B, k0);
+  else
+    dot_step(g, &d, A, B, k0);
   gen_loop_end(g, &lk);
   MlirValue v[DOT_MAX];
   int n = RA * RB, which[DOT_MAX][DOT_VW];
@@ -427,16 +597,22 @@ static bool forwardable(gen *g, const ts_node *c, const ts_node *gemm) {
   const ts_type *st = c->kids[0]->type, *ft = f->type;
   if (gemm->kids[2]->sym == f || (gemm->kids[0]->sym != f && gemm->kids[1]->sym != f) ||
       ts_node_mention_count(g->kernel->node, f) !=
-          ts_node_mention_count(c, f) + ts_node_mention_count(gemm, f) || !st ||
-      st->rank != 2 || (st->dtype != TS_DTYPE_F32 && st->dtype != TS_DTYPE_BF16))
+          ts_node_mention_count(c, f) + ts_node_mention_count(gemm, f) || !st || st->rank != 2)
     return false;
   for (int d = 0; d < 2; d++)
     if (st->dims[d].term_count || st->dims[d].c != ft->dims[d].c)
       return false;
-  /* bf16 is widened at each load: read in place only where the dot loads
-   * each element once (b's rows against all of a's rows in one block: a
-   * decode step's), as the copy widens it once; loaded again for each
-   * block of the other operand's rows it costs more than the copy saves */
+  /* FP8 is decoded in registers (dot_fp8_step): b's, 64 k a step, on VBMI */
+  probe_host();
+  bool fp8 = st->dtype == TS_DTYPE_FP8E4M3 && host_vbmi && gemm->kids[1]->sym == f &&
+             st->dims[1].c % (8 * DOT_VW) == 0;
+  if (st->dtype != TS_DTYPE_F32 && st->dtype != TS_DTYPE_BF16 && !fp8)
+    return false;
+  /* bf16 and FP8 are widened at each load: read in place only where the
+   * dot loads each element once (b's rows against all of a's rows in one
+   * block: a decode step's), as the copy widens it once; loaded again for
+   * each block of the other operand's rows it costs more than the copy
+   * saves */
   int64_t M = const_dim(gemm->kids[2], 0), N = const_dim(gemm->kids[2], 1);
   int RA = dot_block(M, 4), RB = dot_block(N, DOT_MAX / RA);
   return st->dtype == TS_DTYPE_F32 || (gemm->kids[1]->sym == f ? RA == M : RB == N);
@@ -652,15 +828,6 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
 
 /* ---- the i8 micro-kernel (AVX-512 VNNI) ---------------------------------- */
 
-/* Whether the host CPU (the JIT's target) has AVX-512 VNNI: vpdpbusd adds
- * four u8 x s8 products a 32-bit lane, 64 a 512-bit instruction. */
-static bool host_vnni;
-static void probe_vnni(void) {
-  char *f = LLVMGetHostCPUFeatures();
-  host_vnni = f && strstr(f, "+avx512vnni") && strstr(f, "+avx512bw") &&
-              strstr(f, "+avx512f");
-  LLVMDisposeMessage(f);
-}
 
 /* A whole i8 tile's memref read as 32-bit words (memref.view), or a null
  * value when it is not a plain static 1-d i8 buffer. */
@@ -683,13 +850,7 @@ static MlirValue vnni_dot(mb *b, MlirValue acc, MlirValue u8, MlirValue s8) {
   MlirType bt = mlirVectorTypeGet(1, &w, b->i8);
   MlirValue ops[3] = {acc, mb_cast(b, "vector.bitcast", u8, bt),
                       mb_cast(b, "vector.bitcast", s8, bt)};
-  int32_t seg[2] = {3, 0};
-  MlirNamedAttribute at[3] = {
-      mb_attr(b, "intrin", mlirStringAttrGet(b->ctx, mb_str("llvm.x86.avx512.vpdpbusd.512"))),
-      mb_attr(b, "op_bundle_sizes", mlirDenseI32ArrayGet(b->ctx, 0, NULL)),
-      mb_attr(b, "operandSegmentSizes", mlirDenseI32ArrayGet(b->ctx, 2, seg))};
-  MlirType rt = mlirValueGetType(acc);
-  return mlirOperationGetResult(mb_op(b, "llvm.call_intrinsic", 3, ops, 1, &rt, 3, at), 0);
+  return x86_intrinsic(b, "llvm.x86.avx512.vpdpbusd.512", ops, mlirValueGetType(acc));
 }
 
 /* c (+)= a . b for i8 a [M, K] and b ([K, N], or [N, K] with trans_b) into
@@ -708,8 +869,7 @@ static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool 
                          bool acc) {
   mb *b = &g->b;
   ts_node *na = call->kids[0], *nb = call->kids[1], *nc = call->kids[2];
-  static pthread_once_t once = PTHREAD_ONCE_INIT;
-  pthread_once(&once, probe_vnni);
+  probe_host();
   if (!host_vnni || ta || A->dt != TS_DTYPE_I8 || B->dt != TS_DTYPE_I8 ||
       C->dt != TS_DTYPE_I32 || !A->in_range || !B->in_range || !C->in_range)
     return false;

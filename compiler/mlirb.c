@@ -71,7 +71,15 @@ static MlirValue cmp(mb *b, const char *name, int pred, MlirValue x,
   MlirValue ops[2] = {x, y};
   MlirNamedAttribute a =
       mb_attr(b, "predicate", mlirIntegerAttrGet(b->i64, pred));
-  return mlirOperationGetResult(mb_op(b, name, 2, ops, 1, &b->i1, 1, &a), 0);
+  /* (of vectors: a vector of i1 of their shape) */
+  MlirType t = mlirValueGetType(x), rt = b->i1;
+  if (mlirTypeIsAVector(t)) {
+    int64_t shape[8], rank = mlirShapedTypeGetRank(t);
+    for (int64_t d = 0; d < rank && d < 8; d++)
+      shape[d] = mlirShapedTypeGetDimSize(t, d);
+    rt = mlirVectorTypeGet(rank < 8 ? rank : 8, shape, b->i1);
+  }
+  return mlirOperationGetResult(mb_op(b, name, 2, ops, 1, &rt, 1, &a), 0);
 }
 
 MlirValue mb_cmpi(mb *b, int pred, MlirValue x, MlirValue y) {

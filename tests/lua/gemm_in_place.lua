@@ -5,9 +5,12 @@
 -- dot_in_place (that form) against dot_copied (the same loop, its tiles
 -- read after it too, so copied every step): bit for bit equal, on shapes
 -- where every tile is inside, where none of the edge ones are (M, N, K no
--- multiple of the tiles) and with a group stride (G > 1), for f32 and bf16
--- weights, the decode, batch and prefill tilings, accumulating or not; and
--- near an f64 reference. The copied form's tiles end as the last step left
+-- multiple of the tiles) and with a group stride (G > 1), for f32, bf16 and
+-- FP8 (e4m3) weights, the decode, batch and prefill tilings, accumulating
+-- or not; and near an f64 reference. FP8 weights read in place are decoded
+-- in registers by table lookups on a host with AVX-512 VBMI (K tiles a
+-- multiple of 64): every code but the NaNs among the weights, and the NaN
+-- codes of either sign in their own case, each output's bits the copy's. The copied form's tiles end as the last step left
 -- them. Two gemms after three copies, each reading its own tiles in place
 -- (dot2_*: moe.tile moe_up's form). The model's linears take the same
 -- path (gemm.tile linear_f32).
@@ -19,13 +22,49 @@ local u = C.lcg(5)
 local function r() return u() * 2 - 1 end
 local cpu = ts.device("cpu")
 
-local function case(M, G, N, K, tiles, W, acc)
-  local xv, wv = {}, {}
+-- the value of e4m3 code c (NaN for 0x7f and 0xff, of the code's sign)
+local function e4m3(c)
+  local e, m, v = (c >> 3) & 15, c & 7, nil
+  if e == 15 and m == 7 then
+    v = 0 / 0
+  else
+    v = e == 0 and m * 2.0 ^ -9 or (1 + m / 8) * 2.0 ^ (e - 7)
+  end
+  return c >= 128 and -v or v
+end
+
+-- weights: random values, or (FP8) random finite codes, and the NaN codes
+-- at the positions `nans` lists
+local function weights(n, W, nans)
+  local wv = {}
+  for i = 1, n do
+    if W ~= "fp8e4m3" then
+      wv[i] = r()
+    else -- codes 0 .. 253 without 0x7f (one of the codes 0x80 .. 0xfe then)
+      local c = math.floor(u() * 254)
+      wv[i] = e4m3(c >= 127 and c + 1 or c)
+    end
+  end
+  for q, i in ipairs(nans or {}) do wv[i] = e4m3(q % 2 == 1 and 0x7f or 0xff) end
+  return wv
+end
+
+-- a and b the same f32 bits, NaNs included
+local function same_bits(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if string.pack("<f", a[i]) ~= string.pack("<f", b[i]) then return false end
+  end
+  return true
+end
+
+local function case(M, G, N, K, tiles, W, acc, nans)
+  local xv = {}
   for i = 1, M * G * K do xv[i] = r() end
-  for i = 1, G * N * K do wv[i] = r() end
+  local wv = weights(G * N * K, W, nans)
   local x = ts.tensor("f32", {M, G, K}, xv)
   local w = ts.tensor("f32", {G, N, K}, wv)
-  if W == "bf16" then w = w:cast("bf16") end
+  if W ~= "f32" then w = w:cast(W) end
   local p = {W = W, ACC = acc and 1 or 0}
   for k, v in pairs(tiles) do p[k] = v end
   local a = ts.tensor("f32", {M, G, N}, nil, cpu)
@@ -36,9 +75,18 @@ local function case(M, G, N, K, tiles, W, acc)
   local what = string.format("M %d G %d N %d K %d BM %d %s%s", M, G, N, K, tiles.BM, W,
                              acc and "" or " (accumulate=false)")
   local av, bv = a:to_table(), b:to_table()
-  local same = #av == M * G * N
-  for i = 1, #av do if av[i] ~= bv[i] then same = false end end
-  C.check(same, what .. ": read in place differs from copied")
+  C.check(#av == M * G * N and same_bits(av, bv), what .. ": read in place differs from copied")
+  if nans then -- the outputs whose sums meet a NaN code are NaN; the rest finite
+    local bad = {}
+    for _, i in ipairs(nans) do
+      local gn = (i - 1) // K
+      for m = 0, M - 1 do bad[m * G * N + (gn // N) * N + gn % N + 1] = true end
+    end
+    local ok = true
+    for i = 1, #av do if (av[i] ~= av[i]) ~= (bad[i] or false) then ok = false end end
+    C.check(ok, what .. ": NaN where a NaN weight is, only there")
+    return
+  end
   -- against f64: the sum over every K step, or the last step's alone
   local wq = w:cast("f32"):to_table()
   local BK = tiles.BK
@@ -148,9 +196,13 @@ for _, tiles in ipairs{{BM = 1, BN = 16, BK = 16, TB = 4}, {BM = 2, BN = 8, BK =
   loop_case(tiles.BM * tiles.TB * 2, 16, 16, tiles, 8)  -- y over w's last 8 rows
 end
 
-for _, W in ipairs{"f32", "bf16"} do
+for _, tiles in ipairs{{BM = 1, BN = 8, BK = 128}, {BM = 4, BN = 16, BK = 64}} do
+  case(tiles.BM, 1, 24, 256, tiles, "fp8e4m3", true, {5, 300, 511, 1000, 1801, 4000})
+end
+for _, W in ipairs{"f32", "bf16", "fp8e4m3"} do
   for _, tiles in ipairs{{BM = 1, BN = 32, BK = 128}, {BM = 8, BN = 32, BK = 128},
-                         {BM = 32, BN = 32, BK = 128}, {BM = 4, BN = 16, BK = 64}} do
+                         {BM = 32, BN = 32, BK = 128}, {BM = 4, BN = 16, BK = 64},
+                         {BM = 1, BN = 8, BK = 128}, {BM = 2, BN = 8, BK = 64}} do
     case(tiles.BM * 2, 1, 64, 256, tiles, W, true)  -- every tile inside
     case(11, 1, 70, 300, tiles, W, true)            -- edge tiles outside
     case(5, 3, 33, 200, tiles, W, true)             -- a group stride
