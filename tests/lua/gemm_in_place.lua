@@ -11,9 +11,10 @@
 -- in registers by table lookups on a host with AVX-512 VBMI (K tiles a
 -- multiple of 64): every code but the NaNs among the weights, and the NaN
 -- codes of either sign in their own case, each output's bits the copy's.
--- The copied form's tiles end as the last step left them. Two gemms after three copies, each reading its own tiles in place
--- (dot2_*: moe.tile moe_up's form). The model's linears take the same
--- path (gemm.tile linear_f32).
+-- The copied form's tiles end as the last step left them. Two gemms after
+-- three copies, each reading its own tiles in place (dot2_*: moe.tile
+-- moe_up's form). The model's linears take the same path (gemm.tile
+-- linear_f32, linear_fp8, linear_fp8_act).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
