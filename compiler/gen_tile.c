@@ -376,18 +376,19 @@ static MlirValue x86_intrinsic(mb *b, const char *name, MlirValue ops[3], MlirTy
 
 /* An fp8e4m3 operand read where it lies (gen_gemm_in_place: a decode
  * step's weights, each loaded once) is decoded 64 codes at a time by table
- * lookups: every e4m3 value is exactly an f16 (subnormals become normal
- * f16s, 448 is far below f16's largest, the NaN codes 0x7f and 0xff give
- * f16 0x7e00, whose f32 is the 0x7fc00000 the copy's decode gives), so a
- * code's f16 bits are two bytes of a table: the high byte by the code's
- * low 7 bits from one 128-byte table or, for a negative code, another,
- * the low byte from a third (the same either sign); vpermi2b looks 64
- * codes up in a 128-byte table (two registers) at once. The bytes
- * interleaved are 64 f16s, widened to f32 (vcvtph2ps) eight at a time: the
- * same values as the copy's decode, 3 lookups, 2 shuffles and 8
- * conversions for 64 codes against about 10 operations a 16. */
+ * lookups. Every e4m3 value is exactly a bf16 (the top half of its f32:
+ * 8 exponent bits hold e4m3's subnormals as normal numbers, 7 mantissa
+ * bits its 3), so a code's f32 is two table bytes over two zero ones: the
+ * top byte by the code's low 7 bits from one 128-byte table or, for a
+ * negative code, another (the NaN codes 0x7f and 0xff both give 0x7fc0,
+ * the f32 0x7fc00000 the copy's decode gives), the next from a third (the
+ * same for either sign); vpermi2b looks 64 codes up in a 128-byte table
+ * (two registers) at once, and a byte shuffle of the two results puts
+ * them in place in sixteen f32 lanes at a time. The same values as the
+ * copy's decode in 3 lookups, a blend and 4 shuffles for 64 codes, against
+ * about 10 operations a 16 codes and a store and a load of the f32 tile. */
 typedef struct fp8_tables {
-  MlirValue hi_pos[2], hi_neg[2], lo[2], zero;
+  MlirValue top_pos[2], top_neg[2], next[2], zero, low_zero;
 } fp8_tables;
 
 static MlirValue bytes64(mb *b, const int8_t *v) {
@@ -398,21 +399,26 @@ static MlirValue bytes64(mb *b, const int8_t *v) {
 }
 
 static fp8_tables fp8_tables_make(mb *b) {
-  int8_t hp[128], hn[128], lo[128], z[64] = {0};
+  int8_t tp[128], tn[128], nx[128], z[64] = {0}, lz[64];
   for (int c = 0; c < 128; c++) {
-    uint16_t p = ts_f32_to_f16(ts_e4m3_to_f32((uint8_t)c));
-    uint16_t q = ts_f32_to_f16(ts_e4m3_to_f32((uint8_t)(c | 0x80)));
-    hp[c] = (int8_t)(p >> 8);
-    hn[c] = (int8_t)(q >> 8);
-    lo[c] = (int8_t)(p & 0xff); /* (q's low byte is p's) */
+    float p = ts_e4m3_to_f32((uint8_t)c), q = ts_e4m3_to_f32((uint8_t)(c | 0x80));
+    uint32_t pb, qb;
+    memcpy(&pb, &p, 4);
+    memcpy(&qb, &q, 4);
+    tp[c] = (int8_t)(pb >> 24);
+    tn[c] = (int8_t)(qb >> 24);
+    nx[c] = (int8_t)(pb >> 16); /* (q's is p's) */
   }
+  for (int l = 0; l < 64; l++)
+    lz[l] = (int8_t)(l % 4 < 2 ? 0 : -1); /* each f32's two low bytes off */
   fp8_tables t;
   for (int h = 0; h < 2; h++) {
-    t.hi_pos[h] = bytes64(b, hp + 64 * h);
-    t.hi_neg[h] = bytes64(b, hn + 64 * h);
-    t.lo[h] = bytes64(b, lo + 64 * h);
+    t.top_pos[h] = bytes64(b, tp + 64 * h);
+    t.top_neg[h] = bytes64(b, tn + 64 * h);
+    t.next[h] = bytes64(b, nx + 64 * h);
   }
   t.zero = bytes64(b, z);
+  t.low_zero = bytes64(b, lz);
   return t;
 }
 
@@ -422,40 +428,38 @@ static MlirValue lookup128(mb *b, const MlirValue tab[2], MlirValue idx) {
   return x86_intrinsic(b, "llvm.x86.avx512.vpermi2var.qi.512", ops, mlirValueGetType(idx));
 }
 
+static MlirValue slice8(mb *b, MlirValue v, int64_t off, MlirType rt) {
+  MlirAttribute o = mlirIntegerAttrGet(b->i64, off), n = mlirIntegerAttrGet(b->i64, 8),
+                one = mlirIntegerAttrGet(b->i64, 1);
+  MlirNamedAttribute a[3] = {mb_attr(b, "offsets", mlirArrayAttrGet(b->ctx, 1, &o)),
+                             mb_attr(b, "sizes", mlirArrayAttrGet(b->ctx, 1, &n)),
+                             mb_attr(b, "strides", mlirArrayAttrGet(b->ctx, 1, &one))};
+  return mlirOperationGetResult(mb_op(b, "vector.extract_strided_slice", 1, &v, 1, &rt, 3, a), 0);
+}
+
 /* The 64 e4m3 codes of row `row` from k0 as eight f32 vectors (type vt) of
  * 8: out[u] holds k0 + 8u .. k0 + 8u + 7. */
 static void dot_fp8_row(gen *g, const fp8_tables *t, const dot_src *s, MlirValue row,
                         MlirValue k0, MlirType vt, MlirValue out[8]) {
   mb *b = &g->b;
-  int64_t n64 = 64, n8 = 8, one = 1;
-  MlirType bt = mlirVectorTypeGet(1, &n64, b->i8);
+  int64_t n64 = 64, n16 = 16;
+  MlirType bt = mlirVectorTypeGet(1, &n64, b->i8), ft = mlirVectorTypeGet(1, &n16, b->f32);
   MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, s->stride), k0);
   at = mb_bin(b, "arith.addi", s->base, at);
   MlirValue ops[2] = {s->mem, mb_cast(b, "arith.index_cast", at, b->index)};
   MlirValue code = mb_op1(b, "vector.load", 2, ops, bt);
   MlirValue neg = mb_cmpi(b, CMPI_SLT, code, t->zero);
-  MlirValue hi = mb_select(b, neg, lookup128(b, t->hi_neg, code), lookup128(b, t->hi_pos, code));
-  MlirValue lo = lookup128(b, t->lo, code);
-  MlirType ht = mlirVectorTypeGet(1, &n8, b->f16);
-  for (int w = 0; w < 2; w++) { /* codes 32w .. 32w + 31: their f16s' bytes */
+  MlirValue top =
+      mb_select(b, neg, lookup128(b, t->top_neg, code), lookup128(b, t->top_pos, code));
+  MlirValue next = lookup128(b, t->next, code);
+  for (int q = 0; q < 4; q++) { /* codes 16q .. 16q + 15: f32 bytes (0, 0, next, top) */
     int64_t mask[64];
     for (int l = 0; l < 64; l++)
-      mask[l] = (l % 2 ? 64 : 0) + 32 * w + l / 2;
-    MlirValue f16s = mb_cast(b, "vector.bitcast", vec_shuffle(b, lo, hi, mask, 64, bt),
-                             mlirVectorTypeGet(1, (int64_t[]){32}, b->f16));
-    for (int u = 0; u < 4; u++) {
-      int64_t off = 8 * u;
-      MlirNamedAttribute a[3] = {
-          mb_attr(b, "offsets", mlirArrayAttrGet(b->ctx, 1, (MlirAttribute[]){
-                                                              mlirIntegerAttrGet(b->i64, off)})),
-          mb_attr(b, "sizes", mlirArrayAttrGet(b->ctx, 1, (MlirAttribute[]){
-                                                            mlirIntegerAttrGet(b->i64, n8)})),
-          mb_attr(b, "strides", mlirArrayAttrGet(b->ctx, 1, (MlirAttribute[]){
-                                                              mlirIntegerAttrGet(b->i64, one)}))};
-      MlirValue part = mlirOperationGetResult(
-          mb_op(b, "vector.extract_strided_slice", 1, &f16s, 1, &ht, 3, a), 0);
-      out[4 * w + u] = mb_cast(b, "arith.extf", part, vt);
-    }
+      mask[l] = (l % 4 == 3 ? 64 : 0) + 16 * q + l / 4;
+    MlirValue v = mb_bin(b, "arith.andi", vec_shuffle(b, next, top, mask, 64, bt), t->low_zero);
+    v = mb_cast(b, "vector.bitcast", v, ft);
+    out[2 * q] = slice8(b, v, 0, vt);
+    out[2 * q + 1] = slice8(b, v, 8, vt);
   }
 }
 
