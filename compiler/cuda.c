@@ -1064,6 +1064,20 @@ void cu_stmt(cg *c, ts_node *n) {
     break;
   }
   case TS_NODE_IF:
+    if (n->kids[0]->cval.kind == TS_CONST_BOOL) { /* folded: the branch taken (gen.c) */
+      ts_node *taken = n->kids[0]->cval.b ? n->kids[1] : n->kids[2];
+      if (!taken)
+        break;
+      cu_line(c, "{");
+      c->ind++;
+      if (taken->kind == TS_NODE_IF)
+        cu_stmt(c, taken);
+      else
+        cu_block(c, taken);
+      c->ind--;
+      cu_line(c, "}");
+      break;
+    }
     cu_line(c, "if (%s) {", cu_expr_as(c, n->kids[0], CT_BOOL));
     c->ind++;
     cu_block(c, n->kids[1]);

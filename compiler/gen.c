@@ -896,6 +896,17 @@ void gen_stmt(gen *g, ts_node *n) {
     break;
   }
   case TS_NODE_IF: {
+    if (n->kids[0]->cval.kind == TS_CONST_BOOL) {
+      /* a condition the front end folded (params): only the branch taken,
+       * so that a form a param leaves out changes nothing in the code of
+       * the one it selects */
+      ts_node *taken = n->kids[0]->cval.b ? n->kids[1] : n->kids[2];
+      if (taken && taken->kind == TS_NODE_IF)
+        gen_stmt(g, taken);
+      else if (taken)
+        gen_block(g, taken);
+      break;
+    }
     MlirValue c = gen_expr_as(g, n->kids[0], b->i1);
     MlirBlock then = mb_block(b, 0, NULL), other = mb_block(b, 0, NULL);
     MlirBlock join = mb_block(b, 0, NULL);

@@ -101,13 +101,21 @@ bool gen_gpu_tile_in_smem(const ts_type *t, bool shared, int64_t limit, int64_t 
 
 /* ---- frag tiles in registers -------------------------------------------- */
 
+/* Whether kid i of n is the branch an `if` with a folded condition does not
+ * take: the code generators leave it out (gen.c), so the analyses below
+ * do not count it either. */
+static bool dead_kid(const ts_node *n, uint32_t i) {
+  return n->kind == TS_NODE_IF && i > 0 && n->kids[0]->cval.kind == TS_CONST_BOOL &&
+         i == (n->kids[0]->cval.b ? 2u : 1u);
+}
+
 bool ts_node_mentions(const ts_node *n, const ts_symbol *s) {
   if (!n)
     return false;
   if (n->kind == TS_NODE_NAME && n->sym == s)
     return true;
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (ts_node_mentions(n->kids[i], s))
+    if (!dead_kid(n, i) && ts_node_mentions(n->kids[i], s))
       return true;
   return false;
 }
@@ -142,7 +150,7 @@ bool ts_node_writes(const ts_node *n, const ts_symbol *s) {
   if (d && (w ? w == s : ts_node_mentions(d, s)))
     return true;
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (ts_node_writes(n->kids[i], s))
+    if (!dead_kid(n, i) && ts_node_writes(n->kids[i], s))
       return true;
   return false;
 }
@@ -152,7 +160,7 @@ int ts_node_mention_count(const ts_node *n, const ts_symbol *s) {
     return 0;
   int c = n->kind == TS_NODE_NAME && n->sym == s;
   for (uint32_t i = 0; i < n->kid_count; i++)
-    c += ts_node_mention_count(n->kids[i], s);
+    c += dead_kid(n, i) ? 0 : ts_node_mention_count(n->kids[i], s);
   return c;
 }
 

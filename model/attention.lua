@@ -418,8 +418,9 @@ function M:index_scores(ratio, qi, keys, w, pos, scores, kbase)
   local params = self.index_params
   if not params or params.RATIO ~= ratio then
     local HI, DI = cfg.index_n_heads, cfg.index_head_dim
+    local fp4 = self.kv_format ~= "f32"
     params = {RATIO = ratio, NH = HI, DK = DI, WSCALE = DI ^ -0.5 * HI ^ -0.5,
-              BS = self.kv_format ~= "f32" and O.fp4_index_keys() or nil}
+              BS = fp4 and O.fp4_index_keys() or nil, FUSE = fp4 and O.fp4_index_fuse(DI) or nil}
     self.index_params = params
   end
   kernel("indexer.tile", self.kv_format == "f32" and "indexer_scores_f32" or "indexer_scores_fp4",

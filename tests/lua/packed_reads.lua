@@ -436,6 +436,60 @@ for n, cs in ipairs{{"cpu", 133, 133, 64}, {"cpu", 70, 70, 128}, {"gpusim", 75, 
   local f3 = ts.tensor("f32", {T, S}, nil, dev)
   kernel("indexer.tile", "indexer_scores_fp4", params)
     :launch{qb:reshape{T, HI, P}, bytes, w, pos, kb0, f3}
+  -- FUSE (the CPU's form: the scale blocks' GEMMs, then one pass): each
+  -- head's score the loop's, its block sums in the same order; the sum over
+  -- the heads is reduce_sum's, whose order is the compiled code's (it may
+  -- reassociate), so the two agree within two orders' rounding, 2 (HI - 1)
+  -- 2^-24 of the sum of the terms' sizes (they are equal where the compiler
+  -- chose one order: DK 128 on the CPU so far); 128- and 64-wide queries
+  -- (four and two blocks)
+  local quv0, kv0 = qu:to_table(), unpacked:to_table()
+  for _, DK in ipairs{128, 64} do
+    local fp = {FUSE = 1, DK = DK}
+    for k, v in pairs(params) do fp[k] = v end
+    local qd, kd = qb, bytes
+    if DK ~= 128 then -- the first DK values of each row, packed again
+      local P2 = DK // 2 + DK // 32
+      local function head(t, n)
+        local v, out = t:to_table(), {}
+        for r = 0, n - 1 do
+          for c = 1, DK do out[r * DK + c] = v[r * D + c] end
+        end
+        return ts.tensor("f32", {n, DK}, out):copy_to(dev)
+      end
+      qd = ts.tensor("i8", {T * HI, P2}, nil, dev)
+      kd = ts.tensor("i8", {S, P2}, nil, dev)
+      kernel("quant.tile", "fp4_pack"):launch{head(qu, T * HI), qd}
+      kernel("quant.tile", "fp4_pack"):launch{head(unpacked, S), kd}
+    end
+    local loop, fused = ts.tensor("f32", {T, S}, nil, dev), ts.tensor("f32", {T, S}, nil, dev)
+    local lp = {DK = DK}
+    for k, v in pairs(params) do lp[k] = v end
+    kernel("indexer.tile", "indexer_scores_fp4", lp)
+      :launch{qd:reshape{T, HI, qd:shape(2)}, kd, w, pos, kb0, loop}
+    kernel("indexer.tile", "indexer_scores_fp4", fp)
+      :launch{qd:reshape{T, HI, qd:shape(2)}, kd, w, pos, kb0, fused}
+    local lv, fv, worst = loop:to_table(), fused:to_table(), 0
+    for i = 0, T * S - 1 do
+      if lv[i + 1] ~= fv[i + 1] then
+        local t, s = i // S, i % S
+        local size = 0
+        if s < pv[t + 1] + 1 and i % 7 == 0 then
+          for h = 0, HI - 1 do
+            local dot = 0
+            for c = 0, DK - 1 do dot = dot + quv0[(t * HI + h) * D + c + 1] * kv0[s * D + c + 1] end
+            size = size + math.abs(wv[t * HI + h + 1] * math.max(dot, 0))
+          end
+          worst = math.max(worst, math.abs(lv[i + 1] - fv[i + 1]) / (2 * (HI - 1) * 2 ^ -24 * size))
+        elseif s >= pv[t + 1] + 1 or lv[i + 1] ~= lv[i + 1] or fv[i + 1] ~= fv[i + 1] then
+          worst = math.huge -- (a masked score differs, or a NaN)
+        end
+      end
+    end
+    C.check(worst <= 1, string.format("%s: FUSE scores vs the loop's, DK %d: %.2f of the bound",
+                                      what, DK, worst))
+    if DK == 128 then C.check(bitwise(loop, f3), what .. ": DK 128 given") end
+  end
   -- each query's keys at its own rows of a larger tensor (a batch's state
   -- pool, other keys around them): the same scores
   do
