@@ -12,8 +12,8 @@
 /* ---- the host CPU's features (the JIT's target) -------------------------- */
 
 /* AVX-512 VNNI: vpdpbusd adds four u8 x s8 products a 32-bit lane, 64 a
- * 512-bit instruction. VBMI (with F16C): vpermi2b looks up 64 bytes a
- * step in a 128-byte table (the FP8 decode of dot_fp8_row). */
+ * 512-bit instruction. VBMI: vpermi2b looks up 64 bytes a step in a
+ * 128-byte table (the FP8 decode of dot_fp8_row). */
 static bool host_vnni, host_vbmi;
 
 /* Whether LLVM's feature string f ("+a,-b,...") turns feature name on. */
@@ -29,7 +29,7 @@ static void probe_host_once(void) {
   char *f = LLVMGetHostCPUFeatures();
   bool avx512 = has_feature(f, "avx512f") && has_feature(f, "avx512bw");
   host_vnni = avx512 && has_feature(f, "avx512vnni");
-  host_vbmi = avx512 && has_feature(f, "avx512vbmi") && has_feature(f, "f16c");
+  host_vbmi = avx512 && has_feature(f, "avx512vbmi");
   LLVMDisposeMessage(f);
 }
 
@@ -522,6 +522,7 @@ static void dot_emit(gen *g, const ts_node *call, const dot_src *A, const dot_sr
   bool fp8 = B->dt == TS_DTYPE_FP8E4M3;
   int64_t step = fp8 ? 8 * DOT_VW : DOT_VW;
   fp8_tables t;
+  memset(&t, 0, sizeof t);
   if (fp8)
     t = fp8_tables_make(b);
   ukernel u;
