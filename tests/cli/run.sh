@@ -117,7 +117,7 @@ fi
 # an FP8 weight slice read in place by a decode step's gemm (b's rows, K a
 # multiple of 64) is decoded by vpermi2b table lookups on a VBMI host; with
 # 8 rows a block (each weight loaded twice) it is copied as written
-if grep -qw avx512_vbmi /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then
+if grep -qw avx512vbmi /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then
   expect 0 "fp8 in place emit llvm" "$t" compile tests/lua/gemm_in_place.tile \
     --kernel dot_in_place -D W=fp8e4m3 -D BM=1 --emit llvm
   has out "@llvm.x86.avx512.vpermi2var.qi.512(" "an FP8 GEMV decodes by vpermi2b on a VBMI host"
