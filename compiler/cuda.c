@@ -1064,8 +1064,8 @@ void cu_stmt(cg *c, ts_node *n) {
     break;
   }
   case TS_NODE_IF:
-    if (n->kids[0]->cval.kind == TS_CONST_BOOL) { /* folded: the branch taken (gen.c) */
-      ts_node *taken = n->kids[0]->cval.b ? n->kids[1] : n->kids[2];
+    if (ts_if_taken(n)) { /* folded: the branch taken (gen.c) */
+      ts_node *taken = n->kids[ts_if_taken(n)];
       if (!taken)
         break;
       cu_line(c, "{");

@@ -896,11 +896,11 @@ void gen_stmt(gen *g, ts_node *n) {
     break;
   }
   case TS_NODE_IF: {
-    if (n->kids[0]->cval.kind == TS_CONST_BOOL) {
+    if (ts_if_taken(n)) {
       /* a condition the front end folded (params): only the branch taken,
        * so that a form a param leaves out changes nothing in the code of
        * the one it selects */
-      ts_node *taken = n->kids[0]->cval.b ? n->kids[1] : n->kids[2];
+      ts_node *taken = n->kids[ts_if_taken(n)];
       if (taken && taken->kind == TS_NODE_IF)
         gen_stmt(g, taken);
       else if (taken)

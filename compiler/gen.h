@@ -225,6 +225,11 @@ bool ts_stmt_private(const ts_node *n, const ts_gpu_tile *plan, int nt);
 /* Whether expression `e` reads no memory (no tile, tensor or atomic): a
  * barrier before a `let` of it still holds after it (gen_gpu.c). */
 bool ts_expr_pure(const ts_node *e);
+/* The branch an `if` takes when the front end folded its condition
+ * (params): 1 (then) or 2 (else, NULL where there is none); 0 where the
+ * condition is not known when compiling. The code generators emit that
+ * branch alone, and the analyses below skip the other (gen_gpu.c). */
+int ts_if_taken(const ts_node *n);
 /* Whether the subtree `n` mentions symbol `s` (gen_gpu.c). */
 bool ts_node_mentions(const ts_node *n, const ts_symbol *s);
 /* Whether the subtree `n` writes symbol `s`: an assignment to it or its

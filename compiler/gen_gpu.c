@@ -101,12 +101,16 @@ bool gen_gpu_tile_in_smem(const ts_type *t, bool shared, int64_t limit, int64_t 
 
 /* ---- frag tiles in registers -------------------------------------------- */
 
-/* Whether kid i of n is the branch an `if` with a folded condition does not
- * take: the code generators leave it out (gen.c), so the analyses below
- * do not count it either. */
+int ts_if_taken(const ts_node *n) {
+  if (n->kind != TS_NODE_IF || n->kids[0]->cval.kind != TS_CONST_BOOL)
+    return 0;
+  return n->kids[0]->cval.b ? 1 : 2;
+}
+
+/* Whether kid i of n is the branch a folded `if` does not take. */
 static bool dead_kid(const ts_node *n, uint32_t i) {
-  return n->kind == TS_NODE_IF && i > 0 && n->kids[0]->cval.kind == TS_CONST_BOOL &&
-         i == (n->kids[0]->cval.b ? 2u : 1u);
+  int t = ts_if_taken(n);
+  return t && i == (uint32_t)(3 - t);
 }
 
 bool ts_node_mentions(const ts_node *n, const ts_symbol *s) {

@@ -504,12 +504,13 @@ static void dot_fp8_step(gen *g, const dot_block_at *d, const fp8_tables *t, con
   for (int s = 0; s < d->RB; s++) {
     MlirValue bw[8];
     dot_fp8_row(g, t, B, mb_bin(b, "arith.addi", d->j0, gen_i64(g, s)), k0, d->vt, bw);
-    for (int u = 0; u < 8; u++)
+    for (int u = 0; u < 8; u++) {
+      MlirValue ku = mb_bin(b, "arith.addi", k0, gen_i64(g, DOT_VW * u));
       for (int r = 0; r < d->RA; r++) {
-        MlirValue ku = mb_bin(b, "arith.addi", k0, gen_i64(g, DOT_VW * u));
         MlirValue row = mb_bin(b, "arith.addi", d->i0, gen_i64(g, r));
         dot_fma(g, d, r, s, dot_load(g, A, row, ku, d->vt), bw[u]);
       }
+    }
   }
 }
 
