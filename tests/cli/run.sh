@@ -130,6 +130,59 @@ if grep -qw avx512vbmi /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then
     pass=$((pass + 1))
   fi
 fi
+# an `if` on a param compiles to the branch taken alone (both lowerings),
+# and a tile mentioned only in the branch not taken does not keep a gemm
+# from reading its slice in place (the FP8 decode in registers, on VBMI)
+cat >"$tmp/fold.tile" <<'TILE'
+kernel fold(x: f32[N]) params(FLAG: bool = false) grid(1) {
+  if FLAG {
+    x[0] = x[0] * 3.0;
+  } else {
+    x[0] = x[0] + 5.0;
+  }
+}
+
+kernel fp8_dead(x: f32[1, K], w: fp8e4m3[N, K], y: f32[1, N], seen: f32[1])
+  params(SEE: bool = false)
+  grid(ceildiv(N, 8))
+{
+  let n0 = block_id(0) * 8;
+  frag xs: f32[1, 128];
+  frag ws: f32[8, 128];
+  frag acc: f32[1, 8];
+  clear(acc);
+  for k in 0..ceildiv(K, 128) {
+    copy(x[0:1, k * 128:k * 128 + 128], xs);
+    copy(w[n0:n0 + 8, k * 128:k * 128 + 128], ws);
+    gemm(xs, ws, acc, trans_b=true);
+  }
+  copy(acc, y[0:1, n0:n0 + 8]);
+  if SEE {
+    seen[0] = ws[0, 0];
+  }
+}
+TILE
+# lacks FILE TEXT DESCRIPTION : the last command's FILE does not contain TEXT
+lacks() {
+  if grep -qF -- "$2" "$tmp/$1"; then
+    fail=$((fail + 1))
+    echo "FAIL: $3: '$2' in std$1"
+  else
+    pass=$((pass + 1))
+  fi
+}
+expect 0 "folded if, mlir" "$t" compile "$tmp/fold.tile" --kernel fold --emit mlir
+has out "5.000000e+00" "the branch taken is compiled"
+lacks out "3.000000e+00" "the branch a param leaves out is not compiled"
+expect 0 "folded if, cuda" "$t" compile "$tmp/fold.tile" --kernel fold -D FLAG=true --target cuda
+has out " 3.0" "the branch taken is written (CUDA C)"
+lacks out " 5.0" "the branch a param leaves out is not written (CUDA C)"
+if grep -qw avx512vbmi /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then
+  expect 0 "dead mention" "$t" compile "$tmp/fold.tile" --kernel fp8_dead --emit llvm
+  has out "@llvm.x86.avx512.vpermi2var.qi.512(" "a mention in a branch not taken keeps no copy"
+  expect 0 "live mention" "$t" compile "$tmp/fold.tile" --kernel fp8_dead -D SEE=true --emit llvm
+  lacks out "vpermi2var" "a mention in the branch taken keeps the copy"
+fi
 expect 0 "emit lowered" "$t" compile kernels/softmax.tile --kernel softmax_rows --emit lowered
 has out "llvm.func @softmax_rows(" "lowered is the LLVM dialect"
 expect 0 "emit llvm" "$t" compile kernels/gemm.tile --emit llvm
