@@ -681,7 +681,17 @@ void cu_tile_copy(cg *c, ts_node *call, bool dist) {
     return;
   const char *k[TS_MAX_RANK];
   cu_loop_begin(c, call, dst.vext, dst.vrank, dist, k);
-  cu_view_store(c, &dst, k, cu_view_load(c, &src, k), cu_compute_of(src.dt));
+  if (ts_copy_packed(call)) { /* gen_packed.c: byte j's nibble h is element 2j + h */
+    const char *ks[TS_MAX_RANK], *kl = k[dst.vrank - 1];
+    memcpy(ks, k, sizeof ks);
+    ks[dst.vrank - 1] = cu_str(c, "(%s >> 1)", kl);
+    cu_view_store(c, &dst, k,
+                  cu_str(c, "ts_e2m1_f32((int)%s >> (int)((%s & 1) * 4))",
+                         cu_view_load(c, &src, ks), kl),
+                  CT_F32);
+  } else {
+    cu_view_store(c, &dst, k, cu_view_load(c, &src, k), cu_compute_of(src.dt));
+  }
   cu_loop_end(c, dist);
 }
 

@@ -250,6 +250,14 @@ void gen_view_store(gen *g, view *v, const MlirValue *k, MlirValue x);
 void gen_view_elem(gen *g, view *v, const MlirValue *k, MlirValue *lin,
                    MlirValue *valid);
 MlirValue gen_convert(gen *g, MlirValue v, MlirType to);
+/* gen_tile.c: a tensor row's in-range span (copy_rows); the host CPU has
+ * AVX-512 F and BW; an x86 intrinsic of n operands. gen_packed.c: a copy
+ * with format="e2m1" (dsl.h ts_copy_packed). */
+void gen_row_range(gen *g, view *gv, MlirValue *k, uint32_t outer, MlirValue ext,
+                   MlirValue *lin, MlirValue *lo, MlirValue *hi);
+bool gen_host_avx512(void);
+MlirValue gen_x86_intrinsic(mb *b, const char *name, int n, MlirValue *ops, MlirType rt);
+void gen_copy_packed(gen *g, ts_node *call, view *src, view *dst);
 /* f32 `x` truncated to TensorFloat-32 (the low 13 mantissa bits cleared),
  * as the tensor cores read a tf32 operand */
 MlirValue gen_tf32(gen *g, MlirValue x);

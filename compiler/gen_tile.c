@@ -14,7 +14,7 @@
 /* AVX-512 VNNI: vpdpbusd adds four u8 x s8 products a 32-bit lane, 64 a
  * 512-bit instruction. VBMI: vpermi2b looks up 64 bytes a step in a
  * 128-byte table (the FP8 decode of dot_fp8_row). */
-static bool host_vnni, host_vbmi;
+static bool host_avx512, host_vnni, host_vbmi;
 
 /* Whether LLVM's feature string f ("+a,-b,...") turns feature name on. */
 static bool has_feature(const char *f, const char *name) {
@@ -27,9 +27,9 @@ static bool has_feature(const char *f, const char *name) {
 
 static void probe_host_once(void) {
   char *f = LLVMGetHostCPUFeatures();
-  bool avx512 = has_feature(f, "avx512f") && has_feature(f, "avx512bw");
-  host_vnni = avx512 && has_feature(f, "avx512vnni");
-  host_vbmi = avx512 && has_feature(f, "avx512vbmi");
+  host_avx512 = has_feature(f, "avx512f") && has_feature(f, "avx512bw");
+  host_vnni = host_avx512 && has_feature(f, "avx512vnni");
+  host_vbmi = host_avx512 && has_feature(f, "avx512vbmi");
   LLVMDisposeMessage(f);
 }
 
@@ -38,10 +38,37 @@ static void probe_host(void) {
   pthread_once(&once, probe_host_once);
 }
 
+bool gen_host_avx512(void) {
+  probe_host();
+  return host_avx512;
+}
+
 /* ---- tile operations ----------------------------------------------------- */
 
 static MlirValue clamp64(gen *g, MlirValue v, MlirValue lo, MlirValue hi) {
   return mb_bin(&g->b, "arith.minsi", mb_bin(&g->b, "arith.maxsi", v, lo), hi);
+}
+
+/* Of the row of view gv at view indices k (k[outer], its last, ignored;
+ * the view's last dim a slice): the linear index of its first element (lin,
+ * when asked) and the range [lo, hi) of its last dim's indices 0..ext that
+ * lie inside the tensor (empty when the row does not). */
+void gen_row_range(gen *g, view *gv, MlirValue *k, uint32_t outer, MlirValue ext,
+                   MlirValue *lin, MlirValue *lo, MlirValue *hi) {
+  mb *b = &g->b;
+  uint32_t last = gv->rank - 1;
+  MlirValue zero = gen_i64(g, 0), at, row_ok;
+  k[outer] = zero;
+  gv->skip_dim = (int)last; /* is the row inside (every dim but the last)? */
+  gen_view_elem(g, gv, k, &at, &row_ok);
+  gv->skip_dim = -1;
+  if (lin)
+    *lin = at;
+  MlirValue start = gv->sub[last].start;
+  MlirValue l = clamp64(g, mb_bin(b, "arith.subi", zero, start), zero, ext);
+  MlirValue h = clamp64(g, mb_bin(b, "arith.subi", gv->dims[last], start), l, ext);
+  *lo = mb_select(b, row_ok, l, zero);
+  *hi = mb_select(b, row_ok, h, zero);
 }
 
 /* copy between a whole tile and a slice of a tensor whose last dim is a
@@ -61,18 +88,8 @@ static bool copy_rows(gen *g, view *src, view *dst) {
   MlirValue k[TS_MAX_RANK];
   gen_loops_begin(g, L, dst->vext, outer, k);
   MlirValue ext = dst->vext[outer], zero = gen_i64(g, 0);
-  /* Is this row inside the tensor (every dim but the last)? */
-  k[outer] = zero;
-  MlirValue lin, row_ok;
-  gv->skip_dim = (int)last;
-  gen_view_elem(g, gv, k, &lin, &row_ok);
-  gv->skip_dim = -1;
-  MlirValue start = gv->sub[last].start;
-  MlirValue lo = clamp64(g, mb_bin(b, "arith.subi", zero, start), zero, ext);
-  MlirValue hi =
-      clamp64(g, mb_bin(b, "arith.subi", gv->dims[last], start), lo, ext);
-  lo = mb_select(b, row_ok, lo, zero);
-  hi = mb_select(b, row_ok, hi, zero);
+  MlirValue lo, hi;
+  gen_row_range(g, gv, k, outer, ext, NULL, &lo, &hi);
   loop in;
   gen_loop_begin(g, &in, lo, hi);
   k[outer] = in.iv;
@@ -105,6 +122,10 @@ void gen_copy(gen *g, ts_node *call) {
   if (!gen_view_of(g, call->kids[0], &src, pool, &np) ||
       !gen_view_of(g, call->kids[1], &dst, pool, &np))
     return;
+  if (ts_copy_packed(call)) {
+    gen_copy_packed(g, call, &src, &dst);
+    return;
+  }
   /* the row form runs whole rows in one thread: the CPU's */
   if (!g->gpu && copy_rows(g, &src, &dst))
     return;
@@ -362,14 +383,14 @@ static MlirValue dot_load(gen *g, const dot_src *s, MlirValue row, MlirValue k0,
   return mb_cast(b, "arith.bitcast", mb_bin(b, "arith.shli", w, sh), vt);
 }
 
-/* An x86 intrinsic of three operands (llvm.call_intrinsic). */
-static MlirValue x86_intrinsic(mb *b, const char *name, MlirValue ops[3], MlirType rt) {
-  int32_t seg[2] = {3, 0};
+/* An x86 intrinsic of n operands (llvm.call_intrinsic). */
+MlirValue gen_x86_intrinsic(mb *b, const char *name, int n, MlirValue *ops, MlirType rt) {
+  int32_t seg[2] = {n, 0};
   MlirNamedAttribute at[3] = {
       mb_attr(b, "intrin", mlirStringAttrGet(b->ctx, mb_str(name))),
       mb_attr(b, "op_bundle_sizes", mlirDenseI32ArrayGet(b->ctx, 0, NULL)),
       mb_attr(b, "operandSegmentSizes", mlirDenseI32ArrayGet(b->ctx, 2, seg))};
-  return mlirOperationGetResult(mb_op(b, "llvm.call_intrinsic", 3, ops, 1, &rt, 3, at), 0);
+  return mlirOperationGetResult(mb_op(b, "llvm.call_intrinsic", n, ops, 1, &rt, 3, at), 0);
 }
 
 /* ---- FP8 operands decoded in registers (AVX-512 VBMI) -------------------- */
@@ -425,7 +446,7 @@ static fp8_tables fp8_tables_make(mb *b) {
 /* vpermi2b: byte i = tab[idx[i] & 127] of the 128-byte table tab[0..1]. */
 static MlirValue lookup128(mb *b, const MlirValue tab[2], MlirValue idx) {
   MlirValue ops[3] = {tab[0], idx, tab[1]};
-  return x86_intrinsic(b, "llvm.x86.avx512.vpermi2var.qi.512", ops, mlirValueGetType(idx));
+  return gen_x86_intrinsic(b, "llvm.x86.avx512.vpermi2var.qi.512", 3, ops, mlirValueGetType(idx));
 }
 
 static MlirValue slice8(mb *b, MlirValue v, int64_t off, MlirType rt) {
@@ -584,7 +605,7 @@ static ts_node *gemm_of(ts_node *st) {
 /* `copy(t[...], f)`: a slice of a tensor into a whole tile, or NULL. */
 static ts_node *tile_copy_of(ts_node *st) {
   ts_node *c = st && st->kind == TS_NODE_EXPR_STMT ? st->kids[0] : NULL;
-  if (!c || c->kind != TS_NODE_CALL || c->builtin != TS_BUILTIN_COPY)
+  if (!c || c->kind != TS_NODE_CALL || c->builtin != TS_BUILTIN_COPY || ts_copy_packed(c))
     return NULL;
   ts_node *src = c->kids[0], *dst = c->kids[1];
   if (dst->kind != TS_NODE_NAME || !dst->sym || dst->sym->kind != TS_SYM_TILE ||
@@ -856,7 +877,7 @@ static MlirValue vnni_dot(mb *b, MlirValue acc, MlirValue u8, MlirValue s8) {
   MlirType bt = mlirVectorTypeGet(1, &w, b->i8);
   MlirValue ops[3] = {acc, mb_cast(b, "vector.bitcast", u8, bt),
                       mb_cast(b, "vector.bitcast", s8, bt)};
-  return x86_intrinsic(b, "llvm.x86.avx512.vpdpbusd.512", ops, mlirValueGetType(acc));
+  return gen_x86_intrinsic(b, "llvm.x86.avx512.vpdpbusd.512", 3, ops, mlirValueGetType(acc));
 }
 
 /* c (+)= a . b for i8 a [M, K] and b ([K, N], or [N, K] with trans_b) into
@@ -1309,7 +1330,7 @@ static bool fused_fits(gen *g, ts_node *first, ts_node *next, fused *f) {
         return false;
   } else if (first->kind == TS_NODE_EXPR_STMT &&
              first->kids[0]->kind == TS_NODE_CALL &&
-             first->kids[0]->builtin == TS_BUILTIN_COPY) {
+             first->kids[0]->builtin == TS_BUILTIN_COPY && !ts_copy_packed(first->kids[0])) {
     /* copy(src, t) of the whole tile from something else */
     copy = first->kids[0];
     if (copy->kids[1]->kind != TS_NODE_NAME || copy->kids[1]->sym != t ||

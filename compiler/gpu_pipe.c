@@ -67,7 +67,7 @@ bool ts_pipe_staged_copy(const ts_kernel_info *k, const ts_node *pipe,
   if (ts_pipe_stages(pipe) < 2 || !st || st->kind != TS_NODE_EXPR_STMT)
     return false;
   const ts_node *c = st->kids[0];
-  if (c->kind != TS_NODE_CALL || c->builtin != TS_BUILTIN_COPY)
+  if (c->kind != TS_NODE_CALL || c->builtin != TS_BUILTIN_COPY || ts_copy_packed(c))
     return false;
   const ts_node *src = c->kids[0], *dst = c->kids[1];
   if (dst->kind != TS_NODE_NAME || !dst->sym || dst->sym->kind != TS_SYM_TILE ||
@@ -155,6 +155,8 @@ const ts_gpu_tile *ts_pipe_buffers(const ts_kernel_info *k, const ts_node *pipe,
 }
 
 bool ts_copy_async_ok(const ts_node *call, const ts_gpu_tile *plan, int nt) {
+  if (ts_copy_packed(call)) /* decoded as it is copied */
+    return false;
   const ts_node *src = call->kids[0], *dst = call->kids[1];
   const ts_node *base = src->kind == TS_NODE_INDEX ? src->kids[0] : src;
   if (dst->kind != TS_NODE_NAME || !dst->sym || dst->sym->kind != TS_SYM_TILE || !base->sym ||

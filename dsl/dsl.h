@@ -386,6 +386,9 @@ bool ts_extent_equal(const ts_extent *a, const ts_extent *b);
 ts_node *ts_call_named(const ts_node *call, const char *name);
 /* A named bool argument's constant value (`trans_b=true`), or `dflt`. */
 bool ts_call_named_bool(const ts_node *call, const char *name, bool dflt);
+/* Whether `call` is a copy of FP4 codes: copy(src, dst, format="e2m1"),
+ * dst[..., 2j + h] the e2m1 value of nibble h of byte src[..., j]. */
+bool ts_copy_packed(const ts_node *call);
 /* Canonical layout of a file that parses without errors; comments kept.
  * Returns false (and reports) when the file has syntax errors. */
 bool ts_format(const ts_source *src, ts_diags *diags, ts_buf *out);

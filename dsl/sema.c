@@ -1429,6 +1429,13 @@ ts_node *ts_call_named(const ts_node *call, const char *name) {
   return NULL;
 }
 
+bool ts_copy_packed(const ts_node *call) {
+  const ts_node *f = call && call->kind == TS_NODE_CALL && call->builtin == TS_BUILTIN_COPY
+                         ? ts_call_named(call, "format")
+                         : NULL;
+  return f && f->kind == TS_NODE_STRING && ts_str_eq_cstr(f->name, "e2m1");
+}
+
 bool ts_call_named_bool(const ts_node *call, const char *name, bool dflt) {
   const ts_node *v = ts_call_named(call, name);
   return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;

@@ -325,9 +325,60 @@ static bool same_class(ts_dtype a, ts_dtype b) {
          (ts_dtype_is_int(a) && ts_dtype_is_int(b)) || a == b;
 }
 
+/* copy(src, dst, format="e2m1"): src holds FP4 (e2m1) codes two a byte
+ * (i8), the lower element in the low nibble, and dst their values, so its
+ * last dim is twice src's and every other dim the same; dst is a float
+ * type (each e2m1 value is exact in every one). */
+static void check_packed_copy(sema *s, ts_node *call, ts_node *fmt, ts_node *a[2],
+                              const ts_type *src, const ts_type *dst) {
+  if (fmt->kind != TS_NODE_STRING || !ts_str_eq_cstr(fmt->name, "e2m1")) {
+    ts_diag *d = sema_error(s, fmt->span, "'copy' knows no such format");
+    ts_diag_hint(s->d, d, "format=\"e2m1\": FP4 codes two a byte (i8) into a float tile");
+    return;
+  }
+  if (src->dtype != TS_DTYPE_I8 || !ts_dtype_is_float(dst->dtype)) {
+    ts_diag *d = sema_error(s, call->span,
+                            "'copy' with format=\"e2m1\" reads i8 codes into a float "
+                            "tile, not '%s' into '%s'",
+                            ts_dtype_name(src->dtype), ts_dtype_name(dst->dtype));
+    ts_diag_hint(s->d, d, "two codes a byte: the lower element in the low nibble");
+    return;
+  }
+  bool ok = src->rank == dst->rank && src->rank > 0;
+  ts_type want = *src; /* src's shape, its last dim twice */
+  if (src->rank > 0) {
+    ts_extent *w = &want.dims[src->rank - 1];
+    w->c *= 2;
+    for (uint32_t t = 0; t < w->term_count; t++)
+      w->terms[t].coef *= 2;
+  }
+  for (uint32_t i = 0; ok && i < src->rank; i++)
+    ok = sema_extent_eq(&want.dims[i], &dst->dims[i]);
+  if (ok)
+    return;
+  ts_buf x, y, z;
+  ts_buf_init(&x, s->u->alloc);
+  ts_buf_init(&y, s->u->alloc);
+  ts_buf_init(&z, s->u->alloc);
+  print_shape(s, src, &x);
+  print_shape(s, &want, &y);
+  print_shape(s, dst, &z);
+  char n1[48], n2[48];
+  ts_diag *d = sema_error(s, call->span,
+                          "'copy' with format=\"e2m1\" unpacks '%s' %s into %s, but '%s' "
+                          "is %s",
+                          name_of(a[0], n1, sizeof n1), x.ptr ? x.ptr : "", y.ptr ? y.ptr : "",
+                          name_of(a[1], n2, sizeof n2), z.ptr ? z.ptr : "");
+  ts_diag_hint(s->d, d, "two codes a byte: the destination's last dim is twice the source's");
+  ts_buf_deinit(&x);
+  ts_buf_deinit(&y);
+  ts_buf_deinit(&z);
+}
+
 static void check_copy(sema *s, ts_node *call) {
-  ts_node *a[2];
-  if (!split_args(s, call, "copy", a, 2, NULL, NULL, 0))
+  static const char *const names[] = {"format"};
+  ts_node *a[2], *fmt;
+  if (!split_args(s, call, "copy", a, 2, names, &fmt, 1))
     return;
   const ts_type *src = tile_ref(s, a[0], "copy");
   const ts_type *dst = tile_ref(s, a[1], "copy");
@@ -338,6 +389,10 @@ static void check_copy(sema *s, ts_node *call) {
                             "'copy' needs a shared or frag "
                             "tile on one side");
     ts_diag_hint(s->d, d, "copy through a tile: global -> tile -> global");
+    return;
+  }
+  if (fmt) {
+    check_packed_copy(s, call, fmt, a, src, dst);
     return;
   }
   if (!same_class(src->dtype, dst->dtype)) {

@@ -1,0 +1,93 @@
+-- packed_copy.lua - copy(src, dst, format="e2m1") (compiler/gen_packed.c):
+-- FP4 codes two a byte into their values, element 2j + h of a row the
+-- e2m1 value of nibble h of byte j, bytes outside the tensor as +0.
+-- tests/lua/packed_copy.tile's unpack (a tensor's slice into a whole
+-- tile, written out whole) against a decode here, bit for bit (the sign of
+-- zero too) over every byte value: f32 tiles (on an AVX-512 CPU 16 bytes a
+-- step in registers, then a byte at a time: blocks of 32 and 24 bytes, a
+-- last block of 5, rows and columns past the tensor's ends) and bf16 ones
+-- (element by element); unpack_gather the same through a gather and an
+-- index (-1 rows read zeros) and from a shared tile of the codes. On the
+-- CPU and the GPU simulator (tests/CMakeLists.txt runs it under the CUDA C
+-- lowering too).
+local ts = require "tessera"
+local C = require "tests.lua.lib.check"
+
+local file = "tests/lua/packed_copy.tile"
+local MAG = {0.0, 0.5, 1, 1.5, 2, 3, 4, 6}
+local function e2m1(code)
+  local v = MAG[(code & 7) + 1]
+  return code & 8 ~= 0 and -v or v
+end
+
+-- the value of element k (0-based) of a row of bytes (i8, as Lua integers)
+local function value(row, k)
+  local b = row[k // 2 + 1] & 0xff
+  return e2m1(k % 2 == 0 and b & 15 or b >> 4)
+end
+
+local function same(a, b) return a == b and 1 / a == 1 / b or a ~= a and b ~= b end
+
+-- n bytes, every value -128..127 among the first 256, then a scramble
+local function bytes(n, seed)
+  local r, v = C.lcg(seed), {}
+  for i = 1, n do v[i] = i <= 256 and i - 129 or math.floor(r() * 256) - 128 end
+  return v
+end
+
+local function run(devname)
+  local dev = ts.device(devname)
+  for _, cs in ipairs{{5, 37, 4, 32, "f32"}, {7, 40, 2, 24, "f32"}, {3, 90, 4, 32, "bf16"},
+                      {1, 16, 1, 16, "f32"}} do
+    local R, CB, BR, BB, XT = table.unpack(cs)
+    local what = string.format("%s unpack R %d CB %d BR %d BB %d %s", devname, R, CB, BR, BB, XT)
+    local cv = bytes(R * CB, R + CB)
+    local codes = ts.tensor("i8", {R, CB}, cv, dev)
+    local RO, CO = (R + BR - 1) // BR * BR, (CB + BB - 1) // BB * 2 * BB
+    local init = {}
+    for i = 1, RO * CO do init[i] = 7.0 end
+    local out = ts.tensor("f32", {RO, CO}, init, dev)
+    ts.kernel(file, "unpack", {BR = BR, BB = BB, XT = XT}, dev):launch{codes, out}
+    local got, bad = out:to_table(), 0
+    for r = 0, RO - 1 do
+      local row = {}
+      for j = 1, CB do row[j] = r < R and cv[r * CB + j] or 0 end
+      for k = 0, CO - 1 do
+        local want = (r < R and k < 2 * CB) and value(row, k) or 0.0
+        if not same(got[r * CO + k + 1], want) then
+          if bad < 3 then
+            print(string.format("  %s: [%d, %d] = %s, want %s", what, r, k,
+                                tostring(got[r * CO + k + 1]), tostring(want)))
+          end
+          bad = bad + 1
+        end
+      end
+    end
+    C.check(bad == 0, what .. string.format(" (%d elements differ)", bad))
+  end
+  -- a gather of rows of plane PL, and the same codes from a shared tile
+  local P, R, CB, N = 3, 6, 20, 11
+  local cv = bytes(P * R * CB, 3)
+  local codes = ts.tensor("i8", {P, R, CB}, cv, dev)
+  local iv = {2, -1, 5, 0, 0, 3, 1, -1, 4, 5, 2}
+  for _, PL in ipairs{1, 2} do
+    local out = ts.tensor("f32", {N, 2 * CB}, nil, dev)
+    ts.kernel(file, "unpack_gather", {BN = 8, PL = PL}, dev):launch{
+        codes, ts.tensor("i32", {N}, iv, dev), out}
+    local got, bad = out:to_table(), 0
+    for n = 0, N - 1 do
+      local row = {}
+      for j = 1, CB do row[j] = iv[n + 1] >= 0 and cv[(PL * R + iv[n + 1]) * CB + j] or 0 end
+      for k = 0, 2 * CB - 1 do
+        if not same(got[n * 2 * CB + k + 1], iv[n + 1] >= 0 and value(row, k) or 0.0) then
+          bad = bad + 1
+        end
+      end
+    end
+    C.check(bad == 0, string.format("%s unpack_gather PL %d (%d elements differ)", devname, PL, bad))
+  end
+end
+
+run("cpu")
+run("gpusim")
+C.finish()
