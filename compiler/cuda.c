@@ -679,16 +679,23 @@ void cu_tile_copy(cg *c, ts_node *call, bool dist) {
   if (!cu_view_of(c, call->kids[0], &src, pool, &np) ||
       !cu_view_of(c, call->kids[1], &dst, pool, &np))
     return;
+  int64_t B = ts_copy_scale_block(call);
+  cview sv;
+  if (B > 0 && !cu_view_of(c, ts_call_named(call, "scale"), &sv, pool, &np))
+    return;
   const char *k[TS_MAX_RANK];
   cu_loop_begin(c, call, dst.vext, dst.vrank, dist, k);
   if (ts_copy_packed(call)) { /* gen_packed.c: byte j's nibble h is element 2j + h */
     const char *ks[TS_MAX_RANK], *kl = k[dst.vrank - 1];
     memcpy(ks, k, sizeof ks);
     ks[dst.vrank - 1] = cu_str(c, "(%s >> 1)", kl);
-    cu_view_store(c, &dst, k,
-                  cu_str(c, "ts_e2m1_f32((int)%s >> (int)((%s & 1) * 4))",
-                         cu_view_load(c, &src, ks), kl),
-                  CT_F32);
+    const char *x = cu_str(c, "ts_e2m1_f32((int)%s >> (int)((%s & 1) * 4))",
+                           cu_view_load(c, &src, ks), kl);
+    if (B > 0) { /* times the scale of its block */
+      ks[dst.vrank - 1] = cu_str(c, "(%s / %lld)", kl, (long long)B);
+      x = cu_str(c, "(%s * (float)%s)", x, cu_view_load(c, &sv, ks));
+    }
+    cu_view_store(c, &dst, k, x, CT_F32);
   } else {
     cu_view_store(c, &dst, k, cu_view_load(c, &src, k), cu_compute_of(src.dt));
   }

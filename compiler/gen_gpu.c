@@ -259,8 +259,10 @@ static bool owner_only(const ts_node *n, const ts_symbol *s, bool rows) {
       return true;
     switch (c->builtin) {
     case TS_BUILTIN_COPY: /* the loop runs over the destination's shape */
-      if (ts_copy_packed(c) && ts_node_mentions(c->kids[0], s))
-        return false; /* element 2j + h reads byte j: another thread's */
+      if (ts_copy_packed(c) && (ts_node_mentions(c->kids[0], s) ||
+                                (ts_call_named(c, "scale") &&
+                                 ts_node_mentions(ts_call_named(c, "scale"), s))))
+        return false; /* element 2j + h reads byte j, scale (2j + h) / B: others' */
       if (whole(c->kids[1], s))
         return !ts_node_mentions(c->kids[0], s) ||
                (whole(c->kids[0], s));

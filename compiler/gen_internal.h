@@ -257,7 +257,51 @@ void gen_row_range(gen *g, view *gv, MlirValue *k, uint32_t outer, MlirValue ext
                    MlirValue *lin, MlirValue *lo, MlirValue *hi);
 bool gen_host_avx512(void);
 MlirValue gen_x86_intrinsic(mb *b, const char *name, int n, MlirValue *ops, MlirType rt);
+MlirValue gen_vec_shuffle(mb *b, MlirValue x, MlirValue y, const int64_t *mask, intptr_t n,
+                          MlirType vt);
 void gen_copy_packed(gen *g, ts_node *call, view *src, view *dst);
+
+/* ---- operands decoded in registers (gen_packed.c) ------------------------ */
+
+/* Where the dot micro-kernel reads an operand: element k of row r at
+ * mem[base + r * stride + k], stored as dt (f32, or bf16 widened as it is
+ * loaded: exact). A whole tile's is its memref, 0 and its row length; a
+ * tensor slice's (gen_gemm_in_place) the tensor's. An FP4 one (e2m1: the
+ * codes of a copy with format="e2m1" read in place) holds element k in
+ * nibble k % 2 of byte mem[base + r * stride + k / 2], times
+ * smem[sbase + r * sstride + k / sblk] with a scale (sblk > 0). */
+typedef struct dot_src {
+  MlirValue mem, base, stride;
+  ts_dtype dt;
+  bool e2m1;
+  MlirValue smem, sbase, sstride;
+  int64_t sblk;
+} dot_src;
+
+/* An fp8e4m3 operand read where it lies (gen_gemm_in_place: a decode
+ * step's weights, each loaded once) is decoded 64 codes at a time by table
+ * lookups. Every e4m3 value is exactly a bf16 (the top half of its f32:
+ * 8 exponent bits hold e4m3's subnormals as normal numbers, 7 mantissa
+ * bits its 3), so a code's f32 is two table bytes over two zero ones: the
+ * top byte by the code's low 7 bits from one 128-byte table or, for a
+ * negative code, another (the NaN codes 0x7f and 0xff both give 0x7fc0,
+ * the f32 0x7fc00000 the copy's decode gives), the next from a third (the
+ * same for either sign); vpermi2b looks 64 codes up in a 128-byte table
+ * (two registers) at once, and a byte shuffle of the two results puts
+ * them in place in sixteen f32 lanes at a time. The same values as the
+ * copy's decode in 3 lookups, a blend and 4 shuffles for 64 codes, against
+ * about 10 operations a 16 codes and a store and a load of the f32 tile. */
+typedef struct fp8_tables {
+  MlirValue top_pos[2], top_neg[2], next[2], zero, low_zero;
+} fp8_tables;
+fp8_tables gen_fp8_tables(mb *b);
+/* The 64 codes of row `row` of s from k0 as eight f32 vectors (type vt) of
+ * 8: out[u] holds k0 + 8u .. k0 + 8u + 7. FP8 on AVX-512 VBMI, FP4 (s->e2m1)
+ * on AVX-512, each value as the copy would decode (and scale) it. */
+void gen_fp8_row(gen *g, const fp8_tables *t, const dot_src *s, MlirValue row, MlirValue k0,
+                 MlirType vt, MlirValue out[8]);
+void gen_fp4_row(gen *g, const dot_src *s, MlirValue row, MlirValue k0, MlirType vt,
+                 MlirValue out[8]);
 /* f32 `x` truncated to TensorFloat-32 (the low 13 mantissa bits cleared),
  * as the tensor cores read a tf32 operand */
 MlirValue gen_tf32(gen *g, MlirValue x);

@@ -38,6 +38,17 @@ static MlirValue code_byte(gen *g, view *src, MlirValue *k) {
   return gen_convert(g, x, g->b.i32);
 }
 
+/* Element col of the scale view's row (k; the last index col / B), as f32:
+ * the factor of element col of the destination's row. */
+static MlirValue scale_at(gen *g, view *sv, const MlirValue *k, uint32_t last, MlirValue col,
+                          int64_t B) {
+  MlirValue ks[TS_MAX_RANK], x;
+  memcpy(ks, k, sizeof ks);
+  ks[last] = mb_bin(&g->b, "arith.divsi", col, gen_i64(g, B));
+  gen_view_load(g, sv, ks, &x);
+  return gen_convert(g, x, g->b.f32);
+}
+
 static MlirValue vec_const_i32(mb *b, const int32_t *v, int64_t n) {
   MlirType t = mlirVectorTypeGet(1, &n, b->i32);
   MlirNamedAttribute a = mb_attr(b, "value", mlirDenseElementsAttrInt32Get(t, n, v));
@@ -49,27 +60,13 @@ static void vec_store(mb *b, MlirValue v, MlirValue mem, MlirValue at) {
   mb_op(b, "vector.store", 3, ops, 0, NULL, 0, NULL);
 }
 
-/* The CPU's form (AVX-512): a tensor slice whose last dim is a plain slice
- * into a whole f32 tile, a row at a time. False: not this form. */
-static bool packed_rows(gen *g, view *src, view *dst) {
-  uint32_t last = src->rank - 1, outer = dst->vrank - 1;
-  if (g->gpu || !gen_host_avx512() || src->in_range || !dst->in_range || dst->vrank == 0 ||
-      dst->dt != TS_DTYPE_F32 || src->sub[last].kind != SUB_SLICE ||
-      src->sub[last].vdim != outer || src->regs || dst->regs || dst->swz || dst->pad)
-    return false;
-  mb *b = &g->b;
-  loop L[TS_MAX_RANK];
-  MlirValue k[TS_MAX_RANK], kd[TS_MAX_RANK];
-  gen_loops_begin(g, L, dst->vext, outer, k);
-  MlirValue lin, lo, hi, dlin, ok, one = gen_i64(g, 1);
-  gen_row_range(g, src, k, outer, src->vext[outer], &lin, &lo, &hi);
-  memcpy(kd, k, sizeof k);
-  kd[outer] = gen_i64(g, 0);
-  gen_view_elem(g, dst, kd, &dlin, &ok);
-  /* whole 16-byte steps from lo, then a byte at a time */
-  MlirValue n16 = mb_bin(b, "arith.divsi", mb_bin(b, "arith.subi", hi, lo), gen_i64(g, 16));
-  MlirValue mid = mb_bin(b, "arith.addi", lo, mb_bin(b, "arith.muli", n16, gen_i64(g, 16)));
-  static const int32_t e2m1_bits[16] = {
+/* The e2m1 table and the nibble shifts of e2m1_16. */
+typedef struct e2m1_consts {
+  MlirValue table, shifts;
+} e2m1_consts;
+
+static e2m1_consts e2m1_make(mb *b) {
+  static const int32_t bits[16] = {
       0x00000000, 0x3f000000, 0x3f800000, 0x3fc00000, 0x40000000, 0x40400000,
       0x40800000, 0x40c00000, (int32_t)0x80000000, (int32_t)0xbf000000, (int32_t)0xbf800000,
       (int32_t)0xbfc00000, (int32_t)0xc0000000, (int32_t)0xc0400000, (int32_t)0xc0800000,
@@ -78,28 +75,64 @@ static bool packed_rows(gen *g, view *src, view *dst) {
   for (int l = 0; l < 16; l++)
     shifts[l] = 4 * (l & 1);
   int64_t n = 16;
+  return (e2m1_consts){
+      mb_cast(b, "arith.bitcast", vec_const_i32(b, bits, 16), mlirVectorTypeGet(1, &n, b->f32)),
+      vec_const_i32(b, shifts, 16)};
+}
+
+/* The 16 values of bytes first .. first + 7 of the byte vector `bytes`:
+ * each byte twice, the second's lanes shifted right by 4, looked up. */
+static MlirValue e2m1_16(mb *b, const e2m1_consts *e, MlirValue bytes, int first) {
+  int64_t n = 16, mask[16];
   MlirType vf = mlirVectorTypeGet(1, &n, b->f32), vi = mlirVectorTypeGet(1, &n, b->i32),
            vb = mlirVectorTypeGet(1, &n, b->i8);
-  MlirValue table = mb_cast(b, "arith.bitcast", vec_const_i32(b, e2m1_bits, 16), vf);
-  MlirValue sh = vec_const_i32(b, shifts, 16);
+  for (int l = 0; l < 16; l++)
+    mask[l] = first + l / 2;
+  MlirNamedAttribute a = mb_attr(b, "mask", mlirDenseI64ArrayGet(b->ctx, 16, mask));
+  MlirValue two[2] = {bytes, bytes};
+  MlirValue dup = mlirOperationGetResult(mb_op(b, "vector.shuffle", 2, two, 1, &vb, 1, &a), 0);
+  MlirValue idx = mb_bin(b, "arith.shrui", mb_cast(b, "arith.extui", dup, vi), e->shifts);
+  MlirValue pops[2] = {e->table, idx};
+  return gen_x86_intrinsic(b, "llvm.x86.avx512.permvar.sf.512", 2, pops, vf);
+}
+
+/* The CPU's form (AVX-512): a tensor slice whose last dim is a plain slice
+ * into a whole f32 tile, a row at a time. False: not this form. */
+static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B) {
+  uint32_t last = src->rank - 1, outer = dst->vrank - 1;
+  if (g->gpu || !gen_host_avx512() || src->in_range || !dst->in_range || dst->vrank == 0 ||
+      (sv && B % 16) ||
+      dst->dt != TS_DTYPE_F32 || src->sub[last].kind != SUB_SLICE ||
+      src->sub[last].vdim != outer || src->regs || dst->regs || dst->swz || dst->pad)
+    return false;
+  mb *b = &g->b;
+  loop L[TS_MAX_RANK];
+  MlirValue k[TS_MAX_RANK], kd[TS_MAX_RANK];
+  gen_loops_begin(g, L, dst->vext, outer, k);
+  MlirValue lin, lo, hi, dlin, ok;
+  gen_row_range(g, src, k, outer, src->vext[outer], &lin, &lo, &hi);
+  memcpy(kd, k, sizeof k);
+  kd[outer] = gen_i64(g, 0);
+  gen_view_elem(g, dst, kd, &dlin, &ok);
+  /* whole 16-byte steps from lo, then a byte at a time */
+  MlirValue n16 = mb_bin(b, "arith.divsi", mb_bin(b, "arith.subi", hi, lo), gen_i64(g, 16));
+  MlirValue mid = mb_bin(b, "arith.addi", lo, mb_bin(b, "arith.muli", n16, gen_i64(g, 16)));
+  int64_t n = 16;
+  MlirType vf = mlirVectorTypeGet(1, &n, b->f32), vb = mlirVectorTypeGet(1, &n, b->i8);
+  e2m1_consts e = e2m1_make(b);
   loop v;
   gen_loop_begin_step(g, &v, lo, mid, gen_i64(g, 16));
   MlirValue ops[2] = {src->mem,
                       mb_cast(b, "arith.index_cast", mb_bin(b, "arith.addi", lin, v.iv), b->index)};
   MlirValue bytes = mb_op1(b, "vector.load", 2, ops, vb);
   for (int h = 0; h < 2; h++) {
-    int64_t mask[16];
-    for (int l = 0; l < 16; l++)
-      mask[l] = 8 * h + l / 2; /* each byte twice */
-    MlirNamedAttribute a = mb_attr(b, "mask", mlirDenseI64ArrayGet(b->ctx, 16, mask));
-    MlirValue two[2] = {bytes, bytes};
-    MlirValue dup = mlirOperationGetResult(mb_op(b, "vector.shuffle", 2, two, 1, &vb, 1, &a), 0);
-    MlirValue idx = mb_bin(b, "arith.shrui", mb_cast(b, "arith.extui", dup, vi), sh);
-    MlirValue pops[2] = {table, idx};
-    MlirValue val = gen_x86_intrinsic(b, "llvm.x86.avx512.permvar.sf.512", 2, pops, vf);
-    MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.addi", dlin, gen_i64(g, 16 * h)),
-                          mb_bin(b, "arith.addi", v.iv, v.iv));
-    vec_store(b, val, dst->mem, at);
+    MlirValue val = e2m1_16(b, &e, bytes, 8 * h);
+    MlirValue col = mb_bin(b, "arith.addi", mb_bin(b, "arith.addi", v.iv, v.iv), gen_i64(g, 16 * h));
+    if (sv) { /* B a multiple of 16: one scale these 16 */
+      MlirValue f = scale_at(g, sv, kd, outer, col, B);
+      val = mb_bin(b, "arith.mulf", val, mb_op1(b, "vector.broadcast", 1, &f, vf));
+    }
+    vec_store(b, val, dst->mem, mb_bin(b, "arith.addi", dlin, col));
   }
   gen_loop_end(g, &v);
   loop t;
@@ -108,19 +141,24 @@ static bool packed_rows(gen *g, view *src, view *dst) {
   src->unchecked = true;
   MlirValue c = code_byte(g, src, k);
   src->unchecked = false;
-  MlirValue at = mb_bin(b, "arith.addi", dlin, mb_bin(b, "arith.addi", t.iv, t.iv));
-  mb_store(b, gen_e2m1(g, c), dst->mem, at);
-  MlirValue hc = mb_bin(b, "arith.shrsi", c, mb_const_int(b, b->i32, 4));
-  mb_store(b, gen_e2m1(g, hc), dst->mem, mb_bin(b, "arith.addi", at, one));
+  for (int h = 0; h < 2; h++) {
+    MlirValue col = mb_bin(b, "arith.addi", mb_bin(b, "arith.addi", t.iv, t.iv), gen_i64(g, h));
+    MlirValue x = gen_e2m1(g, h ? mb_bin(b, "arith.shrsi", c, mb_const_int(b, b->i32, 4)) : c);
+    if (sv)
+      x = mb_bin(b, "arith.mulf", x, scale_at(g, sv, kd, outer, col, B));
+    mb_store(b, x, dst->mem, mb_bin(b, "arith.addi", dlin, col));
+  }
   gen_loop_end(g, &t);
-  /* the parts of the tile row outside the tensor: zeros */
+  /* the parts of the tile row outside the tensor: code 0 (+0.0 times the
+   * scale, as element by element) */
   MlirValue two = gen_i64(g, 2), z = mb_const_f32(b, 0.0);
   MlirValue ranges[2][2] = {{gen_i64(g, 0), mb_bin(b, "arith.muli", lo, two)},
                             {mb_bin(b, "arith.muli", hi, two), dst->vext[outer]}};
   for (int r = 0; r < 2; r++) {
     loop zl;
     gen_loop_begin(g, &zl, ranges[r][0], ranges[r][1]);
-    mb_store(b, z, dst->mem, mb_bin(b, "arith.addi", dlin, zl.iv));
+    MlirValue x = sv ? mb_bin(b, "arith.mulf", z, scale_at(g, sv, kd, outer, zl.iv, B)) : z;
+    mb_store(b, x, dst->mem, mb_bin(b, "arith.addi", dlin, zl.iv));
     gen_loop_end(g, &zl);
   }
   gen_loops_end(g, L, outer);
@@ -128,7 +166,15 @@ static bool packed_rows(gen *g, view *src, view *dst) {
 }
 
 void gen_copy_packed(gen *g, ts_node *call, view *src, view *dst) {
-  if (packed_rows(g, src, dst))
+  view pool[8], scale, *sv = NULL;
+  int np = 0;
+  int64_t B = ts_copy_scale_block(call);
+  if (B > 0) {
+    if (!gen_view_of(g, ts_call_named(call, "scale"), &scale, pool, &np))
+      return;
+    sv = &scale;
+  }
+  if (packed_rows(g, src, dst, sv, B))
     return;
   mb *b = &g->b;
   uint32_t last = dst->vrank - 1;
@@ -140,6 +186,116 @@ void gen_copy_packed(gen *g, ts_node *call, view *src, view *dst) {
   MlirValue c = code_byte(g, src, ks);
   MlirValue half = mb_cast(b, "arith.trunci", mb_bin(b, "arith.andi", k[last], gen_i64(g, 1)), b->i32);
   c = mb_bin(b, "arith.shrsi", c, mb_bin(b, "arith.shli", half, mb_const_int(b, b->i32, 2)));
-  gen_view_store(g, dst, k, gen_convert(g, gen_e2m1(g, c), gen_compute_type(g, dst->dt)));
+  MlirValue x = gen_e2m1(g, c);
+  if (sv)
+    x = mb_bin(b, "arith.mulf", x, scale_at(g, sv, k, last, k[last], B));
+  gen_view_store(g, dst, k, gen_convert(g, x, gen_compute_type(g, dst->dt)));
   gen_elem_end(g, L, dst->vrank);
+}
+
+/* ---- FP8 operands decoded in registers (AVX-512 VBMI) -------------------- */
+
+
+
+static MlirValue bytes64(mb *b, const int8_t *v) {
+  int64_t n = 64;
+  MlirType t = mlirVectorTypeGet(1, &n, b->i8);
+  MlirNamedAttribute a = mb_attr(b, "value", mlirDenseElementsAttrInt8Get(t, 64, v));
+  return mlirOperationGetResult(mb_op(b, "arith.constant", 0, NULL, 1, &t, 1, &a), 0);
+}
+
+fp8_tables gen_fp8_tables(mb *b) {
+  int8_t tp[128], tn[128], nx[128], z[64] = {0}, lz[64];
+  for (int c = 0; c < 128; c++) {
+    float p = ts_e4m3_to_f32((uint8_t)c), q = ts_e4m3_to_f32((uint8_t)(c | 0x80));
+    uint32_t pb, qb;
+    memcpy(&pb, &p, 4);
+    memcpy(&qb, &q, 4);
+    tp[c] = (int8_t)(pb >> 24);
+    tn[c] = (int8_t)(qb >> 24);
+    nx[c] = (int8_t)(pb >> 16); /* (q's is p's) */
+  }
+  for (int l = 0; l < 64; l++)
+    lz[l] = (int8_t)(l % 4 < 2 ? 0 : -1); /* each f32's two low bytes off */
+  fp8_tables t;
+  for (int h = 0; h < 2; h++) {
+    t.top_pos[h] = bytes64(b, tp + 64 * h);
+    t.top_neg[h] = bytes64(b, tn + 64 * h);
+    t.next[h] = bytes64(b, nx + 64 * h);
+  }
+  t.zero = bytes64(b, z);
+  t.low_zero = bytes64(b, lz);
+  return t;
+}
+
+/* vpermi2b: byte i = tab[idx[i] & 127] of the 128-byte table tab[0..1]. */
+static MlirValue lookup128(mb *b, const MlirValue tab[2], MlirValue idx) {
+  MlirValue ops[3] = {tab[0], idx, tab[1]};
+  return gen_x86_intrinsic(b, "llvm.x86.avx512.vpermi2var.qi.512", 3, ops, mlirValueGetType(idx));
+}
+
+static MlirValue slice8(mb *b, MlirValue v, int64_t off, MlirType rt) {
+  MlirAttribute o = mlirIntegerAttrGet(b->i64, off), n = mlirIntegerAttrGet(b->i64, 8),
+                one = mlirIntegerAttrGet(b->i64, 1);
+  MlirNamedAttribute a[3] = {mb_attr(b, "offsets", mlirArrayAttrGet(b->ctx, 1, &o)),
+                             mb_attr(b, "sizes", mlirArrayAttrGet(b->ctx, 1, &n)),
+                             mb_attr(b, "strides", mlirArrayAttrGet(b->ctx, 1, &one))};
+  return mlirOperationGetResult(mb_op(b, "vector.extract_strided_slice", 1, &v, 1, &rt, 3, a), 0);
+}
+
+/* The 64 e4m3 codes of row `row` from k0 as eight f32 vectors (type vt) of
+ * 8: out[u] holds k0 + 8u .. k0 + 8u + 7. */
+void gen_fp8_row(gen *g, const fp8_tables *t, const dot_src *s, MlirValue row, MlirValue k0,
+                 MlirType vt, MlirValue out[8]) {
+  mb *b = &g->b;
+  int64_t n64 = 64, n16 = 16;
+  MlirType bt = mlirVectorTypeGet(1, &n64, b->i8), ft = mlirVectorTypeGet(1, &n16, b->f32);
+  MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, s->stride), k0);
+  at = mb_bin(b, "arith.addi", s->base, at);
+  MlirValue ops[2] = {s->mem, mb_cast(b, "arith.index_cast", at, b->index)};
+  MlirValue code = mb_op1(b, "vector.load", 2, ops, bt);
+  MlirValue neg = mb_cmpi(b, CMPI_SLT, code, t->zero);
+  MlirValue top =
+      mb_select(b, neg, lookup128(b, t->top_neg, code), lookup128(b, t->top_pos, code));
+  MlirValue next = lookup128(b, t->next, code);
+  for (int q = 0; q < 4; q++) { /* codes 16q .. 16q + 15: f32 bytes (0, 0, next, top) */
+    int64_t mask[64];
+    for (int l = 0; l < 64; l++)
+      mask[l] = (l % 4 == 3 ? 64 : 0) + 16 * q + l / 4;
+    MlirValue v = mb_bin(b, "arith.andi", gen_vec_shuffle(b, next, top, mask, 64, bt), t->low_zero);
+    v = mb_cast(b, "vector.bitcast", v, ft);
+    out[2 * q] = slice8(b, v, 0, vt);
+    out[2 * q + 1] = slice8(b, v, 8, vt);
+  }
+}
+
+
+/* ---- FP4 operands decoded in registers (AVX-512) ------------------------- */
+
+void gen_fp4_row(gen *g, const dot_src *s, MlirValue row, MlirValue k0, MlirType vt,
+                 MlirValue out[8]) {
+  mb *b = &g->b;
+  int64_t n32 = 32, n16 = 16;
+  MlirType bt = mlirVectorTypeGet(1, &n32, b->i8), ft = mlirVectorTypeGet(1, &n16, b->f32);
+  MlirValue half = mb_bin(b, "arith.shrsi", k0, gen_i64(g, 1));
+  MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, s->stride), half);
+  at = mb_bin(b, "arith.addi", s->base, at);
+  MlirValue ops[2] = {s->mem, mb_cast(b, "arith.index_cast", at, b->index)};
+  MlirValue bytes = mb_op1(b, "vector.load", 2, ops, bt);
+  e2m1_consts e = e2m1_make(b);
+  MlirValue srow = s->sblk ? mb_bin(b, "arith.addi", s->sbase,
+                                    mb_bin(b, "arith.muli", row, s->sstride))
+                           : row;
+  for (int q = 0; q < 4; q++) { /* values 16q .. 16q + 15: bytes 8q .. 8q + 7 */
+    MlirValue v = e2m1_16(b, &e, bytes, 8 * q);
+    if (s->sblk) { /* one scale these 16 (sblk a multiple of 16) */
+      MlirValue kq = mb_bin(b, "arith.addi", k0, gen_i64(g, 16 * q));
+      MlirValue si = mb_bin(b, "arith.addi", srow,
+                            mb_bin(b, "arith.divsi", kq, gen_i64(g, s->sblk)));
+      MlirValue f = mb_load(b, s->smem, si);
+      v = mb_bin(b, "arith.mulf", v, mb_op1(b, "vector.broadcast", 1, &f, ft));
+    }
+    out[2 * q] = slice8(b, v, 0, vt);
+    out[2 * q + 1] = slice8(b, v, 8, vt);
+  }
 }

@@ -13,7 +13,7 @@
 
 /* AVX-512 VNNI: vpdpbusd adds four u8 x s8 products a 32-bit lane, 64 a
  * 512-bit instruction. VBMI: vpermi2b looks up 64 bytes a step in a
- * 128-byte table (the FP8 decode of dot_fp8_row). */
+ * 128-byte table (the FP8 decode of gen_packed.c gen_fp8_row). */
 static bool host_avx512, host_vnni, host_vbmi;
 
 /* Whether LLVM's feature string f ("+a,-b,...") turns feature name on. */
@@ -289,7 +289,7 @@ static bool gemm_vector(gen *g, ts_node *call, view *A, view *B, view *C,
  * constant shapes, a not transposed and K % DOT_VW == 0. */
 enum { DOT_VW = 8, DOT_MAX = 16 };
 
-static MlirValue vec_shuffle(mb *b, MlirValue x, MlirValue y, const int64_t *mask,
+MlirValue gen_vec_shuffle(mb *b, MlirValue x, MlirValue y, const int64_t *mask,
                              intptr_t n, MlirType vt) {
   MlirNamedAttribute a = mb_attr(b, "mask", mlirDenseI64ArrayGet(b->ctx, n, mask));
   MlirValue ops[2] = {x, y};
@@ -322,8 +322,8 @@ static void dot_tree(mb *b, MlirType vt, MlirValue *v, int *n,
         nacc[s] = s < segs ? acc[q][s] : pair ? acc[q + 1][s - segs] : -1;
       }
       MlirValue y = pair ? v[q + 1] : v[q];
-      MlirValue sum = mb_bin(b, "arith.addf", vec_shuffle(b, v[q], y, lo, DOT_VW, vt),
-                             vec_shuffle(b, v[q], y, hi, DOT_VW, vt));
+      MlirValue sum = mb_bin(b, "arith.addf", gen_vec_shuffle(b, v[q], y, lo, DOT_VW, vt),
+                             gen_vec_shuffle(b, v[q], y, hi, DOT_VW, vt));
       v[m] = sum;
       memcpy(acc[m], nacc, sizeof nacc);
       m++;
@@ -354,17 +354,9 @@ static bool dot_fits(const ts_node *call) {
          const_dim(na, 0) == M && const_dim(nb, 0) == N;
 }
 
-/* Where the dot micro-kernel reads an operand: element k of row r at
- * mem[base + r * stride + k], stored as dt (f32, or bf16 widened as it is
- * loaded: exact). A whole tile's is its memref, 0 and its row length; a
- * tensor slice's (gen_gemm_in_place) the tensor's. */
-typedef struct dot_src {
-  MlirValue mem, base, stride;
-  ts_dtype dt;
-} dot_src;
-
 static dot_src tile_src(gen *g, view *v, int64_t K) {
-  return (dot_src){v->mem, gen_i64(g, 0), gen_i64(g, K), TS_DTYPE_F32};
+  return (dot_src){.mem = v->mem, .base = gen_i64(g, 0), .stride = gen_i64(g, K),
+                   .dt = TS_DTYPE_F32};
 }
 
 /* DOT_VW elements of row `row` from k0 as an f32 vector of type vt. */
@@ -391,97 +383,6 @@ MlirValue gen_x86_intrinsic(mb *b, const char *name, int n, MlirValue *ops, Mlir
       mb_attr(b, "op_bundle_sizes", mlirDenseI32ArrayGet(b->ctx, 0, NULL)),
       mb_attr(b, "operandSegmentSizes", mlirDenseI32ArrayGet(b->ctx, 2, seg))};
   return mlirOperationGetResult(mb_op(b, "llvm.call_intrinsic", n, ops, 1, &rt, 3, at), 0);
-}
-
-/* ---- FP8 operands decoded in registers (AVX-512 VBMI) -------------------- */
-
-/* An fp8e4m3 operand read where it lies (gen_gemm_in_place: a decode
- * step's weights, each loaded once) is decoded 64 codes at a time by table
- * lookups. Every e4m3 value is exactly a bf16 (the top half of its f32:
- * 8 exponent bits hold e4m3's subnormals as normal numbers, 7 mantissa
- * bits its 3), so a code's f32 is two table bytes over two zero ones: the
- * top byte by the code's low 7 bits from one 128-byte table or, for a
- * negative code, another (the NaN codes 0x7f and 0xff both give 0x7fc0,
- * the f32 0x7fc00000 the copy's decode gives), the next from a third (the
- * same for either sign); vpermi2b looks 64 codes up in a 128-byte table
- * (two registers) at once, and a byte shuffle of the two results puts
- * them in place in sixteen f32 lanes at a time. The same values as the
- * copy's decode in 3 lookups, a blend and 4 shuffles for 64 codes, against
- * about 10 operations a 16 codes and a store and a load of the f32 tile. */
-typedef struct fp8_tables {
-  MlirValue top_pos[2], top_neg[2], next[2], zero, low_zero;
-} fp8_tables;
-
-static MlirValue bytes64(mb *b, const int8_t *v) {
-  int64_t n = 64;
-  MlirType t = mlirVectorTypeGet(1, &n, b->i8);
-  MlirNamedAttribute a = mb_attr(b, "value", mlirDenseElementsAttrInt8Get(t, 64, v));
-  return mlirOperationGetResult(mb_op(b, "arith.constant", 0, NULL, 1, &t, 1, &a), 0);
-}
-
-static fp8_tables fp8_tables_make(mb *b) {
-  int8_t tp[128], tn[128], nx[128], z[64] = {0}, lz[64];
-  for (int c = 0; c < 128; c++) {
-    float p = ts_e4m3_to_f32((uint8_t)c), q = ts_e4m3_to_f32((uint8_t)(c | 0x80));
-    uint32_t pb, qb;
-    memcpy(&pb, &p, 4);
-    memcpy(&qb, &q, 4);
-    tp[c] = (int8_t)(pb >> 24);
-    tn[c] = (int8_t)(qb >> 24);
-    nx[c] = (int8_t)(pb >> 16); /* (q's is p's) */
-  }
-  for (int l = 0; l < 64; l++)
-    lz[l] = (int8_t)(l % 4 < 2 ? 0 : -1); /* each f32's two low bytes off */
-  fp8_tables t;
-  for (int h = 0; h < 2; h++) {
-    t.top_pos[h] = bytes64(b, tp + 64 * h);
-    t.top_neg[h] = bytes64(b, tn + 64 * h);
-    t.next[h] = bytes64(b, nx + 64 * h);
-  }
-  t.zero = bytes64(b, z);
-  t.low_zero = bytes64(b, lz);
-  return t;
-}
-
-/* vpermi2b: byte i = tab[idx[i] & 127] of the 128-byte table tab[0..1]. */
-static MlirValue lookup128(mb *b, const MlirValue tab[2], MlirValue idx) {
-  MlirValue ops[3] = {tab[0], idx, tab[1]};
-  return gen_x86_intrinsic(b, "llvm.x86.avx512.vpermi2var.qi.512", 3, ops, mlirValueGetType(idx));
-}
-
-static MlirValue slice8(mb *b, MlirValue v, int64_t off, MlirType rt) {
-  MlirAttribute o = mlirIntegerAttrGet(b->i64, off), n = mlirIntegerAttrGet(b->i64, 8),
-                one = mlirIntegerAttrGet(b->i64, 1);
-  MlirNamedAttribute a[3] = {mb_attr(b, "offsets", mlirArrayAttrGet(b->ctx, 1, &o)),
-                             mb_attr(b, "sizes", mlirArrayAttrGet(b->ctx, 1, &n)),
-                             mb_attr(b, "strides", mlirArrayAttrGet(b->ctx, 1, &one))};
-  return mlirOperationGetResult(mb_op(b, "vector.extract_strided_slice", 1, &v, 1, &rt, 3, a), 0);
-}
-
-/* The 64 e4m3 codes of row `row` from k0 as eight f32 vectors (type vt) of
- * 8: out[u] holds k0 + 8u .. k0 + 8u + 7. */
-static void dot_fp8_row(gen *g, const fp8_tables *t, const dot_src *s, MlirValue row,
-                        MlirValue k0, MlirType vt, MlirValue out[8]) {
-  mb *b = &g->b;
-  int64_t n64 = 64, n16 = 16;
-  MlirType bt = mlirVectorTypeGet(1, &n64, b->i8), ft = mlirVectorTypeGet(1, &n16, b->f32);
-  MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, s->stride), k0);
-  at = mb_bin(b, "arith.addi", s->base, at);
-  MlirValue ops[2] = {s->mem, mb_cast(b, "arith.index_cast", at, b->index)};
-  MlirValue code = mb_op1(b, "vector.load", 2, ops, bt);
-  MlirValue neg = mb_cmpi(b, CMPI_SLT, code, t->zero);
-  MlirValue top =
-      mb_select(b, neg, lookup128(b, t->top_neg, code), lookup128(b, t->top_pos, code));
-  MlirValue next = lookup128(b, t->next, code);
-  for (int q = 0; q < 4; q++) { /* codes 16q .. 16q + 15: f32 bytes (0, 0, next, top) */
-    int64_t mask[64];
-    for (int l = 0; l < 64; l++)
-      mask[l] = (l % 4 == 3 ? 64 : 0) + 16 * q + l / 4;
-    MlirValue v = mb_bin(b, "arith.andi", vec_shuffle(b, next, top, mask, 64, bt), t->low_zero);
-    v = mb_cast(b, "vector.bitcast", v, ft);
-    out[2 * q] = slice8(b, v, 0, vt);
-    out[2 * q + 1] = slice8(b, v, 8, vt);
-  }
 }
 
 /* The products of one k step of the dot micro-kernel's RA x RB block (i0,
@@ -519,12 +420,16 @@ static void dot_step(gen *g, const dot_block_at *d, const dot_src *A, const dot_
       dot_fma(g, d, r, s, av[r], bv[s]);
 }
 
-static void dot_fp8_step(gen *g, const dot_block_at *d, const fp8_tables *t, const dot_src *A,
-                         const dot_src *B, MlirValue k0) {
+/* A step of 64 k with b decoded in registers (FP8, or FP4 with t NULL). */
+static void dot_decode_step(gen *g, const dot_block_at *d, const fp8_tables *t, const dot_src *A,
+                            const dot_src *B, MlirValue k0) {
   mb *b = &g->b;
   for (int s = 0; s < d->RB; s++) {
-    MlirValue bw[8];
-    dot_fp8_row(g, t, B, mb_bin(b, "arith.addi", d->j0, gen_i64(g, s)), k0, d->vt, bw);
+    MlirValue bw[8], row = mb_bin(b, "arith.addi", d->j0, gen_i64(g, s));
+    if (t)
+      gen_fp8_row(g, t, B, row, k0, d->vt, bw);
+    else
+      gen_fp4_row(g, B, row, k0, d->vt, bw);
     for (int u = 0; u < 8; u++) {
       MlirValue ku = mb_bin(b, "arith.addi", k0, gen_i64(g, DOT_VW * u));
       for (int r = 0; r < d->RA; r++) {
@@ -541,12 +446,12 @@ static void dot_emit(gen *g, const ts_node *call, const dot_src *A, const dot_sr
   int64_t M = const_dim(call->kids[2], 0), N = const_dim(call->kids[2], 1);
   int64_t K = const_dim(call->kids[0], 1);
   int RA = dot_block(M, 4), RB = dot_block(N, DOT_MAX / RA);
-  bool fp8 = B->dt == TS_DTYPE_FP8E4M3;
-  int64_t step = fp8 ? 8 * DOT_VW : DOT_VW;
+  bool fp8 = B->dt == TS_DTYPE_FP8E4M3 && !B->e2m1;
+  int64_t step = fp8 || B->e2m1 ? 8 * DOT_VW : DOT_VW;
   fp8_tables t;
   memset(&t, 0, sizeof t);
   if (fp8)
-    t = fp8_tables_make(b);
+    t = gen_fp8_tables(b);
   ukernel u;
   ukernel_begin(g, &u, DOT_VW, RA * RB, M, N, RA, RB);
   MlirType vt = u.vt;
@@ -557,8 +462,8 @@ static void dot_emit(gen *g, const ts_node *call, const dot_src *A, const dot_sr
     mb_store(b, zero, slots, gen_i64(g, q));
   gen_loop_begin(g, &lk, gen_i64(g, 0), gen_i64(g, K / step));
   MlirValue k0 = mb_bin(b, "arith.muli", lk.iv, gen_i64(g, step));
-  if (fp8)
-    dot_fp8_step(g, &d, &t, A, B, k0);
+  if (fp8 || B->e2m1)
+    dot_decode_step(g, &d, fp8 ? &t : NULL, A, B, k0);
   else
     dot_step(g, &d, A, B, k0);
   gen_loop_end(g, &lk);
@@ -605,7 +510,7 @@ static ts_node *gemm_of(ts_node *st) {
 /* `copy(t[...], f)`: a slice of a tensor into a whole tile, or NULL. */
 static ts_node *tile_copy_of(ts_node *st) {
   ts_node *c = st && st->kind == TS_NODE_EXPR_STMT ? st->kids[0] : NULL;
-  if (!c || c->kind != TS_NODE_CALL || c->builtin != TS_BUILTIN_COPY || ts_copy_packed(c))
+  if (!c || c->kind != TS_NODE_CALL || c->builtin != TS_BUILTIN_COPY)
     return NULL;
   ts_node *src = c->kids[0], *dst = c->kids[1];
   if (dst->kind != TS_NODE_NAME || !dst->sym || dst->sym->kind != TS_SYM_TILE ||
@@ -626,11 +531,23 @@ static bool forwardable(gen *g, const ts_node *c, const ts_node *gemm) {
       ts_node_mention_count(g->kernel->node, f) !=
           ts_node_mention_count(c, f) + ts_node_mention_count(gemm, f) || !st || st->rank != 2)
     return false;
+  /* FP4 codes (format="e2m1", bytes of two) are too, on AVX-512: b's, a
+   * decode step's, 64 k a step, an f32 scale (if any) for 16 or more */
+  bool packed = ts_copy_packed(c);
   for (int d = 0; d < 2; d++)
-    if (st->dims[d].term_count || st->dims[d].c != ft->dims[d].c)
+    if (st->dims[d].term_count || st->dims[d].c * (packed && d ? 2 : 1) != ft->dims[d].c)
       return false;
-  /* FP8 is decoded in registers (dot_fp8_step): b's, 64 k a step, on VBMI */
   probe_host();
+  int64_t M = const_dim(gemm->kids[2], 0), N = const_dim(gemm->kids[2], 1);
+  int RA = dot_block(M, 4), RB = dot_block(N, DOT_MAX / RA);
+  if (packed) {
+    const ts_node *sc = ts_call_named(c, "scale");
+    int64_t B = ts_copy_scale_block(c);
+    return host_avx512 && gemm->kids[1]->sym == f && ft->dtype == TS_DTYPE_F32 && RA == M &&
+           ft->dims[1].c % (8 * DOT_VW) == 0 &&
+           (!sc || (B % 16 == 0 && sc->type && sc->type->dtype == TS_DTYPE_F32));
+  }
+  /* FP8 is decoded in registers (dot_decode_step): b's, 64 k a step, on VBMI */
   bool fp8 = st->dtype == TS_DTYPE_FP8E4M3 && host_vbmi && gemm->kids[1]->sym == f &&
              st->dims[1].c % (8 * DOT_VW) == 0;
   if (st->dtype != TS_DTYPE_F32 && st->dtype != TS_DTYPE_BF16 && !fp8)
@@ -640,8 +557,6 @@ static bool forwardable(gen *g, const ts_node *c, const ts_node *gemm) {
    * block: a decode step's), as the copy widens it once; loaded again for
    * each block of the other operand's rows it costs more than the copy
    * saves */
-  int64_t M = const_dim(gemm->kids[2], 0), N = const_dim(gemm->kids[2], 1);
-  int RA = dot_block(M, 4), RB = dot_block(N, DOT_MAX / RA);
   return st->dtype == TS_DTYPE_F32 || (gemm->kids[1]->sym == f ? RA == M : RB == N);
 }
 
@@ -726,6 +641,35 @@ static bool gemm_from_place(gen *g, ts_node *call, view *A, view *B, view *C, bo
   return true;
 }
 
+/* Of a forward_view slice v of rows x cols: its first element's index
+ * (base) and the distance between rows (stride); returns whether it lies
+ * in its tensor (the first element, the next row's and the last: in range
+ * at both corners is in range everywhere, each index being start + k) and,
+ * inside a loop writing tensors w[0 .. nw) (w non-NULL), overlaps none of
+ * them (arguments may share memory). */
+static MlirValue slice_span(gen *g, view *v, int64_t rows, int64_t cols, const ts_symbol **w,
+                            int nw, MlirValue *base, MlirValue *stride) {
+  mb *b = &g->b;
+  MlirValue z = gen_i64(g, 0), one = gen_i64(g, 1), next, end, ok0, ok1, unused;
+  MlirValue k0[2] = {z, z}, k1[2] = {one, z}, kn[2] = {gen_i64(g, rows - 1), gen_i64(g, cols - 1)};
+  gen_view_elem(g, v, k0, base, &ok0);
+  gen_view_elem(g, v, k1, &next, &unused);
+  gen_view_elem(g, v, kn, &end, &ok1);
+  *stride = mb_bin(b, "arith.subi", next, *base);
+  MlirValue ok = mb_bin(b, "arith.andi", ok0, ok1);
+  int eb = ts_dtype_bits(v->dt) / 8;
+  MlirValue lo = gen_gpu_address(g, v->mem, *base, eb);
+  MlirValue hi = gen_gpu_address(g, v->mem, mb_bin(b, "arith.addi", end, one), eb);
+  for (int k = 0; w && k < nw; k++) {
+    MlirValue wm = {w[k]->user}, wl = gen_gpu_address(g, wm, z, 1);
+    MlirValue wh = buffer_end(g, wm, ts_dtype_bits(w[k]->type->dtype) / 8);
+    MlirValue apart = mb_bin(b, "arith.ori", mb_cmpi(b, CMPI_SLE, hi, wl),
+                             mb_cmpi(b, CMPI_SGE, lo, wh));
+    ok = mb_bin(b, "arith.andi", ok, apart);
+  }
+  return ok;
+}
+
 bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
   enum { RUN = 4 };
   if (g->gpu || g->par || g->in_fn || !g->kernel)
@@ -760,14 +704,14 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
     int q = gemm_taking(gemms, ng, c->kids[1]->sym);
     at[r - i] = q >= 0 && forwardable(g, c, gemms[q]) ? q : -1;
     for (int k = 0; loop && at[r - i] >= 0 && k < nw; k++)
-      if (w[k] == tensor_of(c->kids[0]))
+      if (w[k] == tensor_of(c->kids[0]) || w[k] == tensor_of(ts_call_named(c, "scale")))
         at[r - i] = -1;
     any |= at[r - i] >= 0;
   }
   if (!any)
     return false;
   mb *b = &g->b;
-  view pool[24], src[RUN], C[RUN];
+  view pool[24], src[RUN], scales[RUN], C[RUN];
   int np = 0;
   MlirValue ok = mb_const_int(b, b->i1, 1);
   dot_src ops[RUN][2];
@@ -796,32 +740,29 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
       at[r - i] = -1;
       continue;
     }
-    /* the first element, the next row's and the last: in range at both
-     * corners is in range everywhere (each index is start + k) */
-    int64_t K = const_dim(gemms[q]->kids[0], 1);
-    MlirValue z = gen_i64(g, 0), one = gen_i64(g, 1), base, next, end, ok0, ok1, unused;
-    MlirValue k0[2] = {z, z}, k1[2] = {one, z};
-    MlirValue kn[2] = {gen_i64(g, const_dim(c->kids[1], 0) - 1), gen_i64(g, K - 1)};
-    gen_view_elem(g, v, k0, &base, &ok0);
-    gen_view_elem(g, v, k1, &next, &unused);
-    gen_view_elem(g, v, kn, &end, &ok1);
-    ok = mb_bin(b, "arith.andi", ok, mb_bin(b, "arith.andi", ok0, ok1));
-    dot_src s = {v->mem, base, mb_bin(b, "arith.subi", next, base), c->kids[0]->type->dtype};
+    int64_t K = const_dim(gemms[q]->kids[0], 1), rows = const_dim(c->kids[1], 0);
+    bool packed = ts_copy_packed(c);
+    int64_t B = ts_copy_scale_block(c);
+    view *sv = &scales[r - i];
+    if (B > 0 && (!gen_view_of(g, ts_call_named(c, "scale"), sv, pool, &np) ||
+                  !forward_view(sv))) {
+      at[r - i] = -1;
+      continue;
+    }
+    MlirValue base, stride;
+    ok = mb_bin(b, "arith.andi", ok,
+                slice_span(g, v, rows, packed ? K / 2 : K, loop ? w : NULL, nw, &base, &stride));
+    dot_src s = {.mem = v->mem, .base = base, .stride = stride,
+                 .dt = c->kids[0]->type->dtype, .e2m1 = packed};
+    if (B > 0) { /* and its scales: a row's K / B */
+      ok = mb_bin(b, "arith.andi", ok,
+                  slice_span(g, sv, rows, K / B, loop ? w : NULL, nw, &s.sbase, &s.sstride));
+      s.smem = sv->mem;
+      s.sblk = B;
+    }
     int side = gemms[q]->kids[0]->sym == c->kids[1]->sym ? 0 : 1;
     ops[q][side] = ip[q].op[side] = s;
     ip[q].has[side] = true;
-    /* a loop: no tensor it writes overlaps the slice (arguments may share
-     * memory) */
-    int eb = ts_dtype_bits(c->kids[0]->type->dtype) / 8;
-    MlirValue lo = gen_gpu_address(g, v->mem, base, eb);
-    MlirValue hi = gen_gpu_address(g, v->mem, mb_bin(b, "arith.addi", end, one), eb);
-    for (int k = 0; loop && k < nw; k++) {
-      MlirValue wm = {w[k]->user}, wl = gen_gpu_address(g, wm, z, 1);
-      MlirValue wh = buffer_end(g, wm, ts_dtype_bits(w[k]->type->dtype) / 8);
-      MlirValue apart = mb_bin(b, "arith.ori", mb_cmpi(b, CMPI_SLE, hi, wl),
-                               mb_cmpi(b, CMPI_SGE, lo, wh));
-      ok = mb_bin(b, "arith.andi", ok, apart);
-    }
   }
   /* in range: the other copies, then the gemms from the tensors; else the
    * statements as written */
@@ -956,11 +897,11 @@ static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool 
       m2[l] = (l % 2) * 16 + l / 2;
     for (int l = 0; l < 64; l++)
       m4[l] = (l % 4 / 2) * 32 + (l / 4) * 2 + l % 2;
-    MlirValue lo = vec_shuffle(b, rows[0], rows[1], m2, 32, v32);
-    MlirValue hi = vec_shuffle(b, rows[2], rows[3], m2, 32, v32);
+    MlirValue lo = gen_vec_shuffle(b, rows[0], rows[1], m2, 32, v32);
+    MlirValue hi = gen_vec_shuffle(b, rows[2], rows[3], m2, 32, v32);
     int64_t w64 = 64;
     packed = mb_cast(b, "vector.bitcast",
-                     vec_shuffle(b, lo, hi, m4, 64, mlirVectorTypeGet(1, &w64, b->i8)), vt);
+                     gen_vec_shuffle(b, lo, hi, m4, 64, mlirVectorTypeGet(1, &w64, b->i8)), vt);
   }
   MlirValue sops[3] = {packed, bp,
                        mb_cast(b, "arith.index_cast",

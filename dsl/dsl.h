@@ -389,6 +389,9 @@ bool ts_call_named_bool(const ts_node *call, const char *name, bool dflt);
 /* Whether `call` is a copy of FP4 codes: copy(src, dst, format="e2m1"),
  * dst[..., 2j + h] the e2m1 value of nibble h of byte src[..., j]. */
 bool ts_copy_packed(const ts_node *call);
+/* Of such a copy with scale=S: B, each value times S[..., k / B] (S's last
+ * dim a constant dividing dst's); 0 without a scale. */
+int64_t ts_copy_scale_block(const ts_node *call);
 /* Canonical layout of a file that parses without errors; comments kept.
  * Returns false (and reports) when the file has syntax errors. */
 bool ts_format(const ts_source *src, ts_diags *diags, ts_buf *out);

@@ -1436,6 +1436,15 @@ bool ts_copy_packed(const ts_node *call) {
   return f && f->kind == TS_NODE_STRING && ts_str_eq_cstr(f->name, "e2m1");
 }
 
+int64_t ts_copy_scale_block(const ts_node *call) {
+  const ts_node *sc = ts_copy_packed(call) ? ts_call_named(call, "scale") : NULL;
+  const ts_type *t = sc ? sc->type : NULL, *d = call->kids[1]->type;
+  if (!t || !d || t->rank == 0 || t->rank != d->rank || t->dims[t->rank - 1].term_count ||
+      t->dims[t->rank - 1].c <= 0)
+    return 0;
+  return d->dims[d->rank - 1].c / t->dims[t->rank - 1].c;
+}
+
 bool ts_call_named_bool(const ts_node *call, const char *name, bool dflt) {
   const ts_node *v = ts_call_named(call, name);
   return v && v->cval.kind == TS_CONST_BOOL ? v->cval.b : dflt;

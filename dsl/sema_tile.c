@@ -329,6 +329,38 @@ static bool same_class(ts_dtype a, ts_dtype b) {
  * (i8), the lower element in the low nibble, and dst their values, so its
  * last dim is twice src's and every other dim the same; dst is a float
  * type (each e2m1 value is exact in every one). */
+/* scale=S: dst[..., k] is the value times S[..., k / B], S's dims dst's
+ * but the last, whose constant extent divides dst's into blocks of B. */
+static void check_copy_scale(sema *s, ts_node *call, ts_node *sc, ts_node *dn,
+                             const ts_type *dst) {
+  const ts_type *t = tile_ref(s, sc, "copy");
+  if (t->kind == TS_TYPE_ERROR)
+    return;
+  uint32_t r = dst->rank;
+  bool ok = ts_dtype_is_float(t->dtype) && t->rank == r && r > 0;
+  for (uint32_t i = 0; ok && i + 1 < r; i++)
+    ok = sema_extent_eq(&t->dims[i], &dst->dims[i]);
+  if (ok) {
+    const ts_extent *e = &t->dims[r - 1], *d = &dst->dims[r - 1];
+    ok = !e->term_count && !d->term_count && e->c > 0 && d->c % e->c == 0;
+  }
+  if (ok)
+    return;
+  ts_buf x, y;
+  ts_buf_init(&x, s->u->alloc);
+  ts_buf_init(&y, s->u->alloc);
+  print_shape(s, t, &x);
+  print_shape(s, dst, &y);
+  char n1[48], n2[48];
+  ts_diag *d = sema_error(s, call->span, "'copy' scale '%s' %s %s does not fit '%s' %s",
+                          name_of(sc, n1, sizeof n1), ts_dtype_name(t->dtype),
+                          x.ptr ? x.ptr : "", name_of(dn, n2, sizeof n2), y.ptr ? y.ptr : "");
+  ts_diag_hint(s->d, d, "a float scale a block of the last dim: the destination's dims but the "
+                        "last, a constant dividing the destination's");
+  ts_buf_deinit(&x);
+  ts_buf_deinit(&y);
+}
+
 static void check_packed_copy(sema *s, ts_node *call, ts_node *fmt, ts_node *a[2],
                               const ts_type *src, const ts_type *dst) {
   if (fmt->kind != TS_NODE_STRING || !ts_str_eq_cstr(fmt->name, "e2m1")) {
@@ -354,6 +386,9 @@ static void check_packed_copy(sema *s, ts_node *call, ts_node *fmt, ts_node *a[2
   }
   for (uint32_t i = 0; ok && i < src->rank; i++)
     ok = sema_extent_eq(&want.dims[i], &dst->dims[i]);
+  ts_node *sc = ts_call_named(call, "scale");
+  if (ok && sc)
+    check_copy_scale(s, call, sc, a[1], dst);
   if (ok)
     return;
   ts_buf x, y, z;
@@ -376,10 +411,16 @@ static void check_packed_copy(sema *s, ts_node *call, ts_node *fmt, ts_node *a[2
 }
 
 static void check_copy(sema *s, ts_node *call) {
-  static const char *const names[] = {"format"};
-  ts_node *a[2], *fmt;
-  if (!split_args(s, call, "copy", a, 2, names, &fmt, 1))
+  static const char *const names[] = {"format", "scale"};
+  ts_node *a[2], *named[2], *fmt;
+  if (!split_args(s, call, "copy", a, 2, names, named, 2))
     return;
+  fmt = named[0];
+  if (named[1] && !fmt) {
+    ts_diag *d = sema_error(s, named[1]->span, "'copy' takes a scale only with a format");
+    ts_diag_hint(s->d, d, "copy(codes, t, format=\"e2m1\", scale=s)");
+    return;
+  }
   const ts_type *src = tile_ref(s, a[0], "copy");
   const ts_type *dst = tile_ref(s, a[1], "copy");
   if (src->kind == TS_TYPE_ERROR || dst->kind == TS_TYPE_ERROR)

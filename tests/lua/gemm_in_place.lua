@@ -210,4 +210,65 @@ for _, W in ipairs{"f32", "bf16", "fp8e4m3"} do
     case(tiles.BM, 2, 32, 384, tiles, W, false)     -- accumulate=false
   end
 end
+-- FP4 weights (format="e2m1"): every byte value among the codes, scales
+-- powers of two and others; dot_fp4 READ 0 (in place: decoded in the gemm
+-- on an AVX-512 CPU where a block's tiles lie inside) against READ 1 (the
+-- tile decoded every step), bit for bit, and near an f64 reference of the
+-- decoded values
+local E2M1 = {0.0, 0.5, 1, 1.5, 2, 3, 4, 6}
+local function nibble(b, h)
+  local c = (b & 0xff) >> (4 * h) & 15
+  local v = E2M1[(c & 7) + 1]
+  return c & 8 ~= 0 and -v or v
+end
+local function fp4_case(M, G, N, K, tiles, BLK)
+  local what = string.format("fp4 M %d G %d N %d K %d BM %d BN %d BLK %s", M, G, N, K, tiles.BM,
+                             tiles.BN, tostring(BLK))
+  local KH, xv, cv, sv = K // 2, {}, {}, {}
+  for i = 1, M * G * K do xv[i] = r() end
+  for i = 1, G * N * KH do cv[i] = i <= 256 and i - 129 or math.floor(u() * 256) - 128 end
+  local KS = BLK and K // BLK or 1
+  for i = 1, G * N * KS do sv[i] = i % 4 == 0 and C.f32(u() + 0.25) or 2.0 ^ (i % 7 - 3) end
+  local x = ts.tensor("f32", {M, G, K}, xv, cpu)
+  local w = ts.tensor("i8", BLK and {G, N, KH} or {N, KH}, cv, cpu)
+  local s = ts.tensor("f32", {G, N, KS}, sv, cpu)
+  local ys = {}
+  for READ = 0, 1 do
+    local p = {BM = tiles.BM, BN = tiles.BN, BK = tiles.BK, READ = READ, BLK = BLK}
+    local y = ts.tensor("f32", BLK and {M, G, N} or {M, N}, nil, cpu)
+    local seen = ts.tensor("f32", {1}, nil, cpu)
+    if BLK then
+      ts.kernel(file, "dot_fp4", p, cpu):launch{x, w, s, y, seen}
+    else
+      ts.kernel(file, "dot_fp4_plain", p, cpu):launch{x:reshape{M, K}, w, y, seen}
+    end
+    ys[READ] = y:to_table()
+  end
+  C.check(same_bits(ys[0], ys[1]), what .. ": read in place differs from copied")
+  local want = {}
+  for m = 0, M - 1 do
+    for g = 0, G - 1 do
+      for n = 0, N - 1 do
+        local a = 0
+        for k = 0, K - 1 do
+          local wk = nibble(cv[(g * N + n) * KH + k // 2 + 1], k % 2)
+          if BLK then wk = wk * sv[(g * N + n) * KS + k // BLK + 1] end
+          a = a + xv[(m * G + g) * K + k + 1] * wk
+        end
+        want[(m * G + g) * N + n + 1] = a
+      end
+    end
+  end
+  C.check(C.relerr(ys[0], want) < 1e-5, what .. ": against f64")
+end
+for _, tiles in ipairs{{BM = 1, BN = 8, BK = 128}, {BM = 2, BN = 32, BK = 128},
+                       {BM = 1, BN = 16, BK = 64}} do
+  for _, BLK in ipairs{32, 16, 64} do
+    fp4_case(tiles.BM, 2, 24, 384, tiles, BLK)      -- every tile inside
+    fp4_case(tiles.BM, 1, 21, 256, tiles, BLK)      -- an edge tile outside
+  end
+  fp4_case(tiles.BM, 1, 24, 256, tiles, nil)        -- no scales
+end
+fp4_case(3, 2, 20, 256, {BM = 2, BN = 8, BK = 128}, 32)  -- rows past M
+fp4_case(1, 1, 16, 256, {BM = 1, BN = 8, BK = 128}, 8)   -- BLK 8: decoded in the tile
 C.finish()

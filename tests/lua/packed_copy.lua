@@ -65,6 +65,32 @@ local function run(devname)
     end
     C.check(bad == 0, what .. string.format(" (%d elements differ)", bad))
   end
+  -- scale=: each value times its block's scale, rounded to f32 (powers of
+  -- two as V4's ue8m0 scales, and others whose products round)
+  for _, cs in ipairs{{5, 37, 4, 32, 32}, {3, 40, 2, 24, 16}, {4, 36, 4, 12, 8}} do
+    local R, CB, BR, BB, BLK = table.unpack(cs)
+    local what = string.format("%s unpack_scaled R %d CB %d BB %d BLK %d", devname, R, CB, BB,
+                               BLK)
+    local cv = bytes(R * CB, 7 * R + CB)
+    local CO = (CB + BB - 1) // BB * 2 * BB
+    local NS, RO = CO // BLK, (R + BR - 1) // BR * BR
+    local r, sv = C.lcg(R + BLK), {}
+    for i = 1, R * NS do sv[i] = i % 3 == 0 and C.f32(r() * 3 - 1) or 2.0 ^ (i % 9 - 4) end
+    local out = ts.tensor("f32", {RO, CO}, nil, dev)
+    ts.kernel(file, "unpack_scaled", {BR = BR, BB = BB, BLK = BLK}, dev):launch{
+        ts.tensor("i8", {R, CB}, cv, dev), ts.tensor("f32", {R, NS}, sv, dev), out}
+    local got, bad = out:to_table(), 0
+    for q = 0, R - 1 do
+      local row = {}
+      for j = 1, CB do row[j] = cv[q * CB + j] end
+      for k = 0, CO - 1 do
+        -- (a byte past the row's end reads as code 0: +0.0 times the scale)
+        local want = C.f32((k < 2 * CB and value(row, k) or 0.0) * sv[q * NS + k // BLK + 1])
+        if not same(got[q * CO + k + 1], want) then bad = bad + 1 end
+      end
+    end
+    C.check(bad == 0, what .. string.format(" (%d elements differ)", bad))
+  end
   -- a gather of rows of plane PL, and the same codes from a shared tile
   local P, R, CB, N = 3, 6, 20, 11
   local cv = bytes(P * R * CB, 3)
