@@ -1,8 +1,11 @@
-/* gen_packed.c - copy(src, dst, format="e2m1"): FP4 codes, two a byte,
- * into their values. dst[..., 2j + h] is the e2m1 value of nibble h of
+/* gen_packed.c - quantised formats decoded as they are read.
+ *
+ * copy(src, dst, format="e2m1"[, scale=s]): FP4 codes, two a byte, into
+ * their values. dst[..., 2j + h] is the e2m1 value of nibble h of
  * src[..., j] (the low nibble the lower element, as V4's FP4 weights and
- * quant.tile's e2m1_byte hold them), in dst's type (every e2m1 value is
- * exact in each float type); a byte out of range reads as code 0 (+0.0).
+ * quant.tile's e2m1_byte hold them), times s[..., (2j + h) / B] with a
+ * scale (f32 products), in dst's type (every e2m1 value is exact in each
+ * float type); a byte out of range reads as code 0.
  *
  * Everywhere the copy runs element by element over dst, each element
  * loading its byte and decoding its nibble (gen_e2m1); on an AVX-512 host
@@ -10,7 +13,11 @@
  * registers: each byte twice (a byte unpack), the high nibble's lanes
  * shifted right by 4, and the 32 values looked up in a 16-entry f32 table
  * (vpermps reads an index's low 4 bits) - 6 instructions a 16 values,
- * against about 11 for the arithmetic decode. */
+ * against about 11 for the arithmetic decode.
+ *
+ * The dot micro-kernel's rows decoded in registers (gen_tile.c
+ * gen_gemm_in_place: a decode step's weights read where they lie): FP4
+ * codes and their scales by the same lookup, FP8 by byte tables. */
 #include "compiler/gen_internal.h"
 
 #include <string.h>

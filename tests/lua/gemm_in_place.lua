@@ -11,7 +11,12 @@
 -- in registers by table lookups on a host with AVX-512 VBMI (K tiles a
 -- multiple of 64): every code but the NaNs among the weights, and the NaN
 -- codes of either sign in their own case, each output's bits the copy's.
--- The copied form's tiles end as the last step left them. Two gemms after
+-- The copied form's tiles end as the last step left them. FP4 weights
+-- (copy with format="e2m1", with and without scale=): on an AVX-512 CPU a
+-- decode step's gemm decodes the codes and scales in registers as it reads
+-- them; every byte value, scales that round their products, blocks of 16,
+-- 32 and 64 (8: decoded into the tile), edge tiles and rows past M, each
+-- output's bits the copied form's (dot_fp4 READ 0 against READ 1). Two gemms after
 -- three copies, each reading its own tiles in place (dot2_*: moe.tile
 -- moe_up's form). The model's linears take the same path (gemm.tile
 -- linear_f32, linear_fp8, linear_fp8_act).
