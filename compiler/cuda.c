@@ -689,13 +689,14 @@ void cu_tile_copy(cg *c, ts_node *call, bool dist) {
     const char *ks[TS_MAX_RANK], *kl = k[dst.vrank - 1];
     memcpy(ks, k, sizeof ks);
     ks[dst.vrank - 1] = cu_str(c, "(%s >> 1)", kl);
-    const char *x = cu_str(c, "ts_e2m1_f32((int)%s >> (int)((%s & 1) * 4))",
-                           cu_view_load(c, &src, ks), kl);
+    bool twice = ts_copy_twice(call);
+    const char *x = cu_str(c, "%s((int)%s >> (int)((%s & 1) * 4))",
+                           twice ? "ts_e2m1x2" : "ts_e2m1_f32", cu_view_load(c, &src, ks), kl);
     if (B > 0) { /* times the scale of its block */
       ks[dst.vrank - 1] = cu_str(c, "(%s / %lld)", kl, (long long)B);
       x = cu_str(c, "(%s * (float)%s)", x, cu_view_load(c, &sv, ks));
     }
-    cu_view_store(c, &dst, k, x, CT_F32);
+    cu_view_store(c, &dst, k, x, twice ? CT_I32 : CT_F32);
   } else {
     cu_view_store(c, &dst, k, cu_view_load(c, &src, k), cu_compute_of(src.dt));
   }

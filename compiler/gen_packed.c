@@ -38,6 +38,24 @@ static MlirValue gen_e2m1(gen *g, MlirValue code) {
   return mb_cast(b, "arith.bitcast", mb_bin(b, "arith.ori", mag, sign), b->f32);
 }
 
+/* Twice the value of the e2m1 code in the low 4 bits of i32 `code`, an
+ * i32 in [-12, 12] (quant.tile e2m1_twice): codes 2-7 are
+ * (2 + (m & 1)) << ((m >> 1) - 1). */
+static MlirValue gen_e2m1_twice(gen *g, MlirValue code) {
+  mb *b = &g->b;
+  MlirType i32 = b->i32;
+  MlirValue m = mb_bin(b, "arith.andi", code, mb_const_int(b, i32, 7));
+  MlirValue big = mb_bin(b, "arith.shli",
+                         mb_bin(b, "arith.addi", mb_bin(b, "arith.andi", m, mb_const_int(b, i32, 1)),
+                                mb_const_int(b, i32, 2)),
+                         mb_bin(b, "arith.subi", mb_bin(b, "arith.shrsi", m, mb_const_int(b, i32, 1)),
+                                mb_const_int(b, i32, 1)));
+  MlirValue v = mb_select(b, mb_cmpi(b, CMPI_SLT, m, mb_const_int(b, i32, 2)), m, big);
+  MlirValue neg = mb_cmpi(b, CMPI_NE, mb_bin(b, "arith.andi", code, mb_const_int(b, i32, 8)),
+                          mb_const_int(b, i32, 0));
+  return mb_select(b, neg, mb_bin(b, "arith.subi", mb_const_int(b, i32, 0), v), v);
+}
+
 /* Byte j of the view's row (k with k[last] = j) as an i32 (0 out of range). */
 static MlirValue code_byte(gen *g, view *src, MlirValue *k) {
   MlirValue x;
@@ -103,13 +121,38 @@ static MlirValue e2m1_16(mb *b, const e2m1_consts *e, MlirValue bytes, int first
   return gen_x86_intrinsic(b, "llvm.x86.avx512.permvar.sf.512", 2, pops, vf);
 }
 
+/* The 32 doubled values (i8) of the 16 bytes `bytes`, in element order:
+ * each nibble looked up in a 16-byte table (pshufb), the two interleaved. */
+static MlirValue e2m1x2_32(mb *b, MlirValue bytes) {
+  int64_t n = 16, n32 = 32, mask[32];
+  MlirType vb = mlirVectorTypeGet(1, &n, b->i8), vb32 = mlirVectorTypeGet(1, &n32, b->i8);
+  int8_t tab[16];
+  for (int c = 0; c < 16; c++) {
+    int m = c & 7, v = m < 2 ? m : (2 + (m & 1)) << ((m >> 1) - 1);
+    tab[c] = (int8_t)(c & 8 ? -v : v);
+  }
+  MlirNamedAttribute ta = mb_attr(b, "value", mlirDenseElementsAttrInt8Get(vb, 16, tab));
+  MlirValue table = mlirOperationGetResult(mb_op(b, "arith.constant", 0, NULL, 1, &vb, 1, &ta), 0);
+  MlirValue f = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i8, 15)}, vb);
+  MlirValue four = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i8, 4)}, vb);
+  MlirValue lo = mb_bin(b, "arith.andi", bytes, f);
+  MlirValue hi = mb_bin(b, "arith.shrui", bytes, four);
+  MlirValue lops[2] = {table, lo}, hops[2] = {table, hi};
+  MlirValue lv = gen_x86_intrinsic(b, "llvm.x86.ssse3.pshuf.b.128", 2, lops, vb);
+  MlirValue hv = gen_x86_intrinsic(b, "llvm.x86.ssse3.pshuf.b.128", 2, hops, vb);
+  for (int l = 0; l < 32; l++)
+    mask[l] = (l & 1 ? 16 : 0) + l / 2;
+  return gen_vec_shuffle(b, lv, hv, mask, 32, vb32);
+}
+
 /* The CPU's form (AVX-512): a tensor slice whose last dim is a plain slice
- * into a whole f32 tile, a row at a time. False: not this form. */
-static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B) {
+ * into a whole f32 tile (e2m1) or i8 one (e2m1x2), a row at a time. False:
+ * not this form. */
+static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B, bool twice) {
   uint32_t last = src->rank - 1, outer = dst->vrank - 1;
   if (g->gpu || !gen_host_avx512() || src->in_range || !dst->in_range || dst->vrank == 0 ||
       (sv && B % 16) ||
-      dst->dt != TS_DTYPE_F32 || src->sub[last].kind != SUB_SLICE ||
+      dst->dt != (twice ? TS_DTYPE_I8 : TS_DTYPE_F32) || src->sub[last].kind != SUB_SLICE ||
       src->sub[last].vdim != outer || src->regs || dst->regs || dst->swz || dst->pad)
     return false;
   mb *b = &g->b;
@@ -132,7 +175,11 @@ static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B) {
   MlirValue ops[2] = {src->mem,
                       mb_cast(b, "arith.index_cast", mb_bin(b, "arith.addi", lin, v.iv), b->index)};
   MlirValue bytes = mb_op1(b, "vector.load", 2, ops, vb);
-  for (int h = 0; h < 2; h++) {
+  if (twice) {
+    MlirValue col = mb_bin(b, "arith.addi", v.iv, v.iv);
+    vec_store(b, e2m1x2_32(b, bytes), dst->mem, mb_bin(b, "arith.addi", dlin, col));
+  }
+  for (int h = 0; h < 2 && !twice; h++) {
     MlirValue val = e2m1_16(b, &e, bytes, 8 * h);
     MlirValue col = mb_bin(b, "arith.addi", mb_bin(b, "arith.addi", v.iv, v.iv), gen_i64(g, 16 * h));
     if (sv) { /* B a multiple of 16: one scale these 16 */
@@ -150,7 +197,8 @@ static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B) {
   src->unchecked = false;
   for (int h = 0; h < 2; h++) {
     MlirValue col = mb_bin(b, "arith.addi", mb_bin(b, "arith.addi", t.iv, t.iv), gen_i64(g, h));
-    MlirValue x = gen_e2m1(g, h ? mb_bin(b, "arith.shrsi", c, mb_const_int(b, b->i32, 4)) : c);
+    MlirValue ch = h ? mb_bin(b, "arith.shrsi", c, mb_const_int(b, b->i32, 4)) : c;
+    MlirValue x = twice ? mb_cast(b, "arith.trunci", gen_e2m1_twice(g, ch), b->i8) : gen_e2m1(g, ch);
     if (sv)
       x = mb_bin(b, "arith.mulf", x, scale_at(g, sv, kd, outer, col, B));
     mb_store(b, x, dst->mem, mb_bin(b, "arith.addi", dlin, col));
@@ -158,7 +206,7 @@ static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B) {
   gen_loop_end(g, &t);
   /* the parts of the tile row outside the tensor: code 0 (+0.0 times the
    * scale, as element by element) */
-  MlirValue two = gen_i64(g, 2), z = mb_const_f32(b, 0.0);
+  MlirValue two = gen_i64(g, 2), z = twice ? mb_const_int(b, b->i8, 0) : mb_const_f32(b, 0.0);
   MlirValue ranges[2][2] = {{gen_i64(g, 0), mb_bin(b, "arith.muli", lo, two)},
                             {mb_bin(b, "arith.muli", hi, two), dst->vext[outer]}};
   for (int r = 0; r < 2; r++) {
@@ -181,7 +229,8 @@ void gen_copy_packed(gen *g, ts_node *call, view *src, view *dst) {
       return;
     sv = &scale;
   }
-  if (packed_rows(g, src, dst, sv, B))
+  bool twice = ts_copy_twice(call);
+  if (packed_rows(g, src, dst, sv, B, twice))
     return;
   mb *b = &g->b;
   uint32_t last = dst->vrank - 1;
@@ -193,7 +242,7 @@ void gen_copy_packed(gen *g, ts_node *call, view *src, view *dst) {
   MlirValue c = code_byte(g, src, ks);
   MlirValue half = mb_cast(b, "arith.trunci", mb_bin(b, "arith.andi", k[last], gen_i64(g, 1)), b->i32);
   c = mb_bin(b, "arith.shrsi", c, mb_bin(b, "arith.shli", half, mb_const_int(b, b->i32, 2)));
-  MlirValue x = gen_e2m1(g, c);
+  MlirValue x = twice ? gen_e2m1_twice(g, c) : gen_e2m1(g, c);
   if (sv)
     x = mb_bin(b, "arith.mulf", x, scale_at(g, sv, k, last, k[last], B));
   gen_view_store(g, dst, k, gen_convert(g, x, gen_compute_type(g, dst->dt)));

@@ -540,6 +540,8 @@ static bool forwardable(gen *g, const ts_node *c, const ts_node *gemm) {
   probe_host();
   int64_t M = const_dim(gemm->kids[2], 0), N = const_dim(gemm->kids[2], 1);
   int RA = dot_block(M, 4), RB = dot_block(N, DOT_MAX / RA);
+  if (packed && ts_copy_twice(c))
+    return false;
   if (packed) {
     const ts_node *sc = ts_call_named(c, "scale");
     int64_t B = ts_copy_scale_block(c);

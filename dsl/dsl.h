@@ -387,8 +387,10 @@ ts_node *ts_call_named(const ts_node *call, const char *name);
 /* A named bool argument's constant value (`trans_b=true`), or `dflt`. */
 bool ts_call_named_bool(const ts_node *call, const char *name, bool dflt);
 /* Whether `call` is a copy of FP4 codes: copy(src, dst, format="e2m1"),
- * dst[..., 2j + h] the e2m1 value of nibble h of byte src[..., j]. */
+ * dst[..., 2j + h] the e2m1 value of nibble h of byte src[..., j], or
+ * format="e2m1x2" (ts_copy_twice), twice that value into an integer dst. */
 bool ts_copy_packed(const ts_node *call);
+bool ts_copy_twice(const ts_node *call);
 /* Of such a copy with scale=S: B, each value times S[..., k / B] (S's last
  * dim a constant dividing dst's); 0 without a scale. */
 int64_t ts_copy_scale_block(const ts_node *call);

@@ -1433,7 +1433,13 @@ bool ts_copy_packed(const ts_node *call) {
   const ts_node *f = call && call->kind == TS_NODE_CALL && call->builtin == TS_BUILTIN_COPY
                          ? ts_call_named(call, "format")
                          : NULL;
-  return f && f->kind == TS_NODE_STRING && ts_str_eq_cstr(f->name, "e2m1");
+  return f && f->kind == TS_NODE_STRING &&
+         (ts_str_eq_cstr(f->name, "e2m1") || ts_str_eq_cstr(f->name, "e2m1x2"));
+}
+
+bool ts_copy_twice(const ts_node *call) {
+  const ts_node *f = ts_copy_packed(call) ? ts_call_named(call, "format") : NULL;
+  return f && ts_str_eq_cstr(f->name, "e2m1x2");
 }
 
 int64_t ts_copy_scale_block(const ts_node *call) {

@@ -363,15 +363,19 @@ static void check_copy_scale(sema *s, ts_node *call, ts_node *sc, ts_node *dn,
 
 static void check_packed_copy(sema *s, ts_node *call, ts_node *fmt, ts_node *a[2],
                               const ts_type *src, const ts_type *dst) {
-  if (fmt->kind != TS_NODE_STRING || !ts_str_eq_cstr(fmt->name, "e2m1")) {
+  bool twice = fmt->kind == TS_NODE_STRING && ts_str_eq_cstr(fmt->name, "e2m1x2");
+  if (fmt->kind != TS_NODE_STRING || (!twice && !ts_str_eq_cstr(fmt->name, "e2m1"))) {
     ts_diag *d = sema_error(s, fmt->span, "'copy' knows no such format");
-    ts_diag_hint(s->d, d, "format=\"e2m1\": FP4 codes two a byte (i8) into a float tile");
+    ts_diag_hint(s->d, d, "format=\"e2m1\": FP4 codes two a byte (i8) into a float tile; "
+                          "\"e2m1x2\": twice their values into an integer one");
     return;
   }
-  if (src->dtype != TS_DTYPE_I8 || !ts_dtype_is_float(dst->dtype)) {
+  if (src->dtype != TS_DTYPE_I8 ||
+      (twice ? !ts_dtype_is_int(dst->dtype) : !ts_dtype_is_float(dst->dtype))) {
     ts_diag *d = sema_error(s, call->span,
-                            "'copy' with format=\"e2m1\" reads i8 codes into a float "
+                            "'copy' with format=\"%s\" reads i8 codes into %s "
                             "tile, not '%s' into '%s'",
+                            twice ? "e2m1x2" : "e2m1", twice ? "an integer" : "a float",
                             ts_dtype_name(src->dtype), ts_dtype_name(dst->dtype));
     ts_diag_hint(s->d, d, "two codes a byte: the lower element in the low nibble");
     return;
@@ -387,6 +391,11 @@ static void check_packed_copy(sema *s, ts_node *call, ts_node *fmt, ts_node *a[2
   for (uint32_t i = 0; ok && i < src->rank; i++)
     ok = sema_extent_eq(&want.dims[i], &dst->dims[i]);
   ts_node *sc = ts_call_named(call, "scale");
+  if (ok && sc && twice) {
+    ts_diag *d = sema_error(s, sc->span, "'copy' takes a scale only with a format");
+    ts_diag_hint(s->d, d, "copy(codes, t, format=\"e2m1\", scale=s)");
+    return;
+  }
   if (ok && sc)
     check_copy_scale(s, call, sc, a[1], dst);
   if (ok)
@@ -400,9 +409,9 @@ static void check_packed_copy(sema *s, ts_node *call, ts_node *fmt, ts_node *a[2
   print_shape(s, dst, &z);
   char n1[48], n2[48];
   ts_diag *d = sema_error(s, call->span,
-                          "'copy' with format=\"e2m1\" unpacks '%s' %s into %s, but '%s' "
+                          "'copy' with format=\"%s\" unpacks '%s' %s into %s, but '%s' "
                           "is %s",
-                          name_of(a[0], n1, sizeof n1), x.ptr ? x.ptr : "", y.ptr ? y.ptr : "",
+                          twice ? "e2m1x2" : "e2m1", name_of(a[0], n1, sizeof n1), x.ptr ? x.ptr : "", y.ptr ? y.ptr : "",
                           name_of(a[1], n2, sizeof n2), z.ptr ? z.ptr : "");
   ts_diag_hint(s->d, d, "two codes a byte: the destination's last dim is twice the source's");
   ts_buf_deinit(&x);

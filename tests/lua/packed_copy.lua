@@ -91,6 +91,28 @@ local function run(devname)
     end
     C.check(bad == 0, what .. string.format(" (%d elements differ)", bad))
   end
+  -- format="e2m1x2": twice each value, an integer, into i8 and i32 tiles
+  for _, cs in ipairs{{5, 37, 4, 32, "i8"}, {3, 40, 2, 24, "i8"}, {3, 21, 4, 16, "i32"}} do
+    local R, CB, BR, BB, XT = table.unpack(cs)
+    local what = string.format("%s unpack_twice R %d CB %d BB %d %s", devname, R, CB, BB, XT)
+    local cv = bytes(R * CB, 5 * R + CB)
+    local RO, CO = (R + BR - 1) // BR * BR, (CB + BB - 1) // BB * 2 * BB
+    local init = {}
+    for i = 1, RO * CO do init[i] = 99 end
+    local out = ts.tensor("i32", {RO, CO}, init, dev)
+    ts.kernel(file, "unpack_twice", {BR = BR, BB = BB, XT = XT}, dev):launch{
+        ts.tensor("i8", {R, CB}, cv, dev), out}
+    local got, bad = out:to_table(), 0
+    for q = 0, RO - 1 do
+      local row = {}
+      for j = 1, CB do row[j] = q < R and cv[q * CB + j] or 0 end
+      for k = 0, CO - 1 do
+        local want = (q < R and k < 2 * CB) and math.tointeger(2 * value(row, k)) or 0
+        if got[q * CO + k + 1] ~= want then bad = bad + 1 end
+      end
+    end
+    C.check(bad == 0, what .. string.format(" (%d elements differ)", bad))
+  end
   -- a gather of rows of plane PL, and the same codes from a shared tile
   local P, R, CB, N = 3, 6, 20, 11
   local cv = bytes(P * R * CB, 3)
