@@ -183,6 +183,24 @@ if grep -qw avx512vbmi /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then
   expect 0 "live mention" "$t" compile "$tmp/fold.tile" --kernel fp8_dead -D SEE=true --emit llvm
   lacks out "vpermi2var" "a mention in the branch taken keeps the copy"
 fi
+# FP4 codes (copy format="e2m1") decode 16 bytes a step by vpermps on an
+# AVX-512 host, "e2m1x2" by pshufb; a decode step's gemm whose b is such a
+# copy read by nothing else decodes the codes in place (32 bytes a row a
+# step), and not when the tile is read after the loop (READ=1)
+if grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then
+  expect 0 "fp4 copy emit llvm" "$t" compile tests/lua/packed_copy.tile --kernel unpack \
+    --emit llvm
+  has out "@llvm.x86.avx512.permvar.sf.512(" "an FP4 copy decodes by vpermps"
+  expect 0 "fp4 twice emit llvm" "$t" compile tests/lua/packed_copy.tile --kernel unpack_twice \
+    --emit llvm
+  has out "@llvm.x86.ssse3.pshuf.b.128(" "an e2m1x2 copy decodes by pshufb"
+  expect 0 "fp4 in place emit llvm" "$t" compile tests/lua/gemm_in_place.tile --kernel dot_fp4 \
+    --emit llvm
+  has out "load <32 x i8>" "a decode step's gemm decodes FP4 codes where they lie"
+  expect 0 "fp4 read after emit llvm" "$t" compile tests/lua/gemm_in_place.tile \
+    --kernel dot_fp4 -D READ=1 --emit llvm
+  lacks out "load <32 x i8>" "an FP4 tile read after the loop is decoded into the tile"
+fi
 expect 0 "emit lowered" "$t" compile kernels/softmax.tile --kernel softmax_rows --emit lowered
 has out "llvm.func @softmax_rows(" "lowered is the LLVM dialect"
 expect 0 "emit llvm" "$t" compile kernels/gemm.tile --emit llvm
