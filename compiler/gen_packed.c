@@ -29,12 +29,16 @@ static MlirValue gen_e2m1(gen *g, MlirValue code) {
   mb *b = &g->b;
   MlirType i32 = b->i32;
   MlirValue m = mb_bin(b, "arith.andi", code, mb_const_int(b, i32, 7));
-  MlirValue small = mb_bin(b, "arith.muli", m, mb_const_int(b, i32, 0x3f000000));
-  MlirValue big = mb_bin(b, "arith.shli", mb_bin(b, "arith.addi", m, mb_const_int(b, i32, 252)),
+  MlirValue small =
+      mb_bin(b, "arith.muli", m, mb_const_int(b, i32, 0x3f000000));
+  MlirValue big = mb_bin(b, "arith.shli",
+                         mb_bin(b, "arith.addi", m, mb_const_int(b, i32, 252)),
                          mb_const_int(b, i32, 22));
-  MlirValue mag = mb_select(b, mb_cmpi(b, CMPI_SLT, m, mb_const_int(b, i32, 2)), small, big);
-  MlirValue sign = mb_bin(b, "arith.shli", mb_bin(b, "arith.andi", code, mb_const_int(b, i32, 8)),
-                          mb_const_int(b, i32, 28));
+  MlirValue mag = mb_select(b, mb_cmpi(b, CMPI_SLT, m, mb_const_int(b, i32, 2)),
+                            small, big);
+  MlirValue sign = mb_bin(
+      b, "arith.shli", mb_bin(b, "arith.andi", code, mb_const_int(b, i32, 8)),
+      mb_const_int(b, i32, 28));
   return mb_cast(b, "arith.bitcast", mb_bin(b, "arith.ori", mag, sign), b->f32);
 }
 
@@ -45,15 +49,21 @@ static MlirValue gen_e2m1_twice(gen *g, MlirValue code) {
   mb *b = &g->b;
   MlirType i32 = b->i32;
   MlirValue m = mb_bin(b, "arith.andi", code, mb_const_int(b, i32, 7));
-  MlirValue big = mb_bin(b, "arith.shli",
-                         mb_bin(b, "arith.addi", mb_bin(b, "arith.andi", m, mb_const_int(b, i32, 1)),
-                                mb_const_int(b, i32, 2)),
-                         mb_bin(b, "arith.subi", mb_bin(b, "arith.shrsi", m, mb_const_int(b, i32, 1)),
-                                mb_const_int(b, i32, 1)));
-  MlirValue v = mb_select(b, mb_cmpi(b, CMPI_SLT, m, mb_const_int(b, i32, 2)), m, big);
-  MlirValue neg = mb_cmpi(b, CMPI_NE, mb_bin(b, "arith.andi", code, mb_const_int(b, i32, 8)),
-                          mb_const_int(b, i32, 0));
-  return mb_select(b, neg, mb_bin(b, "arith.subi", mb_const_int(b, i32, 0), v), v);
+  MlirValue big =
+      mb_bin(b, "arith.shli",
+             mb_bin(b, "arith.addi",
+                    mb_bin(b, "arith.andi", m, mb_const_int(b, i32, 1)),
+                    mb_const_int(b, i32, 2)),
+             mb_bin(b, "arith.subi",
+                    mb_bin(b, "arith.shrsi", m, mb_const_int(b, i32, 1)),
+                    mb_const_int(b, i32, 1)));
+  MlirValue v =
+      mb_select(b, mb_cmpi(b, CMPI_SLT, m, mb_const_int(b, i32, 2)), m, big);
+  MlirValue neg = mb_cmpi(
+      b, CMPI_NE, mb_bin(b, "arith.andi", code, mb_const_int(b, i32, 8)),
+      mb_const_int(b, i32, 0));
+  return mb_select(b, neg, mb_bin(b, "arith.subi", mb_const_int(b, i32, 0), v),
+                   v);
 }
 
 /* Byte j of the view's row (k with k[last] = j) as an i32 (0 out of range). */
@@ -65,8 +75,8 @@ static MlirValue code_byte(gen *g, view *src, MlirValue *k) {
 
 /* Element col of the scale view's row (k; the last index col / B), as f32:
  * the factor of element col of the destination's row. */
-static MlirValue scale_at(gen *g, view *sv, const MlirValue *k, uint32_t last, MlirValue col,
-                          int64_t B) {
+static MlirValue scale_at(gen *g, view *sv, const MlirValue *k, uint32_t last,
+                          MlirValue col, int64_t B) {
   MlirValue ks[TS_MAX_RANK], x;
   memcpy(ks, k, sizeof ks);
   ks[last] = mb_bin(&g->b, "arith.divsi", col, gen_i64(g, B));
@@ -76,8 +86,10 @@ static MlirValue scale_at(gen *g, view *sv, const MlirValue *k, uint32_t last, M
 
 static MlirValue vec_const_i32(mb *b, const int32_t *v, int64_t n) {
   MlirType t = mlirVectorTypeGet(1, &n, b->i32);
-  MlirNamedAttribute a = mb_attr(b, "value", mlirDenseElementsAttrInt32Get(t, n, v));
-  return mlirOperationGetResult(mb_op(b, "arith.constant", 0, NULL, 1, &t, 1, &a), 0);
+  MlirNamedAttribute a =
+      mb_attr(b, "value", mlirDenseElementsAttrInt32Get(t, n, v));
+  return mlirOperationGetResult(
+      mb_op(b, "arith.constant", 0, NULL, 1, &t, 1, &a), 0);
 }
 
 static void vec_store(mb *b, MlirValue v, MlirValue mem, MlirValue at) {
@@ -92,31 +104,38 @@ typedef struct e2m1_consts {
 
 static e2m1_consts e2m1_make(mb *b) {
   static const int32_t bits[16] = {
-      0x00000000, 0x3f000000, 0x3f800000, 0x3fc00000, 0x40000000, 0x40400000,
-      0x40800000, 0x40c00000, (int32_t)0x80000000, (int32_t)0xbf000000, (int32_t)0xbf800000,
-      (int32_t)0xbfc00000, (int32_t)0xc0000000, (int32_t)0xc0400000, (int32_t)0xc0800000,
+      0x00000000,          0x3f000000,          0x3f800000,
+      0x3fc00000,          0x40000000,          0x40400000,
+      0x40800000,          0x40c00000,          (int32_t)0x80000000,
+      (int32_t)0xbf000000, (int32_t)0xbf800000, (int32_t)0xbfc00000,
+      (int32_t)0xc0000000, (int32_t)0xc0400000, (int32_t)0xc0800000,
       (int32_t)0xc0c00000};
   int32_t shifts[16];
   for (int l = 0; l < 16; l++)
     shifts[l] = 4 * (l & 1);
   int64_t n = 16;
-  return (e2m1_consts){
-      mb_cast(b, "arith.bitcast", vec_const_i32(b, bits, 16), mlirVectorTypeGet(1, &n, b->f32)),
-      vec_const_i32(b, shifts, 16)};
+  return (e2m1_consts){mb_cast(b, "arith.bitcast", vec_const_i32(b, bits, 16),
+                               mlirVectorTypeGet(1, &n, b->f32)),
+                       vec_const_i32(b, shifts, 16)};
 }
 
 /* The 16 values of bytes first .. first + 7 of the byte vector `bytes`:
  * each byte twice, the second's lanes shifted right by 4, looked up. */
-static MlirValue e2m1_16(mb *b, const e2m1_consts *e, MlirValue bytes, int first) {
+static MlirValue e2m1_16(mb *b, const e2m1_consts *e, MlirValue bytes,
+                         int first) {
   int64_t n = 16, mask[16];
-  MlirType vf = mlirVectorTypeGet(1, &n, b->f32), vi = mlirVectorTypeGet(1, &n, b->i32),
+  MlirType vf = mlirVectorTypeGet(1, &n, b->f32),
+           vi = mlirVectorTypeGet(1, &n, b->i32),
            vb = mlirVectorTypeGet(1, &n, b->i8);
   for (int l = 0; l < 16; l++)
     mask[l] = first + l / 2;
-  MlirNamedAttribute a = mb_attr(b, "mask", mlirDenseI64ArrayGet(b->ctx, 16, mask));
+  MlirNamedAttribute a =
+      mb_attr(b, "mask", mlirDenseI64ArrayGet(b->ctx, 16, mask));
   MlirValue two[2] = {bytes, bytes};
-  MlirValue dup = mlirOperationGetResult(mb_op(b, "vector.shuffle", 2, two, 1, &vb, 1, &a), 0);
-  MlirValue idx = mb_bin(b, "arith.shrui", mb_cast(b, "arith.extui", dup, vi), e->shifts);
+  MlirValue dup = mlirOperationGetResult(
+      mb_op(b, "vector.shuffle", 2, two, 1, &vb, 1, &a), 0);
+  MlirValue idx =
+      mb_bin(b, "arith.shrui", mb_cast(b, "arith.extui", dup, vi), e->shifts);
   MlirValue pops[2] = {e->table, idx};
   return gen_x86_intrinsic(b, "llvm.x86.avx512.permvar.sf.512", 2, pops, vf);
 }
@@ -125,21 +144,28 @@ static MlirValue e2m1_16(mb *b, const e2m1_consts *e, MlirValue bytes, int first
  * each nibble looked up in a 16-byte table (pshufb), the two interleaved. */
 static MlirValue e2m1x2_32(mb *b, MlirValue bytes) {
   int64_t n = 16, n32 = 32, mask[32];
-  MlirType vb = mlirVectorTypeGet(1, &n, b->i8), vb32 = mlirVectorTypeGet(1, &n32, b->i8);
+  MlirType vb = mlirVectorTypeGet(1, &n, b->i8),
+           vb32 = mlirVectorTypeGet(1, &n32, b->i8);
   int8_t tab[16];
   for (int c = 0; c < 16; c++) {
     int m = c & 7, v = m < 2 ? m : (2 + (m & 1)) << ((m >> 1) - 1);
     tab[c] = (int8_t)(c & 8 ? -v : v);
   }
-  MlirNamedAttribute ta = mb_attr(b, "value", mlirDenseElementsAttrInt8Get(vb, 16, tab));
-  MlirValue table = mlirOperationGetResult(mb_op(b, "arith.constant", 0, NULL, 1, &vb, 1, &ta), 0);
-  MlirValue f = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i8, 15)}, vb);
-  MlirValue four = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i8, 4)}, vb);
+  MlirNamedAttribute ta =
+      mb_attr(b, "value", mlirDenseElementsAttrInt8Get(vb, 16, tab));
+  MlirValue table = mlirOperationGetResult(
+      mb_op(b, "arith.constant", 0, NULL, 1, &vb, 1, &ta), 0);
+  MlirValue f = mb_op1(b, "vector.broadcast", 1,
+                       (MlirValue[]){mb_const_int(b, b->i8, 15)}, vb);
+  MlirValue four = mb_op1(b, "vector.broadcast", 1,
+                          (MlirValue[]){mb_const_int(b, b->i8, 4)}, vb);
   MlirValue lo = mb_bin(b, "arith.andi", bytes, f);
   MlirValue hi = mb_bin(b, "arith.shrui", bytes, four);
   MlirValue lops[2] = {table, lo}, hops[2] = {table, hi};
-  MlirValue lv = gen_x86_intrinsic(b, "llvm.x86.ssse3.pshuf.b.128", 2, lops, vb);
-  MlirValue hv = gen_x86_intrinsic(b, "llvm.x86.ssse3.pshuf.b.128", 2, hops, vb);
+  MlirValue lv =
+      gen_x86_intrinsic(b, "llvm.x86.ssse3.pshuf.b.128", 2, lops, vb);
+  MlirValue hv =
+      gen_x86_intrinsic(b, "llvm.x86.ssse3.pshuf.b.128", 2, hops, vb);
   for (int l = 0; l < 32; l++)
     mask[l] = (l & 1 ? 16 : 0) + l / 2;
   return gen_vec_shuffle(b, lv, hv, mask, 32, vb32);
@@ -148,12 +174,14 @@ static MlirValue e2m1x2_32(mb *b, MlirValue bytes) {
 /* The CPU's form (AVX-512): a tensor slice whose last dim is a plain slice
  * into a whole f32 tile (e2m1) or i8 one (e2m1x2), a row at a time. False:
  * not this form. */
-static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B, bool twice) {
+static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B,
+                        bool twice) {
   uint32_t last = src->rank - 1, outer = dst->vrank - 1;
-  if (g->gpu || !gen_host_avx512() || src->in_range || !dst->in_range || dst->vrank == 0 ||
-      (sv && B % 16) ||
-      dst->dt != (twice ? TS_DTYPE_I8 : TS_DTYPE_F32) || src->sub[last].kind != SUB_SLICE ||
-      src->sub[last].vdim != outer || src->regs || dst->regs || dst->swz || dst->pad)
+  if (g->gpu || !gen_host_avx512() || src->in_range || !dst->in_range ||
+      dst->vrank == 0 || (sv && B % 16) ||
+      dst->dt != (twice ? TS_DTYPE_I8 : TS_DTYPE_F32) ||
+      src->sub[last].kind != SUB_SLICE || src->sub[last].vdim != outer ||
+      src->regs || dst->regs || dst->swz || dst->pad)
     return false;
   mb *b = &g->b;
   loop L[TS_MAX_RANK];
@@ -165,26 +193,33 @@ static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B, bool 
   kd[outer] = gen_i64(g, 0);
   gen_view_elem(g, dst, kd, &dlin, &ok);
   /* whole 16-byte steps from lo, then a byte at a time */
-  MlirValue n16 = mb_bin(b, "arith.divsi", mb_bin(b, "arith.subi", hi, lo), gen_i64(g, 16));
-  MlirValue mid = mb_bin(b, "arith.addi", lo, mb_bin(b, "arith.muli", n16, gen_i64(g, 16)));
+  MlirValue n16 =
+      mb_bin(b, "arith.divsi", mb_bin(b, "arith.subi", hi, lo), gen_i64(g, 16));
+  MlirValue mid =
+      mb_bin(b, "arith.addi", lo, mb_bin(b, "arith.muli", n16, gen_i64(g, 16)));
   int64_t n = 16;
-  MlirType vf = mlirVectorTypeGet(1, &n, b->f32), vb = mlirVectorTypeGet(1, &n, b->i8);
+  MlirType vf = mlirVectorTypeGet(1, &n, b->f32),
+           vb = mlirVectorTypeGet(1, &n, b->i8);
   e2m1_consts e = e2m1_make(b);
   loop v;
   gen_loop_begin_step(g, &v, lo, mid, gen_i64(g, 16));
   MlirValue ops[2] = {src->mem,
-                      mb_cast(b, "arith.index_cast", mb_bin(b, "arith.addi", lin, v.iv), b->index)};
+                      mb_cast(b, "arith.index_cast",
+                              mb_bin(b, "arith.addi", lin, v.iv), b->index)};
   MlirValue bytes = mb_op1(b, "vector.load", 2, ops, vb);
   if (twice) {
     MlirValue col = mb_bin(b, "arith.addi", v.iv, v.iv);
-    vec_store(b, e2m1x2_32(b, bytes), dst->mem, mb_bin(b, "arith.addi", dlin, col));
+    vec_store(b, e2m1x2_32(b, bytes), dst->mem,
+              mb_bin(b, "arith.addi", dlin, col));
   }
   for (int h = 0; h < 2 && !twice; h++) {
     MlirValue val = e2m1_16(b, &e, bytes, 8 * h);
-    MlirValue col = mb_bin(b, "arith.addi", mb_bin(b, "arith.addi", v.iv, v.iv), gen_i64(g, 16 * h));
+    MlirValue col = mb_bin(b, "arith.addi", mb_bin(b, "arith.addi", v.iv, v.iv),
+                           gen_i64(g, 16 * h));
     if (sv) { /* B a multiple of 16: one scale these 16 */
       MlirValue f = scale_at(g, sv, kd, outer, col, B);
-      val = mb_bin(b, "arith.mulf", val, mb_op1(b, "vector.broadcast", 1, &f, vf));
+      val = mb_bin(b, "arith.mulf", val,
+                   mb_op1(b, "vector.broadcast", 1, &f, vf));
     }
     vec_store(b, val, dst->mem, mb_bin(b, "arith.addi", dlin, col));
   }
@@ -196,9 +231,13 @@ static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B, bool 
   MlirValue c = code_byte(g, src, k);
   src->unchecked = false;
   for (int h = 0; h < 2; h++) {
-    MlirValue col = mb_bin(b, "arith.addi", mb_bin(b, "arith.addi", t.iv, t.iv), gen_i64(g, h));
-    MlirValue ch = h ? mb_bin(b, "arith.shrsi", c, mb_const_int(b, b->i32, 4)) : c;
-    MlirValue x = twice ? mb_cast(b, "arith.trunci", gen_e2m1_twice(g, ch), b->i8) : gen_e2m1(g, ch);
+    MlirValue col = mb_bin(b, "arith.addi", mb_bin(b, "arith.addi", t.iv, t.iv),
+                           gen_i64(g, h));
+    MlirValue ch =
+        h ? mb_bin(b, "arith.shrsi", c, mb_const_int(b, b->i32, 4)) : c;
+    MlirValue x = twice
+                      ? mb_cast(b, "arith.trunci", gen_e2m1_twice(g, ch), b->i8)
+                      : gen_e2m1(g, ch);
     if (sv)
       x = mb_bin(b, "arith.mulf", x, scale_at(g, sv, kd, outer, col, B));
     mb_store(b, x, dst->mem, mb_bin(b, "arith.addi", dlin, col));
@@ -206,13 +245,17 @@ static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B, bool 
   gen_loop_end(g, &t);
   /* the parts of the tile row outside the tensor: code 0 (+0.0 times the
    * scale, as element by element) */
-  MlirValue two = gen_i64(g, 2), z = twice ? mb_const_int(b, b->i8, 0) : mb_const_f32(b, 0.0);
-  MlirValue ranges[2][2] = {{gen_i64(g, 0), mb_bin(b, "arith.muli", lo, two)},
-                            {mb_bin(b, "arith.muli", hi, two), dst->vext[outer]}};
+  MlirValue two = gen_i64(g, 2),
+            z = twice ? mb_const_int(b, b->i8, 0) : mb_const_f32(b, 0.0);
+  MlirValue ranges[2][2] = {
+      {gen_i64(g, 0), mb_bin(b, "arith.muli", lo, two)},
+      {mb_bin(b, "arith.muli", hi, two), dst->vext[outer]}};
   for (int r = 0; r < 2; r++) {
     loop zl;
     gen_loop_begin(g, &zl, ranges[r][0], ranges[r][1]);
-    MlirValue x = sv ? mb_bin(b, "arith.mulf", z, scale_at(g, sv, kd, outer, zl.iv, B)) : z;
+    MlirValue x =
+        sv ? mb_bin(b, "arith.mulf", z, scale_at(g, sv, kd, outer, zl.iv, B))
+           : z;
     mb_store(b, x, dst->mem, mb_bin(b, "arith.addi", dlin, zl.iv));
     gen_loop_end(g, &zl);
   }
@@ -240,8 +283,11 @@ void gen_copy_packed(gen *g, ts_node *call, view *src, view *dst) {
   memcpy(ks, k, sizeof k);
   ks[last] = mb_bin(b, "arith.shrsi", k[last], gen_i64(g, 1));
   MlirValue c = code_byte(g, src, ks);
-  MlirValue half = mb_cast(b, "arith.trunci", mb_bin(b, "arith.andi", k[last], gen_i64(g, 1)), b->i32);
-  c = mb_bin(b, "arith.shrsi", c, mb_bin(b, "arith.shli", half, mb_const_int(b, b->i32, 2)));
+  MlirValue half =
+      mb_cast(b, "arith.trunci",
+              mb_bin(b, "arith.andi", k[last], gen_i64(g, 1)), b->i32);
+  c = mb_bin(b, "arith.shrsi", c,
+             mb_bin(b, "arith.shli", half, mb_const_int(b, b->i32, 2)));
   MlirValue x = twice ? gen_e2m1_twice(g, c) : gen_e2m1(g, c);
   if (sv)
     x = mb_bin(b, "arith.mulf", x, scale_at(g, sv, k, last, k[last], B));
@@ -251,19 +297,20 @@ void gen_copy_packed(gen *g, ts_node *call, view *src, view *dst) {
 
 /* ---- FP8 operands decoded in registers (AVX-512 VBMI) -------------------- */
 
-
-
 static MlirValue bytes64(mb *b, const int8_t *v) {
   int64_t n = 64;
   MlirType t = mlirVectorTypeGet(1, &n, b->i8);
-  MlirNamedAttribute a = mb_attr(b, "value", mlirDenseElementsAttrInt8Get(t, 64, v));
-  return mlirOperationGetResult(mb_op(b, "arith.constant", 0, NULL, 1, &t, 1, &a), 0);
+  MlirNamedAttribute a =
+      mb_attr(b, "value", mlirDenseElementsAttrInt8Get(t, 64, v));
+  return mlirOperationGetResult(
+      mb_op(b, "arith.constant", 0, NULL, 1, &t, 1, &a), 0);
 }
 
 fp8_tables gen_fp8_tables(mb *b) {
   int8_t tp[128], tn[128], nx[128], z[64] = {0}, lz[64];
   for (int c = 0; c < 128; c++) {
-    float p = ts_e4m3_to_f32((uint8_t)c), q = ts_e4m3_to_f32((uint8_t)(c | 0x80));
+    float p = ts_e4m3_to_f32((uint8_t)c),
+          q = ts_e4m3_to_f32((uint8_t)(c | 0x80));
     uint32_t pb, qb;
     memcpy(&pb, &p, 4);
     memcpy(&qb, &q, 4);
@@ -287,54 +334,64 @@ fp8_tables gen_fp8_tables(mb *b) {
 /* vpermi2b: byte i = tab[idx[i] & 127] of the 128-byte table tab[0..1]. */
 static MlirValue lookup128(mb *b, const MlirValue tab[2], MlirValue idx) {
   MlirValue ops[3] = {tab[0], idx, tab[1]};
-  return gen_x86_intrinsic(b, "llvm.x86.avx512.vpermi2var.qi.512", 3, ops, mlirValueGetType(idx));
+  return gen_x86_intrinsic(b, "llvm.x86.avx512.vpermi2var.qi.512", 3, ops,
+                           mlirValueGetType(idx));
 }
 
 static MlirValue slice8(mb *b, MlirValue v, int64_t off, MlirType rt) {
-  MlirAttribute o = mlirIntegerAttrGet(b->i64, off), n = mlirIntegerAttrGet(b->i64, 8),
+  MlirAttribute o = mlirIntegerAttrGet(b->i64, off),
+                n = mlirIntegerAttrGet(b->i64, 8),
                 one = mlirIntegerAttrGet(b->i64, 1);
-  MlirNamedAttribute a[3] = {mb_attr(b, "offsets", mlirArrayAttrGet(b->ctx, 1, &o)),
-                             mb_attr(b, "sizes", mlirArrayAttrGet(b->ctx, 1, &n)),
-                             mb_attr(b, "strides", mlirArrayAttrGet(b->ctx, 1, &one))};
-  return mlirOperationGetResult(mb_op(b, "vector.extract_strided_slice", 1, &v, 1, &rt, 3, a), 0);
+  MlirNamedAttribute a[3] = {
+      mb_attr(b, "offsets", mlirArrayAttrGet(b->ctx, 1, &o)),
+      mb_attr(b, "sizes", mlirArrayAttrGet(b->ctx, 1, &n)),
+      mb_attr(b, "strides", mlirArrayAttrGet(b->ctx, 1, &one))};
+  return mlirOperationGetResult(
+      mb_op(b, "vector.extract_strided_slice", 1, &v, 1, &rt, 3, a), 0);
 }
 
 /* The 64 e4m3 codes of row `row` from k0 as eight f32 vectors (type vt) of
  * 8: out[u] holds k0 + 8u .. k0 + 8u + 7. */
-void gen_fp8_row(gen *g, const fp8_tables *t, const dot_src *s, MlirValue row, MlirValue k0,
-                 MlirType vt, MlirValue out[8]) {
+void gen_fp8_row(gen *g, const fp8_tables *t, const dot_src *s, MlirValue row,
+                 MlirValue k0, MlirType vt, MlirValue out[8]) {
   mb *b = &g->b;
   int64_t n64 = 64, n16 = 16;
-  MlirType bt = mlirVectorTypeGet(1, &n64, b->i8), ft = mlirVectorTypeGet(1, &n16, b->f32);
-  MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, s->stride), k0);
+  MlirType bt = mlirVectorTypeGet(1, &n64, b->i8),
+           ft = mlirVectorTypeGet(1, &n16, b->f32);
+  MlirValue at =
+      mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, s->stride), k0);
   at = mb_bin(b, "arith.addi", s->base, at);
   MlirValue ops[2] = {s->mem, mb_cast(b, "arith.index_cast", at, b->index)};
   MlirValue code = mb_op1(b, "vector.load", 2, ops, bt);
   MlirValue neg = mb_cmpi(b, CMPI_SLT, code, t->zero);
-  MlirValue top =
-      mb_select(b, neg, lookup128(b, t->top_neg, code), lookup128(b, t->top_pos, code));
+  MlirValue top = mb_select(b, neg, lookup128(b, t->top_neg, code),
+                            lookup128(b, t->top_pos, code));
   MlirValue next = lookup128(b, t->next, code);
-  for (int q = 0; q < 4; q++) { /* codes 16q .. 16q + 15: f32 bytes (0, 0, next, top) */
+  for (int q = 0; q < 4;
+       q++) { /* codes 16q .. 16q + 15: f32 bytes (0, 0, next, top) */
     int64_t mask[64];
     for (int l = 0; l < 64; l++)
       mask[l] = (l % 4 == 3 ? 64 : 0) + 16 * q + l / 4;
-    MlirValue v = mb_bin(b, "arith.andi", gen_vec_shuffle(b, next, top, mask, 64, bt), t->low_zero);
+    MlirValue v =
+        mb_bin(b, "arith.andi", gen_vec_shuffle(b, next, top, mask, 64, bt),
+               t->low_zero);
     v = mb_cast(b, "vector.bitcast", v, ft);
     out[2 * q] = slice8(b, v, 0, vt);
     out[2 * q + 1] = slice8(b, v, 8, vt);
   }
 }
 
-
 /* ---- FP4 operands decoded in registers (AVX-512) ------------------------- */
 
-void gen_fp4_row(gen *g, const dot_src *s, MlirValue row, MlirValue k0, MlirType vt,
-                 MlirValue out[8]) {
+void gen_fp4_row(gen *g, const dot_src *s, MlirValue row, MlirValue k0,
+                 MlirType vt, MlirValue out[8]) {
   mb *b = &g->b;
   int64_t n32 = 32, n16 = 16;
-  MlirType bt = mlirVectorTypeGet(1, &n32, b->i8), ft = mlirVectorTypeGet(1, &n16, b->f32);
+  MlirType bt = mlirVectorTypeGet(1, &n32, b->i8),
+           ft = mlirVectorTypeGet(1, &n16, b->f32);
   MlirValue half = mb_bin(b, "arith.shrsi", k0, gen_i64(g, 1));
-  MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, s->stride), half);
+  MlirValue at =
+      mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, s->stride), half);
   at = mb_bin(b, "arith.addi", s->base, at);
   MlirValue ops[2] = {s->mem, mb_cast(b, "arith.index_cast", at, b->index)};
   MlirValue bytes = mb_op1(b, "vector.load", 2, ops, bt);

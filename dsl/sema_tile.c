@@ -190,6 +190,16 @@ static void print_shape(sema *s, const ts_type *t, ts_buf *b) {
 }
 
 /* Reports unless `a` (the op's `aname` operand) has shape `want`. */
+/* t's shape as text ("[4, 8]") in buf, cut at size. */
+static const char *shape_text(sema *s, const ts_type *t, char *buf, size_t size) {
+  ts_buf x;
+  ts_buf_init(&x, s->u->alloc);
+  print_shape(s, t, &x);
+  snprintf(buf, size, "%s", x.ptr ? x.ptr : "");
+  ts_buf_deinit(&x);
+  return buf;
+}
+
 static bool same_shape(sema *s, ts_node *call, const char *op, ts_node *an,
                        const ts_type *a, const char *aname, ts_node *bn,
                        const ts_type *b, const char *bname) {
@@ -198,20 +208,13 @@ static bool same_shape(sema *s, ts_node *call, const char *op, ts_node *an,
     ok = sema_extent_eq(&a->dims[i], &b->dims[i]);
   if (ok)
     return true;
-  ts_buf x, y;
-  ts_buf_init(&x, s->u->alloc);
-  ts_buf_init(&y, s->u->alloc);
-  print_shape(s, a, &x);
-  print_shape(s, b, &y);
-  char n1[48], n2[48];
+  char n1[48], n2[48], x[160], y[160];
   ts_diag *d =
       sema_error(s, call->span,
                  "'%s' shapes do not agree: %s '%s' is %s but %s "
                  "'%s' is %s",
-                 op, aname, name_of(an, n1, sizeof n1), x.ptr ? x.ptr : "",
-                 bname, name_of(bn, n2, sizeof n2), y.ptr ? y.ptr : "");
-  ts_buf_deinit(&x);
-  ts_buf_deinit(&y);
+                 op, aname, name_of(an, n1, sizeof n1), shape_text(s, a, x, sizeof x),
+                 bname, name_of(bn, n2, sizeof n2), shape_text(s, b, y, sizeof y));
   ts_node *bb = bn->kind == TS_NODE_INDEX ? bn->kids[0] : bn;
   if (bb->sym)
     sema_note_decl(s, d, bb->sym);
@@ -346,19 +349,13 @@ static void check_copy_scale(sema *s, ts_node *call, ts_node *sc, ts_node *dn,
   }
   if (ok)
     return;
-  ts_buf x, y;
-  ts_buf_init(&x, s->u->alloc);
-  ts_buf_init(&y, s->u->alloc);
-  print_shape(s, t, &x);
-  print_shape(s, dst, &y);
-  char n1[48], n2[48];
+  char n1[48], n2[48], x[160], y[160];
   ts_diag *d = sema_error(s, call->span, "'copy' scale '%s' %s %s does not fit '%s' %s",
                           name_of(sc, n1, sizeof n1), ts_dtype_name(t->dtype),
-                          x.ptr ? x.ptr : "", name_of(dn, n2, sizeof n2), y.ptr ? y.ptr : "");
+                          shape_text(s, t, x, sizeof x), name_of(dn, n2, sizeof n2),
+                          shape_text(s, dst, y, sizeof y));
   ts_diag_hint(s->d, d, "a float scale a block of the last dim: the destination's dims but the "
                         "last, a constant dividing the destination's");
-  ts_buf_deinit(&x);
-  ts_buf_deinit(&y);
 }
 
 static void check_packed_copy(sema *s, ts_node *call, ts_node *fmt, ts_node *a[2],
@@ -400,23 +397,14 @@ static void check_packed_copy(sema *s, ts_node *call, ts_node *fmt, ts_node *a[2
     check_copy_scale(s, call, sc, a[1], dst);
   if (ok)
     return;
-  ts_buf x, y, z;
-  ts_buf_init(&x, s->u->alloc);
-  ts_buf_init(&y, s->u->alloc);
-  ts_buf_init(&z, s->u->alloc);
-  print_shape(s, src, &x);
-  print_shape(s, &want, &y);
-  print_shape(s, dst, &z);
-  char n1[48], n2[48];
+  char n1[48], n2[48], x[160], y[160], z[160];
   ts_diag *d = sema_error(s, call->span,
                           "'copy' with format=\"%s\" unpacks '%s' %s into %s, but '%s' "
                           "is %s",
-                          twice ? "e2m1x2" : "e2m1", name_of(a[0], n1, sizeof n1), x.ptr ? x.ptr : "", y.ptr ? y.ptr : "",
-                          name_of(a[1], n2, sizeof n2), z.ptr ? z.ptr : "");
+                          twice ? "e2m1x2" : "e2m1", name_of(a[0], n1, sizeof n1),
+                          shape_text(s, src, x, sizeof x), shape_text(s, &want, y, sizeof y),
+                          name_of(a[1], n2, sizeof n2), shape_text(s, dst, z, sizeof z));
   ts_diag_hint(s->d, d, "two codes a byte: the destination's last dim is twice the source's");
-  ts_buf_deinit(&x);
-  ts_buf_deinit(&y);
-  ts_buf_deinit(&z);
 }
 
 static void check_copy(sema *s, ts_node *call) {

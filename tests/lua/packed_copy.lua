@@ -132,7 +132,8 @@ local function run(devname)
         end
       end
     end
-    C.check(bad == 0, string.format("%s unpack_gather PL %d (%d elements differ)", devname, PL, bad))
+    C.check(bad == 0,
+            string.format("%s unpack_gather PL %d (%d elements differ)", devname, PL, bad))
   end
 end
 
