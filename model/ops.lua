@@ -561,15 +561,17 @@ function O.routed_rows(T, K, E)
 end
 -- The expert GEMMs' tile columns (BN) on the CPU for tiles of BM rows with
 -- weights in format fmt ("bf16", "fp8", "fp4"; nil: the kernels' default
--- 32, and always on a GPU): 8 for one-row tiles (a decode step's), as
--- O.linear_tiles (8 runs of 128 weights a K step, which the prefetchers
--- follow: at V4-Flash width 6 experts' bf16 19 -> 12 ms, FP8 50 -> 16, FP4
--- 21 -> 18), and for FP8 experts at any BM (64 tokens 435 -> 290 ms); the
--- bf16 and FP4 forms' tiles of several rows gain nothing from it
--- (bench/moe_fp4.lua, bench/results/cpu.md). The sums step K by 128
--- whatever BN: the same bits.
+-- 32, and always on a GPU): 8, as O.linear_tiles (8 runs of 128 weights a
+-- K step, which the prefetchers follow: at V4-Flash width 6 experts' bf16
+-- 19 -> 12 ms, FP8 50 -> 16, FP4 21 -> 18; FP8 64 tokens 435 -> 290 ms; bf16
+-- tiles of 2, 4, 8 and 16 rows 56 -> 29, 71 -> 41, 98 -> 77 and 254 -> 230
+-- ms), but for FP4 tiles of more than 2 rows, whose 64-byte runs the
+-- prefetchers follow at 32 and which repeat the activations' load and scale
+-- for every block of BN (4 rows 40 -> 58 ms at 8, 16 rows 228 -> 271;
+-- bench/moe_fp4.lua, bench/results/cpu.md). The sums step K by 128 whatever
+-- BN: the same bits.
 function O.experts_bn(BM, fmt)
-  if O.on_gpu() or BM > 1 and fmt ~= "fp8" then return nil end
+  if O.on_gpu() or fmt == "fp4" and BM > 2 then return nil end
   return 8
 end
 -- ... and on the tensor cores (moe_up_tc, moe_down_tc) of O.moe_tc_rows
