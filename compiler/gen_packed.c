@@ -129,11 +129,7 @@ static MlirValue e2m1_16(mb *b, const e2m1_consts *e, MlirValue bytes,
            vb = mlirVectorTypeGet(1, &n, b->i8);
   for (int l = 0; l < 16; l++)
     mask[l] = first + l / 2;
-  MlirNamedAttribute a =
-      mb_attr(b, "mask", mlirDenseI64ArrayGet(b->ctx, 16, mask));
-  MlirValue two[2] = {bytes, bytes};
-  MlirValue dup = mlirOperationGetResult(
-      mb_op(b, "vector.shuffle", 2, two, 1, &vb, 1, &a), 0);
+  MlirValue dup = gen_vec_shuffle(b, bytes, bytes, mask, 16, vb);
   MlirValue idx =
       mb_bin(b, "arith.shrui", mb_cast(b, "arith.extui", dup, vi), e->shifts);
   MlirValue pops[2] = {e->table, idx};

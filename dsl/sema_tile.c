@@ -388,11 +388,6 @@ static void check_packed_copy(sema *s, ts_node *call, ts_node *fmt, ts_node *a[2
   for (uint32_t i = 0; ok && i < src->rank; i++)
     ok = sema_extent_eq(&want.dims[i], &dst->dims[i]);
   ts_node *sc = ts_call_named(call, "scale");
-  if (ok && sc && twice) {
-    ts_diag *d = sema_error(s, sc->span, "'copy' takes a scale only with a format");
-    ts_diag_hint(s->d, d, "copy(codes, t, format=\"e2m1\", scale=s)");
-    return;
-  }
   if (ok && sc)
     check_copy_scale(s, call, sc, a[1], dst);
   if (ok)
@@ -413,7 +408,9 @@ static void check_copy(sema *s, ts_node *call) {
   if (!split_args(s, call, "copy", a, 2, names, named, 2))
     return;
   fmt = named[0];
-  if (named[1] && !fmt) {
+  /* (e2m1x2's integers take no scale either) */
+  if (named[1] &&
+      (!fmt || (fmt->kind == TS_NODE_STRING && ts_str_eq_cstr(fmt->name, "e2m1x2")))) {
     ts_diag *d = sema_error(s, named[1]->span, "'copy' takes a scale only with a format");
     ts_diag_hint(s->d, d, "copy(codes, t, format=\"e2m1\", scale=s)");
     return;
