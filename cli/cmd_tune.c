@@ -1,6 +1,6 @@
 /* cmd_tune.c - `tessera tune FILE --kernel NAME --shape NAME=VALUE...
  * [--device cpu|gpusim|cuda] [--budget SECONDS] [--jobs N] [--repeats N]
- * [--db PATH] [--no-tune-db] [--keep-spills] [-D NAME=VALUE...]` runs the sweep of
+ * [--close F] [--db PATH] [--no-tune-db] [--keep-spills] [-D NAME=VALUE...]` runs the sweep of
  * runtime/tune.c (the -D params held), prints the
  * ranked table and records the timings in the tuning database;
  * `tessera tune --show [--db PATH]` lists what the database knows. */
@@ -51,9 +51,10 @@ static void print_report(const char *kernel, const ts_tune_report *r) {
     if (x->registers >= 0)
       snprintf(regs, sizeof regs, ", %lld registers, %lld B spill", x->registers, x->spill);
     if (x->state == TS_TUNE_OK)
-      printf("| %zu | %s | %.4g | %.3g | %.2fx | ok%s%s |\n", i + 1, x->config,
+      printf("| %zu | %s | %.4g | %.3g | %.2fx | ok%s%s%s |\n", i + 1, x->config,
              x->median * 1e3, x->spread * 1e3, x->median / best,
-             strcmp(x->config, r->default_config) ? "" : " (default)", regs);
+             strcmp(x->config, r->default_config) ? "" : " (default)",
+             x->retimed ? ", timed in turns" : "", regs);
     else
       printf("| - | %s | %s | - | - | %s: %s |\n", x->config,
              x->state == TS_TUNE_NOT_TIMED ? "-" : "inf",
@@ -63,7 +64,7 @@ static void print_report(const char *kernel, const ts_tune_report *r) {
 
 int cmd_tune(int argc, char **argv) {
   const char *file = NULL, *kernel = NULL, *dev_name = "cpu", *db_path = NULL;
-  double budget = 0;
+  double budget = 0, close = 0;
   int jobs = 0, repeats = 0;
   bool show = false, no_db = false, keep_spills = false;
   ts_define values[64], fixed[16];
@@ -95,6 +96,12 @@ int cmd_tune(int argc, char **argv) {
       budget = strtod(argv[++i], &end);
       if (*end || budget < 0)
         return cli_usage_error("tune", "--budget takes seconds, not '%s'",
+                               argv[i]);
+    } else if (!strcmp(a, "--close")) {
+      char *end;
+      close = strtod(argv[++i], &end);
+      if (*end || !(close >= 1))
+        return cli_usage_error("tune", "--close takes a factor of 1 or more, not '%s'",
                                argv[i]);
     } else if (!strcmp(a, "--jobs") || !strcmp(a, "--repeats")) {
       char *end;
@@ -152,6 +159,7 @@ int cmd_tune(int argc, char **argv) {
                        .budget = budget,
                        .jobs = jobs,
                        .repeats = repeats,
+                       .close = close,
                        .progress = isatty(2),
                        .seed = 1,
                        .keep_spills = keep_spills};

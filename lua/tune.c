@@ -1,10 +1,12 @@
 /* tune.c - the tuner from Lua:
  *   ts.tune{file = F, kernel = K, shapes = {M = 1024, ...} [, device = d]
- *           [, budget = s] [, jobs = n] [, repeats = n] [, db = path]
+ *           [, budget = s] [, jobs = n] [, repeats = n] [, close = f] [, db = path]
  *           [, record = true] [, params = {W = "bf16", ...}] [, keep_spills = true]}
  * runs the sweep of runtime/tune.c and returns {best = "BM=64 ...",
  * default = ..., bucket = ..., pruned = n, spilled = n, results = {{config,
- * state, median, spread, reason, registers, spill}, ...} ranked} (on a GPU
+ * state, median, spread, runs, retimed, reason, registers, spill}, ...}
+ * ranked} (retimed: timed again in turns with the configs whose fastest
+ * run is within `close` of the best's, runtime/tune.c retime_close; on a GPU
  * device registers and spill from ptxas -v, else nil), recording the timings in the
  * tuning database unless record = false; `params` are held through the
  * sweep (none of them tuned) and recorded with the bucket;
@@ -48,6 +50,9 @@ int ts_lua_tune(lua_State *L) {
   o.budget = field_number(L, "budget");
   o.jobs = (int)field_number(L, "jobs");
   o.repeats = (int)field_number(L, "repeats");
+  o.close = field_number(L, "close");
+  if (o.close != 0 && !(o.close >= 1))
+    return luaL_error(L, "ts.tune: 'close' is a factor of 1 or more (1: no config timed again)");
   o.seed = 1;
   lua_getfield(L, 1, "record");
   bool record = lua_isnil(L, -1) || lua_toboolean(L, -1);
@@ -131,6 +136,10 @@ int ts_lua_tune(lua_State *L) {
     lua_setfield(L, -2, "median");
     lua_pushnumber(L, x->spread);
     lua_setfield(L, -2, "spread");
+    lua_pushinteger(L, x->runs);
+    lua_setfield(L, -2, "runs");
+    lua_pushboolean(L, x->retimed);
+    lua_setfield(L, -2, "retimed");
     lua_pushstring(L, x->reason);
     lua_setfield(L, -2, "reason");
     if (x->registers >= 0) {

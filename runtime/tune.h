@@ -19,13 +19,19 @@ typedef struct ts_tune_result {
   char config[256]; /* "BM=64 BN=128", in the order of the tune clause */
   ts_tune_state state;
   double median, spread; /* seconds: the median, and max - min of the runs */
+  double fastest;        /* seconds: the fastest of the first timings */
   int runs;
+  /* timed again in turns with the other configs close to the best (tune.c
+   * retime_close): median and spread are of those runs */
+  bool retimed;
   double max_error; /* against the default config, relative to its largest */
   char reason[512]; /* why pruned, failed or wrong */
   double compile_seconds;
   /* on a GPU device (its architecture's PTX, ptxas -v): -1 unknown */
   long long registers, spill; /* spill: bytes of spill stores a thread */
 } ts_tune_result;
+
+#define TS_TUNE_CLOSE_MAX 6
 
 typedef struct ts_tune_options {
   const char *path;   /* the .tile file */
@@ -40,6 +46,10 @@ typedef struct ts_tune_options {
   double budget; /* seconds for the whole run; 0: no limit */
   int jobs;      /* compile threads; 0: the device's thread count */
   int repeats;   /* timed runs per config (after one warm-up); 0: 7 */
+  /* the configs whose fastest run is within this factor of the best's (at
+   * most TS_TUNE_CLOSE_MAX, the fastest) are timed again, `repeats` rounds
+   * of one run each in turns; 0: 2; 1: none are */
+  double close;
   bool progress; /* a progress bar with the best so far on stderr */
   unsigned seed; /* of the random inputs */
   /* On a GPU device each compiled config's PTX goes through ptxas -v

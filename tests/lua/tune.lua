@@ -41,6 +41,39 @@ for i = 2, 4 do
         "ranked by median")
 end
 
+-- the configs close to the best timed again in turns (runtime/tune.c
+-- retime_close): with every config close, the four correct ones, their
+-- medians of `repeats` rounds; with close = 1 none; with fewer than three
+-- rounds none either (their first timings kept)
+local function retimed(rr)
+  local n, other = 0, true
+  for _, x in ipairs(rr.results) do
+    if x.retimed then
+      n = n + 1
+      other = other and x.state == "ok"
+    end
+  end
+  return n, other
+end
+for _, x in ipairs(r.results) do
+  check(x.state ~= "ok" or x.runs == 3, "3 runs behind each median: " .. x.config)
+end
+local all = ts.tune{file = tile, kernel = "scale_rows", shapes = shapes, repeats = 4,
+                    close = 1e9, record = false}
+local n, only_ok = retimed(all)
+check(n == 4 and only_ok, "close = 1e9: the 4 correct configs timed in turns, got " .. n)
+for i, x in ipairs(all.results) do
+  check(x.state ~= "ok" or x.runs == 4 and x.spread >= 0, "4 rounds: " .. x.config)
+  check(i == 1 or x.state ~= "ok" or x.median >= all.results[i - 1].median,
+        "ranked by the rounds' medians")
+end
+check(retimed(ts.tune{file = tile, kernel = "scale_rows", shapes = shapes, repeats = 3,
+                      close = 1, record = false}) == 0, "close = 1: none timed again")
+check(retimed(ts.tune{file = tile, kernel = "scale_rows", shapes = shapes, repeats = 2,
+                      close = 1e9, record = false}) == 0, "two rounds are too few")
+check(not pcall(ts.tune, {file = tile, kernel = "scale_rows", shapes = shapes, close = 0.5}),
+      "close below 1 refused")
+
 -- the database now knows the best config for this bucket on this device
 local best = ts.tuned(tile, "scale_rows", shapes)
 check(best and string.format("BM=%d SKEW=%d", best.BM, best.SKEW) == r.best,

@@ -24,6 +24,17 @@ has "$tmp/out" "ok (default)" "the default config is timed"
 has "$tmp/out" "recorded in $tmp/cache/tune.db" "recorded"
 [[ $(grep -c '^| [0-9]' "$tmp/out") == 4 ]] && ok || bad "4 ranked rows"
 
+# the configs close to the best timed again in turns: every one with --close
+# 1e9, none with 1; a factor below 1 is a usage error
+"$t" tune $tile "${args[@]}" --no-tune-db --close 1e9 >"$tmp/close" 2>&1 && ok || bad "--close exits 0"
+[[ $(grep -c '^| [0-9].*, timed in turns' "$tmp/close") == 4 ]] && ok ||
+  { bad "--close 1e9: the 4 timed configs timed in turns"; cat "$tmp/close"; }
+"$t" tune $tile "${args[@]}" --no-tune-db --close 1 >"$tmp/close" 2>&1 && ok || bad "--close 1 exits 0"
+grep -q "timed in turns" "$tmp/close" && bad "--close 1: none timed in turns" || ok
+"$t" tune $tile "${args[@]}" --close 0.5 >"$tmp/close" 2>&1
+[[ $? == 2 ]] && ok || bad "--close 0.5 is a usage error"
+has "$tmp/close" "--close takes a factor of 1 or more, not '0.5'" "--close's message"
+
 "$t" tune --show >"$tmp/show" 2>&1 && ok || bad "--show exits 0"
 [[ $(grep -c '^| scale_rows | M=512 N=128 | cpu | BM=. SKEW=0 |' "$tmp/show") == 4 ]] &&
   ok || { bad "--show lists the 4 timed configs"; cat "$tmp/show"; }
