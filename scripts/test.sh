@@ -2,8 +2,8 @@
 # test.sh - the same set-up as demo.sh, then every test: ctest on the normal
 # build, ctest again on an AddressSanitizer + UBSan build, a bounded run of
 # scripts/fuzz_compile.py (mutated kernels through the whole compiler) over
-# that build's tessera, and a bounded libFuzzer run over the front end when
-# clang can build one.
+# that build's tessera, and bounded libFuzzer runs over the front end, the
+# tokenizer's inputs and the safetensors reader when clang can build them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -21,7 +21,8 @@ ASAN_OPTIONS=detect_leaks=1 python3 scripts/fuzz_compile.py --tessera build-asan
   --seed 1 --runs "${TS_FUZZ_COMPILE_RUNS:-300}" --seconds 300 --out build-asan/fuzz-compile
 
 if command -v clang >/dev/null 2>&1; then
-  echo "== fuzz smoke: libFuzzer over lex+parse+sema (seed 1, at most ${TS_FUZZ_SECONDS:-60} s)"
+  echo "== fuzz smoke: libFuzzer over lex+parse+sema, the tokenizer's JSON and regexes, and the"
+  echo "   safetensors reader (seed 1, at most ${TS_FUZZ_SECONDS:-60} s each)"
   if scripts/fuzz.sh build-fuzz "${TS_FUZZ_SECONDS:-60}"; then
     echo "fuzz smoke: no crash"
   else
