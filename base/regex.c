@@ -344,12 +344,14 @@ static node *parse_atom(parser *ps, bool *icase) {
         look = true;
         neg = *ps->p++ == '!';
       } else if (at(ps, 'i') || at(ps, '-')) {
-        bool on = !at(ps, '-');
-        ps->p += on ? 1 : 2;
-        if (!on && ps->p[-1] != 'i') {
+        bool on = at(ps, 'i');
+        /* (?-i: the flag after the '-', which may be the pattern's end */
+        if (!on && !(ps->end - ps->p >= 2 && ps->p[1] == 'i')) {
+          ps->p++;
           fail(ps, "unsupported group flag");
           return NULL;
         }
+        ps->p += on ? 1 : 2;
         inner = on;
         if (at(ps, ')')) { /* (?i): the rest of the enclosing group */
           ps->p++;

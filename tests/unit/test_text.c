@@ -130,6 +130,9 @@ static void test_regex(void) {
   FIND("\\pN", "ab1", "2-3");
   /* refused with where */
   FIND("(?<=a)b", "ab", "error: regex '(?<=a)b': unsupported group (look-behind, named or atomic) at offset 2");
+  FIND("(?-x:a)", "a", "error: regex '(?-x:a)': unsupported group flag at offset 3");
+  FIND("(?-", "a", "error: regex '(?-': unsupported group flag at offset 3");
+  FIND("(?-i", "a", "error: regex '(?-i': unsupported group flag at offset 4");
   FIND("a++", "a", "error: regex 'a++': possessive quantifiers are not supported at offset 2");
   FIND("\\p{Xx}", "a", "error: regex '\\p{Xx}': unknown Unicode category at offset 3");
   FIND("(ab", "a", "error: regex '(ab': expected ')' at offset 3");
