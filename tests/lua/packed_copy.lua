@@ -9,7 +9,8 @@
 -- (element by element); unpack_gather the same through a gather and an
 -- index (-1 rows read zeros) and from a shared tile of the codes. On the
 -- CPU and the GPU simulator (tests/CMakeLists.txt runs it under the CUDA C
--- lowering too).
+-- lowering too). fp8_rows: a plain copy of fp8e4m3 codes into f32 and bf16
+-- tiles against the host's decode.
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
@@ -134,6 +135,47 @@ local function run(devname)
     end
     C.check(bad == 0,
             string.format("%s unpack_gather PL %d (%d elements differ)", devname, PL, bad))
+  end
+  -- a plain copy of fp8e4m3 codes into f32 and bf16 tiles: every code
+  -- (NaNs and -0 too) at many positions of a row, rows and columns past
+  -- the tensor; against the host's decode of the same tensor (base/numeric.c)
+  local vals = {}
+  for c = 0, 255 do -- e4m3 code c's value: 1.m x 2^(e - 7), subnormals m/8 x 2^-6
+    local e, m = (c >> 3) & 15, c & 7
+    local v = (e == 15 and m == 7) and 0 / 0 or e == 0 and m / 8 * 2.0 ^ -6 or
+              (1 + m / 8) * 2.0 ^ (e - 7)
+    vals[c + 1] = c & 0x80 ~= 0 and -v or v
+  end
+  for _, cs in ipairs{{5, 300, 2, 150, "f32"}, {3, 300, 2, 128, "f32"}, {4, 64, 4, 64, "f32"},
+                      {3, 70, 2, 200, "f32"}, {3, 130, 2, 64, "bf16"}} do
+    local R, Cn, BR, BC, XT = table.unpack(cs)
+    local what = string.format("%s fp8_rows R %d C %d BR %d BC %d %s", devname, R, Cn, BR, BC, XT)
+    local xv = {}
+    for i = 1, R * Cn do xv[i] = vals[(i * 37 + (i // 256) * 11) % 256 + 1] end
+    local x = ts.tensor("fp8e4m3", {R, Cn}, xv, dev)
+    local want = x:to_table()
+    local RO, CO = (R + BR - 1) // BR * BR, (Cn + BC - 1) // BC * BC
+    local init = {}
+    for i = 1, RO * CO do init[i] = 7.0 end
+    local out = ts.tensor("f32", {RO, CO}, init, dev)
+    ts.kernel(file, "fp8_rows", {BR = BR, BC = BC, XT = XT}, dev):launch{x, out}
+    local got, bad, nans = out:to_table(), 0, 0
+    for r = 0, RO - 1 do
+      for k = 0, CO - 1 do
+        local w = (r < R and k < Cn) and want[r * Cn + k + 1] or 0.0
+        local v = got[r * CO + k + 1]
+        if w ~= w then nans = nans + 1 end
+        if not same(v, w) then
+          if bad < 3 then
+            print(string.format("  %s: [%d, %d] = %s, want %s", what, r, k, tostring(v),
+                                tostring(w)))
+          end
+          bad = bad + 1
+        end
+      end
+    end
+    C.check(bad == 0 and nans > 0, what .. string.format(" (%d elements differ, %d NaN)", bad,
+                                                         nans))
   end
 end
 
