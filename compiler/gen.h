@@ -230,6 +230,9 @@ bool ts_expr_pure(const ts_node *e);
  * condition is not known when compiling. The code generators emit that
  * branch alone, and the analyses below skip the other (gen_gpu.c). */
 int ts_if_taken(const ts_node *n);
+/* Whether kid i of n is the branch a folded `if` does not take: every walk
+ * of statements that decides what the generated code does skips it. */
+bool ts_if_dead_kid(const ts_node *n, uint32_t i);
 /* Whether the subtree `n` mentions symbol `s` (gen_gpu.c). */
 bool ts_node_mentions(const ts_node *n, const ts_symbol *s);
 /* Whether the subtree `n` writes symbol `s`: an assignment to it or its

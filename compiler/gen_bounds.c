@@ -67,7 +67,8 @@ static void collect_inner(proof *p, ts_node *n) {
       p->inner[p->ninner++] = n;
   }
   for (uint32_t i = 0; i < n->kid_count; i++)
-    collect_inner(p, n->kids[i]);
+    if (!ts_if_dead_kid(n, i))
+      collect_inner(p, n->kids[i]);
 }
 
 static int inner_of(const proof *p, const ts_symbol *s) {
@@ -402,6 +403,10 @@ static void find_accesses(proof *p, ts_node *n) {
     return;
   if (n->kind == TS_NODE_INDEX && n->kid_count > 1)
     try_access(p, n);
+  if (n->kind == TS_NODE_IF && ts_if_taken(n)) { /* folded: the branch generated */
+    find_accesses(p, n->kids[ts_if_taken(n)]);
+    return;
+  }
   if (n->kind == TS_NODE_IF) {
     find_accesses(p, n->kids[0]);
     int had = p->nfacts;

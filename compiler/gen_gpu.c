@@ -70,7 +70,7 @@ static void collect(ts_node *n, ts_node **out, int *count) {
     return;
   }
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (n->kind != TS_NODE_PARALLEL || i == 2)
+    if ((n->kind != TS_NODE_PARALLEL || i == 2) && !ts_if_dead_kid(n, i))
       collect(n->kids[i], out, count);
 }
 
@@ -107,8 +107,7 @@ int ts_if_taken(const ts_node *n) {
   return n->kids[0]->cval.b ? 1 : 2;
 }
 
-/* Whether kid i of n is the branch a folded `if` does not take. */
-static bool dead_kid(const ts_node *n, uint32_t i) {
+bool ts_if_dead_kid(const ts_node *n, uint32_t i) {
   int t = ts_if_taken(n);
   return t && i == (uint32_t)(3 - t);
 }
@@ -119,7 +118,7 @@ bool ts_node_mentions(const ts_node *n, const ts_symbol *s) {
   if (n->kind == TS_NODE_NAME && n->sym == s)
     return true;
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (!dead_kid(n, i) && ts_node_mentions(n->kids[i], s))
+    if (!ts_if_dead_kid(n, i) && ts_node_mentions(n->kids[i], s))
       return true;
   return false;
 }
@@ -154,7 +153,7 @@ bool ts_node_writes(const ts_node *n, const ts_symbol *s) {
   if (d && (w ? w == s : ts_node_mentions(d, s)))
     return true;
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (!dead_kid(n, i) && ts_node_writes(n->kids[i], s))
+    if (!ts_if_dead_kid(n, i) && ts_node_writes(n->kids[i], s))
       return true;
   return false;
 }
@@ -164,7 +163,7 @@ int ts_node_mention_count(const ts_node *n, const ts_symbol *s) {
     return 0;
   int c = n->kind == TS_NODE_NAME && n->sym == s;
   for (uint32_t i = 0; i < n->kid_count; i++)
-    c += dead_kid(n, i) ? 0 : ts_node_mention_count(n->kids[i], s);
+    c += ts_if_dead_kid(n, i) ? 0 : ts_node_mention_count(n->kids[i], s);
   return c;
 }
 
@@ -204,7 +203,7 @@ static bool owner_in_parallel(const ts_node *n, const ts_symbol *s, const ts_nod
   if (n->kind == TS_NODE_NAME)
     return n->sym != s;
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (!owner_in_parallel(n->kids[i], s, vars, nv, read_only))
+    if (!ts_if_dead_kid(n, i) && !owner_in_parallel(n->kids[i], s, vars, nv, read_only))
       return false;
   return true;
 }
@@ -231,6 +230,8 @@ static bool owner_only(const ts_node *n, const ts_symbol *s, bool rows) {
     return !ts_node_mentions(n->kids[0], s) && !ts_node_mentions(n->kids[1], s) &&
            !ts_node_mentions(n->kids[2], s) && owner_only(n->kids[3], s, rows);
   case TS_NODE_IF:
+    if (ts_if_taken(n)) /* folded: the branch generated */
+      return owner_only(n->kids[ts_if_taken(n)], s, rows);
     return !ts_node_mentions(n->kids[0], s) && owner_only(n->kids[1], s, rows) &&
            owner_only(n->kids[2], s, rows);
   case TS_NODE_PARALLEL: {
@@ -338,7 +339,7 @@ bool ts_stmt_private(const ts_node *n, const ts_gpu_tile *plan, int nt) {
     }
   }
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (!ts_stmt_private(n->kids[i], plan, nt))
+    if (!ts_if_dead_kid(n, i) && !ts_stmt_private(n->kids[i], plan, nt))
       return false;
   return true;
 }

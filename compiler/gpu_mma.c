@@ -148,7 +148,7 @@ static bool all_m64(const ts_node *n, bool *any) {
     return true;
   }
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (!all_m64(n->kids[i], any))
+    if (!ts_if_dead_kid(n, i) && !all_m64(n->kids[i], any))
       return false;
   return true;
 }
@@ -216,7 +216,7 @@ static bool accumulates(const ts_kernel_info *k, const ts_gpu_tile *tiles, int n
     return wgmma_shaped(k, tiles, nt, n, mnk) &&
            (wgmma || k->threads >= 256 || ts_call_named_bool(n, "trans_b", false));
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (accumulates(k, tiles, nt, n->kids[i], s, wgmma))
+    if (!ts_if_dead_kid(n, i) && accumulates(k, tiles, nt, n->kids[i], s, wgmma))
       return true;
   return false;
 }
@@ -292,7 +292,7 @@ static bool canonical_only(const ts_kernel_info *k, const ts_gpu_tile *tiles, in
     return true;
   }
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (!canonical_only(k, tiles, nt, n->kids[i], s, wgmma, used))
+    if (!ts_if_dead_kid(n, i) && !canonical_only(k, tiles, nt, n->kids[i], s, wgmma, used))
       return false;
   return true;
 }
@@ -323,7 +323,7 @@ static bool mma_target(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt
       n->kids[0]->builtin == TS_BUILTIN_GEMM)
     return n->kids[0]->kids[2]->sym == s && ts_mma_gemm(k, tiles, nt, n->kids[0], mnk);
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (mma_target(k, tiles, nt, n->kids[i], s))
+    if (!ts_if_dead_kid(n, i) && mma_target(k, tiles, nt, n->kids[i], s))
       return true;
   return false;
 }
@@ -364,7 +364,8 @@ static void regs_in(walk *w, const ts_node *n, int *out, int *count) {
     return;
   }
   for (uint32_t i = 0; i < n->kid_count; i++)
-    regs_in(w, n->kids[i], out, count);
+    if (!ts_if_dead_kid(n, i))
+      regs_in(w, n->kids[i], out, count);
 }
 
 static void drop(walk *w, int i) {
@@ -436,7 +437,7 @@ static bool reads(const ts_node *n, const ts_symbol *s) {
   if (n->kind == TS_NODE_NAME)
     return n->sym == s;
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (reads(n->kids[i], s))
+    if (!ts_if_dead_kid(n, i) && reads(n->kids[i], s))
       return true;
   return false;
 }
@@ -455,7 +456,7 @@ static bool rows_body(walk *w, const ts_node *body, const ts_node *n) {
   if (m && reads(body, m))
     return false;
   for (uint32_t i = 0; i < n->kid_count; i++)
-    if (!rows_body(w, body, n->kids[i]))
+    if (!ts_if_dead_kid(n, i) && !rows_body(w, body, n->kids[i]))
       return false;
   return true;
 }
@@ -514,8 +515,9 @@ static void statement(walk *w, const ts_node *s) {
     return;
   case TS_NODE_IF:
     drop_all(w, s->kids[0]);
-    statement(w, s->kids[1]);
-    statement(w, s->kids[2]);
+    for (uint32_t i = 1; i < 3; i++)
+      if (!ts_if_dead_kid(s, i))
+        statement(w, s->kids[i]);
     return;
   case TS_NODE_TILE: return;
   default: break;
@@ -604,7 +606,8 @@ static void candidates(walk *w, const ts_node *s) {
     return;
   }
   for (uint32_t i = 0; i < s->kid_count; i++)
-    candidates(w, s->kids[i]);
+    if (!ts_if_dead_kid(s, i))
+      candidates(w, s->kids[i]);
 }
 
 /* Register tiles a statement touches with an accumulator in an mma layout
@@ -617,7 +620,8 @@ static void followers(walk *w, const ts_node *s) {
   if (s->kind == TS_NODE_BLOCK || s->kind == TS_NODE_FOR || s->kind == TS_NODE_PIPELINED ||
       s->kind == TS_NODE_IF) {
     for (uint32_t i = 0; i < s->kid_count; i++)
-      followers(w, s->kids[i]);
+      if (!ts_if_dead_kid(s, i))
+        followers(w, s->kids[i]);
     return;
   }
   if (s->kind != TS_NODE_PARALLEL && s->kind != TS_NODE_EXPR_STMT)

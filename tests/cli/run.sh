@@ -142,6 +142,24 @@ kernel fold(x: f32[N]) params(FLAG: bool = false) grid(1) {
   }
 }
 
+kernel mma_dead(a: bf16[M, K], b: bf16[N, K], c: f32[M, N])
+  params(FLAG: bool = false) grid(1) threads(128)
+{
+  shared as: bf16[64, 64];
+  shared bs: bf16[64, 64];
+  frag acc: f32[64, 64];
+  copy(a[0:64, 0:64], as);
+  copy(b[0:64, 0:64], bs);
+  gemm(as, bs, acc, trans_b=true, accumulate=false);
+  if FLAG {
+    acc[0, 1] = acc[1, 0];
+  }
+  parallel (i, j) in (64, 64) {
+    acc[i, j] = acc[i, j] * 2.0;
+  }
+  copy(acc, c[0:64, 0:64]);
+}
+
 kernel fp8_dead(x: f32[1, K], w: fp8e4m3[N, K], y: f32[1, N], seen: f32[1])
   params(SEE: bool = false)
   grid(ceildiv(N, 8))
@@ -324,6 +342,26 @@ if [[ -x ${PTXAS:-/usr/local/cuda/bin/ptxas} ]]; then
     echo "FAIL: hca_attn_split's spills on sm_80 not shown"
     cat "$tmp/out"
   fi
+  # a frag whose one cross-thread use is in a branch a param leaves out
+  # keeps the accumulator in registers (wgmma's layout), both lowerings:
+  # with the branch taken it goes to shared memory (the tile plan's walks,
+  # compiler/gen_gpu.c owner_only and gpu_mma.c, skip the branch not taken)
+  for tgt in ptx cuda; do
+    smem=()
+    for fl in false true; do
+      "$t" compile "$tmp/fold.tile" --kernel mma_dead -D FLAG=$fl --target $tgt \
+        --emit resources >"$tmp/out" 2>"$tmp/err"
+      smem+=("$(awk -F'|' '$2 ~ /mma_dead/ { print $7 + 0 }' "$tmp/out")")
+    done
+    if [[ -n ${smem[0]} && -n ${smem[1]} ]] && awk -v a="${smem[0]}" -v b="${smem[1]}" \
+      'BEGIN { exit !(a + 16 <= b) }'; then
+      pass=$((pass + 1))
+    else
+      fail=$((fail + 1))
+      echo "FAIL: $tgt: the accumulator's shared memory with the branch not taken (${smem[0]} KiB)" \
+        "not 16 KiB under the branch taken's (${smem[1]} KiB)"
+    fi
+  done
   expect 0 "--emit resources of the CUDA C" "$t" compile tests/lua/tile_fns.tile --target cuda \
     --kernel view_fns --emit resources
   has out "| view_fns | 128 |" "NVRTC's PTX assembled and its launch known"
