@@ -256,10 +256,15 @@ MlirValue gen_convert(gen *g, MlirValue v, MlirType to);
 void gen_row_range(gen *g, view *gv, MlirValue *k, uint32_t outer, MlirValue ext,
                    MlirValue *lin, MlirValue *lo, MlirValue *hi);
 bool gen_host_avx512(void);
+bool gen_host_vbmi(void);
 MlirValue gen_x86_intrinsic(mb *b, const char *name, int n, MlirValue *ops, MlirType rt);
 MlirValue gen_vec_shuffle(mb *b, MlirValue x, MlirValue y, const int64_t *mask, intptr_t n,
                           MlirType vt);
 void gen_copy_packed(gen *g, ts_node *call, view *src, view *dst);
+/* A copy of a slice of an fp8e4m3 tensor into a whole f32 tile on an
+ * AVX-512 VBMI host, 64 codes a step by the table lookups below; false:
+ * not this form. */
+bool gen_copy_fp8_rows(gen *g, view *src, view *dst);
 
 /* ---- operands decoded in registers (gen_packed.c) ------------------------ */
 

@@ -346,35 +346,104 @@ static MlirValue slice8(mb *b, MlirValue v, int64_t off, MlirType rt) {
       mb_op(b, "vector.extract_strided_slice", 1, &v, 1, &rt, 3, a), 0);
 }
 
-/* The 64 e4m3 codes of row `row` from k0 as eight f32 vectors (type vt) of
- * 8: out[u] holds k0 + 8u .. k0 + 8u + 7. */
-void gen_fp8_row(gen *g, const fp8_tables *t, const dot_src *s, MlirValue row,
-                 MlirValue k0, MlirType vt, MlirValue out[8]) {
-  mb *b = &g->b;
+/* The 64 e4m3 codes of `code` (vector<64xi8>) as four vector<16xf32>:
+ * out[q] holds codes 16q .. 16q + 15. */
+static void fp8_64(mb *b, const fp8_tables *t, MlirValue code, MlirValue out[4]) {
   int64_t n64 = 64, n16 = 16;
   MlirType bt = mlirVectorTypeGet(1, &n64, b->i8),
            ft = mlirVectorTypeGet(1, &n16, b->f32);
-  MlirValue at =
-      mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, s->stride), k0);
-  at = mb_bin(b, "arith.addi", s->base, at);
-  MlirValue ops[2] = {s->mem, mb_cast(b, "arith.index_cast", at, b->index)};
-  MlirValue code = mb_op1(b, "vector.load", 2, ops, bt);
   MlirValue neg = mb_cmpi(b, CMPI_SLT, code, t->zero);
   MlirValue top = mb_select(b, neg, lookup128(b, t->top_neg, code),
                             lookup128(b, t->top_pos, code));
   MlirValue next = lookup128(b, t->next, code);
-  for (int q = 0; q < 4;
-       q++) { /* codes 16q .. 16q + 15: f32 bytes (0, 0, next, top) */
+  for (int q = 0; q < 4; q++) { /* f32 bytes (0, 0, next, top) */
     int64_t mask[64];
     for (int l = 0; l < 64; l++)
       mask[l] = (l % 4 == 3 ? 64 : 0) + 16 * q + l / 4;
     MlirValue v =
         mb_bin(b, "arith.andi", gen_vec_shuffle(b, next, top, mask, 64, bt),
                t->low_zero);
-    v = mb_cast(b, "vector.bitcast", v, ft);
-    out[2 * q] = slice8(b, v, 0, vt);
-    out[2 * q + 1] = slice8(b, v, 8, vt);
+    out[q] = mb_cast(b, "vector.bitcast", v, ft);
   }
+}
+
+/* The 64 e4m3 codes of row `row` from k0 as eight f32 vectors (type vt) of
+ * 8: out[u] holds k0 + 8u .. k0 + 8u + 7. */
+void gen_fp8_row(gen *g, const fp8_tables *t, const dot_src *s, MlirValue row,
+                 MlirValue k0, MlirType vt, MlirValue out[8]) {
+  mb *b = &g->b;
+  int64_t n64 = 64;
+  MlirType bt = mlirVectorTypeGet(1, &n64, b->i8);
+  MlirValue at =
+      mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, s->stride), k0);
+  at = mb_bin(b, "arith.addi", s->base, at);
+  MlirValue ops[2] = {s->mem, mb_cast(b, "arith.index_cast", at, b->index)};
+  MlirValue v[4];
+  fp8_64(b, t, mb_op1(b, "vector.load", 2, ops, bt), v);
+  for (int q = 0; q < 4; q++) {
+    out[2 * q] = slice8(b, v[q], 0, vt);
+    out[2 * q + 1] = slice8(b, v[q], 8, vt);
+  }
+}
+
+/* The CPU's row form of a copy from a slice of an fp8e4m3 tensor (its last
+ * dim a plain slice) into a whole f32 tile, on AVX-512 VBMI: each row's
+ * in-range codes 64 a step by fp8_64's lookups (about 13 instructions a 64
+ * values, where the arithmetic decode copy_rows vectorises takes about 10
+ * a 16), the rest one at a time; the tile's columns outside the tensor
+ * zero. The same values as the element form (the tables are its decode's),
+ * NaN codes included. False: not this form. */
+bool gen_copy_fp8_rows(gen *g, view *src, view *dst) {
+  uint32_t last = src->rank - 1, outer = dst->vrank - 1;
+  if (g->gpu || !gen_host_vbmi() || src->dt != TS_DTYPE_FP8E4M3 ||
+      dst->dt != TS_DTYPE_F32 || src->in_range || !dst->in_range || dst->vrank == 0 ||
+      src->sub[last].kind != SUB_SLICE || src->sub[last].vdim != outer || src->regs ||
+      dst->regs || dst->swz || dst->pad)
+    return false;
+  mb *b = &g->b;
+  loop L[TS_MAX_RANK];
+  MlirValue k[TS_MAX_RANK], kd[TS_MAX_RANK];
+  gen_loops_begin(g, L, dst->vext, outer, k);
+  MlirValue lin, lo, hi, dlin, ok;
+  gen_row_range(g, src, k, outer, dst->vext[outer], &lin, &lo, &hi);
+  memcpy(kd, k, sizeof k);
+  kd[outer] = gen_i64(g, 0);
+  gen_view_elem(g, dst, kd, &dlin, &ok);
+  MlirValue n64 =
+      mb_bin(b, "arith.divsi", mb_bin(b, "arith.subi", hi, lo), gen_i64(g, 64));
+  MlirValue mid =
+      mb_bin(b, "arith.addi", lo, mb_bin(b, "arith.muli", n64, gen_i64(g, 64)));
+  int64_t w = 64;
+  MlirType bt = mlirVectorTypeGet(1, &w, b->i8);
+  fp8_tables t = gen_fp8_tables(b);
+  loop v;
+  gen_loop_begin_step(g, &v, lo, mid, gen_i64(g, 64));
+  MlirValue ops[2] = {src->mem, mb_cast(b, "arith.index_cast",
+                                        mb_bin(b, "arith.addi", lin, v.iv), b->index)};
+  MlirValue x[4];
+  fp8_64(b, &t, mb_op1(b, "vector.load", 2, ops, bt), x);
+  for (int q = 0; q < 4; q++)
+    vec_store(b, x[q], dst->mem,
+              mb_bin(b, "arith.addi", dlin, mb_bin(b, "arith.addi", v.iv, gen_i64(g, 16 * q))));
+  gen_loop_end(g, &v);
+  /* the in-range tail, then the columns outside the tensor */
+  MlirValue ranges[3][2] = {{mid, hi}, {gen_i64(g, 0), lo}, {hi, dst->vext[outer]}};
+  for (int r = 0; r < 3; r++) {
+    loop e;
+    gen_loop_begin(g, &e, ranges[r][0], ranges[r][1]);
+    MlirValue c = mb_const_f32(b, 0.0);
+    if (r == 0) {
+      k[outer] = e.iv;
+      src->unchecked = true;
+      gen_view_load(g, src, k, &c);
+      src->unchecked = false;
+      c = gen_convert(g, c, b->f32);
+    }
+    mb_store(b, c, dst->mem, mb_bin(b, "arith.addi", dlin, e.iv));
+    gen_loop_end(g, &e);
+  }
+  gen_loops_end(g, L, outer);
+  return true;
 }
 
 /* ---- FP4 operands decoded in registers (AVX-512) ------------------------- */

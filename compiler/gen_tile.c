@@ -43,6 +43,11 @@ bool gen_host_avx512(void) {
   return host_avx512;
 }
 
+bool gen_host_vbmi(void) {
+  probe_host();
+  return host_vbmi;
+}
+
 /* ---- tile operations ----------------------------------------------------- */
 
 static MlirValue clamp64(gen *g, MlirValue v, MlirValue lo, MlirValue hi) {
@@ -126,8 +131,8 @@ void gen_copy(gen *g, ts_node *call) {
     gen_copy_packed(g, call, &src, &dst);
     return;
   }
-  /* the row form runs whole rows in one thread: the CPU's */
-  if (!g->gpu && copy_rows(g, &src, &dst))
+  /* the row forms run whole rows in one thread: the CPU's */
+  if (!g->gpu && (gen_copy_fp8_rows(g, &src, &dst) || copy_rows(g, &src, &dst)))
     return;
   loop L[TS_MAX_RANK];
   MlirValue k[TS_MAX_RANK];

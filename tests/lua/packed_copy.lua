@@ -136,9 +136,10 @@ local function run(devname)
     C.check(bad == 0,
             string.format("%s unpack_gather PL %d (%d elements differ)", devname, PL, bad))
   end
-  -- a plain copy of fp8e4m3 codes into f32 and bf16 tiles: every code
-  -- (NaNs and -0 too) at many positions of a row, rows and columns past
-  -- the tensor; against the host's decode of the same tensor (base/numeric.c)
+  -- a plain copy of fp8e4m3 codes into f32 (on a VBMI CPU 64 a step by
+  -- table lookups) and bf16 tiles: every code (NaNs and -0 too) at many
+  -- positions of a 64-code step, spans that end inside a step, rows and
+  -- columns past the tensor; against the host's decode (base/numeric.c)
   local vals = {}
   for c = 0, 255 do -- e4m3 code c's value: 1.m x 2^(e - 7), subnormals m/8 x 2^-6
     local e, m = (c >> 3) & 15, c & 7
