@@ -167,32 +167,50 @@ static MlirValue e2m1x2_32(mb *b, MlirValue bytes) {
   return gen_vec_shuffle(b, lv, hv, mask, 32, vb32);
 }
 
+/* A row form's set-up (packed_rows, gen_copy_fp8_rows): when src is a
+ * tensor slice whose last dim is a plain slice and dst a whole tile, both
+ * in memory, loops over dst's rows (L, k; kd the row's first element) and
+ * the row's span: src's linear start (lin), its in-range bytes [lo, hi) of
+ * ext, dst's row start (dlin), and mid, lo plus the whole steps of `step`.
+ * False (nothing emitted): not such a copy. */
+typedef struct row_span {
+  MlirValue lin, lo, hi, mid, dlin;
+} row_span;
+
+static bool row_begin(gen *g, view *src, view *dst, bool ext_src, int64_t step, loop *L,
+                      MlirValue *k, MlirValue *kd, row_span *r) {
+  uint32_t last = src->rank - 1, outer = dst->vrank - 1;
+  if (g->gpu || src->in_range || !dst->in_range || dst->vrank == 0 ||
+      src->sub[last].kind != SUB_SLICE || src->sub[last].vdim != outer || src->regs ||
+      dst->regs || dst->swz || dst->pad)
+    return false;
+  mb *b = &g->b;
+  gen_loops_begin(g, L, dst->vext, outer, k);
+  gen_row_range(g, src, k, outer, (ext_src ? src : dst)->vext[outer], &r->lin, &r->lo, &r->hi);
+  memcpy(kd, k, sizeof(MlirValue) * TS_MAX_RANK);
+  kd[outer] = gen_i64(g, 0);
+  MlirValue ok;
+  gen_view_elem(g, dst, kd, &r->dlin, &ok);
+  MlirValue n = mb_bin(b, "arith.divsi", mb_bin(b, "arith.subi", r->hi, r->lo), gen_i64(g, step));
+  r->mid = mb_bin(b, "arith.addi", r->lo, mb_bin(b, "arith.muli", n, gen_i64(g, step)));
+  return true;
+}
+
 /* The CPU's form (AVX-512): a tensor slice whose last dim is a plain slice
  * into a whole f32 tile (e2m1) or i8 one (e2m1x2), a row at a time. False:
  * not this form. */
 static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B,
                         bool twice) {
-  uint32_t last = src->rank - 1, outer = dst->vrank - 1;
-  if (g->gpu || !gen_host_avx512() || src->in_range || !dst->in_range ||
-      dst->vrank == 0 || (sv && B % 16) ||
-      dst->dt != (twice ? TS_DTYPE_I8 : TS_DTYPE_F32) ||
-      src->sub[last].kind != SUB_SLICE || src->sub[last].vdim != outer ||
-      src->regs || dst->regs || dst->swz || dst->pad)
-    return false;
-  mb *b = &g->b;
+  uint32_t outer = dst->vrank - 1;
   loop L[TS_MAX_RANK];
   MlirValue k[TS_MAX_RANK], kd[TS_MAX_RANK];
-  gen_loops_begin(g, L, dst->vext, outer, k);
-  MlirValue lin, lo, hi, dlin, ok;
-  gen_row_range(g, src, k, outer, src->vext[outer], &lin, &lo, &hi);
-  memcpy(kd, k, sizeof k);
-  kd[outer] = gen_i64(g, 0);
-  gen_view_elem(g, dst, kd, &dlin, &ok);
+  row_span rs;
   /* whole 16-byte steps from lo, then a byte at a time */
-  MlirValue n16 =
-      mb_bin(b, "arith.divsi", mb_bin(b, "arith.subi", hi, lo), gen_i64(g, 16));
-  MlirValue mid =
-      mb_bin(b, "arith.addi", lo, mb_bin(b, "arith.muli", n16, gen_i64(g, 16)));
+  if (!gen_host_avx512() || (sv && B % 16) || dst->dt != (twice ? TS_DTYPE_I8 : TS_DTYPE_F32) ||
+      !row_begin(g, src, dst, true, 16, L, k, kd, &rs))
+    return false;
+  mb *b = &g->b;
+  MlirValue lin = rs.lin, lo = rs.lo, hi = rs.hi, mid = rs.mid, dlin = rs.dlin;
   int64_t n = 16;
   MlirType vf = mlirVectorTypeGet(1, &n, b->f32),
            vb = mlirVectorTypeGet(1, &n, b->i8);
@@ -394,25 +412,15 @@ void gen_fp8_row(gen *g, const fp8_tables *t, const dot_src *s, MlirValue row,
  * zero. The same values as the element form (the tables are its decode's),
  * NaN codes included. False: not this form. */
 bool gen_copy_fp8_rows(gen *g, view *src, view *dst) {
-  uint32_t last = src->rank - 1, outer = dst->vrank - 1;
-  if (g->gpu || !gen_host_vbmi() || src->dt != TS_DTYPE_FP8E4M3 ||
-      dst->dt != TS_DTYPE_F32 || src->in_range || !dst->in_range || dst->vrank == 0 ||
-      src->sub[last].kind != SUB_SLICE || src->sub[last].vdim != outer || src->regs ||
-      dst->regs || dst->swz || dst->pad)
-    return false;
-  mb *b = &g->b;
+  uint32_t outer = dst->vrank - 1;
   loop L[TS_MAX_RANK];
   MlirValue k[TS_MAX_RANK], kd[TS_MAX_RANK];
-  gen_loops_begin(g, L, dst->vext, outer, k);
-  MlirValue lin, lo, hi, dlin, ok;
-  gen_row_range(g, src, k, outer, dst->vext[outer], &lin, &lo, &hi);
-  memcpy(kd, k, sizeof k);
-  kd[outer] = gen_i64(g, 0);
-  gen_view_elem(g, dst, kd, &dlin, &ok);
-  MlirValue n64 =
-      mb_bin(b, "arith.divsi", mb_bin(b, "arith.subi", hi, lo), gen_i64(g, 64));
-  MlirValue mid =
-      mb_bin(b, "arith.addi", lo, mb_bin(b, "arith.muli", n64, gen_i64(g, 64)));
+  row_span rs;
+  if (!gen_host_vbmi() || src->dt != TS_DTYPE_FP8E4M3 || dst->dt != TS_DTYPE_F32 ||
+      !row_begin(g, src, dst, false, 64, L, k, kd, &rs))
+    return false;
+  mb *b = &g->b;
+  MlirValue lin = rs.lin, lo = rs.lo, hi = rs.hi, mid = rs.mid, dlin = rs.dlin;
   int64_t w = 64;
   MlirType bt = mlirVectorTypeGet(1, &w, b->i8);
   fp8_tables t = gen_fp8_tables(b);
