@@ -22,6 +22,7 @@
 #define MAX_AXES 16
 #define MAX_FIXED 16
 #define MAX_CONFIGS 100000
+#define MAX_RUNS 64 /* timed runs a config, and rounds in turns */
 
 typedef struct axis {
   ts_str name;
@@ -438,6 +439,14 @@ static int by_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* Whether config c is among pick[0 .. np). */
+static bool picked(const size_t *pick, size_t np, size_t c) {
+  for (size_t i = 0; i < np; i++)
+    if (pick[i] == c)
+      return true;
+  return false;
+}
+
 /* The configs whose fastest run is within o->close of the best's (at most
  * TS_TUNE_CLOSE_MAX, the fastest) timed again in turns: `reps` rounds, each
  * one run of every such config, the order rotated a round; their medians
@@ -462,15 +471,14 @@ static ts_status retime_close(const ts_tune_options *o, job *jobs, ts_tune_resul
   for (; np < TS_TUNE_CLOSE_MAX; np++) {
     size_t f = total;
     for (size_t c = 0; c < total; c++)
-      if (res[c].state == TS_TUNE_OK && res[c].fastest <= best * close && !res[c].retimed &&
-          (f == total || res[c].fastest < res[f].fastest))
+      if (res[c].state == TS_TUNE_OK && res[c].fastest <= best * close &&
+          !picked(pick, np, c) && (f == total || res[c].fastest < res[f].fastest))
         f = c;
     if (f == total)
       break;
-    res[f].retimed = true; /* (picked; cleared below if the rounds fall short) */
     pick[np] = f;
   }
-  double s[TS_TUNE_CLOSE_MAX][64];
+  double s[TS_TUNE_CLOSE_MAX][MAX_RUNS];
   int rounds = 0;
   /* (the inputs are not reset between runs, as none are between a
    * config's first timings: every run is over the same shapes) */
@@ -710,7 +718,7 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
 
   /* check and time */
   double t_start = now();
-  int reps = o->repeats > 0 ? o->repeats : 7;
+  int reps = o->repeats > 0 ? (o->repeats < MAX_RUNS ? o->repeats : MAX_RUNS) : 7;
   const ts_tune_result *best = NULL;
   size_t done_n = 0;
   for (size_t c = 0; c < total && !st; c++) {
@@ -743,9 +751,7 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
       progress(o, done_n, total, best);
       continue;
     }
-    double s[64], dummy;
-    if (reps > 64)
-      reps = 64;
+    double s[MAX_RUNS], dummy;
     ls = timed(o->device, jobs[c].k, &in, &dummy); /* warm-up */
     for (int i = 0; i < reps && !ls; i++)
       ls = timed(o->device, jobs[c].k, &in, &s[i]);
