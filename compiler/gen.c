@@ -880,6 +880,7 @@ void gen_stmt(gen *g, ts_node *n) {
     bool pipe = n->kind == TS_NODE_PIPELINED;
     MlirValue lo = gen_expr_as(g, n->kids[0], b->i64);
     MlirValue hi = gen_expr_as(g, n->kids[1], b->i64);
+    int lanes = gen_lanes_begin(g, n, n->kids[pipe ? 3 : 2]);
     loop L;
     gen_loop_begin(g, &L, lo, hi);
     n->sym->user = L.iv.ptr;
@@ -893,6 +894,7 @@ void gen_stmt(gen *g, ts_node *n) {
     gen_block(g, n->kids[pipe ? 3 : 2]);
     g->nloops--;
     gen_loop_end(g, &L);
+    gen_lanes_end(g, lanes);
     break;
   }
   case TS_NODE_IF: {

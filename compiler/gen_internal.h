@@ -47,6 +47,12 @@ typedef struct gen {
   int nproven;
   const void *inplace;  /* gemms of a loop reading tensors in place (gen_tile.c) */
   int ninplace;
+  struct gen_lanes {    /* f32 tiles a loop's dot gemms sum into by lanes (gen_tile.c) */
+    const ts_symbol *c;
+    ts_node *ref;       /* a gemm's c naming it */
+    MlirValue mem;      /* memref of M x N vectors of the dot's lanes */
+  } lanes[8];
+  int nlanes;
   bool single;          /* inside a statement only thread 0 runs */
   bool synced;          /* the last statement ended with a barrier */
   MlirValue smem_base;  /* memref<?xi8>: the block's shared memory */
@@ -210,6 +216,15 @@ bool gen_fused_reduce_fits(gen *g, ts_node *first, ts_node *next);
  * (or the loop's) index; false (nothing emitted) when they do not have
  * that form (gen_tile.c). */
 bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last);
+/* On the CPU, before `for` loop n with body `body`: each f32 tile that its
+ * dot gemms (c += a . b^T, gen_tile.c) accumulate into and nothing else in
+ * it names gets a buffer of its elements' k lanes, zeroed, which those gemms
+ * add their products to instead of summing each call's lanes into the
+ * tile; gen_lanes_end, after the loop, adds each element's lanes' sum to
+ * the tile (the same halving tree) and forgets the buffers from `from`, the
+ * value gen_lanes_begin returned. */
+int gen_lanes_begin(gen *g, const ts_node *n, const ts_node *body);
+void gen_lanes_end(gen *g, int from);
 /* gen_bounds.c: on the CPU, parallel statement n as `if (its element
  * accesses that interval arithmetic bounds lie inside their extents) { n
  * with those unchecked } else { n }`; false (nothing made) where none is

@@ -445,12 +445,43 @@ static void dot_decode_step(gen *g, const dot_block_at *d, const fp8_tables *t, 
   }
 }
 
+/* The lanes' sums of v[0 .. n) (vectors of type vt) added to (acc) or
+ * stored in the elements at[0 .. n) of c. */
+static void dot_finish(gen *g, MlirType vt, MlirValue *v, int n, const MlirValue *at, view *C,
+                       bool acc) {
+  mb *b = &g->b;
+  int which[DOT_MAX][DOT_VW];
+  for (int q = 0; q < n; q++)
+    which[q][0] = q;
+  dot_tree(b, vt, v, &n, which);
+  for (int q = 0; q < n; q++)
+    for (int l = 0; l < DOT_VW; l++) {
+      int e = which[q][l];
+      if (e < 0)
+        continue;
+      MlirValue x = vec_extract(b, v[q], l);
+      if (acc)
+        x = mb_bin(b, "arith.addf", mb_load(b, C->mem, at[e]), x);
+      mb_store(b, x, C->mem, at[e]);
+    }
+}
+
+/* The lanes buffer of the loop around gemm `call` (gen_lanes_begin) that
+ * its c sums into, or NULL. */
+static const struct gen_lanes *lanes_of(gen *g, const ts_node *call) {
+  for (int q = 0; q < g->nlanes; q++)
+    if (g->lanes[q].c == call->kids[2]->sym)
+      return &g->lanes[q];
+  return NULL;
+}
+
 static void dot_emit(gen *g, const ts_node *call, const dot_src *A, const dot_src *B, view *C,
                      bool acc) {
   mb *b = &g->b;
   int64_t M = const_dim(call->kids[2], 0), N = const_dim(call->kids[2], 1);
   int64_t K = const_dim(call->kids[0], 1);
   int RA = dot_block(M, 4), RB = dot_block(N, DOT_MAX / RA);
+  const struct gen_lanes *la = lanes_of(g, call);
   bool fp8 = B->dt == TS_DTYPE_FP8E4M3 && !B->e2m1;
   int64_t step = fp8 || B->e2m1 ? 8 * DOT_VW : DOT_VW;
   fp8_tables t;
@@ -463,8 +494,14 @@ static void dot_emit(gen *g, const ts_node *call, const dot_src *A, const dot_sr
   MlirValue slots = u.slots, zero = u.zero, i0 = u.i0, j0 = u.j0;
   dot_block_at d = {RA, RB, vt, slots, i0, j0};
   loop lk;
-  for (int q = 0; q < RA * RB; q++)
-    mb_store(b, zero, slots, gen_i64(g, q));
+  int n = RA * RB;
+  MlirValue v[DOT_MAX], at[DOT_MAX];
+  for (int q = 0; q < n; q++) {
+    MlirValue row = mb_bin(b, "arith.addi", i0, gen_i64(g, q / RB));
+    MlirValue col = mb_bin(b, "arith.addi", j0, gen_i64(g, q % RB));
+    at[q] = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, gen_i64(g, N)), col);
+    mb_store(b, la ? mb_load(b, la->mem, at[q]) : zero, slots, gen_i64(g, q));
+  }
   gen_loop_begin(g, &lk, gen_i64(g, 0), gen_i64(g, K / step));
   MlirValue k0 = mb_bin(b, "arith.muli", lk.iv, gen_i64(g, step));
   if (fp8 || B->e2m1)
@@ -472,27 +509,110 @@ static void dot_emit(gen *g, const ts_node *call, const dot_src *A, const dot_sr
   else
     dot_step(g, &d, A, B, k0);
   gen_loop_end(g, &lk);
-  MlirValue v[DOT_MAX];
-  int n = RA * RB, which[DOT_MAX][DOT_VW];
   for (int q = 0; q < n; q++) {
     v[q] = mb_load(b, slots, gen_i64(g, q));
-    which[q][0] = q;
+    if (la) /* summed after the loop (gen_lanes_end) */
+      mb_store(b, v[q], la->mem, at[q]);
   }
-  dot_tree(b, vt, v, &n, which);
-  for (int q = 0; q < n; q++)
-    for (int l = 0; l < DOT_VW; l++) {
-      int e = which[q][l];
-      if (e < 0)
-        continue;
-      MlirValue row = mb_bin(b, "arith.addi", i0, gen_i64(g, e / RB));
-      MlirValue col = mb_bin(b, "arith.addi", j0, gen_i64(g, e % RB));
-      MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, gen_i64(g, N)), col);
-      MlirValue x = vec_extract(b, v[q], l);
-      if (acc)
-        x = mb_bin(b, "arith.addf", mb_load(b, C->mem, at), x);
-      mb_store(b, x, C->mem, at);
-    }
+  if (!la)
+    dot_finish(g, vt, v, n, at, C, acc);
   ukernel_end(g, &u);
+}
+
+/* ---- a loop's dot gemms summing by lanes ------------------------------------ */
+
+/* Whether node n is, or holds, node x. */
+static bool holds(const ts_node *n, const ts_node *x) {
+  if (!n || n == x)
+    return n == x;
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (holds(n->kids[i], x))
+      return true;
+  return false;
+}
+
+/* The gemm calls under n that take the dot micro-kernel, into gs[0 .. *ng)
+ * (at most cap; false when more). */
+static bool dot_gemms(ts_node *n, ts_node **gs, int *ng, int cap) {
+  if (!n)
+    return true;
+  if (n->kind == TS_NODE_CALL && n->builtin == TS_BUILTIN_GEMM && dot_fits(n)) {
+    if (*ng == cap)
+      return false;
+    gs[(*ng)++] = n;
+  }
+  for (uint32_t i = 0; i < n->kid_count; i++)
+    if (!dot_gemms(n->kids[i], gs, ng, cap))
+      return false;
+  return true;
+}
+
+/* A tile's lanes buffer holds 8 floats an element: up to 32 KiB of stack */
+enum { LANES_MAX_ELEMS = 1024, GEMMS_MAX = 16 };
+
+int gen_lanes_begin(gen *g, const ts_node *n, const ts_node *body) {
+  int from = g->nlanes;
+  ts_node *gs[GEMMS_MAX];
+  int ng = 0;
+  if (g->gpu || g->par || g->in_fn || !dot_gemms((ts_node *)body, gs, &ng, GEMMS_MAX))
+    return from;
+  mb *b = &g->b;
+  for (int q = 0; q < ng && g->nlanes < (int)(sizeof g->lanes / sizeof g->lanes[0]); q++) {
+    ts_node *call = gs[q];
+    const ts_symbol *c = call->kids[2]->sym;
+    int64_t M = const_dim(call->kids[2], 0), N = const_dim(call->kids[2], 1);
+    /* every mention of c in the loop is an accumulating dot gemm's c; c
+     * made outside the loop; not already summed by an outer loop's lanes */
+    int uses = 0;
+    bool fits = M * N <= LANES_MAX_ELEMS && c->decl && !holds(n, c->decl) &&
+                !lanes_of(g, call);
+    for (int r = 0; fits && r < ng; r++)
+      if (gs[r]->kids[2]->sym == c) {
+        uses++;
+        fits = ts_call_named_bool(gs[r], "accumulate", true) && gs[r]->kids[0]->sym != c &&
+               gs[r]->kids[1]->sym != c;
+      }
+    if (!fits || ts_node_mention_count(body, c) != uses)
+      continue;
+    int64_t shape[1] = {DOT_VW};
+    MlirType vt = mlirVectorTypeGet(1, shape, b->f32);
+    struct gen_lanes *la = &g->lanes[g->nlanes++];
+    la->c = c;
+    la->ref = call->kids[2];
+    la->mem = mb_alloca_entry(b, vt, M * N);
+    MlirValue zero = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_f32(b, 0.0)}, vt);
+    loop z;
+    gen_loop_begin(g, &z, gen_i64(g, 0), gen_i64(g, M * N));
+    mb_store(b, zero, la->mem, z.iv);
+    gen_loop_end(g, &z);
+  }
+  return from;
+}
+
+void gen_lanes_end(gen *g, int from) {
+  mb *b = &g->b;
+  for (int q = from; q < g->nlanes; q++) {
+    const struct gen_lanes *la = &g->lanes[q];
+    ts_node *ref = la->ref;
+    view pool[4], C;
+    int np = 0;
+    if (!gen_view_of(g, ref, &C, pool, &np))
+      break;
+    int64_t E = const_dim(ref, 0) * const_dim(ref, 1);
+    int G = dot_block(E, DOT_MAX);
+    int64_t shape[1] = {DOT_VW};
+    MlirType vt = mlirVectorTypeGet(1, shape, b->f32);
+    loop le;
+    gen_loop_begin(g, &le, gen_i64(g, 0), gen_i64(g, E / G));
+    MlirValue e0 = mb_bin(b, "arith.muli", le.iv, gen_i64(g, G)), v[DOT_MAX], at[DOT_MAX];
+    for (int e = 0; e < G; e++) {
+      at[e] = mb_bin(b, "arith.addi", e0, gen_i64(g, e));
+      v[e] = mb_load(b, la->mem, at[e]);
+    }
+    dot_finish(g, vt, v, G, at, &C, true);
+    gen_loop_end(g, &le);
+  }
+  g->nlanes = from;
 }
 
 static bool gemm_dot_vector(gen *g, ts_node *call, view *A, view *B, view *C, bool acc) {
