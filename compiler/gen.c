@@ -890,6 +890,8 @@ void gen_stmt(gen *g, ts_node *n) {
     }
     g->loops[g->nloops].brk = L.exit;
     g->loops[g->nloops].cont = L.latch;
+    g->loops[g->nloops].var = n->sym;
+    g->loops[g->nloops].iv = L.iv;
     g->nloops++;
     gen_block(g, n->kids[pipe ? 3 : 2]);
     g->nloops--;

@@ -27,6 +27,8 @@ typedef struct gen {
   MlirValue block_id[3];
   struct {
     MlirBlock brk, cont;
+    const ts_symbol *var; /* a `for` loop's variable (NULL: none) */
+    MlirValue iv;
   } loops[MAX_LOOPS];
   int nloops;
   MlirValue heap[MAX_HEAP];

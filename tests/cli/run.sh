@@ -130,6 +130,22 @@ if grep -qw avx512vbmi /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then
   lacks out "shufflevector <16 x float>" "an FP8 gemm of 8 x rows reads a copy of its weights"
   has out "@llvm.x86.avx512.vpermi2var.qi.512(" "the FP8 copy decodes by vpermi2b on a VBMI host"
 fi
+# a CPU loop's copy of a tensor slice prefetches the next step's rows when
+# they are at most 128 cache lines (compiler/gen_tile.c prefetch_next): the
+# linear's 8 x 128 bf16 weight tile, 40 prefetches in each of the two forms
+# (x read in place, and the statements as written); its 32 x 128 f32 x tile
+# (288 lines) none; 8 x 512 f32 weights (264 lines) none
+expect 0 "linear_f32 bf16 emit llvm" "$t" compile kernels/gemm.tile --kernel linear_f32 \
+  -D W=bf16 -D BM=32 -D BN=8 -D BK=128 --emit llvm
+if [[ $(grep -c "call void @llvm.prefetch" "$tmp/out") == 80 ]]; then
+  pass=$((pass + 1))
+else
+  fail=$((fail + 1))
+  echo "FAIL: linear_f32's bf16 weight tiles: not 2 x 40 prefetches"
+fi
+expect 0 "linear_f32 BK 512 emit llvm" "$t" compile kernels/gemm.tile --kernel linear_f32 \
+  -D BM=32 -D BN=8 -D BK=512 --emit llvm
+lacks out "@llvm.prefetch" "a copy of more than 128 lines a step prefetches nothing"
 # an `if` on a param compiles to the branch taken alone (both lowerings),
 # and a tile mentioned only in the branch not taken does not keep a gemm
 # from reading its slice in place (the FP8 decode in registers, on VBMI)

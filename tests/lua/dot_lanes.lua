@@ -65,14 +65,6 @@ local function want(xv, wv, M, N, K, BK, order)
   return y
 end
 
-local function bits_equal(a, b)
-  if #a ~= #b then return false end
-  for i = 1, #a do
-    if string.pack("<f", a[i]) ~= string.pack("<f", b[i]) then return false end
-  end
-  return true
-end
-
 local function run(name, M, N, K, p)
   local x = ts.tensor("f32", {M, K}, p.xv, cpu)
   local w = ts.tensor("f32", {N, K}, p.wv, cpu)
@@ -99,13 +91,14 @@ for _, shape in ipairs{{5, 13, 150}, {8, 16, 256}, {3, 9, 40}} do
     local p = {xv = xv, wv = wv, BM = t[1], BN = t[2], BK = t[3]}
     local what = string.format("M %d N %d K %d, %d x %d x %d tiles", M, N, K, t[1], t[2], t[3])
     local steps = want(xv, wv, M, N, K, t[3], "steps")
-    differ = differ or not bits_equal(steps, lanes)
+    differ = differ or not C.same_bits(steps, lanes)
     local y = run("lanes", M, N, K, p)
-    C.check(bits_equal(y, lanes), what .. ": lanes across the loop")
+    C.check(C.same_bits(y, lanes), what .. ": lanes across the loop")
     C.check(C.relerr(y, f64) < 1e-5, what .. ": near f64")
-    C.check(bits_equal(run("nested", M, N, K, p), lanes), what .. ": lanes across two loops")
-    C.check(bits_equal(run("seen", M, N, K, p), steps), what .. ": read in the loop: a tree a step")
-    C.check(bits_equal(run("last", M, N, K, p), want(xv, wv, M, N, K, t[3], "last")),
+    C.check(C.same_bits(run("nested", M, N, K, p), lanes), what .. ": lanes across two loops")
+    C.check(C.same_bits(run("seen", M, N, K, p), steps),
+            what .. ": read in the loop: a tree a step")
+    C.check(C.same_bits(run("last", M, N, K, p), want(xv, wv, M, N, K, t[3], "last")),
             what .. ": accumulate=false: the last step's tree")
   end
   C.check(differ, string.format("M %d N %d K %d: the orders differ on these values", M, N, K))

@@ -55,15 +55,6 @@ local function weights(n, W, nans)
   return wv
 end
 
--- a and b the same f32 bits, NaNs included
-local function same_bits(a, b)
-  if #a ~= #b then return false end
-  for i = 1, #a do
-    if string.pack("<f", a[i]) ~= string.pack("<f", b[i]) then return false end
-  end
-  return true
-end
-
 local function case(M, G, N, K, tiles, W, acc, nans)
   local xv = {}
   for i = 1, M * G * K do xv[i] = r() end
@@ -81,7 +72,7 @@ local function case(M, G, N, K, tiles, W, acc, nans)
   local what = string.format("M %d G %d N %d K %d BM %d %s%s", M, G, N, K, tiles.BM, W,
                              acc and "" or " (accumulate=false)")
   local av, bv = a:to_table(), b:to_table()
-  C.check(#av == M * G * N and same_bits(av, bv), what .. ": read in place differs from copied")
+  C.check(#av == M * G * N and C.same_bits(av, bv), what .. ": read in place differs from copied")
   if nans then -- the outputs whose sums meet a NaN code are NaN; the rest finite
     local bad = {}
     for _, i in ipairs(nans) do
@@ -249,7 +240,7 @@ local function fp4_case(M, G, N, K, tiles, BLK)
     end
     ys[READ] = y:to_table()
   end
-  C.check(same_bits(ys[0], ys[1]), what .. ": read in place differs from copied")
+  C.check(C.same_bits(ys[0], ys[1]), what .. ": read in place differs from copied")
   local want = {}
   for m = 0, M - 1 do
     for g = 0, G - 1 do

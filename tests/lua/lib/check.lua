@@ -122,6 +122,16 @@ function C.differ(a, b)
   return n, total
 end
 
+-- Whether flat tables a and b hold the same f32 bits (NaNs and zeros'
+-- signs included).
+function C.same_bits(a, b)
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if string.pack("<f", a[i]) ~= string.pack("<f", b[i]) then return false end
+  end
+  return true
+end
+
 -- Whether two flat lists (or tensors: their values) have the same length
 -- and entries (==: a NaN equals nothing).
 function C.same(a, b)
