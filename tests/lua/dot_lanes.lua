@@ -78,14 +78,7 @@ end
 for _, shape in ipairs{{5, 13, 150}, {8, 16, 256}, {3, 9, 40}} do
   local M, N, K = shape[1], shape[2], shape[3]
   local xv, wv = grid_values(M * K), grid_values(N * K)
-  local lanes, f64 = want(xv, wv, M, N, K, K, "lanes"), {}
-  for m = 0, M - 1 do
-    for n = 0, N - 1 do
-      local s = 0
-      for k = 0, K - 1 do s = s + xv[m * K + k + 1] * wv[n * K + k + 1] end
-      f64[m * N + n + 1] = s
-    end
-  end
+  local lanes, f64 = want(xv, wv, M, N, K, K, "lanes"), C.matmul_bt(xv, wv, M, N, K)
   local differ = false
   for _, t in ipairs{{4, 8, 8}, {4, 8, 16}, {2, 16, 64}, {1, 8, 128}} do
     local p = {xv = xv, wv = wv, BM = t[1], BN = t[2], BK = t[3]}

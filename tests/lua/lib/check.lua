@@ -122,6 +122,19 @@ function C.differ(a, b)
   return n, total
 end
 
+-- a [M, K] times b [N, K] transposed, in doubles (flat tables, row-major)
+function C.matmul_bt(a, b, M, N, K)
+  local y = {}
+  for m = 0, M - 1 do
+    for n = 0, N - 1 do
+      local s = 0
+      for k = 0, K - 1 do s = s + a[m * K + k + 1] * b[n * K + k + 1] end
+      y[m * N + n + 1] = s
+    end
+  end
+  return y
+end
+
 -- Whether flat tables a and b hold the same f32 bits (NaNs and zeros'
 -- signs included).
 function C.same_bits(a, b)
