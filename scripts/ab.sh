@@ -2,7 +2,8 @@
 # ab.sh - one command run in turns by another revision's build (A) and this
 # tree's (B), for before/after timings on a host whose speed drifts between
 # runs: builds REV's `tessera` in a git worktree of its own (build-ab/SHA,
-# kept for the next call; build-ab/ is ignored), this tree's in build/, then
+# kept for the next call; build-ab/ is ignored; `rm -rf build-ab && git
+# worktree prune` drops them), this tree's in build/, then
 # runs `tessera ARGS...` RUNS times with each in turn, A first, under
 # "== A REV run i" and "== B this tree run i" (a run that fails is said so,
 # the others still run, and the script exits 1). Both run from this source
