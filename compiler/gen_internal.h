@@ -274,6 +274,13 @@ void gen_row_range(gen *g, view *gv, MlirValue *k, uint32_t outer, MlirValue ext
                    MlirValue *lin, MlirValue *lo, MlirValue *hi);
 bool gen_host_avx512(void);
 bool gen_host_vbmi(void);
+bool gen_host_vnni(void);
+/* The constant extent of dim d of a whole tile operand, or -1 (gen_tile.c). */
+int64_t gen_const_dim(ts_node *n, uint32_t d);
+/* c (+)= a . b for i8 tiles into i32 on AVX-512 VNNI (gen_vnni.c); false
+ * (nothing emitted) where the host or the tiles do not allow it. */
+bool gen_gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool ta, bool tb,
+                      bool acc);
 MlirValue gen_x86_intrinsic(mb *b, const char *name, int n, MlirValue *ops, MlirType rt);
 MlirValue gen_vec_shuffle(mb *b, MlirValue x, MlirValue y, const int64_t *mask, intptr_t n,
                           MlirType vt);

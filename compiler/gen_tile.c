@@ -1,7 +1,7 @@
 /* gen_tile.c - the tile ops (copy, fill, clear, gemm, reductions) as loops
- * over views, and the CPU's GEMM micro-kernels (f32 in the vector dialect,
- * i8 on AVX-512 VNNI). The ABI and the out-of-range rules are described in
- * gen.c. */
+ * over views, and the CPU's f32 GEMM micro-kernels in the vector dialect
+ * (the i8 one on AVX-512 VNNI: gen_vnni.c). The ABI and the out-of-range
+ * rules are described in gen.c. */
 #include "compiler/gen_internal.h"
 
 #include <llvm-c/Core.h>
@@ -46,6 +46,11 @@ bool gen_host_avx512(void) {
 bool gen_host_vbmi(void) {
   probe_host();
   return host_vbmi;
+}
+
+bool gen_host_vnni(void) {
+  probe_host();
+  return host_vnni;
 }
 
 /* ---- tile operations ----------------------------------------------------- */
@@ -180,7 +185,7 @@ MlirValue gen_reduce_init(gen *g, ts_builtin op, MlirType t) {
  *    each b[k, :] row loaded once feeds R rows of c, and the j loop runs
  *    over contiguous rows of b and c. */
 /* The constant extent of dim d of a whole tile operand, or -1. */
-static int64_t const_dim(ts_node *n, uint32_t d) {
+int64_t gen_const_dim(ts_node *n, uint32_t d) {
   const ts_type *t = n->type;
   if (n->kind != TS_NODE_NAME || !t || t->kind != TS_TYPE_TILE ||
       d >= t->rank || t->dims[d].term_count)
@@ -229,9 +234,9 @@ static bool gemm_vector(gen *g, ts_node *call, view *A, view *B, view *C,
   if (tb || A->dt != TS_DTYPE_F32 || B->dt != TS_DTYPE_F32 ||
       C->dt != TS_DTYPE_F32 || !A->in_range || !B->in_range || !C->in_range)
     return false;
-  int64_t M = const_dim(nc, 0), N = const_dim(nc, 1);
-  int64_t K = const_dim(na, ta ? 0 : 1);
-  if (M <= 0 || N <= 0 || K <= 0 || M % 4 || const_dim(nb, 1) != N)
+  int64_t M = gen_const_dim(nc, 0), N = gen_const_dim(nc, 1);
+  int64_t K = gen_const_dim(na, ta ? 0 : 1);
+  if (M <= 0 || N <= 0 || K <= 0 || M % 4 || gen_const_dim(nb, 1) != N)
     return false;
   int64_t VW = N % 32 == 0 ? 32 : N % 16 == 0 ? 16 : N % 8 == 0 ? 8 : 0;
   if (!VW)
@@ -355,11 +360,11 @@ static bool dot_fits(const ts_node *call) {
       ts_call_named_bool(call, "tf32", false))
     return false;
   for (int i = 0; i < 3; i++)
-    if (const_dim(call->kids[i], 0) < 0 || call->kids[i]->type->dtype != TS_DTYPE_F32)
+    if (gen_const_dim(call->kids[i], 0) < 0 || call->kids[i]->type->dtype != TS_DTYPE_F32)
       return false;
-  int64_t M = const_dim(nc, 0), N = const_dim(nc, 1), K = const_dim(na, 1);
-  return M > 0 && N > 0 && K > 0 && K % DOT_VW == 0 && const_dim(nb, 1) == K &&
-         const_dim(na, 0) == M && const_dim(nb, 0) == N;
+  int64_t M = gen_const_dim(nc, 0), N = gen_const_dim(nc, 1), K = gen_const_dim(na, 1);
+  return M > 0 && N > 0 && K > 0 && K % DOT_VW == 0 && gen_const_dim(nb, 1) == K &&
+         gen_const_dim(na, 0) == M && gen_const_dim(nb, 0) == N;
 }
 
 static dot_src tile_src(gen *g, view *v, int64_t K) {
@@ -481,8 +486,8 @@ static const struct gen_lanes *lanes_of(gen *g, const ts_node *call) {
 static void dot_emit(gen *g, const ts_node *call, const dot_src *A, const dot_src *B, view *C,
                      bool acc) {
   mb *b = &g->b;
-  int64_t M = const_dim(call->kids[2], 0), N = const_dim(call->kids[2], 1);
-  int64_t K = const_dim(call->kids[0], 1);
+  int64_t M = gen_const_dim(call->kids[2], 0), N = gen_const_dim(call->kids[2], 1);
+  int64_t K = gen_const_dim(call->kids[0], 1);
   int RA = dot_block(M, 4), RB = dot_block(N, DOT_MAX / RA);
   const struct gen_lanes *la = lanes_of(g, call);
   bool fp8 = B->dt == TS_DTYPE_FP8E4M3 && !B->e2m1;
@@ -563,7 +568,7 @@ int gen_lanes_begin(gen *g, const ts_node *n, const ts_node *body) {
   for (int q = 0; q < ng && g->nlanes < (int)(sizeof g->lanes / sizeof g->lanes[0]); q++) {
     ts_node *call = gs[q];
     const ts_symbol *c = call->kids[2]->sym;
-    int64_t M = const_dim(call->kids[2], 0), N = const_dim(call->kids[2], 1);
+    int64_t M = gen_const_dim(call->kids[2], 0), N = gen_const_dim(call->kids[2], 1);
     /* every mention of c in the loop is an accumulating dot gemm's c; c
      * made outside the loop; not already summed by an outer loop's lanes */
     int uses = 0;
@@ -601,7 +606,7 @@ void gen_lanes_end(gen *g, int from) {
     int np = 0;
     if (!gen_view_of(g, ref, &C, pool, &np))
       break;
-    int64_t E = const_dim(ref, 0) * const_dim(ref, 1);
+    int64_t E = gen_const_dim(ref, 0) * gen_const_dim(ref, 1);
     int G = dot_block(E, DOT_MAX);
     int64_t shape[1] = {DOT_VW};
     MlirType vt = mlirVectorTypeGet(1, shape, b->f32);
@@ -621,7 +626,7 @@ void gen_lanes_end(gen *g, int from) {
 static bool gemm_dot_vector(gen *g, ts_node *call, view *A, view *B, view *C, bool acc) {
   if (!dot_fits(call))
     return false;
-  int64_t K = const_dim(call->kids[0], 1);
+  int64_t K = gen_const_dim(call->kids[0], 1);
   dot_src a = tile_src(g, A, K), bs = tile_src(g, B, K);
   dot_emit(g, call, &a, &bs, C, acc);
   return true;
@@ -666,7 +671,7 @@ static bool forwardable(gen *g, const ts_node *c, const ts_node *gemm) {
     if (st->dims[d].term_count || st->dims[d].c * (packed && d ? 2 : 1) != ft->dims[d].c)
       return false;
   probe_host();
-  int64_t M = const_dim(gemm->kids[2], 0), N = const_dim(gemm->kids[2], 1);
+  int64_t M = gen_const_dim(gemm->kids[2], 0), N = gen_const_dim(gemm->kids[2], 1);
   int RA = dot_block(M, 4), RB = dot_block(N, DOT_MAX / RA);
   if (packed && ts_copy_twice(c))
     return false;
@@ -736,7 +741,7 @@ static void prefetch_next(gen *g, const ts_node *call, const view *src) {
   if (g->gpu || g->par || !var || !tensor_of(sn) || sn->kind != TS_NODE_INDEX ||
       !forward_view(src) || ts_node_mention_count(sn, var) == 0)
     return;
-  int64_t rows = const_dim((ts_node *)dn, 0), cols = const_dim((ts_node *)dn, 1);
+  int64_t rows = gen_const_dim((ts_node *)dn, 0), cols = gen_const_dim((ts_node *)dn, 1);
   int64_t eb = ts_dtype_bits(src->dt) / 8;
   if (rows <= 0 || cols <= 0 || dn->type->rank != 2 || eb == 0)
     return;
@@ -805,7 +810,7 @@ typedef struct inplace {
 /* Where gemm `call` reads a and b: the tiles A and B, but a tensor where an
  * enclosing gen_gemm_in_place reads it in place; false where none does. */
 static bool gemm_sources(gen *g, const ts_node *call, view *A, view *B, dot_src op[2]) {
-  int64_t K = const_dim(call->kids[0], 1);
+  int64_t K = gen_const_dim(call->kids[0], 1);
   op[0] = tile_src(g, A, K);
   op[1] = tile_src(g, B, K);
   const inplace *ip = g->inplace;
@@ -927,7 +932,7 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
       at[r - i] = -1;
       continue;
     }
-    int64_t K = const_dim(gemms[q]->kids[0], 1), rows = const_dim(c->kids[1], 0);
+    int64_t K = gen_const_dim(gemms[q]->kids[0], 1), rows = gen_const_dim(c->kids[1], 0);
     bool packed = ts_copy_packed(c);
     int64_t B = ts_copy_scale_block(c);
     view *sv = &scales[r - i];
@@ -981,201 +986,6 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
   return true;
 }
 
-/* ---- the i8 micro-kernel (AVX-512 VNNI) ---------------------------------- */
-
-
-/* A whole i8 tile's memref read as 32-bit words (memref.view), or a null
- * value when it is not a plain static 1-d i8 buffer. */
-static MlirValue words_of(gen *g, MlirValue mem, int64_t n) {
-  mb *b = &g->b;
-  MlirType t = mlirValueGetType(mem);
-  if (!mlirTypeIsAMemRef(t) || mlirShapedTypeGetRank(t) != 1 ||
-      !mlirShapedTypeHasStaticShape(t) || mlirShapedTypeGetDimSize(t, 0) < n ||
-      !mlirTypeEqual(mlirShapedTypeGetElementType(t), b->i8) ||
-      !mlirAffineMapIsIdentity(mlirMemRefTypeGetAffineMap(t)))
-    return (MlirValue){NULL};
-  int64_t shape[1] = {n / 4};
-  MlirType wt = mlirMemRefTypeContiguousGet(b->i32, 1, shape, mlirAttributeGetNull());
-  MlirValue ops[2] = {mem, mb_cast(b, "arith.index_cast", gen_i64(g, 0), b->index)};
-  return mb_op1(b, "memref.view", 2, ops, wt);
-}
-
-static MlirValue vnni_dot(mb *b, MlirValue acc, MlirValue u8, MlirValue s8) {
-  int64_t w = 64;
-  MlirType bt = mlirVectorTypeGet(1, &w, b->i8);
-  MlirValue ops[3] = {acc, mb_cast(b, "vector.bitcast", u8, bt),
-                      mb_cast(b, "vector.bitcast", s8, bt)};
-  return gen_x86_intrinsic(b, "llvm.x86.avx512.vpdpbusd.512", 3, ops, mlirValueGetType(acc));
-}
-
-/* c (+)= a . b for i8 a [M, K] and b ([K, N], or [N, K] with trans_b) into
- * i32 c, whole tiles of constant shapes, on a host with AVX-512 VNNI.
- * vpdpbusd multiplies unsigned bytes by signed ones: b is first packed into
- * a [K / 4, N] array of 4-byte groups (b[k..k+3, n] a word), the signed
- * side; a step broadcasts a[i, k..k+3] with 128 added to each byte (x ^
- * 0x80), the unsigned side, and adds into R rows by NV vectors of 16
- * columns held in registers. The 128 * sum_k b[k, n] that adds to every
- * row is summed once a call, as b is packed (vpdpbusd with bytes of 128),
- * and taken off at the end: with it a row's (128 * sum_k a[i, k]) took one
- * vpdpbusd more a row and step, 4 a step's 16. Integer sums: the result is
- * exactly the plain loops' (wrapping as they do). Needs K % 4 == 0,
- * N % 16 == 0. */
-static bool gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool ta, bool tb,
-                         bool acc) {
-  mb *b = &g->b;
-  ts_node *na = call->kids[0], *nb = call->kids[1], *nc = call->kids[2];
-  probe_host();
-  if (!host_vnni || ta || A->dt != TS_DTYPE_I8 || B->dt != TS_DTYPE_I8 ||
-      C->dt != TS_DTYPE_I32 || !A->in_range || !B->in_range || !C->in_range)
-    return false;
-  int64_t M = const_dim(nc, 0), N = const_dim(nc, 1), K = const_dim(na, 1);
-  if (M <= 0 || N <= 0 || K <= 0 || K % 4 || N % 16 || const_dim(na, 0) != M ||
-      const_dim(nb, tb ? 0 : 1) != N || const_dim(nb, tb ? 1 : 0) != K)
-    return false;
-  MlirValue aw = words_of(g, A->mem, M * K), bw = words_of(g, B->mem, N * K);
-  if (mlirValueIsNull(aw) || mlirValueIsNull(bw))
-    return false;
-  int64_t KW = K / 4, L = 16;
-  int NV = N % 64 == 0 ? 4 : N % 32 == 0 ? 2 : 1, R = M % 4 == 0 ? 4 : M % 2 == 0 ? 2 : 1;
-  MlirType vt = mlirVectorTypeGet(1, &L, b->i32);
-  MlirValue flip = mb_op1(b, "vector.broadcast", 1,
-                          (MlirValue[]){mb_const_int(b, b->i32, (int32_t)0x80808080u)}, vt);
-  MlirValue zero = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i32, 0)}, vt);
-  /* b packed: word (p, n) = b[4p..4p+3, n]; corr[n] = 128 * sum_k b[k, n] */
-  MlirValue bp = mb_alloca_entry(b, b->i32, KW * N), corr = mb_alloca_entry(b, b->i32, N);
-  for (int64_t n = 0; n < N; n += L) {
-    MlirValue ops[3] = {zero, corr, mb_cast(b, "arith.index_cast", gen_i64(g, n), b->index)};
-    mb_op(b, "vector.store", 3, ops, 0, NULL, 0, NULL);
-  }
-  loop lp, ln;
-  gen_loop_begin(g, &lp, gen_i64(g, 0), gen_i64(g, KW));
-  gen_loop_begin(g, &ln, gen_i64(g, 0), gen_i64(g, N / L));
-  MlirValue n0 = mb_bin(b, "arith.muli", ln.iv, gen_i64(g, L)), packed;
-  if (tb) { /* words b[n, 4p..4p+3] of 16 rows: a gather of one word a row */
-    int32_t idx[16];
-    for (int l = 0; l < L; l++)
-      idx[l] = (int32_t)(l * KW);
-    MlirType it = mlirVectorTypeGet(1, &L, b->i32);
-    MlirNamedAttribute va = mb_attr(b, "value", mlirDenseElementsAttrInt32Get(it, L, idx));
-    MlirValue offs =
-        mlirOperationGetResult(mb_op(b, "arith.constant", 0, NULL, 1, &it, 1, &va), 0);
-    MlirValue base = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", n0, gen_i64(g, KW)), lp.iv);
-    MlirType mt = mlirVectorTypeGet(1, &L, b->i1);
-    MlirValue mask = mb_op1(b, "vector.broadcast", 1, (MlirValue[]){mb_const_int(b, b->i1, 1)}, mt);
-    MlirValue gops[5] = {bw, mb_cast(b, "arith.index_cast", base, b->index), offs, mask, zero};
-    packed = mb_op1(b, "vector.gather", 5, gops, vt);
-  } else { /* rows 4p..4p+3 of 16 bytes interleaved a byte at a time */
-    int64_t w16 = 16, w32 = 32;
-    MlirType v16 = mlirVectorTypeGet(1, &w16, b->i8), v32 = mlirVectorTypeGet(1, &w32, b->i8);
-    MlirValue rows[4];
-    for (int r = 0; r < 4; r++) {
-      MlirValue at = mb_bin(b, "arith.addi",
-                            mb_bin(b, "arith.muli",
-                                   mb_bin(b, "arith.addi",
-                                          mb_bin(b, "arith.muli", lp.iv, gen_i64(g, 4)),
-                                          gen_i64(g, r)),
-                                   gen_i64(g, N)),
-                            n0);
-      MlirValue ops[2] = {B->mem, mb_cast(b, "arith.index_cast", at, b->index)};
-      rows[r] = mb_op1(b, "vector.load", 2, ops, v16);
-    }
-    int64_t m2[32], m4[64];
-    for (int l = 0; l < 32; l++)
-      m2[l] = (l % 2) * 16 + l / 2;
-    for (int l = 0; l < 64; l++)
-      m4[l] = (l % 4 / 2) * 32 + (l / 4) * 2 + l % 2;
-    MlirValue lo = gen_vec_shuffle(b, rows[0], rows[1], m2, 32, v32);
-    MlirValue hi = gen_vec_shuffle(b, rows[2], rows[3], m2, 32, v32);
-    int64_t w64 = 64;
-    packed = mb_cast(b, "vector.bitcast",
-                     gen_vec_shuffle(b, lo, hi, m4, 64, mlirVectorTypeGet(1, &w64, b->i8)), vt);
-  }
-  MlirValue sops[3] = {packed, bp,
-                       mb_cast(b, "arith.index_cast",
-                               mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", lp.iv, gen_i64(g, N)), n0),
-                               b->index)};
-  mb_op(b, "vector.store", 3, sops, 0, NULL, 0, NULL);
-  MlirValue cat = mb_cast(b, "arith.index_cast", n0, b->index);
-  MlirValue cops[2] = {corr, cat};
-  MlirValue csum = vnni_dot(b, mb_op1(b, "vector.load", 2, cops, vt), flip, packed);
-  MlirValue csops[3] = {csum, corr, cat};
-  mb_op(b, "vector.store", 3, csops, 0, NULL, 0, NULL);
-  gen_loop_end(g, &ln);
-  gen_loop_end(g, &lp);
-  /* a's words with 128 added to each byte, the unsigned side (a copy the
-   * size of a's tile: xor-ing each word as it was broadcast cost what the
-   * vpdpbusd it saves did) */
-  MlirValue af = mb_alloca_entry(b, b->i32, M * KW);
-  {
-    int64_t n = M * KW, n16 = n / L * L;
-    loop lf;
-    gen_loop_begin(g, &lf, gen_i64(g, 0), gen_i64(g, n16 / L));
-    MlirValue at = mb_cast(b, "arith.index_cast", mb_bin(b, "arith.muli", lf.iv, gen_i64(g, L)),
-                           b->index);
-    MlirValue lops[2] = {aw, at};
-    MlirValue x = mb_bin(b, "arith.xori", mb_op1(b, "vector.load", 2, lops, vt), flip);
-    MlirValue sops2[3] = {x, af, at};
-    mb_op(b, "vector.store", 3, sops2, 0, NULL, 0, NULL);
-    gen_loop_end(g, &lf);
-    for (int64_t i = n16; i < n; i++) /* (M * KW no multiple of 16) */
-      mb_store(b, mb_bin(b, "arith.xori", mb_load(b, aw, gen_i64(g, i)),
-                         mb_const_int(b, b->i32, (int32_t)0x80808080u)),
-               af, gen_i64(g, i));
-  }
-  /* the register blocks */
-  int nslots = R * NV;
-  MlirValue slots = mb_alloca_entry(b, vt, nslots);
-  loop li, lj, lk;
-  gen_loop_begin(g, &li, gen_i64(g, 0), gen_i64(g, M / R));
-  MlirValue i0 = mb_bin(b, "arith.muli", li.iv, gen_i64(g, R));
-  gen_loop_begin(g, &lj, gen_i64(g, 0), gen_i64(g, N / (L * NV)));
-  MlirValue j0 = mb_bin(b, "arith.muli", lj.iv, gen_i64(g, L * NV));
-  for (int q = 0; q < nslots; q++)
-    mb_store(b, zero, slots, gen_i64(g, q));
-  gen_loop_begin(g, &lk, gen_i64(g, 0), gen_i64(g, KW));
-  MlirValue bv[4];
-  for (int v = 0; v < NV; v++) {
-    MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", lk.iv, gen_i64(g, N)),
-                          mb_bin(b, "arith.addi", j0, gen_i64(g, v * L)));
-    MlirValue ops[2] = {bp, mb_cast(b, "arith.index_cast", at, b->index)};
-    bv[v] = mb_op1(b, "vector.load", 2, ops, vt);
-  }
-  for (int r = 0; r < R; r++) {
-    MlirValue row = mb_bin(b, "arith.addi", i0, gen_i64(g, r));
-    MlirValue w = mb_load(b, af, mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, gen_i64(g, KW)), lk.iv));
-    MlirValue av = mb_op1(b, "vector.broadcast", 1, &w, vt);
-    for (int v = 0; v < NV; v++) {
-      MlirValue q = gen_i64(g, r * NV + v);
-      mb_store(b, vnni_dot(b, mb_load(b, slots, q), av, bv[v]), slots, q);
-    }
-  }
-  gen_loop_end(g, &lk);
-  MlirValue cv[4];
-  for (int v = 0; v < NV; v++) {
-    MlirValue ops[2] = {corr, mb_cast(b, "arith.index_cast",
-                                      mb_bin(b, "arith.addi", j0, gen_i64(g, v * L)), b->index)};
-    cv[v] = mb_op1(b, "vector.load", 2, ops, vt);
-  }
-  for (int r = 0; r < R; r++) {
-    MlirValue row = mb_bin(b, "arith.addi", i0, gen_i64(g, r));
-    for (int v = 0; v < NV; v++) {
-      MlirValue x = mb_bin(b, "arith.subi", mb_load(b, slots, gen_i64(g, r * NV + v)), cv[v]);
-      MlirValue at = mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, gen_i64(g, N)),
-                            mb_bin(b, "arith.addi", j0, gen_i64(g, v * L)));
-      MlirValue idx = mb_cast(b, "arith.index_cast", at, b->index);
-      if (acc) {
-        MlirValue ops[2] = {C->mem, idx};
-        x = mb_bin(b, "arith.addi", mb_op1(b, "vector.load", 2, ops, vt), x);
-      }
-      MlirValue ops[3] = {x, C->mem, idx};
-      mb_op(b, "vector.store", 3, ops, 0, NULL, 0, NULL);
-    }
-  }
-  gen_loop_end(g, &lj);
-  gen_loop_end(g, &li);
-  return true;
-}
-
 MlirValue gen_tf32(gen *g, MlirValue x) {
   mb *b = &g->b;
   MlirValue w = mb_cast(b, "arith.bitcast", x, b->i32);
@@ -1203,7 +1013,7 @@ void gen_gemm(gen *g, ts_node *call) {
       (gemm_from_place(g, call, &A, &B, &C, acc) ||
        gemm_vector(g, call, &A, &B, &C, ta, tb, acc) ||
        gemm_dot_vector(g, call, &A, &B, &C, acc) ||
-       gemm_i8_vnni(g, call, &A, &B, &C, ta, tb, acc)))
+       gen_gemm_i8_vnni(g, call, &A, &B, &C, ta, tb, acc)))
     return;
   MlirType ct = gen_compute_type(g, C.dt);
   bool f = gen_is_float(g, ct);
