@@ -169,16 +169,17 @@ static MlirValue e2m1x2_32(mb *b, MlirValue bytes) {
 
 /* A row form's set-up (packed_rows, gen_copy_fp8_rows): when src is a
  * tensor slice whose last dim is a plain slice and dst a whole tile, both
- * in memory, loops over dst's rows (L, k; kd the row's first element) and
- * the row's span: src's linear start (lin), its in-range bytes [lo, hi) of
- * ext, dst's row start (dlin), and mid, lo plus the whole steps of `step`.
- * False (nothing emitted): not such a copy. */
+ * in memory, loops over dst's rows (L, k) and the row's span: its first
+ * element's indices (kd), src's linear start (lin), its in-range bytes
+ * [lo, hi) of ext, dst's row start (dlin), and mid, lo plus the whole steps
+ * of `step`. False (nothing emitted): not such a copy. */
 typedef struct row_span {
+  MlirValue kd[TS_MAX_RANK];
   MlirValue lin, lo, hi, mid, dlin;
 } row_span;
 
 static bool row_begin(gen *g, view *src, view *dst, bool ext_src, int64_t step, loop *L,
-                      MlirValue *k, MlirValue *kd, row_span *r) {
+                      MlirValue *k, row_span *r) {
   uint32_t last = src->rank - 1, outer = dst->vrank - 1;
   if (g->gpu || src->in_range || !dst->in_range || dst->vrank == 0 ||
       src->sub[last].kind != SUB_SLICE || src->sub[last].vdim != outer || src->regs ||
@@ -187,10 +188,10 @@ static bool row_begin(gen *g, view *src, view *dst, bool ext_src, int64_t step, 
   mb *b = &g->b;
   gen_loops_begin(g, L, dst->vext, outer, k);
   gen_row_range(g, src, k, outer, (ext_src ? src : dst)->vext[outer], &r->lin, &r->lo, &r->hi);
-  memcpy(kd, k, sizeof(MlirValue) * TS_MAX_RANK);
-  kd[outer] = gen_i64(g, 0);
+  memcpy(r->kd, k, sizeof r->kd);
+  r->kd[outer] = gen_i64(g, 0);
   MlirValue ok;
-  gen_view_elem(g, dst, kd, &r->dlin, &ok);
+  gen_view_elem(g, dst, r->kd, &r->dlin, &ok);
   MlirValue n = mb_bin(b, "arith.divsi", mb_bin(b, "arith.subi", r->hi, r->lo), gen_i64(g, step));
   r->mid = mb_bin(b, "arith.addi", r->lo, mb_bin(b, "arith.muli", n, gen_i64(g, step)));
   return true;
@@ -203,11 +204,11 @@ static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B,
                         bool twice) {
   uint32_t outer = dst->vrank - 1;
   loop L[TS_MAX_RANK];
-  MlirValue k[TS_MAX_RANK], kd[TS_MAX_RANK];
+  MlirValue k[TS_MAX_RANK];
   row_span rs;
   /* whole 16-byte steps from lo, then a byte at a time */
   if (!gen_host_avx512() || (sv && B % 16) || dst->dt != (twice ? TS_DTYPE_I8 : TS_DTYPE_F32) ||
-      !row_begin(g, src, dst, true, 16, L, k, kd, &rs))
+      !row_begin(g, src, dst, true, 16, L, k, &rs))
     return false;
   mb *b = &g->b;
   MlirValue lin = rs.lin, lo = rs.lo, hi = rs.hi, mid = rs.mid, dlin = rs.dlin;
@@ -231,7 +232,7 @@ static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B,
     MlirValue col = mb_bin(b, "arith.addi", mb_bin(b, "arith.addi", v.iv, v.iv),
                            gen_i64(g, 16 * h));
     if (sv) { /* B a multiple of 16: one scale these 16 */
-      MlirValue f = scale_at(g, sv, kd, outer, col, B);
+      MlirValue f = scale_at(g, sv, rs.kd, outer, col, B);
       val = mb_bin(b, "arith.mulf", val,
                    mb_op1(b, "vector.broadcast", 1, &f, vf));
     }
@@ -253,7 +254,7 @@ static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B,
                       ? mb_cast(b, "arith.trunci", gen_e2m1_twice(g, ch), b->i8)
                       : gen_e2m1(g, ch);
     if (sv)
-      x = mb_bin(b, "arith.mulf", x, scale_at(g, sv, kd, outer, col, B));
+      x = mb_bin(b, "arith.mulf", x, scale_at(g, sv, rs.kd, outer, col, B));
     mb_store(b, x, dst->mem, mb_bin(b, "arith.addi", dlin, col));
   }
   gen_loop_end(g, &t);
@@ -268,7 +269,7 @@ static bool packed_rows(gen *g, view *src, view *dst, view *sv, int64_t B,
     loop zl;
     gen_loop_begin(g, &zl, ranges[r][0], ranges[r][1]);
     MlirValue x =
-        sv ? mb_bin(b, "arith.mulf", z, scale_at(g, sv, kd, outer, zl.iv, B))
+        sv ? mb_bin(b, "arith.mulf", z, scale_at(g, sv, rs.kd, outer, zl.iv, B))
            : z;
     mb_store(b, x, dst->mem, mb_bin(b, "arith.addi", dlin, zl.iv));
     gen_loop_end(g, &zl);
@@ -414,10 +415,10 @@ void gen_fp8_row(gen *g, const fp8_tables *t, const dot_src *s, MlirValue row,
 bool gen_copy_fp8_rows(gen *g, view *src, view *dst) {
   uint32_t outer = dst->vrank - 1;
   loop L[TS_MAX_RANK];
-  MlirValue k[TS_MAX_RANK], kd[TS_MAX_RANK];
+  MlirValue k[TS_MAX_RANK];
   row_span rs;
   if (!gen_host_vbmi() || src->dt != TS_DTYPE_FP8E4M3 || dst->dt != TS_DTYPE_F32 ||
-      !row_begin(g, src, dst, false, 64, L, k, kd, &rs))
+      !row_begin(g, src, dst, false, 64, L, k, &rs))
     return false;
   mb *b = &g->b;
   MlirValue lin = rs.lin, lo = rs.lo, hi = rs.hi, mid = rs.mid, dlin = rs.dlin;
