@@ -8,7 +8,8 @@
  * reads the weights in place (compiler/gen_tile.c gen_gemm_in_place),
  * against the same loop copying each tile first
  * (tests/lua/gemm_in_place.tile dot_copied) and OpenBLAS sgemv over f32
- * weights. Run from the source root:
+ * weights. Then bf16 operands into f32: gemm_nt on vdpbf16ps against its
+ * plain loops and linear_f32 over the same values. Run from the source root:
  *   build/bench/cpu_gemm [max_size] */
 #include "bench/bench.h"
 
@@ -211,6 +212,83 @@ static int gemv_table(ts_device *dev) {
   return 0;
 }
 
+/* ---- bf16 operands: C = A·Bᵀ (gemm_nt) -------------------------------- */
+
+typedef struct nt_job {
+  ts_kernel *k;
+  ts_arg a[3];
+} nt_job;
+
+static void run_nt(void *v) {
+  nt_job *j = v;
+  ts_status st = ts_kernel_launch(j->k, j->a, 3);
+  if (st) {
+    fprintf(stderr, "%s\n", ts_status_message(st));
+    exit(1);
+  }
+}
+
+static double rel_diff(ts_tensor *x, ts_tensor *y, int64_t n) {
+  const float *a = ts_tensor_data(x), *b = ts_tensor_data(y);
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; i++) {
+    num += (a[i] - b[i]) * (double)(a[i] - b[i]);
+    den += b[i] * (double)b[i];
+  }
+  return sqrt(num / den);
+}
+
+/* gemm_nt (bf16 A and B, f32 C) at CPU tiles, its gemm on vdpbf16ps
+ * (compiler/gen_bf16.c, on a host with AVX-512 BF16) against the same
+ * kernel compiled with TESSERA_CPU_BF16=0 (the plain loops) and against
+ * linear_f32 over the same values in f32 (the f32 dot micro-kernel). */
+static int bf16_table(ts_device *dev, int max) {
+  ts_define defs[3] = {{"BM", "32"}, {"BN", "32"}, {"BK", "256"}};
+  ts_kernel *kd = bench_kernel_with(dev, "kernels/gemm.tile", "gemm_nt", defs, 3);
+  setenv("TESSERA_CPU_BF16", "0", 1);
+  ts_kernel *kp = bench_kernel_with(dev, "kernels/gemm.tile", "gemm_nt", defs, 3);
+  unsetenv("TESSERA_CPU_BF16");
+  ts_kernel *kf = bench_kernel(dev, "kernels/gemm.tile", "linear_f32");
+  printf("| n | bf16 GFLOP/s | bf16 plain loops GFLOP/s | f32 GFLOP/s | bf16 / plain loops "
+         "| bf16 / f32 | rel. diff bf16 vs f32 |\n");
+  printf("|---|---|---|---|---|---|---|\n");
+  for (int n = 256; n <= max; n *= 2) {
+    int64_t sh[2] = {n, n};
+    ts_tensor *a, *b, *af, *bf, *c, *cp, *cf;
+    if (ts_tensor_create(dev, TS_DTYPE_BF16, 2, sh, &a) ||
+        ts_tensor_create(dev, TS_DTYPE_BF16, 2, sh, &b) ||
+        ts_tensor_create(dev, TS_DTYPE_F32, 2, sh, &af) ||
+        ts_tensor_create(dev, TS_DTYPE_F32, 2, sh, &bf) ||
+        ts_tensor_create(dev, TS_DTYPE_F32, 2, sh, &c) ||
+        ts_tensor_create(dev, TS_DTYPE_F32, 2, sh, &cp) ||
+        ts_tensor_create(dev, TS_DTYPE_F32, 2, sh, &cf))
+      return 2;
+    srand(3);
+    for (int64_t i = 0; i < (int64_t)n * n; i++) { /* the f32 operands hold the bf16 values */
+      ts_tensor_set(a, i, (float)rand() / RAND_MAX - 0.5f);
+      ts_tensor_set(b, i, (float)rand() / RAND_MAX - 0.5f);
+      ts_tensor_set(af, i, ts_tensor_get(a, i));
+      ts_tensor_set(bf, i, ts_tensor_get(b, i));
+    }
+    nt_job jd = {kd, {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)}};
+    nt_job jp = {kp, {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(cp)}};
+    nt_job jf = {kf, {ts_arg_tensor(af), ts_arg_tensor(bf), ts_arg_tensor(cf)}};
+    double flop = 2.0 * n * n * n;
+    double td = bench_median(run_nt, &jd, 5, 0.5), tf = bench_median(run_nt, &jf, 5, 0.5);
+    double tp = n <= 1024 ? bench_median(run_nt, &jp, 3, 0.2) : NAN;
+    printf("| %d | %.1f | %.1f | %.1f | %.2f | %.2f | %.1e |\n", n, flop / td * 1e-9,
+           flop / tp * 1e-9, flop / tf * 1e-9, tp / td, tf / td, rel_diff(c, cf, (int64_t)n * n));
+    fflush(stdout);
+    ts_tensor *all[] = {a, b, af, bf, c, cp, cf};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+      ts_tensor_release(all[i]);
+  }
+  ts_kernel_release(kd);
+  ts_kernel_release(kp);
+  ts_kernel_release(kf);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   int max = argc > 1 ? atoi(argv[1]) : 2048;
   ts_device *dev;
@@ -233,6 +311,11 @@ int main(int argc, char **argv) {
   printf("\n# one row: y = x·Wᵀ (linear_f32, 1 x 8 x 128 tiles: a decode step's on the CPU), %d threads\n",
          ts_device_thread_count(dev));
   if (gemv_table(dev))
+    return 2;
+  printf("\n# bf16 GEMM C = A·Bᵀ (gemm_nt, 32 x 32 x 256 tiles) against its plain loops and f32 "
+         "(linear_f32), %d threads\n",
+         ts_device_thread_count(dev));
+  if (bf16_table(dev, max))
     return 2;
   ts_device_release(dev);
   return 0;

@@ -275,8 +275,36 @@ void gen_row_range(gen *g, view *gv, MlirValue *k, uint32_t outer, MlirValue ext
 bool gen_host_avx512(void);
 bool gen_host_vbmi(void);
 bool gen_host_vnni(void);
+bool gen_host_bf16(void);
 /* The constant extent of dim d of a whole tile operand, or -1 (gen_tile.c). */
 int64_t gen_const_dim(ts_node *n, uint32_t d);
+/* The frame of a register-blocked micro-kernel (gen_tile.c): the vector
+ * type of `lanes` f32, `nslots` accumulator slots, a zero vector, and the
+ * loops over the blocks of bm rows and bn columns of an M x N c (i0, j0: a
+ * block's first row and column), closed by gen_ukernel_end. */
+typedef struct gen_ukernel {
+  MlirType vt;
+  MlirValue slots, zero, i0, j0;
+  loop li, lj;
+} gen_ukernel;
+void gen_ukernel_begin(gen *g, gen_ukernel *u, int64_t lanes, int nslots, int64_t M, int64_t N,
+                       int64_t bm, int64_t bn);
+void gen_ukernel_end(gen *g, gen_ukernel *u);
+/* The dot micro-kernels' halving tree over the W lanes of v[0 .. *n)
+ * (gen_tile.c; *n <= 16, W <= 16): on return v[0 .. *n) hold one sum a
+ * lane, lane l of v[q] element acc[q][l]'s (-1: none); acc[q][0] = q on
+ * entry. */
+void gen_dot_tree(mb *b, MlirType vt, int W, MlirValue *v, int *n, int acc[16][16]);
+/* The dot micro-kernel's end (gen_tile.c): the 8 lanes of each of v[0 .. n)
+ * (n <= 16) summed by that tree, added to (acc) or stored in mem[at[q]]. */
+void gen_dot_finish(gen *g, MlirType vt, MlirValue *v, int n, const MlirValue *at, MlirValue mem,
+                    bool acc);
+/* A gemm as plain loops over any views (gen_tile.c). */
+void gen_gemm_loops(gen *g, ts_node *call, view *A, view *B, view *C, bool ta, bool tb, bool acc);
+/* c (+)= a . b (b^T with tb) for bf16 a and b into f32 c on AVX-512 BF16
+ * (gen_bf16.c); false (nothing emitted) where the host, the operands or
+ * TESSERA_CPU_BF16=0 do not allow it. */
+bool gen_gemm_bf16(gen *g, ts_node *call, view *A, view *B, view *C, bool ta, bool tb, bool acc);
 /* c (+)= a . b for i8 tiles into i32 on AVX-512 VNNI (gen_vnni.c); false
  * (nothing emitted) where the host or the tiles do not allow it. */
 bool gen_gemm_i8_vnni(gen *g, ts_node *call, view *A, view *B, view *C, bool ta, bool tb,

@@ -1,6 +1,7 @@
 /* gen_tile.c - the tile ops (copy, fill, clear, gemm, reductions) as loops
  * over views, and the CPU's f32 GEMM micro-kernels in the vector dialect
- * (the i8 one on AVX-512 VNNI: gen_vnni.c). The ABI and the out-of-range
+ * (the i8 one on AVX-512 VNNI: gen_vnni.c; bf16 on AVX-512 BF16:
+ * gen_bf16.c). The ABI and the out-of-range
  * rules are described in gen.c. */
 #include "compiler/gen_internal.h"
 
@@ -13,8 +14,9 @@
 
 /* AVX-512 VNNI: vpdpbusd adds four u8 x s8 products a 32-bit lane, 64 a
  * 512-bit instruction. VBMI: vpermi2b looks up 64 bytes a step in a
- * 128-byte table (the FP8 decode of gen_packed.c gen_fp8_row). */
-static bool host_avx512, host_vnni, host_vbmi;
+ * 128-byte table (the FP8 decode of gen_packed.c gen_fp8_row). BF16:
+ * vdpbf16ps adds two bf16 products a f32 lane (gen_bf16.c). */
+static bool host_avx512, host_vnni, host_vbmi, host_bf16;
 
 /* Whether LLVM's feature string f ("+a,-b,...") turns feature name on. */
 static bool has_feature(const char *f, const char *name) {
@@ -30,6 +32,7 @@ static void probe_host_once(void) {
   host_avx512 = has_feature(f, "avx512f") && has_feature(f, "avx512bw");
   host_vnni = host_avx512 && has_feature(f, "avx512vnni");
   host_vbmi = host_avx512 && has_feature(f, "avx512vbmi");
+  host_bf16 = host_avx512 && has_feature(f, "avx512bf16");
   LLVMDisposeMessage(f);
 }
 
@@ -51,6 +54,11 @@ bool gen_host_vbmi(void) {
 bool gen_host_vnni(void) {
   probe_host();
   return host_vnni;
+}
+
+bool gen_host_bf16(void) {
+  probe_host();
+  return host_bf16;
 }
 
 /* ---- tile operations ----------------------------------------------------- */
@@ -193,17 +201,7 @@ int64_t gen_const_dim(ts_node *n, uint32_t d) {
   return t->dims[d].c;
 }
 
-/* The frame of a register-blocked f32 micro-kernel: the vector type of
- * `lanes`, `nslots` accumulator slots, a zero vector, and the loops over the
- * blocks of bm rows and bn columns of an M x N c (i0, j0: a block's first
- * row and column), closed by ukernel_end. */
-typedef struct ukernel {
-  MlirType vt;
-  MlirValue slots, zero, i0, j0;
-  loop li, lj;
-} ukernel;
-
-static void ukernel_begin(gen *g, ukernel *u, int64_t lanes, int nslots, int64_t M, int64_t N,
+void gen_ukernel_begin(gen *g, gen_ukernel *u, int64_t lanes, int nslots, int64_t M, int64_t N,
                           int64_t bm, int64_t bn) {
   mb *b = &g->b;
   int64_t shape[1] = {lanes};
@@ -216,7 +214,7 @@ static void ukernel_begin(gen *g, ukernel *u, int64_t lanes, int nslots, int64_t
   u->j0 = mb_bin(b, "arith.muli", u->lj.iv, gen_i64(g, bn));
 }
 
-static void ukernel_end(gen *g, ukernel *u) {
+void gen_ukernel_end(gen *g, gen_ukernel *u) {
   gen_loop_end(g, &u->lj);
   gen_loop_end(g, &u->li);
 }
@@ -242,8 +240,8 @@ static bool gemm_vector(gen *g, ts_node *call, view *A, view *B, view *C,
   if (!VW)
     return false;
   enum { R = 4 };
-  ukernel u;
-  ukernel_begin(g, &u, VW, R, M, N, R, VW);
+  gen_ukernel u;
+  gen_ukernel_begin(g, &u, VW, R, M, N, R, VW);
   MlirType vt = u.vt;
   MlirValue slots = u.slots, zero = u.zero, i0 = u.i0, j0 = u.j0;
   loop lk;
@@ -285,7 +283,7 @@ static bool gemm_vector(gen *g, ts_node *call, view *A, view *B, view *C,
                         mb_cast(b, "arith.index_cast", cidx[r], b->index)};
     mb_op(b, "vector.store", 3, ops, 0, NULL, 0, NULL);
   }
-  ukernel_end(g, &u);
+  gen_ukernel_end(g, &u);
   return true;
 }
 
@@ -315,19 +313,22 @@ static MlirValue vec_extract(mb *b, MlirValue v, int64_t lane) {
   return mlirOperationGetResult(mb_op(b, "vector.extract", 1, &v, 1, &b->f32, 1, &a), 0);
 }
 
-/* The lanes of v[0..n) summed, acc[q] holding which element of the block
- * vector q is (-1: none). On return v[0..*n) hold one sum a lane, lane l of
- * v[q] the sum of element acc[q][l]. */
-static void dot_tree(mb *b, MlirType vt, MlirValue *v, int *n,
-                     int acc[DOT_MAX][DOT_VW]) {
-  for (int w = DOT_VW; w > 1; w /= 2) {
-    int segs = DOT_VW / w, m = 0;
+/* The lanes of v[0..n) (vectors of type vt, W lanes, W a power of two up
+ * to 16) summed by a halving tree, acc[q][s] holding which element of the
+ * block segment s of vector q is (-1: none; one segment of W lanes at the
+ * start). Each level adds lane l + w/2 of each w-lane segment to lane l and
+ * packs two vectors' halves into one. On return v[0..*n) hold one sum a
+ * lane, lane l of v[q] the sum of element acc[q][l]. */
+void gen_dot_tree(mb *b, MlirType vt, int W, MlirValue *v, int *n, int acc[DOT_MAX][16]) {
+  for (int w = W; w > 1; w /= 2) {
+    int segs = W / w, m = 0;
     for (int q = 0; q < *n; q += 2) {
       bool pair = q + 1 < *n;
-      int64_t lo[DOT_VW], hi[DOT_VW];
-      int nacc[DOT_VW];
+      int64_t lo[16], hi[16];
+      int nacc[16];
+      memset(nacc, -1, sizeof nacc);
       for (int s = 0; s < 2 * segs; s++) {
-        int64_t base = (s < segs ? 0 : DOT_VW) + (s % segs) * w;
+        int64_t base = (s < segs ? 0 : W) + (s % segs) * w;
         for (int l = 0; l < w / 2; l++) {
           lo[s * (w / 2) + l] = base + l;
           hi[s * (w / 2) + l] = base + w / 2 + l;
@@ -335,8 +336,8 @@ static void dot_tree(mb *b, MlirType vt, MlirValue *v, int *n,
         nacc[s] = s < segs ? acc[q][s] : pair ? acc[q + 1][s - segs] : -1;
       }
       MlirValue y = pair ? v[q + 1] : v[q];
-      MlirValue sum = mb_bin(b, "arith.addf", gen_vec_shuffle(b, v[q], y, lo, DOT_VW, vt),
-                             gen_vec_shuffle(b, v[q], y, hi, DOT_VW, vt));
+      MlirValue sum = mb_bin(b, "arith.addf", gen_vec_shuffle(b, v[q], y, lo, W, vt),
+                             gen_vec_shuffle(b, v[q], y, hi, W, vt));
       v[m] = sum;
       memcpy(acc[m], nacc, sizeof nacc);
       m++;
@@ -453,15 +454,15 @@ static void dot_decode_step(gen *g, const dot_block_at *d, const fp8_tables *t, 
   }
 }
 
-/* The lanes' sums of v[0 .. n) (vectors of type vt) added to (acc) or
- * stored in the elements at[0 .. n) of c. */
-static void dot_finish(gen *g, MlirType vt, MlirValue *v, int n, const MlirValue *at, view *C,
-                       bool acc) {
+/* The lanes' sums of v[0 .. n) (vectors of DOT_VW f32, n <= DOT_MAX) added
+ * to (acc) or stored in the elements at[0 .. n) of memref mem. */
+void gen_dot_finish(gen *g, MlirType vt, MlirValue *v, int n, const MlirValue *at, MlirValue mem,
+                    bool acc) {
   mb *b = &g->b;
-  int which[DOT_MAX][DOT_VW];
+  int which[DOT_MAX][16];
   for (int q = 0; q < n; q++)
     which[q][0] = q;
-  dot_tree(b, vt, v, &n, which);
+  gen_dot_tree(b, vt, DOT_VW, v, &n, which);
   for (int q = 0; q < n; q++)
     for (int l = 0; l < DOT_VW; l++) {
       int e = which[q][l];
@@ -469,8 +470,8 @@ static void dot_finish(gen *g, MlirType vt, MlirValue *v, int n, const MlirValue
         continue;
       MlirValue x = vec_extract(b, v[q], l);
       if (acc)
-        x = mb_bin(b, "arith.addf", mb_load(b, C->mem, at[e]), x);
-      mb_store(b, x, C->mem, at[e]);
+        x = mb_bin(b, "arith.addf", mb_load(b, mem, at[e]), x);
+      mb_store(b, x, mem, at[e]);
     }
 }
 
@@ -496,8 +497,8 @@ static void dot_emit(gen *g, const ts_node *call, const dot_src *A, const dot_sr
   memset(&t, 0, sizeof t);
   if (fp8)
     t = gen_fp8_tables(b);
-  ukernel u;
-  ukernel_begin(g, &u, DOT_VW, RA * RB, M, N, RA, RB);
+  gen_ukernel u;
+  gen_ukernel_begin(g, &u, DOT_VW, RA * RB, M, N, RA, RB);
   MlirType vt = u.vt;
   MlirValue slots = u.slots, zero = u.zero, i0 = u.i0, j0 = u.j0;
   dot_block_at d = {RA, RB, vt, slots, i0, j0};
@@ -523,8 +524,8 @@ static void dot_emit(gen *g, const ts_node *call, const dot_src *A, const dot_sr
       mb_store(b, v[q], la->mem, at[q]);
   }
   if (!la)
-    dot_finish(g, vt, v, n, at, C, acc);
-  ukernel_end(g, &u);
+    gen_dot_finish(g, vt, v, n, at, C->mem, acc);
+  gen_ukernel_end(g, &u);
 }
 
 /* ---- a loop's dot gemms summing by lanes ------------------------------------ */
@@ -617,7 +618,7 @@ void gen_lanes_end(gen *g, int from) {
       at[e] = mb_bin(b, "arith.addi", e0, gen_i64(g, e));
       v[e] = mb_load(b, la->mem, at[e]);
     }
-    dot_finish(g, vt, v, G, at, &C, true);
+    gen_dot_finish(g, vt, v, G, at, C.mem, true);
     gen_loop_end(g, &le);
   }
   g->nlanes = from;
@@ -999,7 +1000,6 @@ MlirValue gen_gemm_operand(gen *g, const ts_node *call, MlirValue x, MlirType ct
 }
 
 void gen_gemm(gen *g, ts_node *call) {
-  mb *b = &g->b;
   view pool[8], A, B, C;
   int np = 0;
   if (!gen_view_of(g, call->kids[0], &A, pool, &np) ||
@@ -1013,8 +1013,17 @@ void gen_gemm(gen *g, ts_node *call) {
       (gemm_from_place(g, call, &A, &B, &C, acc) ||
        gemm_vector(g, call, &A, &B, &C, ta, tb, acc) ||
        gemm_dot_vector(g, call, &A, &B, &C, acc) ||
-       gen_gemm_i8_vnni(g, call, &A, &B, &C, ta, tb, acc)))
+       gen_gemm_i8_vnni(g, call, &A, &B, &C, ta, tb, acc) ||
+       gen_gemm_bf16(g, call, &A, &B, &C, ta, tb, acc)))
     return;
+  gen_gemm_loops(g, call, &A, &B, &C, ta, tb, acc);
+}
+
+/* A gemm as plain loops over any views (LLVM vectorises them). */
+void gen_gemm_loops(gen *g, ts_node *call, view *pa, view *pb, view *pc, bool ta, bool tb,
+                    bool acc) {
+  mb *b = &g->b;
+  view A = *pa, B = *pb, C = *pc;
   MlirType ct = gen_compute_type(g, C.dt);
   bool f = gen_is_float(g, ct);
   MlirValue zero = f ? mb_const_f32(b, 0.0) : mb_const_int(b, ct, 0);

@@ -163,6 +163,8 @@ static bool cache_path(const ts_unit *u, const char *kernel, const char *gpu_arc
   ts_cache_key_add_str(&k, gpu_arch);
   /* (compiler/gen_bounds.c's copies, on unless TESSERA_CPU_BOUNDS=0) */
   ts_cache_key_add_str(&k, ts_env_flag("TESSERA_CPU_BOUNDS", true) ? "bounds" : "checked");
+  /* (compiler/gen_bf16.c's micro-kernels, on unless TESSERA_CPU_BF16=0) */
+  ts_cache_key_add_str(&k, ts_env_flag("TESSERA_CPU_BF16", true) ? "bf16" : "bf16-loops");
   return ts_cpu_cache_file(&k, ".so", path, size);
 }
 
