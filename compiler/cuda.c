@@ -1084,6 +1084,7 @@ void cu_stmt(cg *c, ts_node *n) {
   case TS_NODE_IF:
     if (ts_if_taken(n)) { /* folded: the branch taken (gen.c) */
       ts_node *taken = n->kids[ts_if_taken(n)];
+      c->synced = synced; /* (it runs where the `if` stands: no barrier of its own) */
       if (!taken)
         break;
       cu_line(c, "{");
@@ -1136,7 +1137,7 @@ void cu_stmt(cg *c, ts_node *n) {
   default: break;
   }
   if (n->kind == TS_NODE_FOR || n->kind == TS_NODE_PIPELINED ||
-      n->kind == TS_NODE_IF)
+      (n->kind == TS_NODE_IF && !ts_if_taken(n))) /* (a folded one: no join) */
     c->synced = false;
 }
 

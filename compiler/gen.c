@@ -905,6 +905,7 @@ void gen_stmt(gen *g, ts_node *n) {
        * so that a form a param leaves out changes nothing in the code of
        * the one it selects */
       ts_node *taken = n->kids[ts_if_taken(n)];
+      g->synced = synced; /* (it runs where the `if` stands: no barrier of its own) */
       if (taken && taken->kind == TS_NODE_IF)
         gen_stmt(g, taken);
       else if (taken)
@@ -959,7 +960,7 @@ void gen_stmt(gen *g, ts_node *n) {
   }
   /* control flow joins paths that did not all end with a barrier */
   if (n->kind == TS_NODE_FOR || n->kind == TS_NODE_PIPELINED ||
-      n->kind == TS_NODE_IF)
+      (n->kind == TS_NODE_IF && !ts_if_taken(n))) /* (a folded one: no join) */
     g->synced = false;
 }
 

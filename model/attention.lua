@@ -67,6 +67,9 @@ function M:kv8_params()
     local cfg = self.cfg
     p.EB = Cache.row_bytes("fp8", "kv", cfg.head_dim, cfg.rope_head_dim)
     p.ROPE = cfg.rope_head_dim
+    -- the rows' decode as two statements on the CPU (quant.tile kv8_rows:
+    -- the same values, 1.55x there; on a GPU it spills)
+    p.DEC2 = not O.on_gpu()
     self.kv8_attn = p
   end
   return self.kv8_attn

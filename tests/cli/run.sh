@@ -214,6 +214,30 @@ kernel fp8_dead(x: f32[1, K], w: fp8e4m3[N, K], y: f32[1, N], seen: f32[1])
     seen[0] = ws[0, 0];
   }
 }
+
+kernel sync_fold(x: f32[N], y: f32[N]) params(FLAG: bool = false) grid(1) threads(128) {
+  shared t: f32[256];
+  copy(x[0:256], t);
+  if FLAG {
+    parallel (i) in (256) {
+      t[i] = t[i] * 2.0;
+    }
+  } else {
+    parallel (i) in (256) {
+      t[i] = t[i] + 1.0;
+    }
+  }
+  copy(t, y[0:256]);
+}
+
+kernel sync_plain(x: f32[N], y: f32[N]) grid(1) threads(128) {
+  shared t: f32[256];
+  copy(x[0:256], t);
+  parallel (i) in (256) {
+    t[i] = t[i] + 1.0;
+  }
+  copy(t, y[0:256]);
+}
 TILE
 expect 0 "folded if, mlir" "$t" compile "$tmp/fold.tile" --kernel fold --emit mlir
 has out "5.000000e+00" "the branch taken is compiled"
@@ -221,6 +245,23 @@ lacks out "3.000000e+00" "the branch a param leaves out is not compiled"
 expect 0 "folded if, cuda" "$t" compile "$tmp/fold.tile" --kernel fold -D FLAG=true --target cuda
 has out " 3.0" "the branch taken is written (CUDA C)"
 lacks out " 5.0" "the branch a param leaves out is not written (CUDA C)"
+# a folded if's branch runs where the if stands: the barrier before it
+# holds inside, and no join follows it (the same barriers as the branch
+# written alone; before, two more in the CUDA C)
+for target in ptx cuda; do
+  expect 0 "folded if around parallel, $target" "$t" compile "$tmp/fold.tile" \
+    --kernel sync_fold --target $target
+  nf=$(grep -cE "bar\.sync|__syncthreads" "$tmp/out")
+  expect 0 "parallel alone, $target" "$t" compile "$tmp/fold.tile" --kernel sync_plain \
+    --target $target
+  np=$(grep -cE "bar\.sync|__syncthreads" "$tmp/out")
+  if [[ $nf == "$np" && $np -gt 0 ]]; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1))
+    echo "FAIL: $target: a folded if around a parallel has $nf barriers, the parallel alone $np"
+  fi
+done
 if grep -qw avx512vbmi /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo; then
   expect 0 "dead mention" "$t" compile "$tmp/fold.tile" --kernel fp8_dead --emit llvm
   has out "shufflevector <16 x float>" "a mention in a branch not taken keeps no copy"

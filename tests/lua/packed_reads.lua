@@ -7,7 +7,8 @@
 -- (rounded to bf16 for the tensor-core forms: the decoded values are exact
 -- in bf16), bit for bit, on the CPU and the GPU simulator: attention over ranges,
 -- invalid (-1) entries, a K that is no multiple of the block and blocks of
--- two warpgroups (merged, it also agrees with sparse_attn); the indexer
+-- two warpgroups (merged, it also agrees with sparse_attn), the rows'
+-- decode as one statement or two (DEC2); the indexer
 -- over a key count that is no multiple of its block; sparse_attn_f32_pool
 -- and pool_list_bf16 over the same rows where they lie in "f32" pools (the
 -- batch's decode). Rows too short are refused.
@@ -69,7 +70,10 @@ local cases = {
 for n, cs in ipairs(cases) do
   local dev = ts.device(cs[1])
   local H, c, CH, WG, T, S, K, P = table.unpack(cs, 2)
-  local what = string.format("case %d (%s, WG %d, P %d)", n, cs[1], WG, P)
+  -- (the rows' decode as one statement or two, quant.tile kv8_rows: the same
+  -- values)
+  local dec2 = n % 2 == 0
+  local what = string.format("case %d (%s, WG %d, P %d, DEC2 %s)", n, cs[1], WG, P, dec2)
   local E, kernel = row_bytes(c), kernels_on(dev)
   local bytes, unpacked = kv_rows(dev, S, c, 11 + n, "f32")
   local kvb = unpacked:cast("bf16")
@@ -84,7 +88,7 @@ for n, cs in ipairs(cases) do
   local no_tab, no_pos = ts.tensor("f32", {1, 1, 2}, nil, dev), ts.tensor("i32", {1}, nil, dev)
   local function run(name, kv)
     local params = {NH = H, DC = c, CH = CH, BK = 16, WG = WG}
-    if name == "sparse_attn_split_kv8" then params.EB = E end
+    if name == "sparse_attn_split_kv8" then params.EB, params.DEC2 = E, dec2 end
     local po = ts.tensor("f32", {T, P, H, c}, nil, dev)
     local pm = ts.tensor("f32", {T, P, H}, nil, dev)
     local pl = ts.tensor("f32", {T, P, H}, nil, dev)
@@ -123,7 +127,8 @@ local hcases = {
 for n, cs in ipairs(hcases) do
   local dev = ts.device(cs[1])
   local H, c, CH, WG, T, W, N, P = table.unpack(cs, 2)
-  local what = string.format("HCA case %d (%s, WG %d, P %d)", n, cs[1], WG, P)
+  local what = string.format("HCA case %d (%s, WG %d, P %d, DEC2 %s)", n, cs[1], WG, P,
+                             n % 2 == 1)
   local E, kernel = row_bytes(c), kernels_on(dev)
   local ring8, ring = kv_rows(dev, W, c, 31 + n, "bf16")
   local comp8, comp = kv_rows(dev, N, c, 41 + n, "bf16")
@@ -139,7 +144,9 @@ for n, cs in ipairs(hcases) do
   local function run(name, kv, cm, cb, PG)
     PG = PG or P
     local params = {NH = H, DC = c, CH = CH, BK = 16, WG = WG}
-    if name == "hca_attn_split_kv8" then params.EB, params.ROPE = E, ROPE end
+    if name == "hca_attn_split_kv8" then
+      params.EB, params.ROPE, params.DEC2 = E, ROPE, n % 2 == 1
+    end
     local po = ts.tensor("f32", {T, PG, H, c}, nil, dev)
     local pm = ts.tensor("f32", {T, PG, H}, nil, dev)
     local pl = ts.tensor("f32", {T, PG, H}, nil, dev)
@@ -203,7 +210,8 @@ local rcases = {
 for n, cs in ipairs(rcases) do
   local dev = ts.device(cs[1])
   local H, c, CH, WG, T, W, N, KS, P = table.unpack(cs, 2)
-  local what = string.format("ring case %d (%s, WG %d, P %d)", n, cs[1], WG, P)
+  local what = string.format("ring case %d (%s, WG %d, P %d, ring DEC2 %s)", n, cs[1], WG, P,
+                             n % 2 == 0)
   local E, kernel = row_bytes(c), kernels_on(dev)
   local ring = kv_rows(dev, W, c, 71 + n, "bf16")
   local comp = kv_rows(dev, N, c, 81 + n, "bf16")
@@ -215,12 +223,17 @@ for n, cs in ipairs(rcases) do
   local win = ts.tensor("i32", {T, W}, wv):copy_to(dev)
   local sel = ts.tensor("i32", {T, KS}, sv):copy_to(dev)
   local params = {NH = H, DC = c, CH = CH, BK = 16, WG = WG, EB = E, ROPE = ROPE}
+  -- the ring kernel decodes in one statement or two, the list's in the other
+  -- (quant.tile kv8_rows: the same values)
+  local ring_params = {DEC2 = n % 2 == 0}
+  for k, v in pairs(params) do ring_params[k] = v end
+  params.DEC2 = not ring_params.DEC2
   local function states(rows)
     return ts.tensor("f32", {rows, P, H, c}, nil, dev), ts.tensor("f32", {rows, P, H}, nil, dev),
       ts.tensor("f32", {rows, P, H}, nil, dev)
   end
   local po, pm, pl = states(T)
-  kernel("sparse_attn.tile", "sparse_attn_split_kv8_ring", params)
+  kernel("sparse_attn.tile", "sparse_attn_split_kv8_ring", ring_params)
     :launch{q, ring, win, comp, sel, po, pm, pl}
   for t = 0, T - 1 do
     local list = ts.tensor("i8", {W + KS, E}, nil, dev)
