@@ -14,8 +14,8 @@
  *   a . b, b [K, N]: one element at a time from c, k = 1, 0, 3, 2, 5, 4, ...
  *   a . b^T, b [N, K]: 16 lanes, lane l taking k = 32 s + 2 l + 1 then
  *     32 s + 2 l for s = 0, 1, ...; lane l + 8 added to lane l, then the dot
- *     micro-kernel's halving tree over 8 lanes (gen_dot_finish), added to c
- *     when it accumulates.
+ *     micro-kernel's halving tree over 8 lanes (gen_dot_finish: 16 lanes),
+ *     added to c when it accumulates.
  * Operands are bf16 rows of contiguous elements (whole tiles, or slices of
  * tiles and tensors whose corners are checked at run time, the plain loops
  * otherwise); a . b needs K even and N % 16 == 0 (b is first packed into
@@ -121,28 +121,17 @@ static void dot_bt(gen *g, const flat *A, const flat *B, const flat *C, int64_t 
                slot(g, r * RB + s));
   gen_loop_end(g, &lk);
   /* the halving tree over 16 lanes (lane l + 8 to lane l, then + 4, + 2,
-   * + 1: the order of the 8-lane tree after the first level) leaves the
-   * block's sums in one vector; each row's RB go into c as one vector */
-  MlirValue v[16];
-  int which[16][16];
+   * + 1: the 8-lane tree's order after a first level) leaves the block's
+   * sums in one vector; each row's RB go into c as one vector */
+  MlirValue v[16], at[16];
   for (int q = 0; q < n; q++) {
     v[q] = mb_load(b, u.slots, slot(g, q));
-    which[q][0] = q;
+    MlirValue row = mb_bin(b, "arith.addi", u.i0, gen_i64(g, q / RB));
+    MlirValue col = mb_bin(b, "arith.addi", u.j0, gen_i64(g, q % RB));
+    at[q] = mb_bin(b, "arith.addi", C->base,
+                   mb_bin(b, "arith.addi", mb_bin(b, "arith.muli", row, C->stride), col));
   }
-  gen_dot_tree(b, u.vt, 16, v, &n, which);
-  MlirType vr = vec(RB, b->f32);
-  for (int r = 0; r < RA; r++) {
-    int64_t lanes[16];
-    for (int s = 0; s < RB; s++)
-      for (int l = 0; l < 16; l++)
-        if (which[0][l] == r * RB + s)
-          lanes[s] = l;
-    MlirValue at = at_index(g, C, mb_bin(b, "arith.addi", u.i0, gen_i64(g, r)), u.j0);
-    MlirValue x = gen_vec_shuffle(b, v[0], v[0], lanes, RB, vr);
-    if (acc)
-      x = mb_bin(b, "arith.addf", vload(g, C->mem, at, vr), x);
-    vstore(g, x, C->mem, at);
-  }
+  gen_dot_finish(g, u.vt, 16, v, n, RB, at, C->mem, acc);
   gen_ukernel_end(g, &u);
 }
 

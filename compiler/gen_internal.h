@@ -290,15 +290,12 @@ typedef struct gen_ukernel {
 void gen_ukernel_begin(gen *g, gen_ukernel *u, int64_t lanes, int nslots, int64_t M, int64_t N,
                        int64_t bm, int64_t bn);
 void gen_ukernel_end(gen *g, gen_ukernel *u);
-/* The dot micro-kernels' halving tree over the W lanes of v[0 .. *n)
- * (gen_tile.c; *n <= 16, W <= 16): on return v[0 .. *n) hold one sum a
- * lane, lane l of v[q] element acc[q][l]'s (-1: none); acc[q][0] = q on
- * entry. */
-void gen_dot_tree(mb *b, MlirType vt, int W, MlirValue *v, int *n, int acc[16][16]);
-/* The dot micro-kernel's end (gen_tile.c): the 8 lanes of each of v[0 .. n)
- * (n <= 16) summed by that tree, added to (acc) or stored in mem[at[q]]. */
-void gen_dot_finish(gen *g, MlirType vt, MlirValue *v, int n, const MlirValue *at, MlirValue mem,
-                    bool acc);
+/* The dot micro-kernels' end (gen_tile.c): the W lanes (8 or 16) of each
+ * of v[0 .. n) (n <= 16) summed by a halving tree (lane l + W/2 to lane l,
+ * then + W/4, ...), added to (acc) or stored in mem, each
+ * run of `run` elements q contiguous from index at[q] (i64) of its first. */
+void gen_dot_finish(gen *g, MlirType vt, int W, MlirValue *v, int n, int run,
+                    const MlirValue *at, MlirValue mem, bool acc);
 /* A gemm as plain loops over any views (gen_tile.c). */
 void gen_gemm_loops(gen *g, ts_node *call, view *A, view *B, view *C, bool ta, bool tb, bool acc);
 /* c (+)= a . b (b^T with tb) for bf16 a and b into f32 c on AVX-512 BF16
