@@ -87,7 +87,8 @@ static void vstore(gen *g, MlirValue x, MlirValue mem, MlirValue idx) {
 /* acc (16 f32) + the products of bf16 pairs x and y (32 i16 each) */
 static MlirValue dpbf16(mb *b, MlirValue acc, MlirValue x, MlirValue y) {
   MlirType bt = vec(32, mlirBF16TypeGet(b->ctx));
-  MlirValue ops[3] = {acc, mb_cast(b, "vector.bitcast", x, bt), mb_cast(b, "vector.bitcast", y, bt)};
+  MlirValue ops[3] = {acc, mb_cast(b, "vector.bitcast", x, bt),
+                      mb_cast(b, "vector.bitcast", y, bt)};
   return gen_x86_intrinsic(b, "llvm.x86.avx512bf16.dpbf16ps.512", 3, ops, mlirValueGetType(acc));
 }
 
