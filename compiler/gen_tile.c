@@ -454,7 +454,7 @@ static void dot_decode_step(gen *g, const dot_block_at *d, const fp8_tables *t, 
  * at[r run]: the halving tree leaves the sums in one or two vectors, from
  * which one shuffle a run makes its vector, loaded, added and stored as
  * one (one element at a time, extracted, this took ~3x the instructions:
- * at the attention's K = 512 up to 40% of its products' time). */
+ * at the attention's K = 512 about 40% as many as its products, counted). */
 void gen_dot_finish(gen *g, MlirType vt, int W, MlirValue *v, int n, int run,
                     const MlirValue *at, MlirValue mem, bool acc) {
   mb *b = &g->b;
