@@ -64,6 +64,16 @@ static void run_blas(void *v) {
               j->a, j->n, j->b, j->n, 0.0f, j->c, j->n);
 }
 
+/* The relative L2 distance of x from ref (n values). */
+static double rel_err(const float *x, const float *ref, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; i++) {
+    num += (x[i] - ref[i]) * (double)(x[i] - ref[i]);
+    den += ref[i] * (double)ref[i];
+  }
+  return sqrt(num / den);
+}
+
 static int table(ts_device *dev, ts_kernel *k, bool nt, int max) {
   printf("| n | Tessera GFLOP/s | plain C GFLOP/s | OpenBLAS GFLOP/s | "
          "Tessera / OpenBLAS | Tessera / plain C | rel. error vs OpenBLAS |\n");
@@ -90,13 +100,7 @@ static int table(ts_device *dev, ts_kernel *k, bool nt, int max) {
     double tb = bench_median(run_blas, &j, 5, 0.5);
     double tp = n <= 1024 ? bench_median(run_plain, &j, 3, 0.2) : NAN;
     run_blas(&j);
-    const float *ct = ts_tensor_data(j.tc);
-    double num = 0, den = 0;
-    for (int i = 0; i < n * n; i++) {
-      num += (ct[i] - cref[i]) * (double)(ct[i] - cref[i]);
-      den += cref[i] * (double)cref[i];
-    }
-    double err = sqrt(num / den);
+    double err = rel_err(ts_tensor_data(j.tc), cref, (int64_t)n * n);
     printf("| %d | %.1f | %.1f | %.1f | %.2f | %.1f | %.1e |\n", n,
            flop / tt * 1e-9, flop / tp * 1e-9, flop / tb * 1e-9, tb / tt,
            tp / tt, err);
@@ -111,6 +115,7 @@ static int table(ts_device *dev, ts_kernel *k, bool nt, int max) {
 
 /* ---- one row: a decode step's linear ----------------------------------- */
 
+/* A kernel and its arguments (a decode step's linear; also gemm_nt's launches) */
 typedef struct gemv {
   ts_kernel *k;
   ts_arg a[4];
@@ -214,30 +219,6 @@ static int gemv_table(ts_device *dev) {
 
 /* ---- bf16 operands: C = A·Bᵀ (gemm_nt) -------------------------------- */
 
-typedef struct nt_job {
-  ts_kernel *k;
-  ts_arg a[3];
-} nt_job;
-
-static void run_nt(void *v) {
-  nt_job *j = v;
-  ts_status st = ts_kernel_launch(j->k, j->a, 3);
-  if (st) {
-    fprintf(stderr, "%s\n", ts_status_message(st));
-    exit(1);
-  }
-}
-
-static double rel_diff(ts_tensor *x, ts_tensor *y, int64_t n) {
-  const float *a = ts_tensor_data(x), *b = ts_tensor_data(y);
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < n; i++) {
-    num += (a[i] - b[i]) * (double)(a[i] - b[i]);
-    den += b[i] * (double)b[i];
-  }
-  return sqrt(num / den);
-}
-
 /* gemm_nt (bf16 A and B, f32 C) at CPU tiles, its gemm on vdpbf16ps
  * (compiler/gen_bf16.c, on a host with AVX-512 BF16) against the same
  * kernel compiled with TESSERA_CPU_BF16=0 (the plain loops) and against
@@ -254,15 +235,12 @@ static int bf16_table(ts_device *dev, int max) {
   printf("|---|---|---|---|---|---|---|\n");
   for (int n = 256; n <= max; n *= 2) {
     int64_t sh[2] = {n, n};
-    ts_tensor *a, *b, *af, *bf, *c, *cp, *cf;
-    if (ts_tensor_create(dev, TS_DTYPE_BF16, 2, sh, &a) ||
-        ts_tensor_create(dev, TS_DTYPE_BF16, 2, sh, &b) ||
-        ts_tensor_create(dev, TS_DTYPE_F32, 2, sh, &af) ||
-        ts_tensor_create(dev, TS_DTYPE_F32, 2, sh, &bf) ||
-        ts_tensor_create(dev, TS_DTYPE_F32, 2, sh, &c) ||
-        ts_tensor_create(dev, TS_DTYPE_F32, 2, sh, &cp) ||
-        ts_tensor_create(dev, TS_DTYPE_F32, 2, sh, &cf))
-      return 2;
+    ts_tensor *all[7]; /* a, b (bf16), af, bf, c, cp, cf */
+    for (int i = 0; i < 7; i++)
+      if (ts_tensor_create(dev, i < 2 ? TS_DTYPE_BF16 : TS_DTYPE_F32, 2, sh, &all[i]))
+        return 2;
+    ts_tensor *a = all[0], *b = all[1], *af = all[2], *bf = all[3], *c = all[4], *cp = all[5],
+              *cf = all[6];
     srand(3);
     for (int64_t i = 0; i < (int64_t)n * n; i++) { /* the f32 operands hold the bf16 values */
       ts_tensor_set(a, i, (float)rand() / RAND_MAX - 0.5f);
@@ -270,17 +248,17 @@ static int bf16_table(ts_device *dev, int max) {
       ts_tensor_set(af, i, ts_tensor_get(a, i));
       ts_tensor_set(bf, i, ts_tensor_get(b, i));
     }
-    nt_job jd = {kd, {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)}};
-    nt_job jp = {kp, {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(cp)}};
-    nt_job jf = {kf, {ts_arg_tensor(af), ts_arg_tensor(bf), ts_arg_tensor(cf)}};
+    gemv jd = {.k = kd, .a = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(c)}, .n = 3};
+    gemv jp = {.k = kp, .a = {ts_arg_tensor(a), ts_arg_tensor(b), ts_arg_tensor(cp)}, .n = 3};
+    gemv jf = {.k = kf, .a = {ts_arg_tensor(af), ts_arg_tensor(bf), ts_arg_tensor(cf)}, .n = 3};
     double flop = 2.0 * n * n * n;
-    double td = bench_median(run_nt, &jd, 5, 0.5), tf = bench_median(run_nt, &jf, 5, 0.5);
-    double tp = n <= 1024 ? bench_median(run_nt, &jp, 3, 0.2) : NAN;
+    double td = bench_median(run_gemv, &jd, 5, 0.5), tf = bench_median(run_gemv, &jf, 5, 0.5);
+    double tp = n <= 1024 ? bench_median(run_gemv, &jp, 3, 0.2) : NAN;
     printf("| %d | %.1f | %.1f | %.1f | %.2f | %.2f | %.1e |\n", n, flop / td * 1e-9,
-           flop / tp * 1e-9, flop / tf * 1e-9, tp / td, tf / td, rel_diff(c, cf, (int64_t)n * n));
+           flop / tp * 1e-9, flop / tf * 1e-9, tp / td, tf / td,
+           rel_err(ts_tensor_data(c), ts_tensor_data(cf), (int64_t)n * n));
     fflush(stdout);
-    ts_tensor *all[] = {a, b, af, bf, c, cp, cf};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    for (int i = 0; i < 7; i++)
       ts_tensor_release(all[i]);
   }
   ts_kernel_release(kd);
