@@ -92,10 +92,6 @@ static MlirValue dpbf16(mb *b, MlirValue acc, MlirValue x, MlirValue y) {
   return gen_x86_intrinsic(b, "llvm.x86.avx512bf16.dpbf16ps.512", 3, ops, mlirValueGetType(acc));
 }
 
-static MlirValue slot(gen *g, int q) {
-  return gen_i64(g, q);
-}
-
 /* c (+)= a . b^T: blocks of RA x RB elements, each a vector of 16 lanes
  * across the k loop, 32 k a step. */
 static void dot_bt(gen *g, const flat *A, const flat *B, const flat *C, int64_t M, int64_t N,
@@ -108,7 +104,7 @@ static void dot_bt(gen *g, const flat *A, const flat *B, const flat *C, int64_t 
   MlirType vi = vec(32, b->i16);
   int n = RA * RB;
   for (int q = 0; q < n; q++)
-    mb_store(b, u.zero, u.slots, slot(g, q));
+    mb_store(b, u.zero, u.slots, gen_i64(g, q));
   loop lk;
   gen_loop_begin(g, &lk, gen_i64(g, 0), gen_i64(g, K / 32));
   MlirValue k0 = mb_bin(b, "arith.muli", lk.iv, gen_i64(g, 32)), av[4], bv[16];
@@ -118,15 +114,15 @@ static void dot_bt(gen *g, const flat *A, const flat *B, const flat *C, int64_t 
     bv[s] = vload(g, B->mem, at_index(g, B, mb_bin(b, "arith.addi", u.j0, gen_i64(g, s)), k0), vi);
   for (int r = 0; r < RA; r++)
     for (int s = 0; s < RB; s++)
-      mb_store(b, dpbf16(b, mb_load(b, u.slots, slot(g, r * RB + s)), av[r], bv[s]), u.slots,
-               slot(g, r * RB + s));
+      mb_store(b, dpbf16(b, mb_load(b, u.slots, gen_i64(g, r * RB + s)), av[r], bv[s]), u.slots,
+               gen_i64(g, r * RB + s));
   gen_loop_end(g, &lk);
   /* the halving tree over 16 lanes (lane l + 8 to lane l, then + 4, + 2,
    * + 1: the 8-lane tree's order after a first level) leaves the block's
    * sums in one vector; each row's RB go into c as one vector */
   MlirValue v[16], at[16];
   for (int q = 0; q < n; q++) {
-    v[q] = mb_load(b, u.slots, slot(g, q));
+    v[q] = mb_load(b, u.slots, gen_i64(g, q));
     MlirValue row = mb_bin(b, "arith.addi", u.i0, gen_i64(g, q / RB));
     MlirValue col = mb_bin(b, "arith.addi", u.j0, gen_i64(g, q % RB));
     at[q] = mb_bin(b, "arith.addi", C->base,
@@ -172,7 +168,7 @@ static void dot_b(gen *g, const flat *A, const flat *B, const flat *C, int64_t M
       MlirValue row = mb_bin(b, "arith.addi", u.i0, gen_i64(g, r));
       cat[r][v] = at_index(g, C, row, mb_bin(b, "arith.addi", u.j0, gen_i64(g, 16 * v)));
       mb_store(b, acc ? vload(g, C->mem, cat[r][v], u.vt) : u.zero, u.slots,
-               slot(g, r * NV + v));
+               gen_i64(g, r * NV + v));
     }
   loop lk;
   gen_loop_begin(g, &lk, gen_i64(g, 0), gen_i64(g, P));
@@ -195,14 +191,14 @@ static void dot_b(gen *g, const flat *A, const flat *B, const flat *C, int64_t M
         mlirOperationGetResult(mb_op(b, "vector.extract", 1, &pair, 1, &b->i32, 1, &pos), 0);
     MlirValue av = mb_cast(b, "vector.bitcast", mb_op1(b, "vector.broadcast", 1, &w, vw), v32);
     for (int v = 0; v < NV; v++) {
-      MlirValue q = slot(g, r * NV + v);
+      MlirValue q = gen_i64(g, r * NV + v);
       mb_store(b, dpbf16(b, mb_load(b, u.slots, q), av, bv[v]), u.slots, q);
     }
   }
   gen_loop_end(g, &lk);
   for (int r = 0; r < R; r++)
     for (int v = 0; v < NV; v++)
-      vstore(g, mb_load(b, u.slots, slot(g, r * NV + v)), C->mem, cat[r][v]);
+      vstore(g, mb_load(b, u.slots, gen_i64(g, r * NV + v)), C->mem, cat[r][v]);
   gen_ukernel_end(g, &u);
 }
 
