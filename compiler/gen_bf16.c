@@ -39,28 +39,16 @@ static int64_t extent_of(const ts_node *n, uint32_t d) {
   return t->dims[d].c;
 }
 
-/* View v [R, C] as flat rows, or false: every dim a slice or an index, its
- * columns the buffer's last dim. Where v is not known to lie in its buffer,
- * *ok is and'ed with its corners' being there (each index is its start + k,
- * so inside at both corners is inside everywhere). */
+/* View v [R, C] as flat rows (gen_forward_view, not in registers, not
+ * swizzled or padded), or false. Where v is not known to lie in its buffer,
+ * *ok is and'ed with its corners' being there (gen_slice_span). */
 static bool flat_of(gen *g, view *v, int64_t R, int64_t C, flat *f, MlirValue *ok) {
-  mb *b = &g->b;
-  if (v->vrank != 2 || v->regs || v->swz || v->pad || v->rank < 2 || v->skip_dim >= 0 ||
-      v->sub[v->rank - 1].kind != SUB_SLICE || v->sub[v->rank - 1].vdim != 1)
+  if (!gen_forward_view(v) || v->regs || v->swz || v->pad || v->skip_dim >= 0)
     return false;
-  for (uint32_t d = 0; d < v->rank; d++)
-    if (v->sub[d].kind == SUB_GATHER)
-      return false;
-  MlirValue k0[2] = {gen_i64(g, 0), gen_i64(g, 0)}, k1[2] = {gen_i64(g, 1), gen_i64(g, 0)};
-  MlirValue kn[2] = {gen_i64(g, R - 1), gen_i64(g, C - 1)}, l1, ln, v0, vn;
-  gen_view_elem(g, v, k0, &f->base, &v0);
-  gen_view_elem(g, v, k1, &l1, &vn);
-  f->stride = mb_bin(b, "arith.subi", l1, f->base);
+  MlirValue in = gen_slice_span(g, v, R, C, NULL, 0, &f->base, &f->stride);
   f->mem = v->mem;
-  if (!v->in_range && !v->unchecked) {
-    gen_view_elem(g, v, kn, &ln, &vn);
-    *ok = mb_bin(b, "arith.andi", *ok, mb_bin(b, "arith.andi", v0, vn));
-  }
+  if (!v->in_range && !v->unchecked)
+    *ok = mb_bin(&g->b, "arith.andi", *ok, in);
   return true;
 }
 

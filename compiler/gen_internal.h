@@ -296,6 +296,13 @@ void gen_ukernel_end(gen *g, gen_ukernel *u);
  * run of `run` elements q contiguous from index at[q] (i64) of its first. */
 void gen_dot_finish(gen *g, MlirType vt, int W, MlirValue *v, int n, int run,
                     const MlirValue *at, MlirValue mem, bool acc);
+/* Whether view v is rows of contiguous elements (2-d, its columns the
+ * buffer's last dim, no gather), and such a slice's first element's index,
+ * row stride and in-range condition (corners), false where it overlaps a
+ * tensor of w[0 .. nw) (gen_tile.c). */
+bool gen_forward_view(const view *v);
+MlirValue gen_slice_span(gen *g, view *v, int64_t rows, int64_t cols, const ts_symbol **w,
+                         int nw, MlirValue *base, MlirValue *stride);
 /* A gemm as plain loops over any views (gen_tile.c). */
 void gen_gemm_loops(gen *g, ts_node *call, view *A, view *B, view *C, bool ta, bool tb, bool acc);
 /* c (+)= a . b (b^T with tb) for bf16 a and b into f32 c on AVX-512 BF16

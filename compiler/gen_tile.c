@@ -709,7 +709,7 @@ static bool forwardable(gen *g, const ts_node *c, const ts_node *gemm) {
 
 /* A slice view whose rows lie along its tensor's last dim (each row
  * contiguous), gathering nothing. */
-static bool forward_view(const view *v) {
+bool gen_forward_view(const view *v) {
   if (v->vrank != 2 || v->sub[v->rank - 1].kind != SUB_SLICE || v->sub[v->rank - 1].vdim != 1)
     return false;
   for (uint32_t d = 0; d < v->rank; d++)
@@ -751,7 +751,7 @@ static void prefetch_next(gen *g, const ts_node *call, const view *src) {
   const ts_node *sn = call->kids[0], *dn = call->kids[1];
   const ts_symbol *var = g->nloops ? g->loops[g->nloops - 1].var : NULL;
   if (g->gpu || g->par || !var || !tensor_of(sn) || sn->kind != TS_NODE_INDEX ||
-      !forward_view(src) || ts_node_mention_count(sn, var) == 0)
+      !gen_forward_view(src) || ts_node_mention_count(sn, var) == 0)
     return;
   int64_t rows = gen_const_dim((ts_node *)dn, 0), cols = gen_const_dim((ts_node *)dn, 1);
   int64_t eb = ts_dtype_bits(src->dt) / 8;
@@ -766,7 +766,7 @@ static void prefetch_next(gen *g, const ts_node *call, const view *src) {
   v->user = mb_bin(b, "arith.addi", g->loops[g->nloops - 1].iv, gen_i64(g, 1)).ptr;
   view pool[8], nv;
   int np = 0;
-  bool ok = gen_view_of(g, (ts_node *)sn, &nv, pool, &np) && forward_view(&nv);
+  bool ok = gen_view_of(g, (ts_node *)sn, &nv, pool, &np) && gen_forward_view(&nv);
   v->user = was;
   if (!ok)
     return;
@@ -845,14 +845,14 @@ static bool gemm_from_place(gen *g, ts_node *call, view *A, view *B, view *C, bo
   return true;
 }
 
-/* Of a forward_view slice v of rows x cols: its first element's index
+/* Of a gen_forward_view slice v of rows x cols: its first element's index
  * (base) and the distance between rows (stride); returns whether it lies
  * in its tensor (the first element, the next row's and the last: in range
  * at both corners is in range everywhere, each index being start + k) and,
  * inside a loop writing tensors w[0 .. nw) (w non-NULL), overlaps none of
  * them (arguments may share memory). */
-static MlirValue slice_span(gen *g, view *v, int64_t rows, int64_t cols, const ts_symbol **w,
-                            int nw, MlirValue *base, MlirValue *stride) {
+MlirValue gen_slice_span(gen *g, view *v, int64_t rows, int64_t cols, const ts_symbol **w,
+                         int nw, MlirValue *base, MlirValue *stride) {
   mb *b = &g->b;
   MlirValue z = gen_i64(g, 0), one = gen_i64(g, 1), next, end, ok0, ok1, unused;
   MlirValue k0[2] = {z, z}, k1[2] = {one, z}, kn[2] = {gen_i64(g, rows - 1), gen_i64(g, cols - 1)};
@@ -861,10 +861,12 @@ static MlirValue slice_span(gen *g, view *v, int64_t rows, int64_t cols, const t
   gen_view_elem(g, v, kn, &end, &ok1);
   *stride = mb_bin(b, "arith.subi", next, *base);
   MlirValue ok = mb_bin(b, "arith.andi", ok0, ok1);
+  if (!w || nw == 0)
+    return ok;
   int eb = ts_dtype_bits(v->dt) / 8;
   MlirValue lo = gen_gpu_address(g, v->mem, *base, eb);
   MlirValue hi = gen_gpu_address(g, v->mem, mb_bin(b, "arith.addi", end, one), eb);
-  for (int k = 0; w && k < nw; k++) {
+  for (int k = 0; k < nw; k++) {
     MlirValue wm = {w[k]->user}, wl = gen_gpu_address(g, wm, z, 1);
     MlirValue wh = buffer_end(g, wm, ts_dtype_bits(w[k]->type->dtype) / 8);
     MlirValue apart = mb_bin(b, "arith.ori", mb_cmpi(b, CMPI_SLE, hi, wl),
@@ -940,7 +942,7 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
       continue;
     if (!gen_view_of(g, c->kids[0], v, pool, &np))
       return false;
-    if (!forward_view(v)) {
+    if (!gen_forward_view(v)) {
       at[r - i] = -1;
       continue;
     }
@@ -949,18 +951,19 @@ bool gen_gemm_in_place(gen *g, ts_node *blk, uint32_t i, uint32_t *last) {
     int64_t B = ts_copy_scale_block(c);
     view *sv = &scales[r - i];
     if (B > 0 && (!gen_view_of(g, ts_call_named(c, "scale"), sv, pool, &np) ||
-                  !forward_view(sv))) {
+                  !gen_forward_view(sv))) {
       at[r - i] = -1;
       continue;
     }
     MlirValue base, stride;
-    ok = mb_bin(b, "arith.andi", ok,
-                slice_span(g, v, rows, packed ? K / 2 : K, loop ? w : NULL, nw, &base, &stride));
+    MlirValue in = gen_slice_span(g, v, rows, packed ? K / 2 : K, loop ? w : NULL, nw, &base,
+                                  &stride);
+    ok = mb_bin(b, "arith.andi", ok, in);
     dot_src s = {.mem = v->mem, .base = base, .stride = stride,
                  .dt = c->kids[0]->type->dtype, .e2m1 = packed};
     if (B > 0) { /* and its scales: a row's K / B */
       ok = mb_bin(b, "arith.andi", ok,
-                  slice_span(g, sv, rows, K / B, loop ? w : NULL, nw, &s.sbase, &s.sstride));
+                  gen_slice_span(g, sv, rows, K / B, loop ? w : NULL, nw, &s.sbase, &s.sstride));
       s.smem = sv->mem;
       s.sblk = B;
     }
