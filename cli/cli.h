@@ -42,5 +42,9 @@ int cli_fail(const char *cmd, ts_status s);
 void cli_render(const ts_diags *d, cli_color c);
 /* Parses a -D argument ("NAME=VALUE"), splitting `text` in place. */
 bool cli_parse_define(char *text, ts_define *out);
+/* The value of `--opt VALUE` or `--opt=VALUE` at argv[*i] (advanced past a
+ * separate value); NULL when it is not that option, or with *missing set
+ * when its value is not there. */
+const char *cli_option(const char *name, int argc, char **argv, int *i, bool *missing);
 
 #endif

@@ -48,14 +48,22 @@ int cmd_check(int argc, char **argv) {
   ts_define defs[64];
   size_t ndefs = 0;
   bool verbose = false;
-  const char *files[256];
+  const char *files[256], *arch = NULL, *v;
   int nfiles = 0;
   for (int i = 0; i < argc; i++) {
     char *a = argv[i];
     int err = 0;
+    bool missing = false;
     if (cli_parse_color("check", a, &color, &err)) {
       if (err)
         return err;
+    } else if ((v = cli_option("--arch", argc, argv, &i, &missing))) {
+      if (strcmp(v, "cpu") && !ts_arch_supported(v))
+        return cli_usage_error("check", "unknown architecture '%s' (cpu, sm_90a, sm_90, "
+                               "sm_80 or sm_86)", v);
+      arch = strcmp(v, "cpu") ? v : NULL;
+    } else if (missing) {
+      return cli_usage_error("check", "'%s' needs a value", a);
     } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
       verbose = true;
     } else if (!strncmp(a, "-D", 2)) {
@@ -92,6 +100,7 @@ int cmd_check(int argc, char **argv) {
       cli_fail("check", st);
       rc = EXIT_USAGE;
     } else {
+      u.arch = ts_arch_number(arch);
       bool ok = ts_unit_parse(&u) && ts_unit_check(&u, defs, ndefs);
       cli_render(&d, color);
       if (d.nomem) {

@@ -10,24 +10,6 @@
 
 #include <string.h>
 
-/* The value of `--opt VALUE` or `--opt=VALUE`; NULL when `a` is not it. */
-static const char *option(const char *name, int argc, char **argv, int *i,
-                          bool *missing) {
-  const char *a = argv[*i];
-  size_t n = strlen(name);
-  if (strncmp(a, name, n) != 0)
-    return NULL;
-  if (a[n] == '=')
-    return a + n + 1;
-  if (a[n] != 0)
-    return NULL;
-  if (*i + 1 >= argc) {
-    *missing = true;
-    return NULL;
-  }
-  return argv[++*i];
-}
-
 int cmd_compile(int argc, char **argv) {
   cli_color color = COLOR_AUTO;
   ts_define defs[64];
@@ -44,22 +26,22 @@ int cmd_compile(int argc, char **argv) {
     if (cli_parse_color("compile", a, &color, &err)) {
       if (err)
         return err;
-    } else if ((v = option("--kernel", argc, argv, &i, &missing))) {
+    } else if ((v = cli_option("--kernel", argc, argv, &i, &missing))) {
       opt.kernel = v;
-    } else if ((v = option("--target", argc, argv, &i, &missing))) {
+    } else if ((v = cli_option("--target", argc, argv, &i, &missing))) {
       if (!ts_target_parse(v, &opt.target))
         return cli_usage_error("compile",
                                "unknown target '%s' (cpu, ptx or "
                                "cuda)",
                                v);
-    } else if ((v = option("--arch", argc, argv, &i, &missing))) {
+    } else if ((v = cli_option("--arch", argc, argv, &i, &missing))) {
       if (!ts_arch_supported(v))
         return cli_usage_error("compile",
                                "unknown GPU architecture '%s' (sm_90a, "
                                "sm_90, sm_80 or sm_86)",
                                v);
       opt.arch = v;
-    } else if ((v = option("--emit", argc, argv, &i, &missing))) {
+    } else if ((v = cli_option("--emit", argc, argv, &i, &missing))) {
       if (!ts_emit_parse(v, &opt.emit))
         return cli_usage_error("compile",
                                "unknown stage '%s' (tokens, ast, "
@@ -71,9 +53,9 @@ int cmd_compile(int argc, char **argv) {
       no_cache = true;
     } else if (!strcmp(a, "--no-tune-db")) {
       no_tune_db = true;
-    } else if ((v = option("--device", argc, argv, &i, &missing))) {
+    } else if ((v = cli_option("--device", argc, argv, &i, &missing))) {
       device = v;
-    } else if ((v = option("--shape", argc, argv, &i, &missing))) {
+    } else if ((v = cli_option("--shape", argc, argv, &i, &missing))) {
       if (nshapes == 64 || !cli_parse_define((char *)v, &shapes[nshapes]))
         return cli_usage_error("compile", "--shape takes NAME=VALUE");
       nshapes++;
@@ -81,7 +63,7 @@ int cmd_compile(int argc, char **argv) {
       verbose = true;
     } else if (!strcmp(a, "--time-passes")) {
       opt.time_passes = true;
-    } else if ((v = option("-o", argc, argv, &i, &missing))) {
+    } else if ((v = cli_option("-o", argc, argv, &i, &missing))) {
       outpath = v;
     } else if (!missing && !strncmp(a, "-D", 2)) {
       char *d = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);

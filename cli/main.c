@@ -13,6 +13,9 @@ const cli_command cli_commands[] = {
      "\n"
      "options:\n"
      "  -D NAME=VALUE    override a kernel param (repeatable)\n"
+     "  --arch A         check for this architecture (the built-in constant\n"
+     "                   `arch`, which params' defaults may use): cpu\n"
+     "                   (default), sm_90a, sm_90, sm_80 or sm_86\n"
      "  -v, --verbose    print a summary of each kernel that checks\n"
      "  --color=WHEN     auto (a terminal, no NO_COLOR), always or never\n"
      "\n"
@@ -170,6 +173,23 @@ int cli_fail(const char *cmd, ts_status s) {
 
 void cli_render(const ts_diags *d, cli_color c) {
   ts_diags_render(d, stderr, (ts_render_options){cli_color_on(c), true});
+}
+
+/* The value of `--opt VALUE` or `--opt=VALUE`; NULL when `a` is not it. */
+const char *cli_option(const char *name, int argc, char **argv, int *i, bool *missing) {
+  const char *a = argv[*i];
+  size_t n = strlen(name);
+  if (strncmp(a, name, n) != 0)
+    return NULL;
+  if (a[n] == '=')
+    return a + n + 1;
+  if (a[n] != 0)
+    return NULL;
+  if (*i + 1 >= argc) {
+    *missing = true;
+    return NULL;
+  }
+  return argv[++*i];
 }
 
 bool cli_parse_define(char *text, ts_define *out) {

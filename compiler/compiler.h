@@ -101,13 +101,16 @@ typedef struct ts_jit_symbol {
  * ts_gpusim_shuffle, ts_rt_print, ts_rt_assert). With `gpu_arch` (not
  * NULL: "sm_90a" or "sm_80"), the program holds the GPU form of the kernel
  * for that architecture as a CPU function (`gpu`, run by the simulator)
- * instead of `run`. Program errors go to `diags`
+ * instead of `run`. `arch` is the architecture the kernel is checked for
+ * (its `arch` constant, so its params' defaults): gpu_arch when that is
+ * set, else a CUDA device's (whose launches take the program's signature
+ * and plan) or NULL, the CPU. Program errors go to `diags`
  * (TS_ERR_PROGRAM). */
 TS_MUST_USE ts_status ts_cpu_program_create(
     const ts_allocator *alloc, const char *path, const char *text, size_t len,
     const char *kernel, const ts_define *defines, size_t define_count,
-    const ts_jit_symbol *syms, size_t nsyms, const char *gpu_arch, ts_diags *diags,
-    ts_cpu_program **out);
+    const ts_jit_symbol *syms, size_t nsyms, const char *gpu_arch, const char *arch,
+    ts_diags *diags, ts_cpu_program **out);
 void ts_cpu_program_destroy(ts_cpu_program *p);
 const ts_kernel_info *ts_cpu_program_kernel(const ts_cpu_program *p);
 /* `run(args..., begin, end)` (NULL in the GPU form) and `grid(dims,
@@ -167,7 +170,8 @@ const char *ts_compiler_version(void);
  * path, size and modification time of the library holding the compiler. */
 void ts_compile_build_key(ts_cache_key *k);
 /* Adds the values of the params of `kernel` (every kernel when NULL) of a
- * checked unit to a cache key: the values, not the -D text that set them,
+ * checked unit, and the `arch` it was checked for, to a cache key: the
+ * values, not the -D text that set them,
  * so that the order of the -D list (a Lua table's, which varies between
  * processes) and its spelling (`1` or `true`, a default given or not) do
  * not make another entry. */

@@ -143,6 +143,8 @@ void ts_compile_build_key(ts_cache_key *k) {
 }
 
 void ts_compile_params_key(ts_cache_key *k, const ts_unit *u, const char *kernel) {
+  /* (a kernel may branch on `arch` without a param) */
+  ts_cache_key_add(k, &u->arch, sizeof u->arch);
   for (uint32_t i = 0; i < u->kernel_count; i++) {
     const ts_kernel_info *ki = &u->kernels[i];
     if (kernel && !ts_str_eq_cstr(ki->name, kernel))
@@ -326,7 +328,16 @@ ts_status ts_compile(const ts_allocator *alloc, const char *path,
     ts_dump_ast(&u, out);
     goto done;
   }
-  /* 3. typed (the defines are for the chosen kernel, when there is one) */
+  if (opt->arch && !ts_arch_supported(opt->arch)) {
+    st = ts_status_make(TS_ERR_INVALID,
+                        "unknown GPU architecture '%s' (sm_90a, sm_90, sm_80 or sm_86)",
+                        opt->arch);
+    goto done;
+  }
+  /* 3. typed (the defines are for the chosen kernel, when there is one;
+   * `arch` names the target's architecture) */
+  bool gpu = opt->target != TS_TARGET_CPU || opt->emit == TS_EMIT_PTX;
+  u.arch = gpu ? ts_arch_number(opt->arch ? opt->arch : "sm_90a") : 0;
   u.define_kernel = opt->kernel;
   u.define_label = opt->define_label;
   if (!ts_unit_check(&u, opt->defines, opt->define_count)) {
@@ -340,12 +351,6 @@ ts_status ts_compile(const ts_allocator *alloc, const char *path,
     goto done;
   }
   /* 4. mlir, 5. lowered, 6. llvm | ptx | cuda */
-  if (opt->arch && !ts_arch_supported(opt->arch)) {
-    st = ts_status_make(TS_ERR_INVALID,
-                        "unknown GPU architecture '%s' (sm_90a, sm_90, sm_80 or sm_86)",
-                        opt->arch);
-    goto done;
-  }
   if (opt->emit == TS_EMIT_RESOURCES) {
     if (opt->target == TS_TARGET_CPU) {
       st = ts_status_make(TS_ERR_INVALID, "--emit resources is a GPU stage: --target ptx "

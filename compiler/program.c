@@ -210,7 +210,7 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
                                 const char *kernel, const ts_define *defines,
                                 size_t define_count,
                                 const ts_jit_symbol *syms, size_t nsyms,
-                                const char *gpu_arch, ts_diags *diags,
+                                const char *gpu_arch, const char *arch, ts_diags *diags,
                                 ts_cpu_program **out) {
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -237,6 +237,12 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
   }
   p->unit.define_kernel = kernel;
   p->unit.define_label = "param"; /* the runtime's params table */
+  p->unit.arch = ts_arch_number(gpu_arch ? gpu_arch : arch);
+  if (p->unit.arch < 0) {
+    st = ts_status_make(TS_ERR_INVALID, "unknown GPU architecture '%s'",
+                        gpu_arch ? gpu_arch : arch);
+    goto fail;
+  }
   if (!ts_unit_parse(&p->unit) ||
       !ts_unit_check(&p->unit, defines, define_count)) {
     st = diags->nomem ? ts_status_nomem()

@@ -332,6 +332,11 @@ typedef struct ts_unit {
   /* How messages name an override: "-D" (NULL: the command line's) or
    * "param" (a params table from Lua or the C API). */
   const char *define_label;
+  /* Set before ts_unit_check: the value of the built-in constant `arch`,
+   * the architecture the kernels are checked for: 0 the CPU (the default),
+   * a GPU's SM version otherwise (ts_arch_number), so that a param's
+   * default or a folded `if` can differ by target. */
+  int arch;
   /* Set before ts_unit_parse: do not read the files a `use` names (the
    * formatter, which looks at one file). */
   bool no_use;
@@ -361,6 +366,10 @@ bool ts_unit_parse(ts_unit *u);
  * Defines override params (of u->define_kernel only, when set); one that
  * names no such param is an error. */
 bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count);
+/* The number the built-in constant `arch` takes for a GPU architecture
+ * "sm_NN" or "sm_NNa" (sm_90a: 90); NULL, the CPU: 0; -1 for any other
+ * text. */
+int ts_arch_number(const char *arch);
 /* Whether a FN item is a tile function (a tensor, tile or dtype
  * parameter): one
  * that sema inlines at each call and the compiler never emits alone. */

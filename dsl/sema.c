@@ -1287,6 +1287,16 @@ static void check_recursion(sema *s) {
   }
 }
 
+/* A built-in constant into the global scope; false when out of memory. */
+static bool put_global(sema *s, ts_symbol *sym) {
+  ts_status st = ts_map_put(&s->globals.names, sym->name, sym);
+  if (!st)
+    return true;
+  ts_status_free(st);
+  s->nomem = true;
+  return false;
+}
+
 bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
   if (!u->parsed || !u->root)
     return false;
@@ -1320,11 +1330,18 @@ bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
     sym->type = sema_scalar(TS_DTYPE_F32);
     sym->cval.kind = TS_CONST_FLOAT;
     sym->cval.f = consts[i].value;
-    ts_status st = ts_map_put(&s.globals.names, sym->name, sym);
-    if (st) {
-      ts_status_free(st);
-      s.nomem = true;
-    }
+    if (!put_global(&s, sym))
+      break;
+  }
+  /* arch: the target's architecture (0 the CPU, 90 sm_90a, ...) */
+  ts_symbol *arch = sema_alloc(&s, sizeof *arch);
+  if (arch) {
+    arch->kind = TS_SYM_CONST;
+    arch->name = ts_str_from("arch");
+    arch->type = sema_scalar(TS_DTYPE_I64);
+    arch->cval.kind = TS_CONST_INT;
+    arch->cval.i = u->arch;
+    put_global(&s, arch);
   }
   ts_node *root = u->root;
   uint32_t nk = 0;

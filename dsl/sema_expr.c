@@ -876,13 +876,20 @@ static const ts_type *check_builtin(sema *s, ts_node *n, ts_builtin b) {
       ts_diag_hint(s->d, d, "compare it: 'x != 0'");
       return &sema_error_type;
     }
-    if (sema_is_bool(a) && sema_is_bool(e))
-      return sema_scalar(TS_DTYPE_BOOL);
-    const ts_type *u = unify(a, e);
+    const ts_type *u = sema_is_bool(a) && sema_is_bool(e) ? sema_scalar(TS_DTYPE_BOOL)
+                                                         : unify(a, e);
     if (!u) {
       sema_error(s, n->span, "'select' cannot combine '%s' and '%s'",
                  sema_type_str(s, a), sema_type_str(s, e));
       return &sema_error_type;
+    }
+    /* a condition known at compile time picks its value, when that is
+     * known too (a param's default: `select(arch == 0, 256, 64)`) */
+    const ts_node *pick = k[0]->cval.kind == TS_CONST_BOOL ? k[k[0]->cval.b ? 1 : 2] : NULL;
+    if (pick && pick->cval.kind != TS_CONST_NONE) {
+      n->cval = pick->cval;
+      if (ts_dtype_is_float(u->dtype) && n->cval.kind == TS_CONST_INT)
+        set_float(n, (double)n->cval.i);
     }
     return u->literal ? sema_scalar(u->dtype) : u;
   }

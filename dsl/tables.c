@@ -121,3 +121,15 @@ static const char *const node_names[] = {
 };
 
 const char *ts_node_kind_name(ts_node_kind k) { return node_names[k]; }
+
+int ts_arch_number(const char *arch) {
+  if (!arch)
+    return 0;
+  if (strncmp(arch, "sm_", 3) || arch[3] < '1' || arch[3] > '9')
+    return -1;
+  int v = 0;
+  const char *c = arch + 3;
+  for (; *c >= '0' && *c <= '9' && v < 1000; c++)
+    v = v * 10 + (*c - '0');
+  return (!*c || (c[0] == 'a' && !c[1])) && v < 1000 ? v : -1;
+}

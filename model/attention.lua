@@ -59,7 +59,8 @@ end)
 
 -- sparse_attn_split_kv8's params: tc_params' with the "fp8" cache's row
 -- bytes and rope dims (its blocks of 16 entries: sparse_attn_split's 32
--- took it past 255 registers on sm_90a)
+-- took it past 255 registers on sm_90a; the rows' decode, DEC2, is the
+-- kernels' default for the target)
 function M:kv8_params()
   if not self.kv8_attn then
     local p = {}
@@ -67,9 +68,6 @@ function M:kv8_params()
     local cfg = self.cfg
     p.EB = Cache.row_bytes("fp8", "kv", cfg.head_dim, cfg.rope_head_dim)
     p.ROPE = cfg.rope_head_dim
-    -- the rows' decode as two statements on the CPU (quant.tile kv8_rows:
-    -- the same values, 1.55x there; on a GPU it spills)
-    p.DEC2 = not O.on_gpu()
     self.kv8_attn = p
   end
   return self.kv8_attn
@@ -421,9 +419,9 @@ function M:index_scores(ratio, qi, keys, w, pos, scores, kbase)
   local params = self.index_params
   if not params or params.RATIO ~= ratio then
     local HI, DI = cfg.index_n_heads, cfg.index_head_dim
-    local fp4 = self.kv_format ~= "f32"
-    params = {RATIO = ratio, NH = HI, DK = DI, WSCALE = DI ^ -0.5 * HI ^ -0.5,
-              BS = fp4 and O.fp4_index_keys() or nil, FUSE = fp4 and O.fp4_index_fuse(DI) or nil}
+    -- (indexer_scores_fp4's key blocks and FUSE: the kernel's defaults,
+    -- which differ by target)
+    params = {RATIO = ratio, NH = HI, DK = DI, WSCALE = DI ^ -0.5 * HI ^ -0.5}
     self.index_params = params
   end
   kernel("indexer.tile", self.kv_format == "f32" and "indexer_scores_f32" or "indexer_scores_fp4",

@@ -528,18 +528,6 @@ end
 -- prompt's keys) is at most its useful scores or O.score_pad of them.
 O.score_pad = 65536
 
--- Keys a block of the FP4 indexer scores (indexer_scores_fp4's BS): on a
--- GPU 64 (wgmma's M); on the CPU 256, where each block decodes and packs
--- the query for its i8 GEMMs again (256K keys, one query, two cores:
--- 18.3-19.2 -> 15.3-16.1 ms; the same scores)
-function O.fp4_index_keys() return O.on_gpu() and 64 or 256 end
--- indexer_scores_fp4's FUSE for DK-wide queries: on the CPU the scale
--- blocks' GEMMs first and one pass over the scores (up to 4 blocks of 32;
--- 256K keys, one query, one core: 28.4 -> 24.2 ms); a GPU keeps the loop,
--- whose one accumulator stays in registers. Prefill and decode score with
--- the same kernel, so the same bits either way.
-function O.fp4_index_fuse(DK) return not O.on_gpu() and DK <= 128 and 1 or nil end
-
 -- The MoE of more than one token runs in tiles of O.moe_rows rows of one
 -- expert (model/moe.lua; one-row tiles for a single token), on the CPU
 -- the routed experts in tiles of about an expert's share of the T K slots

@@ -142,7 +142,8 @@ ts_status ts_kernel_create_from_source(ts_device *d, const char *path,
     return ts_status_nomem();
   ts_status st = ts_cpu_program_create(
       ts_allocator_system(), path, text, len, name, defines, ndefs,
-      ts_rt_symbols, TS_RT_SYMBOLS, d->gpusim ? sim_arch() : NULL, diags, &k->prog);
+      ts_rt_symbols, TS_RT_SYMBOLS, d->gpusim ? sim_arch() : NULL, ts_device_arch(d), diags,
+      &k->prog);
   if (st) {
     free(k);
     return st;

@@ -171,7 +171,7 @@ static void first_error(const ts_diags *d, char *out, size_t size) {
 
 /* Does the front end accept the config of `kernel`? */
 static bool check_config(const char *path, const char *text, size_t len, const char *kernel,
-                         const ts_define *defs, size_t n, char *why,
+                         const ts_define *defs, size_t n, const ts_device *dev, char *why,
                          size_t size) {
   ts_diags d;
   ts_diags_init(&d, ts_allocator_system());
@@ -183,6 +183,7 @@ static bool check_config(const char *path, const char *text, size_t len, const c
     ts_status_free(st);
   } else {
     u.define_kernel = kernel;
+    u.arch = ts_arch_number(ts_device_arch(dev));
     ok = ts_unit_parse(&u) && ts_unit_check(&u, defs, n);
     if (!ok)
       first_error(&d, why, size);
@@ -560,6 +561,7 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
     goto done;
   }
   u.define_kernel = o->kernel;
+  u.arch = ts_arch_number(ts_device_arch(o->device));
   if (!ts_unit_parse(&u) || !ts_unit_check(&u, o->fixed, o->nfixed)) {
     st = ts_status_make(TS_ERR_PROGRAM, "'%s' has errors", o->path);
     goto done;
@@ -655,7 +657,7 @@ ts_status ts_tune(const ts_tune_options *o, ts_diags *diags,
                                       j->defs, MAX_AXES);
     for (size_t f = 0; f < o->nfixed; f++)
       j->defs[j->ndefs++] = o->fixed[f];
-    if (!check_config(o->path, text, len, o->kernel, j->defs, j->ndefs, r->reason,
+    if (!check_config(o->path, text, len, o->kernel, j->defs, j->ndefs, o->device, r->reason,
                       sizeof r->reason)) {
       r->state = TS_TUNE_PRUNED;
       out->pruned++;

@@ -78,6 +78,30 @@ has err "cannot open" "missing file says why"
 expect 2 "no file" "$t" check
 expect 2 "unknown option" "$t" check --frob kernels/softmax.tile
 expect 2 "bad colour" "$t" check --color=sometimes kernels/softmax.tile
+# the built-in constant `arch`: what `check` and `compile` take it to be
+# (tests/lua/arch.tile: V = arch, BS by select, a folded `if arch >= 90`)
+expect 0 "check -v, the CPU's arch" "$t" check -v tests/lua/arch.tile
+has out "params V=0, BS=256, TWO=true" "check: arch is 0 by default"
+expect 0 "check -v --arch sm_80" "$t" check -v --arch sm_80 tests/lua/arch.tile
+has out "params V=80, BS=64, TWO=false" "check --arch sm_80: arch is 80"
+expect 0 "check -v --arch=sm_90a" "$t" check -v --arch=sm_90a tests/lua/arch.tile
+has out "params V=90, BS=64, TWO=false" "check --arch=sm_90a: arch is 90"
+expect 2 "check --arch unknown" "$t" check --arch sm_75 tests/lua/arch.tile
+has err "unknown architecture 'sm_75'" "check names the architecture it does not know"
+expect 2 "check --arch without a value" "$t" check tests/lua/arch.tile --arch
+for a in sm_90a sm_80; do
+  n=${a#sm_}
+  n=${n%a}
+  expect 0 "arch in PTX, $a" "$t" compile tests/lua/arch.tile --kernel arch_body --target ptx \
+    --arch $a --no-cache
+  has out ".target $a" "the PTX is for $a"
+  has out "], $n;" "arch is $n in its PTX"
+done
+expect 0 "arch in CUDA C" "$t" compile tests/lua/arch.tile --kernel arch_body --target cuda \
+  --arch sm_80
+has out "= ((int)80LL);" "arch is 80 in the CUDA C for sm_80"
+expect 0 "arch on the CPU" "$t" compile tests/lua/arch.tile --kernel arch_body --emit llvm
+has out "store i32 0," "arch is 0 for the CPU"
 expect 0 "-D param" "$t" compile kernels/softmax.tile --emit typed -D BM=8
 has out "frag f32[8, N]" "-D overrides the param"
 expect 0 "-DNAME=V form" "$t" compile kernels/softmax.tile --emit=typed -DBM=2

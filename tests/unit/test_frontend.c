@@ -279,6 +279,62 @@ static void put(const char *dir, const char *name, const char *text) {
   }
 }
 
+/* `arch`, the built-in constant: what the unit is checked for (0 the CPU,
+ * a GPU's SM version), folded into params' defaults, `select` and shapes;
+ * a declaration of the name is refused. */
+static void test_arch(void) {
+  static const char text[] =
+      "kernel k(x: f32[N])\n"
+      "  params(V: int = arch, BS: int = select(arch == 0, 256, 64),\n"
+      "    F: bool = arch == 0 && BS > 128, G: float = select(arch >= 90, 2, 0.5))\n"
+      "  grid(1) {\n"
+      "  frag t: f32[select(arch == 0, 8, 16)];\n"
+      "  fill(t, 1.0);\n"
+      "  x[0] = t[0];\n"
+      "}\n";
+  static const struct {
+    const char *arch;
+    int number;
+    int64_t bs;
+    bool f;
+    double g;
+    const char *tile;
+  } want[] = {{NULL, 0, 256, true, 0.5, "frag f32[8]"},
+              {"sm_90a", 90, 64, false, 2.0, "frag f32[16]"},
+              {"sm_80", 80, 64, false, 0.5, "frag f32[16]"}};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    CHECK(ts_arch_number(want[i].arch) == want[i].number);
+    ts_diags d;
+    ts_diags_init(&d, sys());
+    ts_unit u;
+    CHECK(ts_unit_init(&u, sys(), "t.tile", text, strlen(text), &d) == NULL);
+    u.arch = want[i].number;
+    CHECK(ts_unit_parse(&u) && ts_unit_check(&u, NULL, 0));
+    ts_symbol **p = u.kernels[0].params;
+    CHECK(u.kernels[0].param_count == 4);
+    CHECK(p[0]->cval.i == want[i].number && p[1]->cval.i == want[i].bs);
+    CHECK(p[2]->cval.kind == TS_CONST_BOOL && p[2]->cval.b == want[i].f);
+    CHECK(p[3]->cval.kind == TS_CONST_FLOAT && p[3]->cval.f == want[i].g);
+    ts_buf b;
+    ts_buf_init(&b, sys());
+    ts_dump_typed(&u, &b);
+    CHECK(b.ptr && strstr(b.ptr, want[i].tile) != NULL);
+    ts_buf_deinit(&b);
+    ts_unit_deinit(&u);
+    ts_diags_deinit(&d);
+  }
+  CHECK(ts_arch_number("sm_90") == 90 && ts_arch_number("sm_86") == 86);
+  CHECK(ts_arch_number("cpu") == -1 && ts_arch_number("sm_90b") == -1 &&
+        ts_arch_number("sm_") == -1 && ts_arch_number("sm_0") == -1);
+  ts_diags d;
+  bool ok;
+  ts_unit *u = check_text("kernel k(x: f32[N]) params(arch: int = 1) grid(1) {\n"
+                          "  x[0] = 0.0;\n}\n", &d, &ok);
+  CHECK(!ok && d.error_count == 1);
+  ts_unit_deinit(u);
+  ts_diags_deinit(&d);
+}
+
 /* Parses and checks dir/name as the compiler does (from its path). */
 static bool check_file(ts_unit *u, ts_diags *d, const char *dir,
                        const char *name, char **text) {
@@ -391,6 +447,7 @@ int main(void) {
   test_bad_input();
   test_out_of_memory();
   test_facts();
+  test_arch();
   test_use();
   return ts_test_finish();
 }
