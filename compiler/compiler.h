@@ -112,6 +112,22 @@ TS_MUST_USE ts_status ts_cpu_program_create(
     const ts_jit_symbol *syms, size_t nsyms, const char *gpu_arch, const char *arch,
     ts_diags *diags, ts_cpu_program **out);
 void ts_cpu_program_destroy(ts_cpu_program *p);
+/* The name of a program's files in TESSERA_DUMP's and TESSERA_OVERRIDE's
+ * folders (docs/abi.md), before ".FORM": "<kernel>-<16 hex>", the hex a hash
+ * of the source, the params' values and `arch` (not of the Tessera build,
+ * so that an override outlives a rebuild). */
+const char *ts_cpu_program_stem(const ts_cpu_program *p);
+/* TESSERA_DUMP / TESSERA_OVERRIDE: the file STEM.FORM in the folder the
+ * variable `var` names; false when it is unset or empty. */
+bool ts_debug_file(const char *var, const char *stem, const char *form, char *path,
+                   size_t size);
+/* Writes a compiled form's text into TESSERA_DUMP's folder (made when
+ * missing) when it is set; a failure is a warning on stderr. */
+void ts_debug_dump(const char *stem, const char *form, const char *text, size_t len);
+/* Whether TESSERA_OVERRIDE's folder holds the form's file (its path in
+ * `path`), said on stderr when it does: the caller uses it in place of
+ * what it would compile, and keeps nothing of it in the kernel cache. */
+bool ts_debug_override(const char *stem, const char *form, char *path, size_t size);
 const ts_kernel_info *ts_cpu_program_kernel(const ts_cpu_program *p);
 /* `run(args..., begin, end)` (NULL in the GPU form) and `grid(dims,
  * scalars) -> (x, y, z)`. */

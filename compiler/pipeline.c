@@ -103,6 +103,12 @@ static MlirLogicalResult on_diag(MlirDiagnostic d, void *ud) {
     }
   }
   if (!placed && sink->text) {
+    if (mlirLocationIsAFileLineColRange(loc)) { /* (a file of MLIR text: an override) */
+      MlirStringRef f = mlirIdentifierStr(mlirLocationFileLineColRangeGetFilename(loc));
+      ts_buf_printf(sink->text, "%.*s:%d:%d: ", (int)f.length, f.data,
+                    mlirLocationFileLineColRangeGetStartLine(loc),
+                    mlirLocationFileLineColRangeGetStartColumn(loc));
+    }
     ts_buf_puts(sink->text, msg.ptr ? msg.ptr : "");
     ts_buf_putc(sink->text, '\n');
   }
@@ -283,6 +289,19 @@ static ts_status run_pipeline(ts_mlir *m, MlirModule mod, const char *text,
   ts_buf_deinit(&err);
   mlirPassManagerDestroy(pm);
   return st;
+}
+
+ts_status ts_mlir_parse_file(ts_mlir *m, const char *path, MlirModule *out) {
+  MlirModule mod = mlirModuleCreateParseFromFile(m->ctx, mlirStringRefCreateFromCString(path));
+  if (mlirModuleIsNull(mod))
+    return ts_status_make(TS_ERR_PROGRAM, "%s: not a module of MLIR: %s", path, take_text(m));
+  if (!mlirOperationVerify(mlirModuleGetOperation(mod))) {
+    mlirModuleDestroy(mod);
+    return ts_status_make(TS_ERR_PROGRAM, "%s: the module does not verify: %s", path,
+                          take_text(m));
+  }
+  *out = mod;
+  return NULL;
 }
 
 void ts_mlir_print(MlirModule mod, ts_buf *out) {

@@ -25,6 +25,10 @@ const char *ts_pipeline_text(ts_target t);
 /* Serialises a module lowered for the PTX target and appends the PTX. */
 ts_status ts_mlir_ptx(ts_mlir *m, MlirModule lowered, bool time_passes,
                       ts_buf *out);
+/* Parses and verifies a file of MLIR text (TESSERA_OVERRIDE's: a module as
+ * ts_mlir_gen makes one); TS_ERR_PROGRAM with MLIR's message, located in
+ * the file, when it is not one (give the context no .tile source). */
+ts_status ts_mlir_parse_file(ts_mlir *m, const char *path, MlirModule *out);
 void ts_mlir_print(MlirModule mod, ts_buf *out);
 ts_status ts_mlir_print_llvm(MlirModule mod, ts_buf *out);
 

@@ -42,7 +42,52 @@ struct ts_cpu_program {
   ts_packed_fn run, grid, scratch, gpu;
   double seconds;
   bool cached; /* loaded from the cache */
+  char stem[160]; /* TESSERA_DUMP's and TESSERA_OVERRIDE's files: ts_cpu_program_stem */
 };
+
+/* ---- TESSERA_DUMP and TESSERA_OVERRIDE ------------------------------------------------------ */
+
+bool ts_debug_file(const char *var, const char *stem, const char *form, char *path,
+                   size_t size) {
+  const char *dir = getenv(var);
+  return dir && *dir && (size_t)snprintf(path, size, "%s/%s.%s", dir, stem, form) < size;
+}
+
+void ts_debug_dump(const char *stem, const char *form, const char *text, size_t len) {
+  char path[4200];
+  if (!ts_debug_file("TESSERA_DUMP", stem, form, path, sizeof path))
+    return;
+  ts_status st = ts_make_dirs(getenv("TESSERA_DUMP"));
+  if (!st)
+    st = ts_file_write_atomic(path, text, len);
+  if (st) {
+    fprintf(stderr, "tessera: warning: TESSERA_DUMP: %s not written: %s\n", path,
+            ts_status_message(st));
+    ts_status_free(st);
+  }
+}
+
+bool ts_debug_override(const char *stem, const char *form, char *path, size_t size) {
+  if (!ts_debug_file("TESSERA_OVERRIDE", stem, form, path, size) || access(path, F_OK))
+    return false;
+  fprintf(stderr, "tessera: %s replaces the compiled %s (TESSERA_OVERRIDE)\n", path, form);
+  return true;
+}
+
+/* "<kernel>-<16 hex>": the hex a hash of what the compiled forms depend on
+ * but the Tessera build (the source, the params' values, `arch`), so that
+ * an override outlives a rebuild. */
+static void make_stem(ts_cpu_program *p, const char *kernel) {
+  ts_cache_key k;
+  ts_cache_key_init(&k);
+  ts_cache_key_add_str(&k, "debug-stem");
+  ts_cache_key_add(&k, p->unit.src.text, p->unit.src.len);
+  ts_cache_key_add_str(&k, kernel);
+  ts_compile_params_key(&k, &p->unit, kernel);
+  char hex[33];
+  ts_cache_key_hex(&k, hex);
+  snprintf(p->stem, sizeof p->stem, "%.120s-%.16s", kernel, hex);
+}
 
 /* ---- the cache of compiled code ------------------------------------------------------------ */
 
@@ -255,20 +300,39 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
     goto fail;
   }
   bool sim = gpu_arch != NULL;
-  char so_path[4200];
-  bool cacheable = cache_path(&p->unit, kernel, gpu_arch, so_path, sizeof so_path);
+  char so_path[4200], over[4200];
+  make_stem(p, kernel);
+  /* the MLIR a debugging user dumps (the generated module, before the
+   * pipeline) or gives in its place: then no cached code is read, and an
+   * override's is not kept */
+  const char *form = sim ? "gpusim.mlir" : "cpu.mlir";
+  bool replaced = ts_debug_override(p->stem, form, over, sizeof over);
+  const char *dump_dir = getenv("TESSERA_DUMP");
+  bool dumping = dump_dir && *dump_dir;
+  bool cacheable = !replaced && cache_path(&p->unit, kernel, gpu_arch, so_path, sizeof so_path);
   ts_packed_fn (*lookup)(void *, const char *) = NULL;
   void *from = NULL;
-  if (cacheable && (p->so = dlopen(so_path, RTLD_NOW | RTLD_LOCAL))) {
+  if (cacheable && !dumping && (p->so = dlopen(so_path, RTLD_NOW | RTLD_LOCAL))) {
     p->cached = true;
     utimensat(AT_FDCWD, so_path, NULL, 0); /* used now (ts_cache_sweep) */
     lookup = so_lookup;
     from = p->so;
   } else {
-    if ((st = ts_mlir_create(&p->unit.src, diags, &p->mlir)))
+    /* (an override's messages are located in its file, not the .tile) */
+    if ((st = ts_mlir_create(replaced ? NULL : &p->unit.src, diags, &p->mlir)))
       goto fail;
-    if ((st = ts_mlir_gen(p->mlir, &p->unit, kernel, TS_TARGET_CPU, gpu_arch, sim, &p->module)))
+    if ((st = replaced ? ts_mlir_parse_file(p->mlir, over, &p->module)
+                       : ts_mlir_gen(p->mlir, &p->unit, kernel, TS_TARGET_CPU, gpu_arch, sim,
+                                     &p->module)))
       goto fail;
+    if (dumping) {
+      ts_buf text;
+      ts_buf_init(&text, ts_allocator_system());
+      ts_mlir_print(p->module, &text);
+      if (!text.failed)
+        ts_debug_dump(p->stem, form, text.ptr, text.len);
+      ts_buf_deinit(&text);
+    }
     if ((st = ts_mlir_lower(p->mlir, p->module, TS_TARGET_CPU, false)) ||
         (st = ts_jit_create(p->mlir, p->module, syms, nsyms, cacheable, &p->jit))) {
       mlirModuleDestroy(p->module);
@@ -331,6 +395,7 @@ ts_packed_fn ts_cpu_program_scratch(const ts_cpu_program *p) {
   return p->scratch;
 }
 ts_packed_fn ts_cpu_program_gpu(const ts_cpu_program *p) { return p->gpu; }
+const char *ts_cpu_program_stem(const ts_cpu_program *p) { return p->stem; }
 int64_t ts_kernel_smem_bytes(const ts_kernel_info *k, const char *arch) {
   return ts_gen_gpu_smem_bytes(k, arch);
 }

@@ -47,6 +47,33 @@ bool ts_cuda_lowering(void) {
   return l && !strcmp(l, "cuda");
 }
 
+/* A kernel's GPU form (`form`: its file's name in TESSERA_DUMP's and
+ * TESSERA_OVERRIDE's folders, docs/abi.md) compiled as `opt` says into
+ * `out`, or read from TESSERA_OVERRIDE's file of it; written to
+ * TESSERA_DUMP's folder either way. */
+static ts_status compile_or_override(ts_kernel *k, const char *form, const char *path,
+                                     const char *text, size_t len, const ts_compile_options *opt,
+                                     ts_diags *diags, ts_buf *out) {
+  const char *stem = ts_cpu_program_stem(k->prog);
+  char over[4200];
+  ts_status st;
+  if (ts_debug_override(stem, form, over, sizeof over)) {
+    char *given;
+    size_t n;
+    if (!(st = ts_file_read(ts_allocator_system(), over, &given, &n))) {
+      ts_buf_append(out, given, n);
+      free(given);
+    }
+  } else {
+    st = ts_compile(ts_allocator_system(), path, text, len, opt, diags, out);
+  }
+  if (!st && out->failed)
+    st = ts_status_nomem();
+  if (!st)
+    ts_debug_dump(stem, form, out->ptr ? out->ptr : "", out->len);
+  return st;
+}
+
 /* On the GPU simulator with TESSERA_GPU_LOWERING=cuda: the kernel's CUDA C,
  * built for the CPU. */
 static ts_status load_cudasim(ts_kernel *k, const char *path, const char *text,
@@ -61,10 +88,7 @@ static ts_status load_cudasim(ts_kernel *k, const char *path, const char *text,
                             .define_label = "param"};
   ts_buf cu;
   ts_buf_init(&cu, ts_allocator_system());
-  ts_status st =
-      ts_compile(ts_allocator_system(), path, text, len, &opt, diags, &cu);
-  if (!st && cu.failed)
-    st = ts_status_nomem();
+  ts_status st = compile_or_override(k, "gpusim.cu", path, text, len, &opt, diags, &cu);
   if (!st)
     st = ts_cudasim_build(cu.ptr, k->name, &k->sim_lib, &k->sim_fn);
   ts_buf_deinit(&cu);
@@ -94,10 +118,9 @@ static ts_status load_cuda(ts_kernel *k, const char *path, const char *text,
                             .cache_dir = ts_cache_dir(cache, sizeof cache)};
   ts_buf ptx;
   ts_buf_init(&ptx, ts_allocator_system());
-  ts_status st = ts_compile(ts_allocator_system(), path, text, len, &opt,
-                            diags, &ptx);
-  if (!st && ptx.failed)
-    st = ts_status_nomem();
+  char form[32];
+  snprintf(form, sizeof form, "%s.%s", arch, nvrtc ? "nvrtc.ptx" : "ptx");
+  ts_status st = compile_or_override(k, form, path, text, len, &opt, diags, &ptx);
   k->smem = ts_kernel_smem_bytes(k->info, arch);
   if (!st)
     st = ts_cuda_module_load(k->device, ptx.ptr, k->name, k->smem,

@@ -10,7 +10,7 @@
 # unused for a day removed, concurrent processes agreeing, and
 # TESSERA_CPU_CACHE=0 writing nothing. Then the limits: at most 4 other
 # builds' folders, entries unused for 30 days and the least recently used
-# past TESSERA_CACHE_MAX_MB removed.
+# past TESSERA_CACHE_MAX_MB removed. Then TESSERA_DUMP and TESSERA_OVERRIDE.
 set -u
 t=$1 root=$2
 cd "$root" || exit 2
@@ -149,6 +149,46 @@ check 'cmp -s "$tmp/k.ptx" "$tmp/k2.ptx"' "the entry just stored is kept"
 # a limit that is not a number is reported, and the default used
 TESSERA_CACHE_MAX_MB=lots compile -D BM=16 -o "$tmp/k3.ptx" 2>"$tmp/err"
 check '[[ $? == 0 ]] && grep -q "TESSERA_CACHE_MAX_MB=.lots. is not a number >= 0; using 1024" "$tmp/err"' "a bad TESSERA_CACHE_MAX_MB is reported"
+
+# TESSERA_DUMP: each form a kernel is compiled to, as text, named
+# KERNEL-HASH.FORM (the CPU's MLIR before the pipeline, the simulator's,
+# a CUDA device's PTX: the mock driver's); TESSERA_OVERRIDE: a file of that
+# name used in place of what would be compiled, said on stderr, never kept
+# in the cache; a broken one fails with its own location
+cat >"$tmp/dbg.lua" <<'LUA'
+local ts = require("tessera")
+local dev = ts.device(arg[1] or "cpu")
+local x = ts.tensor("f32", {3}, {1, 2, 3.5}):copy_to(dev)
+ts.kernel(arg[2], "twice", {}, dev):launch{x}
+print(table.concat(x:to_table(), " "))
+LUA
+rm -rf "$TESSERA_CACHE" "$tmp/dump" "$tmp/over"
+"$t" run "$tmp/dbg.lua" cpu "$tmp/twice.tile" >/dev/null # (cached: dumping compiles anyway)
+TESSERA_DUMP=$tmp/dump "$t" run "$tmp/dbg.lua" cpu "$tmp/twice.tile" >"$tmp/d1.out"
+cpu_mlir=$(ls "$tmp"/dump/twice-*.cpu.mlir 2>/dev/null)
+check '[[ $(cat "$tmp/d1.out") == "2.0 4.0 7.0" && -n $cpu_mlir ]] && grep -q "2.000000e+00 : f32" "$cpu_mlir"' "TESSERA_DUMP writes the CPU's MLIR, before the pipeline"
+mkdir -p "$tmp/over"
+sed 's/2.000000e+00 : f32/3.000000e+00 : f32/' "$cpu_mlir" >"$tmp/over/$(basename "$cpu_mlir")"
+TESSERA_OVERRIDE=$tmp/over "$t" run "$tmp/dbg.lua" cpu "$tmp/twice.tile" >"$tmp/d2.out" 2>"$tmp/err"
+check '[[ $(cat "$tmp/d2.out") == "3.0 6.0 10.5" ]] && grep -q "$(basename "$cpu_mlir") replaces the compiled cpu.mlir (TESSERA_OVERRIDE)" "$tmp/err"' "TESSERA_OVERRIDE's MLIR runs in place of the generated, and says so"
+"$t" run "$tmp/dbg.lua" cpu "$tmp/twice.tile" >"$tmp/d3.out" 2>"$tmp/err"
+check '[[ $(cat "$tmp/d3.out") == "2.0 4.0 7.0" && ! -s $tmp/err ]]' "an override is not kept in the cache"
+printf 'module {\n  func.func @twice( {\n}\n' >"$tmp/over/$(basename "$cpu_mlir")"
+TESSERA_OVERRIDE=$tmp/over "$t" run "$tmp/dbg.lua" cpu "$tmp/twice.tile" >"$tmp/d4.out" 2>"$tmp/err"
+check '[[ $? != 0 ]] && grep -q "$(basename "$cpu_mlir"):2:[0-9]*: " "$tmp/err"' "a broken override fails, located in its file"
+TESSERA_DUMP=$tmp/dump "$t" run "$tmp/dbg.lua" gpusim "$tmp/twice.tile" >"$tmp/d5.out"
+check '[[ $(cat "$tmp/d5.out") == "2.0 4.0 7.0" ]] && ls "$tmp"/dump/twice-*.gpusim.mlir >/dev/null' "TESSERA_DUMP writes the simulator's form"
+mock=$(dirname "$t")/tests/cuda_mock
+if [[ -e $mock/libcuda.so.1 ]]; then
+  LD_LIBRARY_PATH=$mock TESSERA_DUMP=$tmp/dump "$t" run "$tmp/dbg.lua" cuda "$tmp/twice.tile" \
+    >/dev/null 2>"$tmp/err"
+  ptx=$(ls "$tmp"/dump/twice-*.sm_90a.ptx 2>/dev/null)
+  check '[[ -n $ptx ]] && grep -q ".entry twice" "$ptx"' "TESSERA_DUMP writes a CUDA device's PTX"
+  sed 's/\.entry twice/.entry elsewhere/' "$ptx" >"$tmp/over/$(basename "$ptx")"
+  LD_LIBRARY_PATH=$mock TESSERA_OVERRIDE=$tmp/over "$t" run "$tmp/dbg.lua" cuda "$tmp/twice.tile" \
+    >/dev/null 2>"$tmp/err"
+  check '[[ $? != 0 ]] && grep -q "replaces the compiled sm_90a.ptx" "$tmp/err"' "a CUDA device loads TESSERA_OVERRIDE's PTX (the mock: its entry renamed, not found)"
+fi
 
 echo "$pass passed, $fail failed"
 ((fail == 0))
