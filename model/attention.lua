@@ -49,9 +49,12 @@ function M:tc_params()
 end
 
 -- (the f32 attention kernels' params, each table made once)
-local f32_attn_params = O.memo(function(H, c) return {SCALE = c ^ -0.5, NH = H, DC = c} end)
-local f32_kv8_params = O.memo(function(H, c, rope)
-  return {SCALE = c ^ -0.5, NH = H, DC = c, ROPE = rope}
+-- (hb: the heads a block, O.attn_heads; nil all)
+local f32_attn_params = O.memo(function(H, c, hb)
+  return {SCALE = c ^ -0.5, NH = H, DC = c, HB = hb}
+end)
+local f32_kv8_params = O.memo(function(H, c, rope, hb)
+  return {SCALE = c ^ -0.5, NH = H, DC = c, ROPE = rope, HB = hb}
 end)
 local hca_f32_params = O.memo(function(H, c, R, kv8, rope)
   return {SCALE = c ^ -0.5, R = R, BK = math.min(R, 64), KV8 = kv8, ROPE = rope, NH = H, DC = c}
@@ -259,7 +262,7 @@ function M:attention(L, x, pos, spans, P)
       kernel("sparse_attn.tile", "sparse_attn_tc", self:tc_params())
         :launch{q, O.convert(list, "bf16"), idx, sink, o}
     else
-      kernel("sparse_attn.tile", "sparse_attn_f32", f32_attn_params(H, c))
+      kernel("sparse_attn.tile", "sparse_attn_f32", f32_attn_params(H, c, O.attn_heads(T, H)))
         :launch{q, list, idx, sink, o}
     end
   end
@@ -1075,10 +1078,12 @@ function M:attend_batch(L, seqs, pos_v, q, qi, w, o, pos, step)
   elseif self.kv_format == "f32" then
     -- (over "f32" caches: the window's rows of the rings' pool, the
     -- selection's of the entries' pool, as f32)
-    kernel("sparse_attn.tile", "sparse_attn_f32_pool", f32_attn_params(H, c))
+    kernel("sparse_attn.tile", "sparse_attn_f32_pool",
+           f32_attn_params(H, c, O.attn_heads(q:shape(1), H)))
       :launch{q, ring.data, comp.data, selg, idx, self:weight(p .. "attn_sink"), o}
   else
-    kernel("sparse_attn.tile", "sparse_attn_f32_kv8", f32_kv8_params(H, c, cfg.rope_head_dim))
+    kernel("sparse_attn.tile", "sparse_attn_f32_kv8",
+           f32_kv8_params(H, c, cfg.rope_head_dim, O.attn_heads(q:shape(1), H)))
       :launch{q, ring.data, comp.data, selg, idx, self:weight(p .. "attn_sink"), o}
   end
   return bf
@@ -1165,7 +1170,8 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, stored)
     -- rows by slot, the selected entries' by top-k's indices, decoded in
     -- the kernel (no f32 list: the same bits as sparse_attn_f32 over one)
     local ring = st.ring:view(0, W)
-    kernel("sparse_attn.tile", "sparse_attn_f32_kv8", f32_kv8_params(H, c, cfg.rope_head_dim))
+    kernel("sparse_attn.tile", "sparse_attn_f32_kv8",
+           f32_kv8_params(H, c, cfg.rope_head_dim, O.attn_heads(q:shape(1), H)))
       :launch{q, ring, sel and st.comp:view(0, NB) or ring, sel or self:constants().no_sel, ids,
               self:weight(p .. "attn_sink"), o}
     return
@@ -1190,7 +1196,7 @@ function M:attend_step(L, st, t, x, q, kv, qi, w, o, tp, step, stored)
                       {q, bytes and list or O.convert(list, "bf16"), ids}, o, tab, tp)
     return true
   end
-  kernel("sparse_attn.tile", "sparse_attn_f32", f32_attn_params(H, c))
+  kernel("sparse_attn.tile", "sparse_attn_f32", f32_attn_params(H, c, O.attn_heads(1, H)))
     :launch{q, list, ids, self:weight(p .. "attn_sink"), o}
 end
 

@@ -576,6 +576,20 @@ function O.on_gpu()
   return ts.default_device():name() ~= "cpu"
 end
 
+-- The heads a block of the exact model's sparse attention (sparse_attn.tile
+-- sparse_attn_f32, _f32_kv8, _f32_pool: HB) for T tokens of H heads: on the
+-- CPU, where a decode step's token was one block and so one core, its heads
+-- split in halves until the blocks fill the cores (each block reads and
+-- decodes the token's rows again, so no further); the same bits whatever
+-- HB, so a decode step still gives a prefill's. nil (all H) with tokens
+-- enough, and on a GPU, whose decode takes the bf16 split kernels.
+function O.attn_heads(T, H)
+  if O.on_gpu() then return nil end
+  local hb, n = H, dev():threads()
+  while hb % 2 == 0 and T * (H // hb) < n do hb = hb // 2 end
+  return hb < H and hb or nil
+end
+
 -- Whether that GPU has e4m3 tensor cores the kernels use (wgmma on sm_90a;
 -- on sm_80/86 the e4m3 GEMMs would be scalar loops): where the FP8
 -- linears' and the quantised experts' prefill take their tensor-core forms.

@@ -264,6 +264,8 @@ local fcases = {
   {"cpu", 4, 128, 3, 24, 50, 21, 16},
   {"cpu", 2, 192, 2, 16, 9, 40, 64},
   {"gpusim", 4, 128, 2, 16, 37, 21, 16},
+  {"cpu", 32, 64, 2, 16, 30, 21, 16},
+  {"gpusim", 32, 64, 1, 16, 30, 21, 16},
 }
 for n, cs in ipairs(fcases) do
   local dev = ts.device(cs[1])
@@ -331,6 +333,32 @@ for n, cs in ipairs(fcases) do
             ts.tensor("i32", {T, K}, iv2):copy_to(dev), sink, got2}
   C.check(bitwise(got2, want), what .. ": sparse_attn_f32_pool differs from sparse_attn_f32 " ..
           "over the gathered list")
+  -- HB: the heads in blocks of 16 or 8 (grid (T, H / HB)), what a decode
+  -- step's token takes on the CPU (model/ops.lua O.attn_heads): each
+  -- head's output the same bits, all three kernels
+  for _, hb in ipairs{16, 8, 2, 1} do
+    if H > hb and H % hb == 0 then
+      local ph = {HB = hb}
+      for k, v in pairs(params) do ph[k] = v end
+      local a, b, d = ts.tensor("f32", {T, H, c}, nil, dev), ts.tensor("f32", {T, H, c}, nil, dev),
+        ts.tensor("f32", {T, H, c}, nil, dev)
+      kernel("sparse_attn.tile", "sparse_attn_f32_kv8", ph):launch{q, ring8, comp8, sel, idx, sink, a}
+      ph.ROPE = nil
+      kernel("sparse_attn.tile", "sparse_attn_f32_pool", ph)
+        :launch{q, ringp, compp, ts.tensor("i32", {T, KS}, sv2):copy_to(dev),
+                ts.tensor("i32", {T, K}, iv2):copy_to(dev), sink, b}
+      local t0 = T - 1 -- (sparse_attn_f32 over the last token's list, gathered again)
+      local list = ts.tensor("f32", {K, c}, nil, dev)
+      list:slice(0, 0, W):assign(ring)
+      kernel("quant.tile", "kv_unpack_rows", {ROPE = ROPE})
+        :launch{comp8, sel:slice(0, t0, 1):reshape{KS}, list:slice(0, W, KS)}
+      kernel("sparse_attn.tile", "sparse_attn_f32", ph)
+        :launch{q:slice(0, t0, 1), list, idx:slice(0, t0, 1), sink, d:slice(0, t0, 1)}
+      C.check(bitwise(a, want) and bitwise(b, want) and
+              bitwise(d:slice(0, t0, 1), want:slice(0, t0, 1)),
+              string.format("%s: HB %d differs from all %d heads a block", what, hb, H))
+    end
+  end
   -- pool_list_bf16 (the bf16 attention's batch over "f32" pools): token
   -- t's list entries, in order, as rows t K + j of one bf16 list (each the
   -- bf16 of the row it lists, zeros for a selection of -1), and its list
