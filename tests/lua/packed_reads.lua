@@ -292,14 +292,16 @@ for n, cs in ipairs(fcases) do
   local sink = ts.tensor("f32", {H}, hv):copy_to(dev)
   local params = {NH = H, DC = c, BK = BK, SCALE = c ^ -0.5}
   local want = ts.tensor("f32", {T, H, c}, nil, dev)
-  for t = 0, T - 1 do
+  -- sparse_attn_f32 (params p) over token t's list gathered and unpacked
+  local function over_list(t, p, out)
     local list = ts.tensor("f32", {K, c}, nil, dev)
     list:slice(0, 0, W):assign(ring)
     kernel("quant.tile", "kv_unpack_rows", {ROPE = ROPE})
       :launch{comp8, sel:slice(0, t, 1):reshape{KS}, list:slice(0, W, KS)}
-    kernel("sparse_attn.tile", "sparse_attn_f32", params)
-      :launch{q:slice(0, t, 1), list, idx:slice(0, t, 1), sink, want:slice(0, t, 1)}
+    kernel("sparse_attn.tile", "sparse_attn_f32", p)
+      :launch{q:slice(0, t, 1), list, idx:slice(0, t, 1), sink, out:slice(0, t, 1)}
   end
+  for t = 0, T - 1 do over_list(t, params, want) end
   params.ROPE = ROPE
   local got = ts.tensor("f32", {T, H, c}, nil, dev)
   kernel("sparse_attn.tile", "sparse_attn_f32_kv8", params)
@@ -342,18 +344,14 @@ for n, cs in ipairs(fcases) do
       for k, v in pairs(params) do ph[k] = v end
       local a, b, d = ts.tensor("f32", {T, H, c}, nil, dev), ts.tensor("f32", {T, H, c}, nil, dev),
         ts.tensor("f32", {T, H, c}, nil, dev)
-      kernel("sparse_attn.tile", "sparse_attn_f32_kv8", ph):launch{q, ring8, comp8, sel, idx, sink, a}
+      kernel("sparse_attn.tile", "sparse_attn_f32_kv8", ph)
+        :launch{q, ring8, comp8, sel, idx, sink, a}
       ph.ROPE = nil
       kernel("sparse_attn.tile", "sparse_attn_f32_pool", ph)
         :launch{q, ringp, compp, ts.tensor("i32", {T, KS}, sv2):copy_to(dev),
                 ts.tensor("i32", {T, K}, iv2):copy_to(dev), sink, b}
-      local t0 = T - 1 -- (sparse_attn_f32 over the last token's list, gathered again)
-      local list = ts.tensor("f32", {K, c}, nil, dev)
-      list:slice(0, 0, W):assign(ring)
-      kernel("quant.tile", "kv_unpack_rows", {ROPE = ROPE})
-        :launch{comp8, sel:slice(0, t0, 1):reshape{KS}, list:slice(0, W, KS)}
-      kernel("sparse_attn.tile", "sparse_attn_f32", ph)
-        :launch{q:slice(0, t0, 1), list, idx:slice(0, t0, 1), sink, d:slice(0, t0, 1)}
+      local t0 = T - 1 -- (sparse_attn_f32 over the last token's list)
+      over_list(t0, ph, d)
       C.check(bitwise(a, want) and bitwise(b, want) and
               bitwise(d:slice(0, t0, 1), want:slice(0, t0, 1)),
               string.format("%s: HB %d differs from all %d heads a block", what, hb, H))
