@@ -714,6 +714,29 @@ static int kernel_config(lua_State *L) {
   return 1;
 }
 
+/* k:params(): every param and the value it was compiled with (given, or
+ * its default for the device: `arch` may choose it), {NAME = value}: ints
+ * as integers, floats, booleans, dtypes by name */
+static int kernel_params(lua_State *L) {
+  size_t n;
+  const ts_symbol *const *p = ts_kernel_params(check_box(L, 1, KERNEL_MT), &n);
+  lua_createtable(L, 0, (int)n);
+  for (size_t i = 0; i < n; i++) {
+    const ts_const *c = &p[i]->cval;
+    switch (c->kind) {
+    case TS_CONST_INT: lua_pushinteger(L, (lua_Integer)c->i); break;
+    case TS_CONST_FLOAT: lua_pushnumber(L, c->f); break;
+    case TS_CONST_BOOL: lua_pushboolean(L, c->b); break;
+    case TS_CONST_DTYPE: lua_pushstring(L, ts_dtype_name(c->dt)); break;
+    default: lua_pushnil(L); break;
+    }
+    lua_pushlstring(L, p[i]->name.ptr, p[i]->name.len);
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
+  }
+  return 1;
+}
+
 static int kernel_gc(lua_State *L) {
   void **box = class_box(L, 1, KERNEL_MT);
   ts_kernel_release(*box);
@@ -1190,7 +1213,7 @@ int luaopen_tessera(lua_State *L) {
       {"assign", tensor_assign},
       {"close", tensor_gc},      {NULL, NULL}};
   static const luaL_Reg kernel_methods[] = {
-      {"launch", kernel_launch}, {"config", kernel_config},
+      {"launch", kernel_launch}, {"config", kernel_config}, {"params", kernel_params},
       {"close", kernel_gc},      {NULL, NULL}};
   static const luaL_Reg file_methods[] = {{"names", file_names},
                                           {"get", file_get},

@@ -223,6 +223,11 @@ void ts_kernel_release(ts_kernel *k) {
 
 const char *ts_kernel_config(const ts_kernel *k) { return k->config; }
 
+const ts_symbol *const *ts_kernel_params(const ts_kernel *k, size_t *count) {
+  *count = k->info->param_count;
+  return (const ts_symbol *const *)k->info->params;
+}
+
 double ts_kernel_compile_seconds(const ts_kernel *k) {
   return ts_cpu_program_compile_seconds(k->prog);
 }

@@ -173,6 +173,10 @@ double ts_kernel_compile_seconds(const ts_kernel *k);
 bool ts_kernel_cached(const ts_kernel *k);
 /* The params it was compiled with, as "NAME=VALUE ..." ("" for defaults). */
 const char *ts_kernel_config(const ts_kernel *k);
+/* Every param of the kernel, in order, with the value it was compiled with:
+ * given, or its default for the device (a default may use `arch`). The
+ * symbols are the kernel's, valid while it lives. */
+const ts_symbol *const *ts_kernel_params(const ts_kernel *k, size_t *count);
 /* With timing on, each launch on a GPU records CUDA events around the
  * kernel (off by default: a launch is then only queued). */
 void ts_kernel_set_timing(ts_kernel *k, bool on);

@@ -86,6 +86,13 @@ expect 0 "check -v --arch sm_80" "$t" check -v --arch sm_80 tests/lua/arch.tile
 has out "params V=80, BS=64, TWO=false" "check --arch sm_80: arch is 80"
 expect 0 "check -v --arch=sm_90a" "$t" check -v --arch=sm_90a tests/lua/arch.tile
 has out "params V=90, BS=64, TWO=false" "check --arch=sm_90a: arch is 90"
+expect 0 "check -v sparse_attn.tile" "$t" check -v kernels/sparse_attn.tile
+has out "sparse_attn_split_kv8(" "check -v lists the kv8 kernel"
+lacks out "DEC2=false" "the kv8 kernels' DEC2 is on for the CPU"
+expect 0 "check -v --arch sm_90a sparse_attn.tile" "$t" check -v --arch sm_90a \
+  kernels/sparse_attn.tile
+has out "DEC2=false" "the kv8 kernels' DEC2 is off for sm_90a"
+lacks out "DEC2=true" "and on for no kernel there"
 expect 2 "check --arch unknown" "$t" check --arch sm_75 tests/lua/arch.tile
 has err "unknown architecture 'sm_75'" "check names the architecture it does not know"
 expect 2 "check --arch without a value" "$t" check tests/lua/arch.tile --arch

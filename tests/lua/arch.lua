@@ -9,7 +9,8 @@
 -- CUDA device (tests/cuda_mock, which runs no kernel) compiles the kernel
 -- first: its host program is checked for the GPU's arch (its launch takes
 -- that plan) and goes into the same disk cache as the CPU's, so the CPU's
--- run after it says whether the cache keeps the two apart.
+-- run after it says whether the cache keeps the two apart. k:params()
+-- shows the values a kernel took (the FP4 indexer's defaults by target).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
@@ -47,6 +48,15 @@ for name in (arg[1] or "cpu,gpusim"):gmatch("[^,]+") do
   local x = ts.tensor("i32", {1}, nil, dev)
   ts.kernel(file, "arch_body", {}, dev):launch{x}
   C.check(x:to_table()[1] == n, string.format("%s: arch in a body: %d", name, x:to_table()[1]))
+  -- k:params(): the values a kernel was compiled with; the FP4 indexer's
+  -- defaults by target (its CPU form: blocks of 256 keys, FUSE up to 4
+  -- scale blocks; a GPU's 64 keys, the loop)
+  local ip = ts.kernel("kernels/indexer.tile", "indexer_scores_fp4", {}, dev):params()
+  C.check(ip.BS == (n == 0 and 256 or 64) and ip.FUSE == (n == 0 and 1 or 0) and ip.DK == 128,
+          string.format("%s: indexer_scores_fp4 BS %s FUSE %s", name, ip.BS, ip.FUSE))
+  ip = ts.kernel("kernels/indexer.tile", "indexer_scores_fp4", {DK = 256}, dev):params()
+  C.check(ip.FUSE == 0 and ip.DK == 256 and math.type(ip.BS) == "integer",
+          name .. ": FUSE off for 8 scale blocks")
   -- params given override the defaults `arch` made
   got = run(dev, {V = 7, BS = 32, TWO = n ~= 0})
   C.check(got[1] == 7 and got[2] == 32 and got[3] == (n ~= 0 and 1 or 2) and got[4] == want[4],
