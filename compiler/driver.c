@@ -84,7 +84,7 @@ static ts_status lower_cpu(ts_unit *u, const ts_compile_options *opt,
   MlirModule mod;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  ts_status st = ts_mlir_gen(m, u, opt->kernel, TS_TARGET_CPU, NULL, false, &mod);
+  ts_status st = ts_mlir_gen(m, u, opt->kernel, TS_TARGET_CPU, NULL, TS_CPU_RUN, &mod);
   if (st) {
     ts_mlir_destroy(m);
     return st;
@@ -235,7 +235,7 @@ static ts_status lower_ptx(ts_unit *u, const ts_compile_options *opt,
   TS_TRY(ts_mlir_create(&u->src, diags, &m));
   MlirModule mod;
   ts_status st = ts_mlir_gen(m, u, opt->kernel, TS_TARGET_PTX,
-                             opt->arch ? opt->arch : "sm_90a", false, &mod);
+                             opt->arch ? opt->arch : "sm_90a", TS_CPU_RUN, &mod);
   if (st) {
     ts_mlir_destroy(m);
     return st;

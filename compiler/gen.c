@@ -1385,11 +1385,11 @@ static MlirBlock gpu_module(gen *g, MlirModule m, const char *chip) {
   return body;
 }
 
-typedef enum { GEN_CPU, GEN_CPU_GPUSIM, GEN_GPU } gen_mode;
+typedef enum { GEN_CPU, GEN_CPU_GPUSIM, GEN_CPU_HOST, GEN_GPU } gen_mode;
 
 /* The module of every kernel of `u` (or the one named) for a target: the
- * CPU functions, the CPU functions plus the simulator's @K__gpu, or a
- * gpu.module for `chip`. */
+ * CPU functions, the CPU functions plus the simulator's @K__gpu, the host
+ * functions alone, or a gpu.module for `chip`. */
 static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
                             gen_mode mode, const char *chip, ts_diags *diags,
                             MlirModule *out) {
@@ -1456,9 +1456,9 @@ static ts_status gen_module(mb_ctx_t ctx, ts_unit *u, const char *only,
 }
 
 ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
-                     const char *sim_chip, ts_diags *diags, MlirModule *out) {
-  return gen_module(ctx, u, only, sim_chip ? GEN_CPU_GPUSIM : GEN_CPU, sim_chip,
-                    diags, out);
+                     const char *sim_chip, bool host, ts_diags *diags, MlirModule *out) {
+  return gen_module(ctx, u, only, sim_chip ? GEN_CPU_GPUSIM : host ? GEN_CPU_HOST : GEN_CPU,
+                    sim_chip, diags, out);
 }
 
 ts_status ts_gen_gpu(mb_ctx_t ctx, ts_unit *u, const char *only,

@@ -14,9 +14,10 @@ typedef MlirContext mb_ctx_t;
  * TS_ERR_PROGRAM status. The module belongs to the caller. With `sim_chip`
  * (not NULL), each kernel K also gets @K__gpu: the GPU kernel for that
  * architecture as a CPU function for the simulator (gen.c,
- * gen_kernel_gpu). */
+ * gen_kernel_gpu). With `host`, only @K__grid and @K__scratch (a CUDA
+ * device's host program: the kernel itself runs from its PTX). */
 ts_status ts_gen_cpu(mb_ctx_t ctx, ts_unit *u, const char *only,
-                     const char *sim_chip, ts_diags *diags, MlirModule *out);
+                     const char *sim_chip, bool host, ts_diags *diags, MlirModule *out);
 
 /* The same for the GPU target: a gpu.module for NVVM chip `chip`
  * ("sm_90a", "sm_80") holding one gpu.func kernel per kernel (docs/abi.md). */

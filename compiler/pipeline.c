@@ -166,11 +166,12 @@ static void print_op(MlirOperation op, ts_buf *out) {
 }
 
 ts_status ts_mlir_gen(ts_mlir *m, ts_unit *u, const char *kernel,
-                      ts_target target, const char *chip, bool gpusim,
+                      ts_target target, const char *chip, ts_cpu_form form,
                       MlirModule *out) {
   if (target == TS_TARGET_CPU)
-    TS_TRY(ts_gen_cpu(m->ctx, u, kernel, gpusim ? (chip ? chip : "sm_90a") : NULL,
-                      m->sink.diags, out));
+    TS_TRY(ts_gen_cpu(m->ctx, u, kernel,
+                      form == TS_CPU_GPUSIM ? (chip ? chip : "sm_90a") : NULL,
+                      form == TS_CPU_HOST, m->sink.diags, out));
   else
     TS_TRY(ts_gen_gpu(m->ctx, u, kernel, chip ? chip : "sm_90a",
                       m->sink.diags, out));

@@ -12,11 +12,15 @@ typedef struct ts_jit ts_jit;
  * diagnostics go to `diags` at locations in `src`. Not thread-safe. */
 ts_status ts_mlir_create(const ts_source *src, ts_diags *diags, ts_mlir **out);
 void ts_mlir_destroy(ts_mlir *m);
+/* What the CPU target's module holds: each kernel's CPU form (run, grid,
+ * scratch), also the simulator's GPU form, or only the host functions
+ * (grid, scratch: a CUDA device's, whose kernel runs from its PTX). */
+typedef enum { TS_CPU_RUN, TS_CPU_GPUSIM, TS_CPU_HOST } ts_cpu_form;
 /* Generates and verifies the module of a checked unit for a target (`chip`
- * for PTX, and for the CPU target's GPU form with `gpusim`: "sm_90a" when
- * NULL). */
+ * for PTX, and for the CPU target's GPU form, TS_CPU_GPUSIM: "sm_90a" when
+ * NULL; `form` is the CPU target's). */
 ts_status ts_mlir_gen(ts_mlir *m, ts_unit *u, const char *kernel,
-                      ts_target target, const char *chip, bool gpusim,
+                      ts_target target, const char *chip, ts_cpu_form form,
                       MlirModule *out);
 /* Runs the target's pipeline in place. */
 ts_status ts_mlir_lower(ts_mlir *m, MlirModule mod, ts_target target,

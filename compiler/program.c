@@ -196,8 +196,9 @@ bool ts_cpu_cache_file(const ts_cache_key *k, const char *suffix, char *path, si
   return (size_t)snprintf(path, size, "%s/%s%s", dir, hex, suffix) < size;
 }
 
-/* The key's file; false without a cache folder. */
-static bool cache_path(const ts_unit *u, const char *kernel, const char *gpu_arch, char *path,
+/* The key's file (`form`: NULL the CPU's code, the simulator's arch, or
+ * "host": a CUDA device's host functions); false without a cache folder. */
+static bool cache_path(const ts_unit *u, const char *kernel, const char *form, char *path,
                        size_t size) {
   ts_cache_key k;
   ts_cache_key_init(&k);
@@ -205,7 +206,7 @@ static bool cache_path(const ts_unit *u, const char *kernel, const char *gpu_arc
   ts_cache_key_add(&k, u->src.text, u->src.len);
   ts_cache_key_add_str(&k, kernel);
   ts_compile_params_key(&k, u, kernel);
-  ts_cache_key_add_str(&k, gpu_arch);
+  ts_cache_key_add_str(&k, form); /* NULL the CPU's, the simulator's arch, "host" */
   /* (compiler/gen_bounds.c's copies, on unless TESSERA_CPU_BOUNDS=0) */
   ts_cache_key_add_str(&k, ts_env_flag("TESSERA_CPU_BOUNDS", true) ? "bounds" : "checked");
   /* (compiler/gen_bf16.c's micro-kernels, on unless TESSERA_CPU_BF16=0) */
@@ -299,17 +300,22 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
     st = ts_status_make(TS_ERR_INVALID, "no kernel '%s' in '%s'", kernel, path);
     goto fail;
   }
-  bool sim = gpu_arch != NULL;
+  /* the simulator's GPU form, a CUDA device's host functions alone (its
+   * kernel runs from the PTX: the kernel's CPU code took as long to compile
+   * as its PTX, for nothing), or the CPU's */
+  bool sim = gpu_arch != NULL, host = !sim && arch != NULL;
   char so_path[4200], over[4200];
   make_stem(p, kernel);
   /* the MLIR a debugging user dumps (the generated module, before the
    * pipeline) or gives in its place: then no cached code is read, and an
    * override's is not kept */
-  const char *form = sim ? "gpusim.mlir" : "cpu.mlir";
+  const char *form = sim ? "gpusim.mlir" : host ? "host.mlir" : "cpu.mlir";
   bool replaced = ts_debug_override(p->stem, form, over, sizeof over);
   const char *dump_dir = getenv("TESSERA_DUMP");
   bool dumping = dump_dir && *dump_dir;
-  bool cacheable = !replaced && cache_path(&p->unit, kernel, gpu_arch, so_path, sizeof so_path);
+  bool cacheable =
+      !replaced && cache_path(&p->unit, kernel, sim ? gpu_arch : host ? "host" : NULL, so_path,
+                              sizeof so_path);
   ts_packed_fn (*lookup)(void *, const char *) = NULL;
   void *from = NULL;
   if (cacheable && !dumping && (p->so = dlopen(so_path, RTLD_NOW | RTLD_LOCAL))) {
@@ -322,7 +328,8 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
     if ((st = ts_mlir_create(replaced ? NULL : &p->unit.src, diags, &p->mlir)))
       goto fail;
     if ((st = replaced ? ts_mlir_parse_file(p->mlir, over, &p->module)
-                       : ts_mlir_gen(p->mlir, &p->unit, kernel, TS_TARGET_CPU, gpu_arch, sim,
+                       : ts_mlir_gen(p->mlir, &p->unit, kernel, TS_TARGET_CPU, gpu_arch,
+                                     sim ? TS_CPU_GPUSIM : host ? TS_CPU_HOST : TS_CPU_RUN,
                                      &p->module)))
       goto fail;
     if (dumping) {
@@ -344,7 +351,7 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
   }
   char name[320];
   snprintf(name, sizeof name, "%s", kernel);
-  if (!sim)
+  if (!sim && !host)
     p->run = lookup(from, name);
   snprintf(name, sizeof name, "%s__grid", kernel);
   p->grid = lookup(from, name);
@@ -354,7 +361,7 @@ ts_status ts_cpu_program_create(const ts_allocator *alloc, const char *path,
     snprintf(name, sizeof name, "%s__gpu", kernel);
     p->gpu = lookup(from, name);
   }
-  if ((!sim && !p->run) || !p->grid || !p->scratch || (sim && !p->gpu)) {
+  if ((!sim && !host && !p->run) || !p->grid || !p->scratch || (sim && !p->gpu)) {
     st = ts_status_make(TS_ERR_INTERNAL, "kernel '%s' is missing from the %s", kernel,
                         p->cached ? "cached code" : "JIT");
     goto fail;

@@ -184,6 +184,10 @@ if [[ -e $mock/libcuda.so.1 ]]; then
     >/dev/null 2>"$tmp/err"
   ptx=$(ls "$tmp"/dump/twice-*.sm_90a.ptx 2>/dev/null)
   check '[[ -n $ptx ]] && grep -q ".entry twice" "$ptx"' "TESSERA_DUMP writes a CUDA device's PTX"
+  # (its host program: the launch's grid and scratch functions, not the
+  # kernel, which runs from the PTX)
+  host=$(ls "$tmp"/dump/twice-*.host.mlir 2>/dev/null)
+  check '[[ -n $host ]] && grep -q "@twice__grid" "$host" && ! grep -q "@twice(" "$host"' "a CUDA device's host program has no CPU kernel"
   sed 's/\.entry twice/.entry elsewhere/' "$ptx" >"$tmp/over/$(basename "$ptx")"
   LD_LIBRARY_PATH=$mock TESSERA_OVERRIDE=$tmp/over "$t" run "$tmp/dbg.lua" cuda "$tmp/twice.tile" \
     >/dev/null 2>"$tmp/err"

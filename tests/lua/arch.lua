@@ -7,10 +7,11 @@
 -- and "gpusim" unless given; TESSERA_GPUSIM_ARCH=sm_80 makes the simulator
 -- an sm_80, TESSERA_GPU_LOWERING=cuda its CUDA C). With arg[2] "mock" the
 -- CUDA device (tests/cuda_mock, which runs no kernel) compiles the kernel
--- first: its host program is checked for the GPU's arch (its launch takes
--- that plan) and goes into the same disk cache as the CPU's, so the CPU's
--- run after it says whether the cache keeps the two apart. k:params()
--- shows the values a kernel took (the FP4 indexer's defaults by target).
+-- first: its host program (the launch's grid and scratch functions) is
+-- checked for the GPU's arch, and goes into the same disk cache as the
+-- CPU's code, so the CPU's run after it says whether the cache keeps the
+-- two apart. k:params() shows the values a kernel took (the FP4 indexer's
+-- defaults by target).
 local ts = require "tessera"
 local C = require "tests.lua.lib.check"
 
@@ -27,7 +28,9 @@ if arg[2] == "mock" then
   if ok then
     C.check(cuda:arch() == "sm_90a", "the mock's arch: " .. tostring(cuda:arch()))
     -- (compiled, not run: the mock runs none)
-    ts.kernel(file, "arch_of", {}, cuda)
+    local p = ts.kernel(file, "arch_of", {}, cuda):params()
+    C.check(p.V == 90 and p.BS == 64 and p.TWO == false,
+            string.format("the CUDA device's params: V %s BS %s", p.V, p.BS))
     ts.kernel(file, "arch_body", {}, cuda)
   end
 end
