@@ -577,16 +577,18 @@ function O.on_gpu()
 end
 
 -- The heads a block of the exact model's sparse attention (sparse_attn.tile
--- sparse_attn_f32, _f32_kv8, _f32_pool: HB) for T tokens of H heads: on the
--- CPU, where a decode step's token was one block and so one core, its heads
--- split in halves until the blocks fill the cores (each block reads and
--- decodes the token's rows again, so no further); the same bits whatever
--- HB, so a decode step still gives a prefill's. nil (all H) with tokens
--- enough, and on a GPU, whose decode takes the bf16 split kernels.
+-- sparse_attn_f32, _f32_kv8, _f32_pool: HB) for T tokens of H heads: a
+-- decode step's token was one block, so one core of the CPU or one SM of a
+-- GPU. Its heads split in halves until the blocks fill the CPU's cores
+-- (each block reads and decodes the token's rows again, so no further), on
+-- a GPU until there are 8 blocks or 8 heads a block (the f32 attention is
+-- `--attention f32` there: the default decode takes the bf16 split
+-- kernels); the same bits whatever HB, so a decode step still gives a
+-- prefill's. nil (all H) with tokens enough.
 function O.attn_heads(T, H)
-  if O.on_gpu() then return nil end
-  local hb, n = H, dev():threads()
-  while hb % 2 == 0 and T * (H // hb) < n do hb = hb // 2 end
+  local gpu = O.on_gpu()
+  local hb, n = H, gpu and 8 or dev():threads()
+  while hb % 2 == 0 and T * (H // hb) < n and (not gpu or hb > 8) do hb = hb // 2 end
   return hb < H and hb or nil
 end
 

@@ -61,6 +61,16 @@ O.use(ts.device("cpu"))
 check(O.on_gpu() == false, "on_gpu: false on the CPU")
 O.use(ts.device("gpusim"))
 check(O.on_gpu() == true, "on_gpu: true on the simulator")
+-- O.attn_heads: a decode step's heads a block of the exact attention, on a
+-- GPU until 8 blocks (or 8 heads a block), on the CPU until its cores
+check(O.attn_heads(1, 64) == 8 and O.attn_heads(2, 64) == 16 and O.attn_heads(8, 64) == nil
+      and O.attn_heads(1, 4) == nil, "attn_heads on the simulator")
+O.use(ts.device("cpu"))
+local n = ts.device("cpu"):threads()
+local want = n >= 64 and 1 or 64
+while want > 1 and 64 // want < n do want = want // 2 end
+check(O.attn_heads(1, 64) == (want < 64 and want or nil) and O.attn_heads(n, 64) == nil,
+      string.format("attn_heads on %d CPU threads: %s", n, O.attn_heads(1, 64)))
 O.use(nil)
 check(O.on_gpu() == (ts.default_device():name() ~= "cpu"), "on_gpu: the default device's")
 O.use(ts.device("cpu"))
