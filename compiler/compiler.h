@@ -185,12 +185,13 @@ const char *ts_compiler_version(void);
 /* Adds which build of Tessera this is to a cache key: its version and the
  * path, size and modification time of the library holding the compiler. */
 void ts_compile_build_key(ts_cache_key *k);
-/* Adds the values of the params of `kernel` (every kernel when NULL) of a
- * checked unit, and the `arch` it was checked for, to a cache key: the
- * values, not the -D text that set them,
- * so that the order of the -D list (a Lua table's, which varies between
- * processes) and its spelling (`1` or `true`, a default given or not) do
- * not make another entry. */
-void ts_compile_params_key(ts_cache_key *k, const ts_unit *u, const char *kernel);
+/* A cache key begun with what every compiled form of `kernel` (every
+ * kernel when NULL) of a checked unit depends on: `what` (the form), the
+ * unit's text, the kernel's name, the `arch` it was checked for and the
+ * values of its params: the values, not the -D text that set them, so that
+ * the order of the -D list (a Lua table's, which varies between processes)
+ * and its spelling (`1` or `true`, a default given or not) do not make
+ * another entry. The caller adds what else its form depends on. */
+ts_cache_key ts_compile_unit_key(const char *what, const ts_unit *u, const char *kernel);
 
 #endif

@@ -142,7 +142,12 @@ void ts_compile_build_key(ts_cache_key *k) {
   }
 }
 
-void ts_compile_params_key(ts_cache_key *k, const ts_unit *u, const char *kernel) {
+ts_cache_key ts_compile_unit_key(const char *what, const ts_unit *u, const char *kernel) {
+  ts_cache_key key, *k = &key;
+  ts_cache_key_init(k);
+  ts_cache_key_add_str(k, what);
+  ts_cache_key_add(k, u->src.text, u->src.len);
+  ts_cache_key_add_str(k, kernel);
   /* (a kernel may branch on `arch` without a param) */
   ts_cache_key_add(k, &u->arch, sizeof u->arch);
   for (uint32_t i = 0; i < u->kernel_count; i++) {
@@ -158,18 +163,14 @@ void ts_compile_params_key(ts_cache_key *k, const ts_unit *u, const char *kernel
       ts_cache_key_add_str(k, v);
     }
   }
+  return key;
 }
 
 /* The key of a final artifact: everything it depends on. Runtime shapes
  * are not in it: they are launch arguments. */
 static ts_cache_key artifact_key(const ts_unit *u, const ts_compile_options *opt,
                                  const char *what) {
-  ts_cache_key k;
-  ts_cache_key_init(&k);
-  ts_cache_key_add_str(&k, what);
-  ts_cache_key_add(&k, u->src.text, u->src.len);
-  ts_cache_key_add_str(&k, opt->kernel);
-  ts_compile_params_key(&k, u, opt->kernel);
+  ts_cache_key k = ts_compile_unit_key(what, u, opt->kernel);
   ts_cache_key_add_str(&k, ts_target_name(opt->target));
   ts_cache_key_add_str(&k, opt->arch ? opt->arch : "sm_90a");
   ts_compile_build_key(&k);

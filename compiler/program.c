@@ -78,12 +78,7 @@ bool ts_debug_override(const char *stem, const char *form, char *path, size_t si
  * but the Tessera build (the source, the params' values, `arch`), so that
  * an override outlives a rebuild. */
 static void make_stem(ts_cpu_program *p, const char *kernel) {
-  ts_cache_key k;
-  ts_cache_key_init(&k);
-  ts_cache_key_add_str(&k, "debug-stem");
-  ts_cache_key_add(&k, p->unit.src.text, p->unit.src.len);
-  ts_cache_key_add_str(&k, kernel);
-  ts_compile_params_key(&k, &p->unit, kernel);
+  ts_cache_key k = ts_compile_unit_key("debug-stem", &p->unit, kernel);
   char hex[33];
   ts_cache_key_hex(&k, hex);
   snprintf(p->stem, sizeof p->stem, "%.120s-%.16s", kernel, hex);
@@ -200,12 +195,7 @@ bool ts_cpu_cache_file(const ts_cache_key *k, const char *suffix, char *path, si
  * "host": a CUDA device's host functions); false without a cache folder. */
 static bool cache_path(const ts_unit *u, const char *kernel, const char *form, char *path,
                        size_t size) {
-  ts_cache_key k;
-  ts_cache_key_init(&k);
-  ts_cache_key_add_str(&k, "cpu-so");
-  ts_cache_key_add(&k, u->src.text, u->src.len);
-  ts_cache_key_add_str(&k, kernel);
-  ts_compile_params_key(&k, u, kernel);
+  ts_cache_key k = ts_compile_unit_key("cpu-so", u, kernel);
   ts_cache_key_add_str(&k, form); /* NULL the CPU's, the simulator's arch, "host" */
   /* (compiler/gen_bounds.c's copies, on unless TESSERA_CPU_BOUNDS=0) */
   ts_cache_key_add_str(&k, ts_env_flag("TESSERA_CPU_BOUNDS", true) ? "bounds" : "checked");

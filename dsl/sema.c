@@ -1287,8 +1287,16 @@ static void check_recursion(sema *s) {
   }
 }
 
-/* A built-in constant into the global scope; false when out of memory. */
-static bool put_global(sema *s, ts_symbol *sym) {
+/* A built-in constant `name` of value c into the global scope; false when
+ * out of memory. */
+static bool add_const(sema *s, const char *name, const ts_type *type, ts_const c) {
+  ts_symbol *sym = sema_alloc(s, sizeof *sym);
+  if (!sym)
+    return false;
+  sym->kind = TS_SYM_CONST;
+  sym->name = ts_str_from(name);
+  sym->type = type;
+  sym->cval = c;
   ts_status st = ts_map_put(&s->globals.names, sym->name, sym);
   if (!st)
     return true;
@@ -1321,28 +1329,14 @@ bool ts_unit_check(ts_unit *u, const ts_define *defines, size_t define_count) {
     double value;
   } consts[] = {
       {"inf", INFINITY}, {"nan", NAN}, {"pi", 3.14159265358979323846}};
-  for (size_t i = 0; i < TS_ARRAY_COUNT(consts); i++) {
-    ts_symbol *sym = sema_alloc(&s, sizeof *sym);
-    if (!sym)
-      break;
-    sym->kind = TS_SYM_CONST;
-    sym->name = ts_str_from(consts[i].name);
-    sym->type = sema_scalar(TS_DTYPE_F32);
-    sym->cval.kind = TS_CONST_FLOAT;
-    sym->cval.f = consts[i].value;
-    if (!put_global(&s, sym))
-      break;
-  }
+  bool ok = true;
+  for (size_t i = 0; ok && i < TS_ARRAY_COUNT(consts); i++)
+    ok = add_const(&s, consts[i].name, sema_scalar(TS_DTYPE_F32),
+                   (ts_const){.kind = TS_CONST_FLOAT, .f = consts[i].value});
   /* arch: the target's architecture (0 the CPU, 90 sm_90a, ...) */
-  ts_symbol *arch = sema_alloc(&s, sizeof *arch);
-  if (arch) {
-    arch->kind = TS_SYM_CONST;
-    arch->name = ts_str_from("arch");
-    arch->type = sema_scalar(TS_DTYPE_I64);
-    arch->cval.kind = TS_CONST_INT;
-    arch->cval.i = u->arch;
-    put_global(&s, arch);
-  }
+  if (ok)
+    add_const(&s, "arch", sema_scalar(TS_DTYPE_I64), (ts_const){.kind = TS_CONST_INT,
+                                                                .i = u->arch});
   ts_node *root = u->root;
   uint32_t nk = 0;
   for (uint32_t i = 0; i < root->kid_count; i++)
