@@ -59,8 +59,8 @@ int cmd_check(int argc, char **argv) {
         return err;
     } else if ((v = cli_option("--arch", argc, argv, &i, &missing))) {
       if (strcmp(v, "cpu") && !ts_arch_supported(v))
-        return cli_usage_error("check", "unknown architecture '%s' (cpu, sm_90a, sm_90, "
-                               "sm_80 or sm_86)", v);
+        return cli_usage_error("check", "unknown architecture '%s' (cpu, %s)", v,
+                               ts_arch_list());
       arch = strcmp(v, "cpu") ? v : NULL;
     } else if (missing) {
       return cli_usage_error("check", "'%s' needs a value", a);

@@ -36,10 +36,8 @@ int cmd_compile(int argc, char **argv) {
                                v);
     } else if ((v = cli_option("--arch", argc, argv, &i, &missing))) {
       if (!ts_arch_supported(v))
-        return cli_usage_error("compile",
-                               "unknown GPU architecture '%s' (sm_90a, "
-                               "sm_90, sm_80 or sm_86)",
-                               v);
+        return cli_usage_error("compile", "unknown GPU architecture '%s' (%s)", v,
+                               ts_arch_list());
       opt.arch = v;
     } else if ((v = cli_option("--emit", argc, argv, &i, &missing))) {
       if (!ts_emit_parse(v, &opt.emit))

@@ -75,8 +75,10 @@ ts_status ts_ptx_kernel_resources(const char *ptx, size_t len, const char *arch,
 
 /* Whether `arch` is a GPU architecture the PTX target supports ("sm_90a",
  * "sm_90", "sm_80", "sm_86"), and the shared memory a block of its code
- * may take (NULL: sm_90a): a kernel's tiles are planned within it. */
+ * may take (NULL: sm_90a): a kernel's tiles are planned within it.
+ * ts_arch_list: their names for a message, "sm_90a, sm_90, sm_80 or sm_86". */
 bool ts_arch_supported(const char *arch);
+const char *ts_arch_list(void);
 int64_t ts_arch_smem_max(const char *arch);
 
 /* The packed entry point of a JIT-compiled function: args[i] points at the

@@ -331,8 +331,7 @@ ts_status ts_compile(const ts_allocator *alloc, const char *path,
   }
   if (opt->arch && !ts_arch_supported(opt->arch)) {
     st = ts_status_make(TS_ERR_INVALID,
-                        "unknown GPU architecture '%s' (sm_90a, sm_90, sm_80 or sm_86)",
-                        opt->arch);
+                        "unknown GPU architecture '%s' (%s)", opt->arch, ts_arch_list());
     goto done;
   }
   /* 3. typed (the defines are for the chosen kernel, when there is one;

@@ -17,7 +17,9 @@
  * passes. `frag` tiles owned element by element live in registers. */
 #include "compiler/gen_internal.h"
 
+#include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 MlirOperation gen_call(gen *g, const char *fn, intptr_t n, const MlirValue *args,
@@ -387,6 +389,20 @@ static int arch_index(const char *arch) {
 
 bool ts_arch_supported(const char *arch) {
   return arch && !strcmp(archs[arch_index(arch)].name, arch);
+}
+static char arch_names[64];
+static void list_archs(void) {
+  int n = (int)(sizeof archs / sizeof *archs);
+  for (int i = 0; i < n; i++) {
+    size_t at = strlen(arch_names);
+    snprintf(arch_names + at, sizeof arch_names - at, "%s%s",
+             i == 0 ? "" : i == n - 1 ? " or " : ", ", archs[i].name);
+  }
+}
+const char *ts_arch_list(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, list_archs);
+  return arch_names;
 }
 bool ts_arch_wgmma(const char *arch) { return archs[arch_index(arch)].wgmma; }
 int64_t ts_arch_smem_max(const char *arch) { return archs[arch_index(arch)].smem_max; }

@@ -57,7 +57,10 @@ void ts_debug_dump(const char *stem, const char *form, const char *text, size_t 
   char path[4200];
   if (!ts_debug_file("TESSERA_DUMP", stem, form, path, sizeof path))
     return;
-  ts_status st = ts_make_dirs(getenv("TESSERA_DUMP"));
+  char dir[sizeof path];
+  memcpy(dir, path, sizeof dir);
+  *strrchr(dir, '/') = 0; /* the folder ts_debug_file put the file in */
+  ts_status st = ts_make_dirs(dir);
   if (!st)
     st = ts_file_write_atomic(path, text, len);
   if (st) {

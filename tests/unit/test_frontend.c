@@ -324,6 +324,8 @@ static void test_arch(void) {
     ts_diags_deinit(&d);
   }
   CHECK(ts_arch_number("sm_90") == 90 && ts_arch_number("sm_86") == 86);
+  /* the names messages list are the compiler's */
+  CHECK(!strcmp(ts_arch_list(), "sm_90a, sm_90, sm_80 or sm_86"));
   CHECK(ts_arch_number("cpu") == -1 && ts_arch_number("sm_90b") == -1 &&
         ts_arch_number("sm_") == -1 && ts_arch_number("sm_0") == -1);
   ts_diags d;
