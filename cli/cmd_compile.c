@@ -61,6 +61,8 @@ int cmd_compile(int argc, char **argv) {
       verbose = true;
     } else if (!strcmp(a, "--time-passes")) {
       opt.time_passes = true;
+    } else if ((v = cli_option("--dump-after", argc, argv, &i, &missing))) {
+      opt.dump_after = v;
     } else if ((v = cli_option("-o", argc, argv, &i, &missing))) {
       outpath = v;
     } else if (!missing && !strncmp(a, "-D", 2)) {

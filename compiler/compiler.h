@@ -46,6 +46,9 @@ typedef struct ts_compile_options {
   size_t define_count;
   const char *define_label; /* how messages name them: "-D" (NULL) or "param" */
   bool time_passes; /* print MLIR's pass timing to stderr */
+  /* the IR after this pass of the target's pipeline (each time it runs;
+   * "all": after every pass) instead of a stage: ts_mlir_lower_dump */
+  const char *dump_after;
   const char *arch; /* PTX: "sm_90a" (NULL), "sm_90", "sm_80" or "sm_86" */
   /* The kernel cache folder for final artifacts (PTX), or NULL for none;
    * what the cache did is appended to `log` when it is not NULL. */

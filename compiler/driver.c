@@ -89,7 +89,9 @@ static ts_status lower_cpu(ts_unit *u, const ts_compile_options *opt,
     ts_mlir_destroy(m);
     return st;
   }
-  if (opt->emit == TS_EMIT_MLIR) {
+  if (opt->dump_after) {
+    st = ts_mlir_lower_dump(m, mod, TS_TARGET_CPU, opt->dump_after, out);
+  } else if (opt->emit == TS_EMIT_MLIR) {
     ts_mlir_print(mod, out);
   } else if (!(st = ts_mlir_lower(m, mod, opt->target, opt->time_passes))) {
     if (opt->emit == TS_EMIT_LOWERED) {
@@ -195,7 +197,7 @@ static void launch_comments(const ts_unit *u, const ts_compile_options *opt, ts_
  * (ptx, the default; through the kernel cache when there is one). */
 static ts_status lower_ptx(ts_unit *u, const ts_compile_options *opt,
                            ts_diags *diags, ts_buf *out) {
-  bool final = opt->emit != TS_EMIT_MLIR && opt->emit != TS_EMIT_LOWERED;
+  bool final = opt->emit != TS_EMIT_MLIR && opt->emit != TS_EMIT_LOWERED && !opt->dump_after;
   ts_cache_key key;
   if (final && opt->cache_dir) {
     key = artifact_key(u, opt, "ptx");
@@ -241,7 +243,9 @@ static ts_status lower_ptx(ts_unit *u, const ts_compile_options *opt,
     ts_mlir_destroy(m);
     return st;
   }
-  if (opt->emit == TS_EMIT_MLIR)
+  if (opt->dump_after)
+    st = ts_mlir_lower_dump(m, mod, TS_TARGET_PTX, opt->dump_after, out);
+  else if (opt->emit == TS_EMIT_MLIR)
     ts_mlir_print(mod, out);
   else if (!(st = ts_mlir_lower(m, mod, TS_TARGET_PTX, opt->time_passes))) {
     if (opt->emit == TS_EMIT_LOWERED)
@@ -351,6 +355,12 @@ ts_status ts_compile(const ts_allocator *alloc, const char *path,
     goto done;
   }
   /* 4. mlir, 5. lowered, 6. llvm | ptx | cuda */
+  if (opt->dump_after && (opt->target == TS_TARGET_CUDA || opt->emit != TS_EMIT_DEFAULT)) {
+    st = ts_status_make(TS_ERR_INVALID, opt->target == TS_TARGET_CUDA
+                        ? "--dump-after: the cuda target has no MLIR passes (cpu or ptx)"
+                        : "--dump-after prints the IR between passes: not with --emit");
+    goto done;
+  }
   if (opt->emit == TS_EMIT_RESOURCES) {
     if (opt->target == TS_TARGET_CPU) {
       st = ts_status_make(TS_ERR_INVALID, "--emit resources is a GPU stage: --target ptx "

@@ -292,6 +292,93 @@ static ts_status run_pipeline(ts_mlir *m, MlirModule mod, const char *text,
   return st;
 }
 
+/* ---- one pass at a time: --dump-after ------------------------------------------------------ */
+
+typedef struct pass_step {
+  char text[192]; /* a pipeline of this one pass, nested as it is */
+  char name[64];  /* its name, without its options */
+} pass_step;
+enum { MAX_STEPS = 32 };
+
+/* The passes of the entries in [p, end) at one level of a pipeline's
+ * text, each nested in `pre` ... `suf` (an anchor's "x(" ... ")" around
+ * "builtin.module(" ... ")"), appended to steps from n; the new count, -1
+ * when they do not fit. */
+static int split_steps(const char *p, const char *end, const char *pre, const char *suf,
+                       pass_step *steps, int n) {
+  while (p < end && n >= 0) {
+    const char *q = p, *open = NULL;
+    for (int depth = 0; q < end && (depth || *q != ','); q++) {
+      if ((*q == '(' || *q == '{') && !depth++ && *q == '(' && !open)
+        open = q;
+      else if (*q == ')' || *q == '}')
+        depth--;
+    }
+    int len = (int)(q - p);
+    if (open) { /* an anchor: its passes nested in it */
+      char pre2[192], suf2[64];
+      int a = snprintf(pre2, sizeof pre2, "%s%.*s(", pre, (int)(open - p), p);
+      int b = snprintf(suf2, sizeof suf2, ")%s", suf);
+      n = a < (int)sizeof pre2 && b < (int)sizeof suf2
+              ? split_steps(open + 1, q - 1, pre2, suf2, steps, n) : -1;
+    } else if (n == MAX_STEPS) {
+      n = -1;
+    } else {
+      pass_step *s = &steps[n++];
+      const char *brace = memchr(p, '{', (size_t)len);
+      int a = snprintf(s->text, sizeof s->text, "%s%.*s%s", pre, len, p, suf);
+      int b = snprintf(s->name, sizeof s->name, "%.*s", brace ? (int)(brace - p) : len, p);
+      if (a >= (int)sizeof s->text || b >= (int)sizeof s->name)
+        n = -1;
+    }
+    p = q + 1;
+  }
+  return n;
+}
+
+ts_status ts_mlir_lower_dump(ts_mlir *m, MlirModule mod, ts_target target, const char *after,
+                             ts_buf *out) {
+  const char *text = ts_pipeline_text(target);
+  const char *open = text ? strchr(text, '(') : NULL;
+  pass_step steps[MAX_STEPS];
+  int n = open ? split_steps(open + 1, text + strlen(text) - 1, "builtin.module(", ")",
+                             steps, 0)
+               : -1;
+  if (n <= 0)
+    return ts_status_make(TS_ERR_INTERNAL, "the %s pipeline's passes: %s",
+                          ts_target_name(target), text ? text : "(none)");
+  bool all = !strcmp(after, "all");
+  int last = all ? n - 1 : -1;
+  for (int i = 0; i < n; i++)
+    if (!strcmp(steps[i].name, after))
+      last = i;
+  if (last < 0) {
+    ts_buf names;
+    ts_buf_init(&names, ts_allocator_system());
+    for (int i = 0; i < n; i++) {
+      bool seen = false;
+      for (int j = 0; j < i; j++)
+        seen = seen || !strcmp(steps[j].name, steps[i].name);
+      if (!seen)
+        ts_buf_printf(&names, "%s, ", steps[i].name);
+    }
+    ts_status st = ts_status_make(TS_ERR_INVALID, "no pass '%s' in the %s pipeline (%sor all)",
+                                  after, ts_target_name(target), names.ptr ? names.ptr : "");
+    ts_buf_deinit(&names);
+    return st;
+  }
+  for (int i = 0; i <= last; i++) {
+    TS_TRY(run_pipeline(m, mod, steps[i].text, ts_target_name(target), false));
+    if (all || !strcmp(steps[i].name, after)) {
+      size_t pre = strlen("builtin.module(");
+      ts_buf_printf(out, "// ----- the IR after pass %d of %d: %.*s -----\n", i + 1, n,
+                    (int)(strlen(steps[i].text) - pre - 1), steps[i].text + pre);
+      ts_mlir_print(mod, out);
+    }
+  }
+  return NULL;
+}
+
 ts_status ts_mlir_parse_file(ts_mlir *m, const char *path, MlirModule *out) {
   MlirModule mod = mlirModuleCreateParseFromFile(m->ctx, mlirStringRefCreateFromCString(path));
   if (mlirModuleIsNull(mod))

@@ -26,6 +26,12 @@ ts_status ts_mlir_gen(ts_mlir *m, ts_unit *u, const char *kernel,
 ts_status ts_mlir_lower(ts_mlir *m, MlirModule mod, ts_target target,
                         bool time_passes);
 const char *ts_pipeline_text(ts_target t);
+/* Runs the target's pipeline one pass at a time, appending the module
+ * after each pass named `after` ("all": every pass) with a line naming
+ * it, and stopping after the last; TS_ERR_INVALID naming the pipeline's
+ * passes when none is `after` (`tessera compile --dump-after`). */
+ts_status ts_mlir_lower_dump(ts_mlir *m, MlirModule mod, ts_target target, const char *after,
+                             ts_buf *out);
 /* Serialises a module lowered for the PTX target and appends the PTX. */
 ts_status ts_mlir_ptx(ts_mlir *m, MlirModule lowered, bool time_passes,
                       ts_buf *out);

@@ -325,6 +325,41 @@ expect 0 "compile for the CPU" "$t" compile kernels/gemm.tile
 has out "kernels compiled for the CPU" "default compile JITs"
 expect 0 "--time-passes" "$t" compile kernels/softmax.tile --emit lowered --time-passes
 has err "Execution time report" "pass timing printed"
+# --dump-after: the pipeline run a pass at a time, the IR after the named
+# passes; after its last pass it is the lowered stage of one pass manager
+sm="kernels/softmax.tile --kernel softmax_rows"
+for tg in cpu ptx; do
+  expect 0 "--emit lowered ($tg)" "$t" compile $sm --target $tg --emit lowered
+  cp "$tmp/out" "$tmp/lowered"
+  expect 0 "--dump-after all ($tg)" "$t" compile $sm --target $tg --dump-after all
+  want=$([[ $tg == cpu ]] && echo 14 || echo 5)
+  if [[ $(grep -c "^// ----- the IR after pass [0-9]* of $want: " "$tmp/out") == "$want" ]] &&
+     awk '/^\/\/ -----/ { b = ""; next } { b = b $0 "\n" } END { printf "%s", b }' "$tmp/out" |
+       cmp -s - "$tmp/lowered"; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1)); echo "FAIL: --dump-after all ($tg): $want dumps, the last the lowered stage"
+  fi
+done
+expect 0 "--dump-after cse" "$t" compile $sm --dump-after cse
+has out "// ----- the IR after pass 2 of 14: cse -----" "the dump names its pass"
+has out "memref.load" "memref loads before finalize-memref-to-llvm"
+lacks out "pass 3 of" "it stops after the pass named"
+expect 0 "--dump-after finalize-memref-to-llvm" "$t" compile $sm --dump-after finalize-memref-to-llvm
+lacks out "memref.load" "no memref loads after finalize-memref-to-llvm"
+has out "llvm.load" "LLVM loads instead"
+expect 0 "--dump-after a pass run twice" "$t" compile $sm --dump-after convert-arith-to-llvm
+if [[ $(grep -c "^// ----- the IR after pass \(9\|13\) of 14: convert-arith-to-llvm" "$tmp/out") == 2 ]]
+then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: both runs of a pass dumped"; fi
+expect 0 "--dump-after a nested pass" "$t" compile $sm --target ptx --dump-after convert-gpu-to-nvvm
+has out "pass 4 of 5: gpu.module(convert-gpu-to-nvvm)" "nested in its anchor"
+has out "nvvm.read.ptx.sreg.tid.x" "NVVM after convert-gpu-to-nvvm"
+expect 2 "--dump-after an unknown pass" "$t" compile $sm --dump-after frob
+has err "no pass 'frob' in the cpu pipeline (canonicalize, cse, convert-vector-to-scf," "the passes listed"
+expect 2 "--dump-after --target cuda" "$t" compile $sm --target cuda --dump-after cse
+has err "no MLIR passes" "CUDA C has no passes"
+expect 2 "--dump-after --emit" "$t" compile $sm --emit mlir --dump-after cse
+has err "not with --emit" "one output at a time"
 expect 0 "target cuda" "$t" compile kernels/softmax.tile --target cuda --kernel softmax_rows
 has out 'extern "C" __global__ void __launch_bounds__(128) softmax_rows(' "CUDA C kernel"
 has out "__shfl_xor_sync" "warp-shuffle reductions in CUDA C"
