@@ -69,59 +69,21 @@
 -- generator seeded --seed + b - 1, so that each output is what --seed
 -- (seed + b - 1) alone gives.
 local ts = require "tessera"
-local json = require "model.json"
-local V4 = require "model.v4"
-local checkpoint = require "model.checkpoint"
+local launch = require "model.launch"
 local tokenizer = require "model.tokenizer"
+local S = require "model.sampling"
 
-local opts = {config = "tiny", prompt = "Tessera runs DeepSeek-V4 on the CPU.",
-              tokens = "32", temperature = "0", ["top-p"] = "0.9", seed = "1",
-              kv = "fp8", linears = "f32", experts = "bf16", device = "cpu"}
-local known = {model = true, weights = true, attention = true, moe = true, tokenizer = true,
-               chat = true, system = true, chunk = true, turn = true, mtp = true,
-               lookup = true, stream = true, samples = true, graphs = true}
-for k in pairs(opts) do known[k] = true end
-local prompts, turns = {}, {}
-local i = 1
-while i <= #arg do
-  local k = arg[i]:match("^%-%-(.+)$")
-  if not k or arg[i + 1] == nil or not known[k] then
-    error((k and not known[k] and "unknown option --" .. k .. "; " or "") ..
-          "usage: generate.lua --config NAME | --model FOLDER [--weights F] [--prompt T] " ..
-          "[--tokens N] [--temperature T] [--top-p P] [--seed S] [--kv fp8|f32] [--linears f32|fp8] " ..
-          "[--experts bf16|fp8|fp4] [--device D] [--attention bf16|f32] [--moe bf16|f32] " ..
-          "[--tokenizer F] [--chat chat|thinking] [--system T] [--chunk N] [--turn T] " ..
-          "[--mtp on|off] [--lookup K] [--stream on|off] [--samples N] [--graphs on|off]", 0)
-  end
-  opts[k] = arg[i + 1]
-  if k == "prompt" then prompts[#prompts + 1] = arg[i + 1] end
-  if k == "turn" then turns[#turns + 1] = arg[i + 1] end
-  i = i + 2
-end
+local opts, lists = launch.options(arg, {
+    prompt = "Tessera runs DeepSeek-V4 on the CPU.", tokens = "32", temperature = "0",
+    ["top-p"] = "0.9", seed = "1"},
+  {chat = true, system = true, chunk = true, turn = true, mtp = true, lookup = true,
+   stream = true, samples = true},
+  "generate.lua " .. launch.model_usage .. " [--prompt T] [--tokens N] [--temperature T] " ..
+  "[--top-p P] [--seed S] [--chat chat|thinking] [--system T] [--chunk N] [--turn T] " ..
+  "[--mtp on|off] [--lookup K] [--stream on|off] [--samples N]",
+  {prompt = true, turn = true})
+local prompts, turns = lists.prompt, lists.turn
 if #prompts == 0 then prompts[1] = opts.prompt end
-local cfg, weights
-if opts.model then
-  cfg, weights = checkpoint.config(opts.model), opts.weights or opts.model
-else
-  cfg = json.read("model/configs/" .. opts.config .. ".json")
-  weights = opts.weights or ("build/" .. opts.config .. ".safetensors")
-end
-local probe = not opts.model and io.open(weights, "rb")
-if probe then probe:close() end
-if not (probe or opts.model) then
-  print("creating " .. weights .. " (model/init.lua, seed 1)")
-  arg = {[0] = "model/init.lua", "--config", opts.config, "--seed", "1", "-o", weights}
-  dofile("model/init.lua")
-end
-if opts.kv ~= "fp8" and opts.kv ~= "f32" then error("--kv: fp8 or f32", 0) end
-if opts.linears ~= "fp8" and opts.linears ~= "f32" then error("--linears: f32 or fp8", 0) end
-if opts.experts ~= "bf16" and opts.experts ~= "fp8" and opts.experts ~= "fp4" then
-  error("--experts: bf16, fp8 or fp4", 0)
-end
-if opts.attention and opts.attention ~= "bf16" and opts.attention ~= "f32" then
-  error("--attention: bf16 or f32", 0)
-end
-if opts.moe and opts.moe ~= "bf16" and opts.moe ~= "f32" then error("--moe: bf16 or f32", 0) end
 local chunk = opts.chunk and math.tointeger(tonumber(opts.chunk))
 if opts.chunk and not (chunk and chunk > 0) then
   error("--chunk: a positive number of tokens", 0)
@@ -141,31 +103,18 @@ if opts.stream and opts.stream ~= "on" and opts.stream ~= "off" then
   error("--stream: on or off", 0)
 end
 local stream = opts.stream == "on"
-if opts.graphs and opts.graphs ~= "on" and opts.graphs ~= "off" then
-  error("--graphs: on or off", 0)
-end
 if stream and #prompts > 1 then error("--stream: one prompt", 0) end
 local n_new = math.tointeger(tonumber(opts.tokens))
 if not (n_new and n_new >= 1) then error("--tokens: a positive number of tokens", 0) end
-local temperature, top_p = tonumber(opts.temperature), tonumber(opts["top-p"])
-if not (temperature and temperature >= 0) then
-  error("--temperature: a number, 0 (greedy) or more", 0)
-end
-if not (top_p and top_p > 0 and top_p <= 1) then error("--top-p: a number in (0, 1]", 0) end
-local seed0 = math.tointeger(tonumber(opts.seed))
-if not seed0 then error("--seed: an integer", 0) end
+local temperature, top_p, seed0 = launch.sampling(opts)
 local samples = math.tointeger(tonumber(opts.samples or "1"))
 if not (samples and samples >= 1) then error("--samples: a number of replies", 0) end
 if samples > 1 and (#prompts > 1 or #turns > 0 or stream) then
   error("--samples: of one prompt, without --turn or --stream", 0)
 end
-local device = ts.device(opts.device)
-local model = V4.load(cfg, weights, {kv_format = opts.kv, device = device, linears = opts.linears,
-                                     experts = opts.experts, attention = opts.attention,
-                                     moe = opts.moe, graphs = opts.graphs ~= "off"})
+local cfg, model, device, tk = launch.open(opts)
 
 -- tokens
-local tk = tokenizer.open(opts.tokenizer or opts.model, cfg.vocab_size, opts.tokenizer ~= nil)
 local function encode(prompt)
   local ids
   if opts.chat then
@@ -186,17 +135,8 @@ for b, p in ipairs(prompts) do
 end
 local ids = all_ids[1]
 
--- a generator of numbers in [0, 1) from a seed (an LCG's top 53 bits)
-local function generator(seed)
-  local state = seed
-  return function()
-    state = state * 6364136223846793005 + 1442695040888963407
-    return ((state >> 11) & ((1 << 53) - 1)) / 9007199254740992.0
-  end
-end
-local rnd = generator(seed0)
-
-local argmax = ts.kernel("kernels/argmax.tile", "argmax", {}, device)
+local rnd = S.generator(seed0)
+local picker = S.picker(device)
 
 -- --lookup's draft function for a reply after `history`: prompt lookup's
 -- drafts over the history and the reply so far, else the MTP block's
@@ -205,50 +145,19 @@ local function drafter(history)
 end
 local drafts_name = lookup and "drafts (prompt lookup, else the MTP block's)" or "MTP drafts"
 
-local sample -- (below)
-
 -- the next token of each row of logits [B, vocab] (or [vocab]): a list;
 -- sampled, row b draws from gens[b] (else the one generator)
 local function pick_rows(logits, gens)
-  local shape = logits:shape()
-  local V = shape[#shape]
-  local B = logits:numel() // V
-  if temperature <= 0 then -- greedy: kernels/argmax.tile, a row a block
-    local out = ts.tensor("i32", {B}, nil, device)
-    argmax:launch{logits:reshape{B, V}, out}
-    return out:to_table()
+  local rows = {}
+  if temperature > 0 then
+    local shape = logits:shape()
+    for b = 1, logits:numel() // shape[#shape] do
+      rows[b] = {temperature = temperature, top_p = top_p, gen = gens and gens[b] or rnd}
+    end
   end
-  local all, picks = logits:to_table(), {}
-  for b = 1, B do
-    picks[b] = sample(table.move(all, (b - 1) * V + 1, b * V, 1, {}), gens and gens[b])
-  end
-  return picks
+  return picker(logits, rows)
 end
 local function pick(logits) return pick_rows(logits)[1] end
-
-function sample(v, gen)
-  local mx = -math.huge
-  for k = 1, #v do mx = math.max(mx, v[k]) end
-  local probs, sum = {}, 0
-  for k = 1, #v do
-    local p = math.exp((v[k] - mx) / temperature)
-    probs[#probs + 1] = {k - 1, p}
-    sum = sum + p
-  end
-  table.sort(probs, function(a, b) return a[2] > b[2] or (a[2] == b[2] and a[1] < b[1]) end)
-  local kept, cum = {}, 0
-  for _, e in ipairs(probs) do
-    kept[#kept + 1] = e
-    cum = cum + e[2] / sum
-    if cum >= top_p then break end
-  end
-  local r, acc = (gen or rnd)() * cum * sum, 0
-  for _, e in ipairs(kept) do
-    acc = acc + e[2]
-    if acc >= r then return e[1] end
-  end
-  return kept[#kept][1]
-end
 
 -- run() once to compile the kernels (a warm-up), then again, timed: the
 -- warm-up's seconds, the second run's start and its results
@@ -345,7 +254,7 @@ if samples > 1 then
     local logits = base:prefill(ts.tensor("i32", {#ids}, ids), chunk, mtp)
     local seqs, gens = {base}, {}
     for b = 2, samples do seqs[b] = base:fork() end
-    for b = 1, samples do gens[b] = generator(seed0 + b - 1) end
+    for b = 1, samples do gens[b] = S.generator(seed0 + b - 1) end
     device:sync()
     local tp = ts.clock()
     -- (the prompt's logits a row each, as a batch step's)
@@ -433,7 +342,7 @@ local tc = ts.clock()
 local warm = model:prefill(ts.tensor("i32", {#ids}, ids), chunk, mtp)
 if mtp then
   reply_mtp(warm, ids)
-  rnd = generator(seed0) -- (the timed run draws the same)
+  rnd = S.generator(seed0) -- (the timed run draws the same)
 else
   model:decode(ids[1])
 end

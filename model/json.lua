@@ -1,6 +1,7 @@
 -- json.lua - a small JSON reader for model configs (DeepSeek's
--- inference/config.json format): objects, arrays, strings, numbers,
--- true/false/null. Errors name the byte offset.
+-- inference/config.json format) and requests (serve.lua): objects, arrays,
+-- strings, numbers, true/false/null; errors name the byte offset. And a
+-- writer (M.encode) for serve.lua's replies.
 local M = {}
 
 local function decode_error(s, i, what)
@@ -91,6 +92,90 @@ function M.decode(s)
   i = skip(s, i)
   if i <= #s then decode_error(s, i, "trailing characters") end
   return v
+end
+
+-- s as UTF-8: each byte that does not begin a valid sequence replaced by
+-- U+FFFD (a model's text may end inside a character, or hold any bytes).
+local function valid_utf8(s)
+  if utf8.len(s) then return s end
+  local out, i = {}, 1
+  while i <= #s do
+    if utf8.len(s, i, i) then
+      local nx = utf8.offset(s, 2, i)
+      out[#out + 1] = s:sub(i, nx - 1)
+      i = nx
+    else
+      out[#out + 1] = "\u{fffd}"
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
+local short = {['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r"}
+local function encode_string(s)
+  return '"' .. valid_utf8(s):gsub('[%c"\\]', function(c)
+    return short[c] or string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local encode_value
+function encode_value(v, out)
+  local t = type(v)
+  if v == nil then out[#out + 1] = "null"
+  elseif t == "boolean" then out[#out + 1] = tostring(v)
+  elseif math.type(v) == "integer" then out[#out + 1] = string.format("%d", v)
+  elseif t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then
+      error("JSON: " .. v .. " is not a number JSON has", 0)
+    end
+    local s
+    for digits = 15, 17 do -- (the fewest digits that read back as v)
+      s = string.format("%." .. digits .. "g", v)
+      if tonumber(s) == v then break end
+    end
+    out[#out + 1] = s
+  elseif t == "string" then out[#out + 1] = encode_string(v)
+  elseif t == "table" then
+    local n = #v
+    if n > 0 or next(v) == nil then
+      out[#out + 1] = "["
+      for i = 1, n do
+        if i > 1 then out[#out + 1] = "," end
+        encode_value(v[i], out)
+      end
+      out[#out + 1] = "]"
+    else
+      local keys = {}
+      for k in pairs(v) do
+        if type(k) ~= "string" then
+          error("JSON: an object's key " .. tostring(k) .. " is not a string", 0)
+        end
+        keys[#keys + 1] = k
+      end
+      table.sort(keys)
+      out[#out + 1] = "{"
+      for i, k in ipairs(keys) do
+        out[#out + 1] = (i > 1 and "," or "") .. encode_string(k) .. ":"
+        encode_value(v[k], out)
+      end
+      out[#out + 1] = "}"
+    end
+  else
+    error("JSON: a " .. t .. " has no JSON form", 0)
+  end
+end
+
+-- The JSON text of v, on one line: nil is null; integers exactly, other
+-- numbers in the fewest of 15-17 digits that read back as them (NaN and
+-- the infinities refused); strings as UTF-8,
+-- a byte that begins no valid sequence as U+FFFD, control characters,
+-- quotes and backslashes escaped; a table with elements 1..n (n >= 1) or
+-- none an array, else an object of string keys, written sorted.
+function M.encode(v)
+  local out = {}
+  encode_value(v, out)
+  return table.concat(out)
 end
 
 function M.read(path)

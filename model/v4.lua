@@ -368,6 +368,21 @@ function M:sequence()
   end})
 end
 
+-- Ends the sequence now rather than when it is collected: its slot in the
+-- model's pools is given back (its rows freed when the next slot is taken,
+-- as a collected sequence's), and the sequence is as new (a prefill makes
+-- it again, in another slot). For a server whose finished requests'
+-- sequences may stay referenced (model/scheduler.lua).
+function M:release()
+  local slot = rawget(self, "state_slot")
+  if slot then
+    local root = rawget(self, "root") or self
+    table.insert(root.free_slots, slot)
+    rawset(self, "state_slot", nil)
+  end
+  self:reset()
+end
+
 -- A new sequence whose state is a copy of this one's (a shared prefix's
 -- state, made once: a system prompt's, a conversation's so far): every
 -- layer's caches and the MTP block's copied into the new sequence's own

@@ -42,6 +42,20 @@ echo "   sample b is what --seed b alone gives)"
 build/tessera run model/generate.lua --config tiny --prompt "DeepSeek-V4 on two cores:" \
   --tokens 24 --temperature 0.8 --samples 3
 echo
+echo "-- six requests served with continuous batching (model/serve.lua: they join the batch at"
+echo "   their steps, the long prompt prefilled in chunks between the others' decode steps;"
+echo "   each reply is what its prompt alone gives)"
+long3="$(printf 'A million tokens of context. %.0s' 1 2 3 4 5 6)"
+printf '%s\n' \
+  '{"id": 1, "prompt": "DeepSeek-V4 on two cores:", "max_tokens": 24}' \
+  '{"id": 2, "prompt": "Tessera", "max_tokens": 12, "temperature": 0.8, "seed": 2}' \
+  "{\"id\": 3, \"prompt\": \"$long3\", \"max_tokens\": 16, \"arrive\": 2}" \
+  '{"id": 4, "prompt": "Sparse attention", "max_tokens": 20, "arrive": 4}' \
+  '{"id": 5, "prompt": "mHC", "max_tokens": 8, "arrive": 4}' \
+  '{"id": 6, "prompt": "DeepSeekMoE", "max_tokens": 16, "arrive": 9}' |
+  build/tessera run model/serve.lua --config tiny --requests - --max-batch 4 --prefill-tokens 64 |
+  sed -E 's/^.*"done_step":([0-9]+).*"first_step":([0-9]+),"id":([0-9]+).*"text":"(([^"\\]|\\.)*)".*$/request \3 (steps \2-\1): \4/'
+echo
 echo "-- decode steps replayed as graphs (model/graphs.lua, on by default above: each step's"
 echo "   launches without the Lua between them) against --graphs off (plain steps, the same"
 echo "   text): the short prompt, then a 164-token one past the window"

@@ -228,6 +228,57 @@ local ok9, chunk9 = run{"--mtp", "on", "--chunk", "3"}
 check(ok9 and chunk9:match("\noutput: ([^\n]*)") == first and chunk9:find("MTP drafts: ", 1, true),
       "--mtp on with --chunk 3: the plain output:\n" .. chunk9)
 
+-- serve.lua (continuous batching: model/scheduler.lua) over a file of
+-- requests, two at a time and 6 prompt tokens a step (the long prompt
+-- prefilled in chunks while the others decode): each reply's text is what
+-- generate.lua gives its prompt alone (greedy, sampled, a chat turn, past
+-- the window; a text's bytes that begin no UTF-8 character are U+FFFD in
+-- the JSON); a bad line, a request without a prompt and one too long get
+-- error replies naming their lines, and the others go on
+local function one_output(extra)
+  local okg2, text_g = run(extra)
+  return okg2 and text_g:match("\noutput: ([^\n]*)")
+end
+local want_s = one_output{"--temperature", "0.8", "--seed", "7"}
+local want_c = one_output{"--chat", "chat"}
+local reqs = {
+  '{"id": "p", "prompt": "the other one", "max_tokens": 5}',
+  '{"id": "s", "prompt": "the other one", "max_tokens": 5, "temperature": 0.8, "seed": 7}',
+  '{oops',
+  '{"id": "l", "prompt": ' .. json.encode(long) .. ', "max_tokens": 12, "arrive": 1}',
+  '{"id": "x"}',
+  '{"id": "c", "prompt": "the other one", "max_tokens": 5, "chat": true, "arrive": 3}',
+  '{"id": 7, "prompt": "a", "max_tokens": 100000}',
+  '{"prompt": "the one", "max_tokens": 5, "arrive": 2}'}
+write(dir .. "/requests.jsonl", table.concat(reqs, "\n") .. "\n")
+arg = {[0] = "model/serve.lua", "--model", dir, "--requests", dir .. "/requests.jsonl",
+       "--out", dir .. "/replies.jsonl", "--max-batch", "2", "--prefill-tokens", "6"}
+local oksv, errsv = pcall(dofile, "model/serve.lua")
+check(oksv, "serve.lua runs: " .. tostring(errsv))
+local replies, nrep = {}, 0
+for line in io.lines(dir .. "/replies.jsonl") do
+  local r = json.decode(line)
+  replies[r.id], nrep = r, nrep + 1
+end
+check(nrep == #reqs, "serve.lua: a reply a request (" .. nrep .. ")")
+for _, w in ipairs{{"p", first}, {"s", want_s}, {"l", gout}, {"c", want_c}, {8, second}} do
+  local r = replies[w[1]]
+  -- (as the JSON holds it: bytes that begin no UTF-8 character as U+FFFD)
+  local want = w[2] and json.decode(json.encode(w[2]))
+  check(r and want and r.text == want and #r.tokens >= 1 and
+        (r.finish == "eos" or #r.tokens == (w[1] == "l" and 12 or 5)),
+        string.format("serve.lua: request %s's reply is its output alone (%q, %q)", w[1],
+                      r and r.text, want))
+end
+check(replies.l and replies.l.first_step > replies.l.arrive + 3,
+      "serve.lua: the long prompt prefilled over several steps")
+for _, e in ipairs{{3, "line 3: JSON: "}, {"x", "line 5: no prompt"},
+                   {7, "line 7: prompt (2 tokens) + max_tokens (100000) exceed"}} do
+  local r = replies[e[1]]
+  check(r and r.error and r.error:find(e[2], 1, true) == 1,
+        "serve.lua: error reply " .. tostring(e[1]) .. ": " .. tostring(r and r.error))
+end
+
 -- V4's chat format (encoding_dsv4.py's rules for system, user and assistant turns)
 local U, A = T.USER, T.ASSISTANT
 check(T.chat({{role = "system", content = "S"}, {role = "user", content = "hello"}}, "chat") ==

@@ -61,6 +61,24 @@ errors_with(function() V4.load(cfg, path) end,
 os.remove(path)
 errors_with(function() json.decode('{"dim": 256,,}') end, "at byte 13", "bad config JSON")
 errors_with(function() json.decode('{"dim": 256') end, "expected ',' or '}'", "truncated JSON")
+-- the writer (serve.lua's replies): read back as written; keys sorted;
+-- escapes; a byte that begins no UTF-8 character as U+FFFD; refusals
+local v = {id = "a\"b\\c\n\1", n = 42, x = 0.1, big = -9007199254740993, ok = true,
+           list = {1, 2.5, "z"}, nested = {e = {}, k = {"\u{3b1}"}}}
+local text = json.encode(v)
+local back = json.decode(text)
+check(back.id == v.id and back.n == 42 and back.x == 0.1 and back.big == v.big and
+      back.ok == true and back.list[3] == "z" and back.list[2] == 2.5 and
+      back.nested.k[1] == "\u{3b1}" and #back.nested.e == 0, "json.encode reads back: " .. text)
+check(text:sub(1, 7) == '{"big":' and text:find('"id":"a\\"b\\\\c\\n\\u0001"', 1, true) and
+      text:find('"x":0.1}', 1, true),
+      "json.encode sorts keys and escapes: " .. text)
+check(json.encode("ok\xff\xe2\x82") == '"ok\u{fffd}\u{fffd}\u{fffd}"' and
+      json.encode("\xe2\x82\xac") == '"\u{20ac}"', "json.encode: invalid UTF-8 bytes as U+FFFD")
+errors_with(function() json.encode(0 / 0) end, "is not a number JSON has", "NaN refused")
+errors_with(function() json.encode({[true] = 1}) end, "is not a string",
+            "a key not a string refused")
+errors_with(function() json.encode(print) end, "has no JSON form", "a function refused")
 -- a config whose layers and compression ratios do not agree, or a ratio
 -- the kernels are not built for, is refused by name before any weight
 local more = json.read("model/configs/tiny.json")

@@ -1,0 +1,94 @@
+-- serve.lua - continuous batching (model/scheduler.lua, what model/serve.lua
+-- runs) against serving the same requests one at a time (max batch 1),
+-- tiny config: R requests of random prompts (8-200 tokens) and replies
+-- (8-48 tokens, greedy), arriving every --gap steps, served with each
+-- --batch; the generated tokens a second, the steps, the decode steps'
+-- rows, and the time to first token (from the step a request arrived).
+-- Each batch's tokens are checked against the first's (every request's
+-- tokens are its own alone; exits non-zero otherwise). A first pass over
+-- the same requests compiles the kernels, untimed.
+--   build/tessera run bench/serve.lua [--requests R] [--gap G] [--batch 1,4,16]
+--       [--prefill-tokens N] [--kv fp8|f32] [--graphs on|off] [--device D] [--weights F]
+local ts = require "tessera"
+local json = require "model.json"
+local V4 = require "model.v4"
+local Sched = require "model.scheduler"
+local layers = require "bench.v4_layers"
+local C = require "tests.lua.lib.check"
+
+local opts = layers.options({requests = "24", gap = "1", batch = "1,4,16",
+                             ["prefill-tokens"] = "256", kv = "fp8", graphs = "on",
+                             device = "cpu", weights = "build/tiny.safetensors"},
+                            "serve.lua [--requests R] [--gap G] [--batch B,...] " ..
+                            "[--prefill-tokens N] [--kv fp8|f32] [--graphs on|off] [--device D] " ..
+                            "[--weights F]")
+local dev = ts.device(opts.device)
+local cfg = json.read("model/configs/tiny.json")
+local model = V4.load(cfg, layers.tiny_weights(opts.weights),
+                      {kv_format = opts.kv, device = dev, graphs = opts.graphs == "on"})
+local R, gap = math.tointeger(tonumber(opts.requests)), math.tointeger(tonumber(opts.gap))
+local budget = math.tointeger(tonumber(opts["prefill-tokens"]))
+
+local rnd = C.lcg(17)
+local reqs = {}
+for i = 1, R do
+  local ids = {}
+  for t = 1, 8 + math.floor(rnd() * 193) do ids[t] = math.floor(rnd() * cfg.vocab_size) end
+  reqs[i] = {ids = ids, max_tokens = 8 + math.floor(rnd() * 41), arrive = (i - 1) * gap}
+end
+
+-- the requests served with max batch B: the seconds, the scheduler, each
+-- request's tokens and times to first token (ms)
+local function serve(B)
+  local s = Sched.new(model, {max_batch = B, prefill_tokens = budget})
+  local mine = {}
+  for i, r in ipairs(reqs) do
+    mine[i] = {id = i, ids = r.ids, max_tokens = r.max_tokens, arrive = r.arrive}
+    assert(s:submit(mine[i]))
+  end
+  dev:sync()
+  local t0 = ts.clock()
+  while s:busy() do s:step() end
+  dev:sync()
+  local secs = ts.clock() - t0
+  local ttft = {}
+  for i, r in ipairs(mine) do ttft[i] = (r.t_first - r.t_arrived) * 1e3 end
+  table.sort(ttft)
+  return secs, s, mine, ttft
+end
+
+local batches = {}
+for b in opts.batch:gmatch("%d+") do batches[#batches + 1] = math.tointeger(b) end
+for _, B in ipairs(batches) do serve(B) end -- (the kernels each batch shape needs, compiled)
+
+print(string.format("# %d requests (8-200 prompt tokens, 8-48 generated, greedy) arriving every " ..
+                    "%d steps, %d prompt tokens a step (%s, %s caches, graphs %s, tiny config)",
+                    R, gap, budget, dev:name(), opts.kv, opts.graphs))
+print("")
+print("| max batch | s | generated tokens/s | vs batch " .. batches[1] .. " | steps | decode " ..
+      "steps | rows a decode step | time to first token median / max ms |")
+print("|---|---|---|---|---|---|---|---|")
+local first, base, same = nil, nil, true
+for _, B in ipairs(batches) do
+  local secs, s, mine, ttft = serve(B)
+  local gen = 0
+  for i, r in ipairs(mine) do
+    gen = gen + #r.tokens
+    if first then
+      for k, t in ipairs(r.tokens) do same = same and first[i].tokens[k] == t end
+      same = same and #r.tokens == #first[i].tokens
+    end
+  end
+  first = first or mine
+  local rate = gen / secs
+  base = base or rate
+  local st = s.stats
+  print(string.format("| %d | %.2f | %.1f | %.2fx | %d | %d | %.2f | %.1f / %.1f |", B, secs, rate,
+                      rate / base, st.steps, st.decode_steps,
+                      st.decode_rows / math.max(st.decode_steps, 1), ttft[(#ttft + 1) // 2],
+                      ttft[#ttft]))
+end
+if not same then
+  print("FAIL: a request's tokens differ between batch sizes")
+  os.exit(1)
+end

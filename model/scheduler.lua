@@ -1,0 +1,219 @@
+-- scheduler.lua - continuous batching: requests that arrive over time,
+-- served together by one model (its sequences share the state pools and
+-- every launch of a step: model/v4.lua prefill_batch, decode_batch).
+--   local Sched = require "model.scheduler"
+--   local s = Sched.new(model, {max_batch = 8, prefill_tokens = 512, eos = id})
+--   s:submit{id = ..., ids = {...}, max_tokens = 64, temperature = 0,
+--            top_p = 1, seed = 1, arrive = 0}     -> true, or nil and why
+--   while s:busy() do for _, e in ipairs(s:step()) do ... end end
+--
+-- A step, in order:
+--   1. the requests whose `arrive` (a step number) has come join the
+--      queue, in the order they were submitted;
+--   2. prefill, at most `prefill_tokens` prompt tokens a step: first the
+--      prompts already begun (model:extend of their next chunk, in the order
+--      they were admitted), then new requests from the queue while fewer
+--      than `max_batch` are active: a prompt that fits what is left of the
+--      budget joins one model:prefill_batch with the others that do, a
+--      longer one prefills its first chunk alone (model:prefill) and goes on
+--      in later steps - so a long prompt does not stall the others'
+--      decoding (vLLM's chunked prefill);
+--   3. one model:decode_batch over every request with a token to decode,
+--      the ones whose prompt just ended included.
+-- A request's token comes from its prompt's logits, then from each decode
+-- step's row: greedy at temperature 0 (kernels/argmax.tile), else
+-- temperature + top-p from its own generator seeded `seed`
+-- (model/sampling.lua), so that each request's tokens are the ones it would
+-- get alone: the batch's rows are each sequence's own bit for bit on the
+-- CPU (tests/lua/serve.lua checks it against one sequence at a time). It
+-- ends at `eos` (kept as its last token) or at max_tokens; its sequence is
+-- then released (model:release: its slot in the pools taken by a later
+-- request).
+-- step() returns the step's events, one a request that got a token:
+-- {request = r, token = id, first = true on its first, finish = "eos" |
+-- "length" on its last}; a request records its tokens (r.tokens), the steps
+-- it arrived, got its first token and ended (r.arrived, r.first_step,
+-- r.done_step) and the clock's seconds at each (r.t_arrived, r.t_first,
+-- r.t_done; ts.clock).
+local ts = require "tessera"
+local S = require "model.sampling"
+
+local M = {}
+M.__index = M
+
+-- A scheduler of `model`'s sequences: opts.max_batch (8) requests active at
+-- once, opts.prefill_tokens (512) prompt tokens prefilled a step, opts.eos
+-- (an id, or nil: none ends a request but its max_tokens).
+function M.new(model, opts)
+  opts = opts or {}
+  local self = setmetatable({model = model, max_batch = opts.max_batch or 8,
+                             prefill_tokens = opts.prefill_tokens or 512, eos = opts.eos,
+                             pick = S.picker(model.dev), step_no = 0, pending = {},
+                             waiting = {}, prefilling = {}, decoding = {}, submitted = 0,
+                             stats = {steps = 0, decode_rows = 0, decode_steps = 0,
+                                      max_rows = 0, prefill_launches = 0}},
+                            M)
+  for _, k in ipairs{"max_batch", "prefill_tokens"} do
+    if math.type(self[k]) ~= "integer" or self[k] < 1 then
+      error("scheduler: " .. k .. " must be a positive integer", 2)
+    end
+  end
+  return self
+end
+
+local function integer_in(v, lo, hi)
+  return math.type(v) == "integer" and v >= lo and (not hi or v <= hi)
+end
+
+-- Queues request r (its fields above; ids a list of token ids), or returns
+-- nil and why it cannot be served (it is then not queued).
+function M:submit(r)
+  local cfg = self.model.cfg
+  r.max_tokens = r.max_tokens or 64
+  r.temperature, r.top_p, r.seed = r.temperature or 0, r.top_p or 1, r.seed or 1
+  r.arrive = r.arrive or 0
+  if type(r.ids) ~= "table" or #r.ids == 0 then return nil, "no prompt tokens" end
+  for i, t in ipairs(r.ids) do
+    if not integer_in(t, 0, cfg.vocab_size - 1) then
+      return nil, string.format("prompt token %d (%s) is not an id below %d", i, tostring(t),
+                                cfg.vocab_size)
+    end
+  end
+  if not integer_in(r.max_tokens, 1) then return nil, "max_tokens must be a positive integer" end
+  if #r.ids + r.max_tokens > cfg.max_seq_len then
+    return nil, string.format("prompt (%d tokens) + max_tokens (%d) exceed the model's %d",
+                              #r.ids, r.max_tokens, cfg.max_seq_len)
+  end
+  if type(r.temperature) ~= "number" or r.temperature < 0 then
+    return nil, "temperature must be a number, 0 (greedy) or more"
+  end
+  if type(r.top_p) ~= "number" or not (r.top_p > 0 and r.top_p <= 1) then
+    return nil, "top_p must be a number in (0, 1]"
+  end
+  if not integer_in(r.seed, math.mininteger) then return nil, "seed must be an integer" end
+  if not integer_in(r.arrive, 0) then return nil, "arrive must be a step number, 0 or more" end
+  self.submitted = self.submitted + 1
+  r.order, r.tokens, r.prefilled = self.submitted, {}, 0
+  r.gen = S.generator(r.seed)
+  self.pending[#self.pending + 1] = r
+  table.sort(self.pending, function(a, b)
+    return a.arrive < b.arrive or (a.arrive == b.arrive and a.order < b.order)
+  end)
+  return true
+end
+
+-- Whether any request is not yet done.
+function M:busy()
+  return #self.pending + #self.waiting + #self.prefilling + #self.decoding > 0
+end
+
+local function ids_tensor(ids, from, n)
+  return ts.tensor("i32", {n}, table.move(ids, from, from + n - 1, 1, {}))
+end
+
+-- Request r's next token t (its events list gets the event); true when r
+-- is done.
+function M:took(r, t, events)
+  local ev = {request = r, token = t, first = #r.tokens == 0}
+  r.tokens[#r.tokens + 1] = t
+  if ev.first then r.first_step, r.t_first = self.step_no, ts.clock() end
+  if t == self.eos then
+    ev.finish = "eos"
+  elseif #r.tokens == r.max_tokens then
+    ev.finish = "length"
+  end
+  events[#events + 1] = ev
+  if ev.finish then
+    r.finish, r.done_step, r.t_done = ev.finish, self.step_no, ts.clock()
+    r.seq:release()
+    r.seq = nil
+    return true
+  end
+  return false
+end
+
+-- The tokens of rows of logits [B, V] (or [V]) for requests rs, each by its
+-- own sampling.
+function M:picks(logits, rs)
+  local rows = {}
+  for b, r in ipairs(rs) do
+    rows[b] = {temperature = r.temperature, top_p = r.top_p, gen = r.gen}
+  end
+  return self.pick(logits, rows)
+end
+
+-- The step's first token of each request whose prompt ended: rs and their
+-- logits rows; those not done go on to decode.
+function M:prompts_done(rs, logits, events)
+  local toks = self:picks(logits, rs)
+  for b, r in ipairs(rs) do
+    if not self:took(r, toks[b], events) then self.decoding[#self.decoding + 1] = r end
+  end
+end
+
+-- One step (the module's comment); returns its events.
+function M:step()
+  local model, events = self.model, {}
+  -- 1. arrivals
+  while #self.pending > 0 and self.pending[1].arrive <= self.step_no do
+    local r = table.remove(self.pending, 1)
+    r.arrived, r.t_arrived = self.step_no, ts.clock()
+    self.waiting[#self.waiting + 1] = r
+  end
+  -- 2. prefill: prompts begun, then new ones
+  local budget = self.prefill_tokens
+  local still = {}
+  for _, r in ipairs(self.prefilling) do
+    if budget > 0 then
+      local n = math.min(#r.ids - r.prefilled, budget)
+      local logits = r.seq:extend(ids_tensor(r.ids, r.prefilled + 1, n))
+      self.stats.prefill_launches = self.stats.prefill_launches + 1
+      r.prefilled, budget = r.prefilled + n, budget - n
+      if r.prefilled == #r.ids then self:prompts_done({r}, logits, events) end
+    end
+    if r.prefilled < #r.ids then still[#still + 1] = r end
+  end
+  self.prefilling = still
+  local group = {}
+  while #self.waiting > 0 and budget > 0 and
+        #self.prefilling + #self.decoding + #group < self.max_batch do
+    local r = table.remove(self.waiting, 1)
+    r.seq = model:sequence()
+    if #r.ids <= budget then
+      group[#group + 1] = r
+      budget = budget - #r.ids
+    else -- its first chunk alone, the rest in later steps
+      r.seq:prefill(ids_tensor(r.ids, 1, budget))
+      self.stats.prefill_launches = self.stats.prefill_launches + 1
+      r.prefilled, budget = budget, 0
+      self.prefilling[#self.prefilling + 1] = r
+    end
+  end
+  if #group > 0 then
+    local seqs, prompts = {}, {}
+    for b, r in ipairs(group) do seqs[b], prompts[b], r.prefilled = r.seq, r.ids, #r.ids end
+    local logits = model:prefill_batch(seqs, prompts)
+    self.stats.prefill_launches = self.stats.prefill_launches + 1
+    self:prompts_done(group, logits, events)
+  end
+  -- 3. decode
+  local rs = self.decoding
+  if #rs > 0 then
+    local seqs, ids = {}, {}
+    for b, r in ipairs(rs) do seqs[b], ids[b] = r.seq, r.tokens[#r.tokens] end
+    local logits = model:decode_batch(seqs, ids)
+    local toks = self:picks(logits, rs)
+    local st = self.stats
+    st.decode_steps, st.decode_rows = st.decode_steps + 1, st.decode_rows + #rs
+    st.max_rows = math.max(st.max_rows, #rs)
+    self.decoding = {}
+    for b, r in ipairs(rs) do
+      if not self:took(r, toks[b], events) then self.decoding[#self.decoding + 1] = r end
+    end
+  end
+  self.step_no = self.step_no + 1
+  self.stats.steps = self.step_no
+  return events
+end
+
+return M

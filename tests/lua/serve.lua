@@ -1,0 +1,125 @@
+-- serve.lua - continuous batching (model/scheduler.lua) on DeepSeek's tiny
+-- golden model: requests arriving at different steps, prompts longer than
+-- a step's prefill budget (prefilled in chunks across steps while others
+-- decode), greedy and sampled requests, an EOS, more requests than the
+-- batch holds, bad requests refused - and each request's tokens equal, id
+-- for id, what it gets alone from a second model (graphs off, one
+-- sequence, its prompt prefilled whole, then a decode a token). Both cache
+-- formats with graphs on, as a server runs. Skips without ../shared/golden.
+local ts = require "tessera"
+local V4 = require "model.v4"
+local S = require "model.sampling"
+local Sched = require "model.scheduler"
+local C = require "tests.lua.lib.check"
+local check = C.check
+local dir = C.golden()
+if not dir then return end
+
+local function prompt(len, seed, V)
+  local rnd, ids = C.lcg(seed), {}
+  for i = 1, len do ids[i] = math.floor(rnd() * V) end
+  return ids
+end
+
+-- request r alone: its prompt prefilled whole, then a decode a token,
+-- picked as the scheduler picks (its own generator)
+local function alone(ref, pick, r, eos)
+  local seq = ref:sequence()
+  local logits = seq:prefill(ts.tensor("i32", {#r.ids}, r.ids))
+  local gen, out = S.generator(r.seed or 1), {}
+  for s = 1, r.max_tokens do
+    local t = pick(logits, {{temperature = r.temperature or 0, top_p = r.top_p or 1,
+                             gen = gen}})[1]
+    out[s] = t
+    if t == eos or s == r.max_tokens then break end
+    logits = seq:decode(t)
+  end
+  seq:release()
+  return out
+end
+
+for _, fmt in ipairs{"fp8", "f32"} do
+  local ref = V4.load(dir, nil, {kv_format = fmt})
+  local model = V4.load(dir, nil, {kv_format = fmt, graphs = true})
+  local V, maxlen = model.cfg.vocab_size, model.cfg.max_seq_len
+  local pick = S.picker(ref.dev)
+  -- (max_batch 3, 24 prompt tokens a step: the 70- and 50-token prompts
+  -- take 3 steps each, beside the others' decoding)
+  local reqs = {
+    {id = "a", ids = prompt(9, 1, V), max_tokens = 12, arrive = 0},
+    {id = "b", ids = prompt(70, 2, V), max_tokens = 6, arrive = 0, temperature = 0.9,
+     top_p = 0.95, seed = 7},
+    {id = "c", ids = prompt(5, 3, V), max_tokens = 9, arrive = 1},
+    {id = "d", ids = prompt(12, 4, V), max_tokens = 1, arrive = 2},
+    {id = "e", ids = prompt(50, 5, V), max_tokens = 8, arrive = 2, temperature = 0.7, seed = 3},
+    {id = "f", ids = prompt(3, 6, V), max_tokens = 10, arrive = 6},
+    {id = "g", ids = prompt(17, 7, V), max_tokens = 7, arrive = 6, temperature = 1.2, seed = 11},
+    {id = "h", ids = prompt(8, 8, V), max_tokens = 5, arrive = 30},
+  }
+  -- an EOS: request a's third token alone, so that it ends there with
+  -- "eos" (and any other request that draws it)
+  local eos = alone(ref, pick, {ids = reqs[1].ids, max_tokens = 3}, nil)[3]
+  local want = {}
+  for i, r in ipairs(reqs) do want[i] = alone(ref, pick, r, eos) end
+  check(#want[1] == 3 and want[1][3] == eos, fmt .. ": request a ends at the EOS alone")
+
+  local s = Sched.new(model, {max_batch = 3, prefill_tokens = 24, eos = eos})
+  for _, r in ipairs(reqs) do
+    check(s:submit(r) == true, fmt .. ": request " .. r.id .. " queued")
+  end
+  -- refused, and not queued
+  local bad = {{ids = {}}, {ids = {1, V}}, {ids = {1, 2.5}}, {ids = {1}, max_tokens = 0},
+               {ids = prompt(maxlen, 9, V), max_tokens = 1}, {ids = {1}, temperature = -1},
+               {ids = {1}, top_p = 0}, {ids = {1}, arrive = -1}, {ids = {1}, seed = 0.5}}
+  for i, r in ipairs(bad) do
+    local ok, why = s:submit(r)
+    check(ok == nil and type(why) == "string", fmt .. ": bad request " .. i .. " refused")
+  end
+  local active_max, firsts, events_seen, finishes = 0, {}, {}, {}
+  local guard = 0
+  while s:busy() and guard < 200 do
+    guard = guard + 1
+    local step = s.step_no
+    for _, e in ipairs(s:step()) do
+      local r = e.request
+      events_seen[r.id] = (events_seen[r.id] or 0) + 1
+      if e.first then firsts[r.id] = step end
+      if e.finish then finishes[r.id] = e.finish end
+    end
+    active_max = math.max(active_max, #s.prefilling + #s.decoding)
+  end
+  check(not s:busy(), fmt .. ": every request done")
+  check(active_max <= 3, fmt .. ": at most max_batch requests active (" .. active_max .. ")")
+  for i, r in ipairs(reqs) do
+    local what = fmt .. ": request " .. r.id
+    check(C.same(r.tokens, want[i]), what .. "'s tokens are its own alone")
+    check(events_seen[r.id] == #r.tokens, what .. ": an event a token")
+    check(r.first_step == firsts[r.id] and r.first_step >= r.arrive,
+          what .. ": first token after it arrived")
+    local ended = want[i][#want[i]] == eos and "eos" or "length"
+    check(finishes[r.id] == r.finish and r.finish == ended,
+          what .. " finished by " .. tostring(r.finish))
+    check(r.done_step >= r.first_step and r.t_done >= r.t_first and r.t_first >= r.t_arrived,
+          what .. ": its steps and times in order")
+  end
+  -- the long prompts were prefilled across steps: b's 70 tokens at 24 a
+  -- step take three, so its first token comes at step 2 at the earliest
+  check(reqs[2].first_step >= 2, fmt .. ": the 70-token prompt prefilled in chunks")
+  -- a's decoding went on while b's chunks were prefilled
+  check(reqs[1].first_step == 0 and reqs[1].done_step <= 3, fmt .. ": request a decoded meanwhile")
+  check(reqs[8].arrived == 30 and reqs[8].first_step == 30,
+        fmt .. ": a late request waits for its step")
+  check(s.stats.max_rows <= 3 and s.stats.decode_rows > s.stats.decode_steps,
+        fmt .. ": decode steps batched several requests")
+  -- the pools' slots were given back and taken again: no more slots than
+  -- the batch holds were ever taken
+  check(model.slots_taken <= 3, fmt .. ": slots reused (" .. model.slots_taken .. " taken)")
+end
+
+-- bad options
+local model = V4.load(dir, nil, {})
+for _, o in ipairs{{max_batch = 0}, {prefill_tokens = 1.5}} do
+  check(not pcall(Sched.new, model, o), "scheduler options refused")
+end
+
+C.finish()
