@@ -30,7 +30,8 @@
 #     window with graphs on), and prompts
 #     prefilled together against one at a time (bench/prefill_batch.lua:
 #     launches and time), a shared prefix prefilled once and forked
-#     (bench/fork.lua), and last the CSA and HCA layers prefilled by the
+#     (bench/fork.lua), requests served with continuous batching against one
+#     at a time (bench/serve.lua), and last the CSA and HCA layers prefilled by the
 #     model itself to 128K, 512K and 1M tokens, 8192 a chunk, then decoding
 #     from that state (bench/long_context.lua --prefill);
 #   - the numerics suites on the GPU with each lowering (ctest cuda/*,
@@ -226,6 +227,10 @@ report() {
     echo
     tables_of "$log/fork"
     echo
+    echo "## Continuous batching on the tiny model (bench/serve.lua)"
+    echo
+    tables_of "$log/serve"
+    echo
     echo "## Speculative decoding on the tiny model (bench/speculate.lua: 1, then 16 sequences)"
     echo
     tables_of "$log/speculate"
@@ -318,6 +323,8 @@ stage 120 "$log/speculate-batch-graphs" build/tessera run bench/speculate.lua --
 stage 120 "$log/prefill-batch" build/tessera run bench/prefill_batch.lua --device cuda
 # (a shared prefix prefilled once and forked, against prefilling it again)
 stage 120 "$log/fork" build/tessera run bench/fork.lua --device cuda
+# (continuous batching: requests joining and leaving the batch, against one at a time)
+stage 120 "$log/serve" build/tessera run bench/serve.lua --device cuda
 report
 # (the million-token layer prefilled by the model itself, 8192 tokens a
 # chunk, then decoding from that state; each context's rows print as it
