@@ -100,10 +100,11 @@ local function valid_utf8(s)
   if utf8.len(s) then return s end
   local out, i = {}, 1
   while i <= #s do
-    if utf8.len(s, i, i) then
-      local nx = utf8.offset(s, 2, i)
-      out[#out + 1] = s:sub(i, nx - 1)
-      i = nx
+    if utf8.len(s, i, i) then -- (valid: its length from its lead byte)
+      local c = s:byte(i)
+      local n = c < 0x80 and 1 or c >= 0xF0 and 4 or c >= 0xE0 and 3 or 2
+      out[#out + 1] = s:sub(i, i + n - 1)
+      i = i + n
     else
       out[#out + 1] = "\u{fffd}"
       i = i + 1

@@ -30,8 +30,9 @@
 -- then released (model:release: its slot in the pools taken by a later
 -- request).
 -- step() returns the step's events, one a request that got a token:
--- {request = r, token = id, first = true on its first, finish = "eos" |
--- "length" on its last}; a request records its tokens (r.tokens), the steps
+-- {request = r, token = id, index = its place in r.tokens (a request may
+-- get two in a step: its prompt's and a decode's), first = true on its
+-- first, finish = "eos" | "length" on its last}; a request records its tokens (r.tokens), the steps
 -- it arrived, got its first token and ended (r.arrived, r.first_step,
 -- r.done_step) and the clock's seconds at each (r.t_arrived, r.t_first,
 -- r.t_done; ts.clock).
@@ -114,7 +115,7 @@ end
 -- Request r's next token t (its events list gets the event); true when r
 -- is done.
 function M:took(r, t, events)
-  local ev = {request = r, token = t, first = #r.tokens == 0}
+  local ev = {request = r, token = t, first = #r.tokens == 0, index = #r.tokens + 1}
   r.tokens[#r.tokens + 1] = t
   if ev.first then r.first_step, r.t_first = self.step_no, ts.clock() end
   if t == self.eos then

@@ -5,7 +5,7 @@
 -- the next ones.
 --   tessera run model/serve.lua --requests FILE|- [model options]
 --       [--max-batch 8] [--prefill-tokens 512] [--out FILE]
---       [--max-tokens 64] [--temperature 0] [--top-p 0.9] [--seed 1]
+--       [--max-tokens 64] [--temperature 0] [--top-p 0.9] [--seed 1] [--stream on|off]
 -- (the model options as generate.lua's: --config NAME | --model FOLDER,
 -- --kv, --linears, --experts, --device, --tokenizer, ...: model/launch.lua.)
 -- FILE (- : standard input) holds one request a line, a JSON object:
@@ -24,7 +24,11 @@
 -- "ttft_ms" (from the step it arrived to its first token), "total_ms"}; a
 -- request that cannot be served (a line that is not JSON, no prompt, a
 -- prompt too long, a bad field) gets {"id", "error": "line N: why"} and the
--- others go on. A summary goes to standard error: tokens a second, the
+-- others go on. With --stream on, each token is also a line as it is
+-- picked, {"id", "token", "text"}: the text it adds to the request's
+-- (a character whose bytes are not all there yet held back to the next
+-- token's line), so that a request's lines' texts joined are its reply's.
+-- A summary goes to standard error: tokens a second, the
 -- decode steps' rows, time to first token. Each request's tokens are the
 -- ones it gets alone (generate.lua with its prompt, --tokens max_tokens and
 -- its sampling), bit for bit on the CPU (tests/lua/serve.lua). The first
@@ -38,11 +42,13 @@ local Sched = require "model.scheduler"
 
 local usage = "serve.lua --requests FILE|- " .. launch.model_usage ..
               " [--max-batch N] [--prefill-tokens N] [--out FILE] [--max-tokens N] " ..
-              "[--temperature T] [--top-p P] [--seed S]"
+              "[--temperature T] [--top-p P] [--seed S] [--stream on|off]"
 local opts = launch.options(arg, {["max-batch"] = "8", ["prefill-tokens"] = "512",
                                   ["max-tokens"] = "64", temperature = "0", ["top-p"] = "0.9",
-                                  seed = "1"},
+                                  seed = "1", stream = "off"},
                             {requests = true, out = true}, usage)
+if opts.stream ~= "on" and opts.stream ~= "off" then error("--stream: on or off", 0) end
+local stream = opts.stream == "on"
 if not opts.requests then error("--requests: a file of requests (- for standard input); usage: "
                                 .. usage, 0) end
 local function count(name)
@@ -116,11 +122,40 @@ for line in input:lines() do
 end
 if input ~= io.stdin then input:close() end
 
+-- s without a last character that is still missing bytes (a UTF-8 lead
+-- byte and fewer continuation bytes than it needs)
+local function whole_chars(s)
+  for back = 1, math.min(3, #s) do
+    local c = s:byte(#s - back + 1)
+    if c >= 0xC0 then
+      local need = c >= 0xF0 and 4 or c >= 0xE0 and 3 or 2
+      return need > back and s:sub(1, #s - back) or s
+    elseif c < 0x80 then
+      return s
+    end
+  end
+  return s
+end
+
+-- --stream's line for request r's token: the text it adds (shown so far:
+-- r.shown), all of it at the request's end
+local function stream_line(r, e)
+  local text = tk.decode(table.move(r.tokens, 1, e.index, 1, {}))
+  local shown = r.shown or ""
+  local piece = ""
+  if text:sub(1, #shown) == shown then
+    local upto = e.finish and text or whole_chars(text)
+    piece, r.shown = upto:sub(#shown + 1), upto
+  end
+  reply({id = r.id, token = e.token, text = piece})
+end
+
 local served, generated, prompt_tokens, ttfts = 0, 0, 0, {}
 local t0 = ts.clock()
 while sched:busy() do
   for _, e in ipairs(sched:step()) do
     local r = e.request
+    if stream then stream_line(r, e) end
     if e.finish then
       served, generated, prompt_tokens = served + 1, generated + #r.tokens, prompt_tokens + #r.ids
       local ttft = (r.t_first - r.t_arrived) * 1e3

@@ -278,6 +278,31 @@ for _, e in ipairs{{3, "line 3: JSON: "}, {"x", "line 5: no prompt"},
   check(r and r.error and r.error:find(e[2], 1, true) == 1,
         "serve.lua: error reply " .. tostring(e[1]) .. ": " .. tostring(r and r.error))
 end
+-- --stream on: a line a token as it is picked, before the reply; a
+-- request's lines' texts joined are its reply's text
+arg = {[0] = "model/serve.lua", "--model", dir, "--requests", dir .. "/requests.jsonl",
+       "--out", dir .. "/stream.jsonl", "--max-batch", "3", "--prefill-tokens", "20",
+       "--stream", "on"}
+oksv, errsv = pcall(dofile, "model/serve.lua")
+check(oksv, "serve.lua --stream on runs: " .. tostring(errsv))
+local pieces, counts, ended, in_order = {}, {}, {}, true
+for line in io.lines(dir .. "/stream.jsonl") do
+  local r = json.decode(line)
+  if r.token then
+    in_order = in_order and not ended[r.id]
+    pieces[r.id] = (pieces[r.id] or "") .. r.text
+    counts[r.id] = (counts[r.id] or 0) + 1
+  elseif not r.error then
+    ended[r.id] = r
+  end
+end
+for _, id in ipairs{"p", "s", "l", "c", 8} do
+  local r = ended[id]
+  check(r and r.text == replies[id].text and pieces[id] == r.text and counts[id] == #r.tokens,
+        string.format("serve.lua --stream on: request %s's pieces make its text (%q, %q)",
+                      tostring(id), pieces[id], r and r.text))
+end
+check(in_order, "serve.lua --stream on: a request's tokens before its reply")
 
 -- V4's chat format (encoding_dsv4.py's rules for system, user and assistant turns)
 local U, A = T.USER, T.ASSISTANT

@@ -74,7 +74,9 @@ check(text:sub(1, 7) == '{"big":' and text:find('"id":"a\\"b\\\\c\\n\\u0001"', 1
       text:find('"x":0.1}', 1, true),
       "json.encode sorts keys and escapes: " .. text)
 check(json.encode("ok\xff\xe2\x82") == '"ok\u{fffd}\u{fffd}\u{fffd}"' and
-      json.encode("\xe2\x82\xac") == '"\u{20ac}"', "json.encode: invalid UTF-8 bytes as U+FFFD")
+      json.encode("\xe2\x82\xac") == '"\u{20ac}"' and
+      json.encode("\u{fffd}\x82\xc3\xa9\xbf") == '"\u{fffd}\u{fffd}\u{e9}\u{fffd}"',
+      "json.encode: invalid UTF-8 bytes as U+FFFD (a stray continuation byte too)")
 errors_with(function() json.encode(0 / 0) end, "is not a number JSON has", "NaN refused")
 errors_with(function() json.encode({[true] = 1}) end, "is not a string",
             "a key not a string refused")

@@ -83,6 +83,8 @@ for _, fmt in ipairs{"fp8", "f32"} do
     for _, e in ipairs(s:step()) do
       local r = e.request
       events_seen[r.id] = (events_seen[r.id] or 0) + 1
+      check(e.index == events_seen[r.id] and r.tokens[e.index] == e.token,
+            fmt .. ": an event's token at its index")
       if e.first then firsts[r.id] = step end
       if e.finish then finishes[r.id] = e.finish end
     end
