@@ -20,6 +20,16 @@
 --      decoding (vLLM's chunked prefill);
 --   3. one model:decode_batch over every request with a token to decode,
 --      the ones whose prompt just ended included.
+-- With opts.prefix_cache = K (0: off) a new request whose prompt begins
+-- with a kept prefix starts from a copy of that prefix's state
+-- (model:fork) and extends the rest of its prompt; a prefix is kept when a
+-- new prompt shares at least opts.min_prefix (16) tokens with one of the
+-- last 16 prompts (a system prompt, a conversation so far): that request's
+-- prefill stops once at the end of the shared tokens and a copy of its
+-- state there is kept, up to K of them, the least recently used released.
+-- The same tokens come out (a fork extended is one prefill, bit for bit on
+-- the CPU); a shared prefix is prefilled about twice instead of once a
+-- request (r.cached: the tokens a request took from a kept one).
 -- A request's token comes from its prompt's logits, then from each decode
 -- step's row: greedy at temperature 0 (kernels/argmax.tile), else
 -- temperature + top-p from its own generator seeded `seed`
@@ -49,14 +59,19 @@ function M.new(model, opts)
   opts = opts or {}
   local self = setmetatable({model = model, max_batch = opts.max_batch or 8,
                              prefill_tokens = opts.prefill_tokens or 512, eos = opts.eos,
+                             prefix_cache = opts.prefix_cache or 0,
+                             min_prefix = opts.min_prefix or 16, prefixes = {}, recent = {},
+                             tick = 0,
                              pick = S.picker(model.dev), step_no = 0, pending = {},
                              waiting = {}, prefilling = {}, decoding = {}, submitted = 0,
                              stats = {steps = 0, decode_rows = 0, decode_steps = 0,
-                                      max_rows = 0, prefill_launches = 0}},
+                                      max_rows = 0, prefill_launches = 0, prefixes = 0,
+                                      cached_tokens = 0}},
                             M)
-  for _, k in ipairs{"max_batch", "prefill_tokens"} do
-    if math.type(self[k]) ~= "integer" or self[k] < 1 then
-      error("scheduler: " .. k .. " must be a positive integer", 2)
+  for _, k in ipairs{"max_batch", "prefill_tokens", "prefix_cache", "min_prefix"} do
+    local lo = k == "prefix_cache" and 0 or 1
+    if math.type(self[k]) ~= "integer" or self[k] < lo then
+      error("scheduler: " .. k .. " must be an integer, " .. lo .. " or more", 2)
     end
   end
   return self
@@ -152,6 +167,79 @@ function M:prompts_done(rs, logits, events)
   end
 end
 
+-- Request r's prompt, begun, extended by what is left of it or of the
+-- step's budget (stopping first where it is to keep a prefix, r.keep_at,
+-- and keeping it); its first token when it is done. Returns the budget
+-- left.
+function M:go_on(r, budget, events)
+  while budget > 0 and r.prefilled < #r.ids do
+    local n = math.min(#r.ids - r.prefilled, budget)
+    if r.keep_at and r.prefilled < r.keep_at then n = math.min(n, r.keep_at - r.prefilled) end
+    local logits = r.seq:extend(ids_tensor(r.ids, r.prefilled + 1, n))
+    self.stats.prefill_launches = self.stats.prefill_launches + 1
+    r.prefilled, budget = r.prefilled + n, budget - n
+    if r.prefilled == r.keep_at then self:keep(r) end
+    if r.prefilled == #r.ids then self:prompts_done({r}, logits, events) end
+  end
+  return budget
+end
+
+-- ---- the prefix cache ----------------------------------------------------------------------
+
+local function common(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    if a[i] ~= b[i] then return i - 1 end
+  end
+  return n
+end
+
+-- The prefix cache's entry whose tokens begin request r's prompt (the
+-- longest, shorter than the prompt; marked used), else nil. Else, when a
+-- recent prompt shares at least min_prefix tokens with r's (fewer than
+-- all) and no request on its way to keeping a prefix shares that one,
+-- r.keep_at is set to their count: r's prefill stops there once and keeps
+-- a copy of its state (M:keep). r's prompt joins the recent ones.
+function M:prefix_of(r)
+  if self.prefix_cache == 0 then return nil end
+  local best
+  for _, e in ipairs(self.prefixes) do
+    if #e.ids < #r.ids and (not best or #e.ids > #best.ids) and common(e.ids, r.ids) == #e.ids then
+      best = e
+    end
+  end
+  if best then
+    self.tick = self.tick + 1
+    best.used = self.tick
+  else
+    local L = 0
+    for _, p in ipairs(self.recent) do L = math.max(L, common(p, r.ids)) end
+    L = math.min(L, #r.ids - 1)
+    local planned = false
+    for _, q in ipairs(self.prefilling) do
+      planned = planned or q.keep_at and q.prefilled < q.keep_at and
+                common(q.ids, r.ids) >= q.keep_at
+    end
+    if L >= self.min_prefix and not planned then r.keep_at = L end
+  end
+  table.insert(self.recent, 1, r.ids)
+  if #self.recent > 16 then table.remove(self.recent) end
+  return best
+end
+
+-- Keeps a copy of request r's state at r.keep_at as a prefix (the least
+-- recently used one released past prefix_cache).
+function M:keep(r)
+  self.tick = self.tick + 1
+  local e = {ids = table.move(r.ids, 1, r.keep_at, 1, {}), seq = r.seq:fork(), used = self.tick}
+  self.prefixes[#self.prefixes + 1] = e
+  self.stats.prefixes = self.stats.prefixes + 1
+  if #self.prefixes > self.prefix_cache then
+    table.sort(self.prefixes, function(a, b) return a.used > b.used end)
+    table.remove(self.prefixes).seq:release()
+  end
+end
+
 -- One step (the module's comment); returns its events.
 function M:step()
   local model, events = self.model, {}
@@ -165,13 +253,7 @@ function M:step()
   local budget = self.prefill_tokens
   local still = {}
   for _, r in ipairs(self.prefilling) do
-    if budget > 0 then
-      local n = math.min(#r.ids - r.prefilled, budget)
-      local logits = r.seq:extend(ids_tensor(r.ids, r.prefilled + 1, n))
-      self.stats.prefill_launches = self.stats.prefill_launches + 1
-      r.prefilled, budget = r.prefilled + n, budget - n
-      if r.prefilled == #r.ids then self:prompts_done({r}, logits, events) end
-    end
+    budget = self:go_on(r, budget, events)
     if r.prefilled < #r.ids then still[#still + 1] = r end
   end
   self.prefilling = still
@@ -179,15 +261,25 @@ function M:step()
   while #self.waiting > 0 and budget > 0 and
         #self.prefilling + #self.decoding + #group < self.max_batch do
     local r = table.remove(self.waiting, 1)
-    r.seq = model:sequence()
-    if #r.ids <= budget then
+    local e = self:prefix_of(r)
+    if e then -- its prefix's state copied, the rest of its prompt an extend
+      r.seq, r.prefilled, r.cached = e.seq:fork(), #e.ids, #e.ids
+      self.stats.cached_tokens = self.stats.cached_tokens + #e.ids
+    elseif #r.ids <= budget and not r.keep_at then
+      r.seq = model:sequence()
       group[#group + 1] = r
       budget = budget - #r.ids
-    else -- its first chunk alone, the rest in later steps
-      r.seq:prefill(ids_tensor(r.ids, 1, budget))
+    else -- its first chunk alone (to where it keeps a prefix, at most)
+      local n = math.min(budget, r.keep_at or budget)
+      r.seq = model:sequence()
+      r.seq:prefill(ids_tensor(r.ids, 1, n))
       self.stats.prefill_launches = self.stats.prefill_launches + 1
-      r.prefilled, budget = budget, 0
-      self.prefilling[#self.prefilling + 1] = r
+      r.prefilled, budget = n, budget - n
+      if n == r.keep_at then self:keep(r) end
+    end
+    if r.seq and r.prefilled > 0 then -- (the rest now if the budget allows, else later)
+      budget = self:go_on(r, budget, events)
+      if r.prefilled < #r.ids then self.prefilling[#self.prefilling + 1] = r end
     end
   end
   if #group > 0 then

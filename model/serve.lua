@@ -6,6 +6,7 @@
 --   tessera run model/serve.lua --requests FILE|- [model options]
 --       [--max-batch 8] [--prefill-tokens 512] [--out FILE]
 --       [--max-tokens 64] [--temperature 0] [--top-p 0.9] [--seed 1] [--stream on|off]
+--       [--prefix-cache 8] [--min-prefix 16]
 -- (the model options as generate.lua's: --config NAME | --model FOLDER,
 -- --kv, --linears, --experts, --device, --tokenizer, ...: model/launch.lua.)
 -- FILE (- : standard input) holds one request a line, a JSON object:
@@ -16,12 +17,17 @@
 -- options; "arrive" is the scheduler step from which the request is served
 -- (0: at once), so that a file replays a traffic pattern the same way every
 -- run; "id" defaults to the line number. Every request is read before the
--- first step (this is not a network server).
+-- first step (this is not a network server). --prefix-cache K keeps up to
+-- K prompt prefixes that requests share (at least --min-prefix tokens: a
+-- system prompt, a conversation so far) prefilled, and starts each request
+-- that begins with one from a copy of its state (model/scheduler.lua; 0:
+-- off): the same tokens, the prefix prefilled once.
 -- Each request's reply is a JSON line, written when it ends: {"id",
 -- "text" (the tokens' text; a byte that begins no valid UTF-8 as U+FFFD),
 -- "tokens" (their ids), "prompt_tokens", "finish" ("eos": its last token is
 -- the tokenizer's EOS, "length"), "arrive", "first_step", "done_step",
--- "ttft_ms" (from the step it arrived to its first token), "total_ms"}; a
+-- "ttft_ms" (from the step it arrived to its first token), "total_ms",
+-- "cached_tokens" (its prompt's tokens taken from a kept prefix)}; a
 -- request that cannot be served (a line that is not JSON, no prompt, a
 -- prompt too long, a bad field) gets {"id", "error": "line N: why"} and the
 -- others go on. With --stream on, each token is also a line as it is
@@ -42,10 +48,12 @@ local Sched = require "model.scheduler"
 
 local usage = "serve.lua --requests FILE|- " .. launch.model_usage ..
               " [--max-batch N] [--prefill-tokens N] [--out FILE] [--max-tokens N] " ..
-              "[--temperature T] [--top-p P] [--seed S] [--stream on|off]"
+              "[--temperature T] [--top-p P] [--seed S] [--stream on|off] [--prefix-cache K] " ..
+              "[--min-prefix N]"
 local opts = launch.options(arg, {["max-batch"] = "8", ["prefill-tokens"] = "512",
                                   ["max-tokens"] = "64", temperature = "0", ["top-p"] = "0.9",
-                                  seed = "1", stream = "off"},
+                                  seed = "1", stream = "off", ["prefix-cache"] = "8",
+                                  ["min-prefix"] = "16"},
                             {requests = true, out = true}, usage)
 if opts.stream ~= "on" and opts.stream ~= "off" then error("--stream: on or off", 0) end
 local stream = opts.stream == "on"
@@ -58,6 +66,11 @@ local function count(name)
 end
 local max_batch, prefill_tokens, max_tokens = count("max-batch"), count("prefill-tokens"),
                                               count("max-tokens")
+local prefix_cache = math.tointeger(tonumber(opts["prefix-cache"]))
+if not prefix_cache or prefix_cache < 0 then
+  error("--prefix-cache: a count, 0 (off) or more", 0)
+end
+local min_prefix = count("min-prefix")
 local temperature, top_p, seed = launch.sampling(opts)
 
 local input = opts.requests == "-" and io.stdin or io.open(opts.requests, "rb")
@@ -67,7 +80,8 @@ if not out then error("--out: cannot open " .. opts.out, 0) end
 
 local _, model, device, tk = launch.open(opts)
 local sched = Sched.new(model, {max_batch = max_batch, prefill_tokens = prefill_tokens,
-                                eos = tk.eos})
+                                eos = tk.eos, prefix_cache = prefix_cache,
+                                min_prefix = min_prefix})
 
 local function reply(t)
   out:write(json.encode(t), "\n")
@@ -162,7 +176,8 @@ while sched:busy() do
       ttfts[#ttfts + 1] = ttft
       reply({id = r.id, text = tk.decode(r.tokens), tokens = r.tokens, prompt_tokens = #r.ids,
              finish = r.finish, arrive = r.arrive, first_step = r.first_step,
-             done_step = r.done_step, ttft_ms = ttft, total_ms = (r.t_done - r.t_arrived) * 1e3})
+             done_step = r.done_step, ttft_ms = ttft, total_ms = (r.t_done - r.t_arrived) * 1e3,
+             cached_tokens = r.cached or 0})
     end
   end
 end
@@ -174,7 +189,9 @@ local st = sched.stats
 io.stderr:write(string.format(
   "served %d requests (%d refused) on %s (tokens: %s) in %d steps, %.2f s: %d prompt tokens, " ..
   "%d generated, %.1f tokens/s; %d decode steps of %.2f rows on average (at most %d; " ..
-  "max batch %d); time to first token median %.1f ms, max %.1f ms\n",
+  "max batch %d); time to first token median %.1f ms, max %.1f ms; %d prompt tokens from %d " ..
+  "kept prefixes\n",
   served, refused, device:name(), tk.name, st.steps, secs, prompt_tokens, generated,
   generated / math.max(secs, 1e-9), st.decode_steps, st.decode_rows / math.max(st.decode_steps, 1),
-  st.max_rows, max_batch, ttfts[(#ttfts + 1) // 2] or 0, ttfts[#ttfts] or 0))
+  st.max_rows, max_batch, ttfts[(#ttfts + 1) // 2] or 0, ttfts[#ttfts] or 0, st.cached_tokens,
+  st.prefixes))

@@ -324,7 +324,8 @@ stage 120 "$log/prefill-batch" build/tessera run bench/prefill_batch.lua --devic
 # (a shared prefix prefilled once and forked, against prefilling it again)
 stage 120 "$log/fork" build/tessera run bench/fork.lua --device cuda
 # (continuous batching: requests joining and leaving the batch, against one at a time)
-stage 120 "$log/serve" build/tessera run bench/serve.lua --device cuda
+stage 120 "$log/serve" build/tessera run bench/serve.lua --device cuda --system 300 \
+  --prefix-cache 0,8
 report
 # (the million-token layer prefilled by the model itself, 8192 tokens a
 # chunk, then decoding from that state; each context's rows print as it

@@ -118,9 +118,52 @@ for _, fmt in ipairs{"fp8", "f32"} do
   check(model.slots_taken <= 3, fmt .. ": slots reused (" .. model.slots_taken .. " taken)")
 end
 
+-- the prefix cache: requests sharing a 40-token system prompt (and one
+-- its whole prompt again, one a prefix of another's) start from a kept
+-- prefix's state; each request's tokens are still its own alone, and a
+-- cache of one entry releases the older prefix
+local ref = V4.load(dir, nil, {kv_format = "fp8"})
+local model = V4.load(dir, nil, {kv_format = "fp8", graphs = true})
+local V = model.cfg.vocab_size
+local pick = S.picker(ref.dev)
+local sys1, sys2 = prompt(40, 21, V), prompt(30, 22, V)
+local function with(pre, len, seed)
+  local ids = table.move(pre, 1, #pre, 1, {})
+  for _, t in ipairs(prompt(len, seed, V)) do ids[#ids + 1] = t end
+  return ids
+end
+for _, K in ipairs{4, 1} do
+  local reqs = {
+    {id = 1, ids = with(sys1, 6, 31), max_tokens = 5, arrive = 0},
+    {id = 2, ids = with(sys1, 9, 32), max_tokens = 6, arrive = 1, temperature = 0.8, seed = 4},
+    {id = 3, ids = with(sys1, 6, 31), max_tokens = 4, arrive = 2},
+    {id = 4, ids = with(sys2, 5, 33), max_tokens = 4, arrive = 3},
+    {id = 5, ids = with(sys2, 12, 34), max_tokens = 5, arrive = 3},
+    {id = 6, ids = with(sys1, 30, 35), max_tokens = 6, arrive = 4},
+    {id = 7, ids = prompt(20, 36, V), max_tokens = 3, arrive = 4},
+  }
+  local s = Sched.new(model, {max_batch = 3, prefill_tokens = 48, prefix_cache = K,
+                              min_prefix = 8})
+  for _, r in ipairs(reqs) do s:submit(r) end
+  while s:busy() do s:step() end
+  local what = "prefix cache " .. K
+  for _, r in ipairs(reqs) do
+    check(C.same(r.tokens, alone(ref, pick, r, nil)), what .. ": request " .. r.id .. "'s tokens alone")
+  end
+  -- (request 2 keeps sys1's 40 tokens, 5 sys2's 30; 3 and 6 start from
+  -- sys1's, 7 from none; with one entry sys2's releases sys1's, which 6
+  -- keeps again)
+  local again = K == 1
+  check(s.stats.prefixes == (again and 3 or 2) and not reqs[2].cached and not reqs[5].cached,
+        what .. ": prefixes kept (" .. s.stats.prefixes .. ")")
+  check(reqs[3].cached == 40 and reqs[6].cached == (not again and 40 or nil) and not reqs[7].cached,
+        what .. ": the system prompt's requests start from it, the other one not")
+  check(#s.prefixes <= K, what .. ": at most " .. K .. " prefixes kept")
+end
+
 -- bad options
-local model = V4.load(dir, nil, {})
-for _, o in ipairs{{max_batch = 0}, {prefill_tokens = 1.5}} do
+for _, o in ipairs{{max_batch = 0}, {prefill_tokens = 1.5}, {prefix_cache = -1},
+                   {min_prefix = 0}} do
   check(not pcall(Sched.new, model, o), "scheduler options refused")
 end
 
