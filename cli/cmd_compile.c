@@ -44,7 +44,7 @@ int cmd_compile(int argc, char **argv) {
         return cli_usage_error("compile",
                                "unknown stage '%s' (tokens, ast, "
                                "typed, mlir, lowered, llvm, ptx, "
-                               "resources, "
+                               "resources, plan, "
                                "cuda)",
                                v);
     } else if (!strcmp(a, "--no-cache")) {

@@ -23,7 +23,8 @@ typedef enum ts_target {
   X(LLVM, "llvm", true)                                                        \
   X(PTX, "ptx", true)                                                         \
   X(CUDA, "cuda", true)                                                        \
-  X(RESOURCES, "resources", true)
+  X(RESOURCES, "resources", true)                                              \
+  X(PLAN, "plan", true)
 
 typedef enum ts_emit {
 #define X(name, text, built) TS_EMIT_##name,

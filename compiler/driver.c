@@ -355,6 +355,13 @@ ts_status ts_compile(const ts_allocator *alloc, const char *path,
     goto done;
   }
   /* 4. mlir, 5. lowered, 6. llvm | ptx | cuda */
+  if (opt->emit == TS_EMIT_PLAN) {
+    st = opt->target == TS_TARGET_CPU
+             ? ts_status_make(TS_ERR_INVALID, "--emit plan is a GPU stage: --target ptx or cuda "
+                              "(the same plan: both lowerings share it)")
+             : ts_gpu_plan_report(&u, opt->kernel, opt->arch, out);
+    goto done;
+  }
   if (opt->dump_after && (opt->target == TS_TARGET_CUDA || opt->emit != TS_EMIT_DEFAULT)) {
     st = ts_status_make(TS_ERR_INVALID, opt->target == TS_TARGET_CUDA
                         ? "--dump-after: the cuda target has no MLIR passes (cpu or ptx)"

@@ -133,6 +133,23 @@ int64_t ts_rows_len(const ts_node *x, const ts_symbol *const *regs, const uint8_
  * (K % 32 == 0) qualify for wgmma only: elsewhere their gemm is scalar. */
 bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
                    const ts_node *call, int64_t mnk[3]);
+/* How a gemm at block level runs on the GPU, as both lowerings choose
+ * (`tessera compile --emit plan` reports it; tests/ptx checks the PTX
+ * agrees): *kind TS_GEMM_WGMMA (sm_90a, `wgmma`: the target has it;
+ * ts_wgmma_gemm and C's registers in wgmma's layout), TS_GEMM_MMA
+ * (ts_mma_gemm, not fp8, C in memory or in mma's layout) or
+ * TS_GEMM_SCALAR (CUDA cores); `layout` is ts_mma_layouts' for the plan's
+ * tiles. Returns why it is not the faster form: NULL for wgmma, why not
+ * wgmma for mma.sync, why not mma.sync for the scalar gemm; mnk is set
+ * for the tensor-core forms. */
+typedef enum { TS_GEMM_SCALAR, TS_GEMM_MMA, TS_GEMM_WGMMA } ts_gemm_kind;
+const char *ts_gemm_form(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                         const uint8_t *layout, bool wgmma, const ts_node *call,
+                         int64_t mnk[3], ts_gemm_kind *kind);
+/* `--emit plan` (gpu_plan.c): each kernel's (or `only`'s) tiles, gemms
+ * and copies into shared memory as both GPU lowerings place and run them
+ * on `arch` (NULL: sm_90a), in words. */
+ts_status ts_gpu_plan_report(const ts_unit *u, const char *only, const char *arch, ts_buf *out);
 /* A tensor-core gemm's operand kind as both lowerings and the simulator
  * count it: 0 bf16, 1 f16 (m64nNk16), 2 e4m3 (m64nNk32, no transpose
  * flags), 3 tf32 (f32 with tf32=true: m64nNk8, no transpose flags), plus 4

@@ -86,18 +86,23 @@ const ts_symbol *ts_gemm_b(const ts_node *call, const ts_node **col0) {
   return t;
 }
 
-bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
-                 const ts_node *call, int64_t mnk[3]) {
+/* Why gemm `call` cannot run as mma.sync (NULL: it can; mnk set): ts_mma_gemm's conditions. */
+static const char *mma_why(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                           const ts_node *call, int64_t mnk[3]) {
   if (!call || call->kind != TS_NODE_CALL || call->builtin != TS_BUILTIN_GEMM ||
-      k->threads % 32 != 0 || call->kid_count < 3)
-    return false;
+      call->kid_count < 3)
+    return "not a gemm";
+  if (k->threads % 32 != 0)
+    return "the block is not whole warps";
   const ts_node *col0;
   const ts_symbol *sb = ts_gemm_b(call, &col0);
   const ts_gpu_tile *a = whole_tile(tiles, nt, call->kids[0]);
   const ts_gpu_tile *b = sb ? ts_gpu_tile_of(tiles, nt, sb) : NULL;
   const ts_gpu_tile *c = whole_tile(tiles, nt, call->kids[2]);
-  if (!a || !b || !c || a->home == TS_TILE_REGS || b->home == TS_TILE_REGS)
-    return false;
+  if (!a || !b || !c)
+    return "an operand is not a whole tile (B: or whole 128-byte panels of its columns)";
+  if (a->home == TS_TILE_REGS || b->home == TS_TILE_REGS)
+    return "A or B is in registers (tensor cores read them from shared memory)";
   /* B's shape: the tile's, or its columns' */
   const ts_type *ta = a->decl->sym->type, *tb = col0 ? call->kids[1]->type : sb->type,
                 *tc = c->decl->sym->type;
@@ -112,27 +117,34 @@ bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
       (ta->dtype != TS_DTYPE_BF16 && ta->dtype != TS_DTYPE_F16 &&
        ta->dtype != TS_DTYPE_FP8E4M3 && !tf32 && !s8) ||
       tc->dtype != (s8 ? TS_DTYPE_I32 : TS_DTYPE_F32))
-    return false;
+    return "operand types: tensor cores take bf16, f16, fp8e4m3 or i8 pairs, or f32 ones "
+           "with tf32=true, into f32 (i8: into i32)";
   if (tf32 && (ta->scope != TS_SCOPE_SHARED || tb->scope != TS_SCOPE_SHARED ||
                ts_call_named_bool(call, "trans_a", false) ||
                !ts_call_named_bool(call, "trans_b", false)))
-    return false;
+    return "tf32 needs A and B declared shared, A not transposed and B transposed";
   int64_t a0, a1, b0, b1, m, n;
   if (!const_dims2(ta, &a0, &a1) || !const_dims2(tb, &b0, &b1) ||
       !const_dims2(tc, &m, &n))
-    return false;
+    return "a tile's shape is not constant";
   bool tra = ts_call_named_bool(call, "trans_a", false);
   bool trb = ts_call_named_bool(call, "trans_b", false);
   int64_t kk = tra ? a0 : a1;
   if ((tra ? a1 : a0) != m || (trb ? b0 : b1) != n || (trb ? b1 : b0) != kk)
-    return false;
-  if (m <= 0 || n <= 0 || kk <= 0 || m % 16 || n % 8 || kk % (tf32 ? 8 : 16) ||
-      (ts_dtype_bits(ta->dtype) == 8 && (kk % 32 || tra || !trb)))
-    return false;
+    return "the tiles' shapes do not agree";
+  if (m <= 0 || n <= 0 || kk <= 0 || m % 16 || n % 8 || kk % (tf32 ? 8 : 16))
+    return tf32 ? "M, N, K are not multiples of 16, 8, 8" : "M, N, K are not multiples of 16, 8, 16";
+  if (ts_dtype_bits(ta->dtype) == 8 && (kk % 32 || tra || !trb))
+    return "8-bit operands need K % 32 == 0, A not transposed and B transposed";
   mnk[0] = m;
   mnk[1] = n;
   mnk[2] = kk;
-  return true;
+  return NULL;
+}
+
+bool ts_mma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                 const ts_node *call, int64_t mnk[3]) {
+  return !mma_why(k, tiles, nt, call, mnk);
 }
 
 /* Whether every gemm under `n` has a constant 64-row accumulator (*any:
@@ -171,34 +183,81 @@ int64_t ts_wgmma_xchg_bytes(const ts_kernel_info *k) {
  * N <= 256 (where its tiles live aside); or, the warpgroups splitting N
  * (ts_wgmma_nsplit), M 64 and each warpgroup's N / G columns at most 256
  * and a multiple of 8 (an MN-major B's, of whole 128-byte panels). */
-static bool wgmma_shaped(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
-                         const ts_node *call, int64_t mnk[3]) {
-  if (!ts_mma_gemm(k, tiles, nt, call, mnk) || k->threads % 128 != 0 ||
-      ts_call_named_bool(call, "trans_a", false))
-    return false;
+static const char *wgmma_shape_why(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                                   const ts_node *call, int64_t mnk[3]) {
+  const char *why = mma_why(k, tiles, nt, call, mnk);
+  if (why)
+    return why;
+  if (k->threads % 128 != 0)
+    return "the block is not whole warpgroups (128 threads)";
+  if (ts_call_named_bool(call, "trans_a", false))
+    return "A is transposed (wgmma reads A K-major)";
   int64_t ns = ts_wgmma_nsplit(k), groups = k->threads / 128, n = mnk[1] / ns;
   if (ns == 1)
-    return mnk[0] % (64 * groups) == 0 && mnk[1] <= 256;
+    return mnk[0] % (64 * groups) ? "M is not a multiple of 64 a warpgroup"
+           : mnk[1] > 256         ? "N is over 256"
+                                  : NULL;
   if (mnk[1] % (8 * ns) || n > 256)
-    return false;
+    return "the warpgroups' columns are not a multiple of 8 or are over 256";
   if (ts_call_named_bool(call, "trans_b", false))
-    return true;
+    return NULL;
   const ts_node *col0;
   const ts_symbol *sb = ts_gemm_b(call, &col0);
   int64_t eb = ts_dtype_bits(sb->type->dtype) / 8, c = sb->type->dims[1].c;
-  return (n * eb) % 128 == 0 && c * eb > 128 && (c * eb) % 128 == 0;
+  return (n * eb) % 128 == 0 && c * eb > 128 && (c * eb) % 128 == 0
+             ? NULL
+             : "an MN-major B split over warpgroups needs whole 128-byte panels";
 }
 
-bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
-                   const ts_node *call, int64_t mnk[3]) {
-  if (!wgmma_shaped(k, tiles, nt, call, mnk))
-    return false;
+static bool wgmma_shaped(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                         const ts_node *call, int64_t mnk[3]) {
+  return !wgmma_shape_why(k, tiles, nt, call, mnk);
+}
+
+/* Why gemm `call` cannot run as wgmma on an sm_90a (NULL: it can):
+ * ts_wgmma_gemm's conditions. */
+static const char *wgmma_why(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                             const ts_node *call, int64_t mnk[3]) {
+  const char *why = wgmma_shape_why(k, tiles, nt, call, mnk);
+  if (why)
+    return why;
   const ts_node *col0;
   const ts_gpu_tile *a = whole_tile(tiles, nt, call->kids[0]);
   const ts_gpu_tile *b = ts_gpu_tile_of(tiles, nt, ts_gemm_b(call, &col0));
   const ts_gpu_tile *c = whole_tile(tiles, nt, call->kids[2]);
-  return a->home == TS_TILE_SMEM && b->home == TS_TILE_SMEM && a->swz && b->swz &&
-         (!col0 || b->swz == 128) && c->home == TS_TILE_REGS;
+  if (a->home != TS_TILE_SMEM || b->home != TS_TILE_SMEM || !a->swz || !b->swz ||
+      (col0 && b->swz != 128))
+    return "A or B is not a swizzled tile in shared memory (the plan could not place it)";
+  return c->home == TS_TILE_REGS ? NULL : "C is not in registers (too big for them)";
+}
+
+bool ts_wgmma_gemm(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                   const ts_node *call, int64_t mnk[3]) {
+  return !wgmma_why(k, tiles, nt, call, mnk);
+}
+
+const char *ts_gemm_form(const ts_kernel_info *k, const ts_gpu_tile *tiles, int nt,
+                         const uint8_t *layout, bool wgmma, const ts_node *call,
+                         int64_t mnk[3], ts_gemm_kind *kind) {
+  *kind = TS_GEMM_SCALAR;
+  const char *why = mma_why(k, tiles, nt, call, mnk);
+  if (why)
+    return why;
+  const ts_gpu_tile *c = whole_tile(tiles, nt, call->kids[2]);
+  uint8_t lc = c->home == TS_TILE_REGS ? layout[c - tiles] : TS_ACC_MMA;
+  const char *wwhy = wgmma ? wgmma_why(k, tiles, nt, call, mnk) : "not an sm_90a";
+  if (!wwhy && lc == TS_ACC_WGMMA) {
+    *kind = TS_GEMM_WGMMA;
+    return NULL;
+  }
+  if (!wwhy) /* (ts_mma_layouts found a statement that C's layout cannot serve) */
+    wwhy = "C's registers are not in wgmma's layout: a statement touches C in another";
+  if (call->kids[0]->sym->type->dtype == TS_DTYPE_FP8E4M3)
+    return wgmma ? wwhy : "fp8e4m3 operands run on tensor cores as wgmma only (sm_90a)";
+  if (lc != TS_ACC_MMA)
+    return "C's registers are not in mma.sync's layout: a statement touches C in another";
+  *kind = TS_GEMM_MMA;
+  return wwhy;
 }
 
 /* Off wgmma targets the K-major form takes the 128 registers (its mma.sync

@@ -360,6 +360,24 @@ expect 2 "--dump-after --target cuda" "$t" compile $sm --target cuda --dump-afte
 has err "no MLIR passes" "CUDA C has no passes"
 expect 2 "--dump-after --emit" "$t" compile $sm --emit mlir --dump-after cse
 has err "not with --emit" "one output at a time"
+# --emit plan: the GPU plan in words (tests/ptx checks it against the PTX)
+expect 0 "--emit plan" "$t" compile kernels/gemm.tile --target ptx --emit plan --kernel gemm_nt
+has out "kernel gemm_nt on sm_90a: 256 threads," "the kernel's header"
+has out "tile acc frag f32[128, 128]: registers, 64 a thread, wgmma's accumulator layout" \
+  "the accumulator in wgmma's registers"
+has out "x 4 stages (the ring of the pipelined loop at 41:3), 128-byte swizzle" "a swizzled ring"
+has out ": TMA (cp.async.bulk.tensor), boxes of 128 x 64" "its copies by TMA"
+has out "gemm 44:5 (bf16): wgmma m64n128k16, 128 x 128 x 64" "its gemm on wgmma"
+expect 0 "--emit plan sm_80" "$t" compile kernels/gemm.tile --target cuda --emit plan --arch sm_80 \
+  --kernel gemm_nt
+has out "mma.sync m16n8k16, 128 x 128 x 64 (not wgmma: not an sm_90a)" "mma.sync on sm_80"
+has out "a cp.async ring of 4 stages, 16-byte chunks" "a cp.async ring without TMA"
+expect 0 "--emit plan, a scalar gemm" "$t" compile kernels/sparse_attn.tile --target ptx \
+  --emit plan --kernel sparse_attn_f32
+has out "(f32): CUDA cores (not tensor cores: operand types: tensor cores take bf16" \
+  "why an f32 gemm is not on tensor cores"
+expect 2 "--emit plan for the CPU" "$t" compile kernels/gemm.tile --emit plan
+has err "--emit plan is a GPU stage" "the CPU has no GPU plan"
 expect 0 "target cuda" "$t" compile kernels/softmax.tile --target cuda --kernel softmax_rows
 has out 'extern "C" __global__ void __launch_bounds__(128) softmax_rows(' "CUDA C kernel"
 has out "__shfl_xor_sync" "warp-shuffle reductions in CUDA C"

@@ -3,6 +3,8 @@
 # compiles to PTX for sm_90a and sm_80 both ways (MLIR; CUDA C through
 # NVRTC), and ptxas assembles each with no warning; both lowerings of the
 # bf16/f16 GEMMs issue tensor-core instructions and pipeline their copies
+# (and every kernel's PTX has wgmma or mma.sync exactly where its
+# `--emit plan` says: tests/ptx/plan.awk)
 # with cp.async: on sm_90a the GEMMs (bf16 and fp8) and the sparse and HCA
 # attention, the FP4 indexer (s8), the grouped MoE (bf16) and the quantised
 # experts' prefill (e4m3)
@@ -186,6 +188,18 @@ for arch in "${archs[@]}"; do
         fi
       done
     fi
+    # --emit plan says what both lowerings do: a kernel's PTX has wgmma or
+    # mma.sync exactly when its plan runs a gemm so (tests/ptx/plan.awk)
+    if ! "$tessera" compile "$f" --target ptx --arch "$arch" --emit plan -o "$tmp/plan" 2>"$tmp/err"; then
+      echo "FAIL: no plan of $f for $arch:"; cat "$tmp/err"
+      fail=$((fail + 1)); continue
+    fi
+    for p in "$out" "$out.nvrtc"; do
+      if ! awk -f "$src/tests/ptx/plan.awk" "$tmp/plan" "$p" >"$tmp/planned"; then
+        echo "FAIL: the plan of $f for $arch and $p disagree:"; cat "$tmp/planned"
+        fail=$((fail + 1)); continue 2
+      fi
+    done
     # shared memory is addressed with 32-bit registers in the MLIR lowering
     # (LLVM's short pointers, compiler/pipeline.c; the inline asm takes the
     # shared window's i32): 64-bit shared addresses cost sparse_attn_tc
