@@ -27,9 +27,12 @@
 -- last 16 prompts (a system prompt, a conversation so far): that request's
 -- prefill stops once at the end of the shared tokens and a copy of its
 -- state there is kept, up to K of them, the least recently used released.
--- The same tokens come out (a fork extended is one prefill, bit for bit on
--- the CPU); a shared prefix is prefilled about twice instead of once a
--- request (r.cached: the tokens a request took from a kept one).
+-- A finished request's sequence is kept the same way, as the prefix of its
+-- prompt and its tokens but the last (those it went through): a
+-- conversation's next turn goes on from it. The same tokens come out (a
+-- fork extended is one prefill, and a decode step one more token of it,
+-- bit for bit on the CPU); a shared prefix is prefilled about twice instead
+-- of once a request (r.cached: the tokens a request took from a kept one).
 -- A request's token comes from its prompt's logits, then from each decode
 -- step's row: greedy at temperature 0 (kernels/argmax.tile), else
 -- temperature + top-p from its own generator seeded `seed`
@@ -141,7 +144,7 @@ function M:took(r, t, events)
   events[#events + 1] = ev
   if ev.finish then
     r.finish, r.done_step, r.t_done = ev.finish, self.step_no, ts.clock()
-    r.seq:release()
+    self:kept_or_released(r)
     r.seq = nil
     return true
   end
@@ -227,17 +230,44 @@ function M:prefix_of(r)
   return best
 end
 
--- Keeps a copy of request r's state at r.keep_at as a prefix (the least
--- recently used one released past prefix_cache).
-function M:keep(r)
+-- Adds the prefix of tokens ids whose state sequence seq holds (the least
+-- recently used one released past prefix_cache; seq itself when one of
+-- those tokens is kept already).
+function M:add_prefix(ids, seq)
+  assert(seq.next_pos == #ids, "scheduler: a kept prefix's state is at its last token")
+  for _, e in ipairs(self.prefixes) do
+    if #e.ids == #ids and common(e.ids, ids) == #ids then
+      seq:release()
+      return
+    end
+  end
   self.tick = self.tick + 1
-  local e = {ids = table.move(r.ids, 1, r.keep_at, 1, {}), seq = r.seq:fork(), used = self.tick}
-  self.prefixes[#self.prefixes + 1] = e
+  self.prefixes[#self.prefixes + 1] = {ids = ids, seq = seq, used = self.tick}
   self.stats.prefixes = self.stats.prefixes + 1
   if #self.prefixes > self.prefix_cache then
     table.sort(self.prefixes, function(a, b) return a.used > b.used end)
     table.remove(self.prefixes).seq:release()
   end
+end
+
+-- Keeps a copy of request r's state at r.keep_at as a prefix.
+function M:keep(r)
+  self:add_prefix(table.move(r.ids, 1, r.keep_at, 1, {}), r.seq:fork())
+end
+
+-- A finished request's sequence: with the prefix cache on, kept as the
+-- prefix of its prompt and its tokens but the last (which it never
+-- decoded), so that a conversation's next turn, whose prompt begins with
+-- them, goes on from it; else (or when shorter than min_prefix) released.
+function M:kept_or_released(r)
+  local n = #r.ids + #r.tokens - 1
+  if self.prefix_cache == 0 or n < self.min_prefix then
+    r.seq:release()
+    return
+  end
+  local ids = table.move(r.ids, 1, #r.ids, 1, {})
+  table.move(r.tokens, 1, #r.tokens - 1, #ids + 1, ids)
+  self:add_prefix(ids, r.seq)
 end
 
 -- One step (the module's comment); returns its events.

@@ -19,9 +19,11 @@
 -- run; "id" defaults to the line number. Every request is read before the
 -- first step (this is not a network server). --prefix-cache K keeps up to
 -- K prompt prefixes that requests share (at least --min-prefix tokens: a
--- system prompt, a conversation so far) prefilled, and starts each request
--- that begins with one from a copy of its state (model/scheduler.lua; 0:
--- off): the same tokens, the prefix prefilled once.
+-- system prompt, a conversation so far) prefilled, and finished requests'
+-- states (a prompt and its reply: a conversation's next turn, sent whole,
+-- begins with them), and starts each request that begins with one from a
+-- copy of its state (model/scheduler.lua; 0: off): the same tokens, the
+-- prefix prefilled once.
 -- Each request's reply is a JSON line, written when it ends: {"id",
 -- "text" (the tokens' text; a byte that begins no valid UTF-8 as U+FFFD),
 -- "tokens" (their ids), "prompt_tokens", "finish" ("eos": its last token is

@@ -119,9 +119,10 @@ for _, fmt in ipairs{"fp8", "f32"} do
 end
 
 -- the prefix cache: requests sharing a 40-token system prompt (and one
--- its whole prompt again, one a prefix of another's) start from a kept
--- prefix's state; each request's tokens are still its own alone, and a
--- cache of one entry releases the older prefix
+-- its whole prompt again) start from a kept prefix's state, a
+-- conversation's next turn from its previous turn's finished sequence;
+-- each request's tokens are still its own alone, also with a cache of one
+-- entry (which releases the older prefixes)
 local ref = V4.load(dir, nil, {kv_format = "fp8"})
 local model = V4.load(dir, nil, {kv_format = "fp8", graphs = true})
 local V = model.cfg.vocab_size
@@ -132,7 +133,7 @@ local function with(pre, len, seed)
   for _, t in ipairs(prompt(len, seed, V)) do ids[#ids + 1] = t end
   return ids
 end
-for _, K in ipairs{4, 1} do
+for _, K in ipairs{16, 1} do
   local reqs = {
     {id = 1, ids = with(sys1, 6, 31), max_tokens = 5, arrive = 0},
     {id = 2, ids = with(sys1, 9, 32), max_tokens = 6, arrive = 1, temperature = 0.8, seed = 4},
@@ -150,15 +151,28 @@ for _, K in ipairs{4, 1} do
   for _, r in ipairs(reqs) do
     check(C.same(r.tokens, alone(ref, pick, r, nil)), what .. ": request " .. r.id .. "'s tokens alone")
   end
-  -- (request 2 keeps sys1's 40 tokens, 5 sys2's 30; 3 and 6 start from
-  -- sys1's, 7 from none; with one entry sys2's releases sys1's, which 6
-  -- keeps again)
-  local again = K == 1
-  check(s.stats.prefixes == (again and 3 or 2) and not reqs[2].cached and not reqs[5].cached,
-        what .. ": prefixes kept (" .. s.stats.prefixes .. ")")
-  check(reqs[3].cached == 40 and reqs[6].cached == (not again and 40 or nil) and not reqs[7].cached,
-        what .. ": the system prompt's requests start from it, the other one not")
   check(#s.prefixes <= K, what .. ": at most " .. K .. " prefixes kept")
+  if K == 16 then
+    -- (request 2 keeps sys1's 40 tokens, 5 sys2's 30, and each finished
+    -- request its prompt and tokens; 3 and 6 start from sys1's, 7 from none)
+    check(s.stats.prefixes == 2 + #reqs and not reqs[2].cached and not reqs[5].cached,
+          what .. ": prefixes kept (" .. s.stats.prefixes .. ")")
+    check(reqs[3].cached == 40 and reqs[6].cached == 40 and not reqs[7].cached,
+          what .. ": the system prompt's requests start from it, the other one not")
+    -- the next turn of request 1's conversation: its prompt, its reply but
+    -- the last token, then more
+    local r1 = reqs[1]
+    local turn = {id = 8, ids = table.move(r1.ids, 1, #r1.ids, 1, {}), max_tokens = 6,
+                  arrive = s.step_no}
+    table.move(r1.tokens, 1, #r1.tokens - 1, #turn.ids + 1, turn.ids)
+    local gone_on = #turn.ids
+    for _, t in ipairs(prompt(7, 37, V)) do turn.ids[#turn.ids + 1] = t end
+    s:submit(turn)
+    while s:busy() do s:step() end
+    check(turn.cached == gone_on and C.same(turn.tokens, alone(ref, pick, turn, nil)),
+          what .. ": a conversation's next turn goes on from the last one's sequence (" ..
+          tostring(turn.cached) .. " of " .. #turn.ids .. " tokens)")
+  end
 end
 
 -- bad options
