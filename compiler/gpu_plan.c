@@ -34,7 +34,8 @@ static const char *dtype_name(const ts_node *tile) {
   return tile && tile->type ? ts_dtype_name(tile->type->dtype) : "?";
 }
 
-static void gemm_line(plan_ctx *c, const ts_node *call, bool per_thread) {
+static void gemm_line(plan_ctx *c, const ts_node *st, const ts_node *pipe, bool per_thread) {
+  const ts_node *call = st->kids[0];
   ts_buf_puts(c->out, "  gemm ");
   at(c, call);
   ts_buf_printf(c->out, " (%s): ", dtype_name(call->kids[0]));
@@ -50,10 +51,12 @@ static void gemm_line(plan_ctx *c, const ts_node *call, bool per_thread) {
   int bits = ts_dtype_bits(call->kids[0]->type->dtype);
   if (kind == TS_GEMM_WGMMA) {
     int ns = ts_wgmma_nsplit(c->k);
-    ts_buf_printf(c->out, "wgmma m64n%lldk%d, %lld x %lld x %lld%s\n",
+    ts_buf_printf(c->out, "wgmma m64n%lldk%d, %lld x %lld x %lld%s%s\n",
                   (long long)(mnk[1] / ns), tf32 ? 8 : bits == 8 ? 32 : 16, (long long)mnk[0],
                   (long long)mnk[1], (long long)mnk[2],
-                  ns > 1 ? ", the warpgroups splitting N" : "");
+                  ns > 1 ? ", the warpgroups splitting N" : "",
+                  pipe && ts_pipe_async_gemm(c->k, pipe, st, c->tiles, c->nt)
+                      ? ", in flight into the loop's next iteration" : "");
   } else if (kind == TS_GEMM_MMA) {
     ts_buf_printf(c->out, "mma.sync m16n8k%d, %lld x %lld x %lld (not wgmma: %s)\n",
                   tf32 ? 8 : bits == 8 ? 32 : 16, (long long)mnk[0], (long long)mnk[1],
@@ -102,7 +105,7 @@ static void statements(plan_ctx *c, const ts_node *n, const ts_node *pipe, bool 
   if (n->kind == TS_NODE_EXPR_STMT && n->kid_count && n->kids[0]->kind == TS_NODE_CALL) {
     const ts_node *call = n->kids[0];
     if (call->builtin == TS_BUILTIN_GEMM && call->kid_count >= 3)
-      gemm_line(c, call, per_thread);
+      gemm_line(c, n, pipe, per_thread);
     else if (call->builtin == TS_BUILTIN_COPY && call->kid_count >= 2 && !per_thread)
       copy_line(c, n, pipe);
   }

@@ -367,7 +367,8 @@ has out "tile acc frag f32[128, 128]: registers, 64 a thread, wgmma's accumulato
   "the accumulator in wgmma's registers"
 has out "x 4 stages (the ring of the pipelined loop at 41:3), 128-byte swizzle" "a swizzled ring"
 has out ": TMA (cp.async.bulk.tensor), boxes of 128 x 64" "its copies by TMA"
-has out "gemm 44:5 (bf16): wgmma m64n128k16, 128 x 128 x 64" "its gemm on wgmma"
+has out "gemm 44:5 (bf16): wgmma m64n128k16, 128 x 128 x 64, in flight into the loop's next" \
+  "its gemm on wgmma, kept in flight across the ring"
 expect 0 "--emit plan sm_80" "$t" compile kernels/gemm.tile --target cuda --emit plan --arch sm_80 \
   --kernel gemm_nt
 has out "mma.sync m16n8k16, 128 x 128 x 64 (not wgmma: not an sm_90a)" "mma.sync on sm_80"
