@@ -27,5 +27,7 @@ void ts_lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods,
 void ts_lua_open_tokenizer(lua_State *L);
 /* Adds ts.capture (graphs) to the module table on the stack top (graph.c). */
 void ts_lua_open_graph(lua_State *L);
+/* Adds ts.listen, ts.connect, ts.wait and ts.pid (TCP sockets: net.c). */
+void ts_lua_open_net(lua_State *L);
 
 #endif

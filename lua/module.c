@@ -1261,6 +1261,7 @@ int luaopen_tessera(lua_State *L) {
   lua_remove(L, -2);
   ts_lua_open_tokenizer(L);
   ts_lua_open_graph(L);
+  ts_lua_open_net(L);
   lua_pushstring(L, ts_compiler_version());
   lua_setfield(L, -2, "version");
   return 1;

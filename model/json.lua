@@ -4,6 +4,9 @@
 -- writer (M.encode) for serve.lua's replies.
 local M = {}
 
+-- A value that encodes as null where nil would leave a field out.
+M.null = setmetatable({}, {__name = "json.null", __tostring = function() return "null" end})
+
 local function decode_error(s, i, what)
   error(string.format("JSON: %s at byte %d", what, i), 0)
 end
@@ -123,7 +126,7 @@ end
 local encode_value
 function encode_value(v, out)
   local t = type(v)
-  if v == nil then out[#out + 1] = "null"
+  if v == nil or v == M.null then out[#out + 1] = "null"
   elseif t == "boolean" then out[#out + 1] = tostring(v)
   elseif math.type(v) == "integer" then out[#out + 1] = string.format("%d", v)
   elseif t == "number" then
@@ -167,7 +170,7 @@ function encode_value(v, out)
   end
 end
 
--- The JSON text of v, on one line: nil is null; integers exactly, other
+-- The JSON text of v, on one line: nil (and M.null) is null; integers exactly, other
 -- numbers in the fewest of 15-17 digits that read back as them (NaN and
 -- the infinities refused); strings as UTF-8,
 -- a byte that begins no valid sequence as U+FFFD, control characters,

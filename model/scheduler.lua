@@ -121,6 +121,21 @@ function M:submit(r)
   return true
 end
 
+-- Drops request r wherever it is (queued, prefilling, decoding; between
+-- steps): its sequence released, r.finish "cancelled" (a client gone).
+function M:cancel(r)
+  for _, list in ipairs{self.pending, self.waiting, self.prefilling, self.decoding} do
+    for i = #list, 1, -1 do
+      if list[i] == r then table.remove(list, i) end
+    end
+  end
+  if r.seq then
+    r.seq:release()
+    r.seq = nil
+  end
+  r.finish = r.finish or "cancelled"
+end
+
 -- Whether any request is not yet done.
 function M:busy()
   return #self.pending + #self.waiting + #self.prefilling + #self.decoding > 0

@@ -45,35 +45,16 @@
 local ts = require "tessera"
 local json = require "model.json"
 local launch = require "model.launch"
-local tokenizer = require "model.tokenizer"
+local serving = require "model.serving"
 local Sched = require "model.scheduler"
 
-local usage = "serve.lua --requests FILE|- " .. launch.model_usage ..
-              " [--max-batch N] [--prefill-tokens N] [--out FILE] [--max-tokens N] " ..
-              "[--temperature T] [--top-p P] [--seed S] [--stream on|off] [--prefix-cache K] " ..
-              "[--min-prefix N]"
-local opts = launch.options(arg, {["max-batch"] = "8", ["prefill-tokens"] = "512",
-                                  ["max-tokens"] = "64", temperature = "0", ["top-p"] = "0.9",
-                                  seed = "1", stream = "off", ["prefix-cache"] = "8",
-                                  ["min-prefix"] = "16"},
-                            {requests = true, out = true}, usage)
+local usage = "serve.lua --requests FILE|- " .. serving.usage .. " [--out FILE] [--stream on|off]"
+local opts, cfg = serving.options(arg, {stream = "off"}, {requests = true, out = true}, usage)
 if opts.stream ~= "on" and opts.stream ~= "off" then error("--stream: on or off", 0) end
 local stream = opts.stream == "on"
-if not opts.requests then error("--requests: a file of requests (- for standard input); usage: "
-                                .. usage, 0) end
-local function count(name)
-  local v = math.tointeger(tonumber(opts[name]))
-  if not v or v < 1 then error("--" .. name .. ": a positive integer", 0) end
-  return v
+if not opts.requests then
+  error("--requests: a file of requests (- for standard input); usage: " .. usage, 0)
 end
-local max_batch, prefill_tokens, max_tokens = count("max-batch"), count("prefill-tokens"),
-                                              count("max-tokens")
-local prefix_cache = math.tointeger(tonumber(opts["prefix-cache"]))
-if not prefix_cache or prefix_cache < 0 then
-  error("--prefix-cache: a count, 0 (off) or more", 0)
-end
-local min_prefix = count("min-prefix")
-local temperature, top_p, seed = launch.sampling(opts)
 
 local input = opts.requests == "-" and io.stdin or io.open(opts.requests, "rb")
 if not input then error("--requests: cannot open " .. opts.requests, 0) end
@@ -81,39 +62,13 @@ local out = opts.out and io.open(opts.out, "wb") or io.stdout
 if not out then error("--out: cannot open " .. opts.out, 0) end
 
 local _, model, device, tk = launch.open(opts)
-local sched = Sched.new(model, {max_batch = max_batch, prefill_tokens = prefill_tokens,
-                                eos = tk.eos, prefix_cache = prefix_cache,
-                                min_prefix = min_prefix})
+local sched = Sched.new(model, {max_batch = cfg.max_batch, prefill_tokens = cfg.prefill_tokens,
+                                eos = tk.eos, prefix_cache = cfg.prefix_cache,
+                                min_prefix = cfg.min_prefix})
 
 local function reply(t)
   out:write(json.encode(t), "\n")
   out:flush()
-end
-
--- a request line's fields into the scheduler's request, or nil and why
-local function request_of(q)
-  if type(q) ~= "table" or #q > 0 then return nil, "a request is a JSON object" end
-  local ids = q.ids
-  if q.prompt ~= nil then
-    if ids ~= nil then return nil, "both prompt and ids" end
-    if type(q.prompt) ~= "string" then return nil, "prompt: a string" end
-    if q.chat then
-      if not tk.tokenizer then return nil, "chat needs a tokenizer.json" end
-      ids = tk.encode(tokenizer.chat({{role = "user", content = q.prompt}}, "chat"), true)
-    else
-      ids = tk.encode(q.prompt)
-    end
-  elseif type(ids) ~= "table" then
-    return nil, "no prompt (\"prompt\": text or \"ids\": token ids)"
-  end
-  local function field(name, default)
-    local v = q[name]
-    if v == nil then return default end
-    return v
-  end
-  return {id = q.id, ids = ids, max_tokens = field("max_tokens", max_tokens),
-          temperature = field("temperature", temperature), top_p = field("top_p", top_p),
-          seed = field("seed", seed), arrive = field("arrive", 0)}
 end
 
 local n, refused = 0, 0
@@ -122,7 +77,7 @@ for line in input:lines() do
   if line:match("%S") then
     local ok, q = pcall(json.decode, line)
     local r, why
-    if ok then r, why = request_of(q) else why = q end
+    if ok then r, why = serving.request_of(q, tk, cfg) else why = q end
     if r then
       if r.id == nil then r.id = n end
       local queued
@@ -138,40 +93,12 @@ for line in input:lines() do
 end
 if input ~= io.stdin then input:close() end
 
--- s without a last character that is still missing bytes (a UTF-8 lead
--- byte and fewer continuation bytes than it needs)
-local function whole_chars(s)
-  for back = 1, math.min(3, #s) do
-    local c = s:byte(#s - back + 1)
-    if c >= 0xC0 then
-      local need = c >= 0xF0 and 4 or c >= 0xE0 and 3 or 2
-      return need > back and s:sub(1, #s - back) or s
-    elseif c < 0x80 then
-      return s
-    end
-  end
-  return s
-end
-
--- --stream's line for request r's token: the text it adds (shown so far:
--- r.shown), all of it at the request's end
-local function stream_line(r, e)
-  local text = tk.decode(table.move(r.tokens, 1, e.index, 1, {}))
-  local shown = r.shown or ""
-  local piece = ""
-  if text:sub(1, #shown) == shown then
-    local upto = e.finish and text or whole_chars(text)
-    piece, r.shown = upto:sub(#shown + 1), upto
-  end
-  reply({id = r.id, token = e.token, text = piece})
-end
-
 local served, generated, prompt_tokens, ttfts = 0, 0, 0, {}
 local t0 = ts.clock()
 while sched:busy() do
   for _, e in ipairs(sched:step()) do
     local r = e.request
-    if stream then stream_line(r, e) end
+    if stream then reply({id = r.id, token = e.token, text = serving.piece(tk, r, e)}) end
     if e.finish then
       served, generated, prompt_tokens = served + 1, generated + #r.tokens, prompt_tokens + #r.ids
       local ttft = (r.t_first - r.t_arrived) * 1e3
@@ -185,15 +112,5 @@ while sched:busy() do
 end
 local secs = ts.clock() - t0
 if out ~= io.stdout then out:close() end
-
-table.sort(ttfts)
-local st = sched.stats
-io.stderr:write(string.format(
-  "served %d requests (%d refused) on %s (tokens: %s) in %d steps, %.2f s: %d prompt tokens, " ..
-  "%d generated, %.1f tokens/s; %d decode steps of %.2f rows on average (at most %d; " ..
-  "max batch %d); time to first token median %.1f ms, max %.1f ms; %d prompt tokens from %d " ..
-  "kept prefixes\n",
-  served, refused, device:name(), tk.name, st.steps, secs, prompt_tokens, generated,
-  generated / math.max(secs, 1e-9), st.decode_steps, st.decode_rows / math.max(st.decode_steps, 1),
-  st.max_rows, max_batch, ttfts[(#ttfts + 1) // 2] or 0, ttfts[#ttfts] or 0, st.cached_tokens,
-  st.prefixes))
+io.stderr:write(serving.summary(sched, device, tk, served, refused, secs, prompt_tokens,
+                                generated, ttfts), "\n")
