@@ -3,7 +3,7 @@
 -- long prompts are prefilled in chunks between the others' decode steps,
 -- shared prefixes and conversations go on from kept states).
 --   tessera run model/serve_http.lua [model options as generate.lua's]
---       [--port 8000] [--host 127.0.0.1] [--port-file F] [--exit-after N]
+--       [--port 8000] [--host 127.0.0.1] [--port-file F] [--exit-after N] [--read-timeout 30]
 --       [--max-batch 8] [--prefill-tokens 512] [--prefix-cache 8]
 --       [--min-prefix 16] [--max-tokens 64] [--temperature 0] [--top-p 0.9] [--seed 1]
 -- Endpoints (one request a connection; the response closes it):
@@ -20,7 +20,8 @@
 --   GET /health -> {"status": "ok", "active": N, "waiting": N}
 --   anything else 404; a body that is not a request, or one the model
 --   cannot serve (a prompt too long, a bad field) 400 {"error": {"message"}};
---   a body over 1 MiB 413.
+--   a body over 1 MiB 413; a connection that sends no whole request in
+--   --read-timeout seconds 408. At most 1024 connections are open (more wait to be accepted).
 -- A client that goes away has its request dropped (model/scheduler.lua
 -- cancel). --port 0 takes a free port; --port-file writes "PID PORT" there
 -- once listening; --exit-after N stops after N completions (0: never).
@@ -33,8 +34,9 @@ local serving = require "model.serving"
 local Sched = require "model.scheduler"
 
 local usage = "serve_http.lua " .. serving.usage .. " [--port N] [--host A] [--port-file F] " ..
-              "[--exit-after N]"
-local opts, cfg = serving.options(arg, {port = "8000", host = "127.0.0.1", ["exit-after"] = "0"},
+              "[--exit-after N] [--read-timeout S]"
+local opts, cfg = serving.options(arg, {port = "8000", host = "127.0.0.1", ["exit-after"] = "0",
+                                        ["read-timeout"] = "30"},
                                   {["port-file"] = true}, usage)
 local port, exit_after = math.tointeger(tonumber(opts.port)),
                          math.tointeger(tonumber(opts["exit-after"]))
@@ -58,8 +60,14 @@ if opts["port-file"] then
 end
 
 local MAX_BODY = 1 << 20
+-- at most this many connections open (more wait in the listen queue), and
+-- a connection that has not sent a whole request in this many seconds is
+-- closed (a client that connects and stays silent holds nothing for long)
+local MAX_CONNS, READ_SECONDS = 1024, tonumber(opts["read-timeout"])
+if not READ_SECONDS or READ_SECONDS <= 0 then error("--read-timeout: seconds, more than 0", 0) end
 local reasons = {[200] = "OK", [400] = "Bad Request", [404] = "Not Found",
-                 [413] = "Payload Too Large", [405] = "Method Not Allowed"}
+                 [413] = "Payload Too Large", [405] = "Method Not Allowed",
+                 [408] = "Request Timeout"}
 local conns = {} -- conn -> {buf, request (a scheduler request), stream}
 local by_request = {} -- scheduler request -> conn
 local n_completions, n_served, refused = 0, 0, 0
@@ -163,20 +171,26 @@ while exit_after == 0 or n_served < exit_after do
   local all = {server}
   for c in pairs(conns) do all[#all + 1] = c end
   ts.wait(all, sched:busy() and 0 or 1000)
-  while true do
+  local open, now = 0, ts.clock()
+  for _ in pairs(conns) do open = open + 1 end
+  while open < MAX_CONNS do
     local c = server:accept()
     if not c then break end
-    conns[c] = {buf = ""}
+    conns[c], open = {buf = "", t0 = now}, open + 1
   end
   for c, st in pairs(conns) do
     local data = c:recv()
+    if data == "" and not st.handled and now - st.t0 > READ_SECONDS then
+      error_reply(c, 408, "no whole request in " .. READ_SECONDS .. " s")
+      data = false
+    end
     if data == nil then -- the client went away
       if st.request and not st.request.finish then
         sched:cancel(st.request)
         by_request[st.request] = nil
       end
       finish(c)
-    elseif #data > 0 and not st.handled then
+    elseif data and #data > 0 and not st.handled then
       st.buf = st.buf .. data
       parse(c)
     end

@@ -3,8 +3,8 @@
 -- (ts.connect): /health; two completions at once, greedy and sampled, each
 -- the tokens the scheduler gives it alone in this process; a streamed one
 -- (server-sent events whose tokens and texts make the reply); 404, 405,
--- 400 for a body that is not JSON and for a prompt too long; a client
--- that goes away mid-request (its request dropped, the next one served);
+-- 400 for a body that is not JSON and for a prompt too long, 408 for
+-- half a request; a client that goes away mid-request (its request dropped, the next one served);
 -- the server exits after --exit-after completions.
 local ts = require "tessera"
 local json = require "model.json"
@@ -21,7 +21,8 @@ os.execute("mkdir -p " .. dir)
 local pf, log = dir .. "/port", dir .. "/log"
 local common = {"--config", "tiny", "--max-batch", "4", "--prefill-tokens", "16"}
 os.execute(string.format("%s run model/serve_http.lua %s --port 0 --port-file %s " ..
-                         "--exit-after 5 > %s 2>&1 &", exe, table.concat(common, " "), pf, log))
+                         "--exit-after 5 --read-timeout 1 > %s 2>&1 &", exe,
+                         table.concat(common, " "), pf, log))
 local pid, port
 for _ = 1, 1200 do -- (up to 120 s: the model's kernels may compile first)
   local f = io.open(pf)
@@ -124,6 +125,12 @@ local function checks()
                     json.encode({prompt = string.rep("x", 5000), max_tokens = 8}))
   check(code == 400 and body:find("exceed the model", 1, true),
         "a prompt too long: 400 " .. tostring(body))
+
+  -- a client that sends half a request and waits: 408 after --read-timeout
+  local slow = ts.connect("127.0.0.1", port)
+  slow:send("POST /v1/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+  local code8 = parse(read_all(slow, 10))
+  check(code8 == 408, "half a request: 408 after the read timeout (" .. tostring(code8) .. ")")
 
   -- a client gone mid-request: dropped; the server goes on
   local cd = send("POST", "/v1/completions", json.encode({ids = {1, 2, 3}, max_tokens = 500}))
