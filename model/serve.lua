@@ -10,7 +10,8 @@
 -- (the model options as generate.lua's: --config NAME | --model FOLDER,
 -- --kv, --linears, --experts, --device, --tokenizer, ...: model/launch.lua.)
 -- FILE (- : standard input) holds one request a line, a JSON object:
---   {"id": ..., "prompt": "text" | "ids": [token ids], "chat": true,
+--   {"id": ..., "prompt": "text" | "ids": [token ids] | "messages":
+--    [{"role", "content"}...] (V4's chat format; "thinking": true), "chat": true,
 --    "max_tokens": N, "temperature": T, "top_p": P, "seed": S, "arrive": STEP}
 -- "prompt" is encoded by the tokenizer ("chat": as the user's turn in V4's
 -- chat format: model/tokenizer.lua chat); the other fields default to the

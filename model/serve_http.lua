@@ -17,6 +17,15 @@
 --     with "stream": server-sent events, one a token: data: {"id", "object",
 --     "choices": [{"index": 0, "text": the text it adds, "token",
 --     "finish_reason": null | ...}]}, then data: [DONE]
+--   POST /v1/chat/completions  {"messages": [{"role": "system" | "user" |
+--     "assistant", "content"}...], "thinking": true (V4's thinking mode),
+--     and the fields above} in V4's chat format (model/tokenizer.lua chat;
+--     needs a tokenizer.json) -> {"id": "chatcmpl-N", "object":
+--     "chat.completion", "choices": [{"index": 0, "message": {"role":
+--     "assistant", "content", "reasoning_content" (thinking: the text
+--     before </think>)}, "tokens", "finish_reason"}], "usage"}; streamed,
+--     "chat.completion.chunk" events with "delta": {"reasoning_content",
+--     "content"} (the text a token adds to each)
 --   GET /health -> {"status": "ok", "active": N, "waiting": N}
 --   anything else 404; a body that is not a request, or one the model
 --   cannot serve (a prompt too long, a bad field) 400 {"error": {"message"}};
@@ -98,15 +107,23 @@ local function handle(c, method, path, body)
     return respond(c, 200, {status = "ok", active = #sched.prefilling + #sched.decoding,
                             waiting = #sched.pending + #sched.waiting})
   end
-  if path ~= "/v1/completions" then return error_reply(c, 404, "no " .. path) end
-  if method ~= "POST" then return error_reply(c, 405, "POST /v1/completions") end
+  local chat = path == "/v1/chat/completions"
+  if path ~= "/v1/completions" and not chat then return error_reply(c, 404, "no " .. path) end
+  if method ~= "POST" then return error_reply(c, 405, "POST " .. path) end
   local ok, q = pcall(json.decode, body)
   if not ok then return error_reply(c, 400, q) end
-  local r, why = serving.request_of(q, tk, cfg)
+  local r, why
+  if type(q) == "table" and chat ~= (q.messages ~= nil) then
+    why = chat and "messages: the conversation (a list of {\"role\", \"content\"})"
+          or "messages: a chat's (POST /v1/chat/completions)"
+  else
+    r, why = serving.request_of(q, tk, cfg)
+  end
   if r and q.arrive ~= nil then r, why = nil, "arrive: a file's field (serve.lua)" end
   if r then
     n_completions = n_completions + 1
-    r.id, r.arrive = "cmpl-" .. n_completions, sched.step_no
+    r.id, r.arrive = (chat and "chatcmpl-" or "cmpl-") .. n_completions, sched.step_no
+    r.chat = chat
     local queued
     queued, why = sched:submit(r)
     if queued then
@@ -144,10 +161,22 @@ local function parse(c)
   handle(c, method, path:match("^[^?]*"), st.buf:sub(head_end + 4, head_end + 3 + len))
 end
 
-local function event_json(r, text, token, finish_reason)
-  return json.encode({id = r.id, object = "text_completion", model = name,
-                      choices = {{index = 0, text = text, token = token,
-                                  finish_reason = finish_reason or json.null}}})
+-- a streamed token's event: a completion's text, a chat's delta (its
+-- reasoning and its answer apart in thinking mode: serving.chat_parts)
+local function event_json(r, e, finish_reason)
+  local choice = {index = 0, token = e.token, finish_reason = finish_reason or json.null}
+  if not r.chat then
+    choice.text = serving.piece(tk, r, e)
+    return json.encode({id = r.id, object = "text_completion", model = name, choices = {choice}})
+  end
+  local now = serving.shown(tk, r, e) or r.shown or ""
+  local reasoning, content = serving.chat_parts(now, r.thinking, e.finish ~= nil)
+  local sr, sc = r.sent_r or 0, r.sent_c or 0
+  choice.delta = {reasoning_content = #reasoning > sr and reasoning:sub(sr + 1) or nil,
+                  content = #content > sc and content:sub(sc + 1) or nil}
+  r.sent_r, r.sent_c = #reasoning, #content
+  return json.encode({id = r.id, object = "chat.completion.chunk", model = name,
+                      choices = {choice}})
 end
 
 local function done(r)
@@ -160,9 +189,18 @@ local function done(r)
     c:send("data: [DONE]\n\n")
     return finish(c)
   end
-  respond(c, 200, {id = r.id, object = "text_completion", model = name,
-                   choices = {{index = 0, text = tk.decode(r.tokens), tokens = r.tokens,
-                               finish_reason = r.finish == "eos" and "stop" or "length"}},
+  local text = tk.decode(r.tokens)
+  local choice = {index = 0, tokens = r.tokens,
+                  finish_reason = r.finish == "eos" and "stop" or "length"}
+  if r.chat then
+    local reasoning, content = serving.chat_parts(text, r.thinking, true)
+    choice.message = {role = "assistant", content = content,
+                      reasoning_content = r.thinking and reasoning or nil}
+  else
+    choice.text = text
+  end
+  respond(c, 200, {id = r.id, object = r.chat and "chat.completion" or "text_completion",
+                   model = name, choices = {choice},
                    usage = {prompt_tokens = #r.ids, completion_tokens = #r.tokens,
                             total_tokens = #r.ids + #r.tokens, cached_tokens = r.cached or 0}})
 end
@@ -200,8 +238,7 @@ while exit_after == 0 or n_served < exit_after do
       local r, c = e.request, by_request[e.request]
       if c and conns[c] and conns[c].stream then
         local reason = e.finish and (e.finish == "eos" and "stop" or "length")
-        local ok = c:send("data: " .. event_json(r, serving.piece(tk, r, e), e.token, reason) ..
-                          "\n\n")
+        local ok = c:send("data: " .. event_json(r, e, reason) .. "\n\n")
         if not ok and not e.finish then -- (gone: dropped at the next read)
           by_request[r] = nil
         end

@@ -38,14 +38,39 @@ function M.options(argv, defaults, known, usage)
   return opts, cfg
 end
 
--- Request q's JSON fields ({"prompt": text | "ids": [...], "chat": true,
--- "max_tokens", "temperature", "top_p", "seed", "arrive", "id"}) as a
--- scheduler request, the defaults from cfg (M.options'); or nil and why.
+local roles = {system = true, user = true, assistant = true}
+
+-- The ids of a conversation's messages ({{role, content}, ...}) in V4's
+-- chat format (thinking: the model reasons first), or nil and why.
+local function chat_ids(tk, messages, thinking)
+  if type(messages) ~= "table" or #messages == 0 then
+    return nil, "messages: a list of {\"role\", \"content\"}"
+  end
+  for i, m in ipairs(messages) do
+    if type(m) ~= "table" or not roles[m.role] or type(m.content) ~= "string" then
+      return nil, "messages[" .. i .. "]: a role (system, user, assistant) and a content string"
+    end
+  end
+  if not tk.tokenizer then return nil, "chat needs a tokenizer.json" end
+  return tk.encode(tokenizer.chat(messages, thinking and "thinking" or "chat"), true)
+end
+
+-- Request q's JSON fields ({"prompt": text | "ids": [...] | "messages":
+-- [{role, content}...], "chat": true (the prompt as a user turn),
+-- "thinking": true (messages: the model reasons first), "max_tokens",
+-- "temperature", "top_p", "seed", "arrive", "id"}) as a scheduler request
+-- (r.thinking set), the defaults from cfg (M.options'); or nil and why.
 function M.request_of(q, tk, cfg)
   if type(q) ~= "table" or #q > 0 then return nil, "a request is a JSON object" end
   local ids = q.ids
-  if q.prompt ~= nil then
-    if ids ~= nil then return nil, "both prompt and ids" end
+  local given = (q.prompt ~= nil and 1 or 0) + (q.ids ~= nil and 1 or 0) +
+                (q.messages ~= nil and 1 or 0)
+  if given > 1 then return nil, "one of prompt, ids and messages" end
+  if q.messages ~= nil then
+    local why
+    ids, why = chat_ids(tk, q.messages, q.thinking == true)
+    if not ids then return nil, why end
+  elseif q.prompt ~= nil then
     if type(q.prompt) ~= "string" then return nil, "prompt: a string" end
     if q.chat then
       if not tk.tokenizer then return nil, "chat needs a tokenizer.json" end
@@ -63,7 +88,24 @@ function M.request_of(q, tk, cfg)
   end
   return {id = q.id, ids = ids, max_tokens = field("max_tokens", cfg.max_tokens),
           temperature = field("temperature", cfg.temperature), top_p = field("top_p", cfg.top_p),
-          seed = field("seed", cfg.seed), arrive = field("arrive", 0)}
+          seed = field("seed", cfg.seed), arrive = field("arrive", 0),
+          thinking = q.messages ~= nil and q.thinking == true}
+end
+
+-- A chat reply's text as its reasoning and its answer: in thinking mode
+-- the text up to the first </think> and what follows it (all reasoning
+-- while there is none: a reply cut short; until `final`, a tail that may
+-- begin a </think> is held back from both), else no reasoning.
+function M.chat_parts(text, thinking, final)
+  if not thinking then return "", text end
+  local at = text:find("</think>", 1, true)
+  if at then return text:sub(1, at - 1), text:sub(at + 8) end
+  if not final then
+    for k = math.min(7, #text), 1, -1 do
+      if ("</think>"):sub(1, k) == text:sub(-k) then return text:sub(1, #text - k), "" end
+    end
+  end
+  return text, ""
 end
 
 -- s without a last character that is still missing bytes (a UTF-8 lead
@@ -81,17 +123,24 @@ local function whole_chars(s)
   return s
 end
 
--- The text scheduler event e's token adds to request r's (r.shown: what
--- the earlier pieces gave): a character still missing bytes held back to
--- a later token, all of it at the request's end; so the pieces joined are
--- the reply's text.
-function M.piece(tk, r, e)
+-- Request r's text to show after scheduler event e (r.shown: what was
+-- shown before, returned second): its tokens' text so far, a character
+-- still missing bytes held back to a later token, all of it at the
+-- request's end; nil where it does not go on from what was shown (r.shown
+-- kept).
+function M.shown(tk, r, e)
   local text = tk.decode(table.move(r.tokens, 1, e.index, 1, {}))
   local shown = r.shown or ""
-  if text:sub(1, #shown) ~= shown then return "" end
-  local upto = e.finish and text or whole_chars(text)
-  r.shown = upto
-  return upto:sub(#shown + 1)
+  if text:sub(1, #shown) ~= shown then return nil, shown end
+  r.shown = e.finish and text or whole_chars(text)
+  return r.shown, shown
+end
+
+-- The text event e's token adds to request r's (M.shown), so that the
+-- pieces joined are the reply's text.
+function M.piece(tk, r, e)
+  local now, before = M.shown(tk, r, e)
+  return now and now:sub(#before + 1) or ""
 end
 
 -- The line a run ends with: served requests, tokens a second, the decode

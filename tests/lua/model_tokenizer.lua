@@ -21,19 +21,10 @@ local check = C.check
 local dir = os.tmpname()
 os.remove(dir)
 assert(os.execute("mkdir -p " .. dir))
-local BOS, EOS = "<\u{ff5c}begin\u{2581}of\u{2581}sentence\u{ff5c}>", "<\u{ff5c}end\u{2581}of\u{2581}sentence\u{ff5c}>"
-local merges = {{" ", "t"}, {"h", "e"}, {" t", "he"}, {"e", "r"}, {" ", "a"}, {"i", "n"}, {"o", "n"}}
-local vocab, added = TJ.write(dir .. "/tokenizer.json", {pre = TJ.pre("deepseek"), merges = merges,
-                                                         added = {{content = BOS}, {content = EOS},
-                                                                  {content = T.USER}, {content = T.ASSISTANT},
-                                                                  {content = "<think>", special = false},
-                                                                  {content = "</think>", special = false}}})
+local vocab, added, BOS, EOS = TJ.v4_folder(dir)
 local function write(path, text)
   local f = assert(io.open(path, "wb")); f:write(text); f:close()
 end
-write(dir .. "/tokenizer_config.json", string.format(
-  '{"add_bos_token": true, "add_eos_token": false, "bos_token": {"__type": "AddedToken", "content": %s}, ' ..
-  '"eos_token": %s, "model_max_length": 131072}', TJ.str(BOS), TJ.str(EOS)))
 
 local tk = T.open(dir, 512)
 local ids = tk.encode("the other one")

@@ -5,23 +5,35 @@
 -- (server-sent events whose tokens and texts make the reply); 404, 405,
 -- 400 for a body that is not JSON and for a prompt too long, 408 for
 -- half a request; a client that goes away mid-request (its request dropped, the next one served);
--- the server exits after --exit-after completions.
+-- chat completions in V4's chat format (plain, thinking, streamed) and
+-- their refusals; the server exits after --exit-after completions.
 local ts = require "tessera"
 local json = require "model.json"
 local launch = require "model.launch"
 local serving = require "model.serving"
 local Sched = require "model.scheduler"
 local C = require "tests.lua.lib.check"
+local TJ = require "tests.lua.lib.tokenizer_json"
 local check = C.check
+
+-- a chat reply's reasoning and answer (thinking mode), a </think> begun
+-- at the end held back until the reply ends
+local function parts(...) return table.concat({serving.chat_parts(...)}, "|") end
+check(parts("abc</think>def", true, false) == "abc|def" and parts("a</th", true, false) == "a|" and
+      parts("a</th", true, true) == "a</th|" and parts("a</think>", true, false) == "a|" and
+      parts("a</think>b", false, true) == "|a</think>b" and parts("<", true, false) == "|",
+      "serving.chat_parts")
 
 local exe = io.popen("readlink /proc/" .. ts.pid() .. "/exe"):read("l")
 local dir = os.tmpname()
 os.remove(dir)
 os.execute("mkdir -p " .. dir)
 local pf, log = dir .. "/port", dir .. "/log"
-local common = {"--config", "tiny", "--max-batch", "4", "--prefill-tokens", "16"}
+TJ.v4_folder(dir) -- (a tokenizer with V4's chat tokens, for the chat endpoint)
+local common = {"--config", "tiny", "--max-batch", "4", "--prefill-tokens", "16",
+                "--tokenizer", dir}
 os.execute(string.format("%s run model/serve_http.lua %s --port 0 --port-file %s " ..
-                         "--exit-after 5 --read-timeout 1 > %s 2>&1 &", exe,
+                         "--exit-after 8 --read-timeout 1 > %s 2>&1 &", exe,
                          table.concat(common, " "), pf, log))
 local pid, port
 for _ = 1, 1200 do -- (up to 120 s: the model's kernels may compile first)
@@ -145,7 +157,45 @@ local function checks()
   check(h and h.active == 0 and h.waiting == 0,
         "the dropped request holds nothing: " .. tostring(body))
 
-  -- the fifth completion, then the server exits
+  -- chat: V4's chat format; the message the reply's text, its tokens alone;
+  -- in thinking mode the reasoning (all of it: no </think> in a random
+  -- model's reply) apart; streamed, the deltas the message
+  local qs = {messages = {{role = "system", content = "be brief"},
+                          {role = "user", content = "the one"}}, max_tokens = 6}
+  local code6, body6 = call("POST", "/v1/chat/completions", json.encode(qs))
+  local r6 = code6 == 200 and json.decode(body6)
+  local m6 = r6 and r6.choices[1].message
+  check(r6 and r6.object == "chat.completion" and m6.role == "assistant" and
+        C.same(r6.choices[1].tokens, alone(qs)) and
+        m6.content == json.decode(json.encode(tk.decode(r6.choices[1].tokens))) and
+        m6.reasoning_content == nil, "a chat completion: " .. tostring(body6))
+  local qt = {messages = {{role = "user", content = "the other one"}}, thinking = true,
+              max_tokens = 7}
+  local code7, body7 = call("POST", "/v1/chat/completions", json.encode(qt))
+  local m7 = code7 == 200 and json.decode(body7).choices[1].message
+  local text7 = m7 and json.decode(json.encode(tk.decode(json.decode(body7).choices[1].tokens)))
+  check(m7 and m7.reasoning_content .. (m7.content ~= "" and "</think>" .. m7.content or "") ==
+        text7, "a thinking chat's reasoning and answer make its text: " .. tostring(body7))
+  qs.stream = true
+  local raw8 = read_all(send("POST", "/v1/chat/completions", json.encode(qs)))
+  local toks8, text8 = {}, ""
+  for ev in raw8:gmatch("data: (%b{})\n\n") do
+    local e = json.decode(ev)
+    toks8[#toks8 + 1] = e.choices[1].token
+    text8 = text8 .. (e.choices[1].delta.content or "")
+    check(e.object == "chat.completion.chunk", "a chat chunk's object")
+  end
+  check(C.same(toks8, r6.choices[1].tokens) and text8 == m6.content,
+        "a streamed chat: its deltas make the message:\n" .. raw8)
+  for _, bad in ipairs{{"/v1/chat/completions", {prompt = "x"}, "messages: the conversation"},
+                       {"/v1/completions", qs, "messages: a chat's"},
+                       {"/v1/chat/completions", {messages = {{role = "tool", content = "x"}}},
+                        "messages[1]: a role"}} do
+    local cb2, bb2 = call("POST", bad[1], json.encode(bad[2]))
+    check(cb2 == 400 and bb2:find(bad[3], 1, true), bad[1] .. ": 400 " .. tostring(bb2))
+  end
+
+  -- the eighth completion, then the server exits
   local code5 = call("POST", "/v1/completions", json.encode({ids = {1}, max_tokens = 2}))
   check(code5 == 200, "the fifth completion")
 end
@@ -161,7 +211,7 @@ for _ = 1, 100 do
 end
 check(gone, "the server exits after --exit-after completions")
 local summary = io.open(log):read("a")
-check(summary:find("served 5 requests", 1, true) ~= nil, "its summary: " .. summary)
+check(summary:find("served 8 requests", 1, true) ~= nil, "its summary: " .. summary)
 if not gone then os.execute("kill " .. pid) end
 os.execute("rm -rf " .. dir)
 C.finish()

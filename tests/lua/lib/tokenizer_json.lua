@@ -100,4 +100,26 @@ function T.write(path, o)
   return vocab, added_ids
 end
 
+-- A folder's tokenizer as DeepSeek V4 releases one, small: DeepSeek's
+-- pre-tokenizer, a few merges, V4's special tokens (BOS, EOS, the chat
+-- roles, <think> and </think>) and a tokenizer_config.json that adds the
+-- BOS. Returns the vocabulary, the added tokens' ids and the specials' texts.
+function T.v4_folder(dir)
+  local tokenizer = require "model.tokenizer"
+  local BOS, EOS = tokenizer.BOS, tokenizer.EOS
+  local merges = {{" ", "t"}, {"h", "e"}, {" t", "he"}, {"e", "r"}, {" ", "a"}, {"i", "n"},
+                  {"o", "n"}}
+  local vocab, added = T.write(dir .. "/tokenizer.json", {
+    pre = T.pre("deepseek"), merges = merges,
+    added = {{content = BOS}, {content = EOS}, {content = tokenizer.USER},
+             {content = tokenizer.ASSISTANT}, {content = "<think>", special = false},
+             {content = "</think>", special = false}}})
+  local f = assert(io.open(dir .. "/tokenizer_config.json", "wb"))
+  f:write(string.format('{"add_bos_token": true, "add_eos_token": false, "bos_token": ' ..
+                        '{"__type": "AddedToken", "content": %s}, "eos_token": %s, ' ..
+                        '"model_max_length": 131072}', T.str(BOS), T.str(EOS)))
+  f:close()
+  return vocab, added, BOS, EOS
+end
+
 return T
