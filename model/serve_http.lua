@@ -30,7 +30,8 @@
 --   anything else 404; a body that is not a request, or one the model
 --   cannot serve (a prompt too long, a bad field) 400 {"error": {"message"}};
 --   a body over 1 MiB 413; a connection that sends no whole request in
---   --read-timeout seconds 408. At most 1024 connections are open (more wait to be accepted).
+--   --read-timeout seconds 408; an error while taking a request 500 (the
+--   server goes on). At most 1024 connections are open (more wait to be accepted).
 -- A client that goes away has its request dropped (model/scheduler.lua
 -- cancel). --port 0 takes a free port; --port-file writes "PID PORT" there
 -- once listening; --exit-after N stops after N completions (0: never).
@@ -76,7 +77,7 @@ local MAX_CONNS, READ_SECONDS = 1024, tonumber(opts["read-timeout"])
 if not READ_SECONDS or READ_SECONDS <= 0 then error("--read-timeout: seconds, more than 0", 0) end
 local reasons = {[200] = "OK", [400] = "Bad Request", [404] = "Not Found",
                  [413] = "Payload Too Large", [405] = "Method Not Allowed",
-                 [408] = "Request Timeout"}
+                 [408] = "Request Timeout", [500] = "Internal Server Error"}
 local conns = {} -- conn -> {buf, request (a scheduler request), stream}
 local by_request = {} -- scheduler request -> conn
 local n_completions, n_served, refused = 0, 0, 0
@@ -158,7 +159,15 @@ local function parse(c)
   end
   if #st.buf < head_end + 3 + len then return end
   st.handled = true
-  handle(c, method, path:match("^[^?]*"), st.buf:sub(head_end + 4, head_end + 3 + len))
+  local ok, err = pcall(handle, c, method, path:match("^[^?]*"),
+                        st.buf:sub(head_end + 4, head_end + 3 + len))
+  if not ok and conns[c] then -- (a request the checks let through; the server goes on)
+    if st.request then
+      sched:cancel(st.request)
+      by_request[st.request] = nil
+    end
+    error_reply(c, 500, tostring(err))
+  end
 end
 
 -- a streamed token's event: a completion's text, a chat's delta (its
