@@ -5,7 +5,9 @@
 -- batch holds, bad requests refused - and each request's tokens equal, id
 -- for id, what it gets alone from a second model (graphs off, one
 -- sequence, its prompt prefilled whole, then a decode a token). Both cache
--- formats with graphs on, as a server runs. Skips without ../shared/golden.
+-- formats with graphs on, as a server runs. Then the prefix cache (shared
+-- system prompts, a conversation's next turn) and seeded random traffic
+-- with cancels. Skips without ../shared/golden.
 local ts = require "tessera"
 local V4 = require "model.v4"
 local S = require "model.sampling"
@@ -149,7 +151,8 @@ for _, K in ipairs{16, 1} do
   while s:busy() do s:step() end
   local what = "prefix cache " .. K
   for _, r in ipairs(reqs) do
-    check(C.same(r.tokens, alone(ref, pick, r, nil)), what .. ": request " .. r.id .. "'s tokens alone")
+    check(C.same(r.tokens, alone(ref, pick, r, nil)),
+          what .. ": request " .. r.id .. "'s tokens alone")
   end
   check(#s.prefixes <= K, what .. ": at most " .. K .. " prefixes kept")
   if K == 16 then
@@ -173,6 +176,67 @@ for _, K in ipairs{16, 1} do
           what .. ": a conversation's next turn goes on from the last one's sequence (" ..
           tostring(turn.cached) .. " of " .. #turn.ids .. " tokens)")
   end
+end
+
+-- random traffic (seeded): requests built from a few shared system
+-- prompts, earlier requests' prompts and replies (conversations) and
+-- random tails, arriving at random steps, some cancelled between steps,
+-- under random batch sizes, prefill budgets and prefix caches; every
+-- request not cancelled gets its tokens alone, and the scheduler ends
+-- holding no more slots than its batch and cache
+local rnd = C.lcg(91)
+local function int(lo, hi) return lo + math.floor(rnd() * (hi - lo + 1)) end
+for round = 1, 3 do
+  local K, B = int(0, 4), int(1, 4)
+  local s = Sched.new(model, {max_batch = B, prefill_tokens = int(6, 48), prefix_cache = K,
+                              min_prefix = int(4, 12)})
+  local systems = {prompt(int(10, 40), 100 + round, V), prompt(int(10, 40), 200 + round, V)}
+  local done, live, step = {}, {}, 0
+  local made, cancelled = 0, 0
+  while made < 14 or s:busy() do
+    if made < 14 and rnd() < 0.5 then
+      made = made + 1
+      local ids
+      local pick_kind = rnd()
+      if pick_kind < 0.4 then
+        ids = with(systems[int(1, 2)], int(1, 12), 1000 * round + made)
+      elseif pick_kind < 0.7 and #done > 0 then -- a conversation's next turn
+        local d = done[int(1, #done)]
+        ids = table.move(d.ids, 1, #d.ids, 1, {})
+        table.move(d.tokens, 1, #d.tokens - 1, #ids + 1, ids)
+        for _, t in ipairs(prompt(int(1, 6), 2000 * round + made, V)) do ids[#ids + 1] = t end
+      else
+        ids = prompt(int(1, 30), 3000 * round + made, V)
+      end
+      local r = {id = made, ids = ids, max_tokens = int(1, 6), arrive = step + int(0, 2),
+                 temperature = rnd() < 0.3 and 0.9 or 0, seed = made}
+      check(s:submit(r) == true, "random traffic: request queued")
+      live[#live + 1] = r
+    end
+    if s:busy() then
+      for _, e in ipairs(s:step()) do
+        if e.finish then done[#done + 1] = e.request end
+      end
+      step = step + 1
+      if rnd() < 0.1 and #live > 0 then -- a client gone
+        local r = live[int(1, #live)]
+        if not r.finish then
+          s:cancel(r)
+          cancelled = cancelled + 1
+        end
+      end
+    end
+  end
+  local ok = true
+  for _, r in ipairs(live) do
+    if r.finish ~= "cancelled" then
+      ok = ok and C.same(r.tokens, alone(ref, pick, r, nil))
+    end
+  end
+  check(ok, string.format("random traffic %d (batch %d, cache %d, %d cancelled, %d tokens from " ..
+                          "kept prefixes): each request's tokens alone", round, B, K, cancelled,
+                          s.stats.cached_tokens))
+  check(#s.prefixes <= K, "random traffic: at most K prefixes kept")
 end
 
 -- bad options
