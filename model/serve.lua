@@ -18,7 +18,8 @@
 -- options; "arrive" is the scheduler step from which the request is served
 -- (0: at once), so that a file replays a traffic pattern the same way every
 -- run; "id" defaults to the line number. Every request is read before the
--- first step (this is not a network server). --prefix-cache K keeps up to
+-- first step (model/serve_http.lua takes them as they come, over HTTP).
+-- --prefix-cache K keeps up to
 -- K prompt prefixes that requests share (at least --min-prefix tokens: a
 -- system prompt, a conversation so far) prefilled, and finished requests'
 -- states (a prompt and its reply: a conversation's next turn, sent whole,
