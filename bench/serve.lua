@@ -61,8 +61,7 @@ local function serve(B, K)
   while s:busy() do s:step() end
   dev:sync()
   local secs = ts.clock() - t0
-  local ttft = {}
-  for i, r in ipairs(mine) do ttft[i] = (r.t_first - r.t_arrived) * 1e3 end
+  local ttft = table.move(s.stats.ttft_ms, 1, #s.stats.ttft_ms, 1, {})
   table.sort(ttft)
   return secs, s, mine, ttft
 end
@@ -86,16 +85,9 @@ print("|---|---|---|---|---|---|---|---|---|---|")
 local first, base, same = nil, nil, true
 local function row(B, K)
   local secs, s, mine, ttft = serve(B, K)
-  local gen = 0
-  for i, r in ipairs(mine) do
-    gen = gen + #r.tokens
-    if first then
-      for k, t in ipairs(r.tokens) do same = same and first[i].tokens[k] == t end
-      same = same and #r.tokens == #first[i].tokens
-    end
-  end
+  for i, r in ipairs(first or {}) do same = same and C.same(mine[i].tokens, r.tokens) end
   first = first or mine
-  local rate = gen / secs
+  local rate = s.stats.generated / secs
   base = base or rate
   local st = s.stats
   print(string.format("| %d | %d | %.2f | %.1f | %.2fx | %d | %d | %.2f | %d | %.1f / %.1f |", B,

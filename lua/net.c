@@ -55,7 +55,8 @@ static int fail_errno(lua_State *L, const char *what) {
   return luaL_error(L, "%s: %s", what, strerror(errno));
 }
 
-static bool address(lua_State *L, const char *host, lua_Integer port, struct sockaddr_in *a) {
+/* host:port as an IPv4 address (a Lua error when it is not one) */
+static void address(lua_State *L, const char *host, lua_Integer port, struct sockaddr_in *a) {
   if (port < 0 || port > 65535)
     luaL_error(L, "port %d: 0 to 65535", (int)port);
   memset(a, 0, sizeof *a);
@@ -63,7 +64,6 @@ static bool address(lua_State *L, const char *host, lua_Integer port, struct soc
   a->sin_port = htons((uint16_t)port);
   if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
     luaL_error(L, "'%s' is not an IPv4 address", host);
-  return true;
 }
 
 static int l_listen(lua_State *L) {

@@ -45,10 +45,15 @@
 -- step() returns the step's events, one a request that got a token:
 -- {request = r, token = id, index = its place in r.tokens (a request may
 -- get two in a step: its prompt's and a decode's), first = true on its
--- first, finish = "eos" | "length" on its last}; a request records its tokens (r.tokens), the steps
--- it arrived, got its first token and ended (r.arrived, r.first_step,
--- r.done_step) and the clock's seconds at each (r.t_arrived, r.t_first,
--- r.t_done; ts.clock).
+-- first, finish = "eos" | "length" on its last}; a request records its
+-- tokens (r.tokens), the steps it arrived, got its first token and ended
+-- (r.arrived, r.first_step, r.done_step), the clock's seconds at each
+-- (r.t_arrived, r.t_first, r.t_done; ts.clock) and, done, the ms from its
+-- arrival to its first token (r.ttft_ms). s.stats counts the steps, the
+-- decode steps and their rows, the prompts' launches, the prefixes kept and the tokens
+-- taken from them, and of the finished requests their count, prompt and
+-- generated tokens and times to first token (ms, from the step they
+-- arrived).
 local ts = require "tessera"
 local S = require "model.sampling"
 
@@ -69,7 +74,8 @@ function M.new(model, opts)
                              waiting = {}, prefilling = {}, decoding = {}, submitted = 0,
                              stats = {steps = 0, decode_rows = 0, decode_steps = 0,
                                       max_rows = 0, prefill_launches = 0, prefixes = 0,
-                                      cached_tokens = 0}},
+                                      cached_tokens = 0, served = 0, prompt_tokens = 0,
+                                      generated = 0, ttft_ms = {}}},
                             M)
   for _, k in ipairs{"max_batch", "prefill_tokens", "prefix_cache", "min_prefix"} do
     local lo = k == "prefix_cache" and 0 or 1
@@ -159,6 +165,11 @@ function M:took(r, t, events)
   events[#events + 1] = ev
   if ev.finish then
     r.finish, r.done_step, r.t_done = ev.finish, self.step_no, ts.clock()
+    r.ttft_ms = (r.t_first - r.t_arrived) * 1e3
+    local st = self.stats
+    st.served, st.prompt_tokens, st.generated = st.served + 1, st.prompt_tokens + #r.ids,
+                                                st.generated + #r.tokens
+    st.ttft_ms[#st.ttft_ms + 1] = r.ttft_ms
     self:kept_or_released(r)
     r.seq = nil
     return true

@@ -95,24 +95,19 @@ for line in input:lines() do
 end
 if input ~= io.stdin then input:close() end
 
-local served, generated, prompt_tokens, ttfts = 0, 0, 0, {}
 local t0 = ts.clock()
 while sched:busy() do
   for _, e in ipairs(sched:step()) do
     local r = e.request
     if stream then reply({id = r.id, token = e.token, text = serving.piece(tk, r, e)}) end
     if e.finish then
-      served, generated, prompt_tokens = served + 1, generated + #r.tokens, prompt_tokens + #r.ids
-      local ttft = (r.t_first - r.t_arrived) * 1e3
-      ttfts[#ttfts + 1] = ttft
       reply({id = r.id, text = tk.decode(r.tokens), tokens = r.tokens, prompt_tokens = #r.ids,
              finish = r.finish, arrive = r.arrive, first_step = r.first_step,
-             done_step = r.done_step, ttft_ms = ttft, total_ms = (r.t_done - r.t_arrived) * 1e3,
-             cached_tokens = r.cached or 0})
+             done_step = r.done_step, ttft_ms = r.ttft_ms,
+             total_ms = (r.t_done - r.t_arrived) * 1e3, cached_tokens = r.cached or 0})
     end
   end
 end
 local secs = ts.clock() - t0
 if out ~= io.stdout then out:close() end
-io.stderr:write(serving.summary(sched, device, tk, served, refused, secs, prompt_tokens,
-                                generated, ttfts), "\n")
+io.stderr:write(serving.summary(sched, device, tk, refused, secs), "\n")

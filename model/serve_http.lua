@@ -80,8 +80,7 @@ local reasons = {[200] = "OK", [400] = "Bad Request", [404] = "Not Found",
                  [408] = "Request Timeout", [500] = "Internal Server Error"}
 local conns = {} -- conn -> {buf, request (a scheduler request), stream}
 local by_request = {} -- scheduler request -> conn
-local n_completions, n_served, refused = 0, 0, 0
-local generated, prompt_tokens, ttfts, t0 = 0, 0, {}, ts.clock()
+local n_completions, refused, t0 = 0, 0, ts.clock()
 
 local function finish(c)
   conns[c] = nil
@@ -191,8 +190,6 @@ end
 local function done(r)
   local c = by_request[r]
   by_request[r] = nil
-  n_served, generated, prompt_tokens = n_served + 1, generated + #r.tokens, prompt_tokens + #r.ids
-  ttfts[#ttfts + 1] = (r.t_first - r.t_arrived) * 1e3
   if not c or not conns[c] then return end
   if conns[c].stream then
     c:send("data: [DONE]\n\n")
@@ -214,7 +211,7 @@ local function done(r)
                             total_tokens = #r.ids + #r.tokens, cached_tokens = r.cached or 0}})
 end
 
-while exit_after == 0 or n_served < exit_after do
+while exit_after == 0 or sched.stats.served < exit_after do
   local all = {server}
   for c in pairs(conns) do all[#all + 1] = c end
   ts.wait(all, sched:busy() and 0 or 1000)
@@ -257,5 +254,4 @@ while exit_after == 0 or n_served < exit_after do
   end
 end
 server:close()
-io.stderr:write(serving.summary(sched, device, tk, n_served, refused, ts.clock() - t0,
-                                prompt_tokens, generated, ttfts), "\n")
+io.stderr:write(serving.summary(sched, device, tk, refused, ts.clock() - t0), "\n")

@@ -143,19 +143,20 @@ function M.piece(tk, r, e)
   return now and now:sub(#before + 1) or ""
 end
 
--- The line a run ends with: served requests, tokens a second, the decode
--- steps' rows, time to first token (ttfts: ms, sorted here), the prompt
--- tokens from kept prefixes.
-function M.summary(sched, device, tk, served, refused, secs, prompt_tokens, generated, ttfts)
-  table.sort(ttfts)
+-- The line a run of `secs` seconds ends with (sched.stats): the requests
+-- served and refused, tokens a second, the decode steps' rows, time to
+-- first token, the prompt tokens from kept prefixes.
+function M.summary(sched, device, tk, refused, secs)
   local st = sched.stats
+  local ttfts = table.move(st.ttft_ms, 1, #st.ttft_ms, 1, {})
+  table.sort(ttfts)
   return string.format(
     "served %d requests (%d refused) on %s (tokens: %s) in %d steps, %.2f s: %d prompt tokens, " ..
     "%d generated, %.1f tokens/s; %d decode steps of %.2f rows on average (at most %d; " ..
     "max batch %d); time to first token median %.1f ms, max %.1f ms; %d prompt tokens from %d " ..
     "kept prefixes",
-    served, refused, device:name(), tk.name, st.steps, secs, prompt_tokens, generated,
-    generated / math.max(secs, 1e-9), st.decode_steps,
+    st.served, refused, device:name(), tk.name, st.steps, secs, st.prompt_tokens, st.generated,
+    st.generated / math.max(secs, 1e-9), st.decode_steps,
     st.decode_rows / math.max(st.decode_steps, 1), st.max_rows, sched.max_batch,
     ttfts[(#ttfts + 1) // 2] or 0, ttfts[#ttfts] or 0, st.cached_tokens, st.prefixes)
 end
